@@ -1,0 +1,80 @@
+"""Command line: embed one input, or build an offline tiny model.
+
+Examples:
+  python -m mme5 tiny --out models/tiny                      # tiny random Mllama (tests, offline demo)
+  python -m mme5 tiny --out models/tiny-siglip --backbone siglip
+  python -m mme5 embed --model models/tiny --text "a dog on a beach" --json
+  python -m mme5 embed --model models/tiny --image photo.jpg
+  python -m mme5 embed --model models/tiny --image photo.jpg --text "but at night"   # composed query
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m mme5", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    embed = commands.add_parser("embed", help="print the embedding of a text, an image, or both (composed query)",
+                                epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    embed.add_argument("--model", help="hub id or local folder (default: mmE5 on a big GPU, SigLIP otherwise)")
+    embed.add_argument("--adapter", help="peft adapter folder to merge")
+    embed.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    embed.add_argument("--image", help="image file")
+    embed.add_argument("--text", help="query text (with --image: the modification)")
+    embed.add_argument("--instruction", help="instruction for a text query (default: mmE5's text-to-image one)")
+    embed.add_argument("--document", action="store_true", help="embed as stored document (image, or plain text)")
+    embed.add_argument("--json", action="store_true", help="print a JSON object instead of bare numbers")
+    tiny = commands.add_parser("tiny", help="build a deterministic random-weight model (a few MB) offline")
+    tiny.add_argument("--out", required=True, help="folder to write")
+    tiny.add_argument("--backbone", choices=["mllama", "siglip"], default="mllama")
+    tiny.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def run_embed(args) -> int:
+    from . import load_embedder, prompts
+
+    if not args.image and not args.text:
+        print("error: give --image, --text, or both", file=sys.stderr)
+        return 2
+    embedder = load_embedder(args.model, device=args.device, adapter=args.adapter)
+    if args.image and args.text:
+        kind, vector = "composed", embedder.encode_composed([args.image], [args.text])
+    elif args.image:
+        kind = "image_document" if args.document else "image_query"
+        encode = embedder.encode_images if args.document else embedder.encode_image_queries
+        vector = encode([args.image])
+    else:
+        instruction = None if args.document else (args.instruction or prompts.TEXT_TO_IMAGE_INSTRUCTION)
+        kind, vector = ("text_document" if args.document else "text_query"), embedder.encode_texts([args.text], instruction)
+    values = [round(float(value), 7) for value in vector[0]]
+    if args.json:
+        print(json.dumps({"model": embedder.model_id, "kind": kind, "dim": embedder.dim, "embedding": values}))
+    else:
+        print(" ".join(str(value) for value in values))
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "tiny":
+            from .tiny import build_tiny
+
+            path = build_tiny(args.out, backbone=args.backbone, seed=args.seed)
+            print(path)
+            return 0
+        return run_embed(args)
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

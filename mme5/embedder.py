@@ -1,0 +1,185 @@
+"""The one encode() path: validation, sorting to save padding, batching, progress, numpy out."""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from itertools import groupby
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import prompts
+from .backbone import Backbone, EmbedInput
+from .images import describe, image_size, load_image
+
+
+class Embedder:
+    """Images and texts in, L2-normalised float32 vectors out (rows in input order)."""
+
+    def __init__(self, backbone: Backbone, model_id: str, adapter: str | None = None):
+        self.backbone = backbone
+        self.model_id = model_id
+        self.adapter = adapter
+
+    # -- facts callers store next to the vectors ------------------------------------------
+    @property
+    def dim(self) -> int:
+        return self.backbone.dim
+
+    @property
+    def family(self) -> str:
+        return self.backbone.family
+
+    @property
+    def device(self) -> torch.device:
+        return self.backbone.device
+
+    @property
+    def prompt_version(self) -> str:
+        return prompts.PROMPT_VERSION
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the vector space: same fingerprint ⇔ vectors are comparable."""
+        parts = [self.model_id, self.family, str(self.dim), prompts.PROMPT_VERSION]
+        if self.adapter:
+            parts.append(f"adapter={self.adapter}")
+        return "|".join(parts)
+
+    def __repr__(self) -> str:
+        return f"Embedder(model_id={self.model_id!r}, family={self.family!r}, dim={self.dim}, device={self.device})"
+
+    # -- public encoders ---------------------------------------------------------------
+    def encode_images(self, images: Sequence, batch_size: int = 8, show_progress_bar: bool = False) -> np.ndarray:
+        """Images as documents in the index."""
+        return self._encode_task("image_document", images, None, None, batch_size, show_progress_bar)
+
+    def encode_texts(
+        self, texts: Sequence[str], instruction: str | None = None, batch_size: int = 32, show_progress_bar: bool = False
+    ) -> np.ndarray:
+        """Texts as queries (with an instruction) or as plain text documents (instruction=None)."""
+        return self._encode_task("text", None, texts, instruction, batch_size, show_progress_bar)
+
+    def encode_text_queries(self, texts: Sequence[str], batch_size: int = 32, show_progress_bar: bool = False):
+        """Text → image search queries in the format mmE5 was trained on."""
+        return self.encode_texts(texts, prompts.TEXT_TO_IMAGE_INSTRUCTION, batch_size, show_progress_bar)
+
+    def encode_image_queries(self, images: Sequence, batch_size: int = 8, show_progress_bar: bool = False):
+        """"More like this": an image as a query for similar images."""
+        return self._encode_task("image_query", images, None, None, batch_size, show_progress_bar)
+
+    def encode_composed(
+        self, images: Sequence, texts: Sequence[str], batch_size: int = 8, show_progress_bar: bool = False
+    ) -> np.ndarray:
+        """Image plus modifying text → image ("this photo, but at night")."""
+        if len(images) != len(texts):
+            raise ValueError(f"encode_composed needs one text per image, got {len(images)} images and {len(texts)} texts")
+        return self._encode_task("composed", images, texts, None, batch_size, show_progress_bar)
+
+    def encode_image_instructions(self, images: Sequence, instruction: str, batch_size: int = 8, **kwargs):
+        """Images with a free instruction (generic ``<|image|><|begin_of_text|>{instruction}``)."""
+        return self._encode_task("image_instruction", images, None, instruction, batch_size, kwargs.get("show_progress_bar", False))
+
+    # -- the shared path -----------------------------------------------------------------
+    def _encode_task(self, task, images, texts, instruction, batch_size, show_progress_bar) -> np.ndarray:
+        images = _as_list(images, "images")
+        texts = _as_list(texts, "texts")
+        if instruction is not None and not instruction.strip():
+            raise ValueError("instruction is empty: pass None for plain text documents")
+        count = len(images) if images is not None else len(texts)
+        items = []
+        for index in range(count):
+            text = None
+            if texts is not None:
+                text = texts[index]
+                if not isinstance(text, str) or not text.strip():
+                    raise ValueError(f"text #{index} ({text!r}) is empty: every text input needs some content")
+            image = images[index] if images is not None else None
+            if image is not None:
+                _check_image_input(image, index)
+            formatted = prompts.build(self.family, task, text=text, instruction=instruction)
+            name = describe(image) if image is not None else f"text #{index}"
+            items.append(EmbedInput(text=formatted, image=image, name=name))
+        return self.encode(items, batch_size=batch_size, show_progress_bar=show_progress_bar)
+
+    def encode(self, items: Sequence[EmbedInput], batch_size: int = 8, show_progress_bar: bool = False) -> np.ndarray:
+        """Embed already-formatted inputs. Batches are sorted by cost; output keeps input order."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        output = np.empty((len(items), self.dim), dtype=np.float32)
+        if not items:
+            return output
+        batches = self._plan_batches(items, batch_size)
+        truncated = 0
+        progress = tqdm(total=len(items), unit="input", disable=not show_progress_bar, file=sys.stderr, dynamic_ncols=True)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mme5-decode") as decoder, torch.inference_mode():
+            pending = decoder.submit(self._load, items, batches[0])
+            for number, indices in enumerate(batches):
+                loaded = pending.result()
+                if number + 1 < len(batches):  # decode the next batch while the model runs
+                    pending = decoder.submit(self._load, items, batches[number + 1])
+                batch = self.backbone.collate(loaded)
+                truncated += batch.truncated
+                output[indices] = self.backbone.embed(batch).cpu().numpy()
+                progress.update(len(indices))
+        progress.close()
+        if truncated:
+            warnings.warn(
+                f"{truncated} text input(s) exceeded {self.backbone.max_text_tokens} tokens and were truncated "
+                "(as in training)",
+                stacklevel=3,
+            )
+        return output
+
+    def forward(self, items: Sequence[EmbedInput]) -> torch.Tensor:
+        """Embeddings with autograd, for training: one batch, same collate/pool as inference."""
+        loaded = self._load(items, range(len(items)))
+        return self.backbone.embed(self.backbone.collate(loaded))
+
+    def _plan_batches(self, items: Sequence[EmbedInput], batch_size: int) -> list[list[int]]:
+        sizes = {}
+        if self.family == "mllama":
+            sizes = {i: image_size(item.image) for i, item in enumerate(items) if item.has_image}
+        backbone = self.backbone
+
+        def order(index: int) -> tuple:
+            item = items[index]
+            return backbone.group_key(item) + backbone.cost_key(item, sizes.get(index))
+
+        ordered = sorted(range(len(items)), key=order)
+        batches = []
+        for _, group in groupby(ordered, key=lambda index: backbone.group_key(items[index])):
+            group = list(group)
+            batches.extend(group[start : start + batch_size] for start in range(0, len(group), batch_size))
+        return batches
+
+    def _load(self, items: Sequence[EmbedInput], indices: Iterable[int]) -> list[EmbedInput]:
+        draft = self.backbone.image_draft_size
+        loaded = []
+        for index in indices:
+            item = items[index]
+            image = load_image(item.image, draft_size=draft) if item.has_image else None
+            loaded.append(EmbedInput(text=item.text, image=image, name=item.name))
+        return loaded
+
+
+def _as_list(values, what: str):
+    if values is None:
+        return None
+    if isinstance(values, (str, os.PathLike)) or not hasattr(values, "__len__"):
+        raise ValueError(f"{what} must be a list, got {type(values).__name__}; wrap a single input in a list")
+    return list(values)
+
+
+def _check_image_input(image, index: int) -> None:
+    """Cheap checks before any model work, so a bad path fails fast and by name."""
+    if isinstance(image, (str, os.PathLike)):
+        path = os.fspath(image)
+        if not os.path.exists(path):
+            raise ValueError(f"{path}: file not found (image #{index})")
+        if os.path.isfile(path) and os.path.getsize(path) == 0:
+            raise ValueError(f"{path}: empty file (0 bytes) (image #{index})")

@@ -1,0 +1,175 @@
+"""One factory that turns a model name or folder into a ready Embedder."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from .embedder import Embedder
+
+MME5_MODEL_ID = "intfloat/mmE5-mllama-11b-instruct"
+CPU_MODEL_ID = "google/siglip-base-patch16-256-multilingual"
+LARGE_CPU_MODEL_ID = "google/siglip2-large-patch16-256"
+MME5_MIN_GPU_BYTES = 24 * 1024**3  # 21 GB of bf16 weights plus activations
+SUPPORTED_TYPES = ("mllama", "siglip")
+
+
+class ModelLoadError(OSError):
+    """The model could not be found or loaded; the message says what to do."""
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_model_id(device: torch.device | str | None = None) -> str:
+    """mmE5 where a CUDA GPU can hold it, the small multilingual SigLIP elsewhere."""
+    device = torch.device(device) if device is not None else default_device()
+    if device.type == "cuda" and torch.cuda.is_available():
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        if torch.cuda.get_device_properties(index).total_memory >= MME5_MIN_GPU_BYTES:
+            return MME5_MODEL_ID
+    return CPU_MODEL_ID
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def _offline_help(model: str, reason: str) -> str:
+    return (
+        f"Could not load model {model!r}: {reason}\n"
+        f"It is not a local folder, and the Hugging Face Hub could not provide it (no network, or HF_HUB_OFFLINE=1).\n"
+        f"  - On a machine with internet: `hf download {model} --local-dir ./models/NAME`, copy that folder here, "
+        f"and pass its path (--model ./models/NAME).\n"
+        f"  - For an offline smoke test: `python -m mme5 tiny --out ./models/tiny` and pass --model ./models/tiny."
+    )
+
+
+def _resolve(model: str, revision: str | None) -> tuple[str, object]:
+    """(where to load from, config). Fails fast, with help, for unreachable hub ids."""
+    from transformers import AutoConfig
+
+    path = Path(model).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"{path}: no config.json here; point --model at a folder written by save_pretrained")
+        return str(path), AutoConfig.from_pretrained(path)
+    if model.startswith((".", "/", "~")) or model.count("/") > 1:
+        raise ModelLoadError(f"{model}: model folder not found")
+    try:  # already in the local Hugging Face cache: no network needed
+        return model, AutoConfig.from_pretrained(model, revision=revision, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not cached; try the hub below
+        pass
+    if not _hub_reachable():
+        raise ModelLoadError(_offline_help(model, "the Hugging Face Hub is unreachable"))
+    try:
+        return model, AutoConfig.from_pretrained(model, revision=revision)
+    except Exception as error:  # noqa: BLE001 - hub errors come in many types
+        raise ModelLoadError(_offline_help(model, str(error).splitlines()[0][:200])) from error
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick connect instead of huggingface_hub's ~25 s of retries when offline."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    endpoint = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def load_embedder(
+    model: str | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+    adapter: str | os.PathLike | None = None,
+    revision: str | None = None,
+    verbose: bool = True,
+) -> Embedder:
+    """Load a hub id or local folder (mmE5/Mllama or SigLIP) as an Embedder.
+
+    ``adapter`` is a peft LoRA/DoRA folder (from ``python -m trainer train``); it is
+    merged into the weights at load, so inference pays nothing for it.
+    """
+    device = torch.device(device) if device is not None else default_device()
+    if model is None:
+        model = default_model_id(device)
+        if verbose:
+            print(f"mme5: no --model given; using {model} on {device}", file=sys.stderr)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    dtype = dtype or default_dtype(device)
+    source, config = _resolve(str(model), revision)
+    model_type = getattr(config, "model_type", None)
+    if model_type not in SUPPORTED_TYPES:
+        raise ModelLoadError(
+            f"{model}: model type {model_type!r} is not supported; supported: {', '.join(SUPPORTED_TYPES)} "
+            f"(e.g. {MME5_MODEL_ID} or {CPU_MODEL_ID})"
+        )
+    backbone = _load_backbone(model_type, source, config, device, dtype, revision, adapter)
+    return Embedder(backbone, model_id=str(model), adapter=str(adapter) if adapter else None)
+
+
+def load_transformers_model(model_type: str, source: str, dtype: torch.dtype, revision: str | None = None,
+                            device: torch.device | None = None):
+    """The full transformers model (the module peft adapters attach to) and its processor."""
+    from transformers import AutoProcessor
+
+    common = dict(revision=revision, dtype=dtype)
+    if model_type == "mllama":
+        from transformers import MllamaForConditionalGeneration as model_class
+
+        common["attn_implementation"] = "sdpa"
+    else:
+        from transformers import SiglipModel as model_class
+    if device is not None and device.type == "cuda":
+        common["device_map"] = str(device)  # weights go straight to the GPU, no CPU copy
+    model = model_class.from_pretrained(source, **common)
+    processor = AutoProcessor.from_pretrained(source, revision=revision)
+    return model, processor
+
+
+def _load_backbone(model_type, source, config, device, dtype, revision, adapter):
+    try:
+        model, processor = load_transformers_model(model_type, source, dtype, revision, device)
+    except ModelLoadError:
+        raise
+    except OSError as error:
+        raise ModelLoadError(_offline_help(source, str(error).splitlines()[0][:200])) from error
+    if adapter:
+        model = merge_adapter(model, adapter)
+    model.to(device).eval()
+    model.requires_grad_(False)
+    return make_backbone(model_type, model, processor, device, dtype, source)
+
+
+def merge_adapter(model, adapter):
+    """Fold a peft adapter into the base weights (LoRA/DoRA both supported by peft)."""
+    from peft import PeftModel
+
+    adapter_path = Path(adapter)
+    if not (adapter_path / "adapter_config.json").is_file():
+        raise ModelLoadError(f"{adapter}: not a peft adapter folder (no adapter_config.json)")
+    return PeftModel.from_pretrained(model, str(adapter_path)).merge_and_unload()
+
+
+def make_backbone(model_type, model, processor, device, dtype, source=""):
+    """Wrap a transformers model + processor in the backbone class for its type."""
+    if model_type == "mllama":
+        from .mllama import MllamaBackbone
+
+        return MllamaBackbone(model, processor, device, dtype)
+    from .dual_encoder import DualEncoderBackbone
+
+    lowercase = "siglip2" in str(source).lower() or bool(getattr(model.config, "mme5_lowercase_text", False))
+    return DualEncoderBackbone(model, processor, device, dtype, lowercase=lowercase)

@@ -1,0 +1,76 @@
+"""mmE5 on the Mllama (Llama-3.2-Vision) backbone, exactly as the reference pools it."""
+from __future__ import annotations
+
+import torch
+
+from . import prompts
+from .backbone import Backbone, Batch, EmbedInput, normalize
+
+
+class MllamaBackbone(Backbone):
+    """Last non-pad token of the final (normed) hidden state, right padding, L2 norm."""
+
+    family = "mllama"
+
+    def __init__(self, model, processor, device, dtype):
+        super().__init__(model, processor, device, dtype)
+        self.tokenizer = processor.tokenizer
+        self.tokenizer.padding_side = "right"
+        image_processor = processor.image_processor
+        self.tile_size = int(image_processor.size["height"])
+        self.max_tiles = int(image_processor.max_image_tiles)
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.text_config.hidden_size)
+
+    @property
+    def image_draft_size(self) -> int:
+        return 2 * self.tile_size
+
+    def tiles_for(self, image_size: tuple[int, int]) -> int:
+        """Number of tiles the processor will cut an image of this size into."""
+        from transformers.models.mllama.image_processing_pil_mllama import get_optimal_tiled_canvas
+
+        width, height = image_size
+        if not width or not height:
+            return 0
+        canvas_height, canvas_width = get_optimal_tiled_canvas(
+            max(height, 2), max(width, 2), self.max_tiles, self.tile_size
+        )
+        return (canvas_height // self.tile_size) * (canvas_width // self.tile_size)
+
+    def cost_key(self, item: EmbedInput, image_size=None) -> tuple:
+        tiles = self.tiles_for(image_size) if image_size else 0
+        return (tiles, len(item.text or ""))
+
+    def token_lengths(self, texts: list[str]) -> list[int]:
+        """Token counts exactly as the processor will see the texts (BOS inserted)."""
+        from transformers.models.mllama.processing_mllama import build_string_from_input
+
+        with_bos = [build_string_from_input(text, prompts.BOS, prompts.IMAGE_TOKEN) for text in texts]
+        return [len(ids) for ids in self.tokenizer(with_bos)["input_ids"]]
+
+    def collate(self, items: list[EmbedInput]) -> Batch:
+        texts = [item.text for item in items]
+        truncated = sum(length > self.max_text_tokens for length in self.token_lengths(texts))
+        images = [[item.image] for item in items] if items[0].has_image else None
+        tensors = self.processor(
+            text=texts,
+            images=images,
+            padding=True,
+            truncation=True,
+            max_length=self.max_text_tokens,
+            return_tensors="pt",
+        )
+        tensors.pop("token_type_ids", None)
+        return Batch(dict(tensors), truncated)
+
+    def embed(self, batch: Batch) -> torch.Tensor:
+        tensors = self.to_device(batch.tensors)
+        base = self.model.model  # MllamaModel: skips the LM head entirely
+        output = base(**tensors, use_cache=False, return_dict=True)
+        hidden = output.last_hidden_state
+        last = tensors["attention_mask"].sum(dim=1) - 1
+        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        return normalize(pooled)

@@ -1,0 +1,159 @@
+"""Deterministic random-weight models of the real architectures, built offline.
+
+No hub is reachable in CI, yet the real loading code must run: these few-MB models
+are saved with ``save_pretrained`` and load through exactly the same path as mmE5.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+# Multilingual text so the byte-level BPE learns merges for several scripts.
+_CORPUS = [
+    "Represent the given image. Find me an everyday image that matches the given caption:",
+    "Find a day-to-day image that looks similar to the provided image.",
+    "Given an image, find a similar everyday image with the described changes:",
+    "a red circle on a white background; a blue square; a green triangle; a photo of a dog at night",
+    "un círculo rojo, un cuadrado azul, un triángulo verde; une photo d'un chien la nuit; ein Hund",
+    "красный круг, синий квадрат, зелёный треугольник; 赤い丸、青い四角、緑の三角; 红色圆圈 蓝色方块",
+    "دائرة حمراء مربع أزرق مثلث أخضر; लाल वृत्त नीला वर्ग; 빨간 원 파란 사각형; κόκκινος κύκλος",
+] * 4
+
+MLLAMA_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|finetune_right_pad_id|>", "<|python_tag|>"]
+
+
+def build_tokenizer(vocab_size: int, specials: list[str], extra_special: list[str] = ()):  # noqa: B006
+    """A byte-level BPE whose base vocabulary has exactly ``vocab_size`` entries.
+
+    Unused ids are filled with tokens no merge can produce, so a full-size vocabulary
+    (128256 for Llama 3) costs nothing at tokenisation time. ``extra_special`` tokens
+    get ids ``vocab_size``, ``vocab_size + 1``, ... (``<|image|>`` must equal vocab_size).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    trained = Tokenizer(models.BPE())
+    trained.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=min(vocab_size, 600), special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    trained.train_from_iterator(_CORPUS, trainer)
+    vocab = dict(trained.get_vocab())
+    merges = [tuple(merge.split(" ", 1)) if isinstance(merge, str) else tuple(merge)
+              for merge in _merges_of(trained)]
+    filler = 0
+    while len(vocab) < vocab_size:
+        vocab[f"<|unused_{filler}|>"] = len(vocab)
+        filler += 1
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.add_special_tokens(list(specials))
+    tokenizer.add_special_tokens(list(extra_special))
+    return tokenizer
+
+
+def _merges_of(tokenizer) -> list:
+    import json
+
+    return json.loads(tokenizer.to_str())["model"]["merges"]
+
+
+def mllama_config(size: str = "tiny"):
+    """Llama-3.2-11B-Vision's architecture at full size, or a few-MB copy of its shape."""
+    from transformers import MllamaConfig
+
+    if size == "full":
+        return MllamaConfig(
+            vision_config=dict(image_size=560, patch_size=14, max_num_tiles=4,
+                               intermediate_layers_indices=[3, 7, 15, 23, 30]),
+            text_config=dict(cross_attention_layers=[3, 8, 13, 18, 23, 28, 33, 38],
+                             rope_parameters=dict(rope_type="llama3", rope_theta=500000.0, factor=8.0,
+                                                  low_freq_factor=1.0, high_freq_factor=4.0,
+                                                  original_max_position_embeddings=8192)),
+            image_token_index=128256,
+        )
+    vocab_size = 1024
+    return MllamaConfig(
+        vision_config=dict(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_global_layers=1, attention_heads=2,
+            image_size=28, patch_size=14, max_num_tiles=4, intermediate_layers_indices=[0],
+            vision_output_dim=64, supported_aspect_ratios=[[1, 1], [1, 2], [1, 3], [1, 4], [2, 1], [2, 2], [3, 1], [4, 1]],
+        ),
+        text_config=dict(
+            vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+            cross_attention_layers=[1, 3], num_attention_heads=4, num_key_value_heads=2,
+            max_position_embeddings=512, bos_token_id=0, eos_token_id=1, pad_token_id=2,
+        ),
+        image_token_index=vocab_size,
+    )
+
+
+def open_gates(model: torch.nn.Module, value: float = 1.0) -> None:
+    """Mllama initialises every tanh gate to 0, which would make images invisible to the text."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.rsplit(".", 1)[-1] in ("gate", "gate_attn", "gate_ffn", "cross_attn_attn_gate", "cross_attn_mlp_gate"):
+                parameter.fill_(value)
+
+
+def mllama_processor(config, tokenizer_object):
+    from transformers import MllamaProcessor, PreTrainedTokenizerFast
+    from transformers.models.mllama.image_processing_pil_mllama import MllamaImageProcessorPil
+
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer_object, bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>",
+        pad_token="<|finetune_right_pad_id|>", padding_side="right", model_max_length=131072,
+    )
+    side = config.vision_config.image_size
+    image_processor = MllamaImageProcessorPil(size={"height": side, "width": side}, max_image_tiles=config.vision_config.max_num_tiles)
+    return MllamaProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def build_tiny_mllama(out: str | Path, seed: int = 0) -> Path:
+    from transformers import MllamaForConditionalGeneration
+
+    out = Path(out)
+    config = mllama_config("tiny")
+    vocab_size = config.text_config.vocab_size
+    tokenizer_object = build_tokenizer(vocab_size, MLLAMA_SPECIALS, extra_special=["<|image|>"])
+    assert tokenizer_object.token_to_id("<|image|>") == vocab_size
+    for name, key in (("<|begin_of_text|>", "bos_token_id"), ("<|end_of_text|>", "eos_token_id"),
+                      ("<|finetune_right_pad_id|>", "pad_token_id")):
+        setattr(config.text_config, key, tokenizer_object.token_to_id(name))
+    torch.manual_seed(seed)
+    model = MllamaForConditionalGeneration(config)
+    open_gates(model)
+    model.save_pretrained(out)
+    mllama_processor(config, tokenizer_object).save_pretrained(out)
+    return out
+
+
+def build_tiny_siglip(out: str | Path, seed: int = 0) -> Path:
+    from transformers import PreTrainedTokenizerFast, SiglipConfig, SiglipModel, SiglipProcessor
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+    out = Path(out)
+    vocab_size = 1024
+    tokenizer_object = build_tokenizer(vocab_size - 1, ["<pad>", "</s>", "<unk>"], extra_special=[])
+    config = SiglipConfig(
+        text_config=dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=1),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+    )
+    torch.manual_seed(seed)
+    model = SiglipModel(config)
+    model.save_pretrained(out)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer_object, pad_token="<pad>", eos_token="</s>",
+                                        unk_token="<unk>", model_max_length=64)
+    image_processor = SiglipImageProcessorPil(size={"height": 32, "width": 32})
+    SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(out)
+    return out
+
+
+def build_tiny(out: str | Path, backbone: str = "mllama", seed: int = 0) -> Path:
+    builders = {"mllama": build_tiny_mllama, "siglip": build_tiny_siglip}
+    if backbone not in builders:
+        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(builders)}")
+    return builders[backbone](out, seed=seed)
