@@ -38,7 +38,7 @@ class MllamaBackbone(Backbone):
         canvas_height, canvas_width = get_optimal_tiled_canvas(
             max(height, 2), max(width, 2), self.max_tiles, self.tile_size
         )
-        return (canvas_height // self.tile_size) * (canvas_width // self.tile_size)
+        return int((canvas_height // self.tile_size) * (canvas_width // self.tile_size))
 
     def cost_key(self, item: EmbedInput, image_size=None) -> tuple:
         tiles = self.tiles_for(image_size) if image_size else 0
