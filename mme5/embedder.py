@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
 from typing import Iterable, Sequence
@@ -116,13 +117,8 @@ class Embedder:
         batches = self._plan_batches(items, batch_size)
         truncated = 0
         progress = tqdm(total=len(items), unit="input", disable=not show_progress_bar, file=sys.stderr, dynamic_ncols=True)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mme5-decode") as decoder, torch.inference_mode():
-            pending = decoder.submit(self._load, items, batches[0])
-            for number, indices in enumerate(batches):
-                loaded = pending.result()
-                if number + 1 < len(batches):  # decode the next batch while the model runs
-                    pending = decoder.submit(self._load, items, batches[number + 1])
-                batch = self.backbone.collate(loaded)
+        with torch.inference_mode():
+            for batch, indices in zip(self._prepared_batches(items, batches), batches):
                 truncated += batch.truncated
                 output[indices] = self.backbone.embed(batch).cpu().numpy()
                 progress.update(len(indices))
@@ -135,10 +131,42 @@ class Embedder:
             )
         return output
 
+    def _prepared_batches(self, items, batches):
+        """Collated batches in order; on a GPU, decoding and the processor run ahead in threads.
+
+        On a CPU the model already uses every core (and its OpenMP threads spin between
+        ops), so preprocessing in parallel would only steal time: it runs inline there.
+        """
+        workers = self.preprocess_workers
+        if workers == 0:
+            for indices in batches:
+                yield self._prepare(items, indices)
+            return
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mme5-preprocess") as pool:
+            pending = deque(pool.submit(self._prepare, items, indices) for indices in batches[: workers + 1])
+            for number in range(len(batches)):
+                batch = pending.popleft().result()
+                if number + workers + 1 < len(batches):
+                    pending.append(pool.submit(self._prepare, items, batches[number + workers + 1]))
+                yield batch
+
     def forward(self, items: Sequence[EmbedInput]) -> torch.Tensor:
         """Embeddings with autograd, for training: one batch, same collate/pool as inference."""
-        loaded = self._load(items, range(len(items)))
-        return self.backbone.embed(self.backbone.collate(loaded))
+        return self.backbone.embed(self._prepare(items, range(len(items))))
+
+    @property
+    def preprocess_workers(self) -> int:
+        """Threads that decode and preprocess ahead of the model (numpy and PIL release the GIL)."""
+        if self.device.type == "cpu":
+            return 0
+        return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+    def _prepare(self, items: Sequence[EmbedInput], indices: Iterable[int]):
+        batch = self.backbone.collate(self._load(items, indices))
+        if self.device.type == "cuda":  # pinned memory makes the host-to-device copy asynchronous
+            batch.tensors = {key: value.pin_memory() if isinstance(value, torch.Tensor) else value
+                             for key, value in batch.tensors.items()}
+        return batch
 
     def _plan_batches(self, items: Sequence[EmbedInput], batch_size: int) -> list[list[int]]:
         sizes = {}
