@@ -112,3 +112,12 @@ def test_siglip_pads_to_max_length_64(tiny_siglip):
     batch = tiny_siglip.backbone.collate([__import__("mme5").EmbedInput(text="a dog")])
     assert batch.tensors["input_ids"].shape == (1, 64)
     assert "attention_mask" not in batch.tensors
+
+
+def test_threaded_preprocessing_path_gives_same_vectors(tiny_mllama, monkeypatch):
+    """On a GPU batches are prepared ahead in threads; the result must not depend on it."""
+    images = shapes()
+    inline = tiny_mllama.encode_images(images, batch_size=2)
+    monkeypatch.setattr(type(tiny_mllama), "preprocess_workers", property(lambda self: 2))
+    threaded = tiny_mllama.encode_images(images, batch_size=2)
+    np.testing.assert_array_equal(inline, threaded)
