@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 
-def full_size_mme5(device: str = "cuda", dtype: torch.dtype = torch.bfloat16):
+def full_size_mme5(device: str = "cuda", dtype: torch.dtype = torch.bfloat16, size: str = "full"):
     """Llama-3.2-11B-Vision / mmE5 shapes (10.6B parameters) with random weights: no download needed."""
     from transformers import MllamaForConditionalGeneration
 
@@ -12,7 +12,7 @@ def full_size_mme5(device: str = "cuda", dtype: torch.dtype = torch.bfloat16):
     from mme5.loading import make_backbone
     from mme5.tiny import MLLAMA_SPECIALS, build_tokenizer, mllama_config, mllama_processor, open_gates
 
-    config = mllama_config("full")
+    config = mllama_config(size)  # size="tiny" exercises this path on a CPU
     tokenizer_object = build_tokenizer(config.text_config.vocab_size, MLLAMA_SPECIALS, extra_special=["<|image|>"])
     for name, key in (("<|begin_of_text|>", "bos_token_id"), ("<|end_of_text|>", "eos_token_id"),
                       ("<|finetune_right_pad_id|>", "pad_token_id")):

@@ -86,14 +86,17 @@ def main(argv=None) -> int:
     parser.add_argument("--texts", type=int, default=256, help="texts per measurement")
     parser.add_argument("--image-size", default="1024x768", help="WxH of the synthetic photos")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--sdpa", nargs="+", help="SDPA backend priority for Mllama, e.g. cudnn efficient")
     parser.add_argument("--baseline", action="store_true", help="also time the plain transformers forward (Mllama)")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
     embedder = load_for_benchmark(args.model, args.device, args.full_size_mme5)
     device = embedder.device
+    if args.sdpa:
+        embedder.backbone.sdpa_backends = args.sdpa
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
-    print(f"model {embedder.model_id} ({embedder.family}, dim {embedder.dim}) on {name}; "
+    print(f"model {embedder.model_id} ({embedder.family}, dim {embedder.dim}) on {name}; sdpa {args.sdpa or 'default'}; "
           f"load {time.perf_counter() - started:.1f}s; torch {torch.__version__}", flush=True)
     width, height = (int(value) for value in args.image_size.split("x"))
     images = photos(args.images, width, height)

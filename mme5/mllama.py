@@ -11,6 +11,8 @@ class MllamaBackbone(Backbone):
     """Last non-pad token of the final (normed) hidden state, right padding, L2 norm."""
 
     family = "mllama"
+    #: Optional SDPA backend priority, e.g. ["cudnn", "efficient"]; None lets torch choose.
+    sdpa_backends: list[str] | None = None
 
     def __init__(self, model, processor, device, dtype):
         super().__init__(model, processor, device, dtype)
@@ -51,6 +53,19 @@ class MllamaBackbone(Backbone):
         with_bos = [build_string_from_input(text, prompts.BOS, prompts.IMAGE_TOKEN) for text in texts]
         return [len(ids) for ids in self.tokenizer(with_bos)["input_ids"]]
 
+    def _attention_backends(self):
+        """Vision attention always carries a padding mask, so torch picks a masked kernel;
+        on Hopper cuDNN's can beat it. Opt-in (benchmarked in benchmarks/NOTES.md)."""
+        import contextlib
+
+        if not self.sdpa_backends or self.device.type != "cuda":
+            return contextlib.nullcontext()
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        names = {"cudnn": SDPBackend.CUDNN_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+                 "flash": SDPBackend.FLASH_ATTENTION, "math": SDPBackend.MATH}
+        return sdpa_kernel([names[name] for name in self.sdpa_backends], set_priority=True)
+
     def collate(self, items: list[EmbedInput]) -> Batch:
         texts = [item.text for item in items]
         truncated = sum(length > self.max_text_tokens for length in self.token_lengths(texts))
@@ -69,7 +84,8 @@ class MllamaBackbone(Backbone):
     def embed(self, batch: Batch) -> torch.Tensor:
         tensors = self.to_device(batch.tensors)
         base = self.model.model  # MllamaModel: skips the LM head entirely
-        output = base(**tensors, use_cache=False, return_dict=True)
+        with self._attention_backends():
+            output = base(**tensors, use_cache=False, return_dict=True)
         hidden = output.last_hidden_state
         last = tensors["attention_mask"].sum(dim=1) - 1
         pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
