@@ -125,3 +125,12 @@ def test_cli_tiny_and_embed_json(tmp_path):
     assert composed.returncode == 0 and len(composed.stdout.split()) == 32
     missing = run_cli("embed", "--model", str(tmp_path / "m"), "--image", str(tmp_path / "none.jpg"))
     assert missing.returncode == 1 and "none.jpg: file not found" in missing.stderr
+
+
+def test_default_model_on_cpu_is_small_siglip_and_the_choice_is_printed(capsys):
+    from mme5 import CPU_MODEL_ID, default_model_id
+
+    assert default_model_id("cpu") == CPU_MODEL_ID
+    with pytest.raises(ModelLoadError, match="siglip-base-patch16-256-multilingual"):
+        load_embedder(device="cpu")
+    assert f"using {CPU_MODEL_ID} on cpu" in capsys.readouterr().err
