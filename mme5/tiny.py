@@ -89,6 +89,17 @@ def mllama_config(size: str = "tiny"):
     )
 
 
+def mllama_tokenizer(config):
+    """Tokenizer for a config's vocabulary; writes its bos/eos/pad ids into the config."""
+    vocab_size = config.text_config.vocab_size
+    tokenizer_object = build_tokenizer(vocab_size, MLLAMA_SPECIALS, extra_special=["<|image|>"])
+    assert tokenizer_object.token_to_id("<|image|>") == vocab_size == config.image_token_index
+    for name, key in (("<|begin_of_text|>", "bos_token_id"), ("<|end_of_text|>", "eos_token_id"),
+                      ("<|finetune_right_pad_id|>", "pad_token_id")):
+        setattr(config.text_config, key, tokenizer_object.token_to_id(name))
+    return tokenizer_object
+
+
 def open_gates(model: torch.nn.Module, value: float = 1.0) -> None:
     """Mllama initialises every tanh gate to 0, which would make images invisible to the text."""
     with torch.no_grad():
@@ -115,12 +126,7 @@ def build_tiny_mllama(out: str | Path, seed: int = 0) -> Path:
 
     out = Path(out)
     config = mllama_config("tiny")
-    vocab_size = config.text_config.vocab_size
-    tokenizer_object = build_tokenizer(vocab_size, MLLAMA_SPECIALS, extra_special=["<|image|>"])
-    assert tokenizer_object.token_to_id("<|image|>") == vocab_size
-    for name, key in (("<|begin_of_text|>", "bos_token_id"), ("<|end_of_text|>", "eos_token_id"),
-                      ("<|finetune_right_pad_id|>", "pad_token_id")):
-        setattr(config.text_config, key, tokenizer_object.token_to_id(name))
+    tokenizer_object = mllama_tokenizer(config)
     torch.manual_seed(seed)
     model = MllamaForConditionalGeneration(config)
     open_gates(model)
@@ -157,3 +163,25 @@ def build_tiny(out: str | Path, backbone: str = "mllama", seed: int = 0) -> Path
     if backbone not in builders:
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(builders)}")
     return builders[backbone](out, seed=seed)
+
+
+def random_mme5_embedder(size: str = "full", device: str = "cuda", dtype: torch.dtype = torch.bfloat16):
+    """An Embedder with mmE5's architecture and random weights, built in memory (benchmarks).
+
+    ``size="full"`` is Llama-3.2-11B-Vision's shape (10.6B parameters: give it a GPU);
+    speed does not depend on the weights, so no download is needed to measure it.
+    ``size="tiny"`` runs the same code path anywhere.
+    """
+    from transformers import MllamaForConditionalGeneration
+
+    from .embedder import Embedder
+    from .loading import make_backbone
+
+    config = mllama_config(size)
+    tokenizer_object = mllama_tokenizer(config)
+    with torch.device(device):
+        model = MllamaForConditionalGeneration._from_config(config, dtype=dtype, attn_implementation="sdpa")
+    open_gates(model, 0.5)
+    model.eval().requires_grad_(False)
+    backbone = make_backbone("mllama", model, mllama_processor(config, tokenizer_object), torch.device(device), dtype)
+    return Embedder(backbone, model_id=f"mmE5-{size}-size-random")

@@ -134,3 +134,12 @@ def test_default_model_on_cpu_is_small_siglip_and_the_choice_is_printed(capsys):
     with pytest.raises(ModelLoadError, match="siglip-base-patch16-256-multilingual"):
         load_embedder(device="cpu")
     assert f"using {CPU_MODEL_ID} on cpu" in capsys.readouterr().err
+
+
+def test_random_architecture_embedder_runs_the_same_path():
+    """benchmarks build full-size mmE5 this way on a GPU; the tiny size checks the code path here."""
+    from mme5.tiny import random_mme5_embedder
+
+    embedder = random_mme5_embedder("tiny", device="cpu", dtype=torch.float32)
+    vectors = embedder.encode_images([Image.new("RGB", (40, 30), "red"), Image.new("RGB", (30, 30), "blue")])
+    assert vectors.shape == (2, 64) and abs(float(vectors[0] @ vectors[1])) < 0.9999
