@@ -42,9 +42,13 @@ class SearchResult:
     also_at: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
-        """Plain types only, for the HTTP API."""
+        """Plain types only, for the HTTP API.
+
+        The key is ``image_path``, not ``path``: gradio_client treats any dict with a
+        ``path`` string as a file to download, which these (server-side) paths are not.
+        """
         return {
-            "path": self.path,
+            "image_path": self.path,
             "relpath": self.relpath,
             "score": round(float(self.score), 6),
             "size": int(self.size),
