@@ -23,19 +23,25 @@ CSS = """
 """
 
 
-class UploadImage(gr.Image):
-    """gr.Image whose unreadable uploads become a human message instead of a PIL traceback."""
+def upload_image(**kwargs) -> gr.Image:
+    """gr.Image whose unreadable uploads become a human message instead of a PIL traceback.
 
-    is_template = True  # same front-end component as gr.Image
+    Wraps the instance's preprocess (a subclass would make Gradio write a .pyi file
+    next to this module at import time).
+    """
+    component = gr.Image(**kwargs)
+    original = component.preprocess
 
-    def preprocess(self, payload):
+    def preprocess(payload):
         try:
-            path = super().preprocess(payload)
+            return original(payload)
         except Exception:  # noqa: BLE001 - PIL raises many types for bad files
             name = getattr(payload, "orig_name", None) or "the file"
             raise gr.Error(f"{name} is not an image this app can read (JPEG, PNG, WebP, HEIC, ...).",
                            print_exception=False) from None
-        return path
+
+    component.preprocess = preprocess
+    return component
 
 
 class SearchUI:
@@ -69,7 +75,7 @@ class SearchUI:
                             sort = gr.Radio(list(SORT_LABELS), value="Best match", label="Sort", elem_id="sort")
                             collapse = gr.Checkbox(value=True, label="Hide identical copies", elem_id="collapse")
                 with gr.Column(scale=1):
-                    upload = UploadImage(label="…or search with a photo", type="filepath", image_mode=None,
+                    upload = upload_image(label="…or search with a photo", type="filepath", image_mode=None,
                                          sources=["upload", "clipboard"], height=190, elem_id="upload")
             clear.add([upload])
             status = gr.Markdown(self._welcome(), elem_id="status")
