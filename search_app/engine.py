@@ -117,6 +117,8 @@ class SearchEngine:
     not with silently meaningless results).
     """
 
+    min_window = 64  # FAISS hits fetched at first; grows ×4 while filters or copies leave too few
+
     def __init__(self, store, embedder, extra_roots: Sequence[str | os.PathLike] = ()):
         store.check_embedder(embedder)
         self.store = store
@@ -214,7 +216,7 @@ class SearchEngine:
             needed = opts.offset + opts.k + 1  # one extra tells whether a next page exists
         else:
             needed = DATE_SORT_POOL
-        window = min(total, max(64, 4 * needed))
+        window = min(total, max(self.min_window, 4 * needed))
         while True:
             kept, exhausted = self._candidates(vector, window, total, opts)
             if len(kept) >= needed or exhausted:
