@@ -72,20 +72,24 @@ def resolve_model(args) -> tuple[str | None, Path | None]:
 
 
 def open_or_build(index_dir: Path, model: str | None, adapter: str | None, device: str | None, photos: Path):
-    """The engine over ``index_dir``; indexes ``photos`` first when there is no index yet."""
-    from indexer import build_index
+    """The engine over ``index_dir``; indexes ``photos`` first when there is no index there yet."""
+    from indexer import IndexNotFoundError, IndexStore, build_index
 
     from .engine import SearchEngine
 
-    if not index_dir.exists() or not any(index_dir.iterdir()):
+    try:
+        IndexStore.open(index_dir).close()
+    except IndexNotFoundError:
         from mme5 import load_embedder
 
         if not photos.is_dir():
-            raise FileNotFoundError(f"{photos}: photo folder not found; pass --photos DIR or --index of an existing index")
+            raise FileNotFoundError(f"{photos}: photo folder not found; pass --photos DIR, or --index of an existing "
+                                    "index") from None
         embedder = load_embedder(model, device=device, adapter=adapter)
         print(f"no index in {index_dir}: indexing {photos} with {embedder.model_id} ...", file=sys.stderr)
         summary = build_index([photos], index_dir, embedder, show_progress=True)
-        print(f"indexed {summary.added} photos ({summary.errors} errors) in {summary.seconds:.1f}s", file=sys.stderr)
+        print(f"indexed {summary.added} photos ({len(summary.errors)} unreadable) in {summary.seconds:.1f}s", file=sys.stderr)
+        return SearchEngine(IndexStore.open(index_dir), embedder, extra_roots=[SAMPLE_PHOTOS])
     return SearchEngine.open(index_dir, model=model, adapter=adapter, device=device, extra_roots=[SAMPLE_PHOTOS])
 
 
@@ -100,6 +104,7 @@ def zero_gpu():
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from indexer import IndexerError
     from mme5 import ModelLoadError
 
     model, index_dir = resolve_model(args)
@@ -109,7 +114,7 @@ def main(argv=None) -> int:
         print(f"error: {error}\n  - Or try the app offline right now on a tiny random model: python app.py --tiny",
               file=sys.stderr)
         return 2
-    except (OSError, ValueError) as error:
+    except (IndexerError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 

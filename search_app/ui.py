@@ -80,7 +80,7 @@ class SearchUI:
             clear.add([upload])
             status = gr.Markdown(self._welcome(), elem_id="status")
             gallery = gr.Gallery(label="Results", columns=6, height="auto", object_fit="cover", elem_id="results",
-                                 allow_preview=True, preview=False, buttons=["download", "fullscreen"])
+                                 allow_preview=True, preview=False, buttons=["download", "fullscreen"], interactive=False)
             with gr.Row():
                 similar = gr.Button("More like this", visible=False, elem_id="more_like_this")
                 more = gr.Button("Load more", visible=False, elem_id="load_more")

@@ -73,7 +73,7 @@ def index_dir(library, tiny_mllama, tmp_path_factory) -> Path:
 
     index = tmp_path_factory.mktemp("index") / "idx"
     summary = build_index([library], index, tiny_mllama, show_progress=False)
-    assert summary.errors == 0 and summary.added == len(LIBRARY) + 1
+    assert not summary.errors and summary.added == len(LIBRARY) + 1
     return index
 
 
