@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, default=int(env("MME5_CONCURRENCY") or 1),
                         help="queries run at once on the model; others wait in the queue [env MME5_CONCURRENCY; "
                              "default 1]")
+    parser.add_argument("--page-size", type=int, default=int(env("MME5_PAGE_SIZE") or 24),
+                        help="photos per page in the UI [env MME5_PAGE_SIZE; default 24]")
     return parser
 
 
@@ -120,7 +122,7 @@ def main(argv=None) -> int:
 
     from .ui import CSS, SearchUI
 
-    demo = SearchUI(engine, concurrency_limit=args.concurrency, gpu=zero_gpu()).build()
+    demo = SearchUI(engine, concurrency_limit=args.concurrency, gpu=zero_gpu(), page_size=args.page_size).build()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=None)
     stats = engine.stats()
     print(f"serving {stats['images']} photos with {stats['model']} on http://{args.host}:{args.port}", file=sys.stderr)

@@ -48,15 +48,16 @@ class SearchUI:
     """Builds the page; holds no per-user data (that lives in gr.State)."""
 
     def __init__(self, engine: SearchEngine, thumbnails: ThumbnailCache | None = None, concurrency_limit: int = 1,
-                 gpu=lambda fn: fn):
+                 gpu=lambda fn: fn, page_size: int = PAGE_SIZE):
         self.engine = engine
+        self.page_size = page_size
         self.thumbnails = thumbnails or ThumbnailCache()
         self.concurrency_limit = concurrency_limit
         self.gpu = gpu
 
     def build(self) -> gr.Blocks:
         with gr.Blocks(title="Photo search · mmE5") as demo:
-            gr.Markdown("## 🔎 Photo search\nDescribe a photo in any language, upload a photo to find similar ones, "
+            gr.Markdown("## Photo search\nDescribe a photo in any language, upload a photo to find similar ones, "
                         "or do both to change it (“this, but at night”).")
             with gr.Row(equal_height=False):
                 with gr.Column(scale=3):
@@ -174,7 +175,7 @@ class SearchUI:
                    "what": what}
         more = "" if page.next_offset is None else " **Load more** for further results."
         status = f"Showing {len(results)} photos for {what}.{more}" + self._missing_note(missing)
-        return ([entry for _, entry in items], status, session, gr.update(visible=page.next_offset is not None),
+        return (gr.Gallery(value=[entry for _, entry in items], selected_index=None), status, session, gr.update(visible=page.next_offset is not None),
                 gr.update(visible=False), "", None)
 
     def _gallery_items(self, results, progress):
@@ -197,9 +198,8 @@ class SearchUI:
         return (f" ({missing} matching photo(s) could not be shown: moved or deleted since indexing; "
                 "run the indexer again to refresh.)")
 
-    @staticmethod
-    def _options(folder, date_from, date_to, sort, collapse) -> SearchOptions:
-        return SearchOptions.parse(k=PAGE_SIZE, offset=0, folder=folder or None, date_from=date_from or None,
+    def _options(self, folder, date_from, date_to, sort, collapse) -> SearchOptions:
+        return SearchOptions.parse(k=self.page_size, offset=0, folder=folder or None, date_from=date_from or None,
                                    date_to=date_to or None, sort=SORT_LABELS.get(sort, "score"),
                                    collapse_duplicates=bool(collapse))
 

@@ -120,7 +120,7 @@ def served_app(tmp_path_factory, library, tiny_mllama_dir):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CACHE_HOME": str(work / "cache"), "GRADIO_ANALYTICS_ENABLED": "False",
            "TMPDIR": str(work)}
     command = [sys.executable, "app.py", "--index", str(index), "--model", str(tiny_mllama_dir), "--photos", str(library),
-               "--port", str(port), "--concurrency", "1"]
+               "--port", str(port), "--concurrency", "1", "--page-size", "5"]
     with open(log, "wb") as output:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
