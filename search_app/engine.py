@@ -216,7 +216,8 @@ class SearchEngine:
             needed = opts.offset + opts.k + 1  # one extra tells whether a next page exists
         else:
             needed = DATE_SORT_POOL
-        window = min(total, max(self.min_window, 4 * needed))
+        filtered = bool(opts.folder or opts.date_from or opts.date_to)
+        window = min(total, max(self.min_window, 4 * needed if filtered else needed + needed // 4))
         while True:
             kept, exhausted = self._candidates(vector, window, total, opts)
             if len(kept) >= needed or exhausted:
@@ -249,10 +250,11 @@ class SearchEngine:
             keep = scores > boundary
             scores, ids = scores[keep], ids[keep]
         records = self.store.records(ids)
+        guard = self.guard.batch()
         results: list[SearchResult] = []
         by_hash: dict[str, int] = {}
         for score, record in zip(scores, records):
-            if record is None or not self._passes(record, opts):
+            if record is None or not self._passes(record, opts, guard):
                 continue
             if opts.collapse_duplicates and record.content_hash:
                 first = by_hash.get(record.content_hash)
@@ -264,8 +266,8 @@ class SearchEngine:
             results.append(_result(record, float(score)))
         return results, exhausted
 
-    def _passes(self, record, opts: SearchOptions) -> bool:
-        if not self.guard.allows(record.path):
+    def _passes(self, record, opts: SearchOptions, guard) -> bool:
+        if not guard.allows(record.path):
             log.warning("skipping %s: outside the indexed folders (symlink?)", record.path)
             return False
         if opts.folder and not _in_folder(record, opts.folder):
