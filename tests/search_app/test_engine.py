@@ -242,3 +242,16 @@ def test_growing_candidate_windows_give_the_same_pages(engine, window, monkeypat
             collected += ids(page)
             offset = page.next_offset
         assert collected == full[key], key
+
+
+def test_an_empty_index_answers_with_no_results(tiny_mllama, tmp_path):
+    from indexer import IndexStore, build_index
+
+    (tmp_path / "empty").mkdir()
+    build_index([tmp_path / "empty"], tmp_path / "index", tiny_mllama, show_progress=False)
+    engine = SearchEngine(IndexStore.open(tmp_path / "index"), tiny_mllama)
+    try:
+        page = engine.search_text("anything at all", k=5)
+        assert page.results == [] and page.next_offset is None and engine.stats()["images"] == 0
+    finally:
+        engine.close()
