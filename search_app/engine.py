@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time as dtime
 from pathlib import Path, PurePosixPath
 from typing import Sequence
@@ -292,8 +292,6 @@ def _result(record, score: float) -> SearchResult:
 
 
 def _with_copy(result: SearchResult, path: str) -> SearchResult:
-    from dataclasses import replace
-
     return replace(result, also_at=(*result.also_at, path))
 
 
