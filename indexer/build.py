@@ -34,7 +34,7 @@ from .catalog import (
     utcnow,
 )
 from .errors import BadRootError, IndexMismatchError
-from .files import FileEntry, FolderProblem, is_within, root_key, scan_root
+from .files import FileEntry, FolderProblem, is_within, printable, root_key, scan_root
 from .lock import WriteLock
 from .reader import ReadResult, read_file
 from .sync import load_index, measure_recall, needs_retraining, rebuild
@@ -101,6 +101,11 @@ def check_roots(roots: Iterable[Path | str], index_dir: Path) -> list[str]:
         if not path.is_dir():
             raise BadRootError(f"{root}: not a folder; --dir takes a folder of photos")
         key = root_key(path)
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRootError(f"{printable(key)}: folder path is not valid UTF-8; index a parent folder "
+                               "(file and folder names below a root may use any bytes)") from None
         if is_within(key, index_key):
             raise BadRootError(f"{root}: is inside the index folder {index_dir}; point --dir at your photos")
         for other in checked:
