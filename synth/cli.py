@@ -186,8 +186,8 @@ def cmd_generate(args) -> int:
             "index_dir": str(index_dir), "pool": pool.fingerprint, "image_root": pool.root,
             "prices": list(prices) if prices else None,
         }
-        backend = _backend(args, model)
         resuming = folder.start(settings)
+        backend = _backend(args, model)
         if resuming:
             print(f"synth: continuing the run in {folder.path}", file=sys.stderr)
         concurrency = 1 if args.backend == "local" else args.concurrency
@@ -232,10 +232,12 @@ def cmd_languages(_args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"generate": cmd_generate, "stats": cmd_stats, "export": cmd_export, "languages": cmd_languages}
+    from indexer import IndexerError
+
     from .backend import FatalBackendError
 
     try:
         return handlers[args.command](args)
-    except (ValueError, OSError, FatalBackendError) as error:
+    except (ValueError, OSError, FatalBackendError, IndexerError) as error:
         print(f"synth: error: {error}", file=sys.stderr)
         return 2

@@ -24,6 +24,8 @@ class ImagePool:
                             "(more than 30 for the default hard-negative window); index more photos first")
         self.root = os.path.commonpath([os.path.abspath(root) for root in store.roots]) if store.roots else "/"
         self._records: dict[int, object] = {}
+        self._cache: dict[int, _Neighbours] = {}
+        self.depth = 32  # neighbours fetched per anchor; enough for both default windows
 
     @property
     def fingerprint(self) -> str:
@@ -49,15 +51,31 @@ class ImagePool:
         On a pool too small for the window the farthest available neighbour is used.
         """
         low, high = ranks
-        anchor_hash = self._record(image_id).content_hash
-        k = min(len(self.ids), high + 1 + 8)
-        _, found = self.store.search(self.store.vectors([image_id]).astype(np.float32), k)
-        candidates = [int(other) for other in found[0] if other >= 0 and other != image_id]
-        candidates = [other for other in candidates if self._record(other).content_hash != anchor_hash]
+        candidates = self._neighbours(image_id, high)
         if not candidates:
             raise PoolError(f"{self._record(image_id).path}: no other distinct image in the index to pair it with")
         low, high = min(low, len(candidates)), min(high, len(candidates))
         return candidates[rng.randint(low, high) - 1]
+
+    def _neighbours(self, image_id: int, depth: int) -> list[int]:
+        """Nearest distinct images, nearest first; one search per anchor, cached."""
+        cached = self._cache.get(image_id)
+        if cached is not None and (len(cached) >= depth or cached.complete):
+            return cached
+        anchor_hash = self._record(image_id).content_hash
+        k = min(len(self.ids), max(depth, self.depth) + 1 + 8)
+        _, found = self.store.search(self.store.vectors([image_id]).astype(np.float32), k)
+        candidates = _Neighbours(other for other in (int(i) for i in found[0]) if other >= 0 and other != image_id
+                                 and self._record(other).content_hash != anchor_hash)
+        candidates.complete = k >= len(self.ids)
+        if len(self._cache) >= 100_000:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[image_id] = candidates
+        return candidates
+
+
+class _Neighbours(list):
+    complete = False  # True when the search covered the whole pool
 
 
 def _all_ids(store) -> np.ndarray:

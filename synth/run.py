@@ -67,8 +67,9 @@ def _pending_indices(done: set[str], sample_id) -> itertools.count:
     return (index for index in itertools.count() if sample_id(index) not in done)
 
 
-def dry_run(folder: RunFolder, configurator, n: int, out=sys.stdout) -> None:
+def dry_run(folder: RunFolder, configurator, n: int, out=None) -> None:
     """Print the exact prompts of the next ``n`` samples; nothing is called or written."""
+    out = out or sys.stdout
     done = {row["sample_id"] for row in folder.samples()} if folder.exists() else set()
     indices = _pending_indices(done, lambda index: sample_id(configurator.seed, index))
     for index in itertools.islice(indices, n):
