@@ -67,11 +67,25 @@ def _json_object(text: str) -> dict:
     try:
         value = json.loads(stripped)
     except json.JSONDecodeError as error:
-        preview = stripped[:80].replace("\n", " ")
-        raise GenerationError("invalid_json", f"{error.msg} at char {error.pos} (answer starts {preview!r})") from None
+        value = _embedded_object(stripped)
+        if value is None:
+            preview = stripped[:80].replace("\n", " ")
+            raise GenerationError("invalid_json", f"{error.msg} at char {error.pos} (answer starts {preview!r})") from None
     if not isinstance(value, dict):
         raise GenerationError("invalid_json", f"expected a JSON object, got {type(value).__name__}")
     return value
+
+
+def _embedded_object(text: str) -> dict | None:
+    """A complete JSON object inside chatter ("Sure! Here it is: {...}"), if there is one."""
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text[start:])
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def required_fields(combo: Combo) -> list[str]:
