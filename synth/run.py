@@ -19,6 +19,9 @@ from .prompt import build_messages, render
 from .records import build_failure, dedup_text
 
 
+MAX_API_ERRORS_IN_A_ROW = 10  # an outage, not bad luck: stop instead of burning through every sample
+
+
 @dataclass
 class Summary:
     target: int
@@ -99,17 +102,21 @@ def generate(folder: RunFolder, configurator, backend, n: int, concurrency: int 
                     disable=not show_progress, dynamic_ncols=True)
     executor = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="synth")
     in_flight: set = set()
+    api_errors_in_a_row = 0
 
     def accepted_total() -> int:
         return summary.accepted_before + summary.accepted
 
     try:
         while True:
-            while (len(in_flight) < concurrency and accepted_total() + len(in_flight) < n
+            if api_errors_in_a_row >= MAX_API_ERRORS_IN_A_ROW and not summary.stopped:
+                summary.stopped = (f"the server failed {api_errors_in_a_row} samples in a row even after retries "
+                                   "(see failures.jsonl); fix it and run the same command again to retry them")
+            while (not summary.stopped and len(in_flight) < concurrency and accepted_total() + len(in_flight) < n
                    and attempts + len(in_flight) < max_attempts):
                 config = configurator(next(indices))
                 in_flight.add(executor.submit(generate_one, backend, config))
-            if not in_flight:
+            if not in_flight:  # when stopping, the requests already paid for are still written
                 break
             finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in finished:
@@ -131,9 +138,10 @@ def generate(folder: RunFolder, configurator, backend, n: int, concurrency: int 
                 else:
                     folder.add_failure(failure)
                     summary.failed[failure["reason"]] += 1
+                api_errors_in_a_row = api_errors_in_a_row + 1 if failure and failure["retryable"] else 0
                 progress.set_postfix(failed=sum(summary.failed.values()), tokens=summary.prompt_tokens +
                                      summary.completion_tokens, refresh=False)
-        if accepted_total() < n:
+        if accepted_total() < n and not summary.stopped:
             summary.stopped = (f"reached --max-attempts {max_attempts} with {accepted_total()} of {n} accepted; "
                                "raise --max-attempts or look at the failure reasons (python -m synth stats OUT)")
     except KeyboardInterrupt:

@@ -216,3 +216,21 @@ def test_help_has_examples(command, capsys):
         main([*command, "--help"])
     assert exit_info.value.code == 0
     assert "example" in capsys.readouterr().out
+
+
+def test_an_outage_stops_the_run_and_a_rerun_retries_those_samples(index_dir, tmp_path, capsys):
+    out = tmp_path / "outage"
+    with FakeOpenAI([Reply(status=502, error="bad gateway")]) as server:
+        args = generate_args(index_dir, out, server, 30, "--concurrency", "2", "--max-retries", "0")
+        assert main(args) == 0
+        assert len(server.requests) < 14  # stopped after 10 failed samples in a row, not after 30+
+    assert "failed 10 samples in a row" in capsys.readouterr().err
+    failed = lines(out / "failures.jsonl")
+    assert all(failure["retryable"] and failure["reason"] == "api_error" for failure in failed)
+    with FakeOpenAI(valid) as server:  # the server is back (on another port: --base-url may change)
+        assert main(generate_args(index_dir, out, server, 30, "--concurrency", "2", "--max-retries", "0")) == 0
+    ids = {row["sample_id"] for row in lines(out / "samples.jsonl")}
+    assert {failure["sample_id"] for failure in failed} <= ids and len(ids) == 30
+    assert main(["stats", str(out), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["accepted"] == 30 and "api_error" not in stats["failure_reasons"]
