@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from mme5.prompts import MMEB_IMAGE_PLACEHOLDER
+from mme5.prompts import BOS, IMAGE_DOCUMENT, IMAGE_TOKEN, MMEB_IMAGE_PLACEHOLDER
 
 from .configure import SampleConfig
 from .prompt import PROMPT_VERSION
@@ -17,7 +17,8 @@ from .schema import Generation
 SCHEMA_COLUMNS = ("qry", "qry_image_path", "pos_text", "pos_image_path", "neg_text", "neg_image_path")
 METADATA_COLUMNS = ("task", "modality", "language", "generator", "prompt_version", "sample_id", "seed")
 INSPECTION_COLUMNS = ("instruction", "query_text", "description", "draft", "evaluation")
-IMAGE_ONLY_DOCUMENT = "Represent the given image."
+# mmE5's own image-document instruction, in MMEB form ("<|image_1|>\nRepresent the given image.")
+IMAGE_ONLY_DOCUMENT = IMAGE_DOCUMENT.removeprefix(IMAGE_TOKEN + BOS).strip()
 
 
 def _query(config: SampleConfig, instruction: str, query: str) -> str:
