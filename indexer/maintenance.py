@@ -133,7 +133,7 @@ def _repair(catalog: Catalog, index_dir: Path, report: VerifyReport) -> None:
 
 
 def remove_root(index_dir: Path | str, root: Path | str) -> int:
-    """Forget a folder: its images leave catalog and vector index. Returns how many."""
+    """Forget a folder: its files leave catalog and vector index. Returns how many were searchable."""
     index_dir = Path(index_dir).expanduser().absolute()
     catalog = _open_catalog(index_dir)
     try:
@@ -145,7 +145,7 @@ def remove_root(index_dir: Path | str, root: Path | str) -> int:
                 if found is None:
                     known = ", ".join(r.path for r in session.scalars(select(Root))) or "none"
                     raise BadRootError(f"{root}: not a folder of this index (indexed folders: {known})")
-                ids = session.scalars(select(Image.id).where(Image.root_id == found.id)).all()
+                ids = session.scalars(select(Image.id).where(Image.root_id == found.id, Image.status == STATUS_OK)).all()
                 session.delete(found)  # images go with it (ON DELETE CASCADE)
                 session.flush()
                 Catalog.delete_orphan_vectors(session)
