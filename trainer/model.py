@@ -33,7 +33,7 @@ def make_trainable(embedder, lora: LoraSettings | None, gradient_checkpointing: 
     model = embedder.backbone.model
     model.train()
     if gradient_checkpointing and getattr(model, "supports_gradient_checkpointing", False):
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable({"use_reentrant": False})
     if lora is None:
         model.requires_grad_(True)
         return model

@@ -25,8 +25,9 @@ DOCUMENT = "<|image_1|>\nRepresent the given image.\n"  # MMEB form of mme5.prom
 def draw(colour: str, shape: str, rng: random.Random, side: int = 28) -> Image.Image:
     image = Image.new("RGB", (side, side), (255, 255, 255))
     pen = ImageDraw.Draw(image)
-    size = rng.randint(side // 2, side - 4)
-    x, y = rng.randint(0, side - size), rng.randint(0, side - size)
+    size = rng.randint(side - 10, side - 2)  # 28 px is 2x2 patches for the tiny model: keep shapes legible
+    x, y = (side - size) // 2 + rng.randint(-1, 1), (side - size) // 2 + rng.randint(-1, 1)
+    x, y = min(max(x, 0), side - size), min(max(y, 0), side - size)
     box = (x, y, x + size - 1, y + size - 1)
     fill = tuple(min(255, max(0, v + rng.randint(-25, 25))) for v in COLOURS[colour])
     if shape == "circle":
