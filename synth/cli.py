@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--languages", default=None,
                      help="weights like en=0.5,de=0.3,fr (default: all 93, English 20%%; see `synth languages`)")
     gen.add_argument("--tasks", default=None,
-                     help="task weights like retrieval=0.6,vqa=0.2,classification=0.2 (the default)")
+                     help="task weights like retrieval=0.6,vqa=0.2,classification=0.2 (the default); "
+                          "task:COMBO picks one combination, e.g. retrieval:T->I=2,retrieval:IT->I")
     gen.add_argument("--concurrency", type=_positive_int, default=8, help="requests in flight (default 8)")
     gen.add_argument("--seed", type=int, default=0, help="fixes every sample's configuration (default 0)")
     gen.add_argument("--max-attempts", type=_positive_int, default=None,
@@ -166,14 +167,13 @@ def cmd_generate(args) -> int:
 
     language_weights = (languages.parse_weights(args.languages, languages.NAMES, "language")
                         if args.languages else languages.default_weights())
-    task_weights = (languages.parse_weights(args.tasks, {name: name for name in tasks.TASKS}, "task")
-                    if args.tasks else dict(tasks.DEFAULT_TASK_WEIGHTS))
+    combos = tasks.parse_tasks(args.tasks) if args.tasks else tasks.combo_weights(tasks.DEFAULT_TASK_WEIGHTS)
     model = _model(args)
     folder = RunFolder(args.out)
     store, index_dir = _open_pool(args, folder)
     try:
         pool = ImagePool(store)
-        configurator = Configurator(tasks.combo_weights(task_weights), language_weights, pool, args.seed,
+        configurator = Configurator(combos, language_weights, pool, args.seed,
                                     args.positive_ranks, args.negative_ranks)
         if args.dry_run:
             dry_run(folder, configurator, args.n)
@@ -181,7 +181,8 @@ def cmd_generate(args) -> int:
         prices = _prices(args, model)
         settings = {
             "backend": args.backend, "model": model, "base_url": args.base_url, "seed": args.seed,
-            "languages": language_weights, "tasks": task_weights, "prompt_version": PROMPT_VERSION,
+            "languages": language_weights,
+            "tasks": {f"{task}:{combo}": weight for (task, combo), weight in combos.items()}, "prompt_version": PROMPT_VERSION,
             "positive_ranks": list(args.positive_ranks), "negative_ranks": list(args.negative_ranks),
             "index_dir": str(index_dir), "pool": pool.fingerprint, "image_root": pool.root,
             "prices": list(prices) if prices else None,
@@ -197,7 +198,11 @@ def cmd_generate(args) -> int:
         store.close()
     print(summary.format(), file=sys.stderr)
     (folder.path / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2), encoding="utf-8")
-    return 130 if summary.stopped.startswith("interrupted") else 0
+    if summary.stopped.startswith("interrupted"):
+        # Everything written is fsynced and closed; do not wait up to --timeout for requests still in flight.
+        sys.stderr.flush()
+        os._exit(130)
+    return 0
 
 
 def cmd_stats(args) -> int:

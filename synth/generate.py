@@ -36,18 +36,22 @@ def generate_one(backend, config: SampleConfig) -> Outcome:
     outcome = Outcome(config, usage=usage)
     messages = build_messages(config)
 
+    answer = None
+
     def fail(reason: str, detail: str, retryable: bool = False) -> Outcome:
-        outcome.failure = build_failure(config, reason, detail, backend.model, usage, retryable)
+        outcome.failure = build_failure(config, reason, detail, backend.model, usage, retryable, answer)
         return outcome
 
     try:
         completion = backend.complete(messages)
         _add(usage, completion)
+        answer = completion.text
         try:
             generation = parse_generation(completion.text, config.combo)
         except GenerationError as first:
             completion = backend.complete(repair_messages(messages, completion.text, str(first)))
             _add(usage, completion)
+            answer = completion.text
             try:
                 generation = parse_generation(completion.text, config.combo)
             except GenerationError as second:

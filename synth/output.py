@@ -112,7 +112,8 @@ class RunFolder:
                 if removed:
                     print(f"synth: removed a partial last line ({removed} bytes) from {path}", file=sys.stderr)
             return True
-        if self.path.exists() and any(entry.name != INDEX for entry in self.path.iterdir()):
+        leftovers = {INDEX, self.manifest_path.with_suffix(".tmp").name}  # ours: index, a manifest cut short by a kill
+        if self.path.exists() and any(entry.name not in leftovers for entry in self.path.iterdir()):
             raise RunFolderError(f"{self.path}: folder is not empty and holds no synth run; choose a new --out")
         self.path.mkdir(parents=True, exist_ok=True)
         self._write_manifest(settings)

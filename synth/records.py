@@ -57,13 +57,17 @@ def build_record(config: SampleConfig, generation: Generation, generator: str, u
     }
 
 
+ANSWER_EXCERPT = 2000  # characters of an unusable answer kept for inspection
+
+
 def build_failure(config: SampleConfig, reason: str, detail: str, generator: str, usage: dict,
-                  retryable: bool = False) -> dict:
-    """A failed sample: why, and what it cost; ``retryable`` ones are tried again on resume."""
+                  retryable: bool = False, answer: str | None = None) -> dict:
+    """A failed sample: why, what it cost and what the model said; ``retryable`` ones are tried again on resume."""
     return {
         "sample_id": config.sample_id, "task": config.task, "modality": config.combo.name,
         "language": config.language, "reason": reason, "detail": detail, "retryable": retryable,
         "generator": generator, "prompt_version": PROMPT_VERSION, "seed": config.seed, "usage": usage,
+        "answer": answer[:ANSWER_EXCERPT] if answer else None,
     }
 
 

@@ -51,3 +51,31 @@ def combo_weights(task_weights: dict[str, float]) -> dict[tuple[str, str], float
         for combo in TASKS[task]:
             weights[(task, combo)] = weight / len(TASKS[task])
     return weights
+
+
+def parse_tasks(spec: str) -> dict[tuple[str, str], float]:
+    """``"retrieval=0.6,vqa,classification:I->T=0.5"`` -> normalised (task, combination) weights.
+
+    A bare task spreads its weight over its combinations; ``task:COMBO`` weights one combination.
+    Raises ValueError naming the bad entry and the valid choices.
+    """
+    weights: dict[tuple[str, str], float] = {}
+    for part in (piece.strip() for piece in spec.split(",") if piece.strip()):
+        name, _, value = part.partition("=")  # combinations hold "->", never "="
+        task, _, combo = name.strip().partition(":")
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
+        if combo and combo not in TASKS[task]:
+            raise ValueError(f"{task} has no combination {combo!r}; valid: {', '.join(TASKS[task])}")
+        try:
+            weight = float(value) if value else 1.0
+        except ValueError:
+            raise ValueError(f"task weight for {name!r} is not a number: {value!r}") from None
+        if weight < 0:
+            raise ValueError(f"task weight for {name!r} is negative: {weight}")
+        for one in ([combo] if combo else TASKS[task]):
+            weights[(task, one)] = weights.get((task, one), 0.0) + weight / (1 if combo else len(TASKS[task]))
+    total = sum(weights.values())
+    if total <= 0:
+        raise ValueError(f"task weights sum to zero: {spec!r}")
+    return {key: weight / total for key, weight in weights.items()}

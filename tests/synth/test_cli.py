@@ -134,7 +134,9 @@ def test_failures_are_counted_with_reasons(index_dir, tmp_path, capsys):
     assert stats["acceptance_rate"] == pytest.approx(12 / (12 + stats["failed"]), abs=1e-4)
     failures = lines(out / "failures.jsonl")
     assert all(failure["reason"] in ("wrong_language", "invalid_json", "schema") for failure in failures)
-    assert any("text reads as en" in failure["detail"] for failure in failures)
+    wrong = [failure for failure in failures if failure["reason"] == "wrong_language"]
+    assert all("text reads as en" in failure["detail"] for failure in wrong)
+    assert all("A black cat sleeps" in failure["answer"] for failure in wrong)  # kept for inspection
 
 
 def test_kill_and_resume_gives_every_sample_once(index_dir, tmp_path):

@@ -105,3 +105,14 @@ def test_a_one_image_index_is_refused(tmp_path, tiny_siglip):
     build_index([tmp_path / "one"], tmp_path / "index", tiny_siglip, show_progress=False)
     with IndexStore.open(tmp_path / "index") as store, pytest.raises(PoolError, match="at least 2"):
         ImagePool(store)
+
+
+def test_task_specs_pick_tasks_or_single_combinations():
+    from synth.tasks import parse_tasks
+
+    assert parse_tasks("retrieval=0.6,vqa=0.2,classification=0.2") == pytest.approx(combo_weights(DEFAULT_TASK_WEIGHTS))
+    assert parse_tasks("retrieval:T->I=3,vqa") == pytest.approx({("retrieval", "T->I"): 0.75, ("vqa", "IT->T"): 0.25})
+    with pytest.raises(ValueError, match="retrieval has no combination 'I->IT'; valid: I->T"):
+        parse_tasks("retrieval:I->IT")
+    with pytest.raises(ValueError, match="unknown task 'captioning'"):
+        parse_tasks("captioning")
