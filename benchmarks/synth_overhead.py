@@ -26,9 +26,9 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,4,16", help="levels to measure (default 1,4,16)")
     args = parser.parse_args()
 
-    from answers import answer_for
-    from conftest import draw_photo
-    from fake_openai import FakeOpenAI, ok
+    from synth_answers import answer_for
+    from synth_testing import draw_photo
+    from synth_fake_openai import FakeOpenAI, ok
     from indexer import build_index
     from mme5 import load_embedder
     from mme5.tiny import build_tiny

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import functools
 import io
 import random
 import sys
@@ -22,6 +23,7 @@ from .backend import BackendError, Completion, FatalBackendError
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
+@functools.lru_cache(maxsize=64)  # a repair call or a retry sends the same images again
 def data_url(path: str, max_side: int = 1024, quality: int = 90) -> str:
     """A JPEG data URL of the image, downscaled so its longer side is at most ``max_side``."""
     image = load_image(path, draft_size=max_side)

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from answers import answer_for, asked
-from fake_openai import FakeOpenAI, Reply, ok
+from synth_answers import answer_for, asked
+from synth_fake_openai import FakeOpenAI, Reply, ok
 from synth.cli import main
 from synth.records import SCHEMA_COLUMNS
 from synth.tasks import TASKS
-from test_configure import assert_matches
+from synth_testing import assert_matches
 
 LANGUAGES = {"en": 0.4, "de": 0.3, "fr": 0.2, "es": 0.1}
 TASK_WEIGHTS = {"retrieval": 0.5, "vqa": 0.25, "classification": 0.25}

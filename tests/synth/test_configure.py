@@ -9,21 +9,7 @@ from synth.configure import Configurator
 from synth.languages import default_weights, parse_weights
 from synth.pool import ImagePool, PoolError
 from synth.tasks import DEFAULT_TASK_WEIGHTS, TASKS, combo_weights
-
-# chi-square critical values at p = 0.001 by degrees of freedom: a correct sampler fails 1 in 1000 seeds
-CHI2_999 = {1: 10.83, 2: 13.82, 3: 16.27, 4: 18.47, 5: 20.52, 6: 22.46, 7: 24.32, 8: 26.12, 9: 27.88, 10: 29.59}
-
-
-def chi_square(counts: Counter, weights: dict) -> float:
-    total = sum(counts.values())
-    return sum((counts.get(key, 0) - total * weight) ** 2 / (total * weight) for key, weight in weights.items())
-
-
-def assert_matches(counts: Counter, weights: dict) -> None:
-    assert set(counts) <= set(weights)
-    statistic = chi_square(counts, weights)
-    assert statistic < CHI2_999[len(weights) - 1], (statistic, counts, weights)
-
+from synth_testing import assert_matches
 
 @pytest.fixture(scope="module")
 def pool(index_dir):
@@ -98,7 +84,7 @@ def test_bad_weight_specs_are_explained(spec, message):
 def test_a_one_image_index_is_refused(tmp_path, tiny_siglip):
     from indexer import IndexStore, build_index
 
-    from conftest import draw_photo
+    from synth_testing import draw_photo
 
     (tmp_path / "one").mkdir()
     draw_photo(tmp_path / "one" / "a.jpg", seed=1)
