@@ -181,8 +181,8 @@ def cmd_generate(args) -> int:
         prices = _prices(args, model)
         settings = {
             "backend": args.backend, "model": model, "base_url": args.base_url, "seed": args.seed,
-            "languages": language_weights,
-            "tasks": {f"{task}:{combo}": weight for (task, combo), weight in combos.items()}, "prompt_version": PROMPT_VERSION,
+            "languages": language_weights, "prompt_version": PROMPT_VERSION,
+            "tasks": {f"{task}:{combo}": weight for (task, combo), weight in combos.items()},
             "positive_ranks": list(args.positive_ranks), "negative_ranks": list(args.negative_ranks),
             "index_dir": str(index_dir), "pool": pool.fingerprint, "image_root": pool.root,
             "prices": list(prices) if prices else None,
@@ -197,7 +197,9 @@ def cmd_generate(args) -> int:
     finally:
         store.close()
     print(summary.format(), file=sys.stderr)
-    (folder.path / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2), encoding="utf-8")
+    temporary = folder.path / "summary.json.tmp"
+    temporary.write_text(json.dumps(summary.as_dict(), indent=2), encoding="utf-8")
+    os.replace(temporary, folder.path / "summary.json")
     if summary.stopped.startswith("interrupted"):
         # Everything written is fsynced and closed; do not wait up to --timeout for requests still in flight.
         sys.stderr.flush()
@@ -246,3 +248,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, FatalBackendError, IndexerError) as error:
         print(f"synth: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("synth: interrupted; run the same command again to continue", file=sys.stderr)
+        return 130
