@@ -1,0 +1,81 @@
+"""mmE5's three tasks and seven query→target modality combinations (paper Table 1)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TASKS = {
+    "classification": ("I->T", "IT->T"),
+    "vqa": ("IT->T",),
+    "retrieval": ("I->T", "IT->T", "T->IT", "T->I", "I->I", "IT->I", "IT->IT"),
+}
+# The paper did not publish its task mix; retrieval has by far the most combinations and rows.
+DEFAULT_TASK_WEIGHTS = {"classification": 0.2, "vqa": 0.2, "retrieval": 0.6}
+DATASET_NAMES = {"classification": "Classification", "vqa": "VQA", "retrieval": "Retrieval"}
+
+
+@dataclass(frozen=True)
+class Combo:
+    """A modality combination such as ``IT->I``: which sides carry an image and a text."""
+
+    name: str
+
+    @property
+    def query(self) -> str:
+        return self.name.split("->")[0]
+
+    @property
+    def target(self) -> str:
+        return self.name.split("->")[1]
+
+    @property
+    def query_image(self) -> bool:
+        return "I" in self.query
+
+    @property
+    def query_text(self) -> bool:
+        return "T" in self.query
+
+    @property
+    def target_image(self) -> bool:
+        return "I" in self.target
+
+    @property
+    def target_text(self) -> bool:
+        return "T" in self.target
+
+
+def combo_weights(task_weights: dict[str, float]) -> dict[tuple[str, str], float]:
+    """(task, combination) -> probability; combinations share their task's weight equally."""
+    weights = {}
+    for task, weight in task_weights.items():
+        for combo in TASKS[task]:
+            weights[(task, combo)] = weight / len(TASKS[task])
+    return weights
+
+
+def parse_tasks(spec: str) -> dict[tuple[str, str], float]:
+    """``"retrieval=0.6,vqa,classification:I->T=0.5"`` -> normalised (task, combination) weights.
+
+    A bare task spreads its weight over its combinations; ``task:COMBO`` weights one combination.
+    Raises ValueError naming the bad entry and the valid choices.
+    """
+    weights: dict[tuple[str, str], float] = {}
+    for part in (piece.strip() for piece in spec.split(",") if piece.strip()):
+        name, _, value = part.partition("=")  # combinations hold "->", never "="
+        task, _, combo = name.strip().partition(":")
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
+        if combo and combo not in TASKS[task]:
+            raise ValueError(f"{task} has no combination {combo!r}; valid: {', '.join(TASKS[task])}")
+        try:
+            weight = float(value) if value else 1.0
+        except ValueError:
+            raise ValueError(f"task weight for {name!r} is not a number: {value!r}") from None
+        if weight < 0:
+            raise ValueError(f"task weight for {name!r} is negative: {weight}")
+        for one in ([combo] if combo else TASKS[task]):
+            weights[(task, one)] = weights.get((task, one), 0.0) + weight / (1 if combo else len(TASKS[task]))
+    total = sum(weights.values())
+    if total <= 0:
+        raise ValueError(f"task weights sum to zero: {spec!r}")
+    return {key: weight / total for key, weight in weights.items()}

@@ -1,0 +1,247 @@
+"""Training examples in the mmE5 schema, from datasets dirs, JSONL files or hub datasets.
+
+Rows carry ``qry, qry_image_path, pos_text, pos_image_path, neg_text, neg_image_path``
+(the layout of ``intfloat/mmE5-synthetic`` and ``intfloat/mmE5-MMEB-hardneg``, and of
+``synth`` output).  Texts stay raw, MMEB ``<|image_1|>`` placeholders included: the
+backbone-specific rewrite happens once, in :mod:`mme5.prompts`, at training time.
+Bad rows are skipped and counted in ``dataset.skipped`` instead of stopping a run.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from torch.utils.data import Dataset
+
+COLUMNS = ("qry", "qry_image_path", "pos_text", "pos_image_path", "neg_text", "neg_image_path")
+
+
+class DataError(ValueError):
+    """A data source cannot be read at all (as opposed to a bad row, which is skipped)."""
+
+
+@dataclass
+class Example:
+    """One query, its positive document and up to ``negative_ratio`` hard negatives."""
+
+    qry: str
+    qry_image_path: str | None
+    pos_text: str
+    pos_image_path: str | None
+    neg_texts: list[str] = field(default_factory=list)
+    neg_image_paths: list[str | None] = field(default_factory=list)
+
+
+class ExampleDataset(Dataset):
+    """A list of :class:`Example` plus ``skipped``: why and how many rows were dropped."""
+
+    def __init__(self, examples: list[Example], skipped: Counter):
+        self.examples = examples
+        self.skipped = skipped
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> Example:
+        return self.examples[index]
+
+
+def load_examples(sources: list[str], image_dir: str | None, negative_ratio: int = 3) -> ExampleDataset:
+    """Read every source into one dataset of :class:`Example`.
+
+    Each source is a ``datasets`` folder (``save_to_disk``), a ``.jsonl`` file, or a hub
+    dataset name (``name`` or ``name:config``, split ``train``).  Image paths are
+    resolved against ``image_dir``.  Negatives are cut to ``negative_ratio`` and a short
+    list is padded by repeating its last entry, as in the mmE5 reference.
+    """
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    if not sources:
+        raise DataError("no training data given: pass at least one --data source")
+    if negative_ratio < 0:
+        raise DataError(f"negative_ratio must be 0 or more, got {negative_ratio}")
+    image_root = Path(image_dir).expanduser() if image_dir else None
+    if image_root is not None and not image_root.is_dir():
+        raise DataError(f"{image_root}: image folder not found (--image-dir)")
+    examples: list[Example] = []
+    skipped: Counter = Counter()
+    for source in sources:
+        for number, row in enumerate(_rows(str(source))):
+            example, reason = _example(row, image_root, negative_ratio)
+            if example is None:
+                skipped[reason] += 1
+            else:
+                examples.append(example)
+    if skipped:
+        detail = ", ".join(f"{count} {reason}" for reason, count in skipped.most_common())
+        print(f"trainer: skipped {sum(skipped.values())} bad row(s): {detail}", file=sys.stderr)
+    return ExampleDataset(examples, skipped)
+
+
+# -- reading sources ---------------------------------------------------------------------
+def _rows(source: str) -> Iterator[dict]:
+    path = Path(source).expanduser()
+    if path.is_file():
+        if path.suffix not in (".jsonl", ".json"):
+            raise DataError(f"{path}: expected a .jsonl file in the mmE5 schema or a datasets folder")
+        yield from _jsonl_rows(path)
+    elif path.is_dir():
+        yield from _dataset_rows(_load_from_disk(path), str(path))
+    elif source.startswith((".", "/", "~")) or source.count("/") > 1 or source.endswith(".jsonl"):
+        raise DataError(f"{source}: data file or folder not found")
+    else:
+        yield from _dataset_rows(_load_hub(source), source)
+
+
+def _jsonl_rows(path: Path) -> Iterator[dict]:
+    with open(path, encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                yield {"__error__": f"unparsable JSON line ({path.name}:{line_number}: {error.msg})"}
+                continue
+            yield row if isinstance(row, dict) else {"__error__": "JSON line is not an object"}
+
+
+def _load_from_disk(path: Path):
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except Exception as error:  # noqa: BLE001 - datasets raises several types for a bad folder
+        raise DataError(f"{path}: not a datasets folder written by save_to_disk ({error})") from error
+    return loaded
+
+
+def _load_hub(name: str):
+    import datasets
+
+    repo, _, config = name.partition(":")
+    try:
+        return datasets.load_dataset(repo, config or None, split="train")
+    except Exception as error:  # noqa: BLE001
+        raise DataError(
+            f"{name}: could not load hub dataset ({str(error).splitlines()[0][:200]}). Offline? Download it elsewhere "
+            f"(`hf download {repo} --repo-type dataset --local-dir DIR`), save_to_disk, and pass that folder."
+        ) from error
+
+
+def _dataset_rows(loaded, source: str) -> Iterable[dict]:
+    import datasets
+
+    if isinstance(loaded, datasets.DatasetDict):
+        if "train" not in loaded:
+            raise DataError(f"{source}: DatasetDict without a 'train' split (has {', '.join(loaded)})")
+        loaded = loaded["train"]
+    missing = [column for column in ("qry", "pos_text") if column not in loaded.column_names]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {', '.join(missing)}; expected the mmE5 schema {', '.join(COLUMNS)}")
+    return iter(loaded)
+
+
+# -- one row -------------------------------------------------------------------------------
+def parse_list(value, what: str) -> list:
+    """A list column, stored either as a list or as a string holding a Python/JSON list literal."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        if not text.startswith("["):
+            return [value]
+        try:
+            parsed = ast.literal_eval(text)  # literals only: never eval() data
+        except (ValueError, SyntaxError) as error:
+            raise ValueError(f"{what} is not a list literal") from error
+        if not isinstance(parsed, (list, tuple)):
+            raise ValueError(f"{what} is not a list literal")
+        return list(parsed)
+    raise ValueError(f"{what} has unsupported type {type(value).__name__}")
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _has_content(text: str) -> bool:
+    from mme5.prompts import strip_image_tokens
+
+    return bool(strip_image_tokens(text))
+
+
+def _image(value, image_root: Path | None) -> tuple[str | None, bool]:
+    """(absolute path or None, ok). An empty value means "no image"; a named file must exist."""
+    if not isinstance(value, str) or not value.strip():
+        return None, True
+    path = Path(value).expanduser()
+    if not path.is_absolute() and image_root is not None:
+        path = image_root / path
+    if not path.is_file() or path.stat().st_size == 0:
+        return str(path), False
+    return str(path), True
+
+
+def _example(row: dict, image_root: Path | None, negative_ratio: int) -> tuple[Example | None, str]:
+    if "__error__" in row:
+        return None, row["__error__"]
+    qry, pos = _text(row.get("qry")), _text(row.get("pos_text"))
+    qry_image, ok = _image(row.get("qry_image_path"), image_root)
+    if not ok:
+        return None, "missing query image"
+    pos_image, ok = _image(row.get("pos_image_path"), image_root)
+    if not ok:
+        return None, "missing positive image"
+    if not _has_content(qry) and qry_image is None:
+        return None, "empty query"
+    if not _has_content(pos) and pos_image is None:
+        return None, "empty positive"
+    try:
+        neg_texts = [_text(text) for text in parse_list(row.get("neg_text"), "neg_text")]
+        neg_images = parse_list(row.get("neg_image_path"), "neg_image_path")
+    except ValueError:
+        return None, "unparsable negative list"
+    negatives = _negatives(neg_texts, neg_images, image_root, pos)
+    if negatives is None:
+        return None, "missing negative image"
+    negatives = negatives[:negative_ratio]
+    if negatives and len(negatives) < negative_ratio:
+        negatives += [negatives[-1]] * (negative_ratio - len(negatives))
+    return Example(
+        qry=qry, qry_image_path=qry_image, pos_text=pos, pos_image_path=pos_image,
+        neg_texts=[text for text, _ in negatives], neg_image_paths=[image for _, image in negatives],
+    ), ""
+
+
+def _negatives(texts, images, image_root, pos_text) -> list[tuple[str, str | None]] | None:
+    """Pair negative texts with images; None if a named negative image is missing.
+
+    An empty negative text next to an image is an image document; an empty one with no
+    image is replaced by another non-empty negative text, as in the reference loader.
+    """
+    count = max(len(texts), len(images))
+    texts = list(texts) + [""] * (count - len(texts))
+    images = list(images) + [None] * (count - len(images))
+    non_empty = [text for text in texts if _has_content(text)]
+    pairs = []
+    for text, image in zip(texts, images):
+        path, ok = _image(image, image_root)
+        if not ok:
+            return None
+        if not _has_content(text) and path is None:
+            if not non_empty:
+                continue
+            text = non_empty[0]
+        pairs.append((text, path))
+    return pairs

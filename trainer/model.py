@@ -1,0 +1,62 @@
+"""Make an mme5 Embedder trainable: peft LoRA/DoRA on the full transformers model, or full fine-tuning.
+
+LoRA attaches to ``embedder.backbone.model`` in place, so the forward path stays mme5's
+and the saved adapter has the module names ``mme5.load_embedder(adapter=...)`` expects.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+# Attention and MLP projections of each family (text and vision towers alike).
+DEFAULT_TARGETS = {
+    "mllama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "fc1", "fc2"],
+    "dual": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
+}
+
+
+@dataclass
+class LoraSettings:
+    """mmE5's defaults (scripts/train/train.sh of the reference)."""
+
+    r: int = 8
+    alpha: int = 64
+    dropout: float = 0.1
+    dora: bool = True
+    init: str = "gaussian"
+    targets: list[str] = field(default_factory=list)  # empty: DEFAULT_TARGETS of the family
+
+
+def make_trainable(embedder, lora: LoraSettings | None, gradient_checkpointing: bool = True):
+    """Put the model in training mode; returns the PeftModel (LoRA) or the model itself (full)."""
+    model = embedder.backbone.model
+    model.train()
+    if gradient_checkpointing and getattr(model, "supports_gradient_checkpointing", False):
+        model.activation_checkpointing_enable({"use_reentrant": False})
+    if lora is None:
+        model.requires_grad_(True)
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, use_dora=lora.dora,
+        init_lora_weights=lora.init if lora.init != "default" else True,
+        target_modules=lora.targets or DEFAULT_TARGETS[embedder.family],
+    )
+    peft_model = get_peft_model(model, config)  # injects LoRA layers into `model` itself
+    peft_model.train()
+    return peft_model
+
+
+def trainable_parameters(module: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    return {name: parameter for name, parameter in module.named_parameters() if parameter.requires_grad}
+
+
+def save_weights(trained, embedder, out_dir, full: bool) -> None:
+    """Adapter (peft format) for LoRA, or a complete model folder for full fine-tuning."""
+    if full:
+        embedder.backbone.model.save_pretrained(out_dir)
+        embedder.backbone.processor.save_pretrained(out_dir)
+    else:
+        trained.save_pretrained(out_dir)
