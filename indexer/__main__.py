@@ -1,0 +1,220 @@
+"""Index photo folders for mmE5 search, and search, inspect, check or shrink the index.
+
+Examples:
+  python -m indexer build --dir ~/Pictures                     # index into ./index (default model)
+  python -m indexer build --dir photos/ --dir /mnt/camera --index my-index --model models/tiny
+  python -m indexer build --index my-index                     # re-scan every folder the index knows
+  python -m indexer search --index my-index --text "un perro en la playa" -k 5
+  python -m indexer search --index my-index --image query.jpg --text "but at night" --json
+  python -m indexer info --index my-index --json
+  python -m indexer verify --index my-index --repair
+  python -m indexer remove --index my-index --dir /mnt/camera
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .store import DEFAULT_INDEX_DIR
+
+EPILOG = __doc__.split("\n", 2)[2]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="python -m indexer", description=__doc__.split("\n\n")[0],
+                                     epilog=EPILOG, formatter_class=formatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text, epilog=EPILOG, formatter_class=formatter)
+        sub.add_argument("--index", type=Path, default=DEFAULT_INDEX_DIR,
+                         help=f"index folder (default: ./{DEFAULT_INDEX_DIR})")
+        return sub
+
+    build = command("build", "index new photos, re-embed changed ones, drop deleted ones (resumes after a crash)")
+    build.add_argument("--dir", dest="dirs", type=Path, action="append", default=[],
+                       help="photo folder (repeatable; default: every folder the index already has)")
+    build.add_argument("--model", help="hub id or local folder (default: the index's model; for a new index "
+                                       "mmE5 on a big GPU, multilingual SigLIP otherwise)")
+    build.add_argument("--adapter", help="peft adapter folder merged into the model")
+    build.add_argument("--batch-size", type=int, default=8, help="images per model batch and per commit (default 8)")
+    build.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    build.add_argument("--index-type", choices=["auto", "flat", "ivf", "ivf-sq8"],
+                       help="FAISS index type (default auto: exact up to 100k images, then IVF+SQ8)")
+    build.add_argument("--workers", type=int, help="decoding threads (default: CPU count, at most 8)")
+    build.add_argument("--include-hidden", action="store_true", help="also index hidden files and folders")
+    build.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    build.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    search = command("search", "top-k images for a text, an image, or an image plus a modifying text")
+    search.add_argument("--text", help="query text (with --image: how to change the image)")
+    search.add_argument("--image", type=Path, help="query image (\"more like this\")")
+    search.add_argument("-k", type=int, default=20, help="results to print (default 20)")
+    search.add_argument("--model", help="override the index's model (must be the same vector space)")
+    search.add_argument("--adapter", help="override the index's adapter")
+    search.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
+    search.add_argument("--json", action="store_true", help="print results as JSON")
+
+    info = command("info", "counts, model, index type and recall, size on disk, folders, last build, errors")
+    info.add_argument("--json", action="store_true", help="print the JSON payload documented in the README")
+
+    verify = command("verify", "check that catalog and vector index agree (exit 1 if not)")
+    verify.add_argument("--repair", action="store_true", help="rebuild the vector index from stored vectors, "
+                                                               "drop orphans")
+
+    remove = command("remove", "forget a photo folder: its images leave the index")
+    remove.add_argument("--dir", type=Path, required=True, help="an indexed folder")
+    return parser
+
+
+def printable(path: str) -> str:
+    """File names need not be UTF-8; show undecodable bytes escaped instead of crashing."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def run_build(args) -> int:
+    from mme5 import load_embedder
+
+    from .build import build_index
+    from .catalog import CATALOG_FILE, Catalog
+    from .store import resolve_local
+
+    model, adapter = resolve_local(args.model), resolve_local(args.adapter)
+    if model is None and (args.index / CATALOG_FILE).is_file():
+        catalog = Catalog(args.index / CATALOG_FILE)
+        meta = catalog.get_meta()
+        catalog.close()
+        model, adapter = meta.get("model_id"), adapter or meta.get("adapter")
+    if args.dirs:  # fail on a bad --dir before spending time on the model
+        from .build import check_roots
+
+        check_roots(args.dirs, args.index.expanduser().absolute())
+    embedder = load_embedder(model, device=args.device, adapter=adapter)
+    summary = build_index(args.dirs, args.index, embedder, batch_size=args.batch_size, show_progress=not args.quiet,
+                          index_type=args.index_type, include_hidden=args.include_hidden, workers=args.workers)
+    for error in summary.errors[:20]:
+        print(f"  skipped {printable(error.path)}: {error.reason}", file=sys.stderr)
+    if len(summary.errors) > 20:
+        print(f"  ... and {len(summary.errors) - 20} more (python -m indexer info --index {args.index})", file=sys.stderr)
+    print(json.dumps(summary.to_dict()) if args.json else str(summary))
+    return 0
+
+
+def run_search(args) -> int:
+    from .store import open_index
+
+    if args.text is None and args.image is None:
+        print("error: give --text, --image, or both", file=sys.stderr)
+        return 2
+    if args.k < 1:
+        print(f"error: -k must be at least 1, got {args.k}", file=sys.stderr)
+        return 2
+    embedder, store = open_index(args.index, model=args.model, adapter=args.adapter, device=args.device)
+    with store:
+        if args.image is not None and args.text:
+            query = embedder.encode_composed([str(args.image)], [args.text])
+        elif args.image is not None:
+            query = embedder.encode_image_queries([str(args.image)])
+        else:
+            query = embedder.encode_text_queries([args.text])
+        scores, ids = store.search(query, args.k)
+        hits = [(float(s), r) for s, r in zip(scores[0], store.records(ids[0])) if r is not None]
+    if args.json:
+        results = [{"path": printable(r.path), "score": round(s, 6), "id": r.id, "size": r.size,
+                    "taken_at": r.taken_at.isoformat() if r.taken_at else None, "camera": r.camera,
+                    "width": r.width, "height": r.height, "content_hash": r.content_hash} for s, r in hits]
+        print(json.dumps({"text": args.text, "image": str(args.image) if args.image else None, "results": results},
+                         ensure_ascii=False))
+    else:
+        for score, record in hits:
+            print(f"{score:.4f}\t{printable(record.path)}")
+    return 0
+
+
+def run_info(args) -> int:
+    from .store import IndexStore
+
+    with IndexStore.open(args.index) as store:
+        info = store.info()
+    if args.json:
+        print(json.dumps(_printable_tree(info), ensure_ascii=False, default=str))
+        return 0
+    recall = info["recall"] or {}
+    sizes = info["size_bytes"]
+    print(f"index:        {info['index_dir']}")
+    print(f"images:       {info['images']} searchable, {info['errors']} with errors")
+    print(f"model:        {info['model_id']}" + (f" + adapter {info['adapter']}" if info["adapter"] else ""))
+    print(f"dim:          {info['dim']} (prompt version {info['prompt_version']})")
+    recall_text = "exact" if recall.get("exact", True) else f"recall@{recall['k']} {recall['recall_at_k']:.3f}"
+    print(f"index type:   {info['index_type']} ({recall_text})")
+    print(f"size on disk: {sizes['total'] / 1e6:.1f} MB (catalog {sizes['catalog'] / 1e6:.1f} MB, "
+          f"vector index {sizes['vector_index'] / 1e6:.1f} MB)")
+    print("folders:      " + (", ".join(info["roots"]) or "none"))
+    last = info["last_build"]
+    if last:
+        print(f"last build:   {info['last_build_at']}: added {last['added']}, updated {last['updated']}, "
+              f"moved {last['moved']}, removed {last['removed']}, unchanged {last['unchanged']}, "
+              f"errors {last['error_count']} in {last['seconds']:.1f} s")
+    if not info["in_sync"]:
+        print("note:         the vector index lags the catalog (interrupted build); run build or verify --repair")
+    for error in info["error_list"]:
+        print(f"  error {printable(error['path'])}: {error['error']}")
+    return 0
+
+
+def run_verify(args) -> int:
+    from .maintenance import verify
+
+    report = verify(args.index, repair=args.repair)
+    for problem in report.problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    for fixed in report.repaired:
+        print(f"repaired: {fixed}", file=sys.stderr)
+    if report.clean:
+        print(f"ok: {report.checked.get('images', 0)} images, catalog and vector index agree")
+        return 0
+    if args.repair:
+        print("repaired; run verify again to confirm")
+        return 0
+    print(f"{len(report.problems)} problem(s); run: python -m indexer verify --index {args.index} --repair")
+    return 1
+
+
+def run_remove(args) -> int:
+    from .maintenance import remove_root
+
+    removed = remove_root(args.index, args.dir)
+    print(f"removed {args.dir}: {removed} image(s) left the index")
+    return 0
+
+
+def _printable_tree(value):
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {key: _printable_tree(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_printable_tree(item) for item in value]
+    return value
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"build": run_build, "search": run_search, "info": run_info, "verify": run_verify, "remove": run_remove}
+    from .errors import IndexerError
+
+    try:
+        return handlers[args.command](args)
+    except (IndexerError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; committed progress is kept, run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,436 @@
+"""`build`: scan folders, embed new and changed images, keep catalog and FAISS index in step.
+
+Progress is committed to SQLite one model batch at a time, so kill -9 loses at most the
+batch in flight; the FAISS file is written atomically at the end and, after a crash, is
+reconciled with the catalog on the next run.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import defaultdict, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from sqlalchemy import delete, insert, select, update
+from tqdm.auto import tqdm
+
+from .atomic import remove_stale_temps
+from .catalog import (
+    CATALOG_FILE,
+    SCHEMA_VERSION,
+    STATUS_ERROR,
+    STATUS_OK,
+    Catalog,
+    Image,
+    Root,
+    Vector,
+    encode_relpath,
+    decode_relpath,
+    utcnow,
+)
+from .errors import BadRootError, IndexMismatchError
+from .files import FileEntry, FolderProblem, is_within, root_key, scan_root
+from .lock import WriteLock
+from .reader import ReadResult, read_file
+from .sync import load_index, measure_recall, needs_retraining, rebuild
+from .vectors import INDEX_FILE, VectorIndex, choose_index_type
+
+MAX_ERRORS_KEPT = 1000  # in the stored last-build summary; the catalog keeps every error row
+
+
+@dataclass
+class FileError:
+    path: str
+    reason: str
+
+
+@dataclass
+class BuildSummary:
+    """What a build did. ``errors`` lists every bad file (and folder) with its reason."""
+
+    added: int = 0
+    updated: int = 0
+    moved: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    errors: list[FileError] = field(default_factory=list)
+    seconds: float = 0.0
+    embedded: int = 0  # model forward passes (duplicates and moves need none)
+    duplicates: int = 0  # new paths whose content was already embedded
+    images: int = 0  # searchable images after the build
+    index_type: str = ""
+    started_at: str = ""
+
+    @property
+    def processed(self) -> int:
+        return self.added + self.updated + self.moved + len(self.errors)
+
+    @property
+    def rate(self) -> float:
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["errors"] = [asdict(error) for error in self.errors[:MAX_ERRORS_KEPT]]
+        data["error_count"] = len(self.errors)
+        data["rate"] = round(self.rate, 2)
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+    def __str__(self) -> str:
+        return (
+            f"added {self.added}, updated {self.updated}, moved {self.moved}, removed {self.removed}, "
+            f"unchanged {self.unchanged}, errors {len(self.errors)} in {self.seconds:.1f} s "
+            f"({self.rate:.1f} images/s); {self.images} images searchable ({self.index_type} index)"
+        )
+
+
+def check_roots(roots: Iterable[Path | str], index_dir: Path) -> list[str]:
+    """Absolute root folders, or BadRootError before any work is done."""
+    index_key = root_key(index_dir)
+    checked: list[str] = []
+    for root in roots:
+        path = Path(root).expanduser()
+        if not path.exists():
+            raise BadRootError(f"{root}: folder does not exist; check the --dir path")
+        if not path.is_dir():
+            raise BadRootError(f"{root}: not a folder; --dir takes a folder of photos")
+        key = root_key(path)
+        if is_within(key, index_key):
+            raise BadRootError(f"{root}: is inside the index folder {index_dir}; point --dir at your photos")
+        for other in checked:
+            if is_within(key, other) or is_within(other, key):
+                raise BadRootError(f"{root}: overlaps another --dir ({other}); give each folder once")
+        checked.append(key)
+    return checked
+
+
+def build_index(
+    roots: list[Path],
+    index_dir: Path,
+    embedder,
+    batch_size: int = 8,
+    show_progress: bool = True,
+    index_type: str | None = None,
+    include_hidden: bool = False,
+    workers: int | None = None,
+) -> BuildSummary:
+    """Index new files, re-embed changed ones, drop deleted ones; resume after a crash.
+
+    ``roots`` empty means every folder this index already knows.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if index_type is not None:
+        choose_index_type(index_type, 0)  # validates the name before any work
+    index_dir = Path(index_dir).expanduser().absolute()
+    root_paths = check_roots(roots, index_dir)
+    existing_catalog = (index_dir / CATALOG_FILE).is_file()
+    if not root_paths and not existing_catalog:
+        raise BadRootError("no folder to index: give at least one --dir")
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with WriteLock(index_dir):
+        remove_stale_temps(index_dir)
+        catalog = Catalog(index_dir / CATALOG_FILE, create=True)
+        try:
+            return _Build(catalog, index_dir, embedder, batch_size, show_progress, index_type,
+                          include_hidden, workers).run(root_paths)
+        finally:
+            catalog.close()
+
+
+class _Build:
+    """One build run; holds the open catalog, the in-memory FAISS index and the counters."""
+
+    def __init__(self, catalog, index_dir, embedder, batch_size, show_progress, index_type, include_hidden, workers):
+        self.catalog, self.index_dir, self.embedder = catalog, index_dir, embedder
+        self.batch_size, self.show_progress, self.include_hidden = batch_size, show_progress, include_hidden
+        self.workers = workers or min(8, os.cpu_count() or 1)
+        self.summary = BuildSummary(started_at=utcnow().isoformat(timespec="seconds"))
+        self.started = time.perf_counter()
+        self.meta = self._claim_meta(index_type)
+        self.index_type = index_type or self.meta.get("index_type_request")
+        self.index, report = load_index(catalog, index_dir, self.meta, self.index_type)
+        if report.changed:
+            print(f"indexer: resumed an interrupted build (vector index: +{report.added} -{report.removed}"
+                  f"{', rebuilt: ' + report.rebuilt if report.rebuilt else ''})", file=sys.stderr)
+        self.generation = int(self.meta.get("generation", 0))
+        self.pending = _Pending()
+        self.known: set[str] = set()
+
+    # -- setup --------------------------------------------------------------------------
+    def _claim_meta(self, index_type: str | None) -> dict:
+        """Record the model on a new index, or refuse a different one on an existing index."""
+        embedder = self.embedder
+        with self.catalog.session() as session:
+            meta = self.catalog.get_meta(session)
+            if "fingerprint" in meta and meta["fingerprint"] != embedder.fingerprint:
+                raise IndexMismatchError(mismatch_message(self.index_dir, meta, embedder))
+            if "fingerprint" not in meta:
+                meta = dict(
+                    schema_version=SCHEMA_VERSION, model_id=embedder.model_id, adapter=embedder.adapter,
+                    fingerprint=embedder.fingerprint, family=embedder.family, dim=embedder.dim,
+                    prompt_version=embedder.prompt_version, created_at=utcnow().isoformat(timespec="seconds"),
+                    generation=0, index_generation=0,
+                )
+            if index_type:
+                meta["index_type_request"] = index_type
+            Catalog.set_meta(session, **meta)
+            session.commit()
+        return meta
+
+    def _register_roots(self, root_paths: list[str]) -> dict[str, int]:
+        with self.catalog.session() as session:
+            known = {root.path: root.id for root in session.scalars(select(Root))}
+            for path in root_paths:
+                if path in known:
+                    continue
+                for other in known:
+                    if is_within(path, other) or is_within(other, path):
+                        raise BadRootError(
+                            f"{path}: overlaps the indexed folder {other}; remove that one first "
+                            f"(python -m indexer remove --dir {other}) or index {other} itself"
+                        )
+                root = Root(path=path, added_at=utcnow())
+                session.add(root)
+                session.flush()
+                known[path] = root.id
+            session.commit()
+        return {path: known[path] for path in (root_paths or list(known))}
+
+    # -- the run ------------------------------------------------------------------------
+    def run(self, root_paths: list[str]) -> BuildSummary:
+        roots = self._register_roots(root_paths)
+        work, missing, unlisted = self._scan(roots)
+        missing = [row for row in missing if not any(is_within(row.path, folder) for folder in unlisted)]
+        self.missing_by_hash: dict[str, deque] = defaultdict(deque)
+        for row in missing:
+            if row.status == STATUS_OK and row.content_hash:
+                self.missing_by_hash[row.content_hash].append(row)
+        self._process(work)
+        self._finish(missing)
+        return self.summary
+
+    def _scan(self, roots: dict[str, int]):
+        """Compare the folders with the catalog using stat only."""
+        work: list[tuple[FileEntry, int, _Row | None]] = []
+        missing: list[_Row] = []
+        unlisted: list[str] = []
+        progress = tqdm(desc="scanning", unit=" files", disable=not self.show_progress, file=sys.stderr,
+                        dynamic_ncols=True)
+        with self.catalog.session() as session:
+            for path, root_id in roots.items():
+                rows = {
+                    row.relpath: _Row(row.id, path, decode_relpath(row.relpath), row.size, row.mtime_ns,
+                                      row.status, row.content_hash)
+                    for row in session.execute(
+                        select(Image.id, Image.relpath, Image.size, Image.mtime_ns, Image.status, Image.content_hash)
+                        .where(Image.root_id == root_id)
+                    )
+                }
+                for found in scan_root(path, self.include_hidden, exclude=(str(self.index_dir),)):
+                    if isinstance(found, FolderProblem):
+                        unlisted.append(found.path)
+                        self.summary.errors.append(FileError(found.path, found.reason))
+                        continue
+                    progress.update(1)
+                    row = rows.pop(encode_relpath(found.relpath), None)
+                    if row is not None and (row.size, row.mtime_ns) == (found.size, found.mtime_ns):
+                        self.summary.unchanged += 1
+                    else:
+                        work.append((found, root_id, row))
+                missing.extend(rows.values())
+        progress.close()
+        return work, missing, unlisted
+
+    def _process(self, work) -> None:
+        """Read files in worker threads (overlapping the model), then catalog them in order."""
+        if not work:
+            return
+        with self.catalog.session() as session:
+            self.known = known = set(session.scalars(select(Vector.content_hash)))
+        draft = self.embedder.backbone.image_draft_size
+        window = max(2 * self.batch_size, 2 * self.workers)
+        progress = tqdm(total=len(work), desc="indexing", unit=" img", disable=not self.show_progress,
+                        file=sys.stderr, dynamic_ncols=True)
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="indexer-read") as pool:
+            queue: deque = deque()
+            items = iter(work)
+            for entry, root_id, row in items:
+                queue.append((pool.submit(read_file, entry, draft, known), root_id, row))
+                if len(queue) >= window:
+                    break
+            while queue:
+                future, root_id, row = queue.popleft()
+                nxt = next(items, None)
+                if nxt is not None:
+                    queue.append((pool.submit(read_file, nxt[0], draft, known), nxt[1], nxt[2]))
+                self._handle(future.result(), root_id, row)
+                progress.update(1)
+                if self.pending.full(self.batch_size):
+                    self._flush()
+        self._flush()
+        progress.close()
+
+    def _handle(self, result: ReadResult, root_id: int, old: "_Row | None") -> None:
+        """Decide what one file needs: nothing, a move, a reused vector, an embedding, or an error row."""
+        path = result.entry.path
+        pending = self.pending
+        if result.vanished:
+            self.summary.errors.append(FileError(path, "vanished while indexing (deleted?)"))
+            if old is not None:
+                pending.delete_ids.append(old.id)
+                self.summary.removed += 1
+            return
+        if result.changed:
+            self.summary.errors.append(FileError(path, "changed while being read; it will be indexed on the next run"))
+            return
+        values = dict(root_id=root_id, relpath=encode_relpath(result.entry.relpath), size=result.size,
+                      mtime_ns=result.mtime_ns, content_hash=result.content_hash, width=result.width,
+                      height=result.height, taken_at=result.taken_at, camera=result.camera, indexed_at=utcnow())
+        if result.error:
+            self.summary.errors.append(FileError(path, result.error))
+            if old is not None:
+                pending.delete_ids.append(old.id)
+            pending.rows.append(dict(values, status=STATUS_ERROR, error=result.error))
+            return
+        digest = result.content_hash
+        if old is not None and old.status == STATUS_OK and old.content_hash == digest:
+            pending.updates.append(dict(values, id=old.id))  # touched, same bytes: keep the vector
+            self.summary.unchanged += 1
+            return
+        if old is not None:
+            pending.delete_ids.append(old.id)
+        if self.missing_by_hash.get(digest):
+            moved = self.missing_by_hash[digest].popleft()
+            pending.updates.append(dict(values, id=moved.id))  # same id: the vector stays where it is
+            self.summary.moved += 1
+            return
+        pending.rows.append(dict(values, status=STATUS_OK, error=None))
+        if old is not None:
+            self.summary.updated += 1
+        else:
+            self.summary.added += 1
+        if digest in pending.embed_hashes:
+            self.summary.duplicates += 1
+        elif result.image is None or digest in self.known:
+            self.summary.duplicates += 1  # content already embedded
+        else:
+            pending.embed_hashes[digest] = result.image
+
+    def _flush(self) -> None:
+        """Embed the pending batch and commit everything decided so far in one transaction."""
+        pending = self.pending
+        if pending.empty:
+            return
+        vectors = None
+        if pending.embed_hashes:
+            vectors = self.embedder.encode_images(list(pending.embed_hashes.values()), batch_size=self.batch_size)
+            self.summary.embedded += len(vectors)
+        new_ids: list[int] = []
+        with self.catalog.session() as session:
+            if vectors is not None:
+                session.execute(insert(Vector).prefix_with("OR IGNORE"), [
+                    dict(content_hash=digest, vector=vector.astype(np.float16).tobytes())
+                    for digest, vector in zip(pending.embed_hashes, vectors)
+                ])
+            if pending.delete_ids:
+                session.execute(delete(Image).where(Image.id.in_(pending.delete_ids)))
+            if pending.updates:
+                for values in pending.updates:
+                    image_id = values["id"]
+                    session.execute(update(Image).where(Image.id == image_id)
+                                    .values(**{k: v for k, v in values.items() if k != "id"}, status=STATUS_OK, error=None))
+            for values in pending.rows:
+                image_id = session.execute(insert(Image).values(**values).returning(Image.id)).scalar_one()
+                if values["status"] == STATUS_OK:
+                    new_ids.append(image_id)
+            self.generation += 1
+            Catalog.set_meta(session, generation=self.generation)
+            session.commit()
+        self.known.update(pending.embed_hashes)
+        self.index.remove(pending.delete_ids)
+        if new_ids:
+            found, stored = self.catalog.vectors_for_ids(new_ids)
+            self.index.add(found, stored)
+        self.pending = _Pending()
+
+    def _finish(self, missing: list["_Row"]) -> None:
+        """Drop files that are gone, collect unused vectors, retrain if needed, save atomically."""
+        gone = [row.id for queue in self.missing_by_hash.values() for row in queue]
+        gone += [row.id for row in missing if not (row.status == STATUS_OK and row.content_hash)]
+        self.summary.removed += len(gone)
+        with self.catalog.session() as session:
+            for start in range(0, len(gone), 500):
+                session.execute(delete(Image).where(Image.id.in_(gone[start : start + 500])))
+            Catalog.delete_orphan_vectors(session)
+            self.generation += 1
+            Catalog.set_meta(session, generation=self.generation)
+            session.commit()
+        self.index.remove(gone)
+        count = self.catalog.count()
+        reason = needs_retraining(self.index, self.index_type, count)
+        if reason:
+            print(f"indexer: rebuilding the vector index ({reason})", file=sys.stderr)
+            self.index = rebuild(self.catalog, int(self.meta["dim"]), self.index_type)
+        recall = self.meta.get("recall")
+        if reason or recall is None or self.summary.processed or self.summary.removed:
+            recall = measure_recall(self.catalog, self.index)
+        self.index.save(self.index_dir / INDEX_FILE)
+        self.summary.seconds = time.perf_counter() - self.started
+        self.summary.images = self.index.ntotal
+        self.summary.index_type = self.index.kind
+        with self.catalog.session() as session:
+            Catalog.set_meta(session, index_generation=self.generation, index_type=self.index.kind,
+                             nlist=self.index.nlist, recall=recall, last_build=self.summary.to_dict(),
+                             last_build_at=utcnow().isoformat(timespec="seconds"))
+            session.commit()
+
+
+@dataclass
+class _Row:
+    """The catalog facts about a file that the scan compares against."""
+
+    id: int
+    root: str
+    relpath: str
+    size: int
+    mtime_ns: int
+    status: str
+    content_hash: str | None
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.root, self.relpath)
+
+
+@dataclass
+class _Pending:
+    """Catalog changes decided since the last commit."""
+
+    rows: list[dict] = field(default_factory=list)
+    updates: list[dict] = field(default_factory=list)
+    delete_ids: list[int] = field(default_factory=list)
+    embed_hashes: dict = field(default_factory=dict)  # content hash -> decoded image, in order
+
+    def full(self, batch_size: int) -> bool:
+        return len(self.embed_hashes) >= batch_size or len(self.rows) + len(self.updates) + len(self.delete_ids) >= 256
+
+    @property
+    def empty(self) -> bool:
+        return not (self.rows or self.updates or self.delete_ids or self.embed_hashes)
+
+
+def mismatch_message(index_dir: Path, meta: dict, embedder) -> str:
+    built = meta.get("model_id") + (f" + adapter {meta['adapter']}" if meta.get("adapter") else "")
+    asked = embedder.model_id + (f" + adapter {embedder.adapter}" if embedder.adapter else "")
+    return (
+        f"{index_dir}: this index was built with {built} (vector space {meta.get('fingerprint')!r}), "
+        f"but the model given is {asked} ({embedder.fingerprint!r}); vectors from different models cannot be mixed. "
+        f"Use the index's own model (omit --model), or build a new index with --index NEW_DIR."
+    )

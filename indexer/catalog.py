@@ -1,0 +1,234 @@
+"""The SQLite catalog (SQLAlchemy 2): one row per image file, stored vectors, index metadata.
+
+The catalog is the source of truth. The FAISS file is derived from it and can always
+be rebuilt from the float16 vectors kept here, so a crash can only cost FAISS work,
+never data.
+"""
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.exc import DatabaseError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from .errors import IndexCorruptError
+
+CATALOG_FILE = "catalog.sqlite"
+SCHEMA_VERSION = 1
+STATUS_OK = "ok"
+STATUS_ERROR = "error"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Meta(Base):
+    """Index-wide facts (model, dim, index type, last build) as JSON values."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String, primary_key=True)
+    value: Mapped[str] = mapped_column(String)
+
+
+class Root(Base):
+    """A folder the user asked to index (absolute path)."""
+
+    __tablename__ = "roots"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    path: Mapped[str] = mapped_column(String, unique=True)
+    added_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Image(Base):
+    """One image file. Ids are never reused and an id's content never changes, so an id
+    in the FAISS index always means the same vector (changed content gets a new row)."""
+
+    __tablename__ = "images"
+    __table_args__ = (
+        UniqueConstraint("root_id", "relpath"),
+        Index("ix_images_content_hash", "content_hash"),
+        Index("ix_images_status", "status"),
+        {"sqlite_autoincrement": True},
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    root_id: Mapped[int] = mapped_column(ForeignKey("roots.id", ondelete="CASCADE"))
+    relpath: Mapped[bytes] = mapped_column(LargeBinary)  # raw file-name bytes: non-UTF-8 names survive
+    size: Mapped[int]
+    mtime_ns: Mapped[int]
+    content_hash: Mapped[str | None] = mapped_column(String)
+    width: Mapped[int | None]
+    height: Mapped[int | None]
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime)
+    camera: Mapped[str | None] = mapped_column(String)
+    status: Mapped[str] = mapped_column(String)
+    error: Mapped[str | None] = mapped_column(String)
+    indexed_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Vector(Base):
+    """One float16 vector per distinct file content: identical files are embedded once."""
+
+    __tablename__ = "vectors"
+    content_hash: Mapped[str] = mapped_column(String, primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def encode_relpath(relpath: str) -> bytes:
+    return os.fsencode(relpath)
+
+
+def decode_relpath(raw: bytes) -> str:
+    return os.fsdecode(raw)
+
+
+class Catalog:
+    """A connection to one catalog file plus the queries the indexer needs."""
+
+    def __init__(self, path: Path, create: bool = False):
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise IndexCorruptError(f"{self.path}: catalog file missing")
+        self.engine = create_engine(f"sqlite:///{self.path}")
+        event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("PRAGMA journal_mode=WAL"))
+                if create:
+                    Base.metadata.create_all(connection)
+                    connection.commit()
+                names = set(self.engine.dialect.get_table_names(connection))
+        except DatabaseError as error:
+            self.engine.dispose()
+            raise IndexCorruptError(
+                f"{self.path}: not a readable SQLite catalog ({str(error).splitlines()[0]}). "
+                "Move the index folder aside and build it again."
+            ) from error
+        missing = {table.name for table in Base.metadata.sorted_tables} - names
+        if missing:
+            self.engine.dispose()
+            raise IndexCorruptError(f"{self.path}: catalog lacks tables {sorted(missing)}; rebuild the index")
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- metadata ------------------------------------------------------------------
+    def get_meta(self, session: Session | None = None) -> dict[str, Any]:
+        with _maybe(session, self) as s:
+            return {row.key: json.loads(row.value) for row in s.scalars(select(Meta))}
+
+    @staticmethod
+    def set_meta(session: Session, **values: Any) -> None:
+        for key, value in values.items():
+            session.merge(Meta(key=key, value=json.dumps(value, default=str)))
+
+    # -- queries -------------------------------------------------------------------
+    def roots(self, session: Session | None = None) -> list[Root]:
+        with _maybe(session, self) as s:
+            return list(s.scalars(select(Root).order_by(Root.id)))
+
+    def ok_ids(self, session: Session | None = None) -> np.ndarray:
+        with _maybe(session, self) as s:
+            ids = s.scalars(select(Image.id).where(Image.status == STATUS_OK).order_by(Image.id)).all()
+        return np.asarray(ids, dtype=np.int64)
+
+    def count(self, status: str = STATUS_OK, session: Session | None = None) -> int:
+        with _maybe(session, self) as s:
+            return int(s.scalar(select(func.count()).select_from(Image).where(Image.status == status)))
+
+    def vectors_for_ids(self, ids: Iterable[int], session: Session | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids found, float16 vectors) for ok images, in the order of the ids found."""
+        ids = [int(i) for i in ids]
+        found, rows = [], []
+        with _maybe(session, self) as s:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                query = (
+                    select(Image.id, Vector.vector)
+                    .join(Vector, Vector.content_hash == Image.content_hash)
+                    .where(Image.id.in_(chunk), Image.status == STATUS_OK)
+                )
+                for image_id, blob in s.execute(query):
+                    found.append(image_id)
+                    rows.append(blob)
+        return np.asarray(found, dtype=np.int64), _blobs_to_array(rows)
+
+    def iter_ok_vectors(self, chunk: int = 4096, session: Session | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All searchable (id, float16 vector) pairs in id order, a chunk at a time."""
+        with _maybe(session, self) as s:
+            last = -1
+            while True:
+                rows = s.execute(
+                    select(Image.id, Vector.vector)
+                    .join(Vector, Vector.content_hash == Image.content_hash)
+                    .where(Image.status == STATUS_OK, Image.id > last)
+                    .order_by(Image.id)
+                    .limit(chunk)
+                ).all()
+                if not rows:
+                    return
+                last = rows[-1][0]
+                yield np.asarray([r[0] for r in rows], dtype=np.int64), _blobs_to_array([r[1] for r in rows])
+
+    @staticmethod
+    def delete_orphan_vectors(session: Session) -> int:
+        """Vectors no image refers to any more (their files were all deleted or changed)."""
+        used = select(Image.content_hash).where(Image.status == STATUS_OK, Image.content_hash.is_not(None))
+        result = session.execute(delete(Vector).where(Vector.content_hash.not_in(used)))
+        return int(result.rowcount or 0)
+
+
+def _blobs_to_array(blobs: list[bytes]) -> np.ndarray:
+    if not blobs:
+        return np.empty((0, 0), dtype=np.float16)
+    return np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), -1)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: each commit survives a process kill
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+class _maybe:
+    """Use the caller's session, or open (and close) a short one."""
+
+    def __init__(self, session: Session | None, catalog: Catalog):
+        self.session, self.catalog, self.owned = session, catalog, session is None
+
+    def __enter__(self) -> Session:
+        if self.owned:
+            self.session = self.catalog.session()
+        return self.session
+
+    def __exit__(self, *exc) -> None:
+        if self.owned:
+            self.session.close()

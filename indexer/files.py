@@ -1,0 +1,125 @@
+"""Walking photo folders: which files are images, with the stat facts used to skip unchanged ones.
+
+Only ``stat`` is called here, never ``open``: a re-run over unchanged photos reads no pixels.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat as stat_module
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
+)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """An image file found by the scan; ``problem`` is set when it cannot even be stat'ed."""
+
+    root: str
+    relpath: str
+    size: int
+    mtime_ns: int
+    problem: str | None = None
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.root, self.relpath)
+
+
+@dataclass(frozen=True)
+class FolderProblem:
+    """A folder the scan could not enter; files already indexed under it are kept."""
+
+    root: str
+    relpath: str
+    reason: str
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.root, self.relpath)
+
+
+def is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def scan_root(root: str, include_hidden: bool = False, exclude: tuple[str, ...] = ()) -> Iterator[FileEntry | FolderProblem]:
+    """Image files under ``root`` (following folder symlinks, loops detected), hidden ones skipped."""
+    excluded = {os.path.realpath(path) for path in exclude}
+    visited = set()
+    stack = [""]
+    while stack:
+        relfolder = stack.pop()
+        folder = os.path.join(root, relfolder)
+        try:
+            info = os.stat(folder)
+            key = (info.st_dev, info.st_ino)
+            if key in visited:
+                yield FolderProblem(root, relfolder, f"symbolic link loop (already scanned as {os.path.realpath(folder)}); skipped")
+                continue
+            visited.add(key)
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError as error:
+            yield FolderProblem(root, relfolder, f"cannot list folder: {_reason(error)}")
+            continue
+        subfolders = []
+        for entry in entries:
+            if not include_hidden and entry.name.startswith("."):
+                continue
+            relpath = os.path.join(relfolder, entry.name) if relfolder else entry.name
+            try:
+                is_dir = entry.is_dir(follow_symlinks=True)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if os.path.realpath(entry.path) not in excluded:
+                    subfolders.append(relpath)
+                continue
+            if is_image_name(entry.name):
+                yield _file_entry(root, relpath, entry)
+        stack.extend(reversed(subfolders))
+
+
+def _file_entry(root: str, relpath: str, entry: os.DirEntry) -> FileEntry:
+    try:
+        info = entry.stat(follow_symlinks=True)
+    except OSError as error:
+        link = entry.stat(follow_symlinks=False) if entry.is_symlink() else None
+        if error.errno == errno.ENOENT and link is not None:
+            reason = f"broken symbolic link (points to {os.readlink(entry.path)!r})"
+        elif error.errno == errno.ELOOP:
+            reason = "symbolic link loop"
+        else:
+            reason = _reason(error)
+        link = link or _safe_lstat(entry)
+        return FileEntry(root, relpath, link.st_size if link else 0, link.st_mtime_ns if link else 0, reason)
+    if not stat_module.S_ISREG(info.st_mode):
+        return FileEntry(root, relpath, 0, info.st_mtime_ns, "not a regular file")
+    return FileEntry(root, relpath, info.st_size, info.st_mtime_ns)
+
+
+def _safe_lstat(entry: os.DirEntry):
+    try:
+        return entry.stat(follow_symlinks=False)
+    except OSError:
+        return None
+
+
+def _reason(error: OSError) -> str:
+    if isinstance(error, PermissionError):
+        return "permission denied; check the read permissions"
+    return error.strerror or str(error)
+
+
+def root_key(path: Path | str) -> str:
+    """The form a root is stored in: absolute, symlinks resolved."""
+    return os.path.realpath(os.fspath(path))
+
+
+def is_within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)

@@ -1,0 +1,148 @@
+"""Reading one image file in a worker thread: content hash, metadata (EXIF), decoded pixels."""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from PIL import Image
+
+from mme5.images import load_image
+
+from .files import FileEntry
+
+HASH_CHUNK = 1 << 20
+EXIF_ORIENTATION, EXIF_DATETIME, EXIF_MAKE, EXIF_MODEL = 0x0112, 0x0132, 0x010F, 0x0110
+EXIF_IFD, EXIF_DATETIME_ORIGINAL = 0x8769, 0x9003
+
+
+@dataclass
+class ReadResult:
+    """Everything the catalog stores about one file; ``image`` only when it must be embedded."""
+
+    entry: FileEntry
+    size: int = 0
+    mtime_ns: int = 0
+    content_hash: str | None = None
+    width: int | None = None
+    height: int | None = None
+    taken_at: datetime | None = None
+    camera: str | None = None
+    image: Image.Image | None = field(default=None, repr=False)
+    error: str | None = None
+    vanished: bool = False  # gone before we could read it
+    changed: bool = False  # modified while we were reading it
+
+
+def read_file(entry: FileEntry, draft_size: int, known_hashes) -> ReadResult:
+    """Hash the file, read its metadata and, unless its content is already embedded, decode it.
+
+    Never raises for a bad file: the reason lands in ``error``.
+    """
+    result = ReadResult(entry)
+    if entry.problem:
+        result.size, result.mtime_ns, result.error = entry.size, entry.mtime_ns, entry.problem
+        return result
+    path = entry.path
+    try:
+        before = os.stat(path)
+    except FileNotFoundError:
+        result.vanished = True
+        return result
+    except OSError as error:
+        result.size, result.mtime_ns, result.error = entry.size, entry.mtime_ns, _os_reason(error)
+        return result
+    result.size, result.mtime_ns = before.st_size, before.st_mtime_ns
+    if before.st_size == 0:
+        result.error = "empty file (0 bytes)"
+        return result
+    try:
+        result.content_hash = hash_file(path)
+    except FileNotFoundError:
+        result.vanished = True
+        return result
+    except OSError as error:
+        result.error = _os_reason(error)
+        return result
+    try:
+        _read_metadata(path, result)
+        if result.content_hash not in known_hashes:
+            result.image = _shrink(load_image(path, draft_size=draft_size), draft_size)
+    except ValueError as error:
+        result.error = _strip_path(str(error), path)
+        result.image = None
+    except Exception as error:  # noqa: BLE001 - a decoder bug on one file must not stop the build
+        result.error = f"cannot decode image ({type(error).__name__}: {error})"
+        result.image = None
+    try:
+        after = os.stat(path)
+    except FileNotFoundError:
+        result.vanished = True
+        return result
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        result.changed = True
+    return result
+
+
+def hash_file(path: str) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as file:
+        while chunk := file.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_metadata(path: str, result: ReadResult) -> None:
+    """Displayed size (after EXIF rotation), capture time and camera, from the header only."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            exif = image.getexif()
+    except Exception:  # noqa: BLE001 - load_image reports the real reason
+        return
+    if exif.get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+        width, height = height, width
+    result.width, result.height = width, height
+    try:
+        original = exif.get_ifd(EXIF_IFD).get(EXIF_DATETIME_ORIGINAL)
+    except Exception:  # noqa: BLE001 - malformed EXIF sub-IFD
+        original = None
+    result.taken_at = parse_exif_datetime(original or exif.get(EXIF_DATETIME))
+    result.camera = camera_name(exif.get(EXIF_MAKE), exif.get(EXIF_MODEL))
+
+
+def parse_exif_datetime(value) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value.strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        return None
+
+
+def camera_name(make, model) -> str | None:
+    make = make.strip("\x00 ") if isinstance(make, str) else ""
+    model = model.strip("\x00 ") if isinstance(model, str) else ""
+    if model.lower().startswith(make.lower()):
+        make = ""
+    return " ".join(part for part in (make, model) if part) or None
+
+
+def _shrink(image: Image.Image, draft_size: int) -> Image.Image:
+    """Bound memory for huge PNG/TIFF panoramas; the model never sees more than this."""
+    limit = 4 * draft_size
+    if max(image.size) > limit:
+        image.thumbnail((limit, limit), Image.Resampling.BICUBIC)
+    return image
+
+
+def _strip_path(message: str, path: str) -> str:
+    prefix = f"{path}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
+def _os_reason(error: OSError) -> str:
+    if isinstance(error, PermissionError):
+        return "permission denied; check the file's read permissions"
+    return f"cannot read file ({error.strerror or error})"

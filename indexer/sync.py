@@ -1,0 +1,114 @@
+"""Keeping the FAISS index equal to the catalog: load, reconcile, rebuild, measure recall.
+
+Because an image id never changes content, comparing id sets is enough to bring an
+index file left behind by a crash up to date with the catalog.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .catalog import Catalog
+from .vectors import INDEX_FILE, VectorIndex, choose_index_type, lists_for
+
+RECALL_K = 10
+RECALL_QUERIES = 200
+
+
+@dataclass
+class SyncReport:
+    """What had to be done to make the index match the catalog."""
+
+    rebuilt: str | None = None  # why it was rebuilt, if it was
+    added: int = 0
+    removed: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.rebuilt or self.added or self.removed)
+
+
+def load_index(catalog: Catalog, index_dir: Path, meta: dict, index_type: str | None = None) -> tuple[VectorIndex, SyncReport]:
+    """The index file brought in line with the catalog (in memory; the caller saves)."""
+    report = SyncReport()
+    if not (Path(index_dir) / INDEX_FILE).exists() and catalog.count() == 0:
+        return VectorIndex.flat(int(meta["dim"])), report  # a new (or empty) index
+    try:
+        index = VectorIndex.load(Path(index_dir) / INDEX_FILE)
+        if index.dim != int(meta["dim"]):
+            raise ValueError(f"vector index has dim {index.dim}, catalog says {meta['dim']}")
+    except ValueError as error:
+        report.rebuilt = str(error)
+        request = index_type or meta.get("index_type_request")
+        return rebuild(catalog, int(meta["dim"]), request), report
+    if meta.get("index_generation") != meta.get("generation") or index.ntotal != catalog.count():
+        report.added, report.removed = reconcile(catalog, index)
+    return index, report
+
+
+def reconcile(catalog: Catalog, index: VectorIndex) -> tuple[int, int]:
+    """Add catalog vectors the index lacks and drop ids the catalog no longer has."""
+    wanted = catalog.ok_ids()
+    present = index.ids()
+    extra = np.setdiff1d(present, wanted, assume_unique=True)
+    missing = np.setdiff1d(wanted, present, assume_unique=True)
+    index.remove(extra)
+    for start in range(0, len(missing), 4096):
+        ids, vectors = catalog.vectors_for_ids(missing[start : start + 4096])
+        index.add(ids, vectors)
+    return len(missing), len(extra)
+
+
+def rebuild(catalog: Catalog, dim: int, index_type: str | None) -> VectorIndex:
+    """A fresh index of the right type from the stored float16 vectors (no re-embedding)."""
+    count = catalog.count()
+    kind = choose_index_type(index_type, count)
+    if kind == "flat" or count == 0:
+        index = VectorIndex.flat(dim)
+    else:
+        ids = catalog.ok_ids()
+        rng = np.random.default_rng(0)
+        sample = rng.choice(ids, size=min(len(ids), lists_for(count) * 64), replace=False)
+        _, training = catalog.vectors_for_ids(np.sort(sample))
+        print(f"indexer: training a {kind} index on {len(training)} of {count} vectors", file=sys.stderr)
+        index = VectorIndex.trained(kind, dim, training, count)
+    for ids, vectors in catalog.iter_ok_vectors():
+        index.add(ids, vectors)
+    return index
+
+
+def needs_retraining(index: VectorIndex, index_type: str | None, count: int) -> str | None:
+    """Why the index should be rebuilt now (type change or outgrown IVF lists), or None."""
+    target = choose_index_type(index_type, count)
+    if index.kind != target:
+        return f"index type {index.kind} -> {target} for {count} images"
+    if index.nlist is not None and lists_for(count) > 2 * index.nlist:
+        return f"{count} images outgrew {index.nlist} IVF lists"
+    return None
+
+
+def measure_recall(catalog: Catalog, index: VectorIndex, k: int = RECALL_K, queries: int = RECALL_QUERIES) -> dict:
+    """Recall@k of the index against exact search, using stored vectors as queries."""
+    ids = catalog.ok_ids()
+    if index.kind == "flat" or len(ids) == 0:
+        return {"recall_at_k": 1.0, "k": k, "queries": 0, "exact": True}
+    k = min(k, len(ids))
+    rng = np.random.default_rng(1)
+    chosen = np.sort(rng.choice(ids, size=min(queries, len(ids)), replace=False))
+    _, query_vectors = catalog.vectors_for_ids(chosen)
+    query_vectors = query_vectors.astype(np.float32)
+    best_scores = np.full((len(query_vectors), k), -np.inf, np.float32)
+    best_ids = np.full((len(query_vectors), k), -1, np.int64)
+    for chunk_ids, chunk in catalog.iter_ok_vectors():
+        scores = query_vectors @ chunk.astype(np.float32).T
+        all_scores = np.concatenate([best_scores, scores], axis=1)
+        all_ids = np.concatenate([best_ids, np.broadcast_to(chunk_ids, scores.shape)], axis=1)
+        top = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
+        best_scores = np.take_along_axis(all_scores, top, 1)
+        best_ids = np.take_along_axis(all_ids, top, 1)
+    _, approx = index.search(query_vectors, k)
+    hits = sum(len(set(a) & set(e)) for a, e in zip(approx.tolist(), best_ids.tolist()))
+    return {"recall_at_k": round(hits / (k * len(query_vectors)), 4), "k": k, "queries": len(query_vectors), "exact": False}

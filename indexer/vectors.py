@@ -1,0 +1,140 @@
+"""The FAISS side: an inner-product index keyed by catalog image ids (IndexIDMap2).
+
+Exact (flat) while small; above ``AUTO_IVF_THRESHOLD`` vectors an IVF index with 8-bit
+scalar quantisation is trained automatically. Training uses GPUs when faiss-gpu sees one.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from .atomic import write_atomic
+
+INDEX_FILE = "vectors.faiss"
+AUTO_IVF_THRESHOLD = 100_000  # up to here exact search is fast enough and memory is dim*4 bytes/image
+INDEX_TYPES = ("flat", "ivf", "ivf-sq8")
+TRAINING_POINTS_PER_LIST = 64
+
+
+def choose_index_type(requested: str | None, count: int) -> str:
+    """The index type to use for ``count`` vectors: the user's choice, else by size."""
+    if requested and requested != "auto":
+        if requested not in INDEX_TYPES:
+            raise ValueError(f"unknown index type {requested!r}; choose one of auto, {', '.join(INDEX_TYPES)}")
+        return requested
+    return "flat" if count <= AUTO_IVF_THRESHOLD else "ivf-sq8"
+
+
+def lists_for(count: int) -> int:
+    """IVF list count: ~4·sqrt(n), but with enough points per list to train well."""
+    return max(1, min(int(4 * math.sqrt(max(count, 1))), count // 39))
+
+
+def probes_for(nlist: int) -> int:
+    return min(nlist, max(8, nlist // 16))
+
+
+class VectorIndex:
+    """A FAISS index whose ids are catalog image ids."""
+
+    def __init__(self, index: faiss.Index):
+        self.index = index
+        self._set_probes()
+
+    # -- construction ------------------------------------------------------------------
+    @classmethod
+    def flat(cls, dim: int) -> "VectorIndex":
+        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)))
+
+    @classmethod
+    def trained(cls, kind: str, dim: int, training: np.ndarray, count: int) -> "VectorIndex":
+        """An empty index of ``kind`` trained on a sample of the vectors it will hold."""
+        if kind == "flat":
+            return cls.flat(dim)
+        nlist = min(lists_for(count), max(1, len(training)))
+        spec = f"IVF{nlist},Flat" if kind == "ivf" else f"IVF{nlist},SQ8"
+        inner = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
+        if faiss.get_num_gpus() > 0:  # k-means is the expensive part of training
+            faiss.extract_index_ivf(inner).clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(dim))
+        inner.train(np.ascontiguousarray(training, dtype=np.float32))
+        ivf = faiss.extract_index_ivf(inner)
+        ivf.clustering_index = None
+        return cls(faiss.IndexIDMap2(inner))
+
+    @classmethod
+    def load(cls, path: Path) -> "VectorIndex":
+        """Read an index file; ValueError if it is missing or unreadable."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"{path}: vector index file missing")
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+            index = faiss.deserialize_index(data)
+        except (RuntimeError, MemoryError, ValueError) as error:
+            raise ValueError(f"{path}: vector index file unreadable ({str(error).splitlines()[0][:200]})") from error
+        if not isinstance(index, faiss.IndexIDMap2):
+            raise ValueError(f"{path}: not an id-mapped index ({type(index).__name__})")
+        return cls(index)
+
+    def save(self, path: Path) -> None:
+        write_atomic(path, faiss.serialize_index(self.index))
+
+    # -- facts -------------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        inner = faiss.downcast_index(self.index.index)
+        if isinstance(inner, faiss.IndexFlat):
+            return "flat"
+        if isinstance(inner, faiss.IndexIVFScalarQuantizer):
+            return "ivf-sq8"
+        if isinstance(inner, faiss.IndexIVFFlat):
+            return "ivf"
+        return type(inner).__name__
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def nlist(self) -> int | None:
+        return None if self.kind == "flat" else int(faiss.extract_index_ivf(self.index.index).nlist)
+
+    def ids(self) -> np.ndarray:
+        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+
+    # -- changes -----------------------------------------------------------------------
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if len(ids):
+            self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+
+    def remove(self, ids) -> int:
+        ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype=np.int64)
+        if not len(ids):
+            return 0
+        return int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        return np.stack([self.index.reconstruct(int(i)) for i in ids]) if len(ids) else np.empty((0, self.dim), np.float32)
+
+    # -- search ------------------------------------------------------------------------
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), both (n, k); missing hits have id -1 and score -inf."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if self.ntotal == 0:
+            return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
+        scores, ids = self.index.search(queries, k)
+        scores = scores.astype(np.float32)
+        scores[ids < 0] = -np.inf
+        return scores, ids.astype(np.int64)
+
+    def _set_probes(self) -> None:
+        if self.kind != "flat":
+            ivf = faiss.extract_index_ivf(self.index.index)
+            ivf.nprobe = probes_for(ivf.nlist)
