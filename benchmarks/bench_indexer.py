@@ -83,39 +83,13 @@ def make_corpus(folder: Path, count: int, width: int, height: int) -> list[Path]
     return paths
 
 
-def full_size_mme5(device: str):
-    """The real mmE5 architecture (Llama-3.2-11B-Vision) with random weights, bf16, on ``device``."""
-    import torch
-    from transformers import MllamaForConditionalGeneration
-
-    from mme5 import Embedder
-    from mme5.loading import make_backbone
-    from mme5.tiny import MLLAMA_SPECIALS, build_tokenizer, mllama_config, mllama_processor
-
-    config = mllama_config("full")
-    vocab_size = config.text_config.vocab_size
-    tokenizer = build_tokenizer(vocab_size, MLLAMA_SPECIALS, extra_special=["<|image|>"])
-    for name, key in (("<|begin_of_text|>", "bos_token_id"), ("<|end_of_text|>", "eos_token_id"),
-                      ("<|finetune_right_pad_id|>", "pad_token_id")):
-        setattr(config.text_config, key, tokenizer.token_to_id(name))
-    dtype = torch.bfloat16
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            model = MllamaForConditionalGeneration(config)
-    finally:
-        torch.set_default_dtype(previous)
-    model.eval().requires_grad_(False)
-    backbone = make_backbone("mllama", model, mllama_processor(config, tokenizer), torch.device(device), dtype)
-    return Embedder(backbone, model_id="random-full-size-mme5")
-
-
 def load_model(args):
     from mme5 import load_embedder
 
     if args.full_size_mme5:
-        return full_size_mme5(args.device or "cuda")
+        from mme5.tiny import random_mme5_embedder
+
+        return random_mme5_embedder("full", args.device or "cuda")
     if args.model:
         return load_embedder(args.model, device=args.device)
     from mme5.tiny import build_tiny
