@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import warnings
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import groupby
 from typing import Iterable, Sequence
 
@@ -25,6 +26,8 @@ class Embedder:
         self.backbone = backbone
         self.model_id = model_id
         self.adapter = adapter
+        self._model_lock = threading.Lock()  # one forward at a time, whatever thread asks
+        self._background: ThreadPoolExecutor | None = None
 
     # -- facts callers store next to the vectors ------------------------------------------
     @property
@@ -85,6 +88,21 @@ class Embedder:
         """Images with a free instruction (generic ``<|image|><|begin_of_text|>{instruction}``)."""
         return self._encode_task("image_instruction", images, None, instruction, batch_size, kwargs.get("show_progress_bar", False))
 
+    def submit(self, method: str, *args, **kwargs) -> Future:
+        """Run ``self.<method>(*args, **kwargs)`` (an ``encode_*``) in the background; returns its Future.
+
+        Streaming callers (the indexer) keep one call in flight while they prepare the
+        next: on a GPU the next call's decoding and preprocessing then overlap this
+        call's forward passes, which take turns on the model. Exceptions surface from
+        ``future.result()``.
+        """
+        if not method.startswith("encode"):
+            raise ValueError(f"submit runs encode_* methods, not {method!r}")
+        if self._background is None:
+            workers = 1 if self.device.type == "cpu" else 2
+            self._background = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mme5-submit")
+        return self._background.submit(getattr(self, method), *args, **kwargs)
+
     # -- the shared path -----------------------------------------------------------------
     def _encode_task(self, task, images, texts, instruction, batch_size, show_progress_bar) -> np.ndarray:
         images = _as_list(images, "images")
@@ -120,7 +138,8 @@ class Embedder:
         with torch.inference_mode():
             for batch, indices in zip(self._prepared_batches(items, batches), batches):
                 truncated += batch.truncated
-                output[indices] = self.backbone.embed(batch).cpu().numpy()
+                with self._model_lock:
+                    output[indices] = self.backbone.embed(batch).cpu().numpy()
                 progress.update(len(indices))
         progress.close()
         if truncated:

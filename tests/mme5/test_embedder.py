@@ -121,3 +121,16 @@ def test_threaded_preprocessing_path_gives_same_vectors(tiny_mllama, monkeypatch
     monkeypatch.setattr(type(tiny_mllama), "preprocess_workers", property(lambda self: 2))
     threaded = tiny_mllama.encode_images(images, batch_size=2)
     np.testing.assert_array_equal(inline, threaded)
+
+
+def test_submitted_calls_return_the_same_vectors_in_their_own_futures(tiny_mllama, tmp_path):
+    images = shapes()
+    first = tiny_mllama.submit("encode_images", images[:3], batch_size=2)
+    second = tiny_mllama.submit("encode_images", images[3:], batch_size=2)
+    np.testing.assert_allclose(np.concatenate([first.result(), second.result()]),
+                               tiny_mllama.encode_images(images, batch_size=2), atol=1e-6)
+    broken = tiny_mllama.submit("encode_images", [tmp_path / "missing.jpg"])
+    with pytest.raises(ValueError, match="missing.jpg"):
+        broken.result()
+    with pytest.raises(ValueError, match="encode"):
+        tiny_mllama.submit("backbone")
