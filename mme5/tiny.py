@@ -35,7 +35,8 @@ def build_tokenizer(vocab_size: int, specials: list[str], extra_special: list[st
     trained = Tokenizer(models.BPE())
     trained.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     trainer = trainers.BpeTrainer(
-        vocab_size=min(vocab_size, 600), special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=min(vocab_size, 600), special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     trained.train_from_iterator(_CORPUS, trainer)
     vocab = dict(trained.get_vocab())
