@@ -9,7 +9,8 @@ files and cores:
   efficiency indexer / (1 / (1/decode + 1/model)); on a CPU decoding and the model share the
              cores, so that harmonic rate is the ceiling (target >= 0.8). On a GPU, decoding runs
              beside the model, so indexer / model is printed too (target >= 0.95).
-  rerun      seconds for a re-run over the same, unchanged files (nothing is read)
+  rerun      seconds for a re-run over the same, unchanged files (nothing is read), and over
+             --rerun-files hard links (default 10,000)
 
 Examples:
   python benchmarks/bench_indexer.py                                # 1500 JPEGs, tiny Mllama, CPU
@@ -47,6 +48,9 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=None, help="decoding threads (default: as the indexer)")
     parser.add_argument("--model-images", type=int, default=256, help="pre-decoded images for the model-only rate")
+    parser.add_argument("--torch-threads", type=int, help="torch intra-op threads (default: torch's own choice)")
+    parser.add_argument("--rerun-files", type=int, default=10000,
+                        help="also time a re-run over this many unchanged files (hard links; 0 = skip)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     return parser.parse_args(argv)
 
@@ -120,6 +124,19 @@ def model_rate(embedder, paths, batch_size: int) -> float:
     return len(images) / (time.perf_counter() - started)
 
 
+def rerun_many(corpus: Path, paths, count: int, temp: Path, embedder) -> float:
+    """Seconds for a re-run over ``count`` unchanged files (hard links to the corpus: one embedding each)."""
+    from indexer import build_index
+
+    folder = temp / "many"
+    for i in range(count):
+        link = folder / f"{i // 1000:03d}" / f"link_{i:06d}.jpg"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.link(paths[i % len(paths)], link)
+    build_index([folder], temp / "many-index", embedder, show_progress=False)
+    return build_index([folder], temp / "many-index", embedder, show_progress=False).seconds
+
+
 def synchronize(embedder) -> None:
     import torch
 
@@ -133,6 +150,10 @@ def main(argv=None) -> int:
     from indexer import build_index
 
     workers = args.workers or min(8, os.cpu_count() or 1)
+    import torch
+
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     temp = Path(tempfile.mkdtemp(prefix="bench-indexer-"))
     try:
         corpus = args.corpus or temp / "corpus"
@@ -148,13 +169,15 @@ def main(argv=None) -> int:
         indexer = summary.processed / summary.seconds
         rerun = build_index([corpus], temp / "index", embedder, batch_size=args.batch_size, show_progress=False)
         floor = 1 / (1 / decode + 1 / model)
+        many = rerun_many(corpus, paths, args.rerun_files, temp, embedder) if args.rerun_files else None
         figures = {
             "images": len(paths), "size": f"{width}x{height}", "model": embedder.model_id, "device": str(embedder.device),
-            "batch_size": args.batch_size, "workers": workers, "cpus": os.cpu_count(), "model_load_s": round(load_seconds, 2),
+            "batch_size": args.batch_size, "workers": workers, "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(), "model_load_s": round(load_seconds, 2),
             "decode_img_s": round(decode, 1), "model_img_s": round(model, 1), "indexer_img_s": round(indexer, 1),
             "cpu_floor_img_s": round(floor, 1), "efficiency": round(indexer / floor, 3),
             "efficiency_vs_model": round(indexer / model, 3), "rerun_unchanged_s": round(rerun.seconds, 2),
             "errors": len(summary.errors),
+            **({"rerun_files": args.rerun_files, "rerun_many_unchanged_s": round(many, 2)} if many is not None else {}),
         }
         if args.json:
             print(json.dumps(figures))

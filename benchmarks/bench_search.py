@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -81,6 +82,20 @@ def make_index(index_dir: Path, photos: Path, embedder, size: int) -> None:
     finally:
         catalog.close()
     (index_dir / INDEX_FILE).unlink()  # the indexer rebuilds it from the catalog, choosing the type for this size
+
+
+@contextmanager
+def stdout_to_stderr():
+    """Keep stdout for the figures: the tokenizers trainer behind build_tiny prints blank lines to fd 1."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def percentiles(seconds: list[float]) -> dict:
@@ -183,7 +198,8 @@ def main(argv=None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="bench-search-"))
     try:
-        model = args.model or str(build_tiny(work / "tiny-mllama", backbone="mllama"))
+        with stdout_to_stderr():
+            model = args.model or str(build_tiny(work / "tiny-mllama", backbone="mllama"))
         embedder = load_embedder(model, device=args.device, verbose=False)
         photos = REPO / "assets" / "photos"
         photo = str(photos / "everyday" / "chelsea.jpg")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from tqdm.auto import tqdm
 
 from .atomic import remove_stale_temps
@@ -335,28 +335,30 @@ class _Build:
         if pending.empty:
             return
         vectors = self._embed(pending) if pending.embed_hashes else None
-        new_ids: list[int] = []
-        with self.catalog.session() as session:
-            if vectors is not None:
-                session.execute(insert(Vector).prefix_with("OR IGNORE"), [
+        images = Image.__table__
+        with self.catalog.engine.begin() as connection:  # one transaction: all of it or none of it
+            if vectors is not None and len(vectors):
+                connection.execute(insert(Vector.__table__).prefix_with("OR IGNORE"), [
                     dict(content_hash=digest, vector=vector.astype(np.float16).tobytes())
                     for digest, vector in zip(pending.embed_hashes, vectors)
                 ])
             if pending.delete_ids:
-                session.execute(delete(Image).where(Image.id.in_(pending.delete_ids)))
+                connection.execute(delete(images).where(images.c.id.in_(pending.delete_ids)))
             if pending.updates:
-                for values in pending.updates:
-                    image_id = values["id"]
-                    session.execute(update(Image).where(Image.id == image_id)
-                                    .values(**{k: v for k, v in values.items() if k != "id"}, status=STATUS_OK, error=None,
-                            retry=False))
-            for values in pending.rows:
-                image_id = session.execute(insert(Image).values(**values).returning(Image.id)).scalar_one()
-                if values["status"] == STATUS_OK:
-                    new_ids.append(image_id)
+                connection.execute(
+                    update(images).where(images.c.id == bindparam("row_id")).values(status=STATUS_OK, error=None,
+                                                                                    retry=False),
+                    [{("row_id" if key == "id" else key): value for key, value in row.items()} for row in pending.updates],
+                )
+            new_ids: list[int] = []
+            if pending.rows:
+                inserted = connection.execute(
+                    insert(images).returning(images.c.id, images.c.status, sort_by_parameter_order=True),
+                    [dict(row, retry=row.get("retry", False)) for row in pending.rows],
+                )
+                new_ids = [image_id for image_id, status in inserted if status == STATUS_OK]
             self.generation += 1
-            Catalog.set_meta(session, generation=self.generation)
-            session.commit()
+            Catalog.set_meta(connection, generation=self.generation)
         self.known.update(pending.embed_hashes)
         self.index.remove(pending.delete_ids)
         if new_ids:

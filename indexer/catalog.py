@@ -27,6 +27,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -145,9 +146,12 @@ class Catalog:
             return {row.key: json.loads(row.value) for row in s.scalars(select(Meta))}
 
     @staticmethod
-    def set_meta(session: Session, **values: Any) -> None:
-        for key, value in values.items():
-            session.merge(Meta(key=key, value=json.dumps(value, default=str)))
+    def set_meta(executor, **values: Any) -> None:
+        """Upsert metadata keys through a Session or a Connection (inside the caller's transaction)."""
+        rows = [dict(key=key, value=json.dumps(value, default=str)) for key, value in values.items()]
+        statement = sqlite_insert(Meta.__table__)
+        executor.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": statement.excluded.value}),
+                         rows)
 
     # -- queries -------------------------------------------------------------------
     def roots(self, session: Session | None = None) -> list[Root]:

@@ -96,6 +96,12 @@ def test_folder_filter_matches_whole_folder_names(engine, library):
     absolute = engine.search_text("x", k=50, folder=str(library / "2023"))
     assert sorted(relpaths(absolute)) == ["2023/beach/orange.jpg", "2023/beach/red.jpg", "2023/city/blue.jpg"]
     assert engine.search_text("x", k=50, folder="no/such/folder").results == []
+    for spelling in ["./2023/beach/", "2023//beach", "2023\\beach", " 2023/beach "]:
+        assert sorted(relpaths(engine.search_text("x", k=50, folder=spelling))) == ["2023/beach/orange.jpg",
+                                                                                  "2023/beach/red.jpg"], spelling
+    assert len(engine.search_text("x", k=50, folder=".").results) == UNIQUE
+    with pytest.raises(ValueError, match="points outside the indexed folders"):
+        engine.search_text("x", folder="../elsewhere")
 
 
 def test_date_range_is_inclusive_and_skips_undated(engine):
