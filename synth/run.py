@@ -87,13 +87,13 @@ def generate(folder: RunFolder, configurator, backend, n: int, concurrency: int 
              prices: tuple[float, float] | None = None, show_progress: bool = True) -> Summary:
     """Generate until ``n`` samples are accepted in ``folder`` (or ``max_attempts`` samples are done)."""
     started = time.perf_counter()
-    samples, failures = folder.samples(), folder.failures()
-    accepted_ids = {row["sample_id"] for row in samples}
-    final_failures = {row["sample_id"] for row in failures if not row.get("retryable")} - accepted_ids
-    done = accepted_ids | final_failures
     dedup = Deduplicator()
-    for row in samples:
+    accepted_ids = set()
+    for row in folder.samples():
+        accepted_ids.add(row["sample_id"])
         dedup.seen(*dedup_text(row))
+    final_failures = {row["sample_id"] for row in folder.failures() if not row.get("retryable")} - accepted_ids
+    done = accepted_ids | final_failures
     max_attempts = max_attempts if max_attempts is not None else 2 * n + 20
     summary = Summary(target=n, accepted_before=len(accepted_ids), prices=prices)
     indices = _pending_indices(done, lambda index: sample_id(configurator.seed, index))
