@@ -41,6 +41,7 @@ def test_valid_answer_becomes_a_record_and_request_is_well_formed(photos):
     assert record["usage"] == {"prompt_tokens": 1000, "completion_tokens": 300, "retries": 0, "calls": 1}
     # the wire: model, JSON mode, three images as data URLs in prompt order, the configured language named
     assert request["model"] == "fake-4o" and request["response_format"] == {"type": "json_object"}
+    assert request["temperature"] == 0.7 and request["max_tokens"] == 2048
     parts = request["messages"][1]["content"]
     urls = [part["image_url"]["url"] for part in parts if part["type"] == "image_url"]
     assert len(urls) == 3 and all(url.startswith("data:image/jpeg;base64,") for url in urls)
