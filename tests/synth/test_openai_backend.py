@@ -79,6 +79,22 @@ def test_500_and_a_hang_past_the_timeout_are_retried(photos):
     assert count == 3 and outcome.usage["retries"] == 2
 
 
+def test_a_proxy_page_or_truncated_body_is_retried_not_a_crash(photos):
+    config = make_config(photos)
+    replies = [Reply(raw=b"<html><body>502 Bad Gateway</body></html>"), Reply(raw=b'{"id": "chatcmpl-1", "cho'),
+               Reply(raw=b'{"object": "error"}')]
+
+    def reply(request, number):
+        return replies[number] if number < len(replies) else valid(request, number)
+
+    with FakeOpenAI(reply) as server:
+        outcome = generate_one(backend(server), config)
+    assert outcome.record is not None and outcome.usage["retries"] == 3
+    with FakeOpenAI([Reply(raw=b"<html>down</html>")]) as server:
+        outcome = generate_one(backend(server, max_retries=1), config)
+    assert outcome.failure["reason"] == "api_error" and "not a chat completion" in outcome.failure["detail"]
+
+
 def test_retries_are_bounded_and_counted_as_a_retryable_failure(photos):
     config = make_config(photos)
     with FakeOpenAI([Reply(status=503, error="overloaded")]) as server:
