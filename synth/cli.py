@@ -169,6 +169,9 @@ def cmd_generate(args) -> int:
     language_weights = (languages.parse_weights(args.languages, languages.NAMES, "language")
                         if args.languages else languages.default_weights())
     combos = tasks.parse_tasks(args.tasks) if args.tasks else tasks.combo_weights(tasks.DEFAULT_TASK_WEIGHTS)
+    if args.positive_ranks[1] >= args.negative_ranks[0]:
+        raise ValueError(f"--positive-ranks {args.positive_ranks[0]}-{args.positive_ranks[1]} must end before "
+                         f"--negative-ranks {args.negative_ranks[0]}-{args.negative_ranks[1]} begins")
     model = _model(args)
     folder = RunFolder(args.out)
     store, index_dir = _open_pool(args, folder)

@@ -181,6 +181,13 @@ def test_resuming_with_other_settings_is_refused(index_dir, tmp_path, capsys):
     assert len(lines(out / "samples.jsonl")) == 2
 
 
+def test_overlapping_rank_windows_are_refused(index_dir, tmp_path, capsys):
+    with FakeOpenAI(valid) as server:
+        args = generate_args(index_dir, tmp_path / "r", server, 2, "--positive-ranks", "1-10", "--negative-ranks", "5-30")
+        assert main(args) == 2
+    assert "--positive-ranks 1-10 must end before --negative-ranks 5-30" in capsys.readouterr().err
+
+
 def test_dry_run_prints_exact_prompts_and_calls_nothing(index_dir, tmp_path, capsys):
     out = tmp_path / "dry"
     with FakeOpenAI(valid) as server:
