@@ -82,6 +82,7 @@ class Image(Base):
     camera: Mapped[str | None] = mapped_column(String)
     status: Mapped[str] = mapped_column(String)
     error: Mapped[str | None] = mapped_column(String)
+    retry: Mapped[bool] = mapped_column(default=False)  # error may clear without the file changing (permissions)
     indexed_at: Mapped[datetime] = mapped_column(DateTime)
 
 

@@ -16,6 +16,7 @@ from .vectors import INDEX_FILE, VectorIndex, choose_index_type, lists_for
 
 RECALL_K = 10
 RECALL_QUERIES = 200
+TRAINING_POINTS_PER_LIST = 64  # k-means sample per IVF list
 
 
 @dataclass
@@ -71,7 +72,7 @@ def rebuild(catalog: Catalog, dim: int, index_type: str | None) -> VectorIndex:
     else:
         ids = catalog.ok_ids()
         rng = np.random.default_rng(0)
-        sample = rng.choice(ids, size=min(len(ids), lists_for(count) * 64), replace=False)
+        sample = rng.choice(ids, size=min(len(ids), lists_for(count) * TRAINING_POINTS_PER_LIST), replace=False)
         _, training = catalog.vectors_for_ids(np.sort(sample))
         print(f"indexer: training a {kind} index on {len(training)} of {count} vectors", file=sys.stderr)
         index = VectorIndex.trained(kind, dim, training, count)
