@@ -95,6 +95,20 @@ def average_gradients(parameters) -> None:
         start += count
 
 
+def _broadcast(parameters) -> None:
+    """Start every rank from rank 0's weights, as DDP does."""
+    if distributed():
+        with torch.no_grad():
+            for parameter in parameters:
+                dist.broadcast(parameter.data, src=0)
+
+
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def _mean_over_ranks(value: float) -> float:
     if not distributed():
         return value
@@ -217,9 +231,6 @@ def train(config: TrainConfig, embedder=None) -> TrainResult:
     for name, value in (("batch size", config.batch_size), ("grad accumulation", config.grad_accum)):
         if value < 1:
             raise TrainError(f"{name} must be at least 1, got {value}")
-    random.seed(config.seed + rank)
-    np.random.seed(config.seed + rank)
-    torch.manual_seed(config.seed + rank)
 
     data = load_examples(config.data, config.image_dir, config.negative_ratio)
     global_batch = config.batch_size * world
@@ -231,9 +242,13 @@ def train(config: TrainConfig, embedder=None) -> TrainResult:
 
     if embedder is None:
         embedder = load_embedder(config.model, device=device, dtype=config.dtype, verbose=rank == 0)
-    embedder.backbone.max_text_tokens = config.max_length
+    if embedder.family == "mllama":  # dual encoders keep the fixed text length they were trained with
+        embedder.backbone.max_text_tokens = config.max_length
+    torch.manual_seed(config.seed)  # the same adapter initialisation on every rank
     trained = make_trainable(embedder, config.lora, config.gradient_checkpointing)
     params = trainable_parameters(embedder.backbone.model)
+    _broadcast(params.values())
+    _seed(config.seed + rank)  # but a different dropout stream per rank
     parameters = list(params.values())
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     warmup = math.ceil(config.warmup_ratio * total)

@@ -39,8 +39,13 @@ def draw(colour: str, shape: str, rng: random.Random, side: int = 28) -> Image.I
     return image
 
 
-def make_toy(root: Path, per_class_train: int = 4, per_class_test: int = 2, seed: int = 0) -> dict:
-    """Images + mmE5-schema JSONL (text -> image, 3 languages, hard negatives of a near class)."""
+def make_toy(root: Path, family: str = "mllama", per_class_train: int = 4, per_class_test: int = 2, seed: int = 0) -> dict:
+    """Images + mmE5-schema JSONL (text -> image, 3 languages, hard negatives of a near class).
+
+    Queries and documents are spelled as the search engine will embed them for ``family``:
+    mmE5's instruction and image prompt for Mllama, bare captions and bare images for SigLIP.
+    """
+    document = DOCUMENT if family == "mllama" else ""
     rng = random.Random(seed)
     images = root / "images"
     images.mkdir(parents=True, exist_ok=True)
@@ -62,9 +67,9 @@ def make_toy(root: Path, per_class_train: int = 4, per_class_test: int = 2, seed
             for language, caption in CAPTIONS.items():
                 negatives = rng.sample(near, 3)
                 rows.append({
-                    "qry": prompts.text_to_image_query(caption(colour, shape)), "qry_image_path": "",
-                    "pos_text": DOCUMENT, "pos_image_path": name,
-                    "neg_text": str([DOCUMENT] * 3),
+                    "qry": prompts.build(family, "text", caption(colour, shape), prompts.TEXT_TO_IMAGE_INSTRUCTION),
+                    "qry_image_path": "", "pos_text": document, "pos_image_path": name,
+                    "neg_text": str([document] * 3),
                     "neg_image_path": str([rng.choice(split_files["train"][n]) for n in negatives]),
                 })
     rng.shuffle(rows)
@@ -78,3 +83,13 @@ def make_toy(root: Path, per_class_train: int = 4, per_class_test: int = 2, seed
 @pytest.fixture(scope="session")
 def toy(tmp_path_factory):
     return make_toy(tmp_path_factory.mktemp("toy"))
+
+
+@pytest.fixture(scope="session")
+def cli_env():
+    """Environment for CLI subprocesses: repo importable, offline, one thread each (the CI box is shared)."""
+    import os
+
+    root = str(Path(__file__).resolve().parents[2])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+            "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}

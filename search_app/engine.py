@@ -1,0 +1,358 @@
+"""SearchEngine: queries in, ranked and filtered pages of photos out (no UI code here).
+
+The model turns a query into a vector; FAISS (through the indexer's IndexStore) ranks
+the catalog; this module adds what a photo search needs on top: filters by folder and
+capture date, collapsing byte-identical copies, sorting by date, and stable pagination.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, time as dtime
+from pathlib import Path, PurePosixPath
+from typing import Sequence
+
+import numpy as np
+
+from .paths import PathGuard, PathNotAllowedError
+
+log = logging.getLogger(__name__)
+
+SORTS = ("score", "date", "date_asc")
+MAX_K = 200
+DATE_SORT_POOL = 200  # date sort orders the best matches, not the whole library
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One photo in a result page; ``also_at`` lists identical copies folded into it."""
+
+    path: str
+    score: float
+    size: int
+    taken_at: datetime | None
+    image_id: int
+    content_hash: str
+    width: int | None = None
+    height: int | None = None
+    relpath: str = ""
+    also_at: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        """Plain types only, for the HTTP API.
+
+        The key is ``image_path``, not ``path``: gradio_client treats any dict with a
+        ``path`` string as a file to download, which these (server-side) paths are not.
+        """
+        return {
+            "image_path": self.path,
+            "relpath": self.relpath,
+            "score": round(float(self.score), 6),
+            "size": int(self.size),
+            "taken_at": self.taken_at.isoformat() if self.taken_at else None,
+            "image_id": int(self.image_id),
+            "content_hash": self.content_hash,
+            "width": self.width,
+            "height": self.height,
+            "also_at": list(self.also_at),
+        }
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """``results[offset:offset+k]`` of one ranking; ``next_offset`` is None on the last page."""
+
+    results: list[SearchResult]
+    offset: int
+    next_offset: int | None
+    query_seconds: float = 0.0  # model time (encoding the query)
+    search_seconds: float = 0.0  # index + catalog time
+    options: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "results": [result.to_json() for result in self.results],
+            "offset": self.offset,
+            "next_offset": self.next_offset,
+            "timing": {"query_seconds": round(self.query_seconds, 4), "search_seconds": round(self.search_seconds, 4)},
+        }
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Validated options shared by every query type."""
+
+    k: int = 20
+    offset: int = 0
+    folder: str | None = None
+    date_from: datetime | None = None
+    date_to: datetime | None = None
+    sort: str = "score"
+    collapse_duplicates: bool = True
+
+    @classmethod
+    def parse(cls, k=20, offset=0, folder=None, date_from=None, date_to=None, sort="score", collapse_duplicates=True):
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= MAX_K:
+            raise ValueError(f"k must be a whole number from 1 to {MAX_K}, got {k!r}")
+        if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or int(offset) < 0:
+            raise ValueError(f"offset must be a whole number ≥ 0, got {offset!r}")
+        if sort not in SORTS:
+            raise ValueError(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
+        start = _parse_date(date_from, "date_from", end_of_day=False)
+        end = _parse_date(date_to, "date_to", end_of_day=True)
+        if start and end and start > end:
+            raise ValueError(f"date_from ({start.date()}) is after date_to ({end.date()}): swap them")
+        folder = str(folder).strip() if folder is not None else None
+        return cls(int(k), int(offset), folder or None, start, end, sort, bool(collapse_duplicates))
+
+
+class SearchEngine:
+    """Answers text, image and composed (image + text) queries over one index.
+
+    ``store`` is an ``indexer.IndexStore``; ``embedder`` must produce vectors in the
+    same space the index was built in (checked here, so a wrong model fails at start,
+    not with silently meaningless results).
+    """
+
+    min_window = 64  # FAISS hits fetched at first; grows ×4 while filters or copies leave too few
+
+    def __init__(self, store, embedder, extra_roots: Sequence[str | os.PathLike] = ()):
+        store.check_embedder(embedder)
+        self.store = store
+        self.embedder = embedder
+        self.guard = PathGuard([*store.roots, *extra_roots])
+        self._model_lock = threading.Lock()  # one forward pass at a time: torch is not re-entrant-safe here
+
+    @classmethod
+    def open(cls, index_dir, model=None, adapter=None, device=None, extra_roots=()) -> "SearchEngine":
+        """Open an index with the model+adapter it was built with (or the given one, checked)."""
+        from indexer import open_index
+
+        embedder, store = open_index(Path(index_dir), model=model, adapter=adapter, device=device)
+        return cls(store, embedder, extra_roots=extra_roots)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- queries ---------------------------------------------------------------------------
+    def search_text(self, text: str, **options) -> SearchPage:
+        """Photos matching a description, in any language the model knows."""
+        return self.search(text=text, **options)
+
+    def search_image(self, image, **options) -> SearchPage:
+        """"More like this" for an uploaded image (PIL image or file path)."""
+        if image is None or (isinstance(image, str) and not image.strip()):
+            raise ValueError("No image given: upload a photo to search with it.")
+        return self.search(image=image, **options)
+
+    def search_composed(self, image, text: str, **options) -> SearchPage:
+        """Photos like ``image`` changed as ``text`` says ("but at night")."""
+        if image is None or (isinstance(image, str) and not image.strip()):
+            raise ValueError("A composed query needs an image: upload a photo, then describe the change.")
+        return self.search(image=image, text=_check_text(text, "modifying text"), **options)
+
+    def search_similar(self, image_id: int, **options) -> SearchPage:
+        """"More like this" for a photo already in the index, named by its id (never by path)."""
+        record = self.record(image_id)
+        return self.search(image=str(self.guard.check(record.path)), **options)
+
+    def search(self, text: str | None = None, image=None, **options) -> SearchPage:
+        """Text, image or composed query, by which of ``text`` / ``image`` are given."""
+        opts = SearchOptions.parse(**options)
+        started = time.perf_counter()
+        vector = self.encode_query(text=text, image=image)
+        encoded = time.perf_counter()
+        page = self.rank(vector, opts)
+        return SearchPage(page.results, page.offset, page.next_offset, encoded - started,
+                          time.perf_counter() - encoded, options=opts.__dict__)
+
+    def encode_query(self, text: str | None = None, image=None) -> np.ndarray:
+        """The (1, dim) query vector; keep it to fetch further pages with ``rank`` without the model."""
+        has_text = isinstance(text, str) and bool(text.strip())
+        if image is None or (isinstance(image, str) and not image.strip()):
+            text = _check_text(text, "query text")
+            encode = lambda: self.embedder.encode_text_queries([text])  # noqa: E731
+        elif has_text:
+            encode = lambda: self.embedder.encode_composed([image], [text.strip()])  # noqa: E731
+        else:
+            encode = lambda: self.embedder.encode_image_queries([image])  # noqa: E731
+        with self._model_lock:
+            return np.ascontiguousarray(encode(), dtype=np.float32)
+
+    # -- catalog facts -------------------------------------------------------------------------
+    def record(self, image_id: int):
+        """The catalog record of an indexed photo; ValueError if there is none."""
+        try:
+            image_id = int(image_id)
+        except (TypeError, ValueError):
+            raise ValueError(f"image_id must be an integer, got {image_id!r}") from None
+        records = self.store.records(np.asarray([image_id], dtype=np.int64))
+        if not records or records[0] is None:
+            raise ValueError(f"no indexed photo has id {image_id}")
+        return records[0]
+
+    def servable_path(self, path: str | os.PathLike) -> Path:
+        """Resolved path if it may be served (inside an indexed root or the assets), else PathNotAllowedError."""
+        return self.guard.check(path)
+
+    def stats(self) -> dict:
+        """Index size and model facts for the UI footer and the API."""
+        return {
+            "images": int(self.store.count),
+            "model": self.embedder.model_id,
+            "adapter": getattr(self.store, "adapter", None),
+            "dim": int(self.embedder.dim),
+            "roots": [str(root) for root in self.store.roots],
+        }
+
+    # -- ranking ---------------------------------------------------------------------------------
+    def rank(self, vector: np.ndarray, opts: SearchOptions) -> SearchPage:
+        """One page of the ranking for an already-encoded query vector (1, dim)."""
+        total = int(self.store.count)
+        if sort_by_score := opts.sort == "score":
+            needed = opts.offset + opts.k + 1  # one extra tells whether a next page exists
+        else:
+            needed = DATE_SORT_POOL
+        window = min(total, max(self.min_window, 4 * needed))
+        while True:
+            kept, exhausted = self._candidates(vector, window, total, opts)
+            if len(kept) >= needed or exhausted:
+                break
+            window = min(total, window * 4)
+        if not sort_by_score:
+            kept = _date_sorted(kept[:DATE_SORT_POOL], newest_first=opts.sort == "date")
+        results = kept[opts.offset : opts.offset + opts.k]
+        has_more = len(kept) > opts.offset + opts.k
+        return SearchPage(results, opts.offset, opts.offset + len(results) if has_more else None)
+
+    def _candidates(self, vector, window: int, total: int, opts: SearchOptions) -> tuple[list[SearchResult], bool]:
+        """Filtered, collapsed results from the best ``window`` hits, in a prefix-stable order.
+
+        Hits are ordered by (score desc, id asc). Unless the window covers the whole index,
+        the lowest-scoring tie group is dropped: its members beyond the window are unknown,
+        and keeping part of it would let a later, larger window reorder an earlier page.
+        """
+        if window <= 0:
+            return [], True
+        scores, ids = self.store.search(vector, window)
+        scores, ids = scores[0], ids[0]
+        valid = ids >= 0
+        scores, ids = scores[valid], ids[valid]
+        exhausted = window >= total or len(ids) < window
+        order = np.lexsort((ids, -scores))
+        scores, ids = scores[order], ids[order]
+        if not exhausted and len(scores):
+            boundary = scores[-1]
+            keep = scores > boundary
+            scores, ids = scores[keep], ids[keep]
+        records = self.store.records(ids)
+        results: list[SearchResult] = []
+        by_hash: dict[str, int] = {}
+        for score, record in zip(scores, records):
+            if record is None or not self._passes(record, opts):
+                continue
+            if opts.collapse_duplicates and record.content_hash:
+                first = by_hash.get(record.content_hash)
+                if first is not None:
+                    kept = results[first]
+                    results[first] = _with_copy(kept, record.path)
+                    continue
+                by_hash[record.content_hash] = len(results)
+            results.append(_result(record, float(score)))
+        return results, exhausted
+
+    def _passes(self, record, opts: SearchOptions) -> bool:
+        if not self.guard.allows(record.path):
+            log.warning("skipping %s: outside the indexed folders (symlink?)", record.path)
+            return False
+        if opts.folder and not _in_folder(record, opts.folder):
+            return False
+        if opts.date_from or opts.date_to:
+            taken = _naive(record.taken_at)
+            if taken is None:
+                return False
+            if opts.date_from and taken < opts.date_from:
+                return False
+            if opts.date_to and taken > opts.date_to:
+                return False
+        return True
+
+
+def _result(record, score: float) -> SearchResult:
+    return SearchResult(
+        path=record.path, score=score, size=int(record.size or 0), taken_at=record.taken_at,
+        image_id=int(record.id), content_hash=record.content_hash or "",
+        width=record.width, height=record.height, relpath=record.relpath or "",
+    )
+
+
+def _with_copy(result: SearchResult, path: str) -> SearchResult:
+    from dataclasses import replace
+
+    return replace(result, also_at=(*result.also_at, path))
+
+
+def _date_sorted(results: list[SearchResult], newest_first: bool) -> list[SearchResult]:
+    """By capture date (ties by score); photos without a date go last either way."""
+    dated = [result for result in results if result.taken_at is not None]
+    undated = [result for result in results if result.taken_at is None]
+    dated.sort(key=lambda result: (_naive(result.taken_at), -result.score if newest_first else result.score),
+               reverse=newest_first)
+    return dated + undated
+
+
+def _in_folder(record, folder: str) -> bool:
+    """Whole-component prefix match: "2023" matches "2023/x.jpg", not "20231/x.jpg".
+
+    An absolute folder is compared with the absolute path, a relative one with the
+    path relative to its indexed root.
+    """
+    folder = folder.replace("\\", "/").rstrip("/")
+    if os.path.isabs(folder):
+        target, prefix = PurePosixPath(Path(record.path).as_posix()), PurePosixPath(Path(folder).as_posix())
+    else:
+        target, prefix = PurePosixPath(record.relpath.replace("\\", "/")), PurePosixPath(folder.lstrip("./") or ".")
+    if str(prefix) in ("", "."):
+        return True
+    return target == prefix or target.is_relative_to(prefix)
+
+
+def _naive(value: datetime | None) -> datetime | None:
+    """Capture dates are wall-clock times; compare them without time zones."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=None) if value.tzinfo else value
+
+
+def _parse_date(value, name: str, end_of_day: bool) -> datetime | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, datetime):
+        return _naive(value)
+    if isinstance(value, date):
+        return datetime.combine(value, dtime.max if end_of_day else dtime.min)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):  # Gradio DateTime sends epoch seconds
+        return datetime.fromtimestamp(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if len(text) == 10:  # a bare day: the whole day is inside the range
+                return datetime.combine(date.fromisoformat(text), dtime.max if end_of_day else dtime.min)
+            return _naive(datetime.fromisoformat(text))
+        except ValueError:
+            pass
+    raise ValueError(f"{name} {value!r} is not a date: use YYYY-MM-DD (or an ISO date-time like 2024-05-01T18:30)")
+
+
+def _check_text(text, what: str) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"The {what} is empty: type what you are looking for, e.g. “a dog on a beach”.")
+    return text.strip()
+
+
+
+
+__all__ = ["PathNotAllowedError", "SearchEngine", "SearchOptions", "SearchPage", "SearchResult", "SORTS"]

@@ -1,0 +1,135 @@
+"""A small photo library with capture dates, folders, an identical copy and a symlink trap, indexed once."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+
+# relpath -> capture date (EXIF DateTimeOriginal) or None
+LIBRARY = {
+    "2023/beach/red.jpg": "2023:07:14 10:00:00",
+    "2023/beach/orange.jpg": "2023:07:15 16:30:00",
+    "2023/city/blue.jpg": "2023:11:02 09:15:00",
+    "2024/green.jpg": "2024:03:01 08:00:00",
+    "2024/yellow.jpg": "2024:03:01 18:00:00",
+    "2024/purple.png": None,
+    "20241/cyan.jpg": "2024:12:24 20:00:00",
+    "misc/gray.jpg": None,
+    "misc/stripes.jpg": None,
+    "misc/checker.jpg": None,
+    "misc/noise.jpg": None,
+}
+COPY_OF_RED = "copies/red-copy.jpg"  # byte-identical to 2023/beach/red.jpg
+
+
+def make_photo(path: Path, seed: int, taken: str | None) -> None:
+    """A small, distinct picture (colour field + noise); JPEGs carry the capture date in EXIF."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, size=3)
+    pixels = np.clip(base + rng.normal(0, 40, size=(48 + seed, 64, 3)), 0, 255).astype(np.uint8)
+    image = Image.fromarray(pixels, "RGB")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".png":
+        image.save(path)
+        return
+    exif = Image.Exif()
+    if taken:
+        exif[306] = taken  # DateTime
+        exif.get_ifd(0x8769)[36867] = taken  # DateTimeOriginal
+    image.save(path, "JPEG", quality=90, exif=exif.tobytes())
+
+
+@pytest.fixture(scope="session")
+def library(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("library") / "photos"
+    for seed, (relpath, taken) in enumerate(LIBRARY.items()):
+        make_photo(root / relpath, seed, taken)
+    (root / COPY_OF_RED).parent.mkdir(parents=True)
+    shutil.copyfile(root / "2023/beach/red.jpg", root / COPY_OF_RED)
+    outside = tmp_path_factory.mktemp("outside")
+    make_photo(outside / "secret.jpg", 99, None)
+    (outside / "secret.txt").write_text("not for you")
+    return root
+
+
+@pytest.fixture(scope="session")
+def outside_dir(library) -> Path:
+    return next(library.parent.parent.glob("outside*"))
+
+
+@pytest.fixture(scope="session")
+def index_dir(library, tiny_mllama, tmp_path_factory) -> Path:
+    from indexer import build_index
+
+    index = tmp_path_factory.mktemp("index") / "idx"
+    summary = build_index([library], index, tiny_mllama, show_progress=False)
+    assert not summary.errors and summary.added == len(LIBRARY) + 1
+    return index
+
+
+@pytest.fixture(scope="session")
+def engine(index_dir, tiny_mllama):
+    from indexer import IndexStore
+
+    from search_app.engine import SearchEngine
+
+    engine = SearchEngine(IndexStore.open(index_dir), tiny_mllama)
+    yield engine
+    engine.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_server(process: subprocess.Popen, url: str, log: Path, timeout: float = 180) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"app exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"app did not answer on {url} within {timeout}s:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def served_app(tmp_path_factory, library, tiny_mllama_dir):
+    """`python app.py` in a subprocess, indexing ``library`` on first start: (url, index_dir)."""
+    work = tmp_path_factory.mktemp("app")
+    index = work / "index"
+    port = free_port()
+    log = work / "app.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CACHE_HOME": str(work / "cache"), "GRADIO_ANALYTICS_ENABLED": "False",
+           "TMPDIR": str(work)}
+    command = [sys.executable, "app.py", "--index", str(index), "--model", str(tiny_mllama_dir), "--photos", str(library),
+               "--port", str(port), "--concurrency", "1", "--page-size", "5"]
+    with open(log, "wb") as output:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_for_server(process, url, log)
+        yield url, index
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
