@@ -10,15 +10,14 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
+from .backend import FatalBackendError
 from .checks import Deduplicator
 from .configure import sample_id
 from .costs import cost
-from .backend import FatalBackendError
 from .generate import Outcome, generate_one
 from .output import RunFolder
 from .prompt import build_messages, render
 from .records import build_failure, dedup_text
-
 
 MAX_API_ERRORS_IN_A_ROW = 10  # an outage, not bad luck: stop instead of burning through every sample
 
