@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--no-json-mode", action="store_true", help="do not send response_format=json_object")
     gen.add_argument("--image-size", type=_positive_int, default=1024, help="longer image side sent (default 1024)")
     gen.add_argument("--max-tokens", type=_positive_int, default=2048, help="answer length limit (default 2048)")
+    gen.add_argument("--temperature", type=float, default=0.7, help="sampling temperature, openai backend (default 0.7)")
     gen.add_argument("--price-in", type=float, default=None, help="USD per 1M input tokens (known models: built in)")
     gen.add_argument("--price-out", type=float, default=None, help="USD per 1M output tokens")
     gen.add_argument("--positive-ranks", type=_ranks, default=POSITIVE_RANKS,
@@ -145,7 +146,7 @@ def _backend(args, model: str):
     return OpenAIBackend(model, base_url=args.base_url or os.environ.get("OPENAI_BASE_URL"),
                          api_key=args.api_key or os.environ.get("OPENAI_API_KEY"), timeout=args.timeout,
                          max_retries=args.max_retries, json_mode=not args.no_json_mode,
-                         image_max_side=args.image_size, max_tokens=args.max_tokens)
+                         image_max_side=args.image_size, max_tokens=args.max_tokens, temperature=args.temperature)
 
 
 def _prices(args, model: str) -> tuple[float, float] | None:
@@ -168,6 +169,9 @@ def cmd_generate(args) -> int:
     language_weights = (languages.parse_weights(args.languages, languages.NAMES, "language")
                         if args.languages else languages.default_weights())
     combos = tasks.parse_tasks(args.tasks) if args.tasks else tasks.combo_weights(tasks.DEFAULT_TASK_WEIGHTS)
+    if args.positive_ranks[1] >= args.negative_ranks[0]:
+        raise ValueError(f"--positive-ranks {args.positive_ranks[0]}-{args.positive_ranks[1]} must end before "
+                         f"--negative-ranks {args.negative_ranks[0]}-{args.negative_ranks[1]} begins")
     model = _model(args)
     folder = RunFolder(args.out)
     store, index_dir = _open_pool(args, folder)

@@ -71,8 +71,9 @@ class Configurator:
         if combo.query_image:
             query = self.pool.ref(anchor)
             if combo.target_image:
-                pos = self.pool.ref(self.pool.neighbour(anchor, self.positive_ranks, rng))
-                neg = self.pool.ref(self.pool.neighbour(anchor, self.negative_ranks, rng))
+                positive = self.pool.neighbour(anchor, self.positive_ranks, rng)
+                pos = self.pool.ref(positive)
+                neg = self.pool.ref(self.pool.neighbour(anchor, self.negative_ranks, rng, exclude=(positive,)))
         else:  # text query: the drawn image is what the query must find
             pos = self.pool.ref(anchor)
             neg = self.pool.ref(self.pool.neighbour(anchor, self.negative_ranks, rng))

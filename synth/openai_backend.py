@@ -9,6 +9,7 @@ import base64
 import email.utils
 import functools
 import io
+import json
 import random
 import sys
 import threading
@@ -86,8 +87,11 @@ class OpenAIBackend:
 
     def _create(self, wire: list[dict]):
         extra = {"response_format": {"type": "json_object"}} if self.json_mode else {}
-        return self.client.chat.completions.create(
-            model=self.model, messages=wire, max_tokens=self.max_tokens, temperature=self.temperature, **extra)
+        try:
+            return self.client.chat.completions.create(
+                model=self.model, messages=wire, max_tokens=self.max_tokens, temperature=self.temperature, **extra)
+        except json.JSONDecodeError as error:
+            raise MalformedResponse(f"response body is not JSON ({error.msg})") from None
 
     def _wait(self, attempt: int, asked: float | None) -> float:
         backoff = self.backoff * (2 ** attempt) * (1 + random.random() * 0.25)
@@ -98,9 +102,9 @@ class OpenAIBackend:
         retries = 0
         while True:
             try:
-                response = self._create(wire)
+                return _completion(self._create(wire), retries)
             except (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError,
-                    openai.InternalServerError) as error:
+                    openai.InternalServerError, MalformedResponse) as error:
                 kind = _describe(error)
                 if retries >= self.max_retries:
                     raise BackendError("api_error", f"{kind}, gave up after {retries} retries", retries) from error
@@ -123,7 +127,6 @@ class OpenAIBackend:
                 raise BackendError("api_error", _describe(error), retries) from error
             except openai.APIStatusError as error:
                 raise BackendError("api_error", _describe(error), retries) from error
-            return _completion(response, retries)
 
 
 def _describe(error: Exception) -> str:
@@ -131,13 +134,23 @@ def _describe(error: Exception) -> str:
         return f"HTTP {error.status_code}: {str(error.message)[:200]}"
     if isinstance(error, openai.APITimeoutError):
         return "request timed out"
+    if isinstance(error, MalformedResponse):
+        return str(error)
     return f"{type(error).__name__}: {str(error)[:200]}"
 
 
+class MalformedResponse(Exception):
+    """HTTP 200 but not a chat completion (a proxy's error page, a truncated body): retried like a 5xx."""
+
+
 def _completion(response, retries: int) -> Completion:
-    if not response.choices:
-        raise BackendError("api_error", "response has no choices", retries)
-    text = response.choices[0].message.content or ""
+    choices = getattr(response, "choices", None)
+    if not choices or getattr(choices[0], "message", None) is None:
+        preview = str(response)[:120].replace("\n", " ")
+        raise MalformedResponse(f"answer is not a chat completion (starts {preview!r})")
+    text = choices[0].message.content or ""
+    if not isinstance(text, str):
+        raise MalformedResponse(f"message content is {type(text).__name__}, not text")
     usage = response.usage
     return Completion(text=text, prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
                       completion_tokens=getattr(usage, "completion_tokens", 0) or 0, retries=retries)

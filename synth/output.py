@@ -10,12 +10,64 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Iterator
 
 SAMPLES = "samples.jsonl"
 FAILURES = "failures.jsonl"
 MANIFEST = "run.json"
 INDEX = "index"  # where `generate --images DIR` keeps the index it builds
 MAY_CHANGE = {"prices", "base_url", "index_dir"}  # settings a resumed run may update
+
+
+class RunFolderError(ValueError):
+    """The output folder cannot be used as asked; the message says why and what to do."""
+
+
+def _repair_tail(path: Path) -> int:
+    """Cut a partial last line (a kill mid-write); returns the bytes removed."""
+    if not path.exists():
+        return 0
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with open(path, "rb+") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":
+            return 0
+        block = 1 << 16
+        position = size
+        while position > 0:
+            start = max(0, position - block)
+            handle.seek(start)
+            chunk = handle.read(position - start)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            position = start
+        else:
+            keep = 0
+        handle.truncate(keep)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return size - keep
+
+
+def iter_jsonl(path: Path) -> Iterator[dict]:
+    """Every complete line, streamed; a corrupt line in the middle is an error naming the line.
+
+    A last line without its newline is a write a kill cut short: readers skip it, writers cut it.
+    """
+    if not path.exists():
+        return
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.endswith(b"\n") or not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as error:
+                raise RunFolderError(f"{path}:{number}: corrupt line ({error.msg}); fix or delete that line") from None
 
 
 class RunFolderError(ValueError):
@@ -124,11 +176,11 @@ class RunFolder:
         temporary.write_text(json.dumps(settings, indent=2, ensure_ascii=False), encoding="utf-8")
         os.replace(temporary, self.manifest_path)
 
-    def samples(self) -> list[dict]:
-        return read_jsonl(self.samples_path)
+    def samples(self) -> Iterator[dict]:
+        return iter_jsonl(self.samples_path)
 
-    def failures(self) -> list[dict]:
-        return read_jsonl(self.failures_path)
+    def failures(self) -> Iterator[dict]:
+        return iter_jsonl(self.failures_path)
 
     def _append(self, path: Path, row: dict) -> None:
         fd = self._fds.get(path)

@@ -19,9 +19,10 @@ class ImagePool:
     def __init__(self, store):
         self.store = store
         self.ids = np.sort(np.asarray(_all_ids(store), dtype=np.int64))
-        if len(self.ids) < 2:
-            raise PoolError(f"the index holds {len(self.ids)} searchable image(s); synth needs at least 2 "
-                            "(more than 30 for the default hard-negative window); index more photos first")
+        if len(self.ids) < 3:
+            raise PoolError(f"the index holds {len(self.ids)} searchable image(s); synth needs at least 3 (query, "
+                            "positive, hard negative; more than 30 for the default hard-negative window); "
+                            "index more photos first")
         self.root = os.path.commonpath([os.path.abspath(root) for root in store.roots]) if store.roots else "/"
         self._records: dict[int, object] = {}
         self._cache: dict[int, _Neighbours] = {}
@@ -45,17 +46,21 @@ class ImagePool:
     def random_image(self, rng: random.Random) -> int:
         return int(self.ids[rng.randrange(len(self.ids))])
 
-    def neighbour(self, image_id: int, ranks: tuple[int, int], rng: random.Random) -> int:
+    def neighbour(self, image_id: int, ranks: tuple[int, int], rng: random.Random, exclude: tuple[int, ...] = ()) -> int:
         """A neighbour whose rank (1 = nearest, self and byte-identical copies skipped) lies in ``ranks``.
 
-        On a pool too small for the window the farthest available neighbour is used.
+        On a pool too small for the window the farthest available neighbour is used; ``exclude``
+        keeps a positive from also being drawn as the hard negative.
         """
         low, high = ranks
         candidates = self._neighbours(image_id, high)
-        if not candidates:
-            raise PoolError(f"{self._record(image_id).path}: no other distinct image in the index to pair it with")
         low, high = min(low, len(candidates)), min(high, len(candidates))
-        return candidates[rng.randint(low, high) - 1]
+        window = [other for other in candidates[low - 1:high] if other not in exclude]
+        if not window:  # a pool too small for the window: the farthest image still allowed
+            window = [other for other in candidates if other not in exclude][-1:]
+        if not window:
+            raise PoolError(f"{self._record(image_id).path}: no other distinct image in the index to pair it with")
+        return window[rng.randrange(len(window))]
 
     def _neighbours(self, image_id: int, depth: int) -> list[int]:
         """Nearest distinct images, nearest first; one search per anchor, cached."""

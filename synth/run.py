@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
+from .backend import FatalBackendError
 from .checks import Deduplicator
 from .configure import sample_id
 from .costs import cost
-from .generate import generate_one
+from .generate import Outcome, generate_one
 from .output import RunFolder
 from .prompt import build_messages, render
 from .records import build_failure, dedup_text
-
 
 MAX_API_ERRORS_IN_A_ROW = 10  # an outage, not bad luck: stop instead of burning through every sample
 
@@ -70,6 +70,22 @@ def _pending_indices(done: set[str], sample_id) -> itertools.count:
     return (index for index in itertools.count() if sample_id(index) not in done)
 
 
+def _outcome(future, config, model: str) -> Outcome:
+    """The sample's outcome; an unexpected error (say, GPU out of memory) fails this sample, not the run.
+
+    ``FatalBackendError`` (bad key, unknown model) still propagates: no sample could succeed.
+    """
+    try:
+        return future.result()
+    except FatalBackendError:
+        raise
+    except Exception as error:  # noqa: BLE001 - recorded with its type; the sample is retried on the next run
+        usage = {"prompt_tokens": 0, "completion_tokens": 0, "retries": 0, "calls": 0}
+        detail = f"{type(error).__name__}: {str(error)[:300]}"
+        return Outcome(config, failure=build_failure(config, "error", detail, model, usage, retryable=True),
+                       usage=usage)
+
+
 def dry_run(folder: RunFolder, configurator, n: int, out=None) -> None:
     """Print the exact prompts of the next ``n`` samples; nothing is called or written."""
     out = out or sys.stdout
@@ -87,13 +103,13 @@ def generate(folder: RunFolder, configurator, backend, n: int, concurrency: int 
              prices: tuple[float, float] | None = None, show_progress: bool = True) -> Summary:
     """Generate until ``n`` samples are accepted in ``folder`` (or ``max_attempts`` samples are done)."""
     started = time.perf_counter()
-    samples, failures = folder.samples(), folder.failures()
-    accepted_ids = {row["sample_id"] for row in samples}
-    final_failures = {row["sample_id"] for row in failures if not row.get("retryable")} - accepted_ids
-    done = accepted_ids | final_failures
     dedup = Deduplicator()
-    for row in samples:
+    accepted_ids = set()
+    for row in folder.samples():
+        accepted_ids.add(row["sample_id"])
         dedup.seen(*dedup_text(row))
+    final_failures = {row["sample_id"] for row in folder.failures() if not row.get("retryable")} - accepted_ids
+    done = accepted_ids | final_failures
     max_attempts = max_attempts if max_attempts is not None else 2 * n + 20
     summary = Summary(target=n, accepted_before=len(accepted_ids), prices=prices)
     indices = _pending_indices(done, lambda index: sample_id(configurator.seed, index))
@@ -101,7 +117,7 @@ def generate(folder: RunFolder, configurator, backend, n: int, concurrency: int 
     progress = tqdm(total=n, initial=min(n, len(accepted_ids)), desc="synth", unit="sample", file=sys.stderr,
                     disable=not show_progress, dynamic_ncols=True)
     executor = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="synth")
-    in_flight: set = set()
+    in_flight: dict = {}  # future -> its sample's configuration
     api_errors_in_a_row = 0
 
     def accepted_total() -> int:
@@ -115,12 +131,12 @@ def generate(folder: RunFolder, configurator, backend, n: int, concurrency: int 
             while (not summary.stopped and len(in_flight) < concurrency and accepted_total() + len(in_flight) < n
                    and attempts + len(in_flight) < max_attempts):
                 config = configurator(next(indices))
-                in_flight.add(executor.submit(generate_one, backend, config))
+                in_flight[executor.submit(generate_one, backend, config)] = config
             if not in_flight:  # when stopping, the requests already paid for are still written
                 break
-            finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in finished:
-                outcome = future.result()  # FatalBackendError propagates and stops the run
+                outcome = _outcome(future, in_flight.pop(future), backend.model)
                 attempts += 1
                 usage = outcome.usage
                 summary.prompt_tokens += usage.get("prompt_tokens", 0)

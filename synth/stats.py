@@ -9,32 +9,42 @@ from .output import RunFolder
 
 def run_stats(folder: RunFolder) -> dict:
     manifest = folder.manifest()
-    samples = folder.samples()
-    accepted = {row["sample_id"] for row in samples}
-    latest_failure: dict[str, dict] = {}
+    accepted: set[str] = set()
+    by_task, by_modality, by_pair, by_language = Counter(), Counter(), Counter(), Counter()
+    tokens_in = tokens_out = 0
+    for row in folder.samples():  # streamed: a 500K-sample run does not have to fit in memory
+        accepted.add(row["sample_id"])
+        by_task[row["task"]] += 1
+        by_modality[row["modality"]] += 1
+        by_pair[f"{row['task']} {row['modality']}"] += 1
+        by_language[row["language"]] += 1
+        tokens_in += row.get("usage", {}).get("prompt_tokens", 0)
+        tokens_out += row.get("usage", {}).get("completion_tokens", 0)
+    latest_failure: dict[str, tuple[str, dict]] = {}
     for row in folder.failures():
-        if row["sample_id"] not in accepted:
-            latest_failure[row["sample_id"]] = row  # a retried sample's last failure is what counts
-    failures = list(latest_failure.values())
-    tokens_in = sum(row.get("usage", {}).get("prompt_tokens", 0) for row in samples + failures)
-    tokens_out = sum(row.get("usage", {}).get("completion_tokens", 0) for row in samples + failures)
+        if row["sample_id"] not in accepted:  # a retried sample's last failure is what counts
+            latest_failure[row["sample_id"]] = (row["reason"], row.get("usage", {}))
+    for _, usage in latest_failure.values():
+        tokens_in += usage.get("prompt_tokens", 0)
+        tokens_out += usage.get("completion_tokens", 0)
     prices = manifest.get("prices")
-    attempted = len(samples) + len(failures)
+    n_accepted, n_failed = len(accepted), len(latest_failure)
+    attempted = n_accepted + n_failed
     return {
         "out": str(folder.path),
         "generator": manifest.get("model"),
-        "accepted": len(samples),
-        "failed": len(failures),
-        "acceptance_rate": round(len(samples) / attempted, 4) if attempted else None,
-        "by_task": dict(Counter(row["task"] for row in samples).most_common()),
-        "by_modality": dict(Counter(row["modality"] for row in samples).most_common()),
-        "by_task_modality": dict(Counter(f"{row['task']} {row['modality']}" for row in samples).most_common()),
-        "by_language": dict(Counter(row["language"] for row in samples).most_common()),
-        "failure_reasons": dict(Counter(row["reason"] for row in failures).most_common()),
+        "accepted": n_accepted,
+        "failed": n_failed,
+        "acceptance_rate": round(n_accepted / attempted, 4) if attempted else None,
+        "by_task": dict(by_task.most_common()),
+        "by_modality": dict(by_modality.most_common()),
+        "by_task_modality": dict(by_pair.most_common()),
+        "by_language": dict(by_language.most_common()),
+        "failure_reasons": dict(Counter(reason for reason, _ in latest_failure.values()).most_common()),
         "prompt_tokens": tokens_in,
         "completion_tokens": tokens_out,
         "cost_usd": cost(tokens_in, tokens_out, tuple(prices) if prices else None),
-        "tokens_per_accepted_sample": round((tokens_in + tokens_out) / len(samples)) if samples else None,
+        "tokens_per_accepted_sample": round((tokens_in + tokens_out) / n_accepted) if n_accepted else None,
     }
 
 

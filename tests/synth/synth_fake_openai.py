@@ -22,6 +22,7 @@ class Reply:
     error: str = "scripted error"
     prompt_tokens: int = 1000
     completion_tokens: int = 300
+    raw: bytes | None = None            # a body sent verbatim with status 200 (a proxy's error page)
 
 
 def ok(value) -> Reply:
@@ -73,6 +74,8 @@ class FakeOpenAI:
                 reply = fake._reply_for(request)
                 if reply.delay:
                     time.sleep(reply.delay)
+                if reply.raw is not None:
+                    return self._send_raw(reply.raw)
                 if reply.status != 200:
                     return self._send(reply.status, {"error": {"message": reply.error, "type": "error",
                                                                "code": reply.status}}, reply.headers)
@@ -84,6 +87,13 @@ class FakeOpenAI:
                     "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
                               "total_tokens": reply.prompt_tokens + reply.completion_tokens},
                 }, reply.headers)
+
+            def _send_raw(self, data: bytes):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html" if data.startswith(b"<") else "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def _send(self, status: int, payload: dict, headers: dict | None = None):
                 data = json.dumps(payload).encode()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -81,16 +82,27 @@ def test_bad_weight_specs_are_explained(spec, message):
         parse_weights(spec, NAMES, "language")
 
 
-def test_a_one_image_index_is_refused(tmp_path, tiny_siglip):
+def test_a_tiny_index_never_pairs_an_image_with_itself(tmp_path, tiny_siglip):
     from indexer import IndexStore, build_index
 
     from synth_testing import draw_photo
 
-    (tmp_path / "one").mkdir()
-    draw_photo(tmp_path / "one" / "a.jpg", seed=1)
-    build_index([tmp_path / "one"], tmp_path / "index", tiny_siglip, show_progress=False)
-    with IndexStore.open(tmp_path / "index") as store, pytest.raises(PoolError, match="at least 2"):
+    (tmp_path / "few").mkdir()
+    for seed in range(2):
+        draw_photo(tmp_path / "few" / f"{seed}.jpg", seed=seed)
+    build_index([tmp_path / "few"], tmp_path / "index", tiny_siglip, show_progress=False)
+    with IndexStore.open(tmp_path / "index") as store, pytest.raises(PoolError, match="at least 3"):
         ImagePool(store)
+    draw_photo(tmp_path / "few" / "2.jpg", seed=2)
+    draw_photo(tmp_path / "few" / "copy.jpg", seed=2)  # byte-identical to 2.jpg: never its own neighbour
+    build_index([tmp_path / "few"], tmp_path / "index", tiny_siglip, show_progress=False)
+    with IndexStore.open(tmp_path / "index") as store:
+        configurator = Configurator(combo_weights({"retrieval": 1.0}), {"en": 1.0}, ImagePool(store), seed=0)
+        for index in range(100):  # windows far beyond the pool: clamped, yet three distinct images
+            config = configurator(index)
+            paths = [image.path for _, image in config.images]
+            hashes = {Path(path).read_bytes() for path in paths}
+            assert len(hashes) == len(paths), config
 
 
 def test_task_specs_pick_tasks_or_single_combinations():

@@ -52,6 +52,17 @@ def test_export_feeds_the_trainer_data_loader(run, tmp_path):
     assert len(load_examples([str(run / "samples.jsonl")], image_dir=image_root)) == 24
 
 
+def test_overwrite_replaces_the_whole_folder(run, tmp_path):
+    import datasets
+
+    target = tmp_path / "data"
+    target.mkdir()
+    (target / "stale.arrow").write_text("old")
+    assert main(["export", str(run), str(target), "--overwrite", "--no-inspection"]) == 0
+    assert not (target / "stale.arrow").exists() and len(datasets.load_from_disk(str(target))) == 24
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data"]
+
+
 def test_export_refuses_to_overwrite_and_needs_samples(run, tmp_path, capsys):
     target = tmp_path / "data"
     target.mkdir()

@@ -41,6 +41,7 @@ def test_valid_answer_becomes_a_record_and_request_is_well_formed(photos):
     assert record["usage"] == {"prompt_tokens": 1000, "completion_tokens": 300, "retries": 0, "calls": 1}
     # the wire: model, JSON mode, three images as data URLs in prompt order, the configured language named
     assert request["model"] == "fake-4o" and request["response_format"] == {"type": "json_object"}
+    assert request["temperature"] == 0.7 and request["max_tokens"] == 2048
     parts = request["messages"][1]["content"]
     urls = [part["image_url"]["url"] for part in parts if part["type"] == "image_url"]
     assert len(urls) == 3 and all(url.startswith("data:image/jpeg;base64,") for url in urls)
@@ -76,6 +77,22 @@ def test_500_and_a_hang_past_the_timeout_are_retried(photos):
         count = len(server.requests)
     assert outcome.record is not None, outcome.failure
     assert count == 3 and outcome.usage["retries"] == 2
+
+
+def test_a_proxy_page_or_truncated_body_is_retried_not_a_crash(photos):
+    config = make_config(photos)
+    replies = [Reply(raw=b"<html><body>502 Bad Gateway</body></html>"), Reply(raw=b'{"id": "chatcmpl-1", "cho'),
+               Reply(raw=b'{"object": "error"}')]
+
+    def reply(request, number):
+        return replies[number] if number < len(replies) else valid(request, number)
+
+    with FakeOpenAI(reply) as server:
+        outcome = generate_one(backend(server), config)
+    assert outcome.record is not None and outcome.usage["retries"] == 3
+    with FakeOpenAI([Reply(raw=b"<html>down</html>")]) as server:
+        outcome = generate_one(backend(server, max_retries=1), config)
+    assert outcome.failure["reason"] == "api_error" and "not a chat completion" in outcome.failure["detail"]
 
 
 def test_retries_are_bounded_and_counted_as_a_retryable_failure(photos):

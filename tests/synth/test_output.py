@@ -28,7 +28,7 @@ def test_a_file_that_is_one_torn_line_becomes_empty(tmp_path):
     folder.start(SETTINGS)
     folder.failures_path.write_bytes(b'{"sample_id": "s0-0')
     RunFolder(tmp_path / "run").start(SETTINGS)
-    assert folder.failures_path.read_bytes() == b"" and folder.failures() == []
+    assert folder.failures_path.read_bytes() == b"" and list(folder.failures()) == []
 
 
 def test_corrupt_middle_line_is_reported_with_its_number(tmp_path):
@@ -36,7 +36,7 @@ def test_corrupt_middle_line_is_reported_with_its_number(tmp_path):
     folder.start(SETTINGS)
     folder.samples_path.write_text('{"sample_id": "a"}\nnot json\n{"sample_id": "b"}\n', encoding="utf-8")
     with pytest.raises(RunFolderError, match=r"samples.jsonl:2: corrupt line"):
-        folder.samples()
+        list(folder.samples())
 
 
 def test_prices_and_server_may_change_on_resume_but_not_the_seed(tmp_path):

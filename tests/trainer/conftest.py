@@ -83,3 +83,13 @@ def make_toy(root: Path, family: str = "mllama", per_class_train: int = 4, per_c
 @pytest.fixture(scope="session")
 def toy(tmp_path_factory):
     return make_toy(tmp_path_factory.mktemp("toy"))
+
+
+@pytest.fixture(scope="session")
+def cli_env():
+    """Environment for CLI subprocesses: repo importable, offline, one thread each (the CI box is shared)."""
+    import os
+
+    root = str(Path(__file__).resolve().parents[2])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+            "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}

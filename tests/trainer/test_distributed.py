@@ -40,12 +40,12 @@ def single(tiny_mllama_dir, toy):
             "worker": worker, "embedder": embedder, "params": params, "data": data}
 
 
-def test_two_gloo_processes_match_one_process(tiny_mllama_dir, toy, single, tmp_path):
+def test_two_gloo_processes_match_one_process(tiny_mllama_dir, toy, single, cli_env, tmp_path):
     prefix = tmp_path / "rank"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
                "--master_port", str(_free_port()), str(WORKER), str(tiny_mllama_dir), str(toy["train"]),
                str(toy["images"]), "3", str(prefix), "0"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=400, env={**_env(), "OMP_NUM_THREADS": "1"})
+    result = subprocess.run(command, capture_output=True, text=True, timeout=400, env=cli_env)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [torch.load(f"{prefix}-{rank}.pt") for rank in (0, 1)]
     for saved in ranks:
@@ -65,9 +65,3 @@ def test_grad_cache_gradients_equal_plain(single):
     for name, grad in single["grads"].items():
         torch.testing.assert_close(params[name].grad, grad, rtol=1e-4, atol=1e-6, msg=name)
 
-
-def _env():
-    import os
-
-    root = str(Path(__file__).resolve().parents[2])
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}

@@ -22,8 +22,8 @@ def train_command(model, toy, output, *extra):
             "--max-steps", "8", "--save-every", "2", "--no-progress", *extra]
 
 
-def run(command, timeout=400):
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+def run(command, env, timeout=400):
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
 
 
 def losses(output):
@@ -37,17 +37,17 @@ def lora_weights(output):
 
 
 @pytest.fixture(scope="module")
-def straight_run(tiny_mllama_dir, toy, tmp_path_factory):
+def straight_run(tiny_mllama_dir, toy, cli_env, tmp_path_factory):
     """8 steps without interruption (dropout on, gradient checkpointing on: the defaults)."""
     output = tmp_path_factory.mktemp("runs") / "straight"
-    result = run(train_command(tiny_mllama_dir, toy, output))
+    result = run(train_command(tiny_mllama_dir, toy, output), cli_env)
     assert result.returncode == 0, result.stderr[-3000:]
     return output
 
 
-def test_resume_after_kill_continues_the_same_loss_curve(tiny_mllama_dir, toy, straight_run, tmp_path):
+def test_resume_after_kill_continues_the_same_loss_curve(cli_env, tiny_mllama_dir, toy, straight_run, tmp_path):
     output = tmp_path / "killed"
-    process = subprocess.Popen(train_command(tiny_mllama_dir, toy, output), cwd=ROOT,
+    process = subprocess.Popen(train_command(tiny_mllama_dir, toy, output), cwd=ROOT, env=cli_env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     checkpoint = output / "checkpoints" / "step-00000004"
     deadline = time.monotonic() + 300
@@ -57,7 +57,7 @@ def test_resume_after_kill_continues_the_same_loss_curve(tiny_mllama_dir, toy, s
     process.wait()
     assert checkpoint.exists(), process.stderr.read()[-2000:]
     assert not (output / "adapter_config.json").exists()  # really killed mid-run
-    resumed = run(train_command(tiny_mllama_dir, toy, output, "--resume"))
+    resumed = run(train_command(tiny_mllama_dir, toy, output, "--resume"), cli_env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "at step 4/8" in resumed.stderr
     assert len(losses(output)) == 8
@@ -84,34 +84,34 @@ def test_run_outputs_log_and_settings(straight_run):
     assert {"q_proj", "v_proj", "down_proj"} <= set(config["target_modules"])
 
 
-def test_existing_run_is_not_overwritten_and_resume_needs_a_checkpoint(tiny_mllama_dir, toy, straight_run, tmp_path):
+def test_existing_run_is_not_overwritten_and_resume_needs_a_checkpoint(cli_env, tiny_mllama_dir, toy, straight_run, tmp_path):
     before = (straight_run / "adapter_model.safetensors").read_bytes()
-    again = run(train_command(tiny_mllama_dir, toy, straight_run))
+    again = run(train_command(tiny_mllama_dir, toy, straight_run), cli_env)
     assert again.returncode == 1 and "already holds a run" in again.stderr and "--resume" in again.stderr
     assert (straight_run / "adapter_model.safetensors").read_bytes() == before
-    fresh = run(train_command(tiny_mllama_dir, toy, tmp_path / "new", "--resume"))
+    fresh = run(train_command(tiny_mllama_dir, toy, tmp_path / "new", "--resume"), cli_env)
     assert fresh.returncode == 1 and "no checkpoint to resume from" in fresh.stderr
 
 
-def test_bad_data_gives_a_clear_error(tiny_mllama_dir, toy, tmp_path):
+def test_bad_data_gives_a_clear_error(cli_env, tiny_mllama_dir, toy, tmp_path):
     missing = run(train_command(tiny_mllama_dir, {"train": tmp_path / "nope.jsonl", "images": toy["images"]},
-                                tmp_path / "out"))
+                                tmp_path / "out"), cli_env)
     assert missing.returncode == 1 and "nope.jsonl: data file or folder not found" in missing.stderr
     assert "Traceback" not in missing.stderr
 
 
-def test_help_has_worked_example():
-    result = run([sys.executable, "-m", "trainer", "train", "--help"])
+def test_help_has_worked_example(cli_env):
+    result = run([sys.executable, "-m", "trainer", "train", "--help"], cli_env)
     assert result.returncode == 0
     assert "torchrun --nproc_per_node 2 -m trainer train" in result.stdout and "--grad-cache" in result.stdout
 
 
-def test_merge_writes_a_model_equal_to_base_plus_adapter(tiny_mllama_dir, toy, straight_run, tmp_path):
+def test_merge_writes_a_model_equal_to_base_plus_adapter(cli_env, tiny_mllama_dir, toy, straight_run, tmp_path):
     from mme5 import load_embedder
 
     out = tmp_path / "merged"
     result = run([sys.executable, "-m", "trainer", "merge", "--model", str(tiny_mllama_dir), "--adapter",
-                  str(straight_run), "--out", str(out)])
+                  str(straight_run), "--out", str(out)], cli_env)
     assert result.returncode == 0, result.stderr[-3000:]
     image = str(next(iter(sorted((toy["images"] / "test").iterdir()))))
     merged = load_embedder(str(out), device="cpu")
@@ -121,5 +121,5 @@ def test_merge_writes_a_model_equal_to_base_plus_adapter(tiny_mllama_dir, toy, s
         np.testing.assert_allclose(encode(merged), encode(adapted), atol=1e-5)
         assert not np.allclose(encode(base), encode(adapted), atol=1e-3)  # the adapter changed something
     again = run([sys.executable, "-m", "trainer", "merge", "--model", str(tiny_mllama_dir), "--adapter",
-                 str(straight_run), "--out", str(out)])
+                 str(straight_run), "--out", str(out)], cli_env)
     assert again.returncode == 1 and "already exists" in again.stderr
