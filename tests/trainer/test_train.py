@@ -16,10 +16,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def train_command(model, toy, output, *extra):
+def train_command(model, toy, output, *extra, steps=8, save_every=2):
     return [sys.executable, "-m", "trainer", "train", "--model", str(model), "--data", str(toy["train"]),
             "--image-dir", str(toy["images"]), "--output", str(output), "--batch-size", "4", "--lr", "1e-3",
-            "--max-steps", "8", "--save-every", "2", "--no-progress", *extra]
+            "--max-steps", str(steps), "--save-every", str(save_every), "--no-progress", *extra]
 
 
 def run(command, env, timeout=400):
@@ -123,3 +123,19 @@ def test_merge_writes_a_model_equal_to_base_plus_adapter(cli_env, tiny_mllama_di
     again = run([sys.executable, "-m", "trainer", "merge", "--model", str(tiny_mllama_dir), "--adapter",
                  str(straight_run), "--out", str(out)], cli_env)
     assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_row_with_an_undecodable_image_is_replaced_and_counted(cli_env, tiny_mllama_dir, toy, tmp_path):
+    rows = [json.loads(line) for line in toy["train"].read_text(encoding="utf-8").splitlines()[:5]]
+    broken = toy["images"] / "train" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 10)
+    rows[0]["pos_image_path"] = "train/broken.png"
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    output = tmp_path / "out"
+    result = run(train_command(tiny_mllama_dir, {"train": data, "images": toy["images"]}, output,
+                               "--no-gradient-checkpointing", steps=2, save_every=0), cli_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "broken.png" in result.stderr and "unreadable image" in result.stderr
+    assert json.loads((output / "training_args.json").read_text())["skipped"] == {"unreadable image": 1}
+    assert (output / "adapter_model.safetensors").is_file()
