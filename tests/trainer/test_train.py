@@ -139,3 +139,19 @@ def test_row_with_an_undecodable_image_is_replaced_and_counted(cli_env, tiny_mll
     assert "broken.png" in result.stderr and "unreadable image" in result.stderr
     assert json.loads((output / "training_args.json").read_text())["skipped"] == {"unreadable image": 1}
     assert (output / "adapter_model.safetensors").is_file()
+
+
+def test_full_fine_tuning_writes_a_loadable_model(tiny_mllama_dir, toy, tmp_path):
+    from mme5 import load_embedder
+    from trainer.train import TrainConfig, train
+
+    output = tmp_path / "full"
+    result = train(TrainConfig(model=str(tiny_mllama_dir), data=[str(toy["train"])], output=str(output),
+                               image_dir=str(toy["images"]), max_steps=2, batch_size=4, lr=1e-3, lora=None,
+                               gradient_checkpointing=False, save_every=0, show_progress=False, device="cpu"))
+    assert result.steps == 2 and len(result.losses) == 2
+    assert (output / "config.json").is_file() and not (output / "adapter_config.json").exists()
+    tuned, base = load_embedder(str(output), device="cpu"), load_embedder(str(tiny_mllama_dir), device="cpu")
+    query = ["a red circle"]
+    assert tuned.dim == base.dim
+    assert not np.allclose(tuned.encode_text_queries(query), base.encode_text_queries(query), atol=1e-4)
