@@ -73,7 +73,7 @@ def load_examples(sources: list[str], image_dir: str | None, negative_ratio: int
     examples: list[Example] = []
     skipped: Counter = Counter()
     for source in sources:
-        for number, row in enumerate(_rows(str(source))):
+        for row in _rows(str(source)):
             example, reason = _example(row, image_root, negative_ratio)
             if example is None:
                 skipped[reason] += 1
