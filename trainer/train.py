@@ -1,6 +1,7 @@
 """The training loop: data order, optimiser, schedule, gradient all-reduce, checkpoints, resume."""
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -123,9 +124,13 @@ def micro_batch_indices(size: int, seed: int, micro_step: int, batch_size: int, 
     global_batch = batch_size * world
     per_epoch = size // global_batch
     epoch, within = divmod(micro_step, per_epoch)
-    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed + epoch))
     start = within * global_batch + rank * batch_size
-    return order[start : start + batch_size].tolist()
+    return _epoch_order(size, seed, epoch)[start : start + batch_size].tolist()
+
+
+@functools.lru_cache(maxsize=2)
+def _epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(size, generator=torch.Generator().manual_seed(seed + epoch))
 
 
 def lr_lambda(total: int, warmup: int):
@@ -226,10 +231,16 @@ def train(config: TrainConfig, embedder=None) -> TrainResult:
     rank, world, device = _setup_distributed(config.device)
     output = Path(config.output)
     resume_from = latest_checkpoint(output)
+    finished = [name for name in ("adapter_config.json", "config.json", LOG_FILE) if (output / name).exists()]
     if config.resume and resume_from is None:
-        raise TrainError(f"{output}: no checkpoint to resume from; drop --resume to start a new run")
-    if not config.resume and resume_from is not None:
-        raise TrainError(f"{output}: already holds a run (checkpoints/); pass --resume to continue it or pick another --output")
+        if finished != [LOG_FILE]:
+            raise TrainError(f"{output}: no checkpoint to resume from; drop --resume to start a new run")
+        if rank == 0:  # killed before its first checkpoint: start again from step 0
+            print(f"trainer: {output} has no checkpoint yet; restarting from step 0", file=sys.stderr)
+            _truncate_log(output / LOG_FILE, 0)
+    if not config.resume and (resume_from is not None or finished):
+        held = "checkpoints/" if resume_from is not None else finished[0]
+        raise TrainError(f"{output}: already holds a run ({held}); pass --resume to continue it or pick another --output")
     for name, value in (("batch size", config.batch_size), ("grad accumulation", config.grad_accum)):
         if value < 1:
             raise TrainError(f"{name} must be at least 1, got {value}")

@@ -154,3 +154,28 @@ def test_full_fine_tuning_writes_a_loadable_model(tiny_mllama_dir, toy, tmp_path
     query = ["a red circle"]
     assert tuned.dim == base.dim
     assert not np.allclose(tuned.encode_text_queries(query), base.encode_text_queries(query), atol=1e-4)
+
+
+def test_a_finished_run_without_checkpoints_is_not_overwritten(tmp_path):
+    from trainer.train import TrainConfig, TrainError, train
+
+    output = tmp_path / "done"
+    output.mkdir()
+    (output / "adapter_config.json").write_text("{}")
+    with pytest.raises(TrainError, match=r"already holds a run \(adapter_config.json\); pass --resume"):
+        train(TrainConfig(model="unused", data=["unused.jsonl"], output=str(output)))
+    assert (output / "adapter_config.json").read_text() == "{}"
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_over(tiny_mllama_dir, toy, tmp_path):
+    from trainer.train import TrainConfig, train
+
+    output = tmp_path / "early"
+    output.mkdir()
+    (output / "log.jsonl").write_text('{"step": 1, "loss": 9.0}\n{"step": 2, "loss": 9.0}\n')
+    result = train(TrainConfig(model=str(tiny_mllama_dir), data=[str(toy["train"])], output=str(output),
+                               image_dir=str(toy["images"]), max_steps=1, batch_size=2, resume=True, save_every=0,
+                               gradient_checkpointing=False, show_progress=False, device="cpu"))
+    assert result.steps == 1
+    assert [json.loads(line)["step"] for line in (output / "log.jsonl").read_text().splitlines()] == [1]
+    assert json.loads((output / "log.jsonl").read_text())["loss"] != 9.0
