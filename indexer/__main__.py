@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from .files import printable
 from .store import DEFAULT_INDEX_DIR
 
 EPILOG = __doc__.split("\n", 2)[2]
@@ -68,11 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
     remove = command("remove", "forget a photo folder: its images leave the index")
     remove.add_argument("--dir", type=Path, required=True, help="an indexed folder")
     return parser
-
-
-def printable(path: str) -> str:
-    """File names need not be UTF-8; show undecodable bytes escaped instead of crashing."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def run_build(args) -> int:

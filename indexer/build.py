@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from tqdm.auto import tqdm
 
 from .atomic import remove_stale_temps
@@ -34,10 +34,10 @@ from .catalog import (
     utcnow,
 )
 from .errors import BadRootError, IndexMismatchError
-from .files import FileEntry, FolderProblem, is_within, root_key, scan_root
+from .files import FileEntry, FolderProblem, is_within, printable, root_key, scan_root
 from .lock import WriteLock
 from .reader import ReadResult, read_file
-from .sync import load_index, measure_recall, needs_retraining, rebuild
+from .sync import load_index, measure_recall, needs_retraining, rebuild, recall_is_stale
 from .vectors import INDEX_FILE, VectorIndex, choose_index_type
 
 MAX_ERRORS_KEPT = 1000  # in the stored last-build summary; the catalog keeps every error row
@@ -101,6 +101,11 @@ def check_roots(roots: Iterable[Path | str], index_dir: Path) -> list[str]:
         if not path.is_dir():
             raise BadRootError(f"{root}: not a folder; --dir takes a folder of photos")
         key = root_key(path)
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRootError(f"{printable(key)}: folder path is not valid UTF-8; index a parent folder "
+                               "(file and folder names below a root may use any bytes)") from None
         if is_within(key, index_key):
             raise BadRootError(f"{root}: is inside the index folder {index_dir}; point --dir at your photos")
         for other in checked:
@@ -227,10 +232,10 @@ class _Build:
             for path, root_id in roots.items():
                 rows = {
                     row.relpath: _Row(row.id, path, decode_relpath(row.relpath), row.size, row.mtime_ns,
-                                      row.status, row.content_hash)
+                                      row.status, row.content_hash, row.retry)
                     for row in session.execute(
-                        select(Image.id, Image.relpath, Image.size, Image.mtime_ns, Image.status, Image.content_hash)
-                        .where(Image.root_id == root_id)
+                        select(Image.id, Image.relpath, Image.size, Image.mtime_ns, Image.status, Image.content_hash,
+                               Image.retry).where(Image.root_id == root_id)
                     )
                 }
                 for found in scan_root(path, self.include_hidden, exclude=(str(self.index_dir),)):
@@ -240,7 +245,7 @@ class _Build:
                         continue
                     progress.update(1)
                     row = rows.pop(encode_relpath(found.relpath), None)
-                    if row is not None and (row.size, row.mtime_ns) == (found.size, found.mtime_ns):
+                    if row is not None and not row.retry and (row.size, row.mtime_ns) == (found.size, found.mtime_ns):
                         self.summary.unchanged += 1
                     else:
                         work.append((found, root_id, row))
@@ -297,7 +302,7 @@ class _Build:
             self.summary.errors.append(FileError(path, result.error))
             if old is not None:
                 pending.delete_ids.append(old.id)
-            pending.rows.append(dict(values, status=STATUS_ERROR, error=result.error))
+            pending.rows.append(dict(values, status=STATUS_ERROR, error=result.error, retry=result.retry))
             return
         digest = result.content_hash
         if old is not None and old.status == STATUS_OK and old.content_hash == digest:
@@ -312,6 +317,7 @@ class _Build:
             self.summary.moved += 1
             return
         pending.rows.append(dict(values, status=STATUS_OK, error=None))
+        pending.waiting[digest].append((path, old is not None))
         if old is not None:
             self.summary.updated += 1
         else:
@@ -328,37 +334,61 @@ class _Build:
         pending = self.pending
         if pending.empty:
             return
-        vectors = None
-        if pending.embed_hashes:
-            vectors = self.embedder.encode_images(list(pending.embed_hashes.values()), batch_size=self.batch_size)
-            self.summary.embedded += len(vectors)
-        new_ids: list[int] = []
-        with self.catalog.session() as session:
-            if vectors is not None:
-                session.execute(insert(Vector).prefix_with("OR IGNORE"), [
+        vectors = self._embed(pending) if pending.embed_hashes else None
+        images = Image.__table__
+        with self.catalog.engine.begin() as connection:  # one transaction: all of it or none of it
+            if vectors is not None and len(vectors):
+                connection.execute(insert(Vector.__table__).prefix_with("OR IGNORE"), [
                     dict(content_hash=digest, vector=vector.astype(np.float16).tobytes())
                     for digest, vector in zip(pending.embed_hashes, vectors)
                 ])
             if pending.delete_ids:
-                session.execute(delete(Image).where(Image.id.in_(pending.delete_ids)))
+                connection.execute(delete(images).where(images.c.id.in_(pending.delete_ids)))
             if pending.updates:
-                for values in pending.updates:
-                    image_id = values["id"]
-                    session.execute(update(Image).where(Image.id == image_id)
-                                    .values(**{k: v for k, v in values.items() if k != "id"}, status=STATUS_OK, error=None))
-            for values in pending.rows:
-                image_id = session.execute(insert(Image).values(**values).returning(Image.id)).scalar_one()
-                if values["status"] == STATUS_OK:
-                    new_ids.append(image_id)
+                connection.execute(
+                    update(images).where(images.c.id == bindparam("row_id")).values(status=STATUS_OK, error=None,
+                                                                                    retry=False),
+                    [{("row_id" if key == "id" else key): value for key, value in row.items()} for row in pending.updates],
+                )
+            new_ids: list[int] = []
+            if pending.rows:
+                inserted = connection.execute(
+                    insert(images).returning(images.c.id, images.c.status, sort_by_parameter_order=True),
+                    [dict(row, retry=row.get("retry", False)) for row in pending.rows],
+                )
+                new_ids = [image_id for image_id, status in inserted if status == STATUS_OK]
             self.generation += 1
-            Catalog.set_meta(session, generation=self.generation)
-            session.commit()
+            Catalog.set_meta(connection, generation=self.generation)
         self.known.update(pending.embed_hashes)
         self.index.remove(pending.delete_ids)
         if new_ids:
             found, stored = self.catalog.vectors_for_ids(new_ids)
             self.index.add(found, stored)
         self.pending = _Pending()
+
+    def _embed(self, pending: "_Pending") -> np.ndarray:
+        """Vectors for the pending images; one the model cannot take becomes an error row, not a crash."""
+        images = list(pending.embed_hashes.values())
+        try:
+            vectors = self.embedder.encode_images(images, batch_size=self.batch_size)
+        except Exception:  # noqa: BLE001 - isolate the bad image(s) one by one below
+            vectors, failed = [], []
+            for digest, image in list(pending.embed_hashes.items()):
+                try:
+                    vectors.append(self.embedder.encode_images([image], batch_size=1)[0])
+                except Exception as error:  # noqa: BLE001
+                    del pending.embed_hashes[digest]
+                    failed.append((digest, f"the model could not embed this image ({type(error).__name__}: {error})"))
+            vectors = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), self.embedder.dim)
+            for digest, reason in failed:
+                for path, was_update in pending.fail(digest, reason):
+                    self.summary.errors.append(FileError(path, reason))
+                    if was_update:
+                        self.summary.updated -= 1
+                    else:
+                        self.summary.added -= 1
+        self.summary.embedded += len(vectors)
+        return vectors
 
     def _finish(self, missing: list["_Row"]) -> None:
         """Drop files that are gone, collect unused vectors, retrain if needed, save atomically."""
@@ -379,7 +409,7 @@ class _Build:
             print(f"indexer: rebuilding the vector index ({reason})", file=sys.stderr)
             self.index = rebuild(self.catalog, int(self.meta["dim"]), self.index_type)
         recall = self.meta.get("recall")
-        if reason or recall is None or self.summary.processed or self.summary.removed:
+        if reason or recall_is_stale(recall, self.index, count):
             recall = measure_recall(self.catalog, self.index)
         self.index.save(self.index_dir / INDEX_FILE)
         self.summary.seconds = time.perf_counter() - self.started
@@ -403,6 +433,7 @@ class _Row:
     mtime_ns: int
     status: str
     content_hash: str | None
+    retry: bool = False
 
     @property
     def path(self) -> str:
@@ -417,6 +448,14 @@ class _Pending:
     updates: list[dict] = field(default_factory=list)
     delete_ids: list[int] = field(default_factory=list)
     embed_hashes: dict = field(default_factory=dict)  # content hash -> decoded image, in order
+    waiting: dict = field(default_factory=lambda: defaultdict(list))  # content hash -> [(path, was_update)]
+
+    def fail(self, digest: str, reason: str) -> list[tuple[str, bool]]:
+        """Turn the rows waiting for ``digest``'s vector into error rows; returns (path, was_update) of each."""
+        for row in self.rows:
+            if row["content_hash"] == digest and row["status"] == STATUS_OK:
+                row.update(status=STATUS_ERROR, error=reason)
+        return self.waiting.pop(digest, [])
 
     def full(self, batch_size: int) -> bool:
         return len(self.embed_hashes) >= batch_size or len(self.rows) + len(self.updates) + len(self.delete_ids) >= 256

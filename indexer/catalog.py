@@ -27,6 +27,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -82,6 +83,7 @@ class Image(Base):
     camera: Mapped[str | None] = mapped_column(String)
     status: Mapped[str] = mapped_column(String)
     error: Mapped[str | None] = mapped_column(String)
+    retry: Mapped[bool] = mapped_column(default=False)  # error may clear without the file changing (permissions)
     indexed_at: Mapped[datetime] = mapped_column(DateTime)
 
 
@@ -127,10 +129,10 @@ class Catalog:
                 f"{self.path}: not a readable SQLite catalog ({str(error).splitlines()[0]}). "
                 "Move the index folder aside and build it again."
             ) from error
-        missing = {table.name for table in Base.metadata.sorted_tables} - names
-        if missing:
+        problem = _schema_problem(self.engine, names)
+        if problem:
             self.engine.dispose()
-            raise IndexCorruptError(f"{self.path}: catalog lacks tables {sorted(missing)}; rebuild the index")
+            raise IndexCorruptError(f"{self.path}: {problem}; move the index folder aside and build it again")
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -144,9 +146,12 @@ class Catalog:
             return {row.key: json.loads(row.value) for row in s.scalars(select(Meta))}
 
     @staticmethod
-    def set_meta(session: Session, **values: Any) -> None:
-        for key, value in values.items():
-            session.merge(Meta(key=key, value=json.dumps(value, default=str)))
+    def set_meta(executor, **values: Any) -> None:
+        """Upsert metadata keys through a Session or a Connection (inside the caller's transaction)."""
+        rows = [dict(key=key, value=json.dumps(value, default=str)) for key, value in values.items()]
+        statement = sqlite_insert(Meta.__table__)
+        executor.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": statement.excluded.value}),
+                         rows)
 
     # -- queries -------------------------------------------------------------------
     def roots(self, session: Session | None = None) -> list[Root]:
@@ -202,6 +207,26 @@ class Catalog:
         used = select(Image.content_hash).where(Image.status == STATUS_OK, Image.content_hash.is_not(None))
         result = session.execute(delete(Vector).where(Vector.content_hash.not_in(used)))
         return int(result.rowcount or 0)
+
+
+def _schema_problem(engine, names: set[str]) -> str | None:
+    """Tables or columns this version needs but the file lacks (an older or foreign catalog)."""
+    from sqlalchemy import inspect
+
+    missing = {table.name for table in Base.metadata.sorted_tables} - names
+    if missing:
+        return f"catalog lacks tables {sorted(missing)}"
+    inspector = inspect(engine)
+    for table in Base.metadata.sorted_tables:
+        have = {column["name"] for column in inspector.get_columns(table.name)}
+        lacking = {column.name for column in table.columns} - have
+        if lacking:
+            return f"catalog table {table.name} lacks columns {sorted(lacking)} (written by another version)"
+    with engine.connect() as connection:
+        row = connection.execute(select(Meta.value).where(Meta.key == "schema_version")).scalar()
+    if row is not None and json.loads(row) > SCHEMA_VERSION:
+        return f"catalog schema version {row} is newer than this indexer understands ({SCHEMA_VERSION}); upgrade"
+    return None
 
 
 def _blobs_to_array(blobs: list[bytes]) -> np.ndarray:

@@ -121,5 +121,10 @@ def root_key(path: Path | str) -> str:
     return os.path.realpath(os.fspath(path))
 
 
+def printable(path: str) -> str:
+    """File names need not be UTF-8; show undecodable bytes escaped instead of crashing."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def is_within(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)

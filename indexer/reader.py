@@ -31,6 +31,7 @@ class ReadResult:
     camera: str | None = None
     image: Image.Image | None = field(default=None, repr=False)
     error: str | None = None
+    retry: bool = False  # the error is about access, not content: try again next run even if unchanged
     vanished: bool = False  # gone before we could read it
     changed: bool = False  # modified while we were reading it
 
@@ -51,7 +52,7 @@ def read_file(entry: FileEntry, draft_size: int, known_hashes) -> ReadResult:
         result.vanished = True
         return result
     except OSError as error:
-        result.size, result.mtime_ns, result.error = entry.size, entry.mtime_ns, _os_reason(error)
+        result.size, result.mtime_ns, result.error, result.retry = entry.size, entry.mtime_ns, _os_reason(error), True
         return result
     result.size, result.mtime_ns = before.st_size, before.st_mtime_ns
     if before.st_size == 0:
@@ -63,7 +64,7 @@ def read_file(entry: FileEntry, draft_size: int, known_hashes) -> ReadResult:
         result.vanished = True
         return result
     except OSError as error:
-        result.error = _os_reason(error)
+        result.error, result.retry = _os_reason(error), True
         return result
     try:
         _read_metadata(path, result)

@@ -16,7 +16,7 @@ from .atomic import write_atomic
 INDEX_FILE = "vectors.faiss"
 AUTO_IVF_THRESHOLD = 100_000  # up to here exact search is fast enough and memory is dim*4 bytes/image
 INDEX_TYPES = ("flat", "ivf", "ivf-sq8")
-TRAINING_POINTS_PER_LIST = 64
+GPU_SEARCH_MIN = 20_000  # below this a CPU scan is faster than the copy to the GPU
 
 
 def choose_index_type(requested: str | None, count: int) -> str:
@@ -42,6 +42,7 @@ class VectorIndex:
 
     def __init__(self, index: faiss.Index):
         self.index = index
+        self._gpu_copy = None  # search-only replica, made on first search when faiss sees a GPU
         self._set_probes()
 
     # -- construction ------------------------------------------------------------------
@@ -111,6 +112,7 @@ class VectorIndex:
 
     # -- changes -----------------------------------------------------------------------
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self._gpu_copy = None
         if len(ids):
             self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
 
@@ -118,6 +120,7 @@ class VectorIndex:
         ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype=np.int64)
         if not len(ids):
             return 0
+        self._gpu_copy = None
         return int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
@@ -129,12 +132,29 @@ class VectorIndex:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if self.ntotal == 0:
             return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
-        scores, ids = self.index.search(queries, k)
+        scores, ids = self._searcher().search(queries, k)
         scores = scores.astype(np.float32)
         scores[ids < 0] = -np.inf
         return scores, ids.astype(np.int64)
 
-    def _set_probes(self) -> None:
+    def _searcher(self) -> faiss.Index:
+        """The GPU replica when faiss-gpu sees a GPU and the index is worth moving; else the index."""
+        if self._gpu_copy is None:
+            self._gpu_copy = self.index
+            if faiss.get_num_gpus() > 0 and self.ntotal >= GPU_SEARCH_MIN:
+                try:
+                    self._gpu_copy = faiss.index_cpu_to_all_gpus(self.index)
+                    self._set_probes(self._gpu_copy)
+                except (RuntimeError, AttributeError):  # a type without a GPU version: CPU is fine
+                    self._gpu_copy = self.index
+        return self._gpu_copy
+
+    def _set_probes(self, index=None) -> None:
+        index = index or self.index
         if self.kind != "flat":
-            ivf = faiss.extract_index_ivf(self.index.index)
-            ivf.nprobe = probes_for(ivf.nlist)
+            on_gpu = index is not self.index and hasattr(faiss, "GpuParameterSpace")
+            space = faiss.GpuParameterSpace() if on_gpu else faiss.ParameterSpace()
+            try:
+                space.set_index_parameter(index, "nprobe", probes_for(self.nlist))
+            except RuntimeError:
+                faiss.extract_index_ivf(index.index).nprobe = probes_for(self.nlist)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sqlite3  # noqa: F401 - loaded while still root: the stdlib may not be readable by nobody
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -248,3 +249,37 @@ def test_nested_root_is_refused(photos, tmp_path, tiny_mllama):
     build(photos.folder, index_dir, tiny_mllama)
     with pytest.raises(BadRootError, match="overlaps the indexed folder"):
         build(photos.folder / "sub", index_dir, tiny_mllama)
+
+
+def test_an_image_the_model_rejects_becomes_an_error_row(photos, tmp_path, tiny_mllama, monkeypatch):
+    for i in range(4):
+        photos.jpeg(f"{i}.jpg", 64 + 16 * i, 48)
+    original = tiny_mllama.encode_images
+
+    def picky(images, batch_size=8, **kwargs):
+        if any(image.width == 96 for image in images):  # the model chokes on 2.jpg
+            raise RuntimeError("shape mismatch in vision tower")
+        return original(images, batch_size=batch_size, **kwargs)
+
+    monkeypatch.setattr(tiny_mllama, "encode_images", picky)
+    summary = build(photos.folder, tmp_path / "index", tiny_mllama)
+    assert error_map(summary) == {
+        str(photos.folder / "2.jpg"): "the model could not embed this image (RuntimeError: shape mismatch in vision tower)"
+    }
+    assert summary.added == 3 and summary.images == 3
+    with IndexStore.open(tmp_path / "index") as store:
+        assert store.info()["errors"] == 1
+    assert verify(tmp_path / "index").clean
+
+
+def test_permission_errors_are_retried_even_if_the_file_is_unchanged(photos, tmp_path, tiny_mllama, monkeypatch):
+    from indexer import reader
+
+    photos.jpeg("a.jpg")
+    original = reader.hash_file
+    monkeypatch.setattr(reader, "hash_file", lambda path: (_ for _ in ()).throw(PermissionError(13, "denied")))
+    summary = build(photos.folder, tmp_path / "index", tiny_mllama)
+    assert error_map(summary) == {str(photos.folder / "a.jpg"): "permission denied; check the file's read permissions"}
+    monkeypatch.setattr(reader, "hash_file", original)  # e.g. `chmod +r`: mtime and size stay the same
+    summary = build(photos.folder, tmp_path / "index", tiny_mllama)
+    assert summary.updated == 1 and summary.errors == [] and summary.images == 1

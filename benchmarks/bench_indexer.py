@@ -1,0 +1,220 @@
+"""Indexer throughput against its two floors: JPEG decoding alone and the model alone.
+
+Builds (or reuses) a corpus of realistic camera-like JPEGs, then prints, on the same
+files and cores:
+  decode     images/s of draft-mode decoding in the indexer's worker threads
+  model      images/s of the embedder on pre-decoded images
+  indexer    images/s of build_index end to end (scan, hash, EXIF, decode, model, SQLite, FAISS;
+             model loading excluded)
+  efficiency indexer / (1 / (1/decode + 1/model)); on a CPU decoding and the model share the
+             cores, so that harmonic rate is the ceiling (target >= 0.8). On a GPU, decoding runs
+             beside the model, so indexer / model is printed too (target >= 0.95).
+  rerun      seconds for a re-run over the same, unchanged files (nothing is read), and over
+             --rerun-files hard links (default 10,000)
+
+Examples:
+  python benchmarks/bench_indexer.py                                # 1500 JPEGs, tiny Mllama, CPU
+  python benchmarks/bench_indexer.py --images 5000 --size 4000x3000 --corpus /tmp/bench-corpus
+  python benchmarks/bench_indexer.py --backbone siglip --batch-size 32
+  python benchmarks/bench_indexer.py --full-size-mme5 --device cuda --batch-size 16 --images 2000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n", 2)[2],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=1500, help="corpus size (default 1500)")
+    parser.add_argument("--size", default="1600x1200", help="JPEG size WxH (default 1600x1200)")
+    parser.add_argument("--corpus", type=Path, help="corpus folder to create or reuse (default: a temp folder)")
+    parser.add_argument("--model", help="model folder or hub id (default: a tiny random model built here)")
+    parser.add_argument("--backbone", choices=["mllama", "siglip"], default="mllama", help="tiny model type")
+    parser.add_argument("--full-size-mme5", action="store_true",
+                        help="random-weight Llama-3.2-11B-Vision architecture in bf16 (needs a big GPU)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=None, help="decoding threads (default: as the indexer)")
+    parser.add_argument("--model-images", type=int, default=256, help="pre-decoded images for the model-only rate")
+    parser.add_argument("--torch-threads", type=int, help="torch intra-op threads (default: torch's own choice)")
+    parser.add_argument("--rerun-files", type=int, default=10000,
+                        help="also time a re-run over this many unchanged files (hard links; 0 = skip)")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    return parser.parse_args(argv)
+
+
+def make_corpus(folder: Path, count: int, width: int, height: int) -> list[Path]:
+    """Camera-like JPEGs: smooth scenes plus sensor noise, EXIF with capture time and camera."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{i // 500:03d}" / f"IMG_{i:05d}.jpg" for i in range(count)]
+    todo = [(i, path) for i, path in enumerate(paths) if not path.exists()]
+    if not todo:
+        return paths
+
+    def write(item):
+        i, path = item
+        rng = np.random.default_rng(i)
+        base = rng.integers(0, 256, (height // 64 + 2, width // 64 + 2, 3), dtype=np.uint8)
+        image = Image.fromarray(base).resize((width, height), Image.Resampling.BICUBIC)
+        noise = rng.normal(0, 6, (height, width, 3))
+        pixels = np.clip(np.asarray(image, dtype=np.float32) + noise, 0, 255).astype(np.uint8)
+        exif = Image.Exif()
+        exif[0x010F], exif[0x0110] = "Canon", "Canon EOS R6"
+        exif.get_ifd(0x8769)[0x9003] = f"2023:0{1 + i % 9}:1{i % 10} 12:{i % 60:02d}:00"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_suffix(".tmp")
+        Image.fromarray(pixels).save(temp, "JPEG", quality=88, exif=exif)
+        os.replace(temp, path)
+
+    print(f"bench: writing {len(todo)} JPEGs of {width}x{height} to {folder}", file=sys.stderr)
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        list(pool.map(write, todo))
+    return paths
+
+
+def full_size_mme5(device: str):
+    """The real mmE5 architecture (Llama-3.2-11B-Vision) with random weights, bf16, on ``device``."""
+    import torch
+    from transformers import MllamaForConditionalGeneration
+
+    from mme5 import Embedder
+    from mme5.loading import make_backbone
+    from mme5.tiny import MLLAMA_SPECIALS, build_tokenizer, mllama_config, mllama_processor
+
+    config = mllama_config("full")
+    vocab_size = config.text_config.vocab_size
+    tokenizer = build_tokenizer(vocab_size, MLLAMA_SPECIALS, extra_special=["<|image|>"])
+    for name, key in (("<|begin_of_text|>", "bos_token_id"), ("<|end_of_text|>", "eos_token_id"),
+                      ("<|finetune_right_pad_id|>", "pad_token_id")):
+        setattr(config.text_config, key, tokenizer.token_to_id(name))
+    dtype = torch.bfloat16
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = MllamaForConditionalGeneration(config)
+    finally:
+        torch.set_default_dtype(previous)
+    model.eval().requires_grad_(False)
+    backbone = make_backbone("mllama", model, mllama_processor(config, tokenizer), torch.device(device), dtype)
+    return Embedder(backbone, model_id="random-full-size-mme5")
+
+
+def load_model(args):
+    from mme5 import load_embedder
+
+    if args.full_size_mme5:
+        return full_size_mme5(args.device or "cuda")
+    if args.model:
+        return load_embedder(args.model, device=args.device)
+    from mme5.tiny import build_tiny
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-model-"))
+    return load_embedder(str(build_tiny(folder / args.backbone, backbone=args.backbone)), device=args.device or "cpu")
+
+
+def decode_rate(paths, draft: int, workers: int) -> float:
+    from mme5.images import load_image
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        for _ in pool.map(lambda path: load_image(path, draft_size=draft).size, paths):
+            pass
+    return len(paths) / (time.perf_counter() - started)
+
+
+def model_rate(embedder, paths, batch_size: int) -> float:
+    from mme5.images import load_image
+
+    images = [load_image(path, draft_size=embedder.backbone.image_draft_size) for path in paths]
+    embedder.encode_images(images[: 2 * batch_size], batch_size=batch_size)  # warm-up
+    synchronize(embedder)
+    started = time.perf_counter()
+    embedder.encode_images(images, batch_size=batch_size)
+    synchronize(embedder)
+    return len(images) / (time.perf_counter() - started)
+
+
+def rerun_many(corpus: Path, paths, count: int, temp: Path, embedder) -> float:
+    """Seconds for a re-run over ``count`` unchanged files (hard links to the corpus: one embedding each)."""
+    from indexer import build_index
+
+    folder = temp / "many"
+    for i in range(count):
+        link = folder / f"{i // 1000:03d}" / f"link_{i:06d}.jpg"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.link(paths[i % len(paths)], link)
+    build_index([folder], temp / "many-index", embedder, show_progress=False)
+    return build_index([folder], temp / "many-index", embedder, show_progress=False).seconds
+
+
+def synchronize(embedder) -> None:
+    import torch
+
+    if embedder.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    width, height = (int(value) for value in args.size.lower().split("x"))
+    from indexer import build_index
+
+    workers = args.workers or min(8, os.cpu_count() or 1)
+    import torch
+
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    temp = Path(tempfile.mkdtemp(prefix="bench-indexer-"))
+    try:
+        corpus = args.corpus or temp / "corpus"
+        paths = make_corpus(corpus, args.images, width, height)
+        started = time.perf_counter()
+        embedder = load_model(args)
+        load_seconds = time.perf_counter() - started
+        draft = embedder.backbone.image_draft_size
+        decode = decode_rate(paths, draft, workers)  # also warms the page cache for everything after
+        model = model_rate(embedder, paths[: args.model_images], args.batch_size)
+        summary = build_index([corpus], temp / "index", embedder, batch_size=args.batch_size,
+                              show_progress=True, workers=workers)
+        indexer = summary.processed / summary.seconds
+        rerun = build_index([corpus], temp / "index", embedder, batch_size=args.batch_size, show_progress=False)
+        floor = 1 / (1 / decode + 1 / model)
+        many = rerun_many(corpus, paths, args.rerun_files, temp, embedder) if args.rerun_files else None
+        figures = {
+            "images": len(paths), "size": f"{width}x{height}", "model": embedder.model_id, "device": str(embedder.device),
+            "batch_size": args.batch_size, "workers": workers, "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(), "model_load_s": round(load_seconds, 2),
+            "decode_img_s": round(decode, 1), "model_img_s": round(model, 1), "indexer_img_s": round(indexer, 1),
+            "cpu_floor_img_s": round(floor, 1), "efficiency": round(indexer / floor, 3),
+            "efficiency_vs_model": round(indexer / model, 3), "rerun_unchanged_s": round(rerun.seconds, 2),
+            "errors": len(summary.errors),
+            **({"rerun_files": args.rerun_files, "rerun_many_unchanged_s": round(many, 2)} if many is not None else {}),
+        }
+        if args.json:
+            print(json.dumps(figures))
+        else:
+            width_ = max(len(key) for key in figures)
+            for key, value in figures.items():
+                print(f"{key:<{width_}}  {value}")
+        return 0
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
