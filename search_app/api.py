@@ -44,25 +44,27 @@ class SearchAPI:
     def search_text(self, text: str, k: int = 20, offset: int = 0, folder: str = "", date_from: str = "",
                     date_to: str = "", sort: str = "score", collapse_duplicates: bool = True) -> dict:
         """Photos matching a text in any language."""
-        return self._run(lambda options: self.engine.search_text(text, **options), locals())
+        return self._run(lambda options: self.engine.search_text(text, **options),
+                         k, offset, folder, date_from, date_to, sort, collapse_duplicates)
 
     def search_image(self, image: str, k: int = 20, offset: int = 0, folder: str = "", date_from: str = "",
                      date_to: str = "", sort: str = "score", collapse_duplicates: bool = True) -> dict:
         """Photos that look like the uploaded image."""
-        return self._run(lambda options: self.engine.search_image(check_upload(image), **options), locals())
+        return self._run(lambda options: self.engine.search_image(check_upload(image), **options),
+                         k, offset, folder, date_from, date_to, sort, collapse_duplicates)
 
     def search_composed(self, image: str, text: str, k: int = 20, offset: int = 0, folder: str = "",
                         date_from: str = "", date_to: str = "", sort: str = "score",
                         collapse_duplicates: bool = True) -> dict:
         """Photos like the uploaded image, changed as the text says."""
-        return self._run(lambda options: self.engine.search_composed(check_upload(image), text, **options), locals())
+        return self._run(lambda options: self.engine.search_composed(check_upload(image), text, **options),
+                         k, offset, folder, date_from, date_to, sort, collapse_duplicates)
 
-    def _run(self, search, arguments: dict) -> dict:
+    def _run(self, search, k, offset, folder, date_from, date_to, sort, collapse_duplicates) -> dict:
         options = {
-            "k": _whole(arguments["k"], 20), "offset": _whole(arguments["offset"], 0),
-            "folder": arguments["folder"] or None, "date_from": arguments["date_from"] or None,
-            "date_to": arguments["date_to"] or None, "sort": arguments["sort"] or "score",
-            "collapse_duplicates": arguments["collapse_duplicates"] is not False,
+            "k": _whole(k, 20), "offset": _whole(offset, 0), "folder": folder or None,
+            "date_from": date_from or None, "date_to": date_to or None, "sort": sort or "score",
+            "collapse_duplicates": collapse_duplicates is not False,
         }
         try:
             page = search(options)

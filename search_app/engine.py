@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time as dtime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 SORTS = ("score", "date", "date_asc")
 MAX_K = 200
 DATE_SORT_POOL = 200  # date sort orders the best matches, not the whole library
+RECORD_CACHE_LIMIT = 250_000  # catalog records kept in memory (~0.5 KB each) across queries
 
 
 @dataclass(frozen=True)
@@ -105,8 +107,7 @@ class SearchOptions:
         end = _parse_date(date_to, "date_to", end_of_day=True)
         if start and end and start > end:
             raise ValueError(f"date_from ({start.date()}) is after date_to ({end.date()}): swap them")
-        folder = str(folder).strip() if folder is not None else None
-        return cls(int(k), int(offset), folder or None, start, end, sort, bool(collapse_duplicates))
+        return cls(int(k), int(offset), _normalise_folder(folder), start, end, sort, bool(collapse_duplicates))
 
 
 class SearchEngine:
@@ -125,6 +126,7 @@ class SearchEngine:
         self.embedder = embedder
         self.guard = PathGuard([*store.roots, *extra_roots])
         self._model_lock = threading.Lock()  # one forward pass at a time: torch is not re-entrant-safe here
+        self._records: dict[int, object] = {}  # id -> catalog record; an id's content never changes
 
     @classmethod
     def open(cls, index_dir, model=None, adapter=None, device=None, extra_roots=()) -> "SearchEngine":
@@ -216,19 +218,23 @@ class SearchEngine:
             needed = opts.offset + opts.k + 1  # one extra tells whether a next page exists
         else:
             needed = DATE_SORT_POOL
-        window = min(total, max(self.min_window, 4 * needed))
+        filtered = bool(opts.folder or opts.date_from or opts.date_to)
+        window = min(total, max(self.min_window, 4 * needed if filtered else needed + needed // 4))
+        passing: dict[int, object] = {}  # id -> record, or None if filtered out; kept across rounds
+        guard = self.guard.batch()
         while True:
-            kept, exhausted = self._candidates(vector, window, total, opts)
+            kept, exhausted = self._candidates(vector, window, total, opts, passing, guard)
             if len(kept) >= needed or exhausted:
                 break
-            window = min(total, window * 4)
+            window = min(total, _next_window(window, len(kept), needed))
         if not sort_by_score:
             kept = _date_sorted(kept[:DATE_SORT_POOL], newest_first=opts.sort == "date")
         results = kept[opts.offset : opts.offset + opts.k]
         has_more = len(kept) > opts.offset + opts.k
         return SearchPage(results, opts.offset, opts.offset + len(results) if has_more else None)
 
-    def _candidates(self, vector, window: int, total: int, opts: SearchOptions) -> tuple[list[SearchResult], bool]:
+    def _candidates(self, vector, window: int, total: int, opts: SearchOptions, passing: dict[int, object],
+                    guard) -> tuple[list[SearchResult], bool]:
         """Filtered, collapsed results from the best ``window`` hits, in a prefix-stable order.
 
         Hits are ordered by (score desc, id asc). Unless the window covers the whole index,
@@ -248,11 +254,14 @@ class SearchEngine:
             boundary = scores[-1]
             keep = scores > boundary
             scores, ids = scores[keep], ids[keep]
-        records = self.store.records(ids)
+        new = [int(i) for i in ids if int(i) not in passing]
+        for image_id, record in zip(new, self._fetch_records(new)):
+            passing[image_id] = record if record is not None and self._passes(record, opts, guard) else None
         results: list[SearchResult] = []
         by_hash: dict[str, int] = {}
-        for score, record in zip(scores, records):
-            if record is None or not self._passes(record, opts):
+        for score, image_id in zip(scores, ids):
+            record = passing[int(image_id)]
+            if record is None:
                 continue
             if opts.collapse_duplicates and record.content_hash:
                 first = by_hash.get(record.content_hash)
@@ -264,10 +273,21 @@ class SearchEngine:
             results.append(_result(record, float(score)))
         return results, exhausted
 
-    def _passes(self, record, opts: SearchOptions) -> bool:
-        if not self.guard.allows(record.path):
-            log.warning("skipping %s: outside the indexed folders (symlink?)", record.path)
-            return False
+    def _fetch_records(self, ids: list[int]) -> list:
+        """Catalog records, from memory where possible: a filter on a rare folder may need them all."""
+        found = {i: self._records.get(i) for i in ids}  # a local view: other threads may clear the cache
+        unknown = [i for i, record in found.items() if record is None]
+        if unknown:
+            fetched = dict(zip(unknown, self.store.records(np.asarray(unknown, dtype=np.int64))))
+            found.update(fetched)
+            if len(self._records) + len(fetched) > RECORD_CACHE_LIMIT:
+                self._records.clear()
+            self._records.update((i, record) for i, record in fetched.items() if record is not None)
+        return [found[i] for i in ids]
+
+    @staticmethod
+    def _passes(record, opts: SearchOptions, guard) -> bool:
+        """The user's filters first (cheap), then the path guard (a file-system call)."""
         if opts.folder and not _in_folder(record, opts.folder):
             return False
         if opts.date_from or opts.date_to:
@@ -278,7 +298,17 @@ class SearchEngine:
                 return False
             if opts.date_to and taken > opts.date_to:
                 return False
+        if not guard.allows(record.path):
+            log.warning("skipping %s: outside the indexed folders (symlink?)", record.path)
+            return False
         return True
+
+
+def _next_window(window: int, kept: int, needed: int) -> int:
+    """Grow by the pass rate seen so far (with a margin), at least ×4: few rounds even for rare folders."""
+    if kept == 0:
+        return window * 16
+    return max(window * 4, int(window * needed / kept * 1.5))
 
 
 def _result(record, score: float) -> SearchResult:
@@ -290,8 +320,6 @@ def _result(record, score: float) -> SearchResult:
 
 
 def _with_copy(result: SearchResult, path: str) -> SearchResult:
-    from dataclasses import replace
-
     return replace(result, also_at=(*result.also_at, path))
 
 
@@ -305,19 +333,28 @@ def _date_sorted(results: list[SearchResult], newest_first: bool) -> list[Search
 
 
 def _in_folder(record, folder: str) -> bool:
-    """Whole-component prefix match: "2023" matches "2023/x.jpg", not "20231/x.jpg".
+    """Whole-name prefix match: "2023" matches "2023/x.jpg", not "20231/x.jpg".
 
-    An absolute folder is compared with the absolute path, a relative one with the
-    path relative to its indexed root.
+    ``folder`` is normalised by SearchOptions.parse. An absolute folder is compared with
+    the absolute path, a relative one with the path relative to its indexed root.
     """
-    folder = folder.replace("\\", "/").rstrip("/")
-    if os.path.isabs(folder):
-        target, prefix = PurePosixPath(Path(record.path).as_posix()), PurePosixPath(Path(folder).as_posix())
-    else:
-        target, prefix = PurePosixPath(record.relpath.replace("\\", "/")), PurePosixPath(folder.lstrip("./") or ".")
-    if str(prefix) in ("", "."):
-        return True
-    return target == prefix or target.is_relative_to(prefix)
+    target = record.path if folder.startswith("/") else record.relpath
+    return target == folder or target.startswith(folder + "/")
+
+
+def _normalise_folder(folder) -> str | None:
+    """"./2023/beach/" and "2023\\beach" both become "2023/beach"; "." or "" means no filter."""
+    if folder is None:
+        return None
+    text = str(folder).strip().replace("\\", "/")
+    if not text:
+        return None
+    text = posixpath.normpath(text)
+    if text == ".":
+        return None
+    if text.startswith("../") or text == "..":
+        raise ValueError(f"folder {folder!r} points outside the indexed folders: give a folder inside one of them")
+    return text
 
 
 def _naive(value: datetime | None) -> datetime | None:

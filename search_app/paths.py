@@ -39,3 +39,34 @@ class PathGuard:
         except PathNotAllowedError:
             return False
         return True
+
+    def batch(self) -> "_BatchGuard":
+        """A checker for many paths at one moment: each folder is resolved once, each file lstat-ed once."""
+        return _BatchGuard(self)
+
+
+class _BatchGuard:
+    """Same answers as PathGuard.allows, cheaper for a page of results sharing a few folders.
+
+    Only valid for a short burst (one ranking): a folder swapped for a symlink later is
+    caught by the next batch, and by the full check before any file is read.
+    """
+
+    def __init__(self, guard: PathGuard):
+        self.guard = guard
+        self.folders: dict[str, bool] = {}
+
+    def allows(self, path: str | os.PathLike) -> bool:
+        path = os.fspath(path)
+        folder, name = os.path.split(path)
+        if not name or name in (".", "..") or "\x00" in path:
+            return self.guard.allows(path)
+        try:
+            if os.path.islink(path):
+                return self.guard.allows(path)
+        except OSError:
+            return False
+        allowed = self.folders.get(folder)
+        if allowed is None:
+            allowed = self.folders[folder] = self.guard.allows(folder)
+        return allowed

@@ -56,7 +56,7 @@ class SearchUI:
         self.gpu = gpu
 
     def build(self) -> gr.Blocks:
-        with gr.Blocks(title="Photo search · mmE5") as demo:
+        with gr.Blocks(title="Photo search · mmE5", analytics_enabled=False) as demo:
             gr.Markdown("## Photo search\nDescribe a photo in any language, upload a photo to find similar ones, "
                         "or do both to change it (“this, but at night”).")
             with gr.Row(equal_height=False):

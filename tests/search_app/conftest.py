@@ -32,10 +32,17 @@ LIBRARY = {
 COPY_OF_RED = "copies/red-copy.jpg"  # byte-identical to 2023/beach/red.jpg
 
 
+COLOURS = {"red": (220, 30, 30), "orange": (240, 140, 20), "blue": (30, 60, 220), "green": (30, 180, 60),
+           "yellow": (240, 220, 30), "purple": (140, 40, 180), "cyan": (30, 210, 220), "gray": (128, 128, 128)}
+
+
 def make_photo(path: Path, seed: int, taken: str | None) -> None:
-    """A small, distinct picture (colour field + noise); JPEGs carry the capture date in EXIF."""
+    """A small, distinct picture (the colour its name says, or a random one, plus noise).
+
+    JPEGs carry the capture date in EXIF, as a camera writes it.
+    """
     rng = np.random.default_rng(seed)
-    base = rng.integers(0, 256, size=3)
+    base = np.asarray(COLOURS.get(path.stem, rng.integers(0, 256, size=3)))
     pixels = np.clip(base + rng.normal(0, 40, size=(48 + seed, 64, 3)), 0, 255).astype(np.uint8)
     image = Image.fromarray(pixels, "RGB")
     path.parent.mkdir(parents=True, exist_ok=True)

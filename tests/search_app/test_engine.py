@@ -96,6 +96,12 @@ def test_folder_filter_matches_whole_folder_names(engine, library):
     absolute = engine.search_text("x", k=50, folder=str(library / "2023"))
     assert sorted(relpaths(absolute)) == ["2023/beach/orange.jpg", "2023/beach/red.jpg", "2023/city/blue.jpg"]
     assert engine.search_text("x", k=50, folder="no/such/folder").results == []
+    for spelling in ["./2023/beach/", "2023//beach", "2023\\beach", " 2023/beach "]:
+        assert sorted(relpaths(engine.search_text("x", k=50, folder=spelling))) == ["2023/beach/orange.jpg",
+                                                                                  "2023/beach/red.jpg"], spelling
+    assert len(engine.search_text("x", k=50, folder=".").results) == UNIQUE
+    with pytest.raises(ValueError, match="points outside the indexed folders"):
+        engine.search_text("x", folder="../elsewhere")
 
 
 def test_date_range_is_inclusive_and_skips_undated(engine):
@@ -242,3 +248,16 @@ def test_growing_candidate_windows_give_the_same_pages(engine, window, monkeypat
             collected += ids(page)
             offset = page.next_offset
         assert collected == full[key], key
+
+
+def test_an_empty_index_answers_with_no_results(tiny_mllama, tmp_path):
+    from indexer import IndexStore, build_index
+
+    (tmp_path / "empty").mkdir()
+    build_index([tmp_path / "empty"], tmp_path / "index", tiny_mllama, show_progress=False)
+    engine = SearchEngine(IndexStore.open(tmp_path / "index"), tiny_mllama)
+    try:
+        page = engine.search_text("anything at all", k=5)
+        assert page.results == [] and page.next_offset is None and engine.stats()["images"] == 0
+    finally:
+        engine.close()

@@ -1,0 +1,231 @@
+"""Search latency, p50/p95 per query type, at several index sizes: engine-only and end-to-end over HTTP.
+
+For each size an index is made the way the indexer makes one (a real build of a few photos,
+then random unit vectors added as extra catalog rows, and the FAISS index rebuilt from the
+catalog with the type the indexer picks for that size). Then, per query type (text, image,
+composed):
+  engine     SearchEngine.search_* in-process, split into model time (encoding the query) and
+             index time (FAISS + catalog + filters); the model should dominate
+  rank       SearchEngine.rank alone with a precomputed query vector ("load more" pages)
+  http       the same query from gradio_client against `python app.py` in a subprocess
+             (queue, JSON, upload of the query image included)
+
+Examples:
+  python benchmarks/bench_search.py                                  # tiny model, sizes 1000,10000,100000
+  python benchmarks/bench_search.py --sizes 1000,50000 --queries 50 --no-http
+  python benchmarks/bench_search.py --model ./models/siglip --device cpu --json
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+QUERY_TEXTS = ["a dog on the beach", "кошка на диване", "沙发上的猫", "قطة على الأريكة", "un coche rojo de noche"]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n", 2)[2],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,10000,100000", help="index sizes (default 1000,10000,100000)")
+    parser.add_argument("--queries", type=int, default=30, help="timed queries per type and size (default 30)")
+    parser.add_argument("--model", help="model folder or hub id (default: a tiny random Mllama built here)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-http", action="store_true", help="skip the end-to-end HTTP measurements")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    return parser.parse_args(argv)
+
+
+def make_index(index_dir: Path, photos: Path, embedder, size: int) -> None:
+    """A real indexer index of ``size`` searchable images (all but the photos are random vectors)."""
+    import numpy as np
+    from sqlalchemy import insert
+
+    from indexer import build_index
+    from indexer.catalog import CATALOG_FILE, STATUS_OK, Catalog, Image, Root, Vector, encode_relpath, utcnow
+    from indexer.vectors import INDEX_FILE
+
+    build_index([photos], index_dir, embedder, show_progress=False)
+    catalog = Catalog(index_dir / CATALOG_FILE)
+    rng = np.random.default_rng(size)
+    try:
+        with catalog.session() as session:
+            root_id = session.query(Root.id).scalar()
+            extra = size - catalog.count()
+            for start in range(0, extra, 5000):
+                count = min(5000, extra - start)
+                vectors = rng.standard_normal((count, embedder.dim)).astype(np.float32)
+                vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+                hashes = [hashlib.sha256(f"{size}-{start + i}".encode()).hexdigest() for i in range(count)]
+                session.execute(insert(Vector), [{"content_hash": h, "vector": v.astype(np.float16).tobytes()}
+                                                 for h, v in zip(hashes, vectors)])
+                now = utcnow()
+                session.execute(insert(Image), [{
+                    "root_id": root_id, "relpath": encode_relpath(f"synthetic/{(start + i) // 1000:04d}/{i}.jpg"),
+                    "size": 1, "mtime_ns": 0, "content_hash": h, "width": 1, "height": 1,
+                    "taken_at": None, "camera": None, "status": STATUS_OK, "error": None, "indexed_at": now,
+                } for i, h in enumerate(hashes)])
+            session.commit()
+    finally:
+        catalog.close()
+    (index_dir / INDEX_FILE).unlink()  # the indexer rebuilds it from the catalog, choosing the type for this size
+
+
+def percentiles(seconds: list[float]) -> dict:
+    import numpy as np
+
+    values = np.asarray(seconds) * 1000
+    return {"p50_ms": round(float(np.percentile(values, 50)), 2), "p95_ms": round(float(np.percentile(values, 95)), 2)}
+
+
+def time_engine(engine, photo: str, queries: int) -> dict:
+    import numpy as np
+
+    from search_app.engine import SearchOptions
+
+    calls = {
+        "text": lambda n: engine.search_text(QUERY_TEXTS[n % len(QUERY_TEXTS)], k=20),
+        "image": lambda n: engine.search_image(photo, k=20),
+        "composed": lambda n: engine.search_composed(photo, QUERY_TEXTS[n % len(QUERY_TEXTS)], k=20),
+    }
+    figures = {}
+    for kind, call in calls.items():
+        call(0)  # warm-up
+        total, model, index = [], [], []
+        for n in range(queries):
+            started = time.perf_counter()
+            page = call(n)
+            total.append(time.perf_counter() - started)
+            model.append(page.query_seconds)
+            index.append(page.search_seconds)
+        figures[kind] = {"engine": percentiles(total), "model": percentiles(model), "index": percentiles(index)}
+    vector = engine.encode_query(text="a dog")
+    ranks = []
+    for n in range(queries):
+        started = time.perf_counter()
+        engine.rank(vector, SearchOptions.parse(k=20, offset=20 * (n % 5)))
+        ranks.append(time.perf_counter() - started)
+    figures["rank_only"] = percentiles(ranks)
+    filtered = []
+    for n in range(queries):
+        started = time.perf_counter()
+        engine.rank(vector, SearchOptions.parse(k=20, folder="synthetic/0000"))
+        filtered.append(time.perf_counter() - started)
+    figures["rank_folder_filter"] = percentiles(filtered)
+    return figures
+
+
+def time_http(index_dir: Path, model: str, device: str, photo: str, queries: int) -> dict:
+    from gradio_client import Client, handle_file
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tempfile.NamedTemporaryFile(prefix="bench-search-app-", suffix=".log", delete=False)
+    process = subprocess.Popen([sys.executable, "app.py", "--index", str(index_dir), "--model", model,
+                                "--device", device, "--port", str(port)], cwd=REPO, stdout=log, stderr=log)
+    try:
+        client = _connect(f"http://127.0.0.1:{port}/", process, log.name)
+        calls = {
+            "text": lambda n: client.predict(text=QUERY_TEXTS[n % len(QUERY_TEXTS)], k=20, api_name="/search_text"),
+            "image": lambda n: client.predict(image=handle_file(photo), k=20, api_name="/search_image"),
+            "composed": lambda n: client.predict(image=handle_file(photo), text=QUERY_TEXTS[n % len(QUERY_TEXTS)],
+                                                 k=20, api_name="/search_composed"),
+        }
+        figures = {}
+        for kind, call in calls.items():
+            call(0)
+            seconds = []
+            for n in range(queries):
+                started = time.perf_counter()
+                call(n)
+                seconds.append(time.perf_counter() - started)
+            figures[kind] = percentiles(seconds)
+        return figures
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _connect(url: str, process, log: str, timeout: float = 300):
+    from gradio_client import Client
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"app exited early; see {log}")
+        try:
+            return Client(url, verbose=False)
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(1)
+    raise RuntimeError(f"app did not start within {timeout}s; see {log}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from indexer import IndexStore
+    from mme5 import load_embedder
+    from mme5.tiny import build_tiny
+
+    from search_app.engine import SearchEngine
+
+    work = Path(tempfile.mkdtemp(prefix="bench-search-"))
+    try:
+        model = args.model or str(build_tiny(work / "tiny-mllama", backbone="mllama"))
+        embedder = load_embedder(model, device=args.device, verbose=False)
+        photos = REPO / "assets" / "photos"
+        photo = str(photos / "everyday" / "chelsea.jpg")
+        report = {"model": embedder.model_id, "device": args.device, "dim": embedder.dim, "sizes": {}}
+        for size in [int(value) for value in args.sizes.split(",")]:
+            index_dir = work / f"index-{size}"
+            started = time.perf_counter()
+            make_index(index_dir, photos, embedder, size)
+            store = IndexStore.open(index_dir)
+            print(f"bench: index of {store.count} images ({store.index_type}) ready in "
+                  f"{time.perf_counter() - started:.1f}s", file=sys.stderr)
+            store.index.save(index_dir / "vectors.faiss")  # so the app subprocess need not rebuild it
+            engine = SearchEngine(store, embedder)
+            figures = {"index_type": store.index_type, **time_engine(engine, photo, args.queries)}
+            engine.close()
+            if not args.no_http:
+                figures["http"] = time_http(index_dir, model, args.device, photo, args.queries)
+            report["sizes"][size] = figures
+            shutil.rmtree(index_dir)
+        print_report(report, args.json)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def print_report(report: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"model {report['model']} ({report['dim']}-d) on {report['device']}; latency in ms, p50 / p95")
+    print(f"{'size':>8} {'index':>8} {'query':>9} {'engine':>15} {'model':>15} {'index+catalog':>15} {'http':>15}")
+    for size, figures in report["sizes"].items():
+        for kind in ("text", "image", "composed"):
+            row = figures[kind]
+            http = figures.get("http", {}).get(kind)
+            cells = [f"{row[part]['p50_ms']:.1f} / {row[part]['p95_ms']:.1f}" for part in ("engine", "model", "index")]
+            cells.append(f"{http['p50_ms']:.1f} / {http['p95_ms']:.1f}" if http else "-")
+            print(f"{size:>8} {figures['index_type']:>8} {kind:>9} " + " ".join(f"{cell:>15}" for cell in cells))
+        rank, folder = figures["rank_only"], figures["rank_folder_filter"]
+        print(f"{size:>8} {'':>8} {'page':>9} rank only {rank['p50_ms']:.1f} / {rank['p95_ms']:.1f}; "
+              f"with a folder filter {folder['p50_ms']:.1f} / {folder['p95_ms']:.1f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

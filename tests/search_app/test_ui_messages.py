@@ -1,0 +1,71 @@
+"""The UI's handlers answer every dead end with a sentence (checked without a browser; the browser test covers the page)."""
+from __future__ import annotations
+
+import pytest
+
+from search_app.engine import SearchEngine
+from search_app.thumbnails import ThumbnailCache
+from search_app.ui import SearchUI
+
+
+class NoProgress:
+    """gr.Progress stand-in for calling handlers outside a Gradio request."""
+
+    def __call__(self, *args, **kwargs):
+        pass
+
+    def tqdm(self, iterable, **kwargs):
+        return iterable
+
+
+FILTERS = ("", "", "", "Best match", True)
+
+
+@pytest.fixture(scope="module")
+def ui(engine, tmp_path_factory):
+    return SearchUI(engine, ThumbnailCache(tmp_path_factory.mktemp("thumbs")), page_size=4)
+
+
+def status_of(outputs):
+    return outputs[1]
+
+
+def test_empty_query_asks_for_input(ui):
+    assert "Type a description or upload a photo" in status_of(ui.on_search("  ", None, *FILTERS, progress=NoProgress()))
+
+
+def test_no_match_suggests_loosening_filters(ui):
+    outputs = ui.on_search("x", None, "no/such/folder", "", "", "Best match", True, progress=NoProgress())
+    assert outputs[0] == [] and "No photos match" in status_of(outputs) and "filters" in status_of(outputs)
+
+
+def test_unreadable_upload_is_named(ui, tmp_path):
+    bad = tmp_path / "scan.png"
+    bad.write_bytes(b"%PDF-1.4 not a png")
+    assert "scan.png is not an image" in status_of(ui.on_search("", str(bad), *FILTERS, progress=NoProgress()))
+
+
+def test_results_are_previews_with_path_and_score(ui):
+    from PIL import Image
+
+    outputs = ui.on_search("ein Hund", None, *FILTERS, progress=NoProgress())
+    session = outputs[2]
+    assert len(session["results"]) == 4 and session["next_offset"] == 4 and "Load more" in status_of(outputs)
+    for result in session["results"]:
+        preview = ui.thumbnails.get(result.path, result.content_hash)
+        with Image.open(preview) as image:
+            assert image.format == "JPEG" and max(image.size) <= ui.thumbnails.size
+
+
+def test_empty_index_says_how_to_add_photos(tiny_mllama, tmp_path):
+    from indexer import IndexStore, build_index
+
+    (tmp_path / "empty").mkdir()
+    build_index([tmp_path / "empty"], tmp_path / "index", tiny_mllama, show_progress=False)
+    engine = SearchEngine(IndexStore.open(tmp_path / "index"), tiny_mllama)
+    try:
+        ui = SearchUI(engine, ThumbnailCache(tmp_path / "thumbs"))
+        assert "python -m indexer build" in ui._welcome()
+        assert "no photos yet" in status_of(ui.on_search("a cat", None, *FILTERS, progress=NoProgress()))
+    finally:
+        engine.close()
