@@ -40,11 +40,12 @@ def single(tiny_mllama_dir, toy):
             "worker": worker, "embedder": embedder, "params": params, "data": data}
 
 
-def test_two_gloo_processes_match_one_process(tiny_mllama_dir, toy, single, cli_env, tmp_path):
+@pytest.mark.parametrize("chunk", [0, 1], ids=["plain", "grad-cache"])
+def test_two_gloo_processes_match_one_process(tiny_mllama_dir, toy, single, cli_env, tmp_path, chunk):
     prefix = tmp_path / "rank"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
                "--master_port", str(_free_port()), str(WORKER), str(tiny_mllama_dir), str(toy["train"]),
-               str(toy["images"]), "2", str(prefix), "0"]
+               str(toy["images"]), "2", str(prefix), str(chunk)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=400, env=cli_env)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [torch.load(f"{prefix}-{rank}.pt") for rank in (0, 1)]
