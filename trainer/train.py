@@ -191,14 +191,25 @@ def _save_checkpoint(output: Path, step: int, params: dict, optimizer, scheduler
 
 def _load_checkpoint(path: Path, params: dict, optimizer, scheduler, run_facts: dict, rank: int,
                      world: int) -> tuple[int, set[str]]:
-    state = torch.load(path / "state.pt", weights_only=False)
+    try:
+        return _restore(path, params, optimizer, scheduler, run_facts, rank, world)
+    except TrainError:
+        raise
+    except Exception as error:  # noqa: BLE001 - torch.load raises pickle, zip, EOF and OS errors
+        raise TrainError(f"{path}: checkpoint cannot be read ({error}); delete this folder to resume from the "
+                         "previous checkpoint") from error
+
+
+def _restore(path: Path, params: dict, optimizer, scheduler, run_facts: dict, rank: int,
+             world: int) -> tuple[int, set[str]]:
+    state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
     if state["world"] != world:
         raise TrainError(f"{path}: saved with {state['world']} process(es), now {world}; resume with the same number")
     changed = {k: (state["facts"].get(k), v) for k, v in run_facts.items() if state["facts"].get(k) != v}
     if changed:
         detail = ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in changed.items())
         raise TrainError(f"{path}: the run changed since this checkpoint ({detail}); resume with the same settings")
-    weights = torch.load(path / "weights.pt", weights_only=True)
+    weights = torch.load(path / "weights.pt", map_location="cpu", weights_only=True)
     if set(weights) != set(params):
         raise TrainError(f"{path}: checkpoint weights do not match the model's trainable parameters")
     with torch.no_grad():
@@ -206,7 +217,7 @@ def _load_checkpoint(path: Path, params: dict, optimizer, scheduler, run_facts: 
             parameter.copy_(weights[name])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    rank_state = torch.load(path / f"rng-{rank}.pt", weights_only=False)
+    rank_state = torch.load(path / f"rng-{rank}.pt", map_location="cpu", weights_only=False)
     _set_rng_state(rank_state)
     return int(state["step"]), set(rank_state.get("unreadable", ()))
 

@@ -179,3 +179,16 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_over(tiny_mll
     assert result.steps == 1
     assert [json.loads(line)["step"] for line in (output / "log.jsonl").read_text().splitlines()] == [1]
     assert json.loads((output / "log.jsonl").read_text())["loss"] != 9.0
+
+
+def test_unreadable_checkpoint_is_reported_not_silently_skipped(tiny_mllama_dir, toy, tmp_path):
+    from trainer.train import TrainConfig, TrainError, train
+
+    output = tmp_path / "broken"
+    checkpoint = output / "checkpoints" / "step-00000002"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "state.pt").write_bytes(b"truncated")
+    with pytest.raises(TrainError, match=r"step-00000002: checkpoint cannot be read .*delete this folder"):
+        train(TrainConfig(model=str(tiny_mllama_dir), data=[str(toy["train"])], output=str(output),
+                          image_dir=str(toy["images"]), batch_size=2, max_steps=4, resume=True, device="cpu",
+                          gradient_checkpointing=False, show_progress=False))
