@@ -37,7 +37,7 @@ from .errors import BadRootError, IndexMismatchError
 from .files import FileEntry, FolderProblem, is_within, printable, root_key, scan_root
 from .lock import WriteLock
 from .reader import ReadResult, read_file
-from .sync import load_index, measure_recall, needs_retraining, rebuild
+from .sync import load_index, measure_recall, needs_retraining, rebuild, recall_is_stale
 from .vectors import INDEX_FILE, VectorIndex, choose_index_type
 
 MAX_ERRORS_KEPT = 1000  # in the stored last-build summary; the catalog keeps every error row
@@ -409,7 +409,7 @@ class _Build:
             print(f"indexer: rebuilding the vector index ({reason})", file=sys.stderr)
             self.index = rebuild(self.catalog, int(self.meta["dim"]), self.index_type)
         recall = self.meta.get("recall")
-        if reason or recall is None or self.summary.processed or self.summary.removed:
+        if reason or recall_is_stale(recall, self.index, count):
             recall = measure_recall(self.catalog, self.index)
         self.index.save(self.index_dir / INDEX_FILE)
         self.summary.seconds = time.perf_counter() - self.started

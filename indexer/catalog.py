@@ -129,10 +129,10 @@ class Catalog:
                 f"{self.path}: not a readable SQLite catalog ({str(error).splitlines()[0]}). "
                 "Move the index folder aside and build it again."
             ) from error
-        missing = {table.name for table in Base.metadata.sorted_tables} - names
-        if missing:
+        problem = _schema_problem(self.engine, names)
+        if problem:
             self.engine.dispose()
-            raise IndexCorruptError(f"{self.path}: catalog lacks tables {sorted(missing)}; rebuild the index")
+            raise IndexCorruptError(f"{self.path}: {problem}; move the index folder aside and build it again")
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -207,6 +207,26 @@ class Catalog:
         used = select(Image.content_hash).where(Image.status == STATUS_OK, Image.content_hash.is_not(None))
         result = session.execute(delete(Vector).where(Vector.content_hash.not_in(used)))
         return int(result.rowcount or 0)
+
+
+def _schema_problem(engine, names: set[str]) -> str | None:
+    """Tables or columns this version needs but the file lacks (an older or foreign catalog)."""
+    from sqlalchemy import inspect
+
+    missing = {table.name for table in Base.metadata.sorted_tables} - names
+    if missing:
+        return f"catalog lacks tables {sorted(missing)}"
+    inspector = inspect(engine)
+    for table in Base.metadata.sorted_tables:
+        have = {column["name"] for column in inspector.get_columns(table.name)}
+        lacking = {column.name for column in table.columns} - have
+        if lacking:
+            return f"catalog table {table.name} lacks columns {sorted(lacking)} (written by another version)"
+    with engine.connect() as connection:
+        row = connection.execute(select(Meta.value).where(Meta.key == "schema_version")).scalar()
+    if row is not None and json.loads(row) > SCHEMA_VERSION:
+        return f"catalog schema version {row} is newer than this indexer understands ({SCHEMA_VERSION}); upgrade"
+    return None
 
 
 def _blobs_to_array(blobs: list[bytes]) -> np.ndarray:

@@ -95,7 +95,7 @@ def measure_recall(catalog: Catalog, index: VectorIndex, k: int = RECALL_K, quer
     """Recall@k of the index against exact search, using stored vectors as queries."""
     ids = catalog.ok_ids()
     if index.kind == "flat" or len(ids) == 0:
-        return {"recall_at_k": 1.0, "k": k, "queries": 0, "exact": True}
+        return {"recall_at_k": 1.0, "k": k, "queries": 0, "exact": True, "images": len(ids)}
     k = min(k, len(ids))
     rng = np.random.default_rng(1)
     chosen = np.sort(rng.choice(ids, size=min(queries, len(ids)), replace=False))
@@ -112,4 +112,13 @@ def measure_recall(catalog: Catalog, index: VectorIndex, k: int = RECALL_K, quer
         best_ids = np.take_along_axis(all_ids, top, 1)
     _, approx = index.search(query_vectors, k)
     hits = sum(len(set(a) & set(e)) for a, e in zip(approx.tolist(), best_ids.tolist()))
-    return {"recall_at_k": round(hits / (k * len(query_vectors)), 4), "k": k, "queries": len(query_vectors), "exact": False}
+    return {"recall_at_k": round(hits / (k * len(query_vectors)), 4), "k": k, "queries": len(query_vectors),
+            "exact": False, "images": len(ids)}
+
+
+def recall_is_stale(recall: dict | None, index: VectorIndex, count: int) -> bool:
+    """Re-measure (a full pass over the stored vectors) only when the answer can have moved."""
+    if recall is None or recall.get("exact") != (index.kind == "flat"):
+        return True
+    measured = recall.get("images", 0)
+    return abs(count - measured) > max(0.1 * measured, 0 if index.kind == "flat" else 100)

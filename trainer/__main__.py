@@ -76,21 +76,21 @@ def build_parser() -> argparse.ArgumentParser:
                                    formatter_class=_formatter,
                                    description="Each DIR holds one <Subset>.jsonl or datasets folder per subset, named "
                                                "as in the paper (MSCOCO_t2i, ImageNet-1K, ... ; XTD: it es ru zh pl tr ko).")
-    evaluate.add_argument("--model", required=True)
+    evaluate.add_argument("--model", required=True, help="hub id or local folder (as for train)")
     evaluate.add_argument("--adapter", help="peft adapter folder from `trainer train`")
-    evaluate.add_argument("--mmeb", help="folder of MMEB subsets")
-    evaluate.add_argument("--xtd", help="folder of XTD languages")
+    evaluate.add_argument("--mmeb", metavar="DIR", help="folder of MMEB subsets")
+    evaluate.add_argument("--xtd", metavar="DIR", help="folder of XTD languages")
     evaluate.add_argument("--image-dir", required=True, help="folder the rows' image paths are relative to")
-    evaluate.add_argument("--out", help="report path (.json); a .md table is written beside it")
-    evaluate.add_argument("--batch-size", type=int, default=16)
-    evaluate.add_argument("--device")
-    evaluate.add_argument("--no-progress", action="store_true")
+    evaluate.add_argument("--out", metavar="REPORT.json", help="report path; a .md table is written beside it")
+    evaluate.add_argument("--batch-size", type=int, default=16, help="inputs per forward pass (default 16, as the reference)")
+    evaluate.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     merge = commands.add_parser("merge", help="fold an adapter into the weights and write a model folder",
                                 epilog=EXAMPLES, formatter_class=_formatter)
-    merge.add_argument("--model", required=True)
-    merge.add_argument("--adapter", required=True)
-    merge.add_argument("--out", required=True)
+    merge.add_argument("--model", required=True, help="base model the adapter was trained on")
+    merge.add_argument("--adapter", required=True, help="adapter folder from `trainer train`")
+    merge.add_argument("--out", required=True, help="new model folder (must not exist or be empty)")
     merge.add_argument("--dtype", help="weights dtype to write (default: the model's own)")
     return parser
 

@@ -55,8 +55,9 @@ class ExampleDataset(Dataset):
 def load_examples(sources: list[str], image_dir: str | None, negative_ratio: int = 3) -> ExampleDataset:
     """Read every source into one dataset of :class:`Example`.
 
-    Each source is a ``datasets`` folder (``save_to_disk``), a ``.jsonl`` file, or a hub
-    dataset name (``name`` or ``name:config``, split ``train``).  Image paths are
+    Each source is a ``datasets`` folder (``save_to_disk``), a ``.jsonl`` or ``.parquet``
+    file, a folder of parquet files (a hub download), or a hub dataset name (``name`` or
+    ``name:config``, split ``train``).  Image paths are
     resolved against ``image_dir``.  Negatives are cut to ``negative_ratio`` and a short
     list is padded by repeating its last entry, as in the mmE5 reference.
     """
@@ -72,7 +73,7 @@ def load_examples(sources: list[str], image_dir: str | None, negative_ratio: int
     examples: list[Example] = []
     skipped: Counter = Counter()
     for source in sources:
-        for number, row in enumerate(_rows(str(source))):
+        for row in _rows(str(source)):
             example, reason = _example(row, image_root, negative_ratio)
             if example is None:
                 skipped[reason] += 1
@@ -88,11 +89,18 @@ def load_examples(sources: list[str], image_dir: str | None, negative_ratio: int
 def _rows(source: str) -> Iterator[dict]:
     path = Path(source).expanduser()
     if path.is_file():
-        if path.suffix not in (".jsonl", ".json"):
-            raise DataError(f"{path}: expected a .jsonl file in the mmE5 schema or a datasets folder")
-        yield from _jsonl_rows(path)
+        if path.suffix == ".parquet":
+            yield from _dataset_rows(_load_parquet([path]), str(path))
+        elif path.suffix in (".jsonl", ".json"):
+            yield from _jsonl_rows(path)
+        else:
+            raise DataError(f"{path}: expected a .jsonl or .parquet file in the mmE5 schema, or a datasets folder")
     elif path.is_dir():
-        yield from _dataset_rows(_load_from_disk(path), str(path))
+        parquet = sorted(path.rglob("*.parquet"))
+        if parquet and not (path / "dataset_info.json").exists() and not (path / "dataset_dict.json").exists():
+            yield from _dataset_rows(_load_parquet(parquet), str(path))  # a hub download (hf download ...)
+        else:
+            yield from _dataset_rows(_load_from_disk(path), str(path))
     elif source.startswith((".", "/", "~")) or source.count("/") > 1 or source.endswith(".jsonl"):
         raise DataError(f"{source}: data file or folder not found")
     else:
@@ -122,6 +130,15 @@ def _load_from_disk(path: Path):
     return loaded
 
 
+def _load_parquet(files: list[Path]):
+    import datasets
+
+    try:
+        return datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train")
+    except Exception as error:  # noqa: BLE001
+        raise DataError(f"{files[0].parent}: could not read parquet files ({str(error).splitlines()[0][:200]})") from error
+
+
 def _load_hub(name: str):
     import datasets
 
@@ -131,7 +148,7 @@ def _load_hub(name: str):
     except Exception as error:  # noqa: BLE001
         raise DataError(
             f"{name}: could not load hub dataset ({str(error).splitlines()[0][:200]}). Offline? Download it elsewhere "
-            f"(`hf download {repo} --repo-type dataset --local-dir DIR`), save_to_disk, and pass that folder."
+            f"(`hf download {repo} --repo-type dataset --local-dir DIR`) and pass DIR (its parquet files are read)."
         ) from error
 
 

@@ -5,6 +5,7 @@ and the saved adapter has the module names ``mme5.load_embedder(adapter=...)`` e
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -44,7 +45,9 @@ def make_trainable(embedder, lora: LoraSettings | None, gradient_checkpointing: 
         init_lora_weights=lora.init if lora.init != "default" else True,
         target_modules=lora.targets or DEFAULT_TARGETS[embedder.family],
     )
-    peft_model = get_peft_model(model, config)  # injects LoRA layers into `model` itself
+    with warnings.catch_warnings():  # peft still asks the deprecated is_gradient_checkpointing
+        warnings.simplefilter("ignore", FutureWarning)
+        peft_model = get_peft_model(model, config)  # injects LoRA layers into `model` itself
     peft_model.train()
     return peft_model
 

@@ -1,6 +1,7 @@
 """The training loop: data order, optimiser, schedule, gradient all-reduce, checkpoints, resume."""
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -123,9 +124,13 @@ def micro_batch_indices(size: int, seed: int, micro_step: int, batch_size: int, 
     global_batch = batch_size * world
     per_epoch = size // global_batch
     epoch, within = divmod(micro_step, per_epoch)
-    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed + epoch))
     start = within * global_batch + rank * batch_size
-    return order[start : start + batch_size].tolist()
+    return _epoch_order(size, seed, epoch)[start : start + batch_size].tolist()
+
+
+@functools.lru_cache(maxsize=2)
+def _epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(size, generator=torch.Generator().manual_seed(seed + epoch))
 
 
 def lr_lambda(total: int, warmup: int):
@@ -162,7 +167,7 @@ def latest_checkpoint(output: Path) -> Path | None:
 
 
 def _save_checkpoint(output: Path, step: int, params: dict, optimizer, scheduler, run_facts: dict,
-                     rank: int, world: int, keep: int) -> None:
+                     rank: int, world: int, keep: int, unreadable: set[str]) -> None:
     """Write to a temporary folder, then rename: a kill at any moment leaves the last good one."""
     folder = output / CHECKPOINTS
     tmp = folder / f".tmp-step-{step:08d}"
@@ -170,7 +175,7 @@ def _save_checkpoint(output: Path, step: int, params: dict, optimizer, scheduler
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     _barrier()
-    torch.save(_rng_state(), tmp / f"rng-{rank}.pt")
+    torch.save({**_rng_state(), "unreadable": sorted(unreadable)}, tmp / f"rng-{rank}.pt")
     _barrier()
     if rank == 0:
         torch.save({name: p.detach().cpu() for name, p in params.items()}, tmp / "weights.pt")
@@ -184,15 +189,27 @@ def _save_checkpoint(output: Path, step: int, params: dict, optimizer, scheduler
     _barrier()
 
 
-def _load_checkpoint(path: Path, params: dict, optimizer, scheduler, run_facts: dict, rank: int, world: int) -> int:
-    state = torch.load(path / "state.pt", weights_only=False)
+def _load_checkpoint(path: Path, params: dict, optimizer, scheduler, run_facts: dict, rank: int,
+                     world: int) -> tuple[int, set[str]]:
+    try:
+        return _restore(path, params, optimizer, scheduler, run_facts, rank, world)
+    except TrainError:
+        raise
+    except Exception as error:  # noqa: BLE001 - torch.load raises pickle, zip, EOF and OS errors
+        raise TrainError(f"{path}: checkpoint cannot be read ({error}); delete this folder to resume from the "
+                         "previous checkpoint") from error
+
+
+def _restore(path: Path, params: dict, optimizer, scheduler, run_facts: dict, rank: int,
+             world: int) -> tuple[int, set[str]]:
+    state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
     if state["world"] != world:
         raise TrainError(f"{path}: saved with {state['world']} process(es), now {world}; resume with the same number")
     changed = {k: (state["facts"].get(k), v) for k, v in run_facts.items() if state["facts"].get(k) != v}
     if changed:
         detail = ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in changed.items())
         raise TrainError(f"{path}: the run changed since this checkpoint ({detail}); resume with the same settings")
-    weights = torch.load(path / "weights.pt", weights_only=True)
+    weights = torch.load(path / "weights.pt", map_location="cpu", weights_only=True)
     if set(weights) != set(params):
         raise TrainError(f"{path}: checkpoint weights do not match the model's trainable parameters")
     with torch.no_grad():
@@ -200,8 +217,9 @@ def _load_checkpoint(path: Path, params: dict, optimizer, scheduler, run_facts: 
             parameter.copy_(weights[name])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    _set_rng_state(torch.load(path / f"rng-{rank}.pt", weights_only=False))
-    return int(state["step"])
+    rank_state = torch.load(path / f"rng-{rank}.pt", map_location="cpu", weights_only=False)
+    _set_rng_state(rank_state)
+    return int(state["step"]), set(rank_state.get("unreadable", ()))
 
 
 def _barrier() -> None:
@@ -224,10 +242,16 @@ def train(config: TrainConfig, embedder=None) -> TrainResult:
     rank, world, device = _setup_distributed(config.device)
     output = Path(config.output)
     resume_from = latest_checkpoint(output)
+    finished = [name for name in ("adapter_config.json", "config.json", LOG_FILE) if (output / name).exists()]
     if config.resume and resume_from is None:
-        raise TrainError(f"{output}: no checkpoint to resume from; drop --resume to start a new run")
-    if not config.resume and resume_from is not None:
-        raise TrainError(f"{output}: already holds a run (checkpoints/); pass --resume to continue it or pick another --output")
+        if finished != [LOG_FILE]:
+            raise TrainError(f"{output}: no checkpoint to resume from; drop --resume to start a new run")
+        if rank == 0:  # killed before its first checkpoint: start again from step 0
+            print(f"trainer: {output} has no checkpoint yet; restarting from step 0", file=sys.stderr)
+            _truncate_log(output / LOG_FILE, 0)
+    if not config.resume and (resume_from is not None or finished):
+        held = "checkpoints/" if resume_from is not None else finished[0]
+        raise TrainError(f"{output}: already holds a run ({held}); pass --resume to continue it or pick another --output")
     for name, value in (("batch size", config.batch_size), ("grad accumulation", config.grad_accum)):
         if value < 1:
             raise TrainError(f"{name} must be at least 1, got {value}")
@@ -257,8 +281,9 @@ def train(config: TrainConfig, embedder=None) -> TrainResult:
                  "seed": config.seed, "max_steps": total, "trainable": len(params)}
     log_path = output / LOG_FILE
     step = 0
+    unreadable: set[str] = set()  # image files that exist but cannot be decoded; their rows are replaced
     if resume_from is not None:
-        step = _load_checkpoint(resume_from, params, optimizer, scheduler, run_facts, rank, world)
+        step, unreadable = _load_checkpoint(resume_from, params, optimizer, scheduler, run_facts, rank, world)
         if rank == 0:
             _truncate_log(log_path, step)
             print(f"trainer: resuming {resume_from} at step {step}/{total}", file=sys.stderr)
@@ -278,12 +303,7 @@ def train(config: TrainConfig, embedder=None) -> TrainResult:
         for micro in range(config.grad_accum):
             indices = micro_batch_indices(len(data), config.seed, step * config.grad_accum + micro,
                                           config.batch_size, world, rank)
-            inputs = build_inputs(embedder.family, [data[i] for i in indices])
-            scale = 1.0 / config.grad_accum
-            if config.grad_cache_chunk:
-                out = grad_cache_step(embedder, inputs, config.temperature, config.grad_cache_chunk, scale)
-            else:
-                out = plain_step(embedder, inputs, config.temperature, scale)
+            out = _micro_step(embedder, data, indices, unreadable, config, 1.0 / config.grad_accum)
             step_loss += out.loss.item() / config.grad_accum
             step_acc += out.accuracy / config.grad_accum
         average_gradients(parameters)
@@ -304,13 +324,50 @@ def train(config: TrainConfig, embedder=None) -> TrainResult:
             progress.set_postfix(loss=f"{step_loss:.4f}", acc=f"{step_acc:.2f}", lr=f"{lr:.2e}")
             progress.update(1)
         if config.save_every and step % config.save_every == 0 and step < total:
-            _save_checkpoint(output, step, params, optimizer, scheduler, run_facts, rank, world, config.save_total_limit)
+            _save_checkpoint(output, step, params, optimizer, scheduler, run_facts, rank, world,
+                             config.save_total_limit, unreadable)
     progress.close()
     if rank == 0:
         _write_final(trained, embedder, output, config.lora is None)
+        (output / "training_args.json").write_text(  # now with rows skipped during the run too
+            json.dumps(_describe(config, embedder, world, len(data), data.skipped), indent=2))
         print(f"trainer: wrote {'model' if config.lora is None else 'adapter'} to {output}", file=sys.stderr)
     _barrier()
     return TrainResult(step, losses, output, dict(data.skipped))
+
+
+def _micro_step(embedder, data, indices: list[int], unreadable: set[str], config: TrainConfig, scale: float):
+    """Forward/backward one micro-batch; a row whose image cannot be decoded is replaced, counted, not fatal.
+
+    Replacement is deterministic (the next readable row), so a resumed run sees the same batches.
+    """
+    batch = [_readable(data, index, unreadable) for index in indices]
+    while True:
+        inputs = build_inputs(embedder.family, [data[index] for index in batch])
+        try:
+            if config.grad_cache_chunk:
+                return grad_cache_step(embedder, inputs, config.temperature, config.grad_cache_chunk, scale)
+            return plain_step(embedder, inputs, config.temperature, scale)
+        except ValueError as error:  # mme5 names the file first: "<path>: damaged or truncated image (...)"
+            bad = {path for index in batch for path in _paths(data[index]) if str(error).startswith(f"{path}:")}
+            if not bad:
+                raise
+            unreadable.update(bad)
+            data.skipped["unreadable image"] += 1
+            print(f"trainer: skipping a row with an unreadable image: {error}", file=sys.stderr)
+            batch = [_readable(data, index, unreadable) for index in batch]
+
+
+def _paths(example) -> list[str]:
+    return [p for p in (example.qry_image_path, example.pos_image_path, *example.neg_image_paths) if p]
+
+
+def _readable(data, index: int, unreadable: set[str]) -> int:
+    for offset in range(len(data)):
+        candidate = (index + offset) % len(data)
+        if not unreadable.intersection(_paths(data[candidate])):
+            return candidate
+    raise TrainError("no training row has only readable images")
 
 
 def _write_final(trained, embedder, output: Path, full: bool) -> None:

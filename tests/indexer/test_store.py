@@ -120,3 +120,12 @@ def test_store_copy_opens_elsewhere(built, tmp_path):
     shutil.copytree(built, moved)
     with IndexStore.open(moved) as store:
         assert store.count == 5 and store.info()["index_dir"] == str(moved)
+
+
+def test_a_catalog_from_another_version_is_refused_not_misread(built):
+    import sqlite3
+
+    with sqlite3.connect(built / "catalog.sqlite") as connection:
+        connection.execute("ALTER TABLE images DROP COLUMN retry")
+    with pytest.raises(IndexCorruptError, match=r"lacks columns \['retry'\]"):
+        IndexStore.open(built)

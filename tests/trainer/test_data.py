@@ -123,3 +123,19 @@ def test_unreadable_sources_fail_clearly(tmp_path, image_dir):
     datasets.Dataset.from_list([{"text": "x"}]).save_to_disk(str(tmp_path / "wrong"))
     with pytest.raises(DataError, match="missing column"):
         load_examples([str(tmp_path / "wrong")], str(image_dir))
+
+
+def test_parquet_files_and_hub_download_folders(tmp_path, image_dir):
+    import datasets
+
+    download = tmp_path / "mmE5-synthetic"
+    (download / "Retrieval").mkdir(parents=True)
+    datasets.Dataset.from_list([row(), row(pos_text="crimson")]).to_parquet(str(download / "Retrieval" / "train.parquet"))
+    datasets.Dataset.from_list([row(pos_text="ruby")]).to_parquet(str(tmp_path / "extra.parquet"))
+    data = load_examples([str(download), str(tmp_path / "extra.parquet")], str(image_dir))
+    assert [e.pos_text for e in data] == ["red", "crimson", "ruby"]
+
+
+def test_unreachable_hub_dataset_says_what_to_do(image_dir):
+    with pytest.raises(DataError, match=r"someone/no-such-data:Retrieval: could not load hub dataset .*Offline\? .*--local-dir DIR`\) and pass DIR"):
+        load_examples(["someone/no-such-data:Retrieval"], str(image_dir))

@@ -31,20 +31,21 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def single(tiny_mllama_dir, toy):
-    """Loss and gradients of one process on the global batch of 2 x 3 examples."""
+    """Loss and gradients of one process on the global batch of 2 x 2 examples."""
     worker = _worker()
     embedder, params = worker.prepare(str(tiny_mllama_dir))
     data = load_examples([str(toy["train"])], str(toy["images"]))
-    out = worker.run_step(embedder, params, data, 6, 1, 0, 0)
+    out = worker.run_step(embedder, params, data, 4, 1, 0, 0)
     return {"loss": out.loss.item(), "grads": {n: p.grad.clone() for n, p in params.items()},
             "worker": worker, "embedder": embedder, "params": params, "data": data}
 
 
-def test_two_gloo_processes_match_one_process(tiny_mllama_dir, toy, single, cli_env, tmp_path):
+@pytest.mark.parametrize("chunk", [0, 1], ids=["plain", "grad-cache"])
+def test_two_gloo_processes_match_one_process(tiny_mllama_dir, toy, single, cli_env, tmp_path, chunk):
     prefix = tmp_path / "rank"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
                "--master_port", str(_free_port()), str(WORKER), str(tiny_mllama_dir), str(toy["train"]),
-               str(toy["images"]), "3", str(prefix), "0"]
+               str(toy["images"]), "2", str(prefix), str(chunk)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=400, env=cli_env)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [torch.load(f"{prefix}-{rank}.pt") for rank in (0, 1)]
@@ -60,7 +61,7 @@ def test_grad_cache_gradients_equal_plain(single):
     worker, embedder, params = single["worker"], single["embedder"], single["params"]
     for parameter in params.values():
         parameter.grad = None
-    out = worker.run_step(embedder, params, single["data"], 6, 1, 0, 4)  # chunks of 4 of 6 queries, 18 negatives
+    out = worker.run_step(embedder, params, single["data"], 4, 1, 0, 3)  # chunks of 3 of 4 queries, 12 negatives
     assert out.loss.item() == pytest.approx(single["loss"], rel=1e-5)
     for name, grad in single["grads"].items():
         torch.testing.assert_close(params[name].grad, grad, rtol=1e-4, atol=1e-6, msg=name)

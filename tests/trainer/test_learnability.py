@@ -39,7 +39,8 @@ def trained(tiny_mllama_dir, toy, cli_env, tmp_path_factory):
     result = subprocess.run(
         [sys.executable, "-m", "trainer", "train", "--model", str(tiny_mllama_dir), "--data", str(toy["train"]),
          "--image-dir", str(toy["images"]), "--output", str(output), "--max-steps", "120", "--batch-size", "16",
-         "--lr", "1e-3", "--temperature", "0.05", "--warmup-ratio", "0.1", "--save-every", "0", "--no-progress"],
+         "--lr", "1e-3", "--temperature", "0.05", "--warmup-ratio", "0.1", "--negative-ratio", "1",
+         "--no-gradient-checkpointing", "--save-every", "0", "--no-progress"],
         capture_output=True, text=True, timeout=600, cwd=ROOT, env=cli_env,
     )
     assert result.returncode == 0, result.stderr[-3000:]

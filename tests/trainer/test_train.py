@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,10 +15,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def train_command(model, toy, output, *extra):
+def train_command(model, toy, output, *extra, steps=8, save_every=2):
     return [sys.executable, "-m", "trainer", "train", "--model", str(model), "--data", str(toy["train"]),
             "--image-dir", str(toy["images"]), "--output", str(output), "--batch-size", "4", "--lr", "1e-3",
-            "--max-steps", "8", "--save-every", "2", "--no-progress", *extra]
+            "--max-steps", str(steps), "--save-every", str(save_every), "--no-progress", *extra]
 
 
 def run(command, env, timeout=400):
@@ -123,3 +122,73 @@ def test_merge_writes_a_model_equal_to_base_plus_adapter(cli_env, tiny_mllama_di
     again = run([sys.executable, "-m", "trainer", "merge", "--model", str(tiny_mllama_dir), "--adapter",
                  str(straight_run), "--out", str(out)], cli_env)
     assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_row_with_an_undecodable_image_is_replaced_and_counted(cli_env, tiny_mllama_dir, toy, tmp_path):
+    rows = [json.loads(line) for line in toy["train"].read_text(encoding="utf-8").splitlines()[:5]]
+    broken = toy["images"] / "train" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 10)
+    rows[0]["pos_image_path"] = "train/broken.png"
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    output = tmp_path / "out"
+    result = run(train_command(tiny_mllama_dir, {"train": data, "images": toy["images"]}, output,
+                               "--no-gradient-checkpointing", steps=2, save_every=0), cli_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "broken.png" in result.stderr and "unreadable image" in result.stderr
+    assert json.loads((output / "training_args.json").read_text())["skipped"] == {"unreadable image": 1}
+    assert (output / "adapter_model.safetensors").is_file()
+
+
+def test_full_fine_tuning_writes_a_loadable_model(tiny_mllama_dir, toy, tmp_path):
+    from mme5 import load_embedder
+    from trainer.train import TrainConfig, train
+
+    output = tmp_path / "full"
+    result = train(TrainConfig(model=str(tiny_mllama_dir), data=[str(toy["train"])], output=str(output),
+                               image_dir=str(toy["images"]), max_steps=2, batch_size=4, lr=1e-3, lora=None,
+                               gradient_checkpointing=False, save_every=0, show_progress=False, device="cpu"))
+    assert result.steps == 2 and len(result.losses) == 2
+    assert (output / "config.json").is_file() and not (output / "adapter_config.json").exists()
+    tuned, base = load_embedder(str(output), device="cpu"), load_embedder(str(tiny_mllama_dir), device="cpu")
+    query = ["a red circle"]
+    assert tuned.dim == base.dim
+    assert not np.allclose(tuned.encode_text_queries(query), base.encode_text_queries(query), atol=1e-4)
+
+
+def test_a_finished_run_without_checkpoints_is_not_overwritten(tmp_path):
+    from trainer.train import TrainConfig, TrainError, train
+
+    output = tmp_path / "done"
+    output.mkdir()
+    (output / "adapter_config.json").write_text("{}")
+    with pytest.raises(TrainError, match=r"already holds a run \(adapter_config.json\); pass --resume"):
+        train(TrainConfig(model="unused", data=["unused.jsonl"], output=str(output)))
+    assert (output / "adapter_config.json").read_text() == "{}"
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_over(tiny_mllama_dir, toy, tmp_path):
+    from trainer.train import TrainConfig, train
+
+    output = tmp_path / "early"
+    output.mkdir()
+    (output / "log.jsonl").write_text('{"step": 1, "loss": 9.0}\n{"step": 2, "loss": 9.0}\n')
+    result = train(TrainConfig(model=str(tiny_mllama_dir), data=[str(toy["train"])], output=str(output),
+                               image_dir=str(toy["images"]), max_steps=1, batch_size=2, resume=True, save_every=0,
+                               gradient_checkpointing=False, show_progress=False, device="cpu"))
+    assert result.steps == 1
+    assert [json.loads(line)["step"] for line in (output / "log.jsonl").read_text().splitlines()] == [1]
+    assert json.loads((output / "log.jsonl").read_text())["loss"] != 9.0
+
+
+def test_unreadable_checkpoint_is_reported_not_silently_skipped(tiny_mllama_dir, toy, tmp_path):
+    from trainer.train import TrainConfig, TrainError, train
+
+    output = tmp_path / "broken"
+    checkpoint = output / "checkpoints" / "step-00000002"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "state.pt").write_bytes(b"truncated")
+    with pytest.raises(TrainError, match=r"step-00000002: checkpoint cannot be read .*delete this folder"):
+        train(TrainConfig(model=str(tiny_mllama_dir), data=[str(toy["train"])], output=str(output),
+                          image_dir=str(toy["images"]), batch_size=2, max_steps=4, resume=True, device="cpu",
+                          gradient_checkpointing=False, show_progress=False))
