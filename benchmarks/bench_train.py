@@ -32,23 +32,9 @@ from trainer.step import build_inputs, grad_cache_step, plain_step  # noqa: E402
 
 def full_size_embedder(device: torch.device):
     """Llama-3.2-11B-Vision's architecture with random bf16 weights, built directly on the GPU."""
-    from transformers import MllamaForConditionalGeneration
+    from mme5.tiny import random_mme5_embedder
 
-    from mme5 import Embedder
-    from mme5.loading import make_backbone
-    from mme5.tiny import MLLAMA_SPECIALS, build_tokenizer, mllama_config, mllama_processor
-
-    config = mllama_config("full")
-    vocab = config.text_config.vocab_size
-    tokenizer = build_tokenizer(vocab, MLLAMA_SPECIALS, extra_special=["<|image|>"])
-    for name, key in (("<|begin_of_text|>", "bos_token_id"), ("<|end_of_text|>", "eos_token_id"),
-                      ("<|finetune_right_pad_id|>", "pad_token_id")):
-        setattr(config.text_config, key, tokenizer.token_to_id(name))
-    with torch.device(device):
-        model = MllamaForConditionalGeneration._from_config(config, dtype=torch.bfloat16, attn_implementation="sdpa")
-    model.requires_grad_(False)
-    backbone = make_backbone("mllama", model, mllama_processor(config, tokenizer), device, torch.bfloat16)
-    return Embedder(backbone, model_id="full-size-random-mllama")
+    return random_mme5_embedder("full", device=str(device))
 
 
 def tiny_embedder(model: str | None, device: torch.device):

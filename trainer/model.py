@@ -35,6 +35,7 @@ def make_trainable(embedder, lora: LoraSettings | None, gradient_checkpointing: 
     model.train()
     if gradient_checkpointing and getattr(model, "supports_gradient_checkpointing", False):
         model.activation_checkpointing_enable({"use_reentrant": False})
+        checkpoint_plain_layers(model)
     if lora is None:
         model.requires_grad_(True)
         return model
@@ -50,6 +51,39 @@ def make_trainable(embedder, lora: LoraSettings | None, gradient_checkpointing: 
         peft_model = get_peft_model(model, config)  # injects LoRA layers into `model` itself
     peft_model.train()
     return peft_model
+
+
+def checkpoint_plain_layers(model: torch.nn.Module) -> int:
+    """Checkpoint encoder layers that transformers' switch leaves out; returns how many.
+
+    transformers 5 checkpoints only ``GradientCheckpointingLayer`` subclasses, and
+    Mllama's 40 vision-encoder layers are not among them: without this, LoRA training of
+    the full-size model keeps ~100 GB of vision activations for ten 4-tile images.
+    The layer's own ``forward`` is wrapped (not the module replaced), so parameter and
+    adapter names stay exactly as mme5 loads them.
+    """
+    from torch.utils.checkpoint import checkpoint
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    wrapped = 0
+    for module in model.modules():
+        layers = getattr(module, "layers", None)
+        if not hasattr(module, "gradient_checkpointing") or not isinstance(layers, torch.nn.ModuleList):
+            continue
+        for layer in layers:
+            if isinstance(layer, GradientCheckpointingLayer) or getattr(layer, "_mme5_checkpointed", False):
+                continue
+            original = layer.forward
+
+            def forward(*args, _original=original, _layer=layer, **kwargs):
+                if _layer.training and torch.is_grad_enabled():
+                    return checkpoint(_original, *args, use_reentrant=False, **kwargs)
+                return _original(*args, **kwargs)
+
+            layer.forward = forward
+            layer._mme5_checkpointed = True
+            wrapped += 1
+    return wrapped
 
 
 def trainable_parameters(module: torch.nn.Module) -> dict[str, torch.nn.Parameter]:

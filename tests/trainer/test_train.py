@@ -192,3 +192,29 @@ def test_unreadable_checkpoint_is_reported_not_silently_skipped(tiny_mllama_dir,
         train(TrainConfig(model=str(tiny_mllama_dir), data=[str(toy["train"])], output=str(output),
                           image_dir=str(toy["images"]), batch_size=2, max_steps=4, resume=True, device="cpu",
                           gradient_checkpointing=False, show_progress=False))
+
+
+def test_vision_layers_are_checkpointed_and_gradients_unchanged(tiny_mllama_dir):
+    """transformers leaves Mllama's vision encoder out of gradient checkpointing; we add it."""
+    import torch
+    from PIL import Image
+
+    from mme5 import EmbedInput, load_embedder, prompts
+    from trainer.model import LoraSettings, make_trainable, trainable_parameters
+
+    items = [EmbedInput(text=prompts.image_document(), image=Image.new("RGB", (40, 30), colour))
+             for colour in ("red", "blue")]
+    gradients = []
+    for checkpointing in (False, True):
+        embedder = load_embedder(str(tiny_mllama_dir), device="cpu")
+        torch.manual_seed(0)
+        make_trainable(embedder, LoraSettings(dropout=0.0), gradient_checkpointing=checkpointing)
+        vision_layers = embedder.backbone.model.model.vision_model.transformer.layers
+        assert all(getattr(layer, "_mme5_checkpointed", False) == checkpointing for layer in vision_layers)
+        vectors = embedder.forward(items)
+        (vectors[0] @ vectors[1]).backward()
+        gradients.append({name: p.grad.clone() for name, p in trainable_parameters(embedder.backbone.model).items()
+                          if p.grad is not None and "vision_model" in name})
+    assert gradients[0] and gradients[0].keys() == gradients[1].keys()
+    for name in gradients[0]:
+        torch.testing.assert_close(gradients[0][name], gradients[1][name], rtol=1e-5, atol=1e-6)
