@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `python -m indexer` sets it: decode threads share the cores
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
