@@ -16,7 +16,8 @@ from .vectors import INDEX_FILE, VectorIndex, choose_index_type, lists_for
 
 RECALL_K = 10
 RECALL_QUERIES = 200
-TRAINING_POINTS_PER_LIST = 64  # k-means sample per IVF list
+TRAINING_POINTS_PER_LIST = 64  # k-means sample per IVF list ...
+MAX_TRAINING_POINTS = 100_000  # ... but at most this many (1.6 GB of float32 at mmE5's 4096 dims)
 
 
 @dataclass
@@ -72,7 +73,9 @@ def rebuild(catalog: Catalog, dim: int, index_type: str | None) -> VectorIndex:
     else:
         ids = catalog.ok_ids()
         rng = np.random.default_rng(0)
-        sample = rng.choice(ids, size=min(len(ids), lists_for(count) * TRAINING_POINTS_PER_LIST), replace=False)
+        nlist = lists_for(count)
+        wanted = max(39 * nlist, min(TRAINING_POINTS_PER_LIST * nlist, MAX_TRAINING_POINTS))  # faiss needs 39/list
+        sample = rng.choice(ids, size=min(len(ids), wanted), replace=False)
         _, training = catalog.vectors_for_ids(np.sort(sample))
         print(f"indexer: training a {kind} index on {len(training)} of {count} vectors", file=sys.stderr)
         index = VectorIndex.trained(kind, dim, training, count)
