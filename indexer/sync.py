@@ -46,9 +46,16 @@ def load_index(catalog: Catalog, index_dir: Path, meta: dict, index_type: str | 
         report.rebuilt = str(error)
         request = index_type or meta.get("index_type_request")
         return rebuild(catalog, int(meta["dim"]), request), report
-    if meta.get("index_generation") != meta.get("generation") or index.ntotal != catalog.count():
+    if meta.get("index_generation") != meta.get("generation") or id_summary(index) != catalog.ok_id_summary():
         report.added, report.removed = reconcile(catalog, index)
     return index, report
+
+
+def id_summary(index: VectorIndex) -> tuple[int, int, int, int]:
+    ids = index.ids()
+    if not len(ids):
+        return (0, 0, 0, 0)
+    return (len(ids), int(ids.sum()), int(ids.min()), int(ids.max()))
 
 
 def reconcile(catalog: Catalog, index: VectorIndex) -> tuple[int, int]:
