@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `python -m indexer` sets it: decode threads share the cores
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
@@ -87,7 +88,7 @@ def make_corpus(folder: Path, count: int, width: int, height: int) -> list[Path]
     return paths
 
 
-def load_model(args):
+def load_model(args, temp: Path):
     from mme5 import load_embedder
 
     if args.full_size_mme5:
@@ -98,8 +99,7 @@ def load_model(args):
         return load_embedder(args.model, device=args.device)
     from mme5.tiny import build_tiny
 
-    folder = Path(tempfile.mkdtemp(prefix="bench-model-"))
-    return load_embedder(str(build_tiny(folder / args.backbone, backbone=args.backbone)), device=args.device or "cpu")
+    return load_embedder(str(build_tiny(temp / f"tiny-{args.backbone}", backbone=args.backbone)), device=args.device or "cpu")
 
 
 def decode_rate(paths, draft: int, workers: int) -> float:
@@ -159,7 +159,7 @@ def main(argv=None) -> int:
         corpus = args.corpus or temp / "corpus"
         paths = make_corpus(corpus, args.images, width, height)
         started = time.perf_counter()
-        embedder = load_model(args)
+        embedder = load_model(args, temp)
         load_seconds = time.perf_counter() - started
         draft = embedder.backbone.image_draft_size
         decode = decode_rate(paths, draft, workers)  # also warms the page cache for everything after

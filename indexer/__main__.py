@@ -14,8 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+
+# Decoding threads share the cores with torch; spinning OpenMP workers would steal them
+# (measured on 2 cores: 0.2 -> 0.85 pipeline efficiency). Must be set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .files import printable
 from .store import DEFAULT_INDEX_DIR

@@ -33,12 +33,12 @@ from .catalog import (
     decode_relpath,
     utcnow,
 )
-from .errors import BadRootError, IndexMismatchError
+from .errors import BadRootError, IndexMismatchError, mismatch_message
 from .files import FileEntry, FolderProblem, is_within, printable, root_key, scan_root
 from .lock import WriteLock
 from .reader import ReadResult, read_file
 from .sync import load_index, measure_recall, needs_retraining, rebuild, recall_is_stale
-from .vectors import INDEX_FILE, VectorIndex, choose_index_type
+from .vectors import INDEX_FILE, choose_index_type
 
 MAX_ERRORS_KEPT = 1000  # in the stored last-build summary; the catalog keeps every error row
 
@@ -463,13 +463,3 @@ class _Pending:
     @property
     def empty(self) -> bool:
         return not (self.rows or self.updates or self.delete_ids or self.embed_hashes)
-
-
-def mismatch_message(index_dir: Path, meta: dict, embedder) -> str:
-    built = meta.get("model_id") + (f" + adapter {meta['adapter']}" if meta.get("adapter") else "")
-    asked = embedder.model_id + (f" + adapter {embedder.adapter}" if embedder.adapter else "")
-    return (
-        f"{index_dir}: this index was built with {built} (vector space {meta.get('fingerprint')!r}), "
-        f"but the model given is {asked} ({embedder.fingerprint!r}); vectors from different models cannot be mixed. "
-        f"Use the index's own model (omit --model), or build a new index with --index NEW_DIR."
-    )

@@ -163,6 +163,13 @@ class Catalog:
             ids = s.scalars(select(Image.id).where(Image.status == STATUS_OK).order_by(Image.id)).all()
         return np.asarray(ids, dtype=np.int64)
 
+    def ok_id_summary(self, session: Session | None = None) -> tuple[int, int, int, int]:
+        """(count, sum, min, max) of searchable ids: a cheap fingerprint of the id set."""
+        with _maybe(session, self) as s:
+            row = s.execute(select(func.count(), func.coalesce(func.sum(Image.id), 0), func.coalesce(func.min(Image.id), 0),
+                                   func.coalesce(func.max(Image.id), 0)).where(Image.status == STATUS_OK)).one()
+        return tuple(int(value) for value in row)
+
     def count(self, status: str = STATUS_OK, session: Session | None = None) -> int:
         with _maybe(session, self) as s:
             return int(s.scalar(select(func.count()).select_from(Image).where(Image.status == status)))

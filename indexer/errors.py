@@ -24,3 +24,14 @@ class IndexLockedError(IndexerError):
 
 class BadRootError(IndexerError, ValueError):
     """A --dir that does not exist, is not a folder, or overlaps the index or another root."""
+
+
+def mismatch_message(index_dir, meta: dict, embedder) -> str:
+    """Why an embedder cannot be used with an index, and what to do instead."""
+    built = meta.get("model_id") + (f" + adapter {meta['adapter']}" if meta.get("adapter") else "")
+    asked = embedder.model_id + (f" + adapter {embedder.adapter}" if embedder.adapter else "")
+    return (
+        f"{index_dir}: this index was built with {built} (vector space {meta.get('fingerprint')!r}), "
+        f"but the model given is {asked} ({embedder.fingerprint!r}); vectors from different models cannot be mixed. "
+        f"Use the index's own model (omit --model), or build a new index with --index NEW_DIR."
+    )

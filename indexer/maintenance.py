@@ -12,7 +12,7 @@ from .catalog import CATALOG_FILE, STATUS_OK, Catalog, Image, Root, Vector
 from .errors import BadRootError, IndexNotFoundError
 from .files import root_key
 from .lock import WriteLock
-from .sync import measure_recall, rebuild
+from .sync import load_index, measure_recall, rebuild
 from .vectors import INDEX_FILE, VectorIndex
 
 VECTOR_SAMPLE = 200
@@ -152,8 +152,6 @@ def remove_root(index_dir: Path | str, root: Path | str) -> int:
                 generation = int(meta.get("generation", 0)) + 1
                 Catalog.set_meta(session, generation=generation)
                 session.commit()
-            from .sync import load_index
-
             meta = catalog.get_meta()
             index, _ = load_index(catalog, index_dir, meta)
             index.remove(np.asarray(ids, dtype=np.int64))

@@ -87,11 +87,12 @@ def read_file(entry: FileEntry, draft_size: int, known_hashes) -> ReadResult:
 
 
 def hash_file(path: str) -> str:
-    digest = hashlib.blake2b(digest_size=16)
+    """First 128 bits of SHA-256 (hardware-accelerated on current CPUs: about twice BLAKE2b's speed)."""
+    digest = hashlib.sha256()
     with open(path, "rb") as file:
         while chunk := file.read(HASH_CHUNK):
             digest.update(chunk)
-    return digest.hexdigest()
+    return digest.hexdigest()[:32]
 
 
 def _read_metadata(path: str, result: ReadResult) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from .catalog import CATALOG_FILE, STATUS_ERROR, Catalog, Image, Root, Vector, decode_relpath
-from .errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
+from .errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError, mismatch_message
 from .sync import load_index
 from .vectors import INDEX_FILE
 
@@ -109,8 +109,6 @@ class IndexStore:
     def check_embedder(self, embedder) -> None:
         """Refuse an embedder whose vectors live in another space than this index's."""
         if embedder.fingerprint != self.fingerprint:
-            from .build import mismatch_message
-
             raise IndexMismatchError(mismatch_message(self.index_dir, self.meta, embedder))
 
     # -- search and lookup --------------------------------------------------------------

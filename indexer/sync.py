@@ -16,7 +16,8 @@ from .vectors import INDEX_FILE, VectorIndex, choose_index_type, lists_for
 
 RECALL_K = 10
 RECALL_QUERIES = 200
-TRAINING_POINTS_PER_LIST = 64  # k-means sample per IVF list
+TRAINING_POINTS_PER_LIST = 64  # k-means sample per IVF list ...
+MAX_TRAINING_POINTS = 100_000  # ... but at most this many (1.6 GB of float32 at mmE5's 4096 dims)
 
 
 @dataclass
@@ -45,9 +46,16 @@ def load_index(catalog: Catalog, index_dir: Path, meta: dict, index_type: str | 
         report.rebuilt = str(error)
         request = index_type or meta.get("index_type_request")
         return rebuild(catalog, int(meta["dim"]), request), report
-    if meta.get("index_generation") != meta.get("generation") or index.ntotal != catalog.count():
+    if meta.get("index_generation") != meta.get("generation") or id_summary(index) != catalog.ok_id_summary():
         report.added, report.removed = reconcile(catalog, index)
     return index, report
+
+
+def id_summary(index: VectorIndex) -> tuple[int, int, int, int]:
+    ids = index.ids()
+    if not len(ids):
+        return (0, 0, 0, 0)
+    return (len(ids), int(ids.sum()), int(ids.min()), int(ids.max()))
 
 
 def reconcile(catalog: Catalog, index: VectorIndex) -> tuple[int, int]:
@@ -72,7 +80,9 @@ def rebuild(catalog: Catalog, dim: int, index_type: str | None) -> VectorIndex:
     else:
         ids = catalog.ok_ids()
         rng = np.random.default_rng(0)
-        sample = rng.choice(ids, size=min(len(ids), lists_for(count) * TRAINING_POINTS_PER_LIST), replace=False)
+        nlist = lists_for(count)
+        wanted = max(39 * nlist, min(TRAINING_POINTS_PER_LIST * nlist, MAX_TRAINING_POINTS))  # faiss needs 39/list
+        sample = rng.choice(ids, size=min(len(ids), wanted), replace=False)
         _, training = catalog.vectors_for_ids(np.sort(sample))
         print(f"indexer: training a {kind} index on {len(training)} of {count} vectors", file=sys.stderr)
         index = VectorIndex.trained(kind, dim, training, count)

@@ -1,7 +1,6 @@
 """Fixtures for indexer tests: realistic photo files (good and bad) and a CLI runner."""
 from __future__ import annotations
 
-import io
 import os
 import struct
 import subprocess

@@ -38,16 +38,20 @@ def start_build(photos_dir, index_dir, model_dir) -> subprocess.Popen:
     )
 
 
-def kill_when(process: subprocess.Popen, ready, timeout=240) -> bool:
-    """SIGKILL the build as soon as ``ready()`` holds; False if it finished first."""
+def kill_when(process: subprocess.Popen, ready, rows, timeout=240) -> bool:
+    """SIGKILL the build as soon as ``ready()`` holds; False if it finished first.
+
+    Rows committed before the kill must all still be there after it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             return False
         if ready():
+            committed = rows()
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
             assert process.returncode == -signal.SIGKILL
+            assert rows() >= committed
             return True
         time.sleep(0.005)
     process.kill()
@@ -71,10 +75,11 @@ def test_kill_9_at_several_points_then_resume(make_photos, tmp_path, tiny_mllama
     ]
     killed = []
     for label, ready in kill_points:
-        rows_before = catalog_rows(index_dir)
-        if kill_when(start_build(photos.folder, index_dir, tiny_mllama_dir), ready):
+        if kill_when(start_build(photos.folder, index_dir, tiny_mllama_dir), ready, lambda: catalog_rows(index_dir)):
             killed.append(label)
-            assert catalog_rows(index_dir) >= max(rows_before, -1)  # committed progress is never lost
+            with IndexStore.open(index_dir) as store:  # loadable and consistent right after the kill
+                assert store.count == len(store.catalog.ok_ids()) > 0
+                assert sorted(store.index.ids().tolist()) == store.catalog.ok_ids().tolist()
             if label == "mid-build":
                 # a file deleted and one renamed while the index is half-built: the resume must cope
                 (photos.folder / "2" / "059.jpg").unlink()

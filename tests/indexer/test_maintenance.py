@@ -106,3 +106,25 @@ def test_remove_forgets_a_root(corpus, tmp_path, tiny_mllama):
     assert verify(index_dir).clean
     with pytest.raises(BadRootError, match="not a folder of this index"):
         remove_root(index_dir, corpus.folder / "1")
+
+
+def test_a_stale_ivf_file_is_reconciled_without_retraining(corpus, tmp_path, tiny_mllama):
+    """What a crash between the last commit and the FAISS write leaves: an older index file."""
+    import shutil
+
+    index_dir = tmp_path / "index"
+    build_index([corpus.folder / "0", corpus.folder / "1"], index_dir, tiny_mllama, show_progress=False,
+                index_type="ivf")
+    shutil.copy(index_dir / "vectors.faiss", tmp_path / "old.faiss")
+    build_index([corpus.folder / "2"], index_dir, tiny_mllama, show_progress=False)
+    remove_root(index_dir, corpus.folder / "0")
+    shutil.copy(tmp_path / "old.faiss", index_dir / "vectors.faiss")  # 80 entries, 40 of them gone, 40 missing
+    assert "40 searchable image(s) missing from the vector index" in verify(index_dir).problems
+    with IndexStore.open(index_dir) as store:
+        assert (store.sync_report.added, store.sync_report.removed, store.sync_report.rebuilt) == (40, 40, None)
+        assert store.index_type == "ivf" and store.count == 80
+        assert sorted(store.index.ids().tolist()) == store.catalog.ok_ids().tolist()
+        assert store.info()["in_sync"] is False
+    summary = build_index([], index_dir, tiny_mllama, show_progress=False)  # resumes: writes the reconciled file
+    assert summary.embedded == 0 and summary.images == 80
+    assert verify(index_dir).clean
