@@ -166,6 +166,8 @@ class _Build:
                   f"{', rebuilt: ' + report.rebuilt if report.rebuilt else ''})", file=sys.stderr)
         self.generation = int(self.meta.get("generation", 0))
         self.pending = _Pending()
+        self.in_flight: tuple[_Pending, object] | None = None  # a batch the model is embedding now
+        self.failed_hashes: dict[str, str] = {}  # content the model rejected in this run -> reason
         self.known: set[str] = set()
 
     # -- setup --------------------------------------------------------------------------
@@ -280,6 +282,7 @@ class _Build:
                 if self.pending.full(self.batch_size):
                     self._flush()
         self._flush()
+        self._commit_in_flight()
         progress.close()
 
     def _handle(self, result: ReadResult, root_id: int, old: "_Row | None") -> None:
@@ -330,11 +333,37 @@ class _Build:
             pending.embed_hashes[digest] = result.image
 
     def _flush(self) -> None:
-        """Embed the pending batch and commit everything decided so far in one transaction."""
+        """Hand the pending batch to the model in the background, then commit the batch before it.
+
+        One batch is always in flight: while the model embeds it, the reader threads decode
+        the next one (on a GPU, mme5 also preprocesses it meanwhile). Batches still commit
+        one at a time and in order, each in one transaction, so a kill loses at most the
+        batches not yet committed.
+        """
         pending = self.pending
         if pending.empty:
             return
-        vectors = self._embed(pending) if pending.embed_hashes else None
+        self.pending = _Pending()
+        future = None
+        if pending.embed_hashes:
+            future = self.embedder.submit("encode_images", list(pending.embed_hashes.values()),
+                                          batch_size=self.batch_size)
+            self.known.update(pending.embed_hashes)  # later copies of this content reuse its vector
+        self._commit_in_flight()
+        self.in_flight = (pending, future)
+
+    def _commit_in_flight(self) -> None:
+        if self.in_flight is None:
+            return
+        pending, future = self.in_flight
+        self.in_flight = None
+        vectors = self._embed(pending, future) if future is not None else None
+        for digest in [digest for digest in pending.waiting if digest in self.failed_hashes]:
+            self._fail_rows(pending, digest, self.failed_hashes[digest])  # copies of content rejected earlier
+        self._commit(pending, vectors)
+
+    def _commit(self, pending: "_Pending", vectors: np.ndarray | None) -> None:
+        """Write one batch's decisions and vectors in one transaction, then update the FAISS index."""
         images = Image.__table__
         with self.catalog.engine.begin() as connection:  # one transaction: all of it or none of it
             if vectors is not None and len(vectors):
@@ -359,18 +388,15 @@ class _Build:
                 new_ids = [image_id for image_id, status in inserted if status == STATUS_OK]
             self.generation += 1
             Catalog.set_meta(connection, generation=self.generation)
-        self.known.update(pending.embed_hashes)
         self.index.remove(pending.delete_ids)
         if new_ids:
             found, stored = self.catalog.vectors_for_ids(new_ids)
             self.index.add(found, stored)
-        self.pending = _Pending()
 
-    def _embed(self, pending: "_Pending") -> np.ndarray:
-        """Vectors for the pending images; one the model cannot take becomes an error row, not a crash."""
-        images = list(pending.embed_hashes.values())
+    def _embed(self, pending: "_Pending", future) -> np.ndarray:
+        """Vectors for the batch's images; one the model cannot take becomes an error row, not a crash."""
         try:
-            vectors = self.embedder.encode_images(images, batch_size=self.batch_size)
+            vectors = future.result()
         except Exception:  # noqa: BLE001 - isolate the bad image(s) one by one below
             vectors, failed = [], []
             for digest, image in list(pending.embed_hashes.items()):
@@ -381,14 +407,18 @@ class _Build:
                     failed.append((digest, f"the model could not embed this image ({type(error).__name__}: {error})"))
             vectors = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), self.embedder.dim)
             for digest, reason in failed:
-                for path, was_update in pending.fail(digest, reason):
-                    self.summary.errors.append(FileError(path, reason))
-                    if was_update:
-                        self.summary.updated -= 1
-                    else:
-                        self.summary.added -= 1
+                self.failed_hashes[digest] = reason
+                self._fail_rows(pending, digest, reason)
         self.summary.embedded += len(vectors)
         return vectors
+
+    def _fail_rows(self, pending: "_Pending", digest: str, reason: str) -> None:
+        for path, was_update in pending.fail(digest, reason):
+            self.summary.errors.append(FileError(path, reason))
+            if was_update:
+                self.summary.updated -= 1
+            else:
+                self.summary.added -= 1
 
     def _finish(self, missing: list["_Row"]) -> None:
         """Drop files that are gone, collect unused vectors, retrain if needed, save atomically."""

@@ -283,3 +283,25 @@ def test_permission_errors_are_retried_even_if_the_file_is_unchanged(photos, tmp
     monkeypatch.setattr(reader, "hash_file", original)  # e.g. `chmod +r`: mtime and size stay the same
     summary = build(photos.folder, tmp_path / "index", tiny_mllama)
     assert summary.updated == 1 and summary.errors == [] and summary.images == 1
+
+
+def test_a_copy_of_a_rejected_image_in_a_later_batch_is_an_error_too(photos, tmp_path, tiny_mllama, monkeypatch):
+    """The model embeds one batch while the next is read; a copy of content it then rejects,
+    already counted as "embedded elsewhere", must not become a row without a vector."""
+    import shutil
+
+    photos.jpeg("a.jpg", 96, 48)
+    photos.jpeg("b.jpg", 64, 48)
+    shutil.copy(photos.folder / "a.jpg", photos.folder / "z-copy-of-a.jpg")  # scanned after a.jpg
+    original = tiny_mllama.encode_images
+
+    def picky(images, batch_size=8, **kwargs):
+        if any(image.width == 96 for image in images):
+            raise RuntimeError("shape mismatch in vision tower")
+        return original(images, batch_size=batch_size, **kwargs)
+
+    monkeypatch.setattr(tiny_mllama, "encode_images", picky)
+    summary = build_index([photos.folder], tmp_path / "index", tiny_mllama, batch_size=1, show_progress=False)
+    assert set(error_map(summary)) == {str(photos.folder / "a.jpg"), str(photos.folder / "z-copy-of-a.jpg")}
+    assert summary.added == 1 and summary.images == 1
+    assert verify(tmp_path / "index").clean
