@@ -70,60 +70,6 @@ def iter_jsonl(path: Path) -> Iterator[dict]:
                 raise RunFolderError(f"{path}:{number}: corrupt line ({error.msg}); fix or delete that line") from None
 
 
-class RunFolderError(ValueError):
-    """The output folder cannot be used as asked; the message says why and what to do."""
-
-
-def _repair_tail(path: Path) -> int:
-    """Cut a partial last line (a kill mid-write); returns the bytes removed."""
-    if not path.exists():
-        return 0
-    size = path.stat().st_size
-    if size == 0:
-        return 0
-    with open(path, "rb+") as handle:
-        handle.seek(-1, os.SEEK_END)
-        if handle.read(1) == b"\n":
-            return 0
-        block = 1 << 16
-        position = size
-        while position > 0:
-            start = max(0, position - block)
-            handle.seek(start)
-            chunk = handle.read(position - start)
-            newline = chunk.rfind(b"\n")
-            if newline >= 0:
-                keep = start + newline + 1
-                break
-            position = start
-        else:
-            keep = 0
-        handle.truncate(keep)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return size - keep
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """Every complete line; a corrupt line in the middle is an error naming the line."""
-    rows = []
-    if not path.exists():
-        return rows
-    with open(path, "rb") as handle:
-        data = handle.read()
-    lines = data.split(b"\n")
-    if lines and lines[-1] != b"":
-        lines = lines[:-1]  # partial last line: ignored by readers, removed by writers
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as error:
-            raise RunFolderError(f"{path}:{number}: corrupt line ({error.msg}); fix or delete that line") from None
-    return rows
-
-
 class RunFolder:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
