@@ -169,8 +169,8 @@ class IndexStore:
     def search(self, vectors: np.ndarray, k: int, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by inner product: (scores (n, k) float32, ids (n, k) int64), id -1 = no hit.
 
-        ``among`` (ids, e.g. from ``ids_matching``) restricts the hits to those ids; their scores
-        and order are the ones the unrestricted search gives them.
+        ``among`` (ids, e.g. from ``ids_matching``) restricts the hits to those ids, ranked as the
+        unrestricted search ranks them (scores agree to float rounding, ~1e-7).
         """
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim == 1:
