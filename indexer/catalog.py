@@ -24,6 +24,7 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    or_,
     select,
     text,
 )
@@ -69,6 +70,7 @@ class Image(Base):
         UniqueConstraint("root_id", "relpath"),
         Index("ix_images_content_hash", "content_hash"),
         Index("ix_images_status", "status"),
+        Index("ix_images_status_taken_at", "status", "taken_at"),  # date filters; added later, see _ensure_indexes
         {"sqlite_autoincrement": True},
     )
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -121,6 +123,7 @@ class Catalog:
                 connection.execute(text("PRAGMA journal_mode=WAL"))
                 if create:
                     Base.metadata.create_all(connection)
+                    _ensure_indexes(connection)
                     connection.commit()
                 names = set(self.engine.dialect.get_table_names(connection))
         except DatabaseError as error:
@@ -208,6 +211,32 @@ class Catalog:
                 last = rows[-1][0]
                 yield np.asarray([r[0] for r in rows], dtype=np.int64), _blobs_to_array([r[1] for r in rows])
 
+    def ids_matching(self, places: list[tuple[int, bytes | None]] | None, date_from: datetime | None = None,
+                     date_to: datetime | None = None, limit: int | None = None,
+                     session: Session | None = None) -> np.ndarray:
+        """Sorted ok ids in any of ``places`` (None: anywhere) taken within [date_from, date_to].
+
+        A place is (root id, relpath prefix, or None for the whole root); each is one range scan
+        of the (root_id, relpath) index. Undated images never satisfy a date bound. ``limit``
+        stops after that many ids (which ones is unspecified): enough to tell a small set.
+        """
+        conditions = [Image.status == STATUS_OK]
+        if date_from is not None:
+            conditions.append(Image.taken_at >= date_from)
+        if date_to is not None:
+            conditions.append(Image.taken_at <= date_to)
+        queries = [select(Image.id).where(*conditions)] if places is None else [
+            select(Image.id).where(Image.root_id == root_id, *conditions, *_under(prefix)) for root_id, prefix in places]
+        found: list[int] = []
+        with _maybe(session, self) as s:
+            for query in queries:
+                if limit is not None:
+                    if len(found) >= limit:
+                        break
+                    query = query.limit(limit - len(found))
+                found.extend(s.scalars(query))
+        return np.unique(np.asarray(found, dtype=np.int64))
+
     @staticmethod
     def delete_orphan_vectors(session: Session) -> int:
         """Vectors no image refers to any more (their files were all deleted or changed)."""
@@ -234,6 +263,29 @@ def _schema_problem(engine, names: set[str]) -> str | None:
     if row is not None and json.loads(row) > SCHEMA_VERSION:
         return f"catalog schema version {row} is newer than this indexer understands ({SCHEMA_VERSION}); upgrade"
     return None
+
+
+def _under(prefix: bytes | None) -> list:
+    """SQL conditions for "relpath is ``prefix`` or lies below it" (whole names: "a" is not "ab/x").
+
+    The byte range [prefix, prefix + "0") ("0" follows "/") lets SQLite seek the index; the
+    second condition then drops siblings like "a-b" and "a.jpg" that sort inside that range.
+    """
+    if prefix is None:
+        return []
+    return [Image.relpath >= prefix, Image.relpath < prefix + b"0",
+            or_(Image.relpath == prefix, func.substr(Image.relpath, len(prefix) + 1, 1) == b"/")]
+
+
+def _ensure_indexes(connection) -> None:
+    """Create indexes a newer version declares on a catalog made by an older one.
+
+    An index changes no data: older indexers keep reading and writing such a catalog, and
+    this version reads one without it (only slower), so the schema version stays the same.
+    """
+    for table in Base.metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(connection, checkfirst=True)
 
 
 def _blobs_to_array(blobs: list[bytes]) -> np.ndarray:

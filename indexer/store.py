@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import os
+import posixpath
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,7 @@ class IndexStore:
     def __init__(self, index_dir: Path, catalog: Catalog, meta: dict, index, sync_report):
         self.index_dir, self.catalog, self.meta, self.index = index_dir, catalog, meta, index
         self.sync_report = sync_report  # non-empty when the index file lagged the catalog (interrupted build)
+        self._sorted_ids: np.ndarray | None = None  # the index never changes while open: listed once
 
     @classmethod
     def open(cls, index_dir: Path | str) -> "IndexStore":
@@ -112,8 +114,64 @@ class IndexStore:
             raise IndexMismatchError(mismatch_message(self.index_dir, self.meta, embedder))
 
     # -- search and lookup --------------------------------------------------------------
-    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k by inner product: (scores (n, k) float32, ids (n, k) int64), id -1 = no hit."""
+    def ids(self) -> np.ndarray:
+        """Every searchable image id (the ids ``search`` can return), ascending, int64."""
+        return self._searchable_sorted().copy()
+
+    def ids_matching(self, folder: str | None = None, date_from: datetime | date | None = None,
+                     date_to: datetime | date | None = None) -> np.ndarray:
+        """Searchable ids (ascending, int64) of photos inside ``folder`` taken from ``date_from`` to ``date_to``.
+
+        ``folder`` is absolute or relative to any indexed root and matches whole names ("2023"
+        holds "2023/a.jpg", not "20231/a.jpg"); one that climbs out with ".." is a ValueError.
+        Both dates are inclusive (a bare date means the whole day); once either is given,
+        undated photos are left out. Answered by index range scans in SQLite, so a filter
+        matching a handful of photos costs about the same on any library size.
+        """
+        return self._matching(folder, date_from, date_to, limit=None)
+
+    def count_matching(self, folder: str | None = None, date_from: datetime | date | None = None,
+                       date_to: datetime | date | None = None, up_to: int | None = None) -> int:
+        """``len(ids_matching(...))``, but counting stops at ``up_to``: a cheap test for "few photos match"."""
+        return len(self._matching(folder, date_from, date_to, limit=up_to))
+
+    def _matching(self, folder, date_from, date_to, limit: int | None) -> np.ndarray:
+        folder = normalise_folder(folder)
+        start, end = _day_bound(date_from, end_of_day=False), _day_bound(date_to, end_of_day=True)
+        places = None if folder is None else self._folder_places(folder)
+        if places == []:
+            return np.empty(0, np.int64)
+        matching = self.catalog.ids_matching(places, start, end, limit=limit)
+        searchable = self._searchable_sorted()  # the catalog may have moved on since open (a build running)
+        if not len(searchable):
+            return matching[:0]
+        found = searchable[np.minimum(np.searchsorted(searchable, matching), len(searchable) - 1)]
+        return matching[found == matching]
+
+    def _searchable_sorted(self) -> np.ndarray:
+        if self._sorted_ids is None:
+            self._sorted_ids = np.sort(self.index.ids())
+        return self._sorted_ids
+
+    def _folder_places(self, folder: str) -> list[tuple[int, bytes | None]]:
+        """(root id, relpath prefix or None = the whole root) for each root ``folder`` reaches."""
+        if not folder.startswith("/"):
+            return [(root.id, os.fsencode(folder)) for root in self.catalog.roots()]
+        places = []
+        for root in self.catalog.roots():
+            inside_root = os.path.join(root.path, "")  # a photo's path is os.path.join(root, relpath)
+            if inside_root.startswith(folder + "/"):
+                places.append((root.id, None))
+            elif folder.startswith(inside_root):
+                places.append((root.id, os.fsencode(folder[len(inside_root):])))
+        return places
+
+    def search(self, vectors: np.ndarray, k: int, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k by inner product: (scores (n, k) float32, ids (n, k) int64), id -1 = no hit.
+
+        ``among`` (ids, e.g. from ``ids_matching``) restricts the hits to those ids, ranked as the
+        unrestricted search ranks them (scores agree to float rounding, ~1e-7).
+        """
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim == 1:
             vectors = vectors[None, :]
@@ -121,7 +179,9 @@ class IndexStore:
             raise ValueError(f"query vectors must have shape (n, {self.dim}), got {vectors.shape}")
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        return self.index.search(vectors, int(k))
+        if among is None:
+            return self.index.search(vectors, int(k))
+        return self.index.search_among(vectors, int(k), among)
 
     def records(self, ids) -> list[ImageRecord | None]:
         """Records in the order of ``ids``; None for -1 or an id no longer in the catalog."""
@@ -198,6 +258,33 @@ def to_record(image: Image, root: str) -> ImageRecord:
         mtime=image.mtime_ns / 1e9, content_hash=image.content_hash, width=image.width, height=image.height,
         taken_at=image.taken_at, camera=image.camera, status=image.status, error=image.error,
     )
+
+
+def normalise_folder(folder) -> str | None:
+    """"./2023/beach/" and "2023\\beach" both become "2023/beach"; "." or "" means no folder.
+
+    ValueError for a folder that climbs out of the indexed folders with "..".
+    """
+    if folder is None:
+        return None
+    text = str(folder).strip().replace("\\", "/")
+    if not text:
+        return None
+    text = posixpath.normpath(text)
+    if text == ".":
+        return None
+    if text.startswith("../") or text == "..":
+        raise ValueError(f"folder {folder!r} points outside the indexed folders: give a folder inside one of them")
+    return text
+
+
+def _day_bound(value: datetime | date | None, end_of_day: bool) -> datetime | None:
+    """A naive datetime to compare capture times with (wall-clock times, no zones); a date is its whole day."""
+    if value is None or isinstance(value, datetime):
+        return value.replace(tzinfo=None) if value is not None and value.tzinfo else value
+    if isinstance(value, date):
+        return datetime.combine(value, time.max if end_of_day else time.min)
+    raise TypeError(f"expected a datetime or date, got {value!r}")
 
 
 def _size(path: Path) -> int:

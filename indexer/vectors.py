@@ -131,11 +131,26 @@ class VectorIndex:
         """(scores, ids), both (n, k); missing hits have id -1 and score -inf."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if self.ntotal == 0:
-            return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
-        scores, ids = self._searcher().search(queries, k)
-        scores = scores.astype(np.float32)
-        scores[ids < 0] = -np.inf
-        return scores, ids.astype(np.int64)
+            return _no_hits(len(queries), k)
+        return _hits(*self._searcher().search(queries, k))
+
+    def search_among(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Like ``search``, but only ``ids`` can be hits (a FAISS IDSelector skips the rest).
+
+        The scan and the scores are those of ``search`` (same vectors, same IVF lists probed),
+        so the hits equal the unrestricted ranking with other ids removed. It runs on the CPU
+        index: FAISS GPU indexes take no selector.
+        """
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if self.ntotal == 0 or not len(ids):
+            return _no_hits(len(queries), k)
+        selector = faiss.IDSelectorBatch(ids)  # kept referenced until the search returns
+        if self.kind == "flat":
+            params = faiss.SearchParameters(sel=selector)
+        else:
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=faiss.extract_index_ivf(self.index.index).nprobe)
+        return _hits(*self.index.search(queries, k, params=params))
 
     def _searcher(self) -> faiss.Index:
         """The GPU replica when faiss-gpu sees a GPU and the index is worth moving; else the index."""
@@ -158,3 +173,14 @@ class VectorIndex:
                 space.set_index_parameter(index, "nprobe", probes_for(self.nlist))
             except RuntimeError:
                 faiss.extract_index_ivf(index.index).nprobe = probes_for(self.nlist)
+
+
+def _hits(scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS output in this module's convention: missing hits score -inf."""
+    scores = scores.astype(np.float32)
+    scores[ids < 0] = -np.inf
+    return scores, ids.astype(np.int64)
+
+
+def _no_hits(queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.full((queries, k), -np.inf, np.float32), np.full((queries, k), -1, np.int64)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import posixpath
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -18,6 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
+from indexer.store import normalise_folder
+
 from .paths import PathGuard, PathNotAllowedError
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,10 @@ SORTS = ("score", "date", "date_asc")
 MAX_K = 200
 DATE_SORT_POOL = 200  # date sort orders the best matches, not the whole library
 RECORD_CACHE_LIMIT = 250_000  # catalog records kept in memory (~0.5 KB each) across queries
+# Folder/date filters matched by at most this many photos rank only those photos. Listing them
+# costs ~2.5 µs a match, filtering hits after the search costs ~1/(share of photos that match):
+# on 100k photos (2-core CPU) both took ~13 ms a page at 5,000 matches; for 3 matches, 11 ms vs 2.4 s cold.
+FEW_MATCHES = 5_000
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,7 @@ class SearchOptions:
         end = _parse_date(date_to, "date_to", end_of_day=True)
         if start and end and start > end:
             raise ValueError(f"date_from ({start.date()}) is after date_to ({end.date()}): swap them")
-        return cls(int(k), int(offset), _normalise_folder(folder), start, end, sort, bool(collapse_duplicates))
+        return cls(int(k), int(offset), normalise_folder(folder), start, end, sort, bool(collapse_duplicates))
 
 
 class SearchEngine:
@@ -212,18 +217,24 @@ class SearchEngine:
 
     # -- ranking ---------------------------------------------------------------------------------
     def rank(self, vector: np.ndarray, opts: SearchOptions) -> SearchPage:
-        """One page of the ranking for an already-encoded query vector (1, dim)."""
-        total = int(self.store.count)
+        """One page of the ranking for an already-encoded query vector (1, dim).
+
+        Hits are fetched in a window that grows until it yields enough results. When few
+        photos pass the filters the search is restricted to them up front, so the window
+        never wades through the rest of the library; otherwise filters drop hits as they come.
+        """
         if sort_by_score := opts.sort == "score":
             needed = opts.offset + opts.k + 1  # one extra tells whether a next page exists
         else:
             needed = DATE_SORT_POOL
-        filtered = bool(opts.folder or opts.date_from or opts.date_to)
-        window = min(total, max(self.min_window, 4 * needed if filtered else needed + needed // 4))
+        among = self._few_matching_ids(opts)
+        total = int(self.store.count) if among is None else len(among)
+        filtered_as_they_come = among is None and bool(opts.folder or opts.date_from or opts.date_to)
+        window = min(total, max(self.min_window, 4 * needed if filtered_as_they_come else needed + needed // 4))
         passing: dict[int, object] = {}  # id -> record, or None if filtered out; kept across rounds
         guard = self.guard.batch()
         while True:
-            kept, exhausted = self._candidates(vector, window, total, opts, passing, guard)
+            kept, exhausted = self._candidates(vector, window, total, opts, passing, guard, among)
             if len(kept) >= needed or exhausted:
                 break
             window = min(total, _next_window(window, len(kept), needed))
@@ -233,17 +244,27 @@ class SearchEngine:
         has_more = len(kept) > opts.offset + opts.k
         return SearchPage(results, opts.offset, opts.offset + len(results) if has_more else None)
 
+    def _few_matching_ids(self, opts: SearchOptions) -> np.ndarray | None:
+        """Ids of the photos passing the folder/date filters if there are at most FEW_MATCHES; else None."""
+        if not (opts.folder or opts.date_from or opts.date_to):
+            return None
+        where = {"folder": opts.folder, "date_from": opts.date_from, "date_to": opts.date_to}
+        if self.store.count_matching(**where, up_to=FEW_MATCHES + 1) > FEW_MATCHES:
+            return None
+        return self.store.ids_matching(**where)
+
     def _candidates(self, vector, window: int, total: int, opts: SearchOptions, passing: dict[int, object],
-                    guard) -> tuple[list[SearchResult], bool]:
+                    guard, among: np.ndarray | None) -> tuple[list[SearchResult], bool]:
         """Filtered, collapsed results from the best ``window`` hits, in a prefix-stable order.
 
-        Hits are ordered by (score desc, id asc). Unless the window covers the whole index,
+        ``among`` (ids, or None for the whole index) limits the hits; ``total`` is its size.
+        Hits are ordered by (score desc, id asc). Unless the window covers every candidate,
         the lowest-scoring tie group is dropped: its members beyond the window are unknown,
         and keeping part of it would let a later, larger window reorder an earlier page.
         """
         if window <= 0:
             return [], True
-        scores, ids = self.store.search(vector, window)
+        scores, ids = self.store.search(vector, window, among=among)
         scores, ids = scores[0], ids[0]
         valid = ids >= 0
         scores, ids = scores[valid], ids[valid]
@@ -274,7 +295,7 @@ class SearchEngine:
         return results, exhausted
 
     def _fetch_records(self, ids: list[int]) -> list:
-        """Catalog records, from memory where possible: a filter on a rare folder may need them all."""
+        """Catalog records, from memory where possible: further pages and repeated queries reuse them."""
         found = {i: self._records.get(i) for i in ids}  # a local view: other threads may clear the cache
         unknown = [i for i, record in found.items() if record is None]
         if unknown:
@@ -340,21 +361,6 @@ def _in_folder(record, folder: str) -> bool:
     """
     target = record.path if folder.startswith("/") else record.relpath
     return target == folder or target.startswith(folder + "/")
-
-
-def _normalise_folder(folder) -> str | None:
-    """"./2023/beach/" and "2023\\beach" both become "2023/beach"; "." or "" means no filter."""
-    if folder is None:
-        return None
-    text = str(folder).strip().replace("\\", "/")
-    if not text:
-        return None
-    text = posixpath.normpath(text)
-    if text == ".":
-        return None
-    if text.startswith("../") or text == "..":
-        raise ValueError(f"folder {folder!r} points outside the indexed folders: give a folder inside one of them")
-    return text
 
 
 def _naive(value: datetime | None) -> datetime | None:

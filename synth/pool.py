@@ -18,7 +18,7 @@ class PoolError(ValueError):
 class ImagePool:
     def __init__(self, store):
         self.store = store
-        self.ids = np.sort(np.asarray(_all_ids(store), dtype=np.int64))
+        self.ids = store.ids()  # ascending, so the fingerprint below is stable
         if len(self.ids) < 3:
             raise PoolError(f"the index holds {len(self.ids)} searchable image(s); synth needs at least 3 (query, "
                             "positive, hard negative; more than 30 for the default hard-negative window); "
@@ -82,9 +82,3 @@ class ImagePool:
 class _Neighbours(list):
     complete = False  # True when the search covered the whole pool
 
-
-def _all_ids(store) -> np.ndarray:
-    """Ids of every searchable image (``IndexStore.ids()`` once the indexer exposes it)."""
-    if callable(getattr(store, "ids", None)):
-        return store.ids()
-    return store.index.ids()

@@ -129,3 +129,136 @@ def test_a_catalog_from_another_version_is_refused_not_misread(built):
         connection.execute("ALTER TABLE images DROP COLUMN retry")
     with pytest.raises(IndexCorruptError, match=r"lacks columns \['retry'\]"):
         IndexStore.open(built)
+
+
+# -- id listings and filters ------------------------------------------------------------------------------
+@pytest.fixture
+def two_roots(photos, make_photos, tmp_path, tiny_mllama):
+    """Folders whose names share prefixes, capture dates at day edges, an undated file and a second root."""
+    taken = {"2023/a.jpg": "2023:07:14 10:00:00", "2023/deep/b.jpg": "2023:07:15 23:59:59",
+             "20231/c.jpg": "2023:07:15 00:00:00", "2023-x/d.jpg": "2023:07:16 08:00:00", "2023.jpg": None}
+    for name, when in taken.items():
+        photos.jpeg(name, exif=photos.exif(taken=when) if when else None)
+    photos.jpeg(b"caf\xe9/e.jpg")  # a folder name that is not UTF-8
+    other = make_photos("other")
+    other.jpeg("2023/f.jpg", exif=other.exif(taken="2024:01:01 00:00:00"))
+    other.raw("2023/bad.jpg", b"not a photo")
+    build_index([photos.folder, other.folder], tmp_path / "index", tiny_mllama, show_progress=False)
+    return tmp_path / "index"
+
+
+def names(store, ids) -> list[str]:
+    """Paths below the test's temp folder ("photos/2023/a.jpg", "other/2023/f.jpg"), sorted."""
+    base = store.roots[0].rsplit("/", 1)[0]
+    return sorted(record.path[len(base) + 1:] for record in store.records(ids))
+
+
+def test_ids_lists_every_searchable_image(two_roots, tiny_mllama):
+    with IndexStore.open(two_roots) as store:
+        ids = store.ids()
+        assert ids.dtype == np.int64 and (np.diff(ids) > 0).all() and len(ids) == store.count == 7
+        _, hits = store.search(tiny_mllama.encode_text_queries(["x"]), k=20)
+        assert ids.tolist() == sorted(hits[0][hits[0] >= 0].tolist())
+        assert "other/2023/bad.jpg" not in names(store, ids)  # a file that failed to index is not searchable
+        ids[:] = -1
+        assert (store.ids() >= 0).all()  # callers get a copy
+
+
+def test_ids_matching_a_folder_matches_whole_names_relative_or_absolute(two_roots, photos, tmp_path):
+    with IndexStore.open(two_roots) as store:
+        def under(folder):
+            found = store.ids_matching(folder=folder)
+            assert found.dtype == np.int64 and (np.diff(found) > 0).all()
+            return names(store, found)
+
+        assert under(None) == under(".") == names(store, store.ids())
+        assert under("2023") == ["other/2023/f.jpg", "photos/2023/a.jpg", "photos/2023/deep/b.jpg"]
+        for spelling in ["2023/deep", "./2023/deep/", "2023\\deep", " 2023//deep "]:
+            assert under(spelling) == ["photos/2023/deep/b.jpg"], spelling
+        assert under("20231") == ["photos/20231/c.jpg"] and under("2023-x") == ["photos/2023-x/d.jpg"]
+        assert under("caf\udce9") == ["photos/caf\udce9/e.jpg"]
+        assert under(str(photos.folder / "2023")) == ["photos/2023/a.jpg", "photos/2023/deep/b.jpg"]
+        assert under(str(photos.folder / "2023/deep/b.jpg")) == ["photos/2023/deep/b.jpg"]
+        assert len(under(str(photos.folder))) == 6 and len(under(str(tmp_path))) == 7  # a root, and above both
+        assert under(str(tmp_path / "photo")) == under("/elsewhere") == under("no/such/folder") == []
+        for outside in ["..", "../other", "2023/../../other"]:
+            with pytest.raises(ValueError, match="points outside the indexed folders"):
+                store.ids_matching(folder=outside)
+
+
+def test_ids_matching_dates_are_inclusive_and_leave_out_undated(two_roots):
+    from datetime import date, datetime, timezone
+
+    with IndexStore.open(two_roots) as store:
+        def taken(**dates):
+            return names(store, store.ids_matching(**dates))
+
+        assert taken(date_from=date(2023, 7, 15), date_to=date(2023, 7, 15)) == ["photos/2023/deep/b.jpg",
+                                                                                 "photos/20231/c.jpg"]
+        assert taken(date_from=datetime(2023, 7, 15, 0, 0, 1)) == ["other/2023/f.jpg", "photos/2023-x/d.jpg",
+                                                                   "photos/2023/deep/b.jpg"]
+        assert taken(date_to=date(2023, 7, 14)) == ["photos/2023/a.jpg"]
+        assert taken(date_to=datetime(2023, 7, 14, 10, tzinfo=timezone.utc)) == ["photos/2023/a.jpg"]  # wall clock
+        assert len(taken(date_from=date(1900, 1, 1))) == 5  # 2023.jpg and caf\xe9/e.jpg have no date
+        assert names(store, store.ids_matching(folder="2023", date_to=date(2023, 12, 31))) == [
+            "photos/2023/a.jpg", "photos/2023/deep/b.jpg"]
+        assert store.count_matching(folder="2023") == 3 and store.count_matching(folder="2023", up_to=2) == 2
+        with pytest.raises(TypeError, match="expected a datetime or date"):
+            store.ids_matching(date_from="2023-07-15")
+
+
+def test_filters_are_answered_by_index_range_scans(two_roots):
+    """No full scan of the images table: a rare folder or a narrow date range costs the same on any library."""
+    from datetime import date
+
+    from sqlalchemy import event
+
+    statements = []
+
+    def record(_connection, _cursor, statement, parameters, *_):
+        statements.append((statement, parameters))
+
+    with IndexStore.open(two_roots) as store:
+        event.listen(store.catalog.engine, "before_cursor_execute", record)
+        store.ids_matching(folder="2023")
+        store.ids_matching(folder=str(store.roots[0]) + "/2023/deep")
+        store.ids_matching(date_from=date(2023, 7, 15), date_to=date(2023, 7, 16))
+        event.remove(store.catalog.engine, "before_cursor_execute", record)
+        with store.catalog.engine.connect() as connection:
+            plans = [row[-1] for statement, parameters in statements if "FROM images" in statement
+                     for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+    assert len(plans) == 4, plans  # a relative folder is looked up in each of the two roots
+    assert all(plan.startswith("SEARCH images USING") for plan in plans), plans
+    assert all("relpath>? AND relpath<?" in plan for plan in plans[:3]), plans  # seeks, not "status=?" alone
+    assert "taken_at>? AND taken_at<?" in plans[3], plans
+
+
+def test_search_among_ids_ranks_only_them_as_the_full_search_does(two_roots, tiny_mllama):
+    with IndexStore.open(two_roots) as store:
+        query = tiny_mllama.encode_text_queries(["a beach at dusk"])
+        scores, ids = store.search(query, k=20)
+        among = store.ids_matching(folder="2023")
+        wanted = np.isin(ids[0], among)
+        got_scores, got_ids = store.search(query, k=5, among=among)
+        assert got_ids[0, :3].tolist() == ids[0][wanted].tolist() and (got_ids[0, 3:] == -1).all()
+        np.testing.assert_allclose(got_scores[0, :3], scores[0][wanted], rtol=1e-5)
+        assert np.isneginf(got_scores[0, 3:]).all()
+        assert (store.search(query, k=3, among=np.empty(0, np.int64))[1] == -1).all()
+
+
+def test_a_catalog_without_the_date_index_is_still_read_and_gets_it_on_the_next_build(two_roots, photos, tiny_mllama):
+    """Catalogs written before the capture-date index existed: readable as they are, upgraded by a writer."""
+    import sqlite3
+    from datetime import date
+
+    with IndexStore.open(two_roots) as store:
+        expected = store.ids_matching(date_from=date(2023, 7, 15))
+    with sqlite3.connect(two_roots / "catalog.sqlite") as connection:
+        connection.execute("DROP INDEX ix_images_status_taken_at")
+    with IndexStore.open(two_roots) as store:
+        assert store.ids_matching(date_from=date(2023, 7, 15)).tolist() == expected.tolist()
+        assert store.info()["schema_version"] == 1
+    build_index([], two_roots, tiny_mllama, show_progress=False)
+    with sqlite3.connect(two_roots / "catalog.sqlite") as connection:
+        indexes = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "ix_images_status_taken_at" in indexes

@@ -261,3 +261,83 @@ def test_an_empty_index_answers_with_no_results(tiny_mllama, tmp_path):
         assert page.results == [] and page.next_offset is None and engine.stats()["images"] == 0
     finally:
         engine.close()
+
+
+# -- filters restricted up front ----------------------------------------------------------------------------
+def by_hand(engine, text, keep, collapse_duplicates=True):
+    """The unfiltered ranking with ``keep`` applied afterwards (and identical copies folded by hand)."""
+    results = [r for r in engine.search_text(text, k=50, collapse_duplicates=False).results if keep(r)]
+    if collapse_duplicates:
+        seen = set()
+        results = [r for r in results if not (r.content_hash in seen or seen.add(r.content_hash))]
+    return results
+
+
+FILTERS = {
+    "rare folder": ({"folder": "2023/city"}, lambda r: r.relpath.startswith("2023/city/")),
+    "folder": ({"folder": "2024"}, lambda r: r.relpath.startswith("2024/")),
+    "narrow dates": ({"date_from": "2024-03-01", "date_to": "2024-03-01"},
+                     lambda r: r.taken_at is not None and r.taken_at.date() == date(2024, 3, 1)),
+    "folder and dates": ({"folder": "2023", "date_to": "2023-07-31"},
+                         lambda r: r.relpath.startswith("2023/") and r.taken_at is not None
+                         and r.taken_at < datetime(2023, 8, 1)),
+    "copies folder": ({"folder": "copies"}, lambda r: r.relpath.startswith("copies/")),
+}
+
+
+@pytest.mark.parametrize("few_matches", [10_000, 0], ids=["restricted", "filtered-as-they-come"])
+@pytest.mark.parametrize("name", FILTERS)
+def test_filtered_results_equal_the_unfiltered_ranking_filtered_by_hand(engine, name, few_matches, monkeypatch):
+    import search_app.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "FEW_MATCHES", few_matches)
+    options, keep = FILTERS[name]
+    for collapse in (True, False):
+        expected = by_hand(engine, "a quiet street", keep, collapse)
+        page = engine.search_text("a quiet street", k=50, collapse_duplicates=collapse, **options)
+        assert ids(page) == [r.image_id for r in expected] and expected, (name, collapse)
+        np.testing.assert_allclose([r.score for r in page.results], [r.score for r in expected], rtol=1e-5)
+        assert [r.also_at for r in page.results] == [()] * len(expected)  # copies elsewhere are not folded in
+        collected, offset = [], 0
+        while offset is not None:  # one photo per page: no overlap, no gap
+            one = engine.search_text("a quiet street", k=1, offset=offset, collapse_duplicates=collapse, **options)
+            collected += ids(one)
+            offset = one.next_offset
+        assert collected == ids(page)
+    by_date = engine.search_text("a quiet street", k=50, sort="date", **options)
+    assert sorted(ids(by_date)) == sorted(ids(page))
+
+
+def test_rare_folder_and_narrow_dates_return_exactly_their_photos_best_first(engine, tiny_mllama):
+    query = tiny_mllama.encode_text_queries(["a blue car at night"])[0]
+    for options, wanted in [({"folder": "2023/beach"}, {"2023/beach/red.jpg", "2023/beach/orange.jpg"}),
+                            ({"date_from": "2024-03-01T12:00", "date_to": "2024-12-31"},
+                             {"2024/yellow.jpg", "20241/cyan.jpg"})]:
+        page = engine.search_text("a blue car at night", k=10, **options)
+        assert set(relpaths(page)) == wanted and page.next_offset is None
+        stored = engine.store.vectors(np.asarray(ids(page), dtype=np.int64)) @ query
+        assert list(np.argsort(-stored, kind="stable")) == list(range(len(wanted)))  # best first
+        np.testing.assert_allclose([r.score for r in page.results], stored, atol=2e-3)
+
+
+def test_a_rare_folder_query_reads_only_that_folders_records(index_dir, tiny_mllama, monkeypatch):
+    """The search is restricted before ranking: no catalog record outside the folder is fetched or scored."""
+    from indexer import IndexStore
+
+    engine = SearchEngine(IndexStore.open(index_dir), tiny_mllama)
+    try:
+        fetched, hits = [], []
+        records, search = engine.store.records, engine.store.search
+        monkeypatch.setattr(engine.store, "records", lambda wanted: fetched.extend(wanted) or records(wanted))
+
+        def recording_search(vector, k, among=None):
+            scores, found = search(vector, k, among=among)
+            hits.extend(int(i) for i in found[0] if i >= 0)
+            return scores, found
+
+        monkeypatch.setattr(engine.store, "search", recording_search)
+        page = engine.search_text("x", k=1, folder="2023/city")
+        assert relpaths(page) == ["2023/city/blue.jpg"] and page.next_offset is None
+        assert hits == ids(page) and [int(i) for i in fetched] == ids(page)
+    finally:
+        engine.close()
