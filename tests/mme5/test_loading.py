@@ -143,3 +143,16 @@ def test_random_architecture_embedder_runs_the_same_path():
     embedder = random_mme5_embedder("tiny", device="cpu", dtype=torch.float32)
     vectors = embedder.encode_images([Image.new("RGB", (40, 30), "red"), Image.new("RGB", (30, 30), "blue")])
     assert vectors.shape == (2, 64) and abs(float(vectors[0] @ vectors[1])) < 0.9999
+
+
+def test_siglip2_checkpoints_get_lower_cased_text(tiny_siglip_dir, tmp_path):
+    """SigLIP 2 was trained on lower-cased captions; SigLIP 1 is case-sensitive."""
+    import shutil
+
+    siglip2 = tmp_path / "tiny-siglip2-base"
+    shutil.copytree(tiny_siglip_dir, siglip2)
+    upper, lower = ["A RED CIRCLE"], ["a red circle"]
+    v2 = load_embedder(str(siglip2), device="cpu")
+    np.testing.assert_allclose(v2.encode_texts(upper), v2.encode_texts(lower), atol=1e-6)
+    v1 = load_embedder(str(tiny_siglip_dir), device="cpu")
+    assert np.abs(v1.encode_texts(upper) - v1.encode_texts(lower)).max() > 1e-4
