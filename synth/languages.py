@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import unicodedata
 
+from .weights import normalise, parse_weight
+
 NAMES = {
     "en": "English", "es": "Spanish", "fr": "French", "de": "German", "zh": "Chinese", "ja": "Japanese",
     "ru": "Russian", "pt": "Portuguese", "it": "Italian", "ar": "Arabic", "ko": "Korean", "hi": "Hindi",
@@ -63,17 +65,8 @@ def parse_weights(spec: str | None, known: dict[str, str], what: str) -> dict[st
         name = name.strip()
         if name not in known:
             raise ValueError(f"unknown {what} {name!r}; valid: {', '.join(known)}")
-        try:
-            weight = float(value) if value else 1.0
-        except ValueError:
-            raise ValueError(f"{what} weight for {name!r} is not a number: {value!r}") from None
-        if weight < 0:
-            raise ValueError(f"{what} weight for {name!r} is negative: {weight}")
-        weights[name] = weight
-    total = sum(weights.values())
-    if total <= 0:
-        raise ValueError(f"{what} weights sum to zero: {spec!r}")
-    return {name: weight / total for name, weight in weights.items()}
+        weights[name] = parse_weight(value, name, what)
+    return normalise(weights, spec, what)
 
 
 @functools.lru_cache(maxsize=1)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .weights import normalise, parse_weight
+
 TASKS = {
     "classification": ("I->T", "IT->T"),
     "vqa": ("IT->T",),
@@ -67,15 +69,7 @@ def parse_tasks(spec: str) -> dict[tuple[str, str], float]:
             raise ValueError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
         if combo and combo not in TASKS[task]:
             raise ValueError(f"{task} has no combination {combo!r}; valid: {', '.join(TASKS[task])}")
-        try:
-            weight = float(value) if value else 1.0
-        except ValueError:
-            raise ValueError(f"task weight for {name!r} is not a number: {value!r}") from None
-        if weight < 0:
-            raise ValueError(f"task weight for {name!r} is negative: {weight}")
+        weight = parse_weight(value, name, "task")
         for one in ([combo] if combo else TASKS[task]):
             weights[(task, one)] = weights.get((task, one), 0.0) + weight / (1 if combo else len(TASKS[task]))
-    total = sum(weights.values())
-    if total <= 0:
-        raise ValueError(f"task weights sum to zero: {spec!r}")
-    return {key: weight / total for key, weight in weights.items()}
+    return normalise(weights, spec, "task")
