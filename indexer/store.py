@@ -1,6 +1,7 @@
 """Reading an index: search vectors, fetch records and stored vectors, describe it (`info`)."""
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import func, select
 
-from .catalog import CATALOG_FILE, STATUS_ERROR, Catalog, Image, Root, Vector, decode_relpath
+from .catalog import CATALOG_FILE, STATUS_ERROR, Catalog, Image, Meta, Root, Vector, decode_relpath
 from .errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError, mismatch_message
 from .sync import load_index
 from .vectors import INDEX_FILE
@@ -102,6 +103,17 @@ class IndexStore:
     @property
     def roots(self) -> list[str]:
         return [root.path for root in self.catalog.roots()]
+
+    @property
+    def generation(self) -> int:
+        """The catalog's change counter when this store was opened."""
+        return int(self.meta.get("generation", 0))
+
+    def current_generation(self) -> int:
+        """The catalog's change counter now: one indexed read, so a reader can poll it to notice a build's commits."""
+        with self.catalog.session() as session:
+            value = session.scalar(select(Meta.value).where(Meta.key == "generation"))
+        return 0 if value is None else int(json.loads(value))
 
     @property
     def count(self) -> int:

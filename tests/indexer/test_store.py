@@ -26,6 +26,16 @@ def built(photos, tmp_path, tiny_mllama):
     return index_dir
 
 
+def test_current_generation_moves_with_each_build_the_open_store_does_not(built, photos, tiny_mllama):
+    with IndexStore.open(built) as store:
+        assert store.current_generation() == store.generation > 0
+        photos.jpeg("new.jpg")
+        build_index([photos.folder], built, tiny_mllama, show_progress=False)
+        assert store.current_generation() > store.generation and store.count == 5  # the open store stays as it was
+        with IndexStore.open(built) as reopened:
+            assert reopened.generation == store.current_generation() and reopened.count == 6
+
+
 def test_search_records_and_vectors(built, photos, tiny_mllama):
     with IndexStore.open(built) as store:
         query = tiny_mllama.encode_text_queries(["a red circle"])
