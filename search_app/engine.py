@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from indexer.errors import IndexMismatchError
 from indexer.store import normalise_folder
 
 from .paths import PathGuard, PathNotAllowedError
@@ -31,6 +32,13 @@ RECORD_CACHE_LIMIT = 250_000  # catalog records kept in memory (~0.5 KB each) ac
 # costs ~2.5 µs a match, filtering hits after the search costs ~1/(share of photos that match):
 # on 100k photos (2-core CPU) both took ~13 ms a page at 5,000 matches; for 3 matches, 11 ms vs 2.4 s cold.
 FEW_MATCHES = 5_000
+# How often (seconds) a query looks whether a build changed the index: one tiny SQLite read, and
+# a build commits every batch, so this also caps how often a running build makes the app reopen it.
+RELOAD_INTERVAL = 2.0
+
+
+class IndexChangedError(ValueError):
+    """A further page was asked of a ranking made before the index changed: its offsets mean nothing now."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,7 @@ class SearchPage:
     query_seconds: float = 0.0  # model time (encoding the query)
     search_seconds: float = 0.0  # index + catalog time
     options: dict = field(default_factory=dict)
+    generation: int | None = None  # the index state ranked; pass it to ``rank`` for further pages
 
     def to_json(self) -> dict:
         return {
@@ -115,23 +124,100 @@ class SearchOptions:
         return cls(int(k), int(offset), normalise_folder(folder), start, end, sort, bool(collapse_duplicates))
 
 
+@dataclass(frozen=True)
+class _Opened:
+    """One opened store and what is derived from it, swapped as a whole so a query never mixes two states."""
+
+    store: object
+    guard: PathGuard
+    generation: int
+    catalog_file: tuple[int, int] | None  # (device, inode): a deleted and rebuilt index is a new file
+    records: dict = field(default_factory=dict)  # id -> catalog record; a moved file keeps its id, so per store
+
+
 class SearchEngine:
     """Answers text, image and composed (image + text) queries over one index.
 
     ``store`` is an ``indexer.IndexStore``; ``embedder`` must produce vectors in the
     same space the index was built in (checked here, so a wrong model fails at start,
-    not with silently meaningless results).
+    not with silently meaningless results). A build run while the engine serves is
+    picked up within ``reload_interval`` seconds: the store is reopened, the model kept.
     """
 
     min_window = 64  # FAISS hits fetched at first; grows ×4 while filters or copies leave too few
 
-    def __init__(self, store, embedder, extra_roots: Sequence[str | os.PathLike] = ()):
+    def __init__(self, store, embedder, extra_roots: Sequence[str | os.PathLike] = (),
+                 reload_interval: float = RELOAD_INTERVAL):
         store.check_embedder(embedder)
-        self.store = store
         self.embedder = embedder
-        self.guard = PathGuard([*store.roots, *extra_roots])
+        self.reload_interval = reload_interval
+        self._extra_roots = tuple(extra_roots)
+        self._opened = self._wrap(store)
         self._model_lock = threading.Lock()  # one forward pass at a time: torch is not re-entrant-safe here
-        self._records: dict[int, object] = {}  # id -> catalog record; an id's content never changes
+        self._reload_lock = threading.Lock()  # one reopen at a time
+        self._checked_at = time.monotonic()
+        self._failure: Exception | None = None  # set once the index moved to another model: no more answers
+
+    def _wrap(self, store) -> _Opened:
+        return _Opened(store, PathGuard([*store.roots, *self._extra_roots]), store.generation,
+                       _file_identity(store.catalog.path))
+
+    @property
+    def store(self):
+        """The store queries use now (replaced when a build changes the index)."""
+        return self._opened.store
+
+    @property
+    def guard(self) -> PathGuard:
+        return self._opened.guard
+
+    @property
+    def generation(self) -> int:
+        """The catalog generation the current store was opened at."""
+        return self._current().generation
+
+    def _current(self) -> _Opened:
+        """The opened store, reopened first if a build changed the index (looked at once per ``reload_interval``)."""
+        if self._failure is not None:
+            raise self._failure
+        if time.monotonic() - self._checked_at < self.reload_interval:
+            return self._opened
+        with self._reload_lock:
+            if time.monotonic() - self._checked_at >= self.reload_interval:  # not just done by another thread
+                self._reload_if_changed()
+                self._checked_at = time.monotonic()
+        if self._failure is not None:
+            raise self._failure
+        return self._opened
+
+    def _reload_if_changed(self) -> None:
+        """Reopen catalog + FAISS index if the generation moved; queries already running keep the old one."""
+        from indexer import IndexStore
+
+        old = self._opened
+        try:
+            same_file = _file_identity(old.store.catalog.path) == old.catalog_file
+            if same_file and old.store.current_generation() == old.generation:
+                return
+            fresh = IndexStore.open(old.store.index_dir)
+        except Exception as error:  # noqa: BLE001 - a half-written index must not take the app down
+            log.warning("index %s changed but could not be reopened (%s); still serving the previous state",
+                        old.store.index_dir, error)
+            return
+        if fresh.fingerprint != self.embedder.fingerprint:
+            fresh.close()
+            self._failure = IndexMismatchError(
+                f"{old.store.index_dir}: the index was rebuilt with another model ({fresh.model_id}) while the app "
+                f"was running on {self.embedder.model_id}; vectors from different models cannot be mixed. "
+                "Restart the app to search the rebuilt index.")
+            log.error("%s", self._failure)
+            return
+        self._opened = self._wrap(fresh)
+        log.info("index %s changed (generation %d -> %d): reopened, %d photos",
+                 old.store.index_dir, old.generation, fresh.generation, fresh.count)
+        # Safe while other threads still rank on it: the FAISS index is in memory and closing only
+        # empties the catalog's connection pool (connections in use finish and are then dropped).
+        old.store.close()
 
     @classmethod
     def open(cls, index_dir, model=None, adapter=None, device=None, extra_roots=()) -> "SearchEngine":
@@ -142,7 +228,7 @@ class SearchEngine:
         return cls(store, embedder, extra_roots=extra_roots)
 
     def close(self) -> None:
-        self.store.close()
+        self._opened.store.close()
 
     # -- queries ---------------------------------------------------------------------------
     def search_text(self, text: str, **options) -> SearchPage:
@@ -164,7 +250,7 @@ class SearchEngine:
     def search_similar(self, image_id: int, **options) -> SearchPage:
         """"More like this" for a photo already in the index, named by its id (never by path)."""
         record = self.record(image_id)
-        return self.search(image=str(self.guard.check(record.path)), **options)
+        return self.search(image=str(self.servable_path(record.path)), **options)
 
     def search(self, text: str | None = None, image=None, **options) -> SearchPage:
         """Text, image or composed query, by which of ``text`` / ``image`` are given."""
@@ -174,7 +260,7 @@ class SearchEngine:
         encoded = time.perf_counter()
         page = self.rank(vector, opts)
         return SearchPage(page.results, page.offset, page.next_offset, encoded - started,
-                          time.perf_counter() - encoded, options=opts.__dict__)
+                          time.perf_counter() - encoded, options=opts.__dict__, generation=page.generation)
 
     def encode_query(self, text: str | None = None, image=None) -> np.ndarray:
         """The (1, dim) query vector; keep it to fetch further pages with ``rank`` without the model."""
@@ -196,45 +282,52 @@ class SearchEngine:
             image_id = int(image_id)
         except (TypeError, ValueError):
             raise ValueError(f"image_id must be an integer, got {image_id!r}") from None
-        records = self.store.records(np.asarray([image_id], dtype=np.int64))
+        records = self._current().store.records(np.asarray([image_id], dtype=np.int64))
         if not records or records[0] is None:
             raise ValueError(f"no indexed photo has id {image_id}")
         return records[0]
 
     def servable_path(self, path: str | os.PathLike) -> Path:
         """Resolved path if it may be served (inside an indexed root or the assets), else PathNotAllowedError."""
-        return self.guard.check(path)
+        return self._current().guard.check(path)
 
     def stats(self) -> dict:
-        """Index size and model facts for the UI footer and the API."""
+        """Index size and model facts for the UI footer and the API (current after a build)."""
+        store = self._current().store
         return {
-            "images": int(self.store.count),
+            "images": int(store.count),
             "model": self.embedder.model_id,
-            "adapter": getattr(self.store, "adapter", None),
+            "adapter": getattr(store, "adapter", None),
             "dim": int(self.embedder.dim),
-            "roots": [str(root) for root in self.store.roots],
+            "roots": [str(root) for root in store.roots],
         }
 
     # -- ranking ---------------------------------------------------------------------------------
-    def rank(self, vector: np.ndarray, opts: SearchOptions) -> SearchPage:
+    def rank(self, vector: np.ndarray, opts: SearchOptions, generation: int | None = None) -> SearchPage:
         """One page of the ranking for an already-encoded query vector (1, dim).
 
         Hits are fetched in a window that grows until it yields enough results. When few
         photos pass the filters the search is restricted to them up front, so the window
         never wades through the rest of the library; otherwise filters drop hits as they come.
+        ``generation`` (from the first page) makes a further page an IndexChangedError once a
+        build changed the index, instead of offsets into a ranking that no longer exists.
         """
+        opened = self._current()
+        if generation is not None and generation != opened.generation:
+            raise IndexChangedError("The photo index changed since this search (photos were added or removed): "
+                                    "search again to see the current results.")
         if sort_by_score := opts.sort == "score":
             needed = opts.offset + opts.k + 1  # one extra tells whether a next page exists
         else:
             needed = DATE_SORT_POOL
-        among = self._few_matching_ids(opts)
-        total = int(self.store.count) if among is None else len(among)
+        among = self._few_matching_ids(opened.store, opts)
+        total = int(opened.store.count) if among is None else len(among)
         filtered_as_they_come = among is None and bool(opts.folder or opts.date_from or opts.date_to)
         window = min(total, max(self.min_window, 4 * needed if filtered_as_they_come else needed + needed // 4))
         passing: dict[int, object] = {}  # id -> record, or None if filtered out; kept across rounds
-        guard = self.guard.batch()
+        guard = opened.guard.batch()
         while True:
-            kept, exhausted = self._candidates(vector, window, total, opts, passing, guard, among)
+            kept, exhausted = self._candidates(opened, vector, window, total, opts, passing, guard, among)
             if len(kept) >= needed or exhausted:
                 break
             window = min(total, _next_window(window, len(kept), needed))
@@ -242,18 +335,19 @@ class SearchEngine:
             kept = _date_sorted(kept[:DATE_SORT_POOL], newest_first=opts.sort == "date")
         results = kept[opts.offset : opts.offset + opts.k]
         has_more = len(kept) > opts.offset + opts.k
-        return SearchPage(results, opts.offset, opts.offset + len(results) if has_more else None)
+        return SearchPage(results, opts.offset, opts.offset + len(results) if has_more else None,
+                          generation=opened.generation)
 
-    def _few_matching_ids(self, opts: SearchOptions) -> np.ndarray | None:
+    def _few_matching_ids(self, store, opts: SearchOptions) -> np.ndarray | None:
         """Ids of the photos passing the folder/date filters if there are at most FEW_MATCHES; else None."""
         if not (opts.folder or opts.date_from or opts.date_to):
             return None
         where = {"folder": opts.folder, "date_from": opts.date_from, "date_to": opts.date_to}
-        if self.store.count_matching(**where, up_to=FEW_MATCHES + 1) > FEW_MATCHES:
+        if store.count_matching(**where, up_to=FEW_MATCHES + 1) > FEW_MATCHES:
             return None
-        return self.store.ids_matching(**where)
+        return store.ids_matching(**where)
 
-    def _candidates(self, vector, window: int, total: int, opts: SearchOptions, passing: dict[int, object],
+    def _candidates(self, opened: _Opened, vector, window: int, total: int, opts: SearchOptions, passing: dict[int, object],
                     guard, among: np.ndarray | None) -> tuple[list[SearchResult], bool]:
         """Filtered, collapsed results from the best ``window`` hits, in a prefix-stable order.
 
@@ -264,7 +358,7 @@ class SearchEngine:
         """
         if window <= 0:
             return [], True
-        scores, ids = self.store.search(vector, window, among=among)
+        scores, ids = opened.store.search(vector, window, among=among)
         scores, ids = scores[0], ids[0]
         valid = ids >= 0
         scores, ids = scores[valid], ids[valid]
@@ -276,7 +370,7 @@ class SearchEngine:
             keep = scores > boundary
             scores, ids = scores[keep], ids[keep]
         new = [int(i) for i in ids if int(i) not in passing]
-        for image_id, record in zip(new, self._fetch_records(new)):
+        for image_id, record in zip(new, self._fetch_records(opened, new)):
             passing[image_id] = record if record is not None and self._passes(record, opts, guard) else None
         results: list[SearchResult] = []
         by_hash: dict[str, int] = {}
@@ -294,16 +388,18 @@ class SearchEngine:
             results.append(_result(record, float(score)))
         return results, exhausted
 
-    def _fetch_records(self, ids: list[int]) -> list:
+    @staticmethod
+    def _fetch_records(opened: _Opened, ids: list[int]) -> list:
         """Catalog records, from memory where possible: further pages and repeated queries reuse them."""
-        found = {i: self._records.get(i) for i in ids}  # a local view: other threads may clear the cache
+        cache = opened.records
+        found = {i: cache.get(i) for i in ids}  # a local view: other threads may clear the cache
         unknown = [i for i, record in found.items() if record is None]
         if unknown:
-            fetched = dict(zip(unknown, self.store.records(np.asarray(unknown, dtype=np.int64))))
+            fetched = dict(zip(unknown, opened.store.records(np.asarray(unknown, dtype=np.int64))))
             found.update(fetched)
-            if len(self._records) + len(fetched) > RECORD_CACHE_LIMIT:
-                self._records.clear()
-            self._records.update((i, record) for i, record in fetched.items() if record is not None)
+            if len(cache) + len(fetched) > RECORD_CACHE_LIMIT:
+                cache.clear()
+            cache.update((i, record) for i, record in fetched.items() if record is not None)
         return [found[i] for i in ids]
 
     @staticmethod
@@ -323,6 +419,15 @@ class SearchEngine:
             log.warning("skipping %s: outside the indexed folders (symlink?)", record.path)
             return False
         return True
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a file, None while it is missing (e.g. an index being deleted and rebuilt)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def _next_window(window: int, kept: int, needed: int) -> int:
@@ -398,4 +503,4 @@ def _check_text(text, what: str) -> str:
 
 
 
-__all__ = ["PathNotAllowedError", "SearchEngine", "SearchOptions", "SearchPage", "SearchResult", "SORTS"]
+__all__ = ["IndexChangedError", "PathNotAllowedError", "SearchEngine", "SearchOptions", "SearchPage", "SearchResult", "SORTS"]
