@@ -79,15 +79,15 @@ class SearchUI:
                     upload = upload_image(label="…or search with a photo", type="filepath", image_mode=None,
                                          sources=["upload", "clipboard"], height=190, elem_id="upload")
             clear.add([upload])
-            status = gr.Markdown(self._welcome(), elem_id="status")
+            status = gr.Markdown(self._welcome, elem_id="status")
             gallery = gr.Gallery(label="Results", columns=6, height="auto", object_fit="cover", elem_id="results",
                                  allow_preview=True, preview=False, buttons=["download", "fullscreen"], interactive=False)
             with gr.Row():
                 similar = gr.Button("More like this", visible=False, elem_id="more_like_this")
                 more = gr.Button("Load more", visible=False, elem_id="load_more")
             details = gr.Markdown(elem_id="details")
-            gr.Markdown(self._footer(), elem_id="footer")
-            session = gr.State(None)  # {"vector", "options", "next_offset", "results"}
+            gr.Markdown(self._footer, elem_id="footer")  # a callable: recounted on each page load, after a build
+            session = gr.State(None)  # {"vector", "options", "next_offset", "results", "generation"}
             selected = gr.State(None)  # image_id of the clicked result
 
             filters = [folder, date_from, date_to, sort, collapse]
@@ -139,7 +139,10 @@ class SearchUI:
         if not session or session.get("next_offset") is None:
             return self._message("No more results.", keep=True)
         options = replace(session["options"], offset=session["next_offset"])
-        page = self.engine.rank(session["vector"], options)
+        try:
+            page = self.engine.rank(session["vector"], options, generation=session.get("generation"))
+        except ValueError as error:  # IndexChangedError: a build ran since the first page
+            return self._message(f"⚠️ {html.escape(str(error))}", keep=True)
         items, missing = self._gallery_items(page.results, progress)
         results = session["results"] + [result for result, _ in items]
         session = {**session, "next_offset": page.next_offset, "results": results}
@@ -162,17 +165,20 @@ class SearchUI:
 
     # -- helpers ------------------------------------------------------------------------------
     def _first_page(self, vector, options, what, progress):
-        if self.engine.stats()["images"] == 0:
-            return self._message("The index has no photos yet. Add some with "
-                                 "`python -m indexer build --dir PHOTOS --index INDEX`, then restart the app.")
-        page = self.engine.rank(vector, options)
+        try:
+            if self.engine.stats()["images"] == 0:
+                return self._message("The index has no photos yet. Add some with "
+                                     "`python -m indexer build --dir PHOTOS --index INDEX`, then search again.")
+            page = self.engine.rank(vector, options)
+        except ValueError as error:  # IndexMismatchError: the index was rebuilt with another model meanwhile
+            return self._message(f"⚠️ {html.escape(str(error))}")
         if not page.results:
             return self._message(f"No photos match {what} with these filters. Try a wider date range or another "
                                  "folder, or clear the filters.")
         items, missing = self._gallery_items(page.results, progress)
         results = [result for result, _ in items]
         session = {"vector": vector, "options": options, "next_offset": page.next_offset, "results": results,
-                   "what": what}
+                   "what": what, "generation": page.generation}
         more = "" if page.next_offset is None else " **Load more** for further results."
         status = f"Showing {len(results)} photos for {what}.{more}" + self._missing_note(missing)
         return (gr.Gallery(value=[entry for _, entry in items], selected_index=None), status, session, gr.update(visible=page.next_offset is not None),
@@ -211,14 +217,20 @@ class SearchUI:
         return [], text, None, gr.update(visible=False), gr.update(visible=False), "", None
 
     def _welcome(self) -> str:
-        count = self.engine.stats()["images"]
+        try:
+            count = self.engine.stats()["images"]
+        except ValueError as error:  # the page must still load to say why searching stopped
+            return f"⚠️ {html.escape(str(error))}"
         if count == 0:
             return ("The index has no photos yet. Add some with `python -m indexer build --dir PHOTOS --index INDEX`, "
-                    "then restart the app.")
+                    "then reload this page.")
         return f"{count} photos indexed. Type a description (any language) or upload a photo."
 
     def _footer(self) -> str:
-        stats = self.engine.stats()
+        try:
+            stats = self.engine.stats()
+        except ValueError:  # the status line above says why
+            return "[mmE5](https://arxiv.org/abs/2502.08468)"
         adapter = f" + adapter `{stats['adapter']}`" if stats["adapter"] else ""
         roots = ", ".join(f"`{root}`" for root in stats["roots"]) or "none"
         return (f"{stats['images']} photos indexed from {roots} · model `{stats['model']}`{adapter} "

@@ -9,8 +9,11 @@ import sys
 import pytest
 
 from search_app.engine import IndexChangedError, SearchEngine
+from search_app.thumbnails import ThumbnailCache
+from search_app.ui import SearchUI
 
 from .conftest import REPO, make_photo
+from .test_ui_messages import FILTERS, NoProgress
 
 FIRST = ["a/one.jpg", "a/two.jpg", "b/three.jpg"]
 ADDED = ["c/four.jpg", "c/five.jpg"]
@@ -131,4 +134,19 @@ def test_an_index_rebuilt_with_another_model_is_refused_not_mixed(engine, librar
     for _ in range(2):  # and it stays refused: no query may rank in the other model's space
         with pytest.raises(IndexMismatchError, match="rebuilt with another model.*Restart the app"):
             engine.search_text("a photo")
+    ui = SearchUI(engine, ThumbnailCache(library.parent / "thumbs"))
+    assert "Restart the app" in ui._welcome()
+    assert "Restart the app" in ui.on_search("a photo", None, *FILTERS, progress=NoProgress())[1]
 
+
+def test_ui_footer_and_load_more_follow_the_index(engine, library, tiny_mllama, tmp_path):
+    ui = SearchUI(engine, ThumbnailCache(tmp_path / "thumbs"), page_size=2)
+    assert ui._footer().startswith("3 photos indexed")
+    session = ui.on_search("a photo", None, *FILTERS, progress=NoProgress())[2]
+    add_photos(library, ADDED, seed=10)
+    rebuild(library, tiny_mllama)
+    assert ui._footer().startswith("5 photos indexed") and ui._welcome().startswith("5 photos indexed")
+    outputs = ui.on_more(session, [], progress=NoProgress())
+    assert "index changed since this search" in outputs[1]
+    session = ui.on_search("a photo", None, *FILTERS, progress=NoProgress())[2]
+    assert len(ui.on_more(session, [], progress=NoProgress())[2]["results"]) == 4
