@@ -151,6 +151,7 @@ class SearchEngine:
         store.check_embedder(embedder)
         self.embedder = embedder
         self.reload_interval = reload_interval
+        self._slow_reload_gap = 0.0  # extra wait when reopening the index is slow (see _slow_reload_gap)
         self._extra_roots = tuple(extra_roots)
         self._opened = self._wrap(store)
         self._model_lock = threading.Lock()  # one forward pass at a time: torch is not re-entrant-safe here
@@ -180,10 +181,11 @@ class SearchEngine:
         """The opened store, reopened first if a build changed the index (looked at once per ``reload_interval``)."""
         if self._failure is not None:
             raise self._failure
-        if time.monotonic() - self._checked_at < self.reload_interval:
+        gap = max(self.reload_interval, self._slow_reload_gap)
+        if time.monotonic() - self._checked_at < gap:
             return self._opened
         with self._reload_lock:
-            if time.monotonic() - self._checked_at >= self.reload_interval:  # not just done by another thread
+            if time.monotonic() - self._checked_at >= gap:  # not just done by another thread
                 self._reload_if_changed()
                 self._checked_at = time.monotonic()
         if self._failure is not None:
@@ -199,7 +201,9 @@ class SearchEngine:
             same_file = _file_identity(old.store.catalog.path) == old.catalog_file
             if same_file and old.store.current_generation() == old.generation:
                 return
+            started = time.monotonic()
             fresh = IndexStore.open(old.store.index_dir)
+            self._slow_reload_gap = _slow_reload_gap(time.monotonic() - started)
         except Exception as error:  # noqa: BLE001 - a half-written index must not take the app down
             log.warning("index %s changed but could not be reopened (%s); still serving the previous state",
                         old.store.index_dir, error)
@@ -419,6 +423,15 @@ class SearchEngine:
             log.warning("skipping %s: outside the indexed folders (symlink?)", record.path)
             return False
         return True
+
+
+def _slow_reload_gap(reload_seconds: float) -> float:
+    """Least wait before the next look, given how long the last reopen took.
+
+    A build commits every batch, and reopening a large index (loading FAISS, syncing it
+    with the catalog) must not eat the app: a reopen that took noticeable time is followed
+    by ten times as long without one (at most 10 % of the time spent reopening)."""
+    return 0.0 if reload_seconds < 0.5 else 10 * reload_seconds
 
 
 def _file_identity(path: Path) -> tuple[int, int] | None:

@@ -150,3 +150,11 @@ def test_ui_footer_and_load_more_follow_the_index(engine, library, tiny_mllama, 
     assert "index changed since this search" in outputs[1]
     session = ui.on_search("a photo", None, *FILTERS, progress=NoProgress())[2]
     assert len(ui.on_more(session, [], progress=NoProgress())[2]["results"]) == 4
+
+
+def test_slow_reopens_space_out_the_next_ones():
+    """Reopening a big index during a long build must not take more than ~10 % of the time."""
+    from search_app.engine import _slow_reload_gap
+
+    assert _slow_reload_gap(0.01) == 0.0  # small index: the configured interval alone applies
+    assert _slow_reload_gap(3.0) == 30.0
