@@ -84,9 +84,11 @@ class Embedder:
             raise ValueError(f"encode_composed needs one text per image, got {len(images)} images and {len(texts)} texts")
         return self._encode_task("composed", images, texts, None, batch_size, show_progress_bar)
 
-    def encode_image_instructions(self, images: Sequence, instruction: str, batch_size: int = 8, **kwargs):
-        """Images with a free instruction (generic ``<|image|><|begin_of_text|>{instruction}``)."""
-        return self._encode_task("image_instruction", images, None, instruction, batch_size, kwargs.get("show_progress_bar", False))
+    def encode_image_instructions(
+        self, images: Sequence, instruction: str, batch_size: int = 8, show_progress_bar: bool = False
+    ) -> np.ndarray:
+        """Images with a free instruction (generic ``<|image|><|begin_of_text|>{instruction}``), e.g. VQA."""
+        return self._encode_task("image_instruction", images, None, instruction, batch_size, show_progress_bar)
 
     def submit(self, method: str, *args, **kwargs) -> Future:
         """Run ``self.<method>(*args, **kwargs)`` (an ``encode_*``) in the background; returns its Future.

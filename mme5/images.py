@@ -6,8 +6,6 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ImageLike = "str | os.PathLike | Image.Image"
-
 try:  # HEIC/HEIF from phones; optional so a minimal install still works
     from pillow_heif import register_heif_opener
 

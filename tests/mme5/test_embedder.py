@@ -134,3 +134,12 @@ def test_submitted_calls_return_the_same_vectors_in_their_own_futures(tiny_mllam
         broken.result()
     with pytest.raises(ValueError, match="encode"):
         tiny_mllama.submit("backbone")
+
+
+def test_image_instruction_queries_follow_the_instruction(tiny_mllama):
+    images = shapes()[:2]
+    question = tiny_mllama.encode_image_instructions(images, "What colour is the corner?")
+    other = tiny_mllama.encode_image_instructions(images, "How many shapes are there?")
+    assert_unit_rows(question, 2, tiny_mllama.dim)
+    assert np.abs(question - other).max() > 1e-3
+    assert np.abs(question - tiny_mllama.encode_images(images)).max() > 1e-3
