@@ -13,10 +13,10 @@ files and cores:
              --rerun-files hard links (default 10,000)
 
 Examples:
-  python benchmarks/bench_indexer.py                                # 1500 JPEGs, tiny Mllama, CPU
-  python benchmarks/bench_indexer.py --images 5000 --size 4000x3000 --corpus /tmp/bench-corpus
-  python benchmarks/bench_indexer.py --backbone siglip --batch-size 32
-  python benchmarks/bench_indexer.py --full-size-mme5 --device cuda --batch-size 16 --images 2000
+  python -m benchmarks.bench_indexer                                # 1500 JPEGs, tiny Mllama, CPU
+  python -m benchmarks.bench_indexer --images 5000 --size 4000x3000 --corpus /tmp/bench-corpus
+  python -m benchmarks.bench_indexer --backbone siglip --batch-size 32
+  python -m benchmarks.bench_indexer --full-size-mme5 --device cuda --batch-size 16 --images 2000
 """
 from __future__ import annotations
 
@@ -32,7 +32,6 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `python -m indexer` sets it: decode threads share the cores
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def parse_args(argv=None):

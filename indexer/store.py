@@ -12,7 +12,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from .catalog import CATALOG_FILE, STATUS_ERROR, Catalog, Image, Meta, Root, Vector, decode_relpath
-from .errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError, mismatch_message
+from .errors import BadRootError, IndexCorruptError, IndexMismatchError, IndexNotFoundError, mismatch_message
 from .sync import load_index
 from .vectors import INDEX_FILE
 
@@ -286,7 +286,7 @@ def normalise_folder(folder) -> str | None:
     if text == ".":
         return None
     if text.startswith("../") or text == "..":
-        raise ValueError(f"folder {folder!r} points outside the indexed folders: give a folder inside one of them")
+        raise BadRootError(f"folder {folder!r} points outside the indexed folders: give a folder inside one of them")
     return text
 
 

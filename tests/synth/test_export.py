@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from synth_answers import answer_for
-from synth_fake_openai import FakeOpenAI, ok
+from .synth_answers import answer_for
+from .synth_fake_openai import FakeOpenAI, ok
 from synth.cli import main
 from synth.records import INSPECTION_COLUMNS, METADATA_COLUMNS, SCHEMA_COLUMNS
 
