@@ -188,6 +188,8 @@ def run_info(args) -> int:
     sizes = info["size_bytes"]
     print(f"index:        {info['index_dir']}")
     print(f"images:       {info['images']} searchable, {info['errors']} with errors")
+    if info.get("raw", {}).get("files"):
+        print(f"camera RAW:   {info['raw']['files']} files, {info['raw']['pairs']} RAW+JPEG pairs (each shown once)")
     print(f"model:        {info['model_id']}" + (f" + adapter {info['adapter']}" if info["adapter"] else ""))
     print(f"dim:          {info['dim']} (prompt version {info['prompt_version']})")
     recall_text = "exact" if recall.get("exact", True) else f"recall@{recall['k']} {recall['recall_at_k']:.3f}"

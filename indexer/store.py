@@ -228,6 +228,12 @@ class IndexStore:
             return [to_record(image, root) for image, root in session.execute(query)]
 
     # -- info ---------------------------------------------------------------------------
+    def _raw_counts(self) -> dict:
+        """{"files", "pairs"}: camera RAW files and RAW+JPEG pairs (one shot, shown once) among searchable photos."""
+        from mme5.raw import count_raw
+
+        return count_raw(record.path for record in self.records(self.ids()) if record is not None)
+
     def info(self) -> dict:
         """The `info --json` payload (keys documented in the README)."""
         meta = self.catalog.get_meta()
@@ -258,6 +264,7 @@ class IndexStore:
             "last_build_at": meta.get("last_build_at"),
             "last_build": meta.get("last_build"),
             "in_sync": not self.sync_report.changed,
+            "raw": self._raw_counts(),
             "error_list": [{"path": record.path, "error": record.error} for record in self.errors(INFO_ERROR_LIMIT)],
             "schema_version": meta.get("schema_version"),
         }

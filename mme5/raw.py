@@ -71,3 +71,34 @@ def _preview(raw, rawpy) -> Image.Image | None:
     except Exception:  # noqa: BLE001 - a broken preview: fall back to the RAW data
         return None
     return image if min(image.size) >= MIN_PREVIEW_SIDE else None
+
+
+PAIR_EXTENSIONS = frozenset({".jpg", ".jpeg", ".heic", ".heif"})  # what a camera writes next to its RAW
+
+
+def shot_key(path: str | os.PathLike) -> tuple[str, str, bool] | None:
+    """(folder, lower-case stem, is RAW) for a file that can be half of a RAW+JPEG pair; None otherwise.
+
+    A camera set to RAW+JPEG writes IMG_0042.CR3 and IMG_0042.JPG side by side: one shot, shown once.
+    """
+    folder, name = os.path.split(os.fspath(path))
+    stem, extension = os.path.splitext(name)
+    extension = extension.lower()
+    if extension in RAW_EXTENSIONS:
+        return folder, stem.lower(), True
+    if extension in PAIR_EXTENSIONS:
+        return folder, stem.lower(), False
+    return None
+
+
+def count_raw(paths) -> dict:
+    """{"files": RAW files, "pairs": RAW+JPEG pairs} among ``paths``."""
+    kinds: dict[tuple[str, str], set[bool]] = {}
+    files = 0
+    for path in paths:
+        key = shot_key(path)
+        if key is None:
+            continue
+        files += key[2]
+        kinds.setdefault(key[:2], set()).add(key[2])
+    return {"files": files, "pairs": sum(len(found) == 2 for found in kinds.values())}
