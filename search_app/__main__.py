@@ -103,6 +103,12 @@ def open_or_build(index_dir: Path, model: str | None, adapter: str | None, devic
     except IndexNotFoundError:
         from mme5 import load_embedder
 
+        if os.environ.get("SPACES_ZERO_GPU"):
+            raise SearchAppError(
+                f"{index_dir}: no index, and on ZeroGPU the app must not index photos at start-up (start-up has a time "
+                "limit and the GPU exists only inside @spaces.GPU calls). Build the index on your machine with "
+                "`python -m indexer build --dir PHOTOS --index INDEX`, add the INDEX folder to the Space, and set "
+                "MME5_INDEX to it") from None
         if not photos.is_dir():
             raise SearchAppError(f"{photos}: photo folder not found; pass --photos DIR, or --index of an existing "
                                     "index") from None

@@ -90,6 +90,13 @@ def test_anonymous_exposure_warns_when_allowed_and_spaces_stay_public(tmp_path):
     assert bad_secret.returncode == 1 and bad_secret.stderr.startswith("app: error: MME5_AUTH must be user:password")
 
 
+def test_zero_gpu_never_indexes_at_start_up(tmp_path):
+    env = {"XDG_CACHE_HOME": str(tmp_path), "SPACE_ID": "someone/photos", "SPACES_ZERO_GPU": "true"}
+    result = run_app("--index", str(tmp_path / "index"), env=env)
+    assert result.returncode == 1 and "on ZeroGPU the app must not index photos at start-up" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "index").exists()
+
+
 def add_user_on_a_terminal(users, *answers):
     """`python -m search_app add-user alice` on a real pseudo-terminal; returns (exit status, everything shown)."""
     import pty
