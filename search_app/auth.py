@@ -200,7 +200,7 @@ class LoginThrottle:
         self._forget(now)
         record = self.clients.setdefault(self.client(scope), _Record())
         async with record.lock:
-            wait = record.last + self.delay(record.failures) - time.monotonic()
+            wait = self.delay(record.failures)  # counted from this attempt's arrival: a client cannot bank time
             if wait > 0:
                 await asyncio.sleep(wait)
             status = {}
