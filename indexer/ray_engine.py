@@ -49,6 +49,8 @@ class RayOptions:
     gpus_per_worker: float | None = None  # default 1 when the cluster has GPUs, else 0
     cpus_per_decoder: float = 1.0
     cpus_per_worker: float = 1.0  # CPU actors only
+    num_cpus: int | None = None  # a local Ray started here: CPUs it may use (default: all)
+    object_store_bytes: int | None = None  # ... and its object store size (default: Ray's)
 
 
 def start_ray(options: RayOptions):
@@ -60,7 +62,8 @@ def start_ray(options: RayOptions):
     import mme5
 
     packages = [str(Path(mme5.__file__).parent), str(Path(__file__).parent)]
-    ray.init(address=options.address, include_dashboard=False, log_to_driver=False,
+    local = dict(num_cpus=options.num_cpus, object_store_memory=options.object_store_bytes) if not options.address else {}
+    ray.init(address=options.address, include_dashboard=False, log_to_driver=False, **local,
              runtime_env={"py_modules": packages, "env_vars": {"OMP_WAIT_POLICY": "PASSIVE",
                                                                "TOKENIZERS_PARALLELISM": "false"}})
     return ray
