@@ -49,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--adapter", help="peft adapter folder merged into the model")
     build.add_argument("--batch-size", type=int, default=8, help="images per model batch and per commit (default 8)")
     build.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    build.add_argument("--index-type", choices=["auto", "flat", "ivf", "ivf-sq8"],
-                       help="FAISS index type (default auto: exact up to 100k images, then IVF+SQ8)")
+    build.add_argument("--index-type", choices=["auto", "flat", "ivf", "ivf-sq8", "ivf-pq"],
+                       help="FAISS index type (default auto: exact up to 100k images, IVF+SQ8 up to 1M, then "
+                            "IVF+PQ at <= 1 KB per image with exact re-ranking)")
     build.add_argument("--workers", type=int, help="local engine: decoding threads (default: CPU count, at most 8); "
                                                    "ray engine: embedding workers (default: one per GPU, or 1)")
     build.add_argument("--engine", choices=["local", "ray"], default="local",
@@ -168,7 +169,7 @@ def run_info(args) -> int:
     print(f"model:        {info['model_id']}" + (f" + adapter {info['adapter']}" if info["adapter"] else ""))
     print(f"dim:          {info['dim']} (prompt version {info['prompt_version']})")
     recall_text = "exact" if recall.get("exact", True) else f"recall@{recall['k']} {recall['recall_at_k']:.3f}"
-    print(f"index type:   {info['index_type']} ({recall_text})")
+    print(f"index type:   {info['index_type']} ({recall_text}; {info['bytes_per_image']} bytes per image)")
     print(f"size on disk: {sizes['total'] / 1e6:.1f} MB (catalog {sizes['catalog'] / 1e6:.1f} MB, "
           f"vector index {sizes['vector_index'] / 1e6:.1f} MB)")
     print("folders:      " + (", ".join(info["roots"]) or "none"))
