@@ -77,6 +77,8 @@ class VectorIndex:
         nlist = min(lists_for(count), max(1, len(training)))
         spec = {"ivf": f"IVF{nlist},Flat", "ivf-sq8": f"IVF{nlist},SQ8", "ivf-pq": f"IVF{nlist},PQ{pq_bytes(dim)}"}[kind]
         inner = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
+        if kind == "ivf-pq":  # polysemous codes only serve Hamming pre-filtering (unused) and cost minutes
+            faiss.downcast_index(faiss.extract_index_ivf(inner)).do_polysemous_training = False
         if faiss.get_num_gpus() > 0:  # k-means is the expensive part of training
             faiss.extract_index_ivf(inner).clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(dim))
         inner.train(np.ascontiguousarray(training, dtype=np.float32))
