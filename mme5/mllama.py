@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from . import fast_attention as fast_attention_module
 from . import prompts
 from .backbone import Backbone, Batch, EmbedInput, normalize
 
@@ -14,13 +15,23 @@ class MllamaBackbone(Backbone):
     #: Optional SDPA backend priority, e.g. ["cudnn", "efficient"]; None lets torch choose.
     sdpa_backends: list[str] | None = None
 
-    def __init__(self, model, processor, device, dtype):
+    def __init__(self, model, processor, device, dtype, fast_attention: bool | None = None):
         super().__init__(model, processor, device, dtype)
+        self.fast_attention = fast_attention_module.wanted(self.device, fast_attention)
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "right"
         image_processor = processor.image_processor
         self.tile_size = int(image_processor.size["height"])
         self.max_tiles = int(image_processor.max_image_tiles)
+
+    @property
+    def fast_attention(self) -> bool:
+        """Exact mask-free vision attention (mme5.fast_attention) instead of the stock masked SDPA."""
+        return fast_attention_module.is_enabled(self.model)
+
+    @fast_attention.setter
+    def fast_attention(self, on: bool) -> None:
+        fast_attention_module.set_fast_attention(self.model, bool(on))
 
     @property
     def dim(self) -> int:
