@@ -93,11 +93,37 @@ class MllamaBackbone(Backbone):
         return Batch(dict(tensors), truncated)
 
     def embed(self, batch: Batch) -> torch.Tensor:
+        if self.query_compiler is not None:  # one text query: the compiled path, if it takes it
+            fast = self.query_compiler.run(batch.tensors)
+            if fast is not None:
+                return fast
         tensors = self.to_device(batch.tensors)
         base = self.model.model  # MllamaModel: skips the LM head entirely
         with self._attention_backends():
             output = base(**tensors, use_cache=False, return_dict=True)
-        hidden = output.last_hidden_state
-        last = tensors["attention_mask"].sum(dim=1) - 1
-        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-        return normalize(pooled)
+        return self.pool(output.last_hidden_state, tensors["attention_mask"])
+
+    @staticmethod
+    def pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Last non-pad token (right padding), L2-normalised: the reference's pooling."""
+        last = attention_mask.sum(dim=1) - 1
+        return normalize(hidden[torch.arange(hidden.shape[0], device=hidden.device), last])
+
+    # -- the compiled text-query path (mme5.query_compile) -----------------------------
+    query_compiler = None
+
+    @property
+    def pad_token_id(self) -> int:
+        return int(self.tokenizer.pad_token_id)
+
+    def forward_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Text-only forward + pooling as one function of tensors: what torch.compile compiles."""
+        output = self.model.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, return_dict=True)
+        return self.pool(output.last_hidden_state, attention_mask)
+
+    def compile_queries(self, **options):
+        """Route one-row text queries through a QueryCompiler (eager where it cannot compile); returns it."""
+        from .query_compile import QueryCompiler
+
+        self.query_compiler = QueryCompiler(self, **options)
+        return self.query_compiler
