@@ -33,6 +33,15 @@ class MllamaBackbone(Backbone):
     def fast_attention(self, on: bool) -> None:
         fast_attention_module.set_fast_attention(self.model, bool(on))
 
+    def image_activation_bytes(self) -> int:
+        """Peak GPU bytes one image adds to a forward (mme5.gpu_memory): every image runs as max_tiles tiles."""
+        from .gpu_memory import image_activation_bytes
+
+        vision = self.model.config.vision_config
+        tokens = (vision.image_size // vision.patch_size) ** 2 + 1
+        tokens += (8 - tokens % 8) % 8  # Mllama pads each tile's patches to a multiple of 8
+        return image_activation_bytes(self.max_tiles, tokens, vision.hidden_size, torch.finfo(self.dtype).bits // 8)
+
     @property
     def dim(self) -> int:
         return int(self.model.config.text_config.hidden_size)
