@@ -27,6 +27,21 @@ log = logging.getLogger(__name__)
 
 BUCKETS = (16, 32, 64, 128, 256)
 ENV = "MME5_COMPILE_QUERIES"
+BUCKETS_ENV = "MME5_QUERY_BUCKETS"  # e.g. "32,64": fewer lengths, shorter warm-up; longer queries run eagerly
+
+
+def default_buckets() -> tuple[int, ...]:
+    """BUCKETS, or the lengths in MME5_QUERY_BUCKETS; a malformed value is an error that says what to write."""
+    value = os.environ.get(BUCKETS_ENV, "").strip()
+    if not value:
+        return BUCKETS
+    try:
+        buckets = tuple(sorted({int(part) for part in value.split(",") if part.strip()}))
+    except ValueError:
+        buckets = ()
+    if not buckets or buckets[0] < 1:
+        raise ValueError(f"{BUCKETS_ENV}={value!r}: give token lengths separated by commas, e.g. 32,64,256")
+    return buckets
 
 
 def on_zero_gpu() -> bool:
@@ -71,9 +86,9 @@ class QueryCompiler:
     batch is not for this path, so the caller simply runs eagerly.
     """
 
-    def __init__(self, backbone, buckets=BUCKETS, compiler=None, mode: str = "reduce-overhead", force: bool = False):
+    def __init__(self, backbone, buckets=None, compiler=None, mode: str = "reduce-overhead", force: bool = False):
         self.backbone = backbone
-        self.buckets = tuple(sorted(buckets))
+        self.buckets = tuple(sorted(buckets or default_buckets()))
         self.reason = None if force else eager_reason(backbone.device)
         self.compiled = None
         self._thread = None

@@ -117,3 +117,14 @@ def test_forward_traces_as_one_graph(embedder):
     vectors = np.concatenate([embedder.encode_text_queries([text]) for text in TEXTS[:2]])
     assert compiler.active, compiler.reason
     assert np.abs(vectors - expected[:2]).max() <= 1e-5
+
+
+def test_buckets_from_the_environment(monkeypatch):
+    monkeypatch.setenv("MME5_QUERY_BUCKETS", "64, 32")
+    assert query_compile.default_buckets() == (32, 64)
+    monkeypatch.setenv("MME5_QUERY_BUCKETS", "short")
+    with pytest.raises(ValueError, match="MME5_QUERY_BUCKETS='short': give token lengths"):
+        query_compile.default_buckets()
+    monkeypatch.delenv("MME5_QUERY_BUCKETS")
+    assert query_compile.default_buckets() == query_compile.BUCKETS
+    assert query_compile.bucket_for(17, (16, 32)) == 32 and query_compile.bucket_for(33, (16, 32)) is None
