@@ -224,6 +224,7 @@ class TorchFlatSearch:
     """
 
     CHUNK = 65_536  # rows converted per host-to-device copy
+    MAX_K = 4_096  # larger windows (rare filters grown wide) go to FAISS: rescoring them on the host would not pay
 
     def __init__(self, vectors: np.ndarray, ids: np.ndarray, device, dtype=None):
         import torch
@@ -244,7 +245,7 @@ class TorchFlatSearch:
         count, dim = int(flat.ntotal), int(flat.d)
         vectors = faiss.rev_swig_ptr(flat.get_xb(), count * dim).reshape(count, dim)
         searcher = cls(vectors, faiss.vector_to_array(index.id_map), device, dtype)
-        searcher.owner = index  # ``vectors`` is a view into its memory: keep it alive as long as the view
+        searcher.owner = index  # ``vectors`` is a view into its memory: keep it alive; also serves k > MAX_K
         return searcher
 
     @property
@@ -262,6 +263,8 @@ class TorchFlatSearch:
         take = min(k, self.ntotal)
         if take == 0 or n == 0:
             return scores, ids
+        if take > self.MAX_K and getattr(self, "owner", None) is not None:
+            return self.owner.search(queries, k)
         candidates = min(self.ntotal, take + max(32, take // 4))
         with torch.inference_mode():
             query = torch.from_numpy(queries).to(self.device).to(self.dtype)

@@ -85,3 +85,15 @@ def test_no_gpu_or_switched_off_keeps_the_cpu(monkeypatch):
     monkeypatch.setenv("MME5_GPU_SEARCH", "0")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert vectors_module._torch_gpu_for("flat", 10 * GPU_SEARCH_MIN, 64) is None
+
+
+def test_wide_windows_go_to_faiss(index, monkeypatch):
+    vector_index, rows = index
+    searcher = TorchFlatSearch.from_index(vector_index.index, "cpu")
+    monkeypatch.setattr(TorchFlatSearch, "MAX_K", 50)
+    calls = []
+    monkeypatch.setattr(searcher, "host", None)  # any rescoring on the host would fail now
+    original = searcher.owner.search
+    searcher.owner = type("Spy", (), {"search": lambda self, q, k: calls.append(k) or original(q, k)})()
+    scores, ids = searcher.search(rows[:2], 200)
+    assert calls == [200] and ids.shape == (2, 200) and ids[0, 0] == vector_index.ids()[0]
