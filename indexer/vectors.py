@@ -160,6 +160,10 @@ class VectorIndex:
             params = faiss.SearchParametersIVF(sel=selector, nprobe=faiss.extract_index_ivf(self.index.index).nprobe)
         return _hits(*self.index.search(queries, k, params=params))
 
+    def prepare_search(self) -> str:
+        """Set up where searches run now (a big flat index moves to the GPU here, not on the first query)."""
+        return type(self._searcher()).__name__
+
     def _searcher(self):
         """Where searches run: torch on a CUDA GPU (flat), a faiss-gpu replica, or the index itself."""
         if self._gpu_copy is None:

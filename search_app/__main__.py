@@ -121,6 +121,7 @@ def main(argv=None) -> int:
         return 1
 
     engine.embedder.compile_queries()  # compile + warm up the one-text query path now (logged), not on a user's query
+    engine.store.index.prepare_search()  # a big flat index goes to the GPU now, if it fits beside the model
 
     from .ui import CSS, SearchUI
 

@@ -71,6 +71,7 @@ def test_vector_index_uses_the_gpu_searcher_when_one_is_chosen(index, monkeypatc
     fresh.add(vector_index.ids(), rows)
     expected = vector_index.search(rows[:3], 10)
     monkeypatch.setattr(vectors_module, "_torch_gpu_for", lambda kind, count, dim: torch.device("cpu"))
+    assert fresh.prepare_search() == "TorchFlatSearch"
     got = fresh.search(rows[:3], 10)
     assert isinstance(fresh._searcher(), TorchFlatSearch)
     assert "searching 6000 vectors on cpu" in capsys.readouterr().err
