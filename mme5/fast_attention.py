@@ -179,7 +179,11 @@ def vision_attention(module, query, key, value, attention_mask, dropout: float =
                 out_valid = _attend(q.index_select(2, group.valid), k, v, dropout, scaling)
                 out = torch.cat([out_valid, out_pad], dim=2).index_select(2, group.inverse)
             else:  # few padding queries: run them all in call 1, then replace the padding rows
-                out = _attend(q, k, v, dropout, scaling).index_copy(2, group.pad, out_pad)
+                out = _attend(q, k, v, dropout, scaling)
+                if out.requires_grad:
+                    out = out.index_copy(2, group.pad, out_pad)
+                else:  # inference: no copy of the whole output
+                    out.index_copy_(2, group.pad, out_pad)
         outputs.append(out)
     out = outputs[0] if plan.order is None else torch.cat(outputs).index_select(0, plan.order)
     return out.transpose(1, 2).contiguous(), None

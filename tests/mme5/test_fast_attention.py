@@ -97,10 +97,13 @@ def masks(tiles_per_sample, num_patches=13, target=16, max_tiles=4):
     return _prepare_aspect_ratio_attention_mask(aspect, num_patches, target, torch.float32)
 
 
+@pytest.mark.parametrize("gather_above", [fast_attention.GATHER_QUERIES_ABOVE, 1.0], ids=["gathered", "overwrite"])
 @pytest.mark.parametrize("tiles", [[4], [1], [1, 2, 3, 4], [2, 2, 4, 1, 2]], ids=str)
-def test_function_and_gradients_equal_stock_sdpa(tiles):
+def test_function_and_gradients_equal_stock_sdpa(tiles, gather_above, monkeypatch):
     """Against transformers' own SDPA function on its own mask, forward and backward."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    monkeypatch.setattr(fast_attention, "GATHER_QUERIES_ABOVE", gather_above)
 
     mask = masks(tiles)
     batch, heads, length, dim = len(tiles), 3, mask.shape[-1], 8
