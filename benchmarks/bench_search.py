@@ -62,8 +62,11 @@ def parse_args(argv=None):
     parser.add_argument("--split", action="store_true",
                         help="time text query -> top 20 with metadata, split into encode / search / fetch")
     parser.add_argument("--full-size-mme5", action="store_true",
-                        help="random-weight full-size mmE5 architecture (needs a big CUDA GPU)")
-    return parser.parse_args(argv)
+                        help="random-weight full-size mmE5 architecture (needs a big CUDA GPU; with --split)")
+    args = parser.parse_args(argv)
+    if args.full_size_mme5 and not args.split:
+        parser.error("--full-size-mme5 goes with --split (the other measurements start the app with a model folder)")
+    return args
 
 
 def add_catalog_rows(store, count: int) -> None:
