@@ -149,6 +149,7 @@ def test_several_roots_and_rescan_of_known_roots(make_photos, tmp_path, tiny_mll
 def test_a_file_moved_between_roots_keeps_its_vector(make_photos, tmp_path, tiny_mllama):
     first, second = make_photos("phone"), make_photos("camera")
     path = first.jpeg("p.jpg")
+    first.jpeg("stays.jpg")  # a folder left empty would look unmounted: its photos would be kept, not moved
     index_dir = tmp_path / "index"
     build([first.folder, second.folder], index_dir, tiny_mllama)
     old = paths_of(index_dir)["p.jpg"]
