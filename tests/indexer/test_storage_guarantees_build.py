@@ -21,10 +21,11 @@ import pytest
 
 import indexer.build
 from indexer import IndexReplacedError, IndexStore, build_index, verify
+from indexer.__main__ import main
 from indexer.files import printable
 from indexer.lock import lock_holder
 
-from .conftest import REPO, run_cli
+from .conftest import REPO
 
 
 def build(roots, index_dir, embedder, **kwargs):
@@ -296,7 +297,16 @@ def committed_rows(index_dir) -> int:
         return -1
 
 
-def test_info_and_verify_say_a_build_is_running(photos, tmp_path, tiny_mllama_dir):
+def cli_main(capsys, *args) -> subprocess.CompletedProcess:
+    """``python -m indexer ARGS`` in this process (the model is loaded from disk as usual; torch is
+    already imported, which saves seconds per call): returncode, stdout and stderr."""
+    capsys.readouterr()
+    code = main([str(arg) for arg in args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
+
+
+def test_info_and_verify_say_a_build_is_running(photos, tmp_path, tiny_mllama_dir, capsys):
     for i in range(30):
         photos.jpeg(f"{i:02d}.jpg", 160, 120)
     index_dir = tmp_path / "index"
@@ -309,14 +319,14 @@ def test_info_and_verify_say_a_build_is_running(photos, tmp_path, tiny_mllama_di
         assert not (index_dir / "catalog.sqlite").exists()
         wait_for(lambda: committed_rows(index_dir) >= 3, process, what="3 committed rows")
         os.kill(process.pid, signal.SIGSTOP)  # hold the build mid-way (it keeps its lock)
-        info = run_cli("info", "--index", index_dir)
+        info = cli_main(capsys, "info", "--index", index_dir)
         assert info.returncode == 0, info.stderr
         assert f"a build is running (pid {process.pid})" in info.stdout
         assert "interrupted" not in info.stdout and "--repair" not in info.stdout
-        checked = run_cli("verify", "--index", index_dir)
+        checked = cli_main(capsys, "verify", "--index", index_dir)
         assert checked.returncode == 75, checked.stdout + checked.stderr
         assert f"a build is running (pid {process.pid})" in checked.stdout and "--repair" not in checked.stdout
-        second = run_cli("build", "--index", index_dir, "--model", tiny_mllama_dir)
+        second = cli_main(capsys, "build", "--index", index_dir, "--model", tiny_mllama_dir)
         assert second.returncode == 1 and f"pid {process.pid}, build" in second.stderr
         os.kill(process.pid, signal.SIGCONT)
         out, err = process.communicate(timeout=300)
@@ -326,13 +336,13 @@ def test_info_and_verify_say_a_build_is_running(photos, tmp_path, tiny_mllama_di
             process.kill()
             process.wait()
     assert lock_holder(index_dir) is None
-    after = run_cli("info", "--index", index_dir)
+    after = cli_main(capsys, "info", "--index", index_dir)
     assert "a build is running" not in after.stdout and "30 searchable" in after.stdout
 
 
 # -- 11. signals and hostile file names --------------------------------------------------------
 
-def test_sigterm_ends_a_build_cleanly_keeping_committed_work(photos, tmp_path, tiny_mllama_dir):
+def test_sigterm_ends_a_build_cleanly_keeping_committed_work(photos, tmp_path, tiny_mllama_dir, capsys):
     for i in range(30):
         photos.jpeg(f"{i:02d}.jpg", 160, 120)
     index_dir = tmp_path / "index"
@@ -347,7 +357,7 @@ def test_sigterm_ends_a_build_cleanly_keeping_committed_work(photos, tmp_path, t
     assert process.returncode == 143, err
     assert "terminated (SIGTERM)" in err and "keeps every committed batch" in err and "Traceback" not in err
     assert committed_rows(index_dir) >= committed and lock_holder(index_dir) is None
-    resumed = run_cli("build", "--index", index_dir, "--json")
+    resumed = cli_main(capsys, "build", "--index", index_dir, "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     assert indexed_paths(index_dir) == {str(path) for path in photos.folder.iterdir()}
     assert verify(index_dir).clean
@@ -378,20 +388,22 @@ def test_ctrl_c_during_start_up_prints_no_traceback(photos, tmp_path, tiny_mllam
     assert "Traceback" not in err and "interrupted" in err and lock_holder(index_dir) is None
 
 
-def test_control_characters_in_file_names_never_reach_the_terminal(photos, tmp_path, tiny_mllama_dir):
+def test_control_characters_in_file_names_never_reach_the_terminal(photos, tmp_path, tiny_mllama_dir, capsys):
     evil = "evil\n\x1b[31mred\x07.jpg"
     photos.jpeg(evil)
     photos.raw(b"broken\r\x1b]0;title\x07.jpg", b"not an image")
     index_dir = tmp_path / "index"
-    built = run_cli("build", "--dir", photos.folder, "--index", index_dir, "--model", tiny_mllama_dir, "--quiet")
+    built = cli_main(capsys, "build", "--dir", photos.folder, "--index", index_dir, "--model", tiny_mllama_dir,
+                     "--quiet")
     assert built.returncode == 0, built.stderr
-    found = run_cli("search", "--index", index_dir, "--text", "red", "-k", "5")
-    info = run_cli("info", "--index", index_dir)
+    found = cli_main(capsys, "search", "--index", index_dir, "--text", "red", "-k", "5")
+    info = cli_main(capsys, "info", "--index", index_dir)
     for result in (built, found, info):
         text = result.stdout + result.stderr
-        assert "\x1b" not in text and "\x07" not in text and "\r" not in text, text
+        for raw in ("evil\n", "\x1b[31m", "\x07", "broken\r", "\x1b]0;"):  # (progress bars use \r themselves)
+            assert raw not in text, text
     assert found.stdout.count("\n") == 1 and found.stdout.endswith(printable(str(photos.folder / evil)) + "\n")
     assert "evil\\n\\x1b[31mred\\x07.jpg" in found.stdout
     assert "broken\\r\\x1b]0;title\\x07.jpg" in built.stderr and "broken\\r\\x1b]0;title\\x07.jpg" in info.stdout
-    as_json = run_cli("search", "--index", index_dir, "--text", "red", "-k", "5", "--json")
+    as_json = cli_main(capsys, "search", "--index", index_dir, "--text", "red", "-k", "5", "--json")
     assert json.loads(as_json.stdout)["results"][0]["path"] == str(photos.folder / evil)  # JSON keeps the name exact
