@@ -191,6 +191,9 @@ class _Build:
                  prune=False, max_prune_share=DEFAULT_MAX_PRUNE_SHARE, budget=None):
         self.catalog, self.index_dir, self.embedder = catalog, index_dir, embedder
         self.identity = folder_identity(index_dir)
+        from mme5.gpu_memory import fit_batch_size
+
+        batch_size = fit_batch_size(embedder, batch_size)  # lowered (and said on stderr) if the GPU is too small
         self.batch_size, self.show_progress, self.include_hidden = batch_size, show_progress, include_hidden
         self.workers = workers or min(8, os.cpu_count() or 1)
         self.prune, self.max_prune_share = prune, max_prune_share
