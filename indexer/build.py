@@ -42,6 +42,12 @@ from .vectors import INDEX_FILE, choose_index_type
 
 MAX_ERRORS_KEPT = 1000  # in the stored last-build summary; the catalog keeps every error row
 DEFAULT_MAX_PRUNE_SHARE = 0.5  # a build drops at most this share of a folder's photos unless told --prune
+ENGINES = ("local", "ray")
+
+
+def model_rejected_reason(error: Exception) -> str:
+    """The error text recorded for an image the model could not embed (both engines)."""
+    return f"the model could not embed this image ({type(error).__name__}: {error})"
 
 
 @dataclass
@@ -139,18 +145,24 @@ def build_index(
     index_type: str | None = None,
     include_hidden: bool = False,
     workers: int | None = None,
+    engine: str = "local",
+    ray_options=None,
     prune: bool = False,
     max_prune_share: float = DEFAULT_MAX_PRUNE_SHARE,
     decode_budget: int = DEFAULT_DECODE_BUDGET,
 ) -> BuildSummary:
     """Index new files, re-embed changed ones, drop deleted ones; resume after a crash.
 
-    ``roots`` empty means every folder this index already knows. Photos of a folder that
-    lists no photos at all, or moved to another device with none of its files, are kept
+    ``roots`` empty means every folder this index already knows. ``engine="ray"`` reads,
+    decodes and embeds on a Ray cluster (``ray_options``: an ``indexer.ray_engine.RayOptions``)
+    while this process keeps the catalog; see ``indexer/ray_engine.py``. Photos of a folder
+    that lists no photos at all, or moved to another device with none of its files, are kept
     (an unmounted drive), as are removals of more than ``max_prune_share`` of a folder's
     photos; ``prune`` drops them all the same. ``decode_budget`` caps the pixels decoded at
-    once across the ``workers`` threads.
+    once across the local engine's ``workers`` threads.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if not 0 <= max_prune_share <= 1:
@@ -166,8 +178,14 @@ def build_index(
         catalog = Catalog(index_dir / CATALOG_FILE, create=True)
         build = None
         try:
-            build = _Build(catalog, index_dir, embedder, batch_size, show_progress, index_type,
-                           include_hidden, workers, prune, max_prune_share, budget)
+            build_class = _Build
+            if engine == "ray":
+                from .ray_engine import RayOptions, make_ray_build
+
+                build_class = make_ray_build(_Build)
+                build_class.ray_options = ray_options or RayOptions()
+            build = build_class(catalog, index_dir, embedder, batch_size, show_progress, index_type,
+                                include_hidden, workers, prune, max_prune_share, budget)
             return build.run(root_paths)
         except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM: say what the committed batches kept
             if build is not None:
@@ -495,7 +513,7 @@ class _Build:
                     vectors.append(self.embedder.encode_images([image], batch_size=1)[0])
                 except Exception as error:  # noqa: BLE001
                     del pending.embed_hashes[digest]
-                    failed.append((digest, f"the model could not embed this image ({type(error).__name__}: {error})"))
+                    failed.append((digest, model_rejected_reason(error)))
             vectors = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), self.embedder.dim)
             for digest, reason in failed:
                 self.failed_hashes[digest] = reason
