@@ -5,6 +5,7 @@ index file left behind by a crash up to date with the catalog.
 """
 from __future__ import annotations
 
+import errno
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .catalog import Catalog
+from .errors import DiskFullError, disk_full_message
 from .vectors import INDEX_FILE, VectorIndex, choose_index_type, lists_for
 
 RECALL_K = 10
@@ -39,7 +41,7 @@ def load_index(catalog: Catalog, index_dir: Path, meta: dict, index_type: str | 
     if not (Path(index_dir) / INDEX_FILE).exists() and catalog.count() == 0:
         return VectorIndex.flat(int(meta["dim"])), report  # a new (or empty) index
     try:
-        index = VectorIndex.load(Path(index_dir) / INDEX_FILE)
+        index = load_checked(catalog, Path(index_dir) / INDEX_FILE, meta)
         if index.dim != int(meta["dim"]):
             raise ValueError(f"vector index has dim {index.dim}, catalog says {meta['dim']}")
     except ValueError as error:
@@ -49,6 +51,50 @@ def load_index(catalog: Catalog, index_dir: Path, meta: dict, index_type: str | 
     if meta.get("index_generation") != meta.get("generation") or id_summary(index) != catalog.ok_id_summary():
         report.added, report.removed = reconcile(catalog, index)
     return index, report
+
+
+def recorded_checksums(meta: dict) -> set[str]:
+    """Checksums the catalog vouches for: the last file written, and one being written (a crash between the
+    rename and the catalog update leaves the new file with only the pending checksum). Empty: none recorded."""
+    return {value for value in (meta.get("index_checksum"), meta.get("index_checksum_pending")) if value}
+
+
+def load_checked(catalog: Catalog, path: Path, meta: dict) -> VectorIndex:
+    """The FAISS file, refused (ValueError) unless its checksum is one the catalog recorded.
+
+    A build may replace the file between our read of the catalog and of the file: a
+    mismatch is only believed after reading both again.
+    """
+    try:
+        return VectorIndex.load(path, expected=recorded_checksums(meta))
+    except ValueError as error:
+        if "checksum" not in str(error):
+            raise
+    return VectorIndex.load(path, expected=recorded_checksums(catalog.get_meta()))
+
+
+def save_index(catalog: Catalog, index: VectorIndex, path: Path) -> str:
+    """Write the FAISS file atomically and record its checksum in the catalog; returns the checksum.
+
+    Order: checksum recorded as pending, file renamed into place, checksum made current. A
+    crash anywhere leaves a file whose checksum the catalog knows (old or new); a full disk
+    is a DiskFullError that leaves the previous file in place.
+    """
+    data, checksum = index.serialize()
+    with catalog.session() as session:
+        Catalog.set_meta(session, index_checksum_pending=checksum)
+        session.commit()
+    try:
+        index.save(path, data)
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise DiskFullError(disk_full_message(Path(path).parent, "the vector index could not be written")) from error
+        raise
+    with catalog.session() as session:
+        Catalog.set_meta(session, index_checksum=checksum, index_checksum_pending=None)
+        session.commit()
+    index.checksum = checksum
+    return checksum
 
 
 def id_summary(index: VectorIndex) -> tuple[int, int, int, int]:

@@ -83,11 +83,14 @@ def test_verify_finds_each_inconsistency_and_repair_fixes_it(corpus, tmp_path, t
 def test_verify_detects_a_stale_or_missing_vector_index(corpus, tmp_path, tiny_mllama):
     index_dir = tmp_path / "index"
     build_index([corpus.folder / "0"], index_dir, tiny_mllama, show_progress=False)
+    from indexer.sync import save_index
     from indexer.vectors import VectorIndex
 
     index = VectorIndex.load(index_dir / "vectors.faiss")
     index.remove(index.ids()[:3])
-    index.save(index_dir / "vectors.faiss")
+    catalog = Catalog(index_dir / "catalog.sqlite", writable=True)
+    save_index(catalog, index, index_dir / "vectors.faiss")  # a stale file the catalog vouches for (not damage)
+    catalog.close()
     assert "3 searchable image(s) missing from the vector index" in verify(index_dir).problems
     (index_dir / "vectors.faiss").unlink()
     assert any("vector index file missing" in p for p in verify(index_dir).problems)
