@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import sys
 import urllib.parse
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,9 +39,13 @@ from .errors import (
     SQLITE_FULL,
     SQLITE_IOERR,
     SQLITE_READONLY,
+    DiskFullError,
     IndexCorruptError,
     IndexerError,
+    ReadOnlyIndexError,
     damaged_message,
+    disk_full_message,
+    low_space,
     storage_problem,
 )
 
@@ -373,9 +376,14 @@ def _open_mode(path: Path, writable: bool) -> str:
             if problem is not None:
                 raise problem from error
             return mode  # the engine's first connection reports it with the catalog's usual message
-        if mode == "immutable" and _size(Path(f"{path}-wal")) > 0:
-            print(f"indexer: {path}: read-only storage with an unfinished write-ahead log; its last commits are "
-                  "not visible until the index is opened once on writable storage", file=sys.stderr)
+        if mode == "immutable" and _size(Path(f"{path}-wal")) > 0:  # immutable would ignore the log's commits
+            folder = path.parent
+            why = disk_full_message(folder, "SQLite cannot create the shared-memory file it needs to read the "
+                                            "catalog's write-ahead log") if low_space(folder) else None
+            raise DiskFullError(why) if why else ReadOnlyIndexError(
+                f"{folder}: the index is on read-only storage and its catalog has an unfinished write-ahead log "
+                f"({path.name}-wal) that SQLite can only read with write access; open the index once on writable "
+                "storage (any command does) to fold the log in, then it can be served read-only.")
         return mode
     return modes[-1]
 

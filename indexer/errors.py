@@ -1,6 +1,7 @@
 """Errors the indexer raises; each message says what is wrong and what to do."""
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from pathlib import Path
@@ -104,3 +105,12 @@ def storage_problem(error: BaseException, catalog_path) -> IndexerError | None:
     if primary == SQLITE_READONLY or (primary in (SQLITE_IOERR, SQLITE_CANTOPEN) and read_only_storage(folder)):
         return ReadOnlyIndexError(read_only_message(folder))
     return None
+
+
+def os_problem(error: OSError, folder) -> OSError:
+    """A full disk or read-only media behind an OSError, as the IndexerError that says what to do; else ``error``."""
+    if error.errno == errno.ENOSPC:
+        return DiskFullError(disk_full_message(folder, error.strerror or "no space left on device"))
+    if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and read_only_storage(folder):
+        return ReadOnlyIndexError(read_only_message(folder))
+    return error

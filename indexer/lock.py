@@ -5,7 +5,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from .errors import IndexLockedError
+from .errors import IndexLockedError, os_problem
 
 LOCK_FILE = ".lock"
 
@@ -16,7 +16,13 @@ class WriteLock:
         self.handle = None
 
     def __enter__(self) -> "WriteLock":
-        handle = open(self.path, "a+")
+        try:
+            handle = open(self.path, "a+")
+        except OSError as error:  # read-only media, full disk: say so in one sentence
+            problem = os_problem(error, self.path.parent)
+            if problem is error:
+                raise
+            raise problem from error
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -27,10 +33,17 @@ class WriteLock:
                 f"{self.path.parent}: another indexer process (pid {owner}) is writing this index; "
                 "wait for it to finish"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+        except OSError as error:
+            handle.close()
+            problem = os_problem(error, self.path.parent)
+            if problem is error:
+                raise
+            raise problem from error
         self.handle = handle
         return self
 

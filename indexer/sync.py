@@ -5,7 +5,6 @@ index file left behind by a crash up to date with the catalog.
 """
 from __future__ import annotations
 
-import errno
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .catalog import Catalog
-from .errors import DiskFullError, disk_full_message
+from .errors import os_problem
 from .vectors import INDEX_FILE, VectorIndex, choose_index_type, lists_for
 
 RECALL_K = 10
@@ -87,9 +86,10 @@ def save_index(catalog: Catalog, index: VectorIndex, path: Path) -> str:
     try:
         index.save(path, data)
     except OSError as error:
-        if error.errno == errno.ENOSPC:
-            raise DiskFullError(disk_full_message(Path(path).parent, "the vector index could not be written")) from error
-        raise
+        problem = os_problem(error, Path(path).parent)
+        if problem is error:
+            raise
+        raise problem from error
     with catalog.session() as session:
         Catalog.set_meta(session, index_checksum=checksum, index_checksum_pending=None)
         session.commit()

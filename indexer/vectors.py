@@ -171,7 +171,7 @@ class VectorIndex:
             for start in range(0, self.ntotal, 65536):
                 yield id_map[start : start + 65536], np.array(data[start : start + 65536]), None
             return
-        ivf = faiss.extract_index_ivf(self.index.index)
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(self.index.index))
         invlists = ivf.invlists
         for list_no in range(invlists.nlist):
             size = invlists.list_size(list_no)
@@ -193,23 +193,17 @@ class VectorIndex:
         """
         if self.kind != "ivf-sq8":
             return stored, np.zeros(self.dim, np.float32)
-        ivf = faiss.extract_index_ivf(self.index.index)
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(self.index.index))
         centroids = np.stack([ivf.quantizer.reconstruct(int(n)) for n in lists]) if ivf.by_residual else 0
         residual = np.ascontiguousarray(stored - centroids, dtype=np.float32)
-        codes = np.empty((len(stored), ivf.code_size), np.uint8)
-        ivf.sq.compute_codes(faiss.swig_ptr(residual), faiss.swig_ptr(codes), len(stored))
-        decoded = np.empty_like(residual)
-        ivf.sq.decode(faiss.swig_ptr(codes), faiss.swig_ptr(decoded), len(stored))
-        steps = np.empty((2, self.dim), np.float32)
-        ivf.sq.decode(faiss.swig_ptr(np.stack([np.zeros(ivf.code_size, np.uint8), np.ones(ivf.code_size, np.uint8)])),
-                      faiss.swig_ptr(steps), 2)
+        decoded = ivf.sq.decode(ivf.sq.compute_codes(residual))
+        steps = ivf.sq.decode(np.stack([np.zeros(ivf.code_size, np.uint8), np.ones(ivf.code_size, np.uint8)]))
         return decoded + centroids, np.abs(steps[1] - steps[0]) * 1.01 + 1e-6
 
     def _decode(self, ivf, codes: np.ndarray, list_no: int, size: int) -> np.ndarray:
         if self.kind == "ivf":
             return codes.view(np.float32).reshape(size, self.dim).copy()
-        vectors = np.empty((size, self.dim), np.float32)
-        ivf.sq.decode(faiss.swig_ptr(codes), faiss.swig_ptr(vectors), size)
+        vectors = ivf.sq.decode(codes.reshape(size, ivf.code_size))
         if ivf.by_residual:
             vectors += ivf.quantizer.reconstruct(list_no)
         return vectors
