@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, select
 
 from .atomic import remove_stale_temps
 from .catalog import CATALOG_FILE, STATUS_OK, Catalog, Image, Root, Vector
@@ -13,7 +13,7 @@ from .errors import BadRootError, IndexCorruptError, IndexNotFoundError
 from .files import root_key
 from .lock import WriteLock
 from .salvage import salvage
-from .sync import load_index, measure_recall, rebuild, recorded_checksums, save_index
+from .sync import load_checked, load_index, measure_recall, rebuild, recorded_checksums, save_index
 from .vectors import INDEX_FILE, VectorIndex
 
 VECTOR_SAMPLE = 200
@@ -136,7 +136,7 @@ def _check_contents(catalog: Catalog, index_dir: Path, deep: bool, report: Verif
     if not recorded_checksums(meta):
         report.checked["checksum"] = "none recorded (written by an older version; the next build records one)"
     try:
-        index = VectorIndex.load(index_dir / INDEX_FILE, expected=recorded_checksums(meta))
+        index = load_checked(catalog, index_dir / INDEX_FILE, meta)
     except ValueError as error:
         problems.append(str(error))
         return

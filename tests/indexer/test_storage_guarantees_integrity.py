@@ -240,7 +240,7 @@ def test_repair_of_a_catalog_without_model_metadata_says_what_to_do(tmp_path, ca
     index_dir = tmp_path / "index"  # what a first build killed before it recorded the model leaves
     index_dir.mkdir()
     Catalog(index_dir / "catalog.sqlite", create=True).close()
-    code, out, err = run(["verify", "--index", index_dir, "--repair"], capsys)
+    code, _, err = run(["verify", "--index", index_dir, "--repair"], capsys)
     assert code == 1 and "no model metadata" in err and "run the build again" in err and "KeyError" not in err
 
 
