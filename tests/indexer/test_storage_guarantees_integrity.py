@@ -294,3 +294,23 @@ def test_a_full_disk_stops_a_build_with_one_sentence_and_the_build_resumes_once_
     filler.write_bytes(b"\0" * (stat.f_bavail * stat.f_frsize))
     with pytest.raises(DiskFullError, match="the disk is full"):
         verify(index_dir, repair=True)
+
+
+def test_a_read_only_copy_with_an_unfinished_log_is_refused_not_misread(built, tmp_path, mounts):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    writer = sqlite3.connect(built / "catalog.sqlite")  # a commit still in the write-ahead log when copied
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('note', '\"copied mid-write\"')")
+    writer.commit()
+    for name in ("catalog.sqlite", "catalog.sqlite-wal", "vectors.faiss"):  # no -shm: as a backup tool copies
+        (copy / name).write_bytes((built / name).read_bytes())
+    writer.close()
+    assert (copy / "catalog.sqlite-wal").stat().st_size > 0
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    mount("--bind", copy, read_only)
+    mounts.append(read_only)
+    mount("-o", "remount,bind,ro", read_only)
+    with pytest.raises(ReadOnlyIndexError, match="unfinished write-ahead log"):
+        IndexStore.open(read_only)
