@@ -15,8 +15,10 @@ class IndexNotFoundError(IndexerError, FileNotFoundError):
     """No index at the given folder."""
 
 
-class IndexCorruptError(IndexerError):
-    """The catalog cannot be read; the vector index alone is always rebuildable."""
+class IndexCorruptError(IndexerError, ValueError):
+    """The catalog cannot be read; the vector index alone is always rebuildable.
+
+    A ValueError too, so the app's handlers show its sentence instead of a generic error."""
 
 
 class IndexMismatchError(IndexerError, ValueError):

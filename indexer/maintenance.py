@@ -137,6 +137,8 @@ def _check_contents(catalog: Catalog, index_dir: Path, deep: bool, report: Verif
         report.checked["checksum"] = "none recorded (written by an older version; the next build records one)"
     try:
         index = load_checked(catalog, index_dir / INDEX_FILE, meta)
+    except IndexCorruptError:
+        raise  # the catalog, not the vector file: reported as catalog damage by _check
     except ValueError as error:
         problems.append(str(error))
         return
