@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .atomic import fsync_dir
 from .catalog import Base, Catalog, utcnow
-from .errors import IndexCorruptError
+from .errors import IndexCorruptError, storage_problem
 
 TABLES = ("meta", "roots", "vectors", "images")  # parents before children
 LOSS_CONSEQUENCE = {
@@ -87,10 +87,13 @@ def salvage(path: Path, max_known_id: int = 0) -> SalvageReport:
         if generation is not None:  # open readers see a changed index and reopen it
             target.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(int(generation) + 1),))
         target.commit()
-    except BaseException:
+    except BaseException as error:
         target.close()
         source.close()
         fresh_path.unlink(missing_ok=True)
+        problem = storage_problem(error, fresh_path) if isinstance(error, sqlite3.Error) else None
+        if problem is not None:  # e.g. no room for the copy: one sentence, the damaged catalog untouched
+            raise problem from error
         raise
     target.close()
     source.close()
