@@ -260,6 +260,7 @@ class IndexStore:
             "index_type": self.index.kind,
             "index_type_request": meta.get("index_type_request") or "auto",
             "ivf_lists": self.index.nlist,
+            "bytes_per_image": round(files[INDEX_FILE] / self.count) if self.count else 0,
             "recall": meta.get("recall"),
             "size_bytes": {"catalog": sum(v for k, v in files.items() if k != INDEX_FILE),
                            "vector_index": files[INDEX_FILE], "total": sum(files.values())},

@@ -38,9 +38,9 @@ def load_index(catalog: Catalog, index_dir: Path, meta: dict, index_type: str | 
     """The index file brought in line with the catalog (in memory; the caller saves)."""
     report = SyncReport()
     if not (Path(index_dir) / INDEX_FILE).exists() and catalog.count() == 0:
-        return VectorIndex.flat(int(meta["dim"])), report  # a new (or empty) index
+        return with_exact_vectors(VectorIndex.flat(int(meta["dim"])), catalog), report  # a new (or empty) index
     try:
-        index = load_checked(catalog, Path(index_dir) / INDEX_FILE, meta)
+        index = with_exact_vectors(load_checked(catalog, Path(index_dir) / INDEX_FILE, meta), catalog)
         if index.dim != int(meta["dim"]):
             raise ValueError(f"vector index has dim {index.dim}, catalog says {meta['dim']}")
     except ValueError as error:
@@ -97,6 +97,12 @@ def save_index(catalog: Catalog, index: VectorIndex, path: Path) -> str:
     return checksum
 
 
+def with_exact_vectors(index: VectorIndex, catalog: Catalog) -> VectorIndex:
+    """Let a compressed index re-rank its candidates with the catalog's stored vectors."""
+    index.exact_source = catalog.vectors_for_ids
+    return index
+
+
 def id_summary(index: VectorIndex) -> tuple[int, int, int, int]:
     ids = index.ids()
     if not len(ids):
@@ -134,7 +140,7 @@ def rebuild(catalog: Catalog, dim: int, index_type: str | None) -> VectorIndex:
         index = VectorIndex.trained(kind, dim, training, count)
     for ids, vectors in catalog.iter_ok_vectors():
         index.add(ids, vectors)
-    return index
+    return with_exact_vectors(index, catalog)
 
 
 def needs_retraining(index: VectorIndex, index_type: str | None, count: int) -> str | None:
