@@ -9,6 +9,7 @@ Examples:
   python -m indexer search --index my-index --text "un perro en la playa" -k 5
   python -m indexer search --index my-index --image query.jpg --text "but at night" --json
   python -m indexer info --index my-index --json
+  python -m indexer verify --index my-index --deep              # compare every vector, not a sample
   python -m indexer verify --index my-index --repair
   python -m indexer remove --index my-index --dir /mnt/camera
   python -m indexer watch --index my-index                     # keep it current as photos come and go
@@ -100,9 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     info = command("info", "counts, model, index type and recall, size on disk, folders, last build, errors")
     info.add_argument("--json", action="store_true", help="print the JSON payload documented in the README")
 
-    verify = command("verify", "check that catalog and vector index agree (exit 1 if not)")
-    verify.add_argument("--repair", action="store_true", help="rebuild the vector index from stored vectors, "
-                                                               "drop orphans")
+    verify = command("verify", "check the catalog (SQLite integrity check) and that it agrees with the vector "
+                               "index (exit 1 if not)")
+    verify.add_argument("--deep", action="store_true", help="compare every vector in the vector index with its "
+                                                             "stored vector, and check every stored vector (slower)")
+    verify.add_argument("--repair", action="store_true", help="salvage a damaged catalog, rebuild the vector index "
+                                                               "from stored vectors, drop orphans, then check again")
 
     remove = command("remove", "forget a photo folder: its images leave the index")
     remove.add_argument("--dir", type=Path, required=True, help="an indexed folder")
@@ -258,6 +262,8 @@ def run_info(args) -> int:
               f"errors {last['error_count']} in {last['seconds']:.1f} s")
         for warning in last.get("warnings", []):
             print(printable(f"  WARNING: {warning}"))
+    print(f"catalog:      {info['catalog_check']}" + (" (read-only storage: searchable, not writable)"
+                                                          if info["read_only"] else ""))
     if writer:
         print(f"build:        {_writer_text(writer)}; the vector index catches up when it finishes")
     elif not info["in_sync"]:
@@ -277,21 +283,30 @@ def _writer_text(writer: tuple) -> str:
 def run_verify(args) -> int:
     from .maintenance import verify
 
-    report = verify(args.index, repair=args.repair)
+    report = verify(args.index, repair=args.repair, deep=args.deep)
     for problem in report.problems:
         print(printable(f"problem: {problem}"), file=sys.stderr)
     for fixed in report.repaired:
         print(printable(f"repaired: {fixed}"), file=sys.stderr)
+    for left in report.unrepaired:
+        print(printable(f"not repaired: {left}"), file=sys.stderr)
+    for note in report.notes:
+        print(printable(f"note: {note}"), file=sys.stderr)
     if report.clean:
-        print(f"ok: {report.checked.get('images', 0)} images, catalog and vector index agree")
+        compared = report.checked.get("vectors_compared")
+        print(f"ok: {report.checked.get('images', 0)} images, catalog sound, catalog and vector index agree"
+              + (f" ({compared} vectors compared)" if compared is not None else ""))
+        return 0
+    if args.repair and not report.unrepaired:
+        print("repaired, and checked again: catalog sound, catalog and vector index agree")
         return 0
     if report.writer and not args.repair:  # its batches are committed, its vector index is saved at the end
         print(f"{_writer_text(report.writer)}: until it finishes the vector index lags the catalog, so these "
               "differences are expected; run verify again when it has finished")
         return EXIT_BUSY
     if args.repair:
-        print("repaired; run verify again to confirm")
-        return 0
+        print(f"{len(report.unrepaired)} problem(s) remain after the repair (see above)")
+        return 1
     print(f"{len(report.problems)} problem(s); run: python -m indexer verify --index {args.index} --repair")
     return 1
 

@@ -37,7 +37,7 @@ from .errors import BadRootError, IndexMismatchError, IndexReplacedError, mismat
 from .files import FileEntry, FolderProblem, is_within, printable, root_key, scan_root
 from .lock import WriteLock
 from .reader import DEFAULT_DECODE_BUDGET, DecodeBudget, ReadResult, read_file
-from .sync import load_index, measure_recall, needs_retraining, rebuild, recall_is_stale
+from .sync import load_index, measure_recall, needs_retraining, rebuild, recall_is_stale, save_index
 from .vectors import INDEX_FILE, choose_index_type
 
 MAX_ERRORS_KEPT = 1000  # in the stored last-build summary; the catalog keeps every error row
@@ -553,7 +553,7 @@ class _Build:
         if reason or recall_is_stale(recall, self.index, count):
             recall = measure_recall(self.catalog, self.index)
         self._check_still_ours()
-        self.index.save(self.index_dir / INDEX_FILE)
+        save_index(self.catalog, self.index, self.index_dir / INDEX_FILE)
         self.summary.seconds = time.perf_counter() - self.started
         self.summary.images = self.index.ntotal
         self.summary.index_type = self.index.kind

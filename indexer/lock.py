@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from .errors import IndexLockedError
+from .errors import IndexLockedError, os_problem
 
 LOCK_FILE = ".lock"
 CONTENTION_WAIT_S = 0.5  # a reader's probe holds the lock for microseconds; do not refuse a writer for that
@@ -34,7 +34,10 @@ class WriteLock:
         self.key: tuple[int, int] | None = None
 
     def __enter__(self) -> "WriteLock":
-        handle = open(self.path, "a+")
+        try:
+            handle = open(self.path, "a+")
+        except OSError as error:  # read-only media, full disk: say so in one sentence
+            _raise_os_problem(error, self.path.parent)
         info = os.fstat(handle.fileno())
         key = (info.st_dev, info.st_ino)
         if _held.get(key):
@@ -58,10 +61,14 @@ class WriteLock:
                     f"{self.path.parent}: another indexer process (pid {pid}, {purpose}) is writing this index; "
                     "wait for it to finish"
                 ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()} {self.purpose}")
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()} {self.purpose}")
+            handle.flush()
+        except OSError as error:
+            handle.close()
+            _raise_os_problem(error, self.path.parent)
         self.handle, self.key = handle, key
         _held[key] = 1
         return self
@@ -76,6 +83,14 @@ class WriteLock:
             self.handle.close()
             self.handle = None
         self.key = None
+
+
+def _raise_os_problem(error: OSError, folder: Path):
+    """Raise the one-sentence error for a full disk or read-only media; other OS errors as they are."""
+    problem = os_problem(error, folder)
+    if problem is error:
+        raise error
+    raise problem from error
 
 
 def holder_of(handle) -> tuple[int | None, str] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import sys
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import func, select
 
-from .catalog import CATALOG_FILE, STATUS_ERROR, Catalog, Image, Meta, Root, Vector, decode_relpath
+from .catalog import CATALOG_FILE, CHEAP_CHECK_BYTES, STATUS_ERROR, Catalog, Image, Meta, Root, Vector, decode_relpath
 from .errors import BadRootError, IndexCorruptError, IndexMismatchError, IndexNotFoundError, mismatch_message
 from .sync import load_index
 from .vectors import INDEX_FILE
@@ -68,6 +69,9 @@ class IndexStore:
         except BaseException:
             catalog.close()
             raise
+        if report.rebuilt:
+            print(f"indexer: {report.rebuilt}; searching a copy rebuilt in memory from the catalog's stored vectors "
+                  f"(python -m indexer verify --index {index_dir} --repair rewrites the file)", file=sys.stderr)
         return cls(index_dir, catalog, meta, index, report)
 
     def close(self) -> None:
@@ -103,6 +107,11 @@ class IndexStore:
     @property
     def roots(self) -> list[str]:
         return [root.path for root in self.catalog.roots()]
+
+    @property
+    def read_only(self) -> bool:
+        """Opened without write access (read-only media or a full disk): searching works, building does not."""
+        return self.catalog.mode != "rw"
 
     @property
     def generation(self) -> int:
@@ -269,7 +278,16 @@ class IndexStore:
             "raw": self._raw_counts(),
             "error_list": [{"path": record.path, "error": record.error} for record in self.errors(INFO_ERROR_LIMIT)],
             "schema_version": meta.get("schema_version"),
+            "read_only": self.read_only,
+            "catalog_check": self._catalog_check(),
         }
+
+    def _catalog_check(self) -> str:
+        """SQLite's quick_check when the catalog is small enough for it to be cheap; else a pointer to verify."""
+        if _size(self.catalog.path) > CHEAP_CHECK_BYTES:
+            return f"not run (catalog over {CHEAP_CHECK_BYTES >> 20} MB): run verify"
+        problem = self.catalog.integrity_problem()
+        return "ok" if problem is None else f"damaged: {problem}; run verify --repair"
 
 
 _RECORDS_SQL = (

@@ -84,7 +84,7 @@ def test_verify_and_remove_commands(index_dir, photos, capsys):
     (index_dir / "vectors.faiss").write_bytes(b"x")
     assert main(["verify", "--index", str(index_dir)]) == 1
     captured = capsys.readouterr()
-    assert "vector index file unreadable" in captured.err and "--repair" in captured.out
+    assert "does not match the checksum" in captured.err and "--repair" in captured.out
     assert main(["verify", "--index", str(index_dir), "--repair"]) == 0
     assert main(["verify", "--index", str(index_dir)]) == 0
     assert main(["remove", "--index", str(index_dir), "--dir", str(photos.folder)]) == 0
