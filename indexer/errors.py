@@ -21,6 +21,12 @@ class IndexCorruptError(IndexerError, ValueError):
     A ValueError too, so the app's handlers show its sentence instead of a generic error."""
 
 
+class VectorFileError(IndexerError, ValueError):
+    """``vectors.faiss`` is missing, unreadable or fails its checksum: rebuilt from the catalog, never fatal.
+
+    Not an IndexCorruptError: that one means the catalog, the source of truth, is damaged."""
+
+
 class IndexMismatchError(IndexerError, ValueError):
     """The embedder's vector space differs from the one the index was built with."""
 

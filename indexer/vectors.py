@@ -23,7 +23,7 @@ import faiss
 import numpy as np
 
 from .atomic import write_atomic
-from .errors import IndexCorruptError
+from .errors import VectorFileError
 
 INDEX_FILE = "vectors.faiss"
 AUTO_IVF_THRESHOLD = 100_000  # up to here exact search is fast enough and memory is dim*4 bytes/image
@@ -107,20 +107,20 @@ class VectorIndex:
         """
         path = Path(path)
         if not path.is_file():
-            raise IndexCorruptError(f"{path}: vector index file missing")
+            raise VectorFileError(f"{path}: vector index file missing")
         try:
             data, checksum = read_with_checksum(path)
         except OSError as error:
-            raise IndexCorruptError(f"{path}: vector index file unreadable ({error.strerror or error})") from error
+            raise VectorFileError(f"{path}: vector index file unreadable ({error.strerror or error})") from error
         if expected and checksum not in expected:
-            raise IndexCorruptError(f"{path}: vector index file does not match the checksum recorded when it was written "
+            raise VectorFileError(f"{path}: vector index file does not match the checksum recorded when it was written "
                              "(damaged on disk)")
         try:
             index = faiss.deserialize_index(data)
         except (RuntimeError, MemoryError, ValueError) as error:
-            raise IndexCorruptError(f"{path}: vector index file unreadable ({str(error).splitlines()[0][:200]})") from error
+            raise VectorFileError(f"{path}: vector index file unreadable ({str(error).splitlines()[0][:200]})") from error
         if not isinstance(index, faiss.IndexIDMap2):
-            raise IndexCorruptError(f"{path}: not an id-mapped index ({type(index).__name__})")
+            raise VectorFileError(f"{path}: not an id-mapped index ({type(index).__name__})")
         loaded = cls(index)
         loaded.checksum = checksum
         return loaded

@@ -62,7 +62,7 @@ def run(argv, capsys) -> tuple[int, str, str]:
 
 
 def error_lines(err: str) -> list[str]:
-    return [line for line in err.splitlines() if line.startswith("error:")]
+    return [line for line in err.splitlines() if line.startswith(("error:", "indexer: error:"))]
 
 
 def mount(*args) -> None:
