@@ -105,6 +105,8 @@ def run_build(args) -> int:
 
 
 def run_search(args) -> int:
+    from mme5.registry import QueryKind
+
     from .store import open_index
 
     if args.text is None and args.image is None:
@@ -115,12 +117,9 @@ def run_search(args) -> int:
         return 2
     embedder, store = open_index(args.index, model=args.model, adapter=args.adapter, device=args.device)
     with store:
-        if args.image is not None and args.text:
-            query = embedder.encode_composed([str(args.image)], [args.text])
-        elif args.image is not None:
-            query = embedder.encode_image_queries([str(args.image)])
-        else:
-            query = embedder.encode_text_queries([args.text])
+        kind = QueryKind.of(text=args.text, image=args.image)
+        query = embedder.encode_query(kind, texts=[args.text] if kind.needs_text else None,
+                                      images=[str(args.image)] if kind.needs_image else None)
         scores, ids = store.search(query, args.k)
         hits = [(float(s), r) for s, r in zip(scores[0], store.records(ids[0])) if r is not None]
     if args.json:

@@ -47,6 +47,11 @@ class Backbone:
         self.device = torch.device(device)
         self.dtype = dtype
 
+    @classmethod
+    def wrap(cls, model: torch.nn.Module, processor, device: torch.device, dtype: torch.dtype, source: str = ""):
+        """The backbone for a loaded model; ``source`` (its hub id or folder) may tune it."""
+        return cls(model, processor, device, dtype)
+
     # -- properties the Embedder uses -------------------------------------------------
     @property
     def dim(self) -> int:

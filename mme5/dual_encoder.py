@@ -26,6 +26,11 @@ class DualEncoderBackbone(Backbone):
         size = processor.image_processor.size
         self.image_side = int(size.get("height") or size.get("shortest_edge"))
 
+    @classmethod
+    def wrap(cls, model, processor, device, dtype, source: str = ""):
+        lowercase = "siglip2" in str(source).lower() or bool(getattr(model.config, "mme5_lowercase_text", False))
+        return cls(model, processor, device, dtype, lowercase=lowercase)
+
     @property
     def dim(self) -> int:
         return int(self.model.config.vision_config.hidden_size)

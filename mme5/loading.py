@@ -7,13 +7,14 @@ from pathlib import Path
 
 import torch
 
+from . import registry
 from .embedder import Embedder
 
 MME5_MODEL_ID = "intfloat/mmE5-mllama-11b-instruct"
 CPU_MODEL_ID = "google/siglip-base-patch16-256-multilingual"
 LARGE_CPU_MODEL_ID = "google/siglip2-large-patch16-256"
 MME5_MIN_GPU_BYTES = 24 * 1024**3  # 21 GB of bf16 weights plus activations
-SUPPORTED_TYPES = ("mllama", "siglip")
+SUPPORTED_TYPES = registry.SUPPORTED_TYPES
 
 
 class ModelLoadError(OSError):
@@ -111,7 +112,7 @@ def load_embedder(
     dtype = dtype or default_dtype(device)
     source, config = _resolve(str(model), revision)
     model_type = getattr(config, "model_type", None)
-    if model_type not in SUPPORTED_TYPES:
+    if registry.by_model_type(model_type) is None:
         raise ModelLoadError(
             f"{model}: model type {model_type!r} is not supported; supported: {', '.join(SUPPORTED_TYPES)} "
             f"(e.g. {MME5_MODEL_ID} or {CPU_MODEL_ID})"
@@ -125,13 +126,9 @@ def load_transformers_model(model_type: str, source: str, dtype: torch.dtype, re
     """The full transformers model (the module peft adapters attach to) and its processor."""
     from transformers import AutoProcessor
 
-    common = dict(revision=revision, dtype=dtype)
-    if model_type == "mllama":
-        from transformers import MllamaForConditionalGeneration as model_class
-
-        common["attn_implementation"] = "sdpa"
-    else:
-        from transformers import SiglipModel as model_class
+    spec = registry.by_model_type(model_type)
+    model_class = spec.transformers_class()
+    common = dict(revision=revision, dtype=dtype, **spec.load_options)
     if device is not None and device.type == "cuda":
         common["device_map"] = str(device)  # weights go straight to the GPU, no CPU copy
     model = model_class.from_pretrained(source, **common)
@@ -165,11 +162,5 @@ def merge_adapter(model, adapter):
 
 def make_backbone(model_type, model, processor, device, dtype, source=""):
     """Wrap a transformers model + processor in the backbone class for its type."""
-    if model_type == "mllama":
-        from .mllama import MllamaBackbone
-
-        return MllamaBackbone(model, processor, device, dtype)
-    from .dual_encoder import DualEncoderBackbone
-
-    lowercase = "siglip2" in str(source).lower() or bool(getattr(model.config, "mme5_lowercase_text", False))
-    return DualEncoderBackbone(model, processor, device, dtype, lowercase=lowercase)
+    backbone_class = registry.by_model_type(model_type).backbone_type()
+    return backbone_class.wrap(model, processor, device, dtype, source)

@@ -160,10 +160,12 @@ def build_tiny_siglip(out: str | Path, seed: int = 0) -> Path:
 
 
 def build_tiny(out: str | Path, backbone: str = "mllama", seed: int = 0) -> Path:
-    builders = {"mllama": build_tiny_mllama, "siglip": build_tiny_siglip}
+    from .registry import tiny_builders
+
+    builders = tiny_builders()
     if backbone not in builders:
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(builders)}")
-    return builders[backbone](out, seed=seed)
+    return globals()[builders[backbone]](out, seed=seed)
 
 
 def random_mme5_embedder(size: str = "full", device: str = "cuda", dtype: torch.dtype = torch.bfloat16):

@@ -19,6 +19,7 @@ import numpy as np
 
 from indexer.errors import IndexMismatchError
 from indexer.store import normalise_folder
+from mme5.registry import QueryKind
 
 from .paths import PathGuard, PathNotAllowedError
 
@@ -268,16 +269,13 @@ class SearchEngine:
 
     def encode_query(self, text: str | None = None, image=None) -> np.ndarray:
         """The (1, dim) query vector; keep it to fetch further pages with ``rank`` without the model."""
-        has_text = isinstance(text, str) and bool(text.strip())
         if image is None or (isinstance(image, str) and not image.strip()):
             text = _check_text(text, "query text")
-            encode = lambda: self.embedder.encode_text_queries([text])  # noqa: E731
-        elif has_text:
-            encode = lambda: self.embedder.encode_composed([image], [text.strip()])  # noqa: E731
-        else:
-            encode = lambda: self.embedder.encode_image_queries([image])  # noqa: E731
+        kind = QueryKind.of(text=text, image=image)
+        texts = [text.strip()] if kind is QueryKind.COMPOSED else [text] if kind.needs_text else None
         with self._model_lock:
-            return np.ascontiguousarray(encode(), dtype=np.float32)
+            vector = self.embedder.encode_query(kind, texts=texts, images=[image] if kind.needs_image else None)
+            return np.ascontiguousarray(vector, dtype=np.float32)
 
     # -- catalog facts -------------------------------------------------------------------------
     def record(self, image_id: int):

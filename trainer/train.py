@@ -266,7 +266,7 @@ def train(config: TrainConfig, embedder=None) -> TrainResult:
 
     if embedder is None:
         embedder = load_embedder(config.model, device=device, dtype=config.dtype, verbose=rank == 0)
-    if embedder.family == "mllama":  # dual encoders keep the fixed text length they were trained with
+    if not embedder.spec.fixed_text_length:  # dual encoders keep the fixed text length they were trained with
         embedder.backbone.max_text_tokens = config.max_length
     torch.manual_seed(config.seed)  # the same adapter initialisation on every rank
     trained = make_trainable(embedder, config.lora, config.gradient_checkpointing)
