@@ -6,6 +6,7 @@ Examples:
   python -m indexer build --index my-index                     # re-scan every folder the index knows
   python -m indexer search --index my-index --text "un perro en la playa" -k 5
   python -m indexer search --index my-index --image query.jpg --text "but at night" --json
+  python -m indexer build --dir ~/Pictures --runtime onnx-int8  # SigLIP on the CPU, int8 (a separate index)
   python -m indexer info --index my-index --json
   python -m indexer verify --index my-index --repair
   python -m indexer remove --index my-index --dir /mnt/camera
@@ -21,6 +22,8 @@ from pathlib import Path
 # Decoding threads share the cores with torch; spinning OpenMP workers would steal them
 # (measured on 2 cores: 0.2 -> 0.85 pipeline efficiency). Must be set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from mme5.registry import RUNTIME_CHOICES, RUNTIME_HELP
 
 from .files import printable
 from .store import DEFAULT_INDEX_DIR
@@ -48,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--adapter", help="peft adapter folder merged into the model")
     build.add_argument("--batch-size", type=int, default=8, help="images per model batch and per commit (default 8)")
     build.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    build.add_argument("--runtime", choices=RUNTIME_CHOICES, help=RUNTIME_HELP)
     build.add_argument("--index-type", choices=["auto", "flat", "ivf", "ivf-sq8"],
                        help="FAISS index type (default auto: exact up to 100k images, then IVF+SQ8)")
     build.add_argument("--workers", type=int, help="decoding threads (default: CPU count, at most 8)")
@@ -62,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--model", help="override the index's model (must be the same vector space)")
     search.add_argument("--adapter", help="override the index's adapter")
     search.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
+    search.add_argument("--runtime", choices=RUNTIME_CHOICES, help=RUNTIME_HELP)
     search.add_argument("--json", action="store_true", help="print results as JSON")
 
     info = command("info", "counts, model, index type and recall, size on disk, folders, last build, errors")
@@ -83,17 +88,20 @@ def run_build(args) -> int:
     from .catalog import CATALOG_FILE, Catalog
     from .store import resolve_local
 
-    model, adapter = resolve_local(args.model), resolve_local(args.adapter)
+    from mme5.registry import runtime_for
+
+    model, adapter, runtime = resolve_local(args.model), resolve_local(args.adapter), args.runtime
     if model is None and (args.index / CATALOG_FILE).is_file():
         catalog = Catalog(args.index / CATALOG_FILE)
         meta = catalog.get_meta()
         catalog.close()
         model, adapter = meta.get("model_id"), adapter or meta.get("adapter")
+        runtime = runtime or runtime_for(meta.get("quantization"))
     if args.dirs:  # fail on a bad --dir before spending time on the model
         from .build import check_roots
 
         check_roots(args.dirs, args.index.expanduser().absolute())
-    embedder = load_embedder(model, device=args.device, adapter=adapter)
+    embedder = load_embedder(model, device=args.device, adapter=adapter, runtime=runtime)
     summary = build_index(args.dirs, args.index, embedder, batch_size=args.batch_size, show_progress=not args.quiet,
                           index_type=args.index_type, include_hidden=args.include_hidden, workers=args.workers)
     for error in summary.errors[:20]:
@@ -115,7 +123,8 @@ def run_search(args) -> int:
     if args.k < 1:
         print(f"error: -k must be at least 1, got {args.k}", file=sys.stderr)
         return 2
-    embedder, store = open_index(args.index, model=args.model, adapter=args.adapter, device=args.device)
+    embedder, store = open_index(args.index, model=args.model, adapter=args.adapter, device=args.device,
+                                 runtime=args.runtime)
     with store:
         kind = QueryKind.of(text=args.text, image=args.image)
         query = embedder.encode_query(kind, texts=[args.text] if kind.needs_text else None,

@@ -6,6 +6,7 @@ Examples:
   python -m mme5 embed --model models/tiny --text "a dog on a beach" --json
   python -m mme5 embed --model models/tiny --image photo.jpg
   python -m mme5 embed --model models/tiny --image photo.jpg --text "but at night"   # composed query
+  python -m mme5 embed --model models/tiny-siglip --text "a dog" --runtime onnx      # ONNX Runtime (CPU)
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import argparse
 import json
 import sys
 
-from .registry import QueryKind, tiny_builders
+from .registry import RUNTIME_CHOICES, RUNTIME_HELP, QueryKind, tiny_builders
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--model", help="hub id or local folder (default: mmE5 on a big GPU, SigLIP otherwise)")
     embed.add_argument("--adapter", help="peft adapter folder to merge")
     embed.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    embed.add_argument("--runtime", choices=RUNTIME_CHOICES, help=RUNTIME_HELP)
     embed.add_argument("--image", help="image file")
     embed.add_argument("--text", help="query text (with --image: the modification)")
     embed.add_argument("--instruction", help="instruction for a text query (default: mmE5's text-to-image one)")
@@ -45,7 +47,7 @@ def run_embed(args) -> int:
     if not args.image and not args.text:
         print("error: give --image, --text, or both", file=sys.stderr)
         return 2
-    embedder = load_embedder(args.model, device=args.device, adapter=args.adapter)
+    embedder = load_embedder(args.model, device=args.device, adapter=args.adapter, runtime=args.runtime)
     query = QueryKind.of(text=args.text, image=args.image)
     if args.document and query is not QueryKind.COMPOSED:
         kind = "image_document" if args.image else "text_document"

@@ -40,6 +40,8 @@ class Backbone:
 
     family: str = ""
     max_text_tokens: int = MAX_TEXT_TOKENS
+    runtime: str = "torch"  # the engine that runs the forward pass (see mme5.registry.RUNTIMES)
+    quantization: str | None = None  # e.g. "int8": weights changed, so the vectors are another space
 
     def __init__(self, model: torch.nn.Module, processor, device: torch.device, dtype: torch.dtype):
         self.model = model

@@ -48,6 +48,16 @@ class Embedder:
         return self.backbone.device
 
     @property
+    def runtime(self) -> str:
+        """The engine running the model: torch, onnx (same vectors as torch) or onnx-int8."""
+        return self.backbone.runtime if self.quantization is None else f"{self.backbone.runtime}-{self.quantization}"
+
+    @property
+    def quantization(self) -> str | None:
+        """None for the model's own weights; "int8" when quantised, which makes a different vector space."""
+        return self.backbone.quantization
+
+    @property
     def prompt_version(self) -> str:
         return prompts.PROMPT_VERSION
 
@@ -57,10 +67,13 @@ class Embedder:
         parts = [self.model_id, self.family, str(self.dim), prompts.PROMPT_VERSION]
         if self.adapter:
             parts.append(f"adapter={self.adapter}")
+        if self.quantization:  # torch and ONNX fp32 give the same vectors; quantised weights do not
+            parts.append(f"quantization={self.quantization}")
         return "|".join(parts)
 
     def __repr__(self) -> str:
-        return f"Embedder(model_id={self.model_id!r}, family={self.family!r}, dim={self.dim}, device={self.device})"
+        return (f"Embedder(model_id={self.model_id!r}, family={self.family!r}, dim={self.dim}, device={self.device}, "
+                f"runtime={self.runtime!r})")
 
     # -- public encoders ---------------------------------------------------------------
     def encode_images(self, images: Sequence, batch_size: int = 8, show_progress_bar: bool = False) -> np.ndarray:

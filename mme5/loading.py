@@ -96,12 +96,18 @@ def load_embedder(
     adapter: str | os.PathLike | None = None,
     revision: str | None = None,
     verbose: bool = True,
+    runtime: str | None = None,
 ) -> Embedder:
     """Load a hub id or local folder (mmE5/Mllama or SigLIP) as an Embedder.
 
     ``adapter`` is a peft LoRA/DoRA folder (from ``python -m trainer train``); it is
     merged into the weights at load, so inference pays nothing for it.
+    ``runtime`` is ``torch``, ``onnx`` (dual encoders on the CPU, same vectors, about 2x
+    faster) or ``onnx-int8`` (opt-in, int8 weights: another vector space); ``None`` or
+    ``auto`` picks ONNX on the CPU where the family and an installed onnxruntime allow.
     """
+    if runtime in (registry.ONNX, registry.ONNX_INT8) and device is None:
+        device = "cpu"  # ONNX Runtime runs here on the CPU
     device = torch.device(device) if device is not None else default_device()
     if model is None:
         model = default_model_id(device)
@@ -117,8 +123,44 @@ def load_embedder(
             f"{model}: model type {model_type!r} is not supported; supported: {', '.join(SUPPORTED_TYPES)} "
             f"(e.g. {MME5_MODEL_ID} or {CPU_MODEL_ID})"
         )
-    backbone = _load_backbone(model_type, source, config, device, dtype, revision, adapter)
+    spec = registry.by_model_type(model_type)
+    runtime = choose_runtime(spec, runtime, device, str(model))
+    if runtime == registry.TORCH:
+        backbone = _load_backbone(model_type, source, config, device, dtype, revision, adapter)
+    else:
+        from transformers import AutoProcessor
+
+        from .dual_encoder import wants_lowercase
+        from .onnx_runtime import load_onnx_backbone
+
+        backbone = load_onnx_backbone(
+            source, config, AutoProcessor.from_pretrained(source, revision=revision), revision, adapter,
+            quantization="int8" if runtime == registry.ONNX_INT8 else None,
+            lowercase=wants_lowercase(source, config),
+            load_torch=lambda: _load_backbone(model_type, source, config, device, torch.float32, revision, adapter),
+        )
     return Embedder(backbone, model_id=str(model), adapter=str(adapter) if adapter else None)
+
+
+def choose_runtime(spec: registry.BackboneSpec, runtime: str | None, device: torch.device, model: str = "") -> str:
+    """The runtime to use: the one asked for (checked), or ONNX on the CPU where possible, else torch."""
+    from .onnx_runtime import onnxruntime_available
+
+    if runtime in (None, "auto"):
+        if device.type == "cpu" and registry.ONNX in spec.runtimes and onnxruntime_available():
+            return registry.ONNX
+        return registry.TORCH
+    if runtime not in registry.RUNTIMES:
+        raise ModelLoadError(f"unknown runtime {runtime!r}; choose one of auto, {', '.join(registry.RUNTIMES)}")
+    if runtime not in spec.runtimes:
+        raise ModelLoadError(f"{model}: runtime {runtime!r} is not available for {spec.family} models; "
+                             f"choose one of {', '.join(spec.runtimes)}")
+    if runtime != registry.TORCH:
+        if device.type != "cpu":
+            raise ModelLoadError(f"runtime {runtime!r} runs on the CPU; pass --device cpu or --runtime torch")
+        if not onnxruntime_available():
+            raise ModelLoadError(f"runtime {runtime!r} needs onnxruntime: pip install -r requirements.txt")
+    return runtime
 
 
 def load_transformers_model(model_type: str, source: str, dtype: torch.dtype, revision: str | None = None,

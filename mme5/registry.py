@@ -15,6 +15,9 @@ from . import prompts
 
 TORCH, ONNX, ONNX_INT8 = "torch", "onnx", "onnx-int8"
 RUNTIMES = (TORCH, ONNX, ONNX_INT8)
+RUNTIME_CHOICES = ("auto", *RUNTIMES)  # for --runtime flags
+RUNTIME_HELP = ("auto (default: ONNX Runtime for SigLIP on the CPU when installed, else torch), torch, onnx "
+                "(same vectors as torch), or onnx-int8 (opt-in: int8 weights, a different vector space)")
 
 
 class QueryKind(str, Enum):
@@ -132,6 +135,11 @@ def by_model_type(model_type: str | None) -> BackboneSpec | None:
         if model_type in spec.model_types:
             return spec
     return None
+
+
+def runtime_for(quantization: str | None) -> str | None:
+    """The runtime that reproduces an index's recorded quantisation (None: any fp32 runtime will do)."""
+    return {None: None, "int8": ONNX_INT8}[quantization]
 
 
 def tiny_builders() -> dict[str, str]:

@@ -225,11 +225,11 @@ class SearchEngine:
         old.store.close()
 
     @classmethod
-    def open(cls, index_dir, model=None, adapter=None, device=None, extra_roots=()) -> "SearchEngine":
+    def open(cls, index_dir, model=None, adapter=None, device=None, extra_roots=(), runtime=None) -> "SearchEngine":
         """Open an index with the model+adapter it was built with (or the given one, checked)."""
         from indexer import open_index
 
-        embedder, store = open_index(Path(index_dir), model=model, adapter=adapter, device=device)
+        embedder, store = open_index(Path(index_dir), model=model, adapter=adapter, device=device, runtime=runtime)
         return cls(store, embedder, extra_roots=extra_roots)
 
     def close(self) -> None:

@@ -30,6 +30,8 @@ class LoraSettings:
 
 def make_trainable(embedder, lora: LoraSettings | None, gradient_checkpointing: bool = True):
     """Put the model in training mode; returns the PeftModel (LoRA) or the model itself (full)."""
+    if embedder.runtime != "torch":
+        raise ValueError(f"training needs the torch runtime, not {embedder.runtime!r}: load with runtime='torch'")
     model = embedder.backbone.model
     model.train()
     if gradient_checkpointing and getattr(model, "supports_gradient_checkpointing", False):
