@@ -4,7 +4,11 @@ Examples:
   python benchmarks/bench_embed.py --model models/tiny                       # tiny model on CPU
   python benchmarks/bench_embed.py --full-size-mme5 --batch-sizes 8 16 32 --baseline   # on a CUDA GPU
   python benchmarks/bench_embed.py --model google/siglip-base-patch16-256-multilingual --device cpu
+  python benchmarks/bench_embed.py --full-size-siglip --images 64 --texts 128 --batch-sizes 8   # CPU runtimes
 
+--full-size-siglip builds google/siglip-base-patch16-256-multilingual's architecture (371M
+parameters, random weights) and prints torch vs ONNX Runtime fp32 vs ONNX Runtime int8
+side by side, with the int8 ranking's agreement with fp32 (recall@10 of the fp32 top 10).
 --full-size-mme5 builds the 10.6B-parameter Llama-3.2-11B-Vision architecture with random
 weights (speed does not depend on the weights). --baseline also times the plain
 transformers forward the reference code uses (full model with LM head and all hidden
@@ -76,6 +80,69 @@ def baseline_forward(embedder, images, batch_size):
     return run
 
 
+def recall_at_10(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Mean share of each query's top 10 under ``reference`` scores that ``candidate`` scores also rank top 10."""
+    k = min(10, reference.shape[1])
+    top = lambda scores: np.argsort(-scores, axis=1)[:, :k]  # noqa: E731
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top(reference), top(candidate))]))
+
+
+def _without_self(scores: np.ndarray) -> np.ndarray:
+    scores = scores.copy()
+    np.fill_diagonal(scores, -np.inf)  # an image is trivially its own nearest neighbour
+    return scores
+
+
+def siglip_runtimes(args) -> int:
+    """Full-size SigLIP on the CPU: each runtime on the same inputs, measured in turn, printed side by side."""
+    import tempfile
+
+    from mme5.tiny import random_siglip_embedders
+
+    runtimes = ["torch", "onnx"] + ([] if args.no_int8 else ["onnx-int8"])
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-onnx-") as temp:
+        embedders = random_siglip_embedders(args.siglip_size, runtimes, export_dir=args.export_dir or temp)
+        print(f"mSigLIP-B/16-256 architecture ({args.siglip_size} size, random weights) on CPU ({os.cpu_count()} cores, torch threads "
+              f"{torch.get_num_threads()}); build + export {time.perf_counter() - started:.0f}s; torch {torch.__version__}",
+              flush=True)
+        width, height = (int(value) for value in args.image_size.split("x"))
+        images, texts = photos(args.images, width, height), captions(args.texts)
+        vectors = {}
+        print(f"{'runtime':<10} {'batch':>5} {'images/s':>9} {'text queries/s':>15}", flush=True)
+        for batch_size in args.batch_sizes:
+            rates = {}
+            for runtime, embedder in embedders.items():
+                embedder.encode_images(images[:batch_size], batch_size=batch_size)  # warm-up
+                embedder.encode_text_queries(texts[:batch_size], batch_size=batch_size)
+                began = time.perf_counter()
+                image_vectors = embedder.encode_images(images, batch_size=batch_size)
+                image_rate = len(images) / (time.perf_counter() - began)
+                began = time.perf_counter()
+                text_vectors = embedder.encode_text_queries(texts, batch_size=batch_size)
+                text_rate = len(texts) / (time.perf_counter() - began)
+                vectors[runtime] = (image_vectors, text_vectors)
+                rates[runtime] = (image_rate, text_rate)
+                print(f"{runtime:<10} {batch_size:>5} {image_rate:>9.2f} {text_rate:>15.1f}", flush=True)
+            base = rates["torch"]
+            for runtime in runtimes[1:]:
+                print(f"  {runtime} / torch: images {rates[runtime][0] / base[0]:.2f}x, "
+                      f"text queries {rates[runtime][1] / base[1]:.2f}x", flush=True)
+        torch_images, torch_texts = vectors["torch"]
+        onnx_images, onnx_texts = vectors["onnx"]
+        print(f"onnx vs torch max |difference|: images {np.abs(onnx_images - torch_images).max():.2e}, "
+              f"text queries {np.abs(onnx_texts - torch_texts).max():.2e}")
+        if "onnx-int8" in vectors:
+            int8_images, int8_texts = vectors["onnx-int8"]
+            text_to_image = recall_at_10(onnx_texts @ onnx_images.T, int8_texts @ int8_images.T)
+            image_to_image = recall_at_10(*(_without_self(v @ v.T) for v in (onnx_images, int8_images)))
+            cosine = float(np.mean(np.sum(onnx_images * int8_images, axis=1)))
+            print(f"int8 agreement with fp32: recall@10 of the fp32 ranking: text->image {text_to_image:.3f}, "
+                  f"image->image {image_to_image:.3f} ({len(texts)} queries, {len(images)} images); "
+                  f"mean cosine(fp32, int8) of image vectors {cosine:.4f}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n", 2)[2],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,7 +155,16 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--sdpa", nargs="+", help="SDPA backend priority for Mllama, e.g. cudnn efficient")
     parser.add_argument("--baseline", action="store_true", help="also time the plain transformers forward (Mllama)")
+    parser.add_argument("--full-size-siglip", action="store_true",
+                        help="random-weight mSigLIP-B/16-256: torch vs ONNX Runtime (fp32, int8) on the CPU")
+    parser.add_argument("--siglip-size", choices=["full", "tiny"], default="full",
+                        help="with --full-size-siglip: tiny runs the same code in seconds (a smoke test)")
+    parser.add_argument("--no-int8", action="store_true", help="with --full-size-siglip: skip the int8 runtime")
+    parser.add_argument("--export-dir", help="with --full-size-siglip: keep the ONNX export here for reuse "
+                                             "(default: a temporary folder)")
     args = parser.parse_args(argv)
+    if args.full_size_siglip:
+        return siglip_runtimes(args)
 
     started = time.perf_counter()
     embedder = load_for_benchmark(args.model, args.device, args.full_size_mme5)
