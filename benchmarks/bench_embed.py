@@ -108,26 +108,44 @@ def siglip_runtimes(args) -> int:
               flush=True)
         width, height = (int(value) for value in args.image_size.split("x"))
         images, texts = photos(args.images, width, height), captions(args.texts)
+        print(f"load average (1 min) at start {os.getloadavg()[0]:.1f}", flush=True)
         vectors = {}
         print(f"{'runtime':<10} {'batch':>5} {'images/s':>9} {'text queries/s':>15}", flush=True)
         for batch_size in args.batch_sizes:
-            rates = {}
-            for runtime, embedder in embedders.items():
-                embedder.encode_images(images[:batch_size], batch_size=batch_size)  # warm-up
+            for embedder in embedders.values():  # warm-up outside the clock
+                embedder.encode_images(images[:batch_size], batch_size=batch_size)
                 embedder.encode_text_queries(texts[:batch_size], batch_size=batch_size)
-                began = time.perf_counter()
-                image_vectors = embedder.encode_images(images, batch_size=batch_size)
-                image_rate = len(images) / (time.perf_counter() - began)
-                began = time.perf_counter()
-                text_vectors = embedder.encode_text_queries(texts, batch_size=batch_size)
-                text_rate = len(texts) / (time.perf_counter() - began)
-                vectors[runtime] = (image_vectors, text_vectors)
-                rates[runtime] = (image_rate, text_rate)
-                print(f"{runtime:<10} {batch_size:>5} {image_rate:>9.2f} {text_rate:>15.1f}", flush=True)
+            seconds = {runtime: [0.0, 0.0] for runtime in runtimes}
+            parts = {runtime: ([], []) for runtime in runtimes}
+            # Interleaved batch by batch, in rotating order, so other processes' load falls on every runtime alike.
+            image_starts = range(0, len(images), batch_size)
+            text_step = max(1, len(texts) * batch_size // max(1, len(images)))
+            for step, start in enumerate(image_starts):
+                order = runtimes[step % len(runtimes):] + runtimes[: step % len(runtimes)]
+                text_slice = texts[step * text_step: (step + 1) * text_step] if step < len(image_starts) - 1 \
+                    else texts[step * text_step:]
+                for runtime in order:
+                    embedder = embedders[runtime]
+                    began = time.perf_counter()
+                    parts[runtime][0].append(embedder.encode_images(images[start:start + batch_size],
+                                                                    batch_size=batch_size))
+                    seconds[runtime][0] += time.perf_counter() - began
+                    if text_slice:
+                        began = time.perf_counter()
+                        parts[runtime][1].append(embedder.encode_text_queries(text_slice, batch_size=batch_size))
+                        seconds[runtime][1] += time.perf_counter() - began
+                print(f"bench: step {step + 1}/{len(image_starts)}: seconds so far "
+                      + ", ".join(f"{r} {i:.1f}+{t:.1f}" for r, (i, t) in seconds.items()), file=sys.stderr, flush=True)
+            rates = {}
+            for runtime in runtimes:
+                vectors[runtime] = tuple(np.concatenate(chunks) for chunks in parts[runtime])
+                rates[runtime] = (len(images) / seconds[runtime][0], len(texts) / seconds[runtime][1])
+                print(f"{runtime:<10} {batch_size:>5} {rates[runtime][0]:>9.2f} {rates[runtime][1]:>15.1f}", flush=True)
             base = rates["torch"]
             for runtime in runtimes[1:]:
                 print(f"  {runtime} / torch: images {rates[runtime][0] / base[0]:.2f}x, "
                       f"text queries {rates[runtime][1] / base[1]:.2f}x", flush=True)
+        print(f"load average (1 min) at end {os.getloadavg()[0]:.1f}", flush=True)
         torch_images, torch_texts = vectors["torch"]
         onnx_images, onnx_texts = vectors["onnx"]
         print(f"onnx vs torch max |difference|: images {np.abs(onnx_images - torch_images).max():.2e}, "
