@@ -37,9 +37,50 @@ def onnxruntime_available() -> bool:
 
 
 def cache_root() -> Path:
-    """``$MME5_CACHE`` or ``$XDG_CACHE_HOME/mme5`` (default ``~/.cache/mme5``), plus ``/onnx``."""
-    base = os.environ.get("MME5_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mme5"
-    return Path(base) / "onnx"
+    """``$MME5_CACHE_DIR`` or ``$XDG_CACHE_HOME/mme5`` (default ``~/.cache/mme5``), plus ``/onnx``."""
+    base = os.environ.get("MME5_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mme5"
+    return Path(base).expanduser() / "onnx"
+
+
+def content_digests(source: str, adapter: str | None, revision: str | None) -> tuple[str, str | None] | None:
+    """(model digest, adapter digest) by content, or None while the model's files are not local yet.
+
+    Uses ``mme5.identity`` (the index's notion of model identity) where it exists, so the
+    export cache and the index agree on what "the same model" is; otherwise a cheap local
+    digest (configs whole, weight files by name, size and three 1 MiB samples).
+    """
+    try:
+        from .identity import adapter_digest, model_digest
+    except ImportError:
+        model_digest, adapter_digest = _sampled_digest, _sampled_digest
+    model = model_digest(source, revision)
+    if model is None or str(model).startswith("name:"):
+        return None
+    return model, (adapter_digest(adapter) if adapter else None)
+
+
+def _sampled_digest(source, revision: str | None = None) -> str | None:
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        try:
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(str(source), revision=revision, local_files_only=True))
+        except Exception:  # noqa: BLE001 - not a hub id, or not downloaded yet
+            return None
+    digest = hashlib.sha256()
+    for name in ("config.json", "adapter_config.json"):
+        if (folder / name).is_file():
+            digest.update(name.encode() + b"\0" + (folder / name).read_bytes())
+    sample = 1 << 20
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin")):
+        size = path.stat().st_size
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{size}\0".encode())
+        with open(path, "rb") as handle:
+            for offset in sorted({0, max(0, size // 2 - sample // 2), max(0, size - sample)}):
+                handle.seek(offset)
+                digest.update(handle.read(sample))
+    return digest.hexdigest()
 
 
 def export_key(model_digest: str, adapter_digest: str | None) -> str:
@@ -181,18 +222,14 @@ def load_onnx_backbone(source: str, config, processor, revision: str | None, ada
 
     ``load_torch()`` returns the torch-runtime backbone; it is called only to export.
     """
-    from .identity import model_content_digest
-
-    try:
-        model_digest = model_content_digest(source, revision)
-    except FileNotFoundError:  # a hub id whose weights are not downloaded yet: loading fetches them
-        model_digest = None
     backbone = None
-    if model_digest is None:
+    digests = content_digests(source, adapter, revision)
+    if digests is None:  # a hub id whose weights are not downloaded yet: loading fetches them
         backbone = load_torch()
-        model_digest = model_content_digest(source, revision)
-    adapter_digest = model_content_digest(adapter) if adapter else None
-    folder = cache_root() / export_key(model_digest, adapter_digest)
+        digests = content_digests(source, adapter, revision)
+    if digests is None:
+        raise FileNotFoundError(f"{source}: no local copy of the model to export to ONNX; use --runtime torch")
+    folder = cache_root() / export_key(*digests)
     if not (folder / "export.json").is_file():
         backbone = backbone or load_torch()
         export(backbone, folder, note=f"{source}" + (f" + adapter {adapter}" if adapter else ""))

@@ -9,8 +9,8 @@ import atexit  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
-os.environ["MME5_CACHE"] = tempfile.mkdtemp(prefix="mme5-test-cache-")
-atexit.register(shutil.rmtree, os.environ["MME5_CACHE"], True)
+os.environ["MME5_CACHE_DIR"] = tempfile.mkdtemp(prefix="mme5-test-cache-")
+atexit.register(shutil.rmtree, os.environ["MME5_CACHE_DIR"], True)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402

@@ -44,7 +44,7 @@ def test_export_happens_once_and_a_moved_copy_of_the_model_reuses_it(tiny_siglip
 
 def test_an_interrupted_export_leaves_no_cache_entry_and_the_next_start_exports(tiny_siglip_dir, tmp_path, monkeypatch,
                                                                                 capfd):
-    monkeypatch.setenv("MME5_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MME5_CACHE_DIR", str(tmp_path / "cache"))
     real = onnx_runtime._export_tower
 
     def interrupted(backbone, tower, path):
