@@ -50,9 +50,10 @@ class Backbone:
         self.dtype = dtype
 
     @classmethod
-    def wrap(cls, model: torch.nn.Module, processor, device: torch.device, dtype: torch.dtype, source: str = ""):
-        """The backbone for a loaded model; ``source`` (its hub id or folder) may tune it."""
-        return cls(model, processor, device, dtype)
+    def wrap(cls, model: torch.nn.Module, processor, device: torch.device, dtype: torch.dtype, source: str = "",
+             **options):
+        """The backbone for a loaded model; ``source`` (its hub id or folder) and ``options`` may tune it."""
+        return cls(model, processor, device, dtype, **options)
 
     # -- properties the Embedder uses -------------------------------------------------
     @property

@@ -32,7 +32,8 @@ class DualEncoderBackbone(Backbone):
         self.image_side = int(size.get("height") or size.get("shortest_edge"))
 
     @classmethod
-    def wrap(cls, model, processor, device, dtype, source: str = ""):
+    def wrap(cls, model, processor, device, dtype, source: str = "", fast_attention=None):
+        """``fast_attention`` is Mllama's (its vision mask); SigLIP's attention has no mask to drop."""
         return cls(model, processor, device, dtype, lowercase=wants_lowercase(source, model.config))
 
     @property

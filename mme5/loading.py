@@ -96,12 +96,14 @@ def load_embedder(
     adapter: str | os.PathLike | None = None,
     revision: str | None = None,
     verbose: bool = True,
+    fast_attention: bool | None = None,
     runtime: str | None = None,
 ) -> Embedder:
     """Load a hub id or local folder (mmE5/Mllama or SigLIP) as an Embedder.
 
     ``adapter`` is a peft LoRA/DoRA folder (from ``python -m trainer train``); it is
-    merged into the weights at load, so inference pays nothing for it.
+    merged into the weights at load, so inference pays nothing for it. ``fast_attention``
+    (Mllama): exact mask-free vision attention, default on for CUDA (``MME5_FAST_ATTENTION=0`` turns it off).
     ``runtime`` is ``torch``, ``onnx`` (dual encoders on the CPU, same vectors, about 2x
     faster) or ``onnx-int8`` (opt-in, int8 weights: another vector space); ``None`` or
     ``auto`` picks ONNX on the CPU where the family and an installed onnxruntime allow.
@@ -126,7 +128,7 @@ def load_embedder(
     spec = registry.by_model_type(model_type)
     runtime = choose_runtime(spec, runtime, device, str(model))
     if runtime == registry.TORCH:
-        backbone = _load_backbone(model_type, source, config, device, dtype, revision, adapter)
+        backbone = _load_backbone(model_type, source, config, device, dtype, revision, adapter, fast_attention)
     else:
         from transformers import AutoProcessor
 
@@ -178,7 +180,7 @@ def load_transformers_model(model_type: str, source: str, dtype: torch.dtype, re
     return model, processor
 
 
-def _load_backbone(model_type, source, config, device, dtype, revision, adapter):
+def _load_backbone(model_type, source, config, device, dtype, revision, adapter, fast_attention=None):
     try:
         model, processor = load_transformers_model(model_type, source, dtype, revision, device)
     except ModelLoadError:
@@ -189,7 +191,7 @@ def _load_backbone(model_type, source, config, device, dtype, revision, adapter)
         model = merge_adapter(model, adapter)
     model.to(device).eval()
     model.requires_grad_(False)
-    return make_backbone(model_type, model, processor, device, dtype, source)
+    return make_backbone(model_type, model, processor, device, dtype, source, fast_attention=fast_attention)
 
 
 def merge_adapter(model, adapter):
@@ -202,7 +204,7 @@ def merge_adapter(model, adapter):
     return PeftModel.from_pretrained(model, str(adapter_path)).merge_and_unload()
 
 
-def make_backbone(model_type, model, processor, device, dtype, source=""):
+def make_backbone(model_type, model, processor, device, dtype, source="", fast_attention=None):
     """Wrap a transformers model + processor in the backbone class for its type."""
     backbone_class = registry.by_model_type(model_type).backbone_type()
-    return backbone_class.wrap(model, processor, device, dtype, source)
+    return backbone_class.wrap(model, processor, device, dtype, source, fast_attention=fast_attention)
