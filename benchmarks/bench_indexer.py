@@ -13,13 +13,13 @@ files and cores:
              --rerun-files hard links (default 10,000)
 
 Examples:
-  python benchmarks/bench_indexer.py --engine ray --ray-workers 1,2 --images 400   # local vs Ray, side by side
-  python benchmarks/bench_indexer.py                                # 1500 JPEGs, tiny Mllama, CPU
-  python benchmarks/bench_indexer.py --images 5000 --size 4000x3000 --corpus /tmp/bench-corpus
-  python benchmarks/bench_indexer.py --backbone siglip --batch-size 32
-  python benchmarks/bench_indexer.py --full-size-mme5 --device cuda --batch-size 16 --images 2000
-  python benchmarks/bench_indexer.py --full-size-mme5 --device cuda --memory-cap-gb 24 --images 64   # a 24 GB card
-  python benchmarks/bench_indexer.py --full-size-siglip --images 200 --export-dir /tmp/onnx   # CPU: ONNX vs torch
+  python -m benchmarks.bench_indexer --engine ray --ray-workers 1,2 --images 400   # local vs Ray, side by side
+  python -m benchmarks.bench_indexer                                # 1500 JPEGs, tiny Mllama, CPU
+  python -m benchmarks.bench_indexer --images 5000 --size 4000x3000 --corpus /tmp/bench-corpus
+  python -m benchmarks.bench_indexer --backbone siglip --batch-size 32
+  python -m benchmarks.bench_indexer --full-size-mme5 --device cuda --batch-size 16 --images 2000
+  python -m benchmarks.bench_indexer --full-size-mme5 --device cuda --memory-cap-gb 24 --images 64   # a 24 GB card
+  python -m benchmarks.bench_indexer --full-size-siglip --images 200 --export-dir /tmp/onnx   # CPU: ONNX vs torch
 
 On a GPU the batch size is lowered to what fits the free memory (mme5.gpu_memory), as the
 indexer does; --memory-cap-gb caps this process's GPU memory (set_per_process_memory_fraction)
@@ -44,7 +44,6 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `python -m indexer` sets it: decode threads share the cores
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def parse_args(argv=None):

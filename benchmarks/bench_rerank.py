@@ -8,8 +8,8 @@ page cache warm). The goal is <= 5 ms for 200 candidates at 1M photos; if a mach
 a memory-mapped vector store is the next step (see indexer/vectors.py).
 
 Examples:
-  python benchmarks/bench_rerank.py                          # 1,000,000 rows of 768 dims (mSigLIP-B), ~1.6 GB
-  python benchmarks/bench_rerank.py --rows 200000 --dim 4096 # mmE5-sized vectors
+  python -m benchmarks.bench_rerank                          # 1,000,000 rows of 768 dims (mSigLIP-B), ~1.6 GB
+  python -m benchmarks.bench_rerank --rows 200000 --dim 4096 # mmE5-sized vectors
 """
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def main(argv=None) -> int:

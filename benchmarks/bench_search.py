@@ -21,12 +21,12 @@ over a catalog of --sizes rows whose vectors are random unit vectors added strai
 index (fast to make at 1,000,000; the catalog rows are real, the photos behind them are not).
 
 Examples:
-  python benchmarks/bench_search.py                                  # tiny model, sizes 1000,10000,100000
-  python benchmarks/bench_search.py --split --sizes 20000 --queries 50          # tiny model, CPU
-  python benchmarks/bench_search.py --device cuda --full-size-mme5 --split --sizes 1000000   # on a GPU
-  python benchmarks/bench_search.py --sizes 1000,50000 --queries 50 --no-http
-  python benchmarks/bench_search.py --sizes 1000000 --index-type auto --vectors clustered --no-http   # ivf-pq
-  python benchmarks/bench_search.py --model ./models/siglip --device cpu --json
+  python -m benchmarks.bench_search                                  # tiny model, sizes 1000,10000,100000
+  python -m benchmarks.bench_search --split --sizes 20000 --queries 50          # tiny model, CPU
+  python -m benchmarks.bench_search --device cuda --full-size-mme5 --split --sizes 1000000   # on a GPU
+  python -m benchmarks.bench_search --sizes 1000,50000 --queries 50 --no-http
+  python -m benchmarks.bench_search --sizes 1000000 --index-type auto --vectors clustered --no-http   # ivf-pq
+  python -m benchmarks.bench_search --model ./models/siglip --device cpu --json
 """
 from __future__ import annotations
 
@@ -45,7 +45,6 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 RARE_FOLDER = "space"  # 3 of the sample photos, lost among the random vectors
 QUERY_TEXTS = ["a dog on the beach", "кошка на диване", "沙发上的猫", "قطة على الأريكة", "un coche rojo de noche"]
@@ -252,7 +251,6 @@ def percentiles(seconds: list[float]) -> dict:
 
 
 def time_engine(engine, photo: str, queries: int) -> dict:
-    import numpy as np
 
     from search_app.engine import SearchOptions
 
@@ -316,7 +314,7 @@ def time_rare_folder(store, embedder, queries: int) -> dict:
 
 
 def time_http(index_dir: Path, model: str, device: str, photo: str, queries: int) -> dict:
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

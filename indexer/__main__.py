@@ -11,6 +11,8 @@ Examples:
   python -m indexer info --index my-index --json
   python -m indexer verify --index my-index --repair
   python -m indexer remove --index my-index --dir /mnt/camera
+  python -m indexer watch --index my-index                     # keep it current as photos come and go
+  python -m indexer watch --index my-index --dir /mnt/nas --poll 30   # network mount: rescan every 30 s
 """
 from __future__ import annotations
 
@@ -91,7 +93,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     remove = command("remove", "forget a photo folder: its images leave the index")
     remove.add_argument("--dir", type=Path, required=True, help="an indexed folder")
+    watch = command("watch", "keep the index current: build after each burst of new, changed, moved or deleted "
+                             "photos (Ctrl-C to stop; a restart catches up)")
+    watch.add_argument("--dir", dest="dirs", type=Path, action="append", default=[],
+                       help="photo folder to watch (repeatable; default: every folder the index already has)")
+    watch.add_argument("--poll", type=float, metavar="SECONDS",
+                       help="rescan every SECONDS instead of waiting for file events (network mounts)")
+    watch.add_argument("--model", help="as for build (default: the index's model)")
+    watch.add_argument("--adapter", help="as for build")
+    watch.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    watch.add_argument("--batch-size", type=int, default=8, help="images per model batch and per commit (default 8)")
+    watch.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
+
+
+def run_watch(args) -> int:
+    from mme5 import load_embedder
+
+    from .catalog import CATALOG_FILE, Catalog
+    from .store import resolve_local
+    from .watch import Watcher, watch_roots
+
+    if args.poll is not None and args.poll <= 0:
+        from mme5.cli import UsageError
+
+        raise UsageError(f"--poll must be a positive number of seconds, got {args.poll}")
+    model, adapter = resolve_local(args.model), resolve_local(args.adapter)
+    if model is None and (args.index / CATALOG_FILE).is_file():
+        catalog = Catalog(args.index / CATALOG_FILE)
+        meta = catalog.get_meta()
+        catalog.close()
+        model, adapter = meta.get("model_id"), adapter or meta.get("adapter")
+    roots = watch_roots(args.index, args.dirs)
+    embedder = load_embedder(model, device=args.device, adapter=adapter)
+    watcher = Watcher(args.index, roots, embedder, poll=args.poll, show_progress=not args.quiet,
+                      batch_size=args.batch_size)
+    try:
+        watcher.run()
+    except KeyboardInterrupt:
+        print("stopped watching; committed builds are kept", file=sys.stderr)
+    return 0
 
 
 def run_build(args) -> int:
@@ -175,6 +216,8 @@ def run_info(args) -> int:
     sizes = info["size_bytes"]
     print(f"index:        {info['index_dir']}")
     print(f"images:       {info['images']} searchable, {info['errors']} with errors")
+    if info.get("raw", {}).get("files"):
+        print(f"camera RAW:   {info['raw']['files']} files, {info['raw']['pairs']} RAW+JPEG pairs (each shown once)")
     print(f"model:        {info['model_id']}" + (f" + adapter {info['adapter']}" if info["adapter"] else ""))
     print(f"dim:          {info['dim']} (prompt version {info['prompt_version']})")
     recall_text = "exact" if recall.get("exact", True) else f"recall@{recall['k']} {recall['recall_at_k']:.3f}"
@@ -230,19 +273,21 @@ def _printable_tree(value):
     return value
 
 
-def main(argv=None) -> int:
+def _main(argv) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"build": run_build, "search": run_search, "info": run_info, "verify": run_verify, "remove": run_remove}
+    handlers = {"build": run_build, "search": run_search, "info": run_info, "verify": run_verify, "remove": run_remove,
+                "watch": run_watch}
+    return handlers[args.command](args)
+
+
+def main(argv=None) -> int:
+    """0 ok, 1 error (one line for a user's problem, a traceback for a bug), 2 usage, 130 interrupted."""
+    from mme5.cli import run
+
     from .errors import IndexerError
 
-    try:
-        return handlers[args.command](args)
-    except (IndexerError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; committed progress is kept, run the same command again to resume", file=sys.stderr)
-        return 130
+    return run(_main, argv, "indexer", (IndexerError,),
+               interrupted="interrupted; committed progress is kept, run the same command again to resume")
 
 
 if __name__ == "__main__":

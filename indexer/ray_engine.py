@@ -188,7 +188,7 @@ def ray_results(work: list, embedder, known_hashes: set, options: RayOptions, ba
                 show_progress: bool):
     """Yield ``(work index, ReadResult, vector or None, model error or None)`` as the cluster finishes them."""
     ray = start_ray(options)
-    import ray.data
+    import ray.data  # noqa: F811 - the same module start_ray returned; this loads its data submodule
 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False

@@ -12,7 +12,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from .catalog import CATALOG_FILE, STATUS_ERROR, Catalog, Image, Meta, Root, Vector, decode_relpath
-from .errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError, mismatch_message
+from .errors import BadRootError, IndexCorruptError, IndexMismatchError, IndexNotFoundError, mismatch_message
 from .sync import load_index
 from .vectors import INDEX_FILE
 
@@ -229,6 +229,12 @@ class IndexStore:
             return [to_record(image, root) for image, root in session.execute(query)]
 
     # -- info ---------------------------------------------------------------------------
+    def _raw_counts(self) -> dict:
+        """{"files", "pairs"}: camera RAW files and RAW+JPEG pairs (one shot, shown once) among searchable photos."""
+        from mme5.raw import count_raw
+
+        return count_raw(record.path for record in self.records(self.ids()) if record is not None)
+
     def info(self) -> dict:
         """The `info --json` payload (keys documented in the README)."""
         meta = self.catalog.get_meta()
@@ -260,6 +266,7 @@ class IndexStore:
             "last_build_at": meta.get("last_build_at"),
             "last_build": meta.get("last_build"),
             "in_sync": not self.sync_report.changed,
+            "raw": self._raw_counts(),
             "error_list": [{"path": record.path, "error": record.error} for record in self.errors(INFO_ERROR_LIMIT)],
             "schema_version": meta.get("schema_version"),
         }
@@ -308,7 +315,7 @@ def normalise_folder(folder) -> str | None:
     if text == ".":
         return None
     if text.startswith("../") or text == "..":
-        raise ValueError(f"folder {folder!r} points outside the indexed folders: give a folder inside one of them")
+        raise BadRootError(f"folder {folder!r} points outside the indexed folders: give a folder inside one of them")
     return text
 
 

@@ -22,6 +22,7 @@ import faiss
 import numpy as np
 
 from .atomic import write_atomic
+from .errors import IndexCorruptError
 
 INDEX_FILE = "vectors.faiss"
 AUTO_IVF_THRESHOLD = 100_000  # up to here exact search is fast enough and memory is dim*4 bytes/image
@@ -99,14 +100,14 @@ class VectorIndex:
         """Read an index file; ValueError if it is missing or unreadable."""
         path = Path(path)
         if not path.is_file():
-            raise ValueError(f"{path}: vector index file missing")
+            raise IndexCorruptError(f"{path}: vector index file missing")
         try:
             data = np.fromfile(path, dtype=np.uint8)
             index = faiss.deserialize_index(data)
         except (RuntimeError, MemoryError, ValueError) as error:
-            raise ValueError(f"{path}: vector index file unreadable ({str(error).splitlines()[0][:200]})") from error
+            raise IndexCorruptError(f"{path}: vector index file unreadable ({str(error).splitlines()[0][:200]})") from error
         if not isinstance(index, faiss.IndexIDMap2):
-            raise ValueError(f"{path}: not an id-mapped index ({type(index).__name__})")
+            raise IndexCorruptError(f"{path}: not an id-mapped index ({type(index).__name__})")
         return cls(index)
 
     def save(self, path: Path) -> None:

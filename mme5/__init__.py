@@ -1,15 +1,35 @@
-"""mmE5 embedding core: one factory, thin encoders, prompts and pooling as trained."""
-from .backbone import EmbedInput
-from .embedder import Embedder
-from .loading import CPU_MODEL_ID, MME5_MODEL_ID, ModelLoadError, default_model_id, load_embedder
+"""mmE5 embedding core: one factory, thin encoders, prompts and pooling as trained.
+
+The errors and helpers import without torch; the model classes load it on first use, so a
+CLI's --help and its error handling start in a fraction of a second.
+"""
+from importlib import import_module
+
+from .errors import ImageError, InputError, MME5Error, ModelLoadError
+
+_LAZY = {
+    "CPU_MODEL_ID": ".loading", "MME5_MODEL_ID": ".loading", "default_model_id": ".loading",
+    "load_embedder": ".loading", "EmbedInput": ".backbone", "Embedder": ".embedder",
+}
 
 __all__ = [
     "CPU_MODEL_ID",
     "EmbedInput",
     "Embedder",
+    "ImageError",
+    "InputError",
+    "MME5Error",
     "MME5_MODEL_ID",
     "ModelLoadError",
     "default_model_id",
     "load_embedder",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,6 +7,8 @@ trained on bare captions and take no instruction.
 """
 from __future__ import annotations
 
+from .errors import InputError
+
 PROMPT_VERSION = "mme5-2025-02-27"  # reference repo HEAD 4818cdf "align data format with model training"
 
 IMAGE_TOKEN = "<|image|>"
@@ -86,7 +88,7 @@ def mllama_prompt(task: str, text: str | None = None, instruction: str | None = 
         return composed_query(text)
     if task == "image_instruction":
         return image_instruction(instruction)
-    raise ValueError(f"unknown task {task!r}")
+    raise InputError(f"unknown task {task!r}")
 
 
 def dual_prompt(task: str, text: str | None = None, instruction: str | None = None) -> str | None:
@@ -96,7 +98,7 @@ def dual_prompt(task: str, text: str | None = None, instruction: str | None = No
         return None
     if task in ("text", "composed"):
         return text
-    raise ValueError(f"unknown task {task!r}")
+    raise InputError(f"unknown task {task!r}")
 
 
 def build(family: str, task: str, text: str | None = None, instruction: str | None = None) -> str | None:

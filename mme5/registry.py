@@ -12,6 +12,7 @@ from importlib import import_module
 from typing import Callable
 
 from . import prompts
+from .errors import InputError
 
 TORCH, ONNX, ONNX_INT8 = "torch", "onnx", "onnx-int8"
 RUNTIMES = (TORCH, ONNX, ONNX_INT8)
@@ -54,14 +55,14 @@ class QueryKind(str, Enum):
             return cls.COMPOSED if has_text else cls.IMAGE
         if has_text:
             return cls.TEXT
-        raise ValueError("a query needs a text, an image, or both")
+        raise InputError("a query needs a text, an image, or both")
 
     @classmethod
     def parse(cls, value: "QueryKind | str") -> "QueryKind":
         try:
             return cls(value)
         except ValueError:
-            raise ValueError(f"unknown query kind {value!r}; choose one of {', '.join(k.value for k in cls)}") from None
+            raise InputError(f"unknown query kind {value!r}; choose one of {', '.join(k.value for k in cls)}") from None
 
 
 _QUERY_TASKS = {QueryKind.TEXT: "text", QueryKind.IMAGE: "image_query", QueryKind.COMPOSED: "composed"}
@@ -126,7 +127,7 @@ def by_family(family: str) -> BackboneSpec:
     try:
         return BACKBONES[family]
     except KeyError:
-        raise ValueError(f"unknown backbone family {family!r}; known: {', '.join(BACKBONES)}") from None
+        raise InputError(f"unknown backbone family {family!r}; known: {', '.join(BACKBONES)}") from None
 
 
 def by_model_type(model_type: str | None) -> BackboneSpec | None:

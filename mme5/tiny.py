@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .errors import InputError
+
 import torch
 
 # Multilingual text so the byte-level BPE learns merges for several scripts.
@@ -222,7 +224,7 @@ def build_tiny(out: str | Path, backbone: str = "mllama", seed: int = 0) -> Path
 
     builders = tiny_builders()
     if backbone not in builders:
-        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(builders)}")
+        raise InputError(f"unknown backbone {backbone!r}; choose one of {', '.join(builders)}")
     return globals()[builders[backbone]](out, seed=seed)
 
 
