@@ -1,15 +1,33 @@
-"""Photo folders → SQLite catalog + FAISS index of mmE5 vectors; incremental and crash-safe."""
-from .build import BuildSummary, FileError, build_index
-from .errors import (
-    BadRootError,
-    IndexCorruptError,
-    IndexerError,
-    IndexLockedError,
-    IndexMismatchError,
-    IndexNotFoundError,
-)
-from .maintenance import VerifyReport, remove_root, verify
-from .store import DEFAULT_INDEX_DIR, ImageRecord, IndexStore, open_index
+"""Photo folders → SQLite catalog + FAISS index of mmE5 vectors; incremental and crash-safe.
+
+Names are imported on first use (PEP 562), so ``python -m indexer`` starts without loading
+numpy, SQLAlchemy or FAISS before it can handle Ctrl-C (no traceback during start-up).
+"""
+from __future__ import annotations
+
+import importlib
+
+_HOMES = {
+    "BuildSummary": "build", "FileError": "build", "build_index": "build",
+    "BadRootError": "errors", "IndexCorruptError": "errors", "IndexerError": "errors",
+    "IndexLockedError": "errors", "IndexMismatchError": "errors", "IndexNotFoundError": "errors",
+    "IndexReplacedError": "errors",
+    "VerifyReport": "maintenance", "remove_root": "maintenance", "verify": "maintenance",
+    "DEFAULT_INDEX_DIR": "store", "ImageRecord": "store", "IndexStore": "store", "open_index": "store",
+}
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))
+
 
 __all__ = [
     "BadRootError",
@@ -21,6 +39,7 @@ __all__ = [
     "IndexLockedError",
     "IndexMismatchError",
     "IndexNotFoundError",
+    "IndexReplacedError",
     "IndexStore",
     "IndexerError",
     "VerifyReport",

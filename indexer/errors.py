@@ -26,6 +26,14 @@ class BadRootError(IndexerError, ValueError):
     """A --dir that does not exist, is not a folder, or overlaps the index or another root."""
 
 
+class IndexReplacedError(IndexerError):
+    """The index folder (or its catalog) was deleted or replaced while a build was writing it."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (systemd, docker stop): unwinds like Ctrl-C, so committed work stays and locks are released."""
+
+
 def mismatch_message(index_dir, meta: dict, embedder) -> str:
     """Why an embedder cannot be used with an index, and what to do instead."""
     built = meta.get("model_id") + (f" + adapter {meta['adapter']}" if meta.get("adapter") else "")

@@ -11,7 +11,7 @@ from .atomic import remove_stale_temps
 from .catalog import CATALOG_FILE, STATUS_OK, Catalog, Image, Root, Vector
 from .errors import BadRootError, IndexNotFoundError
 from .files import root_key
-from .lock import WriteLock
+from .lock import WriteLock, lock_holder
 from .sync import load_index, measure_recall, rebuild
 from .vectors import INDEX_FILE, VectorIndex
 
@@ -23,6 +23,7 @@ class VerifyReport:
     problems: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
     checked: dict = field(default_factory=dict)
+    writer: tuple | None = None  # (pid, purpose) of a build writing the index meanwhile: lags are expected
 
     @property
     def clean(self) -> bool:
@@ -41,12 +42,15 @@ def verify(index_dir: Path | str, repair: bool = False) -> VerifyReport:
     catalog = _open_catalog(index_dir)
     try:
         if repair:
-            with WriteLock(index_dir):
+            with WriteLock(index_dir, "verify --repair"):
                 report = _check(catalog, index_dir)
                 if report.problems:
                     _repair(catalog, index_dir, report)
             return report
-        return _check(catalog, index_dir)
+        writer = lock_holder(index_dir)
+        report = _check(catalog, index_dir)
+        report.writer = writer or lock_holder(index_dir)  # a build that started during the check counts too
+        return report
     finally:
         catalog.close()
 
@@ -137,7 +141,7 @@ def remove_root(index_dir: Path | str, root: Path | str) -> int:
     index_dir = Path(index_dir).expanduser().absolute()
     catalog = _open_catalog(index_dir)
     try:
-        with WriteLock(index_dir):
+        with WriteLock(index_dir, "remove"):
             key = root_key(root)
             with catalog.session() as session:
                 meta = catalog.get_meta(session)

@@ -75,7 +75,7 @@ def test_info_text_and_json(index_dir, photos, capsys):
     assert info["images"] == 3 and info["errors"] == 1 and info["error_list"][0]["path"].endswith("broken.png")
     assert main(["info", "--index", str(index_dir)]) == 0
     text = capsys.readouterr().out
-    assert "3 searchable, 1 with errors" in text and "flat (exact)" in text and "broken.png" in text
+    assert "3 searchable, 1 with errors" in text and "flat (exact; " in text and " bytes per image)" in text and "broken.png" in text
 
 
 def test_verify_and_remove_commands(index_dir, photos, capsys):
