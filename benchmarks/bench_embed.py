@@ -6,7 +6,11 @@ Examples:
   python -m benchmarks.bench_embed --full-size-mme5 --batch-sizes 8 --compare-tiles 1 2 4 \
       --peak-batches 1 2 4 8 --queries 50                                    # the fast-path report (GPU)
   python -m benchmarks.bench_embed --model google/siglip-base-patch16-256-multilingual --device cpu
+  python -m benchmarks.bench_embed --full-size-siglip --images 64 --texts 128 --batch-sizes 8   # CPU runtimes
 
+--full-size-siglip builds google/siglip-base-patch16-256-multilingual's architecture (371M
+parameters, random weights) and prints torch vs ONNX Runtime fp32 vs ONNX Runtime int8
+side by side, with the int8 ranking's agreement with fp32 (recall@10 of the fp32 top 10).
 --full-size-mme5 builds the 10.6B-parameter Llama-3.2-11B-Vision architecture with random
 weights (speed does not depend on the weights). --baseline also times the plain
 transformers forward the reference code uses (full model with LM head and all hidden
@@ -97,6 +101,86 @@ def baseline_forward(embedder, images, batch_size, out: list | None = None):
 
     return run
 
+
+def recall_at_10(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Mean share of each query's top 10 under ``reference`` scores that ``candidate`` scores also rank top 10."""
+    k = min(10, reference.shape[1])
+    top = lambda scores: np.argsort(-scores, axis=1)[:, :k]  # noqa: E731
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top(reference), top(candidate))]))
+
+
+def _without_self(scores: np.ndarray) -> np.ndarray:
+    scores = scores.copy()
+    np.fill_diagonal(scores, -np.inf)  # an image is trivially its own nearest neighbour
+    return scores
+
+
+def siglip_runtimes(args) -> int:
+    """Full-size SigLIP on the CPU: each runtime on the same inputs, measured in turn, printed side by side."""
+    import tempfile
+
+    from mme5.tiny import random_siglip_embedders
+
+    runtimes = ["torch", "onnx"] + ([] if args.no_int8 else ["onnx-int8"])
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-onnx-") as temp:
+        embedders = random_siglip_embedders(args.siglip_size, runtimes, export_dir=args.export_dir or temp)
+        print(f"mSigLIP-B/16-256 architecture ({args.siglip_size} size, random weights) on CPU ({os.cpu_count()} cores, torch threads "
+              f"{torch.get_num_threads()}); build + export {time.perf_counter() - started:.0f}s; torch {torch.__version__}",
+              flush=True)
+        width, height = (int(value) for value in args.image_size.split("x"))
+        images, texts = photos(args.images, width, height), captions(args.texts)
+        print(f"load average (1 min) at start {os.getloadavg()[0]:.1f}", flush=True)
+        vectors = {}
+        print(f"{'runtime':<10} {'batch':>5} {'images/s':>9} {'text queries/s':>15}", flush=True)
+        for batch_size in args.batch_sizes:
+            for embedder in embedders.values():  # warm-up outside the clock
+                embedder.encode_images(images[:batch_size], batch_size=batch_size)
+                embedder.encode_text_queries(texts[:batch_size], batch_size=batch_size)
+            seconds = {runtime: [0.0, 0.0] for runtime in runtimes}
+            parts = {runtime: ([], []) for runtime in runtimes}
+            # Interleaved batch by batch, in rotating order, so other processes' load falls on every runtime alike.
+            image_starts = range(0, len(images), batch_size)
+            text_step = max(1, len(texts) * batch_size // max(1, len(images)))
+            for step, start in enumerate(image_starts):
+                order = runtimes[step % len(runtimes):] + runtimes[: step % len(runtimes)]
+                text_slice = texts[step * text_step: (step + 1) * text_step] if step < len(image_starts) - 1 \
+                    else texts[step * text_step:]
+                for runtime in order:
+                    embedder = embedders[runtime]
+                    began = time.perf_counter()
+                    parts[runtime][0].append(embedder.encode_images(images[start:start + batch_size],
+                                                                    batch_size=batch_size))
+                    seconds[runtime][0] += time.perf_counter() - began
+                    if text_slice:
+                        began = time.perf_counter()
+                        parts[runtime][1].append(embedder.encode_text_queries(text_slice, batch_size=batch_size))
+                        seconds[runtime][1] += time.perf_counter() - began
+                print(f"bench: step {step + 1}/{len(image_starts)}: seconds so far "
+                      + ", ".join(f"{r} {i:.1f}+{t:.1f}" for r, (i, t) in seconds.items()), file=sys.stderr, flush=True)
+            rates = {}
+            for runtime in runtimes:
+                vectors[runtime] = tuple(np.concatenate(chunks) for chunks in parts[runtime])
+                rates[runtime] = (len(images) / seconds[runtime][0], len(texts) / seconds[runtime][1])
+                print(f"{runtime:<10} {batch_size:>5} {rates[runtime][0]:>9.2f} {rates[runtime][1]:>15.1f}", flush=True)
+            base = rates["torch"]
+            for runtime in runtimes[1:]:
+                print(f"  {runtime} / torch: images {rates[runtime][0] / base[0]:.2f}x, "
+                      f"text queries {rates[runtime][1] / base[1]:.2f}x", flush=True)
+        print(f"load average (1 min) at end {os.getloadavg()[0]:.1f}", flush=True)
+        torch_images, torch_texts = vectors["torch"]
+        onnx_images, onnx_texts = vectors["onnx"]
+        print(f"onnx vs torch max |difference|: images {np.abs(onnx_images - torch_images).max():.2e}, "
+              f"text queries {np.abs(onnx_texts - torch_texts).max():.2e}")
+        if "onnx-int8" in vectors:
+            int8_images, int8_texts = vectors["onnx-int8"]
+            text_to_image = recall_at_10(onnx_texts @ onnx_images.T, int8_texts @ int8_images.T)
+            image_to_image = recall_at_10(*(_without_self(v @ v.T) for v in (onnx_images, int8_images)))
+            cosine = float(np.mean(np.sum(onnx_images * int8_images, axis=1)))
+            print(f"int8 agreement with fp32: recall@10 of the fp32 ranking: text->image {text_to_image:.3f}, "
+                  f"image->image {image_to_image:.3f} ({len(texts)} queries, {len(images)} images); "
+                  f"mean cosine(fp32, int8) of image vectors {cosine:.4f}")
+    return 0
 
 def photo_size_for_tiles(backbone, tiles: int) -> tuple[int, int]:
     """A camera-like photo size that the Mllama processor cuts into exactly ``tiles`` tiles."""
@@ -199,6 +283,13 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--sdpa", nargs="+", help="SDPA backend priority for Mllama, e.g. cudnn efficient")
     parser.add_argument("--baseline", action="store_true", help="also time the plain transformers forward (Mllama)")
+    parser.add_argument("--full-size-siglip", action="store_true",
+                        help="random-weight mSigLIP-B/16-256: torch vs ONNX Runtime (fp32, int8) on the CPU")
+    parser.add_argument("--siglip-size", choices=["full", "tiny"], default="full",
+                        help="with --full-size-siglip: tiny runs the same code in seconds (a smoke test)")
+    parser.add_argument("--no-int8", action="store_true", help="with --full-size-siglip: skip the int8 runtime")
+    parser.add_argument("--export-dir", help="with --full-size-siglip: keep the ONNX export here for reuse "
+                                             "(default: a temporary folder)")
     parser.add_argument("--compare-tiles", type=int, nargs="*", default=[1, 2, 4],
                         help="Mllama: tile counts for the stock-vs-fast comparison (default 1 2 4; none to skip)")
     parser.add_argument("--compare-images", type=int, default=None, help="photos per comparison row (default --images)")
@@ -206,6 +297,8 @@ def main(argv=None) -> int:
                         help="Mllama on CUDA: print the fast path's peak memory at these batch sizes, e.g. 1 2 4 8")
     parser.add_argument("--queries", type=int, default=0, help="time this many one-text queries, eager vs compiled")
     args = parser.parse_args(argv)
+    if args.full_size_siglip:
+        return siglip_runtimes(args)
 
     started = time.perf_counter()
     embedder = load_for_benchmark(args.model, args.device, args.full_size_mme5)

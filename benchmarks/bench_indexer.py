@@ -19,10 +19,16 @@ Examples:
   python -m benchmarks.bench_indexer --backbone siglip --batch-size 32
   python -m benchmarks.bench_indexer --full-size-mme5 --device cuda --batch-size 16 --images 2000
   python -m benchmarks.bench_indexer --full-size-mme5 --device cuda --memory-cap-gb 24 --images 64   # a 24 GB card
+  python -m benchmarks.bench_indexer --full-size-siglip --images 200 --export-dir /tmp/onnx   # CPU: ONNX vs torch
 
 On a GPU the batch size is lowered to what fits the free memory (mme5.gpu_memory), as the
 indexer does; --memory-cap-gb caps this process's GPU memory (set_per_process_memory_fraction)
 to check that the defaults fit a smaller card, and the peak GPU memory is printed.
+
+--full-size-siglip builds mSigLIP-B/16-256's architecture (random weights) and measures the CPU
+default (ONNX Runtime) as above, plus today's torch path (model alone and indexer end to end) on
+the same files, printing onnx_indexer_vs_onnx_model (target >= 0.8) and onnx_indexer_vs_torch_indexer
+(target >= 1.8); the four are measured round by round, interleaved, so a shared machine's load hits all alike.
 """
 from __future__ import annotations
 
@@ -50,6 +56,14 @@ def parse_args(argv=None):
     parser.add_argument("--backbone", choices=["mllama", "siglip"], default="mllama", help="tiny model type")
     parser.add_argument("--full-size-mme5", action="store_true",
                         help="random-weight Llama-3.2-11B-Vision architecture in bf16 (needs a big GPU)")
+    parser.add_argument("--full-size-siglip", action="store_true",
+                        help="random-weight mSigLIP-B/16-256 on the CPU: ONNX Runtime (the default) vs torch")
+    parser.add_argument("--export-dir", type=Path, help="with --full-size-siglip: keep the ONNX export here for reuse")
+    parser.add_argument("--siglip-size", choices=["full", "tiny"], default="full",
+                        help="with --full-size-siglip: tiny runs the same code in seconds (a smoke test)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="with --full-size-siglip: interleaved rounds over parts of the corpus (default 4)")
+    parser.add_argument("--runtime", help="with --model: mme5 runtime (auto, torch, onnx, onnx-int8)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=None, help="decoding threads (default: as the indexer)")
@@ -109,8 +123,14 @@ def load_model(args, temp: Path):
         from mme5.tiny import random_mme5_embedder
 
         return random_mme5_embedder("full", args.device or "cuda")
+    if args.full_size_siglip:
+        from mme5.tiny import random_siglip_embedders
+
+        embedders = random_siglip_embedders(args.siglip_size, ("onnx", "torch"), export_dir=args.export_dir or temp / "onnx")
+        args.torch_embedder = embedders["torch"]
+        return embedders["onnx"]
     if args.model:
-        return load_embedder(args.model, device=args.device)
+        return load_embedder(args.model, device=args.device, runtime=args.runtime)
     from mme5.tiny import build_tiny
 
     return load_embedder(str(build_tiny(temp / f"tiny-{args.backbone}", backbone=args.backbone)), device=args.device or "cpu")
@@ -154,6 +174,68 @@ def rerun_many(corpus: Path, paths, count: int, temp: Path, embedder) -> float:
     return build_index([folder], temp / "many-index", embedder, show_progress=False).seconds
 
 
+def compare_runtimes(args, paths, temp: Path, onnx, torch_embedder, workers: int, load_seconds: float) -> int:
+    """ONNX indexer end to end vs ONNX model-only vs the torch path, interleaved round by round.
+
+    The corpus is split into ``--rounds`` parts; each round measures all four on its part, in an
+    order that alternates between rounds, so load from other processes on a shared machine
+    falls on every figure alike instead of on whichever ran last.
+    """
+    from indexer import build_index
+    from mme5.images import load_image
+
+    rounds = max(1, min(args.rounds, len(paths)))
+    totals = {key: [0, 0.0] for key in ("onnx_model", "onnx_indexer", "torch_model", "torch_indexer")}
+    draft = onnx.backbone.image_draft_size
+    decode = decode_rate(paths, draft, workers)
+    for embedder in (onnx, torch_embedder):  # warm-up outside the clock
+        embedder.encode_images([load_image(path, draft_size=draft) for path in paths[: args.batch_size]],
+                               batch_size=args.batch_size)
+    for number in range(rounds):
+        part = paths[number::rounds]
+        folder = temp / "rounds" / f"{number:02d}"
+        for i, path in enumerate(part):
+            folder.mkdir(parents=True, exist_ok=True)
+            os.link(path, folder / f"{i:05d}.jpg")
+        images = [load_image(path, draft_size=draft) for path in part]
+        steps = [("onnx", onnx), ("torch", torch_embedder)]
+        for name, embedder in (steps if number % 2 == 0 else steps[::-1]):
+            started = time.perf_counter()
+            embedder.encode_images(images, batch_size=args.batch_size)
+            totals[f"{name}_model"][0] += len(images)
+            totals[f"{name}_model"][1] += time.perf_counter() - started
+            summary = build_index([folder], temp / f"index-{name}", embedder, batch_size=args.batch_size,
+                                  show_progress=False, workers=workers)
+            totals[f"{name}_indexer"][0] += summary.processed
+            totals[f"{name}_indexer"][1] += summary.seconds
+        rates = {key: count / seconds for key, (count, seconds) in totals.items()}
+        print(f"bench: round {number + 1}/{rounds}: " + ", ".join(f"{k} {v:.2f}" for k, v in rates.items())
+              + " images/s so far", file=sys.stderr, flush=True)
+    import torch
+
+    figures = {
+        "images": len(paths), "size": args.size, "model": onnx.model_id, "runtime": onnx.runtime,
+        "batch_size": args.batch_size, "workers": workers, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+        "rounds": rounds, "load_average_1min": round(os.getloadavg()[0], 1), "model_load_s": round(load_seconds, 1),
+        "decode_img_s": round(decode, 1),
+        **{f"{key}_img_s": round(rate, 2) for key, rate in rates.items()},
+        "onnx_indexer_vs_onnx_model": round(rates["onnx_indexer"] / rates["onnx_model"], 3),
+        "onnx_indexer_vs_torch_indexer": round(rates["onnx_indexer"] / rates["torch_indexer"], 3),
+        "onnx_model_vs_torch_model": round(rates["onnx_model"] / rates["torch_model"], 3),
+    }
+    print_figures(figures, args.json)
+    return 0
+
+
+def print_figures(figures: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(figures))
+        return
+    width = max(len(key) for key in figures)
+    for key, value in figures.items():
+        print(f"{key:<{width}}  {value}")
+
+
 def synchronize(embedder) -> None:
     import torch
 
@@ -188,6 +270,8 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         embedder = load_model(args, temp)
         load_seconds = time.perf_counter() - started
+        if args.full_size_siglip:
+            return compare_runtimes(args, paths, temp, embedder, args.torch_embedder, workers, load_seconds)
         from mme5.gpu_memory import fit_batch_size
 
         used = fit_batch_size(embedder, args.batch_size, verbose=False)  # what the indexer will pick
@@ -210,7 +294,7 @@ def main(argv=None) -> int:
             "images": len(paths), "size": f"{width}x{height}", "model": embedder.model_id, "device": str(embedder.device),
             "batch_size": args.batch_size, "batch_size_used": used,
             "fast_attention": fast, **gpu, "workers": workers, "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(), "model_load_s": round(load_seconds, 2),
-            "decode_img_s": round(decode, 1), "model_img_s": round(model, 1), "indexer_img_s": round(indexer, 1),
+            "decode_img_s": round(decode, 1), "model_img_s": round(model, 2), "indexer_img_s": round(indexer, 2),
             "cpu_floor_img_s": round(floor, 1), "efficiency": round(indexer / floor, 3),
             "efficiency_vs_model": round(indexer / model, 3), "rerun_unchanged_s": round(rerun.seconds, 2),
             "errors": len(summary.errors),
@@ -218,12 +302,7 @@ def main(argv=None) -> int:
         }
         if args.engine == "ray":
             figures.update(ray_rates(args, corpus, temp, embedder, indexer))
-        if args.json:
-            print(json.dumps(figures))
-        else:
-            width_ = max(len(key) for key in figures)
-            for key, value in figures.items():
-                print(f"{key:<{width_}}  {value}")
+        print_figures(figures, args.json)
         return 0
     finally:
         shutil.rmtree(temp, ignore_errors=True)

@@ -50,7 +50,7 @@ def tiny_embedder(model: str | None, device: torch.device):
 
     if model is None:
         model = str(build_tiny(Path(tempfile.mkdtemp()) / "tiny"))
-    return load_embedder(model, device=device, verbose=False)
+    return load_embedder(model, device=device, verbose=False, runtime="torch")  # training needs torch
 
 
 def examples(folder: Path, count: int, negatives: int, side: int) -> list[Example]:

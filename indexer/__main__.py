@@ -8,6 +8,7 @@ Examples:
   python -m indexer build --dir /mnt/nfs/archive --index my-index --engine ray --ray-address auto   # on a Ray cluster
   python -m indexer search --index my-index --text "un perro en la playa" -k 5
   python -m indexer search --index my-index --image query.jpg --text "but at night" --json
+  python -m indexer build --dir ~/Pictures --runtime onnx-int8  # SigLIP on the CPU, int8 (a separate index)
   python -m indexer info --index my-index --json
   python -m indexer verify --index my-index --deep              # compare every vector, not a sample
   python -m indexer verify --index my-index --repair
@@ -37,6 +38,8 @@ EPILOG = __doc__.split("\n", 2)[2]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mme5.registry import RUNTIME_CHOICES, RUNTIME_HELP
+
     from .build import DEFAULT_MAX_PRUNE_SHARE
     from .reader import DEFAULT_DECODE_BUDGET
     from .store import DEFAULT_INDEX_DIR
@@ -61,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--batch-size", type=int, default=8, help="images per model batch and per commit (default 8; lowered, with a note, when the "
                             "GPU has too little free memory for it)")
     build.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    build.add_argument("--runtime", choices=RUNTIME_CHOICES, help=RUNTIME_HELP)
     build.add_argument("--index-type", choices=["auto", "flat", "ivf", "ivf-sq8", "ivf-pq"],
                        help="FAISS index type (default auto: exact up to 100k images, IVF+SQ8 up to 1M, then "
                             "IVF+PQ at <= 1 KB per image with exact re-ranking)")
@@ -96,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--model", help="override the index's model (must be the same vector space)")
     search.add_argument("--adapter", help="override the index's adapter")
     search.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
+    search.add_argument("--runtime", choices=RUNTIME_CHOICES, help=RUNTIME_HELP)
     search.add_argument("--json", action="store_true", help="print results as JSON")
 
     info = command("info", "counts, model, index type and recall, size on disk, folders, last build, errors")
@@ -159,6 +164,7 @@ def run_build(args) -> int:
     from .store import resolve_local
 
     from mme5.cli import UsageError
+    from mme5.registry import runtime_for
 
     if not 0 <= args.max_prune_share <= 1:
         raise UsageError(f"--max-prune-share must be between 0 and 1, got {args.max_prune_share}")
@@ -166,17 +172,18 @@ def run_build(args) -> int:
         raise UsageError(f"--decode-budget-mp must be positive, got {args.decode_budget_mp}")
     index_dir = args.index.expanduser().absolute()
     plan_roots(args.dirs, index_dir)  # fail on a bad --dir before spending time on the model
-    model, adapter = resolve_local(args.model), resolve_local(args.adapter)
+    model, adapter, runtime = resolve_local(args.model), resolve_local(args.adapter), args.runtime
     if model is None and (index_dir / CATALOG_FILE).is_file():
         catalog = Catalog(index_dir / CATALOG_FILE)
         meta = catalog.get_meta()
         catalog.close()
         model, adapter = meta.get("model_id"), adapter or meta.get("adapter")
+        runtime = runtime or runtime_for(meta.get("quantization"))
     index_dir.mkdir(parents=True, exist_ok=True)
     with WriteLock(index_dir, "build"):  # a second build is refused now, not after minutes of model loading
         from mme5 import load_embedder
 
-        embedder = load_embedder(model, device=args.device, adapter=adapter)
+        embedder = load_embedder(model, device=args.device, adapter=adapter, runtime=runtime)
         ray_options = None
         if args.engine == "ray":
             from .ray_engine import RayOptions
@@ -201,6 +208,8 @@ def run_build(args) -> int:
 
 
 def run_search(args) -> int:
+    from mme5.registry import QueryKind
+
     from .store import open_index
 
     if args.text is None and args.image is None:
@@ -209,14 +218,12 @@ def run_search(args) -> int:
     if args.k < 1:
         print(f"error: -k must be at least 1, got {args.k}", file=sys.stderr)
         return 2
-    embedder, store = open_index(args.index, model=args.model, adapter=args.adapter, device=args.device)
+    embedder, store = open_index(args.index, model=args.model, adapter=args.adapter, device=args.device,
+                                 runtime=args.runtime)
     with store:
-        if args.image is not None and args.text:
-            query = embedder.encode_composed([str(args.image)], [args.text])
-        elif args.image is not None:
-            query = embedder.encode_image_queries([str(args.image)])
-        else:
-            query = embedder.encode_text_queries([args.text])
+        kind = QueryKind.of(text=args.text, image=args.image)
+        query = embedder.encode_query(kind, texts=[args.text] if kind.needs_text else None,
+                                      images=[str(args.image)] if kind.needs_image else None)
         scores, ids = store.search(query, args.k)
         hits = [(float(s), r) for s, r in zip(scores[0], store.records(ids[0])) if r is not None]
     if args.json:

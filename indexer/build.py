@@ -259,6 +259,7 @@ class _Build:
                 meta = dict(
                     schema_version=SCHEMA_VERSION, model_id=embedder.model_id, adapter=embedder.adapter,
                     fingerprint=embedder.fingerprint, family=embedder.family, dim=embedder.dim,
+                    quantization=getattr(embedder, "quantization", None),
                     prompt_version=embedder.prompt_version, created_at=utcnow().isoformat(timespec="seconds"),
                     generation=0, index_generation=0,
                 )

@@ -50,7 +50,9 @@ class Terminated(KeyboardInterrupt):
 def mismatch_message(index_dir, meta: dict, embedder) -> str:
     """Why an embedder cannot be used with an index, and what to do instead."""
     built = meta.get("model_id") + (f" + adapter {meta['adapter']}" if meta.get("adapter") else "")
+    built += f" ({meta['quantization']}-quantised)" if meta.get("quantization") else ""
     asked = embedder.model_id + (f" + adapter {embedder.adapter}" if embedder.adapter else "")
+    asked += f" ({embedder.quantization}-quantised)" if getattr(embedder, "quantization", None) else ""
     return (
         f"{index_dir}: this index was built with {built} (vector space {meta.get('fingerprint')!r}), "
         f"but the model given is {asked} ({embedder.fingerprint!r}); vectors from different models cannot be mixed. "

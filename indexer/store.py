@@ -360,15 +360,21 @@ def resolve_local(path: str | None) -> str | None:
     return path
 
 
-def open_index(index_dir: Path | str, model: str | None = None, adapter: str | None = None, device=None):
-    """(embedder, store): the store plus the model+adapter it was built with (or the one given, checked)."""
+def open_index(index_dir: Path | str, model: str | None = None, adapter: str | None = None, device=None,
+               runtime: str | None = None):
+    """(embedder, store): the store plus the model+adapter it was built with (or the one given, checked).
+
+    ``runtime`` defaults to one that gives the index's vectors (int8 for an int8-quantised index).
+    """
     from mme5 import load_embedder
+    from mme5.registry import runtime_for
 
     store = IndexStore.open(index_dir)
     try:
         if model is None:
             model, adapter = store.model_id, adapter or store.adapter
-        embedder = load_embedder(resolve_local(model), device=device, adapter=resolve_local(adapter))
+        runtime = runtime or runtime_for(store.meta.get("quantization"))
+        embedder = load_embedder(resolve_local(model), device=device, adapter=resolve_local(adapter), runtime=runtime)
         store.check_embedder(embedder)
     except BaseException:
         store.close()

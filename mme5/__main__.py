@@ -6,12 +6,15 @@ Examples:
   python -m mme5 embed --model models/tiny --text "a dog on a beach" --json
   python -m mme5 embed --model models/tiny --image photo.jpg
   python -m mme5 embed --model models/tiny --image photo.jpg --text "but at night"   # composed query
+  python -m mme5 embed --model models/tiny-siglip --text "a dog" --runtime onnx      # ONNX Runtime (CPU)
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+
+from .registry import RUNTIME_CHOICES, RUNTIME_HELP, QueryKind, tiny_builders
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--model", help="hub id or local folder (default: mmE5 on a big GPU, SigLIP otherwise)")
     embed.add_argument("--adapter", help="peft adapter folder to merge")
     embed.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    embed.add_argument("--runtime", choices=RUNTIME_CHOICES, help=RUNTIME_HELP)
     embed.add_argument("--image", help="image file")
     embed.add_argument("--text", help="query text (with --image: the modification)")
     embed.add_argument("--instruction", help="instruction for a text query (default: mmE5's text-to-image one)")
@@ -32,27 +36,28 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--json", action="store_true", help="print a JSON object instead of bare numbers")
     tiny = commands.add_parser("tiny", help="build a deterministic random-weight model (a few MB) offline")
     tiny.add_argument("--out", required=True, help="folder to write")
-    tiny.add_argument("--backbone", choices=["mllama", "siglip"], default="mllama")
+    tiny.add_argument("--backbone", choices=list(tiny_builders()), default="mllama")
     tiny.add_argument("--seed", type=int, default=0)
     return parser
 
 
 def run_embed(args) -> int:
-    from . import load_embedder, prompts
+    from . import load_embedder
     from .cli import UsageError
 
     if not args.image and not args.text:
         raise UsageError("give --image, --text, or both")
-    embedder = load_embedder(args.model, device=args.device, adapter=args.adapter)
-    if args.image and args.text:
-        kind, vector = "composed", embedder.encode_composed([args.image], [args.text])
-    elif args.image:
-        kind = "image_document" if args.document else "image_query"
-        encode = embedder.encode_images if args.document else embedder.encode_image_queries
-        vector = encode([args.image])
+    embedder = load_embedder(args.model, device=args.device, adapter=args.adapter, runtime=args.runtime)
+    query = QueryKind.of(text=args.text, image=args.image)
+    if args.document and query is not QueryKind.COMPOSED:
+        kind = "image_document" if args.image else "text_document"
+        vector = embedder.encode_images([args.image]) if args.image else embedder.encode_texts([args.text])
+    elif query is QueryKind.TEXT and args.instruction:
+        kind, vector = "text_query", embedder.encode_texts([args.text], args.instruction)
     else:
-        instruction = None if args.document else (args.instruction or prompts.TEXT_TO_IMAGE_INSTRUCTION)
-        kind, vector = ("text_document" if args.document else "text_query"), embedder.encode_texts([args.text], instruction)
+        kind = {QueryKind.TEXT: "text_query", QueryKind.IMAGE: "image_query"}.get(query, query.value)
+        vector = embedder.encode_query(query, texts=[args.text] if query.needs_text else None,
+                                       images=[args.image] if query.needs_image else None)
     values = [round(float(value), 7) for value in vector[0]]
     if args.json:
         print(json.dumps({"model": embedder.model_id, "kind": kind, "dim": embedder.dim, "embedding": values}))

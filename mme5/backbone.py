@@ -40,12 +40,20 @@ class Backbone:
 
     family: str = ""
     max_text_tokens: int = MAX_TEXT_TOKENS
+    runtime: str = "torch"  # the engine that runs the forward pass (see mme5.registry.RUNTIMES)
+    quantization: str | None = None  # e.g. "int8": weights changed, so the vectors are another space
 
     def __init__(self, model: torch.nn.Module, processor, device: torch.device, dtype: torch.dtype):
         self.model = model
         self.processor = processor
         self.device = torch.device(device)
         self.dtype = dtype
+
+    @classmethod
+    def wrap(cls, model: torch.nn.Module, processor, device: torch.device, dtype: torch.dtype, source: str = "",
+             **options):
+        """The backbone for a loaded model; ``source`` (its hub id or folder) and ``options`` may tune it."""
+        return cls(model, processor, device, dtype, **options)
 
     # -- properties the Embedder uses -------------------------------------------------
     @property

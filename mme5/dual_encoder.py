@@ -13,6 +13,11 @@ def _features(output) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
+def wants_lowercase(source, config) -> bool:
+    """SigLIP 2 checkpoints were trained on lower-cased text."""
+    return "siglip2" in str(source).lower() or bool(getattr(config, "mme5_lowercase_text", False))
+
+
 class DualEncoderBackbone(Backbone):
     """Image and text towers; a composed query is the normalised sum of both vectors."""
 
@@ -26,9 +31,18 @@ class DualEncoderBackbone(Backbone):
         size = processor.image_processor.size
         self.image_side = int(size.get("height") or size.get("shortest_edge"))
 
+    @classmethod
+    def wrap(cls, model, processor, device, dtype, source: str = "", fast_attention=None):
+        """``fast_attention`` is Mllama's (its vision mask); SigLIP's attention has no mask to drop."""
+        return cls(model, processor, device, dtype, lowercase=wants_lowercase(source, model.config))
+
+    @property
+    def config(self):
+        return self.model.config
+
     @property
     def dim(self) -> int:
-        return int(self.model.config.vision_config.hidden_size)
+        return int(self.config.vision_config.hidden_size)
 
     @property
     def image_draft_size(self) -> int:
@@ -53,12 +67,20 @@ class DualEncoderBackbone(Backbone):
             tensors["pixel_values"] = pixels["pixel_values"]
         return Batch(tensors, truncated)
 
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The image tower's pooled output (before normalisation)."""
+        return _features(self.model.get_image_features(pixel_values=pixel_values))
+
+    def text_features(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The text tower's pooled output (before normalisation)."""
+        return _features(self.model.get_text_features(input_ids=input_ids))
+
     def embed(self, batch: Batch) -> torch.Tensor:
         tensors = self.to_device(batch.tensors)
         vectors = None
         if "pixel_values" in tensors:
-            vectors = normalize(_features(self.model.get_image_features(pixel_values=tensors["pixel_values"])))
+            vectors = normalize(self.image_features(tensors["pixel_values"]))
         if "input_ids" in tensors:
-            text = normalize(_features(self.model.get_text_features(input_ids=tensors["input_ids"])))
+            text = normalize(self.text_features(tensors["input_ids"]))
             vectors = text if vectors is None else vectors + text
         return normalize(vectors)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import prompts
+from . import prompts, registry
 from .backbone import Backbone, EmbedInput
 from .errors import ImageError, InputError
 from .images import describe, image_size, load_image
@@ -40,8 +40,23 @@ class Embedder:
         return self.backbone.family
 
     @property
+    def spec(self) -> registry.BackboneSpec:
+        """The registry entry of this embedder's backbone family."""
+        return registry.by_family(self.family)
+
+    @property
     def device(self) -> torch.device:
         return self.backbone.device
+
+    @property
+    def runtime(self) -> str:
+        """The engine running the model: torch, onnx (same vectors as torch) or onnx-int8."""
+        return self.backbone.runtime if self.quantization is None else f"{self.backbone.runtime}-{self.quantization}"
+
+    @property
+    def quantization(self) -> str | None:
+        """None for the model's own weights; "int8" when quantised, which makes a different vector space."""
+        return self.backbone.quantization
 
     @property
     def prompt_version(self) -> str:
@@ -53,10 +68,13 @@ class Embedder:
         parts = [self.model_id, self.family, str(self.dim), prompts.PROMPT_VERSION]
         if self.adapter:
             parts.append(f"adapter={self.adapter}")
+        if self.quantization:  # torch and ONNX fp32 give the same vectors; quantised weights do not
+            parts.append(f"quantization={self.quantization}")
         return "|".join(parts)
 
     def __repr__(self) -> str:
-        return f"Embedder(model_id={self.model_id!r}, family={self.family!r}, dim={self.dim}, device={self.device})"
+        return (f"Embedder(model_id={self.model_id!r}, family={self.family!r}, dim={self.dim}, device={self.device}, "
+                f"runtime={self.runtime!r})")
 
     # -- public encoders ---------------------------------------------------------------
     def encode_images(self, images: Sequence, batch_size: int = 8, show_progress_bar: bool = False) -> np.ndarray:
@@ -71,25 +89,44 @@ class Embedder:
 
     def encode_text_queries(self, texts: Sequence[str], batch_size: int = 32, show_progress_bar: bool = False):
         """Text → image search queries in the format mmE5 was trained on."""
-        return self.encode_texts(texts, prompts.TEXT_TO_IMAGE_INSTRUCTION, batch_size, show_progress_bar)
+        return self.encode_query(registry.QueryKind.TEXT, texts=texts, batch_size=batch_size,
+                                 show_progress_bar=show_progress_bar)
 
     def encode_image_queries(self, images: Sequence, batch_size: int = 8, show_progress_bar: bool = False):
         """"More like this": an image as a query for similar images."""
-        return self._encode_task("image_query", images, None, None, batch_size, show_progress_bar)
+        return self.encode_query(registry.QueryKind.IMAGE, images=images, batch_size=batch_size,
+                                 show_progress_bar=show_progress_bar)
 
     def encode_composed(
         self, images: Sequence, texts: Sequence[str], batch_size: int = 8, show_progress_bar: bool = False
     ) -> np.ndarray:
         """Image plus modifying text → image ("this photo, but at night")."""
-        if len(images) != len(texts):
-            raise InputError(f"encode_composed needs one text per image, got {len(images)} images and {len(texts)} texts")
-        return self._encode_task("composed", images, texts, None, batch_size, show_progress_bar)
+        return self.encode_query(registry.QueryKind.COMPOSED, texts=texts, images=images, batch_size=batch_size,
+                                 show_progress_bar=show_progress_bar)
 
     def encode_image_instructions(
         self, images: Sequence, instruction: str, batch_size: int = 8, show_progress_bar: bool = False
     ) -> np.ndarray:
         """Images with a free instruction (generic ``<|image|><|begin_of_text|>{instruction}``), e.g. VQA."""
         return self._encode_task("image_instruction", images, None, instruction, batch_size, show_progress_bar)
+
+    def encode_query(
+        self, kind: registry.QueryKind | str, texts: Sequence[str] | None = None, images: Sequence | None = None,
+        batch_size: int | None = None, show_progress_bar: bool = False,
+    ) -> np.ndarray:
+        """Search queries of one ``QueryKind``: texts for TEXT, images for IMAGE, both (paired) for COMPOSED."""
+        kind = registry.QueryKind.parse(kind)
+        for needed, given, what in ((kind.needs_text, texts, "texts"), (kind.needs_image, images, "images")):
+            if needed and given is None:
+                raise InputError(f"a {kind.value} query needs {what}")
+            if not needed and given is not None:
+                raise InputError(f"a {kind.value} query takes no {what}")
+        texts, images = _as_list(texts, "texts"), _as_list(images, "images")
+        if kind is registry.QueryKind.COMPOSED and len(images) != len(texts):
+            raise InputError(f"a composed query needs one text per image, got {len(images)} images and {len(texts)} texts")
+        if batch_size is None:
+            batch_size = 8 if kind.needs_image else 32
+        return self._encode_task(kind.task, images, texts, kind.instruction, batch_size, show_progress_bar)
 
     def submit(self, method: str, *args, **kwargs) -> Future:
         """Run ``self.<method>(*args, **kwargs)`` (an ``encode_*``) in the background; returns its Future.
@@ -204,7 +241,7 @@ class Embedder:
 
     def _plan_batches(self, items: Sequence[EmbedInput], batch_size: int) -> list[list[int]]:
         sizes = {}
-        if self.family == "mllama":
+        if self.spec.sized_batches:
             sizes = {i: image_size(item.image) for i, item in enumerate(items) if item.has_image}
         backbone = self.backbone
 

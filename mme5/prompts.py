@@ -76,27 +76,37 @@ def strip_image_tokens(text: str) -> str:
     return text.strip()
 
 
+def mllama_prompt(task: str, text: str | None = None, instruction: str | None = None) -> str:
+    """mmE5's format for each task (see ``build``)."""
+    if task == "image_document":
+        return image_document()
+    if task == "text":
+        return text_query(text, instruction)
+    if task == "image_query":
+        return image_to_image_query()
+    if task == "composed":
+        return composed_query(text)
+    if task == "image_instruction":
+        return image_instruction(instruction)
+    raise InputError(f"unknown task {task!r}")
+
+
+def dual_prompt(task: str, text: str | None = None, instruction: str | None = None) -> str | None:
+    """Dual encoders get the bare caption: SigLIP/CLIP were trained without instructions,
+    and a composed query fuses the image and text vectors."""
+    if task in ("image_document", "image_query", "image_instruction"):
+        return None
+    if task in ("text", "composed"):
+        return text
+    raise InputError(f"unknown task {task!r}")
+
+
 def build(family: str, task: str, text: str | None = None, instruction: str | None = None) -> str | None:
     """The text a backbone family sees for one input; None means image only.
 
     ``task`` is one of ``image_document``, ``text``, ``image_query``, ``composed``,
-    ``image_instruction``.  Dual encoders get the bare caption: SigLIP/CLIP were
-    trained without instructions and a composed query fuses image and text vectors.
+    ``image_instruction``; the family's formatter is named in ``mme5.registry``.
     """
-    if family == "mllama":
-        if task == "image_document":
-            return image_document()
-        if task == "text":
-            return text_query(text, instruction)
-        if task == "image_query":
-            return image_to_image_query()
-        if task == "composed":
-            return composed_query(text)
-        if task == "image_instruction":
-            return image_instruction(instruction)
-    elif family == "dual":
-        if task in ("image_document", "image_query", "image_instruction"):
-            return None
-        if task in ("text", "composed"):
-            return text
-    raise InputError(f"unknown backbone family {family!r} or task {task!r}")
+    from .registry import by_family
+
+    return by_family(family).prompt(task, text=text, instruction=instruction)

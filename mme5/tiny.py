@@ -138,34 +138,94 @@ def build_tiny_mllama(out: str | Path, seed: int = 0) -> Path:
     return out
 
 
-def build_tiny_siglip(out: str | Path, seed: int = 0) -> Path:
-    from transformers import PreTrainedTokenizerFast, SiglipConfig, SiglipModel, SiglipProcessor
-    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+SIGLIP_SPECIALS = ["<pad>", "</s>", "<unk>"]
 
-    out = Path(out)
-    vocab_size = 1024
-    tokenizer_object = build_tokenizer(vocab_size - 1, ["<pad>", "</s>", "<unk>"], extra_special=[])
-    config = SiglipConfig(
-        text_config=dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+
+def siglip_config(size: str = "tiny"):
+    """google/siglip-base-patch16-256-multilingual's architecture at full size (371M parameters), or a tiny copy."""
+    from transformers import SiglipConfig
+
+    if size == "full":
+        tower = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
+        return SiglipConfig(text_config=dict(vocab_size=250000, max_position_embeddings=64, pad_token_id=0,
+                                             bos_token_id=1, eos_token_id=1, **tower),
+                            vision_config=dict(image_size=256, patch_size=16, **tower))
+    return SiglipConfig(
+        text_config=dict(vocab_size=1024, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=2, max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=1),
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                            image_size=32, patch_size=8),
     )
+
+
+def siglip_processor(config):
+    from transformers import PreTrainedTokenizerFast, SiglipProcessor
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+    tokenizer_object = build_tokenizer(config.text_config.vocab_size - 1, SIGLIP_SPECIALS, extra_special=[])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer_object, pad_token="<pad>", eos_token="</s>",
+                                        unk_token="<unk>", model_max_length=config.text_config.max_position_embeddings)
+    side = config.vision_config.image_size
+    return SiglipProcessor(image_processor=SiglipImageProcessorPil(size={"height": side, "width": side}),
+                           tokenizer=tokenizer)
+
+
+def build_tiny_siglip(out: str | Path, seed: int = 0) -> Path:
+    from transformers import SiglipModel
+
+    out = Path(out)
+    config = siglip_config("tiny")
+    processor = siglip_processor(config)
     torch.manual_seed(seed)
     model = SiglipModel(config)
     model.save_pretrained(out)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer_object, pad_token="<pad>", eos_token="</s>",
-                                        unk_token="<unk>", model_max_length=64)
-    image_processor = SiglipImageProcessorPil(size={"height": 32, "width": 32})
-    SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(out)
+    processor.save_pretrained(out)
     return out
 
 
+def random_siglip_embedders(size: str = "full", runtimes=("torch", "onnx"), export_dir: str | Path | None = None,
+                            seed: int = 0) -> dict:
+    """{runtime: Embedder} over one random-weight SigLIP built in memory (benchmarks; speed ignores weights).
+
+    ONNX runtimes export into ``export_dir`` (reused when it already holds this size's export).
+    """
+    from transformers import SiglipModel
+
+    from .embedder import Embedder
+    from .loading import make_backbone
+
+    config = siglip_config(size)
+    processor = siglip_processor(config)
+    torch.manual_seed(seed)
+    model = SiglipModel(config).eval().requires_grad_(False)
+    backbone = make_backbone("siglip", model, processor, torch.device("cpu"), torch.float32)
+    model_id = f"siglip-{size}-size-random"
+    embedders = {}
+    if any(runtime != "torch" for runtime in runtimes):
+        from .onnx_runtime import OnnxDualEncoderBackbone, export
+
+        if export_dir is None:
+            raise ValueError("ONNX runtimes need an export_dir")
+        folder = Path(export_dir) / f"{model_id}-seed{seed}"
+        if not (folder / "export.json").is_file():
+            export(backbone, folder, note=model_id)
+        for runtime in runtimes:
+            if runtime != "torch":
+                quantization = "int8" if runtime == "onnx-int8" else None
+                embedders[runtime] = Embedder(OnnxDualEncoderBackbone(config, processor, folder, quantization),
+                                              model_id=model_id)
+    if "torch" in runtimes:
+        embedders["torch"] = Embedder(backbone, model_id=model_id)
+    return {runtime: embedders[runtime] for runtime in runtimes}
+
+
 def build_tiny(out: str | Path, backbone: str = "mllama", seed: int = 0) -> Path:
-    builders = {"mllama": build_tiny_mllama, "siglip": build_tiny_siglip}
+    from .registry import tiny_builders
+
+    builders = tiny_builders()
     if backbone not in builders:
         raise InputError(f"unknown backbone {backbone!r}; choose one of {', '.join(builders)}")
-    return builders[backbone](out, seed=seed)
+    return globals()[builders[backbone]](out, seed=seed)
 
 
 def random_mme5_embedder(size: str = "full", device: str = "cuda", dtype: torch.dtype = torch.bfloat16):

@@ -5,6 +5,7 @@ Examples:
   python app.py --tiny                            # offline smoke mode: tiny random model, sample photos
   python app.py --index ~/.photo-index            # serve an index built with `python -m indexer build`
   python app.py --model ./models/siglip --photos ~/Pictures
+  python app.py --model ./models/siglip --runtime torch   # skip ONNX Runtime (the CPU default for SigLIP)
   python -m search_app add-user alice            # create a login (asked twice, never echoed)
   python app.py --host 0.0.0.0 --port 8080        # reachable from other machines: needs a login (above)
   python app.py --host 0.0.0.0 --auth-file users  # users file written by add-user
@@ -21,6 +22,7 @@ import sys
 from pathlib import Path
 
 from mme5.errors import ModelLoadError
+from mme5.registry import RUNTIME_CHOICES, RUNTIME_HELP
 
 from .private import cache_home
 
@@ -44,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "model the index was built with, else mmE5 on a big GPU / SigLIP on CPU]")
     parser.add_argument("--adapter", default=env("MME5_ADAPTER"), help="peft adapter folder [env MME5_ADAPTER]")
     parser.add_argument("--device", default=env("MME5_DEVICE"), help="cpu, cuda, cuda:1 ... [env MME5_DEVICE]")
+    parser.add_argument("--runtime", default=env("MME5_RUNTIME"), choices=RUNTIME_CHOICES,
+                        help=f"{RUNTIME_HELP} [env MME5_RUNTIME]")
     parser.add_argument("--photos", default=env("MME5_PHOTOS", str(SAMPLE_PHOTOS)),
                         help="folder indexed when the index does not exist yet [env MME5_PHOTOS; default: assets/photos]")
     parser.add_argument("--tiny", action="store_true", default=env("MME5_MODEL") == TINY,
@@ -91,7 +95,8 @@ def resolve_model(args) -> tuple[str | None, Path | None]:
     return args.model, Path(args.index) if args.index else Path(DEFAULT_INDEX_DIR)
 
 
-def open_or_build(index_dir: Path, model: str | None, adapter: str | None, device: str | None, photos: Path):
+def open_or_build(index_dir: Path, model: str | None, adapter: str | None, device: str | None, photos: Path,
+                  runtime: str | None = None):
     """The engine over ``index_dir``; indexes ``photos`` first when there is no index there yet."""
     from indexer import IndexNotFoundError, IndexStore, build_index
 
@@ -112,12 +117,13 @@ def open_or_build(index_dir: Path, model: str | None, adapter: str | None, devic
         if not photos.is_dir():
             raise SearchAppError(f"{photos}: photo folder not found; pass --photos DIR, or --index of an existing "
                                     "index") from None
-        embedder = load_embedder(model, device=device, adapter=adapter)
+        embedder = load_embedder(model, device=device, adapter=adapter, runtime=runtime)
         print(f"no index in {index_dir}: indexing {photos} with {embedder.model_id} ...", file=sys.stderr)
         summary = build_index([photos], index_dir, embedder, show_progress=True)
         print(f"indexed {summary.added} photos ({len(summary.errors)} unreadable) in {summary.seconds:.1f}s", file=sys.stderr)
         return SearchEngine(IndexStore.open(index_dir), embedder, extra_roots=[SAMPLE_PHOTOS])
-    return SearchEngine.open(index_dir, model=model, adapter=adapter, device=device, extra_roots=[SAMPLE_PHOTOS])
+    return SearchEngine.open(index_dir, model=model, adapter=adapter, device=device, extra_roots=[SAMPLE_PHOTOS],
+                             runtime=runtime)
 
 
 def zero_gpu():
@@ -178,7 +184,7 @@ def serve(argv=None) -> int:
     os.environ.setdefault("GRADIO_TEMP_DIR", str(private_dir(cache_home() / "gradio")))
     model, index_dir = resolve_model(args)
     try:
-        engine = open_or_build(index_dir, model, args.adapter, args.device, Path(args.photos))
+        engine = open_or_build(index_dir, model, args.adapter, args.device, Path(args.photos), args.runtime)
     except ModelLoadError as error:
         raise ModelLoadError(f"{error}\n  - Or try the app offline right now on a tiny random model: "
                              "python app.py --tiny") from None

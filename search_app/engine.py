@@ -21,6 +21,7 @@ from indexer.errors import IndexMismatchError
 from indexer.files import printable
 from indexer.store import normalise_folder
 from mme5.raw import shot_key
+from mme5.registry import QueryKind
 
 from .paths import PathGuard, PathNotAllowedError
 
@@ -229,11 +230,11 @@ class SearchEngine:
         old.store.close()
 
     @classmethod
-    def open(cls, index_dir, model=None, adapter=None, device=None, extra_roots=()) -> "SearchEngine":
+    def open(cls, index_dir, model=None, adapter=None, device=None, extra_roots=(), runtime=None) -> "SearchEngine":
         """Open an index with the model+adapter it was built with (or the given one, checked)."""
         from indexer import open_index
 
-        embedder, store = open_index(Path(index_dir), model=model, adapter=adapter, device=device)
+        embedder, store = open_index(Path(index_dir), model=model, adapter=adapter, device=device, runtime=runtime)
         return cls(store, embedder, extra_roots=extra_roots)
 
     def close(self) -> None:
@@ -273,17 +274,15 @@ class SearchEngine:
 
     def encode_query(self, text: str | None = None, image=None) -> np.ndarray:
         """The (1, dim) query vector; keep it to fetch further pages with ``rank`` without the model."""
-        has_text = isinstance(text, str) and bool(text.strip())
         if image is None or (isinstance(image, str) and not image.strip()):
             text = _check_text(text, "query text")
-            encode = lambda: self.embedder.encode_text_queries([text])  # noqa: E731
-        elif has_text:
+        kind = QueryKind.of(text=text, image=image)
+        if kind is QueryKind.COMPOSED:
             text = _check_text(text, "modifying text")
-            encode = lambda: self.embedder.encode_composed([image], [text])  # noqa: E731
-        else:
-            encode = lambda: self.embedder.encode_image_queries([image])  # noqa: E731
+        texts = [text.strip()] if kind is QueryKind.COMPOSED else [text] if kind.needs_text else None
         with self._model_lock:
-            return np.ascontiguousarray(encode(), dtype=np.float32)
+            vector = self.embedder.encode_query(kind, texts=texts, images=[image] if kind.needs_image else None)
+            return np.ascontiguousarray(vector, dtype=np.float32)
 
     # -- catalog facts -------------------------------------------------------------------------
     def record(self, image_id: int):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mme5 import registry
+
 from .benchmarks import MME5_MMEB, MME5_XTD, MMEB_DATASETS, MMEB_IND, MMEB_META_TASKS, MMEB_OOD, XTD_LANGUAGES
 from .data import parse_list
 from .errors import TrainerError
@@ -179,7 +181,8 @@ def _cell(value) -> str:
 
 def markdown(report: dict) -> str:
     """Tables of our scores, with the paper's mmE5 figures beside them for a full-size Mllama."""
-    show_paper = report["family"] == "mllama" and report["dim"] == 4096
+    spec = registry.BACKBONES.get(report["family"])
+    show_paper = spec is not None and spec.paper_dim == report["dim"]
     lines = [f"# Evaluation of {report['model']}" + (f" + {report['adapter']}" if report["adapter"] else ""), ""]
     if "mmeb" in report:
         mmeb = report["mmeb"]

@@ -1,7 +1,7 @@
 """Dataset texts (MMEB placeholders) -> mme5 inputs, and embedding them with autograd.
 
-The rewrite itself lives in :mod:`mme5.prompts`; this module only picks the right
-function for the backbone family and groups inputs the way the backbone batches them.
+The rewrite itself lives in :mod:`mme5.prompts` (picked per family by :mod:`mme5.registry`);
+this module only groups inputs the way the backbone batches them.
 """
 from __future__ import annotations
 
@@ -9,16 +9,12 @@ from typing import Sequence
 
 import torch
 
-from mme5 import EmbedInput, prompts
+from mme5 import EmbedInput, registry
 
 
 def to_input(family: str, text: str, image: str | None) -> EmbedInput:
     """One dataset text (with ``<|image_1|>\\n``) and optional image path as an EmbedInput."""
-    text = text or ""
-    if family == "mllama":
-        formatted = prompts.from_mmeb(text, image is not None)
-    else:  # dual encoders saw bare captions; an image-only input has no text at all
-        formatted = prompts.strip_image_tokens(text) or None
+    formatted = registry.by_family(family).dataset_text(text or "", image is not None)
     name = image if image is not None else (text[:60] or "<empty>")
     return EmbedInput(text=formatted, image=image, name=name)
 

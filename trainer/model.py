@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-# Attention and MLP projections of each family (text and vision towers alike).
-DEFAULT_TARGETS = {
-    "mllama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "fc1", "fc2"],
-    "dual": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
-}
+from mme5 import registry
+
+# Attention and MLP projections of each family (text and vision towers alike), from the registry.
+DEFAULT_TARGETS = {family: list(spec.lora_targets) for family, spec in registry.BACKBONES.items()}
 
 
 @dataclass
@@ -31,6 +30,8 @@ class LoraSettings:
 
 def make_trainable(embedder, lora: LoraSettings | None, gradient_checkpointing: bool = True):
     """Put the model in training mode; returns the PeftModel (LoRA) or the model itself (full)."""
+    if embedder.runtime != "torch":
+        raise ValueError(f"training needs the torch runtime, not {embedder.runtime!r}: load with runtime='torch'")
     model = embedder.backbone.model
     model.train()
     if gradient_checkpointing and getattr(model, "supports_gradient_checkpointing", False):
@@ -44,7 +45,7 @@ def make_trainable(embedder, lora: LoraSettings | None, gradient_checkpointing: 
     config = LoraConfig(
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, use_dora=lora.dora,
         init_lora_weights=lora.init if lora.init != "default" else True,
-        target_modules=lora.targets or DEFAULT_TARGETS[embedder.family],
+        target_modules=lora.targets or list(embedder.spec.lora_targets),
     )
     with warnings.catch_warnings():  # peft still asks the deprecated is_gradient_checkpointing
         warnings.simplefilter("ignore", FutureWarning)

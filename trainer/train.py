@@ -269,8 +269,8 @@ def train(config: TrainConfig, embedder=None) -> TrainResult:
     total = config.max_steps or max(1, int(config.epochs * micro_per_epoch) // config.grad_accum)
 
     if embedder is None:
-        embedder = load_embedder(config.model, device=device, dtype=config.dtype, verbose=rank == 0)
-    if embedder.family == "mllama":  # dual encoders keep the fixed text length they were trained with
+        embedder = load_embedder(config.model, device=device, dtype=config.dtype, verbose=rank == 0, runtime="torch")
+    if not embedder.spec.fixed_text_length:  # dual encoders keep the fixed text length they were trained with
         embedder.backbone.max_text_tokens = config.max_length
     torch.manual_seed(config.seed)  # the same adapter initialisation on every rank
     trained = make_trainable(embedder, config.lora, config.gradient_checkpointing)

@@ -16,7 +16,7 @@ def prepare(model_dir: str):
     from mme5 import load_embedder
     from trainer.model import LoraSettings, make_trainable, trainable_parameters
 
-    embedder = load_embedder(model_dir, device="cpu", verbose=False)
+    embedder = load_embedder(model_dir, device="cpu", verbose=False, runtime="torch")
     torch.manual_seed(0)
     make_trainable(embedder, LoraSettings(dropout=0.0), gradient_checkpointing=False)
     params = trainable_parameters(embedder.backbone.model)
