@@ -22,8 +22,7 @@ from pathlib import Path
 # (measured on 2 cores: 0.2 -> 0.85 pipeline efficiency). Must be set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .files import printable
-from .store import DEFAULT_INDEX_DIR
+from .files import DEFAULT_INDEX_DIR, printable  # light: the heavy modules load once a command runs
 
 EPILOG = __doc__.split("\n", 2)[2]
 

@@ -13,10 +13,10 @@ from sqlalchemy import func, select
 
 from .catalog import CATALOG_FILE, STATUS_ERROR, Catalog, Image, Meta, Root, Vector, decode_relpath
 from .errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError, mismatch_message
+from .files import DEFAULT_INDEX_DIR
 from .sync import load_index
 from .vectors import INDEX_FILE
 
-DEFAULT_INDEX_DIR = Path("index")
 INFO_ERROR_LIMIT = 1000
 
 

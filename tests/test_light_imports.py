@@ -1,0 +1,61 @@
+"""CLIs that only parse arguments start without torch or faiss (seconds saved on every --help)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = ["torch", "faiss", "transformers", "numpy", "sqlalchemy"]
+
+# Runs a module as `python -m` does, then reports which heavy packages got imported.
+PROBE = """
+import json, runpy, sys
+module, *argv = sys.argv[1:]
+sys.argv = [module, *argv]
+try:
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+    code = 0
+except SystemExit as exit:
+    code = exit.code or 0
+loaded = sorted({name.split(".")[0] for name in sys.modules} & set(%r))
+print(json.dumps({"code": code, "loaded": loaded}), file=sys.stderr)
+""" % HEAVY
+
+
+def probe(*command: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", PROBE, *command], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=120)
+    return {**json.loads(result.stderr.strip().splitlines()[-1]), "stdout": result.stdout}
+
+
+@pytest.mark.parametrize("command", [("indexer", "--help"), ("indexer", "build", "--help"), ("synth", "languages"),
+                                     ("mme5", "--help")])
+def test_cli_without_a_model_imports_no_heavy_package(command):
+    outcome = probe(*command)
+    assert outcome["code"] == 0, outcome
+    assert outcome["stdout"].strip(), "the command printed nothing"
+    assert outcome["loaded"] == [], f"python -m {' '.join(command)} imported {outcome['loaded']}"
+
+
+def test_the_probe_sees_heavy_imports_when_they_happen():
+    """Guards the check above: a command that does need the catalog really shows up as importing it."""
+    outcome = probe("indexer", "info", "--index", str(REPO / "no-such-index"))
+    assert outcome["code"] == 1
+    assert "sqlalchemy" in outcome["loaded"]
+
+
+def test_lazy_names_still_resolve_and_unknown_names_fail_clearly():
+    code = ("import indexer, mme5, synth; "
+            "assert indexer.IndexStore.__name__ == 'IndexStore' and str(indexer.DEFAULT_INDEX_DIR) == 'index'; "
+            "assert mme5.load_embedder.__module__ == 'mme5.loading' and callable(synth.generate); "
+            "import os; assert os.environ['PYTORCH_ENABLE_MPS_FALLBACK'] == '1'\n"
+            "try:\n    indexer.nope\nexcept AttributeError as e:\n    print(e)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "has no attribute 'nope'" in result.stdout
