@@ -21,7 +21,12 @@ class ModelLoadError(OSError):
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """CUDA, else Apple's GPU (MPS; ops it lacks fall back to the CPU, see mme5/__init__), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
 
 
 def default_model_id(device: torch.device | str | None = None) -> str:
@@ -117,7 +122,7 @@ def load_embedder(
             f"(e.g. {MME5_MODEL_ID} or {CPU_MODEL_ID})"
         )
     backbone = _load_backbone(model_type, source, config, device, dtype, revision, adapter)
-    return Embedder(backbone, model_id=str(model), adapter=str(adapter) if adapter else None)
+    return Embedder(backbone, model_id=str(model), adapter=str(adapter) if adapter else None, revision=revision)
 
 
 def load_transformers_model(model_type: str, source: str, dtype: torch.dtype, revision: str | None = None,
