@@ -3,6 +3,7 @@
 Examples:
   python -m mme5 tiny --out models/tiny                      # tiny random Mllama (tests, offline demo)
   python -m mme5 tiny --out models/tiny-siglip --backbone siglip
+  python -m mme5 tiny --layout hub --backbone siglip-multilingual --out models/siglip-base-patch16-256-multilingual
   python -m mme5 embed --model models/tiny --text "a dog on a beach" --json
   python -m mme5 embed --model models/tiny --image photo.jpg
   python -m mme5 embed --model models/tiny --image photo.jpg --text "but at night"   # composed query
@@ -32,7 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--json", action="store_true", help="print a JSON object instead of bare numbers")
     tiny = commands.add_parser("tiny", help="build a deterministic random-weight model (a few MB) offline")
     tiny.add_argument("--out", required=True, help="folder to write")
-    tiny.add_argument("--backbone", choices=["mllama", "siglip"], default="mllama")
+    tiny.add_argument("--backbone", choices=["mllama", "siglip", "siglip-multilingual", "siglip2"], default="mllama",
+                      help="with --layout hub: siglip-multilingual, siglip2 or mllama")
+    tiny.add_argument("--layout", choices=["save_pretrained", "hub"], default="save_pretrained",
+                      help="hub: the published checkpoint's files, class names and config formats (mme5/replica.py)")
     tiny.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -65,9 +69,15 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "tiny":
-            from .tiny import build_tiny
+            if args.layout == "hub":
+                from .replica import build_replica
 
-            path = build_tiny(args.out, backbone=args.backbone, seed=args.seed)
+                path = build_replica(args.out, "siglip-multilingual" if args.backbone == "siglip" else args.backbone,
+                                     seed=args.seed)
+            else:
+                from .tiny import build_tiny
+
+                path = build_tiny(args.out, backbone=args.backbone, seed=args.seed)
             print(path)
             return 0
         return run_embed(args)
