@@ -149,6 +149,9 @@ def _load_backbone(model_type, source, config, device, dtype, revision, adapter)
         model, processor = load_transformers_model(model_type, source, dtype, revision, device)
     except ModelLoadError:
         raise
+    except ImportError as error:  # e.g. SiglipTokenizer without sentencepiece: an install problem, not the model's
+        raise ModelLoadError(f"{source}: loading it needs a package that is not installed: {error}\n"
+                             "  Install the project's requirements: pip install -r requirements.txt") from error
     except OSError as error:
         raise ModelLoadError(_offline_help(source, str(error).splitlines()[0][:200])) from error
     if adapter:

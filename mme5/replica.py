@@ -156,7 +156,8 @@ def _mllama(out: Path, seed: int) -> None:
     torch.manual_seed(seed)
     model = MllamaForConditionalGeneration(config)
     open_gates(model)
-    weights = {_key_44x(key): value.contiguous() for key, value in model.state_dict().items()}
+    # bfloat16, as mmE5's shards are (config torch_dtype); names as transformers 4.45 wrote them
+    weights = {_key_44x(key): value.to(torch.bfloat16).contiguous() for key, value in model.state_dict().items()}
     names = sorted(weights)
     shards = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
               "model-00002-of-00002.safetensors": names[len(names) // 2:]}

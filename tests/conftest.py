@@ -35,3 +35,12 @@ def tiny_siglip(tiny_siglip_dir):
     from mme5 import load_embedder
 
     return load_embedder(str(tiny_siglip_dir), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def replica_dirs(tmp_path_factory):
+    """Tiny copies of the published checkpoints' folders (mme5/replica.py), named like the hub repos."""
+    from mme5.replica import REPLICAS, build_replica, folder_name
+
+    root = tmp_path_factory.mktemp("replicas")
+    return {kind: build_replica(root / folder_name(kind), kind) for kind in REPLICAS}
