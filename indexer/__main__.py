@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "mmE5 on a big GPU, multilingual SigLIP otherwise)")
     build.add_argument("--adapter", help="peft adapter folder merged into the model")
     build.add_argument("--batch-size", type=int, default=8, help="images per model batch and per commit (default 8)")
-    build.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    build.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda, else Apple mps, else cpu)")
     build.add_argument("--index-type", choices=["auto", "flat", "ivf", "ivf-sq8"],
                        help="FAISS index type (default auto: exact up to 100k images, then IVF+SQ8)")
     build.add_argument("--workers", type=int, help="decoding threads (default: CPU count, at most 8)")
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("-k", type=int, default=20, help="results to print (default 20)")
     search.add_argument("--model", help="override the index's model (must be the same vector space)")
     search.add_argument("--adapter", help="override the index's adapter")
-    search.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
+    search.add_argument("--device", help="cpu, cuda ... (default: cuda, else Apple mps, else cpu)")
     search.add_argument("--json", action="store_true", help="print results as JSON")
 
     info = command("info", "counts, model, index type and recall, size on disk, folders, last build, errors")

@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     embed.add_argument("--model", help="hub id or local folder (default: mmE5 on a big GPU, SigLIP otherwise)")
     embed.add_argument("--adapter", help="peft adapter folder to merge")
-    embed.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    embed.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda, else Apple mps, else cpu)")
     embed.add_argument("--image", help="image file")
     embed.add_argument("--text", help="query text (with --image: the modification)")
     embed.add_argument("--instruction", help="instruction for a text query (default: mmE5's text-to-image one)")
