@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from .catalog import CATALOG_FILE, STATUS_ERROR, Catalog, Image, Meta, Root, Vector, decode_relpath
 from .errors import IndexCorruptError, IndexLockedError, IndexNotFoundError
@@ -139,7 +140,7 @@ class IndexStore:
             with WriteLock(self.index_dir), self.catalog.session() as session:
                 Catalog.set_meta(session, **updates)
                 session.commit()
-        except (IndexLockedError, OSError) as error:
+        except (IndexLockedError, OSError, SQLAlchemyError) as error:  # read-only or busy: next open tries again
             print(f"indexer: {self.index_dir}: model record not updated ({error})", file=sys.stderr)
 
     # -- search and lookup --------------------------------------------------------------
