@@ -51,7 +51,7 @@ def test_the_probe_sees_heavy_imports_when_they_happen():
 
 
 def test_lazy_names_still_resolve_and_unknown_names_fail_clearly():
-    code = ("import indexer, mme5, synth; "
+    code = ("import synth.generate, indexer, mme5, synth; "
             "assert indexer.IndexStore.__name__ == 'IndexStore' and str(indexer.DEFAULT_INDEX_DIR) == 'index'; "
             "assert mme5.load_embedder.__module__ == 'mme5.loading' and callable(synth.generate); "
             "import os; assert os.environ['PYTORCH_ENABLE_MPS_FALLBACK'] == '1'\n"
