@@ -17,6 +17,11 @@ Examples:
   python benchmarks/bench_indexer.py --images 5000 --size 4000x3000 --corpus /tmp/bench-corpus
   python benchmarks/bench_indexer.py --backbone siglip --batch-size 32
   python benchmarks/bench_indexer.py --full-size-mme5 --device cuda --batch-size 16 --images 2000
+  python benchmarks/bench_indexer.py --full-size-mme5 --device cuda --memory-cap-gb 24 --images 64   # a 24 GB card
+
+On a GPU the batch size is lowered to what fits the free memory (mme5.gpu_memory), as the
+indexer does; --memory-cap-gb caps this process's GPU memory (set_per_process_memory_fraction)
+to check that the defaults fit a smaller card, and the peak GPU memory is printed.
 """
 from __future__ import annotations
 
@@ -52,6 +57,8 @@ def parse_args(argv=None):
     parser.add_argument("--torch-threads", type=int, help="torch intra-op threads (default: torch's own choice)")
     parser.add_argument("--rerun-files", type=int, default=10000,
                         help="also time a re-run over this many unchanged files (hard links; 0 = skip)")
+    parser.add_argument("--memory-cap-gb", type=float, default=None,
+                        help="CUDA: cap this process's GPU memory to this many GB (10^9 bytes), e.g. 24")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     return parser.parse_args(argv)
 
@@ -113,7 +120,10 @@ def decode_rate(paths, draft: int, workers: int) -> float:
 
 
 def model_rate(embedder, paths, batch_size: int) -> float:
+    from mme5.gpu_memory import fit_batch_size
     from mme5.images import load_image
+
+    batch_size = fit_batch_size(embedder, batch_size, verbose=False)  # what the indexer will use
 
     images = [load_image(path, draft_size=embedder.backbone.image_draft_size) for path in paths]
     embedder.encode_images(images[: 2 * batch_size], batch_size=batch_size)  # warm-up
@@ -158,9 +168,22 @@ def main(argv=None) -> int:
     try:
         corpus = args.corpus or temp / "corpus"
         paths = make_corpus(corpus, args.images, width, height)
+        cap = None
+        if args.memory_cap_gb:
+            device = torch.device(args.device or "cuda")
+            if device.type != "cuda":
+                raise SystemExit("--memory-cap-gb needs a CUDA device")
+            total = torch.cuda.get_device_properties(device).total_memory
+            cap = min(1.0, args.memory_cap_gb * 1e9 / total)
+            torch.cuda.set_per_process_memory_fraction(cap, device)
+            print(f"bench: GPU memory of this process capped to {args.memory_cap_gb:g} GB "
+                  f"({cap:.3f} of {total / 1e9:.0f} GB)", file=sys.stderr)
         started = time.perf_counter()
         embedder = load_model(args, temp)
         load_seconds = time.perf_counter() - started
+        from mme5.gpu_memory import fit_batch_size
+
+        used = fit_batch_size(embedder, args.batch_size, verbose=False)  # what the indexer will pick
         draft = embedder.backbone.image_draft_size
         decode = decode_rate(paths, draft, workers)  # also warms the page cache for everything after
         model = model_rate(embedder, paths[: args.model_images], args.batch_size)
@@ -169,10 +192,17 @@ def main(argv=None) -> int:
         indexer = summary.processed / summary.seconds
         rerun = build_index([corpus], temp / "index", embedder, batch_size=args.batch_size, show_progress=False)
         floor = 1 / (1 / decode + 1 / model)
+
+        gpu = {}
+        if embedder.device.type == "cuda":
+            gpu = {"gpu": torch.cuda.get_device_name(embedder.device), "memory_cap_gb": args.memory_cap_gb,
+                   "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated(embedder.device) / 2**30, 2)}
+        fast = getattr(embedder.backbone, "fast_attention", None)
         many = rerun_many(corpus, paths, args.rerun_files, temp, embedder) if args.rerun_files else None
         figures = {
             "images": len(paths), "size": f"{width}x{height}", "model": embedder.model_id, "device": str(embedder.device),
-            "batch_size": args.batch_size, "workers": workers, "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(), "model_load_s": round(load_seconds, 2),
+            "batch_size": args.batch_size, "batch_size_used": used,
+            "fast_attention": fast, **gpu, "workers": workers, "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(), "model_load_s": round(load_seconds, 2),
             "decode_img_s": round(decode, 1), "model_img_s": round(model, 1), "indexer_img_s": round(indexer, 1),
             "cpu_floor_img_s": round(floor, 1), "efficiency": round(indexer / floor, 3),
             "efficiency_vs_model": round(indexer / model, 3), "rerun_unchanged_s": round(rerun.seconds, 2),

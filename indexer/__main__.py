@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--model", help="hub id or local folder (default: the index's model; for a new index "
                                        "mmE5 on a big GPU, multilingual SigLIP otherwise)")
     build.add_argument("--adapter", help="peft adapter folder merged into the model")
-    build.add_argument("--batch-size", type=int, default=8, help="images per model batch and per commit (default 8)")
+    build.add_argument("--batch-size", type=int, default=8, help="images per model batch and per commit (default 8; lowered, with a note, when the "
+                            "GPU has too little free memory for it)")
     build.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda, else Apple mps, else cpu)")
     build.add_argument("--index-type", choices=["auto", "flat", "ivf", "ivf-sq8"],
                        help="FAISS index type (default auto: exact up to 100k images, then IVF+SQ8)")

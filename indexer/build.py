@@ -155,6 +155,9 @@ class _Build:
 
     def __init__(self, catalog, index_dir, embedder, batch_size, show_progress, index_type, include_hidden, workers):
         self.catalog, self.index_dir, self.embedder = catalog, index_dir, embedder
+        from mme5.gpu_memory import fit_batch_size
+
+        batch_size = fit_batch_size(embedder, batch_size)  # lowered (and said on stderr) if the GPU is too small
         self.batch_size, self.show_progress, self.include_hidden = batch_size, show_progress, include_hidden
         self.workers = workers or min(8, os.cpu_count() or 1)
         self.summary = BuildSummary(started_at=utcnow().isoformat(timespec="seconds"))

@@ -2,10 +2,16 @@
 
 Exact (flat) while small; above ``AUTO_IVF_THRESHOLD`` vectors an IVF index with 8-bit
 scalar quantisation is trained automatically. Training uses GPUs when faiss-gpu sees one.
+
+Searching a large flat index on a machine with a CUDA GPU runs on that GPU (torch: fp16
+matrix, matmul + top-k, candidates rescored exactly from FAISS's float32 copy) when it fits
+beside the model; ``MME5_GPU_SEARCH=0`` keeps it on the CPU.
 """
 from __future__ import annotations
 
 import math
+import os
+import sys
 from pathlib import Path
 
 import faiss
@@ -17,6 +23,8 @@ INDEX_FILE = "vectors.faiss"
 AUTO_IVF_THRESHOLD = 100_000  # up to here exact search is fast enough and memory is dim*4 bytes/image
 INDEX_TYPES = ("flat", "ivf", "ivf-sq8")
 GPU_SEARCH_MIN = 20_000  # below this a CPU scan is faster than the copy to the GPU
+GPU_SEARCH_HEADROOM = 3 * 1024**3  # free GPU memory left to the model (query activations, allocator slack)
+GPU_SEARCH_ENV = "MME5_GPU_SEARCH"
 
 
 def choose_index_type(requested: str | None, count: int) -> str:
@@ -152,11 +160,20 @@ class VectorIndex:
             params = faiss.SearchParametersIVF(sel=selector, nprobe=faiss.extract_index_ivf(self.index.index).nprobe)
         return _hits(*self.index.search(queries, k, params=params))
 
-    def _searcher(self) -> faiss.Index:
-        """The GPU replica when faiss-gpu sees a GPU and the index is worth moving; else the index."""
+    def prepare_search(self) -> str:
+        """Set up where searches run now (a big flat index moves to the GPU here, not on the first query)."""
+        return type(self._searcher()).__name__
+
+    def _searcher(self):
+        """Where searches run: torch on a CUDA GPU (flat), a faiss-gpu replica, or the index itself."""
         if self._gpu_copy is None:
             self._gpu_copy = self.index
-            if faiss.get_num_gpus() > 0 and self.ntotal >= GPU_SEARCH_MIN:
+            device = _torch_gpu_for(self.kind, self.ntotal, self.dim)
+            if device is not None:
+                self._gpu_copy = TorchFlatSearch.from_index(self.index, device)
+                print(f"indexer: searching {self.ntotal} vectors on {device} (float16, "
+                      f"{self._gpu_copy.nbytes / 2**30:.1f} GiB)", file=sys.stderr)
+            elif faiss.get_num_gpus() > 0 and self.ntotal >= GPU_SEARCH_MIN:
                 try:
                     self._gpu_copy = faiss.index_cpu_to_all_gpus(self.index)
                     self._set_probes(self._gpu_copy)
@@ -173,6 +190,96 @@ class VectorIndex:
                 space.set_index_parameter(index, "nprobe", probes_for(self.nlist))
             except RuntimeError:
                 faiss.extract_index_ivf(index.index).nprobe = probes_for(self.nlist)
+
+
+def gpu_search_fits(kind: str, count: int, dim: int, free_bytes: int) -> bool:
+    """Whether a flat index of ``count`` vectors should be searched on a GPU with ``free_bytes`` free.
+
+    Worth it from GPU_SEARCH_MIN vectors; fits if its float16 copy leaves GPU_SEARCH_HEADROOM
+    free for the model that shares the card.
+    """
+    return kind == "flat" and count >= GPU_SEARCH_MIN and count * dim * 2 + GPU_SEARCH_HEADROOM <= free_bytes
+
+
+def _torch_gpu_for(kind: str, count: int, dim: int):
+    """The CUDA device to search on with torch, or None (no GPU, switched off, not flat, does not fit)."""
+    if os.environ.get(GPU_SEARCH_ENV, "").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    if kind != "flat" or count < GPU_SEARCH_MIN:
+        return None
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        device = torch.device("cuda", torch.cuda.current_device())
+        free, _ = torch.cuda.mem_get_info(device)
+    except Exception:  # noqa: BLE001 - a broken CUDA setup: search on the CPU
+        return None
+    return device if gpu_search_fits(kind, count, dim, free) else None
+
+
+class TorchFlatSearch:
+    """Exact inner-product top-k on a torch device, with FAISS's ``search`` signature.
+
+    The float16 matrix ranks everything in one matmul + top-k; the best ``k + margin``
+    candidates are then rescored in float32 from the host copy, so scores (and hence the
+    order) are those of FAISS's flat search, not float16 approximations of them.
+    """
+
+    CHUNK = 65_536  # rows converted per host-to-device copy
+    MAX_K = 4_096  # larger windows (rare filters grown wide) go to FAISS: rescoring them on the host would not pay
+
+    def __init__(self, vectors: np.ndarray, ids: np.ndarray, device, dtype=None):
+        import torch
+
+        self.host = vectors  # (n, d) float32, kept (a view into the FAISS index) for rescoring
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.device = torch.device(device)
+        self.dtype = dtype or torch.float16
+        self.ntotal, self.d = vectors.shape
+        self.matrix = torch.empty((self.ntotal, self.d), dtype=self.dtype, device=self.device)
+        for start in range(0, self.ntotal, self.CHUNK):
+            chunk = torch.from_numpy(np.ascontiguousarray(vectors[start : start + self.CHUNK]))
+            self.matrix[start : start + len(chunk)] = chunk.to(self.device, non_blocking=False).to(self.dtype)
+
+    @classmethod
+    def from_index(cls, index: faiss.IndexIDMap2, device, dtype=None) -> "TorchFlatSearch":
+        flat = faiss.downcast_index(index.index)
+        count, dim = int(flat.ntotal), int(flat.d)
+        vectors = faiss.rev_swig_ptr(flat.get_xb(), count * dim).reshape(count, dim)
+        searcher = cls(vectors, faiss.vector_to_array(index.id_map), device, dtype)
+        searcher.owner = index  # ``vectors`` is a view into its memory: keep it alive; also serves k > MAX_K
+        return searcher
+
+    @property
+    def nbytes(self) -> int:
+        return self.matrix.numel() * self.matrix.element_size()
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) as FAISS returns them: (n, k), padded with id -1 beyond ntotal."""
+        import torch
+
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        n = len(queries)
+        scores = np.full((n, k), -np.inf, dtype=np.float32)
+        ids = np.full((n, k), -1, dtype=np.int64)
+        take = min(k, self.ntotal)
+        if take == 0 or n == 0:
+            return scores, ids
+        if take > self.MAX_K and getattr(self, "owner", None) is not None:
+            return self.owner.search(queries, k)
+        candidates = min(self.ntotal, take + max(32, take // 4))
+        with torch.inference_mode():
+            query = torch.from_numpy(queries).to(self.device).to(self.dtype)
+            rough = query @ self.matrix.T
+            positions = rough.topk(candidates, dim=1, sorted=False).indices.cpu().numpy()
+        for row in range(n):
+            exact = self.host[positions[row]] @ queries[row]  # float32, like FAISS
+            best = np.argsort(-exact, kind="stable")[:take]
+            scores[row, :take] = exact[best]
+            ids[row, :take] = self.ids[positions[row][best]]
+        return scores, ids
 
 
 def _hits(scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
