@@ -1,11 +1,11 @@
 """Images/s and texts/s of mme5's encoders, for any model on any device.
 
 Examples:
-  python benchmarks/bench_embed.py --model models/tiny                       # tiny model on CPU
-  python benchmarks/bench_embed.py --full-size-mme5 --batch-sizes 8 16 32 --baseline   # on a CUDA GPU
-  python benchmarks/bench_embed.py --full-size-mme5 --batch-sizes 8 --compare-tiles 1 2 4 \
+  python -m benchmarks.bench_embed --model models/tiny                       # tiny model on CPU
+  python -m benchmarks.bench_embed --full-size-mme5 --batch-sizes 8 16 32 --baseline   # on a CUDA GPU
+  python -m benchmarks.bench_embed --full-size-mme5 --batch-sizes 8 --compare-tiles 1 2 4 \
       --peak-batches 1 2 4 8 --queries 50                                    # the fast-path report (GPU)
-  python benchmarks/bench_embed.py --model google/siglip-base-patch16-256-multilingual --device cpu
+  python -m benchmarks.bench_embed --model google/siglip-base-patch16-256-multilingual --device cpu
 
 --full-size-mme5 builds the 10.6B-parameter Llama-3.2-11B-Vision architecture with random
 weights (speed does not depend on the weights). --baseline also times the plain
@@ -30,10 +30,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _models import load_for_benchmark  # noqa: E402
+from benchmarks._models import load_for_benchmark
 
 
 def photos(count: int, width: int, height: int, seed: int = 0) -> list[Image.Image]:

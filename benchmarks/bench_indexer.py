@@ -13,11 +13,12 @@ files and cores:
              --rerun-files hard links (default 10,000)
 
 Examples:
-  python benchmarks/bench_indexer.py                                # 1500 JPEGs, tiny Mllama, CPU
-  python benchmarks/bench_indexer.py --images 5000 --size 4000x3000 --corpus /tmp/bench-corpus
-  python benchmarks/bench_indexer.py --backbone siglip --batch-size 32
-  python benchmarks/bench_indexer.py --full-size-mme5 --device cuda --batch-size 16 --images 2000
-  python benchmarks/bench_indexer.py --full-size-mme5 --device cuda --memory-cap-gb 24 --images 64   # a 24 GB card
+  python -m benchmarks.bench_indexer --engine ray --ray-workers 1,2 --images 400   # local vs Ray, side by side
+  python -m benchmarks.bench_indexer                                # 1500 JPEGs, tiny Mllama, CPU
+  python -m benchmarks.bench_indexer --images 5000 --size 4000x3000 --corpus /tmp/bench-corpus
+  python -m benchmarks.bench_indexer --backbone siglip --batch-size 32
+  python -m benchmarks.bench_indexer --full-size-mme5 --device cuda --batch-size 16 --images 2000
+  python -m benchmarks.bench_indexer --full-size-mme5 --device cuda --memory-cap-gb 24 --images 64   # a 24 GB card
 
 On a GPU the batch size is lowered to what fits the free memory (mme5.gpu_memory), as the
 indexer does; --memory-cap-gb caps this process's GPU memory (set_per_process_memory_fraction)
@@ -37,7 +38,6 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `python -m indexer` sets it: decode threads share the cores
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def parse_args(argv=None):
@@ -59,6 +59,13 @@ def parse_args(argv=None):
                         help="also time a re-run over this many unchanged files (hard links; 0 = skip)")
     parser.add_argument("--memory-cap-gb", type=float, default=None,
                         help="CUDA: cap this process's GPU memory to this many GB (10^9 bytes), e.g. 24")
+    parser.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="ray: also build with --engine ray on a local Ray (or --ray-address) and print its rate "
+                             "beside the local engine's (overhead ratio; goal >= 0.9 on one machine)")
+    parser.add_argument("--ray-address", help="Ray cluster to use with --engine ray (default: start one here)")
+    parser.add_argument("--ray-workers", default="1",
+                        help="embedding workers to try with --engine ray, e.g. 1,2,4 on a machine with 4 GPUs "
+                             "(prints the rate per added worker)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     return parser.parse_args(argv)
 
@@ -209,6 +216,8 @@ def main(argv=None) -> int:
             "errors": len(summary.errors),
             **({"rerun_files": args.rerun_files, "rerun_many_unchanged_s": round(many, 2)} if many is not None else {}),
         }
+        if args.engine == "ray":
+            figures.update(ray_rates(args, corpus, temp, embedder, indexer))
         if args.json:
             print(json.dumps(figures))
         else:
@@ -218,6 +227,24 @@ def main(argv=None) -> int:
         return 0
     finally:
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def ray_rates(args, corpus: Path, temp: Path, embedder, local_rate: float) -> dict:
+    """The same corpus through ``--engine ray`` with 1, 2, ... embedding workers (fresh index each time)."""
+    from indexer import build_index
+    from indexer.ray_engine import RayOptions, start_ray
+
+    figures = {}
+    start_ray(RayOptions(address=args.ray_address))
+    for count in (int(n) for n in args.ray_workers.split(",")):
+        options = RayOptions(address=args.ray_address, workers=count)
+        summary = build_index([corpus], temp / f"index-ray-{count}", embedder, batch_size=args.batch_size,
+                              show_progress=True, engine="ray", ray_options=options)
+        rate = summary.processed / summary.seconds
+        figures[f"ray_{count}w_img_s"] = round(rate, 1)
+        figures[f"ray_{count}w_vs_local"] = round(rate / local_rate, 3)
+        figures[f"ray_{count}w_per_worker_img_s"] = round(rate / count, 1)
+    return figures
 
 
 if __name__ == "__main__":

@@ -21,11 +21,12 @@ over a catalog of --sizes rows whose vectors are random unit vectors added strai
 index (fast to make at 1,000,000; the catalog rows are real, the photos behind them are not).
 
 Examples:
-  python benchmarks/bench_search.py                                  # tiny model, sizes 1000,10000,100000
-  python benchmarks/bench_search.py --split --sizes 20000 --queries 50          # tiny model, CPU
-  python benchmarks/bench_search.py --device cuda --full-size-mme5 --split --sizes 1000000   # on a GPU
-  python benchmarks/bench_search.py --sizes 1000,50000 --queries 50 --no-http
-  python benchmarks/bench_search.py --model ./models/siglip --device cpu --json
+  python -m benchmarks.bench_search                                  # tiny model, sizes 1000,10000,100000
+  python -m benchmarks.bench_search --split --sizes 20000 --queries 50          # tiny model, CPU
+  python -m benchmarks.bench_search --device cuda --full-size-mme5 --split --sizes 1000000   # on a GPU
+  python -m benchmarks.bench_search --sizes 1000,50000 --queries 50 --no-http
+  python -m benchmarks.bench_search --sizes 1000000 --index-type auto --vectors clustered --no-http   # ivf-pq
+  python -m benchmarks.bench_search --model ./models/siglip --device cpu --json
 """
 from __future__ import annotations
 
@@ -44,7 +45,6 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 RARE_FOLDER = "space"  # 3 of the sample photos, lost among the random vectors
 QUERY_TEXTS = ["a dog on the beach", "кошка на диване", "沙发上的猫", "قطة على الأريكة", "un coche rojo de noche"]
@@ -59,6 +59,11 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-http", action="store_true", help="skip the end-to-end HTTP measurements")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--index-type", default="auto", choices=["auto", "flat", "ivf", "ivf-sq8", "ivf-pq"],
+                        help="index type for the filled indexes (default auto: what the indexer picks per size); "
+                             "prints bytes per image and recall@10 against exact search for each")
+    parser.add_argument("--vectors", default="uniform", choices=["uniform", "clustered"],
+                        help="filler vectors: uniform on the sphere, or clustered (see clustered_vectors)")
     parser.add_argument("--split", action="store_true",
                         help="time text query -> top 20 with metadata, split into encode / search / fetch")
     parser.add_argument("--full-size-mme5", action="store_true",
@@ -171,7 +176,21 @@ def main_split(args, work: Path, model: str | None) -> dict:
     return report
 
 
-def make_index(index_dir: Path, photos: Path, embedder, size: int) -> None:
+def clustered_vectors(rng, count: int, dim: int, clusters: int = 2000, spread: float = 0.35):
+    """Unit vectors around ``clusters`` random centres (Gaussian noise of ``spread`` per dimension
+    relative to unit-variance centres): like real libraries, made of bursts, trips and pets, where
+    quantisation errors reorder near neighbours; uniform vectors flatter compressed indexes less
+    predictably (everything is almost equally far)."""
+    import numpy as np
+
+    state = np.random.default_rng(12345)  # the same centres for every chunk
+    centres = state.standard_normal((clusters, dim)).astype(np.float32)
+    vectors = centres[rng.integers(0, clusters, count)] + spread * rng.standard_normal((count, dim)).astype(np.float32)
+    return vectors
+
+
+def make_index(index_dir: Path, photos: Path, embedder, size: int, index_type: str = "auto",
+               distribution: str = "uniform") -> None:
     """A real indexer index of ``size`` searchable images (all but the photos are random vectors)."""
     import numpy as np
     from sqlalchemy import insert
@@ -189,7 +208,10 @@ def make_index(index_dir: Path, photos: Path, embedder, size: int) -> None:
             extra = size - catalog.count()
             for start in range(0, extra, 5000):
                 count = min(5000, extra - start)
-                vectors = rng.standard_normal((count, embedder.dim)).astype(np.float32)
+                if distribution == "clustered":
+                    vectors = clustered_vectors(rng, count, embedder.dim)
+                else:
+                    vectors = rng.standard_normal((count, embedder.dim)).astype(np.float32)
                 vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
                 hashes = [hashlib.sha256(f"{size}-{start + i}".encode()).hexdigest() for i in range(count)]
                 session.execute(insert(Vector), [{"content_hash": h, "vector": v.astype(np.float16).tobytes()}
@@ -200,6 +222,7 @@ def make_index(index_dir: Path, photos: Path, embedder, size: int) -> None:
                     "size": 1, "mtime_ns": 0, "content_hash": h, "width": 1, "height": 1,
                     "taken_at": None, "camera": None, "status": STATUS_OK, "error": None, "indexed_at": now,
                 } for i, h in enumerate(hashes)])
+            Catalog.set_meta(session, index_type_request=index_type)
             session.commit()
     finally:
         catalog.close()
@@ -228,7 +251,6 @@ def percentiles(seconds: list[float]) -> dict:
 
 
 def time_engine(engine, photo: str, queries: int) -> dict:
-    import numpy as np
 
     from search_app.engine import SearchOptions
 
@@ -292,7 +314,7 @@ def time_rare_folder(store, embedder, queries: int) -> dict:
 
 
 def time_http(index_dir: Path, model: str, device: str, photo: str, queries: int) -> dict:
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -359,14 +381,19 @@ def main(argv=None) -> int:
         for size in [int(value) for value in args.sizes.split(",")]:
             index_dir = work / f"index-{size}"
             started = time.perf_counter()
-            make_index(index_dir, photos, embedder, size)
+            make_index(index_dir, photos, embedder, size, args.index_type, args.vectors)
             store = IndexStore.open(index_dir)
             print(f"bench: index of {store.count} images ({store.index_type}) ready in "
                   f"{time.perf_counter() - started:.1f}s", file=sys.stderr)
             store.index.save(index_dir / "vectors.faiss")  # so the app subprocess need not rebuild it
             rare = time_rare_folder(store, embedder, args.queries)  # first, while nothing is cached
             engine = SearchEngine(store, embedder)
-            figures = {"index_type": store.index_type, **time_engine(engine, photo, args.queries), "rare_folder": rare}
+            from indexer.sync import measure_recall
+
+            recall = measure_recall(store.catalog, store.index)
+            figures = {"index_type": store.index_type, "bytes_per_image": store.info()["bytes_per_image"],
+                       "recall_at_10": recall["recall_at_k"], **time_engine(engine, photo, args.queries),
+                       "rare_folder": rare}
             engine.close()
             if not args.no_http:
                 figures["http"] = time_http(index_dir, model, args.device, photo, args.queries)
@@ -406,6 +433,8 @@ def print_report(report: dict, as_json: bool) -> None:
             cells = [f"{row[part]['p50_ms']:.1f} / {row[part]['p95_ms']:.1f}" for part in ("engine", "model", "index")]
             cells.append(f"{http['p50_ms']:.1f} / {http['p95_ms']:.1f}" if http else "-")
             print(f"{size:>8} {figures['index_type']:>8} {kind:>9} " + " ".join(f"{cell:>15}" for cell in cells))
+        print(f"{size:>8} {'':>8} {'memory':>9} {figures['bytes_per_image']} bytes/image, recall@10 vs exact "
+              f"{figures['recall_at_10']:.3f}")
         rank, folder = figures["rank_only"], figures["rank_folder_filter"]
         print(f"{size:>8} {'':>8} {'page':>9} rank only {rank['p50_ms']:.1f} / {rank['p95_ms']:.1f}; "
               f"with a folder filter {folder['p50_ms']:.1f} / {folder['p95_ms']:.1f}")

@@ -1,12 +1,12 @@
 """Peak memory and samples/s of a few contrastive training steps through the real trainer path.
 
 Examples:
-  python benchmarks/bench_train.py                                  # tiny random Mllama on CPU (smoke)
-  python benchmarks/bench_train.py --model models/tiny --steps 5 --batch-size 8
-  python benchmarks/bench_train.py --full-size-mme5 --batch-size 2  # Llama-3.2-11B-Vision shape, random bf16
+  python -m benchmarks.bench_train                                  # tiny random Mllama on CPU (smoke)
+  python -m benchmarks.bench_train --model models/tiny --steps 5 --batch-size 8
+  python -m benchmarks.bench_train --full-size-mme5 --batch-size 2  # Llama-3.2-11B-Vision shape, random bf16
                                                                     # weights, LoRA+DoRA, grad checkpointing (CUDA)
-  python benchmarks/bench_train.py --full-size-mme5 --batch-size 64 --grad-cache 4   # big in-batch pool
-  python benchmarks/bench_train.py --full-size-mme5 --attention both --profile      # fast vs stock, and where time goes
+  python -m benchmarks.bench_train --full-size-mme5 --batch-size 64 --grad-cache 4   # big in-batch pool
+  python -m benchmarks.bench_train --full-size-mme5 --attention both --profile      # fast vs stock, and where time goes
 
 Mllama runs its vision attention two ways (``--attention both``, the default): mme5's exact
 mask-free path (mme5.fast_attention) and the stock masked SDPA, on the same examples, and
@@ -30,7 +30,6 @@ import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from mme5 import prompts  # noqa: E402
 from trainer.data import Example  # noqa: E402

@@ -4,19 +4,17 @@ Everything but the model runs for real (image encoding, HTTP, JSON validation, l
 identification, near-duplicate check, fsynced append), so the figure is the ceiling that
 synth itself puts on a run. Prints one line per concurrency level.
 
-    python benchmarks/synth_overhead.py --n 300
+    python -m benchmarks.synth_overhead --n 300
 """
 from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests" / "synth")]
 
 
 def main() -> None:
@@ -26,9 +24,9 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,4,16", help="levels to measure (default 1,4,16)")
     args = parser.parse_args()
 
-    from synth_answers import answer_for
-    from synth_testing import draw_photo
-    from synth_fake_openai import FakeOpenAI, ok
+    from tests.synth.synth_answers import answer_for
+    from tests.synth.synth_testing import draw_photo
+    from tests.synth.synth_fake_openai import FakeOpenAI, ok
     from indexer import build_index
     from mme5 import load_embedder
     from mme5.tiny import build_tiny

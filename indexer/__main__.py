@@ -4,11 +4,14 @@ Examples:
   python -m indexer build --dir ~/Pictures                     # index into ./index (default model)
   python -m indexer build --dir photos/ --dir /mnt/camera --index my-index --model models/tiny
   python -m indexer build --index my-index                     # re-scan every folder the index knows
+  python -m indexer build --dir /mnt/nfs/archive --index my-index --engine ray --ray-address auto   # on a Ray cluster
   python -m indexer search --index my-index --text "un perro en la playa" -k 5
   python -m indexer search --index my-index --image query.jpg --text "but at night" --json
   python -m indexer info --index my-index --json
   python -m indexer verify --index my-index --repair
   python -m indexer remove --index my-index --dir /mnt/camera
+  python -m indexer watch --index my-index                     # keep it current as photos come and go
+  python -m indexer watch --index my-index --dir /mnt/nas --poll 30   # network mount: rescan every 30 s
 """
 from __future__ import annotations
 
@@ -48,9 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--batch-size", type=int, default=8, help="images per model batch and per commit (default 8; lowered, with a note, when the "
                             "GPU has too little free memory for it)")
     build.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda, else Apple mps, else cpu)")
-    build.add_argument("--index-type", choices=["auto", "flat", "ivf", "ivf-sq8"],
-                       help="FAISS index type (default auto: exact up to 100k images, then IVF+SQ8)")
-    build.add_argument("--workers", type=int, help="decoding threads (default: CPU count, at most 8)")
+    build.add_argument("--index-type", choices=["auto", "flat", "ivf", "ivf-sq8", "ivf-pq"],
+                       help="FAISS index type (default auto: exact up to 100k images, IVF+SQ8 up to 1M, then "
+                            "IVF+PQ at <= 1 KB per image with exact re-ranking)")
+    build.add_argument("--workers", type=int, help="local engine: decoding threads (default: CPU count, at most 8); "
+                                                   "ray engine: embedding workers (default: one per GPU, or 1)")
+    build.add_argument("--engine", choices=["local", "ray"], default="local",
+                       help="local (default): this process does everything; ray: decode and embed on a Ray "
+                            "cluster, this process keeps the catalog (photos must be at the same path on every node)")
+    build.add_argument("--ray-address", help="ray engine: 'auto' (a running cluster), ray://HOST:10001 or a GCS "
+                                             "address (default: start a local Ray on this machine)")
+    build.add_argument("--gpus-per-worker", type=float, help="ray engine: GPUs per embedding worker "
+                                                             "(default 1 when the cluster has GPUs, else CPU)")
+    build.add_argument("--cpus-per-decoder", type=float, default=1.0,
+                       help="ray engine: CPUs per decoding task (default 1)")
     build.add_argument("--include-hidden", action="store_true", help="also index hidden files and folders")
     build.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -73,7 +87,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     remove = command("remove", "forget a photo folder: its images leave the index")
     remove.add_argument("--dir", type=Path, required=True, help="an indexed folder")
+    watch = command("watch", "keep the index current: build after each burst of new, changed, moved or deleted "
+                             "photos (Ctrl-C to stop; a restart catches up)")
+    watch.add_argument("--dir", dest="dirs", type=Path, action="append", default=[],
+                       help="photo folder to watch (repeatable; default: every folder the index already has)")
+    watch.add_argument("--poll", type=float, metavar="SECONDS",
+                       help="rescan every SECONDS instead of waiting for file events (network mounts)")
+    watch.add_argument("--model", help="as for build (default: the index's model)")
+    watch.add_argument("--adapter", help="as for build")
+    watch.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    watch.add_argument("--batch-size", type=int, default=8, help="images per model batch and per commit (default 8)")
+    watch.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
+
+
+def run_watch(args) -> int:
+    from mme5 import load_embedder
+
+    from .catalog import CATALOG_FILE, Catalog
+    from .store import resolve_local
+    from .watch import Watcher, watch_roots
+
+    if args.poll is not None and args.poll <= 0:
+        from mme5.cli import UsageError
+
+        raise UsageError(f"--poll must be a positive number of seconds, got {args.poll}")
+    model, adapter = resolve_local(args.model), resolve_local(args.adapter)
+    if model is None and (args.index / CATALOG_FILE).is_file():
+        catalog = Catalog(args.index / CATALOG_FILE)
+        meta = catalog.get_meta()
+        catalog.close()
+        model, adapter = meta.get("model_id"), adapter or meta.get("adapter")
+    roots = watch_roots(args.index, args.dirs)
+    embedder = load_embedder(model, device=args.device, adapter=adapter)
+    watcher = Watcher(args.index, roots, embedder, poll=args.poll, show_progress=not args.quiet,
+                      batch_size=args.batch_size)
+    try:
+        watcher.run()
+    except KeyboardInterrupt:
+        print("stopped watching; committed builds are kept", file=sys.stderr)
+    return 0
 
 
 def run_build(args) -> int:
@@ -94,8 +147,15 @@ def run_build(args) -> int:
 
         check_roots(args.dirs, args.index.expanduser().absolute())
     embedder = load_embedder(model, device=args.device, adapter=adapter)
+    ray_options = None
+    if args.engine == "ray":
+        from .ray_engine import RayOptions
+
+        ray_options = RayOptions(address=args.ray_address, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+                                 cpus_per_decoder=args.cpus_per_decoder)
     summary = build_index(args.dirs, args.index, embedder, batch_size=args.batch_size, show_progress=not args.quiet,
-                          index_type=args.index_type, include_hidden=args.include_hidden, workers=args.workers)
+                          index_type=args.index_type, include_hidden=args.include_hidden,
+                          workers=None if ray_options else args.workers, engine=args.engine, ray_options=ray_options)
     for error in summary.errors[:20]:
         print(f"  skipped {printable(error.path)}: {error.reason}", file=sys.stderr)
     if len(summary.errors) > 20:
@@ -147,10 +207,12 @@ def run_info(args) -> int:
     sizes = info["size_bytes"]
     print(f"index:        {info['index_dir']}")
     print(f"images:       {info['images']} searchable, {info['errors']} with errors")
+    if info.get("raw", {}).get("files"):
+        print(f"camera RAW:   {info['raw']['files']} files, {info['raw']['pairs']} RAW+JPEG pairs (each shown once)")
     print(f"model:        {info['model_id']}" + (f" + adapter {info['adapter']}" if info["adapter"] else ""))
     print(f"dim:          {info['dim']} (prompt version {info['prompt_version']})")
     recall_text = "exact" if recall.get("exact", True) else f"recall@{recall['k']} {recall['recall_at_k']:.3f}"
-    print(f"index type:   {info['index_type']} ({recall_text})")
+    print(f"index type:   {info['index_type']} ({recall_text}; {info['bytes_per_image']} bytes per image)")
     print(f"size on disk: {sizes['total'] / 1e6:.1f} MB (catalog {sizes['catalog'] / 1e6:.1f} MB, "
           f"vector index {sizes['vector_index'] / 1e6:.1f} MB)")
     print("folders:      " + (", ".join(info["roots"]) or "none"))
@@ -202,19 +264,21 @@ def _printable_tree(value):
     return value
 
 
-def main(argv=None) -> int:
+def _main(argv) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"build": run_build, "search": run_search, "info": run_info, "verify": run_verify, "remove": run_remove}
+    handlers = {"build": run_build, "search": run_search, "info": run_info, "verify": run_verify, "remove": run_remove,
+                "watch": run_watch}
+    return handlers[args.command](args)
+
+
+def main(argv=None) -> int:
+    """0 ok, 1 error (one line for a user's problem, a traceback for a bug), 2 usage, 130 interrupted."""
+    from mme5.cli import run
+
     from .errors import IndexerError
 
-    try:
-        return handlers[args.command](args)
-    except (IndexerError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; committed progress is kept, run the same command again to resume", file=sys.stderr)
-        return 130
+    return run(_main, argv, "indexer", (IndexerError,),
+               interrupted="interrupted; committed progress is kept, run the same command again to resume")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ class IndexNotFoundError(IndexerError, FileNotFoundError):
     """No index at the given folder."""
 
 
-class IndexCorruptError(IndexerError):
+class IndexCorruptError(IndexerError, ValueError):
     """The catalog cannot be read; the vector index alone is always rebuildable."""
 
 

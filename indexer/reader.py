@@ -8,6 +8,7 @@ from datetime import datetime
 
 from PIL import Image
 
+from mme5.errors import ImageError
 from mme5.images import load_image
 
 from .files import FileEntry
@@ -70,8 +71,8 @@ def read_file(entry: FileEntry, draft_size: int, known_hashes) -> ReadResult:
         _read_metadata(path, result)
         if result.content_hash not in known_hashes:
             result.image = _shrink(load_image(path, draft_size=draft_size), draft_size)
-    except ValueError as error:
-        result.error = _strip_path(str(error), path)
+    except ImageError as error:
+        result.error = error.reason
         result.image = None
     except Exception as error:  # noqa: BLE001 - a decoder bug on one file must not stop the build
         result.error = f"cannot decode image ({type(error).__name__}: {error})"
@@ -137,11 +138,6 @@ def _shrink(image: Image.Image, draft_size: int) -> Image.Image:
     if max(image.size) > limit:
         image.thumbnail((limit, limit), Image.Resampling.BICUBIC)
     return image
-
-
-def _strip_path(message: str, path: str) -> str:
-    prefix = f"{path}: "
-    return message[len(prefix):] if message.startswith(prefix) else message
 
 
 def _os_reason(error: OSError) -> str:

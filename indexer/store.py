@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .catalog import CATALOG_FILE, STATUS_ERROR, Catalog, Image, Meta, Root, Vector, decode_relpath
-from .errors import IndexCorruptError, IndexLockedError, IndexNotFoundError
+from .errors import BadRootError, IndexCorruptError, IndexLockedError, IndexNotFoundError
 from .files import DEFAULT_INDEX_DIR
 from .space import meta_updates, resolve_local
 from .sync import load_index
@@ -247,6 +247,12 @@ class IndexStore:
             return [to_record(image, root) for image, root in session.execute(query)]
 
     # -- info ---------------------------------------------------------------------------
+    def _raw_counts(self) -> dict:
+        """{"files", "pairs"}: camera RAW files and RAW+JPEG pairs (one shot, shown once) among searchable photos."""
+        from mme5.raw import count_raw
+
+        return count_raw(record.path for record in self.records(self.ids()) if record is not None)
+
     def info(self) -> dict:
         """The `info --json` payload (keys documented in the README)."""
         meta = self.catalog.get_meta()
@@ -270,6 +276,7 @@ class IndexStore:
             "index_type": self.index.kind,
             "index_type_request": meta.get("index_type_request") or "auto",
             "ivf_lists": self.index.nlist,
+            "bytes_per_image": round(files[INDEX_FILE] / self.count) if self.count else 0,
             "recall": meta.get("recall"),
             "size_bytes": {"catalog": sum(v for k, v in files.items() if k != INDEX_FILE),
                            "vector_index": files[INDEX_FILE], "total": sum(files.values())},
@@ -278,6 +285,7 @@ class IndexStore:
             "last_build_at": meta.get("last_build_at"),
             "last_build": meta.get("last_build"),
             "in_sync": not self.sync_report.changed,
+            "raw": self._raw_counts(),
             "error_list": [{"path": record.path, "error": record.error} for record in self.errors(INFO_ERROR_LIMIT)],
             "schema_version": meta.get("schema_version"),
         }
@@ -326,7 +334,7 @@ def normalise_folder(folder) -> str | None:
     if text == ".":
         return None
     if text.startswith("../") or text == "..":
-        raise ValueError(f"folder {folder!r} points outside the indexed folders: give a folder inside one of them")
+        raise BadRootError(f"folder {folder!r} points outside the indexed folders: give a folder inside one of them")
     return text
 
 

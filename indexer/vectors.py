@@ -1,7 +1,10 @@
 """The FAISS side: an inner-product index keyed by catalog image ids (IndexIDMap2).
 
 Exact (flat) while small; above ``AUTO_IVF_THRESHOLD`` vectors an IVF index with 8-bit
-scalar quantisation is trained automatically. Training uses GPUs when faiss-gpu sees one.
+scalar quantisation is trained automatically, and from ``AUTO_PQ_THRESHOLD`` an IVF index
+with product quantisation (one byte per 8 dimensions: ≤ 1 KB per image at any model size),
+whose top candidates are re-ranked exactly with the stored float16 vectors. Training uses
+GPUs when faiss-gpu sees one.
 
 Searching a large flat index on a machine with a CUDA GPU runs on that GPU (torch: fp16
 matrix, matmul + top-k, candidates rescored exactly from FAISS's float32 copy) when it fits
@@ -13,15 +16,22 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 import faiss
 import numpy as np
 
 from .atomic import write_atomic
+from .errors import IndexCorruptError
 
 INDEX_FILE = "vectors.faiss"
 AUTO_IVF_THRESHOLD = 100_000  # up to here exact search is fast enough and memory is dim*4 bytes/image
-INDEX_TYPES = ("flat", "ivf", "ivf-sq8")
+AUTO_PQ_THRESHOLD = 1_000_000  # from here ivf-sq8's dim bytes/image (4 KB for mmE5) is too much memory
+INDEX_TYPES = ("flat", "ivf", "ivf-sq8", "ivf-pq")
+RERANKED = ("ivf-pq",)  # kinds whose scores are too coarse to rank by: the top candidates are re-scored exactly
+RERANK_CANDIDATES = 200  # candidates re-scored per query (at least; 4*k for large k)
+PQ_DIMS_PER_BYTE = 8  # one 8-bit code per 8 dimensions: 96 B (mSigLIP-B), 128 B (SigLIP2-L), 512 B (mmE5)
+PQ_MAX_BYTES = 960  # ... but never more than this per image (codes + ids stay under 1 KB)
 GPU_SEARCH_MIN = 20_000  # below this a CPU scan is faster than the copy to the GPU
 GPU_SEARCH_HEADROOM = 3 * 1024**3  # free GPU memory left to the model (query activations, allocator slack)
 GPU_SEARCH_ENV = "MME5_GPU_SEARCH"
@@ -33,7 +43,15 @@ def choose_index_type(requested: str | None, count: int) -> str:
         if requested not in INDEX_TYPES:
             raise ValueError(f"unknown index type {requested!r}; choose one of auto, {', '.join(INDEX_TYPES)}")
         return requested
-    return "flat" if count <= AUTO_IVF_THRESHOLD else "ivf-sq8"
+    if count <= AUTO_IVF_THRESHOLD:
+        return "flat"
+    return "ivf-sq8" if count < AUTO_PQ_THRESHOLD else "ivf-pq"
+
+
+def pq_bytes(dim: int) -> int:
+    """PQ sub-quantiser count (= code bytes per image): the largest divisor of dim near dim/8."""
+    target = max(1, min(dim // PQ_DIMS_PER_BYTE, PQ_MAX_BYTES))
+    return next(m for m in range(target, 0, -1) if dim % m == 0)
 
 
 def lists_for(count: int) -> int:
@@ -51,6 +69,8 @@ class VectorIndex:
     def __init__(self, index: faiss.Index):
         self.index = index
         self._gpu_copy = None  # search-only replica, made on first search when faiss sees a GPU
+        # ids -> (ids found, float16/32 vectors): the stored full-precision vectors, for re-ranking
+        self.exact_source: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
         self._set_probes()
 
     # -- construction ------------------------------------------------------------------
@@ -64,8 +84,10 @@ class VectorIndex:
         if kind == "flat":
             return cls.flat(dim)
         nlist = min(lists_for(count), max(1, len(training)))
-        spec = f"IVF{nlist},Flat" if kind == "ivf" else f"IVF{nlist},SQ8"
+        spec = {"ivf": f"IVF{nlist},Flat", "ivf-sq8": f"IVF{nlist},SQ8", "ivf-pq": f"IVF{nlist},PQ{pq_bytes(dim)}"}[kind]
         inner = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
+        if kind == "ivf-pq":  # polysemous codes only serve Hamming pre-filtering (unused) and cost minutes
+            faiss.downcast_index(faiss.extract_index_ivf(inner)).do_polysemous_training = False
         if faiss.get_num_gpus() > 0:  # k-means is the expensive part of training
             faiss.extract_index_ivf(inner).clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(dim))
         inner.train(np.ascontiguousarray(training, dtype=np.float32))
@@ -78,14 +100,14 @@ class VectorIndex:
         """Read an index file; ValueError if it is missing or unreadable."""
         path = Path(path)
         if not path.is_file():
-            raise ValueError(f"{path}: vector index file missing")
+            raise IndexCorruptError(f"{path}: vector index file missing")
         try:
             data = np.fromfile(path, dtype=np.uint8)
             index = faiss.deserialize_index(data)
         except (RuntimeError, MemoryError, ValueError) as error:
-            raise ValueError(f"{path}: vector index file unreadable ({str(error).splitlines()[0][:200]})") from error
+            raise IndexCorruptError(f"{path}: vector index file unreadable ({str(error).splitlines()[0][:200]})") from error
         if not isinstance(index, faiss.IndexIDMap2):
-            raise ValueError(f"{path}: not an id-mapped index ({type(index).__name__})")
+            raise IndexCorruptError(f"{path}: not an id-mapped index ({type(index).__name__})")
         return cls(index)
 
     def save(self, path: Path) -> None:
@@ -99,6 +121,8 @@ class VectorIndex:
             return "flat"
         if isinstance(inner, faiss.IndexIVFScalarQuantizer):
             return "ivf-sq8"
+        if isinstance(inner, faiss.IndexIVFPQ):
+            return "ivf-pq"
         if isinstance(inner, faiss.IndexIVFFlat):
             return "ivf"
         return type(inner).__name__
@@ -140,7 +164,32 @@ class VectorIndex:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if self.ntotal == 0:
             return _no_hits(len(queries), k)
+        if self.reranks:
+            return self._rerank(queries, self._searcher().search(queries, self._candidates(k))[1], k)
         return _hits(*self._searcher().search(queries, k))
+
+    @property
+    def reranks(self) -> bool:
+        return self.exact_source is not None and self.kind in RERANKED
+
+    def _candidates(self, k: int) -> int:
+        return min(self.ntotal, max(RERANK_CANDIDATES, 4 * k))
+
+    def _rerank(self, queries: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores for each query's candidates from the stored vectors; the top k of those."""
+        wanted = np.unique(candidates[candidates >= 0])
+        found, stored = self.exact_source(wanted)
+        row_of = dict(zip(found.tolist(), range(len(found))))
+        scores, ids = _no_hits(len(queries), k)
+        for q, row in enumerate(candidates):
+            rows = [row_of[i] for i in row.tolist() if i in row_of]  # an id removed meanwhile has no vector
+            if not rows:
+                continue
+            exact = stored[rows].astype(np.float32) @ queries[q]
+            top = np.argsort(-exact, kind="stable")[:k]
+            scores[q, : len(top)] = exact[top]
+            ids[q, : len(top)] = found[rows][top]
+        return scores, ids
 
     def search_among(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Like ``search``, but only ``ids`` can be hits (a FAISS IDSelector skips the rest).
@@ -158,6 +207,8 @@ class VectorIndex:
             params = faiss.SearchParameters(sel=selector)
         else:
             params = faiss.SearchParametersIVF(sel=selector, nprobe=faiss.extract_index_ivf(self.index.index).nprobe)
+        if self.reranks:
+            return self._rerank(queries, self.index.search(queries, self._candidates(k), params=params)[1], k)
         return _hits(*self.index.search(queries, k, params=params))
 
     def prepare_search(self) -> str:

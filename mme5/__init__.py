@@ -1,33 +1,39 @@
 """mmE5 embedding core: one factory, thin encoders, prompts and pooling as trained.
 
-Names are imported on first use (PEP 562), so CLIs that only parse arguments never load torch.
+The errors and helpers import without torch; the model classes load it on first use, so a
+CLI's --help and its error handling start in a fraction of a second.
 """
 import os
 from importlib import import_module
 
+from .errors import ImageError, InputError, MME5Error, ModelLoadError
+
 # Apple GPUs: ops MPS lacks run on the CPU instead of failing. torch reads this once, when it is first imported.
 os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
 
-_EXPORTS = {
-    "CPU_MODEL_ID": "loading",
-    "EmbedInput": "backbone",
-    "Embedder": "embedder",
-    "MME5_MODEL_ID": "loading",
-    "ModelLoadError": "loading",
-    "default_model_id": "loading",
-    "load_embedder": "loading",
+_LAZY = {
+    "CPU_MODEL_ID": ".loading", "MME5_MODEL_ID": ".loading", "default_model_id": ".loading",
+    "load_embedder": ".loading", "EmbedInput": ".backbone", "Embedder": ".embedder",
 }
-__all__ = sorted(_EXPORTS)
+
+__all__ = [
+    "CPU_MODEL_ID",
+    "EmbedInput",
+    "Embedder",
+    "ImageError",
+    "InputError",
+    "MME5Error",
+    "MME5_MODEL_ID",
+    "ModelLoadError",
+    "default_model_id",
+    "load_embedder",
+]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -43,10 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_embed(args) -> int:
     from . import load_embedder, prompts
+    from .cli import UsageError
 
     if not args.image and not args.text:
-        print("error: give --image, --text, or both", file=sys.stderr)
-        return 2
+        raise UsageError("give --image, --text, or both")
     embedder = load_embedder(args.model, device=args.device, adapter=args.adapter)
     if args.image and args.text:
         kind, vector = "composed", embedder.encode_composed([args.image], [args.text])
@@ -65,25 +65,27 @@ def run_embed(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def _main(argv) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "tiny":
-            if args.layout == "hub":
-                from .replica import build_replica
+    if args.command == "tiny":
+        if args.layout == "hub":
+            from .replica import build_replica
 
-                path = build_replica(args.out, "siglip-multilingual" if args.backbone == "siglip" else args.backbone,
-                                     seed=args.seed)
-            else:
-                from .tiny import build_tiny
-
-                path = build_tiny(args.out, backbone=args.backbone, seed=args.seed)
-            print(path)
+            backbone = "siglip-multilingual" if args.backbone == "siglip" else args.backbone
+            print(build_replica(args.out, backbone, seed=args.seed))
             return 0
-        return run_embed(args)
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        from .tiny import build_tiny
+
+        print(build_tiny(args.out, backbone=args.backbone, seed=args.seed))
+        return 0
+    return run_embed(args)
+
+
+def main(argv=None) -> int:
+    """0 ok, 1 error (one line for a user's problem, a traceback for a bug), 2 usage."""
+    from .cli import run
+
+    return run(_main, argv, "mme5")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from . import prompts
 from .backbone import Backbone, EmbedInput
+from .errors import ImageError, InputError
 from .images import describe, image_size, load_image
 
 
@@ -102,7 +103,7 @@ class Embedder:
     ) -> np.ndarray:
         """Image plus modifying text → image ("this photo, but at night")."""
         if len(images) != len(texts):
-            raise ValueError(f"encode_composed needs one text per image, got {len(images)} images and {len(texts)} texts")
+            raise InputError(f"encode_composed needs one text per image, got {len(images)} images and {len(texts)} texts")
         return self._encode_task("composed", images, texts, None, batch_size, show_progress_bar)
 
     def encode_image_instructions(
@@ -120,7 +121,7 @@ class Embedder:
         ``future.result()``.
         """
         if not method.startswith("encode"):
-            raise ValueError(f"submit runs encode_* methods, not {method!r}")
+            raise InputError(f"submit runs encode_* methods, not {method!r}")
         if self._background is None:
             workers = 1 if self.device.type == "cpu" else 2
             self._background = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mme5-submit")
@@ -143,7 +144,7 @@ class Embedder:
         images = _as_list(images, "images")
         texts = _as_list(texts, "texts")
         if instruction is not None and not instruction.strip():
-            raise ValueError("instruction is empty: pass None for plain text documents")
+            raise InputError("instruction is empty: pass None for plain text documents")
         count = len(images) if images is not None else len(texts)
         items = []
         for index in range(count):
@@ -151,7 +152,7 @@ class Embedder:
             if texts is not None:
                 text = texts[index]
                 if not isinstance(text, str) or not text.strip():
-                    raise ValueError(f"text #{index} ({text!r}) is empty: every text input needs some content")
+                    raise InputError(f"text #{index} ({text!r}) is empty: every text input needs some content")
             image = images[index] if images is not None else None
             if image is not None:
                 _check_image_input(image, index)
@@ -163,7 +164,7 @@ class Embedder:
     def encode(self, items: Sequence[EmbedInput], batch_size: int = 8, show_progress_bar: bool = False) -> np.ndarray:
         """Embed already-formatted inputs. Batches are sorted by cost; output keeps input order."""
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise InputError(f"batch_size must be at least 1, got {batch_size}")
         output = np.empty((len(items), self.dim), dtype=np.float32)
         if not items:
             return output
@@ -253,7 +254,7 @@ def _as_list(values, what: str):
     if values is None:
         return None
     if isinstance(values, (str, os.PathLike)) or not hasattr(values, "__len__"):
-        raise ValueError(f"{what} must be a list, got {type(values).__name__}; wrap a single input in a list")
+        raise InputError(f"{what} must be a list, got {type(values).__name__}; wrap a single input in a list")
     return list(values)
 
 
@@ -262,6 +263,6 @@ def _check_image_input(image, index: int) -> None:
     if isinstance(image, (str, os.PathLike)):
         path = os.fspath(image)
         if not os.path.exists(path):
-            raise ValueError(f"{path}: file not found (image #{index})")
+            raise ImageError(path, f"file not found (image #{index})")
         if os.path.isfile(path) and os.path.getsize(path) == 0:
-            raise ValueError(f"{path}: empty file (0 bytes) (image #{index})")
+            raise ImageError(path, f"empty file (0 bytes) (image #{index})")

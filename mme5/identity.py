@@ -131,7 +131,7 @@ def file_sha256(path: Path) -> str:
         pass
     digest = _hash(real, stat.st_size)
     try:
-        from indexer.atomic import write_atomic
+        from .atomic import write_atomic
 
         entry.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(entry, json.dumps({**key, "sha256": digest}).encode())

@@ -6,6 +6,9 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import ImageError
+from .raw import is_raw, load_raw, raw_size
+
 try:  # HEIC/HEIF from phones; optional so a minimal install still works
     from pillow_heif import register_heif_opener
 
@@ -52,40 +55,42 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def load_image(item, draft_size: int | None = None) -> Image.Image:
     """Open a path or accept a PIL image and return an RGB image.
 
-    Raises ValueError naming the input for every way a file can be bad, so callers
-    can report it and carry on.  ``draft_size`` lets JPEG decoding skip detail the
+    Raises ImageError (a ValueError) naming the input for every way a file can be bad, so
+    callers can report it and carry on.  ``draft_size`` lets JPEG decoding skip detail the
     model will throw away (DCT scaling), a large saving for camera photos.
     """
     if isinstance(item, Image.Image):
         try:
             return to_rgb(item)
         except Exception as error:  # noqa: BLE001 - PIL raises many types for bad data
-            raise ValueError(f"{describe(item)}: cannot convert image to RGB ({error})") from error
+            raise ImageError(describe(item), f"cannot convert image to RGB ({error})") from error
     if not isinstance(item, (str, os.PathLike)):
-        raise ValueError(f"{describe(item)}: expected a file path or a PIL image")
+        raise ImageError(describe(item), "expected a file path or a PIL image")
     path = Path(item)
     if not path.exists():
-        raise ValueError(f"{path}: file not found")
+        raise ImageError(path, "file not found")
     if path.is_dir():
-        raise ValueError(f"{path}: is a folder, not an image file")
+        raise ImageError(path, "is a folder, not an image file")
     try:
         if path.stat().st_size == 0:
-            raise ValueError(f"{path}: empty file (0 bytes)")
+            raise ImageError(path, "empty file (0 bytes)")
+        if is_raw(path):
+            return to_rgb(load_raw(path, draft_size))
         with Image.open(path) as opened:
             if draft_size and opened.format == "JPEG":
                 opened.draft("RGB", (draft_size, draft_size))
             opened.load()
             return to_rgb(opened)
-    except ValueError:
+    except ImageError:
         raise
     except PermissionError as error:
-        raise ValueError(f"{path}: permission denied; check the file's read permissions") from error
+        raise ImageError(path, "permission denied; check the file's read permissions") from error
     except UnidentifiedImageError as error:
-        raise ValueError(f"{path}: not an image file Pillow can read") from error
+        raise ImageError(path, "not an image file Pillow can read") from error
     except Image.DecompressionBombError as error:
-        raise ValueError(f"{path}: image too large (decompression bomb guard: {error})") from error
-    except (OSError, SyntaxError) as error:
-        raise ValueError(f"{path}: damaged or truncated image ({error})") from error
+        raise ImageError(path, f"image too large (decompression bomb guard: {error})") from error
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(path, f"damaged or truncated image ({error})") from error
 
 
 def image_size(item) -> tuple[int, int]:
@@ -94,6 +99,8 @@ def image_size(item) -> tuple[int, int]:
         image = item
         orientation = image.getexif().get(0x0112, 1) if hasattr(image, "getexif") else 1
         width, height = image.size
+    elif is_raw(item):
+        return raw_size(item)
     else:
         try:
             with Image.open(item) as image:

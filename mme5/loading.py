@@ -8,16 +8,13 @@ from pathlib import Path
 import torch
 
 from .embedder import Embedder
+from .errors import ModelLoadError
 
 MME5_MODEL_ID = "intfloat/mmE5-mllama-11b-instruct"
 CPU_MODEL_ID = "google/siglip-base-patch16-256-multilingual"
 LARGE_CPU_MODEL_ID = "google/siglip2-large-patch16-256"
 MME5_MIN_GPU_BYTES = 24 * 1024**3  # 21 GB of bf16 weights plus activations
 SUPPORTED_TYPES = ("mllama", "siglip")
-
-
-class ModelLoadError(OSError):
-    """The model could not be found or loaded; the message says what to do."""
 
 
 def default_device() -> torch.device:

@@ -7,6 +7,8 @@ trained on bare captions and take no instruction.
 """
 from __future__ import annotations
 
+from .errors import InputError
+
 PROMPT_VERSION = "mme5-2025-02-27"  # reference repo HEAD 4818cdf "align data format with model training"
 
 IMAGE_TOKEN = "<|image|>"
@@ -97,4 +99,4 @@ def build(family: str, task: str, text: str | None = None, instruction: str | No
             return None
         if task in ("text", "composed"):
             return text
-    raise ValueError(f"unknown backbone family {family!r} or task {task!r}")
+    raise InputError(f"unknown backbone family {family!r} or task {task!r}")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .errors import InputError
+
 import torch
 
 # Multilingual text so the byte-level BPE learns merges for several scripts.
@@ -162,7 +164,7 @@ def build_tiny_siglip(out: str | Path, seed: int = 0) -> Path:
 def build_tiny(out: str | Path, backbone: str = "mllama", seed: int = 0) -> Path:
     builders = {"mllama": build_tiny_mllama, "siglip": build_tiny_siglip}
     if backbone not in builders:
-        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(builders)}")
+        raise InputError(f"unknown backbone {backbone!r}; choose one of {', '.join(builders)}")
     return builders[backbone](out, seed=seed)
 
 

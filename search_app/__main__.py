@@ -5,7 +5,10 @@ Examples:
   python app.py --tiny                            # offline smoke mode: tiny random model, sample photos
   python app.py --index ~/.photo-index            # serve an index built with `python -m indexer build`
   python app.py --model ./models/siglip --photos ~/Pictures
-  python app.py --host 0.0.0.0 --port 8080        # reachable from other machines
+  python -m search_app add-user alice            # create a login (asked twice, never echoed)
+  python app.py --host 0.0.0.0 --port 8080        # reachable from other machines: needs a login (above)
+  python app.py --host 0.0.0.0 --auth-file users  # users file written by add-user
+  MME5_AUTH=alice:secret python app.py --share    # one login from the environment (a Spaces secret)
   MME5_MODEL=tiny python app.py                   # every flag has an environment variable (for Spaces)
 
 Open the printed URL in a browser; the HTTP API is described at /?view=api.
@@ -17,13 +20,14 @@ import os
 import sys
 from pathlib import Path
 
+from mme5.errors import ModelLoadError
+
+from .private import cache_home
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_PHOTOS = REPO / "assets" / "photos"
 TINY = "tiny"
-
-
-def cache_home() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mme5-search"
+LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="port [env MME5_PORT; default 7860]")
     parser.add_argument("--share", action="store_true", default=env("MME5_SHARE", "") == "1",
                         help="also open a public *.gradio.live link [env MME5_SHARE=1]")
+    parser.add_argument("--auth-file", default=env("MME5_AUTH_FILE"),
+                        help="users file (NAME:argon2-hash lines) written by `python -m search_app add-user NAME` "
+                             "[env MME5_AUTH_FILE; default: that command's file when it exists]; also "
+                             "env MME5_AUTH=user:password for one login from a secret")
+    parser.add_argument("--allow-anonymous", action="store_true", default=env("MME5_ALLOW_ANONYMOUS", "") == "1",
+                        help="serve without login on a network address or --share (anyone who finds the address "
+                             "sees every photo) [env MME5_ALLOW_ANONYMOUS=1]")
+    parser.add_argument("--watch", action="store_true", default=env("MME5_WATCH", "") == "1",
+                        help="keep the index current while serving: new, changed, moved and deleted photos in the "
+                             "indexed folders are indexed after each burst (as `python -m indexer watch`) "
+                             "[env MME5_WATCH=1]")
+    parser.add_argument("--poll", type=float, default=float(env("MME5_POLL") or 0) or None, metavar="SECONDS",
+                        help="with --watch: rescan every SECONDS instead of waiting for file events (network "
+                             "mounts) [env MME5_POLL]")
     parser.add_argument("--concurrency", type=int, default=int(env("MME5_CONCURRENCY") or 1),
                         help="queries run at once on the model; others wait in the queue [env MME5_CONCURRENCY; "
                              "default 1]")
@@ -78,14 +96,21 @@ def open_or_build(index_dir: Path, model: str | None, adapter: str | None, devic
     from indexer import IndexNotFoundError, IndexStore, build_index
 
     from .engine import SearchEngine
+    from .errors import SearchAppError
 
     try:
         IndexStore.open(index_dir).close()
     except IndexNotFoundError:
         from mme5 import load_embedder
 
+        if os.environ.get("SPACES_ZERO_GPU"):
+            raise SearchAppError(
+                f"{index_dir}: no index, and on ZeroGPU the app must not index photos at start-up (start-up has a time "
+                "limit and the GPU exists only inside @spaces.GPU calls). Build the index on your machine with "
+                "`python -m indexer build --dir PHOTOS --index INDEX`, add the INDEX folder to the Space, and set "
+                "MME5_INDEX to it") from None
         if not photos.is_dir():
-            raise FileNotFoundError(f"{photos}: photo folder not found; pass --photos DIR, or --index of an existing "
+            raise SearchAppError(f"{photos}: photo folder not found; pass --photos DIR, or --index of an existing "
                                     "index") from None
         embedder = load_embedder(model, device=device, adapter=adapter)
         print(f"no index in {index_dir}: indexing {photos} with {embedder.model_id} ...", file=sys.stderr)
@@ -104,21 +129,70 @@ def zero_gpu():
     return spaces.GPU
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    from indexer import IndexerError
-    from mme5 import ModelLoadError
+def is_loopback(host: str) -> bool:
+    """True only for addresses other machines cannot reach (127.x, ::1, localhost)."""
+    import ipaddress
 
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(args, auth) -> None:
+    """Refuse to serve private photos to a network or a public link without a login (UsageError, exit 2)."""
+    from mme5.cli import UsageError
+
+    exposed = [what for what, yes in (("--share (a public *.gradio.live link)", args.share),
+                                      (f"--host {args.host} (reachable from other machines)",
+                                       not is_loopback(args.host))) if yes]
+    if not exposed or auth is not None:
+        return
+    if os.environ.get("SPACE_ID"):
+        print("note: this Space is public and has no login: anyone can search its photos. To make it private, add a "
+              "secret MME5_AUTH=user:password in the Space's settings (or make the Space private).", file=sys.stderr)
+        return
+    if args.allow_anonymous:
+        print(f"WARNING: serving WITHOUT LOGIN on {' and '.join(exposed)}: anyone who finds the address sees every "
+              "photo. Add a user with: python -m search_app add-user NAME", file=sys.stderr)
+        return
+    raise UsageError(
+        f"refusing to serve your photos without a login on {' and '.join(exposed)}.\n"
+        "  - add a user (asked for a password twice): python -m search_app add-user NAME\n"
+        "    then start again (the users file is found automatically, or pass --auth-file FILE)\n"
+        "  - or set MME5_AUTH=user:password in the environment\n"
+        "  - or, if every photo may be public, pass --allow-anonymous deliberately\n"
+        "  - or serve only this machine: --host 127.0.0.1 without --share")
+
+
+def serve(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from .auth import LoginThrottle, load_auth
+    from .private import private_dir
+
+    auth = load_auth(args.auth_file, os.environ.get("MME5_AUTH"))
+    check_exposure(args, auth)
+    # Gradio copies every preview and upload into its cache folder: keep it private too (0700), not /tmp/gradio.
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(private_dir(cache_home() / "gradio")))
     model, index_dir = resolve_model(args)
     try:
         engine = open_or_build(index_dir, model, args.adapter, args.device, Path(args.photos))
     except ModelLoadError as error:
-        print(f"error: {error}\n  - Or try the app offline right now on a tiny random model: python app.py --tiny",
-              file=sys.stderr)
-        return 2
-    except (IndexerError, OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        raise ModelLoadError(f"{error}\n  - Or try the app offline right now on a tiny random model: "
+                             "python app.py --tiny") from None
+
+    if args.watch:
+        from indexer.watch import Watcher, watch_roots
+
+        # The build takes the index's write lock, so a `python -m indexer build` elsewhere waits its turn (and
+        # the watcher retries); the engine notices each commit and reopens the index by itself.
+        Watcher(index_dir, watch_roots(index_dir, []), engine.embedder, poll=args.poll).start()
+        print(f"watching the indexed folders of {index_dir}" + (f" (polling every {args.poll:g} s)" if args.poll
+                                                                 else ""), file=sys.stderr)
+
+    from starlette.middleware import Middleware
 
     engine.embedder.compile_queries()  # compile + warm up the one-text query path now (logged), not on a user's query
     engine.store.index.prepare_search()  # a big flat index goes to the GPU now, if it fits beside the model
@@ -128,10 +202,28 @@ def main(argv=None) -> int:
     demo = SearchUI(engine, concurrency_limit=args.concurrency, gpu=zero_gpu(), page_size=args.page_size).build()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=None)
     stats = engine.stats()
-    print(f"serving {stats['images']} photos with {stats['model']} on http://{args.host}:{args.port}", file=sys.stderr)
+    login = f", login required ({len(auth.users)} user(s))" if auth else ""
+    print(f"serving {stats['images']} photos with {stats['model']} on http://{args.host}:{args.port}{login}",
+          file=sys.stderr)
+    throttle = Middleware(LoginThrottle, trust_forwarded=bool(os.environ.get("SPACE_ID")))
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size="20mb", css=CSS,
-                footer_links=["api", "gradio"], show_error=False, quiet=True)
+                footer_links=["api", "gradio"], show_error=False, quiet=True, auth=auth.login if auth else None,
+                auth_message="Log in to search this photo library.", app_kwargs={"middleware": [throttle]})
     return 0
+
+
+def main(argv=None) -> int:
+    from indexer import IndexerError
+    from mme5.cli import run
+
+    from .errors import SearchAppError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["add-user"]:
+        from .auth import add_user_cli
+
+        return run(add_user_cli, argv[1:], "add-user", (SearchAppError,))
+    return run(serve, argv, "app", (SearchAppError, IndexerError))
 
 
 if __name__ == "__main__":

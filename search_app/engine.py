@@ -19,6 +19,7 @@ import numpy as np
 
 from indexer.errors import IndexMismatchError
 from indexer.store import normalise_folder
+from mme5.raw import shot_key
 
 from .paths import PathGuard, PathNotAllowedError
 
@@ -380,17 +381,25 @@ class SearchEngine:
             passing[image_id] = record if record is not None and self._passes(record, opts, guard) else None
         results: list[SearchResult] = []
         by_hash: dict[str, int] = {}
+        by_shot: dict[tuple[str, str], tuple[int, bool]] = {}  # RAW+JPEG pairs of one shot: shown once
         for score, image_id in zip(scores, ids):
             record = passing[int(image_id)]
             if record is None:
                 continue
-            if opts.collapse_duplicates and record.content_hash:
-                first = by_hash.get(record.content_hash)
+            if opts.collapse_duplicates:
+                first = by_hash.get(record.content_hash) if record.content_hash else None
+                shot = shot_key(record.path)
+                if first is None and shot is not None:
+                    paired = by_shot.get(shot[:2])
+                    if paired is not None and paired[1] != shot[2]:
+                        first = paired[0]
                 if first is not None:
-                    kept = results[first]
-                    results[first] = _with_copy(kept, record.path)
+                    results[first] = _with_copy(results[first], record.path)
                     continue
-                by_hash[record.content_hash] = len(results)
+                if record.content_hash:
+                    by_hash[record.content_hash] = len(results)
+                if shot is not None:
+                    by_shot.setdefault(shot[:2], (len(results), shot[2]))
             results.append(_result(record, float(score)))
         return results, exhausted
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import SynthError
+
 
 @dataclass
 class Completion:
@@ -12,7 +14,7 @@ class Completion:
     retries: int = 0
 
 
-class BackendError(RuntimeError):
+class BackendError(SynthError, RuntimeError):
     """This sample could not be generated (after retries); the run carries on."""
 
     def __init__(self, reason: str, detail: str, retries: int = 0):
@@ -22,5 +24,5 @@ class BackendError(RuntimeError):
         self.retries = retries
 
 
-class FatalBackendError(RuntimeError):
+class FatalBackendError(SynthError, RuntimeError):
     """No sample can succeed (bad key, unknown model, unreachable server): stop the run."""

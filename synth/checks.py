@@ -6,6 +6,7 @@ import threading
 import unicodedata
 
 from .configure import SampleConfig
+from .errors import SynthError
 from .languages import check_language
 from .schema import Data
 
@@ -13,7 +14,7 @@ COPY_SIMILARITY = 0.8       # character-trigram Jaccard at which two texts count
 DUPLICATE_SIMILARITY = 0.9  # ... and at which a new query counts as a near-duplicate of an earlier one
 
 
-class Rejected(ValueError):
+class Rejected(SynthError, ValueError):
     def __init__(self, reason: str, detail: str):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason

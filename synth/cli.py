@@ -9,6 +9,9 @@ from pathlib import Path
 
 from . import languages, tasks
 from .configure import NEGATIVE_RANKS, POSITIVE_RANKS
+from .errors import SpecError
+from mme5.atomic import write_atomic
+from mme5.cli import UsageError
 
 EXAMPLES = """examples:
   # 1000 samples from your photos with GPT-4o (OPENAI_API_KEY set), 8 requests at a time
@@ -116,7 +119,7 @@ def _open_pool(args, folder):
     if args.index is not None:
         return IndexStore.open(args.index), args.index.resolve()
     if not args.images.is_dir():
-        raise ValueError(f"{args.images}: image folder not found")
+        raise SpecError(f"{args.images}: image folder not found")
     if folder.index_path.exists():
         print(f"synth: using the index in {folder.index_path} (delete it to re-index {args.images})", file=sys.stderr)
     else:
@@ -132,7 +135,7 @@ def _model(args) -> str:
     if args.model:
         return args.model
     if args.backend == "local":
-        raise ValueError("--backend local needs --model (a local folder or hub id of a vision-language model)")
+        raise UsageError("--backend local needs --model (a local folder or hub id of a vision-language model)")
     return os.environ.get("SYNTH_MODEL", "gpt-4o")
 
 
@@ -170,7 +173,7 @@ def cmd_generate(args) -> int:
                         if args.languages else languages.default_weights())
     combos = tasks.parse_tasks(args.tasks) if args.tasks else tasks.combo_weights(tasks.DEFAULT_TASK_WEIGHTS)
     if args.positive_ranks[1] >= args.negative_ranks[0]:
-        raise ValueError(f"--positive-ranks {args.positive_ranks[0]}-{args.positive_ranks[1]} must end before "
+        raise UsageError(f"--positive-ranks {args.positive_ranks[0]}-{args.positive_ranks[1]} must end before "
                          f"--negative-ranks {args.negative_ranks[0]}-{args.negative_ranks[1]} begins")
     model = _model(args)
     folder = RunFolder(args.out)
@@ -201,9 +204,7 @@ def cmd_generate(args) -> int:
     finally:
         store.close()
     print(summary.format(), file=sys.stderr)
-    temporary = folder.path / "summary.json.tmp"
-    temporary.write_text(json.dumps(summary.as_dict(), indent=2), encoding="utf-8")
-    os.replace(temporary, folder.path / "summary.json")
+    write_atomic(folder.path / "summary.json", json.dumps(summary.as_dict(), indent=2))
     if summary.stopped.startswith("interrupted"):
         # Everything written is fsynced and closed; do not wait up to --timeout for requests still in flight.
         sys.stderr.flush()
@@ -240,18 +241,18 @@ def cmd_languages(_args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"generate": cmd_generate, "stats": cmd_stats, "export": cmd_export, "languages": cmd_languages}
-    from indexer import IndexerError
+    return handlers[args.command](args)
 
-    from .backend import FatalBackendError
 
-    try:
-        return handlers[args.command](args)
-    except (ValueError, OSError, FatalBackendError, IndexerError) as error:
-        print(f"synth: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("synth: interrupted; run the same command again to continue", file=sys.stderr)
-        return 130
+def main(argv: list[str] | None = None) -> int:
+    """0 ok, 1 error (one line for a user's problem, a traceback for a bug), 2 usage, 130 interrupted."""
+    from indexer.errors import IndexerError
+    from mme5.cli import run
+
+    from .errors import SynthError
+
+    return run(_main, argv, "synth", (SynthError, IndexerError),
+               interrupted="interrupted; run the same command again to continue")

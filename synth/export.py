@@ -9,6 +9,8 @@ import os
 import shutil
 from pathlib import Path
 
+from mme5.atomic import replace_folder
+
 from .output import RunFolder, RunFolderError, iter_jsonl
 from .records import INSPECTION_COLUMNS, METADATA_COLUMNS, SCHEMA_COLUMNS
 from .tasks import DATASET_NAMES
@@ -48,7 +50,7 @@ def export(folder: RunFolder, dataset_dir: str | os.PathLike, overwrite: bool = 
         dataset.save_to_disk(str(work / "dataset"))
         if target.exists():
             os.replace(target, work / "previous")
-        os.replace(work / "dataset", target)
+        replace_folder(work / "dataset", target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     dataset = datasets.load_from_disk(str(target))

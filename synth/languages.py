@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import unicodedata
 
+from .errors import SpecError
 from .weights import normalise, parse_weight
 
 NAMES = {
@@ -56,7 +57,7 @@ def parse_weights(spec: str | None, known: dict[str, str], what: str) -> dict[st
     Raises ValueError naming the offending entry and listing the valid names.
     """
     if not spec:
-        raise ValueError(f"empty {what} list")
+        raise SpecError(f"empty {what} list")
     weights: dict[str, float] = {}
     for part in (piece.strip() for piece in spec.split(",")):
         if not part:
@@ -64,7 +65,7 @@ def parse_weights(spec: str | None, known: dict[str, str], what: str) -> dict[st
         name, _, value = part.partition("=")
         name = name.strip()
         if name not in known:
-            raise ValueError(f"unknown {what} {name!r}; valid: {', '.join(known)}")
+            raise SpecError(f"unknown {what} {name!r}; valid: {', '.join(known)}")
         weights[name] = parse_weight(value, name, what)
     return normalise(weights, spec, what)
 

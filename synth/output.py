@@ -12,6 +12,10 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
+from mme5.atomic import TEMP_SUFFIX, write_atomic
+
+from .errors import SynthError
+
 SAMPLES = "samples.jsonl"
 FAILURES = "failures.jsonl"
 MANIFEST = "run.json"
@@ -19,7 +23,7 @@ INDEX = "index"  # where `generate --images DIR` keeps the index it builds
 MAY_CHANGE = {"prices", "base_url", "index_dir"}  # settings a resumed run may update
 
 
-class RunFolderError(ValueError):
+class RunFolderError(SynthError, ValueError):
     """The output folder cannot be used as asked; the message says why and what to do."""
 
 
@@ -110,17 +114,17 @@ class RunFolder:
                 if removed:
                     print(f"synth: removed a partial last line ({removed} bytes) from {path}", file=sys.stderr)
             return True
-        leftovers = {INDEX, self.manifest_path.with_suffix(".tmp").name}  # ours: index, a manifest cut short by a kill
-        if self.path.exists() and any(entry.name not in leftovers for entry in self.path.iterdir()):
+        def ours(name: str) -> bool:  # the index, or a manifest cut short by a kill (write_atomic's temp file)
+            return name == INDEX or (name.startswith(f".{self.manifest_path.name}.") and name.endswith(TEMP_SUFFIX))
+
+        if self.path.exists() and not all(ours(entry.name) for entry in self.path.iterdir()):
             raise RunFolderError(f"{self.path}: folder is not empty and holds no synth run; choose a new --out")
         self.path.mkdir(parents=True, exist_ok=True)
         self._write_manifest(settings)
         return False
 
     def _write_manifest(self, settings: dict) -> None:
-        temporary = self.manifest_path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(settings, indent=2, ensure_ascii=False), encoding="utf-8")
-        os.replace(temporary, self.manifest_path)
+        write_atomic(self.manifest_path, json.dumps(settings, indent=2, ensure_ascii=False))
 
     def samples(self) -> Iterator[dict]:
         return iter_jsonl(self.samples_path)

@@ -9,9 +9,10 @@ import random
 import numpy as np
 
 from .configure import ImageRef
+from .errors import SynthError
 
 
-class PoolError(ValueError):
+class PoolError(SynthError, ValueError):
     """The index cannot supply the images a run needs."""
 
 

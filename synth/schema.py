@@ -10,6 +10,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .errors import SynthError
 from .tasks import Combo
 
 
@@ -46,7 +47,7 @@ class Generation(_Strict):
     revised: Data
 
 
-class GenerationError(ValueError):
+class GenerationError(SynthError, ValueError):
     """The answer is not usable; ``reason`` is a short category for statistics."""
 
     def __init__(self, reason: str, detail: str):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import SpecError
 from .weights import normalise, parse_weight
 
 TASKS = {
@@ -66,9 +67,9 @@ def parse_tasks(spec: str) -> dict[tuple[str, str], float]:
         name, _, value = part.partition("=")  # combinations hold "->", never "="
         task, _, combo = name.strip().partition(":")
         if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
+            raise SpecError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
         if combo and combo not in TASKS[task]:
-            raise ValueError(f"{task} has no combination {combo!r}; valid: {', '.join(TASKS[task])}")
+            raise SpecError(f"{task} has no combination {combo!r}; valid: {', '.join(TASKS[task])}")
         weight = parse_weight(value, name, "task")
         for one in ([combo] if combo else TASKS[task]):
             weights[(task, one)] = weights.get((task, one), 0.0) + weight / (1 if combo else len(TASKS[task]))

@@ -130,14 +130,19 @@ def run_merge(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def _main(argv) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": run_train, "eval": run_eval, "merge": run_merge}
-    try:
-        return handlers[args.command](args)
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    return handlers[args.command](args)
+
+
+def main(argv=None) -> int:
+    """0 ok, 1 error (one line for a user's problem, a traceback for a bug), 2 usage."""
+    from mme5.cli import run
+
+    from .errors import TrainerError
+
+    return run(_main, argv, "trainer", (TrainerError,))
 
 
 if __name__ == "__main__":

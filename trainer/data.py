@@ -19,10 +19,11 @@ from typing import Iterable, Iterator
 
 from torch.utils.data import Dataset
 
+from .errors import TrainerError
 COLUMNS = ("qry", "qry_image_path", "pos_text", "pos_image_path", "neg_text", "neg_image_path")
 
 
-class DataError(ValueError):
+class DataError(TrainerError, ValueError):
     """A data source cannot be read at all (as opposed to a bad row, which is skipped)."""
 
 

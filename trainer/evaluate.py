@@ -16,10 +16,12 @@ import numpy as np
 
 from .benchmarks import MME5_MMEB, MME5_XTD, MMEB_DATASETS, MMEB_IND, MMEB_META_TASKS, MMEB_OOD, XTD_LANGUAGES
 from .data import parse_list
+from .errors import TrainerError
+from mme5.atomic import write_atomic
 from .inputs import input_key, to_input
 
 
-class EvalDataError(ValueError):
+class EvalDataError(TrainerError, ValueError):
     """An eval subset is malformed or refers to images that are not there."""
 
 
@@ -221,9 +223,10 @@ def evaluate(embedder, mmeb=None, xtd=None, image_dir=".", batch_size=16, show_p
 
 def evaluate_cli(args) -> int:
     from mme5 import load_embedder
+    from mme5.cli import UsageError
 
     if not args.mmeb and not args.xtd:
-        raise EvalDataError("nothing to evaluate: give --mmeb DIR and/or --xtd DIR")
+        raise UsageError("nothing to evaluate: give --mmeb DIR and/or --xtd DIR")
     image_dir = Path(args.image_dir)
     if not image_dir.is_dir():
         raise EvalDataError(f"{image_dir}: image folder not found (--image-dir)")
@@ -234,7 +237,7 @@ def evaluate_cli(args) -> int:
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
-        out.with_suffix(".md").write_text(table)
+        write_atomic(out, json.dumps(report, indent=2, ensure_ascii=False))
+        write_atomic(out.with_suffix(".md"), table)
         print(f"trainer eval: wrote {out} and {out.with_suffix('.md')}", file=sys.stderr)
     return 0

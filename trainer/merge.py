@@ -1,12 +1,15 @@
 """Fold a trained adapter into its base model and write a plain model folder (no peft needed to serve it)."""
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
 
 import torch
+
+from mme5.atomic import replace_folder
+
+from .errors import TrainerError
 
 
 def merge(model: str, adapter: str, out: str, dtype: str | None = None) -> Path:
@@ -15,7 +18,7 @@ def merge(model: str, adapter: str, out: str, dtype: str | None = None) -> Path:
 
     out_path = Path(out)
     if out_path.exists() and any(out_path.iterdir()):
-        raise FileExistsError(f"{out_path}: already exists and is not empty; choose a new --out")
+        raise TrainerError(f"{out_path}: already exists and is not empty; choose a new --out")
     chosen = getattr(torch, dtype) if dtype else None
     embedder = load_embedder(model, device="cpu", dtype=chosen or _native_dtype(model), adapter=adapter)
     tmp = out_path.with_name(f".{out_path.name}.tmp")
@@ -24,7 +27,7 @@ def merge(model: str, adapter: str, out: str, dtype: str | None = None) -> Path:
     embedder.backbone.processor.save_pretrained(tmp)
     if out_path.exists():
         out_path.rmdir()
-    os.replace(tmp, out_path)
+    replace_folder(tmp, out_path)
     print(f"trainer merge: wrote {model} + {adapter} to {out_path}", file=sys.stderr)
     return out_path
 

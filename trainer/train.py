@@ -17,7 +17,11 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from mme5.atomic import fsync_dir, fsync_file, replace_folder, write_atomic
+from mme5.errors import ImageError
+
 from .data import load_examples
+from .errors import TrainerError
 from .loss import distributed
 from .model import LoraSettings, make_trainable, save_weights, trainable_parameters
 from .step import build_inputs, grad_cache_step, plain_step
@@ -26,7 +30,7 @@ CHECKPOINTS = "checkpoints"
 LOG_FILE = "log.jsonl"
 
 
-class TrainError(ValueError):
+class TrainError(TrainerError, ValueError):
     """A run cannot start or continue; the message says what to change."""
 
 
@@ -183,7 +187,7 @@ def _save_checkpoint(output: Path, step: int, params: dict, optimizer, scheduler
                     "facts": run_facts, "world": world}, tmp / "state.pt")
         final = folder / f"step-{step:08d}"
         shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        replace_folder(tmp, final)
         for old in sorted(p for p in folder.glob("step-*"))[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     _barrier()
@@ -231,7 +235,7 @@ def _truncate_log(path: Path, step: int) -> None:
     if not path.exists():
         return
     kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in kept))
+    write_atomic(path, "".join(line + "\n" for line in kept))
 
 
 # -- the loop -----------------------------------------------------------------------------
@@ -289,7 +293,8 @@ def train(config: TrainConfig, embedder=None) -> TrainResult:
             print(f"trainer: resuming {resume_from} at step {step}/{total}", file=sys.stderr)
     if rank == 0:
         output.mkdir(parents=True, exist_ok=True)
-        (output / "training_args.json").write_text(json.dumps(_describe(config, embedder, world, len(data), data.skipped), indent=2))
+        write_atomic(output / "training_args.json",
+                     json.dumps(_describe(config, embedder, world, len(data), data.skipped), indent=2))
         count = sum(p.numel() for p in parameters)
         print(f"trainer: {len(data)} examples, {world} process(es) x batch {config.batch_size} x accum "
               f"{config.grad_accum}, {total} steps, {count:,} trainable parameters", file=sys.stderr)
@@ -329,8 +334,8 @@ def train(config: TrainConfig, embedder=None) -> TrainResult:
     progress.close()
     if rank == 0:
         _write_final(trained, embedder, output, config.lora is None)
-        (output / "training_args.json").write_text(  # now with rows skipped during the run too
-            json.dumps(_describe(config, embedder, world, len(data), data.skipped), indent=2))
+        write_atomic(output / "training_args.json",  # now with rows skipped during the run too
+                     json.dumps(_describe(config, embedder, world, len(data), data.skipped), indent=2))
         print(f"trainer: wrote {'model' if config.lora is None else 'adapter'} to {output}", file=sys.stderr)
     _barrier()
     return TrainResult(step, losses, output, dict(data.skipped))
@@ -348,8 +353,8 @@ def _micro_step(embedder, data, indices: list[int], unreadable: set[str], config
             if config.grad_cache_chunk:
                 return grad_cache_step(embedder, inputs, config.temperature, config.grad_cache_chunk, scale)
             return plain_step(embedder, inputs, config.temperature, scale)
-        except ValueError as error:  # mme5 names the file first: "<path>: damaged or truncated image (...)"
-            bad = {path for index in batch for path in _paths(data[index]) if str(error).startswith(f"{path}:")}
+        except ImageError as error:  # mme5 says which file; any other error is not about one image
+            bad = {path for index in batch for path in _paths(data[index]) if path == error.path}
             if not bad:
                 raise
             unreadable.update(bad)
@@ -376,8 +381,10 @@ def _write_final(trained, embedder, output: Path, full: bool) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     save_weights(trained, embedder, tmp, full)
     for item in tmp.iterdir():
+        fsync_file(item)
         os.replace(item, output / item.name)
     tmp.rmdir()
+    fsync_dir(output)
 
 
 def _describe(config: TrainConfig, embedder, world: int, examples: int, skipped) -> dict:

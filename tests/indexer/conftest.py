@@ -86,7 +86,7 @@ def make_photos(tmp_path):
 
 def run_cli(*args, timeout=300, env=None, **kwargs) -> subprocess.CompletedProcess:
     """``python -m indexer ARGS`` in a real subprocess, as a user would run it."""
-    environment = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    environment = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     environment.update(env or {})
     return subprocess.run([sys.executable, "-m", "indexer", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env=environment, cwd=kwargs.pop("cwd", REPO), **kwargs)

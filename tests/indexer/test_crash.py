@@ -30,11 +30,11 @@ def catalog_rows(index_dir) -> int:
 
 
 def start_build(photos_dir, index_dir, model_dir) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     return subprocess.Popen(
         [sys.executable, "-m", "indexer", "build", "--dir", str(photos_dir), "--index", str(index_dir),
          "--model", str(model_dir), "--batch-size", "1", "--workers", "1", "--quiet"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,11 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def load(name: str):
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"benchmarks.{name}")  # pytest runs from the repo root
 
 
 def test_bench_embed_compares_stock_and_fast_per_tile_count(tiny_mllama_dir, capsys):

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -117,26 +118,34 @@ def wait_for_server(process: subprocess.Popen, url: str, log: Path, timeout: flo
     raise RuntimeError(f"app did not answer on {url} within {timeout}s:\n{log.read_text()[-4000:]}")
 
 
-@pytest.fixture(scope="module")
-def served_app(tmp_path_factory, library, tiny_mllama_dir):
-    """`python app.py` in a subprocess, indexing ``library`` on first start: (url, index_dir)."""
-    work = tmp_path_factory.mktemp("app")
-    index = work / "index"
+@contextmanager
+def running_app(work: Path, args: list[str], env: dict | None = None):
+    """`python app.py ARGS` in a subprocess on a free 127.0.0.1 port until the block ends: yields the URL."""
     port = free_port()
     log = work / "app.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CACHE_HOME": str(work / "cache"), "GRADIO_ANALYTICS_ENABLED": "False",
-           "TMPDIR": str(work)}
-    command = [sys.executable, "app.py", "--index", str(index), "--model", str(tiny_mllama_dir), "--photos", str(library),
-               "--port", str(port), "--concurrency", "1", "--page-size", "5"]
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CACHE_HOME": str(work / "cache"),
+                   "GRADIO_ANALYTICS_ENABLED": "False", "TMPDIR": str(work), **(env or {})}
     with open(log, "wb") as output:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([sys.executable, "app.py", *args, "--port", str(port)], cwd=REPO, env=environment,
+                                   stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_for_server(process, url, log)
-        yield url, index
+        yield url
     finally:
         process.terminate()
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="module")
+def served_app(tmp_path_factory, library, tiny_mllama_dir):
+    """`python app.py` in a subprocess, indexing ``library`` on first start: (url, index_dir)."""
+    work = tmp_path_factory.mktemp("app")
+    index = work / "index"
+    args = ["--index", str(index), "--model", str(tiny_mllama_dir), "--photos", str(library), "--concurrency", "1",
+            "--page-size", "5"]
+    with running_app(work, args) as url:
+        yield url, index

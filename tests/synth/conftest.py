@@ -1,14 +1,11 @@
 """Fixtures for synth: real photos on disk, a real index over them, a scripted OpenAI server."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # synth_* helper modules (importlib mode adds nothing)
-
-from synth_testing import draw_photo  # noqa: E402
+from .synth_testing import draw_photo
 
 N_PHOTOS = 40
 

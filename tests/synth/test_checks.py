@@ -8,8 +8,8 @@ from synth.languages import check_language
 from synth.schema import Data, GenerationError, parse_generation
 from synth.tasks import Combo
 
-from synth_answers import answer
-from synth_testing import make_config
+from .synth_answers import answer
+from .synth_testing import make_config
 
 
 @pytest.mark.parametrize("text, language, ok", [

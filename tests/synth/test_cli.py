@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from synth_answers import answer_for, asked
-from synth_fake_openai import FakeOpenAI, Reply, ok
+from .synth_answers import answer_for, asked
+from .synth_fake_openai import FakeOpenAI, Reply, ok
 from synth.cli import main
 from synth.records import SCHEMA_COLUMNS
 from synth.tasks import TASKS
-from synth_testing import assert_matches
+from .synth_testing import assert_matches
 
 LANGUAGES = {"en": 0.4, "de": 0.3, "fr": 0.2, "es": 0.1}
 TASK_WEIGHTS = {"retrieval": 0.5, "vqa": 0.25, "classification": 0.25}
@@ -148,7 +148,7 @@ def test_kill_and_resume_gives_every_sample_once(index_dir, tmp_path):
 
     with FakeOpenAI(slow) as server:
         args = generate_args(index_dir, out, server, 40, "--concurrency", "4")
-        env = dict(os.environ, PYTHONPATH=str(REPO))
+        env = dict(os.environ)
         process = subprocess.Popen([sys.executable, "-m", "synth", *args], cwd=REPO, env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         samples = out / "samples.jsonl"
@@ -177,7 +177,7 @@ def test_resuming_with_other_settings_is_refused(index_dir, tmp_path, capsys):
     out = tmp_path / "run"
     with FakeOpenAI(valid) as server:
         assert main(generate_args(index_dir, out, server, 2)) == 0
-        assert main(generate_args(index_dir, out, server, 4, "--seed", "5")) == 2
+        assert main(generate_args(index_dir, out, server, 4, "--seed", "5")) == 1
     assert "seed: was 0, now 5" in capsys.readouterr().err
     assert len(lines(out / "samples.jsonl")) == 2
 
@@ -202,7 +202,7 @@ def test_dry_run_prints_exact_prompts_and_calls_nothing(index_dir, tmp_path, cap
 
 def test_bad_key_stops_with_advice(index_dir, tmp_path, capsys):
     with FakeOpenAI([Reply(status=401, error="Incorrect API key provided")]) as server:
-        assert main(generate_args(index_dir, tmp_path / "denied", server, 5, "--concurrency", "1")) == 2
+        assert main(generate_args(index_dir, tmp_path / "denied", server, 5, "--concurrency", "1")) == 1
         assert len(server.requests) == 1  # the first refusal stops the run: no request per sample
     assert "API key" in capsys.readouterr().err
 

@@ -10,7 +10,7 @@ from synth.configure import Configurator
 from synth.languages import default_weights, parse_weights
 from synth.pool import ImagePool, PoolError
 from synth.tasks import DEFAULT_TASK_WEIGHTS, TASKS, combo_weights
-from synth_testing import assert_matches
+from .synth_testing import assert_matches
 
 @pytest.fixture(scope="module")
 def pool(index_dir):
@@ -85,7 +85,7 @@ def test_bad_weight_specs_are_explained(spec, message):
 def test_a_tiny_index_never_pairs_an_image_with_itself(tmp_path, tiny_siglip):
     from indexer import IndexStore, build_index
 
-    from synth_testing import draw_photo
+    from .synth_testing import draw_photo
 
     (tmp_path / "few").mkdir()
     for seed in range(2):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from synth_answers import answer_for
-from synth_fake_openai import FakeOpenAI, ok
+from .synth_answers import answer_for
+from .synth_fake_openai import FakeOpenAI, ok
 from synth.cli import main
 from synth.records import INSPECTION_COLUMNS, METADATA_COLUMNS, SCHEMA_COLUMNS
 
@@ -67,7 +67,7 @@ def test_export_refuses_to_overwrite_and_needs_samples(run, tmp_path, capsys):
     target = tmp_path / "data"
     target.mkdir()
     (target / "keep.txt").write_text("mine")
-    assert main(["export", str(run), str(target)]) == 2
+    assert main(["export", str(run), str(target)]) == 1
     assert "--overwrite" in capsys.readouterr().err and (target / "keep.txt").exists()
-    assert main(["export", str(tmp_path / "nothing"), str(tmp_path / "x")]) == 2
+    assert main(["export", str(tmp_path / "nothing"), str(tmp_path / "x")]) == 1
     assert "not a synth output folder" in capsys.readouterr().err

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from synth_testing import make_config
+from .synth_testing import make_config
 from synth.cli import main
 from synth.generate import generate_one
 from synth.local_backend import LLAMA_VISION_TEMPLATE, LocalBackend

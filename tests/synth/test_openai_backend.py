@@ -8,9 +8,9 @@ import json
 import pytest
 from PIL import Image
 
-from synth_answers import answer_for, asked
-from synth_testing import make_config
-from synth_fake_openai import FakeOpenAI, Reply, ok
+from .synth_answers import answer_for, asked
+from .synth_testing import make_config
+from .synth_fake_openai import FakeOpenAI, Reply, ok
 from synth.backend import FatalBackendError
 from synth.generate import generate_one
 from synth.openai_backend import OpenAIBackend

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from synth.output import RunFolder, RunFolderError
+from synth.output import MANIFEST, RunFolder, RunFolderError
 
 SETTINGS = {"seed": 0, "model": "m", "prices": [1.0, 2.0], "base_url": "http://a/v1"}
 
@@ -54,7 +54,7 @@ def test_foreign_folder_refused_but_a_killed_first_start_is_not(tmp_path):
     with pytest.raises(RunFolderError, match="not empty and holds no synth run"):
         RunFolder(tmp_path / "photos").start(SETTINGS)
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "run.tmp").write_text('{"seed": ')  # the manifest write a kill interrupted
+    (tmp_path / "run" / f".{MANIFEST}.k9x2ab.tmp").write_text('{"seed": ')  # a manifest write a kill interrupted
     (tmp_path / "run" / "index").mkdir()
     assert RunFolder(tmp_path / "run").start(SETTINGS) is False
     assert RunFolder(tmp_path / "run").manifest() == SETTINGS

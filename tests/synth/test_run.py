@@ -9,7 +9,7 @@ from synth.output import RunFolder
 from synth.pool import ImagePool
 from synth.run import generate
 from synth.tasks import combo_weights
-from synth_answers import answer_for
+from .synth_answers import answer_for
 
 
 class FlakyGPU:

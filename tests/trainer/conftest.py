@@ -87,9 +87,7 @@ def toy(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def cli_env():
-    """Environment for CLI subprocesses: repo importable, offline, one thread each (the CI box is shared)."""
+    """Environment for CLI subprocesses (run with cwd=ROOT, so `-m trainer` finds the repo): offline, one thread each."""
     import os
 
-    root = str(Path(__file__).resolve().parents[2])
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
-            "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}

@@ -44,9 +44,10 @@ def single(tiny_mllama_dir, toy):
 def test_two_gloo_processes_match_one_process(tiny_mllama_dir, toy, single, cli_env, tmp_path, chunk):
     prefix = tmp_path / "rank"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(_free_port()), str(WORKER), str(tiny_mllama_dir), str(toy["train"]),
+               "--master_port", str(_free_port()), "--module", "tests.trainer.dist_worker", str(tiny_mllama_dir), str(toy["train"]),
                str(toy["images"]), "2", str(prefix), str(chunk)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=400, env=cli_env)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=400, env=cli_env,
+                            cwd=WORKER.parents[2])  # `--module` from the repo root finds the packages
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [torch.load(f"{prefix}-{rank}.pt") for rank in (0, 1)]
     for saved in ranks:

@@ -131,4 +131,4 @@ def test_eval_cli_writes_json_and_markdown(tiny_mllama_dir, fixtures, tmp_path):
     assert out.with_suffix(".md").read_text().strip() == result.stdout.strip()
     missing = subprocess.run([sys.executable, "-m", "trainer", "eval", "--model", str(tiny_mllama_dir),
                               "--image-dir", str(fixtures / "img")], capture_output=True, text=True, timeout=300)
-    assert missing.returncode == 1 and "give --mmeb DIR and/or --xtd DIR" in missing.stderr
+    assert missing.returncode == 2 and "give --mmeb DIR and/or --xtd DIR" in missing.stderr

@@ -1,0 +1,153 @@
+"""Keep an index current as photos arrive, change, move or go: file events (or polling) trigger incremental builds.
+
+Events only say *that* something changed; the build itself decides *what* (it rescans and compares
+sizes, times and content hashes), so a missed, merged or reordered event costs nothing, a kill -9 at
+any moment leaves the last committed state, and the first build after a start catches up with
+everything that changed while nothing was watching. Bursts are batched: events are collected until
+the folders have been quiet for ``quiet`` seconds and files still being written have stopped
+growing, then one build handles them all (a 2,000-photo camera import is one or a few builds).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .build import BuildSummary, build_index
+from .errors import BadRootError, IndexLockedError
+
+QUIET_S = 1.0  # no new event for this long: the burst is over
+STABLE_S = 1.0  # a file's size and mtime unchanged for this long: it is no longer being written
+MAX_WAIT_S = 60.0  # a file that keeps growing longer than this is indexed anyway (the next event re-indexes it)
+LOCKED_RETRY_S = 5.0
+
+
+@dataclass
+class WatchState:
+    """What the watcher did, for tests, the app's footer and the log."""
+
+    builds: int = 0
+    last: BuildSummary | None = None
+    last_error: str | None = None
+    pending: set[str] = field(default_factory=set)
+
+
+def wait_until_stable(paths: Iterable[str], stable: float = STABLE_S, max_wait: float = MAX_WAIT_S,
+                      stop: threading.Event | None = None) -> None:
+    """Return once every existing file in ``paths`` kept its size and mtime for ``stable`` seconds."""
+    def snapshot():
+        found = {}
+        for path in paths:
+            try:
+                info = os.stat(path)
+            except OSError:  # gone (moved or deleted): nothing to wait for
+                continue
+            found[path] = (info.st_size, info.st_mtime_ns)
+        return found
+
+    paths = list(paths)
+    deadline = time.monotonic() + max_wait
+    before = snapshot()
+    while time.monotonic() < deadline and not (stop and stop.is_set()):
+        time.sleep(stable)
+        after = snapshot()
+        if after == before:
+            return
+        before = after
+
+
+def watch_roots(index_dir: Path, dirs: list[Path]) -> list[Path]:
+    """The folders to watch: ``dirs``, or every folder the index already knows."""
+    if dirs:
+        return [Path(d).expanduser().absolute() for d in dirs]
+    from .store import IndexStore
+
+    with IndexStore.open(index_dir) as store:
+        roots = [Path(root) for root in store.info()["roots"]]
+    if not roots:
+        raise BadRootError(f"{index_dir}: the index has no folders yet; give --dir DIR")
+    return roots
+
+
+class Watcher:
+    """Watch ``roots`` and run ``build_index`` into ``index_dir`` after each quiet burst (one writer at a time).
+
+    ``poll`` (seconds) rescans instead of relying on kernel events, for network mounts where none arrive.
+    """
+
+    def __init__(self, index_dir: Path, roots: list[Path], embedder, poll: float | None = None,
+                 quiet: float = QUIET_S, stable: float = STABLE_S, show_progress: bool = False,
+                 log: Callable[[str], None] | None = None, **build_options):
+        self.index_dir = Path(index_dir)
+        self.roots = [Path(root) for root in roots]
+        self.embedder = embedder
+        self.poll = poll
+        self.quiet = quiet
+        self.stable = stable
+        self.show_progress = show_progress
+        self.build_options = build_options
+        self.log = log or (lambda message: print(f"indexer watch: {message}", file=sys.stderr, flush=True))
+        self.stop_event = threading.Event()
+        self.state = WatchState()
+
+    def build(self, reason: str) -> BuildSummary | None:
+        """One incremental build; None when another writer holds the index (retried by the caller)."""
+        try:
+            summary = build_index(self.roots, self.index_dir, self.embedder, show_progress=self.show_progress,
+                                  **self.build_options)
+        except IndexLockedError as error:
+            self.state.last_error = str(error)
+            self.log(f"{error}; retrying in {LOCKED_RETRY_S:.0f} s")
+            return None
+        self.state.builds += 1
+        self.state.last = summary
+        self.state.last_error = None
+        self.log(f"{reason}: {summary}")
+        return summary
+
+    def run(self) -> None:
+        """Catch up once, then build after every burst of changes until ``stop()``."""
+        import watchfiles
+
+        while self.build("catch-up") is None:
+            if self.stop_event.wait(LOCKED_RETRY_S):
+                return
+        self.log("watching " + ", ".join(map(str, self.roots)) + (f" (polling every {self.poll:g} s)" if self.poll
+                                                                     else ""))
+        # An empty yield means no event for ``quiet`` seconds: only then is the burst over and built.
+        options = dict(debounce=int(self.quiet * 2000), step=50, stop_event=self.stop_event,
+                       rust_timeout=int(self.quiet * 1000), yield_on_timeout=True, raise_interrupt=False)
+        if self.poll:
+            options.update(force_polling=True, poll_delay_ms=int(self.poll * 1000),
+                           rust_timeout=int(max(self.quiet, self.poll) * 1000 + 500))
+        for changes in watchfiles.watch(*self.roots, **options):
+            if self.stop_event.is_set():
+                return
+            if changes:
+                self.state.pending.update(path for _, path in changes)
+                continue
+            if not self.state.pending:
+                continue
+            wait_until_stable(self.state.pending, self.stable, stop=self.stop_event)
+            if self.build(f"{len(self.state.pending)} change(s)") is not None:
+                self.state.pending.clear()
+
+    def start(self) -> threading.Thread:
+        """Run in a daemon thread (the app's --watch)."""
+        thread = threading.Thread(target=self._run_logged, name="indexer-watch", daemon=True)
+        thread.start()
+        return thread
+
+    def _run_logged(self) -> None:
+        try:
+            self.run()
+        except Exception as error:  # noqa: BLE001 - the app keeps serving; the log says why watching stopped
+            self.state.last_error = f"{type(error).__name__}: {error}"
+            self.log(f"stopped: {self.state.last_error}")
+
+    def stop(self) -> None:
+        self.stop_event.set()

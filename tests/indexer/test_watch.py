@@ -1,0 +1,135 @@
+"""A real watcher (watchfiles, inotify or polling) keeps the index current; kill -9 mid-burst, restart, verify clean."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from indexer import IndexStore, verify
+from indexer.watch import Watcher
+
+from .test_crash import catalog_rows
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def indexed(index_dir: Path) -> dict[str, str]:
+    """{path: content hash} of the searchable photos, as a reader opening the index now sees them."""
+    with IndexStore.open(index_dir) as store:
+        return {record.path: record.content_hash for record in store.records(store.ids()) if record is not None}
+
+
+def eventually(condition, what: str, timeout: float = 240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"not within {timeout:.0f} s: {what}")
+
+
+@pytest.fixture
+def watcher(photos, tmp_path, tiny_mllama):
+    for i in range(4):
+        photos.jpeg(f"start/{i}.jpg", 64, 48, seed=i)
+    index_dir = tmp_path / "index"
+    watching = Watcher(index_dir, [photos.folder], tiny_mllama, quiet=0.5, stable=0.3, log=lambda message: None)
+    thread = watching.start()
+    eventually(lambda: watching.state.builds >= 1, "the catch-up build")
+    yield watching, index_dir
+    watching.stop()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+@pytest.mark.timeout(900)
+def test_new_changed_moved_deleted_and_a_500_file_burst_reach_the_index(watcher, photos):
+    watching, index_dir = watcher
+    folder = photos.folder
+    assert len(indexed(index_dir)) == 4
+    new = photos.jpeg("new/arrived.jpg", 64, 48, seed=100)
+    eventually(lambda: str(new) in indexed(index_dir), "a new photo")
+    before = indexed(index_dir)[str(folder / "start/1.jpg")]
+    photos.jpeg("start/1.jpg", 64, 48, seed=101)  # edited in place
+    eventually(lambda: indexed(index_dir).get(str(folder / "start/1.jpg")) not in (None, before), "a changed photo")
+    (folder / "moved").mkdir()
+    os.replace(folder / "start/2.jpg", folder / "moved/2.jpg")
+    eventually(lambda: str(folder / "moved/2.jpg") in indexed(index_dir)
+               and str(folder / "start/2.jpg") not in indexed(index_dir), "a moved photo")
+    (folder / "start/3.jpg").unlink()
+    eventually(lambda: str(folder / "start/3.jpg") not in indexed(index_dir), "a deleted photo")
+
+    builds = watching.state.builds
+    for i in range(500):  # a camera import
+        photos.jpeg(f"import/{i:04d}.jpg", 32, 24, seed=1000 + i)
+    eventually(lambda: len(indexed(index_dir)) == 4 + 500, "the 500-photo burst", timeout=600)
+    assert watching.state.builds - builds <= 3, "a burst is batched into a few builds, not one per file"
+    assert watching.state.last_error is None
+
+
+def test_files_still_being_written_are_waited_for(photos, tmp_path):
+    from indexer.watch import wait_until_stable
+
+    growing = photos.folder / "copying.jpg"
+    growing.write_bytes(b"\xff\xd8")
+    started = time.monotonic()
+    import threading
+
+    def keep_writing():
+        for _ in range(6):
+            time.sleep(0.1)
+            with open(growing, "ab") as file:
+                file.write(b"\0" * 1000)
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    wait_until_stable([str(growing), str(tmp_path / "gone.jpg")], stable=0.25)
+    writer.join()
+    assert growing.stat().st_size == 2 + 6000  # it returned only after the last write
+    assert time.monotonic() - started >= 0.6
+
+
+def start_watch(index_dir: Path, folder: Path, model_dir: Path, *extra) -> subprocess.Popen:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "indexer", "watch", "--index", str(index_dir), "--dir", str(folder),
+                             "--model", str(model_dir), "--batch-size", "2", "--quiet", *extra],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.timeout(900)
+def test_kill_9_during_a_burst_then_restart_catches_up_and_verifies_clean(make_photos, tmp_path, tiny_mllama_dir):
+    photos = make_photos("photos")
+    photos.jpeg("first.jpg", 64, 48, seed=1)
+    index_dir = tmp_path / "index"
+    process = start_watch(index_dir, photos.folder, tiny_mllama_dir, "--poll", "0.5")  # polling, as on a NAS
+    try:
+        eventually(lambda: catalog_rows(index_dir) >= 1 or process.poll() is not None, "the first build")
+        assert process.poll() is None, process.stderr.read()
+        for i in range(120):
+            photos.jpeg(f"burst/{i:03d}.jpg", 64, 48, seed=10 + i)
+        eventually(lambda: catalog_rows(index_dir) >= 10, "the burst's build to start committing")
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    assert catalog_rows(index_dir) < 121, "killed mid-build (the build was not already done)"
+    for i in range(5):  # changes while nothing watches
+        photos.jpeg(f"meanwhile/{i}.jpg", 64, 48, seed=500 + i)
+    (photos.folder / "first.jpg").unlink()
+    restarted = start_watch(index_dir, photos.folder, tiny_mllama_dir)
+    try:
+        eventually(lambda: len(indexed(index_dir)) == 125 and str(photos.folder / "first.jpg") not in indexed(index_dir),
+                   "the restarted watcher to catch up", timeout=600)
+    finally:
+        restarted.send_signal(signal.SIGINT)
+        try:
+            restarted.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            restarted.kill()
+    report = verify(index_dir)
+    assert report.clean, report.problems
