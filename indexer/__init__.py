@@ -22,7 +22,24 @@ _EXPORTS = {
     "remove_root": "maintenance",
     "verify": "maintenance",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BadRootError",
+    "BuildSummary",
+    "DEFAULT_INDEX_DIR",
+    "FileError",
+    "ImageRecord",
+    "IndexCorruptError",
+    "IndexLockedError",
+    "IndexMismatchError",
+    "IndexNotFoundError",
+    "IndexStore",
+    "IndexerError",
+    "VerifyReport",
+    "build_index",
+    "open_index",
+    "remove_root",
+    "verify",
+]
 
 
 def __getattr__(name: str):

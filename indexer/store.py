@@ -15,7 +15,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .catalog import CATALOG_FILE, STATUS_ERROR, Catalog, Image, Meta, Root, Vector, decode_relpath
 from .errors import BadRootError, IndexCorruptError, IndexLockedError, IndexNotFoundError
-from .files import DEFAULT_INDEX_DIR
 from .space import meta_updates, resolve_local
 from .sync import load_index
 from .vectors import INDEX_FILE

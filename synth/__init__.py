@@ -18,7 +18,15 @@ _EXPORTS = {
     "generate": "run",  # the loop (the submodule of the same name stays importable as synth.generate)
     "generate_one": "generate",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Configurator",
+    "ImageRef",
+    "SampleConfig",
+    "Summary",
+    "dry_run",
+    "generate",
+    "generate_one",
+]
 
 
 def __getattr__(name: str):

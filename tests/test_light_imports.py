@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,8 +27,7 @@ print(json.dumps({"code": code, "loaded": loaded}), file=sys.stderr)
 
 
 def probe(*command: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-c", PROBE, *command], cwd=REPO, env=env, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", PROBE, *command], cwd=REPO, capture_output=True, text=True,
                             timeout=120)
     return {**json.loads(result.stderr.strip().splitlines()[-1]), "stdout": result.stdout}
 

@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hub_cache import fill_hub_cache  # noqa: E402
+from .conftest import REPO
 
 HUB_ID = "google/siglip-base-patch16-256-multilingual"
 
@@ -26,7 +25,8 @@ def search(cli, index, *model, **kwargs):
     return cli("search", "--index", index, *model, "--text", "un perro", "-k", "3", "--json", **kwargs)
 
 
-def test_relative_path_moved_folder_and_hub_id_all_open_the_same_index(cli, photos, replica_dirs, tmp_path):
+def test_relative_path_moved_folder_and_hub_id_all_open_the_same_index(cli, photos, replica_dirs, tmp_path,
+                                                                        fill_hub_cache):
     from indexer import IndexMismatchError, IndexStore
     from mme5 import load_embedder
 
@@ -35,7 +35,8 @@ def test_relative_path_moved_folder_and_hub_id_all_open_the_same_index(cli, phot
     for name in ("a.jpg", "b.jpg", "c.jpg"):
         photos.jpeg(name)
     env = {"MME5_CACHE_DIR": str(tmp_path / "cache")}
-    built = cli("build", "--dir", photos.folder, "--index", "idx", "--model", "./models/ml", "--quiet", cwd=work, env=env)
+    relative = os.path.join(".", os.path.relpath(work / "models" / "ml", REPO))  # typed from the repo root
+    built = cli("build", "--dir", photos.folder, "--index", work / "idx", "--model", relative, "--quiet", env=env)
     assert built.returncode == 0, built.stderr
     recorded = info(work / "idx")
     assert recorded["model_id"] == str((work / "models" / "ml").resolve())  # where to find it from any folder

@@ -4,15 +4,21 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import sys
+import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hub_cache import fill_hub_cache, note_local_download  # noqa: E402
+from mme5 import identity
 
-from mme5 import identity  # noqa: E402
+
+def note_local_download(folder: Path, commit: str = "0" * 40) -> None:
+    """The per-file notes `hf download --local-dir` leaves in .cache/huggingface/download/ (commit, etag, time)."""
+    notes = folder / ".cache" / "huggingface" / "download"
+    notes.mkdir(parents=True, exist_ok=True)
+    for path in folder.glob("*.safetensors"):
+        etag = hashlib.sha256(path.read_bytes()).hexdigest()
+        (notes / f"{path.name}.metadata").write_text(f"{commit}\n{etag}\n{time.time() + 1}\n")
 
 
 @pytest.fixture
@@ -57,7 +63,8 @@ def test_hub_blobs_and_local_download_notes_give_the_digest_without_reading(tmp_
     assert identity.file_sha256(local / "model.safetensors") == hashlib.sha256(b"weights").hexdigest()
 
 
-def test_same_model_same_digest_wherever_it_lives_and_any_change_shows(replica_dirs, tmp_path, cache_dir, monkeypatch):
+def test_same_model_same_digest_wherever_it_lives_and_any_change_shows(replica_dirs, tmp_path, cache_dir, monkeypatch,
+                                                                        fill_hub_cache):
     source = replica_dirs["siglip-multilingual"]
     digest = identity.model_digest(str(source))
     assert digest.startswith("sha256:")

@@ -60,9 +60,9 @@ print(embedder.encode_text_queries(["un perro en la playa"]).shape)
 
 
 def load_with_hidden(model: Path, *hidden: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-c", HIDDEN_LOAD, str(model), *hidden], capture_output=True, text=True,
-                          timeout=300, env=env)
+                          timeout=300, env=env, cwd=REPO)
 
 
 def requirement_names() -> set[str]:

@@ -9,9 +9,6 @@ from pathlib import Path
 
 from .conftest import REPO, free_port, wait_for_server
 
-sys.path.insert(0, str(REPO / "tests"))
-from hub_cache import fill_hub_cache  # noqa: E402
-
 HUB_ID = "google/siglip-base-patch16-256-multilingual"
 
 
@@ -34,13 +31,13 @@ def serve_once(work: Path, model: str, env: dict) -> str:
     return log.read_text()
 
 
-def test_readme_example_starts_twice_and_the_hub_id_opens_the_same_index(replica_dirs, library, tmp_path):
+def test_readme_example_starts_twice_and_the_hub_id_opens_the_same_index(replica_dirs, library, tmp_path, fill_hub_cache):
     work = tmp_path / "work"
     shutil.copytree(replica_dirs["siglip-multilingual"], work / "models" / "x")
     shutil.copytree(library / "2023", work / "photos")
     hub = tmp_path / "hub"
     fill_hub_cache(hub, HUB_ID, work / "models" / "x")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(tmp_path / "cache"),
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CACHE_HOME": str(tmp_path / "cache"),
            "GRADIO_ANALYTICS_ENABLED": "False", "TMPDIR": str(tmp_path), "HF_HUB_CACHE": str(hub)}
 
     first = serve_once(work, "./models/x", env)
