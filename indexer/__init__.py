@@ -1,27 +1,34 @@
 """Photo folders → SQLite catalog + FAISS index of mmE5 vectors; incremental and crash-safe.
 
-Names are imported on first use (PEP 562), so ``python -m indexer --help`` loads neither torch nor faiss.
+Names are imported on first use (PEP 562), so ``python -m indexer`` starts without loading
+numpy, SQLAlchemy or FAISS before it can handle Ctrl-C (no traceback during start-up).
 """
-from importlib import import_module
+from __future__ import annotations
 
-_EXPORTS = {
-    "BadRootError": "errors",
-    "BuildSummary": "build",
-    "DEFAULT_INDEX_DIR": "files",
-    "FileError": "build",
-    "ImageRecord": "store",
-    "IndexCorruptError": "errors",
-    "IndexLockedError": "errors",
-    "IndexMismatchError": "errors",
-    "IndexNotFoundError": "errors",
-    "IndexStore": "store",
-    "IndexerError": "errors",
-    "VerifyReport": "maintenance",
-    "build_index": "build",
-    "open_index": "store",
-    "remove_root": "maintenance",
-    "verify": "maintenance",
+import importlib
+
+_HOMES = {
+    "BuildSummary": "build", "FileError": "build", "build_index": "build",
+    "BadRootError": "errors", "IndexCorruptError": "errors", "IndexerError": "errors",
+    "IndexLockedError": "errors", "IndexMismatchError": "errors", "IndexNotFoundError": "errors",
+    "IndexReplacedError": "errors",
+    "VerifyReport": "maintenance", "remove_root": "maintenance", "verify": "maintenance", "DEFAULT_INDEX_DIR": "files",
+    "ImageRecord": "store", "IndexStore": "store", "open_index": "store",
 }
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))
+
+
 __all__ = [
     "BadRootError",
     "BuildSummary",
@@ -32,6 +39,7 @@ __all__ = [
     "IndexLockedError",
     "IndexMismatchError",
     "IndexNotFoundError",
+    "IndexReplacedError",
     "IndexStore",
     "IndexerError",
     "VerifyReport",
@@ -40,15 +48,3 @@ __all__ = [
     "remove_root",
     "verify",
 ]
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))

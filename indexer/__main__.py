@@ -4,10 +4,12 @@ Examples:
   python -m indexer build --dir ~/Pictures                     # index into ./index (default model)
   python -m indexer build --dir photos/ --dir /mnt/camera --index my-index --model models/tiny
   python -m indexer build --index my-index                     # re-scan every folder the index knows
+  python -m indexer build --index my-index --prune             # photos of a folder that looks unmounted go too
   python -m indexer build --dir /mnt/nfs/archive --index my-index --engine ray --ray-address auto   # on a Ray cluster
   python -m indexer search --index my-index --text "un perro en la playa" -k 5
   python -m indexer search --index my-index --image query.jpg --text "but at night" --json
   python -m indexer info --index my-index --json
+  python -m indexer verify --index my-index --deep              # compare every vector, not a sample
   python -m indexer verify --index my-index --repair
   python -m indexer remove --index my-index --dir /mnt/camera
   python -m indexer watch --index my-index                     # keep it current as photos come and go
@@ -18,19 +20,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 # Decoding threads share the cores with torch; spinning OpenMP workers would steal them
 # (measured on 2 cores: 0.2 -> 0.85 pipeline efficiency). Must be set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .files import DEFAULT_INDEX_DIR, printable  # light: the heavy modules load once a command runs
+# Only light modules at import time: everything heavy loads inside main(), where Ctrl-C is handled.
+from .errors import Terminated
+from .files import DEFAULT_INDEX_DIR, decodable, printable
 
 EPILOG = __doc__.split("\n", 2)[2]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .build import DEFAULT_MAX_PRUNE_SHARE
+    from .reader import DEFAULT_DECODE_BUDGET
+
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="python -m indexer", description=__doc__.split("\n\n")[0],
                                      epilog=EPILOG, formatter_class=formatter)
@@ -66,6 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--cpus-per-decoder", type=float, default=1.0,
                        help="ray engine: CPUs per decoding task (default 1)")
     build.add_argument("--include-hidden", action="store_true", help="also index hidden files and folders")
+    build.add_argument("--prune", action="store_true",
+                       help="drop every photo whose file is gone, even when a whole folder looks unmounted or more "
+                            "than --max-prune-share of it vanished (by default those are kept, with a warning)")
+    build.add_argument("--max-prune-share", type=float, default=DEFAULT_MAX_PRUNE_SHARE,
+                       help="largest share of a folder's photos a build drops without --prune "
+                            f"(default {DEFAULT_MAX_PRUNE_SHARE})")
+    build.add_argument("--decode-budget-mp", type=float, default=DEFAULT_DECODE_BUDGET / 1e6,
+                       help="megapixels decoded at once across all decoding threads, bounding memory "
+                            f"(default {DEFAULT_DECODE_BUDGET / 1e6:g}, about 4 bytes each; a larger image is "
+                            "decoded alone)")
     build.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -81,9 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     info = command("info", "counts, model, index type and recall, size on disk, folders, last build, errors")
     info.add_argument("--json", action="store_true", help="print the JSON payload documented in the README")
 
-    verify = command("verify", "check that catalog and vector index agree (exit 1 if not)")
-    verify.add_argument("--repair", action="store_true", help="rebuild the vector index from stored vectors, "
-                                                               "drop orphans")
+    verify = command("verify", "check the catalog (SQLite integrity check) and that it agrees with the vector "
+                               "index (exit 1 if not)")
+    verify.add_argument("--deep", action="store_true", help="compare every vector in the vector index with its "
+                                                             "stored vector, and check every stored vector (slower)")
+    verify.add_argument("--repair", action="store_true", help="salvage a damaged catalog, rebuild the vector index "
+                                                               "from stored vectors, drop orphans, then check again")
 
     remove = command("remove", "forget a photo folder: its images leave the index")
     remove.add_argument("--dir", type=Path, required=True, help="an indexed folder")
@@ -130,36 +152,49 @@ def run_watch(args) -> int:
 
 
 def run_build(args) -> int:
-    from mme5 import load_embedder
-
-    from .build import build_index
+    from .build import build_index, plan_roots
     from .catalog import CATALOG_FILE, Catalog
+    from .lock import WriteLock
     from .store import resolve_local
 
+    from mme5.cli import UsageError
+
+    if not 0 <= args.max_prune_share <= 1:
+        raise UsageError(f"--max-prune-share must be between 0 and 1, got {args.max_prune_share}")
+    if args.decode_budget_mp <= 0:
+        raise UsageError(f"--decode-budget-mp must be positive, got {args.decode_budget_mp}")
+    index_dir = args.index.expanduser().absolute()
+    plan_roots(args.dirs, index_dir)  # fail on a bad --dir before spending time on the model
     model, adapter = resolve_local(args.model), resolve_local(args.adapter)
-    if model is None and (args.index / CATALOG_FILE).is_file():
-        catalog = Catalog(args.index / CATALOG_FILE)
+    if model is None and (index_dir / CATALOG_FILE).is_file():
+        catalog = Catalog(index_dir / CATALOG_FILE)
         meta = catalog.get_meta()
         catalog.close()
         model, adapter = meta.get("model_id"), adapter or meta.get("adapter")
-    if args.dirs:  # fail on a bad --dir before spending time on the model
-        from .build import check_roots
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with WriteLock(index_dir, "build"):  # a second build is refused now, not after minutes of model loading
+        from mme5 import load_embedder
 
-        check_roots(args.dirs, args.index.expanduser().absolute())
-    embedder = load_embedder(model, device=args.device, adapter=adapter)
-    ray_options = None
-    if args.engine == "ray":
-        from .ray_engine import RayOptions
+        embedder = load_embedder(model, device=args.device, adapter=adapter)
+        ray_options = None
+        if args.engine == "ray":
+            from .ray_engine import RayOptions
 
-        ray_options = RayOptions(address=args.ray_address, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
-                                 cpus_per_decoder=args.cpus_per_decoder)
-    summary = build_index(args.dirs, args.index, embedder, batch_size=args.batch_size, show_progress=not args.quiet,
-                          index_type=args.index_type, include_hidden=args.include_hidden,
-                          workers=None if ray_options else args.workers, engine=args.engine, ray_options=ray_options)
+            ray_options = RayOptions(address=args.ray_address, workers=args.workers,
+                                     gpus_per_worker=args.gpus_per_worker, cpus_per_decoder=args.cpus_per_decoder)
+        summary = build_index(args.dirs, index_dir, embedder, batch_size=args.batch_size,
+                              show_progress=not args.quiet, index_type=args.index_type,
+                              include_hidden=args.include_hidden, workers=None if ray_options else args.workers,
+                              engine=args.engine, ray_options=ray_options, prune=args.prune,
+                              max_prune_share=args.max_prune_share,
+                              decode_budget=max(1, int(args.decode_budget_mp * 1e6)))
     for error in summary.errors[:20]:
-        print(f"  skipped {printable(error.path)}: {error.reason}", file=sys.stderr)
+        print(printable(f"  skipped {error.path}: {error.reason}"), file=sys.stderr)
     if len(summary.errors) > 20:
-        print(f"  ... and {len(summary.errors) - 20} more (python -m indexer info --index {args.index})", file=sys.stderr)
+        print(printable(f"  ... and {len(summary.errors) - 20} more (python -m indexer info --index {args.index})"),
+              file=sys.stderr)
+    for warning in summary.warnings:  # repeated after the progress bars, where they are read
+        print(printable(f"WARNING: {warning}"), file=sys.stderr)
     print(json.dumps(summary.to_dict()) if args.json else str(summary))
     return 0
 
@@ -184,7 +219,7 @@ def run_search(args) -> int:
         scores, ids = store.search(query, args.k)
         hits = [(float(s), r) for s, r in zip(scores[0], store.records(ids[0])) if r is not None]
     if args.json:
-        results = [{"path": printable(r.path), "score": round(s, 6), "id": r.id, "size": r.size,
+        results = [{"path": decodable(r.path), "score": round(s, 6), "id": r.id, "size": r.size,
                     "taken_at": r.taken_at.isoformat() if r.taken_at else None, "camera": r.camera,
                     "width": r.width, "height": r.height, "content_hash": r.content_hash} for s, r in hits]
         print(json.dumps({"text": args.text, "image": str(args.image) if args.image else None, "results": results},
@@ -196,16 +231,19 @@ def run_search(args) -> int:
 
 
 def run_info(args) -> int:
+    from .lock import lock_holder
     from .store import IndexStore
 
     with IndexStore.open(args.index) as store:
         info = store.info()
+    writer = lock_holder(args.index)
+    info["build_running"] = writer[0] if writer and writer[1] == "build" else None
     if args.json:
         print(json.dumps(_printable_tree(info), ensure_ascii=False, default=str))
         return 0
     recall = info["recall"] or {}
     sizes = info["size_bytes"]
-    print(f"index:        {info['index_dir']}")
+    print(f"index:        {printable(str(info['index_dir']))}")
     print(f"images:       {info['images']} searchable, {info['errors']} with errors")
     if info.get("raw", {}).get("files"):
         print(f"camera RAW:   {info['raw']['files']} files, {info['raw']['pairs']} RAW+JPEG pairs (each shown once)")
@@ -215,33 +253,59 @@ def run_info(args) -> int:
     print(f"index type:   {info['index_type']} ({recall_text}; {info['bytes_per_image']} bytes per image)")
     print(f"size on disk: {sizes['total'] / 1e6:.1f} MB (catalog {sizes['catalog'] / 1e6:.1f} MB, "
           f"vector index {sizes['vector_index'] / 1e6:.1f} MB)")
-    print("folders:      " + (", ".join(info["roots"]) or "none"))
+    print("folders:      " + (", ".join(printable(root) for root in info["roots"]) or "none"))
     last = info["last_build"]
     if last:
         print(f"last build:   {info['last_build_at']}: added {last['added']}, updated {last['updated']}, "
               f"moved {last['moved']}, removed {last['removed']}, unchanged {last['unchanged']}, "
               f"errors {last['error_count']} in {last['seconds']:.1f} s")
-    if not info["in_sync"]:
+        for warning in last.get("warnings", []):
+            print(printable(f"  WARNING: {warning}"))
+    print(f"catalog:      {info['catalog_check']}" + (" (read-only storage: searchable, not writable)"
+                                                          if info["read_only"] else ""))
+    if writer:
+        print(f"build:        {_writer_text(writer)}; the vector index catches up when it finishes")
+    elif not info["in_sync"]:
         print("note:         the vector index lags the catalog (interrupted build); run build or verify --repair")
     for error in info["error_list"]:
-        print(f"  error {printable(error['path'])}: {error['error']}")
+        print(printable(f"  error {error['path']}: {error['error']}"))
     return 0
+
+
+def _writer_text(writer: tuple) -> str:
+    """'a build is running (pid N)' for the lock holder lock_holder() found."""
+    pid, purpose = writer
+    what = "a build is running" if purpose == "build" else f"an indexer process is writing this index ({purpose})"
+    return f"{what} (pid {pid if pid is not None else 'unknown'})"
 
 
 def run_verify(args) -> int:
     from .maintenance import verify
 
-    report = verify(args.index, repair=args.repair)
+    report = verify(args.index, repair=args.repair, deep=args.deep)
     for problem in report.problems:
-        print(f"problem: {problem}", file=sys.stderr)
+        print(printable(f"problem: {problem}"), file=sys.stderr)
     for fixed in report.repaired:
-        print(f"repaired: {fixed}", file=sys.stderr)
+        print(printable(f"repaired: {fixed}"), file=sys.stderr)
+    for left in report.unrepaired:
+        print(printable(f"not repaired: {left}"), file=sys.stderr)
+    for note in report.notes:
+        print(printable(f"note: {note}"), file=sys.stderr)
     if report.clean:
-        print(f"ok: {report.checked.get('images', 0)} images, catalog and vector index agree")
+        compared = report.checked.get("vectors_compared")
+        print(f"ok: {report.checked.get('images', 0)} images, catalog sound, catalog and vector index agree"
+              + (f" ({compared} vectors compared)" if compared is not None else ""))
         return 0
+    if args.repair and not report.unrepaired:
+        print("repaired, and checked again: catalog sound, catalog and vector index agree")
+        return 0
+    if report.writer and not args.repair:  # its batches are committed, its vector index is saved at the end
+        print(f"{_writer_text(report.writer)}: until it finishes the vector index lags the catalog, so these "
+              "differences are expected; run verify again when it has finished")
+        return EXIT_BUSY
     if args.repair:
-        print("repaired; run verify again to confirm")
-        return 0
+        print(f"{len(report.unrepaired)} problem(s) remain after the repair (see above)")
+        return 1
     print(f"{len(report.problems)} problem(s); run: python -m indexer verify --index {args.index} --repair")
     return 1
 
@@ -250,13 +314,14 @@ def run_remove(args) -> int:
     from .maintenance import remove_root
 
     removed = remove_root(args.index, args.dir)
-    print(f"removed {args.dir}: {removed} image(s) left the index")
+    print(printable(f"removed {args.dir}: {removed} image(s) left the index"))
     return 0
 
 
 def _printable_tree(value):
+    """For JSON: json.dumps escapes control characters itself; only undecodable bytes need escaping."""
     if isinstance(value, str):
-        return printable(value)
+        return decodable(value)
     if isinstance(value, dict):
         return {key: _printable_tree(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -264,21 +329,48 @@ def _printable_tree(value):
     return value
 
 
+EXIT_BUSY = 75  # sysexits EX_TEMPFAIL: verify during a build; try again when it has finished
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def _main(argv) -> int:
-    args = build_parser().parse_args(argv)
-    handlers = {"build": run_build, "search": run_search, "info": run_info, "verify": run_verify, "remove": run_remove,
-                "watch": run_watch}
-    return handlers[args.command](args)
+    command = None
+    try:
+        args = build_parser().parse_args(argv)
+        command = args.command
+        handlers = {"build": run_build, "search": run_search, "info": run_info, "verify": run_verify,
+                    "remove": run_remove, "watch": run_watch}
+        return handlers[command](args)
+    except KeyboardInterrupt as interrupt:  # also Terminated; never a traceback, even during start-up
+        terminated = isinstance(interrupt, Terminated)
+        what = "terminated (SIGTERM)" if terminated else "interrupted"
+        if command in ("build", "remove", "watch") or getattr(interrupt, "kept", None):
+            kept = getattr(interrupt, "kept", None) or "committed progress is kept"
+            what += f"; {kept}; run the same command again to resume"
+        print(printable(what), file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
 
 
 def main(argv=None) -> int:
-    """0 ok, 1 error (one line for a user's problem, a traceback for a bug), 2 usage, 130 interrupted."""
+    """0 ok, 1 error (one line for a user's problem, a traceback for a bug), 2 usage, 75 busy, 130/143 stopped."""
     from mme5.cli import run
 
     from .errors import IndexerError
 
-    return run(_main, argv, "indexer", (IndexerError,),
-               interrupted="interrupted; committed progress is kept, run the same command again to resume")
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if in_main_thread:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)  # systemd/docker stop: unwind like Ctrl-C
+    try:
+        return run(_main, argv, "indexer", (IndexerError,), escape=printable,
+                   interrupted="interrupted; committed progress is kept, run the same command again to resume")
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -34,14 +34,15 @@ from .catalog import (
     utcnow,
 )
 from . import space
-from .errors import BadRootError
+from .errors import BadRootError, IndexReplacedError
 from .files import FileEntry, FolderProblem, is_within, printable, root_key, scan_root
 from .lock import WriteLock
-from .reader import ReadResult, read_file
-from .sync import load_index, measure_recall, needs_retraining, rebuild, recall_is_stale
+from .reader import DEFAULT_DECODE_BUDGET, DecodeBudget, ReadResult, read_file
+from .sync import load_index, measure_recall, needs_retraining, rebuild, recall_is_stale, save_index
 from .vectors import INDEX_FILE, choose_index_type
 
 MAX_ERRORS_KEPT = 1000  # in the stored last-build summary; the catalog keeps every error row
+DEFAULT_MAX_PRUNE_SHARE = 0.5  # a build drops at most this share of a folder's photos unless told --prune
 ENGINES = ("local", "ray")
 
 
@@ -72,6 +73,9 @@ class BuildSummary:
     images: int = 0  # searchable images after the build
     index_type: str = ""
     started_at: str = ""
+    kept: int = 0  # photos whose files look missing but were kept (unmounted drive?); --prune drops them
+    warnings: list[str] = field(default_factory=list)
+    peak_decode_pixels: int = 0  # most pixels decoded at once (bounded by the decode budget)
 
     @property
     def processed(self) -> int:
@@ -90,10 +94,12 @@ class BuildSummary:
         return data
 
     def __str__(self) -> str:
+        kept = f"; KEPT {self.kept} photo(s) whose files were not found (see the warnings; --prune drops them)"
         return (
             f"added {self.added}, updated {self.updated}, moved {self.moved}, removed {self.removed}, "
             f"unchanged {self.unchanged}, errors {len(self.errors)} in {self.seconds:.1f} s "
             f"({self.rate:.1f} images/s); {self.images} images searchable ({self.index_type} index)"
+            + (kept if self.kept else "")
         )
 
 
@@ -122,6 +128,15 @@ def check_roots(roots: Iterable[Path | str], index_dir: Path) -> list[str]:
     return checked
 
 
+def plan_roots(roots: Iterable[Path | str], index_dir: Path) -> list[str]:
+    """The checked root folders of a build, or BadRootError (also when there is nothing to index)."""
+    index_dir = Path(index_dir).expanduser().absolute()
+    root_paths = check_roots(roots, index_dir)
+    if not root_paths and not (index_dir / CATALOG_FILE).is_file():
+        raise BadRootError("no folder to index: give at least one --dir")
+    return root_paths
+
+
 def build_index(
     roots: list[Path],
     index_dir: Path,
@@ -133,28 +148,36 @@ def build_index(
     workers: int | None = None,
     engine: str = "local",
     ray_options=None,
+    prune: bool = False,
+    max_prune_share: float = DEFAULT_MAX_PRUNE_SHARE,
+    decode_budget: int = DEFAULT_DECODE_BUDGET,
 ) -> BuildSummary:
     """Index new files, re-embed changed ones, drop deleted ones; resume after a crash.
 
     ``roots`` empty means every folder this index already knows. ``engine="ray"`` reads,
     decodes and embeds on a Ray cluster (``ray_options``: an ``indexer.ray_engine.RayOptions``)
-    while this process keeps the catalog; see ``indexer/ray_engine.py``.
+    while this process keeps the catalog; see ``indexer/ray_engine.py``. Photos of a folder
+    that lists no photos at all, or moved to another device with none of its files, are kept
+    (an unmounted drive), as are removals of more than ``max_prune_share`` of a folder's
+    photos; ``prune`` drops them all the same. ``decode_budget`` caps the pixels decoded at
+    once across the local engine's ``workers`` threads.
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if not 0 <= max_prune_share <= 1:
+        raise ValueError(f"max_prune_share must be between 0 and 1, got {max_prune_share}")
+    budget = DecodeBudget(decode_budget)
     if index_type is not None:
         choose_index_type(index_type, 0)  # validates the name before any work
     index_dir = Path(index_dir).expanduser().absolute()
-    root_paths = check_roots(roots, index_dir)
-    existing_catalog = (index_dir / CATALOG_FILE).is_file()
-    if not root_paths and not existing_catalog:
-        raise BadRootError("no folder to index: give at least one --dir")
+    root_paths = plan_roots(roots, index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
-    with WriteLock(index_dir):
+    with WriteLock(index_dir, "build"):
         remove_stale_temps(index_dir)
         catalog = Catalog(index_dir / CATALOG_FILE, create=True)
+        build = None
         try:
             build_class = _Build
             if engine == "ray":
@@ -162,24 +185,43 @@ def build_index(
 
                 build_class = make_ray_build(_Build)
                 build_class.ray_options = ray_options or RayOptions()
-            return build_class(catalog, index_dir, embedder, batch_size, show_progress, index_type,
-                               include_hidden, workers).run(root_paths)
+            build = build_class(catalog, index_dir, embedder, batch_size, show_progress, index_type,
+                                include_hidden, workers, prune, max_prune_share, budget)
+            return build.run(root_paths)
+        except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM: say what the committed batches kept
+            if build is not None:
+                interrupt.kept = build.kept_note()
+            raise
         finally:
             catalog.close()
+
+
+def folder_identity(index_dir: Path) -> tuple:
+    """Which index folder and catalog file these are (device, inode): a folder deleted and re-created
+    at the same path by another build is a different one."""
+    folder, catalog = os.stat(index_dir), os.stat(Path(index_dir) / CATALOG_FILE)
+    return (folder.st_dev, folder.st_ino, catalog.st_dev, catalog.st_ino)
 
 
 class _Build:
     """One build run; holds the open catalog, the in-memory FAISS index and the counters."""
 
-    def __init__(self, catalog, index_dir, embedder, batch_size, show_progress, index_type, include_hidden, workers):
+    def __init__(self, catalog, index_dir, embedder, batch_size, show_progress, index_type, include_hidden, workers,
+                 prune=False, max_prune_share=DEFAULT_MAX_PRUNE_SHARE, budget=None):
         self.catalog, self.index_dir, self.embedder = catalog, index_dir, embedder
+        self.identity = folder_identity(index_dir)
         from mme5.gpu_memory import fit_batch_size
 
         batch_size = fit_batch_size(embedder, batch_size)  # lowered (and said on stderr) if the GPU is too small
         self.batch_size, self.show_progress, self.include_hidden = batch_size, show_progress, include_hidden
         self.workers = workers or min(8, os.cpu_count() or 1)
+        self.prune, self.max_prune_share = prune, max_prune_share
+        self.budget = budget or DecodeBudget()
         self.summary = BuildSummary(started_at=utcnow().isoformat(timespec="seconds"))
         self.started = time.perf_counter()
+        self.start_count = catalog.count()
+        self.root_rows: dict[str, int] = {}  # root -> its catalog rows before this build
+        self.root_devices: dict[str, int] = {}  # root -> device id to record at the end
         self.meta = self._claim_meta(index_type)
         self.index_type = index_type or self.meta.get("index_type_request")
         self.index, report = load_index(catalog, index_dir, self.meta, self.index_type)
@@ -191,6 +233,20 @@ class _Build:
         self.in_flight: tuple[_Pending, object] | None = None  # a batch the model is embedding now
         self.failed_hashes: dict[str, str] = {}  # content the model rejected in this run -> reason
         self.known: set[str] = set()
+
+    def warn(self, message: str) -> None:
+        """A data-safety warning: shown now on stderr and kept in the summary (info shows it)."""
+        self.summary.warnings.append(message)
+        print(f"indexer: WARNING: {printable(message)}", file=sys.stderr)
+
+    def kept_note(self) -> str:
+        """What an interrupted build leaves behind (every committed batch stays)."""
+        try:
+            count = self.catalog.count()
+        except Exception:  # noqa: BLE001 - the note must not hide the interruption
+            return "progress committed so far is kept in the catalog"
+        return (f"the catalog keeps every committed batch: {count} searchable images "
+                f"({count - self.start_count:+d} from this run); the vector index catches up on the next run")
 
     # -- setup --------------------------------------------------------------------------
     def _claim_meta(self, index_type: str | None) -> dict:
@@ -248,8 +304,10 @@ class _Build:
         unlisted: list[str] = []
         progress = tqdm(desc="scanning", unit=" files", disable=not self.show_progress, file=sys.stderr,
                         dynamic_ncols=True)
+        recorded_devices = self.meta.get("root_devices") or {}
         with self.catalog.session() as session:
             for path, root_id in roots.items():
+                found_files, root_unlisted = 0, False
                 rows = {
                     row.relpath: _Row(row.id, path, decode_relpath(row.relpath), row.size, row.mtime_ns,
                                       row.status, row.content_hash, row.retry)
@@ -258,20 +316,46 @@ class _Build:
                                Image.retry).where(Image.root_id == root_id)
                     )
                 }
+                self.root_rows[path] = len(rows)
+                device = _device(path)
                 for found in scan_root(path, self.include_hidden, exclude=(str(self.index_dir),)):
                     if isinstance(found, FolderProblem):
                         unlisted.append(found.path)
+                        root_unlisted |= found.relpath == ""
                         self.summary.errors.append(FileError(found.path, found.reason))
                         continue
+                    found_files += 1
                     progress.update(1)
                     row = rows.pop(encode_relpath(found.relpath), None)
                     if row is not None and not row.retry and (row.size, row.mtime_ns) == (found.size, found.mtime_ns):
                         self.summary.unchanged += 1
                     else:
                         work.append((found, root_id, row))
+                matched = self.root_rows[path] - len(rows)
+                suspect = None if root_unlisted else self._looks_missing(
+                    path, found_files, matched, recorded_devices.get(path), device)
+                if suspect:
+                    unlisted.append(path)  # its rows stay, like those of a folder that cannot be listed
+                    self.summary.kept += len(rows)
+                    self.warn(f"{path}: {suspect}; kept its {len(rows)} photo(s) in the index. Check that the "
+                              "drive is mounted; if the photos are really gone, run build --prune")
+                elif device is not None and not root_unlisted:
+                    self.root_devices[path] = device
                 missing.extend(rows.values())
         progress.close()
         return work, missing, unlisted
+
+    def _looks_missing(self, path: str, found_files: int, matched: int, recorded: int | None,
+                       device: int | None) -> str | None:
+        """Why a root's files look absent rather than deleted (an unmounted drive), or None."""
+        if self.prune or self.root_rows[path] == 0:
+            return None
+        if found_files == 0:
+            return "lists no photos at all (an unmounted drive leaves an empty mount point)"
+        if recorded is not None and device is not None and device != recorded and matched == 0:
+            return (f"is on another device than at the last build (device id {recorded}, now {device}) "
+                    "and none of the photos indexed there is present")
+        return None
 
     def _process(self, work) -> None:
         """Read files in worker threads (overlapping the model), then catalog them in order."""
@@ -283,22 +367,26 @@ class _Build:
         window = max(2 * self.batch_size, 2 * self.workers)
         progress = tqdm(total=len(work), desc="indexing", unit=" img", disable=not self.show_progress,
                         file=sys.stderr, dynamic_ncols=True)
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="indexer-read") as pool:
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="indexer-read")
+        try:
             queue: deque = deque()
             items = iter(work)
             for entry, root_id, row in items:
-                queue.append((pool.submit(read_file, entry, draft, known), root_id, row))
+                queue.append((pool.submit(read_file, entry, draft, known, self.budget), root_id, row))
                 if len(queue) >= window:
                     break
             while queue:
                 future, root_id, row = queue.popleft()
                 nxt = next(items, None)
                 if nxt is not None:
-                    queue.append((pool.submit(read_file, nxt[0], draft, known), nxt[1], nxt[2]))
+                    queue.append((pool.submit(read_file, nxt[0], draft, known, self.budget), nxt[1], nxt[2]))
                 self._handle(future.result(), root_id, row)
                 progress.update(1)
                 if self.pending.full(self.batch_size):
                     self._flush()
+        finally:  # on Ctrl-C/SIGTERM, reads not yet started are dropped instead of run
+            pool.shutdown(wait=True, cancel_futures=True)
+        self.summary.peak_decode_pixels = self.budget.peak
         self._flush()
         self._commit_in_flight()
         progress.close()
@@ -440,15 +528,17 @@ class _Build:
 
     def _finish(self, missing: list["_Row"]) -> None:
         """Drop files that are gone, collect unused vectors, retrain if needed, save atomically."""
-        gone = [row.id for queue in self.missing_by_hash.values() for row in queue]
-        gone += [row.id for row in missing if not (row.status == STATUS_OK and row.content_hash)]
+        gone = self._allowed_removals(
+            [row for queue in self.missing_by_hash.values() for row in queue]
+            + [row for row in missing if not (row.status == STATUS_OK and row.content_hash)])
         self.summary.removed += len(gone)
         with self.catalog.session() as session:
             for start in range(0, len(gone), 500):
                 session.execute(delete(Image).where(Image.id.in_(gone[start : start + 500])))
             Catalog.delete_orphan_vectors(session)
             self.generation += 1
-            Catalog.set_meta(session, generation=self.generation)
+            devices = {**(self.meta.get("root_devices") or {}), **self.root_devices}
+            Catalog.set_meta(session, generation=self.generation, root_devices=devices)
             session.commit()
         self.index.remove(gone)
         count = self.catalog.count()
@@ -459,7 +549,8 @@ class _Build:
         recall = self.meta.get("recall")
         if reason or recall_is_stale(recall, self.index, count):
             recall = measure_recall(self.catalog, self.index)
-        self.index.save(self.index_dir / INDEX_FILE)
+        self._check_still_ours()
+        save_index(self.catalog, self.index, self.index_dir / INDEX_FILE)
         self.summary.seconds = time.perf_counter() - self.started
         self.summary.images = self.index.ntotal
         self.summary.index_type = self.index.kind
@@ -468,6 +559,45 @@ class _Build:
                              nlist=self.index.nlist, recall=recall, last_build=self.summary.to_dict(),
                              last_build_at=utcnow().isoformat(timespec="seconds"))
             session.commit()
+
+
+    def _allowed_removals(self, gone: list["_Row"]) -> list[int]:
+        """Ids of vanished files to drop: all of them with --prune, otherwise per folder at most
+        ``max_prune_share`` of its photos (more looks like a drive or share that is not there)."""
+        by_root: dict[str, list[int]] = defaultdict(list)
+        for row in gone:
+            by_root[row.root].append(row.id)
+        allowed: list[int] = []
+        for root, ids in by_root.items():
+            total = self.root_rows.get(root, len(ids))
+            if self.prune or len(ids) <= self.max_prune_share * total:
+                allowed += ids
+                continue
+            self.summary.kept += len(ids)
+            self.warn(f"{root}: {len(ids)} of its {total} photos were not found, more than the "
+                      f"{self.max_prune_share:.0%} a build drops on its own (--max-prune-share); kept them in the index. "
+                      "Check that the drive or share is complete; if the photos are really gone, run build --prune")
+        return allowed
+
+    def _check_still_ours(self) -> None:
+        """Refuse to write vectors.faiss into an index folder that another build has re-created."""
+        try:
+            replaced = folder_identity(self.index_dir) != self.identity
+        except FileNotFoundError:
+            replaced = True
+        if replaced:
+            raise IndexReplacedError(
+                f"{self.index_dir}: the index folder or its catalog was deleted or replaced while this build ran "
+                "(by another process); this build's work went with the deleted files and it saved nothing, so the "
+                "index now there was left untouched. Run the build again if that index should include these folders."
+            )
+
+
+def _device(path: str) -> int | None:
+    try:
+        return os.stat(path).st_dev
+    except OSError:
+        return None
 
 
 @dataclass

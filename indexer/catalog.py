@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
+import urllib.parse
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -32,12 +34,26 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from .errors import IndexCorruptError
+from .errors import (
+    SQLITE_CANTOPEN,
+    SQLITE_FULL,
+    SQLITE_IOERR,
+    SQLITE_READONLY,
+    DiskFullError,
+    IndexCorruptError,
+    IndexerError,
+    ReadOnlyIndexError,
+    damaged_message,
+    disk_full_message,
+    low_space,
+    storage_problem,
+)
 
 CATALOG_FILE = "catalog.sqlite"
 SCHEMA_VERSION = 1
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
+CHEAP_CHECK_BYTES = 256 << 20  # catalogs up to this size get SQLite's quick_check on open where it matters (~0.3 s)
 
 
 class Base(DeclarativeBase):
@@ -110,32 +126,70 @@ def decode_relpath(raw: bytes) -> str:
 
 
 class Catalog:
-    """A connection to one catalog file plus the queries the indexer needs."""
+    """A connection to one catalog file plus the queries the indexer needs.
 
-    def __init__(self, path: Path, create: bool = False):
+    A reader (``writable=False``) that cannot open the file for writing (read-only mount,
+    full disk: SQLite cannot create its ``-shm`` file) falls back to ``mode=ro`` and then to
+    ``immutable=1``; ``mode`` says which one is in use. Low-level SQLite errors become
+    IndexerErrors that say what to do (damaged file, full disk, read-only media).
+    """
+
+    def __init__(self, path: Path, create: bool = False, writable: bool = False):
         self.path = Path(path)
         if not create and not self.path.is_file():
             raise IndexCorruptError(f"{self.path}: catalog file missing")
-        self.engine = create_engine(f"sqlite:///{self.path}")
+        self.mode = _open_mode(self.path, writable=create or writable)
+        uri = _uri(self.path, self.mode)
+        self.engine = create_engine(f"sqlite:///{self.path}", creator=lambda: sqlite3.connect(
+            uri, uri=True, check_same_thread=False, timeout=10))
         event.listen(self.engine, "connect", _sqlite_pragmas)
+        event.listen(self.engine, "handle_error", self._explain)
         try:
             with self.engine.connect() as connection:
-                connection.execute(text("PRAGMA journal_mode=WAL"))
+                if self.mode == "rw":
+                    connection.execute(text("PRAGMA journal_mode=WAL"))
                 if create:
                     Base.metadata.create_all(connection)
                     _ensure_indexes(connection)
                     connection.commit()
                 names = set(self.engine.dialect.get_table_names(connection))
+        except IndexerError:
+            self.engine.dispose()
+            raise
         except DatabaseError as error:
             self.engine.dispose()
             raise IndexCorruptError(
-                f"{self.path}: not a readable SQLite catalog ({str(error).splitlines()[0]}). "
-                "Move the index folder aside and build it again."
+                f"{self.path}: not a readable SQLite catalog ({str(error.orig or error).splitlines()[0]}). "
+                "Check the file's permissions; if it is not a catalog at all, restore it from a backup or move the "
+                "index folder aside and build it again."
             ) from error
         problem = _schema_problem(self.engine, names)
         if problem:
             self.engine.dispose()
             raise IndexCorruptError(f"{self.path}: {problem}; move the index folder aside and build it again")
+        if create and self.path.stat().st_size <= CHEAP_CHECK_BYTES:  # a writer checks before it writes, when cheap
+            damage = self.integrity_problem()
+            if damage:
+                self.engine.dispose()
+                raise IndexCorruptError(damaged_message(self.path, damage))
+
+    def _explain(self, context) -> None:
+        """SQLAlchemy hook: replace a raw damaged/full/read-only SQLite error by one clear IndexerError."""
+        problem = storage_problem(context.original_exception, self.path)
+        if problem is not None:
+            raise problem from context.original_exception
+
+    def integrity_problem(self, full: bool = False) -> str | None:
+        """SQLite's own check of every page and index (``quick_check``; ``integrity_check`` if ``full``):
+        None when sound, else the first findings (reading a damaged page may itself fail: that is a finding too)."""
+        pragma = "integrity_check" if full else "quick_check"
+        try:
+            with self.engine.connect() as connection:
+                rows = [" ".join(line for line in str(row[0]).splitlines() if not line.startswith("*** in database"))
+                        for row in connection.exec_driver_sql(f"PRAGMA {pragma}(20)")]
+        except IndexCorruptError as error:
+            return str(error.__cause__ or error).splitlines()[0]
+        return None if rows == ["ok"] else "; ".join(rows[:5]) + (f" (and {len(rows) - 5} more)" if len(rows) > 5 else "")
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -292,6 +346,53 @@ def _blobs_to_array(blobs: list[bytes]) -> np.ndarray:
     if not blobs:
         return np.empty((0, 0), dtype=np.float16)
     return np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), -1)
+
+
+def _uri(path: Path, mode: str) -> str:
+    quoted = urllib.parse.quote(os.fsencode(os.path.abspath(path)))
+    return {"rw": f"file:{quoted}", "ro": f"file:{quoted}?mode=ro", "immutable": f"file:{quoted}?mode=ro&immutable=1"}[mode]
+
+
+def _open_mode(path: Path, writable: bool) -> str:
+    """"rw" when the file opens normally; for a reader that cannot write there, "ro" or "immutable".
+
+    ``immutable=1`` (no locks, no -shm) is the last resort: on read-only media nobody can be
+    writing, and on a full disk no build can commit. A write-ahead log it cannot read is reported.
+    """
+    modes = ("rw",) if writable else ("rw", "ro", "immutable")
+    for mode in modes:
+        try:
+            connection = sqlite3.connect(_uri(path, mode), uri=True, timeout=10)
+            try:
+                connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            finally:
+                connection.close()
+        except sqlite3.Error as error:
+            problem = storage_problem(error, path)
+            retry = getattr(error, "sqlite_errorcode", 0) & 0xFF in (SQLITE_READONLY, SQLITE_IOERR, SQLITE_CANTOPEN,
+                                                                     SQLITE_FULL)
+            if mode != modes[-1] and retry:
+                continue
+            if problem is not None:
+                raise problem from error
+            return mode  # the engine's first connection reports it with the catalog's usual message
+        if mode == "immutable" and _size(Path(f"{path}-wal")) > 0:  # immutable would ignore the log's commits
+            folder = path.parent
+            why = disk_full_message(folder, "SQLite cannot create the shared-memory file it needs to read the "
+                                            "catalog's write-ahead log") if low_space(folder) else None
+            raise DiskFullError(why) if why else ReadOnlyIndexError(
+                f"{folder}: the index is on read-only storage and its catalog has an unfinished write-ahead log "
+                f"({path.name}-wal) that SQLite can only read with write access; open the index once on writable "
+                "storage (any command does) to fold the log in, then it can be served read-only.")
+        return mode
+    return modes[-1]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat as stat_module
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,9 +126,31 @@ def root_key(path: Path | str) -> str:
     return os.path.realpath(os.fspath(path))
 
 
-def printable(path: str) -> str:
-    """File names need not be UTF-8; show undecodable bytes escaped instead of crashing."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+# C0 controls, DEL, C1 controls, line/paragraph separators and bidi overrides/isolates: in a file name
+# they could split an output line, recolour the terminal or make a name read differently.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def decodable(text: str) -> str:
+    """File names need not be UTF-8: undecodable bytes become ``\\xNN`` text (for JSON and HTML)."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is not an escaped byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def printable(text: str) -> str:
+    """Any text shown on a terminal (paths, messages with paths in them): undecodable bytes
+    and control characters escaped (``\\xe9``, ``\\n``, ``\\x1b``), so a file name can neither
+    split a line nor send escape sequences. JSON output uses :func:`decodable` instead (json
+    escapes control characters itself)."""
+    return _CONTROL.sub(_escape_control, decodable(text))
+
+
+def _escape_control(match: re.Match) -> str:
+    char = match.group()
+    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
 
 
 def is_within(path: str, folder: str) -> bool:

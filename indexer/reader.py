@@ -1,8 +1,10 @@
 """Reading one image file in a worker thread: content hash, metadata (EXIF), decoded pixels."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -14,6 +16,7 @@ from mme5.images import load_image
 from .files import FileEntry
 
 HASH_CHUNK = 1 << 20
+DEFAULT_DECODE_BUDGET = 100_000_000  # pixels decoded at once across all reader threads (~0.4 GB as RGB)
 EXIF_ORIENTATION, EXIF_DATETIME, EXIF_MAKE, EXIF_MODEL = 0x0112, 0x0132, 0x010F, 0x0110
 EXIF_IFD, EXIF_DATETIME_ORIGINAL = 0x8769, 0x9003
 
@@ -37,8 +40,43 @@ class ReadResult:
     changed: bool = False  # modified while we were reading it
 
 
-def read_file(entry: FileEntry, draft_size: int, known_hashes) -> ReadResult:
-    """Hash the file, read its metadata and, unless its content is already embedded, decode it.
+class DecodeBudget:
+    """Caps the pixels being decoded at once across reader threads, so memory stays bounded.
+
+    A PNG or TIFF is decoded whole (Pillow cannot decode them reduced; JPEGs are decoded at
+    reduced scale, so they cost little): eight 100-megapixel PNGs in eight threads would need
+    several GB at once. Each decode holds its pixel count until the image is shrunk to what
+    the model needs; one image larger than the whole budget waits until it can run alone, so
+    every file that passes Pillow's bomb guard is still indexed and a build always finishes.
+    ``peak`` is the most pixels ever in flight (reported in the build summary).
+    """
+
+    def __init__(self, pixels: int = DEFAULT_DECODE_BUDGET):
+        if pixels < 1:
+            raise ValueError(f"decode budget must be at least 1 pixel, got {pixels}")
+        self.limit = int(pixels)
+        self.in_use = 0
+        self.peak = 0
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, pixels: int):
+        with self._changed:
+            while self.in_use and self.in_use + pixels > self.limit:
+                self._changed.wait()
+            self.in_use += pixels
+            self.peak = max(self.peak, self.in_use)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.in_use -= pixels
+                self._changed.notify_all()
+
+
+def read_file(entry: FileEntry, draft_size: int, known_hashes, budget: DecodeBudget | None = None) -> ReadResult:
+    """Hash the file, read its metadata and, unless its content is already embedded, decode it
+    (within ``budget``'s memory).
 
     Never raises for a bad file: the reason lands in ``error``.
     """
@@ -68,9 +106,10 @@ def read_file(entry: FileEntry, draft_size: int, known_hashes) -> ReadResult:
         result.error, result.retry = _os_reason(error), True
         return result
     try:
-        _read_metadata(path, result)
+        pixels = _read_metadata(path, result, draft_size)
         if result.content_hash not in known_hashes:
-            result.image = _shrink(load_image(path, draft_size=draft_size), draft_size)
+            with budget.hold(pixels) if budget is not None else contextlib.nullcontext():
+                result.image = _shrink(load_image(path, draft_size=draft_size), draft_size)
     except ImageError as error:
         result.error = error.reason
         result.image = None
@@ -96,14 +135,21 @@ def hash_file(path: str) -> str:
     return digest.hexdigest()[:32]
 
 
-def _read_metadata(path: str, result: ReadResult) -> None:
-    """Displayed size (after EXIF rotation), capture time and camera, from the header only."""
+def _read_metadata(path: str, result: ReadResult, draft_size: int = 0) -> int:
+    """Displayed size (after EXIF rotation), capture time and camera, from the header only.
+
+    Returns the pixels a decode will hold (JPEGs: at the reduced draft scale load_image uses).
+    """
     try:
         with Image.open(path) as image:
             width, height = image.size
             exif = image.getexif()
+            decoded = width * height
+            if draft_size and image.format == "JPEG":
+                image.draft("RGB", (draft_size, draft_size))
+                decoded = image.size[0] * image.size[1]
     except Exception:  # noqa: BLE001 - load_image reports the real reason
-        return
+        return 0
     if exif.get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
         width, height = height, width
     result.width, result.height = width, height
@@ -113,6 +159,7 @@ def _read_metadata(path: str, result: ReadResult) -> None:
         original = None
     result.taken_at = parse_exif_datetime(original or exif.get(EXIF_DATETIME))
     result.camera = camera_name(exif.get(EXIF_MAKE), exif.get(EXIF_MODEL))
+    return decoded
 
 
 def parse_exif_datetime(value) -> datetime | None:

@@ -13,7 +13,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from .catalog import CATALOG_FILE, STATUS_ERROR, Catalog, Image, Meta, Root, Vector, decode_relpath
+from .catalog import CATALOG_FILE, CHEAP_CHECK_BYTES, STATUS_ERROR, Catalog, Image, Meta, Root, Vector, decode_relpath
 from .errors import BadRootError, IndexCorruptError, IndexLockedError, IndexNotFoundError
 from .space import meta_updates, resolve_local
 from .sync import load_index
@@ -70,6 +70,9 @@ class IndexStore:
         except BaseException:
             catalog.close()
             raise
+        if report.rebuilt:
+            print(f"indexer: {report.rebuilt}; searching a copy rebuilt in memory from the catalog's stored vectors "
+                  f"(python -m indexer verify --index {index_dir} --repair rewrites the file)", file=sys.stderr)
         return cls(index_dir, catalog, meta, index, report)
 
     def close(self) -> None:
@@ -105,6 +108,11 @@ class IndexStore:
     @property
     def roots(self) -> list[str]:
         return [root.path for root in self.catalog.roots()]
+
+    @property
+    def read_only(self) -> bool:
+        """Opened without write access (read-only media or a full disk): searching works, building does not."""
+        return self.catalog.mode != "rw"
 
     @property
     def generation(self) -> int:
@@ -287,7 +295,16 @@ class IndexStore:
             "raw": self._raw_counts(),
             "error_list": [{"path": record.path, "error": record.error} for record in self.errors(INFO_ERROR_LIMIT)],
             "schema_version": meta.get("schema_version"),
+            "read_only": self.read_only,
+            "catalog_check": self._catalog_check(),
         }
+
+    def _catalog_check(self) -> str:
+        """SQLite's quick_check when the catalog is small enough for it to be cheap; else a pointer to verify."""
+        if _size(self.catalog.path) > CHEAP_CHECK_BYTES:
+            return f"not run (catalog over {CHEAP_CHECK_BYTES >> 20} MB): run verify"
+        problem = self.catalog.integrity_problem()
+        return "ok" if problem is None else f"damaged: {problem}; run verify --repair"
 
 
 _RECORDS_SQL = (

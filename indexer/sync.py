@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .catalog import Catalog
+from .errors import os_problem
 from .vectors import INDEX_FILE, VectorIndex, choose_index_type, lists_for
 
 RECALL_K = 10
@@ -39,7 +40,7 @@ def load_index(catalog: Catalog, index_dir: Path, meta: dict, index_type: str | 
     if not (Path(index_dir) / INDEX_FILE).exists() and catalog.count() == 0:
         return with_exact_vectors(VectorIndex.flat(int(meta["dim"])), catalog), report  # a new (or empty) index
     try:
-        index = with_exact_vectors(VectorIndex.load(Path(index_dir) / INDEX_FILE), catalog)
+        index = with_exact_vectors(load_checked(catalog, Path(index_dir) / INDEX_FILE, meta), catalog)
         if index.dim != int(meta["dim"]):
             raise ValueError(f"vector index has dim {index.dim}, catalog says {meta['dim']}")
     except ValueError as error:
@@ -49,6 +50,51 @@ def load_index(catalog: Catalog, index_dir: Path, meta: dict, index_type: str | 
     if meta.get("index_generation") != meta.get("generation") or id_summary(index) != catalog.ok_id_summary():
         report.added, report.removed = reconcile(catalog, index)
     return index, report
+
+
+def recorded_checksums(meta: dict) -> set[str]:
+    """Checksums the catalog vouches for: the last file written, and one being written (a crash between the
+    rename and the catalog update leaves the new file with only the pending checksum). Empty: none recorded."""
+    return {value for value in (meta.get("index_checksum"), meta.get("index_checksum_pending")) if value}
+
+
+def load_checked(catalog: Catalog, path: Path, meta: dict) -> VectorIndex:
+    """The FAISS file, refused (ValueError) unless its checksum is one the catalog recorded.
+
+    A build may replace the file between our read of the catalog and of the file: a
+    mismatch is only believed after reading both again.
+    """
+    try:
+        return VectorIndex.load(path, expected=recorded_checksums(meta))
+    except ValueError as error:
+        if "checksum" not in str(error):
+            raise
+    return VectorIndex.load(path, expected=recorded_checksums(catalog.get_meta()))
+
+
+def save_index(catalog: Catalog, index: VectorIndex, path: Path) -> str:
+    """Write the FAISS file atomically and record its checksum in the catalog; returns the checksum.
+
+    Order: checksum recorded as pending, file renamed into place, checksum made current. A
+    crash anywhere leaves a file whose checksum the catalog knows (old or new); a full disk
+    is a DiskFullError that leaves the previous file in place.
+    """
+    data, checksum = index.serialize()
+    with catalog.session() as session:
+        Catalog.set_meta(session, index_checksum_pending=checksum)
+        session.commit()
+    try:
+        index.save(path, data)
+    except OSError as error:
+        problem = os_problem(error, Path(path).parent)
+        if problem is error:
+            raise
+        raise problem from error
+    with catalog.session() as session:
+        Catalog.set_meta(session, index_checksum=checksum, index_checksum_pending=None)
+        session.commit()
+    index.checksum = checksum
+    return checksum
 
 
 def with_exact_vectors(index: VectorIndex, catalog: Catalog) -> VectorIndex:

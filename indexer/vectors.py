@@ -12,6 +12,7 @@ beside the model; ``MME5_GPU_SEARCH=0`` keeps it on the CPU.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import sys
@@ -68,6 +69,7 @@ class VectorIndex:
 
     def __init__(self, index: faiss.Index):
         self.index = index
+        self.checksum: str | None = None  # of the file it was loaded from
         self._gpu_copy = None  # search-only replica, made on first search when faiss sees a GPU
         # ids -> (ids found, float16/32 vectors): the stored full-precision vectors, for re-ranking
         self.exact_source: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
@@ -96,22 +98,40 @@ class VectorIndex:
         return cls(faiss.IndexIDMap2(inner))
 
     @classmethod
-    def load(cls, path: Path) -> "VectorIndex":
-        """Read an index file; ValueError if it is missing or unreadable."""
+    def load(cls, path: Path, expected: set[str] | None = None) -> "VectorIndex":
+        """Read an index file; ValueError if it is missing or unreadable.
+
+        The file's checksum is computed as it is read (``checksum``); with ``expected`` (the
+        checksums the catalog recorded) a file that matches none of them is a ValueError
+        before FAISS parses a single byte of it.
+        """
         path = Path(path)
         if not path.is_file():
             raise IndexCorruptError(f"{path}: vector index file missing")
         try:
-            data = np.fromfile(path, dtype=np.uint8)
+            data, checksum = read_with_checksum(path)
+        except OSError as error:
+            raise IndexCorruptError(f"{path}: vector index file unreadable ({error.strerror or error})") from error
+        if expected and checksum not in expected:
+            raise IndexCorruptError(f"{path}: vector index file does not match the checksum recorded when it was written "
+                             "(damaged on disk)")
+        try:
             index = faiss.deserialize_index(data)
         except (RuntimeError, MemoryError, ValueError) as error:
             raise IndexCorruptError(f"{path}: vector index file unreadable ({str(error).splitlines()[0][:200]})") from error
         if not isinstance(index, faiss.IndexIDMap2):
             raise IndexCorruptError(f"{path}: not an id-mapped index ({type(index).__name__})")
-        return cls(index)
+        loaded = cls(index)
+        loaded.checksum = checksum
+        return loaded
 
-    def save(self, path: Path) -> None:
-        write_atomic(path, faiss.serialize_index(self.index))
+    def serialize(self) -> tuple[np.ndarray, str]:
+        """(file bytes, their checksum): what ``save`` writes and what the catalog records."""
+        data = faiss.serialize_index(self.index)
+        return data, checksum_of(data)
+
+    def save(self, path: Path, data: np.ndarray | None = None) -> None:
+        write_atomic(path, self.serialize()[0] if data is None else data)
 
     # -- facts -------------------------------------------------------------------------
     @property
@@ -153,7 +173,71 @@ class VectorIndex:
         if not len(ids):
             return 0
         self._gpu_copy = None
-        return int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
+        if self.kind == "flat":
+            return int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
+        # IndexIDMap2 compacts its id map after a removal, but IVF lists keep their internal ids
+        # (positions in that map): renumber them, or every later hit names the wrong photo.
+        removed = np.flatnonzero(np.isin(self.ids(), ids)).astype(np.int64)
+        count = int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
+        if len(removed):
+            invlists = faiss.extract_index_ivf(self.index.index).invlists
+            for list_no in range(invlists.nlist):
+                size = invlists.list_size(list_no)
+                if size:
+                    positions = faiss.rev_swig_ptr(invlists.get_ids(list_no), size)
+                    positions -= np.searchsorted(removed, positions)
+        return count
+
+    def entries(self):
+        """(ids, vectors, IVF list of each or None) chunk by chunk in storage order, as FAISS holds them.
+
+        What ``verify --deep`` compares: flat and IVF-Flat hold the vectors exactly, IVF-SQ8
+        holds 8-bit codes (decoded here). An entry whose internal position falls outside the
+        id map (a damaged file) gets id -1.
+        """
+        id_map = self.ids()
+        if self.kind == "flat":
+            inner = faiss.downcast_index(self.index.index)
+            data = faiss.rev_swig_ptr(inner.get_xb(), self.ntotal * self.dim).reshape(self.ntotal, self.dim)
+            for start in range(0, self.ntotal, 65536):
+                yield id_map[start : start + 65536], np.array(data[start : start + 65536]), None
+            return
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(self.index.index))
+        invlists = ivf.invlists
+        for list_no in range(invlists.nlist):
+            size = invlists.list_size(list_no)
+            if not size:
+                continue
+            positions = faiss.rev_swig_ptr(invlists.get_ids(list_no), size).copy()
+            codes = faiss.rev_swig_ptr(invlists.get_codes(list_no), size * invlists.code_size).copy()
+            valid = (positions >= 0) & (positions < len(id_map))
+            ids = np.where(valid, id_map[np.clip(positions, 0, max(len(id_map) - 1, 0))], -1)
+            yield ids, self._decode(ivf, codes, list_no, size), np.full(size, list_no)
+
+    def expected(self, stored: np.ndarray, lists: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(what FAISS should hold for these stored vectors, allowed difference per component).
+
+        Flat and IVF-Flat: the vectors themselves, exactly. IVF-SQ8: each vector encoded into
+        the list it sits in and decoded again; one quantisation step of slack is allowed, so a
+        damaged code byte off by exactly one step goes unseen (the file checksum catches damage
+        to the file itself).
+        """
+        if self.kind != "ivf-sq8":
+            return stored, np.zeros(self.dim, np.float32)
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(self.index.index))
+        centroids = np.stack([ivf.quantizer.reconstruct(int(n)) for n in lists]) if ivf.by_residual else 0
+        residual = np.ascontiguousarray(stored - centroids, dtype=np.float32)
+        decoded = ivf.sq.decode(ivf.sq.compute_codes(residual))
+        steps = ivf.sq.decode(np.stack([np.zeros(ivf.code_size, np.uint8), np.ones(ivf.code_size, np.uint8)]))
+        return decoded + centroids, np.abs(steps[1] - steps[0]) * 1.01 + 1e-6
+
+    def _decode(self, ivf, codes: np.ndarray, list_no: int, size: int) -> np.ndarray:
+        if self.kind == "ivf":
+            return codes.view(np.float32).reshape(size, self.dim).copy()
+        vectors = ivf.sq.decode(codes.reshape(size, ivf.code_size))
+        if ivf.by_residual:
+            vectors += ivf.quantizer.reconstruct(list_no)
+        return vectors
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         return np.stack([self.index.reconstruct(int(i)) for i in ids]) if len(ids) else np.empty((0, self.dim), np.float32)
@@ -243,6 +327,28 @@ class VectorIndex:
                 faiss.extract_index_ivf(index.index).nprobe = probes_for(self.nlist)
 
 
+CHECKSUM_ALGORITHM = "sha256"  # hardware-accelerated; what it adds to an open: benchmarks/bench_checksum.py
+READ_CHUNK = 16 << 20
+
+
+def checksum_of(data) -> str:
+    return f"{CHECKSUM_ALGORITHM}:{hashlib.new(CHECKSUM_ALGORITHM, memoryview(data)).hexdigest()}"
+
+
+def read_with_checksum(path: Path) -> tuple[np.ndarray, str]:
+    """The file's bytes and checksum in one pass (each chunk is hashed while it is still in cache)."""
+    digest = hashlib.new(CHECKSUM_ALGORITHM)
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        data = np.empty(size, np.uint8)
+        view, done = memoryview(data), 0
+        while done < size:
+            got = file.readinto(view[done : done + READ_CHUNK])
+            if not got:
+                raise OSError(f"{path}: file shrank while being read")
+            digest.update(view[done : done + got])
+            done += got
+    return data, f"{CHECKSUM_ALGORITHM}:{digest.hexdigest()}"
 def gpu_search_fits(kind: str, count: int, dim: int, free_bytes: int) -> bool:
     """Whether a flat index of ``count`` vectors should be searched on a GPU with ``free_bytes`` free.
 

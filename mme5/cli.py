@@ -28,8 +28,13 @@ def is_environment_error(error: BaseException) -> bool:
 
 
 def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None, prog: str,
-        user_errors: tuple[type[BaseException], ...] = (), interrupted: str = "interrupted") -> int:
-    """Call ``main(argv)`` and turn what escapes it into a message and an exit code."""
+        user_errors: tuple[type[BaseException], ...] = (), interrupted: str = "interrupted",
+        escape: Callable[[str], str] = str) -> int:
+    """Call ``main(argv)`` and turn what escapes it into a message and an exit code.
+
+    ``escape`` makes a message safe for a terminal (e.g. the indexer's ``printable``, which
+    escapes control characters that file names can carry).
+    """
     try:
         return main(argv)
     except SystemExit:
@@ -38,11 +43,11 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None,
         print(f"{prog}: {interrupted}", file=sys.stderr)
         return INTERRUPTED
     except UsageError as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
+        print(escape(f"{prog}: error: {error}"), file=sys.stderr)
         return USAGE
     except BaseException as error:  # noqa: BLE001 - sorted below into user errors and bugs
         if isinstance(error, (MME5Error, *user_errors)) or is_environment_error(error):
-            print(f"{prog}: error: {error}", file=sys.stderr)
+            print(escape(f"{prog}: error: {error}"), file=sys.stderr)
             return ERROR
         traceback.print_exc()
         print(f"{prog}: this is a bug (an unexpected {type(error).__name__}), not something you did wrong; please "

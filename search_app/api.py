@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .engine import SORTS, SearchEngine
+from .engine import MAX_QUERY_CHARS, SORTS, SearchEngine
 from .uploads import check_upload
 
 
@@ -24,7 +24,7 @@ class SearchAPI:
     def register(self, concurrency_limit: int | None) -> None:
         """Add the endpoints to the Blocks being built (hidden components: API only)."""
         with gr.Column(visible=False):
-            text = gr.Textbox(label="text")
+            text = gr.Textbox(label="text", max_length=MAX_QUERY_CHARS)  # the engine enforces it
             image = gr.File(label="image", type="filepath")
             k = gr.Number(label="k", value=20, precision=0)
             offset = gr.Number(label="offset", value=0, precision=0)

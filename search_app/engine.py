@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from indexer.errors import IndexMismatchError
+from indexer.files import printable
 from indexer.store import normalise_folder
 from mme5.raw import shot_key
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 SORTS = ("score", "date", "date_asc")
 MAX_K = 200
+MAX_QUERY_CHARS = 2_000  # a query is a description, not a document: longer text is refused before the model sees it
 DATE_SORT_POOL = 200  # date sort orders the best matches, not the whole library
 RECORD_CACHE_LIMIT = 250_000  # catalog records kept in memory (~0.5 KB each) across queries
 # Folder/date filters matched by at most this many photos rank only those photos. Listing them
@@ -62,10 +64,12 @@ class SearchResult:
 
         The key is ``image_path``, not ``path``: gradio_client treats any dict with a
         ``path`` string as a file to download, which these (server-side) paths are not.
+        Paths are shown with undecodable bytes escaped (``caf\\xe9.jpg``): JSON has no way to
+        carry them, and the file itself is only ever opened through the real ``path``.
         """
         return {
-            "image_path": self.path,
-            "relpath": self.relpath,
+            "image_path": printable(self.path),
+            "relpath": printable(self.relpath),
             "score": round(float(self.score), 6),
             "size": int(self.size),
             "taken_at": self.taken_at.isoformat() if self.taken_at else None,
@@ -73,7 +77,7 @@ class SearchResult:
             "content_hash": self.content_hash,
             "width": self.width,
             "height": self.height,
-            "also_at": list(self.also_at),
+            "also_at": [printable(path) for path in self.also_at],
         }
 
 
@@ -276,7 +280,8 @@ class SearchEngine:
             text = _check_text(text, "query text")
             encode = lambda: self.embedder.encode_text_queries([text])  # noqa: E731
         elif has_text:
-            encode = lambda: self.embedder.encode_composed([image], [text.strip()])  # noqa: E731
+            text = _check_text(text, "modifying text")
+            encode = lambda: self.embedder.encode_composed([image], [text])  # noqa: E731
         else:
             encode = lambda: self.embedder.encode_image_queries([image])  # noqa: E731
         with self._model_lock:
@@ -520,6 +525,9 @@ def _parse_date(value, name: str, end_of_day: bool) -> datetime | None:
 
 
 def _check_text(text, what: str) -> str:
+    if isinstance(text, str) and len(text) > MAX_QUERY_CHARS:  # checked first: stripping 30 MB takes time too
+        raise ValueError(f"The {what} is too long ({len(text):,} characters; at most {MAX_QUERY_CHARS:,}): "
+                         "describe the photo in a sentence or two.")
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"The {what} is empty: type what you are looking for, e.g. “a dog on a beach”.")
     return text.strip()

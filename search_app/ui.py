@@ -7,8 +7,10 @@ from dataclasses import replace
 
 import gradio as gr
 
+from indexer.files import printable
+
 from .api import SearchAPI
-from .engine import SearchEngine, SearchOptions
+from .engine import MAX_QUERY_CHARS, SearchEngine, SearchOptions
 from .thumbnails import ThumbnailCache
 from .uploads import check_upload
 
@@ -62,7 +64,7 @@ class SearchUI:
             with gr.Row(equal_height=False):
                 with gr.Column(scale=3):
                     query = gr.Textbox(label="Describe the photo", placeholder=PLACEHOLDER, elem_id="query",
-                                       max_lines=1)
+                                       max_lines=1, max_length=MAX_QUERY_CHARS)
                     with gr.Row():
                         search = gr.Button("Search", variant="primary", elem_id="search")
                         clear = gr.ClearButton([query], value="Clear")
@@ -131,8 +133,8 @@ class SearchUI:
             progress(0.1, desc="Looking at the photo…")
             vector = self.engine.encode_query(image=str(path))
         except (ValueError, PermissionError) as error:
-            return self._message(f"⚠️ {html.escape(str(error))}")
-        return self._first_page(vector, options, f"photos like {html.escape(record.relpath or record.path)}", progress)
+            return self._message(f"⚠️ {_shown(str(error))}")
+        return self._first_page(vector, options, f"photos like {_shown(record.relpath or record.path)}", progress)
 
     def on_more(self, session, gallery_items, progress=gr.Progress()):
         """Next page of the same query; the stored query vector means no model work."""
@@ -157,10 +159,10 @@ class SearchUI:
             return "", gr.update(visible=False), None
         result = session["results"][event.index]
         taken = result.taken_at.strftime("%Y-%m-%d %H:%M") if result.taken_at else "unknown"
-        lines = [f"**{html.escape(result.path)}**", f"score {result.score:.4f} · {_human_size(result.size)} · "
+        lines = [f"**{_shown(result.path)}**", f"score {result.score:.4f} · {_human_size(result.size)} · "
                  f"{result.width or '?'}×{result.height or '?'} px · taken {taken}"]
         if result.also_at:
-            lines.append("identical copies: " + ", ".join(html.escape(path) for path in result.also_at))
+            lines.append("identical copies: " + ", ".join(_shown(path) for path in result.also_at))
         return "\n\n".join(lines), gr.update(visible=True), result.image_id
 
     # -- helpers ------------------------------------------------------------------------------
@@ -194,7 +196,7 @@ class SearchUI:
                 log.warning("cannot show %s: %s", result.path, error)
                 missing += 1
                 continue
-            items.append((result, (str(thumbnail), f"{result.relpath or result.path} · {result.score:.3f}")))
+            items.append((result, (str(thumbnail), f"{printable(result.relpath or result.path)} · {result.score:.3f}")))
         return items, missing
 
     @staticmethod
@@ -235,6 +237,11 @@ class SearchUI:
         roots = ", ".join(f"`{root}`" for root in stats["roots"]) or "none"
         return (f"{stats['images']} photos indexed from {roots} · model `{stats['model']}`{adapter} "
                 f"({stats['dim']}-d) · [mmE5](https://arxiv.org/abs/2502.08468)")
+
+
+def _shown(text: str) -> str:
+    """A path (or a message naming one) for the page: undecodable file-name bytes escaped, HTML escaped."""
+    return html.escape(printable(text))
 
 
 def _human_size(size: int) -> str:

@@ -8,9 +8,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# Ray's worker processes import the repo by name; these tests still hand them PYTHONPATH (added on main while
-# the ban landed). Convert them (e.g. Ray runtime_env working_dir) and empty this set.
-ALLOWED = {Path("tests/indexer/test_ray_engine.py")}
+ALLOWED: set[Path] = set()
 HACK = re.compile(r"sys\.path\s*(\.insert|\.append|\[|\+=|=)|PYTHONPATH")
 
 

@@ -75,7 +75,7 @@ def test_info_text_and_json(index_dir, photos, capsys):
     assert info["images"] == 3 and info["errors"] == 1 and info["error_list"][0]["path"].endswith("broken.png")
     assert main(["info", "--index", str(index_dir)]) == 0
     text = capsys.readouterr().out
-    assert "3 searchable, 1 with errors" in text and "flat (exact)" in text and "broken.png" in text
+    assert "3 searchable, 1 with errors" in text and "flat (exact; " in text and " bytes per image)" in text and "broken.png" in text
 
 
 def test_verify_and_remove_commands(index_dir, photos, capsys):
@@ -84,7 +84,7 @@ def test_verify_and_remove_commands(index_dir, photos, capsys):
     (index_dir / "vectors.faiss").write_bytes(b"x")
     assert main(["verify", "--index", str(index_dir)]) == 1
     captured = capsys.readouterr()
-    assert "vector index file unreadable" in captured.err and "--repair" in captured.out
+    assert "does not match the checksum" in captured.err and "--repair" in captured.out
     assert main(["verify", "--index", str(index_dir), "--repair"]) == 0
     assert main(["verify", "--index", str(index_dir)]) == 0
     assert main(["remove", "--index", str(index_dir), "--dir", str(photos.folder)]) == 0

@@ -113,14 +113,16 @@ def test_touched_file_with_same_bytes_keeps_its_vector(photos, tmp_path, tiny_ml
     assert after.id == before.id and after.mtime == pytest.approx(1e9)
 
 
-def test_deleting_every_file_empties_the_index_and_collects_vectors(photos, tmp_path, tiny_mllama):
+def test_deleting_every_file_empties_the_index_with_prune_and_collects_vectors(photos, tmp_path, tiny_mllama):
     for i in range(3):
         photos.jpeg(f"{i}.jpg")
     index_dir = tmp_path / "index"
     build(photos.folder, index_dir, tiny_mllama)
     for path in photos.folder.iterdir():
         path.unlink()
-    summary = build(photos.folder, index_dir, tiny_mllama)
+    summary = build(photos.folder, index_dir, tiny_mllama)  # an empty folder looks like an unmounted drive
+    assert (summary.removed, summary.kept, summary.images) == (0, 3, 3)
+    summary = build(photos.folder, index_dir, tiny_mllama, prune=True)
     assert summary.removed == 3 and summary.images == 0
     with IndexStore.open(index_dir) as store:
         assert store.count == 0 and store.info()["stored_vectors"] == 0
@@ -147,6 +149,7 @@ def test_several_roots_and_rescan_of_known_roots(make_photos, tmp_path, tiny_mll
 def test_a_file_moved_between_roots_keeps_its_vector(make_photos, tmp_path, tiny_mllama):
     first, second = make_photos("phone"), make_photos("camera")
     path = first.jpeg("p.jpg")
+    first.jpeg("stays.jpg")  # a folder left empty would look unmounted: its photos would be kept, not moved
     index_dir = tmp_path / "index"
     build([first.folder, second.folder], index_dir, tiny_mllama)
     old = paths_of(index_dir)["p.jpg"]

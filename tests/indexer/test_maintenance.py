@@ -83,11 +83,14 @@ def test_verify_finds_each_inconsistency_and_repair_fixes_it(corpus, tmp_path, t
 def test_verify_detects_a_stale_or_missing_vector_index(corpus, tmp_path, tiny_mllama):
     index_dir = tmp_path / "index"
     build_index([corpus.folder / "0"], index_dir, tiny_mllama, show_progress=False)
+    from indexer.sync import save_index
     from indexer.vectors import VectorIndex
 
     index = VectorIndex.load(index_dir / "vectors.faiss")
     index.remove(index.ids()[:3])
-    index.save(index_dir / "vectors.faiss")
+    catalog = Catalog(index_dir / "catalog.sqlite", writable=True)
+    save_index(catalog, index, index_dir / "vectors.faiss")  # a stale file the catalog vouches for (not damage)
+    catalog.close()
     assert "3 searchable image(s) missing from the vector index" in verify(index_dir).problems
     (index_dir / "vectors.faiss").unlink()
     assert any("vector index file missing" in p for p in verify(index_dir).problems)
@@ -119,6 +122,13 @@ def test_a_stale_ivf_file_is_reconciled_without_retraining(corpus, tmp_path, tin
     build_index([corpus.folder / "2"], index_dir, tiny_mllama, show_progress=False)
     remove_root(index_dir, corpus.folder / "0")
     shutil.copy(tmp_path / "old.faiss", index_dir / "vectors.faiss")  # 80 entries, 40 of them gone, 40 missing
+    from indexer.vectors import checksum_of
+
+    catalog = Catalog(index_dir / "catalog.sqlite", writable=True)  # a crash leaves the last file the catalog saw
+    with catalog.session() as session:  # written, so its checksum is the one recorded (else it counts as damage)
+        Catalog.set_meta(session, index_checksum=checksum_of((tmp_path / "old.faiss").read_bytes()))
+        session.commit()
+    catalog.close()
     assert "40 searchable image(s) missing from the vector index" in verify(index_dir).problems
     with IndexStore.open(index_dir) as store:
         assert (store.sync_report.added, store.sync_report.removed, store.sync_report.rebuilt) == (40, 40, None)

@@ -82,7 +82,7 @@ def _count(index: Path) -> int:
 
 
 def _cli(*args, **kwargs):
-    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     return subprocess.Popen([sys.executable, "-m", "indexer", *map(str, args)], env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
@@ -151,7 +151,7 @@ def test_worker_that_cannot_see_the_photos_stops_the_build_with_advice(ray_clust
         f"{sys.executable} -m indexer build --dir {folder} --index {tmp_path / 'index'} --model {tiny_siglip_dir} "
         f"--engine ray --ray-address {ray_cluster} --quiet"
     )
-    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
     done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 1, done.stderr

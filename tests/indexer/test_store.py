@@ -106,7 +106,7 @@ def test_lost_or_damaged_faiss_file_is_rebuilt_from_stored_vectors(built, tiny_m
         expected = store.search(query, 5)
     (built / "vectors.faiss").write_bytes(b"garbage")
     with IndexStore.open(built) as store:
-        assert store.sync_report.rebuilt and "unreadable" in store.sync_report.rebuilt
+        assert store.sync_report.rebuilt and "checksum" in store.sync_report.rebuilt  # caught before FAISS parses it
         got = store.search(query, 5)
     np.testing.assert_array_equal(got[1], expected[1])
     (built / "vectors.faiss").unlink()
@@ -115,12 +115,22 @@ def test_lost_or_damaged_faiss_file_is_rebuilt_from_stored_vectors(built, tiny_m
 
 
 def test_a_second_writer_is_refused_while_a_build_runs(built, photos, tiny_mllama):
-    from indexer import IndexLockedError
-    from indexer.lock import WriteLock
+    import subprocess
+    import sys
 
-    with WriteLock(built):
-        with pytest.raises(IndexLockedError, match="another indexer process"):
+    from indexer import IndexLockedError
+
+    holder = subprocess.Popen(  # another process holding the write lock, as a running build does
+        [sys.executable, "-c", "import fcntl, sys\n"
+         f"f = open({str(built / '.lock')!r}, 'a+'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+         "f.truncate(0); f.write('4242 build'); f.flush(); print('locked', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(IndexLockedError, match=r"another indexer process \(pid 4242, build\)"):
             build_index([photos.folder], built, tiny_mllama, show_progress=False)
+    finally:
+        holder.communicate("")
     build_index([photos.folder], built, tiny_mllama, show_progress=False)  # lock released
 
 
