@@ -12,8 +12,8 @@ _HOMES = {
     "BadRootError": "errors", "IndexCorruptError": "errors", "IndexerError": "errors",
     "IndexLockedError": "errors", "IndexMismatchError": "errors", "IndexNotFoundError": "errors",
     "IndexReplacedError": "errors",
-    "VerifyReport": "maintenance", "remove_root": "maintenance", "verify": "maintenance",
-    "DEFAULT_INDEX_DIR": "store", "ImageRecord": "store", "IndexStore": "store", "open_index": "store",
+    "VerifyReport": "maintenance", "remove_root": "maintenance", "verify": "maintenance", "DEFAULT_INDEX_DIR": "files",
+    "ImageRecord": "store", "IndexStore": "store", "open_index": "store",
 }
 
 

@@ -32,7 +32,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Only light modules at import time: everything heavy loads inside main(), where Ctrl-C is handled.
 from .errors import Terminated
-from .files import decodable, printable
+from .files import DEFAULT_INDEX_DIR, decodable, printable
 
 EPILOG = __doc__.split("\n", 2)[2]
 
@@ -42,7 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .build import DEFAULT_MAX_PRUNE_SHARE
     from .reader import DEFAULT_DECODE_BUDGET
-    from .store import DEFAULT_INDEX_DIR
 
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="python -m indexer", description=__doc__.split("\n\n")[0],
@@ -63,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--adapter", help="peft adapter folder merged into the model")
     build.add_argument("--batch-size", type=int, default=8, help="images per model batch and per commit (default 8; lowered, with a note, when the "
                             "GPU has too little free memory for it)")
-    build.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    build.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda, else Apple mps, else cpu)")
     build.add_argument("--runtime", choices=RUNTIME_CHOICES, help=RUNTIME_HELP)
     build.add_argument("--index-type", choices=["auto", "flat", "ivf", "ivf-sq8", "ivf-pq"],
                        help="FAISS index type (default auto: exact up to 100k images, IVF+SQ8 up to 1M, then "
@@ -99,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("-k", type=int, default=20, help="results to print (default 20)")
     search.add_argument("--model", help="override the index's model (must be the same vector space)")
     search.add_argument("--adapter", help="override the index's adapter")
-    search.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
+    search.add_argument("--device", help="cpu, cuda ... (default: cuda, else Apple mps, else cpu)")
     search.add_argument("--runtime", choices=RUNTIME_CHOICES, help=RUNTIME_HELP)
     search.add_argument("--json", action="store_true", help="print results as JSON")
 

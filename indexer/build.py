@@ -33,7 +33,8 @@ from .catalog import (
     decode_relpath,
     utcnow,
 )
-from .errors import BadRootError, IndexMismatchError, IndexReplacedError, mismatch_message
+from . import space
+from .errors import BadRootError, IndexReplacedError
 from .files import FileEntry, FolderProblem, is_within, printable, root_key, scan_root
 from .lock import WriteLock
 from .reader import DEFAULT_DECODE_BUDGET, DecodeBudget, ReadResult, read_file
@@ -253,16 +254,11 @@ class _Build:
         embedder = self.embedder
         with self.catalog.session() as session:
             meta = self.catalog.get_meta(session)
-            if "fingerprint" in meta and meta["fingerprint"] != embedder.fingerprint:
-                raise IndexMismatchError(mismatch_message(self.index_dir, meta, embedder))
-            if "fingerprint" not in meta:
-                meta = dict(
-                    schema_version=SCHEMA_VERSION, model_id=embedder.model_id, adapter=embedder.adapter,
-                    fingerprint=embedder.fingerprint, family=embedder.family, dim=embedder.dim,
-                    quantization=getattr(embedder, "quantization", None),
-                    prompt_version=embedder.prompt_version, created_at=utcnow().isoformat(timespec="seconds"),
-                    generation=0, index_generation=0,
-                )
+            if "fingerprint" in meta:
+                meta.update(space.meta_updates(self.index_dir, meta, embedder))  # IndexMismatchError if not ours
+            else:
+                meta = dict(schema_version=SCHEMA_VERSION, **space.record(embedder),
+                            created_at=utcnow().isoformat(timespec="seconds"), generation=0, index_generation=0)
             if index_type:
                 meta["index_type_request"] = index_type
             Catalog.set_meta(session, **meta)

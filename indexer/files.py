@@ -14,6 +14,8 @@ from typing import Iterator
 
 from mme5.raw import RAW_EXTENSIONS
 
+DEFAULT_INDEX_DIR = Path("index")  # where an index goes when no --index is given
+
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 ) | RAW_EXTENSIONS  # camera RAW: mme5/raw.py (.xmp sidecars are not images: ignored)

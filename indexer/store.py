@@ -11,13 +11,14 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from .catalog import CATALOG_FILE, CHEAP_CHECK_BYTES, STATUS_ERROR, Catalog, Image, Meta, Root, Vector, decode_relpath
-from .errors import BadRootError, IndexCorruptError, IndexMismatchError, IndexNotFoundError, mismatch_message
+from .errors import BadRootError, IndexCorruptError, IndexLockedError, IndexNotFoundError
+from .space import meta_updates, resolve_local
 from .sync import load_index
 from .vectors import INDEX_FILE
 
-DEFAULT_INDEX_DIR = Path("index")
 INFO_ERROR_LIMIT = 1000
 
 
@@ -130,9 +131,24 @@ class IndexStore:
         return self.index.ntotal
 
     def check_embedder(self, embedder) -> None:
-        """Refuse an embedder whose vectors live in another space than this index's."""
-        if embedder.fingerprint != self.fingerprint:
-            raise IndexMismatchError(mismatch_message(self.index_dir, self.meta, embedder))
+        """Refuse an embedder whose vectors live in another space than this index's (IndexMismatchError).
+
+        An index from before content identities, or one whose model folder moved, is accepted when the
+        model is the same by content; its meta is rewritten then (skipped while a build holds the index:
+        the build rewrites it).
+        """
+        updates = meta_updates(self.index_dir, self.meta, embedder)
+        if not updates:
+            return
+        self.meta.update(updates)
+        from .lock import WriteLock
+
+        try:
+            with WriteLock(self.index_dir), self.catalog.session() as session:
+                Catalog.set_meta(session, **updates)
+                session.commit()
+        except (IndexLockedError, OSError, SQLAlchemyError) as error:  # read-only or busy: next open tries again
+            print(f"indexer: {self.index_dir}: model record not updated ({error})", file=sys.stderr)
 
     # -- search and lookup --------------------------------------------------------------
     def ids(self) -> np.ndarray:
@@ -260,6 +276,7 @@ class IndexStore:
             "model_id": meta["model_id"],
             "adapter": meta.get("adapter"),
             "fingerprint": meta["fingerprint"],
+            "identity": meta.get("identity"),
             "family": meta.get("family"),
             "dim": int(meta["dim"]),
             "prompt_version": meta.get("prompt_version"),
@@ -351,13 +368,6 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-def resolve_local(path: str | None) -> str | None:
-    """A model/adapter folder as an absolute path, so `./m` and `m` name the same vector space."""
-    if path and Path(path).expanduser().exists():
-        return str(Path(path).expanduser().resolve())
-    return path
 
 
 def open_index(index_dir: Path | str, model: str | None = None, adapter: str | None = None, device=None,

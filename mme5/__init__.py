@@ -3,9 +3,13 @@
 The errors and helpers import without torch; the model classes load it on first use, so a
 CLI's --help and its error handling start in a fraction of a second.
 """
+import os
 from importlib import import_module
 
 from .errors import ImageError, InputError, MME5Error, ModelLoadError
+
+# Apple GPUs: ops MPS lacks run on the CPU instead of failing. torch reads this once, when it is first imported.
+os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
 
 _LAZY = {
     "CPU_MODEL_ID": ".loading", "MME5_MODEL_ID": ".loading", "default_model_id": ".loading",

@@ -3,6 +3,7 @@
 Examples:
   python -m mme5 tiny --out models/tiny                      # tiny random Mllama (tests, offline demo)
   python -m mme5 tiny --out models/tiny-siglip --backbone siglip
+  python -m mme5 tiny --layout hub --backbone siglip-multilingual --out models/siglip-base-patch16-256-multilingual
   python -m mme5 embed --model models/tiny --text "a dog on a beach" --json
   python -m mme5 embed --model models/tiny --image photo.jpg
   python -m mme5 embed --model models/tiny --image photo.jpg --text "but at night"   # composed query
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     embed.add_argument("--model", help="hub id or local folder (default: mmE5 on a big GPU, SigLIP otherwise)")
     embed.add_argument("--adapter", help="peft adapter folder to merge")
-    embed.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    embed.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda, else Apple mps, else cpu)")
     embed.add_argument("--runtime", choices=RUNTIME_CHOICES, help=RUNTIME_HELP)
     embed.add_argument("--image", help="image file")
     embed.add_argument("--text", help="query text (with --image: the modification)")
@@ -36,7 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--json", action="store_true", help="print a JSON object instead of bare numbers")
     tiny = commands.add_parser("tiny", help="build a deterministic random-weight model (a few MB) offline")
     tiny.add_argument("--out", required=True, help="folder to write")
-    tiny.add_argument("--backbone", choices=list(tiny_builders()), default="mllama")
+    tiny.add_argument("--backbone", choices=[*tiny_builders(), "siglip-multilingual", "siglip2"], default="mllama",
+                      help="with --layout hub: siglip-multilingual, siglip2 or mllama")
+    tiny.add_argument("--layout", choices=["save_pretrained", "hub"], default="save_pretrained",
+                      help="hub: the published checkpoint's files, class names and config formats (mme5/replica.py)")
     tiny.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -69,6 +73,12 @@ def run_embed(args) -> int:
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "tiny":
+        if args.layout == "hub":
+            from .replica import build_replica
+
+            backbone = "siglip-multilingual" if args.backbone == "siglip" else args.backbone
+            print(build_replica(args.out, backbone, seed=args.seed))
+            return 0
         from .tiny import build_tiny
 
         print(build_tiny(args.out, backbone=args.backbone, seed=args.seed))

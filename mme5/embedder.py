@@ -23,10 +23,12 @@ from .images import describe, image_size, load_image
 class Embedder:
     """Images and texts in, L2-normalised float32 vectors out (rows in input order)."""
 
-    def __init__(self, backbone: Backbone, model_id: str, adapter: str | None = None):
+    def __init__(self, backbone: Backbone, model_id: str, adapter: str | None = None, revision: str | None = None):
         self.backbone = backbone
         self.model_id = model_id
         self.adapter = adapter
+        self.revision = revision
+        self._identity: dict | None = None
         self._model_lock = threading.Lock()  # one forward at a time, whatever thread asks
         self._background: ThreadPoolExecutor | None = None
 
@@ -63,14 +65,31 @@ class Embedder:
         return prompts.PROMPT_VERSION
 
     @property
+    def identity(self) -> dict:
+        """What makes the vector space, by content (see mme5.identity): never the path the model was given by.
+
+        ``quantization`` is the backbone's (e.g. ``"int8-dynamic"`` for a quantised runtime; None = full
+        precision): quantised vectors are close to, not equal to, full-precision ones.
+        """
+        if self._identity is None:
+            from . import identity
+
+            self._identity = {
+                "model": identity.model_digest(self.model_id, self.revision),
+                "adapter": identity.adapter_digest(self.adapter),
+                "family": self.family,
+                "dim": self.dim,
+                "prompt_version": prompts.PROMPT_VERSION,
+                "quantization": getattr(self.backbone, "quantization", None),
+            }
+        return self._identity
+
+    @property
     def fingerprint(self) -> str:
         """Identifies the vector space: same fingerprint ⇔ vectors are comparable."""
-        parts = [self.model_id, self.family, str(self.dim), prompts.PROMPT_VERSION]
-        if self.adapter:
-            parts.append(f"adapter={self.adapter}")
-        if self.quantization:  # torch and ONNX fp32 give the same vectors; quantised weights do not
-            parts.append(f"quantization={self.quantization}")
-        return "|".join(parts)
+        from .identity import fingerprint
+
+        return fingerprint(self.identity)
 
     def __repr__(self) -> str:
         return (f"Embedder(model_id={self.model_id!r}, family={self.family!r}, dim={self.dim}, device={self.device}, "

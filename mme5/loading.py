@@ -19,7 +19,12 @@ SUPPORTED_TYPES = registry.SUPPORTED_TYPES
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """CUDA, else Apple's GPU (MPS; ops it lacks fall back to the CPU, see mme5/__init__), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
 
 
 def default_model_id(device: torch.device | str | None = None) -> str:
@@ -138,7 +143,7 @@ def load_embedder(
             lowercase=wants_lowercase(source, config),
             load_torch=lambda: _load_backbone(model_type, source, config, device, torch.float32, revision, adapter),
         )
-    return Embedder(backbone, model_id=str(model), adapter=str(adapter) if adapter else None)
+    return Embedder(backbone, model_id=str(model), adapter=str(adapter) if adapter else None, revision=revision)
 
 
 def choose_runtime(spec: registry.BackboneSpec, runtime: str | None, device: torch.device, model: str = "") -> str:
@@ -182,6 +187,9 @@ def _load_backbone(model_type, source, config, device, dtype, revision, adapter,
         model, processor = load_transformers_model(model_type, source, dtype, revision, device)
     except ModelLoadError:
         raise
+    except ImportError as error:  # e.g. SiglipTokenizer without sentencepiece: an install problem, not the model's
+        raise ModelLoadError(f"{source}: loading it needs a package that is not installed: {error}\n"
+                             "  Install the project's requirements: pip install -r requirements.txt") from error
     except OSError as error:
         raise ModelLoadError(_offline_help(source, str(error).splitlines()[0][:200])) from error
     if adapter:

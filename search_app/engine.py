@@ -214,7 +214,9 @@ class SearchEngine:
             log.warning("index %s changed but could not be reopened (%s); still serving the previous state",
                         old.store.index_dir, error)
             return
-        if fresh.fingerprint != self.embedder.fingerprint:
+        try:
+            fresh.check_embedder(self.embedder)
+        except IndexMismatchError:
             fresh.close()
             self._failure = IndexMismatchError(
                 f"{old.store.index_dir}: the index was rebuilt with another model ({fresh.model_id}) while the app "

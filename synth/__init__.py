@@ -2,10 +2,53 @@
 
 ``python -m synth generate|stats|export`` is the entry point; the pieces are importable:
 ``Configurator`` (stage 1), ``generate_one`` (stages 2-4 for one sample) and ``generate``
-(the resumable loop).
+(the resumable loop). Names are imported on first use (PEP 562), so ``python -m synth languages``
+loads neither torch nor faiss.
 """
-from .configure import Configurator, ImageRef, SampleConfig
-from .generate import generate_one
-from .run import Summary, dry_run, generate
+import sys
+import types
+from importlib import import_module
 
-__all__ = ["Configurator", "ImageRef", "SampleConfig", "Summary", "dry_run", "generate", "generate_one"]
+_EXPORTS = {
+    "Configurator": "configure",
+    "ImageRef": "configure",
+    "SampleConfig": "configure",
+    "Summary": "run",
+    "dry_run": "run",
+    "generate": "run",  # the loop (the submodule of the same name stays importable as synth.generate)
+    "generate_one": "generate",
+}
+__all__ = [
+    "Configurator",
+    "ImageRef",
+    "SampleConfig",
+    "Summary",
+    "dry_run",
+    "generate",
+    "generate_one",
+]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """``synth.generate`` is the loop, as it was before names loaded lazily: importing the submodule
+    ``synth.generate`` (which the import system would bind here) must not replace it."""
+
+    def __setattr__(self, name, value):
+        if name == "generate" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

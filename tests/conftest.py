@@ -50,3 +50,46 @@ def tiny_siglip_torch(tiny_siglip_dir):
     from mme5 import load_embedder
 
     return load_embedder(str(tiny_siglip_dir), device="cpu", runtime="torch")
+
+
+@pytest.fixture(scope="session")
+def replica_dirs(tmp_path_factory):
+    """Tiny copies of the published checkpoints' folders (mme5/replica.py), named like the hub repos."""
+    from mme5.replica import REPLICAS, build_replica, folder_name
+
+    root = tmp_path_factory.mktemp("replicas")
+    return {kind: build_replica(root / folder_name(kind), kind) for kind in REPLICAS}
+
+
+LFS_SUFFIXES = (".safetensors", ".model", ".bin")  # stored with Git LFS on the Hub: blob named by sha256
+
+
+def _fill_hub_cache(cache, repo_id: str, folder, commit: str = "0" * 40):
+    """models--org--name/{blobs,snapshots/<commit>,refs/main} as from_pretrained / `hf download` leave it
+    (offline): snapshot files are relative symlinks to blobs named by sha256 (LFS) or git blob id."""
+    import hashlib
+    from pathlib import Path
+
+    repo = Path(cache) / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / commit
+    (repo / "blobs").mkdir(parents=True, exist_ok=True)
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for path in sorted(Path(folder).iterdir()):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if path.name.endswith(LFS_SUFFIXES):
+            blob = hashlib.sha256(data).hexdigest()
+        else:
+            blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        (repo / "blobs" / blob).write_bytes(data)
+        (snapshot / path.name).symlink_to(Path("..", "..", "blobs", blob))
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    return snapshot
+
+
+@pytest.fixture
+def fill_hub_cache():
+    """Writes a model folder into a Hugging Face cache folder: fill_hub_cache(cache, repo_id, folder)."""
+    return _fill_hub_cache
