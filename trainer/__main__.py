@@ -61,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lora-dropout", type=float, default=0.1)
     train.add_argument("--no-dora", action="store_true", help="plain LoRA instead of DoRA")
     train.add_argument("--lora-init", default="gaussian", help="peft init_lora_weights (gaussian, default, pissa, ...)")
-    train.add_argument("--lora-targets", help="comma-separated module names (default: attention and MLP projections)")
+    train.add_argument("--lora-targets", metavar="PRESET|NAMES",
+                       help="mme5 (default: what the reference's list matches: q/k/v/o_proj + down_proj on Mllama), "
+                            "wide (all attention and MLP projections incl. gate/up_proj, fc1/fc2), "
+                            "or comma-separated module names")
     train.add_argument("--full", action="store_true", help="full fine-tuning; --output then receives a whole model folder")
     train.add_argument("--no-gradient-checkpointing", action="store_true")
     train.add_argument("--dtype", help="float32, bfloat16 ... (default: bfloat16 on GPU, float32 on CPU)")
@@ -101,7 +104,7 @@ def run_train(args) -> int:
 
     lora = None if args.full else LoraSettings(
         r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout, dora=not args.no_dora, init=args.lora_init,
-        targets=[t.strip() for t in args.lora_targets.split(",")] if args.lora_targets else [],
+        targets=args.lora_targets or [],
     )
     config = TrainConfig(
         model=args.model, data=args.data, output=args.output, image_dir=args.image_dir, max_steps=args.max_steps,
