@@ -10,6 +10,9 @@ Examples:
   python -m trainer train --model models/tiny --data toy.jsonl --image-dir toy/ --output runs/toy \\
       --max-steps 20 --batch-size 8 --lr 1e-3
   python -m trainer train ... --output runs/toy --resume        # continue after a crash or kill
+  # the paper's data mix (hub access; images under --image-dir), plus your own synth output capped at 20k rows:
+  python -m trainer train --model intfloat/mmE5-mllama-11b-instruct --recipe mme5 --data runs/synth/data@20000 \\
+      --image-dir data/images --output runs/mme5
   python -m trainer eval --model models/tiny --adapter runs/toy --xtd data/xtd --image-dir data/xtd-images \\
       --out report.json
   python -m trainer merge --model models/tiny --adapter runs/toy --out models/tiny-tuned
@@ -39,8 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
                                             "lr 1e-5, 5%% warmup, linear decay; grad clip 5; max length 256; "
                                             "bf16 on GPU; gradient checkpointing).")
     train.add_argument("--model", required=True, help="hub id or local folder of the backbone (mllama or siglip)")
-    train.add_argument("--data", action="append", required=True, metavar="D",
-                       help="datasets folder (save_to_disk), mmE5-schema .jsonl, or hub name[:config]; repeatable")
+    train.add_argument("--data", action="append", default=[], metavar="D[@ROWS]",
+                       help="datasets folder (save_to_disk), mmE5-schema .jsonl, or hub name[:config]; @ROWS keeps "
+                            "only its first ROWS rows; repeatable")
+    train.add_argument("--recipe", choices=("mme5",),
+                       help="mme5: the paper's mix, first 50,000 rows of each of 24 intfloat/mmE5-MMEB-hardneg "
+                            "subsets + all of intfloat/mmE5-synthetic (needs the hub, or see README); --data adds more")
     train.add_argument("--image-dir", help="folder that image paths in the data are relative to")
     train.add_argument("--output", required=True, help="run folder: adapter (peft format), checkpoints/, log.jsonl")
     train.add_argument("--max-steps", type=int, help="optimiser steps (default: --epochs over the data)")
@@ -99,15 +106,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_train(args) -> int:
+    from .data import expand_recipe
     from .model import LoraSettings
     from .train import TrainConfig, train
 
+    data = expand_recipe(args.recipe, args.data)
+    if not data:
+        raise ValueError("no training data: give --data SOURCE (repeatable) and/or --recipe mme5")
     lora = None if args.full else LoraSettings(
         r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout, dora=not args.no_dora, init=args.lora_init,
         targets=args.lora_targets or [],
     )
     config = TrainConfig(
-        model=args.model, data=args.data, output=args.output, image_dir=args.image_dir, max_steps=args.max_steps,
+        model=args.model, data=data, output=args.output, image_dir=args.image_dir, max_steps=args.max_steps,
         epochs=args.epochs, batch_size=args.batch_size, grad_accum=args.grad_accum, grad_cache_chunk=args.grad_cache,
         lr=args.lr, warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
         temperature=args.temperature, negative_ratio=args.negative_ratio, max_length=args.max_length, lora=lora,
