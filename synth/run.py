@@ -110,9 +110,14 @@ def generate(folder: RunFolder, configurator, backend, n: int, concurrency: int 
     started = time.perf_counter()
     dedup = Deduplicator()
     accepted_ids = set()
-    for row in folder.samples():
+    batch: list[tuple[str, str]] = []
+    for row in folder.samples():  # re-add the accepted queries in batches: 100,000 take seconds
         accepted_ids.add(row["sample_id"])
-        dedup.seen(*dedup_text(row))
+        batch.append(dedup_text(row))
+        if len(batch) >= 10_000:
+            dedup.seen_many(batch)
+            batch.clear()
+    dedup.seen_many(batch)
     final_failures = {row["sample_id"] for row in folder.failures() if not row.get("retryable")} - accepted_ids
     done = accepted_ids | final_failures
     max_attempts = max_attempts if max_attempts is not None else 2 * n + 20
