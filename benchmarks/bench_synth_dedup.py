@@ -84,8 +84,11 @@ def main() -> None:
     parser.add_argument("--old-n", type=int, default=2_000, help="queries for the old filter (quadratic; default 2000)")
     args = parser.parse_args()
 
+    import os
+
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPU(s): figures scale with it")
     print(f"{'queries':>8} {'old filter s':>13} {'old dups':>9} {'MinHash s':>10} {'MinHash dups':>13}")
-    sizes = sorted({min(args.old_n, args.n), args.n})
+    sizes = sorted({min(args.old_n // 2, args.n), min(args.old_n, args.n), args.n})
     for size in sizes:
         items = queries(size)
         old = run(OldDeduplicator(), items) if size <= args.old_n else None
