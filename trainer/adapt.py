@@ -265,6 +265,8 @@ def training_rows(folder: Path) -> list[dict]:
     from mme5 import prompts
     from synth.output import RunFolder
 
+    from .data import parse_list
+
     run = RunFolder(folder)
     root = run.manifest()["image_root"]
     strip = prompts.IMAGE_TOKEN + prompts.BOS
@@ -278,8 +280,6 @@ def training_rows(folder: Path) -> list[dict]:
             row["qry"] = prompts.MMEB_IMAGE_PLACEHOLDER + prompts.composed_query(query).removeprefix(strip)
         elif row["modality"] == "I->I":
             row["qry"] = prompts.MMEB_IMAGE_PLACEHOLDER + prompts.image_to_image_query().removeprefix(strip)
-        from trainer.data import parse_list
-
         for column in ("qry_image_path", "pos_image_path"):
             row[column] = os.path.join(root, row[column]) if row.get(column) else ""
         row["neg_image_path"] = repr([os.path.join(root, p) if p else "" for p in parse_list(row["neg_image_path"], "n")])
