@@ -353,10 +353,10 @@ def charts(run: Path, before: dict, after: dict, losses: list[float]) -> dict[st
         axis.bar(x - 0.2, [before[key][n]["recall@10"] for n in names], 0.4, label="before", color="#9aa5b1")
         axis.bar(x + 0.2, [after[key][n]["recall@10"] for n in names], 0.4, label="after", color="#2f80ed")
         axis.set_xticks(x, names)
-        axis.set_ylim(0, 100)
+        axis.set_ylim(0, 110)
         axis.set_ylabel("held-out recall@10 (%)")
         axis.set_title(title)
-        axis.legend(loc="lower right")
+        axis.legend(loc="upper left", fontsize="small")
 
     def loss(axis):
         axis.plot(np.arange(1, len(losses) + 1), losses, color="#eb5757")
