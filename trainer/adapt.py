@@ -95,6 +95,13 @@ def synthesise(args, store, ids, out: Path, n: int, seed: int, show_progress: bo
     from synth.prompt import PROMPT_VERSION
     from synth.run import generate
 
+    from synth.stats import run_stats
+
+    folder = RunFolder(out)
+    if folder.exists() and sum(1 for _ in folder.samples()) >= n:  # finished: nothing to call (index may have moved on)
+        stats = run_stats(folder)
+        return {key: stats[key] for key in ("accepted", "failed", "prompt_tokens", "completion_tokens", "cost_usd",
+                                            "by_language", "structured_output")}
     weights = languages.parse_weights(args.languages, languages.NAMES, "language")
     combos = tasks.parse_tasks(args.tasks)
     model = _model(args)
@@ -103,7 +110,6 @@ def synthesise(args, store, ids, out: Path, n: int, seed: int, show_progress: bo
     negative = (min(NEGATIVE_RANKS[0], max(2, len(ids) // 4)), NEGATIVE_RANKS[1])
     positive = (POSITIVE_RANKS[0], min(POSITIVE_RANKS[1], negative[0] - 1))
     configurator = Configurator(combos, weights, pool, seed, positive, negative)
-    folder = RunFolder(out)
     prices = _prices(args, model)
     settings = {"backend": args.backend, "model": model, "base_url": args.base_url, "seed": seed, "languages": weights,
                 "prompt_version": PROMPT_VERSION,
@@ -119,8 +125,6 @@ def synthesise(args, store, ids, out: Path, n: int, seed: int, show_progress: bo
     if summary.accepted_before + summary.accepted < n:
         raise AdaptError(f"{out}: only {summary.accepted_before + summary.accepted} of {n} samples accepted "
                          f"({summary.stopped}); rerun the same command to continue")
-    from synth.stats import run_stats
-
     stats = run_stats(folder)  # the whole run folder, earlier (resumed) runs included
     return {key: stats[key] for key in ("accepted", "failed", "prompt_tokens", "completion_tokens", "cost_usd",
                                         "by_language", "structured_output")}
@@ -508,7 +512,8 @@ def run_adapt(args) -> int:
     store = IndexStore.open(args.index)
     try:
         split = _read(run / "split.json") or split_library(store, args.heldout)
-        if split["fingerprint"] != store.fingerprint:
+        applied_before = (_read(run / "applied.json") or {}).get("applied")  # then the index moved on by design
+        if split["fingerprint"] != store.fingerprint and not applied_before:
             raise AdaptError(f"{run}: made for another state of the index ({split['fingerprint']}); choose a new --out")
         model = resolve_local(store.model_id)
         combos = synth_tasks.parse_tasks(args.tasks)
