@@ -78,7 +78,8 @@ class BackboneSpec:
     backbone_class: str  # "module:Class" of the mme5 Backbone wrapping it
     prompt: Callable[..., str | None]  # (task, text, instruction) -> formatted text, see prompts.build
     dataset_text: Callable[[str, bool], str | None]  # MMEB dataset text (+ has image) -> input text (trainer)
-    lora_targets: tuple[str, ...]  # default LoRA/DoRA target module names (text and vision towers)
+    lora_targets: tuple[str, ...]  # default LoRA/DoRA targets: what mmE5's reference target list matches here
+    wide_lora_targets: tuple[str, ...]  # every attention and MLP projection, text and vision towers
     runtimes: tuple[str, ...] = (TORCH,)  # inference engines; the first is the default off the CPU
     load_options: dict = field(default_factory=dict)  # extra from_pretrained keywords
     sized_batches: bool = False  # batch images by their size (tile count) to save padding
@@ -107,14 +108,16 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec(
             family="mllama", model_types=("mllama",), model_class="MllamaForConditionalGeneration",
             backbone_class=".mllama:MllamaBackbone", prompt=prompts.mllama_prompt, dataset_text=prompts.from_mmeb,
-            lora_targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "fc1", "fc2"),
+            lora_targets=("q_proj", "k_proj", "v_proj", "o_proj", "down_proj"),
+            wide_lora_targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "fc1", "fc2"),
             load_options={"attn_implementation": "sdpa"}, sized_batches=True, paper_dim=4096,
             tiny_builder="build_tiny_mllama",
         ),
         BackboneSpec(
             family="dual", model_types=("siglip",), model_class="SiglipModel",
             backbone_class=".dual_encoder:DualEncoderBackbone", prompt=prompts.dual_prompt,
-            dataset_text=_dual_dataset_text, lora_targets=("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"),
+            dataset_text=_dual_dataset_text, lora_targets=("q_proj", "k_proj", "v_proj", "out_proj"),
+            wide_lora_targets=("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"),
             runtimes=(TORCH, ONNX, ONNX_INT8), fixed_text_length=True, tiny_builder="build_tiny_siglip",
         ),
     )

@@ -138,6 +138,7 @@ class _Opened:
     guard: PathGuard
     generation: int
     catalog_file: tuple[int, int] | None  # (device, inode): a deleted and rebuilt index is a new file
+    embedder: object = None  # the model whose vector space the store holds: queries use this pair
     records: dict = field(default_factory=dict)  # id -> catalog record; a moved file keeps its id, so per store
 
 
@@ -148,6 +149,9 @@ class SearchEngine:
     same space the index was built in (checked here, so a wrong model fails at start,
     not with silently meaningless results). A build run while the engine serves is
     picked up within ``reload_interval`` seconds: the store is reopened, the model kept.
+    An index re-embedded with another adapter of the same base model (``trainer adapt
+    --apply``) is picked up too: the adapter is loaded first, then model and store are
+    swapped together, so no query mixes two vector spaces.
     """
 
     min_window = 64  # FAISS hits fetched at first; grows ×4 while filters or copies leave too few
@@ -155,19 +159,23 @@ class SearchEngine:
     def __init__(self, store, embedder, extra_roots: Sequence[str | os.PathLike] = (),
                  reload_interval: float = RELOAD_INTERVAL):
         store.check_embedder(embedder)
-        self.embedder = embedder
         self.reload_interval = reload_interval
         self._slow_reload_gap = 0.0  # extra wait when reopening the index is slow (see _slow_reload_gap)
         self._extra_roots = tuple(extra_roots)
-        self._opened = self._wrap(store)
+        self._opened = self._wrap(store, embedder)
         self._model_lock = threading.Lock()  # one forward pass at a time: torch is not re-entrant-safe here
         self._reload_lock = threading.Lock()  # one reopen at a time
         self._checked_at = time.monotonic()
         self._failure: Exception | None = None  # set once the index moved to another model: no more answers
 
-    def _wrap(self, store) -> _Opened:
+    def _wrap(self, store, embedder) -> _Opened:
         return _Opened(store, PathGuard([*store.roots, *self._extra_roots]), store.generation,
-                       _file_identity(store.catalog.path))
+                       _file_identity(store.catalog.path), embedder)
+
+    @property
+    def embedder(self):
+        """The model queries are encoded with now (replaced with the index's adapter, see the class)."""
+        return self._opened.embedder
 
     @property
     def store(self):
@@ -188,10 +196,11 @@ class SearchEngine:
         if self._failure is not None:
             raise self._failure
         gap = max(self.reload_interval, self._slow_reload_gap)
-        if time.monotonic() - self._checked_at < gap:
-            return self._opened
+        swapped = _file_identity(self._opened.store.catalog.path) != self._opened.catalog_file
+        if time.monotonic() - self._checked_at < gap and not swapped:  # a swapped-in index (one stat) cannot wait:
+            return self._opened  # its catalog's ids are not the open FAISS index's ids
         with self._reload_lock:
-            if time.monotonic() - self._checked_at >= gap:  # not just done by another thread
+            if time.monotonic() - self._checked_at >= gap or swapped:  # not just done by another thread
                 self._reload_if_changed()
                 self._checked_at = time.monotonic()
         if self._failure is not None:
@@ -214,9 +223,12 @@ class SearchEngine:
             log.warning("index %s changed but could not be reopened (%s); still serving the previous state",
                         old.store.index_dir, error)
             return
+        embedder = old.embedder
         try:
-            fresh.check_embedder(self.embedder)
+            fresh.check_embedder(embedder)
         except IndexMismatchError:
+            embedder = self._adapted_embedder(fresh, embedder)
+        if embedder is None:
             fresh.close()
             self._failure = IndexMismatchError(
                 f"{old.store.index_dir}: the index was rebuilt with another model ({fresh.model_id}) while the app "
@@ -224,12 +236,33 @@ class SearchEngine:
                 "Restart the app to search the rebuilt index.")
             log.error("%s", self._failure)
             return
-        self._opened = self._wrap(fresh)
+        self._opened = self._wrap(fresh, embedder)
         log.info("index %s changed (generation %d -> %d): reopened, %d photos",
                  old.store.index_dir, old.generation, fresh.generation, fresh.count)
         # Safe while other threads still rank on it: the FAISS index is in memory and closing only
         # empties the catalog's connection pool (connections in use finish and are then dropped).
         old.store.close()
+
+    @staticmethod
+    def _adapted_embedder(fresh, current):
+        """The base model of ``current`` with the adapter ``fresh`` names, or None if that is not the change."""
+        from indexer.store import resolve_local
+        from mme5 import load_embedder
+
+        if resolve_local(fresh.model_id) != resolve_local(current.model_id) or fresh.adapter == current.adapter:
+            return None
+
+        try:
+            embedder = load_embedder(resolve_local(fresh.model_id), device=current.device,
+                                     adapter=resolve_local(fresh.adapter), runtime=current.runtime)
+            fresh.check_embedder(embedder)
+        except Exception as error:  # noqa: BLE001 - a bad adapter leaves the app serving the previous state
+            log.error("index %s now uses adapter %s, which could not be loaded (%s)", fresh.index_dir, fresh.adapter,
+                      error)
+            return None
+        log.info("index %s re-embedded with adapter %s: loaded it, switching model and index together",
+                 fresh.index_dir, fresh.adapter)
+        return embedder
 
     @classmethod
     def open(cls, index_dir, model=None, adapter=None, device=None, extra_roots=(), runtime=None) -> "SearchEngine":
@@ -268,14 +301,19 @@ class SearchEngine:
         """Text, image or composed query, by which of ``text`` / ``image`` are given."""
         opts = SearchOptions.parse(**options)
         started = time.perf_counter()
-        vector = self.encode_query(text=text, image=image)
+        opened = self._current()  # one model+index pair for encoding and ranking
+        vector = self._encode(opened.embedder, text=text, image=image)
         encoded = time.perf_counter()
-        page = self.rank(vector, opts)
+        page = self._rank(opened, vector, opts)
         return SearchPage(page.results, page.offset, page.next_offset, encoded - started,
                           time.perf_counter() - encoded, options=opts.__dict__, generation=page.generation)
 
     def encode_query(self, text: str | None = None, image=None) -> np.ndarray:
         """The (1, dim) query vector; keep it to fetch further pages with ``rank`` without the model."""
+        return self._encode(self._current().embedder, text=text, image=image)
+
+    def _encode(self, embedder, text: str | None = None, image=None) -> np.ndarray:
+        """``embedder``'s query vector: the one paired with the index a query ranks against."""
         if image is None or (isinstance(image, str) and not image.strip()):
             text = _check_text(text, "query text")
         kind = QueryKind.of(text=text, image=image)
@@ -283,7 +321,7 @@ class SearchEngine:
             text = _check_text(text, "modifying text")
         texts = [text.strip()] if kind is QueryKind.COMPOSED else [text] if kind.needs_text else None
         with self._model_lock:
-            vector = self.embedder.encode_query(kind, texts=texts, images=[image] if kind.needs_image else None)
+            vector = embedder.encode_query(kind, texts=texts, images=[image] if kind.needs_image else None)
             return np.ascontiguousarray(vector, dtype=np.float32)
 
     # -- catalog facts -------------------------------------------------------------------------
@@ -304,12 +342,13 @@ class SearchEngine:
 
     def stats(self) -> dict:
         """Index size and model facts for the UI footer and the API (current after a build)."""
-        store = self._current().store
+        opened = self._current()
+        store = opened.store
         return {
             "images": int(store.count),
-            "model": self.embedder.model_id,
+            "model": opened.embedder.model_id,
             "adapter": getattr(store, "adapter", None),
-            "dim": int(self.embedder.dim),
+            "dim": int(opened.embedder.dim),
             "roots": [str(root) for root in store.roots],
         }
 
@@ -323,7 +362,9 @@ class SearchEngine:
         ``generation`` (from the first page) makes a further page an IndexChangedError once a
         build changed the index, instead of offsets into a ranking that no longer exists.
         """
-        opened = self._current()
+        return self._rank(self._current(), vector, opts, generation)
+
+    def _rank(self, opened: _Opened, vector: np.ndarray, opts: SearchOptions, generation: int | None = None) -> SearchPage:
         if generation is not None and generation != opened.generation:
             raise IndexChangedError("The photo index changed since this search (photos were added or removed): "
                                     "search again to see the current results.")

@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="give up after this many samples were tried (default 2*n+20)")
     gen.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
     gen.add_argument("--max-retries", type=int, default=5, help="retries on timeouts, 429 and 5xx (default 5)")
-    gen.add_argument("--no-json-mode", action="store_true", help="do not send response_format=json_object")
+    gen.add_argument("--no-json-mode", action="store_true",
+                     help="send no response_format (default: json_schema, falling back to json_object, then text)")
     gen.add_argument("--image-size", type=_positive_int, default=1024, help="longer image side sent (default 1024)")
     gen.add_argument("--max-tokens", type=_positive_int, default=2048, help="answer length limit (default 2048)")
     gen.add_argument("--temperature", type=float, default=0.7, help="sampling temperature, openai backend (default 0.7)")

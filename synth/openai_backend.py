@@ -67,26 +67,89 @@ def retry_after(error: openai.APIStatusError) -> float | None:
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
+# Structured-output modes, strongest first; a run settles on one (see OpenAIBackend.structured).
+MODES = ("json_schema", "json_object", "text")
+
+
+def response_format(mode: str) -> dict | None:
+    if mode == "json_schema":
+        from .schema import response_schema
+
+        return {"type": "json_schema", "json_schema": {"name": "synth_generation", "strict": True,
+                                                       "schema": response_schema()}}
+    return {"type": "json_object"} if mode == "json_object" else None
+
+
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except (json.JSONDecodeError, TypeError):
+        return False
+
+
 class OpenAIBackend:
-    """Chat completions with JSON mode (dropped once if the server rejects it) and counted retries."""
+    """Chat completions with structured outputs and counted retries.
+
+    It asks for ``json_schema`` (strict, from the pydantic model) first; a server that rejects
+    it with a 400 is asked with ``json_object``, then with plain text (parsed and repaired by
+    ``synth.schema``), and a server that accepts the format but answers with something other
+    than a JSON object is treated as plain text from then on.  Each step down happens once per
+    run, and ``structured`` says where the run settled and why.
+    """
 
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None, timeout: float = 120.0,
                  max_retries: int = 5, backoff: float = 1.0, max_wait: float = 120.0, json_mode: bool = True,
-                 image_max_side: int = 1024, max_tokens: int = 2048, temperature: float = 0.7):
+                 image_max_side: int = 1024, max_tokens: int = 2048, temperature: float = 0.7,
+                 structured: str = "json_schema"):
         self.model = model
         self.base_url = base_url or DEFAULT_BASE_URL
         self.client = openai.OpenAI(base_url=self.base_url, api_key=api_key or "none", timeout=timeout, max_retries=0)
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_wait = max_wait
-        self.json_mode = json_mode
+        if structured not in MODES:
+            raise ValueError(f"unknown structured-output mode {structured!r}; valid: {', '.join(MODES)}")
+        self.mode = structured if json_mode else "text"
+        self._events: list[str] = [] if json_mode else ["text: structured outputs switched off (--no-json-mode)"]
+        self._confirmed = not json_mode  # True once an answer in the current mode was a JSON object
         self.image_max_side = image_max_side
         self.max_tokens = max_tokens
         self.temperature = temperature
         self._lock = threading.Lock()
 
-    def _create(self, wire: list[dict]):
-        extra = {"response_format": {"type": "json_object"}} if self.json_mode else {}
+    @property
+    def json_mode(self) -> bool:
+        return self.mode != "text"
+
+    @property
+    def structured(self) -> dict:
+        """Where the negotiation settled: ``mode`` and the steps that led there (for ``stats``)."""
+        return {"mode": self.mode, "confirmed": self._confirmed, "steps": list(self._events)}
+
+    def _step_down(self, failed: str, why: str, to: str | None = None) -> None:
+        """Leave ``failed`` for the next mode (or ``to``), once, even when several requests in flight hit it."""
+        with self._lock:
+            if self.mode != failed:
+                return
+            self.mode = to or MODES[MODES.index(failed) + 1]
+            self._confirmed = False
+            self._events.append(f"{failed} -> {self.mode}: {why}")
+            print(f"synth: {why}; asking with {self.mode} from now on", file=sys.stderr)
+
+    def _observe(self, mode: str, text: str) -> None:
+        if mode == "text" or self._confirmed:
+            return
+        if _is_json_object(text.strip()):
+            with self._lock:
+                if self.mode == mode:
+                    self._confirmed = True
+        else:  # accepted the parameter but did not follow it: parse and repair plain text instead
+            self._step_down(mode, f"the server accepted {mode} but did not answer with a JSON object (ignored it)",
+                            to="text")
+
+    def _create(self, wire: list[dict], mode: str):
+        format_ = response_format(mode)
+        extra = {"response_format": format_} if format_ else {}
         try:
             return self.client.chat.completions.create(
                 model=self.model, messages=wire, max_tokens=self.max_tokens, temperature=self.temperature, **extra)
@@ -101,8 +164,11 @@ class OpenAIBackend:
         wire = to_wire(messages, self.image_max_side)
         retries = 0
         while True:
+            mode = self.mode
             try:
-                return _completion(self._create(wire), retries)
+                completion = _completion(self._create(wire, mode), retries)
+                self._observe(mode, completion.text)
+                return completion
             except (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError,
                     openai.InternalServerError, MalformedResponse) as error:
                 kind = _describe(error)
@@ -117,12 +183,10 @@ class OpenAIBackend:
                     f"{self.base_url} refused model {self.model!r}: {_describe(error)}. Check --model, --base-url "
                     "and the API key (--api-key or OPENAI_API_KEY).") from error
             except openai.BadRequestError as error:
-                if self.json_mode and "response_format" in str(error):
-                    with self._lock:
-                        if self.json_mode:
-                            print("synth: server does not support JSON mode; asking for JSON in the prompt only",
-                                  file=sys.stderr)
-                        self.json_mode = False
+                message = str(error).lower()
+                if mode != "text" and any(word in message for word in ("response_format", "json_schema", "json_object",
+                                                                       "structured output", "guided")):
+                    self._step_down(mode, f"the server rejected {mode} ({_describe(error)})")
                     continue
                 raise BackendError("api_error", _describe(error), retries) from error
             except openai.APIStatusError as error:

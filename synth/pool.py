@@ -17,9 +17,12 @@ class PoolError(SynthError, ValueError):
 
 
 class ImagePool:
-    def __init__(self, store):
+    """``among`` (image ids) restricts every draw, neighbours included, to those images (e.g. a held-out split)."""
+
+    def __init__(self, store, among=None):
         self.store = store
-        self.ids = store.ids()  # ascending, so the fingerprint below is stable
+        self.among = None if among is None else np.unique(np.asarray(among, dtype=np.int64))
+        self.ids = store.ids() if self.among is None else self.among  # ascending: the fingerprint below is stable
         if len(self.ids) < 3:
             raise PoolError(f"the index holds {len(self.ids)} searchable image(s); synth needs at least 3 (query, "
                             "positive, hard negative; more than 30 for the default hard-negative window); "
@@ -70,7 +73,7 @@ class ImagePool:
             return cached
         anchor_hash = self._record(image_id).content_hash
         k = min(len(self.ids), max(depth, self.depth) + 1 + 8)
-        _, found = self.store.search(self.store.vectors([image_id]).astype(np.float32), k)
+        _, found = self.store.search(self.store.vectors([image_id]).astype(np.float32), k, among=self.among)
         candidates = _Neighbours(other for other in (int(i) for i in found[0]) if other >= 0 and other != image_id
                                  and self._record(other).content_hash != anchor_hash)
         candidates.complete = k >= len(self.ids)

@@ -1,8 +1,11 @@
 """Revised data -> one row in the schema of ``intfloat/mmE5-synthetic``, plus metadata.
 
-Texts carry the MMEB image placeholder (``<|image_1|>\\n``) wherever that side has an image;
-``neg_text``/``neg_image_path`` are strings holding Python lists, exactly as in the
-released dataset, so loaders written for it read ours unchanged.
+Texts are spelled exactly as MMEB-train rows and mme5's inference prompts (``mme5.prompts``):
+the MMEB image placeholder (``<|image_1|>\\n``) wherever that side has an image, and every
+instruction-bearing string (a query, an image document) ends with ``"\\n"``; a text-only
+document is the bare text.  ``mme5.prompts.from_mmeb(row_text)`` therefore yields the very
+string the app embeds at search time.  ``neg_text``/``neg_image_path`` are strings holding
+Python lists, exactly as in the released dataset, so loaders written for it read ours unchanged.
 """
 from __future__ import annotations
 
@@ -17,19 +20,24 @@ from .schema import Generation
 SCHEMA_COLUMNS = ("qry", "qry_image_path", "pos_text", "pos_image_path", "neg_text", "neg_image_path")
 METADATA_COLUMNS = ("task", "modality", "language", "generator", "prompt_version", "sample_id", "seed")
 INSPECTION_COLUMNS = ("instruction", "query_text", "description", "draft", "evaluation")
-# mmE5's own image-document instruction, in MMEB form ("<|image_1|>\nRepresent the given image.")
-IMAGE_ONLY_DOCUMENT = IMAGE_DOCUMENT.removeprefix(IMAGE_TOKEN + BOS).strip()
+# mmE5's own image-document prompt in MMEB form: "<|image_1|>\nRepresent the given image.\n"
+IMAGE_ONLY_DOCUMENT = IMAGE_DOCUMENT.removeprefix(IMAGE_TOKEN + BOS)
+
+
+def _line(text: str) -> str:
+    """One instruction line as MMEB and mme5.prompts end it: stripped, then a single newline."""
+    return text.strip() + "\n"
 
 
 def _query(config: SampleConfig, instruction: str, query: str) -> str:
-    text = f"{instruction} {query}" if config.combo.query_text else instruction
+    text = _line(f"{instruction.strip()} {query.strip()}" if config.combo.query_text else instruction)
     return MMEB_IMAGE_PLACEHOLDER + text if config.combo.query_image else text
 
 
 def _document(config: SampleConfig, text: str) -> str:
     if not config.combo.target_image:
-        return text
-    return MMEB_IMAGE_PLACEHOLDER + (text if config.combo.target_text else IMAGE_ONLY_DOCUMENT)
+        return text.strip()  # a text document is bare, as mme5.prompts.text_query(text) serves it
+    return MMEB_IMAGE_PLACEHOLDER + (_line(text) if config.combo.target_text else IMAGE_ONLY_DOCUMENT)
 
 
 def build_record(config: SampleConfig, generation: Generation, generator: str, usage: dict) -> dict:

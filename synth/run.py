@@ -34,6 +34,7 @@ class Summary:
     prices: tuple[float, float] | None = None
     seconds: float = 0.0
     stopped: str = ""
+    structured: dict | None = None  # the backend's structured-output negotiation (mode, steps)
 
     @property
     def attempted(self) -> int:
@@ -49,6 +50,7 @@ class Summary:
             "attempted": self.attempted, "failed": dict(self.failed), "retries": self.retries,
             "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
             "cost_usd": self.cost, "seconds": round(self.seconds, 2), "stopped": self.stopped,
+            "structured_output": self.structured,
         }
 
     def format(self) -> str:
@@ -59,6 +61,9 @@ class Summary:
             f"  tokens: {self.prompt_tokens:,} in, {self.completion_tokens:,} out; retries: {self.retries}; "
             + (f"cost: ${self.cost:.4f}" if self.cost is not None else "cost: unknown (pass --price-in/--price-out)"),
         ]
+        if self.structured:
+            lines.append(f"  structured output: {self.structured['mode']}"
+                         + "".join(f"; {step}" for step in self.structured["steps"]))
         if self.failed:
             lines.append("  failures: " + ", ".join(f"{reason} {count}" for reason, count in self.failed.most_common()))
         if self.stopped:
@@ -105,9 +110,14 @@ def generate(folder: RunFolder, configurator, backend, n: int, concurrency: int 
     started = time.perf_counter()
     dedup = Deduplicator()
     accepted_ids = set()
-    for row in folder.samples():
+    batch: list[tuple[str, str]] = []
+    for row in folder.samples():  # re-add the accepted queries in batches: 100,000 take seconds
         accepted_ids.add(row["sample_id"])
-        dedup.seen(*dedup_text(row))
+        batch.append(dedup_text(row))
+        if len(batch) >= 10_000:
+            dedup.seen_many(batch)
+            batch.clear()
+    dedup.seen_many(batch)
     final_failures = {row["sample_id"] for row in folder.failures() if not row.get("retryable")} - accepted_ids
     done = accepted_ids | final_failures
     max_attempts = max_attempts if max_attempts is not None else 2 * n + 20
@@ -170,6 +180,7 @@ def generate(folder: RunFolder, configurator, backend, n: int, concurrency: int 
     finally:
         progress.close()
         summary.seconds = time.perf_counter() - started
+        summary.structured = getattr(backend, "structured", None)
         folder.close()
     executor.shutdown(wait=True)
     return summary

@@ -47,6 +47,29 @@ class Generation(_Strict):
     revised: Data
 
 
+def response_schema() -> dict:
+    """``Generation`` as a strict JSON schema for ``response_format: json_schema``.
+
+    OpenAI's strict mode (also vLLM's and Ollama's guided decoding) wants every object closed
+    (``additionalProperties: false``) with all of its properties required.
+    """
+    schema = Generation.model_json_schema()
+
+    def close(node):
+        if isinstance(node, dict):
+            if node.get("type") == "object" and "properties" in node:
+                node["additionalProperties"] = False
+                node["required"] = list(node["properties"])
+            for value in node.values():
+                close(value)
+        elif isinstance(node, list):
+            for value in node:
+                close(value)
+
+    close(schema)
+    return schema
+
+
 class GenerationError(SynthError, ValueError):
     """The answer is not usable; ``reason`` is a short category for statistics."""
 

@@ -1,6 +1,7 @@
 """What a run folder holds: counts per task, combination and language, failures, cost."""
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from .costs import cost
@@ -45,7 +46,17 @@ def run_stats(folder: RunFolder) -> dict:
         "completion_tokens": tokens_out,
         "cost_usd": cost(tokens_in, tokens_out, tuple(prices) if prices else None),
         "tokens_per_accepted_sample": round((tokens_in + tokens_out) / n_accepted) if n_accepted else None,
+        "structured_output": _last_summary(folder).get("structured_output"),
     }
+
+
+def _last_summary(folder: RunFolder) -> dict:
+    """The last generate run's summary.json (what the server's structured-output support settled on)."""
+    path = folder.path / "summary.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
 
 
 def _table(title: str, counts: dict, total: int) -> list[str]:
@@ -64,6 +75,9 @@ def format_stats(stats: dict) -> str:
         f"generator: {stats['generator']}; tokens: {stats['prompt_tokens']:,} in, {stats['completion_tokens']:,} out"
         + (f"; cost ${stats['cost_usd']:.4f}" if stats["cost_usd"] is not None else "; cost unknown (no prices)"),
     ]
+    structured = stats.get("structured_output")
+    if structured:
+        lines.append(f"structured output: {structured['mode']}" + "".join(f"; {s}" for s in structured["steps"]))
     total = stats["accepted"]
     lines += _table("by task", stats["by_task"], total)
     lines += _table("by task and combination", stats["by_task_modality"], total)

@@ -9,6 +9,7 @@ Bad rows are skipped and counted in ``dataset.skipped`` instead of stopping a ru
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import os
 import sys
@@ -25,6 +26,46 @@ COLUMNS = ("qry", "qry_image_path", "pos_text", "pos_image_path", "neg_text", "n
 
 class DataError(TrainerError, ValueError):
     """A data source cannot be read at all (as opposed to a bad row, which is skipped)."""
+
+
+# The paper's labeled mix (scripts/train/train.sh of haon-chen/mmE5): the first 50,000 rows
+# (--num_sample_per_subset) of each of these 24 intfloat/mmE5-MMEB-hardneg subsets ...
+MME5_HARDNEG = "intfloat/mmE5-MMEB-hardneg"
+MME5_HARDNEG_SUBSETS = (
+    "TAT-DQA", "ArxivQA", "InfoSeek_it2t", "InfoSeek_it2it", "ImageNet_1K", "N24News", "HatefulMemes", "SUN397",
+    "VOC2007", "InfographicsVQA", "ChartQA", "A-OKVQA", "DocVQA", "OK-VQA", "Visual7W", "VisDial", "CIRR", "NIGHTS",
+    "WebQA", "VisualNews_i2t", "VisualNews_t2i", "MSCOCO_i2t", "MSCOCO_t2i", "MSCOCO",
+)
+MME5_ROWS_PER_SUBSET = 50_000
+# ... plus every row of the three intfloat/mmE5-synthetic configs (the reference's train[:-1] drops
+# each config's last row, a side effect of num_sample=-1; we keep it).
+MME5_SYNTHETIC = "intfloat/mmE5-synthetic"
+MME5_SYNTHETIC_SUBSETS = ("Classification", "Retrieval", "VQA")
+RECIPES = {
+    "mme5": [f"{MME5_HARDNEG}:{name}@{MME5_ROWS_PER_SUBSET}" for name in MME5_HARDNEG_SUBSETS]
+    + [f"{MME5_SYNTHETIC}:{name}" for name in MME5_SYNTHETIC_SUBSETS],
+}
+
+
+def expand_recipe(recipe: str | None, sources: list[str] | None = None) -> list[str]:
+    """The sources of a named recipe (``--recipe``) followed by the ones given (``--data``)."""
+    sources = list(sources or [])
+    if recipe is None:
+        return sources
+    if recipe not in RECIPES:
+        raise DataError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
+    return RECIPES[recipe] + sources
+
+
+def split_cap(source: str) -> tuple[str, int | None]:
+    """``"SOURCE@ROWS"`` -> (SOURCE, ROWS): read only the first ROWS rows; no ``@digits`` suffix -> no cap."""
+    name, at, rows = str(source).rpartition("@")
+    if not at or not rows.strip().lstrip("-").isdigit():
+        return str(source), None
+    cap = int(rows)
+    if cap < 1:
+        raise DataError(f"{source}: row cap must be at least 1 (SOURCE@ROWS, e.g. {name}@50000)")
+    return name, cap
 
 
 @dataclass
@@ -58,7 +99,8 @@ def load_examples(sources: list[str], image_dir: str | None, negative_ratio: int
 
     Each source is a ``datasets`` folder (``save_to_disk``), a ``.jsonl`` or ``.parquet``
     file, a folder of parquet files (a hub download), or a hub dataset name (``name`` or
-    ``name:config``, split ``train``).  Image paths are
+    ``name:config``, split ``train``); ``SOURCE@ROWS`` reads only its first ROWS rows (the
+    reference's per-subset cap; skipped rows count towards it).  Image paths are
     resolved against ``image_dir``.  Negatives are cut to ``negative_ratio`` and a short
     list is padded by repeating its last entry, as in the mmE5 reference.
     """
@@ -74,7 +116,8 @@ def load_examples(sources: list[str], image_dir: str | None, negative_ratio: int
     examples: list[Example] = []
     skipped: Counter = Counter()
     for source in sources:
-        for row in _rows(str(source)):
+        name, cap = split_cap(str(source))
+        for row in itertools.islice(_rows(name), cap):
             example, reason = _example(row, image_root, negative_ratio)
             if example is None:
                 skipped[reason] += 1

@@ -228,6 +228,10 @@ def evaluate_cli(args) -> int:
     from mme5 import load_embedder
     from mme5.cli import UsageError
 
+    if args.index or args.queries:
+        return _evaluate_index_cli(args)
+    if not args.model or not args.image_dir:
+        raise EvalDataError("give --model and --image-dir (MMEB/XTD), or --index and --queries (held-out recall)")
     if not args.mmeb and not args.xtd:
         raise UsageError("nothing to evaluate: give --mmeb DIR and/or --xtd DIR")
     image_dir = Path(args.image_dir)
@@ -243,4 +247,21 @@ def evaluate_cli(args) -> int:
         write_atomic(out, json.dumps(report, indent=2, ensure_ascii=False))
         write_atomic(out.with_suffix(".md"), table)
         print(f"trainer eval: wrote {out} and {out.with_suffix('.md')}", file=sys.stderr)
+    return 0
+
+
+def _evaluate_index_cli(args) -> int:
+    """``--index I --queries RUN/heldout``: how good search is on the user's own photos."""
+    from .adapt import evaluate_index, table
+
+    if not (args.index and args.queries):
+        raise EvalDataError("held-out evaluation needs both --index I and --queries RUN/heldout")
+    result = evaluate_index(args.index, args.queries, device=args.device, show_progress=not args.no_progress)
+    text = f"# Held-out search quality of {args.index} ({result['library']} photos as candidates)\n\n" + table(result, "queries")
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+        out.with_suffix(".md").write_text(text + "\n")
     return 0

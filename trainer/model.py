@@ -12,20 +12,43 @@ import torch
 
 from mme5 import registry
 
-# Attention and MLP projections of each family (text and vision towers alike), from the registry.
-DEFAULT_TARGETS = {family: list(spec.lora_targets) for family, spec in registry.BACKBONES.items()}
+# The reference's --lora_target_modules default (src/arguments.py of haon-chen/mmE5), written for
+# Phi-3.5-V/LLaVA/Mllama alike. peft matches it by module name, so on Mllama only q/k/v/o_proj
+# (text self- and cross-attention, vision attention) and the text MLP's down_proj take LoRA
+# (~18.5M trainable parameters at r 8 with DoRA): gate/up_proj and the vision fc1/fc2 are left out.
+# What it matches in each family is the registry's ``lora_targets``; "wide" is ``wide_lora_targets``.
+REFERENCE_TARGETS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj", "k_proj", "q_proj", "out_proj", "v_proj"]
+TARGET_PRESETS = {
+    "mme5": {family: list(spec.lora_targets) for family, spec in registry.BACKBONES.items()},
+    "wide": {family: list(spec.wide_lora_targets) for family, spec in registry.BACKBONES.items()},
+}
+DEFAULT_TARGETS = TARGET_PRESETS["mme5"]
+
+
+def resolve_targets(spec: str | list[str] | None, family: str) -> list[str]:
+    """``None``/"" or a preset name ("mme5", "wide") or a comma-separated module-name list -> names."""
+    if not spec:
+        spec = "mme5"
+    if isinstance(spec, str):
+        if spec.strip() in TARGET_PRESETS:
+            return list(TARGET_PRESETS[spec.strip()][family])
+        spec = spec.split(",")
+    names = [name.strip() for name in spec if name.strip()]
+    if not names:
+        raise ValueError("--lora-targets is empty: give a preset (mme5, wide) or module names like q_proj,v_proj")
+    return names
 
 
 @dataclass
 class LoraSettings:
-    """mmE5's defaults (scripts/train/train.sh of the reference)."""
+    """mmE5's defaults (scripts/train/train.sh and src/arguments.py of the reference)."""
 
     r: int = 8
     alpha: int = 64
     dropout: float = 0.1
     dora: bool = True
     init: str = "gaussian"
-    targets: list[str] = field(default_factory=list)  # empty: DEFAULT_TARGETS of the family
+    targets: list[str] | str = field(default_factory=list)  # empty: the "mme5" preset; or "wide", or names
 
 
 def make_trainable(embedder, lora: LoraSettings | None, gradient_checkpointing: bool = True):
@@ -45,7 +68,7 @@ def make_trainable(embedder, lora: LoraSettings | None, gradient_checkpointing: 
     config = LoraConfig(
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, use_dora=lora.dora,
         init_lora_weights=lora.init if lora.init != "default" else True,
-        target_modules=lora.targets or list(embedder.spec.lora_targets),
+        target_modules=resolve_targets(lora.targets, embedder.family),
     )
     with warnings.catch_warnings():  # peft still asks the deprecated is_gradient_checkpointing
         warnings.simplefilter("ignore", FutureWarning)

@@ -55,3 +55,32 @@ def test_json_in_a_code_fence_or_chatter_is_found_but_prose_is_not_json():
     assert error.value.reason == "invalid_json"
     with pytest.raises(GenerationError, match="expected a JSON object"):
         parse_generation("[1, 2]", Combo("IT->T"))
+
+
+def test_minhash_filter_agrees_with_exhaustive_comparison_and_batches_like_single_checks():
+    """Against brute force (every earlier query, exact trigram Jaccard): the LSH index misses nothing here."""
+    import random
+
+    rng = random.Random(7)
+    words = ["rotes", "Fahrrad", "Fluss", "Katze", "Baum", "Strand", "Kinder", "Ball", "Sommer", "Abend", "Haus",
+             "Brücke", "Hund", "Wolke", "Берег", "кошка", "дерево", "мост"]
+    items = []
+    for number in range(400):
+        if items and rng.random() < 0.3:  # a light rewrite of an earlier query: near-duplicate or not
+            image, text = rng.choice(items)
+            parts = text.split()
+            parts[rng.randrange(len(parts))] = rng.choice(words)
+            text = " ".join(parts).upper() if rng.random() < 0.5 else " ".join(parts) + "!"
+        else:
+            image, text = rng.choice(["a.jpg", "b.jpg", ""]), " ".join(rng.choices(words, k=rng.randint(8, 14)))
+        items.append((image, text))
+    kept, expected = [], []
+    for image, text in items:
+        duplicate = any(other_image == image and similarity(other, text) >= 0.9 for other_image, other in kept)
+        expected.append(duplicate)
+        if not duplicate:
+            kept.append((image, text))
+    single = Deduplicator()
+    assert [single.seen(image, text) for image, text in items] == expected
+    assert 20 < sum(expected) < 200  # the fixture exercises both outcomes
+    assert Deduplicator().seen_many(items) == expected

@@ -39,8 +39,8 @@ def test_valid_answer_becomes_a_record_and_request_is_well_formed(photos):
     assert record["qry_image_path"] == config.query_image.relpath
     assert eval(record["neg_image_path"]) == [config.neg_image.relpath]  # noqa: S307 - the HF dataset's format
     assert record["usage"] == {"prompt_tokens": 1000, "completion_tokens": 300, "retries": 0, "calls": 1}
-    # the wire: model, JSON mode, three images as data URLs in prompt order, the configured language named
-    assert request["model"] == "fake-4o" and request["response_format"] == {"type": "json_object"}
+    # the wire: model, structured output, three images as data URLs in prompt order, the configured language named
+    assert request["model"] == "fake-4o" and request["response_format"]["type"] == "json_schema"
     assert request["temperature"] == 0.7 and request["max_tokens"] == 2048
     parts = request["messages"][1]["content"]
     urls = [part["image_url"]["url"] for part in parts if part["type"] == "image_url"]
@@ -170,7 +170,7 @@ def test_server_without_json_mode_is_asked_again_without_it(photos):
     with FakeOpenAI(reply) as server:
         client = backend(server)
         outcome = generate_one(client, config)
-    assert outcome.record is not None and client.json_mode is False
+    assert outcome.record is not None and client.json_mode is False and client.mode == "text"
 
 
 def test_bad_key_stops_the_run(photos):

@@ -1,0 +1,610 @@
+"""``trainer adapt``: measure search quality on the user's own library, adapt the model to it, apply it.
+
+Steps, each finished one kept in the run folder so a rerun continues after the last one:
+split (by content hash) -> synth (held-out queries, training samples) -> before (held-out
+recall over the whole library) -> train (LoRA) -> after -> guard (optional MMEB/XTD) ->
+apply (only if held-out recall@10 improved) -> report (markdown, JSON, PNG charts).
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import hashlib
+import io
+import json
+import locale
+import math
+import os
+import shutil
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from indexer.atomic import write_atomic
+
+SEARCH_TASKS = {"T->I": "text", "IT->I": "composed", "I->I": "image"}  # synth combination -> app search mode
+DEFAULT_TASKS = "retrieval:T->I=0.6,retrieval:IT->I=0.2,retrieval:I->I=0.2"
+KS = (1, 5, 10)
+# rough per-call token counts for the cost estimate (see the synth README section): prompt text + images, answer
+PROMPT_TOKENS, IMAGE_TOKENS, ANSWER_TOKENS = 650, 765, 700
+ACCEPTANCE = 0.9
+HELDOUT_DIR, TRAIN_SYNTH_DIR, ADAPTER_DIR = "heldout", "synth-train", "adapter"
+
+
+class AdaptError(ValueError):
+    """The run cannot continue; the message says what to change."""
+
+
+def log(message: str) -> None:
+    print(f"adapt: {message}", file=sys.stderr, flush=True)
+
+
+# -- split -----------------------------------------------------------------------------------
+def heldout_side(content_hash: str, share: float) -> bool:
+    """Deterministic, content-based: copies of a photo land on the same side, whatever their path."""
+    value = int(hashlib.sha256(f"adapt-split:{content_hash}".encode()).hexdigest()[:13], 16) / 16**13
+    return value < share
+
+
+def split_library(store, share: float) -> dict:
+    ids = store.ids()
+    heldout, train = [], []
+    for start in range(0, len(ids), 1000):
+        for record in store.records(ids[start:start + 1000]):
+            if record is not None:
+                (heldout if heldout_side(record.content_hash or record.path, share) else train).append(record.id)
+    if len(heldout) < 3 or len(train) < 3:
+        raise AdaptError(f"{store.index_dir}: {len(ids)} photos give {len(heldout)} held-out and {len(train)} training "
+                         f"photos at --heldout {share}; each side needs at least 3 (index more photos or change it)")
+    return {"heldout": heldout, "train": train, "share": share, "fingerprint": store.fingerprint}
+
+
+# -- languages, tasks, cost ---------------------------------------------------------------------
+def default_languages() -> str:
+    """English plus the language of the user's locale (``uk_UA`` -> uk), when synth knows it."""
+    from synth.languages import NAMES
+
+    code = (locale.getlocale()[0] or os.environ.get("LANG", "") or "").split("_")[0].split(".")[0].lower()
+    return "en" if code in ("", "en", "c", "posix") or code not in NAMES else f"en,{code}"
+
+
+def estimate_cost(n: int, combos: dict, prices) -> dict:
+    """Tokens and USD for about ``n`` accepted samples (synth's accounting: prompt, images, answer)."""
+    from synth.costs import cost
+    from synth.tasks import Combo
+
+    images = sum(weight * (Combo(name).query_image + 2 * Combo(name).target_image)
+                 for (_, name), weight in combos.items())
+    calls = math.ceil(n / ACCEPTANCE)
+    tokens_in = int(calls * (PROMPT_TOKENS + IMAGE_TOKENS * images))
+    tokens_out = calls * ANSWER_TOKENS
+    return {"calls": calls, "prompt_tokens": tokens_in, "completion_tokens": tokens_out,
+            "cost_usd": cost(tokens_in, tokens_out, prices)}
+
+
+# -- synthesis ----------------------------------------------------------------------------------
+def synthesise(args, store, ids, out: Path, n: int, seed: int, show_progress: bool) -> dict:
+    """Run synth over the images ``ids`` only (neighbours too) into the run folder ``out``; resumable."""
+    from synth import languages, tasks
+    from synth.cli import _backend, _model, _prices
+    from synth.configure import NEGATIVE_RANKS, POSITIVE_RANKS, Configurator
+    from synth.output import RunFolder
+    from synth.pool import ImagePool
+    from synth.prompt import PROMPT_VERSION
+    from synth.run import generate
+
+    from synth.stats import run_stats
+
+    folder = RunFolder(out)
+    if folder.exists() and sum(1 for _ in folder.samples()) >= n:  # finished: nothing to call (index may have moved on)
+        stats = run_stats(folder)
+        return {key: stats[key] for key in ("accepted", "failed", "prompt_tokens", "completion_tokens", "cost_usd",
+                                            "by_language", "structured_output")}
+    weights = languages.parse_weights(args.languages, languages.NAMES, "language")
+    combos = tasks.parse_tasks(args.tasks)
+    model = _model(args)
+    args = argparse.Namespace(**{**vars(args), "temperature": args.gen_temperature})  # synth's name for it
+    pool = ImagePool(store, among=ids)
+    negative = (min(NEGATIVE_RANKS[0], max(2, len(ids) // 4)), NEGATIVE_RANKS[1])
+    positive = (POSITIVE_RANKS[0], min(POSITIVE_RANKS[1], negative[0] - 1))
+    configurator = Configurator(combos, weights, pool, seed, positive, negative)
+    prices = _prices(args, model)
+    settings = {"backend": args.backend, "model": model, "base_url": args.base_url, "seed": seed, "languages": weights,
+                "prompt_version": PROMPT_VERSION,
+                "tasks": {f"{task}:{combo}": weight for (task, combo), weight in combos.items()},
+                "positive_ranks": list(positive), "negative_ranks": list(negative),
+                "index_dir": str(store.index_dir), "pool": pool.fingerprint, "image_root": pool.root,
+                "prices": list(prices) if prices else None}
+    folder.start(settings)
+    summary = generate(folder, configurator, _backend(args, model), n, args.concurrency, None, prices,
+                       show_progress=show_progress)
+    if summary.attempted:
+        log(f"{out.name}: " + summary.format().removeprefix("synth: "))
+    if summary.accepted_before + summary.accepted < n:
+        raise AdaptError(f"{out}: only {summary.accepted_before + summary.accepted} of {n} samples accepted "
+                         f"({summary.stopped}); rerun the same command to continue")
+    stats = run_stats(folder)  # the whole run folder, earlier (resumed) runs included
+    return {key: stats[key] for key in ("accepted", "failed", "prompt_tokens", "completion_tokens", "cost_usd",
+                                        "by_language", "structured_output")}
+
+
+# -- measurement --------------------------------------------------------------------------------
+def load_queries(folder: Path) -> tuple[list[dict], str]:
+    """Held-out queries (a synth run folder) whose target is a photo, and the folder their paths are relative to."""
+    from synth.output import RunFolder
+
+    run = RunFolder(folder)
+    root = run.manifest().get("image_root")
+    rows = [row for row in run.samples() if row.get("modality") in SEARCH_TASKS]
+    if not rows:
+        raise AdaptError(f"{folder}: no held-out queries with a photo as target (text, composed or image search)")
+    return rows, root
+
+
+class Library:
+    """Every searchable photo of an index: ids, paths, content hashes; vectors per model."""
+
+    def __init__(self, store):
+        self.ids = store.ids()
+        records = [r for start in range(0, len(self.ids), 1000) for r in store.records(self.ids[start:start + 1000])]
+        self.paths = [r.path for r in records]
+        self.hashes = [r.content_hash or r.path for r in records]
+        self.by_path = {os.path.abspath(r.path): i for i, r in enumerate(records)}
+        self.by_hash: dict[str, list[int]] = defaultdict(list)
+        for position, content in enumerate(self.hashes):
+            self.by_hash[content].append(position)
+
+    def positions(self, relpath: str, root: str) -> list[int]:
+        """Library rows holding the photo at ``root/relpath`` (and its byte-identical copies)."""
+        position = self.by_path.get(os.path.abspath(os.path.join(root, relpath)))
+        return [] if position is None else self.by_hash[self.hashes[position]]
+
+
+def encode_queries(embedder, rows: list[dict], root: str, show_progress: bool) -> np.ndarray:
+    """Each query as the app encodes it (its fixed prompts), grouped by search mode."""
+    vectors = np.zeros((len(rows), embedder.dim), dtype=np.float32)
+    groups: dict[str, list[int]] = defaultdict(list)
+    for number, row in enumerate(rows):
+        groups[row["modality"]].append(number)
+    for modality, numbers in groups.items():
+        texts = [rows[n].get("query_text") or "" for n in numbers]
+        images = [os.path.join(root, rows[n]["qry_image_path"]) for n in numbers]
+        if modality == "T->I":
+            found = embedder.encode_text_queries(texts, show_progress_bar=show_progress)
+        elif modality == "IT->I":
+            found = embedder.encode_composed(images, texts, show_progress_bar=show_progress)
+        else:
+            found = embedder.encode_image_queries(images, show_progress_bar=show_progress)
+        vectors[numbers] = found
+    return vectors
+
+
+def ranks(query_vectors: np.ndarray, library_vectors: np.ndarray, rows: list[dict], root: str, library: Library) -> list[int]:
+    """1-based rank of the best positive photo among the whole library (the query photo itself left out)."""
+    found = []
+    for start in range(0, len(rows), 256):
+        scores = query_vectors[start:start + 256] @ library_vectors.T
+        for offset, row in enumerate(rows[start:start + 256]):
+            line = scores[offset]
+            positives = library.positions(row["pos_image_path"], root)
+            if not positives:
+                raise AdaptError(f"{row['pos_image_path']}: held-out target photo is no longer in the index; "
+                                 "start a new run folder")
+            if row.get("qry_image_path"):
+                line = line.copy()
+                line[library.positions(row["qry_image_path"], root)] = -np.inf
+            best = line[positives].max()
+            found.append(1 + int(np.sum(line > best)))
+    return found
+
+
+def metrics(rank_list) -> dict:
+    rank_array = np.asarray(rank_list, dtype=np.float64)
+    if not len(rank_array):
+        return {"queries": 0}
+    result = {f"recall@{k}": round(100.0 * float(np.mean(rank_array <= k)), 2) for k in KS}
+    result["mrr"] = round(float(np.mean(1.0 / rank_array)), 4)
+    result["queries"] = int(len(rank_array))
+    return result
+
+
+def measure(embedder, library_vectors: np.ndarray, library: Library, rows: list[dict], root: str,
+            show_progress: bool) -> dict:
+    """Recall@1/5/10 and MRR overall, per language and per search mode (text, composed, image)."""
+    found = ranks(encode_queries(embedder, rows, root, show_progress), library_vectors, rows, root, library)
+    by_language, by_task = defaultdict(list), defaultdict(list)
+    for rank, row in zip(found, rows):
+        by_language[row["language"]].append(rank)
+        by_task[SEARCH_TASKS[row["modality"]]].append(rank)
+    return {"overall": metrics(found), "by_language": {k: metrics(v) for k, v in sorted(by_language.items())},
+            "by_task": {k: metrics(v) for k, v in sorted(by_task.items())}, "library": len(library.ids)}
+
+
+def table(result: dict, title: str) -> str:
+    lines = [f"| {title} | queries | R@1 | R@5 | R@10 | MRR |", "|---|---|---|---|---|---|"]
+    groups = [("all", result["overall"])] + [(f"language {k}", v) for k, v in result["by_language"].items()] \
+        + [(f"search {k}", v) for k, v in result["by_task"].items()]
+    for name, values in groups:
+        lines.append(f"| {name} | {values['queries']} | {values['recall@1']:.1f} | {values['recall@5']:.1f} | "
+                     f"{values['recall@10']:.1f} | {values['mrr']:.3f} |")
+    return "\n".join(lines)
+
+
+def library_vectors_for(embedder, library: Library, cache: Path | None, show_progress: bool) -> np.ndarray:
+    """Every library photo embedded with ``embedder`` (kept in ``cache`` so a rerun does not redo it)."""
+    if cache is not None and cache.exists():
+        vectors = np.load(cache)
+        if vectors.shape == (len(library.ids), embedder.dim):
+            return vectors
+    vectors = embedder.encode_images(library.paths, show_progress_bar=show_progress)
+    # stored as the index stores them (float16), so "after" is measured at the precision the app will serve
+    vectors = vectors.astype(np.float16).astype(np.float32)
+    if cache is not None:
+        buffer = io.BytesIO()
+        np.save(buffer, vectors)
+        write_atomic(cache, buffer.getvalue())
+    return vectors
+
+
+def evaluate_index(index_dir, queries_dir, device=None, show_progress=True) -> dict:
+    """``trainer eval --index I --queries RUN/heldout``: the current model over the whole library."""
+    from indexer import open_index
+
+    rows, root = load_queries(Path(queries_dir))
+    embedder, store = open_index(Path(index_dir), device=device)
+    try:
+        library = Library(store)
+        result = measure(embedder, store.vectors(library.ids), library, rows, root, show_progress)
+    finally:
+        store.close()
+    result.update(model=embedder.model_id, adapter=embedder.adapter, index=str(Path(index_dir).absolute()))
+    return result
+
+
+# -- training rows ------------------------------------------------------------------------------
+def training_rows(folder: Path) -> list[dict]:
+    """synth samples as trainer rows; photo-search queries spelled exactly as the app encodes them."""
+    from mme5 import prompts
+    from synth.output import RunFolder
+
+    from .data import parse_list
+
+    run = RunFolder(folder)
+    root = run.manifest()["image_root"]
+    strip = prompts.IMAGE_TOKEN + prompts.BOS
+    out = []
+    for row in run.samples():
+        row = dict(row)
+        query = row.get("query_text") or ""
+        if row["modality"] == "T->I":
+            row["qry"] = prompts.text_to_image_query(query)
+        elif row["modality"] == "IT->I":
+            row["qry"] = prompts.MMEB_IMAGE_PLACEHOLDER + prompts.composed_query(query).removeprefix(strip)
+        elif row["modality"] == "I->I":
+            row["qry"] = prompts.MMEB_IMAGE_PLACEHOLDER + prompts.image_to_image_query().removeprefix(strip)
+        for column in ("qry_image_path", "pos_image_path"):
+            row[column] = os.path.join(root, row[column]) if row.get(column) else ""
+        row["neg_image_path"] = repr([os.path.join(root, p) if p else "" for p in parse_list(row["neg_image_path"], "n")])
+        out.append({key: row[key] for key in ("qry", "qry_image_path", "pos_text", "pos_image_path", "neg_text",
+                                               "neg_image_path", "language", "modality")})
+    return out
+
+
+# -- applying: re-index into a sibling folder, then swap ------------------------------------------
+def _exchange(a: Path, b: Path) -> None:
+    """Swap two directories in one step (Linux renameat2 RENAME_EXCHANGE); two renames elsewhere."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is not None:
+        at_fdcwd, rename_exchange = -100, 2
+        if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+            return
+    parked = a.with_name(f".{a.name}.previous")
+    os.replace(a, parked)  # for a moment no index: the app keeps serving what it has open
+    os.replace(b, a)
+    os.replace(parked, b)
+
+
+def reindex_with_adapter(index_dir: Path, model: str, adapter: Path, device=None, show_progress=True) -> dict:
+    """Re-embed every photo with model+adapter as a new index generation; the old one serves until the swap.
+
+    The adapter is copied into the index (``adapters/``) so the index does not depend on the run
+    folder; the new index is built beside the old one under the old one's write lock (no build
+    can slip in between), then the two folders are exchanged atomically. A crash before the
+    exchange leaves the old index untouched (the half-built sibling is resumed next time).
+    """
+    from indexer import IndexStore, build_index
+    from indexer.lock import WriteLock
+    from mme5 import load_embedder
+
+    index_dir = Path(index_dir).absolute()
+    with IndexStore.open(index_dir) as store:
+        roots, index_type = store.roots, store.meta.get("index_type_request")
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(adapter.iterdir()) if p.is_file())).hexdigest()[:12]
+    kept = index_dir / "adapters" / f"adapter-{digest}"
+    sibling = index_dir.with_name(f".{index_dir.name}.adapting")
+    with WriteLock(index_dir):
+        for target in (kept, sibling / "adapters" / kept.name):
+            if not target.exists():
+                temporary = target.with_name(f".{target.name}.tmp")
+                shutil.rmtree(temporary, ignore_errors=True)
+                shutil.copytree(adapter, temporary)
+                os.replace(temporary, target)
+        embedder = load_embedder(model, device=device, adapter=str(kept))  # the path it keeps after the swap
+        summary = build_index([Path(r) for r in roots], sibling, embedder, show_progress=show_progress,
+                              index_type=index_type)
+        if summary.errors:
+            log(f"re-index: {len(summary.errors)} file(s) could not be read (as in the old index)")
+        _exchange(index_dir, sibling)
+    shutil.rmtree(sibling, ignore_errors=True)  # now the old generation
+    return {"images": summary.images, "adapter": str(kept), "seconds": round(summary.seconds, 2)}
+
+
+# -- report ----------------------------------------------------------------------------------------
+def charts(run: Path, before: dict, after: dict, losses: list[float]) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = {}
+
+    def bars(axis, key, title):
+        names = list(before[key])
+        x = np.arange(len(names))
+        axis.bar(x - 0.2, [before[key][n]["recall@10"] for n in names], 0.4, label="before", color="#9aa5b1")
+        axis.bar(x + 0.2, [after[key][n]["recall@10"] for n in names], 0.4, label="after", color="#2f80ed")
+        axis.set_xticks(x, names)
+        axis.set_ylim(0, 110)
+        axis.set_ylabel("held-out recall@10 (%)")
+        axis.set_title(title)
+        axis.legend(loc="upper left", fontsize="small")
+
+    def loss(axis):
+        axis.plot(np.arange(1, len(losses) + 1), losses, color="#eb5757")
+        axis.set_xlabel("step")
+        axis.set_ylabel("training loss")
+        axis.set_title("training loss")
+
+    for name, draw in (("recall10_by_language.png", lambda a: bars(a, "by_language", "recall@10 per language")),
+                       ("recall10_by_task.png", lambda a: bars(a, "by_task", "recall@10 per search mode")),
+                       ("training_loss.png", loss)):
+        figure, axis = plt.subplots(figsize=(5, 3.4), dpi=110)
+        draw(axis)
+        figure.tight_layout()
+        figure.savefig(run / name)
+        plt.close(figure)
+        made[name] = str(run / name)
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.6), dpi=110)
+    bars(axes[0], "by_language", "recall@10 per language")
+    bars(axes[1], "by_task", "recall@10 per search mode")
+    loss(axes[2])
+    figure.tight_layout()
+    figure.savefig(run / "report.png")
+    plt.close(figure)
+    made["report.png"] = str(run / "report.png")
+    return made
+
+
+def write_report(run: Path, report: dict) -> None:
+    before, after = report["before"], report["after"]
+    delta = after["overall"]["recall@10"] - before["overall"]["recall@10"]
+    lines = [f"# Adapting {report['model']} to {report['index']}", "",
+             f"Held-out recall@10 over the whole library ({before['library']} photos): "
+             f"**{before['overall']['recall@10']:.1f} → {after['overall']['recall@10']:.1f}** ({delta:+.1f}); "
+             f"MRR {before['overall']['mrr']:.3f} → {after['overall']['mrr']:.3f}.", "",
+             f"Split: {report['split']['heldout']} held-out photos (queries only), {report['split']['train']} training "
+             f"photos. Synthetic data: {report['synth']['heldout']['accepted']} held-out queries, "
+             f"{report['synth']['train']['accepted']} training samples"
+             + (f", ${report['synth']['cost_usd']:.4f}" if report["synth"].get("cost_usd") is not None else "") + ".",
+             f"Training: {report['training']['steps']} steps, loss {report['training']['first_loss']:.3f} → "
+             f"{report['training']['last_loss']:.3f}.", "",
+             f"**Applied:** {'yes' if report['applied']['applied'] else 'no'} — {report['applied']['reason']}", "",
+             "![report](report.png)", "", "## Before", "", table(before, "before"), "", "## After", "",
+             table(after, "after"), ""]
+    if report.get("guard"):
+        lines += ["## General-domain guard", "", "| benchmark | before | after |", "|---|---|---|"]
+        lines += [f"| {name} | {values['before']:.1f} | {values['after']:.1f} |"
+                  for name, values in report["guard"].items()]
+        lines.append("")
+    _write(run / "report.md", "\n".join(lines))
+    _write(run / "report.json", json.dumps(report, indent=2, ensure_ascii=False))
+
+
+def _write(path: Path, text: str) -> None:
+    write_atomic(path, text.encode("utf-8"))
+
+
+def _read(path: Path):
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+# -- the command ---------------------------------------------------------------------------------
+def _plan_settings(args, split: dict) -> dict:
+    return {"index": str(Path(args.index).absolute()), "fingerprint": split["fingerprint"], "heldout": args.heldout,
+            "languages": args.languages, "tasks": args.tasks, "n": args.n, "n_eval": args.n_eval, "seed": args.seed,
+            "backend": args.backend, "model": args.model, "mix": args.mix, "steps": args.steps, "lr": args.lr,
+            "batch_size": args.batch_size, "temperature": args.temperature, "lora_r": args.lora_r,
+            "lora_targets": args.lora_targets}
+
+
+def _check_plan(run: Path, settings: dict) -> None:
+    previous = _read(run / "plan.json")
+    if previous is not None:
+        changed = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
+        if changed:
+            detail = "; ".join(f"{k}: was {old!r}, now {new!r}" for k, (old, new) in changed.items())
+            raise AdaptError(f"{run} holds an adapt run with other settings ({detail}); rerun with the same "
+                             "settings to continue it, or choose a new --out")
+    _write(run / "plan.json", json.dumps(settings, indent=2, ensure_ascii=False))
+
+
+def _ask(question: str) -> bool:
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return False
+    print(question + " [y/N] ", end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def _train(args, model: str, run: Path, show_progress: bool) -> dict:
+    from .data import expand_recipe
+    from .model import LoraSettings
+    from .train import LOG_FILE, TrainConfig, latest_checkpoint, train
+
+    output = run / ADAPTER_DIR
+    if not (output / "adapter_config.json").exists():
+        rows = training_rows(run / TRAIN_SYNTH_DIR)
+        data_file = run / "train.jsonl"
+        _write(data_file, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        resume = latest_checkpoint(output) is not None or (output / LOG_FILE).exists()
+        config = TrainConfig(
+            model=model, data=expand_recipe(None, [str(data_file), *args.mix]), output=str(output),
+            image_dir=args.mix_image_dir, max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+            warmup_ratio=args.warmup_ratio, temperature=args.temperature, negative_ratio=args.negative_ratio,
+            lora=LoraSettings(r=args.lora_r, targets=args.lora_targets or []),
+            gradient_checkpointing=not args.no_gradient_checkpointing, device=args.device, seed=args.seed,
+            save_every=args.save_every, resume=resume, show_progress=show_progress)
+        train(config)
+    losses = [json.loads(line)["loss"] for line in (output / LOG_FILE).read_text().splitlines() if line.strip()]
+    return {"steps": len(losses), "losses": losses, "first_loss": losses[0], "last_loss": losses[-1],
+            "adapter": str(output)}
+
+
+def _guard(args, model: str, adapter: Path, run: Path) -> dict | None:
+    if not (args.guard_mmeb or args.guard_xtd):
+        return None
+    saved = _read(run / "guard.json")
+    if saved is not None:
+        return saved
+    from mme5 import load_embedder
+
+    from .evaluate import evaluate
+
+    found = {}
+    for when, adapter_path in (("before", None), ("after", str(adapter))):
+        embedder = load_embedder(model, device=args.device, adapter=adapter_path)
+        report = evaluate(embedder, args.guard_mmeb, args.guard_xtd, args.guard_image_dir)
+        if "mmeb" in report:
+            found.setdefault("MMEB overall P@1", {})[when] = report["mmeb"]["summary"]["Overall"]
+        if "xtd" in report:
+            found.setdefault("XTD mean R@10", {})[when] = report["xtd"]["mean"]
+    _write(run / "guard.json", json.dumps(found, indent=2))
+    return found
+
+
+def run_adapt(args) -> int:
+    from indexer import IndexStore
+    from indexer.store import resolve_local
+    from mme5 import load_embedder
+    from synth import tasks as synth_tasks
+
+    from .data import split_cap
+
+    run = Path(args.out)
+    show = not args.no_progress
+    args.languages = args.languages or default_languages()
+    args.tasks = args.tasks or DEFAULT_TASKS
+    args.n_eval = args.n_eval or max(20, args.n // 5)
+    for source in args.mix:
+        split_cap(source)  # a bad @ROWS fails now, not after synthesis
+    store = IndexStore.open(args.index)
+    try:
+        split = _read(run / "split.json") or split_library(store, args.heldout)
+        applied_before = (_read(run / "applied.json") or {}).get("applied")  # then the index moved on by design
+        if split["fingerprint"] != store.fingerprint and not applied_before:
+            raise AdaptError(f"{run}: made for another state of the index ({split['fingerprint']}); choose a new --out")
+        model = resolve_local(store.model_id)
+        combos = synth_tasks.parse_tasks(args.tasks)
+        from synth.cli import _model, _prices
+
+        estimate = estimate_cost(args.n + args.n_eval, combos, _prices(args, _model(args)))
+        cost = "unknown (no price for this model: pass --price-in/--price-out)" if estimate["cost_usd"] is None \
+            else f"≈ ${estimate['cost_usd']:.2f}"
+        plan = [f"index {store.index_dir}: {store.count} photos, model {store.model_id}"
+                + (f" + adapter {store.adapter}" if store.adapter else ""),
+                f"split by content hash: {len(split['heldout'])} held-out photos (queries only, never trained on), "
+                f"{len(split['train'])} training photos",
+                f"synth ({args.backend}, {_model(args)}): {args.n_eval} held-out queries + {args.n} training samples, "
+                f"languages {args.languages}, tasks {args.tasks}",
+                f"  about {estimate['calls']} calls, {estimate['prompt_tokens']:,} input + "
+                f"{estimate['completion_tokens']:,} output tokens, cost {cost}",
+                f"measure recall@1/5/10 and MRR on the held-out queries with all {store.count} photos as candidates",
+                f"train a LoRA adapter ({args.steps} steps, batch {args.batch_size}, lr {args.lr})"
+                + (f" mixed with {', '.join(args.mix)}" if args.mix else ""),
+                "measure again" + (" and the general-domain guard" if args.guard_mmeb or args.guard_xtd else ""),
+                "apply (re-index with the adapter) only if held-out recall@10 improved"
+                + (" (--apply)" if args.apply else " and you say so"),
+                f"report: {run / 'report.md'}, report.json, PNG charts"]
+        if args.dry_run:
+            print("\n".join(["adapt plan (nothing is called or written):"] + [f"  {line}" for line in plan]))
+            return 0
+        for line in plan:
+            log(line)
+        run.mkdir(parents=True, exist_ok=True)
+        _check_plan(run, _plan_settings(args, split))
+        _write(run / "split.json", json.dumps(split))
+
+        synth_report = {}
+        for name, ids, n, seed in ((HELDOUT_DIR, split["heldout"], args.n_eval, args.seed + 1),
+                                   (TRAIN_SYNTH_DIR, split["train"], args.n, args.seed)):
+            synth_report[name] = synthesise(args, store, ids, run / name, n, seed, show)
+        rows, root = load_queries(run / HELDOUT_DIR)
+        library = Library(store)
+
+        before = _read(run / "before.json")
+        if before is None:
+            log("measuring the current model on the held-out queries")
+            current = load_embedder(model, device=args.device, adapter=resolve_local(store.adapter))
+            before = measure(current, store.vectors(library.ids), library, rows, root, show)
+            _write(run / "before.json", json.dumps(before, indent=2))
+            del current
+        log("before:\n" + table(before, "before"))
+    finally:
+        store.close()
+
+    training = _train(args, model, run, show)
+    after = _read(run / "after.json")
+    if after is None:
+        log("measuring the adapted model (every photo re-embedded)")
+        adapted = load_embedder(model, device=args.device, adapter=str(run / ADAPTER_DIR))
+        vectors = library_vectors_for(adapted, library, run / "after-library.npy", show)
+        after = measure(adapted, vectors, library, rows, root, show)
+        _write(run / "after.json", json.dumps(after, indent=2))
+        del adapted
+    log("after:\n" + table(after, "after"))
+    guard = _guard(args, model, run / ADAPTER_DIR, run)
+
+    applied = _read(run / "applied.json")
+    if applied is None or (not applied["applied"] and args.apply and applied.get("improved")):
+        gain = after["overall"]["recall@10"] - before["overall"]["recall@10"]
+        improved = gain > 0
+        reason = f"held-out recall@10 {before['overall']['recall@10']:.1f} → {after['overall']['recall@10']:.1f}"
+        if not improved:
+            applied = {"applied": False, "improved": False, "reason": reason + ": no gain, the index is unchanged"}
+        elif args.apply or _ask(f"adapt: {reason}. Re-index with the adapter and serve it?"):
+            log(f"{reason}: re-indexing every photo with the adapter (the current index serves until it is done)")
+            done = reindex_with_adapter(Path(args.index), model, run / ADAPTER_DIR, args.device, show)
+            applied = {"applied": True, "improved": True, "reason": reason + "; re-indexed with the adapter", **done}
+        else:
+            applied = {"applied": False, "improved": True,
+                       "reason": reason + "; not applied (rerun with --apply to apply it)"}
+        _write(run / "applied.json", json.dumps(applied, indent=2))
+    log(applied["reason"])
+
+    report = {"index": str(Path(args.index).absolute()), "model": store.model_id, "split": {
+        "heldout": len(split["heldout"]), "train": len(split["train"]), "share": split["share"]},
+        "languages": args.languages, "tasks": args.tasks,
+        "synth": {"heldout": synth_report[HELDOUT_DIR], "train": synth_report[TRAIN_SYNTH_DIR],
+                  "cost_usd": _sum_costs(synth_report.values())},
+        "before": before, "after": after, "training": training, "guard": guard, "applied": applied}
+    report["charts"] = charts(run, before, after, training["losses"])
+    write_report(run, report)
+    print(run / "report.md")
+    return 0
+
+
+def _sum_costs(summaries) -> float | None:
+    costs = [summary.get("cost_usd") for summary in summaries]
+    return None if any(c is None for c in costs) else round(sum(costs), 6)
