@@ -148,7 +148,7 @@ def time_engine(engine, photo: str, queries: int) -> dict:
 
 def time_rare_folder(store, embedder, queries: int) -> dict:
     """Cold (fresh engine, nothing cached) and warm latency of one page of a 3-photo folder, both ways."""
-    import search_app.engine as engine_module
+    import search_app.ranking as engine_module
     from search_app.engine import SearchEngine, SearchOptions
 
     options = SearchOptions.parse(k=20, folder=RARE_FOLDER)

@@ -220,11 +220,21 @@ class Catalog:
         of the (root_id, relpath) index. Undated images never satisfy a date bound. ``limit``
         stops after that many ids (which ones is unspecified): enough to tell a small set.
         """
-        conditions = [Image.status == STATUS_OK]
+        conditions = []
         if date_from is not None:
             conditions.append(Image.taken_at >= date_from)
         if date_to is not None:
             conditions.append(Image.taken_at <= date_to)
+        return self.ids_where(conditions, places, limit=limit, session=session)
+
+    def ids_where(self, conditions: list, places: list[tuple[int, bytes | None]] | None = None,
+                  limit: int | None = None, session: Session | None = None) -> np.ndarray:
+        """Sorted ok ids meeting every SQL condition (on ``Image`` columns), in any of ``places``.
+
+        The general form of ``ids_matching``: search filters bring their own conditions
+        (search_app/filters.py), so a new filter needs no new query here.
+        """
+        conditions = [Image.status == STATUS_OK, *conditions]
         queries = [select(Image.id).where(*conditions)] if places is None else [
             select(Image.id).where(Image.root_id == root_id, *conditions, *_under(prefix)) for root_id, prefix in places]
         found: list[int] = []
@@ -236,6 +246,11 @@ class Catalog:
                     query = query.limit(limit - len(found))
                 found.extend(s.scalars(query))
         return np.unique(np.asarray(found, dtype=np.int64))
+
+    def distinct_values(self, column, session: Session | None = None) -> list:
+        """Distinct non-null values of one ``Image`` column among ok images (filter suggestions)."""
+        with _maybe(session, self) as s:
+            return list(s.scalars(select(column).where(Image.status == STATUS_OK, column.is_not(None)).distinct()))
 
     @staticmethod
     def delete_orphan_vectors(session: Session) -> int:

@@ -148,17 +148,54 @@ class IndexStore:
         return len(self._matching(folder, date_from, date_to, limit=up_to))
 
     def _matching(self, folder, date_from, date_to, limit: int | None) -> np.ndarray:
-        folder = normalise_folder(folder)
         start, end = _day_bound(date_from, end_of_day=False), _day_bound(date_to, end_of_day=True)
+        conditions = [] if start is None else [Image.taken_at >= start]
+        conditions += [] if end is None else [Image.taken_at <= end]
+        return self.ids_where(conditions, folder=folder, limit=limit)
+
+    def ids_where(self, conditions: list, folder: str | None = None, limit: int | None = None) -> np.ndarray:
+        """Searchable ids (ascending) meeting SQL ``conditions`` on ``Image`` columns, inside ``folder``.
+
+        ``limit`` stops after that many catalog ids (a cheap "are there few?"). Used by the
+        search filters, which each bring their own condition (search_app/filters.py).
+        """
+        folder = normalise_folder(folder)
         places = None if folder is None else self._folder_places(folder)
         if places == []:
             return np.empty(0, np.int64)
-        matching = self.catalog.ids_matching(places, start, end, limit=limit)
+        matching = self.catalog.ids_where(conditions, places, limit=limit)
         searchable = self._searchable_sorted()  # the catalog may have moved on since open (a build running)
         if not len(searchable):
             return matching[:0]
         found = searchable[np.minimum(np.searchsorted(searchable, matching), len(searchable) - 1)]
         return matching[found == matching]
+
+    def folder_condition(self, folder: str | None):
+        """One SQL condition (on ``Image``) for "inside ``folder``" (see ``ids_matching``); None: no folder."""
+        from sqlalchemy import and_, false, or_
+
+        from .catalog import _under
+
+        folder = normalise_folder(folder)
+        if folder is None:
+            return None
+        places = self._folder_places(folder)
+        if not places:
+            return false()
+        return or_(*(and_(Image.root_id == root_id, *_under(prefix)) for root_id, prefix in places))
+
+    def folders(self) -> list[str]:
+        """Every folder (relative to its root, "/"-separated) holding a searchable photo, with its parents; sorted."""
+        found: set[str] = set()
+        for raw in self.catalog.distinct_values(Image.relpath):
+            parts = decode_relpath(raw).split("/")[:-1]
+            for depth in range(1, len(parts) + 1):
+                found.add("/".join(parts[:depth]))
+        return sorted(found)
+
+    def distinct(self, column_name: str) -> list:
+        """Distinct values of one catalog column among searchable photos (e.g. "camera"), for suggestions."""
+        return sorted(self.catalog.distinct_values(getattr(Image, column_name)), key=str)
 
     def _searchable_sorted(self) -> np.ndarray:
         if self._sorted_ids is None:
