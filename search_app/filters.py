@@ -114,10 +114,11 @@ def _parse_file_type(value) -> str | None:
 
 
 def _file_type_sql(kind: str, _store) -> list:
-    from sqlalchemy import or_
+    from sqlalchemy import String, cast, or_
 
-    # LIKE is case-insensitive for ASCII in SQLite; relpath is stored as bytes.
-    return [or_(*(Image.relpath.like(b"%" + extension.encode()) for extension in FILE_TYPES[kind]))]
+    # relpath is stored as bytes: compared as text, where SQLite's LIKE ignores ASCII case.
+    name = cast(Image.relpath, String)
+    return [or_(*(name.like("%" + extension) for extension in FILE_TYPES[kind]))]
 
 
 def _file_types_present(store) -> list[str]:

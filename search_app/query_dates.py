@@ -32,7 +32,7 @@ SEASONS = {  # season -> first month; words in several languages (inflected form
 CJK_SEASONS = {"春": 3, "夏": 6, "秋": 9, "冬": 12, "봄": 3, "여름": 6, "가을": 9, "겨울": 12}
 # Words before a date that belong to it ("im Juli 2023", "from 2019", "в июле 2021").
 PREPOSITIONS = ("in im in der from during since of von aus während en de del dans au à durante em no na nel nella "
-                "di в во за летом z w ve v i på från fra uit tijdens yılında").split()
+                "di a в во за z w ve v i på från fra uit tijdens yılında").split()
 LAST = r"(?:last|letzten|letztes|letzte|vergangenen|vergangenes|прошлым|прошлого|прошлой|прошлом|прошлое|минулого|zeszłego|ostatniego|vorige|afgelopen)"
 LAST_AFTER = r"(?:dernier|dernière|pasado|pasada|scorso|scorsa|passado|passada)"
 THIS = r"(?:this|diesen|dieses|diesem|этим|этого|этом|cet|cette|este|esta|questa|quest'|deze|dit)"

@@ -21,7 +21,7 @@ RECORD_CACHE_LIMIT = 250_000  # catalog records kept in memory (~0.5 KB each) ac
 # on 100k photos (2-core CPU) both took ~13 ms a page at 5,000 matches; for 3 matches, 11 ms vs 2.4 s cold.
 FEW_MATCHES = 5_000
 SAMPLE_SIZE = 2_048  # library vectors a strong-match cut-off is measured against
-STRONG_FALSE_ALARMS = 0.05  # expected background photos above the cut-off, for the whole library
+STRONG_FALSE_ALARMS = 0.01  # expected background photos above the cut-off, for the whole library
 STRONG_COUNT_LIMIT = 10_000  # strong matches counted at most (beyond: "≥ 10000")
 
 
@@ -79,7 +79,7 @@ def strong_cutoff(opened: Opened, vector: np.ndarray) -> float:
     A fixed score fails (each query and model has its own scale), so the cut-off is measured
     per query on a sample of the library: median + z · robust spread (MAD), with z such that a
     library of N photos drawn like the sample has on average ``STRONG_FALSE_ALARMS`` photos
-    above it (z = Φ⁻¹(1 − 0.05 / N), ≈ 4.9 for 100k). Median and MAD barely move when a
+    above it (z = Φ⁻¹(1 − 0.01 / N), ≈ 5.3 for 100k). Median and MAD barely move when a
     cluster of relevant photos (up to a good share of the sample) is in the sample itself.
     """
     sample = library_sample(opened)
