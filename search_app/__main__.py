@@ -120,13 +120,13 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
-    from .ui import CSS, SearchUI
+    from .ui import CSS, JS, SearchUI
 
     demo = SearchUI(engine, concurrency_limit=args.concurrency, gpu=zero_gpu(), page_size=args.page_size).build()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=None)
     stats = engine.stats()
     print(f"serving {stats['images']} photos with {stats['model']} on http://{args.host}:{args.port}", file=sys.stderr)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size="20mb", css=CSS,
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size="20mb", css=CSS, js=JS,
                 footer_links=["api", "gradio"], show_error=False, quiet=True)
     return 0
 
