@@ -36,6 +36,7 @@ from .catalog import (
 from .errors import BadRootError, IndexMismatchError, mismatch_message
 from .files import FileEntry, FolderProblem, is_within, printable, root_key, scan_root
 from .lock import WriteLock
+from .places import place_of
 from .reader import ReadResult, read_file
 from .sync import load_index, measure_recall, needs_retraining, rebuild, recall_is_stale
 from .vectors import INDEX_FILE, choose_index_type
@@ -300,7 +301,9 @@ class _Build:
             return
         values = dict(root_id=root_id, relpath=encode_relpath(result.entry.relpath), size=result.size,
                       mtime_ns=result.mtime_ns, content_hash=result.content_hash, width=result.width,
-                      height=result.height, taken_at=result.taken_at, camera=result.camera, indexed_at=utcnow())
+                      height=result.height, taken_at=result.taken_at, camera=result.camera, indexed_at=utcnow(),
+                      latitude=result.latitude, longitude=result.longitude,
+                      **place_of(result.latitude, result.longitude))
         if result.error:
             self.summary.errors.append(FileError(path, result.error))
             if old is not None:

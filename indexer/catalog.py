@@ -83,6 +83,13 @@ class Image(Base):
     height: Mapped[int | None]
     taken_at: Mapped[datetime | None] = mapped_column(DateTime)
     camera: Mapped[str | None] = mapped_column(String)
+    # Where (EXIF GPS) and, reverse-geocoded offline at index time (indexer/places.py), which place.
+    # Added after schema 1 shipped: older catalogs get them on open (_add_missing_columns).
+    latitude: Mapped[float | None]
+    longitude: Mapped[float | None]
+    country: Mapped[str | None] = mapped_column(String)  # ISO 3166 code, e.g. "DE"
+    region: Mapped[str | None] = mapped_column(String)
+    city: Mapped[str | None] = mapped_column(String)
     status: Mapped[str] = mapped_column(String)
     error: Mapped[str | None] = mapped_column(String)
     retry: Mapped[bool] = mapped_column(default=False)  # error may clear without the file changing (permissions)
@@ -126,6 +133,8 @@ class Catalog:
                     _ensure_indexes(connection)
                     connection.commit()
                 names = set(self.engine.dialect.get_table_names(connection))
+                if "images" in names:
+                    _add_missing_columns(connection)
         except DatabaseError as error:
             self.engine.dispose()
             raise IndexCorruptError(
@@ -290,6 +299,27 @@ def _under(prefix: bytes | None) -> list:
         return []
     return [Image.relpath >= prefix, Image.relpath < prefix + b"0",
             or_(Image.relpath == prefix, func.substr(Image.relpath, len(prefix) + 1, 1) == b"/")]
+
+
+def _add_missing_columns(connection) -> None:
+    """Give a catalog from an older version the nullable columns added since (places), in one transaction.
+
+    Additive only: rows keep their data, older indexers ignore the new columns, and a read-only
+    catalog is left as it is (its places stay unknown; the schema check then names what is missing).
+    """
+    from sqlalchemy import inspect
+
+    have = {column["name"] for column in inspect(connection).get_columns("images")}
+    missing = [column for column in Image.__table__.columns if column.name not in have and column.nullable]
+    if not missing:
+        return
+    try:
+        for column in missing:
+            kind = column.type.compile(dialect=connection.dialect)
+            connection.execute(text(f'ALTER TABLE images ADD COLUMN "{column.name}" {kind}'))
+        connection.commit()
+    except DatabaseError:
+        connection.rollback()
 
 
 def _ensure_indexes(connection) -> None:

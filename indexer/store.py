@@ -37,6 +37,11 @@ class ImageRecord:
     camera: str | None
     status: str
     error: str | None
+    latitude: float | None = None
+    longitude: float | None = None
+    country: str | None = None
+    region: str | None = None
+    city: str | None = None
 
 
 class IndexStore:
@@ -306,6 +311,8 @@ def to_record(image: Image, root: str) -> ImageRecord:
         id=image.id, root=root, relpath=relpath, path=os.path.join(root, relpath), size=image.size,
         mtime=image.mtime_ns / 1e9, content_hash=image.content_hash, width=image.width, height=image.height,
         taken_at=image.taken_at, camera=image.camera, status=image.status, error=image.error,
+        latitude=image.latitude, longitude=image.longitude, country=image.country, region=image.region,
+        city=image.city,
     )
 
 

@@ -135,6 +135,21 @@ def _resolve_exact(value: str, known: list[str]) -> str:
     return next((item for item in known if item.casefold() == lowered), value)
 
 
+def _place_sql(place: str, _store) -> list:
+    from sqlalchemy import or_
+
+    return [or_(*(column.collate("NOCASE") == place for column in (Image.country, Image.region, Image.city)))]
+
+
+def _place_keep(record, place: str) -> bool:
+    wanted = place.casefold()
+    return any((value or "").casefold() == wanted for value in (record.country, record.region, record.city))
+
+
+def _places_present(store) -> list[str]:
+    return sorted({value for column in ("city", "region", "country") for value in store.distinct(column)})
+
+
 FILTERS: tuple[Filter, ...] = (
     Filter(
         name="folder", label="Folder", placeholder="e.g. 2023/beach  or  /home/me/Photos/2024",
@@ -175,6 +190,16 @@ FILTERS: tuple[Filter, ...] = (
         where=_file_type_sql,
         keep=lambda record, kind: file_type_of(record.relpath or record.path) == kind,
         suggest=_file_types_present,
+    ),
+    Filter(
+        name="place", label="Place", placeholder="city, region or country code (e.g. Berlin, Bavaria, DE)",
+        help="where the photo was taken (EXIF GPS, named offline from GeoNames at index time): city, region or "
+             "ISO country code, case-insensitive",
+        parse=_text,
+        where=_place_sql,
+        keep=_place_keep,
+        suggest=_places_present,
+        resolve=_resolve_exact,
     ),
 )
 
