@@ -9,6 +9,7 @@ Examples:
   python -m indexer info --index my-index --json
   python -m indexer verify --index my-index --repair
   python -m indexer remove --index my-index --dir /mnt/camera
+  python -m indexer similar --index my-index --threshold 0.95 --json   # groups of near-identical photos
 """
 from __future__ import annotations
 
@@ -70,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify = command("verify", "check that catalog and vector index agree (exit 1 if not)")
     verify.add_argument("--repair", action="store_true", help="rebuild the vector index from stored vectors, "
                                                                "drop orphans")
+
+    similar = command("similar", "groups of near-identical photos (bursts, edits, resized copies), best one first")
+    similar.add_argument("--threshold", type=float, default=0.95,
+                         help="least similarity (cosine) joining two photos (default 0.95; per model, see README)")
+    similar.add_argument("--json", action="store_true", help="print the groups as JSON")
+    similar.add_argument("--quiet", action="store_true", help="no progress bar")
 
     remove = command("remove", "forget a photo folder: its images leave the index")
     remove.add_argument("--dir", type=Path, required=True, help="an indexed folder")
@@ -192,6 +199,31 @@ def run_remove(args) -> int:
     return 0
 
 
+def run_similar(args) -> int:
+    from tqdm import tqdm
+
+    from .similar import similar_groups
+    from .store import IndexStore
+
+    with IndexStore.open(args.index) as store:
+        with tqdm(total=store.count, desc="comparing", unit="photo", disable=args.quiet, file=sys.stderr) as bar:
+            groups = similar_groups(store, args.threshold, progress=bar)
+    if args.json:
+        print(json.dumps(_printable_tree({"threshold": args.threshold, "groups": [g.to_json() for g in groups]}),
+                         ensure_ascii=False, indent=1))
+        return 0
+    for number, group in enumerate(groups, start=1):
+        print(f"group {number}: {len(group.members)} photos")
+        for member in group.members:
+            mark = "*" if member is group.best else " "
+            sharp = "?" if member.sharpness is None else f"{member.sharpness:.0f}"
+            print(f"  {mark} {printable(member.path)}  {member.width or '?'}x{member.height or '?'}  "
+                  f"sharpness {sharp}  similarity {member.score:.3f}")
+    print(f"{len(groups)} group(s) at similarity >= {args.threshold} (* = best: most pixels, then sharpest)",
+          file=sys.stderr)
+    return 0
+
+
 def _printable_tree(value):
     if isinstance(value, str):
         return printable(value)
@@ -204,7 +236,8 @@ def _printable_tree(value):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"build": run_build, "search": run_search, "info": run_info, "verify": run_verify, "remove": run_remove}
+    handlers = {"build": run_build, "search": run_search, "info": run_info, "verify": run_verify, "remove": run_remove,
+                "similar": run_similar}
     from .errors import IndexerError
 
     try:

@@ -46,6 +46,9 @@ CSS = """
 #search, #search:hover { background: #1d4ed8 !important; border-color: #1d4ed8 !important; color: #fff !important; }
 :focus-visible { outline: 3px solid #1d4ed8 !important; outline-offset: 2px !important; }
 #date_chip { max-width: fit-content; }
+/* Gradio's faint texts (upload "- or -", footer links) and the status line dimmed while a query runs. */
+.or, .show-api, .built-with, .show-api *, .built-with * { color: #3f3f46 !important; opacity: 1 !important; }
+#status, #status .pending, #status.pending, .pending #status, #status .prose { opacity: 1 !important; }
 """
 
 # Runs once on page load: status line as a live region, suggestions for filter boxes, Escape returns focus.
