@@ -6,6 +6,7 @@ readers, keeps old results while a query runs, and lays the gallery out for phon
 """
 from __future__ import annotations
 
+import abc
 import html
 import logging
 import shutil
@@ -94,24 +95,26 @@ SCROLL_TO_NEW_JS = """
 """
 
 
+def _lenient_preprocess(self, payload):
+    """The upload's file path even when it is not a readable image (the handlers then say what is wrong)."""
+    try:
+        return gr.Image.preprocess(self, payload)
+    except Exception:  # noqa: BLE001 - PIL raises many types for bad files
+        return getattr(payload, "path", None)
+
+
+# gr.Image whose unreadable uploads reach the handlers instead of failing the event: failing it would
+# leave the bad file in the box and break every later search. A class, not a patched instance, because
+# Gradio rebuilds a component from its class when an event updates it. Made with ABCMeta.__new__ so
+# Gradio's ComponentMeta does not write a .pyi file next to this module; ``is_template`` makes the page
+# use the ordinary image widget.
+UploadImage = abc.ABCMeta.__new__(type(gr.Image), "UploadImage", (gr.Image,), {
+    "preprocess": _lenient_preprocess, "is_template": True, "__module__": __name__,
+    "__doc__": "gr.Image for uploads that are checked by the app (search_app/uploads.py), not by PIL here."})
+
+
 def upload_image(**kwargs) -> gr.Image:
-    """gr.Image whose unreadable uploads reach the handlers as their file path instead of failing the event.
-
-    The handlers then check them (uploads.check_upload) and say what is wrong; failing the
-    event here would leave the bad file in the box and break every later search. Wraps the
-    instance's preprocess (a subclass would make Gradio write a .pyi file next to this module).
-    """
-    component = gr.Image(**kwargs)
-    original = component.preprocess
-
-    def preprocess(payload):
-        try:
-            return original(payload)
-        except Exception:  # noqa: BLE001 - PIL raises many types for bad files
-            return getattr(payload, "path", None)
-
-    component.preprocess = preprocess
-    return component
+    return UploadImage(**kwargs)
 
 
 class SearchUI:
