@@ -76,7 +76,24 @@ class SearchEngine:
         return cls(store, embedder, extra_roots=extra_roots)
 
     def close(self) -> None:
+        if getattr(self, "_albums", None) is not None:
+            self._albums.close()
         self._live.opened.store.close()
+
+    @property
+    def albums(self):
+        """Saved searches of this index (search_app/albums.py), stored in its catalog file."""
+        from .albums import Albums
+
+        if getattr(self, "_albums", None) is None:
+            self._albums = Albums(self._live.opened.store.catalog.path)
+        return self._albums
+
+    def open_album(self, name: str, k: int = 200) -> list[SearchResult]:
+        """An album's photos now: pinned ones first, then its saved search run again (removed ones left out)."""
+        from .albums import open_album
+
+        return open_album(self, self.albums.get(name), k=k)
 
     # -- queries ---------------------------------------------------------------------------
     def search_text(self, text: str, **options) -> SearchPage:
