@@ -205,7 +205,8 @@ class SearchUI:
                 for event in events:
                     event(self.on_options_changed, [session, *values], outputs, **queued).then(
                         None, [url_state], None, js=AFTER_SEARCH_JS)
-            show_all.click(lambda: False, None, [strong], queue=False, api_visibility="private")
+            show_all.click(lambda: False, None, [strong], queue=False, api_visibility="private").then(
+                self.on_options_changed, [session, *values], outputs, **queued)
             resettable = [without, *boxes.values(), sort, collapse, strong]
             clear.click(self.on_clear, None, resettable + outputs, queue=False, api_visibility="private").then(
                 None, [url_state], None, js=AFTER_SEARCH_JS)

@@ -61,7 +61,8 @@ def status(page) -> str:
 
 
 def wait_status(page, text: str):
-    page.wait_for_function("(t) => document.querySelector('#status').innerText.includes(t)", arg=text)
+    page.wait_for_function("(t) => { const s = document.querySelector('#status'); return s && s.innerText.includes(t); }",
+                           arg=text)
 
 
 def captions(page) -> list[str]:
@@ -186,7 +187,8 @@ def test_the_url_keeps_query_and_filters_across_reload(page):
     page.wait_for_function("location.search.includes('folder=2023')")
     assert "q=" in page.url
     page.reload()
-    page.wait_for_function("document.querySelector('#status').innerText.includes('кошка')")
+    page.wait_for_function("(() => { const s = document.querySelector('#status'); "
+                           "return s && s.innerText.includes('кошка'); })()")
     assert box(page, "query").input_value() == "кошка" and box(page, "folder").input_value() == "2023"
     assert all(caption.startswith("2023/") for caption in captions(page))
 
