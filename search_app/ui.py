@@ -398,7 +398,9 @@ class SearchUI:
         if not page.results:
             status = (f"{prefix} {notes} {strong_line}No photos match {what} with these filters. Try a wider date "
                       "range or another folder, or clear the filters.").strip()
-            return self._reply(gallery=[], status=status, session=None, more=gr.update(visible=False),
+            # the query stays, so a changed filter or "Show all" can re-rank it without the model
+            kept = {**session, "next_offset": None, "results": [], "generation": page.generation}
+            return self._reply(gallery=[], status=status, session=kept, more=gr.update(visible=False),
                                show_all=gr.update(visible=page.strong is not None and bool(page.hidden)), **common)
         items, missing = self._gallery_items(page.results, progress)
         results = [result for result, _ in items]

@@ -189,6 +189,7 @@ def test_the_url_keeps_query_and_filters_across_reload(page):
     page.reload()
     page.wait_for_function("(() => { const s = document.querySelector('#status'); "
                            "return s && s.innerText.includes('кошка'); })()")
+    open_filters(page)  # a fresh page starts with the filter panel closed (its title says which are on)
     assert box(page, "query").input_value() == "кошка" and box(page, "folder").input_value() == "2023"
     assert all(caption.startswith("2023/") for caption in captions(page))
 
