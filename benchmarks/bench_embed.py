@@ -3,12 +3,21 @@
 Examples:
   python benchmarks/bench_embed.py --model models/tiny                       # tiny model on CPU
   python benchmarks/bench_embed.py --full-size-mme5 --batch-sizes 8 16 32 --baseline   # on a CUDA GPU
+  python benchmarks/bench_embed.py --full-size-mme5 --batch-sizes 8 --compare-tiles 1 2 4 \
+      --peak-batches 1 2 4 8 --queries 50                                    # the fast-path report (GPU)
   python benchmarks/bench_embed.py --model google/siglip-base-patch16-256-multilingual --device cpu
 
 --full-size-mme5 builds the 10.6B-parameter Llama-3.2-11B-Vision architecture with random
 weights (speed does not depend on the weights). --baseline also times the plain
 transformers forward the reference code uses (full model with LM head and all hidden
 states), at the same batch size and inputs.
+
+For Mllama, --compare-tiles (default 1 2 4) prints, per tile count, on the same photos: the
+plain transformers forward (stock masked vision attention), mme5 with the stock attention,
+and mme5's path (exact mask-free vision attention, mme5.fast_attention): images/s, peak GPU
+memory, and max |Δ| / min cosine of its vectors against the plain forward's.
+--peak-batches prints the peak GPU memory of mme5's path at those batch sizes (4-tile photos).
+--queries times one-text queries eager vs compiled (mme5.query_compile; eager on a CPU).
 """
 from __future__ import annotations
 
@@ -58,22 +67,126 @@ def timed(function, device, repeats: int = 1) -> float:
     return (time.perf_counter() - started) / repeats
 
 
-def baseline_forward(embedder, images, batch_size):
-    """The reference's way: full model forward with output_hidden_states, then hidden_states[-1]."""
+def baseline_forward(embedder, images, batch_size, out: list | None = None):
+    """The reference's way: full model forward with output_hidden_states, then hidden_states[-1].
+
+    Runs with the stock (masked) vision attention whatever the embedder is set to; vectors go to ``out``.
+    """
     backbone = embedder.backbone
     from mme5 import EmbedInput, prompts
 
     def run():
-        with torch.inference_mode():
-            for start in range(0, len(images), batch_size):
-                items = [EmbedInput(text=prompts.image_document(), image=image) for image in images[start:start + batch_size]]
-                tensors = backbone.to_device(backbone.collate(items).tensors)
-                output = backbone.model(**tensors, output_hidden_states=True, return_dict=True)
-                hidden = output.hidden_states[-1]
-                last = tensors["attention_mask"].sum(1) - 1
-                torch.nn.functional.normalize(hidden[torch.arange(hidden.shape[0]), last].float(), dim=-1).cpu()
+        vectors = []
+        fast = getattr(backbone, "fast_attention", False)
+        if fast:
+            backbone.fast_attention = False
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(images), batch_size):
+                    items = [EmbedInput(text=prompts.image_document(), image=image)
+                             for image in images[start:start + batch_size]]
+                    tensors = backbone.to_device(backbone.collate(items).tensors)
+                    output = backbone.model(**tensors, output_hidden_states=True, return_dict=True)
+                    hidden = output.hidden_states[-1]
+                    last = tensors["attention_mask"].sum(1) - 1
+                    vectors.append(torch.nn.functional.normalize(
+                        hidden[torch.arange(hidden.shape[0]), last].float(), dim=-1).cpu())
+        finally:
+            if fast:
+                backbone.fast_attention = True
+        if out is not None:
+            out[:] = [torch.cat(vectors).numpy()]
 
     return run
+
+
+def photo_size_for_tiles(backbone, tiles: int) -> tuple[int, int]:
+    """A camera-like photo size that the Mllama processor cuts into exactly ``tiles`` tiles."""
+    side = backbone.tile_size
+    for width, height in ((side * 9 // 10, side * 3 // 4), (side * 2 - side // 8, side * 3 // 4),
+                          (side * 3 - side // 8, side * 3 // 4), (side * 2 - side // 8, side * 3 // 2)):
+        if backbone.tiles_for((width, height)) == tiles:
+            return width, height
+    raise ValueError(f"no photo size found for {tiles} tiles")
+
+
+def peak_gib(device) -> str:
+    return f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f}" if torch.device(device).type == "cuda" else "-"
+
+
+def reset_peak(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def compare_paths(embedder, tiles_list, count: int, batch_size: int) -> None:
+    """Plain forward vs mme5 with stock attention vs mme5's fast path, per tile count, same photos."""
+    backbone, device = embedder.backbone, embedder.device
+    print(f"-- vision attention: stock (masked SDPA) vs mme5 fast (exact, mask-free); batch {batch_size}, "
+          f"{count} photos per row", flush=True)
+    print(f"{'tiles':>5} {'photo':>9} | {'plain fwd img/s':>15} {'peak GiB':>8} | {'mme5 stock img/s':>16} "
+          f"{'peak GiB':>8} | {'mme5 fast img/s':>15} {'peak GiB':>8} | {'fast/plain':>10} {'fast/stock':>10} | "
+          f"{'max|Δ| vs plain':>15} {'min cos':>9}", flush=True)
+    for tiles in tiles_list:
+        width, height = photo_size_for_tiles(backbone, tiles)
+        images = photos(count, width, height, seed=tiles)
+        plain_vectors: list = []
+        reset_peak(device)
+        plain_rate = count / timed(baseline_forward(embedder, images, batch_size, plain_vectors), device)
+        plain_peak = peak_gib(device)
+        rates, peaks, vectors = {}, {}, {}
+        for mode in (False, True):
+            backbone.fast_attention = mode
+            reset_peak(device)
+            rates[mode] = count / timed(lambda: vectors.__setitem__(mode, embedder.encode_images(
+                images, batch_size=batch_size)), device)
+            peaks[mode] = peak_gib(device)
+        backbone.fast_attention = True
+        reference = plain_vectors[0]
+        delta = float(np.abs(vectors[True] - reference).max())
+        cosine = float((vectors[True] * reference).sum(axis=1).min())
+        print(f"{tiles:>5} {f'{width}x{height}':>9} | {plain_rate:>15.1f} {plain_peak:>8} | {rates[False]:>16.1f} "
+              f"{peaks[False]:>8} | {rates[True]:>15.1f} {peaks[True]:>8} | {rates[True] / plain_rate:>9.2f}x "
+              f"{rates[True] / rates[False]:>9.2f}x | {delta:>15.2e} {cosine:>9.5f}", flush=True)
+
+
+def peak_by_batch(embedder, batches, count: int) -> None:
+    backbone, device = embedder.backbone, embedder.device
+    width, height = photo_size_for_tiles(backbone, 4)
+    images = photos(count, width, height, seed=4)
+    backbone.fast_attention = True
+    cells = []
+    for batch_size in batches:
+        reset_peak(device)
+        embedder.encode_images(images[:max(batch_size, 1)], batch_size=batch_size)
+        cells.append(f"batch {batch_size}: {peak_gib(device)} GiB")
+    print(f"-- peak GPU memory, mme5 fast path, 4-tile photos: {'; '.join(cells)}", flush=True)
+
+
+def query_latency(embedder, count: int) -> None:
+    """One-text queries: eager, then compiled (CUDA graphs) as the app does at start; p50/p95 and agreement."""
+    texts = [f"{' '.join(caption.split()[:5])} {n}" for n, caption in enumerate(captions(count, seed=1))]  # search-box length
+
+    def run() -> tuple[np.ndarray, list[float]]:
+        vectors, seconds = [], []
+        embedder.encode_text_queries([texts[0]])  # warm-up
+        for text in texts:
+            synchronize(embedder.device)
+            started = time.perf_counter()
+            vectors.append(embedder.encode_text_queries([text])[0])
+            seconds.append(time.perf_counter() - started)
+        return np.stack(vectors), seconds
+
+    embedder.backbone.query_compiler = None
+    eager, eager_s = run()
+    warm = embedder.compile_queries()
+    compiled, compiled_s = run()
+    active = embedder.backbone.query_compiler is not None and embedder.backbone.query_compiler.active
+    cosine = float((eager * compiled).sum(axis=1).min())
+    ms = lambda values: f"{np.percentile(values, 50) * 1000:.1f} / {np.percentile(values, 95) * 1000:.1f} ms"  # noqa: E731
+    print(f"-- text query, batch 1, p50 / p95: eager {ms(eager_s)}; "
+          f"{'compiled' if active else 'eager again (not compiled here)'} {ms(compiled_s)} (warm-up {warm:.1f} s); "
+          f"min cosine vs eager {cosine:.5f}", flush=True)
 
 
 def main(argv=None) -> int:
@@ -88,6 +201,12 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--sdpa", nargs="+", help="SDPA backend priority for Mllama, e.g. cudnn efficient")
     parser.add_argument("--baseline", action="store_true", help="also time the plain transformers forward (Mllama)")
+    parser.add_argument("--compare-tiles", type=int, nargs="*", default=[1, 2, 4],
+                        help="Mllama: tile counts for the stock-vs-fast comparison (default 1 2 4; none to skip)")
+    parser.add_argument("--compare-images", type=int, default=None, help="photos per comparison row (default --images)")
+    parser.add_argument("--peak-batches", type=int, nargs="*", default=[],
+                        help="Mllama on CUDA: print the fast path's peak memory at these batch sizes, e.g. 1 2 4 8")
+    parser.add_argument("--queries", type=int, default=0, help="time this many one-text queries, eager vs compiled")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -98,6 +217,15 @@ def main(argv=None) -> int:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
     print(f"model {embedder.model_id} ({embedder.family}, dim {embedder.dim}) on {name}; sdpa {args.sdpa or 'default'}; "
           f"load {time.perf_counter() - started:.1f}s; torch {torch.__version__}", flush=True)
+    if embedder.family == "mllama":
+        print(f"fast vision attention: {'on' if embedder.backbone.fast_attention else 'off'} "
+              "(MME5_FAST_ATTENTION=0 turns it off)", flush=True)
+    if embedder.family == "mllama" and args.compare_tiles:
+        compare_paths(embedder, args.compare_tiles, args.compare_images or args.images, args.batch_sizes[0])
+    if embedder.family == "mllama" and args.peak_batches:
+        peak_by_batch(embedder, args.peak_batches, max(args.peak_batches))
+    if args.queries:
+        query_latency(embedder, args.queries)
     width, height = (int(value) for value in args.image_size.split("x"))
     images = photos(args.images, width, height)
     texts = captions(args.texts)

@@ -13,10 +13,16 @@ files and cores:
              --rerun-files hard links (default 10,000)
 
 Examples:
+  python benchmarks/bench_indexer.py --engine ray --ray-workers 1,2 --images 400   # local vs Ray, side by side
   python benchmarks/bench_indexer.py                                # 1500 JPEGs, tiny Mllama, CPU
   python benchmarks/bench_indexer.py --images 5000 --size 4000x3000 --corpus /tmp/bench-corpus
   python benchmarks/bench_indexer.py --backbone siglip --batch-size 32
   python benchmarks/bench_indexer.py --full-size-mme5 --device cuda --batch-size 16 --images 2000
+  python benchmarks/bench_indexer.py --full-size-mme5 --device cuda --memory-cap-gb 24 --images 64   # a 24 GB card
+
+On a GPU the batch size is lowered to what fits the free memory (mme5.gpu_memory), as the
+indexer does; --memory-cap-gb caps this process's GPU memory (set_per_process_memory_fraction)
+to check that the defaults fit a smaller card, and the peak GPU memory is printed.
 """
 from __future__ import annotations
 
@@ -52,6 +58,15 @@ def parse_args(argv=None):
     parser.add_argument("--torch-threads", type=int, help="torch intra-op threads (default: torch's own choice)")
     parser.add_argument("--rerun-files", type=int, default=10000,
                         help="also time a re-run over this many unchanged files (hard links; 0 = skip)")
+    parser.add_argument("--memory-cap-gb", type=float, default=None,
+                        help="CUDA: cap this process's GPU memory to this many GB (10^9 bytes), e.g. 24")
+    parser.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="ray: also build with --engine ray on a local Ray (or --ray-address) and print its rate "
+                             "beside the local engine's (overhead ratio; goal >= 0.9 on one machine)")
+    parser.add_argument("--ray-address", help="Ray cluster to use with --engine ray (default: start one here)")
+    parser.add_argument("--ray-workers", default="1",
+                        help="embedding workers to try with --engine ray, e.g. 1,2,4 on a machine with 4 GPUs "
+                             "(prints the rate per added worker)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     return parser.parse_args(argv)
 
@@ -113,7 +128,10 @@ def decode_rate(paths, draft: int, workers: int) -> float:
 
 
 def model_rate(embedder, paths, batch_size: int) -> float:
+    from mme5.gpu_memory import fit_batch_size
     from mme5.images import load_image
+
+    batch_size = fit_batch_size(embedder, batch_size, verbose=False)  # what the indexer will use
 
     images = [load_image(path, draft_size=embedder.backbone.image_draft_size) for path in paths]
     embedder.encode_images(images[: 2 * batch_size], batch_size=batch_size)  # warm-up
@@ -158,9 +176,22 @@ def main(argv=None) -> int:
     try:
         corpus = args.corpus or temp / "corpus"
         paths = make_corpus(corpus, args.images, width, height)
+        cap = None
+        if args.memory_cap_gb:
+            device = torch.device(args.device or "cuda")
+            if device.type != "cuda":
+                raise SystemExit("--memory-cap-gb needs a CUDA device")
+            total = torch.cuda.get_device_properties(device).total_memory
+            cap = min(1.0, args.memory_cap_gb * 1e9 / total)
+            torch.cuda.set_per_process_memory_fraction(cap, device)
+            print(f"bench: GPU memory of this process capped to {args.memory_cap_gb:g} GB "
+                  f"({cap:.3f} of {total / 1e9:.0f} GB)", file=sys.stderr)
         started = time.perf_counter()
         embedder = load_model(args, temp)
         load_seconds = time.perf_counter() - started
+        from mme5.gpu_memory import fit_batch_size
+
+        used = fit_batch_size(embedder, args.batch_size, verbose=False)  # what the indexer will pick
         draft = embedder.backbone.image_draft_size
         decode = decode_rate(paths, draft, workers)  # also warms the page cache for everything after
         model = model_rate(embedder, paths[: args.model_images], args.batch_size)
@@ -169,16 +200,25 @@ def main(argv=None) -> int:
         indexer = summary.processed / summary.seconds
         rerun = build_index([corpus], temp / "index", embedder, batch_size=args.batch_size, show_progress=False)
         floor = 1 / (1 / decode + 1 / model)
+
+        gpu = {}
+        if embedder.device.type == "cuda":
+            gpu = {"gpu": torch.cuda.get_device_name(embedder.device), "memory_cap_gb": args.memory_cap_gb,
+                   "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated(embedder.device) / 2**30, 2)}
+        fast = getattr(embedder.backbone, "fast_attention", None)
         many = rerun_many(corpus, paths, args.rerun_files, temp, embedder) if args.rerun_files else None
         figures = {
             "images": len(paths), "size": f"{width}x{height}", "model": embedder.model_id, "device": str(embedder.device),
-            "batch_size": args.batch_size, "workers": workers, "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(), "model_load_s": round(load_seconds, 2),
+            "batch_size": args.batch_size, "batch_size_used": used,
+            "fast_attention": fast, **gpu, "workers": workers, "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(), "model_load_s": round(load_seconds, 2),
             "decode_img_s": round(decode, 1), "model_img_s": round(model, 1), "indexer_img_s": round(indexer, 1),
             "cpu_floor_img_s": round(floor, 1), "efficiency": round(indexer / floor, 3),
             "efficiency_vs_model": round(indexer / model, 3), "rerun_unchanged_s": round(rerun.seconds, 2),
             "errors": len(summary.errors),
             **({"rerun_files": args.rerun_files, "rerun_many_unchanged_s": round(many, 2)} if many is not None else {}),
         }
+        if args.engine == "ray":
+            figures.update(ray_rates(args, corpus, temp, embedder, indexer))
         if args.json:
             print(json.dumps(figures))
         else:
@@ -188,6 +228,24 @@ def main(argv=None) -> int:
         return 0
     finally:
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def ray_rates(args, corpus: Path, temp: Path, embedder, local_rate: float) -> dict:
+    """The same corpus through ``--engine ray`` with 1, 2, ... embedding workers (fresh index each time)."""
+    from indexer import build_index
+    from indexer.ray_engine import RayOptions, start_ray
+
+    figures = {}
+    start_ray(RayOptions(address=args.ray_address))
+    for count in (int(n) for n in args.ray_workers.split(",")):
+        options = RayOptions(address=args.ray_address, workers=count)
+        summary = build_index([corpus], temp / f"index-ray-{count}", embedder, batch_size=args.batch_size,
+                              show_progress=True, engine="ray", ray_options=options)
+        rate = summary.processed / summary.seconds
+        figures[f"ray_{count}w_img_s"] = round(rate, 1)
+        figures[f"ray_{count}w_vs_local"] = round(rate / local_rate, 3)
+        figures[f"ray_{count}w_per_worker_img_s"] = round(rate / count, 1)
+    return figures
 
 
 if __name__ == "__main__":

@@ -13,9 +13,19 @@ composed):
   http       the same query from gradio_client against `python app.py` in a subprocess
              (queue, JSON, upload of the query image included)
 
+With --split, one query type (text → top 20 with metadata) is timed instead, split into
+  encode     the text query through the model (the compiled query path on a CUDA GPU)
+  search     the vector search of the engine's first window (GPU torch search for a flat index on CUDA)
+  fetch      the catalog records of the top 20
+over a catalog of --sizes rows whose vectors are random unit vectors added straight to the
+index (fast to make at 1,000,000; the catalog rows are real, the photos behind them are not).
+
 Examples:
   python benchmarks/bench_search.py                                  # tiny model, sizes 1000,10000,100000
+  python benchmarks/bench_search.py --split --sizes 20000 --queries 50          # tiny model, CPU
+  python benchmarks/bench_search.py --device cuda --full-size-mme5 --split --sizes 1000000   # on a GPU
   python benchmarks/bench_search.py --sizes 1000,50000 --queries 50 --no-http
+  python benchmarks/bench_search.py --sizes 1000000 --index-type auto --vectors clustered --no-http   # ivf-pq
   python benchmarks/bench_search.py --model ./models/siglip --device cpu --json
 """
 from __future__ import annotations
@@ -50,10 +60,138 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-http", action="store_true", help="skip the end-to-end HTTP measurements")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    return parser.parse_args(argv)
+    parser.add_argument("--index-type", default="auto", choices=["auto", "flat", "ivf", "ivf-sq8", "ivf-pq"],
+                        help="index type for the filled indexes (default auto: what the indexer picks per size); "
+                             "prints bytes per image and recall@10 against exact search for each")
+    parser.add_argument("--vectors", default="uniform", choices=["uniform", "clustered"],
+                        help="filler vectors: uniform on the sphere, or clustered (see clustered_vectors)")
+    parser.add_argument("--split", action="store_true",
+                        help="time text query -> top 20 with metadata, split into encode / search / fetch")
+    parser.add_argument("--full-size-mme5", action="store_true",
+                        help="random-weight full-size mmE5 architecture (needs a big CUDA GPU; with --split)")
+    args = parser.parse_args(argv)
+    if args.full_size_mme5 and not args.split:
+        parser.error("--full-size-mme5 goes with --split (the other measurements start the app with a model folder)")
+    return args
 
 
-def make_index(index_dir: Path, photos: Path, embedder, size: int) -> None:
+def add_catalog_rows(store, count: int) -> None:
+    """``count`` more OK image rows (no stored vectors): what the catalog holds for a big library."""
+    from sqlalchemy import insert
+
+    from indexer.catalog import STATUS_OK, Image, Root, encode_relpath, utcnow
+
+    with store.catalog.session() as session:
+        root_id = session.query(Root.id).scalar()
+        now = utcnow()
+        for start in range(0, count, 50_000):
+            session.execute(insert(Image), [{
+                "root_id": root_id, "relpath": encode_relpath(f"synthetic/{n // 1000:04d}/IMG_{n:07d}.jpg"),
+                "size": 2_000_000 + n, "mtime_ns": n, "content_hash": hashlib.sha256(str(n).encode()).hexdigest()[:32],
+                "width": 4000, "height": 3000, "taken_at": None, "camera": "Canon EOS R6", "status": STATUS_OK,
+                "error": None, "indexed_at": now,
+            } for n in range(start, min(count, start + 50_000))])
+        session.commit()
+
+
+def random_index(ids, dim: int, device: str):
+    """A flat VectorIndex of random unit vectors (float16-exact, as stored) under ``ids``."""
+    import numpy as np
+    import torch
+
+    from indexer.vectors import VectorIndex
+
+    index = VectorIndex.flat(dim)
+    generator = torch.Generator(device=device).manual_seed(0)
+    for start in range(0, len(ids), 100_000):
+        chunk = ids[start : start + 100_000]
+        rows = torch.randn((len(chunk), dim), generator=generator, device=device)
+        rows = torch.nn.functional.normalize(rows, dim=1).half().float().cpu().numpy()
+        index.add(np.asarray(chunk, dtype=np.int64), rows)
+    return index
+
+
+def time_split(work: Path, photos: Path, embedder, size: int, queries: int, device: str) -> dict:
+    """Text query -> top 20 with metadata at ``size`` indexed vectors, split into encode / search / fetch."""
+    import numpy as np
+    from sqlalchemy import select
+
+    from indexer import IndexStore, build_index
+    from indexer.catalog import Image
+    from search_app.engine import SearchEngine
+
+    index_dir = work / f"split-{size}"
+    build_index([photos], index_dir, embedder, show_progress=False)
+    store = IndexStore.open(index_dir)
+    started = time.perf_counter()
+    add_catalog_rows(store, size - store.count)
+    with store.catalog.session() as session:
+        ids = np.asarray(session.execute(select(Image.id).order_by(Image.id)).scalars().all(), dtype=np.int64)
+    store.index = random_index(ids, embedder.dim, device)
+    print(f"bench: catalog of {len(ids)} rows and a flat index of {store.index.ntotal} vectors ready in "
+          f"{time.perf_counter() - started:.1f}s", file=sys.stderr)
+    engine = SearchEngine(store, embedder, reload_interval=1e9)  # the rows were added behind the store's back
+    window = engine.min_window  # the engine's first search window for a 20-result page
+    first = engine.encode_query(text=QUERY_TEXTS[0])
+    store.search(first, window)  # warm-up: the GPU copy of the index is made on the first search
+    started = time.perf_counter()
+    store.search(first, window)
+    searcher = type(store.index._searcher()).__name__
+    encode, search, fetch, total = [], [], [], []
+    for n in range(queries):
+        text = f"{QUERY_TEXTS[n % len(QUERY_TEXTS)]} {n}"  # a new query each time: nothing cached
+        t0 = time.perf_counter()
+        vector = engine.encode_query(text=text)
+        t1 = time.perf_counter()
+        _, hits = store.search(vector, window)
+        t2 = time.perf_counter()
+        records = store.records(hits[0][:20])
+        t3 = time.perf_counter()
+        assert sum(record is not None for record in records) == 20
+        encode.append(t1 - t0), search.append(t2 - t1), fetch.append(t3 - t2), total.append(t3 - t0)
+    engine_times = []
+    for n in range(queries):
+        started = time.perf_counter()
+        engine.search_text(f"{QUERY_TEXTS[n % len(QUERY_TEXTS)]} {n}", k=20)
+        engine_times.append(time.perf_counter() - started)
+    compiler = getattr(embedder.backbone, "query_compiler", None)
+    return {"vectors": int(store.index.ntotal), "searcher": searcher,
+            "query_path": "compiled" if compiler is not None and compiler.active else "eager",
+            "encode": percentiles(encode), "search": percentiles(search), "fetch": percentiles(fetch),
+            "total": percentiles(total), "engine_search_text": percentiles(engine_times)}
+
+
+def main_split(args, work: Path, model: str | None) -> dict:
+    from mme5 import load_embedder
+
+    if args.full_size_mme5:
+        from mme5.tiny import random_mme5_embedder
+
+        embedder = random_mme5_embedder("full", args.device)
+    else:
+        embedder = load_embedder(model, device=args.device, verbose=False)
+    embedder.compile_queries()  # as the app does at start (eager on a CPU)
+    report = {"model": embedder.model_id, "device": args.device, "dim": embedder.dim, "split": {}}
+    for size in [int(value) for value in args.sizes.split(",")]:
+        report["split"][size] = time_split(work, REPO / "assets" / "photos", embedder, size, args.queries, args.device)
+    return report
+
+
+def clustered_vectors(rng, count: int, dim: int, clusters: int = 2000, spread: float = 0.35):
+    """Unit vectors around ``clusters`` random centres (Gaussian noise of ``spread`` per dimension
+    relative to unit-variance centres): like real libraries, made of bursts, trips and pets, where
+    quantisation errors reorder near neighbours; uniform vectors flatter compressed indexes less
+    predictably (everything is almost equally far)."""
+    import numpy as np
+
+    state = np.random.default_rng(12345)  # the same centres for every chunk
+    centres = state.standard_normal((clusters, dim)).astype(np.float32)
+    vectors = centres[rng.integers(0, clusters, count)] + spread * rng.standard_normal((count, dim)).astype(np.float32)
+    return vectors
+
+
+def make_index(index_dir: Path, photos: Path, embedder, size: int, index_type: str = "auto",
+               distribution: str = "uniform") -> None:
     """A real indexer index of ``size`` searchable images (all but the photos are random vectors)."""
     import numpy as np
     from sqlalchemy import insert
@@ -71,7 +209,10 @@ def make_index(index_dir: Path, photos: Path, embedder, size: int) -> None:
             extra = size - catalog.count()
             for start in range(0, extra, 5000):
                 count = min(5000, extra - start)
-                vectors = rng.standard_normal((count, embedder.dim)).astype(np.float32)
+                if distribution == "clustered":
+                    vectors = clustered_vectors(rng, count, embedder.dim)
+                else:
+                    vectors = rng.standard_normal((count, embedder.dim)).astype(np.float32)
                 vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
                 hashes = [hashlib.sha256(f"{size}-{start + i}".encode()).hexdigest() for i in range(count)]
                 session.execute(insert(Vector), [{"content_hash": h, "vector": v.astype(np.float16).tobytes()}
@@ -82,6 +223,7 @@ def make_index(index_dir: Path, photos: Path, embedder, size: int) -> None:
                     "size": 1, "mtime_ns": 0, "content_hash": h, "width": 1, "height": 1,
                     "taken_at": None, "camera": None, "status": STATUS_OK, "error": None, "indexed_at": now,
                 } for i, h in enumerate(hashes)])
+            Catalog.set_meta(session, index_type_request=index_type)
             session.commit()
     finally:
         catalog.close()
@@ -261,7 +403,10 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-search-"))
     try:
         with stdout_to_stderr():
-            model = args.model or str(build_tiny(work / "tiny-mllama", backbone="mllama"))
+            model = args.model or (None if args.full_size_mme5 else str(build_tiny(work / "tiny-mllama", backbone="mllama")))
+        if args.split:
+            print_split(main_split(args, work, model), args.json)
+            return 0
         embedder = load_embedder(model, device=args.device, verbose=False)
         photos = REPO / "assets" / "photos"
         photo = str(photos / "everyday" / "chelsea.jpg")
@@ -269,15 +414,19 @@ def main(argv=None) -> int:
         for size in [int(value) for value in args.sizes.split(",")]:
             index_dir = work / f"index-{size}"
             started = time.perf_counter()
-            make_index(index_dir, photos, embedder, size)
+            make_index(index_dir, photos, embedder, size, args.index_type, args.vectors)
             store = IndexStore.open(index_dir)
             print(f"bench: index of {store.count} images ({store.index_type}) ready in "
                   f"{time.perf_counter() - started:.1f}s", file=sys.stderr)
             store.index.save(index_dir / "vectors.faiss")  # so the app subprocess need not rebuild it
             rare = time_rare_folder(store, embedder, args.queries)  # first, while nothing is cached
             engine = SearchEngine(store, embedder)
-            figures = {"index_type": store.index_type, **time_engine(engine, photo, args.queries), "rare_folder": rare,
-                       "features": time_features(engine, args.queries)}
+            from indexer.sync import measure_recall
+
+            recall = measure_recall(store.catalog, store.index)
+            figures = {"index_type": store.index_type, "bytes_per_image": store.info()["bytes_per_image"],
+                       "recall_at_10": recall["recall_at_k"], **time_engine(engine, photo, args.queries),
+                       "rare_folder": rare, "features": time_features(engine, args.queries)}
             engine.close()
             if not args.no_http:
                 figures["http"] = time_http(index_dir, model, args.device, photo, args.queries)
@@ -287,6 +436,21 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def print_split(report: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"model {report['model']} ({report['dim']}-d) on {report['device']}: text query -> top 20 with metadata, "
+          "ms p50 / p95")
+    print(f"{'vectors':>9} {'searcher':>16} {'query path':>10} {'encode':>13} {'search':>13} {'fetch':>13} "
+          f"{'total':>13} {'engine':>13}")
+    for figures in report["split"].values():
+        cells = [f"{figures[part]['p50_ms']:.2f} / {figures[part]['p95_ms']:.2f}"
+                 for part in ("encode", "search", "fetch", "total", "engine_search_text")]
+        print(f"{figures['vectors']:>9} {figures['searcher']:>16} {figures['query_path']:>10} "
+              + " ".join(f"{cell:>13}" for cell in cells))
 
 
 def print_report(report: dict, as_json: bool) -> None:
@@ -302,6 +466,8 @@ def print_report(report: dict, as_json: bool) -> None:
             cells = [f"{row[part]['p50_ms']:.1f} / {row[part]['p95_ms']:.1f}" for part in ("engine", "model", "index")]
             cells.append(f"{http['p50_ms']:.1f} / {http['p95_ms']:.1f}" if http else "-")
             print(f"{size:>8} {figures['index_type']:>8} {kind:>9} " + " ".join(f"{cell:>15}" for cell in cells))
+        print(f"{size:>8} {'':>8} {'memory':>9} {figures['bytes_per_image']} bytes/image, recall@10 vs exact "
+              f"{figures['recall_at_10']:.3f}")
         rank, folder = figures["rank_only"], figures["rank_folder_filter"]
         print(f"{size:>8} {'':>8} {'page':>9} rank only {rank['p50_ms']:.1f} / {rank['p95_ms']:.1f}; "
               f"with a folder filter {folder['p50_ms']:.1f} / {folder['p95_ms']:.1f}")

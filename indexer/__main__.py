@@ -4,6 +4,7 @@ Examples:
   python -m indexer build --dir ~/Pictures                     # index into ./index (default model)
   python -m indexer build --dir photos/ --dir /mnt/camera --index my-index --model models/tiny
   python -m indexer build --index my-index                     # re-scan every folder the index knows
+  python -m indexer build --dir /mnt/nfs/archive --index my-index --engine ray --ray-address auto   # on a Ray cluster
   python -m indexer search --index my-index --text "un perro en la playa" -k 5
   python -m indexer search --index my-index --image query.jpg --text "but at night" --json
   python -m indexer info --index my-index --json
@@ -47,11 +48,23 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--model", help="hub id or local folder (default: the index's model; for a new index "
                                        "mmE5 on a big GPU, multilingual SigLIP otherwise)")
     build.add_argument("--adapter", help="peft adapter folder merged into the model")
-    build.add_argument("--batch-size", type=int, default=8, help="images per model batch and per commit (default 8)")
+    build.add_argument("--batch-size", type=int, default=8, help="images per model batch and per commit (default 8; lowered, with a note, when the "
+                            "GPU has too little free memory for it)")
     build.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    build.add_argument("--index-type", choices=["auto", "flat", "ivf", "ivf-sq8"],
-                       help="FAISS index type (default auto: exact up to 100k images, then IVF+SQ8)")
-    build.add_argument("--workers", type=int, help="decoding threads (default: CPU count, at most 8)")
+    build.add_argument("--index-type", choices=["auto", "flat", "ivf", "ivf-sq8", "ivf-pq"],
+                       help="FAISS index type (default auto: exact up to 100k images, IVF+SQ8 up to 1M, then "
+                            "IVF+PQ at <= 1 KB per image with exact re-ranking)")
+    build.add_argument("--workers", type=int, help="local engine: decoding threads (default: CPU count, at most 8); "
+                                                   "ray engine: embedding workers (default: one per GPU, or 1)")
+    build.add_argument("--engine", choices=["local", "ray"], default="local",
+                       help="local (default): this process does everything; ray: decode and embed on a Ray "
+                            "cluster, this process keeps the catalog (photos must be at the same path on every node)")
+    build.add_argument("--ray-address", help="ray engine: 'auto' (a running cluster), ray://HOST:10001 or a GCS "
+                                             "address (default: start a local Ray on this machine)")
+    build.add_argument("--gpus-per-worker", type=float, help="ray engine: GPUs per embedding worker "
+                                                             "(default 1 when the cluster has GPUs, else CPU)")
+    build.add_argument("--cpus-per-decoder", type=float, default=1.0,
+                       help="ray engine: CPUs per decoding task (default 1)")
     build.add_argument("--include-hidden", action="store_true", help="also index hidden files and folders")
     build.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -101,8 +114,15 @@ def run_build(args) -> int:
 
         check_roots(args.dirs, args.index.expanduser().absolute())
     embedder = load_embedder(model, device=args.device, adapter=adapter)
+    ray_options = None
+    if args.engine == "ray":
+        from .ray_engine import RayOptions
+
+        ray_options = RayOptions(address=args.ray_address, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+                                 cpus_per_decoder=args.cpus_per_decoder)
     summary = build_index(args.dirs, args.index, embedder, batch_size=args.batch_size, show_progress=not args.quiet,
-                          index_type=args.index_type, include_hidden=args.include_hidden, workers=args.workers)
+                          index_type=args.index_type, include_hidden=args.include_hidden,
+                          workers=None if ray_options else args.workers, engine=args.engine, ray_options=ray_options)
     for error in summary.errors[:20]:
         print(f"  skipped {printable(error.path)}: {error.reason}", file=sys.stderr)
     if len(summary.errors) > 20:
@@ -157,7 +177,7 @@ def run_info(args) -> int:
     print(f"model:        {info['model_id']}" + (f" + adapter {info['adapter']}" if info["adapter"] else ""))
     print(f"dim:          {info['dim']} (prompt version {info['prompt_version']})")
     recall_text = "exact" if recall.get("exact", True) else f"recall@{recall['k']} {recall['recall_at_k']:.3f}"
-    print(f"index type:   {info['index_type']} ({recall_text})")
+    print(f"index type:   {info['index_type']} ({recall_text}; {info['bytes_per_image']} bytes per image)")
     print(f"size on disk: {sizes['total'] / 1e6:.1f} MB (catalog {sizes['catalog'] / 1e6:.1f} MB, "
           f"vector index {sizes['vector_index'] / 1e6:.1f} MB)")
     print("folders:      " + (", ".join(info["roots"]) or "none"))

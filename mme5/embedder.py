@@ -105,6 +105,18 @@ class Embedder:
             self._background = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mme5-submit")
         return self._background.submit(getattr(self, method), *args, **kwargs)
 
+    def compile_queries(self, **options) -> float:
+        """Compile and warm up the fast one-text query path now (mme5.query_compile); returns seconds.
+
+        Call once at startup (the app does) so no user pays for compiling. Where compiling is
+        not possible (CPU, ZeroGPU, MME5_COMPILE_QUERIES=0, a failure) queries stay eager.
+        """
+        compile_queries = getattr(self.backbone, "compile_queries", None)
+        if compile_queries is None:
+            return 0.0
+        with self._model_lock:
+            return compile_queries(**options).warm_up()
+
     # -- the shared path -----------------------------------------------------------------
     def _encode_task(self, task, images, texts, instruction, batch_size, show_progress_bar) -> np.ndarray:
         images = _as_list(images, "images")

@@ -95,11 +95,13 @@ def load_embedder(
     adapter: str | os.PathLike | None = None,
     revision: str | None = None,
     verbose: bool = True,
+    fast_attention: bool | None = None,
 ) -> Embedder:
     """Load a hub id or local folder (mmE5/Mllama or SigLIP) as an Embedder.
 
     ``adapter`` is a peft LoRA/DoRA folder (from ``python -m trainer train``); it is
-    merged into the weights at load, so inference pays nothing for it.
+    merged into the weights at load, so inference pays nothing for it. ``fast_attention``
+    (Mllama): exact mask-free vision attention, default on for CUDA (``MME5_FAST_ATTENTION=0`` turns it off).
     """
     device = torch.device(device) if device is not None else default_device()
     if model is None:
@@ -116,7 +118,7 @@ def load_embedder(
             f"{model}: model type {model_type!r} is not supported; supported: {', '.join(SUPPORTED_TYPES)} "
             f"(e.g. {MME5_MODEL_ID} or {CPU_MODEL_ID})"
         )
-    backbone = _load_backbone(model_type, source, config, device, dtype, revision, adapter)
+    backbone = _load_backbone(model_type, source, config, device, dtype, revision, adapter, fast_attention)
     return Embedder(backbone, model_id=str(model), adapter=str(adapter) if adapter else None)
 
 
@@ -139,7 +141,7 @@ def load_transformers_model(model_type: str, source: str, dtype: torch.dtype, re
     return model, processor
 
 
-def _load_backbone(model_type, source, config, device, dtype, revision, adapter):
+def _load_backbone(model_type, source, config, device, dtype, revision, adapter, fast_attention=None):
     try:
         model, processor = load_transformers_model(model_type, source, dtype, revision, device)
     except ModelLoadError:
@@ -150,7 +152,7 @@ def _load_backbone(model_type, source, config, device, dtype, revision, adapter)
         model = merge_adapter(model, adapter)
     model.to(device).eval()
     model.requires_grad_(False)
-    return make_backbone(model_type, model, processor, device, dtype, source)
+    return make_backbone(model_type, model, processor, device, dtype, source, fast_attention=fast_attention)
 
 
 def merge_adapter(model, adapter):
@@ -163,12 +165,12 @@ def merge_adapter(model, adapter):
     return PeftModel.from_pretrained(model, str(adapter_path)).merge_and_unload()
 
 
-def make_backbone(model_type, model, processor, device, dtype, source=""):
+def make_backbone(model_type, model, processor, device, dtype, source="", fast_attention=None):
     """Wrap a transformers model + processor in the backbone class for its type."""
     if model_type == "mllama":
         from .mllama import MllamaBackbone
 
-        return MllamaBackbone(model, processor, device, dtype)
+        return MllamaBackbone(model, processor, device, dtype, fast_attention=fast_attention)
     from .dual_encoder import DualEncoderBackbone
 
     lowercase = "siglip2" in str(source).lower() or bool(getattr(model.config, "mme5_lowercase_text", False))

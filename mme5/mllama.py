@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from . import fast_attention as fast_attention_module
 from . import prompts
 from .backbone import Backbone, Batch, EmbedInput, normalize
 
@@ -14,13 +15,32 @@ class MllamaBackbone(Backbone):
     #: Optional SDPA backend priority, e.g. ["cudnn", "efficient"]; None lets torch choose.
     sdpa_backends: list[str] | None = None
 
-    def __init__(self, model, processor, device, dtype):
+    def __init__(self, model, processor, device, dtype, fast_attention: bool | None = None):
         super().__init__(model, processor, device, dtype)
+        self.fast_attention = fast_attention_module.wanted(self.device, fast_attention)
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "right"
         image_processor = processor.image_processor
         self.tile_size = int(image_processor.size["height"])
         self.max_tiles = int(image_processor.max_image_tiles)
+
+    @property
+    def fast_attention(self) -> bool:
+        """Exact mask-free vision attention (mme5.fast_attention) instead of the stock masked SDPA."""
+        return fast_attention_module.is_enabled(self.model)
+
+    @fast_attention.setter
+    def fast_attention(self, on: bool) -> None:
+        fast_attention_module.set_fast_attention(self.model, bool(on))
+
+    def image_activation_bytes(self) -> int:
+        """Peak GPU bytes one image adds to a forward (mme5.gpu_memory): every image runs as max_tiles tiles."""
+        from .gpu_memory import image_activation_bytes
+
+        vision = self.model.config.vision_config
+        tokens = (vision.image_size // vision.patch_size) ** 2 + 1
+        tokens += (8 - tokens % 8) % 8  # Mllama pads each tile's patches to a multiple of 8
+        return image_activation_bytes(self.max_tiles, tokens, vision.hidden_size, torch.finfo(self.dtype).bits // 8)
 
     @property
     def dim(self) -> int:
@@ -82,11 +102,37 @@ class MllamaBackbone(Backbone):
         return Batch(dict(tensors), truncated)
 
     def embed(self, batch: Batch) -> torch.Tensor:
+        if self.query_compiler is not None:  # one text query: the compiled path, if it takes it
+            fast = self.query_compiler.run(batch.tensors)
+            if fast is not None:
+                return fast
         tensors = self.to_device(batch.tensors)
         base = self.model.model  # MllamaModel: skips the LM head entirely
         with self._attention_backends():
             output = base(**tensors, use_cache=False, return_dict=True)
-        hidden = output.last_hidden_state
-        last = tensors["attention_mask"].sum(dim=1) - 1
-        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-        return normalize(pooled)
+        return self.pool(output.last_hidden_state, tensors["attention_mask"])
+
+    @staticmethod
+    def pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Last non-pad token (right padding), L2-normalised: the reference's pooling."""
+        last = attention_mask.sum(dim=1) - 1
+        return normalize(hidden[torch.arange(hidden.shape[0], device=hidden.device), last])
+
+    # -- the compiled text-query path (mme5.query_compile) -----------------------------
+    query_compiler = None
+
+    @property
+    def pad_token_id(self) -> int:
+        return int(self.tokenizer.pad_token_id)
+
+    def forward_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Text-only forward + pooling as one function of tensors: what torch.compile compiles."""
+        output = self.model.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, return_dict=True)
+        return self.pool(output.last_hidden_state, attention_mask)
+
+    def compile_queries(self, **options):
+        """Route one-row text queries through a QueryCompiler (eager where it cannot compile); returns it."""
+        from .query_compile import QueryCompiler
+
+        self.query_compiler = QueryCompiler(self, **options)
+        return self.query_compiler

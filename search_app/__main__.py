@@ -120,6 +120,9 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
+    engine.embedder.compile_queries()  # compile + warm up the one-text query path now (logged), not on a user's query
+    engine.store.index.prepare_search()  # a big flat index goes to the GPU now, if it fits beside the model
+
     from .ui import CSS, JS, SearchUI
 
     demo = SearchUI(engine, concurrency_limit=args.concurrency, gpu=zero_gpu(), page_size=args.page_size).build()

@@ -272,3 +272,28 @@ def test_a_catalog_without_the_date_index_is_still_read_and_gets_it_on_the_next_
     with sqlite3.connect(two_roots / "catalog.sqlite") as connection:
         indexes = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "ix_images_status_taken_at" in indexes
+
+
+def test_records_match_the_catalog_rows_field_by_field(built, photos, tiny_mllama):
+    """The one-statement fetch returns exactly what the ORM model holds (dates, errors, odd names, order)."""
+    import os
+
+    from sqlalchemy import select
+
+    from indexer.catalog import Image, Root
+    from indexer.store import to_record
+
+    odd = os.path.join(os.fsencode(photos.folder), b"caf\xe9.jpg")  # not UTF-8: survives as surrogates
+    with open(odd, "wb") as file:
+        file.write((photos.folder / "0.jpg").read_bytes())
+    build_index([photos.folder], built, tiny_mllama, show_progress=False)
+    with IndexStore.open(built) as store:
+        with store.catalog.session() as session:
+            expected = {image.id: to_record(image, root)
+                        for image, root in session.execute(select(Image, Root.path).join(Root, Root.id == Image.root_id))}
+        ids = sorted(expected, reverse=True)
+        got = store.records([-1, *ids, 10**9, ids[0]])
+        assert got == [None, *(expected[i] for i in ids), None, expected[ids[0]]]
+        assert {r.error is not None for r in got[1:-2]} == {True, False} and any(r.taken_at for r in got[1:-2])
+        assert any(r.relpath == os.fsdecode(b"caf\xe9.jpg") for r in got[1:-2])
+        assert store.records([]) == [] and store.records(np.asarray([-1])) == [None]

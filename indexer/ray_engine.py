@@ -1,0 +1,313 @@
+"""`build --engine ray`: reading, decoding and embedding on a Ray cluster; the catalog stays here.
+
+The driver (this process) keeps sole ownership of the catalog exactly as the local engine
+does: it scans, decides what is new or changed, and commits results one batch at a time,
+so a killed driver loses nothing committed and the same command resumes. Ray Data does the
+heavy part and streams results back, so memory stays bounded on any collection size:
+
+    from_items(work) -> map_batches(decode, num_cpus=...)          CPU tasks: hash, EXIF, decode
+                     -> map_batches(EmbedWorker, concurrency=N,     actor pool: one Embedder each,
+                                    num_gpus=...)                   loaded once per actor
+                     -> iter_batches()                               back to the driver's commits
+
+Fault tolerance is Ray's, as Ray Data configures it: a killed embedding actor is restarted
+(``max_restarts=-1``) and its batch retried (``max_task_retries=-1``); a decode task whose
+worker died is retried (Ray's task ``max_retries``). Nothing here re-implements that.
+Photos must be readable at the same path on every node (a shared NFS/SMB mount); a worker
+that cannot see a folder the driver listed stops the build with a clear error.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .errors import IndexerError
+from .files import FileEntry, printable
+from .reader import ReadResult, read_file
+
+RESULT_FIELDS = ("idx", "size", "mtime_ns", "content_hash", "width", "height", "taken_at", "camera", "error",
+                 "retry", "vanished", "changed")
+
+
+class WorkerCannotReadError(IndexerError):
+    """A Ray worker cannot see a photo folder the driver listed (no shared mount on that node)."""
+
+
+@dataclass
+class RayOptions:
+    """How to run on Ray; ``None`` fields mean 'pick from the cluster'."""
+
+    address: str | None = None  # None: start a local Ray on this machine; "auto" or "ray://host:10001"
+    workers: int | None = None  # embedding actors (default: one per GPU, or one on the CPU)
+    gpus_per_worker: float | None = None  # default 1 when the cluster has GPUs, else 0
+    cpus_per_decoder: float = 1.0
+    cpus_per_worker: float = 1.0  # CPU actors only
+    num_cpus: int | None = None  # a local Ray started here: CPUs it may use (default: all)
+    object_store_bytes: int | None = None  # ... and its object store size (default: Ray's)
+
+
+def start_ray(options: RayOptions):
+    """Connect to (or start) Ray, shipping this repo's packages to the workers."""
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    import mme5
+
+    packages = [str(Path(mme5.__file__).parent), str(Path(__file__).parent)]
+    local = dict(num_cpus=options.num_cpus, object_store_memory=options.object_store_bytes) if not options.address else {}
+    ray.init(address=options.address, include_dashboard=False, log_to_driver=False, **local,
+             runtime_env={"py_modules": packages, "env_vars": {"OMP_WAIT_POLICY": "PASSIVE",
+                                                               "TOKENIZERS_PARALLELISM": "false"}})
+    return ray
+
+
+def plan_workers(options: RayOptions, cluster: dict) -> tuple[int, float]:
+    """(embedding actors, GPUs per actor) from the options and the cluster's resources."""
+    gpus = float(cluster.get("GPU", 0))
+    per = options.gpus_per_worker if options.gpus_per_worker is not None else (1.0 if gpus else 0.0)
+    if per > gpus:
+        raise IndexerError(f"--gpus-per-worker {per:g} but the Ray cluster has {gpus:g} GPU(s)")
+    if options.workers is not None:
+        if options.workers < 1:
+            raise IndexerError(f"--workers must be at least 1, got {options.workers}")
+        return options.workers, per
+    return (max(1, int(gpus // per)) if per else 1), per
+
+
+def model_spec(embedder) -> dict:
+    """What an actor needs to load the same model: absolute local paths, hub ids as they are."""
+    def absolute(value):
+        if value and Path(value).expanduser().exists():
+            return str(Path(value).expanduser().resolve())
+        return value
+
+    return {"model": absolute(embedder.model_id), "adapter": absolute(embedder.adapter),
+            "dtype": str(embedder.backbone.dtype).removeprefix("torch.")}
+
+
+# -- the two stages ------------------------------------------------------------------------
+
+def decode_batch(batch: dict, draft_size: int, known_hashes, probes: dict) -> dict:
+    """CPU task: hash, metadata and (unless its content is embedded already) pixels of each file."""
+    _check_roots(set(batch["root"].tolist()), probes)
+    out = {name: [] for name in (*RESULT_FIELDS, "pixels", "pixels_shape")}
+    for i in range(len(batch["idx"])):
+        entry = FileEntry(str(batch["root"][i]), str(batch["relpath"][i]), int(batch["size"][i]),
+                          int(batch["mtime_ns"][i]), batch["problem"][i] or None)
+        result = read_file(entry, draft_size, known_hashes)
+        out["idx"].append(int(batch["idx"][i]))
+        for name in RESULT_FIELDS[1:]:
+            value = getattr(result, name)
+            out[name].append(value.isoformat() if isinstance(value, datetime) else value)
+        # raw RGB bytes + shape: Arrow blocks hold bytes of any length, not ragged arrays mixed with None
+        pixels = np.asarray(result.image.convert("RGB")) if result.image is not None else None
+        out["pixels"].append(b"" if pixels is None else pixels.tobytes())
+        out["pixels_shape"].append("" if pixels is None else f"{pixels.shape[0]}x{pixels.shape[1]}")
+    return {name: _column(values) for name, values in out.items()}
+
+
+class EmbedWorker:
+    """Actor: loads the Embedder once, then embeds the decoded images of each batch it is given."""
+
+    def __init__(self, spec: dict, device: str, batch_size: int):
+        from mme5 import load_embedder
+
+        self.embedder = load_embedder(spec["model"], device=device, dtype=spec["dtype"], adapter=spec["adapter"],
+                                      verbose=False)
+        self.batch_size = batch_size
+
+    def __call__(self, batch: dict) -> dict:
+        from PIL import Image
+
+        from .build import model_rejected_reason
+
+        pixels, shapes = batch.pop("pixels"), batch.pop("pixels_shape")
+        wanted = [i for i, shape in enumerate(shapes) if shape]
+        vectors: list = [b""] * len(shapes)
+        failures: list = [""] * len(shapes)
+        pictures = []
+        for i in wanted:
+            height, width = map(int, shapes[i].split("x"))
+            pictures.append(Image.fromarray(np.frombuffer(pixels[i], np.uint8).reshape(height, width, 3)))
+        try:
+            for i, vector in zip(wanted, self.embedder.encode_images(pictures, batch_size=self.batch_size)):
+                vectors[i] = vector.astype(np.float32).tobytes()
+        except Exception:  # noqa: BLE001 - isolate the image(s) the model rejects, as the local engine does
+            for i, picture in zip(wanted, pictures):
+                try:
+                    vectors[i] = self.embedder.encode_images([picture], batch_size=1)[0].astype(np.float32).tobytes()
+                except Exception as error:  # noqa: BLE001
+                    failures[i] = model_rejected_reason(error)
+        batch["vector"] = _column(vectors)
+        batch["embed_error"] = _column(failures)
+        return batch
+
+
+def _column(values: list) -> np.ndarray:
+    column = np.empty(len(values), dtype=object)
+    column[:] = values
+    return column
+
+
+def _check_roots(roots: set, probes: dict) -> None:
+    """Fail fast where this node does not see the driver's folders (unmounted share, other path)."""
+    for root in roots:
+        probe = probes.get(root)
+        if probe is None:
+            continue
+        relpath, size = probe
+        try:
+            if os.stat(os.path.join(root, relpath)).st_size == size:
+                continue
+        except OSError:
+            pass
+        try:  # the probe may simply have been deleted meanwhile: only an empty or missing folder is fatal
+            with os.scandir(root) as entries:
+                if next(entries, None) is not None:
+                    continue
+        except OSError:
+            pass
+        raise WorkerCannotReadError(
+            f"a Ray worker on {socket.gethostname()} cannot read the photo folder {printable(root)} that the driver "
+            f"listed (missing or empty there). Mount the photo folders at the same path on every node "
+            f"(a shared NFS/SMB mount), then run the same command again; committed progress is kept."
+        )
+
+
+# -- the driver side -----------------------------------------------------------------------
+
+def ray_results(work: list, embedder, known_hashes: set, options: RayOptions, batch_size: int,
+                show_progress: bool):
+    """Yield ``(work index, ReadResult, vector or None, model error or None)`` as the cluster finishes them."""
+    ray = start_ray(options)
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.verbose_stats_logs = False
+    actors, gpus = plan_workers(options, ray.cluster_resources())
+    device = "cuda" if gpus else "cpu"
+    print(f"indexer: Ray engine, {actors} embedding worker(s) on {device}"
+          f"{f' ({gpus:g} GPU each)' if gpus else ''}, decoding on CPU tasks", file=sys.stderr)
+    probes: dict = {}
+    for entry, _, _ in work:
+        if entry.problem is None and entry.root not in probes:
+            probes[entry.root] = (entry.relpath, entry.size)
+    items = [{"idx": i, "root": entry.root, "relpath": entry.relpath, "size": entry.size,
+              "mtime_ns": entry.mtime_ns, "problem": entry.problem or ""} for i, (entry, _, _) in enumerate(work)]
+    actor_args = dict(num_gpus=gpus) if gpus else dict(num_cpus=options.cpus_per_worker)
+    dataset = (
+        ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // batch_size, 1000)))
+        .map_batches(decode_batch, batch_size=batch_size, batch_format="numpy", num_cpus=options.cpus_per_decoder,
+                     fn_kwargs=dict(draft_size=embedder.backbone.image_draft_size, known_hashes=known_hashes,
+                                    probes=probes),
+                     )
+        .map_batches(EmbedWorker, batch_size=batch_size, batch_format="numpy",
+                     compute=ray.data.ActorPoolStrategy(size=actors),
+                     fn_constructor_kwargs=dict(spec=model_spec(embedder), device=device, batch_size=batch_size),
+                     **actor_args)
+    )
+    try:
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            for i in range(len(batch["idx"])):
+                index = int(batch["idx"][i])
+                result = ReadResult(work[index][0])
+                for name in RESULT_FIELDS[1:]:
+                    value = batch[name][i]
+                    setattr(result, name, _plain(name, value))
+                vector = batch["vector"][i]
+                yield (index, result, np.frombuffer(vector, np.float32) if len(vector) else None,
+                       batch["embed_error"][i] or None)
+    except Exception as error:  # noqa: BLE001 - Ray wraps worker errors; surface ours as they are
+        cause = _find_cause(error, WorkerCannotReadError)
+        if cause is not None:
+            raise WorkerCannotReadError(str(cause)) from None
+        raise
+
+
+def _plain(name: str, value):
+    """A column value back as ReadResult holds it (Arrow turns missing ints into NaN floats)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if name == "taken_at":
+        return datetime.fromisoformat(value)
+    if name in ("size", "mtime_ns", "width", "height"):
+        return int(value)
+    if name in ("retry", "vanished", "changed"):
+        return bool(value)
+    return value or None if name in ("content_hash", "camera", "error") else value
+
+
+def _find_cause(error: BaseException, kind: type) -> BaseException | None:
+    """Our exception inside Ray's wrappers (RayTaskError, UserCodeException, ...), or None."""
+    seen = set()
+    stack = [error]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, kind):
+            return current
+        if kind.__name__ in str(current).split(":")[0] or f"{kind.__name__}:" in str(current):
+            text = str(current)
+            return kind(text[text.find("a Ray worker"):] if "a Ray worker" in text else text)
+        stack += [current.__cause__, current.__context__, getattr(current, "cause", None)]
+    return None
+
+
+def make_ray_build(base):
+    """The build class for ``--engine ray``: the local build with its read/embed loop on Ray."""
+
+    class RayBuild(base):
+        ray_options: RayOptions = RayOptions()
+
+        def _process(self, work) -> None:
+            if not work:
+                return
+            from sqlalchemy import select
+
+            from .catalog import Vector
+
+            with self.catalog.session() as session:
+                self.known = set(session.scalars(select(Vector.content_hash)))
+            progress = tqdm(total=len(work), desc="indexing (ray)", unit=" img", disable=not self.show_progress,
+                            file=sys.stderr, dynamic_ncols=True)
+            for index, result, vector, failure in ray_results(work, self.embedder, frozenset(self.known),
+                                                              self.ray_options, self.batch_size, self.show_progress):
+                _, root_id, row = work[index]
+                if failure is not None and result.content_hash:
+                    result.error = failure  # the model rejected this content: an error row, like the local engine
+                    self.failed_hashes[result.content_hash] = failure
+                result.image = vector  # _handle keeps it as the content's vector (the "image" to embed)
+                self._handle(result, root_id, row)
+                progress.update(1)
+                if self.pending.full(self.batch_size):
+                    self._flush()
+            self._flush()
+            progress.close()
+
+        def _flush(self) -> None:
+            """Vectors came back with the batch: commit it now, in one transaction."""
+            pending = self.pending
+            if pending.empty:
+                return
+            self.pending = type(pending)()
+            vectors = None
+            if pending.embed_hashes:
+                vectors = np.stack([np.asarray(v, dtype=np.float32) for v in pending.embed_hashes.values()])
+                self.known.update(pending.embed_hashes)
+                self.summary.embedded += len(vectors)
+            self._commit(pending, vectors)
+
+    return RayBuild

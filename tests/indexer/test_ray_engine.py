@@ -1,0 +1,159 @@
+"""`build --engine ray` on a real local Ray (2 CPUs, no dashboard, small object store).
+
+Same images, errors and vectors as the local engine; a killed driver resumes with nothing
+lost or duplicated; a killed embedding actor is restarted by Ray and the build completes.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray", reason="ray is in requirements.txt; install it to run the Ray engine tests")
+
+from indexer import IndexStore, build_index, verify  # noqa: E402
+from indexer.ray_engine import RayOptions, start_ray  # noqa: E402
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = start_ray(RayOptions(num_cpus=2, object_store_bytes=120 * 1024**2))
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture
+def library(photos):
+    """~100 photos: distinct JPEGs, PNGs, an identical copy, and four broken files."""
+    first = None
+    for i in range(90):
+        path = photos.jpeg(f"{i // 30}/img{i:03d}.jpg", width=64 + i % 5 * 8, height=48)
+        first = first or path
+    for i in range(6):
+        photos.png(f"png/p{i}.png")
+    photos.raw("copy/same.jpg", first.read_bytes())
+    photos.raw("bad/empty.jpg", b"")
+    photos.raw("bad/text.jpg", b"hello, not a photo")
+    photos.truncated("bad/half.jpg", first)
+    photos.bomb_png("bad/bomb.png")
+    return photos.folder
+
+
+def catalog_rows(index: Path) -> dict:
+    with IndexStore.open(index) as store:
+        records = store.records(store.ids())
+        vectors = store.vectors(store.ids())
+        errors = {e.path: e.error for e in store.errors()}
+    return {r.path: v for r, v in zip(records, vectors)}, errors
+
+
+def test_ray_engine_indexes_like_the_local_engine(ray_cluster, library, tiny_siglip, tmp_path):
+    local = build_index([library], tmp_path / "local", tiny_siglip, batch_size=8, show_progress=False)
+    remote = build_index([library], tmp_path / "ray", tiny_siglip, batch_size=8, show_progress=False, engine="ray")
+    assert (remote.added, remote.duplicates, len(remote.errors)) == (local.added, local.duplicates, len(local.errors))
+    local_vectors, local_errors = catalog_rows(tmp_path / "local")
+    ray_vectors, ray_errors = catalog_rows(tmp_path / "ray")
+    assert ray_errors == local_errors and len(local_errors) == 4
+    assert set(ray_vectors) == set(local_vectors) and len(ray_vectors) == 97
+    worst = max(float(np.abs(ray_vectors[p] - local_vectors[p]).max()) for p in local_vectors)
+    assert worst <= 1e-5, worst
+    assert verify(tmp_path / "ray").clean
+    again = build_index([library], tmp_path / "ray", tiny_siglip, show_progress=False, engine="ray")
+    assert (again.added, again.embedded, again.unchanged) == (0, 0, 101)  # unchanged bad files are not retried
+
+
+def _count(index: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{index / 'catalog.sqlite'}?mode=ro", uri=True, timeout=1) as db:
+            return db.execute("select count(*) from images").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def _cli(*args, **kwargs):
+    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return subprocess.Popen([sys.executable, "-m", "indexer", *map(str, args)], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_killed_driver_loses_nothing_and_resumes(ray_cluster, library, tiny_siglip_dir, tmp_path):
+    index = tmp_path / "index"
+    args = ["build", "--dir", library, "--index", index, "--model", tiny_siglip_dir, "--engine", "ray",
+            "--ray-address", ray_cluster, "--batch-size", "2", "--quiet"]
+    driver = _cli(*args)
+    deadline = time.monotonic() + 300
+    while _count(index) < 10 and driver.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert driver.poll() is None, f"build ended before it could be killed: {driver.communicate()}"
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    kept = _count(index)
+    assert 10 <= kept < 101
+    rerun = _cli(*args)
+    out, err = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, err
+    with IndexStore.open(index) as store:
+        paths = [r.path for r in store.records(store.ids())]
+        errors = store.errors()
+    assert len(paths) == len(set(paths)) == 97 and len(errors) == 4
+    assert verify(index).clean
+
+
+def test_killed_embedding_actor_is_restarted_and_every_photo_indexed_once(ray_cluster, library, tiny_siglip, tmp_path):
+    import psutil
+
+    index = tmp_path / "index"
+    killed: list[int] = []
+
+    def kill_an_actor():
+        deadline = time.monotonic() + 300
+        while not killed and time.monotonic() < deadline:
+            if _count(index) >= 4:
+                for process in psutil.process_iter(["pid", "cmdline"]):
+                    if "EmbedWorker" in " ".join(process.info["cmdline"] or []):
+                        os.kill(process.info["pid"], signal.SIGKILL)
+                        killed.append(process.info["pid"])
+                        return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_an_actor, daemon=True)
+    killer.start()
+    summary = build_index([library], index, tiny_siglip, batch_size=2, show_progress=False, engine="ray")
+    killer.join(timeout=5)
+    assert killed, "no embedding actor was found to kill"
+    assert summary.added == 97 - summary.duplicates + summary.duplicates  # every new path counted once
+    with IndexStore.open(index) as store:
+        paths = [r.path for r in store.records(store.ids())]
+    assert len(paths) == len(set(paths)) == 97
+    assert verify(index).clean
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a tmpfs in a private mount namespace")
+def test_worker_that_cannot_see_the_photos_stops_the_build_with_advice(ray_cluster, tiny_siglip_dir, tmp_path):
+    """The driver sees photos on a mount the Ray workers do not have (no shared mount): fail fast, say why."""
+    folder = tmp_path / "nfs-photos"
+    folder.mkdir()
+    script = (
+        f"mount -t tmpfs -o size=8m none {folder} && "
+        f"{sys.executable} -c \"from PIL import Image; "
+        f"[Image.new('RGB', (40, 30), (i * 40, 0, 0)).save(f'{folder}/a{{i}}.jpg') for i in range(6)]\" && "
+        f"{sys.executable} -m indexer build --dir {folder} --index {tmp_path / 'index'} --model {tiny_siglip_dir} "
+        f"--engine ray --ray-address {ray_cluster} --quiet"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
+    done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stderr
+    assert "cannot read the photo folder" in done.stderr and "same path on every node" in done.stderr
+    assert "Traceback" not in done.stderr
