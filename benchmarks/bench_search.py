@@ -286,9 +286,40 @@ def time_engine(engine, photo: str, queries: int) -> dict:
     return figures
 
 
+def time_features(engine, queries: int) -> dict:
+    """Index-side cost of the search features, side by side with them off, in one run (query already encoded).
+
+    off: a plain page. on: the same page with the date reader run on the text, "without" applied to the
+    vector and strong matches only (cut-off from the library sample, strong ones counted). The extra
+    text encoding of a "without" text is model time, reported with the model, not here."""
+    import numpy as np
+
+    from search_app.encoding import push_away
+    from search_app.engine import SearchOptions
+    from search_app.query_dates import find_dates
+
+    vector = engine.encode_query(text="a dog on a beach")
+    negative = engine.encode_query(text="people")
+    plain = SearchOptions.parse(k=20)
+    featured = SearchOptions.parse(k=20, strong_only=True, without=["people"])
+    engine.rank(vector, featured)  # the library sample is drawn once per opened index, not per query
+    off, on = [], []
+    for n in range(queries):
+        for way, bucket in (("off", off), ("on", on)):
+            started = time.perf_counter()
+            if way == "off":
+                engine.rank(vector, plain)
+            else:
+                find_dates(QUERY_TEXTS[n % len(QUERY_TEXTS)])
+                engine.rank(push_away(vector, negative), featured)
+            bucket.append(time.perf_counter() - started)
+    return {"off": percentiles(off), "on": percentiles(on),
+            "added_p50_ms": round(float(np.percentile(on, 50) - np.percentile(off, 50)) * 1000, 2)}
+
+
 def time_rare_folder(store, embedder, queries: int) -> dict:
     """Cold (fresh engine, nothing cached) and warm latency of one page of a 3-photo folder, both ways."""
-    import search_app.engine as engine_module
+    import search_app.ranking as engine_module
     from search_app.engine import SearchEngine, SearchOptions
 
     options = SearchOptions.parse(k=20, folder=RARE_FOLDER)
@@ -393,7 +424,7 @@ def main(argv=None) -> int:
             recall = measure_recall(store.catalog, store.index)
             figures = {"index_type": store.index_type, "bytes_per_image": store.info()["bytes_per_image"],
                        "recall_at_10": recall["recall_at_k"], **time_engine(engine, photo, args.queries),
-                       "rare_folder": rare}
+                       "rare_folder": rare, "features": time_features(engine, args.queries)}
             engine.close()
             if not args.no_http:
                 figures["http"] = time_http(index_dir, model, args.device, photo, args.queries)
@@ -438,6 +469,10 @@ def print_report(report: dict, as_json: bool) -> None:
         rank, folder = figures["rank_only"], figures["rank_folder_filter"]
         print(f"{size:>8} {'':>8} {'page':>9} rank only {rank['p50_ms']:.1f} / {rank['p95_ms']:.1f}; "
               f"with a folder filter {folder['p50_ms']:.1f} / {folder['p95_ms']:.1f}")
+        feat = figures["features"]
+        print(f"{size:>8} {'':>8} {'features':>9} off {feat['off']['p50_ms']:.2f} / {feat['off']['p95_ms']:.2f}; "
+              f"on (dates, without, strong only) {feat['on']['p50_ms']:.2f} / {feat['on']['p95_ms']:.2f}; "
+              f"added p50 {feat['added_p50_ms']:+.2f}")
         for way, row in figures["rare_folder"].items():
             print(f"{size:>8} {'':>8} {'rare':>9} 3-photo folder, {way.replace('_', ' ')}: cold {row['cold_ms']:.1f}, "
                   f"warm {row['p50_ms']:.1f} / {row['p95_ms']:.1f}")

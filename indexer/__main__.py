@@ -15,6 +15,7 @@ Examples:
   python -m indexer remove --index my-index --dir /mnt/camera
   python -m indexer watch --index my-index                     # keep it current as photos come and go
   python -m indexer watch --index my-index --dir /mnt/nas --poll 30   # network mount: rescan every 30 s
+  python -m indexer similar --index my-index --threshold 0.95 --json   # groups of near-identical photos
 """
 from __future__ import annotations
 
@@ -111,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "stored vector, and check every stored vector (slower)")
     verify.add_argument("--repair", action="store_true", help="salvage a damaged catalog, rebuild the vector index "
                                                                "from stored vectors, drop orphans, then check again")
+
+    similar = command("similar", "groups of near-identical photos (bursts, edits, resized copies), best one first")
+    similar.add_argument("--threshold", type=float, default=0.95,
+                         help="least similarity (cosine) joining two photos (default 0.95; per model, see README)")
+    similar.add_argument("--json", action="store_true", help="print the groups as JSON")
+    similar.add_argument("--quiet", action="store_true", help="no progress bar")
 
     remove = command("remove", "forget a photo folder: its images leave the index")
     remove.add_argument("--dir", type=Path, required=True, help="an indexed folder")
@@ -325,6 +332,31 @@ def run_remove(args) -> int:
     return 0
 
 
+def run_similar(args) -> int:
+    from tqdm import tqdm
+
+    from .similar import similar_groups
+    from .store import IndexStore
+
+    with IndexStore.open(args.index) as store:
+        with tqdm(total=store.count, desc="comparing", unit="photo", disable=args.quiet, file=sys.stderr) as bar:
+            groups = similar_groups(store, args.threshold, progress=bar)
+    if args.json:
+        print(json.dumps(_printable_tree({"threshold": args.threshold, "groups": [g.to_json() for g in groups]}),
+                         ensure_ascii=False, indent=1))
+        return 0
+    for number, group in enumerate(groups, start=1):
+        print(f"group {number}: {len(group.members)} photos")
+        for member in group.members:
+            mark = "*" if member is group.best else " "
+            sharp = "?" if member.sharpness is None else f"{member.sharpness:.0f}"
+            print(f"  {mark} {printable(member.path)}  {member.width or '?'}x{member.height or '?'}  "
+                  f"sharpness {sharp}  similarity {member.score:.3f}")
+    print(f"{len(groups)} group(s) at similarity >= {args.threshold} (* = best: most pixels, then sharpest)",
+          file=sys.stderr)
+    return 0
+
+
 def _printable_tree(value):
     """For JSON: json.dumps escapes control characters itself; only undecodable bytes need escaping."""
     if isinstance(value, str):
@@ -351,7 +383,7 @@ def _main(argv) -> int:
         args = build_parser().parse_args(argv)
         command = args.command
         handlers = {"build": run_build, "search": run_search, "info": run_info, "verify": run_verify,
-                    "remove": run_remove, "watch": run_watch}
+                    "remove": run_remove, "watch": run_watch, "similar": run_similar}
         return handlers[command](args)
     except KeyboardInterrupt as interrupt:  # also Terminated; never a traceback, even during start-up
         terminated = isinstance(interrupt, Terminated)

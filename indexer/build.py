@@ -37,6 +37,7 @@ from . import space
 from .errors import BadRootError, IndexReplacedError
 from .files import FileEntry, FolderProblem, is_within, printable, root_key, scan_root
 from .lock import WriteLock
+from .places import place_of
 from .reader import DEFAULT_DECODE_BUDGET, DecodeBudget, ReadResult, read_file
 from .sync import load_index, measure_recall, needs_retraining, rebuild, recall_is_stale, save_index
 from .vectors import INDEX_FILE, choose_index_type
@@ -406,7 +407,9 @@ class _Build:
             return
         values = dict(root_id=root_id, relpath=encode_relpath(result.entry.relpath), size=result.size,
                       mtime_ns=result.mtime_ns, content_hash=result.content_hash, width=result.width,
-                      height=result.height, taken_at=result.taken_at, camera=result.camera, indexed_at=utcnow())
+                      height=result.height, taken_at=result.taken_at, camera=result.camera, indexed_at=utcnow(),
+                      latitude=result.latitude, longitude=result.longitude,
+                      **place_of(result.latitude, result.longitude))
         if result.error:
             self.summary.errors.append(FileError(path, result.error))
             if old is not None:

@@ -99,6 +99,13 @@ class Image(Base):
     height: Mapped[int | None]
     taken_at: Mapped[datetime | None] = mapped_column(DateTime)
     camera: Mapped[str | None] = mapped_column(String)
+    # Where (EXIF GPS) and, reverse-geocoded offline at index time (indexer/places.py), which place.
+    # Added after schema 1 shipped: older catalogs get them on open (_add_missing_columns).
+    latitude: Mapped[float | None]
+    longitude: Mapped[float | None]
+    country: Mapped[str | None] = mapped_column(String)  # ISO 3166 code, e.g. "DE"
+    region: Mapped[str | None] = mapped_column(String)
+    city: Mapped[str | None] = mapped_column(String)
     status: Mapped[str] = mapped_column(String)
     error: Mapped[str | None] = mapped_column(String)
     retry: Mapped[bool] = mapped_column(default=False)  # error may clear without the file changing (permissions)
@@ -153,6 +160,8 @@ class Catalog:
                     _ensure_indexes(connection)
                     connection.commit()
                 names = set(self.engine.dialect.get_table_names(connection))
+                if "images" in names and self.mode == "rw":
+                    _add_missing_columns(connection)
         except IndexerError:
             self.engine.dispose()
             raise
@@ -274,11 +283,21 @@ class Catalog:
         of the (root_id, relpath) index. Undated images never satisfy a date bound. ``limit``
         stops after that many ids (which ones is unspecified): enough to tell a small set.
         """
-        conditions = [Image.status == STATUS_OK]
+        conditions = []
         if date_from is not None:
             conditions.append(Image.taken_at >= date_from)
         if date_to is not None:
             conditions.append(Image.taken_at <= date_to)
+        return self.ids_where(conditions, places, limit=limit, session=session)
+
+    def ids_where(self, conditions: list, places: list[tuple[int, bytes | None]] | None = None,
+                  limit: int | None = None, session: Session | None = None) -> np.ndarray:
+        """Sorted ok ids meeting every SQL condition (on ``Image`` columns), in any of ``places``.
+
+        The general form of ``ids_matching``: search filters bring their own conditions
+        (search_app/filters.py), so a new filter needs no new query here.
+        """
+        conditions = [Image.status == STATUS_OK, *conditions]
         queries = [select(Image.id).where(*conditions)] if places is None else [
             select(Image.id).where(Image.root_id == root_id, *conditions, *_under(prefix)) for root_id, prefix in places]
         found: list[int] = []
@@ -290,6 +309,11 @@ class Catalog:
                     query = query.limit(limit - len(found))
                 found.extend(s.scalars(query))
         return np.unique(np.asarray(found, dtype=np.int64))
+
+    def distinct_values(self, column, session: Session | None = None) -> list:
+        """Distinct non-null values of one ``Image`` column among ok images (filter suggestions)."""
+        with _maybe(session, self) as s:
+            return list(s.scalars(select(column).where(Image.status == STATUS_OK, column.is_not(None)).distinct()))
 
     @staticmethod
     def delete_orphan_vectors(session: Session) -> int:
@@ -329,6 +353,27 @@ def _under(prefix: bytes | None) -> list:
         return []
     return [Image.relpath >= prefix, Image.relpath < prefix + b"0",
             or_(Image.relpath == prefix, func.substr(Image.relpath, len(prefix) + 1, 1) == b"/")]
+
+
+def _add_missing_columns(connection) -> None:
+    """Give a catalog from an older version the nullable columns added since (places), in one transaction.
+
+    Additive only: rows keep their data, older indexers ignore the new columns, and a read-only
+    catalog is left as it is (its places stay unknown; the schema check then names what is missing).
+    """
+    from sqlalchemy import inspect
+
+    have = {column["name"] for column in inspect(connection).get_columns("images")}
+    missing = [column for column in Image.__table__.columns if column.name not in have and column.nullable]
+    if not missing:
+        return
+    try:
+        for column in missing:
+            kind = column.type.compile(dialect=connection.dialect)
+            connection.execute(text(f'ALTER TABLE images ADD COLUMN "{column.name}" {kind}'))
+        connection.commit()
+    except DatabaseError:
+        connection.rollback()
 
 
 def _ensure_indexes(connection) -> None:

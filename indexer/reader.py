@@ -18,7 +18,7 @@ from .files import FileEntry
 HASH_CHUNK = 1 << 20
 DEFAULT_DECODE_BUDGET = 100_000_000  # pixels decoded at once across all reader threads (~0.4 GB as RGB)
 EXIF_ORIENTATION, EXIF_DATETIME, EXIF_MAKE, EXIF_MODEL = 0x0112, 0x0132, 0x010F, 0x0110
-EXIF_IFD, EXIF_DATETIME_ORIGINAL = 0x8769, 0x9003
+EXIF_IFD, EXIF_DATETIME_ORIGINAL, EXIF_GPS_IFD = 0x8769, 0x9003, 0x8825
 
 
 @dataclass
@@ -33,6 +33,8 @@ class ReadResult:
     height: int | None = None
     taken_at: datetime | None = None
     camera: str | None = None
+    latitude: float | None = None  # from EXIF GPS, degrees (north/east positive)
+    longitude: float | None = None
     image: Image.Image | None = field(default=None, repr=False)
     error: str | None = None
     retry: bool = False  # the error is about access, not content: try again next run even if unchanged
@@ -159,7 +161,28 @@ def _read_metadata(path: str, result: ReadResult, draft_size: int = 0) -> int:
         original = None
     result.taken_at = parse_exif_datetime(original or exif.get(EXIF_DATETIME))
     result.camera = camera_name(exif.get(EXIF_MAKE), exif.get(EXIF_MODEL))
+    try:
+        result.latitude, result.longitude = gps_position(exif.get_ifd(EXIF_GPS_IFD))
+    except Exception:  # noqa: BLE001 - malformed GPS IFD: no position, the photo still indexes
+        result.latitude = result.longitude = None
     return decoded
+
+
+def gps_position(gps) -> tuple[float | None, float | None]:
+    """(latitude, longitude) in degrees from an EXIF GPS IFD, or (None, None) when absent or impossible."""
+    if not gps or 2 not in gps or 4 not in gps:
+        return None, None
+
+    def degrees(value, reference, negative: str) -> float:
+        d, m, s = (float(part) for part in value)
+        result = d + m / 60 + s / 3600
+        return -result if str(reference).strip("\x00 ").upper() == negative else result
+
+    latitude = degrees(gps[2], gps.get(1, "N"), "S")
+    longitude = degrees(gps[4], gps.get(3, "E"), "W")
+    if not (-90 <= latitude <= 90 and -180 <= longitude <= 180) or (latitude == 0 and longitude == 0):
+        return None, None
+    return latitude, longitude
 
 
 def parse_exif_datetime(value) -> datetime | None:

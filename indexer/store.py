@@ -39,6 +39,11 @@ class ImageRecord:
     camera: str | None
     status: str
     error: str | None
+    latitude: float | None = None
+    longitude: float | None = None
+    country: str | None = None
+    region: str | None = None
+    city: str | None = None
 
 
 class IndexStore:
@@ -173,17 +178,54 @@ class IndexStore:
         return len(self._matching(folder, date_from, date_to, limit=up_to))
 
     def _matching(self, folder, date_from, date_to, limit: int | None) -> np.ndarray:
-        folder = normalise_folder(folder)
         start, end = _day_bound(date_from, end_of_day=False), _day_bound(date_to, end_of_day=True)
+        conditions = [] if start is None else [Image.taken_at >= start]
+        conditions += [] if end is None else [Image.taken_at <= end]
+        return self.ids_where(conditions, folder=folder, limit=limit)
+
+    def ids_where(self, conditions: list, folder: str | None = None, limit: int | None = None) -> np.ndarray:
+        """Searchable ids (ascending) meeting SQL ``conditions`` on ``Image`` columns, inside ``folder``.
+
+        ``limit`` stops after that many catalog ids (a cheap "are there few?"). Used by the
+        search filters, which each bring their own condition (search_app/filters.py).
+        """
+        folder = normalise_folder(folder)
         places = None if folder is None else self._folder_places(folder)
         if places == []:
             return np.empty(0, np.int64)
-        matching = self.catalog.ids_matching(places, start, end, limit=limit)
+        matching = self.catalog.ids_where(conditions, places, limit=limit)
         searchable = self._searchable_sorted()  # the catalog may have moved on since open (a build running)
         if not len(searchable):
             return matching[:0]
         found = searchable[np.minimum(np.searchsorted(searchable, matching), len(searchable) - 1)]
         return matching[found == matching]
+
+    def folder_condition(self, folder: str | None):
+        """One SQL condition (on ``Image``) for "inside ``folder``" (see ``ids_matching``); None: no folder."""
+        from sqlalchemy import and_, false, or_
+
+        from .catalog import _under
+
+        folder = normalise_folder(folder)
+        if folder is None:
+            return None
+        places = self._folder_places(folder)
+        if not places:
+            return false()
+        return or_(*(and_(Image.root_id == root_id, *_under(prefix)) for root_id, prefix in places))
+
+    def folders(self) -> list[str]:
+        """Every folder (relative to its root, "/"-separated) holding a searchable photo, with its parents; sorted."""
+        found: set[str] = set()
+        for raw in self.catalog.distinct_values(Image.relpath):
+            parts = decode_relpath(raw).split("/")[:-1]
+            for depth in range(1, len(parts) + 1):
+                found.add("/".join(parts[:depth]))
+        return sorted(found)
+
+    def distinct(self, column_name: str) -> list:
+        """Distinct values of one catalog column among searchable photos (e.g. "camera"), for suggestions."""
+        return sorted(self.catalog.distinct_values(getattr(Image, column_name)), key=str)
 
     def _searchable_sorted(self) -> np.ndarray:
         if self._sorted_ids is None:
@@ -309,21 +351,23 @@ class IndexStore:
 
 _RECORDS_SQL = (
     "SELECT images.id, images.relpath, images.size, images.mtime_ns, images.content_hash, images.width, "
-    "images.height, images.taken_at, images.camera, images.status, images.error, roots.path "
+    "images.height, images.taken_at, images.camera, images.status, images.error, roots.path, "
+    "images.latitude, images.longitude, images.country, images.region, images.city "
     "FROM images JOIN roots ON roots.id = images.root_id WHERE images.id IN (SELECT value FROM json_each(?))"
 )
 
 
 def _record_from_row(row) -> ImageRecord:
     """An ImageRecord from a ``_RECORDS_SQL`` row (what ``to_record`` makes from ORM objects)."""
-    image_id, raw_relpath, size, mtime_ns, content_hash, width, height, taken_at, camera, status, error, root = row
+    (image_id, raw_relpath, size, mtime_ns, content_hash, width, height, taken_at, camera, status, error, root,
+     latitude, longitude, country, region, city) = row
     relpath = decode_relpath(raw_relpath)
     if isinstance(taken_at, str):  # SQLAlchemy stores DateTime in SQLite as ISO text
         taken_at = datetime.fromisoformat(taken_at)
     return ImageRecord(
         id=image_id, root=root, relpath=relpath, path=os.path.join(root, relpath), size=size, mtime=mtime_ns / 1e9,
         content_hash=content_hash, width=width, height=height, taken_at=taken_at, camera=camera, status=status,
-        error=error,
+        error=error, latitude=latitude, longitude=longitude, country=country, region=region, city=city,
     )
 
 
@@ -333,6 +377,8 @@ def to_record(image: Image, root: str) -> ImageRecord:
         id=image.id, root=root, relpath=relpath, path=os.path.join(root, relpath), size=image.size,
         mtime=image.mtime_ns / 1e9, content_hash=image.content_hash, width=image.width, height=image.height,
         taken_at=image.taken_at, camera=image.camera, status=image.status, error=image.error,
+        latitude=image.latitude, longitude=image.longitude, country=image.country, region=image.region,
+        city=image.city,
     )
 
 

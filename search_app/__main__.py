@@ -203,7 +203,7 @@ def serve(argv=None) -> int:
     engine.embedder.compile_queries()  # compile + warm up the one-text query path now (logged), not on a user's query
     engine.store.index.prepare_search()  # a big flat index goes to the GPU now, if it fits beside the model
 
-    from .ui import CSS, SearchUI
+    from .ui import CSS, JS, SearchUI
 
     demo = SearchUI(engine, concurrency_limit=args.concurrency, gpu=zero_gpu(), page_size=args.page_size).build()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=None)
@@ -212,7 +212,7 @@ def serve(argv=None) -> int:
     print(f"serving {stats['images']} photos with {stats['model']} on http://{args.host}:{args.port}{login}",
           file=sys.stderr)
     throttle = Middleware(LoginThrottle, trust_forwarded=bool(os.environ.get("SPACE_ID")))
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size="20mb", css=CSS,
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size="20mb", css=CSS, js=JS,
                 footer_links=["api", "gradio"], show_error=False, quiet=True, auth=auth.login if auth else None,
                 auth_message="Log in to search this photo library.", app_kwargs={"middleware": [throttle]})
     return 0

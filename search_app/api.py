@@ -3,15 +3,61 @@
     from gradio_client import Client, handle_file
     client = Client("http://127.0.0.1:7860/")
     client.predict(text="un perro en la playa", k=5, api_name="/search_text")
-    client.predict(image=handle_file("cat.jpg"), api_name="/search_image")
+    client.predict(text="Strand im Juli 2023", without="Menschen", strong_only=True, api_name="/search_text")
+    client.predict(image=handle_file("cat.jpg"), camera="Canon EOS R6", api_name="/search_image")
     client.predict(image=handle_file("cat.jpg"), text="but at night", api_name="/search_composed")
+
+The option parameters are derived from ``filters.FILTERS`` and ``OPTIONS`` below: a new
+filter appears in every endpoint without an edit here.
 """
 from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import gradio as gr
 
 from .engine import MAX_QUERY_CHARS, SORTS, SearchEngine
+from .filters import FILTERS
 from .uploads import check_upload
+
+
+@dataclass(frozen=True)
+class Option:
+    """One API parameter that is not a filter: its name, default and Gradio component."""
+
+    name: str
+    default: Any
+    component: Callable[[], gr.components.Component]
+    help: str
+
+
+OPTIONS = (
+    Option("k", 20, lambda: gr.Number(label="k", value=20, precision=0), "results per page, 1–200"),
+    Option("offset", 0, lambda: gr.Number(label="offset", value=0, precision=0), "where the page starts (next_offset)"),
+    Option("sort", "score", lambda: gr.Dropdown(label="sort", choices=list(SORTS), value="score"),
+           "score, date (newest first) or date_asc"),
+    Option("collapse_duplicates", True, lambda: gr.Checkbox(label="collapse_duplicates", value=True),
+           "fold byte-identical copies into one result (also_at)"),
+    Option("without", "", lambda: gr.Textbox(label="without", value=""),
+           "texts (comma-separated, any language) whose matches are pushed away"),
+    Option("strong_only", False, lambda: gr.Checkbox(label="strong_only", value=False),
+           "only hits standing out from the query's scores over the library (strong_matches in the answer)"),
+    Option("dates_in_text", True, lambda: gr.Checkbox(label="dates_in_text", value=True),
+           "read a date typed into the text (\"Strand im Juli 2023\") as the date filter (query_dates in the answer)"),
+)
+# Parameter order: the first three filters sit where the first API version had them (positional callers).
+_LEGACY_FILTERS = ("folder", "date_from", "date_to")
+
+
+def parameters() -> list[tuple[str, Any, Callable]]:
+    """(name, default, component factory) of every option parameter, in endpoint order."""
+    by_name = {option.name: (option.name, option.default, option.component) for option in OPTIONS}
+    filters = {item.name: (item.name, "", (lambda item=item: gr.Textbox(label=item.name, value=""))) for item in FILTERS}
+    ordered = [by_name["k"], by_name["offset"], *(filters.pop(name) for name in _LEGACY_FILTERS),
+               by_name["sort"], by_name["collapse_duplicates"], *filters.values()]
+    return ordered + [by_name[name] for name in ("without", "strong_only", "dates_in_text")]
 
 
 class SearchAPI:
@@ -23,56 +69,75 @@ class SearchAPI:
 
     def register(self, concurrency_limit: int | None) -> None:
         """Add the endpoints to the Blocks being built (hidden components: API only)."""
+        params = parameters()
         with gr.Column(visible=False):
             text = gr.Textbox(label="text", max_length=MAX_QUERY_CHARS)  # the engine enforces it
             image = gr.File(label="image", type="filepath")
-            k = gr.Number(label="k", value=20, precision=0)
-            offset = gr.Number(label="offset", value=0, precision=0)
-            folder = gr.Textbox(label="folder", value="")
-            date_from = gr.Textbox(label="date_from", value="")
-            date_to = gr.Textbox(label="date_to", value="")
-            sort = gr.Dropdown(label="sort", choices=list(SORTS), value="score")
-            collapse = gr.Checkbox(label="collapse_duplicates", value=True)
+            options = [factory() for _, _, factory in params]
             output = gr.JSON(label="results")
             trigger = gr.Button()
-        options = [k, offset, folder, date_from, date_to, sort, collapse]
         common = dict(outputs=output, concurrency_id="model", concurrency_limit=concurrency_limit, show_progress="hidden")
-        trigger.click(self.gpu(self.search_text), [text, *options], api_name="search_text", **common)
-        trigger.click(self.gpu(self.search_image), [image, *options], api_name="search_image", **common)
-        trigger.click(self.gpu(self.search_composed), [image, text, *options], api_name="search_composed", **common)
+        trigger.click(self.gpu(self._endpoint(["text"], self.search_text)), [text, *options], api_name="search_text",
+                      **common)
+        trigger.click(self.gpu(self._endpoint(["image"], self.search_image)), [image, *options],
+                      api_name="search_image", **common)
+        trigger.click(self.gpu(self._endpoint(["image", "text"], self.search_composed)), [image, text, *options],
+                      api_name="search_composed", **common)
 
-    def search_text(self, text: str, k: int = 20, offset: int = 0, folder: str = "", date_from: str = "",
-                    date_to: str = "", sort: str = "score", collapse_duplicates: bool = True) -> dict:
+    def _endpoint(self, query_names: list[str], search: Callable) -> Callable:
+        """A function whose signature names the query inputs and every option (Gradio publishes those names)."""
+        params = parameters()
+
+        def endpoint(*args):
+            query = dict(zip(query_names, args[: len(query_names)]))
+            raw = {name: value for (name, _, _), value in zip(params, args[len(query_names):])}
+            return search(**query, **raw)
+
+        endpoint.__name__ = search.__name__
+        endpoint.__doc__ = search.__doc__
+        endpoint.__signature__ = inspect.Signature(
+            [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in query_names]
+            + [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default)
+               for name, default, _ in params])
+        return endpoint
+
+    def search_text(self, text: str, **options) -> dict:
         """Photos matching a text in any language."""
-        return self._run(lambda options: self.engine.search_text(text, **options),
-                         k, offset, folder, date_from, date_to, sort, collapse_duplicates)
+        return self._run(lambda parsed: self.engine.search_text(text, **parsed), options)
 
-    def search_image(self, image: str, k: int = 20, offset: int = 0, folder: str = "", date_from: str = "",
-                     date_to: str = "", sort: str = "score", collapse_duplicates: bool = True) -> dict:
+    def search_image(self, image: str, **options) -> dict:
         """Photos that look like the uploaded image."""
-        return self._run(lambda options: self.engine.search_image(check_upload(image), **options),
-                         k, offset, folder, date_from, date_to, sort, collapse_duplicates)
+        return self._run(lambda parsed: self.engine.search_image(check_upload(image), **parsed), options)
 
-    def search_composed(self, image: str, text: str, k: int = 20, offset: int = 0, folder: str = "",
-                        date_from: str = "", date_to: str = "", sort: str = "score",
-                        collapse_duplicates: bool = True) -> dict:
+    def search_composed(self, image: str, text: str, **options) -> dict:
         """Photos like the uploaded image, changed as the text says."""
-        return self._run(lambda options: self.engine.search_composed(check_upload(image), text, **options),
-                         k, offset, folder, date_from, date_to, sort, collapse_duplicates)
+        return self._run(lambda parsed: self.engine.search_composed(check_upload(image), text, **parsed), options)
 
-    def _run(self, search, k, offset, folder, date_from, date_to, sort, collapse_duplicates) -> dict:
-        options = {
-            "k": _whole(k, 20), "offset": _whole(offset, 0), "folder": folder or None,
-            "date_from": date_from or None, "date_to": date_to or None, "sort": sort or "score",
-            "collapse_duplicates": collapse_duplicates is not False,
-        }
+    def _run(self, search, options: dict) -> dict:
         try:
-            page = search(options)
+            page = search(engine_options(options))
         except ValueError as error:
             raise gr.Error(str(error), print_exception=False) from None
         payload = page.to_json()
         payload["total_indexed"] = self.engine.stats()["images"]
         return payload
+
+
+def engine_options(raw: dict) -> dict:
+    """What Gradio sends (floats, "" for unset, None) as SearchEngine keyword options."""
+    defaults = {name: default for name, default, _ in parameters()}
+    options = {}
+    for name, value in raw.items():
+        default = defaults.get(name)
+        if isinstance(default, bool):
+            options[name] = default if value is None else value is not False
+        elif isinstance(default, int):
+            options[name] = _whole(value, default)
+        elif name == "sort":
+            options[name] = value or default
+        else:
+            options[name] = value or None
+    return options
 
 
 def _whole(value, default: int):

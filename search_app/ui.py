@@ -1,9 +1,18 @@
-"""The Gradio Blocks page: search box, image upload, filters, gallery, "more like this", "load more"."""
+"""The Gradio Blocks page: search box, "without", image upload, filters, gallery, "more like this", "load more".
+
+Filter boxes are derived from ``filters.FILTERS`` (a new filter appears here without an edit).
+The page keeps the query and filters in the URL, announces the status line to screen
+readers, keeps old results while a query runs, and lays the gallery out for phones too.
+"""
 from __future__ import annotations
 
+import abc
 import html
 import logging
+import shutil
 from dataclasses import replace
+from pathlib import Path
+from urllib.parse import urlencode
 
 import gradio as gr
 
@@ -11,6 +20,8 @@ from indexer.files import printable
 
 from .api import SearchAPI
 from .engine import MAX_QUERY_CHARS, SearchEngine, SearchOptions
+from .filters import FILTERS
+from .private import cache_home, private_dir
 from .thumbnails import ThumbnailCache
 from .uploads import check_upload
 
@@ -19,31 +30,93 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 24
 PLACEHOLDER = "a cat on a sofa · кошка на диване · 沙发上的猫 · قطة على الأريكة · un perro en la playa"
 SORT_LABELS = {"Best match": "score", "Newest first": "date", "Oldest first": "date_asc"}
+# Handler inputs after (text, image): the first five where the first page version had them.
+LEGACY = ("folder", "date_from", "date_to", "sort", "collapse")
+OPTION_NAMES = (*LEGACY, *(item.name for item in FILTERS if item.name not in LEGACY),
+                "without", "strong_only", "dates_in_text")
+DEFAULTS = {"sort": "Best match", "collapse": True, "strong_only": False, "dates_in_text": True, "without": ""}
+
 CSS = """
-#footer { font-size: 0.85em; opacity: 0.8; }
+#footer { font-size: 0.85em; }
 #status p { margin: 0.2em 0; }
+#intro h1 { font-size: 1.6em; margin: 0 0 0.2em; }
+/* Results flow with the page and wrap to the screen: no sideways overflow on a phone, no inner scroll box. */
+#results .grid-wrap, #results .fixed-height { max-height: none !important; height: auto !important;
+  overflow: visible !important; min-height: 0 !important; }
+#results .grid-container { grid-template-columns: repeat(auto-fill, minmax(min(150px, 42vw), 1fr)) !important;
+  grid-template-rows: none !important; }
+/* Contrast (WCAG AA): white on #1d4ed8 is 6.7:1; the focus ring #1d4ed8 on white is 6.7:1. */
+#search, #search:hover { background: #1d4ed8 !important; border-color: #1d4ed8 !important; color: #fff !important; }
+:focus-visible { outline: 3px solid #1d4ed8 !important; outline-offset: 2px !important; }
+#date_chip { max-width: fit-content; }
+/* Gradio's faint texts (upload "- or -", footer links) and the status line dimmed while a query runs. */
+.or, .show-api, .built-with, .show-api *, .built-with * { color: #3f3f46 !important; opacity: 1 !important; }
+#status, #status .pending, #status.pending, .pending #status, #status .prose { opacity: 1 !important; }
+"""
+
+# Runs once on page load: status line as a live region, suggestions for filter boxes, Escape returns focus.
+JS = """
+() => {
+  const status = document.querySelector('#status');
+  if (status) { status.setAttribute('role', 'status'); status.setAttribute('aria-live', 'polite');
+                status.setAttribute('tabindex', '-1'); }
+  const attach = () => document.querySelectorAll('datalist[data-for]').forEach((list) => {
+    const box = document.querySelector('#' + list.dataset.for + ' input, #' + list.dataset.for + ' textarea');
+    if (box) box.setAttribute('list', list.id);
+  });
+  attach(); new MutationObserver(attach).observe(document.body, {childList: true, subtree: true});
+  document.addEventListener('keydown', (event) => {
+    if (event.key !== 'Escape') return;
+    setTimeout(() => {
+      if (document.activeElement && document.activeElement !== document.body) return;
+      const target = document.querySelector('#results .thumbnail-item.selected, #results button.thumbnail-item')
+        || document.querySelector('#query input, #query textarea');
+      if (target) target.focus();
+    }, 50);
+  });
+  window.addEventListener('popstate', () => location.reload());
+}
+"""
+AFTER_SEARCH_JS = """
+(url) => {
+  const wanted = url ? '?' + url : location.pathname;
+  if (location.search !== (url ? '?' + url : '')) history.pushState(null, '', wanted);
+  const status = document.querySelector('#status');
+  if (status) status.focus({preventScroll: true});
+}
+"""
+SCROLL_TO_NEW_JS = """
+(index) => {
+  if (index === null || index === undefined || index < 0) return;
+  setTimeout(() => {
+    const items = document.querySelectorAll('#results .thumbnail-item');
+    const item = items[index];
+    if (item) { item.scrollIntoView({block: 'center'}); item.focus({preventScroll: true}); }
+  }, 300);
+}
 """
 
 
+def _lenient_preprocess(self, payload):
+    """The upload's file path even when it is not a readable image (the handlers then say what is wrong)."""
+    try:
+        return gr.Image.preprocess(self, payload)
+    except Exception:  # noqa: BLE001 - PIL raises many types for bad files
+        return getattr(payload, "path", None)
+
+
+# gr.Image whose unreadable uploads reach the handlers instead of failing the event: failing it would
+# leave the bad file in the box and break every later search. A class, not a patched instance, because
+# Gradio rebuilds a component from its class when an event updates it. Made with ABCMeta.__new__ so
+# Gradio's ComponentMeta does not write a .pyi file next to this module; ``is_template`` makes the page
+# use the ordinary image widget.
+UploadImage = abc.ABCMeta.__new__(type(gr.Image), "UploadImage", (gr.Image,), {
+    "preprocess": _lenient_preprocess, "is_template": True, "__module__": __name__,
+    "__doc__": "gr.Image for uploads that are checked by the app (search_app/uploads.py), not by PIL here."})
+
+
 def upload_image(**kwargs) -> gr.Image:
-    """gr.Image whose unreadable uploads become a human message instead of a PIL traceback.
-
-    Wraps the instance's preprocess (a subclass would make Gradio write a .pyi file
-    next to this module at import time).
-    """
-    component = gr.Image(**kwargs)
-    original = component.preprocess
-
-    def preprocess(payload):
-        try:
-            return original(payload)
-        except Exception:  # noqa: BLE001 - PIL raises many types for bad files
-            name = getattr(payload, "orig_name", None) or "the file"
-            raise gr.Error(f"{name} is not an image this app can read (JPEG, PNG, WebP, HEIC, ...).",
-                           print_exception=False) from None
-
-    component.preprocess = preprocess
-    return component
+    return UploadImage(**kwargs)
 
 
 class SearchUI:
@@ -56,90 +129,164 @@ class SearchUI:
         self.thumbnails = thumbnails or ThumbnailCache()
         self.concurrency_limit = concurrency_limit
         self.gpu = gpu
+        self.originals: Path | None = None  # private (0700) folder of served originals, made on first use
 
     def build(self) -> gr.Blocks:
         with gr.Blocks(title="Photo search · mmE5", analytics_enabled=False) as demo:
-            gr.Markdown("## Photo search\nDescribe a photo in any language, upload a photo to find similar ones, "
-                        "or do both to change it (“this, but at night”).")
+            gr.HTML("<h1>Photo search</h1><p>Describe a photo in any language, upload a photo to find similar "
+                    "ones, or do both to change it (“this, but at night”). Dates like “beach July 2023” become a "
+                    "filter.</p>", elem_id="intro")
             with gr.Row(equal_height=False):
                 with gr.Column(scale=3):
                     query = gr.Textbox(label="Describe the photo", placeholder=PLACEHOLDER, elem_id="query",
                                        max_lines=1, max_length=MAX_QUERY_CHARS)
+                    without = gr.Textbox(label="Without… (texts to push away, comma-separated)",
+                                         placeholder="e.g. people, text", elem_id="without", max_lines=1,
+                                         max_length=MAX_QUERY_CHARS)
                     with gr.Row():
                         search = gr.Button("Search", variant="primary", elem_id="search")
-                        clear = gr.ClearButton([query], value="Clear")
-                    with gr.Accordion("Filters and sorting", open=False):
-                        with gr.Row():
-                            folder = gr.Textbox(label="Folder", placeholder="e.g. space  or  /home/me/Photos/2024",
-                                                elem_id="folder")
-                            date_from = gr.Textbox(label="Taken from", placeholder="YYYY-MM-DD", elem_id="date_from")
-                            date_to = gr.Textbox(label="Taken until", placeholder="YYYY-MM-DD", elem_id="date_to")
+                        clear = gr.Button("Clear", elem_id="clear")
+                    date_chip = gr.Button(visible=False, elem_id="date_chip", size="sm")
+                    with gr.Accordion("Filters and sorting", open=False, elem_id="filters") as accordion:
+                        boxes = {item.name: gr.Textbox(label=item.label, placeholder=item.placeholder,
+                                                       elem_id=item.name, max_lines=1) for item in FILTERS}
                         with gr.Row():
                             sort = gr.Radio(list(SORT_LABELS), value="Best match", label="Sort", elem_id="sort")
                             collapse = gr.Checkbox(value=True, label="Hide identical copies", elem_id="collapse")
+                            strong = gr.Checkbox(value=False, label="Strong matches only", elem_id="strong_only")
+                        gr.HTML(self._datalists, elem_id="suggestions")
                 with gr.Column(scale=1):
                     upload = upload_image(label="…or search with a photo", type="filepath", image_mode=None,
-                                         sources=["upload", "clipboard"], height=190, elem_id="upload")
-            clear.add([upload])
+                                          sources=["upload", "clipboard"], height=190, elem_id="upload")
             status = gr.Markdown(self._welcome, elem_id="status")
+            show_all = gr.Button("Show all", visible=False, elem_id="show_all", size="sm")
+            source = gr.Image(label="Photos like this one", visible=False, interactive=False, height=120,
+                              elem_id="source", buttons=[])
             gallery = gr.Gallery(label="Results", columns=6, height="auto", object_fit="cover", elem_id="results",
-                                 allow_preview=True, preview=False, buttons=["download", "fullscreen"], interactive=False)
+                                 allow_preview=True, preview=False, buttons=["fullscreen"], interactive=False)
             with gr.Row():
                 similar = gr.Button("More like this", visible=False, elem_id="more_like_this")
+                original = gr.DownloadButton("Open / download original", visible=False, elem_id="original")
                 more = gr.Button("Load more", visible=False, elem_id="load_more")
             details = gr.Markdown(elem_id="details")
             gr.Markdown(self._footer, elem_id="footer")  # a callable: recounted on each page load, after a build
-            session = gr.State(None)  # {"vector", "options", "next_offset", "results", "generation"}
+            session = gr.State(None)  # {"vector", "options", "next_offset", "results", "what", "generation", ...}
             selected = gr.State(None)  # image_id of the clicked result
+            dates_state = gr.State(True)  # False once the user removed the date chip of this query
+            url_state = gr.Textbox(visible=False, elem_id="url_state")
+            first_new = gr.Number(visible=False, value=-1, elem_id="first_new")
 
-            filters = [folder, date_from, date_to, sort, collapse]
-            outputs = [gallery, status, session, more, similar, details, selected]
-            queued = dict(concurrency_id="model", concurrency_limit=self.concurrency_limit)
-            for trigger in (search.click, query.submit):
-                trigger(self.gpu(self.on_search), [query, upload, *filters], outputs, api_visibility="private",
-                        **queued)
-            more.click(self.on_more, [session, gallery], outputs, api_visibility="private", **queued)
-            similar.click(self.gpu(self.on_similar), [selected, *filters], outputs, api_visibility="private", **queued)
-            gallery.select(self.on_select, [session], [details, similar, selected], api_visibility="private",
-                           queue=False)
+            controls = {**boxes, "sort": sort, "collapse": collapse, "without": without, "strong_only": strong,
+                        "dates_in_text": dates_state}
+            values = [controls[name] for name in OPTION_NAMES]
+            self._outputs = dict(gallery=gallery, status=status, session=session, more=more, similar=similar,
+                                 details=details, selected=selected, date_chip=date_chip, show_all=show_all,
+                                 source=source, search=search, original=original, accordion=accordion,
+                                 url=url_state, first_new=first_new, query=query, dates=dates_state, upload=upload)
+            outputs = list(self._outputs.values())
+            queued = dict(concurrency_id="model", concurrency_limit=self.concurrency_limit, show_progress="minimal",
+                          show_progress_on=[status], api_visibility="private")
+            busy = dict(fn=lambda: gr.update(interactive=False, value="Searching…"), inputs=None, outputs=[search],
+                        queue=False, api_visibility="private")
+            for trigger in (search.click, query.submit, without.submit):
+                trigger(**busy).then(self.gpu(self.on_search), [query, upload, *values], outputs, **queued).then(
+                    None, [url_state], None, js=AFTER_SEARCH_JS)
+            date_chip.click(**busy).then(self.gpu(self.on_chip_removed), [query, upload, *values], outputs,
+                                         **queued).then(None, [url_state], None, js=AFTER_SEARCH_JS)
+            query.input(lambda: True, None, [dates_state], queue=False, api_visibility="private")
+            more.click(self.on_more, [session, gallery, *values], outputs, **queued).then(
+                None, [first_new], None, js=SCROLL_TO_NEW_JS)
+            similar.click(**busy).then(self.gpu(self.on_similar), [selected, *values], outputs, **queued).then(
+                None, [url_state], None, js=AFTER_SEARCH_JS)
+            gallery.select(self.on_select, [session], [details, similar, selected, original],
+                           api_visibility="private", queue=False)
+            upload.upload(self.on_upload, [upload], [upload, status], queue=False, api_visibility="private")
+            for name, control in controls.items():
+                if name in ("without", "dates_in_text"):
+                    continue
+                events = [control.submit, control.blur] if isinstance(control, gr.Textbox) else [control.change]
+                for event in events:
+                    event(self.on_options_changed, [session, *values], outputs, **queued).then(
+                        None, [url_state], None, js=AFTER_SEARCH_JS)
+            show_all.click(lambda: False, None, [strong], queue=False, api_visibility="private").then(
+                self.on_options_changed, [session, *values], outputs, **queued)
+            resettable = [without, *boxes.values(), sort, collapse, strong]
+            clear.click(self.on_clear, None, resettable + outputs, queue=False, api_visibility="private").then(
+                None, [url_state], None, js=AFTER_SEARCH_JS)
+            demo.load(self.on_load, None, [query, without, *boxes.values(), sort, collapse, strong],
+                      api_visibility="private").then(self.gpu(self.on_search_if_query), [query, upload, *values],
+                                                      outputs, **queued)
             SearchAPI(self.engine, gpu=self.gpu).register(self.concurrency_limit)
         return demo
 
     # -- handlers ----------------------------------------------------------------------------
-    def on_search(self, text, image, folder, date_from, date_to, sort, collapse, progress=gr.Progress()):
-        """New query from the box and/or the upload."""
+    def on_search(self, text, image, *values, progress=gr.Progress()):
+        """New query from the box and/or the upload (``values``: see OPTION_NAMES; missing ones take defaults)."""
         text = (text or "").strip()
+        raw = self._raw(values)
         if not text and not image:
-            return self._message("Type a description or upload a photo, then press **Search**.")
+            return self._message("Type a description or upload a photo, then press **Search**.", keep=True)
         try:
-            options = self._options(folder, date_from, date_to, sort, collapse)
             if image:
                 check_upload(image)
-            progress(0.1, desc="Understanding the query…")
-            vector = self.engine.encode_query(text=text or None, image=image or None)
         except ValueError as error:
-            return self._message(f"⚠️ {html.escape(str(error))}")
+            return self._reply(status=f"⚠️ {html.escape(str(error))} The upload was removed; search again.",
+                               query=gr.update(), upload=None)
+        try:
+            options = self._options(raw)
+            options, dates, embedded = self.engine.read_query_dates(text, options) if text else (options, None, text)
+            progress(0.1, desc="Understanding the query…")
+            vector = self.engine.encode_query(text=embedded or None, image=image or None, without=options.without)
+        except ValueError as error:
+            return self._message(f"⚠️ {html.escape(str(error))}", keep=True)
         what = f"“{html.escape(text)}”" if text else "your photo"
         if text and image:
             what = f"your photo + “{html.escape(text)}”"
-        return self._first_page(vector, options, what, progress)
+        return self._first_page(vector, options, what, progress, raw=raw, text=text, dates=dates)
 
-    def on_similar(self, image_id, folder, date_from, date_to, sort, collapse, progress=gr.Progress()):
-        """"More like this" for the clicked result (by id: the client never names a path)."""
+    def on_search_if_query(self, text, image, *values, progress=gr.Progress()):
+        """After a page load from a shared URL: search if the URL held a query."""
+        if not (text or "").strip():
+            return self._reply()
+        return self.on_search(text, image, *values, progress=progress)
+
+    def on_chip_removed(self, text, image, *values, progress=gr.Progress()):
+        """The date chip's ✕: the same query with its date words embedded as text, no date filter."""
+        raw = self._raw(values)
+        raw["dates_in_text"] = False
+        reply = self.on_search(text, image, *[raw[name] for name in OPTION_NAMES], progress=progress)
+        return self._patch(reply, dates=False)
+
+    def on_similar(self, image_id, *values, progress=gr.Progress()):
+        """"More like this" for the clicked result (by id: the client never names a path); the photo itself is left out."""
+        raw = self._raw(values)
         try:
-            options = self._options(folder, date_from, date_to, sort, collapse)
+            options = self._options(raw)
             record = self.engine.record(image_id)
             path = self.engine.servable_path(record.path)
             progress(0.1, desc="Looking at the photo…")
             vector = self.engine.encode_query(image=str(path))
-        except (ValueError, PermissionError) as error:
-            return self._message(f"⚠️ {_shown(str(error))}")
-        return self._first_page(vector, options, f"photos like {_shown(record.relpath or record.path)}", progress)
+            thumbnail = str(self.thumbnails.get(path, record.content_hash))
+        except (ValueError, PermissionError, OSError) as error:
+            return self._message(f"⚠️ {_shown(str(error))}", keep=True)
+        options = replace(options, exclude=(*options.exclude, int(record.id)))
+        name = _shown(record.relpath or record.path)
+        reply = self._first_page(vector, options, f"photos like {name}", progress, raw=raw, text="",
+                                 similar_to=int(record.id))
+        return self._patch(reply, query="", source=gr.update(value=thumbnail, visible=True,
+                                                              label=f"Photos like {record.relpath or record.path}"))
 
-    def on_more(self, session, gallery_items, progress=gr.Progress()):
-        """Next page of the same query; the stored query vector means no model work."""
+    def on_more(self, session, gallery_items, *values, progress=gr.Progress()):
+        """Next page of the same query with the filters now on screen (changed filters restart the ranking)."""
         if not session or session.get("next_offset") is None:
             return self._message("No more results.", keep=True)
+        raw = self._raw(values)
+        try:
+            wanted = self._options(raw, base=session["options"])
+        except ValueError as error:
+            return self._message(f"⚠️ {html.escape(str(error))}", keep=True)
+        if _comparable(wanted) != _comparable(session["options"]):
+            return self._rerank(session, wanted, raw, progress, "The filters changed: results start over with them.")
         options = replace(session["options"], offset=session["next_offset"])
         try:
             page = self.engine.rank(session["vector"], options, generation=session.get("generation"))
@@ -150,41 +297,124 @@ class SearchUI:
         session = {**session, "next_offset": page.next_offset, "results": results}
         existing = [(item[0], item[1]) for item in (gallery_items or [])]
         note = f"Showing {len(results)} photos for {session['what']}." + self._missing_note(missing)
-        return (existing + [entry for _, entry in items], note, session,
-                gr.update(visible=page.next_offset is not None), gr.update(), gr.update(), gr.update())
+        return self._reply(gallery=existing + [entry for _, entry in items], status=note, session=session,
+                           more=gr.update(visible=page.next_offset is not None),
+                           first_new=len(existing) if items else -1)
+
+    def on_options_changed(self, session, *values, progress=gr.Progress()):
+        """A filter, the sort or the strong-matches switch changed: re-rank the current query at once (no model work)."""
+        raw = self._raw(values)
+        if not session:
+            return self._reply(accordion=gr.update(label=_filters_label(raw)))
+        try:
+            options = self._options(raw, base=session["options"])
+        except ValueError as error:
+            return self._message(f"⚠️ {html.escape(str(error))}", keep=True, accordion=_filters_label(raw))
+        if _comparable(options) == _comparable(session["options"]):
+            return self._reply(accordion=gr.update(label=_filters_label(raw)))
+        return self._rerank(session, options, raw, progress, "")
 
     def on_select(self, session, event: gr.SelectData):
-        """Show the clicked photo's facts and offer "more like this"."""
+        """Show the clicked photo's facts (with its EXIF), offer "more like this" and the original file."""
+        hidden = ("", gr.update(visible=False), None, gr.update(visible=False))
         if not session or event.index is None or event.index >= len(session["results"]):
-            return "", gr.update(visible=False), None
+            return hidden
         result = session["results"][event.index]
         taken = result.taken_at.strftime("%Y-%m-%d %H:%M") if result.taken_at else "unknown"
         lines = [f"**{_shown(result.path)}**", f"score {result.score:.4f} · {_human_size(result.size)} · "
                  f"{result.width or '?'}×{result.height or '?'} px · taken {taken}"]
         if result.also_at:
             lines.append("identical copies: " + ", ".join(_shown(path) for path in result.also_at))
-        return "\n\n".join(lines), gr.update(visible=True), result.image_id
+        try:
+            path = self.engine.servable_path(result.path)
+            lines.append(" · ".join(f"{key}: {html.escape(str(value))}" for key, value in exif_facts(path).items())
+                         or "no EXIF facts")
+            served = self._original_copy(path, result.content_hash)
+            download = gr.update(value=str(served), visible=True, label=f"Open / download original ({path.name})")
+        except (OSError, ValueError) as error:  # PathNotAllowedError is an OSError: never served
+            lines.append(f"⚠️ the original cannot be opened: {html.escape(str(error))}")
+            download = gr.update(visible=False)
+        return "\n\n".join(lines), gr.update(visible=True), result.image_id, download
+
+    def on_upload(self, image):
+        """Check an upload when it arrives: a bad one is removed at once with the reason, so later searches work."""
+        if not image:
+            return gr.update(), gr.update()
+        try:
+            check_upload(image)
+        except ValueError as error:
+            return None, f"⚠️ {html.escape(str(error))} The upload was removed."
+        return gr.update(), "Photo ready: press **Search** to find similar ones (add text to change it)."
+
+    def on_clear(self):
+        """Everything back to a fresh page: query, upload, filters, results, status, paging."""
+        resets = ["", *[""] * len(FILTERS), "Best match", True, False]
+        reply = self._reply(gallery=[], status=self._welcome(), session=None, more=gr.update(visible=False),
+                            similar=gr.update(visible=False), details="", selected=None,
+                            date_chip=gr.update(visible=False), show_all=gr.update(visible=False),
+                            source=gr.update(value=None, visible=False), original=gr.update(visible=False),
+                            accordion=gr.update(label="Filters and sorting"), url="", first_new=-1, query="",
+                            dates=True, upload=None)
+        return (*resets, *reply)
+
+    def on_load(self, request: gr.Request):
+        """Query and filters from the URL (shared links, back and reload keep the search)."""
+        params = dict(request.query_params) if request is not None else {}
+        if not params:  # a plain visit: leave whatever the user already typed alone
+            return tuple(gr.update() for _ in range(5 + len(FILTERS)))
+        boxes = [params.get(item.name, "") for item in FILTERS]
+        sort = next((label for label, value in SORT_LABELS.items() if value == params.get("sort")), "Best match")
+        return (params.get("q", ""), params.get("without", ""), *boxes, sort, params.get("collapse", "1") != "0",
+                params.get("strong", "0") == "1")
 
     # -- helpers ------------------------------------------------------------------------------
-    def _first_page(self, vector, options, what, progress):
+    def _first_page(self, vector, options, what, progress, raw, text, dates=None, similar_to=None):
         try:
             if self.engine.stats()["images"] == 0:
                 return self._message("The index has no photos yet. Add some with "
                                      "`python -m indexer build --dir PHOTOS --index INDEX`, then search again.")
             page = self.engine.rank(vector, options)
         except ValueError as error:  # IndexMismatchError: the index was rebuilt with another model meanwhile
-            return self._message(f"⚠️ {html.escape(str(error))}")
+            return self._message(f"⚠️ {html.escape(str(error))}", keep=True)
+        session = {"vector": vector, "options": options, "what": what, "text": text, "dates": dates,
+                   "similar_to": similar_to}
+        return self._show(page, session, raw, progress, prefix="")
+
+    def _rerank(self, session, options, raw, progress, prefix: str):
+        try:
+            page = self.engine.rank(session["vector"], replace(options, offset=0))
+        except ValueError as error:
+            return self._message(f"⚠️ {html.escape(str(error))}", keep=True)
+        return self._show(page, {**session, "options": replace(options, offset=0)}, raw, progress, prefix)
+
+    def _show(self, page, session, raw, progress, prefix: str):
+        what, dates = session["what"], session.get("dates")
+        notes = " ".join(html.escape(note) for note in page.notes)
+        chip = _chip(dates)
+        common = dict(date_chip=chip, accordion=gr.update(label=_filters_label(raw)), url=self._url(session, raw),
+                      search=gr.update(interactive=True, value="Search"),
+                      source=gr.update() if session.get("similar_to") else gr.update(value=None, visible=False),
+                      original=gr.update(visible=False), similar=gr.update(visible=False), details="", selected=None)
+        strong_line = ""
+        if page.strong is not None:
+            strong_line = f"{page.strong} strong matches · {page.hidden} weaker hidden · "
         if not page.results:
-            return self._message(f"No photos match {what} with these filters. Try a wider date range or another "
-                                 "folder, or clear the filters.")
+            status = (f"{prefix} {notes} {strong_line}No photos match {what} with these filters. Try a wider date "
+                      "range or another folder, or clear the filters.").strip()
+            # the query stays, so a changed filter or "Show all" can re-rank it without the model
+            kept = {**session, "next_offset": None, "results": [], "generation": page.generation}
+            return self._reply(gallery=[], status=status, session=kept, more=gr.update(visible=False),
+                               show_all=gr.update(visible=page.strong is not None and bool(page.hidden)), **common)
         items, missing = self._gallery_items(page.results, progress)
         results = [result for result, _ in items]
-        session = {"vector": vector, "options": options, "next_offset": page.next_offset, "results": results,
-                   "what": what, "generation": page.generation}
+        session = {**session, "next_offset": page.next_offset, "results": results, "generation": page.generation}
         more = "" if page.next_offset is None else " **Load more** for further results."
-        status = f"Showing {len(results)} photos for {what}.{more}" + self._missing_note(missing)
-        return (gr.Gallery(value=[entry for _, entry in items], selected_index=None), status, session, gr.update(visible=page.next_offset is not None),
-                gr.update(visible=False), "", None)
+        status = (f"{prefix} {notes} {strong_line}Showing {len(results)} photos for {what}.{more}"
+                  + self._missing_note(missing)).strip()
+        return self._reply(gallery=gr.Gallery(value=[entry for _, entry in items], selected_index=None),
+                           status=status, session=session, more=gr.update(visible=page.next_offset is not None),
+                           show_all=gr.update(visible=page.strong is not None and bool(page.hidden)), first_new=-1,
+                           **common)
 
     def _gallery_items(self, results, progress):
         """(result, (thumbnail, caption)) pairs; photos deleted since indexing are counted, not shown."""
@@ -199,6 +429,20 @@ class SearchUI:
             items.append((result, (str(thumbnail), f"{printable(result.relpath or result.path)} · {result.score:.3f}")))
         return items, missing
 
+    def _original_copy(self, path: Path, content_hash: str) -> Path:
+        """A copy of a guarded original in a private cache folder, which Gradio serves (the photo folders it never does).
+
+        Private (0700, per user) like the previews: never a fixed shared path in the temp directory."""
+        if self.originals is None:
+            self.originals = private_dir(cache_home() / "originals")
+        target = self.originals / (content_hash or "nohash") / path.name
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + ".partial")
+            shutil.copyfile(path, partial)
+            partial.replace(target)
+        return target
+
     @staticmethod
     def _missing_note(missing: int) -> str:
         if not missing:
@@ -206,17 +450,64 @@ class SearchUI:
         return (f" ({missing} matching photo(s) could not be shown: moved or deleted since indexing; "
                 "run the indexer again to refresh.)")
 
-    def _options(self, folder, date_from, date_to, sort, collapse) -> SearchOptions:
-        return SearchOptions.parse(k=self.page_size, offset=0, folder=folder or None, date_from=date_from or None,
-                                   date_to=date_to or None, sort=SORT_LABELS.get(sort, "score"),
-                                   collapse_duplicates=bool(collapse))
-
     @staticmethod
-    def _message(text: str, keep: bool = False):
-        """A status line; the gallery is cleared unless ``keep``."""
+    def _raw(values) -> dict:
+        raw = {name: DEFAULTS.get(name, "") for name in OPTION_NAMES}
+        raw.update(zip(OPTION_NAMES, values))
+        return raw
+
+    def _options(self, raw: dict, base: SearchOptions | None = None) -> SearchOptions:
+        filters = {item.name: raw.get(item.name) or None for item in FILTERS}
+        return SearchOptions.parse(
+            k=self.page_size, offset=0, sort=SORT_LABELS.get(raw.get("sort"), "score"),
+            collapse_duplicates=bool(raw.get("collapse", True)), without=raw.get("without") or None,
+            strong_only=bool(raw.get("strong_only")), dates_in_text=raw.get("dates_in_text") is not False,
+            exclude=base.exclude if base is not None else None, **filters)
+
+    def _url(self, session, raw) -> str:
+        params = {"q": session.get("text") or ""}
+        params.update({item.name: raw.get(item.name) or "" for item in FILTERS})
+        params.update(without=raw.get("without") or "", sort=SORT_LABELS.get(raw.get("sort"), "score"),
+                      collapse="1" if raw.get("collapse", True) else "0", strong="1" if raw.get("strong_only") else "0")
+        defaults = {"sort": "score", "collapse": "1", "strong": "0"}
+        return urlencode({key: value for key, value in params.items() if value and defaults.get(key) != value})
+
+    def _reply(self, **changes):
+        """The outputs tuple (order of ``self._outputs``): unchanged components get gr.update()."""
+        names = list(self._outputs) if hasattr(self, "_outputs") else list(_OUTPUT_ORDER)
+        unknown = set(changes) - set(names)
+        assert not unknown, unknown
+        return tuple(changes.get(name, gr.update()) for name in names)
+
+    def _patch(self, reply, **changes):
+        names = list(self._outputs) if hasattr(self, "_outputs") else list(_OUTPUT_ORDER)
+        reply = list(reply[: len(names)])
+        for name, value in changes.items():
+            reply[names.index(name)] = value
+        return tuple(reply)
+
+    def _message(self, text: str, keep: bool = False, accordion: str | None = None):
+        """A status line; the results are cleared unless ``keep``; the Search button is usable again."""
+        extra = {} if accordion is None else {"accordion": gr.update(label=accordion)}
         if keep:
-            return gr.update(), text, gr.update(), gr.update(visible=False), gr.update(), gr.update(), gr.update()
-        return [], text, None, gr.update(visible=False), gr.update(visible=False), "", None
+            return self._reply(status=text, search=gr.update(interactive=True, value="Search"), **extra)
+        return self._reply(gallery=[], status=text, session=None, more=gr.update(visible=False),
+                           similar=gr.update(visible=False), details="", selected=None,
+                           search=gr.update(interactive=True, value="Search"), **extra)
+
+    def _datalists(self) -> str:
+        """<datalist>s of indexed values for filter boxes with suggestions (recomputed on each page load)."""
+        parts = []
+        for item in FILTERS:
+            if item.suggest is None:
+                continue
+            try:
+                values = self.engine.suggestions(item.name)[:500]
+            except ValueError:
+                values = []
+            options = "".join(f'<option value="{html.escape(value)}"></option>' for value in values)
+            parts.append(f'<datalist id="suggest-{item.name}" data-for="{item.name}">{options}</datalist>')
+        return "".join(parts)
 
     def _welcome(self) -> str:
         try:
@@ -242,6 +533,51 @@ class SearchUI:
 def _shown(text: str) -> str:
     """A path (or a message naming one) for the page: undecodable file-name bytes escaped, HTML escaped."""
     return html.escape(printable(text))
+
+
+_OUTPUT_ORDER = ("gallery", "status", "session", "more", "similar", "details", "selected", "date_chip", "show_all",
+                 "source", "search", "original", "accordion", "url", "first_new", "query", "dates", "upload")
+
+
+def _comparable(options: SearchOptions) -> SearchOptions:
+    return replace(options, offset=0, k=1)
+
+
+def _filters_label(raw: dict) -> str:
+    """The accordion's title says which filters are on, so a closed panel does not hide them."""
+    on = [item.label.lower() for item in FILTERS if raw.get(item.name)]
+    if raw.get("strong_only"):
+        on.append("strong matches only")
+    return "Filters and sorting" + (f" · {len(on)} on: {', '.join(on)}" if on else "")
+
+
+def _chip(dates) -> dict:
+    if not dates:
+        return gr.update(visible=False)
+    return gr.update(visible=True, value=f"📅 {dates.start:%Y-%m-%d} – {dates.end:%Y-%m-%d} (from “{dates.matched}”) ✕",
+                     elem_classes=["chip"])
+
+
+def exif_facts(path: Path) -> dict:
+    """Camera settings worth showing next to an original (empty for files without EXIF)."""
+    from PIL import ExifTags, Image
+
+    facts = {}
+    try:
+        with Image.open(path) as image:
+            exif = image.getexif()
+            facts["format"] = image.format
+            facts["pixels"] = f"{image.width}×{image.height}"
+            details = exif.get_ifd(ExifTags.IFD.Exif)
+    except Exception:  # noqa: BLE001 - facts are a courtesy; the download still works
+        return facts
+    names = {"Make": 0x010F, "Model": 0x0110, "DateTimeOriginal": 0x9003, "ExposureTime": 0x829A,
+             "FNumber": 0x829D, "ISOSpeedRatings": 0x8827, "FocalLength": 0x920A, "LensModel": 0xA434}
+    for name, tag in names.items():
+        value = details.get(tag, exif.get(tag))
+        if value not in (None, ""):
+            facts[name] = str(value).strip("\x00 ")
+    return facts
 
 
 def _human_size(size: int) -> str:

@@ -102,7 +102,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_server(process: subprocess.Popen, url: str, log: Path, timeout: float = 180) -> None:
+def wait_for_server(process: subprocess.Popen, url: str, log: Path, timeout: float = 400) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout

@@ -130,3 +130,32 @@ def test_uploads_over_the_size_limit_are_rejected_before_any_work(client, tmp_pa
     server = httpx.post(f"{client.src.rstrip('/')}/gradio_api/upload", files={"files": ("big.jpg", big.read_bytes())},
                         timeout=60)
     assert server.status_code == 413  # the server enforces it too, not only the polite client
+
+
+def test_new_options_are_published_in_every_endpoint(client):
+    from search_app.filters import FILTERS
+
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    for name in ("/search_text", "/search_image", "/search_composed"):
+        parameters = [p["parameter_name"] for p in endpoints[name]["parameters"]]
+        assert {item.name for item in FILTERS} | {"without", "strong_only", "dates_in_text"} <= set(parameters)
+
+
+def test_dates_in_the_text_without_and_strong_matches_over_http(client):
+    july = client.predict(text="Strand im Juli 2023", k=50, api_name="/search_text")
+    assert sorted(relpaths(july)) == ["2023/beach/orange.jpg", "2023/beach/red.jpg"]
+    assert july["query_dates"] == {"date_from": "2023-07-01", "date_to": "2023-07-31", "matched": "im Juli 2023"}
+    assert july["embedded_text"] == "Strand"
+    whole = client.predict(text="Strand im Juli 2023", k=50, dates_in_text=False, api_name="/search_text")
+    assert "query_dates" not in whole and len(whole["results"]) == UNIQUE
+    plain = client.predict(text="a red photo", k=50, api_name="/search_text")
+    pushed = client.predict(text="a red photo", without="a blue photo, грузовик", k=50, api_name="/search_text")
+    assert [r["image_id"] for r in pushed["results"]] != [r["image_id"] for r in plain["results"]]
+    strong = client.predict(text="a red photo", k=50, strong_only=True, api_name="/search_text")
+    counts = strong["strong_matches"]
+    assert counts["strong"] == len(strong["results"]) and counts["strong"] + counts["hidden"] == UNIQUE + 1
+    assert all(r["score"] >= counts["cutoff"] for r in strong["results"])
+    unknown = client.predict(text="x", folder="Holidays", api_name="/search_text")
+    assert unknown["results"] == [] and "No folder called “Holidays”" in unknown["notes"][0]
+    upper = client.predict(text="x", k=50, folder="2023/BEACH", file_type="jpeg", api_name="/search_text")
+    assert sorted(relpaths(upper)) == ["2023/beach/orange.jpg", "2023/beach/red.jpg"]

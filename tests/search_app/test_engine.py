@@ -288,9 +288,9 @@ FILTERS = {
 @pytest.mark.parametrize("few_matches", [10_000, 0], ids=["restricted", "filtered-as-they-come"])
 @pytest.mark.parametrize("name", FILTERS)
 def test_filtered_results_equal_the_unfiltered_ranking_filtered_by_hand(engine, name, few_matches, monkeypatch):
-    import search_app.engine as engine_module
+    import search_app.ranking as ranking_module
 
-    monkeypatch.setattr(engine_module, "FEW_MATCHES", few_matches)
+    monkeypatch.setattr(ranking_module, "FEW_MATCHES", few_matches)
     options, keep = FILTERS[name]
     for collapse in (True, False):
         expected = by_hand(engine, "a quiet street", keep, collapse)

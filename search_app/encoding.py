@@ -1,0 +1,57 @@
+"""Turning a query (text, image, both, plus "without" texts) into one vector, one forward pass at a time."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from mme5.registry import QueryKind
+
+MAX_QUERY_CHARS = 2_000  # a query is a description, not a document: longer text is refused before the model sees it
+
+
+class QueryEncoder:
+    """Picks text / image / composed encoding and pushes "without" texts away, one forward pass at a time.
+
+    The embedder is given per call: the one paired with the index the query will rank against
+    (the app may switch to an adapted model and index together, see ``live``)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()  # one forward pass at a time: torch is not re-entrant-safe here
+
+    def encode(self, embedder, text: str | None = None, image=None, without: tuple[str, ...] = ()) -> np.ndarray:
+        """The (1, dim) query vector."""
+        if image is None or (isinstance(image, str) and not image.strip()):
+            text = check_text(text, "query text")
+        kind = QueryKind.of(text=text, image=image)
+        if kind is QueryKind.COMPOSED:
+            text = check_text(text, "modifying text")
+        texts = [text.strip()] if kind.needs_text else None
+        without = [check_text(item, "“without” text") for item in without]
+        with self._lock:
+            vector = embedder.encode_query(kind, texts=texts, images=[image] if kind.needs_image else None)
+            vector = np.ascontiguousarray(vector, dtype=np.float32)
+            if without:
+                negatives = np.asarray(embedder.encode_text_queries(without), dtype=np.float32)
+        return push_away(vector, negatives) if without else vector
+
+
+def push_away(vector: np.ndarray, negatives: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """The query minus its "without" vectors, renormalised (chosen by measurement: see the README).
+
+    q' = q − strength · Σ nᵢ, scaled back to unit length: scores stay cosines and the index needs nothing new.
+    """
+    moved = vector - strength * negatives.sum(axis=0, keepdims=True)
+    norm = np.linalg.norm(moved, axis=1, keepdims=True)
+    if not np.all(norm > 1e-6):  # "x without x": nothing left to search for
+        raise ValueError("The “without” texts cancel the whole query: remove one, or describe what you want.")
+    return np.ascontiguousarray(moved / norm, dtype=np.float32)
+
+
+def check_text(text, what: str) -> str:
+    if isinstance(text, str) and len(text) > MAX_QUERY_CHARS:  # checked first: stripping 30 MB takes time too
+        raise ValueError(f"The {what} is too long ({len(text):,} characters; at most {MAX_QUERY_CHARS:,}): "
+                         "describe the photo in a sentence or two.")
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"The {what} is empty: type what you are looking for, e.g. “a dog on a beach”.")
+    return text.strip()

@@ -1,0 +1,97 @@
+"""What a search returns: SearchResult (one photo) and SearchPage (one page of a ranking), as plain JSON too."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from indexer.files import printable
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One photo in a result page; ``also_at`` lists identical copies folded into it."""
+
+    path: str
+    score: float
+    size: int
+    taken_at: datetime | None
+    image_id: int
+    content_hash: str
+    width: int | None = None
+    height: int | None = None
+    relpath: str = ""
+    also_at: tuple[str, ...] = ()
+    camera: str | None = None
+
+    def to_json(self) -> dict:
+        """Plain types only, for the HTTP API.
+
+        The key is ``image_path``, not ``path``: gradio_client treats any dict with a
+        ``path`` string as a file to download, which these (server-side) paths are not.
+        """
+        return {
+            "image_path": printable(self.path),
+            "relpath": printable(self.relpath),
+            "score": round(float(self.score), 6),
+            "size": int(self.size),
+            "taken_at": self.taken_at.isoformat() if self.taken_at else None,
+            "image_id": int(self.image_id),
+            "content_hash": self.content_hash,
+            "width": self.width,
+            "height": self.height,
+            "camera": self.camera,
+            "also_at": [printable(path) for path in self.also_at],
+        }
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """``results[offset:offset+k]`` of one ranking; ``next_offset`` is None on the last page.
+
+    With ``strong_only``, ``strong`` counts the photos above the query's cut-off (``cutoff``)
+    and ``hidden`` the (filtered) photos below it. ``query_dates`` is the date range read
+    from the query text (already applied as date_from/date_to), ``embedded_text`` what was
+    left of the text for the model; ``notes`` are plain-language remarks (e.g. an unknown folder).
+    """
+
+    results: list[SearchResult]
+    offset: int
+    next_offset: int | None
+    query_seconds: float = 0.0  # model time (encoding the query)
+    search_seconds: float = 0.0  # index + catalog time
+    options: dict = field(default_factory=dict)
+    generation: int | None = None  # the index state ranked; pass it to ``rank`` for further pages
+    strong: int | None = None
+    hidden: int | None = None
+    cutoff: float | None = None
+    query_dates: dict | None = None
+    embedded_text: str | None = None
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        payload = {
+            "results": [result.to_json() for result in self.results],
+            "offset": self.offset,
+            "next_offset": self.next_offset,
+            "timing": {"query_seconds": round(self.query_seconds, 4), "search_seconds": round(self.search_seconds, 4)},
+            "notes": list(self.notes),
+        }
+        if self.strong is not None:
+            payload["strong_matches"] = {"strong": self.strong, "hidden": self.hidden,
+                                         "cutoff": None if self.cutoff is None else round(float(self.cutoff), 6)}
+        if self.query_dates is not None:
+            payload["query_dates"] = self.query_dates
+            payload["embedded_text"] = self.embedded_text
+        return payload
+
+
+def result_of(record, score: float) -> SearchResult:
+    return SearchResult(
+        path=record.path, score=score, size=int(record.size or 0), taken_at=record.taken_at,
+        image_id=int(record.id), content_hash=record.content_hash or "",
+        width=record.width, height=record.height, relpath=record.relpath or "", camera=record.camera,
+    )
+
+
+def with_copy(result: SearchResult, path: str) -> SearchResult:
+    return replace(result, also_at=(*result.also_at, path))

@@ -1,0 +1,70 @@
+"""`python -m indexer similar`: near-identical photos grouped by FAISS range search, the best one first."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+
+REPO = Path(__file__).resolve().parents[2]
+# The tiny random model puts every photo within ~0.998 of every other; near-identical ones score ≥ 0.9999.
+# Real models need lower thresholds (README: "Similar-photo groups").
+TINY_THRESHOLD = "0.9995"
+
+
+@pytest.fixture(scope="module")
+def bursts(tmp_path_factory, tiny_mllama):
+    """A photo, its half-size copy, a brighter edit and a blurred copy; plus unrelated photos."""
+    from indexer import build_index
+
+    root = tmp_path_factory.mktemp("similar") / "photos"
+    root.mkdir()
+    rng = np.random.default_rng(3)
+    base = np.kron(rng.integers(0, 256, size=(12, 16, 3)), np.ones((20, 20, 1))).astype(np.uint8)  # 240×320
+    original = Image.fromarray(base, "RGB")
+    original.save(root / "burst-1.jpg", quality=95)
+    original.resize((160, 120)).save(root / "burst-1-small.jpg", quality=90)
+    ImageEnhance.Brightness(original).enhance(1.1).save(root / "burst-1-edit.jpg", quality=95)
+    for n in range(5):
+        noise = rng.integers(0, 256, size=(200, 260, 3), dtype=np.uint8)
+        Image.fromarray(noise, "RGB").save(root / f"other-{n}.jpg")
+    index = root.parent / "index"
+    build_index([root], index, tiny_mllama, show_progress=False)
+    return index
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "indexer", *args], capture_output=True, text=True, timeout=300,
+                          cwd=REPO, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+
+
+def test_groups_near_identical_photos_and_marks_the_largest(bursts):
+    from indexer import IndexStore
+    from indexer.similar import similar_groups
+
+    with IndexStore.open(bursts) as store:
+        groups = similar_groups(store, float(TINY_THRESHOLD))
+        scores = store.vectors(store.ids()) @ store.vectors(store.ids()).T
+    names = [[Path(m.path).name for m in g.members] for g in groups]
+    assert len(groups) == 1 and set(names[0]) == {"burst-1.jpg", "burst-1-small.jpg", "burst-1-edit.jpg"}, (
+        names, np.round(scores, 3))
+    assert names[0][0] in ("burst-1.jpg", "burst-1-edit.jpg")  # full size beats the half-size copy
+    assert groups[0].best.score == pytest.approx(1.0, abs=2e-3) and all(m.sharpness for m in groups[0].members)
+
+
+def test_the_cli_prints_groups_and_json(bursts):
+    text = run("similar", "--index", str(bursts), "--threshold", TINY_THRESHOLD, "--quiet")
+    assert text.returncode == 0, text.stderr
+    assert "group 1: 3 photos" in text.stdout and "* " in text.stdout
+    payload = json.loads(run("similar", "--index", str(bursts), "--threshold", TINY_THRESHOLD, "--json",
+                             "--quiet").stdout)
+    assert payload["threshold"] == float(TINY_THRESHOLD) and len(payload["groups"]) == 1
+    assert payload["groups"][0]["best"] == payload["groups"][0]["members"][0]["path"]
+    strict = json.loads(run("similar", "--index", str(bursts), "--threshold", "1.0", "--json", "--quiet").stdout)
+    assert strict["groups"] == []
+    bad = run("similar", "--index", str(bursts), "--threshold", "1.5")
+    assert bad.returncode == 1 and "threshold must be in (0, 1]" in bad.stderr

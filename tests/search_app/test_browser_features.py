@@ -1,0 +1,230 @@
+"""The page as a new user meets it, in Chromium at 1280×900 and on a 390×844 phone: layout, uploads, Clear,
+filters that apply at once (also to Load more), More like this, dates typed in the query, strong matches,
+the URL, focus, the original file, and an axe-core scan of the app's own markup."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+from .test_browser import CHROMIUM, FLAGS
+
+VIEWPORTS = {"desktop": (1280, 900), "phone": (390, 844)}
+AXE = Path(os.environ.get("AXE_CORE_JS") or REPO / ".cache/npm/node_modules/axe-core/axe.min.js")
+# Violations from Gradio's own components (not this app's markup); listed in the README.
+# label-content-name-mismatch: Gradio's gallery names each thumbnail "Thumbnail N of M" while showing its caption.
+GRADIO_OWN = {"label-content-name-mismatch"}
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    folder = Path(os.environ.get("ARTIFACTS_DIR") or REPO / "artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(params=list(VIEWPORTS))
+def page(request, browser, served_app):
+    url, _ = served_app
+    width, height = VIEWPORTS[request.param]
+    context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    page.wait_for_selector("#query input, #query textarea")
+    page.wait_for_function("(() => { const s = document.querySelector('#status'); "
+                           "return s && s.getAttribute('aria-live') === 'polite'; })()")
+    page.viewport_name = request.param
+    yield page
+    context.close()
+
+
+def box(page, elem_id):
+    return page.locator(f"#{elem_id} input, #{elem_id} textarea").first
+
+
+def status(page) -> str:
+    return page.inner_text("#status")
+
+
+def wait_status(page, text: str):
+    page.wait_for_function("(t) => { const s = document.querySelector('#status'); return s && s.innerText.includes(t); }",
+                           arg=text)
+
+
+def captions(page) -> list[str]:
+    return re.findall(r"([\w/-]+\.(?:jpg|png)) · ", page.inner_text("#results"))
+
+
+def search(page, text: str, expect: str = "Showing"):
+    box(page, "query").fill(text)
+    page.click("#search")
+    wait_status(page, expect)
+
+
+def open_filters(page):
+    if not page.locator("#folder").is_visible():
+        page.click("#filters button, #filters .label-wrap")
+        page.wait_for_selector("#folder", state="visible")
+
+
+def test_no_result_is_hidden_sideways_and_load_more_scrolls_to_the_new_photos(page, artifacts):
+    search(page, "a photo of a street")
+    width = page.viewport_size["width"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    rights = page.eval_on_selector_all("#results .thumbnail-item", "els => els.map(e => e.getBoundingClientRect().right)")
+    assert len(rights) == 5 and max(rights) <= width  # --page-size 5, every one on screen horizontally
+    page.click("#load_more")
+    wait_status(page, "Showing 10 photos")
+    page.wait_for_function("""() => { const item = document.querySelectorAll('#results .thumbnail-item')[5];
+        const r = item && item.getBoundingClientRect(); return r && r.top >= 0 && r.bottom <= innerHeight; }""")
+    assert page.evaluate("document.querySelector('#results .grid-wrap').scrollHeight <= "
+                         "document.querySelector('#results .grid-wrap').clientHeight + 2")  # no inner scroll box
+    page.screenshot(path=str(artifacts / f"search_app-{page.viewport_name}-load-more.png"), full_page=True)
+
+
+def test_a_bad_upload_is_refused_on_arrival_and_the_next_search_works(page, tmp_path, library):
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("this is a text file, not a photo")
+    page.set_input_files("#upload input[type=file]", str(fake))
+    wait_status(page, "notes.jpg is not an image")
+    assert "removed" in status(page) and page.locator("#upload img").count() == 0
+    truncated = tmp_path / "cut.jpg"
+    truncated.write_bytes((library / "2024/green.jpg").read_bytes()[:400])
+    page.set_input_files("#upload input[type=file]", str(truncated))
+    wait_status(page, "cut.jpg")
+    assert re.search(r"damaged or truncated|not an image", status(page)) and "/tmp" not in status(page)
+    search(page, "ein Hund")  # the text search still works
+    assert page.locator("#results img").count() == 5
+
+
+def test_clear_resets_query_filters_results_and_paging(page):
+    open_filters(page)
+    box(page, "folder").fill("2023")
+    search(page, "sea")
+    assert "1 on: folder" in page.inner_text("#filters")
+    page.click("#clear")
+    page.wait_for_function("document.querySelectorAll('#results img').length === 0")
+    wait_status(page, "photos indexed")
+    assert box(page, "query").input_value() == "" and box(page, "folder").input_value() == ""
+    assert page.locator("#load_more").is_hidden() and "on:" not in page.inner_text("#filters")
+    assert "?" not in page.url
+
+
+def test_a_changed_filter_applies_at_once_and_to_load_more(page):
+    search(page, "x")
+    assert page.locator("#load_more").is_visible()
+    open_filters(page)
+    box(page, "folder").fill("2024")  # no Enter, no Search: Load more must still follow it
+    page.click("#load_more")
+    page.wait_for_function("""() => { const names = [...document.querySelectorAll('#results .thumbnail-item')]
+        .map(e => e.innerText); return names.length === 3 && names.every(n => n.startsWith('2024/')); }""")
+    assert "1 on: folder" in page.inner_text("#filters")
+    box(page, "folder").fill("MISC")  # any case: the folder is "misc"
+    box(page, "folder").press("Enter")
+    wait_status(page, "Showing 4 photos")
+    assert len(captions(page)) == 4 and all(caption.startswith("misc/") for caption in captions(page))
+    box(page, "folder").fill("holidays")
+    box(page, "folder").press("Enter")
+    wait_status(page, "No folder called “holidays”")
+    assert "2023/beach" in status(page)  # the indexed folders are offered
+
+
+def test_more_like_this_clears_the_text_shows_the_source_and_leaves_it_out(page):
+    search(page, "a red photo")
+    page.locator("#results .thumbnail-item").nth(1).click()
+    page.wait_for_selector("#more_like_this", state="visible")
+    chosen = page.inner_text("#details").split("\n")[0].strip("* ")
+    page.click("#more_like_this")
+    wait_status(page, "photos like")
+    page.wait_for_selector("#source img")
+    assert box(page, "query").input_value() == ""
+    relpath = status(page).split("photos like ")[1].split(".")[0]
+    assert chosen.endswith(relpath.split("/")[-1].split(".")[0]) or relpath in chosen
+    assert not any(chosen.endswith(caption) for caption in captions(page))
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'status'")
+
+
+def test_a_date_in_the_query_becomes_a_removable_chip(page, artifacts):
+    search(page, "Strand im Juli 2023")
+    page.wait_for_selector("#date_chip", state="visible")
+    assert "2023-07-01" in page.inner_text("#date_chip")
+    assert sorted(captions(page)) == ["2023/beach/orange.jpg", "2023/beach/red.jpg"]
+    page.screenshot(path=str(artifacts / f"search_app-{page.viewport_name}-date-chip.png"), full_page=True)
+    page.click("#date_chip")
+    page.wait_for_selector("#date_chip", state="hidden")
+    page.wait_for_function("document.querySelectorAll('#results img').length === 5")
+
+
+def test_strong_matches_only_says_how_many_are_hidden_and_shows_all(page):
+    open_filters(page)
+    search(page, "a blue photo")
+    page.click("#strong_only input")
+    wait_status(page, "weaker hidden")
+    assert re.search(r"\d+ strong matches · \d+ weaker hidden", status(page))
+    page.click("#show_all")
+    page.wait_for_function("!document.querySelector('#status').innerText.includes('weaker hidden')")
+    assert not page.locator("#strong_only input").is_checked()
+
+
+def test_the_url_keeps_query_and_filters_across_reload(page):
+    open_filters(page)
+    box(page, "folder").fill("2023")
+    search(page, "кошка")
+    page.wait_for_function("location.search.includes('folder=2023')")
+    assert "q=" in page.url
+    page.reload()
+    page.wait_for_function("(() => { const s = document.querySelector('#status'); "
+                           "return s && s.innerText.includes('кошка'); })()")
+    open_filters(page)  # a fresh page starts with the filter panel closed (its title says which are on)
+    assert box(page, "query").input_value() == "кошка" and box(page, "folder").input_value() == "2023"
+    assert all(caption.startswith("2023/") for caption in captions(page))
+
+
+def test_the_original_is_downloaded_through_the_guard_with_its_facts(page, library):
+    search(page, "a green photo", expect="Showing")
+    page.locator("#results .thumbnail-item").first.click()
+    page.wait_for_selector("#original", state="visible")
+    path = Path(page.inner_text("#details").split("\n")[0].strip("* "))
+    assert "pixels:" in page.inner_text("#details")
+    with page.expect_download() as download:
+        page.click("#original")
+    assert Path(download.value.path()).read_bytes() == path.read_bytes()
+
+
+def test_the_search_button_waits_and_old_results_stay(page):
+    search(page, "sunset")
+    before = captions(page)
+    box(page, "query").fill("sunrise")
+    page.click("#search")
+    page.wait_for_function("document.querySelector('#search').disabled || "
+                           "document.querySelector('#status').innerText.includes('sunrise')")
+    assert page.locator("#results img").count() >= len(before)  # old results kept until the new ones arrive
+    wait_status(page, "sunrise")
+    assert page.locator("#search").is_enabled()
+
+
+def test_axe_finds_no_serious_problem_in_the_apps_own_markup(page, artifacts):
+    assert AXE.is_file(), (f"{AXE} missing: run `npm install --prefix .cache/npm axe-core@4.14.1` "
+                           "(the CI script does) or set AXE_CORE_JS")
+    search(page, "a photo")
+    page.add_script_tag(path=str(AXE))
+    report = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    serious = [violation for violation in report["violations"] if violation["impact"] in ("serious", "critical")]
+    ours = [v for v in serious if v["id"] not in GRADIO_OWN]
+    (artifacts / f"search_app-{page.viewport_name}-axe.txt").write_text(
+        "\n".join(f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:5]}" for v in serious))
+    assert not ours, [(v["id"], v["help"], [n["target"] for n in v["nodes"]][:3]) for v in ours]
