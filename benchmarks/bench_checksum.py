@@ -1,8 +1,8 @@
 """What checking the vector file's checksum on every open costs: open time with and without it, side by side.
 
 Examples:
-  python benchmarks/bench_checksum.py                      # 100,000 x 256-d flat index (~100 MB)
-  python benchmarks/bench_checksum.py --count 1000000 --dim 1024 --repeat 1
+  python -m benchmarks.bench_checksum                      # 100,000 x 256-d flat index (~100 MB)
+  python -m benchmarks.bench_checksum --count 1000000 --dim 1024 --repeat 1
 """
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from indexer.vectors import VectorIndex, read_with_checksum  # noqa: E402
+from indexer.vectors import VectorIndex, read_with_checksum
 
 
 def main(argv=None) -> int:

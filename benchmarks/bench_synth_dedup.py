@@ -7,23 +7,21 @@ the time to check N queries with each filter and how many duplicates each found,
 time a resumed run takes to re-add every accepted query (what ``synth generate`` does
 before it continues).
 
-    python benchmarks/bench_synth_dedup.py --n 100000 --old-n 2000
+    python -m benchmarks.bench_synth_dedup --n 100000 --old-n 2000
 """
 from __future__ import annotations
 
 import argparse
 import json
 import random
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from synth.checks import DUPLICATE_SIMILARITY, Deduplicator, normalise, similarity, trigrams
 
-from synth.checks import DUPLICATE_SIMILARITY, Deduplicator, normalise, similarity, trigrams  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 class OldDeduplicator:

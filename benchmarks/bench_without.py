@@ -6,20 +6,18 @@ unwanted concept B, both, or neither. The query "A without B" should rank the A-
 first. Reported: precision of the top-|A only| hits, for several mixing strengths.
 
 Examples:
-  python benchmarks/bench_without.py
-  python benchmarks/bench_without.py --dim 256 --trials 50
+  python -m benchmarks.bench_without
+  python -m benchmarks.bench_without --dim 256 --trials 50
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from search_app.encoding import push_away  # noqa: E402
+from search_app.encoding import push_away
 
 
 def unit(x):

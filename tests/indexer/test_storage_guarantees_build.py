@@ -249,11 +249,11 @@ def test_a_build_of_huge_pngs_stays_within_memory(tmp_path, tiny_mllama_dir):
     folder = tmp_path / "scans"
     for i in range(4):
         gray_png(folder / f"scan-{i}.png", 3000, 10 + i)  # 9 MP; ~36 MB each once converted to RGB
-    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
 
     def run(budget: int) -> tuple[int, int]:
         result = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(folder), str(tmp_path / f"index-{budget}"),
-                                 str(tiny_mllama_dir), str(budget)], capture_output=True, text=True, env=env,
+                                 str(tiny_mllama_dir), str(budget)], capture_output=True, text=True, env=env, cwd=REPO,
                                 timeout=300)
         assert result.returncode == 0, result.stderr
         one, build_peak, added = map(int, result.stdout.split())
@@ -273,8 +273,8 @@ def test_a_build_of_huge_pngs_stays_within_memory(tmp_path, tiny_mllama_dir):
 # -- 10. a running build is reported as running ------------------------------------------------
 
 def start_cli_build(*args) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    return subprocess.Popen([sys.executable, "-m", "indexer", "build", *map(str, args)], env=env,
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return subprocess.Popen([sys.executable, "-m", "indexer", "build", *map(str, args)], env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -8,7 +8,7 @@ import pytest
 from mme5 import prompts
 from synth.records import build_record
 from synth.schema import Data, Description, Evaluation, Generation
-from synth_testing import make_config
+from .synth_testing import make_config
 
 COMPOSED = "Given an image, find a similar everyday image with the described changes:"
 SIMILAR = "Find a day-to-day image that looks similar to the provided image."

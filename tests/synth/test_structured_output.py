@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-from synth_answers import answer_for
-from synth_fake_openai import FakeOpenAI, Reply, ok
+from .synth_answers import answer_for
+from .synth_fake_openai import FakeOpenAI, Reply, ok
 from synth.cli import main
 from synth.schema import Generation, response_schema
 

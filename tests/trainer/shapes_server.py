@@ -12,15 +12,11 @@ import io
 import json
 import random
 import re
-import sys
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "synth"))
-
-from synth_fake_openai import FakeOpenAI, ok  # noqa: E402
+from ..synth.synth_fake_openai import FakeOpenAI, ok
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 60, 220)}
 SHAPES = ("circle", "square", "triangle")
