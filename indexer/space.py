@@ -36,8 +36,11 @@ def record(embedder) -> dict:
 def resolve_local(path: str | None) -> str | None:
     """A model/adapter folder as an absolute path (so the index can find it from any working folder); hub ids
     and names as given."""
-    if path and Path(path).expanduser().exists():
-        return str(Path(path).expanduser().resolve())
+    try:
+        if path and Path(path).expanduser().exists():
+            return str(Path(path).expanduser().resolve())
+    except OSError:  # a folder this user may not look into: keep the name as given
+        pass
     return path
 
 
@@ -46,13 +49,21 @@ def _location_update(meta: dict, embedder) -> dict:
     updates = {}
     for key, given in (("model_id", embedder.model_id), ("adapter", embedder.adapter)):
         recorded = meta.get(key)
-        if recorded and given and _is_path(recorded) and not Path(recorded).expanduser().exists():
+        if recorded and given and _is_path(recorded) and not _exists(recorded):
             updates[key] = resolve_local(given)
     return updates
 
 
 def _is_path(text: str) -> bool:
-    return text.startswith((".", "/", "~")) or text.count("/") != 1 or Path(text).expanduser().exists()
+    return text.startswith((".", "/", "~")) or text.count("/") != 1 or _exists(text)
+
+
+def _exists(path: str) -> bool:
+    """Whether a path exists; one this user may not look into counts as existing (nothing to update)."""
+    try:
+        return Path(path).expanduser().exists()
+    except OSError:
+        return True
 
 
 def _legacy_same(meta: dict, embedder) -> bool:

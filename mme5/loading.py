@@ -138,7 +138,8 @@ def load_embedder(
         from .onnx_runtime import load_onnx_backbone
 
         backbone = load_onnx_backbone(
-            source, config, AutoProcessor.from_pretrained(source, revision=revision), revision, adapter,
+            source, config, _missing_package_is_advice(source, lambda: AutoProcessor.from_pretrained(
+                source, revision=revision)), revision, adapter,
             quantization="int8" if runtime == registry.ONNX_INT8 else None,
             lowercase=wants_lowercase(source, config),
             load_torch=lambda: _load_backbone(model_type, source, config, device, torch.float32, revision, adapter),
@@ -182,14 +183,21 @@ def load_transformers_model(model_type: str, source: str, dtype: torch.dtype, re
     return model, processor
 
 
-def _load_backbone(model_type, source, config, device, dtype, revision, adapter, fast_attention=None):
+def _missing_package_is_advice(source, load):
+    """``load()``, with an ImportError (SiglipTokenizer without sentencepiece ...) turned into install advice."""
     try:
-        model, processor = load_transformers_model(model_type, source, dtype, revision, device)
-    except ModelLoadError:
-        raise
-    except ImportError as error:  # e.g. SiglipTokenizer without sentencepiece: an install problem, not the model's
+        return load()
+    except ImportError as error:  # an install problem, not the model's
         raise ModelLoadError(f"{source}: loading it needs a package that is not installed: {error}\n"
                              "  Install the project's requirements: pip install -r requirements.txt") from error
+
+
+def _load_backbone(model_type, source, config, device, dtype, revision, adapter, fast_attention=None):
+    try:
+        model, processor = _missing_package_is_advice(
+            source, lambda: load_transformers_model(model_type, source, dtype, revision, device))
+    except ModelLoadError:
+        raise
     except OSError as error:
         raise ModelLoadError(_offline_help(source, str(error).splitlines()[0][:200])) from error
     if adapter:

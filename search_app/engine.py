@@ -128,6 +128,8 @@ class SearchEngine:
 
     def search(self, text: str | None = None, image=None, **options) -> SearchPage:
         """Text, image or composed query, by which of ``text`` / ``image`` are given."""
+        if isinstance(text, str) and len(text) > MAX_QUERY_CHARS:  # refused before anything reads it (dates too)
+            _check_text(text, "query text")
         opts = SearchOptions.parse(**options)
         opts, dates, embedded = self.read_query_dates(text, opts)
         started = time.perf_counter()

@@ -146,6 +146,7 @@ def test_unreadable_file_and_folder_are_reported_and_kept(tiny_mllama):
         for path in (base, folder, locked):
             os.chmod(path, 0o777)
         index_dir = base / "index"
+        tiny_mllama.fingerprint  # noqa: B018 - the model's identity is read as its loader (root) could; cached
         with unprivileged():
             build(folder, index_dir, tiny_mllama)  # everything readable: 3 images
         os.chmod(folder / "secret.jpg", 0o000)

@@ -66,7 +66,7 @@ def test_a_photo_with_a_non_utf8_name_is_found_served_and_shown(odd_engine, odd_
     json.dumps([gallery.value, status])  # every caption and message can travel as JSON
     assert len(captions) == 4 and any(caption.startswith("caf\\xe9.jpg") for caption in captions)
     shown = session["results"].index(next(r for r in session["results"] if r.relpath.startswith("caf")))
-    details, _, _ = ui.on_select(session, type("Select", (), {"index": shown})())
+    details, *_ = ui.on_select(session, type("Select", (), {"index": shown})())
     assert "caf\\xe9.jpg" in json.loads(json.dumps(details))
 
 
