@@ -149,3 +149,11 @@ def served_app(tmp_path_factory, library, tiny_mllama_dir):
             "--page-size", "5"]
     with running_app(work, args) as url:
         yield url, index
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    """Where browser tests leave screenshots and reports (ARTIFACTS_DIR, else ./artifacts)."""
+    folder = Path(os.environ.get("ARTIFACTS_DIR") or REPO / "artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

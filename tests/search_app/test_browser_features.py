@@ -20,13 +20,6 @@ GRADIO_OWN = {"label-content-name-mismatch"}
 
 
 @pytest.fixture(scope="module")
-def artifacts() -> Path:
-    folder = Path(os.environ.get("ARTIFACTS_DIR") or REPO / "artifacts")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
 
