@@ -10,6 +10,8 @@ import abc
 import html
 import logging
 import shutil
+import threading
+from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlencode
@@ -119,6 +121,37 @@ def upload_image(**kwargs) -> gr.Image:
     return UploadImage(**kwargs)
 
 
+class LatestOnly:
+    """Per browser tab, only the newest query's results reach the page.
+
+    Clear runs at once while re-ranks and searches wait in the queue, so a re-rank fired by a filter box losing
+    focus (the click on Clear or Search does that) can finish after a newer action and would paint old results
+    over it. Each action that starts something new bumps the tab's counter; a handler whose counter moved while it
+    ran returns no changes at all.
+    """
+
+    def __init__(self, tabs: int = 10_000):
+        self._counters: OrderedDict[str | None, int] = OrderedDict()
+        self._tabs = tabs
+        self._lock = threading.Lock()
+
+    def start(self, tab: str | None) -> int:
+        with self._lock:
+            counter = self._counters.pop(tab, 0) + 1
+            self._counters[tab] = counter
+            while len(self._counters) > self._tabs:  # forget the oldest tabs; they get one stale paint at worst
+                self._counters.popitem(last=False)
+            return counter
+
+    def current(self, tab: str | None) -> int:
+        with self._lock:
+            return self._counters.get(tab, 0)
+
+
+def _tab(request: gr.Request | None) -> str | None:
+    return getattr(request, "session_hash", None)
+
+
 class SearchUI:
     """Builds the page; holds no per-user data (that lives in gr.State)."""
 
@@ -130,6 +163,18 @@ class SearchUI:
         self.concurrency_limit = concurrency_limit
         self.gpu = gpu
         self.originals: Path | None = None  # private (0700) folder of served originals, made on first use
+        self.latest = LatestOnly()
+
+    def _newest(self, handler, starts_new: bool):
+        """``handler`` with the tab's request in front: its reply is dropped if a newer action started meanwhile."""
+        def ordered(request: gr.Request, *args):
+            tab = _tab(request)
+            mine = self.latest.start(tab) if starts_new else self.latest.current(tab)
+            reply = handler(*args)
+            return reply if self.latest.current(tab) == mine else tuple(gr.update() for _ in reply)
+        ordered.__name__ = ordered.__qualname__ = handler.__name__
+        ordered.__doc__ = handler.__doc__
+        return ordered
 
     def build(self) -> gr.Blocks:
         with gr.Blocks(title="Photo search · mmE5", analytics_enabled=False) as demo:
@@ -189,14 +234,16 @@ class SearchUI:
             busy = dict(fn=lambda: gr.update(interactive=False, value="Searching…"), inputs=None, outputs=[search],
                         queue=False, api_visibility="private")
             for trigger in (search.click, query.submit, without.submit):
-                trigger(**busy).then(self.gpu(self.on_search), [query, upload, *values], outputs, **queued).then(
+                trigger(**busy).then(self.gpu(self._newest(self.on_search, True)), [query, upload, *values], outputs,
+                                     **queued).then(
                     None, [url_state], None, js=AFTER_SEARCH_JS)
-            date_chip.click(**busy).then(self.gpu(self.on_chip_removed), [query, upload, *values], outputs,
-                                         **queued).then(None, [url_state], None, js=AFTER_SEARCH_JS)
+            date_chip.click(**busy).then(self.gpu(self._newest(self.on_chip_removed, True)), [query, upload, *values],
+                                         outputs, **queued).then(None, [url_state], None, js=AFTER_SEARCH_JS)
             query.input(lambda: True, None, [dates_state], queue=False, api_visibility="private")
-            more.click(self.on_more, [session, gallery, *values], outputs, **queued).then(
+            more.click(self._newest(self.on_more, False), [session, gallery, *values], outputs, **queued).then(
                 None, [first_new], None, js=SCROLL_TO_NEW_JS)
-            similar.click(**busy).then(self.gpu(self.on_similar), [selected, *values], outputs, **queued).then(
+            similar.click(**busy).then(self.gpu(self._newest(self.on_similar, True)), [selected, *values], outputs,
+                                       **queued).then(
                 None, [url_state], None, js=AFTER_SEARCH_JS)
             gallery.select(self.on_select, [session], [details, similar, selected, original],
                            api_visibility="private", queue=False)
@@ -206,16 +253,17 @@ class SearchUI:
                     continue
                 events = [control.submit, control.blur] if isinstance(control, gr.Textbox) else [control.change]
                 for event in events:
-                    event(self.on_options_changed, [session, *values], outputs, **queued).then(
+                    event(self._newest(self.on_options_changed, False), [session, *values], outputs, **queued).then(
                         None, [url_state], None, js=AFTER_SEARCH_JS)
             show_all.click(lambda: False, None, [strong], queue=False, api_visibility="private").then(
-                self.on_options_changed, [session, *values], outputs, **queued)
+                self._newest(self.on_options_changed, False), [session, *values], outputs, **queued)
             resettable = [without, *boxes.values(), sort, collapse, strong]
-            clear.click(self.on_clear, None, resettable + outputs, queue=False, api_visibility="private").then(
+            clear.click(self._newest(self.on_clear, True), None, resettable + outputs, queue=False,
+                        api_visibility="private").then(
                 None, [url_state], None, js=AFTER_SEARCH_JS)
             demo.load(self.on_load, None, [query, without, *boxes.values(), sort, collapse, strong],
-                      api_visibility="private").then(self.gpu(self.on_search_if_query), [query, upload, *values],
-                                                      outputs, **queued)
+                      api_visibility="private").then(self.gpu(self._newest(self.on_search_if_query, True)),
+                                                      [query, upload, *values], outputs, **queued)
             SearchAPI(self.engine, gpu=self.gpu).register(self.concurrency_limit)
         return demo
 
@@ -354,7 +402,7 @@ class SearchUI:
                             date_chip=gr.update(visible=False), show_all=gr.update(visible=False),
                             source=gr.update(value=None, visible=False), original=gr.update(visible=False),
                             accordion=gr.update(label="Filters and sorting"), url="", first_new=-1, query="",
-                            dates=True, upload=None)
+                            dates=True, upload=None, search=gr.update(interactive=True, value="Search"))
         return (*resets, *reply)
 
     def on_load(self, request: gr.Request):

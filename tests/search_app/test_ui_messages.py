@@ -69,3 +69,32 @@ def test_empty_index_says_how_to_add_photos(tiny_mllama, tmp_path):
         assert "no photos yet" in status_of(ui.on_search("a cat", None, *FILTERS, progress=NoProgress()))
     finally:
         engine.close()
+
+
+def test_a_rerank_that_finishes_after_clear_paints_nothing(ui):
+    """Clicking Clear blurs a filter box; the re-rank that blur queued must not paint old results over the cleared
+    page (it did, in CI: the status said "Showing …" right after Clear)."""
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    tab, other = SimpleNamespace(session_hash="tab"), SimpleNamespace(session_hash="other")
+    ui._outputs = dict.fromkeys(("gallery", "status", "session", "more", "similar", "details", "selected",
+                                 "date_chip", "show_all", "source", "search", "original", "accordion", "url",
+                                 "first_new", "query", "dates", "upload"))
+    try:
+        session = ui._newest(ui.on_search, True)(tab, "ein Hund", None, *FILTERS)[2]
+        assert session["results"]
+
+        def rerank_while_user_clears(*args):
+            reply = ui.on_options_changed(*args, progress=NoProgress())
+            ui._newest(ui.on_clear, True)(tab)  # Clear lands while the re-rank is still running
+            ui._newest(ui.on_search, True)(other, "x", None, *FILTERS)  # another tab's actions change nothing here
+            return reply
+
+        stale = ui._newest(rerank_while_user_clears, False)(tab, session, "2023", "", "", "Newest first", True)
+        assert all(item == gr.update() for item in stale)
+        fresh = ui._newest(ui.on_options_changed, False)(tab, session, "2023", "", "", "Newest first", True)
+        assert fresh[0] != gr.update() and "Showing" in status_of(fresh)  # with nothing newer, a re-rank paints
+    finally:
+        del ui._outputs
