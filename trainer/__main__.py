@@ -19,7 +19,8 @@ Examples:
   python -m indexer build --dir photos/ --model models/tiny --adapter runs/toy   # serve the result
   # your photos, your languages: measure, adapt, and (if it helps) serve the adapted model
   python -m trainer adapt --index index/ --out runs/adapt1 --languages en,uk --n 2000 --dry-run
-  python -m trainer adapt --index index/ --out runs/adapt1 --languages en,uk --n 2000 --apply
+  python -m trainer adapt --index index/ --out runs/adapt1 --languages en,uk --n 2000 --apply \
+      --guard-mmeb data/MMEB-eval --guard-image-dir data/eval_images   # and check general ability
   python -m trainer eval --index index/ --queries runs/adapt1/heldout          # how good is search on my photos?
 """
 from __future__ import annotations
@@ -161,10 +162,17 @@ def add_adapt_parser(commands) -> None:
     adapt.add_argument("--save-every", type=int, default=100, help="training checkpoint every N steps (100)")
     adapt.add_argument("--seed", type=int, default=0)
     adapt.add_argument("--device", help="cpu, cuda ... (embedding, training; local synth backend)")
-    adapt.add_argument("--guard-mmeb", metavar="DIR", help="MMEB subsets: report the general-domain change")
-    adapt.add_argument("--guard-xtd", metavar="DIR", help="XTD languages: report the general-domain change")
+    adapt.add_argument("--guard-mmeb", metavar="DIR", help="MMEB-eval subsets (as `trainer eval --mmeb` reads them): "
+                       "measure overall Precision@1 before and after, to see what adapting costs elsewhere")
+    adapt.add_argument("--guard-xtd", metavar="DIR", help="XTD-10 languages (as `trainer eval --xtd` reads them): "
+                       "mean text->image Recall@10 before and after")
     adapt.add_argument("--guard-image-dir", default=".", help="image folder of the guard sets")
-    adapt.add_argument("--apply", action="store_true", help="re-index with the adapter if recall@10 improved")
+    adapt.add_argument("--guard-max-drop", type=float, default=2.0, metavar="POINTS",
+                       help="not applied if a guard score falls by more than this many points (2.0)")
+    decide = adapt.add_mutually_exclusive_group()
+    decide.add_argument("--apply", action="store_true", help="re-index with the adapter if recall@10 improved "
+                        "(without --apply or --no-apply you are asked when a terminal is attached)")
+    decide.add_argument("--no-apply", action="store_true", help="never re-index, do not ask: measure and report only")
     adapt.add_argument("--dry-run", action="store_true", help="print the plan (photos, split, calls, cost) and stop")
     adapt.add_argument("--no-progress", action="store_true")
 
@@ -222,11 +230,14 @@ def _main(argv) -> int:
 
 def main(argv=None) -> int:
     """0 ok, 1 error (one line for a user's problem, a traceback for a bug), 2 usage."""
+    from indexer.errors import IndexerError
     from mme5.cli import run
+    from synth.errors import SynthError
 
     from .errors import TrainerError
 
-    return run(_main, argv, "trainer", (TrainerError,))
+    # `adapt` drives synth and the indexer: their user errors (a bad --languages, no index there) are one line too
+    return run(_main, argv, "trainer", (TrainerError, SynthError, IndexerError))
 
 
 if __name__ == "__main__":

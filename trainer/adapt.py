@@ -24,6 +24,8 @@ import numpy as np
 
 from indexer.atomic import write_atomic
 
+from .errors import TrainerError
+
 SEARCH_TASKS = {"T->I": "text", "IT->I": "composed", "I->I": "image"}  # synth combination -> app search mode
 DEFAULT_TASKS = "retrieval:T->I=0.6,retrieval:IT->I=0.2,retrieval:I->I=0.2"
 KS = (1, 5, 10)
@@ -33,8 +35,8 @@ ACCEPTANCE = 0.9
 HELDOUT_DIR, TRAIN_SYNTH_DIR, ADAPTER_DIR = "heldout", "synth-train", "adapter"
 
 
-class AdaptError(ValueError):
-    """The run cannot continue; the message says what to change."""
+class AdaptError(TrainerError, ValueError):
+    """The run cannot continue; the message says what to change (one line, not a traceback)."""
 
 
 def log(message: str) -> None:
@@ -404,10 +406,16 @@ def write_report(run: Path, report: dict) -> None:
              f"**Applied:** {'yes' if report['applied']['applied'] else 'no'} — {report['applied']['reason']}", "",
              "![report](report.png)", "", "## Before", "", table(before, "before"), "", "## After", "",
              table(after, "after"), ""]
-    if report.get("guard"):
-        lines += ["## General-domain guard", "", "| benchmark | before | after |", "|---|---|---|"]
-        lines += [f"| {name} | {values['before']:.1f} | {values['after']:.1f} |"
-                  for name, values in report["guard"].items()]
+    guard = report.get("guard")
+    if guard:
+        summary = "; ".join(f"{name} {v['before']:.1f} → {v['after']:.1f} ({v['change']:+.1f})"
+                            for name, v in guard["scores"].items())
+        verdict = (f"**dropped** by more than {guard['max_drop']:g} points: {', '.join(guard['dropped'])}"
+                   if guard["dropped"] else f"no score fell by more than {guard['max_drop']:g} points")
+        lines[4:4] = [f"General-domain guard: {summary}; {verdict}.", ""]
+        lines += ["## General-domain guard", "", "| benchmark | before | after | change | |", "|---|---|---|---|---|"]
+        lines += [f"| {name} | {v['before']:.1f} | {v['after']:.1f} | {v['change']:+.1f} | "
+                  f"{'dropped' if name in guard['dropped'] else 'ok'} |" for name, v in guard["scores"].items()]
         lines.append("")
     _write(run / "report.md", "\n".join(lines))
     _write(run / "report.json", json.dumps(report, indent=2, ensure_ascii=False))
@@ -441,9 +449,12 @@ def _check_plan(run: Path, settings: dict) -> None:
     _write(run / "plan.json", json.dumps(settings, indent=2, ensure_ascii=False))
 
 
+def _interactive() -> bool:
+    """Someone can answer: stdin and stderr are a terminal (never true under cron, CI or a pipe)."""
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
 def _ask(question: str) -> bool:
-    if not (sys.stdin.isatty() and sys.stderr.isatty()):
-        return False
     print(question + " [y/N] ", end="", file=sys.stderr, flush=True)
     return sys.stdin.readline().strip().lower() in ("y", "yes")
 
@@ -472,26 +483,76 @@ def _train(args, model: str, run: Path, show_progress: bool) -> dict:
             "adapter": str(output)}
 
 
-def _guard(args, model: str, adapter: Path, run: Path) -> dict | None:
+GUARD_SCORES = {"mmeb": "MMEB overall P@1", "xtd": "XTD mean R@10"}
+
+
+def check_guard(args) -> list[str]:
+    """Read every guard subset now (cheap), so a wrong folder fails before any paid call or training."""
+    from .benchmarks import MMEB_DATASETS, XTD_LANGUAGES
+    from .evaluate import find_subsets, read_rows
+
+    described = []
+    for what, folder, known in (("mmeb", args.guard_mmeb, MMEB_DATASETS), ("xtd", args.guard_xtd, XTD_LANGUAGES)):
+        if not folder:
+            continue
+        subsets = find_subsets(folder)
+        if not set(subsets) & set(known):
+            raise AdaptError(f"{folder}: none of its subsets ({', '.join(sorted(subsets))}) is named as in "
+                             f"{'MMEB-eval (ImageNet-1K, MSCOCO_t2i, ...)' if what == 'mmeb' else 'XTD-10 (it, es, ...)'}"
+                             f"; --guard-{what} needs those names to compute {GUARD_SCORES[what]}")
+        rows = sum(len(read_rows(source, Path(args.guard_image_dir))) for source in subsets.values())
+        described.append(f"{GUARD_SCORES[what]} on {len(subsets)} subset(s), {rows} queries")
+    return described
+
+
+def guard_verdict(scores: dict, max_drop: float) -> dict:
+    """Before, after and change per guard score; ``dropped`` names those that fell by more than ``max_drop``."""
+    found = {name: {"before": v["before"], "after": v["after"], "change": round(v["after"] - v["before"], 4)}
+             for name, v in scores.items()}
+    dropped = [name for name, v in found.items() if v["change"] < -max_drop]
+    return {"scores": found, "max_drop": max_drop, "dropped": dropped}
+
+
+def _guard(args, model: str, serving: str | None, adapter: Path, run: Path) -> dict | None:
+    """The guard sets scored by the model the index serves now and by the new adapter."""
     if not (args.guard_mmeb or args.guard_xtd):
         return None
-    saved = _read(run / "guard.json")
-    if saved is not None:
-        return saved
-    from mme5 import load_embedder
+    scores = _read(run / "guard.json")
+    if scores is None:
+        from mme5 import load_embedder
 
-    from .evaluate import evaluate
+        from .evaluate import evaluate
 
-    found = {}
-    for when, adapter_path in (("before", None), ("after", str(adapter))):
-        embedder = load_embedder(model, device=args.device, adapter=adapter_path)
-        report = evaluate(embedder, args.guard_mmeb, args.guard_xtd, args.guard_image_dir)
-        if "mmeb" in report:
-            found.setdefault("MMEB overall P@1", {})[when] = report["mmeb"]["summary"]["Overall"]
-        if "xtd" in report:
-            found.setdefault("XTD mean R@10", {})[when] = report["xtd"]["mean"]
-    _write(run / "guard.json", json.dumps(found, indent=2))
-    return found
+        scores = {}
+        for when, adapter_path in (("before", serving), ("after", str(adapter))):
+            log(f"general-domain guard, {when}")
+            embedder = load_embedder(model, device=args.device, adapter=adapter_path)
+            report = evaluate(embedder, args.guard_mmeb, args.guard_xtd, args.guard_image_dir,
+                              show_progress=not args.no_progress)
+            for what, value in (("mmeb", report.get("mmeb", {}).get("summary", {}).get("Overall")),
+                                ("xtd", report.get("xtd", {}).get("mean"))):
+                if what in report:
+                    scores.setdefault(GUARD_SCORES[what], {})[when] = round(value, 4)
+            del embedder
+        _write(run / "guard.json", json.dumps(scores, indent=2))
+    verdict = guard_verdict(scores, args.guard_max_drop)
+    for name, value in verdict["scores"].items():
+        log(f"guard {name}: {value['before']:.1f} → {value['after']:.1f} ({value['change']:+.1f})")
+    return verdict
+
+
+def decide(before: dict, after: dict, guard: dict | None) -> tuple[bool, str]:
+    """(may apply, why): held-out recall@10 must improve and no guard score fall past --guard-max-drop."""
+    reason = f"held-out recall@10 {before['overall']['recall@10']:.1f} → {after['overall']['recall@10']:.1f}"
+    if after["overall"]["recall@10"] <= before["overall"]["recall@10"]:
+        return False, reason + ": no gain, the index is unchanged"
+    if guard and guard["dropped"]:
+        fallen = ", ".join(f"{name} {guard['scores'][name]['before']:.1f} → {guard['scores'][name]['after']:.1f}"
+                           for name in guard["dropped"])
+        return False, (reason + f", but the general-domain guard dropped ({fallen}: more than "
+                       f"--guard-max-drop {guard['max_drop']:g} points): not applied; to apply it anyway rerun "
+                       "with a larger --guard-max-drop and --apply")
+    return True, reason
 
 
 def run_adapt(args) -> int:
@@ -515,8 +576,9 @@ def run_adapt(args) -> int:
         applied_before = (_read(run / "applied.json") or {}).get("applied")  # then the index moved on by design
         if split["fingerprint"] != store.fingerprint and not applied_before:
             raise AdaptError(f"{run}: made for another state of the index ({split['fingerprint']}); choose a new --out")
-        model = resolve_local(store.model_id)
+        model, serving = resolve_local(store.model_id), resolve_local(store.adapter)
         combos = synth_tasks.parse_tasks(args.tasks)
+        guard_sets = check_guard(args)
         from synth.cli import _model, _prices
 
         estimate = estimate_cost(args.n + args.n_eval, combos, _prices(args, _model(args)))
@@ -533,9 +595,12 @@ def run_adapt(args) -> int:
                 f"measure recall@1/5/10 and MRR on the held-out queries with all {store.count} photos as candidates",
                 f"train a LoRA adapter ({args.steps} steps, batch {args.batch_size}, lr {args.lr})"
                 + (f" mixed with {', '.join(args.mix)}" if args.mix else ""),
-                "measure again" + (" and the general-domain guard" if args.guard_mmeb or args.guard_xtd else ""),
+                "measure again",
+                *([f"general-domain guard before/after: {'; '.join(guard_sets)} (not applied if one falls by more "
+                   f"than {args.guard_max_drop:g} points)"] if guard_sets else []),
                 "apply (re-index with the adapter) only if held-out recall@10 improved"
-                + (" (--apply)" if args.apply else " and you say so"),
+                + (" (--apply)" if args.apply else " (--no-apply: never)" if args.no_apply
+                   else " and you say yes (asked on a terminal; otherwise rerun with --apply)"),
                 f"report: {run / 'report.md'}, report.json, PNG charts"]
         if args.dry_run:
             print("\n".join(["adapt plan (nothing is called or written):"] + [f"  {line}" for line in plan]))
@@ -556,7 +621,7 @@ def run_adapt(args) -> int:
         before = _read(run / "before.json")
         if before is None:
             log("measuring the current model on the held-out queries")
-            current = load_embedder(model, device=args.device, adapter=resolve_local(store.adapter))
+            current = load_embedder(model, device=args.device, adapter=serving)
             before = measure(current, store.vectors(library.ids), library, rows, root, show)
             _write(run / "before.json", json.dumps(before, indent=2))
             del current
@@ -574,22 +639,23 @@ def run_adapt(args) -> int:
         _write(run / "after.json", json.dumps(after, indent=2))
         del adapted
     log("after:\n" + table(after, "after"))
-    guard = _guard(args, model, run / ADAPTER_DIR, run)
+    guard = _guard(args, model, serving, run / ADAPTER_DIR, run)
 
     applied = _read(run / "applied.json")
-    if applied is None or (not applied["applied"] and args.apply and applied.get("improved")):
-        gain = after["overall"]["recall@10"] - before["overall"]["recall@10"]
-        improved = gain > 0
-        reason = f"held-out recall@10 {before['overall']['recall@10']:.1f} → {after['overall']['recall@10']:.1f}"
-        if not improved:
-            applied = {"applied": False, "improved": False, "reason": reason + ": no gain, the index is unchanged"}
-        elif args.apply or _ask(f"adapt: {reason}. Re-index with the adapter and serve it?"):
+    may_apply, reason = decide(before, after, guard)
+    asked = not args.apply and not args.no_apply and _interactive()
+    # decide (again) unless it is decided for good: applied, or not improved; a "no" is asked again next time
+    if applied is None or (not applied["applied"] and may_apply and (args.apply or asked)):
+        improved = after["overall"]["recall@10"] > before["overall"]["recall@10"]
+        if not may_apply:
+            applied = {"applied": False, "improved": improved, "reason": reason}
+        elif args.apply or (asked and _ask(f"adapt: {reason}. Re-index with the adapter and serve it?")):
             log(f"{reason}: re-indexing every photo with the adapter (the current index serves until it is done)")
             done = reindex_with_adapter(Path(args.index), model, run / ADAPTER_DIR, args.device, show)
             applied = {"applied": True, "improved": True, "reason": reason + "; re-indexed with the adapter", **done}
         else:
-            applied = {"applied": False, "improved": True,
-                       "reason": reason + "; not applied (rerun with --apply to apply it)"}
+            applied = {"applied": False, "improved": True, "reason": reason + "; not applied "
+                       "(to apply it: rerun the same command with --apply, or on a terminal answer y)"}
         _write(run / "applied.json", json.dumps(applied, indent=2))
     log(applied["reason"])
 

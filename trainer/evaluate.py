@@ -35,7 +35,7 @@ class Row:
 
 # -- reading subsets ----------------------------------------------------------------------
 def find_subsets(folder: str | Path) -> dict[str, Path]:
-    """``<Subset>.jsonl`` files and ``datasets`` folders in ``folder``, by subset name."""
+    """``<Subset>.jsonl`` files, ``datasets`` folders and hub-download subset folders in ``folder``, by name."""
     folder = Path(folder)
     if not folder.is_dir():
         raise EvalDataError(f"{folder}: eval folder not found")
@@ -46,7 +46,7 @@ def find_subsets(folder: str | Path) -> dict[str, Path]:
         elif item.is_dir() and not item.name.startswith("."):
             found[item.name] = item
     if not found:
-        raise EvalDataError(f"{folder}: no <Subset>.jsonl files or datasets folders in it")
+        raise EvalDataError(f"{folder}: no <Subset>.jsonl files, datasets folders or <Subset>/*.parquet folders in it")
     return found
 
 
@@ -102,6 +102,21 @@ def _jsonl(path: Path) -> list[dict]:
 
 
 def _dataset(path: Path):
+    """A ``save_to_disk`` folder, or a subset folder of parquet files as ``hf download`` writes it
+    (``MMEB-eval/ImageNet-1K/test-00000-of-00001.parquet``)."""
+    parquet = sorted(path.rglob("*.parquet"))
+    if parquet and not any((path / name).exists() for name in ("dataset_info.json", "dataset_dict.json", "state.json")):
+        tests = [f for f in parquet if "test" in (f.name.split("-")[0], f.parent.name)] or parquet  # split "test"
+        import pyarrow.parquet
+
+        rows = []
+        for file in tests:
+            try:
+                rows += pyarrow.parquet.read_table(file).to_pylist()
+            except Exception as error:  # noqa: BLE001 - pyarrow raises several types for a bad file
+                raise EvalDataError(f"{file}: not a readable parquet file ({str(error).splitlines()[0][:200]})") \
+                    from error
+        return rows
     import datasets
 
     try:

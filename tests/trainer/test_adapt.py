@@ -9,16 +9,21 @@ search engine opened before the run must serve the gain without a restart.
 from __future__ import annotations
 
 import json
+import os
 import random
+import select
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from .conftest import CAPTIONS, COLOURS, SHAPES, draw
-from .shapes_server import shapes_server
+from .shapes_server import answer, shapes_server
+from ..synth.synth_fake_openai import FakeOpenAI, Reply, ok
 from indexer.catalog import CATALOG_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,12 +48,50 @@ def make_library(root: Path, tiny_mllama) -> Path:
     return root / "index"
 
 
+def adapt_command(index: Path, run: Path, server, *extra) -> list[str]:
+    return [sys.executable, "-m", "trainer", "adapt", "--index", str(index), "--out", str(run), "--base-url",
+            server.url, "--model", "fake-4o", "--api-key", "k", "--languages", "en,es,ru", "--tasks",
+            "retrieval:T->I", "--concurrency", "4", "--timeout", "30", "--device", "cpu", "--no-progress", *extra]
+
+
 def adapt(index: Path, run: Path, server, env, *extra) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "trainer", "adapt", "--index", str(index), "--out", str(run), "--base-url", server.url,
-         "--model", "fake-4o", "--api-key", "k", "--languages", "en,es,ru", "--tasks", "retrieval:T->I",
-         "--concurrency", "4", "--timeout", "30", "--device", "cpu", "--no-progress", *extra],
-        capture_output=True, text=True, timeout=1500, cwd=ROOT, env=env)
+    """No terminal attached (stdin /dev/null, output captured): it must never ask."""
+    return subprocess.run(adapt_command(index, run, server, *extra), stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=1500, cwd=ROOT, env=env)
+
+
+def adapt_on_terminal(command: list[str], env, answer: str, timeout: float = 600) -> tuple[int, str, bool]:
+    """Run ``command`` with stdin, stdout and stderr on a pseudo-terminal; type ``answer`` when it asks [y/N].
+
+    Returns (exit status, everything it wrote, whether it asked).
+    """
+    master, slave = os.openpty()
+    process = subprocess.Popen(command, stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, env=env,
+                               start_new_session=True)
+    os.close(slave)
+    output, asked = bytearray(), False
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([master], [], [], 0.5)[0]:
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: every copy of the terminal's other side is closed (the process ended)
+                break
+            if not chunk:
+                break
+            output += chunk
+            if not asked and b"[y/N]" in output:
+                os.write(master, answer.encode() + b"\n")
+                asked = True
+        status = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+    return status, output.decode("utf-8", "replace"), asked
 
 
 def app_precision(engine) -> float:
@@ -71,12 +114,47 @@ def adapted(tiny_mllama, cli_env, tmp_path_factory):
     index = make_library(root, tiny_mllama)
     engine = SearchEngine(IndexStore.open(index), tiny_mllama, reload_interval=0)  # the app, running all along
     app_before = app_precision(engine)
+    catalog = (index / CATALOG_FILE).stat().st_ino
+    run = root / "run"
     with shapes_server() as server:
-        result = adapt(index, root / "run", server, cli_env, "--n", "144", "--n-eval", "45", *TRAIN, "--apply")
-    assert result.returncode == 0, result.stderr[-4000:]
-    yield {"root": root, "index": index, "run": root / "run", "engine": engine, "app_before": app_before,
-           "stderr": result.stderr}
+        # 1. no terminal, neither --apply nor --no-apply: all steps run, nothing is asked or applied
+        unattended = adapt(index, run, server, cli_env, "--n", "144", "--n-eval", "45", *TRAIN)
+        calls = len(server.requests)
+        # 2. and 3. on a terminal the same command asks; "n" keeps the index, "y" re-embeds it
+        command = adapt_command(index, run, server, "--n", "144", "--n-eval", "45", *TRAIN)
+        declined = adapt_on_terminal(command, cli_env, "n")
+        with IndexStore.open(index) as store:
+            declined_index = (index / CATALOG_FILE).stat().st_ino, store.adapter
+        declined_report = json.loads((run / "report.json").read_text())
+        accepted = adapt_on_terminal(command, cli_env, "y")
+        later_calls = len(server.requests) - calls
+    assert unattended.returncode == 0, unattended.stderr[-4000:]
+    yield {"root": root, "index": index, "run": run, "engine": engine, "app_before": app_before,
+           "unattended": unattended, "declined": declined, "declined_index": declined_index,
+           "declined_report": declined_report, "accepted": accepted, "catalog": catalog, "later_calls": later_calls}
     engine.close()
+
+
+def test_without_a_terminal_it_never_asks_and_says_how_to_apply(adapted):
+    result = adapted["unattended"]
+    assert "[y/N]" not in result.stderr
+    assert "not applied" in result.stderr and "--apply" in result.stderr
+    assert adapted["later_calls"] == 0  # the terminal reruns resumed: no generator call, no training
+
+
+def test_on_a_terminal_n_leaves_the_index_and_y_applies(adapted):
+    status, output, asked = adapted["declined"]
+    assert status == 0 and asked, output[-3000:]
+    assert "Re-index with the adapter and serve it? [y/N]" in output
+    assert adapted["declined_index"] == (adapted["catalog"], None)  # same catalog file, no adapter
+    assert adapted["declined_report"]["applied"]["applied"] is False
+    assert "--apply" in adapted["declined_report"]["applied"]["reason"]
+    status, output, asked = adapted["accepted"]
+    assert status == 0 and asked, output[-3000:]
+    assert "re-indexing every photo with the adapter" in output
+    report = json.loads((adapted["run"] / "report.json").read_text())
+    assert report["applied"]["applied"] is True
+    assert (adapted["index"] / CATALOG_FILE).stat().st_ino != adapted["catalog"]  # a new generation
 
 
 def test_adapt_raises_heldout_recall_and_applies_the_adapter(adapted):
@@ -141,20 +219,194 @@ def test_rerun_resumes_and_nothing_is_redone(adapted, cli_env):
 
 
 def test_when_training_does_not_help_nothing_is_applied(tiny_mllama, cli_env, tmp_path):
+    """lr 0: the adapter is the identity, so held-out recall and the guard's scores stay as they were."""
     from indexer import IndexStore
 
     index = make_library(tmp_path, tiny_mllama)
+    guard = make_guard_sets(tmp_path / "guard")
+    guard_flags = ["--guard-mmeb", str(guard["mmeb"]), "--guard-xtd", str(guard["xtd"]),
+                   "--guard-image-dir", str(guard["images"])]
     catalog = (index / CATALOG_FILE).stat()
     with shapes_server() as server:
-        dry = adapt(index, tmp_path / "run", server, cli_env, "--n", "18", "--n-eval", "9", "--dry-run")
-        assert dry.returncode == 0 and "adapt plan" in dry.stdout and not server.requests
+        dry = adapt(index, tmp_path / "run", server, cli_env, "--n", "18", "--n-eval", "9", "--price-in", "2.5",
+                    "--price-out", "10", *guard_flags, "--dry-run")
+        assert dry.returncode == 0, dry.stderr[-3000:]
+        assert "adapt plan" in dry.stdout and not server.requests  # the plan and its cost, before any call
+        assert "about 30 calls" in dry.stdout and "cost ≈ $0." in dry.stdout
+        assert "MMEB overall P@1 on 2 subset(s), 18 queries; XTD mean R@10 on 2 subset(s), 18 queries" in dry.stdout
         assert not (tmp_path / "run").exists()
         result = adapt(index, tmp_path / "run", server, cli_env, "--n", "18", "--n-eval", "9", "--steps", "2",
-                       "--batch-size", "4", "--lr", "0", "--apply")
+                       "--batch-size", "4", "--lr", "0", *guard_flags, "--apply")
+        assert server.requests
     assert result.returncode == 0, result.stderr[-3000:]
+    # the plan with its cost estimate is logged before the first generator answer is
+    assert -1 < result.stderr.index("cost unknown") < result.stderr.index("adapt: heldout:")
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["applied"]["applied"] is False and "no gain" in report["applied"]["reason"]
     assert report["after"]["overall"]["recall@10"] <= report["before"]["overall"]["recall@10"]
     with IndexStore.open(index) as store:
         assert store.adapter is None
     assert (index / CATALOG_FILE).stat().st_ino == catalog.st_ino and not (index / "adapters").exists()
+    # the guard: both benchmarks scored before and after, the change reported in report.json and report.md
+    scores = report["guard"]["scores"]
+    print("guard:", json.dumps(scores))
+    assert set(scores) == {"MMEB overall P@1", "XTD mean R@10"} and report["guard"]["dropped"] == []
+    for value in scores.values():
+        assert 0 <= value["before"] <= 100 and value["change"] == pytest.approx(value["after"] - value["before"])
+        assert abs(value["change"]) <= 100 / 9  # identity adapter: at most one near-tie among 9 queries flips
+    markdown = (tmp_path / "run" / "report.md").read_text()
+    assert "## General-domain guard" in markdown and "| MMEB overall P@1 |" in markdown
+    assert "no score fell by more than 2 points" in markdown
+    saved = json.loads((tmp_path / "run" / "guard.json").read_text())
+    assert saved == {name: {"before": v["before"], "after": v["after"]} for name, v in scores.items()}
+
+
+def test_a_guard_drop_blocks_applying_and_the_report_says_so(tmp_path):
+    from trainer.adapt import decide, guard_verdict, write_report
+
+    before = {"overall": {"recall@10": 40.0}}
+    after = {"overall": {"recall@10": 70.0}}
+    fell = guard_verdict({"MMEB overall P@1": {"before": 60.0, "after": 51.5},
+                          "XTD mean R@10": {"before": 80.0, "after": 79.0}}, max_drop=2.0)
+    assert fell["dropped"] == ["MMEB overall P@1"] and fell["scores"]["MMEB overall P@1"]["change"] == -8.5
+    may, why = decide(before, after, fell)
+    assert may is False and "guard dropped (MMEB overall P@1 60.0 → 51.5" in why and "--guard-max-drop" in why
+    assert decide(before, after, guard_verdict({"XTD mean R@10": {"before": 80.0, "after": 78.5}}, 2.0))[0] is True
+    assert decide(before, after, guard_verdict({"XTD mean R@10": {"before": 80.0, "after": 78.5}}, 1.0))[0] is False
+    assert decide(after, before, None) == (False, "held-out recall@10 70.0 → 40.0: no gain, the index is unchanged")
+    # the report of a run whose guard fell says so at the top and in its table
+    from trainer.adapt import metrics
+
+    result = {"overall": metrics([1, 3, 12]), "by_language": {"en": metrics([1, 3, 12])},
+              "by_task": {"text": metrics([1, 3, 12])}, "library": 30}
+    report = {"index": "/i", "model": "m", "split": {"heldout": 6, "train": 24, "share": 0.2},
+              "synth": {"heldout": {"accepted": 3}, "train": {"accepted": 9}, "cost_usd": None},
+              "training": {"steps": 2, "first_loss": 1.0, "last_loss": 0.5}, "before": result, "after": result,
+              "guard": fell, "applied": {"applied": False, "reason": why}}
+    write_report(tmp_path, report)
+    text = (tmp_path / "report.md").read_text()
+    assert "General-domain guard: MMEB overall P@1 60.0 → 51.5 (-8.5); XTD mean R@10 80.0 → 79.0 (-1.0); " \
+           "**dropped** by more than 2 points: MMEB overall P@1." in text
+    assert "| MMEB overall P@1 | 60.0 | 51.5 | -8.5 | dropped |" in text and "| XTD mean R@10 | 80.0 | 79.0 | -1.0 | ok |" in text
+    assert json.loads((tmp_path / "report.json").read_text())["guard"]["dropped"] == ["MMEB overall P@1"]
+
+
+def test_a_guard_folder_in_the_wrong_layout_fails_before_any_call(tiny_mllama, cli_env, tmp_path):
+    index = make_library(tmp_path, tiny_mllama)
+    (tmp_path / "mmeb" / "MyOwnSet").mkdir(parents=True)
+    (tmp_path / "mmeb" / "MyOwnSet" / "test-00000-of-00001.parquet").write_text("not parquet")
+    with shapes_server() as server:
+        result = adapt(index, tmp_path / "run", server, cli_env, "--n", "18", "--guard-mmeb", str(tmp_path / "mmeb"))
+        assert not server.requests
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "none of its subsets (MyOwnSet) is named as in MMEB-eval" in result.stderr
+
+
+# -- a kill at any step resumes from the last finished one ---------------------------------------
+def _kill_when(process: subprocess.Popen, ready, what: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, f"adapt ended before {what}: " + process.stderr.read()[-3000:]
+    assert ready(), f"timed out waiting for {what}"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_a_kill_during_synthesis_or_training_resumes_after_the_last_finished_step(tiny_mllama, cli_env, tmp_path):
+    index = make_library(tmp_path, tiny_mllama)
+    run = tmp_path / "run"
+    flags = ["--n", "18", "--n-eval", "9", "--steps", "30", "--batch-size", "4", "--lr", "0", "--save-every", "5"]
+    hang_from = 13  # the held-out queries (9) are done by then; later answers never come before the kill
+
+    def answering_then_hanging(request, number):
+        return ok(answer(request, number)) if number < hang_from else Reply(content=answer(request, number), delay=300)
+
+    # 1. killed while synthesising the training samples
+    with FakeOpenAI(answering_then_hanging) as server:
+        process = subprocess.Popen(adapt_command(index, run, server, *flags), cwd=ROOT, env=cli_env,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        _kill_when(process, lambda: len(server.requests) > hang_from and _lines(run / "synth-train" / "samples.jsonl"),
+                   "training samples")
+    heldout = (run / "heldout" / "samples.jsonl").read_bytes()
+    kept = _lines(run / "synth-train" / "samples.jsonl")
+    assert _lines(run / "heldout" / "samples.jsonl") >= 9 and 0 < kept < 18 and not (run / "before.json").exists()
+
+    # 2. rerun: only the missing training samples are asked for; killed again in the middle of training
+    checkpoint = run / "adapter" / "checkpoints" / "step-00000010"
+    with shapes_server() as server:
+        process = subprocess.Popen(adapt_command(index, run, server, *flags), cwd=ROOT, env=cli_env,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        _kill_when(process, checkpoint.exists, "training checkpoint 10")
+        second_calls = len(server.requests)
+    assert (run / "heldout" / "samples.jsonl").read_bytes() == heldout  # finished step: untouched
+    assert 0 < second_calls <= 18 - kept + 4  # at most one round of concurrent calls beyond the missing ones
+    assert _lines(run / "synth-train" / "samples.jsonl") >= 18 and (run / "before.json").exists()
+    assert not (run / "adapter" / "adapter_config.json").exists()  # really killed mid-training
+
+    # 3. rerun: no generator call, training continues from step 10, the run finishes
+    with shapes_server() as server:
+        result = adapt(index, run, server, cli_env, *flags)
+        assert not server.requests
+    assert result.returncode == 0, result.stderr[-3000:]
+    steps = [json.loads(line)["step"] for line in (run / "adapter" / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 31))
+    assert json.loads((run / "report.json").read_text())["training"]["steps"] == 30
+
+
+# -- the general-domain guard, on sets in the published layouts -------------------------------------
+def make_guard_sets(root: Path) -> dict:
+    """Tiny MMEB-eval and XTD-10 folders as ``hf download --repo-type dataset`` writes them.
+
+    ``MMEB-eval/<Subset>/test-00000-of-00001.parquet`` and ``XTD-10/<lang>/test-00000-of-00001.parquet``,
+    columns ``qry_text, qry_img_path, tgt_text[], tgt_img_path[]`` (candidate 0 the answer), texts with
+    MMEB's ``<|image_1|>\\n`` placeholder, image paths relative to the unpacked image folder.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = random.Random(11)
+    images = root / "eval_images"
+    classes = [(c, s) for c in COLOURS for s in SHAPES]
+
+    def picture(folder: str, colour: str, shape: str, number: int) -> str:
+        name = f"{folder}/{colour}-{shape}-{number}.png"
+        (images / folder).mkdir(parents=True, exist_ok=True)
+        draw(colour, shape, rng).save(images / name)
+        return name
+
+    def write(path: Path, rows: list[dict]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows), path)
+
+    document = "<|image_1|>\nRepresent the given image.\n"
+    imagenet = []  # classification: image -> its class name among all nine
+    for number, (colour, shape) in enumerate(classes):
+        others = [f"{c} {s}" for c, s in classes if (c, s) != (colour, shape)]
+        imagenet.append({"qry_text": "<|image_1|>\nRepresent the given image for classification\n",
+                         "qry_img_path": picture("ImageNet-1K", colour, shape, number),
+                         "tgt_text": [f"{colour} {shape}", *others], "tgt_img_path": [""] * 9})
+    write(root / "MMEB-eval" / "ImageNet-1K" / "test-00000-of-00001.parquet", imagenet)
+    coco = []  # text -> image among 12 drawings
+    for number, (colour, shape) in enumerate(classes):
+        wrong = [rng.choice([k for k in classes if k != (colour, shape)]) for _ in range(11)]
+        paths = [picture("MSCOCO_t2i", colour, shape, 100 + number)]
+        paths += [picture("MSCOCO_t2i", c, s, 200 + 11 * number + i) for i, (c, s) in enumerate(wrong)]
+        coco.append({"qry_text": f"Find me an everyday image that matches the given caption: a {colour} {shape}.\n",
+                     "qry_img_path": "", "tgt_text": [document] * 12, "tgt_img_path": paths})
+    write(root / "MMEB-eval" / "MSCOCO_t2i" / "test-00000-of-00001.parquet", coco)
+    (root / "MMEB-eval" / "README.md").write_text("dataset card\n")  # a hub download has one; not a subset
+    for language in ("es", "ru"):
+        rows = []
+        for number, (colour, shape) in enumerate(classes):
+            wrong = [rng.choice([k for k in classes if k != (colour, shape)]) for _ in range(11)]
+            paths = [picture(f"XTD10/{language}", colour, shape, number)]
+            paths += [picture(f"XTD10/{language}", c, s, 100 + 11 * number + i) for i, (c, s) in enumerate(wrong)]
+            rows.append({"qry_text": CAPTIONS[language](colour, shape), "qry_img_path": "",
+                         "tgt_text": [document] * 12, "tgt_img_path": paths})
+        write(root / "XTD-10" / language / "test-00000-of-00001.parquet", rows)
+    return {"mmeb": root / "MMEB-eval", "xtd": root / "XTD-10", "images": images}
