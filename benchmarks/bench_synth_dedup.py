@@ -12,6 +12,7 @@ before it continues).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import tempfile
@@ -54,7 +55,7 @@ def queries(n: int, seed: int = 0) -> list[tuple[str, str]]:
     cyrillic = "абвгдежзийклмнопрстуфхцчшщыэюя"
     vocabulary = [("".join(rng.choice(latin if i % 3 else cyrillic) for _ in range(rng.randint(2, 10))))
                   for i in range(20_000)]
-    weights = [1 / (rank + 1) for rank in range(len(vocabulary))]
+    cumulative = list(itertools.accumulate(1 / (rank + 1) for rank in range(len(vocabulary))))  # once, not per call
     images = [f"photos/{i:05d}.jpg" for i in range(500)] + [""]  # "" = text-only queries
     made: list[tuple[str, str]] = []
     for _ in range(n):
@@ -65,7 +66,7 @@ def queries(n: int, seed: int = 0) -> list[tuple[str, str]]:
             text = " ".join(words).upper() if rng.random() < 0.5 else " ".join(words) + "!"
         else:
             image = rng.choice(images)
-            text = " ".join(rng.choices(vocabulary, weights, k=rng.randint(6, 18))).capitalize() + "."
+            text = " ".join(rng.choices(vocabulary, cum_weights=cumulative, k=rng.randint(6, 18))).capitalize() + "."
         made.append((image, text))
     return made
 
@@ -87,8 +88,9 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPU(s): figures scale with it")
     print(f"{'queries':>8} {'old filter s':>13} {'old dups':>9} {'MinHash s':>10} {'MinHash dups':>13}")
     sizes = sorted({min(args.old_n // 2, args.n), min(args.old_n, args.n), args.n})
+    every = queries(args.n)  # the same stream at every size: a smaller run is a prefix of the largest
     for size in sizes:
-        items = queries(size)
+        items = every[:size]
         old = run(OldDeduplicator(), items) if size <= args.old_n else None
         new = run(Deduplicator(), items)
         old_cells = f"{old[0]:13.2f} {old[1]:9d}" if old else f"{'(skipped)':>13} {'':>9}"
@@ -100,7 +102,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as work:
         folder = RunFolder(work)
-        accepted = [(image, text) for (image, text) in queries(args.n)]
+        accepted = every
         with open(folder.samples_path, "w", encoding="utf-8") as handle:
             for number, (image, text) in enumerate(accepted):
                 handle.write(json.dumps({"sample_id": f"s0-{number:08d}", "qry_image_path": image,

@@ -112,8 +112,10 @@ def minhash(hashes: np.ndarray) -> np.ndarray:
         return ((_A * hashes[None, :] + _B) >> np.uint64(32)).min(axis=1)
 
 
-def minhash_many(normalised: list[str], chunk: int = 2048) -> list[np.ndarray | None]:
-    """``minhash`` of many texts with a few numpy calls per ``chunk`` texts (a resumed run re-adds 100,000s)."""
+def minhash_many(normalised: list[str], chunk: int = 64) -> list[np.ndarray | None]:
+    """``minhash`` of many texts with a few numpy calls per ``chunk`` texts (a resumed run re-adds 100,000s).
+
+    Small chunks keep the (hash functions x trigrams) array in cache: 64 texts ran twice as fast as 2048."""
     signatures: list[np.ndarray | None] = []
     for start in range(0, len(normalised), chunk):
         hashes, owners = [], []
@@ -126,9 +128,11 @@ def minhash_many(normalised: list[str], chunk: int = 2048) -> list[np.ndarray | 
         if hashes:
             lengths = np.fromiter((len(h) for h in hashes), dtype=np.int64, count=len(hashes))
             flat = np.concatenate(hashes)
-            with np.errstate(over="ignore"):
-                mins = np.minimum.reduceat((_A * flat[None, :] + _B) >> np.uint64(32), np.cumsum(lengths) - lengths,
-                                           axis=1)
+            with np.errstate(over="ignore"):  # in place: one array of the chunk's size, not three
+                values = _A * flat[None, :]
+                values += _B
+                values >>= np.uint64(32)
+            mins = np.minimum.reduceat(values, np.cumsum(lengths) - lengths, axis=1)
             for column, number in enumerate(owners):
                 part[number] = mins[:, column]
         signatures.extend(part)
