@@ -166,7 +166,10 @@ def add_adapt_parser(commands) -> None:
                        "measure overall Precision@1 before and after, to see what adapting costs elsewhere")
     adapt.add_argument("--guard-xtd", metavar="DIR", help="XTD-10 languages (as `trainer eval --xtd` reads them): "
                        "mean text->image Recall@10 before and after")
-    adapt.add_argument("--guard-image-dir", default=".", help="image folder of the guard sets")
+    adapt.add_argument("--guard-image-dir", default=".", help="folder the guard sets' image paths are relative to")
+    adapt.add_argument("--guard-mmeb-image-dir", metavar="DIR", help="the same for --guard-mmeb only (MMEB-eval's "
+                       "images and XTD-10's unpack into different folders); default --guard-image-dir")
+    adapt.add_argument("--guard-xtd-image-dir", metavar="DIR", help="the same for --guard-xtd only")
     adapt.add_argument("--guard-max-drop", type=float, default=2.0, metavar="POINTS",
                        help="not applied if a guard score falls by more than this many points (2.0)")
     decide = adapt.add_mutually_exclusive_group()

@@ -495,14 +495,22 @@ def check_guard(args) -> list[str]:
     for what, folder, known in (("mmeb", args.guard_mmeb, MMEB_DATASETS), ("xtd", args.guard_xtd, XTD_LANGUAGES)):
         if not folder:
             continue
+        images = _guard_images(args, what)
+        if not images.is_dir():
+            raise AdaptError(f"{images}: image folder of --guard-{what} not found (--guard-{what}-image-dir or "
+                             "--guard-image-dir: the folder its image paths are relative to)")
         subsets = find_subsets(folder)
         if not set(subsets) & set(known):
             raise AdaptError(f"{folder}: none of its subsets ({', '.join(sorted(subsets))}) is named as in "
                              f"{'MMEB-eval (ImageNet-1K, MSCOCO_t2i, ...)' if what == 'mmeb' else 'XTD-10 (it, es, ...)'}"
                              f"; --guard-{what} needs those names to compute {GUARD_SCORES[what]}")
-        rows = sum(len(read_rows(source, Path(args.guard_image_dir))) for source in subsets.values())
+        rows = sum(len(read_rows(source, images)) for source in subsets.values())
         described.append(f"{GUARD_SCORES[what]} on {len(subsets)} subset(s), {rows} queries")
     return described
+
+
+def _guard_images(args, what: str) -> Path:
+    return Path(getattr(args, f"guard_{what}_image_dir", None) or args.guard_image_dir)
 
 
 def guard_verdict(scores: dict, max_drop: float) -> dict:
@@ -527,12 +535,14 @@ def _guard(args, model: str, serving: str | None, adapter: Path, run: Path) -> d
         for when, adapter_path in (("before", serving), ("after", str(adapter))):
             log(f"general-domain guard, {when}")
             embedder = load_embedder(model, device=args.device, adapter=adapter_path)
-            report = evaluate(embedder, args.guard_mmeb, args.guard_xtd, args.guard_image_dir,
-                              show_progress=not args.no_progress)
-            for what, value in (("mmeb", report.get("mmeb", {}).get("summary", {}).get("Overall")),
-                                ("xtd", report.get("xtd", {}).get("mean"))):
-                if what in report:
-                    scores.setdefault(GUARD_SCORES[what], {})[when] = round(value, 4)
+            if args.guard_mmeb:
+                report = evaluate(embedder, mmeb=args.guard_mmeb, image_dir=_guard_images(args, "mmeb"),
+                                  show_progress=not args.no_progress)
+                scores.setdefault(GUARD_SCORES["mmeb"], {})[when] = round(report["mmeb"]["summary"]["Overall"], 4)
+            if args.guard_xtd:
+                report = evaluate(embedder, xtd=args.guard_xtd, image_dir=_guard_images(args, "xtd"),
+                                  show_progress=not args.no_progress)
+                scores.setdefault(GUARD_SCORES["xtd"], {})[when] = round(report["xtd"]["mean"], 4)
             del embedder
         _write(run / "guard.json", json.dumps(scores, indent=2))
     verdict = guard_verdict(scores, args.guard_max_drop)

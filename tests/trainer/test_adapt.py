@@ -224,8 +224,8 @@ def test_when_training_does_not_help_nothing_is_applied(tiny_mllama, cli_env, tm
 
     index = make_library(tmp_path, tiny_mllama)
     guard = make_guard_sets(tmp_path / "guard")
-    guard_flags = ["--guard-mmeb", str(guard["mmeb"]), "--guard-xtd", str(guard["xtd"]),
-                   "--guard-image-dir", str(guard["images"])]
+    guard_flags = ["--guard-mmeb", str(guard["mmeb"]), "--guard-mmeb-image-dir", str(guard["mmeb_images"]),
+                   "--guard-xtd", str(guard["xtd"]), "--guard-xtd-image-dir", str(guard["xtd_images"])]
     catalog = (index / CATALOG_FILE).stat()
     with shapes_server() as server:
         dry = adapt(index, tmp_path / "run", server, cli_env, "--n", "18", "--n-eval", "9", "--price-in", "2.5",
@@ -375,14 +375,15 @@ def make_guard_sets(root: Path) -> dict:
     import pyarrow.parquet as pq
 
     rng = random.Random(11)
-    images = root / "eval_images"
     classes = [(c, s) for c in COLOURS for s in SHAPES]
 
-    def picture(folder: str, colour: str, shape: str, number: int) -> str:
+    def picture(images: Path, folder: str, colour: str, shape: str, number: int) -> str:
         name = f"{folder}/{colour}-{shape}-{number}.png"
         (images / folder).mkdir(parents=True, exist_ok=True)
         draw(colour, shape, rng).save(images / name)
         return name
+
+    mmeb_images, xtd_images = root / "images" / "MMEB-eval", root / "images" / "XTD10_dataset"  # unpacked apart
 
     def write(path: Path, rows: list[dict]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -393,14 +394,14 @@ def make_guard_sets(root: Path) -> dict:
     for number, (colour, shape) in enumerate(classes):
         others = [f"{c} {s}" for c, s in classes if (c, s) != (colour, shape)]
         imagenet.append({"qry_text": "<|image_1|>\nRepresent the given image for classification\n",
-                         "qry_img_path": picture("ImageNet-1K", colour, shape, number),
+                         "qry_img_path": picture(mmeb_images, "ImageNet-1K", colour, shape, number),
                          "tgt_text": [f"{colour} {shape}", *others], "tgt_img_path": [""] * 9})
     write(root / "MMEB-eval" / "ImageNet-1K" / "test-00000-of-00001.parquet", imagenet)
     coco = []  # text -> image among 12 drawings
     for number, (colour, shape) in enumerate(classes):
         wrong = [rng.choice([k for k in classes if k != (colour, shape)]) for _ in range(11)]
-        paths = [picture("MSCOCO_t2i", colour, shape, 100 + number)]
-        paths += [picture("MSCOCO_t2i", c, s, 200 + 11 * number + i) for i, (c, s) in enumerate(wrong)]
+        paths = [picture(mmeb_images, "MSCOCO_t2i", colour, shape, 100 + number)]
+        paths += [picture(mmeb_images, "MSCOCO_t2i", c, s, 200 + 11 * number + i) for i, (c, s) in enumerate(wrong)]
         coco.append({"qry_text": f"Find me an everyday image that matches the given caption: a {colour} {shape}.\n",
                      "qry_img_path": "", "tgt_text": [document] * 12, "tgt_img_path": paths})
     write(root / "MMEB-eval" / "MSCOCO_t2i" / "test-00000-of-00001.parquet", coco)
@@ -409,9 +410,9 @@ def make_guard_sets(root: Path) -> dict:
         rows = []
         for number, (colour, shape) in enumerate(classes):
             wrong = [rng.choice([k for k in classes if k != (colour, shape)]) for _ in range(11)]
-            paths = [picture(f"XTD10/{language}", colour, shape, number)]
-            paths += [picture(f"XTD10/{language}", c, s, 100 + 11 * number + i) for i, (c, s) in enumerate(wrong)]
+            paths = [picture(xtd_images, language, colour, shape, number)]
+            paths += [picture(xtd_images, language, c, s, 100 + 11 * number + i) for i, (c, s) in enumerate(wrong)]
             rows.append({"qry_text": CAPTIONS[language](colour, shape), "qry_img_path": "",
                          "tgt_text": [document] * 12, "tgt_img_path": paths})
         write(root / "XTD-10" / language / "test-00000-of-00001.parquet", rows)
-    return {"mmeb": root / "MMEB-eval", "xtd": root / "XTD-10", "images": images}
+    return {"mmeb": root / "MMEB-eval", "xtd": root / "XTD-10", "mmeb_images": mmeb_images, "xtd_images": xtd_images}
