@@ -167,7 +167,7 @@ def test_adapt_raises_heldout_recall_and_applies_the_adapter(adapted):
     before, after = report["before"]["overall"]["recall@10"], report["after"]["overall"]["recall@10"]
     print(f"held-out recall@10 before {before:.1f}, after {after:.1f} (library of {report['before']['library']})")
     assert report["before"]["library"] == 9 * PER_CLASS and report["after"]["overall"]["queries"] == 45
-    assert after >= 50 and after >= before + 30  # measured: 8.9 -> 66.7
+    assert after >= 50 and after >= before + 30  # measured: 8.9 -> 66.7, and 11.1 -> 68.9 on a later run
     assert set(report["after"]["by_language"]) == {"en", "es", "ru"} and set(report["after"]["by_task"]) == {"text"}
     assert report["applied"]["applied"] is True
     assert report["training"]["last_loss"] < report["training"]["first_loss"]
