@@ -19,8 +19,8 @@ Examples:
   python -m indexer build --dir photos/ --model models/tiny --adapter runs/toy   # serve the result
   # your photos, your languages: measure, adapt, and (if it helps) serve the adapted model
   python -m trainer adapt --index index/ --out runs/adapt1 --languages en,uk --n 2000 --dry-run
-  python -m trainer adapt --index index/ --out runs/adapt1 --languages en,uk --n 2000 --apply \
-      --guard-mmeb data/MMEB-eval --guard-image-dir data/eval_images   # and check general ability
+  python -m trainer adapt --index index/ --out runs/adapt1 --languages en,uk --n 2000 --apply \\
+      --guard-mmeb data/MMEB-eval --guard-mmeb-image-dir images/MMEB-eval   # and check general ability
   python -m trainer eval --index index/ --queries runs/adapt1/heldout          # how good is search on my photos?
 """
 from __future__ import annotations
