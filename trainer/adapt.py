@@ -491,6 +491,8 @@ def check_guard(args) -> list[str]:
     from .benchmarks import MMEB_DATASETS, XTD_LANGUAGES
     from .evaluate import find_subsets, read_rows
 
+    if not args.guard_max_drop >= 0:
+        raise AdaptError(f"--guard-max-drop {args.guard_max_drop}: give the points a guard score may fall, 0 or more")
     described = []
     for what, folder, known in (("mmeb", args.guard_mmeb, MMEB_DATASETS), ("xtd", args.guard_xtd, XTD_LANGUAGES)):
         if not folder:
@@ -525,7 +527,10 @@ def _guard(args, model: str, serving: str | None, adapter: Path, run: Path) -> d
     """The guard sets scored by the model the index serves now and by the new adapter."""
     if not (args.guard_mmeb or args.guard_xtd):
         return None
-    scores = _read(run / "guard.json")
+    sets = {what: str(Path(folder).absolute()) for what, folder in (("mmeb", args.guard_mmeb), ("xtd", args.guard_xtd))
+            if folder}
+    saved = _read(run / "guard.json") or {}
+    scores = saved.get("scores") if saved.get("sets") == sets else None  # other guard sets: measure them
     if scores is None:
         from mme5 import load_embedder
 
@@ -544,7 +549,7 @@ def _guard(args, model: str, serving: str | None, adapter: Path, run: Path) -> d
                                   show_progress=not args.no_progress)
                 scores.setdefault(GUARD_SCORES["xtd"], {})[when] = round(report["xtd"]["mean"], 4)
             del embedder
-        _write(run / "guard.json", json.dumps(scores, indent=2))
+        _write(run / "guard.json", json.dumps({"sets": sets, "scores": scores}, indent=2))
     verdict = guard_verdict(scores, args.guard_max_drop)
     for name, value in verdict["scores"].items():
         log(f"guard {name}: {value['before']:.1f} → {value['after']:.1f} ({value['change']:+.1f})")

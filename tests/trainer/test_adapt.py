@@ -258,7 +258,8 @@ def test_when_training_does_not_help_nothing_is_applied(tiny_mllama, cli_env, tm
     assert "## General-domain guard" in markdown and "| MMEB overall P@1 |" in markdown
     assert "no score fell by more than 2 points" in markdown
     saved = json.loads((tmp_path / "run" / "guard.json").read_text())
-    assert saved == {name: {"before": v["before"], "after": v["after"]} for name, v in scores.items()}
+    assert saved["scores"] == {name: {"before": v["before"], "after": v["after"]} for name, v in scores.items()}
+    assert saved["sets"] == {"mmeb": str(guard["mmeb"]), "xtd": str(guard["xtd"])}
 
 
 def test_a_guard_drop_blocks_applying_and_the_report_says_so(tmp_path):
@@ -323,19 +324,21 @@ def test_a_kill_during_synthesis_or_training_resumes_after_the_last_finished_ste
     flags = ["--n", "18", "--n-eval", "9", "--steps", "10", "--batch-size", "4", "--lr", "0", "--save-every", "5",
              "--no-gradient-checkpointing"]
     started = time.monotonic()
-    hang_from = 13  # the held-out queries (9) are done by then; later answers never come before the kill
+    train_samples = run / "synth-train" / "samples.jsonl"
 
     def answering_then_hanging(request, number):
-        return ok(answer(request, number)) if number < hang_from else Reply(content=answer(request, number), delay=300)
+        """Answers until 2 training samples are kept (held-out queries all done), then never in time."""
+        if _lines(train_samples) < 2:
+            return ok(answer(request, number))
+        return Reply(content=answer(request, number), delay=300)
 
     # 1. killed while synthesising the training samples
     with FakeOpenAI(answering_then_hanging) as server:
         process = subprocess.Popen(adapt_command(index, run, server, *flags), cwd=ROOT, env=cli_env,
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        _kill_when(process, lambda: len(server.requests) > hang_from and _lines(run / "synth-train" / "samples.jsonl"),
-                   "training samples")
+        _kill_when(process, lambda: _lines(train_samples) >= 2, "training samples")
     heldout = (run / "heldout" / "samples.jsonl").read_bytes()
-    kept = _lines(run / "synth-train" / "samples.jsonl")
+    kept = _lines(train_samples)
     assert _lines(run / "heldout" / "samples.jsonl") >= 9 and 0 < kept < 18 and not (run / "before.json").exists()
     print(f"killed during synthesis after {time.monotonic() - started:.0f} s with {kept} training samples")
 
