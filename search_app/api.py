@@ -46,6 +46,9 @@ OPTIONS = (
            "only hits standing out from the query's scores over the library (strong_matches in the answer)"),
     Option("dates_in_text", True, lambda: gr.Checkbox(label="dates_in_text", value=True),
            "read a date typed into the text (\"Strand im Juli 2023\") as the date filter (query_dates in the answer)"),
+    Option("places_in_text", True, lambda: gr.Checkbox(label="places_in_text", value=True),
+           "read the name of an indexed place typed into the text (\"praia em Lisboa\") as the place filter "
+           "(query_place in the answer)"),
 )
 # Parameter order: the first three filters sit where the first API version had them (positional callers).
 _LEGACY_FILTERS = ("folder", "date_from", "date_to")
@@ -57,7 +60,7 @@ def parameters() -> list[tuple[str, Any, Callable]]:
     filters = {item.name: (item.name, "", (lambda item=item: gr.Textbox(label=item.name, value=""))) for item in FILTERS}
     ordered = [by_name["k"], by_name["offset"], *(filters.pop(name) for name in _LEGACY_FILTERS),
                by_name["sort"], by_name["collapse_duplicates"], *filters.values()]
-    return ordered + [by_name[name] for name in ("without", "strong_only", "dates_in_text")]
+    return ordered + [by_name[name] for name in ("without", "strong_only", "dates_in_text", "places_in_text")]
 
 
 class SearchAPI:
