@@ -101,6 +101,15 @@ class SearchEngine:
 
         return open_album(self, self.albums.get(name), k=k)
 
+    def similar_groups(self, threshold: float | None = None):
+        """(threshold, groups of near-identical photos) in the current index (indexer/similar.py); the threshold
+        defaults to the index's model family's (mme5/registry.py)."""
+        from indexer.similar import default_threshold, similar_groups
+
+        store = self._live.current().store
+        threshold = default_threshold(store) if threshold in (None, "") else float(threshold)
+        return threshold, similar_groups(store, threshold)
+
     # -- queries ---------------------------------------------------------------------------
     def search_text(self, text: str, **options) -> SearchPage:
         """Photos matching a description, in any language the model knows."""
