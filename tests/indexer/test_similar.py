@@ -68,3 +68,23 @@ def test_the_cli_prints_groups_and_json(bursts):
     assert strict["groups"] == []
     bad = run("similar", "--index", str(bursts), "--threshold", "1.5")
     assert bad.returncode == 1 and "threshold must be in (0, 1]" in bad.stderr
+
+
+def test_calibration_script_separates_edited_copies_from_distinct_photos(bursts, tiny_mllama_dir, capsys):
+    from benchmarks import calibrate_similar
+
+    photos = bursts.parent / "photos"
+    assert calibrate_similar.main(["--photos", str(photos), "--model", str(tiny_mllama_dir), "--device", "cpu",
+                                   "--json", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["photos"] == 8 and result["distinct"]["pairs"] == 28 and result["near_duplicate"]["pairs"] == 32
+    assert set(result["by_edit"]) == {"resize", "jpeg", "crop", "brightness"}
+    assert result["near_duplicate"]["min"] - 1e-5 <= result["threshold"] <= result["near_duplicate"]["median"]
+    assert result["near_duplicates_grouped"] >= 0.96  # the 1st percentile: at most one of 32 copies left out
+    assert 0 <= result["distinct_pairs_wrongly_grouped"] <= 1
+    assert calibrate_similar.main(["--photos", str(photos), "--model", str(tiny_mllama_dir), "--device", "cpu",
+                                   "--quiet", "--max-photos", "4"]) == 0
+    text = capsys.readouterr().out
+    assert "near-duplicate (all)" in text and "distinct photos" in text and "threshold (p1 of near-duplicate" in text
+    assert calibrate_similar.main(["--photos", str(photos / "nope"), "--model", str(tiny_mllama_dir)]) == 1
+    assert "is not a folder" in capsys.readouterr().err
