@@ -109,3 +109,28 @@ def test_similar_groups_list_near_identical_photos_with_the_best_marked(page, ar
     assert len(re.findall("★ best", text)) == len(re.findall(r"group \d+ · ★", text)) >= 1
     assert "copies/red-copy.jpg" in text and "2023/beach/red.jpg" in text  # identical copies are one group
     page.screenshot(path=str(artifacts / "search_app-similar-groups.png"), full_page=True)
+
+
+def test_a_place_typed_in_the_query_becomes_a_removable_chip(page, served_app, tiny_mllama, tmp_path_factory,
+                                                             artifacts):
+    """Last in this module: it adds a photo taken in Lisbon to the served index (the app picks the build up)."""
+    from indexer import build_index
+
+    from .test_filters import make
+
+    _, index = served_app
+    root = tmp_path_factory.mktemp("gps") / "trips"
+    make(root / "lisbon.jpg", 7, None, (38.7167, -9.1333))
+    build_index([root], index, tiny_mllama, show_progress=False)
+    for n in range(20):  # the app looks for a finished build at most every 2 s, on a query
+        page.locator(QUERY).first.fill(f"praia {n} em Lisboa")  # a new text each time: its own status line
+        page.click("#search")
+        wait_status(page, f"“praia {n} em Lisboa”")
+        if page.locator("#place_chip").is_visible():
+            break
+    assert "📍 Lisbon (from “em Lisboa”)" in page.inner_text("#place_chip")
+    assert captions(page) == ["lisbon.jpg"]
+    page.screenshot(path=str(artifacts / "search_app-place-chip.png"), full_page=True)
+    page.click("#place_chip")
+    page.wait_for_selector("#place_chip", state="hidden")
+    page.wait_for_function("document.querySelectorAll('#results img').length === 5")  # the whole library again
