@@ -88,3 +88,16 @@ def test_calibration_script_separates_edited_copies_from_distinct_photos(bursts,
     assert "near-duplicate (all)" in text and "distinct photos" in text and "threshold (p1 of near-duplicate" in text
     assert calibrate_similar.main(["--photos", str(photos / "nope"), "--model", str(tiny_mllama_dir)]) == 1
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_the_threshold_defaults_to_the_index_models_family(bursts):
+    from indexer import IndexStore
+    from indexer.similar import default_threshold
+    from mme5.registry import BACKBONES, similar_threshold
+
+    with IndexStore.open(bursts) as store:
+        assert store.meta["family"] == "mllama" and default_threshold(store) == BACKBONES["mllama"].similar_threshold
+    assert similar_threshold("no-such-family") == similar_threshold(None) == 0.95  # the documented placeholder
+    payload = json.loads(run("similar", "--index", str(bursts), "--json", "--quiet").stdout)
+    assert payload["threshold"] == BACKBONES["mllama"].similar_threshold
+    assert len(payload["groups"]) == 1 and len(payload["groups"][0]["members"]) == 8  # the tiny model: all ≥ 0.95
