@@ -1,4 +1,5 @@
-"""The Gradio Blocks page: search box, "without", image upload, filters, gallery, "more like this", "load more".
+"""The Gradio Blocks page: search box, "without", image upload, filters, gallery, "more like this", "load more",
+date and place chips, albums (saved searches, search_app/albums.py) and similar-photo groups (indexer/similar.py).
 
 Filter boxes are derived from ``filters.FILTERS`` (a new filter appears here without an edit).
 The page keeps the query and filters in the URL, announces the status line to screen
