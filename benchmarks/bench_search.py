@@ -289,7 +289,8 @@ def time_engine(engine, photo: str, queries: int) -> dict:
 def time_features(engine, queries: int) -> dict:
     """Index-side cost of the search features, side by side with them off, in one run (query already encoded).
 
-    off: a plain page. on: the same page with the date reader run on the text, "without" applied to the
+    off: a plain page. on: the same page with the date and place readers run on the text (the place reader
+    knows the index's place names; a library without GPS has none), "without" applied to the
     vector and strong matches only (cut-off from the library sample, strong ones counted). The extra
     text encoding of a "without" text is model time, reported with the model, not here."""
     import numpy as np
@@ -303,6 +304,7 @@ def time_features(engine, queries: int) -> dict:
     plain = SearchOptions.parse(k=20)
     featured = SearchOptions.parse(k=20, strong_only=True, without=["people"])
     engine.rank(vector, featured)  # the library sample is drawn once per opened index, not per query
+    engine.read_query_places("x", plain)  # so are the index's place names
     off, on = [], []
     for n in range(queries):
         for way, bucket in (("off", off), ("on", on)):
@@ -311,6 +313,7 @@ def time_features(engine, queries: int) -> dict:
                 engine.rank(vector, plain)
             else:
                 find_dates(QUERY_TEXTS[n % len(QUERY_TEXTS)])
+                engine.read_query_places(QUERY_TEXTS[n % len(QUERY_TEXTS)], plain)
                 engine.rank(push_away(vector, negative), featured)
             bucket.append(time.perf_counter() - started)
     return {"off": percentiles(off), "on": percentiles(on),
@@ -471,7 +474,7 @@ def print_report(report: dict, as_json: bool) -> None:
               f"with a folder filter {folder['p50_ms']:.1f} / {folder['p95_ms']:.1f}")
         feat = figures["features"]
         print(f"{size:>8} {'':>8} {'features':>9} off {feat['off']['p50_ms']:.2f} / {feat['off']['p95_ms']:.2f}; "
-              f"on (dates, without, strong only) {feat['on']['p50_ms']:.2f} / {feat['on']['p95_ms']:.2f}; "
+              f"on (dates, places, without, strong only) {feat['on']['p50_ms']:.2f} / {feat['on']['p95_ms']:.2f}; "
               f"added p50 {feat['added_p50_ms']:+.2f}")
         for way, row in figures["rare_folder"].items():
             print(f"{size:>8} {'':>8} {'rare':>9} 3-photo folder, {way.replace('_', ' ')}: cold {row['cold_ms']:.1f}, "

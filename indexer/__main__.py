@@ -114,8 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                "from stored vectors, drop orphans, then check again")
 
     similar = command("similar", "groups of near-identical photos (bursts, edits, resized copies), best one first")
-    similar.add_argument("--threshold", type=float, default=0.95,
-                         help="least similarity (cosine) joining two photos (default 0.95; per model, see README)")
+    similar.add_argument("--threshold", type=float, default=None,
+                         help="least similarity (cosine) joining two photos (default: the index's model family's "
+                              "value in mme5/registry.py, 0.95 until calibrated; see README)")
     similar.add_argument("--json", action="store_true", help="print the groups as JSON")
     similar.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -335,10 +336,12 @@ def run_remove(args) -> int:
 def run_similar(args) -> int:
     from tqdm import tqdm
 
-    from .similar import similar_groups
+    from .similar import default_threshold, similar_groups
     from .store import IndexStore
 
     with IndexStore.open(args.index) as store:
+        if args.threshold is None:
+            args.threshold = default_threshold(store)
         with tqdm(total=store.count, desc="comparing", unit="photo", disable=args.quiet, file=sys.stderr) as bar:
             groups = similar_groups(store, args.threshold, progress=bar)
     if args.json:

@@ -45,6 +45,13 @@ class Group:
         return {"best": self.best.path, "members": [member.to_json() for member in self.members]}
 
 
+def default_threshold(store: IndexStore) -> float:
+    """The threshold for this index's model: its backbone family's ``similar_threshold`` (mme5/registry.py)."""
+    from mme5.registry import similar_threshold
+
+    return similar_threshold(store.meta.get("family"))
+
+
 def similar_groups(store: IndexStore, threshold: float, chunk: int = 1024, progress=None) -> list[Group]:
     """Groups (≥ 2 photos, largest first) whose members are chained by similarity ≥ ``threshold``."""
 

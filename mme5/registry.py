@@ -86,6 +86,9 @@ class BackboneSpec:
     fixed_text_length: bool = False  # trained on fixed-length padded text: the trainer keeps that length
     paper_dim: int | None = None  # embedding size of the published model whose paper figures we compare to
     tiny_builder: str = ""  # function in mme5.tiny that builds a few-MB random model of this family
+    # Least cosine similarity joining two photos into a similar-photo group (indexer/similar.py). 0.95 is a
+    # placeholder until ``python -m benchmarks.calibrate_similar`` is run on the real checkpoint (see README).
+    similar_threshold: float = 0.95
 
     def backbone_type(self):
         module, name = self.backbone_class.split(":")
@@ -139,6 +142,12 @@ def by_model_type(model_type: str | None) -> BackboneSpec | None:
         if model_type in spec.model_types:
             return spec
     return None
+
+
+def similar_threshold(family: str | None) -> float:
+    """The default similar-photo threshold of an index built with ``family`` (the dataclass default if unknown)."""
+    spec = BACKBONES.get(family or "")
+    return spec.similar_threshold if spec is not None else BackboneSpec.similar_threshold
 
 
 def runtime_for(quantization: str | None) -> str | None:

@@ -172,6 +172,20 @@ def open_album(engine, album: Album, k: int = ALBUM_K) -> list:
     return pinned + list(page.results)
 
 
+def servable(engine, results) -> list:
+    """The results whose files the engine may serve (its path guard), with their checked paths: what a web
+    download of an album may contain (never a file outside the indexed folders)."""
+    from dataclasses import replace
+
+    allowed = []
+    for result in results:
+        try:
+            allowed.append(replace(result, path=str(engine.servable_path(result.path))))
+        except (OSError, ValueError):  # PathNotAllowedError, or gone since indexing
+            continue
+    return allowed
+
+
 def export(results, target: Path, copy: bool = False) -> list[Path]:
     """A folder with the album's photos as symlinks (default) or copies; names made unique."""
     target = Path(target)
@@ -203,6 +217,21 @@ def export_zip(results, target: Path) -> Path:
             archive.write(result.path, name)
     partial.replace(target)
     return target
+
+
+def saved_options(options: dict) -> dict:
+    """The options worth keeping in an album: set ones only (no paging, no defaults), as JSON-able values."""
+    from .options import SearchOptions
+
+    defaults = SearchOptions()
+    kept = {}
+    for name, value in options.items():
+        if name in ("k", "offset", "exclude") or value is None or value == "" or value == ():
+            continue
+        if hasattr(defaults, name) and getattr(defaults, name) == value:
+            continue
+        kept[name] = list(value) if isinstance(value, tuple) else value
+    return kept
 
 
 def _unique(folder: Path, name: str) -> Path:

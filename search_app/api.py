@@ -1,4 +1,7 @@
-"""The HTTP API: three named Gradio endpoints returning plain JSON, for gradio_client and curl.
+"""The HTTP API: named Gradio endpoints returning plain JSON, for gradio_client and curl.
+
+Searches (/search_text, /search_image, /search_composed), albums (/list_albums, /save_album,
+/open_album, /album_photo) and similar-photo groups (/similar_groups).
 
     from gradio_client import Client, handle_file
     client = Client("http://127.0.0.1:7860/")
@@ -6,6 +9,9 @@
     client.predict(text="Strand im Juli 2023", without="Menschen", strong_only=True, api_name="/search_text")
     client.predict(image=handle_file("cat.jpg"), camera="Canon EOS R6", api_name="/search_image")
     client.predict(image=handle_file("cat.jpg"), text="but at night", api_name="/search_composed")
+    client.predict(name="Beach", text="la plage", folder="2023", api_name="/save_album")
+    client.predict(name="Beach", api_name="/open_album")
+    client.predict(threshold=0.97, api_name="/similar_groups")
 
 The option parameters are derived from ``filters.FILTERS`` and ``OPTIONS`` below: a new
 filter appears in every endpoint without an edit here.
@@ -18,7 +24,10 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from .engine import MAX_QUERY_CHARS, SORTS, SearchEngine
+from indexer.files import printable
+
+from .albums import ALBUM_K, saved_options
+from .engine import MAX_QUERY_CHARS, SORTS, SearchEngine, SearchOptions
 from .filters import FILTERS
 from .uploads import check_upload
 
@@ -46,6 +55,9 @@ OPTIONS = (
            "only hits standing out from the query's scores over the library (strong_matches in the answer)"),
     Option("dates_in_text", True, lambda: gr.Checkbox(label="dates_in_text", value=True),
            "read a date typed into the text (\"Strand im Juli 2023\") as the date filter (query_dates in the answer)"),
+    Option("places_in_text", True, lambda: gr.Checkbox(label="places_in_text", value=True),
+           "read the name of an indexed place typed into the text (\"praia em Lisboa\") as the place filter "
+           "(query_place in the answer)"),
 )
 # Parameter order: the first three filters sit where the first API version had them (positional callers).
 _LEGACY_FILTERS = ("folder", "date_from", "date_to")
@@ -57,7 +69,10 @@ def parameters() -> list[tuple[str, Any, Callable]]:
     filters = {item.name: (item.name, "", (lambda item=item: gr.Textbox(label=item.name, value=""))) for item in FILTERS}
     ordered = [by_name["k"], by_name["offset"], *(filters.pop(name) for name in _LEGACY_FILTERS),
                by_name["sort"], by_name["collapse_duplicates"], *filters.values()]
-    return ordered + [by_name[name] for name in ("without", "strong_only", "dates_in_text")]
+    return ordered + [by_name[name] for name in ("without", "strong_only", "dates_in_text", "places_in_text")]
+
+
+PIN_ACTIONS = ("pin", "remove", "unpin")
 
 
 class SearchAPI:
@@ -83,6 +98,18 @@ class SearchAPI:
                       api_name="search_image", **common)
         trigger.click(self.gpu(self._endpoint(["image", "text"], self.search_composed)), [image, text, *options],
                       api_name="search_composed", **common)
+        with gr.Column(visible=False):
+            name = gr.Textbox(label="name")
+            image_id = gr.Number(label="image_id", precision=0)
+            action = gr.Dropdown(label="action", choices=list(PIN_ACTIONS), value="pin")
+            k = gr.Number(label="k", value=ALBUM_K, precision=0)
+            threshold = gr.Number(label="threshold", value=None)
+        trigger.click(self.list_albums, [], api_name="list_albums", **common)
+        trigger.click(self._endpoint(["name", "text"], self.save_album), [name, text, *options],
+                      api_name="save_album", **common)
+        trigger.click(self.gpu(self.open_album), [name, k], api_name="open_album", **common)
+        trigger.click(self.album_photo, [name, image_id, action], api_name="album_photo", **common)
+        trigger.click(self.similar_groups, [threshold], api_name="similar_groups", **common)
 
     def _endpoint(self, query_names: list[str], search: Callable) -> Callable:
         """A function whose signature names the query inputs and every option (Gradio publishes those names)."""
@@ -113,6 +140,51 @@ class SearchAPI:
         """Photos like the uploaded image, changed as the text says."""
         return self._run(lambda parsed: self.engine.search_composed(check_upload(image), text, **parsed), options)
 
+    # -- albums (search_app/albums.py) and similar-photo groups (indexer/similar.py) --------------
+    def list_albums(self) -> dict:
+        """The index's albums (saved searches) with their queries, options, pinned and removed photos."""
+        albums = self.engine.albums
+        return {"albums": [albums.get(name).to_json() for name in albums.names()]}
+
+    def save_album(self, name: str, text: str, **options) -> dict:
+        """Save a text query with its options as an album (replacing one of that name, keeping its pins)."""
+        try:
+            parsed = engine_options(options)
+            SearchOptions.parse(**parsed)  # refuse bad options now, not when the album is opened
+            return self.engine.albums.save(name, {"text": (text or "").strip()}, saved_options(parsed)).to_json()
+        except (ValueError, TypeError) as error:
+            raise gr.Error(str(error), print_exception=False) from None
+
+    def open_album(self, name: str, k=ALBUM_K) -> dict:
+        """An album's photos now: pinned ones first, then its saved search run again (removed ones left out)."""
+        try:
+            album = self.engine.albums.get(name)
+            results = self.engine.open_album(name, k=_whole(k, ALBUM_K))
+        except (ValueError, TypeError) as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        return {"album": album.to_json(), "results": [result.to_json() for result in results]}
+
+    def album_photo(self, name: str, image_id, action: str = "pin") -> dict:
+        """Pin a photo into an album ("pin"), leave it out for good ("remove"), or undo either ("unpin")."""
+        if action not in PIN_ACTIONS:
+            raise gr.Error(f"action must be one of {', '.join(PIN_ACTIONS)}, got {action!r}", print_exception=False)
+        try:
+            record = self.engine.record(_whole(image_id, None))
+            albums = self.engine.albums
+            album = albums.unpin(name, record.id) if action == "unpin" else albums.pin(name, record.id,
+                                                                                          action == "pin")
+        except (ValueError, TypeError) as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        return album.to_json()
+
+    def similar_groups(self, threshold=None) -> dict:
+        """Groups of near-identical photos (best first in each); the threshold defaults to the model's."""
+        try:
+            used, groups = self.engine.similar_groups(threshold)
+        except (ValueError, TypeError) as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        return {"threshold": used, "groups": [group_json(group) for group in groups]}
+
     def _run(self, search, options: dict) -> dict:
         try:
             page = search(engine_options(options))
@@ -121,6 +193,17 @@ class SearchAPI:
         payload = page.to_json()
         payload["total_indexed"] = self.engine.stats()["images"]
         return payload
+
+
+def group_json(group) -> dict:
+    """A similar-photo group as JSON for the API: ``image_path``, never ``path`` (gradio_client would fetch it)."""
+    members = []
+    for member in group.members:
+        payload = member.to_json()
+        payload["image_path"] = printable(payload.pop("path"))
+        payload["relpath"] = printable(payload["relpath"] or "")
+        members.append(payload)
+    return {"best": members[0]["image_path"], "members": members}
 
 
 def engine_options(raw: dict) -> dict:

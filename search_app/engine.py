@@ -22,6 +22,7 @@ from .live import RELOAD_INTERVAL, LiveIndex, slow_reload_gap as _slow_reload_ga
 from .options import MAX_K, SORTS, SearchOptions
 from .paths import PathGuard, PathNotAllowedError
 from .query_dates import find_dates
+from .query_places import PlaceNames
 from .ranking import IndexChangedError, rank, resolve_filters, strong_cutoff, suggestions
 from .results import SearchPage, SearchResult
 from .filters import BY_NAME
@@ -100,6 +101,15 @@ class SearchEngine:
 
         return open_album(self, self.albums.get(name), k=k)
 
+    def similar_groups(self, threshold: float | None = None):
+        """(threshold, groups of near-identical photos) in the current index (indexer/similar.py); the threshold
+        defaults to the index's model family's (mme5/registry.py)."""
+        from indexer.similar import default_threshold, similar_groups
+
+        store = self._live.current().store
+        threshold = default_threshold(store) if threshold in (None, "") else float(threshold)
+        return threshold, similar_groups(store, threshold)
+
     # -- queries ---------------------------------------------------------------------------
     def search_text(self, text: str, **options) -> SearchPage:
         """Photos matching a description, in any language the model knows."""
@@ -132,6 +142,7 @@ class SearchEngine:
             _check_text(text, "query text")
         opts = SearchOptions.parse(**options)
         opts, dates, embedded = self.read_query_dates(text, opts)
+        opts, place, embedded = self.read_query_places(embedded, opts)
         started = time.perf_counter()
         opened = self._live.current()  # one model+index pair for encoding and ranking
         vector = self._encoder.encode(opened.embedder, text=embedded, image=image, without=tuple(opts.without))
@@ -140,7 +151,7 @@ class SearchEngine:
         return dataclasses.replace(
             page, query_seconds=encoded - started, search_seconds=time.perf_counter() - encoded,
             options=opts.__dict__, query_dates=dates.to_json() if dates else None,
-            embedded_text=embedded if dates else None)
+            query_place=place.to_json() if place else None, embedded_text=embedded if dates or place else None)
 
     def read_query_dates(self, text: str | None, opts: SearchOptions):
         """(options, dates found or None, text to embed): a date typed in the text becomes the date filter.
@@ -155,6 +166,21 @@ class SearchEngine:
             return opts, None, text
         opts = dataclasses.replace(opts, date_from=dates.start, date_to=dates.end)
         return opts, dates, dates.rest or text
+
+    def read_query_places(self, text: str | None, opts: SearchOptions):
+        """(options, place found or None, text to embed): the name of an indexed place typed in the text becomes
+        the place filter (see query_places). Only when no place filter is set already and ``opts.places_in_text``;
+        an index without places costs one dictionary look-up."""
+        if not (opts.places_in_text and opts.place is None and isinstance(text, str) and text.strip()):
+            return opts, None, text
+        opened = self._live.current()
+        names = opened.facts.get("place_names")
+        if names is None:
+            names = opened.facts["place_names"] = PlaceNames(suggestions(opened, BY_NAME["place"]))
+        place = names.find(text)
+        if place is None:
+            return opts, None, text
+        return dataclasses.replace(opts, place=place.place), place, place.rest or text
 
     def encode_query(self, text: str | None = None, image=None, without: Sequence[str] = ()) -> np.ndarray:
         """The (1, dim) query vector; keep it to fetch further pages with ``rank`` without the model."""

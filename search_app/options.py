@@ -46,20 +46,21 @@ def _ids(value) -> tuple[int, ...]:
 
 
 def _parse(cls, k=20, offset=0, sort="score", collapse_duplicates=True, without=None, strong_only=False,
-           exclude=None, dates_in_text=True, **filters):
+           exclude=None, dates_in_text=True, places_in_text=True, **filters):
     """Validated options; ValueError names the option and what to send instead."""
     unknown = set(filters) - set(BY_NAME)
     if unknown:
         raise TypeError(f"unknown search option(s) {sorted(unknown)}; known: "
                         f"k, offset, sort, collapse_duplicates, without, strong_only, exclude, dates_in_text, "
-                        f"{', '.join(BY_NAME)}")
+                        f"places_in_text, {', '.join(BY_NAME)}")
     if sort not in SORTS:
         raise ValueError(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
     values = {name: item.parse(filters.get(name)) for name, item in BY_NAME.items()}
     check_together(values)
     return cls(k=_whole(k, "k", 1, MAX_K), offset=_whole(offset, "offset", 0), sort=sort,
                collapse_duplicates=bool(collapse_duplicates), without=_texts(without, "without"),
-               strong_only=bool(strong_only), exclude=_ids(exclude), dates_in_text=bool(dates_in_text), **values)
+               strong_only=bool(strong_only), exclude=_ids(exclude), dates_in_text=bool(dates_in_text),
+               places_in_text=bool(places_in_text), **values)
 
 
 def _filters_on(self) -> bool:
@@ -73,7 +74,8 @@ SearchOptions = make_dataclass(
      *[(item.name, object, field(default=None)) for item in FILTERS],
      ("sort", str, field(default="score")), ("collapse_duplicates", bool, field(default=True)),
      ("without", tuple, field(default=())), ("strong_only", bool, field(default=False)),
-     ("exclude", tuple, field(default=())), ("dates_in_text", bool, field(default=True))],
+     ("exclude", tuple, field(default=())), ("dates_in_text", bool, field(default=True)),
+     ("places_in_text", bool, field(default=True))],
     frozen=True,
     namespace={"parse": classmethod(_parse), "filters_on": property(_filters_on),
                "__doc__": "Validated options shared by every query type (filter fields: see filters.FILTERS)."},

@@ -51,7 +51,8 @@ class SearchPage:
     With ``strong_only``, ``strong`` counts the photos above the query's cut-off (``cutoff``)
     and ``hidden`` the (filtered) photos below it. ``query_dates`` is the date range read
     from the query text (already applied as date_from/date_to), ``embedded_text`` what was
-    left of the text for the model; ``notes`` are plain-language remarks (e.g. an unknown folder).
+    left of the text for the model; ``query_place`` the indexed place named in the text (applied as
+    the place filter); ``notes`` are plain-language remarks (e.g. an unknown folder).
     """
 
     results: list[SearchResult]
@@ -66,6 +67,7 @@ class SearchPage:
     cutoff: float | None = None
     query_dates: dict | None = None
     embedded_text: str | None = None
+    query_place: dict | None = None
     notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
@@ -81,6 +83,9 @@ class SearchPage:
                                          "cutoff": None if self.cutoff is None else round(float(self.cutoff), 6)}
         if self.query_dates is not None:
             payload["query_dates"] = self.query_dates
+        if self.query_place is not None:
+            payload["query_place"] = self.query_place
+        if self.query_dates is not None or self.query_place is not None:
             payload["embedded_text"] = self.embedded_text
         return payload
 

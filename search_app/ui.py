@@ -1,4 +1,5 @@
-"""The Gradio Blocks page: search box, "without", image upload, filters, gallery, "more like this", "load more".
+"""The Gradio Blocks page: search box, "without", image upload, filters, gallery, "more like this", "load more",
+date and place chips, albums (saved searches, search_app/albums.py) and similar-photo groups (indexer/similar.py).
 
 Filter boxes are derived from ``filters.FILTERS`` (a new filter appears here without an edit).
 The page keeps the query and filters in the URL, announces the status line to screen
@@ -9,6 +10,7 @@ from __future__ import annotations
 import abc
 import html
 import logging
+import re
 import shutil
 import threading
 from collections import OrderedDict
@@ -20,10 +22,12 @@ import gradio as gr
 
 from indexer.files import printable
 
+from .albums import export_zip, saved_options, servable
 from .api import SearchAPI
 from .engine import MAX_QUERY_CHARS, SearchEngine, SearchOptions
 from .filters import FILTERS
 from .private import cache_home, private_dir
+from .results import result_of
 from .thumbnails import ThumbnailCache
 from .uploads import check_upload
 
@@ -35,8 +39,10 @@ SORT_LABELS = {"Best match": "score", "Newest first": "date", "Oldest first": "d
 # Handler inputs after (text, image): the first five where the first page version had them.
 LEGACY = ("folder", "date_from", "date_to", "sort", "collapse")
 OPTION_NAMES = (*LEGACY, *(item.name for item in FILTERS if item.name not in LEGACY),
-                "without", "strong_only", "dates_in_text")
-DEFAULTS = {"sort": "Best match", "collapse": True, "strong_only": False, "dates_in_text": True, "without": ""}
+                "without", "strong_only", "dates_in_text", "places_in_text")
+DEFAULTS = {"sort": "Best match", "collapse": True, "strong_only": False, "dates_in_text": True, "places_in_text": True,
+            "without": ""}
+MAX_GROUPS_SHOWN = 40  # similar-photo groups listed in the gallery at once (largest first)
 
 CSS = """
 #footer { font-size: 0.85em; }
@@ -50,7 +56,7 @@ CSS = """
 /* Contrast (WCAG AA): white on #1d4ed8 is 6.7:1; the focus ring #1d4ed8 on white is 6.7:1. */
 #search, #search:hover { background: #1d4ed8 !important; border-color: #1d4ed8 !important; color: #fff !important; }
 :focus-visible { outline: 3px solid #1d4ed8 !important; outline-offset: 2px !important; }
-#date_chip { max-width: fit-content; }
+#date_chip, #place_chip { max-width: fit-content; }
 /* Gradio's faint texts (upload "- or -", footer links) and the status line dimmed while a query runs. */
 .or, .show-api, .built-with, .show-api *, .built-with * { color: #3f3f46 !important; opacity: 1 !important; }
 #status, #status .pending, #status.pending, .pending #status, #status .prose { opacity: 1 !important; }
@@ -191,7 +197,9 @@ class SearchUI:
                     with gr.Row():
                         search = gr.Button("Search", variant="primary", elem_id="search")
                         clear = gr.Button("Clear", elem_id="clear")
-                    date_chip = gr.Button(visible=False, elem_id="date_chip", size="sm")
+                    with gr.Row():
+                        date_chip = gr.Button(visible=False, elem_id="date_chip", size="sm")
+                        place_chip = gr.Button(visible=False, elem_id="place_chip", size="sm")
                     with gr.Accordion("Filters and sorting", open=False, elem_id="filters") as accordion:
                         boxes = {item.name: gr.Textbox(label=item.label, placeholder=item.placeholder,
                                                        elem_id=item.name, max_lines=1) for item in FILTERS}
@@ -214,20 +222,42 @@ class SearchUI:
                 original = gr.DownloadButton("Open / download original", visible=False, elem_id="original")
                 more = gr.Button("Load more", visible=False, elem_id="load_more")
             details = gr.Markdown(elem_id="details")
+            with gr.Accordion("Albums (saved searches)", open=False, elem_id="albums"):
+                with gr.Row():
+                    album_name = gr.Textbox(label="Album name", placeholder="e.g. Beach 2023", elem_id="album_name",
+                                            max_lines=1, scale=2)
+                    save_album = gr.Button("Save this search as an album", elem_id="save_album", scale=1)
+                with gr.Row():
+                    album_list = gr.Dropdown(label="Your albums", choices=[], value=None, elem_id="album_list",
+                                             scale=2)
+                    open_album = gr.Button("Open album", elem_id="open_album", scale=1)
+                with gr.Row():
+                    pin = gr.Button("📌 Pin selected photo", elem_id="pin", size="sm")
+                    remove = gr.Button("Remove selected photo", elem_id="remove_photo", size="sm")
+                    unpin = gr.Button("Undo pin / remove", elem_id="unpin", size="sm")
+                    make_zip = gr.Button("Make a zip of the album", elem_id="make_zip", size="sm")
+                album_zip = gr.DownloadButton("Download zip", visible=False, elem_id="album_zip")
+            with gr.Accordion("Similar photos (bursts, edits, resized copies)", open=False, elem_id="similar_panel"):
+                with gr.Row():
+                    threshold = gr.Number(label="Least similarity (the model's default)", value=None,
+                                          minimum=0.0, maximum=1.0, step=0.001, elem_id="threshold", scale=2)
+                    find_groups = gr.Button("Find groups of near-identical photos", elem_id="find_groups", scale=1)
             gr.Markdown(self._footer, elem_id="footer")  # a callable: recounted on each page load, after a build
             session = gr.State(None)  # {"vector", "options", "next_offset", "results", "what", "generation", ...}
             selected = gr.State(None)  # image_id of the clicked result
             dates_state = gr.State(True)  # False once the user removed the date chip of this query
+            places_state = gr.State(True)  # False once the user removed the place chip of this query
             url_state = gr.Textbox(visible=False, elem_id="url_state")
             first_new = gr.Number(visible=False, value=-1, elem_id="first_new")
 
             controls = {**boxes, "sort": sort, "collapse": collapse, "without": without, "strong_only": strong,
-                        "dates_in_text": dates_state}
+                        "dates_in_text": dates_state, "places_in_text": places_state}
             values = [controls[name] for name in OPTION_NAMES]
             self._outputs = dict(gallery=gallery, status=status, session=session, more=more, similar=similar,
                                  details=details, selected=selected, date_chip=date_chip, show_all=show_all,
                                  source=source, search=search, original=original, accordion=accordion,
-                                 url=url_state, first_new=first_new, query=query, dates=dates_state, upload=upload)
+                                 url=url_state, first_new=first_new, query=query, dates=dates_state, upload=upload,
+                                 place_chip=place_chip, places=places_state, albums=album_list, album_zip=album_zip)
             outputs = list(self._outputs.values())
             queued = dict(concurrency_id="model", concurrency_limit=self.concurrency_limit, show_progress="minimal",
                           show_progress_on=[status], api_visibility="private")
@@ -239,7 +269,19 @@ class SearchUI:
                     None, [url_state], None, js=AFTER_SEARCH_JS)
             date_chip.click(**busy).then(self.gpu(self._newest(self.on_chip_removed, True)), [query, upload, *values],
                                          outputs, **queued).then(None, [url_state], None, js=AFTER_SEARCH_JS)
-            query.input(lambda: True, None, [dates_state], queue=False, api_visibility="private")
+            place_chip.click(**busy).then(self.gpu(self._newest(self.on_place_chip_removed, True)),
+                                          [query, upload, *values], outputs, **queued).then(
+                None, [url_state], None, js=AFTER_SEARCH_JS)
+            query.input(lambda: (True, True), None, [dates_state, places_state], queue=False, api_visibility="private")
+            save_album.click(self.on_save_album, [album_name, session, *values], [status, album_list],
+                             queue=False, api_visibility="private")
+            open_album.click(**busy).then(self.gpu(self._newest(self.on_open_album, True)), [album_list], outputs,
+                                          **queued).then(None, [url_state], None, js=AFTER_SEARCH_JS)
+            for button, handler in ((pin, self.on_pin), (remove, self.on_remove), (unpin, self.on_unpin)):
+                button.click(self.gpu(self._newest(handler, True)), [album_list, selected], outputs, **queued)
+            make_zip.click(self.on_make_zip, [album_list], [album_zip, status], api_visibility="private")
+            find_groups.click(**busy).then(self._newest(self.on_groups, True), [threshold], outputs, **queued).then(
+                None, [url_state], None, js=AFTER_SEARCH_JS)
             more.click(self._newest(self.on_more, False), [session, gallery, *values], outputs, **queued).then(
                 None, [first_new], None, js=SCROLL_TO_NEW_JS)
             similar.click(**busy).then(self.gpu(self._newest(self.on_similar, True)), [selected, *values], outputs,
@@ -249,7 +291,7 @@ class SearchUI:
                            api_visibility="private", queue=False)
             upload.upload(self.on_upload, [upload], [upload, status], queue=False, api_visibility="private")
             for name, control in controls.items():
-                if name in ("without", "dates_in_text"):
+                if name in ("without", "dates_in_text", "places_in_text"):
                     continue
                 events = [control.submit, control.blur] if isinstance(control, gr.Textbox) else [control.change]
                 for event in events:
@@ -261,6 +303,7 @@ class SearchUI:
             clear.click(self._newest(self.on_clear, True), None, resettable + outputs, queue=False,
                         api_visibility="private").then(
                 None, [url_state], None, js=AFTER_SEARCH_JS)
+            demo.load(self.on_page_ready, None, [album_list, threshold], queue=False, api_visibility="private")
             demo.load(self.on_load, None, [query, without, *boxes.values(), sort, collapse, strong],
                       api_visibility="private").then(self.gpu(self._newest(self.on_search_if_query, True)),
                                                       [query, upload, *values], outputs, **queued)
@@ -283,6 +326,8 @@ class SearchUI:
         try:
             options = self._options(raw)
             options, dates, embedded = self.engine.read_query_dates(text, options) if text else (options, None, text)
+            options, place, embedded = self.engine.read_query_places(embedded, options) if text else (options, None,
+                                                                                                         text)
             progress(0.1, desc="Understanding the query…")
             vector = self.engine.encode_query(text=embedded or None, image=image or None, without=options.without)
         except ValueError as error:
@@ -290,7 +335,7 @@ class SearchUI:
         what = f"“{html.escape(text)}”" if text else "your photo"
         if text and image:
             what = f"your photo + “{html.escape(text)}”"
-        return self._first_page(vector, options, what, progress, raw=raw, text=text, dates=dates)
+        return self._first_page(vector, options, what, progress, raw=raw, text=text, dates=dates, place=place)
 
     def on_search_if_query(self, text, image, *values, progress=gr.Progress()):
         """After a page load from a shared URL: search if the URL held a query."""
@@ -304,6 +349,13 @@ class SearchUI:
         raw["dates_in_text"] = False
         reply = self.on_search(text, image, *[raw[name] for name in OPTION_NAMES], progress=progress)
         return self._patch(reply, dates=False)
+
+    def on_place_chip_removed(self, text, image, *values, progress=gr.Progress()):
+        """The place chip's ✕: the same query with the place name embedded as text, no place filter."""
+        raw = self._raw(values)
+        raw["places_in_text"] = False
+        reply = self.on_search(text, image, *[raw[name] for name in OPTION_NAMES], progress=progress)
+        return self._patch(reply, places=False)
 
     def on_similar(self, image_id, *values, progress=gr.Progress()):
         """"More like this" for the clicked result (by id: the client never names a path); the photo itself is left out."""
@@ -330,7 +382,7 @@ class SearchUI:
             return self._message("No more results.", keep=True)
         raw = self._raw(values)
         try:
-            wanted = self._options(raw, base=session["options"])
+            wanted = _from_text(self._options(raw, base=session["options"]), session)
         except ValueError as error:
             return self._message(f"⚠️ {html.escape(str(error))}", keep=True)
         if _comparable(wanted) != _comparable(session["options"]):
@@ -352,15 +404,145 @@ class SearchUI:
     def on_options_changed(self, session, *values, progress=gr.Progress()):
         """A filter, the sort or the strong-matches switch changed: re-rank the current query at once (no model work)."""
         raw = self._raw(values)
-        if not session:
+        if not session or session.get("vector") is None:  # nothing shown, or an album / similar groups
             return self._reply(accordion=gr.update(label=_filters_label(raw)))
         try:
-            options = self._options(raw, base=session["options"])
+            options = _from_text(self._options(raw, base=session["options"]), session)
         except ValueError as error:
             return self._message(f"⚠️ {html.escape(str(error))}", keep=True, accordion=_filters_label(raw))
         if _comparable(options) == _comparable(session["options"]):
             return self._reply(accordion=gr.update(label=_filters_label(raw)))
         return self._rerank(session, options, raw, progress, "")
+
+    # -- albums and similar-photo groups --------------------------------------------------------------
+    def on_page_ready(self):
+        """Album names and the model's similar-photo threshold, read on each page load."""
+        try:
+            from indexer.similar import default_threshold
+
+            threshold = default_threshold(self.engine.store)
+            names = self.engine.albums.names()
+        except (ValueError, OSError):  # the status line says what is wrong with the index
+            return gr.update(), gr.update()
+        return gr.update(choices=names), threshold
+
+    def on_save_album(self, name, session, *values):
+        """Save the query on screen with the filters now set as an album (replacing one of that name)."""
+        if not session or not (session.get("text") or session.get("similar_to")):
+            return "Search first (a text, or “More like this”), then save the search as an album.", gr.update()
+        raw = self._raw(values)
+        try:
+            options = _from_text(self._options(raw, base=session["options"]), session)
+            query = {"text": session["text"]} if session.get("text") else {"similar_to": int(session["similar_to"])}
+            from_text = (("date_from", "date_to") if session.get("dates") else ()) + (
+                ("place",) if session.get("place") else ())  # read from the text again when the album opens
+            options = {key: value for key, value in options.__dict__.items() if key not in from_text}
+            album = self.engine.albums.save(name, query, _album_values(saved_options(options)))
+        except (ValueError, OSError) as error:
+            return f"⚠️ {html.escape(str(error))}", gr.update()
+        return (f"Saved the album “{html.escape(album.name)}”: open it any time to run the search again "
+                "(new photos appear).", gr.update(choices=self.engine.albums.names(), value=album.name))
+
+    def on_open_album(self, name, progress=gr.Progress()):
+        """An album's photos now: pinned ones first (📌), then its saved search run again; removed ones never."""
+        if not name:
+            return self._message("Choose an album in “Your albums” first.", keep=True)
+        try:
+            album = self.engine.albums.get(name)
+            results = self.engine.open_album(name)
+        except (ValueError, OSError) as error:
+            return self._message(f"⚠️ {html.escape(str(error))}", keep=True)
+        marks = {image_id: "📌 " for image_id in album.pinned}
+        extra = f" ({len(album.pinned)} pinned, {len(album.removed)} removed)" if album.pinned or album.removed else ""
+        return self._show_list(results, f"album “{html.escape(album.name)}”{extra}", marks, progress)
+
+    def on_pin(self, name, image_id, progress=gr.Progress()):
+        """Pin the selected photo into the album chosen in “Your albums” (always in it, first)."""
+        return self.on_album_photo(name, image_id, "pin", progress)
+
+    def on_remove(self, name, image_id, progress=gr.Progress()):
+        """Leave the selected photo out of the album for good, whatever its search finds."""
+        return self.on_album_photo(name, image_id, "remove", progress)
+
+    def on_unpin(self, name, image_id, progress=gr.Progress()):
+        """Undo a pin or a removal: the photo is in the album again only if its search finds it."""
+        return self.on_album_photo(name, image_id, "unpin", progress)
+
+    def on_album_photo(self, name, image_id, action: str, progress=gr.Progress()):
+        if not name:
+            return self._message("Choose an album in “Your albums” first.", keep=True)
+        if image_id is None:
+            return self._message("Click a photo in the results first, then pin or remove it.", keep=True)
+        albums = self.engine.albums
+        try:
+            record = self.engine.record(image_id)
+            if action == "unpin":
+                albums.unpin(name, record.id)
+            else:
+                albums.pin(name, record.id, pinned=action == "pin")
+        except (ValueError, OSError) as error:
+            return self._message(f"⚠️ {html.escape(str(error))}", keep=True)
+        done = {"pin": "Pinned", "remove": "Removed", "unpin": "Undid the pin or removal of"}[action]
+        reply = self.on_open_album(name, progress)
+        status = reply[list(self._names()).index("status")]
+        return self._patch(reply, status=f"{done} {_shown(record.relpath or record.path)}. {status}")
+
+    def on_make_zip(self, name):
+        """The album's original files in a zip, served like originals (private folder, path guard)."""
+        if not name:
+            return gr.update(visible=False), "Choose an album in “Your albums” first."
+        try:
+            results = servable(self.engine, self.engine.open_album(name))
+            if not results:
+                return gr.update(visible=False), f"The album “{html.escape(name)}” has no photos to put in a zip."
+            folder = private_dir(cache_home() / "albums")
+            stem = re.sub(r"[^\w.-]+", "-", name).strip("-.") or "album"
+            target = export_zip(results, folder / (stem + ".zip"))
+        except (ValueError, OSError) as error:
+            return gr.update(visible=False), f"⚠️ {_shown(str(error))}"
+        size = _human_size(target.stat().st_size)
+        return (gr.update(value=str(target), visible=True, label=f"Download “{name}” ({len(results)} photos, {size})"),
+                f"The zip of “{html.escape(name)}” is ready: {len(results)} photos, {size}.")
+
+    def on_groups(self, threshold, progress=gr.Progress()):
+        """Groups of near-identical photos in the results area, the best of each marked ★ (indexer/similar.py)."""
+        try:
+            progress(0.1, desc="Comparing every photo with its neighbours…")
+            used, groups = self.engine.similar_groups(threshold)
+        except (ValueError, TypeError) as error:
+            return self._message(f"⚠️ {html.escape(str(error))}", keep=True)
+        if not groups:
+            return self._message(f"No near-identical photos at similarity ≥ {used:g}. Lower the threshold to find "
+                                 "looser matches.")
+        results, marks = [], {}
+        for number, group in enumerate(groups[:MAX_GROUPS_SHOWN], start=1):
+            for member in group.members:
+                try:
+                    results.append(result_of(self.engine.record(member.image_id), member.score))
+                except ValueError:  # removed since the groups were computed
+                    continue
+                marks[member.image_id] = f"group {number} · " + ("★ best · " if member is group.best else "")
+        more = f" (showing the first {MAX_GROUPS_SHOWN})" if len(groups) > MAX_GROUPS_SHOWN else ""
+        what = (f"{len(groups)} group(s) of near-identical photos at similarity ≥ {used:g}{more}; ★ marks the best "
+                "of each (most pixels, then sharpest)")
+        return self._show_list(results, what, marks, progress)
+
+    def _show_list(self, results, what: str, marks: dict, progress):
+        """A fixed list of photos (an album, similar groups) in the gallery; no paging, no re-ranking."""
+        items, missing = self._gallery_items(results, progress)
+        entries = [(thumbnail, marks.get(result.image_id, "") + caption) for result, (thumbnail, caption) in items]
+        session = {"vector": None, "options": None, "what": what, "text": "", "results": [r for r, _ in items],
+                   "next_offset": None}
+        status = f"Showing {len(entries)} photos: {what}." + self._missing_note(missing)
+        return self._reply(gallery=gr.Gallery(value=entries, selected_index=None), status=status, session=session,
+                           more=gr.update(visible=False), similar=gr.update(visible=False), details="", selected=None,
+                           date_chip=gr.update(visible=False), place_chip=gr.update(visible=False),
+                           show_all=gr.update(visible=False), source=gr.update(value=None, visible=False),
+                           original=gr.update(visible=False), first_new=-1,
+                           search=gr.update(interactive=True, value="Search"))
+
+    def _names(self):
+        return list(self._outputs) if hasattr(self, "_outputs") else list(_OUTPUT_ORDER)
 
     def on_select(self, session, event: gr.SelectData):
         """Show the clicked photo's facts (with its EXIF), offer "more like this" and the original file."""
@@ -400,6 +582,7 @@ class SearchUI:
         reply = self._reply(gallery=[], status=self._welcome(), session=None, more=gr.update(visible=False),
                             similar=gr.update(visible=False), details="", selected=None,
                             date_chip=gr.update(visible=False), show_all=gr.update(visible=False),
+                            place_chip=gr.update(visible=False), places=True, album_zip=gr.update(visible=False),
                             source=gr.update(value=None, visible=False), original=gr.update(visible=False),
                             accordion=gr.update(label="Filters and sorting"), url="", first_new=-1, query="",
                             dates=True, upload=None, search=gr.update(interactive=True, value="Search"))
@@ -416,7 +599,7 @@ class SearchUI:
                 params.get("strong", "0") == "1")
 
     # -- helpers ------------------------------------------------------------------------------
-    def _first_page(self, vector, options, what, progress, raw, text, dates=None, similar_to=None):
+    def _first_page(self, vector, options, what, progress, raw, text, dates=None, similar_to=None, place=None):
         try:
             if self.engine.stats()["images"] == 0:
                 return self._message("The index has no photos yet. Add some with "
@@ -425,7 +608,7 @@ class SearchUI:
         except ValueError as error:  # IndexMismatchError: the index was rebuilt with another model meanwhile
             return self._message(f"⚠️ {html.escape(str(error))}", keep=True)
         session = {"vector": vector, "options": options, "what": what, "text": text, "dates": dates,
-                   "similar_to": similar_to}
+                   "similar_to": similar_to, "place": place, "raw": raw}
         return self._show(page, session, raw, progress, prefix="")
 
     def _rerank(self, session, options, raw, progress, prefix: str):
@@ -439,7 +622,8 @@ class SearchUI:
         what, dates = session["what"], session.get("dates")
         notes = " ".join(html.escape(note) for note in page.notes)
         chip = _chip(dates)
-        common = dict(date_chip=chip, accordion=gr.update(label=_filters_label(raw)), url=self._url(session, raw),
+        common = dict(date_chip=chip, place_chip=_place_chip(session.get("place")), album_zip=gr.update(visible=False),
+                      accordion=gr.update(label=_filters_label(raw)), url=self._url(session, raw),
                       search=gr.update(interactive=True, value="Search"),
                       source=gr.update() if session.get("similar_to") else gr.update(value=None, visible=False),
                       original=gr.update(visible=False), similar=gr.update(visible=False), details="", selected=None)
@@ -510,6 +694,7 @@ class SearchUI:
             k=self.page_size, offset=0, sort=SORT_LABELS.get(raw.get("sort"), "score"),
             collapse_duplicates=bool(raw.get("collapse", True)), without=raw.get("without") or None,
             strong_only=bool(raw.get("strong_only")), dates_in_text=raw.get("dates_in_text") is not False,
+            places_in_text=raw.get("places_in_text") is not False,
             exclude=base.exclude if base is not None else None, **filters)
 
     def _url(self, session, raw) -> str:
@@ -584,7 +769,8 @@ def _shown(text: str) -> str:
 
 
 _OUTPUT_ORDER = ("gallery", "status", "session", "more", "similar", "details", "selected", "date_chip", "show_all",
-                 "source", "search", "original", "accordion", "url", "first_new", "query", "dates", "upload")
+                 "source", "search", "original", "accordion", "url", "first_new", "query", "dates", "upload",
+                 "place_chip", "places", "albums", "album_zip")
 
 
 def _comparable(options: SearchOptions) -> SearchOptions:
@@ -597,6 +783,27 @@ def _filters_label(raw: dict) -> str:
     if raw.get("strong_only"):
         on.append("strong matches only")
     return "Filters and sorting" + (f" · {len(on)} on: {', '.join(on)}" if on else "")
+
+
+def _from_text(options: SearchOptions, session) -> SearchOptions:
+    """``options`` with the date and place the query's text named (a filter change keeps them, like the chips)."""
+    dates, place = session.get("dates"), session.get("place")
+    if dates is not None and options.dates_in_text and options.date_from is None and options.date_to is None:
+        options = replace(options, date_from=dates.start, date_to=dates.end)
+    if place is not None and options.places_in_text and options.place is None:
+        options = replace(options, place=place.place)
+    return options
+
+
+def _album_values(options: dict) -> dict:
+    """Saved options as the API and the CLI write them: sort's value, dates as ISO text."""
+    return {key: value.isoformat() if hasattr(value, "isoformat") else value for key, value in options.items()}
+
+
+def _place_chip(place) -> dict:
+    if not place:
+        return gr.update(visible=False)
+    return gr.update(visible=True, value=f"📍 {place.place} (from “{place.matched}”) ✕", elem_classes=["chip"])
 
 
 def _chip(dates) -> dict:

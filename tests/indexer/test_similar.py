@@ -68,3 +68,36 @@ def test_the_cli_prints_groups_and_json(bursts):
     assert strict["groups"] == []
     bad = run("similar", "--index", str(bursts), "--threshold", "1.5")
     assert bad.returncode == 1 and "threshold must be in (0, 1]" in bad.stderr
+
+
+def test_calibration_script_separates_edited_copies_from_distinct_photos(bursts, tiny_mllama_dir, capsys):
+    from benchmarks import calibrate_similar
+
+    photos = bursts.parent / "photos"
+    assert calibrate_similar.main(["--photos", str(photos), "--model", str(tiny_mllama_dir), "--device", "cpu",
+                                   "--json", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["photos"] == 8 and result["distinct"]["pairs"] == 28 and result["near_duplicate"]["pairs"] == 32
+    assert set(result["by_edit"]) == {"resize", "jpeg", "crop", "brightness"}
+    assert result["near_duplicate"]["min"] - 1e-5 <= result["threshold"] <= result["near_duplicate"]["median"]
+    assert result["near_duplicates_grouped"] >= 0.96  # the 1st percentile: at most one of 32 copies left out
+    assert 0 <= result["distinct_pairs_wrongly_grouped"] <= 1
+    assert calibrate_similar.main(["--photos", str(photos), "--model", str(tiny_mllama_dir), "--device", "cpu",
+                                   "--quiet", "--max-photos", "4"]) == 0
+    text = capsys.readouterr().out
+    assert "near-duplicate (all)" in text and "distinct photos" in text and "threshold (p1 of near-duplicate" in text
+    assert calibrate_similar.main(["--photos", str(photos / "nope"), "--model", str(tiny_mllama_dir)]) == 1
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_the_threshold_defaults_to_the_index_models_family(bursts):
+    from indexer import IndexStore
+    from indexer.similar import default_threshold
+    from mme5.registry import BACKBONES, similar_threshold
+
+    with IndexStore.open(bursts) as store:
+        assert store.meta["family"] == "mllama" and default_threshold(store) == BACKBONES["mllama"].similar_threshold
+    assert similar_threshold("no-such-family") == similar_threshold(None) == 0.95  # the documented placeholder
+    payload = json.loads(run("similar", "--index", str(bursts), "--json", "--quiet").stdout)
+    assert payload["threshold"] == BACKBONES["mllama"].similar_threshold
+    assert len(payload["groups"]) == 1 and len(payload["groups"][0]["members"]) == 8  # the tiny model: all ≥ 0.95

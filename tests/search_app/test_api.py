@@ -159,3 +159,52 @@ def test_dates_in_the_text_without_and_strong_matches_over_http(client):
     assert unknown["results"] == [] and "No folder called “Holidays”" in unknown["notes"][0]
     upper = client.predict(text="x", k=50, folder="2023/BEACH", file_type="jpeg", api_name="/search_text")
     assert sorted(relpaths(upper)) == ["2023/beach/orange.jpg", "2023/beach/red.jpg"]
+
+
+def test_album_and_similar_endpoints_are_published_beside_the_search_ones(client):
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert {"/list_albums", "/save_album", "/open_album", "/album_photo", "/similar_groups"} <= set(endpoints)
+    assert [p["parameter_name"] for p in endpoints["/save_album"]["parameters"]][:3] == ["name", "text", "k"]
+    assert [p["parameter_name"] for p in endpoints["/search_text"]["parameters"]][:2] == ["text", "k"]
+
+
+def test_albums_over_http_save_open_pin_and_remove(client):
+    saved = client.predict(name="Beach  2023", text="la plage", folder="2023", api_name="/save_album")
+    assert saved["name"] == "Beach 2023" and saved["options"] == {"folder": "2023"}
+    assert "Beach 2023" in [album["name"] for album in client.predict(api_name="/list_albums")["albums"]]
+    opened = client.predict(name="Beach 2023", api_name="/open_album")
+    assert sorted(relpaths(opened)) == ["2023/beach/orange.jpg", "2023/beach/red.jpg", "2023/city/blue.jpg"]
+    ids = {r["relpath"]: r["image_id"] for r in client.predict(text="x", k=20, api_name="/search_text")["results"]}
+    client.predict(name="Beach 2023", image_id=ids["misc/gray.jpg"], action="pin", api_name="/album_photo")
+    album = client.predict(name="Beach 2023", image_id=ids["2023/city/blue.jpg"], action="remove",
+                           api_name="/album_photo")
+    assert album["pinned"] == [ids["misc/gray.jpg"]] and album["removed"] == [ids["2023/city/blue.jpg"]]
+    opened = client.predict(name="Beach 2023", api_name="/open_album")
+    assert relpaths(opened)[0] == "misc/gray.jpg"
+    assert sorted(relpaths(opened)) == ["2023/beach/orange.jpg", "2023/beach/red.jpg", "misc/gray.jpg"]
+    client.predict(name="Beach 2023", image_id=ids["2023/city/blue.jpg"], action="unpin", api_name="/album_photo")
+    assert "2023/city/blue.jpg" in relpaths(client.predict(name="Beach 2023", api_name="/open_album"))
+
+
+@pytest.mark.parametrize("call, message", [
+    (dict(name="No such album", api_name="/open_album"), "no album called “No such album”"),
+    (dict(name="x", text="la plage", date_from="not a date", api_name="/save_album"), "is not a date"),
+    (dict(name=" ", text="la plage", api_name="/save_album"), "needs a name"),
+    (dict(name="Beach 2023", image_id=99999, action="pin", api_name="/album_photo"), "no indexed photo has id"),
+    (dict(threshold=1.5, api_name="/similar_groups"), r"threshold must be in \(0, 1\]"),
+])
+def test_bad_album_and_group_requests_get_a_clear_error(client, call, message):
+    with pytest.raises(Exception, match=message):
+        client.predict(**call)
+
+
+def test_similar_groups_over_http_default_to_the_models_threshold(client):
+    from mme5.registry import BACKBONES
+
+    payload = client.predict(api_name="/similar_groups")
+    assert payload["threshold"] == BACKBONES["mllama"].similar_threshold
+    # The tiny random model scores every pair above 0.95, so the whole library is one group.
+    members = [m["relpath"] for m in payload["groups"][0]["members"]]
+    assert len(payload["groups"]) == 1 and {"2023/beach/red.jpg", "copies/red-copy.jpg"} <= set(members)
+    assert payload["groups"][0]["best"] == payload["groups"][0]["members"][0]["image_path"]
+    assert client.predict(threshold=1.0, api_name="/similar_groups")["threshold"] == 1.0

@@ -79,9 +79,9 @@ def test_a_rerank_that_finishes_after_clear_paints_nothing(ui):
     import gradio as gr
 
     tab, other = SimpleNamespace(session_hash="tab"), SimpleNamespace(session_hash="other")
-    ui._outputs = dict.fromkeys(("gallery", "status", "session", "more", "similar", "details", "selected",
-                                 "date_chip", "show_all", "source", "search", "original", "accordion", "url",
-                                 "first_new", "query", "dates", "upload"))
+    from search_app.ui import _OUTPUT_ORDER
+
+    ui._outputs = dict.fromkeys(_OUTPUT_ORDER)  # as build() sets it
     try:
         session = ui._newest(ui.on_search, True)(tab, "ein Hund", None, *FILTERS)[2]
         assert session["results"]
