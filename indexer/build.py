@@ -33,7 +33,7 @@ from .catalog import (
     decode_relpath,
     utcnow,
 )
-from . import space
+from . import rowstore, space
 from .errors import BadRootError, IndexReplacedError
 from .files import FileEntry, FolderProblem, is_within, printable, root_key, scan_root
 from .lock import WriteLock
@@ -229,6 +229,7 @@ class _Build:
         if report.changed:
             print(f"indexer: resumed an interrupted build (vector index: +{report.added} -{report.removed}"
                   f"{', rebuilt: ' + report.rebuilt if report.rebuilt else ''})", file=sys.stderr)
+        rowstore.attach(catalog, index_dir, self.meta, writer=True, show_progress=show_progress)
         self.generation = int(self.meta.get("generation", 0))
         self.pending = _Pending()
         self.in_flight: tuple[_Pending, object] | None = None  # a batch the model is embedding now
@@ -496,11 +497,13 @@ class _Build:
                 )
                 new_ids = [image_id for image_id, status in inserted if status == STATUS_OK]
             self.generation += 1
-            Catalog.set_meta(connection, generation=self.generation)
+            # rows the vector store holds so far (up to the batch before): recorded with the batch
+            Catalog.set_meta(connection, generation=self.generation, **self._store_record())
         self.index.remove(pending.delete_ids)
         if new_ids:
             found, stored = self.catalog.vectors_for_ids(new_ids)
             self.index.add(found, stored)
+            self.catalog.vector_store.append(found, stored)  # vouched for by the next transaction
 
     def _embed(self, pending: "_Pending", future) -> np.ndarray:
         """Vectors for the batch's images; one the model cannot take becomes an error row, not a crash."""
@@ -557,12 +560,15 @@ class _Build:
         self.summary.seconds = time.perf_counter() - self.started
         self.summary.images = self.index.ntotal
         self.summary.index_type = self.index.kind
+        self.catalog.vector_store.sync()
         with self.catalog.session() as session:
-            Catalog.set_meta(session, index_generation=self.generation, index_type=self.index.kind,
+            Catalog.set_meta(session, **self._store_record(), index_generation=self.generation, index_type=self.index.kind,
                              nlist=self.index.nlist, recall=recall, last_build=self.summary.to_dict(),
                              last_build_at=utcnow().isoformat(timespec="seconds"))
             session.commit()
 
+    def _store_record(self) -> dict:
+        return {rowstore.META_KEY: self.catalog.vector_store.record()}
 
     def _allowed_removals(self, gone: list["_Row"]) -> list[int]:
         """Ids of vanished files to drop: all of them with --prune, otherwise per folder at most
