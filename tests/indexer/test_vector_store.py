@@ -3,6 +3,7 @@ from them, rebuilt when it does not match, created on open for older indexes, an
 kill -9 at any moment of a build."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import random
@@ -18,6 +19,7 @@ from indexer.catalog import Catalog
 from indexer.rowstore import HEADER_BYTES, META_KEY, STORE_FILE, RowStore
 from indexer.vectors import VectorIndex
 
+from .conftest import REPO
 from .test_crash import catalog_rows, start_build
 from .test_storage_guarantees_integrity import mount, mounts  # noqa: F401 - the fixture is used by name
 
@@ -161,7 +163,7 @@ def test_kill_9_at_a_random_moment_leaves_store_and_catalog_consistent(make_phot
     index_dir = tmp_path / "index"
     chooser = random.Random(seed)
     process = start_build(photos.folder, index_dir, tiny_mllama_dir)
-    threshold, extra = chooser.randint(1, 25), chooser.uniform(0, 0.3)
+    threshold, extra = chooser.randint(1, 20), chooser.uniform(0, 0.3)
     deadline = time.monotonic() + 240
     while process.poll() is None and catalog_rows(index_dir) < threshold and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -184,3 +186,13 @@ def test_kill_9_at_a_random_moment_leaves_store_and_catalog_consistent(make_phot
         assert store.count == 24
         same_as_catalog(store)
     assert verify(index_dir, deep=True).clean
+
+
+def test_the_rerank_benchmark_prints_both_sources_side_by_side(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("bench_rerank", REPO / "benchmarks" / "bench_rerank.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--rows", "3000", "--dim", "16", "--queries", "3", "--passes", "2", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "sqlite BLOBs" in out and "memory map" in out and "rows 3,000" in out
+    assert (tmp_path / STORE_FILE).is_file()
