@@ -131,7 +131,7 @@ class RowStore:
         """float16 rows of ids below ``rows`` (the caller knows they are searchable)."""
         if self._mapped_rows < self.rows:
             self._remap()
-        return self._map[np.asarray(ids, dtype=np.int64)]
+        return self._map[np.asarray(ids, dtype=np.int64)].view(np.ndarray)  # a copy, not tied to the file
 
     def vectors_for_ids(self, ids, catalog: Catalog) -> tuple[np.ndarray, np.ndarray]:
         """``Catalog.vectors_for_ids`` for searchable ids: rows the store covers from the map, the rest
@@ -262,8 +262,10 @@ def attach(catalog: Catalog, index_dir: Path, meta: dict, writer: bool, show_pro
         lagging = store is None or _lags(catalog, store)
         if not lagging or catalog.mode != "rw":
             return "sqlite (read-only storage)" if store is None else "ok"
-        from .lock import WriteLock
+        from .lock import WriteLock, lock_holder
 
+        if lock_holder(index_dir) is not None:  # a build runs: it writes the store; read what is there
+            return "sqlite (a build is running)" if store is None else "ok"
         try:
             with WriteLock(index_dir, "vector store"):
                 return attach(catalog, index_dir, catalog.get_meta(), writer=True, show_progress=show_progress)
