@@ -418,6 +418,7 @@ class _Build:
     def _commit(self, pending: "_Pending", vectors: np.ndarray | None) -> None:
         """Write one batch's decisions and vectors in one transaction, then update the FAISS index."""
         images = Image.__table__
+        self.catalog.vector_store.sync_if_due()  # rows fsync'ed before the catalog records them
         with self.catalog.engine.begin() as connection:  # one transaction: all of it or none of it
             if vectors is not None and len(vectors):
                 connection.execute(insert(Vector.__table__).prefix_with("OR IGNORE"), [

@@ -11,9 +11,9 @@ values per catalog image id at ``HEADER + id * dim * 2`` (ids are never reused a
 content never changes, so a row once written stays right; ids that are not searchable leave
 sparse holes). The catalog's ``vector_store`` meta records the store id and ``rows``: every
 searchable id below ``rows`` has its row written. A build writes a batch's rows with
-``pwrite`` after committing the batch and records them in the next batch's transaction, so a
-kill -9 at any moment leaves rows the catalog does not vouch for yet (ignored, written again)
-but never the reverse. A file whose header does not match the catalog's record (missing,
+``pwrite`` after committing the batch and records them (once fsync'ed, at most every second)
+in a later batch's transaction, so a kill -9 or a power cut at any moment leaves rows the
+catalog does not vouch for yet (ignored, written again) but never the reverse. A file whose header does not match the catalog's record (missing,
 damaged, from another model, replaced by hand) is rebuilt from the catalog by the next writer;
 until then, and on read-only media where it cannot be written, readers fetch from SQLite.
 The file is only ever extended or replaced by rename, never truncated, so a reader's mapping
@@ -25,6 +25,7 @@ import hashlib
 import os
 import struct
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -42,6 +43,7 @@ HEADER_BYTES = 4096
 MAGIC = b"MME5ROWS"
 VERSION = 1
 _HEADER = struct.Struct("<8sII16s16s")  # magic, version, dim, store id, model digest
+SYNC_INTERVAL_S = 1.0  # a build fsyncs appended rows at most this often before recording them
 MIGRATE_PROGRESS_MIN = 20_000  # rows from which building the file shows a progress bar
 
 
@@ -54,6 +56,8 @@ class RowStore:
 
     def __init__(self, path: Path, dim: int, store_id: str, rows: int, writable: bool):
         self.path, self.dim, self.store_id, self.rows = Path(path), int(dim), store_id, int(rows)
+        self.durable_rows = self.rows  # rows fsync'ed: what the catalog may be told
+        self._synced_at = time.monotonic()
         self.row_bytes = self.dim * 2
         self._fd = os.open(self.path, os.O_RDWR if writable else os.O_RDONLY)
         self._map: np.memmap | None = None
@@ -108,8 +112,8 @@ class RowStore:
 
     # -- facts --------------------------------------------------------------------------
     def record(self) -> dict:
-        """What the catalog keeps about this file (``rows``: every searchable id below it has its row)."""
-        return {"id": self.store_id, "rows": self.rows, "dim": self.dim, "file": STORE_FILE}
+        """What the catalog keeps about this file (``rows``: every searchable id below it has its row, on disk)."""
+        return {"id": self.store_id, "rows": self.durable_rows, "dim": self.dim, "file": STORE_FILE}
 
     def close(self) -> None:
         self._map = None
@@ -176,11 +180,18 @@ class RowStore:
         self.rows = max(self.rows, int(ids.max()) + 1)
 
     def sync(self) -> None:
-        """Make the written rows durable (end of a build; a kill -9 needs no fsync, a power cut does)."""
+        """Make the written rows durable, so that the catalog may vouch for them (a kill -9 needs no
+        fsync, a power cut does)."""
         try:
             os.fsync(self._fd)
         except OSError as error:
             raise os_problem(error, self.path.parent) from error
+        self.durable_rows, self._synced_at = self.rows, time.monotonic()
+
+    def sync_if_due(self) -> None:
+        """``sync`` at most every SYNC_INTERVAL_S while a build appends (its records lag by that much)."""
+        if self.rows > self.durable_rows and time.monotonic() - self._synced_at >= SYNC_INTERVAL_S:
+            self.sync()
 
     def catch_up(self, catalog: Catalog) -> int:
         """Write rows for searchable ids the catalog committed after ``rows`` was recorded; how many."""
