@@ -10,6 +10,9 @@ heavy part and streams results back, so memory stays bounded on any collection s
                                     num_gpus=...)                   loaded once per actor
                      -> iter_batches()                               back to the driver's commits
 
+``RayEmbedding`` is what ``build_index`` hands the build for ``engine="ray"`` (the local
+engine's counterpart is ``indexer.build.LocalEmbedding``); decode tasks hold the build's
+decode budget through one ``BudgetKeeper`` actor, as the local reader threads share theirs.
 Fault tolerance is Ray's, as Ray Data configures it: a killed embedding actor is restarted
 (``max_restarts=-1``) and its batch retried (``max_task_retries=-1``); a decode task whose
 worker died is retried (Ray's task ``max_retries``). Nothing here re-implements that.
