@@ -8,6 +8,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import time
 
 import numpy as np
@@ -152,20 +153,34 @@ def test_read_only_media_without_a_store_serve_from_the_catalog(built, tmp_path,
     assert "re-rank:      from the catalog" in capsys.readouterr().out
 
 
+def recorded_store_rows(index_dir) -> int:
+    """The rows the catalog vouches for, read as a second process would."""
+    try:
+        with sqlite3.connect(f"file:{index_dir / 'catalog.sqlite'}?mode=ro", uri=True, timeout=1) as connection:
+            row = connection.execute("SELECT value FROM meta WHERE key = ?", (META_KEY,)).fetchone()
+    except sqlite3.Error:
+        return 0
+    return int((json.loads(row[0]) or {}).get("rows", 0)) if row else 0
+
+
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_kill_9_at_a_random_moment_leaves_store_and_catalog_consistent(make_photos, tmp_path, tiny_mllama_dir,
                                                                         tiny_mllama, seed):
     photos = make_photos(f"photos{seed}")
-    for i in range(24):
+    for i in range(40):
         photos.jpeg(f"{i // 8}/{i:02d}.jpg", 160, 120, seed=seed * 100 + i)
     photos.raw("broken.jpg", b"not a jpeg")
     index_dir = tmp_path / "index"
     chooser = random.Random(seed)
     process = start_build(photos.folder, index_dir, tiny_mllama_dir)
-    threshold, extra = chooser.randint(1, 20), chooser.uniform(0, 0.3)
+    threshold, extra = chooser.randint(1, 30), chooser.uniform(0, 0.3)
+    if seed % 2:  # after some committed rows
+        ready = lambda: catalog_rows(index_dir) >= threshold  # noqa: E731
+    else:  # after the catalog first vouched for rows of the store
+        ready = lambda: recorded_store_rows(index_dir) > 0  # noqa: E731
     deadline = time.monotonic() + 240
-    while process.poll() is None and catalog_rows(index_dir) < threshold and time.monotonic() < deadline:
+    while process.poll() is None and not ready() and time.monotonic() < deadline:
         time.sleep(0.005)
     time.sleep(extra)  # anywhere between commits, row writes and records
     killed = process.poll() is None
@@ -174,7 +189,16 @@ def test_kill_9_at_a_random_moment_leaves_store_and_catalog_consistent(make_phot
     process.wait()
     if catalog_rows(index_dir) > 0:
         catalog = Catalog(index_dir / "catalog.sqlite")
-        has_model = "fingerprint" in catalog.get_meta()
+        meta = catalog.get_meta()
+        has_model = "fingerprint" in meta
+        if (meta.get(META_KEY) or {}).get("id"):  # as the kill left it, before any open catches up
+            catalog.vector_store = RowStore.open_checked(index_dir, meta)
+            ids = catalog.ok_ids()
+            vouched = ids[catalog.vector_store.covered(ids)]
+            found, blobs = catalog.vectors_for_ids(vouched)
+            assert not len(found) or np.array_equal(catalog.vector_store.rows_for(found).view(np.uint16),
+                                                    blobs.view(np.uint16))
+            assert np.array_equal(catalog.exact_vectors(ids)[1], catalog.vectors_for_ids(ids)[1])
         catalog.close()
         if has_model:
             with IndexStore.open(index_dir) as store:  # loadable, and re-ranks as the catalog would
@@ -183,7 +207,7 @@ def test_kill_9_at_a_random_moment_leaves_store_and_catalog_consistent(make_phot
             assert not [problem for problem in verify(index_dir, deep=True).problems if STORE_FILE in problem]
     build_index([photos.folder], index_dir, tiny_mllama, show_progress=False)
     with IndexStore.open(index_dir) as store:
-        assert store.count == 24
+        assert store.count == 40
         same_as_catalog(store)
     assert verify(index_dir, deep=True).clean
 
