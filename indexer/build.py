@@ -441,13 +441,13 @@ class _Build:
                 )
                 new_ids = [image_id for image_id, status in inserted if status == STATUS_OK]
             self.generation += 1
-            # rows the vector store holds so far (up to the batch before): recorded with the batch
+            # the vector store's fsync'ed rows (earlier batches): recorded with this one
             Catalog.set_meta(connection, generation=self.generation, **self._store_record())
         self.index.remove(pending.delete_ids)
         if new_ids:
             found, stored = self.catalog.vectors_for_ids(new_ids)
             self.index.add(found, stored)
-            self.catalog.vector_store.append(found, stored)  # vouched for by the next transaction
+            self.catalog.vector_store.append(found, stored)  # recorded by a later commit, once fsync'ed
 
     def _embed(self, pending: "_Pending", future) -> np.ndarray:
         """Vectors for the batch's images; one the model cannot take becomes an error row, not a crash."""
@@ -506,8 +506,8 @@ class _Build:
         self.summary.index_type = self.index.kind
         self.catalog.vector_store.sync()
         with self.catalog.session() as session:
-            Catalog.set_meta(session, **self._store_record(), index_generation=self.generation, index_type=self.index.kind,
-                             nlist=self.index.nlist, recall=recall, last_build=self.summary.to_dict(),
+            Catalog.set_meta(session, **self._store_record(), index_generation=self.generation,
+                             index_type=self.index.kind, nlist=self.index.nlist, recall=recall, last_build=self.summary.to_dict(),
                              last_build_at=utcnow().isoformat(timespec="seconds"))
             session.commit()
 
@@ -544,7 +544,6 @@ class _Build:
                 "(by another process); this build's work went with the deleted files and it saved nothing, so the "
                 "index now there was left untouched. Run the build again if that index should include these folders."
             )
-
 
 
 class LocalEmbedding:
