@@ -507,8 +507,8 @@ class _Build:
         self.catalog.vector_store.sync()
         with self.catalog.session() as session:
             Catalog.set_meta(session, **self._store_record(), index_generation=self.generation,
-                             index_type=self.index.kind, nlist=self.index.nlist, recall=recall, last_build=self.summary.to_dict(),
-                             last_build_at=utcnow().isoformat(timespec="seconds"))
+                             index_type=self.index.kind, nlist=self.index.nlist, recall=recall,
+                             last_build=self.summary.to_dict(), last_build_at=utcnow().isoformat(timespec="seconds"))
             session.commit()
 
     def _store_record(self) -> dict:
