@@ -13,8 +13,9 @@ sparse holes). The catalog's ``vector_store`` meta records the store id and ``ro
 searchable id below ``rows`` has its row written. A build writes a batch's rows with
 ``pwrite`` after committing the batch and records them (once fsync'ed, at most every second)
 in a later batch's transaction, so a kill -9 or a power cut at any moment leaves rows the
-catalog does not vouch for yet (ignored, written again) but never the reverse. A file whose header does not match the catalog's record (missing,
-damaged, from another model, replaced by hand) is rebuilt from the catalog by the next writer;
+catalog does not vouch for yet (ignored, written again) but never the reverse. A file whose
+header does not match the catalog's record (missing, damaged, from another model, replaced
+by hand) is rebuilt from the catalog by the next writer;
 until then, and on read-only media where it cannot be written, readers fetch from SQLite.
 The file is only ever extended or replaced by rename, never truncated, so a reader's mapping
 stays valid while a build appends.
