@@ -267,7 +267,10 @@ def run_info(args) -> int:
     recall_text = "exact" if recall.get("exact", True) else f"recall@{recall['k']} {recall['recall_at_k']:.3f}"
     print(f"index type:   {info['index_type']} ({recall_text}; {info['bytes_per_image']} bytes per image)")
     print(f"size on disk: {sizes['total'] / 1e6:.1f} MB (catalog {sizes['catalog'] / 1e6:.1f} MB, "
-          f"vector index {sizes['vector_index'] / 1e6:.1f} MB)")
+          f"vector index {sizes['vector_index'] / 1e6:.1f} MB, vector store {sizes['vector_store'] / 1e6:.1f} MB)")
+    store = info["vector_store"]
+    print(f"re-rank:      {store['file']}: {store['rows']} rows, memory-mapped" if store["serves"] == "memory map"
+          else f"re-rank:      from the catalog ({store['file']}: {store['state']})")
     print("folders:      " + (", ".join(printable(root) for root in info["roots"]) or "none"))
     last = info["last_build"]
     if last:

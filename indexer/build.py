@@ -33,7 +33,7 @@ from .catalog import (
     decode_relpath,
     utcnow,
 )
-from . import space
+from . import rowstore, space
 from .errors import BadRootError, IndexReplacedError
 from .files import FileEntry, FolderProblem, is_within, printable, root_key, scan_root
 from .lock import WriteLock
@@ -180,14 +180,13 @@ def build_index(
         catalog = Catalog(index_dir / CATALOG_FILE, create=True)
         build = None
         try:
-            build_class = _Build
+            embedding = LocalEmbedding()
             if engine == "ray":
-                from .ray_engine import RayOptions, make_ray_build
+                from .ray_engine import RayEmbedding, RayOptions
 
-                build_class = make_ray_build(_Build)
-                build_class.ray_options = ray_options or RayOptions()
-            build = build_class(catalog, index_dir, embedder, batch_size, show_progress, index_type,
-                                include_hidden, workers, prune, max_prune_share, budget)
+                embedding = RayEmbedding(ray_options or RayOptions())
+            build = _Build(catalog, index_dir, embedder, batch_size, show_progress, index_type,
+                           include_hidden, workers, prune, max_prune_share, budget, embedding)
             return build.run(root_paths)
         except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM: say what the committed batches kept
             if build is not None:
@@ -208,7 +207,7 @@ class _Build:
     """One build run; holds the open catalog, the in-memory FAISS index and the counters."""
 
     def __init__(self, catalog, index_dir, embedder, batch_size, show_progress, index_type, include_hidden, workers,
-                 prune=False, max_prune_share=DEFAULT_MAX_PRUNE_SHARE, budget=None):
+                 prune=False, max_prune_share=DEFAULT_MAX_PRUNE_SHARE, budget=None, embedding=None):
         self.catalog, self.index_dir, self.embedder = catalog, index_dir, embedder
         self.identity = folder_identity(index_dir)
         from mme5.gpu_memory import fit_batch_size
@@ -218,6 +217,7 @@ class _Build:
         self.workers = workers or min(8, os.cpu_count() or 1)
         self.prune, self.max_prune_share = prune, max_prune_share
         self.budget = budget or DecodeBudget()
+        self.embedding = embedding or LocalEmbedding()  # how files are read and embedded (local threads or Ray)
         self.summary = BuildSummary(started_at=utcnow().isoformat(timespec="seconds"))
         self.started = time.perf_counter()
         self.start_count = catalog.count()
@@ -229,9 +229,9 @@ class _Build:
         if report.changed:
             print(f"indexer: resumed an interrupted build (vector index: +{report.added} -{report.removed}"
                   f"{', rebuilt: ' + report.rebuilt if report.rebuilt else ''})", file=sys.stderr)
+        rowstore.attach(catalog, index_dir, self.meta, writer=True, show_progress=show_progress)
         self.generation = int(self.meta.get("generation", 0))
         self.pending = _Pending()
-        self.in_flight: tuple[_Pending, object] | None = None  # a batch the model is embedding now
         self.failed_hashes: dict[str, str] = {}  # content the model rejected in this run -> reason
         self.known: set[str] = set()
 
@@ -359,38 +359,12 @@ class _Build:
         return None
 
     def _process(self, work) -> None:
-        """Read files in worker threads (overlapping the model), then catalog them in order."""
-        if not work:
-            return
-        with self.catalog.session() as session:
-            self.known = known = set(session.scalars(select(Vector.content_hash)))
-        draft = self.embedder.backbone.image_draft_size
-        window = max(2 * self.batch_size, 2 * self.workers)
-        progress = tqdm(total=len(work), desc="indexing", unit=" img", disable=not self.show_progress,
-                        file=sys.stderr, dynamic_ncols=True)
-        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="indexer-read")
-        try:
-            queue: deque = deque()
-            items = iter(work)
-            for entry, root_id, row in items:
-                queue.append((pool.submit(read_file, entry, draft, known, self.budget), root_id, row))
-                if len(queue) >= window:
-                    break
-            while queue:
-                future, root_id, row = queue.popleft()
-                nxt = next(items, None)
-                if nxt is not None:
-                    queue.append((pool.submit(read_file, nxt[0], draft, known, self.budget), nxt[1], nxt[2]))
-                self._handle(future.result(), root_id, row)
-                progress.update(1)
-                if self.pending.full(self.batch_size):
-                    self._flush()
-        finally:  # on Ctrl-C/SIGTERM, reads not yet started are dropped instead of run
-            pool.shutdown(wait=True, cancel_futures=True)
-        self.summary.peak_decode_pixels = self.budget.peak
-        self._flush()
-        self._commit_in_flight()
-        progress.close()
+        """Read, decode and embed ``work``, handing each file to ``_handle`` and full batches to ``_flush``."""
+        self.embedding.process(self, work)
+
+    def _flush(self) -> None:
+        """Embed the pending batch and commit it (when and how: the embedding strategy's choice)."""
+        self.embedding.flush(self)
 
     def _handle(self, result: ReadResult, root_id: int, old: "_Row | None") -> None:
         """Decide what one file needs: nothing, a move, a reused vector, an embedding, or an error row."""
@@ -441,39 +415,10 @@ class _Build:
         else:
             pending.embed_hashes[digest] = result.image
 
-    def _flush(self) -> None:
-        """Hand the pending batch to the model in the background, then commit the batch before it.
-
-        One batch is always in flight: while the model embeds it, the reader threads decode
-        the next one (on a GPU, mme5 also preprocesses it meanwhile). Batches still commit
-        one at a time and in order, each in one transaction, so a kill loses at most the
-        batches not yet committed.
-        """
-        pending = self.pending
-        if pending.empty:
-            return
-        self.pending = _Pending()
-        future = None
-        if pending.embed_hashes:
-            future = self.embedder.submit("encode_images", list(pending.embed_hashes.values()),
-                                          batch_size=self.batch_size)
-            self.known.update(pending.embed_hashes)  # later copies of this content reuse its vector
-        self._commit_in_flight()
-        self.in_flight = (pending, future)
-
-    def _commit_in_flight(self) -> None:
-        if self.in_flight is None:
-            return
-        pending, future = self.in_flight
-        self.in_flight = None
-        vectors = self._embed(pending, future) if future is not None else None
-        for digest in [digest for digest in pending.waiting if digest in self.failed_hashes]:
-            self._fail_rows(pending, digest, self.failed_hashes[digest])  # copies of content rejected earlier
-        self._commit(pending, vectors)
-
     def _commit(self, pending: "_Pending", vectors: np.ndarray | None) -> None:
         """Write one batch's decisions and vectors in one transaction, then update the FAISS index."""
         images = Image.__table__
+        self.catalog.vector_store.sync_if_due()  # rows fsync'ed before the catalog records them
         with self.catalog.engine.begin() as connection:  # one transaction: all of it or none of it
             if vectors is not None and len(vectors):
                 connection.execute(insert(Vector.__table__).prefix_with("OR IGNORE"), [
@@ -496,11 +441,13 @@ class _Build:
                 )
                 new_ids = [image_id for image_id, status in inserted if status == STATUS_OK]
             self.generation += 1
-            Catalog.set_meta(connection, generation=self.generation)
+            # the vector store's fsync'ed rows (earlier batches): recorded with this one
+            Catalog.set_meta(connection, generation=self.generation, **self._store_record())
         self.index.remove(pending.delete_ids)
         if new_ids:
             found, stored = self.catalog.vectors_for_ids(new_ids)
             self.index.add(found, stored)
+            self.catalog.vector_store.append(found, stored)  # recorded by a later commit, once fsync'ed
 
     def _embed(self, pending: "_Pending", future) -> np.ndarray:
         """Vectors for the batch's images; one the model cannot take becomes an error row, not a crash."""
@@ -557,12 +504,15 @@ class _Build:
         self.summary.seconds = time.perf_counter() - self.started
         self.summary.images = self.index.ntotal
         self.summary.index_type = self.index.kind
+        self.catalog.vector_store.sync()
         with self.catalog.session() as session:
-            Catalog.set_meta(session, index_generation=self.generation, index_type=self.index.kind,
-                             nlist=self.index.nlist, recall=recall, last_build=self.summary.to_dict(),
-                             last_build_at=utcnow().isoformat(timespec="seconds"))
+            Catalog.set_meta(session, **self._store_record(), index_generation=self.generation,
+                             index_type=self.index.kind, nlist=self.index.nlist, recall=recall,
+                             last_build=self.summary.to_dict(), last_build_at=utcnow().isoformat(timespec="seconds"))
             session.commit()
 
+    def _store_record(self) -> dict:
+        return {rowstore.META_KEY: self.catalog.vector_store.record()}
 
     def _allowed_removals(self, gone: list["_Row"]) -> list[int]:
         """Ids of vanished files to drop: all of them with --prune, otherwise per folder at most
@@ -594,6 +544,81 @@ class _Build:
                 "(by another process); this build's work went with the deleted files and it saved nothing, so the "
                 "index now there was left untouched. Run the build again if that index should include these folders."
             )
+
+
+class LocalEmbedding:
+    """The local engine: reader threads decode within the decode budget while this process's
+    embedder embeds, one batch in flight. ``build_index`` passes a strategy like this to the
+    build (``indexer.ray_engine.RayEmbedding`` for ``--engine ray``): the build keeps the
+    scan, the decisions (``_handle``) and the commits (``_commit``); the strategy decides how
+    files are read and embedded and when a batch is committed."""
+
+    def __init__(self):
+        self.in_flight: tuple[_Pending, object] | None = None  # a batch the model is embedding now
+
+    def process(self, build: "_Build", work) -> None:
+        """Read files in worker threads (overlapping the model), then catalog them in order."""
+        if not work:
+            return
+        with build.catalog.session() as session:
+            build.known = known = set(session.scalars(select(Vector.content_hash)))
+        draft = build.embedder.backbone.image_draft_size
+        window = max(2 * build.batch_size, 2 * build.workers)
+        progress = tqdm(total=len(work), desc="indexing", unit=" img", disable=not build.show_progress,
+                        file=sys.stderr, dynamic_ncols=True)
+        pool = ThreadPoolExecutor(build.workers, thread_name_prefix="indexer-read")
+        try:
+            queue: deque = deque()
+            items = iter(work)
+            for entry, root_id, row in items:
+                queue.append((pool.submit(read_file, entry, draft, known, build.budget), root_id, row))
+                if len(queue) >= window:
+                    break
+            while queue:
+                future, root_id, row = queue.popleft()
+                nxt = next(items, None)
+                if nxt is not None:
+                    queue.append((pool.submit(read_file, nxt[0], draft, known, build.budget), nxt[1], nxt[2]))
+                build._handle(future.result(), root_id, row)
+                progress.update(1)
+                if build.pending.full(build.batch_size):
+                    self.flush(build)
+        finally:  # on Ctrl-C/SIGTERM, reads not yet started are dropped instead of run
+            pool.shutdown(wait=True, cancel_futures=True)
+        build.summary.peak_decode_pixels = build.budget.peak
+        self.flush(build)
+        self._commit_in_flight(build)
+        progress.close()
+
+    def flush(self, build: "_Build") -> None:
+        """Hand the pending batch to the model in the background, then commit the batch before it.
+
+        One batch is always in flight: while the model embeds it, the reader threads decode
+        the next one (on a GPU, mme5 also preprocesses it meanwhile). Batches still commit
+        one at a time and in order, each in one transaction, so a kill loses at most the
+        batches not yet committed.
+        """
+        pending = build.pending
+        if pending.empty:
+            return
+        build.pending = _Pending()
+        future = None
+        if pending.embed_hashes:
+            future = build.embedder.submit("encode_images", list(pending.embed_hashes.values()),
+                                           batch_size=build.batch_size)
+            build.known.update(pending.embed_hashes)  # later copies of this content reuse its vector
+        self._commit_in_flight(build)
+        self.in_flight = (pending, future)
+
+    def _commit_in_flight(self, build: "_Build") -> None:
+        if self.in_flight is None:
+            return
+        pending, future = self.in_flight
+        self.in_flight = None
+        vectors = build._embed(pending, future) if future is not None else None
+        for digest in [digest for digest in pending.waiting if digest in build.failed_hashes]:
+            build._fail_rows(pending, digest, build.failed_hashes[digest])  # copies of content rejected earlier
+        build._commit(pending, vectors)
 
 
 def _device(path: str) -> int | None:

@@ -143,6 +143,7 @@ class Catalog:
 
     def __init__(self, path: Path, create: bool = False, writable: bool = False):
         self.path = Path(path)
+        self.vector_store = None  # indexer.rowstore.RowStore serving exact_vectors, when attached
         if not create and not self.path.is_file():
             raise IndexCorruptError(f"{self.path}: catalog file missing")
         self.mode = _open_mode(self.path, writable=create or writable)
@@ -204,6 +205,9 @@ class Catalog:
         return Session(self.engine, expire_on_commit=False)
 
     def close(self) -> None:
+        if self.vector_store is not None:
+            self.vector_store.close()
+            self.vector_store = None
         self.engine.dispose()
 
     # -- metadata ------------------------------------------------------------------
@@ -256,6 +260,12 @@ class Catalog:
                     found.append(image_id)
                     rows.append(blob)
         return np.asarray(found, dtype=np.int64), _blobs_to_array(rows)
+
+    def exact_vectors(self, ids) -> tuple[np.ndarray, np.ndarray]:
+        """``vectors_for_ids`` for the re-rank of searchable ids: from the memory-mapped vector store
+        when one is attached (indexer/rowstore.py), else from the BLOBs."""
+        store = self.vector_store
+        return self.vectors_for_ids(ids) if store is None else store.vectors_for_ids(ids, self)
 
     def iter_ok_vectors(self, chunk: int = 4096, session: Session | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All searchable (id, float16 vector) pairs in id order, a chunk at a time."""

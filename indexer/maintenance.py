@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, select
 from .atomic import remove_stale_temps
 from .catalog import CATALOG_FILE, STATUS_OK, Catalog, Image, Root, Vector
 from .errors import BadRootError, IndexCorruptError, IndexNotFoundError
+from . import rowstore
 from .files import root_key
 from .lock import WriteLock, lock_holder
 from .salvage import salvage
@@ -138,6 +139,7 @@ def _check_contents(catalog: Catalog, index_dir: Path, deep: bool, report: Verif
         problems.append(f"{len(temps)} leftover temporary file(s) from an interrupted write")
     if not dim:
         return
+    _check_store(catalog, index_dir, meta, deep, report)
     if not recorded_checksums(meta):
         report.checked["checksum"] = "none recorded (written by an older version; the next build records one)"
     try:
@@ -167,6 +169,41 @@ def _check_contents(catalog: Catalog, index_dir: Path, deep: bool, report: Verif
         ids, stored = catalog.vectors_for_ids(sample)
         if len(ids) and not np.allclose(index.reconstruct(ids), stored.astype(np.float32), atol=1e-3):
             problems.append("vector index content differs from the stored vectors")
+
+
+def _check_store(catalog: Catalog, index_dir: Path, meta: dict, deep: bool, report: VerifyReport) -> None:
+    """The memory-mapped vector store (indexer/rowstore.py) against the catalog: header, length, and the
+    rows themselves (a sample; every row with ``deep``). Rows committed after its last record are a note:
+    they are read from the catalog until a writer catches up."""
+    if not (meta.get(rowstore.META_KEY) or {}).get("id"):
+        report.notes.append(f"no {rowstore.STORE_FILE} yet (index from an older version): the next build, or an "
+                            "open with write access, creates it; re-ranking reads the catalog meanwhile")
+        return
+    try:
+        store = rowstore.RowStore.open_checked(index_dir, meta)
+    except ValueError as error:
+        report.problems.append(f"{error}; --repair rebuilds it from the catalog (readers use the catalog meanwhile)")
+        return
+    try:
+        ids = catalog.ok_ids()
+        covered = ids[store.covered(ids)]
+        if len(covered) < len(ids):
+            report.notes.append(f"{len(ids) - len(covered)} searchable image(s) newer than {rowstore.STORE_FILE}'s "
+                                "record; read from the catalog until the next build or open writes them")
+        if not deep:
+            covered = covered[np.linspace(0, len(covered) - 1, min(VECTOR_SAMPLE, len(covered))).astype(int)]
+        wrong = []
+        for start in range(0, len(covered), 8192):
+            found, stored = catalog.vectors_for_ids(covered[start : start + 8192])
+            if len(found):
+                held = store.rows_for(found)
+                wrong.extend(found[np.any(held.view(np.uint16) != stored.view(np.uint16), axis=1)].tolist())
+        report.checked["vector_store_rows"] = len(covered)
+        if wrong:
+            report.problems.append(f"{len(wrong)} row(s) of {rowstore.STORE_FILE} differ from the stored vectors "
+                                   f"(ids {wrong[:5]}); --repair rebuilds it from the catalog")
+    finally:
+        store.close()
 
 
 def _compare_every_vector(catalog: Catalog, index: VectorIndex, report: VerifyReport) -> None:
@@ -247,6 +284,12 @@ def _repair(catalog: Catalog | None, index_dir: Path, report: VerifyReport) -> C
         session.commit()
     index = rebuild(catalog, dim, meta.get("index_type_request"))
     save_index(catalog, index, index_dir / INDEX_FILE)
+    with catalog.session() as session:  # the store is derived too: written again from what the catalog now holds
+        Catalog.set_meta(session, **{rowstore.META_KEY: None})
+        session.commit()
+    rowstore.attach(catalog, index_dir, catalog.get_meta(), writer=True)
+    report.repaired.append(f"rebuilt {rowstore.STORE_FILE} from {catalog.count()} "
+                           "stored vectors")
     recall = measure_recall(catalog, index)
     with catalog.session() as session:
         Catalog.set_meta(session, index_generation=generation, index_type=index.kind, nlist=index.nlist, recall=recall)

@@ -10,6 +10,9 @@ heavy part and streams results back, so memory stays bounded on any collection s
                                     num_gpus=...)                   loaded once per actor
                      -> iter_batches()                               back to the driver's commits
 
+``RayEmbedding`` is what ``build_index`` hands the build for ``engine="ray"`` (the local
+engine's counterpart is ``indexer.build.LocalEmbedding``); decode tasks hold the build's
+decode budget through one ``BudgetKeeper`` actor, as the local reader threads share theirs.
 Fault tolerance is Ray's, as Ray Data configures it: a killed embedding actor is restarted
 (``max_restarts=-1``) and its batch retried (``max_task_retries=-1``); a decode task whose
 worker died is retried (Ray's task ``max_retries``). Nothing here re-implements that.
@@ -18,9 +21,11 @@ that cannot see a folder the driver listed stops the build with a clear error.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,7 +35,7 @@ from tqdm.auto import tqdm
 
 from .errors import IndexerError
 from .files import FileEntry, printable
-from .reader import ReadResult, read_file
+from .reader import DEFAULT_DECODE_BUDGET, DecodeBudget, ReadResult, read_file
 
 RESULT_FIELDS = ("idx", "size", "mtime_ns", "content_hash", "width", "height", "taken_at", "camera", "error",
                  "retry", "vanished", "changed")
@@ -95,14 +100,73 @@ def model_spec(embedder) -> dict:
 
 # -- the two stages ------------------------------------------------------------------------
 
-def decode_batch(batch: dict, draft_size: int, known_hashes, probes: dict) -> dict:
-    """CPU task: hash, metadata and (unless its content is embedded already) pixels of each file."""
+class BudgetKeeper:
+    """Ray actor holding the build's decode budget (``--decode-budget-mp``) for every decode task on
+    the cluster, as ``DecodeBudget`` does for the local engine's threads. Each grant is a lease:
+    one held by a task that died (worker killed; Ray retries the task) is taken back after
+    ``LEASE_S``, so a lost release cannot stall the build."""
+
+    LEASE_S = 120.0  # far longer than decoding one image takes
+    POLL_S = 0.005
+
+    def __init__(self, pixels: int):
+        import threading
+
+        self.budget = DecodeBudget(pixels)
+        self.leases: dict[int, tuple[int, float]] = {}
+        self.lock = threading.Lock()
+        self.next_token = 0
+
+    def acquire(self, pixels: int) -> int:
+        while True:
+            with self.lock:
+                now = time.monotonic()
+                for token, (held, since) in list(self.leases.items()):
+                    if now - since > self.LEASE_S:
+                        del self.leases[token]
+                        self.budget.give_back(held)
+                if self.budget.try_take(pixels):
+                    self.next_token += 1
+                    self.leases[self.next_token] = (pixels, now)
+                    return self.next_token
+            time.sleep(self.POLL_S)
+
+    def release(self, token: int) -> None:
+        with self.lock:
+            held = self.leases.pop(token, None)
+            if held is not None:
+                self.budget.give_back(held[0])
+
+    def peak(self) -> int:
+        return self.budget.peak
+
+
+class SharedBudget:
+    """What a decode task holds instead of a ``DecodeBudget``: the same ``hold``, granted by the BudgetKeeper."""
+
+    def __init__(self, keeper):
+        self.keeper = keeper
+
+    @contextlib.contextmanager
+    def hold(self, pixels: int):
+        import ray
+
+        token = ray.get(self.keeper.acquire.remote(int(pixels)))
+        try:
+            yield
+        finally:
+            ray.get(self.keeper.release.remote(token))
+
+
+def decode_batch(batch: dict, draft_size: int, known_hashes, probes: dict, budget=None) -> dict:
+    """CPU task: hash, metadata and (unless its content is embedded already) pixels of each file,
+    decoding within the cluster-wide ``budget`` (a SharedBudget)."""
     _check_roots(set(batch["root"].tolist()), probes)
     out = {name: [] for name in (*RESULT_FIELDS, "pixels", "pixels_shape")}
     for i in range(len(batch["idx"])):
         entry = FileEntry(str(batch["root"][i]), str(batch["relpath"][i]), int(batch["size"][i]),
                           int(batch["mtime_ns"][i]), batch["problem"][i] or None)
-        result = read_file(entry, draft_size, known_hashes)
+        result = read_file(entry, draft_size, known_hashes, budget)
         out["idx"].append(int(batch["idx"][i]))
         for name in RESULT_FIELDS[1:]:
             value = getattr(result, name)
@@ -184,9 +248,21 @@ def _check_roots(roots: set, probes: dict) -> None:
 
 # -- the driver side -----------------------------------------------------------------------
 
-def ray_results(work: list, embedder, known_hashes: set, options: RayOptions, batch_size: int,
-                show_progress: bool):
-    """Yield ``(work index, ReadResult, vector or None, model error or None)`` as the cluster finishes them."""
+class ray_results:
+    """Iterate ``(work index, ReadResult, vector or None, model error or None)`` as the cluster finishes
+    them; afterwards ``peak_decode_pixels`` is the most pixels the decode tasks held at once."""
+
+    def __init__(self, work: list, embedder, known_hashes: set, options: RayOptions, batch_size: int,
+                 show_progress: bool, decode_budget: int = DEFAULT_DECODE_BUDGET):
+        self.args = (work, embedder, known_hashes, options, batch_size, decode_budget)
+        self.peak_decode_pixels = 0
+
+    def __iter__(self):
+        yield from _ray_results(self, *self.args)
+
+
+def _ray_results(owner: ray_results, work: list, embedder, known_hashes, options: RayOptions, batch_size: int,
+                 decode_budget: int):
     ray = start_ray(options)
     import ray.data  # noqa: F811 - the same module start_ray returned; this loads its data submodule
 
@@ -204,11 +280,12 @@ def ray_results(work: list, embedder, known_hashes: set, options: RayOptions, ba
     items = [{"idx": i, "root": entry.root, "relpath": entry.relpath, "size": entry.size,
               "mtime_ns": entry.mtime_ns, "problem": entry.problem or ""} for i, (entry, _, _) in enumerate(work)]
     actor_args = dict(num_gpus=gpus) if gpus else dict(num_cpus=options.cpus_per_worker)
+    keeper = ray.remote(BudgetKeeper).options(num_cpus=0, max_concurrency=256).remote(decode_budget)
     dataset = (
         ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // batch_size, 1000)))
         .map_batches(decode_batch, batch_size=batch_size, batch_format="numpy", num_cpus=options.cpus_per_decoder,
                      fn_kwargs=dict(draft_size=embedder.backbone.image_draft_size, known_hashes=known_hashes,
-                                    probes=probes),
+                                    probes=probes, budget=SharedBudget(keeper)),
                      )
         .map_batches(EmbedWorker, batch_size=batch_size, batch_format="numpy",
                      compute=ray.data.ActorPoolStrategy(size=actors),
@@ -226,11 +303,14 @@ def ray_results(work: list, embedder, known_hashes: set, options: RayOptions, ba
                 vector = batch["vector"][i]
                 yield (index, result, np.frombuffer(vector, np.float32) if len(vector) else None,
                        batch["embed_error"][i] or None)
+        owner.peak_decode_pixels = int(ray.get(keeper.peak.remote()))
     except Exception as error:  # noqa: BLE001 - Ray wraps worker errors; surface ours as they are
         cause = _find_cause(error, WorkerCannotReadError)
         if cause is not None:
             raise WorkerCannotReadError(str(cause)) from None
         raise
+    finally:
+        ray.kill(keeper)
 
 
 def _plain(name: str, value):
@@ -266,48 +346,49 @@ def _find_cause(error: BaseException, kind: type) -> BaseException | None:
     return None
 
 
-def make_ray_build(base):
-    """The build class for ``--engine ray``: the local build with its read/embed loop on Ray."""
+class RayEmbedding:
+    """The embedding strategy of ``--engine ray`` (see ``indexer.build.LocalEmbedding``): files are read,
+    decoded and embedded on the cluster; each batch is committed as soon as its vectors are back."""
 
-    class RayBuild(base):
-        ray_options: RayOptions = RayOptions()
+    def __init__(self, options: RayOptions | None = None):
+        self.options = options or RayOptions()
 
-        def _process(self, work) -> None:
-            if not work:
-                return
-            from sqlalchemy import select
+    def process(self, build, work) -> None:
+        if not work:
+            return
+        from sqlalchemy import select
 
-            from .catalog import Vector
+        from .catalog import Vector
 
-            with self.catalog.session() as session:
-                self.known = set(session.scalars(select(Vector.content_hash)))
-            progress = tqdm(total=len(work), desc="indexing (ray)", unit=" img", disable=not self.show_progress,
-                            file=sys.stderr, dynamic_ncols=True)
-            for index, result, vector, failure in ray_results(work, self.embedder, frozenset(self.known),
-                                                              self.ray_options, self.batch_size, self.show_progress):
-                _, root_id, row = work[index]
-                if failure is not None and result.content_hash:
-                    result.error = failure  # the model rejected this content: an error row, like the local engine
-                    self.failed_hashes[result.content_hash] = failure
-                result.image = vector  # _handle keeps it as the content's vector (the "image" to embed)
-                self._handle(result, root_id, row)
-                progress.update(1)
-                if self.pending.full(self.batch_size):
-                    self._flush()
-            self._flush()
-            progress.close()
+        with build.catalog.session() as session:
+            build.known = set(session.scalars(select(Vector.content_hash)))
+        progress = tqdm(total=len(work), desc="indexing (ray)", unit=" img", disable=not build.show_progress,
+                        file=sys.stderr, dynamic_ncols=True)
+        results = ray_results(work, build.embedder, frozenset(build.known), self.options, build.batch_size,
+                              build.show_progress, build.budget.limit)
+        for index, result, vector, failure in results:
+            _, root_id, row = work[index]
+            if failure is not None and result.content_hash:
+                result.error = failure  # the model rejected this content: an error row, like the local engine
+                build.failed_hashes[result.content_hash] = failure
+            result.image = vector  # _handle keeps it as the content's vector (the "image" to embed)
+            build._handle(result, root_id, row)
+            progress.update(1)
+            if build.pending.full(build.batch_size):
+                self.flush(build)
+        build.summary.peak_decode_pixels = results.peak_decode_pixels
+        self.flush(build)
+        progress.close()
 
-        def _flush(self) -> None:
-            """Vectors came back with the batch: commit it now, in one transaction."""
-            pending = self.pending
-            if pending.empty:
-                return
-            self.pending = type(pending)()
-            vectors = None
-            if pending.embed_hashes:
-                vectors = np.stack([np.asarray(v, dtype=np.float32) for v in pending.embed_hashes.values()])
-                self.known.update(pending.embed_hashes)
-                self.summary.embedded += len(vectors)
-            self._commit(pending, vectors)
-
-    return RayBuild
+    def flush(self, build) -> None:
+        """Vectors came back with the batch: commit it now, in one transaction."""
+        pending = build.pending
+        if pending.empty:
+            return
+        build.pending = type(pending)()
+        vectors = None
+        if pending.embed_hashes:
+            vectors = np.stack([np.asarray(v, dtype=np.float32) for v in pending.embed_hashes.values()])
+            build.known.update(pending.embed_hashes)
+            build.summary.embedded += len(vectors)
+        build._commit(pending, vectors)

@@ -64,16 +64,26 @@ class DecodeBudget:
     @contextlib.contextmanager
     def hold(self, pixels: int):
         with self._changed:
-            while self.in_use and self.in_use + pixels > self.limit:
+            while not self.try_take(pixels):
                 self._changed.wait()
-            self.in_use += pixels
-            self.peak = max(self.peak, self.in_use)
         try:
             yield
         finally:
             with self._changed:
-                self.in_use -= pixels
+                self.give_back(pixels)
                 self._changed.notify_all()
+
+    def try_take(self, pixels: int) -> bool:
+        """Take ``pixels`` if they fit (or nothing else is decoding); the caller serialises calls.
+        ``hold`` waits on it in threads; the Ray engine's shared budget polls it (indexer/ray_engine.py)."""
+        if self.in_use and self.in_use + pixels > self.limit:
+            return False
+        self.in_use += pixels
+        self.peak = max(self.peak, self.in_use)
+        return True
+
+    def give_back(self, pixels: int) -> None:
+        self.in_use -= pixels
 
 
 def read_file(entry: FileEntry, draft_size: int, known_hashes, budget: DecodeBudget | None = None) -> ReadResult:

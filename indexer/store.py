@@ -13,6 +13,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from . import rowstore
 from .catalog import CATALOG_FILE, CHEAP_CHECK_BYTES, STATUS_ERROR, Catalog, Image, Meta, Root, Vector, decode_relpath
 from .errors import BadRootError, IndexCorruptError, IndexLockedError, IndexNotFoundError
 from .space import meta_updates, resolve_local
@@ -53,6 +54,7 @@ class IndexStore:
         self.index_dir, self.catalog, self.meta, self.index = index_dir, catalog, meta, index
         self.sync_report = sync_report  # non-empty when the index file lagged the catalog (interrupted build)
         self._sorted_ids: np.ndarray | None = None  # the index never changes while open: listed once
+        self.vector_store = "sqlite"  # where re-rank vectors come from: rowstore.attach's answer
 
     @classmethod
     def open(cls, index_dir: Path | str) -> "IndexStore":
@@ -72,13 +74,16 @@ class IndexStore:
                     "run the build again"
                 )
             index, report = load_index(catalog, index_dir, meta)
+            vector_store = rowstore.attach(catalog, index_dir, meta, writer=False)
         except BaseException:
             catalog.close()
             raise
         if report.rebuilt:
             print(f"indexer: {report.rebuilt}; searching a copy rebuilt in memory from the catalog's stored vectors "
                   f"(python -m indexer verify --index {index_dir} --repair rewrites the file)", file=sys.stderr)
-        return cls(index_dir, catalog, meta, index, report)
+        opened = cls(index_dir, catalog, meta, index, report)
+        opened.vector_store = vector_store
+        return opened
 
     def close(self) -> None:
         self.catalog.close()
@@ -280,7 +285,9 @@ class IndexStore:
     def vectors(self, ids) -> np.ndarray:
         """Stored vectors (float16 on disk) as float32, in the order of ``ids``; KeyError for unknown ids."""
         wanted = np.asarray(ids, dtype=np.int64).reshape(-1)
-        found, stored = self.catalog.vectors_for_ids(np.unique(wanted))
+        unique = np.unique(wanted)
+        searchable = self._searchable_sorted()
+        found, stored = self.catalog.exact_vectors(unique[np.isin(unique, searchable)])
         position = {int(i): row for row, i in enumerate(found)}
         missing = [int(i) for i in wanted if int(i) not in position]
         if missing:
@@ -309,7 +316,9 @@ class IndexStore:
             error_count = self.catalog.count(STATUS_ERROR, session)
             stored = int(session.scalar(select(func.count()).select_from(Vector)))
         files = {name: _size(self.index_dir / name) for name in
-                 (CATALOG_FILE, CATALOG_FILE + "-wal", CATALOG_FILE + "-shm", INDEX_FILE)}
+                 (CATALOG_FILE, CATALOG_FILE + "-wal", CATALOG_FILE + "-shm", INDEX_FILE, rowstore.STORE_FILE)}
+        catalog_bytes = sum(files[name] for name in (CATALOG_FILE, CATALOG_FILE + "-wal", CATALOG_FILE + "-shm"))
+        store = self.catalog.vector_store
         return {
             "index_dir": str(self.index_dir),
             "images": self.count,
@@ -327,8 +336,11 @@ class IndexStore:
             "ivf_lists": self.index.nlist,
             "bytes_per_image": round(files[INDEX_FILE] / self.count) if self.count else 0,
             "recall": meta.get("recall"),
-            "size_bytes": {"catalog": sum(v for k, v in files.items() if k != INDEX_FILE),
-                           "vector_index": files[INDEX_FILE], "total": sum(files.values())},
+            "size_bytes": {"catalog": catalog_bytes, "vector_index": files[INDEX_FILE],
+                           "vector_store": files[rowstore.STORE_FILE], "total": sum(files.values())},
+            "vector_store": {"file": rowstore.STORE_FILE, "state": self.vector_store,
+                             "rows": store.rows if store is not None else 0,
+                             "serves": "memory map" if store is not None else "sqlite"},
             "roots": self.roots,
             "created_at": meta.get("created_at"),
             "last_build_at": meta.get("last_build_at"),

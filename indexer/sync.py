@@ -98,8 +98,9 @@ def save_index(catalog: Catalog, index: VectorIndex, path: Path) -> str:
 
 
 def with_exact_vectors(index: VectorIndex, catalog: Catalog) -> VectorIndex:
-    """Let a compressed index re-rank its candidates with the catalog's stored vectors."""
-    index.exact_source = catalog.vectors_for_ids
+    """Let a compressed index re-rank its candidates with the catalog's stored vectors (memory-mapped
+    store when attached: indexer/rowstore.py)."""
+    index.exact_source = catalog.exact_vectors
     return index
 
 

@@ -157,3 +157,19 @@ def test_worker_that_cannot_see_the_photos_stops_the_build_with_advice(ray_clust
     assert done.returncode == 1, done.stderr
     assert "cannot read the photo folder" in done.stderr and "same path on every node" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_ray_decode_tasks_share_the_build_decode_budget(ray_cluster, photos, tiny_siglip, tmp_path):
+    """--decode-budget-mp bounds the pixels decoded at once across Ray's decode tasks too: with a budget
+    of one pixel each image decodes alone, even with two decode tasks running side by side."""
+    from PIL import Image
+
+    from indexer.ray_engine import RayOptions as Options
+
+    sides = [(40 + 8 * i, 30 + 6 * i) for i in range(10)]
+    for i, (width, height) in enumerate(sides):
+        photos.png(f"p{i}.png", Image.fromarray(photos.pixels(width, height, seed=i)))
+    summary = build_index([photos.folder], tmp_path / "index", tiny_siglip, batch_size=2, show_progress=False,
+                          engine="ray", ray_options=Options(cpus_per_decoder=0.5), decode_budget=1)
+    assert summary.images == 10 and not summary.errors
+    assert 0 < summary.peak_decode_pixels <= max(width * height for width, height in sides)
