@@ -77,7 +77,7 @@ def push(index_dir, repo_id: str, private: bool = False, originals: bool = False
         for line in prepared.skipped[:20]:
             print(f"indexer: not published: {line}", file=sys.stderr)
         try:
-            url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+            url = api.create_repo(repo_id, repo_type="dataset", private=private or None, exist_ok=True)
             print(f"uploading {prepared.photos} photos ({prepared.previews} previews"
                   f"{f', {prepared.originals} originals' if originals else ''}) to {url} as {user} ...",
                   file=sys.stderr)
@@ -99,7 +99,6 @@ def _hub_error(error: BaseException, repo_id: str) -> BaseException:
 
 def hub_problem(error: BaseException, repo_id: str, reading: bool) -> IndexerError | None:
     """The one-sentence error a Hub failure stands for, or None (then it is a bug and shown as one)."""
-    import httpx
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
@@ -127,15 +126,27 @@ def hub_problem(error: BaseException, repo_id: str, reading: bool) -> IndexerErr
         if status == 401:
             return PublishError("the Hugging Face token was refused (invalid or expired): run `hf auth login` again "
                                 "or pass another --token")
-        if status in (403, 404, 409) or isinstance(error, RepositoryNotFoundError):
+        if status == 403 or isinstance(error, RepositoryNotFoundError):
             return PublishError(f"{repo_id}: no write access: the repo belongs to someone else, or the token is "
                                 "read-only. Publish under your own name (`hf auth whoami` shows it) or an "
                                 f"organisation you can write to, with a write token ({_first_line(error)})")
         return PublishError(f"{where}: the Hub refused the request ({_first_line(error)}); try again later")
-    if isinstance(error, (httpx.TransportError, ConnectionError, TimeoutError)):
+    if isinstance(error, (*_transport_errors(), ConnectionError, TimeoutError)):
         return PublishError(f"cannot reach the Hugging Face Hub ({_first_line(error) or type(error).__name__}): "
                             "check the network connection (or HF_ENDPOINT), then run the same command again")
     return None
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """No connection, DNS, timeouts: the HTTP client's transport errors (huggingface_hub uses httpx2, older
+    releases httpx)."""
+    found = []
+    for name in ("httpx2", "httpx"):
+        try:
+            found.append(__import__(name).TransportError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
 
 
 def _first_line(error: BaseException) -> str:
