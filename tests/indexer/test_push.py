@@ -133,22 +133,31 @@ def test_push_uploads_the_prepared_dataset_through_the_hub_api(tiny_index, scrip
         assert str(photos).encode() not in data and str(index).encode() not in data, name
 
 
-def test_push_errors_are_one_line_with_what_to_do(tiny_index, scripted_hub):
+def test_push_errors_are_one_line_with_what_to_do(tiny_index, scripted_hub, monkeypatch, capsys, tmp_path):
+    """In this process (the same CLI runner, huggingface_hub configured as HF_ENDPOINT / HF_HOME would)."""
+    from indexer.__main__ import main
+
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_TOKEN_PATH", str(tmp_path / "no-stored-token"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
     _, index = tiny_index
     cases = [
         (dict(token=None), "not logged in to Hugging Face: run `hf auth login`"),
         (dict(token="hf_wrong"), "token was refused"),
         (dict(repo="stranger/photos"), "stranger/photos: no write access: the repo belongs to someone else"),
         (dict(endpoint="http://127.0.0.1:9"), "cannot reach the Hugging Face Hub"),
+        (dict(model=None), "--model-id ORG/NAME"),  # built from a local model folder: a Space could not load it
     ]
     for case, expected in cases:
-        result = push(index, "--repo", case.get("repo", "someone/photos"), "--model-id", HUB_MODEL,
-                      endpoint=case.get("endpoint", scripted_hub), token=case.get("token", "hf_test_token"))
-        assert result.returncode == 1, (case, result.stderr)
-        assert result.stderr.startswith("indexer: error: ") and expected in result.stderr, (case, result.stderr)
-        assert "Traceback" not in result.stderr
-    local_model = push(index, "--repo", "someone/photos", endpoint=scripted_hub)
-    assert local_model.returncode == 1 and "--model-id ORG/NAME" in local_model.stderr
+        monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", case.get("endpoint", scripted_hub))
+        token = case.get("token", "hf_test_token")
+        model = case.get("model", HUB_MODEL)
+        code = main(["push", "--index", str(index), "--repo", case.get("repo", "someone/photos"), "--quiet",
+                     *(["--token", token] if token else []), *(["--model-id", model] if model else [])])
+        stderr = capsys.readouterr().err
+        assert code == 1, (case, stderr)
+        assert stderr.startswith("indexer: error: ") and expected in stderr, (case, stderr)
+        assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
     assert not ScriptedHub.files  # nothing was committed by any of them
 
 

@@ -191,22 +191,22 @@ def test_zero_gpu_start_on_an_hf_index_embeds_nothing(hub, monkeypatch):
         engine.close()
 
 
-def run(*args, env=None):
-    return subprocess.run([sys.executable, *args], cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True,
-                          text=True, timeout=120)
+def test_writers_refuse_an_hf_index_and_readers_use_the_cache(hub, capsys):
+    """The CLIs' own runners, in this process (the app and indexer exit codes and one-line messages)."""
+    from indexer.__main__ import main as indexer_main
+    from search_app.__main__ import main as app_main
 
-
-def test_writers_refuse_an_hf_index_and_readers_use_the_cache(hub):
     before = cache_state(hub)
-    for command in (["-m", "indexer", "build", "--index", URI], ["-m", "indexer", "watch", "--index", URI],
-                    ["app.py", "--index", URI, "--watch"]):
-        result = run(*command)
-        assert result.returncode == 2 and "an index on the Hub is read-only" in result.stderr, result.stderr
-        assert "python -m indexer push" in result.stderr and "Traceback" not in result.stderr
-    info = run("-m", "indexer", "info", "--index", URI, "--json")
-    assert info.returncode == 0, info.stderr
-    assert json.loads(info.stdout)["images"] == PHOTOS and json.loads(info.stdout)["read_only"] is True
-    missing = run("app.py", "--index", "hf://datasets/someone/not-downloaded")
-    assert missing.returncode == 1 and missing.stderr.startswith("app: error: hf://datasets/someone/not-downloaded")
-    assert "not in the Hugging Face cache" in missing.stderr and "Traceback" not in missing.stderr
+    for main, argv in ((indexer_main, ["build", "--index", URI]), (indexer_main, ["watch", "--index", URI]),
+                       (indexer_main, ["remove", "--index", URI, "--dir", "x"]), (app_main, ["--index", URI, "--watch"])):
+        code, stderr = main(argv), capsys.readouterr().err
+        assert code == 2 and "an index on the Hub is read-only" in stderr, stderr
+        assert "python -m indexer push" in stderr and URI in stderr and "Traceback" not in stderr
+    assert indexer_main(["info", "--index", URI, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["images"] == PHOTOS and info["read_only"] is True and info["roots"] == [
+        str(hub / f"datasets--{DATASET.replace('/', '--')}" / "snapshots" / ("a" * 40) / "originals" / "1")]
+    code, stderr = app_main(["--index", "hf://datasets/someone/not-downloaded"]), capsys.readouterr().err
+    assert code == 1 and stderr.startswith("app: error: hf://datasets/someone/not-downloaded")
+    assert "not in the Hugging Face cache" in stderr and "Traceback" not in stderr
     assert cache_state(hub) == before
