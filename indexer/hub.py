@@ -10,9 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .catalog import CATALOG_FILE
 from .errors import IndexerError, IndexNotFoundError
-from .publish import PublishError, prepare_push
 
 HUB_PREFIX = "hf://"
 READ_ONLY_ADVICE = ("an index on the Hub is read-only: build and watch a local index, then publish it again with "
@@ -25,7 +23,7 @@ def is_hub_index(value) -> bool:
 
 
 def parse_hub_index(value) -> tuple[str, str | None]:
-    """(repo id, revision or None) of ``hf://datasets/USER/NAME[@REVISION]``; PublishError otherwise."""
+    """(repo id, revision or None) of ``hf://datasets/USER/NAME[@REVISION]``; IndexNotFoundError otherwise."""
     from huggingface_hub.errors import HfUriError
     from huggingface_hub.utils import parse_hf_uri
 
@@ -47,6 +45,8 @@ def download_index(value) -> Path:
     """The local folder of a published index: downloaded once into the Hugging Face cache (offline: the cached copy)."""
     from huggingface_hub import snapshot_download
 
+    from .catalog import CATALOG_FILE
+
     repo_id, revision = parse_hub_index(value)
     try:
         folder = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision))
@@ -65,6 +65,8 @@ def push(index_dir, repo_id: str, private: bool = False, originals: bool = False
          model_id: str | None = None, message: str | None = None, show_progress: bool = True) -> str:
     """Publish an index as the dataset repo ``repo_id``; returns the commit's URL."""
     from huggingface_hub import HfApi
+
+    from .publish import prepare_push
 
     api = HfApi(token=token)
     try:
@@ -108,6 +110,8 @@ def hub_problem(error: BaseException, repo_id: str, reading: bool) -> IndexerErr
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
+
+    from .publish import PublishError
 
     where = f"hf://datasets/{repo_id}"
     if isinstance(error, LocalTokenNotFoundError):
