@@ -160,6 +160,13 @@ def test_push_errors_are_one_line_with_what_to_do(tiny_index, scripted_hub, monk
         assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
     assert not ScriptedHub.files  # nothing was committed by any of them
 
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", scripted_hub)
+    assert main(["push", "--index", str(index), "--repo", "someone/photos", "--originals", "--quiet", "--token",
+                 "hf_test_token", "--model-id", HUB_MODEL]) == 0
+    photos, _ = tiny_index
+    for number in range(3):  # the originals, read through the staging folder's links
+        assert ScriptedHub.files[f"originals/1/trip/p{number}.jpg"] == (photos / "trip" / f"p{number}.jpg").read_bytes()
+
 
 def test_push_help_has_examples():
     result = subprocess.run([sys.executable, "-m", "indexer", "push", "--help"], cwd=REPO, capture_output=True,

@@ -104,6 +104,21 @@ def test_originals_are_uploaded_only_when_asked(index_dir, library, tmp_path):
         prepare_push(index_dir, tmp_path / "with", model_id=HUB_MODEL, show_progress=False)
 
 
+def test_a_published_copy_is_never_built_into(prepared, tiny_mllama, library, tmp_path):
+    import shutil
+
+    from indexer import build_index
+    from indexer.publish import PublishError
+
+    copy = tmp_path / "copy"
+    shutil.copytree(prepared.folder, copy)
+    with pytest.raises(PublishError, match="published copy of an index"):
+        build_index([library], copy, tiny_mllama, show_progress=False)
+    with sqlite3.connect(copy / "catalog.sqlite") as catalog:  # refused before a row was written
+        assert [path for (path,) in catalog.execute("SELECT path FROM roots")] == ["originals/1"]
+        assert catalog.execute("SELECT count(*) FROM images").fetchone()[0] == PHOTOS
+
+
 def test_served_in_process_previews_stand_in_for_absent_originals(hub):
     from indexer.hub import download_index
     from search_app.__main__ import SAMPLE_PHOTOS, open_or_build
