@@ -119,18 +119,22 @@ def wait_for_server(process: subprocess.Popen, url: str, log: Path, timeout: flo
 
 
 @contextmanager
-def running_app(work: Path, args: list[str], env: dict | None = None):
-    """`python app.py ARGS` in a subprocess on a free 127.0.0.1 port until the block ends: yields the URL."""
+def running_app(work: Path, args: list[str], env: dict | None = None, cwd: Path = REPO, timeout: float = 400,
+                log_name: str = "app.log"):
+    """`python app.py ARGS` (run from ``cwd``) on a free 127.0.0.1 port until the block ends: yields the URL.
+
+    The app's output goes to ``work / log_name``; it is stopped (terminate, then kill) however the block ends.
+    """
     port = free_port()
-    log = work / "app.log"
+    log = work / log_name
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CACHE_HOME": str(work / "cache"),
                    "GRADIO_ANALYTICS_ENABLED": "False", "TMPDIR": str(work), **(env or {})}
     with open(log, "wb") as output:
-        process = subprocess.Popen([sys.executable, "app.py", *args, "--port", str(port)], cwd=REPO, env=environment,
-                                   stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([sys.executable, str(REPO / "app.py"), *args, "--port", str(port)], cwd=cwd,
+                                   env=environment, stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
-        wait_for_server(process, url, log)
+        wait_for_server(process, url, log, timeout=timeout)
         yield url
     finally:
         process.terminate()

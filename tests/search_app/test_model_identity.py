@@ -3,32 +3,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-from .conftest import REPO, free_port, wait_for_server
+from .conftest import running_app
 
 HUB_ID = "google/siglip-base-patch16-256-multilingual"
 
 
 def serve_once(work: Path, model: str, env: dict) -> str:
-    """Start the app, wait until it answers, stop it; returns its log."""
-    port = free_port()
-    log = work / f"app-{port}.log"
-    command = [sys.executable, str(REPO / "app.py"), "--model", model, "--index", "idx", "--photos", "photos",
-               "--port", str(port)]
-    with open(log, "wb") as output:
-        process = subprocess.Popen(command, cwd=work, env=env, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        wait_for_server(process, f"http://127.0.0.1:{port}/", log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    return log.read_text()
+    """Start the app as the README shows it (from ``work``), wait until it answers, stop it; returns its log."""
+    log_name = f"app-{len(list(work.glob('app-*.log')))}.log"
+    with running_app(work, ["--model", model, "--index", "idx", "--photos", "photos"], env=env, cwd=work,
+                     log_name=log_name):
+        pass
+    return (work / log_name).read_text()
 
 
 def test_readme_example_starts_twice_and_the_hub_id_opens_the_same_index(replica_dirs, library, tmp_path, fill_hub_cache):

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -16,7 +14,7 @@ from search_app.engine import MAX_QUERY_CHARS, SearchEngine
 from search_app.thumbnails import ThumbnailCache
 from search_app.ui import SearchUI
 
-from .conftest import REPO, free_port, make_photo, wait_for_server
+from .conftest import make_photo, running_app
 
 ODD_NAME = b"caf\xe9.jpg"  # Latin-1 bytes: not valid UTF-8
 HUGE_QUERY = "a dog on a beach " * (30 * 2**20 // 17)  # ~30 MB of text
@@ -94,24 +92,9 @@ def test_a_30_mb_query_is_refused_fast_without_touching_the_model(odd_engine, mo
 def odd_app(tmp_path_factory, odd_library, tiny_mllama_dir):
     """The real app over the odd library, indexing it on first start."""
     work = tmp_path_factory.mktemp("odd-app")
-    port = free_port()
-    log = work / "app.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CACHE_HOME": str(work / "cache"), "GRADIO_ANALYTICS_ENABLED": "False",
-           "TMPDIR": str(work)}
-    command = [sys.executable, "app.py", "--index", str(work / "index"), "--model", str(tiny_mllama_dir),
-               "--photos", str(odd_library), "--port", str(port)]
-    with open(log, "wb") as output:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_for_server(process, url, log, timeout=600)  # first start indexes the photos; CI machines are slow
-        yield url, log
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    args = ["--index", str(work / "index"), "--model", str(tiny_mllama_dir), "--photos", str(odd_library)]
+    with running_app(work, args, timeout=600) as url:  # first start indexes the photos; CI machines are slow
+        yield url, work / "app.log"
 
 
 def test_the_app_serves_a_non_utf8_name_and_refuses_a_30_mb_query(odd_app):
