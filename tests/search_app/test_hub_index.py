@@ -6,14 +6,12 @@ import hashlib
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from .conftest import COPY_OF_RED, LIBRARY, REPO, free_port, wait_for_server
+from .conftest import COPY_OF_RED, LIBRARY, running_app
 
 HUB_MODEL = "someone/tiny-mllama"
 DATASET = "someone/photos"
@@ -162,22 +160,12 @@ def test_app_serves_an_hf_index_offline_and_leaves_the_cache_untouched(hub, tmp_
     from gradio_client import Client
 
     before = cache_state(hub)
-    port = free_port()
-    log = tmp_path / "app.log"
-    env = {**os.environ, "MME5_PORT": str(port), "TMPDIR": str(tmp_path)}
-    with open(log, "wb") as output:
-        process = subprocess.Popen([sys.executable, "app.py", "--index", URI, "--device", "cpu"], cwd=REPO, env=env,
-                                   stdout=output, stderr=subprocess.STDOUT)
-    try:
-        wait_for_server(process, f"http://127.0.0.1:{port}/", log)
-        answer = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(text="a red photo", k=PHOTOS,
-                                                                           api_name="/search_text")
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-    assert answer["total_indexed"] == PHOTOS, log.read_text()
+    with running_app(tmp_path, ["--index", URI, "--device", "cpu"]) as url:  # HF_HUB_CACHE/OFFLINE from `hub`
+        answer = Client(url, verbose=False).predict(text="a red photo", k=PHOTOS, api_name="/search_text")
+    log = (tmp_path / "app.log").read_text()
+    assert answer["total_indexed"] == PHOTOS, log
     assert {r["relpath"] for r in answer["results"]} | {COPY_OF_RED} >= set(LIBRARY)
-    assert f"serving {PHOTOS} photos with {HUB_MODEL}" in log.read_text()
+    assert f"serving {PHOTOS} photos with {HUB_MODEL}" in log
     assert cache_state(hub) == before  # no -wal, -shm, .lock or rewritten meta in the snapshot
 
 
