@@ -66,8 +66,18 @@ def push(index_dir, repo_id: str, private: bool = False, originals: bool = False
     """Publish an index as the dataset repo ``repo_id``; returns the commit's URL."""
     from huggingface_hub import HfApi
 
-    from .publish import prepare_push
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
 
+    from .publish import PublishError, prepare_push
+
+    try:
+        validate_repo_id(repo_id)
+        if repo_id.count("/") != 1:
+            raise HFValidationError("expected USER/NAME")
+    except HFValidationError as error:
+        raise PublishError(f"--repo {repo_id!r}: not a repo name ({_first_line(error)}); give USER/NAME, e.g. "
+                           "alice/holiday-photos") from None
     api = HfApi(token=token)
     try:
         user = api.whoami()["name"]  # before minutes of previews: no token / no network is said at once

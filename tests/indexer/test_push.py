@@ -146,7 +146,8 @@ def test_push_errors_are_one_line_with_what_to_do(tiny_index, scripted_hub, monk
         (dict(token="hf_wrong"), "token was refused"),
         (dict(repo="stranger/photos"), "stranger/photos: no write access: the repo belongs to someone else"),
         (dict(endpoint="http://127.0.0.1:9"), "cannot reach the Hugging Face Hub"),
-        (dict(model=None), "--model-id ORG/NAME"),  # built from a local model folder: a Space could not load it
+        (dict(model=None), "--model-id ORG/NAME"),
+        (dict(repo="no-slash"), "--repo 'no-slash': not a repo name"),  # built from a local model folder: a Space could not load it
     ]
     for case, expected in cases:
         monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", case.get("endpoint", scripted_hub))
