@@ -70,6 +70,7 @@ def hub_model_id(recorded: str, given: str | None = None) -> str:
 def prepare_push(index_dir, folder, originals: bool = False, model_id: str | None = None,
                  preview_size: int | None = None, show_progress: bool = True) -> PreparedIndex:
     """Write into ``folder`` (new or empty) exactly what `push` uploads; returns what is in it."""
+    from mme5.atomic import write_atomic
     from mme5.images import PREVIEW_SIZE
 
     from .lock import WriteLock
@@ -102,7 +103,7 @@ def prepare_push(index_dir, folder, originals: bool = False, model_id: str | Non
         published = {"format": PUBLISH_FORMAT, "previews": PREVIEWS, "preview_size": preview_size or PREVIEW_SIZE,
                      "originals": originals, "photos": len(records)}
         _scrub(folder / CATALOG_FILE, hub_id, published)
-        (folder / "README.md").write_text(dataset_card(store.meta, hub_id, published, prepared), encoding="utf-8")
+        write_atomic(folder / "README.md", dataset_card(store.meta, hub_id, published, prepared))
     finally:
         store.close()
     check = IndexStore.open(folder, immutable=True)  # the copy opens as the app will open it, unchanged
