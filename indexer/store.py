@@ -131,8 +131,8 @@ class IndexStore:
     def preview_file(self, content_hash: str | None) -> Path | None:
         """The published preview of a photo's content (shown when the originals were not published), or None."""
         published = self.published
-        if not published or not content_hash:
-            return None
+        if not published or not content_hash or content_hash.strip("0123456789abcdef"):
+            return None  # a hash is hex: a downloaded catalog cannot point the preview anywhere else
         path = self.index_dir / published["previews"] / content_hash[:2] / f"{content_hash}.jpg"
         return path if path.is_file() else None
 
