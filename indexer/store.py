@@ -75,6 +75,8 @@ class IndexStore:
                     f"{index_dir}: the catalog has no model metadata (its first build was interrupted); "
                     "run the build again"
                 )
+            if meta.get("published"):
+                _check_published_roots(index_dir, catalog)
             index, report = load_index(catalog, index_dir, meta)
         except BaseException:
             catalog.close()
@@ -423,6 +425,17 @@ def normalise_folder(folder) -> str | None:
     if text.startswith("../") or text == "..":
         raise BadRootError(f"folder {folder!r} points outside the indexed folders: give a folder inside one of them")
     return text
+
+
+def _check_published_roots(index_dir: Path, catalog: Catalog) -> None:
+    """A published (downloaded) index may only name folders inside itself: the app serves files under its roots."""
+    import re
+
+    for root in catalog.roots():
+        if not re.fullmatch(r"originals/[0-9]+", root.path):
+            raise IndexCorruptError(f"{index_dir}: this published index names the folder {root.path!r}, not one of "
+                                    "its own (originals/<id>); it was not made by `python -m indexer push` and is "
+                                    "not served")
 
 
 def _day_bound(value: datetime | date | None, end_of_day: bool) -> datetime | None:

@@ -102,7 +102,7 @@ def test_originals_are_uploaded_only_when_asked(index_dir, library, tmp_path):
         prepare_push(index_dir, tmp_path / "with", model_id=HUB_MODEL, show_progress=False)
 
 
-def test_a_published_copy_is_never_built_into(prepared, tiny_mllama, library, tmp_path):
+def test_a_published_copy_is_never_built_into_and_names_only_its_own_folders(prepared, tiny_mllama, library, tmp_path):
     import shutil
 
     from indexer import build_index
@@ -112,9 +112,16 @@ def test_a_published_copy_is_never_built_into(prepared, tiny_mllama, library, tm
     shutil.copytree(prepared.folder, copy)
     with pytest.raises(PublishError, match="published copy of an index"):
         build_index([library], copy, tiny_mllama, show_progress=False)
-    with sqlite3.connect(copy / "catalog.sqlite") as catalog:  # refused before a row was written
+    catalog = sqlite3.connect(copy / "catalog.sqlite")
+    with catalog:  # refused before a row was written
         assert [path for (path,) in catalog.execute("SELECT path FROM roots")] == ["originals/1"]
         assert catalog.execute("SELECT count(*) FROM images").fetchone()[0] == PHOTOS
+        catalog.execute("UPDATE roots SET path = '/'")  # a downloaded catalog that would let the app serve any file
+    catalog.close()  # the last connection folds the write-ahead log in (immutable readers ignore the log)
+    from indexer import IndexCorruptError, IndexStore
+
+    with pytest.raises(IndexCorruptError, match="names the folder '/'"):
+        IndexStore.open(copy, immutable=True)
 
 
 def test_served_in_process_previews_stand_in_for_absent_originals(hub):
