@@ -16,6 +16,8 @@ Examples:
   python -m indexer watch --index my-index                     # keep it current as photos come and go
   python -m indexer watch --index my-index --dir /mnt/nas --poll 30   # network mount: rescan every 30 s
   python -m indexer similar --index my-index --threshold 0.95 --json   # groups of near-identical photos
+  python -m indexer push --index my-index --repo alice/photos  # publish it for a Space (see push --help)
+  python -m indexer info --index hf://datasets/alice/photos    # a published index, read from the HF cache
 """
 from __future__ import annotations
 
@@ -133,7 +135,55 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     watch.add_argument("--batch-size", type=int, default=8, help="images per model batch and per commit (default 8)")
     watch.add_argument("--quiet", action="store_true", help="no progress bars")
+    push = commands.add_parser(
+        "push", help="publish the index as a Hugging Face dataset (catalog, vectors, previews) for a Space to serve",
+        description="Publish an index as a Hugging Face dataset repo: catalog, vectors and a 384 px preview of every "
+                    "photo (the originals only with --originals); serve it with "
+                    "`python app.py --index hf://datasets/USER/NAME`. No path of your folders is uploaded.",
+        epilog=PUSH_EXAMPLES, formatter_class=formatter)
+    push.add_argument("--index", type=Path, default=DEFAULT_INDEX_DIR, help=f"index folder (default: ./{DEFAULT_INDEX_DIR})")
+    push.add_argument("--repo", required=True, metavar="USER/NAME", help="dataset repo to create or update")
+    push.add_argument("--private", action="store_true", help="create the repo private (a Space then needs HF_TOKEN)")
+    push.add_argument("--originals", action="store_true",
+                      help="upload the photos themselves too (default: previews only; 'download original' then "
+                           "shows that the original was not published)")
+    push.add_argument("--token", help="Hugging Face token with write access (default: HF_TOKEN or `hf auth login`)")
+    push.add_argument("--model-id", metavar="ORG/NAME",
+                      help="Hub id of the index's model when it was built from a local folder (checked by content "
+                           "when the app loads it)")
+    push.add_argument("--message", help="commit message")
+    push.add_argument("--prepare-only", type=Path, metavar="FOLDER",
+                      help="write what would be uploaded into FOLDER (new or empty) and upload nothing")
+    push.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
+
+
+PUSH_EXAMPLES = """Examples:
+  hf auth login                                                  # once: a token with write access
+  python -m indexer push --index my-index --repo alice/holiday-photos
+  python -m indexer push --index my-index --repo alice/holiday-photos --private --originals
+  python -m indexer push --index my-index --repo alice/photos --model-id google/siglip-base-patch16-256-multilingual
+  python -m indexer push --index my-index --repo alice/photos --prepare-only /tmp/upload   # look first
+  python app.py --index hf://datasets/alice/holiday-photos      # serve it (also: MME5_INDEX on a Space)
+"""
+
+
+def run_push(args) -> int:
+    from .hub import push
+    from .publish import prepare_push
+
+    if args.prepare_only is not None:
+        prepared = prepare_push(args.index, args.prepare_only, originals=args.originals, model_id=args.model_id,
+                                show_progress=not args.quiet)
+        for line in prepared.skipped:
+            print(printable(f"indexer: not published: {line}"), file=sys.stderr)
+        print(printable(f"prepared {prepared.photos} photos ({prepared.previews} previews, {prepared.originals} "
+                        f"originals, model {prepared.model_id}) in {prepared.folder}; nothing uploaded"))
+        return 0
+    url = push(args.index, args.repo, private=args.private, originals=args.originals, token=args.token,
+               model_id=args.model_id, message=args.message, show_progress=not args.quiet)
+    print(f"published: {url}\nserve it with: python app.py --index hf://datasets/{args.repo}")
+    return 0
 
 
 def run_watch(args) -> int:
@@ -226,7 +276,7 @@ def run_search(args) -> int:
         print(f"error: -k must be at least 1, got {args.k}", file=sys.stderr)
         return 2
     embedder, store = open_index(args.index, model=args.model, adapter=args.adapter, device=args.device,
-                                 runtime=args.runtime)
+                                 runtime=args.runtime, immutable=args.immutable)
     with store:
         kind = QueryKind.of(text=args.text, image=args.image)
         query = embedder.encode_query(kind, texts=[args.text] if kind.needs_text else None,
@@ -249,7 +299,7 @@ def run_info(args) -> int:
     from .lock import lock_holder
     from .store import IndexStore
 
-    with IndexStore.open(args.index) as store:
+    with IndexStore.open(args.index, immutable=args.immutable) as store:
         info = store.info()
     writer = lock_holder(args.index)
     info["build_running"] = writer[0] if writer and writer[1] == "build" else None
@@ -379,6 +429,20 @@ EXIT_INTERRUPTED = 128 + signal.SIGINT
 EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
+def _resolve_hub_index(args) -> None:
+    """``--index hf://datasets/USER/NAME``: searched and described from the Hugging Face cache, never written."""
+    from .hub import READ_ONLY_ADVICE, download_index, is_hub_index
+
+    args.immutable = False
+    if not is_hub_index(args.index):
+        return
+    if args.command not in ("search", "info"):
+        from mme5.cli import UsageError
+
+        raise UsageError(f"{args.command} --index {str(args.index).replace('hf:/', 'hf://', 1)}: {READ_ONLY_ADVICE}")
+    args.index, args.immutable = download_index(args.index), True
+
+
 def _raise_terminated(signum, frame):
     raise Terminated()
 
@@ -389,7 +453,8 @@ def _main(argv) -> int:
         args = build_parser().parse_args(argv)
         command = args.command
         handlers = {"build": run_build, "search": run_search, "info": run_info, "verify": run_verify,
-                    "remove": run_remove, "watch": run_watch, "similar": run_similar}
+                    "remove": run_remove, "watch": run_watch, "similar": run_similar, "push": run_push}
+        _resolve_hub_index(args)
         return handlers[command](args)
     except KeyboardInterrupt as interrupt:  # also Terminated; never a traceback, even during start-up
         terminated = isinstance(interrupt, Terminated)

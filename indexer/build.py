@@ -255,6 +255,12 @@ class _Build:
         embedder = self.embedder
         with self.catalog.session() as session:
             meta = self.catalog.get_meta(session)
+            if meta.get("published"):
+                from .publish import PublishError
+
+                raise PublishError(f"{self.index_dir}: this is a published copy of an index (made by `python -m "
+                                   "indexer push`, its folders are not on this machine); build the index it was "
+                                   "made from, then push again")
             if "fingerprint" in meta:
                 meta.update(space.meta_updates(self.index_dir, meta, embedder))  # IndexMismatchError if not ours
             else:

@@ -137,16 +137,19 @@ class Catalog:
 
     A reader (``writable=False``) that cannot open the file for writing (read-only mount,
     full disk: SQLite cannot create its ``-shm`` file) falls back to ``mode=ro`` and then to
-    ``immutable=1``; ``mode`` says which one is in use. Low-level SQLite errors become
+    ``immutable=1`` (``immutable=True`` asks for that at once: a published snapshot, whose folder must stay
+    untouched); ``mode`` says which one is in use. Low-level SQLite errors become
     IndexerErrors that say what to do (damaged file, full disk, read-only media).
     """
 
-    def __init__(self, path: Path, create: bool = False, writable: bool = False):
+    def __init__(self, path: Path, create: bool = False, writable: bool = False, immutable: bool = False):
         self.path = Path(path)
         self.vector_store = None  # indexer.rowstore.RowStore serving exact_vectors, when attached
         if not create and not self.path.is_file():
             raise IndexCorruptError(f"{self.path}: catalog file missing")
-        self.mode = _open_mode(self.path, writable=create or writable)
+        # immutable: a file that never changes (a downloaded Hub snapshot): opened with nothing written beside it
+        self.mode = "immutable" if immutable and not (create or writable) else _open_mode(
+            self.path, writable=create or writable)
         uri = _uri(self.path, self.mode)
         self.engine = create_engine(f"sqlite:///{self.path}", creator=lambda: sqlite3.connect(
             uri, uri=True, check_same_thread=False, timeout=10))

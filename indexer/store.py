@@ -57,15 +57,19 @@ class IndexStore:
         self.vector_store = "sqlite"  # where re-rank vectors come from: rowstore.attach's answer
 
     @classmethod
-    def open(cls, index_dir: Path | str) -> "IndexStore":
-        """Open an index folder; IndexNotFoundError / IndexCorruptError say what to do."""
+    def open(cls, index_dir: Path | str, immutable: bool = False) -> "IndexStore":
+        """Open an index folder; IndexNotFoundError / IndexCorruptError say what to do.
+
+        ``immutable``: the folder never changes and must not be written (an index downloaded from the Hub
+        into its cache): no -wal/-shm/lock file is created beside it and no meta is rewritten.
+        """
         index_dir = Path(index_dir).expanduser().absolute()
         if not (index_dir / CATALOG_FILE).is_file():
             raise IndexNotFoundError(
                 f"{index_dir}: no index here (no {CATALOG_FILE}); build one with: "
                 f"python -m indexer build --dir PHOTOS --index {index_dir}"
             )
-        catalog = Catalog(index_dir / CATALOG_FILE)
+        catalog = Catalog(index_dir / CATALOG_FILE, immutable=immutable)
         try:
             meta = catalog.get_meta()
             if "fingerprint" not in meta or "dim" not in meta:
@@ -73,6 +77,8 @@ class IndexStore:
                     f"{index_dir}: the catalog has no model metadata (its first build was interrupted); "
                     "run the build again"
                 )
+            if meta.get("published"):
+                _check_published_roots(index_dir, catalog)
             index, report = load_index(catalog, index_dir, meta)
             vector_store = rowstore.attach(catalog, index_dir, meta, writer=False)
         except BaseException:
@@ -117,7 +123,25 @@ class IndexStore:
 
     @property
     def roots(self) -> list[str]:
-        return [root.path for root in self.catalog.roots()]
+        return [self.root_path(root.path) for root in self.catalog.roots()]
+
+    def root_path(self, recorded: str) -> str:
+        """Where a catalog root is: absolute as recorded, or relative to the index folder (a published index's
+        roots are ``originals/<id>`` inside its dataset, so no publisher's folder is stored)."""
+        return recorded if os.path.isabs(recorded) else os.path.join(self.index_dir, recorded)
+
+    @property
+    def published(self) -> dict | None:
+        """What `python -m indexer push` recorded (previews folder, originals or not), None for a local index."""
+        return self.meta.get("published")
+
+    def preview_file(self, content_hash: str | None) -> Path | None:
+        """The published preview of a photo's content (shown when the originals were not published), or None."""
+        published = self.published
+        if not published or not content_hash or content_hash.strip("0123456789abcdef"):
+            return None  # a hash is hex: a downloaded catalog cannot point the preview anywhere else
+        path = self.index_dir / published["previews"] / content_hash[:2] / f"{content_hash}.jpg"
+        return path if path.is_file() else None
 
     @property
     def read_only(self) -> bool:
@@ -151,6 +175,8 @@ class IndexStore:
         if not updates:
             return
         self.meta.update(updates)
+        if self.read_only:  # read-only media, or a Hub snapshot that must stay as downloaded: not even a lock file
+            return
         from .lock import WriteLock
 
         try:
@@ -243,7 +269,7 @@ class IndexStore:
             return [(root.id, os.fsencode(folder)) for root in self.catalog.roots()]
         places = []
         for root in self.catalog.roots():
-            inside_root = os.path.join(root.path, "")  # a photo's path is os.path.join(root, relpath)
+            inside_root = os.path.join(self.root_path(root.path), "")  # a photo's path is os.path.join(root, relpath)
             if inside_root.startswith(folder + "/"):
                 places.append((root.id, None))
             elif folder.startswith(inside_root):
@@ -279,7 +305,7 @@ class IndexStore:
             return [None] * len(wanted)
         with self.catalog.engine.connect() as connection:
             rows = connection.exec_driver_sql(_RECORDS_SQL, (json.dumps(valid),)).all()
-        found = {row[0]: _record_from_row(row) for row in rows}
+        found = {row[0]: _record_from_row(row, self.index_dir) for row in rows}
         return [found.get(i) for i in wanted]
 
     def vectors(self, ids) -> np.ndarray:
@@ -300,7 +326,7 @@ class IndexStore:
         with self.catalog.session() as session:
             query = (select(Image, Root.path).join(Root, Root.id == Image.root_id)
                      .where(Image.status == STATUS_ERROR).order_by(Image.id).limit(limit))
-            return [to_record(image, root) for image, root in session.execute(query)]
+            return [to_record(image, self.root_path(root)) for image, root in session.execute(query)]
 
     # -- info ---------------------------------------------------------------------------
     def _raw_counts(self) -> dict:
@@ -369,11 +395,12 @@ _RECORDS_SQL = (
 )
 
 
-def _record_from_row(row) -> ImageRecord:
+def _record_from_row(row, index_dir) -> ImageRecord:
     """An ImageRecord from a ``_RECORDS_SQL`` row (what ``to_record`` makes from ORM objects)."""
     (image_id, raw_relpath, size, mtime_ns, content_hash, width, height, taken_at, camera, status, error, root,
      latitude, longitude, country, region, city) = row
     relpath = decode_relpath(raw_relpath)
+    root = root if os.path.isabs(root) else os.path.join(index_dir, root)  # IndexStore.root_path
     if isinstance(taken_at, str):  # SQLAlchemy stores DateTime in SQLite as ISO text
         taken_at = datetime.fromisoformat(taken_at)
     return ImageRecord(
@@ -412,6 +439,17 @@ def normalise_folder(folder) -> str | None:
     return text
 
 
+def _check_published_roots(index_dir: Path, catalog: Catalog) -> None:
+    """A published (downloaded) index may only name folders inside itself: the app serves files under its roots."""
+    import re
+
+    for root in catalog.roots():
+        if not re.fullmatch(r"originals/[0-9]+", root.path):
+            raise IndexCorruptError(f"{index_dir}: this published index names the folder {root.path!r}, not one of "
+                                    "its own (originals/<id>); it was not made by `python -m indexer push` and is "
+                                    "not served")
+
+
 def _day_bound(value: datetime | date | None, end_of_day: bool) -> datetime | None:
     """A naive datetime to compare capture times with (wall-clock times, no zones); a date is its whole day."""
     if value is None or isinstance(value, datetime):
@@ -429,15 +467,16 @@ def _size(path: Path) -> int:
 
 
 def open_index(index_dir: Path | str, model: str | None = None, adapter: str | None = None, device=None,
-               runtime: str | None = None):
+               runtime: str | None = None, immutable: bool = False):
     """(embedder, store): the store plus the model+adapter it was built with (or the one given, checked).
 
-    ``runtime`` defaults to one that gives the index's vectors (int8 for an int8-quantised index).
+    ``runtime`` defaults to one that gives the index's vectors (int8 for an int8-quantised index);
+    ``immutable`` as in ``IndexStore.open``.
     """
     from mme5 import load_embedder
     from mme5.registry import runtime_for
 
-    store = IndexStore.open(index_dir)
+    store = IndexStore.open(index_dir, immutable=immutable)
     try:
         if model is None:
             model, adapter = store.model_id, adapter or store.adapter

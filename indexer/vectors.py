@@ -308,7 +308,7 @@ class VectorIndex:
                 self._gpu_copy = TorchFlatSearch.from_index(self.index, device)
                 print(f"indexer: searching {self.ntotal} vectors on {device} (float16, "
                       f"{self._gpu_copy.nbytes / 2**30:.1f} GiB)", file=sys.stderr)
-            elif faiss.get_num_gpus() > 0 and self.ntotal >= GPU_SEARCH_MIN:
+            elif self.ntotal >= GPU_SEARCH_MIN and not _zero_gpu() and faiss.get_num_gpus() > 0:
                 try:
                     self._gpu_copy = faiss.index_cpu_to_all_gpus(self.index)
                     self._set_probes(self._gpu_copy)
@@ -358,9 +358,17 @@ def gpu_search_fits(kind: str, count: int, dim: int, free_bytes: int) -> bool:
     return kind == "flat" and count >= GPU_SEARCH_MIN and count * dim * 2 + GPU_SEARCH_HEADROOM <= free_bytes
 
 
+def _zero_gpu() -> bool:
+    from mme5.zero_gpu import on_zero_gpu
+
+    return on_zero_gpu()
+
+
 def _torch_gpu_for(kind: str, count: int, dim: int):
     """The CUDA device to search on with torch, or None (no GPU, switched off, not flat, does not fit)."""
     if os.environ.get(GPU_SEARCH_ENV, "").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    if _zero_gpu():  # the GPU exists only inside @spaces.GPU calls: CUDA must not start in the main process
         return None
     if kind != "flat" or count < GPU_SEARCH_MIN:
         return None

@@ -111,3 +111,19 @@ def image_size(item) -> tuple[int, int]:
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     return width, height
+
+
+PREVIEW_SIZE = 384  # longest side of gallery previews (the app's cache and the previews `indexer push` publishes)
+
+
+def preview_jpeg(item, size: int = PREVIEW_SIZE, quality: int = 85) -> bytes:
+    """A small JPEG of an image (longest side ``size``), the one preview recipe of the app and of published indexes.
+
+    Raises ImageError like ``load_image``."""
+    import io
+
+    image = load_image(item, draft_size=size * 2)
+    image.thumbnail((size, size))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()

@@ -23,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from .zero_gpu import on_zero_gpu
+
 log = logging.getLogger(__name__)
 
 BUCKETS = (16, 32, 64, 128, 256)
@@ -44,12 +46,6 @@ def default_buckets() -> tuple[int, ...]:
     return buckets
 
 
-def on_zero_gpu() -> bool:
-    """Hugging Face ZeroGPU, by the variable the ``spaces`` package itself reads (or its loaded config)."""
-    if os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "t", "true"):
-        return True
-    spaces_config = sys.modules.get("spaces.config")  # never import spaces here: it is optional
-    return bool(getattr(getattr(spaces_config, "Config", None), "zero_gpu", False))
 
 
 def eager_reason(device: torch.device | str) -> str | None:

@@ -4,6 +4,7 @@ Examples:
   python app.py                                   # index assets/photos/ on first start, then serve it
   python app.py --tiny                            # offline smoke mode: tiny random model, sample photos
   python app.py --index ~/.photo-index            # serve an index built with `python -m indexer build`
+  python app.py --index hf://datasets/alice/photos   # one published with `python -m indexer push` (read-only)
   python app.py --model ./models/siglip --photos ~/Pictures
   python app.py --model ./models/siglip --runtime torch   # skip ONNX Runtime (the CPU default for SigLIP)
   python -m search_app add-user alice            # create a login (asked twice, never echoed)
@@ -40,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--index", default=env("MME5_INDEX"),
-                        help="index folder [env MME5_INDEX; default: the indexer's default, or a cache folder with --tiny]")
+                        help="index folder, or hf://datasets/USER/NAME[@REVISION] for one published with `python -m "
+                             "indexer push` (downloaded once into the Hugging Face cache, served read-only) "
+                             "[env MME5_INDEX; default: the indexer's default, or a cache folder with --tiny]")
     parser.add_argument("--model", default=env("MME5_MODEL"),
                         help="hub id or local folder; 'tiny' = offline smoke mode [env MME5_MODEL; default: the "
                              "model the index was built with, else mmE5 on a big GPU / SigLIP on CPU]")
@@ -81,7 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_model(args) -> tuple[str | None, Path | None]:
-    """(model, index) after applying smoke mode: the tiny model gets its own cached index."""
+    """(model, index) after applying smoke mode: the tiny model gets its own cached index; an hf:// index is
+    downloaded (once) into the Hugging Face cache."""
+    from indexer.hub import download_index, is_hub_index
+
+    if is_hub_index(args.index):
+        return args.model, download_index(args.index)
     if args.tiny or args.model == TINY:
         from mme5.tiny import build_tiny
 
@@ -96,24 +104,32 @@ def resolve_model(args) -> tuple[str | None, Path | None]:
 
 
 def open_or_build(index_dir: Path, model: str | None, adapter: str | None, device: str | None, photos: Path,
-                  runtime: str | None = None):
-    """The engine over ``index_dir``; indexes ``photos`` first when there is no index there yet."""
+                  runtime: str | None = None, published: bool = False):
+    """The engine over ``index_dir``; indexes ``photos`` first when there is no index there yet.
+
+    ``published``: a Hub snapshot (``hf://``), opened read-only with nothing written beside it; its
+    originals and previews are symlinks into the cache's blobs folder, which may be served too."""
     from indexer import IndexNotFoundError, IndexStore, build_index
+    from mme5.zero_gpu import on_zero_gpu
 
     from .engine import SearchEngine
     from .errors import SearchAppError
 
+    if published:
+        blobs = index_dir.parent.parent / "blobs"
+        return SearchEngine.open(index_dir, model=model, adapter=adapter, device=device, runtime=runtime,
+                                 extra_roots=[SAMPLE_PHOTOS, *([blobs] if blobs.is_dir() else [])], immutable=True)
     try:
         IndexStore.open(index_dir).close()
     except IndexNotFoundError:
         from mme5 import load_embedder
 
-        if os.environ.get("SPACES_ZERO_GPU"):
+        if on_zero_gpu():
             raise SearchAppError(
                 f"{index_dir}: no index, and on ZeroGPU the app must not index photos at start-up (start-up has a time "
                 "limit and the GPU exists only inside @spaces.GPU calls). Build the index on your machine with "
-                "`python -m indexer build --dir PHOTOS --index INDEX`, add the INDEX folder to the Space, and set "
-                "MME5_INDEX to it") from None
+                "`python -m indexer build --dir PHOTOS --index INDEX`, publish it with `python -m indexer push "
+                "--index INDEX --repo USER/NAME`, and set the Space variable MME5_INDEX=hf://datasets/USER/NAME") from None
         if not photos.is_dir():
             raise SearchAppError(f"{photos}: photo folder not found; pass --photos DIR, or --index of an existing "
                                     "index") from None
@@ -173,6 +189,27 @@ def check_exposure(args, auth) -> None:
         "  - or serve only this machine: --host 127.0.0.1 without --share")
 
 
+def start_engine(args):
+    """The engine the app serves, ready for the first query. Embeds nothing on ZeroGPU (only an existing or
+    published index is opened there; compiling and GPU search are skipped by their own ZeroGPU checks)."""
+    from indexer.hub import READ_ONLY_ADVICE, is_hub_index
+    from mme5.cli import UsageError
+
+    published = is_hub_index(args.index)
+    if published and args.watch:
+        raise UsageError(f"--watch with --index {args.index}: {READ_ONLY_ADVICE}")
+    model, index_dir = resolve_model(args)
+    try:
+        engine = open_or_build(index_dir, model, args.adapter, args.device, Path(args.photos), args.runtime,
+                               published=published)
+    except ModelLoadError as error:
+        raise ModelLoadError(f"{error}\n  - Or try the app offline right now on a tiny random model: "
+                             "python app.py --tiny") from None
+    engine.embedder.compile_queries()  # compile + warm up the one-text query path now (logged), not on a user's query
+    engine.store.index.prepare_search()  # a big flat index goes to the GPU now, if it fits beside the model
+    return engine
+
+
 def serve(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from .auth import LoginThrottle, load_auth
@@ -182,12 +219,8 @@ def serve(argv=None) -> int:
     check_exposure(args, auth)
     # Gradio copies every preview and upload into its cache folder: keep it private too (0700), not /tmp/gradio.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(private_dir(cache_home() / "gradio")))
-    model, index_dir = resolve_model(args)
-    try:
-        engine = open_or_build(index_dir, model, args.adapter, args.device, Path(args.photos), args.runtime)
-    except ModelLoadError as error:
-        raise ModelLoadError(f"{error}\n  - Or try the app offline right now on a tiny random model: "
-                             "python app.py --tiny") from None
+    engine = start_engine(args)
+    index_dir = engine.store.index_dir
 
     if args.watch:
         from indexer.watch import Watcher, watch_roots
@@ -199,9 +232,6 @@ def serve(argv=None) -> int:
                                                                  else ""), file=sys.stderr)
 
     from starlette.middleware import Middleware
-
-    engine.embedder.compile_queries()  # compile + warm up the one-text query path now (logged), not on a user's query
-    engine.store.index.prepare_search()  # a big flat index goes to the GPU now, if it fits beside the model
 
     from .ui import CSS, JS, SearchUI
 

@@ -74,11 +74,15 @@ class SearchEngine:
         return self._live.current().generation
 
     @classmethod
-    def open(cls, index_dir, model=None, adapter=None, device=None, extra_roots=(), runtime=None) -> "SearchEngine":
-        """Open an index with the model+adapter it was built with (or the given one, checked)."""
+    def open(cls, index_dir, model=None, adapter=None, device=None, extra_roots=(), runtime=None,
+             immutable: bool = False) -> "SearchEngine":
+        """Open an index with the model+adapter it was built with (or the given one, checked).
+
+        ``immutable``: a downloaded Hub snapshot, read without writing anything beside it."""
         from indexer import open_index
 
-        embedder, store = open_index(Path(index_dir), model=model, adapter=adapter, device=device, runtime=runtime)
+        embedder, store = open_index(Path(index_dir), model=model, adapter=adapter, device=device, runtime=runtime,
+                                     immutable=immutable)
         return cls(store, embedder, extra_roots=extra_roots)
 
     def close(self) -> None:
@@ -134,7 +138,7 @@ class SearchEngine:
         record = self.record(image_id)
         if exclude_self:
             options["exclude"] = (*SearchOptions.parse(exclude=options.get("exclude")).exclude, record.id)
-        return self.search(image=str(self.servable_path(record.path)), **options)
+        return self.search(image=str(self.image_file(record)), **options)
 
     def search(self, text: str | None = None, image=None, **options) -> SearchPage:
         """Text, image or composed query, by which of ``text`` / ``image`` are given."""
@@ -197,6 +201,16 @@ class SearchEngine:
         if not records or records[0] is None:
             raise ValueError(f"no indexed photo has id {image_id}")
         return records[0]
+
+    def image_file(self, record) -> Path:
+        """The file to look at for a photo: its original when present, else the preview a published index carries
+        (served from the Hub without originals); PathNotAllowedError for an original outside the indexed folders."""
+        path = self.servable_path(record.path)
+        if not path.is_file():
+            preview = self._live.current().store.preview_file(record.content_hash)
+            if preview is not None:
+                return preview
+        return path
 
     def servable_path(self, path: str | os.PathLike) -> Path:
         """Resolved path if it may be served (inside an indexed root or the assets), else PathNotAllowedError."""

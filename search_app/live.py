@@ -81,7 +81,7 @@ class LiveIndex:
             if same_file and old.store.current_generation() == old.generation:
                 return
             started = time.monotonic()
-            fresh = IndexStore.open(old.store.index_dir)
+            fresh = IndexStore.open(old.store.index_dir, immutable=old.store.catalog.mode == "immutable")
             self.slow_reload_gap = slow_reload_gap(time.monotonic() - started)
         except Exception as error:  # noqa: BLE001 - a half-written index must not take the app down
             log.warning("index %s changed but could not be reopened (%s); still serving the previous state",

@@ -1,16 +1,15 @@
 """Small JPEG previews for the gallery, so a page of camera photos is kilobytes, not megabytes."""
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
 from mme5.atomic import write_atomic
-from mme5.images import load_image
+from mme5.images import PREVIEW_SIZE, preview_jpeg
 
 from .private import cache_home, private_dir
 
-DEFAULT_SIZE = 384
+DEFAULT_SIZE = PREVIEW_SIZE
 
 
 def default_cache_dir() -> Path:
@@ -21,9 +20,11 @@ def default_cache_dir() -> Path:
 class ThumbnailCache:
     """One preview per (content hash, size); written atomically so a kill never leaves half a file."""
 
-    def __init__(self, cache_dir: str | os.PathLike | None = None, size: int = DEFAULT_SIZE):
+    def __init__(self, cache_dir: str | os.PathLike | None = None, size: int = DEFAULT_SIZE,
+                 published=None):
         self.dir = private_dir(cache_dir or default_cache_dir())
         self.size = size
+        self.published = published  # content hash -> preview file of a published index (originals absent), or None
 
     def get(self, path: str | os.PathLike, content_hash: str) -> Path:
         """Path of the preview of ``path`` (already checked by the caller), creating it if needed.
@@ -34,9 +35,8 @@ class ThumbnailCache:
         target = self.dir / f"{key[:64]}-{self.size}.jpg"
         if target.is_file():
             return target
-        image = load_image(path, draft_size=self.size * 2)
-        image.thumbnail((self.size, self.size))
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=85)
-        write_atomic(target, buffer.getbuffer())
+        source = path
+        if self.published is not None and content_hash and not os.path.isfile(path):
+            source = self.published(content_hash) or path  # an index served from the Hub without its originals
+        write_atomic(target, preview_jpeg(source, self.size))
         return target

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import html
 import logging
+import os
 import re
 import shutil
 import threading
@@ -165,11 +166,15 @@ class SearchUI:
                  gpu=lambda fn: fn, page_size: int = PAGE_SIZE):
         self.engine = engine
         self.page_size = page_size
-        self.thumbnails = thumbnails or ThumbnailCache()
+        self.thumbnails = thumbnails or ThumbnailCache(published=self._published_preview)
         self.concurrency_limit = concurrency_limit
         self.gpu = gpu
         self.originals: Path | None = None  # private (0700) folder of served originals, made on first use
         self.latest = LatestOnly()
+
+    def _published_preview(self, content_hash: str):
+        """The preview an index served from the Hub carries for a photo whose original was not published."""
+        return self.engine.store.preview_file(content_hash)
 
     def _newest(self, handler, starts_new: bool):
         """``handler`` with the tab's request in front: its reply is dropped if a newer action started meanwhile."""
@@ -363,7 +368,7 @@ class SearchUI:
         try:
             options = self._options(raw)
             record = self.engine.record(image_id)
-            path = self.engine.servable_path(record.path)
+            path = self.engine.image_file(record)  # the original, or the published preview when absent
             progress(0.1, desc="Looking at the photo…")
             vector = self.engine.encode_query(image=str(path))
             thumbnail = str(self.thumbnails.get(path, record.content_hash))
@@ -555,6 +560,11 @@ class SearchUI:
                  f"{result.width or '?'}×{result.height or '?'} px · taken {taken}"]
         if result.also_at:
             lines.append("identical copies: " + ", ".join(_shown(path) for path in result.also_at))
+        preview = None if os.path.isfile(result.path) else self.engine.store.preview_file(result.content_hash)
+        if preview is not None:  # an index served from the Hub without its originals: nothing to download
+            lines.append("the original was not published with this index (only a preview is; the publisher can add "
+                         "originals with `python -m indexer push --originals`)")
+            return "\n\n".join(lines), gr.update(visible=True), result.image_id, gr.update(visible=False)
         try:
             path = self.engine.servable_path(result.path)
             lines.append(" · ".join(f"{key}: {html.escape(str(value))}" for key, value in exif_facts(path).items())

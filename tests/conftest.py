@@ -61,20 +61,21 @@ def replica_dirs(tmp_path_factory):
     return {kind: build_replica(root / folder_name(kind), kind) for kind in REPLICAS}
 
 
-LFS_SUFFIXES = (".safetensors", ".model", ".bin")  # stored with Git LFS on the Hub: blob named by sha256
+LFS_SUFFIXES = (".safetensors", ".model", ".bin", ".jpg", ".sqlite", ".faiss")  # Git LFS on the Hub: blob by sha256
 
 
-def _fill_hub_cache(cache, repo_id: str, folder, commit: str = "0" * 40):
-    """models--org--name/{blobs,snapshots/<commit>,refs/main} as from_pretrained / `hf download` leave it
-    (offline): snapshot files are relative symlinks to blobs named by sha256 (LFS) or git blob id."""
+def _fill_hub_cache(cache, repo_id: str, folder, commit: str = "0" * 40, repo_type: str = "model"):
+    """{models,datasets}--org--name/{blobs,snapshots/<commit>,refs/main} as from_pretrained / snapshot_download
+    / `hf download` leave it (offline): snapshot files, in sub-folders too, are relative symlinks to blobs named
+    by sha256 (LFS) or git blob id."""
     import hashlib
     from pathlib import Path
 
-    repo = Path(cache) / ("models--" + repo_id.replace("/", "--"))
+    repo = Path(cache) / (f"{repo_type}s--" + repo_id.replace("/", "--"))
     snapshot = repo / "snapshots" / commit
     (repo / "blobs").mkdir(parents=True, exist_ok=True)
     snapshot.mkdir(parents=True, exist_ok=True)
-    for path in sorted(Path(folder).iterdir()):
+    for path in sorted(Path(folder).rglob("*")):
         if not path.is_file():
             continue
         data = path.read_bytes()
@@ -83,7 +84,9 @@ def _fill_hub_cache(cache, repo_id: str, folder, commit: str = "0" * 40):
         else:
             blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
         (repo / "blobs" / blob).write_bytes(data)
-        (snapshot / path.name).symlink_to(Path("..", "..", "blobs", blob))
+        relative = path.relative_to(folder)
+        (snapshot / relative).parent.mkdir(parents=True, exist_ok=True)
+        (snapshot / relative).symlink_to(Path(*[".."] * (len(relative.parts) + 1), "blobs", blob))
     (repo / "refs").mkdir(exist_ok=True)
     (repo / "refs" / "main").write_text(commit)
     return snapshot
@@ -91,5 +94,5 @@ def _fill_hub_cache(cache, repo_id: str, folder, commit: str = "0" * 40):
 
 @pytest.fixture
 def fill_hub_cache():
-    """Writes a model folder into a Hugging Face cache folder: fill_hub_cache(cache, repo_id, folder)."""
+    """Writes a folder into a Hugging Face cache folder: fill_hub_cache(cache, repo_id, folder[, commit, repo_type])."""
     return _fill_hub_cache

@@ -1,0 +1,226 @@
+"""What `python -m indexer push` uploads, prepared in a local folder first (no network here).
+
+The folder is a servable index on its own: ``catalog.sqlite`` (a consistent copy made with
+SQLite's backup API, never a copy of a live write-ahead log), ``vectors.faiss``, one JPEG
+preview per photo content (``previews/ab/<content hash>.jpg``), the originals only when asked
+(``originals/<root id>/<relpath>``), and a dataset card (``README.md``). Nothing in it names the
+publisher's folders: the copy's roots become ``originals/<root id>`` (relative to the index
+folder, see ``IndexStore.root_path``), failed files and build details are dropped, and the model
+is recorded by its Hub id, so a Space can load it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .catalog import CATALOG_FILE, STATUS_OK
+from .errors import IndexerError, ReadOnlyIndexError
+from .vectors import INDEX_FILE
+
+PUBLISH_FORMAT = 1
+PREVIEWS, ORIGINALS = "previews", "originals"
+# Meta keys a published copy keeps: what opening, checking and describing the index need. Anything else
+# (root devices, the last build's report with its file paths) stays on the publisher's machine.
+KEPT_META = ("schema_version", "model_id", "adapter", "fingerprint", "identity", "family", "dim", "prompt_version",
+             "quantization", "created_at", "generation", "index_generation", "index_type", "index_type_request",
+             "nlist", "recall", "index_checksum", "last_build_at")
+HUB_CACHE_MODEL = re.compile(r"/models--([^/]+?)--([^/]+)/snapshots/[0-9a-f]+/?$")
+
+
+class PublishError(IndexerError):
+    """The index cannot be published as asked (a local model with no Hub id, a non-empty folder ...)."""
+
+
+@dataclass
+class PreparedIndex:
+    """The folder to upload and what went into it."""
+
+    folder: Path
+    photos: int
+    model_id: str
+    previews: int = 0
+    originals: int = 0
+    skipped: list[str] = field(default_factory=list)  # "path: reason" of photos with no preview (or original)
+
+
+def hub_model_id(recorded: str, given: str | None = None) -> str:
+    """The Hub id a Space loads the index's model by: ``given``, the recorded id when it is one, or the id a
+    local Hugging Face cache folder stands for; PublishError (what to pass) for any other local folder."""
+    if given:
+        if given.startswith((".", "/", "~")) or given.count("/") != 1:
+            raise PublishError(f"--model-id {given!r}: expected a Hub model id such as ORG/NAME")
+        return given
+    if recorded and not recorded.startswith((".", "/", "~")) and recorded.count("/") == 1 \
+            and not Path(recorded).exists():
+        return recorded
+    match = HUB_CACHE_MODEL.search(str(recorded or "").replace(os.sep, "/"))
+    if match:
+        return f"{match.group(1)}/{match.group(2)}"
+    raise PublishError(
+        f"the index's model is the local folder {recorded}, which a Space cannot load. Upload that model to the Hub "
+        "(hf upload ORG/NAME FOLDER) or find its Hub id, and pass --model-id ORG/NAME; the app checks by content "
+        "that it is the same model.")
+
+
+def prepare_push(index_dir, folder, originals: bool = False, model_id: str | None = None,
+                 preview_size: int | None = None, show_progress: bool = True) -> PreparedIndex:
+    """Write into ``folder`` (new or empty) exactly what `push` uploads; returns what is in it."""
+    from mme5.atomic import write_atomic
+    from mme5.images import PREVIEW_SIZE
+
+    from .lock import WriteLock
+    from .store import IndexStore
+
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        raise PublishError(f"{folder}: not empty; give a new or empty folder to prepare the upload in")
+    folder.mkdir(parents=True, exist_ok=True)
+    store = IndexStore.open(index_dir)
+    try:
+        if store.published:
+            raise PublishError(f"{store.index_dir}: this index was downloaded from the Hub (published by `push`); "
+                               "publish the index it was made from")
+        hub_id = hub_model_id(store.model_id, model_id)
+        if store.adapter:
+            raise PublishError(f"{store.index_dir}: the index uses the adapter {store.adapter}; publishing indexes "
+                               "of adapted models is not supported yet (a Space could not load the adapter)")
+        try:
+            with WriteLock(store.index_dir, "push"):  # no build replaces vectors.faiss between the two copies
+                _snapshot(store, folder / CATALOG_FILE)
+                shutil.copyfile(store.index_dir / INDEX_FILE, folder / INDEX_FILE)
+        except ReadOnlyIndexError:  # read-only media: nobody can be writing it
+            _snapshot(store, folder / CATALOG_FILE)
+            shutil.copyfile(store.index_dir / INDEX_FILE, folder / INDEX_FILE)
+        records = [record for record in store.records(store.ids()) if record is not None]
+        root_ids = {store.root_path(root.path): root.id for root in store.catalog.roots()}
+        prepared = PreparedIndex(folder, len(records), hub_id)
+        _write_files(prepared, records, root_ids, originals, preview_size or PREVIEW_SIZE, show_progress)
+        published = {"format": PUBLISH_FORMAT, "previews": PREVIEWS, "preview_size": preview_size or PREVIEW_SIZE,
+                     "originals": originals, "photos": len(records)}
+        _scrub(folder / CATALOG_FILE, hub_id, published)
+        write_atomic(folder / "README.md", dataset_card(store.meta, hub_id, published, prepared))
+    finally:
+        store.close()
+    check = IndexStore.open(folder, immutable=True)  # the copy opens as the app will open it, unchanged
+    try:
+        if check.count != prepared.photos or check.sync_report.changed:
+            raise PublishError(f"{folder}: the prepared copy does not match the index ({check.count} searchable "
+                               f"photos, {prepared.photos} expected); run the push again")
+    finally:
+        check.close()
+    return prepared
+
+
+def _snapshot(store, target: Path) -> None:
+    """A consistent copy of the live catalog (SQLite's online backup: committed state only, WAL folded in)."""
+    source = store.catalog.engine.raw_connection()
+    try:
+        destination = sqlite3.connect(target)
+        try:
+            source.driver_connection.backup(destination)
+        finally:
+            destination.close()
+    finally:
+        source.close()
+
+
+def _write_files(prepared: PreparedIndex, records, root_ids: dict[str, int], originals: bool, size: int,
+                 show_progress: bool) -> None:
+    from tqdm import tqdm
+
+    from mme5.atomic import write_atomic
+    from mme5.errors import ImageError
+    from mme5.images import preview_jpeg
+
+    folder = prepared.folder
+    for record in tqdm(records, desc="previews", unit="photo", disable=not show_progress):
+        target = folder / PREVIEWS / record.content_hash[:2] / f"{record.content_hash}.jpg"
+        try:
+            if not target.is_file():  # identical copies share one preview
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(target, preview_jpeg(record.path, size))
+                prepared.previews += 1
+            if originals:
+                _link_original(folder, record, root_ids)
+                prepared.originals += 1
+        except (ImageError, OSError, UnicodeError) as error:
+            prepared.skipped.append(f"{record.path}: {getattr(error, 'reason', None) or error}")
+
+
+def _link_original(folder: Path, record, root_ids: dict[str, int]) -> None:
+    """``originals/<root id>/<relpath>``, a symbolic link to the photo (the upload reads through it)."""
+    record.relpath.encode("utf-8")  # UnicodeError for a name the Hub cannot store (not UTF-8): skipped, reported
+    target = folder / ORIGINALS / str(root_ids[record.root]) / record.relpath
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not os.path.isfile(record.path):
+        raise FileNotFoundError(f"{record.path}: original not found")
+    target.symlink_to(os.path.realpath(record.path))
+
+
+def _scrub(catalog: Path, model_id: str, published: dict) -> None:
+    """The copy names no publisher folder: relative roots, no failed files (their messages carry paths), no
+    albums, only the meta keys in KEPT_META; a rollback-journal file, so it opens read-only with nothing beside it."""
+    connection = sqlite3.connect(catalog)
+    try:
+        connection.execute("UPDATE roots SET path = ? || '/' || id", (ORIGINALS,))
+        connection.execute("DELETE FROM images WHERE status != ?", (STATUS_OK,))
+        for (table,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE "
+                                           "'album%'").fetchall():
+            connection.execute(f'DROP TABLE "{table}"')
+        marks = ",".join("?" * len(KEPT_META))
+        connection.execute(f"DELETE FROM meta WHERE key NOT IN ({marks})", KEPT_META)
+        connection.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                               [("model_id", json.dumps(model_id)), ("adapter", json.dumps(None)),
+                                ("published", json.dumps(published))])
+        connection.commit()
+        connection.execute("PRAGMA journal_mode=DELETE")
+        connection.execute("VACUUM")  # deleted rows' old bytes (paths, error messages) are not kept in free pages
+    finally:
+        connection.close()
+
+
+def dataset_card(meta: dict, model_id: str, published: dict, prepared: PreparedIndex) -> str:
+    """README.md of the dataset repo: YAML front matter for the Hub, then what the index is and how to serve it."""
+    originals = "included" if published["originals"] else "not included (previews only)"
+    return f"""---
+pretty_name: mmE5 photo search index
+tags:
+- mme5-photo-search
+- image-retrieval
+- faiss
+viewer: false
+---
+
+# Photo search index
+
+A searchable photo index made with `python -m indexer build` and published with `python -m indexer push`.
+
+| | |
+|---|---|
+| photos | {prepared.photos} |
+| model | `{model_id}` |
+| vector space | `{meta.get("fingerprint")}` |
+| dimensions | {meta.get("dim")} |
+| index type | {meta.get("index_type")} |
+| previews | {published["preview_size"]} px JPEGs in `{PREVIEWS}/` |
+| originals | {originals} |
+
+## Serve it
+
+```bash
+python app.py --index hf://datasets/USER/NAME
+```
+
+or, in a Hugging Face Space running this app, set the variable `MME5_INDEX=hf://datasets/USER/NAME`.
+The index is downloaded once into the Hugging Face cache and opened read-only; the model is taken
+from the index (`{model_id}`) unless `--model` is given.
+
+Files: `{CATALOG_FILE}` (SQLite catalog: photos, capture dates, stored vectors), `{INDEX_FILE}` (FAISS
+index), `{PREVIEWS}/` (one preview per photo content, named by its hash){
+", `" + ORIGINALS + "/` (the photos)" if published["originals"] else ""}.
+"""

@@ -1,0 +1,222 @@
+"""An index published with `indexer push`, served from a pre-filled Hugging Face cache with the real huggingface_hub
+code and HF_HUB_OFFLINE=1: what push uploads, previews without originals, nothing written into the cache, ZeroGPU."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from .conftest import COPY_OF_RED, LIBRARY, running_app
+
+HUB_MODEL = "someone/tiny-mllama"
+DATASET = "someone/photos"
+URI = f"hf://datasets/{DATASET}"
+PHOTOS = len(LIBRARY) + 1  # the library plus an identical copy of red.jpg
+
+
+@pytest.fixture(scope="module")
+def prepared(index_dir, tmp_path_factory):
+    from indexer.publish import prepare_push
+
+    return prepare_push(index_dir, tmp_path_factory.mktemp("push") / "dataset", model_id=HUB_MODEL,
+                        show_progress=False)
+
+
+@pytest.fixture
+def hub(prepared, tiny_mllama_dir, fill_hub_cache, tmp_path, monkeypatch):
+    """A Hugging Face cache holding the published index (as snapshot_download leaves it) and the model by Hub id."""
+    cache = tmp_path / "hub"
+    fill_hub_cache(cache, DATASET, prepared.folder, commit="a" * 40, repo_type="dataset")
+    fill_hub_cache(cache, HUB_MODEL, tiny_mllama_dir)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))  # subprocesses; this process read it at import:
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    return cache
+
+
+def cache_state(cache: Path) -> dict:
+    """Every entry of a cache folder: a link's target, a file's sha256, or 'dir': any write shows up."""
+    state = {}
+    for path in sorted(cache.rglob("*")):
+        key = str(path.relative_to(cache))
+        if path.is_symlink():
+            state[key] = "-> " + os.readlink(path)
+        elif path.is_dir():
+            state[key] = "dir"
+        else:
+            state[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return state
+
+
+def test_the_upload_is_a_servable_index_that_names_no_folder_of_the_publisher(prepared, index_dir, library,
+                                                                               tiny_mllama_dir):
+    folder = prepared.folder
+    files = {str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()}
+    previews = {name for name in files if name.startswith("previews/")}
+    assert files - previews == {"catalog.sqlite", "vectors.faiss", "README.md"}  # no -wal/-shm, no originals
+    assert prepared.photos == PHOTOS and len(previews) == PHOTOS - 1 == prepared.previews  # the copy shares one
+    for name in previews:
+        with Image.open(folder / name) as preview:
+            assert preview.format == "JPEG" and max(preview.size) <= 384
+
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard((folder / "README.md").read_text())  # the Hub's own parser of the YAML front matter
+    assert card.data.viewer is False and "mme5-photo-search" in card.data.tags
+    assert f"| photos | {PHOTOS} |" in card.text and HUB_MODEL in card.text
+
+    publisher = [str(library), str(index_dir), str(tiny_mllama_dir), str(library.parent.parent.parent)]
+    for name in files:
+        data = (folder / name).read_bytes()
+        for path in publisher:
+            assert path.encode() not in data, f"{name} names {path}"
+
+    with sqlite3.connect(f"file:{folder / 'catalog.sqlite'}?mode=ro", uri=True) as catalog:
+        roots = [path for (path,) in catalog.execute("SELECT path FROM roots")]
+        meta = {key: json.loads(value) for key, value in catalog.execute("SELECT key, value FROM meta")}
+        hashes = {value for (value,) in catalog.execute("SELECT content_hash FROM images WHERE status = 'ok'")}
+        assert catalog.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert roots == ["originals/1"] and meta["model_id"] == HUB_MODEL
+    assert meta["published"] == {"format": 1, "previews": "previews", "preview_size": 384, "originals": False,
+                                 "photos": PHOTOS}
+    assert "root_devices" not in meta and "last_build" not in meta  # they name the publisher's folders
+    assert {f"previews/{value[:2]}/{value}.jpg" for value in hashes} == previews  # the mapping the app reads
+
+
+def test_originals_are_uploaded_only_when_asked(index_dir, library, tmp_path):
+    from indexer.publish import PublishError, prepare_push
+
+    with pytest.raises(PublishError, match="--model-id ORG/NAME"):  # a local model folder: a Space cannot load it
+        prepare_push(index_dir, tmp_path / "no-id", show_progress=False)
+    prepared = prepare_push(index_dir, tmp_path / "with", originals=True, model_id=HUB_MODEL, show_progress=False)
+    assert prepared.originals == PHOTOS and not prepared.skipped
+    for relpath in [*LIBRARY, COPY_OF_RED]:
+        assert (tmp_path / "with" / "originals" / "1" / relpath).read_bytes() == (library / relpath).read_bytes()
+    with pytest.raises(PublishError, match="not empty"):
+        prepare_push(index_dir, tmp_path / "with", model_id=HUB_MODEL, show_progress=False)
+
+
+def test_a_published_copy_is_never_built_into_and_names_only_its_own_folders(prepared, tiny_mllama, library, tmp_path):
+    import shutil
+
+    from indexer import build_index
+    from indexer.publish import PublishError
+
+    copy = tmp_path / "copy"
+    shutil.copytree(prepared.folder, copy)
+    with pytest.raises(PublishError, match="published copy of an index"):
+        build_index([library], copy, tiny_mllama, show_progress=False)
+    catalog = sqlite3.connect(copy / "catalog.sqlite")
+    with catalog:  # refused before a row was written
+        assert [path for (path,) in catalog.execute("SELECT path FROM roots")] == ["originals/1"]
+        assert catalog.execute("SELECT count(*) FROM images").fetchone()[0] == PHOTOS
+        catalog.execute("UPDATE roots SET path = '/'")  # a downloaded catalog that would let the app serve any file
+    catalog.close()  # the last connection folds the write-ahead log in (immutable readers ignore the log)
+    from indexer import IndexCorruptError, IndexStore
+
+    with pytest.raises(IndexCorruptError, match="names the folder '/'"):
+        IndexStore.open(copy, immutable=True)
+
+
+def test_served_in_process_previews_stand_in_for_absent_originals(hub):
+    from indexer.hub import download_index
+    from search_app.__main__ import SAMPLE_PHOTOS, open_or_build
+    from search_app.ui import SearchUI
+
+    before = cache_state(hub)
+    folder = download_index(URI)
+    assert folder == hub / f"datasets--{DATASET.replace('/', '--')}" / "snapshots" / ("a" * 40)
+    engine = open_or_build(folder, None, None, "cpu", SAMPLE_PHOTOS, published=True)
+    try:
+        assert engine.store.read_only and engine.embedder.model_id == HUB_MODEL  # the model taken from the index
+        page = engine.search_text("a red photo", k=PHOTOS)
+        assert len(page.results) + sum(len(r.also_at) for r in page.results) == PHOTOS
+        assert all(not os.path.exists(r.path) and r.path.startswith(str(folder)) for r in page.results)
+
+        class Progress:
+            def tqdm(self, items, desc=None):
+                return items
+
+        ui = SearchUI(engine)
+        items, missing = ui._gallery_items(page.results, Progress())
+        assert missing == 0 and len(items) == len(page.results)  # every result shown, from the published previews
+        for _, (thumbnail, _caption) in items:
+            with Image.open(thumbnail) as preview:
+                assert preview.format == "JPEG"
+
+        class Selected:
+            index = 0
+
+        details, _, image_id, download = ui.on_select({"results": page.results}, Selected())
+        assert image_id == page.results[0].image_id and download["visible"] is False
+        assert "was not published" in details and "--originals" in details
+        similar = engine.search_similar(page.results[0].image_id, k=3)  # embeds the preview
+        assert similar.results[0].content_hash == page.results[0].content_hash
+    finally:
+        engine.close()
+    assert cache_state(hub) == before
+
+
+def test_app_serves_an_hf_index_offline_and_leaves_the_cache_untouched(hub, tmp_path):
+    from gradio_client import Client
+
+    before = cache_state(hub)
+    with running_app(tmp_path, ["--index", URI, "--device", "cpu"]) as url:  # HF_HUB_CACHE/OFFLINE from `hub`
+        answer = Client(url, verbose=False).predict(text="a red photo", k=PHOTOS, api_name="/search_text")
+    log = (tmp_path / "app.log").read_text()
+    assert answer["total_indexed"] == PHOTOS, log
+    assert {r["relpath"] for r in answer["results"]} | {COPY_OF_RED} >= set(LIBRARY)
+    assert f"serving {PHOTOS} photos with {HUB_MODEL}" in log
+    assert cache_state(hub) == before  # no -wal, -shm, .lock or rewritten meta in the snapshot
+
+
+def test_zero_gpu_start_on_an_hf_index_embeds_nothing(hub, monkeypatch):
+    from indexer.vectors import _torch_gpu_for
+    from mme5.embedder import Embedder
+    from search_app.__main__ import build_parser, start_engine
+
+    monkeypatch.setenv("SPACE_ID", "someone/photo-search")
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    calls = []
+    original = Embedder._encode_task
+    monkeypatch.setattr(Embedder, "_encode_task", lambda self, *a, **k: calls.append(a) or original(self, *a, **k))
+    engine = start_engine(build_parser().parse_args(["--index", URI, "--device", "cpu"]))
+    try:
+        assert calls == []  # opening, compiling and preparing search embedded nothing
+        asked = []
+        monkeypatch.setattr("torch.cuda.is_available", lambda: asked.append(1) or True)
+        assert _torch_gpu_for("flat", 10**7, 64) is None and asked == []  # CUDA not even asked about
+        monkeypatch.delenv("SPACES_ZERO_GPU")
+        _torch_gpu_for("flat", 10**7, 64)
+        assert asked == [1]  # elsewhere a big flat index would be searched on the GPU
+        engine.search_text("a red photo", k=3)
+        assert len(calls) == 1  # a query is encoded (under @spaces.GPU in the app)
+    finally:
+        engine.close()
+
+
+def test_writers_refuse_an_hf_index_and_readers_use_the_cache(hub, capsys):
+    """The CLIs' own runners, in this process (the app and indexer exit codes and one-line messages)."""
+    from indexer.__main__ import main as indexer_main
+    from search_app.__main__ import main as app_main
+
+    before = cache_state(hub)
+    for main, argv in ((indexer_main, ["build", "--index", URI]), (indexer_main, ["watch", "--index", URI]),
+                       (indexer_main, ["remove", "--index", URI, "--dir", "x"]), (app_main, ["--index", URI, "--watch"])):
+        code, stderr = main(argv), capsys.readouterr().err
+        assert code == 2 and "an index on the Hub is read-only" in stderr, stderr
+        assert "python -m indexer push" in stderr and URI in stderr and "Traceback" not in stderr
+    assert indexer_main(["info", "--index", URI, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["images"] == PHOTOS and info["read_only"] is True and info["roots"] == [
+        str(hub / f"datasets--{DATASET.replace('/', '--')}" / "snapshots" / ("a" * 40) / "originals" / "1")]
+    code, stderr = app_main(["--index", "hf://datasets/someone/not-downloaded"]), capsys.readouterr().err
+    assert code == 1 and stderr.startswith("app: error: hf://datasets/someone/not-downloaded")
+    assert "not in the Hugging Face cache" in stderr and "Traceback" not in stderr
+    assert cache_state(hub) == before
