@@ -48,10 +48,15 @@ def push_away(vector: np.ndarray, negatives: np.ndarray, strength: float = 1.0) 
     return np.ascontiguousarray(moved / norm, dtype=np.float32)
 
 
-def check_text(text, what: str) -> str:
-    if isinstance(text, str) and len(text) > MAX_QUERY_CHARS:  # checked first: stripping 30 MB takes time too
+def check_length(text, what: str = "query text") -> None:
+    """Refuse over-long text before anything reads it: stripping, date or place parsing of 30 MB take minutes."""
+    if isinstance(text, str) and len(text) > MAX_QUERY_CHARS:
         raise ValueError(f"The {what} is too long ({len(text):,} characters; at most {MAX_QUERY_CHARS:,}): "
                          "describe the photo in a sentence or two.")
+
+
+def check_text(text, what: str) -> str:
+    check_length(text, what)
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"The {what} is empty: type what you are looking for, e.g. “a dog on a beach”.")
     return text.strip()

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .encoding import MAX_QUERY_CHARS, QueryEncoder, check_text as _check_text
+from .encoding import MAX_QUERY_CHARS, QueryEncoder, check_length, check_text as _check_text
 from .live import RELOAD_INTERVAL, LiveIndex, slow_reload_gap as _slow_reload_gap
 from .options import MAX_K, SORTS, SearchOptions
 from .paths import PathGuard, PathNotAllowedError
@@ -142,8 +142,6 @@ class SearchEngine:
 
     def search(self, text: str | None = None, image=None, **options) -> SearchPage:
         """Text, image or composed query, by which of ``text`` / ``image`` are given."""
-        if isinstance(text, str) and len(text) > MAX_QUERY_CHARS:  # refused before anything reads it (dates too)
-            _check_text(text, "query text")
         opts = SearchOptions.parse(**options)
         opts, dates, embedded = self.read_query_dates(text, opts)
         opts, place, embedded = self.read_query_places(embedded, opts)
@@ -162,6 +160,7 @@ class SearchEngine:
 
         Only when no date filter is set already and ``opts.dates_in_text``; if the text held
         nothing but the date, the whole text is embedded (the filter still applies)."""
+        check_length(text)
         if not (opts.dates_in_text and isinstance(text, str) and text.strip()
                 and opts.date_from is None and opts.date_to is None):
             return opts, None, text
@@ -175,6 +174,7 @@ class SearchEngine:
         """(options, place found or None, text to embed): the name of an indexed place typed in the text becomes
         the place filter (see query_places). Only when no place filter is set already and ``opts.places_in_text``;
         an index without places costs one dictionary look-up."""
+        check_length(text)
         if not (opts.places_in_text and opts.place is None and isinstance(text, str) and text.strip()):
             return opts, None, text
         opened = self._live.current()
