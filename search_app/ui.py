@@ -56,6 +56,7 @@ CSS = """
   grid-template-rows: none !important; }
 /* Contrast (WCAG AA): white on #1d4ed8 is 6.7:1; the focus ring #1d4ed8 on white is 6.7:1. */
 #search, #search:hover { background: #1d4ed8 !important; border-color: #1d4ed8 !important; color: #fff !important; }
+#search:disabled { opacity: 1 !important; cursor: progress; }  /* "Searching…" stays readable (6.7:1) */
 :focus-visible { outline: 3px solid #1d4ed8 !important; outline-offset: 2px !important; }
 #date_chip, #place_chip { max-width: fit-content; }
 /* Gradio's faint texts (upload "- or -", footer links) and the status line dimmed while a query runs. */

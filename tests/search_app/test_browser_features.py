@@ -63,9 +63,15 @@ def captions(page) -> list[str]:
 
 
 def search(page, text: str, expect: str = "Showing"):
+    """Search and wait for this search's own reply (not the previous "Showing …"), with Search usable again."""
     box(page, "query").fill(text)
     page.click("#search")
     wait_status(page, expect)
+    page.wait_for_function(
+        "([text, mine]) => { const s = document.querySelector('#status').innerText;"
+        " const b = document.querySelector('#search');"
+        " return (!mine || s.includes(text)) && !b.disabled && b.innerText.trim() === 'Search'; }",
+        arg=[text, expect == "Showing"])
 
 
 def open_filters(page):
