@@ -266,8 +266,14 @@ def test_a_build_of_huge_pngs_stays_within_memory(tmp_path, tiny_mllama_dir):
     one, budgeted = run(10_000_000)  # room for one of them at a time
     assert one > 30_000  # kB: decoding one image really costs tens of MB (else the checks below mean nothing)
     assert budgeted < 2.5 * one, (one, budgeted)
-    _, unbounded = run(10**12)  # the control: the same build without a budget holds several images at once
-    assert unbounded > budgeted + 0.75 * one, (one, budgeted, unbounded)
+    # The control: the same build without a budget holds several images at once. How many overlap depends on
+    # scheduling (an idle machine measured 143,600 once: under two images), so it gets up to three tries.
+    controls = []
+    for _ in range(3):
+        controls.append(run(10**12)[1])
+        if controls[-1] > budgeted + 0.75 * one:
+            break
+    assert max(controls) > budgeted + 0.75 * one, (one, budgeted, controls)
 
 
 # -- 10. a running build is reported as running ------------------------------------------------
