@@ -351,17 +351,18 @@ class SearchUI:
 
     def on_chip_removed(self, text, image, *values, progress=gr.Progress()):
         """The date chip's ✕: the same query with its date words embedded as text, no date filter."""
-        raw = self._raw(values)
-        raw["dates_in_text"] = False
-        reply = self.on_search(text, image, *[raw[name] for name in OPTION_NAMES], progress=progress)
-        return self._patch(reply, dates=False)
+        return self._search_without_reading("dates_in_text", "dates", text, image, values, progress)
 
     def on_place_chip_removed(self, text, image, *values, progress=gr.Progress()):
         """The place chip's ✕: the same query with the place name embedded as text, no place filter."""
+        return self._search_without_reading("places_in_text", "places", text, image, values, progress)
+
+    def _search_without_reading(self, option: str, state: str, text, image, values, progress):
+        """Search again with one query reader (``option``) off, and keep it off for this text (``state``)."""
         raw = self._raw(values)
-        raw["places_in_text"] = False
+        raw[option] = False
         reply = self.on_search(text, image, *[raw[name] for name in OPTION_NAMES], progress=progress)
-        return self._patch(reply, places=False)
+        return self._patch(reply, **{state: False})
 
     def on_similar(self, image_id, *values, progress=gr.Progress()):
         """"More like this" for the clicked result (by id: the client never names a path); the photo itself is left out."""
