@@ -6,6 +6,7 @@ import struct
 import subprocess
 import sys
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +96,32 @@ def run_cli(*args, timeout=300, env=None, **kwargs) -> subprocess.CompletedProce
 @pytest.fixture
 def cli():
     return run_cli
+
+
+FAKE_MSVCRT = Path(__file__).with_name("fake_msvcrt.py")
+_HOLDER = """
+import importlib.util, sys
+index_dir, os_name, fake = sys.argv[1:4]
+if os_name == "nt":  # the Windows branch, on a stand-in msvcrt
+    spec = importlib.util.spec_from_file_location("msvcrt", fake)
+    sys.modules["msvcrt"] = module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+from indexer import lock
+lock._os_lock = lock._platform_lock(os_name)
+with lock.WriteLock(index_dir, "build"):
+    print("locked", flush=True)
+    sys.stdin.read()
+"""
+
+
+@contextmanager
+def process_holding_write_lock(index_dir, os_name: str = os.name):
+    """Another process holding the index's write lock through indexer.lock, as a running build does; it lets go
+    when the block ends (or when the test kills it). ``os_name`` "nt": the Windows branch (see fake_msvcrt.py)."""
+    process = subprocess.Popen([sys.executable, "-c", _HOLDER, str(index_dir), os_name, str(FAKE_MSVCRT)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert process.stdout.readline().strip() == "locked"
+        yield process
+    finally:
+        process.communicate("", timeout=60)  # closing its stdin ends it

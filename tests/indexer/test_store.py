@@ -15,6 +15,8 @@ from indexer import (
     open_index,
 )
 
+from .conftest import process_holding_write_lock
+
 
 @pytest.fixture
 def built(photos, tmp_path, tiny_mllama):
@@ -115,22 +117,11 @@ def test_lost_or_damaged_faiss_file_is_rebuilt_from_stored_vectors(built, tiny_m
 
 
 def test_a_second_writer_is_refused_while_a_build_runs(built, photos, tiny_mllama):
-    import subprocess
-    import sys
-
     from indexer import IndexLockedError
 
-    holder = subprocess.Popen(  # another process holding the write lock, as a running build does
-        [sys.executable, "-c", "import fcntl, sys\n"
-         f"f = open({str(built / '.lock')!r}, 'a+'); fcntl.flock(f, fcntl.LOCK_EX)\n"
-         "f.truncate(0); f.write('4242 build'); f.flush(); print('locked', flush=True); sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(IndexLockedError, match=r"another indexer process \(pid 4242, build\)"):
+    with process_holding_write_lock(built) as holder:  # another process holding the lock, as a running build does
+        with pytest.raises(IndexLockedError, match=rf"another indexer process \(pid {holder.pid}, build\)"):
             build_index([photos.folder], built, tiny_mllama, show_progress=False)
-    finally:
-        holder.communicate("")
     build_index([photos.folder], built, tiny_mllama, show_progress=False)  # lock released
 
 
