@@ -79,7 +79,9 @@ LOW_SPACE_BYTES = 2 << 20  # an I/O error with less free space than this is a fu
 def read_only_storage(folder) -> bool:
     """True when ``folder`` is on a read-only mount or not writable by this user."""
     try:
-        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY) or not os.access(folder, os.W_OK)
+        if hasattr(os, "statvfs") and os.statvfs(folder).f_flag & os.ST_RDONLY:  # no statvfs on Windows
+            return True
+        return not os.access(folder, os.W_OK)
     except OSError:
         return False
 

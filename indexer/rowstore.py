@@ -60,7 +60,8 @@ class RowStore:
         self.durable_rows = self.rows  # rows fsync'ed: what the catalog may be told
         self._synced_at = time.monotonic()
         self.row_bytes = self.dim * 2
-        self._fd = os.open(self.path, os.O_RDWR if writable else os.O_RDONLY)
+        # O_BINARY: Windows opens descriptors in text mode otherwise (newline bytes rewritten)
+        self._fd = os.open(self.path, (os.O_RDWR if writable else os.O_RDONLY) | getattr(os, "O_BINARY", 0))
         self._map: np.memmap | None = None
         self._mapped_rows = 0
         self._remap()  # ValueError when shorter than the catalog says
@@ -250,8 +251,17 @@ def _write_rows(fd: int, ids: np.ndarray, vectors: np.ndarray, dim: int) -> None
         data = memoryview(vectors[run[0] : run[-1] + 1]).cast("B")
         offset = HEADER_BYTES + int(ids[run[0]]) * row_bytes
         while len(data):
-            done = os.pwrite(fd, data, offset)
+            done = _pwrite(fd, data, offset)
             data, offset = data[done:], offset + done
+
+
+
+def _pwrite(fd: int, data, offset: int) -> int:
+    """``os.pwrite``; Windows has none: seek, then write (the descriptor is the writer's own, used by one thread)."""
+    if hasattr(os, "pwrite"):
+        return os.pwrite(fd, data, offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.write(fd, data)
 
 
 def attach(catalog: Catalog, index_dir: Path, meta: dict, writer: bool, show_progress: bool = True) -> str:

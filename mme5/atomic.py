@@ -57,7 +57,7 @@ def fsync_file(path: str | os.PathLike) -> None:
                 fsync_file(item)
         fsync_dir(path)
         return
-    descriptor = os.open(path, os.O_RDONLY)
+    descriptor = os.open(path, os.O_RDWR if os.name == "nt" else os.O_RDONLY)  # Windows fsyncs writable handles only
     try:
         os.fsync(descriptor)
     finally:
@@ -66,6 +66,9 @@ def fsync_file(path: str | os.PathLike) -> None:
 
 def fsync_dir(folder: str | os.PathLike) -> None:
     """Make a rename or a new file in ``folder`` durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    # Windows refuses to open a folder (PermissionError) and has no folder fsync. Good enough there: NTFS
+    # journals its metadata, so after a power cut the name holds the old file or the new one, never a torn one
+    # (a rename made just before the cut may be undone, as it may be on Linux without this fsync).
     try:
         descriptor = os.open(folder, os.O_RDONLY)
     except (IsADirectoryError, PermissionError):

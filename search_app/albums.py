@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import sys
@@ -27,6 +28,7 @@ from pathlib import Path
 from sqlalchemy import Column, DateTime, ForeignKey, Integer, MetaData, String, Table, create_engine, delete, event, \
     select, text
 
+log = logging.getLogger(__name__)
 METADATA = MetaData()
 # Kept out of the catalog's declared schema: a catalog without these tables is still a valid
 # catalog for every indexer version; they are created on the first album saved.
@@ -187,16 +189,26 @@ def servable(engine, results) -> list:
 
 
 def export(results, target: Path, copy: bool = False) -> list[Path]:
-    """A folder with the album's photos as symlinks (default) or copies; names made unique."""
+    """A folder with the album's photos as symlinks (default) or copies; names made unique.
+
+    Where links cannot be made (Windows without Developer Mode or admin rights, FAT/exFAT drives)
+    it copies instead, with a warning: the user asked for the photos in that folder."""
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
     written = []
     for result in results:
         destination = _unique(target, Path(result.path).name)
+        if not copy:
+            try:
+                os.symlink(result.path, destination)
+            except FileExistsError:
+                raise
+            except OSError as error:
+                log.warning("%s: cannot make symbolic links there (%s); copying the photos instead", target,
+                            error.strerror or error)
+                copy = True  # the next link would fail the same way
         if copy:
             shutil.copy2(result.path, destination)
-        else:
-            os.symlink(result.path, destination)
         written.append(destination)
     return written
 
@@ -293,7 +305,10 @@ def main(argv=None) -> int:
             if args.to is None:
                 raise ValueError("export needs --to FOLDER")
             written = export(results, args.to, copy=args.copy)
-            print(f"{len(written)} photos {'copied' if args.copy else 'linked'} into {args.to}", file=sys.stderr)
+            linked = sum(path.is_symlink() for path in written)
+            done = ("linked" if linked == len(written) else "copied" if not linked
+                    else f"{linked} linked, {len(written) - linked} copied")
+            print(f"{len(written)} photos {done} into {args.to}", file=sys.stderr)
         else:
             if args.to is None:
                 raise ValueError("zip needs --to FILE.zip")

@@ -6,18 +6,18 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import os
-import subprocess
 import sys
 import threading
 import time
 
 import pytest
 
-from indexer import IndexLockedError
-from indexer import lock
+from indexer import IndexLockedError, lock
+from indexer.errors import ReadOnlyIndexError
 from indexer.lock import LOCK_FILE, WriteLock, lock_holder
 
 from .conftest import FAKE_MSVCRT, process_holding_write_lock
+from .test_storage_guarantees_integrity import mount, mounts  # noqa: F401 - the fixture is used by name
 
 
 @pytest.fixture(params=["posix", "nt"])
@@ -99,31 +99,21 @@ def test_a_readers_probe_does_not_refuse_a_writer_nor_look_like_one(os_name, tmp
                 release.join()
 
 
-@pytest.fixture
-def read_only_view(tmp_path):
-    """view(folder): the same folder through a read-only bind mount (read-only media; root bypasses chmod)."""
-    mounted = []
-
-    def view(folder):
-        target = tmp_path / "read-only"
-        target.mkdir()
-        for command in (["mount", "--bind", str(folder), str(target)], ["mount", "-o", "remount,bind,ro", str(target)]):
-            result = subprocess.run(command, capture_output=True, text=True)
-            if result.returncode != 0:
-                pytest.skip(f"cannot bind-mount read-only here (needs root): {result.stderr.strip()}")
-            mounted[:] = [target]
-        return target
-
-    yield view
-    for target in mounted:
-        subprocess.run(["umount", str(target)], check=True)
+def read_only_view(folder, points: list):
+    """The same folder through a read-only bind mount: read-only media (root would write through a chmod)."""
+    view = folder.parent / f"{folder.name}-read-only"
+    view.mkdir()
+    mount("--bind", folder, view)
+    points.append(view)
+    mount("-o", "remount,bind,ro", view)
+    return view
 
 
-def test_a_probe_works_on_read_only_media_and_writes_nothing(os_name, tmp_path, read_only_view):
+def test_a_probe_works_on_read_only_media_and_writes_nothing(os_name, tmp_path, mounts):  # noqa: F811
     index_dir = tmp_path / "index"
     index_dir.mkdir()
     with process_holding_write_lock(index_dir, os_name) as holder:
-        view = read_only_view(index_dir)
+        view = read_only_view(index_dir, mounts)
         with pytest.raises(OSError):
             (view / "probe").write_text("x")  # really read-only
         before = os.stat(index_dir / LOCK_FILE)
@@ -131,3 +121,15 @@ def test_a_probe_works_on_read_only_media_and_writes_nothing(os_name, tmp_path, 
     assert lock_holder(view) is None
     after = os.stat(index_dir / LOCK_FILE)
     assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+@pytest.mark.parametrize("statvfs", ["statvfs", "no statvfs (Windows)"])
+def test_a_writer_on_read_only_media_is_told_so(statvfs, tmp_path, mounts, monkeypatch):  # noqa: F811
+    index_dir = tmp_path / "index"
+    index_dir.mkdir()
+    view = read_only_view(index_dir, mounts)
+    if statvfs != "statvfs":
+        monkeypatch.delattr(os, "statvfs")
+    with pytest.raises(ReadOnlyIndexError, match="read-only storage"):
+        with WriteLock(view, "build"):
+            pass

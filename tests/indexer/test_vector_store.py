@@ -66,6 +66,21 @@ def test_a_build_writes_the_store_and_search_re_ranks_from_it(built, capsys):
     assert f"{STORE_FILE}: 13 rows, memory-mapped" in capsys.readouterr().out  # 12 photos + the error row's id
 
 
+def test_where_the_os_has_no_pwrite_rows_are_written_the_same(photos, tmp_path, tiny_mllama, monkeypatch):
+    """Windows has no os.pwrite: the writer seeks, then writes, in the new file and when appending to it."""
+    monkeypatch.delattr(os, "pwrite")
+    for i in range(6):
+        photos.jpeg(f"{i}.jpg", seed=700 + i)
+    index_dir = tmp_path / "index"
+    build_index([photos.folder], index_dir, tiny_mllama, batch_size=4, show_progress=False)
+    photos.jpeg("late.jpg", seed=799)
+    build_index([photos.folder], index_dir, tiny_mllama, show_progress=False)  # appended to the existing file
+    with IndexStore.open(index_dir) as store:
+        assert store.vector_store == "ok" and store.catalog.vector_store.rows == int(store.ids().max()) + 1
+        assert store.count == 7
+        same_as_catalog(store)
+
+
 def test_an_index_from_before_the_store_gets_one_on_open(built, capsys):
     (built / STORE_FILE).unlink()
     catalog = Catalog(built / "catalog.sqlite", writable=True)

@@ -79,6 +79,24 @@ def test_export_as_links_copies_and_zip(setup, tmp_path):
     assert cli.returncode == 0 and cli.stdout.split() == ["Home"]
 
 
+def test_export_copies_where_links_cannot_be_made(setup, tmp_path, monkeypatch, caplog):
+    """Windows without Developer Mode refuses symbolic links (so do FAT drives): the photos are copied."""
+    import errno
+    import os
+
+    _, engine, albums = setup
+    results = open_album(engine, albums.save("Home", {"text": "home"}, {"folder": "home"}))
+
+    def refused(source, destination):
+        raise OSError(errno.EINVAL, "A required privilege is not held by the client")
+
+    monkeypatch.setattr(os, "symlink", refused)
+    copies = export(results, tmp_path / "links")
+    assert sorted(p.name for p in copies) == ["c.jpg", "d.jpg"]
+    assert all(not p.is_symlink() and p.read_bytes() == open(r.path, "rb").read() for p, r in zip(copies, results))
+    assert "cannot make symbolic links there (A required privilege is not held by the client)" in caplog.text
+
+
 WRITER = """
 import sys
 from search_app.albums import Albums
