@@ -153,13 +153,21 @@ def _write_files(prepared: PreparedIndex, records, root_ids: dict[str, int], ori
 
 
 def _link_original(folder: Path, record, root_ids: dict[str, int]) -> None:
-    """``originals/<root id>/<relpath>``, a symbolic link to the photo (the upload reads through it)."""
+    """``originals/<root id>/<relpath>``, a symbolic link to the photo (the upload reads through it); where
+    links are refused (Windows without Developer Mode) a hard link (same drive), else a copy."""
     record.relpath.encode("utf-8")  # UnicodeError for a name the Hub cannot store (not UTF-8): skipped, reported
     target = folder / ORIGINALS / str(root_ids[record.root]) / record.relpath
     target.parent.mkdir(parents=True, exist_ok=True)
     if not os.path.isfile(record.path):
         raise FileNotFoundError(f"{record.path}: original not found")
-    target.symlink_to(os.path.realpath(record.path))
+    source = os.path.realpath(record.path)
+    try:
+        target.symlink_to(source)
+    except OSError:
+        try:
+            os.link(source, target)
+        except OSError:  # another drive, or a file system without hard links
+            shutil.copy2(source, target)
 
 
 def _scrub(catalog: Path, model_id: str, published: dict) -> None:

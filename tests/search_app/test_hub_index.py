@@ -102,6 +102,26 @@ def test_originals_are_uploaded_only_when_asked(index_dir, library, tmp_path):
         prepare_push(index_dir, tmp_path / "with", model_id=HUB_MODEL, show_progress=False)
 
 
+@pytest.mark.parametrize("hard_links", [True, False], ids=["hard links", "copies"])
+def test_originals_are_prepared_where_symbolic_links_are_refused(hard_links, index_dir, library, tmp_path,
+                                                                 monkeypatch):
+    """Windows without Developer Mode refuses symbolic links: hard links (same drive), else copies."""
+    from indexer.publish import prepare_push
+
+    def refused(*args):
+        raise OSError(22, "A required privilege is not held by the client")
+
+    monkeypatch.setattr(Path, "symlink_to", refused)
+    if not hard_links:
+        monkeypatch.setattr(os, "link", refused)
+    prepared = prepare_push(index_dir, tmp_path / "with", originals=True, model_id=HUB_MODEL, show_progress=False)
+    assert prepared.originals == PHOTOS and not prepared.skipped
+    for relpath in [*LIBRARY, COPY_OF_RED]:
+        original, uploaded = library / relpath, tmp_path / "with" / "originals" / "1" / relpath
+        assert not uploaded.is_symlink() and uploaded.read_bytes() == original.read_bytes()
+        assert os.path.samefile(uploaded, original) == hard_links
+
+
 def test_a_published_copy_is_never_built_into_and_names_only_its_own_folders(prepared, tiny_mllama, library, tmp_path):
     import shutil
 
