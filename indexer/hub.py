@@ -193,8 +193,8 @@ def _resumable(problem: BaseException, committed: int, total: int) -> BaseExcept
     if not isinstance(problem, IndexerError):
         return problem
     return type(problem)(f"{problem}. {committed} of {total} new files were committed and the repo still serves "
-                         "the previously published index; run the same command again: it uploads only what is "
-                         "missing")
+                         "the index published before (if any); run the same command again: it uploads only what "
+                         "is missing")
 
 
 def _hub_error(error: BaseException, repo_id: str) -> BaseException:

@@ -104,6 +104,10 @@ class ScriptedHub(BaseHTTPRequestHandler):
             return self._reply(200, [{"type": "file", "path": path, "size": len(data), "oid": _git_oid(data),
                                       **({"lfs": {"oid": sha256(data), "size": len(data), "pointerSize": 134}}
                                          if lfs else {})} for path, (data, lfs) in files])
+        info = re.match(r"/api/datasets/([^/]+/[^/]+)/revision/main(\?|$)", self.path)
+        if info:  # asked after a commit with nothing to change: the head commit
+            heads = [number for number, commit in enumerate(self.commits, 1) if commit["repo"] == info.group(1)]
+            return self._reply(200, {"id": info.group(1), "sha": f"{heads[-1]:040x}"})
         return self._reply(404, {"error": f"not scripted: GET {self.path}"})  # a Xet token request too
 
     def do_PUT(self):
@@ -342,6 +346,10 @@ def test_push_commits_previews_in_chunks_the_catalog_last_and_deletes_what_is_go
     assert len(commits) == 4  # nothing new to upload: only the catalog's commit, with the deletion
     assert commits[3]["deleted"] == sorted(set(first) - set(second)) and set(commits[3]["lfs"]) == {
         "catalog.sqlite", "vectors.faiss"}
+
+    puts = len(ScriptedHub.puts)  # the same push again: nothing to upload, no commit
+    assert publish(index) == 0
+    assert len(commits) == 4 and len(ScriptedHub.puts) == puts and ScriptedHub.files() == second
     assert no_xet_requests()
 
 
@@ -422,6 +430,36 @@ def test_push_errors_are_one_line_with_what_to_do(tiny_index, hub_here, monkeypa
     photos, _ = tiny_index
     for number in range(3):  # the originals, read through the staging folder's links
         assert ScriptedHub.files()[f"originals/1/trip/p{number}.jpg"] == (photos / "trip" / f"p{number}.jpg").read_bytes()
+
+
+def test_upload_plan_skips_what_the_repo_has_and_lists_what_it_no_longer_needs(tmp_path):
+    """Previews are named by content (same name and size: the same); originals by place (compared by hash)."""
+    from huggingface_hub import RepoFile
+
+    from indexer.hub import upload_plan
+
+    files = {"previews/ab/ab1.jpg": b"\xff\xd8preview one", "previews/cd/cd2.jpg": b"\xff\xd8preview two",
+             "originals/1/a.jpg": b"\xff\xd8original a", "originals/1/b.jpg": b"\xff\xd8original b",
+             "originals/1/c.txt": b"notes", "catalog.sqlite": b"SQLite format 3\0"}
+    for path, data in files.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(data)
+
+    def remote(path, data, lfs=True):
+        return RepoFile(path=path, size=len(data), oid=_git_oid(data),
+                        lfs={"oid": sha256(data), "size": len(data), "pointerSize": 134} if lfs else None)
+
+    entries = [remote("previews/ab/ab1.jpg", files["previews/ab/ab1.jpg"]),  # there: skipped
+               remote("previews/cd/cd2.jpg", b"\xff\xd8other size"),  # another preview size: sent again
+               remote("originals/1/a.jpg", files["originals/1/a.jpg"]),  # the same bytes: skipped
+               remote("originals/1/b.jpg", b"\xff\xd8original B"),  # edited in place, same size: sent again
+               remote("originals/1/c.txt", files["originals/1/c.txt"], lfs=False),  # in Git, same blob: skipped
+               remote("previews/ef/ef3.jpg", b"\xff\xd8a photo since deleted"),
+               remote("originals/2/gone.jpg", b"\xff\xd8gone"),
+               remote("catalog.sqlite", b"SQLite format 3\0old"), remote(".gitattributes", b"*.jpg lfs", lfs=False)]
+    missing, stale = upload_plan(tmp_path, {entry.path: entry for entry in entries})
+    assert missing == ["originals/1/b.jpg", "previews/cd/cd2.jpg"]
+    assert stale == ["originals/2/gone.jpg", "previews/ef/ef3.jpg"]  # the catalog's own files are replaced, not here
 
 
 def test_push_help_has_examples():
