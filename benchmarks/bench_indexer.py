@@ -220,6 +220,7 @@ def compare_runtimes(args, paths, temp: Path, onnx, torch_embedder, workers: int
               + " images/s so far", file=sys.stderr, flush=True)
     import torch
 
+    ceiling = fp32_ceiling(torch_embedder, images[0])
     figures = {
         "images": len(paths), "size": args.size, "model": onnx.model_id, "runtime": onnx.runtime,
         "batch_size": args.batch_size, "workers": workers, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
@@ -229,9 +230,32 @@ def compare_runtimes(args, paths, temp: Path, onnx, torch_embedder, workers: int
         "onnx_indexer_vs_onnx_model": round(rates["onnx_indexer"] / rates["onnx_model"], 3),
         "onnx_indexer_vs_torch_indexer": round(rates["onnx_indexer"] / rates["torch_indexer"], 3),
         "onnx_model_vs_torch_model": round(rates["onnx_model"] / rates["torch_model"], 3),
+        "model_gflop_per_image": round(ceiling["gflop"], 2),
+        "cpu_fp32_matmul_gflop_s": round(ceiling["peak"], 1),
+        **{f"{name}_model_gflop_s": round(rates[f"{name}_model"] * ceiling["gflop"], 1) for name in ("onnx", "torch")},
+        "fp32_ceiling_vs_torch_model": round(ceiling["peak"] / (rates["torch_model"] * ceiling["gflop"]), 2),
     }
     print_figures(figures, args.json)
     return 0
+
+
+def fp32_ceiling(torch_embedder, image) -> dict:
+    """What fp32 can gain on this CPU at most: the model's GFLOP per image (counted by torch) and the
+    GFLOP/s of a large fp32 matrix product (the model's main operation) on the same threads. A runtime
+    already near that rate cannot go much faster without fewer bits (int8)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        torch_embedder.encode_images([image], batch_size=1)
+    left, right = torch.randn(2048, 768), torch.randn(768, 3072)  # a ViT-B MLP product over 8 images' tokens
+    for _ in range(3):
+        left @ right
+    repeats, started = 20, time.perf_counter()
+    for _ in range(repeats):
+        left @ right
+    seconds = time.perf_counter() - started
+    return {"gflop": counter.get_total_flops() / 1e9, "peak": 2 * 2048 * 768 * 3072 * repeats / seconds / 1e9}
 
 
 def print_figures(figures: dict, as_json: bool) -> None:
