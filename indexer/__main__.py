@@ -135,11 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     watch.add_argument("--batch-size", type=int, default=8, help="images per model batch and per commit (default 8)")
     watch.add_argument("--quiet", action="store_true", help="no progress bars")
+    from .hub import COMMIT_FILES
+
     push = commands.add_parser(
         "push", help="publish the index as a Hugging Face dataset (catalog, vectors, previews) for a Space to serve",
         description="Publish an index as a Hugging Face dataset repo: catalog, vectors and a 384 px preview of every "
                     "photo (the originals only with --originals); serve it with "
-                    "`python app.py --index hf://datasets/USER/NAME`. No path of your folders is uploaded.",
+                    "`python app.py --index hf://datasets/USER/NAME`. No path of your folders is uploaded. Files "
+                    f"the repo lacks go in commits of {COMMIT_FILES:,}, the catalog last: until then the repo serves "
+                    "the previous index, and after a failure the same command resumes.",
         epilog=PUSH_EXAMPLES, formatter_class=formatter)
     push.add_argument("--index", type=Path, default=DEFAULT_INDEX_DIR, help=f"index folder (default: ./{DEFAULT_INDEX_DIR})")
     push.add_argument("--repo", required=True, metavar="USER/NAME", help="dataset repo to create or update")
@@ -151,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--model-id", metavar="ORG/NAME",
                       help="Hub id of the index's model when it was built from a local folder (checked by content "
                            "when the app loads it)")
-    push.add_argument("--message", help="commit message")
+    push.add_argument("--message", help="message of the last commit (the one that publishes the catalog)")
     push.add_argument("--prepare-only", type=Path, metavar="FOLDER",
                       help="write what would be uploaded into FOLDER (new or empty) and upload nothing")
     push.add_argument("--quiet", action="store_true", help="no progress bars")

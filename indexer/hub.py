@@ -6,6 +6,7 @@ sentence for the CLI runner.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
 from pathlib import Path
@@ -13,6 +14,9 @@ from pathlib import Path
 from .errors import IndexerError, IndexNotFoundError
 
 HUB_PREFIX = "hf://"
+# Previews/originals per commit: the Hub advises splitting large uploads into several commits, and 1,000 is the
+# largest commit huggingface_hub's own upload_large_folder makes. 100k photos: 100 commits, then the catalog's.
+COMMIT_FILES = 1000
 READ_ONLY_ADVICE = ("an index on the Hub is read-only: build and watch a local index, then publish it again with "
                     "`python -m indexer push --index INDEX --repo USER/NAME`")
 
@@ -63,13 +67,21 @@ def download_index(value) -> Path:
 
 def push(index_dir, repo_id: str, private: bool = False, originals: bool = False, token: str | None = None,
          model_id: str | None = None, message: str | None = None, show_progress: bool = True) -> str:
-    """Publish an index as the dataset repo ``repo_id``; returns the commit's URL."""
-    from huggingface_hub import HfApi
+    """Publish an index as the dataset repo ``repo_id``; returns the URL of the commit that publishes the catalog.
 
+    Several commits, resumable: previews and originals not yet in the repo go first, COMMIT_FILES per commit
+    (those already there are skipped, so a rerun after any failure uploads only what is missing); the catalog,
+    the vectors, the card and the deletion of files no longer referenced go last, in one commit. Until then the
+    repo serves the previous catalog, whose files are all still there.
+    """
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, RepoFile
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
+    from tqdm import tqdm
 
+    from .catalog import CATALOG_FILE
     from .publish import PublishError, prepare_push
+    from .vectors import INDEX_FILE
 
     try:
         validate_repo_id(repo_id)
@@ -88,18 +100,101 @@ def push(index_dir, repo_id: str, private: bool = False, originals: bool = False
                                 show_progress=show_progress)
         for line in prepared.skipped[:20]:
             print(f"indexer: not published: {line}", file=sys.stderr)
+        folder = prepared.folder
         try:
             url = api.create_repo(repo_id, repo_type="dataset", private=private or None, exist_ok=True)
-            print(f"uploading {prepared.photos} photos ({prepared.previews} previews"
-                  f"{f', {prepared.originals} originals' if originals else ''}) to {url} as {user} ...",
-                  file=sys.stderr)
-            commit = api.upload_folder(
-                repo_id=repo_id, repo_type="dataset", folder_path=prepared.folder,
-                commit_message=message or f"Publish a photo index of {prepared.photos} photos",
-                delete_patterns=["previews/**", "originals/**"])  # photos gone since the last push go too
+            remote = {entry.path: entry for entry in api.list_repo_tree(repo_id, repo_type="dataset", recursive=True)
+                      if isinstance(entry, RepoFile)}  # files, not folders
         except Exception as error:  # noqa: BLE001 - sorted by hub_problem
             raise _hub_error(error, repo_id) from None
+        missing, stale = upload_plan(folder, remote)
+        chunks = [missing[start:start + COMMIT_FILES] for start in range(0, len(missing), COMMIT_FILES)]
+        print(f"uploading {prepared.photos} photos ({prepared.previews} previews"
+              f"{f', {prepared.originals} originals' if originals else ''}) to {url} as {user}: "
+              f"{len(missing)} files not there yet, in {len(chunks) + 1} commits (the catalog last) ...",
+              file=sys.stderr)
+        progress = tqdm(total=len(chunks) + 1, desc="commits", unit="commit", disable=not show_progress,
+                        file=sys.stderr)
+        with progress, _hub_progress_bars(show_progress):
+            for number, chunk in enumerate(chunks, 1):
+                try:
+                    api.create_commit(repo_id, repo_type="dataset",
+                                      operations=[CommitOperationAdd(path, str(folder / path)) for path in chunk],
+                                      commit_message=f"Upload {len(chunk)} files ({number}/{len(chunks)}) for a "
+                                                     f"photo index of {prepared.photos} photos")
+                except Exception as error:  # noqa: BLE001 - sorted by hub_problem
+                    raise _resumable(_hub_error(error, repo_id), (number - 1) * COMMIT_FILES, len(missing)) from None
+                progress.update()
+            operations = [CommitOperationAdd(name, str(folder / name)) for name in (CATALOG_FILE, INDEX_FILE,
+                                                                                    "README.md")]
+            operations += [CommitOperationDelete(path) for path in stale]  # photos gone since the last push
+            try:
+                commit = api.create_commit(
+                    repo_id, repo_type="dataset", operations=operations,
+                    commit_message=message or f"Publish a photo index of {prepared.photos} photos")
+            except Exception as error:  # noqa: BLE001 - sorted by hub_problem
+                raise _resumable(_hub_error(error, repo_id), len(missing), len(missing)) from None
+            progress.update()
     return commit.commit_url
+
+
+@contextlib.contextmanager
+def _hub_progress_bars(shown: bool):
+    """huggingface_hub's own bars (hashing, LFS uploads) follow --quiet too, for this push only."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    if shown or are_progress_bars_disabled():
+        yield
+        return
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        enable_progress_bars()
+
+
+def upload_plan(folder: Path, remote: dict) -> tuple[list[str], list[str]]:
+    """(files under previews/ and originals/ of ``folder`` that the repo lacks, repo files there no longer in
+    ``folder``), as repo paths; ``remote`` maps the repo's file paths to their RepoFile (size, hashes).
+
+    A preview's name is its photo's content hash, so one of the same name and size is the same; an original
+    (named by its place, not its content) is skipped only when its size and hash match."""
+    from .publish import ORIGINALS, PREVIEWS
+
+    local = sorted(path.relative_to(folder).as_posix() for top in (PREVIEWS, ORIGINALS)
+                   for path in (folder / top).rglob("*") if path.is_file())
+    missing = [path for path in local if path not in remote
+               or not _same_file(folder / path, remote[path], by_name=path.startswith(f"{PREVIEWS}/"))]
+    wanted = set(local)
+    stale = sorted(path for path in remote if path.startswith((f"{PREVIEWS}/", f"{ORIGINALS}/")) and path not in wanted)
+    return missing, stale
+
+
+def _same_file(local: Path, remote, by_name: bool) -> bool:
+    """Whether the repo's file (a RepoFile) holds ``local``'s bytes: same size, and unless ``by_name`` the same
+    sha256 (Git LFS files) or Git blob id (files stored in Git)."""
+    import hashlib
+
+    size = local.stat().st_size
+    if size != remote.size:
+        return False
+    if by_name:
+        return True
+    lfs = getattr(remote, "lfs", None)
+    digest = hashlib.sha256() if lfs else hashlib.sha1(f"blob {size}\0".encode())
+    with local.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest() == (lfs.sha256 if lfs else remote.blob_id)
+
+
+def _resumable(problem: BaseException, committed: int, total: int) -> BaseException:
+    """A failure after the upload began: what is on the Hub stays, and the same command resumes."""
+    if not isinstance(problem, IndexerError):
+        return problem
+    return type(problem)(f"{problem}. {committed} of {total} new files were committed and the repo still serves "
+                         "the index published before (if any); run the same command again: it uploads only what "
+                         "is missing")
 
 
 def _hub_error(error: BaseException, repo_id: str) -> BaseException:

@@ -53,7 +53,8 @@ class RayOptions:
     workers: int | None = None  # embedding actors (default: one per GPU, or one on the CPU)
     gpus_per_worker: float | None = None  # default 1 when the cluster has GPUs, else 0
     cpus_per_decoder: float = 1.0
-    cpus_per_worker: float = 1.0  # CPU actors only
+    cpus_per_worker: float = 1.0  # CPU actors only: what Ray reserves for each
+    threads_per_worker: int | None = None  # CPU actors: model threads (default: the node's CPUs shared by its actors)
     num_cpus: int | None = None  # a local Ray started here: CPUs it may use (default: all)
     object_store_bytes: int | None = None  # ... and its object store size (default: Ray's)
 
@@ -95,7 +96,18 @@ def model_spec(embedder) -> dict:
         return value
 
     return {"model": absolute(embedder.model_id), "adapter": absolute(embedder.adapter),
-            "dtype": str(embedder.backbone.dtype).removeprefix("torch.")}
+            "dtype": str(embedder.backbone.dtype).removeprefix("torch."), "runtime": embedder.runtime}
+
+
+def model_threads(options: RayOptions, actors: int, cluster: dict, nodes: int) -> int:
+    """Threads each CPU actor's model may use. Ray pins a task's math libraries to the CPUs it reserved
+    (OMP_NUM_THREADS=1 for the default one CPU), which would leave a CPU actor using one core of many
+    while the local engine uses them all; decoding is a small share of a CPU build, so the actors on a
+    node share all its CPUs instead, as the local engine's model does beside its decode threads."""
+    if options.threads_per_worker:
+        return max(1, int(options.threads_per_worker))
+    per_node = int(cluster.get("CPU", 1)) // max(1, nodes)
+    return max(1, per_node // max(1, -(-actors // max(1, nodes))))
 
 
 # -- the two stages ------------------------------------------------------------------------
@@ -181,11 +193,15 @@ def decode_batch(batch: dict, draft_size: int, known_hashes, probes: dict, budge
 class EmbedWorker:
     """Actor: loads the Embedder once, then embeds the decoded images of each batch it is given."""
 
-    def __init__(self, spec: dict, device: str, batch_size: int):
+    def __init__(self, spec: dict, device: str, batch_size: int, threads: int | None = None):
         from mme5 import load_embedder
 
+        if threads and device == "cpu":
+            import torch
+
+            torch.set_num_threads(threads)  # before loading: an ONNX session takes torch's thread count
         self.embedder = load_embedder(spec["model"], device=device, dtype=spec["dtype"], adapter=spec["adapter"],
-                                      verbose=False)
+                                      verbose=False, runtime=spec["runtime"])
         self.batch_size = batch_size
 
     def __call__(self, batch: dict) -> dict:
@@ -269,10 +285,13 @@ def _ray_results(owner: ray_results, work: list, embedder, known_hashes, options
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.verbose_stats_logs = False
-    actors, gpus = plan_workers(options, ray.cluster_resources())
+    cluster = ray.cluster_resources()
+    actors, gpus = plan_workers(options, cluster)
     device = "cuda" if gpus else "cpu"
+    threads = None if gpus else model_threads(options, actors, cluster, len([n for n in ray.nodes() if n["Alive"]]))
     print(f"indexer: Ray engine, {actors} embedding worker(s) on {device}"
-          f"{f' ({gpus:g} GPU each)' if gpus else ''}, decoding on CPU tasks", file=sys.stderr)
+          f"{f' ({gpus:g} GPU each)' if gpus else f' ({threads} thread(s) each)'}, decoding on CPU tasks",
+          file=sys.stderr)
     probes: dict = {}
     for entry, _, _ in work:
         if entry.problem is None and entry.root not in probes:
@@ -289,7 +308,8 @@ def _ray_results(owner: ray_results, work: list, embedder, known_hashes, options
                      )
         .map_batches(EmbedWorker, batch_size=batch_size, batch_format="numpy",
                      compute=ray.data.ActorPoolStrategy(size=actors),
-                     fn_constructor_kwargs=dict(spec=model_spec(embedder), device=device, batch_size=batch_size),
+                     fn_constructor_kwargs=dict(spec=model_spec(embedder), device=device, batch_size=batch_size,
+                                                threads=threads),
                      **actor_args)
     )
     try:

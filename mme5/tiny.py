@@ -219,6 +219,20 @@ def random_siglip_embedders(size: str = "full", runtimes=("torch", "onnx"), expo
     return {runtime: embedders[runtime] for runtime in runtimes}
 
 
+def save_random_siglip(out: str | Path, size: str = "full", seed: int = 0) -> Path:
+    """A random-weight SigLIP written as a model folder (benchmarks that need one on disk, e.g. for Ray
+    workers); ``random_siglip_embedders`` builds the same model in memory."""
+    from transformers import SiglipModel
+
+    out = Path(out)
+    if not (out / "config.json").is_file():
+        config = siglip_config(size)
+        torch.manual_seed(seed)
+        SiglipModel(config).eval().save_pretrained(out)
+        siglip_processor(config).save_pretrained(out)
+    return out
+
+
 def build_tiny(out: str | Path, backbone: str = "mllama", seed: int = 0) -> Path:
     from .registry import tiny_builders
 

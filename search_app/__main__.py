@@ -104,11 +104,12 @@ def resolve_model(args) -> tuple[str | None, Path | None]:
 
 
 def open_or_build(index_dir: Path, model: str | None, adapter: str | None, device: str | None, photos: Path,
-                  runtime: str | None = None, published: bool = False):
+                  runtime: str | None = None, published: bool = False, gpu=None):
     """The engine over ``index_dir``; indexes ``photos`` first when there is no index there yet.
 
     ``published``: a Hub snapshot (``hf://``), opened read-only with nothing written beside it; its
-    originals and previews are symlinks into the cache's blobs folder, which may be served too."""
+    originals and previews are symlinks into the cache's blobs folder, which may be served too. ``gpu``: wraps
+    each query's forward pass (``zero_gpu()``)."""
     from indexer import IndexNotFoundError, IndexStore, build_index
     from mme5.zero_gpu import on_zero_gpu
 
@@ -118,7 +119,8 @@ def open_or_build(index_dir: Path, model: str | None, adapter: str | None, devic
     if published:
         blobs = index_dir.parent.parent / "blobs"
         return SearchEngine.open(index_dir, model=model, adapter=adapter, device=device, runtime=runtime,
-                                 extra_roots=[SAMPLE_PHOTOS, *([blobs] if blobs.is_dir() else [])], immutable=True)
+                                 extra_roots=[SAMPLE_PHOTOS, *([blobs] if blobs.is_dir() else [])], immutable=True,
+                                 gpu=gpu)
     try:
         IndexStore.open(index_dir).close()
     except IndexNotFoundError:
@@ -137,13 +139,14 @@ def open_or_build(index_dir: Path, model: str | None, adapter: str | None, devic
         print(f"no index in {index_dir}: indexing {photos} with {embedder.model_id} ...", file=sys.stderr)
         summary = build_index([photos], index_dir, embedder, show_progress=True)
         print(f"indexed {summary.added} photos ({len(summary.errors)} unreadable) in {summary.seconds:.1f}s", file=sys.stderr)
-        return SearchEngine(IndexStore.open(index_dir), embedder, extra_roots=[SAMPLE_PHOTOS])
+        return SearchEngine(IndexStore.open(index_dir), embedder, extra_roots=[SAMPLE_PHOTOS], gpu=gpu)
     return SearchEngine.open(index_dir, model=model, adapter=adapter, device=device, extra_roots=[SAMPLE_PHOTOS],
-                             runtime=runtime)
+                             runtime=runtime, gpu=gpu)
 
 
 def zero_gpu():
-    """``spaces.GPU`` on Hugging Face ZeroGPU, a no-op decorator elsewhere (the package is optional)."""
+    """``spaces.GPU`` on Hugging Face ZeroGPU (wraps each query's forward pass, nothing else), a no-op decorator
+    elsewhere (the package is optional)."""
     try:
         import spaces
     except ImportError:
@@ -201,7 +204,7 @@ def start_engine(args):
     model, index_dir = resolve_model(args)
     try:
         engine = open_or_build(index_dir, model, args.adapter, args.device, Path(args.photos), args.runtime,
-                               published=published)
+                               published=published, gpu=zero_gpu())
     except ModelLoadError as error:
         raise ModelLoadError(f"{error}\n  - Or try the app offline right now on a tiny random model: "
                              "python app.py --tiny") from None
@@ -235,7 +238,7 @@ def serve(argv=None) -> int:
 
     from .ui import CSS, JS, SearchUI
 
-    demo = SearchUI(engine, concurrency_limit=args.concurrency, gpu=zero_gpu(), page_size=args.page_size).build()
+    demo = SearchUI(engine, concurrency_limit=args.concurrency, page_size=args.page_size).build()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=None)
     stats = engine.stats()
     login = f", login required ({len(auth.users)} user(s))" if auth else ""

@@ -78,9 +78,8 @@ PIN_ACTIONS = ("pin", "remove", "unpin")
 class SearchAPI:
     """JSON-in, JSON-out wrappers; every bad input becomes a gr.Error the client sees as a message."""
 
-    def __init__(self, engine: SearchEngine, gpu=lambda fn: fn):
+    def __init__(self, engine: SearchEngine):
         self.engine = engine
-        self.gpu = gpu
 
     def register(self, concurrency_limit: int | None) -> None:
         """Add the endpoints to the Blocks being built (hidden components: API only)."""
@@ -92,11 +91,11 @@ class SearchAPI:
             output = gr.JSON(label="results")
             trigger = gr.Button()
         common = dict(outputs=output, concurrency_id="model", concurrency_limit=concurrency_limit, show_progress="hidden")
-        trigger.click(self.gpu(self._endpoint(["text"], self.search_text)), [text, *options], api_name="search_text",
+        trigger.click(self._endpoint(["text"], self.search_text), [text, *options], api_name="search_text",
                       **common)
-        trigger.click(self.gpu(self._endpoint(["image"], self.search_image)), [image, *options],
+        trigger.click(self._endpoint(["image"], self.search_image), [image, *options],
                       api_name="search_image", **common)
-        trigger.click(self.gpu(self._endpoint(["image", "text"], self.search_composed)), [image, text, *options],
+        trigger.click(self._endpoint(["image", "text"], self.search_composed), [image, text, *options],
                       api_name="search_composed", **common)
         with gr.Column(visible=False):
             name = gr.Textbox(label="name")
@@ -107,7 +106,7 @@ class SearchAPI:
         trigger.click(self.list_albums, [], api_name="list_albums", **common)
         trigger.click(self._endpoint(["name", "text"], self.save_album), [name, text, *options],
                       api_name="save_album", **common)
-        trigger.click(self.gpu(self.open_album), [name, k], api_name="open_album", **common)
+        trigger.click(self.open_album, [name, k], api_name="open_album", **common)
         trigger.click(self.album_photo, [name, image_id, action], api_name="album_photo", **common)
         trigger.click(self.similar_groups, [threshold], api_name="similar_groups", **common)
 

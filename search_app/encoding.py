@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import threading
+import weakref
+from typing import Callable
 
 import numpy as np
 
@@ -14,10 +16,19 @@ class QueryEncoder:
     """Picks text / image / composed encoding and pushes "without" texts away, one forward pass at a time.
 
     The embedder is given per call: the one paired with the index the query will rank against
-    (the app may switch to an adapted model and index together, see ``live``)."""
+    (the app may switch to an adapted model and index together, see ``live``).
 
-    def __init__(self):
+    ``gpu`` wraps the forward pass alone (on Hugging Face ZeroGPU: ``spaces.GPU``, which runs the wrapped
+    function in a forked process holding a GPU for the duration of the call). Only that pass needs the
+    GPU; checking the text, reading dates and places, ranking and reading the catalog stay outside, so a
+    query holds the shared GPU for milliseconds. The wrapped function takes only plain values (ZeroGPU
+    pickles the arguments to its worker); the model is found by a key in ``_models``, which a forked
+    worker inherits."""
+
+    def __init__(self, gpu: Callable[[Callable], Callable] | None = None):
         self._lock = threading.Lock()  # one forward pass at a time: torch is not re-entrant-safe here
+        self._models: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self._forward = (gpu or _unchanged)(self._forward_pass)
 
     def encode(self, embedder, text: str | None = None, image=None, without: tuple[str, ...] = ()) -> np.ndarray:
         """The (1, dim) query vector."""
@@ -28,12 +39,24 @@ class QueryEncoder:
             text = check_text(text, "modifying text")
         texts = [text.strip()] if kind.needs_text else None
         without = [check_text(item, "“without” text") for item in without]
+        key = id(embedder)
+        self._models[key] = embedder
         with self._lock:
-            vector = embedder.encode_query(kind, texts=texts, images=[image] if kind.needs_image else None)
-            vector = np.ascontiguousarray(vector, dtype=np.float32)
-            if without:
-                negatives = np.asarray(embedder.encode_text_queries(without), dtype=np.float32)
+            vector, negatives = self._forward(key, kind.value, texts, [image] if kind.needs_image else None, without)
         return push_away(vector, negatives) if without else vector
+
+    def _forward_pass(self, key: int, kind: str, texts, images, without):
+        """(query vector, "without" vectors or None): the only work that runs on the model's device."""
+        embedder = self._models.get(key)
+        if embedder is None:  # a ZeroGPU worker forked before the app switched models: fail, so a fresh one is forked
+            raise RuntimeError("the model changed since this GPU worker started; search again")
+        vector = np.ascontiguousarray(embedder.encode_query(kind, texts=texts, images=images), dtype=np.float32)
+        negatives = np.asarray(embedder.encode_text_queries(without), dtype=np.float32) if without else None
+        return vector, negatives
+
+
+def _unchanged(function: Callable) -> Callable:
+    return function
 
 
 def push_away(vector: np.ndarray, negatives: np.ndarray, strength: float = 1.0) -> np.ndarray:

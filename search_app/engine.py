@@ -41,9 +41,10 @@ class SearchEngine:
     min_window = 64  # FAISS hits fetched at first; grows ×4 while filters or copies leave too few
 
     def __init__(self, store, embedder, extra_roots: Sequence[str | os.PathLike] = (),
-                 reload_interval: float = RELOAD_INTERVAL):
+                 reload_interval: float = RELOAD_INTERVAL, gpu=None):
+        """``gpu``: a decorator for the model's forward pass alone (``spaces.GPU`` on ZeroGPU; see QueryEncoder)."""
         store.check_embedder(embedder)
-        self._encoder = QueryEncoder()
+        self._encoder = QueryEncoder(gpu)
         self._live = LiveIndex(store, embedder, extra_roots, reload_interval)
 
     @property
@@ -75,7 +76,7 @@ class SearchEngine:
 
     @classmethod
     def open(cls, index_dir, model=None, adapter=None, device=None, extra_roots=(), runtime=None,
-             immutable: bool = False) -> "SearchEngine":
+             immutable: bool = False, gpu=None) -> "SearchEngine":
         """Open an index with the model+adapter it was built with (or the given one, checked).
 
         ``immutable``: a downloaded Hub snapshot, read without writing anything beside it."""
@@ -83,7 +84,7 @@ class SearchEngine:
 
         embedder, store = open_index(Path(index_dir), model=model, adapter=adapter, device=device, runtime=runtime,
                                      immutable=immutable)
-        return cls(store, embedder, extra_roots=extra_roots)
+        return cls(store, embedder, extra_roots=extra_roots, gpu=gpu)
 
     def close(self) -> None:
         if getattr(self, "_albums", None) is not None:

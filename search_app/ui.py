@@ -164,12 +164,11 @@ class SearchUI:
     """Builds the page; holds no per-user data (that lives in gr.State)."""
 
     def __init__(self, engine: SearchEngine, thumbnails: ThumbnailCache | None = None, concurrency_limit: int = 1,
-                 gpu=lambda fn: fn, page_size: int = PAGE_SIZE):
+                 page_size: int = PAGE_SIZE):
         self.engine = engine
         self.page_size = page_size
         self.thumbnails = thumbnails or ThumbnailCache(published=self._published_preview)
         self.concurrency_limit = concurrency_limit
-        self.gpu = gpu
         self.originals: Path | None = None  # private (0700) folder of served originals, made on first use
         self.latest = LatestOnly()
 
@@ -270,27 +269,27 @@ class SearchUI:
             busy = dict(fn=lambda: gr.update(interactive=False, value="Searching…"), inputs=None, outputs=[search],
                         queue=False, api_visibility="private")
             for trigger in (search.click, query.submit, without.submit):
-                trigger(**busy).then(self.gpu(self._newest(self.on_search, True)), [query, upload, *values], outputs,
+                trigger(**busy).then(self._newest(self.on_search, True), [query, upload, *values], outputs,
                                      **queued).then(
                     None, [url_state], None, js=AFTER_SEARCH_JS)
-            date_chip.click(**busy).then(self.gpu(self._newest(self.on_chip_removed, True)), [query, upload, *values],
+            date_chip.click(**busy).then(self._newest(self.on_chip_removed, True), [query, upload, *values],
                                          outputs, **queued).then(None, [url_state], None, js=AFTER_SEARCH_JS)
-            place_chip.click(**busy).then(self.gpu(self._newest(self.on_place_chip_removed, True)),
+            place_chip.click(**busy).then(self._newest(self.on_place_chip_removed, True),
                                           [query, upload, *values], outputs, **queued).then(
                 None, [url_state], None, js=AFTER_SEARCH_JS)
             query.input(lambda: (True, True), None, [dates_state, places_state], queue=False, api_visibility="private")
             save_album.click(self.on_save_album, [album_name, session, *values], [status, album_list],
                              queue=False, api_visibility="private")
-            open_album.click(**busy).then(self.gpu(self._newest(self.on_open_album, True)), [album_list], outputs,
+            open_album.click(**busy).then(self._newest(self.on_open_album, True), [album_list], outputs,
                                           **queued).then(None, [url_state], None, js=AFTER_SEARCH_JS)
             for button, handler in ((pin, self.on_pin), (remove, self.on_remove), (unpin, self.on_unpin)):
-                button.click(self.gpu(self._newest(handler, True)), [album_list, selected], outputs, **queued)
+                button.click(self._newest(handler, True), [album_list, selected], outputs, **queued)
             make_zip.click(self.on_make_zip, [album_list], [album_zip, status], api_visibility="private")
             find_groups.click(**busy).then(self._newest(self.on_groups, True), [threshold], outputs, **queued).then(
                 None, [url_state], None, js=AFTER_SEARCH_JS)
             more.click(self._newest(self.on_more, False), [session, gallery, *values], outputs, **queued).then(
                 None, [first_new], None, js=SCROLL_TO_NEW_JS)
-            similar.click(**busy).then(self.gpu(self._newest(self.on_similar, True)), [selected, *values], outputs,
+            similar.click(**busy).then(self._newest(self.on_similar, True), [selected, *values], outputs,
                                        **queued).then(
                 None, [url_state], None, js=AFTER_SEARCH_JS)
             gallery.select(self.on_select, [session], [details, similar, selected, original],
@@ -311,9 +310,9 @@ class SearchUI:
                 None, [url_state], None, js=AFTER_SEARCH_JS)
             demo.load(self.on_page_ready, None, [album_list, threshold], queue=False, api_visibility="private")
             demo.load(self.on_load, None, [query, without, *boxes.values(), sort, collapse, strong],
-                      api_visibility="private").then(self.gpu(self._newest(self.on_search_if_query, True)),
+                      api_visibility="private").then(self._newest(self.on_search_if_query, True),
                                                       [query, upload, *values], outputs, **queued)
-            SearchAPI(self.engine, gpu=self.gpu).register(self.concurrency_limit)
+            SearchAPI(self.engine).register(self.concurrency_limit)
         return demo
 
     # -- handlers ----------------------------------------------------------------------------

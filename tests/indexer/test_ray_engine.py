@@ -173,3 +173,17 @@ def test_ray_decode_tasks_share_the_build_decode_budget(ray_cluster, photos, tin
                           engine="ray", ray_options=Options(cpus_per_decoder=0.5), decode_budget=1)
     assert summary.images == 10 and not summary.errors
     assert 0 < summary.peak_decode_pixels <= max(width * height for width, height in sides)
+
+
+def test_workers_load_the_drivers_runtime_and_share_the_cpus(tiny_siglip, tiny_siglip_torch):
+    """An actor loads the model as the driver runs it (ONNX or torch: same vectors within 1e-4 only), and a CPU
+    actor's model uses its node's CPUs (Ray would pin it to the one CPU it reserves)."""
+    from indexer.ray_engine import model_spec, model_threads
+
+    assert model_spec(tiny_siglip)["runtime"] == tiny_siglip.runtime == "onnx"
+    assert model_spec(tiny_siglip_torch)["runtime"] == "torch"
+    default = RayOptions()
+    assert model_threads(default, 1, {"CPU": 2.0}, nodes=1) == 2  # this machine: one actor, both cores
+    assert model_threads(default, 4, {"CPU": 32.0}, nodes=2) == 8  # two actors on each 16-CPU node
+    assert model_threads(default, 3, {"CPU": 2.0}, nodes=1) == 1
+    assert model_threads(RayOptions(threads_per_worker=3), 1, {"CPU": 64.0}, nodes=1) == 3

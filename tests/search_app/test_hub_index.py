@@ -216,9 +216,53 @@ def test_zero_gpu_start_on_an_hf_index_embeds_nothing(hub, monkeypatch):
         _torch_gpu_for("flat", 10**7, 64)
         assert asked == [1]  # elsewhere a big flat index would be searched on the GPU
         engine.search_text("a red photo", k=3)
-        assert len(calls) == 1  # a query is encoded (under @spaces.GPU in the app)
+        assert len(calls) == 1  # a query is encoded
     finally:
         engine.close()
+
+
+def test_on_zero_gpu_only_the_forward_pass_holds_the_gpu(hub, monkeypatch):
+    """`spaces.GPU` wraps a query's forward pass alone: its arguments survive pickling (ZeroGPU sends them to a
+    forked worker), every model call happens inside it, and parsing, FAISS and the catalog stay outside."""
+    import pickle
+    import sys
+    import types
+
+    from indexer.vectors import VectorIndex
+    from mme5.embedder import Embedder
+    from search_app.__main__ import build_parser, start_engine
+
+    on_gpu, log = [], []
+
+    def gpu(function):  # what spaces.GPU does that matters here: a separate call with pickled arguments
+        def call(*args, **kwargs):
+            args, kwargs = pickle.loads(pickle.dumps((args, kwargs)))
+            on_gpu.append(True)
+            try:
+                return function(*args, **kwargs)
+            finally:
+                on_gpu.pop()
+        return call
+
+    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
+    monkeypatch.setenv("SPACE_ID", "someone/photo-search")
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    encode, search = Embedder._encode_task, VectorIndex.search
+    monkeypatch.setattr(Embedder, "_encode_task", lambda self, *a, **k: log.append(("model", bool(on_gpu)))
+                        or encode(self, *a, **k))
+    monkeypatch.setattr(VectorIndex, "search", lambda self, *a, **k: log.append(("faiss", bool(on_gpu)))
+                        or search(self, *a, **k))
+    engine = start_engine(build_parser().parse_args(["--index", URI, "--device", "cpu"]))
+    try:
+        photo = engine.search_text("a red photo", k=1).results[0]
+        engine.search_composed(engine.image_file(engine.record(photo.image_id)), "at night", k=3)
+        engine.search_text("a red photo in 2021", k=3, without=["blue"])
+        engine.search_similar(photo.image_id, k=3)
+    finally:
+        engine.close()
+    assert ("model", True) in log and ("faiss", False) in log
+    assert ("model", False) not in log, log  # no model call outside the GPU function
+    assert ("faiss", True) not in log, log  # ranking never holds the GPU
 
 
 def test_writers_refuse_an_hf_index_and_readers_use_the_cache(hub, capsys):
