@@ -99,6 +99,19 @@ def model_spec(embedder) -> dict:
             "dtype": str(embedder.backbone.dtype).removeprefix("torch."), "runtime": embedder.runtime}
 
 
+def actor_memory(embedder, on_gpu: bool) -> int:
+    """Bytes of host memory Ray reserves for each embedding actor, so it never packs more actors on a
+    node than fit: the weights twice on the CPU (loaded weights plus the runtime's buffers: a 1.5 GB
+    SigLIP-B actor measured 3.1 GiB), once beside a GPU (the weights pass through memory on loading)."""
+    backbone = embedder.backbone
+    folder = getattr(backbone, "folder", None)  # ONNX Runtime: the exported towers' files
+    if folder is not None:
+        weights = sum(path.stat().st_size for path in Path(folder).iterdir() if path.is_file())
+    else:
+        weights = sum(t.numel() * t.element_size() for t in (*backbone.model.parameters(), *backbone.model.buffers()))
+    return int(weights * (1 if on_gpu else 2))
+
+
 def model_threads(options: RayOptions, actors: int, cluster: dict, nodes: int) -> int:
     """Threads each CPU actor's model may use. Ray pins a task's math libraries to the CPUs it reserved
     (OMP_NUM_THREADS=1 for the default one CPU), which would leave a CPU actor using one core of many
@@ -299,6 +312,7 @@ def _ray_results(owner: ray_results, work: list, embedder, known_hashes, options
     items = [{"idx": i, "root": entry.root, "relpath": entry.relpath, "size": entry.size,
               "mtime_ns": entry.mtime_ns, "problem": entry.problem or ""} for i, (entry, _, _) in enumerate(work)]
     actor_args = dict(num_gpus=gpus) if gpus else dict(num_cpus=options.cpus_per_worker)
+    actor_args["memory"] = actor_memory(embedder, on_gpu=bool(gpus))
     keeper = ray.remote(BudgetKeeper).options(num_cpus=0, max_concurrency=256).remote(decode_budget)
     dataset = (
         ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // batch_size, 1000)))

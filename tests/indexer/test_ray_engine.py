@@ -175,10 +175,11 @@ def test_ray_decode_tasks_share_the_build_decode_budget(ray_cluster, photos, tin
     assert 0 < summary.peak_decode_pixels <= max(width * height for width, height in sides)
 
 
-def test_workers_load_the_drivers_runtime_and_share_the_cpus(tiny_siglip, tiny_siglip_torch):
-    """An actor loads the model as the driver runs it (ONNX or torch: same vectors within 1e-4 only), and a CPU
-    actor's model uses its node's CPUs (Ray would pin it to the one CPU it reserves)."""
-    from indexer.ray_engine import model_spec, model_threads
+def test_workers_load_the_drivers_runtime_and_fit_the_node(tiny_siglip, tiny_siglip_torch):
+    """An actor loads the model as the driver runs it (ONNX or torch: same vectors within 1e-4 only), a CPU
+    actor's model uses its node's CPUs (Ray would pin it to the one CPU it reserves), and Ray reserves the
+    host memory its model needs."""
+    from indexer.ray_engine import actor_memory, model_spec, model_threads
 
     assert model_spec(tiny_siglip)["runtime"] == tiny_siglip.runtime == "onnx"
     assert model_spec(tiny_siglip_torch)["runtime"] == "torch"
@@ -187,3 +188,7 @@ def test_workers_load_the_drivers_runtime_and_share_the_cpus(tiny_siglip, tiny_s
     assert model_threads(default, 4, {"CPU": 32.0}, nodes=2) == 8  # two actors on each 16-CPU node
     assert model_threads(default, 3, {"CPU": 2.0}, nodes=1) == 1
     assert model_threads(RayOptions(threads_per_worker=3), 1, {"CPU": 64.0}, nodes=1) == 3
+    weights = sum(p.numel() * p.element_size() for p in tiny_siglip_torch.backbone.model.parameters())
+    assert 2 * weights <= actor_memory(tiny_siglip_torch, on_gpu=False) < 3 * weights  # Ray reserves it per actor
+    exported = sum(f.stat().st_size for f in tiny_siglip.backbone.folder.iterdir())
+    assert actor_memory(tiny_siglip, on_gpu=False) == 2 * exported and exported > weights / 2
