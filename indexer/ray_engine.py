@@ -99,17 +99,20 @@ def model_spec(embedder) -> dict:
             "dtype": str(embedder.backbone.dtype).removeprefix("torch."), "runtime": embedder.runtime}
 
 
-def actor_memory(embedder, on_gpu: bool) -> int:
+def actor_memory(embedder, on_gpu: bool, node_memory: float = 0) -> int:
     """Bytes of host memory Ray reserves for each embedding actor, so it never packs more actors on a
     node than fit: the weights twice on the CPU (loaded weights plus the runtime's buffers: a 1.5 GB
-    SigLIP-B actor measured 3.1 GiB), once beside a GPU (the weights pass through memory on loading)."""
+    SigLIP-B actor measured 3.1 GiB), once beside a GPU (the weights pass through memory on loading).
+    At most 80 % of the largest node's ``node_memory``: a reservation no node can grant would leave the
+    build waiting for ever instead of trying."""
     backbone = embedder.backbone
     folder = getattr(backbone, "folder", None)  # ONNX Runtime: the exported towers' files
     if folder is not None:
         weights = sum(path.stat().st_size for path in Path(folder).iterdir() if path.is_file())
     else:
         weights = sum(t.numel() * t.element_size() for t in (*backbone.model.parameters(), *backbone.model.buffers()))
-    return int(weights * (1 if on_gpu else 2))
+    wanted = int(weights * (1 if on_gpu else 2))
+    return min(wanted, int(node_memory * 0.8)) if node_memory else wanted
 
 
 def model_threads(options: RayOptions, actors: int, cluster: dict, nodes: int) -> int:
@@ -301,7 +304,8 @@ def _ray_results(owner: ray_results, work: list, embedder, known_hashes, options
     cluster = ray.cluster_resources()
     actors, gpus = plan_workers(options, cluster)
     device = "cuda" if gpus else "cpu"
-    threads = None if gpus else model_threads(options, actors, cluster, len([n for n in ray.nodes() if n["Alive"]]))
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    threads = None if gpus else model_threads(options, actors, cluster, len(nodes))
     print(f"indexer: Ray engine, {actors} embedding worker(s) on {device}"
           f"{f' ({gpus:g} GPU each)' if gpus else f' ({threads} thread(s) each)'}, decoding on CPU tasks",
           file=sys.stderr)
@@ -312,7 +316,7 @@ def _ray_results(owner: ray_results, work: list, embedder, known_hashes, options
     items = [{"idx": i, "root": entry.root, "relpath": entry.relpath, "size": entry.size,
               "mtime_ns": entry.mtime_ns, "problem": entry.problem or ""} for i, (entry, _, _) in enumerate(work)]
     actor_args = dict(num_gpus=gpus) if gpus else dict(num_cpus=options.cpus_per_worker)
-    actor_args["memory"] = actor_memory(embedder, on_gpu=bool(gpus))
+    actor_args["memory"] = actor_memory(embedder, bool(gpus), max(node["Resources"].get("memory", 0) for node in nodes))
     keeper = ray.remote(BudgetKeeper).options(num_cpus=0, max_concurrency=256).remote(decode_budget)
     dataset = (
         ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // batch_size, 1000)))

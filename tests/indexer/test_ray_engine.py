@@ -192,3 +192,4 @@ def test_workers_load_the_drivers_runtime_and_fit_the_node(tiny_siglip, tiny_sig
     assert 2 * weights <= actor_memory(tiny_siglip_torch, on_gpu=False) < 3 * weights  # Ray reserves it per actor
     exported = sum(f.stat().st_size for f in tiny_siglip.backbone.folder.iterdir())
     assert actor_memory(tiny_siglip, on_gpu=False) == 2 * exported and exported > weights / 2
+    assert actor_memory(tiny_siglip, on_gpu=False, node_memory=exported) == int(exported * 0.8)  # never unschedulable
