@@ -110,7 +110,8 @@ def push(index_dir, repo_id: str, private: bool = False, originals: bool = False
         chunks = [missing[start:start + COMMIT_FILES] for start in range(0, len(missing), COMMIT_FILES)]
         print(f"uploading {prepared.photos} photos ({prepared.previews} previews"
               f"{f', {prepared.originals} originals' if originals else ''}) to {url} as {user}: "
-              f"{len(missing)} files not there yet, in {len(chunks) + 1} commits (the catalog last) ...",
+              f"{len(missing)} files not there yet, in {len(chunks) + 1} commits (the catalog"
+              f"{' and the adapter' if prepared.adapter else ''} last) ...",
               file=sys.stderr)
         progress = tqdm(total=len(chunks) + 1, desc="commits", unit="commit", disable=not show_progress,
                         file=sys.stderr)

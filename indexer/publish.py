@@ -127,8 +127,9 @@ def _copy_adapter(store, target: Path, hub_id: str) -> dict:
     from mme5.identity import adapter_digest, weight_files
 
     source = Path(store.adapter).expanduser()
-    advice = (f"restore that folder (the index was built with it), or re-index with the adapter you have "
-              f"(python -m indexer build --index {store.index_dir} --adapter FOLDER), then push again")
+    advice = ("restore that folder (the index was built with it), or build a new index with the adapter you have "
+              f"(python -m indexer build --dir PHOTOS --index NEW_INDEX --model {store.model_id} --adapter FOLDER) "
+              "and push that one")
     try:
         config = json.loads((source / "adapter_config.json").read_text(encoding="utf-8"))
         weights = weight_files(source)
