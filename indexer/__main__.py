@@ -182,7 +182,8 @@ def run_push(args) -> int:
         for line in prepared.skipped:
             print(printable(f"indexer: not published: {line}"), file=sys.stderr)
         print(printable(f"prepared {prepared.photos} photos ({prepared.previews} previews, {prepared.originals} "
-                        f"originals, model {prepared.model_id}) in {prepared.folder}; nothing uploaded"))
+                        f"originals, model {prepared.model_id}{' + its adapter in adapter/' if prepared.adapter else ''}) in "
+                        f"{prepared.folder}; nothing uploaded"))
         return 0
     url = push(args.index, args.repo, private=args.private, originals=args.originals, token=args.token,
                model_id=args.model_id, message=args.message, show_progress=not args.quiet)

@@ -71,17 +71,16 @@ def push(index_dir, repo_id: str, private: bool = False, originals: bool = False
 
     Several commits, resumable: previews and originals not yet in the repo go first, COMMIT_FILES per commit
     (those already there are skipped, so a rerun after any failure uploads only what is missing); the catalog,
-    the vectors, the card and the deletion of files no longer referenced go last, in one commit. Until then the
-    repo serves the previous catalog, whose files are all still there.
+    the vectors, the card, the adapter (small, and never to be served apart from its catalog) and the deletion
+    of files no longer referenced go last, in one commit. Until then the repo serves the previous catalog, whose
+    files are all still there.
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, RepoFile
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
     from tqdm import tqdm
 
-    from .catalog import CATALOG_FILE
     from .publish import PublishError, prepare_push
-    from .vectors import INDEX_FILE
 
     try:
         validate_repo_id(repo_id)
@@ -111,7 +110,8 @@ def push(index_dir, repo_id: str, private: bool = False, originals: bool = False
         chunks = [missing[start:start + COMMIT_FILES] for start in range(0, len(missing), COMMIT_FILES)]
         print(f"uploading {prepared.photos} photos ({prepared.previews} previews"
               f"{f', {prepared.originals} originals' if originals else ''}) to {url} as {user}: "
-              f"{len(missing)} files not there yet, in {len(chunks) + 1} commits (the catalog last) ...",
+              f"{len(missing)} files not there yet, in {len(chunks) + 1} commits (the catalog"
+              f"{' and the adapter' if prepared.adapter else ''} last) ...",
               file=sys.stderr)
         progress = tqdm(total=len(chunks) + 1, desc="commits", unit="commit", disable=not show_progress,
                         file=sys.stderr)
@@ -125,9 +125,8 @@ def push(index_dir, repo_id: str, private: bool = False, originals: bool = False
                 except Exception as error:  # noqa: BLE001 - sorted by hub_problem
                     raise _resumable(_hub_error(error, repo_id), (number - 1) * COMMIT_FILES, len(missing)) from None
                 progress.update()
-            operations = [CommitOperationAdd(name, str(folder / name)) for name in (CATALOG_FILE, INDEX_FILE,
-                                                                                    "README.md")]
-            operations += [CommitOperationDelete(path) for path in stale]  # photos gone since the last push
+            operations = [CommitOperationAdd(name, str(folder / name)) for name in catalog_files(folder)]
+            operations += [CommitOperationDelete(path) for path in stale]  # photos (or an adapter) gone since
             try:
                 commit = api.create_commit(
                     repo_id, repo_type="dataset", operations=operations,
@@ -153,21 +152,36 @@ def _hub_progress_bars(shown: bool):
         enable_progress_bars()
 
 
+def catalog_files(folder: Path) -> list[str]:
+    """What the last commit uploads, as repo paths: the catalog, the vectors, the card and the adapter's files
+    (the catalog must never be served without the adapter its vectors were made with)."""
+    from .catalog import CATALOG_FILE
+    from .publish import ADAPTER
+    from .vectors import INDEX_FILE
+
+    return [CATALOG_FILE, INDEX_FILE, "README.md", *_files_under(folder, ADAPTER)]
+
+
 def upload_plan(folder: Path, remote: dict) -> tuple[list[str], list[str]]:
-    """(files under previews/ and originals/ of ``folder`` that the repo lacks, repo files there no longer in
-    ``folder``), as repo paths; ``remote`` maps the repo's file paths to their RepoFile (size, hashes).
+    """(files under previews/ and originals/ of ``folder`` that the repo lacks, repo files under previews/,
+    originals/ or adapter/ no longer in ``folder``), as repo paths; ``remote`` maps the repo's file paths to their
+    RepoFile (size, hashes). The adapter's files themselves go with the catalog (``catalog_files``).
 
     A preview's name is its photo's content hash, so one of the same name and size is the same; an original
     (named by its place, not its content) is skipped only when its size and hash match."""
-    from .publish import ORIGINALS, PREVIEWS
+    from .publish import ADAPTER, ORIGINALS, PREVIEWS
 
-    local = sorted(path.relative_to(folder).as_posix() for top in (PREVIEWS, ORIGINALS)
-                   for path in (folder / top).rglob("*") if path.is_file())
+    local = sorted(path for top in (PREVIEWS, ORIGINALS) for path in _files_under(folder, top))
     missing = [path for path in local if path not in remote
                or not _same_file(folder / path, remote[path], by_name=path.startswith(f"{PREVIEWS}/"))]
-    wanted = set(local)
-    stale = sorted(path for path in remote if path.startswith((f"{PREVIEWS}/", f"{ORIGINALS}/")) and path not in wanted)
+    wanted = set(local) | set(_files_under(folder, ADAPTER))
+    stale = sorted(path for path in remote if path.startswith((f"{PREVIEWS}/", f"{ORIGINALS}/", f"{ADAPTER}/"))
+                   and path not in wanted)
     return missing, stale
+
+
+def _files_under(folder: Path, top: str) -> list[str]:
+    return sorted(path.relative_to(folder).as_posix() for path in (folder / top).rglob("*") if path.is_file())
 
 
 def _same_file(local: Path, remote, by_name: bool) -> bool:

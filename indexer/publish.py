@@ -6,7 +6,10 @@ preview per photo content (``previews/ab/<content hash>.jpg``), the originals on
 (``originals/<root id>/<relpath>``), and a dataset card (``README.md``). Nothing in it names the
 publisher's folders: the copy's roots become ``originals/<root id>`` (relative to the index
 folder, see ``IndexStore.root_path``), failed files and build details are dropped, and the model
-is recorded by its Hub id, so a Space can load it.
+is recorded by its Hub id, so a Space can load it. An index built with a peft adapter (LoRA/DoRA,
+from `python -m trainer train` or `trainer adapt`) carries it in ``adapter/`` (its config and weights),
+recorded relative to the index folder; the index's identity keeps the adapter's content digest, so the
+app checks it loads the very adapter the vectors were made with.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from .vectors import INDEX_FILE
 
 PUBLISH_FORMAT = 1
 PREVIEWS, ORIGINALS = "previews", "originals"
+ADAPTER = "adapter"  # the published adapter's folder, relative to the index folder (the only one allowed)
 # Meta keys a published copy keeps: what opening, checking and describing the index need. Anything else
 # (root devices, the last build's report with its file paths) stays on the publisher's machine.
 KEPT_META = ("schema_version", "model_id", "adapter", "fingerprint", "identity", "family", "dim", "prompt_version",
@@ -45,6 +49,7 @@ class PreparedIndex:
     model_id: str
     previews: int = 0
     originals: int = 0
+    adapter: dict | None = None  # the adapter's adapter_config.json, when the index uses one (it is in ADAPTER/)
     skipped: list[str] = field(default_factory=list)  # "path: reason" of photos with no preview (or original)
 
 
@@ -86,9 +91,7 @@ def prepare_push(index_dir, folder, originals: bool = False, model_id: str | Non
             raise PublishError(f"{store.index_dir}: this index was downloaded from the Hub (published by `push`); "
                                "publish the index it was made from")
         hub_id = hub_model_id(store.model_id, model_id)
-        if store.adapter:
-            raise PublishError(f"{store.index_dir}: the index uses the adapter {store.adapter}; publishing indexes "
-                               "of adapted models is not supported yet (a Space could not load the adapter)")
+        adapter = _copy_adapter(store, folder / ADAPTER, hub_id) if store.adapter else None
         try:
             with WriteLock(store.index_dir, "push"):  # no build replaces vectors.faiss between the two copies
                 _snapshot(store, folder / CATALOG_FILE)
@@ -98,11 +101,11 @@ def prepare_push(index_dir, folder, originals: bool = False, model_id: str | Non
             shutil.copyfile(store.index_dir / INDEX_FILE, folder / INDEX_FILE)
         records = [record for record in store.records(store.ids()) if record is not None]
         root_ids = {store.root_path(root.path): root.id for root in store.catalog.roots()}
-        prepared = PreparedIndex(folder, len(records), hub_id)
+        prepared = PreparedIndex(folder, len(records), hub_id, adapter=adapter)
         _write_files(prepared, records, root_ids, originals, preview_size or PREVIEW_SIZE, show_progress)
         published = {"format": PUBLISH_FORMAT, "previews": PREVIEWS, "preview_size": preview_size or PREVIEW_SIZE,
                      "originals": originals, "photos": len(records)}
-        _scrub(folder / CATALOG_FILE, hub_id, published)
+        _scrub(folder / CATALOG_FILE, hub_id, ADAPTER if adapter else None, published)
         write_atomic(folder / "README.md", dataset_card(store.meta, hub_id, published, prepared))
     finally:
         store.close()
@@ -114,6 +117,40 @@ def prepare_push(index_dir, folder, originals: bool = False, model_id: str | Non
     finally:
         check.close()
     return prepared
+
+
+def _copy_adapter(store, target: Path, hub_id: str) -> dict:
+    """Copy the index's adapter (what peft loads: adapter_config.json and the weights) into ``target``; returns its
+    config. The config's base model becomes ``hub_id`` (it named the publisher's folder; the identity ignores it).
+    PublishError when the folder is gone or no longer holds the adapter the index was built with."""
+    from mme5.atomic import write_atomic
+    from mme5.identity import adapter_digest, weight_files
+
+    source = Path(store.adapter).expanduser()
+    advice = ("restore that folder (the index was built with it), or build a new index with the adapter you have "
+              f"(python -m indexer build --dir PHOTOS --index NEW_INDEX --model {store.model_id} --adapter FOLDER) "
+              "and push that one")
+    try:
+        config = json.loads((source / "adapter_config.json").read_text(encoding="utf-8"))
+        weights = weight_files(source)
+        if not isinstance(config, dict) or not weights:
+            raise ValueError("no adapter weights (adapter_model.safetensors)" if isinstance(config, dict)
+                             else "adapter_config.json is not a JSON object")
+        target.mkdir()
+        for name in weights:
+            shutil.copyfile(source / name, target / name)
+        config["base_model_name_or_path"] = hub_id
+        write_atomic(target / "adapter_config.json", (json.dumps(config, indent=2) + "\n").encode())
+        copied = adapter_digest(target)
+    except (OSError, ValueError) as error:  # missing, unreadable, not a peft adapter (a JSONDecodeError is a ValueError)
+        shutil.rmtree(target, ignore_errors=True)
+        raise PublishError(f"the index's adapter folder {source} cannot be read ({error}); {advice}") from None
+    recorded = (store.meta.get("identity") or {}).get("adapter")
+    if recorded and copied != recorded:
+        shutil.rmtree(target, ignore_errors=True)
+        raise PublishError(f"the index's adapter folder {source} no longer holds the adapter the index was built with "
+                           f"(content {copied}, the index records {recorded}); {advice}")
+    return config
 
 
 def _snapshot(store, target: Path) -> None:
@@ -170,7 +207,7 @@ def _link_original(folder: Path, record, root_ids: dict[str, int]) -> None:
             shutil.copy2(source, target)
 
 
-def _scrub(catalog: Path, model_id: str, published: dict) -> None:
+def _scrub(catalog: Path, model_id: str, adapter: str | None, published: dict) -> None:
     """The copy names no publisher folder: relative roots, no failed files (their messages carry paths), no
     albums, only the meta keys in KEPT_META; a rollback-journal file, so it opens read-only with nothing beside it."""
     connection = sqlite3.connect(catalog)
@@ -183,7 +220,7 @@ def _scrub(catalog: Path, model_id: str, published: dict) -> None:
         marks = ",".join("?" * len(KEPT_META))
         connection.execute(f"DELETE FROM meta WHERE key NOT IN ({marks})", KEPT_META)
         connection.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                               [("model_id", json.dumps(model_id)), ("adapter", json.dumps(None)),
+                               [("model_id", json.dumps(model_id)), ("adapter", json.dumps(adapter)),
                                 ("published", json.dumps(published))])
         connection.commit()
         connection.execute("PRAGMA journal_mode=DELETE")
@@ -195,6 +232,16 @@ def _scrub(catalog: Path, model_id: str, published: dict) -> None:
 def dataset_card(meta: dict, model_id: str, published: dict, prepared: PreparedIndex) -> str:
     """README.md of the dataset repo: YAML front matter for the Hub, then what the index is and how to serve it."""
     originals = "included" if published["originals"] else "not included (previews only)"
+    adapter = prepared.adapter
+    if adapter:
+        kind = "DoRA" if adapter.get("use_dora") else str(adapter.get("peft_type") or "peft").replace("LORA", "LoRA")
+        rank = f", rank {adapter['r']}" if adapter.get("r") else ""
+        adapter_row = (f"| adapter | {kind}{rank} (peft) in `{ADAPTER}/`, merged into the model when the index "
+                       "is opened |\n")
+        adapter_text = (f" with the adapter in `{ADAPTER}/` (fine-tuned with `python -m trainer`; the app checks by "
+                        "content that model and adapter are the ones the index was built with)")
+    else:
+        adapter_row = adapter_text = ""
     return f"""---
 pretty_name: mmE5 photo search index
 tags:
@@ -217,7 +264,7 @@ A searchable photo index made with `python -m indexer build` and published with 
 | index type | {meta.get("index_type")} |
 | previews | {published["preview_size"]} px JPEGs in `{PREVIEWS}/` |
 | originals | {originals} |
-
+{adapter_row}
 ## Serve it
 
 ```bash
@@ -226,9 +273,10 @@ python app.py --index hf://datasets/USER/NAME
 
 or, in a Hugging Face Space running this app, set the variable `MME5_INDEX=hf://datasets/USER/NAME`.
 The index is downloaded once into the Hugging Face cache and opened read-only; the model is taken
-from the index (`{model_id}`) unless `--model` is given.
+from the index (`{model_id}`{adapter_text}) unless `--model` is given.
 
 Files: `{CATALOG_FILE}` (SQLite catalog: photos, capture dates, stored vectors), `{INDEX_FILE}` (FAISS
 index), `{PREVIEWS}/` (one preview per photo content, named by its hash){
-", `" + ORIGINALS + "/` (the photos)" if published["originals"] else ""}.
+", `" + ORIGINALS + "/` (the photos)" if published["originals"] else ""}{
+", `" + ADAPTER + "/` (the peft adapter: adapter_config.json and its weights)" if adapter else ""}.
 """

@@ -45,8 +45,11 @@ def resolve_local(path: str | None) -> str | None:
 
 
 def _location_update(meta: dict, embedder) -> dict:
-    """Where the model lives now, when the recorded folder is gone (moved): the next open without --model works."""
+    """Where the model lives now, when the recorded folder is gone (moved): the next open without --model works.
+    A published index names its model by Hub id and its adapter inside itself: nothing to update."""
     updates = {}
+    if meta.get("published"):
+        return updates
     for key, given in (("model_id", embedder.model_id), ("adapter", embedder.adapter)):
         recorded = meta.get(key)
         if recorded and given and _is_path(recorded) and not _exists(recorded):

@@ -79,6 +79,7 @@ class IndexStore:
                 )
             if meta.get("published"):
                 _check_published_roots(index_dir, catalog)
+                _check_published_adapter(index_dir, meta)
             index, report = load_index(catalog, index_dir, meta)
             vector_store = rowstore.attach(catalog, index_dir, meta, writer=False)
         except BaseException:
@@ -107,7 +108,12 @@ class IndexStore:
 
     @property
     def adapter(self) -> str | None:
-        return self.meta.get("adapter")
+        """The adapter folder the index was built with (None: no adapter): absolute as recorded, or for a published
+        index the ``adapter`` folder inside it (``push`` copies it there; a local index's relative path is kept)."""
+        recorded = self.meta.get("adapter")
+        if recorded and self.published and not os.path.isabs(recorded):
+            return os.path.join(self.index_dir, recorded)
+        return recorded
 
     @property
     def fingerprint(self) -> str:
@@ -448,6 +454,22 @@ def _check_published_roots(index_dir: Path, catalog: Catalog) -> None:
             raise IndexCorruptError(f"{index_dir}: this published index names the folder {root.path!r}, not one of "
                                     "its own (originals/<id>); it was not made by `python -m indexer push` and is "
                                     "not served")
+
+
+def _check_published_adapter(index_dir: Path, meta: dict) -> None:
+    """A published index's adapter is its own ``adapter/`` folder (loaded by the app), never a folder elsewhere."""
+    from .publish import ADAPTER
+
+    recorded = meta.get("adapter")
+    if recorded is None:
+        return
+    if recorded != ADAPTER:
+        raise IndexCorruptError(f"{index_dir}: this published index names the adapter folder {recorded!r}, not its "
+                                f"own ({ADAPTER}/); it was not made by `python -m indexer push` and is not served")
+    if not (index_dir / ADAPTER / "adapter_config.json").is_file():
+        raise IndexCorruptError(f"{index_dir}: this published index was built with an adapter, but "
+                                f"{ADAPTER}/adapter_config.json is missing from it; publish it again with "
+                                "`python -m indexer push` (it uploads the adapter with the catalog)")
 
 
 def _day_bound(value: datetime | date | None, end_of_day: bool) -> datetime | None:

@@ -469,3 +469,57 @@ def test_push_help_has_examples():
     for text in ("--repo", "--private", "--originals", "--token", "--model-id", "--prepare-only", "Examples:",
                  "hf auth login", "hf://datasets/"):
         assert text in result.stdout, text
+
+
+def test_an_adapter_goes_in_the_catalogs_commit_and_a_changed_one_replaces_it(tiny_mllama_dir, hub_here, tmp_path):
+    """The adapter's files are uploaded with the catalog (never served apart); another adapter's files replace
+    them in that commit, an index with none deletes them."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+    from transformers import MllamaForConditionalGeneration
+
+    from indexer import build_index
+    from mme5 import load_embedder
+
+    from ..mme5.test_loading import lora_adapter
+
+    first = lora_adapter(MllamaForConditionalGeneration.from_pretrained(tiny_mllama_dir), tmp_path / "lora1")
+    second = tmp_path / "lora2"  # another adapter, saved the older way (adapter_model.bin)
+    second.mkdir()
+    shutil.copyfile(first / "adapter_config.json", second / "adapter_config.json")
+    torch.save({name: value * 2 for name, value in load_file(first / "adapter_model.safetensors").items()},
+               second / "adapter_model.bin")
+    photos, index = tmp_path / "photos", tmp_path / "index"
+    add_photos(photos, range(3))
+
+    def publish_with(adapter) -> tuple[dict, dict]:
+        shutil.rmtree(index, ignore_errors=True)
+        embedder = load_embedder(str(tiny_mllama_dir), device="cpu", adapter=adapter and str(adapter))
+        build_index([photos], index, embedder, show_progress=False)
+        assert publish(index) == 0
+        expected = prepared_files(index, tmp_path / f"expected-{len(ScriptedHub.commits)}")
+        assert ScriptedHub.files() == expected
+        return expected, ScriptedHub.commits[-1]
+
+    files, last = publish_with(first)
+    adapter_files = {"adapter/adapter_config.json", "adapter/adapter_model.safetensors"}
+    assert {name for name in files if name.startswith("adapter/")} == adapter_files
+    assert files["adapter/adapter_model.safetensors"] == (first / "adapter_model.safetensors").read_bytes()
+    assert set(last["lfs"]) == {"catalog.sqlite", "vectors.faiss", "adapter/adapter_model.safetensors"}
+    assert set(last["regular"]) == {"README.md", "adapter/adapter_config.json"}
+    assert not any(path.startswith("adapter/") for commit in ScriptedHub.commits[:-1]
+                   for path in [*commit["lfs"], *commit["regular"]])  # previews first, the adapter with the catalog
+
+    commits = len(ScriptedHub.commits)
+    files, last = publish_with(second)
+    assert len(ScriptedHub.commits) == commits + 1  # the same photos: only the catalog's commit
+    assert {name for name in files if name.startswith("adapter/")} == {"adapter/adapter_config.json",
+                                                                       "adapter/adapter_model.bin"}
+    assert "adapter/adapter_model.bin" in last["lfs"] and last["deleted"] == ["adapter/adapter_model.safetensors"]
+
+    files, last = publish_with(None)
+    assert not any(name.startswith("adapter/") for name in files)
+    assert last["deleted"] == ["adapter/adapter_config.json", "adapter/adapter_model.bin"]
+    assert no_xet_requests()

@@ -8,6 +8,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -284,3 +285,151 @@ def test_writers_refuse_an_hf_index_and_readers_use_the_cache(hub, capsys):
     assert code == 1 and stderr.startswith("app: error: hf://datasets/someone/not-downloaded")
     assert "not in the Hugging Face cache" in stderr and "Traceback" not in stderr
     assert cache_state(hub) == before
+
+
+# -- an index built with a peft adapter (LoRA) ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def adapted(library, tiny_mllama_dir, tmp_path_factory):
+    """(local index built with model + LoRA adapter, the adapter folder, the embedder, its upload prepared)."""
+    from transformers import MllamaForConditionalGeneration
+
+    from indexer import build_index
+    from indexer.publish import prepare_push
+    from mme5 import load_embedder
+
+    from ..mme5.test_loading import lora_adapter
+
+    work = tmp_path_factory.mktemp("adapted")
+    adapter = lora_adapter(MllamaForConditionalGeneration.from_pretrained(tiny_mllama_dir), work / "runs" / "lora1")
+    embedder = load_embedder(str(tiny_mllama_dir), device="cpu", adapter=str(adapter))
+    summary = build_index([library], work / "idx", embedder, show_progress=False)
+    assert summary.added == PHOTOS
+    prepared = prepare_push(work / "idx", work / "dataset", model_id=HUB_MODEL, show_progress=False)
+    return work / "idx", adapter, embedder, prepared
+
+
+def serve_from_cache(cache: Path, dataset_folder: Path, tiny_mllama_dir: Path, fill_hub_cache, repo=DATASET):
+    """The published folder and the model by Hub id in a Hugging Face cache; the engine over the downloaded index."""
+    from indexer.hub import download_index
+    from search_app.__main__ import SAMPLE_PHOTOS, open_or_build
+
+    fill_hub_cache(cache, repo, dataset_folder, commit="b" * 40, repo_type="dataset")
+    fill_hub_cache(cache, HUB_MODEL, tiny_mllama_dir)
+    return open_or_build(download_index(f"hf://datasets/{repo}"), None, None, "cpu", SAMPLE_PHOTOS, published=True)
+
+
+def test_an_adapted_index_is_published_with_its_adapter(adapted, library, tiny_mllama_dir):
+    from safetensors.torch import load_file
+
+    from indexer import IndexStore
+
+    index, adapter, _, prepared = adapted
+    folder = prepared.folder
+    assert sorted(path.name for path in (folder / "adapter").iterdir()) == ["adapter_config.json",
+                                                                            "adapter_model.safetensors"]
+    assert (folder / "adapter" / "adapter_model.safetensors").read_bytes() == (
+        adapter / "adapter_model.safetensors").read_bytes()
+    original = json.loads((adapter / "adapter_config.json").read_text())
+    published = json.loads((folder / "adapter" / "adapter_config.json").read_text())
+    assert original["base_model_name_or_path"] == str(tiny_mllama_dir)  # the publisher's folder ...
+    assert published == {**original, "base_model_name_or_path": HUB_MODEL}  # ... becomes the Hub id, nothing else
+    assert set(load_file(folder / "adapter" / "adapter_model.safetensors")) == set(
+        load_file(adapter / "adapter_model.safetensors"))
+    with IndexStore.open(index) as local, IndexStore.open(folder, immutable=True) as copy:
+        assert local.adapter == str(adapter) and copy.meta["adapter"] == "adapter"  # recorded relative ...
+        assert copy.adapter == str(folder / "adapter")  # ... and found inside the published index
+        assert copy.meta["identity"] == local.meta["identity"] and copy.fingerprint == local.fingerprint
+        assert copy.meta["identity"]["adapter"].startswith("sha256:")
+    card = (folder / "README.md").read_text()
+    assert "| adapter | LoRA, rank 4 (peft) in `adapter/`" in card and "`adapter/` (the peft adapter" in card
+    for path in folder.rglob("*"):
+        if path.is_file():
+            for publisher in (str(library), str(index), str(adapter), str(tiny_mllama_dir)):
+                assert publisher.encode() not in path.read_bytes(), f"{path} names {publisher}"
+
+
+def test_an_adapted_index_is_served_from_the_hub_cache_with_its_adapter(adapted, tiny_mllama, tiny_mllama_dir,
+                                                                        fill_hub_cache, tmp_path, monkeypatch):
+    from mme5.registry import QueryKind
+    from search_app.engine import SearchEngine
+
+    index, _, adapted_embedder, prepared = adapted
+    cache = tmp_path / "hub"
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    served = serve_from_cache(cache, prepared.folder, tiny_mllama_dir, fill_hub_cache)
+    before = cache_state(cache)
+    local = SearchEngine.open(index, device="cpu")
+    try:
+        snapshot = cache / f"datasets--{DATASET.replace('/', '--')}" / "snapshots" / ("b" * 40)
+        assert served.embedder.model_id == HUB_MODEL and served.embedder.adapter == str(snapshot / "adapter")
+        assert served.embedder.identity == local.embedder.identity == adapted_embedder.identity
+        text = "a red photo"
+        query = served.encode_query(text)
+        np.testing.assert_allclose(query, local.encode_query(text), atol=1e-5)
+        plain = tiny_mllama.encode_query(QueryKind.of(text=text), texts=[text])  # the adapter changes the vectors
+        assert np.abs(np.asarray(query).reshape(-1) - plain.reshape(-1)).max() > 1e-3
+        ranked = [(r.content_hash, r.relpath) for r in served.search_text(text, k=PHOTOS).results]
+        assert ranked == [(r.content_hash, r.relpath) for r in local.search_text(text, k=PHOTOS).results]
+        assert len(ranked) >= 3
+    finally:
+        served.close()
+        local.close()
+    assert cache_state(cache) == before  # nothing written beside the snapshot, the adapter read where it lies
+
+
+def test_a_published_adapter_that_is_not_the_indexed_one_is_refused(adapted, tiny_mllama_dir, fill_hub_cache,
+                                                                    tmp_path, monkeypatch):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from indexer import IndexCorruptError, IndexMismatchError, IndexStore
+
+    _, _, _, prepared = adapted
+    cache = tmp_path / "hub"
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    tampered = tmp_path / "tampered"
+    shutil.copytree(prepared.folder, tampered)
+    weights = load_file(tampered / "adapter" / "adapter_model.safetensors")
+    name = sorted(weights)[0]
+    weights[name] = weights[name] + torch.ones_like(weights[name])  # other bytes, same names and shapes
+    save_file(weights, tampered / "adapter" / "adapter_model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(IndexMismatchError, match="they differ in: adapter"):
+        serve_from_cache(cache, tampered, tiny_mllama_dir, fill_hub_cache, repo="someone/tampered")
+
+    missing = tmp_path / "missing"  # the catalog without its adapter
+    shutil.copytree(prepared.folder, missing, ignore=shutil.ignore_patterns("adapter"))
+    with pytest.raises(IndexCorruptError, match="adapter/adapter_config.json is missing"):
+        IndexStore.open(missing, immutable=True)
+    elsewhere = tmp_path / "elsewhere"  # a downloaded catalog pointing the app at another folder
+    shutil.copytree(prepared.folder, elsewhere)
+    with sqlite3.connect(elsewhere / "catalog.sqlite") as catalog:
+        catalog.execute("UPDATE meta SET value = ? WHERE key = 'adapter'", (json.dumps(str(tmp_path / "tampered")),))
+    catalog.close()
+    with pytest.raises(IndexCorruptError, match="names the adapter folder"):
+        IndexStore.open(elsewhere, immutable=True)
+
+
+def test_an_adapter_folder_gone_or_changed_since_the_build_is_not_published(adapted, tmp_path):
+    from indexer.publish import PublishError, prepare_push
+
+    index, adapter, _, _ = adapted
+    weights = adapter / "adapter_model.safetensors"
+    kept = weights.read_bytes()
+    try:
+        weights.write_bytes(kept[:-4] + b"\0\0\0\0")  # edited after the build
+        with pytest.raises(PublishError, match="no longer holds the adapter the index was built with") as changed:
+            prepare_push(index, tmp_path / "changed", model_id=HUB_MODEL, show_progress=False)
+        assert str(adapter) in str(changed.value) and "--adapter FOLDER" in str(changed.value)
+        weights.unlink()
+        with pytest.raises(PublishError, match="cannot be read") as gone:
+            prepare_push(index, tmp_path / "gone", model_id=HUB_MODEL, show_progress=False)
+        assert str(adapter) in str(gone.value) and "restore that folder" in str(gone.value)
+        assert not (tmp_path / "gone" / "adapter").exists()
+    finally:
+        weights.write_bytes(kept)
