@@ -190,6 +190,7 @@ def test_workers_load_the_drivers_runtime_and_fit_the_node(tiny_siglip, tiny_sig
     assert model_threads(RayOptions(threads_per_worker=3), 1, {"CPU": 64.0}, nodes=1) == 3
     weights = sum(p.numel() * p.element_size() for p in tiny_siglip_torch.backbone.model.parameters())
     assert 2 * weights <= actor_memory(tiny_siglip_torch, on_gpu=False) < 3 * weights  # Ray reserves it per actor
+    assert weights <= actor_memory(tiny_siglip_torch, on_gpu=True) < 1.5 * weights
     exported = sum(f.stat().st_size for f in tiny_siglip.backbone.folder.iterdir())
-    assert actor_memory(tiny_siglip, on_gpu=False) == 2 * exported and exported > weights / 2
+    assert actor_memory(tiny_siglip, on_gpu=False) == int(2.5 * exported) and exported > weights / 2
     assert actor_memory(tiny_siglip, on_gpu=False, node_memory=exported) == int(exported * 0.8)  # never unschedulable
