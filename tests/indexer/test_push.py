@@ -320,15 +320,23 @@ def add_photos(photos: Path, numbers) -> None:
             photos / "trip" / f"p{number}.jpg", quality=90)
 
 
-def test_push_commits_previews_in_chunks_the_catalog_last_and_deletes_what_is_gone(tiny_mllama, hub_here,
-                                                                                   monkeypatch, tmp_path):
+def first_push_in_chunks_of_two(embedder, monkeypatch, tmp_path):
+    """(photos, index): three photos indexed and pushed with two files per commit."""
     from indexer import build_index
 
     monkeypatch.setattr("indexer.hub.COMMIT_FILES", 2)
     photos, index = tmp_path / "photos", tmp_path / "index"
     add_photos(photos, range(3))
-    build_index([photos], index, tiny_mllama, show_progress=False)
+    build_index([photos], index, embedder, show_progress=False)
     assert publish(index) == 0
+    return photos, index
+
+
+def test_push_commits_previews_in_chunks_the_catalog_last_and_deletes_what_is_gone(tiny_mllama, hub_here,
+                                                                                   monkeypatch, tmp_path):
+    from indexer import build_index
+
+    photos, index = first_push_in_chunks_of_two(tiny_mllama, monkeypatch, tmp_path)
     commits = ScriptedHub.commits
     assert [len(commit["lfs"]) for commit in commits] == [2, 1, 2]
     assert all(path.startswith("previews/") for commit in commits[:2] for path in commit["lfs"])
@@ -357,11 +365,7 @@ def test_a_failed_push_leaves_the_old_index_served_and_the_same_command_resumes(
                                                                                  capsys, tmp_path):
     from indexer import build_index
 
-    monkeypatch.setattr("indexer.hub.COMMIT_FILES", 2)
-    photos, index = tmp_path / "photos", tmp_path / "index"
-    add_photos(photos, range(3))
-    build_index([photos], index, tiny_mllama, show_progress=False)
-    assert publish(index) == 0
+    photos, index = first_push_in_chunks_of_two(tiny_mllama, monkeypatch, tmp_path)
     first = ScriptedHub.files()
     add_photos(photos, range(3, 6))
     build_index([photos], index, tiny_mllama, show_progress=False)
