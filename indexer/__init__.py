@@ -19,7 +19,10 @@ _HOMES = {
 
 def __getattr__(name: str):
     if name in _HOMES:
-        value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+        from mme5.cli import held_interrupts
+
+        with held_interrupts():  # numpy, SQLAlchemy and FAISS load here
+            value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -41,10 +41,12 @@ EPILOG = __doc__.split("\n", 2)[2]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mme5.cli import held_interrupts
     from mme5.registry import RUNTIME_CHOICES, RUNTIME_HELP
 
-    from .build import DEFAULT_MAX_PRUNE_SHARE
-    from .reader import DEFAULT_DECODE_BUDGET
+    with held_interrupts():  # the first import of numpy (and PIL) in a build
+        from .build import DEFAULT_MAX_PRUNE_SHARE
+        from .reader import DEFAULT_DECODE_BUDGET
 
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="python -m indexer", description=__doc__.split("\n\n")[0],

@@ -33,7 +33,10 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     if name in _LAZY:
-        value = getattr(import_module(_LAZY[name], __name__), name)
+        from .cli import held_interrupts
+
+        with held_interrupts():  # torch and transformers load here
+            value = getattr(import_module(_LAZY[name], __name__), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,10 +7,13 @@ full traceback plus a line saying so, so a real defect is never disguised as a u
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import signal
 import sys
+import threading
 import traceback
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from .errors import MME5Error
 
@@ -20,6 +23,28 @@ ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, err
 
 class UsageError(MME5Error):
     """The options given cannot work together (exit 2, like argparse's own errors)."""
+
+
+@contextlib.contextmanager
+def held_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C while libraries with C extensions load, and raise it once they have.
+
+    A KeyboardInterrupt raised inside a C extension's initialisation (numpy's imports ``datetime``
+    from C) is turned into a misleading ImportError, or lost and the command runs on; held, it is
+    raised here, where the command's runner turns it into "interrupted" and exit 130. Only the main
+    thread receives signals; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    pending: list[int] = []
+    signal.signal(signal.SIGINT, lambda number, frame: pending.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if pending:
+        raise KeyboardInterrupt
 
 
 def is_environment_error(error: BaseException) -> bool:

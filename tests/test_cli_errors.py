@@ -103,3 +103,24 @@ def test_search_app(monkeypatch, capsys, tmp_path, app_env):
     monkeypatch.setattr(cli, "open_or_build", defect)
     assert_bug(cli.main(["--index", str(tmp_path / "new")]), capsys.readouterr().err, "app")
     assert usage_code(cli.main, ["add-user"]) == 2  # NAME missing
+
+
+def test_ctrl_c_while_c_extensions_load_is_held_then_raised():
+    """A KeyboardInterrupt raised inside a C extension's initialisation becomes an ImportError or is lost (seen with
+    numpy importing ``datetime`` from C); held, it is raised when the imports are done, and the handler restored."""
+    import os
+    import signal
+
+    from mme5.cli import held_interrupts
+
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with held_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # bytecode runs: an unheld signal would have been raised by now
+                reached.append(1)
+    assert len(reached) == 1000
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with held_interrupts():  # nothing pending: nothing raised
+        reached.clear()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
