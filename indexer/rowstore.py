@@ -255,7 +255,6 @@ def _write_rows(fd: int, ids: np.ndarray, vectors: np.ndarray, dim: int) -> None
             data, offset = data[done:], offset + done
 
 
-
 def _pwrite(fd: int, data, offset: int) -> int:
     """``os.pwrite``; Windows has none: seek, then write (the descriptor is the writer's own, used by one thread)."""
     if hasattr(os, "pwrite"):
