@@ -433,3 +433,27 @@ def test_an_adapter_folder_gone_or_changed_since_the_build_is_not_published(adap
         assert not (tmp_path / "gone" / "adapter").exists()
     finally:
         weights.write_bytes(kept)
+
+
+def test_push_never_publishes_a_file_the_app_refuses_to_serve(library, outside_dir, tiny_mllama, tmp_path):
+    """A photo reached through a symbolic link out of the photo folder: the app's path guard refuses to serve it,
+    so push publishes neither the file nor a preview of it, and says so."""
+    from indexer import build_index
+    from indexer.publish import prepare_push
+    from search_app.paths import PathGuard
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for relpath in ("2024/green.jpg", "misc/gray.jpg"):
+        (photos / Path(relpath).name).write_bytes((library / relpath).read_bytes())
+    (photos / "escape.jpg").symlink_to(outside_dir / "secret.jpg")  # out of the folder
+    build_index([photos], tmp_path / "index", tiny_mllama, show_progress=False)
+    assert not PathGuard([photos]).allows(photos / "escape.jpg")  # what the app refuses to serve
+    prepared = prepare_push(tmp_path / "index", tmp_path / "dataset", originals=True, model_id=HUB_MODEL,
+                            show_progress=False)
+    secret = (outside_dir / "secret.jpg").read_bytes()
+    published = [path for path in (tmp_path / "dataset").rglob("*") if path.is_file()]
+    assert not [path for path in published if path.read_bytes() == secret]
+    assert {path.name for path in (tmp_path / "dataset" / "originals" / "1").iterdir()} == {"green.jpg", "gray.jpg"}
+    assert prepared.originals == 2 and prepared.previews == 2
+    assert [line for line in prepared.skipped if "escape.jpg" in line and "never serves" in line]
