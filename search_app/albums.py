@@ -1,10 +1,13 @@
-"""Albums: saved searches in the index's own SQLite file, re-run on opening, with pinned and removed photos.
+"""Albums: saved searches, re-run on opening, with pinned and removed photos.
 
 An album is a query (text, or "like photo N") plus its options (filters, without, strong
 matches, sort). Opening it searches again, so photos indexed since appear; pinned photos are
-always in it (first), removed ones never. Each change is one SQLite transaction in the catalog
-file (WAL, synchronous=NORMAL, like the catalog itself): a crash or kill leaves the album as it
-was before or after the change, never half-written.
+always in it (first), removed ones never. A local index keeps its albums in its own SQLite file
+(the catalog), opened as the catalog is: where the index is read-only they can be read, not
+changed. A published index (downloaded from the Hub) is never written: its albums live in the
+user's own album store for that dataset (``albums_for``). Each change is one SQLite transaction
+(WAL, synchronous=NORMAL, like the catalog itself): a crash or kill leaves the album as it was
+before or after the change, never half-written; a full disk or read-only storage is one sentence.
 
 CLI:
   python -m search_app.albums list --index INDEX
@@ -15,10 +18,14 @@ CLI:
 from __future__ import annotations
 
 import argparse
+import errno
+import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import sqlite3
 import sys
 import zipfile
 from dataclasses import dataclass
@@ -27,6 +34,12 @@ from pathlib import Path
 
 from sqlalchemy import Column, DateTime, ForeignKey, Integer, MetaData, String, Table, create_engine, delete, event, \
     select, text
+
+from indexer.catalog import _open_mode, _sqlite_pragmas, _uri
+from indexer.errors import DiskFullError, ReadOnlyIndexError, low_space, storage_problem
+
+from .errors import SearchAppError
+from .private import data_home, private_dir
 
 log = logging.getLogger(__name__)
 METADATA = MetaData()
@@ -45,6 +58,11 @@ PINS = Table("album_pins", METADATA,
              Column("image_id", Integer, primary_key=True),
              Column("pinned", Integer, nullable=False))  # 1: always in the album, 0: removed from it
 ALBUM_K = 200  # photos an album shows at most (besides its pinned ones)
+# What an album action can meet that its user can act on, each a sentence: a bad name or query, a read-only index,
+# a full disk (OSError subclasses), an album folder that is not private (SearchAppError)
+ALBUM_ERRORS = (ValueError, OSError, SearchAppError)
+# A snapshot folder in the Hugging Face cache: .../datasets--USER--NAME/snapshots/<revision>
+HUB_CACHE_DATASET = re.compile(r"(?:^|/)datasets--([^/]+?)--([^/]+)/snapshots/[^/]+/?$")
 
 
 @dataclass(frozen=True)
@@ -62,18 +80,39 @@ class Album:
 
 
 class Albums:
-    """Albums of one index (``catalog_path``: its catalog.sqlite)."""
+    """The albums kept in one SQLite file: an index's catalog, or a published index's store in the user's folder.
 
-    def __init__(self, catalog_path: str | os.PathLike):
-        self.path = Path(catalog_path)
-        self.engine = create_engine(f"sqlite:///{self.path}")
-        event.listen(self.engine, "connect", _pragmas)
+    ``mode`` as ``indexer.catalog.Catalog`` opened the file ("rw"; "ro" or "immutable" on read-only storage or a
+    full disk: albums are read, and a change is refused with a sentence). None: found out the same way. ``store``:
+    the file is the user's own album store, created (in a private folder) on the first album saved."""
+
+    def __init__(self, path: str | os.PathLike, mode: str | None = None, store: bool = False):
+        self.path = Path(path)
+        self.store = store
+        if mode is None:
+            if not self.path.is_file():
+                raise ValueError(f"{self.path}: no catalog here, so no albums; give the folder of an index")
+            mode = _open_mode(self.path, writable=False)
+        self.mode = mode
+        uri = _uri(self.path, mode)
+        self.engine = create_engine(f"sqlite:///{self.path}", creator=lambda: sqlite3.connect(
+            uri, uri=True, check_same_thread=False, timeout=10))
+        event.listen(self.engine, "connect", self._pragmas)
+        event.listen(self.engine, "handle_error", self._explain)
         self._ready = False
 
     def close(self) -> None:
         self.engine.dispose()
 
     def _tables(self) -> None:
+        """Before each change: refused where the file cannot be written; the tables made on the first one."""
+        if self.mode != "rw":
+            raise self._refusal(full=low_space(self.path.parent))
+        if self.store and not self.path.is_file():
+            try:
+                private_dir(self.path.parent)  # album names and queries are the user's own
+            except OSError as error:
+                raise self._refusal(full=error.errno == errno.ENOSPC) from error
         if not self._ready:
             with self.engine.begin() as connection:
                 METADATA.create_all(connection, checkfirst=True)
@@ -143,6 +182,8 @@ class Albums:
                      row.updated_at)
 
     def _has_tables(self) -> bool:
+        if self.store and not self.path.is_file():  # no album saved yet: nothing to create just to read
+            return False
         with self.engine.connect() as connection:
             return bool(connection.execute(text("SELECT 1 FROM sqlite_master WHERE type='table' AND name='albums'"))
                         .first())
@@ -153,6 +194,50 @@ class Albums:
             known = list(connection.scalars(select(ALBUMS.c.name).order_by(ALBUMS.c.name)))
             raise ValueError(f"no album called “{name}”" + (f" (there are: {', '.join(known)})" if known else ""))
         return int(found)
+
+    def _pragmas(self, dbapi_connection, record) -> None:
+        _sqlite_pragmas(dbapi_connection, record)
+        if self.mode == "rw":
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+    def _explain(self, context) -> None:
+        """SQLAlchemy hook: a full disk or read-only storage met while changing an album is one sentence."""
+        problem = storage_problem(context.original_exception, self.path)
+        if isinstance(problem, (DiskFullError, ReadOnlyIndexError)):
+            raise self._refusal(full=isinstance(problem, DiskFullError)) from context.original_exception
+        if problem is not None:
+            raise problem from context.original_exception
+
+    def _refusal(self, full: bool) -> OSError:
+        folder = self.path.parent
+        if full:
+            return DiskFullError(f"{folder}: the disk is full, so the album was not changed (the albums saved before "
+                                 "are kept, undamaged). Free some space there and try again.")
+        return ReadOnlyIndexError(f"{folder}: the index is on read-only storage (or not writable by this user), so "
+                                  "albums cannot be saved or changed here; the albums saved before can still be "
+                                  "opened. To change them, copy the index folder to writable storage and serve "
+                                  "that copy.")
+
+
+def albums_for(store) -> Albums:
+    """Where the albums of an opened index (``indexer.IndexStore``) live.
+
+    A local index: its catalog file, opened as the catalog is. A published index (downloaded from the Hub: its
+    folder must stay exactly as downloaded, each file named by its content): the user's own album store for that
+    dataset, ``<data folder>/albums/<dataset>.sqlite``, never a file in or beside the download."""
+    if not store.published and not HUB_CACHE_DATASET.search(os.fspath(store.index_dir).replace(os.sep, "/")):
+        return Albums(store.catalog.path, mode=store.catalog.mode)
+    return Albums(data_home() / "albums" / f"{published_key(store.index_dir)}.sqlite", mode="rw", store=True)
+
+
+def published_key(index_dir) -> str:
+    """The album store's name for a published index: its dataset id when it is a Hugging Face cache snapshot
+    (``datasets--USER--NAME``: the same albums for every revision), else one for that folder."""
+    match = HUB_CACHE_DATASET.search(os.fspath(index_dir).replace(os.sep, "/"))
+    if match:
+        return "datasets--" + "--".join(re.sub(r"[^\w.-]", "_", part) for part in match.groups())
+    folder = os.fsencode(os.path.abspath(index_dir))
+    return "folder--" + hashlib.sha256(folder).hexdigest()[:16]
 
 
 def open_album(engine, album: Album, k: int = ALBUM_K) -> list:
@@ -214,21 +299,29 @@ def export(results, target: Path, copy: bool = False) -> list[Path]:
 
 
 def export_zip(results, target: Path) -> Path:
-    """A zip of the album's original files, written to a temporary name first (never a half zip)."""
+    """A zip of the album's original files, written through a temporary file (never a half zip, nothing left
+    behind when it fails). Entry names are made safe: any file name (not UTF-8, a backslash, a control
+    character) unpacks as one file with a readable name on every system."""
+    from mme5.atomic import atomic_open
+
     target = Path(target)
-    partial = target.with_name(target.name + ".partial")
     names: set[str] = set()
-    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED) as archive:  # photos are compressed already
-        for result in results:
-            name = Path(result.path).name
+    with atomic_open(target, "wb") as file, zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED) as archive:
+        for result in results:  # photos are compressed already: stored as they are
+            name = _zip_name(Path(result.path).name)
             stem, suffix, n = Path(name).stem, Path(name).suffix, 1
-            while name in names:
+            while name.lower() in names:  # case-insensitive file systems would merge "A.jpg" and "a.jpg"
                 n += 1
                 name = f"{stem}-{n}{suffix}"
-            names.add(name)
+            names.add(name.lower())
             archive.write(result.path, name)
-    partial.replace(target)
     return target
+
+
+def _zip_name(name: str) -> str:
+    """A file name as a zip entry: undecodable bytes, path separators and characters Windows refuses become "_"."""
+    readable = os.fsencode(name).decode("utf-8", "replace")
+    return re.sub(r'[\x00-\x1f\x7f\\/:*?"<>|\ufffd]', "_", readable).strip(" .") or "photo"
 
 
 def saved_options(options: dict) -> dict:
@@ -259,15 +352,6 @@ def _name(name) -> str:
     if not text_name:
         raise ValueError("An album needs a name.")
     return text_name
-
-
-def _pragmas(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
 
 
 def main(argv=None) -> int:

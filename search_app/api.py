@@ -26,7 +26,7 @@ import gradio as gr
 
 from indexer.files import printable
 
-from .albums import ALBUM_K, saved_options
+from .albums import ALBUM_ERRORS, ALBUM_K, saved_options
 from .engine import MAX_QUERY_CHARS, SORTS, SearchEngine, SearchOptions
 from .filters import FILTERS
 from .uploads import check_upload
@@ -142,8 +142,11 @@ class SearchAPI:
     # -- albums (search_app/albums.py) and similar-photo groups (indexer/similar.py) --------------
     def list_albums(self) -> dict:
         """The index's albums (saved searches) with their queries, options, pinned and removed photos."""
-        albums = self.engine.albums
-        return {"albums": [albums.get(name).to_json() for name in albums.names()]}
+        try:
+            albums = self.engine.albums
+            return {"albums": [albums.get(name).to_json() for name in albums.names()]}
+        except ALBUM_ERRORS as error:
+            raise gr.Error(str(error), print_exception=False) from None
 
     def save_album(self, name: str, text: str, **options) -> dict:
         """Save a text query with its options as an album (replacing one of that name, keeping its pins)."""
@@ -151,7 +154,7 @@ class SearchAPI:
             parsed = engine_options(options)
             SearchOptions.parse(**parsed)  # refuse bad options now, not when the album is opened
             return self.engine.albums.save(name, {"text": (text or "").strip()}, saved_options(parsed)).to_json()
-        except (ValueError, TypeError) as error:
+        except (*ALBUM_ERRORS, TypeError) as error:
             raise gr.Error(str(error), print_exception=False) from None
 
     def open_album(self, name: str, k=ALBUM_K) -> dict:
@@ -159,7 +162,7 @@ class SearchAPI:
         try:
             album = self.engine.albums.get(name)
             results = self.engine.open_album(name, k=_whole(k, ALBUM_K))
-        except (ValueError, TypeError) as error:
+        except (*ALBUM_ERRORS, TypeError) as error:
             raise gr.Error(str(error), print_exception=False) from None
         return {"album": album.to_json(), "results": [result.to_json() for result in results]}
 
@@ -172,7 +175,7 @@ class SearchAPI:
             albums = self.engine.albums
             album = albums.unpin(name, record.id) if action == "unpin" else albums.pin(name, record.id,
                                                                                           action == "pin")
-        except (ValueError, TypeError) as error:
+        except (*ALBUM_ERRORS, TypeError) as error:
             raise gr.Error(str(error), print_exception=False) from None
         return album.to_json()
 

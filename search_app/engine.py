@@ -93,11 +93,12 @@ class SearchEngine:
 
     @property
     def albums(self):
-        """Saved searches of this index (search_app/albums.py), stored in its catalog file."""
-        from .albums import Albums
+        """Saved searches of this index (search_app/albums.py): in its catalog file, or for a published index in
+        the user's own album store (``albums_for``)."""
+        from .albums import albums_for
 
         if getattr(self, "_albums", None) is None:
-            self._albums = Albums(self._live.opened.store.catalog.path)
+            self._albums = albums_for(self._live.opened.store)
         return self._albums
 
     def open_album(self, name: str, k: int = 200) -> list[SearchResult]:
