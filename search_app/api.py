@@ -26,7 +26,8 @@ import gradio as gr
 
 from indexer.files import printable
 
-from .albums import ALBUM_ERRORS, ALBUM_K, saved_options
+from .album_views import open_album, saved_options
+from .albums import ALBUM_ERRORS, ALBUM_K
 from .engine import MAX_QUERY_CHARS, SORTS, SearchEngine, SearchOptions
 from .filters import FILTERS
 from .uploads import check_upload
@@ -161,7 +162,7 @@ class SearchAPI:
         """An album's photos now: pinned ones first, then its saved search run again (removed ones left out)."""
         try:
             album = self.engine.albums.get(name)
-            results = self.engine.open_album(name, k=_whole(k, ALBUM_K))
+            results = open_album(self.engine, album, k=_whole(k, ALBUM_K))
         except (*ALBUM_ERRORS, TypeError) as error:
             raise gr.Error(str(error), print_exception=False) from None
         return {"album": album.to_json(), "results": [result.to_json() for result in results]}

@@ -23,7 +23,8 @@ import gradio as gr
 
 from indexer.files import printable
 
-from .albums import ALBUM_ERRORS, export_zip, saved_options, servable
+from .album_views import export_zip, open_album as album_results, saved_options, servable
+from .albums import ALBUM_ERRORS
 from .api import SearchAPI
 from .engine import MAX_QUERY_CHARS, SearchEngine, SearchOptions
 from .filters import FILTERS
@@ -455,7 +456,7 @@ class SearchUI:
             return self._message("Choose an album in “Your albums” first.", keep=True)
         try:
             album = self.engine.albums.get(name)
-            results = self.engine.open_album(name)
+            results = album_results(self.engine, album)
         except ALBUM_ERRORS as error:
             return self._message(f"⚠️ {html.escape(str(error))}", keep=True)
         marks = {image_id: "📌 " for image_id in album.pinned}
@@ -498,7 +499,7 @@ class SearchUI:
         if not name:
             return gr.update(visible=False), "Choose an album in “Your albums” first."
         try:
-            results = servable(self.engine, self.engine.open_album(name))
+            results = servable(self.engine, album_results(self.engine, self.engine.albums.get(name)))
             if not results:
                 return gr.update(visible=False), f"The album “{html.escape(name)}” has no photos to put in a zip."
             folder = private_dir(cache_home() / "albums")

@@ -506,3 +506,19 @@ def test_albums_of_a_published_index_live_in_the_users_store_never_in_the_hub_ca
         assert engine.albums.names() == ["Red"] and engine.albums.get("Red").pinned == (photo,)
     finally:
         engine.close()
+
+
+def test_the_album_cli_keeps_a_published_copys_albums_in_the_users_store(prepared, fresh_home, tmp_path, capsys):
+    import shutil
+
+    from search_app.album_views import main
+
+    copy = tmp_path / "copy"
+    shutil.copytree(prepared.folder, copy)
+    assert main(["save", "--index", str(copy), "--name", "Red", "--text", "a red photo"]) == 0
+    assert main(["list", "--index", str(copy)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "Red"
+    with sqlite3.connect(f"file:{copy / 'catalog.sqlite'}?mode=ro", uri=True) as catalog:
+        assert not catalog.execute("SELECT name FROM sqlite_master WHERE name LIKE 'album%'").fetchall()
+    catalog.close()
+    assert len(list((fresh_home / ".local" / "share" / "mme5-search" / "albums").glob("folder--*.sqlite"))) == 1

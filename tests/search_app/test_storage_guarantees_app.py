@@ -117,7 +117,8 @@ def test_an_album_zip_holds_a_non_utf8_name_and_a_failed_zip_leaves_nothing(odd_
     import dataclasses
     import zipfile
 
-    from search_app.albums import Albums, export_zip, open_album
+    from search_app.album_views import export_zip, open_album
+    from search_app.albums import Albums
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # where the page writes its zips
     ui = SearchUI(odd_engine, ThumbnailCache(tmp_path / "thumbs"), page_size=10)
