@@ -202,6 +202,10 @@ class Albums:
         if full:
             return DiskFullError(f"{folder}: the disk is full, so the album was not changed (the albums saved before "
                                  "are kept, undamaged). Free some space there and try again.")
+        if self.store:
+            return ReadOnlyIndexError(f"{folder}: your album folder is on read-only storage (or not writable by this "
+                                      "user), so albums cannot be saved or changed; set XDG_DATA_HOME to a writable "
+                                      "folder of your own.")
         return ReadOnlyIndexError(f"{folder}: the index is on read-only storage (or not writable by this user), so "
                                   "albums cannot be saved or changed here; the albums saved before can still be "
                                   "opened. To change them, copy the index folder to writable storage and serve "
