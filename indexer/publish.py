@@ -102,7 +102,8 @@ def prepare_push(index_dir, folder, originals: bool = False, model_id: str | Non
         records = [record for record in store.records(store.ids()) if record is not None]
         root_ids = {store.root_path(root.path): root.id for root in store.catalog.roots()}
         prepared = PreparedIndex(folder, len(records), hub_id, adapter=adapter)
-        _write_files(prepared, records, root_ids, originals, preview_size or PREVIEW_SIZE, show_progress)
+        _write_files(prepared, records, root_ids, originals, preview_size or PREVIEW_SIZE, show_progress,
+                     _app_guard(store.roots))
         published = {"format": PUBLISH_FORMAT, "previews": PREVIEWS, "preview_size": preview_size or PREVIEW_SIZE,
                      "originals": originals, "photos": len(records)}
         _scrub(folder / CATALOG_FILE, hub_id, ADAPTER if adapter else None, published)
@@ -166,8 +167,16 @@ def _snapshot(store, target: Path) -> None:
         source.close()
 
 
+def _app_guard(roots):
+    """The app's own rule for which files it may serve (search_app/paths.py: inside an indexed folder once symbolic
+    links are resolved); push publishes nothing that rule refuses, neither the file nor a preview of it."""
+    from search_app.paths import PathGuard
+
+    return PathGuard(roots)
+
+
 def _write_files(prepared: PreparedIndex, records, root_ids: dict[str, int], originals: bool, size: int,
-                 show_progress: bool) -> None:
+                 show_progress: bool, guard) -> None:
     from tqdm import tqdm
 
     from mme5.atomic import write_atomic
@@ -177,19 +186,23 @@ def _write_files(prepared: PreparedIndex, records, root_ids: dict[str, int], ori
     folder = prepared.folder
     for record in tqdm(records, desc="previews", unit="photo", disable=not show_progress):
         target = folder / PREVIEWS / record.content_hash[:2] / f"{record.content_hash}.jpg"
+        if not guard.allows(record.path):
+            prepared.skipped.append(f"{record.path}: not published: it leads out of the indexed folders (through a "
+                                    "symbolic link), and the app never serves such a file")
+            continue
         try:
             if not target.is_file():  # identical copies share one preview
                 target.parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(target, preview_jpeg(record.path, size))
                 prepared.previews += 1
             if originals:
-                _link_original(folder, record, root_ids)
+                _link_original(folder, record, root_ids, guard)
                 prepared.originals += 1
         except (ImageError, OSError, UnicodeError) as error:
             prepared.skipped.append(f"{record.path}: {getattr(error, 'reason', None) or error}")
 
 
-def _link_original(folder: Path, record, root_ids: dict[str, int]) -> None:
+def _link_original(folder: Path, record, root_ids: dict[str, int], guard) -> None:
     """``originals/<root id>/<relpath>``, a symbolic link to the photo (the upload reads through it); where
     links are refused (Windows without Developer Mode) a hard link (same drive), else a copy."""
     record.relpath.encode("utf-8")  # UnicodeError for a name the Hub cannot store (not UTF-8): skipped, reported
@@ -197,7 +210,7 @@ def _link_original(folder: Path, record, root_ids: dict[str, int]) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     if not os.path.isfile(record.path):
         raise FileNotFoundError(f"{record.path}: original not found")
-    source = os.path.realpath(record.path)
+    source = guard.check(record.path)  # resolved now, as the upload will read it; PathNotAllowedError: skipped
     try:
         target.symlink_to(source)
     except OSError:

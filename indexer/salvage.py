@@ -2,7 +2,8 @@
 
 Like the sqlite3 shell's `.recover`, but table by table through rowid ranges: a range that
 touches a damaged page fails and is split until the readable rows around it are copied.
-Indexes are rebuilt from the copied rows, so damage confined to an index loses nothing.
+Indexes are rebuilt from the copied rows, so damage confined to an index loses nothing. Tables the
+catalog does not declare (the app's albums) are copied the same way, with their own schema and indexes.
 The damaged file is kept beside the new one; nothing is deleted.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ LOSS_CONSEQUENCE = {
     "roots": "their photos are forgotten; run build --dir FOLDER again for any folder missing from `info`",
     "meta": "settings and model metadata kept there are gone",
 }
+OTHER_LOSS = "what the app kept there (albums: saved searches and their pins) is gone; save those albums again"
 
 
 @dataclass
@@ -32,14 +34,17 @@ class SalvageReport:
     lost: dict[str, int | None] = field(default_factory=dict)  # rows that were on damaged pages (None: unknown count)
 
     def lines(self) -> list[str]:
-        copied = ", ".join(f"{count} {table}" for table, count in self.copied.items())
+        copied = ", ".join(f"{count} {table}" for table, count in self.copied.items() if table in TABLES)
         text = f"salvaged the damaged catalog into a fresh one ({copied} rows copied; the damaged file is kept as " \
                f"{self.kept_as.name})"
         lines = [text]
+        kept = ", ".join(f"{count} {table}" for table, count in self.copied.items() if table not in TABLES)
+        if kept:
+            lines.append(f"kept the tables the app adds to the catalog ({kept} rows copied)")
         for table, count in self.lost.items():
             if count != 0:
                 what = f"{'some' if count is None else count} row(s) of {table} were on damaged pages and are lost: "
-                lines.append(what + LOSS_CONSEQUENCE[table])
+                lines.append(what + LOSS_CONSEQUENCE.get(table, OTHER_LOSS))
         return lines
 
 
@@ -75,6 +80,24 @@ def salvage(path: Path, max_known_id: int = 0) -> SalvageReport:
             expected = _try(source, f"SELECT count(*) FROM {table}")  # may still work through an index
             if unreadable:
                 report.lost[table] = int(expected) - copied if expected is not None and expected > copied else None
+        for table, columns in _other_tables(source, target):  # the app's albums: kept through a repair
+            if columns is None:  # its schema is on a damaged page
+                report.lost[table] = None
+                continue
+            copied, unreadable = _copy_table(source, target, table, columns)
+            report.copied[table] = copied
+            expected = _try(source, f"SELECT count(*) FROM {_quoted(table)}")
+            if unreadable:
+                report.lost[table] = int(expected) - copied if expected is not None and expected > copied else None
+        for table in [table for table in report.copied if table not in TABLES]:  # e.g. pins of a lost album
+            orphans = target.execute(f"PRAGMA foreign_key_check({_quoted(table)})").fetchall()
+            target.executemany(f"DELETE FROM {_quoted(table)} WHERE rowid = ?", [(row[1],) for row in orphans])
+            report.copied[table] -= len(orphans)
+            sequence = _try(source, "SELECT seq FROM sqlite_sequence WHERE name = ?", (table,))
+            if sequence:  # ids of deleted albums are not handed out again, as before the damage
+                target.execute("DELETE FROM sqlite_sequence WHERE name = ?", (table,))
+                target.execute("INSERT INTO sqlite_sequence(name, seq) VALUES (?, max(?, coalesce((SELECT max(rowid) "
+                               f"FROM {_quoted(table)}), 0)))", (table, sequence))
         target.execute("DELETE FROM images WHERE root_id NOT IN (SELECT id FROM roots)")
         sequence = max(max_known_id, _try(source, "SELECT seq FROM sqlite_sequence WHERE name = 'images'") or 0,
                        _try(target, "SELECT max(id) FROM images") or 0)
@@ -108,14 +131,45 @@ def salvage(path: Path, max_known_id: int = 0) -> SalvageReport:
     return report
 
 
+def _other_tables(source: sqlite3.Connection, target: sqlite3.Connection) -> list[tuple[str, list[str] | None]]:
+    """The tables of the damaged file the catalog does not declare, made in ``target`` with their indexes (from the
+    file's own schema); (name, columns) of each, columns None for one whose schema cannot be read."""
+    try:
+        rows = source.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE TABLE%' "
+                              "AND name NOT LIKE 'sqlite_%'").fetchall()
+    except sqlite3.DatabaseError:
+        return []
+    tables = []
+    for name, sql in rows:
+        if name in Base.metadata.tables:
+            continue
+        try:
+            columns = [row[1] for row in source.execute(f"PRAGMA table_info({_quoted(name)})").fetchall()]
+            indexes = [sql for (sql,) in source.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND "
+                                                        "tbl_name = ? AND sql LIKE 'CREATE %INDEX%'", (name,))]
+            target.execute(sql)
+            for index in indexes:
+                target.execute(index)
+        except sqlite3.DatabaseError:
+            tables.append((name, None))
+            continue
+        tables.append((name, columns))
+    return tables
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _copy_table(source: sqlite3.Connection, target: sqlite3.Connection, table: str,
                 columns: list[str]) -> tuple[int, int]:
     """Copy the readable rows of ``table``; a rowid range that cannot be read is split until it can.
 
     Returns (rows copied, single rowids that could not be read)."""
-    names = ", ".join(columns)
+    names = ", ".join(_quoted(column) for column in columns)
+    table_name, table = table, _quoted(table)
     top = max(_try(source, f"SELECT max(rowid) FROM {table}") or 0,
-              _try(source, f"SELECT seq FROM sqlite_sequence WHERE name = '{table}'") or 0,
+              _try(source, "SELECT seq FROM sqlite_sequence WHERE name = ?", (table_name,)) or 0,
               (_try(source, "PRAGMA page_count") or 1) * 256)
     copied, failed, ranges = 0, 0, [(1, int(top))]
     while ranges:
@@ -136,9 +190,9 @@ def _copy_table(source: sqlite3.Connection, target: sqlite3.Connection, table: s
     return copied, failed
 
 
-def _try(connection: sqlite3.Connection, query: str):
+def _try(connection: sqlite3.Connection, query: str, parameters: tuple = ()):
     try:
-        row = connection.execute(query).fetchone()
+        row = connection.execute(query, parameters).fetchone()
     except sqlite3.Error:
         return None
     return None if row is None else row[0]

@@ -1,26 +1,23 @@
-"""Albums: saved searches in the index's own SQLite file, re-run on opening, with pinned and removed photos.
+"""Albums, stored: saved searches with their pinned and removed photos (below the engine; opening an
+album, exporting it and the CLI are in ``album_views``).
 
 An album is a query (text, or "like photo N") plus its options (filters, without, strong
-matches, sort). Opening it searches again, so photos indexed since appear; pinned photos are
-always in it (first), removed ones never. Each change is one SQLite transaction in the catalog
-file (WAL, synchronous=NORMAL, like the catalog itself): a crash or kill leaves the album as it
-was before or after the change, never half-written.
-
-CLI:
-  python -m search_app.albums list --index INDEX
-  python -m search_app.albums save --index INDEX --name "Beach 2023" --text "Strand im Juli 2023"
-  python -m search_app.albums export --index INDEX --name "Beach 2023" --to ~/Desktop/beach [--copy]
-  python -m search_app.albums zip --index INDEX --name "Beach 2023" --to beach.zip
+matches, sort). A local index keeps its albums in its own SQLite file (the catalog), opened as the
+catalog is: where the index is read-only they can be read, not changed. A published index
+(downloaded from the Hub) is never written: its albums live in the user's own album store for that
+dataset (``albums_for``). Each change is one SQLite transaction (WAL, synchronous=NORMAL, like the
+catalog itself): a crash or kill leaves the album as it was before or after the change, never
+half-written; a full disk or read-only storage is one sentence.
 """
 from __future__ import annotations
 
-import argparse
+import errno
+import hashlib
 import json
-import logging
 import os
-import shutil
+import re
+import sqlite3
 import sys
-import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +25,12 @@ from pathlib import Path
 from sqlalchemy import Column, DateTime, ForeignKey, Integer, MetaData, String, Table, create_engine, delete, event, \
     select, text
 
-log = logging.getLogger(__name__)
+from indexer.catalog import _open_mode, _sqlite_pragmas, _uri
+from indexer.errors import DiskFullError, ReadOnlyIndexError, low_space, storage_problem
+
+from .errors import SearchAppError
+from .private import data_home, private_dir
+
 METADATA = MetaData()
 # Kept out of the catalog's declared schema: a catalog without these tables is still a valid
 # catalog for every indexer version; they are created on the first album saved.
@@ -45,6 +47,11 @@ PINS = Table("album_pins", METADATA,
              Column("image_id", Integer, primary_key=True),
              Column("pinned", Integer, nullable=False))  # 1: always in the album, 0: removed from it
 ALBUM_K = 200  # photos an album shows at most (besides its pinned ones)
+# What an album action can meet that its user can act on, each a sentence: a bad name or query, a read-only index,
+# a full disk (OSError subclasses), an album folder that is not private (SearchAppError)
+ALBUM_ERRORS = (ValueError, OSError, SearchAppError)
+# A snapshot folder in the Hugging Face cache: .../datasets--USER--NAME/snapshots/<revision>
+HUB_CACHE_DATASET = re.compile(r"(?:^|/)datasets--([^/]+?)--([^/]+)/snapshots/[^/]+/?$")
 
 
 @dataclass(frozen=True)
@@ -62,18 +69,39 @@ class Album:
 
 
 class Albums:
-    """Albums of one index (``catalog_path``: its catalog.sqlite)."""
+    """The albums kept in one SQLite file: an index's catalog, or a published index's store in the user's folder.
 
-    def __init__(self, catalog_path: str | os.PathLike):
-        self.path = Path(catalog_path)
-        self.engine = create_engine(f"sqlite:///{self.path}")
-        event.listen(self.engine, "connect", _pragmas)
+    ``mode`` as ``indexer.catalog.Catalog`` opened the file ("rw"; "ro" or "immutable" on read-only storage or a
+    full disk: albums are read, and a change is refused with a sentence). None: found out the same way. ``store``:
+    the file is the user's own album store, created (in a private folder) on the first album saved."""
+
+    def __init__(self, path: str | os.PathLike, mode: str | None = None, store: bool = False):
+        self.path = Path(path)
+        self.store = store
+        if mode is None:
+            if not self.path.is_file():
+                raise ValueError(f"{self.path}: no catalog here, so no albums; give the folder of an index")
+            mode = _open_mode(self.path, writable=False)
+        self.mode = mode
+        uri = _uri(self.path, mode)
+        self.engine = create_engine(f"sqlite:///{self.path}", creator=lambda: sqlite3.connect(
+            uri, uri=True, check_same_thread=False, timeout=10))
+        event.listen(self.engine, "connect", self._pragmas)
+        event.listen(self.engine, "handle_error", self._explain)
         self._ready = False
 
     def close(self) -> None:
         self.engine.dispose()
 
     def _tables(self) -> None:
+        """Before each change: refused where the file cannot be written; the tables made on the first one."""
+        if self.mode != "rw":
+            raise self._refusal(full=low_space(self.path.parent))
+        if self.store and not self.path.is_file():
+            try:
+                private_dir(self.path.parent)  # album names and queries are the user's own
+            except OSError as error:
+                raise self._refusal(full=error.errno == errno.ENOSPC) from error
         if not self._ready:
             with self.engine.begin() as connection:
                 METADATA.create_all(connection, checkfirst=True)
@@ -143,6 +171,8 @@ class Albums:
                      row.updated_at)
 
     def _has_tables(self) -> bool:
+        if self.store and not self.path.is_file():  # no album saved yet: nothing to create just to read
+            return False
         with self.engine.connect() as connection:
             return bool(connection.execute(text("SELECT 1 FROM sqlite_master WHERE type='table' AND name='albums'"))
                         .first())
@@ -154,104 +184,53 @@ class Albums:
             raise ValueError(f"no album called “{name}”" + (f" (there are: {', '.join(known)})" if known else ""))
         return int(found)
 
+    def _pragmas(self, dbapi_connection, record) -> None:
+        _sqlite_pragmas(dbapi_connection, record)
+        if self.mode == "rw":
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
 
-def open_album(engine, album: Album, k: int = ALBUM_K) -> list:
-    """The album's photos now: pinned first, then the saved search run again (removed ones left out)."""
-    options = {**album.options, "k": k, "offset": 0, "exclude": [*album.removed, *album.pinned]}
-    if album.query.get("similar_to") is not None:
-        page = engine.search_similar(int(album.query["similar_to"]), **options)
-    else:
-        page = engine.search_text(album.query["text"], **options)
-    pinned = []
-    for image_id in album.pinned:
-        try:
-            record = engine.record(image_id)
-        except ValueError:  # deleted since it was pinned
-            continue
-        from .results import result_of
+    def _explain(self, context) -> None:
+        """SQLAlchemy hook: a full disk or read-only storage met while changing an album is one sentence."""
+        problem = storage_problem(context.original_exception, self.path)
+        if isinstance(problem, (DiskFullError, ReadOnlyIndexError)):
+            raise self._refusal(full=isinstance(problem, DiskFullError)) from context.original_exception
+        if problem is not None:
+            raise problem from context.original_exception
 
-        pinned.append(result_of(record, 1.0))
-    return pinned + list(page.results)
-
-
-def servable(engine, results) -> list:
-    """The results whose files the engine may serve (its path guard), with their checked paths: what a web
-    download of an album may contain (never a file outside the indexed folders)."""
-    from dataclasses import replace
-
-    allowed = []
-    for result in results:
-        try:
-            allowed.append(replace(result, path=str(engine.servable_path(result.path))))
-        except (OSError, ValueError):  # PathNotAllowedError, or gone since indexing
-            continue
-    return allowed
+    def _refusal(self, full: bool) -> OSError:
+        folder = self.path.parent
+        if full:
+            return DiskFullError(f"{folder}: the disk is full, so the album was not changed (the albums saved before "
+                                 "are kept, undamaged). Free some space there and try again.")
+        if self.store:
+            return ReadOnlyIndexError(f"{folder}: your album folder is on read-only storage (or not writable by this "
+                                      "user), so albums cannot be saved or changed; set XDG_DATA_HOME to a writable "
+                                      "folder of your own.")
+        return ReadOnlyIndexError(f"{folder}: the index is on read-only storage (or not writable by this user), so "
+                                  "albums cannot be saved or changed here; the albums saved before can still be "
+                                  "opened. To change them, copy the index folder to writable storage and serve "
+                                  "that copy.")
 
 
-def export(results, target: Path, copy: bool = False) -> list[Path]:
-    """A folder with the album's photos as symlinks (default) or copies; names made unique.
+def albums_for(store) -> Albums:
+    """Where the albums of an opened index (``indexer.IndexStore``) live.
 
-    Where links cannot be made (Windows without Developer Mode or admin rights, FAT/exFAT drives)
-    it copies instead, with a warning: the user asked for the photos in that folder."""
-    target = Path(target)
-    target.mkdir(parents=True, exist_ok=True)
-    written = []
-    for result in results:
-        destination = _unique(target, Path(result.path).name)
-        if not copy:
-            try:
-                os.symlink(result.path, destination)
-            except FileExistsError:
-                raise
-            except OSError as error:
-                log.warning("%s: cannot make symbolic links there (%s); copying the photos instead", target,
-                            error.strerror or error)
-                copy = True  # the next link would fail the same way
-        if copy:
-            shutil.copy2(result.path, destination)
-        written.append(destination)
-    return written
+    A local index: its catalog file, opened as the catalog is. A published index (downloaded from the Hub: its
+    folder must stay exactly as downloaded, each file named by its content): the user's own album store for that
+    dataset, ``<data folder>/albums/<dataset>.sqlite``, never a file in or beside the download."""
+    if not store.published and not HUB_CACHE_DATASET.search(os.fspath(store.index_dir).replace(os.sep, "/")):
+        return Albums(store.catalog.path, mode=store.catalog.mode)
+    return Albums(data_home() / "albums" / f"{published_key(store.index_dir)}.sqlite", mode="rw", store=True)
 
 
-def export_zip(results, target: Path) -> Path:
-    """A zip of the album's original files, written to a temporary name first (never a half zip)."""
-    target = Path(target)
-    partial = target.with_name(target.name + ".partial")
-    names: set[str] = set()
-    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED) as archive:  # photos are compressed already
-        for result in results:
-            name = Path(result.path).name
-            stem, suffix, n = Path(name).stem, Path(name).suffix, 1
-            while name in names:
-                n += 1
-                name = f"{stem}-{n}{suffix}"
-            names.add(name)
-            archive.write(result.path, name)
-    partial.replace(target)
-    return target
-
-
-def saved_options(options: dict) -> dict:
-    """The options worth keeping in an album: set ones only (no paging, no defaults), as JSON-able values."""
-    from .options import SearchOptions
-
-    defaults = SearchOptions()
-    kept = {}
-    for name, value in options.items():
-        if name in ("k", "offset", "exclude") or value is None or value == "" or value == ():
-            continue
-        if hasattr(defaults, name) and getattr(defaults, name) == value:
-            continue
-        kept[name] = list(value) if isinstance(value, tuple) else value
-    return kept
-
-
-def _unique(folder: Path, name: str) -> Path:
-    candidate, stem, suffix, n = folder / name, Path(name).stem, Path(name).suffix, 1
-    while candidate.exists() or candidate.is_symlink():
-        n += 1
-        candidate = folder / f"{stem}-{n}{suffix}"
-    return candidate
+def published_key(index_dir) -> str:
+    """The album store's name for a published index: its dataset id when it is a Hugging Face cache snapshot
+    (``datasets--USER--NAME``: the same albums for every revision), else one for that folder."""
+    match = HUB_CACHE_DATASET.search(os.fspath(index_dir).replace(os.sep, "/"))
+    if match:
+        return "datasets--" + "--".join(re.sub(r"[^\w.-]", "_", part) for part in match.groups())
+    folder = os.fsencode(os.path.abspath(index_dir))
+    return "folder--" + hashlib.sha256(folder).hexdigest()[:16]
 
 
 def _name(name) -> str:
@@ -261,65 +240,7 @@ def _name(name) -> str:
     return text_name
 
 
-def _pragmas(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
+if __name__ == "__main__":  # the documented command; the CLI lives above the engine, in album_views
+    from search_app.album_views import main
 
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m search_app.albums", description="Saved searches (albums).",
-                                     epilog=__doc__.split("CLI:\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["list", "save", "show", "export", "zip"])
-    parser.add_argument("--index", type=Path, default=Path("index"))
-    parser.add_argument("--name", help="album name")
-    parser.add_argument("--text", help="save: the query text")
-    parser.add_argument("--options", default="{}", help='save: search options as JSON, e.g. \'{"folder": "2023"}\'')
-    parser.add_argument("--to", type=Path, help="export: target folder; zip: target file")
-    parser.add_argument("--copy", action="store_true", help="export: copy the files instead of linking them")
-    args = parser.parse_args(argv)
-    albums = Albums(args.index / "catalog.sqlite")
-    try:
-        if args.command == "list":
-            print("\n".join(albums.names()))
-            return 0
-        if args.command == "save":
-            album = albums.save(args.name, {"text": args.text or ""}, json.loads(args.options))
-            print(json.dumps(album.to_json(), ensure_ascii=False))
-            return 0
-        album = albums.get(args.name)
-        from .engine import SearchEngine
-
-        engine = SearchEngine.open(args.index)
-        try:
-            results = open_album(engine, album)
-        finally:
-            engine.close()
-        if args.command == "show":
-            print("\n".join(result.path for result in results))
-        elif args.command == "export":
-            if args.to is None:
-                raise ValueError("export needs --to FOLDER")
-            written = export(results, args.to, copy=args.copy)
-            linked = sum(path.is_symlink() for path in written)
-            done = ("linked" if linked == len(written) else "copied" if not linked
-                    else f"{linked} linked, {len(written) - linked} copied")
-            print(f"{len(written)} photos {done} into {args.to}", file=sys.stderr)
-        else:
-            if args.to is None:
-                raise ValueError("zip needs --to FILE.zip")
-            print(export_zip(results, args.to))
-        return 0
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    finally:
-        albums.close()
-
-
-if __name__ == "__main__":
     sys.exit(main())

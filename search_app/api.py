@@ -26,7 +26,8 @@ import gradio as gr
 
 from indexer.files import printable
 
-from .albums import ALBUM_K, saved_options
+from .album_views import open_album, saved_options
+from .albums import ALBUM_ERRORS, ALBUM_K
 from .engine import MAX_QUERY_CHARS, SORTS, SearchEngine, SearchOptions
 from .filters import FILTERS
 from .uploads import check_upload
@@ -142,8 +143,11 @@ class SearchAPI:
     # -- albums (search_app/albums.py) and similar-photo groups (indexer/similar.py) --------------
     def list_albums(self) -> dict:
         """The index's albums (saved searches) with their queries, options, pinned and removed photos."""
-        albums = self.engine.albums
-        return {"albums": [albums.get(name).to_json() for name in albums.names()]}
+        try:
+            albums = self.engine.albums
+            return {"albums": [albums.get(name).to_json() for name in albums.names()]}
+        except ALBUM_ERRORS as error:
+            raise gr.Error(str(error), print_exception=False) from None
 
     def save_album(self, name: str, text: str, **options) -> dict:
         """Save a text query with its options as an album (replacing one of that name, keeping its pins)."""
@@ -151,15 +155,15 @@ class SearchAPI:
             parsed = engine_options(options)
             SearchOptions.parse(**parsed)  # refuse bad options now, not when the album is opened
             return self.engine.albums.save(name, {"text": (text or "").strip()}, saved_options(parsed)).to_json()
-        except (ValueError, TypeError) as error:
+        except (*ALBUM_ERRORS, TypeError) as error:
             raise gr.Error(str(error), print_exception=False) from None
 
     def open_album(self, name: str, k=ALBUM_K) -> dict:
         """An album's photos now: pinned ones first, then its saved search run again (removed ones left out)."""
         try:
             album = self.engine.albums.get(name)
-            results = self.engine.open_album(name, k=_whole(k, ALBUM_K))
-        except (ValueError, TypeError) as error:
+            results = open_album(self.engine, album, k=_whole(k, ALBUM_K))
+        except (*ALBUM_ERRORS, TypeError) as error:
             raise gr.Error(str(error), print_exception=False) from None
         return {"album": album.to_json(), "results": [result.to_json() for result in results]}
 
@@ -172,7 +176,7 @@ class SearchAPI:
             albums = self.engine.albums
             album = albums.unpin(name, record.id) if action == "unpin" else albums.pin(name, record.id,
                                                                                           action == "pin")
-        except (ValueError, TypeError) as error:
+        except (*ALBUM_ERRORS, TypeError) as error:
             raise gr.Error(str(error), print_exception=False) from None
         return album.to_json()
 

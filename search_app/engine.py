@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .albums import albums_for
 from .encoding import MAX_QUERY_CHARS, QueryEncoder, check_length, check_text as _check_text
 from .live import RELOAD_INTERVAL, LiveIndex, slow_reload_gap as _slow_reload_gap
 from .options import MAX_K, SORTS, SearchOptions
@@ -93,18 +94,11 @@ class SearchEngine:
 
     @property
     def albums(self):
-        """Saved searches of this index (search_app/albums.py), stored in its catalog file."""
-        from .albums import Albums
-
+        """Saved searches of this index (search_app/albums.py): in its catalog file, or for a published index in
+        the user's own album store (``albums_for``)."""
         if getattr(self, "_albums", None) is None:
-            self._albums = Albums(self._live.opened.store.catalog.path)
+            self._albums = albums_for(self._live.opened.store)
         return self._albums
-
-    def open_album(self, name: str, k: int = 200) -> list[SearchResult]:
-        """An album's photos now: pinned ones first, then its saved search run again (removed ones left out)."""
-        from .albums import open_album
-
-        return open_album(self, self.albums.get(name), k=k)
 
     def similar_groups(self, threshold: float | None = None):
         """(threshold, groups of near-identical photos) in the current index (indexer/similar.py); the threshold

@@ -13,6 +13,11 @@ def cache_home() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mme5-search"
 
 
+def data_home() -> Path:
+    """The app's data folder (albums of published indexes: the user's own, kept when caches are cleared)."""
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "mme5-search"
+
+
 def config_home() -> Path:
     """Where ``add-user`` keeps the users file by default."""
     return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "mme5-search"

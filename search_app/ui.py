@@ -23,7 +23,8 @@ import gradio as gr
 
 from indexer.files import printable
 
-from .albums import export_zip, saved_options, servable
+from .album_views import export_zip, open_album as album_results, saved_options, servable
+from .albums import ALBUM_ERRORS
 from .api import SearchAPI
 from .engine import MAX_QUERY_CHARS, SearchEngine, SearchOptions
 from .filters import FILTERS
@@ -428,7 +429,7 @@ class SearchUI:
 
             threshold = default_threshold(self.engine.store)
             names = self.engine.albums.names()
-        except (ValueError, OSError):  # the status line says what is wrong with the index
+        except ALBUM_ERRORS:  # the status line says what is wrong with the index
             return gr.update(), gr.update()
         return gr.update(choices=names), threshold
 
@@ -444,7 +445,7 @@ class SearchUI:
                 ("place",) if session.get("place") else ())  # read from the text again when the album opens
             options = {key: value for key, value in options.__dict__.items() if key not in from_text}
             album = self.engine.albums.save(name, query, _album_values(saved_options(options)))
-        except (ValueError, OSError) as error:
+        except ALBUM_ERRORS as error:
             return f"⚠️ {html.escape(str(error))}", gr.update()
         return (f"Saved the album “{html.escape(album.name)}”: open it any time to run the search again "
                 "(new photos appear).", gr.update(choices=self.engine.albums.names(), value=album.name))
@@ -455,8 +456,8 @@ class SearchUI:
             return self._message("Choose an album in “Your albums” first.", keep=True)
         try:
             album = self.engine.albums.get(name)
-            results = self.engine.open_album(name)
-        except (ValueError, OSError) as error:
+            results = album_results(self.engine, album)
+        except ALBUM_ERRORS as error:
             return self._message(f"⚠️ {html.escape(str(error))}", keep=True)
         marks = {image_id: "📌 " for image_id in album.pinned}
         extra = f" ({len(album.pinned)} pinned, {len(album.removed)} removed)" if album.pinned or album.removed else ""
@@ -486,7 +487,7 @@ class SearchUI:
                 albums.unpin(name, record.id)
             else:
                 albums.pin(name, record.id, pinned=action == "pin")
-        except (ValueError, OSError) as error:
+        except ALBUM_ERRORS as error:
             return self._message(f"⚠️ {html.escape(str(error))}", keep=True)
         done = {"pin": "Pinned", "remove": "Removed", "unpin": "Undid the pin or removal of"}[action]
         reply = self.on_open_album(name, progress)
@@ -498,13 +499,13 @@ class SearchUI:
         if not name:
             return gr.update(visible=False), "Choose an album in “Your albums” first."
         try:
-            results = servable(self.engine, self.engine.open_album(name))
+            results = servable(self.engine, album_results(self.engine, self.engine.albums.get(name)))
             if not results:
                 return gr.update(visible=False), f"The album “{html.escape(name)}” has no photos to put in a zip."
             folder = private_dir(cache_home() / "albums")
             stem = re.sub(r"[^\w.-]+", "-", name).strip("-.") or "album"
             target = export_zip(results, folder / (stem + ".zip"))
-        except (ValueError, OSError) as error:
+        except ALBUM_ERRORS as error:
             return gr.update(visible=False), f"⚠️ {_shown(str(error))}"
         size = _human_size(target.stat().st_size)
         return (gr.update(value=str(target), visible=True, label=f"Download “{name}” ({len(results)} photos, {size})"),

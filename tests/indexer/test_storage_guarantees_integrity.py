@@ -226,6 +226,56 @@ def test_repair_salvages_a_damaged_table_page_and_the_next_build_restores_it_wit
     assert verify(built, deep=True).clean
 
 
+def saved_albums(index_dir) -> dict:
+    """Two albums saved by the app (search_app/albums.py), one with a pin and a removal; returns what they hold."""
+    from search_app.albums import Albums
+
+    albums = Albums(index_dir / "catalog.sqlite")
+    try:
+        ids = sorted(i for i, _, _ in snapshot(index_dir))
+        albums.save("Beach", {"text": "am Strand"}, {"folder": "2023"})
+        albums.save("Red", {"similar_to": ids[0]}, {})
+        albums.pin("Beach", ids[1])
+        albums.pin("Beach", ids[2], pinned=False)
+        return {name: albums.get(name).to_json() | {"updated_at": None} for name in albums.names()}
+    finally:
+        albums.close()
+
+
+def albums_now(index_dir) -> dict:
+    from search_app.albums import Albums
+
+    albums = Albums(index_dir / "catalog.sqlite")
+    try:
+        return {name: albums.get(name).to_json() | {"updated_at": None} for name in albums.names()}
+    finally:
+        albums.close()
+
+
+@pytest.mark.parametrize("page", ["images", "ix_images_status"])
+def test_repair_keeps_the_apps_albums_and_counts_them(built, page, capsys):
+    albums = saved_albums(built)
+    garble_page(built, page)
+    code, out, err = run(["verify", "--index", built, "--repair"], capsys)
+    assert code == 0, err
+    assert "repaired: kept the tables the app adds to the catalog (2 albums, 2 album_pins rows copied)" in err
+    assert albums_now(built) == albums
+    assert verify(built, deep=True).clean
+
+
+def test_repair_says_which_albums_were_lost_on_damaged_pages(built):
+    saved_albums(built)
+    garble_page(built, "albums")
+    report = verify(built, repair=True)
+    assert not report.unrepaired
+    assert any("row(s) of albums were on damaged pages and are lost" in line and "save those albums again" in line
+               for line in report.repaired), report.repaired
+    assert albums_now(built) == {}  # their pins went with them
+    with sqlite3.connect(built / "catalog.sqlite") as catalog:
+        assert catalog.execute("SELECT count(*) FROM album_pins").fetchone()[0] == 0
+    catalog.close()
+
+
 def test_repair_never_claims_a_repair_that_did_not_happen(built, capsys):
     garble_page(built, "meta")  # the model metadata is gone with it
     code, out, err = run(["verify", "--index", built, "--repair"], capsys)

@@ -10,7 +10,8 @@ import zipfile
 
 import pytest
 
-from search_app.albums import Albums, export, export_zip, open_album
+from search_app.album_views import export, export_zip, open_album
+from search_app.albums import Albums
 from search_app.engine import SearchEngine
 
 from .conftest import REPO, make_photo

@@ -433,3 +433,92 @@ def test_an_adapter_folder_gone_or_changed_since_the_build_is_not_published(adap
         assert not (tmp_path / "gone" / "adapter").exists()
     finally:
         weights.write_bytes(kept)
+
+
+def test_push_never_publishes_a_file_the_app_refuses_to_serve(library, outside_dir, tiny_mllama, tmp_path):
+    """A photo reached through a symbolic link out of the photo folder: the app's path guard refuses to serve it,
+    so push publishes neither the file nor a preview of it, and says so."""
+    from indexer import build_index
+    from indexer.publish import prepare_push
+    from search_app.paths import PathGuard
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for relpath in ("2024/green.jpg", "misc/gray.jpg"):
+        (photos / Path(relpath).name).write_bytes((library / relpath).read_bytes())
+    (photos / "escape.jpg").symlink_to(outside_dir / "secret.jpg")  # out of the folder
+    build_index([photos], tmp_path / "index", tiny_mllama, show_progress=False)
+    assert not PathGuard([photos]).allows(photos / "escape.jpg")  # what the app refuses to serve
+    prepared = prepare_push(tmp_path / "index", tmp_path / "dataset", originals=True, model_id=HUB_MODEL,
+                            show_progress=False)
+    secret = (outside_dir / "secret.jpg").read_bytes()
+    published = [path for path in (tmp_path / "dataset").rglob("*") if path.is_file()]
+    assert not [path for path in published if path.read_bytes() == secret]
+    assert {path.name for path in (tmp_path / "dataset" / "originals" / "1").iterdir()} == {"green.jpg", "gray.jpg"}
+    assert prepared.originals == 2 and prepared.previews == 2
+    assert [line for line in prepared.skipped if "escape.jpg" in line and "never serves" in line]
+
+
+@pytest.fixture
+def fresh_home(monkeypatch):
+    """A user's HOME of its own, outside the system temp folder and the repo (the album store is found from it)."""
+    import shutil
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="mme5-home-", dir=Path.home()))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def test_albums_of_a_published_index_live_in_the_users_store_never_in_the_hub_cache(hub, fresh_home, prepared,
+                                                                                    fill_hub_cache):
+    from indexer.hub import download_index
+    from search_app.__main__ import SAMPLE_PHOTOS, open_or_build
+    from search_app.ui import SearchUI, _OUTPUT_ORDER
+
+    from .test_ui_albums import values
+    from .test_ui_messages import NoProgress
+
+    before = cache_state(hub)
+    engine = open_or_build(download_index(URI), None, None, "cpu", SAMPLE_PHOTOS, published=True)
+    ui = SearchUI(engine)
+    try:
+        assert ui.on_page_ready()[0]["choices"] == []  # a page load reads, and writes nothing anywhere
+        assert cache_state(hub) == before
+        shown = ui.on_search("a red photo", None, *values(), progress=NoProgress())
+        message, _ = ui.on_save_album("Red", shown[_OUTPUT_ORDER.index("session")], *values())
+        assert message.startswith("Saved the album “Red”"), message
+        photo = shown[_OUTPUT_ORDER.index("session")]["results"][1].image_id
+        pinned = ui.on_pin("Red", photo, progress=NoProgress())
+        assert "1 pinned" in pinned[_OUTPUT_ORDER.index("status")]
+    finally:
+        engine.close()
+    assert cache_state(hub) == before  # the catalog blob still matches its SHA-256 name; no -wal, -shm
+    store = fresh_home / ".local" / "share" / "mme5-search" / "albums"
+    assert [path.name for path in store.iterdir() if path.suffix == ".sqlite"] == ["datasets--someone--photos.sqlite"]
+    assert store.stat().st_mode & 0o777 == 0o700  # album names and queries are the user's own
+
+    newer = fill_hub_cache(hub, DATASET, prepared.folder, commit="b" * 40, repo_type="dataset")  # a later push
+    engine = open_or_build(newer, None, None, "cpu", SAMPLE_PHOTOS, published=True)
+    try:
+        assert engine.albums.names() == ["Red"] and engine.albums.get("Red").pinned == (photo,)
+    finally:
+        engine.close()
+
+
+def test_the_album_cli_keeps_a_published_copys_albums_in_the_users_store(prepared, fresh_home, tmp_path, capsys):
+    import shutil
+
+    from search_app.album_views import main
+
+    copy = tmp_path / "copy"
+    shutil.copytree(prepared.folder, copy)
+    assert main(["save", "--index", str(copy), "--name", "Red", "--text", "a red photo"]) == 0
+    assert main(["list", "--index", str(copy)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "Red"
+    with sqlite3.connect(f"file:{copy / 'catalog.sqlite'}?mode=ro", uri=True) as catalog:
+        assert not catalog.execute("SELECT name FROM sqlite_master WHERE name LIKE 'album%'").fetchall()
+    catalog.close()
+    assert len(list((fresh_home / ".local" / "share" / "mme5-search" / "albums").glob("folder--*.sqlite"))) == 1

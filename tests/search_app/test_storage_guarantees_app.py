@@ -110,3 +110,35 @@ def test_the_app_serves_a_non_utf8_name_and_refuses_a_30_mb_query(odd_app):
     print(f"the app refused a {len(HUGE_QUERY) / 2**20:.0f} MB query in {time.perf_counter() - started:.1f} s")
     assert client.predict(text="a photo", k=1, api_name="/search_text")["results"]  # and still answers
     assert "surrogates not allowed" not in log.read_text(errors="replace")
+
+
+def test_an_album_zip_holds_a_non_utf8_name_and_a_failed_zip_leaves_nothing(odd_engine, odd_library, tmp_path,
+                                                                              monkeypatch):
+    import dataclasses
+    import zipfile
+
+    from search_app.album_views import export_zip, open_album
+    from search_app.albums import Albums
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # where the page writes its zips
+    ui = SearchUI(odd_engine, ThumbnailCache(tmp_path / "thumbs"), page_size=10)
+    odd_engine.albums.save("Odd", {"text": "a photo"}, {})
+    try:
+        button, status = ui.on_make_zip("Odd")
+        assert "4 photos" in status, status
+        folder = tmp_path / "cache" / "mme5-search" / "albums"
+        assert [path.name for path in folder.iterdir()] == ["Odd.zip"]  # no partial file beside it
+        with zipfile.ZipFile(button["value"]) as archive:
+            assert sorted(archive.namelist()) == ["a.jpg", "b.jpg", "c.jpg", "caf_.jpg"]  # a name every system reads
+            assert archive.read("caf_.jpg") == (odd_library / "odd.jpg").parent.joinpath(
+                os.fsdecode(ODD_NAME)).read_bytes()
+
+        results = open_album(odd_engine, Albums(odd_engine.store.catalog.path).get("Odd"))
+        gone = tmp_path / "gone.jpg"  # a photo deleted while the zip is written
+        target = tmp_path / "out" / "album.zip"
+        target.parent.mkdir()
+        with pytest.raises(FileNotFoundError):
+            export_zip([*results, dataclasses.replace(results[0], path=str(gone))], target)
+        assert list(target.parent.iterdir()) == []  # neither a zip nor a partial one
+    finally:
+        odd_engine.albums.delete("Odd")
