@@ -36,9 +36,6 @@ ALLOWED = {
     frozenset({"search_app.albums", "search_app.engine"}),
     # publish.py defines ADAPTER, which store.py needs; the indexer helper moves ADAPTER into store.py
     frozenset({"indexer.publish", "indexer.store"}),
-    # evaluate.py's `trainer eval --index` uses adapt's held-out measurement; the trainer helper moves it
-    # into trainer/heldout.py
-    frozenset({"trainer.adapt", "trainer.evaluate"}),
 }
 
 

@@ -276,7 +276,7 @@ def test_a_guard_drop_blocks_applying_and_the_report_says_so(tmp_path):
     assert decide(before, after, guard_verdict({"XTD mean R@10": {"before": 80.0, "after": 78.5}}, 1.0))[0] is False
     assert decide(after, before, None) == (False, "held-out recall@10 70.0 → 40.0: no gain, the index is unchanged")
     # the report of a run whose guard fell says so at the top and in its table
-    from trainer.adapt import metrics
+    from trainer.heldout import metrics
 
     result = {"overall": metrics([1, 3, 12]), "by_language": {"en": metrics([1, 3, 12])},
               "by_task": {"text": metrics([1, 3, 12])}, "library": 30}
