@@ -8,13 +8,11 @@ apply (only if held-out recall@10 improved) -> report (markdown, JSON, PNG chart
 from __future__ import annotations
 
 import argparse
-import ctypes
 import hashlib
 import json
 import locale
 import math
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -153,56 +151,6 @@ def training_rows(folder: Path) -> list[dict]:
         out.append({key: row[key] for key in ("qry", "qry_image_path", "pos_text", "pos_image_path", "neg_text",
                                                "neg_image_path", "language", "modality")})
     return out
-
-
-# -- applying: re-index into a sibling folder, then swap ------------------------------------------
-def _exchange(a: Path, b: Path) -> None:
-    """Swap two directories in one step (Linux renameat2 RENAME_EXCHANGE); two renames elsewhere."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
-    if renameat2 is not None:
-        at_fdcwd, rename_exchange = -100, 2
-        if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-            return
-    parked = a.with_name(f".{a.name}.previous")
-    os.replace(a, parked)  # for a moment no index: the app keeps serving what it has open
-    os.replace(b, a)
-    os.replace(parked, b)
-
-
-def reindex_with_adapter(index_dir: Path, model: str, adapter: Path, device=None, show_progress=True) -> dict:
-    """Re-embed every photo with model+adapter as a new index generation; the old one serves until the swap.
-
-    The adapter is copied into the index (``adapters/``) so the index does not depend on the run
-    folder; the new index is built beside the old one under the old one's write lock (no build
-    can slip in between), then the two folders are exchanged atomically. A crash before the
-    exchange leaves the old index untouched (the half-built sibling is resumed next time).
-    """
-    from indexer import IndexStore, build_index
-    from indexer.lock import WriteLock
-    from mme5 import load_embedder
-
-    index_dir = Path(index_dir).absolute()
-    with IndexStore.open(index_dir) as store:
-        roots, index_type = store.roots, store.meta.get("index_type_request")
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(adapter.iterdir()) if p.is_file())).hexdigest()[:12]
-    kept = index_dir / "adapters" / f"adapter-{digest}"
-    sibling = index_dir.with_name(f".{index_dir.name}.adapting")
-    with WriteLock(index_dir):
-        for target in (kept, sibling / "adapters" / kept.name):
-            if not target.exists():
-                temporary = target.with_name(f".{target.name}.tmp")
-                shutil.rmtree(temporary, ignore_errors=True)
-                shutil.copytree(adapter, temporary)
-                os.replace(temporary, target)
-        embedder = load_embedder(model, device=device, adapter=str(kept))  # the path it keeps after the swap
-        summary = build_index([Path(r) for r in roots], sibling, embedder, show_progress=show_progress,
-                              index_type=index_type)
-        if summary.errors:
-            log(f"re-index: {len(summary.errors)} file(s) could not be read (as in the old index)")
-        _exchange(index_dir, sibling)
-    shutil.rmtree(sibling, ignore_errors=True)  # now the old generation
-    return {"images": summary.images, "adapter": str(kept), "seconds": round(summary.seconds, 2)}
 
 
 def _write(path: Path, text: str) -> None:
@@ -356,6 +304,7 @@ def decide(before: dict, after: dict, guard: dict | None) -> tuple[bool, str]:
 
 def run_adapt(args) -> int:
     from indexer import IndexStore
+    from indexer.reindex import reindex_with_adapter
     from indexer.store import resolve_local
     from mme5 import load_embedder
     from synth import tasks as synth_tasks
@@ -451,6 +400,9 @@ def run_adapt(args) -> int:
         elif args.apply or (asked and _ask(f"adapt: {reason}. Re-index with the adapter and serve it?")):
             log(f"{reason}: re-indexing every photo with the adapter (the current index serves until it is done)")
             done = reindex_with_adapter(Path(args.index), model, run / ADAPTER_DIR, args.device, show)
+            unreadable = done.pop("unreadable")
+            if unreadable:
+                log(f"re-index: {unreadable} file(s) could not be read (as in the old index)")
             applied = {"applied": True, "improved": True, "reason": reason + "; re-indexed with the adapter", **done}
         else:
             applied = {"applied": False, "improved": True, "reason": reason + "; not applied "
