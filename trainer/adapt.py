@@ -7,7 +7,6 @@ apply (only if held-out recall@10 improved) -> report (markdown, JSON, PNG chart
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import locale
@@ -78,16 +77,26 @@ def estimate_cost(n: int, combos: dict, prices) -> dict:
 
 
 # -- synthesis ----------------------------------------------------------------------------------
+def generator_settings(args):
+    """synth's generator as ``trainer adapt``'s options describe it (``--temperature-gen`` is its temperature)."""
+    from synth.generator import GeneratorSettings
+
+    return GeneratorSettings(backend=args.backend, model=args.model, base_url=args.base_url, api_key=args.api_key,
+                             timeout=args.timeout, max_retries=args.max_retries, json_mode=not args.no_json_mode,
+                             image_size=args.image_size, max_tokens=args.max_tokens,
+                             temperature=args.gen_temperature, device=args.device, price_in=args.price_in,
+                             price_out=args.price_out)
+
+
 def synthesise(args, store, ids, out: Path, n: int, seed: int, show_progress: bool) -> dict:
     """Run synth over the images ``ids`` only (neighbours too) into the run folder ``out``; resumable."""
     from synth import languages, tasks
-    from synth.cli import _backend, _model, _prices
     from synth.configure import NEGATIVE_RANKS, POSITIVE_RANKS, Configurator
     from synth.output import RunFolder
     from synth.pool import ImagePool
     from synth.prompt import PROMPT_VERSION
+    from synth.generator import backend_from_settings
     from synth.run import generate
-
     from synth.stats import run_stats
 
     folder = RunFolder(out)
@@ -97,13 +106,13 @@ def synthesise(args, store, ids, out: Path, n: int, seed: int, show_progress: bo
                                             "by_language", "structured_output")}
     weights = languages.parse_weights(args.languages, languages.NAMES, "language")
     combos = tasks.parse_tasks(args.tasks)
-    model = _model(args)
-    args = argparse.Namespace(**{**vars(args), "temperature": args.gen_temperature})  # synth's name for it
+    generator = generator_settings(args)
+    model = generator.model_name()
     pool = ImagePool(store, among=ids)
     negative = (min(NEGATIVE_RANKS[0], max(2, len(ids) // 4)), NEGATIVE_RANKS[1])
     positive = (POSITIVE_RANKS[0], min(POSITIVE_RANKS[1], negative[0] - 1))
     configurator = Configurator(combos, weights, pool, seed, positive, negative)
-    prices = _prices(args, model)
+    prices = generator.prices()
     settings = {"backend": args.backend, "model": model, "base_url": args.base_url, "seed": seed, "languages": weights,
                 "prompt_version": PROMPT_VERSION,
                 "tasks": {f"{task}:{combo}": weight for (task, combo), weight in combos.items()},
@@ -111,7 +120,7 @@ def synthesise(args, store, ids, out: Path, n: int, seed: int, show_progress: bo
                 "index_dir": str(store.index_dir), "pool": pool.fingerprint, "image_root": pool.root,
                 "prices": list(prices) if prices else None}
     folder.start(settings)
-    summary = generate(folder, configurator, _backend(args, model), n, args.concurrency, None, prices,
+    summary = generate(folder, configurator, backend_from_settings(generator), n, args.concurrency, None, prices,
                        show_progress=show_progress)
     if summary.attempted:
         log(f"{out.name}: " + summary.format().removeprefix("synth: "))
@@ -327,16 +336,15 @@ def run_adapt(args) -> int:
         model, serving = resolve_local(store.model_id), resolve_local(store.adapter)
         combos = synth_tasks.parse_tasks(args.tasks)
         guard_sets = check_guard(args)
-        from synth.cli import _model, _prices
-
-        estimate = estimate_cost(args.n + args.n_eval, combos, _prices(args, _model(args)))
+        generator = generator_settings(args)
+        estimate = estimate_cost(args.n + args.n_eval, combos, generator.prices())
         cost = "unknown (no price for this model: pass --price-in/--price-out)" if estimate["cost_usd"] is None \
             else f"≈ ${estimate['cost_usd']:.2f}"
         plan = [f"index {store.index_dir}: {store.count} photos, model {store.model_id}"
                 + (f" + adapter {store.adapter}" if store.adapter else ""),
                 f"split by content hash: {len(split['heldout'])} held-out photos (queries only, never trained on), "
                 f"{len(split['train'])} training photos",
-                f"synth ({args.backend}, {_model(args)}): {args.n_eval} held-out queries + {args.n} training samples, "
+                f"synth ({args.backend}, {generator.model_name()}): {args.n_eval} held-out queries + {args.n} training samples, "
                 f"languages {args.languages}, tasks {args.tasks}",
                 f"  about {estimate['calls']} calls, {estimate['prompt_tokens']:,} input + "
                 f"{estimate['completion_tokens']:,} output tokens, cost {cost}",
