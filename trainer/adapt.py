@@ -138,6 +138,7 @@ def training_rows(folder: Path) -> list[dict]:
     """synth samples as trainer rows; photo-search queries spelled exactly as the app encodes them."""
     from mme5 import prompts
     from synth.output import RunFolder
+    from synth.tasks import Combo
 
     from .data import parse_list
 
@@ -148,12 +149,10 @@ def training_rows(folder: Path) -> list[dict]:
     for row in run.samples():
         row = dict(row)
         query = row.get("query_text") or ""
-        if row["modality"] == "T->I":
-            row["qry"] = prompts.text_to_image_query(query)
-        elif row["modality"] == "IT->I":
-            row["qry"] = prompts.MMEB_IMAGE_PLACEHOLDER + prompts.composed_query(query).removeprefix(strip)
-        elif row["modality"] == "I->I":
-            row["qry"] = prompts.MMEB_IMAGE_PLACEHOLDER + prompts.image_to_image_query().removeprefix(strip)
+        kind = Combo(str(row["modality"])).query_kind
+        if kind is not None:  # a photo search: the app's prompt for its kind, in MMEB's spelling (image marker first)
+            qry = prompts.mllama_prompt(kind.task, text=query, instruction=kind.instruction)
+            row["qry"] = prompts.MMEB_IMAGE_PLACEHOLDER + qry.removeprefix(strip) if kind.needs_image else qry
         for column in ("qry_image_path", "pos_image_path"):
             row[column] = os.path.join(root, row[column]) if row.get(column) else ""
         row["neg_image_path"] = repr([os.path.join(root, p) if p else "" for p in parse_list(row["neg_image_path"], "n")])

@@ -16,7 +16,6 @@ from mme5.atomic import write_atomic
 
 from .errors import AdaptError
 
-SEARCH_TASKS = {"T->I": "text", "IT->I": "composed", "I->I": "image"}  # synth combination -> app search mode
 KS = (1, 5, 10)
 
 
@@ -26,7 +25,7 @@ def load_queries(folder: Path) -> tuple[list[dict], str]:
 
     run = RunFolder(folder)
     root = run.manifest().get("image_root")
-    rows = [row for row in run.samples() if row.get("modality") in SEARCH_TASKS]
+    rows = [row for row in run.samples() if _kind(row) is not None]
     if not rows:
         raise AdaptError(f"{folder}: no held-out queries with a photo as target (text, composed or image search)")
     return rows, root
@@ -51,22 +50,23 @@ class Library:
         return [] if position is None else self.by_hash[self.hashes[position]]
 
 
+def _kind(row: dict):
+    """The app's kind of search a synth sample is (its modality, e.g. ``IT->I``), None if it is no photo search."""
+    from synth.tasks import Combo
+
+    return Combo(str(row.get("modality"))).query_kind
+
+
 def encode_queries(embedder, rows: list[dict], root: str, show_progress: bool) -> np.ndarray:
-    """Each query as the app encodes it (its fixed prompts), grouped by search mode."""
+    """Each query as the app encodes it (``encode_query`` with its QueryKind), grouped by kind."""
     vectors = np.zeros((len(rows), embedder.dim), dtype=np.float32)
-    groups: dict[str, list[int]] = defaultdict(list)
+    groups: dict = defaultdict(list)
     for number, row in enumerate(rows):
-        groups[row["modality"]].append(number)
-    for modality, numbers in groups.items():
-        texts = [rows[n].get("query_text") or "" for n in numbers]
-        images = [os.path.join(root, rows[n]["qry_image_path"]) for n in numbers]
-        if modality == "T->I":
-            found = embedder.encode_text_queries(texts, show_progress_bar=show_progress)
-        elif modality == "IT->I":
-            found = embedder.encode_composed(images, texts, show_progress_bar=show_progress)
-        else:
-            found = embedder.encode_image_queries(images, show_progress_bar=show_progress)
-        vectors[numbers] = found
+        groups[_kind(row)].append(number)
+    for kind, numbers in groups.items():
+        texts = [rows[n].get("query_text") or "" for n in numbers] if kind.needs_text else None
+        images = [os.path.join(root, rows[n]["qry_image_path"]) for n in numbers] if kind.needs_image else None
+        vectors[numbers] = embedder.encode_query(kind, texts=texts, images=images, show_progress_bar=show_progress)
     return vectors
 
 
@@ -106,7 +106,7 @@ def measure(embedder, library_vectors: np.ndarray, library: Library, rows: list[
     by_language, by_task = defaultdict(list), defaultdict(list)
     for rank, row in zip(found, rows):
         by_language[row["language"]].append(rank)
-        by_task[SEARCH_TASKS[row["modality"]]].append(rank)
+        by_task[_kind(row).value].append(rank)
     return {"overall": metrics(found), "by_language": {k: metrics(v) for k, v in sorted(by_language.items())},
             "by_task": {k: metrics(v) for k, v in sorted(by_task.items())}, "library": len(library.ids)}
 

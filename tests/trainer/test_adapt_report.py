@@ -42,3 +42,30 @@ def test_charts_are_png_files_in_the_run_folder(tmp_path):
     for name, path in made.items():
         assert path == str(tmp_path / name)
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_training_rows_spell_photo_searches_as_the_app_encodes_them(tmp_path):
+    from mme5 import prompts
+    from trainer.adapt import training_rows
+
+    run = tmp_path / "synth-train"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"image_root": "/photos"}))
+
+    def sample(modality, qry, query_image=""):
+        return {"task": "retrieval", "modality": modality, "language": "de", "qry": qry, "query_text": "am Meer",
+                "qry_image_path": query_image, "pos_text": prompts.IMAGE_DOCUMENT, "pos_image_path": "b.jpg",
+                "neg_text": repr([prompts.IMAGE_DOCUMENT]), "neg_image_path": repr(["c.jpg"])}
+
+    rows = [sample("T->I", "synth's own instruction am Meer\n"), sample("IT->I", "synth's", "a.jpg"),
+            sample("I->I", "synth's", "a.jpg"), sample("I->T", "<|image_1|>\nsynth's own caption task", "a.jpg")]
+    (run / "samples.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    found = training_rows(run)
+    assert [row["qry"] for row in found] == [
+        "Find me an everyday image that matches the given caption: am Meer\n",
+        "<|image_1|>\nGiven an image, find a similar everyday image with the described changes: am Meer\n",
+        "<|image_1|>\nFind a day-to-day image that looks similar to the provided image.\n",
+        "<|image_1|>\nsynth's own caption task",  # not a photo search: synth's spelling is kept
+    ]
+    assert found[1]["qry_image_path"] == "/photos/a.jpg" and found[0]["qry_image_path"] == ""
+    assert found[0]["pos_image_path"] == "/photos/b.jpg" and found[0]["neg_image_path"] == repr(["/photos/c.jpg"])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from trainer.errors import AdaptError
-from trainer.heldout import Library, metrics, ranks, table
+from trainer.heldout import Library, measure, metrics, ranks, table
 
 
 class Store:
@@ -74,3 +74,19 @@ def test_metrics_and_table():
     assert text.splitlines()[2] == "| all | 3 | 33.3 | 66.7 | 66.7 | 0.472 |"
     assert "| language en |" in text and "| search text |" in text
 
+
+
+def test_each_search_mode_is_encoded_as_its_query_kind(library, tmp_path):
+    embedder = Embedder({"a dog": [0, 0, 1], "a.jpg": [1, 0, 0], "c.jpg": [0, 0.5, 1]})
+    rows = [{"modality": "T->I", "query_text": "a dog", "qry_image_path": "", "pos_image_path": "c.jpg", "language": "en"},
+            {"modality": "I->I", "qry_image_path": "c.jpg", "pos_image_path": "b-copy.jpg", "language": "de"},
+            {"modality": "IT->I", "qry_image_path": "a.jpg", "query_text": "a dog", "pos_image_path": "c.jpg",
+             "language": "en"}]
+    result = measure(embedder, LIBRARY_VECTORS, library, rows, str(tmp_path), show_progress=False)
+    assert sorted(call[0] for call in embedder.calls) == ["composed", "image", "text"]
+    composed = next(call for call in embedder.calls if call[0] == "composed")
+    assert composed[1] == ["a dog"] and composed[2] == [os.path.join(str(tmp_path), "a.jpg")]
+    assert set(result["by_task"]) == {"text", "image", "composed"}
+    # c.jpg itself would score best: left out, b.jpg (a copy of the target) is first
+    assert result["by_task"]["image"]["recall@1"] == 100.0
+    assert result["by_language"]["en"]["queries"] == 2 and result["library"] == 4
