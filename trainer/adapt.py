@@ -15,11 +15,10 @@ import os
 import sys
 from pathlib import Path
 
-
 from mme5.atomic import write_atomic
 
-from .errors import AdaptError
 from .adapt_report import charts, write_report
+from .errors import AdaptError
 from .heldout import Library, library_vectors_for, load_queries, measure, table
 
 DEFAULT_TASKS = "retrieval:T->I=0.6,retrieval:IT->I=0.2,retrieval:I->I=0.2"
