@@ -191,7 +191,7 @@ class Embedder:
             image = images[index] if images is not None else None
             if image is not None:
                 _check_image_input(image, index)
-            formatted = prompts.build(self.family, task, text=text, instruction=instruction)
+            formatted = registry.build_prompt(self.family, task, text=text, instruction=instruction)
             name = describe(image) if image is not None else f"text #{index}"
             items.append(EmbedInput(text=formatted, image=image, name=name))
         return self.encode(items, batch_size=batch_size, show_progress_bar=show_progress_bar)

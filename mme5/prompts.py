@@ -77,7 +77,7 @@ def strip_image_tokens(text: str) -> str:
 
 
 def mllama_prompt(task: str, text: str | None = None, instruction: str | None = None) -> str:
-    """mmE5's format for each task (see ``build``)."""
+    """mmE5's format for each task (see ``mme5.registry.build_prompt``)."""
     if task == "image_document":
         return image_document()
     if task == "text":
@@ -100,13 +100,3 @@ def dual_prompt(task: str, text: str | None = None, instruction: str | None = No
         return text
     raise InputError(f"unknown task {task!r}")
 
-
-def build(family: str, task: str, text: str | None = None, instruction: str | None = None) -> str | None:
-    """The text a backbone family sees for one input; None means image only.
-
-    ``task`` is one of ``image_document``, ``text``, ``image_query``, ``composed``,
-    ``image_instruction``; the family's formatter is named in ``mme5.registry``.
-    """
-    from .registry import by_family
-
-    return by_family(family).prompt(task, text=text, instruction=instruction)

@@ -38,7 +38,7 @@ class QueryKind(str, Enum):
 
     @property
     def task(self) -> str:
-        """The prompt task (see ``prompts.build``) that formats this kind of query."""
+        """The prompt task (see ``build_prompt``) that formats this kind of query."""
         return _QUERY_TASKS[self]
 
     @property
@@ -76,7 +76,7 @@ class BackboneSpec:
     model_types: tuple[str, ...]  # config.json "model_type" values this family loads
     model_class: str  # transformers class holding the full model (what peft adapters attach to)
     backbone_class: str  # "module:Class" of the mme5 Backbone wrapping it
-    prompt: Callable[..., str | None]  # (task, text, instruction) -> formatted text, see prompts.build
+    prompt: Callable[..., str | None]  # (task, text, instruction) -> formatted text, see build_prompt
     dataset_text: Callable[[str, bool], str | None]  # MMEB dataset text (+ has image) -> input text (trainer)
     lora_targets: tuple[str, ...]  # default LoRA/DoRA targets: what mmE5's reference target list matches here
     wide_lora_targets: tuple[str, ...]  # every attention and MLP projection, text and vision towers
@@ -134,6 +134,15 @@ def by_family(family: str) -> BackboneSpec:
         return BACKBONES[family]
     except KeyError:
         raise InputError(f"unknown backbone family {family!r}; known: {', '.join(BACKBONES)}") from None
+
+
+def build_prompt(family: str, task: str, text: str | None = None, instruction: str | None = None) -> str | None:
+    """The text a backbone family sees for one input; None means image only.
+
+    ``task`` is one of ``image_document``, ``text``, ``image_query``, ``composed``,
+    ``image_instruction``; the family's formatter (in ``mme5.prompts``) is named in its ``BackboneSpec``.
+    """
+    return by_family(family).prompt(task, text=text, instruction=instruction)
 
 
 def by_model_type(model_type: str | None) -> BackboneSpec | None:

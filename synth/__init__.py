@@ -5,8 +5,6 @@
 (the resumable loop). Names are imported on first use (PEP 562), so ``python -m synth languages``
 loads neither torch nor faiss.
 """
-import sys
-import types
 from importlib import import_module
 
 _EXPORTS = {
@@ -15,8 +13,8 @@ _EXPORTS = {
     "SampleConfig": "configure",
     "Summary": "run",
     "dry_run": "run",
-    "generate": "run",  # the loop (the submodule of the same name stays importable as synth.generate)
-    "generate_one": "generate",
+    "generate": "run",  # the loop
+    "generate_one": "sample",
 }
 __all__ = [
     "Configurator",
@@ -40,15 +38,3 @@ def __getattr__(name: str):
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
-
-class _Package(types.ModuleType):
-    """``synth.generate`` is the loop, as it was before names loaded lazily: importing the submodule
-    ``synth.generate`` (which the import system would bind here) must not replace it."""
-
-    def __setattr__(self, name, value):
-        if name == "generate" and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -10,6 +10,7 @@ from pathlib import Path
 from . import languages, tasks
 from .configure import NEGATIVE_RANKS, POSITIVE_RANKS
 from .errors import SpecError
+from .generator import GeneratorSettings, backend_from_settings
 from mme5.atomic import write_atomic
 from mme5.cli import UsageError
 
@@ -132,35 +133,11 @@ def _open_pool(args, folder):
     return IndexStore.open(folder.index_path), folder.index_path.resolve()
 
 
-def _model(args) -> str:
-    if args.model:
-        return args.model
-    if args.backend == "local":
-        raise UsageError("--backend local needs --model (a local folder or hub id of a vision-language model)")
-    return os.environ.get("SYNTH_MODEL", "gpt-4o")
-
-
-def _backend(args, model: str):
-    if args.backend == "local":
-        from .local_backend import LocalBackend
-
-        return LocalBackend(model, device=args.device, max_new_tokens=args.max_tokens, image_max_side=args.image_size)
-    from .openai_backend import OpenAIBackend
-
-    return OpenAIBackend(model, base_url=args.base_url or os.environ.get("OPENAI_BASE_URL"),
-                         api_key=args.api_key or os.environ.get("OPENAI_API_KEY"), timeout=args.timeout,
-                         max_retries=args.max_retries, json_mode=not args.no_json_mode,
-                         image_max_side=args.image_size, max_tokens=args.max_tokens, temperature=args.temperature)
-
-
-def _prices(args, model: str) -> tuple[float, float] | None:
-    from .costs import price_for
-
-    if args.price_in is not None or args.price_out is not None:
-        return (args.price_in or 0.0, args.price_out or 0.0)
-    if args.backend == "local":
-        return (0.0, 0.0)
-    return price_for(model)
+def _generator(args) -> GeneratorSettings:
+    return GeneratorSettings(backend=args.backend, model=args.model, base_url=args.base_url, api_key=args.api_key,
+                             timeout=args.timeout, max_retries=args.max_retries, json_mode=not args.no_json_mode,
+                             image_size=args.image_size, max_tokens=args.max_tokens, temperature=args.temperature,
+                             device=args.device, price_in=args.price_in, price_out=args.price_out)
 
 
 def cmd_generate(args) -> int:
@@ -176,7 +153,8 @@ def cmd_generate(args) -> int:
     if args.positive_ranks[1] >= args.negative_ranks[0]:
         raise UsageError(f"--positive-ranks {args.positive_ranks[0]}-{args.positive_ranks[1]} must end before "
                          f"--negative-ranks {args.negative_ranks[0]}-{args.negative_ranks[1]} begins")
-    model = _model(args)
+    generator = _generator(args)
+    model = generator.model_name()
     folder = RunFolder(args.out)
     store, index_dir = _open_pool(args, folder)
     try:
@@ -186,7 +164,7 @@ def cmd_generate(args) -> int:
         if args.dry_run:
             dry_run(folder, configurator, args.n)
             return 0
-        prices = _prices(args, model)
+        prices = generator.prices()
         settings = {
             "backend": args.backend, "model": model, "base_url": args.base_url, "seed": args.seed,
             "languages": language_weights, "prompt_version": PROMPT_VERSION,
@@ -196,7 +174,7 @@ def cmd_generate(args) -> int:
             "prices": list(prices) if prices else None,
         }
         resuming = folder.start(settings)
-        backend = _backend(args, model)
+        backend = backend_from_settings(generator)
         if resuming:
             print(f"synth: continuing the run in {folder.path}", file=sys.stderr)
         concurrency = 1 if args.backend == "local" else args.concurrency

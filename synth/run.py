@@ -14,7 +14,7 @@ from .backend import FatalBackendError
 from .checks import Deduplicator
 from .configure import sample_id
 from .costs import cost
-from .generate import Outcome, generate_one
+from .sample import Outcome, generate_one
 from .output import RunFolder
 from .prompt import build_messages, render
 from .records import build_failure, dedup_text

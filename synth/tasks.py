@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mme5.registry import QueryKind
+
 from .errors import SpecError
 from .weights import normalise, parse_weight
 
@@ -14,6 +16,8 @@ TASKS = {
 # The paper did not publish its task mix; retrieval has by far the most combinations and rows.
 DEFAULT_TASK_WEIGHTS = {"classification": 0.2, "vqa": 0.2, "retrieval": 0.6}
 DATASET_NAMES = {"classification": "Classification", "vqa": "VQA", "retrieval": "Retrieval"}
+# The combinations that are a photo search in the app (a photo alone as the target), and the app's kind of query.
+SEARCH_KINDS = {"T->I": QueryKind.TEXT, "I->I": QueryKind.IMAGE, "IT->I": QueryKind.COMPOSED}
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,11 @@ class Combo:
     @property
     def target_text(self) -> bool:
         return "T" in self.target
+
+    @property
+    def query_kind(self) -> QueryKind | None:
+        """The app's kind of search query this combination is, None when its target is not a photo alone."""
+        return SEARCH_KINDS.get(self.name)
 
 
 def combo_weights(task_weights: dict[str, float]) -> dict[tuple[str, str], float]:

@@ -52,9 +52,10 @@ def test_the_probe_sees_heavy_imports_when_they_happen():
 
 
 def test_lazy_names_still_resolve_and_unknown_names_fail_clearly():
-    code = ("import synth.generate, indexer, mme5, synth; "
+    code = ("import synth.sample, indexer, mme5, synth; "
             "assert indexer.IndexStore.__name__ == 'IndexStore' and str(indexer.DEFAULT_INDEX_DIR) == 'index'; "
-            "assert mme5.load_embedder.__module__ == 'mme5.loading' and callable(synth.generate); "
+            "assert mme5.load_embedder.__module__ == 'mme5.loading' and synth.generate.__module__ == 'synth.run'; "
+            "import types; assert type(synth) is types.ModuleType; "  # a plain package, no swapped module class
             "import os; assert os.environ['PYTORCH_ENABLE_MPS_FALLBACK'] == '1'\n"
             "try:\n    indexer.nope\nexcept AttributeError as e:\n    print(e)")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)

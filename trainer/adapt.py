@@ -7,36 +7,25 @@ apply (only if held-out recall@10 improved) -> report (markdown, JSON, PNG chart
 """
 from __future__ import annotations
 
-import argparse
-import ctypes
 import hashlib
-import io
 import json
 import locale
 import math
 import os
-import shutil
 import sys
-from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
+from mme5.atomic import write_atomic
 
-from indexer.atomic import write_atomic
+from .adapt_report import charts, write_report
+from .errors import AdaptError
+from .heldout import Library, library_vectors_for, load_queries, measure, table
 
-from .errors import TrainerError
-
-SEARCH_TASKS = {"T->I": "text", "IT->I": "composed", "I->I": "image"}  # synth combination -> app search mode
 DEFAULT_TASKS = "retrieval:T->I=0.6,retrieval:IT->I=0.2,retrieval:I->I=0.2"
-KS = (1, 5, 10)
 # rough per-call token counts for the cost estimate (see the synth README section): prompt text + images, answer
 PROMPT_TOKENS, IMAGE_TOKENS, ANSWER_TOKENS = 650, 765, 700
 ACCEPTANCE = 0.9
 HELDOUT_DIR, TRAIN_SYNTH_DIR, ADAPTER_DIR = "heldout", "synth-train", "adapter"
-
-
-class AdaptError(TrainerError, ValueError):
-    """The run cannot continue; the message says what to change (one line, not a traceback)."""
 
 
 def log(message: str) -> None:
@@ -87,16 +76,26 @@ def estimate_cost(n: int, combos: dict, prices) -> dict:
 
 
 # -- synthesis ----------------------------------------------------------------------------------
+def generator_settings(args):
+    """synth's generator as ``trainer adapt``'s options describe it (``--temperature-gen`` is its temperature)."""
+    from synth.generator import GeneratorSettings
+
+    return GeneratorSettings(backend=args.backend, model=args.model, base_url=args.base_url, api_key=args.api_key,
+                             timeout=args.timeout, max_retries=args.max_retries, json_mode=not args.no_json_mode,
+                             image_size=args.image_size, max_tokens=args.max_tokens,
+                             temperature=args.gen_temperature, device=args.device, price_in=args.price_in,
+                             price_out=args.price_out)
+
+
 def synthesise(args, store, ids, out: Path, n: int, seed: int, show_progress: bool) -> dict:
     """Run synth over the images ``ids`` only (neighbours too) into the run folder ``out``; resumable."""
     from synth import languages, tasks
-    from synth.cli import _backend, _model, _prices
     from synth.configure import NEGATIVE_RANKS, POSITIVE_RANKS, Configurator
     from synth.output import RunFolder
     from synth.pool import ImagePool
     from synth.prompt import PROMPT_VERSION
+    from synth.generator import backend_from_settings
     from synth.run import generate
-
     from synth.stats import run_stats
 
     folder = RunFolder(out)
@@ -106,13 +105,13 @@ def synthesise(args, store, ids, out: Path, n: int, seed: int, show_progress: bo
                                             "by_language", "structured_output")}
     weights = languages.parse_weights(args.languages, languages.NAMES, "language")
     combos = tasks.parse_tasks(args.tasks)
-    model = _model(args)
-    args = argparse.Namespace(**{**vars(args), "temperature": args.gen_temperature})  # synth's name for it
+    generator = generator_settings(args)
+    model = generator.model_name()
     pool = ImagePool(store, among=ids)
     negative = (min(NEGATIVE_RANKS[0], max(2, len(ids) // 4)), NEGATIVE_RANKS[1])
     positive = (POSITIVE_RANKS[0], min(POSITIVE_RANKS[1], negative[0] - 1))
     configurator = Configurator(combos, weights, pool, seed, positive, negative)
-    prices = _prices(args, model)
+    prices = generator.prices()
     settings = {"backend": args.backend, "model": model, "base_url": args.base_url, "seed": seed, "languages": weights,
                 "prompt_version": PROMPT_VERSION,
                 "tasks": {f"{task}:{combo}": weight for (task, combo), weight in combos.items()},
@@ -120,7 +119,7 @@ def synthesise(args, store, ids, out: Path, n: int, seed: int, show_progress: bo
                 "index_dir": str(store.index_dir), "pool": pool.fingerprint, "image_root": pool.root,
                 "prices": list(prices) if prices else None}
     folder.start(settings)
-    summary = generate(folder, configurator, _backend(args, model), n, args.concurrency, None, prices,
+    summary = generate(folder, configurator, backend_from_settings(generator), n, args.concurrency, None, prices,
                        show_progress=show_progress)
     if summary.attempted:
         log(f"{out.name}: " + summary.format().removeprefix("synth: "))
@@ -133,143 +132,12 @@ def synthesise(args, store, ids, out: Path, n: int, seed: int, show_progress: bo
 
 
 # -- measurement --------------------------------------------------------------------------------
-def load_queries(folder: Path) -> tuple[list[dict], str]:
-    """Held-out queries (a synth run folder) whose target is a photo, and the folder their paths are relative to."""
-    from synth.output import RunFolder
-
-    run = RunFolder(folder)
-    root = run.manifest().get("image_root")
-    rows = [row for row in run.samples() if row.get("modality") in SEARCH_TASKS]
-    if not rows:
-        raise AdaptError(f"{folder}: no held-out queries with a photo as target (text, composed or image search)")
-    return rows, root
-
-
-class Library:
-    """Every searchable photo of an index: ids, paths, content hashes; vectors per model."""
-
-    def __init__(self, store):
-        self.ids = store.ids()
-        records = [r for start in range(0, len(self.ids), 1000) for r in store.records(self.ids[start:start + 1000])]
-        self.paths = [r.path for r in records]
-        self.hashes = [r.content_hash or r.path for r in records]
-        self.by_path = {os.path.abspath(r.path): i for i, r in enumerate(records)}
-        self.by_hash: dict[str, list[int]] = defaultdict(list)
-        for position, content in enumerate(self.hashes):
-            self.by_hash[content].append(position)
-
-    def positions(self, relpath: str, root: str) -> list[int]:
-        """Library rows holding the photo at ``root/relpath`` (and its byte-identical copies)."""
-        position = self.by_path.get(os.path.abspath(os.path.join(root, relpath)))
-        return [] if position is None else self.by_hash[self.hashes[position]]
-
-
-def encode_queries(embedder, rows: list[dict], root: str, show_progress: bool) -> np.ndarray:
-    """Each query as the app encodes it (its fixed prompts), grouped by search mode."""
-    vectors = np.zeros((len(rows), embedder.dim), dtype=np.float32)
-    groups: dict[str, list[int]] = defaultdict(list)
-    for number, row in enumerate(rows):
-        groups[row["modality"]].append(number)
-    for modality, numbers in groups.items():
-        texts = [rows[n].get("query_text") or "" for n in numbers]
-        images = [os.path.join(root, rows[n]["qry_image_path"]) for n in numbers]
-        if modality == "T->I":
-            found = embedder.encode_text_queries(texts, show_progress_bar=show_progress)
-        elif modality == "IT->I":
-            found = embedder.encode_composed(images, texts, show_progress_bar=show_progress)
-        else:
-            found = embedder.encode_image_queries(images, show_progress_bar=show_progress)
-        vectors[numbers] = found
-    return vectors
-
-
-def ranks(query_vectors: np.ndarray, library_vectors: np.ndarray, rows: list[dict], root: str, library: Library) -> list[int]:
-    """1-based rank of the best positive photo among the whole library (the query photo itself left out)."""
-    found = []
-    for start in range(0, len(rows), 256):
-        scores = query_vectors[start:start + 256] @ library_vectors.T
-        for offset, row in enumerate(rows[start:start + 256]):
-            line = scores[offset]
-            positives = library.positions(row["pos_image_path"], root)
-            if not positives:
-                raise AdaptError(f"{row['pos_image_path']}: held-out target photo is no longer in the index; "
-                                 "start a new run folder")
-            if row.get("qry_image_path"):
-                line = line.copy()
-                line[library.positions(row["qry_image_path"], root)] = -np.inf
-            best = line[positives].max()
-            found.append(1 + int(np.sum(line > best)))
-    return found
-
-
-def metrics(rank_list) -> dict:
-    rank_array = np.asarray(rank_list, dtype=np.float64)
-    if not len(rank_array):
-        return {"queries": 0}
-    result = {f"recall@{k}": round(100.0 * float(np.mean(rank_array <= k)), 2) for k in KS}
-    result["mrr"] = round(float(np.mean(1.0 / rank_array)), 4)
-    result["queries"] = int(len(rank_array))
-    return result
-
-
-def measure(embedder, library_vectors: np.ndarray, library: Library, rows: list[dict], root: str,
-            show_progress: bool) -> dict:
-    """Recall@1/5/10 and MRR overall, per language and per search mode (text, composed, image)."""
-    found = ranks(encode_queries(embedder, rows, root, show_progress), library_vectors, rows, root, library)
-    by_language, by_task = defaultdict(list), defaultdict(list)
-    for rank, row in zip(found, rows):
-        by_language[row["language"]].append(rank)
-        by_task[SEARCH_TASKS[row["modality"]]].append(rank)
-    return {"overall": metrics(found), "by_language": {k: metrics(v) for k, v in sorted(by_language.items())},
-            "by_task": {k: metrics(v) for k, v in sorted(by_task.items())}, "library": len(library.ids)}
-
-
-def table(result: dict, title: str) -> str:
-    lines = [f"| {title} | queries | R@1 | R@5 | R@10 | MRR |", "|---|---|---|---|---|---|"]
-    groups = [("all", result["overall"])] + [(f"language {k}", v) for k, v in result["by_language"].items()] \
-        + [(f"search {k}", v) for k, v in result["by_task"].items()]
-    for name, values in groups:
-        lines.append(f"| {name} | {values['queries']} | {values['recall@1']:.1f} | {values['recall@5']:.1f} | "
-                     f"{values['recall@10']:.1f} | {values['mrr']:.3f} |")
-    return "\n".join(lines)
-
-
-def library_vectors_for(embedder, library: Library, cache: Path | None, show_progress: bool) -> np.ndarray:
-    """Every library photo embedded with ``embedder`` (kept in ``cache`` so a rerun does not redo it)."""
-    if cache is not None and cache.exists():
-        vectors = np.load(cache)
-        if vectors.shape == (len(library.ids), embedder.dim):
-            return vectors
-    vectors = embedder.encode_images(library.paths, show_progress_bar=show_progress)
-    # stored as the index stores them (float16), so "after" is measured at the precision the app will serve
-    vectors = vectors.astype(np.float16).astype(np.float32)
-    if cache is not None:
-        buffer = io.BytesIO()
-        np.save(buffer, vectors)
-        write_atomic(cache, buffer.getvalue())
-    return vectors
-
-
-def evaluate_index(index_dir, queries_dir, device=None, show_progress=True) -> dict:
-    """``trainer eval --index I --queries RUN/heldout``: the current model over the whole library."""
-    from indexer import open_index
-
-    rows, root = load_queries(Path(queries_dir))
-    embedder, store = open_index(Path(index_dir), device=device)
-    try:
-        library = Library(store)
-        result = measure(embedder, store.vectors(library.ids), library, rows, root, show_progress)
-    finally:
-        store.close()
-    result.update(model=embedder.model_id, adapter=embedder.adapter, index=str(Path(index_dir).absolute()))
-    return result
-
-
 # -- training rows ------------------------------------------------------------------------------
 def training_rows(folder: Path) -> list[dict]:
     """synth samples as trainer rows; photo-search queries spelled exactly as the app encodes them."""
     from mme5 import prompts
     from synth.output import RunFolder
+    from synth.tasks import Combo
 
     from .data import parse_list
 
@@ -280,145 +148,16 @@ def training_rows(folder: Path) -> list[dict]:
     for row in run.samples():
         row = dict(row)
         query = row.get("query_text") or ""
-        if row["modality"] == "T->I":
-            row["qry"] = prompts.text_to_image_query(query)
-        elif row["modality"] == "IT->I":
-            row["qry"] = prompts.MMEB_IMAGE_PLACEHOLDER + prompts.composed_query(query).removeprefix(strip)
-        elif row["modality"] == "I->I":
-            row["qry"] = prompts.MMEB_IMAGE_PLACEHOLDER + prompts.image_to_image_query().removeprefix(strip)
+        kind = Combo(str(row["modality"])).query_kind
+        if kind is not None:  # a photo search: the app's prompt for its kind, in MMEB's spelling (image marker first)
+            qry = prompts.mllama_prompt(kind.task, text=query, instruction=kind.instruction)
+            row["qry"] = prompts.MMEB_IMAGE_PLACEHOLDER + qry.removeprefix(strip) if kind.needs_image else qry
         for column in ("qry_image_path", "pos_image_path"):
             row[column] = os.path.join(root, row[column]) if row.get(column) else ""
         row["neg_image_path"] = repr([os.path.join(root, p) if p else "" for p in parse_list(row["neg_image_path"], "n")])
         out.append({key: row[key] for key in ("qry", "qry_image_path", "pos_text", "pos_image_path", "neg_text",
                                                "neg_image_path", "language", "modality")})
     return out
-
-
-# -- applying: re-index into a sibling folder, then swap ------------------------------------------
-def _exchange(a: Path, b: Path) -> None:
-    """Swap two directories in one step (Linux renameat2 RENAME_EXCHANGE); two renames elsewhere."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
-    if renameat2 is not None:
-        at_fdcwd, rename_exchange = -100, 2
-        if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-            return
-    parked = a.with_name(f".{a.name}.previous")
-    os.replace(a, parked)  # for a moment no index: the app keeps serving what it has open
-    os.replace(b, a)
-    os.replace(parked, b)
-
-
-def reindex_with_adapter(index_dir: Path, model: str, adapter: Path, device=None, show_progress=True) -> dict:
-    """Re-embed every photo with model+adapter as a new index generation; the old one serves until the swap.
-
-    The adapter is copied into the index (``adapters/``) so the index does not depend on the run
-    folder; the new index is built beside the old one under the old one's write lock (no build
-    can slip in between), then the two folders are exchanged atomically. A crash before the
-    exchange leaves the old index untouched (the half-built sibling is resumed next time).
-    """
-    from indexer import IndexStore, build_index
-    from indexer.lock import WriteLock
-    from mme5 import load_embedder
-
-    index_dir = Path(index_dir).absolute()
-    with IndexStore.open(index_dir) as store:
-        roots, index_type = store.roots, store.meta.get("index_type_request")
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(adapter.iterdir()) if p.is_file())).hexdigest()[:12]
-    kept = index_dir / "adapters" / f"adapter-{digest}"
-    sibling = index_dir.with_name(f".{index_dir.name}.adapting")
-    with WriteLock(index_dir):
-        for target in (kept, sibling / "adapters" / kept.name):
-            if not target.exists():
-                temporary = target.with_name(f".{target.name}.tmp")
-                shutil.rmtree(temporary, ignore_errors=True)
-                shutil.copytree(adapter, temporary)
-                os.replace(temporary, target)
-        embedder = load_embedder(model, device=device, adapter=str(kept))  # the path it keeps after the swap
-        summary = build_index([Path(r) for r in roots], sibling, embedder, show_progress=show_progress,
-                              index_type=index_type)
-        if summary.errors:
-            log(f"re-index: {len(summary.errors)} file(s) could not be read (as in the old index)")
-        _exchange(index_dir, sibling)
-    shutil.rmtree(sibling, ignore_errors=True)  # now the old generation
-    return {"images": summary.images, "adapter": str(kept), "seconds": round(summary.seconds, 2)}
-
-
-# -- report ----------------------------------------------------------------------------------------
-def charts(run: Path, before: dict, after: dict, losses: list[float]) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    made = {}
-
-    def bars(axis, key, title):
-        names = list(before[key])
-        x = np.arange(len(names))
-        axis.bar(x - 0.2, [before[key][n]["recall@10"] for n in names], 0.4, label="before", color="#9aa5b1")
-        axis.bar(x + 0.2, [after[key][n]["recall@10"] for n in names], 0.4, label="after", color="#2f80ed")
-        axis.set_xticks(x, names)
-        axis.set_ylim(0, 110)
-        axis.set_ylabel("held-out recall@10 (%)")
-        axis.set_title(title)
-        axis.legend(loc="upper left", fontsize="small")
-
-    def loss(axis):
-        axis.plot(np.arange(1, len(losses) + 1), losses, color="#eb5757")
-        axis.set_xlabel("step")
-        axis.set_ylabel("training loss")
-        axis.set_title("training loss")
-
-    for name, draw in (("recall10_by_language.png", lambda a: bars(a, "by_language", "recall@10 per language")),
-                       ("recall10_by_task.png", lambda a: bars(a, "by_task", "recall@10 per search mode")),
-                       ("training_loss.png", loss)):
-        figure, axis = plt.subplots(figsize=(5, 3.4), dpi=110)
-        draw(axis)
-        figure.tight_layout()
-        figure.savefig(run / name)
-        plt.close(figure)
-        made[name] = str(run / name)
-    figure, axes = plt.subplots(1, 3, figsize=(13, 3.6), dpi=110)
-    bars(axes[0], "by_language", "recall@10 per language")
-    bars(axes[1], "by_task", "recall@10 per search mode")
-    loss(axes[2])
-    figure.tight_layout()
-    figure.savefig(run / "report.png")
-    plt.close(figure)
-    made["report.png"] = str(run / "report.png")
-    return made
-
-
-def write_report(run: Path, report: dict) -> None:
-    before, after = report["before"], report["after"]
-    delta = after["overall"]["recall@10"] - before["overall"]["recall@10"]
-    lines = [f"# Adapting {report['model']} to {report['index']}", "",
-             f"Held-out recall@10 over the whole library ({before['library']} photos): "
-             f"**{before['overall']['recall@10']:.1f} → {after['overall']['recall@10']:.1f}** ({delta:+.1f}); "
-             f"MRR {before['overall']['mrr']:.3f} → {after['overall']['mrr']:.3f}.", "",
-             f"Split: {report['split']['heldout']} held-out photos (queries only), {report['split']['train']} training "
-             f"photos. Synthetic data: {report['synth']['heldout']['accepted']} held-out queries, "
-             f"{report['synth']['train']['accepted']} training samples"
-             + (f", ${report['synth']['cost_usd']:.4f}" if report["synth"].get("cost_usd") is not None else "") + ".",
-             f"Training: {report['training']['steps']} steps, loss {report['training']['first_loss']:.3f} → "
-             f"{report['training']['last_loss']:.3f}.", "",
-             f"**Applied:** {'yes' if report['applied']['applied'] else 'no'} — {report['applied']['reason']}", "",
-             "![report](report.png)", "", "## Before", "", table(before, "before"), "", "## After", "",
-             table(after, "after"), ""]
-    guard = report.get("guard")
-    if guard:
-        summary = "; ".join(f"{name} {v['before']:.1f} → {v['after']:.1f} ({v['change']:+.1f})"
-                            for name, v in guard["scores"].items())
-        verdict = (f"**dropped** by more than {guard['max_drop']:g} points: {', '.join(guard['dropped'])}"
-                   if guard["dropped"] else f"no score fell by more than {guard['max_drop']:g} points")
-        lines[4:4] = [f"General-domain guard: {summary}; {verdict}.", ""]
-        lines += ["## General-domain guard", "", "| benchmark | before | after | change | |", "|---|---|---|---|---|"]
-        lines += [f"| {name} | {v['before']:.1f} | {v['after']:.1f} | {v['change']:+.1f} | "
-                  f"{'dropped' if name in guard['dropped'] else 'ok'} |" for name, v in guard["scores"].items()]
-        lines.append("")
-    _write(run / "report.md", "\n".join(lines))
-    _write(run / "report.json", json.dumps(report, indent=2, ensure_ascii=False))
 
 
 def _write(path: Path, text: str) -> None:
@@ -572,6 +311,7 @@ def decide(before: dict, after: dict, guard: dict | None) -> tuple[bool, str]:
 
 def run_adapt(args) -> int:
     from indexer import IndexStore
+    from indexer.reindex import reindex_with_adapter
     from indexer.store import resolve_local
     from mme5 import load_embedder
     from synth import tasks as synth_tasks
@@ -594,16 +334,15 @@ def run_adapt(args) -> int:
         model, serving = resolve_local(store.model_id), resolve_local(store.adapter)
         combos = synth_tasks.parse_tasks(args.tasks)
         guard_sets = check_guard(args)
-        from synth.cli import _model, _prices
-
-        estimate = estimate_cost(args.n + args.n_eval, combos, _prices(args, _model(args)))
+        generator = generator_settings(args)
+        estimate = estimate_cost(args.n + args.n_eval, combos, generator.prices())
         cost = "unknown (no price for this model: pass --price-in/--price-out)" if estimate["cost_usd"] is None \
             else f"≈ ${estimate['cost_usd']:.2f}"
         plan = [f"index {store.index_dir}: {store.count} photos, model {store.model_id}"
                 + (f" + adapter {store.adapter}" if store.adapter else ""),
                 f"split by content hash: {len(split['heldout'])} held-out photos (queries only, never trained on), "
                 f"{len(split['train'])} training photos",
-                f"synth ({args.backend}, {_model(args)}): {args.n_eval} held-out queries + {args.n} training samples, "
+                f"synth ({args.backend}, {generator.model_name()}): {args.n_eval} held-out queries + {args.n} training samples, "
                 f"languages {args.languages}, tasks {args.tasks}",
                 f"  about {estimate['calls']} calls, {estimate['prompt_tokens']:,} input + "
                 f"{estimate['completion_tokens']:,} output tokens, cost {cost}",
@@ -667,6 +406,9 @@ def run_adapt(args) -> int:
         elif args.apply or (asked and _ask(f"adapt: {reason}. Re-index with the adapter and serve it?")):
             log(f"{reason}: re-indexing every photo with the adapter (the current index serves until it is done)")
             done = reindex_with_adapter(Path(args.index), model, run / ADAPTER_DIR, args.device, show)
+            unreadable = done.pop("unreadable")
+            if unreadable:
+                log(f"re-index: {unreadable} file(s) could not be read (as in the old index)")
             applied = {"applied": True, "improved": True, "reason": reason + "; re-indexed with the adapter", **done}
         else:
             applied = {"applied": False, "improved": True, "reason": reason + "; not applied "

@@ -267,7 +267,7 @@ def evaluate_cli(args) -> int:
 
 def _evaluate_index_cli(args) -> int:
     """``--index I --queries RUN/heldout``: how good search is on the user's own photos."""
-    from .adapt import evaluate_index, table
+    from .heldout import evaluate_index, table
 
     if not (args.index and args.queries):
         raise EvalDataError("held-out evaluation needs both --index I and --queries RUN/heldout")

@@ -1,7 +1,7 @@
 """Each prompt reaches the model as exactly the token ids of the string mmE5 was trained on."""
 import pytest
 
-from mme5 import prompts
+from mme5 import prompts, registry
 
 EXPECTED = {
     "image_document": ("<|image|><|begin_of_text|>Represent the given image.\n", True, None, None),
@@ -20,7 +20,7 @@ def test_mllama_token_ids_match_trained_strings(tiny_mllama, task):
     from PIL import Image
 
     expected_string, has_image, text, instruction = EXPECTED[task]
-    formatted = prompts.build("mllama", task, text=text, instruction=instruction)
+    formatted = registry.build_prompt("mllama", task, text=text, instruction=instruction)
     processor = tiny_mllama.backbone.processor
     images = [[Image.new("RGB", (20, 20), "red")]] if has_image else None
     ids = processor(text=[formatted], images=images, return_tensors="pt")["input_ids"][0].tolist()
@@ -33,7 +33,7 @@ def test_mllama_token_ids_match_trained_strings(tiny_mllama, task):
 
 
 def test_plain_text_document_is_the_bare_text():
-    assert prompts.build("mllama", "text", text="A cat and a dog") == "A cat and a dog"
+    assert registry.build_prompt("mllama", "text", text="A cat and a dog") == "A cat and a dog"
     assert prompts.text_query("a dog", "Retrieve an image of this caption.") == "Retrieve an image of this caption. a dog\n"
 
 
@@ -46,8 +46,8 @@ def test_mmeb_placeholder_rewrite_follows_reference_collator():
 
 
 def test_dual_encoders_get_bare_captions():
-    assert prompts.build("dual", "text", text="a dog", instruction="ignored") == "a dog"
-    assert prompts.build("dual", "image_document") is None
-    assert prompts.build("dual", "composed", text="at night") == "at night"
+    assert registry.build_prompt("dual", "text", text="a dog", instruction="ignored") == "a dog"
+    assert registry.build_prompt("dual", "image_document") is None
+    assert registry.build_prompt("dual", "composed", text="at night") == "at night"
     with pytest.raises(ValueError):
-        prompts.build("nope", "text", text="x")
+        registry.build_prompt("nope", "text", text="x")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mme5 import prompts, registry
+from mme5 import registry
 from mme5.registry import QueryKind
 
 
@@ -31,7 +31,7 @@ def test_every_family_entry_is_complete_and_consistent():
         assert registry.TORCH in spec.runtimes and set(spec.runtimes) <= set(registry.RUNTIMES)
         assert spec.lora_targets
         for kind in QueryKind:
-            formatted = prompts.build(family, kind.task, text="a dog", instruction=kind.instruction)
+            formatted = registry.build_prompt(family, kind.task, text="a dog", instruction=kind.instruction)
             assert (formatted is None) or isinstance(formatted, str)
     assert set(registry.SUPPORTED_TYPES) == seen_types
     with pytest.raises(ValueError, match="unknown backbone family 'clip'"):

@@ -114,3 +114,16 @@ def test_task_specs_pick_tasks_or_single_combinations():
         parse_tasks("retrieval:I->IT")
     with pytest.raises(ValueError, match="unknown task 'captioning'"):
         parse_tasks("captioning")
+
+
+def test_photo_search_combinations_map_to_the_apps_query_kinds():
+    from mme5.registry import QueryKind
+    from synth.tasks import Combo
+
+    kinds = {combo: Combo(combo).query_kind for combos in TASKS.values() for combo in combos}
+    assert kinds == {"I->T": None, "IT->T": None, "T->IT": None, "IT->IT": None,
+                     "T->I": QueryKind.TEXT, "I->I": QueryKind.IMAGE, "IT->I": QueryKind.COMPOSED}
+    for combo, kind in kinds.items():  # the sides agree with what the kind needs
+        if kind is not None:
+            assert (Combo(combo).query_text, Combo(combo).query_image) == (kind.needs_text, kind.needs_image)
+    assert Combo("nonsense").query_kind is None  # a hostile modality in a run folder is no photo search

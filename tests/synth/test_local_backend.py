@@ -5,7 +5,7 @@ import json
 
 from .synth_testing import make_config
 from synth.cli import main
-from synth.generate import generate_one
+from synth.sample import generate_one
 from synth.local_backend import LLAMA_VISION_TEMPLATE, LocalBackend
 
 

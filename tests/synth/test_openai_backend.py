@@ -12,7 +12,7 @@ from .synth_answers import answer_for, asked
 from .synth_testing import make_config
 from .synth_fake_openai import FakeOpenAI, Reply, ok
 from synth.backend import FatalBackendError
-from synth.generate import generate_one
+from synth.sample import generate_one
 from synth.openai_backend import OpenAIBackend
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from mme5 import prompts
+from mme5 import prompts, registry
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 60, 220)}
 SHAPES = ("circle", "square", "triangle")
@@ -67,7 +67,7 @@ def make_toy(root: Path, family: str = "mllama", per_class_train: int = 4, per_c
             for language, caption in CAPTIONS.items():
                 negatives = rng.sample(near, 3)
                 rows.append({
-                    "qry": prompts.build(family, "text", caption(colour, shape), prompts.TEXT_TO_IMAGE_INSTRUCTION),
+                    "qry": registry.build_prompt(family, "text", caption(colour, shape), prompts.TEXT_TO_IMAGE_INSTRUCTION),
                     "qry_image_path": "", "pos_text": document, "pos_image_path": name,
                     "neg_text": str([document] * 3),
                     "neg_image_path": str([rng.choice(split_files["train"][n]) for n in negatives]),

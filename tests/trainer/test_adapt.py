@@ -27,7 +27,8 @@ from ..synth.synth_fake_openai import FakeOpenAI, Reply, ok
 from indexer.catalog import CATALOG_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.timeout(1800)  # about 3 minutes on an idle 2-core box: 190 generator calls, 120 steps
+# slow: about 3 minutes on an idle 2-core box (190 generator calls, 120 training steps)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 PER_CLASS = 6
 TRAIN = ["--steps", "120", "--batch-size", "16", "--lr", "1e-3", "--temperature", "0.05", "--warmup-ratio", "0.1",
          "--negative-ratio", "1", "--no-gradient-checkpointing", "--save-every", "0"]
@@ -260,36 +261,6 @@ def test_when_training_does_not_help_nothing_is_applied(tiny_mllama, cli_env, tm
     saved = json.loads((tmp_path / "run" / "guard.json").read_text())
     assert saved["scores"] == {name: {"before": v["before"], "after": v["after"]} for name, v in scores.items()}
     assert saved["sets"] == {"mmeb": str(guard["mmeb"]), "xtd": str(guard["xtd"])}
-
-
-def test_a_guard_drop_blocks_applying_and_the_report_says_so(tmp_path):
-    from trainer.adapt import decide, guard_verdict, write_report
-
-    before = {"overall": {"recall@10": 40.0}}
-    after = {"overall": {"recall@10": 70.0}}
-    fell = guard_verdict({"MMEB overall P@1": {"before": 60.0, "after": 51.5},
-                          "XTD mean R@10": {"before": 80.0, "after": 79.0}}, max_drop=2.0)
-    assert fell["dropped"] == ["MMEB overall P@1"] and fell["scores"]["MMEB overall P@1"]["change"] == -8.5
-    may, why = decide(before, after, fell)
-    assert may is False and "guard dropped (MMEB overall P@1 60.0 → 51.5" in why and "--guard-max-drop" in why
-    assert decide(before, after, guard_verdict({"XTD mean R@10": {"before": 80.0, "after": 78.5}}, 2.0))[0] is True
-    assert decide(before, after, guard_verdict({"XTD mean R@10": {"before": 80.0, "after": 78.5}}, 1.0))[0] is False
-    assert decide(after, before, None) == (False, "held-out recall@10 70.0 → 40.0: no gain, the index is unchanged")
-    # the report of a run whose guard fell says so at the top and in its table
-    from trainer.adapt import metrics
-
-    result = {"overall": metrics([1, 3, 12]), "by_language": {"en": metrics([1, 3, 12])},
-              "by_task": {"text": metrics([1, 3, 12])}, "library": 30}
-    report = {"index": "/i", "model": "m", "split": {"heldout": 6, "train": 24, "share": 0.2},
-              "synth": {"heldout": {"accepted": 3}, "train": {"accepted": 9}, "cost_usd": None},
-              "training": {"steps": 2, "first_loss": 1.0, "last_loss": 0.5}, "before": result, "after": result,
-              "guard": fell, "applied": {"applied": False, "reason": why}}
-    write_report(tmp_path, report)
-    text = (tmp_path / "report.md").read_text()
-    assert "General-domain guard: MMEB overall P@1 60.0 → 51.5 (-8.5); XTD mean R@10 80.0 → 79.0 (-1.0); " \
-           "**dropped** by more than 2 points: MMEB overall P@1." in text
-    assert "| MMEB overall P@1 | 60.0 | 51.5 | -8.5 | dropped |" in text and "| XTD mean R@10 | 80.0 | 79.0 | -1.0 | ok |" in text
-    assert json.loads((tmp_path / "report.json").read_text())["guard"]["dropped"] == ["MMEB overall P@1"]
 
 
 def test_a_guard_folder_in_the_wrong_layout_fails_before_any_call(tiny_mllama, cli_env, tmp_path):

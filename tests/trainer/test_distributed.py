@@ -14,6 +14,7 @@ import torch
 from trainer.data import load_examples
 
 WORKER = Path(__file__).with_name("dist_worker.py")
+pytestmark = pytest.mark.slow  # trains in one process and in two torchrun-style gloo processes
 
 
 def _worker():

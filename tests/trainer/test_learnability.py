@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # trains the tiny model until recall rises
 
 
 def recall_at_1(embedder, toy) -> float:

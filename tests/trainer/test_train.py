@@ -44,6 +44,7 @@ def straight_run(tiny_mllama_dir, toy, cli_env, tmp_path_factory):
     return output
 
 
+@pytest.mark.slow  # trains
 def test_resume_after_kill_continues_the_same_loss_curve(cli_env, tiny_mllama_dir, toy, straight_run, tmp_path):
     output = tmp_path / "killed"
     process = subprocess.Popen(train_command(tiny_mllama_dir, toy, output), cwd=ROOT, env=cli_env,
@@ -69,6 +70,7 @@ def test_resume_after_kill_continues_the_same_loss_curve(cli_env, tiny_mllama_di
     assert kept == ["step-00000004", "step-00000006"]  # --save-total-limit 2, no temporary folders left
 
 
+@pytest.mark.slow  # trains
 def test_run_outputs_log_and_settings(straight_run):
     records = [json.loads(line) for line in (straight_run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, 9))
@@ -83,6 +85,7 @@ def test_run_outputs_log_and_settings(straight_run):
     assert {"q_proj", "v_proj", "down_proj"} <= set(config["target_modules"])
 
 
+@pytest.mark.slow  # trains
 def test_existing_run_is_not_overwritten_and_resume_needs_a_checkpoint(cli_env, tiny_mllama_dir, toy, straight_run, tmp_path):
     before = (straight_run / "adapter_model.safetensors").read_bytes()
     again = run(train_command(tiny_mllama_dir, toy, straight_run), cli_env)
@@ -105,6 +108,7 @@ def test_help_has_worked_example(cli_env):
     assert "torchrun --nproc_per_node 2 -m trainer train" in result.stdout and "--grad-cache" in result.stdout
 
 
+@pytest.mark.slow  # trains
 def test_merge_writes_a_model_equal_to_base_plus_adapter(cli_env, tiny_mllama_dir, toy, straight_run, tmp_path):
     from mme5 import load_embedder
 
@@ -124,6 +128,7 @@ def test_merge_writes_a_model_equal_to_base_plus_adapter(cli_env, tiny_mllama_di
     assert again.returncode == 1 and "already exists" in again.stderr
 
 
+@pytest.mark.slow  # trains
 def test_row_with_an_undecodable_image_is_replaced_and_counted(cli_env, tiny_mllama_dir, toy, tmp_path):
     rows = [json.loads(line) for line in toy["train"].read_text(encoding="utf-8").splitlines()[:5]]
     broken = toy["images"] / "train" / "broken.png"
@@ -140,6 +145,7 @@ def test_row_with_an_undecodable_image_is_replaced_and_counted(cli_env, tiny_mll
     assert (output / "adapter_model.safetensors").is_file()
 
 
+@pytest.mark.slow  # trains
 def test_full_fine_tuning_writes_a_loadable_model(tiny_mllama_dir, toy, tmp_path):
     from mme5 import load_embedder
     from trainer.train import TrainConfig, train
@@ -167,6 +173,7 @@ def test_a_finished_run_without_checkpoints_is_not_overwritten(tmp_path):
     assert (output / "adapter_config.json").read_text() == "{}"
 
 
+@pytest.mark.slow  # trains
 def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_over(tiny_mllama_dir, toy, tmp_path):
     from trainer.train import TrainConfig, train
 
