@@ -28,6 +28,8 @@ from pathlib import Path
 from sqlalchemy import Column, DateTime, ForeignKey, Integer, MetaData, String, Table, create_engine, delete, event, \
     select, text
 
+from .limits import check_album_name, check_length
+
 log = logging.getLogger(__name__)
 METADATA = MetaData()
 # Kept out of the catalog's declared schema: a catalog without these tables is still a valid
@@ -83,6 +85,8 @@ class Albums:
     def save(self, name: str, query: dict, options: dict) -> Album:
         """Create or replace the album ``name`` (its pins are kept when replacing)."""
         name = _name(name)
+        if isinstance(query, dict):
+            check_length(query.get("text"), "album's query text")
         has_text = isinstance(query, dict) and bool(str(query.get("text") or "").strip())
         has_photo = isinstance(query, dict) and isinstance(query.get("similar_to"), int)
         if not (has_text or has_photo):
@@ -255,6 +259,7 @@ def _unique(folder: Path, name: str) -> Path:
 
 
 def _name(name) -> str:
+    check_album_name(name)
     text_name = " ".join(str(name or "").split())
     if not text_name:
         raise ValueError("An album needs a name.")

@@ -6,8 +6,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-MAX_UPLOAD_PIXELS = 80_000_000  # 80 MP: more than any phone; beyond it decoding alone costs seconds and GBs
+from .limits import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, UPLOAD_SUFFIXES
 
 
 def check_upload(path: str | os.PathLike | None) -> str:
@@ -15,6 +14,9 @@ def check_upload(path: str | os.PathLike | None) -> str:
     if path is None or not str(path).strip():
         raise ValueError("No image given: upload a photo to search with it.")
     name = Path(path).name
+    if Path(name).suffix.lower() not in UPLOAD_SUFFIXES:
+        raise ValueError(f"The upload {name} is not a photo file: upload a {', '.join(s.lstrip('.') for s in UPLOAD_SUFFIXES)} "
+                         "file.")
     try:
         size = os.path.getsize(path)
     except OSError:
