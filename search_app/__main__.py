@@ -242,6 +242,7 @@ def serve(argv=None) -> int:
     from starlette.middleware import Middleware
 
     from .ui import CSS, JS, SearchUI
+    from .uploads import UploadGuard
 
     demo = SearchUI(engine, concurrency_limit=args.concurrency, page_size=args.page_size).build()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=None)
@@ -252,7 +253,8 @@ def serve(argv=None) -> int:
     throttle = Middleware(LoginThrottle, trust_forwarded=bool(os.environ.get("SPACE_ID")))
     hosts = Middleware(HostGuard, allow=allowed_hosts(args.host, args.allowed_host, args.share))
     sessions = [Middleware(SessionGuard, authenticator=auth)] if auth else []
-    middleware = [hosts, *sessions, throttle]  # outermost first: a foreign Host is refused before anything else
+    uploads = Middleware(UploadGuard)
+    middleware = [hosts, *sessions, throttle, uploads]  # outermost first: a foreign Host is refused before anything else
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size="20mb", css=CSS, js=JS,
                 footer_links=["api", "gradio"], show_error=False, quiet=True, auth=auth.login if auth else None,
                 auth_message="Log in to search this photo library.", app_kwargs={"middleware": middleware})

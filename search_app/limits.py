@@ -42,6 +42,11 @@ def check_length(text, what: str = "query text", limit: int = MAX_QUERY_CHARS,
         raise too_long(what, len(text), limit, advice)
 
 
+def not_a_photo_file(name: str) -> LimitError:
+    kinds = ", ".join(suffix.lstrip(".") for suffix in UPLOAD_SUFFIXES)
+    return LimitError(f"The upload {name} is not a photo file: upload a photo ({kinds}).")
+
+
 def check_filter(name: str, value) -> None:
     """A filter value (folder, camera, place, file type, dates) within MAX_FILTER_CHARS."""
     check_length(value, f"{name} filter", MAX_FILTER_CHARS, "use a shorter value (a folder, a camera or a place name).")
