@@ -34,7 +34,8 @@ def allowed_hosts(host: str, extra: Iterable[str] = (), share: bool = False, env
     if environ.get("SPACE_HOST"):  # set by Hugging Face Spaces: user-space.hf.space
         names.add(environ["SPACE_HOST"])
     if host in WILDCARD_HOSTS:  # reachable from the network: under this machine's names
-        names |= {socket.gethostname(), socket.getfqdn()}
+        machine = socket.gethostname()
+        names |= {machine, socket.getfqdn(), f"{machine.split('.')[0]}.local"}  # .local: the mDNS name
     else:
         names.add(host)
     return HostAllowList(names, share)

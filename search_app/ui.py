@@ -30,7 +30,7 @@ from .filters import FILTERS
 from .private import cache_home, private_dir
 from .results import result_of
 from .thumbnails import ThumbnailCache
-from .limits import HEAVY_CONCURRENCY, HEAVY_SLOT
+from .limits import HEAVY_CONCURRENCY, HEAVY_SLOT, MAX_ALBUM_NAME_CHARS
 from .uploads import check_upload
 
 log = logging.getLogger(__name__)
@@ -231,7 +231,7 @@ class SearchUI:
             with gr.Accordion("Albums (saved searches)", open=False, elem_id="albums"):
                 with gr.Row():
                     album_name = gr.Textbox(label="Album name", placeholder="e.g. Beach 2023", elem_id="album_name",
-                                            max_lines=1, scale=2)
+                                            max_lines=1, scale=2, max_length=MAX_ALBUM_NAME_CHARS)
                     save_album = gr.Button("Save this search as an album", elem_id="save_album", scale=1)
                 with gr.Row():
                     album_list = gr.Dropdown(label="Your albums", choices=[], value=None, elem_id="album_list",
