@@ -10,6 +10,7 @@ MAX_QUERY_CHARS = 2_000  # a query is a description, not a document: longer text
 MAX_FILTER_CHARS = 500  # a folder, camera, place, file type or date filter value (a deep folder path fits)
 MAX_ALBUM_NAME_CHARS = 200  # an album's name (it is shown in lists and used for a zip's file name)
 MAX_WITHOUT = 8  # "without" texts per query: each costs one text encoding
+MAX_K = 200  # results per page (API ``k``)
 
 # -- uploads (a photo to search with) ----------------------------------------------------------------------------
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024

@@ -6,10 +6,9 @@ from dataclasses import field, make_dataclass
 import numpy as np
 
 from .filters import BY_NAME, FILTERS, check_together
-from .limits import MAX_QUERY_CHARS, MAX_WITHOUT, check_filter, check_length
+from .limits import MAX_K, MAX_QUERY_CHARS, MAX_WITHOUT, check_filter, check_length
 
 SORTS = ("score", "date", "date_asc")
-MAX_K = 200
 
 
 def _whole(value, name: str, low: int, high: int | None = None) -> int:
