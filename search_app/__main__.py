@@ -25,12 +25,12 @@ from pathlib import Path
 from mme5.errors import ModelLoadError
 from mme5.registry import RUNTIME_CHOICES, RUNTIME_HELP
 
+from .hosts import LOOPBACK_NAMES
 from .private import cache_home
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_PHOTOS = REPO / "assets" / "photos"
 TINY = "tiny"
-LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
 
 def build_parser() -> argparse.ArgumentParser:
