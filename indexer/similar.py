@@ -52,8 +52,12 @@ def default_threshold(store: IndexStore) -> float:
     return similar_threshold(store.meta.get("family"))
 
 
-def similar_groups(store: IndexStore, threshold: float, chunk: int = 1024, progress=None) -> list[Group]:
-    """Groups (≥ 2 photos, largest first) whose members are chained by similarity ≥ ``threshold``."""
+def similar_groups(store: IndexStore, threshold: float, chunk: int = 1024, progress=None,
+                   max_pairs: int | None = None, too_many=None) -> list[Group]:
+    """Groups (≥ 2 photos, largest first) whose members are chained by similarity ≥ ``threshold``.
+
+    ``max_pairs``: stop as soon as more similar pairs than that are found (a threshold far too low for the
+    library makes the work grow with its square) and raise ``too_many(pairs, threshold)`` (an exception)."""
 
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
@@ -67,11 +71,15 @@ def similar_groups(store: IndexStore, threshold: float, chunk: int = 1024, progr
         return item
 
     index = store.index.index
+    pairs = 0
     for start in range(0, len(ids), chunk):
         batch = ids[start : start + chunk]
         vectors = np.ascontiguousarray(store.vectors(batch), dtype=np.float32)
         # stored vectors are float16: a photo's score with itself or a byte-identical copy is ~1 - 1e-3
         limits, scores, found = index.range_search(vectors, float(threshold) - 1e-6)
+        pairs += int(limits[-1]) - len(batch)  # each photo finds itself
+        if max_pairs is not None and pairs > max_pairs:
+            raise (too_many or _too_many)(pairs, threshold)
         for row, query_id in enumerate(batch):
             for other in found[limits[row] : limits[row + 1]]:
                 other = int(other)
@@ -101,6 +109,10 @@ def similar_groups(store: IndexStore, threshold: float, chunk: int = 1024, progr
         groups.append(Group([entries[n] for n in order]))
     groups.sort(key=lambda group: (-len(group.members), group.best.path))
     return groups
+
+
+def _too_many(pairs: int, threshold: float) -> ValueError:
+    return ValueError(f"{pairs:,} pairs of photos are similar at ≥ {threshold:g}: raise the threshold")
 
 
 def _sharpness(path: str) -> float | None:

@@ -25,12 +25,12 @@ from pathlib import Path
 from mme5.errors import ModelLoadError
 from mme5.registry import RUNTIME_CHOICES, RUNTIME_HELP
 
+from .hosts import LOOPBACK_NAMES
 from .private import cache_home
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_PHOTOS = REPO / "assets" / "photos"
 TINY = "tiny"
-LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="users file (NAME:argon2-hash lines) written by `python -m search_app add-user NAME` "
                              "[env MME5_AUTH_FILE; default: that command's file when it exists]; also "
                              "env MME5_AUTH=user:password for one login from a secret")
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                        help="also answer requests addressed to this host name (a reverse proxy's or a LAN name); "
+                             "repeat for several. Loopback names, IP addresses and --host are always allowed; "
+                             "other names are refused against DNS rebinding [env MME5_ALLOWED_HOSTS=a,b]")
     parser.add_argument("--allow-anonymous", action="store_true", default=env("MME5_ALLOW_ANONYMOUS", "") == "1",
                         help="serve without login on a network address or --share (anyone who finds the address "
                              "sees every photo) [env MME5_ALLOW_ANONYMOUS=1]")
@@ -215,7 +219,8 @@ def start_engine(args):
 
 def serve(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from .auth import LoginThrottle, load_auth
+    from .auth import LoginThrottle, SessionGuard, load_auth
+    from .hosts import HostGuard, allowed_hosts
     from .private import private_dir
 
     auth = load_auth(args.auth_file, os.environ.get("MME5_AUTH"))
@@ -237,6 +242,7 @@ def serve(argv=None) -> int:
     from starlette.middleware import Middleware
 
     from .ui import CSS, JS, SearchUI
+    from .uploads import UploadGuard
 
     demo = SearchUI(engine, concurrency_limit=args.concurrency, page_size=args.page_size).build()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=None)
@@ -245,9 +251,13 @@ def serve(argv=None) -> int:
     print(f"serving {stats['images']} photos with {stats['model']} on http://{args.host}:{args.port}{login}",
           file=sys.stderr)
     throttle = Middleware(LoginThrottle, trust_forwarded=bool(os.environ.get("SPACE_ID")))
+    hosts = Middleware(HostGuard, allow=allowed_hosts(args.host, args.allowed_host, args.share))
+    sessions = [Middleware(SessionGuard, authenticator=auth)] if auth else []
+    uploads = Middleware(UploadGuard)
+    middleware = [hosts, *sessions, throttle, uploads]  # outermost first: a foreign Host is refused before anything else
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size="20mb", css=CSS, js=JS,
                 footer_links=["api", "gradio"], show_error=False, quiet=True, auth=auth.login if auth else None,
-                auth_message="Log in to search this photo library.", app_kwargs={"middleware": [throttle]})
+                auth_message="Log in to search this photo library.", app_kwargs={"middleware": middleware})
     return 0
 
 

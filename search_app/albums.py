@@ -29,6 +29,7 @@ from indexer.catalog import _open_mode, _sqlite_pragmas, _uri
 from indexer.errors import DiskFullError, ReadOnlyIndexError, low_space, storage_problem
 
 from .errors import SearchAppError
+from .limits import check_album_name, check_length
 from .private import data_home, private_dir
 
 METADATA = MetaData()
@@ -111,6 +112,8 @@ class Albums:
     def save(self, name: str, query: dict, options: dict) -> Album:
         """Create or replace the album ``name`` (its pins are kept when replacing)."""
         name = _name(name)
+        if isinstance(query, dict):
+            check_length(query.get("text"), "album's query text")
         has_text = isinstance(query, dict) and bool(str(query.get("text") or "").strip())
         has_photo = isinstance(query, dict) and isinstance(query.get("similar_to"), int)
         if not (has_text or has_photo):
@@ -234,6 +237,7 @@ def published_key(index_dir) -> str:
 
 
 def _name(name) -> str:
+    check_album_name(name)
     text_name = " ".join(str(name or "").split())
     if not text_name:
         raise ValueError("An album needs a name.")

@@ -30,6 +30,7 @@ from .album_views import open_album, saved_options
 from .albums import ALBUM_ERRORS, ALBUM_K
 from .engine import MAX_QUERY_CHARS, SORTS, SearchEngine, SearchOptions
 from .filters import FILTERS
+from .limits import HEAVY_CONCURRENCY, HEAVY_SLOT
 from .uploads import check_upload
 
 
@@ -109,7 +110,8 @@ class SearchAPI:
                       api_name="save_album", **common)
         trigger.click(self.open_album, [name, k], api_name="open_album", **common)
         trigger.click(self.album_photo, [name, image_id, action], api_name="album_photo", **common)
-        trigger.click(self.similar_groups, [threshold], api_name="similar_groups", **common)
+        heavy = dict(common, concurrency_id=HEAVY_SLOT, concurrency_limit=HEAVY_CONCURRENCY)  # searches don't wait
+        trigger.click(self.similar_groups, [threshold], api_name="similar_groups", **heavy)
 
     def _endpoint(self, query_names: list[str], search: Callable) -> Callable:
         """A function whose signature names the query inputs and every option (Gradio publishes those names)."""

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import hmac
+import logging
 import os
 import re
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ BASE_DELAY_S = 1.0  # the 6th failure waits 1 s, the 7th 2 s, the 8th 4 s ...
 MAX_DELAY_S = 60.0
 FORGET_AFTER_S = 3600.0  # an address with no failure for an hour starts afresh
 _hasher = PasswordHasher()
+log = logging.getLogger(__name__)
 
 
 class AuthError(SearchAppError):
@@ -114,29 +116,71 @@ def add_user_cli(argv: list[str]) -> int:
 
 
 class Authenticator:
-    """Checks names and passwords; pass ``login`` (a coroutine function) as Gradio's ``auth=``.
+    """Checks names and passwords against the users file as it is now; pass ``login`` as Gradio's ``auth=``.
 
-    Not the instance itself: Gradio awaits ``auth`` only when ``inspect.iscoroutinefunction`` says so, which is
-    False for an object with an async ``__call__``; the un-awaited coroutine would then count as a success.
+    The file is re-read when it changes (``refresh``, called by ``SessionGuard`` on every request): a removed
+    user cannot log in any more, a changed password works at once and the old one does not. An unreadable or
+    broken file lets no file user in (logged) until it is fixed. Every check costs one argon2 verification,
+    whether the name is a file user, the MME5_AUTH user (hashed at start) or unknown, so the answer's timing
+    does not tell which names exist.
+
+    Not the instance itself as ``auth=``: Gradio awaits ``auth`` only when ``inspect.iscoroutinefunction`` says
+    so, which is False for an object with an async ``__call__``; the un-awaited coroutine would count as a success.
     """
 
-    def __init__(self, hashes: dict[str, str] | None = None, plain: dict[str, str] | None = None):
+    def __init__(self, hashes: dict[str, str] | None = None, plain: dict[str, str] | None = None,
+                 users_file: str | os.PathLike | None = None):
+        self.users_file = Path(users_file) if users_file else None
         self.hashes = dict(hashes or {})
-        self.plain = dict(plain or {})
+        self.fixed = {name: hash_password(password) for name, password in (plain or {}).items()}
         self._dummy = hash_password("not a password anyone uses")  # same work for unknown names
+        self._stamp = self._file_stamp()
+        self._lock = threading.Lock()
 
     @property
     def users(self) -> list[str]:
-        return sorted({*self.hashes, *self.plain})
+        return sorted({*self.hashes, *self.fixed})
+
+    def hash_of(self, name: str) -> str | None:
+        """The argon2 hash ``name`` logs in with now (None: not a user)."""
+        return self.fixed.get(name) or self.hashes.get(name)
+
+    def _file_stamp(self):
+        if self.users_file is None:
+            return None
+        try:
+            info = self.users_file.stat()
+        except OSError:
+            return "missing"
+        return info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
+
+    def refresh(self) -> set[str]:
+        """Re-read the users file if it changed; the names removed or whose password changed (their sessions end)."""
+        if self.users_file is None:
+            return set()
+        with self._lock:
+            stamp = self._file_stamp()
+            if stamp == self._stamp:
+                return set()
+            self._stamp = stamp
+            try:
+                hashes = read_users(self.users_file)
+            except AuthError as error:
+                log.error("%s; no user of the file can log in until it is fixed", error)
+                hashes = {}
+            ended = {name for name, hashed in self.hashes.items() if hashes.get(name) != hashed}
+            self.hashes = hashes
+            log.info("re-read the users file %s: %d user(s)%s", self.users_file, len(hashes),
+                     f"; sessions ended for {', '.join(sorted(ended))}" if ended else "")
+            return {name for name in ended if name not in self.fixed}
 
     def check(self, name: str, password: str) -> bool:
-        if name in self.plain:
-            return hmac.compare_digest(self.plain[name].encode(), password.encode())
+        hashed = self.hash_of(name)
         try:
-            _hasher.verify(self.hashes.get(name, self._dummy), password)
+            _hasher.verify(hashed or self._dummy, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
-        return name in self.hashes
+        return hashed is not None
 
     async def login(self, name: str, password: str) -> bool:
         """True when they match; argon2's deliberate slowness runs off the event loop."""
@@ -145,17 +189,41 @@ class Authenticator:
 
 def load_auth(auth_file: str | os.PathLike | None, secret: str | None) -> Authenticator | None:
     """The authenticator from ``--auth-file`` / the default users file and ``MME5_AUTH=user:password``; None if neither."""
-    hashes, plain = {}, {}
+    hashes, plain, users_file = {}, {}, None
     if auth_file:
-        hashes = read_users(auth_file)
+        users_file = auth_file
     elif default_users_file().is_file():
-        hashes = read_users(default_users_file())
+        users_file = default_users_file()
+    if users_file:
+        hashes = read_users(users_file)
     if secret:
         name, separator, password = secret.partition(":")
         if not separator or not NAME.match(name) or not password:
             raise AuthError("MME5_AUTH must be user:password (e.g. a Spaces secret alice:correct-horse-battery)")
         plain[name] = password
-    return Authenticator(hashes, plain) if hashes or plain else None
+    return Authenticator(hashes, plain, users_file) if hashes or plain else None
+
+
+class SessionGuard:
+    """ASGI middleware: the logins Gradio remembers follow the users file.
+
+    Gradio keeps ``app.tokens`` (login cookie -> user name) for as long as it runs. Before each request the users
+    file is re-read if it changed, and the sessions of users removed from it (or whose password changed) are
+    forgotten, so their next request gets Gradio's 401 and the login page.
+    """
+
+    def __init__(self, app, authenticator: Authenticator):
+        self.app = app
+        self.authenticator = authenticator
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket"):
+            ended = self.authenticator.refresh()
+            tokens = getattr(scope.get("app"), "tokens", None)
+            if ended and tokens is not None:
+                for token in [token for token, user in tokens.items() if user in ended]:
+                    tokens.pop(token, None)
+        return await self.app(scope, receive, send)
 
 
 @dataclass

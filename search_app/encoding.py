@@ -9,7 +9,7 @@ import numpy as np
 
 from mme5.registry import QueryKind
 
-MAX_QUERY_CHARS = 2_000  # a query is a description, not a document: longer text is refused before the model sees it
+from .limits import MAX_QUERY_CHARS, check_length  # noqa: F401 - re-exported: the engine and the UI import them here
 
 
 class QueryEncoder:
@@ -69,13 +69,6 @@ def push_away(vector: np.ndarray, negatives: np.ndarray, strength: float = 1.0) 
     if not np.all(norm > 1e-6):  # "x without x": nothing left to search for
         raise ValueError("The “without” texts cancel the whole query: remove one, or describe what you want.")
     return np.ascontiguousarray(moved / norm, dtype=np.float32)
-
-
-def check_length(text, what: str = "query text") -> None:
-    """Refuse over-long text before anything reads it: stripping, date or place parsing of 30 MB take minutes."""
-    if isinstance(text, str) and len(text) > MAX_QUERY_CHARS:
-        raise ValueError(f"The {what} is too long ({len(text):,} characters; at most {MAX_QUERY_CHARS:,}): "
-                         "describe the photo in a sentence or two.")
 
 
 def check_text(text, what: str) -> str:

@@ -102,12 +102,16 @@ class SearchEngine:
 
     def similar_groups(self, threshold: float | None = None):
         """(threshold, groups of near-identical photos) in the current index (indexer/similar.py); the threshold
-        defaults to the index's model family's (mme5/registry.py)."""
+        defaults to the index's model family's (mme5/registry.py). LimitError (search_app/limits.py) for a threshold
+        below the floor or one that joins too many pairs."""
         from indexer.similar import default_threshold, similar_groups
+
+        from .limits import MAX_SIMILAR_PAIRS, check_similar_threshold, too_many_pairs
 
         store = self._live.current().store
         threshold = default_threshold(store) if threshold in (None, "") else float(threshold)
-        return threshold, similar_groups(store, threshold)
+        check_similar_threshold(threshold)
+        return threshold, similar_groups(store, threshold, max_pairs=MAX_SIMILAR_PAIRS, too_many=too_many_pairs)
 
     # -- queries ---------------------------------------------------------------------------
     def search_text(self, text: str, **options) -> SearchPage:

@@ -6,10 +6,9 @@ from dataclasses import field, make_dataclass
 import numpy as np
 
 from .filters import BY_NAME, FILTERS, check_together
+from .limits import MAX_K, MAX_QUERY_CHARS, MAX_WITHOUT, check_filter, check_length
 
 SORTS = ("score", "date", "date_asc")
-MAX_K = 200
-MAX_WITHOUT = 8  # "without" texts per query: each costs one text encoding
 
 
 def _whole(value, name: str, low: int, high: int | None = None) -> int:
@@ -25,9 +24,14 @@ def _texts(value, name: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
+        check_length(value, f"{name} text", MAX_WITHOUT * (MAX_QUERY_CHARS + 1), "name a few things to leave out.")
         value = value.replace("\n", ",").split(",")
     if not isinstance(value, (list, tuple)):
         raise ValueError(f"{name} must be a text or a list of texts, got {value!r}")
+    if len(value) > MAX_WITHOUT * 4:  # blanks and repeats are dropped below; a million items are not
+        raise ValueError(f"{name} takes at most {MAX_WITHOUT} texts, got {len(value)}")
+    for item in value:
+        check_length(item, f"{name} text", MAX_QUERY_CHARS, "name a few things to leave out.")
     texts = tuple(dict.fromkeys(" ".join(str(item).split()) for item in value if str(item).strip()))
     if len(texts) > MAX_WITHOUT:
         raise ValueError(f"{name} takes at most {MAX_WITHOUT} texts, got {len(texts)}")
@@ -55,6 +59,8 @@ def _parse(cls, k=20, offset=0, sort="score", collapse_duplicates=True, without=
                         f"places_in_text, {', '.join(BY_NAME)}")
     if sort not in SORTS:
         raise ValueError(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
+    for name in BY_NAME:
+        check_filter(name, filters.get(name))
     values = {name: item.parse(filters.get(name)) for name, item in BY_NAME.items()}
     check_together(values)
     return cls(k=_whole(k, "k", 1, MAX_K), offset=_whole(offset, "offset", 0), sort=sort,

@@ -31,6 +31,7 @@ from .filters import FILTERS
 from .private import cache_home, private_dir
 from .results import result_of
 from .thumbnails import ThumbnailCache
+from .limits import HEAVY_CONCURRENCY, HEAVY_SLOT, MAX_ALBUM_NAME_CHARS
 from .uploads import check_upload
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,7 @@ class SearchUI:
             with gr.Accordion("Albums (saved searches)", open=False, elem_id="albums"):
                 with gr.Row():
                     album_name = gr.Textbox(label="Album name", placeholder="e.g. Beach 2023", elem_id="album_name",
-                                            max_lines=1, scale=2)
+                                            max_lines=1, scale=2, max_length=MAX_ALBUM_NAME_CHARS)
                     save_album = gr.Button("Save this search as an album", elem_id="save_album", scale=1)
                 with gr.Row():
                     album_list = gr.Dropdown(label="Your albums", choices=[], value=None, elem_id="album_list",
@@ -285,8 +286,10 @@ class SearchUI:
                                           **queued).then(None, [url_state], None, js=AFTER_SEARCH_JS)
             for button, handler in ((pin, self.on_pin), (remove, self.on_remove), (unpin, self.on_unpin)):
                 button.click(self._newest(handler, True), [album_list, selected], outputs, **queued)
-            make_zip.click(self.on_make_zip, [album_list], [album_zip, status], api_visibility="private")
-            find_groups.click(**busy).then(self._newest(self.on_groups, True), [threshold], outputs, **queued).then(
+            heavy = dict(queued, concurrency_id=HEAVY_SLOT, concurrency_limit=HEAVY_CONCURRENCY)  # searches don't wait
+            make_zip.click(self.on_make_zip, [album_list], [album_zip, status], api_visibility="private",
+                           concurrency_id=HEAVY_SLOT, concurrency_limit=HEAVY_CONCURRENCY)
+            find_groups.click(**busy).then(self._newest(self.on_groups, True), [threshold], outputs, **heavy).then(
                 None, [url_state], None, js=AFTER_SEARCH_JS)
             more.click(self._newest(self.on_more, False), [session, gallery, *values], outputs, **queued).then(
                 None, [first_new], None, js=SCROLL_TO_NEW_JS)

@@ -56,6 +56,17 @@ def test_groups_near_identical_photos_and_marks_the_largest(bursts):
     assert groups[0].best.score == pytest.approx(1.0, abs=2e-3) and all(m.sharpness for m in groups[0].members)
 
 
+def test_a_pair_budget_stops_a_threshold_that_joins_everything(bursts):
+    """8 photos the tiny model puts within 0.99 of each other: 56 ordered pairs at 0.9, over a budget of 20."""
+    from indexer import IndexStore
+    from indexer.similar import similar_groups
+
+    with IndexStore.open(bursts) as store:
+        with pytest.raises(ValueError, match="56 pairs of photos are similar at ≥ 0.9: raise the threshold"):
+            similar_groups(store, 0.9, max_pairs=20)
+        assert len(similar_groups(store, float(TINY_THRESHOLD), max_pairs=20)) == 1  # within the budget
+
+
 def test_the_cli_prints_groups_and_json(bursts):
     text = run("similar", "--index", str(bursts), "--threshold", TINY_THRESHOLD, "--quiet")
     assert text.returncode == 0, text.stderr

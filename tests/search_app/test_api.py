@@ -191,7 +191,18 @@ def test_albums_over_http_save_open_pin_and_remove(client):
     (dict(name="x", text="la plage", date_from="not a date", api_name="/save_album"), "is not a date"),
     (dict(name=" ", text="la plage", api_name="/save_album"), "needs a name"),
     (dict(name="Beach 2023", image_id=99999, action="pin", api_name="/album_photo"), "no indexed photo has id"),
-    (dict(threshold=1.5, api_name="/similar_groups"), r"threshold must be in \(0, 1\]"),
+    (dict(threshold=1.5, api_name="/similar_groups"), "threshold must be from 0.8 to 1, got 1.5"),
+    # search_app/limits.py: over-long names, texts and filter values are refused, not stored and echoed back
+    (dict(name="n" * 300, text="la plage", api_name="/save_album"), r"album name is too long \(300 characters; "
+                                                                     r"at most 200\)"),
+    (dict(name="Long", text="t" * 100_000, api_name="/save_album"), r"query text is too long \(100,000 characters"),
+    (dict(name="Long", text="la plage", camera="c" * 100_000, api_name="/save_album"), "camera filter is too long"),
+    (dict(name="Long", text="la plage", folder="f/" * 50_000, api_name="/save_album"), "folder filter is too long"),
+    (dict(name="n" * 100_000, api_name="/open_album"), "album name is too long"),
+    (dict(text="x", place="p" * 100_000, api_name="/search_text"), r"place filter is too long \(100,000 characters; "
+                                                                   r"at most 500\)"),
+    (dict(text="x", date_from="2" * 100_000, api_name="/search_text"), "date_from filter is too long"),
+    (dict(text="x", without="w" * 100_000, api_name="/search_text"), "without text is too long"),
 ])
 def test_bad_album_and_group_requests_get_a_clear_error(client, call, message):
     with pytest.raises(Exception, match=message):

@@ -16,7 +16,7 @@ from .conftest import running_app
 from .test_browser import CHROMIUM, FLAGS
 
 USER, PASSWORD = "alice", "correct horse battery"
-SECRET_USER, SECRET_PASSWORD = "bob", "bob-from-a-secret"  # MME5_AUTH: checked without argon2's deliberate cost
+SECRET_USER, SECRET_PASSWORD = "bob", "bob-from-a-secret"  # MME5_AUTH: hashed at start, checked like file users
 
 
 @pytest.fixture(scope="module")

@@ -83,7 +83,8 @@ def test_similar_groups_mark_the_best_photo(ui):
     assert "1 group(s) of near-identical photos at similarity ≥ 0.95" in out(reply, "status")
     assert sum("★ best" in caption for caption in captions(reply)) == 1 and len(captions(reply)) == 4
     assert "No near-identical photos" in out(ui.on_groups(1.0, progress=NoProgress()), "status")
-    assert "threshold must be in (0, 1]" in out(ui.on_groups(2, progress=NoProgress()), "status")
+    assert "threshold must be from 0.8 to 1, got 2" in out(ui.on_groups(2, progress=NoProgress()), "status")
+    assert "threshold must be from 0.8 to 1, got 0.1" in out(ui.on_groups(0.1, progress=NoProgress()), "status")
 
 
 def test_a_typed_place_shows_a_chip_and_removing_it_embeds_the_words(ui):
