@@ -97,7 +97,11 @@ class SearchEngine:
         from .albums import Albums
 
         if getattr(self, "_albums", None) is None:
-            self._albums = Albums(self._live.opened.store.catalog.path)
+            store = self._live.opened.store
+            if store.immutable:  # a published index in the Hugging Face cache: its catalog is never opened writable
+                raise ValueError("Albums are not kept for an index served from the Hub: its downloaded catalog is "
+                                 "read-only and is never written.")
+            self._albums = Albums(store.catalog.path)
         return self._albums
 
     def open_album(self, name: str, k: int = 200) -> list[SearchResult]:
