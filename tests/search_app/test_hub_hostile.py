@@ -186,13 +186,14 @@ def test_a_valid_published_index_leaves_every_blob_byte_identical(upload, cache)
             index = 0
 
         ui.on_select({"results": page.results}, Selected())
+        after = cache_state(cache)
+        assert after == before, {key: (before.get(key), after.get(key)) for key in set(before) | set(after)
+                                 if before.get(key) != after.get(key)}
         with pytest.raises(ValueError, match="read-only"):  # a sentence; never written into the downloaded catalog
             engine.albums.save("mine", {"text": "a red photo"}, {})
     finally:
         engine.close()
-    after = cache_state(cache)
-    assert after == before, {key: (before.get(key), after.get(key)) for key in set(before) | set(after)
-                             if before.get(key) != after.get(key)}
+    assert cache_state(cache) == before
     blobs = [path for path in cache.rglob("*") if path.is_file() and not path.is_symlink() and "blobs" in path.parts]
     import hashlib
 
