@@ -384,6 +384,11 @@ def _check_meta(meta: dict) -> None:
     for key in ("identity", "recall"):
         if meta.get(key) is not None and not isinstance(meta[key], dict):
             raise Bad(f"has a meta {key!r} that is not a record ({str(meta[key])[:80]!r})")
+    for key in ("family", "prompt_version", "created_at", "last_build_at", "index_type", "index_type_request",
+                "schema_version", "generation", "index_generation"):
+        value = meta.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int)) or len(str(value)) > 200):
+            raise Bad(f"has a meta {key!r} that is not a short text or number ({str(value)[:80]!r})")
 
 
 def _check_rows(catalog, meta: dict) -> None:

@@ -98,10 +98,9 @@ class SearchEngine:
 
         if getattr(self, "_albums", None) is None:
             store = self._live.opened.store
-            if store.immutable:  # a published index in the Hugging Face cache: its catalog is never opened writable
-                raise ValueError("Albums are not kept for an index served from the Hub: its downloaded catalog is "
-                                 "read-only and is never written.")
-            self._albums = Albums(store.catalog.path)
+            # a published index in the Hugging Face cache: its catalog is never opened writable (opening it for
+            # albums turned it into WAL mode, rewriting the cached blob)
+            self._albums = NoAlbums() if store.immutable else Albums(store.catalog.path)
         return self._albums
 
     def open_album(self, name: str, k: int = 200) -> list[SearchResult]:
@@ -257,3 +256,24 @@ class SearchEngine:
 
 __all__ = ["IndexChangedError", "MAX_K", "MAX_QUERY_CHARS", "PathNotAllowedError", "SearchEngine", "SearchOptions", "SearchPage",
            "SearchResult", "SORTS", "_slow_reload_gap"]
+
+
+class NoAlbums:
+    """The albums of an index served from the Hub: none, and saving one is refused with a sentence (its
+    downloaded catalog is read-only and never written)."""
+
+    REFUSED = "Albums are not kept for an index served from the Hub: its downloaded catalog is read-only."
+
+    def names(self) -> list[str]:
+        return []
+
+    def get(self, name):
+        raise ValueError(f"No album named {str(name)[:100]!r}. {self.REFUSED}")
+
+    def save(self, *args, **kwargs):
+        raise ValueError(self.REFUSED)
+
+    pin = unpin = delete = save
+
+    def close(self) -> None:
+        pass
