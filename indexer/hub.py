@@ -281,9 +281,10 @@ def _first_line(error: BaseException) -> str:
 # is only ever read by torch's weights-only unpickler (tensors and containers; anything else is refused).
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", ("adapter_model.safetensors", "adapter_model.bin")
 ADAPTER_CONFIG_LIMIT = 1 << 20
-PEFT_TYPES = ("LORA",)
+PEFT_TYPES = ("LORA",)  # what `python -m trainer` writes (DoRA is LoRA with use_dora)
+# peft settings that would make loading fetch or import something: only their defaults are accepted
 ADAPTER_CONFIG_FIXED = {"revision": (None,), "megatron_core": (None, "megatron.core"), "megatron_config": (None,),
-                        "loftq_config": ({},)}  # what `python -m trainer` writes (DoRA is LoRA with use_dora)
+                        "loftq_config": ({},)}
 MAX_DIM = 1 << 16
 MAX_PREVIEW_SIZE = 4096
 FAISS_HEADER_ALLOWANCE = 1 << 20  # FAISS headers and IVF quantiser tables beyond the per-vector bytes
@@ -306,7 +307,8 @@ def validate_published(index_dir, catalog, meta: dict) -> None:
     Everything the app takes from a published catalog is checked here: the meta keys (only those push keeps, the
     required ones present, each of its type), the roots (only ``originals/<id>`` inside the dataset), every photo's
     id, content hash and relative path, every stored vector's length, the vector file's size, and the adapter
-    (``adapter/`` with a sane peft config and safetensors weights, never a pickle). ``IndexStore.open`` calls it on
+    (``adapter/`` with a sane peft config, its weights in safetensors, or in a torch pickle that torch's
+    weights-only unpickler reads as named tensors: never one that would run code). ``IndexStore.open`` calls it on
     every open of a published index, so a dataset revision that changed since the last start is checked again.
     """
     from .errors import PublishedIndexError

@@ -163,6 +163,20 @@ def test_each_field_of_a_hostile_catalog_is_refused_before_anything_is_served(ca
     assert not (tmp_path / "xdg").exists() or not any((tmp_path / "xdg").rglob("*.jpg"))  # no preview made
 
 
+@pytest.mark.parametrize("statement, field", [
+    ("INSERT OR REPLACE INTO meta (key, value) VALUES ('dim', 'sixty-four')", "meta value 'dim' is not JSON"),
+    ("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '\"9\"')",
+     "catalog schema version '\"9\"' is not a version number"),
+], ids=["not JSON", "schema version a text"])
+def test_a_catalog_the_indexer_never_wrote_is_a_sentence_not_a_crash(statement, field, upload, cache, tmp_path):
+    from indexer import IndexCorruptError
+
+    folder = mutated(upload, tmp_path / "hostile", [(statement, ())])
+    with pytest.raises(IndexCorruptError) as refused:
+        serve(cache, folder).close()
+    assert field in str(refused.value) and "catalog.sqlite" in str(refused.value), str(refused.value)
+
+
 def test_a_valid_published_index_leaves_every_blob_byte_identical(upload, cache):
     """A page load (album names, threshold), a search, the previews and a click: the cache is read, never written
     (today's catalog opened for albums turned it into WAL mode: -wal/-shm beside it and the blob rewritten)."""
