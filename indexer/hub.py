@@ -413,6 +413,15 @@ def _check_rows(catalog, meta: dict) -> None:
                    ok=STATUS_OK)
         if bad:
             raise Bad(f"has a photo row (id {str(bad[0][0])[:40]}, status {str(bad[0][1])[:40]!r}) push never writes")
+        bad = rows("SELECT id FROM images WHERE typeof(size) != 'integer' OR typeof(mtime_ns) != 'integer' "
+                   "OR typeof(width) NOT IN ('integer', 'null') OR typeof(height) NOT IN ('integer', 'null') "
+                   "OR typeof(latitude) NOT IN ('real', 'integer', 'null') "
+                   "OR typeof(longitude) NOT IN ('real', 'integer', 'null') OR typeof(camera) NOT IN ('text', 'null') "
+                   "OR typeof(country) NOT IN ('text', 'null') OR typeof(region) NOT IN ('text', 'null') "
+                   "OR typeof(city) NOT IN ('text', 'null') "
+                   "OR (taken_at IS NOT NULL AND (typeof(taken_at) != 'text' OR datetime(taken_at) IS NULL)) LIMIT 1")
+        if bad:
+            raise Bad(f"has photo id {bad[0][0]} with a size, date, camera or place not of the type the indexer writes")
         photos = rows("SELECT count(*) FROM images")[0][0]
         if photos != meta["published"]["photos"]:
             raise Bad(f"has {photos} photos in its catalog, but its published record says {meta['published']['photos']}")
