@@ -55,7 +55,7 @@ class IndexStore:
         self.sync_report = sync_report  # non-empty when the index file lagged the catalog (interrupted build)
         self._sorted_ids: np.ndarray | None = None  # the index never changes while open: listed once
         self.vector_store = "sqlite"  # where re-rank vectors come from: rowstore.attach's answer
-        self.immutable = False  # opened as a downloaded published index (validated, never written): reopened so
+        self.immutable = False  # opened as a downloaded published index (validated, never written); live.py reopens alike
 
     @classmethod
     def open(cls, index_dir: Path | str, immutable: bool = False) -> "IndexStore":
