@@ -11,7 +11,7 @@ _HOMES = {
     "BuildSummary": "build", "FileError": "build", "build_index": "build",
     "BadRootError": "errors", "IndexCorruptError": "errors", "IndexerError": "errors",
     "IndexLockedError": "errors", "IndexMismatchError": "errors", "IndexNotFoundError": "errors",
-    "IndexReplacedError": "errors",
+    "IndexReplacedError": "errors", "PublishedIndexError": "errors",
     "VerifyReport": "maintenance", "remove_root": "maintenance", "verify": "maintenance", "DEFAULT_INDEX_DIR": "files",
     "ImageRecord": "store", "IndexStore": "store", "open_index": "store",
 }
@@ -45,6 +45,7 @@ __all__ = [
     "IndexReplacedError",
     "IndexStore",
     "IndexerError",
+    "PublishedIndexError",
     "VerifyReport",
     "build_index",
     "open_index",

@@ -216,7 +216,16 @@ class Catalog:
     # -- metadata ------------------------------------------------------------------
     def get_meta(self, session: Session | None = None) -> dict[str, Any]:
         with _maybe(session, self) as s:
-            return {row.key: json.loads(row.value) for row in s.scalars(select(Meta))}
+            rows = [(row.key, row.value) for row in s.scalars(select(Meta))]
+        meta = {}
+        for key, value in rows:
+            try:
+                meta[key] = json.loads(value)
+            except (TypeError, ValueError):  # a damaged catalog, or a stranger's (a downloaded published index)
+                raise IndexCorruptError(f"{self.path}: the catalog's meta value {str(key)[:80]!r} is not JSON "
+                                        f"({str(value)[:80]!r}); it was not written by the indexer. Restore the index "
+                                        "from a backup or build it again") from None
+        return meta
 
     @staticmethod
     def set_meta(executor, **values: Any) -> None:
@@ -351,7 +360,15 @@ def _schema_problem(engine, names: set[str]) -> str | None:
             return f"catalog table {table.name} lacks columns {sorted(lacking)} (written by another version)"
     with engine.connect() as connection:
         row = connection.execute(select(Meta.value).where(Meta.key == "schema_version")).scalar()
-    if row is not None and json.loads(row) > SCHEMA_VERSION:
+    if row is None:
+        return None
+    try:
+        version = json.loads(row)
+    except (TypeError, ValueError):
+        version = None
+    if not isinstance(version, int) or isinstance(version, bool):
+        return f"catalog schema version {str(row)[:80]!r} is not a version number (not written by the indexer)"
+    if version > SCHEMA_VERSION:
         return f"catalog schema version {row} is newer than this indexer understands ({SCHEMA_VERSION}); upgrade"
     return None
 

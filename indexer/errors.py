@@ -21,6 +21,11 @@ class IndexCorruptError(IndexerError, ValueError):
     A ValueError too, so the app's handlers show its sentence instead of a generic error."""
 
 
+class PublishedIndexError(IndexCorruptError):
+    """A published (downloaded) index that is not in the shape `push` writes: refused before anything of it is
+    served (indexer/hub.py ``validate_published``); the message names the dataset and the field."""
+
+
 class VectorFileError(IndexerError, ValueError):
     """``vectors.faiss`` is missing, unreadable or fails its checksum: rebuilt from the catalog, never fatal.
 

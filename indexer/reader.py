@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -136,6 +137,17 @@ def read_file(entry: FileEntry, draft_size: int, known_hashes, budget: DecodeBud
     if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
         result.changed = True
     return result
+
+
+CONTENT_HASH = re.compile(r"[0-9a-f]{32}")  # what hash_file writes: the only shape a content hash may have
+
+
+def checked_content_hash(value) -> str:
+    """``value`` if it has the shape ``hash_file`` writes (32 lowercase hex digits), else ValueError: the one gate
+    for file names made from a content hash (previews, original copies), whose catalog may be a stranger's."""
+    if not isinstance(value, str) or not CONTENT_HASH.fullmatch(value):
+        raise ValueError(f"{str(value)[:80]!r} is not a content hash (32 hex digits): no file is named after it")
+    return value
 
 
 def hash_file(path: str) -> str:

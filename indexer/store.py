@@ -55,13 +55,16 @@ class IndexStore:
         self.sync_report = sync_report  # non-empty when the index file lagged the catalog (interrupted build)
         self._sorted_ids: np.ndarray | None = None  # the index never changes while open: listed once
         self.vector_store = "sqlite"  # where re-rank vectors come from: rowstore.attach's answer
+        self.immutable = False  # opened as a downloaded published index (validated, never written); live.py reopens alike
 
     @classmethod
     def open(cls, index_dir: Path | str, immutable: bool = False) -> "IndexStore":
         """Open an index folder; IndexNotFoundError / IndexCorruptError say what to do.
 
-        ``immutable``: the folder never changes and must not be written (an index downloaded from the Hub
-        into its cache): no -wal/-shm/lock file is created beside it and no meta is rewritten.
+        ``immutable``: the folder is a published index downloaded from the Hub into its cache: data from a
+        stranger, never written. It is validated completely first (``indexer.hub.validate_published``, on every
+        open, so a new revision is checked again; so is any folder whose catalog says it was published), and
+        opened with nothing created beside it (no -wal/-shm/lock file) and no meta rewritten.
         """
         index_dir = Path(index_dir).expanduser().absolute()
         if not (index_dir / CATALOG_FILE).is_file():
@@ -72,15 +75,21 @@ class IndexStore:
         catalog = Catalog(index_dir / CATALOG_FILE, immutable=immutable)
         try:
             meta = catalog.get_meta()
-            if "fingerprint" not in meta or "dim" not in meta:
+            published = immutable or "published" in meta
+            if published:
+                from .hub import validate_published
+
+                validate_published(index_dir, catalog, meta)
+            elif "fingerprint" not in meta or "dim" not in meta:
                 raise IndexCorruptError(
                     f"{index_dir}: the catalog has no model metadata (its first build was interrupted); "
                     "run the build again"
                 )
-            if meta.get("published"):
-                _check_published_roots(index_dir, catalog)
-                _check_published_adapter(index_dir, meta)
             index, report = load_index(catalog, index_dir, meta)
+            if published:
+                from .hub import refuse_unsynced
+
+                refuse_unsynced(index_dir, report)  # never rebuilt or patched from a stranger's catalog
             vector_store = rowstore.attach(catalog, index_dir, meta, writer=False)
         except BaseException:
             catalog.close()
@@ -90,6 +99,7 @@ class IndexStore:
                   f"(python -m indexer verify --index {index_dir} --repair rewrites the file)", file=sys.stderr)
         opened = cls(index_dir, catalog, meta, index, report)
         opened.vector_store = vector_store
+        opened.immutable = immutable
         return opened
 
     def close(self) -> None:
@@ -143,10 +153,16 @@ class IndexStore:
 
     def preview_file(self, content_hash: str | None) -> Path | None:
         """The published preview of a photo's content (shown when the originals were not published), or None."""
-        published = self.published
-        if not published or not content_hash or content_hash.strip("0123456789abcdef"):
-            return None  # a hash is hex: a downloaded catalog cannot point the preview anywhere else
-        path = self.index_dir / published["previews"] / content_hash[:2] / f"{content_hash}.jpg"
+        from .publish import PREVIEWS
+        from .reader import checked_content_hash
+
+        if not self.published or not content_hash:
+            return None
+        try:
+            content_hash = checked_content_hash(content_hash)  # a downloaded catalog cannot point it anywhere else
+        except ValueError:
+            return None
+        path = self.index_dir / PREVIEWS / content_hash[:2] / f"{content_hash}.jpg"  # the folder push writes
         return path if path.is_file() else None
 
     @property
@@ -443,33 +459,6 @@ def normalise_folder(folder) -> str | None:
     if text.startswith("../") or text == "..":
         raise BadRootError(f"folder {folder!r} points outside the indexed folders: give a folder inside one of them")
     return text
-
-
-def _check_published_roots(index_dir: Path, catalog: Catalog) -> None:
-    """A published (downloaded) index may only name folders inside itself: the app serves files under its roots."""
-    import re
-
-    for root in catalog.roots():
-        if not re.fullmatch(r"originals/[0-9]+", root.path):
-            raise IndexCorruptError(f"{index_dir}: this published index names the folder {root.path!r}, not one of "
-                                    "its own (originals/<id>); it was not made by `python -m indexer push` and is "
-                                    "not served")
-
-
-def _check_published_adapter(index_dir: Path, meta: dict) -> None:
-    """A published index's adapter is its own ``adapter/`` folder (loaded by the app), never a folder elsewhere."""
-    from .publish import ADAPTER
-
-    recorded = meta.get("adapter")
-    if recorded is None:
-        return
-    if recorded != ADAPTER:
-        raise IndexCorruptError(f"{index_dir}: this published index names the adapter folder {recorded!r}, not its "
-                                f"own ({ADAPTER}/); it was not made by `python -m indexer push` and is not served")
-    if not (index_dir / ADAPTER / "adapter_config.json").is_file():
-        raise IndexCorruptError(f"{index_dir}: this published index was built with an adapter, but "
-                                f"{ADAPTER}/adapter_config.json is missing from it; publish it again with "
-                                "`python -m indexer push` (it uploads the adapter with the catalog)")
 
 
 def _day_bound(value: datetime | date | None, end_of_day: bool) -> datetime | None:

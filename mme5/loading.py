@@ -209,12 +209,20 @@ def _load_backbone(model_type, source, config, device, dtype, revision, adapter,
 
 def merge_adapter(model, adapter):
     """Fold a peft adapter into the base weights (LoRA/DoRA both supported by peft)."""
+    import pickle
+
     from peft import PeftModel
 
     adapter_path = Path(adapter)
     if not (adapter_path / "adapter_config.json").is_file():
         raise ModelLoadError(f"{adapter}: not a peft adapter folder (no adapter_config.json)")
-    return PeftModel.from_pretrained(model, str(adapter_path)).merge_and_unload()
+    try:
+        return PeftModel.from_pretrained(model, str(adapter_path)).merge_and_unload()
+    except pickle.UnpicklingError as error:  # torch.load(weights_only=True) refused a pickle that is more than tensors
+        raise ModelLoadError(
+            f"{adapter}: the adapter's weights are a pickle holding more than tensors, and loading it would run its "
+            "code: refused. Use an adapter saved as adapter_model.safetensors (peft's default) "
+            f"({str(error).strip().splitlines()[0][:200] if str(error).strip() else 'unpickling refused'})") from None
 
 
 def make_backbone(model_type, model, processor, device, dtype, source="", fast_attention=None):

@@ -221,7 +221,7 @@ def albums_for(store) -> Albums:
     A local index: its catalog file, opened as the catalog is. A published index (downloaded from the Hub: its
     folder must stay exactly as downloaded, each file named by its content): the user's own album store for that
     dataset, ``<data folder>/albums/<dataset>.sqlite``, never a file in or beside the download."""
-    if not store.published and not HUB_CACHE_DATASET.search(os.fspath(store.index_dir).replace(os.sep, "/")):
+    if not store.published and not store.immutable and not HUB_CACHE_DATASET.search(os.fspath(store.index_dir).replace(os.sep, "/")):
         return Albums(store.catalog.path, mode=store.catalog.mode)
     return Albums(data_home() / "albums" / f"{published_key(store.index_dir)}.sqlite", mode="rw", store=True)
 

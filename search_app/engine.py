@@ -251,3 +251,4 @@ class SearchEngine:
 
 __all__ = ["IndexChangedError", "MAX_K", "MAX_QUERY_CHARS", "PathNotAllowedError", "SearchEngine", "SearchOptions", "SearchPage",
            "SearchResult", "SORTS", "_slow_reload_gap"]
+

@@ -81,7 +81,8 @@ class LiveIndex:
             if same_file and old.store.current_generation() == old.generation:
                 return
             started = time.monotonic()
-            fresh = IndexStore.open(old.store.index_dir, immutable=old.store.catalog.mode == "immutable")
+            # a published index is validated again on each reopen (IndexStore.open), never opened writable
+            fresh = IndexStore.open(old.store.index_dir, immutable=old.store.immutable)
             self.slow_reload_gap = slow_reload_gap(time.monotonic() - started)
         except Exception as error:  # noqa: BLE001 - a half-written index must not take the app down
             log.warning("index %s changed but could not be reopened (%s); still serving the previous state",

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from indexer.reader import checked_content_hash
 from mme5.atomic import write_atomic
 from mme5.images import PREVIEW_SIZE, preview_jpeg
 
@@ -29,10 +30,16 @@ class ThumbnailCache:
     def get(self, path: str | os.PathLike, content_hash: str) -> Path:
         """Path of the preview of ``path`` (already checked by the caller), creating it if needed.
 
-        Raises mme5.ImageError when the file is no longer a readable image.
+        Raises mme5.ImageError when the file is no longer a readable image, and ValueError for a content hash not
+        in the shape the indexer writes (a stranger's catalog could hold any text, and the file is named by it).
         """
-        key = content_hash or f"{os.fspath(path)}:{os.stat(path).st_mtime_ns}".encode().hex()[:64]
-        target = self.dir / f"{key[:64]}-{self.size}.jpg"
+        if content_hash:
+            key = checked_content_hash(content_hash)
+        else:
+            key = f"{os.fspath(path)}:{os.stat(path).st_mtime_ns}".encode().hex()[:64]
+        target = self.dir / f"{key}-{self.size}.jpg"
+        if target.parent != self.dir:  # defence in depth: a name is one file in this folder, never a path
+            raise ValueError(f"{key!r}: not a preview name")
         if target.is_file():
             return target
         source = path

@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 import gradio as gr
 
 from indexer.files import printable
+from indexer.reader import checked_content_hash
 
 from .album_views import export_zip, open_album as album_results, saved_options, servable
 from .albums import ALBUM_ERRORS
@@ -682,7 +683,10 @@ class SearchUI:
         Private (0700, per user) like the previews: never a fixed shared path in the temp directory."""
         if self.originals is None:
             self.originals = private_dir(cache_home() / "originals")
-        target = self.originals / (content_hash or "nohash") / path.name
+        folder = self.originals / (checked_content_hash(content_hash) if content_hash else "nohash")
+        target = folder / path.name  # path: resolved by the guard, so its name is one plain file name
+        if target.parent != folder or folder.parent != self.originals:  # defence in depth: never outside the cache
+            raise ValueError(f"{content_hash!r}, {path.name!r}: not a name for a copy of an original")
         if not target.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(target.name + ".partial")
