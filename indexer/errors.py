@@ -23,7 +23,7 @@ class IndexCorruptError(IndexerError, ValueError):
 
 class PublishedIndexError(IndexCorruptError):
     """A published (downloaded) index that is not in the shape `push` writes: refused before anything of it is
-    served (indexer/hub.py ``validate_published``); the message names the dataset and the field."""
+    served (indexer/published.py ``validate_published``); the message names the dataset and the field."""
 
 
 class VectorFileError(IndexerError, ValueError):
@@ -142,3 +142,8 @@ def os_problem(error: OSError, folder) -> OSError:
     if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and read_only_storage(folder):
         return ReadOnlyIndexError(read_only_message(folder))
     return error
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's text (a library's multi-line message shortened for one sentence)."""
+    return str(error).strip().splitlines()[0] if str(error).strip() else ""

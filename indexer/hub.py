@@ -11,9 +11,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import IndexerError, IndexNotFoundError
+from .errors import IndexerError, IndexNotFoundError, first_line
 
-HUB_PREFIX = "hf://"
+from .published import HUB_PREFIX
 # Previews/originals per commit: the Hub advises splitting large uploads into several commits, and 1,000 is the
 # largest commit huggingface_hub's own upload_large_folder makes. 100k photos: 100 commits, then the catalog's.
 COMMIT_FILES = 1000
@@ -87,7 +87,7 @@ def push(index_dir, repo_id: str, private: bool = False, originals: bool = False
         if repo_id.count("/") != 1:
             raise HFValidationError("expected USER/NAME")
     except HFValidationError as error:
-        raise PublishError(f"--repo {repo_id!r}: not a repo name ({_first_line(error)}); give USER/NAME, e.g. "
+        raise PublishError(f"--repo {repo_id!r}: not a repo name ({first_line(error)}); give USER/NAME, e.g. "
                            "alice/holiday-photos") from None
     api = HfApi(token=token)
     try:
@@ -156,7 +156,7 @@ def catalog_files(folder: Path) -> list[str]:
     """What the last commit uploads, as repo paths: the catalog, the vectors, the card and the adapter's files
     (the catalog must never be served without the adapter its vectors were made with)."""
     from .catalog import CATALOG_FILE
-    from .publish import ADAPTER
+    from .published import ADAPTER
     from .vectors import INDEX_FILE
 
     return [CATALOG_FILE, INDEX_FILE, "README.md", *_files_under(folder, ADAPTER)]
@@ -169,7 +169,7 @@ def upload_plan(folder: Path, remote: dict) -> tuple[list[str], list[str]]:
 
     A preview's name is its photo's content hash, so one of the same name and size is the same; an original
     (named by its place, not its content) is skipped only when its size and hash match."""
-    from .publish import ADAPTER, ORIGINALS, PREVIEWS
+    from .published import ADAPTER, ORIGINALS, PREVIEWS
 
     local = sorted(path for top in (PREVIEWS, ORIGINALS) for path in _files_under(folder, top))
     missing = [path for path in local if path not in remote
@@ -237,7 +237,7 @@ def hub_problem(error: BaseException, repo_id: str, reading: bool) -> IndexerErr
         return PublishError("not logged in to Hugging Face: run `hf auth login` (a token with write access), set "
                             "HF_TOKEN, or pass --token")
     if isinstance(error, RevisionNotFoundError):
-        return IndexNotFoundError(f"{where}: no such revision ({_first_line(error)})")
+        return IndexNotFoundError(f"{where}: no such revision ({first_line(error)})")
     if isinstance(error, GatedRepoError) or (isinstance(error, RepositoryNotFoundError) and reading):
         return IndexNotFoundError(f"{where}: no such dataset, or it is private or gated: check the name, and for a "
                                   "private one log in (`hf auth login`) or set HF_TOKEN (a Space secret)")
@@ -252,10 +252,10 @@ def hub_problem(error: BaseException, repo_id: str, reading: bool) -> IndexerErr
         if status == 403 or isinstance(error, RepositoryNotFoundError):
             return PublishError(f"{repo_id}: no write access: the repo belongs to someone else, or the token is "
                                 "read-only. Publish under your own name (`hf auth whoami` shows it) or an "
-                                f"organisation you can write to, with a write token ({_first_line(error)})")
-        return PublishError(f"{where}: the Hub refused the request ({_first_line(error)}); try again later")
+                                f"organisation you can write to, with a write token ({first_line(error)})")
+        return PublishError(f"{where}: the Hub refused the request ({first_line(error)}); try again later")
     if isinstance(error, (*_transport_errors(), ConnectionError, TimeoutError)):
-        return PublishError(f"cannot reach the Hugging Face Hub ({_first_line(error) or type(error).__name__}): "
+        return PublishError(f"cannot reach the Hugging Face Hub ({first_line(error) or type(error).__name__}): "
                             "check the network connection (or HF_ENDPOINT), then run the same command again")
     return None
 
@@ -272,296 +272,6 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else ""
 
 
 # -- a published index is data from a stranger ----------------------------------------------------------------------
-# What push copies: the config and the weights, safetensors or (adapters saved the older way) a torch pickle, which
-# is only ever read by torch's weights-only unpickler (tensors and containers; anything else is refused).
-ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", ("adapter_model.safetensors", "adapter_model.bin")
-ADAPTER_CONFIG_LIMIT = 1 << 20
-PEFT_TYPES = ("LORA",)  # what `python -m trainer` writes (DoRA is LoRA with use_dora)
-# peft settings that would make loading fetch or import something: only their defaults are accepted
-ADAPTER_CONFIG_FIXED = {"revision": (None,), "megatron_core": (None, "megatron.core"), "megatron_config": (None,),
-                        "loftq_config": ({},)}
-MAX_DIM = 1 << 16
-MAX_PREVIEW_SIZE = 4096
-FAISS_HEADER_ALLOWANCE = 1 << 20  # FAISS headers and IVF quantiser tables beyond the per-vector bytes
-
-
-def where_published(index_dir) -> str:
-    """``hf://datasets/ORG/NAME (revision COMMIT)`` for a folder in the Hugging Face cache, else the folder."""
-    import re
-
-    match = re.search(r"datasets--([^/\\]+?)--([^/\\]+)[/\\]snapshots[/\\]([0-9a-f]+)[/\\]?$", str(index_dir))
-    if match:
-        return f"{HUB_PREFIX}datasets/{match.group(1)}/{match.group(2)} (revision {match.group(3)[:12]}, {index_dir})"
-    return str(index_dir)
-
-
-def validate_published(index_dir, catalog, meta: dict) -> None:
-    """Refuse (PublishedIndexError, naming the dataset and the field) a published index that is not in the shape
-    `push` writes, before anything of it is served or any file is named after it.
-
-    Everything the app takes from a published catalog is checked here: the meta keys (only those push keeps, the
-    required ones present, each of its type), the roots (only ``originals/<id>`` inside the dataset), every photo's
-    id, content hash and relative path, every stored vector's length, the vector file's size, and the adapter
-    (``adapter/`` with a sane peft config, its weights in safetensors, or in a torch pickle that torch's
-    weights-only unpickler reads as named tensors: never one that would run code). ``IndexStore.open`` calls it on
-    every open of a published index, so a dataset revision that changed since the last start is checked again.
-    """
-    from .errors import PublishedIndexError
-
-    index_dir = Path(index_dir)
-    try:
-        _check_meta(meta)
-        _check_rows(catalog, meta)
-        _check_vector_file(index_dir, meta)
-        _check_adapter(index_dir, meta)
-    except PublishedIndexError as error:
-        raise PublishedIndexError(f"{where_published(index_dir)}: this published index {error}; it is not in the "
-                                  "shape `python -m indexer push` writes, so it is not served (ask its publisher to "
-                                  "publish it again with `python -m indexer push`)") from None
-
-
-def refuse_unsynced(index_dir, report) -> None:
-    """A published index's vector file must match its catalog as published: never rebuilt or patched on open."""
-    from .errors import PublishedIndexError
-    from .vectors import INDEX_FILE
-
-    if report.changed:
-        what = report.rebuilt or f"{report.added} photo(s) missing from it, {report.removed} it has beyond the catalog"
-        raise PublishedIndexError(f"{where_published(index_dir)}: this published index has a {INDEX_FILE} that does "
-                                  f"not match its catalog ({what}); it is not served (ask its publisher to publish it "
-                                  "again with `python -m indexer push`)")
-
-
-def _check_meta(meta: dict) -> None:
-    from mme5.registry import runtime_for
-
-    from .errors import PublishedIndexError as Bad
-    from .publish import ADAPTER, KEPT_META, PREVIEWS, PUBLISH_FORMAT
-    from .vectors import CHECKSUM_ALGORITHM
-
-    unknown = sorted(set(meta) - set(KEPT_META) - {"published"})
-    if unknown:
-        raise Bad(f"has meta keys push never writes ({', '.join(map(repr, unknown[:5]))})")
-    missing = [key for key in ("published", "model_id", "fingerprint", "dim", "index_checksum") if key not in meta]
-    if missing:
-        raise Bad(f"lacks the meta key(s) {', '.join(map(repr, missing))} that push writes")
-    published = meta["published"]
-    if not isinstance(published, dict):
-        raise Bad(f"has a meta 'published' that is not a record ({str(published)[:80]!r})")
-    expected = {"format": PUBLISH_FORMAT, "previews": PREVIEWS}
-    for key, value in expected.items():
-        if published.get(key) != value:
-            raise Bad(f"has published[{key!r}] = {str(published.get(key))[:80]!r}, not {value!r}")
-    if not isinstance(published.get("originals"), bool):
-        raise Bad(f"has published['originals'] = {str(published.get('originals'))[:80]!r}, not true or false")
-    for key, top in (("preview_size", MAX_PREVIEW_SIZE), ("photos", None)):
-        value = published.get(key)
-        if not _whole(value, 0, top):
-            raise Bad(f"has published[{key!r}] = {str(value)[:80]!r}, not a whole number in range")
-    if set(published) - {"format", "previews", "originals", "preview_size", "photos"}:
-        raise Bad(f"has published keys push never writes ({sorted(published)!r:.120})")
-    model_id = meta["model_id"]
-    if not _hub_id(model_id):
-        raise Bad(f"names the model {str(model_id)[:120]!r}, not a Hub model id (ORG/NAME)")
-    if not isinstance(meta["fingerprint"], str) or not meta["fingerprint"]:
-        raise Bad(f"has a meta 'fingerprint' that is not a text ({str(meta['fingerprint'])[:80]!r})")
-    if not _whole(meta["dim"], 1, MAX_DIM):
-        raise Bad(f"has meta 'dim' = {str(meta['dim'])[:80]!r}, not a whole number from 1 to {MAX_DIM}")
-    if meta.get("adapter") not in (None, ADAPTER):
-        raise Bad(f"names the adapter folder {str(meta['adapter'])[:200]!r}, not its own ({ADAPTER}/)")
-    checksum = meta["index_checksum"]
-    if not isinstance(checksum, str) or not checksum.startswith(f"{CHECKSUM_ALGORITHM}:"):
-        raise Bad(f"has meta 'index_checksum' = {str(checksum)[:80]!r}, not a {CHECKSUM_ALGORITHM} checksum")
-    try:
-        runtime_for(meta.get("quantization"))
-    except (KeyError, TypeError):
-        raise Bad(f"has meta 'quantization' = {str(meta.get('quantization'))[:80]!r}, not one this app knows") from None
-    if meta.get("nlist") is not None and not _whole(meta["nlist"], 1, 1 << 24):
-        raise Bad(f"has meta 'nlist' = {str(meta['nlist'])[:80]!r}, not a whole number in range")
-    for key in ("identity", "recall"):
-        if meta.get(key) is not None and not isinstance(meta[key], dict):
-            raise Bad(f"has a meta {key!r} that is not a record ({str(meta[key])[:80]!r})")
-    for key in ("family", "prompt_version", "created_at", "last_build_at", "index_type", "index_type_request",
-                "schema_version", "generation", "index_generation"):
-        value = meta.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int)) or len(str(value)) > 200):
-            raise Bad(f"has a meta {key!r} that is not a short text or number ({str(value)[:80]!r})")
-
-
-def _check_rows(catalog, meta: dict) -> None:
-    """Roots, photos and stored vectors, in SQL where it can (a few indexed scans even for 100,000 photos)."""
-    import ntpath
-
-    from sqlalchemy import text
-
-    from .catalog import STATUS_OK, decode_relpath
-    from .errors import PublishedIndexError as Bad
-
-    with catalog.engine.connect() as connection:
-        def rows(sql: str, **values):
-            return connection.execute(text(sql), values).all()
-
-        for root_id, path in rows("SELECT id, path FROM roots"):
-            if path != f"originals/{root_id}" or root_id < 1:
-                raise Bad(f"names the folder {str(path)[:200]!r}, not one of its own (originals/<id>)")
-        bad = rows("SELECT id, status FROM images WHERE status != :ok OR id < 1 OR typeof(id) != 'integer' LIMIT 1",
-                   ok=STATUS_OK)
-        if bad:
-            raise Bad(f"has a photo row (id {str(bad[0][0])[:40]}, status {str(bad[0][1])[:40]!r}) push never writes")
-        bad = rows("SELECT id FROM images WHERE typeof(size) != 'integer' OR typeof(mtime_ns) != 'integer' "
-                   "OR typeof(width) NOT IN ('integer', 'null') OR typeof(height) NOT IN ('integer', 'null') "
-                   "OR typeof(latitude) NOT IN ('real', 'integer', 'null') "
-                   "OR typeof(longitude) NOT IN ('real', 'integer', 'null') OR typeof(camera) NOT IN ('text', 'null') "
-                   "OR typeof(country) NOT IN ('text', 'null') OR typeof(region) NOT IN ('text', 'null') "
-                   "OR typeof(city) NOT IN ('text', 'null') "
-                   "OR (taken_at IS NOT NULL AND (typeof(taken_at) != 'text' OR datetime(taken_at) IS NULL)) LIMIT 1")
-        if bad:
-            raise Bad(f"has photo id {bad[0][0]} with a size, date, camera or place not of the type the indexer writes")
-        photos = rows("SELECT count(*) FROM images")[0][0]
-        if photos != meta["published"]["photos"]:
-            raise Bad(f"has {photos} photos in its catalog, but its published record says {meta['published']['photos']}")
-        for table in ("images", "vectors"):
-            bad = rows(f"SELECT content_hash FROM {table}  -- reader.CONTENT_HASH, in SQL\n"
-                       f" WHERE content_hash IS NULL OR typeof(content_hash) != 'text' "
-                       "OR length(content_hash) != 32 OR content_hash GLOB '*[^0-9a-f]*' LIMIT 1")
-            if bad:
-                raise Bad(f"has the content hash {str(bad[0][0])[:80]!r} in its {table} table, not 32 hex digits")
-        dim = int(meta["dim"])
-        bad = rows("SELECT content_hash, length(vector) FROM vectors WHERE typeof(vector) != 'blob' "
-                   "OR length(vector) != :size LIMIT 1", size=2 * dim)
-        if bad:
-            raise Bad(f"stores a vector of {bad[0][1]} bytes for {bad[0][0]}, not {2 * dim} ({dim} float16 values)")
-        bad = rows("SELECT images.id FROM images LEFT JOIN vectors ON vectors.content_hash = images.content_hash "
-                   "WHERE vectors.content_hash IS NULL LIMIT 1")
-        if bad:
-            raise Bad(f"has photo id {bad[0][0]} with no stored vector")
-        for image_id, raw in rows("SELECT id, relpath FROM images"):
-            relpath = decode_relpath(raw) if isinstance(raw, bytes) else None
-            if relpath is None or not _inside(relpath, ntpath):
-                shown = relpath if relpath is not None else raw
-                raise Bad(f"has photo id {image_id} at {str(shown)[:200]!r}, not a path inside its own folders")
-
-
-def _inside(relpath: str, ntpath) -> bool:
-    """A relative path below its root: no absolute path, drive, NUL, empty, '.' or '..' part (either separator)."""
-    if not relpath or "\x00" in relpath or relpath.startswith(("/", "\\")) or ntpath.splitdrive(relpath)[0]:
-        return False
-    parts = relpath.replace("\\", "/").split("/")
-    return all(part not in ("", ".", "..") for part in parts)
-
-
-def _check_vector_file(index_dir: Path, meta: dict) -> None:
-    """The FAISS file is there and no bigger than its photos' vectors can make it (read before FAISS parses it)."""
-    from .errors import PublishedIndexError as Bad
-    from .vectors import INDEX_FILE
-
-    path = index_dir / INDEX_FILE
-    try:
-        size = path.stat().st_size
-    except OSError:
-        raise Bad(f"has no {INDEX_FILE}") from None
-    dim, photos, lists = int(meta["dim"]), meta["published"]["photos"], meta.get("nlist") or 0
-    limit = photos * (4 * dim + 16) + lists * (4 * dim + 64) + FAISS_HEADER_ALLOWANCE
-    if not path.is_file() or size > limit:
-        raise Bad(f"has a {INDEX_FILE} of {size} bytes, more than {photos} vectors of {dim} dimensions take "
-                  f"({limit} bytes at most)")
-
-
-def _check_adapter(index_dir: Path, meta: dict) -> None:
-    """``adapter/`` holds exactly what push copies: a peft LoRA config for the index's model and safetensors
-    weights whose header reads (never a pickle, which unpickling would run)."""
-    import json
-    import re
-
-    from .errors import PublishedIndexError as Bad
-    from .publish import ADAPTER
-
-    if meta.get("adapter") is None:
-        return
-    folder = index_dir / ADAPTER
-    if not (folder / "adapter_config.json").is_file():
-        raise Bad(f"was built with an adapter, but {ADAPTER}/adapter_config.json is missing from it")
-    names = {path.name for path in folder.iterdir()}
-    if names not in ({ADAPTER_CONFIG, weights} for weights in ADAPTER_WEIGHTS):
-        raise Bad(f"has {ADAPTER}/ holding {', '.join(sorted(names))}, not {ADAPTER_CONFIG} and one weights file "
-                  f"({' or '.join(ADAPTER_WEIGHTS)})")
-    config_path = folder / ADAPTER_CONFIG
-    try:
-        if config_path.stat().st_size > ADAPTER_CONFIG_LIMIT:
-            raise ValueError(f"over {ADAPTER_CONFIG_LIMIT} bytes")
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-        if not isinstance(config, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as error:
-        raise Bad(f"has an {ADAPTER}/adapter_config.json that cannot be read ({str(error)[:120]})") from None
-    if config.get("peft_type") not in PEFT_TYPES:
-        raise Bad(f"has an adapter of peft_type {str(config.get('peft_type'))[:40]!r}, not {' or '.join(PEFT_TYPES)}")
-    if config.get("base_model_name_or_path") != meta["model_id"]:
-        raise Bad(f"has an adapter for the model {str(config.get('base_model_name_or_path'))[:200]!r}, not the "
-                  f"index's {meta['model_id']!r}")
-    for key, allowed in ADAPTER_CONFIG_FIXED.items():  # settings that load code or files: only peft's defaults
-        if key in config and config[key] not in allowed:
-            raise Bad(f"has an adapter config setting {key!r} ({str(config.get(key))[:80]!r}) that push never "
-                      "writes and the app does not follow")
-    mapping = config.get("auto_mapping")  # peft records the model class; AutoPeftModel (not used here) imports it
-    if mapping is not None and not (isinstance(mapping, dict) and set(mapping) <= {"base_model_class", "parent_library"}
-                                    and re.fullmatch(r"\w+", str(mapping.get("base_model_class")))
-                                    and re.fullmatch(r"transformers(\.\w+)*", str(mapping.get("parent_library")))):
-        raise Bad(f"has an adapter config setting 'auto_mapping' ({str(mapping)[:80]!r}) that names no transformers "
-                  "model class")
-    safetensors, pickled = (folder / name for name in ADAPTER_WEIGHTS)
-    if safetensors.is_file():
-        try:
-            from safetensors import safe_open
-
-            with safe_open(str(safetensors), framework="numpy") as weights:
-                if not list(weights.keys()):
-                    raise ValueError("no tensors")
-        except Exception as error:  # noqa: BLE001 - any failure to read the header: not what push copies
-            raise Bad(f"has {ADAPTER}/{safetensors.name} that is not a readable safetensors file "
-                      f"({_first_line(error) or type(error).__name__})") from None
-    else:
-        _check_pickled_weights(pickled)
-
-
-def _check_pickled_weights(path: Path) -> None:
-    """An adapter saved the older way: read with torch's weights-only unpickler (what peft uses too), which runs
-    nothing; a pickle that needs more than tensors and containers is refused here, named, before any model loads."""
-    import pickle
-
-    import torch
-
-    from .errors import PublishedIndexError as Bad
-    from .publish import ADAPTER
-
-    try:
-        weights = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
-        raise Bad(f"has {ADAPTER}/{path.name} that is a pickle holding more than tensors (loading it would run its "
-                  f"code), or is damaged: refused ({_first_line(error)[:160]})") from None
-    if not isinstance(weights, dict) or not weights or not all(
-            isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in weights.items()):
-        raise Bad(f"has {ADAPTER}/{path.name} that is not a dictionary of named tensors")
-
-
-def _whole(value, low: int, high: int | None) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
-
-
-def _hub_id(value) -> bool:
-    """ORG/NAME as the Hub spells a repo id (what push records): never a local folder or a URL."""
-    if not isinstance(value, str) or value.count("/") != 1 or value.startswith((".", "/", "~")):
-        return False
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    try:
-        validate_repo_id(value)
-    except HFValidationError:
-        return False
-    return True

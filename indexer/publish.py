@@ -25,14 +25,7 @@ from .catalog import CATALOG_FILE, STATUS_OK
 from .errors import IndexerError, ReadOnlyIndexError
 from .vectors import INDEX_FILE
 
-PUBLISH_FORMAT = 1
-PREVIEWS, ORIGINALS = "previews", "originals"
-ADAPTER = "adapter"  # the published adapter's folder, relative to the index folder (the only one allowed)
-# Meta keys a published copy keeps: what opening, checking and describing the index need. Anything else
-# (root devices, the last build's report with its file paths) stays on the publisher's machine.
-KEPT_META = ("schema_version", "model_id", "adapter", "fingerprint", "identity", "family", "dim", "prompt_version",
-             "quantization", "created_at", "generation", "index_generation", "index_type", "index_type_request",
-             "nlist", "recall", "index_checksum", "last_build_at")
+from .published import ADAPTER, KEPT_META, ORIGINALS, PREVIEWS, PUBLISH_FORMAT  # noqa: F401  (push's names)
 HUB_CACHE_MODEL = re.compile(r"/models--([^/]+?)--([^/]+)/snapshots/[0-9a-f]+/?$")
 
 

@@ -62,7 +62,7 @@ class IndexStore:
         """Open an index folder; IndexNotFoundError / IndexCorruptError say what to do.
 
         ``immutable``: the folder is a published index downloaded from the Hub into its cache: data from a
-        stranger, never written. It is validated completely first (``indexer.hub.validate_published``, on every
+        stranger, never written. It is validated completely first (``indexer.published.validate_published``, on every
         open, so a new revision is checked again; so is any folder whose catalog says it was published), and
         opened with nothing created beside it (no -wal/-shm/lock file) and no meta rewritten.
         """
@@ -77,7 +77,7 @@ class IndexStore:
             meta = catalog.get_meta()
             published = immutable or "published" in meta
             if published:
-                from .hub import validate_published
+                from .published import validate_published
 
                 validate_published(index_dir, catalog, meta)
             elif "fingerprint" not in meta or "dim" not in meta:
@@ -87,7 +87,7 @@ class IndexStore:
                 )
             index, report = load_index(catalog, index_dir, meta)
             if published:
-                from .hub import refuse_unsynced
+                from .published import refuse_unsynced
 
                 refuse_unsynced(index_dir, report)  # never rebuilt or patched from a stranger's catalog
             vector_store = rowstore.attach(catalog, index_dir, meta, writer=False)
@@ -153,7 +153,7 @@ class IndexStore:
 
     def preview_file(self, content_hash: str | None) -> Path | None:
         """The published preview of a photo's content (shown when the originals were not published), or None."""
-        from .publish import PREVIEWS
+        from .published import PREVIEWS
         from .reader import checked_content_hash
 
         if not self.published or not content_hash:

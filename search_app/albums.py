@@ -26,6 +26,7 @@ from sqlalchemy import Column, DateTime, ForeignKey, Integer, MetaData, String, 
     select, text
 
 from indexer.catalog import _open_mode, _sqlite_pragmas, _uri
+from indexer.published import HUB_CACHE_DATASET
 from indexer.errors import DiskFullError, ReadOnlyIndexError, low_space, storage_problem
 
 from .errors import SearchAppError
@@ -52,7 +53,6 @@ ALBUM_K = 200  # photos an album shows at most (besides its pinned ones)
 # a full disk (OSError subclasses), an album folder that is not private (SearchAppError)
 ALBUM_ERRORS = (ValueError, OSError, SearchAppError)
 # A snapshot folder in the Hugging Face cache: .../datasets--USER--NAME/snapshots/<revision>
-HUB_CACHE_DATASET = re.compile(r"(?:^|/)datasets--([^/]+?)--([^/]+)/snapshots/[^/]+/?$")
 
 
 @dataclass(frozen=True)
@@ -231,7 +231,7 @@ def published_key(index_dir) -> str:
     (``datasets--USER--NAME``: the same albums for every revision), else one for that folder."""
     match = HUB_CACHE_DATASET.search(os.fspath(index_dir).replace(os.sep, "/"))
     if match:
-        return "datasets--" + "--".join(re.sub(r"[^\w.-]", "_", part) for part in match.groups())
+        return "datasets--" + "--".join(re.sub(r"[^\w.-]", "_", part) for part in match.group(1, 2))
     folder = os.fsencode(os.path.abspath(index_dir))
     return "folder--" + hashlib.sha256(folder).hexdigest()[:16]
 

@@ -34,8 +34,6 @@ PACKAGES = ("mme5", "indexer", "search_app", "synth", "trainer")
 ALLOWED = {
     # the build and its engines call each other; the engines rework of indexer/build.py removes it
     frozenset({"indexer.build", "indexer.ray_engine"}),
-    # publish.py defines ADAPTER, which store.py needs; the indexer helper moves ADAPTER into store.py
-    frozenset({"indexer.publish", "indexer.store"}),
 }
 
 
