@@ -11,6 +11,7 @@ from datetime import datetime
 
 from PIL import Image
 
+from mme5.allocator import bound_heap_growth
 from mme5.errors import ImageError
 from mme5.images import load_image
 
@@ -52,11 +53,15 @@ class DecodeBudget:
     the model needs; one image larger than the whole budget waits until it can run alone, so
     every file that passes Pillow's bomb guard is still indexed and a build always finishes.
     ``peak`` is the most pixels ever in flight (reported in the build summary).
+
+    Pixels counted here only bound memory if freed pixels go back to the system: creating a budget
+    sets the C allocator up for that (mme5/allocator.py), before the reader threads start.
     """
 
     def __init__(self, pixels: int = DEFAULT_DECODE_BUDGET):
         if pixels < 1:
             raise ValueError(f"decode budget must be at least 1 pixel, got {pixels}")
+        bound_heap_growth()
         self.limit = int(pixels)
         self.in_use = 0
         self.peak = 0

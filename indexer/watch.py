@@ -6,10 +6,17 @@ any moment leaves the last committed state, and the first build after a start ca
 everything that changed while nothing was watching. Bursts are batched: events are collected until
 the folders have been quiet for ``quiet`` seconds and files still being written have stopped
 growing, then one build handles them all (a 2,000-photo camera import is one or a few builds).
+
+A watched folder that disappears (a drive unplugged, a folder moved away) is not an error: the
+watcher says so, keeps watching the others, builds only the folders that are there (so the gone
+folder's photos stay in the index, untouched), and checks every ``quiet`` seconds (or
+``ROOT_CHECK_S`` when no folder is left) for it to come back; when it does (or another drive is
+mounted at the same place), it is watched again and re-scanned.
 """
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import threading
 import time
@@ -18,12 +25,15 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .build import BuildSummary, build_index
+from .catalog import CATALOG_FILE, Catalog
 from .errors import BadRootError, IndexLockedError
+from .files import root_key
 
 QUIET_S = 1.0  # no new event for this long: the burst is over
 STABLE_S = 1.0  # a file's size and mtime unchanged for this long: it is no longer being written
 MAX_WAIT_S = 60.0  # a file that keeps growing longer than this is indexed anyway (the next event re-indexes it)
 LOCKED_RETRY_S = 5.0
+ROOT_CHECK_S = 2.0  # how often a watcher with no folder left checks for one to come back
 
 
 @dataclass
@@ -94,12 +104,19 @@ class Watcher:
         self.stop_event = threading.Event()
         self.state = WatchState()
 
-    def build(self, reason: str) -> BuildSummary | None:
-        """One incremental build; None when another writer holds the index (retried by the caller)."""
+    def build(self, reason: str, roots: list[Path] | None = None) -> BuildSummary | None:
+        """One incremental build of ``roots`` (all by default); None when another writer holds the index
+        or a folder vanished as it started (the caller retries)."""
         try:
-            summary = build_index(self.roots, self.index_dir, self.embedder, show_progress=self.show_progress,
-                                  **self.build_options)
+            summary = build_index(self.roots if roots is None else roots, self.index_dir, self.embedder,
+                                  show_progress=self.show_progress, **self.build_options)
         except IndexLockedError as error:
+            self.state.last_error = str(error)
+            self.log(f"{error}; retrying in {LOCKED_RETRY_S:.0f} s")
+            return None
+        except BadRootError as error:
+            if all(_identity(root) is not None for root in roots or self.roots):
+                raise  # a real configuration error (overlapping folders...), not a folder that went
             self.state.last_error = str(error)
             self.log(f"{error}; retrying in {LOCKED_RETRY_S:.0f} s")
             return None
@@ -110,31 +127,85 @@ class Watcher:
         return summary
 
     def run(self) -> None:
-        """Catch up once, then build after every burst of changes until ``stop()``."""
+        """Catch up once, then build after every burst of changes until ``stop()``; folders that go and
+        come back are followed (see the module's docstring)."""
+        self._refuse_unknown_missing_roots()
+        seen: dict[Path, tuple | None] = {root: (0, 0) for root in self.roots}  # (0, 0): no folder has it
+        built: dict[Path, tuple | None] | None = None  # the folders' identities at the last build
+        while not self.stop_event.is_set():
+            now = {root: _identity(root) for root in self.roots}
+            self._say_what_changed(seen, now)
+            seen = now
+            present = [root for root in self.roots if now[root] is not None]
+            if not present:
+                self.stop_event.wait(ROOT_CHECK_S)
+                continue
+            if now != built:
+                reason = "catch-up" if built is None else "folders changed"
+                if self.build(reason, present) is None:
+                    self.stop_event.wait(LOCKED_RETRY_S)
+                    continue
+                built = now
+                self.state.pending.clear()  # that build rescanned every folder there is
+            self._watch(present, now)
+
+    def _watch(self, present: list[Path], identities: dict) -> None:
+        """Build after each quiet burst in ``present`` until ``stop()`` or a folder goes, comes or changes."""
         import watchfiles
 
-        while self.build("catch-up") is None:
-            if self.stop_event.wait(LOCKED_RETRY_S):
-                return
-        self.log("watching " + ", ".join(map(str, self.roots)) + (f" (polling every {self.poll:g} s)" if self.poll
-                                                                     else ""))
+        self.log("watching " + ", ".join(map(str, present)) + (f" (polling every {self.poll:g} s)" if self.poll
+                                                               else ""))
         # An empty yield means no event for ``quiet`` seconds: only then is the burst over and built.
         options = dict(debounce=int(self.quiet * 2000), step=50, stop_event=self.stop_event,
                        rust_timeout=int(self.quiet * 1000), yield_on_timeout=True, raise_interrupt=False)
         if self.poll:
             options.update(force_polling=True, poll_delay_ms=int(self.poll * 1000),
                            rust_timeout=int(max(self.quiet, self.poll) * 1000 + 500))
-        for changes in watchfiles.watch(*self.roots, **options):
-            if self.stop_event.is_set():
-                return
-            if changes:
-                self.state.pending.update(path for _, path in changes)
+        try:
+            for changes in watchfiles.watch(*present, **options):
+                if self.stop_event.is_set() or {root: _identity(root) for root in self.roots} != identities:
+                    return  # run() says what changed and builds
+                if changes:
+                    self.state.pending.update(path for _, path in changes)
+                    continue
+                if not self.state.pending:
+                    continue
+                wait_until_stable(self.state.pending, self.stable, stop=self.stop_event)
+                if self.build(f"{len(self.state.pending)} change(s)", present) is not None:
+                    self.state.pending.clear()
+        except OSError:
+            if {root: _identity(root) for root in self.roots} == identities:
+                raise
+            # a folder vanished as the watch started on it: run() notices and carries on
+
+    def _say_what_changed(self, before: dict, now: dict) -> None:
+        for root in self.roots:
+            if before[root] == now[root]:
                 continue
-            if not self.state.pending:
-                continue
-            wait_until_stable(self.state.pending, self.stable, stop=self.stop_event)
-            if self.build(f"{len(self.state.pending)} change(s)") is not None:
-                self.state.pending.clear()
+            if now[root] is None:
+                check = f"{self.quiet:g}" if any(now.values()) else f"{ROOT_CHECK_S:g}"
+                self.log(f"{root}: folder is gone (drive unplugged or folder moved?); its photos stay in the index. "
+                         f"Watching the other folders and checking every {check} s for it to come back")
+            elif before[root] is None:
+                self.log(f"{root}: folder is back; watching and re-scanning it")
+            elif before[root] != (0, 0):
+                self.log(f"{root}: another folder or drive is now at this path; watching and re-scanning it")
+
+    def _refuse_unknown_missing_roots(self) -> None:
+        """A missing folder the index does not know is a typo in --dir, not an unplugged drive: say so now."""
+        missing = [root for root in self.roots if _identity(root) is None]
+        if not missing:
+            return
+        known: set[str] = set()
+        if (self.index_dir / CATALOG_FILE).is_file():
+            catalog = Catalog(self.index_dir / CATALOG_FILE)
+            try:
+                known = {root.path for root in catalog.roots()}
+            finally:
+                catalog.close()
+        for root in missing:
+            if root_key(root) not in known:
+                raise BadRootError(f"{root}: folder does not exist; check the --dir path")
 
     def start(self) -> threading.Thread:
         """Run in a daemon thread (the app's --watch)."""
@@ -151,3 +222,12 @@ class Watcher:
 
     def stop(self) -> None:
         self.stop_event.set()
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    """(device, inode) of a folder, or None when there is no folder at that path now."""
+    try:
+        info = os.stat(folder)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino) if stat.S_ISDIR(info.st_mode) else None

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .allocator import bound_heap_growth
 from .errors import ImageError
 from .raw import is_raw, load_raw, raw_size
 
@@ -59,6 +60,7 @@ def load_image(item, draft_size: int | None = None) -> Image.Image:
     callers can report it and carry on.  ``draft_size`` lets JPEG decoding skip detail the
     model will throw away (DCT scaling), a large saving for camera photos.
     """
+    bound_heap_growth()  # a decoded image's memory goes back to the system when freed, in any thread
     if isinstance(item, Image.Image):
         try:
             return to_rgb(item)

@@ -25,6 +25,7 @@ from pathlib import Path
 from mme5.errors import ModelLoadError
 from mme5.registry import RUNTIME_CHOICES, RUNTIME_HELP
 
+from .cache_cleanup import DEFAULT_MAX_DAYS, DEFAULT_MAX_GB, start_cache_cleanup
 from .hosts import LOOPBACK_NAMES
 from .private import cache_home
 
@@ -84,7 +85,23 @@ def build_parser() -> argparse.ArgumentParser:
                              "default 1]")
     parser.add_argument("--page-size", type=int, default=int(env("MME5_PAGE_SIZE") or 24),
                         help="photos per page in the UI [env MME5_PAGE_SIZE; default 24]")
+    parser.add_argument("--cache-max-gb", type=_positive, default=env("MME5_CACHE_MAX_GB", f"{DEFAULT_MAX_GB:g}"),
+                        metavar="GB", help="previews, copies of originals, album zips and uploads kept in the cache "
+                        "folder: the oldest go beyond this size [env MME5_CACHE_MAX_GB; default %(default)s]")
+    parser.add_argument("--cache-max-days", type=_positive, default=env("MME5_CACHE_MAX_DAYS", f"{DEFAULT_MAX_DAYS:g}"),
+                        metavar="DAYS", help="cache files not used for this long are removed (checked at start and "
+                        "hourly) [env MME5_CACHE_MAX_DAYS; default %(default)s]")
     return parser
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def resolve_model(args) -> tuple[str | None, Path | None]:
@@ -227,6 +244,7 @@ def serve(argv=None) -> int:
     check_exposure(args, auth)
     # Gradio copies every preview and upload into its cache folder: keep it private too (0700), not /tmp/gradio.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(private_dir(cache_home() / "gradio")))
+    start_cache_cleanup(args.cache_max_gb, args.cache_max_days)  # those copies, previews, zips: within budget
     engine = start_engine(args)
     index_dir = engine.store.index_dir
 

@@ -231,15 +231,28 @@ def peak_since_now(work):
     return status("VmHWM") - base, result
 
 
-folder, index_dir, model, budget = sys.argv[1:5]
+folder, index_dir, model, budget, workers = sys.argv[1:6]
 embedder = load_embedder(model, device="cpu")
 embedder.encode_images([Image.new("RGB", (64, 64))], batch_size=1)  # allocations of the model itself
 draft = embedder.backbone.image_draft_size
 one, _ = peak_since_now(lambda: _shrink(load_image(Path(folder) / "scan-0.png"), draft).size)
-build_peak, summary = peak_since_now(lambda: build_index([folder], index_dir, embedder, batch_size=4,
-                                                         show_progress=False, workers=4, decode_budget=int(budget)))
+build_peak, summary = peak_since_now(lambda: build_index([folder], index_dir, embedder, batch_size=4, show_progress=False,
+                                                         workers=int(workers), decode_budget=int(budget)))
 print(one, build_peak, summary.added)
 """
+
+
+def measure_build(folder, index_dir, model_dir, budget: int, workers: int, photos: int) -> tuple[int, int]:
+    """(peak RSS of one decode, peak RSS of the build) in kB, measured in a fresh process."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    for variable in ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_"):  # the allocator as users have it
+        env.pop(variable, None)
+    result = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(folder), str(index_dir), str(model_dir),
+                             str(budget), str(workers)], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr
+    one, build_peak, added = map(int, result.stdout.split())
+    assert added == photos
+    return one, build_peak
 
 
 def test_a_build_of_huge_pngs_stays_within_memory(tmp_path, tiny_mllama_dir):
@@ -249,16 +262,9 @@ def test_a_build_of_huge_pngs_stays_within_memory(tmp_path, tiny_mllama_dir):
     folder = tmp_path / "scans"
     for i in range(4):
         gray_png(folder / f"scan-{i}.png", 3000, 10 + i)  # 9 MP; ~36 MB each once converted to RGB
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
 
     def run(budget: int) -> tuple[int, int]:
-        result = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(folder), str(tmp_path / f"index-{budget}"),
-                                 str(tiny_mllama_dir), str(budget)], capture_output=True, text=True, env=env, cwd=REPO,
-                                timeout=300)
-        assert result.returncode == 0, result.stderr
-        one, build_peak, added = map(int, result.stdout.split())
-        assert added == 4
-        return one, build_peak
+        return measure_build(folder, tmp_path / f"index-{budget}", tiny_mllama_dir, budget, workers=4, photos=4)
 
     # Measured on the loaded 2-core CPU (kB): one decode 52,700; budgeted build 99,600-108,200 (one image plus
     # the build's own ~50 MB: model activations, SQLite, thread arenas); unbounded build 180,000-219,800 (how
@@ -274,6 +280,24 @@ def test_a_build_of_huge_pngs_stays_within_memory(tmp_path, tiny_mllama_dir):
         if controls[-1] > budgeted + 0.75 * one:
             break
     assert max(controls) > budgeted + 0.75 * one, (one, budgeted, controls)
+
+
+def test_eight_workers_decoding_huge_pngs_one_at_a_time_hold_one_image(tmp_path, tiny_mllama_dir):
+    """The decode budget holds whatever the worker count (issue: eight 169 MP PNGs on `--workers 8` reached
+    3.9 GB although the budget let one decode run at a time: glibc kept each thread's freed image in that
+    thread's own malloc arena). Here at a smaller scale: eight 16 MP PNGs, each alone over the budget, on eight
+    workers, and a memory limit of 2.5 decodes (the peak RSS the kernel records, as an OOM killer would see it).
+    """
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        pytest.skip("needs Linux /proc/self/clear_refs to measure a peak RSS")
+    folder = tmp_path / "scans"
+    for i in range(8):
+        gray_png(folder / f"scan-{i}.png", 4000, 10 + i)  # 16 MP; ~64 MB each while decoded and converted to RGB
+    # Measured on the loaded 2-core CPU (kB): one decode 93,000; the build before the fix 546,000 (5.9 decodes:
+    # one per thread), after it 99,000-101,000.
+    one, build_peak = measure_build(folder, tmp_path / "index", tiny_mllama_dir, 10_000_000, workers=8, photos=8)
+    assert one > 50_000  # kB: one decode really costs tens of MB (else the limit below means nothing)
+    assert build_peak < 2.5 * one, (one, build_peak)
 
 
 # -- 10. a running build is reported as running ------------------------------------------------

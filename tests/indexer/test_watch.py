@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -133,3 +134,92 @@ def test_kill_9_during_a_burst_then_restart_catches_up_and_verifies_clean(make_p
             restarted.kill()
     report = verify(index_dir)
     assert report.clean, report.problems
+
+
+# -- a watched folder that goes and comes back (a drive unplugged, a folder moved away) -------------------------
+
+def test_the_apps_watcher_follows_a_folder_that_goes_and_comes_back(make_photos, tmp_path, tiny_mllama):
+    """The app's --watch (Watcher(...).start() on the index's folders, polling as on a NAS): the gone folder's
+    photos stay in the index, the other folder is still watched, and the folder is re-scanned when it is back."""
+    from indexer import build_index
+    from indexer.watch import watch_roots
+
+    camera, home = make_photos("camera"), make_photos("home")
+    camera.jpeg("old.jpg", 64, 48, seed=1)
+    home.jpeg("home.jpg", 64, 48, seed=2)
+    index_dir = tmp_path / "index"
+    build_index([camera.folder, home.folder], index_dir, tiny_mllama, show_progress=False)
+    lines: list[str] = []
+    watching = Watcher(index_dir, watch_roots(index_dir, []), tiny_mllama, poll=0.3, quiet=0.5, stable=0.3,
+                       log=lines.append)
+    thread = watching.start()
+    try:
+        eventually(lambda: watching.state.builds >= 1, "the catch-up build")
+        away = tmp_path / "unplugged"
+        os.rename(camera.folder, away)  # the drive is gone
+        eventually(lambda: any("camera: folder is gone" in line for line in lines), "the watcher to notice")
+        new_home = home.jpeg("while-away.jpg", 64, 48, seed=3)
+        eventually(lambda: str(new_home) in indexed(index_dir), "a photo in the folder still there")
+        assert str(camera.folder / "old.jpg") in indexed(index_dir), "the gone folder's photos stay"
+        os.rename(away, camera.folder)  # plugged in again, with a photo taken meanwhile
+        new_camera = camera.jpeg("taken-meanwhile.jpg", 64, 48, seed=4)
+        eventually(lambda: str(new_camera) in indexed(index_dir), "a photo of the folder that came back")
+        assert str(camera.folder / "old.jpg") in indexed(index_dir)
+        assert thread.is_alive() and watching.state.last_error is None, lines
+        assert any("camera: folder is back" in line for line in lines), lines
+    finally:
+        watching.stop()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+
+
+@pytest.mark.server
+@pytest.mark.timeout(900)
+def test_indexer_watch_keeps_running_when_a_folder_is_removed_and_restored(make_photos, tmp_path, tiny_mllama_dir):
+    """`python -m indexer watch` (kernel events): the folder deleted outright, then created again with a new
+    photo; before, watch exited 1 on the first build after the removal."""
+    camera, home = make_photos("camera"), make_photos("home")
+    camera.jpeg("old.jpg", 64, 48, seed=1)
+    home.jpeg("home.jpg", 64, 48, seed=2)
+    index_dir = tmp_path / "index"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    process = subprocess.Popen([sys.executable, "-m", "indexer", "watch", "--index", str(index_dir),
+                                "--dir", str(camera.folder), "--dir", str(home.folder), "--model", str(tiny_mllama_dir),
+                                "--batch-size", "2", "--quiet"],
+                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        eventually(lambda: catalog_rows(index_dir) >= 2 or process.poll() is not None, "the catch-up build")
+        assert process.poll() is None, process.stderr.read()
+        saved = tmp_path / "saved.jpg"
+        shutil.copy(camera.folder / "old.jpg", saved)
+        shutil.rmtree(camera.folder)
+        new_home = home.jpeg("while-away.jpg", 64, 48, seed=3)
+        eventually(lambda: str(new_home) in indexed(index_dir) or process.poll() is not None,
+                   "a photo in the folder still there")
+        assert process.poll() is None, process.stderr.read()
+        assert str(camera.folder / "old.jpg") in indexed(index_dir), "the gone folder's photos stay"
+        camera.folder.mkdir()
+        shutil.copy(saved, camera.folder / "old.jpg")
+        new_camera = camera.jpeg("taken-meanwhile.jpg", 64, 48, seed=4)
+        eventually(lambda: str(new_camera) in indexed(index_dir) or process.poll() is not None,
+                   "a photo of the folder that came back")
+        assert process.poll() is None, process.stderr.read()
+        assert len(indexed(index_dir)) == 4
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    log = process.stderr.read()
+    assert "camera: folder is gone (drive unplugged or folder moved?)" in log, log
+    assert "camera: folder is back" in log, log
+    assert verify(index_dir).clean
+
+
+def test_a_missing_folder_the_index_never_had_is_a_typo(photos, tmp_path, tiny_mllama):
+    from indexer.errors import BadRootError
+
+    watching = Watcher(tmp_path / "index", [tmp_path / "Pictrues"], tiny_mllama, log=lambda message: None)
+    with pytest.raises(BadRootError, match="Pictrues: folder does not exist; check the --dir path"):
+        watching.run()
