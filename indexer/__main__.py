@@ -134,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="rescan every SECONDS instead of waiting for file events (network mounts)")
     watch.add_argument("--model", help="as for build (default: the index's model)")
     watch.add_argument("--adapter", help="as for build")
+    watch.add_argument("--runtime", choices=RUNTIME_CHOICES, help="as for build (default: the index's own)")
     watch.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     watch.add_argument("--batch-size", type=int, default=8, help="images per model batch and per commit (default 8)")
     watch.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -196,22 +197,16 @@ def run_push(args) -> int:
 def run_watch(args) -> int:
     from mme5 import load_embedder
 
-    from .catalog import CATALOG_FILE, Catalog
-    from .store import resolve_local
+    from .store import index_model
     from .watch import Watcher, watch_roots
 
     if args.poll is not None and args.poll <= 0:
         from mme5.cli import UsageError
 
         raise UsageError(f"--poll must be a positive number of seconds, got {args.poll}")
-    model, adapter = resolve_local(args.model), resolve_local(args.adapter)
-    if model is None and (args.index / CATALOG_FILE).is_file():
-        catalog = Catalog(args.index / CATALOG_FILE)
-        meta = catalog.get_meta()
-        catalog.close()
-        model, adapter = meta.get("model_id"), adapter or meta.get("adapter")
+    model, adapter, runtime = index_model(args.index, args.model, args.adapter, args.runtime)
     roots = watch_roots(args.index, args.dirs)
-    embedder = load_embedder(model, device=args.device, adapter=adapter)
+    embedder = load_embedder(model, device=args.device, adapter=adapter, runtime=runtime)
     watcher = Watcher(args.index, roots, embedder, poll=args.poll, show_progress=not args.quiet,
                       batch_size=args.batch_size)
     try:
@@ -223,12 +218,10 @@ def run_watch(args) -> int:
 
 def run_build(args) -> int:
     from .build import build_index, plan_roots
-    from .catalog import CATALOG_FILE, Catalog
     from .lock import WriteLock
-    from .store import resolve_local
+    from .store import index_model
 
     from mme5.cli import UsageError
-    from mme5.registry import runtime_for
 
     if not 0 <= args.max_prune_share <= 1:
         raise UsageError(f"--max-prune-share must be between 0 and 1, got {args.max_prune_share}")
@@ -236,13 +229,7 @@ def run_build(args) -> int:
         raise UsageError(f"--decode-budget-mp must be positive, got {args.decode_budget_mp}")
     index_dir = args.index.expanduser().absolute()
     plan_roots(args.dirs, index_dir)  # fail on a bad --dir before spending time on the model
-    model, adapter, runtime = resolve_local(args.model), resolve_local(args.adapter), args.runtime
-    if model is None and (index_dir / CATALOG_FILE).is_file():
-        catalog = Catalog(index_dir / CATALOG_FILE)
-        meta = catalog.get_meta()
-        catalog.close()
-        model, adapter = meta.get("model_id"), adapter or meta.get("adapter")
-        runtime = runtime or runtime_for(meta.get("quantization"))
+    model, adapter, runtime = index_model(index_dir, args.model, args.adapter, args.runtime)
     index_dir.mkdir(parents=True, exist_ok=True)
     with WriteLock(index_dir, "build"):  # a second build is refused now, not after minutes of model loading
         from mme5 import load_embedder
