@@ -1,7 +1,6 @@
 """Every command opens an index with the model (and runtime) it was built with: indexer.index_model, one place."""
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -27,7 +26,7 @@ def images_in(index: Path) -> int:
 
 
 @pytest.mark.server
-def test_watch_opens_an_int8_index_with_its_own_runtime(photos, tmp_path, tiny_siglip_dir):
+def test_watch_opens_an_int8_index_with_its_own_runtime(photos, tmp_path, tiny_siglip_dir, user_env):
     for i in range(3):
         photos.jpeg(f"{i}.jpg", seed=i)
     index = tmp_path / "int8"
@@ -35,13 +34,10 @@ def test_watch_opens_an_int8_index_with_its_own_runtime(photos, tmp_path, tiny_s
                     "--runtime", "onnx-int8", "--quiet")
     assert built.returncode == 0, built.stderr
     assert index_model(index)[2] == "onnx-int8"  # what every command now opens it with
-    home = tmp_path.parent / f"{tmp_path.name}-home"  # a fresh HOME, as a new user's shell has
-    home.mkdir()
-    env = dict(os.environ, HOME=str(home), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     log = tmp_path / "watch.log"
     with open(log, "wb") as output:
         watch = subprocess.Popen([sys.executable, "-m", "indexer", "watch", "--index", str(index), "--poll", "1",
-                                  "--quiet"], cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
+                                  "--quiet"], cwd=REPO, env=user_env, stdout=output, stderr=subprocess.STDOUT)
     try:
         photos.jpeg("new.jpg", seed=9)
         deadline = time.monotonic() + 240
