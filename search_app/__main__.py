@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def smoke_mode(args) -> bool:
+    """--tiny (or --model tiny): a tiny random-weight model, built here, whose results are meaningless."""
+    return bool(args.tiny or args.model == TINY)
+
+
 def resolve_model(args) -> tuple[str | None, Path | None]:
     """(model, index) after applying smoke mode: the tiny model gets its own cached index; an hf:// index is
     downloaded (once) into the Hugging Face cache."""
@@ -90,7 +95,7 @@ def resolve_model(args) -> tuple[str | None, Path | None]:
 
     if is_hub_index(args.index):
         return args.model, download_index(args.index)
-    if args.tiny or args.model == TINY:
+    if smoke_mode(args):
         from mme5.tiny import build_tiny
 
         folder = cache_home() / "tiny-mllama"
@@ -215,6 +220,7 @@ def start_engine(args):
     except ModelLoadError as error:
         raise ModelLoadError(f"{error}\n  - Or try the app offline right now on a tiny random model: "
                              "python app.py --tiny") from None
+    engine.random_weights = smoke_mode(args)
     engine.embedder.compile_queries()  # compile + warm up the one-text query path now (logged), not on a user's query
     engine.store.index.prepare_search()  # a big flat index goes to the GPU now, if it fits beside the model
     return engine

@@ -75,6 +75,9 @@ def test_smoke_mode_builds_the_tiny_model_and_serves_the_sample_photos(tmp_path)
         assert {result["relpath"] for result in answer["results"]} >= {"space/rocket.jpg", "everyday/chelsea.jpg"}
         assert (tmp_path / "cache" / "mme5-search" / "tiny-mllama" / "config.json").is_file()
         assert httpx.get(f"http://127.0.0.1:{port}/gradio_api/info", timeout=5).status_code == 200
+        from search_app.ui import SMOKE_NOTICE
+
+        assert SMOKE_NOTICE in httpx.get(f"http://127.0.0.1:{port}/", timeout=10).text  # the page says it
     finally:
         process.terminate()
         process.wait(timeout=20)
