@@ -22,6 +22,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -216,6 +217,26 @@ def run_watch(args) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _undone_if_empty(index_dir: Path, before: set[str] | None):
+    """A build that fails before writing anything (a missing model, Ctrl-C while loading) leaves the index folder
+    as it was: the lock file it added is removed, and the folder too when the build made it. ``before``: the
+    folder's names before, None when it did not exist. Runs while the caller still holds the lock."""
+    try:
+        yield
+    except BaseException:
+        from .lock import LOCK_FILE
+
+        try:
+            if set(os.listdir(index_dir)) - (before or set()) == {LOCK_FILE}:
+                (index_dir / LOCK_FILE).unlink()
+                if before is None:
+                    index_dir.rmdir()
+        except OSError:  # Windows keeps an open lock file; another process wrote meanwhile: leave it
+            pass
+        raise
+
+
 def run_build(args) -> int:
     from .build import build_index, plan_roots
     from .lock import WriteLock
@@ -230,8 +251,10 @@ def run_build(args) -> int:
     index_dir = args.index.expanduser().absolute()
     plan_roots(args.dirs, index_dir)  # fail on a bad --dir before spending time on the model
     model, adapter, runtime = index_model(index_dir, args.model, args.adapter, args.runtime)
+    before = set(os.listdir(index_dir)) if index_dir.is_dir() else None
     index_dir.mkdir(parents=True, exist_ok=True)
-    with WriteLock(index_dir, "build"):  # a second build is refused now, not after minutes of model loading
+    with WriteLock(index_dir, "build"), _undone_if_empty(index_dir, before):
+        # the lock first: a second build is refused now, not after minutes of model loading
         from mme5 import load_embedder
 
         embedder = load_embedder(model, device=args.device, adapter=adapter, runtime=runtime)
