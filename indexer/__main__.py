@@ -270,10 +270,11 @@ def run_build(args) -> int:
                               engine=args.engine, ray_options=ray_options, prune=args.prune,
                               max_prune_share=args.max_prune_share,
                               decode_budget=max(1, int(args.decode_budget_mp * 1e6)))
-    for error in summary.errors[:20]:
+    problems = [*summary.errors, *summary.skipped]
+    for error in problems[:20]:
         print(printable(f"  skipped {error.path}: {error.reason}"), file=sys.stderr)
-    if len(summary.errors) > 20:
-        print(printable(f"  ... and {len(summary.errors) - 20} more (python -m indexer info --index {args.index})"),
+    if len(problems) > 20:
+        print(printable(f"  ... and {len(problems) - 20} more (python -m indexer info --index {args.index})"),
               file=sys.stderr)
     for warning in summary.warnings:  # repeated after the progress bars, where they are read
         print(printable(f"WARNING: {warning}"), file=sys.stderr)
@@ -343,7 +344,8 @@ def run_info(args) -> int:
     if last:
         print(f"last build:   {info['last_build_at']}: added {last['added']}, updated {last['updated']}, "
               f"moved {last['moved']}, removed {last['removed']}, unchanged {last['unchanged']}, "
-              f"errors {last['error_count']} in {last['seconds']:.1f} s")
+              f"errors {last['error_count']}" + (f", skipped {last['skipped_count']}" if last.get("skipped_count")
+                                                 else "") + f" in {last['seconds']:.1f} s")
         for warning in last.get("warnings", []):
             print(printable(f"  WARNING: {warning}"))
     print(f"catalog:      {info['catalog_check']}" + (" (read-only storage: searchable, not writable)"

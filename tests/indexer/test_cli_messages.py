@@ -48,3 +48,25 @@ def test_the_wrong_model_refusal_leads_with_the_sentence_and_lists_identities_af
     assert details[2].startswith("  they differ in: ") and "model" in details[2]
     assert [line.split(":")[0] for line in details[3:]] == ["  index's vector space", "  given vector space"]
     assert all(len(line) < 200 for line in details), details
+
+
+def test_build_and_info_count_the_same_errors_and_a_rescan_finds_none(photos, tmp_path, tiny_siglip_dir, user_env):
+    import json
+    import os
+
+    photos.jpeg("good.jpg")
+    photos.raw("empty.jpg", b"")
+    photos.raw("notes.jpg", b"shopping list\n" * 20)
+    photos.jpeg("sub/inner.jpg", seed=3)
+    os.symlink(photos.folder, photos.path("sub/back-to-top"))  # a folder loop: skipped, recorded nowhere
+    index = tmp_path / "index"
+    args = ("build", "--dir", photos.folder, "--index", index, "--model", tiny_siglip_dir, "--quiet")
+    first = indexer(user_env, *args)
+    assert first.returncode == 0, first.stderr
+    assert ", errors 2, skipped 1 in " in first.stdout, first.stdout
+    info = indexer(user_env, "info", "--index", index)
+    assert "2 searchable, 2 with errors" in info.stdout and "errors 2, skipped 1 in " in info.stdout, info.stdout
+    again = indexer(user_env, *args, "--json")
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert (summary["unchanged"], summary["error_count"], summary["skipped_count"]) == (4, 0, 1), summary
