@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from .conftest import REPO, free_port, wait_for_server
 
 
@@ -36,6 +38,7 @@ def test_offline_without_a_model_exits_fast_with_advice(tmp_path):
     assert not (tmp_path / "index").exists() or not any((tmp_path / "index").iterdir())
 
 
+@pytest.mark.server
 def test_a_mistyped_index_is_an_error_that_names_it(tmp_path, tiny_mllama_dir, user_env):
     """Only an omitted --index serves the bundled samples; a named one that is missing is refused, nothing made."""
     work = Path(user_env["HOME"]) / "work"
