@@ -13,7 +13,7 @@ _HOMES = {
     "IndexLockedError": "errors", "IndexMismatchError": "errors", "IndexNotFoundError": "errors",
     "IndexReplacedError": "errors", "PublishedIndexError": "errors",
     "VerifyReport": "maintenance", "remove_root": "maintenance", "verify": "maintenance", "DEFAULT_INDEX_DIR": "files",
-    "ImageRecord": "store", "IndexStore": "store", "open_index": "store",
+    "ImageRecord": "store", "IndexStore": "store", "index_model": "store", "open_index": "store",
 }
 
 
@@ -48,6 +48,7 @@ __all__ = [
     "PublishedIndexError",
     "VerifyReport",
     "build_index",
+    "index_model",
     "open_index",
     "remove_root",
     "verify",

@@ -22,6 +22,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="rescan every SECONDS instead of waiting for file events (network mounts)")
     watch.add_argument("--model", help="as for build (default: the index's model)")
     watch.add_argument("--adapter", help="as for build")
+    watch.add_argument("--runtime", choices=RUNTIME_CHOICES, help="as for build (default: the index's own)")
     watch.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     watch.add_argument("--batch-size", type=int, default=8, help="images per model batch and per commit (default 8)")
     watch.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -196,22 +198,16 @@ def run_push(args) -> int:
 def run_watch(args) -> int:
     from mme5 import load_embedder
 
-    from .catalog import CATALOG_FILE, Catalog
-    from .store import resolve_local
+    from .store import index_model
     from .watch import Watcher, watch_roots
 
     if args.poll is not None and args.poll <= 0:
         from mme5.cli import UsageError
 
         raise UsageError(f"--poll must be a positive number of seconds, got {args.poll}")
-    model, adapter = resolve_local(args.model), resolve_local(args.adapter)
-    if model is None and (args.index / CATALOG_FILE).is_file():
-        catalog = Catalog(args.index / CATALOG_FILE)
-        meta = catalog.get_meta()
-        catalog.close()
-        model, adapter = meta.get("model_id"), adapter or meta.get("adapter")
+    model, adapter, runtime = index_model(args.index, args.model, args.adapter, args.runtime)
     roots = watch_roots(args.index, args.dirs)
-    embedder = load_embedder(model, device=args.device, adapter=adapter)
+    embedder = load_embedder(model, device=args.device, adapter=adapter, runtime=runtime)
     watcher = Watcher(args.index, roots, embedder, poll=args.poll, show_progress=not args.quiet,
                       batch_size=args.batch_size)
     try:
@@ -221,14 +217,32 @@ def run_watch(args) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _undone_if_empty(index_dir: Path, before: set[str] | None):
+    """A build that fails before writing anything (a missing model, Ctrl-C while loading) leaves the index folder
+    as it was: the lock file it added is removed, and the folder too when the build made it. ``before``: the
+    folder's names before, None when it did not exist. Runs while the caller still holds the lock."""
+    try:
+        yield
+    except BaseException:
+        from .lock import LOCK_FILE
+
+        try:
+            if set(os.listdir(index_dir)) - (before or set()) == {LOCK_FILE}:
+                (index_dir / LOCK_FILE).unlink()
+                if before is None:
+                    index_dir.rmdir()
+        except OSError:  # Windows keeps an open lock file; another process wrote meanwhile: leave it
+            pass
+        raise
+
+
 def run_build(args) -> int:
     from .build import build_index, plan_roots
-    from .catalog import CATALOG_FILE, Catalog
     from .lock import WriteLock
-    from .store import resolve_local
+    from .store import index_model
 
     from mme5.cli import UsageError
-    from mme5.registry import runtime_for
 
     if not 0 <= args.max_prune_share <= 1:
         raise UsageError(f"--max-prune-share must be between 0 and 1, got {args.max_prune_share}")
@@ -236,15 +250,11 @@ def run_build(args) -> int:
         raise UsageError(f"--decode-budget-mp must be positive, got {args.decode_budget_mp}")
     index_dir = args.index.expanduser().absolute()
     plan_roots(args.dirs, index_dir)  # fail on a bad --dir before spending time on the model
-    model, adapter, runtime = resolve_local(args.model), resolve_local(args.adapter), args.runtime
-    if model is None and (index_dir / CATALOG_FILE).is_file():
-        catalog = Catalog(index_dir / CATALOG_FILE)
-        meta = catalog.get_meta()
-        catalog.close()
-        model, adapter = meta.get("model_id"), adapter or meta.get("adapter")
-        runtime = runtime or runtime_for(meta.get("quantization"))
+    model, adapter, runtime = index_model(index_dir, args.model, args.adapter, args.runtime)
+    before = set(os.listdir(index_dir)) if index_dir.is_dir() else None
     index_dir.mkdir(parents=True, exist_ok=True)
-    with WriteLock(index_dir, "build"):  # a second build is refused now, not after minutes of model loading
+    with WriteLock(index_dir, "build"), _undone_if_empty(index_dir, before):
+        # the lock first: a second build is refused now, not after minutes of model loading
         from mme5 import load_embedder
 
         embedder = load_embedder(model, device=args.device, adapter=adapter, runtime=runtime)
@@ -260,10 +270,11 @@ def run_build(args) -> int:
                               engine=args.engine, ray_options=ray_options, prune=args.prune,
                               max_prune_share=args.max_prune_share,
                               decode_budget=max(1, int(args.decode_budget_mp * 1e6)))
-    for error in summary.errors[:20]:
+    problems = [*summary.errors, *summary.skipped]
+    for error in problems[:20]:
         print(printable(f"  skipped {error.path}: {error.reason}"), file=sys.stderr)
-    if len(summary.errors) > 20:
-        print(printable(f"  ... and {len(summary.errors) - 20} more (python -m indexer info --index {args.index})"),
+    if len(problems) > 20:
+        print(printable(f"  ... and {len(problems) - 20} more (python -m indexer info --index {args.index})"),
               file=sys.stderr)
     for warning in summary.warnings:  # repeated after the progress bars, where they are read
         print(printable(f"WARNING: {warning}"), file=sys.stderr)
@@ -333,7 +344,8 @@ def run_info(args) -> int:
     if last:
         print(f"last build:   {info['last_build_at']}: added {last['added']}, updated {last['updated']}, "
               f"moved {last['moved']}, removed {last['removed']}, unchanged {last['unchanged']}, "
-              f"errors {last['error_count']} in {last['seconds']:.1f} s")
+              f"errors {last['error_count']}" + (f", skipped {last['skipped_count']}" if last.get("skipped_count")
+                                                 else "") + f" in {last['seconds']:.1f} s")
         for warning in last.get("warnings", []):
             print(printable(f"  WARNING: {warning}"))
     print(f"catalog:      {info['catalog_check']}" + (" (read-only storage: searchable, not writable)"

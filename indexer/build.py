@@ -60,7 +60,13 @@ class FileError:
 
 @dataclass
 class BuildSummary:
-    """What a build did. ``errors`` lists every bad file (and folder) with its reason."""
+    """What a build did.
+
+    ``errors``: the files this build recorded as unreadable, with their reasons; each is an error row in the
+    catalog (what ``info`` counts as "with errors"), not tried again until it changes. ``skipped``: what it
+    could not look at and recorded nothing about (a folder it could not list or a symbolic link loop, a file
+    that vanished or changed while being read); the next build looks again. A re-scan that finds nothing new
+    reports neither."""
 
     added: int = 0
     updated: int = 0
@@ -68,6 +74,7 @@ class BuildSummary:
     removed: int = 0
     unchanged: int = 0
     errors: list[FileError] = field(default_factory=list)
+    skipped: list[FileError] = field(default_factory=list)
     seconds: float = 0.0
     embedded: int = 0  # model forward passes (duplicates and moves need none)
     duplicates: int = 0  # new paths whose content was already embedded
@@ -80,7 +87,7 @@ class BuildSummary:
 
     @property
     def processed(self) -> int:
-        return self.added + self.updated + self.moved + len(self.errors)
+        return self.added + self.updated + self.moved + len(self.errors) + len(self.skipped)
 
     @property
     def rate(self) -> float:
@@ -90,6 +97,8 @@ class BuildSummary:
         data = asdict(self)
         data["errors"] = [asdict(error) for error in self.errors[:MAX_ERRORS_KEPT]]
         data["error_count"] = len(self.errors)
+        data["skipped"] = [asdict(error) for error in self.skipped[:MAX_ERRORS_KEPT]]
+        data["skipped_count"] = len(self.skipped)
         data["rate"] = round(self.rate, 2)
         data["seconds"] = round(self.seconds, 3)
         return data
@@ -98,7 +107,8 @@ class BuildSummary:
         kept = f"; KEPT {self.kept} photo(s) whose files were not found (see the warnings; --prune drops them)"
         return (
             f"added {self.added}, updated {self.updated}, moved {self.moved}, removed {self.removed}, "
-            f"unchanged {self.unchanged}, errors {len(self.errors)} in {self.seconds:.1f} s "
+            f"unchanged {self.unchanged}, errors {len(self.errors)}"
+            + (f", skipped {len(self.skipped)}" if self.skipped else "") + f" in {self.seconds:.1f} s "
             f"({self.rate:.1f} images/s); {self.images} images searchable ({self.index_type} index)"
             + (kept if self.kept else "")
         )
@@ -329,7 +339,7 @@ class _Build:
                     if isinstance(found, FolderProblem):
                         unlisted.append(found.path)
                         root_unlisted |= found.relpath == ""
-                        self.summary.errors.append(FileError(found.path, found.reason))
+                        self.summary.skipped.append(FileError(found.path, found.reason))
                         continue
                     found_files += 1
                     progress.update(1)
@@ -377,13 +387,13 @@ class _Build:
         path = result.entry.path
         pending = self.pending
         if result.vanished:
-            self.summary.errors.append(FileError(path, "vanished while indexing (deleted?)"))
+            self.summary.skipped.append(FileError(path, "vanished while indexing (deleted?)"))
             if old is not None:
                 pending.delete_ids.append(old.id)
                 self.summary.removed += 1
             return
         if result.changed:
-            self.summary.errors.append(FileError(path, "changed while being read; it will be indexed on the next run"))
+            self.summary.skipped.append(FileError(path, "changed while being read; it will be indexed on the next run"))
             return
         values = dict(root_id=root_id, relpath=encode_relpath(result.entry.relpath), size=result.size,
                       mtime_ns=result.mtime_ns, content_hash=result.content_hash, width=result.width,

@@ -53,19 +53,25 @@ class Terminated(KeyboardInterrupt):
 
 
 def mismatch_message(index_dir, meta: dict, embedder) -> str:
-    """Why an embedder cannot be used with an index (which part of the identity differs), and what to do instead."""
+    """Why an embedder cannot be used with an index, and what to do instead: the plain sentence first, then what
+    the index was built with, what was given, which part of the identity differs and both vector spaces, one a line."""
     built = str(meta.get("model_id")) + (f" + adapter {meta['adapter']}" if meta.get("adapter") else "")
     built += f" ({meta['quantization']}-quantised)" if meta.get("quantization") else ""
     asked = embedder.model_id + (f" + adapter {embedder.adapter}" if embedder.adapter else "")
     asked += f" ({embedder.quantization}-quantised)" if getattr(embedder, "quantization", None) else ""
     recorded = meta.get("identity") or {}
     differing = [key for key, value in embedder.identity.items() if key in recorded and recorded[key] != value]
-    what = f"; they differ in: {', '.join(differing)}" if differing else ""
-    return (
-        f"{index_dir}: this index was built with {built} (vector space {meta.get('fingerprint')!r}), "
-        f"but the model given is {asked} ({embedder.fingerprint!r}){what}; vectors from different models cannot be "
-        f"mixed. Use the index's own model (omit --model), or build a new index with --index NEW_DIR."
-    )
+    lines = [
+        f"{index_dir}: this index was built with a different model than the one given; vectors from different models "
+        "cannot be mixed. Use the index's own model (omit --model and --runtime), or build a new index with "
+        "--index NEW_DIR.",
+        f"  index built with: {built}",
+        f"  model given:      {asked}",
+    ]
+    if differing:
+        lines.append(f"  they differ in: {', '.join(differing)}")
+    lines += [f"  index's vector space: {meta.get('fingerprint')}", f"  given vector space:   {embedder.fingerprint}"]
+    return "\n".join(lines)
 
 
 class DiskFullError(IndexerError, OSError):

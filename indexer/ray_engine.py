@@ -26,7 +26,7 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 
@@ -37,8 +37,9 @@ from .errors import IndexerError
 from .files import FileEntry, printable
 from .reader import DEFAULT_DECODE_BUDGET, DecodeBudget, ReadResult, read_file
 
-RESULT_FIELDS = ("idx", "size", "mtime_ns", "content_hash", "width", "height", "taken_at", "camera", "error",
-                 "retry", "vanished", "changed")
+# The columns a decoded file comes back in: "idx" (its place in the work list, which gives back its FileEntry), then
+# every other ReadResult field but the image (sent as raw "pixels"), derived so that a new field cannot be dropped.
+RESULT_FIELDS = ("idx", *(field.name for field in fields(ReadResult) if field.name not in ("entry", "image")))
 
 
 class WorkerCannotReadError(IndexerError):

@@ -120,10 +120,7 @@ class IndexStore:
     def adapter(self) -> str | None:
         """The adapter folder the index was built with (None: no adapter): absolute as recorded, or for a published
         index the ``adapter`` folder inside it (``push`` copies it there; a local index's relative path is kept)."""
-        recorded = self.meta.get("adapter")
-        if recorded and self.published and not os.path.isabs(recorded):
-            return os.path.join(self.index_dir, recorded)
-        return recorded
+        return _recorded_adapter(self.index_dir, self.meta)
 
     @property
     def fingerprint(self) -> str:
@@ -477,22 +474,50 @@ def _size(path: Path) -> int:
         return 0
 
 
+def _recorded_adapter(index_dir: Path, meta: dict) -> str | None:
+    recorded = meta.get("adapter")
+    if recorded and meta.get("published") and not os.path.isabs(recorded):
+        return os.path.join(index_dir, recorded)
+    return recorded
+
+
+def index_model(index_dir: Path | str, model: str | None = None, adapter: str | None = None,
+                runtime: str | None = None, meta: dict | None = None) -> tuple[str | None, str | None, str | None]:
+    """(model, adapter, runtime) to open ``index_dir`` with: the model and adapter it was built with unless
+    ``model`` is given (then ``adapter`` as given, else the index's); ``runtime`` defaults to one that gives the
+    index's vectors (int8 for an int8-quantised index). Local folders come back absolute. Where there is no
+    index yet, what was given. ``meta``: the index's metadata when the caller has it open already.
+
+    The one place that decides which model opens an index (build, watch, search, the app, adapt)."""
+    from mme5.registry import runtime_for
+
+    if meta is None:
+        meta = {}
+        catalog_path = Path(index_dir) / CATALOG_FILE
+        if catalog_path.is_file():
+            catalog = Catalog(catalog_path)
+            try:
+                meta = catalog.get_meta()
+            finally:
+                catalog.close()
+    if model is None and meta.get("model_id"):
+        model, adapter = meta["model_id"], adapter or _recorded_adapter(Path(index_dir), meta)
+    runtime = runtime or runtime_for(meta.get("quantization"))
+    return resolve_local(model), resolve_local(adapter), runtime
+
+
 def open_index(index_dir: Path | str, model: str | None = None, adapter: str | None = None, device=None,
                runtime: str | None = None, immutable: bool = False):
     """(embedder, store): the store plus the model+adapter it was built with (or the one given, checked).
 
-    ``runtime`` defaults to one that gives the index's vectors (int8 for an int8-quantised index);
-    ``immutable`` as in ``IndexStore.open``.
+    ``model``, ``adapter`` and ``runtime`` as in :func:`index_model`; ``immutable`` as in ``IndexStore.open``.
     """
     from mme5 import load_embedder
-    from mme5.registry import runtime_for
 
     store = IndexStore.open(index_dir, immutable=immutable)
     try:
-        if model is None:
-            model, adapter = store.model_id, adapter or store.adapter
-        runtime = runtime or runtime_for(store.meta.get("quantization"))
-        embedder = load_embedder(resolve_local(model), device=device, adapter=resolve_local(adapter), runtime=runtime)
+        model, adapter, runtime = index_model(store.index_dir, model, adapter, runtime, meta=store.meta)
+        embedder = load_embedder(model, device=device, adapter=adapter, runtime=runtime)
         store.check_embedder(embedder)
     except BaseException:
         store.close()

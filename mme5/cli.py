@@ -58,7 +58,8 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None,
     """Call ``main(argv)`` and turn what escapes it into a message and an exit code.
 
     ``escape`` makes a message safe for a terminal (e.g. the indexer's ``printable``, which
-    escapes control characters that file names can carry).
+    escapes control characters that file names can carry); it is applied to each line, so a
+    message's own line breaks stay line breaks, as every command prints them.
     """
     try:
         return main(argv)
@@ -68,13 +69,18 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None,
         print(f"{prog}: {interrupted}", file=sys.stderr)
         return INTERRUPTED
     except UsageError as error:
-        print(escape(f"{prog}: error: {error}"), file=sys.stderr)
+        print(_error_line(prog, error, escape), file=sys.stderr)
         return USAGE
     except BaseException as error:  # noqa: BLE001 - sorted below into user errors and bugs
         if isinstance(error, (MME5Error, *user_errors)) or is_environment_error(error):
-            print(escape(f"{prog}: error: {error}"), file=sys.stderr)
+            print(_error_line(prog, error, escape), file=sys.stderr)
             return ERROR
         traceback.print_exc()
         print(f"{prog}: this is a bug (an unexpected {type(error).__name__}), not something you did wrong; please "
               "report it with the traceback above.", file=sys.stderr)
         return ERROR
+
+
+def _error_line(prog: str, error: BaseException, escape: Callable[[str], str]) -> str:
+    """``prog: error: MESSAGE``, escaped line by line (escaping it whole printed its line breaks as a literal \\n)."""
+    return "\n".join(escape(line) for line in f"{prog}: error: {error}".split("\n"))

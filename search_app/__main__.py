@@ -104,6 +104,11 @@ def _positive(text: str) -> float:
     return value
 
 
+def smoke_mode(args) -> bool:
+    """--tiny (or --model tiny): a tiny random-weight model, built here, whose results are meaningless."""
+    return bool(args.tiny or args.model == TINY)
+
+
 def resolve_model(args) -> tuple[str | None, Path | None]:
     """(model, index) after applying smoke mode: the tiny model gets its own cached index; an hf:// index is
     downloaded (once) into the Hugging Face cache."""
@@ -111,7 +116,7 @@ def resolve_model(args) -> tuple[str | None, Path | None]:
 
     if is_hub_index(args.index):
         return args.model, download_index(args.index)
-    if args.tiny or args.model == TINY:
+    if smoke_mode(args):
         from mme5.tiny import build_tiny
 
         folder = cache_home() / "tiny-mllama"
@@ -125,12 +130,14 @@ def resolve_model(args) -> tuple[str | None, Path | None]:
 
 
 def open_or_build(index_dir: Path, model: str | None, adapter: str | None, device: str | None, photos: Path,
-                  runtime: str | None = None, published: bool = False, gpu=None):
+                  runtime: str | None = None, published: bool = False, gpu=None, named: bool = False):
     """The engine over ``index_dir``; indexes ``photos`` first when there is no index there yet.
 
     ``published``: a Hub snapshot (``hf://``), opened read-only with nothing written beside it; its
     originals and previews are symlinks into the cache's blobs folder, which may be served too. ``gpu``: wraps
-    each query's forward pass (``zero_gpu()``)."""
+    each query's forward pass (``zero_gpu()``). ``named``: the user named ``index_dir`` (--index, MME5_INDEX);
+    then a missing index is an error unless photos other than the bundled samples were named to fill it (a
+    mistyped --index must not quietly serve the samples)."""
     from indexer import IndexNotFoundError, IndexStore, build_index
     from mme5.zero_gpu import on_zero_gpu
 
@@ -153,6 +160,11 @@ def open_or_build(index_dir: Path, model: str | None, adapter: str | None, devic
                 "limit and the GPU exists only inside @spaces.GPU calls). Build the index on your machine with "
                 "`python -m indexer build --dir PHOTOS --index INDEX`, publish it with `python -m indexer push "
                 "--index INDEX --repo USER/NAME`, and set the Space variable MME5_INDEX=hf://datasets/USER/NAME") from None
+        if named and photos.resolve() == SAMPLE_PHOTOS.resolve():
+            raise SearchAppError(
+                f"{index_dir.absolute()}: no index there (no catalog.sqlite). Check the --index path; to index your "
+                "photos into a new index there, add --photos DIR (or build it first: `python -m indexer build --dir "
+                f"PHOTOS --index {index_dir}`). Without --index the app serves the bundled sample photos.") from None
         if not photos.is_dir():
             raise SearchAppError(f"{photos}: photo folder not found; pass --photos DIR, or --index of an existing "
                                     "index") from None
@@ -225,10 +237,11 @@ def start_engine(args):
     model, index_dir = resolve_model(args)
     try:
         engine = open_or_build(index_dir, model, args.adapter, args.device, Path(args.photos), args.runtime,
-                               published=published, gpu=zero_gpu())
+                               published=published, gpu=zero_gpu(), named=args.index is not None)
     except ModelLoadError as error:
         raise ModelLoadError(f"{error}\n  - Or try the app offline right now on a tiny random model: "
                              "python app.py --tiny") from None
+    engine.random_weights = smoke_mode(args)
     engine.embedder.compile_queries()  # compile + warm up the one-text query path now (logged), not on a user's query
     engine.store.index.prepare_search()  # a big flat index goes to the GPU now, if it fits beside the model
     return engine

@@ -40,6 +40,7 @@ class SearchEngine:
     """
 
     min_window = 64  # FAISS hits fetched at first; grows ×4 while filters or copies leave too few
+    random_weights = False  # the model is the tiny random-weight one (--tiny): the page says results are meaningless
 
     def __init__(self, store, embedder, extra_roots: Sequence[str | os.PathLike] = (),
                  reload_interval: float = RELOAD_INTERVAL, gpu=None):

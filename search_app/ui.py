@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 24
 PLACEHOLDER = "a cat on a sofa · кошка на диване · 沙发上的猫 · قطة على الأريكة · un perro en la playa"
+SMOKE_NOTICE = ("Smoke mode: this app runs a tiny model with random weights (--tiny), so the results are "
+                "meaningless. Start it with --model to search for real.")
 SORT_LABELS = {"Best match": "score", "Newest first": "date", "Oldest first": "date_asc"}
 # Handler inputs after (text, image): the first five where the first page version had them.
 LEGACY = ("folder", "date_from", "date_to", "sort", "collapse")
@@ -195,6 +197,8 @@ class SearchUI:
             gr.HTML("<h1>Photo search</h1><p>Describe a photo in any language, upload a photo to find similar "
                     "ones, or do both to change it (“this, but at night”). Dates like “beach July 2023” become a "
                     "filter.</p>", elem_id="intro")
+            if self.engine.random_weights:
+                gr.HTML(f"<p><strong>{SMOKE_NOTICE}</strong></p>", elem_id="smoke-mode")
             with gr.Row(equal_height=False):
                 with gr.Column(scale=3):
                     query = gr.Textbox(label="Describe the photo", placeholder=PLACEHOLDER, elem_id="query",

@@ -8,6 +8,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # tests never touch a hub
 import atexit  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 os.environ["MME5_CACHE_DIR"] = tempfile.mkdtemp(prefix="mme5-test-cache-")
 atexit.register(shutil.rmtree, os.environ["MME5_CACHE_DIR"], True)
@@ -96,3 +97,16 @@ def _fill_hub_cache(cache, repo_id: str, folder, commit: str = "0" * 40, repo_ty
 def fill_hub_cache():
     """Writes a folder into a Hugging Face cache folder: fill_hub_cache(cache, repo_id, folder[, commit, repo_type])."""
     return _fill_hub_cache
+
+
+@pytest.fixture
+def user_env():
+    """The environment of a new user's shell for a CLI subprocess: a fresh, empty HOME outside the system temp dir
+    and outside the repo, no XDG_* variables, offline. MME5_CACHE_DIR stays: the suite's own cache of ONNX exports."""
+    base = Path.home() / ".cache" / "mme5-test-homes"
+    base.mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="home-", dir=base))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("XDG_")}
+    env.update(HOME=str(home), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    yield env
+    shutil.rmtree(home, ignore_errors=True)

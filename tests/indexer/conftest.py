@@ -66,12 +66,19 @@ class Photos:
         data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
         return self.raw(name, data)
 
-    def exif(self, orientation=None, taken="2021:07:14 18:30:05", make="Canon", model="Canon EOS 5D"):
+    def exif(self, orientation=None, taken="2021:07:14 18:30:05", make="Canon", model="Canon EOS 5D", position=None):
+        """EXIF tags; ``position``: (latitude, longitude) in degrees, written as EXIF GPS."""
         exif = Image.Exif()
         if orientation:
             exif[0x0112] = orientation
         exif[0x010F], exif[0x0110] = make, model
         exif.get_ifd(0x8769)[0x9003] = taken
+        if position:
+            gps = exif.get_ifd(0x8825)
+            for (ref, tag, value), signs in zip(((1, 2, position[0]), (3, 4, position[1])), ("NS", "EW")):
+                gps[ref] = signs[value < 0]
+                degrees = abs(value)
+                gps[tag] = (int(degrees), int(degrees * 60 % 60), round(degrees * 3600 % 60, 2))
         return exif
 
 

@@ -22,7 +22,8 @@ def build(root, index_dir, embedder, **kwargs):
 
 
 def error_map(summary) -> dict[str, str]:
-    return {error.path: error.reason for error in summary.errors}
+    """{path: reason} of what the build reported: files recorded unreadable, and what it skipped."""
+    return {error.path: error.reason for error in [*summary.errors, *summary.skipped]}
 
 
 @pytest.fixture
@@ -82,6 +83,7 @@ def test_bad_files_are_reported_and_good_ones_indexed(zoo, photos, tmp_path, tin
     assert "symbolic link loop" in errors[loop_folder]
     assert errors[str(photos.folder / "loop-b.jpg")] == "symbolic link loop"
     assert len(set(errors) - {loop_folder}) == 8, sorted(errors)  # the 8 bad files above, nothing else
+    assert [error.path for error in summary.skipped] == [loop_folder]  # a folder: recorded nowhere, not an error
 
     with IndexStore.open(index_dir) as store:
         records = {record.path: record for record in store.records(store.catalog.ok_ids())}
@@ -97,14 +99,16 @@ def test_bad_files_are_reported_and_good_ones_indexed(zoo, photos, tmp_path, tin
         non_utf8 = records[str(zoo["non_utf8"])]
         assert os.fsencode(non_utf8.path).endswith(b"caf\xe9-\xff.jpg") and Path(non_utf8.path).is_file()
         info = store.info()
-        assert info["errors"] == 8 and info["images"] == len(good_paths)
+        assert info["errors"] == 8 == info["last_build"]["error_count"] and info["images"] == len(good_paths)
         listed = {entry["path"]: entry["error"] for entry in info["error_list"]}
         assert listed[str(zoo["bomb"])] == reasons["bomb"]
-        assert {entry["path"] for entry in info["last_build"]["errors"]} == set(errors)
+        assert {entry["path"] for entry in info["last_build"]["errors"]} == set(errors) - {loop_folder}
+        assert info["last_build"]["skipped"] == [{"path": loop_folder, "reason": errors[loop_folder]}]
     assert verify(index_dir).clean
 
     summary = build(photos.folder, index_dir, tiny_mllama)  # bad files are not retried until they change
     assert summary.embedded == 0 and summary.added == 0
+    assert summary.errors == [] and len(summary.skipped) == 1  # nothing new is wrong; the loop is skipped again
     zoo["empty"].write_bytes(zoo["good"].read_bytes())
     summary = build(photos.folder, index_dir, tiny_mllama)
     assert summary.updated == 1 and summary.duplicates == 1 and summary.embedded == 0
@@ -192,10 +196,11 @@ def test_files_that_vanish_or_change_after_the_scan(photos, tmp_path, tiny_mllam
     errors = error_map(summary)
     assert errors[str(vanish)] == "vanished while indexing (deleted?)"
     assert errors[str(change)] == "changed while being read; it will be indexed on the next run"
+    assert summary.errors == []  # skipped, not recorded as unreadable: the next build looks again
     assert summary.removed == 1
     monkeypatch.setattr(indexer.build, "read_file", original)
     summary = build(photos.folder, index_dir, tiny_mllama)
-    assert summary.updated == 1 and summary.errors == []
+    assert summary.updated == 1 and summary.errors == [] and summary.skipped == []
     with IndexStore.open(index_dir) as store:
         records = {r.relpath: r for r in store.records(store.catalog.ok_ids())}
     assert set(records) == {"keep.jpg", "change.jpg"} and records["change.jpg"].width == 50

@@ -73,6 +73,82 @@ def test_ray_engine_indexes_like_the_local_engine(ray_cluster, library, tiny_sig
     assert (again.added, again.embedded, again.unchanged) == (0, 0, 101)  # unchanged bad files are not retried
 
 
+IGNORED = {  # columns that legitimately differ between two builds of the same folder, and why
+    ("images", "id"): "assigned in commit order, which is the cluster's finishing order",
+    ("images", "root_id"): "an id; compared as the root's path instead",
+    ("images", "indexed_at"): "a timestamp",
+    ("roots", "id"): "an id; rows are keyed by path",
+    ("roots", "added_at"): "a timestamp",
+    ("sqlite_sequence", "seq"): "the next id, which follows the number of commits",
+}
+IGNORED_META = {  # meta values that legitimately differ
+    "created_at": "a timestamp", "last_build_at": "a timestamp",
+    "last_build": "the build's summary, with its timings (seconds, rate, started_at); its counts are compared below",
+    ("vector_store", "id"): "the random id each vector store file gets",
+}
+
+
+def catalog_tables(index: Path) -> dict:
+    """{table: sorted rows as dicts} of every table in the catalog, ``IGNORED`` columns left out; vectors as
+    float arrays and meta values decoded."""
+    import json
+
+    db = sqlite3.connect(f"file:{index / 'catalog.sqlite'}?mode=ro", uri=True)
+    try:
+        roots = dict(db.execute("select id, path from roots"))
+        tables = {}
+        for (table,) in db.execute("select name from sqlite_master where type = 'table' order by name"):
+            columns = [row[1] for row in db.execute(f"pragma table_info({table})")]
+            rows = []
+            for values in db.execute(f"select * from {table}"):
+                row = {c: v for c, v in zip(columns, values) if (table, c) not in IGNORED}
+                if table == "images":
+                    row["root"] = roots[values[columns.index("root_id")]]
+                if table == "vectors":
+                    row["vector"] = np.frombuffer(row["vector"], np.float16).astype(np.float32)
+                if table == "meta":
+                    if row["key"] in IGNORED_META:
+                        continue
+                    row["value"] = json.loads(row["value"])
+                    if isinstance(row["value"], dict):
+                        row["value"] = {k: v for k, v in row["value"].items() if (row["key"], k) not in IGNORED_META}
+                rows.append(row)
+            key = {"images": lambda r: (r["root"], r["relpath"]), "vectors": lambda r: r["content_hash"]}.get(
+                table, lambda r: repr(sorted((k, repr(v)) for k, v in r.items())))
+            tables[table] = sorted(rows, key=key)
+        return tables
+    finally:
+        db.close()
+
+
+def test_ray_and_local_builds_give_equal_catalogs(ray_cluster, photos, tiny_siglip, tmp_path):
+    """Every column of every table, places included (the Ray engine once dropped latitude/longitude)."""
+    photos.jpeg("berlin.jpg", seed=1, exif=photos.exif(position=(52.52, 13.405)))
+    photos.jpeg("sydney.jpg", seed=2, exif=photos.exif(position=(-33.8679, 151.2073), taken="2019:01:02 03:04:05"))
+    photos.jpeg("rotated.jpg", 80, 40, seed=3, exif=photos.exif(orientation=6))
+    for i in range(5):
+        photos.jpeg(f"plain/{i}.jpg", seed=10 + i)
+    photos.png("plain/p.png")
+    photos.raw("copy/berlin.jpg", (photos.folder / "berlin.jpg").read_bytes())
+    photos.raw("bad/text.jpg", b"hello, not a photo")
+    summaries = [build_index([photos.folder], tmp_path / engine, tiny_siglip, batch_size=4, show_progress=False,
+                             engine=engine).to_dict() for engine in ("local", "ray")]
+    timings = ("seconds", "rate", "started_at", "peak_decode_pixels")  # peak: how much the decoders overlapped
+    local_summary, ray_summary = ({k: v for k, v in summary.items() if k not in timings} for summary in summaries)
+    assert ray_summary == local_summary
+    local, remote = catalog_tables(tmp_path / "local"), catalog_tables(tmp_path / "ray")
+    assert set(remote) == set(local) and {"images", "vectors", "roots", "meta"} <= set(local)
+    berlin = next(row for row in local["images"] if row["relpath"] == b"berlin.jpg")
+    assert abs(berlin["latitude"] - 52.52) < 1e-3 and berlin["country"] == "DE"  # the test's premise
+    for table in local:
+        if table == "vectors":
+            assert [r["content_hash"] for r in remote[table]] == [r["content_hash"] for r in local[table]]
+            for mine, theirs in zip(remote[table], local[table]):
+                np.testing.assert_allclose(mine["vector"], theirs["vector"], atol=2e-3)
+        else:
+            assert remote[table] == local[table], table
+
+
 def _count(index: Path) -> int:
     try:
         with sqlite3.connect(f"file:{index / 'catalog.sqlite'}?mode=ro", uri=True, timeout=1) as db:

@@ -5,6 +5,9 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from .conftest import REPO, free_port, wait_for_server
 
@@ -25,12 +28,27 @@ def test_help_lists_flags_env_vars_and_examples():
 
 def test_offline_without_a_model_exits_fast_with_advice(tmp_path):
     started = time.monotonic()
-    result = run_app("--index", str(tmp_path / "index"), env={"XDG_CACHE_HOME": str(tmp_path)})
+    (tmp_path / "photos").mkdir()
+    result = run_app("--index", str(tmp_path / "index"), "--photos", str(tmp_path / "photos"),
+                     env={"XDG_CACHE_HOME": str(tmp_path)})
     assert time.monotonic() - started < 60
     assert result.returncode == 1 and result.stdout == ""
     assert "--model" in result.stderr and "python app.py --tiny" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "index").exists() or not any((tmp_path / "index").iterdir())
+
+
+@pytest.mark.server
+def test_a_mistyped_index_is_an_error_that_names_it(tmp_path, tiny_mllama_dir, user_env):
+    """Only an omitted --index serves the bundled samples; a named one that is missing is refused, nothing made."""
+    work = Path(user_env["HOME"]) / "work"
+    work.mkdir()
+    result = subprocess.run([sys.executable, str(REPO / "app.py"), "--index", "idx-typo", "--model",
+                             str(tiny_mllama_dir)], cwd=work, env=user_env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(f"app: error: {work / 'idx-typo'}: no index there"), result.stderr
+    assert "--photos DIR" in result.stderr and "indexing" not in result.stderr
+    assert list(work.iterdir()) == []  # no idx-typo folder left behind
 
 
 def test_a_broken_index_is_reported_not_served(tmp_path, tiny_mllama_dir):
@@ -60,6 +78,9 @@ def test_smoke_mode_builds_the_tiny_model_and_serves_the_sample_photos(tmp_path)
         assert {result["relpath"] for result in answer["results"]} >= {"space/rocket.jpg", "everyday/chelsea.jpg"}
         assert (tmp_path / "cache" / "mme5-search" / "tiny-mllama" / "config.json").is_file()
         assert httpx.get(f"http://127.0.0.1:{port}/gradio_api/info", timeout=5).status_code == 200
+        from search_app.ui import SMOKE_NOTICE
+
+        assert SMOKE_NOTICE in httpx.get(f"http://127.0.0.1:{port}/", timeout=10).text  # the page says it
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -79,7 +100,7 @@ def test_a_network_address_or_share_without_login_is_refused_with_advice(tmp_pat
 
 def test_anonymous_exposure_warns_when_allowed_and_spaces_stay_public(tmp_path):
     env = {"XDG_CACHE_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config")}
-    # Both get past the check and stop at the (missing, offline) model, which proves they were not refused.
+    # Both get past the check and stop at the missing index, which proves they were not refused.
     allowed = run_app("--host", "0.0.0.0", "--allow-anonymous", "--index", str(tmp_path / "a"), env=env)
     assert allowed.returncode == 1 and "WARNING: serving WITHOUT LOGIN on --host 0.0.0.0" in allowed.stderr
     spaces = run_app("--index", str(tmp_path / "b"), env={**env, "SPACE_ID": "someone/photos"})

@@ -98,3 +98,14 @@ def test_a_rerank_that_finishes_after_clear_paints_nothing(ui):
         assert fresh[0] != gr.update() and "Showing" in status_of(fresh)  # with nothing newer, a re-rank paints
     finally:
         del ui._outputs
+
+
+def test_only_the_random_weight_model_is_announced_as_meaningless(engine, monkeypatch):
+    from search_app.ui import SMOKE_NOTICE
+
+    def shown(ui) -> str:
+        return " ".join(str(getattr(block, "value", "")) for block in ui.build().blocks.values())
+
+    assert SMOKE_NOTICE not in shown(SearchUI(engine))
+    monkeypatch.setattr(engine, "random_weights", True)  # what `python app.py --tiny` sets
+    assert SMOKE_NOTICE in shown(SearchUI(engine))
