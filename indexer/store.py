@@ -76,6 +76,10 @@ class IndexStore:
         try:
             meta = catalog.get_meta()
             published = immutable or "published" in meta
+            if published and not immutable:  # a published copy outside the Hub's cache: read as a download is
+                catalog.close()
+                catalog, immutable = Catalog(index_dir / CATALOG_FILE, immutable=True), True
+                meta = catalog.get_meta()
             if published:
                 from .published import validate_published
 

@@ -110,3 +110,17 @@ def user_env():
     env.update(HOME=str(home), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     yield env
     shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_home(monkeypatch):
+    """In-process code that finds the user's folders from HOME (the album store, the cache) gets a HOME of its own,
+    outside the system temp folder and the repo, with no XDG_* overrides: it never writes into the real user's."""
+    from pathlib import Path
+
+    home = Path(tempfile.mkdtemp(prefix="mme5-home-", dir=Path.home()))
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    yield home
+    shutil.rmtree(home, ignore_errors=True)

@@ -459,19 +459,6 @@ def test_push_never_publishes_a_file_the_app_refuses_to_serve(library, outside_d
     assert [line for line in prepared.skipped if "escape.jpg" in line and "never serves" in line]
 
 
-@pytest.fixture
-def fresh_home(monkeypatch):
-    """A user's HOME of its own, outside the system temp folder and the repo (the album store is found from it)."""
-    import shutil
-    import tempfile
-
-    home = Path(tempfile.mkdtemp(prefix="mme5-home-", dir=Path.home()))
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
-    yield home
-    shutil.rmtree(home, ignore_errors=True)
-
-
 def test_albums_of_a_published_index_live_in_the_users_store_never_in_the_hub_cache(hub, fresh_home, prepared,
                                                                                     fill_hub_cache):
     from indexer.hub import download_index
