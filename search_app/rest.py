@@ -121,10 +121,21 @@ class Gate:
             busy = _answer(503, f"The server is busy ({self.slots.running} running, {self.slots.queue} waiting): "
                                 f"try again in {RETRY_AFTER_S} s.", {"Retry-After": str(RETRY_AFTER_S)})
             return await busy(scope, receive, send)
+        left = False
+
+        async def leave_when_answered(message):  # the client may send its next request before the app returns
+            nonlocal left
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body") and not left:
+                left = True
+                self.slots.leave()
+
         try:
-            await self._limited(scope, receive, send)
+            await self._limited(scope, receive, leave_when_answered)
         finally:
-            self.slots.leave()
+            if not left:
+                left = True
+                self.slots.leave()
 
     async def _authenticate(self, scope):
         """None when the bearer token is good; else the 401 response (never naming or logging the token)."""
