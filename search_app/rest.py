@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fastapi import APIRouter, FastAPI, File, Form, Query, Security, UploadFile
+from fastapi import Path as Path_
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPBearer
@@ -38,7 +39,7 @@ from indexer.files import printable
 from mme5.images import PREVIEW_SIZE
 
 from .albums import ALBUM_K
-from .api import OPTIONS, Answers, APIError, parameters
+from .api import OPTIONS, PIN_ACTIONS, Answers, APIError, parameters
 from .auth import LoginThrottle, _Record
 from .encoding import MAX_QUERY_CHARS
 from .filters import FILTERS
@@ -357,6 +358,18 @@ class RestAPI:
         @router.get("/albums/{name}", summary="An album's photos now: pinned first, then its search run again")
         async def album(name: str, k: int = Query(ALBUM_K, description=f"photos at most, 1–{ALBUM_K}")):
             return await self.work(answers.open_album, name, k)
+
+        @router.put("/albums/{name}", summary="Save a text query with its options as an album (pins are kept)")
+        @_with_options([_keyword("name", str, Path_(..., description="the album's name")),
+                        _keyword("text", str, Query(..., description=TEXT_HELP))], Query)
+        async def save_album(**values):
+            return await run_in_threadpool(answers.save_album, values.pop("name"), values.pop("text"), **values)
+
+        @router.post("/albums/{name}/photos/{image_id}", summary="Pin a photo into an album, remove it for good, "
+                     "or undo either")
+        async def album_photo(name: str, image_id: int, action: str = Query(
+                "pin", description=f"one of {', '.join(PIN_ACTIONS)}")):
+            return await run_in_threadpool(answers.album_photo, name, image_id, action)
 
         @router.get("/similar-groups", summary="Groups of near-identical photos (best first in each)")
         async def similar_groups(threshold: float | None = Query(None, description="least similarity, 0–1 "

@@ -204,14 +204,36 @@ def test_files_outside_the_indexed_folders_are_never_served(tmp_path, tiny_mllam
         engine.close()
 
 
-def test_albums_and_similar_groups(rest, engine):
-    engine.albums.save("Beach", {"text": "beach"}, {"folder": "2023"})
+@pytest.fixture
+def albums(engine):
+    """The session index's albums, left as they were found."""
+    assert engine.albums.names() == []
+    yield engine.albums
+    for name in engine.albums.names():
+        engine.albums.delete(name)
+
+
+def test_albums_and_similar_groups(rest, engine, albums):
+    albums.save("Beach", {"text": "beach"}, {"folder": "2023"})
     listed = rest.get("/albums").json()
     assert [album["name"] for album in listed["albums"]] == ["Beach"]
     opened = rest.get("/albums/Beach", params={"k": 5}).json()
     assert opened["album"]["name"] == "Beach" and all(r["relpath"].startswith("2023/") for r in opened["results"])
     missing = rest.get("/albums/Nowhere")
     assert missing.status_code == 400 and "Nowhere" in missing.json()["error"]
+    saved = rest.put("/albums/Dated", params={"text": "photos", "date_from": "2024-01-01", "k": 7})
+    assert saved.status_code == 200 and saved.json()["options"]["date_from"] == "2024-01-01"
+    assert saved.json() == Answers(engine).list_albums()["albums"][[a["name"] for a in
+                                                                    Answers(engine).list_albums()["albums"]].index("Dated")]
+    bad = rest.put("/albums/Dated", params={"text": "photos", "date_from": "soon"})
+    assert bad.status_code == 400 and "date_from 'soon' is not a date" in bad.json()["error"]
+    photo = engine.store.ids()[0]
+    pinned = rest.post(f"/albums/Dated/photos/{photo}", params={"action": "pin"})
+    assert pinned.status_code == 200 and pinned.json()["pinned"] == [photo]
+    assert rest.get("/albums/Dated").json()["results"][0]["image_id"] == photo
+    assert rest.post(f"/albums/Dated/photos/{photo}", params={"action": "burn"}).json()["error"] == (
+        "action must be one of pin, remove, unpin, got 'burn'")
+    assert rest.post(f"/albums/Dated/photos/{photo}", params={"action": "unpin"}).json()["pinned"] == []
     groups = rest.get("/similar-groups").json()
     assert groups == Answers(engine).similar_groups()
     assert rest.get("/similar-groups", params={"threshold": "high"}).status_code == 400
