@@ -155,7 +155,7 @@ class Answers:
         except (ValueError, TypeError) as error:  # TypeError: an option name the engine does not know
             raise APIError(str(error)) from None
         payload = page.to_json()
-        payload["total_indexed"] = self.engine.stats()["images"]
+        payload["total_indexed"] = int(self.engine.store.count)  # the store just searched; stats() reads the catalog
         return payload
 
 
