@@ -8,6 +8,7 @@ Examples:
   python app.py --model ./models/siglip --photos ~/Pictures
   python app.py --model ./models/siglip --runtime torch   # skip ONNX Runtime (the CPU default for SigLIP)
   python -m search_app add-user alice            # create a login (asked twice, never echoed)
+  python -m search_app add-token alice           # an API token for /api/v1 (revoke-token alice stops it)
   python app.py --host 0.0.0.0 --port 8080        # reachable from other machines: needs a login (above)
   python app.py --host 0.0.0.0 --auth-file users  # users file written by add-user
   MME5_AUTH=alice:secret python app.py --share    # one login from the environment (a Spaces secret)
@@ -83,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, default=int(env("MME5_CONCURRENCY") or 1),
                         help="queries run at once on the model; others wait in the queue [env MME5_CONCURRENCY; "
                              "default 1]")
+    parser.add_argument("--api-queue", type=int, default=int(env("MME5_API_QUEUE") or 256),
+                        help="REST requests (/api/v1) that may wait beyond --concurrency; more answer 503 with "
+                             "Retry-After at once [env MME5_API_QUEUE; default 256]")
     parser.add_argument("--page-size", type=int, default=int(env("MME5_PAGE_SIZE") or 24),
                         help="photos per page in the UI [env MME5_PAGE_SIZE; default 24]")
     parser.add_argument("--cache-max-gb", type=_positive, default=env("MME5_CACHE_MAX_GB", f"{DEFAULT_MAX_GB:g}"),
@@ -251,6 +255,7 @@ def serve(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from .auth import LoginThrottle, SessionGuard, load_auth
     from .hosts import HostGuard, allowed_hosts
+    from .limits import MAX_UPLOAD_BYTES
     from .private import private_dir
 
     auth = load_auth(args.auth_file, os.environ.get("MME5_AUTH"))
@@ -272,6 +277,7 @@ def serve(argv=None) -> int:
 
     from starlette.middleware import Middleware
 
+    from .rest import rest_routes
     from .ui import CSS, JS, SearchUI
     from .uploads import UploadGuard
 
@@ -286,9 +292,10 @@ def serve(argv=None) -> int:
     sessions = [Middleware(SessionGuard, authenticator=auth)] if auth else []
     uploads = Middleware(UploadGuard)
     middleware = [hosts, *sessions, throttle, uploads]  # outermost first: a foreign Host is refused before anything else
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size="20mb", css=CSS, js=JS,
+    rest = rest_routes(engine, auth, args)  # /api/v1, before Gradio's own routes
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD_BYTES, css=CSS, js=JS,
                 footer_links=["api", "gradio"], show_error=False, quiet=True, auth=auth.login if auth else None,
-                auth_message="Log in to search this photo library.", app_kwargs={"middleware": middleware})
+                auth_message="Log in to search this photo library.", app_kwargs={"middleware": middleware, "routes": rest})
     return 0
 
 
@@ -303,6 +310,11 @@ def main(argv=None) -> int:
         from .auth import add_user_cli
 
         return run(add_user_cli, argv[1:], "add-user", (SearchAppError,))
+    if argv[:1] in (["add-token"], ["revoke-token"]):
+        from . import tokens
+
+        command = tokens.add_token_cli if argv[0] == "add-token" else tokens.revoke_token_cli
+        return run(command, argv[1:], argv[0], (SearchAppError,))
     return run(serve, argv, "app", (SearchAppError, IndexerError))
 
 

@@ -48,6 +48,7 @@ OPTION_NAMES = (*LEGACY, *(item.name for item in FILTERS if item.name not in LEG
                 "without", "strong_only", "dates_in_text", "places_in_text")
 DEFAULTS = {"sort": "Best match", "collapse": True, "strong_only": False, "dates_in_text": True, "places_in_text": True,
             "without": ""}
+REST_SCHEMA = "api/v1/openapi.json"  # search_app/rest.py's schema, relative: works behind a proxy's prefix too
 MAX_GROUPS_SHOWN = 40  # similar-photo groups listed in the gallery at once (largest first)
 
 CSS = """
@@ -783,7 +784,8 @@ class SearchUI:
         adapter = f" + adapter `{stats['adapter']}`" if stats["adapter"] else ""
         roots = ", ".join(f"`{root}`" for root in stats["roots"]) or "none"
         return (f"{stats['images']} photos indexed from {roots} · model `{stats['model']}`{adapter} "
-                f"({stats['dim']}-d) · [mmE5](https://arxiv.org/abs/2502.08468)")
+                f"({stats['dim']}-d) · [mmE5](https://arxiv.org/abs/2502.08468) · "
+                f"[REST API (OpenAPI)]({REST_SCHEMA})")
 
 
 def _shown(text: str) -> str:
