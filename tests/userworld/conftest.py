@@ -189,3 +189,31 @@ def open_page(browser, url: str, size: str):
 
 def wait_status(page, text: str) -> None:
     page.wait_for_function("(t) => document.querySelector('#status').innerText.includes(t)", arg=text)
+
+
+class Library:
+    """The user's photos (the sample photos, one identical copy), a tiny model and an index, made with the CLIs."""
+
+    def __init__(self, world: UserWorld):
+        self.world = world
+        samples = sorted(path for path in (world.clone / "assets" / "photos").rglob("*.jpg"))
+        for path in samples:
+            target = world.photos / path.parent.name / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+        self.copy = world.photos / "copies" / samples[0].name  # an identical copy: one group of near-identical photos
+        self.copy.parent.mkdir()
+        shutil.copyfile(samples[0], self.copy)
+        self.photos = sorted(path.relative_to(world.photos) for path in world.photos.rglob("*.jpg"))
+        # As the README writes them, from the clone (the modules are run from the repo root): a tiny offline model,
+        # then an index of the photo folder beside it in HOME.
+        self.model = world.clone / "models" / "tiny"
+        world.run(["-m", "mme5", "tiny", "--out", "models/tiny"], cwd=world.clone)
+        self.index = world.home / "photo-index"
+        self.build = world.run(["-m", "indexer", "build", "--dir", str(world.photos), "--index", str(self.index),
+                                "--model", "models/tiny", "--json"], cwd=world.clone)
+
+
+@pytest.fixture(scope="module")
+def library(user_world) -> Library:
+    return Library(user_world)
