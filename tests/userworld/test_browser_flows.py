@@ -48,12 +48,14 @@ def search(page, text: str, expect: str = "Showing") -> None:
 
 def open_result(page, number: int) -> None:
     """Click result ``number`` until its details show: under load a click can land while the gallery repaints."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     for attempt in range(3):
         page.locator("#results .thumbnail-item").nth(number).click()
         try:
             page.wait_for_function("document.querySelector('#details').innerText.includes('score')", timeout=20_000)
             return
-        except Exception:
+        except PlaywrightTimeout:
             if attempt == 2:
                 raise
 

@@ -3,7 +3,6 @@ HOME): build, info, search, verify, similar, watch and push's prepare step."""
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import time
@@ -68,8 +67,7 @@ def test_watch_indexes_a_photo_added_while_it_runs(library, user_world):
     try:
         new = user_world.photos / "new" / "added.jpg"
         new.parent.mkdir()
-        shutil.copyfile(user_world.clone / "assets" / "photos" / "textures" / "brick.jpg", user_world.home / "x.jpg")
-        _recolour(user_world.home / "x.jpg", new)
+        _recolour(user_world.clone / "assets" / "photos" / "textures" / "brick.jpg", new)
         deadline = time.monotonic() + 300
         while json.loads(user_world.run(info, cwd=user_world.clone).stdout)["images"] == before:
             assert watcher.poll() is None, log.read_text()[-3000:]
