@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never touch a hub
-# ONNX exports of the tiny models go to a per-run cache, never the user's (subprocesses inherit it).
+# ONNX exports of the tiny models go to a per-run cache, never the user's (subprocesses inherit it; the app
+# subprocesses of tests/search_app and tests/userworld do not: they run in a fresh HOME as a user's machine does).
 import atexit  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402

@@ -50,6 +50,8 @@ def names(reply):
 
 
 def test_save_open_pin_remove_and_zip_an_album(ui, tmp_path, monkeypatch):
+    # In-process: keeps the zip (cache_home()/albums) out of the developer's own ~/.cache. The default place, served
+    # by a real app, is tested in tests/userworld/test_browser_flows.py.
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert "Search first" in ui.on_save_album("Trip", None, *values())[0]
     shown = ui.on_search("a trip", None, *values(folder="trip"), progress=NoProgress())
