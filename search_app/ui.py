@@ -29,7 +29,7 @@ from .albums import ALBUM_ERRORS
 from .api import SearchAPI
 from .engine import MAX_QUERY_CHARS, SearchEngine, SearchOptions
 from .filters import FILTERS
-from .private import cache_home, private_dir
+from .private import cache_home, hand_to_gradio, private_dir
 from .results import result_of
 from .thumbnails import ThumbnailCache
 from .limits import HEAVY_CONCURRENCY, HEAVY_SLOT, MAX_ALBUM_NAME_CHARS
@@ -382,7 +382,7 @@ class SearchUI:
             path = self.engine.image_file(record)  # the original, or the published preview when absent
             progress(0.1, desc="Looking at the photo…")
             vector = self.engine.encode_query(image=str(path))
-            thumbnail = str(self.thumbnails.get(path, record.content_hash))
+            thumbnail = hand_to_gradio(self.thumbnails.get(path, record.content_hash))
         except (ValueError, PermissionError, OSError) as error:
             return self._message(f"⚠️ {_shown(str(error))}", keep=True)
         options = replace(options, exclude=(*options.exclude, int(record.id)))
@@ -514,10 +514,11 @@ class SearchUI:
             folder = private_dir(cache_home() / "albums")
             stem = re.sub(r"[^\w.-]+", "-", name).strip("-.") or "album"
             target = export_zip(results, folder / (stem + ".zip"))
+            served = hand_to_gradio(target)
         except ALBUM_ERRORS as error:
             return gr.update(visible=False), f"⚠️ {_shown(str(error))}"
         size = _human_size(target.stat().st_size)
-        return (gr.update(value=str(target), visible=True, label=f"Download “{name}” ({len(results)} photos, {size})"),
+        return (gr.update(value=served, visible=True, label=f"Download “{name}” ({len(results)} photos, {size})"),
                 f"The zip of “{html.escape(name)}” is ready: {len(results)} photos, {size}.")
 
     def on_groups(self, threshold, progress=gr.Progress()):
@@ -580,8 +581,8 @@ class SearchUI:
             path = self.engine.servable_path(result.path)
             lines.append(" · ".join(f"{key}: {html.escape(str(value))}" for key, value in exif_facts(path).items())
                          or "no EXIF facts")
-            served = self._original_copy(path, result.content_hash)
-            download = gr.update(value=str(served), visible=True, label=f"Open / download original ({path.name})")
+            served = hand_to_gradio(self._original_copy(path, result.content_hash))
+            download = gr.update(value=served, visible=True, label=f"Open / download original ({path.name})")
         except (OSError, ValueError) as error:  # PathNotAllowedError is an OSError: never served
             lines.append(f"⚠️ the original cannot be opened: {html.escape(str(error))}")
             download = gr.update(visible=False)
@@ -674,12 +675,13 @@ class SearchUI:
         items, missing = [], 0
         for result in progress.tqdm(results, desc="Preparing previews…"):
             try:
-                thumbnail = self.thumbnails.get(self.engine.servable_path(result.path), result.content_hash)
+                thumbnail = hand_to_gradio(self.thumbnails.get(self.engine.servable_path(result.path),
+                                                                result.content_hash))
             except (ValueError, OSError) as error:
                 log.warning("cannot show %s: %s", result.path, error)
                 missing += 1
                 continue
-            items.append((result, (str(thumbnail), f"{printable(result.relpath or result.path)} · {result.score:.3f}")))
+            items.append((result, (thumbnail, f"{printable(result.relpath or result.path)} · {result.score:.3f}")))
         return items, missing
 
     def _original_copy(self, path: Path, content_hash: str) -> Path:
