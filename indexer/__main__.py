@@ -197,14 +197,14 @@ def run_watch(args) -> int:
     from mme5 import load_embedder
 
     from .catalog import CATALOG_FILE, Catalog
-    from .store import resolve_local
+    from mme5.model_ref import ModelRef
     from .watch import Watcher, watch_roots
 
     if args.poll is not None and args.poll <= 0:
         from mme5.cli import UsageError
 
         raise UsageError(f"--poll must be a positive number of seconds, got {args.poll}")
-    model, adapter = resolve_local(args.model), resolve_local(args.adapter)
+    model, adapter = ModelRef.canonical_of(args.model), ModelRef.canonical_of(args.adapter)
     if model is None and (args.index / CATALOG_FILE).is_file():
         catalog = Catalog(args.index / CATALOG_FILE)
         meta = catalog.get_meta()
@@ -225,7 +225,7 @@ def run_build(args) -> int:
     from .build import build_index, plan_roots
     from .catalog import CATALOG_FILE, Catalog
     from .lock import WriteLock
-    from .store import resolve_local
+    from mme5.model_ref import ModelRef
 
     from mme5.cli import UsageError
     from mme5.registry import runtime_for
@@ -236,7 +236,7 @@ def run_build(args) -> int:
         raise UsageError(f"--decode-budget-mp must be positive, got {args.decode_budget_mp}")
     index_dir = args.index.expanduser().absolute()
     plan_roots(args.dirs, index_dir)  # fail on a bad --dir before spending time on the model
-    model, adapter, runtime = resolve_local(args.model), resolve_local(args.adapter), args.runtime
+    model, adapter, runtime = ModelRef.canonical_of(args.model), ModelRef.canonical_of(args.adapter), args.runtime
     if model is None and (index_dir / CATALOG_FILE).is_file():
         catalog = Catalog(index_dir / CATALOG_FILE)
         meta = catalog.get_meta()

@@ -90,12 +90,9 @@ def plan_workers(options: RayOptions, cluster: dict) -> tuple[int, float]:
 
 def model_spec(embedder) -> dict:
     """What an actor needs to load the same model: absolute local paths, hub ids as they are."""
-    def absolute(value):
-        if value and Path(value).expanduser().exists():
-            return str(Path(value).expanduser().resolve())
-        return value
+    from mme5.model_ref import ModelRef
 
-    return {"model": absolute(embedder.model_id), "adapter": absolute(embedder.adapter),
+    return {"model": ModelRef.canonical_of(embedder.model_id), "adapter": ModelRef.canonical_of(embedder.adapter),
             "dtype": str(embedder.backbone.dtype).removeprefix("torch."), "runtime": embedder.runtime}
 
 

@@ -13,10 +13,12 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from mme5.model_ref import ModelRef
+
 from . import rowstore
 from .catalog import CATALOG_FILE, CHEAP_CHECK_BYTES, STATUS_ERROR, Catalog, Image, Meta, Root, Vector, decode_relpath
 from .errors import BadRootError, IndexCorruptError, IndexLockedError, IndexNotFoundError
-from .space import meta_updates, resolve_local
+from .space import meta_updates
 from .sync import load_index
 from .vectors import INDEX_FILE
 
@@ -503,7 +505,7 @@ def open_index(index_dir: Path | str, model: str | None = None, adapter: str | N
         if model is None:
             model, adapter = store.model_id, adapter or store.adapter
         runtime = runtime or runtime_for(store.meta.get("quantization"))
-        embedder = load_embedder(resolve_local(model), device=device, adapter=resolve_local(adapter), runtime=runtime)
+        embedder = load_embedder(ModelRef.canonical_of(model), device=device, adapter=ModelRef.canonical_of(adapter), runtime=runtime)
         store.check_embedder(embedder)
     except BaseException:
         store.close()

@@ -38,16 +38,19 @@ def user_cache_dir() -> Path:
 
 def locate_model(model: str, revision: str | None = None) -> Path | None:
     """The folder holding ``model``'s files: a local folder, or the hub cache snapshot of a hub id."""
-    path = Path(model).expanduser()
-    if path.is_dir():
-        return path.resolve()
-    if model.startswith((".", "/", "~")) or model.count("/") != 1:
+    from .model_ref import ModelRef, ModelRefError
+
+    try:
+        ref = ModelRef.parse(model)
+    except ModelRefError:  # an in-memory model's name
         return None
+    if ref.is_local:
+        return ref.path if ref.path.is_dir() else None
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return None
-    found = try_to_load_from_cache(model, "config.json", revision=revision)
+    found = try_to_load_from_cache(ref.canonical, "config.json", revision=revision)
     return Path(found).parent if isinstance(found, str) else None
 
 

@@ -572,7 +572,7 @@ def decide(before: dict, after: dict, guard: dict | None) -> tuple[bool, str]:
 
 def run_adapt(args) -> int:
     from indexer import IndexStore
-    from indexer.store import resolve_local
+    from mme5.model_ref import ModelRef
     from mme5 import load_embedder
     from synth import tasks as synth_tasks
 
@@ -591,7 +591,7 @@ def run_adapt(args) -> int:
         applied_before = (_read(run / "applied.json") or {}).get("applied")  # then the index moved on by design
         if split["fingerprint"] != store.fingerprint and not applied_before:
             raise AdaptError(f"{run}: made for another state of the index ({split['fingerprint']}); choose a new --out")
-        model, serving = resolve_local(store.model_id), resolve_local(store.adapter)
+        model, serving = ModelRef.canonical_of(store.model_id), ModelRef.canonical_of(store.adapter)
         combos = synth_tasks.parse_tasks(args.tasks)
         guard_sets = check_guard(args)
         from synth.cli import _model, _prices

@@ -131,24 +131,41 @@ def load_examples(sources: list[str], image_dir: str | None, negative_ratio: int
 
 # -- reading sources ---------------------------------------------------------------------
 def _rows(source: str) -> Iterator[dict]:
-    path = Path(source).expanduser()
-    if path.is_file():
+    ref, config = _source_ref(source)
+    path = ref.path if ref.is_local else None
+    if path is not None and path.is_file():
         if path.suffix == ".parquet":
             yield from _dataset_rows(_load_parquet([path]), str(path))
         elif path.suffix in (".jsonl", ".json"):
             yield from _jsonl_rows(path)
         else:
             raise DataError(f"{path}: expected a .jsonl or .parquet file in the mmE5 schema, or a datasets folder")
-    elif path.is_dir():
+    elif path is not None and path.is_dir():
         parquet = sorted(path.rglob("*.parquet"))
         if parquet and not (path / "dataset_info.json").exists() and not (path / "dataset_dict.json").exists():
             yield from _dataset_rows(_load_parquet(parquet), str(path))  # a hub download (hf download ...)
         else:
             yield from _dataset_rows(_load_from_disk(path), str(path))
-    elif source.startswith((".", "/", "~")) or source.count("/") > 1 or source.endswith(".jsonl"):
+    elif ref.is_local or source.endswith(".jsonl"):
         raise DataError(f"{source}: data file or folder not found")
     else:
-        yield from _dataset_rows(_load_hub(source), source)
+        yield from _dataset_rows(_load_hub(f"{ref.canonical}:{config}" if config else ref.canonical), source)
+
+
+def _source_ref(source: str):
+    """(ModelRef, hub config) of a data source: a local file/folder, or a Hub dataset ``ORG/NAME[:CONFIG]``."""
+    from mme5.model_ref import ModelRef, ModelRefError
+
+    try:
+        return ModelRef.parse(source), ""
+    except ModelRefError as error:
+        head, colon, config = source.rpartition(":")
+        try:
+            if colon and config and ModelRef.parse(head).is_hub:
+                return ModelRef.parse(head), config
+        except ModelRefError:
+            pass
+        raise DataError(f"{source}: data file or folder not found ({error})") from None
 
 
 def _jsonl_rows(path: Path) -> Iterator[dict]:
