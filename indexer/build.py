@@ -19,7 +19,7 @@ import numpy as np
 from sqlalchemy import bindparam, delete, insert, select, update
 from tqdm.auto import tqdm
 
-from .atomic import remove_stale_temps
+from mme5.atomic import remove_stale_temps
 from .catalog import (
     CATALOG_FILE,
     SCHEMA_VERSION,

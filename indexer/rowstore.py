@@ -34,7 +34,7 @@ import numpy as np
 from sqlalchemy import select
 from tqdm.auto import tqdm
 
-from .atomic import atomic_open, fsync_dir
+from mme5.atomic import atomic_open, fsync_dir
 from .catalog import STATUS_OK, Catalog, Image, Vector, _blobs_to_array
 from .errors import IndexerError, IndexLockedError, os_problem
 

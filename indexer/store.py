@@ -6,7 +6,7 @@ import os
 import posixpath
 import sys
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -199,34 +199,15 @@ class IndexStore:
         """Every searchable image id (the ids ``search`` can return), ascending, int64."""
         return self._searchable_sorted().copy()
 
-    def ids_matching(self, folder: str | None = None, date_from: datetime | date | None = None,
-                     date_to: datetime | date | None = None) -> np.ndarray:
-        """Searchable ids (ascending, int64) of photos inside ``folder`` taken from ``date_from`` to ``date_to``.
-
-        ``folder`` is absolute or relative to any indexed root and matches whole names ("2023"
-        holds "2023/a.jpg", not "20231/a.jpg"); one that climbs out with ".." is a ValueError.
-        Both dates are inclusive (a bare date means the whole day); once either is given,
-        undated photos are left out. Answered by index range scans in SQLite, so a filter
-        matching a handful of photos costs about the same on any library size.
-        """
-        return self._matching(folder, date_from, date_to, limit=None)
-
-    def count_matching(self, folder: str | None = None, date_from: datetime | date | None = None,
-                       date_to: datetime | date | None = None, up_to: int | None = None) -> int:
-        """``len(ids_matching(...))``, but counting stops at ``up_to``: a cheap test for "few photos match"."""
-        return len(self._matching(folder, date_from, date_to, limit=up_to))
-
-    def _matching(self, folder, date_from, date_to, limit: int | None) -> np.ndarray:
-        start, end = _day_bound(date_from, end_of_day=False), _day_bound(date_to, end_of_day=True)
-        conditions = [] if start is None else [Image.taken_at >= start]
-        conditions += [] if end is None else [Image.taken_at <= end]
-        return self.ids_where(conditions, folder=folder, limit=limit)
-
     def ids_where(self, conditions: list, folder: str | None = None, limit: int | None = None) -> np.ndarray:
         """Searchable ids (ascending) meeting SQL ``conditions`` on ``Image`` columns, inside ``folder``.
 
+        ``folder`` is absolute or relative to any indexed root and matches whole names ("2023"
+        holds "2023/a.jpg", not "20231/a.jpg"); one that climbs out with ".." is a ValueError.
         ``limit`` stops after that many catalog ids (a cheap "are there few?"). Used by the
-        search filters, which each bring their own condition (search_app/filters.py).
+        search filters, which each bring their own condition (search_app/filters.py). Answered by
+        index range scans in SQLite, so a filter matching a handful of photos costs about the same
+        on any library size.
         """
         folder = normalise_folder(folder)
         places = None if folder is None else self._folder_places(folder)
@@ -240,7 +221,7 @@ class IndexStore:
         return matching[found == matching]
 
     def folder_condition(self, folder: str | None):
-        """One SQL condition (on ``Image``) for "inside ``folder``" (see ``ids_matching``); None: no folder."""
+        """One SQL condition (on ``Image``) for "inside ``folder``" (see ``ids_where``); None: no folder."""
         from sqlalchemy import and_, false, or_
 
         from .catalog import _under
@@ -287,7 +268,7 @@ class IndexStore:
     def search(self, vectors: np.ndarray, k: int, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by inner product: (scores (n, k) float32, ids (n, k) int64), id -1 = no hit.
 
-        ``among`` (ids, e.g. from ``ids_matching``) restricts the hits to those ids, ranked as the
+        ``among`` (ids, e.g. from ``ids_where``) restricts the hits to those ids, ranked as the
         unrestricted search ranks them (scores agree to float rounding, ~1e-7).
         """
         vectors = np.asarray(vectors, dtype=np.float32)
@@ -472,15 +453,6 @@ def _check_published_adapter(index_dir: Path, meta: dict) -> None:
         raise IndexCorruptError(f"{index_dir}: this published index was built with an adapter, but "
                                 f"{ADAPTER}/adapter_config.json is missing from it; publish it again with "
                                 "`python -m indexer push` (it uploads the adapter with the catalog)")
-
-
-def _day_bound(value: datetime | date | None, end_of_day: bool) -> datetime | None:
-    """A naive datetime to compare capture times with (wall-clock times, no zones); a date is its whole day."""
-    if value is None or isinstance(value, datetime):
-        return value.replace(tzinfo=None) if value is not None and value.tzinfo else value
-    if isinstance(value, date):
-        return datetime.combine(value, time.max if end_of_day else time.min)
-    raise TypeError(f"expected a datetime or date, got {value!r}")
 
 
 def _size(path: Path) -> int:

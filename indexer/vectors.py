@@ -22,7 +22,7 @@ from typing import Callable
 import faiss
 import numpy as np
 
-from .atomic import write_atomic
+from mme5.atomic import write_atomic
 from .errors import VectorFileError
 
 INDEX_FILE = "vectors.faiss"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.atomic import write_atomic
+from mme5.atomic import write_atomic
 
 from .errors import TrainerError
 
