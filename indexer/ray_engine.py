@@ -22,6 +22,7 @@ that cannot see a folder the driver listed stops the build with a clear error.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import sys
@@ -36,6 +37,8 @@ from tqdm.auto import tqdm
 from .errors import IndexerError
 from .files import FileEntry, printable
 from .reader import DEFAULT_DECODE_BUDGET, DecodeBudget, ReadResult, read_file
+
+logger = logging.getLogger(__name__)
 
 RESULT_FIELDS = ("idx", "size", "mtime_ns", "content_hash", "width", "height", "taken_at", "camera", "error",
                  "retry", "vanished", "changed")
@@ -304,9 +307,8 @@ def _ray_results(owner: ray_results, work: list, embedder, known_hashes, options
     device = "cuda" if gpus else "cpu"
     nodes = [node for node in ray.nodes() if node["Alive"]]
     threads = None if gpus else model_threads(options, actors, cluster, len(nodes))
-    print(f"indexer: Ray engine, {actors} embedding worker(s) on {device}"
-          f"{f' ({gpus:g} GPU each)' if gpus else f' ({threads} thread(s) each)'}, decoding on CPU tasks",
-          file=sys.stderr)
+    logger.info(f"indexer: Ray engine, {actors} embedding worker(s) on {device}"
+                f"{f' ({gpus:g} GPU each)' if gpus else f' ({threads} thread(s) each)'}, decoding on CPU tasks")
     probes: dict = {}
     for entry, _, _ in work:
         if entry.problem is None and entry.root not in probes:

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import posixpath
-import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +21,8 @@ from .errors import BadRootError, IndexCorruptError, IndexLockedError, IndexNotF
 from .space import meta_updates
 from .sync import load_index
 from .vectors import INDEX_FILE
+
+logger = logging.getLogger(__name__)
 
 INFO_ERROR_LIMIT = 1000
 
@@ -88,8 +90,8 @@ class IndexStore:
             catalog.close()
             raise
         if report.rebuilt:
-            print(f"indexer: {report.rebuilt}; searching a copy rebuilt in memory from the catalog's stored vectors "
-                  f"(python -m indexer verify --index {index_dir} --repair rewrites the file)", file=sys.stderr)
+            logger.warning(f"indexer: {report.rebuilt}; searching a copy rebuilt in memory from the catalog's stored "
+                           f"vectors (python -m indexer verify --index {index_dir} --repair rewrites the file)")
         opened = cls(index_dir, catalog, meta, index, report)
         opened.vector_store = vector_store
         return opened
@@ -192,7 +194,7 @@ class IndexStore:
                 Catalog.set_meta(session, **updates)
                 session.commit()
         except (IndexLockedError, OSError, SQLAlchemyError) as error:  # read-only or busy: next open tries again
-            print(f"indexer: {self.index_dir}: model record not updated ({error})", file=sys.stderr)
+            logger.warning(f"indexer: {self.index_dir}: model record not updated ({error})")
 
     # -- search and lookup --------------------------------------------------------------
     def ids(self) -> np.ndarray:

@@ -13,9 +13,9 @@ beside the model; ``MME5_GPU_SEARCH=0`` keeps it on the CPU.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Callable
 
@@ -24,6 +24,8 @@ import numpy as np
 
 from mme5.atomic import write_atomic
 from .errors import VectorFileError
+
+logger = logging.getLogger(__name__)
 
 INDEX_FILE = "vectors.faiss"
 AUTO_IVF_THRESHOLD = 100_000  # up to here exact search is fast enough and memory is dim*4 bytes/image
@@ -309,8 +311,8 @@ class VectorIndex:
             device = _torch_gpu_for(self.kind, self.ntotal, self.dim)
             if device is not None:
                 self._gpu_copy = TorchFlatSearch.from_index(self.index, device)
-                print(f"indexer: searching {self.ntotal} vectors on {device} (float16, "
-                      f"{self._gpu_copy.nbytes / 2**30:.1f} GiB)", file=sys.stderr)
+                logger.info(f"indexer: searching {self.ntotal} vectors on {device} (float16, "
+                            f"{self._gpu_copy.nbytes / 2**30:.1f} GiB)")
             elif self.ntotal >= GPU_SEARCH_MIN and not _zero_gpu() and faiss.get_num_gpus() > 0:
                 try:
                     self._gpu_copy = faiss.index_cpu_to_all_gpus(self.index)

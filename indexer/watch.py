@@ -9,8 +9,8 @@ growing, then one build handles them all (a 2,000-photo camera import is one or 
 """
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,6 +19,8 @@ from typing import Callable, Iterable
 
 from .build import BuildSummary, build_index
 from .errors import BadRootError, IndexLockedError
+
+logger = logging.getLogger(__name__)
 
 QUIET_S = 1.0  # no new event for this long: the burst is over
 STABLE_S = 1.0  # a file's size and mtime unchanged for this long: it is no longer being written
@@ -90,7 +92,7 @@ class Watcher:
         self.stable = stable
         self.show_progress = show_progress
         self.build_options = build_options
-        self.log = log or (lambda message: print(f"indexer watch: {message}", file=sys.stderr, flush=True))
+        self.log = log or (lambda message: logger.info(f"indexer watch: {message}"))
         self.stop_event = threading.Event()
         self.state = WatchState()
 

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import sys
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 IDENTITY_VERSION = 2  # fingerprints before this named the model by path (see indexer.space)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -139,8 +142,8 @@ def file_sha256(path: Path) -> str:
         entry.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(entry, json.dumps({**key, "sha256": digest}).encode())
     except OSError as error:  # a read-only home only costs a re-hash next time
-        print(f"mme5: could not cache the digest of {real} in {entry.parent} ({error}); it will be computed again "
-              "next start (set MME5_CACHE_DIR to a writable folder)", file=sys.stderr)
+        logger.warning(f"mme5: could not cache the digest of {real} in {entry.parent} ({error}); it will be computed "
+                       "again next start (set MME5_CACHE_DIR to a writable folder)")
     return digest
 
 

@@ -1,8 +1,8 @@
 """One factory that turns a model name or folder into a ready Embedder."""
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -11,6 +11,8 @@ from . import registry
 from .embedder import Embedder
 from .errors import ModelLoadError
 from .model_ref import ModelRef, ModelRefError
+
+logger = logging.getLogger(__name__)
 
 MME5_MODEL_ID = "intfloat/mmE5-mllama-11b-instruct"
 CPU_MODEL_ID = "google/siglip-base-patch16-256-multilingual"
@@ -122,7 +124,7 @@ def load_embedder(
     if model is None:
         model = default_model_id(device)
         if verbose:
-            print(f"mme5: no --model given; using {model} on {device}", file=sys.stderr)
+            logger.info(f"mme5: no --model given; using {model} on {device}")
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     dtype = dtype or default_dtype(device)

@@ -26,6 +26,8 @@ import torch
 
 from .dual_encoder import DualEncoderBackbone
 
+logger = logging.getLogger(__name__)
+
 EXPORT_VERSION = "1"  # bump when the exported graphs change, so old caches are not reused
 OPSET = 17
 TOWERS = ("vision", "text")
@@ -136,7 +138,7 @@ def export(backbone: DualEncoderBackbone, folder: Path, note: str = "") -> Path:
     _clean_stale(folder.parent, folder.name)
     temp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        print(f"mme5: exporting {note or 'the model'} to ONNX once (later starts reuse {folder})", file=sys.stderr)
+        logger.info(f"mme5: exporting {note or 'the model'} to ONNX once (later starts reuse {folder})")
         for tower in tqdm(TOWERS, desc="mme5: ONNX export", unit="tower", file=sys.stderr, dynamic_ncols=True):
             _export_tower(backbone, tower, temp / f"{tower}.onnx")
         (temp / "export.json").write_text(json.dumps(
@@ -158,7 +160,7 @@ def quantized(folder: Path, tower: str) -> Path:
         return target
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    print(f"mme5: quantising the {tower} tower to int8 (once)", file=sys.stderr)
+    logger.info(f"mme5: quantising the {tower} tower to int8 (once)")
     handle, temp = tempfile.mkstemp(prefix=f".{tower}.int8.", suffix=".onnx", dir=folder)
     os.close(handle)
     logging.disable(logging.WARNING)  # its "consider pre-processing" advice is for static quantisation

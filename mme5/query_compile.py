@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
 import warnings
@@ -157,7 +156,5 @@ class QueryCompiler:
                        f"{','.join(map(str, self.buckets))}; warm-up {seconds:.1f} s")
         else:
             message = f"mme5: text queries run eagerly ({self.reason})"
-        log.info("%s", message)
-        if verbose:
-            print(message, file=sys.stderr, flush=True)
+        log.log(logging.INFO if verbose else logging.DEBUG, "%s", message)
         return seconds

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import locale
+import logging
 import math
 import os
 import shutil
@@ -25,6 +26,8 @@ import numpy as np
 from mme5.atomic import write_atomic
 
 from .errors import TrainerError
+
+logger = logging.getLogger(__name__)
 
 SEARCH_TASKS = {"T->I": "text", "IT->I": "composed", "I->I": "image"}  # synth combination -> app search mode
 DEFAULT_TASKS = "retrieval:T->I=0.6,retrieval:IT->I=0.2,retrieval:I->I=0.2"
@@ -40,7 +43,7 @@ class AdaptError(TrainerError, ValueError):
 
 
 def log(message: str) -> None:
-    print(f"adapt: {message}", file=sys.stderr, flush=True)
+    logger.info(f"adapt: {message}")
 
 
 # -- split -----------------------------------------------------------------------------------

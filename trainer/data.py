@@ -11,8 +11,8 @@ from __future__ import annotations
 import ast
 import itertools
 import json
+import logging
 import os
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,9 @@ from typing import Iterable, Iterator
 from torch.utils.data import Dataset
 
 from .errors import TrainerError
+
+logger = logging.getLogger(__name__)
+
 COLUMNS = ("qry", "qry_image_path", "pos_text", "pos_image_path", "neg_text", "neg_image_path")
 
 
@@ -125,7 +128,7 @@ def load_examples(sources: list[str], image_dir: str | None, negative_ratio: int
                 examples.append(example)
     if skipped:
         detail = ", ".join(f"{count} {reason}" for reason, count in skipped.most_common())
-        print(f"trainer: skipped {sum(skipped.values())} bad row(s): {detail}", file=sys.stderr)
+        logger.warning(f"trainer: skipped {sum(skipped.values())} bad row(s): {detail}")
     return ExampleDataset(examples, skipped)
 
 
