@@ -371,7 +371,9 @@ def _zero_gpu() -> bool:
 
 def _torch_gpu_for(kind: str, count: int, dim: int):
     """The CUDA device to search on with torch, or None (no GPU, switched off, not flat, does not fit)."""
-    if os.environ.get(GPU_SEARCH_ENV, "").strip().lower() in ("0", "false", "no", "off"):
+    from mme5.settings import Settings
+
+    if Settings.from_env().gpu_search is False:
         return None
     if _zero_gpu():  # the GPU exists only inside @spaces.GPU calls: CUDA must not start in the main process
         return None

@@ -31,14 +31,6 @@ PROGRESS_MIN_BYTES = 256 * 1024**2
 _VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "base_model_name_or_path"}
 
 
-def user_cache_dir() -> Path:
-    """Per-user cache for things derived from models (digests): $MME5_CACHE_DIR, else $XDG_CACHE_HOME/mme5."""
-    explicit = os.environ.get("MME5_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mme5"
-
-
 def locate_model(model: str, revision: str | None = None) -> Path | None:
     """The folder holding ``model``'s files: a local folder, or the hub cache snapshot of a hub id."""
     from .model_ref import ModelRef, ModelRefError
@@ -127,6 +119,8 @@ def file_sha256(path: Path) -> str:
         return noted
     if stat.st_size < CACHE_MIN_BYTES:
         return _hash(real, stat.st_size)
+    from .settings import user_cache_dir
+
     entry = user_cache_dir() / "digests" / (hashlib.sha256(str(real).encode()).hexdigest()[:32] + ".json")
     key = {"path": str(real), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     try:

@@ -40,8 +40,9 @@ def onnxruntime_available() -> bool:
 
 def cache_root() -> Path:
     """``$MME5_CACHE_DIR`` or ``$XDG_CACHE_HOME/mme5`` (default ``~/.cache/mme5``), plus ``/onnx``."""
-    base = os.environ.get("MME5_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mme5"
-    return Path(base).expanduser() / "onnx"
+    from .settings import user_cache_dir
+
+    return user_cache_dir() / "onnx"
 
 
 def content_digests(source: str, adapter: str | None, revision: str | None) -> tuple[str, str | None] | None:
