@@ -6,6 +6,7 @@ reconciled with the catalog on the next run.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -19,7 +20,7 @@ import numpy as np
 from sqlalchemy import bindparam, delete, insert, select, update
 from tqdm.auto import tqdm
 
-from .atomic import remove_stale_temps
+from mme5.atomic import remove_stale_temps
 from .catalog import (
     CATALOG_FILE,
     SCHEMA_VERSION,
@@ -41,6 +42,8 @@ from .places import place_of
 from .reader import DEFAULT_DECODE_BUDGET, DecodeBudget, ReadResult, read_file
 from .sync import load_index, measure_recall, needs_retraining, rebuild, recall_is_stale, save_index
 from .vectors import INDEX_FILE, choose_index_type
+
+logger = logging.getLogger(__name__)
 
 MAX_ERRORS_KEPT = 1000  # in the stored last-build summary; the catalog keeps every error row
 DEFAULT_MAX_PRUNE_SHARE = 0.5  # a build drops at most this share of a folder's photos unless told --prune
@@ -237,8 +240,8 @@ class _Build:
         self.index_type = index_type or self.meta.get("index_type_request")
         self.index, report = load_index(catalog, index_dir, self.meta, self.index_type)
         if report.changed:
-            print(f"indexer: resumed an interrupted build (vector index: +{report.added} -{report.removed}"
-                  f"{', rebuilt: ' + report.rebuilt if report.rebuilt else ''})", file=sys.stderr)
+            logger.info(f"indexer: resumed an interrupted build (vector index: +{report.added} -{report.removed}"
+                        f"{', rebuilt: ' + report.rebuilt if report.rebuilt else ''})")
         rowstore.attach(catalog, index_dir, self.meta, writer=True, show_progress=show_progress)
         self.generation = int(self.meta.get("generation", 0))
         self.pending = _Pending()
@@ -248,7 +251,7 @@ class _Build:
     def warn(self, message: str) -> None:
         """A data-safety warning: shown now on stderr and kept in the summary (info shows it)."""
         self.summary.warnings.append(message)
-        print(f"indexer: WARNING: {printable(message)}", file=sys.stderr)
+        logger.warning(f"indexer: WARNING: {printable(message)}")
 
     def kept_note(self) -> str:
         """What an interrupted build leaves behind (every committed batch stays)."""
@@ -510,7 +513,7 @@ class _Build:
         count = self.catalog.count()
         reason = needs_retraining(self.index, self.index_type, count)
         if reason:
-            print(f"indexer: rebuilding the vector index ({reason})", file=sys.stderr)
+            logger.info(f"indexer: rebuilding the vector index ({reason})")
             self.index = rebuild(self.catalog, int(self.meta["dim"]), self.index_type)
         recall = self.meta.get("recall")
         if reason or recall_is_stale(recall, self.index, count):

@@ -296,27 +296,13 @@ class Catalog:
                 last = rows[-1][0]
                 yield np.asarray([r[0] for r in rows], dtype=np.int64), _blobs_to_array([r[1] for r in rows])
 
-    def ids_matching(self, places: list[tuple[int, bytes | None]] | None, date_from: datetime | None = None,
-                     date_to: datetime | None = None, limit: int | None = None,
-                     session: Session | None = None) -> np.ndarray:
-        """Sorted ok ids in any of ``places`` (None: anywhere) taken within [date_from, date_to].
-
-        A place is (root id, relpath prefix, or None for the whole root); each is one range scan
-        of the (root_id, relpath) index. Undated images never satisfy a date bound. ``limit``
-        stops after that many ids (which ones is unspecified): enough to tell a small set.
-        """
-        conditions = []
-        if date_from is not None:
-            conditions.append(Image.taken_at >= date_from)
-        if date_to is not None:
-            conditions.append(Image.taken_at <= date_to)
-        return self.ids_where(conditions, places, limit=limit, session=session)
-
     def ids_where(self, conditions: list, places: list[tuple[int, bytes | None]] | None = None,
                   limit: int | None = None, session: Session | None = None) -> np.ndarray:
         """Sorted ok ids meeting every SQL condition (on ``Image`` columns), in any of ``places``.
 
-        The general form of ``ids_matching``: search filters bring their own conditions
+        A place is (root id, relpath prefix, or None for the whole root); each is one range scan
+        of the (root_id, relpath) index. ``limit`` stops after that many ids (which ones is
+        unspecified): enough to tell a small set. Search filters bring their own conditions
         (search_app/filters.py), so a new filter needs no new query here.
         """
         conditions = [Image.status == STATUS_OK, *conditions]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import delete, func, select
 
-from .atomic import remove_stale_temps
+from mme5.atomic import remove_stale_temps
 from .catalog import CATALOG_FILE, STATUS_OK, Catalog, Image, Root, Vector
 from .errors import BadRootError, IndexCorruptError, IndexNotFoundError
 from . import rowstore

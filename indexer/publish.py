@@ -49,13 +49,18 @@ class PreparedIndex:
 def hub_model_id(recorded: str, given: str | None = None) -> str:
     """The Hub id a Space loads the index's model by: ``given``, the recorded id when it is one, or the id a
     local Hugging Face cache folder stands for; PublishError (what to pass) for any other local folder."""
+    from mme5.model_ref import ModelRef, ModelRefError
+
     if given:
-        if given.startswith((".", "/", "~")) or given.count("/") != 1:
-            raise PublishError(f"--model-id {given!r}: expected a Hub model id such as ORG/NAME")
-        return given
-    if recorded and not recorded.startswith((".", "/", "~")) and recorded.count("/") == 1 \
-            and not Path(recorded).exists():
-        return recorded
+        try:
+            return ModelRef.hub(given).canonical
+        except ModelRefError:
+            raise PublishError(f"--model-id {given!r}: expected a Hub model id such as ORG/NAME") from None
+    try:
+        if recorded and ModelRef.parse(recorded).is_hub:
+            return ModelRef.parse(recorded).canonical
+    except ModelRefError:
+        pass
     match = HUB_CACHE_MODEL.search(str(recorded or "").replace(os.sep, "/"))
     if match:
         return f"{match.group(1)}/{match.group(2)}"

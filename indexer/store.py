@@ -2,23 +2,27 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import posixpath
-import sys
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from mme5.model_ref import ModelRef
+
 from . import rowstore
 from .catalog import CATALOG_FILE, CHEAP_CHECK_BYTES, STATUS_ERROR, Catalog, Image, Meta, Root, Vector, decode_relpath
 from .errors import BadRootError, IndexCorruptError, IndexLockedError, IndexNotFoundError
-from .space import meta_updates, resolve_local
+from .space import meta_updates
 from .sync import load_index
 from .vectors import INDEX_FILE
+
+logger = logging.getLogger(__name__)
 
 INFO_ERROR_LIMIT = 1000
 
@@ -99,8 +103,8 @@ class IndexStore:
             catalog.close()
             raise
         if report.rebuilt:
-            print(f"indexer: {report.rebuilt}; searching a copy rebuilt in memory from the catalog's stored vectors "
-                  f"(python -m indexer verify --index {index_dir} --repair rewrites the file)", file=sys.stderr)
+            logger.warning(f"indexer: {report.rebuilt}; searching a copy rebuilt in memory from the catalog's stored "
+                           f"vectors (python -m indexer verify --index {index_dir} --repair rewrites the file)")
         opened = cls(index_dir, catalog, meta, index, report)
         opened.vector_store = vector_store
         opened.immutable = immutable
@@ -207,41 +211,22 @@ class IndexStore:
                 Catalog.set_meta(session, **updates)
                 session.commit()
         except (IndexLockedError, OSError, SQLAlchemyError) as error:  # read-only or busy: next open tries again
-            print(f"indexer: {self.index_dir}: model record not updated ({error})", file=sys.stderr)
+            logger.warning(f"indexer: {self.index_dir}: model record not updated ({error})")
 
     # -- search and lookup --------------------------------------------------------------
     def ids(self) -> np.ndarray:
         """Every searchable image id (the ids ``search`` can return), ascending, int64."""
         return self._searchable_sorted().copy()
 
-    def ids_matching(self, folder: str | None = None, date_from: datetime | date | None = None,
-                     date_to: datetime | date | None = None) -> np.ndarray:
-        """Searchable ids (ascending, int64) of photos inside ``folder`` taken from ``date_from`` to ``date_to``.
-
-        ``folder`` is absolute or relative to any indexed root and matches whole names ("2023"
-        holds "2023/a.jpg", not "20231/a.jpg"); one that climbs out with ".." is a ValueError.
-        Both dates are inclusive (a bare date means the whole day); once either is given,
-        undated photos are left out. Answered by index range scans in SQLite, so a filter
-        matching a handful of photos costs about the same on any library size.
-        """
-        return self._matching(folder, date_from, date_to, limit=None)
-
-    def count_matching(self, folder: str | None = None, date_from: datetime | date | None = None,
-                       date_to: datetime | date | None = None, up_to: int | None = None) -> int:
-        """``len(ids_matching(...))``, but counting stops at ``up_to``: a cheap test for "few photos match"."""
-        return len(self._matching(folder, date_from, date_to, limit=up_to))
-
-    def _matching(self, folder, date_from, date_to, limit: int | None) -> np.ndarray:
-        start, end = _day_bound(date_from, end_of_day=False), _day_bound(date_to, end_of_day=True)
-        conditions = [] if start is None else [Image.taken_at >= start]
-        conditions += [] if end is None else [Image.taken_at <= end]
-        return self.ids_where(conditions, folder=folder, limit=limit)
-
     def ids_where(self, conditions: list, folder: str | None = None, limit: int | None = None) -> np.ndarray:
         """Searchable ids (ascending) meeting SQL ``conditions`` on ``Image`` columns, inside ``folder``.
 
+        ``folder`` is absolute or relative to any indexed root and matches whole names ("2023"
+        holds "2023/a.jpg", not "20231/a.jpg"); one that climbs out with ".." is a ValueError.
         ``limit`` stops after that many catalog ids (a cheap "are there few?"). Used by the
-        search filters, which each bring their own condition (search_app/filters.py).
+        search filters, which each bring their own condition (search_app/filters.py). Answered by
+        index range scans in SQLite, so a filter matching a handful of photos costs about the same
+        on any library size.
         """
         folder = normalise_folder(folder)
         places = None if folder is None else self._folder_places(folder)
@@ -255,7 +240,7 @@ class IndexStore:
         return matching[found == matching]
 
     def folder_condition(self, folder: str | None):
-        """One SQL condition (on ``Image``) for "inside ``folder``" (see ``ids_matching``); None: no folder."""
+        """One SQL condition (on ``Image``) for "inside ``folder``" (see ``ids_where``); None: no folder."""
         from sqlalchemy import and_, false, or_
 
         from .catalog import _under
@@ -302,7 +287,7 @@ class IndexStore:
     def search(self, vectors: np.ndarray, k: int, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by inner product: (scores (n, k) float32, ids (n, k) int64), id -1 = no hit.
 
-        ``among`` (ids, e.g. from ``ids_matching``) restricts the hits to those ids, ranked as the
+        ``among`` (ids, e.g. from ``ids_where``) restricts the hits to those ids, ranked as the
         unrestricted search ranks them (scores agree to float rounding, ~1e-7).
         """
         vectors = np.asarray(vectors, dtype=np.float32)
@@ -462,13 +447,6 @@ def normalise_folder(folder) -> str | None:
     return text
 
 
-def _day_bound(value: datetime | date | None, end_of_day: bool) -> datetime | None:
-    """A naive datetime to compare capture times with (wall-clock times, no zones); a date is its whole day."""
-    if value is None or isinstance(value, datetime):
-        return value.replace(tzinfo=None) if value is not None and value.tzinfo else value
-    if isinstance(value, date):
-        return datetime.combine(value, time.max if end_of_day else time.min)
-    raise TypeError(f"expected a datetime or date, got {value!r}")
 
 
 def _size(path: Path) -> int:
@@ -507,7 +485,7 @@ def index_model(index_dir: Path | str, model: str | None = None, adapter: str | 
     if model is None and meta.get("model_id"):
         model, adapter = meta["model_id"], adapter or _recorded_adapter(Path(index_dir), meta)
     runtime = runtime or runtime_for(meta.get("quantization"))
-    return resolve_local(model), resolve_local(adapter), runtime
+    return ModelRef.canonical_of(model), ModelRef.canonical_of(adapter), runtime
 
 
 def open_index(index_dir: Path | str, model: str | None = None, adapter: str | None = None, device=None,

@@ -114,7 +114,7 @@ def test_atomic_write_survives_kill_9(tmp_path):
     target = tmp_path / "vectors.faiss"
     script = (
         "import sys, importlib.util\n"
-        f"spec = importlib.util.spec_from_file_location('atomic', {str(REPO / 'indexer' / 'atomic.py')!r})\n"
+        f"spec = importlib.util.spec_from_file_location('atomic', {str(REPO / 'mme5' / 'atomic.py')!r})\n"
         "atomic = importlib.util.module_from_spec(spec); spec.loader.exec_module(atomic)\n"
         "i = 0\n"
         "while True:\n"
@@ -130,7 +130,7 @@ def test_atomic_write_survives_kill_9(tmp_path):
             data = target.read_bytes()
             assert len(data) == 4 << 20 and data == data[:1] * len(data)
     assert target.exists()
-    from indexer.atomic import remove_stale_temps
+    from mme5.atomic import remove_stale_temps
 
     remove_stale_temps(tmp_path)
     assert [path.name for path in tmp_path.iterdir()] == ["vectors.faiss"]
