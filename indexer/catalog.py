@@ -337,6 +337,16 @@ class Catalog:
         with _maybe(session, self) as s:
             return list(s.scalars(select(column).where(Image.status == STATUS_OK, column.is_not(None)).distinct()))
 
+    def city_centres(self, session: Session | None = None) -> list[tuple]:
+        """(city, country code, mean latitude, mean longitude, photos) of each named city among ok images: where
+        the index's photos of a place were taken (search_app/gazetteer.py tells same-named cities apart by it)."""
+        query = (select(Image.city, Image.country, func.avg(Image.latitude), func.avg(Image.longitude), func.count())
+                 .where(Image.status == STATUS_OK, Image.city.is_not(None), Image.latitude.is_not(None),
+                        Image.longitude.is_not(None))
+                 .group_by(Image.city, Image.country))
+        with _maybe(session, self) as s:
+            return [tuple(row) for row in s.execute(query)]
+
     @staticmethod
     def delete_orphan_vectors(session: Session) -> int:
         """Vectors no image refers to any more (their files were all deleted or changed)."""
