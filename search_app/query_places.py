@@ -219,21 +219,23 @@ class PlaceNames:
         """The names of ``stored`` place values, with GeoNames' names and positions of the store's cities."""
         from . import gazetteer
 
-        centres_of = getattr(store, "city_centres", None)
+        centres_of = getattr(store, "place_centres", None)
         rows = centres_of() if centres_of is not None else []
         known = gazetteer.cities(rows)
         extra: dict[str, list[str]] = {}
         centres: dict[str, tuple[float, float]] = {}
         photos: dict[str, int] = {}
-        for city, country, latitude, longitude, count, *_ in rows:
-            if not city or latitude is None or longitude is None:
+        for kind, name, country, latitude, longitude, count, *_ in rows:
+            if not name or latitude is None or longitude is None:
                 continue
-            found = known.get((str(city), str(country or "").upper()))
+            found = known.get((kind, str(name), str(country or "").upper()))
             if found is not None:
-                extra.setdefault(city, []).extend(found.names)
-            if int(count) > photos.get(city, 0):  # a name in several countries: "near" means the one most photos have
-                photos[city] = int(count)
-                centres[city] = (found.latitude, found.longitude) if found else (float(latitude), float(longitude))
+                extra.setdefault(name, []).extend(found.names)
+            elif kind != "city":
+                continue  # a region's centre is no place to draw a circle around ("near Bavaria" is Bavaria)
+            if int(count) > photos.get(name, 0):  # a name in several countries: "near" means the one most photos have
+                photos[name] = int(count)
+                centres[name] = (found.latitude, found.longitude) if found else (float(latitude), float(longitude))
         return cls(stored, extra, centres)
 
     def _compile(self) -> re.Pattern:
