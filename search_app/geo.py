@@ -50,7 +50,7 @@ def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 def _numbers(value, name: str, count: int, form: str, example: str) -> list[float]:
     if isinstance(value, str):
-        parts = [part.strip() for part in value.replace(";", ",").split(",")]
+        parts = [part.strip() for part in value.strip().strip("[]()").replace(";", ",").split(",")]
     elif isinstance(value, (list, tuple)):
         parts = list(value)
     else:

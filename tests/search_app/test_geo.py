@@ -21,6 +21,7 @@ def test_great_circle_distances():
 def test_values_parse_from_text_or_lists():
     assert geo.parse_near(" 38.72, -9.14 ,5 ") == Near(38.72, -9.14, 5.0)
     assert geo.parse_near([38.72, -9.14, 5]) == Near(38.72, -9.14, 5.0)  # as an album stores it
+    assert geo.parse_near("[38.72, -9.14, 5.0]") == Near(38.72, -9.14, 5.0)  # and as a text box shows that
     assert geo.parse_bbox("-9.25,38.69,-9.09,38.80") == BBox(-9.25, 38.69, -9.09, 38.8)
     assert geo.parse_bbox("170,-20,-170,20") == BBox(170, -20, -170, 20)  # west > east: across 180°
     assert geo.parse_near("") is None and geo.parse_bbox(None) is None

@@ -82,7 +82,13 @@ def east_of(point, km):
     return point[0], point[1] + km / (KM_PER_DEGREE * math.cos(math.radians(point[0])))
 
 
-PHOTOS = {"lisbon.jpg": (38.7167, -9.1333), "belem-side.jpg": east_of(LISBON, -3), "sintra.jpg": (38.80097, -9.37826),
+def north_of(point, km):
+    return point[0] + km / KM_PER_DEGREE, point[1]
+
+
+# corner.jpg: 4 km north and 4 km east of Lisbon, 5.7 km away: inside the catalog's box around a 5 km circle, outside it
+PHOTOS = {"lisbon.jpg": (38.7167, -9.1333), "belem-side.jpg": east_of(LISBON, -3), "corner.jpg": north_of(east_of(
+          LISBON, 4), 4), "sintra.jpg": (38.80097, -9.37826),
           "porto.jpg": (41.15, -8.61), "tokyo.jpg": (35.6895, 139.6917), "fiji.jpg": (-17.8, 179.9),
           "nogps.jpg": None}
 
@@ -115,9 +121,10 @@ def test_within_5_km_of_lisbon_typed_in_the_query_filters_by_distance(engine):
     assert payload["query_place"]["label"] == "within 5 km of Lisbon"
     assert payload["query_place"]["matched"] == "within 5 km of Lisbon" and payload["embedded_text"] == "beach"
     assert payload["query_place"]["near"]["km"] == 5
-    assert names(engine.search_text("near Lisbon", k=50)) == ["belem-side.jpg", "lisbon.jpg", "sintra.jpg"]
+    assert names(engine.search_text("near Lisbon", k=50)) == ["belem-side.jpg", "corner.jpg", "lisbon.jpg", "sintra.jpg"]
     assert names(engine.search_text("пляж в 5 км от Лиссабона", k=50)) == ["belem-side.jpg", "lisbon.jpg"]
-    assert names(engine.search_text("perto de Lisboa", k=50)) == ["belem-side.jpg", "lisbon.jpg", "sintra.jpg"]
+    assert names(engine.search_text("perto de Lisboa", k=50)) == ["belem-side.jpg", "corner.jpg", "lisbon.jpg",
+                                                                  "sintra.jpg"]
 
 
 def test_the_place_chip_in_other_scripts_and_the_radius_chip_removed(engine):
@@ -128,11 +135,21 @@ def test_the_place_chip_in_other_scripts_and_the_radius_chip_removed(engine):
     assert off.query_place is None and len(off.results) == len(PHOTOS)
 
 
+@pytest.mark.parametrize("few_matches", [10_000, 0], ids=["catalog-box-then-exact", "exact-hit-by-hit"])
+def test_near_is_exact_whichever_way_the_search_is_restricted(engine, few_matches, monkeypatch):
+    import search_app.ranking as ranking
+
+    monkeypatch.setattr(ranking, "FEW_MATCHES", few_matches)
+    assert names(engine.search_text("x", k=50, near=f"{LISBON[0]},{LISBON[1]},5")) == ["belem-side.jpg", "lisbon.jpg"]
+    assert names(engine.search_text("x", k=50, near=f"{LISBON[0]},{LISBON[1]},5.7")) == ["belem-side.jpg",
+                                                                                        "corner.jpg", "lisbon.jpg"]
+
+
 def test_near_and_bbox_options_filter_and_results_carry_positions(engine):
     near = engine.search_text("x", k=50, near=f"{LISBON[0]},{LISBON[1]},5")
     assert names(near) == ["belem-side.jpg", "lisbon.jpg"]
-    assert names(engine.search_text("x", k=50, bbox="-9.5,38.6,-9.0,38.9")) == ["belem-side.jpg", "lisbon.jpg",
-                                                                                 "sintra.jpg"]
+    assert names(engine.search_text("x", k=50, bbox="-9.5,38.6,-9.0,38.9")) == ["belem-side.jpg", "corner.jpg",
+                                                                                 "lisbon.jpg", "sintra.jpg"]
     assert names(engine.search_text("x", k=50, bbox="179,-20,-179,-15")) == ["fiji.jpg"]  # across 180°
     assert names(engine.search_text("x", k=50, bbox="-9.5,38.6,-9.0,38.9", near="41.15,-8.61,1")) == []
     every = {result.relpath: result for result in engine.search_text("x", k=50).results}
@@ -161,7 +178,8 @@ def test_the_api_takes_bbox_and_near_and_says_what_is_wrong_with_them(served):
 
     client = Client(served, verbose=False)
     boxed = client.predict(text="x", k=50, bbox="-9.5,38.6,-9.0,38.9", api_name="/search_text")
-    assert sorted(r["relpath"] for r in boxed["results"]) == ["belem-side.jpg", "lisbon.jpg", "sintra.jpg"]
+    assert sorted(r["relpath"] for r in boxed["results"]) == ["belem-side.jpg", "corner.jpg", "lisbon.jpg",
+                                                              "sintra.jpg"]
     assert all(isinstance(r["latitude"], float) and isinstance(r["longitude"], float) for r in boxed["results"])
     near = client.predict(text="x", k=50, near=f"{LISBON[0]},{LISBON[1]},5", api_name="/search_text")
     assert sorted(r["relpath"] for r in near["results"]) == ["belem-side.jpg", "lisbon.jpg"]
@@ -171,3 +189,16 @@ def test_the_api_takes_bbox_and_near_and_says_what_is_wrong_with_them(served):
         client.predict(text="x", bbox="Lisbon", api_name="/search_text")
     with pytest.raises(Exception, match="near's radius"):
         client.predict(text="x", near="38.7,-9.1,0", api_name="/search_text")
+
+
+def test_an_album_keeps_a_map_area_and_a_typed_radius(engine):
+    from search_app.album_views import open_album, saved_options
+
+    page = engine.search_text("x", k=50, bbox="-9.5,38.6,-9.0,38.9")
+    engine.albums.save("Lisbon area", {"text": "x"}, saved_options(page.options))
+    typed = engine.search_text("within 5 km of Lisbon", k=50)
+    engine.albums.save("Lisbon centre", {"text": "x"}, saved_options(typed.options))
+    area = open_album(engine, engine.albums.get("Lisbon area"))
+    assert sorted(result.relpath for result in area) == ["belem-side.jpg", "corner.jpg", "lisbon.jpg", "sintra.jpg"]
+    centre = open_album(engine, engine.albums.get("Lisbon centre"))
+    assert sorted(result.relpath for result in centre) == ["belem-side.jpg", "lisbon.jpg"]
