@@ -63,6 +63,7 @@ UNITS = {
 }
 NUMBER = r"(?P<number>\d+(?:[.,]\d+)?)"
 LETTER_AFTER = r"(?![a-zà-ɏа-яёіїєα-ω])"  # a unit ends where no Latin, Cyrillic or Greek letter follows
+PHRASE_REACH = 80  # characters before or after a place name its near-words may take (the longest phrase, a number)
 
 
 @lru_cache(maxsize=1)
@@ -87,7 +88,7 @@ def _patterns() -> tuple[re.Pattern, re.Pattern, re.Pattern, dict[str, float]]:
         return "|".join(phrase(item, where) for item in sorted(items, key=len, reverse=True))
 
     before = re.compile(r"(?:" + phrases(BEFORE, "before") + r")\s*$")
-    after = re.compile(r"^(?:['’][^\W\d_]{1,4})?\s*(?:" + phrases(AFTER, "after") + ")")
+    after = re.compile(r"(?:['’][^\W\d_]{1,4})?\s*(?:" + phrases(AFTER, "after") + ")")
     return before, after, re.compile(NUMBER + r"\s*(?P<unit>" + units + ")" + LETTER_AFTER), per_unit
 
 
@@ -96,13 +97,19 @@ def find_near(text: str | None, names: PlaceNames) -> QueryPlace | None:
     if not text or not text.strip() or not names.centres:
         return None
     before_pattern, after_pattern, distance, per_unit = _patterns()
+    folded, origin = folded_with_origin(text)
+    at = {}  # index in text -> first index in folded
+    for index in range(len(origin) - 1, -1, -1):
+        at[origin[index]] = index
     for found in names.matches(text):
         centre = names.centres.get(found.place)
         if centre is None:
             continue
-        head, head_origin = folded_with_origin(text[: found.name_start])
-        tail, tail_origin = folded_with_origin(text[found.name_end:])
-        before, after = before_pattern.search(head), after_pattern.search(tail)
+        name_start, name_end = at[found.name_start], at[found.name_end - 1] + 1
+        while name_end < len(folded) and origin[name_end] == found.name_end - 1:
+            name_end += 1  # past the last character's whole folded form
+        before = before_pattern.search(folded, max(0, name_start - PHRASE_REACH), name_start)
+        after = after_pattern.match(folded, name_end, min(len(folded), name_end + PHRASE_REACH))
         if before is None and after is None:
             continue
         km = NEAR_DEFAULT_KM
@@ -111,11 +118,10 @@ def find_near(text: str | None, names: PlaceNames) -> QueryPlace | None:
                 km = float(given.group("number").replace(",", ".")) * per_unit[given.group("unit")]
         if not 0 < km <= MAX_RADIUS_KM:
             continue
-        start = head_origin[before.start()] if before is not None and before.start() < len(head) else found.start
-        start = min(start, found.start)
-        end = found.end
-        if after is not None and after.end() > 0:
-            end = max(end, found.name_end + tail_origin[after.end() - 1] + 1)
+        start = min(origin[before.start()], found.start) if before is not None and before.end() > before.start() \
+            else found.start
+        end = max(found.end, origin[after.end() - 1] + 1) if after is not None and after.end() > after.start() \
+            else found.end
         return QueryPlace(found.place, text[start:end].strip(), without(text, start, end),
                           Near(centre[0], centre[1], round(km, 6)))
     return None

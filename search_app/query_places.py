@@ -243,11 +243,14 @@ class PlaceNames:
         (one regular expression of every GeoNames name of a big library takes seconds to compile)."""
         self._spaced: dict[str, list[str]] = {}  # first ≤ 3 letters of the first word -> names, longest first
         self._unspaced: dict[str, list[str]] = {}  # first MIN_UNSPACED characters -> names, longest first
+        self._first_words: dict[str, str] = {}
         for name in sorted(self.by_name, key=len, reverse=True):
             if _unspaced(name):
                 self._unspaced.setdefault(name[:MIN_UNSPACED], []).append(name)
             else:
-                self._spaced.setdefault(re.split(r"[\s-]+", name)[0][:3], []).append(name)
+                first = re.split(r"[\s-]+", name)[0]
+                self._first_words[name] = first  # a cheap test before the name's pattern is compiled and tried
+                self._spaced.setdefault(first[:3], []).append(name)
         self._patterns: dict[str, re.Pattern] = {}
 
     def matches(self, text: str | None) -> Iterator[NameMatch]:
@@ -283,8 +286,8 @@ class PlaceNames:
             if attached and not _ATTACHED.fullmatch(folded, position, position + attached):
                 continue
             start = position + attached
-            candidates = sorted({name for size in (3, 2, 1) for name in self._spaced.get(folded[start:start + size], ())},
-                                key=len, reverse=True)
+            candidates = sorted({name for size in (3, 2, 1) for name in self._spaced.get(folded[start:start + size], ())
+                                 if folded.startswith(self._first_words[name], start)}, key=len, reverse=True)
             for name in candidates:
                 match = self._pattern(name).match(folded, start)
                 if match is None:
