@@ -323,6 +323,21 @@ class Catalog:
         with _maybe(session, self) as s:
             return list(s.scalars(select(column).where(Image.status == STATUS_OK, column.is_not(None)).distinct()))
 
+    def place_centres(self, session: Session | None = None) -> list[tuple]:
+        """("city" or "region", name, country code, mean latitude, mean longitude, photos) for each named city and
+        region among ok images: where the index's photos of a place were taken (search_app/gazetteer.py tells
+        same-named places apart by it)."""
+        rows = []
+        with _maybe(session, self) as s:
+            for kind, column in (("city", Image.city), ("region", Image.region)):
+                query = (select(column, Image.country, func.avg(Image.latitude), func.avg(Image.longitude),
+                                func.count())
+                         .where(Image.status == STATUS_OK, column.is_not(None), Image.latitude.is_not(None),
+                                Image.longitude.is_not(None))
+                         .group_by(column, Image.country))
+                rows += [(kind, *row) for row in s.execute(query)]
+        return rows
+
     @staticmethod
     def delete_orphan_vectors(session: Session) -> int:
         """Vectors no image refers to any more (their files were all deleted or changed)."""

@@ -266,6 +266,11 @@ class IndexStore:
         """Distinct values of one catalog column among searchable photos (e.g. "camera"), for suggestions."""
         return sorted(self.catalog.distinct_values(getattr(Image, column_name)), key=str)
 
+    def place_centres(self) -> list[tuple]:
+        """(kind, name, country code, mean latitude, mean longitude, photos) per named city and region (see
+        Catalog.place_centres)."""
+        return self.catalog.place_centres()
+
     def _searchable_sorted(self) -> np.ndarray:
         if self._sorted_ids is None:
             self._sorted_ids = np.sort(self.index.ids())

@@ -15,6 +15,8 @@ from typing import Any, Callable
 from indexer.catalog import Image
 from indexer.store import normalise_folder
 
+from . import geo
+
 
 @dataclass(frozen=True)
 class Filter:
@@ -200,6 +202,22 @@ FILTERS: tuple[Filter, ...] = (
         keep=_place_keep,
         suggest=_places_present,
         resolve=_resolve_exact,
+    ),
+    Filter(
+        name="near", label="Near (lat, lon, km)", placeholder="e.g. 38.72,-9.14,5",
+        help="within a distance of a point: latitude,longitude,km (great-circle distance, edge included); photos "
+             "without GPS are left out. \"within 5 km of Lisbon\" typed in the query sets it",
+        parse=geo.parse_near,
+        where=lambda near, _store: geo.bbox_sql(geo.bbox_around(near), Image.latitude, Image.longitude),
+        keep=lambda record, near: geo.within(record.latitude, record.longitude, near),
+    ),
+    Filter(
+        name="bbox", label="Map area (W, S, E, N)", placeholder="e.g. -9.25,38.69,-9.09,38.80",
+        help="inside a map rectangle: west,south,east,north in degrees (edges included; west > east crosses the "
+             "antimeridian); photos without GPS are left out",
+        parse=geo.parse_bbox,
+        where=lambda box, _store: geo.bbox_sql(box, Image.latitude, Image.longitude),
+        keep=lambda record, box: geo.in_bbox(record.latitude, record.longitude, box),
     ),
 )
 

@@ -22,6 +22,8 @@ class SearchResult:
     relpath: str = ""
     also_at: tuple[str, ...] = ()
     camera: str | None = None
+    latitude: float | None = None  # EXIF GPS position in degrees (north/east positive), when the photo has one
+    longitude: float | None = None
 
     def to_json(self) -> dict:
         """Plain types only, for the HTTP API.
@@ -40,6 +42,8 @@ class SearchResult:
             "width": self.width,
             "height": self.height,
             "camera": self.camera,
+            "latitude": self.latitude,
+            "longitude": self.longitude,
             "also_at": [printable(path) for path in self.also_at],
         }
 
@@ -95,7 +99,12 @@ def result_of(record, score: float) -> SearchResult:
         path=record.path, score=score, size=int(record.size or 0), taken_at=record.taken_at,
         image_id=int(record.id), content_hash=record.content_hash or "",
         width=record.width, height=record.height, relpath=record.relpath or "", camera=record.camera,
+        latitude=_degrees(getattr(record, "latitude", None)), longitude=_degrees(getattr(record, "longitude", None)),
     )
+
+
+def _degrees(value) -> float | None:
+    return None if value is None else float(value)
 
 
 def with_copy(result: SearchResult, path: str) -> SearchResult:

@@ -817,8 +817,8 @@ def _from_text(options: SearchOptions, session) -> SearchOptions:
     dates, place = session.get("dates"), session.get("place")
     if dates is not None and options.dates_in_text and options.date_from is None and options.date_to is None:
         options = replace(options, date_from=dates.start, date_to=dates.end)
-    if place is not None and options.places_in_text and options.place is None:
-        options = replace(options, place=place.place)
+    if place is not None and options.places_in_text and all(getattr(options, name) is None for name in place.filters):
+        options = replace(options, **place.filters)  # the place, or "within 5 km of" it (near)
     return options
 
 
@@ -830,7 +830,7 @@ def _album_values(options: dict) -> dict:
 def _place_chip(place) -> dict:
     if not place:
         return gr.update(visible=False)
-    return gr.update(visible=True, value=f"📍 {place.place} (from “{place.matched}”) ✕", elem_classes=["chip"])
+    return gr.update(visible=True, value=f"📍 {place.label} (from “{place.matched}”) ✕", elem_classes=["chip"])
 
 
 def _chip(dates) -> dict:
