@@ -56,6 +56,7 @@ def test_groups_near_identical_photos_and_marks_the_largest(bursts):
     assert groups[0].best.score == pytest.approx(1.0, abs=2e-3) and all(m.sharpness for m in groups[0].members)
 
 
+@pytest.mark.slow  # builds and groups through the CLI
 def test_the_cli_prints_groups_and_json(bursts):
     text = run("similar", "--index", str(bursts), "--threshold", TINY_THRESHOLD, "--quiet")
     assert text.returncode == 0, text.stderr
