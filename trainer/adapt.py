@@ -29,7 +29,7 @@ from .errors import TrainerError
 SEARCH_TASKS = {"T->I": "text", "IT->I": "composed", "I->I": "image"}  # synth combination -> app search mode
 DEFAULT_TASKS = "retrieval:T->I=0.6,retrieval:IT->I=0.2,retrieval:I->I=0.2"
 KS = (1, 5, 10)
-# rough per-call token counts for the cost estimate (see the synth README section): prompt text + images, answer
+# rough per-call token counts for the cost estimate (see docs/synth.md, "Cost estimate"): prompt text + images, answer
 PROMPT_TOKENS, IMAGE_TOKENS, ANSWER_TOKENS = 650, 765, 700
 ACCEPTANCE = 0.9
 HELDOUT_DIR, TRAIN_SYNTH_DIR, ADAPTER_DIR = "heldout", "synth-train", "adapter"

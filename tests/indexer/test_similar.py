@@ -12,7 +12,7 @@ from PIL import Image, ImageEnhance
 
 REPO = Path(__file__).resolve().parents[2]
 # The tiny random model puts every photo within ~0.998 of every other; near-identical ones score ≥ 0.9999.
-# Real models need lower thresholds (README: "Similar-photo groups").
+# Real models need lower thresholds (docs/app.md: "Similar-photo groups").
 TINY_THRESHOLD = "0.9995"
 
 
