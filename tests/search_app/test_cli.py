@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from .conftest import REPO, free_port, wait_for_server
 
 
@@ -41,6 +43,7 @@ def test_a_broken_index_is_reported_not_served(tmp_path, tiny_mllama_dir):
     assert result.returncode == 1 and result.stderr.startswith("app: error: ") and "Traceback" not in result.stderr
 
 
+@pytest.mark.server  # starts python app.py and talks to it
 def test_smoke_mode_builds_the_tiny_model_and_serves_the_sample_photos(tmp_path):
     import httpx
     from gradio_client import Client
@@ -77,6 +80,7 @@ def test_a_network_address_or_share_without_login_is_refused_with_advice(tmp_pat
     assert not (tmp_path / "index").exists() and not (tmp_path / "mme5-search").exists()  # refused before any work
 
 
+@pytest.mark.server  # starts python app.py and talks to it
 def test_anonymous_exposure_warns_when_allowed_and_spaces_stay_public(tmp_path):
     env = {"XDG_CACHE_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config")}
     # Both get past the check and stop at the (missing, offline) model, which proves they were not refused.
@@ -90,6 +94,7 @@ def test_anonymous_exposure_warns_when_allowed_and_spaces_stay_public(tmp_path):
     assert bad_secret.returncode == 1 and bad_secret.stderr.startswith("app: error: MME5_AUTH must be user:password")
 
 
+@pytest.mark.server  # starts python app.py and talks to it
 def test_zero_gpu_never_indexes_at_start_up(tmp_path):
     env = {"XDG_CACHE_HOME": str(tmp_path), "SPACE_ID": "someone/photos", "SPACES_ZERO_GPU": "true"}
     result = run_app("--index", str(tmp_path / "index"), env=env)
