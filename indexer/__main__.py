@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="print results as JSON")
 
     info = command("info", "counts, model, index type and recall, size on disk, folders, last build, errors")
-    info.add_argument("--json", action="store_true", help="print the JSON payload documented in the README")
+    info.add_argument("--json", action="store_true", help="print the JSON payload documented in docs/indexer.md")
 
     verify = command("verify", "check the catalog (SQLite integrity check) and that it agrees with the vector "
                                "index (exit 1 if not)")
@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     similar = command("similar", "groups of near-identical photos (bursts, edits, resized copies), best one first")
     similar.add_argument("--threshold", type=float, default=None,
                          help="least similarity (cosine) joining two photos (default: the index's model family's "
-                              "value in mme5/registry.py, 0.95 until calibrated; see README)")
+                              "value in mme5/registry.py, 0.95 until calibrated; see docs/app.md)")
     similar.add_argument("--json", action="store_true", help="print the groups as JSON")
     similar.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -349,7 +349,7 @@ class IndexStore:
         return count_raw(record.path for record in self.records(self.ids()) if record is not None)
 
     def info(self) -> dict:
-        """The `info --json` payload (keys documented in the README)."""
+        """The `info --json` payload (keys documented in docs/indexer.md)."""
         meta = self.catalog.get_meta()
         with self.catalog.session() as session:
             error_count = self.catalog.count(STATUS_ERROR, session)

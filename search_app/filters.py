@@ -2,7 +2,7 @@
 
 ``SearchOptions`` (fields and parsing), the catalog query that restricts a search up front,
 the engine's test of each hit, the HTTP API's parameters and the UI's filter boxes are all
-derived from ``FILTERS``; adding a filter means adding one ``Filter`` here (see the README's
+derived from ``FILTERS``; adding a filter means adding one ``Filter`` here (see docs/contributing.md's
 developer notes for the diff that added the camera filter).
 """
 from __future__ import annotations

@@ -25,7 +25,7 @@ from .heldout import Library, library_vectors_for, load_queries, measure, table
 logger = logging.getLogger(__name__)
 
 DEFAULT_TASKS = "retrieval:T->I=0.6,retrieval:IT->I=0.2,retrieval:I->I=0.2"
-# rough per-call token counts for the cost estimate (see the synth README section): prompt text + images, answer
+# rough per-call token counts for the cost estimate (see docs/synth.md, "Cost estimate"): prompt text + images, answer
 PROMPT_TOKENS, IMAGE_TOKENS, ANSWER_TOKENS = 650, 765, 700
 ACCEPTANCE = 0.9
 HELDOUT_DIR, TRAIN_SYNTH_DIR, ADAPTER_DIR = "heldout", "synth-train", "adapter"

@@ -58,6 +58,7 @@ def kill_when(process: subprocess.Popen, ready, rows, timeout=240) -> bool:
     raise AssertionError("build neither reached the kill point nor finished")
 
 
+@pytest.mark.slow  # kills builds at several points: 174 s at load average ~10 on 2 cores
 @pytest.mark.timeout(600)
 def test_kill_9_at_several_points_then_resume(make_photos, tmp_path, tiny_mllama_dir, tiny_mllama):
     photos = make_photos("photos")

@@ -112,6 +112,7 @@ def test_compiler_that_fails_at_setup_falls_back(embedder, caplog):
     assert "run eagerly (compiling failed (RuntimeError: Windows" in caplog.text
 
 
+@pytest.mark.slow  # torch.compile of the whole forward
 def test_forward_traces_as_one_graph(embedder):
     """Dynamo captures the whole text forward without graph breaks (what CUDA graphs need)."""
     expected = eager_vectors(embedder)
