@@ -45,7 +45,7 @@ class City:
 
 
 _lock = threading.Lock()
-_known: dict[tuple[str, str, str], City | None] = {}  # (kind, name, country) -> answer (None: no such city)
+_known: dict[tuple, City | None] = {}  # (kind, name, country, lat, lon) -> answer (None: no such city)
 
 
 def cities(centres: Iterable[tuple]) -> dict[tuple[str, str, str], City]:
@@ -58,11 +58,16 @@ def cities(centres: Iterable[tuple]) -> dict[tuple[str, str, str], City]:
     for kind, name, country, latitude, longitude, *_ in centres:
         if kind in MATCH_KM and name and country and latitude is not None and longitude is not None:
             wanted[(kind, str(name), str(country).upper())] = (float(latitude), float(longitude))
-    with _lock:
-        missing = {key: position for key, position in wanted.items() if key not in _known}
+    with _lock:  # the answer depends on where the photos are (many Springfields): cached with the position
+        missing = {key: position for key, position in wanted.items() if _where(key, position) not in _known}
         if missing:
-            _known.update(_look_up(missing))
-        return {key: found for key in wanted if (found := _known.get(key)) is not None}
+            _known.update((_where(key, missing[key]), city) for key, city in _look_up(missing).items())
+        return {key: found for key, position in wanted.items() if (found := _known.get(_where(key, position)))}
+
+
+def _where(key: tuple[str, str, str], position: tuple[float, float]) -> tuple:
+    """The cache key of a place: its name and where its photos are, to ~10 km (far below the matching radius)."""
+    return (*key, round(position[0], 1), round(position[1], 1))
 
 
 def data_file() -> Path | None:
