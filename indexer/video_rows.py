@@ -89,3 +89,20 @@ def stray_keyframes(session) -> list[int]:
     video = aliased(Image)
     owner = select(video.id).where(video.id == Image.video_id, video.video_id.is_(None), video.status == STATUS_OK)
     return list(session.scalars(select(Image.id).where(Image.video_id.is_not(None), ~owner.exists())))
+
+
+def fold_videos(hits: list[tuple[float, object]]) -> list[tuple[float, object, list[tuple[float, float]]]]:
+    """(score, record, moments) from ranked (score, ImageRecord) hits: a video's later hits fold into its best one as
+    moments [(timestamp_s, score)], best first (the command line's search; the app folds in search_app/ranking.py)."""
+    folded: list[tuple[float, object, list]] = []
+    by_video: dict[int, list] = {}
+    for score, record in hits:
+        video = record.video_key
+        if video is not None and video in by_video:
+            by_video[video].append((record.timestamp_s, score))
+            continue
+        moments = [(record.timestamp_s, score)] if video is not None else []
+        if video is not None:
+            by_video[video] = moments
+        folded.append((score, record, moments))
+    return folded
