@@ -271,6 +271,32 @@ class _Chooser:
         return image
 
 
+def frame_at(path: str, seconds: float, size: int) -> Image.Image:
+    """The frame shown at ``seconds`` (upright, longest side at most ``size``): a video hit's preview.
+
+    VideoError when the file cannot be read as a video."""
+    import av
+
+    try:
+        with av.open(path, metadata_errors="ignore") as container:
+            facts, stream = _probe(container, DEFAULT_POLICY)
+            stream.thread_type = "AUTO"
+            chooser = _Chooser(DEFAULT_POLICY, size, facts)
+            container.seek(max(0, int(seconds / stream.time_base)), stream=stream, backward=True, any_frame=False)
+            last = None
+            for frame in container.decode(stream):
+                last = frame
+                if frame.time is not None and frame.time >= seconds - 1e-3:
+                    break
+            if last is None:
+                raise VideoError(f"no frame at {seconds:.1f} s")
+            return chooser._image(last)
+    except VideoError:
+        raise
+    except Exception as error:  # noqa: BLE001 - FFmpeg's many error types
+        raise VideoError(f"cannot decode video ({_ffmpeg_reason(error)})") from None
+
+
 def sniff_video(path: str) -> str | None:
     """The kind of video container a file's first bytes say it is (for a photo name that holds a video), or None."""
     try:

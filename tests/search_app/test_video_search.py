@@ -14,8 +14,8 @@ from .conftest import make_photo
 
 # (seed, seconds) scenes; a scene's start is the timestamp a search with its picture must find (±2 s)
 VIDEOS = {
-    "clips/holiday.mp4": ("libx264", ((10, 4.0), (11, 5.0), (12, 3.0), (13, 4.0))),
-    "clips/party.mkv": ("libx265", ((20, 3.0), (21, 4.0), (22, 5.0))),
+    "h264/holiday.mp4": ("libx264", ((10, 4.0), (11, 5.0), (12, 3.0), (13, 4.0))),
+    "hevc/party.mkv": ("libx265", ((20, 3.0), (21, 4.0), (22, 5.0))),
 }
 
 
@@ -111,7 +111,7 @@ def test_indexer_search_json_on_the_command_line(video_index, video_library, tmp
     assert run.returncode == 0, run.stderr
     results = json.loads(run.stdout)["results"]
     best = results[0]
-    assert best["path"] == str(video_library.resolve() / "clips/holiday.mp4") and best["media_type"] == "video"
+    assert best["path"] == str(video_library.resolve() / "h264/holiday.mp4") and best["media_type"] == "video"
     assert abs(best["timestamp_s"] - 9.0) <= 2 and best["duration_s"] == pytest.approx(16, abs=0.5)
     assert best["moments"][0]["timestamp_s"] == best["timestamp_s"] and len(best["moments"]) > 1
     assert len({r["path"] for r in results}) == len(results) == 3
@@ -120,3 +120,25 @@ def test_indexer_search_json_on_the_command_line(video_index, video_library, tmp
     assert {r["media_type"] for r in json.loads(text.stdout)["results"]} == {"photo", "video"}
     plain = run_cli("search", "--index", video_index, "--image", query, "-k", "1")
     assert "holiday.mp4\tat " in plain.stdout and "more moments" in plain.stdout
+
+
+def test_more_like_this_on_a_video_hit_uses_its_frame(video_engine):
+    hit = video_engine.search_image(scene_picture(21), k=1).results[0]
+    assert hit.relpath == "hevc/party.mkv"
+    similar = video_engine.search_similar(hit.image_id, k=1).results[0]
+    assert (similar.relpath, similar.timestamp_s) == (hit.relpath, hit.timestamp_s)
+
+
+def test_a_video_hit_preview_is_the_frame_at_its_second(video_engine, video_library, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from search_app.thumbnails import ThumbnailCache
+
+    cache = ThumbnailCache(tmp_path / "previews", size=64)
+    for seed in (11, 13):
+        hit = video_engine.search_image(scene_picture(seed), k=1).results[0]
+        with Image.open(cache.get(hit.path, hit.content_hash, hit.timestamp_s)) as preview:
+            shown = np.asarray(preview.convert("RGB"), dtype=np.float32)
+        expected = np.asarray(scene_picture(seed, (shown.shape[1], shown.shape[0])), dtype=np.float32)
+        assert np.abs(shown - expected).mean() < 15
