@@ -226,3 +226,28 @@ def test_kill_9_in_the_middle_of_videos_then_rerun_leaves_no_duplicate_or_missin
     keys = [(row["video_id"] or row["id"], row["timestamp_s"]) for row in rows]
     assert len(keys) == len(set(keys)) == 6 * 24  # every keyframe once
     assert verify(index_dir).clean
+
+
+@pytest.mark.timeout(600)
+def test_watch_indexes_a_video_that_arrives_and_drops_it_when_deleted(photos, tmp_path, tiny_siglip):
+    from indexer.watch import Watcher
+
+    from .test_watch import eventually
+
+    photos.jpeg("a.jpg")
+    index_dir = tmp_path / "index"
+    watching = Watcher(index_dir, [photos.folder], tiny_siglip, quiet=0.5, stable=0.3, log=lambda message: None)
+    thread = watching.start()
+    try:
+        eventually(lambda: watching.state.builds >= 1, "the catch-up build")
+        staged = make_video(tmp_path / "staging" / "clip.mp4", SCENES)
+        shutil.move(staged, photos.folder / "clip.mp4")
+        frames = eventually(lambda: sorted(round(row["timestamp_s"]) for row in rows_of(index_dir)
+                                           if row["media_type"] == "video") or None, "the new video's keyframes")
+        assert frames == [0, 4, 8, 12]
+        (photos.folder / "clip.mp4").unlink()
+        eventually(lambda: all(row["media_type"] == "photo" for row in rows_of(index_dir)), "the deleted video gone")
+    finally:
+        watching.stop()
+        thread.join(timeout=30)
+    assert verify(index_dir).clean
