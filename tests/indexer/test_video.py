@@ -251,3 +251,29 @@ def test_watch_indexes_a_video_that_arrives_and_drops_it_when_deleted(photos, tm
         watching.stop()
         thread.join(timeout=30)
     assert verify(index_dir).clean
+
+
+def test_a_published_index_carries_a_preview_of_each_keyframe(tmp_path, tiny_siglip):
+    from PIL import Image
+
+    from indexer.publish import prepare_push
+
+    folder = tmp_path / "clips"
+    make_video(folder / "a.mp4", SCENES)
+    index_dir = tmp_path / "index"
+    build(folder, index_dir, tiny_siglip)
+    prepared = prepare_push(index_dir, tmp_path / "upload", model_id="google/siglip-base-patch16-256-multilingual",
+                            show_progress=False)
+    assert prepared.skipped == [] and prepared.previews == 4
+    for row, (seed, _) in zip(rows_of(index_dir), SCENES):
+        with Image.open(next((tmp_path / "upload").rglob(f"{row['content_hash']}.jpg"))) as preview:
+            shown = np.asarray(preview.convert("RGB"), dtype=np.float32)
+        expected = np.asarray(scene_picture(seed, (shown.shape[1], shown.shape[0])), dtype=np.float32)
+        assert np.abs(shown - expected).mean() < 15  # the frame at the keyframe's second
+
+
+def test_decoding_stops_at_the_time_limit_and_keeps_what_it_found(tmp_path):
+    path = make_video(tmp_path / "long.mp4", tuple((i % 5, 2.0) for i in range(30)), fps=10)
+    _, everything = read_video(str(path), 32)
+    _, cut = read_video(str(path), 32, KeyframePolicy(max_seconds=0.0))
+    assert len(everything) >= 20 and len(cut) == 1 and cut[0].timestamp_s == 0
