@@ -576,7 +576,8 @@ class SearchUI:
         if preview is not None:  # an index served from the Hub without its originals: nothing to download
             lines.append("the original was not published with this index (only a preview is; the publisher can add "
                          "originals with `python -m indexer push --originals`)")
-            return "\n\n".join(lines), gr.update(visible=True), result.image_id, gr.update(visible=False)
+            return ("\n\n".join(lines), gr.update(visible=True), result.image_id, gr.update(visible=False),
+                    *video_view.HIDDEN)
         try:
             path = self.engine.servable_path(result.path)
             lines.append(" · ".join(f"{key}: {html.escape(str(value))}" for key, value in exif_facts(path).items())
@@ -586,7 +587,7 @@ class SearchUI:
         except (OSError, ValueError) as error:  # PathNotAllowedError is an OSError: never served
             lines.append(f"⚠️ the original cannot be opened: {html.escape(str(error))}")
             download = gr.update(visible=False)
-        return "\n\n".join(lines), gr.update(visible=True), result.image_id, download
+        return "\n\n".join(lines), gr.update(visible=True), result.image_id, download, *video_view.HIDDEN
 
     def _select_video(self, result):
         """on_select for a video hit: its facts and moments, and the player starting at the hit's second."""
