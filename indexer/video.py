@@ -4,7 +4,8 @@ A video is indexed as a handful of keyframes, each embedded like a photo and sto
 timestamp. Keyframes are chosen by scene change: frames are sampled (``sample_fps``), shrunk to a
 small grey thumbnail, and a sample becomes a keyframe when it differs from the last keyframe by
 more than ``scene_threshold`` (mean absolute difference, 0..1), or when ``max_gap_s`` passed
-without one. The first frame is always a keyframe. At most ``max_keyframes`` are kept: when more
+without one while the picture drifted (a still shot, within ``still_threshold``, keeps its first frame
+only, so a search plays it from its start). The first frame is always a keyframe. At most ``max_keyframes`` are kept: when more
 are found, every second one is dropped and the gaps double, so a 3-hour recording stays bounded.
 Videos longer than ``sequential_limit_s`` are not decoded end to end: frames are fetched by
 seeking to evenly spread positions. Frames are converted at a reduced size only (the model's
@@ -36,6 +37,7 @@ class KeyframePolicy:
     max_gap_s: float = 10.0
     min_gap_s: float = 0.5
     scene_threshold: float = 0.08
+    still_threshold: float = 0.01  # below this a frame is the same picture: no keyframe, however long the gap
     sample_fps: float = 4.0
     max_keyframes: int = 120
     max_seconds: float = 300.0  # wall-clock decode time per file
@@ -248,8 +250,10 @@ class _Chooser:
             gap = seconds - self.last_s
             if gap < self.min_gap_s:
                 return
-            changed = float(np.abs(thumb - self.last_thumb).mean()) > self.policy.scene_threshold
-            if not changed and gap < self.max_gap_s:
+            difference = float(np.abs(thumb - self.last_thumb).mean())
+            if difference <= self.policy.still_threshold:
+                return  # a still shot: its first frame stands for all of it (a later one would only move the second)
+            if difference <= self.policy.scene_threshold and gap < self.max_gap_s:
                 return
         self.kept.append(Keyframe(round(max(seconds, 0.0), 3), self._image(frame)))
         self.last_thumb, self.last_s = thumb, seconds

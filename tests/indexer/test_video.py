@@ -49,10 +49,28 @@ def test_keyframes_are_the_scene_changes_within_a_fraction_of_a_second(tmp_path,
         assert np.abs(np.asarray(keyframe.image, dtype=np.float32) - expected).mean() < 12
 
 
-def test_a_still_video_gets_a_keyframe_at_least_every_max_gap(tmp_path):
-    path = make_video(tmp_path / "still.mp4", ((5, 35.0),), fps=4)
+def test_a_slowly_changing_shot_gets_a_keyframe_at_least_every_max_gap_a_still_one_only_its_first(tmp_path):
+    from fractions import Fraction
+
+    import av
+
+    path = tmp_path / "dusk.mp4"  # 35 s getting brighter by 12 levels each 10 s: never a scene change
+    base = np.asarray(scene_picture(5), dtype=np.float32) * 0.5
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=4)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        for index in range(35 * 4):
+            frame = av.VideoFrame.from_ndarray(np.clip(base + 0.3 * index, 0, 255).astype(np.uint8), format="rgb24")
+            frame.pts, frame.time_base = index, Fraction(1, 4)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
     _, keyframes = read_video(str(path), 32, KeyframePolicy(max_gap_s=10))
     assert [round(k.timestamp_s) for k in keyframes] == [0, 10, 20, 30]
+    still = make_video(tmp_path / "still.mp4", ((5, 35.0),), fps=4)
+    _, keyframes = read_video(str(still), 32, KeyframePolicy(max_gap_s=10))
+    assert [k.timestamp_s for k in keyframes] == [0]
 
 
 def test_keyframes_are_capped_and_a_long_recording_stays_bounded_in_time(tmp_path):
