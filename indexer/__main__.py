@@ -286,6 +286,7 @@ def run_search(args) -> int:
     from mme5.registry import QueryKind
 
     from .store import open_index
+    from .video_rows import fold_videos
 
     if args.text is None and args.image is None:
         print("error: give --text, --image, or both", file=sys.stderr)
@@ -299,17 +300,23 @@ def run_search(args) -> int:
         kind = QueryKind.of(text=args.text, image=args.image)
         query = embedder.encode_query(kind, texts=[args.text] if kind.needs_text else None,
                                       images=[str(args.image)] if kind.needs_image else None)
-        scores, ids = store.search(query, args.k)
-        hits = [(float(s), r) for s, r in zip(scores[0], store.records(ids[0])) if r is not None]
+        scores, ids = store.search(query, min(max(store.count, 1), 8 * args.k))  # a video's keyframes fold into one
+        hits = fold_videos([(float(s), r) for s, r in zip(scores[0], store.records(ids[0])) if r is not None])[:args.k]
     if args.json:
         results = [{"path": decodable(r.path), "score": round(s, 6), "id": r.id, "size": r.size,
                     "taken_at": r.taken_at.isoformat() if r.taken_at else None, "camera": r.camera,
-                    "width": r.width, "height": r.height, "content_hash": r.content_hash} for s, r in hits]
+                    "width": r.width, "height": r.height, "content_hash": r.content_hash, "media_type": r.media_type,
+                    **({"timestamp_s": r.timestamp_s, "duration_s": r.duration_s,
+                        "moments": [{"timestamp_s": t, "score": round(m, 6)} for t, m in moments]}
+                       if r.media_type == "video" else {})}
+                   for s, r, moments in hits]
         print(json.dumps({"text": args.text, "image": str(args.image) if args.image else None, "results": results},
                          ensure_ascii=False))
     else:
-        for score, record in hits:
-            print(f"{score:.4f}\t{printable(record.path)}")
+        for score, record, moments in hits:
+            at = "" if record.media_type != "video" else f"\tat {record.timestamp_s:.1f} s" + (
+                f" (+{len(moments) - 1} more moments)" if len(moments) > 1 else "")
+            print(f"{score:.4f}\t{printable(record.path)}{at}")
     return 0
 
 

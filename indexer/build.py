@@ -40,6 +40,7 @@ from .files import FileEntry, FolderProblem, is_within, printable, root_key, sca
 from .lock import WriteLock
 from .places import place_of
 from .reader import DEFAULT_DECODE_BUDGET, DecodeBudget, ReadResult, read_file
+from .video_rows import insert_keyframes, keyframe_ids, keyframe_rows, move_keyframes, video_values
 from .sync import load_index, measure_recall, needs_retraining, rebuild, recall_is_stale, save_index
 from .vectors import INDEX_FILE, choose_index_type
 
@@ -333,7 +334,7 @@ class _Build:
                                       row.status, row.content_hash, row.retry)
                     for row in session.execute(
                         select(Image.id, Image.relpath, Image.size, Image.mtime_ns, Image.status, Image.content_hash,
-                               Image.retry).where(Image.root_id == root_id)
+                               Image.retry).where(Image.root_id == root_id, Image.video_id.is_(None))
                     )
                 }
                 self.root_rows[path] = len(rows)
@@ -402,7 +403,7 @@ class _Build:
                       mtime_ns=result.mtime_ns, content_hash=result.content_hash, width=result.width,
                       height=result.height, taken_at=result.taken_at, camera=result.camera, indexed_at=utcnow(),
                       latitude=result.latitude, longitude=result.longitude,
-                      **place_of(result.latitude, result.longitude))
+                      **place_of(result.latitude, result.longitude), **video_values(result))
         if result.error:
             self.summary.errors.append(FileError(path, result.error))
             if old is not None:
@@ -423,6 +424,11 @@ class _Build:
             return
         pending.rows.append(dict(values, status=STATUS_OK, error=None))
         pending.waiting[digest].append((path, old is not None))
+        if len(result.keyframes) > 1:  # a video's further keyframes: rows of their own, embedded like images
+            pending.keyframes[len(pending.rows) - 1] = rows = keyframe_rows(values, result.keyframes)
+            for row, (_, image) in zip(rows, result.keyframes[1:]):
+                if row["content_hash"] not in self.known and row["content_hash"] not in pending.embed_hashes:
+                    pending.embed_hashes[row["content_hash"]] = image
         if old is not None:
             self.summary.updated += 1
         else:
@@ -445,6 +451,7 @@ class _Build:
                     for digest, vector in zip(pending.embed_hashes, vectors)
                 ])
             if pending.delete_ids:
+                pending.delete_ids.extend(keyframe_ids(connection, pending.delete_ids))  # a video's keyframes go with it
                 connection.execute(delete(images).where(images.c.id.in_(pending.delete_ids)))
             if pending.updates:
                 connection.execute(
@@ -457,8 +464,12 @@ class _Build:
                 inserted = connection.execute(
                     insert(images).returning(images.c.id, images.c.status, sort_by_parameter_order=True),
                     [dict(row, retry=row.get("retry", False)) for row in pending.rows],
-                )
+                ).all()
                 new_ids = [image_id for image_id, status in inserted if status == STATUS_OK]
+                new_ids += insert_keyframes(connection, pending.keyframes, pending.rows, inserted,
+                                            self.failed_hashes) if pending.keyframes else []
+            if pending.updates:
+                move_keyframes(connection, pending.updates)  # a moved video's keyframe rows follow its path
             self.generation += 1
             # the vector store's fsync'ed rows (earlier batches): recorded with this one
             Catalog.set_meta(connection, generation=self.generation, **self._store_record())
@@ -502,6 +513,7 @@ class _Build:
             + [row for row in missing if not (row.status == STATUS_OK and row.content_hash)])
         self.summary.removed += len(gone)
         with self.catalog.session() as session:
+            gone += keyframe_ids(session, gone)  # a removed video's keyframes go with it
             for start in range(0, len(gone), 500):
                 session.execute(delete(Image).where(Image.id.in_(gone[start : start + 500])))
             Catalog.delete_orphan_vectors(session)
@@ -673,6 +685,7 @@ class _Pending:
     updates: list[dict] = field(default_factory=list)
     delete_ids: list[int] = field(default_factory=list)
     embed_hashes: dict = field(default_factory=dict)  # content hash -> decoded image, in order
+    keyframes: dict = field(default_factory=dict)  # index in rows of a video -> its further keyframes' rows
     waiting: dict = field(default_factory=lambda: defaultdict(list))  # content hash -> [(path, was_update)]
 
     def fail(self, digest: str, reason: str) -> list[tuple[str, bool]]:

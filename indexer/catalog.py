@@ -87,6 +87,7 @@ class Image(Base):
         Index("ix_images_content_hash", "content_hash"),
         Index("ix_images_status", "status"),
         Index("ix_images_status_taken_at", "status", "taken_at"),  # date filters; added later, see _ensure_indexes
+        Index("ix_images_video_id", "video_id"),  # a video's keyframe rows; added later, see _ensure_indexes
         {"sqlite_autoincrement": True},
     )
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -110,6 +111,16 @@ class Image(Base):
     error: Mapped[str | None] = mapped_column(String)
     retry: Mapped[bool] = mapped_column(default=False)  # error may clear without the file changing (permissions)
     indexed_at: Mapped[datetime] = mapped_column(DateTime)
+    # Videos (indexer/video.py), added after schema 1 shipped like the places. A video is one row per keyframe:
+    # the file's own row (video_id NULL: the one the scan compares, moves and deletes) holds its first keyframe,
+    # each further keyframe is a row with video_id = that row's id, relpath = the file's + b"\0" + milliseconds
+    # (a NUL is in no file name, so paths stay unique and decode to the video's), a content hash of its own
+    # (indexer.video.keyframe_hash) and the file's metadata. media_type NULL (older rows) means "photo".
+    media_type: Mapped[str | None] = mapped_column(String)
+    duration_s: Mapped[float | None]
+    rotation: Mapped[int | None]
+    timestamp_s: Mapped[float | None]
+    video_id: Mapped[int | None]
 
 
 class Vector(Base):
@@ -129,7 +140,13 @@ def encode_relpath(relpath: str) -> bytes:
 
 
 def decode_relpath(raw: bytes) -> str:
-    return os.fsdecode(raw)
+    """The file's relative path; a video keyframe row's relpath (file + NUL + milliseconds) gives its video's."""
+    return os.fsdecode(raw.split(b"\0", 1)[0])
+
+
+def keyframe_relpath(video_relpath: bytes, timestamp_s: float) -> bytes:
+    """The stored relpath of a video's keyframe row (see ``Image``)."""
+    return video_relpath + b"\0" + str(round(timestamp_s * 1000)).encode()
 
 
 class Catalog:
@@ -161,6 +178,8 @@ class Catalog:
                     connection.execute(text("PRAGMA journal_mode=WAL"))
                 if create:
                     Base.metadata.create_all(connection)
+                    connection.commit()
+                    _add_missing_columns(connection)  # before the indexes: a newer index may be on a newer column
                     _ensure_indexes(connection)
                     connection.commit()
                 names = set(self.engine.dialect.get_table_names(connection))

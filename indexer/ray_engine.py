@@ -35,14 +35,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .errors import IndexerError
-from .files import FileEntry, printable
+from .files import FileEntry, is_video_name, printable
 from .reader import DEFAULT_DECODE_BUDGET, DecodeBudget, ReadResult, read_file
 
 logger = logging.getLogger(__name__)
 
 # The columns a decoded file comes back in: "idx" (its place in the work list, which gives back its FileEntry), then
-# every other ReadResult field but the image (sent as raw "pixels"), derived so that a new field cannot be dropped.
-RESULT_FIELDS = ("idx", *(field.name for field in fields(ReadResult) if field.name not in ("entry", "image")))
+# every other ReadResult field but the image (sent as raw "pixels") and a video's keyframes (videos are read on the
+# driver: see RayEmbedding.process), derived so that a new field cannot be dropped.
+RESULT_FIELDS = ("idx", *(field.name for field in fields(ReadResult)
+                           if field.name not in ("entry", "image", "keyframes")))
 
 
 class WorkerCannotReadError(IndexerError):
@@ -393,6 +395,12 @@ class RayEmbedding:
         self.options = options or RayOptions()
 
     def process(self, build, work) -> None:
+        videos = [item for item in work if is_video_name(item[0].path)]
+        if videos:  # a video is many keyframes, the columns carry one image per file: its frames are read here
+            from .build import LocalEmbedding
+
+            LocalEmbedding().process(build, videos)
+            work = [item for item in work if not is_video_name(item[0].path)]
         if not work:
             return
         from sqlalchemy import select

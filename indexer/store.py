@@ -49,6 +49,15 @@ class ImageRecord:
     country: str | None = None
     region: str | None = None
     city: str | None = None
+    media_type: str = "photo"  # "video": this record is one keyframe of the video at ``path``
+    duration_s: float | None = None  # videos: length in seconds
+    timestamp_s: float | None = None  # videos: the second this keyframe shows
+    video_id: int | None = None  # videos: the video's own row when this is a further keyframe
+
+    @property
+    def video_key(self) -> int | None:
+        """The id that names this record's video (its file row), or None for a photo: keyframes of one video share it."""
+        return (self.video_id or self.id) if self.media_type == "video" else None
 
 
 class IndexStore:
@@ -403,7 +412,8 @@ class IndexStore:
 _RECORDS_SQL = (
     "SELECT images.id, images.relpath, images.size, images.mtime_ns, images.content_hash, images.width, "
     "images.height, images.taken_at, images.camera, images.status, images.error, roots.path, "
-    "images.latitude, images.longitude, images.country, images.region, images.city "
+    "images.latitude, images.longitude, images.country, images.region, images.city, "
+    "images.media_type, images.duration_s, images.timestamp_s, images.video_id "
     "FROM images JOIN roots ON roots.id = images.root_id WHERE images.id IN (SELECT value FROM json_each(?))"
 )
 
@@ -411,7 +421,7 @@ _RECORDS_SQL = (
 def _record_from_row(row, index_dir) -> ImageRecord:
     """An ImageRecord from a ``_RECORDS_SQL`` row (what ``to_record`` makes from ORM objects)."""
     (image_id, raw_relpath, size, mtime_ns, content_hash, width, height, taken_at, camera, status, error, root,
-     latitude, longitude, country, region, city) = row
+     latitude, longitude, country, region, city, media_type, duration_s, timestamp_s, video_id) = row
     relpath = decode_relpath(raw_relpath)
     root = root if os.path.isabs(root) else os.path.join(index_dir, root)  # IndexStore.root_path
     if isinstance(taken_at, str):  # SQLAlchemy stores DateTime in SQLite as ISO text
@@ -420,6 +430,7 @@ def _record_from_row(row, index_dir) -> ImageRecord:
         id=image_id, root=root, relpath=relpath, path=os.path.join(root, relpath), size=size, mtime=mtime_ns / 1e9,
         content_hash=content_hash, width=width, height=height, taken_at=taken_at, camera=camera, status=status,
         error=error, latitude=latitude, longitude=longitude, country=country, region=region, city=city,
+        media_type=media_type or "photo", duration_s=duration_s, timestamp_s=timestamp_s, video_id=video_id,
     )
 
 
@@ -430,7 +441,8 @@ def to_record(image: Image, root: str) -> ImageRecord:
         mtime=image.mtime_ns / 1e9, content_hash=image.content_hash, width=image.width, height=image.height,
         taken_at=image.taken_at, camera=image.camera, status=image.status, error=image.error,
         latitude=image.latitude, longitude=image.longitude, country=image.country, region=image.region,
-        city=image.city,
+        city=image.city, media_type=image.media_type or "photo", duration_s=image.duration_s,
+        timestamp_s=image.timestamp_s, video_id=image.video_id,
     )
 
 

@@ -139,7 +139,7 @@ class SearchEngine:
         record = self.record(image_id)
         if exclude_self:
             options["exclude"] = (*SearchOptions.parse(exclude=options.get("exclude")).exclude, record.id)
-        return self.search(image=str(self.image_file(record)), **options)
+        return self.search(image=self.query_image(record), **options)
 
     def search(self, text: str | None = None, image=None, **options) -> SearchPage:
         """Text, image or composed query, by which of ``text`` / ``image`` are given."""
@@ -217,6 +217,20 @@ class SearchEngine:
             if preview is not None:
                 return preview
         return path
+
+    def query_image(self, record):
+        """What "more like this" encodes for an indexed record: its file (``image_file``); for a video hit the
+        frame at its second (a PIL image). ImageError when the video cannot be read any more."""
+        if record.media_type != "video":
+            return str(self.image_file(record))
+        from indexer.video import VideoError, frame_at
+        from mme5.errors import ImageError
+
+        path = self.servable_path(record.path)
+        try:
+            return frame_at(str(path), record.timestamp_s or 0.0, 1024)
+        except VideoError as error:
+            raise ImageError(str(path), error.reason) from None
 
     def servable_path(self, path: str | os.PathLike) -> Path:
         """Resolved path if it may be served (inside an indexed root or the assets), else PathNotAllowedError."""

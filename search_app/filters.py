@@ -152,6 +152,27 @@ def _places_present(store) -> list[str]:
     return sorted({value for column in ("city", "region", "country") for value in store.distinct(column)})
 
 
+MEDIA_TYPES = ("photo", "video")
+
+
+def _parse_media(value) -> str | None:
+    text = _text(value)
+    if text is None:
+        return None
+    kind = {"photos": "photo", "image": "photo", "images": "photo", "videos": "video"}.get(text.lower(), text.lower())
+    if kind not in MEDIA_TYPES:
+        raise ValueError(f"media {value!r} is not one this app knows: use photo or video")
+    return kind
+
+
+def _media_sql(kind: str, _store) -> list:
+    from sqlalchemy import or_
+
+    if kind == "video":
+        return [Image.media_type == "video"]
+    return [or_(Image.media_type.is_(None), Image.media_type == "photo")]  # rows from before videos: photos
+
+
 FILTERS: tuple[Filter, ...] = (
     Filter(
         name="folder", label="Folder", placeholder="e.g. 2023/beach  or  /home/me/Photos/2024",
@@ -218,6 +239,13 @@ FILTERS: tuple[Filter, ...] = (
         parse=geo.parse_bbox,
         where=lambda box, _store: geo.bbox_sql(box, Image.latitude, Image.longitude),
         keep=lambda record, box: geo.in_bbox(record.latitude, record.longitude, box),
+    ),
+    Filter(
+        name="media", label="Media", placeholder="photo or video",
+        help="photos only (photo) or videos only (video); a video is found by its keyframes",
+        parse=_parse_media,
+        where=_media_sql,
+        keep=lambda record, kind: record.media_type == kind,
     ),
 )
 
