@@ -134,6 +134,9 @@ def _check_contents(catalog: Catalog, index_dir: Path, deep: bool, report: Verif
             if bad_size:
                 problems.append(f"{bad_size} stored vector(s) do not have {dim} float16 values")
         report.checked["images"] = catalog.count(session=session)
+        from .fulltext import consistency_problems  # words, OCR text and their full-text rows
+
+        problems.extend(consistency_problems(session.connection()))
     temps = list(index_dir.glob(".*.tmp"))
     if temps:
         problems.append(f"{len(temps)} leftover temporary file(s) from an interrupted write")
