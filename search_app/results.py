@@ -22,6 +22,7 @@ class SearchResult:
     relpath: str = ""
     also_at: tuple[str, ...] = ()
     camera: str | None = None
+    text_match: object | None = None  # indexer.fulltext.TextHit when the photo was found through its words
 
     def to_json(self) -> dict:
         """Plain types only, for the HTTP API.
@@ -41,6 +42,7 @@ class SearchResult:
             "height": self.height,
             "camera": self.camera,
             "also_at": [printable(path) for path in self.also_at],
+            **({"text_match": self.text_match.to_json()} if self.text_match is not None else {}),
         }
 
 
