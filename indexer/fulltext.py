@@ -368,3 +368,12 @@ def fused_with_text(store, query_vector, text: str, hits: list, k: int) -> tuple
     taken = {record.id for _, record in first}
     fused = (first + [(score, record) for score, record in hits if record.id not in taken])[:k]
     return fused, {hit.image_id: hit for hit in ordered}
+
+
+def has_text_condition(catalog):
+    """SQL condition on ``Image``: OCR found text in the photo (false for a catalog without the text tables)."""
+    from sqlalchemy import false, inspect
+
+    if "ocr_text" not in inspect(catalog.engine).get_table_names():
+        return false()
+    return Image.content_hash.in_(select(OcrText.content_hash).where(OcrText.text != ""))

@@ -122,8 +122,9 @@ def _few_matching_ids(store, opts) -> np.ndarray | None:
     """Ids of the photos passing the filters if there are at most FEW_MATCHES; else None."""
     if not opts.filters_on:
         return None
-    found = store.ids_where(filters.sql_conditions(opts, store), limit=FEW_MATCHES + 1)
-    if len(found) > FEW_MATCHES:
+    everything = filters.catalog_only(opts)  # no record test to filter hits as they come: list them all
+    found = store.ids_where(filters.sql_conditions(opts, store), limit=None if everything else FEW_MATCHES + 1)
+    if len(found) > FEW_MATCHES and not everything:
         return None
     if opts.exclude:
         found = np.setdiff1d(found, np.asarray(opts.exclude, dtype=np.int64))

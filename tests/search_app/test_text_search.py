@@ -110,3 +110,15 @@ def test_cli_search_finds_the_sign_first_from_its_text(text_library, tiny_mllama
                             "zebra crossing", "--json", "-k", "5"], capture_output=True, text=True, timeout=300,
                            cwd=REPO, env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert all(hit["text_match"] is None for hit in json.loads(plain.stdout)["results"])
+
+
+@pytest.mark.parametrize("few_matches", [10_000, 0], ids=["few", "many"])
+def test_has_text_filter_keeps_only_photos_with_text_in_them(engine, few_matches, monkeypatch):
+    import search_app.ranking as ranking
+
+    monkeypatch.setattr(ranking, "FEW_MATCHES", few_matches)  # however many match, the catalog answers
+    page = engine.search_text("zebra crossing", k=50, has_text="yes", collapse_duplicates=False)
+    assert sorted(relpaths(page)) == ["city/0007.jpg", "misc/copy-of-sign.jpg"]
+    assert len(engine.search_text("zebra crossing", k=50, has_text="").results) == 27  # off: every photo (the copy folded)
+    with pytest.raises(ValueError, match="has_text 'maybe' is not yes or no"):
+        engine.search_text("zebra crossing", has_text="maybe")
