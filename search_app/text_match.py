@@ -53,3 +53,22 @@ def text_first(opened, vector: np.ndarray, opts, text: str, fetch, passes, vecto
     shown = head + tail
     return replace(rest, results=shown, offset=opts.offset,
                    next_offset=opts.offset + len(shown) if more else None)
+
+
+SOURCE_LABELS = {"ocr": "text in the photo", "filename": "file name", "keywords": "keywords",
+                 "description": "description"}
+
+
+def snippet_html(match) -> str:
+    """A text hit for the UI: where it was found, then its snippet with the matched words in <mark> and every
+    other character escaped (the text is the photo's: OCR output, a file name, a sidecar someone wrote)."""
+    import html
+
+    parts, last = [], 0
+    for start, end in match.marks:
+        if start < last:
+            continue
+        parts += [html.escape(match.snippet[last:start]), "<mark>", html.escape(match.snippet[start:end]), "</mark>"]
+        last = end
+    parts.append(html.escape(match.snippet[last:]))
+    return f"{SOURCE_LABELS.get(match.source, 'text')}: “{''.join(parts)}”"

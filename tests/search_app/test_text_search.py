@@ -122,3 +122,34 @@ def test_has_text_filter_keeps_only_photos_with_text_in_them(engine, few_matches
     assert len(engine.search_text("zebra crossing", k=50, has_text="").results) == 27  # off: every photo (the copy folded)
     with pytest.raises(ValueError, match="has_text 'maybe' is not yes or no"):
         engine.search_text("zebra crossing", has_text="maybe")
+
+
+def test_the_ui_snippet_marks_the_matched_words_and_escapes_everything_else():
+    from indexer.fulltext import TextHit, _hit, parse_query
+    from search_app.text_match import snippet_html
+
+    hit = _hit(7, {"ocr": "<img src=x onerror=alert(1)> CAFÉ & Central\nbar", "keywords": "", "description": "",
+                   "filename": ""}, parse_query("cafe central"))
+    assert isinstance(hit, TextHit) and hit.source == "ocr"
+    shown = snippet_html(hit)
+    assert shown == ("text in the photo: “&lt;img src=x onerror=alert(1)&gt; <mark>CAFÉ</mark> &amp; "
+                     "<mark>Central</mark> bar”")
+
+
+def test_the_ui_shows_text_hits_first_with_their_marked_snippet_and_pages_on(engine, tmp_path):
+    from search_app.thumbnails import ThumbnailCache
+    from search_app.ui import _OUTPUT_ORDER, SearchUI
+
+    from .test_ui_messages import NoProgress
+
+    ui = SearchUI(engine, ThumbnailCache(tmp_path / "thumbs"), page_size=2)
+    outputs = dict(zip(_OUTPUT_ORDER, ui.on_search("trevi", None, progress=NoProgress())))
+    session = outputs["session"]
+    assert {result.relpath for result in session["results"]} == {"rome_trevi.jpg", "trip/IMG_2041.jpg"}
+    captions = [item["caption"] if isinstance(item, dict) else item[1] for item in outputs["gallery"].value]
+    assert any(caption.endswith("· “rome trevi”") for caption in captions), captions
+    more = dict(zip(_OUTPUT_ORDER, ui.on_more(session, [], progress=NoProgress())))
+    assert [r.relpath for r in more["session"]["results"]] == relpaths(engine.search_text("trevi", k=4))
+    event = type("Select", (), {"index": [r.relpath for r in session["results"]].index("trip/IMG_2041.jpg")})()
+    details = ui.on_select(session, event)[0]
+    assert "keywords: “<mark>Trevi</mark>”" in details
