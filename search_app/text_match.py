@@ -34,16 +34,19 @@ def text_first(opened, vector: np.ndarray, opts, text: str, fetch, passes, vecto
     query = np.asarray(vector, dtype=np.float32).reshape(-1)
     stored = opened.store.vectors(np.asarray([hit.image_id for hit in hits], dtype=np.int64))
     scores = dict(zip([hit.image_id for hit in hits], (stored @ query).tolist()))
-    results, by_hash = [], {}
+    groups: dict[object, list] = {}  # identical copies fold into one result, at the best copy's place
     for hit in fuse(hits, scores):
         record = records[hit.image_id]
-        first = by_hash.get(record.content_hash) if opts.collapse_duplicates and record.content_hash else None
-        if first is not None:
-            results[first] = with_copy(results[first], record.path)
-            continue
-        if record.content_hash:
-            by_hash[record.content_hash] = len(results)
-        results.append(replace(result_of(record, float(scores[hit.image_id])), text_match=hit))
+        key = record.content_hash if opts.collapse_duplicates and record.content_hash else ("id", record.id)
+        groups.setdefault(key, []).append((hit, record))
+    results = []
+    for members in groups.values():
+        hit, record = min(members, key=lambda member: member[1].id)  # shown as the vector ranking shows copies
+        result = replace(result_of(record, float(scores[hit.image_id])), text_match=hit)
+        for _other, copy in members:
+            if copy.id != record.id:
+                result = with_copy(result, copy.path)
+        results.append(result)
     head = results[opts.offset : opts.offset + opts.k]
     wanted = opts.k - len(head)
     rest = vector_page(replace(opts, exclude=(*opts.exclude, *scores), offset=max(0, opts.offset - len(results)),

@@ -214,3 +214,14 @@ def test_kill_9_during_the_ocr_pass_then_rerun_completes_text_and_vectors(make_p
         names = {record.id: os.path.basename(record.path) for record in store.records(store.catalog.ok_ids())}
         for i, word in enumerate(["cafe central", "bakery", "pharmacy", "museum", "station", "harbour"]):
             assert [names[h.image_id] for h in text_hits(store.catalog, word)] == [f"{i:04d}.jpg"], word
+
+
+def test_the_ocr_benchmark_runs_at_toy_scale(tiny_mllama_dir, capsys):
+    from benchmarks import bench_ocr
+
+    assert bench_ocr.main(["--scripts", "latin", "--per-script", "2", "--distractors", "2", "--model",
+                           str(tiny_mllama_dir), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["photos"] == 4 and figures["scripts"]["latin"]["recall@1_fused"] == 1.0
+    assert figures["text_pass_img_s"] > 0 and figures["detect_img_s"] > 0 and figures["ocr_errors"] == 0
+    assert figures["false_matches_per_query"] == 0 and figures["no_text_photos_with_text"] == 0
