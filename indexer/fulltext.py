@@ -211,7 +211,7 @@ def consistency_problems(connection) -> list[str]:
         problems.append(f"{unindexed} photo(s) have words but no full-text row")
     stale = connection.exec_driver_sql(
         "SELECT t.rowid, t.ocr, o.text FROM text_fts t JOIN images i ON i.id = t.rowid "
-        "JOIN ocr_text o ON o.content_hash = i.content_hash").all()
+        "JOIN ocr_text o ON o.content_hash = i.content_hash WHERE o.text != '' OR t.ocr != ''").all()
     wrong = sum(1 for _id, stored, text in stale if stored != normalize(text))
     if wrong:
         problems.append(f"{wrong} full-text row(s) hold another text than their photo's OCR result")

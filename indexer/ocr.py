@@ -25,6 +25,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import unicodedata
 from dataclasses import dataclass
 
@@ -53,6 +54,7 @@ MAX_SIDE = 2400  # longer side handed to Tesseract: a 100-megapixel screenshot b
 DETECT_TILE = 4  # pixels per side of a detection tile
 MAX_REGIONS = 32  # text regions recognised per photo
 PASS_TIMEOUT = 30.0  # seconds per recognition pass (the photo's OCR fails, and is reported, beyond it)
+PHOTO_TIMEOUT = 90.0  # seconds for all of a photo's passes together
 MIN_CONFIDENCE = 60  # Tesseract word confidence (0-100) a word needs to be kept
 MAX_TEXT_CHARS = 20_000  # stored per photo (a page of tiny text is kept in part)
 
@@ -138,8 +140,6 @@ def text_regions(gray: Image.Image) -> list[tuple[int, int, int, int]]:
 the ``MAX_REGIONS`` largest kept, each padded by a tile. Sky, skin, blur, film grain and
     smooth gradients give none, so recognition never runs on them; foliage and gravel may (recognition
     then finds nothing, at a cost in time, not in results). ~20 ms for a 2400-pixel photo."""
-    from scipy import ndimage
-
     pixels = np.asarray(gray, dtype=np.int16)
     tile = DETECT_TILE
     rows, cols = pixels.shape[0] // tile, pixels.shape[1] // tile
@@ -149,17 +149,48 @@ the ``MAX_REGIONS`` largest kept, each padded by a tile. Sky, skin, blur, film g
     edges[:, 1:] |= np.abs(np.diff(pixels, axis=1)) > 48
     edges[1:, :] |= np.abs(np.diff(pixels, axis=0)) > 48
     tiles = edges[: rows * tile, : cols * tile].reshape(rows, tile, cols, tile).mean(axis=(1, 3)) >= 0.1
-    tiles = ndimage.binary_closing(tiles, structure=np.ones((1, 3), dtype=bool))
-    labels, _count = ndimage.label(tiles, structure=np.ones((3, 3), dtype=bool))
+    tiles = _close_rows(tiles)
     boxes = []
-    for found in ndimage.find_objects(labels):
-        top, bottom, left, right = found[0].start, found[0].stop, found[1].start, found[1].stop
+    for top, bottom, left, right in _components(tiles):
         if min(bottom - top, right - left) >= 3:  # thinner: a line or an edge (text that small is unreadable)
             boxes.append((max(0, (left - 1) * tile), max(0, (top - 1) * tile), min(pixels.shape[1], (right + 1) * tile),
                           min(pixels.shape[0], (bottom + 1) * tile)))
     boxes = _join_lines(boxes)
     boxes.sort(key=lambda box: -(box[2] - box[0]) * (box[3] - box[1]))
     return boxes[:MAX_REGIONS]
+
+
+def _close_rows(tiles: np.ndarray) -> np.ndarray:
+    """Morphological closing along rows with a 3-wide element: one-tile gaps between strokes are filled."""
+    grown = tiles.copy()
+    grown[:, 1:] |= tiles[:, :-1]
+    grown[:, :-1] |= tiles[:, 1:]
+    shrunk = grown.copy()
+    shrunk[:, 1:] &= grown[:, :-1]
+    shrunk[:, :-1] &= grown[:, 1:]
+    return shrunk | tiles
+
+
+def _components(tiles: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Bounding boxes (top, bottom, left, right; ends exclusive) of the 8-connected groups of set tiles."""
+    seen = np.zeros(tiles.shape, dtype=bool)
+    rows, cols = tiles.shape
+    boxes = []
+    for start in zip(*np.nonzero(tiles)):
+        if seen[start]:
+            continue
+        seen[start] = True
+        stack, top, bottom, left, right = [start], start[0], start[0], start[1], start[1]
+        while stack:
+            row, col = stack.pop()
+            top, bottom, left, right = min(top, row), max(bottom, row), min(left, col), max(right, col)
+            for near_row in range(max(row - 1, 0), min(row + 2, rows)):
+                for near_col in range(max(col - 1, 0), min(col + 2, cols)):
+                    if tiles[near_row, near_col] and not seen[near_row, near_col]:
+                        seen[near_row, near_col] = True
+                        stack.append((near_row, near_col))
+        boxes.append((int(top), int(bottom) + 1, int(left), int(right) + 1))
+    return boxes
 
 
 def _join_lines(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
@@ -211,6 +242,7 @@ def recognize(engine: OcrEngine, path: str, budget=None, timeout: float | None =
 
     Never raises for a bad photo or a failing Tesseract: the reason is the outcome's ``error``."""
     timeout = PASS_TIMEOUT if timeout is None else timeout
+    deadline = time.monotonic() + PHOTO_TIMEOUT
     try:
         image = _upright(path, budget)
     except ImageError as error:
@@ -225,11 +257,15 @@ def recognize(engine: OcrEngine, path: str, budget=None, timeout: float | None =
         page = os.path.join(folder, "page.png")
         text_page(image, boxes).save(page)  # colour: Tesseract binarises it better than a grey copy
         for script, language in engine.passes:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return OcrOutcome(detected=True, error=f"OCR took more than {PHOTO_TIMEOUT:g} s for this photo "
+                                                       f"(stopped before the {script} pass); indexed without its text")
             try:
-                lines += _one_pass(engine.binary, page, language, timeout)
+                lines += _one_pass(engine.binary, page, language, min(timeout, left))
             except subprocess.TimeoutExpired:
-                return OcrOutcome(detected=True, error=f"OCR timed out after {timeout:g} s ({script} pass); "
-                                                       "indexed without its text")
+                return OcrOutcome(detected=True, error=f"OCR timed out after {min(timeout, left):g} s ({script} "
+                                                       "pass); indexed without its text")
             except (OSError, subprocess.SubprocessError, ValueError) as error:
                 return OcrOutcome(detected=True, error=f"OCR failed ({script} pass: {error}); indexed without "
                                                        "its text")

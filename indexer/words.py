@@ -61,7 +61,7 @@ def sidecar_signature(path: str) -> str:
 
 def filename_words(relpath: str) -> str:
     """The words of a photo's folder and file names: "Rome 2019/rome_trevi-2.jpg" -> "Rome 2019 rome trevi"."""
-    parts = relpath.replace("\\", "/").split("/")
+    parts = _clean(relpath).replace("\\", "/").split("/")
     parts[-1] = os.path.splitext(parts[-1])[0]
     words: list[str] = []
     for part in parts:
@@ -102,8 +102,13 @@ def photo_words(path: str, relpath: str) -> PhotoWords:
                       description=_joined(descriptions))
 
 
+def _clean(text: str) -> str:
+    """Text SQLite can store: a non-UTF-8 file name's undecodable bytes (surrogates) and NULs become "?"/" "."""
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", " ")
+
+
 def _joined(values: list[str]) -> str:
-    unique = dict.fromkeys(" ".join(value.split()) for value in values)
+    unique = dict.fromkeys(" ".join(_clean(value).split()) for value in values)
     return "\n".join(value for value in unique if value)[:MAX_FIELD_CHARS]
 
 

@@ -225,3 +225,21 @@ def test_the_ocr_benchmark_runs_at_toy_scale(tiny_mllama_dir, capsys):
     assert figures["photos"] == 4 and figures["scripts"]["latin"]["recall@1_fused"] == 1.0
     assert figures["text_pass_img_s"] > 0 and figures["detect_img_s"] > 0 and figures["ocr_errors"] == 0
     assert figures["false_matches_per_query"] == 0 and figures["no_text_photos_with_text"] == 0
+
+
+def test_a_photo_over_its_time_budget_is_reported_not_waited_for(tmp_path, engine, monkeypatch):
+    monkeypatch.setattr("indexer.ocr.PHOTO_TIMEOUT", 0.0)
+    outcome = recognize(engine, save(sign_photo("BAKERY", "latin", seed=4), tmp_path / "sign.jpg"))
+    assert outcome.text == "" and outcome.error.startswith("OCR took more than 0 s for this photo")
+
+
+def test_non_utf8_file_names_keep_their_readable_words(photos, tmp_path, tiny_siglip):
+    raw_name = b"caf\xe9_sign-IMG_0042.jpg"  # Latin-1 bytes: not UTF-8
+    Image.fromarray(photos.pixels(96, 72)).save(photos.path(raw_name), "JPEG")
+    photos.jpeg("other.jpg")
+    summary = build_index([photos.folder], tmp_path / "index", tiny_siglip, show_progress=False, ocr="off")
+    assert summary.images == 2 and summary.text["words_read"] == 2
+    with IndexStore.open(tmp_path / "index") as store:
+        hits = text_hits(store.catalog, "sign")
+        assert len(hits) == 1 and hits[0].source == "filename" and hits[0].snippet == "caf sign"
+    assert verify(tmp_path / "index").clean
