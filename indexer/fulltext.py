@@ -377,3 +377,14 @@ def has_text_condition(catalog):
     if "ocr_text" not in inspect(catalog.engine).get_table_names():
         return false()
     return Image.content_hash.in_(select(OcrText.content_hash).where(OcrText.text != ""))
+
+
+def repair_text(connection) -> list[str]:
+    """``verify --repair``: a full-text index that disagrees with the photos is emptied with the words it was made
+    from; the next build reads the words again (seconds) and refills it, OCR results reused by content."""
+    if not consistency_problems(connection):
+        return []
+    connection.exec_driver_sql("DELETE FROM text_fts")
+    connection.exec_driver_sql("DELETE FROM words")
+    return ["emptied the full-text index (it disagreed with the photos); the next build refills it from the photos' "
+            "names and metadata and the kept OCR results"]

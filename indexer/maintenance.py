@@ -266,6 +266,9 @@ def _repair(catalog: Catalog | None, index_dir: Path, report: VerifyReport) -> C
         if "fingerprint" not in meta or not meta.get("dim"):
             return catalog  # nothing can be rebuilt without knowing the model; the second check says so
         dim = int(meta["dim"])
+        from .fulltext import repair_text
+
+        report.repaired.extend(repair_text(session.connection()))
         if report.bad_vectors:
             for start in range(0, len(report.bad_vectors), 500):
                 session.execute(delete(Vector).where(Vector.content_hash.in_(report.bad_vectors[start : start + 500])))

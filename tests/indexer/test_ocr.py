@@ -243,3 +243,23 @@ def test_non_utf8_file_names_keep_their_readable_words(photos, tmp_path, tiny_si
         hits = text_hits(store.catalog, "sign")
         assert len(hits) == 1 and hits[0].source == "filename" and hits[0].snippet == "caf sign"
     assert verify(tmp_path / "index").clean
+
+
+def test_verify_reports_a_full_text_index_out_of_step_and_repair_lets_the_next_build_refill_it(photos, tmp_path,
+                                                                                                tiny_siglip):
+    photos.jpeg("rome_trevi.jpg")
+    photos.jpeg("paris_louvre.jpg")
+    index = tmp_path / "index"
+    build_index([photos.folder], index, tiny_siglip, show_progress=False, ocr="off")
+    with sqlite3.connect(index / "catalog.sqlite") as connection:
+        connection.execute("DELETE FROM text_fts WHERE rowid = (SELECT min(id) FROM images)")
+        connection.execute("INSERT INTO text_fts(rowid, filename, keywords, description, ocr) VALUES (999, 'x', '', '', '')")
+    report = verify(index)
+    assert not report.clean and {"1 full-text row(s) belong to no searchable photo",
+                                 "1 photo(s) have words but no full-text row"} <= set(report.problems)
+    repaired = verify(index, repair=True)
+    assert any(line.startswith("emptied the full-text index") for line in repaired.repaired), repaired.repaired
+    assert not repaired.unrepaired and verify(index).clean
+    assert build_index([photos.folder], index, tiny_siglip, show_progress=False, ocr="off").text["words_read"] == 2
+    with IndexStore.open(index) as store:
+        assert [h.source for h in text_hits(store.catalog, "louvre")] == ["filename"]

@@ -153,3 +153,10 @@ def test_the_ui_shows_text_hits_first_with_their_marked_snippet_and_pages_on(eng
     event = type("Select", (), {"index": [r.relpath for r in session["results"]].index("trip/IMG_2041.jpg")})()
     details = ui.on_select(session, event)[0]
     assert "keywords: “<mark>Trevi</mark>”" in details
+
+
+@pytest.mark.parametrize("query", ['"', '""', '"café', 'NEAR(a b) OR * -', "x' OR 1=1 --", "%_%", "ab", "東京",
+                                   "central*", '"central" "cafe', "\x00cafe"])
+def test_queries_with_full_text_syntax_are_plain_words(engine, query):
+    page = engine.search_text(query, k=5)  # never an FTS5 syntax error, never SQL
+    assert len(page.results) == 5
