@@ -17,8 +17,10 @@ accents dropped: "café" finds "CAFE"), Latin-script words at word starts, unspa
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
+import tempfile
 import time
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from .catalog import STATUS_OK, Image, OcrText, Root, Words, decode_relpath, utcnow
-from .ocr import OcrEngine, _unspaced, recognize
+from .ocr import OcrEngine, OcrOutcome, _unspaced, prepare, read_page
 from .words import photo_words, sidecar_signature
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,7 @@ MAX_TEXT_HITS = 200  # text hits fused into one ranking (the rest follow as the 
 MATCH_CANDIDATES = 2_000  # rows SQLite's trigram index hands over for the word-start check
 SNIPPET_CHARS = 120
 WORDS_BATCH = 256
-OCR_BATCH = 4
+OCR_BATCH = 8  # photos prepared (decoded one at a time), then read by the worker threads together
 
 
 # -- normalising -----------------------------------------------------------------------------------------------
@@ -99,8 +101,6 @@ def update_text(catalog, engine: OcrEngine | None, workers: int = 2, budget=None
 
 def _photos(session, conditions=()):
     """(id, absolute path, relpath bytes, mtime, content hash) of every searchable photo."""
-    import os
-
     query = (select(Image.id, Root.path, Image.relpath, Image.mtime_ns, Image.content_hash)
              .join(Root, Root.id == Image.root_id).where(Image.status == STATUS_OK, *conditions).order_by(Image.id))
     for image_id, root, relpath, mtime_ns, digest in session.execute(query):
@@ -155,11 +155,14 @@ def _update_ocr(catalog, engine: OcrEngine, summary: TextSummary, workers: int, 
         return
     progress = _progress(len(todo), "text in photos", show_progress)
     items = list(todo.items())
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="indexer-ocr") as pool:
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="indexer-ocr") as pool, \
+            tempfile.TemporaryDirectory(prefix="mme5-ocr-") as folder:
         try:
             for start in range(0, len(items), OCR_BATCH):
                 batch = items[start : start + OCR_BATCH]
-                outcomes = list(pool.map(lambda item: recognize(engine, item[1], budget), batch))
+                pages = [prepare(path, os.path.join(folder, f"{i}.png"), budget) for i, (_d, path) in enumerate(batch)]
+                outcomes = list(pool.map(lambda page: page if isinstance(page, OcrOutcome) else read_page(engine, page),
+                                         pages))
                 _commit_ocr(catalog, engine, batch, outcomes)
                 for (_digest, path), outcome in zip(batch, outcomes):
                     summary.ocr_read += 1

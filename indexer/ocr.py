@@ -30,10 +30,10 @@ import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from mme5.errors import ImageError
-from mme5.images import load_image
+from mme5.images import load_image, to_rgb
 
 from .errors import IndexerError
 
@@ -140,15 +140,21 @@ def text_regions(gray: Image.Image) -> list[tuple[int, int, int, int]]:
 the ``MAX_REGIONS`` largest kept, each padded by a tile. Sky, skin, blur, film grain and
     smooth gradients give none, so recognition never runs on them; foliage and gravel may (recognition
     then finds nothing, at a cost in time, not in results). ~20 ms for a 2400-pixel photo."""
-    pixels = np.asarray(gray, dtype=np.int16)
+    pixels = np.asarray(gray)
     tile = DETECT_TILE
     rows, cols = pixels.shape[0] // tile, pixels.shape[1] // tile
     if rows < 2 or cols < 2:
         return []
-    edges = np.zeros(pixels.shape, dtype=bool)
-    edges[:, 1:] |= np.abs(np.diff(pixels, axis=1)) > 48
-    edges[1:, :] |= np.abs(np.diff(pixels, axis=0)) > 48
-    tiles = edges[: rows * tile, : cols * tile].reshape(rows, tile, cols, tile).mean(axis=(1, 3)) >= 0.1
+    tiles = np.zeros((rows, cols), dtype=bool)
+    for first in range(0, rows, 64):  # strips of 256 pixel rows: a few MB of temporaries, whatever the photo
+        last = min(rows, first + 64)
+        above = 1 if first else 0
+        strip = pixels[first * tile - above : last * tile, : cols * tile].astype(np.int16)
+        edges = np.zeros(strip.shape, dtype=bool)
+        edges[:, 1:] |= np.abs(np.diff(strip, axis=1)) > 48
+        edges[1:, :] |= np.abs(np.diff(strip, axis=0)) > 48
+        edges = edges[above:]
+        tiles[first:last] = edges.reshape(last - first, tile, cols, tile).mean(axis=(1, 3)) >= 0.1
     tiles = _close_rows(tiles)
     boxes = []
     for top, bottom, left, right in _components(tiles):
@@ -238,55 +244,85 @@ def text_page(image: Image.Image, boxes) -> Image.Image:
 
 
 def recognize(engine: OcrEngine, path: str, budget=None, timeout: float | None = None) -> OcrOutcome:
-    """OCR one photo file: decode (within ``budget``, an indexer.reader.DecodeBudget), detect, recognise.
+    """OCR one photo file: ``prepare`` its text page, then ``read_page``. Never raises for a bad photo or a
+    failing Tesseract: the reason is the outcome's ``error``."""
+    with tempfile.TemporaryDirectory(prefix="mme5-ocr-") as folder:
+        prepared = prepare(path, os.path.join(folder, "page.png"), budget)
+        return prepared if isinstance(prepared, OcrOutcome) else read_page(engine, prepared, timeout)
 
-    Never raises for a bad photo or a failing Tesseract: the reason is the outcome's ``error``."""
+
+def prepare(path: str, page: str, budget=None) -> OcrOutcome | str:
+    """Decode the photo (within ``budget``, an indexer.reader.DecodeBudget), detect its text regions and write
+    them as a page to the file ``page``: returns ``page``, or the final outcome when there is nothing to read
+    (no text-like region, an unreadable photo). The build runs this in one thread, one photo at a time, and
+    only ``read_page`` in parallel: big decodes never pile up in several threads' memory."""
+    from contextlib import nullcontext
+
+    with budget.hold(_decoded_pixels(path)) if budget is not None else nullcontext():
+        try:
+            image = _upright(path)
+        except ImageError as error:
+            return OcrOutcome(error=f"OCR could not read the photo ({error.reason})")
+        except Exception as error:  # noqa: BLE001 - a decoder bug on one file must not stop the build
+            return OcrOutcome(error=f"OCR could not read the photo ({type(error).__name__}: {error})")
+        boxes = text_regions(image.convert("L"))
+        if not boxes:
+            return OcrOutcome()
+        text_page(image, boxes).save(page)  # colour: Tesseract binarises it better than a grey copy
+        return page
+
+
+def _decoded_pixels(path: str) -> int:
+    """Pixels a decode of ``path`` holds (a JPEG at the reduced scale ``_upright`` asks for); 0 if unreadable."""
+    try:
+        with Image.open(path) as opened:
+            if opened.format == "JPEG":
+                opened.draft("RGB", (MAX_SIDE, MAX_SIDE))
+            return opened.size[0] * opened.size[1]
+    except Exception:  # noqa: BLE001 - _upright says what is wrong
+        return 0
+
+
+def read_page(engine: OcrEngine, page: str, timeout: float | None = None) -> OcrOutcome:
+    """One recognition pass per script over a page from ``prepare``, within PASS_TIMEOUT each and PHOTO_TIMEOUT
+    in all."""
     timeout = PASS_TIMEOUT if timeout is None else timeout
     deadline = time.monotonic() + PHOTO_TIMEOUT
-    try:
-        image = _upright(path, budget)
-    except ImageError as error:
-        return OcrOutcome(error=f"OCR could not read the photo ({error.reason})")
-    except Exception as error:  # noqa: BLE001 - a decoder bug on one file must not stop the build
-        return OcrOutcome(error=f"OCR could not read the photo ({type(error).__name__}: {error})")
-    boxes = text_regions(image.convert("L"))
-    if not boxes:
-        return OcrOutcome()
     lines: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="mme5-ocr-") as folder:
-        page = os.path.join(folder, "page.png")
-        text_page(image, boxes).save(page)  # colour: Tesseract binarises it better than a grey copy
-        for script, language in engine.passes:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return OcrOutcome(detected=True, error=f"OCR took more than {PHOTO_TIMEOUT:g} s for this photo "
-                                                       f"(stopped before the {script} pass); indexed without its text")
-            try:
-                lines += _one_pass(engine.binary, page, language, min(timeout, left))
-            except subprocess.TimeoutExpired:
-                return OcrOutcome(detected=True, error=f"OCR timed out after {min(timeout, left):g} s ({script} "
-                                                       "pass); indexed without its text")
-            except (OSError, subprocess.SubprocessError, ValueError) as error:
-                return OcrOutcome(detected=True, error=f"OCR failed ({script} pass: {error}); indexed without "
-                                                       "its text")
+    for script, language in engine.passes:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return OcrOutcome(detected=True, error=f"OCR took more than {PHOTO_TIMEOUT:g} s for this photo "
+                                                   f"(stopped before the {script} pass); indexed without its text")
+        try:
+            lines += _one_pass(engine.binary, page, language, min(timeout, left))
+        except subprocess.TimeoutExpired:
+            return OcrOutcome(detected=True, error=f"OCR timed out after {min(timeout, left):g} s ({script} "
+                                                   "pass); indexed without its text")
+        except (OSError, subprocess.SubprocessError, ValueError) as error:
+            return OcrOutcome(detected=True, error=f"OCR failed ({script} pass: {error}); indexed without "
+                                                   "its text")
     text = "\n".join(dict.fromkeys(line for line in lines if line))  # one copy of a line two passes agree on
     return OcrOutcome(text=text[:MAX_TEXT_CHARS], detected=True)
 
 
-def _upright(path: str, budget) -> Image.Image:
-    """The photo as an upright RGB image of at most MAX_SIDE pixels, decoded within ``budget``."""
-    from contextlib import nullcontext
+def _upright(path: str) -> Image.Image:
+    """The photo as an upright RGB image of at most MAX_SIDE pixels.
 
-    try:
-        with Image.open(path) as opened:
-            width, height = opened.size
-    except Exception:  # noqa: BLE001 - load_image below says what is wrong
-        width = height = 0
-    with budget.hold(width * height) if budget is not None else nullcontext():
+    Shrunk in its own mode before anything else (a greyscale scan is not first made three times larger), so
+    a photo costs its decode and little more; RAW files go through mme5's loader, which decodes them reduced."""
+    from mme5.raw import is_raw
+
+    if is_raw(path):
         image = load_image(path, draft_size=MAX_SIDE)
-        image = ImageOps.exif_transpose(image) if image.getexif() else image
-        image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BILINEAR)
-        return image
+    else:
+        with Image.open(path) as opened:
+            if opened.format == "JPEG":
+                opened.draft("RGB", (MAX_SIDE, MAX_SIDE))
+            opened.load()
+            opened.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BILINEAR)
+            image = to_rgb(opened.copy())  # to_rgb turns it upright (EXIF orientation), as for the model
+    return image
 
 
 def _one_pass(binary: str, page: str, language: str, timeout: float) -> list[str]:

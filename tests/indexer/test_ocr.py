@@ -60,7 +60,7 @@ def test_real_ocr_reads_latin_cyrillic_and_cjk_and_skips_photos_without_text(tmp
 def test_a_huge_screenshot_is_shrunk_before_recognition(tmp_path):
     path = tmp_path / "screenshot.png"
     Image.new("RGB", (9000, 6000), (250, 250, 250)).save(path)  # 54 megapixels, a small file
-    image = _upright(str(path), None)
+    image = _upright(str(path))
     assert max(image.size) == MAX_SIDE and image.size[0] / image.size[1] == pytest.approx(1.5, rel=0.01)
 
 
@@ -263,3 +263,12 @@ def test_verify_reports_a_full_text_index_out_of_step_and_repair_lets_the_next_b
     assert build_index([photos.folder], index, tiny_siglip, show_progress=False, ocr="off").text["words_read"] == 2
     with IndexStore.open(index) as store:
         assert [h.source for h in text_hits(store.catalog, "louvre")] == ["filename"]
+
+
+def test_ocr_reads_the_photo_upright(tmp_path, engine):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned a quarter left: shown turned back
+    path = tmp_path / "turned.jpg"
+    sign_photo("MUSEUM", "latin", seed=6).transpose(Image.Transpose.ROTATE_90).save(path, exif=exif, quality=92)
+    assert _upright(str(path)).size == (640, 420)
+    assert "museum" in normalize(recognize(engine, str(path)).text)
