@@ -40,7 +40,7 @@ MAX_TEXT_HITS = 200  # text hits fused into one ranking (the rest follow as the 
 MATCH_CANDIDATES = 2_000  # rows SQLite's trigram index hands over for the word-start check
 SNIPPET_CHARS = 120
 WORDS_BATCH = 256
-OCR_BATCH = 8  # photos prepared (decoded one at a time), then read by the worker threads together
+OCR_BATCH_PER_WORKER = 2  # photos prepared (decoded one at a time), then read by the worker threads, then committed
 
 
 # -- normalising -----------------------------------------------------------------------------------------------
@@ -158,8 +158,9 @@ def _update_ocr(catalog, engine: OcrEngine, summary: TextSummary, workers: int, 
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="indexer-ocr") as pool, \
             tempfile.TemporaryDirectory(prefix="mme5-ocr-") as folder:
         try:
-            for start in range(0, len(items), OCR_BATCH):
-                batch = items[start : start + OCR_BATCH]
+            step = OCR_BATCH_PER_WORKER * max(1, workers)
+            for start in range(0, len(items), step):
+                batch = items[start : start + step]
                 pages = [prepare(path, os.path.join(folder, f"{i}.png"), budget) for i, (_d, path) in enumerate(batch)]
                 outcomes = list(pool.map(lambda page: page if isinstance(page, OcrOutcome) else read_page(engine, page),
                                          pages))
