@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="megapixels decoded at once across all decoding threads, bounding memory "
                             f"(default {DEFAULT_DECODE_BUDGET / 1e6:g}, about 4 bytes each; a larger image is "
                             "decoded alone)")
+    build.add_argument("--ocr", choices=["auto", "on", "off"], default="auto",
+                       help="read text in photos with Tesseract (auto, the default: when it is installed; on: "
+                            "required; off: never). File and folder names, captions and keywords are read always")
     build.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -252,6 +255,11 @@ def run_build(args) -> int:
     plan_roots(args.dirs, index_dir)  # fail on a bad --dir before spending time on the model
     model, adapter, runtime = index_model(index_dir, args.model, args.adapter, args.runtime)
     before = set(os.listdir(index_dir)) if index_dir.is_dir() else None
+    from .ocr import engine_for
+
+    ocr_engine = engine_for(args.ocr)  # --ocr on without Tesseract fails here, before the model loads
+    missing = " (Tesseract with language data not found)" if args.ocr == "auto" else ""
+    print(f"indexer: {ocr_engine.describe() if ocr_engine else 'OCR: off' + missing}", file=sys.stderr)
     index_dir.mkdir(parents=True, exist_ok=True)
     with WriteLock(index_dir, "build"), _undone_if_empty(index_dir, before):
         # the lock first: a second build is refused now, not after minutes of model loading
@@ -269,13 +277,15 @@ def run_build(args) -> int:
                               include_hidden=args.include_hidden, workers=None if ray_options else args.workers,
                               engine=args.engine, ray_options=ray_options, prune=args.prune,
                               max_prune_share=args.max_prune_share,
-                              decode_budget=max(1, int(args.decode_budget_mp * 1e6)))
+                              decode_budget=max(1, int(args.decode_budget_mp * 1e6)), ocr=args.ocr)
     problems = [*summary.errors, *summary.skipped]
     for error in problems[:20]:
         print(printable(f"  skipped {error.path}: {error.reason}"), file=sys.stderr)
     if len(problems) > 20:
         print(printable(f"  ... and {len(problems) - 20} more (python -m indexer info --index {args.index})"),
               file=sys.stderr)
+    for error in summary.text.get("errors", [])[:20]:
+        print(printable(f"  no text read from {error['path']}: {error['reason']}"), file=sys.stderr)
     for warning in summary.warnings:  # repeated after the progress bars, where they are read
         print(printable(f"WARNING: {warning}"), file=sys.stderr)
     print(json.dumps(summary.to_dict()) if args.json else str(summary))
@@ -301,14 +311,21 @@ def run_search(args) -> int:
         query = embedder.encode_query(kind, texts=[args.text] if kind.needs_text else None,
                                       images=[str(args.image)] if kind.needs_image else None)
         scores, ids = store.search(query, min(max(store.count, 1), 8 * args.k))  # a video's keyframes fold into one
-        hits = fold_videos([(float(s), r) for s, r in zip(scores[0], store.records(ids[0])) if r is not None])[:args.k]
+        hits = [(float(s), r) for s, r in zip(scores[0], store.records(ids[0])) if r is not None]
+        matches = {}
+        if kind.needs_text and not kind.needs_image:  # words in the photos, their names and metadata
+            from .fulltext import fused_with_text
+
+            hits, matches = fused_with_text(store, query, args.text, hits, len(hits))
+        hits = fold_videos(hits)[:args.k]
     if args.json:
         results = [{"path": decodable(r.path), "score": round(s, 6), "id": r.id, "size": r.size,
                     "taken_at": r.taken_at.isoformat() if r.taken_at else None, "camera": r.camera,
                     "width": r.width, "height": r.height, "content_hash": r.content_hash, "media_type": r.media_type,
                     **({"timestamp_s": r.timestamp_s, "duration_s": r.duration_s,
                         "moments": [{"timestamp_s": t, "score": round(m, 6)} for t, m in moments]}
-                       if r.media_type == "video" else {})}
+                       if r.media_type == "video" else {}),
+                    "text_match": matches[r.id].to_json() if r.id in matches else None}
                    for s, r, moments in hits]
         print(json.dumps({"text": args.text, "image": str(args.image) if args.image else None, "results": results},
                          ensure_ascii=False))

@@ -88,6 +88,7 @@ class BuildSummary:
     kept: int = 0  # photos whose files look missing but were kept (unmounted drive?); --prune drops them
     warnings: list[str] = field(default_factory=list)
     peak_decode_pixels: int = 0  # most pixels decoded at once (bounded by the decode budget)
+    text: dict = field(default_factory=dict)  # the text pass (words, OCR): indexer.fulltext.TextSummary.to_dict()
 
     @property
     def processed(self) -> int:
@@ -166,6 +167,7 @@ def build_index(
     prune: bool = False,
     max_prune_share: float = DEFAULT_MAX_PRUNE_SHARE,
     decode_budget: int = DEFAULT_DECODE_BUDGET,
+    ocr: str = "auto",
 ) -> BuildSummary:
     """Index new files, re-embed changed ones, drop deleted ones; resume after a crash.
 
@@ -175,7 +177,8 @@ def build_index(
     that lists no photos at all, or moved to another device with none of its files, are kept
     (an unmounted drive), as are removals of more than ``max_prune_share`` of a folder's
     photos; ``prune`` drops them all the same. ``decode_budget`` caps the pixels decoded at
-    once across the local engine's ``workers`` threads.
+    once across the local engine's ``workers`` threads. ``ocr`` (auto, on, off; indexer/ocr.py) reads
+    the text in photos after they are embedded; file names and metadata words are read always.
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
@@ -184,6 +187,9 @@ def build_index(
     if not 0 <= max_prune_share <= 1:
         raise ValueError(f"max_prune_share must be between 0 and 1, got {max_prune_share}")
     budget = DecodeBudget(decode_budget)
+    from .ocr import engine_for
+
+    ocr_engine = engine_for(ocr)  # OcrUnavailableError for --ocr on without Tesseract, before any work
     if index_type is not None:
         choose_index_type(index_type, 0)  # validates the name before any work
     index_dir = Path(index_dir).expanduser().absolute()
@@ -201,6 +207,7 @@ def build_index(
                 embedding = RayEmbedding(ray_options or RayOptions())
             build = _Build(catalog, index_dir, embedder, batch_size, show_progress, index_type,
                            include_hidden, workers, prune, max_prune_share, budget, embedding)
+            build.ocr_engine = ocr_engine
             return build.run(root_paths)
         except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM: say what the committed batches kept
             if build is not None:
@@ -315,8 +322,16 @@ class _Build:
             if row.status == STATUS_OK and row.content_hash:
                 self.missing_by_hash[row.content_hash].append(row)
         self._process(work)
+        self._text()
         self._finish(missing)
         return self.summary
+
+    def _text(self) -> None:
+        """Words and OCR text of the photos that lack them (indexer/fulltext.py); resumable like the rest."""
+        from .fulltext import update_text
+
+        self.summary.text = update_text(self.catalog, getattr(self, "ocr_engine", None), workers=min(self.workers, 4),
+                                        budget=self.budget, show_progress=self.show_progress).to_dict()
 
     def _scan(self, roots: dict[str, int]):
         """Compare the folders with the catalog using stat only."""

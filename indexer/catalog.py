@@ -131,6 +131,46 @@ class Vector(Base):
     vector: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class Words(Base):
+    """Words about one photo (indexer/words.py): its names, captions and keywords, as read when the photo had
+    this relpath, mtime and sidecar (a change to any of them reads them again). Added after schema 1 shipped
+    (OPTIONAL_TABLES): an older catalog gets it from its next build."""
+
+    __tablename__ = "words"
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    relpath: Mapped[bytes] = mapped_column(LargeBinary)
+    mtime_ns: Mapped[int]
+    sidecar: Mapped[str] = mapped_column(String, default="")  # indexer.words.sidecar_signature
+    filename: Mapped[str] = mapped_column(String, default="")
+    keywords: Mapped[str] = mapped_column(String, default="")
+    description: Mapped[str] = mapped_column(String, default="")
+
+
+class OcrText(Base):
+    """Text found in a photo's pixels (indexer/ocr.py), by content: moves and copies never run OCR again.
+    ``error`` says why OCR failed (the photo is searchable without text). Added after schema 1 (OPTIONAL_TABLES)."""
+
+    __tablename__ = "ocr_text"
+    content_hash: Mapped[str] = mapped_column(String, primary_key=True)
+    text: Mapped[str] = mapped_column(String, default="")
+    error: Mapped[str | None] = mapped_column(String)
+    engine: Mapped[str] = mapped_column(String, default="")
+    done_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+# Tables newer than schema 1: a catalog without them still opens (readers see no text); a build creates them.
+OPTIONAL_TABLES = frozenset({"words", "ocr_text"})
+# The full-text index over Words and OcrText (rowid = image id; normalised text, indexer/fulltext.py), and the
+# trigger that drops a photo's row in the same transaction as the photo. Trigram: CJK and other unspaced scripts
+# match by substring.
+FULLTEXT_DDL = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS text_fts USING fts5(filename, keywords, description, ocr, "
+    "tokenize='trigram')",
+    "CREATE TRIGGER IF NOT EXISTS images_text_gone AFTER DELETE ON images BEGIN "
+    "DELETE FROM text_fts WHERE rowid = old.id; END",
+)
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
@@ -181,6 +221,8 @@ class Catalog:
                     connection.commit()
                     _add_missing_columns(connection)  # before the indexes: a newer index may be on a newer column
                     _ensure_indexes(connection)
+                    for statement in FULLTEXT_DDL:
+                        connection.exec_driver_sql(statement)
                     connection.commit()
                 names = set(self.engine.dialect.get_table_names(connection))
                 if "images" in names and self.mode == "rw":
@@ -369,11 +411,13 @@ def _schema_problem(engine, names: set[str]) -> str | None:
     """Tables or columns this version needs but the file lacks (an older or foreign catalog)."""
     from sqlalchemy import inspect
 
-    missing = {table.name for table in Base.metadata.sorted_tables} - names
+    missing = {table.name for table in Base.metadata.sorted_tables} - names - OPTIONAL_TABLES
     if missing:
         return f"catalog lacks tables {sorted(missing)}"
     inspector = inspect(engine)
     for table in Base.metadata.sorted_tables:
+        if table.name not in names:
+            continue
         have = {column["name"] for column in inspector.get_columns(table.name)}
         lacking = {column.name for column in table.columns} - have
         if lacking:

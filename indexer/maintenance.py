@@ -138,6 +138,9 @@ def _check_contents(catalog: Catalog, index_dir: Path, deep: bool, report: Verif
             if bad_size:
                 problems.append(f"{bad_size} stored vector(s) do not have {dim} float16 values")
         report.checked["images"] = catalog.count(session=session)
+        from .fulltext import consistency_problems  # words, OCR text and their full-text rows
+
+        problems.extend(consistency_problems(session.connection()))
     temps = list(index_dir.glob(".*.tmp"))
     if temps:
         problems.append(f"{len(temps)} leftover temporary file(s) from an interrupted write")
@@ -267,6 +270,9 @@ def _repair(catalog: Catalog | None, index_dir: Path, report: VerifyReport) -> C
         if "fingerprint" not in meta or not meta.get("dim"):
             return catalog  # nothing can be rebuilt without knowing the model; the second check says so
         dim = int(meta["dim"])
+        from .fulltext import repair_text
+
+        report.repaired.extend(repair_text(session.connection()))
         if report.bad_vectors:
             for start in range(0, len(report.bad_vectors), 500):
                 session.execute(delete(Vector).where(Vector.content_hash.in_(report.bad_vectors[start : start + 500])))

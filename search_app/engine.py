@@ -150,7 +150,7 @@ class SearchEngine:
         opened = self._live.current()  # one model+index pair for encoding and ranking
         vector = self._encoder.encode(opened.embedder, text=embedded, image=image, without=tuple(opts.without))
         encoded = time.perf_counter()
-        page = self._rank(opened, vector, opts)
+        page = self._rank(opened, vector, opts, text=embedded if image is None else None)
         return dataclasses.replace(
             page, query_seconds=encoded - started, search_seconds=time.perf_counter() - encoded,
             options=opts.__dict__, query_dates=dates.to_json() if dates else None,
@@ -254,16 +254,18 @@ class SearchEngine:
         }
 
     # -- ranking ---------------------------------------------------------------------------------
-    def rank(self, vector: np.ndarray, opts: SearchOptions, generation: int | None = None) -> SearchPage:
+    def rank(self, vector: np.ndarray, opts: SearchOptions, generation: int | None = None,
+             text: str | None = None) -> SearchPage:
         """One page of the ranking for an already-encoded query vector (1, dim); see ``ranking.rank``.
 
         ``generation`` (from the first page) makes a further page an IndexChangedError once a
-        build changed the index."""
-        return self._rank(self._live.current(), vector, opts, generation)
+        build changed the index; ``text`` (the typed words) puts photos whose words match them first."""
+        return self._rank(self._live.current(), vector, opts, generation, text)
 
-    def _rank(self, opened, vector: np.ndarray, opts: SearchOptions, generation: int | None = None) -> SearchPage:
+    def _rank(self, opened, vector: np.ndarray, opts: SearchOptions, generation: int | None = None,
+              text: str | None = None) -> SearchPage:
         opts, notes = resolve_filters(opened, opts)
-        return rank(opened, vector, opts, self.min_window, generation=generation, notes=notes)
+        return rank(opened, vector, opts, self.min_window, generation=generation, notes=notes, text=text)
 
     def strong_cutoff(self, vector: np.ndarray) -> float:
         """The score a hit must beat to count as a strong match for this query (see ranking.strong_cutoff)."""

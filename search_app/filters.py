@@ -25,14 +25,16 @@ class Filter:
     ``where(value, store)`` gives SQL conditions on ``indexer.catalog.Image`` (the restricted search);
     ``keep(record, value)`` answers the same question for one catalog record (hits filtered as they come).
     ``suggest(store)`` lists values worth offering (UI suggestions, "no folder called X");
-    ``resolve(value, suggestions)`` maps a typed value onto an indexed one (e.g. case-insensitively)."""
+    ``resolve(value, suggestions)`` maps a typed value onto an indexed one (e.g. case-insensitively).
+    ``keep`` None: a question only the catalog answers (has_text); a search with such a filter lists the
+    photos passing the filters up front however many they are (``catalog_only``)."""
 
     name: str
     label: str
     help: str
     parse: Callable[[Any], Any]
     where: Callable[[Any, Any], list]
-    keep: Callable[[Any, Any], bool]
+    keep: Callable[[Any, Any], bool] | None
     placeholder: str = ""
     suggest: Callable[[Any], list[str]] | None = None
     resolve: Callable[[Any, list[str]], Any] | None = None
@@ -148,6 +150,22 @@ def _place_keep(record, place: str) -> bool:
     return any((value or "").casefold() == wanted for value in (record.country, record.region, record.city))
 
 
+def _parse_flag(value) -> bool | None:
+    """A yes/no filter: on (True) or off (None)."""
+    if value is None or value is False or (isinstance(value, str) and value.strip().lower() in ("", "0", "no", "false",
+                                                                                              "off")):
+        return None
+    if value is True or (isinstance(value, str) and value.strip().lower() in ("1", "yes", "true", "on")):
+        return True
+    raise ValueError(f"has_text {value!r} is not yes or no: use yes (only photos with text in them) or leave it empty")
+
+
+def _has_text_sql(_value, store) -> list:
+    from indexer.fulltext import has_text_condition
+
+    return [has_text_condition(store.catalog)]
+
+
 def _places_present(store) -> list[str]:
     return sorted({value for column in ("city", "region", "country") for value in store.distinct(column)})
 
@@ -247,6 +265,13 @@ FILTERS: tuple[Filter, ...] = (
         where=_media_sql,
         keep=lambda record, kind: record.media_type == kind,
     ),
+    Filter(
+        name="has_text", label="Has text", placeholder="yes",
+        help="yes: only photos with text in them (signs, screenshots, documents; read by OCR at index time)",
+        parse=_parse_flag,
+        where=_has_text_sql,
+        keep=None,
+    ),
 )
 
 BY_NAME = {item.name: item for item in FILTERS}
@@ -270,5 +295,11 @@ def sql_conditions(options, store) -> list:
 
 
 def passes(record, options) -> bool:
-    """The record test of every active filter (the same question ``sql_conditions`` asks the catalog)."""
-    return all(item.keep(record, value) for item, value in active(options))
+    """The record test of every active filter (the same question ``sql_conditions`` asks the catalog); a
+    catalog-only filter was applied up front."""
+    return all(item.keep(record, value) for item, value in active(options) if item.keep is not None)
+
+
+def catalog_only(options) -> bool:
+    """Whether an active filter has no record test (the search must list its photos up front)."""
+    return any(item.keep is None for item, _value in active(options))

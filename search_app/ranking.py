@@ -32,7 +32,7 @@ class IndexChangedError(ValueError):
 
 
 def rank(opened: Opened, vector: np.ndarray, opts, min_window: int, generation: int | None = None,
-         notes: tuple[str, ...] = ()) -> SearchPage:
+         notes: tuple[str, ...] = (), text: str | None = None) -> SearchPage:
     """One page of the ranking for an already-encoded query vector (1, dim).
 
     Hits are fetched in a window that grows until it yields enough results. When few
@@ -40,10 +40,21 @@ def rank(opened: Opened, vector: np.ndarray, opts, min_window: int, generation: 
     never wades through the rest of the library; otherwise filters drop hits as they come.
     ``generation`` (from the first page) makes a further page an IndexChangedError once a
     build changed the index, instead of offsets into a ranking that no longer exists.
+    ``text`` (the typed query) adds the photos whose words match it ahead of the rest (search_app/text_match.py);
+    without a text hit the ranking is the vector ranking alone.
     """
     if generation is not None and generation != opened.generation:
         raise IndexChangedError("The photo index changed since this search (photos were added or removed): "
                                 "search again to see the current results.")
+    if text and opts.sort == "score":
+        from .text_match import text_first
+
+        fused = text_first(opened, vector, opts, text, lambda ids: _fetch_records(opened, ids),
+                           lambda record: record is not None and record.id not in set(opts.exclude)
+                           and _passes(record, opts, opened.guard.batch()),
+                           lambda page_opts: rank(opened, vector, page_opts, min_window, generation, notes))
+        if fused is not None:
+            return fused
     if sort_by_score := opts.sort == "score":
         page_needed = opts.offset + opts.k + 1  # one extra tells whether a next page exists
     else:
@@ -111,8 +122,9 @@ def _few_matching_ids(store, opts) -> np.ndarray | None:
     """Ids of the photos passing the filters if there are at most FEW_MATCHES; else None."""
     if not opts.filters_on:
         return None
-    found = store.ids_where(filters.sql_conditions(opts, store), limit=FEW_MATCHES + 1)
-    if len(found) > FEW_MATCHES:
+    everything = filters.catalog_only(opts)  # no record test to filter hits as they come: list them all
+    found = store.ids_where(filters.sql_conditions(opts, store), limit=None if everything else FEW_MATCHES + 1)
+    if len(found) > FEW_MATCHES and not everything:
         return None
     if opts.exclude:
         found = np.setdiff1d(found, np.asarray(opts.exclude, dtype=np.int64))

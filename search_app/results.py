@@ -31,6 +31,7 @@ class SearchResult:
     timestamp_s: float | None = None
     duration_s: float | None = None
     moments: tuple[tuple[float, float], ...] = ()
+    text_match: object | None = None  # indexer.fulltext.TextHit when the photo was found through its words
 
     def to_json(self) -> dict:
         """Plain types only, for the HTTP API.
@@ -56,6 +57,7 @@ class SearchResult:
             **({"timestamp_s": self.timestamp_s, "duration_s": self.duration_s,
                 "moments": [{"timestamp_s": seconds, "score": round(float(score), 6)} for seconds, score in self.moments]}
                if self.media_type == "video" else {}),
+            **({"text_match": self.text_match.to_json()} if self.text_match is not None else {}),
         }
 
 

@@ -30,6 +30,7 @@ from .api import SearchAPI
 from .engine import MAX_QUERY_CHARS, SearchEngine, SearchOptions
 from .filters import FILTERS
 from .private import cache_home, hand_to_gradio, private_dir
+from .text_match import snippet_html
 from .results import result_of
 from .thumbnails import ThumbnailCache
 from . import video_view
@@ -353,7 +354,8 @@ class SearchUI:
         what = f"“{html.escape(text)}”" if text else "your photo"
         if text and image:
             what = f"your photo + “{html.escape(text)}”"
-        return self._first_page(vector, options, what, progress, raw=raw, text=text, dates=dates, place=place)
+        return self._first_page(vector, options, what, progress, raw=raw, text=text, dates=dates, place=place,
+                                text_query=embedded if text and not image else None)
 
     def on_search_if_query(self, text, image, *values, progress=gr.Progress()):
         """After a page load from a shared URL: search if the URL held a query."""
@@ -409,7 +411,8 @@ class SearchUI:
             return self._rerank(session, wanted, raw, progress, "The filters changed: results start over with them.")
         options = replace(session["options"], offset=session["next_offset"])
         try:
-            page = self.engine.rank(session["vector"], options, generation=session.get("generation"))
+            page = self.engine.rank(session["vector"], options, generation=session.get("generation"),
+                                    text=session.get("text_query"))
         except ValueError as error:  # IndexChangedError: a build ran since the first page
             return self._message(f"⚠️ {html.escape(str(error))}", keep=True)
         items, missing = self._gallery_items(page.results, progress)
@@ -578,6 +581,8 @@ class SearchUI:
                  f"{result.width or '?'}×{result.height or '?'} px · taken {taken}"]
         if result.also_at:
             lines.append("identical copies: " + ", ".join(_shown(path) for path in result.also_at))
+        if result.text_match is not None:
+            lines.append(snippet_html(result.text_match))
         preview = None if os.path.isfile(result.path) else self.engine.store.preview_file(result.content_hash)
         if preview is not None:  # an index served from the Hub without its originals: nothing to download
             lines.append("the original was not published with this index (only a preview is; the publisher can add "
@@ -646,21 +651,22 @@ class SearchUI:
                 params.get("strong", "0") == "1")
 
     # -- helpers ------------------------------------------------------------------------------
-    def _first_page(self, vector, options, what, progress, raw, text, dates=None, similar_to=None, place=None):
+    def _first_page(self, vector, options, what, progress, raw, text, dates=None, similar_to=None, place=None,
+                    text_query=None):
         try:
             if self.engine.stats()["images"] == 0:
                 return self._message("The index has no photos yet. Add some with "
                                      "`python -m indexer build --dir PHOTOS --index INDEX`, then search again.")
-            page = self.engine.rank(vector, options)
+            page = self.engine.rank(vector, options, text=text_query)
         except ValueError as error:  # IndexMismatchError: the index was rebuilt with another model meanwhile
             return self._message(f"⚠️ {html.escape(str(error))}", keep=True)
         session = {"vector": vector, "options": options, "what": what, "text": text, "dates": dates,
-                   "similar_to": similar_to, "place": place, "raw": raw}
+                   "similar_to": similar_to, "place": place, "raw": raw, "text_query": text_query}
         return self._show(page, session, raw, progress, prefix="")
 
     def _rerank(self, session, options, raw, progress, prefix: str):
         try:
-            page = self.engine.rank(session["vector"], replace(options, offset=0))
+            page = self.engine.rank(session["vector"], replace(options, offset=0), text=session.get("text_query"))
         except ValueError as error:
             return self._message(f"⚠️ {html.escape(str(error))}", keep=True)
         return self._show(page, {**session, "options": replace(options, offset=0)}, raw, progress, prefix)
@@ -708,8 +714,9 @@ class SearchUI:
                 missing += 1
                 continue
             moment = f" · {video_view.caption(result)}" if result.media_type == "video" else ""
+            found = f" · “{result.text_match.snippet}”" if result.text_match is not None else ""
             items.append((result, (str(thumbnail), f"{printable(result.relpath or result.path)}{moment} · "
-                                                   f"{result.score:.3f}")))
+                                                   f"{result.score:.3f}{found}")))
         return items, missing
 
     def _original_copy(self, path: Path, content_hash: str) -> Path:
