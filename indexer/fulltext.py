@@ -26,7 +26,7 @@ import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from .catalog import STATUS_OK, Image, OcrText, Root, Words, decode_relpath, utcnow
 from .ocr import OcrEngine, OcrOutcome, _unspaced, prepare, read_page
@@ -111,8 +111,8 @@ def _update_words(catalog, summary: TextSummary, workers: int, show_progress: bo
     with catalog.session() as session:
         seen = {row.image_id: (row.relpath, row.mtime_ns, row.sidecar) for row in session.scalars(select(Words))}
         stale = []
-        for image_id, path, relpath, mtime_ns, digest in _photos(session):
-            signature = sidecar_signature(path)
+        for image_id, path, relpath, mtime_ns, digest in _photos(session, [Image.video_id.is_(None)]):
+            signature = sidecar_signature(path)  # a video's words are its file row's (not each keyframe's)
             if seen.get(image_id) != (relpath, mtime_ns, signature):
                 stale.append((image_id, path, relpath, mtime_ns, digest, signature))
     if not stale:
@@ -148,8 +148,8 @@ def _update_ocr(catalog, engine: OcrEngine, summary: TextSummary, workers: int, 
     with catalog.session() as session:
         done = set(session.scalars(select(OcrText.content_hash)))
         todo: dict[str, str] = {}
-        for _image_id, path, _relpath, _mtime, digest in _photos(session):
-            if digest and digest not in done and digest not in todo:
+        for _image_id, path, _relpath, _mtime, digest in _photos(session, [func.coalesce(Image.media_type, "photo") == "photo"]):
+            if digest and digest not in done and digest not in todo:  # video frames: not read for text (yet)
                 todo[digest] = path
     if not todo:
         return
