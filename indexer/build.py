@@ -11,7 +11,7 @@ import sys
 import time
 from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -38,80 +38,13 @@ from .errors import BadRootError, IndexReplacedError
 from .files import FileEntry, FolderProblem, is_within, printable, root_key, scan_root
 from .lock import WriteLock
 from .places import place_of
+from .records import BuildSummary, FileError, Pending, model_rejected_reason
 from .reader import DEFAULT_DECODE_BUDGET, DecodeBudget, ReadResult, read_file
 from .sync import load_index, measure_recall, needs_retraining, rebuild, recall_is_stale, save_index
 from .vectors import INDEX_FILE, choose_index_type
 
-MAX_ERRORS_KEPT = 1000  # in the stored last-build summary; the catalog keeps every error row
 DEFAULT_MAX_PRUNE_SHARE = 0.5  # a build drops at most this share of a folder's photos unless told --prune
 ENGINES = ("local", "ray")
-
-
-def model_rejected_reason(error: Exception) -> str:
-    """The error text recorded for an image the model could not embed (both engines)."""
-    return f"the model could not embed this image ({type(error).__name__}: {error})"
-
-
-@dataclass
-class FileError:
-    path: str
-    reason: str
-
-
-@dataclass
-class BuildSummary:
-    """What a build did.
-
-    ``errors``: the files this build recorded as unreadable, with their reasons; each is an error row in the
-    catalog (what ``info`` counts as "with errors"), not tried again until it changes. ``skipped``: what it
-    could not look at and recorded nothing about (a folder it could not list or a symbolic link loop, a file
-    that vanished or changed while being read); the next build looks again. A re-scan that finds nothing new
-    reports neither."""
-
-    added: int = 0
-    updated: int = 0
-    moved: int = 0
-    removed: int = 0
-    unchanged: int = 0
-    errors: list[FileError] = field(default_factory=list)
-    skipped: list[FileError] = field(default_factory=list)
-    seconds: float = 0.0
-    embedded: int = 0  # model forward passes (duplicates and moves need none)
-    duplicates: int = 0  # new paths whose content was already embedded
-    images: int = 0  # searchable images after the build
-    index_type: str = ""
-    started_at: str = ""
-    kept: int = 0  # photos whose files look missing but were kept (unmounted drive?); --prune drops them
-    warnings: list[str] = field(default_factory=list)
-    peak_decode_pixels: int = 0  # most pixels decoded at once (bounded by the decode budget)
-
-    @property
-    def processed(self) -> int:
-        return self.added + self.updated + self.moved + len(self.errors) + len(self.skipped)
-
-    @property
-    def rate(self) -> float:
-        return self.processed / self.seconds if self.seconds > 0 else 0.0
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["errors"] = [asdict(error) for error in self.errors[:MAX_ERRORS_KEPT]]
-        data["error_count"] = len(self.errors)
-        data["skipped"] = [asdict(error) for error in self.skipped[:MAX_ERRORS_KEPT]]
-        data["skipped_count"] = len(self.skipped)
-        data["rate"] = round(self.rate, 2)
-        data["seconds"] = round(self.seconds, 3)
-        return data
-
-    def __str__(self) -> str:
-        kept = f"; KEPT {self.kept} photo(s) whose files were not found (see the warnings; --prune drops them)"
-        return (
-            f"added {self.added}, updated {self.updated}, moved {self.moved}, removed {self.removed}, "
-            f"unchanged {self.unchanged}, errors {len(self.errors)}"
-            + (f", skipped {len(self.skipped)}" if self.skipped else "") + f" in {self.seconds:.1f} s "
-            f"({self.rate:.1f} images/s); {self.images} images searchable ({self.index_type} index)"
-            + (kept if self.kept else "")
-        )
 
 
 def check_roots(roots: Iterable[Path | str], index_dir: Path) -> list[str]:
@@ -241,7 +174,7 @@ class _Build:
                   f"{', rebuilt: ' + report.rebuilt if report.rebuilt else ''})", file=sys.stderr)
         rowstore.attach(catalog, index_dir, self.meta, writer=True, show_progress=show_progress)
         self.generation = int(self.meta.get("generation", 0))
-        self.pending = _Pending()
+        self.pending = Pending()
         self.failed_hashes: dict[str, str] = {}  # content the model rejected in this run -> reason
         self.known: set[str] = set()
 
@@ -431,7 +364,7 @@ class _Build:
         else:
             pending.embed_hashes[digest] = result.image
 
-    def _commit(self, pending: "_Pending", vectors: np.ndarray | None) -> None:
+    def _commit(self, pending: "Pending", vectors: np.ndarray | None) -> None:
         """Write one batch's decisions and vectors in one transaction, then update the FAISS index."""
         images = Image.__table__
         self.catalog.vector_store.sync_if_due()  # rows fsync'ed before the catalog records them
@@ -465,7 +398,7 @@ class _Build:
             self.index.add(found, stored)
             self.catalog.vector_store.append(found, stored)  # recorded by a later commit, once fsync'ed
 
-    def _embed(self, pending: "_Pending", future) -> np.ndarray:
+    def _embed(self, pending: "Pending", future) -> np.ndarray:
         """Vectors for the batch's images; one the model cannot take becomes an error row, not a crash."""
         try:
             vectors = future.result()
@@ -484,7 +417,7 @@ class _Build:
         self.summary.embedded += len(vectors)
         return vectors
 
-    def _fail_rows(self, pending: "_Pending", digest: str, reason: str) -> None:
+    def _fail_rows(self, pending: "Pending", digest: str, reason: str) -> None:
         for path, was_update in pending.fail(digest, reason):
             self.summary.errors.append(FileError(path, reason))
             if was_update:
@@ -570,7 +503,7 @@ class LocalEmbedding:
     files are read and embedded and when a batch is committed."""
 
     def __init__(self):
-        self.in_flight: tuple[_Pending, object] | None = None  # a batch the model is embedding now
+        self.in_flight: tuple[Pending, object] | None = None  # a batch the model is embedding now
 
     def process(self, build: "_Build", work) -> None:
         """Read files in worker threads (overlapping the model), then catalog them in order."""
@@ -617,7 +550,7 @@ class LocalEmbedding:
         pending = build.pending
         if pending.empty:
             return
-        build.pending = _Pending()
+        build.pending = Pending()
         future = None
         if pending.embed_hashes:
             future = build.embedder.submit("encode_images", list(pending.embed_hashes.values()),
@@ -660,28 +593,3 @@ class _Row:
     @property
     def path(self) -> str:
         return os.path.join(self.root, self.relpath)
-
-
-@dataclass
-class _Pending:
-    """Catalog changes decided since the last commit."""
-
-    rows: list[dict] = field(default_factory=list)
-    updates: list[dict] = field(default_factory=list)
-    delete_ids: list[int] = field(default_factory=list)
-    embed_hashes: dict = field(default_factory=dict)  # content hash -> decoded image, in order
-    waiting: dict = field(default_factory=lambda: defaultdict(list))  # content hash -> [(path, was_update)]
-
-    def fail(self, digest: str, reason: str) -> list[tuple[str, bool]]:
-        """Turn the rows waiting for ``digest``'s vector into error rows; returns (path, was_update) of each."""
-        for row in self.rows:
-            if row["content_hash"] == digest and row["status"] == STATUS_OK:
-                row.update(status=STATUS_ERROR, error=reason)
-        return self.waiting.pop(digest, [])
-
-    def full(self, batch_size: int) -> bool:
-        return len(self.embed_hashes) >= batch_size or len(self.rows) + len(self.updates) + len(self.delete_ids) >= 256
-
-    @property
-    def empty(self) -> bool:
-        return not (self.rows or self.updates or self.delete_ids or self.embed_hashes)

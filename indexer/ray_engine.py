@@ -225,7 +225,7 @@ class EmbedWorker:
     def __call__(self, batch: dict) -> dict:
         from PIL import Image
 
-        from .build import model_rejected_reason
+        from .records import model_rejected_reason
 
         pixels, shapes = batch.pop("pixels"), batch.pop("pixels_shape")
         wanted = [i for i, shape in enumerate(shapes) if shape]
