@@ -11,9 +11,7 @@ import sys
 import time
 from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from sqlalchemy import bindparam, delete, insert, select, update
@@ -30,55 +28,21 @@ from .catalog import (
     Root,
     Vector,
     encode_relpath,
-    decode_relpath,
     utcnow,
 )
 from . import rowstore, space
 from .errors import BadRootError, IndexReplacedError
-from .files import FileEntry, FolderProblem, is_within, printable, root_key, scan_root
+from .files import is_within, printable
 from .lock import WriteLock
 from .places import place_of
 from .records import BuildSummary, FileError, Pending, model_rejected_reason
 from .reader import DEFAULT_DECODE_BUDGET, DecodeBudget, ReadResult, read_file
+from .scan import Row, folder_identity, plan_roots, scan
 from .sync import load_index, measure_recall, needs_retraining, rebuild, recall_is_stale, save_index
 from .vectors import INDEX_FILE, choose_index_type
 
 DEFAULT_MAX_PRUNE_SHARE = 0.5  # a build drops at most this share of a folder's photos unless told --prune
 ENGINES = ("local", "ray")
-
-
-def check_roots(roots: Iterable[Path | str], index_dir: Path) -> list[str]:
-    """Absolute root folders, or BadRootError before any work is done."""
-    index_key = root_key(index_dir)
-    checked: list[str] = []
-    for root in roots:
-        path = Path(root).expanduser()
-        if not path.exists():
-            raise BadRootError(f"{root}: folder does not exist; check the --dir path")
-        if not path.is_dir():
-            raise BadRootError(f"{root}: not a folder; --dir takes a folder of photos")
-        key = root_key(path)
-        try:
-            key.encode("utf-8")
-        except UnicodeEncodeError:
-            raise BadRootError(f"{printable(key)}: folder path is not valid UTF-8; index a parent folder "
-                               "(file and folder names below a root may use any bytes)") from None
-        if is_within(key, index_key):
-            raise BadRootError(f"{root}: is inside the index folder {index_dir}; point --dir at your photos")
-        for other in checked:
-            if is_within(key, other) or is_within(other, key):
-                raise BadRootError(f"{root}: overlaps another --dir ({other}); give each folder once")
-        checked.append(key)
-    return checked
-
-
-def plan_roots(roots: Iterable[Path | str], index_dir: Path) -> list[str]:
-    """The checked root folders of a build, or BadRootError (also when there is nothing to index)."""
-    index_dir = Path(index_dir).expanduser().absolute()
-    root_paths = check_roots(roots, index_dir)
-    if not root_paths and not (index_dir / CATALOG_FILE).is_file():
-        raise BadRootError("no folder to index: give at least one --dir")
-    return root_paths
 
 
 def build_index(
@@ -139,13 +103,6 @@ def build_index(
             catalog.close()
 
 
-def folder_identity(index_dir: Path) -> tuple:
-    """Which index folder and catalog file these are (device, inode): a folder deleted and re-created
-    at the same path by another build is a different one."""
-    folder, catalog = os.stat(index_dir), os.stat(Path(index_dir) / CATALOG_FILE)
-    return (folder.st_dev, folder.st_ino, catalog.st_dev, catalog.st_ino)
-
-
 class _Build:
     """One build run; holds the open catalog, the in-memory FAISS index and the counters."""
 
@@ -164,8 +121,8 @@ class _Build:
         self.summary = BuildSummary(started_at=utcnow().isoformat(timespec="seconds"))
         self.started = time.perf_counter()
         self.start_count = catalog.count()
-        self.root_rows: dict[str, int] = {}  # root -> its catalog rows before this build
-        self.root_devices: dict[str, int] = {}  # root -> device id to record at the end
+        self.root_rows: dict[str, int] = {}  # root -> its catalog rows before this build (from the scan)
+        self.root_devices: dict[str, int] = {}  # root -> device id to record at the end (from the scan)
         self.meta = self._claim_meta(index_type)
         self.index_type = index_type or self.meta.get("index_type_request")
         self.index, report = load_index(catalog, index_dir, self.meta, self.index_type)
@@ -237,75 +194,20 @@ class _Build:
     # -- the run ------------------------------------------------------------------------
     def run(self, root_paths: list[str]) -> BuildSummary:
         roots = self._register_roots(root_paths)
-        work, missing, unlisted = self._scan(roots)
-        missing = [row for row in missing if not any(is_within(row.path, folder) for folder in unlisted)]
+        scanned = scan(self.catalog, roots, self.index_dir, include_hidden=self.include_hidden, prune=self.prune,
+                       recorded_devices=self.meta.get("root_devices") or {}, warn=self.warn,
+                       show_progress=self.show_progress)
+        self.summary.unchanged += scanned.unchanged
+        self.summary.skipped += scanned.skipped
+        self.summary.kept += scanned.kept
+        self.root_rows, self.root_devices = scanned.root_rows, scanned.root_devices
         self.missing_by_hash: dict[str, deque] = defaultdict(deque)
-        for row in missing:
+        for row in scanned.missing:
             if row.status == STATUS_OK and row.content_hash:
                 self.missing_by_hash[row.content_hash].append(row)
-        self._process(work)
-        self._finish(missing)
+        self._process(scanned.work)
+        self._finish(scanned.missing)
         return self.summary
-
-    def _scan(self, roots: dict[str, int]):
-        """Compare the folders with the catalog using stat only."""
-        work: list[tuple[FileEntry, int, _Row | None]] = []
-        missing: list[_Row] = []
-        unlisted: list[str] = []
-        progress = tqdm(desc="scanning", unit=" files", disable=not self.show_progress, file=sys.stderr,
-                        dynamic_ncols=True)
-        recorded_devices = self.meta.get("root_devices") or {}
-        with self.catalog.session() as session:
-            for path, root_id in roots.items():
-                found_files, root_unlisted = 0, False
-                rows = {
-                    row.relpath: _Row(row.id, path, decode_relpath(row.relpath), row.size, row.mtime_ns,
-                                      row.status, row.content_hash, row.retry)
-                    for row in session.execute(
-                        select(Image.id, Image.relpath, Image.size, Image.mtime_ns, Image.status, Image.content_hash,
-                               Image.retry).where(Image.root_id == root_id)
-                    )
-                }
-                self.root_rows[path] = len(rows)
-                device = _device(path)
-                for found in scan_root(path, self.include_hidden, exclude=(str(self.index_dir),)):
-                    if isinstance(found, FolderProblem):
-                        unlisted.append(found.path)
-                        root_unlisted |= found.relpath == ""
-                        self.summary.skipped.append(FileError(found.path, found.reason))
-                        continue
-                    found_files += 1
-                    progress.update(1)
-                    row = rows.pop(encode_relpath(found.relpath), None)
-                    if row is not None and not row.retry and (row.size, row.mtime_ns) == (found.size, found.mtime_ns):
-                        self.summary.unchanged += 1
-                    else:
-                        work.append((found, root_id, row))
-                matched = self.root_rows[path] - len(rows)
-                suspect = None if root_unlisted else self._looks_missing(
-                    path, found_files, matched, recorded_devices.get(path), device)
-                if suspect:
-                    unlisted.append(path)  # its rows stay, like those of a folder that cannot be listed
-                    self.summary.kept += len(rows)
-                    self.warn(f"{path}: {suspect}; kept its {len(rows)} photo(s) in the index. Check that the "
-                              "drive is mounted; if the photos are really gone, run build --prune")
-                elif device is not None and not root_unlisted:
-                    self.root_devices[path] = device
-                missing.extend(rows.values())
-        progress.close()
-        return work, missing, unlisted
-
-    def _looks_missing(self, path: str, found_files: int, matched: int, recorded: int | None,
-                       device: int | None) -> str | None:
-        """Why a root's files look absent rather than deleted (an unmounted drive), or None."""
-        if self.prune or self.root_rows[path] == 0:
-            return None
-        if found_files == 0:
-            return "lists no photos at all (an unmounted drive leaves an empty mount point)"
-        if recorded is not None and device is not None and device != recorded and matched == 0:
-            return (f"is on another device than at the last build (device id {recorded}, now {device}) "
-                    "and none of the photos indexed there is present")
-        return None
 
     def _process(self, work) -> None:
         """Read, decode and embed ``work``, handing each file to ``_handle`` and full batches to ``_flush``."""
@@ -315,7 +217,7 @@ class _Build:
         """Embed the pending batch and commit it (when and how: the embedding strategy's choice)."""
         self.embedding.flush(self)
 
-    def _handle(self, result: ReadResult, root_id: int, old: "_Row | None") -> None:
+    def _handle(self, result: ReadResult, root_id: int, old: "Row | None") -> None:
         """Decide what one file needs: nothing, a move, a reused vector, an embedding, or an error row."""
         path = result.entry.path
         pending = self.pending
@@ -425,7 +327,7 @@ class _Build:
             else:
                 self.summary.added -= 1
 
-    def _finish(self, missing: list["_Row"]) -> None:
+    def _finish(self, missing: list[Row]) -> None:
         """Drop files that are gone, collect unused vectors, retrain if needed, save atomically."""
         gone = self._allowed_removals(
             [row for queue in self.missing_by_hash.values() for row in queue]
@@ -463,7 +365,7 @@ class _Build:
     def _store_record(self) -> dict:
         return {rowstore.META_KEY: self.catalog.vector_store.record()}
 
-    def _allowed_removals(self, gone: list["_Row"]) -> list[int]:
+    def _allowed_removals(self, gone: list[Row]) -> list[int]:
         """Ids of vanished files to drop: all of them with --prune, otherwise per folder at most
         ``max_prune_share`` of its photos (more looks like a drive or share that is not there)."""
         by_root: dict[str, list[int]] = defaultdict(list)
@@ -568,28 +470,3 @@ class LocalEmbedding:
         for digest in [digest for digest in pending.waiting if digest in build.failed_hashes]:
             build._fail_rows(pending, digest, build.failed_hashes[digest])  # copies of content rejected earlier
         build._commit(pending, vectors)
-
-
-def _device(path: str) -> int | None:
-    try:
-        return os.stat(path).st_dev
-    except OSError:
-        return None
-
-
-@dataclass
-class _Row:
-    """The catalog facts about a file that the scan compares against."""
-
-    id: int
-    root: str
-    relpath: str
-    size: int
-    mtime_ns: int
-    status: str
-    content_hash: str | None
-    retry: bool = False
-
-    @property
-    def path(self) -> str:
-        return os.path.join(self.root, self.relpath)
