@@ -1,5 +1,12 @@
 """`build`: scan folders, embed new and changed images, keep catalog and FAISS index in step.
 
+A run: claim the index's meta (the model), register the roots, scan (indexer/scan.py), then per file
+read and decode -> embed (an engine, indexer/engines.py: a stream of ``Embedded`` records) -> decide
+(``_Build._decide``: nothing, a move, a reused vector, a new vector or an error row) -> commit
+(``_Build._commit``, one transaction per batch), and finally drop what is gone and finish the vector
+index (``_Build._finish``). A new per-file stage (OCR text, video keyframes) reads its facts in
+indexer/reader.py, runs any model work in the engines, and is stored in the file's row in ``_decide``.
+
 Progress is committed to SQLite one model batch at a time, so kill -9 loses at most the
 batch in flight; the FAISS file is written atomically at the end and, after a crash, is
 reconciled with the catalog on the next run.
@@ -10,7 +17,7 @@ import os
 import sys
 import time
 from collections import defaultdict, deque
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +42,10 @@ from .errors import BadRootError, IndexReplacedError
 from .files import is_within, printable
 from .lock import WriteLock
 from .places import place_of
-from .records import BuildSummary, FileError, Pending, model_rejected_reason
-from .reader import DEFAULT_DECODE_BUDGET, DecodeBudget, ReadResult, read_file
-from .scan import Row, folder_identity, plan_roots, scan
+from .records import BuildSummary, FileError, Pending
+from .reader import DEFAULT_DECODE_BUDGET, DecodeBudget, ReadResult
+from .engines import LocalEngine
+from .scan import Row, WorkItem, folder_identity, plan_roots, scan
 from .sync import load_index, measure_recall, needs_retraining, rebuild, recall_is_stale, save_index
 from .vectors import INDEX_FILE, choose_index_type
 
@@ -87,13 +95,14 @@ def build_index(
         catalog = Catalog(index_dir / CATALOG_FILE, create=True)
         build = None
         try:
-            embedding = LocalEmbedding()
             if engine == "ray":
-                from .ray_engine import RayEmbedding, RayOptions
+                from .ray_engine import RayEngine
 
-                embedding = RayEmbedding(ray_options or RayOptions())
+                engine_ = RayEngine(ray_options)
+            else:
+                engine_ = LocalEngine(workers or min(8, os.cpu_count() or 1))
             build = _Build(catalog, index_dir, embedder, batch_size, show_progress, index_type,
-                           include_hidden, workers, prune, max_prune_share, budget, embedding)
+                           include_hidden, prune, max_prune_share, budget, engine_)
             return build.run(root_paths)
         except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM: say what the committed batches kept
             if build is not None:
@@ -106,18 +115,17 @@ def build_index(
 class _Build:
     """One build run; holds the open catalog, the in-memory FAISS index and the counters."""
 
-    def __init__(self, catalog, index_dir, embedder, batch_size, show_progress, index_type, include_hidden, workers,
-                 prune=False, max_prune_share=DEFAULT_MAX_PRUNE_SHARE, budget=None, embedding=None):
+    def __init__(self, catalog, index_dir, embedder, batch_size, show_progress, index_type, include_hidden,
+                 prune, max_prune_share, budget, engine):
         self.catalog, self.index_dir, self.embedder = catalog, index_dir, embedder
         self.identity = folder_identity(index_dir)
         from mme5.gpu_memory import fit_batch_size
 
         batch_size = fit_batch_size(embedder, batch_size)  # lowered (and said on stderr) if the GPU is too small
         self.batch_size, self.show_progress, self.include_hidden = batch_size, show_progress, include_hidden
-        self.workers = workers or min(8, os.cpu_count() or 1)
         self.prune, self.max_prune_share = prune, max_prune_share
-        self.budget = budget or DecodeBudget()
-        self.embedding = embedding or LocalEmbedding()  # how files are read and embedded (local threads or Ray)
+        self.budget = budget
+        self.engine = engine  # how files are read, decoded and embedded (indexer/engines.py)
         self.summary = BuildSummary(started_at=utcnow().isoformat(timespec="seconds"))
         self.started = time.perf_counter()
         self.start_count = catalog.count()
@@ -133,7 +141,7 @@ class _Build:
         self.generation = int(self.meta.get("generation", 0))
         self.pending = Pending()
         self.failed_hashes: dict[str, str] = {}  # content the model rejected in this run -> reason
-        self.known: set[str] = set()
+        self.known: set[str] = set()  # content whose vector the catalog stores (or this build committed)
 
     def warn(self, message: str) -> None:
         """A data-safety warning: shown now on stderr and kept in the summary (info shows it)."""
@@ -209,16 +217,29 @@ class _Build:
         self._finish(scanned.missing)
         return self.summary
 
-    def _process(self, work) -> None:
-        """Read, decode and embed ``work``, handing each file to ``_handle`` and full batches to ``_flush``."""
-        self.embedding.process(self, work)
+    def _process(self, work: list[WorkItem]) -> None:
+        """Per file: read and decode, embed (the engine) -> decide (``_decide``) -> commit a batch (``_commit``)."""
+        if not work:
+            return
+        with self.catalog.session() as session:
+            self.known = set(session.scalars(select(Vector.content_hash)))
+        progress = tqdm(total=len(work), desc=self.engine.label, unit=" img", disable=not self.show_progress,
+                        file=sys.stderr, dynamic_ncols=True)
+        stream = self.engine.results([item.entry for item in work], self.embedder, frozenset(self.known),
+                                     self.batch_size, self.budget)
+        with closing(stream):  # stopping early (Ctrl-C, an error) stops the engine's reads too
+            for index, result, vector, failure in stream:
+                self._decide(result, vector, failure, work[index].root_id, work[index].old)
+                progress.update(1)
+                if self.pending.full(self.batch_size):
+                    self._commit()
+        self.summary.peak_decode_pixels = self.engine.peak_decode_pixels
+        self._commit()
+        progress.close()
 
-    def _flush(self) -> None:
-        """Embed the pending batch and commit it (when and how: the embedding strategy's choice)."""
-        self.embedding.flush(self)
-
-    def _handle(self, result: ReadResult, root_id: int, old: "Row | None") -> None:
-        """Decide what one file needs: nothing, a move, a reused vector, an embedding, or an error row."""
+    def _decide(self, result: ReadResult, vector: np.ndarray | None, failure: str | None, root_id: int,
+                old: Row | None) -> None:
+        """Decide what one file needs: nothing, a move, a reused vector, its new vector, or an error row."""
         path = result.entry.path
         pending = self.pending
         if result.vanished:
@@ -230,6 +251,11 @@ class _Build:
         if result.changed:
             self.summary.skipped.append(FileError(path, "changed while being read; it will be indexed on the next run"))
             return
+        if failure is None and vector is None and not result.error and result.content_hash in self.failed_hashes:
+            failure = self.failed_hashes[result.content_hash]  # a copy of content the model rejected
+        if failure is not None:
+            self.failed_hashes[result.content_hash] = failure
+            result.error = failure  # an error row, not tried again until the file changes
         values = dict(root_id=root_id, relpath=encode_relpath(result.entry.relpath), size=result.size,
                       mtime_ns=result.mtime_ns, content_hash=result.content_hash, width=result.width,
                       height=result.height, taken_at=result.taken_at, camera=result.camera, indexed_at=utcnow(),
@@ -254,27 +280,31 @@ class _Build:
             self.summary.moved += 1
             return
         pending.rows.append(dict(values, status=STATUS_OK, error=None))
-        pending.waiting[digest].append((path, old is not None))
         if old is not None:
             self.summary.updated += 1
         else:
             self.summary.added += 1
-        if digest in pending.embed_hashes:
-            self.summary.duplicates += 1
-        elif result.image is None or digest in self.known:
-            self.summary.duplicates += 1  # content already embedded
+        if digest in pending.vectors or digest in self.known or vector is None:
+            self.summary.duplicates += 1  # content already embedded (or being committed)
         else:
-            pending.embed_hashes[digest] = result.image
+            pending.vectors[digest] = vector
 
-    def _commit(self, pending: "Pending", vectors: np.ndarray | None) -> None:
-        """Write one batch's decisions and vectors in one transaction, then update the FAISS index."""
+    def _commit(self) -> None:
+        """Write the pending decisions and vectors in one transaction, then update the FAISS index."""
+        pending, self.pending = self.pending, Pending()
+        if pending.empty:
+            return
+        vectors = np.stack([np.asarray(v, dtype=np.float32) for v in pending.vectors.values()]) if pending.vectors \
+            else None
+        self.known.update(pending.vectors)
+        self.summary.embedded += len(pending.vectors)
         images = Image.__table__
         self.catalog.vector_store.sync_if_due()  # rows fsync'ed before the catalog records them
         with self.catalog.engine.begin() as connection:  # one transaction: all of it or none of it
             if vectors is not None and len(vectors):
                 connection.execute(insert(Vector.__table__).prefix_with("OR IGNORE"), [
                     dict(content_hash=digest, vector=vector.astype(np.float16).tobytes())
-                    for digest, vector in zip(pending.embed_hashes, vectors)
+                    for digest, vector in zip(pending.vectors, vectors)
                 ])
             if pending.delete_ids:
                 connection.execute(delete(images).where(images.c.id.in_(pending.delete_ids)))
@@ -299,33 +329,6 @@ class _Build:
             found, stored = self.catalog.vectors_for_ids(new_ids)
             self.index.add(found, stored)
             self.catalog.vector_store.append(found, stored)  # recorded by a later commit, once fsync'ed
-
-    def _embed(self, pending: "Pending", future) -> np.ndarray:
-        """Vectors for the batch's images; one the model cannot take becomes an error row, not a crash."""
-        try:
-            vectors = future.result()
-        except Exception:  # noqa: BLE001 - isolate the bad image(s) one by one below
-            vectors, failed = [], []
-            for digest, image in list(pending.embed_hashes.items()):
-                try:
-                    vectors.append(self.embedder.encode_images([image], batch_size=1)[0])
-                except Exception as error:  # noqa: BLE001
-                    del pending.embed_hashes[digest]
-                    failed.append((digest, model_rejected_reason(error)))
-            vectors = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), self.embedder.dim)
-            for digest, reason in failed:
-                self.failed_hashes[digest] = reason
-                self._fail_rows(pending, digest, reason)
-        self.summary.embedded += len(vectors)
-        return vectors
-
-    def _fail_rows(self, pending: "Pending", digest: str, reason: str) -> None:
-        for path, was_update in pending.fail(digest, reason):
-            self.summary.errors.append(FileError(path, reason))
-            if was_update:
-                self.summary.updated -= 1
-            else:
-                self.summary.added -= 1
 
     def _finish(self, missing: list[Row]) -> None:
         """Drop files that are gone, collect unused vectors, retrain if needed, save atomically."""
@@ -395,78 +398,3 @@ class _Build:
                 "(by another process); this build's work went with the deleted files and it saved nothing, so the "
                 "index now there was left untouched. Run the build again if that index should include these folders."
             )
-
-
-class LocalEmbedding:
-    """The local engine: reader threads decode within the decode budget while this process's
-    embedder embeds, one batch in flight. ``build_index`` passes a strategy like this to the
-    build (``indexer.ray_engine.RayEmbedding`` for ``--engine ray``): the build keeps the
-    scan, the decisions (``_handle``) and the commits (``_commit``); the strategy decides how
-    files are read and embedded and when a batch is committed."""
-
-    def __init__(self):
-        self.in_flight: tuple[Pending, object] | None = None  # a batch the model is embedding now
-
-    def process(self, build: "_Build", work) -> None:
-        """Read files in worker threads (overlapping the model), then catalog them in order."""
-        if not work:
-            return
-        with build.catalog.session() as session:
-            build.known = known = set(session.scalars(select(Vector.content_hash)))
-        draft = build.embedder.backbone.image_draft_size
-        window = max(2 * build.batch_size, 2 * build.workers)
-        progress = tqdm(total=len(work), desc="indexing", unit=" img", disable=not build.show_progress,
-                        file=sys.stderr, dynamic_ncols=True)
-        pool = ThreadPoolExecutor(build.workers, thread_name_prefix="indexer-read")
-        try:
-            queue: deque = deque()
-            items = iter(work)
-            for entry, root_id, row in items:
-                queue.append((pool.submit(read_file, entry, draft, known, build.budget), root_id, row))
-                if len(queue) >= window:
-                    break
-            while queue:
-                future, root_id, row = queue.popleft()
-                nxt = next(items, None)
-                if nxt is not None:
-                    queue.append((pool.submit(read_file, nxt[0], draft, known, build.budget), nxt[1], nxt[2]))
-                build._handle(future.result(), root_id, row)
-                progress.update(1)
-                if build.pending.full(build.batch_size):
-                    self.flush(build)
-        finally:  # on Ctrl-C/SIGTERM, reads not yet started are dropped instead of run
-            pool.shutdown(wait=True, cancel_futures=True)
-        build.summary.peak_decode_pixels = build.budget.peak
-        self.flush(build)
-        self._commit_in_flight(build)
-        progress.close()
-
-    def flush(self, build: "_Build") -> None:
-        """Hand the pending batch to the model in the background, then commit the batch before it.
-
-        One batch is always in flight: while the model embeds it, the reader threads decode
-        the next one (on a GPU, mme5 also preprocesses it meanwhile). Batches still commit
-        one at a time and in order, each in one transaction, so a kill loses at most the
-        batches not yet committed.
-        """
-        pending = build.pending
-        if pending.empty:
-            return
-        build.pending = Pending()
-        future = None
-        if pending.embed_hashes:
-            future = build.embedder.submit("encode_images", list(pending.embed_hashes.values()),
-                                           batch_size=build.batch_size)
-            build.known.update(pending.embed_hashes)  # later copies of this content reuse its vector
-        self._commit_in_flight(build)
-        self.in_flight = (pending, future)
-
-    def _commit_in_flight(self, build: "_Build") -> None:
-        if self.in_flight is None:
-            return
-        pending, future = self.in_flight
-        self.in_flight = None
-        vectors = build._embed(pending, future) if future is not None else None
-        for digest in [digest for digest in pending.waiting if digest in build.failed_hashes]:
-            build._fail_rows(pending, digest, build.failed_hashes[digest])  # copies of content rejected earlier
-        build._commit(pending, vectors)

@@ -4,10 +4,7 @@ indexer/ray_engine.py) and the commands that report on it (watch, info): what a 
 and the error text of an image the model rejects. Nothing here imports the build."""
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-
-from .catalog import STATUS_ERROR, STATUS_OK
 
 MAX_ERRORS_KEPT = 1000  # in the stored last-build summary; the catalog keeps every error row
 
@@ -82,24 +79,16 @@ class BuildSummary:
 
 @dataclass
 class Pending:
-    """Catalog changes decided since the last commit."""
+    """Catalog changes the build decided since its last commit, and the new vectors they need."""
 
     rows: list[dict] = field(default_factory=list)
     updates: list[dict] = field(default_factory=list)
     delete_ids: list[int] = field(default_factory=list)
-    embed_hashes: dict = field(default_factory=dict)  # content hash -> decoded image, in order
-    waiting: dict = field(default_factory=lambda: defaultdict(list))  # content hash -> [(path, was_update)]
-
-    def fail(self, digest: str, reason: str) -> list[tuple[str, bool]]:
-        """Turn the rows waiting for ``digest``'s vector into error rows; returns (path, was_update) of each."""
-        for row in self.rows:
-            if row["content_hash"] == digest and row["status"] == STATUS_OK:
-                row.update(status=STATUS_ERROR, error=reason)
-        return self.waiting.pop(digest, [])
+    vectors: dict = field(default_factory=dict)  # content hash -> its new vector, in order
 
     def full(self, batch_size: int) -> bool:
-        return len(self.embed_hashes) >= batch_size or len(self.rows) + len(self.updates) + len(self.delete_ids) >= 256
+        return len(self.vectors) >= batch_size or len(self.rows) + len(self.updates) + len(self.delete_ids) >= 256
 
     @property
     def empty(self) -> bool:
-        return not (self.rows or self.updates or self.delete_ids or self.embed_hashes)
+        return not (self.rows or self.updates or self.delete_ids or self.vectors)
