@@ -46,8 +46,8 @@ from .records import BuildSummary, FileError, Pending
 from .reader import DEFAULT_DECODE_BUDGET, DecodeBudget, ReadResult
 from .engines import LocalEngine
 from .scan import Row, WorkItem, folder_identity, plan_roots, scan
-from .sync import load_index, measure_recall, needs_retraining, rebuild, recall_is_stale, save_index
-from .vectors import INDEX_FILE, choose_index_type
+from .sync import finish, load_index
+from .vectors import choose_index_type
 
 DEFAULT_MAX_PRUNE_SHARE = 0.5  # a build drops at most this share of a folder's photos unless told --prune
 ENGINES = ("local", "ray")
@@ -331,7 +331,7 @@ class _Build:
             self.catalog.vector_store.append(found, stored)  # recorded by a later commit, once fsync'ed
 
     def _finish(self, missing: list[Row]) -> None:
-        """Drop files that are gone, collect unused vectors, retrain if needed, save atomically."""
+        """Drop files that are gone, collect unused vectors, then finish the vector index (sync.finish)."""
         gone = self._allowed_removals(
             [row for queue in self.missing_by_hash.values() for row in queue]
             + [row for row in missing if not (row.status == STATUS_OK and row.content_hash)])
@@ -345,25 +345,18 @@ class _Build:
             Catalog.set_meta(session, generation=self.generation, root_devices=devices)
             session.commit()
         self.index.remove(gone)
-        count = self.catalog.count()
-        reason = needs_retraining(self.index, self.index_type, count)
-        if reason:
-            print(f"indexer: rebuilding the vector index ({reason})", file=sys.stderr)
-            self.index = rebuild(self.catalog, int(self.meta["dim"]), self.index_type)
-        recall = self.meta.get("recall")
-        if reason or recall_is_stale(recall, self.index, count):
-            recall = measure_recall(self.catalog, self.index)
-        self._check_still_ours()
-        save_index(self.catalog, self.index, self.index_dir / INDEX_FILE)
+        self.index = finish(self.catalog, self.index_dir, self.index, self.generation, index_type=self.index_type,
+                            recall=self.meta.get("recall"), before_save=self._check_still_ours,
+                            more_meta=self._build_record)
+
+    def _build_record(self, index) -> dict:
+        """What the build records beside the saved vector index: its summary and the vector store's state."""
         self.summary.seconds = time.perf_counter() - self.started
-        self.summary.images = self.index.ntotal
-        self.summary.index_type = self.index.kind
+        self.summary.images = index.ntotal
+        self.summary.index_type = index.kind
         self.catalog.vector_store.sync()
-        with self.catalog.session() as session:
-            Catalog.set_meta(session, **self._store_record(), index_generation=self.generation,
-                             index_type=self.index.kind, nlist=self.index.nlist, recall=recall,
-                             last_build=self.summary.to_dict(), last_build_at=utcnow().isoformat(timespec="seconds"))
-            session.commit()
+        return dict(self._store_record(), last_build=self.summary.to_dict(),
+                    last_build_at=utcnow().isoformat(timespec="seconds"))
 
     def _store_record(self) -> dict:
         return {rowstore.META_KEY: self.catalog.vector_store.record()}
