@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from .engines import Embedded, embed_isolating
@@ -275,21 +276,9 @@ def _check_roots(roots: set, probes: dict) -> None:
 
 # -- the driver side -----------------------------------------------------------------------
 
-class ray_results:
-    """Iterate ``(work index, ReadResult, vector or None, model error or None)`` as the cluster finishes
-    them; afterwards ``peak_decode_pixels`` is the most pixels the decode tasks held at once."""
-
-    def __init__(self, entries: list[FileEntry], embedder, known_hashes: frozenset, options: RayOptions,
+def _ray_results(owner: "RayEngine", entries: list[FileEntry], embedder, known_hashes: frozenset, options: RayOptions,
                  batch_size: int, decode_budget: int = DEFAULT_DECODE_BUDGET):
-        self.args = (entries, embedder, known_hashes, options, batch_size, decode_budget)
-        self.peak_decode_pixels = 0
-
-    def __iter__(self):
-        yield from _ray_results(self, *self.args)
-
-
-def _ray_results(owner: ray_results, entries: list[FileEntry], embedder, known_hashes, options: RayOptions, batch_size: int,
-                 decode_budget: int):
+    """Yield an ``Embedded`` record per entry as the cluster finishes them; afterwards ``owner.peak_decode_pixels`` is the most pixels the decode tasks held at once."""
     ray = start_ray(options)
     import ray.data  # noqa: F811 - the same module start_ray returned; this loads its data submodule
 
@@ -334,8 +323,8 @@ def _ray_results(owner: ray_results, entries: list[FileEntry], embedder, known_h
                     value = batch[name][i]
                     setattr(result, name, _plain(name, value))
                 vector = batch["vector"][i]
-                yield (index, result, np.frombuffer(vector, np.float32) if len(vector) else None,
-                       batch["embed_error"][i] or None)
+                yield Embedded(index, result, np.frombuffer(vector, np.float32) if len(vector) else None,
+                               batch["embed_error"][i] or None)
         owner.peak_decode_pixels = int(ray.get(keeper.peak.remote()))
     except Exception as error:  # noqa: BLE001 - Ray wraps worker errors; surface ours as they are
         cause = _find_cause(error, WorkerCannotReadError)
@@ -390,9 +379,5 @@ class RayEngine:
         self.peak_decode_pixels = 0  # most pixels the decode tasks held at once, after a run
 
     def results(self, entries: list[FileEntry], embedder, known: frozenset, batch_size: int,
-                budget: DecodeBudget):
-        stream = ray_results(entries, embedder, known, self.options, batch_size, budget.limit)
-        with contextlib.closing(iter(stream)) as items:  # the build stopping early stops the cluster's work
-            for index, result, vector, failure in items:
-                yield Embedded(index, result, vector, failure)
-        self.peak_decode_pixels = stream.peak_decode_pixels
+                budget: DecodeBudget) -> Iterator[Embedded]:
+        return _ray_results(self, entries, embedder, known, self.options, batch_size, budget.limit)
