@@ -95,14 +95,8 @@ def build_index(
         catalog = Catalog(index_dir / CATALOG_FILE, create=True)
         build = None
         try:
-            if engine == "ray":
-                from .ray_engine import RayEngine
-
-                engine_ = RayEngine(ray_options)
-            else:
-                engine_ = LocalEngine(workers or min(8, os.cpu_count() or 1))
             build = _Build(catalog, index_dir, embedder, batch_size, show_progress, index_type,
-                           include_hidden, prune, max_prune_share, budget, engine_)
+                           include_hidden, prune, max_prune_share, budget, _engine(engine, workers, ray_options))
             return build.run(root_paths)
         except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM: say what the committed batches kept
             if build is not None:
@@ -110,6 +104,15 @@ def build_index(
             raise
         finally:
             catalog.close()
+
+
+def _engine(name: str, workers: int | None, ray_options):
+    """The engine that reads, decodes and embeds the build's files (indexer/engines.py)."""
+    if name == "ray":
+        from .ray_engine import RayEngine
+
+        return RayEngine(ray_options)
+    return LocalEngine(workers or min(8, os.cpu_count() or 1))
 
 
 class _Build:
