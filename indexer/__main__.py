@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="print results as JSON")
 
     info = command("info", "counts, model, index type and recall, size on disk, folders, last build, errors")
-    info.add_argument("--json", action="store_true", help="print the JSON payload documented in the README")
+    info.add_argument("--json", action="store_true", help="print the JSON payload documented in docs/indexer.md")
 
     verify = command("verify", "check the catalog (SQLite integrity check) and that it agrees with the vector "
                                "index (exit 1 if not)")
@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     similar = command("similar", "groups of near-identical photos (bursts, edits, resized copies), best one first")
     similar.add_argument("--threshold", type=float, default=None,
                          help="least similarity (cosine) joining two photos (default: the index's model family's "
-                              "value in mme5/registry.py, 0.95 until calibrated; see README)")
+                              "value in mme5/registry.py, 0.95 until calibrated; see docs/app.md)")
     similar.add_argument("--json", action="store_true", help="print the groups as JSON")
     similar.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -287,6 +287,7 @@ def run_search(args) -> int:
     from mme5.registry import QueryKind
 
     from .store import open_index
+    from .video_rows import fold_videos
 
     if args.text is None and args.image is None:
         print("error: give --text, --image, or both", file=sys.stderr)
@@ -300,17 +301,23 @@ def run_search(args) -> int:
         kind = QueryKind.of(text=args.text, image=args.image)
         query = embedder.encode_query(kind, texts=[args.text] if kind.needs_text else None,
                                       images=[str(args.image)] if kind.needs_image else None)
-        scores, ids = store.search(query, args.k)
-        hits = [(float(s), r) for s, r in zip(scores[0], store.records(ids[0])) if r is not None]
+        scores, ids = store.search(query, min(max(store.count, 1), 8 * args.k))  # a video's keyframes fold into one
+        hits = fold_videos([(float(s), r) for s, r in zip(scores[0], store.records(ids[0])) if r is not None])[:args.k]
     if args.json:
         results = [{"path": decodable(r.path), "score": round(s, 6), "id": r.id, "size": r.size,
                     "taken_at": r.taken_at.isoformat() if r.taken_at else None, "camera": r.camera,
-                    "width": r.width, "height": r.height, "content_hash": r.content_hash} for s, r in hits]
+                    "width": r.width, "height": r.height, "content_hash": r.content_hash, "media_type": r.media_type,
+                    **({"timestamp_s": r.timestamp_s, "duration_s": r.duration_s,
+                        "moments": [{"timestamp_s": t, "score": round(m, 6)} for t, m in moments]}
+                       if r.media_type == "video" else {})}
+                   for s, r, moments in hits]
         print(json.dumps({"text": args.text, "image": str(args.image) if args.image else None, "results": results},
                          ensure_ascii=False))
     else:
-        for score, record in hits:
-            print(f"{score:.4f}\t{printable(record.path)}")
+        for score, record, moments in hits:
+            at = "" if record.media_type != "video" else f"\tat {record.timestamp_s:.1f} s" + (
+                f" (+{len(moments) - 1} more moments)" if len(moments) > 1 else "")
+            print(f"{score:.4f}\t{printable(record.path)}{at}")
     return 0
 
 

@@ -13,7 +13,7 @@ reconciled with the catalog on the next run.
 """
 from __future__ import annotations
 
-import os
+import logging
 import sys
 import time
 from collections import defaultdict, deque
@@ -24,7 +24,7 @@ import numpy as np
 from sqlalchemy import bindparam, delete, insert, select, update
 from tqdm.auto import tqdm
 
-from .atomic import remove_stale_temps
+from mme5.atomic import remove_stale_temps
 from .catalog import (
     CATALOG_FILE,
     SCHEMA_VERSION,
@@ -43,11 +43,14 @@ from .files import is_within, printable
 from .lock import WriteLock
 from .places import place_of
 from .records import BuildSummary, FileError, Pending
-from .reader import DEFAULT_DECODE_BUDGET, DecodeBudget, ReadResult
-from .engines import LocalEngine
+from .reader import DEFAULT_DECODE_BUDGET, DecodeBudget
+from .engines import Embedded, LocalEngine
 from .scan import Row, WorkItem, folder_identity, plan_roots, scan
 from .sync import finish, load_index
 from .vectors import choose_index_type
+from .video_rows import insert_keyframes, keyframe_ids, keyframe_rows, move_keyframes, video_values
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_PRUNE_SHARE = 0.5  # a build drops at most this share of a folder's photos unless told --prune
 ENGINES = ("local", "ray")
@@ -108,11 +111,12 @@ def build_index(
 
 def _engine(name: str, workers: int | None, ray_options):
     """The engine that reads, decodes and embeds the build's files (indexer/engines.py)."""
+    local = LocalEngine(workers)  # --engine ray reads and embeds videos with it on the driver
     if name == "ray":
         from .ray_engine import RayEngine
 
-        return RayEngine(ray_options)
-    return LocalEngine(workers or min(8, os.cpu_count() or 1))
+        return RayEngine(ray_options, videos=local)
+    return local
 
 
 class _Build:
@@ -138,8 +142,8 @@ class _Build:
         self.index_type = index_type or self.meta.get("index_type_request")
         self.index, report = load_index(catalog, index_dir, self.meta, self.index_type)
         if report.changed:
-            print(f"indexer: resumed an interrupted build (vector index: +{report.added} -{report.removed}"
-                  f"{', rebuilt: ' + report.rebuilt if report.rebuilt else ''})", file=sys.stderr)
+            logger.info(f"indexer: resumed an interrupted build (vector index: +{report.added} -{report.removed}"
+                        f"{', rebuilt: ' + report.rebuilt if report.rebuilt else ''})")
         rowstore.attach(catalog, index_dir, self.meta, writer=True, show_progress=show_progress)
         self.generation = int(self.meta.get("generation", 0))
         self.pending = Pending()
@@ -149,7 +153,7 @@ class _Build:
     def warn(self, message: str) -> None:
         """A data-safety warning: shown now on stderr and kept in the summary (info shows it)."""
         self.summary.warnings.append(message)
-        print(f"indexer: WARNING: {printable(message)}", file=sys.stderr)
+        logger.warning(f"indexer: WARNING: {printable(message)}")
 
     def kept_note(self) -> str:
         """What an interrupted build leaves behind (every committed batch stays)."""
@@ -231,8 +235,8 @@ class _Build:
         stream = self.engine.results([item.entry for item in work], self.embedder, frozenset(self.known),
                                      self.batch_size, self.budget)
         with closing(stream):  # stopping early (Ctrl-C, an error) stops the engine's reads too
-            for index, result, vector, failure in stream:
-                self._decide(result, vector, failure, work[index].root_id, work[index].old)
+            for record in stream:
+                self._decide(record, work[record.index].root_id, work[record.index].old)
                 progress.update(1)
                 if self.pending.full(self.batch_size):
                     self._commit()
@@ -240,9 +244,10 @@ class _Build:
         self._commit()
         progress.close()
 
-    def _decide(self, result: ReadResult, vector: np.ndarray | None, failure: str | None, root_id: int,
-                old: Row | None) -> None:
-        """Decide what one file needs: nothing, a move, a reused vector, its new vector, or an error row."""
+    def _decide(self, record: Embedded, root_id: int, old: Row | None) -> None:
+        """Decide what one file needs: nothing, a move, a reused vector, its new vector, or an error row; a new
+        video also gets a row per further keyframe (indexer/video_rows.py), committed with its own."""
+        result, vector, failure = record.result, record.vector, record.failure
         path = result.entry.path
         pending = self.pending
         if result.vanished:
@@ -263,7 +268,7 @@ class _Build:
                       mtime_ns=result.mtime_ns, content_hash=result.content_hash, width=result.width,
                       height=result.height, taken_at=result.taken_at, camera=result.camera, indexed_at=utcnow(),
                       latitude=result.latitude, longitude=result.longitude,
-                      **place_of(result.latitude, result.longitude))
+                      **place_of(result.latitude, result.longitude), **video_values(result))
         if result.error:
             self.summary.errors.append(FileError(path, result.error))
             if old is not None:
@@ -283,6 +288,8 @@ class _Build:
             self.summary.moved += 1
             return
         pending.rows.append(dict(values, status=STATUS_OK, error=None))
+        if record.keyframes:  # a video's further keyframes: rows of their own, inserted with its row
+            pending.keyframes[len(pending.rows) - 1] = self._keyframe_rows(values, record.keyframes)
         if old is not None:
             self.summary.updated += 1
         else:
@@ -291,6 +298,17 @@ class _Build:
             self.summary.duplicates += 1  # content already embedded (or being committed)
         else:
             pending.vectors[digest] = vector
+
+    def _keyframe_rows(self, values: dict, keyframes) -> list[dict]:
+        """The rows of a new video's further keyframes; their new vectors join the batch, and a keyframe the model
+        rejected (now or as earlier copy) is left out: the video stays searchable by its other keyframes."""
+        for keyframe in keyframes:
+            if keyframe.failure is not None:
+                self.failed_hashes[keyframe.content_hash] = keyframe.failure
+            elif keyframe.vector is not None and keyframe.content_hash not in self.known:
+                self.pending.vectors.setdefault(keyframe.content_hash, keyframe.vector)
+        return [row for row in keyframe_rows(values, [keyframe.timestamp_s for keyframe in keyframes])
+                if row["content_hash"] not in self.failed_hashes]
 
     def _commit(self) -> None:
         """Write the pending decisions and vectors in one transaction, then update the FAISS index."""
@@ -310,6 +328,7 @@ class _Build:
                     for digest, vector in zip(pending.vectors, vectors)
                 ])
             if pending.delete_ids:
+                pending.delete_ids.extend(keyframe_ids(connection, pending.delete_ids))  # a video's keyframes go with it
                 connection.execute(delete(images).where(images.c.id.in_(pending.delete_ids)))
             if pending.updates:
                 connection.execute(
@@ -322,8 +341,11 @@ class _Build:
                 inserted = connection.execute(
                     insert(images).returning(images.c.id, images.c.status, sort_by_parameter_order=True),
                     [dict(row, retry=row.get("retry", False)) for row in pending.rows],
-                )
+                ).all()
                 new_ids = [image_id for image_id, status in inserted if status == STATUS_OK]
+                new_ids += insert_keyframes(connection, pending.keyframes, pending.rows, inserted)
+            if pending.updates:
+                move_keyframes(connection, pending.updates)  # a moved video's keyframe rows follow its path
             self.generation += 1
             # the vector store's fsync'ed rows (earlier batches): recorded with this one
             Catalog.set_meta(connection, generation=self.generation, **self._store_record())
@@ -340,6 +362,7 @@ class _Build:
             + [row for row in missing if not (row.status == STATUS_OK and row.content_hash)])
         self.summary.removed += len(gone)
         with self.catalog.session() as session:
+            gone += keyframe_ids(session, gone)  # a removed video's keyframes go with it
             for start in range(0, len(gone), 500):
                 session.execute(delete(Image).where(Image.id.in_(gone[start : start + 500])))
             Catalog.delete_orphan_vectors(session)

@@ -87,6 +87,7 @@ class Image(Base):
         Index("ix_images_content_hash", "content_hash"),
         Index("ix_images_status", "status"),
         Index("ix_images_status_taken_at", "status", "taken_at"),  # date filters; added later, see _ensure_indexes
+        Index("ix_images_video_id", "video_id"),  # a video's keyframe rows; added later, see _ensure_indexes
         {"sqlite_autoincrement": True},
     )
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -110,6 +111,16 @@ class Image(Base):
     error: Mapped[str | None] = mapped_column(String)
     retry: Mapped[bool] = mapped_column(default=False)  # error may clear without the file changing (permissions)
     indexed_at: Mapped[datetime] = mapped_column(DateTime)
+    # Videos (indexer/video.py), added after schema 1 shipped like the places. A video is one row per keyframe:
+    # the file's own row (video_id NULL: the one the scan compares, moves and deletes) holds its first keyframe,
+    # each further keyframe is a row with video_id = that row's id, relpath = the file's + b"\0" + milliseconds
+    # (a NUL is in no file name, so paths stay unique and decode to the video's), a content hash of its own
+    # (indexer.video.keyframe_hash) and the file's metadata. media_type NULL (older rows) means "photo".
+    media_type: Mapped[str | None] = mapped_column(String)
+    duration_s: Mapped[float | None]
+    rotation: Mapped[int | None]
+    timestamp_s: Mapped[float | None]
+    video_id: Mapped[int | None]
 
 
 class Vector(Base):
@@ -129,7 +140,13 @@ def encode_relpath(relpath: str) -> bytes:
 
 
 def decode_relpath(raw: bytes) -> str:
-    return os.fsdecode(raw)
+    """The file's relative path; a video keyframe row's relpath (file + NUL + milliseconds) gives its video's."""
+    return os.fsdecode(raw.split(b"\0", 1)[0])
+
+
+def keyframe_relpath(video_relpath: bytes, timestamp_s: float) -> bytes:
+    """The stored relpath of a video's keyframe row (see ``Image``)."""
+    return video_relpath + b"\0" + str(round(timestamp_s * 1000)).encode()
 
 
 class Catalog:
@@ -161,6 +178,8 @@ class Catalog:
                     connection.execute(text("PRAGMA journal_mode=WAL"))
                 if create:
                     Base.metadata.create_all(connection)
+                    connection.commit()
+                    _add_missing_columns(connection)  # before the indexes: a newer index may be on a newer column
                     _ensure_indexes(connection)
                     connection.commit()
                 names = set(self.engine.dialect.get_table_names(connection))
@@ -296,27 +315,13 @@ class Catalog:
                 last = rows[-1][0]
                 yield np.asarray([r[0] for r in rows], dtype=np.int64), _blobs_to_array([r[1] for r in rows])
 
-    def ids_matching(self, places: list[tuple[int, bytes | None]] | None, date_from: datetime | None = None,
-                     date_to: datetime | None = None, limit: int | None = None,
-                     session: Session | None = None) -> np.ndarray:
-        """Sorted ok ids in any of ``places`` (None: anywhere) taken within [date_from, date_to].
-
-        A place is (root id, relpath prefix, or None for the whole root); each is one range scan
-        of the (root_id, relpath) index. Undated images never satisfy a date bound. ``limit``
-        stops after that many ids (which ones is unspecified): enough to tell a small set.
-        """
-        conditions = []
-        if date_from is not None:
-            conditions.append(Image.taken_at >= date_from)
-        if date_to is not None:
-            conditions.append(Image.taken_at <= date_to)
-        return self.ids_where(conditions, places, limit=limit, session=session)
-
     def ids_where(self, conditions: list, places: list[tuple[int, bytes | None]] | None = None,
                   limit: int | None = None, session: Session | None = None) -> np.ndarray:
         """Sorted ok ids meeting every SQL condition (on ``Image`` columns), in any of ``places``.
 
-        The general form of ``ids_matching``: search filters bring their own conditions
+        A place is (root id, relpath prefix, or None for the whole root); each is one range scan
+        of the (root_id, relpath) index. ``limit`` stops after that many ids (which ones is
+        unspecified): enough to tell a small set. Search filters bring their own conditions
         (search_app/filters.py), so a new filter needs no new query here.
         """
         conditions = [Image.status == STATUS_OK, *conditions]
@@ -336,6 +341,21 @@ class Catalog:
         """Distinct non-null values of one ``Image`` column among ok images (filter suggestions)."""
         with _maybe(session, self) as s:
             return list(s.scalars(select(column).where(Image.status == STATUS_OK, column.is_not(None)).distinct()))
+
+    def place_centres(self, session: Session | None = None) -> list[tuple]:
+        """("city" or "region", name, country code, mean latitude, mean longitude, photos) for each named city and
+        region among ok images: where the index's photos of a place were taken (search_app/gazetteer.py tells
+        same-named places apart by it)."""
+        rows = []
+        with _maybe(session, self) as s:
+            for kind, column in (("city", Image.city), ("region", Image.region)):
+                query = (select(column, Image.country, func.avg(Image.latitude), func.avg(Image.longitude),
+                                func.count())
+                         .where(Image.status == STATUS_OK, column.is_not(None), Image.latitude.is_not(None),
+                                Image.longitude.is_not(None))
+                         .group_by(column, Image.country))
+                rows += [(kind, *row) for row in s.execute(query)]
+        return rows
 
     @staticmethod
     def delete_orphan_vectors(session: Session) -> int:

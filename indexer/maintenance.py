@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import delete, func, select
 
-from .atomic import remove_stale_temps
+from mme5.atomic import remove_stale_temps
 from .catalog import CATALOG_FILE, STATUS_OK, Catalog, Image, Root, Vector
+from .video_rows import stray_keyframes
 from .errors import BadRootError, IndexCorruptError, IndexNotFoundError
 from . import rowstore
 from .files import root_key
@@ -121,6 +122,9 @@ def _check_contents(catalog: Catalog, index_dir: Path, deep: bool, report: Verif
         ).all()
         if no_vector:
             problems.append(f"{len(no_vector)} searchable image(s) have no stored vector (ids {list(no_vector[:5])}...)")
+        stray = stray_keyframes(session)
+        if stray:
+            problems.append(f"{len(stray)} video keyframe(s) belong to no indexed video (ids {stray[:5]}...)")
         used = select(Image.content_hash).where(Image.status == STATUS_OK, Image.content_hash.is_not(None))
         orphans = session.scalar(select(func.count()).select_from(Vector).where(Vector.content_hash.not_in(used)))
         if orphans and orphans <= int(meta.get("salvage_kept_vectors", 0)):
@@ -274,6 +278,10 @@ def _repair(catalog: Catalog | None, index_dir: Path, report: VerifyReport) -> C
         if no_vector:  # the next build re-adds these files from disk
             session.execute(delete(Image).where(Image.id.in_(no_vector)))
             report.repaired.append(f"forgot {len(no_vector)} image(s) without a vector; the next build re-embeds them")
+        stray = stray_keyframes(session)
+        if stray:  # their video was forgotten or is gone: the next build makes its keyframes again
+            session.execute(delete(Image).where(Image.id.in_(stray)))
+            report.repaired.append(f"deleted {len(stray)} video keyframe(s) that belonged to no indexed video")
         session.execute(delete(Vector).where(func.length(Vector.vector) != dim * 2))
         if not int(meta.get("salvage_kept_vectors", 0)):  # after a salvage they are what the next build reuses
             dropped = Catalog.delete_orphan_vectors(session)

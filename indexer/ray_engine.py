@@ -22,9 +22,9 @@ that cannot see a folder the driver listed stops the build with a clear error.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
-import sys
 import time
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -32,14 +32,18 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from .engines import Embedded, embed_isolating
+from .engines import Embedded, LocalEngine, embed_isolating
 from .errors import IndexerError
-from .files import FileEntry, printable
+from .files import FileEntry, is_video_name, printable
 from .reader import DEFAULT_DECODE_BUDGET, DecodeBudget, ReadResult, read_file
 
+logger = logging.getLogger(__name__)
+
 # The columns a decoded file comes back in: "idx" (its place in the work list, which gives back its FileEntry), then
-# every other ReadResult field but the image (sent as raw "pixels"), derived so that a new field cannot be dropped.
-RESULT_FIELDS = ("idx", *(field.name for field in fields(ReadResult) if field.name not in ("entry", "image")))
+# every other ReadResult field but the image (sent as raw "pixels") and a video's keyframes (videos are read and
+# embedded on the driver: see RayEngine.results), derived so that a new field cannot be dropped.
+RESULT_FIELDS = ("idx", *(field.name for field in fields(ReadResult)
+                           if field.name not in ("entry", "image", "keyframes")))
 
 
 class WorkerCannotReadError(IndexerError):
@@ -91,12 +95,9 @@ def plan_workers(options: RayOptions, cluster: dict) -> tuple[int, float]:
 
 def model_spec(embedder) -> dict:
     """What an actor needs to load the same model: absolute local paths, hub ids as they are."""
-    def absolute(value):
-        if value and Path(value).expanduser().exists():
-            return str(Path(value).expanduser().resolve())
-        return value
+    from mme5.model_ref import ModelRef
 
-    return {"model": absolute(embedder.model_id), "adapter": absolute(embedder.adapter),
+    return {"model": ModelRef.canonical_of(embedder.model_id), "adapter": ModelRef.canonical_of(embedder.adapter),
             "dtype": str(embedder.backbone.dtype).removeprefix("torch."), "runtime": embedder.runtime}
 
 
@@ -290,9 +291,8 @@ def _ray_results(owner: "RayEngine", entries: list[FileEntry], embedder, known_h
     device = "cuda" if gpus else "cpu"
     nodes = [node for node in ray.nodes() if node["Alive"]]
     threads = None if gpus else model_threads(options, actors, cluster, len(nodes))
-    print(f"indexer: Ray engine, {actors} embedding worker(s) on {device}"
-          f"{f' ({gpus:g} GPU each)' if gpus else f' ({threads} thread(s) each)'}, decoding on CPU tasks",
-          file=sys.stderr)
+    logger.info(f"indexer: Ray engine, {actors} embedding worker(s) on {device}"
+                f"{f' ({gpus:g} GPU each)' if gpus else f' ({threads} thread(s) each)'}, decoding on CPU tasks")
     probes: dict = {}
     for entry in entries:
         if entry.problem is None and entry.root not in probes:
@@ -374,10 +374,27 @@ class RayEngine:
 
     label = "indexing (ray)"
 
-    def __init__(self, options: RayOptions | None = None):
+    def __init__(self, options: RayOptions | None = None, videos: LocalEngine | None = None):
         self.options = options or RayOptions()
+        self.videos = videos or LocalEngine()  # reads and embeds the videos on the driver
         self.peak_decode_pixels = 0  # most pixels the decode tasks held at once, after a run
 
     def results(self, entries: list[FileEntry], embedder, known: frozenset, batch_size: int,
                 budget: DecodeBudget) -> Iterator[Embedded]:
-        return _ray_results(self, entries, embedder, known, self.options, batch_size, budget.limit)
+        """Photos on the cluster; videos through ``self.videos`` (a ``LocalEngine``) here on the driver, since a
+        video is many keyframes and Ray's columns carry one image per file. Indexes are the list's own."""
+        videos = [index for index, entry in enumerate(entries) if is_video_name(entry.path)]
+        photos = [index for index, entry in enumerate(entries) if not is_video_name(entry.path)]
+        peak = 0
+        if videos:
+            with contextlib.closing(self.videos.results([entries[index] for index in videos], embedder, known,
+                                                        batch_size, budget)) as stream:
+                for record in stream:
+                    yield record._replace(index=videos[record.index])
+            peak = self.videos.peak_decode_pixels
+        if photos:
+            with contextlib.closing(_ray_results(self, [entries[index] for index in photos], embedder, known,
+                                                 self.options, batch_size, budget.limit)) as stream:
+                for record in stream:
+                    yield record._replace(index=photos[record.index])
+        self.peak_decode_pixels = max(self.peak_decode_pixels, peak)

@@ -85,6 +85,7 @@ class Pending:
     updates: list[dict] = field(default_factory=list)
     delete_ids: list[int] = field(default_factory=list)
     vectors: dict = field(default_factory=dict)  # content hash -> its new vector, in order
+    keyframes: dict = field(default_factory=dict)  # index in rows of a new video -> its further keyframes' rows
 
     def full(self, batch_size: int) -> bool:
         return len(self.vectors) >= batch_size or len(self.rows) + len(self.updates) + len(self.delete_ids) >= 256

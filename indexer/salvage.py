@@ -13,7 +13,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import fsync_dir
+from mme5.atomic import fsync_dir
 from .catalog import Base, Catalog, utcnow
 from .errors import IndexCorruptError, storage_problem
 

@@ -115,7 +115,7 @@ def scan(catalog, roots: dict[str, int], index_dir: Path, *, include_hidden: boo
                                  row.status, row.content_hash, row.retry)
                 for row in session.execute(
                     select(Image.id, Image.relpath, Image.size, Image.mtime_ns, Image.status, Image.content_hash,
-                           Image.retry).where(Image.root_id == root_id)
+                           Image.retry).where(Image.root_id == root_id, Image.video_id.is_(None))
                 )
             }
             out.root_rows[path] = len(rows)

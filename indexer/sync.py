@@ -5,7 +5,7 @@ index file left behind by a crash up to date with the catalog.
 """
 from __future__ import annotations
 
-import sys
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -15,6 +15,8 @@ import numpy as np
 from .catalog import Catalog
 from .errors import os_problem
 from .vectors import INDEX_FILE, VectorIndex, choose_index_type, lists_for
+
+logger = logging.getLogger(__name__)
 
 RECALL_K = 10
 RECALL_QUERIES = 200
@@ -138,7 +140,7 @@ def rebuild(catalog: Catalog, dim: int, index_type: str | None) -> VectorIndex:
         wanted = max(39 * nlist, min(TRAINING_POINTS_PER_LIST * nlist, MAX_TRAINING_POINTS))  # faiss needs 39/list
         sample = rng.choice(ids, size=min(len(ids), wanted), replace=False)
         _, training = catalog.vectors_for_ids(np.sort(sample))
-        print(f"indexer: training a {kind} index on {len(training)} of {count} vectors", file=sys.stderr)
+        logger.info(f"indexer: training a {kind} index on {len(training)} of {count} vectors")
         index = VectorIndex.trained(kind, dim, training, count)
     for ids, vectors in catalog.iter_ok_vectors():
         index.add(ids, vectors)
@@ -203,7 +205,7 @@ def finish(catalog: Catalog, index_dir: Path, index: VectorIndex, generation: in
     count = catalog.count()
     reason = needs_retraining(index, index_type, count)
     if reason:
-        print(f"indexer: rebuilding the vector index ({reason})", file=sys.stderr)
+        logger.info(f"indexer: rebuilding the vector index ({reason})")
         index = rebuild(catalog, index.dim, index_type)
     if reason or recall_is_stale(recall, index, count):
         recall = measure_recall(catalog, index)

@@ -52,7 +52,6 @@ ALBUM_K = 200  # photos an album shows at most (besides its pinned ones)
 # What an album action can meet that its user can act on, each a sentence: a bad name or query, a read-only index,
 # a full disk (OSError subclasses), an album folder that is not private (SearchAppError)
 ALBUM_ERRORS = (ValueError, OSError, SearchAppError)
-# A snapshot folder in the Hugging Face cache: .../datasets--USER--NAME/snapshots/<revision>
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ filter appears in every endpoint without an edit here.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -58,8 +59,8 @@ OPTIONS = (
     Option("dates_in_text", True, lambda: gr.Checkbox(label="dates_in_text", value=True),
            "read a date typed into the text (\"Strand im Juli 2023\") as the date filter (query_dates in the answer)"),
     Option("places_in_text", True, lambda: gr.Checkbox(label="places_in_text", value=True),
-           "read the name of an indexed place typed into the text (\"praia em Lisboa\") as the place filter "
-           "(query_place in the answer)"),
+           "read the name of an indexed place typed into the text (\"praia em Lisboa\") as the place filter, "
+           "\"near Lisbon\" / \"within 5 km of Lisbon\" as the near filter (query_place in the answer)"),
 )
 # Parameter order: the first three filters sit where the first API version had them (positional callers).
 _LEGACY_FILTERS = ("folder", "date_from", "date_to")
@@ -77,11 +78,110 @@ def parameters() -> list[tuple[str, Any, Callable]]:
 PIN_ACTIONS = ("pin", "remove", "unpin")
 
 
-class SearchAPI:
-    """JSON-in, JSON-out wrappers; every bad input becomes a gr.Error the client sees as a message."""
+class APIError(ValueError):
+    """Bad input to an API call: its sentence is what the caller sees (a gr.Error in Gradio, a 400 over REST)."""
+
+
+class Answers:
+    """The API's answers as plain JSON, one definition for the Gradio endpoints and the REST routes (rest.py).
+
+    Every bad input raises APIError with the sentence the UI shows; anything else is a bug."""
 
     def __init__(self, engine: SearchEngine):
         self.engine = engine
+
+    def search_text(self, text: str, **options) -> dict:
+        """Photos matching a text in any language."""
+        return self._run(lambda parsed: self.engine.search_text(text, **parsed), options)
+
+    def search_image(self, image: str, **options) -> dict:
+        """Photos that look like the uploaded image."""
+        return self._run(lambda parsed: self.engine.search_image(check_upload(image), **parsed), options)
+
+    def search_composed(self, image: str, text: str, **options) -> dict:
+        """Photos like the uploaded image, changed as the text says."""
+        return self._run(lambda parsed: self.engine.search_composed(check_upload(image), text, **parsed), options)
+
+    # -- albums (search_app/albums.py) and similar-photo groups (indexer/similar.py) --------------
+    def list_albums(self) -> dict:
+        """The index's albums (saved searches) with their queries, options, pinned and removed photos."""
+        try:
+            albums = self.engine.albums
+            return {"albums": [albums.get(name).to_json() for name in albums.names()]}
+        except ALBUM_ERRORS as error:
+            raise APIError(str(error)) from None
+
+    def save_album(self, name: str, text: str, **options) -> dict:
+        """Save a text query with its options as an album (replacing one of that name, keeping its pins)."""
+        try:
+            parsed = engine_options(options)
+            SearchOptions.parse(**parsed)  # refuse bad options now, not when the album is opened
+            return self.engine.albums.save(name, {"text": (text or "").strip()}, saved_options(parsed)).to_json()
+        except (*ALBUM_ERRORS, TypeError) as error:
+            raise APIError(str(error)) from None
+
+    def open_album(self, name: str, k=ALBUM_K) -> dict:
+        """An album's photos now: pinned ones first, then its saved search run again (removed ones left out)."""
+        try:
+            album = self.engine.albums.get(name)
+            results = open_album(self.engine, album, k=_whole(k, ALBUM_K))
+        except (*ALBUM_ERRORS, TypeError) as error:
+            raise APIError(str(error)) from None
+        return {"album": album.to_json(), "results": [result.to_json() for result in results]}
+
+    def album_photo(self, name: str, image_id, action: str = "pin") -> dict:
+        """Pin a photo into an album ("pin"), leave it out for good ("remove"), or undo either ("unpin")."""
+        if action not in PIN_ACTIONS:
+            raise APIError(f"action must be one of {', '.join(PIN_ACTIONS)}, got {action!r}")
+        try:
+            record = self.engine.record(_whole(image_id, None))
+            albums = self.engine.albums
+            album = albums.unpin(name, record.id) if action == "unpin" else albums.pin(name, record.id,
+                                                                                          action == "pin")
+        except (*ALBUM_ERRORS, TypeError) as error:
+            raise APIError(str(error)) from None
+        return album.to_json()
+
+    def similar_groups(self, threshold=None) -> dict:
+        """Groups of near-identical photos (best first in each); the threshold defaults to the model's."""
+        try:
+            used, groups = self.engine.similar_groups(threshold)
+        except (ValueError, TypeError) as error:
+            raise APIError(str(error)) from None
+        return {"threshold": used, "groups": [group_json(group) for group in groups]}
+
+    def _run(self, search, options: dict) -> dict:
+        try:
+            page = search(engine_options(options))
+        except (ValueError, TypeError) as error:  # TypeError: an option name the engine does not know
+            raise APIError(str(error)) from None
+        payload = page.to_json()
+        payload["total_indexed"] = int(self.engine.store.count)  # the store just searched; stats() reads the catalog
+        return payload
+
+
+def _gradio_errors(answer: Callable) -> Callable:
+    """``answer`` with its APIError shown to the Gradio client as a message (name, doc and signature kept)."""
+    @functools.wraps(answer)
+    def endpoint(*args, **kwargs):
+        try:
+            return answer(*args, **kwargs)
+        except APIError as error:
+            raise gr.Error(str(error), print_exception=False) from None
+    return endpoint
+
+
+class SearchAPI(Answers):
+    """The answers as named Gradio endpoints; every bad input becomes a gr.Error the client sees as a message."""
+
+    search_text = _gradio_errors(Answers.search_text)
+    search_image = _gradio_errors(Answers.search_image)
+    search_composed = _gradio_errors(Answers.search_composed)
+    list_albums = _gradio_errors(Answers.list_albums)
+    save_album = _gradio_errors(Answers.save_album)
+    open_album = _gradio_errors(Answers.open_album)
+    album_photo = _gradio_errors(Answers.album_photo)
+    similar_groups = _gradio_errors(Answers.similar_groups)
 
     def register(self, concurrency_limit: int | None) -> None:
         """Add the endpoints to the Blocks being built (hidden components: API only)."""
@@ -129,75 +229,6 @@ class SearchAPI:
             + [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default)
                for name, default, _ in params])
         return endpoint
-
-    def search_text(self, text: str, **options) -> dict:
-        """Photos matching a text in any language."""
-        return self._run(lambda parsed: self.engine.search_text(text, **parsed), options)
-
-    def search_image(self, image: str, **options) -> dict:
-        """Photos that look like the uploaded image."""
-        return self._run(lambda parsed: self.engine.search_image(check_upload(image), **parsed), options)
-
-    def search_composed(self, image: str, text: str, **options) -> dict:
-        """Photos like the uploaded image, changed as the text says."""
-        return self._run(lambda parsed: self.engine.search_composed(check_upload(image), text, **parsed), options)
-
-    # -- albums (search_app/albums.py) and similar-photo groups (indexer/similar.py) --------------
-    def list_albums(self) -> dict:
-        """The index's albums (saved searches) with their queries, options, pinned and removed photos."""
-        try:
-            albums = self.engine.albums
-            return {"albums": [albums.get(name).to_json() for name in albums.names()]}
-        except ALBUM_ERRORS as error:
-            raise gr.Error(str(error), print_exception=False) from None
-
-    def save_album(self, name: str, text: str, **options) -> dict:
-        """Save a text query with its options as an album (replacing one of that name, keeping its pins)."""
-        try:
-            parsed = engine_options(options)
-            SearchOptions.parse(**parsed)  # refuse bad options now, not when the album is opened
-            return self.engine.albums.save(name, {"text": (text or "").strip()}, saved_options(parsed)).to_json()
-        except (*ALBUM_ERRORS, TypeError) as error:
-            raise gr.Error(str(error), print_exception=False) from None
-
-    def open_album(self, name: str, k=ALBUM_K) -> dict:
-        """An album's photos now: pinned ones first, then its saved search run again (removed ones left out)."""
-        try:
-            album = self.engine.albums.get(name)
-            results = open_album(self.engine, album, k=_whole(k, ALBUM_K))
-        except (*ALBUM_ERRORS, TypeError) as error:
-            raise gr.Error(str(error), print_exception=False) from None
-        return {"album": album.to_json(), "results": [result.to_json() for result in results]}
-
-    def album_photo(self, name: str, image_id, action: str = "pin") -> dict:
-        """Pin a photo into an album ("pin"), leave it out for good ("remove"), or undo either ("unpin")."""
-        if action not in PIN_ACTIONS:
-            raise gr.Error(f"action must be one of {', '.join(PIN_ACTIONS)}, got {action!r}", print_exception=False)
-        try:
-            record = self.engine.record(_whole(image_id, None))
-            albums = self.engine.albums
-            album = albums.unpin(name, record.id) if action == "unpin" else albums.pin(name, record.id,
-                                                                                          action == "pin")
-        except (*ALBUM_ERRORS, TypeError) as error:
-            raise gr.Error(str(error), print_exception=False) from None
-        return album.to_json()
-
-    def similar_groups(self, threshold=None) -> dict:
-        """Groups of near-identical photos (best first in each); the threshold defaults to the model's."""
-        try:
-            used, groups = self.engine.similar_groups(threshold)
-        except (ValueError, TypeError) as error:
-            raise gr.Error(str(error), print_exception=False) from None
-        return {"threshold": used, "groups": [group_json(group) for group in groups]}
-
-    def _run(self, search, options: dict) -> dict:
-        try:
-            page = search(engine_options(options))
-        except ValueError as error:
-            raise gr.Error(str(error), print_exception=False) from None
-        payload = page.to_json()
-        payload["total_indexed"] = self.engine.stats()["images"]
-        return payload
 
 
 def group_json(group) -> dict:

@@ -2,7 +2,7 @@
 
 ``SearchOptions`` (fields and parsing), the catalog query that restricts a search up front,
 the engine's test of each hit, the HTTP API's parameters and the UI's filter boxes are all
-derived from ``FILTERS``; adding a filter means adding one ``Filter`` here (see the README's
+derived from ``FILTERS``; adding a filter means adding one ``Filter`` here (see docs/contributing.md's
 developer notes for the diff that added the camera filter).
 """
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 from indexer.catalog import Image
 from indexer.store import normalise_folder
+
+from . import geo
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,27 @@ def _places_present(store) -> list[str]:
     return sorted({value for column in ("city", "region", "country") for value in store.distinct(column)})
 
 
+MEDIA_TYPES = ("photo", "video")
+
+
+def _parse_media(value) -> str | None:
+    text = _text(value)
+    if text is None:
+        return None
+    kind = {"photos": "photo", "image": "photo", "images": "photo", "videos": "video"}.get(text.lower(), text.lower())
+    if kind not in MEDIA_TYPES:
+        raise ValueError(f"media {value!r} is not one this app knows: use photo or video")
+    return kind
+
+
+def _media_sql(kind: str, _store) -> list:
+    from sqlalchemy import or_
+
+    if kind == "video":
+        return [Image.media_type == "video"]
+    return [or_(Image.media_type.is_(None), Image.media_type == "photo")]  # rows from before videos: photos
+
+
 FILTERS: tuple[Filter, ...] = (
     Filter(
         name="folder", label="Folder", placeholder="e.g. 2023/beach  or  /home/me/Photos/2024",
@@ -200,6 +223,29 @@ FILTERS: tuple[Filter, ...] = (
         keep=_place_keep,
         suggest=_places_present,
         resolve=_resolve_exact,
+    ),
+    Filter(
+        name="near", label="Near (lat, lon, km)", placeholder="e.g. 38.72,-9.14,5",
+        help="within a distance of a point: latitude,longitude,km (great-circle distance, edge included); photos "
+             "without GPS are left out. \"within 5 km of Lisbon\" typed in the query sets it",
+        parse=geo.parse_near,
+        where=lambda near, _store: geo.bbox_sql(geo.bbox_around(near), Image.latitude, Image.longitude),
+        keep=lambda record, near: geo.within(record.latitude, record.longitude, near),
+    ),
+    Filter(
+        name="bbox", label="Map area (W, S, E, N)", placeholder="e.g. -9.25,38.69,-9.09,38.80",
+        help="inside a map rectangle: west,south,east,north in degrees (edges included; west > east crosses the "
+             "antimeridian); photos without GPS are left out",
+        parse=geo.parse_bbox,
+        where=lambda box, _store: geo.bbox_sql(box, Image.latitude, Image.longitude),
+        keep=lambda record, box: geo.in_bbox(record.latitude, record.longitude, box),
+    ),
+    Filter(
+        name="media", label="Media", placeholder="photo or video",
+        help="photos only (photo) or videos only (video); a video is found by its keyframes",
+        parse=_parse_media,
+        where=_media_sql,
+        keep=lambda record, kind: record.media_type == kind,
     ),
 )
 

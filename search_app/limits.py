@@ -23,6 +23,13 @@ UPLOAD_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".webp", ".heic", ".heif", "
 MIN_SIMILAR_THRESHOLD = 0.8  # below it nothing is "near-identical" and the work grows with the square of the library
 MAX_SIMILAR_PAIRS = 500_000  # similar pairs one call may join; more means the threshold is too low for this library
 
+# -- the REST API (search_app/rest.py) ------------------------------------------------------------------------------
+MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 2**20  # one upload plus its form fields
+API_QUEUE = 256  # REST requests admitted beyond those running (--concurrency); more answer 503 at once
+MAX_WAIT_S = 30.0  # an admitted request waits this long for a model slot at most, then answers 503
+RETRY_AFTER_S = 1
+SCREEN_SIZE = 1600  # long side of the screen-sized rendition (EXIF-rotated JPEG, cached beside the previews)
+
 # -- heavy calls (similar groups, album zips) -----------------------------------------------------------------------
 HEAVY_SLOT = "heavy"  # Gradio concurrency_id of the calls that may take long: searches never wait behind them
 HEAVY_CONCURRENCY = 1  # heavy calls running at once (each further one waits in its own queue)
@@ -66,3 +73,7 @@ def check_similar_threshold(threshold: float) -> None:
 def too_many_pairs(pairs: int, threshold: float) -> LimitError:
     return LimitError(f"More than {MAX_SIMILAR_PAIRS:,} pairs of photos are similar at ≥ {threshold:g} "
                       f"(found {pairs:,} so far): raise the threshold to find near-identical photos only.")
+
+# -- map areas (search_app/geo.py: the ``near`` and ``bbox`` filters, "within 5 km of Lisbon") ----------------------
+MAX_RADIUS_KM = 20_000.0  # about half the Earth's circumference: a larger radius would be every photo with GPS
+NEAR_DEFAULT_KM = 25.0  # "near Lisbon": a city with its suburbs (reverse geocoding names photos there after the suburb)

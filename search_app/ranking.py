@@ -12,7 +12,7 @@ from mme5.raw import shot_key
 from . import filters
 from .filters import naive
 from .live import Opened
-from .results import SearchPage, SearchResult, result_of, with_copy
+from .results import SearchPage, SearchResult, result_of, with_copy, with_moment
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +159,17 @@ def _candidates(opened: Opened, vector, window: int, total: int, opts, passing: 
     results: list[SearchResult] = []
     by_hash: dict[str, int] = {}
     by_shot: dict[tuple[str, str], tuple[int, bool]] = {}  # RAW+JPEG pairs of one shot: shown once
+    by_video: dict[int, int] = {}  # a video's keyframes: one result, its best moment first, the others folded in
     for score, image_id in zip(scores, ids):
         record = passing[int(image_id)]
         if record is None:
             continue
+        video = record.video_key
+        if video is not None and video in by_video:
+            results[by_video[video]] = with_moment(results[by_video[video]], record.timestamp_s, float(score))
+            continue
+        if video is not None:
+            by_video[video] = len(results)
         if opts.collapse_duplicates:
             first = by_hash.get(record.content_hash) if record.content_hash else None
             shot = shot_key(record.path)
@@ -172,6 +179,8 @@ def _candidates(opened: Opened, vector, window: int, total: int, opts, passing: 
                     first = paired[0]
             if first is not None:
                 results[first] = with_copy(results[first], record.path)
+                if video is not None:
+                    by_video[video] = first  # a copy of a video: its further keyframes fold into the first copy
                 continue
             if record.content_hash:
                 by_hash[record.content_hash] = len(results)

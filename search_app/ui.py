@@ -29,9 +29,10 @@ from .albums import ALBUM_ERRORS
 from .api import SearchAPI
 from .engine import MAX_QUERY_CHARS, SearchEngine, SearchOptions
 from .filters import FILTERS
-from .private import cache_home, private_dir
+from .private import cache_home, hand_to_gradio, private_dir
 from .results import result_of
 from .thumbnails import ThumbnailCache
+from . import video_view
 from .limits import HEAVY_CONCURRENCY, HEAVY_SLOT, MAX_ALBUM_NAME_CHARS
 from .uploads import check_upload
 
@@ -48,6 +49,7 @@ OPTION_NAMES = (*LEGACY, *(item.name for item in FILTERS if item.name not in LEG
                 "without", "strong_only", "dates_in_text", "places_in_text")
 DEFAULTS = {"sort": "Best match", "collapse": True, "strong_only": False, "dates_in_text": True, "places_in_text": True,
             "without": ""}
+REST_SCHEMA = "api/v1/openapi.json"  # search_app/rest.py's schema, relative: works behind a proxy's prefix too
 MAX_GROUPS_SHOWN = 40  # similar-photo groups listed in the gallery at once (largest first)
 
 CSS = """
@@ -234,6 +236,7 @@ class SearchUI:
                 original = gr.DownloadButton("Open / download original", visible=False, elem_id="original")
                 more = gr.Button("Load more", visible=False, elem_id="load_more")
             details = gr.Markdown(elem_id="details")
+            player, frame, player_info, player_note = video_view.components()  # a video hit plays from its second
             with gr.Accordion("Albums (saved searches)", open=False, elem_id="albums"):
                 with gr.Row():
                     album_name = gr.Textbox(label="Album name", placeholder="e.g. Beach 2023", elem_id="album_name",
@@ -301,8 +304,9 @@ class SearchUI:
             similar.click(**busy).then(self._newest(self.on_similar, True), [selected, *values], outputs,
                                        **queued).then(
                 None, [url_state], None, js=AFTER_SEARCH_JS)
-            gallery.select(self.on_select, [session], [details, similar, selected, original],
-                           api_visibility="private", queue=False)
+            gallery.select(self.on_select, [session], [details, similar, selected, original, player, frame, player_info],
+                           api_visibility="private", queue=False).then(None, [player_info], None,
+                                                                       js=video_view.PLAY_FROM_JS)
             upload.upload(self.on_upload, [upload], [upload, status], queue=False, api_visibility="private")
             for name, control in controls.items():
                 if name in ("without", "dates_in_text", "places_in_text"):
@@ -380,8 +384,9 @@ class SearchUI:
             record = self.engine.record(image_id)
             path = self.engine.image_file(record)  # the original, or the published preview when absent
             progress(0.1, desc="Looking at the photo…")
-            vector = self.engine.encode_query(image=str(path))
-            thumbnail = str(self.thumbnails.get(path, record.content_hash))
+            vector = self.engine.encode_query(image=self.engine.query_image(record))  # a video: the hit's frame
+            thumbnail = hand_to_gradio(self.thumbnails.get(path, record.content_hash,
+                                                            record.timestamp_s if record.media_type == "video" else None))
         except (ValueError, PermissionError, OSError) as error:
             return self._message(f"⚠️ {_shown(str(error))}", keep=True)
         options = replace(options, exclude=(*options.exclude, int(record.id)))
@@ -513,10 +518,11 @@ class SearchUI:
             folder = private_dir(cache_home() / "albums")
             stem = re.sub(r"[^\w.-]+", "-", name).strip("-.") or "album"
             target = export_zip(results, folder / (stem + ".zip"))
+            served = hand_to_gradio(target)
         except ALBUM_ERRORS as error:
             return gr.update(visible=False), f"⚠️ {_shown(str(error))}"
         size = _human_size(target.stat().st_size)
-        return (gr.update(value=str(target), visible=True, label=f"Download “{name}” ({len(results)} photos, {size})"),
+        return (gr.update(value=served, visible=True, label=f"Download “{name}” ({len(results)} photos, {size})"),
                 f"The zip of “{html.escape(name)}” is ready: {len(results)} photos, {size}.")
 
     def on_groups(self, threshold, progress=gr.Progress()):
@@ -561,10 +567,12 @@ class SearchUI:
 
     def on_select(self, session, event: gr.SelectData):
         """Show the clicked photo's facts (with its EXIF), offer "more like this" and the original file."""
-        hidden = ("", gr.update(visible=False), None, gr.update(visible=False))
+        hidden = ("", gr.update(visible=False), None, gr.update(visible=False), *video_view.HIDDEN)
         if not session or event.index is None or event.index >= len(session["results"]):
             return hidden
         result = session["results"][event.index]
+        if result.media_type == "video":
+            return self._select_video(result)
         taken = result.taken_at.strftime("%Y-%m-%d %H:%M") if result.taken_at else "unknown"
         lines = [f"**{_shown(result.path)}**", f"score {result.score:.4f} · {_human_size(result.size)} · "
                  f"{result.width or '?'}×{result.height or '?'} px · taken {taken}"]
@@ -574,17 +582,36 @@ class SearchUI:
         if preview is not None:  # an index served from the Hub without its originals: nothing to download
             lines.append("the original was not published with this index (only a preview is; the publisher can add "
                          "originals with `python -m indexer push --originals`)")
-            return "\n\n".join(lines), gr.update(visible=True), result.image_id, gr.update(visible=False)
+            return ("\n\n".join(lines), gr.update(visible=True), result.image_id, gr.update(visible=False),
+                    *video_view.HIDDEN)
         try:
             path = self.engine.servable_path(result.path)
             lines.append(" · ".join(f"{key}: {html.escape(str(value))}" for key, value in exif_facts(path).items())
                          or "no EXIF facts")
-            served = self._original_copy(path, result.content_hash)
-            download = gr.update(value=str(served), visible=True, label=f"Open / download original ({path.name})")
+            served = hand_to_gradio(self._original_copy(path, result.content_hash))
+            download = gr.update(value=served, visible=True, label=f"Open / download original ({path.name})")
         except (OSError, ValueError) as error:  # PathNotAllowedError is an OSError: never served
             lines.append(f"⚠️ the original cannot be opened: {html.escape(str(error))}")
             download = gr.update(visible=False)
-        return "\n\n".join(lines), gr.update(visible=True), result.image_id, download
+        return "\n\n".join(lines), gr.update(visible=True), result.image_id, download, *video_view.HIDDEN
+
+    def _select_video(self, result):
+        """on_select for a video hit: its facts and moments, and the player starting at the hit's second."""
+        lines = [f"**{_shown(result.path)}**", f"score {result.score:.4f} · {_human_size(result.size)} · "
+                 f"{result.width or '?'}×{result.height or '?'} px", *video_view.details(result)]
+        try:
+            path = self.engine.servable_path(result.path)
+            record = self.engine.record(result.image_id)
+            whole = self.engine.record(record.video_key)  # the file's own row: its content hash names the copy
+            served = self._original_copy(path, whole.content_hash)
+            frame = self.thumbnails.get(path, result.content_hash, result.timestamp_s)
+        except (OSError, ValueError) as error:  # PathNotAllowedError is an OSError; ImageError a ValueError
+            lines.append(f"⚠️ the video cannot be opened: {html.escape(str(error))}")
+            return "\n\n".join(lines), gr.update(visible=True), result.image_id, gr.update(visible=False), \
+                *video_view.HIDDEN
+        download = gr.update(value=str(served), visible=True, label=f"Open / download original ({path.name})")
+        return ("\n\n".join(lines), gr.update(visible=True), result.image_id, download,
+                *video_view.shown(served, frame, result))
 
     def on_upload(self, image):
         """Check an upload when it arrives: a bad one is removed at once with the reason, so later searches work."""
@@ -673,12 +700,16 @@ class SearchUI:
         items, missing = [], 0
         for result in progress.tqdm(results, desc="Preparing previews…"):
             try:
-                thumbnail = self.thumbnails.get(self.engine.servable_path(result.path), result.content_hash)
+                thumbnail = hand_to_gradio(self.thumbnails.get(self.engine.servable_path(result.path),
+                                                                result.content_hash,
+                                                                result.timestamp_s if result.media_type == "video" else None))
             except (ValueError, OSError) as error:
                 log.warning("cannot show %s: %s", result.path, error)
                 missing += 1
                 continue
-            items.append((result, (str(thumbnail), f"{printable(result.relpath or result.path)} · {result.score:.3f}")))
+            moment = f" · {video_view.caption(result)}" if result.media_type == "video" else ""
+            items.append((result, (str(thumbnail), f"{printable(result.relpath or result.path)}{moment} · "
+                                                   f"{result.score:.3f}")))
         return items, missing
 
     def _original_copy(self, path: Path, content_hash: str) -> Path:
@@ -783,7 +814,8 @@ class SearchUI:
         adapter = f" + adapter `{stats['adapter']}`" if stats["adapter"] else ""
         roots = ", ".join(f"`{root}`" for root in stats["roots"]) or "none"
         return (f"{stats['images']} photos indexed from {roots} · model `{stats['model']}`{adapter} "
-                f"({stats['dim']}-d) · [mmE5](https://arxiv.org/abs/2502.08468)")
+                f"({stats['dim']}-d) · [mmE5](https://arxiv.org/abs/2502.08468) · "
+                f"[REST API (OpenAPI)]({REST_SCHEMA})")
 
 
 def _shown(text: str) -> str:
@@ -813,8 +845,8 @@ def _from_text(options: SearchOptions, session) -> SearchOptions:
     dates, place = session.get("dates"), session.get("place")
     if dates is not None and options.dates_in_text and options.date_from is None and options.date_to is None:
         options = replace(options, date_from=dates.start, date_to=dates.end)
-    if place is not None and options.places_in_text and options.place is None:
-        options = replace(options, place=place.place)
+    if place is not None and options.places_in_text and all(getattr(options, name) is None for name in place.filters):
+        options = replace(options, **place.filters)  # the place, or "within 5 km of" it (near)
     return options
 
 
@@ -826,7 +858,7 @@ def _album_values(options: dict) -> dict:
 def _place_chip(place) -> dict:
     if not place:
         return gr.update(visible=False)
-    return gr.update(visible=True, value=f"📍 {place.place} (from “{place.matched}”) ✕", elem_classes=["chip"])
+    return gr.update(visible=True, value=f"📍 {place.label} (from “{place.matched}”) ✕", elem_classes=["chip"])
 
 
 def _chip(dates) -> dict:

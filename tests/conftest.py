@@ -4,10 +4,12 @@ from __future__ import annotations
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never touch a hub
-# ONNX exports of the tiny models go to a per-run cache, never the user's (subprocesses inherit it).
+# ONNX exports of the tiny models go to a per-run cache, never the user's (subprocesses inherit it; the app
+# subprocesses of tests/search_app and tests/userworld do not: they run in a fresh HOME as a user's machine does).
 import atexit  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 os.environ["MME5_CACHE_DIR"] = tempfile.mkdtemp(prefix="mme5-test-cache-")
@@ -15,6 +17,10 @@ atexit.register(shutil.rmtree, os.environ["MME5_CACHE_DIR"], True)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
+
+from mme5.cli import show_messages  # noqa: E402
+
+show_messages()  # the library's log lines reach stderr as in every command, so tests see what users see
 
 
 @pytest.fixture(scope="session")
@@ -99,28 +105,45 @@ def fill_hub_cache():
     return _fill_hub_cache
 
 
+USER_SETTINGS = ("XDG_", "MME5_", "GRADIO_")  # what a new user's shell does not have set
+HOMES = Path("/var/tmp")  # not the system temp directory: Gradio serves files from there, which hid a bug
+
+
+@contextmanager
+def new_home():
+    """A new, empty HOME outside the system temp directory and the repo (removed afterwards).
+
+    Apps started with a HOME (or XDG_CACHE_HOME) under the temp directory kept their previews where Gradio serves
+    files anyway, so every app test passed while every browser search failed on a default install."""
+    home = Path(tempfile.mkdtemp(prefix="mme5-home-", dir=HOMES))
+    try:
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def user_environment(home: Path, env: dict | None = None) -> dict:
+    """This process's environment as a new user's: HOME = ``home``, no XDG_/MME5_/GRADIO_ setting nor TMPDIR (but
+    those in ``env``), offline (tests never reach a hub)."""
+    inherited = {name: value for name, value in os.environ.items()
+                 if not name.startswith(USER_SETTINGS) and name != "TMPDIR"}
+    return {**inherited, "HOME": str(home), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
+
+
 @pytest.fixture
 def user_env():
-    """The environment of a new user's shell for a CLI subprocess: a fresh, empty HOME outside the system temp dir
-    and outside the repo, no XDG_* variables, offline. MME5_CACHE_DIR stays: the suite's own cache of ONNX exports."""
-    base = Path.home() / ".cache" / "mme5-test-homes"
-    base.mkdir(parents=True, exist_ok=True)
-    home = Path(tempfile.mkdtemp(prefix="home-", dir=base))
-    env = {key: value for key, value in os.environ.items() if not key.startswith("XDG_")}
-    env.update(HOME=str(home), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    yield env
-    shutil.rmtree(home, ignore_errors=True)
+    """The environment of a new user's shell for a CLI subprocess (``user_environment`` in a ``new_home``).
+    MME5_CACHE_DIR stays, because the suite shares its ONNX exports of the tiny models (speed, not behaviour)."""
+    with new_home() as home:
+        yield user_environment(home, {"MME5_CACHE_DIR": os.environ["MME5_CACHE_DIR"]})
 
 
 @pytest.fixture
 def fresh_home(monkeypatch):
     """In-process code that finds the user's folders from HOME (the album store, the cache) gets a HOME of its own,
     outside the system temp folder and the repo, with no XDG_* overrides: it never writes into the real user's."""
-    from pathlib import Path
-
-    home = Path(tempfile.mkdtemp(prefix="mme5-home-", dir=Path.home()))
-    monkeypatch.setenv("HOME", str(home))
-    for name in ("XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME"):
-        monkeypatch.delenv(name, raising=False)
-    yield home
-    shutil.rmtree(home, ignore_errors=True)
+    with new_home() as home:
+        monkeypatch.setenv("HOME", str(home))
+        for name in ("XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME"):
+            monkeypatch.delenv(name, raising=False)
+        yield home

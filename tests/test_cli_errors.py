@@ -90,6 +90,8 @@ def test_trainer(monkeypatch, capsys, tmp_path):
 def app_env(monkeypatch, tmp_path):
     for name in ("MME5_AUTH", "MME5_AUTH_FILE", "MME5_ALLOW_ANONYMOUS", "SPACE_ID", "MME5_SHARE", "MME5_HOST"):
         monkeypatch.delenv(name, raising=False)
+    # In-process `main()`: nothing may land in, or be read from (a users file), the developer's own ~/.cache and
+    # ~/.config. The default places are tested by the app subprocesses in a fresh HOME (tests/userworld).
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))

@@ -7,12 +7,14 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from ..conftest import HOMES, new_home, user_environment  # noqa: F401 - one definition of a user's HOME, there
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -118,35 +120,43 @@ def wait_for_server(process: subprocess.Popen, url: str, log: Path, timeout: flo
     raise RuntimeError(f"app did not answer on {url} within {timeout}s:\n{log.read_text()[-4000:]}")
 
 
+# The user's own settings: an app subprocess inherits none of them (not even the MME5_CACHE_DIR tests/conftest.py
+# sets), so it keeps its caches where a default install does; a test passes one in ``env`` only when it is about it.
 @contextmanager
 def running_app(work: Path, args: list[str], env: dict | None = None, cwd: Path = REPO, timeout: float = 400,
-                log_name: str = "app.log"):
+                log_name: str = "app.log", home: Path | None = None):
     """`python app.py ARGS` (run from ``cwd``) on a free 127.0.0.1 port until the block ends: yields the URL.
 
-    The app's output goes to ``work / log_name``; it is stopped (terminate, then kill) however the block ends.
+    The app runs as the user's machine runs it: ``home`` (default: a fresh one, removed afterwards) as HOME, none of
+    the user's XDG_/MME5_/GRADIO_ settings unless ``env`` gives them. Its output goes to ``work / log_name``; it
+    is stopped (terminate, then kill) however the block ends.
     """
     port = free_port()
     log = work / log_name
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CACHE_HOME": str(work / "cache"),
-                   "GRADIO_ANALYTICS_ENABLED": "False", "TMPDIR": str(work), **(env or {})}
-    with open(log, "wb") as output:
-        process = subprocess.Popen([sys.executable, str(REPO / "app.py"), *args, "--port", str(port)], cwd=cwd,
-                                   env=environment, stdout=output, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_for_server(process, url, log, timeout=timeout)
-        yield url
-    finally:
-        process.terminate()
+    with ExitStack() as stack:
+        home = home or stack.enter_context(new_home())
+        environment = user_environment(home, env)
+        with open(log, "wb") as output:
+            process = subprocess.Popen([sys.executable, str(REPO / "app.py"), *args, "--port", str(port)], cwd=cwd,
+                                       env=environment, stdout=output, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}/"
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            wait_for_server(process, url, log, timeout=timeout)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def served_app(tmp_path_factory, library, tiny_mllama_dir):
-    """`python app.py` in a subprocess, indexing ``library`` on first start: (url, index_dir)."""
+    """`python app.py` in a subprocess, indexing ``library`` on first start: (url, index_dir).
+
+    One app for the whole session: the modules that only need a running app (the API and the browser tests) share it
+    instead of each starting and indexing its own. They may save albums in it, never change its photos."""
     work = tmp_path_factory.mktemp("app")
     index = work / "index"
     args = ["--index", str(index), "--model", str(tiny_mllama_dir), "--photos", str(library), "--concurrency", "1",

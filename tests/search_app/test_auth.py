@@ -12,8 +12,10 @@ from gradio_client import Client
 
 from search_app.auth import add_user
 
-from .conftest import running_app
+from .conftest import new_home, running_app
 from .test_browser import CHROMIUM, FLAGS
+
+pytestmark = pytest.mark.server  # starts the app in a subprocess
 
 USER, PASSWORD = "alice", "correct horse battery"
 SECRET_USER, SECRET_PASSWORD = "bob", "bob-from-a-secret"  # MME5_AUTH: hashed at start, checked like file users
@@ -21,14 +23,15 @@ SECRET_USER, SECRET_PASSWORD = "bob", "bob-from-a-secret"  # MME5_AUTH: hashed a
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory, library, tiny_mllama_dir):
-    """(url, work folder) of `python app.py --auth-file users` indexing ``library`` on first start."""
+    """(url, the app's HOME) of `python app.py --auth-file users` indexing ``library`` on first start."""
     work = tmp_path_factory.mktemp("secured")
     users = work / "users"
     add_user(users, USER, PASSWORD)
     args = ["--index", str(work / "index"), "--model", str(tiny_mllama_dir), "--photos", str(library),
             "--page-size", "4", "--auth-file", str(users)]
-    with running_app(work, args, env={"MME5_AUTH": f"{SECRET_USER}:{SECRET_PASSWORD}"}) as url:
-        yield url, work
+    with new_home() as home, running_app(work, args, env={"MME5_AUTH": f"{SECRET_USER}:{SECRET_PASSWORD}"},
+                                           home=home) as url:  # MME5_AUTH: the test is about it
+        yield url, home
 
 
 def client_from(address: str) -> httpx.Client:
@@ -37,7 +40,7 @@ def client_from(address: str) -> httpx.Client:
 
 
 def test_anonymous_page_api_and_file_requests_are_refused(secured, library):
-    url, work = secured
+    url, _ = secured
     with client_from("127.0.0.1") as http:
         page = http.get(url).text  # the login page: no layout, no components (Gradio still describes the API)
         assert '"auth_required": true' in page.replace('":true', '": true') and '"components": []' in page.replace(
@@ -62,10 +65,11 @@ def test_gradio_client_with_a_login_searches(secured):
     assert len(answer["results"]) == 3 and answer["total_indexed"] == 12
 
 
+@pytest.mark.browser
 def test_browser_logs_in_searches_and_previews_stay_behind_the_login(secured):
     from playwright.sync_api import sync_playwright
 
-    url, work = secured
+    url, home = secured
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
@@ -90,19 +94,18 @@ def test_browser_logs_in_searches_and_previews_stay_behind_the_login(secured):
             browser.close()
     assert httpx.get(preview, timeout=30).status_code == 401  # the same preview URL without the login cookie
     # Gradio's copy of the preview lies in the private cache, not in the shared temp folder.
-    assert str(work / "cache" / "mme5-search" / "gradio") in httpx.URL(preview).path
+    assert str(home / ".cache" / "mme5-search" / "gradio") in httpx.URL(preview).path
 
 
 def test_preview_folders_are_private(secured):
-    url, work = secured
+    url, home = secured
     Client(url, auth=(USER, PASSWORD), verbose=False)  # the server is up: folders exist
-    cache = work / "cache" / "mme5-search"
+    cache = home / ".cache" / "mme5-search"
     for folder in (cache / "previews", cache / "gradio"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
         assert folder.stat().st_uid == os.geteuid()
     previews = list((cache / "previews").glob("*.jpg"))
     assert previews and all(stat.S_IMODE(p.stat().st_mode) & 0o077 == 0 for p in previews)
-    assert not (work / "gradio").exists()  # nothing under TMPDIR/gradio, Gradio's shared default
 
 
 def timed_login(http: httpx.Client, url: str, password: str) -> tuple[int, float]:

@@ -5,17 +5,28 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, free_port, wait_for_server
+from .conftest import REPO, free_port, new_home, user_environment, wait_for_server
 
 
-def run_app(*args, env=None, timeout=120):
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "app.py", *args], cwd=REPO, env=environment, capture_output=True,
-                          text=True, timeout=timeout)
+@pytest.fixture
+def stack():
+    """Context managers entered by a test (a fresh HOME), exited after it."""
+    with ExitStack() as entered:
+        yield entered
+
+
+def run_app(*args, env=None, timeout=120, home=None):
+    """`python app.py ARGS` from the repo, in ``home`` or a fresh HOME (the user's settings only where ``env``
+    gives them)."""
+    with ExitStack() as stack:
+        home = home or stack.enter_context(new_home())
+        return subprocess.run([sys.executable, "app.py", *args], cwd=REPO, env=user_environment(home, env),
+                              capture_output=True, text=True, timeout=timeout)
 
 
 def test_help_lists_flags_env_vars_and_examples():
@@ -29,8 +40,7 @@ def test_help_lists_flags_env_vars_and_examples():
 def test_offline_without_a_model_exits_fast_with_advice(tmp_path):
     started = time.monotonic()
     (tmp_path / "photos").mkdir()
-    result = run_app("--index", str(tmp_path / "index"), "--photos", str(tmp_path / "photos"),
-                     env={"XDG_CACHE_HOME": str(tmp_path)})
+    result = run_app("--index", str(tmp_path / "index"), "--photos", str(tmp_path / "photos"))
     assert time.monotonic() - started < 60
     assert result.returncode == 1 and result.stdout == ""
     assert "--model" in result.stderr and "python app.py --tiny" in result.stderr
@@ -59,14 +69,15 @@ def test_a_broken_index_is_reported_not_served(tmp_path, tiny_mllama_dir):
     assert result.returncode == 1 and result.stderr.startswith("app: error: ") and "Traceback" not in result.stderr
 
 
-def test_smoke_mode_builds_the_tiny_model_and_serves_the_sample_photos(tmp_path):
+@pytest.mark.server  # starts python app.py and talks to it
+def test_smoke_mode_builds_the_tiny_model_and_serves_the_sample_photos(tmp_path, stack):
     import httpx
     from gradio_client import Client
 
     port = free_port()
     log = tmp_path / "app.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CACHE_HOME": str(tmp_path / "cache"), "MME5_MODEL": "tiny",
-           "MME5_PORT": str(port), "TMPDIR": str(tmp_path)}
+    home = stack.enter_context(new_home())
+    env = user_environment(home, {"MME5_MODEL": "tiny", "MME5_PORT": str(port)})  # the test is about them
     with open(log, "wb") as output:
         process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=output,
                                    stderr=subprocess.STDOUT)
@@ -76,7 +87,7 @@ def test_smoke_mode_builds_the_tiny_model_and_serves_the_sample_photos(tmp_path)
                                                                            api_name="/search_text")
         assert answer["total_indexed"] == 10
         assert {result["relpath"] for result in answer["results"]} >= {"space/rocket.jpg", "everyday/chelsea.jpg"}
-        assert (tmp_path / "cache" / "mme5-search" / "tiny-mllama" / "config.json").is_file()
+        assert (home / ".cache" / "mme5-search" / "tiny-mllama" / "config.json").is_file()
         assert httpx.get(f"http://127.0.0.1:{port}/gradio_api/info", timeout=5).status_code == 200
         from search_app.ui import SMOKE_NOTICE
 
@@ -87,19 +98,20 @@ def test_smoke_mode_builds_the_tiny_model_and_serves_the_sample_photos(tmp_path)
     assert "smoke mode" in log.read_text()
 
 
-def test_a_network_address_or_share_without_login_is_refused_with_advice(tmp_path):
-    env = {"XDG_CACHE_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+def test_a_network_address_or_share_without_login_is_refused_with_advice(tmp_path, stack):
+    home = stack.enter_context(new_home())
     for flags in (["--host", "0.0.0.0"], ["--share"], ["--host", "192.168.1.20", "--share"]):
-        result = run_app(*flags, "--index", str(tmp_path / "index"), env=env, timeout=60)
+        result = run_app(*flags, "--index", str(tmp_path / "index"), timeout=60, home=home)
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert "refusing to serve your photos without a login" in result.stderr
         for advice in ("python -m search_app add-user NAME", "--allow-anonymous", "MME5_AUTH=user:password"):
             assert advice in result.stderr
-    assert not (tmp_path / "index").exists() and not (tmp_path / "mme5-search").exists()  # refused before any work
+    assert not (tmp_path / "index").exists() and not (home / ".cache").exists()  # refused before any work
 
 
+@pytest.mark.server  # starts python app.py and talks to it
 def test_anonymous_exposure_warns_when_allowed_and_spaces_stay_public(tmp_path):
-    env = {"XDG_CACHE_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    env = {}
     # Both get past the check and stop at the missing index, which proves they were not refused.
     allowed = run_app("--host", "0.0.0.0", "--allow-anonymous", "--index", str(tmp_path / "a"), env=env)
     assert allowed.returncode == 1 and "WARNING: serving WITHOUT LOGIN on --host 0.0.0.0" in allowed.stderr
@@ -111,8 +123,9 @@ def test_anonymous_exposure_warns_when_allowed_and_spaces_stay_public(tmp_path):
     assert bad_secret.returncode == 1 and bad_secret.stderr.startswith("app: error: MME5_AUTH must be user:password")
 
 
+@pytest.mark.server  # starts python app.py and talks to it
 def test_zero_gpu_never_indexes_at_start_up(tmp_path):
-    env = {"XDG_CACHE_HOME": str(tmp_path), "SPACE_ID": "someone/photos", "SPACES_ZERO_GPU": "true"}
+    env = {"SPACE_ID": "someone/photos", "SPACES_ZERO_GPU": "true"}
     result = run_app("--index", str(tmp_path / "index"), env=env)
     assert result.returncode == 1 and "on ZeroGPU the app must not index photos at start-up" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "index").exists()

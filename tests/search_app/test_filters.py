@@ -84,7 +84,9 @@ def test_folder_matches_case_insensitively_and_names_unknown_folders(cameras_eng
 
 
 VALUES = {"folder": ["Trips", "home"], "date_from": ["2000-01-01"], "date_to": ["2100-01-01"],
-          "camera": ["Apple iPhone 13", "Canon EOS R6"], "file_type": ["jpeg", "png"], "place": ["Berlin", "jp"]}
+          "camera": ["Apple iPhone 13", "Canon EOS R6"], "file_type": ["jpeg", "png"], "place": ["Berlin", "jp"],
+          "near": ["52.5,13.4,5", "35.7,139.7,20000"], "bbox": ["13,52,14,53", "150,-40,-170,40"],
+          "media": ["photo", "video"]}
 
 
 @pytest.mark.parametrize("few_matches", [10_000, 0], ids=["catalog-sql", "record-test"])

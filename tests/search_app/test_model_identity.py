@@ -1,11 +1,14 @@
 """`python app.py` as the README shows it, started again: the same model by another name opens the same index."""
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from .conftest import running_app
+
+pytestmark = pytest.mark.server  # starts the app in a subprocess
 
 HUB_ID = "google/siglip-base-patch16-256-multilingual"
 
@@ -25,8 +28,7 @@ def test_readme_example_starts_twice_and_the_hub_id_opens_the_same_index(replica
     shutil.copytree(library / "2023", work / "photos")
     hub = tmp_path / "hub"
     fill_hub_cache(hub, HUB_ID, work / "models" / "x")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CACHE_HOME": str(tmp_path / "cache"),
-           "GRADIO_ANALYTICS_ENABLED": "False", "TMPDIR": str(tmp_path), "HF_HUB_CACHE": str(hub)}
+    env = {"HF_HUB_CACHE": str(hub)}  # running_app gives the rest (a fresh HOME, offline)
 
     first = serve_once(work, "./models/x", env)
     assert "no index in idx: indexing photos" in first and "serving 3 photos" in first

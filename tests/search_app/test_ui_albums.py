@@ -1,11 +1,13 @@
 """The page's album, similar-group and place-chip handlers (no browser; the browser tests drive the page)."""
 from __future__ import annotations
 
+import os
 import zipfile
 
 import pytest
 
 from search_app.engine import SearchEngine
+from search_app.private import gradio_folder
 from search_app.thumbnails import ThumbnailCache
 from search_app.ui import OPTION_NAMES, SearchUI, _OUTPUT_ORDER
 
@@ -50,6 +52,8 @@ def names(reply):
 
 
 def test_save_open_pin_remove_and_zip_an_album(ui, tmp_path, monkeypatch):
+    # In-process: keeps the zip (cache_home()/albums) out of the developer's own ~/.cache. The default place, served
+    # by a real app, is tested in tests/userworld/test_browser_flows.py.
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert "Search first" in ui.on_save_album("Trip", None, *values())[0]
     shown = ui.on_search("a trip", None, *values(folder="trip"), progress=NoProgress())
@@ -66,7 +70,9 @@ def test_save_open_pin_remove_and_zip_an_album(ui, tmp_path, monkeypatch):
     button, status = ui.on_make_zip("Trip")
     with zipfile.ZipFile(button["value"]) as archive:
         assert sorted(archive.namelist()) == ["b.jpg", "c.jpg"]
-    assert button["value"].startswith(str(tmp_path)) and "2 photos" in status
+    assert (tmp_path / "mme5-search" / "albums" / "Trip.zip").is_file() and "2 photos" in status  # the private zip,
+    assert os.path.samefile(button["value"], tmp_path / "mme5-search" / "albums" / "Trip.zip")  # handed to Gradio
+    assert button["value"].startswith(f"{gradio_folder()}/")  # inside its own folder (search_app.private)
     assert names(ui.on_unpin("Trip", records["trip/a.jpg"], progress=NoProgress())) == [
         "home/c.jpg", "trip/a.jpg", "trip/b.jpg"]
 
