@@ -63,3 +63,50 @@ def test_stopping_the_stream_early_stops_the_reads(photos, tiny_mllama, monkeypa
     stream.close()  # as the build does on Ctrl-C or an error: the reader pool is shut down, queued reads dropped
     assert first.index == 0 and first.vector is not None
     assert len(reads) < 10  # a read-ahead window, not the whole folder
+
+
+def _looks_like(image, picture) -> bool:
+    """Whether a decoded keyframe shows ``picture`` (codec loss aside)."""
+    size = (32, 24)
+    mine = np.asarray(image.convert("RGB").resize(size), dtype=np.float32)
+    return float(np.abs(mine - np.asarray(picture.resize(size), dtype=np.float32)).mean()) < 20
+
+
+def test_a_video_is_one_record_with_a_vector_per_keyframe_each_content_embedded_once(tmp_path, tiny_mllama,
+                                                                                      monkeypatch):
+    from indexer.video import keyframe_hash
+
+    from .videos import make_video, scene_picture
+
+    folder = tmp_path / "clips"
+    make_video(folder / "a.mp4", ((0, 4.0), (1, 4.0), (2, 4.0), (3, 4.0)))
+    shutil.copy(folder / "a.mp4", folder / "b-copy.mp4")  # same content: its keyframes are not embedded again
+    digest = hash_file(str(folder / "a.mp4"))
+    original = tiny_mllama.encode_images
+    embedded = []
+
+    def picky(images, batch_size=8, **kwargs):
+        if any(_looks_like(image, scene_picture(2)) for image in images):
+            raise RuntimeError("shape mismatch in vision tower")
+        embedded.extend(images)
+        return original(images, batch_size=batch_size, **kwargs)
+
+    monkeypatch.setattr(tiny_mllama, "encode_images", picky)
+    entries = sorted(scan_root(str(folder)), key=lambda entry: entry.relpath)
+    known = frozenset({keyframe_hash(digest, 12.0)})  # the 12 s keyframe's vector is stored already
+    stream = list(LocalEngine(workers=2).results(entries, tiny_mllama, known, batch_size=2, budget=DecodeBudget()))
+
+    assert [record.index for record in stream] == [0, 1]  # one record per file, not per keyframe
+    video, copy = stream
+    assert video.vector is not None and video.failure is None  # the first keyframe: the file's own vector
+    assert [round(keyframe.timestamp_s) for keyframe in video.keyframes] == [4, 8, 12]
+    assert [keyframe.content_hash for keyframe in video.keyframes] == [
+        keyframe_hash(digest, keyframe.timestamp_s) for keyframe in video.keyframes]
+    at4, at8, at12 = video.keyframes
+    assert at4.vector is not None and at4.vector.shape == video.vector.shape and at4.failure is None
+    assert at8.vector is None and at8.failure == REJECTED  # isolated: the video's other keyframes are embedded
+    assert (at12.vector, at12.failure) == (None, None) and at12.content_hash in known  # not embedded again
+    assert copy.vector is None and [(k.content_hash, k.vector, k.failure) for k in copy.keyframes] == [
+        (k.content_hash, None, None) for k in video.keyframes]  # the build reuses the first copy's outcomes
+    assert len(embedded) == 2  # the first keyframe and the 4 s one, once each
+    assert all(record.result.image is None and record.result.keyframes == [] for record in stream)  # no pixels kept
