@@ -4,7 +4,9 @@ A run: claim the index's meta (the model), register the roots, scan (indexer/sca
 read and decode -> embed (an engine, indexer/engines.py: a stream of ``Embedded`` records) -> decide
 (``_Build._decide``: nothing, a move, a reused vector, a new vector or an error row) -> commit
 (``_Build._commit``, one transaction per batch), and finally drop what is gone and finish the vector
-index (``_Build._finish``). A new per-file stage (OCR text, video keyframes) reads its facts in
+index (``_Build._finish``). A video is one file: the engine embeds its keyframes, ``_decide`` makes a
+row per further keyframe (indexer/video_rows.py) and ``_commit`` inserts, moves or deletes them in the
+same transaction as the video's own row. A new per-file stage (OCR text, say) reads its facts in
 indexer/reader.py, runs any model work in the engines, and is stored in the file's row in ``_decide``.
 
 Progress is committed to SQLite one model batch at a time, so kill -9 loses at most the
