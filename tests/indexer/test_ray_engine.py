@@ -169,10 +169,9 @@ def test_a_video_under_ray_gets_the_same_keyframe_rows_as_a_local_build(ray_clus
             db.close()
 
     local, remote = rows(tmp_path / "local"), rows(tmp_path / "ray")
-    assert [(row[0], row[1], round(row[2]) if row[2] is not None else None, row[8]) for row in local] == [
-        (b"beach.jpg", "photo", None, None), (b"clips/a.mp4", "video", 0, None),
-        (b"clips/a.mp4\x0012000", "video", 12, b"clips/a.mp4"), (b"clips/a.mp4\x004000", "video", 4, b"clips/a.mp4"),
-        (b"clips/a.mp4\x008000", "video", 8, b"clips/a.mp4")]  # the test's premise
+    video = [row for row in local if row[1] == "video"]
+    assert sorted(round(row[2]) for row in video) == [0, 4, 8, 12]  # the test's premise: four keyframe rows,
+    assert sorted(row[8] or b"" for row in video) == [b"", b"clips/a.mp4", b"clips/a.mp4", b"clips/a.mp4"]  # 3 owned
     assert remote == local  # same keyframe rows: timestamps, media_type, content keys, owner
     local_vectors, remote_vectors = (catalog_tables(tmp_path / engine)["vectors"] for engine in ("local", "ray"))
     assert [r["content_hash"] for r in remote_vectors] == [r["content_hash"] for r in local_vectors]
