@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .build import BuildSummary, build_index
+from .build import build_index
+from .records import BuildSummary
 from .catalog import CATALOG_FILE, Catalog
 from .errors import BadRootError, IndexLockedError
 from .files import root_key
