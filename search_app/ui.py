@@ -608,13 +608,13 @@ class SearchUI:
             path = self.engine.servable_path(result.path)
             record = self.engine.record(result.image_id)
             whole = self.engine.record(record.video_key)  # the file's own row: its content hash names the copy
-            served = self._original_copy(path, whole.content_hash)
-            frame = self.thumbnails.get(path, result.content_hash, result.timestamp_s)
+            served = hand_to_gradio(self._original_copy(path, whole.content_hash))
+            frame = hand_to_gradio(self.thumbnails.get(path, result.content_hash, result.timestamp_s))
         except (OSError, ValueError) as error:  # PathNotAllowedError is an OSError; ImageError a ValueError
             lines.append(f"⚠️ the video cannot be opened: {html.escape(str(error))}")
             return "\n\n".join(lines), gr.update(visible=True), result.image_id, gr.update(visible=False), \
                 *video_view.HIDDEN
-        download = gr.update(value=str(served), visible=True, label=f"Open / download original ({path.name})")
+        download = gr.update(value=served, visible=True, label=f"Open / download original ({path.name})")
         return ("\n\n".join(lines), gr.update(visible=True), result.image_id, download,
                 *video_view.shown(served, frame, result))
 
