@@ -79,6 +79,7 @@ IGNORED = {  # columns that legitimately differ between two builds of the same f
     ("images", "indexed_at"): "a timestamp",
     ("roots", "id"): "an id; rows are keyed by path",
     ("roots", "added_at"): "a timestamp",
+    ("ocr_text", "done_at"): "a timestamp",
     ("sqlite_sequence", "seq"): "the next id, which follows the number of commits",
 }
 IGNORED_META = {  # meta values that legitimately differ
