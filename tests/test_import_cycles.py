@@ -7,7 +7,8 @@ How cycles are counted (use this same method to compare before and after a chang
 - Edges: every ``import``/``from ... import`` statement anywhere in a module, at module level AND inside
   functions, classes and ``if`` blocks (parsed with ``ast``, nothing is imported), except the body of an
   ``if __name__ == "__main__":`` block, which never runs when the module is imported (a ``python -m`` shim
-  that hands over to the real CLI module is not a dependency of the importable module). Relative imports are
+  that hands over to the real CLI module is not a dependency of the importable module), and the body of an
+  ``if TYPE_CHECKING:`` block, which never runs at all (it names a type for the type checker). Relative imports are
   resolved against the module's package. Imports of anything outside those packages are ignored.
 - ``from pkg import name`` points at the submodule ``pkg.name`` when that file exists; otherwise at the
   module that really defines ``name`` when the package's ``__init__`` hands it out: by a lazy-export
@@ -83,13 +84,24 @@ def _is_main_guard(node: ast.AST) -> bool:
             and isinstance(node.test.comparators[0], ast.Constant) and node.test.comparators[0].value == "__main__")
 
 
+def _is_type_checking_guard(node: ast.AST) -> bool:
+    test = getattr(node, "test", None)
+    return isinstance(node, ast.If) and (
+        (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
+        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"))
+
+
 def _walk_importable(tree: ast.AST):
-    """ast.walk, minus the bodies of module-level ``if __name__ == "__main__":`` blocks."""
+    """ast.walk, minus the bodies of module-level ``if __name__ == "__main__":`` blocks and of every
+    ``if TYPE_CHECKING:`` block (their ``else`` branches, which do run, are kept)."""
     pending = [node for node in ast.iter_child_nodes(tree) if not _is_main_guard(node)]
     while pending:
         node = pending.pop()
         yield node
-        pending.extend(ast.iter_child_nodes(node))
+        if _is_type_checking_guard(node):
+            pending.extend(node.orelse)  # type: ignore[attr-defined]
+        else:
+            pending.extend(ast.iter_child_nodes(node))
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -172,6 +184,13 @@ def test_graph_counts_function_level_and_lazy_package_imports():
     assert "trainer.train" in graph["trainer.__main__"]
     # `from indexer import IndexStore` is resolved through indexer/__init__.py's lazy table to indexer.store
     assert "indexer.store" in graph["synth.cli"]
+
+
+def test_imports_only_the_type_checker_reads_are_not_edges():
+    tree = ast.parse("from typing import TYPE_CHECKING\nimport typing\nif TYPE_CHECKING:\n    import a\n"
+                     "else:\n    import b\nif typing.TYPE_CHECKING:\n    import c\nif DEBUG:\n    import d\n")
+    names = {alias.name for node in _walk_importable(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert names == {"typing", "b", "d"}
 
 
 def test_no_import_cycles_beyond_the_allowed_ones():
