@@ -13,6 +13,7 @@ def indexer(env, *args) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
+@pytest.mark.slow  # runs the CLI in subprocesses (model loads each time)
 def test_a_missing_model_prints_real_line_breaks_and_leaves_no_index_folder(photos, user_env):
     photos.jpeg("a.jpg")
     index = Path(user_env["HOME"]) / "new-index"
@@ -30,6 +31,7 @@ def test_a_missing_model_prints_real_line_breaks_and_leaves_no_index_folder(phot
     assert result.returncode == 1 and index.is_dir() and list(index.iterdir()) == []
 
 
+@pytest.mark.slow  # runs the CLI in subprocesses (model loads each time)
 def test_the_wrong_model_refusal_leads_with_the_sentence_and_lists_identities_after(photos, tmp_path, tiny_siglip_dir,
                                                                                      tiny_mllama_dir, user_env):
     photos.jpeg("a.jpg")
@@ -50,6 +52,7 @@ def test_the_wrong_model_refusal_leads_with_the_sentence_and_lists_identities_af
     assert all(len(line) < 200 for line in details), details
 
 
+@pytest.mark.slow  # runs the CLI in subprocesses (model loads each time)
 def test_build_and_info_count_the_same_errors_and_a_rescan_finds_none(photos, tmp_path, tiny_siglip_dir, user_env):
     import json
     import os

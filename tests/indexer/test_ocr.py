@@ -189,6 +189,7 @@ def test_ocr_on_without_tesseract_is_one_clear_error(make_photos, tmp_path, tiny
     assert summary.text["ocr"] == "off" and summary.images == 10
 
 
+@pytest.mark.slow  # kills a build process and reruns it
 @pytest.mark.timeout(600)
 def test_kill_9_during_the_ocr_pass_then_rerun_completes_text_and_vectors(make_photos, tmp_path, tiny_mllama_dir, cli):
     photos = make_photos("photos")

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
+pytestmark = pytest.mark.slow  # the module's library is built and embedded once, ~15 s
+
 REPO = Path(__file__).resolve().parents[2]
 # The tiny random model puts every photo within ~0.998 of every other; near-identical ones score ≥ 0.9999.
 # Real models need lower thresholds (docs/app.md: "Similar-photo groups").

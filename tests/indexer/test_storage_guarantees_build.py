@@ -283,6 +283,7 @@ def test_a_build_of_huge_pngs_stays_within_memory(tmp_path, tiny_mllama_dir):
     assert max(controls) > budgeted + 0.75 * one, (one, budgeted, controls)
 
 
+@pytest.mark.slow  # decodes huge PNGs in eight worker processes
 def test_eight_workers_decoding_huge_pngs_one_at_a_time_hold_one_image(tmp_path, tiny_mllama_dir):
     """The decode budget holds whatever the worker count (issue: eight 169 MP PNGs on `--workers 8` reached
     3.9 GB although the budget let one decode run at a time: glibc kept each thread's freed image in that

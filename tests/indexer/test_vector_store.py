@@ -178,6 +178,7 @@ def recorded_store_rows(index_dir) -> int:
     return int((json.loads(row[0]) or {}).get("rows", 0)) if row else 0
 
 
+@pytest.mark.slow  # kills a build process and reruns it
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_kill_9_at_a_random_moment_leaves_store_and_catalog_consistent(make_photos, tmp_path, tiny_mllama_dir,

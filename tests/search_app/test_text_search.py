@@ -97,6 +97,7 @@ def test_filters_apply_to_text_hits(engine):
     assert len([r for r in excluded.results if r.text_match is not None]) == 1
 
 
+@pytest.mark.slow  # runs the CLI in subprocesses (model loads each time)
 def test_cli_search_finds_the_sign_first_from_its_text(text_library, tiny_mllama_dir):
     _folder, index = text_library
     result = subprocess.run([sys.executable, "-m", "indexer", "search", "--index", str(index), "--text", "café central",

@@ -104,6 +104,7 @@ def test_the_media_filter_keeps_photos_or_videos(video_engine):
         video_engine.search_text("anything", media="films")
 
 
+@pytest.mark.slow  # runs the CLI in subprocesses (model loads each time)
 def test_indexer_search_json_on_the_command_line(video_index, video_library, tmp_path):
     query = tmp_path / "scene.png"
     scene_picture(12).save(query)

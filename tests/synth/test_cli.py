@@ -208,6 +208,7 @@ def test_bad_key_stops_with_advice(index_dir, tmp_path, capsys):
     assert "API key" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # runs the CLI in subprocesses (model loads each time)
 def test_images_folder_is_indexed_then_used(photos, tiny_siglip_dir, tmp_path):
     out = tmp_path / "from_images"
     with FakeOpenAI(valid) as server:

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every command runs as a user runs it, each a subprocess loading the model
+
 
 def test_build_indexes_the_photo_folder_where_it_was_asked(library, user_world):
     summary = json.loads(library.build.stdout)
