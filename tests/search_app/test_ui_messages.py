@@ -50,8 +50,8 @@ def test_results_are_previews_with_path_and_score(ui):
 
     outputs = ui.on_search("ein Hund", None, *FILTERS, progress=NoProgress())
     session = outputs[2]
-    assert len(session["results"]) == 4 and session["next_offset"] == 4 and "Load more" in status_of(outputs)
-    for result in session["results"]:
+    assert len(session.results) == 4 and session.next_offset == 4 and "Load more" in status_of(outputs)
+    for result in session.results:
         preview = ui.thumbnails.get(result.path, result.content_hash)
         with Image.open(preview) as image:
             assert image.format == "JPEG" and max(image.size) <= ui.thumbnails.size
@@ -79,25 +79,19 @@ def test_a_rerank_that_finishes_after_clear_paints_nothing(ui):
     import gradio as gr
 
     tab, other = SimpleNamespace(session_hash="tab"), SimpleNamespace(session_hash="other")
-    from search_app.ui import _OUTPUT_ORDER
+    session = ui._newest(ui.on_search, True)(tab, "ein Hund", None, *FILTERS)[2]
+    assert session.results
 
-    ui._outputs = dict.fromkeys(_OUTPUT_ORDER)  # as build() sets it
-    try:
-        session = ui._newest(ui.on_search, True)(tab, "ein Hund", None, *FILTERS)[2]
-        assert session["results"]
+    def rerank_while_user_clears(*args):
+        reply = ui.on_options_changed(*args, progress=NoProgress())
+        ui._newest(ui.on_clear, True)(tab)  # Clear lands while the re-rank is still running
+        ui._newest(ui.on_search, True)(other, "x", None, *FILTERS)  # another tab's actions change nothing here
+        return reply
 
-        def rerank_while_user_clears(*args):
-            reply = ui.on_options_changed(*args, progress=NoProgress())
-            ui._newest(ui.on_clear, True)(tab)  # Clear lands while the re-rank is still running
-            ui._newest(ui.on_search, True)(other, "x", None, *FILTERS)  # another tab's actions change nothing here
-            return reply
-
-        stale = ui._newest(rerank_while_user_clears, False)(tab, session, "2023", "", "", "Newest first", True)
-        assert all(item == gr.update() for item in stale)
-        fresh = ui._newest(ui.on_options_changed, False)(tab, session, "2023", "", "", "Newest first", True)
-        assert fresh[0] != gr.update() and "Showing" in status_of(fresh)  # with nothing newer, a re-rank paints
-    finally:
-        del ui._outputs
+    stale = ui._newest(rerank_while_user_clears, False)(tab, session, "2023", "", "", "Newest first", True)
+    assert all(item == gr.update() for item in stale)
+    fresh = ui._newest(ui.on_options_changed, False)(tab, session, "2023", "", "", "Newest first", True)
+    assert fresh[0] != gr.update() and "Showing" in status_of(fresh)  # with nothing newer, a re-rank paints
 
 
 def test_only_the_random_weight_model_is_announced_as_meaningless(engine, monkeypatch):
@@ -109,3 +103,16 @@ def test_only_the_random_weight_model_is_announced_as_meaningless(engine, monkey
     assert SMOKE_NOTICE not in shown(SearchUI(engine))
     monkeypatch.setattr(engine, "random_weights", True)  # what `python app.py --tiny` sets
     assert SMOKE_NOTICE in shown(SearchUI(engine))
+
+
+def test_replies_name_outputs_once_and_refuse_unknown_names(ui):
+    """One list of outputs (ui_reply.OUTPUTS) for the page and the handlers; a wrong name is an error even under -O."""
+    from search_app.ui_reply import OUTPUTS, output, patch, reply
+
+    answer = reply(status="hello")
+    assert len(answer) == len(OUTPUTS) and output(answer, "status") == "hello"
+    assert output(patch(answer, details="x"), "details") == "x" and output(answer, "details") != "x"
+    with pytest.raises(KeyError, match="not outputs of the page: stauts"):
+        reply(stauts="typo")
+    with pytest.raises(KeyError, match="stauts"):
+        patch(answer, stauts="typo")

@@ -1,0 +1,212 @@
+"""The page's look and layout: CSS, the page's scripts, and the components in their places (no handlers here).
+
+``build_page`` makes the components inside a ``gr.Blocks`` and returns them as a ``Page``; ``SearchUI.build``
+(search_app/ui.py) wires their events to the handlers. ``Page.outputs`` lists the components that handlers repaint,
+in the order ``ui_reply.OUTPUTS`` names them.
+"""
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gradio as gr
+
+from .engine import MAX_QUERY_CHARS
+from .filters import FILTERS
+from .ui_reply import OUTPUTS
+
+PLACEHOLDER = "a cat on a sofa · кошка на диване · 沙发上的猫 · قطة على الأريكة · un perro en la playa"
+SMOKE_NOTICE = ("Smoke mode: this app runs a tiny model with random weights (--tiny), so the results are "
+                "meaningless. Start it with --model to search for real.")
+SORT_LABELS = {"Best match": "score", "Newest first": "date", "Oldest first": "date_asc"}
+INTRO = ("<h1>Photo search</h1><p>Describe a photo in any language, upload a photo to find similar ones, or do both "
+         "to change it (“this, but at night”). Dates like “beach July 2023” become a filter.</p>")
+
+CSS = """
+#footer { font-size: 0.85em; }
+#status p { margin: 0.2em 0; }
+#intro h1 { font-size: 1.6em; margin: 0 0 0.2em; }
+/* Results flow with the page and wrap to the screen: no sideways overflow on a phone, no inner scroll box. */
+#results .grid-wrap, #results .fixed-height { max-height: none !important; height: auto !important;
+  overflow: visible !important; min-height: 0 !important; }
+#results .grid-container { grid-template-columns: repeat(auto-fill, minmax(min(150px, 42vw), 1fr)) !important;
+  grid-template-rows: none !important; }
+/* Contrast (WCAG AA): white on #1d4ed8 is 6.7:1; the focus ring #1d4ed8 on white is 6.7:1. */
+#search, #search:hover { background: #1d4ed8 !important; border-color: #1d4ed8 !important; color: #fff !important; }
+#search:disabled { opacity: 1 !important; cursor: progress; }  /* "Searching…" stays readable (6.7:1) */
+:focus-visible { outline: 3px solid #1d4ed8 !important; outline-offset: 2px !important; }
+#date_chip, #place_chip { max-width: fit-content; }
+/* Gradio's faint texts (upload "- or -", footer links) and the status line dimmed while a query runs. */
+.or, .show-api, .built-with, .show-api *, .built-with * { color: #3f3f46 !important; opacity: 1 !important; }
+#status, #status .pending, #status.pending, .pending #status, #status .prose { opacity: 1 !important; }
+"""
+
+# Runs once on page load: status line as a live region, suggestions for filter boxes, Escape returns focus.
+JS = """
+() => {
+  const status = document.querySelector('#status');
+  if (status) { status.setAttribute('role', 'status'); status.setAttribute('aria-live', 'polite');
+                status.setAttribute('tabindex', '-1'); }
+  const attach = () => document.querySelectorAll('datalist[data-for]').forEach((list) => {
+    const box = document.querySelector('#' + list.dataset.for + ' input, #' + list.dataset.for + ' textarea');
+    if (box) box.setAttribute('list', list.id);
+  });
+  attach(); new MutationObserver(attach).observe(document.body, {childList: true, subtree: true});
+  document.addEventListener('keydown', (event) => {
+    if (event.key !== 'Escape') return;
+    setTimeout(() => {
+      if (document.activeElement && document.activeElement !== document.body) return;
+      const target = document.querySelector('#results .thumbnail-item.selected, #results button.thumbnail-item')
+        || document.querySelector('#query input, #query textarea');
+      if (target) target.focus();
+    }, 50);
+  });
+  window.addEventListener('popstate', () => location.reload());
+}
+"""
+AFTER_SEARCH_JS = """
+(url) => {
+  const wanted = url ? '?' + url : location.pathname;
+  if (location.search !== (url ? '?' + url : '')) history.pushState(null, '', wanted);
+  const status = document.querySelector('#status');
+  if (status) status.focus({preventScroll: true});
+}
+"""
+SCROLL_TO_NEW_JS = """
+(index) => {
+  if (index === null || index === undefined || index < 0) return;
+  setTimeout(() => {
+    const items = document.querySelectorAll('#results .thumbnail-item');
+    const item = items[index];
+    if (item) { item.scrollIntoView({block: 'center'}); item.focus({preventScroll: true}); }
+  }, 300);
+}
+"""
+
+
+def _lenient_preprocess(self, payload):
+    """The upload's file path even when it is not a readable image (the handlers then say what is wrong)."""
+    try:
+        return gr.Image.preprocess(self, payload)
+    except Exception:  # noqa: BLE001 - PIL raises many types for bad files
+        return getattr(payload, "path", None)
+
+
+# gr.Image whose unreadable uploads reach the handlers instead of failing the event: failing it would
+# leave the bad file in the box and break every later search. A class, not a patched instance, because
+# Gradio rebuilds a component from its class when an event updates it. Made with ABCMeta.__new__ so
+# Gradio's ComponentMeta does not write a .pyi file next to this module; ``is_template`` makes the page
+# use the ordinary image widget.
+UploadImage = abc.ABCMeta.__new__(type(gr.Image), "UploadImage", (gr.Image,), {
+    "preprocess": _lenient_preprocess, "is_template": True, "__module__": __name__,
+    "__doc__": "gr.Image for uploads that are checked by the app (search_app/uploads.py), not by PIL here."})
+
+
+def upload_image(**kwargs) -> gr.Image:
+    return UploadImage(**kwargs)
+
+
+@dataclass
+class Page:
+    """The page's components (made by ``build_page``)."""
+
+    query: gr.Textbox
+    without: gr.Textbox
+    search: gr.Button
+    clear: gr.Button
+    date_chip: gr.Button
+    place_chip: gr.Button
+    accordion: gr.Accordion
+    boxes: dict  # filter name -> gr.Textbox, one per filters.FILTERS
+    sort: gr.Radio
+    collapse: gr.Checkbox
+    strong: gr.Checkbox
+    upload: gr.Image
+    status: gr.Markdown
+    show_all: gr.Button
+    source: gr.Image
+    gallery: gr.Gallery
+    similar: gr.Button
+    original: gr.DownloadButton
+    more: gr.Button
+    details: gr.Markdown
+    panel: object  # the albums and similar-groups panel's components (ui_albums.AlbumWidgets)
+    session: gr.State  # ui_session.Session of the search on screen, or None
+    selected: gr.State  # image_id of the clicked result
+    dates: gr.State  # False once the user removed the date chip of this query
+    places: gr.State  # False once the user removed the place chip of this query
+    url: gr.Textbox  # the query string for the address bar (hidden)
+    first_new: gr.Number  # index of the first result "Load more" added (hidden), -1 when none
+
+    def controls(self) -> dict:
+        """Every option's component by option name (``ui.OPTION_NAMES``)."""
+        return {**self.boxes, "sort": self.sort, "collapse": self.collapse, "without": self.without,
+                "strong_only": self.strong, "dates_in_text": self.dates, "places_in_text": self.places}
+
+    def outputs(self) -> list:
+        """The components handlers repaint, in ``OUTPUTS``' order."""
+        by_name = {"gallery": self.gallery, "status": self.status, "session": self.session, "more": self.more,
+                   "similar": self.similar, "details": self.details, "selected": self.selected,
+                   "date_chip": self.date_chip, "show_all": self.show_all, "source": self.source,
+                   "search": self.search, "original": self.original, "accordion": self.accordion, "url": self.url,
+                   "first_new": self.first_new, "query": self.query, "dates": self.dates, "upload": self.upload,
+                   "place_chip": self.place_chip, "places": self.places, "albums": self.panel.album_list,
+                   "album_zip": self.panel.album_zip}
+        missing = [name for name in OUTPUTS if name not in by_name]
+        if missing or len(by_name) != len(OUTPUTS):
+            raise RuntimeError(f"the page and ui_reply.OUTPUTS disagree: {missing or sorted(set(by_name) - set(OUTPUTS))}")
+        return [by_name[name] for name in OUTPUTS]
+
+
+def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Callable[[], str],
+               footer: Callable[[], str], panel: Callable[[], object]) -> Page:
+    """The components in their places (call inside ``gr.Blocks``); ``datalists``, ``welcome`` and ``footer`` are
+    recomputed on each page load; ``panel`` lays out the albums and similar-groups panel."""
+    gr.HTML(INTRO, elem_id="intro")
+    if random_weights:
+        gr.HTML(f"<p><strong>{SMOKE_NOTICE}</strong></p>", elem_id="smoke-mode")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            query = gr.Textbox(label="Describe the photo", placeholder=PLACEHOLDER, elem_id="query",
+                               max_lines=1, max_length=MAX_QUERY_CHARS)
+            without = gr.Textbox(label="Without… (texts to push away, comma-separated)",
+                                 placeholder="e.g. people, text", elem_id="without", max_lines=1,
+                                 max_length=MAX_QUERY_CHARS)
+            with gr.Row():
+                search = gr.Button("Search", variant="primary", elem_id="search")
+                clear = gr.Button("Clear", elem_id="clear")
+            with gr.Row():
+                date_chip = gr.Button(visible=False, elem_id="date_chip", size="sm")
+                place_chip = gr.Button(visible=False, elem_id="place_chip", size="sm")
+            with gr.Accordion("Filters and sorting", open=False, elem_id="filters") as accordion:
+                boxes = {item.name: gr.Textbox(label=item.label, placeholder=item.placeholder,
+                                               elem_id=item.name, max_lines=1) for item in FILTERS}
+                with gr.Row():
+                    sort = gr.Radio(list(SORT_LABELS), value="Best match", label="Sort", elem_id="sort")
+                    collapse = gr.Checkbox(value=True, label="Hide identical copies", elem_id="collapse")
+                    strong = gr.Checkbox(value=False, label="Strong matches only", elem_id="strong_only")
+                gr.HTML(datalists, elem_id="suggestions")
+        with gr.Column(scale=1):
+            upload = upload_image(label="…or search with a photo", type="filepath", image_mode=None,
+                                  sources=["upload", "clipboard"], height=190, elem_id="upload")
+    status = gr.Markdown(welcome, elem_id="status")
+    show_all = gr.Button("Show all", visible=False, elem_id="show_all", size="sm")
+    source = gr.Image(label="Photos like this one", visible=False, interactive=False, height=120,
+                      elem_id="source", buttons=[])
+    gallery = gr.Gallery(label="Results", columns=6, height="auto", object_fit="cover", elem_id="results",
+                         allow_preview=True, preview=False, buttons=["fullscreen"], interactive=False)
+    with gr.Row():
+        similar = gr.Button("More like this", visible=False, elem_id="more_like_this")
+        original = gr.DownloadButton("Open / download original", visible=False, elem_id="original")
+        more = gr.Button("Load more", visible=False, elem_id="load_more")
+    details = gr.Markdown(elem_id="details")
+    widgets = panel()
+    gr.Markdown(footer, elem_id="footer")  # a callable: recounted on each page load, after a build
+    return Page(query=query, without=without, search=search, clear=clear, date_chip=date_chip,
+                place_chip=place_chip, accordion=accordion, boxes=boxes, sort=sort, collapse=collapse, strong=strong,
+                upload=upload, status=status, show_all=show_all, source=source, gallery=gallery, similar=similar,
+                original=original, more=more, details=details, panel=widgets, session=gr.State(None),
+                selected=gr.State(None), dates=gr.State(True), places=gr.State(True),
+                url=gr.Textbox(visible=False, elem_id="url_state"),
+                first_new=gr.Number(visible=False, value=-1, elem_id="first_new"))
