@@ -30,12 +30,12 @@ from .filters import FILTERS
 from .private import cache_home, hand_to_gradio, private_dir
 from .thumbnails import ThumbnailCache
 from .ui_albums import AlbumPanel, human_size
-from .ui_layout import AFTER_SEARCH_JS, CSS, JS, SCROLL_TO_NEW_JS, SMOKE_NOTICE, SORT_LABELS, build_page
-from .ui_reply import SEARCH_READY, message, patch, reply, unchanged
+from .ui_layout import AFTER_SEARCH_JS, CSS, JS, SCROLL_TO_NEW_JS, SMOKE_NOTICE, SORT_LABELS, THEME, build_page
+from .ui_reply import SEARCH_READY, counted, message, patch, query_shown, reply, unchanged
 from .ui_session import Session
 from .uploads import check_upload
 
-__all__ = ["CSS", "JS", "SMOKE_NOTICE", "OPTION_NAMES", "SearchUI", "LatestOnly"]
+__all__ = ["CSS", "JS", "THEME", "SMOKE_NOTICE", "OPTION_NAMES", "SearchUI", "LatestOnly"]
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,9 @@ PAGE_SIZE = 24
 # Handler inputs after (text, image): the first five where the first page version had them.
 LEGACY = ("folder", "date_from", "date_to", "sort", "collapse")
 OPTION_NAMES = (*LEGACY, *(item.name for item in FILTERS if item.name not in LEGACY),
-                "without", "strong_only", "dates_in_text", "places_in_text")
+                "without", "strong_only", "dates_in_text", "places_in_text", "show_scores")
 DEFAULTS = {"sort": "Best match", "collapse": True, "strong_only": False, "dates_in_text": True, "places_in_text": True,
-            "without": ""}
+            "without": "", "show_scores": False}
 REST_SCHEMA = "api/v1/openapi.json"  # search_app/rest.py's schema, relative: works behind a proxy's prefix too
 
 
@@ -178,9 +178,9 @@ class SearchUI:
             vector = self.engine.encode_query(text=embedded or None, image=image or None, without=options.without)
         except ValueError as error:
             return message(f"⚠️ {html.escape(str(error))}", keep=True)
-        what = f"“{html.escape(text)}”" if text else "your photo"
+        what = query_shown(text) if text else "your photo"
         if text and image:
-            what = f"your photo + “{html.escape(text)}”"
+            what = f"your photo + {query_shown(text)}"
         return self._first_page(vector, options, what, progress, raw=raw, text=text, dates=dates, place=place)
 
     def on_search_if_query(self, text, image, *values, progress=gr.Progress()):
@@ -239,10 +239,10 @@ class SearchUI:
             page = self.engine.rank(session.vector, options, generation=session.generation)
         except ValueError as error:  # IndexChangedError: a build ran since the first page
             return message(f"⚠️ {html.escape(str(error))}", keep=True)
-        items, missing = self._gallery_items(page.results, progress)
+        items, missing = self._gallery_items(page.results, progress, scores=session.scores)
         session = replace(session, next_offset=page.next_offset, results=session.results + [r for r, _ in items])
         existing = [(item[0], item[1]) for item in (gallery_items or [])]
-        note = f"Showing {len(session.results)} photos for {session.what}." + self._missing_note(missing)
+        note = f"Showing {counted(len(session.results), 'photo')} for {session.what}." + self._missing_note(missing)
         return reply(gallery=existing + [entry for _, entry in items], status=note, session=session,
                            more=gr.update(visible=page.next_offset is not None),
                            first_new=len(existing) if items else -1)
@@ -250,6 +250,9 @@ class SearchUI:
     def on_options_changed(self, session, *values, progress=gr.Progress()):
         """A filter, the sort or the strong-matches switch changed: re-rank the current query at once (no model work)."""
         raw = self._raw(values)
+        scores = bool(raw.get("show_scores"))
+        if session is not None and session.results and scores != session.scores:  # a display switch: no ranking
+            return self._recaptioned(replace(session, scores=scores), progress)
         if session is None or not session.rankable:  # nothing shown, or an album / similar groups
             return reply(accordion=gr.update(label=_filters_label(raw)))
         try:
@@ -329,7 +332,7 @@ class SearchUI:
         except ValueError as error:  # IndexMismatchError: the index was rebuilt with another model meanwhile
             return message(f"⚠️ {html.escape(str(error))}", keep=True)
         session = Session(what=what, vector=vector, options=options, text=text, dates=dates, place=place,
-                          similar_to=similar_to, raw=raw)
+                          similar_to=similar_to, raw=raw, scores=bool(raw.get("show_scores")))
         return self._show(page, session, raw, progress, prefix="")
 
     def _rerank(self, session, options, raw, progress, prefix: str):
@@ -342,49 +345,63 @@ class SearchUI:
     def _show(self, page, session, raw, progress, prefix: str):
         what = session.what
         notes = " ".join(html.escape(note) for note in page.notes)
-        common = dict(date_chip=_chip(session.dates), place_chip=_place_chip(session.place), album_zip=gr.update(visible=False),
-                      accordion=gr.update(label=_filters_label(raw)), url=self._url(session, raw),
+        common = dict(date_chip=_chip(session.dates), place_chip=_place_chip(session.place),
+                      album_zip=gr.update(visible=False), accordion=gr.update(label=_filters_label(raw)), url=self._url(session, raw),
                       search=gr.update(**SEARCH_READY),
                       source=gr.update() if session.similar_to is not None else gr.update(value=None, visible=False),
                       original=gr.update(visible=False), similar=gr.update(visible=False), details="", selected=None)
         strong_line = ""
         if page.strong is not None:
-            strong_line = f"{page.strong} strong matches · {page.hidden} weaker hidden · "
+            strong_line = f"{counted(page.strong, 'strong match', 'strong matches')} · {page.hidden} weaker hidden · "
+        show_all = gr.update(visible=page.strong is not None and bool(page.hidden))
         if not page.results:
-            status = (f"{prefix} {notes} {strong_line}No photos match {what} with these filters. Try a wider date "
-                      "range or another folder, or clear the filters.").strip()
+            if page.strong is not None and page.hidden:  # the switch hides them, not the filters
+                status = (f"{prefix} {notes} No strong matches for {what}: “Strong matches only” hides "
+                          f"{counted(page.hidden, 'weaker match', 'weaker matches')}. Press **Show all** to see "
+                          "them.").strip()
+            else:
+                status = (f"{prefix} {notes} {strong_line}No photos match {what} with these filters. Try a wider "
+                          "date range or another folder, or clear the filters.").strip()
             # the query stays, so a changed filter or "Show all" can re-rank it without the model
             kept = replace(session, next_offset=None, results=[], generation=page.generation)
-            return reply(gallery=[], status=status, session=kept, more=gr.update(visible=False),
-                               show_all=gr.update(visible=page.strong is not None and bool(page.hidden)), **common)
-        items, missing = self._gallery_items(page.results, progress)
+            return reply(gallery=[], status=status, session=kept, more=gr.update(visible=False), show_all=show_all,
+                         **common)
+        session = replace(session, scores=bool(raw.get("show_scores")))
+        items, missing = self._gallery_items(page.results, progress, scores=session.scores)
         session = replace(session, next_offset=page.next_offset, results=[result for result, _ in items],
                           generation=page.generation)
         more = "" if page.next_offset is None else " **Load more** for further results."
-        status = (f"{prefix} {notes} {strong_line}Showing {len(session.results)} photos for {what}.{more}"
+        status = (f"{prefix} {notes} {strong_line}Showing {counted(len(session.results), 'photo')} for {what}.{more}"
                   + self._missing_note(missing)).strip()
-        return reply(gallery=gr.Gallery(value=[entry for _, entry in items], selected_index=None),
-                           status=status, session=session, more=gr.update(visible=page.next_offset is not None),
-                           show_all=gr.update(visible=page.strong is not None and bool(page.hidden)), first_new=-1,
-                           **common)
+        return reply(gallery=_gallery([entry for _, entry in items], session), status=status,
+                     session=session, more=gr.update(visible=page.next_offset is not None), show_all=show_all,
+                     first_new=-1, **common)
 
     def _search_options(self, session: Session, values) -> SearchOptions:
         """The options of the search on screen with the page's option ``values`` now (and what its text named)."""
         return _from_text(self._options(self._raw(values), base=session.options), session)
 
     def show_list(self, results, what: str, marks: dict, progress):
-        """A fixed list of photos (an album, similar groups) in the gallery; no paging, no re-ranking."""
-        items, missing = self._gallery_items(results, progress)
-        entries = [(thumbnail, marks.get(result.image_id, "") + caption) for result, (thumbnail, caption) in items]
-        session = Session(what=what, results=[result for result, _ in items])
-        status = f"Showing {len(entries)} photos: {what}." + self._missing_note(missing)
-        return reply(gallery=gr.Gallery(value=entries, selected_index=None), status=status, session=session,
-                     more=gr.update(visible=False), similar=gr.update(visible=False), details="", selected=None,
-                     date_chip=gr.update(visible=False), place_chip=gr.update(visible=False),
+        """A fixed list of photos (an album, similar groups) in the gallery; no paging, no re-ranking.
+
+        ``marks``: image_id -> text in front of that photo's caption (📌, “group 2 · ★ best · ”)."""
+        items, missing = self._gallery_items(results, progress, marks=marks)
+        session = Session(what=what, results=[result for result, _ in items], marks=marks)
+        status = f"Showing {counted(len(items), 'photo')}: {what}." + self._missing_note(missing)
+        return reply(gallery=_gallery([entry for _, entry in items], session), status=status,
+                     session=session, more=gr.update(visible=False), similar=gr.update(visible=False), details="",
+                     selected=None, date_chip=gr.update(visible=False), place_chip=gr.update(visible=False),
                      show_all=gr.update(visible=False), source=gr.update(value=None, visible=False),
                      original=gr.update(visible=False), first_new=-1, search=gr.update(**SEARCH_READY))
 
-    def _gallery_items(self, results, progress):
+    def _recaptioned(self, session: Session, progress):
+        """The photos on screen again with their captions redone (the relevance switch); nothing is re-ranked."""
+        items, _ = self._gallery_items(session.results, progress, scores=session.scores, marks=session.marks)
+        return reply(gallery=_gallery([entry for _, entry in items], session),
+                     session=replace(session, results=[result for result, _ in items]), details="", selected=None,
+                     similar=gr.update(visible=False), original=gr.update(visible=False))
+
+    def _gallery_items(self, results, progress, scores: bool = False, marks: dict | None = None):
         """(result, (thumbnail, caption)) pairs; photos deleted since indexing are counted, not shown."""
         items, missing = [], 0
         for result in progress.tqdm(results, desc="Preparing previews…"):
@@ -395,7 +412,8 @@ class SearchUI:
                 log.warning("cannot show %s: %s", result.path, error)
                 missing += 1
                 continue
-            items.append((result, (thumbnail, f"{printable(result.relpath or result.path)} · {result.score:.3f}")))
+            mark = (marks or {}).get(result.image_id, "")
+            items.append((result, (thumbnail, mark + caption_of(result, scores))))
         return items, missing
 
     def _original_copy(self, path: Path, content_hash: str) -> Path:
@@ -419,7 +437,7 @@ class SearchUI:
     def _missing_note(missing: int) -> str:
         if not missing:
             return ""
-        return (f" ({missing} matching photo(s) could not be shown: moved or deleted since indexing; "
+        return (f" ({counted(missing, 'matching photo')} could not be shown: moved or deleted since indexing; "
                 "run the indexer again to refresh.)")
 
     @staticmethod
@@ -467,7 +485,7 @@ class SearchUI:
         if count == 0:
             return ("The index has no photos yet. Add some with `python -m indexer build --dir PHOTOS --index INDEX`, "
                     "then reload this page.")
-        return f"{count} photos indexed. Type a description (any language) or upload a photo."
+        return f"{counted(count, 'photo')} indexed. Type a description (any language) or upload a photo."
 
     def _footer(self) -> str:
         try:
@@ -476,7 +494,7 @@ class SearchUI:
             return "[mmE5](https://arxiv.org/abs/2502.08468)"
         adapter = f" + adapter `{stats['adapter']}`" if stats["adapter"] else ""
         roots = ", ".join(f"`{root}`" for root in stats["roots"]) or "none"
-        return (f"{stats['images']} photos indexed from {roots} · model `{stats['model']}`{adapter} "
+        return (f"{counted(stats['images'], 'photo')} indexed from {roots} · model `{stats['model']}`{adapter} "
                 f"({stats['dim']}-d) · [mmE5](https://arxiv.org/abs/2502.08468) · "
                 f"[REST API (OpenAPI)]({REST_SCHEMA})")
 
@@ -484,6 +502,22 @@ class SearchUI:
 def _shown(text: str) -> str:
     """A path (or a message naming one) for the page: undecodable file-name bytes escaped, HTML escaped."""
     return html.escape(printable(text))
+
+
+def _gallery(entries: list, session: Session) -> gr.Gallery:
+    """The gallery's new photos; sorted by date, it is marked ``by-date`` and the page heads each month (ui_layout)."""
+    by_date = session.options is not None and session.options.sort in ("date", "date_asc")
+    return gr.Gallery(value=entries, selected_index=None, elem_classes=["by-date"] if by_date else [])
+
+
+def caption_of(result, score: bool = False) -> str:
+    """A result's caption: when it was taken, then the file's name (its folder is in the details); the match score
+    only when asked for (it is a ranking aid, not something a person reads photos by)."""
+    parts = [f"{result.taken_at.day} {result.taken_at:%b %Y}"] if result.taken_at else []
+    parts.append(printable(os.path.basename(result.relpath or result.path)))
+    if score:
+        parts.append(f"{result.score:.3f}")
+    return " · ".join(parts)
 
 
 def _comparable(options: SearchOptions) -> SearchOptions:

@@ -20,7 +20,7 @@ from .albums import ALBUM_ERRORS
 from .limits import HEAVY_CONCURRENCY, HEAVY_SLOT, MAX_ALBUM_NAME_CHARS
 from .private import cache_home, hand_to_gradio, private_dir
 from .results import result_of
-from .ui_reply import message, output, patch
+from .ui_reply import counted, message, output, patch
 
 MAX_GROUPS_SHOWN = 40  # similar-photo groups listed in the gallery at once (largest first)
 PICK_ALBUM = "Choose an album in “Your albums” first."
@@ -196,8 +196,8 @@ class AlbumPanel:
         except ALBUM_ERRORS as error:
             return gr.update(visible=False), f"⚠️ {_shown(str(error))}"
         size = human_size(target.stat().st_size)
-        return (gr.update(value=served, visible=True, label=f"Download “{name}” ({len(results)} photos, {size})"),
-                f"The zip of “{html.escape(name)}” is ready: {len(results)} photos, {size}.")
+        return (gr.update(value=served, visible=True, label=f"Download “{name}” ({counted(len(results), 'photo')}, {size})"),
+                f"The zip of “{html.escape(name)}” is ready: {counted(len(results), 'photo')}, {size}.")
 
     def on_groups(self, threshold, progress=gr.Progress()):
         """Groups of near-identical photos in the results area, the best of each marked ★ (indexer/similar.py)."""
@@ -218,6 +218,6 @@ class AlbumPanel:
                     continue
                 marks[member.image_id] = f"group {number} · " + ("★ best · " if member is group.best else "")
         more = f" (showing the first {MAX_GROUPS_SHOWN})" if len(groups) > MAX_GROUPS_SHOWN else ""
-        what = (f"{len(groups)} group(s) of near-identical photos at similarity ≥ {used:g}{more}; ★ marks the best "
+        what = (f"{counted(len(groups), 'group')} of near-identical photos at similarity ≥ {used:g}{more}; ★ marks the best "
                 "of each (most pixels, then sharpest)")
         return self.show_list(results, what, marks, progress)

@@ -20,6 +20,15 @@ PLACEHOLDER = "a cat on a sofa · кошка на диване · 沙发上的�
 SMOKE_NOTICE = ("Smoke mode: this app runs a tiny model with random weights (--tiny), so the results are "
                 "meaningless. Start it with --model to search for real.")
 SORT_LABELS = {"Best match": "score", "Newest first": "date", "Oldest first": "date_asc"}
+ACCENT = "#1d4ed8"  # blue-700: white on it is 6.7:1, it on white 6.7:1 (WCAG AA for text and focus rings)
+# One accent across Gradio's components (buttons, checkboxes, radios, sliders, links, focus), not Gradio's orange.
+THEME = gr.themes.Default(primary_hue=gr.themes.colors.blue).set(
+    color_accent=ACCENT, color_accent_soft="#dbeafe", button_primary_background_fill=ACCENT,
+    button_primary_background_fill_hover="#1e40af", button_primary_border_color=ACCENT,
+    button_primary_text_color="#ffffff", checkbox_background_color_selected=ACCENT,
+    checkbox_border_color_selected=ACCENT, checkbox_border_color_focus=ACCENT, slider_color=ACCENT,
+    link_text_color=ACCENT, link_text_color_hover="#1e40af", loader_color=ACCENT,
+    input_border_color_focus=ACCENT)
 INTRO = ("<h1>Photo search</h1><p>Describe a photo in any language, upload a photo to find similar ones, or do both "
          "to change it (“this, but at night”). Dates like “beach July 2023” become a filter.</p>")
 
@@ -40,10 +49,25 @@ CSS = """
 /* Gradio's faint texts (upload "- or -", footer links) and the status line dimmed while a query runs. */
 .or, .show-api, .built-with, .show-api *, .built-with * { color: #3f3f46 !important; opacity: 1 !important; }
 #status, #status .pending, #status.pending, .pending #status, #status .prose { opacity: 1 !important; }
+#status bdi, #details bdi { unicode-bidi: isolate; }
+#results .month-heading { grid-column: 1 / -1; margin: 0.6em 0 0; font-size: 1.05em; font-weight: 600; }
+#results.by-date .grid-container { grid-auto-rows: auto !important; }
+#results.by-date .grid-container > .month-heading:first-child { margin-top: 1.2em; }
+/* Phone (CSS :has, no script): once results are on the page, the form shrinks to one bar that stays at the top (the intro, "Without…"
+   and the upload box step aside until Clear), so the results fill the screen; thumbnails stay touch-sized. */
+@media (max-width: 640px) {
+  div:has(#results .thumbnail-item) #intro, div:has(#results .thumbnail-item) #without, div:has(#results .thumbnail-item) #upload_col { display: none !important; }
+  div:has(#results .thumbnail-item) #search_bar { position: sticky; top: 0; z-index: 40; background: var(--body-background-fill);
+    box-shadow: 0 2px 6px rgba(0, 0, 0, 0.15); max-height: 70vh; overflow-y: auto; }
+  div:has(#results .thumbnail-item) #query [data-testid="block-info"] { position: absolute !important; width: 1px; height: 1px;
+    overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
+  #results .grid-container { grid-template-columns: repeat(2, 1fr) !important; gap: 6px !important; }
+  #results .thumbnail-item { min-height: 44px; }
+}
 """
 
 # Runs once on page load: status line as a live region, suggestions for filter boxes, Escape returns focus.
-JS = """
+JS = r"""
 () => {
   const status = document.querySelector('#status');
   if (status) { status.setAttribute('role', 'status'); status.setAttribute('aria-live', 'polite');
@@ -52,7 +76,40 @@ JS = """
     const box = document.querySelector('#' + list.dataset.for + ' input, #' + list.dataset.for + ' textarea');
     if (box) box.setAttribute('list', list.id);
   });
-  attach(); new MutationObserver(attach).observe(document.body, {childList: true, subtree: true});
+  // Every script: typed text and result text take the direction of their own first strong letter.
+  const directions = () => document.querySelectorAll(
+    'input[type=text], input:not([type]), textarea, #results .caption-label, #results figcaption, #details p'
+  ).forEach((node) => { if (node.getAttribute('dir') !== 'auto') node.setAttribute('dir', 'auto'); });
+  // Sorted by date: a heading above the first photo of each month (the month of the caption's date, in the
+  // browser's language). Redrawn whenever the results change; the observer pauses meanwhile.
+  const headings = () => {
+    document.querySelectorAll('#results .month-heading').forEach((heading) => heading.remove());
+    if (!document.querySelector('#results.by-date')) return;  // marked by the server when sorted by date
+    let last = null;
+    document.querySelectorAll('#results .thumbnail-item').forEach((item) => {
+      const label = item.querySelector('.caption-label');
+      const found = label && label.textContent.match(/(?:^|· )\d{1,2} ([A-Z][a-z]{2}) (\d{4})(?: ·|$)/);
+      const key = found ? found[1] + ' ' + found[2] : '';
+      if (key === last) return;
+      last = key;
+      const heading = document.createElement('h3');
+      heading.className = 'month-heading';
+      heading.textContent = found ? new Date(`${found[1]} 1, ${found[2]}`).toLocaleDateString(undefined,
+        {month: 'long', year: 'numeric'}) : 'Date unknown';
+      (item.closest('.gallery-item') || item).before(heading);  // a cell of the grid, spanning its width
+    });
+  };
+  const OBSERVED = {childList: true, subtree: true, attributes: true, attributeFilter: ['class']};
+  const observer = new MutationObserver(() => {
+    observer.disconnect();
+    attach(); directions(); headings();
+    observer.observe(document.body, OBSERVED);
+  });
+  window.photoSearchHeadings = () => {
+    observer.disconnect(); headings(); observer.observe(document.body, OBSERVED);
+  };
+  attach(); directions(); headings();
+  observer.observe(document.body, OBSERVED);
   document.addEventListener('keydown', (event) => {
     if (event.key !== 'Escape') return;
     setTimeout(() => {
@@ -69,6 +126,7 @@ AFTER_SEARCH_JS = """
 (url) => {
   const wanted = url ? '?' + url : location.pathname;
   if (location.search !== (url ? '?' + url : '')) history.pushState(null, '', wanted);
+  if (window.photoSearchHeadings) window.photoSearchHeadings();
   const status = document.querySelector('#status');
   if (status) status.focus({preventScroll: true});
 }
@@ -122,6 +180,7 @@ class Page:
     sort: gr.Radio
     collapse: gr.Checkbox
     strong: gr.Checkbox
+    scores: gr.Checkbox  # the match score in each caption (display only)
     upload: gr.Image
     status: gr.Markdown
     show_all: gr.Button
@@ -142,7 +201,8 @@ class Page:
     def controls(self) -> dict:
         """Every option's component by option name (``ui.OPTION_NAMES``)."""
         return {**self.boxes, "sort": self.sort, "collapse": self.collapse, "without": self.without,
-                "strong_only": self.strong, "dates_in_text": self.dates, "places_in_text": self.places}
+                "strong_only": self.strong, "dates_in_text": self.dates, "places_in_text": self.places,
+                "show_scores": self.scores}
 
     def outputs(self) -> list:
         """The components handlers repaint, in ``OUTPUTS``' order."""
@@ -166,8 +226,8 @@ def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Call
     gr.HTML(INTRO, elem_id="intro")
     if random_weights:
         gr.HTML(f"<p><strong>{SMOKE_NOTICE}</strong></p>", elem_id="smoke-mode")
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=3):
+    with gr.Row(equal_height=False, elem_id="search_bar"):
+        with gr.Column(scale=3, elem_id="search_form"):
             query = gr.Textbox(label="Describe the photo", placeholder=PLACEHOLDER, elem_id="query",
                                max_lines=1, max_length=MAX_QUERY_CHARS)
             without = gr.Textbox(label="Without… (texts to push away, comma-separated)",
@@ -186,8 +246,9 @@ def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Call
                     sort = gr.Radio(list(SORT_LABELS), value="Best match", label="Sort", elem_id="sort")
                     collapse = gr.Checkbox(value=True, label="Hide identical copies", elem_id="collapse")
                     strong = gr.Checkbox(value=False, label="Strong matches only", elem_id="strong_only")
+                    scores = gr.Checkbox(value=False, label="Show match scores", elem_id="show_scores")
                 gr.HTML(datalists, elem_id="suggestions")
-        with gr.Column(scale=1):
+        with gr.Column(scale=1, elem_id="upload_col"):
             upload = upload_image(label="…or search with a photo", type="filepath", image_mode=None,
                                   sources=["upload", "clipboard"], height=190, elem_id="upload")
     status = gr.Markdown(welcome, elem_id="status")
@@ -205,6 +266,7 @@ def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Call
     gr.Markdown(footer, elem_id="footer")  # a callable: recounted on each page load, after a build
     return Page(query=query, without=without, search=search, clear=clear, date_chip=date_chip,
                 place_chip=place_chip, accordion=accordion, boxes=boxes, sort=sort, collapse=collapse, strong=strong,
+                scores=scores,
                 upload=upload, status=status, show_all=show_all, source=source, gallery=gallery, similar=similar,
                 original=original, more=more, details=details, panel=widgets, session=gr.State(None),
                 selected=gr.State(None), dates=gr.State(True), places=gr.State(True),

@@ -6,6 +6,8 @@ tuple from the names that change; every other output gets ``gr.update()`` (left 
 """
 from __future__ import annotations
 
+import html
+
 import gradio as gr
 
 OUTPUTS = ("gallery", "status", "session", "more", "similar", "details", "selected", "date_chip", "show_all",
@@ -14,6 +16,17 @@ OUTPUTS = ("gallery", "status", "session", "more", "similar", "details", "select
 _INDEX = {name: index for index, name in enumerate(OUTPUTS)}
 
 SEARCH_READY = {"interactive": True, "value": "Search"}  # the Search button after an answer (usable again)
+
+
+def counted(number: int, one: str, many: str | None = None) -> str:
+    """``number`` with its noun in the right form: 1 photo, 5 photos (``many`` for irregular plurals)."""
+    return f"{number:,} {one if number == 1 else many or one + 's'}"
+
+
+def query_shown(text: str) -> str:
+    """A typed query inside an English sentence: HTML-escaped, in quotes, and isolated (<bdi>) so an Arabic or
+    Hebrew query keeps its order and does not reorder the quotes, numbers and words around it."""
+    return f"“<bdi>{html.escape(text)}</bdi>”"
 
 
 def _checked(changes: dict) -> None:

@@ -27,6 +27,8 @@ class Session:
     results: list[SearchResult] = field(default_factory=list)  # shown so far, in gallery order
     next_offset: int | None = None  # where "Load more" continues; None on the last page
     generation: int | None = None  # the index state ranked (further pages refuse a rebuilt index)
+    scores: bool = False  # captions show the match score ("Show match scores")
+    marks: dict = field(default_factory=dict)  # image_id -> caption prefix of a fixed list (📌, group 2 · ★ best)
 
     @property
     def rankable(self) -> bool:

@@ -104,7 +104,7 @@ def test_similar_groups_list_near_identical_photos_with_the_best_marked(page, ar
     open_panel(page, "similar_panel", "#find_groups")
     page.wait_for_function("document.querySelector('#threshold input').value === '0.95'")  # the model's default
     page.click("#find_groups")
-    wait_status(page, "group(s) of near-identical photos at similarity ≥ 0.95")
+    wait_status(page, "of near-identical photos at similarity ≥ 0.95")
     text = page.inner_text("#results")
     assert len(re.findall("★ best", text)) == len(re.findall(r"group \d+ · ★", text)) >= 1
     assert "copies/red-copy.jpg" in text and "2023/beach/red.jpg" in text  # identical copies are one group

@@ -87,7 +87,7 @@ def test_album_dead_ends_say_what_to_do(ui):
 
 def test_similar_groups_mark_the_best_photo(ui):
     reply = ui.albums.on_groups(None, progress=NoProgress())  # the model's default (0.95): the tiny model joins everything
-    assert "1 group(s) of near-identical photos at similarity ≥ 0.95" in out(reply, "status")
+    assert "1 group of near-identical photos at similarity ≥ 0.95" in out(reply, "status")
     assert sum("★ best" in caption for caption in captions(reply)) == 1 and len(captions(reply)) == 4
     assert "No near-identical photos" in out(ui.albums.on_groups(1.0, progress=NoProgress()), "status")
     assert "threshold must be from 0.8 to 1, got 2" in out(ui.albums.on_groups(2, progress=NoProgress()), "status")

@@ -131,7 +131,7 @@ def test_an_album_zip_downloads(page, user_world):
 def test_similar_groups(page, library, artifacts):
     open_panel(page, "similar_panel", "#find_groups")
     page.click("#find_groups")
-    wait_status(page, "group(s) of near-identical photos")
+    wait_status(page, "of near-identical photos at similarity")
     text = page.inner_text("#results")
     assert "★ best" in text and str(library.copy.relative_to(library.world.photos)) in text
     assert_images_arrive(page, "#results")
