@@ -30,7 +30,9 @@ from .filters import FILTERS
 from .private import cache_home, hand_to_gradio, private_dir
 from .thumbnails import ThumbnailCache
 from .ui_albums import AlbumPanel, human_size
-from .ui_layout import AFTER_SEARCH_JS, CSS, JS, SCROLL_TO_NEW_JS, SMOKE_NOTICE, SORT_LABELS, THEME, build_page
+from .limits import SCREEN_SIZE
+from .ui_layout import (AFTER_SEARCH_JS, CSS, JS, LOCAL_TIMES_JS, SCROLL_TO_NEW_JS, SMOKE_NOTICE, SORT_LABELS, THEME,
+                        build_page)
 from .ui_reply import SEARCH_READY, counted, message, patch, query_shown, reply, unchanged
 from .ui_session import Session
 from .uploads import check_upload
@@ -46,6 +48,9 @@ OPTION_NAMES = (*LEGACY, *(item.name for item in FILTERS if item.name not in LEG
                 "without", "strong_only", "dates_in_text", "places_in_text", "show_scores")
 DEFAULTS = {"sort": "Best match", "collapse": True, "strong_only": False, "dates_in_text": True, "places_in_text": True,
             "without": "", "show_scores": False}
+# EXIF settings the viewer names (camera make and model are already in the record's "camera").
+EXIF_SHOWN = {"ExposureTime": "exposure", "FNumber": "f/", "ISOSpeedRatings": "ISO", "FocalLength": "focal length",
+              "LensModel": "lens"}
 REST_SCHEMA = "api/v1/openapi.json"  # search_app/rest.py's schema, relative: works behind a proxy's prefix too
 
 
@@ -88,6 +93,8 @@ class SearchUI:
         self.engine = engine
         self.page_size = page_size
         self.thumbnails = thumbnails or ThumbnailCache(published=self._published_preview)
+        # the viewer's screen-sized renditions, beside the previews (the REST API's /screen makes the same ones)
+        self.screens = ThumbnailCache(self.thumbnails.dir, size=SCREEN_SIZE, published=self._published_preview)
         self.concurrency_limit = concurrency_limit
         self.originals: Path | None = None  # private (0700) folder of served originals, made on first use
         self.latest = LatestOnly()
@@ -135,7 +142,10 @@ class SearchUI:
             page.similar.click(**busy).then(self._newest(self.on_similar, True), [page.selected, *values], outputs,
                                             **queued).then(**after_search)
             page.gallery.select(self.on_select, [page.session], [page.details, page.similar, page.selected,
-                                                                  page.original], api_visibility="private", queue=False)
+                                                                  page.original, page.viewer, page.screen],
+                                api_visibility="private", queue=False).then(None, js=LOCAL_TIMES_JS)
+            page.close.click(lambda: gr.update(visible=False), None, [page.viewer], queue=False,
+                             api_visibility="private")  # the page's script puts the focus back (ui_layout.JS)
             page.upload.upload(self.on_upload, [page.upload], [page.upload, page.status], queue=False,
                                api_visibility="private")
             for name, control in controls.items():
@@ -264,31 +274,64 @@ class SearchUI:
         return self._rerank(session, options, raw, progress, "")
 
     def on_select(self, session, event: gr.SelectData):
-        """Show the clicked photo's facts (with its EXIF), offer "more like this" and the original file."""
-        hidden = ("", gr.update(visible=False), None, gr.update(visible=False))
+        """Open the clicked result in the viewer: a screen-sized rendition, its facts in plain words, "More like
+        this" and the original file as its own download."""
+        hidden = ("", gr.update(visible=False), None, gr.update(visible=False), gr.update(visible=False), None)
         if session is None or event.index is None or not 0 <= event.index < len(session.results):
             return hidden
         result = session.results[event.index]
-        taken = result.taken_at.strftime("%Y-%m-%d %H:%M") if result.taken_at else "unknown"
-        lines = [f"**{_shown(result.path)}**", f"score {result.score:.4f} · {human_size(result.size)} · "
-                 f"{result.width or '?'}×{result.height or '?'} px · taken {taken}"]
+        lines = [f"**<bdi>{_shown(os.path.basename(result.path))}</bdi>**", self._facts(result)]
         if result.also_at:
-            lines.append("identical copies: " + ", ".join(_shown(path) for path in result.also_at))
+            lines.append("Identical copies: " + ", ".join(f"<bdi>{_shown(path)}</bdi>" for path in result.also_at))
+        try:
+            screen = hand_to_gradio(self.screens.get(self.engine.servable_path(result.path), result.content_hash))
+        except (ValueError, OSError) as error:  # PathNotAllowedError is an OSError; a published preview stands in
+            log.warning("cannot show %s at screen size: %s", result.path, error)
+            screen = None
+        viewer = gr.update(visible=True)
         preview = None if os.path.isfile(result.path) else self.engine.store.preview_file(result.content_hash)
         if preview is not None:  # an index served from the Hub without its originals: nothing to download
-            lines.append("the original was not published with this index (only a preview is; the publisher can add "
-                         "originals with `python -m indexer push --originals`)")
-            return "\n\n".join(lines), gr.update(visible=True), result.image_id, gr.update(visible=False)
+            lines.append("The original was not published with this index (only a preview is; the publisher can add "
+                         "originals with `python -m indexer push --originals`).")
+            return "\n\n".join(lines), gr.update(visible=True), result.image_id, gr.update(visible=False), viewer, \
+                screen
         try:
             path = self.engine.servable_path(result.path)
-            lines.append(" · ".join(f"{key}: {html.escape(str(value))}" for key, value in exif_facts(path).items())
-                         or "no EXIF facts")
+            settings = exif_facts(path)
+            shown = {key: value for key, value in settings.items() if key in EXIF_SHOWN}
+            if shown:
+                lines.append("Settings: " + " · ".join(
+                    EXIF_SHOWN[key] + ("" if EXIF_SHOWN[key].endswith("/") else " ") + html.escape(str(value))
+                    for key, value in shown.items()))
             served = hand_to_gradio(self._original_copy(path, result.content_hash))
-            download = gr.update(value=served, visible=True, label=f"Open / download original ({path.name})")
+            download = gr.update(value=served, visible=True, label=f"Download original ({path.name})")
         except (OSError, ValueError) as error:  # PathNotAllowedError is an OSError: never served
             lines.append(f"⚠️ the original cannot be opened: {html.escape(str(error))}")
             download = gr.update(visible=False)
-        return "\n\n".join(lines), gr.update(visible=True), result.image_id, download
+        return "\n\n".join(lines), gr.update(visible=True), result.image_id, download, viewer, screen
+
+    def _facts(self, result) -> str:
+        """When, where, with what, how big, in which folder, and the match score: one line of plain words."""
+        facts = []
+        if result.taken_at:  # the page rewrites it in the browser's language (ui_layout.LOCAL_TIMES_JS)
+            facts.append(f'Taken <time datetime="{result.taken_at:%Y-%m-%dT%H:%M:%S}">'
+                         f"{result.taken_at:%d %b %Y, %H:%M}</time>")
+        else:
+            facts.append("Date unknown")
+        try:
+            record = self.engine.record(result.image_id)
+            place = ", ".join(part for part in (record.city, record.region, record.country) if part)
+        except (ValueError, AttributeError):
+            place = ""
+        if place:
+            facts.append(f"in <bdi>{html.escape(place)}</bdi>")
+        if result.camera:
+            facts.append(f"with <bdi>{html.escape(result.camera)}</bdi>")
+        facts.append(f"{result.width or '?'} × {result.height or '?'} px, {human_size(result.size)}")
+        folder = os.path.dirname(result.relpath) if result.relpath else os.path.dirname(result.path)
+        facts.append(f"folder <bdi>{_shown(folder) or '(the top folder)'}</bdi>")
+        facts.append(f"match score {result.score:.3f}")
+        return " · ".join(facts)
 
     def on_upload(self, image):
         """Check an upload when it arrives: a bad one is removed at once with the reason, so later searches work."""
@@ -309,7 +352,7 @@ class SearchUI:
                        place_chip=gr.update(visible=False), places=True, album_zip=gr.update(visible=False),
                        source=gr.update(value=None, visible=False), original=gr.update(visible=False),
                        accordion=gr.update(label="Filters and sorting"), url="", first_new=-1, query="",
-                       dates=True, upload=None, search=gr.update(**SEARCH_READY))
+                       dates=True, upload=None, search=gr.update(**SEARCH_READY), viewer=gr.update(visible=False))
         return (*resets, *answer)
 
     def on_load(self, request: gr.Request):
@@ -349,7 +392,8 @@ class SearchUI:
                       album_zip=gr.update(visible=False), accordion=gr.update(label=_filters_label(raw)), url=self._url(session, raw),
                       search=gr.update(**SEARCH_READY),
                       source=gr.update() if session.similar_to is not None else gr.update(value=None, visible=False),
-                      original=gr.update(visible=False), similar=gr.update(visible=False), details="", selected=None)
+                      original=gr.update(visible=False), similar=gr.update(visible=False), details="", selected=None,
+                      viewer=gr.update(visible=False))
         strong_line = ""
         if page.strong is not None:
             strong_line = f"{counted(page.strong, 'strong match', 'strong matches')} · {page.hidden} weaker hidden · "
@@ -392,14 +436,15 @@ class SearchUI:
                      session=session, more=gr.update(visible=False), similar=gr.update(visible=False), details="",
                      selected=None, date_chip=gr.update(visible=False), place_chip=gr.update(visible=False),
                      show_all=gr.update(visible=False), source=gr.update(value=None, visible=False),
-                     original=gr.update(visible=False), first_new=-1, search=gr.update(**SEARCH_READY))
+                     original=gr.update(visible=False), first_new=-1, search=gr.update(**SEARCH_READY),
+                     viewer=gr.update(visible=False))
 
     def _recaptioned(self, session: Session, progress):
         """The photos on screen again with their captions redone (the relevance switch); nothing is re-ranked."""
         items, _ = self._gallery_items(session.results, progress, scores=session.scores, marks=session.marks)
         return reply(gallery=_gallery([entry for _, entry in items], session),
                      session=replace(session, results=[result for result, _ in items]), details="", selected=None,
-                     similar=gr.update(visible=False), original=gr.update(visible=False))
+                     similar=gr.update(visible=False), original=gr.update(visible=False), viewer=gr.update(visible=False))
 
     def _gallery_items(self, results, progress, scores: bool = False, marks: dict | None = None):
         """(result, (thumbnail, caption)) pairs; photos deleted since indexing are counted, not shown."""

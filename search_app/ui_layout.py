@@ -50,6 +50,16 @@ CSS = """
 .or, .show-api, .built-with, .show-api *, .built-with * { color: #3f3f46 !important; opacity: 1 !important; }
 #status, #status .pending, #status.pending, .pending #status, #status .prose { opacity: 1 !important; }
 #status bdi, #details bdi { unicode-bidi: isolate; }
+/* The viewer covers the page; the photo fits the screen whole (never cropped, never scrolled to). */
+#viewer { position: fixed !important; inset: 0; z-index: 1000; margin: 0 !important; max-width: none !important;
+  background: #18181b; padding: 8px 12px; overflow-y: auto; border-radius: 0 !important; gap: 6px !important; }
+#viewer_image, #viewer_image .image-container, #viewer_image .image-frame { background: transparent !important;
+  height: auto !important; }
+#viewer_image img { display: block; margin: 0 auto; max-width: 100% !important; width: auto !important;
+  height: auto !important; max-height: calc(100vh - 150px) !important; object-fit: contain; }
+#viewer #details, #viewer #details * { color: #f4f4f5 !important; }
+#viewer_actions { flex-wrap: wrap; gap: 6px; }
+#viewer_actions button, #viewer_actions a { flex: 0 1 auto !important; min-width: 0 !important; }
 #results .month-heading { grid-column: 1 / -1; margin: 0.6em 0 0; font-size: 1.05em; font-weight: 600; }
 #results.by-date .grid-container { grid-auto-rows: auto !important; }
 #results.by-date .grid-container > .month-heading:first-child { margin-top: 1.2em; }
@@ -110,17 +120,50 @@ JS = r"""
   };
   attach(); directions(); headings();
   observer.observe(document.body, OBSERVED);
+  // The viewer is a dialog; the result it shows is remembered, so Escape (or Back) returns the focus to it.
+  const shown = (selector) => { const node = document.querySelector(selector); return node && node.getClientRects().length > 0; };
+  const whenever = (test, then, tries = 60) => (test() ? then() : tries && setTimeout(
+    () => whenever(test, then, tries - 1), 50));
+  document.addEventListener('click', (event) => {
+    const item = event.target.closest && event.target.closest('#results .thumbnail-item');
+    if (item) {
+      window.photoSearchOpened = [...document.querySelectorAll('#results .thumbnail-item')].indexOf(item);
+      whenever(() => shown('#viewer_close'), () => document.querySelector('#viewer_close').focus());
+    }
+    if (event.target.closest && event.target.closest('#viewer_close')) {
+      whenever(() => !shown('#viewer'), () => {
+        const back = document.querySelectorAll('#results .thumbnail-item')[window.photoSearchOpened];
+        if (back) { back.focus(); back.scrollIntoView({block: 'nearest'}); }
+      });
+    }
+  }, true);
   document.addEventListener('keydown', (event) => {
     if (event.key !== 'Escape') return;
+    if (shown('#viewer')) {
+      event.preventDefault();
+      document.querySelector('#viewer_close').click();
+      return;
+    }
     setTimeout(() => {
       if (document.activeElement && document.activeElement !== document.body) return;
-      const target = document.querySelector('#results .thumbnail-item.selected, #results button.thumbnail-item')
-        || document.querySelector('#query input, #query textarea');
+      const items = document.querySelectorAll('#results .thumbnail-item');
+      const target = items[window.photoSearchOpened] || document.querySelector('#results .thumbnail-item.selected')
+        || items[0] || document.querySelector('#query input, #query textarea');
       if (target) target.focus();
     }, 50);
   });
+  const viewer = document.querySelector('#viewer');
+  if (viewer) { viewer.setAttribute('role', 'dialog'); viewer.setAttribute('aria-modal', 'true');
+                viewer.setAttribute('aria-label', 'Photo'); }
   window.addEventListener('popstate', () => location.reload());
 }
+"""
+# Dates in the viewer's details in the browser's own language and time style.
+LOCAL_TIMES_JS = """
+() => setTimeout(() => document.querySelectorAll('#details time[datetime]').forEach((node) => {
+  const when = new Date(node.getAttribute('datetime'));
+  if (!isNaN(when)) node.textContent = when.toLocaleString(undefined, {dateStyle: 'full', timeStyle: 'short'});
+}), 50)
 """
 AFTER_SEARCH_JS = """
 (url) => {
@@ -190,6 +233,9 @@ class Page:
     original: gr.DownloadButton
     more: gr.Button
     details: gr.Markdown
+    viewer: gr.Column  # the opened photo over the page (hidden until a result is opened)
+    screen: gr.Image  # the opened photo, a screen-sized rendition
+    close: gr.Button  # back to the results (Escape does the same)
     panel: object  # the albums and similar-groups panel's components (ui_albums.AlbumWidgets)
     session: gr.State  # ui_session.Session of the search on screen, or None
     selected: gr.State  # image_id of the clicked result
@@ -212,7 +258,7 @@ class Page:
                    "search": self.search, "original": self.original, "accordion": self.accordion, "url": self.url,
                    "first_new": self.first_new, "query": self.query, "dates": self.dates, "upload": self.upload,
                    "place_chip": self.place_chip, "places": self.places, "albums": self.panel.album_list,
-                   "album_zip": self.panel.album_zip}
+                   "album_zip": self.panel.album_zip, "viewer": self.viewer}
         missing = [name for name in OUTPUTS if name not in by_name]
         if missing or len(by_name) != len(OUTPUTS):
             raise RuntimeError(f"the page and ui_reply.OUTPUTS disagree: {missing or sorted(set(by_name) - set(OUTPUTS))}")
@@ -256,19 +302,24 @@ def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Call
     source = gr.Image(label="Photos like this one", visible=False, interactive=False, height=120,
                       elem_id="source", buttons=[])
     gallery = gr.Gallery(label="Results", columns=6, height="auto", object_fit="cover", elem_id="results",
-                         allow_preview=True, preview=False, buttons=["fullscreen"], interactive=False)
-    with gr.Row():
-        similar = gr.Button("More like this", visible=False, elem_id="more_like_this")
-        original = gr.DownloadButton("Open / download original", visible=False, elem_id="original")
-        more = gr.Button("Load more", visible=False, elem_id="load_more")
-    details = gr.Markdown(elem_id="details")
+                         allow_preview=False, preview=False, buttons=[], interactive=False)  # opens in #viewer
+    more = gr.Button("Load more", visible=False, elem_id="load_more")
+    # The viewer: the opened photo at screen size over the page, its facts, and what can be done with it.
+    with gr.Column(visible=False, elem_id="viewer") as viewer:
+        with gr.Row(elem_id="viewer_actions"):
+            close = gr.Button("← Back to results (Esc)", elem_id="viewer_close", size="sm")
+            similar = gr.Button("More like this", visible=False, elem_id="more_like_this", size="sm")
+            original = gr.DownloadButton("Download original", visible=False, elem_id="original", size="sm")
+        screen = gr.Image(show_label=False, interactive=False, elem_id="viewer_image", buttons=[], container=False)
+        details = gr.Markdown(elem_id="details")
     widgets = panel()
     gr.Markdown(footer, elem_id="footer")  # a callable: recounted on each page load, after a build
     return Page(query=query, without=without, search=search, clear=clear, date_chip=date_chip,
                 place_chip=place_chip, accordion=accordion, boxes=boxes, sort=sort, collapse=collapse, strong=strong,
                 scores=scores,
                 upload=upload, status=status, show_all=show_all, source=source, gallery=gallery, similar=similar,
-                original=original, more=more, details=details, panel=widgets, session=gr.State(None),
+                original=original, more=more, details=details, viewer=viewer, screen=screen, close=close,
+                panel=widgets, session=gr.State(None),
                 selected=gr.State(None), dates=gr.State(True), places=gr.State(True),
                 url=gr.Textbox(visible=False, elem_id="url_state"),
                 first_new=gr.Number(visible=False, value=-1, elem_id="first_new"))
