@@ -329,7 +329,7 @@ class SearchUI:
             facts.append(f"with <bdi>{html.escape(result.camera)}</bdi>")
         facts.append(f"{result.width or '?'} × {result.height or '?'} px, {human_size(result.size)}")
         folder = os.path.dirname(result.relpath) if result.relpath else os.path.dirname(result.path)
-        facts.append(f"folder <bdi>{_shown(folder) or '(the top folder)'}</bdi>")
+        facts.append(f"folder <bdi>{_shown(folder)}</bdi>" if folder else "top folder")
         facts.append(f"match score {result.score:.3f}")
         return " · ".join(facts)
 

@@ -67,10 +67,13 @@ CSS = """
    and the upload box step aside until Clear), so the results fill the screen; thumbnails stay touch-sized. */
 @media (max-width: 640px) {
   div:has(#results .thumbnail-item) #intro, div:has(#results .thumbnail-item) #without, div:has(#results .thumbnail-item) #upload_col { display: none !important; }
-  div:has(#results .thumbnail-item) #search_bar { position: sticky; top: 0; z-index: 40; background: var(--body-background-fill);
+  div:has(#results .thumbnail-item) #search_bar { position: sticky; top: 0; z-index: 40;
+    background: var(--body-background-fill, #fff) !important; padding-bottom: 6px;
     box-shadow: 0 2px 6px rgba(0, 0, 0, 0.15); max-height: 70vh; overflow-y: auto; }
   div:has(#results .thumbnail-item) #query [data-testid="block-info"] { position: absolute !important; width: 1px; height: 1px;
     overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
+  #search_buttons { flex-wrap: nowrap !important; }
+  #search_buttons button { min-width: 0 !important; }
   #results .grid-container { grid-template-columns: repeat(2, 1fr) !important; gap: 6px !important; }
   #results .thumbnail-item { min-height: 44px; }
 }
@@ -152,6 +155,10 @@ JS = r"""
       if (target) target.focus();
     }, 50);
   });
+  // Gradio's container hides overflow, which makes it a scroll box and stops the phone's search bar from
+  // sticking to the top; "clip" cuts the same overflow without being one.
+  const container = document.querySelector('.gradio-container');
+  if (container) container.style.overflow = 'clip';
   const viewer = document.querySelector('#viewer');
   if (viewer) { viewer.setAttribute('role', 'dialog'); viewer.setAttribute('aria-modal', 'true');
                 viewer.setAttribute('aria-label', 'Photo'); }
@@ -279,7 +286,7 @@ def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Call
             without = gr.Textbox(label="Without… (texts to push away, comma-separated)",
                                  placeholder="e.g. people, text", elem_id="without", max_lines=1,
                                  max_length=MAX_QUERY_CHARS)
-            with gr.Row():
+            with gr.Row(elem_id="search_buttons"):
                 search = gr.Button("Search", variant="primary", elem_id="search")
                 clear = gr.Button("Clear", elem_id="clear")
             with gr.Row():

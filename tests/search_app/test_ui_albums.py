@@ -65,7 +65,7 @@ def test_save_open_pin_remove_and_zip_an_album(ui, tmp_path, monkeypatch):
     assert names(opened) == ["trip/a.jpg", "trip/b.jpg"] and "album “Trip”" in out(opened, "status")
     records = {r.relpath: r.id for r in ui.engine.store.records(ui.engine.store.ids())}
     pinned = ui.albums.on_pin("Trip", records["home/c.jpg"], progress=NoProgress())
-    assert captions(pinned)[0].startswith("📌 home/c.jpg") and out(pinned, "status").startswith("Pinned home/c.jpg")
+    assert captions(pinned)[0] == "📌 c.jpg" and out(pinned, "status").startswith("Pinned home/c.jpg")
     removed = ui.albums.on_remove("Trip", records["trip/a.jpg"], progress=NoProgress())
     assert names(removed) == ["home/c.jpg", "trip/b.jpg"] and "1 pinned, 1 removed" in out(removed, "status")
     button, status = ui.albums.on_make_zip("Trip")

@@ -1,6 +1,8 @@
 """The UI's handlers answer every dead end with a sentence (checked without a browser; the browser test covers the page)."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from search_app.engine import SearchEngine
@@ -116,3 +118,56 @@ def test_replies_name_outputs_once_and_refuse_unknown_names(ui):
         reply(stauts="typo")
     with pytest.raises(KeyError, match="stauts"):
         patch(answer, stauts="typo")
+
+
+def test_counts_read_as_words(ui):
+    outputs = ui.on_search("x", None, "2023/city", "", "", "Best match", True, progress=NoProgress())
+    assert "Showing 1 photo for “<bdi>x</bdi>”." in status_of(outputs)
+    assert ui._missing_note(1).startswith(" (1 matching photo could not") and "2 matching photos" in ui._missing_note(2)
+
+
+def test_a_query_is_isolated_and_escaped_in_the_status_line(ui):
+    """A hostile query is text, and an Arabic one keeps its own direction inside the English sentence (<bdi>)."""
+    outputs = ui.on_search("<img src=x onerror=alert(1)> قطة", None, *FILTERS, progress=NoProgress())
+    assert "“<bdi>&lt;img src=x onerror=alert(1)&gt; قطة</bdi>”" in status_of(outputs)
+
+
+def test_when_strong_matches_only_hides_everything_the_advice_says_so(ui, monkeypatch):
+    from search_app.results import SearchPage
+
+    def ranked(vector, options, generation=None):
+        if options.strong_only:
+            return SearchPage(results=[], offset=0, next_offset=None, strong=0, hidden=7)
+        return SearchPage(results=[], offset=0, next_offset=None)
+
+    monkeypatch.setattr(ui.engine, "rank", ranked)
+    from search_app.ui import OPTION_NAMES
+
+    values = dict(zip(OPTION_NAMES, FILTERS), strong_only=True)
+    strong = status_of(ui.on_search("x", None, *[values.get(name) for name in OPTION_NAMES], progress=NoProgress()))
+    assert "No strong matches for “<bdi>x</bdi>”: “Strong matches only” hides 7 weaker matches" in strong
+    assert "Show all" in strong and "filters" not in strong
+    plain = status_of(ui.on_search("x", None, *FILTERS, progress=NoProgress()))
+    assert "No photos match" in plain and "clear the filters" in plain
+
+
+def test_captions_are_dates_and_names_and_the_score_is_on_demand(ui):
+    from datetime import datetime
+
+    from search_app.results import SearchResult
+    from search_app.ui import OPTION_NAMES, caption_of
+
+    dated = SearchResult(path="/p/2023/beach/red.jpg", relpath="2023/beach/red.jpg", score=0.8123, size=1,
+                         taken_at=datetime(2023, 7, 14, 10, 0), image_id=1, content_hash="")
+    assert caption_of(dated) == "14 Jul 2023 · red.jpg" and caption_of(dated, score=True) == "14 Jul 2023 · red.jpg · 0.812"
+    undated = SearchResult(path="/p/misc/gray.jpg", relpath="misc/gray.jpg", score=0.5, size=1, taken_at=None,
+                           image_id=2, content_hash="")
+    assert caption_of(undated) == "gray.jpg"
+    shown = ui.on_search("ein Hund", None, *FILTERS, progress=NoProgress())
+    session = shown[2]
+    values = dict(zip(OPTION_NAMES, FILTERS))
+    values["show_scores"] = True
+    again = ui.on_options_changed(session, *[values.get(name) for name in OPTION_NAMES], progress=NoProgress())
+    captions = [item["caption"] for item in again[0].value]
+    assert len(captions) == len(session.results) and all(re.search(r" · -?\d\.\d{3}$", c) for c in captions)
+    assert again[2].scores and [r.image_id for r in again[2].results] == [r.image_id for r in session.results]

@@ -84,11 +84,12 @@ def test_upload_search(page, library, user_world):
     assert_images_arrive(page, "#results")
 
 
-def test_open_a_result_and_download_its_original(page):
+def test_open_a_result_and_download_its_original(page, user_world):
     search(page, "a photo")
     open_result(page, 0)
     page.wait_for_selector("#original", state="visible")
-    path = Path(page.inner_text("#details").split("\n")[0].strip("* "))
+    name = page.inner_text("#details").split("\n")[0].strip("* ")  # the file's name (its folder is named below it)
+    path = next(user_world.photos.rglob(name))
     with page.expect_download() as download:
         page.click("#original")
     assert Path(download.value.path()).read_bytes() == path.read_bytes()
@@ -133,6 +134,6 @@ def test_similar_groups(page, library, artifacts):
     page.click("#find_groups")
     wait_status(page, "of near-identical photos at similarity")
     text = page.inner_text("#results")
-    assert "★ best" in text and str(library.copy.relative_to(library.world.photos)) in text
+    assert "★ best" in text and library.copy.name in text
     assert_images_arrive(page, "#results")
     page.screenshot(path=str(artifacts / f"userworld-similar-groups-{page.size}.png"), full_page=True)
