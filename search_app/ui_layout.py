@@ -312,7 +312,7 @@ def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Call
                          allow_preview=False, preview=False, buttons=[], interactive=False)  # opens in #viewer
     more = gr.Button("Load more", visible=False, elem_id="load_more")
     # The viewer: the opened photo at screen size over the page, its facts, and what can be done with it.
-    with gr.Column(visible=False, elem_id="viewer") as viewer:
+    with gr.Column(visible=False, elem_id="viewer") as viewer:  # out of the page until a result is opened
         with gr.Row(elem_id="viewer_actions"):
             close = gr.Button("← Back to results (Esc)", elem_id="viewer_close", size="sm")
             similar = gr.Button("More like this", visible=False, elem_id="more_like_this", size="sm")

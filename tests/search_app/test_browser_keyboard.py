@@ -53,7 +53,7 @@ def test_search_open_a_result_and_more_like_this_by_keyboard_only(page, artifact
     page.wait_for_function("document.activeElement && document.activeElement.id === 'status'")  # results announced
     tab_to(page, THUMBNAIL)
     page.keyboard.press("Enter")  # opens the photo's details (and Gradio's large preview)
-    page.wait_for_function("document.querySelector('#details').innerText.includes('score')")
+    page.wait_for_function("(document.querySelector('#details') || {innerText: ''}).innerText.includes('score')")  # the viewer
     page.wait_for_selector("#more_like_this", state="visible")
     page.screenshot(path=str(artifacts / "search_app-keyboard-details.png"), full_page=True)
     page.keyboard.press("Escape")  # closes the viewer; the focus comes back to the results, not to the page top
@@ -85,7 +85,7 @@ def test_an_album_is_saved_opened_pinned_and_downloaded_as_a_zip(page, library, 
     wait_status(page, "Saved the album “Red things”")
     last = captions(page)[-1]
     page.locator("#results .thumbnail-item").nth(len(captions(page)) - 1).click()
-    page.wait_for_function("(t) => document.querySelector('#details').innerText.includes(t)", arg=last)
+    page.wait_for_function("(t) => (document.querySelector('#details') || {innerText: ''}).innerText.includes(t)", arg=last)
     page.keyboard.press("Escape")
     page.click("#pin")
     wait_status(page, "Pinned")

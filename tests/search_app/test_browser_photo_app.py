@@ -68,7 +68,8 @@ def visit(page, query: str = "", expect: str = "Showing", **params):
     page.goto(page.app_url + ("?" + urlencode({"q": query, **params}) if query else ""))
     page.wait_for_selector("#query input, #query textarea")
     if query:
-        page.wait_for_function("(t) => document.querySelector('#status').innerText.includes(t)", arg=expect)
+        page.wait_for_function("(t) => (document.querySelector('#status') || {innerText: ''}).innerText.includes(t)",
+                               arg=expect)
 
 
 def search(page, text: str):
@@ -181,7 +182,7 @@ def test_the_viewer_shows_a_screen_rendition_and_escape_returns_to_the_result(pa
         page.click("#original")  # the original, as its own action
     assert Path(download.value.path()).read_bytes() == (photo_app[1] / WIDE).read_bytes()
     page.keyboard.press("Escape")
-    page.wait_for_selector("#viewer", state="detached")
+    page.wait_for_selector("#viewer", state="detached")  # out of the page until a result is opened
     page.wait_for_function("(() => { const a = document.activeElement; return a && a.matches('#results "
                            ".thumbnail-item') && a === document.querySelectorAll('#results .thumbnail-item')[0]; })()")
 

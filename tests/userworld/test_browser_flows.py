@@ -53,7 +53,7 @@ def open_result(page, number: int) -> None:
     for attempt in range(3):
         page.locator("#results .thumbnail-item").nth(number).click()
         try:
-            page.wait_for_function("document.querySelector('#details').innerText.includes('score')", timeout=20_000)
+            page.wait_for_function("(document.querySelector('#details') || {innerText: ''}).innerText.includes('score')", timeout=20_000)
             return
         except PlaywrightTimeout:
             if attempt == 2:
