@@ -149,6 +149,7 @@ def test_more_like_this_clears_the_text_shows_the_source_and_leaves_it_out(page)
     search(page, "a red photo")
     page.locator("#results .thumbnail-item").nth(1).click()
     page.wait_for_selector("#more_like_this", state="visible")
+    page.wait_for_function("(document.querySelector('#details') || {innerText: ''}).innerText.includes('score')")
     chosen = page.inner_text("#details").split("\n")[0].strip("* ")  # the file's name
     page.click("#more_like_this")
     wait_status(page, "photos like")

@@ -90,7 +90,8 @@ def test_an_album_is_saved_opened_pinned_and_downloaded_as_a_zip(page, library, 
     page.click("#pin")
     wait_status(page, "Pinned")
     assert "album “Red things” (1 pinned, 0 removed)" in status(page)
-    page.wait_for_function("(t) => document.querySelector('#results').innerText.includes('📌 ' + t)", arg=last)
+    page.wait_for_function("(t) => [...document.querySelectorAll('#results .caption-label')]"
+                           ".some(e => e.textContent.startsWith('📌 ') && e.textContent.endsWith(t))", arg=last)
     page.click("#make_zip")
     page.wait_for_selector("#album_zip", state="visible")
     with page.expect_download() as download:

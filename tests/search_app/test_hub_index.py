@@ -175,7 +175,7 @@ def test_served_in_process_previews_stand_in_for_absent_originals(hub):
         class Selected:
             index = 0
 
-        details, _, image_id, download = ui.on_select(Session(what="a red photo", results=page.results), Selected())
+        details, _, image_id, download, *_ = ui.on_select(Session(what="a red photo", results=page.results), Selected())
         assert image_id == page.results[0].image_id and download["visible"] is False
         assert "was not published" in details and "--originals" in details
         similar = engine.search_similar(page.results[0].image_id, k=3)  # embeds the preview
