@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="megapixels decoded at once across all decoding threads, bounding memory "
                             f"(default {DEFAULT_DECODE_BUDGET / 1e6:g}, about 4 bytes each; a larger image is "
                             "decoded alone)")
+    build.add_argument("--ocr", choices=["auto", "on", "off"], default="auto",
+                       help="read text in photos with Tesseract (auto, the default: when it is installed; on: "
+                            "required; off: never). File and folder names, captions and keywords are read always")
     build.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -109,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="print results as JSON")
 
     info = command("info", "counts, model, index type and recall, size on disk, folders, last build, errors")
-    info.add_argument("--json", action="store_true", help="print the JSON payload documented in the README")
+    info.add_argument("--json", action="store_true", help="print the JSON payload documented in docs/indexer.md")
 
     verify = command("verify", "check the catalog (SQLite integrity check) and that it agrees with the vector "
                                "index (exit 1 if not)")
@@ -121,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     similar = command("similar", "groups of near-identical photos (bursts, edits, resized copies), best one first")
     similar.add_argument("--threshold", type=float, default=None,
                          help="least similarity (cosine) joining two photos (default: the index's model family's "
-                              "value in mme5/registry.py, 0.95 until calibrated; see README)")
+                              "value in mme5/registry.py, 0.95 until calibrated; see docs/app.md)")
     similar.add_argument("--json", action="store_true", help="print the groups as JSON")
     similar.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -252,6 +255,11 @@ def run_build(args) -> int:
     plan_roots(args.dirs, index_dir)  # fail on a bad --dir before spending time on the model
     model, adapter, runtime = index_model(index_dir, args.model, args.adapter, args.runtime)
     before = set(os.listdir(index_dir)) if index_dir.is_dir() else None
+    from .ocr import engine_for
+
+    ocr_engine = engine_for(args.ocr)  # --ocr on without Tesseract fails here, before the model loads
+    missing = " (Tesseract with language data not found)" if args.ocr == "auto" else ""
+    print(f"indexer: {ocr_engine.describe() if ocr_engine else 'OCR: off' + missing}", file=sys.stderr)
     index_dir.mkdir(parents=True, exist_ok=True)
     with WriteLock(index_dir, "build"), _undone_if_empty(index_dir, before):
         # the lock first: a second build is refused now, not after minutes of model loading
@@ -269,13 +277,15 @@ def run_build(args) -> int:
                               include_hidden=args.include_hidden, workers=None if ray_options else args.workers,
                               engine=args.engine, ray_options=ray_options, prune=args.prune,
                               max_prune_share=args.max_prune_share,
-                              decode_budget=max(1, int(args.decode_budget_mp * 1e6)))
+                              decode_budget=max(1, int(args.decode_budget_mp * 1e6)), ocr=args.ocr)
     problems = [*summary.errors, *summary.skipped]
     for error in problems[:20]:
         print(printable(f"  skipped {error.path}: {error.reason}"), file=sys.stderr)
     if len(problems) > 20:
         print(printable(f"  ... and {len(problems) - 20} more (python -m indexer info --index {args.index})"),
               file=sys.stderr)
+    for error in summary.text.get("errors", [])[:20]:
+        print(printable(f"  no text read from {error['path']}: {error['reason']}"), file=sys.stderr)
     for warning in summary.warnings:  # repeated after the progress bars, where they are read
         print(printable(f"WARNING: {warning}"), file=sys.stderr)
     print(json.dumps(summary.to_dict()) if args.json else str(summary))
@@ -286,6 +296,7 @@ def run_search(args) -> int:
     from mme5.registry import QueryKind
 
     from .store import open_index
+    from .video_rows import fold_videos
 
     if args.text is None and args.image is None:
         print("error: give --text, --image, or both", file=sys.stderr)
@@ -299,17 +310,30 @@ def run_search(args) -> int:
         kind = QueryKind.of(text=args.text, image=args.image)
         query = embedder.encode_query(kind, texts=[args.text] if kind.needs_text else None,
                                       images=[str(args.image)] if kind.needs_image else None)
-        scores, ids = store.search(query, args.k)
+        scores, ids = store.search(query, min(max(store.count, 1), 8 * args.k))  # a video's keyframes fold into one
         hits = [(float(s), r) for s, r in zip(scores[0], store.records(ids[0])) if r is not None]
+        matches = {}
+        if kind.needs_text and not kind.needs_image:  # words in the photos, their names and metadata
+            from .fulltext import fused_with_text
+
+            hits, matches = fused_with_text(store, query, args.text, hits, len(hits))
+        hits = fold_videos(hits)[:args.k]
     if args.json:
         results = [{"path": decodable(r.path), "score": round(s, 6), "id": r.id, "size": r.size,
                     "taken_at": r.taken_at.isoformat() if r.taken_at else None, "camera": r.camera,
-                    "width": r.width, "height": r.height, "content_hash": r.content_hash} for s, r in hits]
+                    "width": r.width, "height": r.height, "content_hash": r.content_hash, "media_type": r.media_type,
+                    **({"timestamp_s": r.timestamp_s, "duration_s": r.duration_s,
+                        "moments": [{"timestamp_s": t, "score": round(m, 6)} for t, m in moments]}
+                       if r.media_type == "video" else {}),
+                    "text_match": matches[r.id].to_json() if r.id in matches else None}
+                   for s, r, moments in hits]
         print(json.dumps({"text": args.text, "image": str(args.image) if args.image else None, "results": results},
                          ensure_ascii=False))
     else:
-        for score, record in hits:
-            print(f"{score:.4f}\t{printable(record.path)}")
+        for score, record, moments in hits:
+            at = "" if record.media_type != "video" else f"\tat {record.timestamp_s:.1f} s" + (
+                f" (+{len(moments) - 1} more moments)" if len(moments) > 1 else "")
+            print(f"{score:.4f}\t{printable(record.path)}{at}")
     return 0
 
 

@@ -6,6 +6,7 @@ reconciled with the catalog on the next run.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -19,7 +20,7 @@ import numpy as np
 from sqlalchemy import bindparam, delete, insert, select, update
 from tqdm.auto import tqdm
 
-from .atomic import remove_stale_temps
+from mme5.atomic import remove_stale_temps
 from .catalog import (
     CATALOG_FILE,
     SCHEMA_VERSION,
@@ -39,8 +40,11 @@ from .files import FileEntry, FolderProblem, is_within, printable, root_key, sca
 from .lock import WriteLock
 from .places import place_of
 from .reader import DEFAULT_DECODE_BUDGET, DecodeBudget, ReadResult, read_file
+from .video_rows import insert_keyframes, keyframe_ids, keyframe_rows, move_keyframes, video_values
 from .sync import load_index, measure_recall, needs_retraining, rebuild, recall_is_stale, save_index
 from .vectors import INDEX_FILE, choose_index_type
+
+logger = logging.getLogger(__name__)
 
 MAX_ERRORS_KEPT = 1000  # in the stored last-build summary; the catalog keeps every error row
 DEFAULT_MAX_PRUNE_SHARE = 0.5  # a build drops at most this share of a folder's photos unless told --prune
@@ -84,6 +88,7 @@ class BuildSummary:
     kept: int = 0  # photos whose files look missing but were kept (unmounted drive?); --prune drops them
     warnings: list[str] = field(default_factory=list)
     peak_decode_pixels: int = 0  # most pixels decoded at once (bounded by the decode budget)
+    text: dict = field(default_factory=dict)  # the text pass (words, OCR): indexer.fulltext.TextSummary.to_dict()
 
     @property
     def processed(self) -> int:
@@ -162,6 +167,7 @@ def build_index(
     prune: bool = False,
     max_prune_share: float = DEFAULT_MAX_PRUNE_SHARE,
     decode_budget: int = DEFAULT_DECODE_BUDGET,
+    ocr: str = "auto",
 ) -> BuildSummary:
     """Index new files, re-embed changed ones, drop deleted ones; resume after a crash.
 
@@ -171,7 +177,8 @@ def build_index(
     that lists no photos at all, or moved to another device with none of its files, are kept
     (an unmounted drive), as are removals of more than ``max_prune_share`` of a folder's
     photos; ``prune`` drops them all the same. ``decode_budget`` caps the pixels decoded at
-    once across the local engine's ``workers`` threads.
+    once across the local engine's ``workers`` threads. ``ocr`` (auto, on, off; indexer/ocr.py) reads
+    the text in photos after they are embedded; file names and metadata words are read always.
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
@@ -180,6 +187,9 @@ def build_index(
     if not 0 <= max_prune_share <= 1:
         raise ValueError(f"max_prune_share must be between 0 and 1, got {max_prune_share}")
     budget = DecodeBudget(decode_budget)
+    from .ocr import engine_for
+
+    ocr_engine = engine_for(ocr)  # OcrUnavailableError for --ocr on without Tesseract, before any work
     if index_type is not None:
         choose_index_type(index_type, 0)  # validates the name before any work
     index_dir = Path(index_dir).expanduser().absolute()
@@ -197,6 +207,7 @@ def build_index(
                 embedding = RayEmbedding(ray_options or RayOptions())
             build = _Build(catalog, index_dir, embedder, batch_size, show_progress, index_type,
                            include_hidden, workers, prune, max_prune_share, budget, embedding)
+            build.ocr_engine = ocr_engine
             return build.run(root_paths)
         except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM: say what the committed batches kept
             if build is not None:
@@ -237,8 +248,8 @@ class _Build:
         self.index_type = index_type or self.meta.get("index_type_request")
         self.index, report = load_index(catalog, index_dir, self.meta, self.index_type)
         if report.changed:
-            print(f"indexer: resumed an interrupted build (vector index: +{report.added} -{report.removed}"
-                  f"{', rebuilt: ' + report.rebuilt if report.rebuilt else ''})", file=sys.stderr)
+            logger.info(f"indexer: resumed an interrupted build (vector index: +{report.added} -{report.removed}"
+                        f"{', rebuilt: ' + report.rebuilt if report.rebuilt else ''})")
         rowstore.attach(catalog, index_dir, self.meta, writer=True, show_progress=show_progress)
         self.generation = int(self.meta.get("generation", 0))
         self.pending = _Pending()
@@ -248,7 +259,7 @@ class _Build:
     def warn(self, message: str) -> None:
         """A data-safety warning: shown now on stderr and kept in the summary (info shows it)."""
         self.summary.warnings.append(message)
-        print(f"indexer: WARNING: {printable(message)}", file=sys.stderr)
+        logger.warning(f"indexer: WARNING: {printable(message)}")
 
     def kept_note(self) -> str:
         """What an interrupted build leaves behind (every committed batch stays)."""
@@ -311,8 +322,16 @@ class _Build:
             if row.status == STATUS_OK and row.content_hash:
                 self.missing_by_hash[row.content_hash].append(row)
         self._process(work)
+        self._text()
         self._finish(missing)
         return self.summary
+
+    def _text(self) -> None:
+        """Words and OCR text of the photos that lack them (indexer/fulltext.py); resumable like the rest."""
+        from .fulltext import update_text
+
+        self.summary.text = update_text(self.catalog, getattr(self, "ocr_engine", None), workers=min(self.workers, 4),
+                                        budget=self.budget, show_progress=self.show_progress).to_dict()
 
     def _scan(self, roots: dict[str, int]):
         """Compare the folders with the catalog using stat only."""
@@ -330,7 +349,7 @@ class _Build:
                                       row.status, row.content_hash, row.retry)
                     for row in session.execute(
                         select(Image.id, Image.relpath, Image.size, Image.mtime_ns, Image.status, Image.content_hash,
-                               Image.retry).where(Image.root_id == root_id)
+                               Image.retry).where(Image.root_id == root_id, Image.video_id.is_(None))
                     )
                 }
                 self.root_rows[path] = len(rows)
@@ -399,7 +418,7 @@ class _Build:
                       mtime_ns=result.mtime_ns, content_hash=result.content_hash, width=result.width,
                       height=result.height, taken_at=result.taken_at, camera=result.camera, indexed_at=utcnow(),
                       latitude=result.latitude, longitude=result.longitude,
-                      **place_of(result.latitude, result.longitude))
+                      **place_of(result.latitude, result.longitude), **video_values(result))
         if result.error:
             self.summary.errors.append(FileError(path, result.error))
             if old is not None:
@@ -420,6 +439,11 @@ class _Build:
             return
         pending.rows.append(dict(values, status=STATUS_OK, error=None))
         pending.waiting[digest].append((path, old is not None))
+        if len(result.keyframes) > 1:  # a video's further keyframes: rows of their own, embedded like images
+            pending.keyframes[len(pending.rows) - 1] = rows = keyframe_rows(values, result.keyframes)
+            for row, (_, image) in zip(rows, result.keyframes[1:]):
+                if row["content_hash"] not in self.known and row["content_hash"] not in pending.embed_hashes:
+                    pending.embed_hashes[row["content_hash"]] = image
         if old is not None:
             self.summary.updated += 1
         else:
@@ -442,6 +466,7 @@ class _Build:
                     for digest, vector in zip(pending.embed_hashes, vectors)
                 ])
             if pending.delete_ids:
+                pending.delete_ids.extend(keyframe_ids(connection, pending.delete_ids))  # a video's keyframes go with it
                 connection.execute(delete(images).where(images.c.id.in_(pending.delete_ids)))
             if pending.updates:
                 connection.execute(
@@ -454,8 +479,12 @@ class _Build:
                 inserted = connection.execute(
                     insert(images).returning(images.c.id, images.c.status, sort_by_parameter_order=True),
                     [dict(row, retry=row.get("retry", False)) for row in pending.rows],
-                )
+                ).all()
                 new_ids = [image_id for image_id, status in inserted if status == STATUS_OK]
+                new_ids += insert_keyframes(connection, pending.keyframes, pending.rows, inserted,
+                                            self.failed_hashes) if pending.keyframes else []
+            if pending.updates:
+                move_keyframes(connection, pending.updates)  # a moved video's keyframe rows follow its path
             self.generation += 1
             # the vector store's fsync'ed rows (earlier batches): recorded with this one
             Catalog.set_meta(connection, generation=self.generation, **self._store_record())
@@ -499,6 +528,7 @@ class _Build:
             + [row for row in missing if not (row.status == STATUS_OK and row.content_hash)])
         self.summary.removed += len(gone)
         with self.catalog.session() as session:
+            gone += keyframe_ids(session, gone)  # a removed video's keyframes go with it
             for start in range(0, len(gone), 500):
                 session.execute(delete(Image).where(Image.id.in_(gone[start : start + 500])))
             Catalog.delete_orphan_vectors(session)
@@ -510,7 +540,7 @@ class _Build:
         count = self.catalog.count()
         reason = needs_retraining(self.index, self.index_type, count)
         if reason:
-            print(f"indexer: rebuilding the vector index ({reason})", file=sys.stderr)
+            logger.info(f"indexer: rebuilding the vector index ({reason})")
             self.index = rebuild(self.catalog, int(self.meta["dim"]), self.index_type)
         recall = self.meta.get("recall")
         if reason or recall_is_stale(recall, self.index, count):
@@ -670,6 +700,7 @@ class _Pending:
     updates: list[dict] = field(default_factory=list)
     delete_ids: list[int] = field(default_factory=list)
     embed_hashes: dict = field(default_factory=dict)  # content hash -> decoded image, in order
+    keyframes: dict = field(default_factory=dict)  # index in rows of a video -> its further keyframes' rows
     waiting: dict = field(default_factory=lambda: defaultdict(list))  # content hash -> [(path, was_update)]
 
     def fail(self, digest: str, reason: str) -> list[tuple[str, bool]]:

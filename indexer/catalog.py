@@ -87,6 +87,7 @@ class Image(Base):
         Index("ix_images_content_hash", "content_hash"),
         Index("ix_images_status", "status"),
         Index("ix_images_status_taken_at", "status", "taken_at"),  # date filters; added later, see _ensure_indexes
+        Index("ix_images_video_id", "video_id"),  # a video's keyframe rows; added later, see _ensure_indexes
         {"sqlite_autoincrement": True},
     )
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -110,6 +111,16 @@ class Image(Base):
     error: Mapped[str | None] = mapped_column(String)
     retry: Mapped[bool] = mapped_column(default=False)  # error may clear without the file changing (permissions)
     indexed_at: Mapped[datetime] = mapped_column(DateTime)
+    # Videos (indexer/video.py), added after schema 1 shipped like the places. A video is one row per keyframe:
+    # the file's own row (video_id NULL: the one the scan compares, moves and deletes) holds its first keyframe,
+    # each further keyframe is a row with video_id = that row's id, relpath = the file's + b"\0" + milliseconds
+    # (a NUL is in no file name, so paths stay unique and decode to the video's), a content hash of its own
+    # (indexer.video.keyframe_hash) and the file's metadata. media_type NULL (older rows) means "photo".
+    media_type: Mapped[str | None] = mapped_column(String)
+    duration_s: Mapped[float | None]
+    rotation: Mapped[int | None]
+    timestamp_s: Mapped[float | None]
+    video_id: Mapped[int | None]
 
 
 class Vector(Base):
@@ -118,6 +129,46 @@ class Vector(Base):
     __tablename__ = "vectors"
     content_hash: Mapped[str] = mapped_column(String, primary_key=True)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Words(Base):
+    """Words about one photo (indexer/words.py): its names, captions and keywords, as read when the photo had
+    this relpath, mtime and sidecar (a change to any of them reads them again). Added after schema 1 shipped
+    (OPTIONAL_TABLES): an older catalog gets it from its next build."""
+
+    __tablename__ = "words"
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    relpath: Mapped[bytes] = mapped_column(LargeBinary)
+    mtime_ns: Mapped[int]
+    sidecar: Mapped[str] = mapped_column(String, default="")  # indexer.words.sidecar_signature
+    filename: Mapped[str] = mapped_column(String, default="")
+    keywords: Mapped[str] = mapped_column(String, default="")
+    description: Mapped[str] = mapped_column(String, default="")
+
+
+class OcrText(Base):
+    """Text found in a photo's pixels (indexer/ocr.py), by content: moves and copies never run OCR again.
+    ``error`` says why OCR failed (the photo is searchable without text). Added after schema 1 (OPTIONAL_TABLES)."""
+
+    __tablename__ = "ocr_text"
+    content_hash: Mapped[str] = mapped_column(String, primary_key=True)
+    text: Mapped[str] = mapped_column(String, default="")
+    error: Mapped[str | None] = mapped_column(String)
+    engine: Mapped[str] = mapped_column(String, default="")
+    done_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+# Tables newer than schema 1: a catalog without them still opens (readers see no text); a build creates them.
+OPTIONAL_TABLES = frozenset({"words", "ocr_text"})
+# The full-text index over Words and OcrText (rowid = image id; normalised text, indexer/fulltext.py), and the
+# trigger that drops a photo's row in the same transaction as the photo. Trigram: CJK and other unspaced scripts
+# match by substring.
+FULLTEXT_DDL = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS text_fts USING fts5(filename, keywords, description, ocr, "
+    "tokenize='trigram')",
+    "CREATE TRIGGER IF NOT EXISTS images_text_gone AFTER DELETE ON images BEGIN "
+    "DELETE FROM text_fts WHERE rowid = old.id; END",
+)
 
 
 def utcnow() -> datetime:
@@ -129,7 +180,13 @@ def encode_relpath(relpath: str) -> bytes:
 
 
 def decode_relpath(raw: bytes) -> str:
-    return os.fsdecode(raw)
+    """The file's relative path; a video keyframe row's relpath (file + NUL + milliseconds) gives its video's."""
+    return os.fsdecode(raw.split(b"\0", 1)[0])
+
+
+def keyframe_relpath(video_relpath: bytes, timestamp_s: float) -> bytes:
+    """The stored relpath of a video's keyframe row (see ``Image``)."""
+    return video_relpath + b"\0" + str(round(timestamp_s * 1000)).encode()
 
 
 class Catalog:
@@ -161,7 +218,11 @@ class Catalog:
                     connection.execute(text("PRAGMA journal_mode=WAL"))
                 if create:
                     Base.metadata.create_all(connection)
+                    connection.commit()
+                    _add_missing_columns(connection)  # before the indexes: a newer index may be on a newer column
                     _ensure_indexes(connection)
+                    for statement in FULLTEXT_DDL:
+                        connection.exec_driver_sql(statement)
                     connection.commit()
                 names = set(self.engine.dialect.get_table_names(connection))
                 if "images" in names and self.mode == "rw":
@@ -296,27 +357,13 @@ class Catalog:
                 last = rows[-1][0]
                 yield np.asarray([r[0] for r in rows], dtype=np.int64), _blobs_to_array([r[1] for r in rows])
 
-    def ids_matching(self, places: list[tuple[int, bytes | None]] | None, date_from: datetime | None = None,
-                     date_to: datetime | None = None, limit: int | None = None,
-                     session: Session | None = None) -> np.ndarray:
-        """Sorted ok ids in any of ``places`` (None: anywhere) taken within [date_from, date_to].
-
-        A place is (root id, relpath prefix, or None for the whole root); each is one range scan
-        of the (root_id, relpath) index. Undated images never satisfy a date bound. ``limit``
-        stops after that many ids (which ones is unspecified): enough to tell a small set.
-        """
-        conditions = []
-        if date_from is not None:
-            conditions.append(Image.taken_at >= date_from)
-        if date_to is not None:
-            conditions.append(Image.taken_at <= date_to)
-        return self.ids_where(conditions, places, limit=limit, session=session)
-
     def ids_where(self, conditions: list, places: list[tuple[int, bytes | None]] | None = None,
                   limit: int | None = None, session: Session | None = None) -> np.ndarray:
         """Sorted ok ids meeting every SQL condition (on ``Image`` columns), in any of ``places``.
 
-        The general form of ``ids_matching``: search filters bring their own conditions
+        A place is (root id, relpath prefix, or None for the whole root); each is one range scan
+        of the (root_id, relpath) index. ``limit`` stops after that many ids (which ones is
+        unspecified): enough to tell a small set. Search filters bring their own conditions
         (search_app/filters.py), so a new filter needs no new query here.
         """
         conditions = [Image.status == STATUS_OK, *conditions]
@@ -337,6 +384,21 @@ class Catalog:
         with _maybe(session, self) as s:
             return list(s.scalars(select(column).where(Image.status == STATUS_OK, column.is_not(None)).distinct()))
 
+    def place_centres(self, session: Session | None = None) -> list[tuple]:
+        """("city" or "region", name, country code, mean latitude, mean longitude, photos) for each named city and
+        region among ok images: where the index's photos of a place were taken (search_app/gazetteer.py tells
+        same-named places apart by it)."""
+        rows = []
+        with _maybe(session, self) as s:
+            for kind, column in (("city", Image.city), ("region", Image.region)):
+                query = (select(column, Image.country, func.avg(Image.latitude), func.avg(Image.longitude),
+                                func.count())
+                         .where(Image.status == STATUS_OK, column.is_not(None), Image.latitude.is_not(None),
+                                Image.longitude.is_not(None))
+                         .group_by(column, Image.country))
+                rows += [(kind, *row) for row in s.execute(query)]
+        return rows
+
     @staticmethod
     def delete_orphan_vectors(session: Session) -> int:
         """Vectors no image refers to any more (their files were all deleted or changed)."""
@@ -349,11 +411,13 @@ def _schema_problem(engine, names: set[str]) -> str | None:
     """Tables or columns this version needs but the file lacks (an older or foreign catalog)."""
     from sqlalchemy import inspect
 
-    missing = {table.name for table in Base.metadata.sorted_tables} - names
+    missing = {table.name for table in Base.metadata.sorted_tables} - names - OPTIONAL_TABLES
     if missing:
         return f"catalog lacks tables {sorted(missing)}"
     inspector = inspect(engine)
     for table in Base.metadata.sorted_tables:
+        if table.name not in names:
+            continue
         have = {column["name"] for column in inspector.get_columns(table.name)}
         lacking = {column.name for column in table.columns} - have
         if lacking:

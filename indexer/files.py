@@ -1,4 +1,4 @@
-"""Walking photo folders: which files are images, with the stat facts used to skip unchanged ones.
+"""Walking photo folders: which files are images or videos, with the stat facts used to skip unchanged ones.
 
 Only ``stat`` is called here, never ``open``: a re-run over unchanged photos reads no pixels.
 """
@@ -19,6 +19,8 @@ DEFAULT_INDEX_DIR = Path("index")  # where an index goes when no --index is give
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 ) | RAW_EXTENSIONS  # camera RAW: mme5/raw.py (.xmp sidecars are not images: ignored)
+# Videos: indexed as keyframes with timestamps (indexer/video.py decodes them with PyAV's bundled FFmpeg).
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"})
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,10 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
+def is_video_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
+
+
 def scan_root(root: str, include_hidden: bool = False, exclude: tuple[str, ...] = ()) -> Iterator[FileEntry | FolderProblem]:
     """Image files under ``root`` (following folder symlinks, loops detected), hidden ones skipped."""
     excluded = {os.path.realpath(path) for path in exclude}
@@ -85,7 +91,7 @@ def scan_root(root: str, include_hidden: bool = False, exclude: tuple[str, ...] 
                 if os.path.realpath(entry.path) not in excluded:
                     subfolders.append(relpath)
                 continue
-            if is_image_name(entry.name):
+            if is_image_name(entry.name) or is_video_name(entry.name):
                 yield _file_entry(root, relpath, entry)
         stack.extend(reversed(subfolders))
 

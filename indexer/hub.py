@@ -7,6 +7,7 @@ sentence for the CLI runner.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -14,6 +15,8 @@ from pathlib import Path
 from .errors import IndexerError, IndexNotFoundError, first_line
 
 from .published import HUB_PREFIX
+
+logger = logging.getLogger(__name__)
 # Previews/originals per commit: the Hub advises splitting large uploads into several commits, and 1,000 is the
 # largest commit huggingface_hub's own upload_large_folder makes. 100k photos: 100 commits, then the catalog's.
 COMMIT_FILES = 1000
@@ -98,7 +101,7 @@ def push(index_dir, repo_id: str, private: bool = False, originals: bool = False
         prepared = prepare_push(index_dir, Path(staging) / "dataset", originals=originals, model_id=model_id,
                                 show_progress=show_progress)
         for line in prepared.skipped[:20]:
-            print(f"indexer: not published: {line}", file=sys.stderr)
+            logger.warning(f"indexer: not published: {line}")
         folder = prepared.folder
         try:
             url = api.create_repo(repo_id, repo_type="dataset", private=private or None, exist_ok=True)
@@ -108,11 +111,10 @@ def push(index_dir, repo_id: str, private: bool = False, originals: bool = False
             raise _hub_error(error, repo_id) from None
         missing, stale = upload_plan(folder, remote)
         chunks = [missing[start:start + COMMIT_FILES] for start in range(0, len(missing), COMMIT_FILES)]
-        print(f"uploading {prepared.photos} photos ({prepared.previews} previews"
-              f"{f', {prepared.originals} originals' if originals else ''}) to {url} as {user}: "
-              f"{len(missing)} files not there yet, in {len(chunks) + 1} commits (the catalog"
-              f"{' and the adapter' if prepared.adapter else ''} last) ...",
-              file=sys.stderr)
+        logger.info(f"uploading {prepared.photos} photos ({prepared.previews} previews"
+                    f"{f', {prepared.originals} originals' if originals else ''}) to {url} as {user}: "
+                    f"{len(missing)} files not there yet, in {len(chunks) + 1} commits (the catalog"
+                    f"{' and the adapter' if prepared.adapter else ''} last) ...")
         progress = tqdm(total=len(chunks) + 1, desc="commits", unit="commit", disable=not show_progress,
                         file=sys.stderr)
         with progress, _hub_progress_bars(show_progress):

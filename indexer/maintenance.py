@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import delete, func, select
 
-from .atomic import remove_stale_temps
+from mme5.atomic import remove_stale_temps
 from .catalog import CATALOG_FILE, STATUS_OK, Catalog, Image, Root, Vector
+from .video_rows import stray_keyframes
 from .errors import BadRootError, IndexCorruptError, IndexNotFoundError
 from . import rowstore
 from .files import root_key
@@ -121,6 +122,9 @@ def _check_contents(catalog: Catalog, index_dir: Path, deep: bool, report: Verif
         ).all()
         if no_vector:
             problems.append(f"{len(no_vector)} searchable image(s) have no stored vector (ids {list(no_vector[:5])}...)")
+        stray = stray_keyframes(session)
+        if stray:
+            problems.append(f"{len(stray)} video keyframe(s) belong to no indexed video (ids {stray[:5]}...)")
         used = select(Image.content_hash).where(Image.status == STATUS_OK, Image.content_hash.is_not(None))
         orphans = session.scalar(select(func.count()).select_from(Vector).where(Vector.content_hash.not_in(used)))
         if orphans and orphans <= int(meta.get("salvage_kept_vectors", 0)):
@@ -134,6 +138,9 @@ def _check_contents(catalog: Catalog, index_dir: Path, deep: bool, report: Verif
             if bad_size:
                 problems.append(f"{bad_size} stored vector(s) do not have {dim} float16 values")
         report.checked["images"] = catalog.count(session=session)
+        from .fulltext import consistency_problems  # words, OCR text and their full-text rows
+
+        problems.extend(consistency_problems(session.connection()))
     temps = list(index_dir.glob(".*.tmp"))
     if temps:
         problems.append(f"{len(temps)} leftover temporary file(s) from an interrupted write")
@@ -263,6 +270,9 @@ def _repair(catalog: Catalog | None, index_dir: Path, report: VerifyReport) -> C
         if "fingerprint" not in meta or not meta.get("dim"):
             return catalog  # nothing can be rebuilt without knowing the model; the second check says so
         dim = int(meta["dim"])
+        from .fulltext import repair_text
+
+        report.repaired.extend(repair_text(session.connection()))
         if report.bad_vectors:
             for start in range(0, len(report.bad_vectors), 500):
                 session.execute(delete(Vector).where(Vector.content_hash.in_(report.bad_vectors[start : start + 500])))
@@ -274,6 +284,10 @@ def _repair(catalog: Catalog | None, index_dir: Path, report: VerifyReport) -> C
         if no_vector:  # the next build re-adds these files from disk
             session.execute(delete(Image).where(Image.id.in_(no_vector)))
             report.repaired.append(f"forgot {len(no_vector)} image(s) without a vector; the next build re-embeds them")
+        stray = stray_keyframes(session)
+        if stray:  # their video was forgotten or is gone: the next build makes its keyframes again
+            session.execute(delete(Image).where(Image.id.in_(stray)))
+            report.repaired.append(f"deleted {len(stray)} video keyframe(s) that belonged to no indexed video")
         session.execute(delete(Vector).where(func.length(Vector.vector) != dim * 2))
         if not int(meta.get("salvage_kept_vectors", 0)):  # after a salvage they are what the next build reuses
             dropped = Catalog.delete_orphan_vectors(session)

@@ -49,13 +49,18 @@ class PreparedIndex:
 def hub_model_id(recorded: str, given: str | None = None) -> str:
     """The Hub id a Space loads the index's model by: ``given``, the recorded id when it is one, or the id a
     local Hugging Face cache folder stands for; PublishError (what to pass) for any other local folder."""
+    from mme5.model_ref import ModelRef, ModelRefError
+
     if given:
-        if given.startswith((".", "/", "~")) or given.count("/") != 1:
-            raise PublishError(f"--model-id {given!r}: expected a Hub model id such as ORG/NAME")
-        return given
-    if recorded and not recorded.startswith((".", "/", "~")) and recorded.count("/") == 1 \
-            and not Path(recorded).exists():
-        return recorded
+        try:
+            return ModelRef.hub(given).canonical
+        except ModelRefError:
+            raise PublishError(f"--model-id {given!r}: expected a Hub model id such as ORG/NAME") from None
+    try:
+        if recorded and ModelRef.parse(recorded).is_hub:
+            return ModelRef.parse(recorded).canonical
+    except ModelRefError:
+        pass
     match = HUB_CACHE_MODEL.search(str(recorded or "").replace(os.sep, "/"))
     if match:
         return f"{match.group(1)}/{match.group(2)}"
@@ -186,13 +191,27 @@ def _write_files(prepared: PreparedIndex, records, root_ids: dict[str, int], ori
         try:
             if not target.is_file():  # identical copies share one preview
                 target.parent.mkdir(parents=True, exist_ok=True)
-                write_atomic(target, preview_jpeg(record.path, size))
+                write_atomic(target, preview_jpeg(_preview_source(record, size), size))
                 prepared.previews += 1
             if originals:
                 _link_original(folder, record, root_ids, guard)
                 prepared.originals += 1
         except (ImageError, OSError, UnicodeError) as error:
             prepared.skipped.append(f"{record.path}: {getattr(error, 'reason', None) or error}")
+
+
+def _preview_source(record, size: int):
+    """What a record's preview shows: the photo, or for a video keyframe the frame at its second."""
+    if record.media_type != "video":
+        return record.path
+    from mme5.errors import ImageError
+
+    from .video import VideoError, frame_at
+
+    try:
+        return frame_at(record.path, record.timestamp_s or 0.0, 2 * size)
+    except VideoError as error:
+        raise ImageError(record.path, error.reason) from None
 
 
 def _link_original(folder: Path, record, root_ids: dict[str, int], guard) -> None:

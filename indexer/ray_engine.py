@@ -22,6 +22,7 @@ that cannot see a folder the driver listed stops the build with a clear error.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import sys
@@ -34,12 +35,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .errors import IndexerError
-from .files import FileEntry, printable
+from .files import FileEntry, is_video_name, printable
 from .reader import DEFAULT_DECODE_BUDGET, DecodeBudget, ReadResult, read_file
 
+logger = logging.getLogger(__name__)
+
 # The columns a decoded file comes back in: "idx" (its place in the work list, which gives back its FileEntry), then
-# every other ReadResult field but the image (sent as raw "pixels"), derived so that a new field cannot be dropped.
-RESULT_FIELDS = ("idx", *(field.name for field in fields(ReadResult) if field.name not in ("entry", "image")))
+# every other ReadResult field but the image (sent as raw "pixels") and a video's keyframes (videos are read on the
+# driver: see RayEmbedding.process), derived so that a new field cannot be dropped.
+RESULT_FIELDS = ("idx", *(field.name for field in fields(ReadResult)
+                           if field.name not in ("entry", "image", "keyframes")))
 
 
 class WorkerCannotReadError(IndexerError):
@@ -91,12 +96,9 @@ def plan_workers(options: RayOptions, cluster: dict) -> tuple[int, float]:
 
 def model_spec(embedder) -> dict:
     """What an actor needs to load the same model: absolute local paths, hub ids as they are."""
-    def absolute(value):
-        if value and Path(value).expanduser().exists():
-            return str(Path(value).expanduser().resolve())
-        return value
+    from mme5.model_ref import ModelRef
 
-    return {"model": absolute(embedder.model_id), "adapter": absolute(embedder.adapter),
+    return {"model": ModelRef.canonical_of(embedder.model_id), "adapter": ModelRef.canonical_of(embedder.adapter),
             "dtype": str(embedder.backbone.dtype).removeprefix("torch."), "runtime": embedder.runtime}
 
 
@@ -308,9 +310,8 @@ def _ray_results(owner: ray_results, work: list, embedder, known_hashes, options
     device = "cuda" if gpus else "cpu"
     nodes = [node for node in ray.nodes() if node["Alive"]]
     threads = None if gpus else model_threads(options, actors, cluster, len(nodes))
-    print(f"indexer: Ray engine, {actors} embedding worker(s) on {device}"
-          f"{f' ({gpus:g} GPU each)' if gpus else f' ({threads} thread(s) each)'}, decoding on CPU tasks",
-          file=sys.stderr)
+    logger.info(f"indexer: Ray engine, {actors} embedding worker(s) on {device}"
+                f"{f' ({gpus:g} GPU each)' if gpus else f' ({threads} thread(s) each)'}, decoding on CPU tasks")
     probes: dict = {}
     for entry, _, _ in work:
         if entry.problem is None and entry.root not in probes:
@@ -394,6 +395,12 @@ class RayEmbedding:
         self.options = options or RayOptions()
 
     def process(self, build, work) -> None:
+        videos = [item for item in work if is_video_name(item[0].path)]
+        if videos:  # a video is many keyframes, the columns carry one image per file: its frames are read here
+            from .build import LocalEmbedding
+
+            LocalEmbedding().process(build, videos)
+            work = [item for item in work if not is_video_name(item[0].path)]
         if not work:
             return
         from sqlalchemy import select

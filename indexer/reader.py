@@ -1,4 +1,4 @@
-"""Reading one image file in a worker thread: content hash, metadata (EXIF), decoded pixels."""
+"""Reading one image (or video: indexer/video.py) file in a worker thread: content hash, metadata (EXIF), decoded pixels."""
 from __future__ import annotations
 
 import contextlib
@@ -15,7 +15,7 @@ from mme5.allocator import bound_heap_growth
 from mme5.errors import ImageError
 from mme5.images import load_image
 
-from .files import FileEntry
+from .files import FileEntry, is_video_name
 
 HASH_CHUNK = 1 << 20
 DEFAULT_DECODE_BUDGET = 100_000_000  # pixels decoded at once across all reader threads (~0.4 GB as RGB)
@@ -38,6 +38,11 @@ class ReadResult:
     latitude: float | None = None  # from EXIF GPS, degrees (north/east positive)
     longitude: float | None = None
     image: Image.Image | None = field(default=None, repr=False)
+    media_type: str = "photo"  # or "video" (indexer/video.py): ``image`` is then its first keyframe
+    duration_s: float | None = None  # videos: length in seconds
+    rotation: int | None = None  # videos: display rotation, degrees counter-clockwise
+    timestamp_s: float | None = None  # videos: the second ``image`` shows
+    keyframes: list = field(default_factory=list, repr=False)  # videos: [(timestamp_s, image)], the first is image
     error: str | None = None
     retry: bool = False  # the error is about access, not content: try again next run even if unchanged
     vanished: bool = False  # gone before we could read it
@@ -124,13 +129,21 @@ def read_file(entry: FileEntry, draft_size: int, known_hashes, budget: DecodeBud
         result.error, result.retry = _os_reason(error), True
         return result
     try:
-        pixels = _read_metadata(path, result, draft_size)
-        if result.content_hash not in known_hashes:
+        if is_video_name(path):  # keyframes are decoded even for known content: their timestamps make the rows
+            _read_video(result, path, draft_size, budget)
+            pixels = None
+        else:
+            pixels = _read_metadata(path, result, draft_size)
+        if pixels is not None and result.content_hash not in known_hashes:
             with budget.hold(pixels) if budget is not None else contextlib.nullcontext():
                 result.image = _shrink(load_image(path, draft_size=draft_size), draft_size)
     except ImageError as error:
         result.error = error.reason
         result.image = None
+        from .video import sniff_video
+
+        if kind := sniff_video(path):  # a video named like a photo
+            result.error += f"; it is a video ({kind}): give it a video file extension (.mp4, .mkv) to index it"
     except Exception as error:  # noqa: BLE001 - a decoder bug on one file must not stop the build
         result.error = f"cannot decode image ({type(error).__name__}: {error})"
         result.image = None
@@ -162,6 +175,24 @@ def hash_file(path: str) -> str:
         while chunk := file.read(HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()[:32]
+
+
+def _read_video(result: ReadResult, path: str, draft_size: int, budget: DecodeBudget | None) -> None:
+    """A video's facts and keyframes (indexer/video.py) into ``result``, or the reason it cannot be read."""
+    from .video import MAX_KEYFRAME_SIDE, VideoError, displayed_size, read_video
+
+    result.media_type = "video"
+    try:
+        facts, keyframes = read_video(path, min(draft_size or MAX_KEYFRAME_SIDE, MAX_KEYFRAME_SIDE), budget=budget)
+    except VideoError as error:
+        result.error = error.reason
+        return
+    result.width, result.height = displayed_size(facts)
+    result.duration_s, result.rotation = facts.duration_s, facts.rotation
+    result.taken_at, result.camera = facts.taken_at, camera_name(facts.make, facts.model)
+    result.latitude, result.longitude = facts.latitude, facts.longitude
+    result.keyframes = [(keyframe.timestamp_s, keyframe.image) for keyframe in keyframes]
+    result.timestamp_s, result.image = result.keyframes[0]
 
 
 def _read_metadata(path: str, result: ReadResult, draft_size: int = 0) -> int:

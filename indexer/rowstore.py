@@ -23,6 +23,7 @@ stays valid while a build appends.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import struct
 import sys
@@ -34,9 +35,11 @@ import numpy as np
 from sqlalchemy import select
 from tqdm.auto import tqdm
 
-from .atomic import atomic_open, fsync_dir
+from mme5.atomic import atomic_open, fsync_dir
 from .catalog import STATUS_OK, Catalog, Image, Vector, _blobs_to_array
 from .errors import IndexerError, IndexLockedError, os_problem
+
+logger = logging.getLogger(__name__)
 
 STORE_FILE = "vectors.f16"
 META_KEY = "vector_store"
@@ -293,12 +296,11 @@ def attach(catalog: Catalog, index_dir: Path, meta: dict, writer: bool, show_pro
         except IndexLockedError:
             return "sqlite (a build is running)" if store is None else "ok"
         except (IndexerError, OSError) as error:
-            print(f"indexer: {index_dir}: vector store not written ({error}); re-ranking reads SQLite",
-                  file=sys.stderr)
+            logger.warning(f"indexer: {index_dir}: vector store not written ({error}); re-ranking reads SQLite")
             return "sqlite"
     if problem is not None:
         if (meta.get(META_KEY) or {}).get("id") and "missing" not in problem:
-            print(f"indexer: {problem}; rebuilding it from the catalog", file=sys.stderr)
+            logger.warning(f"indexer: {problem}; rebuilding it from the catalog")
         catalog.vector_store = RowStore.create(catalog, index_dir, meta, show_progress)
         return "created"
     store = catalog.vector_store

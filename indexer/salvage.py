@@ -13,7 +13,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import fsync_dir
+from mme5.atomic import fsync_dir
 from .catalog import Base, Catalog, utcnow
 from .errors import IndexCorruptError, storage_problem
 
@@ -24,6 +24,11 @@ LOSS_CONSEQUENCE = {
     "roots": "their photos are forgotten; run build --dir FOLDER again for any folder missing from `info`",
     "meta": "settings and model metadata kept there are gone",
 }
+# The text side (indexer/fulltext.py): OCR results are copied (OCR is slow); a photo's words and the full-text
+# index are not (the next build reads the words again, in seconds, and refills the index from them).
+TEXT_TABLES = ("ocr_text",)
+NOT_COPIED = ("words", "text_fts")
+LOSS_CONSEQUENCE["ocr_text"] = "the next build runs OCR on those photos again"
 OTHER_LOSS = "what the app kept there (albums: saved searches and their pins) is gone; save those albums again"
 
 
@@ -38,7 +43,8 @@ class SalvageReport:
         text = f"salvaged the damaged catalog into a fresh one ({copied} rows copied; the damaged file is kept as " \
                f"{self.kept_as.name})"
         lines = [text]
-        kept = ", ".join(f"{count} {table}" for table, count in self.copied.items() if table not in TABLES)
+        kept = ", ".join(f"{count} {table}" for table, count in self.copied.items()
+                         if table not in TABLES + TEXT_TABLES)
         if kept:
             lines.append(f"kept the tables the app adds to the catalog ({kept} rows copied)")
         for table, count in self.lost.items():
@@ -80,6 +86,13 @@ def salvage(path: Path, max_known_id: int = 0) -> SalvageReport:
             expected = _try(source, f"SELECT count(*) FROM {table}")  # may still work through an index
             if unreadable:
                 report.lost[table] = int(expected) - copied if expected is not None and expected > copied else None
+        for table in TEXT_TABLES:
+            if _try(source, "SELECT count(*) FROM sqlite_master WHERE name = ?", (table,)):
+                columns = [column.name for column in Base.metadata.tables[table].columns]
+                copied, unreadable = _copy_table(source, target, table, columns)
+                report.copied[table] = copied
+                if unreadable:
+                    report.lost[table] = None
         for table, columns in _other_tables(source, target):  # the app's albums: kept through a repair
             if columns is None:  # its schema is on a damaged page
                 report.lost[table] = None
@@ -89,7 +102,7 @@ def salvage(path: Path, max_known_id: int = 0) -> SalvageReport:
             expected = _try(source, f"SELECT count(*) FROM {_quoted(table)}")
             if unreadable:
                 report.lost[table] = int(expected) - copied if expected is not None and expected > copied else None
-        for table in [table for table in report.copied if table not in TABLES]:  # e.g. pins of a lost album
+        for table in [table for table in report.copied if table not in TABLES + TEXT_TABLES]:  # e.g. pins of a lost album
             orphans = target.execute(f"PRAGMA foreign_key_check({_quoted(table)})").fetchall()
             target.executemany(f"DELETE FROM {_quoted(table)} WHERE rowid = ?", [(row[1],) for row in orphans])
             report.copied[table] -= len(orphans)
@@ -141,7 +154,7 @@ def _other_tables(source: sqlite3.Connection, target: sqlite3.Connection) -> lis
         return []
     tables = []
     for name, sql in rows:
-        if name in Base.metadata.tables:
+        if name in Base.metadata.tables or name.startswith(NOT_COPIED):
             continue
         try:
             columns = [row[1] for row in source.execute(f"PRAGMA table_info({_quoted(name)})").fetchall()]

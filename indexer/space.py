@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mme5.model_ref import ModelRef, ModelRefError
+
 from .errors import IndexMismatchError, mismatch_message
 
 
@@ -27,21 +29,10 @@ def meta_updates(index_dir, meta: dict, embedder) -> dict:
 
 def record(embedder) -> dict:
     """The meta keys a new index stores about its model."""
-    return {"model_id": resolve_local(embedder.model_id), "adapter": resolve_local(embedder.adapter),
+    return {"model_id": ModelRef.canonical_of(embedder.model_id), "adapter": ModelRef.canonical_of(embedder.adapter),
             "fingerprint": embedder.fingerprint, "identity": embedder.identity, "family": embedder.family,
             "dim": embedder.dim, "prompt_version": embedder.prompt_version,
             "quantization": getattr(embedder, "quantization", None)}
-
-
-def resolve_local(path: str | None) -> str | None:
-    """A model/adapter folder as an absolute path (so the index can find it from any working folder); hub ids
-    and names as given."""
-    try:
-        if path and Path(path).expanduser().exists():
-            return str(Path(path).expanduser().resolve())
-    except OSError:  # a folder this user may not look into: keep the name as given
-        pass
-    return path
 
 
 def _location_update(meta: dict, embedder) -> dict:
@@ -53,12 +44,15 @@ def _location_update(meta: dict, embedder) -> dict:
     for key, given in (("model_id", embedder.model_id), ("adapter", embedder.adapter)):
         recorded = meta.get(key)
         if recorded and given and _is_path(recorded) and not _exists(recorded):
-            updates[key] = resolve_local(given)
+            updates[key] = ModelRef.canonical_of(given)
     return updates
 
 
 def _is_path(text: str) -> bool:
-    return text.startswith((".", "/", "~")) or text.count("/") != 1 or _exists(text)
+    try:
+        return ModelRef.parse(text).is_local
+    except ModelRefError:  # a bare name: recorded as a folder name by an old index
+        return True
 
 
 def _exists(path: str) -> bool:
@@ -88,7 +82,7 @@ def _legacy_same(meta: dict, embedder) -> bool:
 def _same(recorded: str | None, given: str | None, given_digest: str | None, digest_of) -> bool:
     if not recorded or not given:
         return not recorded and not given
-    if recorded == given or resolve_local(recorded) == resolve_local(given):
+    if recorded == given or ModelRef.canonical_of(recorded) == ModelRef.canonical_of(given):
         return True
     try:
         return digest_of(recorded) == given_digest and not str(given_digest).startswith("name:")

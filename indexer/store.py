@@ -2,23 +2,27 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import posixpath
-import sys
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from mme5.model_ref import ModelRef
+
 from . import rowstore
 from .catalog import CATALOG_FILE, CHEAP_CHECK_BYTES, STATUS_ERROR, Catalog, Image, Meta, Root, Vector, decode_relpath
 from .errors import BadRootError, IndexCorruptError, IndexLockedError, IndexNotFoundError
-from .space import meta_updates, resolve_local
+from .space import meta_updates
 from .sync import load_index
 from .vectors import INDEX_FILE
+
+logger = logging.getLogger(__name__)
 
 INFO_ERROR_LIMIT = 1000
 
@@ -45,6 +49,15 @@ class ImageRecord:
     country: str | None = None
     region: str | None = None
     city: str | None = None
+    media_type: str = "photo"  # "video": this record is one keyframe of the video at ``path``
+    duration_s: float | None = None  # videos: length in seconds
+    timestamp_s: float | None = None  # videos: the second this keyframe shows
+    video_id: int | None = None  # videos: the video's own row when this is a further keyframe
+
+    @property
+    def video_key(self) -> int | None:
+        """The id that names this record's video (its file row), or None for a photo: keyframes of one video share it."""
+        return (self.video_id or self.id) if self.media_type == "video" else None
 
 
 class IndexStore:
@@ -99,8 +112,8 @@ class IndexStore:
             catalog.close()
             raise
         if report.rebuilt:
-            print(f"indexer: {report.rebuilt}; searching a copy rebuilt in memory from the catalog's stored vectors "
-                  f"(python -m indexer verify --index {index_dir} --repair rewrites the file)", file=sys.stderr)
+            logger.warning(f"indexer: {report.rebuilt}; searching a copy rebuilt in memory from the catalog's stored "
+                           f"vectors (python -m indexer verify --index {index_dir} --repair rewrites the file)")
         opened = cls(index_dir, catalog, meta, index, report)
         opened.vector_store = vector_store
         opened.immutable = immutable
@@ -207,41 +220,22 @@ class IndexStore:
                 Catalog.set_meta(session, **updates)
                 session.commit()
         except (IndexLockedError, OSError, SQLAlchemyError) as error:  # read-only or busy: next open tries again
-            print(f"indexer: {self.index_dir}: model record not updated ({error})", file=sys.stderr)
+            logger.warning(f"indexer: {self.index_dir}: model record not updated ({error})")
 
     # -- search and lookup --------------------------------------------------------------
     def ids(self) -> np.ndarray:
         """Every searchable image id (the ids ``search`` can return), ascending, int64."""
         return self._searchable_sorted().copy()
 
-    def ids_matching(self, folder: str | None = None, date_from: datetime | date | None = None,
-                     date_to: datetime | date | None = None) -> np.ndarray:
-        """Searchable ids (ascending, int64) of photos inside ``folder`` taken from ``date_from`` to ``date_to``.
-
-        ``folder`` is absolute or relative to any indexed root and matches whole names ("2023"
-        holds "2023/a.jpg", not "20231/a.jpg"); one that climbs out with ".." is a ValueError.
-        Both dates are inclusive (a bare date means the whole day); once either is given,
-        undated photos are left out. Answered by index range scans in SQLite, so a filter
-        matching a handful of photos costs about the same on any library size.
-        """
-        return self._matching(folder, date_from, date_to, limit=None)
-
-    def count_matching(self, folder: str | None = None, date_from: datetime | date | None = None,
-                       date_to: datetime | date | None = None, up_to: int | None = None) -> int:
-        """``len(ids_matching(...))``, but counting stops at ``up_to``: a cheap test for "few photos match"."""
-        return len(self._matching(folder, date_from, date_to, limit=up_to))
-
-    def _matching(self, folder, date_from, date_to, limit: int | None) -> np.ndarray:
-        start, end = _day_bound(date_from, end_of_day=False), _day_bound(date_to, end_of_day=True)
-        conditions = [] if start is None else [Image.taken_at >= start]
-        conditions += [] if end is None else [Image.taken_at <= end]
-        return self.ids_where(conditions, folder=folder, limit=limit)
-
     def ids_where(self, conditions: list, folder: str | None = None, limit: int | None = None) -> np.ndarray:
         """Searchable ids (ascending) meeting SQL ``conditions`` on ``Image`` columns, inside ``folder``.
 
+        ``folder`` is absolute or relative to any indexed root and matches whole names ("2023"
+        holds "2023/a.jpg", not "20231/a.jpg"); one that climbs out with ".." is a ValueError.
         ``limit`` stops after that many catalog ids (a cheap "are there few?"). Used by the
-        search filters, which each bring their own condition (search_app/filters.py).
+        search filters, which each bring their own condition (search_app/filters.py). Answered by
+        index range scans in SQLite, so a filter matching a handful of photos costs about the same
+        on any library size.
         """
         folder = normalise_folder(folder)
         places = None if folder is None else self._folder_places(folder)
@@ -255,7 +249,7 @@ class IndexStore:
         return matching[found == matching]
 
     def folder_condition(self, folder: str | None):
-        """One SQL condition (on ``Image``) for "inside ``folder``" (see ``ids_matching``); None: no folder."""
+        """One SQL condition (on ``Image``) for "inside ``folder``" (see ``ids_where``); None: no folder."""
         from sqlalchemy import and_, false, or_
 
         from .catalog import _under
@@ -281,6 +275,11 @@ class IndexStore:
         """Distinct values of one catalog column among searchable photos (e.g. "camera"), for suggestions."""
         return sorted(self.catalog.distinct_values(getattr(Image, column_name)), key=str)
 
+    def place_centres(self) -> list[tuple]:
+        """(kind, name, country code, mean latitude, mean longitude, photos) per named city and region (see
+        Catalog.place_centres)."""
+        return self.catalog.place_centres()
+
     def _searchable_sorted(self) -> np.ndarray:
         if self._sorted_ids is None:
             self._sorted_ids = np.sort(self.index.ids())
@@ -302,7 +301,7 @@ class IndexStore:
     def search(self, vectors: np.ndarray, k: int, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by inner product: (scores (n, k) float32, ids (n, k) int64), id -1 = no hit.
 
-        ``among`` (ids, e.g. from ``ids_matching``) restricts the hits to those ids, ranked as the
+        ``among`` (ids, e.g. from ``ids_where``) restricts the hits to those ids, ranked as the
         unrestricted search ranks them (scores agree to float rounding, ~1e-7).
         """
         vectors = np.asarray(vectors, dtype=np.float32)
@@ -359,7 +358,7 @@ class IndexStore:
         return count_raw(record.path for record in self.records(self.ids()) if record is not None)
 
     def info(self) -> dict:
-        """The `info --json` payload (keys documented in the README)."""
+        """The `info --json` payload (keys documented in docs/indexer.md)."""
         meta = self.catalog.get_meta()
         with self.catalog.session() as session:
             error_count = self.catalog.count(STATUS_ERROR, session)
@@ -413,7 +412,8 @@ class IndexStore:
 _RECORDS_SQL = (
     "SELECT images.id, images.relpath, images.size, images.mtime_ns, images.content_hash, images.width, "
     "images.height, images.taken_at, images.camera, images.status, images.error, roots.path, "
-    "images.latitude, images.longitude, images.country, images.region, images.city "
+    "images.latitude, images.longitude, images.country, images.region, images.city, "
+    "images.media_type, images.duration_s, images.timestamp_s, images.video_id "
     "FROM images JOIN roots ON roots.id = images.root_id WHERE images.id IN (SELECT value FROM json_each(?))"
 )
 
@@ -421,7 +421,7 @@ _RECORDS_SQL = (
 def _record_from_row(row, index_dir) -> ImageRecord:
     """An ImageRecord from a ``_RECORDS_SQL`` row (what ``to_record`` makes from ORM objects)."""
     (image_id, raw_relpath, size, mtime_ns, content_hash, width, height, taken_at, camera, status, error, root,
-     latitude, longitude, country, region, city) = row
+     latitude, longitude, country, region, city, media_type, duration_s, timestamp_s, video_id) = row
     relpath = decode_relpath(raw_relpath)
     root = root if os.path.isabs(root) else os.path.join(index_dir, root)  # IndexStore.root_path
     if isinstance(taken_at, str):  # SQLAlchemy stores DateTime in SQLite as ISO text
@@ -430,6 +430,7 @@ def _record_from_row(row, index_dir) -> ImageRecord:
         id=image_id, root=root, relpath=relpath, path=os.path.join(root, relpath), size=size, mtime=mtime_ns / 1e9,
         content_hash=content_hash, width=width, height=height, taken_at=taken_at, camera=camera, status=status,
         error=error, latitude=latitude, longitude=longitude, country=country, region=region, city=city,
+        media_type=media_type or "photo", duration_s=duration_s, timestamp_s=timestamp_s, video_id=video_id,
     )
 
 
@@ -440,7 +441,8 @@ def to_record(image: Image, root: str) -> ImageRecord:
         mtime=image.mtime_ns / 1e9, content_hash=image.content_hash, width=image.width, height=image.height,
         taken_at=image.taken_at, camera=image.camera, status=image.status, error=image.error,
         latitude=image.latitude, longitude=image.longitude, country=image.country, region=image.region,
-        city=image.city,
+        city=image.city, media_type=image.media_type or "photo", duration_s=image.duration_s,
+        timestamp_s=image.timestamp_s, video_id=image.video_id,
     )
 
 
@@ -462,13 +464,6 @@ def normalise_folder(folder) -> str | None:
     return text
 
 
-def _day_bound(value: datetime | date | None, end_of_day: bool) -> datetime | None:
-    """A naive datetime to compare capture times with (wall-clock times, no zones); a date is its whole day."""
-    if value is None or isinstance(value, datetime):
-        return value.replace(tzinfo=None) if value is not None and value.tzinfo else value
-    if isinstance(value, date):
-        return datetime.combine(value, time.max if end_of_day else time.min)
-    raise TypeError(f"expected a datetime or date, got {value!r}")
 
 
 def _size(path: Path) -> int:
@@ -507,7 +502,7 @@ def index_model(index_dir: Path | str, model: str | None = None, adapter: str | 
     if model is None and meta.get("model_id"):
         model, adapter = meta["model_id"], adapter or _recorded_adapter(Path(index_dir), meta)
     runtime = runtime or runtime_for(meta.get("quantization"))
-    return resolve_local(model), resolve_local(adapter), runtime
+    return ModelRef.canonical_of(model), ModelRef.canonical_of(adapter), runtime
 
 
 def open_index(index_dir: Path | str, model: str | None = None, adapter: str | None = None, device=None,

@@ -5,7 +5,7 @@ index file left behind by a crash up to date with the catalog.
 """
 from __future__ import annotations
 
-import sys
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +14,8 @@ import numpy as np
 from .catalog import Catalog
 from .errors import os_problem
 from .vectors import INDEX_FILE, VectorIndex, choose_index_type, lists_for
+
+logger = logging.getLogger(__name__)
 
 RECALL_K = 10
 RECALL_QUERIES = 200
@@ -137,7 +139,7 @@ def rebuild(catalog: Catalog, dim: int, index_type: str | None) -> VectorIndex:
         wanted = max(39 * nlist, min(TRAINING_POINTS_PER_LIST * nlist, MAX_TRAINING_POINTS))  # faiss needs 39/list
         sample = rng.choice(ids, size=min(len(ids), wanted), replace=False)
         _, training = catalog.vectors_for_ids(np.sort(sample))
-        print(f"indexer: training a {kind} index on {len(training)} of {count} vectors", file=sys.stderr)
+        logger.info(f"indexer: training a {kind} index on {len(training)} of {count} vectors")
         index = VectorIndex.trained(kind, dim, training, count)
     for ids, vectors in catalog.iter_ok_vectors():
         index.add(ids, vectors)

@@ -13,17 +13,19 @@ beside the model; ``MME5_GPU_SEARCH=0`` keeps it on the CPU.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Callable
 
 import faiss
 import numpy as np
 
-from .atomic import write_atomic
+from mme5.atomic import write_atomic
 from .errors import VectorFileError
+
+logger = logging.getLogger(__name__)
 
 INDEX_FILE = "vectors.faiss"
 AUTO_IVF_THRESHOLD = 100_000  # up to here exact search is fast enough and memory is dim*4 bytes/image
@@ -309,8 +311,8 @@ class VectorIndex:
             device = _torch_gpu_for(self.kind, self.ntotal, self.dim)
             if device is not None:
                 self._gpu_copy = TorchFlatSearch.from_index(self.index, device)
-                print(f"indexer: searching {self.ntotal} vectors on {device} (float16, "
-                      f"{self._gpu_copy.nbytes / 2**30:.1f} GiB)", file=sys.stderr)
+                logger.info(f"indexer: searching {self.ntotal} vectors on {device} (float16, "
+                            f"{self._gpu_copy.nbytes / 2**30:.1f} GiB)")
             elif self.ntotal >= GPU_SEARCH_MIN and not _zero_gpu() and faiss.get_num_gpus() > 0:
                 try:
                     self._gpu_copy = faiss.index_cpu_to_all_gpus(self.index)
@@ -369,7 +371,9 @@ def _zero_gpu() -> bool:
 
 def _torch_gpu_for(kind: str, count: int, dim: int):
     """The CUDA device to search on with torch, or None (no GPU, switched off, not flat, does not fit)."""
-    if os.environ.get(GPU_SEARCH_ENV, "").strip().lower() in ("0", "false", "no", "off"):
+    from mme5.settings import Settings
+
+    if Settings.from_env().gpu_search is False:
         return None
     if _zero_gpu():  # the GPU exists only inside @spaces.GPU calls: CUDA must not start in the main process
         return None

@@ -15,9 +15,9 @@ mounted at the same place), it is watched again and re-scanned.
 """
 from __future__ import annotations
 
+import logging
 import os
 import stat
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,6 +28,8 @@ from .build import BuildSummary, build_index
 from .catalog import CATALOG_FILE, Catalog
 from .errors import BadRootError, IndexLockedError
 from .files import root_key
+
+logger = logging.getLogger(__name__)
 
 QUIET_S = 1.0  # no new event for this long: the burst is over
 STABLE_S = 1.0  # a file's size and mtime unchanged for this long: it is no longer being written
@@ -100,7 +102,7 @@ class Watcher:
         self.stable = stable
         self.show_progress = show_progress
         self.build_options = build_options
-        self.log = log or (lambda message: print(f"indexer watch: {message}", file=sys.stderr, flush=True))
+        self.log = log or (lambda message: logger.info(f"indexer watch: {message}"))
         self.stop_event = threading.Event()
         self.state = WatchState()
 

@@ -7,6 +7,7 @@ import os
 from importlib import import_module
 
 from .errors import ImageError, InputError, MME5Error, ModelLoadError
+from .model_ref import ModelRef, ModelRefError
 
 # Apple GPUs: ops MPS lacks run on the CPU instead of failing. torch reads this once, when it is first imported.
 os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
@@ -25,6 +26,8 @@ __all__ = [
     "MME5Error",
     "MME5_MODEL_ID",
     "ModelLoadError",
+    "ModelRef",
+    "ModelRefError",
     "default_model_id",
     "load_embedder",
 ]

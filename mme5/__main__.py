@@ -8,6 +8,7 @@ Examples:
   python -m mme5 embed --model models/tiny --image photo.jpg
   python -m mme5 embed --model models/tiny --image photo.jpg --text "but at night"   # composed query
   python -m mme5 embed --model models/tiny-siglip --text "a dog" --runtime onnx      # ONNX Runtime (CPU)
+  python -m mme5 settings                                    # every MME5_* environment variable, and its value
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--layout", choices=["save_pretrained", "hub"], default="save_pretrained",
                       help="hub: the published checkpoint's files, class names and config formats (mme5/replica.py)")
     tiny.add_argument("--seed", type=int, default=0)
+    commands.add_parser("settings", help="list every MME5_* environment variable: value, default, meaning")
     return parser
 
 
@@ -72,6 +74,12 @@ def run_embed(args) -> int:
 
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "settings":
+        from .settings import Settings, table
+
+        Settings.from_env()  # a malformed value is an error naming it
+        print(table())
+        return 0
     if args.command == "tiny":
         if args.layout == "hub":
             from .replica import build_replica

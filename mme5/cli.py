@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import signal
 import sys
 import threading
@@ -19,6 +20,8 @@ from .errors import MME5Error
 
 OK, ERROR, USAGE, INTERRUPTED = 0, 1, 2, 130
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO, errno.EMFILE}
+#: The repo's packages: library modules log under these names (``logging.getLogger(__name__)``), never print.
+PACKAGES = ("mme5", "indexer", "search_app", "synth", "trainer")
 
 
 class UsageError(MME5Error):
@@ -47,6 +50,33 @@ def held_interrupts() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes each message, as it is, to whatever ``sys.stderr`` is when it is logged (tests swap it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler.__init__ assigns it; the current sys.stderr is always used
+        pass
+
+
+def show_messages(level: int = logging.INFO) -> None:
+    """Print the packages' log messages on stderr, one plain line each (no level or logger prefix): the
+    commands and the app call this once, so users see the same lines the library used to print. Idempotent."""
+    for name in PACKAGES:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET or logger.level > level:
+            logger.setLevel(level)
+        if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
+            logger.addHandler(_StderrHandler())
+
+
 def is_environment_error(error: BaseException) -> bool:
     """Disk full, read-only file system, permission denied ...: the machine refused, the code did not fail."""
     return isinstance(error, OSError) and error.errno in ENVIRONMENT_ERRNOS
@@ -59,8 +89,10 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None,
 
     ``escape`` makes a message safe for a terminal (e.g. the indexer's ``printable``, which
     escapes control characters that file names can carry); it is applied to each line, so a
-    message's own line breaks stay line breaks, as every command prints them.
+    message's own line breaks stay line breaks, as every command prints them. The packages' log
+    messages go to stderr (``show_messages``).
     """
+    show_messages()
     try:
         return main(argv)
     except SystemExit:

@@ -19,7 +19,6 @@ padded differently are grouped by padding pattern (one host sync per vision forw
 """
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 from dataclasses import dataclass
@@ -40,11 +39,11 @@ def wanted(device: torch.device | str, fast_attention: bool | None = None) -> bo
     """On by default on CUDA; ``fast_attention`` (True/False) wins, then ``MME5_FAST_ATTENTION`` (0/1)."""
     if fast_attention is not None:
         return bool(fast_attention)
-    env = os.environ.get(ENV, "").strip().lower()
-    if env in ("0", "false", "no", "off"):
-        return False
-    if env in ("1", "true", "yes", "on"):
-        return True
+    from .settings import Settings
+
+    env = Settings.from_env().fast_attention
+    if env is not None:
+        return env
     return torch.device(device).type == "cuda"
 
 

@@ -6,9 +6,11 @@ The indexer asks ``batch_size_for`` before its first batch and says on stderr wh
 """
 from __future__ import annotations
 
-import sys
+import logging
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 GIB = 1024**3
 #: Peak activation bytes per image ÷ (tiles × tokens per tile × vision width × dtype bytes).
@@ -60,6 +62,7 @@ def fit_batch_size(embedder, requested: int, verbose: bool = True) -> int:
     available = free_bytes(embedder.device)
     chosen = batch_size_for(available, per_image, requested)
     if chosen < requested and verbose:
-        print(f"mme5: batch size {requested} would need ~{(requested * per_image + RESERVE_BYTES) / GIB:.1f} GiB of "
-              f"GPU memory, {available / GIB:.1f} GiB free: using batch size {chosen}", file=sys.stderr, flush=True)
+        logger.warning(f"mme5: batch size {requested} would need "
+                       f"~{(requested * per_image + RESERVE_BYTES) / GIB:.1f} GiB of GPU memory, "
+                       f"{available / GIB:.1f} GiB free: using batch size {chosen}")
     return chosen

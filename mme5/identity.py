@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import sys
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 IDENTITY_VERSION = 2  # fingerprints before this named the model by path (see indexer.space)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -28,26 +31,21 @@ PROGRESS_MIN_BYTES = 256 * 1024**2
 _VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "base_model_name_or_path"}
 
 
-def user_cache_dir() -> Path:
-    """Per-user cache for things derived from models (digests): $MME5_CACHE_DIR, else $XDG_CACHE_HOME/mme5."""
-    explicit = os.environ.get("MME5_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mme5"
-
-
 def locate_model(model: str, revision: str | None = None) -> Path | None:
     """The folder holding ``model``'s files: a local folder, or the hub cache snapshot of a hub id."""
-    path = Path(model).expanduser()
-    if path.is_dir():
-        return path.resolve()
-    if model.startswith((".", "/", "~")) or model.count("/") != 1:
+    from .model_ref import ModelRef, ModelRefError
+
+    try:
+        ref = ModelRef.parse(model)
+    except ModelRefError:  # an in-memory model's name
         return None
+    if ref.is_local:
+        return ref.path if ref.path.is_dir() else None
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return None
-    found = try_to_load_from_cache(model, "config.json", revision=revision)
+    found = try_to_load_from_cache(ref.canonical, "config.json", revision=revision)
     return Path(found).parent if isinstance(found, str) else None
 
 
@@ -121,6 +119,8 @@ def file_sha256(path: Path) -> str:
         return noted
     if stat.st_size < CACHE_MIN_BYTES:
         return _hash(real, stat.st_size)
+    from .settings import user_cache_dir
+
     entry = user_cache_dir() / "digests" / (hashlib.sha256(str(real).encode()).hexdigest()[:32] + ".json")
     key = {"path": str(real), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     try:
@@ -136,8 +136,8 @@ def file_sha256(path: Path) -> str:
         entry.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(entry, json.dumps({**key, "sha256": digest}).encode())
     except OSError as error:  # a read-only home only costs a re-hash next time
-        print(f"mme5: could not cache the digest of {real} in {entry.parent} ({error}); it will be computed again "
-              "next start (set MME5_CACHE_DIR to a writable folder)", file=sys.stderr)
+        logger.warning(f"mme5: could not cache the digest of {real} in {entry.parent} ({error}); it will be computed "
+                       "again next start (set MME5_CACHE_DIR to a writable folder)")
     return digest
 
 

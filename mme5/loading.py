@@ -1,8 +1,8 @@
 """One factory that turns a model name or folder into a ready Embedder."""
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -10,6 +10,9 @@ import torch
 from . import registry
 from .embedder import Embedder
 from .errors import ModelLoadError
+from .model_ref import ModelRef, ModelRefError
+
+logger = logging.getLogger(__name__)
 
 MME5_MODEL_ID = "intfloat/mmE5-mllama-11b-instruct"
 CPU_MODEL_ID = "google/siglip-base-patch16-256-multilingual"
@@ -55,13 +58,18 @@ def _resolve(model: str, revision: str | None) -> tuple[str, object]:
     """(where to load from, config). Fails fast, with help, for unreachable hub ids."""
     from transformers import AutoConfig
 
-    path = Path(model).expanduser()
-    if path.exists():
+    try:
+        ref = ModelRef.parse(model)
+    except ModelRefError as error:
+        raise ModelLoadError(str(error)) from None
+    if ref.is_local:
+        path = ref.path
+        if not path.exists():
+            raise ModelLoadError(f"{model}: model folder not found")
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{path}: no config.json here; point --model at a folder written by save_pretrained")
         return str(path), AutoConfig.from_pretrained(path)
-    if model.startswith((".", "/", "~")) or model.count("/") > 1:
-        raise ModelLoadError(f"{model}: model folder not found")
+    model = ref.canonical
     try:  # already in the local Hugging Face cache: no network needed
         return model, AutoConfig.from_pretrained(model, revision=revision, local_files_only=True)
     except Exception:  # noqa: BLE001 - not cached; try the hub below
@@ -116,7 +124,7 @@ def load_embedder(
     if model is None:
         model = default_model_id(device)
         if verbose:
-            print(f"mme5: no --model given; using {model} on {device}", file=sys.stderr)
+            logger.info(f"mme5: no --model given; using {model} on {device}")
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     dtype = dtype or default_dtype(device)

@@ -26,6 +26,8 @@ import torch
 
 from .dual_encoder import DualEncoderBackbone
 
+logger = logging.getLogger(__name__)
+
 EXPORT_VERSION = "1"  # bump when the exported graphs change, so old caches are not reused
 OPSET = 17
 TOWERS = ("vision", "text")
@@ -38,8 +40,9 @@ def onnxruntime_available() -> bool:
 
 def cache_root() -> Path:
     """``$MME5_CACHE_DIR`` or ``$XDG_CACHE_HOME/mme5`` (default ``~/.cache/mme5``), plus ``/onnx``."""
-    base = os.environ.get("MME5_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mme5"
-    return Path(base).expanduser() / "onnx"
+    from .settings import user_cache_dir
+
+    return user_cache_dir() / "onnx"
 
 
 def content_digests(source: str, adapter: str | None, revision: str | None) -> tuple[str, str | None] | None:
@@ -136,7 +139,7 @@ def export(backbone: DualEncoderBackbone, folder: Path, note: str = "") -> Path:
     _clean_stale(folder.parent, folder.name)
     temp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        print(f"mme5: exporting {note or 'the model'} to ONNX once (later starts reuse {folder})", file=sys.stderr)
+        logger.info(f"mme5: exporting {note or 'the model'} to ONNX once (later starts reuse {folder})")
         for tower in tqdm(TOWERS, desc="mme5: ONNX export", unit="tower", file=sys.stderr, dynamic_ncols=True):
             _export_tower(backbone, tower, temp / f"{tower}.onnx")
         (temp / "export.json").write_text(json.dumps(
@@ -158,7 +161,7 @@ def quantized(folder: Path, tower: str) -> Path:
         return target
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    print(f"mme5: quantising the {tower} tower to int8 (once)", file=sys.stderr)
+    logger.info(f"mme5: quantising the {tower} tower to int8 (once)")
     handle, temp = tempfile.mkstemp(prefix=f".{tower}.int8.", suffix=".onnx", dir=folder)
     os.close(handle)
     logging.disable(logging.WARNING)  # its "consider pre-processing" advice is for static quantisation

@@ -14,8 +14,6 @@ web server answers from a pool of threads.
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import threading
 import time
 import warnings
@@ -34,23 +32,18 @@ BUCKETS_ENV = "MME5_QUERY_BUCKETS"  # e.g. "32,64": fewer lengths, shorter warm-
 
 def default_buckets() -> tuple[int, ...]:
     """BUCKETS, or the lengths in MME5_QUERY_BUCKETS; a malformed value is an error that says what to write."""
-    value = os.environ.get(BUCKETS_ENV, "").strip()
-    if not value:
-        return BUCKETS
-    try:
-        buckets = tuple(sorted({int(part) for part in value.split(",") if part.strip()}))
-    except ValueError:
-        buckets = ()
-    if not buckets or buckets[0] < 1:
-        raise ValueError(f"{BUCKETS_ENV}={value!r}: give token lengths separated by commas, e.g. 32,64,256")
-    return buckets
+    from .settings import Settings
+
+    return Settings.from_env().query_buckets or BUCKETS
 
 
 
 
 def eager_reason(device: torch.device | str) -> str | None:
     """Why queries must stay eager here, or None if compiling is allowed."""
-    if os.environ.get(ENV, "").strip().lower() in ("0", "false", "no", "off"):
+    from .settings import Settings
+
+    if Settings.from_env().compile_queries is False:
         return f"{ENV}=0"
     if on_zero_gpu():
         return "Hugging Face ZeroGPU (SPACES_ZERO_GPU) does not keep CUDA graphs between calls"
@@ -157,7 +150,5 @@ class QueryCompiler:
                        f"{','.join(map(str, self.buckets))}; warm-up {seconds:.1f} s")
         else:
             message = f"mme5: text queries run eagerly ({self.reason})"
-        log.info("%s", message)
-        if verbose:
-            print(message, file=sys.stderr, flush=True)
+        log.log(logging.INFO if verbose else logging.DEBUG, "%s", message)
         return seconds

@@ -87,7 +87,7 @@ class BackboneSpec:
     paper_dim: int | None = None  # embedding size of the published model whose paper figures we compare to
     tiny_builder: str = ""  # function in mme5.tiny that builds a few-MB random model of this family
     # Least cosine similarity joining two photos into a similar-photo group (indexer/similar.py). 0.95 is a
-    # placeholder until ``python -m benchmarks.calibrate_similar`` is run on the real checkpoint (see README).
+    # placeholder until ``python -m benchmarks.calibrate_similar`` is run on the real checkpoint (see docs/app.md, "Similar-photo groups").
     similar_threshold: float = 0.95
 
     def backbone_type(self):

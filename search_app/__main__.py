@@ -36,34 +36,37 @@ TINY = "tiny"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    env = os.environ.get
-    on_spaces = bool(env("SPACE_ID"))
+    from mme5.settings import Settings
+
+    env = Settings.from_env()  # every MME5_* variable, checked: a bad one is a sentence naming it
+    on_spaces = bool(os.environ.get("SPACE_ID"))
     parser = argparse.ArgumentParser(
         prog="python app.py", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n", 2)[2],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--index", default=env("MME5_INDEX"),
+    parser.add_argument("--index", default=env.index,
                         help="index folder, or hf://datasets/USER/NAME[@REVISION] for one published with `python -m "
                              "indexer push` (downloaded once into the Hugging Face cache, served read-only) "
                              "[env MME5_INDEX; default: the indexer's default, or a cache folder with --tiny]")
-    parser.add_argument("--model", default=env("MME5_MODEL"),
+    parser.add_argument("--model", default=env.model,
                         help="hub id or local folder; 'tiny' = offline smoke mode [env MME5_MODEL; default: the "
                              "model the index was built with, else mmE5 on a big GPU / SigLIP on CPU]")
-    parser.add_argument("--adapter", default=env("MME5_ADAPTER"), help="peft adapter folder [env MME5_ADAPTER]")
-    parser.add_argument("--device", default=env("MME5_DEVICE"), help="cpu, cuda, cuda:1 ... [env MME5_DEVICE]")
-    parser.add_argument("--runtime", default=env("MME5_RUNTIME"), choices=RUNTIME_CHOICES,
+    parser.add_argument("--adapter", default=env.adapter, help="peft adapter folder [env MME5_ADAPTER]")
+    parser.add_argument("--device", default=env.device, help="cpu, cuda, cuda:1 ... [env MME5_DEVICE]")
+    parser.add_argument("--runtime", default=env.runtime, choices=RUNTIME_CHOICES,
                         help=f"{RUNTIME_HELP} [env MME5_RUNTIME]")
-    parser.add_argument("--photos", default=env("MME5_PHOTOS", str(SAMPLE_PHOTOS)),
+    parser.add_argument("--photos", default=env.photos or str(SAMPLE_PHOTOS),
                         help="folder indexed when the index does not exist yet [env MME5_PHOTOS; default: assets/photos]")
-    parser.add_argument("--tiny", action="store_true", default=env("MME5_MODEL") == TINY,
+    parser.add_argument("--tiny", action="store_true", default=env.model == TINY,
                         help="offline smoke mode: build a tiny random-weight model (results are meaningless)")
-    parser.add_argument("--host", default=env("MME5_HOST", "0.0.0.0" if on_spaces else "127.0.0.1"),
+    parser.add_argument("--host", default=env.host or ("0.0.0.0" if on_spaces else "127.0.0.1"),
                         help="address to bind [env MME5_HOST; default 127.0.0.1, 0.0.0.0 on Spaces]")
-    parser.add_argument("--port", type=int, default=int(env("MME5_PORT") or env("GRADIO_SERVER_PORT") or 7860),
+    parser.add_argument("--port", type=int, default=env.port if env.port is not None
+                        else int(os.environ.get("GRADIO_SERVER_PORT") or 7860),
                         help="port [env MME5_PORT; default 7860]")
-    parser.add_argument("--share", action="store_true", default=env("MME5_SHARE", "") == "1",
+    parser.add_argument("--share", action="store_true", default=bool(env.share),
                         help="also open a public *.gradio.live link [env MME5_SHARE=1]")
-    parser.add_argument("--auth-file", default=env("MME5_AUTH_FILE"),
+    parser.add_argument("--auth-file", default=env.auth_file,
                         help="users file (NAME:argon2-hash lines) written by `python -m search_app add-user NAME` "
                              "[env MME5_AUTH_FILE; default: that command's file when it exists]; also "
                              "env MME5_AUTH=user:password for one login from a secret")
@@ -71,28 +74,28 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also answer requests addressed to this host name (a reverse proxy's or a LAN name); "
                              "repeat for several. Loopback names, IP addresses and --host are always allowed; "
                              "other names are refused against DNS rebinding [env MME5_ALLOWED_HOSTS=a,b]")
-    parser.add_argument("--allow-anonymous", action="store_true", default=env("MME5_ALLOW_ANONYMOUS", "") == "1",
+    parser.add_argument("--allow-anonymous", action="store_true", default=bool(env.allow_anonymous),
                         help="serve without login on a network address or --share (anyone who finds the address "
                              "sees every photo) [env MME5_ALLOW_ANONYMOUS=1]")
-    parser.add_argument("--watch", action="store_true", default=env("MME5_WATCH", "") == "1",
+    parser.add_argument("--watch", action="store_true", default=bool(env.watch),
                         help="keep the index current while serving: new, changed, moved and deleted photos in the "
                              "indexed folders are indexed after each burst (as `python -m indexer watch`) "
                              "[env MME5_WATCH=1]")
-    parser.add_argument("--poll", type=float, default=float(env("MME5_POLL") or 0) or None, metavar="SECONDS",
+    parser.add_argument("--poll", type=float, default=env.poll or None, metavar="SECONDS",
                         help="with --watch: rescan every SECONDS instead of waiting for file events (network "
                              "mounts) [env MME5_POLL]")
-    parser.add_argument("--concurrency", type=int, default=int(env("MME5_CONCURRENCY") or 1),
+    parser.add_argument("--concurrency", type=int, default=env.concurrency or 1,
                         help="queries run at once on the model; others wait in the queue [env MME5_CONCURRENCY; "
                              "default 1]")
-    parser.add_argument("--api-queue", type=int, default=int(env("MME5_API_QUEUE") or 256),
+    parser.add_argument("--api-queue", type=int, default=256 if env.api_queue is None else env.api_queue,
                         help="REST requests (/api/v1) that may wait beyond --concurrency; more answer 503 with "
                              "Retry-After at once [env MME5_API_QUEUE; default 256]")
-    parser.add_argument("--page-size", type=int, default=int(env("MME5_PAGE_SIZE") or 24),
+    parser.add_argument("--page-size", type=int, default=env.page_size or 24,
                         help="photos per page in the UI [env MME5_PAGE_SIZE; default 24]")
-    parser.add_argument("--cache-max-gb", type=_positive, default=env("MME5_CACHE_MAX_GB", f"{DEFAULT_MAX_GB:g}"),
+    parser.add_argument("--cache-max-gb", type=_positive, default=env.cache_max_gb or DEFAULT_MAX_GB,
                         metavar="GB", help="previews, copies of originals, album zips and uploads kept in the cache "
                         "folder: the oldest go beyond this size [env MME5_CACHE_MAX_GB; default %(default)s]")
-    parser.add_argument("--cache-max-days", type=_positive, default=env("MME5_CACHE_MAX_DAYS", f"{DEFAULT_MAX_DAYS:g}"),
+    parser.add_argument("--cache-max-days", type=_positive, default=env.cache_max_days or DEFAULT_MAX_DAYS,
                         metavar="DAYS", help="cache files not used for this long are removed (checked at start and "
                         "hourly) [env MME5_CACHE_MAX_DAYS; default %(default)s]")
     return parser
@@ -258,7 +261,9 @@ def serve(argv=None) -> int:
     from .limits import MAX_UPLOAD_BYTES
     from .private import private_dir
 
-    auth = load_auth(args.auth_file, os.environ.get("MME5_AUTH"))
+    from mme5.settings import Settings
+
+    auth = load_auth(args.auth_file, Settings.from_env().auth)
     check_exposure(args, auth)
     # Gradio copies every preview and upload into its cache folder: keep it private too (0700), not /tmp/gradio.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(private_dir(cache_home() / "gradio")))

@@ -59,8 +59,8 @@ OPTIONS = (
     Option("dates_in_text", True, lambda: gr.Checkbox(label="dates_in_text", value=True),
            "read a date typed into the text (\"Strand im Juli 2023\") as the date filter (query_dates in the answer)"),
     Option("places_in_text", True, lambda: gr.Checkbox(label="places_in_text", value=True),
-           "read the name of an indexed place typed into the text (\"praia em Lisboa\") as the place filter "
-           "(query_place in the answer)"),
+           "read the name of an indexed place typed into the text (\"praia em Lisboa\") as the place filter, "
+           "\"near Lisbon\" / \"within 5 km of Lisbon\" as the near filter (query_place in the answer)"),
 )
 # Parameter order: the first three filters sit where the first API version had them (positional callers).
 _LEGACY_FILTERS = ("folder", "date_from", "date_to")

@@ -93,6 +93,8 @@ def add_user_cli(argv: list[str]) -> int:
     """``python -m search_app add-user NAME [--auth-file FILE]``: asks for the password twice, never echoes it."""
     import argparse
 
+    from mme5.settings import Settings
+
     parser = argparse.ArgumentParser(
         prog="python -m search_app add-user", description="Add a user who may log in to the app, or change a "
         "user's password. The password is asked twice and never echoed.",
@@ -101,7 +103,7 @@ def add_user_cli(argv: list[str]) -> int:
                "  python app.py --host 0.0.0.0 --auth-file /etc/mme5/users",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", help="user name (no spaces, ':' or '#')")
-    parser.add_argument("--auth-file", type=Path, default=os.environ.get("MME5_AUTH_FILE") or default_users_file(),
+    parser.add_argument("--auth-file", type=Path, default=Settings.from_env().auth_file or default_users_file(),
                         help=f"users file to update [env MME5_AUTH_FILE; default {default_users_file()}]")
     args = parser.parse_args(argv)
     if not NAME.match(args.name):

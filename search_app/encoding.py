@@ -60,7 +60,7 @@ def _unchanged(function: Callable) -> Callable:
 
 
 def push_away(vector: np.ndarray, negatives: np.ndarray, strength: float = 1.0) -> np.ndarray:
-    """The query minus its "without" vectors, renormalised (chosen by measurement: see the README).
+    """The query minus its "without" vectors, renormalised (chosen by measurement: see docs/search-design.md).
 
     q' = q − strength · Σ nᵢ, scaled back to unit length: scores stay cosines and the index needs nothing new.
     """

@@ -23,6 +23,7 @@ from .live import RELOAD_INTERVAL, LiveIndex, slow_reload_gap as _slow_reload_ga
 from .options import MAX_K, SORTS, SearchOptions
 from .paths import PathGuard, PathNotAllowedError
 from .query_dates import find_dates
+from .query_near import find_near
 from .query_places import PlaceNames
 from .ranking import IndexChangedError, rank, resolve_filters, strong_cutoff, suggestions
 from .results import SearchPage, SearchResult
@@ -138,7 +139,7 @@ class SearchEngine:
         record = self.record(image_id)
         if exclude_self:
             options["exclude"] = (*SearchOptions.parse(exclude=options.get("exclude")).exclude, record.id)
-        return self.search(image=str(self.image_file(record)), **options)
+        return self.search(image=self.query_image(record), **options)
 
     def search(self, text: str | None = None, image=None, **options) -> SearchPage:
         """Text, image or composed query, by which of ``text`` / ``image`` are given."""
@@ -149,7 +150,7 @@ class SearchEngine:
         opened = self._live.current()  # one model+index pair for encoding and ranking
         vector = self._encoder.encode(opened.embedder, text=embedded, image=image, without=tuple(opts.without))
         encoded = time.perf_counter()
-        page = self._rank(opened, vector, opts)
+        page = self._rank(opened, vector, opts, text=embedded if image is None else None)
         return dataclasses.replace(
             page, query_seconds=encoded - started, search_seconds=time.perf_counter() - encoded,
             options=opts.__dict__, query_dates=dates.to_json() if dates else None,
@@ -172,19 +173,24 @@ class SearchEngine:
 
     def read_query_places(self, text: str | None, opts: SearchOptions):
         """(options, place found or None, text to embed): the name of an indexed place typed in the text becomes
-        the place filter (see query_places). Only when no place filter is set already and ``opts.places_in_text``;
-        an index without places costs one dictionary look-up."""
+        the place filter (see query_places), "near Lisbon" / "within 5 km of Lisbon" the ``near`` filter (see
+        query_near). Only when ``opts.places_in_text`` and that filter is not set already; an index without
+        places costs one dictionary look-up."""
         check_length(text)
-        if not (opts.places_in_text and opts.place is None and isinstance(text, str) and text.strip()):
+        if not (opts.places_in_text and (opts.place is None or opts.near is None) and isinstance(text, str)
+                and text.strip()):
             return opts, None, text
         opened = self._live.current()
         names = opened.facts.get("place_names")
         if names is None:
-            names = opened.facts["place_names"] = PlaceNames(suggestions(opened, BY_NAME["place"]))
-        place = names.find(text)
+            names = opened.facts["place_names"] = PlaceNames.for_store(opened.store,
+                                                                       suggestions(opened, BY_NAME["place"]))
+        place = find_near(text, names) if opts.near is None else None
+        if place is None and opts.place is None:
+            place = names.find(text)
         if place is None:
             return opts, None, text
-        return dataclasses.replace(opts, place=place.place), place, place.rest or text
+        return dataclasses.replace(opts, **place.filters), place, place.rest or text
 
     def encode_query(self, text: str | None = None, image=None, without: Sequence[str] = ()) -> np.ndarray:
         """The (1, dim) query vector; keep it to fetch further pages with ``rank`` without the model."""
@@ -212,6 +218,20 @@ class SearchEngine:
                 return preview
         return path
 
+    def query_image(self, record):
+        """What "more like this" encodes for an indexed record: its file (``image_file``); for a video hit the
+        frame at its second (a PIL image). ImageError when the video cannot be read any more."""
+        if record.media_type != "video":
+            return str(self.image_file(record))
+        from indexer.video import VideoError, frame_at
+        from mme5.errors import ImageError
+
+        path = self.servable_path(record.path)
+        try:
+            return frame_at(str(path), record.timestamp_s or 0.0, 1024)
+        except VideoError as error:
+            raise ImageError(str(path), error.reason) from None
+
     def servable_path(self, path: str | os.PathLike) -> Path:
         """Resolved path if it may be served (inside an indexed root or the assets), else PathNotAllowedError."""
         return self._live.current().guard.check(path)
@@ -234,16 +254,18 @@ class SearchEngine:
         }
 
     # -- ranking ---------------------------------------------------------------------------------
-    def rank(self, vector: np.ndarray, opts: SearchOptions, generation: int | None = None) -> SearchPage:
+    def rank(self, vector: np.ndarray, opts: SearchOptions, generation: int | None = None,
+             text: str | None = None) -> SearchPage:
         """One page of the ranking for an already-encoded query vector (1, dim); see ``ranking.rank``.
 
         ``generation`` (from the first page) makes a further page an IndexChangedError once a
-        build changed the index."""
-        return self._rank(self._live.current(), vector, opts, generation)
+        build changed the index; ``text`` (the typed words) puts photos whose words match them first."""
+        return self._rank(self._live.current(), vector, opts, generation, text)
 
-    def _rank(self, opened, vector: np.ndarray, opts: SearchOptions, generation: int | None = None) -> SearchPage:
+    def _rank(self, opened, vector: np.ndarray, opts: SearchOptions, generation: int | None = None,
+              text: str | None = None) -> SearchPage:
         opts, notes = resolve_filters(opened, opts)
-        return rank(opened, vector, opts, self.min_window, generation=generation, notes=notes)
+        return rank(opened, vector, opts, self.min_window, generation=generation, notes=notes, text=text)
 
     def strong_cutoff(self, vector: np.ndarray) -> float:
         """The score a hit must beat to count as a strong match for this query (see ranking.strong_cutoff)."""

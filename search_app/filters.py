@@ -2,7 +2,7 @@
 
 ``SearchOptions`` (fields and parsing), the catalog query that restricts a search up front,
 the engine's test of each hit, the HTTP API's parameters and the UI's filter boxes are all
-derived from ``FILTERS``; adding a filter means adding one ``Filter`` here (see the README's
+derived from ``FILTERS``; adding a filter means adding one ``Filter`` here (see docs/contributing.md's
 developer notes for the diff that added the camera filter).
 """
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import Any, Callable
 from indexer.catalog import Image
 from indexer.store import normalise_folder
 
+from . import geo
+
 
 @dataclass(frozen=True)
 class Filter:
@@ -23,14 +25,16 @@ class Filter:
     ``where(value, store)`` gives SQL conditions on ``indexer.catalog.Image`` (the restricted search);
     ``keep(record, value)`` answers the same question for one catalog record (hits filtered as they come).
     ``suggest(store)`` lists values worth offering (UI suggestions, "no folder called X");
-    ``resolve(value, suggestions)`` maps a typed value onto an indexed one (e.g. case-insensitively)."""
+    ``resolve(value, suggestions)`` maps a typed value onto an indexed one (e.g. case-insensitively).
+    ``keep`` None: a question only the catalog answers (has_text); a search with such a filter lists the
+    photos passing the filters up front however many they are (``catalog_only``)."""
 
     name: str
     label: str
     help: str
     parse: Callable[[Any], Any]
     where: Callable[[Any, Any], list]
-    keep: Callable[[Any, Any], bool]
+    keep: Callable[[Any, Any], bool] | None
     placeholder: str = ""
     suggest: Callable[[Any], list[str]] | None = None
     resolve: Callable[[Any, list[str]], Any] | None = None
@@ -146,8 +150,45 @@ def _place_keep(record, place: str) -> bool:
     return any((value or "").casefold() == wanted for value in (record.country, record.region, record.city))
 
 
+def _parse_flag(value) -> bool | None:
+    """A yes/no filter: on (True) or off (None)."""
+    if value is None or value is False or (isinstance(value, str) and value.strip().lower() in ("", "0", "no", "false",
+                                                                                              "off")):
+        return None
+    if value is True or (isinstance(value, str) and value.strip().lower() in ("1", "yes", "true", "on")):
+        return True
+    raise ValueError(f"has_text {value!r} is not yes or no: use yes (only photos with text in them) or leave it empty")
+
+
+def _has_text_sql(_value, store) -> list:
+    from indexer.fulltext import has_text_condition
+
+    return [has_text_condition(store.catalog)]
+
+
 def _places_present(store) -> list[str]:
     return sorted({value for column in ("city", "region", "country") for value in store.distinct(column)})
+
+
+MEDIA_TYPES = ("photo", "video")
+
+
+def _parse_media(value) -> str | None:
+    text = _text(value)
+    if text is None:
+        return None
+    kind = {"photos": "photo", "image": "photo", "images": "photo", "videos": "video"}.get(text.lower(), text.lower())
+    if kind not in MEDIA_TYPES:
+        raise ValueError(f"media {value!r} is not one this app knows: use photo or video")
+    return kind
+
+
+def _media_sql(kind: str, _store) -> list:
+    from sqlalchemy import or_
+
+    if kind == "video":
+        return [Image.media_type == "video"]
+    return [or_(Image.media_type.is_(None), Image.media_type == "photo")]  # rows from before videos: photos
 
 
 FILTERS: tuple[Filter, ...] = (
@@ -201,6 +242,36 @@ FILTERS: tuple[Filter, ...] = (
         suggest=_places_present,
         resolve=_resolve_exact,
     ),
+    Filter(
+        name="near", label="Near (lat, lon, km)", placeholder="e.g. 38.72,-9.14,5",
+        help="within a distance of a point: latitude,longitude,km (great-circle distance, edge included); photos "
+             "without GPS are left out. \"within 5 km of Lisbon\" typed in the query sets it",
+        parse=geo.parse_near,
+        where=lambda near, _store: geo.bbox_sql(geo.bbox_around(near), Image.latitude, Image.longitude),
+        keep=lambda record, near: geo.within(record.latitude, record.longitude, near),
+    ),
+    Filter(
+        name="bbox", label="Map area (W, S, E, N)", placeholder="e.g. -9.25,38.69,-9.09,38.80",
+        help="inside a map rectangle: west,south,east,north in degrees (edges included; west > east crosses the "
+             "antimeridian); photos without GPS are left out",
+        parse=geo.parse_bbox,
+        where=lambda box, _store: geo.bbox_sql(box, Image.latitude, Image.longitude),
+        keep=lambda record, box: geo.in_bbox(record.latitude, record.longitude, box),
+    ),
+    Filter(
+        name="media", label="Media", placeholder="photo or video",
+        help="photos only (photo) or videos only (video); a video is found by its keyframes",
+        parse=_parse_media,
+        where=_media_sql,
+        keep=lambda record, kind: record.media_type == kind,
+    ),
+    Filter(
+        name="has_text", label="Has text", placeholder="yes",
+        help="yes: only photos with text in them (signs, screenshots, documents; read by OCR at index time)",
+        parse=_parse_flag,
+        where=_has_text_sql,
+        keep=None,
+    ),
 )
 
 BY_NAME = {item.name: item for item in FILTERS}
@@ -224,5 +295,11 @@ def sql_conditions(options, store) -> list:
 
 
 def passes(record, options) -> bool:
-    """The record test of every active filter (the same question ``sql_conditions`` asks the catalog)."""
-    return all(item.keep(record, value) for item, value in active(options))
+    """The record test of every active filter (the same question ``sql_conditions`` asks the catalog); a
+    catalog-only filter was applied up front."""
+    return all(item.keep(record, value) for item, value in active(options) if item.keep is not None)
+
+
+def catalog_only(options) -> bool:
+    """Whether an active filter has no record test (the search must list its photos up front)."""
+    return any(item.keep is None for item, _value in active(options))

@@ -18,6 +18,8 @@ import socket
 from typing import Iterable
 from urllib.parse import urlsplit
 
+from mme5.settings import Settings
+
 log = logging.getLogger(__name__)
 
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
@@ -30,7 +32,7 @@ ADVICE = ("if you reach the app under this name on purpose, start it with --allo
 def allowed_hosts(host: str, extra: Iterable[str] = (), share: bool = False, environ=os.environ) -> "HostAllowList":
     """The allow-list for an app started with ``--host host`` and ``--allowed-host`` names ``extra``."""
     names = {*LOOPBACK_NAMES, *(name.strip() for name in extra if name.strip())}
-    names |= {name.strip() for name in (environ.get("MME5_ALLOWED_HOSTS") or "").split(",") if name.strip()}
+    names |= set(Settings.from_env(environ).allowed_hosts or ())
     if environ.get("SPACE_HOST"):  # set by Hugging Face Spaces: user-space.hf.space
         names.add(environ["SPACE_HOST"])
     if host in WILDCARD_HOSTS:  # reachable from the network: under this machine's names

@@ -73,3 +73,7 @@ def check_similar_threshold(threshold: float) -> None:
 def too_many_pairs(pairs: int, threshold: float) -> LimitError:
     return LimitError(f"More than {MAX_SIMILAR_PAIRS:,} pairs of photos are similar at ≥ {threshold:g} "
                       f"(found {pairs:,} so far): raise the threshold to find near-identical photos only.")
+
+# -- map areas (search_app/geo.py: the ``near`` and ``bbox`` filters, "within 5 km of Lisbon") ----------------------
+MAX_RADIUS_KM = 20_000.0  # about half the Earth's circumference: a larger radius would be every photo with GPS
+NEAR_DEFAULT_KM = 25.0  # "near Lisbon": a city with its suburbs (reverse geocoding names photos there after the suburb)

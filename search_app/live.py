@@ -111,14 +111,14 @@ class LiveIndex:
 
 def adapted_embedder(fresh, current):
     """The base model of ``current`` with the adapter ``fresh`` names, or None if that is not the change."""
-    from indexer.store import resolve_local
+    from mme5.model_ref import ModelRef
     from mme5 import load_embedder
 
-    if resolve_local(fresh.model_id) != resolve_local(current.model_id) or fresh.adapter == current.adapter:
+    if ModelRef.canonical_of(fresh.model_id) != ModelRef.canonical_of(current.model_id) or fresh.adapter == current.adapter:
         return None
     try:
-        embedder = load_embedder(resolve_local(fresh.model_id), device=current.device,
-                                 adapter=resolve_local(fresh.adapter), runtime=current.runtime)
+        embedder = load_embedder(ModelRef.canonical_of(fresh.model_id), device=current.device,
+                                 adapter=ModelRef.canonical_of(fresh.adapter), runtime=current.runtime)
         fresh.check_embedder(embedder)
     except Exception as error:  # noqa: BLE001 - a bad adapter leaves the app serving the previous state
         log.error("index %s now uses adapter %s, which could not be loaded (%s)", fresh.index_dir, fresh.adapter,

@@ -15,7 +15,9 @@ from .errors import SearchAppError
 
 def cache_home() -> Path:
     """The app's cache folder (tiny model, smoke-mode index, previews), under the user's cache dir."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mme5-search"
+    from mme5.settings import xdg_cache_home
+
+    return xdg_cache_home() / "mme5-search"
 
 
 def data_home() -> Path:

@@ -12,7 +12,7 @@ from mme5.raw import shot_key
 from . import filters
 from .filters import naive
 from .live import Opened
-from .results import SearchPage, SearchResult, result_of, with_copy
+from .results import SearchPage, SearchResult, result_of, with_copy, with_moment
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class IndexChangedError(ValueError):
 
 
 def rank(opened: Opened, vector: np.ndarray, opts, min_window: int, generation: int | None = None,
-         notes: tuple[str, ...] = ()) -> SearchPage:
+         notes: tuple[str, ...] = (), text: str | None = None) -> SearchPage:
     """One page of the ranking for an already-encoded query vector (1, dim).
 
     Hits are fetched in a window that grows until it yields enough results. When few
@@ -40,10 +40,21 @@ def rank(opened: Opened, vector: np.ndarray, opts, min_window: int, generation: 
     never wades through the rest of the library; otherwise filters drop hits as they come.
     ``generation`` (from the first page) makes a further page an IndexChangedError once a
     build changed the index, instead of offsets into a ranking that no longer exists.
+    ``text`` (the typed query) adds the photos whose words match it ahead of the rest (search_app/text_match.py);
+    without a text hit the ranking is the vector ranking alone.
     """
     if generation is not None and generation != opened.generation:
         raise IndexChangedError("The photo index changed since this search (photos were added or removed): "
                                 "search again to see the current results.")
+    if text and opts.sort == "score":
+        from .text_match import text_first
+
+        fused = text_first(opened, vector, opts, text, lambda ids: _fetch_records(opened, ids),
+                           lambda record: record is not None and record.id not in set(opts.exclude)
+                           and _passes(record, opts, opened.guard.batch()),
+                           lambda page_opts: rank(opened, vector, page_opts, min_window, generation, notes))
+        if fused is not None:
+            return fused
     if sort_by_score := opts.sort == "score":
         page_needed = opts.offset + opts.k + 1  # one extra tells whether a next page exists
     else:
@@ -111,8 +122,9 @@ def _few_matching_ids(store, opts) -> np.ndarray | None:
     """Ids of the photos passing the filters if there are at most FEW_MATCHES; else None."""
     if not opts.filters_on:
         return None
-    found = store.ids_where(filters.sql_conditions(opts, store), limit=FEW_MATCHES + 1)
-    if len(found) > FEW_MATCHES:
+    everything = filters.catalog_only(opts)  # no record test to filter hits as they come: list them all
+    found = store.ids_where(filters.sql_conditions(opts, store), limit=None if everything else FEW_MATCHES + 1)
+    if len(found) > FEW_MATCHES and not everything:
         return None
     if opts.exclude:
         found = np.setdiff1d(found, np.asarray(opts.exclude, dtype=np.int64))
@@ -159,10 +171,17 @@ def _candidates(opened: Opened, vector, window: int, total: int, opts, passing: 
     results: list[SearchResult] = []
     by_hash: dict[str, int] = {}
     by_shot: dict[tuple[str, str], tuple[int, bool]] = {}  # RAW+JPEG pairs of one shot: shown once
+    by_video: dict[int, int] = {}  # a video's keyframes: one result, its best moment first, the others folded in
     for score, image_id in zip(scores, ids):
         record = passing[int(image_id)]
         if record is None:
             continue
+        video = record.video_key
+        if video is not None and video in by_video:
+            results[by_video[video]] = with_moment(results[by_video[video]], record.timestamp_s, float(score))
+            continue
+        if video is not None:
+            by_video[video] = len(results)
         if opts.collapse_duplicates:
             first = by_hash.get(record.content_hash) if record.content_hash else None
             shot = shot_key(record.path)
@@ -172,6 +191,8 @@ def _candidates(opened: Opened, vector, window: int, total: int, opts, passing: 
                     first = paired[0]
             if first is not None:
                 results[first] = with_copy(results[first], record.path)
+                if video is not None:
+                    by_video[video] = first  # a copy of a video: its further keyframes fold into the first copy
                 continue
             if record.content_hash:
                 by_hash[record.content_hash] = len(results)

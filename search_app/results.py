@@ -9,7 +9,10 @@ from indexer.files import printable
 
 @dataclass(frozen=True)
 class SearchResult:
-    """One photo in a result page; ``also_at`` lists identical copies folded into it."""
+    """One photo or video in a result page; ``also_at`` lists identical copies folded into it.
+
+    A video hit is its best-matching keyframe (``timestamp_s``); ``moments`` lists every matching keyframe of the
+    video on this ranking, best first, as (timestamp_s, score): the other hits of the video are folded into it."""
 
     path: str
     score: float
@@ -22,6 +25,13 @@ class SearchResult:
     relpath: str = ""
     also_at: tuple[str, ...] = ()
     camera: str | None = None
+    latitude: float | None = None  # EXIF GPS position in degrees (north/east positive), when the photo has one
+    longitude: float | None = None
+    media_type: str = "photo"
+    timestamp_s: float | None = None
+    duration_s: float | None = None
+    moments: tuple[tuple[float, float], ...] = ()
+    text_match: object | None = None  # indexer.fulltext.TextHit when the photo was found through its words
 
     def to_json(self) -> dict:
         """Plain types only, for the HTTP API.
@@ -40,7 +50,14 @@ class SearchResult:
             "width": self.width,
             "height": self.height,
             "camera": self.camera,
+            "latitude": self.latitude,
+            "longitude": self.longitude,
             "also_at": [printable(path) for path in self.also_at],
+            "media_type": self.media_type,
+            **({"timestamp_s": self.timestamp_s, "duration_s": self.duration_s,
+                "moments": [{"timestamp_s": seconds, "score": round(float(score), 6)} for seconds, score in self.moments]}
+               if self.media_type == "video" else {}),
+            **({"text_match": self.text_match.to_json()} if self.text_match is not None else {}),
         }
 
 
@@ -95,8 +112,24 @@ def result_of(record, score: float) -> SearchResult:
         path=record.path, score=score, size=int(record.size or 0), taken_at=record.taken_at,
         image_id=int(record.id), content_hash=record.content_hash or "",
         width=record.width, height=record.height, relpath=record.relpath or "", camera=record.camera,
+        latitude=_degrees(getattr(record, "latitude", None)), longitude=_degrees(getattr(record, "longitude", None)),
+        media_type=record.media_type, timestamp_s=record.timestamp_s, duration_s=record.duration_s,
+        moments=((record.timestamp_s, score),) if record.media_type == "video" else (),
     )
 
 
+def _degrees(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def with_moment(result: SearchResult, timestamp_s: float, score: float) -> SearchResult:
+    """``result`` (a video) with one more matching moment; moments stay best first."""
+    if any(seconds == timestamp_s for seconds, _ in result.moments):
+        return result
+    return replace(result, moments=(*result.moments, (timestamp_s, score)))
+
+
 def with_copy(result: SearchResult, path: str) -> SearchResult:
+    if path == result.path or path in result.also_at:  # a copy of a video matches once per keyframe
+        return result
     return replace(result, also_at=(*result.also_at, path))

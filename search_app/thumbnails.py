@@ -4,7 +4,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from indexer.files import is_video_name
 from indexer.reader import checked_content_hash
+from mme5.errors import ImageError
 from mme5.atomic import write_atomic
 from mme5.images import PREVIEW_SIZE, preview_jpeg
 
@@ -27,8 +29,9 @@ class ThumbnailCache:
         self.size = size
         self.published = published  # content hash -> preview file of a published index (originals absent), or None
 
-    def get(self, path: str | os.PathLike, content_hash: str) -> Path:
-        """Path of the preview of ``path`` (already checked by the caller), creating it if needed.
+    def get(self, path: str | os.PathLike, content_hash: str, timestamp_s: float | None = None) -> Path:
+        """Path of the preview of ``path`` (already checked by the caller), creating it if needed; for a video
+        (``timestamp_s`` given) the frame at that second (a keyframe's content hash names it).
 
         Raises mme5.ImageError when the file is no longer a readable image, and ValueError for a content hash not
         in the shape the indexer writes (a stranger's catalog could hold any text, and the file is named by it).
@@ -45,5 +48,12 @@ class ThumbnailCache:
         source = path
         if self.published is not None and content_hash and not os.path.isfile(path):
             source = self.published(content_hash) or path  # an index served from the Hub without its originals
+        if timestamp_s is not None and os.path.isfile(source) and is_video_name(os.fspath(source)):
+            from indexer.video import VideoError, frame_at
+
+            try:
+                source = frame_at(os.fspath(source), timestamp_s, 2 * self.size)
+            except VideoError as error:
+                raise ImageError(os.fspath(path), error.reason) from None
         write_atomic(target, preview_jpeg(source, self.size))
         return target

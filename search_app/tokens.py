@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 
 from mme5.atomic import write_atomic
+from mme5.settings import Settings
 
 from .auth import NAME, AuthError, default_users_file
 
@@ -149,7 +150,7 @@ def _parser(command: str, description: str, example: str):
         prog=f"python -m search_app {command}", description=description, epilog=example,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", help="token name, e.g. a user or a device (no spaces, ':' or '#')")
-    parser.add_argument("--auth-file", type=Path, default=os.environ.get("MME5_AUTH_FILE") or default_users_file(),
+    parser.add_argument("--auth-file", type=Path, default=Settings.from_env().auth_file or default_users_file(),
                         help="users file the app is started with; the tokens file lies beside it (FILE.tokens) "
                              f"[env MME5_AUTH_FILE; default {default_users_file()}]")
     return parser

@@ -28,7 +28,9 @@ from .api import SearchAPI
 from .engine import SearchEngine, SearchOptions
 from .filters import FILTERS
 from .private import cache_home, hand_to_gradio, private_dir
+from .text_match import snippet_html
 from .thumbnails import ThumbnailCache
+from . import video_view
 from .ui_albums import AlbumPanel, human_size
 from .limits import SCREEN_SIZE
 from .ui_layout import (AFTER_SEARCH_JS, CSS, JS, LOCAL_TIMES_JS, SCROLL_TO_NEW_JS, SMOKE_NOTICE, SORT_LABELS, THEME,
@@ -141,11 +143,13 @@ class SearchUI:
                             **queued).then(None, [page.first_new], None, js=SCROLL_TO_NEW_JS)
             page.similar.click(**busy).then(self._newest(self.on_similar, True), [page.selected, *values], outputs,
                                             **queued).then(**after_search)
+            video = [page.player, page.frame, page.player_info]  # a video hit plays from its second (video_view)
             page.gallery.select(self.on_select, [page.session], [page.details, page.similar, page.selected,
-                                                                  page.original, page.viewer, page.screen],
-                                api_visibility="private", queue=False).then(None, js=LOCAL_TIMES_JS)
-            page.close.click(lambda: gr.update(visible=False), None, [page.viewer], queue=False,
-                             api_visibility="private")  # the page's script puts the focus back (ui_layout.JS)
+                                                                  page.original, page.viewer, page.screen, *video],
+                                api_visibility="private", queue=False).then(None, js=LOCAL_TIMES_JS).then(
+                None, [page.player_info], None, js=video_view.PLAY_FROM_JS)
+            page.close.click(lambda: (gr.update(visible=False), *video_view.HIDDEN), None, [page.viewer, *video],
+                             queue=False, api_visibility="private")  # the page's script puts the focus back (ui_layout.JS)
             page.upload.upload(self.on_upload, [page.upload], [page.upload, page.status], queue=False,
                                api_visibility="private")
             for name, control in controls.items():
@@ -191,7 +195,8 @@ class SearchUI:
         what = query_shown(text) if text else "your photo"
         if text and image:
             what = f"your photo + {query_shown(text)}"
-        return self._first_page(vector, options, what, progress, raw=raw, text=text, dates=dates, place=place)
+        return self._first_page(vector, options, what, progress, raw=raw, text=text, dates=dates, place=place,
+                                text_query=embedded if text and not image else None)
 
     def on_search_if_query(self, text, image, *values, progress=gr.Progress()):
         """After a page load from a shared URL: search if the URL held a query."""
@@ -222,8 +227,9 @@ class SearchUI:
             record = self.engine.record(image_id)
             path = self.engine.image_file(record)  # the original, or the published preview when absent
             progress(0.1, desc="Looking at the photo…")
-            vector = self.engine.encode_query(image=str(path))
-            thumbnail = hand_to_gradio(self.thumbnails.get(path, record.content_hash))
+            vector = self.engine.encode_query(image=self.engine.query_image(record))  # a video: the hit's frame
+            thumbnail = hand_to_gradio(self.thumbnails.get(path, record.content_hash,
+                                                            record.timestamp_s if record.media_type == "video" else None))
         except (ValueError, PermissionError, OSError) as error:
             return message(f"⚠️ {_shown(str(error))}", keep=True)
         options = replace(options, exclude=(*options.exclude, int(record.id)))
@@ -246,7 +252,7 @@ class SearchUI:
             return self._rerank(session, wanted, raw, progress, "The filters changed: results start over with them.")
         options = replace(session.options, offset=session.next_offset)
         try:
-            page = self.engine.rank(session.vector, options, generation=session.generation)
+            page = self.engine.rank(session.vector, options, generation=session.generation, text=session.text_query)
         except ValueError as error:  # IndexChangedError: a build ran since the first page
             return message(f"⚠️ {html.escape(str(error))}", keep=True)
         items, missing = self._gallery_items(page.results, progress, scores=session.scores)
@@ -274,27 +280,34 @@ class SearchUI:
         return self._rerank(session, options, raw, progress, "")
 
     def on_select(self, session, event: gr.SelectData):
-        """Open the clicked result in the viewer: a screen-sized rendition, its facts in plain words, "More like
-        this" and the original file as its own download."""
-        hidden = ("", gr.update(visible=False), None, gr.update(visible=False), gr.update(visible=False), None)
+        """Open the clicked result in the viewer: a screen-sized rendition (a video: the player, from the second that
+        matched), its facts in plain words, "More like this" and the original file as its own download.
+
+        Returns (details, similar, selected, original, viewer, screen, player, frame, player_info)."""
+        hidden = ("", gr.update(visible=False), None, gr.update(visible=False), gr.update(visible=False),
+                  gr.update(value=None), *video_view.HIDDEN)
         if session is None or event.index is None or not 0 <= event.index < len(session.results):
             return hidden
         result = session.results[event.index]
+        if result.media_type == "video":
+            return self._select_video(result)
         lines = [f"**<bdi>{_shown(os.path.basename(result.path))}</bdi>**", self._facts(result)]
         if result.also_at:
             lines.append("Identical copies: " + ", ".join(f"<bdi>{_shown(path)}</bdi>" for path in result.also_at))
+        if result.text_match is not None:
+            lines.append(snippet_html(result.text_match))
         try:
             screen = hand_to_gradio(self.screens.get(self.engine.servable_path(result.path), result.content_hash))
         except (ValueError, OSError) as error:  # PathNotAllowedError is an OSError; a published preview stands in
             log.warning("cannot show %s at screen size: %s", result.path, error)
             screen = None
-        viewer = gr.update(visible=True)
+        viewer, screen = gr.update(visible=True), gr.update(value=screen, visible=True)
         preview = None if os.path.isfile(result.path) else self.engine.store.preview_file(result.content_hash)
         if preview is not None:  # an index served from the Hub without its originals: nothing to download
             lines.append("The original was not published with this index (only a preview is; the publisher can add "
                          "originals with `python -m indexer push --originals`).")
-            return "\n\n".join(lines), gr.update(visible=True), result.image_id, gr.update(visible=False), viewer, \
-                screen
+            return ("\n\n".join(lines), gr.update(visible=True), result.image_id, gr.update(visible=False), viewer,
+                    screen, *video_view.HIDDEN)
         try:
             path = self.engine.servable_path(result.path)
             settings = exif_facts(path)
@@ -308,7 +321,30 @@ class SearchUI:
         except (OSError, ValueError) as error:  # PathNotAllowedError is an OSError: never served
             lines.append(f"⚠️ the original cannot be opened: {html.escape(str(error))}")
             download = gr.update(visible=False)
-        return "\n\n".join(lines), gr.update(visible=True), result.image_id, download, viewer, screen
+        return ("\n\n".join(lines), gr.update(visible=True), result.image_id, download, viewer, screen,
+                *video_view.HIDDEN)
+
+    def _select_video(self, result):
+        """on_select for a video hit: its facts and moments, and the player starting at the hit's second (where the
+        browser cannot play it, video_view.PLAY_FROM_JS shows the hit's frame instead and says why)."""
+        lines = [f"**<bdi>{_shown(os.path.basename(result.path))}</bdi>**", self._facts(result),
+                 *video_view.details(result)]
+        if result.text_match is not None:
+            lines.append(snippet_html(result.text_match))
+        viewer, screen = gr.update(visible=True), gr.update(value=None, visible=False)  # the player stands in
+        try:
+            path = self.engine.servable_path(result.path)
+            record = self.engine.record(result.image_id)
+            whole = self.engine.record(record.video_key)  # the file's own row: its content hash names the copy
+            served = hand_to_gradio(self._original_copy(path, whole.content_hash))
+            frame = hand_to_gradio(self.screens.get(path, result.content_hash, result.timestamp_s))
+        except (OSError, ValueError) as error:  # PathNotAllowedError is an OSError; ImageError a ValueError
+            lines.append(f"⚠️ the video cannot be opened: {html.escape(str(error))}")
+            return ("\n\n".join(lines), gr.update(visible=True), result.image_id, gr.update(visible=False), viewer,
+                    screen, *video_view.HIDDEN)
+        download = gr.update(value=served, visible=True, label=f"Download original ({path.name})")
+        return ("\n\n".join(lines), gr.update(visible=True), result.image_id, download, viewer, screen,
+                *video_view.shown(served, frame, result))
 
     def _facts(self, result) -> str:
         """When, where, with what, how big, in which folder, and the match score: one line of plain words."""
@@ -366,21 +402,22 @@ class SearchUI:
                 params.get("strong", "0") == "1")
 
     # -- helpers ------------------------------------------------------------------------------
-    def _first_page(self, vector, options, what, progress, raw, text, dates=None, similar_to=None, place=None):
+    def _first_page(self, vector, options, what, progress, raw, text, dates=None, similar_to=None, place=None,
+                    text_query=None):
         try:
             if self.engine.stats()["images"] == 0:
                 return message("The index has no photos yet. Add some with "
                                      "`python -m indexer build --dir PHOTOS --index INDEX`, then search again.")
-            page = self.engine.rank(vector, options)
+            page = self.engine.rank(vector, options, text=text_query)
         except ValueError as error:  # IndexMismatchError: the index was rebuilt with another model meanwhile
             return message(f"⚠️ {html.escape(str(error))}", keep=True)
         session = Session(what=what, vector=vector, options=options, text=text, dates=dates, place=place,
-                          similar_to=similar_to, raw=raw, scores=bool(raw.get("show_scores")))
+                          similar_to=similar_to, raw=raw, scores=bool(raw.get("show_scores")), text_query=text_query)
         return self._show(page, session, raw, progress, prefix="")
 
     def _rerank(self, session, options, raw, progress, prefix: str):
         try:
-            page = self.engine.rank(session.vector, replace(options, offset=0))
+            page = self.engine.rank(session.vector, replace(options, offset=0), text=session.text_query)
         except ValueError as error:
             return message(f"⚠️ {html.escape(str(error))}", keep=True)
         return self._show(page, replace(session, options=replace(options, offset=0)), raw, progress, prefix)
@@ -452,7 +489,8 @@ class SearchUI:
         for result in progress.tqdm(results, desc="Preparing previews…"):
             try:
                 thumbnail = hand_to_gradio(self.thumbnails.get(self.engine.servable_path(result.path),
-                                                                result.content_hash))
+                                                                result.content_hash,
+                                                                result.timestamp_s if result.media_type == "video" else None))
             except (ValueError, OSError) as error:
                 log.warning("cannot show %s: %s", result.path, error)
                 missing += 1
@@ -556,12 +594,17 @@ def _gallery(entries: list, session: Session) -> gr.Gallery:
 
 
 def caption_of(result, score: bool = False) -> str:
-    """A result's caption: when it was taken, then the file's name (its folder is in the details); the match score
-    only when asked for (it is a ranking aid, not something a person reads photos by)."""
+    """A result's caption: when it was taken, then the file's name (its folder is in the details), a video hit's
+    moment (▶ 0:09 · +2 more moments), the match score only when asked for (it is a ranking aid, not something a
+    person reads photos by), and a text hit's snippet last (“…”)."""
     parts = [f"{result.taken_at.day} {result.taken_at:%b %Y}"] if result.taken_at else []
     parts.append(printable(os.path.basename(result.relpath or result.path)))
+    if result.media_type == "video":
+        parts.append(video_view.caption(result))
     if score:
         parts.append(f"{result.score:.3f}")
+    if result.text_match is not None:
+        parts.append(f"“{result.text_match.snippet}”")
     return " · ".join(parts)
 
 
@@ -582,15 +625,15 @@ def _from_text(options: SearchOptions, session: Session) -> SearchOptions:
     dates, place = session.dates, session.place
     if dates is not None and options.dates_in_text and options.date_from is None and options.date_to is None:
         options = replace(options, date_from=dates.start, date_to=dates.end)
-    if place is not None and options.places_in_text and options.place is None:
-        options = replace(options, place=place.place)
+    if place is not None and options.places_in_text and all(getattr(options, name) is None for name in place.filters):
+        options = replace(options, **place.filters)  # the place, or "within 5 km of" it (near)
     return options
 
 
 def _place_chip(place) -> dict:
     if not place:
         return gr.update(visible=False)
-    return gr.update(visible=True, value=f"📍 {place.place} (from “{place.matched}”) ✕", elem_classes=["chip"])
+    return gr.update(visible=True, value=f"📍 {place.label} (from “{place.matched}”) ✕", elem_classes=["chip"])
 
 
 def _chip(dates) -> dict:

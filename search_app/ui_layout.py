@@ -14,6 +14,7 @@ import gradio as gr
 
 from .engine import MAX_QUERY_CHARS
 from .filters import FILTERS
+from . import video_view
 from .ui_reply import OUTPUTS
 
 PLACEHOLDER = "a cat on a sofa · кошка на диване · 沙发上的猫 · قطة على الأريكة · un perro en la playa"
@@ -57,7 +58,8 @@ CSS = """
   height: auto !important; }
 #viewer_image img { display: block; margin: 0 auto; max-width: 100% !important; width: auto !important;
   height: auto !important; max-height: calc(100vh - 150px) !important; object-fit: contain; }
-#viewer #details, #viewer #details * { color: #f4f4f5 !important; }
+#viewer #details, #viewer #details *, #viewer #player_note { color: #f4f4f5 !important; }
+#player video, #frame img { max-height: calc(100vh - 150px) !important; object-fit: contain; }  /* a video hit */
 #viewer_actions { flex-wrap: wrap; gap: 6px; }
 #viewer_actions button, #viewer_actions a { flex: 0 1 auto !important; min-width: 0 !important; }
 #results .month-heading { grid-column: 1 / -1; margin: 0.6em 0 0; font-size: 1.05em; font-weight: 600; }
@@ -243,6 +245,10 @@ class Page:
     viewer: gr.Column  # the opened photo over the page (hidden until a result is opened)
     screen: gr.Image  # the opened photo, a screen-sized rendition
     close: gr.Button  # back to the results (Escape does the same)
+    player: gr.Video  # a video hit, playing from its second (search_app/video_view.py)
+    frame: gr.Image  # the video hit's frame, shown where the browser cannot play the video
+    player_info: gr.Textbox  # hidden: the second and codec video_view.PLAY_FROM_JS reads
+    player_note: gr.HTML  # why the frame stands in for the player
     panel: object  # the albums and similar-groups panel's components (ui_albums.AlbumWidgets)
     session: gr.State  # ui_session.Session of the search on screen, or None
     selected: gr.State  # image_id of the clicked result
@@ -318,6 +324,7 @@ def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Call
             similar = gr.Button("More like this", visible=False, elem_id="more_like_this", size="sm")
             original = gr.DownloadButton("Download original", visible=False, elem_id="original", size="sm")
         screen = gr.Image(show_label=False, interactive=False, elem_id="viewer_image", buttons=[], container=False)
+        player, frame, player_info, player_note = video_view.components()  # a video hit plays from its second
         details = gr.Markdown(elem_id="details")
     widgets = panel()
     gr.Markdown(footer, elem_id="footer")  # a callable: recounted on each page load, after a build
@@ -326,6 +333,7 @@ def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Call
                 scores=scores,
                 upload=upload, status=status, show_all=show_all, source=source, gallery=gallery, similar=similar,
                 original=original, more=more, details=details, viewer=viewer, screen=screen, close=close,
+                player=player, frame=frame, player_info=player_info, player_note=player_note,
                 panel=widgets, session=gr.State(None),
                 selected=gr.State(None), dates=gr.State(True), places=gr.State(True),
                 url=gr.Textbox(visible=False, elem_id="url_state"),

@@ -20,6 +20,7 @@ class Session:
     vector: object | None = None  # the query's embedding (numpy array); None for a fixed list
     options: SearchOptions | None = None  # the options the ranking on screen used (offset 0)
     text: str = ""  # the query text as typed (for the URL and for saving an album)
+    text_query: str | None = None  # the words matched against photos' text (OCR, names; text_match), on every page
     dates: QueryDates | None = None  # the date range read from the text, if any
     place: QueryPlace | None = None  # the place read from the text, if any
     similar_to: int | None = None  # "More like this": the photo's image_id

@@ -10,8 +10,8 @@ import email.utils
 import functools
 import io
 import json
+import logging
 import random
-import sys
 import threading
 import time
 
@@ -20,6 +20,8 @@ import openai
 from mme5.images import load_image
 
 from .backend import BackendError, Completion, FatalBackendError
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -134,7 +136,7 @@ class OpenAIBackend:
             self.mode = to or MODES[MODES.index(failed) + 1]
             self._confirmed = False
             self._events.append(f"{failed} -> {self.mode}: {why}")
-            print(f"synth: {why}; asking with {self.mode} from now on", file=sys.stderr)
+            logger.warning(f"synth: {why}; asking with {self.mode} from now on")
 
     def _observe(self, mode: str, text: str) -> None:
         if mode == "text" or self._confirmed:

@@ -7,14 +7,16 @@ sample it held is simply generated again.
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 from pathlib import Path
 from typing import Iterator
 
 from mme5.atomic import TEMP_SUFFIX, write_atomic
 
 from .errors import SynthError
+
+logger = logging.getLogger(__name__)
 
 SAMPLES = "samples.jsonl"
 FAILURES = "failures.jsonl"
@@ -112,7 +114,7 @@ class RunFolder:
             for path in (self.samples_path, self.failures_path):
                 removed = _repair_tail(path)
                 if removed:
-                    print(f"synth: removed a partial last line ({removed} bytes) from {path}", file=sys.stderr)
+                    logger.warning(f"synth: removed a partial last line ({removed} bytes) from {path}")
             return True
         def ours(name: str) -> bool:  # the index, or a manifest cut short by a kill (write_atomic's temp file)
             return name == INDEX or (name.startswith(f".{self.manifest_path.name}.") and name.endswith(TEMP_SUFFIX))

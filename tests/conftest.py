@@ -18,6 +18,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
+from mme5.cli import show_messages  # noqa: E402
+
+show_messages()  # the library's log lines reach stderr as in every command, so tests see what users see
+
 
 @pytest.fixture(scope="session")
 def tiny_mllama_dir(tmp_path_factory):

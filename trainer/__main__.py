@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "only its first ROWS rows; repeatable")
     train.add_argument("--recipe", choices=("mme5",),
                        help="mme5: the paper's mix, first 50,000 rows of each of 24 intfloat/mmE5-MMEB-hardneg "
-                            "subsets + all of intfloat/mmE5-synthetic (needs the hub, or see README); --data adds more")
+                            "subsets + all of intfloat/mmE5-synthetic (needs the hub, or see docs/training.md); --data adds more")
     train.add_argument("--image-dir", help="folder that image paths in the data are relative to")
     train.add_argument("--output", required=True, help="run folder: adapter (peft format), checkpoints/, log.jsonl")
     train.add_argument("--max-steps", type=int, help="optimiser steps (default: --epochs over the data)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import locale
+import logging
 import math
 import os
 import sys
@@ -21,15 +22,17 @@ from .adapt_report import charts, write_report
 from .errors import AdaptError
 from .heldout import Library, library_vectors_for, load_queries, measure, table
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_TASKS = "retrieval:T->I=0.6,retrieval:IT->I=0.2,retrieval:I->I=0.2"
-# rough per-call token counts for the cost estimate (see the synth README section): prompt text + images, answer
+# rough per-call token counts for the cost estimate (see docs/synth.md, "Cost estimate"): prompt text + images, answer
 PROMPT_TOKENS, IMAGE_TOKENS, ANSWER_TOKENS = 650, 765, 700
 ACCEPTANCE = 0.9
 HELDOUT_DIR, TRAIN_SYNTH_DIR, ADAPTER_DIR = "heldout", "synth-train", "adapter"
 
 
 def log(message: str) -> None:
-    print(f"adapt: {message}", file=sys.stderr, flush=True)
+    logger.info(f"adapt: {message}")
 
 
 # -- split -----------------------------------------------------------------------------------
@@ -312,7 +315,7 @@ def decide(before: dict, after: dict, guard: dict | None) -> tuple[bool, str]:
 def run_adapt(args) -> int:
     from indexer import IndexStore
     from indexer.reindex import reindex_with_adapter
-    from indexer.store import resolve_local
+    from mme5.model_ref import ModelRef
     from mme5 import load_embedder
     from synth import tasks as synth_tasks
 
@@ -331,7 +334,7 @@ def run_adapt(args) -> int:
         applied_before = (_read(run / "applied.json") or {}).get("applied")  # then the index moved on by design
         if split["fingerprint"] != store.fingerprint and not applied_before:
             raise AdaptError(f"{run}: made for another state of the index ({split['fingerprint']}); choose a new --out")
-        model, serving = resolve_local(store.model_id), resolve_local(store.adapter)
+        model, serving = ModelRef.canonical_of(store.model_id), ModelRef.canonical_of(store.adapter)
         combos = synth_tasks.parse_tasks(args.tasks)
         guard_sets = check_guard(args)
         generator = generator_settings(args)

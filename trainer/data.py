@@ -11,8 +11,8 @@ from __future__ import annotations
 import ast
 import itertools
 import json
+import logging
 import os
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,9 @@ from typing import Iterable, Iterator
 from torch.utils.data import Dataset
 
 from .errors import TrainerError
+
+logger = logging.getLogger(__name__)
+
 COLUMNS = ("qry", "qry_image_path", "pos_text", "pos_image_path", "neg_text", "neg_image_path")
 
 
@@ -125,30 +128,47 @@ def load_examples(sources: list[str], image_dir: str | None, negative_ratio: int
                 examples.append(example)
     if skipped:
         detail = ", ".join(f"{count} {reason}" for reason, count in skipped.most_common())
-        print(f"trainer: skipped {sum(skipped.values())} bad row(s): {detail}", file=sys.stderr)
+        logger.warning(f"trainer: skipped {sum(skipped.values())} bad row(s): {detail}")
     return ExampleDataset(examples, skipped)
 
 
 # -- reading sources ---------------------------------------------------------------------
 def _rows(source: str) -> Iterator[dict]:
-    path = Path(source).expanduser()
-    if path.is_file():
+    ref, config = _source_ref(source)
+    path = ref.path if ref.is_local else None
+    if path is not None and path.is_file():
         if path.suffix == ".parquet":
             yield from _dataset_rows(_load_parquet([path]), str(path))
         elif path.suffix in (".jsonl", ".json"):
             yield from _jsonl_rows(path)
         else:
             raise DataError(f"{path}: expected a .jsonl or .parquet file in the mmE5 schema, or a datasets folder")
-    elif path.is_dir():
+    elif path is not None and path.is_dir():
         parquet = sorted(path.rglob("*.parquet"))
         if parquet and not (path / "dataset_info.json").exists() and not (path / "dataset_dict.json").exists():
             yield from _dataset_rows(_load_parquet(parquet), str(path))  # a hub download (hf download ...)
         else:
             yield from _dataset_rows(_load_from_disk(path), str(path))
-    elif source.startswith((".", "/", "~")) or source.count("/") > 1 or source.endswith(".jsonl"):
+    elif ref.is_local or source.endswith(".jsonl"):
         raise DataError(f"{source}: data file or folder not found")
     else:
-        yield from _dataset_rows(_load_hub(source), source)
+        yield from _dataset_rows(_load_hub(f"{ref.canonical}:{config}" if config else ref.canonical), source)
+
+
+def _source_ref(source: str):
+    """(ModelRef, hub config) of a data source: a local file/folder, or a Hub dataset ``ORG/NAME[:CONFIG]``."""
+    from mme5.model_ref import ModelRef, ModelRefError
+
+    try:
+        return ModelRef.parse(source), ""
+    except ModelRefError as error:
+        head, colon, config = source.rpartition(":")
+        try:
+            if colon and config and ModelRef.parse(head).is_hub:
+                return ModelRef.parse(head), config
+        except ModelRefError:
+            pass
+        raise DataError(f"{source}: data file or folder not found ({error})") from None
 
 
 def _jsonl_rows(path: Path) -> Iterator[dict]:

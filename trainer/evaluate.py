@@ -8,7 +8,7 @@ candidates by dot product of the L2-normalised vectors.
 from __future__ import annotations
 
 import json
-import sys
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,8 @@ from .data import parse_list
 from .errors import TrainerError
 from mme5.atomic import write_atomic
 from .inputs import input_key, to_input
+
+logger = logging.getLogger(__name__)
 
 
 class EvalDataError(TrainerError, ValueError):
@@ -161,7 +163,7 @@ def _score_all(embedder, what, folder, image_dir, batch_size, show_progress) -> 
     subsets = {name: read_rows(source, Path(image_dir)) for name, source in find_subsets(folder).items()}
     scores = {}
     for name, rows in subsets.items():
-        print(f"trainer eval: {what} {name} ({len(rows)} queries)", file=sys.stderr)
+        logger.info(f"trainer eval: {what} {name} ({len(rows)} queries)")
         scores[name] = score_subset(embedder, rows, batch_size, show_progress)
     return scores
 
@@ -261,7 +263,7 @@ def evaluate_cli(args) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(out, json.dumps(report, indent=2, ensure_ascii=False))
         write_atomic(out.with_suffix(".md"), table)
-        print(f"trainer eval: wrote {out} and {out.with_suffix('.md')}", file=sys.stderr)
+        logger.info(f"trainer eval: wrote {out} and {out.with_suffix('.md')}")
     return 0
 
 

@@ -1,8 +1,8 @@
 """Fold a trained adapter into its base model and write a plain model folder (no peft needed to serve it)."""
 from __future__ import annotations
 
+import logging
 import shutil
-import sys
 from pathlib import Path
 
 import torch
@@ -10,6 +10,8 @@ import torch
 from mme5.atomic import replace_folder
 
 from .errors import TrainerError
+
+logger = logging.getLogger(__name__)
 
 
 def merge(model: str, adapter: str, out: str, dtype: str | None = None) -> Path:
@@ -28,7 +30,7 @@ def merge(model: str, adapter: str, out: str, dtype: str | None = None) -> Path:
     if out_path.exists():
         out_path.rmdir()
     replace_folder(tmp, out_path)
-    print(f"trainer merge: wrote {model} + {adapter} to {out_path}", file=sys.stderr)
+    logger.info(f"trainer merge: wrote {model} + {adapter} to {out_path}")
     return out_path
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import os
 import random
@@ -25,6 +26,8 @@ from .errors import TrainerError
 from .loss import distributed
 from .model import LoraSettings, make_trainable, save_weights, trainable_parameters
 from .step import build_inputs, grad_cache_step, plain_step
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 LOG_FILE = "log.jsonl"
@@ -251,7 +254,7 @@ def train(config: TrainConfig, embedder=None) -> TrainResult:
         if finished != [LOG_FILE]:
             raise TrainError(f"{output}: no checkpoint to resume from; drop --resume to start a new run")
         if rank == 0:  # killed before its first checkpoint: start again from step 0
-            print(f"trainer: {output} has no checkpoint yet; restarting from step 0", file=sys.stderr)
+            logger.info(f"trainer: {output} has no checkpoint yet; restarting from step 0")
             _truncate_log(output / LOG_FILE, 0)
     if not config.resume and (resume_from is not None or finished):
         held = "checkpoints/" if resume_from is not None else finished[0]
@@ -290,14 +293,14 @@ def train(config: TrainConfig, embedder=None) -> TrainResult:
         step, unreadable = _load_checkpoint(resume_from, params, optimizer, scheduler, run_facts, rank, world)
         if rank == 0:
             _truncate_log(log_path, step)
-            print(f"trainer: resuming {resume_from} at step {step}/{total}", file=sys.stderr)
+            logger.info(f"trainer: resuming {resume_from} at step {step}/{total}")
     if rank == 0:
         output.mkdir(parents=True, exist_ok=True)
         write_atomic(output / "training_args.json",
                      json.dumps(_describe(config, embedder, world, len(data), data.skipped), indent=2))
         count = sum(p.numel() for p in parameters)
-        print(f"trainer: {len(data)} examples, {world} process(es) x batch {config.batch_size} x accum "
-              f"{config.grad_accum}, {total} steps, {count:,} trainable parameters", file=sys.stderr)
+        logger.info(f"trainer: {len(data)} examples, {world} process(es) x batch {config.batch_size} x accum "
+                    f"{config.grad_accum}, {total} steps, {count:,} trainable parameters")
 
     losses = []
     progress = tqdm(total=total, initial=step, unit="step", disable=not (config.show_progress and rank == 0),
@@ -336,7 +339,7 @@ def train(config: TrainConfig, embedder=None) -> TrainResult:
         _write_final(trained, embedder, output, config.lora is None)
         write_atomic(output / "training_args.json",  # now with rows skipped during the run too
                      json.dumps(_describe(config, embedder, world, len(data), data.skipped), indent=2))
-        print(f"trainer: wrote {'model' if config.lora is None else 'adapter'} to {output}", file=sys.stderr)
+        logger.info(f"trainer: wrote {'model' if config.lora is None else 'adapter'} to {output}")
     _barrier()
     return TrainResult(step, losses, output, dict(data.skipped))
 
@@ -359,7 +362,7 @@ def _micro_step(embedder, data, indices: list[int], unreadable: set[str], config
                 raise
             unreadable.update(bad)
             data.skipped["unreadable image"] += 1
-            print(f"trainer: skipping a row with an unreadable image: {error}", file=sys.stderr)
+            logger.warning(f"trainer: skipping a row with an unreadable image: {error}")
             batch = [_readable(data, index, unreadable) for index in batch]
 
 

@@ -25,6 +25,7 @@ def test_help_documents_the_gpu_flag(bench, capsys):
     assert "--full-size-mme5" in text and "efficiency" in text and "Examples:" in text
 
 
+@pytest.mark.slow  # runs the benchmark
 def test_toy_run_prints_all_figures(bench, tmp_path, tiny_mllama_dir, capsys):
     code = bench.main(["--images", "24", "--size", "320x240", "--corpus", str(tmp_path / "corpus"), "--model",
                        str(tiny_mllama_dir), "--device", "cpu", "--model-images", "16", "--rerun-files", "100", "--json"])

@@ -8,6 +8,7 @@ import pytest
 from indexer.__main__ import main
 
 
+@pytest.mark.slow  # CLI subprocesses: 110-215 s measured at load average ~10 on 2 cores
 def test_real_subprocess_build_search_info(cli, photos, tmp_path, tiny_mllama_dir, tiny_mllama):
     for i in range(4):
         photos.jpeg(f"{i}.jpg")
@@ -91,6 +92,7 @@ def test_verify_and_remove_commands(index_dir, photos, capsys):
     assert "3 image(s) left the index" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # two builds through the CLI
 def test_rebuild_uses_the_index_model_and_refuses_another(index_dir, photos, tiny_siglip_dir, capsys):
     photos.jpeg("3.jpg")
     assert main(["build", "--index", str(index_dir), "--quiet"]) == 0  # no --dir, no --model: the index's own

@@ -69,6 +69,7 @@ def compressed(tmp_path_factory, tiny_mllama):
     return index, summary
 
 
+@pytest.mark.slow  # the fixture trains an ivf-pq index on 12,000 clustered vectors: about 60 s under load
 def test_compressed_index_keeps_recall_through_exact_reranking(compressed):
     index, summary = compressed
     assert summary.index_type == "ivf-pq" and summary.images == 12_003 and summary.removed == 0
@@ -92,6 +93,7 @@ def test_compressed_index_keeps_recall_through_exact_reranking(compressed):
     assert verify(index).clean
 
 
+@pytest.mark.slow  # the fixture trains an ivf-pq index on 12,000 clustered vectors: about 60 s under load
 def test_info_reports_bytes_per_image_and_recall(compressed):
     from indexer.__main__ import main
 

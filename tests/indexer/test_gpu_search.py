@@ -1,6 +1,8 @@
 """GPU search path (torch matmul + top-k), run here on the CPU device: same hits and scores as FAISS flat."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -64,8 +66,9 @@ def test_fits_beside_the_model():
     assert not gpu_search_fits("flat", GPU_SEARCH_MIN - 1, dim, 10 * needed)  # small: the CPU scan is faster
 
 
-def test_vector_index_uses_the_gpu_searcher_when_one_is_chosen(index, monkeypatch, capsys):
+def test_vector_index_uses_the_gpu_searcher_when_one_is_chosen(index, monkeypatch, caplog):
     """The wiring: a chosen device puts searches on TorchFlatSearch; a change drops it again."""
+    caplog.set_level(logging.INFO, logger="indexer")
     vector_index, rows = index
     fresh = VectorIndex.flat(64)
     fresh.add(vector_index.ids(), rows)
@@ -74,7 +77,7 @@ def test_vector_index_uses_the_gpu_searcher_when_one_is_chosen(index, monkeypatc
     assert fresh.prepare_search() == "TorchFlatSearch"
     got = fresh.search(rows[:3], 10)
     assert isinstance(fresh._searcher(), TorchFlatSearch)
-    assert "searching 6000 vectors on cpu" in capsys.readouterr().err
+    assert "searching 6000 vectors on cpu" in caplog.text
     np.testing.assert_array_equal(got[1][:, 0], expected[1][:, 0])
     np.testing.assert_allclose(got[0], expected[0], atol=1e-5)
     fresh.remove(fresh.ids()[:1])

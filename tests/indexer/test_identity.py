@@ -25,6 +25,7 @@ def search(cli, index, *model, **kwargs):
     return cli("search", "--index", index, *model, "--text", "un perro", "-k", "3", "--json", **kwargs)
 
 
+@pytest.mark.slow  # CLI subprocesses: 110-215 s measured at load average ~10 on 2 cores
 def test_relative_path_moved_folder_and_hub_id_all_open_the_same_index(cli, photos, replica_dirs, tmp_path,
                                                                         fill_hub_cache):
     from indexer import IndexMismatchError, IndexStore
@@ -81,6 +82,7 @@ def lora(model_dir: Path, out: Path, seed: int) -> Path:
     return out
 
 
+@pytest.mark.slow  # CLI subprocesses: 110-215 s measured at load average ~10 on 2 cores
 def test_a_different_adapter_is_refused_the_same_adapter_elsewhere_is_not(cli, photos, replica_dirs, tmp_path):
     model = replica_dirs["siglip-multilingual"]
     first, second = lora(model, tmp_path / "lora-a", seed=1), lora(model, tmp_path / "lora-b", seed=2)

@@ -12,7 +12,7 @@ from PIL import Image, ImageEnhance
 
 REPO = Path(__file__).resolve().parents[2]
 # The tiny random model puts every photo within ~0.998 of every other; near-identical ones score ≥ 0.9999.
-# Real models need lower thresholds (README: "Similar-photo groups").
+# Real models need lower thresholds (docs/app.md: "Similar-photo groups").
 TINY_THRESHOLD = "0.9995"
 
 
@@ -67,6 +67,7 @@ def test_a_pair_budget_stops_a_threshold_that_joins_everything(bursts):
         assert len(similar_groups(store, float(TINY_THRESHOLD), max_pairs=20)) == 1  # within the budget
 
 
+@pytest.mark.slow  # builds and groups through the CLI
 def test_the_cli_prints_groups_and_json(bursts):
     text = run("similar", "--index", str(bursts), "--threshold", TINY_THRESHOLD, "--quiet")
     assert text.returncode == 0, text.stderr

@@ -255,6 +255,7 @@ def measure_build(folder, index_dir, model_dir, budget: int, workers: int, photo
     return one, build_peak
 
 
+@pytest.mark.slow  # builds from huge PNGs under a memory cap
 def test_a_build_of_huge_pngs_stays_within_memory(tmp_path, tiny_mllama_dir):
     """Real memory (peak RSS of a build process): four big PNGs in four threads cost about one."""
     if not os.access("/proc/self/clear_refs", os.W_OK):
@@ -343,6 +344,7 @@ def cli_main(capsys, *args) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(args, code, out, err)
 
 
+@pytest.mark.slow  # a build in a subprocess, then info and verify in more
 def test_info_and_verify_say_a_build_is_running(photos, tmp_path, tiny_mllama_dir, capsys):
     for i in range(30):
         photos.jpeg(f"{i:02d}.jpg", 160, 120)
@@ -379,6 +381,7 @@ def test_info_and_verify_say_a_build_is_running(photos, tmp_path, tiny_mllama_di
 
 # -- 11. signals and hostile file names --------------------------------------------------------
 
+@pytest.mark.slow  # a build in a subprocess ended by SIGTERM
 def test_sigterm_ends_a_build_cleanly_keeping_committed_work(photos, tmp_path, tiny_mllama_dir, capsys):
     for i in range(30):
         photos.jpeg(f"{i:02d}.jpg", 160, 120)

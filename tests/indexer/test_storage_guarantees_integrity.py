@@ -1,4 +1,4 @@
-"""Storage guarantees (README, "Storage guarantees"): each case reproduced on real storage.
+"""Storage guarantees (docs/storage.md): each case reproduced on real storage.
 
 Bytes garbled on disk with fixed seeds, a real tmpfs that fills up, a real read-only bind
 mount. Mounting needs root; without it those tests are skipped and say why.

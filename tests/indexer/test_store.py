@@ -175,10 +175,10 @@ def test_ids_lists_every_searchable_image(two_roots, tiny_mllama):
         assert (store.ids() >= 0).all()  # callers get a copy
 
 
-def test_ids_matching_a_folder_matches_whole_names_relative_or_absolute(two_roots, photos, tmp_path):
+def test_ids_where_a_folder_matches_whole_names_relative_or_absolute(two_roots, photos, tmp_path):
     with IndexStore.open(two_roots) as store:
         def under(folder):
-            found = store.ids_matching(folder=folder)
+            found = store.ids_where([], folder=folder)
             assert found.dtype == np.int64 and (np.diff(found) > 0).all()
             return names(store, found)
 
@@ -194,35 +194,37 @@ def test_ids_matching_a_folder_matches_whole_names_relative_or_absolute(two_root
         assert under(str(tmp_path / "photo")) == under("/elsewhere") == under("no/such/folder") == []
         for outside in ["..", "../other", "2023/../../other"]:
             with pytest.raises(ValueError, match="points outside the indexed folders"):
-                store.ids_matching(folder=outside)
+                store.ids_where([], folder=outside)
 
 
-def test_ids_matching_dates_are_inclusive_and_leave_out_undated(two_roots):
-    from datetime import date, datetime, timezone
+def test_ids_where_dates_leave_out_undated_and_combine_with_a_folder(two_roots):
+    """The search's date filter brings these conditions (search_app/filters.py parses the dates)."""
+    from datetime import datetime
+
+    from indexer.catalog import Image
 
     with IndexStore.open(two_roots) as store:
-        def taken(**dates):
-            return names(store, store.ids_matching(**dates))
+        def taken(start=None, end=None, **where):
+            conditions = [] if start is None else [Image.taken_at >= start]
+            conditions += [] if end is None else [Image.taken_at <= end]
+            return names(store, store.ids_where(conditions, **where))
 
-        assert taken(date_from=date(2023, 7, 15), date_to=date(2023, 7, 15)) == ["photos/2023/deep/b.jpg",
-                                                                                 "photos/20231/c.jpg"]
-        assert taken(date_from=datetime(2023, 7, 15, 0, 0, 1)) == ["other/2023/f.jpg", "photos/2023-x/d.jpg",
-                                                                   "photos/2023/deep/b.jpg"]
-        assert taken(date_to=date(2023, 7, 14)) == ["photos/2023/a.jpg"]
-        assert taken(date_to=datetime(2023, 7, 14, 10, tzinfo=timezone.utc)) == ["photos/2023/a.jpg"]  # wall clock
-        assert len(taken(date_from=date(1900, 1, 1))) == 5  # 2023.jpg and caf\xe9/e.jpg have no date
-        assert names(store, store.ids_matching(folder="2023", date_to=date(2023, 12, 31))) == [
-            "photos/2023/a.jpg", "photos/2023/deep/b.jpg"]
-        assert store.count_matching(folder="2023") == 3 and store.count_matching(folder="2023", up_to=2) == 2
-        with pytest.raises(TypeError, match="expected a datetime or date"):
-            store.ids_matching(date_from="2023-07-15")
+        assert taken(datetime(2023, 7, 15), datetime(2023, 7, 15, 23, 59, 59)) == ["photos/2023/deep/b.jpg",
+                                                                                    "photos/20231/c.jpg"]
+        assert taken(datetime(2023, 7, 15, 0, 0, 1)) == ["other/2023/f.jpg", "photos/2023-x/d.jpg",
+                                                         "photos/2023/deep/b.jpg"]
+        assert len(taken(datetime(1900, 1, 1))) == 5  # 2023.jpg and caf\xe9/e.jpg have no date
+        assert taken(end=datetime(2023, 12, 31), folder="2023") == ["photos/2023/a.jpg", "photos/2023/deep/b.jpg"]
+        assert len(store.ids_where([], folder="2023")) == 3 and len(store.ids_where([], folder="2023", limit=2)) == 2
 
 
 def test_filters_are_answered_by_index_range_scans(two_roots):
     """No full scan of the images table: a rare folder or a narrow date range costs the same on any library."""
-    from datetime import date
+    from datetime import datetime
 
     from sqlalchemy import event
+
+    from indexer.catalog import Image
 
     statements = []
 
@@ -231,9 +233,9 @@ def test_filters_are_answered_by_index_range_scans(two_roots):
 
     with IndexStore.open(two_roots) as store:
         event.listen(store.catalog.engine, "before_cursor_execute", record)
-        store.ids_matching(folder="2023")
-        store.ids_matching(folder=str(store.roots[0]) + "/2023/deep")
-        store.ids_matching(date_from=date(2023, 7, 15), date_to=date(2023, 7, 16))
+        store.ids_where([], folder="2023")
+        store.ids_where([], folder=str(store.roots[0]) + "/2023/deep")
+        store.ids_where([Image.taken_at >= datetime(2023, 7, 15), Image.taken_at <= datetime(2023, 7, 16)])
         event.remove(store.catalog.engine, "before_cursor_execute", record)
         with store.catalog.engine.connect() as connection:
             plans = [row[-1] for statement, parameters in statements if "FROM images" in statement
@@ -248,7 +250,7 @@ def test_search_among_ids_ranks_only_them_as_the_full_search_does(two_roots, tin
     with IndexStore.open(two_roots) as store:
         query = tiny_mllama.encode_text_queries(["a beach at dusk"])
         scores, ids = store.search(query, k=20)
-        among = store.ids_matching(folder="2023")
+        among = store.ids_where([], folder="2023")
         wanted = np.isin(ids[0], among)
         got_scores, got_ids = store.search(query, k=5, among=among)
         assert got_ids[0, :3].tolist() == ids[0][wanted].tolist() and (got_ids[0, 3:] == -1).all()
@@ -260,14 +262,17 @@ def test_search_among_ids_ranks_only_them_as_the_full_search_does(two_roots, tin
 def test_a_catalog_without_the_date_index_is_still_read_and_gets_it_on_the_next_build(two_roots, photos, tiny_mllama):
     """Catalogs written before the capture-date index existed: readable as they are, upgraded by a writer."""
     import sqlite3
-    from datetime import date
+    from datetime import datetime
 
+    from indexer.catalog import Image
+
+    since = [Image.taken_at >= datetime(2023, 7, 15)]
     with IndexStore.open(two_roots) as store:
-        expected = store.ids_matching(date_from=date(2023, 7, 15))
+        expected = store.ids_where(since)
     with sqlite3.connect(two_roots / "catalog.sqlite") as connection:
         connection.execute("DROP INDEX ix_images_status_taken_at")
     with IndexStore.open(two_roots) as store:
-        assert store.ids_matching(date_from=date(2023, 7, 15)).tolist() == expected.tolist()
+        assert store.ids_where(since).tolist() == expected.tolist()
         assert store.info()["schema_version"] == 1
     build_index([], two_roots, tiny_mllama, show_progress=False)
     with sqlite3.connect(two_roots / "catalog.sqlite") as connection:

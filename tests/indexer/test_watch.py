@@ -49,6 +49,7 @@ def watcher(photos, tmp_path, tiny_mllama):
     assert not thread.is_alive()
 
 
+@pytest.mark.slow  # watches a 500-file burst
 @pytest.mark.timeout(900)
 def test_new_changed_moved_deleted_and_a_500_file_burst_reach_the_index(watcher, photos):
     watching, index_dir = watcher
@@ -103,6 +104,7 @@ def start_watch(index_dir: Path, folder: Path, model_dir: Path, *extra) -> subpr
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow  # kills a watcher mid-burst and restarts it
 @pytest.mark.timeout(900)
 def test_kill_9_during_a_burst_then_restart_catches_up_and_verifies_clean(make_photos, tmp_path, tiny_mllama_dir):
     photos = make_photos("photos")

@@ -15,6 +15,7 @@ def load(name: str):
     return importlib.import_module(f"benchmarks.{name}")  # pytest runs from the repo root
 
 
+@pytest.mark.slow  # runs the benchmark at several tile counts
 def test_bench_embed_compares_stock_and_fast_per_tile_count(tiny_mllama_dir, capsys):
     code = load("bench_embed").main(["--model", str(tiny_mllama_dir), "--device", "cpu", "--images", "4", "--texts", "4",
                                      "--batch-sizes", "2", "--compare-tiles", "1", "2", "4", "--peak-batches", "1",
@@ -40,6 +41,7 @@ def test_bench_search_split_prints_encode_search_fetch(tiny_mllama_dir, capsys):
         assert 0 < figures[part]["p50_ms"] <= figures[part]["p95_ms"], part
 
 
+@pytest.mark.slow  # trains (a tiny model, LoRA) through the CLI
 def test_bench_train_times_both_attentions(tiny_mllama_dir, capsys):
     code = load("bench_train").main(["--model", str(tiny_mllama_dir), "--device", "cpu", "--steps", "0",
                                      "--batch-size", "2", "--negatives", "1", "--image-size", "40", "--profile"])

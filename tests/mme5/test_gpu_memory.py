@@ -60,16 +60,17 @@ def test_free_bytes_respects_a_per_process_cap(monkeypatch):
     assert gpu_memory.free_bytes(torch.device("cuda")) == int(24e9) - 20 * GIB
 
 
-def test_fit_lowers_on_a_small_gpu_and_says_so(monkeypatch, capsys):
+def test_fit_lowers_on_a_small_gpu_and_says_so(monkeypatch, caplog):
     fake = types.SimpleNamespace(device=torch.device("cuda"),
                                  backbone=types.SimpleNamespace(image_activation_bytes=lambda: GIB))
     monkeypatch.setattr(gpu_memory, "free_bytes", lambda device: int(2.6 * GIB))
     assert gpu_memory.fit_batch_size(fake, 8) == 2
-    err = capsys.readouterr().err
+    err = caplog.text
     assert "batch size 8 would need ~8.5 GiB" in err and "2.6 GiB free: using batch size 2" in err
+    caplog.clear()
     monkeypatch.setattr(gpu_memory, "free_bytes", lambda device: 100 * GIB)
     assert gpu_memory.fit_batch_size(fake, 8) == 8
-    assert capsys.readouterr().err == ""
+    assert caplog.text == ""
 
 
 def test_cpu_keeps_the_requested_batch(tiny_mllama):

@@ -110,6 +110,7 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "mme5", *args], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow  # CLI subprocesses: 182 s at load average ~10 on 2 cores
 def test_cli_tiny_and_embed_json(tmp_path):
     import json
 

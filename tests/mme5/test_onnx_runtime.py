@@ -1,4 +1,5 @@
 """SigLIP on ONNX Runtime: the CPU default, same vectors as torch, exported once, int8 only on request."""
+import logging
 import shutil
 
 import numpy as np
@@ -32,18 +33,21 @@ def test_cpu_default_is_onnx_with_the_torch_vectors_and_vector_space(tiny_siglip
         assert np.abs(onnx[name] - onnx["documents"]).max() > 1e-3 or name in ("documents", "image")
 
 
-def test_export_happens_once_and_a_moved_copy_of_the_model_reuses_it(tiny_siglip_dir, tmp_path, capfd):
+def test_export_happens_once_and_a_moved_copy_of_the_model_reuses_it(tiny_siglip_dir, tmp_path, capfd, caplog):
+    caplog.set_level(logging.INFO, logger="mme5")
     first = load_embedder(str(tiny_siglip_dir), device="cpu", runtime="onnx")
     capfd.readouterr()
+    caplog.clear()
     copy = shutil.copytree(tiny_siglip_dir, tmp_path / "elsewhere" / "same-model")
     again = load_embedder(str(copy), device="cpu", runtime="onnx")
     assert again.backbone.folder == first.backbone.folder
-    assert "exporting" not in capfd.readouterr().err
+    assert "ONNX export" not in capfd.readouterr().err and "exporting" not in caplog.text
     np.testing.assert_array_equal(again.encode_text_queries(TEXTS), first.encode_text_queries(TEXTS))
 
 
 def test_an_interrupted_export_leaves_no_cache_entry_and_the_next_start_exports(tiny_siglip_dir, tmp_path, monkeypatch,
-                                                                                capfd):
+                                                                                capfd, caplog):
+    caplog.set_level(logging.INFO, logger="mme5")
     monkeypatch.setenv("MME5_CACHE_DIR", str(tmp_path / "cache"))
     real = onnx_runtime._export_tower
 
@@ -58,9 +62,10 @@ def test_an_interrupted_export_leaves_no_cache_entry_and_the_next_start_exports(
     assert list((tmp_path / "cache" / "onnx").iterdir()) == []  # neither a half export nor its temp folder
     monkeypatch.setattr(onnx_runtime, "_export_tower", real)
     capfd.readouterr()
+    caplog.clear()
     embedder = load_embedder(str(tiny_siglip_dir), device="cpu", runtime="onnx")
-    err = capfd.readouterr().err
-    assert "exporting" in err and "ONNX export" in err  # the progress note, on stderr
+    assert "ONNX export" in capfd.readouterr().err  # the progress bar, on stderr
+    assert "exporting" in caplog.text  # the note (the commands print it on stderr: mme5.cli.show_messages)
     assert embedder.encode_images(IMAGES[:1]).shape == (1, 32)
 
 

@@ -127,6 +127,7 @@ def test_mmE5_replica_keeps_the_4_4x_weight_names_and_they_really_load(replica_d
     np.testing.assert_array_equal(loaded.detach().numpy(), stored.float().numpy())  # mapped, not freshly initialised
 
 
+@pytest.mark.slow  # builds, indexes and serves in subprocesses: ~140 s at load average ~10 on 2 cores
 def test_a_package_the_published_siglip_needs_is_required(replica_dirs):
     """Hiding sentencepiece or protobuf breaks the load with advice; with both present it works; both are listed."""
     folder = replica_dirs["siglip-multilingual"]
@@ -145,6 +146,7 @@ def test_a_package_the_published_siglip_needs_is_required(replica_dirs):
         assert owners & listed, f"{module} (from {owners}) is needed but requirements.txt does not list it"
 
 
+@pytest.mark.slow  # builds, indexes and serves in subprocesses: ~140 s at load average ~10 on 2 cores
 def test_the_other_replicas_need_no_sentencepiece(replica_dirs):
     """SigLIP 2 and mmE5 ship tokenizer.json: they load through `tokenizers` alone."""
     for kind in ("siglip2", "mllama"):

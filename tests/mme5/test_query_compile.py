@@ -1,6 +1,8 @@
 """The compiled text-query path: bucket padding keeps the vectors, and every fallback ends in eager."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -29,12 +31,13 @@ def eager_vectors(embedder):
     return np.concatenate([embedder.encode_text_queries([text]) for text in TEXTS])
 
 
-def test_cpu_stays_eager_and_says_so(embedder, capsys):
+def test_cpu_stays_eager_and_says_so(embedder, caplog):
+    caplog.set_level(logging.INFO, logger="mme5")
     before = eager_vectors(embedder)
     assert embedder.compile_queries() == 0.0
     compiler = embedder.backbone.query_compiler
     assert not compiler.active and compiler.reason == "not on a CUDA GPU"
-    assert "text queries run eagerly (not on a CUDA GPU)" in capsys.readouterr().err
+    assert "text queries run eagerly (not on a CUDA GPU)" in caplog.text
     np.testing.assert_array_equal(eager_vectors(embedder), before)
 
 
@@ -98,16 +101,18 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(embedder):
     np.testing.assert_array_equal(vectors, expected)
 
 
-def test_compiler_that_fails_at_setup_falls_back(embedder, capsys):
+def test_compiler_that_fails_at_setup_falls_back(embedder, caplog):
+    caplog.set_level(logging.INFO, logger="mme5")
     def refusing(fn, **options):
         raise RuntimeError("Windows not yet supported for torch.compile")
 
     with pytest.warns(RuntimeWarning, match="compiling failed"):
         seconds = embedder.compile_queries(compiler=refusing, force=True)
     assert seconds >= 0 and not embedder.backbone.query_compiler.active
-    assert "run eagerly (compiling failed (RuntimeError: Windows" in capsys.readouterr().err
+    assert "run eagerly (compiling failed (RuntimeError: Windows" in caplog.text
 
 
+@pytest.mark.slow  # torch.compile of the whole forward
 def test_forward_traces_as_one_graph(embedder):
     """Dynamo captures the whole text forward without graph breaks (what CUDA graphs need)."""
     expected = eager_vectors(embedder)

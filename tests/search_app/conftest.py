@@ -151,9 +151,12 @@ def running_app(work: Path, args: list[str], env: dict | None = None, cwd: Path 
                 process.kill()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def served_app(tmp_path_factory, library, tiny_mllama_dir):
-    """`python app.py` in a subprocess, indexing ``library`` on first start: (url, index_dir)."""
+    """`python app.py` in a subprocess, indexing ``library`` on first start: (url, index_dir).
+
+    One app for the whole session: the modules that only need a running app (the API and the browser tests) share it
+    instead of each starting and indexing its own. They may save albums in it, never change its photos."""
     work = tmp_path_factory.mktemp("app")
     index = work / "index"
     args = ["--index", str(index), "--model", str(tiny_mllama_dir), "--photos", str(library), "--concurrency", "1",

@@ -10,6 +10,8 @@ from PIL import Image
 
 from .conftest import LIBRARY
 
+pytestmark = pytest.mark.server  # starts the app in a subprocess
+
 UNIQUE = len(LIBRARY)
 
 

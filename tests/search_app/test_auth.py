@@ -15,6 +15,8 @@ from search_app.auth import add_user
 from .conftest import new_home, running_app
 from .test_browser import CHROMIUM, FLAGS
 
+pytestmark = pytest.mark.server  # starts the app in a subprocess
+
 USER, PASSWORD = "alice", "correct horse battery"
 SECRET_USER, SECRET_PASSWORD = "bob", "bob-from-a-secret"  # MME5_AUTH: hashed at start, checked like file users
 
@@ -63,6 +65,7 @@ def test_gradio_client_with_a_login_searches(secured):
     assert len(answer["results"]) == 3 and answer["total_indexed"] == 12
 
 
+@pytest.mark.browser
 def test_browser_logs_in_searches_and_previews_stay_behind_the_login(secured):
     from playwright.sync_api import sync_playwright
 

@@ -5,6 +5,8 @@ import re
 
 import pytest
 
+pytestmark = [pytest.mark.server, pytest.mark.browser]  # drives Chromium against the app in a subprocess
+
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

@@ -12,9 +12,11 @@ import pytest
 from .conftest import REPO
 from .test_browser import CHROMIUM, FLAGS
 
+pytestmark = [pytest.mark.server, pytest.mark.browser]  # drives Chromium against the app in a subprocess
+
 VIEWPORTS = {"desktop": (1280, 900), "phone": (390, 844)}
 AXE = Path(os.environ.get("AXE_CORE_JS") or REPO / ".cache/npm/node_modules/axe-core/axe.min.js")
-# Violations from Gradio's own components (not this app's markup); listed in the README.
+# Violations from Gradio's own components (not this app's markup); listed in docs/app.md.
 # label-content-name-mismatch: Gradio's gallery names each thumbnail "Thumbnail N of M" while showing its caption.
 GRADIO_OWN = {"label-content-name-mismatch"}
 

@@ -9,6 +9,8 @@ import pytest
 from .test_browser import CHROMIUM, FLAGS
 from .test_browser_features import captions, status, wait_status
 
+pytestmark = [pytest.mark.server, pytest.mark.browser]  # drives Chromium against the app in a subprocess
+
 QUERY = "#query textarea, #query input"
 THUMBNAIL = "#results button.thumbnail-item"
 

@@ -69,6 +69,7 @@ def test_a_broken_index_is_reported_not_served(tmp_path, tiny_mllama_dir):
     assert result.returncode == 1 and result.stderr.startswith("app: error: ") and "Traceback" not in result.stderr
 
 
+@pytest.mark.server  # starts python app.py and talks to it
 def test_smoke_mode_builds_the_tiny_model_and_serves_the_sample_photos(tmp_path, stack):
     import httpx
     from gradio_client import Client
@@ -108,6 +109,7 @@ def test_a_network_address_or_share_without_login_is_refused_with_advice(tmp_pat
     assert not (tmp_path / "index").exists() and not (home / ".cache").exists()  # refused before any work
 
 
+@pytest.mark.server  # starts python app.py and talks to it
 def test_anonymous_exposure_warns_when_allowed_and_spaces_stay_public(tmp_path):
     env = {}
     # Both get past the check and stop at the missing index, which proves they were not refused.
@@ -121,6 +123,7 @@ def test_anonymous_exposure_warns_when_allowed_and_spaces_stay_public(tmp_path):
     assert bad_secret.returncode == 1 and bad_secret.stderr.startswith("app: error: MME5_AUTH must be user:password")
 
 
+@pytest.mark.server  # starts python app.py and talks to it
 def test_zero_gpu_never_indexes_at_start_up(tmp_path):
     env = {"SPACE_ID": "someone/photos", "SPACES_ZERO_GPU": "true"}
     result = run_app("--index", str(tmp_path / "index"), env=env)

@@ -185,6 +185,7 @@ def test_served_in_process_previews_stand_in_for_absent_originals(hub):
     assert cache_state(hub) == before
 
 
+@pytest.mark.server
 def test_app_serves_an_hf_index_offline_and_leaves_the_cache_untouched(hub, tmp_path):
     from gradio_client import Client
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from .conftest import running_app
+
+pytestmark = pytest.mark.server  # starts the app in a subprocess
 
 HUB_ID = "google/siglip-base-patch16-256-multilingual"
 

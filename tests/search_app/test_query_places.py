@@ -54,7 +54,7 @@ def test_words_that_are_not_indexed_place_names_never_fire(names, query):
 
 
 def test_an_index_without_places_finds_nothing():
-    assert PlaceNames([]).find("beach Lisbon") is None and PlaceNames([]).pattern is None
+    assert PlaceNames([]).find("beach Lisbon") is None and not PlaceNames([]).by_name
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +87,86 @@ def test_place_chip_removed_or_filter_set_leaves_the_text_alone(places_engine):
     assert chosen.query_place is None and [r.relpath for r in chosen.results] == ["berlin.jpg"]
     plain = places_engine.search_text("a nice beach", k=10)
     assert plain.query_place is None and len(plain.results) == 3 and "query_place" not in plain.to_json()
+
+
+# -- every script: GeoNames' alternate names of the index's cities and regions (search_app/gazetteer.py) ------------
+class CatalogPlaces:
+    """What ``IndexStore.place_centres`` answers for photos taken in Berlin (stored: city Mitte, region Berlin),
+    Tokyo, Lisbon and Athens (the rows reverse_geocoder's names produce)."""
+
+    ROWS = [("city", "Mitte", "DE", 52.52, 13.405, 3), ("region", "Berlin", "DE", 52.52, 13.405, 3),
+            ("city", "Tokyo", "JP", 35.6895, 139.6917, 2), ("region", "Tokyo", "JP", 35.6895, 139.6917, 2),
+            ("city", "Lisbon", "PT", 38.7167, -9.1333, 1), ("region", "Lisbon", "PT", 38.7167, -9.1333, 1),
+            ("city", "Athens", "GR", 37.98, 23.72, 1), ("region", "Attica", "GR", 37.98, 23.72, 1)]
+
+    def place_centres(self):
+        return list(self.ROWS)
+
+
+@pytest.fixture(scope="module")
+def world():
+    stored = sorted({name for _, name, *_ in CatalogPlaces.ROWS} | {"DE", "JP", "PT", "GR"})
+    return PlaceNames.for_store(CatalogPlaces(), stored)
+
+
+@pytest.mark.parametrize("query, place, rest", [
+    ("Берлине", "Berlin", ""),                        # Cyrillic, with the case ending the issue names
+    ("фото в Берлине", "Berlin", "фото"),
+    ("ベルリン", "Berlin", ""),                        # Japanese katakana
+    ("ベルリンで撮った写真", "Berlin", "撮った写真"),     # with a particle after it
+    ("برلين", "Berlin", ""),                          # Arabic
+    ("صور ببرلين", "Berlin", "صور"),                  # "in Berlin": the preposition written onto the name
+    ("柏林的夜晚", "Berlin", "夜晚"),                    # Chinese Han
+    ("Berlín de noche", "Berlin", "de noche"),        # Latin with an accent (es, cs)
+    ("Mauer Berlins", "Berlin", "Mauer"),             # German genitive
+    ("zdjęcia w Berlinie", "Berlin", "zdjęcia"),      # Polish locative
+    ("Berlin'de gece", "Berlin", "gece"),             # Turkish suffix after an apostrophe
+    ("νύχτα στο Βερολίνο", "Berlin", "νύχτα"),         # Greek
+    ("φώτα του Βερολίνου", "Berlin", "φώτα του"),      # Greek genitive
+    ("לילה בברלין", "Berlin", "לילה"),                 # Hebrew, "in" written onto the name
+    ("बर्लिन में रात", "Berlin", "रात"),                  # Devanagari, with the postposition after it
+    ("베를린에서 밤", "Berlin", "밤"),                    # Korean, particle attached
+    ("กลางคืนที่เบอร์ลิน", "Berlin", "กลางคืน"),            # Thai, no spaces
+    ("طوكيو ليلا", "Tokyo", "ليلا"),                  # Tokyo in Arabic (the issue's example)
+    ("東京タワー", "Tokyo", "タワー"),
+    ("Токио", "Tokyo", ""),
+    ("praia em Lisboa", "Lisbon", "praia"),
+    ("리스본 해변", "Lisbon", "해변"),
+    ("Αθήνα", "Athens", ""),                          # a city stored under its English name
+    ("Αθήνας", "Athens", ""),
+])
+def test_an_indexed_place_is_found_in_the_script_it_is_typed_in(world, query, place, rest):
+    found = world.find(query)
+    assert found is not None and (found.place, found.rest) == (place, rest), (query, found)
+
+
+@pytest.mark.parametrize("query", [
+    "Berliner Weiße",   # an inflection list, not any continuation
+    "bai lin",          # GeoNames' machine romanisation of 柏林: not a name people type
+    "BER airport",      # IATA codes are not names
+    "TYO",
+    "林",               # one Han character is a word, not a place
+    "Paris by night",   # a place where no indexed photo was taken, in any script
+    "باريس",
+    "パリ",
+])
+def test_gazetteer_names_do_not_turn_ordinary_words_into_places(world, query):
+    assert world.find(query) is None, world.find(query)
+
+
+def test_gazetteer_matches_cities_and_regions_by_country_and_position():
+    from search_app import gazetteer
+
+    rows = [("city", "Zurich", "CH", 47.37, 8.54, 1),             # stored ASCII, GeoNames writes Zürich
+            ("city", "Umm al Qaywayn", "AE", 25.56, 55.55, 1),    # renamed since: found by its alternate name
+            ("city", "Springfield", "US", 39.80, -89.64, 1),      # many Springfields: the one near the photos
+            ("region", "Berlin", "DE", 52.52, 13.405, 1),
+            ("region", "Bavaria", "DE", 48.1, 11.6, 1),           # no city of that name: left out
+            ("city", "Porto", "PT", 52.52, 13.405, 1)]            # a same-named city far from the photos is not it
+    found = gazetteer.cities(rows)
+    assert "Zürich" in found[("city", "Zurich", "CH")].names and "Цюрих" in found[("city", "Zurich", "CH")].names
+    assert found[("city", "Umm al Qaywayn", "AE")].geonameid == 290594
+    assert found[("city", "Springfield", "US")].geonameid == 4250542  # Illinois
+    assert {"Берлин", "ベルリン", "برلين", "柏林"} <= set(found[("region", "Berlin", "DE")].names)
+    assert ("region", "Bavaria", "DE") not in found and ("city", "Porto", "PT") not in found
+    assert not {"BER", "bai lin", "berurin"} & set(found[("region", "Berlin", "DE")].names)

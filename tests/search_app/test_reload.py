@@ -117,6 +117,7 @@ def test_the_index_is_looked_at_only_once_per_interval(engine, library, tiny_mll
     assert engine.stats()["images"] == 5
 
 
+@pytest.mark.slow  # a build in another process while the engine serves: 53 s at load average ~10
 def test_a_build_in_another_process_is_picked_up(engine, library):
     add_photos(library, ADDED, seed=10)
     environment = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")

@@ -109,8 +109,9 @@ def test_image_and_composed_search_take_a_multipart_upload(rest, engine, tmp_pat
 def test_a_bad_upload_gets_the_uis_sentence_naming_the_file(rest):
     answer = rest.post("/search/image", files={"image": ("../../notes.txt", b"not a photo", "image/jpeg")})
     assert answer.status_code == 400
-    assert answer.json()["error"] == ("The upload notes.txt is not an image this app can read (JPEG, PNG, WebP, "
-                                      "HEIC, ...).")
+    from search_app.limits import not_a_photo_file
+
+    assert answer.json()["error"] == str(not_a_photo_file("notes.txt"))  # the UI's own sentence, named file
     empty = rest.post("/search/composed", files={"image": ("a.jpg", b"", "image/jpeg")}, data={"text": "x"})
     assert empty.status_code == 400 and "is empty (0 bytes)" in empty.json()["error"]
 

@@ -97,6 +97,7 @@ def odd_app(tmp_path_factory, odd_library, tiny_mllama_dir):
         yield url, work / "app.log"
 
 
+@pytest.mark.server
 def test_the_app_serves_a_non_utf8_name_and_refuses_a_30_mb_query(odd_app):
     from gradio_client import Client
 

@@ -135,7 +135,7 @@ def test_a_query_is_isolated_and_escaped_in_the_status_line(ui):
 def test_when_strong_matches_only_hides_everything_the_advice_says_so(ui, monkeypatch):
     from search_app.results import SearchPage
 
-    def ranked(vector, options, generation=None):
+    def ranked(vector, options, generation=None, text=None):
         if options.strong_only:
             return SearchPage(results=[], offset=0, next_offset=None, strong=0, hidden=7)
         return SearchPage(results=[], offset=0, next_offset=None)

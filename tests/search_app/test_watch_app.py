@@ -4,9 +4,12 @@ from __future__ import annotations
 import shutil
 import time
 
+import pytest
 from gradio_client import Client
 
 from .conftest import make_photo, running_app
+
+pytestmark = pytest.mark.server  # starts the app in a subprocess
 
 
 def test_the_app_indexes_new_photos_while_serving(tmp_path, library, tiny_mllama_dir):

@@ -140,6 +140,7 @@ def test_failures_are_counted_with_reasons(index_dir, tmp_path, capsys):
     assert all("A black cat sleeps" in failure["answer"] for failure in wrong)  # kept for inspection
 
 
+@pytest.mark.slow  # kills a generate run and resumes it in subprocesses
 def test_kill_and_resume_gives_every_sample_once(index_dir, tmp_path):
     out = tmp_path / "killed"
 

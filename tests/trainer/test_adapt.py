@@ -27,8 +27,7 @@ from ..synth.synth_fake_openai import FakeOpenAI, Reply, ok
 from indexer.catalog import CATALOG_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
-# slow: about 3 minutes on an idle 2-core box (190 generator calls, 120 training steps)
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # trains; about 3 minutes on an idle 2-core box: 190 generator calls, 120 steps
 PER_CLASS = 6
 TRAIN = ["--steps", "120", "--batch-size", "16", "--lr", "1e-3", "--temperature", "0.05", "--warmup-ratio", "0.1",
          "--negative-ratio", "1", "--no-gradient-checkpointing", "--save-every", "0"]

@@ -13,6 +13,8 @@ import torch
 
 from trainer.data import load_examples
 
+pytestmark = pytest.mark.slow  # trains under torchrun
+
 WORKER = Path(__file__).with_name("dist_worker.py")
 pytestmark = pytest.mark.slow  # trains in one process and in two torchrun-style gloo processes
 

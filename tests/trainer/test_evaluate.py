@@ -116,6 +116,7 @@ def test_missing_images_fail_before_any_embedding(tiny_mllama, fixtures, tmp_pat
         evaluate(tiny_mllama, mmeb=bad, image_dir=fixtures / "img")
 
 
+@pytest.mark.slow  # evaluates through the CLI: 70 s at load average ~10 on 2 cores
 def test_eval_cli_writes_json_and_markdown(tiny_mllama_dir, fixtures, tmp_path):
     out = tmp_path / "report.json"
     result = subprocess.run(

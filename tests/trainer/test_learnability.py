@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # trains
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # trains the tiny model until recall rises
 

@@ -54,6 +54,7 @@ def test_cap_keeps_the_first_rows_of_each_source(tmp_path):
         load_examples([f"{first}@0"], None)
 
 
+@pytest.mark.slow  # trainer CLI subprocesses
 def test_recipe_needs_the_hub_and_says_so_offline(tmp_path, cli_env):
     result = subprocess.run(
         [sys.executable, "-m", "trainer", "train", "--model", "unused", "--recipe", "mme5", "--output",

@@ -44,7 +44,7 @@ def straight_run(tiny_mllama_dir, toy, cli_env, tmp_path_factory):
     return output
 
 
-@pytest.mark.slow  # trains
+@pytest.mark.slow  # trains through the CLI (with the module's straight_run)
 def test_resume_after_kill_continues_the_same_loss_curve(cli_env, tiny_mllama_dir, toy, straight_run, tmp_path):
     output = tmp_path / "killed"
     process = subprocess.Popen(train_command(tiny_mllama_dir, toy, output), cwd=ROOT, env=cli_env,
@@ -85,7 +85,7 @@ def test_run_outputs_log_and_settings(straight_run):
     assert {"q_proj", "v_proj", "down_proj"} <= set(config["target_modules"])
 
 
-@pytest.mark.slow  # trains
+@pytest.mark.slow  # trains through the CLI (with the module's straight_run)
 def test_existing_run_is_not_overwritten_and_resume_needs_a_checkpoint(cli_env, tiny_mllama_dir, toy, straight_run, tmp_path):
     before = (straight_run / "adapter_model.safetensors").read_bytes()
     again = run(train_command(tiny_mllama_dir, toy, straight_run), cli_env)
@@ -95,6 +95,7 @@ def test_existing_run_is_not_overwritten_and_resume_needs_a_checkpoint(cli_env, 
     assert fresh.returncode == 1 and "no checkpoint to resume from" in fresh.stderr
 
 
+@pytest.mark.slow  # trains through the CLI
 def test_bad_data_gives_a_clear_error(cli_env, tiny_mllama_dir, toy, tmp_path):
     missing = run(train_command(tiny_mllama_dir, {"train": tmp_path / "nope.jsonl", "images": toy["images"]},
                                 tmp_path / "out"), cli_env)
@@ -108,7 +109,7 @@ def test_help_has_worked_example(cli_env):
     assert "torchrun --nproc_per_node 2 -m trainer train" in result.stdout and "--grad-cache" in result.stdout
 
 
-@pytest.mark.slow  # trains
+@pytest.mark.slow  # trains through the CLI (with the module's straight_run)
 def test_merge_writes_a_model_equal_to_base_plus_adapter(cli_env, tiny_mllama_dir, toy, straight_run, tmp_path):
     from mme5 import load_embedder
 
@@ -128,7 +129,7 @@ def test_merge_writes_a_model_equal_to_base_plus_adapter(cli_env, tiny_mllama_di
     assert again.returncode == 1 and "already exists" in again.stderr
 
 
-@pytest.mark.slow  # trains
+@pytest.mark.slow  # trains through the CLI
 def test_row_with_an_undecodable_image_is_replaced_and_counted(cli_env, tiny_mllama_dir, toy, tmp_path):
     rows = [json.loads(line) for line in toy["train"].read_text(encoding="utf-8").splitlines()[:5]]
     broken = toy["images"] / "train" / "broken.png"

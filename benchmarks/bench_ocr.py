@@ -1,0 +1,163 @@
+"""Text in photos: recall@1/@10 per script with the text signal fused vs vector-only, false matches, text-pass speed.
+
+A corpus of sign photos (benchmarks/text_photos.py: a plaque with a planted word on a textured, photo-like
+background; --per-script of each script) and --distractors photos without text is indexed with OCR on. Each
+sign's word is then searched for as a user would type it:
+  fused        SearchEngine.search_text (the app: text hits fused with the vector ranking)
+  vector_only  the same query vector ranked without the text signal (what search was before)
+and recall@1 / recall@10 is the share of queries whose sign is first / in the top 10, per script.
+  false_matches_per_query   text hits that are not the sign the word was planted on
+  no_text_photos_with_text  distractors OCR read any text from (a detection false positive that recognition
+                            did not reject)
+  text_pass_img_s           photos per second through the text pass (words + detection + recognition)
+  detect_img_s              photos per second through the detection pass alone (what a photo without text costs)
+With the tiny random model (the default) vector-only recall is chance: the text signal is what is measured.
+
+Examples:
+  python -m benchmarks.bench_ocr                                              # 8 signs per script, 40 distractors
+  python -m benchmarks.bench_ocr --per-script 2 --distractors 4 --scripts latin,cyrillic --json
+  python -m benchmarks.bench_ocr --model ./models/siglip --per-script 8       # with a real model
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+WORDS = {
+    "latin": ["CAFÉ CENTRAL", "BAKERY", "PHARMACY", "MUSEUM", "STATION", "HARBOUR", "LIBRARY", "THEATER"],
+    "cyrillic": ["КАФЕ", "АПТЕКА", "МУЗЕЙ", "ВОКЗАЛ", "ТЕАТР", "БАНК", "ПОЧТА", "РЫНОК"],
+    "cjk": ["東京駅", "大阪城", "図書館", "美術館", "郵便局", "銀行", "病院", "公園"],
+    "arabic": ["مقهى", "صيدلية", "متحف", "مكتبة", "مسرح", "بنك", "بريد", "سوق"],
+    "devanagari": ["बाज़ार", "डाकघर", "पुस्तकालय", "संग्रहालय", "रंगमंच", "बैंक", "अस्पताल", "उद्यान"],
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n", 2)[2],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scripts", default=",".join(WORDS), help=f"scripts to plant (default {','.join(WORDS)})")
+    parser.add_argument("--per-script", type=int, default=8, help="sign photos per script (at most 8; default 8)")
+    parser.add_argument("--distractors", type=int, default=40, help="photos without text (default 40)")
+    parser.add_argument("--model", help="model folder or hub id (default: a tiny random Mllama built here)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+    unknown = set(args.scripts.split(",")) - set(WORDS)
+    if unknown:
+        parser.error(f"unknown scripts {sorted(unknown)}; choose from {', '.join(WORDS)}")
+    if not 1 <= args.per_script <= 8:
+        parser.error("--per-script must be between 1 and 8")
+    return args
+
+
+def make_corpus(folder: Path, scripts: list[str], per_script: int, distractors: int) -> dict[str, list]:
+    """The photos; returns script -> [(relpath, word)]."""
+    from benchmarks.text_photos import sign_photo, texture
+
+    planted: dict[str, list] = {}
+    for s, script in enumerate(scripts):
+        for i, word in enumerate(WORDS[script][:per_script]):
+            relpath = f"{script}/{i:04d}.jpg"  # names say nothing: only the pixels hold the word
+            (folder / script).mkdir(parents=True, exist_ok=True)
+            sign_photo(word, script, seed=100 * s + i).save(folder / relpath, quality=90)
+            planted.setdefault(script, []).append((relpath, word))
+    (folder / "plain").mkdir(parents=True, exist_ok=True)
+    for i in range(distractors):
+        texture((640, 420), seed=10_000 + i).save(folder / "plain" / f"{i:04d}.jpg", quality=90)
+    return planted
+
+
+def measure(args, work: Path, model: str) -> dict:
+    from PIL import Image
+
+    from indexer import IndexStore, build_index
+    from indexer.ocr import text_regions
+    from mme5 import load_embedder
+    from search_app.engine import SearchEngine, SearchOptions
+
+    scripts = args.scripts.split(",")
+    folder = work / "photos"
+    planted = make_corpus(folder, scripts, args.per_script, args.distractors)
+    embedder = load_embedder(model, device=args.device, verbose=False)
+    summary = build_index([folder], work / "index", embedder, show_progress=False, ocr="on")
+    text = summary.text
+    plain = sorted((folder / "plain").glob("*.jpg"))
+    started = time.perf_counter()
+    for path in plain:
+        with Image.open(path) as image:
+            text_regions(image.convert("L"))
+    detect_seconds = time.perf_counter() - started
+    engine = SearchEngine(IndexStore.open(work / "index"), embedder)
+    figures: dict = {"scripts": {}, "ocr": text["ocr"], "photos": summary.images,
+                     "text_pass_img_s": round(text["ocr_read"] / text["seconds"], 3) if text["seconds"] else None,
+                     "detect_img_s": round(len(plain) / detect_seconds, 1) if plain and detect_seconds else None}
+    false_matches = queries = 0
+    try:
+        for script, signs in planted.items():
+            counts = {"fused@1": 0, "fused@10": 0, "vector@1": 0, "vector@10": 0}
+            for relpath, word in signs:
+                fused = [r.relpath for r in engine.search_text(word.lower(), k=10).results]
+                vector = [r.relpath for r in engine.rank(engine.encode_query(text=word.lower()),
+                                                         SearchOptions.parse(k=10)).results]
+                counts["fused@1"] += fused[:1] == [relpath]
+                counts["fused@10"] += relpath in fused
+                counts["vector@1"] += vector[:1] == [relpath]
+                counts["vector@10"] += relpath in vector
+                hits = [r for r in engine.search_text(word.lower(), k=50).results if r.text_match is not None]
+                false_matches += sum(r.relpath != relpath for r in hits)
+                queries += 1
+            figures["scripts"][script] = {
+                "queries": len(signs),
+                "recall@1_fused": round(counts["fused@1"] / len(signs), 3),
+                "recall@10_fused": round(counts["fused@10"] / len(signs), 3),
+                "recall@1_vector_only": round(counts["vector@1"] / len(signs), 3),
+                "recall@10_vector_only": round(counts["vector@10"] / len(signs), 3),
+            }
+        with engine.store.catalog.engine.connect() as connection:
+            with_text = connection.exec_driver_sql(
+                "SELECT count(*) FROM images i JOIN ocr_text o ON o.content_hash = i.content_hash "
+                "WHERE o.text != '' AND CAST(i.relpath AS TEXT) LIKE 'plain/%'").scalar()
+    finally:
+        engine.close()
+    figures["false_matches_per_query"] = round(false_matches / max(queries, 1), 3)
+    figures["no_text_photos_with_text"] = round(with_text / len(plain), 3) if plain else None
+    figures["ocr_errors"] = text["error_count"]
+    return figures
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from benchmarks.bench_search import stdout_to_stderr
+    from mme5.tiny import build_tiny
+
+    work = Path(tempfile.mkdtemp(prefix="bench-ocr-"))
+    try:
+        with stdout_to_stderr():
+            model = args.model or str(build_tiny(work / "tiny-mllama", backbone="mllama"))
+            figures = measure(args, work, model)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        print(json.dumps(figures, ensure_ascii=False))
+        return 0
+    print(f"{figures['ocr']}\n{figures['photos']} photos; text pass {figures['text_pass_img_s']} img/s, detection "
+          f"alone {figures['detect_img_s']} img/s; {figures['ocr_errors']} OCR errors")
+    print(f"{'script':<12}{'R@1 fused':>10}{'R@10 fused':>11}{'R@1 vector':>11}{'R@10 vector':>12}")
+    for script, row in figures["scripts"].items():
+        print(f"{script:<12}{row['recall@1_fused']:>10}{row['recall@10_fused']:>11}{row['recall@1_vector_only']:>11}"
+              f"{row['recall@10_vector_only']:>12}")
+    print(f"false text matches per query: {figures['false_matches_per_query']}; photos without text that OCR read "
+          f"text from: {figures['no_text_photos_with_text']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
