@@ -151,6 +151,22 @@ def test_when_strong_matches_only_hides_everything_the_advice_says_so(ui, monkey
     assert "No photos match" in plain and "clear the filters" in plain
 
 
+def test_a_video_caption_names_its_moment_and_a_text_hit_ends_with_its_snippet():
+    """The merge of the photo-app captions with main's videos and text hits: one caption_of for all three."""
+    from datetime import datetime
+    from types import SimpleNamespace
+
+    from search_app.results import SearchResult
+    from search_app.ui import caption_of
+
+    video = SearchResult(path="/p/trip/beach.mp4", relpath="trip/beach.mp4", score=0.61, size=1,
+                         taken_at=datetime(2024, 3, 2, 9, 0), image_id=5, content_hash="", media_type="video",
+                         timestamp_s=9.2, duration_s=30.0, moments=((9.2, 0.61), (21.0, 0.5), (3.0, 0.4)),
+                         text_match=SimpleNamespace(snippet="beach bar", marks=((0, 5),), source="ocr"))
+    assert caption_of(video) == "2 Mar 2024 · beach.mp4 · ▶ 0:09 · +2 more moments · “beach bar”"
+    assert caption_of(video, score=True) == "2 Mar 2024 · beach.mp4 · ▶ 0:09 · +2 more moments · 0.610 · “beach bar”"
+
+
 def test_captions_are_dates_and_names_and_the_score_is_on_demand(ui):
     from datetime import datetime
 
