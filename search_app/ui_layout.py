@@ -167,12 +167,25 @@ JS = r"""
   window.addEventListener('popstate', () => location.reload());
 }
 """
-# Dates in the viewer's details in the browser's own language and time style.
+# Dates in the viewer's details in the browser's own language and time style. The details may render after this
+# runs (a video's player updates too): it looks again until the date is there, for at most 10 s; rewritten dates are
+# marked data-local.
 LOCAL_TIMES_JS = """
-() => setTimeout(() => document.querySelectorAll('#details time[datetime]').forEach((node) => {
-  const when = new Date(node.getAttribute('datetime'));
-  if (!isNaN(when)) node.textContent = when.toLocaleString(undefined, {dateStyle: 'full', timeStyle: 'short'});
-}), 50)
+() => {
+  const began = Date.now();
+  const run = () => {
+    const nodes = document.querySelectorAll('#details time[datetime]:not([data-local])');
+    nodes.forEach((node) => {
+      const when = new Date(node.getAttribute('datetime'));
+      if (!isNaN(when)) node.textContent = when.toLocaleString(undefined, {dateStyle: 'full', timeStyle: 'short'});
+      node.dataset.local = '1';
+    });
+    if (!nodes.length && !document.querySelector('#details time[data-local]') && Date.now() - began < 10000) {
+      setTimeout(run, 50);
+    }
+  };
+  setTimeout(run, 50);
+}
 """
 AFTER_SEARCH_JS = """
 (url) => {

@@ -174,6 +174,7 @@ def test_the_viewer_shows_a_screen_rendition_and_escape_returns_to_the_result(pa
     assert image["natural"] >= 1024, image  # not the 384-px preview
     assert image["left"] >= 0 and image["top"] >= 0, image
     assert image["right"] <= image["width"] and image["bottom"] <= image["height"], image  # all of it in view
+    page.wait_for_selector("#details time[data-local]")  # the page rewrites the date once the details are there
     details = page.inner_text("#details")
     assert details.startswith("wide.jpg") and "1600 × 1200 px" in details and "folder big" in details
     assert "Sunday, May 1, 2022" in details  # the browser's own date style (en-US here)
