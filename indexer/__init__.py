@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 
 _HOMES = {
-    "BuildSummary": "build", "FileError": "build", "build_index": "build",
+    "BuildSummary": "records", "FileError": "records", "build_index": "build",
     "BadRootError": "errors", "IndexCorruptError": "errors", "IndexerError": "errors",
     "IndexLockedError": "errors", "IndexMismatchError": "errors", "IndexNotFoundError": "errors",
     "IndexReplacedError": "errors", "PublishedIndexError": "errors",

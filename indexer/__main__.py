@@ -241,7 +241,8 @@ def _undone_if_empty(index_dir: Path, before: set[str] | None):
 
 
 def run_build(args) -> int:
-    from .build import build_index, plan_roots
+    from .build import build_index
+    from .scan import plan_roots
     from .lock import WriteLock
     from .store import index_model
 

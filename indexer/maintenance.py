@@ -15,7 +15,7 @@ from . import rowstore
 from .files import root_key
 from .lock import WriteLock, lock_holder
 from .salvage import salvage
-from .sync import load_checked, load_index, measure_recall, rebuild, recorded_checksums, save_index
+from .sync import finish, load_checked, load_index, rebuild, recorded_checksums
 from .vectors import INDEX_FILE, VectorIndex
 
 VECTOR_SAMPLE = 200
@@ -296,18 +296,14 @@ def _repair(catalog: Catalog | None, index_dir: Path, report: VerifyReport) -> C
         generation = int(meta.get("generation", 0)) + 1  # readers holding the old state reopen
         Catalog.set_meta(session, generation=generation)
         session.commit()
-    index = rebuild(catalog, dim, meta.get("index_type_request"))
-    save_index(catalog, index, index_dir / INDEX_FILE)
     with catalog.session() as session:  # the store is derived too: written again from what the catalog now holds
         Catalog.set_meta(session, **{rowstore.META_KEY: None})
         session.commit()
     rowstore.attach(catalog, index_dir, catalog.get_meta(), writer=True)
     report.repaired.append(f"rebuilt {rowstore.STORE_FILE} from {catalog.count()} "
                            "stored vectors")
-    recall = measure_recall(catalog, index)
-    with catalog.session() as session:
-        Catalog.set_meta(session, index_generation=generation, index_type=index.kind, nlist=index.nlist, recall=recall)
-        session.commit()
+    request = meta.get("index_type_request")
+    index = finish(catalog, index_dir, rebuild(catalog, dim, request), generation, index_type=request)
     report.repaired.append(f"rebuilt the {index.kind} vector index from {index.ntotal} stored vectors")
     return catalog
 
@@ -345,10 +341,8 @@ def remove_root(index_dir: Path | str, root: Path | str) -> int:
             meta = catalog.get_meta()
             index, _ = load_index(catalog, index_dir, meta)
             index.remove(np.asarray(ids, dtype=np.int64))
-            save_index(catalog, index, index_dir / INDEX_FILE)
-            with catalog.session() as session:
-                Catalog.set_meta(session, index_generation=generation)
-                session.commit()
+            finish(catalog, index_dir, index, generation, index_type=meta.get("index_type_request"),
+                   recall=meta.get("recall"))  # a smaller index may want another type, and recall moves
             return len(ids)
         finally:
             catalog.close()

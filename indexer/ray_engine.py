@@ -10,9 +10,9 @@ heavy part and streams results back, so memory stays bounded on any collection s
                                     num_gpus=...)                   loaded once per actor
                      -> iter_batches()                               back to the driver's commits
 
-``RayEmbedding`` is what ``build_index`` hands the build for ``engine="ray"`` (the local
-engine's counterpart is ``indexer.build.LocalEmbedding``); decode tasks hold the build's
-decode budget through one ``BudgetKeeper`` actor, as the local reader threads share theirs.
+``RayEngine`` is the build's engine for ``engine="ray"`` (the local one is ``indexer.engines.LocalEngine``;
+both yield ``indexer.engines.Embedded`` records, which the build decides and commits); decode tasks hold the
+build's decode budget through one ``BudgetKeeper`` actor, as the local reader threads share theirs.
 Fault tolerance is Ray's, as Ray Data configures it: a killed embedding actor is restarted
 (``max_restarts=-1``) and its batch retried (``max_task_retries=-1``); a decode task whose
 worker died is retried (Ray's task ``max_retries``). Nothing here re-implements that.
@@ -25,15 +25,14 @@ import contextlib
 import logging
 import os
 import socket
-import sys
 import time
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
-from tqdm.auto import tqdm
-
+from .engines import Embedded, LocalEngine, embed_isolating
 from .errors import IndexerError
 from .files import FileEntry, is_video_name, printable
 from .reader import DEFAULT_DECODE_BUDGET, DecodeBudget, ReadResult, read_file
@@ -41,8 +40,8 @@ from .reader import DEFAULT_DECODE_BUDGET, DecodeBudget, ReadResult, read_file
 logger = logging.getLogger(__name__)
 
 # The columns a decoded file comes back in: "idx" (its place in the work list, which gives back its FileEntry), then
-# every other ReadResult field but the image (sent as raw "pixels") and a video's keyframes (videos are read on the
-# driver: see RayEmbedding.process), derived so that a new field cannot be dropped.
+# every other ReadResult field but the image (sent as raw "pixels") and a video's keyframes (videos are read and
+# embedded on the driver: see RayEngine.results), derived so that a new field cannot be dropped.
 RESULT_FIELDS = ("idx", *(field.name for field in fields(ReadResult)
                            if field.name not in ("entry", "image", "keyframes")))
 
@@ -227,8 +226,6 @@ class EmbedWorker:
     def __call__(self, batch: dict) -> dict:
         from PIL import Image
 
-        from .build import model_rejected_reason
-
         pixels, shapes = batch.pop("pixels"), batch.pop("pixels_shape")
         wanted = [i for i, shape in enumerate(shapes) if shape]
         vectors: list = [b""] * len(shapes)
@@ -237,15 +234,11 @@ class EmbedWorker:
         for i in wanted:
             height, width = map(int, shapes[i].split("x"))
             pictures.append(Image.fromarray(np.frombuffer(pixels[i], np.uint8).reshape(height, width, 3)))
-        try:
-            for i, vector in zip(wanted, self.embedder.encode_images(pictures, batch_size=self.batch_size)):
-                vectors[i] = vector.astype(np.float32).tobytes()
-        except Exception:  # noqa: BLE001 - isolate the image(s) the model rejects, as the local engine does
-            for i, picture in zip(wanted, pictures):
-                try:
-                    vectors[i] = self.embedder.encode_images([picture], batch_size=1)[0].astype(np.float32).tobytes()
-                except Exception as error:  # noqa: BLE001
-                    failures[i] = model_rejected_reason(error)
+        outcomes = embed_isolating(self.embedder, pictures,
+                                   lambda: self.embedder.encode_images(pictures, batch_size=self.batch_size))
+        for i, (vector, failure) in zip(wanted, outcomes):
+            vectors[i] = b"" if vector is None else vector.astype(np.float32).tobytes()
+            failures[i] = failure or ""
         batch["vector"] = _column(vectors)
         batch["embed_error"] = _column(failures)
         return batch
@@ -284,21 +277,9 @@ def _check_roots(roots: set, probes: dict) -> None:
 
 # -- the driver side -----------------------------------------------------------------------
 
-class ray_results:
-    """Iterate ``(work index, ReadResult, vector or None, model error or None)`` as the cluster finishes
-    them; afterwards ``peak_decode_pixels`` is the most pixels the decode tasks held at once."""
-
-    def __init__(self, work: list, embedder, known_hashes: set, options: RayOptions, batch_size: int,
-                 show_progress: bool, decode_budget: int = DEFAULT_DECODE_BUDGET):
-        self.args = (work, embedder, known_hashes, options, batch_size, decode_budget)
-        self.peak_decode_pixels = 0
-
-    def __iter__(self):
-        yield from _ray_results(self, *self.args)
-
-
-def _ray_results(owner: ray_results, work: list, embedder, known_hashes, options: RayOptions, batch_size: int,
-                 decode_budget: int):
+def _ray_results(owner: "RayEngine", entries: list[FileEntry], embedder, known_hashes: frozenset, options: RayOptions,
+                 batch_size: int, decode_budget: int = DEFAULT_DECODE_BUDGET):
+    """Yield an ``Embedded`` record per entry as the cluster finishes them; afterwards ``owner.peak_decode_pixels`` is the most pixels the decode tasks held at once."""
     ray = start_ray(options)
     import ray.data  # noqa: F811 - the same module start_ray returned; this loads its data submodule
 
@@ -313,11 +294,11 @@ def _ray_results(owner: ray_results, work: list, embedder, known_hashes, options
     logger.info(f"indexer: Ray engine, {actors} embedding worker(s) on {device}"
                 f"{f' ({gpus:g} GPU each)' if gpus else f' ({threads} thread(s) each)'}, decoding on CPU tasks")
     probes: dict = {}
-    for entry, _, _ in work:
+    for entry in entries:
         if entry.problem is None and entry.root not in probes:
             probes[entry.root] = (entry.relpath, entry.size)
     items = [{"idx": i, "root": entry.root, "relpath": entry.relpath, "size": entry.size,
-              "mtime_ns": entry.mtime_ns, "problem": entry.problem or ""} for i, (entry, _, _) in enumerate(work)]
+              "mtime_ns": entry.mtime_ns, "problem": entry.problem or ""} for i, entry in enumerate(entries)]
     actor_args = dict(num_gpus=gpus) if gpus else dict(num_cpus=options.cpus_per_worker)
     actor_args["memory"] = actor_memory(embedder, bool(gpus), max(node["Resources"].get("memory", 0) for node in nodes))
     keeper = ray.remote(BudgetKeeper).options(num_cpus=0, max_concurrency=256).remote(decode_budget)
@@ -337,13 +318,13 @@ def _ray_results(owner: ray_results, work: list, embedder, known_hashes, options
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             for i in range(len(batch["idx"])):
                 index = int(batch["idx"][i])
-                result = ReadResult(work[index][0])
+                result = ReadResult(entries[index])
                 for name in RESULT_FIELDS[1:]:
                     value = batch[name][i]
                     setattr(result, name, _plain(name, value))
                 vector = batch["vector"][i]
-                yield (index, result, np.frombuffer(vector, np.float32) if len(vector) else None,
-                       batch["embed_error"][i] or None)
+                yield Embedded(index, result, np.frombuffer(vector, np.float32) if len(vector) else None,
+                               batch["embed_error"][i] or None)
         owner.peak_decode_pixels = int(ray.get(keeper.peak.remote()))
     except Exception as error:  # noqa: BLE001 - Ray wraps worker errors; surface ours as they are
         cause = _find_cause(error, WorkerCannotReadError)
@@ -387,55 +368,33 @@ def _find_cause(error: BaseException, kind: type) -> BaseException | None:
     return None
 
 
-class RayEmbedding:
-    """The embedding strategy of ``--engine ray`` (see ``indexer.build.LocalEmbedding``): files are read,
-    decoded and embedded on the cluster; each batch is committed as soon as its vectors are back."""
+class RayEngine:
+    """The engine of ``--engine ray`` (see ``indexer.engines``): files are read, decoded and embedded on
+    the cluster and come back as they finish, each with its vector; the build commits them in batches."""
 
-    def __init__(self, options: RayOptions | None = None):
+    label = "indexing (ray)"
+
+    def __init__(self, options: RayOptions | None = None, videos: LocalEngine | None = None):
         self.options = options or RayOptions()
+        self.videos = videos or LocalEngine()  # reads and embeds the videos on the driver
+        self.peak_decode_pixels = 0  # most pixels the decode tasks held at once, after a run
 
-    def process(self, build, work) -> None:
-        videos = [item for item in work if is_video_name(item[0].path)]
-        if videos:  # a video is many keyframes, the columns carry one image per file: its frames are read here
-            from .build import LocalEmbedding
-
-            LocalEmbedding().process(build, videos)
-            work = [item for item in work if not is_video_name(item[0].path)]
-        if not work:
-            return
-        from sqlalchemy import select
-
-        from .catalog import Vector
-
-        with build.catalog.session() as session:
-            build.known = set(session.scalars(select(Vector.content_hash)))
-        progress = tqdm(total=len(work), desc="indexing (ray)", unit=" img", disable=not build.show_progress,
-                        file=sys.stderr, dynamic_ncols=True)
-        results = ray_results(work, build.embedder, frozenset(build.known), self.options, build.batch_size,
-                              build.show_progress, build.budget.limit)
-        for index, result, vector, failure in results:
-            _, root_id, row = work[index]
-            if failure is not None and result.content_hash:
-                result.error = failure  # the model rejected this content: an error row, like the local engine
-                build.failed_hashes[result.content_hash] = failure
-            result.image = vector  # _handle keeps it as the content's vector (the "image" to embed)
-            build._handle(result, root_id, row)
-            progress.update(1)
-            if build.pending.full(build.batch_size):
-                self.flush(build)
-        build.summary.peak_decode_pixels = results.peak_decode_pixels
-        self.flush(build)
-        progress.close()
-
-    def flush(self, build) -> None:
-        """Vectors came back with the batch: commit it now, in one transaction."""
-        pending = build.pending
-        if pending.empty:
-            return
-        build.pending = type(pending)()
-        vectors = None
-        if pending.embed_hashes:
-            vectors = np.stack([np.asarray(v, dtype=np.float32) for v in pending.embed_hashes.values()])
-            build.known.update(pending.embed_hashes)
-            build.summary.embedded += len(vectors)
-        build._commit(pending, vectors)
+    def results(self, entries: list[FileEntry], embedder, known: frozenset, batch_size: int,
+                budget: DecodeBudget) -> Iterator[Embedded]:
+        """Photos on the cluster; videos through ``self.videos`` (a ``LocalEngine``) here on the driver, since a
+        video is many keyframes and Ray's columns carry one image per file. Indexes are the list's own."""
+        videos = [index for index, entry in enumerate(entries) if is_video_name(entry.path)]
+        photos = [index for index, entry in enumerate(entries) if not is_video_name(entry.path)]
+        peak = 0
+        if videos:
+            with contextlib.closing(self.videos.results([entries[index] for index in videos], embedder, known,
+                                                        batch_size, budget)) as stream:
+                for record in stream:
+                    yield record._replace(index=videos[record.index])
+            peak = self.videos.peak_decode_pixels
+        if photos:
+            with contextlib.closing(_ray_results(self, [entries[index] for index in photos], embedder, known,
+                                                 self.options, batch_size, budget.limit)) as stream:
+                for record in stream:
+                    yield record._replace(index=photos[record.index])
+        self.peak_decode_pixels = max(self.peak_decode_pixels, peak)

@@ -42,7 +42,8 @@ class ReadResult:
     duration_s: float | None = None  # videos: length in seconds
     rotation: int | None = None  # videos: display rotation, degrees counter-clockwise
     timestamp_s: float | None = None  # videos: the second ``image`` shows
-    keyframes: list = field(default_factory=list, repr=False)  # videos: [(timestamp_s, image)], the first is image
+    keyframes: list = field(default_factory=list, repr=False)  # videos: [(timestamp_s, image)], the first is
+    # image; an engine empties it (and image) once the pixels go to the model: indexer/engines.py
     error: str | None = None
     retry: bool = False  # the error is about access, not content: try again next run even if unchanged
     vanished: bool = False  # gone before we could read it

@@ -1,4 +1,4 @@
-"""Keeping the FAISS index equal to the catalog: load, reconcile, rebuild, measure recall.
+"""Keeping the FAISS index equal to the catalog: load, reconcile, rebuild, measure recall, finish.
 
 Because an image id never changes content, comparing id sets is enough to bring an
 index file left behind by a crash up to date with the catalog.
@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -187,3 +188,32 @@ def recall_is_stale(recall: dict | None, index: VectorIndex, count: int) -> bool
         return True
     measured = recall.get("images", 0)
     return abs(count - measured) > max(0.1 * measured, 0 if index.kind == "flat" else 100)
+
+
+def finish(catalog: Catalog, index_dir: Path, index: VectorIndex, generation: int, *, index_type: str | None,
+           recall: dict | None = None, before_save: Callable[[], None] | None = None,
+           more_meta: Callable[[VectorIndex], dict] | None = None) -> VectorIndex:
+    """Bring the vector index of a changed catalog to rest (build, ``verify --repair``, ``remove``).
+
+    ``index`` already holds the catalog's searchable vectors as of ``generation`` (the generation the
+    change committed). Retrains it when its type or size calls for it (``index_type``: the index's
+    request, None for auto), measures recall again when ``recall`` (the last measurement) can have moved,
+    calls ``before_save`` (a last check that may refuse), saves the FAISS file atomically and records, in
+    one transaction, that the file matches ``generation``, with its type, IVF lists and recall, plus
+    ``more_meta(index)``. Returns the index as saved.
+    """
+    count = catalog.count()
+    reason = needs_retraining(index, index_type, count)
+    if reason:
+        logger.info(f"indexer: rebuilding the vector index ({reason})")
+        index = rebuild(catalog, index.dim, index_type)
+    if reason or recall_is_stale(recall, index, count):
+        recall = measure_recall(catalog, index)
+    if before_save is not None:
+        before_save()
+    save_index(catalog, index, Path(index_dir) / INDEX_FILE)
+    with catalog.session() as session:
+        Catalog.set_meta(session, index_generation=generation, index_type=index.kind, nlist=index.nlist,
+                         recall=recall, **(more_meta(index) if more_meta is not None else {}))
+        session.commit()
+    return index

@@ -23,11 +23,11 @@ def video_values(result) -> dict:
                 timestamp_s=result.timestamp_s)
 
 
-def keyframe_rows(values: dict, keyframes) -> list[dict]:
-    """Rows (without ``video_id``, set on insert) for a video's keyframes after the first, from its file row's
-    ``values``; one per distinct millisecond."""
+def keyframe_rows(values: dict, timestamps) -> list[dict]:
+    """Rows (without ``video_id``, set on insert) for a video's keyframes after the first (``timestamps``: their
+    seconds), from its file row's ``values``; one per distinct millisecond."""
     rows, seen = [], set()
-    for seconds, _ in keyframes[1:]:
+    for seconds in timestamps:
         relpath = keyframe_relpath(values["relpath"], seconds)
         if relpath in seen:
             continue
@@ -37,18 +37,17 @@ def keyframe_rows(values: dict, keyframes) -> list[dict]:
     return rows
 
 
-def insert_keyframes(connection, keyframes: dict[int, list[dict]], rows: list[dict], inserted, failed) -> list[int]:
-    """Insert the keyframe rows of the videos just inserted (``inserted``: (id, status) per ``rows`` entry, in
-    order); a video row that ended up an error gets none, a keyframe the model rejected (``failed``) is left out.
-    Returns the new ids."""
+def insert_keyframes(connection, keyframes: dict[int, list[dict]], rows: list[dict], inserted) -> list[int]:
+    """Insert the keyframe rows of the videos just inserted (``keyframes``: index in ``rows`` -> its keyframe rows,
+    without those the model rejected; ``inserted``: (id, status) per ``rows`` entry, in order); a video row that
+    ended up an error gets none. Returns the new ids."""
     table = Image.__table__
     batch = []
     for index, keyframe_list in keyframes.items():
         video_id, status = inserted[index]
         if status != STATUS_OK or rows[index]["status"] != STATUS_OK:
             continue
-        batch += [dict(row, video_id=video_id, retry=False) for row in keyframe_list
-                  if row["content_hash"] not in failed]
+        batch += [dict(row, video_id=video_id, retry=False) for row in keyframe_list]
     if not batch:
         return []
     result = connection.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), batch).all()

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .build import BuildSummary, build_index
+from .build import build_index
+from .records import BuildSummary
 from .catalog import CATALOG_FILE, Catalog
 from .errors import BadRootError, IndexLockedError
 from .files import root_key
@@ -175,6 +176,9 @@ class Watcher:
                 wait_until_stable(self.state.pending, self.stable, stop=self.stop_event)
                 if self.build(f"{len(self.state.pending)} change(s)", present) is not None:
                     self.state.pending.clear()
+            # watchfiles ends its watch by itself only when stopped or on Ctrl-C (raise_interrupt=False): stop, do
+            # not watch again (run() would restart it, and `indexer watch` never ended on Ctrl-C)
+            self.stop_event.set()
         except OSError:
             if {root: _identity(root) for root in self.roots} == identities:
                 raise

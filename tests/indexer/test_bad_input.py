@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import indexer.build
+import indexer.engines
 from indexer import BadRootError, IndexStore, build_index, verify
 
 
@@ -179,7 +179,7 @@ def test_files_that_vanish_or_change_after_the_scan(photos, tmp_path, tiny_mllam
     build(photos.folder, index_dir, tiny_mllama)
     for path in (keep, vanish, change):
         os.utime(path, ns=(10**18, 10**18))  # all three look changed to the next scan
-    original = indexer.build.read_file
+    original = indexer.engines.read_file
 
     def racing_read(entry, *args):
         if entry.relpath == "vanish.jpg":
@@ -191,14 +191,14 @@ def test_files_that_vanish_or_change_after_the_scan(photos, tmp_path, tiny_mllam
             return result
         return original(entry, *args)
 
-    monkeypatch.setattr(indexer.build, "read_file", racing_read)
+    monkeypatch.setattr(indexer.engines, "read_file", racing_read)
     summary = build(photos.folder, index_dir, tiny_mllama)
     errors = error_map(summary)
     assert errors[str(vanish)] == "vanished while indexing (deleted?)"
     assert errors[str(change)] == "changed while being read; it will be indexed on the next run"
     assert summary.errors == []  # skipped, not recorded as unreadable: the next build looks again
     assert summary.removed == 1
-    monkeypatch.setattr(indexer.build, "read_file", original)
+    monkeypatch.setattr(indexer.engines, "read_file", original)
     summary = build(photos.folder, index_dir, tiny_mllama)
     assert summary.updated == 1 and summary.errors == [] and summary.skipped == []
     with IndexStore.open(index_dir) as store:

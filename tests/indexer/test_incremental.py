@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-import indexer.build
+import indexer.engines
 from indexer import IndexStore, build_index, verify
 
 
@@ -48,8 +48,8 @@ def test_rerun_skips_unchanged_files_without_reading_them(photos, tmp_path, tiny
     index_dir = tmp_path / "index"
     build(photos.folder, index_dir, tiny_mllama)
     reads = []
-    original = indexer.build.read_file
-    monkeypatch.setattr(indexer.build, "read_file", lambda entry, *a: reads.append(entry.relpath) or original(entry, *a))
+    original = indexer.engines.read_file
+    monkeypatch.setattr(indexer.engines, "read_file", lambda entry, *a: reads.append(entry.relpath) or original(entry, *a))
     summary = build(photos.folder, index_dir, tiny_mllama)
     assert reads == [] and summary.unchanged == 6 and summary.embedded == 0
     assert (summary.added, summary.updated, summary.removed, summary.moved) == (0, 0, 0, 0)

@@ -111,6 +111,25 @@ def test_remove_forgets_a_root(corpus, tmp_path, tiny_mllama):
         remove_root(index_dir, corpus.folder / "1")
 
 
+def test_remove_finishes_the_index_like_a_build(corpus, tmp_path, tiny_mllama, monkeypatch):
+    """Removing a folder records what a build would: the index type the smaller index now gets, its IVF
+    lists and a recall measured on what is left (it kept ivf-sq8 in the meta and the recall of 120 photos)."""
+    index_dir = tmp_path / "index"
+    monkeypatch.setattr(indexer.vectors, "AUTO_IVF_THRESHOLD", 100)
+    build_index([corpus.folder / str(i) for i in range(3)], index_dir, tiny_mllama, show_progress=False)
+    with IndexStore.open(index_dir) as store:
+        meta = store.catalog.get_meta()
+        assert (meta["index_type"], meta["recall"]["images"]) == ("ivf-sq8", 120) and meta["nlist"]
+    assert remove_root(index_dir, corpus.folder / "2") == 40  # 80 left: auto says flat
+    with IndexStore.open(index_dir) as store:
+        meta = store.catalog.get_meta()
+        assert store.index_type == "flat" and store.count == 80
+        assert (meta["index_type"], meta["nlist"]) == ("flat", None)
+        assert meta["recall"] == {"recall_at_k": 1.0, "k": 10, "queries": 0, "exact": True, "images": 80}
+        assert meta["index_generation"] == meta["generation"]
+    assert verify(index_dir).clean
+
+
 def test_a_stale_ivf_file_is_reconciled_without_retraining(corpus, tmp_path, tiny_mllama):
     """What a crash between the last commit and the FAISS write leaves: an older index file."""
     import shutil

@@ -149,6 +149,37 @@ def test_ray_and_local_builds_give_equal_catalogs(ray_cluster, photos, tiny_sigl
             assert remote[table] == local[table], table
 
 
+def test_a_video_under_ray_gets_the_same_keyframe_rows_as_a_local_build(ray_cluster, photos, tiny_siglip, tmp_path):
+    """Ray's columns carry one image per file: a video must not come back with its first keyframe only."""
+    from .videos import make_video
+
+    photos.jpeg("beach.jpg", seed=1)  # a photo beside it goes through the cluster
+    make_video(photos.folder / "clips" / "a.mp4", ((0, 4.0), (1, 4.0), (2, 4.0), (3, 4.0)))
+    summaries = [build_index([photos.folder], tmp_path / engine, tiny_siglip, batch_size=4, show_progress=False,
+                             engine=engine) for engine in ("local", "ray")]
+    assert [(s.added, s.embedded, s.errors) for s in summaries] == [(2, 5, [])] * 2  # photo + 4 keyframes
+
+    def rows(index: Path) -> list:  # each row with its video's path (video_id is an id, given in commit order)
+        db = sqlite3.connect(f"file:{index / 'catalog.sqlite'}?mode=ro", uri=True)
+        try:
+            return db.execute("select i.relpath, i.media_type, i.timestamp_s, i.duration_s, i.content_hash, i.status, "
+                              "i.width, i.height, v.relpath from images i left join images v on v.id = i.video_id "
+                              "order by i.relpath").fetchall()
+        finally:
+            db.close()
+
+    local, remote = rows(tmp_path / "local"), rows(tmp_path / "ray")
+    video = [row for row in local if row[1] == "video"]
+    assert sorted(round(row[2]) for row in video) == [0, 4, 8, 12]  # the test's premise: four keyframe rows,
+    assert sorted(row[8] or b"" for row in video) == [b"", b"clips/a.mp4", b"clips/a.mp4", b"clips/a.mp4"]  # 3 owned
+    assert remote == local  # same keyframe rows: timestamps, media_type, content keys, owner
+    local_vectors, remote_vectors = (catalog_tables(tmp_path / engine)["vectors"] for engine in ("local", "ray"))
+    assert [r["content_hash"] for r in remote_vectors] == [r["content_hash"] for r in local_vectors]
+    for mine, theirs in zip(remote_vectors, local_vectors):
+        np.testing.assert_allclose(mine["vector"], theirs["vector"], atol=2e-3)
+    assert verify(tmp_path / "ray").clean
+
+
 def _count(index: Path) -> int:
     try:
         with sqlite3.connect(f"file:{index / 'catalog.sqlite'}?mode=ro", uri=True, timeout=1) as db:

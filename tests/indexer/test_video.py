@@ -202,6 +202,32 @@ def test_incremental_unchanged_videos_are_not_read_edited_ones_are_and_moves_kee
     assert verify(index_dir).clean
 
 
+def test_a_keyframe_the_model_rejects_is_left_out_and_the_video_keeps_its_other_keyframes(tmp_path, tiny_siglip,
+                                                                                          monkeypatch):
+    folder = tmp_path / "clips"
+    make_video(folder / "a.mp4", SCENES)
+    shutil.copy(folder / "a.mp4", folder / "b.mp4")  # a copy in the same build: same keyframes, same outcome
+    original = tiny_siglip.encode_images
+    bad = np.asarray(scene_picture(2).resize((32, 24)), dtype=np.float32)
+
+    def picky(images, batch_size=8, **kwargs):
+        for image in images:
+            if np.abs(np.asarray(image.convert("RGB").resize((32, 24)), dtype=np.float32) - bad).mean() < 20:
+                raise RuntimeError("shape mismatch in vision tower")
+        return original(images, batch_size=batch_size, **kwargs)
+
+    monkeypatch.setattr(tiny_siglip, "encode_images", picky)
+    index_dir = tmp_path / "index"
+    summary = build(folder, index_dir, tiny_siglip)
+    assert (summary.added, summary.errors, summary.embedded) == (2, [], 3)  # 0, 4 and 12 s, each once
+    rows = rows_of(index_dir)
+    for name in (b"a.mp4", b"b.mp4"):
+        video = next(row for row in rows if row["relpath"] == name)
+        assert video["status"] == "ok"
+        assert [round(row["timestamp_s"]) for row in rows if row["video_id"] == video["id"]] == [4, 12]
+    assert verify(index_dir).clean
+
+
 def test_verify_reports_keyframes_of_no_video_and_repair_removes_them(tmp_path, tiny_siglip):
     import sqlite3
 
