@@ -147,3 +147,31 @@ def fresh_home(monkeypatch):
         for name in ("XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME"):
             monkeypatch.delenv(name, raising=False)
         yield home
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (servers in tests listen there only)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_server(process, url: str, log: Path, timeout: float = 400) -> None:
+    """Until ``url`` answers 200 (deadline poll); the app's log tail if it exits or the deadline passes."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"app exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"app did not answer on {url} within {timeout}s:\n{log.read_text()[-4000:]}")

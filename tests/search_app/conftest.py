@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ..conftest import HOMES, new_home, user_environment  # noqa: F401 - one definition of a user's HOME, there
+from ..conftest import HOMES, free_port, new_home, user_environment, wait_for_server  # noqa: F401 - defined once, there
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -96,28 +94,6 @@ def engine(index_dir, tiny_mllama):
     engine = SearchEngine(IndexStore.open(index_dir), tiny_mllama)
     yield engine
     engine.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_server(process: subprocess.Popen, url: str, log: Path, timeout: float = 400) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"app exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"app did not answer on {url} within {timeout}s:\n{log.read_text()[-4000:]}")
 
 
 # The user's own settings: an app subprocess inherits none of them (not even the MME5_CACHE_DIR tests/conftest.py

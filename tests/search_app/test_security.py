@@ -78,6 +78,9 @@ def test_a_search_is_answered_while_a_slow_similar_groups_call_runs(open_app):
     url, *_ = open_app
     client = Client(url, verbose=False)
     client.predict(text="warm up", k=3, api_name="/search_text")
+    alone = time.monotonic()
+    client.predict(text="a quiet street", k=3, api_name="/search_text")
+    alone = time.monotonic() - alone  # a search with nothing else running, on this machine
     started = time.monotonic()
     groups = client.submit(threshold=0.9995, api_name="/similar_groups")
     deadline = started + 120
@@ -91,7 +94,8 @@ def test_a_search_is_answered_while_a_slow_similar_groups_call_runs(open_app):
     payload = groups.result(timeout=300)
     took = time.monotonic() - started
     assert payload["groups"], "the library has near-identical photos"
-    assert took > 3, f"the similar-groups call took {took:.1f} s: too fast to show anything; make the library bigger"
+    assert took > 4 * alone, (f"the similar-groups call took {took:.1f} s, a search alone {alone:.1f} s: too close "
+                              "to tell them apart; make the library bigger")
     assert len(answer["results"]) == 3
     assert still_running, (f"the search (answered after {latency:.1f} s) waited for the similar-groups call "
                            f"({took:.1f} s) to finish")

@@ -50,12 +50,14 @@ def make_toy(root: Path, family: str = "mllama", per_class_train: int = 4, per_c
     images = root / "images"
     images.mkdir(parents=True, exist_ok=True)
     classes = [(c, s) for c in COLOURS for s in SHAPES]
-    split_files = {}
+    split_files, labels = {}, {}
     for split, count in (("train", per_class_train), ("test", per_class_test)):
         names = {}
         for colour, shape in classes:
             for n in range(count):
-                name = f"{split}/{colour}-{shape}-{n}.png"
+                # a camera's name, which says nothing: the search's file-name words must not give the class away
+                name = f"{split}/IMG_{len(labels):04d}.png"
+                labels[name] = f"{colour}-{shape}"
                 (images / split).mkdir(exist_ok=True)
                 draw(colour, shape, rng).save(images / name)
                 names.setdefault((colour, shape), []).append(name)
@@ -77,7 +79,8 @@ def make_toy(root: Path, family: str = "mllama", per_class_train: int = 4, per_c
     train_file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     test = [(f"{c}-{s}", name) for (c, s), names in split_files["test"].items() for name in names]
     queries = [(f"{c}-{s}", language, caption(c, s)) for (c, s) in classes for language, caption in CAPTIONS.items()]
-    return {"root": root, "images": images, "train": train_file, "test_images": test, "queries": queries}
+    return {"root": root, "images": images, "train": train_file, "test_images": test, "queries": queries,
+            "labels": labels}
 
 
 @pytest.fixture(scope="session")

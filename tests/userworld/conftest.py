@@ -18,11 +18,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from ..conftest import free_port, wait_for_server
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = Path("/var/tmp")  # survives reboots on most systems, and is not what tempfile.gettempdir() answers
@@ -105,40 +106,16 @@ class UserWorld:
         return _serve(self, args, cwd, program, timeout, log_name)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_server(process: subprocess.Popen, url: str, log: Path, timeout: float) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"app exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"app did not answer on {url} within {timeout}s:\n{log.read_text()[-4000:]}")
-
-
 @contextmanager
 def _serve(world: UserWorld, args: list[str], cwd: Path | None, program: str, timeout: float, log_name: str):
-    port = _free_port()
+    port = free_port()
     log = world.logs / log_name
     with open(log, "wb") as output:
         process = subprocess.Popen([program, *args, "--port", str(port)], cwd=cwd or world.photos, env=world.env,
                                    stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
     try:
-        _wait_for_server(process, url, log, timeout)
+        wait_for_server(process, url, log, timeout)
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)  # the app's own process group (start_new_session)
