@@ -29,6 +29,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # Decoding threads share the cores with torch; spinning OpenMP workers would steal them
 # (measured on 2 cores: 0.2 -> 0.85 pipeline efficiency). Must be set before torch loads.
@@ -37,6 +38,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Only light modules at import time: everything heavy loads inside main(), where Ctrl-C is handled.
 from .errors import Terminated
 from .files import DEFAULT_INDEX_DIR, decodable, printable
+
+if TYPE_CHECKING:  # annotations only: fulltext loads SQLAlchemy
+    from .fulltext import TextHit
 
 EPILOG = __doc__.split("\n", 2)[2]
 
@@ -313,12 +317,12 @@ def run_search(args) -> int:
                                       images=[str(args.image)] if kind.needs_image else None)
         scores, ids = store.search(query, min(max(store.count, 1), 8 * args.k))  # a video's keyframes fold into one
         hits = [(float(s), r) for s, r in zip(scores[0], store.records(ids[0])) if r is not None]
-        matches = {}
+        matches: dict[int, TextHit] = {}
         if kind.needs_text and not kind.needs_image:  # words in the photos, their names and metadata
             from .fulltext import fused_with_text
 
             hits, matches = fused_with_text(store, query, args.text, hits, len(hits))
-        hits = fold_videos(hits)[:args.k]
+        folded = fold_videos(hits)[:args.k]
     if args.json:
         results = [{"path": decodable(r.path), "score": round(s, 6), "id": r.id, "size": r.size,
                     "taken_at": r.taken_at.isoformat() if r.taken_at else None, "camera": r.camera,
@@ -327,11 +331,11 @@ def run_search(args) -> int:
                         "moments": [{"timestamp_s": t, "score": round(m, 6)} for t, m in moments]}
                        if r.media_type == "video" else {}),
                     "text_match": matches[r.id].to_json() if r.id in matches else None}
-                   for s, r, moments in hits]
+                   for s, r, moments in folded]
         print(json.dumps({"text": args.text, "image": str(args.image) if args.image else None, "results": results},
                          ensure_ascii=False))
     else:
-        for score, record, moments in hits:
+        for score, record, moments in folded:
             at = "" if record.media_type != "video" else f"\tat {record.timestamp_s:.1f} s" + (
                 f" (+{len(moments) - 1} more moments)" if len(moments) > 1 else "")
             print(f"{score:.4f}\t{printable(record.path)}{at}")

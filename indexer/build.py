@@ -21,6 +21,7 @@ import time
 from collections import defaultdict, deque
 from contextlib import closing
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import bindparam, delete, insert, select, update
@@ -51,6 +52,9 @@ from .scan import Row, WorkItem, folder_identity, plan_roots, scan
 from .sync import finish, load_index
 from .vectors import choose_index_type
 from .video_rows import insert_keyframes, keyframe_ids, keyframe_rows, move_keyframes, video_values
+
+if TYPE_CHECKING:  # annotations only: ocr loads on demand
+    from .ocr import OcrEngine
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +118,7 @@ def build_index(
             return build.run(root_paths)
         except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM: say what the committed batches kept
             if build is not None:
-                interrupt.kept = build.kept_note()
+                setattr(interrupt, "kept", build.kept_note())  # a dynamic attribute, read by __main__'s getattr(interrupt, "kept")
             raise
         finally:
             catalog.close()
@@ -160,6 +164,8 @@ class _Build:
         self.pending = Pending()
         self.failed_hashes: dict[str, str] = {}  # content the model rejected in this run -> reason
         self.known: set[str] = set()  # content whose vector the catalog stores (or this build committed)
+        self.ocr_engine: OcrEngine | None = None  # the text pass's OCR (build_index sets it); None: no OCR
+        self.text_workers = 2  # files the text pass reads at once (build_index sets it from the engine)
 
     def warn(self, message: str) -> None:
         """A data-safety warning: shown now on stderr and kept in the summary (info shows it)."""
@@ -240,8 +246,7 @@ class _Build:
         """Words and OCR text of the photos that lack them (indexer/fulltext.py); resumable like the rest."""
         from .fulltext import update_text
 
-        self.summary.text = update_text(self.catalog, getattr(self, "ocr_engine", None),
-                                        workers=getattr(self, "text_workers", 2), budget=self.budget,
+        self.summary.text = update_text(self.catalog, self.ocr_engine, workers=self.text_workers, budget=self.budget,
                                         show_progress=self.show_progress).to_dict()
 
     def _process(self, work: list[WorkItem]) -> None:
@@ -256,7 +261,7 @@ class _Build:
                                      self.batch_size, self.budget)
         with closing(stream):  # stopping early (Ctrl-C, an error) stops the engine's reads too
             for record in stream:
-                self._decide(record, work[record.index].root_id, work[record.index].old)
+                self._decide(record, work[record.position].root_id, work[record.position].old)
                 progress.update(1)
                 if self.pending.full(self.batch_size):
                     self._commit()
@@ -279,10 +284,12 @@ class _Build:
         if result.changed:
             self.summary.skipped.append(FileError(path, "changed while being read; it will be indexed on the next run"))
             return
-        if failure is None and vector is None and not result.error and result.content_hash in self.failed_hashes:
-            failure = self.failed_hashes[result.content_hash]  # a copy of content the model rejected
+        digest = result.content_hash  # None only where reading failed (result.error says why)
+        if failure is None and vector is None and not result.error and digest in self.failed_hashes:
+            failure = self.failed_hashes[digest]  # a copy of content the model rejected
         if failure is not None:
-            self.failed_hashes[result.content_hash] = failure
+            if digest is not None:
+                self.failed_hashes[digest] = failure
             result.error = failure  # an error row, not tried again until the file changes
         values = dict(root_id=root_id, relpath=encode_relpath(result.entry.relpath), size=result.size,
                       mtime_ns=result.mtime_ns, content_hash=result.content_hash, width=result.width,
@@ -295,14 +302,13 @@ class _Build:
                 pending.delete_ids.append(old.id)
             pending.rows.append(dict(values, status=STATUS_ERROR, error=result.error, retry=result.retry))
             return
-        digest = result.content_hash
         if old is not None and old.status == STATUS_OK and old.content_hash == digest:
             pending.updates.append(dict(values, id=old.id))  # touched, same bytes: keep the vector
             self.summary.unchanged += 1
             return
         if old is not None:
             pending.delete_ids.append(old.id)
-        if self.missing_by_hash.get(digest):
+        if digest is not None and self.missing_by_hash.get(digest):
             moved = self.missing_by_hash[digest].popleft()
             pending.updates.append(dict(values, id=moved.id))  # same id: the vector stays where it is
             self.summary.moved += 1

@@ -12,7 +12,7 @@ import sqlite3
 import urllib.parse
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator, cast
 
 import numpy as np
 from sqlalchemy import (
@@ -21,6 +21,7 @@ from sqlalchemy import (
     Index,
     LargeBinary,
     String,
+    Table,
     UniqueConstraint,
     create_engine,
     delete,
@@ -31,6 +32,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -49,6 +51,9 @@ from .errors import (
     storage_problem,
 )
 
+if TYPE_CHECKING:  # rowstore imports this module
+    from .rowstore import RowStore
+
 CATALOG_FILE = "catalog.sqlite"
 SCHEMA_VERSION = 1
 STATUS_OK = "ok"
@@ -57,7 +62,7 @@ CHEAP_CHECK_BYTES = 256 << 20  # catalogs up to this size get SQLite's quick_che
 
 
 class Base(DeclarativeBase):
-    pass
+    __table__: ClassVar[Table]  # every model here is a plain table (DeclarativeBase types it as any FromClause)
 
 
 class Meta(Base):
@@ -201,7 +206,7 @@ class Catalog:
 
     def __init__(self, path: Path, create: bool = False, writable: bool = False, immutable: bool = False):
         self.path = Path(path)
-        self.vector_store = None  # indexer.rowstore.RowStore serving exact_vectors, when attached
+        self.vector_store: RowStore | None = None  # serving exact_vectors, when attached
         if not create and not self.path.is_file():
             raise IndexCorruptError(f"{self.path}: catalog file missing")
         # immutable: a file that never changes (a downloaded Hub snapshot): opened with nothing written beside it
@@ -292,7 +297,7 @@ class Catalog:
     def set_meta(executor, **values: Any) -> None:
         """Upsert metadata keys through a Session or a Connection (inside the caller's transaction)."""
         rows = [dict(key=key, value=json.dumps(value, default=str)) for key, value in values.items()]
-        statement = sqlite_insert(Meta.__table__)
+        statement = sqlite_insert(Meta)
         executor.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": statement.excluded.value}),
                          rows)
 
@@ -311,11 +316,12 @@ class Catalog:
         with _maybe(session, self) as s:
             row = s.execute(select(func.count(), func.coalesce(func.sum(Image.id), 0), func.coalesce(func.min(Image.id), 0),
                                    func.coalesce(func.max(Image.id), 0)).where(Image.status == STATUS_OK)).one()
-        return tuple(int(value) for value in row)
+        count, total, low, high = (int(value) for value in row)
+        return count, total, low, high
 
     def count(self, status: str = STATUS_OK, session: Session | None = None) -> int:
         with _maybe(session, self) as s:
-            return int(s.scalar(select(func.count()).select_from(Image).where(Image.status == status)))
+            return int(s.scalar(select(func.count()).select_from(Image).where(Image.status == status)) or 0)
 
     def vectors_for_ids(self, ids: Iterable[int], session: Session | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids found, float16 vectors) for ok images, in the order of the ids found."""
@@ -403,7 +409,7 @@ class Catalog:
     def delete_orphan_vectors(session: Session) -> int:
         """Vectors no image refers to any more (their files were all deleted or changed)."""
         used = select(Image.content_hash).where(Image.status == STATUS_OK, Image.content_hash.is_not(None))
-        result = session.execute(delete(Vector).where(Vector.content_hash.not_in(used)))
+        result = cast("CursorResult[Any]", session.execute(delete(Vector).where(Vector.content_hash.not_in(used))))
         return int(result.rowcount or 0)
 
 
@@ -546,13 +552,16 @@ class _maybe:
     """Use the caller's session, or open (and close) a short one."""
 
     def __init__(self, session: Session | None, catalog: Catalog):
-        self.session, self.catalog, self.owned = session, catalog, session is None
+        self.given, self.catalog = session, catalog
+        self.owned: Session | None = None  # the short session this opened, closed on exit
 
     def __enter__(self) -> Session:
-        if self.owned:
-            self.session = self.catalog.session()
-        return self.session
+        if self.given is not None:
+            return self.given
+        self.owned = self.catalog.session()
+        return self.owned
 
     def __exit__(self, *exc) -> None:
-        if self.owned:
-            self.session.close()
+        if self.owned is not None:
+            self.owned.close()
+            self.owned = None

@@ -1,7 +1,7 @@
 """Engines: how the build's files are read, decoded and embedded.
 
-An engine turns the build's work list into a stream of ``Embedded(index, result, vector, failure,
-keyframes)``, one per file, in any order: ``index`` is the file's place in the list, ``result`` what
+An engine turns the build's work list into a stream of ``Embedded(position, result, vector, failure,
+keyframes)``, one per file, in any order: ``position`` is the file's place in the list, ``result`` what
 ``indexer.reader.read_file`` found (hash, metadata, or why it is unreadable), ``vector`` the
 embedding of its pixels when they were new content, ``failure`` why the model rejected them, and
 for a video ``keyframes``: its further keyframes (the first is the file's own image), each a
@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import Callable, Generator, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -57,20 +57,23 @@ class KeyframeVector(NamedTuple):
 class Embedded(NamedTuple):
     """One file of the work list, read and (if its content is new) embedded."""
 
-    index: int  # its place in the work list the engine was given
+    position: int  # its place in the work list the engine was given (not "index": that is tuple.index)
     result: ReadResult  # without pixels: ``image`` and ``keyframes`` are emptied once handed to the model
     vector: np.ndarray | None  # the embedding of its content, if this file's pixels were embedded
     failure: str | None  # why the model could not embed its pixels (an error row), else None
     keyframes: tuple[KeyframeVector, ...] = ()  # a video's further keyframes, in time order; () for a photo
 
 
-def embed_isolating(embedder, images: Sequence, embed_batch: Callable[[], Sequence]) -> list[tuple]:
+Outcome = tuple[np.ndarray | None, str | None]  # (vector, None) or (None, why the model rejected it)
+
+
+def embed_isolating(embedder, images: Sequence, embed_batch: Callable[[], Sequence]) -> list[Outcome]:
     """``(vector, None)`` per image from ``embed_batch()``; if the batch fails, each image again on its
     own, so one the model rejects becomes ``(None, reason)`` instead of stopping the build (both engines)."""
     try:
         return [(vector, None) for vector in embed_batch()]
     except Exception:  # noqa: BLE001 - isolate the bad image(s) one by one below
-        outcomes = []
+        outcomes: list[Outcome] = []
         for image in images:
             try:
                 outcomes.append((embedder.encode_images([image], batch_size=1)[0], None))
@@ -92,12 +95,13 @@ class _Batch:
         # the build needs the vectors, not the pixels: the file's image and a video's further keyframes
         image, result.image = result.image, None
         further, result.keyframes = result.keyframes[1:], []
-        usable = not (result.error or result.vanished or result.changed)
-        keyframes = [(seconds, keyframe_hash(result.content_hash, seconds)) for seconds, _ in further] if usable \
-            else []
+        content = result.content_hash  # set for every file read without an error
+        usable = content is not None and not (result.error or result.vanished or result.changed)
+        keyframes = [(seconds, keyframe_hash(content, seconds)) for seconds, _ in further] \
+            if content is not None and usable else []
         self.items.append((index, result, keyframes))
-        if usable:
-            self._want(result.content_hash, image, index, known)
+        if content is not None and usable:
+            self._want(content, image, index, known)
             for (_, digest), (_, picture) in zip(keyframes, further):
                 self._want(digest, picture, index, known)
 
@@ -116,13 +120,13 @@ class _Batch:
             known.update(self.images)
 
     def results(self, embedder) -> Iterator[Embedded]:
-        outcomes = {}
+        outcomes: dict[str, Outcome] = {}
         if self.future is not None:
             outcomes = dict(zip(self.images, embed_isolating(embedder, list(self.images.values()), self.future.result)))
         self.images.clear()
 
-        def outcome(digest: str, index: int) -> tuple:
-            return outcomes[digest] if self.first.get(digest) == index else (None, None)
+        def outcome(digest: str | None, index: int) -> Outcome:
+            return outcomes[digest] if digest is not None and self.first.get(digest) == index else (None, None)
 
         for index, result, keyframes in self.items:
             yield Embedded(index, result, *outcome(result.content_hash, index),
@@ -141,8 +145,8 @@ class LocalEngine:
         self.peak_decode_pixels = 0  # most pixels decoded at once, after a run
 
     def results(self, entries: Sequence[FileEntry], embedder, known: frozenset, batch_size: int,
-                budget: DecodeBudget) -> Iterator[Embedded]:
-        known = set(known)  # grows as batches go to the model
+                budget: DecodeBudget) -> Generator[Embedded, None, None]:
+        seen = set(known)  # grows as batches go to the model
         draft = embedder.backbone.image_draft_size
         window = max(2 * batch_size, 2 * self.workers)
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="indexer-read")
@@ -151,24 +155,24 @@ class LocalEngine:
             reads: deque = deque()
             following = enumerate(entries)
             for index, entry in following:
-                reads.append((index, pool.submit(read_file, entry, draft, known, budget)))
+                reads.append((index, pool.submit(read_file, entry, draft, seen, budget)))
                 if len(reads) >= window:
                     break
             while reads:
                 index, future = reads.popleft()
                 nxt = next(following, None)
                 if nxt is not None:
-                    reads.append((nxt[0], pool.submit(read_file, nxt[1], draft, known, budget)))
-                batch.add(index, future.result(), known)
+                    reads.append((nxt[0], pool.submit(read_file, nxt[1], draft, seen, budget)))
+                batch.add(index, future.result(), seen)
                 if batch.full(batch_size):
-                    batch.send(embedder, batch_size, known)
+                    batch.send(embedder, batch_size, seen)
                     if in_flight is not None:
                         yield from in_flight.results(embedder)  # the build commits it while `batch` embeds
                     batch, in_flight = _Batch(), batch
         finally:  # on Ctrl-C/SIGTERM, or when the build stops reading, reads not yet started are dropped
             pool.shutdown(wait=True, cancel_futures=True)
         self.peak_decode_pixels = budget.peak
-        batch.send(embedder, batch_size, known)
+        batch.send(embedder, batch_size, seen)
         for last in (in_flight, batch):
             if last is not None:
                 yield from last.results(embedder)

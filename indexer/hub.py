@@ -127,7 +127,8 @@ def push(index_dir, repo_id: str, private: bool = False, originals: bool = False
                 except Exception as error:  # noqa: BLE001 - sorted by hub_problem
                     raise _resumable(_hub_error(error, repo_id), (number - 1) * COMMIT_FILES, len(missing)) from None
                 progress.update()
-            operations = [CommitOperationAdd(name, str(folder / name)) for name in catalog_files(folder)]
+            operations: list[CommitOperationAdd | CommitOperationDelete] = [
+                CommitOperationAdd(name, str(folder / name)) for name in catalog_files(folder)]
             operations += [CommitOperationDelete(path) for path in stale]  # photos (or an adapter) gone since
             try:
                 commit = api.create_commit(

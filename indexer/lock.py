@@ -12,9 +12,11 @@ process dies.
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import time
 from pathlib import Path
+from typing import IO, Any
 
 from .errors import IndexLockedError, os_problem
 
@@ -58,8 +60,7 @@ class _ByteLock:
 
     @classmethod
     def try_lock(cls, handle, shared: bool = False) -> bool:
-        import msvcrt
-
+        msvcrt = _msvcrt()
         try:
             cls._at_offset(handle, msvcrt.LK_NBLCK)
         except OSError as error:
@@ -70,16 +71,14 @@ class _ByteLock:
 
     @classmethod
     def unlock(cls, handle) -> None:
-        import msvcrt
-
+        msvcrt = _msvcrt()
         cls._at_offset(handle, msvcrt.LK_UNLCK)
 
     @classmethod
     def _at_offset(cls, handle, mode: int) -> None:
         """``locking()`` acts from the file position: move it to OFFSET, then back, so that the position the
         handle's buffer believes in stays true."""
-        import msvcrt
-
+        msvcrt = _msvcrt()
         fd = handle.fileno()
         where = os.lseek(fd, 0, os.SEEK_CUR)
         os.lseek(fd, cls.OFFSET, os.SEEK_SET)
@@ -87,6 +86,12 @@ class _ByteLock:
             msvcrt.locking(fd, mode, 1)
         finally:
             os.lseek(fd, where, os.SEEK_SET)
+
+
+def _msvcrt() -> Any:
+    """The Windows-only ``msvcrt`` module (Any: its stubs hide LK_* and locking() on other platforms, where the
+    tests plant a stand-in)."""
+    return importlib.import_module("msvcrt")
 
 
 def _platform_lock(os_name: str = os.name):
@@ -109,7 +114,7 @@ class WriteLock:
     def __init__(self, index_dir: Path, purpose: str = "write"):
         self.path = Path(index_dir) / LOCK_FILE
         self.purpose = purpose
-        self.handle = None
+        self.handle: IO[str] | None = None  # only the outermost holder in this process has the file open
         self.key: tuple[int, int] | None = None
 
     def __enter__(self) -> "WriteLock":
@@ -154,8 +159,11 @@ class WriteLock:
         _held[self.key] -= 1
         if _held[self.key] == 0:
             del _held[self.key]
-            _os_lock.unlock(self.handle)
-            self.handle.close()
+            handle = self.handle
+            if handle is None:
+                raise RuntimeError(f"{self.path}: the write lock was released out of order (an inner holder last)")
+            _os_lock.unlock(handle)
+            handle.close()
             self.handle = None
         self.key = None
 

@@ -59,6 +59,7 @@ def verify(index_dir: Path | str, repair: bool = False, deep: bool = False) -> V
     index_dir = Path(index_dir).expanduser().absolute()
     if not (index_dir / CATALOG_FILE).is_file():
         raise IndexNotFoundError(f"{index_dir}: no index here (no {CATALOG_FILE})")
+    catalog: Catalog | None
     if not repair:
         writer = lock_holder(index_dir)
         try:
@@ -216,7 +217,8 @@ def _check_store(catalog: Catalog, index_dir: Path, meta: dict, deep: bool, repo
 def _compare_every_vector(catalog: Catalog, index: VectorIndex, report: VerifyReport) -> None:
     """`verify --deep`: every FAISS entry against the stored vector it was made from, and every stored
     vector against what the models write (finite, unit length)."""
-    differ, lost, compared = [], 0, 0
+    differ: list[int] = []
+    lost, compared = 0, 0
     if index.kind not in DEEP_KINDS:
         report.notes.append(f"--deep does not compare the vectors of a {index.kind} index (its codes are not "
                             "comparable one by one); the file checksum and the id sets were checked")
@@ -265,6 +267,8 @@ def _repair(catalog: Catalog | None, index_dir: Path, report: VerifyReport) -> C
         if again.damaged:
             return catalog
         report.bad_vectors = []
+    if catalog is None:  # only a damaged catalog fails to open, and that one was salvaged above
+        raise ValueError(f"{index_dir}: no catalog to repair")
     with catalog.session() as session:
         meta = catalog.get_meta(session)
         if "fingerprint" not in meta or not meta.get("dim"):

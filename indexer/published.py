@@ -28,7 +28,7 @@ ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", ("adapter_model.safeten
 ADAPTER_CONFIG_LIMIT = 1 << 20
 PEFT_TYPES = ("LORA",)  # what `python -m trainer` writes (DoRA is LoRA with use_dora)
 # peft settings that would make loading fetch or import something: only their defaults are accepted
-ADAPTER_CONFIG_FIXED = {"revision": (None,), "megatron_core": (None, "megatron.core"), "megatron_config": (None,),
+ADAPTER_CONFIG_FIXED: dict[str, tuple[object, ...]] = {"revision": (None,), "megatron_core": (None, "megatron.core"), "megatron_config": (None,),
                         "loftq_config": ({},)}
 MAX_DIM = 1 << 16
 MAX_PREVIEW_SIZE = 4096

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Generator
 
 import numpy as np
 from .engines import Embedded, LocalEngine, embed_isolating
@@ -73,7 +73,7 @@ def start_ray(options: RayOptions):
     import mme5
 
     packages = [str(Path(mme5.__file__).parent), str(Path(__file__).parent)]
-    local = dict(num_cpus=options.num_cpus, object_store_memory=options.object_store_bytes) if not options.address else {}
+    local: dict[str, Any] = dict(num_cpus=options.num_cpus, object_store_memory=options.object_store_bytes) if not options.address else {}
     ray.init(address=options.address, include_dashboard=False, log_to_driver=False, **local,
              runtime_env={"py_modules": packages, "env_vars": {"OMP_WAIT_POLICY": "PASSIVE",
                                                                "TOKENIZERS_PARALLELISM": "false"}})
@@ -193,7 +193,7 @@ def decode_batch(batch: dict, draft_size: int, known_hashes, probes: dict, budge
     """CPU task: hash, metadata and (unless its content is embedded already) pixels of each file,
     decoding within the cluster-wide ``budget`` (a SharedBudget)."""
     _check_roots(set(batch["root"].tolist()), probes)
-    out = {name: [] for name in (*RESULT_FIELDS, "pixels", "pixels_shape")}
+    out: dict[str, list] = {name: [] for name in (*RESULT_FIELDS, "pixels", "pixels_shape")}
     for i in range(len(batch["idx"])):
         entry = FileEntry(str(batch["root"][i]), str(batch["relpath"][i]), int(batch["size"][i]),
                           int(batch["mtime_ns"][i]), batch["problem"][i] or None)
@@ -353,7 +353,7 @@ def _plain(name: str, value):
 def _find_cause(error: BaseException, kind: type) -> BaseException | None:
     """Our exception inside Ray's wrappers (RayTaskError, UserCodeException, ...), or None."""
     seen = set()
-    stack = [error]
+    stack: list[BaseException | None] = [error]
     while stack:
         current = stack.pop()
         if current is None or id(current) in seen:
@@ -380,7 +380,7 @@ class RayEngine:
         self.peak_decode_pixels = 0  # most pixels the decode tasks held at once, after a run
 
     def results(self, entries: list[FileEntry], embedder, known: frozenset, batch_size: int,
-                budget: DecodeBudget) -> Iterator[Embedded]:
+                budget: DecodeBudget) -> Generator[Embedded, None, None]:
         """Photos on the cluster; videos through ``self.videos`` (a ``LocalEngine``) here on the driver, since a
         video is many keyframes and Ray's columns carry one image per file. Indexes are the list's own."""
         videos = [index for index, entry in enumerate(entries) if is_video_name(entry.path)]
@@ -390,11 +390,11 @@ class RayEngine:
             with contextlib.closing(self.videos.results([entries[index] for index in videos], embedder, known,
                                                         batch_size, budget)) as stream:
                 for record in stream:
-                    yield record._replace(index=videos[record.index])
+                    yield record._replace(position=videos[record.position])
             peak = self.videos.peak_decode_pixels
         if photos:
             with contextlib.closing(_ray_results(self, [entries[index] for index in photos], embedder, known,
                                                  self.options, batch_size, budget.limit)) as stream:
                 for record in stream:
-                    yield record._replace(index=photos[record.index])
+                    yield record._replace(position=photos[record.position])
         self.peak_decode_pixels = max(self.peak_decode_pixels, peak)

@@ -64,8 +64,8 @@ class RowStore:
         self._synced_at = time.monotonic()
         self.row_bytes = self.dim * 2
         # O_BINARY: Windows opens descriptors in text mode otherwise (newline bytes rewritten)
-        self._fd = os.open(self.path, (os.O_RDWR if writable else os.O_RDONLY) | getattr(os, "O_BINARY", 0))
-        self._map: np.memmap | None = None
+        self._fd: int | None = os.open(self.path, (os.O_RDWR if writable else os.O_RDONLY) | getattr(os, "O_BINARY", 0))
+        self._map: np.ndarray | None = None  # a memmap, or an empty array for an empty file
         self._mapped_rows = 0
         self._remap()  # ValueError when shorter than the catalog says
 
@@ -126,6 +126,11 @@ class RowStore:
             os.close(self._fd)
             self._fd = None
 
+    def _descriptor(self) -> int:
+        if self._fd is None:
+            raise ValueError(f"{self.path}: the vector store is closed")
+        return self._fd
+
     def __del__(self):
         try:
             self.close()
@@ -140,6 +145,8 @@ class RowStore:
         """float16 rows of ids below ``rows`` (the caller knows they are searchable)."""
         if self._mapped_rows < self.rows:
             self._remap()
+        if self._map is None:
+            raise ValueError(f"{self.path}: the vector store is closed")
         return self._map[np.asarray(ids, dtype=np.int64)].view(np.ndarray)  # a copy, not tied to the file
 
     def vectors_for_ids(self, ids, catalog: Catalog) -> tuple[np.ndarray, np.ndarray]:
@@ -160,7 +167,7 @@ class RowStore:
         return found[order], vectors[order]
 
     def _remap(self) -> None:
-        size = os.fstat(self._fd).st_size
+        size = os.fstat(self._descriptor()).st_size
         count = max(0, (size - HEADER_BYTES) // self.row_bytes)
         if count == 0:
             self._map = np.empty((0, self.dim), np.float16)
@@ -179,7 +186,7 @@ class RowStore:
         if not len(ids):
             return
         try:
-            _write_rows(self._fd, ids, vectors, self.dim)
+            _write_rows(self._descriptor(), ids, vectors, self.dim)
         except OSError as error:
             raise os_problem(error, self.path.parent) from error
         self.rows = max(self.rows, int(ids.max()) + 1)
@@ -188,7 +195,7 @@ class RowStore:
         """Make the written rows durable, so that the catalog may vouch for them (a kill -9 needs no
         fsync, a power cut does)."""
         try:
-            os.fsync(self._fd)
+            os.fsync(self._descriptor())
         except OSError as error:
             raise os_problem(error, self.path.parent) from error
         self.durable_rows, self._synced_at = self.rows, time.monotonic()
@@ -251,7 +258,7 @@ def _write_rows(fd: int, ids: np.ndarray, vectors: np.ndarray, dim: int) -> None
     row_bytes = dim * 2
     breaks = np.flatnonzero(np.diff(ids) != 1) + 1
     for run in np.split(np.arange(len(ids)), breaks):
-        data = memoryview(vectors[run[0] : run[-1] + 1]).cast("B")
+        data = vectors[run[0] : run[-1] + 1].data.cast("B")  # contiguous rows: their buffer, no copy
         offset = HEADER_BYTES + int(ids[run[0]]) * row_bytes
         while len(data):
             done = _pwrite(fd, data, offset)
@@ -304,6 +311,8 @@ def attach(catalog: Catalog, index_dir: Path, meta: dict, writer: bool, show_pro
         catalog.vector_store = RowStore.create(catalog, index_dir, meta, show_progress)
         return "created"
     store = catalog.vector_store
+    if store is None:  # attached above, or ValueError (handled above)
+        raise ValueError(f"{index_dir}: no vector store attached")
     if store.catch_up(catalog):
         with catalog.session() as session:
             Catalog.set_meta(session, **{META_KEY: store.record()})

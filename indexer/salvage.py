@@ -93,11 +93,11 @@ def salvage(path: Path, max_known_id: int = 0) -> SalvageReport:
                 report.copied[table] = copied
                 if unreadable:
                     report.lost[table] = None
-        for table, columns in _other_tables(source, target):  # the app's albums: kept through a repair
-            if columns is None:  # its schema is on a damaged page
+        for table, other_columns in _other_tables(source, target):  # the app's albums: kept through a repair
+            if other_columns is None:  # its schema is on a damaged page
                 report.lost[table] = None
                 continue
-            copied, unreadable = _copy_table(source, target, table, columns)
+            copied, unreadable = _copy_table(source, target, table, other_columns)
             report.copied[table] = copied
             expected = _try(source, f"SELECT count(*) FROM {_quoted(table)}")
             if unreadable:
@@ -152,7 +152,7 @@ def _other_tables(source: sqlite3.Connection, target: sqlite3.Connection) -> lis
                               "AND name NOT LIKE 'sqlite_%'").fetchall()
     except sqlite3.DatabaseError:
         return []
-    tables = []
+    tables: list[tuple[str, list[str] | None]] = []
     for name, sql in rows:
         if name in Base.metadata.tables or name.startswith(NOT_COPIED):
             continue

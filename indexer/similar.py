@@ -96,7 +96,10 @@ def similar_groups(store: IndexStore, threshold: float, chunk: int = 1024, progr
     for members in clusters.values():
         if len(members) < 2:
             continue
-        records = store.records(np.asarray(sorted(members), dtype=np.int64))
+        # None: an id the catalog no longer holds (records() says so); such an id cannot be shown or deleted
+        records = [r for r in store.records(np.asarray(sorted(members), dtype=np.int64)) if r is not None]
+        if len(records) < 2:
+            continue
         vectors = store.vectors(np.asarray([record.id for record in records], dtype=np.int64))
         entries = [Member(r.id, r.path, r.relpath, r.width, r.height, int(r.size or 0), 0.0, _sharpness(r.path))
                    for r in records]

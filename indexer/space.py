@@ -38,7 +38,7 @@ def record(embedder) -> dict:
 def _location_update(meta: dict, embedder) -> dict:
     """Where the model lives now, when the recorded folder is gone (moved): the next open without --model works.
     A published index names its model by Hub id and its adapter inside itself: nothing to update."""
-    updates = {}
+    updates: dict[str, str | None] = {}
     if meta.get("published"):
         return updates
     for key, given in (("model_id", embedder.model_id), ("adapter", embedder.adapter)):

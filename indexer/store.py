@@ -289,7 +289,7 @@ class IndexStore:
         """(root id, relpath prefix or None = the whole root) for each root ``folder`` reaches."""
         if not folder.startswith("/"):
             return [(root.id, os.fsencode(folder)) for root in self.catalog.roots()]
-        places = []
+        places: list[tuple[int, bytes | None]] = []
         for root in self.catalog.roots():
             inside_root = os.path.join(self.root_path(root.path), "")  # a photo's path is os.path.join(root, relpath)
             if inside_root.startswith(folder + "/"):
@@ -362,7 +362,7 @@ class IndexStore:
         meta = self.catalog.get_meta()
         with self.catalog.session() as session:
             error_count = self.catalog.count(STATUS_ERROR, session)
-            stored = int(session.scalar(select(func.count()).select_from(Vector)))
+            stored = int(session.scalar(select(func.count()).select_from(Vector)) or 0)
         files = {name: _size(self.index_dir / name) for name in
                  (CATALOG_FILE, CATALOG_FILE + "-wal", CATALOG_FILE + "-shm", INDEX_FILE, rowstore.STORE_FILE)}
         catalog_bytes = sum(files[name] for name in (CATALOG_FILE, CATALOG_FILE + "-wal", CATALOG_FILE + "-shm"))

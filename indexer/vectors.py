@@ -17,7 +17,7 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, cast
 
 import faiss
 import numpy as np
@@ -72,10 +72,10 @@ def probes_for(nlist: int) -> int:
 class VectorIndex:
     """A FAISS index whose ids are catalog image ids."""
 
-    def __init__(self, index: faiss.Index):
+    def __init__(self, index: faiss.IndexIDMap2):
         self.index = index
         self.checksum: str | None = None  # of the file it was loaded from
-        self._gpu_copy = None  # search-only replica, made on first search when faiss sees a GPU
+        self._gpu_copy: faiss.Index | TorchFlatSearch | None = None  # search-only replica, made on first search when faiss sees a GPU
         # ids -> (ids found, float16/32 vectors): the stored full-precision vectors, for re-ranking
         self.exact_source: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
         self._set_probes()
@@ -94,12 +94,13 @@ class VectorIndex:
         spec = {"ivf": f"IVF{nlist},Flat", "ivf-sq8": f"IVF{nlist},SQ8", "ivf-pq": f"IVF{nlist},PQ{pq_bytes(dim)}"}[kind]
         inner = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
         if kind == "ivf-pq":  # polysemous codes only serve Hamming pre-filtering (unused) and cost minutes
-            faiss.downcast_index(faiss.extract_index_ivf(inner)).do_polysemous_training = False
+            # faiss's stubs omit this IndexIVFPQ field (the SWIG class has it)
+            faiss.downcast_index(faiss.extract_index_ivf(inner)).do_polysemous_training = False  # type: ignore[attr-defined]
         if faiss.get_num_gpus() > 0:  # k-means is the expensive part of training
             faiss.extract_index_ivf(inner).clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(dim))
         inner.train(np.ascontiguousarray(training, dtype=np.float32))
         ivf = faiss.extract_index_ivf(inner)
-        ivf.clustering_index = None
+        ivf.clustering_index = None  # type: ignore[assignment]  # faiss's stubs say Index; SWIG takes None (no pointer)
         return cls(faiss.IndexIDMap2(inner))
 
     @classmethod
@@ -185,7 +186,7 @@ class VectorIndex:
         removed = np.flatnonzero(np.isin(self.ids(), ids)).astype(np.int64)
         count = int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
         if len(removed):
-            invlists = faiss.extract_index_ivf(self.index.index).invlists
+            invlists = _invlists(faiss.extract_index_ivf(self.index.index))
             for list_no in range(invlists.nlist):
                 size = invlists.list_size(list_no)
                 if size:
@@ -202,13 +203,13 @@ class VectorIndex:
         """
         id_map = self.ids()
         if self.kind == "flat":
-            inner = faiss.downcast_index(self.index.index)
+            inner = cast(faiss.IndexFlat, faiss.downcast_index(self.index.index))
             data = faiss.rev_swig_ptr(inner.get_xb(), self.ntotal * self.dim).reshape(self.ntotal, self.dim)
             for start in range(0, self.ntotal, 65536):
                 yield id_map[start : start + 65536], np.array(data[start : start + 65536]), None
             return
-        ivf = faiss.downcast_index(faiss.extract_index_ivf(self.index.index))
-        invlists = ivf.invlists
+        ivf = cast(faiss.IndexIVF, faiss.downcast_index(faiss.extract_index_ivf(self.index.index)))
+        invlists = _invlists(ivf)
         for list_no in range(invlists.nlist):
             size = invlists.list_size(list_no)
             if not size:
@@ -229,7 +230,9 @@ class VectorIndex:
         """
         if self.kind != "ivf-sq8":
             return stored, np.zeros(self.dim, np.float32)
-        ivf = faiss.downcast_index(faiss.extract_index_ivf(self.index.index))
+        if lists is None:
+            raise ValueError("an IVF-SQ8 index needs the IVF list of each stored vector (entries() gives them)")
+        ivf = cast(faiss.IndexIVFScalarQuantizer, faiss.downcast_index(faiss.extract_index_ivf(self.index.index)))
         centroids = np.stack([ivf.quantizer.reconstruct(int(n)) for n in lists]) if ivf.by_residual else 0
         residual = np.ascontiguousarray(stored - centroids, dtype=np.float32)
         decoded = ivf.sq.decode(ivf.sq.compute_codes(residual))
@@ -266,6 +269,8 @@ class VectorIndex:
 
     def _rerank(self, queries: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact scores for each query's candidates from the stored vectors; the top k of those."""
+        if self.exact_source is None:  # reranks checks it
+            raise ValueError("re-ranking needs the stored vectors (exact_source)")
         wanted = np.unique(candidates[candidates >= 0])
         found, stored = self.exact_source(wanted)
         row_of = dict(zip(found.tolist(), range(len(found))))
@@ -293,9 +298,11 @@ class VectorIndex:
             return _no_hits(len(queries), k)
         selector = faiss.IDSelectorBatch(ids)  # kept referenced until the search returns
         if self.kind == "flat":
-            params = faiss.SearchParameters(sel=selector)
+            params = faiss.SearchParameters()
         else:
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=faiss.extract_index_ivf(self.index.index).nprobe)
+            params = ivf_params = faiss.SearchParametersIVF()
+            ivf_params.nprobe = faiss.extract_index_ivf(self.index.index).nprobe
+        params.sel = selector
         if self.reranks:
             return self._rerank(queries, self.index.search(queries, self._candidates(k), params=params)[1], k)
         return _hits(*self.index.search(queries, k, params=params))
@@ -310,9 +317,9 @@ class VectorIndex:
             self._gpu_copy = self.index
             device = _torch_gpu_for(self.kind, self.ntotal, self.dim)
             if device is not None:
-                self._gpu_copy = TorchFlatSearch.from_index(self.index, device)
+                self._gpu_copy = torch_search = TorchFlatSearch.from_index(self.index, device)
                 logger.info(f"indexer: searching {self.ntotal} vectors on {device} (float16, "
-                            f"{self._gpu_copy.nbytes / 2**30:.1f} GiB)")
+                            f"{torch_search.nbytes / 2**30:.1f} GiB)")
             elif self.ntotal >= GPU_SEARCH_MIN and not _zero_gpu() and faiss.get_num_gpus() > 0:
                 try:
                     self._gpu_copy = faiss.index_cpu_to_all_gpus(self.index)
@@ -323,17 +330,25 @@ class VectorIndex:
 
     def _set_probes(self, index=None) -> None:
         index = index or self.index
-        if self.kind != "flat":
+        nlist = self.nlist
+        if nlist is not None:  # not flat
             on_gpu = index is not self.index and hasattr(faiss, "GpuParameterSpace")
             space = faiss.GpuParameterSpace() if on_gpu else faiss.ParameterSpace()
             try:
-                space.set_index_parameter(index, "nprobe", probes_for(self.nlist))
+                space.set_index_parameter(index, "nprobe", probes_for(nlist))
             except RuntimeError:
-                faiss.extract_index_ivf(index.index).nprobe = probes_for(self.nlist)
+                faiss.extract_index_ivf(index.index).nprobe = probes_for(nlist)
 
 
 CHECKSUM_ALGORITHM = "sha256"  # hardware-accelerated; what it adds to an open: benchmarks/bench_checksum.py
 READ_CHUNK = 16 << 20
+
+
+def _invlists(ivf: faiss.IndexIVF) -> faiss.InvertedLists:
+    """An IVF index's lists (None only for an index without storage, which no file here holds)."""
+    if ivf.invlists is None:
+        raise VectorFileError("the IVF index has no inverted lists (damaged file)")
+    return ivf.invlists
 
 
 def checksum_of(data) -> str:
@@ -346,7 +361,7 @@ def read_with_checksum(path: Path) -> tuple[np.ndarray, str]:
     with open(path, "rb") as file:
         size = os.fstat(file.fileno()).st_size
         data = np.empty(size, np.uint8)
-        view, done = memoryview(data), 0
+        view, done = data.data, 0  # the array's own buffer
         while done < size:
             got = file.readinto(view[done : done + READ_CHUNK])
             if not got:
@@ -407,6 +422,7 @@ class TorchFlatSearch:
 
         self.host = vectors  # (n, d) float32, kept (a view into the FAISS index) for rescoring
         self.ids = np.asarray(ids, dtype=np.int64)
+        self.owner: faiss.IndexIDMap2 | None = None  # the index ``vectors`` views (from_index)
         self.device = torch.device(device)
         self.dtype = dtype or torch.float16
         self.ntotal, self.d = vectors.shape
@@ -417,7 +433,7 @@ class TorchFlatSearch:
 
     @classmethod
     def from_index(cls, index: faiss.IndexIDMap2, device, dtype=None) -> "TorchFlatSearch":
-        flat = faiss.downcast_index(index.index)
+        flat = cast(faiss.IndexFlat, faiss.downcast_index(index.index))
         count, dim = int(flat.ntotal), int(flat.d)
         vectors = faiss.rev_swig_ptr(flat.get_xb(), count * dim).reshape(count, dim)
         searcher = cls(vectors, faiss.vector_to_array(index.id_map), device, dtype)
@@ -439,7 +455,7 @@ class TorchFlatSearch:
         take = min(k, self.ntotal)
         if take == 0 or n == 0:
             return scores, ids
-        if take > self.MAX_K and getattr(self, "owner", None) is not None:
+        if take > self.MAX_K and self.owner is not None:
             return self.owner.search(queries, k)
         candidates = min(self.ntotal, take + max(32, take // 4))
         with torch.inference_mode():

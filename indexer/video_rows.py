@@ -8,11 +8,16 @@ all together or not at all: a build killed in the middle of a video leaves none 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import aliased
 
 from .catalog import STATUS_OK, Image, keyframe_relpath
 from .video import keyframe_hash
+
+if TYPE_CHECKING:  # annotations only: store loads the search side (FAISS)
+    from .store import ImageRecord
 
 CHUNK = 500  # ids per IN (...) list
 
@@ -90,11 +95,12 @@ def stray_keyframes(session) -> list[int]:
     return list(session.scalars(select(Image.id).where(Image.video_id.is_not(None), ~owner.exists())))
 
 
-def fold_videos(hits: list[tuple[float, object]]) -> list[tuple[float, object, list[tuple[float, float]]]]:
+def fold_videos(hits: list[tuple[float, ImageRecord]]
+                ) -> list[tuple[float, ImageRecord, list[tuple[float | None, float]]]]:
     """(score, record, moments) from ranked (score, ImageRecord) hits: a video's later hits fold into its best one as
     moments [(timestamp_s, score)], best first (the command line's search; the app folds in search_app/ranking.py)."""
-    folded: list[tuple[float, object, list]] = []
-    by_video: dict[int, list] = {}
+    folded: list[tuple[float, ImageRecord, list[tuple[float | None, float]]]] = []
+    by_video: dict[int, list[tuple[float | None, float]]] = {}
     for score, record in hits:
         video = record.video_key
         if video is not None and video in by_video:

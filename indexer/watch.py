@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from .build import build_index
 from .records import BuildSummary
@@ -159,7 +159,7 @@ class Watcher:
         self.log("watching " + ", ".join(map(str, present)) + (f" (polling every {self.poll:g} s)" if self.poll
                                                                else ""))
         # An empty yield means no event for ``quiet`` seconds: only then is the burst over and built.
-        options = dict(debounce=int(self.quiet * 2000), step=50, stop_event=self.stop_event,
+        options: dict[str, Any] = dict(debounce=int(self.quiet * 2000), step=50, stop_event=self.stop_event,
                        rust_timeout=int(self.quiet * 1000), yield_on_timeout=True, raise_interrupt=False)
         if self.poll:
             options.update(force_polling=True, poll_delay_ms=int(self.poll * 1000),

@@ -31,6 +31,15 @@ class Batch:
     truncated: int = 0
 
 
+def batch_texts(items: list[EmbedInput]) -> list[str]:
+    """The texts of a batch that group_key made all-text; a missing one is a caller's bug, named here."""
+    texts = [item.text for item in items]
+    missing = [item.name or f"#{index}" for index, item in enumerate(items) if item.text is None]
+    if missing:
+        raise ValueError(f"a text batch has inputs without text: {', '.join(missing[:5])}")
+    return [text for text in texts if text is not None]
+
+
 class Backbone:
     """Base class. Subclasses hold a transformers ``model`` and its ``processor``.
 
@@ -44,7 +53,8 @@ class Backbone:
     quantization: str | None = None  # e.g. "int8": weights changed, so the vectors are another space
 
     def __init__(self, model: torch.nn.Module, processor, device: torch.device, dtype: torch.dtype):
-        self.model = model
+        # Any: a transformers model's config and sub-modules are dynamic attributes (torch types them Tensor | Module)
+        self.model: Any = model
         self.processor = processor
         self.device = torch.device(device)
         self.dtype = dtype

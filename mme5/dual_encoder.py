@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .backbone import Backbone, Batch, EmbedInput, normalize
+from .backbone import Backbone, Batch, EmbedInput, batch_texts, normalize
 
 SIGLIP_TEXT_TOKENS = 64  # SigLIP was trained on max_length=64 padded text; dynamic padding wrecks retrieval
 
@@ -32,9 +32,9 @@ class DualEncoderBackbone(Backbone):
         self.image_side = int(size.get("height") or size.get("shortest_edge"))
 
     @classmethod
-    def wrap(cls, model, processor, device, dtype, source: str = "", fast_attention=None):
+    def wrap(cls, model, processor, device, dtype, source: str = "", fast_attention=None, **options):
         """``fast_attention`` is Mllama's (its vision mask); SigLIP's attention has no mask to drop."""
-        return cls(model, processor, device, dtype, lowercase=wants_lowercase(source, model.config))
+        return cls(model, processor, device, dtype, lowercase=wants_lowercase(source, model.config), **options)
 
     @property
     def config(self):
@@ -55,7 +55,7 @@ class DualEncoderBackbone(Backbone):
         tensors: dict = {}
         truncated = 0
         if items[0].text is not None:
-            texts = [item.text.lower() if self.lowercase else item.text for item in items]
+            texts = [text.lower() if self.lowercase else text for text in batch_texts(items)]
             lengths = [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
             truncated = sum(length > self.max_text_tokens for length in lengths)
             encoded = self.tokenizer(
@@ -77,10 +77,12 @@ class DualEncoderBackbone(Backbone):
 
     def embed(self, batch: Batch) -> torch.Tensor:
         tensors = self.to_device(batch.tensors)
-        vectors = None
+        vectors: torch.Tensor | None = None
         if "pixel_values" in tensors:
             vectors = normalize(self.image_features(tensors["pixel_values"]))
         if "input_ids" in tensors:
             text = normalize(self.text_features(tensors["input_ids"]))
             vectors = text if vectors is None else vectors + text
+        if vectors is None:  # collate always sets one of the two
+            raise ValueError("a batch with neither pixel_values nor input_ids has nothing to embed")
         return normalize(vectors)

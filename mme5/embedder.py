@@ -269,9 +269,9 @@ class Embedder:
             return backbone.group_key(item) + backbone.cost_key(item, sizes.get(index))
 
         ordered = sorted(range(len(items)), key=order)
-        batches = []
-        for _, group in groupby(ordered, key=lambda index: backbone.group_key(items[index])):
-            group = list(group)
+        batches: list[list[int]] = []
+        for _, members in groupby(ordered, key=lambda index: backbone.group_key(items[index])):
+            group = list(members)
             batches.extend(group[start : start + batch_size] for start in range(0, len(group), batch_size))
         return batches
 

@@ -56,7 +56,7 @@ def register() -> None:
 
 def vision_configs(model: torch.nn.Module) -> list:
     """The config objects of every Mllama vision encoder inside ``model`` (peft-wrapped or not)."""
-    configs = []
+    configs: list = []
     for module in model.modules():
         if type(module).__name__ == "MllamaVisionModel" and all(module.config is not c for c in configs):
             configs.append(module.config)
@@ -129,8 +129,8 @@ def _make_plan(attention_mask: torch.Tensor) -> _Plan:
         groups[0].samples = None
         return _Plan(groups, None)
     order = torch.argsort(torch.cat(members))
-    for group in groups:
-        group.samples = group.samples.to(device, non_blocking=True)
+    for group, samples in zip(groups, members):  # members[i] is groups[i].samples, typed as set
+        group.samples = samples.to(device, non_blocking=True)
     return _Plan(groups, order.to(device, non_blocking=True))
 
 

@@ -102,7 +102,8 @@ def fingerprint(identity: dict) -> str:
     return "|".join(parts)
 
 
-def is_content_fingerprint(value: str) -> bool:
+def is_content_fingerprint(value: object) -> bool:
+    """Whether a stored fingerprint (any JSON value from an index's meta) is a content one of this version."""
     return str(value).startswith(f"v{IDENTITY_VERSION}|")
 
 

@@ -130,12 +130,7 @@ def load_embedder(
     dtype = dtype or default_dtype(device)
     source, config = _resolve(str(model), revision)
     model_type = getattr(config, "model_type", None)
-    if registry.by_model_type(model_type) is None:
-        raise ModelLoadError(
-            f"{model}: model type {model_type!r} is not supported; supported: {', '.join(SUPPORTED_TYPES)} "
-            f"(e.g. {MME5_MODEL_ID} or {CPU_MODEL_ID})"
-        )
-    spec = registry.by_model_type(model_type)
+    spec = _spec(model_type, str(model))
     runtime = choose_runtime(spec, runtime, device, str(model))
     if runtime == registry.TORCH:
         backbone = _load_backbone(model_type, source, config, device, dtype, revision, adapter, fast_attention)
@@ -153,6 +148,17 @@ def load_embedder(
             load_torch=lambda: _load_backbone(model_type, source, config, device, torch.float32, revision, adapter),
         )
     return Embedder(backbone, model_id=str(model), adapter=str(adapter) if adapter else None, revision=revision)
+
+
+def _spec(model_type: str | None, model: str) -> registry.BackboneSpec:
+    """The family that loads ``model_type``; ModelLoadError naming ``model`` if none does."""
+    spec = registry.by_model_type(model_type)
+    if spec is None:
+        raise ModelLoadError(
+            f"{model}: model type {model_type!r} is not supported; supported: {', '.join(SUPPORTED_TYPES)} "
+            f"(e.g. {MME5_MODEL_ID} or {CPU_MODEL_ID})"
+        )
+    return spec
 
 
 def choose_runtime(spec: registry.BackboneSpec, runtime: str | None, device: torch.device, model: str = "") -> str:
@@ -181,7 +187,7 @@ def load_transformers_model(model_type: str, source: str, dtype: torch.dtype, re
     """The full transformers model (the module peft adapters attach to) and its processor."""
     from transformers import AutoProcessor
 
-    spec = registry.by_model_type(model_type)
+    spec = _spec(model_type, source)
     model_class = spec.transformers_class()
     common = dict(revision=revision, dtype=dtype, **spec.load_options)
     if device is not None and device.type == "cuda":
@@ -235,5 +241,5 @@ def merge_adapter(model, adapter):
 
 def make_backbone(model_type, model, processor, device, dtype, source="", fast_attention=None):
     """Wrap a transformers model + processor in the backbone class for its type."""
-    backbone_class = registry.by_model_type(model_type).backbone_type()
+    backbone_class = _spec(model_type, source).backbone_type()
     return backbone_class.wrap(model, processor, device, dtype, source, fast_attention=fast_attention)

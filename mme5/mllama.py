@@ -5,7 +5,7 @@ import torch
 
 from . import fast_attention as fast_attention_module
 from . import prompts
-from .backbone import Backbone, Batch, EmbedInput, normalize
+from .backbone import Backbone, Batch, EmbedInput, batch_texts, normalize
 
 
 class MllamaBackbone(Backbone):
@@ -87,7 +87,7 @@ class MllamaBackbone(Backbone):
         return sdpa_kernel([names[name] for name in self.sdpa_backends], set_priority=True)
 
     def collate(self, items: list[EmbedInput]) -> Batch:
-        texts = [item.text for item in items]
+        texts = batch_texts(items)
         truncated = sum(length > self.max_text_tokens for length in self.token_lengths(texts))
         images = [[item.image] for item in items] if items[0].has_image else None
         tensors = self.processor(

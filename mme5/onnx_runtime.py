@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -45,15 +46,19 @@ def cache_root() -> Path:
     return user_cache_dir() / "onnx"
 
 
-def content_digests(source: str, adapter: str | None, revision: str | None) -> tuple[str, str | None] | None:
+def content_digests(source: str, adapter: str | os.PathLike | None, revision: str | None) -> tuple[str, str | None] | None:
     """(model digest, adapter digest) by content, or None while the model's files are not local yet.
 
     Uses ``mme5.identity`` (the index's notion of model identity) where it exists, so the
     export cache and the index agree on what "the same model" is; otherwise a cheap local
     digest (configs whole, weight files by name, size and three 1 MiB samples).
     """
+    model_digest: Callable[[str, str | None], str | None]
+    adapter_digest: Callable[[str | os.PathLike], str | None]
     try:
-        from .identity import adapter_digest, model_digest
+        from . import identity
+
+        model_digest, adapter_digest = identity.model_digest, identity.adapter_digest
     except ImportError:
         model_digest, adapter_digest = _sampled_digest, _sampled_digest
     model = model_digest(source, revision)
@@ -219,7 +224,7 @@ class OnnxDualEncoderBackbone(DualEncoderBackbone):
         return torch.from_numpy(self.sessions[tower].run(None, {name: array})[0])
 
 
-def load_onnx_backbone(source: str, config, processor, revision: str | None, adapter: str | None,
+def load_onnx_backbone(source: str, config, processor, revision: str | None, adapter: str | os.PathLike | None,
                        quantization: str | None, lowercase: bool, load_torch) -> OnnxDualEncoderBackbone:
     """The ONNX backbone for a model (+adapter), exporting first if the cache has no copy.
 

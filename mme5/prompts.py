@@ -81,14 +81,21 @@ def mllama_prompt(task: str, text: str | None = None, instruction: str | None = 
     if task == "image_document":
         return image_document()
     if task == "text":
-        return text_query(text, instruction)
+        return text_query(_required(task, "text", text), instruction)
     if task == "image_query":
         return image_to_image_query()
     if task == "composed":
-        return composed_query(text)
+        return composed_query(_required(task, "text", text))
     if task == "image_instruction":
-        return image_instruction(instruction)
+        return image_instruction(_required(task, "instruction", instruction))
     raise InputError(f"unknown task {task!r}")
+
+
+def _required(task: str, what: str, value: str | None) -> str:
+    """A prompt's part that the task needs; without it the prompt would read "None" (or fail on None.strip())."""
+    if value is None:
+        raise InputError(f"a {task!r} prompt needs a {what}, got None")
+    return value
 
 
 def dual_prompt(task: str, text: str | None = None, instruction: str | None = None) -> str | None:

@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -78,9 +79,9 @@ class QueryCompiler:
     def __init__(self, backbone, buckets=None, compiler=None, mode: str = "reduce-overhead", force: bool = False):
         self.backbone = backbone
         self.buckets = tuple(sorted(buckets or default_buckets()))
-        self.reason = None if force else eager_reason(backbone.device)
-        self.compiled = None
-        self._thread = None
+        self.reason: str | None = None if force else eager_reason(backbone.device)
+        self.compiled: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+        self._thread: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         if self.reason is None:
             compiler = compiler or torch.compile
@@ -106,28 +107,32 @@ class QueryCompiler:
 
     def run(self, tensors: dict) -> torch.Tensor | None:
         """The pooled, normalised vector (1, dim), or None: not for this path (or it just failed)."""
-        if not self.handles(tensors):
+        compiled = self.compiled  # read once: a failure on another thread may set it to None meanwhile
+        if compiled is None or not self.handles(tensors):
             return None
         length = bucket_for(tensors["input_ids"].shape[1], self.buckets)
+        if length is None:  # handles() checked that the length fits a bucket
+            return None
         padded = pad_to(tensors, length, self.backbone.pad_token_id)
         try:
-            return self._on_thread(padded)
+            return self._on_thread(compiled, padded)
         except Exception as error:  # noqa: BLE001 - a compile/graph failure must not fail the query
             self._give_up(error)
             return None
 
-    def _on_thread(self, padded: dict) -> torch.Tensor:
+    def _on_thread(self, compiled: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], padded: dict) -> torch.Tensor:
         with self._lock:
             if self._thread is None:
                 self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mme5-query-graphs")
+            thread = self._thread
 
         def call():
             with torch.inference_mode():
                 moved = self.backbone.to_device(padded)
                 # CUDA-graph outputs are overwritten by the next replay: copy out before returning
-                return self.compiled(moved["input_ids"], moved["attention_mask"]).clone()
+                return compiled(moved["input_ids"], moved["attention_mask"]).clone()
 
-        return self._thread.submit(call).result()
+        return thread.submit(call).result()
 
     def warm_up(self, verbose: bool = True) -> float:
         """Compile (and record graphs) for every bucket now, so no user waits for it; returns seconds.

@@ -31,7 +31,7 @@ def load_raw(path: str | os.PathLike, draft_size: int | None = None) -> Image.Im
             preview = _preview(raw, rawpy)
             if preview is not None:
                 return preview
-            half = bool(draft_size) and min(raw.sizes.width, raw.sizes.height) >= 4 * draft_size
+            half = bool(draft_size and min(raw.sizes.width, raw.sizes.height) >= 4 * draft_size)
             pixels = raw.postprocess(use_camera_wb=True, half_size=half, no_auto_bright=False, output_bps=8)
             return Image.fromarray(pixels, "RGB")
     except ImageError:
@@ -62,6 +62,7 @@ def _preview(raw, rawpy) -> Image.Image | None:
         return None
     except rawpy.LibRawError:
         return None  # a broken preview: the RAW data may still be fine
+    image: Image.Image
     try:
         if thumb.format == rawpy.ThumbFormat.JPEG:
             image = Image.open(io.BytesIO(thumb.data))

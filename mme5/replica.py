@@ -37,6 +37,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -104,7 +105,8 @@ def _siglip2(out: Path, seed: int) -> None:
     from transformers.convert_slow_tokenizer import SentencePieceExtractor
 
     # tokenizer.json: the SentencePiece model's vocabulary and merges in transformers' Gemma tokenizer
-    pieces = SentencePieceExtractor(str(work / "tokenizer.model")).extract(BPE)
+    # transformers annotates extract() as a (vocab, merges) tuple, but this class returns its kwargs dict
+    pieces: dict[str, Any] = SentencePieceExtractor(str(work / "tokenizer.model")).extract(BPE)  # type: ignore[assignment]
     fast = GemmaTokenizer(vocab=pieces["vocab"], merges=pieces["merges"])
     fast.backend_tokenizer.save(str(out / "tokenizer.json"))
     vocab = len(fast)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from .errors import InputError
 
@@ -183,7 +183,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read and check every variable now; SettingsError (naming the variable) for a malformed one."""
         environ = os.environ if environ is None else environ
-        values = {}
+        values: dict[str, Any] = {}  # field name -> the parsed value, typed per variable by VARIABLES
         for variable in VARIABLES:
             text = environ.get(variable.name, "").strip()
             values[_field(variable.name)] = variable.parse(variable.name, text) if text else None

@@ -5,6 +5,7 @@ are saved with ``save_pretrained`` and load through exactly the same path as mmE
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import InputError
@@ -25,7 +26,7 @@ _CORPUS = [
 MLLAMA_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|finetune_right_pad_id|>", "<|python_tag|>"]
 
 
-def build_tokenizer(vocab_size: int, specials: list[str], extra_special: list[str] = ()):  # noqa: B006
+def build_tokenizer(vocab_size: int, specials: list[str], extra_special: Sequence[str] = ()):
     """A byte-level BPE whose base vocabulary has exactly ``vocab_size`` entries.
 
     Unused ids are filled with tokens no merge can produce, so a full-size vocabulary
@@ -42,8 +43,7 @@ def build_tokenizer(vocab_size: int, specials: list[str], extra_special: list[st
     )
     trained.train_from_iterator(_CORPUS, trainer)
     vocab = dict(trained.get_vocab())
-    merges = [tuple(merge.split(" ", 1)) if isinstance(merge, str) else tuple(merge)
-              for merge in _merges_of(trained)]
+    merges = [_pair(merge) for merge in _merges_of(trained)]
     filler = 0
     while len(vocab) < vocab_size:
         vocab[f"<|unused_{filler}|>"] = len(vocab)
@@ -54,6 +54,12 @@ def build_tokenizer(vocab_size: int, specials: list[str], extra_special: list[st
     tokenizer.add_special_tokens(list(specials))
     tokenizer.add_special_tokens(list(extra_special))
     return tokenizer
+
+
+def _pair(merge: str | list[str]) -> tuple[str, str]:
+    """One BPE merge as a pair: tokenizers writes "a b" (older) or ["a", "b"] (newer)."""
+    first, second = merge.split(" ", 1) if isinstance(merge, str) else merge
+    return first, second
 
 
 def _merges_of(tokenizer) -> list:

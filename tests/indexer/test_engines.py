@@ -34,8 +34,8 @@ def test_local_engine_streams_each_file_once_with_its_vector_or_why_the_model_re
     known = frozenset({hash_file(str(photos.folder / "c.jpg"))})
     stream = list(engine.results(entries, tiny_mllama, known, batch_size=2, budget=DecodeBudget()))
 
-    assert [record.index for record in stream] == list(range(len(entries)))  # every file once, in order
-    by_name = {entries[record.index].relpath: record for record in stream}
+    assert [record.position for record in stream] == list(range(len(entries)))  # every file once, in order
+    by_name = {entries[record.position].relpath: record for record in stream}
     a, copy, c, d, e = (by_name[name] for name in ("a.jpg", "b-copy-of-a.jpg", "c.jpg", "d.jpg", "e.jpg"))
     expected = original([str(photos.folder / "a.jpg")])[0]
     np.testing.assert_allclose(a.vector, expected, atol=1e-5)
@@ -61,7 +61,7 @@ def test_stopping_the_stream_early_stops_the_reads(photos, tiny_mllama, monkeypa
     stream = LocalEngine(workers=1).results(entries, tiny_mllama, frozenset(), batch_size=1, budget=DecodeBudget())
     first = next(stream)
     stream.close()  # as the build does on Ctrl-C or an error: the reader pool is shut down, queued reads dropped
-    assert first.index == 0 and first.vector is not None
+    assert first.position == 0 and first.vector is not None
     assert len(reads) < 10  # a read-ahead window, not the whole folder
 
 
@@ -96,7 +96,7 @@ def test_a_video_is_one_record_with_a_vector_per_keyframe_each_content_embedded_
     known = frozenset({keyframe_hash(digest, 12.0)})  # the 12 s keyframe's vector is stored already
     stream = list(LocalEngine(workers=2).results(entries, tiny_mllama, known, batch_size=2, budget=DecodeBudget()))
 
-    assert [record.index for record in stream] == [0, 1]  # one record per file, not per keyframe
+    assert [record.position for record in stream] == [0, 1]  # one record per file, not per keyframe
     video, copy = stream
     assert video.vector is not None and video.failure is None  # the first keyframe: the file's own vector
     assert [round(keyframe.timestamp_s) for keyframe in video.keyframes] == [4, 8, 12]

@@ -113,3 +113,25 @@ def test_the_threshold_defaults_to_the_index_models_family(bursts):
     payload = json.loads(run("similar", "--index", str(bursts), "--json", "--quiet").stdout)
     assert payload["threshold"] == BACKBONES["mllama"].similar_threshold
     assert len(payload["groups"]) == 1 and len(payload["groups"][0]["members"]) == 8  # the tiny model: all ≥ 0.95
+
+
+def test_a_photo_the_catalog_lost_after_the_store_opened_is_left_out_of_its_group(bursts, tmp_path):
+    """The app keeps its store open while a build (or verify --repair) deletes rows: a group member that has
+    no catalog row any more is left out, not an AttributeError on None (before: records() gave None)."""
+    import shutil
+    import sqlite3
+
+    from indexer import IndexStore
+    from indexer.similar import similar_groups
+
+    index = tmp_path / "index"
+    shutil.copytree(bursts, index)
+    with IndexStore.open(index) as store:
+        with sqlite3.connect(index / "catalog.sqlite") as db:
+            gone = [row_id for row_id, relpath in db.execute("SELECT id, relpath FROM images")
+                    if bytes(relpath).endswith(b"burst-1-edit.jpg")]
+            assert len(gone) == 1
+            db.execute("DELETE FROM images WHERE id = ?", (gone[0],))
+        groups = similar_groups(store, float(TINY_THRESHOLD))
+    names = [sorted(Path(m.path).name for m in g.members) for g in groups]
+    assert names == [["burst-1-small.jpg", "burst-1.jpg"]]

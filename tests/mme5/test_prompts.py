@@ -51,3 +51,11 @@ def test_dual_encoders_get_bare_captions():
     assert registry.build_prompt("dual", "composed", text="at night") == "at night"
     with pytest.raises(ValueError):
         registry.build_prompt("nope", "text", text="x")
+
+
+@pytest.mark.parametrize(("task", "missing"), [("text", "text"), ("composed", "text"),
+                                               ("image_instruction", "instruction")])
+def test_mllama_prompt_without_its_text_is_an_error_not_the_word_none(task, missing):
+    # Before: text and composed formatted None into the prompt ("...changes: None"), image_instruction hit None.strip().
+    with pytest.raises(prompts.InputError, match=f"needs a {missing}"):
+        prompts.mllama_prompt(task)
