@@ -76,6 +76,14 @@ def search(page, text: str, expect: str = "Showing"):
         " const b = document.querySelector('#search');"
         " return (!mine || s.includes(text)) && !b.disabled && b.innerText.trim() === 'Search'; }",
         arg=[text, expect == "Showing"])
+    settled(page)
+
+
+def settled(page):
+    """Wait until no event of the page is pending (Gradio's progress overlays gone): the search's follow-up steps
+    (focus, dates in the browser's language) can still be running when its status has arrived, and a click or a scan
+    meanwhile meets a page that is being redrawn."""
+    page.wait_for_function("() => !document.querySelector('.progress-level, .eta-bar, .wrap.pending, .wrap.generating')")
 
 
 def open_filters(page):

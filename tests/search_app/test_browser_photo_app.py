@@ -123,7 +123,9 @@ def text_positions(page, selector: str) -> list[tuple[str, float]]:
 def test_an_arabic_query_reads_in_order_in_the_status_line(page):
     query = "2023 قطة على الأريكة"  # right to left: the year first (rightmost), then "cat on the sofa"
     visit(page)
-    assert page.locator("#query input, #query textarea").first.get_attribute("dir") == "auto"
+    # the page's script marks the box once Gradio has drawn it (Gradio draws it "ltr" first): wait for that
+    page.wait_for_function("() => { const box = document.querySelector('#query input, #query textarea');"
+                           " return box && box.getAttribute('dir') === 'auto'; }", timeout=10_000)
     search(page, query)
     chars = text_positions(page, "#status p")
     text = "".join(char for char, _ in chars)
