@@ -283,7 +283,7 @@ def serve(argv=None) -> int:
     from starlette.middleware import Middleware
 
     from .rest import rest_routes
-    from .ui import CSS, JS, SearchUI
+    from .ui import CSS, JS, THEME, SearchUI
     from .uploads import UploadGuard
 
     demo = SearchUI(engine, concurrency_limit=args.concurrency, page_size=args.page_size).build()
@@ -299,6 +299,7 @@ def serve(argv=None) -> int:
     middleware = [hosts, *sessions, throttle, uploads]  # outermost first: a foreign Host is refused before anything else
     rest = rest_routes(engine, auth, args)  # /api/v1, before Gradio's own routes
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD_BYTES, css=CSS, js=JS,
+                theme=THEME,
                 footer_links=["api", "gradio"], show_error=False, quiet=True, auth=auth.login if auth else None,
                 auth_message="Log in to search this photo library.", app_kwargs={"middleware": middleware, "routes": rest})
     return 0

@@ -125,6 +125,19 @@ def saved_options(options: dict) -> dict:
     return kept
 
 
+def saved_search(options, text: str = "", similar_to: int | None = None, dates_from_text: bool = False,
+                 place_from_text: bool = False) -> tuple[dict, dict]:
+    """What an album keeps of a search on screen: its query, and the options set (``saved_options``, dates as ISO
+    text, as the API and the CLI write them). A date range or place read from the text is left out: opening the
+    album reads the text again, so "beach July 2023" keeps its dates and a place filter typed in a box stays."""
+    if not text and similar_to is None:
+        raise ValueError("an album needs a query: a text, or a photo to find more like (similar_to)")
+    query = {"text": text} if text else {"similar_to": int(similar_to)}
+    from_text = (("date_from", "date_to") if dates_from_text else ()) + (("place",) if place_from_text else ())
+    kept = saved_options({key: value for key, value in vars(options).items() if key not in from_text})
+    return query, {key: value.isoformat() if hasattr(value, "isoformat") else value for key, value in kept.items()}
+
+
 def _unique(folder: Path, name: str) -> Path:
     candidate, stem, suffix, n = folder / name, Path(name).stem, Path(name).suffix, 1
     while candidate.exists() or candidate.is_symlink():

@@ -13,7 +13,8 @@ from search_app.albums import Albums
 from search_app.api import SearchAPI
 from search_app.engine import SearchEngine
 from search_app.thumbnails import ThumbnailCache
-from search_app.ui import SearchUI, _OUTPUT_ORDER
+from search_app.ui import SearchUI
+from search_app.ui_reply import output
 
 from ..indexer.test_storage_guarantees_integrity import mount, mounts  # noqa: F401 - real mounts, needs root
 from .test_ui_albums import values
@@ -21,7 +22,7 @@ from .test_ui_messages import NoProgress
 
 
 def status(reply) -> str:
-    return reply[_OUTPUT_ORDER.index("status")]
+    return output(reply, "status")
 
 
 @pytest.fixture
@@ -62,15 +63,15 @@ def test_albums_on_a_read_only_index_are_shown_and_a_change_is_one_sentence(copy
     before = digest(folder / "catalog.sqlite")
     ui = open_ui(view, tiny_mllama, tmp_path)
     try:
-        choices, _threshold = ui.on_page_ready()
+        choices, _threshold = ui.albums.on_page_ready()
         assert choices["choices"] == ["Trip"]  # read as they are
-        opened = ui.on_open_album("Trip", progress=NoProgress())
+        opened = ui.albums.on_open_album("Trip", progress=NoProgress())
         assert "album “Trip” (1 pinned" in status(opened)
         shown = ui.on_search("a beach", None, *values(), progress=NoProgress())
-        message, _ = ui.on_save_album("Beach", shown[_OUTPUT_ORDER.index("session")], *values())
+        message, _ = ui.albums.on_save_album("Beach", output(shown, "session"), *values())
         assert message.startswith("⚠️") and "read-only storage" in message and "copy the index folder" in message
-        for reply in (ui.on_pin("Trip", ui.engine.store.ids()[1], progress=NoProgress()),
-                      ui.on_remove("Trip", ui.engine.store.ids()[1], progress=NoProgress())):
+        for reply in (ui.albums.on_pin("Trip", ui.engine.store.ids()[1], progress=NoProgress()),
+                      ui.albums.on_remove("Trip", ui.engine.store.ids()[1], progress=NoProgress())):
             assert "read-only storage" in status(reply) and "Traceback" not in status(reply)
         api = SearchAPI(ui.engine)  # the HTTP API: the same albums, the same sentence
         assert [album["name"] for album in api.list_albums()["albums"]] == ["Trip"]
@@ -90,20 +91,20 @@ def test_albums_on_a_full_disk_are_one_sentence_and_the_saved_ones_stay(copy, ti
     ui = open_ui(folder, tiny_mllama, tmp_path)
     try:
         shown = ui.on_search("a beach", None, *values(), progress=NoProgress())
-        session = shown[_OUTPUT_ORDER.index("session")]
+        session = output(shown, "session")
         filler = disk / "filler"
         stat = os.statvfs(disk)
         filler.write_bytes(b"\0" * (stat.f_bavail * stat.f_frsize))  # not one block left
         for n in range(500):  # the write-ahead log grows until a commit finds no room
-            message, _ = ui.on_save_album(f"Beach {n}", session, *values())
+            message, _ = ui.albums.on_save_album(f"Beach {n}", session, *values())
             if message.startswith("⚠️"):
                 break
         assert "the disk is full" in message and "Free some space" in message, message
         assert "Trip" in ui.engine.albums.names() and ui.engine.albums.get("Trip").pinned  # intact
-        reply = ui.on_pin("Trip", ui.engine.store.ids()[1], progress=NoProgress())
+        reply = ui.albums.on_pin("Trip", ui.engine.store.ids()[1], progress=NoProgress())
         assert "the disk is full" in status(reply) or status(reply).startswith("Pinned")
         filler.unlink()
-        message, _ = ui.on_save_album("After", session, *values())
+        message, _ = ui.albums.on_save_album("After", session, *values())
         assert message.startswith("Saved the album “After”")
     finally:
         ui.engine.close()
@@ -119,9 +120,9 @@ def test_an_index_opened_on_a_full_disk_shows_its_albums_and_refuses_changes(cop
     (disk / "filler").write_bytes(b"\0" * (stat.f_bavail * stat.f_frsize))
     ui = open_ui(folder, tiny_mllama, tmp_path)  # SQLite cannot make its shared-memory file: opened read-only
     try:
-        assert ui.on_page_ready()[0]["choices"] == ["Trip"]
+        assert ui.albums.on_page_ready()[0]["choices"] == ["Trip"]
         shown = ui.on_search("a beach", None, *values(), progress=NoProgress())
-        message, _ = ui.on_save_album("Beach", shown[_OUTPUT_ORDER.index("session")], *values())
+        message, _ = ui.albums.on_save_album("Beach", output(shown, "session"), *values())
         assert message.startswith("⚠️") and "the disk is full" in message, message
     finally:
         ui.engine.close()

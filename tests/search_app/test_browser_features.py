@@ -61,7 +61,9 @@ def wait_status(page, text: str):
 
 
 def captions(page) -> list[str]:
-    return re.findall(r"([\w/-]+\.(?:jpg|png)) · ", page.inner_text("#results"))
+    """The file names in the result captions ("14 Jul 2023 · red.jpg": the date, then the name), in order."""
+    labels = page.eval_on_selector_all("#results .caption-label", "els => els.map(e => e.textContent)")
+    return [re.search(r"[\w.-]+\.(?:jpg|png)", label).group(0) for label in labels]
 
 
 def search(page, text: str, expect: str = "Showing"):
@@ -74,6 +76,14 @@ def search(page, text: str, expect: str = "Showing"):
         " const b = document.querySelector('#search');"
         " return (!mine || s.includes(text)) && !b.disabled && b.innerText.trim() === 'Search'; }",
         arg=[text, expect == "Showing"])
+    settled(page)
+
+
+def settled(page):
+    """Wait until no event of the page is pending (Gradio's progress overlays gone): the search's follow-up steps
+    (focus, dates in the browser's language) can still be running when its status has arrived, and a click or a scan
+    meanwhile meets a page that is being redrawn."""
+    page.wait_for_function("() => !document.querySelector('.progress-level, .eta-bar, .wrap.pending, .wrap.generating')")
 
 
 def open_filters(page):
@@ -131,13 +141,14 @@ def test_a_changed_filter_applies_at_once_and_to_load_more(page):
     open_filters(page)
     box(page, "folder").fill("2024")  # no Enter, no Search: Load more must still follow it
     page.click("#load_more")
-    page.wait_for_function("""() => { const names = [...document.querySelectorAll('#results .thumbnail-item')]
-        .map(e => e.innerText); return names.length === 3 && names.every(n => n.startsWith('2024/')); }""")
+    page.wait_for_function(r"""() => { const names = [...document.querySelectorAll('#results .thumbnail-item')]
+        .map(e => e.innerText); return names.length === 3
+        && names.every(n => /(green|yellow)\.jpg|purple\.png/.test(n)); }""")  # the photos in 2024/
     assert "1 on: folder" in page.inner_text("#filters")
     box(page, "folder").fill("MISC")  # any case: the folder is "misc"
     box(page, "folder").press("Enter")
     wait_status(page, "Showing 4 photos")
-    assert len(captions(page)) == 4 and all(caption.startswith("misc/") for caption in captions(page))
+    assert sorted(captions(page)) == ["checker.jpg", "gray.jpg", "noise.jpg", "stripes.jpg"]  # misc/
     box(page, "folder").fill("holidays")
     box(page, "folder").press("Enter")
     wait_status(page, "No folder called “holidays”")
@@ -148,14 +159,15 @@ def test_more_like_this_clears_the_text_shows_the_source_and_leaves_it_out(page)
     search(page, "a red photo")
     page.locator("#results .thumbnail-item").nth(1).click()
     page.wait_for_selector("#more_like_this", state="visible")
-    chosen = page.inner_text("#details").split("\n")[0].strip("* ")
+    page.wait_for_function("(document.querySelector('#details') || {innerText: ''}).innerText.includes('score')")
+    chosen = page.inner_text("#details").split("\n")[0].strip("* ")  # the file's name
     page.click("#more_like_this")
     wait_status(page, "photos like")
     page.wait_for_selector("#source img")
     assert box(page, "query").input_value() == ""
     relpath = status(page).split("photos like ")[1].split(".")[0]
-    assert chosen.endswith(relpath.split("/")[-1].split(".")[0]) or relpath in chosen
-    assert not any(chosen.endswith(caption) for caption in captions(page))
+    assert Path(relpath).name == Path(chosen).stem
+    assert chosen not in captions(page)
     page.wait_for_function("document.activeElement && document.activeElement.id === 'status'")
 
 
@@ -163,7 +175,7 @@ def test_a_date_in_the_query_becomes_a_removable_chip(page, artifacts):
     search(page, "Strand im Juli 2023")
     page.wait_for_selector("#date_chip", state="visible")
     assert "2023-07-01" in page.inner_text("#date_chip")
-    assert sorted(captions(page)) == ["2023/beach/orange.jpg", "2023/beach/red.jpg"]
+    assert sorted(captions(page)) == ["orange.jpg", "red.jpg"]
     page.screenshot(path=str(artifacts / f"search_app-{page.viewport_name}-date-chip.png"), full_page=True)
     page.click("#date_chip")
     page.wait_for_selector("#date_chip", state="hidden")
@@ -174,10 +186,12 @@ def test_strong_matches_only_says_how_many_are_hidden_and_shows_all(page):
     open_filters(page)
     search(page, "a blue photo")
     page.click("#strong_only input")
-    wait_status(page, "weaker hidden")
-    assert re.search(r"\d+ strong matches · \d+ weaker hidden", status(page))
+    wait_status(page, "weaker")
+    # some strong matches: how many are hidden; none: the advice names the switch as the cause, not the filters
+    assert re.search(r"\d+ strong match(es)? · \d+ weaker hidden", status(page)) or re.search(
+        r"No strong matches for .*“Strong matches only” hides \d+ weaker match(es)?\. Press Show all", status(page))
     page.click("#show_all")
-    page.wait_for_function("!document.querySelector('#status').innerText.includes('weaker hidden')")
+    page.wait_for_function("!document.querySelector('#status').innerText.includes('weaker')")
     assert not page.locator("#strong_only input").is_checked()
 
 
@@ -192,15 +206,17 @@ def test_the_url_keeps_query_and_filters_across_reload(page):
                            "return s && s.innerText.includes('кошка'); })()")
     open_filters(page)  # a fresh page starts with the filter panel closed (its title says which are on)
     assert box(page, "query").input_value() == "кошка" and box(page, "folder").input_value() == "2023"
-    assert all(caption.startswith("2023/") for caption in captions(page))
+    assert set(captions(page)) <= {"red.jpg", "orange.jpg", "blue.jpg"}  # the photos in 2023/
 
 
 def test_the_original_is_downloaded_through_the_guard_with_its_facts(page, library):
     search(page, "a green photo", expect="Showing")
     page.locator("#results .thumbnail-item").first.click()
     page.wait_for_selector("#original", state="visible")
-    path = Path(page.inner_text("#details").split("\n")[0].strip("* "))
-    assert "pixels:" in page.inner_text("#details")
+    name = page.inner_text("#details").split("\n")[0].strip("* ")
+    folder = re.search(r"folder (\S+)", page.inner_text("#details")).group(1)  # relative to the indexed folder
+    path = library / folder / name
+    assert re.search(r"\d+ × \d+ px", page.inner_text("#details"))
     with page.expect_download() as download:
         page.click("#original")
     assert Path(download.value.path()).read_bytes() == path.read_bytes()

@@ -185,12 +185,13 @@ def test_a_valid_published_index_leaves_every_blob_byte_identical(upload, cache,
     """A page load (album names, threshold), a search, the previews and a click: the cache is read, never written
     (today's catalog opened for albums turned it into WAL mode: -wal/-shm beside it and the blob rewritten)."""
     from search_app.ui import SearchUI
+    from search_app.ui_session import Session
 
     engine = serve(cache, upload, repo=GOOD)
     before = cache_state(cache)
     try:
         ui = SearchUI(engine)
-        names, threshold = ui.on_page_ready()
+        names, threshold = ui.albums.on_page_ready()
         assert names["choices"] == [] and isinstance(threshold, float)  # no albums; the model's threshold
         page = engine.search_text("a red photo", k=PHOTOS)
 
@@ -204,7 +205,7 @@ def test_a_valid_published_index_leaves_every_blob_byte_identical(upload, cache,
         class Selected:
             index = 0
 
-        ui.on_select({"results": page.results}, Selected())
+        ui.on_select(Session(what="a red photo", results=page.results), Selected())
         after = cache_state(cache)
         assert after == before, {key: (before.get(key), after.get(key)) for key in set(before) | set(after)
                                  if before.get(key) != after.get(key)}

@@ -149,6 +149,7 @@ def test_served_in_process_previews_stand_in_for_absent_originals(hub):
     from indexer.hub import download_index
     from search_app.__main__ import SAMPLE_PHOTOS, open_or_build
     from search_app.ui import SearchUI
+    from search_app.ui_session import Session
 
     before = cache_state(hub)
     folder = download_index(URI)
@@ -174,7 +175,7 @@ def test_served_in_process_previews_stand_in_for_absent_originals(hub):
         class Selected:
             index = 0
 
-        details, _, image_id, download, *_player = ui.on_select({"results": page.results}, Selected())  # then the video player's
+        details, _, image_id, download, *_ = ui.on_select(Session(what="a red photo", results=page.results), Selected())
         assert image_id == page.results[0].image_id and download["visible"] is False
         assert "was not published" in details and "--originals" in details
         similar = engine.search_similar(page.results[0].image_id, k=3)  # embeds the preview
@@ -464,7 +465,8 @@ def test_albums_of_a_published_index_live_in_the_users_store_never_in_the_hub_ca
                                                                                     fill_hub_cache):
     from indexer.hub import download_index
     from search_app.__main__ import SAMPLE_PHOTOS, open_or_build
-    from search_app.ui import SearchUI, _OUTPUT_ORDER
+    from search_app.ui import SearchUI
+    from search_app.ui_reply import output
 
     from .test_ui_albums import values
     from .test_ui_messages import NoProgress
@@ -473,14 +475,14 @@ def test_albums_of_a_published_index_live_in_the_users_store_never_in_the_hub_ca
     engine = open_or_build(download_index(URI), None, None, "cpu", SAMPLE_PHOTOS, published=True)
     ui = SearchUI(engine)
     try:
-        assert ui.on_page_ready()[0]["choices"] == []  # a page load reads, and writes nothing anywhere
+        assert ui.albums.on_page_ready()[0]["choices"] == []  # a page load reads, and writes nothing anywhere
         assert cache_state(hub) == before
         shown = ui.on_search("a red photo", None, *values(), progress=NoProgress())
-        message, _ = ui.on_save_album("Red", shown[_OUTPUT_ORDER.index("session")], *values())
+        message, _ = ui.albums.on_save_album("Red", output(shown, "session"), *values())
         assert message.startswith("Saved the album “Red”"), message
-        photo = shown[_OUTPUT_ORDER.index("session")]["results"][1].image_id
-        pinned = ui.on_pin("Red", photo, progress=NoProgress())
-        assert "1 pinned" in pinned[_OUTPUT_ORDER.index("status")]
+        photo = output(shown, "session").results[1].image_id
+        pinned = ui.albums.on_pin("Red", photo, progress=NoProgress())
+        assert "1 pinned" in output(pinned, "status")
     finally:
         engine.close()
     assert cache_state(hub) == before  # the catalog blob still matches its SHA-256 name; no -wal, -shm

@@ -206,7 +206,8 @@ def test_an_album_keeps_a_map_area_and_a_typed_radius(engine):
 
 def test_the_ui_shows_the_radius_as_a_chip_and_its_removal_searches_without_it(engine, tmp_path_factory):
     from search_app.thumbnails import ThumbnailCache
-    from search_app.ui import _OUTPUT_ORDER, SearchUI
+    from search_app.ui import SearchUI
+    from search_app.ui_reply import OUTPUTS
 
     class NoProgress:
         def __call__(self, *args, **kwargs):
@@ -217,10 +218,10 @@ def test_the_ui_shows_the_radius_as_a_chip_and_its_removal_searches_without_it(e
 
     ui = SearchUI(engine, ThumbnailCache(tmp_path_factory.mktemp("thumbs")), page_size=20)
     outputs = ui.on_search("within 5 km of Lisbon", None, progress=NoProgress())
-    chip = outputs[_OUTPUT_ORDER.index("place_chip")]
+    chip = outputs[OUTPUTS.index("place_chip")]
     assert chip["visible"] and chip["value"] == "📍 within 5 km of Lisbon (from “within 5 km of Lisbon”) ✕"
-    shown = outputs[_OUTPUT_ORDER.index("session")]["results"]
+    shown = outputs[OUTPUTS.index("session")].results
     assert sorted(result.relpath for result in shown) == ["belem-side.jpg", "lisbon.jpg"]
     removed = ui.on_place_chip_removed("within 5 km of Lisbon", None, progress=NoProgress())
-    assert len(removed[_OUTPUT_ORDER.index("session")]["results"]) == len(PHOTOS)
-    assert not removed[_OUTPUT_ORDER.index("place_chip")]["visible"]
+    assert len(removed[OUTPUTS.index("session")].results) == len(PHOTOS)
+    assert not removed[OUTPUTS.index("place_chip")]["visible"]

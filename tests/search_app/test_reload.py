@@ -150,7 +150,7 @@ def test_ui_footer_and_load_more_follow_the_index(engine, library, tiny_mllama, 
     outputs = ui.on_more(session, [], progress=NoProgress())
     assert "index changed since this search" in outputs[1]
     session = ui.on_search("a photo", None, *FILTERS, progress=NoProgress())[2]
-    assert len(ui.on_more(session, [], progress=NoProgress())[2]["results"]) == 4
+    assert len(ui.on_more(session, [], progress=NoProgress())[2].results) == 4
 
 
 def test_slow_reopens_space_out_the_next_ones():

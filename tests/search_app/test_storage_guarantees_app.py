@@ -62,8 +62,8 @@ def test_a_photo_with_a_non_utf8_name_is_found_served_and_shown(odd_engine, odd_
     gallery, status, session, *_ = ui.on_search("a photo", None, "", "", "", "Best match", True, progress=NoProgress())
     captions = [item["caption"] for item in gallery.value]  # as Gradio prepared them for the page
     json.dumps([gallery.value, status])  # every caption and message can travel as JSON
-    assert len(captions) == 4 and any(caption.startswith("caf\\xe9.jpg") for caption in captions)
-    shown = session["results"].index(next(r for r in session["results"] if r.relpath.startswith("caf")))
+    assert len(captions) == 4 and any(caption.endswith("caf\\xe9.jpg") for caption in captions)
+    shown = session.results.index(next(r for r in session.results if r.relpath.startswith("caf")))
     details, *_ = ui.on_select(session, type("Select", (), {"index": shown})())
     assert "caf\\xe9.jpg" in json.loads(json.dumps(details))
 
@@ -125,7 +125,7 @@ def test_an_album_zip_holds_a_non_utf8_name_and_a_failed_zip_leaves_nothing(odd_
     ui = SearchUI(odd_engine, ThumbnailCache(tmp_path / "thumbs"), page_size=10)
     odd_engine.albums.save("Odd", {"text": "a photo"}, {})
     try:
-        button, status = ui.on_make_zip("Odd")
+        button, status = ui.albums.on_make_zip("Odd")
         assert "4 photos" in status, status
         folder = tmp_path / "cache" / "mme5-search" / "albums"
         assert [path.name for path in folder.iterdir()] == ["Odd.zip"]  # no partial file beside it

@@ -139,19 +139,20 @@ def test_the_ui_snippet_marks_the_matched_words_and_escapes_everything_else():
 
 def test_the_ui_shows_text_hits_first_with_their_marked_snippet_and_pages_on(engine, tmp_path):
     from search_app.thumbnails import ThumbnailCache
-    from search_app.ui import _OUTPUT_ORDER, SearchUI
+    from search_app.ui import SearchUI
+    from search_app.ui_reply import OUTPUTS
 
     from .test_ui_messages import NoProgress
 
     ui = SearchUI(engine, ThumbnailCache(tmp_path / "thumbs"), page_size=2)
-    outputs = dict(zip(_OUTPUT_ORDER, ui.on_search("trevi", None, progress=NoProgress())))
+    outputs = dict(zip(OUTPUTS, ui.on_search("trevi", None, progress=NoProgress())))
     session = outputs["session"]
-    assert {result.relpath for result in session["results"]} == {"rome_trevi.jpg", "trip/IMG_2041.jpg"}
+    assert {result.relpath for result in session.results} == {"rome_trevi.jpg", "trip/IMG_2041.jpg"}
     captions = [item["caption"] if isinstance(item, dict) else item[1] for item in outputs["gallery"].value]
     assert any(caption.endswith("· “rome trevi”") for caption in captions), captions
-    more = dict(zip(_OUTPUT_ORDER, ui.on_more(session, [], progress=NoProgress())))
-    assert [r.relpath for r in more["session"]["results"]] == relpaths(engine.search_text("trevi", k=4))
-    event = type("Select", (), {"index": [r.relpath for r in session["results"]].index("trip/IMG_2041.jpg")})()
+    more = dict(zip(OUTPUTS, ui.on_more(session, [], progress=NoProgress())))
+    assert [r.relpath for r in more["session"].results] == relpaths(engine.search_text("trevi", k=4))
+    event = type("Select", (), {"index": [r.relpath for r in session.results].index("trip/IMG_2041.jpg")})()
     details = ui.on_select(session, event)[0]
     assert "keywords: “<mark>Trevi</mark>”" in details
 

@@ -9,7 +9,8 @@ import pytest
 from search_app.engine import SearchEngine
 from search_app.private import gradio_folder
 from search_app.thumbnails import ThumbnailCache
-from search_app.ui import OPTION_NAMES, SearchUI, _OUTPUT_ORDER
+from search_app.ui import OPTION_NAMES, SearchUI
+from search_app.ui_reply import output
 
 from .conftest import make_photo
 from .test_filters import make
@@ -19,7 +20,7 @@ DEFAULT_VALUES = ("", "", "", "Best match", True)
 
 
 def out(reply, name):
-    return reply[_OUTPUT_ORDER.index(name)]
+    return output(reply, name)
 
 
 def captions(reply):
@@ -48,49 +49,49 @@ def values(**changes):
 
 
 def names(reply):
-    return sorted(result.relpath for result in out(reply, "session")["results"])
+    return sorted(result.relpath for result in out(reply, "session").results)
 
 
 def test_save_open_pin_remove_and_zip_an_album(ui, tmp_path, monkeypatch):
     # In-process: keeps the zip (cache_home()/albums) out of the developer's own ~/.cache. The default place, served
     # by a real app, is tested in tests/userworld/test_browser_flows.py.
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert "Search first" in ui.on_save_album("Trip", None, *values())[0]
+    assert "Search first" in ui.albums.on_save_album("Trip", None, *values())[0]
     shown = ui.on_search("a trip", None, *values(folder="trip"), progress=NoProgress())
-    status, choices = ui.on_save_album("Trip", out(shown, "session"), *values(folder="trip"))
+    status, choices = ui.albums.on_save_album("Trip", out(shown, "session"), *values(folder="trip"))
     assert "Saved the album “Trip”" in status and choices["choices"] == ["Trip"]
     assert ui.engine.albums.get("Trip").options == {"folder": "trip"}
-    opened = ui.on_open_album("Trip", progress=NoProgress())
+    opened = ui.albums.on_open_album("Trip", progress=NoProgress())
     assert names(opened) == ["trip/a.jpg", "trip/b.jpg"] and "album “Trip”" in out(opened, "status")
     records = {r.relpath: r.id for r in ui.engine.store.records(ui.engine.store.ids())}
-    pinned = ui.on_pin("Trip", records["home/c.jpg"], progress=NoProgress())
-    assert captions(pinned)[0].startswith("📌 home/c.jpg") and out(pinned, "status").startswith("Pinned home/c.jpg")
-    removed = ui.on_remove("Trip", records["trip/a.jpg"], progress=NoProgress())
+    pinned = ui.albums.on_pin("Trip", records["home/c.jpg"], progress=NoProgress())
+    assert captions(pinned)[0] == "📌 c.jpg" and out(pinned, "status").startswith("Pinned home/c.jpg")
+    removed = ui.albums.on_remove("Trip", records["trip/a.jpg"], progress=NoProgress())
     assert names(removed) == ["home/c.jpg", "trip/b.jpg"] and "1 pinned, 1 removed" in out(removed, "status")
-    button, status = ui.on_make_zip("Trip")
+    button, status = ui.albums.on_make_zip("Trip")
     with zipfile.ZipFile(button["value"]) as archive:
         assert sorted(archive.namelist()) == ["b.jpg", "c.jpg"]
     assert (tmp_path / "mme5-search" / "albums" / "Trip.zip").is_file() and "2 photos" in status  # the private zip,
     assert os.path.samefile(button["value"], tmp_path / "mme5-search" / "albums" / "Trip.zip")  # handed to Gradio
     assert button["value"].startswith(f"{gradio_folder()}/")  # inside its own folder (search_app.private)
-    assert names(ui.on_unpin("Trip", records["trip/a.jpg"], progress=NoProgress())) == [
+    assert names(ui.albums.on_unpin("Trip", records["trip/a.jpg"], progress=NoProgress())) == [
         "home/c.jpg", "trip/a.jpg", "trip/b.jpg"]
 
 
 def test_album_dead_ends_say_what_to_do(ui):
-    assert "Choose an album" in out(ui.on_open_album(None, progress=NoProgress()), "status")
-    assert "no album called “Nope”" in out(ui.on_open_album("Nope", progress=NoProgress()), "status")
-    assert "Click a photo" in out(ui.on_pin("Trip", None, progress=NoProgress()), "status")
-    assert "Choose an album" in ui.on_make_zip("")[1]
+    assert "Choose an album" in out(ui.albums.on_open_album(None, progress=NoProgress()), "status")
+    assert "no album called “Nope”" in out(ui.albums.on_open_album("Nope", progress=NoProgress()), "status")
+    assert "Click a photo" in out(ui.albums.on_pin("Trip", None, progress=NoProgress()), "status")
+    assert "Choose an album" in ui.albums.on_make_zip("")[1]
 
 
 def test_similar_groups_mark_the_best_photo(ui):
-    reply = ui.on_groups(None, progress=NoProgress())  # the model's default (0.95): the tiny model joins everything
-    assert "1 group(s) of near-identical photos at similarity ≥ 0.95" in out(reply, "status")
+    reply = ui.albums.on_groups(None, progress=NoProgress())  # the model's default (0.95): the tiny model joins everything
+    assert "1 group of near-identical photos at similarity ≥ 0.95" in out(reply, "status")
     assert sum("★ best" in caption for caption in captions(reply)) == 1 and len(captions(reply)) == 4
-    assert "No near-identical photos" in out(ui.on_groups(1.0, progress=NoProgress()), "status")
-    assert "threshold must be from 0.8 to 1, got 2" in out(ui.on_groups(2, progress=NoProgress()), "status")
-    assert "threshold must be from 0.8 to 1, got 0.1" in out(ui.on_groups(0.1, progress=NoProgress()), "status")
+    assert "No near-identical photos" in out(ui.albums.on_groups(1.0, progress=NoProgress()), "status")
+    assert "threshold must be from 0.8 to 1, got 2" in out(ui.albums.on_groups(2, progress=NoProgress()), "status")
+    assert "threshold must be from 0.8 to 1, got 0.1" in out(ui.albums.on_groups(0.1, progress=NoProgress()), "status")
 
 
 def test_a_typed_place_shows_a_chip_and_removing_it_embeds_the_words(ui):

@@ -1,6 +1,8 @@
 """The UI's handlers answer every dead end with a sentence (checked without a browser; the browser test covers the page)."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from search_app.engine import SearchEngine
@@ -50,8 +52,8 @@ def test_results_are_previews_with_path_and_score(ui):
 
     outputs = ui.on_search("ein Hund", None, *FILTERS, progress=NoProgress())
     session = outputs[2]
-    assert len(session["results"]) == 4 and session["next_offset"] == 4 and "Load more" in status_of(outputs)
-    for result in session["results"]:
+    assert len(session.results) == 4 and session.next_offset == 4 and "Load more" in status_of(outputs)
+    for result in session.results:
         preview = ui.thumbnails.get(result.path, result.content_hash)
         with Image.open(preview) as image:
             assert image.format == "JPEG" and max(image.size) <= ui.thumbnails.size
@@ -79,25 +81,19 @@ def test_a_rerank_that_finishes_after_clear_paints_nothing(ui):
     import gradio as gr
 
     tab, other = SimpleNamespace(session_hash="tab"), SimpleNamespace(session_hash="other")
-    from search_app.ui import _OUTPUT_ORDER
+    session = ui._newest(ui.on_search, True)(tab, "ein Hund", None, *FILTERS)[2]
+    assert session.results
 
-    ui._outputs = dict.fromkeys(_OUTPUT_ORDER)  # as build() sets it
-    try:
-        session = ui._newest(ui.on_search, True)(tab, "ein Hund", None, *FILTERS)[2]
-        assert session["results"]
+    def rerank_while_user_clears(*args):
+        reply = ui.on_options_changed(*args, progress=NoProgress())
+        ui._newest(ui.on_clear, True)(tab)  # Clear lands while the re-rank is still running
+        ui._newest(ui.on_search, True)(other, "x", None, *FILTERS)  # another tab's actions change nothing here
+        return reply
 
-        def rerank_while_user_clears(*args):
-            reply = ui.on_options_changed(*args, progress=NoProgress())
-            ui._newest(ui.on_clear, True)(tab)  # Clear lands while the re-rank is still running
-            ui._newest(ui.on_search, True)(other, "x", None, *FILTERS)  # another tab's actions change nothing here
-            return reply
-
-        stale = ui._newest(rerank_while_user_clears, False)(tab, session, "2023", "", "", "Newest first", True)
-        assert all(item == gr.update() for item in stale)
-        fresh = ui._newest(ui.on_options_changed, False)(tab, session, "2023", "", "", "Newest first", True)
-        assert fresh[0] != gr.update() and "Showing" in status_of(fresh)  # with nothing newer, a re-rank paints
-    finally:
-        del ui._outputs
+    stale = ui._newest(rerank_while_user_clears, False)(tab, session, "2023", "", "", "Newest first", True)
+    assert all(item == gr.update() for item in stale)
+    fresh = ui._newest(ui.on_options_changed, False)(tab, session, "2023", "", "", "Newest first", True)
+    assert fresh[0] != gr.update() and "Showing" in status_of(fresh)  # with nothing newer, a re-rank paints
 
 
 def test_only_the_random_weight_model_is_announced_as_meaningless(engine, monkeypatch):
@@ -109,3 +105,85 @@ def test_only_the_random_weight_model_is_announced_as_meaningless(engine, monkey
     assert SMOKE_NOTICE not in shown(SearchUI(engine))
     monkeypatch.setattr(engine, "random_weights", True)  # what `python app.py --tiny` sets
     assert SMOKE_NOTICE in shown(SearchUI(engine))
+
+
+def test_replies_name_outputs_once_and_refuse_unknown_names(ui):
+    """One list of outputs (ui_reply.OUTPUTS) for the page and the handlers; a wrong name is an error even under -O."""
+    from search_app.ui_reply import OUTPUTS, output, patch, reply
+
+    answer = reply(status="hello")
+    assert len(answer) == len(OUTPUTS) and output(answer, "status") == "hello"
+    assert output(patch(answer, details="x"), "details") == "x" and output(answer, "details") != "x"
+    with pytest.raises(KeyError, match="not outputs of the page: stauts"):
+        reply(stauts="typo")
+    with pytest.raises(KeyError, match="stauts"):
+        patch(answer, stauts="typo")
+
+
+def test_counts_read_as_words(ui):
+    outputs = ui.on_search("x", None, "2023/city", "", "", "Best match", True, progress=NoProgress())
+    assert "Showing 1 photo for “<bdi>x</bdi>”." in status_of(outputs)
+    assert ui._missing_note(1).startswith(" (1 matching photo could not") and "2 matching photos" in ui._missing_note(2)
+
+
+def test_a_query_is_isolated_and_escaped_in_the_status_line(ui):
+    """A hostile query is text, and an Arabic one keeps its own direction inside the English sentence (<bdi>)."""
+    outputs = ui.on_search("<img src=x onerror=alert(1)> قطة", None, *FILTERS, progress=NoProgress())
+    assert "“<bdi>&lt;img src=x onerror=alert(1)&gt; قطة</bdi>”" in status_of(outputs)
+
+
+def test_when_strong_matches_only_hides_everything_the_advice_says_so(ui, monkeypatch):
+    from search_app.results import SearchPage
+
+    def ranked(vector, options, generation=None, text=None):
+        if options.strong_only:
+            return SearchPage(results=[], offset=0, next_offset=None, strong=0, hidden=7)
+        return SearchPage(results=[], offset=0, next_offset=None)
+
+    monkeypatch.setattr(ui.engine, "rank", ranked)
+    from search_app.ui import OPTION_NAMES
+
+    values = dict(zip(OPTION_NAMES, FILTERS), strong_only=True)
+    strong = status_of(ui.on_search("x", None, *[values.get(name) for name in OPTION_NAMES], progress=NoProgress()))
+    assert "No strong matches for “<bdi>x</bdi>”: “Strong matches only” hides 7 weaker matches" in strong
+    assert "Show all" in strong and "filters" not in strong
+    plain = status_of(ui.on_search("x", None, *FILTERS, progress=NoProgress()))
+    assert "No photos match" in plain and "clear the filters" in plain
+
+
+def test_a_video_caption_names_its_moment_and_a_text_hit_ends_with_its_snippet():
+    """The merge of the photo-app captions with main's videos and text hits: one caption_of for all three."""
+    from datetime import datetime
+    from types import SimpleNamespace
+
+    from search_app.results import SearchResult
+    from search_app.ui import caption_of
+
+    video = SearchResult(path="/p/trip/beach.mp4", relpath="trip/beach.mp4", score=0.61, size=1,
+                         taken_at=datetime(2024, 3, 2, 9, 0), image_id=5, content_hash="", media_type="video",
+                         timestamp_s=9.2, duration_s=30.0, moments=((9.2, 0.61), (21.0, 0.5), (3.0, 0.4)),
+                         text_match=SimpleNamespace(snippet="beach bar", marks=((0, 5),), source="ocr"))
+    assert caption_of(video) == "2 Mar 2024 · beach.mp4 · ▶ 0:09 · +2 more moments · “beach bar”"
+    assert caption_of(video, score=True) == "2 Mar 2024 · beach.mp4 · ▶ 0:09 · +2 more moments · 0.610 · “beach bar”"
+
+
+def test_captions_are_dates_and_names_and_the_score_is_on_demand(ui):
+    from datetime import datetime
+
+    from search_app.results import SearchResult
+    from search_app.ui import OPTION_NAMES, caption_of
+
+    dated = SearchResult(path="/p/2023/beach/red.jpg", relpath="2023/beach/red.jpg", score=0.8123, size=1,
+                         taken_at=datetime(2023, 7, 14, 10, 0), image_id=1, content_hash="")
+    assert caption_of(dated) == "14 Jul 2023 · red.jpg" and caption_of(dated, score=True) == "14 Jul 2023 · red.jpg · 0.812"
+    undated = SearchResult(path="/p/misc/gray.jpg", relpath="misc/gray.jpg", score=0.5, size=1, taken_at=None,
+                           image_id=2, content_hash="")
+    assert caption_of(undated) == "gray.jpg"
+    shown = ui.on_search("ein Hund", None, *FILTERS, progress=NoProgress())
+    session = shown[2]
+    values = dict(zip(OPTION_NAMES, FILTERS))
+    values["show_scores"] = True
+    again = ui.on_options_changed(session, *[values.get(name) for name in OPTION_NAMES], progress=NoProgress())
+    captions = [item["caption"] for item in again[0].value]
+    assert len(captions) == len(session.results) and all(re.search(r" · -?\d\.\d{3}$", c) for c in captions)
+    assert again[2].scores and [r.image_id for r in again[2].results] == [r.image_id for r in session.results]

@@ -99,6 +99,7 @@ def test_hevc_the_browser_cannot_play_falls_back_to_the_frame_and_says_so(page, 
     if page.evaluate("document.createElement('video').canPlayType('video/mp4; codecs=\"hvc1.1.6.L93.B0\"')"):
         pytest.fail("this Chromium plays HEVC: the fallback cannot be observed here")
     open_first_hit(page, video_app[0], "hevc")
+    page.wait_for_selector("#viewer #player_note", state="attached")  # the player and its note live in the viewer, shown on a click
     page.wait_for_function("document.querySelector('#player_note').innerText.includes('cannot play')")
     note = page.inner_text("#player_note")
     assert "HEVC" in note and "showing the frame at" in note

@@ -53,7 +53,7 @@ def open_result(page, number: int) -> None:
     for attempt in range(3):
         page.locator("#results .thumbnail-item").nth(number).click()
         try:
-            page.wait_for_function("document.querySelector('#details').innerText.includes('score')", timeout=20_000)
+            page.wait_for_function("(document.querySelector('#details') || {innerText: ''}).innerText.includes('score')", timeout=20_000)
             return
         except PlaywrightTimeout:
             if attempt == 2:
@@ -84,11 +84,12 @@ def test_upload_search(page, library, user_world):
     assert_images_arrive(page, "#results")
 
 
-def test_open_a_result_and_download_its_original(page):
+def test_open_a_result_and_download_its_original(page, user_world):
     search(page, "a photo")
     open_result(page, 0)
     page.wait_for_selector("#original", state="visible")
-    path = Path(page.inner_text("#details").split("\n")[0].strip("* "))
+    name = page.inner_text("#details").split("\n")[0].strip("* ")  # the file's name (its folder is named below it)
+    path = next(user_world.photos.rglob(name))
     with page.expect_download() as download:
         page.click("#original")
     assert Path(download.value.path()).read_bytes() == path.read_bytes()
@@ -131,8 +132,8 @@ def test_an_album_zip_downloads(page, user_world):
 def test_similar_groups(page, library, artifacts):
     open_panel(page, "similar_panel", "#find_groups")
     page.click("#find_groups")
-    wait_status(page, "group(s) of near-identical photos")
+    wait_status(page, "of near-identical photos at similarity")
     text = page.inner_text("#results")
-    assert "★ best" in text and str(library.copy.relative_to(library.world.photos)) in text
+    assert "★ best" in text and library.copy.name in text
     assert_images_arrive(page, "#results")
     page.screenshot(path=str(artifacts / f"userworld-similar-groups-{page.size}.png"), full_page=True)

@@ -1,0 +1,353 @@
+"""The page's look and layout: CSS, the page's scripts, and the components in their places (no handlers here).
+
+``build_page`` makes the components inside a ``gr.Blocks`` and returns them as a ``Page``; ``SearchUI.build``
+(search_app/ui.py) wires their events to the handlers. ``Page.outputs`` lists the components that handlers repaint,
+in the order ``ui_reply.OUTPUTS`` names them.
+"""
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gradio as gr
+
+from .engine import MAX_QUERY_CHARS
+from .filters import FILTERS
+from . import video_view
+from .ui_reply import OUTPUTS
+
+PLACEHOLDER = "a cat on a sofa · кошка на диване · 沙发上的猫 · قطة على الأريكة · un perro en la playa"
+SMOKE_NOTICE = ("Smoke mode: this app runs a tiny model with random weights (--tiny), so the results are "
+                "meaningless. Start it with --model to search for real.")
+SORT_LABELS = {"Best match": "score", "Newest first": "date", "Oldest first": "date_asc"}
+ACCENT = "#1d4ed8"  # blue-700: white on it is 6.7:1, it on white 6.7:1 (WCAG AA for text and focus rings)
+# One accent across Gradio's components (buttons, checkboxes, radios, sliders, links, focus), not Gradio's orange.
+THEME = gr.themes.Default(primary_hue=gr.themes.colors.blue).set(
+    color_accent=ACCENT, color_accent_soft="#dbeafe", button_primary_background_fill=ACCENT,
+    button_primary_background_fill_hover="#1e40af", button_primary_border_color=ACCENT,
+    button_primary_text_color="#ffffff", checkbox_background_color_selected=ACCENT,
+    checkbox_border_color_selected=ACCENT, checkbox_border_color_focus=ACCENT, slider_color=ACCENT,
+    link_text_color=ACCENT, link_text_color_hover="#1e40af", loader_color=ACCENT,
+    input_border_color_focus=ACCENT)
+INTRO = ("<h1>Photo search</h1><p>Describe a photo in any language, upload a photo to find similar ones, or do both "
+         "to change it (“this, but at night”). Dates like “beach July 2023” become a filter.</p>")
+
+CSS = """
+#footer { font-size: 0.85em; }
+#status p { margin: 0.2em 0; }
+#intro h1 { font-size: 1.6em; margin: 0 0 0.2em; }
+/* Results flow with the page and wrap to the screen: no sideways overflow on a phone, no inner scroll box. */
+#results .grid-wrap, #results .fixed-height { max-height: none !important; height: auto !important;
+  overflow: visible !important; min-height: 0 !important; }
+#results .grid-container { grid-template-columns: repeat(auto-fill, minmax(min(150px, 42vw), 1fr)) !important;
+  grid-template-rows: none !important; }
+/* Contrast (WCAG AA): white on #1d4ed8 is 6.7:1; the focus ring #1d4ed8 on white is 6.7:1. */
+#search, #search:hover { background: #1d4ed8 !important; border-color: #1d4ed8 !important; color: #fff !important; }
+#search:disabled { opacity: 1 !important; cursor: progress; }  /* "Searching…" stays readable (6.7:1) */
+:focus-visible { outline: 3px solid #1d4ed8 !important; outline-offset: 2px !important; }
+#date_chip, #place_chip { max-width: fit-content; }
+/* Gradio's faint texts (upload "- or -", footer links) and the status line dimmed while a query runs. */
+.or, .show-api, .built-with, .show-api *, .built-with * { color: #3f3f46 !important; opacity: 1 !important; }
+#status, #status .pending, #status.pending, .pending #status, #status .prose { opacity: 1 !important; }
+#status bdi, #details bdi { unicode-bidi: isolate; }
+/* The viewer covers the page; the photo fits the screen whole (never cropped, never scrolled to). */
+#viewer { position: fixed !important; inset: 0; z-index: 1000; margin: 0 !important; max-width: none !important;
+  background: #18181b; padding: 8px 12px; overflow-y: auto; border-radius: 0 !important; gap: 6px !important; }
+#viewer_image, #viewer_image .image-container, #viewer_image .image-frame { background: transparent !important;
+  height: auto !important; }
+#viewer_image img { display: block; margin: 0 auto; max-width: 100% !important; width: auto !important;
+  height: auto !important; max-height: calc(100vh - 150px) !important; object-fit: contain; }
+#viewer #details, #viewer #details *, #viewer #player_note { color: #f4f4f5 !important; }
+#player video, #frame img { max-height: calc(100vh - 150px) !important; object-fit: contain; }  /* a video hit */
+#viewer_actions { flex-wrap: wrap; gap: 6px; }
+#viewer_actions button, #viewer_actions a { flex: 0 1 auto !important; min-width: 0 !important; }
+#results .month-heading { grid-column: 1 / -1; margin: 0.6em 0 0; font-size: 1.05em; font-weight: 600; }
+#results.by-date .grid-container { grid-auto-rows: auto !important; }
+#results.by-date .grid-container > .month-heading:first-child { margin-top: 1.2em; }
+/* Phone (CSS :has, no script): once results are on the page, the form shrinks to one bar that stays at the top (the intro, "Without…"
+   and the upload box step aside until Clear), so the results fill the screen; thumbnails stay touch-sized. */
+@media (max-width: 640px) {
+  div:has(#results .thumbnail-item) #intro, div:has(#results .thumbnail-item) #without, div:has(#results .thumbnail-item) #upload_col { display: none !important; }
+  div:has(#results .thumbnail-item) #search_bar { position: sticky; top: 0; z-index: 40;
+    background: var(--body-background-fill, #fff) !important; padding-bottom: 6px;
+    box-shadow: 0 2px 6px rgba(0, 0, 0, 0.15); max-height: 70vh; overflow-y: auto; }
+  div:has(#results .thumbnail-item) #query [data-testid="block-info"] { position: absolute !important; width: 1px; height: 1px;
+    overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
+  #search_buttons { flex-wrap: nowrap !important; }
+  #search_buttons button { min-width: 0 !important; }
+  #results .grid-container { grid-template-columns: repeat(2, 1fr) !important; gap: 6px !important; }
+  #results .thumbnail-item { min-height: 44px; }
+}
+"""
+
+# Runs once on page load: status line as a live region, suggestions for filter boxes, Escape returns focus.
+JS = r"""
+() => {
+  const status = document.querySelector('#status');
+  if (status) { status.setAttribute('role', 'status'); status.setAttribute('aria-live', 'polite');
+                status.setAttribute('tabindex', '-1'); }
+  const attach = () => document.querySelectorAll('datalist[data-for]').forEach((list) => {
+    const box = document.querySelector('#' + list.dataset.for + ' input, #' + list.dataset.for + ' textarea');
+    if (box) box.setAttribute('list', list.id);
+  });
+  // Every script: typed text and result text take the direction of their own first strong letter.
+  const directions = () => document.querySelectorAll(
+    'input[type=text], input:not([type]), textarea, #results .caption-label, #results figcaption, #details p'
+  ).forEach((node) => { if (node.getAttribute('dir') !== 'auto') node.setAttribute('dir', 'auto'); });
+  // Sorted by date: a heading above the first photo of each month (the month of the caption's date, in the
+  // browser's language). Redrawn whenever the results change; the observer pauses meanwhile.
+  const headings = () => {
+    document.querySelectorAll('#results .month-heading').forEach((heading) => heading.remove());
+    if (!document.querySelector('#results.by-date')) return;  // marked by the server when sorted by date
+    let last = null;
+    document.querySelectorAll('#results .thumbnail-item').forEach((item) => {
+      const label = item.querySelector('.caption-label');
+      const found = label && label.textContent.match(/(?:^|· )\d{1,2} ([A-Z][a-z]{2}) (\d{4})(?: ·|$)/);
+      const key = found ? found[1] + ' ' + found[2] : '';
+      if (key === last) return;
+      last = key;
+      const heading = document.createElement('h3');
+      heading.className = 'month-heading';
+      heading.textContent = found ? new Date(`${found[1]} 1, ${found[2]}`).toLocaleDateString(undefined,
+        {month: 'long', year: 'numeric'}) : 'Date unknown';
+      (item.closest('.gallery-item') || item).before(heading);  // a cell of the grid, spanning its width
+    });
+  };
+  const OBSERVED = {childList: true, subtree: true, attributes: true, attributeFilter: ['class']};
+  const observer = new MutationObserver(() => {
+    observer.disconnect();
+    attach(); directions(); headings();
+    observer.observe(document.body, OBSERVED);
+  });
+  window.photoSearchHeadings = () => {
+    observer.disconnect(); headings(); observer.observe(document.body, OBSERVED);
+  };
+  attach(); directions(); headings();
+  observer.observe(document.body, OBSERVED);
+  // The viewer is a dialog; the result it shows is remembered, so Escape (or Back) returns the focus to it.
+  const shown = (selector) => { const node = document.querySelector(selector); return node && node.getClientRects().length > 0; };
+  const whenever = (test, then, tries = 60) => (test() ? then() : tries && setTimeout(
+    () => whenever(test, then, tries - 1), 50));
+  document.addEventListener('click', (event) => {
+    const item = event.target.closest && event.target.closest('#results .thumbnail-item');
+    if (item) {
+      window.photoSearchOpened = [...document.querySelectorAll('#results .thumbnail-item')].indexOf(item);
+      whenever(() => shown('#viewer_close'), () => document.querySelector('#viewer_close').focus());
+    }
+    if (event.target.closest && event.target.closest('#viewer_close')) {
+      whenever(() => !shown('#viewer'), () => {
+        const back = document.querySelectorAll('#results .thumbnail-item')[window.photoSearchOpened];
+        if (back) { back.focus(); back.scrollIntoView({block: 'nearest'}); }
+      });
+    }
+  }, true);
+  document.addEventListener('keydown', (event) => {
+    if (event.key !== 'Escape') return;
+    if (shown('#viewer')) {
+      event.preventDefault();
+      document.querySelector('#viewer_close').click();
+      return;
+    }
+    setTimeout(() => {
+      if (document.activeElement && document.activeElement !== document.body) return;
+      const items = document.querySelectorAll('#results .thumbnail-item');
+      const target = items[window.photoSearchOpened] || document.querySelector('#results .thumbnail-item.selected')
+        || items[0] || document.querySelector('#query input, #query textarea');
+      if (target) target.focus();
+    }, 50);
+  });
+  // Gradio's container hides overflow, which makes it a scroll box and stops the phone's search bar from
+  // sticking to the top; "clip" cuts the same overflow without being one.
+  const container = document.querySelector('.gradio-container');
+  if (container) container.style.overflow = 'clip';
+  const viewer = document.querySelector('#viewer');
+  if (viewer) { viewer.setAttribute('role', 'dialog'); viewer.setAttribute('aria-modal', 'true');
+                viewer.setAttribute('aria-label', 'Photo'); }
+  window.addEventListener('popstate', () => location.reload());
+}
+"""
+# Dates in the viewer's details in the browser's own language and time style. The details may render after this
+# runs (a video's player updates too): it looks again until the date is there, for at most 10 s; rewritten dates are
+# marked data-local.
+LOCAL_TIMES_JS = """
+() => {
+  const began = Date.now();
+  const run = () => {
+    const nodes = document.querySelectorAll('#details time[datetime]:not([data-local])');
+    nodes.forEach((node) => {
+      const when = new Date(node.getAttribute('datetime'));
+      if (!isNaN(when)) node.textContent = when.toLocaleString(undefined, {dateStyle: 'full', timeStyle: 'short'});
+      node.dataset.local = '1';
+    });
+    if (!nodes.length && !document.querySelector('#details time[data-local]') && Date.now() - began < 10000) {
+      setTimeout(run, 50);
+    }
+  };
+  setTimeout(run, 50);
+}
+"""
+AFTER_SEARCH_JS = """
+(url) => {
+  const wanted = url ? '?' + url : location.pathname;
+  if (location.search !== (url ? '?' + url : '')) history.pushState(null, '', wanted);
+  if (window.photoSearchHeadings) window.photoSearchHeadings();
+  const status = document.querySelector('#status');
+  if (status) status.focus({preventScroll: true});
+}
+"""
+SCROLL_TO_NEW_JS = """
+(index) => {
+  if (index === null || index === undefined || index < 0) return;
+  setTimeout(() => {
+    const items = document.querySelectorAll('#results .thumbnail-item');
+    const item = items[index];
+    if (item) { item.scrollIntoView({block: 'center'}); item.focus({preventScroll: true}); }
+  }, 300);
+}
+"""
+
+
+def _lenient_preprocess(self, payload):
+    """The upload's file path even when it is not a readable image (the handlers then say what is wrong)."""
+    try:
+        return gr.Image.preprocess(self, payload)
+    except Exception:  # noqa: BLE001 - PIL raises many types for bad files
+        return getattr(payload, "path", None)
+
+
+# gr.Image whose unreadable uploads reach the handlers instead of failing the event: failing it would
+# leave the bad file in the box and break every later search. A class, not a patched instance, because
+# Gradio rebuilds a component from its class when an event updates it. Made with ABCMeta.__new__ so
+# Gradio's ComponentMeta does not write a .pyi file next to this module; ``is_template`` makes the page
+# use the ordinary image widget.
+UploadImage = abc.ABCMeta.__new__(type(gr.Image), "UploadImage", (gr.Image,), {
+    "preprocess": _lenient_preprocess, "is_template": True, "__module__": __name__,
+    "__doc__": "gr.Image for uploads that are checked by the app (search_app/uploads.py), not by PIL here."})
+
+
+def upload_image(**kwargs) -> gr.Image:
+    return UploadImage(**kwargs)
+
+
+@dataclass
+class Page:
+    """The page's components (made by ``build_page``)."""
+
+    query: gr.Textbox
+    without: gr.Textbox
+    search: gr.Button
+    clear: gr.Button
+    date_chip: gr.Button
+    place_chip: gr.Button
+    accordion: gr.Accordion
+    boxes: dict  # filter name -> gr.Textbox, one per filters.FILTERS
+    sort: gr.Radio
+    collapse: gr.Checkbox
+    strong: gr.Checkbox
+    scores: gr.Checkbox  # the match score in each caption (display only)
+    upload: gr.Image
+    status: gr.Markdown
+    show_all: gr.Button
+    source: gr.Image
+    gallery: gr.Gallery
+    similar: gr.Button
+    original: gr.DownloadButton
+    more: gr.Button
+    details: gr.Markdown
+    viewer: gr.Column  # the opened photo over the page (hidden until a result is opened)
+    screen: gr.Image  # the opened photo, a screen-sized rendition
+    close: gr.Button  # back to the results (Escape does the same)
+    player: gr.Video  # a video hit, playing from its second (search_app/video_view.py)
+    frame: gr.Image  # the video hit's frame, shown where the browser cannot play the video
+    player_info: gr.Textbox  # hidden: the second and codec video_view.PLAY_FROM_JS reads
+    player_note: gr.HTML  # why the frame stands in for the player
+    panel: object  # the albums and similar-groups panel's components (ui_albums.AlbumWidgets)
+    session: gr.State  # ui_session.Session of the search on screen, or None
+    selected: gr.State  # image_id of the clicked result
+    dates: gr.State  # False once the user removed the date chip of this query
+    places: gr.State  # False once the user removed the place chip of this query
+    url: gr.Textbox  # the query string for the address bar (hidden)
+    first_new: gr.Number  # index of the first result "Load more" added (hidden), -1 when none
+
+    def controls(self) -> dict:
+        """Every option's component by option name (``ui.OPTION_NAMES``)."""
+        return {**self.boxes, "sort": self.sort, "collapse": self.collapse, "without": self.without,
+                "strong_only": self.strong, "dates_in_text": self.dates, "places_in_text": self.places,
+                "show_scores": self.scores}
+
+    def outputs(self) -> list:
+        """The components handlers repaint, in ``OUTPUTS``' order."""
+        by_name = {"gallery": self.gallery, "status": self.status, "session": self.session, "more": self.more,
+                   "similar": self.similar, "details": self.details, "selected": self.selected,
+                   "date_chip": self.date_chip, "show_all": self.show_all, "source": self.source,
+                   "search": self.search, "original": self.original, "accordion": self.accordion, "url": self.url,
+                   "first_new": self.first_new, "query": self.query, "dates": self.dates, "upload": self.upload,
+                   "place_chip": self.place_chip, "places": self.places, "albums": self.panel.album_list,
+                   "album_zip": self.panel.album_zip, "viewer": self.viewer}
+        missing = [name for name in OUTPUTS if name not in by_name]
+        if missing or len(by_name) != len(OUTPUTS):
+            raise RuntimeError(f"the page and ui_reply.OUTPUTS disagree: {missing or sorted(set(by_name) - set(OUTPUTS))}")
+        return [by_name[name] for name in OUTPUTS]
+
+
+def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Callable[[], str],
+               footer: Callable[[], str], panel: Callable[[], object]) -> Page:
+    """The components in their places (call inside ``gr.Blocks``); ``datalists``, ``welcome`` and ``footer`` are
+    recomputed on each page load; ``panel`` lays out the albums and similar-groups panel."""
+    gr.HTML(INTRO, elem_id="intro")
+    if random_weights:
+        gr.HTML(f"<p><strong>{SMOKE_NOTICE}</strong></p>", elem_id="smoke-mode")
+    with gr.Row(equal_height=False, elem_id="search_bar"):
+        with gr.Column(scale=3, elem_id="search_form"):
+            query = gr.Textbox(label="Describe the photo", placeholder=PLACEHOLDER, elem_id="query",
+                               max_lines=1, max_length=MAX_QUERY_CHARS)
+            without = gr.Textbox(label="Without… (texts to push away, comma-separated)",
+                                 placeholder="e.g. people, text", elem_id="without", max_lines=1,
+                                 max_length=MAX_QUERY_CHARS)
+            with gr.Row(elem_id="search_buttons"):
+                search = gr.Button("Search", variant="primary", elem_id="search")
+                clear = gr.Button("Clear", elem_id="clear")
+            with gr.Row():
+                date_chip = gr.Button(visible=False, elem_id="date_chip", size="sm")
+                place_chip = gr.Button(visible=False, elem_id="place_chip", size="sm")
+            with gr.Accordion("Filters and sorting", open=False, elem_id="filters") as accordion:
+                boxes = {item.name: gr.Textbox(label=item.label, placeholder=item.placeholder,
+                                               elem_id=item.name, max_lines=1) for item in FILTERS}
+                with gr.Row():
+                    sort = gr.Radio(list(SORT_LABELS), value="Best match", label="Sort", elem_id="sort")
+                    collapse = gr.Checkbox(value=True, label="Hide identical copies", elem_id="collapse")
+                    strong = gr.Checkbox(value=False, label="Strong matches only", elem_id="strong_only")
+                    scores = gr.Checkbox(value=False, label="Show match scores", elem_id="show_scores")
+                gr.HTML(datalists, elem_id="suggestions")
+        with gr.Column(scale=1, elem_id="upload_col"):
+            upload = upload_image(label="…or search with a photo", type="filepath", image_mode=None,
+                                  sources=["upload", "clipboard"], height=190, elem_id="upload")
+    status = gr.Markdown(welcome, elem_id="status")
+    show_all = gr.Button("Show all", visible=False, elem_id="show_all", size="sm")
+    source = gr.Image(label="Photos like this one", visible=False, interactive=False, height=120,
+                      elem_id="source", buttons=[])
+    gallery = gr.Gallery(label="Results", columns=6, height="auto", object_fit="cover", elem_id="results",
+                         allow_preview=False, preview=False, buttons=[], interactive=False)  # opens in #viewer
+    more = gr.Button("Load more", visible=False, elem_id="load_more")
+    # The viewer: the opened photo at screen size over the page, its facts, and what can be done with it.
+    with gr.Column(visible=False, elem_id="viewer") as viewer:  # out of the page until a result is opened
+        with gr.Row(elem_id="viewer_actions"):
+            close = gr.Button("← Back to results (Esc)", elem_id="viewer_close", size="sm")
+            similar = gr.Button("More like this", visible=False, elem_id="more_like_this", size="sm")
+            original = gr.DownloadButton("Download original", visible=False, elem_id="original", size="sm")
+        screen = gr.Image(show_label=False, interactive=False, elem_id="viewer_image", buttons=[], container=False)
+        player, frame, player_info, player_note = video_view.components()  # a video hit plays from its second
+        details = gr.Markdown(elem_id="details")
+    widgets = panel()
+    gr.Markdown(footer, elem_id="footer")  # a callable: recounted on each page load, after a build
+    return Page(query=query, without=without, search=search, clear=clear, date_chip=date_chip,
+                place_chip=place_chip, accordion=accordion, boxes=boxes, sort=sort, collapse=collapse, strong=strong,
+                scores=scores,
+                upload=upload, status=status, show_all=show_all, source=source, gallery=gallery, similar=similar,
+                original=original, more=more, details=details, viewer=viewer, screen=screen, close=close,
+                player=player, frame=frame, player_info=player_info, player_note=player_note,
+                panel=widgets, session=gr.State(None),
+                selected=gr.State(None), dates=gr.State(True), places=gr.State(True),
+                url=gr.Textbox(visible=False, elem_id="url_state"),
+                first_new=gr.Number(visible=False, value=-1, elem_id="first_new"))

@@ -1,0 +1,219 @@
+"""The page as a photo app, in Chromium at 1280×800 and on a 390×844 phone: results fill a phone's first screen,
+every script reads in its own direction, captions are dates (month headings under date sort), a real viewer, one
+accent colour, plurals, and advice that names its cause."""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from .conftest import LIBRARY, make_photo, running_app
+from .test_browser import CHROMIUM, FLAGS
+
+VIEWPORTS = {"desktop": (1280, 800), "phone": (390, 844)}
+WIDE = "big/wide.jpg"  # 1600×1200, taken 1 May 2022 09:30
+ACCENT = "rgb(29, 78, 216)"  # #1d4ed8, ui_layout.ACCENT
+
+pytestmark = [pytest.mark.browser, pytest.mark.server]
+
+
+@pytest.fixture(scope="module")
+def photo_app(tmp_path_factory, tiny_mllama_dir):
+    """The real app over the test library plus one camera-sized photo: (url, photos folder)."""
+    work = tmp_path_factory.mktemp("photo-app")
+    photos = work / "photos"
+    for seed, (relpath, taken) in enumerate(LIBRARY.items()):
+        make_photo(photos / relpath, seed, taken)
+    (photos / "big").mkdir()
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[36867] = "2022:05:01 09:30:00"  # DateTimeOriginal
+    Image.new("RGB", (1600, 1200), (200, 100, 50)).save(photos / WIDE, "JPEG", exif=exif.tobytes())
+    args = ["--index", str(work / "index"), "--model", str(tiny_mllama_dir), "--photos", str(photos),
+            "--concurrency", "1", "--page-size", "5"]
+    with running_app(work, args) as url:
+        yield url, photos
+    shutil.rmtree(photos, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(params=list(VIEWPORTS))
+def page(request, browser, photo_app):
+    width, height = VIEWPORTS[request.param]
+    context = browser.new_context(viewport={"width": width, "height": height}, locale="en-US",
+                                  accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.viewport_name = request.param
+    page.app_url = photo_app[0]
+    yield page
+    context.close()
+
+
+def visit(page, query: str = "", expect: str = "Showing", **params):
+    """Open the page with a query (and filters) in its URL, as a shared link does; wait for its results."""
+    from urllib.parse import urlencode
+
+    page.goto(page.app_url + ("?" + urlencode({"q": query, **params}) if query else ""))
+    page.wait_for_selector("#query input, #query textarea")
+    if query:
+        page.wait_for_function("(t) => (document.querySelector('#status') || {innerText: ''}).innerText.includes(t)",
+                               arg=expect)
+
+
+def search(page, text: str):
+    page.locator("#query input, #query textarea").first.fill(text)
+    page.click("#search")
+    page.wait_for_function("(t) => document.querySelector('#status').innerText.includes(t)", arg=text)
+    page.wait_for_selector("#results img")
+
+
+def labels(page) -> list[str]:
+    return page.eval_on_selector_all("#results .caption-label", "els => els.map(e => e.textContent)")
+
+
+def test_after_a_search_results_fill_the_first_screen(page, artifacts):
+    visit(page)
+    search(page, "a photo of the sea")
+    height = page.viewport_size["height"]
+    boxes = page.eval_on_selector_all("#results .thumbnail-item", "els => els.map(e => { const r = "
+                                      "e.getBoundingClientRect(); return [r.top, r.bottom, r.width, r.height]; })")
+    inside = [box for box in boxes if box[0] >= 0 and box[1] <= height]
+    assert inside, f"no result fully inside the first {height}-px screen: {boxes}"
+    assert all(width >= 44 and tall >= 44 for _, _, width, tall in boxes)  # touch-sized
+    page.screenshot(path=str(artifacts / f"search_app-{page.viewport_name}-first-screen.png"))
+    if page.viewport_name == "phone":
+        assert len(inside) >= 2  # two columns of results, not one
+        page.mouse.wheel(0, 600)  # the search bar stays at the top while the results scroll
+        page.wait_for_function("scrollY > 100")
+        top = page.eval_on_selector("#query", "e => e.getBoundingClientRect().top")
+        assert 0 <= top < 60
+        page.click("#clear")  # a fresh page brings the whole form back
+        page.wait_for_selector("#upload", state="visible")
+    else:
+        assert page.locator("#upload").is_visible() and page.locator("#intro").is_visible()  # desktop keeps all
+
+
+def text_positions(page, selector: str) -> list[tuple[str, float]]:
+    """(character, left edge on screen) for each character under ``selector``, in the text's logical order."""
+    return [tuple(item) for item in page.evaluate("""(selector) => {
+        const root = document.querySelector(selector), out = [];
+        const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+        while (walker.nextNode()) {
+          const node = walker.currentNode;
+          for (let i = 0; i < node.length; i++) {
+            const range = document.createRange(); range.setStart(node, i); range.setEnd(node, i + 1);
+            out.push([node.data[i], range.getBoundingClientRect().left]);
+          }
+        }
+        return out; }""", selector)]
+
+
+def test_an_arabic_query_reads_in_order_in_the_status_line(page):
+    query = "2023 قطة على الأريكة"  # right to left: the year first (rightmost), then "cat on the sofa"
+    visit(page)
+    # the page's script marks the box once Gradio has drawn it (Gradio draws it "ltr" first): wait for that
+    page.wait_for_function("() => { const box = document.querySelector('#query input, #query textarea');"
+                           " return box && box.getAttribute('dir') === 'auto'; }", timeout=10_000)
+    search(page, query)
+    chars = text_positions(page, "#status p")
+    text = "".join(char for char, _ in chars)
+    start = text.index("“")
+    end = text.index("”", start)
+    x = [left for _, left in chars]
+    inside = range(start + 1, end)
+    assert all(x[start] < x[i] < x[end] for i in inside), "the quotes must enclose the query on screen"
+    year = [start + 1 + n for n in range(4)]
+    first_word = text.index("قطة")
+    assert min(x[i] for i in year) > x[first_word], "an Arabic query starting with its year shows the year rightmost"
+    assert page.eval_on_selector("#status bdi", "e => e.textContent") == query
+    caption = page.locator("#results .caption-label").first
+    assert caption.get_attribute("dir") == "auto"
+
+
+def test_captions_are_dates_with_month_headings_under_date_sort(page, artifacts):
+    visit(page, "a photo", sort="date")
+    page.wait_for_selector("#results .month-heading")
+    dated = [label for label in labels(page) if re.match(r"\d{1,2} [A-Z][a-z]{2} \d{4} · ", label)]
+    assert dated and not any(re.search(r"\d\.\d{3}", label) for label in labels(page))  # no score by default
+    assert not any("/" in label for label in labels(page))  # no folder paths
+    headings = page.eval_on_selector_all("#results .month-heading", "els => els.map(e => e.textContent)")
+    assert headings[0] == "May 2022" or re.fullmatch(r"[A-Z][a-z]+ \d{4}", headings[0]), headings
+    months = [re.match(r"\d{1,2} ([A-Z][a-z]{2}) (\d{4})", label) for label in labels(page)]
+    expected = list(dict.fromkeys(f"{m[1]} {m[2]}" for m in months if m))
+    assert [heading[:3] + " " + heading.split()[-1] for heading in headings if heading != "Date unknown"] == expected
+    page.screenshot(path=str(artifacts / f"search_app-{page.viewport_name}-month-headings.png"), full_page=True)
+    if not page.locator("#show_scores").is_visible():
+        page.click("#filters button, #filters .label-wrap")
+    page.click("#show_scores input")  # the relevance display, on demand
+    page.wait_for_function("[...document.querySelectorAll('#results .caption-label')]"
+                           ".every(e => /· -?\\d\\.\\d{3}$/.test(e.textContent))")
+    visit(page, "a photo")  # best match first: no headings
+    page.wait_for_selector("#results img")
+    assert page.locator("#results .month-heading").count() == 0
+
+
+def test_the_viewer_shows_a_screen_rendition_and_escape_returns_to_the_result(page, photo_app, artifacts):
+    visit(page, "a photo", folder="big")
+    page.locator("#results .thumbnail-item").first.click()
+    page.wait_for_function("(() => { const i = document.querySelector('#viewer_image img');"
+                           " return i && i.complete && i.naturalWidth > 0; })()")
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'viewer_close'")
+    image = page.eval_on_selector("#viewer_image img", """i => { const r = i.getBoundingClientRect();
+        return {natural: i.naturalWidth, left: r.left, top: r.top, right: r.right, bottom: r.bottom,
+                width: innerWidth, height: innerHeight}; }""")
+    assert image["natural"] >= 1024, image  # not the 384-px preview
+    assert image["left"] >= 0 and image["top"] >= 0, image
+    assert image["right"] <= image["width"] and image["bottom"] <= image["height"], image  # all of it in view
+    page.wait_for_selector("#details time[data-local]")  # the page rewrites the date once the details are there
+    details = page.inner_text("#details")
+    assert details.startswith("wide.jpg") and "1600 × 1200 px" in details and "folder big" in details
+    assert "Sunday, May 1, 2022" in details  # the browser's own date style (en-US here)
+    page.screenshot(path=str(artifacts / f"search_app-{page.viewport_name}-viewer.png"))
+    with page.expect_download() as download:
+        page.click("#original")  # the original, as its own action
+    assert Path(download.value.path()).read_bytes() == (photo_app[1] / WIDE).read_bytes()
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#viewer", state="detached")  # out of the page until a result is opened
+    page.wait_for_function("(() => { const a = document.activeElement; return a && a.matches('#results "
+                           ".thumbnail-item') && a === document.querySelectorAll('#results .thumbnail-item')[0]; })()")
+
+
+def test_the_viewer_localises_dates(browser, photo_app):
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="de-DE")
+    try:
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.app_url = photo_app[0]
+        visit(page, "a photo", folder="big")
+        page.locator("#results .thumbnail-item").first.click()
+        page.wait_for_function("(document.querySelector('#details') || {innerText: ''}).innerText"
+                               ".includes('Mai 2022')")
+        assert "1. Mai 2022" in page.inner_text("#details")
+    finally:
+        context.close()
+
+
+def test_one_accent_colour_plurals_and_advice_that_names_its_cause(page):
+    visit(page, "x", expect="Showing 1 photo for", folder="2023/city")
+    assert "1 photos" not in page.inner_text("#status")
+    assert page.eval_on_selector("#search", "e => getComputedStyle(e).backgroundColor") == ACCENT
+    page.click("#filters button, #filters .label-wrap")
+    page.click("#collapse input")  # a checked box: the same accent, not Gradio's orange
+    page.click("#collapse input")
+    page.wait_for_function("document.querySelector('#collapse input').checked")
+    checked = page.eval_on_selector("#collapse input", "e => getComputedStyle(e).backgroundColor")
+    assert checked == ACCENT, checked
+    assert page.eval_on_selector("body", "e => getComputedStyle(e).getPropertyValue('--color-accent')").strip() in (
+        "#1d4ed8", ACCENT)
