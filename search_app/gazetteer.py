@@ -8,8 +8,8 @@ Each indexed city is matched by country and name (folded; failing that, an alter
 since the places table's copy), the candidate nearest to where the index's photos of it were taken, within
 ``MATCH_KM``; so is each region, which finds the city it is named after (photos in Berlin are stored with the
 city "Mitte" and the region "Berlin"; "Lisbon", "Tokyo", "Moscow" are regions too). The table is read once per
-process, on the first query of an index with named cities (~0.5 s, ~40 MB: its rows by name, parsed only when
-matched); the names of the index's cities are cached for the process.
+process, on the first query of an index with named cities (~0.4 s; ~35 MB kept, ~200 MB briefly while reading);
+the names of the index's cities are cached for the process.
 
 Kept names (chosen when the table is made): everything but IATA-like codes ("BER") and GeoNames' machine
 romanisations of non-Latin names, which are all lower case ("bai lin", "berurin"); Latin names need
@@ -75,18 +75,31 @@ def _where(key: tuple[str, str, str], position: tuple[float, float]) -> tuple:
 
 
 class Names:
-    """The names table, with its rows by (folded name, country) and by (ASCII alternate name, country)."""
+    """The names table, with its rows by (folded name, country) and by (ASCII alternate name, country); a country's
+    rows are indexed the first time one of its places is looked up (most libraries span a few countries)."""
 
     def __init__(self, ids: np.ndarray, latitudes: np.ndarray, longitudes: np.ndarray, main: list[str],
                  countries: list[str], names: list[str], aliases: list[str]):
         self.ids, self.latitudes, self.longitudes, self.main, self.names = ids, latitudes, longitudes, main, names
-        self.by_name: dict[tuple[str, str], list[int]] = {}
-        self.by_alias: dict[tuple[str, str], list[int]] = {}
-        for row, (name, country) in enumerate(zip(main, countries)):
-            self.by_name.setdefault((fold_name(name), country), []).append(row)
-        for row, (alternates, country) in enumerate(zip(aliases, countries)):
-            for alias in alternates.split(SEPARATOR) if alternates else ():
-                self.by_alias.setdefault((alias, country), []).append(row)
+        self.aliases = aliases
+        self.rows_of: dict[str, list[int]] = {}
+        for row, country in enumerate(countries):
+            self.rows_of.setdefault(country, []).append(row)
+        self._indexed: dict[str, tuple[dict[str, list[int]], dict[str, list[int]]]] = {}
+
+    def find(self, name: str, country: str) -> tuple[list[int], list[int]]:
+        """The rows whose main name folds to ``name``'s fold, and those with it as an ASCII alternate name."""
+        if country not in self._indexed:
+            by_name: dict[str, list[int]] = {}
+            by_alias: dict[str, list[int]] = {}
+            for row in self.rows_of.get(country, ()):
+                by_name.setdefault(fold_name(self.main[row]), []).append(row)
+                for alias in self.aliases[row].split(SEPARATOR) if self.aliases[row] else ():
+                    by_alias.setdefault(alias, []).append(row)
+            self._indexed[country] = (by_name, by_alias)
+        by_name, by_alias = self._indexed[country]
+        folded = fold_name(name)
+        return by_name.get(folded, []), by_alias.get(folded, [])
 
     def city(self, row: int) -> City:
         alternates = self.names[row].split(SEPARATOR) if self.names[row] else ()
@@ -134,10 +147,10 @@ def _look_up(missing: dict[tuple, tuple[float, float]]) -> dict[tuple, City | No
         return answers
     for key, (latitude, longitude) in missing.items():
         kind, name, country = key
-        exact = table.by_name.get((fold_name(name), country), ())
+        exact, renamed = table.find(name, country)
         # A name GeoNames no longer uses as the main one (the places table's copy is older): its ASCII alternate
         # names, looked at only when no city has it as its main name.
-        renamed = () if exact else table.by_alias.get((fold_name(name), country), ())
+        renamed = [] if exact else renamed
         for candidates in (exact, renamed):
             distances = {row: distance_km(latitude, longitude, float(table.latitudes[row]), float(table.longitudes[row]))
                          for row in candidates}
