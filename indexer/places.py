@@ -65,7 +65,10 @@ def place_of(latitude: float | None, longitude: float | None) -> dict:
     empty = {"country": None, "region": None, "city": None}
     if latitude is None or longitude is None:
         return empty
-    latitude, longitude = float(latitude), float(longitude)
+    try:  # from a photo's EXIF or a video's container: anything
+        latitude, longitude = float(latitude), float(longitude)
+    except (TypeError, ValueError, OverflowError):
+        return empty
     if not (math.isfinite(latitude) and math.isfinite(longitude) and abs(latitude) <= 90):
         return empty
     cities = _load()

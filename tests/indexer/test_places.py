@@ -31,7 +31,8 @@ def test_known_positions_are_named_after_the_nearest_city_on_the_globe(latitude,
 
 
 @pytest.mark.parametrize("latitude, longitude", [(None, 13.4), (52.5, None), (float("nan"), 1.0), (91.0, 0.0),
-                                                 (0.0, float("inf"))])
+                                                 (0.0, float("inf")), ("north", 1.0), (1.0, [2.0]),
+                                                 pytest.param(10**400, 0.0, id="int-too-big-for-a-float")])
 def test_no_or_impossible_position_gives_no_place(latitude, longitude):
     assert places.place_of(latitude, longitude) == {"country": None, "region": None, "city": None}
 
