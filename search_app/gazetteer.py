@@ -152,8 +152,8 @@ def _look_up(missing: dict[tuple, tuple[float, float]]) -> dict[tuple, City | No
         # names, looked at only when no city has it as its main name.
         renamed = [] if exact else renamed
         for candidates in (exact, renamed):
-            distances = {row: distance_km(latitude, longitude, float(table.latitudes[row]), float(table.longitudes[row]))
-                         for row in candidates}
+            distances = {row: distance_km(latitude, longitude, float(table.latitudes[row]),
+                                          float(table.longitudes[row])) for row in candidates}
             best = min(distances, key=distances.__getitem__, default=None)
             if best is not None and distances[best] <= MATCH_KM[kind]:
                 answers[key] = table.city(best)
