@@ -35,8 +35,9 @@ def _sources(folder):
         writer.writerow(["25.56473", "55.55517", "Umm al Qaywayn", "Umm al Qaywayn", "", "AE"])
     cities = {
         "2950159": {"geonameid": 2950159, "name": "Berlin", "latitude": 52.52437, "longitude": 13.41053,
-                    "countrycode": "DE", "alternatenames": ["BER", "bai lin", "berlin", "Berlino", "BERLINO", "Берлин",
-                                                            "ベルリン", "Edo", "Berlín"]},
+                    "countrycode": "DE",
+                    "alternatenames": ["BER", "bai lin", "berlin", "Berlino", "BERLINO", "Берлин", "ベルリン", "Edo",
+                                       "Berlín"]},
         "2657896": {"geonameid": 2657896, "name": "Zürich", "latitude": 47.36667, "longitude": 8.55,
                     "countrycode": "CH", "alternatenames": ["Zurich", "Цюрих"]},
         "290594": {"geonameid": 290594, "name": "Umm Al Quwain City", "latitude": 25.56473, "longitude": 55.55517,
