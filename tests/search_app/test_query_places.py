@@ -8,7 +8,7 @@ from search_app.query_places import PlaceNames
 
 from .test_filters import make
 
-# What reverse_geocoder stores for photos taken in these places (city, region, ISO country code).
+# What indexer/places.py stores for photos taken in these places (city, region, ISO country code).
 INDEXED = ["Lisbon", "PT", "Berlin", "DE", "Málaga", "Andalusia", "ES", "Zürich", "CH", "Moscow", "RU", "Tokyo", "JP",
            "Saint Petersburg", "Bavaria"]
 
@@ -92,7 +92,7 @@ def test_place_chip_removed_or_filter_set_leaves_the_text_alone(places_engine):
 # -- every script: GeoNames' alternate names of the index's cities and regions (search_app/gazetteer.py) ------------
 class CatalogPlaces:
     """What ``IndexStore.place_centres`` answers for photos taken in Berlin (stored: city Mitte, region Berlin),
-    Tokyo, Lisbon and Athens (the rows reverse_geocoder's names produce)."""
+    Tokyo, Lisbon and Athens (the rows indexer/places.py's GeoNames names produce)."""
 
     ROWS = [("city", "Mitte", "DE", 52.52, 13.405, 3), ("region", "Berlin", "DE", 52.52, 13.405, 3),
             ("city", "Tokyo", "JP", 35.6895, 139.6917, 2), ("region", "Tokyo", "JP", 35.6895, 139.6917, 2),
