@@ -82,14 +82,14 @@ def load_cities(path=PLACES_FILE) -> Cities:
     """The cities of a places table (GeoNamesTableError naming the file and what to do if it is missing/damaged)."""
     latitudes, longitudes, names, regions, countries = read_columns(path, "places", PLACES_COLUMNS)
     try:
-        latitudes, longitudes = np.array(latitudes, dtype=np.float64), np.array(longitudes, dtype=np.float64)
+        lats, lons = np.array(latitudes, dtype=np.float64), np.array(longitudes, dtype=np.float64)
     except ValueError as error:
         raise GeoNamesTableError(f"the GeoNames places table {path} is damaged (a position is not a number: "
                                  f"{error}): {REMEDY}") from None
-    if not (np.all(np.abs(latitudes) <= 90) and np.all(np.abs(longitudes) <= 180)):  # NaN fails both too
+    if not (np.all(np.abs(lats) <= 90) and np.all(np.abs(lons) <= 180)):  # NaN fails both too
         raise GeoNamesTableError(f"the GeoNames places table {path} is damaged (a position off the globe): "
                                  f"{REMEDY}")
-    return Cities(latitudes, longitudes, list(zip(names, regions, countries)))
+    return Cities(lats, lons, list(zip(names, regions, countries)))
 
 
 def _load() -> Cities | None:
