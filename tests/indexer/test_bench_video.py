@@ -6,6 +6,7 @@ import json
 import pytest
 
 
+@pytest.mark.slow  # runs a benchmark script end to end
 def test_video_bench_toy_run_prints_every_figure(capsys):
     from benchmarks import bench_video
 

@@ -217,6 +217,7 @@ def test_kill_9_during_the_ocr_pass_then_rerun_completes_text_and_vectors(make_p
             assert [names[h.image_id] for h in text_hits(store.catalog, word)] == [f"{i:04d}.jpg"], word
 
 
+@pytest.mark.slow  # runs a benchmark script end to end
 def test_the_ocr_benchmark_runs_at_toy_scale(tiny_mllama_dir, capsys):
     from benchmarks import bench_ocr
 

@@ -69,6 +69,7 @@ def test_raw_folder_indexes_pairs_once_and_info_counts_them(raw_folder, tmp_path
         engine.close()
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_info_cli_prints_the_raw_counts(raw_folder, tmp_path, tiny_mllama, capsys):
     from indexer.__main__ import main
 

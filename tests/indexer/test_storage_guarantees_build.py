@@ -404,6 +404,7 @@ def test_sigterm_ends_a_build_cleanly_keeping_committed_work(photos, tmp_path, t
     assert verify(index_dir).clean
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess and interrupts it
 def test_ctrl_c_during_start_up_prints_no_traceback(photos, tmp_path, tiny_mllama_dir):
     photos.jpeg("a.jpg")
     index_dir = tmp_path / "index"

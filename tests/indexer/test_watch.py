@@ -150,6 +150,7 @@ def test_kill_9_during_a_burst_then_restart_catches_up_and_verifies_clean(make_p
 
 # -- a watched folder that goes and comes back (a drive unplugged, a folder moved away) -------------------------
 
+@pytest.mark.slow  # polls a folder through its going and coming back
 def test_the_apps_watcher_follows_a_folder_that_goes_and_comes_back(make_photos, tmp_path, tiny_mllama):
     """The app's --watch (Watcher(...).start() on the index's folders, polling as on a NAS): the gone folder's
     photos stay in the index, the other folder is still watched, and the folder is re-scanned when it is back."""

@@ -30,6 +30,7 @@ def test_bench_embed_compares_stock_and_fast_per_tile_count(tiny_mllama_dir, cap
     assert "-- peak GPU memory" in out and "-- text query, batch 1" in out and "plain transformers forward" in out
 
 
+@pytest.mark.slow  # runs a benchmark script end to end
 def test_bench_search_split_prints_encode_search_fetch(tiny_mllama_dir, capsys):
     code = load("bench_search").main(["--model", str(tiny_mllama_dir), "--split", "--sizes", "500", "--queries", "3",
                                       "--json"])

@@ -37,6 +37,7 @@ def test_help_lists_flags_env_vars_and_examples():
         assert text in result.stdout, text
 
 
+@pytest.mark.slow  # runs the app in a subprocess
 def test_offline_without_a_model_exits_fast_with_advice(tmp_path):
     started = time.monotonic()
     (tmp_path / "photos").mkdir()

@@ -53,6 +53,7 @@ def big_run(index_dir, tmp_path_factory):
     return out, requests
 
 
+@pytest.mark.slow  # the module's big run: 3 tests share its ~10 s
 def test_records_follow_the_mmE5_schema(big_run, photos):
     out, requests = big_run
     rows = lines(out / "samples.jsonl")
@@ -82,6 +83,7 @@ def test_records_follow_the_mmE5_schema(big_run, photos):
             assert row["pos_text"].replace("<|image_1|>\n", "") != row["query_text"]
 
 
+@pytest.mark.slow  # the module's big run
 def test_languages_tasks_and_combinations_match_the_weights(big_run):
     out, requests = big_run
     rows = lines(out / "samples.jsonl")
@@ -95,6 +97,7 @@ def test_languages_tasks_and_combinations_match_the_weights(big_run):
     assert asked_for == Counter((row["task"], row["modality"], row["language"]) for row in rows + failures)
 
 
+@pytest.mark.slow  # the module's big run
 def test_summary_and_stats_account_for_tokens_and_cost(big_run, capsys):
     out, requests = big_run
     calls = len(requests)
