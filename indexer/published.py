@@ -214,6 +214,9 @@ def _check_text(catalog) -> None:
         if set(found) != {"words", "ocr_text", "text_fts"} or found["text_fts"] != fulltext:
             raise Bad(f"has text tables ({', '.join(sorted(found))}) or a full-text index "
                       f"({str(found.get('text_fts'))[:120]!r}) push never writes")
+        shadows = rows("SELECT name, type FROM sqlite_master WHERE name GLOB 'text_fts_*' AND type != 'table'")
+        if shadows:  # FTS5 reads its own tables on every search: a view there would run instead
+            raise Bad(f"has a {shadows[0][1]} {str(shadows[0][0])[:80]!r} where the full-text index keeps a table")
         checks = [
             ("words", "words about a photo that is not in it", "image_id NOT IN (SELECT id FROM images)"),
             ("words", "words that are not texts or are longer than the indexer stores",

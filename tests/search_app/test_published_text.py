@@ -93,6 +93,8 @@ TAMPERED = {
     "a view that costs every search": [
         "DROP TABLE text_fts", "CREATE VIEW text_fts AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
         "WHERE i < 100000000) SELECT i AS rowid, '' AS filename, '' AS keywords, '' AS description, '' AS ocr FROM n"],
+    "a view in place of the full-text index's own storage": [
+        "ALTER TABLE text_fts_idx RENAME TO kept", "CREATE VIEW text_fts_idx AS SELECT * FROM kept"],
     "OCR text far longer than the indexer keeps": ["UPDATE ocr_text SET text = text || "
                                                    "printf('%.*c', 300000, 'x')"],
     "a keyword that is not a text": ["UPDATE words SET keywords = x'00ff'"],
