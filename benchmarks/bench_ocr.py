@@ -13,10 +13,17 @@ and recall@1 / recall@10 is the share of queries whose sign is first / in the to
   detect_img_s              photos per second through the detection pass alone (what a photo without text costs)
 With the tiny random model (the default) vector-only recall is chance: the text signal is what is measured.
 
+--cost-photos N measures what OCR costs instead: for each --text-share, N photos of which that share carry a sign
+(the words of --scripts in turn, each photo its own background) are indexed with OCR on and with OCR off, and
+  text_pass_s_per_1000      seconds of the text pass (words + detection + recognition) per 1,000 photos
+  build_s_per_1000_ocr_on / _ocr_off   the whole build per 1,000 photos with and without OCR
+are reported (on this machine's CPUs; the embedding model is the tiny one unless --model says otherwise).
+
 Examples:
   python -m benchmarks.bench_ocr                                              # 8 signs per script, 40 distractors
   python -m benchmarks.bench_ocr --per-script 2 --distractors 4 --scripts latin,cyrillic --json
   python -m benchmarks.bench_ocr --model ./models/siglip --per-script 8       # with a real model
+  python -m benchmarks.bench_ocr --cost-photos 1000 --text-share 0.1,1.0      # OCR cost per 1,000 photos
 """
 from __future__ import annotations
 
@@ -49,7 +56,17 @@ def parse_args(argv=None):
     parser.add_argument("--model", help="model folder or hub id (default: a tiny random Mllama built here)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--cost-photos", type=int, default=0, metavar="N",
+                        help="measure the OCR cost on N photos per --text-share instead of recall")
+    parser.add_argument("--text-share", default="0.1,1.0",
+                        help="shares of --cost-photos photos that carry text (default 0.1,1.0)")
     args = parser.parse_args(argv)
+    try:
+        args.shares = [float(share) for share in args.text_share.split(",")]
+    except ValueError:
+        parser.error(f"--text-share takes numbers between 0 and 1 separated by commas, not {args.text_share!r}")
+    if not all(0 <= share <= 1 for share in args.shares) or args.cost_photos < 0:
+        parser.error("--text-share takes numbers between 0 and 1; --cost-photos a count of photos")
     unknown = set(args.scripts.split(",")) - set(WORDS)
     if unknown:
         parser.error(f"unknown scripts {sorted(unknown)}; choose from {', '.join(WORDS)}")
@@ -73,6 +90,40 @@ def make_corpus(folder: Path, scripts: list[str], per_script: int, distractors: 
     for i in range(distractors):
         texture((640, 420), seed=10_000 + i).save(folder / "plain" / f"{i:04d}.jpg", quality=90)
     return planted
+
+
+def measure_cost(args, work: Path, model: str) -> dict:
+    """Text-pass and build seconds per 1,000 photos at each text share, OCR on and off (see the module doc)."""
+    from benchmarks.text_photos import sign_photo, texture
+    from indexer import build_index
+    from mme5 import load_embedder
+
+    scripts = args.scripts.split(",")
+    words = [(script, word) for i in range(8) for script in scripts for word in WORDS[script][i:i + 1]]
+    embedder = load_embedder(model, device=args.device, verbose=False)
+    figures: dict = {"photos": args.cost_photos, "shares": {}}
+    for share in args.shares:
+        folder = work / f"cost-{share:g}"
+        signs = round(args.cost_photos * share)
+        for i in range(args.cost_photos):  # signs spread through the folder, as photos with text are
+            folder.joinpath(f"{i // 100:02d}").mkdir(parents=True, exist_ok=True)
+            with_text = signs and i * signs // args.cost_photos != (i + 1) * signs // args.cost_photos
+            script, word = words[i % len(words)]
+            image = sign_photo(word, script, seed=20_000 + i) if with_text else texture((640, 420), seed=20_000 + i)
+            image.save(folder / f"{i // 100:02d}" / f"{i:05d}.jpg", quality=90)
+        row: dict = {"text_photos": signs}
+        for ocr in ("off", "on"):
+            started = time.perf_counter()
+            summary = build_index([folder], work / f"index-{share:g}-{ocr}", embedder, show_progress=False, ocr=ocr)
+            seconds = time.perf_counter() - started
+            row[f"build_s_per_1000_ocr_{ocr}"] = round(seconds * 1000 / args.cost_photos, 1)
+            if ocr == "on":
+                row["text_pass_s_per_1000"] = round(summary.text["seconds"] * 1000 / args.cost_photos, 1)
+                row["ocr_with_text"] = summary.text["ocr_with_text"]
+                row["ocr_errors"] = summary.text["error_count"]
+                figures["ocr"] = summary.text["ocr"]
+        figures["shares"][f"{share:g}"] = row
+    return figures
 
 
 def measure(args, work: Path, model: str) -> dict:
@@ -142,11 +193,18 @@ def main(argv=None) -> int:
     try:
         with stdout_to_stderr():
             model = args.model or str(build_tiny(work / "tiny-mllama", backbone="mllama"))
-            figures = measure(args, work, model)
+            figures = (measure_cost if args.cost_photos else measure)(args, work, model)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:
         print(json.dumps(figures, ensure_ascii=False))
+        return 0
+    if args.cost_photos:
+        print(f"{figures['ocr']}\n{figures['photos']} photos per share; seconds per 1,000 photos:")
+        print(f"{'text share':<12}{'text pass':>10}{'build, OCR on':>15}{'build, OCR off':>16}")
+        for share, row in figures["shares"].items():
+            print(f"{share:<12}{row['text_pass_s_per_1000']:>10}{row['build_s_per_1000_ocr_on']:>15}"
+                  f"{row['build_s_per_1000_ocr_off']:>16}")
         return 0
     print(f"{figures['ocr']}\n{figures['photos']} photos; text pass {figures['text_pass_img_s']} img/s, detection "
           f"alone {figures['detect_img_s']} img/s; {figures['ocr_errors']} OCR errors")

@@ -244,7 +244,7 @@ def parse_query(text: str | None) -> TextQuery:
     phrases = tuple(p for p in (" ".join(normalize(m).split()) for m in re.findall(r'"([^"]+)"', text)) if p)
     rest = re.sub(r'"[^"]*"?', " ", text)
     terms = []
-    for word in re.split(r"[^\w]+", normalize(rest)):
+    for word in "".join(char if _in_word(char) or char == "_" else " " for char in normalize(rest)).split():
         if len(word) >= 2 or any(_unspaced(char) for char in word):
             terms.append(word)
     return TextQuery(phrases, tuple(dict.fromkeys(terms)))
@@ -322,11 +322,17 @@ def _hit(image_id: int, columns: dict[str, str], query: TextQuery) -> TextHit | 
     return TextHit(image_id, source, snippet, marks)
 
 
+def _in_word(char: str) -> bool:
+    """A letter, a digit or a combining mark: Devanagari vowel signs and viramas, Arabic harakat and Thai vowels
+    are inside a word, not between words (बैंक is one word, not ब and क)."""
+    return char.isalnum() or unicodedata.category(char).startswith("M")
+
+
 def _find(normalized: str, part: str) -> tuple[int, int] | None:
     """Where ``part`` occurs at a word start (anywhere, for a part in an unspaced script)."""
     start = normalized.find(part)
     while start >= 0:
-        if _unspaced(part[0]) or start == 0 or not normalized[start - 1].isalnum():
+        if _unspaced(part[0]) or start == 0 or not _in_word(normalized[start - 1]):
             return start, start + len(part)
         start = normalized.find(part, start + 1)
     return None

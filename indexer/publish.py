@@ -242,6 +242,7 @@ def _scrub(catalog: Path, model_id: str, adapter: str | None, published: dict) -
         for (table,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE "
                                            "'album%'").fetchall():
             connection.execute(f'DROP TABLE "{table}"')
+        _scrub_text(connection)
         marks = ",".join("?" * len(KEPT_META))
         connection.execute(f"DELETE FROM meta WHERE key NOT IN ({marks})", KEPT_META)
         connection.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
@@ -252,6 +253,20 @@ def _scrub(catalog: Path, model_id: str, adapter: str | None, published: dict) -
         connection.execute("VACUUM")  # deleted rows' old bytes (paths, error messages) are not kept in free pages
     finally:
         connection.close()
+
+
+def _scrub_text(connection) -> None:
+    """Only the published photos' words and OCR text: the OCR cache keeps the text of every content ever read (a
+    photo deleted from the library included), and an OCR error message can name the photo's path. The full-text
+    index is rebuilt from its remaining rows, so no deleted row's trigrams stay in its b-tree."""
+    names = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not {"words", "ocr_text", "text_fts"} <= names:
+        return  # a catalog from before text: nothing to scrub
+    connection.execute("DELETE FROM words WHERE image_id NOT IN (SELECT id FROM images)")
+    connection.execute("DELETE FROM ocr_text WHERE content_hash NOT IN (SELECT content_hash FROM images)")
+    connection.execute("UPDATE ocr_text SET error = NULL")
+    connection.execute("DELETE FROM text_fts WHERE rowid NOT IN (SELECT id FROM images)")
+    connection.execute("INSERT INTO text_fts(text_fts) VALUES ('rebuild')")
 
 
 def dataset_card(meta: dict, model_id: str, published: dict, prepared: PreparedIndex) -> str:

@@ -49,7 +49,9 @@ def validate_published(index_dir, catalog, meta: dict) -> None:
 
     Everything the app takes from a published catalog is checked here: the meta keys (only those push keeps, the
     required ones present, each of its type), the roots (only ``originals/<id>`` inside the dataset), every photo's
-    id, content hash and relative path, every stored vector's length, the vector file's size, and the adapter
+    id, content hash and relative path, every stored vector's length, the text tables (words, OCR text and the
+    full-text index as the indexer defines them, of the published photos, texts no longer than it stores), the
+    vector file's size, and the adapter
     (``adapter/`` with a sane peft config, its weights in safetensors, or in a torch pickle that torch's
     weights-only unpickler reads as named tensors: never one that would run code). ``IndexStore.open`` calls it on
     every open of a published index, so a dataset revision that changed since the last start is checked again.
@@ -60,6 +62,7 @@ def validate_published(index_dir, catalog, meta: dict) -> None:
     try:
         _check_meta(meta)
         _check_rows(catalog, meta)
+        _check_text(catalog)
         _check_vector_file(index_dir, meta)
         _check_adapter(index_dir, meta)
     except PublishedIndexError as error:
@@ -187,6 +190,49 @@ def _check_rows(catalog, meta: dict) -> None:
             if relpath is None or not _inside(relpath, ntpath):
                 shown = relpath if relpath is not None else raw
                 raise Bad(f"has photo id {image_id} at {str(shown)[:200]!r}, not a path inside its own folders")
+
+
+def _check_text(catalog) -> None:
+    """The words, OCR text and full-text index search reads: the tables push writes (a view or a plain table named
+    text_fts would run on every search), rows of published photos only, texts of the type and length the indexer
+    stores, and no OCR error message (one may name a path). A catalog from before text has none of the tables."""
+    from sqlalchemy import text
+
+    from .catalog import FULLTEXT_DDL
+    from .errors import PublishedIndexError as Bad
+    from .ocr import MAX_TEXT_CHARS
+
+    longest = 4 * MAX_TEXT_CHARS  # normalised full-text columns: folding (NFKC, ß -> ss) can lengthen a text
+    with catalog.engine.connect() as connection:
+        def rows(sql: str, **values):
+            return connection.execute(text(sql), values).all()
+
+        found = dict(rows("SELECT name, sql FROM sqlite_master WHERE name IN ('words', 'ocr_text', 'text_fts')"))
+        if not found:
+            return
+        fulltext = FULLTEXT_DDL[0].replace(" IF NOT EXISTS", "")
+        if set(found) != {"words", "ocr_text", "text_fts"} or found["text_fts"] != fulltext:
+            raise Bad(f"has text tables ({', '.join(sorted(found))}) or a full-text index "
+                      f"({str(found.get('text_fts'))[:120]!r}) push never writes")
+        shadows = rows("SELECT name, type FROM sqlite_master WHERE name GLOB 'text_fts_*' AND type != 'table'")
+        if shadows:  # FTS5 reads its own tables on every search: a view there would run instead
+            raise Bad(f"has a {shadows[0][1]} {str(shadows[0][0])[:80]!r} where the full-text index keeps a table")
+        checks = [
+            ("words", "words about a photo that is not in it", "image_id NOT IN (SELECT id FROM images)"),
+            ("words", "words that are not texts or are longer than the indexer stores",
+             " OR ".join(f"typeof({c}) != 'text' OR length({c}) > :limit" for c in ("filename", "keywords",
+                                                                                    "description"))),
+            ("ocr_text", "OCR text of a content it does not publish, not a text, longer than the indexer stores, or "
+             "with an error message", "content_hash NOT IN (SELECT content_hash FROM images) OR typeof(text) != "
+             "'text' OR length(text) > :limit OR error IS NOT NULL"),
+            ("text_fts", "full-text rows of no published photo, or not texts of the length the indexer stores",
+             "rowid NOT IN (SELECT id FROM images) OR " + " OR ".join(
+                 f"typeof({c}) != 'text' OR length({c}) > :longest" for c in ("filename", "keywords", "description",
+                                                                               "ocr"))),
+        ]
+        for table, what, where in checks:
+            if rows(f"SELECT 1 FROM {table} WHERE {where} LIMIT 1", limit=MAX_TEXT_CHARS, longest=longest):
+                raise Bad(f"has {what} (table {table})")
 
 
 def _inside(relpath: str, ntpath) -> bool:

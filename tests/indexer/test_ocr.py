@@ -229,6 +229,20 @@ def test_the_ocr_benchmark_runs_at_toy_scale(tiny_mllama_dir, capsys):
     assert figures["false_matches_per_query"] == 0 and figures["no_text_photos_with_text"] == 0
 
 
+def test_the_ocr_benchmark_measures_the_cost_per_1000_photos_at_a_text_share(tiny_mllama_dir, capsys):
+    from benchmarks import bench_ocr
+
+    assert bench_ocr.main(["--scripts", "latin", "--cost-photos", "4", "--text-share", "0,0.5", "--model",
+                           str(tiny_mllama_dir), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["photos"] == 4 and set(figures["shares"]) == {"0", "0.5"}
+    assert [figures["shares"][share]["ocr_with_text"] for share in ("0", "0.5")] == [0, 2]  # two signs read
+    assert all(row["text_pass_s_per_1000"] > 0 and row["build_s_per_1000_ocr_on"] > 0 and row["ocr_errors"] == 0
+               for row in figures["shares"].values())
+    with pytest.raises(SystemExit):
+        bench_ocr.main(["--cost-photos", "4", "--text-share", "1.5"])
+
+
 def test_a_photo_over_its_time_budget_is_reported_not_waited_for(tmp_path, engine, monkeypatch):
     monkeypatch.setattr("indexer.ocr.PHOTO_TIMEOUT", 0.0)
     outcome = recognize(engine, save(sign_photo("BAKERY", "latin", seed=4), tmp_path / "sign.jpg"))

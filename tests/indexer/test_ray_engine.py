@@ -82,6 +82,11 @@ IGNORED = {  # columns that legitimately differ between two builds of the same f
     ("ocr_text", "done_at"): "a timestamp",
     ("sqlite_sequence", "seq"): "the next id, which follows the number of commits",
 }
+ID_KEYED = {"words": "image_id", "text_fts": "rowid"}  # rows about one photo, keyed by its id: compared by its path
+FTS_SHADOW = {  # FTS5's own storage of text_fts, whose rows (compared by path above) it indexes by image id
+    "text_fts_data": "the trigram b-tree, keyed by image id", "text_fts_idx": "the b-tree's segment index",
+    "text_fts_docsize": "each row's token counts, keyed by image id",
+}
 IGNORED_META = {  # meta values that legitimately differ
     "created_at": "a timestamp", "last_build_at": "a timestamp",
     "last_build": "the build's summary, with its timings (seconds, rate, started_at); its counts are compared below",
@@ -97,12 +102,20 @@ def catalog_tables(index: Path) -> dict:
     db = sqlite3.connect(f"file:{index / 'catalog.sqlite'}?mode=ro", uri=True)
     try:
         roots = dict(db.execute("select id, path from roots"))
+        photo = {id_: (roots[root_id], relpath) for id_, root_id, relpath in db.execute(
+            "select id, root_id, relpath from images")}
         tables = {}
         for (table,) in db.execute("select name from sqlite_master where type = 'table' order by name"):
+            if table in FTS_SHADOW:
+                continue
             columns = [row[1] for row in db.execute(f"pragma table_info({table})")]
+            select = f"select {'rowid, ' if table == 'text_fts' else ''}* from {table}"
+            columns = ["rowid"] * (table == "text_fts") + columns
             rows = []
-            for values in db.execute(f"select * from {table}"):
+            for values in db.execute(select):
                 row = {c: v for c, v in zip(columns, values) if (table, c) not in IGNORED}
+                if table in ID_KEYED:
+                    row["photo"] = photo[row.pop(ID_KEYED[table])]
                 if table == "images":
                     row["root"] = roots[values[columns.index("root_id")]]
                 if table == "vectors":
@@ -123,7 +136,17 @@ def catalog_tables(index: Path) -> dict:
 
 
 def test_ray_and_local_builds_give_equal_catalogs(ray_cluster, photos, tiny_siglip, tmp_path):
-    """Every column of every table, places included (the Ray engine once dropped latitude/longitude)."""
+    """Every column of every table, places and text included (the Ray engine once dropped latitude/longitude);
+    the sign's word, searched in the Ray-built index, finds the sign first, through its OCR text."""
+    from benchmarks.text_photos import sign_photo, texture
+    from search_app.engine import SearchEngine
+
+    from .test_ocr import xmp
+
+    sign_photo("BAKERY", "latin", seed=7).save(photos.path("street/0042.jpg"), quality=92)
+    texture((320, 240), seed=8).save(photos.path("rome_trevi.jpg"), quality=92)  # words from its name
+    texture((320, 240), seed=9).save(photos.path("trip/IMG_2041.jpg"), quality=92)  # and from its sidecar
+    (photos.folder / "trip" / "IMG_2041.xmp").write_text(xmp("Colosseum", description="Night walk"), encoding="utf-8")
     photos.jpeg("berlin.jpg", seed=1, exif=photos.exif(position=(52.52, 13.405)))
     photos.jpeg("sydney.jpg", seed=2, exif=photos.exif(position=(-33.8679, 151.2073), taken="2019:01:02 03:04:05"))
     photos.jpeg("rotated.jpg", 80, 40, seed=3, exif=photos.exif(orientation=6))
@@ -143,6 +166,14 @@ def test_ray_and_local_builds_give_equal_catalogs(ray_cluster, photos, tiny_sigl
     assert set(remote) == set(local) and {"images", "vectors", "roots", "meta"} <= set(local)
     berlin = next(row for row in local["images"] if row["relpath"] == b"berlin.jpg")
     assert abs(berlin["latitude"] - 52.52) < 1e-3 and berlin["country"] == "DE"  # the test's premise
+    # the text tables hold real content (the test's premise): the sign's OCR, a name's and a sidecar's words
+    assert [row["text"] for row in local["ocr_text"] if "BAKERY" in row["text"].upper()], local["ocr_text"]
+    words = {row["photo"][1]: row for row in local["words"]}
+    assert words[b"rome_trevi.jpg"]["filename"] == "rome trevi"
+    assert words[b"trip/IMG_2041.jpg"]["keywords"].startswith("Colosseum")
+    assert "Night walk" in words[b"trip/IMG_2041.jpg"]["description"]
+    assert {row["photo"][1] for row in local["text_fts"]} >= {b"street/0042.jpg", b"rome_trevi.jpg",
+                                                              b"trip/IMG_2041.jpg"}
     for table in local:
         if table == "vectors":
             assert [r["content_hash"] for r in remote[table]] == [r["content_hash"] for r in local[table]]
@@ -150,6 +181,14 @@ def test_ray_and_local_builds_give_equal_catalogs(ray_cluster, photos, tiny_sigl
                 np.testing.assert_allclose(mine["vector"], theirs["vector"], atol=2e-3)
         else:
             assert remote[table] == local[table], table
+    engine = SearchEngine(IndexStore.open(tmp_path / "ray"), tiny_siglip)
+    try:
+        for query, relpath, source in [("bakery", "street/0042.jpg", "ocr"), ("colosseum", "trip/IMG_2041.jpg",
+                                                                              "keywords")]:
+            first = engine.search_text(query, k=5).results[0]
+            assert (first.relpath, first.text_match.source) == (relpath, source), query
+    finally:
+        engine.close()
 
 
 def test_a_video_under_ray_gets_the_same_keyframe_rows_as_a_local_build(ray_cluster, photos, tiny_siglip, tmp_path):

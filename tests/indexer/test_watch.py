@@ -234,3 +234,40 @@ def test_a_missing_folder_the_index_never_had_is_a_typo(photos, tmp_path, tiny_m
     watching = Watcher(tmp_path / "index", [tmp_path / "Pictrues"], tiny_mllama, log=lambda message: None)
     with pytest.raises(BadRootError, match="Pictrues: folder does not exist; check the --dir path"):
         watching.run()
+
+
+# -- text: a sign photo's OCR and a sidecar's keywords follow the folder ------------------------------------------
+
+def text_found(index_dir: Path, query: str) -> dict[str, str]:
+    """{path: source} of the photos whose words or OCR text match ``query``, as a reader opening the index sees them."""
+    from indexer.fulltext import text_hits
+
+    with IndexStore.open(index_dir) as store:
+        paths = {record.id: record.path for record in store.records(store.catalog.ok_ids())}
+        return {paths[hit.image_id]: hit.source for hit in text_hits(store.catalog, query)}
+
+
+def test_a_sign_photo_added_while_watching_is_found_by_its_text_and_an_edited_sidecar_updates_keywords(watcher,
+                                                                                                        photos):
+    from benchmarks.text_photos import sign_photo, texture
+
+    from .test_ocr import xmp
+
+    watching, index_dir = watcher
+    sign = photos.path("street/0042.jpg")
+    sign_photo("BAKERY", "latin", seed=7).save(sign, quality=92)
+    eventually(lambda: text_found(index_dir, "bakery"), "the new sign photo's text")
+    assert text_found(index_dir, "bakery") == {str(sign): "ocr"}
+
+    tagged = photos.path("trip/IMG_2041.jpg")
+    texture((160, 120), seed=9).save(tagged, quality=92)
+    sidecar = photos.folder / "trip" / "IMG_2041.xmp"
+    sidecar.write_text(xmp("Trevi"), encoding="utf-8")
+    eventually(lambda: text_found(index_dir, "trevi"), "the new photo's sidecar keywords")
+    assert text_found(index_dir, "trevi") == {str(tagged): "keywords"}
+    builds = watching.state.builds
+    sidecar.write_text(xmp("Colosseum"), encoding="utf-8")  # retagged in Lightroom: only the sidecar changes
+    eventually(lambda: text_found(index_dir, "colosseum"), "the edited sidecar's keywords")
+    assert text_found(index_dir, "colosseum") == {str(tagged): "keywords"} and text_found(index_dir, "trevi") == {}
+    assert watching.state.builds > builds and watching.state.last_error is None
+    assert verify(index_dir).clean
