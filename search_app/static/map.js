@@ -150,7 +150,7 @@
       const panel = $('map_panel'), button = $('map_toggle');
       panel.hidden = !panel.hidden;
       button.setAttribute('aria-expanded', panel.hidden ? 'false' : 'true');
-      if (!panel.hidden) show();
+      if (!panel.hidden) show().then(() => panel.scrollIntoView({block: 'nearest'}));
     } else if (target.closest('#map_draw')) {
       draw(!drawing);
     } else if (target.closest('#map_search_area') && map) {
