@@ -122,7 +122,7 @@ CSS = """
 #map_panel.drawing #map_hint { display: inline; }
 #map_note { margin: 0 0 6px; padding: 4px 8px; background: #fef9c3; color: #422006; border-radius: 4px; }
 #map { height: min(60vh, 480px); width: 100%; border-radius: 6px; border: 1px solid #d4d4d8; }
-#map_panel.drawing #map { cursor: crosshair; }
+#map_panel.drawing #map { cursor: crosshair; touch-action: none; }  /* a finger draws instead of scrolling */
 /* No tiles (offline, or --map-tiles none): a plain light background with a graticule, markers on top. */
 #map.no-tiles { background-color: #f4f4f5; background-image: linear-gradient(#d4d4d8 1px, transparent 1px),
   linear-gradient(90deg, #d4d4d8 1px, transparent 1px); background-size: 64px 64px; }

@@ -46,20 +46,32 @@
       tiles.addTo(map);
     }
     layer = L.layerGroup().addTo(map);
-    map.on('mousedown', (event) => {
-      if (!drawing) return;
-      start = event.latlng;
-      sketch = L.rectangle(L.latLngBounds(start, start), AREA).addTo(map);
-    });
-    map.on('mousemove', (event) => { if (start && sketch) sketch.setBounds(L.latLngBounds(start, event.latlng)); });
-    map.on('mouseup', (event) => {
-      if (!start) return;
-      const bounds = L.latLngBounds(start, event.latlng);
+    // Drawing: pointer events (a mouse, a pen or a finger), caught before the markers and Leaflet's own handlers.
+    const container = map.getContainer();
+    const stop = () => {
       start = null;
       if (sketch) { map.removeLayer(sketch); sketch = null; }
+    };
+    container.addEventListener('pointerdown', (event) => {
+      if (!drawing || event.button > 0) return;
+      event.preventDefault();
+      event.stopPropagation();
+      if (container.setPointerCapture) container.setPointerCapture(event.pointerId);
+      start = map.mouseEventToLatLng(event);
+      sketch = L.rectangle(L.latLngBounds(start, start), AREA).addTo(map);
+    }, true);
+    container.addEventListener('pointermove', (event) => {
+      if (start && sketch) sketch.setBounds(L.latLngBounds(start, map.mouseEventToLatLng(event)));
+    }, true);
+    container.addEventListener('pointerup', (event) => {
+      if (!start) return;
+      event.stopPropagation();
+      const bounds = L.latLngBounds(start, map.mouseEventToLatLng(event));
+      stop();
       draw(false);
       if (bounds.getNorth() > bounds.getSouth() && bounds.getEast() > bounds.getWest()) apply(bounds);
-    });
+    }, true);
+    container.addEventListener('pointercancel', () => { stop(); draw(false); }, true);
   };
 
   const wrap = (longitude) => ((longitude + 180) % 360 + 360) % 360 - 180;
