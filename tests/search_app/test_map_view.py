@@ -106,3 +106,14 @@ def test_the_static_route_serves_its_files_and_needs_the_login_when_the_app_has_
     assert refused.status_code == 401 and "Log in" in refused.text
     assert guarded.get("/map-static/map.js", cookies={"access-token-abc": "wrong"}).status_code == 401
     assert guarded.get("/map-static/map.js", cookies={"access-token-abc": "good"}).status_code == 200
+
+
+def test_every_served_file_and_the_license_are_package_data():
+    import tomllib
+    from pathlib import Path
+
+    root = Path(map_view.__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["search_app"]
+    shipped = [path.relative_to(root / "search_app").as_posix() for path in map_view.static_files().values()]
+    shipped.append("static/leaflet/LICENSE")
+    assert all(any(Path(name).match(pattern) for pattern in patterns) for name in shipped), (patterns, shipped)
