@@ -113,6 +113,12 @@
     data.markers.forEach((spot) => {
       const marker = L.marker([spot.lat, spot.lon], {alt: spot.caption, title: spot.caption, keyboard: true});
       marker.on('click', () => open(spot.i));
+      marker.on('keydown', (event) => {  // a marker is focusable (Tab); Enter or Space opens it as a click does
+        const key = event.originalEvent.key;
+        if (key !== 'Enter' && key !== ' ') return;
+        event.originalEvent.preventDefault();
+        open(spot.i);
+      });
       marker.addTo(layer);
       const element = marker.getElement();
       if (element) { element.dataset.result = String(spot.i); element.setAttribute('role', 'button'); }

@@ -99,6 +99,11 @@ def test_a_marker_per_result_with_gps_the_offline_note_and_a_click_opens_the_pho
     page.click('#map .leaflet-marker-icon[alt="tokyo.jpg"]')
     page.wait_for_selector("#viewer_close", state="visible")
     assert "tokyo.jpg" in page.inner_text("#details")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#viewer", state="hidden")
+    page.focus('#map .leaflet-marker-icon[alt="fiji.jpg"]')  # from the keyboard: Tab reaches each marker
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => (document.querySelector('#details') || {}).innerText?.includes('fiji.jpg')")
 
 
 def test_a_drawn_area_filters_is_a_removable_chip_and_stays_in_the_url(page):
