@@ -106,6 +106,21 @@ def test_a_marker_per_result_with_gps_the_offline_note_and_a_click_opens_the_pho
     page.wait_for_function("() => (document.querySelector('#details') || {}).innerText?.includes('fiji.jpg')")
 
 
+def test_without_tiles_the_map_is_plain_and_its_markers_work(page):
+    # what --map-tiles none writes into the page (map_view.panel_html, tested in test_map_view.py), set before the
+    # map opens: no tile is asked for, the background is plain and the markers are there
+    page.evaluate("""() => { const box = document.querySelector('#map_box');
+        const config = JSON.parse(box.dataset.map); config.tiles = 'none'; box.dataset.map = JSON.stringify(config); }""")
+    asked = []
+    page.on("request", lambda request: asked.append(request.url) if "openstreetmap" in request.url else None)
+    search(page, "a photo")
+    open_map(page, len(WITH_GPS))
+    assert "no-tiles" in page.get_attribute("#map", "class") and not asked
+    assert page.locator("#map .leaflet-tile").count() == 0
+    page.click('#map .leaflet-marker-icon[alt="fiji.jpg"]')
+    page.wait_for_selector("#viewer_close", state="visible")
+
+
 def test_a_drawn_area_filters_is_a_removable_chip_and_stays_in_the_url(page):
     search(page, "a photo")
     open_map(page, len(WITH_GPS))

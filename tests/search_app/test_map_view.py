@@ -117,3 +117,17 @@ def test_every_served_file_and_the_license_are_package_data():
     shipped = [path.relative_to(root / "search_app").as_posix() for path in map_view.static_files().values()]
     shipped.append("static/leaflet/LICENSE")
     assert all(any(Path(name).match(pattern) for pattern in patterns) for name in shipped), (patterns, shipped)
+
+
+def test_map_tiles_come_from_the_flag_or_the_setting_and_reach_the_page(monkeypatch, capsys):
+    from search_app.__main__ import build_parser
+
+    monkeypatch.delenv("MME5_MAP_TILES", raising=False)
+    assert build_parser().parse_args([]).map_tiles is None  # the page then uses OpenStreetMap's
+    assert build_parser().parse_args(["--map-tiles", "none"]).map_tiles == "none"
+    monkeypatch.setenv("MME5_MAP_TILES", "https://t.example/{z}/{x}/{y}.png")  # the variable is what this is about
+    assert build_parser().parse_args([]).map_tiles == "https://t.example/{z}/{x}/{y}.png"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--map-tiles", "https://t.example/tiles.png"])
+    assert "--map-tiles: 'https://t.example/tiles.png': expected a tile URL template" in capsys.readouterr().err
+    assert "t.example" in map_view.panel_html("https://t.example/{z}/{x}/{y}.png")
