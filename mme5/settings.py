@@ -97,6 +97,26 @@ def _text(name: str, text: str) -> str:
     return text
 
 
+def tile_url(name: str, text: str) -> str:
+    """A map tile URL template (http(s)://… with {z}, {x} and {y}), or "none" for a map without tiles."""
+    text = text.strip()
+    if text.lower() == "none":
+        return "none"
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        parts = None
+    missing = [part for part in ("{z}", "{x}", "{y}") if part not in text]
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or missing or any(
+            character in text for character in "\"'<>` \t\n"):
+        raise SettingsError(f"{name}={text!r}: expected a tile URL template such as "
+                            "https://tile.openstreetmap.org/{z}/{x}/{y}.png (http or https, with {z}, {x} and {y}), "
+                            "or none for a map without tiles")
+    return text
+
+
 def _path(name: str, text: str) -> Path:
     return Path(text).expanduser()
 
@@ -145,6 +165,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("MME5_CACHE_MAX_GB", _positive_number, "2", "app", "size budget of the app's cache folders (--cache-max-gb)"),
     Variable("MME5_CACHE_MAX_DAYS", _positive_number, "30", "app",
              "files of the app's cache unused this long go (--cache-max-days)"),
+    Variable("MME5_MAP_TILES", tile_url, "OpenStreetMap's tiles", "app",
+             "map tile URL template with {z}/{x}/{y}, or none (--map-tiles)"),
 )
 BY_NAME = {variable.name: variable for variable in VARIABLES}
 
@@ -178,6 +200,7 @@ class Settings:
     api_queue: int | None = None
     cache_max_gb: float | None = None
     cache_max_days: float | None = None
+    map_tiles: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

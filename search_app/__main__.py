@@ -98,7 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-max-days", type=_positive, default=env.cache_max_days or DEFAULT_MAX_DAYS,
                         metavar="DAYS", help="cache files not used for this long are removed (checked at start and "
                         "hourly) [env MME5_CACHE_MAX_DAYS; default %(default)s]")
+    parser.add_argument("--map-tiles", type=_tiles, default=env.map_tiles, metavar="URL",
+                        help="the map's tiles: a URL template with {z}, {x} and {y}, or none for a plain map "
+                             "[env MME5_MAP_TILES; default OpenStreetMap's https://tile.openstreetmap.org/{z}/{x}/{y}.png]")
     return parser
+
+
+def _tiles(text: str) -> str:
+    from mme5.settings import SettingsError, tile_url
+
+    try:
+        return tile_url("--map-tiles", text)
+    except SettingsError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--map-tiles=")) from None
 
 
 def _positive(text: str) -> float:
@@ -286,7 +298,8 @@ def serve(argv=None) -> int:
     from .ui import CSS, JS, THEME, SearchUI
     from .uploads import UploadGuard
 
-    demo = SearchUI(engine, concurrency_limit=args.concurrency, page_size=args.page_size).build()
+    demo = SearchUI(engine, concurrency_limit=args.concurrency, page_size=args.page_size,
+                    map_tiles=args.map_tiles).build()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=None)
     stats = engine.stats()
     login = f", login required ({len(auth.users)} user(s))" if auth else ""
@@ -297,7 +310,9 @@ def serve(argv=None) -> int:
     sessions = [Middleware(SessionGuard, authenticator=auth)] if auth else []
     uploads = Middleware(UploadGuard)
     middleware = [hosts, *sessions, throttle, uploads]  # outermost first: a foreign Host is refused before anything else
-    rest = rest_routes(engine, auth, args)  # /api/v1, before Gradio's own routes
+    from .map_view import static_route
+
+    rest = [*rest_routes(engine, auth, args), static_route()]  # /api/v1 and the map's files, before Gradio's own
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD_BYTES, css=CSS, js=JS,
                 theme=THEME,
                 footer_links=["api", "gradio"], show_error=False, quiet=True, auth=auth.login if auth else None,

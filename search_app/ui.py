@@ -29,12 +29,13 @@ from .engine import SearchEngine, SearchOptions
 from .filters import FILTERS
 from .private import cache_home, hand_to_gradio, private_dir
 from .text_match import snippet_html
+from . import map_view
 from .thumbnails import ThumbnailCache
 from . import video_view
 from .ui_albums import AlbumPanel, human_size
 from .limits import SCREEN_SIZE
-from .ui_layout import (AFTER_SEARCH_JS, CSS, JS, LOCAL_TIMES_JS, SCROLL_TO_NEW_JS, SMOKE_NOTICE, SORT_LABELS, THEME,
-                        build_page)
+from .ui_layout import (AFTER_SEARCH_JS, CSS, JS, LOCAL_TIMES_JS, MAP_JS, SCROLL_TO_NEW_JS, SMOKE_NOTICE, SORT_LABELS,
+                        THEME, build_page)
 from .ui_reply import SEARCH_READY, counted, message, patch, query_shown, reply, unchanged
 from .ui_session import Session
 from .uploads import check_upload
@@ -91,8 +92,9 @@ class SearchUI:
     """Builds the page; holds no per-user data (that lives in gr.State)."""
 
     def __init__(self, engine: SearchEngine, thumbnails: ThumbnailCache | None = None, concurrency_limit: int = 1,
-                 page_size: int = PAGE_SIZE):
+                 page_size: int = PAGE_SIZE, map_tiles: str | None = None):
         self.engine = engine
+        self.map_tiles = map_tiles  # the map's tile URL template, "none", or None for OpenStreetMap's (map_view)
         self.page_size = page_size
         self.thumbnails = thumbnails or ThumbnailCache(published=self._published_preview)
         # the viewer's screen-sized renditions, beside the previews (the REST API's /screen makes the same ones)
@@ -121,7 +123,7 @@ class SearchUI:
         """The page (search_app/ui_layout.py) with its events wired to the handlers."""
         with gr.Blocks(title="Photo search · mmE5", analytics_enabled=False) as demo:
             page = build_page(self.engine.random_weights, self._datalists, self._welcome, self._footer,
-                              self.albums.layout)
+                              self.albums.layout, self.map_tiles)
             controls = page.controls()
             values = [controls[name] for name in OPTION_NAMES]
             outputs = page.outputs()
@@ -129,18 +131,29 @@ class SearchUI:
                           show_progress_on=[page.status], api_visibility="private")
             busy = dict(fn=lambda: gr.update(interactive=False, value="Searching…"), inputs=None,
                         outputs=[page.search], queue=False, api_visibility="private")
-            after_search = dict(fn=None, inputs=[page.url], outputs=None, js=AFTER_SEARCH_JS)
+            after_search = dict(fn=None, inputs=[page.url, page.map_data], outputs=None, js=AFTER_SEARCH_JS)
+            to_map = dict(fn=None, inputs=[page.map_data], outputs=None, js=MAP_JS)
             searched = [page.query, page.upload, *values]
             for trigger in (page.search.click, page.query.submit, page.without.submit):
                 trigger(**busy).then(self._newest(self.on_search, True), searched, outputs, **queued).then(
                     **after_search)
             for chip, handler in ((page.date_chip, self.on_chip_removed), (page.place_chip, self.on_place_chip_removed)):
                 chip.click(**busy).then(self._newest(handler, True), searched, outputs, **queued).then(**after_search)
+            # the map's drawn or visible area (its script hands it over in place of the box's value) becomes the bbox
+            # filter; the area chip's ✕ clears it; either re-ranks the query on screen like a changed filter box
+            bbox = page.boxes["bbox"]
+            page.map_apply.click(lambda area: area, [bbox], [bbox], js="(box) => window.photoSearchArea ?? box",
+                                 queue=False, api_visibility="private").then(
+                self._newest(self.on_options_changed, False), [page.session, *values], outputs, **queued).then(
+                **after_search)
+            page.area_chip.click(lambda: "", None, [bbox], queue=False, api_visibility="private").then(
+                self._newest(self.on_options_changed, False), [page.session, *values], outputs, **queued).then(
+                **after_search)
             page.query.input(lambda: (True, True), None, [page.dates, page.places], queue=False,
                              api_visibility="private")
             self.albums.wire(demo, page, values, self._newest, busy, queued, after_search)
             page.more.click(self._newest(self.on_more, False), [page.session, page.gallery, *values], outputs,
-                            **queued).then(None, [page.first_new], None, js=SCROLL_TO_NEW_JS)
+                            **queued).then(None, [page.first_new], None, js=SCROLL_TO_NEW_JS).then(**to_map)
             page.similar.click(**busy).then(self._newest(self.on_similar, True), [page.selected, *values], outputs,
                                             **queued).then(**after_search)
             video = [page.player, page.frame, page.player_info]  # a video hit plays from its second (video_view)
@@ -160,7 +173,7 @@ class SearchUI:
                     event(self._newest(self.on_options_changed, False), [page.session, *values], outputs,
                           **queued).then(**after_search)
             page.show_all.click(lambda: False, None, [page.strong], queue=False, api_visibility="private").then(
-                self._newest(self.on_options_changed, False), [page.session, *values], outputs, **queued)
+                self._newest(self.on_options_changed, False), [page.session, *values], outputs, **queued).then(**to_map)
             resettable = [page.without, *page.boxes.values(), page.sort, page.collapse, page.strong]
             page.clear.click(self._newest(self.on_clear, True), None, resettable + outputs, queue=False,
                              api_visibility="private").then(**after_search)
@@ -260,7 +273,7 @@ class SearchUI:
         existing = [(item[0], item[1]) for item in (gallery_items or [])]
         note = f"Showing {counted(len(session.results), 'photo')} for {session.what}." + self._missing_note(missing)
         return reply(gallery=existing + [entry for _, entry in items], status=note, session=session,
-                           more=gr.update(visible=page.next_offset is not None),
+                           more=gr.update(visible=page.next_offset is not None), map=self._map(session),
                            first_new=len(existing) if items else -1)
 
     def on_options_changed(self, session, *values, progress=gr.Progress()):
@@ -388,7 +401,8 @@ class SearchUI:
                        place_chip=gr.update(visible=False), places=True, album_zip=gr.update(visible=False),
                        source=gr.update(value=None, visible=False), original=gr.update(visible=False),
                        accordion=gr.update(label="Filters and sorting"), url="", first_new=-1, query="",
-                       dates=True, upload=None, search=gr.update(**SEARCH_READY), viewer=gr.update(visible=False))
+                       dates=True, upload=None, search=gr.update(**SEARCH_READY), viewer=gr.update(visible=False),
+                       map="", area_chip=gr.update(visible=False))
         return (*resets, *answer)
 
     def on_load(self, request: gr.Request):
@@ -426,6 +440,7 @@ class SearchUI:
         what = session.what
         notes = " ".join(html.escape(note) for note in page.notes)
         common = dict(date_chip=_chip(session.dates), place_chip=_place_chip(session.place),
+                      area_chip=_area_chip(session.options),
                       album_zip=gr.update(visible=False), accordion=gr.update(label=_filters_label(raw)), url=self._url(session, raw),
                       search=gr.update(**SEARCH_READY),
                       source=gr.update() if session.similar_to is not None else gr.update(value=None, visible=False),
@@ -446,7 +461,7 @@ class SearchUI:
             # the query stays, so a changed filter or "Show all" can re-rank it without the model
             kept = replace(session, next_offset=None, results=[], generation=page.generation)
             return reply(gallery=[], status=status, session=kept, more=gr.update(visible=False), show_all=show_all,
-                         **common)
+                         map=self._map(kept), **common)
         session = replace(session, scores=bool(raw.get("show_scores")))
         items, missing = self._gallery_items(page.results, progress, scores=session.scores)
         session = replace(session, next_offset=page.next_offset, results=[result for result, _ in items],
@@ -456,7 +471,14 @@ class SearchUI:
                   + self._missing_note(missing)).strip()
         return reply(gallery=_gallery([entry for _, entry in items], session), status=status,
                      session=session, more=gr.update(visible=page.next_offset is not None), show_all=show_all,
-                     first_new=-1, **common)
+                     first_new=-1, map=self._map(session), **common)
+
+    @staticmethod
+    def _map(session: Session) -> str:
+        """The map's data for the results on screen (map_view.map_data), their captions as the gallery shows them."""
+        captions = [session.marks.get(result.image_id, "") + caption_of(result, session.scores)
+                    for result in session.results]
+        return map_view.map_data(session.results, session.options, captions)
 
     def _search_options(self, session: Session, values) -> SearchOptions:
         """The options of the search on screen with the page's option ``values`` now (and what its text named)."""
@@ -474,13 +496,14 @@ class SearchUI:
                      selected=None, date_chip=gr.update(visible=False), place_chip=gr.update(visible=False),
                      show_all=gr.update(visible=False), source=gr.update(value=None, visible=False),
                      original=gr.update(visible=False), first_new=-1, search=gr.update(**SEARCH_READY),
-                     viewer=gr.update(visible=False))
+                     viewer=gr.update(visible=False), map=self._map(session), area_chip=gr.update(visible=False))
 
     def _recaptioned(self, session: Session, progress):
         """The photos on screen again with their captions redone (the relevance switch); nothing is re-ranked."""
         items, _ = self._gallery_items(session.results, progress, scores=session.scores, marks=session.marks)
-        return reply(gallery=_gallery([entry for _, entry in items], session),
-                     session=replace(session, results=[result for result, _ in items]), details="", selected=None,
+        session = replace(session, results=[result for result, _ in items])
+        return reply(gallery=_gallery([entry for _, entry in items], session), map=self._map(session),
+                     session=session, details="", selected=None,
                      similar=gr.update(visible=False), original=gr.update(visible=False), viewer=gr.update(visible=False))
 
     def _gallery_items(self, results, progress, scores: bool = False, marks: dict | None = None):
@@ -634,6 +657,15 @@ def _place_chip(place) -> dict:
     if not place:
         return gr.update(visible=False)
     return gr.update(visible=True, value=f"📍 {place.label} (from “{place.matched}”) ✕", elem_classes=["chip"])
+
+
+def _area_chip(options) -> dict:
+    """The map-area filter (bbox) as a chip; its ✕ removes the filter."""
+    box = getattr(options, "bbox", None) if options is not None else None
+    if box is None:
+        return gr.update(visible=False)
+    return gr.update(visible=True, value=f"🗺 Map area {box.west:.4g}, {box.south:.4g} to {box.east:.4g}, "
+                                         f"{box.north:.4g} ✕", elem_classes=["chip"])
 
 
 def _chip(dates) -> dict:

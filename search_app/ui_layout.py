@@ -14,7 +14,7 @@ import gradio as gr
 
 from .engine import MAX_QUERY_CHARS
 from .filters import FILTERS
-from . import video_view
+from . import map_view, video_view
 from .ui_reply import OUTPUTS
 
 PLACEHOLDER = "a cat on a sofa · кошка на диване · 沙发上的猫 · قطة على الأريكة · un perro en la playa"
@@ -33,7 +33,7 @@ THEME = gr.themes.Default(primary_hue=gr.themes.colors.blue).set(
 INTRO = ("<h1>Photo search</h1><p>Describe a photo in any language, upload a photo to find similar ones, or do both "
          "to change it (“this, but at night”). Dates like “beach July 2023” become a filter.</p>")
 
-CSS = """
+CSS = map_view.CSS + """
 #footer { font-size: 0.85em; }
 #status p { margin: 0.2em 0; }
 #intro h1 { font-size: 1.6em; margin: 0 0 0.2em; }
@@ -46,7 +46,8 @@ CSS = """
 #search, #search:hover { background: #1d4ed8 !important; border-color: #1d4ed8 !important; color: #fff !important; }
 #search:disabled { opacity: 1 !important; cursor: progress; }  /* "Searching…" stays readable (6.7:1) */
 :focus-visible { outline: 3px solid #1d4ed8 !important; outline-offset: 2px !important; }
-#date_chip, #place_chip { max-width: fit-content; }
+#date_chip, #place_chip, #area_chip { max-width: fit-content; }
+#map_apply { display: none !important; }  /* pressed by the map's script (search_app/static/map.js) */
 /* Gradio's faint texts (upload "- or -", footer links) and the status line dimmed while a query runs. */
 .or, .show-api, .built-with, .show-api *, .built-with * { color: #3f3f46 !important; opacity: 1 !important; }
 #status, #status .pending, #status.pending, .pending #status, #status .prose { opacity: 1 !important; }
@@ -165,6 +166,13 @@ JS = r"""
   if (viewer) { viewer.setAttribute('role', 'dialog'); viewer.setAttribute('aria-modal', 'true');
                 viewer.setAttribute('aria-label', 'Photo'); }
   window.addEventListener('popstate', () => location.reload());
+  // The map (search_app/map_view.py): its script loads Leaflet when the Map button is first pressed.
+  if (!document.querySelector('script[data-photo-map]')) {
+    const script = document.createElement('script');
+    script.src = new URL('map-static/map.js', document.baseURI).href;
+    script.dataset.photoMap = '1';
+    document.head.appendChild(script);
+  }
 }
 """
 # Dates in the viewer's details in the browser's own language and time style. The details may render after this
@@ -187,8 +195,10 @@ LOCAL_TIMES_JS = """
   setTimeout(run, 50);
 }
 """
+MAP_JS = "(data) => { if (window.photoSearchMap) window.photoSearchMap(data); else window.photoSearchMapData = data; }"
 AFTER_SEARCH_JS = """
-(url) => {
+(url, map) => {
+  if (window.photoSearchMap) window.photoSearchMap(map); else window.photoSearchMapData = map;
   const wanted = url ? '?' + url : location.pathname;
   if (location.search !== (url ? '?' + url : '')) history.pushState(null, '', wanted);
   if (window.photoSearchHeadings) window.photoSearchHeadings();
@@ -240,6 +250,7 @@ class Page:
     clear: gr.Button
     date_chip: gr.Button
     place_chip: gr.Button
+    area_chip: gr.Button  # the map-area filter (bbox), removable like the date chip
     accordion: gr.Accordion
     boxes: dict  # filter name -> gr.Textbox, one per filters.FILTERS
     sort: gr.Radio
@@ -267,6 +278,8 @@ class Page:
     selected: gr.State  # image_id of the clicked result
     dates: gr.State  # False once the user removed the date chip of this query
     places: gr.State  # False once the user removed the place chip of this query
+    map_apply: gr.Button  # hidden: the map's script presses it to set the drawn area as the bbox filter
+    map_data: gr.Textbox  # hidden: the results' positions for the map (map_view.map_data), "" when none
     url: gr.Textbox  # the query string for the address bar (hidden)
     first_new: gr.Number  # index of the first result "Load more" added (hidden), -1 when none
 
@@ -284,7 +297,8 @@ class Page:
                    "search": self.search, "original": self.original, "accordion": self.accordion, "url": self.url,
                    "first_new": self.first_new, "query": self.query, "dates": self.dates, "upload": self.upload,
                    "place_chip": self.place_chip, "places": self.places, "albums": self.panel.album_list,
-                   "album_zip": self.panel.album_zip, "viewer": self.viewer}
+                   "album_zip": self.panel.album_zip, "viewer": self.viewer,
+                   "map": self.map_data, "area_chip": self.area_chip}
         missing = [name for name in OUTPUTS if name not in by_name]
         if missing or len(by_name) != len(OUTPUTS):
             raise RuntimeError(f"the page and ui_reply.OUTPUTS disagree: {missing or sorted(set(by_name) - set(OUTPUTS))}")
@@ -292,9 +306,10 @@ class Page:
 
 
 def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Callable[[], str],
-               footer: Callable[[], str], panel: Callable[[], object]) -> Page:
+               footer: Callable[[], str], panel: Callable[[], object], map_tiles: str | None = None) -> Page:
     """The components in their places (call inside ``gr.Blocks``); ``datalists``, ``welcome`` and ``footer`` are
-    recomputed on each page load; ``panel`` lays out the albums and similar-groups panel."""
+    recomputed on each page load; ``panel`` lays out the albums and similar-groups panel; ``map_tiles``: the map's
+    tile URL template (map_view)."""
     gr.HTML(INTRO, elem_id="intro")
     if random_weights:
         gr.HTML(f"<p><strong>{SMOKE_NOTICE}</strong></p>", elem_id="smoke-mode")
@@ -311,6 +326,7 @@ def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Call
             with gr.Row():
                 date_chip = gr.Button(visible=False, elem_id="date_chip", size="sm")
                 place_chip = gr.Button(visible=False, elem_id="place_chip", size="sm")
+                area_chip = gr.Button(visible=False, elem_id="area_chip", size="sm")
             with gr.Accordion("Filters and sorting", open=False, elem_id="filters") as accordion:
                 boxes = {item.name: gr.Textbox(label=item.label, placeholder=item.placeholder,
                                                elem_id=item.name, max_lines=1) for item in FILTERS}
@@ -327,6 +343,8 @@ def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Call
     show_all = gr.Button("Show all", visible=False, elem_id="show_all", size="sm")
     source = gr.Image(label="Photos like this one", visible=False, interactive=False, height=120,
                       elem_id="source", buttons=[])
+    gr.HTML(map_view.panel_html(map_tiles), elem_id="map_block", padding=False)
+    map_apply = gr.Button("Apply the map area", elem_id="map_apply")
     gallery = gr.Gallery(label="Results", columns=6, height="auto", object_fit="cover", elem_id="results",
                          allow_preview=False, preview=False, buttons=[], interactive=False)  # opens in #viewer
     more = gr.Button("Load more", visible=False, elem_id="load_more")
@@ -342,12 +360,13 @@ def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Call
     widgets = panel()
     gr.Markdown(footer, elem_id="footer")  # a callable: recounted on each page load, after a build
     return Page(query=query, without=without, search=search, clear=clear, date_chip=date_chip,
-                place_chip=place_chip, accordion=accordion, boxes=boxes, sort=sort, collapse=collapse, strong=strong,
+                place_chip=place_chip, area_chip=area_chip, accordion=accordion, boxes=boxes, sort=sort, collapse=collapse, strong=strong,
                 scores=scores,
                 upload=upload, status=status, show_all=show_all, source=source, gallery=gallery, similar=similar,
                 original=original, more=more, details=details, viewer=viewer, screen=screen, close=close,
                 player=player, frame=frame, player_info=player_info, player_note=player_note,
                 panel=widgets, session=gr.State(None),
                 selected=gr.State(None), dates=gr.State(True), places=gr.State(True),
+                map_apply=map_apply, map_data=gr.Textbox(visible=False, elem_id="map_data"),
                 url=gr.Textbox(visible=False, elem_id="url_state"),
                 first_new=gr.Number(visible=False, value=-1, elem_id="first_new"))

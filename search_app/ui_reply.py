@@ -12,7 +12,7 @@ import gradio as gr
 
 OUTPUTS = ("gallery", "status", "session", "more", "similar", "details", "selected", "date_chip", "show_all",
            "source", "search", "original", "accordion", "url", "first_new", "query", "dates", "upload",
-           "place_chip", "places", "albums", "album_zip", "viewer")
+           "place_chip", "places", "albums", "album_zip", "viewer", "map", "area_chip")
 _INDEX = {name: index for index, name in enumerate(OUTPUTS)}
 
 SEARCH_READY = {"interactive": True, "value": "Search"}  # the Search button after an answer (usable again)
@@ -67,4 +67,4 @@ def message(text: str, keep: bool = False, accordion: str | None = None) -> tupl
         return reply(status=text, search=gr.update(**SEARCH_READY), **extra)
     return reply(gallery=[], status=text, session=None, more=gr.update(visible=False),
                  similar=gr.update(visible=False), details="", selected=None, search=gr.update(**SEARCH_READY),
-                 viewer=gr.update(visible=False), **extra)
+                 viewer=gr.update(visible=False), map="", **extra)

@@ -58,6 +58,16 @@ def test_anonymous_page_api_and_file_requests_are_refused(secured, library):
         Client(url, auth=(USER, "wrong password"), verbose=False)
 
 
+def test_the_maps_files_are_behind_the_login_as_the_page_is(secured):
+    url, _ = secured
+    with client_from("127.0.0.1") as http:
+        assert http.get(f"{url}map-static/leaflet/leaflet.js").status_code == 401
+        assert http.post(f"{url}login", data={"username": SECRET_USER, "password": SECRET_PASSWORD}).status_code == 200
+        served = http.get(f"{url}map-static/leaflet/leaflet.js")
+        assert served.status_code == 200 and "Leaflet" in served.text[:400]
+        assert http.get(f"{url}map-static/%2e%2e/auth.py").status_code == 404  # logged in, still only its files
+
+
 def test_gradio_client_with_a_login_searches(secured):
     url, _ = secured
     client = Client(url, auth=(USER, PASSWORD), verbose=False)
