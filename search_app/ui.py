@@ -33,7 +33,7 @@ from .thumbnails import ThumbnailCache
 from . import video_view
 from .ui_albums import AlbumPanel, human_size
 from .limits import SCREEN_SIZE
-from .ui_layout import (AFTER_SEARCH_JS, CSS, JS, LOCAL_TIMES_JS, SCROLL_TO_NEW_JS, SMOKE_NOTICE, SORT_LABELS, THEME,
+from .ui_layout import (AFTER_SEARCH_JS, CSS, EXAMPLES_JS, JS, LOCAL_TIMES_JS, SCROLL_TO_NEW_JS, SMOKE_NOTICE, SORT_LABELS, THEME,
                         build_page)
 from .ui_reply import SEARCH_READY, counted, message, patch, query_shown, reply, unchanged
 from .ui_session import Session
@@ -167,6 +167,7 @@ class SearchUI:
             demo.load(self.on_load, None, [page.query, page.without, *page.boxes.values(), page.sort, page.collapse,
                                            page.strong], api_visibility="private").then(
                 self._newest(self.on_search_if_query, True), searched, outputs, **queued)
+            demo.load(None, js=EXAMPLES_JS)  # the first screen's example queries, in the browser's language
             SearchAPI(self.engine).register(self.concurrency_limit)
         return demo
 
@@ -199,10 +200,23 @@ class SearchUI:
                                 text_query=embedded if text and not image else None)
 
     def on_search_if_query(self, text, image, *values, progress=gr.Progress()):
-        """After a page load from a shared URL: search if the URL held a query."""
+        """After a page load: search if the URL held a query (a shared link), else show the newest photos."""
         if not (text or "").strip():
-            return unchanged()
+            return self.first_screen(progress)
         return self.on_search(text, image, *values, progress=progress)
+
+    def first_screen(self, progress):
+        """Before any search: the newest photos (by capture date, else when added) in the results, marked
+        ``newest`` (the page then shows the example queries beside them and keeps the whole form on a phone)."""
+        try:
+            results = self.engine.newest(self.page_size)
+        except ValueError as error:  # the status line already says why the index cannot be read
+            log.warning("cannot list the newest photos: %s", error)
+            return unchanged()
+        if not results:  # an empty library: the status line says how to index a folder
+            return unchanged()
+        answer = self.show_list(results, "the newest photos", {}, progress, classes=("newest",))
+        return patch(answer, status=self._welcome() + " The newest are below.")
 
     def on_chip_removed(self, text, image, *values, progress=gr.Progress()):
         """The date chip's ✕: the same query with its date words embedded as text, no date filter."""
@@ -462,14 +476,15 @@ class SearchUI:
         """The options of the search on screen with the page's option ``values`` now (and what its text named)."""
         return _from_text(self._options(self._raw(values), base=session.options), session)
 
-    def show_list(self, results, what: str, marks: dict, progress):
+    def show_list(self, results, what: str, marks: dict, progress, classes: tuple = ()):
         """A fixed list of photos (an album, similar groups) in the gallery; no paging, no re-ranking.
 
-        ``marks``: image_id -> text in front of that photo's caption (📌, “group 2 · ★ best · ”)."""
+        ``marks``: image_id -> text in front of that photo's caption (📌, “group 2 · ★ best · ”); ``classes``: the
+        gallery's CSS classes (``newest``: the first screen)."""
         items, missing = self._gallery_items(results, progress, marks=marks)
         session = Session(what=what, results=[result for result, _ in items], marks=marks)
         status = f"Showing {counted(len(items), 'photo')}: {what}." + self._missing_note(missing)
-        return reply(gallery=_gallery([entry for _, entry in items], session), status=status,
+        return reply(gallery=_gallery([entry for _, entry in items], session, classes), status=status,
                      session=session, more=gr.update(visible=False), similar=gr.update(visible=False), details="",
                      selected=None, date_chip=gr.update(visible=False), place_chip=gr.update(visible=False),
                      show_all=gr.update(visible=False), source=gr.update(value=None, visible=False),
@@ -566,8 +581,9 @@ class SearchUI:
         except ValueError as error:  # the page must still load to say why searching stopped
             return f"⚠️ {html.escape(str(error))}"
         if count == 0:
-            return ("The index has no photos yet. Add some with `python -m indexer build --dir PHOTOS --index INDEX`, "
-                    "then reload this page.")
+            return ("The index has no photos yet. Index a folder of photos with "
+                    f"`python -m indexer build --dir PHOTOS --index {html.escape(str(self.engine.store.index_dir))}` "
+                    "(PHOTOS: your photo folder), then reload this page.")
         return f"{counted(count, 'photo')} indexed. Type a description (any language) or upload a photo."
 
     def _footer(self) -> str:
@@ -587,10 +603,10 @@ def _shown(text: str) -> str:
     return html.escape(printable(text))
 
 
-def _gallery(entries: list, session: Session) -> gr.Gallery:
+def _gallery(entries: list, session: Session, classes: tuple = ()) -> gr.Gallery:
     """The gallery's new photos; sorted by date, it is marked ``by-date`` and the page heads each month (ui_layout)."""
     by_date = session.options is not None and session.options.sort in ("date", "date_asc")
-    return gr.Gallery(value=entries, selected_index=None, elem_classes=["by-date"] if by_date else [])
+    return gr.Gallery(value=entries, selected_index=None, elem_classes=(["by-date"] if by_date else []) + list(classes))
 
 
 def caption_of(result, score: bool = False) -> str:

@@ -7,6 +7,7 @@ in the order ``ui_reply.OUTPUTS`` names them.
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,8 +19,8 @@ from . import video_view
 from .ui_reply import OUTPUTS
 
 PLACEHOLDER = "a cat on a sofa · кошка на диване · 沙发上的猫 · قطة على الأريكة · un perro en la playa"
-SMOKE_NOTICE = ("Smoke mode: this app runs a tiny model with random weights (--tiny), so the results are "
-                "meaningless. Start it with --model to search for real.")
+SMOKE_NOTICE = ("This demo model has random weights: results are random (--tiny). Start the app with --model to "
+                "search for real.")
 SORT_LABELS = {"Best match": "score", "Newest first": "date", "Oldest first": "date_asc"}
 ACCENT = "#1d4ed8"  # blue-700: white on it is 6.7:1, it on white 6.7:1 (WCAG AA for text and focus rings)
 # One accent across Gradio's components (buttons, checkboxes, radios, sliders, links, focus), not Gradio's orange.
@@ -65,14 +66,14 @@ CSS = """
 #results .month-heading { grid-column: 1 / -1; margin: 0.6em 0 0; font-size: 1.05em; font-weight: 600; }
 #results.by-date .grid-container { grid-auto-rows: auto !important; }
 #results.by-date .grid-container > .month-heading:first-child { margin-top: 1.2em; }
-/* Phone (CSS :has, no script): once results are on the page, the form shrinks to one bar that stays at the top (the intro, "Without…"
+/* Phone (CSS :has, no script): once results of a search are on the page (not the newest photos of the first screen), the form shrinks to one bar that stays at the top (the intro, "Without…"
    and the upload box step aside until Clear), so the results fill the screen; thumbnails stay touch-sized. */
 @media (max-width: 640px) {
-  div:has(#results .thumbnail-item) #intro, div:has(#results .thumbnail-item) #without, div:has(#results .thumbnail-item) #upload_col { display: none !important; }
-  div:has(#results .thumbnail-item) #search_bar { position: sticky; top: 0; z-index: 40;
+  div:has(#results:not(.newest) .thumbnail-item) #intro, div:has(#results:not(.newest) .thumbnail-item) #without, div:has(#results:not(.newest) .thumbnail-item) #upload_col { display: none !important; }
+  div:has(#results:not(.newest) .thumbnail-item) #search_bar { position: sticky; top: 0; z-index: 40;
     background: var(--body-background-fill, #fff) !important; padding-bottom: 6px;
     box-shadow: 0 2px 6px rgba(0, 0, 0, 0.15); max-height: 70vh; overflow-y: auto; }
-  div:has(#results .thumbnail-item) #query [data-testid="block-info"] { position: absolute !important; width: 1px; height: 1px;
+  div:has(#results:not(.newest) .thumbnail-item) #query [data-testid="block-info"] { position: absolute !important; width: 1px; height: 1px;
     overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
   #search_buttons { flex-wrap: nowrap !important; }
   #search_buttons button { min-width: 0 !important; }
@@ -208,6 +209,88 @@ SCROLL_TO_NEW_JS = """
 """
 
 
+
+# -- The first screen (before any search): the newest photos as the results and example queries in the browser's
+#    language. The chips are drawn by EXAMPLES_JS from EXAMPLES; clicking one types it into the query box and searches.
+EXAMPLES = {  # navigator.language's primary subtag -> (what the row is called, 4 example queries)
+    "en": ("Try", ["a dog on the beach", "sunset over the sea", "birthday cake", "snow in the mountains"]),
+    "de": ("Probieren Sie", ["ein Hund am Strand", "Sonnenuntergang am Meer", "Geburtstagskuchen",
+                             "Schnee in den Bergen"]),
+    "fr": ("Essayez", ["un chien sur la plage", "coucher de soleil sur la mer", "gâteau d’anniversaire",
+                       "neige en montagne"]),
+    "es": ("Pruebe", ["un perro en la playa", "atardecer sobre el mar", "pastel de cumpleaños",
+                      "nieve en la montaña"]),
+    "ja": ("例えば", ["浜辺の犬", "海に沈む夕日", "誕生日ケーキ", "雪の山"]),
+    "ar": ("جرّب", ["كلب على الشاطئ", "غروب الشمس فوق البحر", "كعكة عيد ميلاد", "ثلج على الجبال"]),
+    "ru": ("Попробуйте", ["собака на пляже", "закат над морем", "торт на день рождения", "снег в горах"]),
+    "hi": ("आज़माएँ", ["समुद्र तट पर कुत्ता", "समुद्र पर सूर्यास्त", "जन्मदिन का केक", "पहाड़ों पर बर्फ़"]),
+    "zh": ("试试", ["海滩上的狗", "海上日落", "生日蛋糕", "雪山"]),
+}
+EXAMPLES_CSS = """
+#examples { margin: 0; padding: 0; }
+#examples .examples-row { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; margin: 0.3em 0; }
+#examples .examples-title { font-weight: 600; margin-inline-end: 0.3em; }
+#examples button.example { border: 1px solid #1d4ed8; color: #1d4ed8; background: #fff; border-radius: 999px;
+  padding: 6px 12px; min-height: 36px; font: inherit; cursor: pointer; }
+#examples button.example:hover { background: #dbeafe; }
+/* Only before the first search (and after Clear): a search's own results take their place. */
+div:has(#results:not(.newest) .thumbnail-item) #examples { display: none !important; }
+/* Phone, first screen: the newest photos start on it; the intro keeps its title, "Without…" waits for a search
+   and the upload box is a short strip (still a drop target and a button). */
+@media (max-width: 640px) {
+  div:has(#results.newest .thumbnail-item) #intro p, div:has(#results.newest .thumbnail-item) #without {
+    display: none !important; }
+  div:has(#results.newest .thumbnail-item) #upload, div:has(#results.newest .thumbnail-item) #upload > div,
+  div:has(#results.newest .thumbnail-item) #upload .image-container,
+  div:has(#results.newest .thumbnail-item) #upload .upload-container { height: auto !important;
+    min-height: 0 !important; max-height: 110px !important; }
+}
+"""
+EXAMPLES_JS = """
+() => {
+  const examples = %s;
+  const draw = (tries) => {
+    const host = document.querySelector('#examples');
+    if (!host) { if (tries) setTimeout(() => draw(tries - 1), 100); return; }
+    const wanted = (navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language])
+      .map((tag) => String(tag || '').toLowerCase().split('-')[0]);
+    const lang = wanted.find((code) => examples[code]) || 'en';
+    const [title, queries] = examples[lang];
+    const row = document.createElement('div');
+    row.className = 'examples-row';
+    row.setAttribute('role', 'group');
+    row.setAttribute('lang', lang);
+    row.setAttribute('dir', 'auto');
+    const name = document.createElement('span');
+    name.className = 'examples-title';
+    name.id = 'examples-title';
+    name.textContent = title;
+    row.setAttribute('aria-labelledby', name.id);
+    row.append(name);
+    queries.forEach((text) => {
+      const chip = document.createElement('button');
+      chip.type = 'button';
+      chip.className = 'example';
+      chip.setAttribute('dir', 'auto');
+      chip.textContent = text;
+      chip.addEventListener('click', () => {
+        const box = document.querySelector('#query input, #query textarea');
+        if (!box) return;
+        box.value = text;
+        box.dispatchEvent(new Event('input', {bubbles: true}));
+        setTimeout(() => document.querySelector('#search').click(), 50);  // after Gradio took the typed value
+      });
+      row.append(chip);
+    });
+    host.replaceChildren(row);
+  };
+  draw(100);
+}
+""" % json.dumps(EXAMPLES, ensure_ascii=False)
+CSS += EXAMPLES_CSS
+
+
+
 def _lenient_preprocess(self, payload):
     """The upload's file path even when it is not a readable image (the handlers then say what is wrong)."""
     try:
@@ -324,6 +407,7 @@ def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Call
             upload = upload_image(label="…or search with a photo", type="filepath", image_mode=None,
                                   sources=["upload", "clipboard"], height=190, elem_id="upload")
     status = gr.Markdown(welcome, elem_id="status")
+    gr.HTML("", elem_id="examples")  # example queries in the browser's language (EXAMPLES_JS draws them)
     show_all = gr.Button("Show all", visible=False, elem_id="show_all", size="sm")
     source = gr.Image(label="Photos like this one", visible=False, interactive=False, height=120,
                       elem_id="source", buttons=[])

@@ -217,3 +217,41 @@ def test_one_accent_colour_plurals_and_advice_that_names_its_cause(page):
     assert checked == ACCENT, checked
     assert page.eval_on_selector("body", "e => getComputedStyle(e).getPropertyValue('--color-accent')").strip() in (
         "#1d4ed8", ACCENT)
+
+
+def test_the_first_screen_shows_the_newest_photos_and_example_queries(page, artifacts):
+    visit(page)
+    page.wait_for_selector("#results.newest .thumbnail-item img")
+    page.wait_for_selector("#examples button.example")
+    chips = page.eval_on_selector_all("#examples button.example", "els => els.map(e => e.textContent)")
+    assert chips[0] == "a dog on the beach" and len(chips) == 4  # the browser's language (en-US here)
+    height = page.viewport_size["height"]
+    tops = page.eval_on_selector_all("#results .thumbnail-item", "els => els.map(e => e.getBoundingClientRect().bottom)")
+    assert any(bottom <= height for bottom in tops), tops  # photos on the first screen, before any search
+    assert page.locator("#examples button.example").first.is_visible()
+    assert "The newest are below" in page.inner_text("#status")
+    assert page.locator("#intro").is_visible()  # the phone keeps its whole form until a search
+    page.screenshot(path=str(artifacts / f"search_app-{page.viewport_name}-first-screen-empty.png"))
+    page.locator("#examples button.example").nth(1).click()  # an example searches at once
+    page.wait_for_function("document.querySelector('#status').innerText.includes('sunset over the sea')")
+    assert page.locator("#query input, #query textarea").first.input_value() == "sunset over the sea"
+    page.wait_for_selector("#results:not(.newest) .thumbnail-item")
+    page.wait_for_selector("#examples", state="hidden")  # a search's own results take their place
+
+
+def test_an_arabic_browser_gets_arabic_example_queries(browser, photo_app):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, locale="ar")
+    try:
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.app_url = photo_app[0]
+        visit(page)
+        page.wait_for_selector("#examples button.example")
+        chips = page.eval_on_selector_all("#examples button.example", "els => els.map(e => [e.textContent, "
+                                          "e.getAttribute('dir'), e.closest('[lang]').getAttribute('lang')])")
+        assert chips[0] == ["كلب على الشاطئ", "auto", "ar"], chips
+        assert all(re.search("[\u0600-\u06ff]", text) and direction == "auto" for text, direction, _ in chips)
+        page.locator("#examples button.example").first.click()
+        page.wait_for_function("document.querySelector('#status').innerText.includes('كلب على الشاطئ')")
+    finally:
+        context.close()
