@@ -34,7 +34,7 @@ from . import video_view
 from .ui_albums import AlbumPanel, human_size
 from .limits import SCREEN_SIZE
 from .ui_layout import (AFTER_SEARCH_JS, CSS, EXAMPLES_JS, JS, LOCAL_TIMES_JS, SCROLL_TO_NEW_JS, SMOKE_NOTICE, SORT_LABELS, THEME,
-                        build_page)
+                        build_page, logout_link)
 from .ui_reply import SEARCH_READY, counted, message, patch, query_shown, reply, unchanged
 from .ui_session import Session
 from .uploads import check_upload
@@ -91,8 +91,9 @@ class SearchUI:
     """Builds the page; holds no per-user data (that lives in gr.State)."""
 
     def __init__(self, engine: SearchEngine, thumbnails: ThumbnailCache | None = None, concurrency_limit: int = 1,
-                 page_size: int = PAGE_SIZE):
+                 page_size: int = PAGE_SIZE, logout: bool = False):
         self.engine = engine
+        self.logout = logout  # login is on: the page has a "Log out" link
         self.page_size = page_size
         self.thumbnails = thumbnails or ThumbnailCache(published=self._published_preview)
         # the viewer's screen-sized renditions, beside the previews (the REST API's /screen makes the same ones)
@@ -120,6 +121,8 @@ class SearchUI:
     def build(self) -> gr.Blocks:
         """The page (search_app/ui_layout.py) with its events wired to the handlers."""
         with gr.Blocks(title="Photo search · mmE5", analytics_enabled=False) as demo:
+            if self.logout:
+                logout_link()
             page = build_page(self.engine.random_weights, self._datalists, self._welcome, self._footer,
                               self.albums.layout)
             controls = page.controls()

@@ -291,6 +291,22 @@ CSS += EXAMPLES_CSS
 
 
 
+# -- Log out (login on): a link to Gradio's /logout, which ends the session (every login of this user) and comes back
+#    to the login page (search_app/login_page.py). Relative, so it works behind a proxy's path prefix too.
+LOGOUT_HTML = '<nav aria-label="Account"><a id="logout" href="logout">Log out</a></nav>'
+LOGOUT_CSS = """
+#logout_bar { display: flex; justify-content: flex-end; margin: 0 0 -0.5em; padding: 0; }
+#logout { display: inline-block; padding: 8px 12px; min-height: 24px; color: #1d4ed8; font-weight: 600;
+  text-decoration: underline; }
+"""
+CSS += LOGOUT_CSS
+
+
+def logout_link() -> gr.HTML:
+    """The "Log out" control at the top of the page (call inside ``gr.Blocks``, only when login is on)."""
+    return gr.HTML(LOGOUT_HTML, elem_id="logout_bar")
+
+
 def _lenient_preprocess(self, payload):
     """The upload's file path even when it is not a readable image (the handlers then say what is wrong)."""
     try:
