@@ -33,7 +33,7 @@ from .thumbnails import ThumbnailCache
 from . import video_view
 from .ui_albums import AlbumPanel, human_size
 from .limits import SCREEN_SIZE
-from .ui_layout import (AFTER_SEARCH_JS, CSS, EXAMPLES_JS, JS, LOCAL_TIMES_JS, SCROLL_TO_NEW_JS, SMOKE_NOTICE, SORT_LABELS, THEME,
+from .ui_layout import (AFTER_SEARCH_JS, CSS, EXAMPLES_JS, JS, VIEWER_JS, LOCAL_TIMES_JS, SCROLL_TO_NEW_JS, SMOKE_NOTICE, SORT_LABELS, THEME,
                         build_page, logout_link)
 from .ui_reply import SEARCH_READY, counted, message, patch, query_shown, reply, unchanged
 from .ui_session import Session
@@ -53,6 +53,8 @@ DEFAULTS = {"sort": "Best match", "collapse": True, "strong_only": False, "dates
 # EXIF settings the viewer names (camera make and model are already in the record's "camera").
 EXIF_SHOWN = {"ExposureTime": "exposure", "FNumber": "f/", "ISOSpeedRatings": "ISO", "FocalLength": "focal length",
               "LensModel": "lens"}
+# What the viewer's "100 %" shows as it is (other formats, HEIC or RAW, only as the screen rendition and download).
+BROWSER_IMAGES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif", ".bmp")
 REST_SCHEMA = "api/v1/openapi.json"  # search_app/rest.py's schema, relative: works behind a proxy's prefix too
 
 
@@ -147,10 +149,22 @@ class SearchUI:
             page.similar.click(**busy).then(self._newest(self.on_similar, True), [page.selected, *values], outputs,
                                             **queued).then(**after_search)
             video = [page.player, page.frame, page.player_info]  # a video hit plays from its second (video_view)
-            page.gallery.select(self.on_select, [page.session], [page.details, page.similar, page.selected,
-                                                                  page.original, page.viewer, page.screen, *video],
-                                api_visibility="private", queue=False).then(None, js=LOCAL_TIMES_JS).then(
+            opened = [page.details, page.similar, page.selected, page.original, page.viewer, page.screen, *video,
+                      page.full, page.zoom, page.fit, page.previous, page.following]
+            page.gallery.select(self.on_select, [page.session], opened, api_visibility="private",
+                                queue=False).then(None, js=LOCAL_TIMES_JS).then(
                 None, [page.player_info], None, js=video_view.PLAY_FROM_JS)
+            for button, delta in ((page.previous, -1), (page.following, 1)):  # also ←/→ and a swipe (VIEWER_JS)
+                button.click(self.on_step(delta), [page.session, page.selected], opened, api_visibility="private",
+                             queue=False).then(None, js=LOCAL_TIMES_JS).then(
+                    None, [page.player_info], None, js=video_view.PLAY_FROM_JS)
+            page.zoom.click(self.on_zoom, [page.session, page.selected], [page.full, page.screen, page.zoom, page.fit,
+                                                                           page.details], api_visibility="private",
+                            queue=False).then(None, js=LOCAL_TIMES_JS)
+            page.fit.click(lambda: (gr.update(value=None, visible=False), gr.update(visible=True),
+                                    gr.update(visible=True), gr.update(visible=False)), None,
+                           [page.full, page.screen, page.zoom, page.fit], queue=False, api_visibility="private")
+            demo.load(None, js=VIEWER_JS)  # ←/→, swipe, double click to zoom
             page.close.click(lambda: (gr.update(visible=False), *video_view.HIDDEN), None, [page.viewer, *video],
                              queue=False, api_visibility="private")  # the page's script puts the focus back (ui_layout.JS)
             page.upload.upload(self.on_upload, [page.upload], [page.upload, page.status], queue=False,
@@ -297,15 +311,59 @@ class SearchUI:
         return self._rerank(session, options, raw, progress, "")
 
     def on_select(self, session, event: gr.SelectData):
-        """Open the clicked result in the viewer: a screen-sized rendition (a video: the player, from the second that
-        matched), its facts in plain words, "More like this" and the original file as its own download.
+        """Open the clicked result in the viewer (see ``open_result``)."""
+        return self.open_result(session, event.index)
 
-        Returns (details, similar, selected, original, viewer, screen, player, frame, player_info)."""
-        hidden = ("", gr.update(visible=False), None, gr.update(visible=False), gr.update(visible=False),
-                  gr.update(value=None), *video_view.HIDDEN)
-        if session is None or event.index is None or not 0 <= event.index < len(session.results):
-            return hidden
-        result = session.results[event.index]
+    def on_step(self, delta: int):
+        """The viewer's Previous (-1) / Next (+1) handler: the result beside the open one (none past either end)."""
+        def step(session, selected):
+            ids = [result.image_id for result in session.results] if session is not None else []
+            if selected not in ids or not 0 <= ids.index(selected) + delta < len(ids):
+                return tuple(gr.update() for _ in range(14))
+            return self.open_result(session, ids.index(selected) + delta)
+        step.__name__ = "on_previous" if delta < 0 else "on_next"
+        return step
+
+    def on_zoom(self, session, selected):
+        """"100 %": the open photo's original at full resolution (through the guard, the copy the download serves),
+        panned by scrolling; a format the browser cannot draw (HEIC, RAW) stays fitted, with the reason.
+
+        Returns (full, screen, zoom, fit, details)."""
+        result = next((r for r in (session.results if session else []) if r.image_id == selected), None)
+        if result is None or result.media_type == "video":
+            return gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
+        try:
+            path = self.engine.servable_path(result.path)
+            if path.suffix.lower() not in BROWSER_IMAGES:
+                raise ValueError(f"{path.name}: a {path.suffix or 'format'} file, which browsers cannot show; "
+                                 "use Download original to see it at full size")
+            served = hand_to_gradio(self._original_copy(path, result.content_hash))
+        except (OSError, ValueError) as error:  # PathNotAllowedError is an OSError: never served
+            log.info("no full-size view of %s: %s", result.path, error)
+            return (gr.update(), gr.update(), gr.update(), gr.update(),
+                    self.open_result(session, session.results.index(result))[0] + f"\n\n⚠️ {_shown(str(error))}")
+        return (gr.update(value=served, visible=True), gr.update(visible=False), gr.update(visible=False),
+                gr.update(visible=True), gr.update())
+
+    def open_result(self, session, index):
+        """Open result ``index`` in the viewer: a screen-sized rendition (a video: the player, from the second that
+        matched), its facts in plain words, "More like this" and the original file as its own download; fitted to
+        the screen (not zoomed), with Previous / Next usable where there is a result that way.
+
+        Returns (details, similar, selected, original, viewer, screen, player, frame, player_info, full, zoom, fit,
+        previous, next)."""
+        if session is None or index is None or not 0 <= index < len(session.results):
+            return ("", gr.update(visible=False), None, gr.update(visible=False), gr.update(visible=False),
+                    gr.update(value=None), *video_view.HIDDEN, gr.update(value=None, visible=False),
+                    gr.update(visible=False), gr.update(visible=False), gr.update(), gr.update())
+        result = session.results[index]
+        moves = (gr.update(value=None, visible=False), gr.update(visible=result.media_type != "video"),
+                 gr.update(visible=False), gr.update(interactive=index > 0),
+                 gr.update(interactive=index + 1 < len(session.results)))
+        return (*self._opened(result), *moves)
+
+    def _opened(self, result):
+        """The viewer's first nine outputs for ``result`` (see ``open_result``)."""
         if result.media_type == "video":
             return self._select_video(result)
         lines = [f"**<bdi>{_shown(os.path.basename(result.path))}</bdi>**", self._facts(result)]

@@ -307,6 +307,75 @@ def logout_link() -> gr.HTML:
     return gr.HTML(LOGOUT_HTML, elem_id="logout_bar")
 
 
+
+# -- The viewer's moves: previous / next result (buttons, ←/→, a sideways swipe) and zoom to the original at 100 %
+#    (a button or a double click on the photo; panned by scrolling). The buttons do the work on the server (ui.py);
+#    VIEWER_JS adds the keys, the swipe and the double click, and keeps track of which result is open (so Escape
+#    returns the focus to it).
+VIEWER_CSS = """
+#viewer_full { overflow: auto !important; max-height: calc(100vh - 150px); max-width: 100%; background: #000;
+  touch-action: pan-x pan-y; }
+#viewer_full .image-container, #viewer_full .image-frame, #viewer_full button { overflow: visible !important;
+  max-width: none !important; max-height: none !important; width: max-content !important; height: auto !important;
+  cursor: zoom-out; display: block; }
+#viewer_full img { display: block; max-width: none !important; max-height: none !important; width: auto !important;
+  height: auto !important; object-fit: none !important; }
+#viewer_image img { cursor: zoom-in; touch-action: pan-y; }
+"""
+CSS += VIEWER_CSS
+VIEWER_JS = """
+() => {
+  const shown = (selector) => { const node = document.querySelector(selector); return node && node.getClientRects().length > 0; };
+  const count = () => document.querySelectorAll('#results .thumbnail-item').length;
+  const step = (delta) => {
+    const button = document.querySelector(delta < 0 ? '#viewer_previous' : '#viewer_next');
+    if (!shown('#viewer') || !button || button.disabled) return;
+    button.click();
+  };
+  document.addEventListener('click', (event) => {
+    const button = event.target.closest && event.target.closest('#viewer_previous, #viewer_next');
+    if (!button) return;
+    const now = window.photoSearchOpened || 0;
+    const moved = now + (button.id === 'viewer_next' ? 1 : -1);
+    if (moved >= 0 && moved < count()) window.photoSearchOpened = moved;  // Escape comes back to this one
+  }, true);
+  document.addEventListener('keydown', (event) => {
+    if (!['ArrowLeft', 'ArrowRight'].includes(event.key) || !shown('#viewer')) return;
+    if (event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    if (event.target.closest && event.target.closest('input, textarea, select, [contenteditable], video')) return;
+    if (shown('#viewer_full')) return;  // zoomed in: the arrows scroll the photo
+    event.preventDefault();
+    step(event.key === 'ArrowRight' ? 1 : -1);
+  });
+  let start = null;  // a sideways swipe over the fitted photo moves to the next / previous result
+  document.addEventListener('touchstart', (event) => {
+    start = event.touches.length === 1 && event.target.closest && event.target.closest('#viewer')
+      && !shown('#viewer_full') ? {x: event.touches[0].clientX, y: event.touches[0].clientY} : null;
+  }, {passive: true});
+  document.addEventListener('touchend', (event) => {
+    if (!start || !event.changedTouches.length) return;
+    const dx = event.changedTouches[0].clientX - start.x, dy = event.changedTouches[0].clientY - start.y;
+    start = null;
+    if (Math.abs(dx) >= 50 && Math.abs(dx) > 1.5 * Math.abs(dy)) step(dx < 0 ? 1 : -1);
+  }, {passive: true});
+  document.addEventListener('dblclick', (event) => {
+    if (!event.target.closest) return;
+    if (event.target.closest('#viewer_image img')) document.querySelector('#viewer_zoom').click();
+    else if (event.target.closest('#viewer_full img')) document.querySelector('#viewer_fit').click();
+  });
+}
+"""
+
+
+def viewer_controls() -> tuple:
+    """(previous, next, 100 %, fit) buttons of the viewer's action row (call inside it)."""
+    previous = gr.Button("‹ Previous", elem_id="viewer_previous", size="sm")
+    following = gr.Button("Next ›", elem_id="viewer_next", size="sm")
+    zoom = gr.Button("100 %", elem_id="viewer_zoom", size="sm")
+    fit = gr.Button("Fit to screen", elem_id="viewer_fit", size="sm", visible=False)
+    return previous, following, zoom, fit
+
+
 def _lenient_preprocess(self, payload):
     """The upload's file path even when it is not a readable image (the handlers then say what is wrong)."""
     try:
@@ -368,6 +437,11 @@ class Page:
     places: gr.State  # False once the user removed the place chip of this query
     url: gr.Textbox  # the query string for the address bar (hidden)
     first_new: gr.Number  # index of the first result "Load more" added (hidden), -1 when none
+    previous: gr.Button  # the viewer: the result before the open one (←, a swipe to the right)
+    following: gr.Button  # the viewer: the result after the open one (→, a swipe to the left)
+    zoom: gr.Button  # the viewer: "100 %", the original at full resolution
+    fit: gr.Button  # the viewer: back to the photo fitted to the screen
+    full: gr.Image  # the viewer: the original at full resolution, scrolled to pan
 
     def controls(self) -> dict:
         """Every option's component by option name (``ui.OPTION_NAMES``)."""
@@ -434,9 +508,12 @@ def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Call
     with gr.Column(visible=False, elem_id="viewer") as viewer:  # out of the page until a result is opened
         with gr.Row(elem_id="viewer_actions"):
             close = gr.Button("← Back to results (Esc)", elem_id="viewer_close", size="sm")
+            previous, following, zoom, fit = viewer_controls()  # ←/→, swipe and full resolution (VIEWER_JS)
             similar = gr.Button("More like this", visible=False, elem_id="more_like_this", size="sm")
             original = gr.DownloadButton("Download original", visible=False, elem_id="original", size="sm")
         screen = gr.Image(show_label=False, interactive=False, elem_id="viewer_image", buttons=[], container=False)
+        full = gr.Image(show_label=False, interactive=False, elem_id="viewer_full", buttons=[], container=False,
+                        visible=False)  # the original at 100 %, loaded on demand ("100 %")
         player, frame, player_info, player_note = video_view.components()  # a video hit plays from its second
         details = gr.Markdown(elem_id="details")
     widgets = panel()
@@ -449,5 +526,6 @@ def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Call
                 player=player, frame=frame, player_info=player_info, player_note=player_note,
                 panel=widgets, session=gr.State(None),
                 selected=gr.State(None), dates=gr.State(True), places=gr.State(True),
+                previous=previous, following=following, zoom=zoom, fit=fit, full=full,
                 url=gr.Textbox(visible=False, elem_id="url_state"),
                 first_new=gr.Number(visible=False, value=-1, elem_id="first_new"))
