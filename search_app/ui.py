@@ -33,7 +33,7 @@ from .thumbnails import ThumbnailCache
 from . import video_view
 from .ui_albums import AlbumPanel, human_size
 from .limits import SCREEN_SIZE
-from .ui_layout import (AFTER_SEARCH_JS, CSS, EXAMPLES_JS, JS, VIEWER_JS, LOCAL_TIMES_JS, SCROLL_TO_NEW_JS, SMOKE_NOTICE, SORT_LABELS, THEME,
+from .ui_layout import (AFTER_SEARCH_JS, CSS, EXAMPLES_JS, JS, NAMES_JS, VIEWER_JS, LOCAL_TIMES_JS, SCROLL_TO_NEW_JS, SMOKE_NOTICE, SORT_LABELS, THEME,
                         build_page, logout_link)
 from .ui_reply import SEARCH_READY, counted, message, patch, query_shown, reply, unchanged
 from .ui_session import Session
@@ -165,6 +165,7 @@ class SearchUI:
                                     gr.update(visible=True), gr.update(visible=False)), None,
                            [page.full, page.screen, page.zoom, page.fit], queue=False, api_visibility="private")
             demo.load(None, js=VIEWER_JS)  # ←/→, swipe, double click to zoom
+            demo.load(None, js=NAMES_JS)  # names for Gradio's own controls (thumbnails, upload, shown images)
             page.close.click(lambda: (gr.update(visible=False), *video_view.HIDDEN), None, [page.viewer, *video],
                              queue=False, api_visibility="private")  # the page's script puts the focus back (ui_layout.JS)
             page.upload.upload(self.on_upload, [page.upload], [page.upload, page.status], queue=False,

@@ -376,6 +376,46 @@ def viewer_controls() -> tuple:
     return previous, following, zoom, fit
 
 
+
+# -- Names for Gradio's own controls (axe: 0 serious, 0 critical on every state). Gradio names each thumbnail
+#    "Thumbnail N of M" while it shows the photo's caption, names the upload button differently from its visible
+#    text, and leaves the button around a shown image without a name; a screen reader then hears numbers, not photos.
+#    NAMES_JS renames them whenever Gradio redraws them (its own observer, paused while it writes).
+NAMES_JS = """
+() => {
+  const text = (node) => (node ? node.textContent : '').replace(/\\s+/g, ' ').trim();
+  const name = (node, wanted) => { if (wanted && node.getAttribute('aria-label') !== wanted) node.setAttribute('aria-label', wanted); };
+  const rename = () => {
+    const items = [...document.querySelectorAll('#results .thumbnail-item')];
+    items.forEach((item, index) => {  // its caption (date · file name), then where it is in the list
+      const caption = text(item.querySelector('.caption-label'));
+      name(item, caption ? `${caption} (${index + 1} of ${items.length})` : `Photo ${index + 1} of ${items.length}`);
+    });
+    document.querySelectorAll('#upload button.upload-container, #upload .upload-container button').forEach(
+      (button) => name(button, ('Upload a photo to search with: ' + text(button)).trim()));
+    const photo = text(document.querySelector('#details p strong, #details strong'));
+    [['#viewer_image', 'The open photo'], ['#viewer_full', 'The open photo at 100 %'],
+     ['#source', 'The photo searched with']].forEach(([id, label]) => {
+      document.querySelectorAll(id + ' .image-container button, ' + id + ' .image-frame').forEach((node) => {
+        if (node.tagName === 'BUTTON') name(node, photo && id !== '#source' ? `${label}: ${photo}` : label);
+      });
+    });
+    // Gradio's "Empty value" placeholder is a plain div with an aria-label (a name it may not have): an image
+    // of "nothing here", named for what it means.
+    document.querySelectorAll('.empty[aria-label]:not([role])').forEach((node) => {
+      node.setAttribute('role', 'img');
+      if (node.closest('#results')) name(node, 'No photos shown');
+    });
+  };
+  const WATCHED = {childList: true, subtree: true, characterData: true, attributes: true,
+                   attributeFilter: ['aria-label']};
+  const observer = new MutationObserver(() => { observer.disconnect(); rename(); observer.observe(document.body, WATCHED); });
+  rename();
+  observer.observe(document.body, WATCHED);
+}
+"""
+
+
 def _lenient_preprocess(self, payload):
     """The upload's file path even when it is not a readable image (the handlers then say what is wrong)."""
     try:
