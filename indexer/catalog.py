@@ -385,6 +385,15 @@ class Catalog:
                 found.extend(s.scalars(query))
         return np.unique(np.asarray(found, dtype=np.int64))
 
+    def newest_ids(self, limit: int, session: Session | None = None) -> list[int]:
+        """Ok ids of files (a video by its own row, not each keyframe), newest first: by capture date, else by when
+        they were indexed (added); what the search page shows before the first search."""
+        newest = func.coalesce(Image.taken_at, Image.indexed_at)
+        query = (select(Image.id).where(Image.status == STATUS_OK, Image.video_id.is_(None))
+                 .order_by(newest.desc(), Image.id.desc()).limit(int(limit)))
+        with _maybe(session, self) as s:
+            return [int(i) for i in s.scalars(query)]
+
     def distinct_values(self, column, session: Session | None = None) -> list:
         """Distinct non-null values of one ``Image`` column among ok images (filter suggestions)."""
         with _maybe(session, self) as s:

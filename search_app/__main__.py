@@ -266,9 +266,13 @@ def start_engine(args):
     return engine
 
 
+LOGIN_MESSAGE = "Log in to search this photo library."
+
+
 def serve(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from .auth import LoginThrottle, SessionGuard, load_auth
+    from .login_page import LoginPage
     from .hosts import HostGuard, allowed_hosts
     from .limits import MAX_UPLOAD_BYTES
     from .private import private_dir
@@ -299,7 +303,7 @@ def serve(argv=None) -> int:
     from .uploads import UploadGuard
 
     demo = SearchUI(engine, concurrency_limit=args.concurrency, page_size=args.page_size,
-                    map_tiles=args.map_tiles).build()
+                    map_tiles=args.map_tiles, logout=auth is not None).build()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=None)
     stats = engine.stats()
     login = f", login required ({len(auth.users)} user(s))" if auth else ""
@@ -307,7 +311,9 @@ def serve(argv=None) -> int:
           file=sys.stderr)
     throttle = Middleware(LoginThrottle, trust_forwarded=bool(os.environ.get("SPACE_ID")))
     hosts = Middleware(HostGuard, allow=allowed_hosts(args.host, args.allowed_host, args.share))
-    sessions = [Middleware(SessionGuard, authenticator=auth)] if auth else []
+    # with login on: users removed from the file are logged out, and a visit without a login gets the app's own
+    # login page (search_app/login_page.py: autocomplete attributes, the user name kept after a failure)
+    sessions = [Middleware(SessionGuard, authenticator=auth), Middleware(LoginPage, message=LOGIN_MESSAGE)] if auth else []
     uploads = Middleware(UploadGuard)
     middleware = [hosts, *sessions, throttle, uploads]  # outermost first: a foreign Host is refused before anything else
     from .map_view import static_route
@@ -316,7 +322,7 @@ def serve(argv=None) -> int:
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD_BYTES, css=CSS, js=JS,
                 theme=THEME,
                 footer_links=["api", "gradio"], show_error=False, quiet=True, auth=auth.login if auth else None,
-                auth_message="Log in to search this photo library.", app_kwargs={"middleware": middleware, "routes": rest})
+                auth_message=LOGIN_MESSAGE, app_kwargs={"middleware": middleware, "routes": rest})
     return 0
 
 

@@ -26,7 +26,7 @@ from .query_dates import find_dates
 from .query_near import find_near
 from .query_places import PlaceNames
 from .ranking import IndexChangedError, rank, resolve_filters, strong_cutoff, suggestions
-from .results import SearchPage, SearchResult
+from .results import SearchPage, SearchResult, result_of
 from .filters import BY_NAME
 
 
@@ -252,6 +252,22 @@ class SearchEngine:
             "dim": int(opened.embedder.dim),
             "roots": [str(root) for root in store.roots],
         }
+
+    def newest(self, k: int) -> list[SearchResult]:
+        """Up to ``k`` of the newest photos (capture date, else when added), identical copies once, files outside
+        the indexed folders (a symlink swapped since indexing) left out: the page before the first search."""
+        opened = self._live.current()
+        store = opened.store
+        results, seen = [], set()
+        for record in store.records(store.catalog.newest_ids(k * 2 + 8)):
+            if record is None or (record.content_hash and record.content_hash in seen) or not opened.guard.allows(
+                    record.path):
+                continue
+            seen.add(record.content_hash)
+            results.append(result_of(record, 0.0))
+            if len(results) == k:
+                break
+        return results
 
     # -- ranking ---------------------------------------------------------------------------------
     def rank(self, vector: np.ndarray, opts: SearchOptions, generation: int | None = None,

@@ -34,8 +34,8 @@ from .thumbnails import ThumbnailCache
 from . import video_view
 from .ui_albums import AlbumPanel, human_size
 from .limits import SCREEN_SIZE
-from .ui_layout import (AFTER_SEARCH_JS, CSS, JS, LOCAL_TIMES_JS, MAP_JS, SCROLL_TO_NEW_JS, SMOKE_NOTICE, SORT_LABELS,
-                        THEME, build_page)
+from .ui_layout import (AFTER_SEARCH_JS, CSS, EXAMPLES_JS, JS, LOCAL_TIMES_JS, MAP_JS, NAMES_JS, SCROLL_TO_NEW_JS,
+                        SMOKE_NOTICE, SORT_LABELS, THEME, VIEWER_JS, build_page, logout_link)
 from .ui_reply import SEARCH_READY, counted, message, patch, query_shown, reply, unchanged
 from .ui_session import Session
 from .uploads import check_upload
@@ -54,6 +54,8 @@ DEFAULTS = {"sort": "Best match", "collapse": True, "strong_only": False, "dates
 # EXIF settings the viewer names (camera make and model are already in the record's "camera").
 EXIF_SHOWN = {"ExposureTime": "exposure", "FNumber": "f/", "ISOSpeedRatings": "ISO", "FocalLength": "focal length",
               "LensModel": "lens"}
+# What the viewer's "100 %" shows as it is (other formats, HEIC or RAW, only as the screen rendition and download).
+BROWSER_IMAGES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif", ".bmp")
 REST_SCHEMA = "api/v1/openapi.json"  # search_app/rest.py's schema, relative: works behind a proxy's prefix too
 
 
@@ -92,9 +94,10 @@ class SearchUI:
     """Builds the page; holds no per-user data (that lives in gr.State)."""
 
     def __init__(self, engine: SearchEngine, thumbnails: ThumbnailCache | None = None, concurrency_limit: int = 1,
-                 page_size: int = PAGE_SIZE, map_tiles: str | None = None):
+                 page_size: int = PAGE_SIZE, map_tiles: str | None = None, logout: bool = False):
         self.engine = engine
         self.map_tiles = map_tiles  # the map's tile URL template, "none", or None for OpenStreetMap's (map_view)
+        self.logout = logout  # login is on: the page has a "Log out" link
         self.page_size = page_size
         self.thumbnails = thumbnails or ThumbnailCache(published=self._published_preview)
         # the viewer's screen-sized renditions, beside the previews (the REST API's /screen makes the same ones)
@@ -122,6 +125,8 @@ class SearchUI:
     def build(self) -> gr.Blocks:
         """The page (search_app/ui_layout.py) with its events wired to the handlers."""
         with gr.Blocks(title="Photo search · mmE5", analytics_enabled=False) as demo:
+            if self.logout:
+                logout_link()
             page = build_page(self.engine.random_weights, self._datalists, self._welcome, self._footer,
                               self.albums.layout, self.map_tiles)
             controls = page.controls()
@@ -157,10 +162,23 @@ class SearchUI:
             page.similar.click(**busy).then(self._newest(self.on_similar, True), [page.selected, *values], outputs,
                                             **queued).then(**after_search)
             video = [page.player, page.frame, page.player_info]  # a video hit plays from its second (video_view)
-            page.gallery.select(self.on_select, [page.session], [page.details, page.similar, page.selected,
-                                                                  page.original, page.viewer, page.screen, *video],
-                                api_visibility="private", queue=False).then(None, js=LOCAL_TIMES_JS).then(
+            opened = [page.details, page.similar, page.selected, page.original, page.viewer, page.screen, *video,
+                      page.full, page.zoom, page.fit, page.previous, page.following]
+            page.gallery.select(self.on_select, [page.session], opened, api_visibility="private",
+                                queue=False).then(None, js=LOCAL_TIMES_JS).then(
                 None, [page.player_info], None, js=video_view.PLAY_FROM_JS)
+            for button, delta in ((page.previous, -1), (page.following, 1)):  # also ←/→ and a swipe (VIEWER_JS)
+                button.click(self.on_step(delta), [page.session, page.selected], opened, api_visibility="private",
+                             queue=False).then(None, js=LOCAL_TIMES_JS).then(
+                    None, [page.player_info], None, js=video_view.PLAY_FROM_JS)
+            page.zoom.click(self.on_zoom, [page.session, page.selected], [page.full, page.screen, page.zoom, page.fit,
+                                                                           page.details], api_visibility="private",
+                            queue=False).then(None, js=LOCAL_TIMES_JS)
+            page.fit.click(lambda: (gr.update(value=None, visible=False), gr.update(visible=True),
+                                    gr.update(visible=True), gr.update(visible=False)), None,
+                           [page.full, page.screen, page.zoom, page.fit], queue=False, api_visibility="private")
+            demo.load(None, js=VIEWER_JS)  # ←/→, swipe, double click to zoom
+            demo.load(None, js=NAMES_JS)  # names for Gradio's own controls (thumbnails, upload, shown images)
             page.close.click(lambda: (gr.update(visible=False), *video_view.HIDDEN), None, [page.viewer, *video],
                              queue=False, api_visibility="private")  # the page's script puts the focus back (ui_layout.JS)
             page.upload.upload(self.on_upload, [page.upload], [page.upload, page.status], queue=False,
@@ -180,6 +198,7 @@ class SearchUI:
             demo.load(self.on_load, None, [page.query, page.without, *page.boxes.values(), page.sort, page.collapse,
                                            page.strong], api_visibility="private").then(
                 self._newest(self.on_search_if_query, True), searched, outputs, **queued)
+            demo.load(None, js=EXAMPLES_JS)  # the first screen's example queries, in the browser's language
             SearchAPI(self.engine).register(self.concurrency_limit)
         return demo
 
@@ -212,10 +231,23 @@ class SearchUI:
                                 text_query=embedded if text and not image else None)
 
     def on_search_if_query(self, text, image, *values, progress=gr.Progress()):
-        """After a page load from a shared URL: search if the URL held a query."""
+        """After a page load: search if the URL held a query (a shared link), else show the newest photos."""
         if not (text or "").strip():
-            return unchanged()
+            return self.first_screen(progress)
         return self.on_search(text, image, *values, progress=progress)
+
+    def first_screen(self, progress):
+        """Before any search: the newest photos (by capture date, else when added) in the results, marked
+        ``newest`` (the page then shows the example queries beside them and keeps the whole form on a phone)."""
+        try:
+            results = self.engine.newest(self.page_size)
+        except ValueError as error:  # the status line already says why the index cannot be read
+            log.warning("cannot list the newest photos: %s", error)
+            return unchanged()
+        if not results:  # an empty library: the status line says how to index a folder
+            return unchanged()
+        answer = self.show_list(results, "the newest photos", {}, progress, classes=("newest",))
+        return patch(answer, status=self._welcome() + " The newest are below.")
 
     def on_chip_removed(self, text, image, *values, progress=gr.Progress()):
         """The date chip's ✕: the same query with its date words embedded as text, no date filter."""
@@ -293,15 +325,59 @@ class SearchUI:
         return self._rerank(session, options, raw, progress, "")
 
     def on_select(self, session, event: gr.SelectData):
-        """Open the clicked result in the viewer: a screen-sized rendition (a video: the player, from the second that
-        matched), its facts in plain words, "More like this" and the original file as its own download.
+        """Open the clicked result in the viewer (see ``open_result``)."""
+        return self.open_result(session, event.index)
 
-        Returns (details, similar, selected, original, viewer, screen, player, frame, player_info)."""
-        hidden = ("", gr.update(visible=False), None, gr.update(visible=False), gr.update(visible=False),
-                  gr.update(value=None), *video_view.HIDDEN)
-        if session is None or event.index is None or not 0 <= event.index < len(session.results):
-            return hidden
-        result = session.results[event.index]
+    def on_step(self, delta: int):
+        """The viewer's Previous (-1) / Next (+1) handler: the result beside the open one (none past either end)."""
+        def step(session, selected):
+            ids = [result.image_id for result in session.results] if session is not None else []
+            if selected not in ids or not 0 <= ids.index(selected) + delta < len(ids):
+                return tuple(gr.update() for _ in range(14))
+            return self.open_result(session, ids.index(selected) + delta)
+        step.__name__ = "on_previous" if delta < 0 else "on_next"
+        return step
+
+    def on_zoom(self, session, selected):
+        """"100 %": the open photo's original at full resolution (through the guard, the copy the download serves),
+        panned by scrolling; a format the browser cannot draw (HEIC, RAW) stays fitted, with the reason.
+
+        Returns (full, screen, zoom, fit, details)."""
+        result = next((r for r in (session.results if session else []) if r.image_id == selected), None)
+        if result is None or result.media_type == "video":
+            return gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
+        try:
+            path = self.engine.servable_path(result.path)
+            if path.suffix.lower() not in BROWSER_IMAGES:
+                raise ValueError(f"{path.name}: a {path.suffix or 'format'} file, which browsers cannot show; "
+                                 "use Download original to see it at full size")
+            served = hand_to_gradio(self._original_copy(path, result.content_hash))
+        except (OSError, ValueError) as error:  # PathNotAllowedError is an OSError: never served
+            log.info("no full-size view of %s: %s", result.path, error)
+            return (gr.update(), gr.update(), gr.update(), gr.update(),
+                    self.open_result(session, session.results.index(result))[0] + f"\n\n⚠️ {_shown(str(error))}")
+        return (gr.update(value=served, visible=True), gr.update(visible=False), gr.update(visible=False),
+                gr.update(visible=True), gr.update())
+
+    def open_result(self, session, index):
+        """Open result ``index`` in the viewer: a screen-sized rendition (a video: the player, from the second that
+        matched), its facts in plain words, "More like this" and the original file as its own download; fitted to
+        the screen (not zoomed), with Previous / Next usable where there is a result that way.
+
+        Returns (details, similar, selected, original, viewer, screen, player, frame, player_info, full, zoom, fit,
+        previous, next)."""
+        if session is None or index is None or not 0 <= index < len(session.results):
+            return ("", gr.update(visible=False), None, gr.update(visible=False), gr.update(visible=False),
+                    gr.update(value=None), *video_view.HIDDEN, gr.update(value=None, visible=False),
+                    gr.update(visible=False), gr.update(visible=False), gr.update(), gr.update())
+        result = session.results[index]
+        moves = (gr.update(value=None, visible=False), gr.update(visible=result.media_type != "video"),
+                 gr.update(visible=False), gr.update(interactive=index > 0),
+                 gr.update(interactive=index + 1 < len(session.results)))
+        return (*self._opened(result), *moves)
+
+    def _opened(self, result):
+        """The viewer's first nine outputs for ``result`` (see ``open_result``)."""
         if result.media_type == "video":
             return self._select_video(result)
         lines = [f"**<bdi>{_shown(os.path.basename(result.path))}</bdi>**", self._facts(result)]
@@ -484,14 +560,15 @@ class SearchUI:
         """The options of the search on screen with the page's option ``values`` now (and what its text named)."""
         return _from_text(self._options(self._raw(values), base=session.options), session)
 
-    def show_list(self, results, what: str, marks: dict, progress):
+    def show_list(self, results, what: str, marks: dict, progress, classes: tuple = ()):
         """A fixed list of photos (an album, similar groups) in the gallery; no paging, no re-ranking.
 
-        ``marks``: image_id -> text in front of that photo's caption (📌, “group 2 · ★ best · ”)."""
+        ``marks``: image_id -> text in front of that photo's caption (📌, “group 2 · ★ best · ”); ``classes``: the
+        gallery's CSS classes (``newest``: the first screen)."""
         items, missing = self._gallery_items(results, progress, marks=marks)
         session = Session(what=what, results=[result for result, _ in items], marks=marks)
         status = f"Showing {counted(len(items), 'photo')}: {what}." + self._missing_note(missing)
-        return reply(gallery=_gallery([entry for _, entry in items], session), status=status,
+        return reply(gallery=_gallery([entry for _, entry in items], session, classes), status=status,
                      session=session, more=gr.update(visible=False), similar=gr.update(visible=False), details="",
                      selected=None, date_chip=gr.update(visible=False), place_chip=gr.update(visible=False),
                      show_all=gr.update(visible=False), source=gr.update(value=None, visible=False),
@@ -589,8 +666,9 @@ class SearchUI:
         except ValueError as error:  # the page must still load to say why searching stopped
             return f"⚠️ {html.escape(str(error))}"
         if count == 0:
-            return ("The index has no photos yet. Add some with `python -m indexer build --dir PHOTOS --index INDEX`, "
-                    "then reload this page.")
+            return ("The index has no photos yet. Index a folder of photos with "
+                    f"`python -m indexer build --dir PHOTOS --index {html.escape(str(self.engine.store.index_dir))}` "
+                    "(PHOTOS: your photo folder), then reload this page.")
         return f"{counted(count, 'photo')} indexed. Type a description (any language) or upload a photo."
 
     def _footer(self) -> str:
@@ -610,10 +688,10 @@ def _shown(text: str) -> str:
     return html.escape(printable(text))
 
 
-def _gallery(entries: list, session: Session) -> gr.Gallery:
+def _gallery(entries: list, session: Session, classes: tuple = ()) -> gr.Gallery:
     """The gallery's new photos; sorted by date, it is marked ``by-date`` and the page heads each month (ui_layout)."""
     by_date = session.options is not None and session.options.sort in ("date", "date_asc")
-    return gr.Gallery(value=entries, selected_index=None, elem_classes=["by-date"] if by_date else [])
+    return gr.Gallery(value=entries, selected_index=None, elem_classes=(["by-date"] if by_date else []) + list(classes))
 
 
 def caption_of(result, score: bool = False) -> str:

@@ -7,6 +7,7 @@ in the order ``ui_reply.OUTPUTS`` names them.
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,8 +19,8 @@ from . import map_view, video_view
 from .ui_reply import OUTPUTS
 
 PLACEHOLDER = "a cat on a sofa · кошка на диване · 沙发上的猫 · قطة على الأريكة · un perro en la playa"
-SMOKE_NOTICE = ("Smoke mode: this app runs a tiny model with random weights (--tiny), so the results are "
-                "meaningless. Start it with --model to search for real.")
+SMOKE_NOTICE = ("This demo model has random weights: results are random (--tiny). Start the app with --model to "
+                "search for real.")
 SORT_LABELS = {"Best match": "score", "Newest first": "date", "Oldest first": "date_asc"}
 ACCENT = "#1d4ed8"  # blue-700: white on it is 6.7:1, it on white 6.7:1 (WCAG AA for text and focus rings)
 # One accent across Gradio's components (buttons, checkboxes, radios, sliders, links, focus), not Gradio's orange.
@@ -66,14 +67,14 @@ CSS = map_view.CSS + """
 #results .month-heading { grid-column: 1 / -1; margin: 0.6em 0 0; font-size: 1.05em; font-weight: 600; }
 #results.by-date .grid-container { grid-auto-rows: auto !important; }
 #results.by-date .grid-container > .month-heading:first-child { margin-top: 1.2em; }
-/* Phone (CSS :has, no script): once results are on the page, the form shrinks to one bar that stays at the top (the intro, "Without…"
+/* Phone (CSS :has, no script): once results of a search are on the page (not the newest photos of the first screen), the form shrinks to one bar that stays at the top (the intro, "Without…"
    and the upload box step aside until Clear), so the results fill the screen; thumbnails stay touch-sized. */
 @media (max-width: 640px) {
-  div:has(#results .thumbnail-item) #intro, div:has(#results .thumbnail-item) #without, div:has(#results .thumbnail-item) #upload_col { display: none !important; }
-  div:has(#results .thumbnail-item) #search_bar { position: sticky; top: 0; z-index: 40;
+  div:has(#results:not(.newest) .thumbnail-item) #intro, div:has(#results:not(.newest) .thumbnail-item) #without, div:has(#results:not(.newest) .thumbnail-item) #upload_col { display: none !important; }
+  div:has(#results:not(.newest) .thumbnail-item) #search_bar { position: sticky; top: 0; z-index: 40;
     background: var(--body-background-fill, #fff) !important; padding-bottom: 6px;
     box-shadow: 0 2px 6px rgba(0, 0, 0, 0.15); max-height: 70vh; overflow-y: auto; }
-  div:has(#results .thumbnail-item) #query [data-testid="block-info"] { position: absolute !important; width: 1px; height: 1px;
+  div:has(#results:not(.newest) .thumbnail-item) #query [data-testid="block-info"] { position: absolute !important; width: 1px; height: 1px;
     overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
   #search_buttons { flex-wrap: nowrap !important; }
   #search_buttons button { min-width: 0 !important; }
@@ -218,6 +219,213 @@ SCROLL_TO_NEW_JS = """
 """
 
 
+
+# -- The first screen (before any search): the newest photos as the results and example queries in the browser's
+#    language. The chips are drawn by EXAMPLES_JS from EXAMPLES; clicking one types it into the query box and searches.
+EXAMPLES = {  # navigator.language's primary subtag -> (what the row is called, 4 example queries)
+    "en": ("Try", ["a dog on the beach", "sunset over the sea", "birthday cake", "snow in the mountains"]),
+    "de": ("Probieren Sie", ["ein Hund am Strand", "Sonnenuntergang am Meer", "Geburtstagskuchen",
+                             "Schnee in den Bergen"]),
+    "fr": ("Essayez", ["un chien sur la plage", "coucher de soleil sur la mer", "gâteau d’anniversaire",
+                       "neige en montagne"]),
+    "es": ("Pruebe", ["un perro en la playa", "atardecer sobre el mar", "pastel de cumpleaños",
+                      "nieve en la montaña"]),
+    "ja": ("例えば", ["浜辺の犬", "海に沈む夕日", "誕生日ケーキ", "雪の山"]),
+    "ar": ("جرّب", ["كلب على الشاطئ", "غروب الشمس فوق البحر", "كعكة عيد ميلاد", "ثلج على الجبال"]),
+    "ru": ("Попробуйте", ["собака на пляже", "закат над морем", "торт на день рождения", "снег в горах"]),
+    "hi": ("आज़माएँ", ["समुद्र तट पर कुत्ता", "समुद्र पर सूर्यास्त", "जन्मदिन का केक", "पहाड़ों पर बर्फ़"]),
+    "zh": ("试试", ["海滩上的狗", "海上日落", "生日蛋糕", "雪山"]),
+}
+EXAMPLES_CSS = """
+#examples { margin: 0; padding: 0; }
+#examples .examples-row { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; margin: 0.3em 0; }
+#examples .examples-title { font-weight: 600; margin-inline-end: 0.3em; }
+#examples button.example { border: 1px solid #1d4ed8; color: #1d4ed8; background: #fff; border-radius: 999px;
+  padding: 6px 12px; min-height: 36px; font: inherit; cursor: pointer; }
+#examples button.example:hover { background: #dbeafe; }
+/* Only before the first search (and after Clear): a search's own results take their place. */
+div:has(#results:not(.newest) .thumbnail-item) #examples { display: none !important; }
+/* Phone, first screen: the newest photos start on it; the intro keeps its title, "Without…" waits for a search
+   and the upload box is a short strip (still a drop target and a button). */
+@media (max-width: 640px) {
+  div:has(#results.newest .thumbnail-item) #intro p, div:has(#results.newest .thumbnail-item) #without {
+    display: none !important; }
+  div:has(#results.newest .thumbnail-item) #upload, div:has(#results.newest .thumbnail-item) #upload > div,
+  div:has(#results.newest .thumbnail-item) #upload .image-container,
+  div:has(#results.newest .thumbnail-item) #upload .upload-container { height: auto !important;
+    min-height: 0 !important; max-height: 110px !important; }
+}
+"""
+EXAMPLES_JS = """
+() => {
+  const examples = %s;
+  const draw = (tries) => {
+    const host = document.querySelector('#examples');
+    if (!host) { if (tries) setTimeout(() => draw(tries - 1), 100); return; }
+    const wanted = (navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language])
+      .map((tag) => String(tag || '').toLowerCase().split('-')[0]);
+    const lang = wanted.find((code) => examples[code]) || 'en';
+    const [title, queries] = examples[lang];
+    const row = document.createElement('div');
+    row.className = 'examples-row';
+    row.setAttribute('role', 'group');
+    row.setAttribute('lang', lang);
+    row.setAttribute('dir', 'auto');
+    const name = document.createElement('span');
+    name.className = 'examples-title';
+    name.id = 'examples-title';
+    name.textContent = title;
+    row.setAttribute('aria-labelledby', name.id);
+    row.append(name);
+    queries.forEach((text) => {
+      const chip = document.createElement('button');
+      chip.type = 'button';
+      chip.className = 'example';
+      chip.setAttribute('dir', 'auto');
+      chip.textContent = text;
+      chip.addEventListener('click', () => {
+        const box = document.querySelector('#query input, #query textarea');
+        if (!box) return;
+        box.value = text;
+        box.dispatchEvent(new Event('input', {bubbles: true}));
+        setTimeout(() => document.querySelector('#search').click(), 50);  // after Gradio took the typed value
+      });
+      row.append(chip);
+    });
+    host.replaceChildren(row);
+  };
+  draw(100);
+}
+""" % json.dumps(EXAMPLES, ensure_ascii=False)
+CSS += EXAMPLES_CSS
+
+
+
+# -- Log out (login on): a link to Gradio's /logout, which ends the session (every login of this user) and comes back
+#    to the login page (search_app/login_page.py). Relative, so it works behind a proxy's path prefix too.
+LOGOUT_HTML = '<nav aria-label="Account"><a id="logout" href="logout">Log out</a></nav>'
+LOGOUT_CSS = """
+#logout_bar { display: flex; justify-content: flex-end; margin: 0 0 -0.5em; padding: 0; }
+#logout { display: inline-block; padding: 8px 12px; min-height: 24px; color: #1d4ed8; font-weight: 600;
+  text-decoration: underline; }
+"""
+CSS += LOGOUT_CSS
+
+
+def logout_link() -> gr.HTML:
+    """The "Log out" control at the top of the page (call inside ``gr.Blocks``, only when login is on)."""
+    return gr.HTML(LOGOUT_HTML, elem_id="logout_bar")
+
+
+
+# -- The viewer's moves: previous / next result (buttons, ←/→, a sideways swipe) and zoom to the original at 100 %
+#    (a button or a double click on the photo; panned by scrolling). The buttons do the work on the server (ui.py);
+#    VIEWER_JS adds the keys, the swipe and the double click, and keeps track of which result is open (so Escape
+#    returns the focus to it).
+VIEWER_CSS = """
+#viewer_full { overflow: auto !important; max-height: calc(100vh - 150px); max-width: 100%; background: #000;
+  touch-action: pan-x pan-y; }
+#viewer_full .image-container, #viewer_full .image-frame, #viewer_full button { overflow: visible !important;
+  max-width: none !important; max-height: none !important; width: max-content !important; height: auto !important;
+  cursor: zoom-out; display: block; }
+#viewer_full img { display: block; max-width: none !important; max-height: none !important; width: auto !important;
+  height: auto !important; object-fit: none !important; }
+#viewer_image img { cursor: zoom-in; touch-action: pan-y; }
+"""
+CSS += VIEWER_CSS
+VIEWER_JS = """
+() => {
+  const shown = (selector) => { const node = document.querySelector(selector); return node && node.getClientRects().length > 0; };
+  const count = () => document.querySelectorAll('#results .thumbnail-item').length;
+  const step = (delta) => {
+    const button = document.querySelector(delta < 0 ? '#viewer_previous' : '#viewer_next');
+    if (!shown('#viewer') || !button || button.disabled) return;
+    button.click();
+  };
+  document.addEventListener('click', (event) => {
+    const button = event.target.closest && event.target.closest('#viewer_previous, #viewer_next');
+    if (!button) return;
+    const now = window.photoSearchOpened || 0;
+    const moved = now + (button.id === 'viewer_next' ? 1 : -1);
+    if (moved >= 0 && moved < count()) window.photoSearchOpened = moved;  // Escape comes back to this one
+  }, true);
+  document.addEventListener('keydown', (event) => {
+    if (!['ArrowLeft', 'ArrowRight'].includes(event.key) || !shown('#viewer')) return;
+    if (event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    if (event.target.closest && event.target.closest('input, textarea, select, [contenteditable], video')) return;
+    if (shown('#viewer_full')) return;  // zoomed in: the arrows scroll the photo
+    event.preventDefault();
+    step(event.key === 'ArrowRight' ? 1 : -1);
+  });
+  let start = null;  // a sideways swipe over the fitted photo moves to the next / previous result
+  document.addEventListener('touchstart', (event) => {
+    start = event.touches.length === 1 && event.target.closest && event.target.closest('#viewer')
+      && !shown('#viewer_full') ? {x: event.touches[0].clientX, y: event.touches[0].clientY} : null;
+  }, {passive: true});
+  document.addEventListener('touchend', (event) => {
+    if (!start || !event.changedTouches.length) return;
+    const dx = event.changedTouches[0].clientX - start.x, dy = event.changedTouches[0].clientY - start.y;
+    start = null;
+    if (Math.abs(dx) >= 50 && Math.abs(dx) > 1.5 * Math.abs(dy)) step(dx < 0 ? 1 : -1);
+  }, {passive: true});
+  document.addEventListener('dblclick', (event) => {
+    if (!event.target.closest) return;
+    if (event.target.closest('#viewer_image img')) document.querySelector('#viewer_zoom').click();
+    else if (event.target.closest('#viewer_full img')) document.querySelector('#viewer_fit').click();
+  });
+}
+"""
+
+
+def viewer_controls() -> tuple:
+    """(previous, next, 100 %, fit) buttons of the viewer's action row (call inside it)."""
+    previous = gr.Button("‹ Previous", elem_id="viewer_previous", size="sm")
+    following = gr.Button("Next ›", elem_id="viewer_next", size="sm")
+    zoom = gr.Button("100 %", elem_id="viewer_zoom", size="sm")
+    fit = gr.Button("Fit to screen", elem_id="viewer_fit", size="sm", visible=False)
+    return previous, following, zoom, fit
+
+
+
+# -- Names for Gradio's own controls (axe: 0 serious, 0 critical on every state). Gradio names each thumbnail
+#    "Thumbnail N of M" while it shows the photo's caption, names the upload button differently from its visible
+#    text, and leaves the button around a shown image without a name; a screen reader then hears numbers, not photos.
+#    NAMES_JS renames them whenever Gradio redraws them (its own observer, paused while it writes).
+NAMES_JS = """
+() => {
+  const text = (node) => (node ? node.textContent : '').replace(/\\s+/g, ' ').trim();
+  const name = (node, wanted) => { if (wanted && node.getAttribute('aria-label') !== wanted) node.setAttribute('aria-label', wanted); };
+  const rename = () => {
+    const items = [...document.querySelectorAll('#results .thumbnail-item')];
+    items.forEach((item, index) => {  // its caption (date · file name), then where it is in the list
+      const caption = text(item.querySelector('.caption-label'));
+      name(item, caption ? `${caption} (${index + 1} of ${items.length})` : `Photo ${index + 1} of ${items.length}`);
+    });
+    document.querySelectorAll('#upload button.upload-container, #upload .upload-container button').forEach(
+      (button) => name(button, ('Upload a photo to search with: ' + text(button)).trim()));
+    const photo = text(document.querySelector('#details p strong, #details strong'));
+    [['#viewer_image', 'The open photo'], ['#viewer_full', 'The open photo at 100 %'],
+     ['#source', 'The photo searched with']].forEach(([id, label]) => {
+      document.querySelectorAll(id + ' .image-container button, ' + id + ' .image-frame').forEach((node) => {
+        if (node.tagName === 'BUTTON') name(node, photo && id !== '#source' ? `${label}: ${photo}` : label);
+      });
+    });
+    // Gradio's "Empty value" placeholder is a plain div with an aria-label (a name it may not have): an image
+    // of "nothing here", named for what it means.
+    document.querySelectorAll('.empty[aria-label]:not([role])').forEach((node) => {
+      node.setAttribute('role', 'img');
+      if (node.closest('#results')) name(node, 'No photos shown');
+    });
+  };
+  const WATCHED = {childList: true, subtree: true, characterData: true, attributes: true,
+                   attributeFilter: ['aria-label']};
+  const observer = new MutationObserver(() => { observer.disconnect(); rename(); observer.observe(document.body, WATCHED); });
+  rename();
+  observer.observe(document.body, WATCHED);
+}
+"""
+
+
 def _lenient_preprocess(self, payload):
     """The upload's file path even when it is not a readable image (the handlers then say what is wrong)."""
     try:
@@ -282,6 +490,11 @@ class Page:
     map_data: gr.Textbox  # hidden: the results' positions for the map (map_view.map_data), "" when none
     url: gr.Textbox  # the query string for the address bar (hidden)
     first_new: gr.Number  # index of the first result "Load more" added (hidden), -1 when none
+    previous: gr.Button  # the viewer: the result before the open one (←, a swipe to the right)
+    following: gr.Button  # the viewer: the result after the open one (→, a swipe to the left)
+    zoom: gr.Button  # the viewer: "100 %", the original at full resolution
+    fit: gr.Button  # the viewer: back to the photo fitted to the screen
+    full: gr.Image  # the viewer: the original at full resolution, scrolled to pan
 
     def controls(self) -> dict:
         """Every option's component by option name (``ui.OPTION_NAMES``)."""
@@ -340,6 +553,7 @@ def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Call
             upload = upload_image(label="…or search with a photo", type="filepath", image_mode=None,
                                   sources=["upload", "clipboard"], height=190, elem_id="upload")
     status = gr.Markdown(welcome, elem_id="status")
+    gr.HTML("", elem_id="examples")  # example queries in the browser's language (EXAMPLES_JS draws them)
     show_all = gr.Button("Show all", visible=False, elem_id="show_all", size="sm")
     source = gr.Image(label="Photos like this one", visible=False, interactive=False, height=120,
                       elem_id="source", buttons=[])
@@ -352,9 +566,12 @@ def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Call
     with gr.Column(visible=False, elem_id="viewer") as viewer:  # out of the page until a result is opened
         with gr.Row(elem_id="viewer_actions"):
             close = gr.Button("← Back to results (Esc)", elem_id="viewer_close", size="sm")
+            previous, following, zoom, fit = viewer_controls()  # ←/→, swipe and full resolution (VIEWER_JS)
             similar = gr.Button("More like this", visible=False, elem_id="more_like_this", size="sm")
             original = gr.DownloadButton("Download original", visible=False, elem_id="original", size="sm")
         screen = gr.Image(show_label=False, interactive=False, elem_id="viewer_image", buttons=[], container=False)
+        full = gr.Image(show_label=False, interactive=False, elem_id="viewer_full", buttons=[], container=False,
+                        visible=False)  # the original at 100 %, loaded on demand ("100 %")
         player, frame, player_info, player_note = video_view.components()  # a video hit plays from its second
         details = gr.Markdown(elem_id="details")
     widgets = panel()
@@ -368,5 +585,6 @@ def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Call
                 panel=widgets, session=gr.State(None),
                 selected=gr.State(None), dates=gr.State(True), places=gr.State(True),
                 map_apply=map_apply, map_data=gr.Textbox(visible=False, elem_id="map_data"),
+                previous=previous, following=following, zoom=zoom, fit=fit, full=full,
                 url=gr.Textbox(visible=False, elem_id="url_state"),
                 first_new=gr.Number(visible=False, value=-1, elem_id="first_new"))

@@ -14,6 +14,7 @@ from search_app.auth import add_user
 
 from .conftest import new_home, running_app
 from .test_browser import CHROMIUM, FLAGS
+from .test_browser_features import AXE
 
 pytestmark = pytest.mark.server  # starts the app in a subprocess
 
@@ -42,10 +43,9 @@ def client_from(address: str) -> httpx.Client:
 def test_anonymous_page_api_and_file_requests_are_refused(secured, library):
     url, _ = secured
     with client_from("127.0.0.1") as http:
-        page = http.get(url).text  # the login page: no layout, no components (Gradio still describes the API)
-        assert '"auth_required": true' in page.replace('":true', '": true') and '"components": []' in page.replace(
-            '":[]', '": []')
-        assert str(library) not in page and "2024/green.jpg" not in page
+        page = http.get(url).text  # the app's own login page: a form, nothing of the library
+        assert 'autocomplete="current-password"' in page and "Log in to search this photo library." in page
+        assert str(library) not in page and "2024/green.jpg" not in page and "components" not in page
         assert http.get(f"{url}config").status_code == 401
         assert http.get(f"{url}gradio_api/info").status_code == 401
         for endpoint in ("search_text", "search_image", "search_composed"):
@@ -88,11 +88,11 @@ def test_browser_logs_in_searches_and_previews_stay_behind_the_login(secured):
             page.goto(url)
             page.get_by_label("username").fill(USER)
             page.get_by_label("password").fill("not the password")
-            page.get_by_role("button", name="Login").click()
-            page.wait_for_selector("text=Incorrect Credentials")
-            page.get_by_label("username").fill(USER)  # the form clears itself after a failure
+            page.get_by_role("button", name="Log in").click()
+            page.wait_for_selector("text=Wrong user name or password")
+            page.get_by_label("username").fill(USER)
             page.get_by_label("password").fill(PASSWORD)
-            page.get_by_role("button", name="Login").click()
+            page.get_by_role("button", name="Log in").click()
             box = page.locator("#query input, #query textarea").first
             box.fill("кошка на диване")
             page.click("#search")
@@ -139,3 +139,83 @@ def test_repeated_failures_slow_down_that_address_only(secured):
         assert code == 200 and seconds >= 4.0
         assert timed_login(guesser, url, "wrong again")[0] == 400  # a success resets the count
         assert timed_login(guesser, url, SECRET_PASSWORD)[0] == 200
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("viewport", [(1280, 800), (390, 844)], ids=["desktop", "phone"])
+def test_the_login_form_helps_password_managers_keeps_the_name_and_log_out_ends_the_session(secured, viewport):
+    """autocomplete attributes on the fields, the typed user name kept after a wrong password, and a "Log out"
+    control on the app's page that ends the session: the login page again, and the old cookie refused by the API."""
+    from playwright.sync_api import sync_playwright
+
+    url, _ = secured
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+            page = context.new_page()
+            page.set_default_timeout(60_000)
+            page.goto(url)
+            name, password = page.get_by_label("username"), page.get_by_label("password")
+            page.add_script_tag(path=str(AXE))  # the login page is a page of the app too: 0 serious, 0 critical
+            report = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+            assert not [v["id"] for v in report["violations"] if v["impact"] in ("serious", "critical")]
+            assert name.get_attribute("autocomplete") == "username"
+            assert password.get_attribute("autocomplete") == "current-password"
+            assert password.get_attribute("type") == "password"
+            name.fill(USER)
+            password.fill("not the password")
+            password.press("Enter")  # Enter submits, like the button
+            page.wait_for_selector("text=Wrong user name or password")
+            assert name.input_value() == USER and password.input_value() == ""  # only the password is emptied
+            assert page.evaluate("document.activeElement.id") == "password"
+            password.fill(PASSWORD)
+            page.get_by_role("button", name="Log in").click()
+            page.wait_for_selector("#query input, #query textarea")
+            cookies = {cookie["name"]: cookie["value"] for cookie in context.cookies()}
+            with httpx.Client(cookies=cookies, timeout=30) as http:
+                assert http.get(f"{url}config").status_code == 200  # the login cookie works
+                logout = page.get_by_role("link", name="Log out")
+                assert logout.is_visible()
+                logout.click()
+                page.wait_for_selector("#username")  # back on the login page
+                assert page.locator("#query").count() == 0
+                assert http.get(f"{url}config").status_code == 401  # the old cookie no longer opens the app
+            page.goto(url)  # and the browser is logged out too
+            page.wait_for_selector("#username")
+        finally:
+            browser.close()
+
+
+@pytest.mark.parametrize("path, cookie, served", [
+    ("/", b"", "login"), ("/", b"access-token-c1=stolen", "login"), ("/", b'bad"cookie;;=\xff', "login"),
+    ("/", b"access-token-unsecure-c1=known", "app"), ("/config", b"", "app"), ("/gradio_api/info", b"", "app"),
+    ("/app/", b"", "login"),  # behind a proxy's path prefix (root_path /app)
+])
+def test_the_login_page_answers_only_a_visit_without_a_valid_login(path, cookie, served):
+    """Everything but a plain visit, and every visit with a login cookie Gradio knows, goes on to Gradio (which
+    refuses what needs a login); a forged or malformed cookie is no login."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from search_app.login_page import LoginPage
+
+    reached = []
+
+    async def app(scope, receive, send):
+        reached.append(scope["path"])
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    gradio = SimpleNamespace(tokens={"known": USER}, cookie_id="c1")
+    scope = {"type": "http", "method": "GET", "path": path, "root_path": "/app" if path.startswith("/app") else "",
+             "headers": [(b"cookie", cookie)] if cookie else [], "app": gradio}
+    asyncio.run(LoginPage(app)(scope, None, send))
+    if served == "app":
+        assert reached == [path] and not sent
+    else:
+        assert not reached and sent[0]["status"] == 200
+        assert b'autocomplete="username"' in sent[1]["body"] and (b"cache-control", b"no-store") in sent[0]["headers"]

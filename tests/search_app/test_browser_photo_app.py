@@ -217,3 +217,120 @@ def test_one_accent_colour_plurals_and_advice_that_names_its_cause(page):
     assert checked == ACCENT, checked
     assert page.eval_on_selector("body", "e => getComputedStyle(e).getPropertyValue('--color-accent')").strip() in (
         "#1d4ed8", ACCENT)
+
+
+def test_the_first_screen_shows_the_newest_photos_and_example_queries(page, artifacts):
+    visit(page)
+    page.wait_for_selector("#results.newest .thumbnail-item img")
+    page.wait_for_selector("#examples button.example")
+    chips = page.eval_on_selector_all("#examples button.example", "els => els.map(e => e.textContent)")
+    assert chips[0] == "a dog on the beach" and len(chips) == 4  # the browser's language (en-US here)
+    height = page.viewport_size["height"]
+    tops = page.eval_on_selector_all("#results .thumbnail-item", "els => els.map(e => e.getBoundingClientRect().bottom)")
+    assert any(bottom <= height for bottom in tops), tops  # photos on the first screen, before any search
+    assert page.locator("#examples button.example").first.is_visible()
+    assert "The newest are below" in page.inner_text("#status")
+    assert page.locator("#intro").is_visible()  # the phone keeps its whole form until a search
+    page.screenshot(path=str(artifacts / f"search_app-{page.viewport_name}-first-screen-empty.png"))
+    page.locator("#examples button.example").nth(1).click()  # an example searches at once
+    page.wait_for_function("document.querySelector('#status').innerText.includes('sunset over the sea')")
+    assert page.locator("#query input, #query textarea").first.input_value() == "sunset over the sea"
+    page.wait_for_selector("#results:not(.newest) .thumbnail-item")
+    page.wait_for_selector("#examples", state="hidden")  # a search's own results take their place
+
+
+def test_an_arabic_browser_gets_arabic_example_queries(browser, photo_app):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, locale="ar")
+    try:
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.app_url = photo_app[0]
+        visit(page)
+        page.wait_for_selector("#examples button.example")
+        chips = page.eval_on_selector_all("#examples button.example", "els => els.map(e => [e.textContent, "
+                                          "e.getAttribute('dir'), e.closest('[lang]').getAttribute('lang')])")
+        assert chips[0] == ["كلب على الشاطئ", "auto", "ar"], chips
+        assert all(re.search("[\u0600-\u06ff]", text) and direction == "auto" for text, direction, _ in chips)
+        page.locator("#examples button.example").first.click()
+        page.wait_for_function("document.querySelector('#status').innerText.includes('كلب على الشاطئ')")
+    finally:
+        context.close()
+
+
+def opened_name(page) -> str:
+    """The file name at the top of the viewer's details, once they are drawn (not a progress line)."""
+    page.wait_for_function("/\\.(jpg|png)$/.test((document.querySelector('#details') || {innerText: ''})"
+                           ".innerText.split('\\n')[0].trim())")
+    return page.inner_text("#details").split("\n")[0].strip()
+
+
+def wait_opened(page, name: str):
+    page.wait_for_function("(n) => (document.querySelector('#details') || {innerText: ''}).innerText"
+                           ".split('\\n')[0].trim() === n", arg=name)
+
+
+def swipe(page, dx: int):
+    """A one-finger sideways swipe over the open photo (touch events, as a phone's browser sends them)."""
+    page.evaluate("""(dx) => {
+        const target = document.querySelector('#viewer_image img');
+        const r = target.getBoundingClientRect(), x = r.left + r.width / 2, y = r.top + r.height / 2;
+        const touch = (cx) => new Touch({identifier: 1, target, clientX: cx, clientY: y});
+        target.dispatchEvent(new TouchEvent('touchstart', {touches: [touch(x)], changedTouches: [touch(x)],
+                                                           bubbles: true, cancelable: true}));
+        target.dispatchEvent(new TouchEvent('touchmove', {touches: [touch(x + dx)],
+                                                          changedTouches: [touch(x + dx)], bubbles: true}));
+        target.dispatchEvent(new TouchEvent('touchend', {touches: [], changedTouches: [touch(x + dx)],
+                                                         bubbles: true}));
+    }""", dx)
+
+
+def test_the_viewer_moves_between_results_with_arrow_keys_and_swipes(page):
+    visit(page, "a photo")
+    names = [re.search(r"[\w.-]+\.(?:jpg|png)", label).group(0) for label in labels(page)]
+    assert len(names) == 5
+    page.locator("#results .thumbnail-item").nth(1).click()
+    wait_opened(page, names[1])
+    page.keyboard.press("ArrowRight")  # → the next result
+    wait_opened(page, names[2])
+    page.keyboard.press("ArrowLeft")  # ← the previous one
+    wait_opened(page, names[1])
+    swipe(page, -150)  # a swipe to the left: the next result, as in a phone's photo app
+    wait_opened(page, names[2])
+    swipe(page, 150)
+    wait_opened(page, names[1])
+    swipe(page, -20)  # a small twitch moves nothing
+    page.keyboard.press("ArrowLeft")
+    wait_opened(page, names[0])
+    assert page.locator("#viewer_previous").is_disabled()  # nothing before the first
+    page.keyboard.press("ArrowLeft")
+    page.locator("#viewer_next").click()  # the buttons do the same
+    wait_opened(page, names[1])
+    page.keyboard.press("Escape")  # back to the result that is open now, not the one first clicked
+    page.wait_for_selector("#viewer", state="detached")
+    page.wait_for_function("document.activeElement === document.querySelectorAll('#results .thumbnail-item')[1]")
+
+
+def test_the_viewer_zooms_to_the_original_at_full_resolution_and_pans(page, photo_app):
+    visit(page, "a photo", folder="big")
+    page.locator("#results .thumbnail-item").first.click()
+    page.wait_for_function("(() => { const i = document.querySelector('#viewer_image img');"
+                           " return i && i.complete && i.naturalWidth > 0; })()")
+    if page.viewport_name == "desktop":
+        page.dblclick("#viewer_image img")  # a double click zooms in
+    else:
+        page.click("#viewer_zoom")  # the "100 %" button
+    page.wait_for_function("(() => { const i = document.querySelector('#viewer_full img');"
+                           " return i && i.complete && i.naturalWidth > 0; })()")
+    image = page.eval_on_selector("#viewer_full img", "i => [i.naturalWidth, i.naturalHeight, "
+                                  "i.getBoundingClientRect().width, i.src]")
+    assert image[:3] == [1600, 1200, 1600], image  # the original's pixels, one to one
+    assert page.request.get(image[3]).body() == (photo_app[1] / WIDE).read_bytes()  # the original file itself
+    assert page.locator("#viewer_image").is_hidden()
+    box = page.eval_on_selector("#viewer_full", "e => [e.scrollWidth, e.clientWidth, e.scrollHeight, e.clientHeight,"
+                                " e.getBoundingClientRect().right]")
+    assert box[0] > box[1] and box[2] > box[3] and box[4] <= page.viewport_size["width"], box
+    page.eval_on_selector("#viewer_full", "e => e.scrollBy(300, 200)")  # panned by scrolling
+    assert page.eval_on_selector("#viewer_full", "e => [e.scrollLeft, e.scrollTop]") == [300, 200]
+    page.click("#viewer_fit")
+    page.wait_for_selector("#viewer_full", state="hidden")
+    page.wait_for_selector("#viewer_image img", state="visible")

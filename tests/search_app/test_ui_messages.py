@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+import gradio as gr
 import pytest
 
 from search_app.engine import SearchEngine
@@ -67,10 +68,30 @@ def test_empty_index_says_how_to_add_photos(tiny_mllama, tmp_path):
     engine = SearchEngine(IndexStore.open(tmp_path / "index"), tiny_mllama)
     try:
         ui = SearchUI(engine, ThumbnailCache(tmp_path / "thumbs"))
-        assert "python -m indexer build" in ui._welcome()
+        # the exact command for this index (only the photo folder is the user's to fill in)
+        assert f"python -m indexer build --dir PHOTOS --index {tmp_path / 'index'}" in ui._welcome()
+        # nothing to show: the page stays as it is (the status line says how to index a folder)
+        assert all(value == gr.update() for value in ui.on_search_if_query("", None, *FILTERS, progress=NoProgress()))
         assert "no photos yet" in status_of(ui.on_search("a cat", None, *FILTERS, progress=NoProgress()))
     finally:
         engine.close()
+
+
+def test_the_first_screen_shows_the_newest_photos_once_each(ui, engine, library):
+    """Before any search the page shows the newest photos: by capture date, else by when they were added (so a
+    photo without a date, added today, counts as new); identical copies once; in a gallery marked ``newest``."""
+    newest = engine.newest(50)
+    names = [result.relpath for result in newest]
+    assert len(names) == len(set(result.content_hash for result in newest)) == 11  # red and its copy: once
+    dated = [result for result in newest if result.taken_at is not None]
+    assert [result.taken_at for result in dated] == sorted((result.taken_at for result in dated), reverse=True)
+    assert dated[0].relpath == "20241/cyan.jpg"
+    assert len(engine.newest(3)) == 3
+    outputs = ui.on_search_if_query("", None, *FILTERS, progress=NoProgress())
+    gallery = outputs[0]
+    assert len(gallery.value) == 4 and "newest" in gallery.elem_classes  # page size 4
+    assert "12 photos indexed" in status_of(outputs) and "newest" in status_of(outputs)
+    assert [result.image_id for result in outputs[2].results] == [result.image_id for result in newest[:4]]
 
 
 def test_a_rerank_that_finishes_after_clear_paints_nothing(ui):
@@ -105,6 +126,7 @@ def test_only_the_random_weight_model_is_announced_as_meaningless(engine, monkey
     assert SMOKE_NOTICE not in shown(SearchUI(engine))
     monkeypatch.setattr(engine, "random_weights", True)  # what `python app.py --tiny` sets
     assert SMOKE_NOTICE in shown(SearchUI(engine))
+    assert "This demo model has random weights: results are random" in SMOKE_NOTICE  # said plainly, first
 
 
 def test_replies_name_outputs_once_and_refuse_unknown_names(ui):
