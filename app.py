@@ -1,4 +1,5 @@
 """`python app.py`: the search UI on the bundled sample photos (also the Hugging Face Spaces entry point)."""
+
 import sys
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Load the embedder a benchmark measures: any saved model, or mmE5's full-size random architecture."""
+
 from __future__ import annotations
 
 

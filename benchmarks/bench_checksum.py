@@ -4,6 +4,7 @@ Examples:
   python -m benchmarks.bench_checksum                      # 100,000 x 256-d flat index (~100 MB)
   python -m benchmarks.bench_checksum --count 1000000 --dim 1024 --repeat 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,11 @@ from indexer.vectors import VectorIndex, read_with_checksum
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n", 2)[2],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--count", type=int, default=100_000, help="vectors in the index (default 100,000)")
     parser.add_argument("--dim", type=int, default=256, help="dimensions (default 256)")
     parser.add_argument("--repeat", type=int, default=3, help="timed opens of each kind; the best counts (default 3)")

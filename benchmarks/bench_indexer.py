@@ -31,6 +31,7 @@ default (ONNX Runtime) as above, plus today's torch path (model alone and indexe
 the same files, printing onnx_indexer_vs_onnx_model (target >= 0.8) and onnx_indexer_vs_torch_indexer
 (target >= 1.8); the four are measured round by round, interleaved, so a shared machine's load hits all alike.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,39 +49,71 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `python -m indexer` se
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n", 2)[2],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--images", type=int, default=1500, help="corpus size (default 1500)")
     parser.add_argument("--size", default="1600x1200", help="JPEG size WxH (default 1600x1200)")
     parser.add_argument("--corpus", type=Path, help="corpus folder to create or reuse (default: a temp folder)")
     parser.add_argument("--model", help="model folder or hub id (default: a tiny random model built here)")
     parser.add_argument("--backbone", choices=["mllama", "siglip"], default="mllama", help="tiny model type")
-    parser.add_argument("--full-size-mme5", action="store_true",
-                        help="random-weight Llama-3.2-11B-Vision architecture in bf16 (needs a big GPU)")
-    parser.add_argument("--full-size-siglip", action="store_true",
-                        help="random-weight mSigLIP-B/16-256 on the CPU: ONNX Runtime (the default) vs torch")
+    parser.add_argument(
+        "--full-size-mme5",
+        action="store_true",
+        help="random-weight Llama-3.2-11B-Vision architecture in bf16 (needs a big GPU)",
+    )
+    parser.add_argument(
+        "--full-size-siglip",
+        action="store_true",
+        help="random-weight mSigLIP-B/16-256 on the CPU: ONNX Runtime (the default) vs torch",
+    )
     parser.add_argument("--export-dir", type=Path, help="with --full-size-siglip: keep the ONNX export here for reuse")
-    parser.add_argument("--siglip-size", choices=["full", "tiny"], default="full",
-                        help="with --full-size-siglip: tiny runs the same code in seconds (a smoke test)")
-    parser.add_argument("--rounds", type=int, default=4,
-                        help="with --full-size-siglip: interleaved rounds over parts of the corpus (default 4)")
+    parser.add_argument(
+        "--siglip-size",
+        choices=["full", "tiny"],
+        default="full",
+        help="with --full-size-siglip: tiny runs the same code in seconds (a smoke test)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="with --full-size-siglip: interleaved rounds over parts of the corpus (default 4)",
+    )
     parser.add_argument("--runtime", help="with --model: mme5 runtime (auto, torch, onnx, onnx-int8)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=None, help="decoding threads (default: as the indexer)")
     parser.add_argument("--model-images", type=int, default=256, help="pre-decoded images for the model-only rate")
     parser.add_argument("--torch-threads", type=int, help="torch intra-op threads (default: torch's own choice)")
-    parser.add_argument("--rerun-files", type=int, default=10000,
-                        help="also time a re-run over this many unchanged files (hard links; 0 = skip)")
-    parser.add_argument("--memory-cap-gb", type=float, default=None,
-                        help="CUDA: cap this process's GPU memory to this many GB (10^9 bytes), e.g. 24")
-    parser.add_argument("--engine", choices=["local", "ray"], default="local",
-                        help="ray: also build with --engine ray on a local Ray (or --ray-address) and print its rate "
-                             "beside the local engine's (overhead ratio; goal >= 0.9 on one machine)")
+    parser.add_argument(
+        "--rerun-files",
+        type=int,
+        default=10000,
+        help="also time a re-run over this many unchanged files (hard links; 0 = skip)",
+    )
+    parser.add_argument(
+        "--memory-cap-gb",
+        type=float,
+        default=None,
+        help="CUDA: cap this process's GPU memory to this many GB (10^9 bytes), e.g. 24",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="ray: also build with --engine ray on a local Ray (or --ray-address) and print its rate "
+        "beside the local engine's (overhead ratio; goal >= 0.9 on one machine)",
+    )
     parser.add_argument("--ray-address", help="Ray cluster to use with --engine ray (default: start one here)")
-    parser.add_argument("--ray-workers", default="1",
-                        help="embedding workers to try with --engine ray, e.g. 1,2,4 on a machine with 4 GPUs "
-                             "(prints the rate per added worker)")
+    parser.add_argument(
+        "--ray-workers",
+        default="1",
+        help="embedding workers to try with --engine ray, e.g. 1,2,4 on a machine with 4 GPUs "
+        "(prints the rate per added worker)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     return parser.parse_args(argv)
 
@@ -127,20 +160,25 @@ def load_model(args, temp: Path):
     if args.full_size_siglip and args.engine == "ray":  # Ray's workers load the model from a folder
         from mme5.tiny import save_random_siglip
 
-        folder = save_random_siglip(Path(args.export_dir or temp) / f"siglip-{args.siglip_size}-random",
-                                    args.siglip_size)
+        folder = save_random_siglip(
+            Path(args.export_dir or temp) / f"siglip-{args.siglip_size}-random", args.siglip_size
+        )
         return load_embedder(str(folder), device="cpu", runtime=args.runtime)
     if args.full_size_siglip:
         from mme5.tiny import random_siglip_embedders
 
-        embedders = random_siglip_embedders(args.siglip_size, ("onnx", "torch"), export_dir=args.export_dir or temp / "onnx")
+        embedders = random_siglip_embedders(
+            args.siglip_size, ("onnx", "torch"), export_dir=args.export_dir or temp / "onnx"
+        )
         args.torch_embedder = embedders["torch"]
         return embedders["onnx"]
     if args.model:
         return load_embedder(args.model, device=args.device, runtime=args.runtime)
     from mme5.tiny import build_tiny
 
-    return load_embedder(str(build_tiny(temp / f"tiny-{args.backbone}", backbone=args.backbone)), device=args.device or "cpu")
+    return load_embedder(
+        str(build_tiny(temp / f"tiny-{args.backbone}", backbone=args.backbone)), device=args.device or "cpu"
+    )
 
 
 def decode_rate(paths, draft: int, workers: int) -> float:
@@ -196,8 +234,9 @@ def compare_runtimes(args, paths, temp: Path, onnx, torch_embedder, workers: int
     draft = onnx.backbone.image_draft_size
     decode = decode_rate(paths, draft, workers)
     for embedder in (onnx, torch_embedder):  # warm-up outside the clock
-        embedder.encode_images([load_image(path, draft_size=draft) for path in paths[: args.batch_size]],
-                               batch_size=args.batch_size)
+        embedder.encode_images(
+            [load_image(path, draft_size=draft) for path in paths[: args.batch_size]], batch_size=args.batch_size
+        )
     for number in range(rounds):
         part = paths[number::rounds]
         folder = temp / "rounds" / f"{number:02d}"
@@ -206,25 +245,44 @@ def compare_runtimes(args, paths, temp: Path, onnx, torch_embedder, workers: int
             os.link(path, folder / f"{i:05d}.jpg")
         images = [load_image(path, draft_size=draft) for path in part]
         steps = [("onnx", onnx), ("torch", torch_embedder)]
-        for name, embedder in (steps if number % 2 == 0 else steps[::-1]):
+        for name, embedder in steps if number % 2 == 0 else steps[::-1]:
             started = time.perf_counter()
             embedder.encode_images(images, batch_size=args.batch_size)
             totals[f"{name}_model"][0] += len(images)
             totals[f"{name}_model"][1] += time.perf_counter() - started
-            summary = build_index([folder], temp / f"index-{name}", embedder, batch_size=args.batch_size,
-                                  show_progress=False, workers=workers)
+            summary = build_index(
+                [folder],
+                temp / f"index-{name}",
+                embedder,
+                batch_size=args.batch_size,
+                show_progress=False,
+                workers=workers,
+            )
             totals[f"{name}_indexer"][0] += summary.processed
             totals[f"{name}_indexer"][1] += summary.seconds
         rates = {key: count / seconds for key, (count, seconds) in totals.items()}
-        print(f"bench: round {number + 1}/{rounds}: " + ", ".join(f"{k} {v:.2f}" for k, v in rates.items())
-              + " images/s so far", file=sys.stderr, flush=True)
+        print(
+            f"bench: round {number + 1}/{rounds}: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in rates.items())
+            + " images/s so far",
+            file=sys.stderr,
+            flush=True,
+        )
     import torch
 
     ceiling = fp32_ceiling(torch_embedder, images[0])
     figures = {
-        "images": len(paths), "size": args.size, "model": onnx.model_id, "runtime": onnx.runtime,
-        "batch_size": args.batch_size, "workers": workers, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-        "rounds": rounds, "load_average_1min": round(os.getloadavg()[0], 1), "model_load_s": round(load_seconds, 1),
+        "images": len(paths),
+        "size": args.size,
+        "model": onnx.model_id,
+        "runtime": onnx.runtime,
+        "batch_size": args.batch_size,
+        "workers": workers,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "rounds": rounds,
+        "load_average_1min": round(os.getloadavg()[0], 1),
+        "model_load_s": round(load_seconds, 1),
         "decode_img_s": round(decode, 1),
         **{f"{key}_img_s": round(rate, 2) for key, rate in rates.items()},
         "onnx_indexer_vs_onnx_model": round(rates["onnx_indexer"] / rates["onnx_model"], 3),
@@ -296,8 +354,11 @@ def main(argv=None) -> int:
             total = torch.cuda.get_device_properties(device).total_memory
             cap = min(1.0, args.memory_cap_gb * 1e9 / total)
             torch.cuda.set_per_process_memory_fraction(cap, device)
-            print(f"bench: GPU memory of this process capped to {args.memory_cap_gb:g} GB "
-                  f"({cap:.3f} of {total / 1e9:.0f} GB)", file=sys.stderr)
+            print(
+                f"bench: GPU memory of this process capped to {args.memory_cap_gb:g} GB "
+                f"({cap:.3f} of {total / 1e9:.0f} GB)",
+                file=sys.stderr,
+            )
         started = time.perf_counter()
         embedder = load_model(args, temp)
         load_seconds = time.perf_counter() - started
@@ -309,25 +370,42 @@ def main(argv=None) -> int:
         draft = embedder.backbone.image_draft_size
         decode = decode_rate(paths, draft, workers)  # also warms the page cache for everything after
         model = model_rate(embedder, paths[: args.model_images], args.batch_size)
-        summary = build_index([corpus], temp / "index", embedder, batch_size=args.batch_size,
-                              show_progress=True, workers=workers)
+        summary = build_index(
+            [corpus], temp / "index", embedder, batch_size=args.batch_size, show_progress=True, workers=workers
+        )
         indexer = summary.processed / summary.seconds
         rerun = build_index([corpus], temp / "index", embedder, batch_size=args.batch_size, show_progress=False)
         floor = 1 / (1 / decode + 1 / model)
 
         gpu = {}
         if embedder.device.type == "cuda":
-            gpu = {"gpu": torch.cuda.get_device_name(embedder.device), "memory_cap_gb": args.memory_cap_gb,
-                   "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated(embedder.device) / 2**30, 2)}
+            gpu = {
+                "gpu": torch.cuda.get_device_name(embedder.device),
+                "memory_cap_gb": args.memory_cap_gb,
+                "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated(embedder.device) / 2**30, 2),
+            }
         fast = getattr(embedder.backbone, "fast_attention", None)
         many = rerun_many(corpus, paths, args.rerun_files, temp, embedder) if args.rerun_files else None
         figures = {
-            "images": len(paths), "size": f"{width}x{height}", "model": embedder.model_id, "device": str(embedder.device),
-            "batch_size": args.batch_size, "batch_size_used": used,
-            "fast_attention": fast, **gpu, "workers": workers, "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(), "model_load_s": round(load_seconds, 2),
-            "decode_img_s": round(decode, 1), "model_img_s": round(model, 2), "indexer_img_s": round(indexer, 2),
-            "cpu_floor_img_s": round(floor, 1), "efficiency": round(indexer / floor, 3),
-            "efficiency_vs_model": round(indexer / model, 3), "rerun_unchanged_s": round(rerun.seconds, 2),
+            "images": len(paths),
+            "size": f"{width}x{height}",
+            "model": embedder.model_id,
+            "device": str(embedder.device),
+            "batch_size": args.batch_size,
+            "batch_size_used": used,
+            "fast_attention": fast,
+            **gpu,
+            "workers": workers,
+            "torch_threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(),
+            "model_load_s": round(load_seconds, 2),
+            "decode_img_s": round(decode, 1),
+            "model_img_s": round(model, 2),
+            "indexer_img_s": round(indexer, 2),
+            "cpu_floor_img_s": round(floor, 1),
+            "efficiency": round(indexer / floor, 3),
+            "efficiency_vs_model": round(indexer / model, 3),
+            "rerun_unchanged_s": round(rerun.seconds, 2),
             "errors": len(summary.errors),
             **({"rerun_files": args.rerun_files, "rerun_many_unchanged_s": round(many, 2)} if many is not None else {}),
         }
@@ -360,10 +438,24 @@ def ray_rates(args, corpus: Path, temp: Path, embedder, local_rate: float) -> di
             os.link(path, target)
     for count in (int(n) for n in args.ray_workers.split(",")):
         options = RayOptions(address=args.ray_address, workers=count)
-        startup = build_index([one_batch], temp / f"index-ray-{count}-start", embedder, batch_size=args.batch_size,
-                              show_progress=False, engine="ray", ray_options=options).seconds
-        summary = build_index([corpus], temp / f"index-ray-{count}", embedder, batch_size=args.batch_size,
-                              show_progress=True, engine="ray", ray_options=options)
+        startup = build_index(
+            [one_batch],
+            temp / f"index-ray-{count}-start",
+            embedder,
+            batch_size=args.batch_size,
+            show_progress=False,
+            engine="ray",
+            ray_options=options,
+        ).seconds
+        summary = build_index(
+            [corpus],
+            temp / f"index-ray-{count}",
+            embedder,
+            batch_size=args.batch_size,
+            show_progress=True,
+            engine="ray",
+            ray_options=options,
+        )
         rate = summary.processed / summary.seconds
         steady = (summary.processed - args.batch_size) / max(1e-9, summary.seconds - startup)
         figures[f"ray_{count}w_img_s"] = round(rate, 2)

@@ -25,6 +25,7 @@ Examples:
   python -m benchmarks.bench_ocr --model ./models/siglip --per-script 8       # with a real model
   python -m benchmarks.bench_ocr --cost-photos 1000 --text-share 0.1,1.0      # OCR cost per 1,000 photos
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,18 +49,27 @@ WORDS = {
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n", 2)[2],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--scripts", default=",".join(WORDS), help=f"scripts to plant (default {','.join(WORDS)})")
     parser.add_argument("--per-script", type=int, default=8, help="sign photos per script (at most 8; default 8)")
     parser.add_argument("--distractors", type=int, default=40, help="photos without text (default 40)")
     parser.add_argument("--model", help="model folder or hub id (default: a tiny random Mllama built here)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    parser.add_argument("--cost-photos", type=int, default=0, metavar="N",
-                        help="measure the OCR cost on N photos per --text-share instead of recall")
-    parser.add_argument("--text-share", default="0.1,1.0",
-                        help="shares of --cost-photos photos that carry text (default 0.1,1.0)")
+    parser.add_argument(
+        "--cost-photos",
+        type=int,
+        default=0,
+        metavar="N",
+        help="measure the OCR cost on N photos per --text-share instead of recall",
+    )
+    parser.add_argument(
+        "--text-share", default="0.1,1.0", help="shares of --cost-photos photos that carry text (default 0.1,1.0)"
+    )
     args = parser.parse_args(argv)
     try:
         args.shares = [float(share) for share in args.text_share.split(",")]
@@ -99,7 +109,7 @@ def measure_cost(args, work: Path, model: str) -> dict:
     from mme5 import load_embedder
 
     scripts = args.scripts.split(",")
-    words = [(script, word) for i in range(8) for script in scripts for word in WORDS[script][i:i + 1]]
+    words = [(script, word) for i in range(8) for script in scripts for word in WORDS[script][i : i + 1]]
     embedder = load_embedder(model, device=args.device, verbose=False)
     figures: dict = {"photos": args.cost_photos, "shares": {}}
     for share in args.shares:
@@ -147,17 +157,23 @@ def measure(args, work: Path, model: str) -> dict:
             text_regions(image.convert("L"))
     detect_seconds = time.perf_counter() - started
     engine = SearchEngine(IndexStore.open(work / "index"), embedder)
-    figures: dict = {"scripts": {}, "ocr": text["ocr"], "photos": summary.images,
-                     "text_pass_img_s": round(text["ocr_read"] / text["seconds"], 3) if text["seconds"] else None,
-                     "detect_img_s": round(len(plain) / detect_seconds, 1) if plain and detect_seconds else None}
+    figures: dict = {
+        "scripts": {},
+        "ocr": text["ocr"],
+        "photos": summary.images,
+        "text_pass_img_s": round(text["ocr_read"] / text["seconds"], 3) if text["seconds"] else None,
+        "detect_img_s": round(len(plain) / detect_seconds, 1) if plain and detect_seconds else None,
+    }
     false_matches = queries = 0
     try:
         for script, signs in planted.items():
             counts = {"fused@1": 0, "fused@10": 0, "vector@1": 0, "vector@10": 0}
             for relpath, word in signs:
                 fused = [r.relpath for r in engine.search_text(word.lower(), k=10).results]
-                vector = [r.relpath for r in engine.rank(engine.encode_query(text=word.lower()),
-                                                         SearchOptions.parse(k=10)).results]
+                vector = [
+                    r.relpath
+                    for r in engine.rank(engine.encode_query(text=word.lower()), SearchOptions.parse(k=10)).results
+                ]
                 counts["fused@1"] += fused[:1] == [relpath]
                 counts["fused@10"] += relpath in fused
                 counts["vector@1"] += vector[:1] == [relpath]
@@ -175,7 +191,8 @@ def measure(args, work: Path, model: str) -> dict:
         with engine.store.catalog.engine.connect() as connection:
             with_text = connection.exec_driver_sql(
                 "SELECT count(*) FROM images i JOIN ocr_text o ON o.content_hash = i.content_hash "
-                "WHERE o.text != '' AND CAST(i.relpath AS TEXT) LIKE 'plain/%'").scalar()
+                "WHERE o.text != '' AND CAST(i.relpath AS TEXT) LIKE 'plain/%'"
+            ).scalar()
     finally:
         engine.close()
     figures["false_matches_per_query"] = round(false_matches / max(queries, 1), 3)
@@ -203,17 +220,25 @@ def main(argv=None) -> int:
         print(f"{figures['ocr']}\n{figures['photos']} photos per share; seconds per 1,000 photos:")
         print(f"{'text share':<12}{'text pass':>10}{'build, OCR on':>15}{'build, OCR off':>16}")
         for share, row in figures["shares"].items():
-            print(f"{share:<12}{row['text_pass_s_per_1000']:>10}{row['build_s_per_1000_ocr_on']:>15}"
-                  f"{row['build_s_per_1000_ocr_off']:>16}")
+            print(
+                f"{share:<12}{row['text_pass_s_per_1000']:>10}{row['build_s_per_1000_ocr_on']:>15}"
+                f"{row['build_s_per_1000_ocr_off']:>16}"
+            )
         return 0
-    print(f"{figures['ocr']}\n{figures['photos']} photos; text pass {figures['text_pass_img_s']} img/s, detection "
-          f"alone {figures['detect_img_s']} img/s; {figures['ocr_errors']} OCR errors")
+    print(
+        f"{figures['ocr']}\n{figures['photos']} photos; text pass {figures['text_pass_img_s']} img/s, detection "
+        f"alone {figures['detect_img_s']} img/s; {figures['ocr_errors']} OCR errors"
+    )
     print(f"{'script':<12}{'R@1 fused':>10}{'R@10 fused':>11}{'R@1 vector':>11}{'R@10 vector':>12}")
     for script, row in figures["scripts"].items():
-        print(f"{script:<12}{row['recall@1_fused']:>10}{row['recall@10_fused']:>11}{row['recall@1_vector_only']:>11}"
-              f"{row['recall@10_vector_only']:>12}")
-    print(f"false text matches per query: {figures['false_matches_per_query']}; photos without text that OCR read "
-          f"text from: {figures['no_text_photos_with_text']}")
+        print(
+            f"{script:<12}{row['recall@1_fused']:>10}{row['recall@10_fused']:>11}{row['recall@1_vector_only']:>11}"
+            f"{row['recall@10_vector_only']:>12}"
+        )
+    print(
+        f"false text matches per query: {figures['false_matches_per_query']}; photos without text that OCR read "
+        f"text from: {figures['no_text_photos_with_text']}"
+    )
     return 0
 
 

@@ -14,6 +14,7 @@ Examples:
   python -m benchmarks.bench_rest --size 2000 --queries 20 --clients 20 --per-client 5   # a quick check
   python -m benchmarks.bench_rest --cpus 0,1 --json                  # the app on 2 cores (Linux)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,11 @@ from benchmarks.bench_search import QUERY_TEXTS, REPO, make_index, percentiles, 
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n", 2)[2],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--size", type=int, default=100_000, help="photos in the index (default 100000)")
     parser.add_argument("--queries", type=int, default=100, help="timed queries per way (default 100)")
     parser.add_argument("--clients", type=int, default=200, help="REST clients at once (default 200)")
@@ -76,10 +80,27 @@ def start_app(work: Path, index_dir: Path, model: str, args) -> tuple[subprocess
     cpus = {int(cpu) for cpu in args.cpus.split(",")} if args.cpus else None
     with open(log, "wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "app.py", "--index", str(index_dir), "--model", model, "--device", args.device,
-             "--port", str(port), "--concurrency", str(args.concurrency), "--api-queue", str(args.api_queue)],
-            cwd=REPO, stdout=output, stderr=subprocess.STDOUT,
-            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+            [
+                sys.executable,
+                "app.py",
+                "--index",
+                str(index_dir),
+                "--model",
+                model,
+                "--device",
+                args.device,
+                "--port",
+                str(port),
+                "--concurrency",
+                str(args.concurrency),
+                "--api-queue",
+                str(args.api_queue),
+            ],
+            cwd=REPO,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+        )
     return process, f"http://127.0.0.1:{port}", log
 
 
@@ -103,9 +124,11 @@ def time_rest(url: str, queries: int) -> dict:
     import httpx
 
     with httpx.Client(base_url=f"{url}/api/v1", timeout=60) as client:
+
         def call(n):
             answer = client.get("/search/text", params={"text": QUERY_TEXTS[n % len(QUERY_TEXTS)], "k": 20})
             answer.raise_for_status()
+
         return timed(call, queries)
 
 
@@ -113,8 +136,9 @@ def time_gradio_client(url: str, queries: int) -> dict:
     from gradio_client import Client
 
     client = Client(f"{url}/", verbose=False)
-    return timed(lambda n: client.predict(text=QUERY_TEXTS[n % len(QUERY_TEXTS)], k=20, api_name="/search_text"),
-                 queries)
+    return timed(
+        lambda n: client.predict(text=QUERY_TEXTS[n % len(QUERY_TEXTS)], k=20, api_name="/search_text"), queries
+    )
 
 
 async def _crowd(url: str, clients: int, per_client: int) -> dict:
@@ -123,12 +147,14 @@ async def _crowd(url: str, clients: int, per_client: int) -> dict:
     latencies, statuses, failures = [], {}, []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=f"{url}/api/v1", timeout=120, limits=limits) as http:
+
         async def one_client(number: int) -> None:
             for n in range(per_client):
                 started = time.perf_counter()
                 try:
-                    answer = await http.get("/search/text", params={
-                        "text": QUERY_TEXTS[(number + n) % len(QUERY_TEXTS)], "k": 20})
+                    answer = await http.get(
+                        "/search/text", params={"text": QUERY_TEXTS[(number + n) % len(QUERY_TEXTS)], "k": 20}
+                    )
                 except httpx.HTTPError as error:
                     failures.append(f"{type(error).__name__}: {error}")
                     continue
@@ -140,10 +166,19 @@ async def _crowd(url: str, clients: int, per_client: int) -> dict:
         wall = time.perf_counter() - started
     errors = len(failures) + sum(count for status, count in statuses.items() if status != 200)
     figures = percentiles(latencies) if latencies else {}
-    return {"clients": clients, "per_client": per_client, "requests": clients * per_client, "errors": errors,
-            "busy_503": statuses.get(503, 0), "statuses": statuses, "failures": failures[:5],
-            **figures, "max_ms": round(max(latencies) * 1000, 1) if latencies else None,
-            "queries_per_s": round(clients * per_client / wall, 1), "wall_s": round(wall, 1)}
+    return {
+        "clients": clients,
+        "per_client": per_client,
+        "requests": clients * per_client,
+        "errors": errors,
+        "busy_503": statuses.get(503, 0),
+        "statuses": statuses,
+        "failures": failures[:5],
+        **figures,
+        "max_ms": round(max(latencies) * 1000, 1) if latencies else None,
+        "queries_per_s": round(clients * per_client / wall, 1),
+        "wall_s": round(wall, 1),
+    }
 
 
 def main(argv=None) -> int:
@@ -162,13 +197,17 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         make_index(index_dir, REPO / "assets" / "photos", embedder, args.size)
         store = IndexStore.open(index_dir)
-        report = {"model": embedder.model_id, "device": args.device, "size": int(store.count),
-                  "index_type": store.index_type, "cpus": args.cpus or f"all {os.cpu_count()}",
-                  "concurrency": args.concurrency}
+        report = {
+            "model": embedder.model_id,
+            "device": args.device,
+            "size": int(store.count),
+            "index_type": store.index_type,
+            "cpus": args.cpus or f"all {os.cpu_count()}",
+            "concurrency": args.concurrency,
+        }
         store.close()
         del embedder
-        print(f"bench: index of {report['size']} photos ready in {time.perf_counter() - started:.0f}s",
-              file=sys.stderr)
+        print(f"bench: index of {report['size']} photos ready in {time.perf_counter() - started:.0f}s", file=sys.stderr)
         report["engine"] = time_engine(index_dir, model, args.device, args.queries)
         process, url, log = start_app(work, index_dir, model, args)
         wait_up(url, process, log)
@@ -191,17 +230,21 @@ def print_report(report: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(report, indent=1))
         return
-    print(f"{report['size']:,} photos ({report['index_type']}), model {report['model']} on {report['device']}, "
-          f"app on CPUs: {report['cpus']}, --concurrency {report['concurrency']}")
+    print(
+        f"{report['size']:,} photos ({report['index_type']}), model {report['model']} on {report['device']}, "
+        f"app on CPUs: {report['cpus']}, --concurrency {report['concurrency']}"
+    )
     print(f"{'text query, k=20':<18}{'p50 ms':>9}{'p95 ms':>9}{'p50 over engine':>17}")
     engine = report["engine"]["p50_ms"]
     for way in ("engine", "rest", "gradio_client"):
         figures = report[way]
         print(f"{way:<18}{figures['p50_ms']:>9.2f}{figures['p95_ms']:>9.2f}{figures['p50_ms'] - engine:>+17.2f}")
     crowd = report["crowd"]
-    print(f"{crowd['clients']} REST clients x {crowd['per_client']} queries: {crowd['errors']} errors "
-          f"({crowd['busy_503']} busy 503), p50 {crowd.get('p50_ms')} ms, p95 {crowd.get('p95_ms')} ms, "
-          f"max {crowd['max_ms']} ms, {crowd['queries_per_s']} queries/s")
+    print(
+        f"{crowd['clients']} REST clients x {crowd['per_client']} queries: {crowd['errors']} errors "
+        f"({crowd['busy_503']} busy 503), p50 {crowd.get('p50_ms')} ms, p95 {crowd.get('p95_ms')} ms, "
+        f"max {crowd['max_ms']} ms, {crowd['queries_per_s']} queries/s"
+    )
     if crowd["failures"]:
         print("  failures: " + "; ".join(crowd["failures"]))
 

@@ -28,6 +28,7 @@ Examples:
   python -m benchmarks.bench_search --sizes 1000000 --index-type auto --vectors clustered --no-http   # ivf-pq
   python -m benchmarks.bench_search --model ./models/siglip --device cpu --json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,23 +52,40 @@ QUERY_TEXTS = ["a dog on the beach", "кошка на диване", "沙发上�
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n", 2)[2],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--sizes", default="1000,10000,100000", help="index sizes (default 1000,10000,100000)")
     parser.add_argument("--queries", type=int, default=30, help="timed queries per type and size (default 30)")
     parser.add_argument("--model", help="model folder or hub id (default: a tiny random Mllama built here)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-http", action="store_true", help="skip the end-to-end HTTP measurements")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--index-type", default="auto", choices=["auto", "flat", "ivf", "ivf-sq8", "ivf-pq"],
-                        help="index type for the filled indexes (default auto: what the indexer picks per size); "
-                             "prints bytes per image and recall@10 against exact search for each")
-    parser.add_argument("--vectors", default="uniform", choices=["uniform", "clustered"],
-                        help="filler vectors: uniform on the sphere, or clustered (see clustered_vectors)")
-    parser.add_argument("--split", action="store_true",
-                        help="time text query -> top 20 with metadata, split into encode / search / fetch")
-    parser.add_argument("--full-size-mme5", action="store_true",
-                        help="random-weight full-size mmE5 architecture (needs a big CUDA GPU; with --split)")
+    parser.add_argument(
+        "--index-type",
+        default="auto",
+        choices=["auto", "flat", "ivf", "ivf-sq8", "ivf-pq"],
+        help="index type for the filled indexes (default auto: what the indexer picks per size); "
+        "prints bytes per image and recall@10 against exact search for each",
+    )
+    parser.add_argument(
+        "--vectors",
+        default="uniform",
+        choices=["uniform", "clustered"],
+        help="filler vectors: uniform on the sphere, or clustered (see clustered_vectors)",
+    )
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="time text query -> top 20 with metadata, split into encode / search / fetch",
+    )
+    parser.add_argument(
+        "--full-size-mme5",
+        action="store_true",
+        help="random-weight full-size mmE5 architecture (needs a big CUDA GPU; with --split)",
+    )
     args = parser.parse_args(argv)
     if args.full_size_mme5 and not args.split:
         parser.error("--full-size-mme5 goes with --split (the other measurements start the app with a model folder)")
@@ -84,12 +102,26 @@ def add_catalog_rows(store, count: int) -> None:
         root_id = session.query(Root.id).scalar()
         now = utcnow()
         for start in range(0, count, 50_000):
-            session.execute(insert(Image), [{
-                "root_id": root_id, "relpath": encode_relpath(f"synthetic/{n // 1000:04d}/IMG_{n:07d}.jpg"),
-                "size": 2_000_000 + n, "mtime_ns": n, "content_hash": hashlib.sha256(str(n).encode()).hexdigest()[:32],
-                "width": 4000, "height": 3000, "taken_at": None, "camera": "Canon EOS R6", "status": STATUS_OK,
-                "error": None, "indexed_at": now,
-            } for n in range(start, min(count, start + 50_000))])
+            session.execute(
+                insert(Image),
+                [
+                    {
+                        "root_id": root_id,
+                        "relpath": encode_relpath(f"synthetic/{n // 1000:04d}/IMG_{n:07d}.jpg"),
+                        "size": 2_000_000 + n,
+                        "mtime_ns": n,
+                        "content_hash": hashlib.sha256(str(n).encode()).hexdigest()[:32],
+                        "width": 4000,
+                        "height": 3000,
+                        "taken_at": None,
+                        "camera": "Canon EOS R6",
+                        "status": STATUS_OK,
+                        "error": None,
+                        "indexed_at": now,
+                    }
+                    for n in range(start, min(count, start + 50_000))
+                ],
+            )
         session.commit()
 
 
@@ -127,8 +159,11 @@ def time_split(work: Path, photos: Path, embedder, size: int, queries: int, devi
     with store.catalog.session() as session:
         ids = np.asarray(session.execute(select(Image.id).order_by(Image.id)).scalars().all(), dtype=np.int64)
     store.index = random_index(ids, embedder.dim, device)
-    print(f"bench: catalog of {len(ids)} rows and a flat index of {store.index.ntotal} vectors ready in "
-          f"{time.perf_counter() - started:.1f}s", file=sys.stderr)
+    print(
+        f"bench: catalog of {len(ids)} rows and a flat index of {store.index.ntotal} vectors ready in "
+        f"{time.perf_counter() - started:.1f}s",
+        file=sys.stderr,
+    )
     engine = SearchEngine(store, embedder, reload_interval=1e9)  # the rows were added behind the store's back
     window = engine.min_window  # the engine's first search window for a 20-result page
     first = engine.encode_query(text=QUERY_TEXTS[0])
@@ -154,10 +189,16 @@ def time_split(work: Path, photos: Path, embedder, size: int, queries: int, devi
         engine.search_text(f"{QUERY_TEXTS[n % len(QUERY_TEXTS)]} {n}", k=20)
         engine_times.append(time.perf_counter() - started)
     compiler = getattr(embedder.backbone, "query_compiler", None)
-    return {"vectors": int(store.index.ntotal), "searcher": searcher,
-            "query_path": "compiled" if compiler is not None and compiler.active else "eager",
-            "encode": percentiles(encode), "search": percentiles(search), "fetch": percentiles(fetch),
-            "total": percentiles(total), "engine_search_text": percentiles(engine_times)}
+    return {
+        "vectors": int(store.index.ntotal),
+        "searcher": searcher,
+        "query_path": "compiled" if compiler is not None and compiler.active else "eager",
+        "encode": percentiles(encode),
+        "search": percentiles(search),
+        "fetch": percentiles(fetch),
+        "total": percentiles(total),
+        "engine_search_text": percentiles(engine_times),
+    }
 
 
 def main_split(args, work: Path, model: str | None) -> dict:
@@ -189,8 +230,9 @@ def clustered_vectors(rng, count: int, dim: int, clusters: int = 2000, spread: f
     return vectors
 
 
-def make_index(index_dir: Path, photos: Path, embedder, size: int, index_type: str = "auto",
-               distribution: str = "uniform") -> None:
+def make_index(
+    index_dir: Path, photos: Path, embedder, size: int, index_type: str = "auto", distribution: str = "uniform"
+) -> None:
     """A real indexer index of ``size`` searchable images (all but the photos are random vectors)."""
     import numpy as np
     from sqlalchemy import insert
@@ -214,14 +256,31 @@ def make_index(index_dir: Path, photos: Path, embedder, size: int, index_type: s
                     vectors = rng.standard_normal((count, embedder.dim)).astype(np.float32)
                 vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
                 hashes = [hashlib.sha256(f"{size}-{start + i}".encode()).hexdigest() for i in range(count)]
-                session.execute(insert(Vector), [{"content_hash": h, "vector": v.astype(np.float16).tobytes()}
-                                                 for h, v in zip(hashes, vectors)])
+                session.execute(
+                    insert(Vector),
+                    [{"content_hash": h, "vector": v.astype(np.float16).tobytes()} for h, v in zip(hashes, vectors)],
+                )
                 now = utcnow()
-                session.execute(insert(Image), [{
-                    "root_id": root_id, "relpath": encode_relpath(f"synthetic/{(start + i) // 1000:04d}/{i}.jpg"),
-                    "size": 1, "mtime_ns": 0, "content_hash": h, "width": 1, "height": 1,
-                    "taken_at": None, "camera": None, "status": STATUS_OK, "error": None, "indexed_at": now,
-                } for i, h in enumerate(hashes)])
+                session.execute(
+                    insert(Image),
+                    [
+                        {
+                            "root_id": root_id,
+                            "relpath": encode_relpath(f"synthetic/{(start + i) // 1000:04d}/{i}.jpg"),
+                            "size": 1,
+                            "mtime_ns": 0,
+                            "content_hash": h,
+                            "width": 1,
+                            "height": 1,
+                            "taken_at": None,
+                            "camera": None,
+                            "status": STATUS_OK,
+                            "error": None,
+                            "indexed_at": now,
+                        }
+                        for i, h in enumerate(hashes)
+                    ],
+                )
             Catalog.set_meta(session, index_type_request=index_type)
             session.commit()
     finally:
@@ -316,8 +375,11 @@ def time_features(engine, queries: int) -> dict:
                 engine.read_query_places(QUERY_TEXTS[n % len(QUERY_TEXTS)], plain)
                 engine.rank(push_away(vector, negative), featured)
             bucket.append(time.perf_counter() - started)
-    return {"off": percentiles(off), "on": percentiles(on),
-            "added_p50_ms": round(float(np.percentile(on, 50) - np.percentile(off, 50)) * 1000, 2)}
+    return {
+        "off": percentiles(off),
+        "on": percentiles(on),
+        "added_p50_ms": round(float(np.percentile(on, 50) - np.percentile(off, 50)) * 1000, 2),
+    }
 
 
 def time_rare_folder(store, embedder, queries: int) -> dict:
@@ -354,15 +416,31 @@ def time_http(index_dir: Path, model: str, device: str, photo: str, queries: int
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     log = tempfile.NamedTemporaryFile(prefix="bench-search-app-", suffix=".log", delete=False)
-    process = subprocess.Popen([sys.executable, "app.py", "--index", str(index_dir), "--model", model,
-                                "--device", device, "--port", str(port)], cwd=REPO, stdout=log, stderr=log)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "app.py",
+            "--index",
+            str(index_dir),
+            "--model",
+            model,
+            "--device",
+            device,
+            "--port",
+            str(port),
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=log,
+    )
     try:
         client = _connect(f"http://127.0.0.1:{port}/", process, log.name)
         calls = {
             "text": lambda n: client.predict(text=QUERY_TEXTS[n % len(QUERY_TEXTS)], k=20, api_name="/search_text"),
             "image": lambda n: client.predict(image=handle_file(photo), k=20, api_name="/search_image"),
-            "composed": lambda n: client.predict(image=handle_file(photo), text=QUERY_TEXTS[n % len(QUERY_TEXTS)],
-                                                 k=20, api_name="/search_composed"),
+            "composed": lambda n: client.predict(
+                image=handle_file(photo), text=QUERY_TEXTS[n % len(QUERY_TEXTS)], k=20, api_name="/search_composed"
+            ),
         }
         figures = {}
         for kind, call in calls.items():
@@ -404,7 +482,9 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-search-"))
     try:
         with stdout_to_stderr():
-            model = args.model or (None if args.full_size_mme5 else str(build_tiny(work / "tiny-mllama", backbone="mllama")))
+            model = args.model or (
+                None if args.full_size_mme5 else str(build_tiny(work / "tiny-mllama", backbone="mllama"))
+            )
         if args.split:
             print_split(main_split(args, work, model), args.json)
             return 0
@@ -417,17 +497,25 @@ def main(argv=None) -> int:
             started = time.perf_counter()
             make_index(index_dir, photos, embedder, size, args.index_type, args.vectors)
             store = IndexStore.open(index_dir)
-            print(f"bench: index of {store.count} images ({store.index_type}) ready in "
-                  f"{time.perf_counter() - started:.1f}s", file=sys.stderr)
+            print(
+                f"bench: index of {store.count} images ({store.index_type}) ready in "
+                f"{time.perf_counter() - started:.1f}s",
+                file=sys.stderr,
+            )
             store.index.save(index_dir / "vectors.faiss")  # so the app subprocess need not rebuild it
             rare = time_rare_folder(store, embedder, args.queries)  # first, while nothing is cached
             engine = SearchEngine(store, embedder)
             from indexer.sync import measure_recall
 
             recall = measure_recall(store.catalog, store.index)
-            figures = {"index_type": store.index_type, "bytes_per_image": store.info()["bytes_per_image"],
-                       "recall_at_10": recall["recall_at_k"], **time_engine(engine, photo, args.queries),
-                       "rare_folder": rare, "features": time_features(engine, args.queries)}
+            figures = {
+                "index_type": store.index_type,
+                "bytes_per_image": store.info()["bytes_per_image"],
+                "recall_at_10": recall["recall_at_k"],
+                **time_engine(engine, photo, args.queries),
+                "rare_folder": rare,
+                "features": time_features(engine, args.queries),
+            }
             engine.close()
             if not args.no_http:
                 figures["http"] = time_http(index_dir, model, args.device, photo, args.queries)
@@ -443,15 +531,23 @@ def print_split(report: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(report, indent=2))
         return
-    print(f"model {report['model']} ({report['dim']}-d) on {report['device']}: text query -> top 20 with metadata, "
-          "ms p50 / p95")
-    print(f"{'vectors':>9} {'searcher':>16} {'query path':>10} {'encode':>13} {'search':>13} {'fetch':>13} "
-          f"{'total':>13} {'engine':>13}")
+    print(
+        f"model {report['model']} ({report['dim']}-d) on {report['device']}: text query -> top 20 with metadata, "
+        "ms p50 / p95"
+    )
+    print(
+        f"{'vectors':>9} {'searcher':>16} {'query path':>10} {'encode':>13} {'search':>13} {'fetch':>13} "
+        f"{'total':>13} {'engine':>13}"
+    )
     for figures in report["split"].values():
-        cells = [f"{figures[part]['p50_ms']:.2f} / {figures[part]['p95_ms']:.2f}"
-                 for part in ("encode", "search", "fetch", "total", "engine_search_text")]
-        print(f"{figures['vectors']:>9} {figures['searcher']:>16} {figures['query_path']:>10} "
-              + " ".join(f"{cell:>13}" for cell in cells))
+        cells = [
+            f"{figures[part]['p50_ms']:.2f} / {figures[part]['p95_ms']:.2f}"
+            for part in ("encode", "search", "fetch", "total", "engine_search_text")
+        ]
+        print(
+            f"{figures['vectors']:>9} {figures['searcher']:>16} {figures['query_path']:>10} "
+            + " ".join(f"{cell:>13}" for cell in cells)
+        )
 
 
 def print_report(report: dict, as_json: bool) -> None:
@@ -467,18 +563,26 @@ def print_report(report: dict, as_json: bool) -> None:
             cells = [f"{row[part]['p50_ms']:.1f} / {row[part]['p95_ms']:.1f}" for part in ("engine", "model", "index")]
             cells.append(f"{http['p50_ms']:.1f} / {http['p95_ms']:.1f}" if http else "-")
             print(f"{size:>8} {figures['index_type']:>8} {kind:>9} " + " ".join(f"{cell:>15}" for cell in cells))
-        print(f"{size:>8} {'':>8} {'memory':>9} {figures['bytes_per_image']} bytes/image, recall@10 vs exact "
-              f"{figures['recall_at_10']:.3f}")
+        print(
+            f"{size:>8} {'':>8} {'memory':>9} {figures['bytes_per_image']} bytes/image, recall@10 vs exact "
+            f"{figures['recall_at_10']:.3f}"
+        )
         rank, folder = figures["rank_only"], figures["rank_folder_filter"]
-        print(f"{size:>8} {'':>8} {'page':>9} rank only {rank['p50_ms']:.1f} / {rank['p95_ms']:.1f}; "
-              f"with a folder filter {folder['p50_ms']:.1f} / {folder['p95_ms']:.1f}")
+        print(
+            f"{size:>8} {'':>8} {'page':>9} rank only {rank['p50_ms']:.1f} / {rank['p95_ms']:.1f}; "
+            f"with a folder filter {folder['p50_ms']:.1f} / {folder['p95_ms']:.1f}"
+        )
         feat = figures["features"]
-        print(f"{size:>8} {'':>8} {'features':>9} off {feat['off']['p50_ms']:.2f} / {feat['off']['p95_ms']:.2f}; "
-              f"on (dates, places, without, strong only) {feat['on']['p50_ms']:.2f} / {feat['on']['p95_ms']:.2f}; "
-              f"added p50 {feat['added_p50_ms']:+.2f}")
+        print(
+            f"{size:>8} {'':>8} {'features':>9} off {feat['off']['p50_ms']:.2f} / {feat['off']['p95_ms']:.2f}; "
+            f"on (dates, places, without, strong only) {feat['on']['p50_ms']:.2f} / {feat['on']['p95_ms']:.2f}; "
+            f"added p50 {feat['added_p50_ms']:+.2f}"
+        )
         for way, row in figures["rare_folder"].items():
-            print(f"{size:>8} {'':>8} {'rare':>9} 3-photo folder, {way.replace('_', ' ')}: cold {row['cold_ms']:.1f}, "
-                  f"warm {row['p50_ms']:.1f} / {row['p95_ms']:.1f}")
+            print(
+                f"{size:>8} {'':>8} {'rare':>9} 3-photo folder, {way.replace('_', ' ')}: cold {row['cold_ms']:.1f}, "
+                f"warm {row['p50_ms']:.1f} / {row['p95_ms']:.1f}"
+            )
 
 
 if __name__ == "__main__":

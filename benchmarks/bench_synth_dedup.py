@@ -9,6 +9,7 @@ before it continues).
 
     python -m benchmarks.bench_synth_dedup --n 100000 --old-n 2000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,9 @@ def queries(n: int, seed: int = 0) -> list[tuple[str, str]]:
     rng = random.Random(seed)
     latin = "abcdefghijklmnopqrstuvwxyz"
     cyrillic = "абвгдежзийклмнопрстуфхцчшщыэюя"
-    vocabulary = [("".join(rng.choice(latin if i % 3 else cyrillic) for _ in range(rng.randint(2, 10))))
-                  for i in range(20_000)]
+    vocabulary = [
+        ("".join(rng.choice(latin if i % 3 else cyrillic) for _ in range(rng.randint(2, 10)))) for i in range(20_000)
+    ]
     cumulative = list(itertools.accumulate(1 / (rank + 1) for rank in range(len(vocabulary))))  # once, not per call
     images = [f"photos/{i:05d}.jpg" for i in range(500)] + [""]  # "" = text-only queries
     made: list[tuple[str, str]] = []
@@ -105,13 +107,20 @@ def main() -> None:
         accepted = every
         with open(folder.samples_path, "w", encoding="utf-8") as handle:
             for number, (image, text) in enumerate(accepted):
-                handle.write(json.dumps({"sample_id": f"s0-{number:08d}", "qry_image_path": image,
-                                         "query_text": text, "qry": text}, ensure_ascii=False) + "\n")
+                handle.write(
+                    json.dumps(
+                        {"sample_id": f"s0-{number:08d}", "qry_image_path": image, "query_text": text, "qry": text},
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
         started = time.perf_counter()
         dedup = Deduplicator()
         dedup.seen_many(dedup_text(row) for row in folder.samples())  # as synth/run.py does, batched
-        print(f"resume: re-adding {args.n} accepted queries from samples.jsonl took "
-              f"{time.perf_counter() - started:.2f} s ({len(dedup)} distinct kept)")
+        print(
+            f"resume: re-adding {args.n} accepted queries from samples.jsonl took "
+            f"{time.perf_counter() - started:.2f} s ({len(dedup)} distinct kept)"
+        )
 
 
 if __name__ == "__main__":

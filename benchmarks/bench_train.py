@@ -14,6 +14,7 @@ prints the step time of each. ``--profile`` prints the torch.profiler table (top
 device time, CPU time on a CPU) of one step to stderr; ``--profile-trace FILE`` saves a
 Chrome trace of it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,8 +67,9 @@ def examples(folder: Path, count: int, negatives: int, side: int) -> list[Exampl
     for index in range(count):
         caption = f"photo number {index} of a coloured square, seen from the front in daylight"
         negs = paths[count + index * negatives : count + (index + 1) * negatives]
-        rows.append(Example(prompts.text_to_image_query(caption), None, document, paths[index],
-                            [document] * negatives, negs))
+        rows.append(
+            Example(prompts.text_to_image_query(caption), None, document, paths[index], [document] * negatives, negs)
+        )
     return rows
 
 
@@ -108,10 +110,15 @@ def profiled(enabled: bool, device: torch.device, trace: str | None):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n", 2)[2],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", help="model folder or hub id (default: a tiny random Mllama)")
-    parser.add_argument("--full-size-mme5", action="store_true", help="full-size Llama-3.2-11B-Vision, random weights (CUDA)")
+    parser.add_argument(
+        "--full-size-mme5", action="store_true", help="full-size Llama-3.2-11B-Vision, random weights (CUDA)"
+    )
     parser.add_argument("--steps", type=int, default=3, help="timed steps (after one warm-up step)")
     parser.add_argument("--batch-size", type=int, default=2, help="queries per step")
     parser.add_argument("--negatives", type=int, default=3)
@@ -119,8 +126,12 @@ def main(argv=None) -> int:
     parser.add_argument("--image-size", type=int, default=560, help="square image side (560 = one Mllama tile)")
     parser.add_argument("--no-gradient-checkpointing", action="store_true")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--attention", choices=("both", "fast", "stock"), default="both",
-                        help="Mllama vision attention to time: mme5's fast path, the stock one, or both (default)")
+    parser.add_argument(
+        "--attention",
+        choices=("both", "fast", "stock"),
+        default="both",
+        help="Mllama vision attention to time: mme5's fast path, the stock one, or both (default)",
+    )
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of one step to stderr")
     parser.add_argument("--profile-trace", metavar="FILE", help="also save that step as a Chrome trace (JSON)")
     args = parser.parse_args(argv)
@@ -161,11 +172,17 @@ def main(argv=None) -> int:
     step_s = {mode: round(sum(values[1:] or values) / len(values[1:] or values), 3) for mode, values in times.items()}
     first = modes[0]
     result = {
-        "model": embedder.model_id, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "dtype": str(embedder.backbone.dtype), "batch_size": args.batch_size, "negatives": args.negatives,
-        "grad_cache_chunk": args.grad_cache, "gradient_checkpointing": not args.no_gradient_checkpointing,
-        "image_size": args.image_size, "trainable_parameters": sum(p.numel() for p in params),
-        "build_s": round(built, 1), "step_s": step_s[first],
+        "model": embedder.model_id,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "dtype": str(embedder.backbone.dtype),
+        "batch_size": args.batch_size,
+        "negatives": args.negatives,
+        "grad_cache_chunk": args.grad_cache,
+        "gradient_checkpointing": not args.no_gradient_checkpointing,
+        "image_size": args.image_size,
+        "trainable_parameters": sum(p.numel() for p in params),
+        "build_s": round(built, 1),
+        "step_s": step_s[first],
         "samples_per_s": round(args.batch_size / step_s[first], 3),
         "step_s_by_attention": step_s,
     }

@@ -12,6 +12,7 @@ Examples:
   python -m benchmarks.bench_video --seconds 10 --size 640x360 --videos 2 --json
   python -m benchmarks.bench_video --model google/siglip-base-patch16-256-multilingual
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,11 @@ CODECS = {"h264": ("libx264", ".mp4"), "hevc": ("libx265", ".mp4")}
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n", 2)[2],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each extraction test video (default 30)")
     parser.add_argument("--size", default="1920x1080", help="extraction test video size (default 1920x1080)")
     parser.add_argument("--fps", type=int, default=30, help="frame rate of the extraction test videos (default 30)")
@@ -68,8 +72,9 @@ def moving_video(path: Path, codec: str, seconds: float, size: tuple[int, int], 
             if scene is None or int(t // scene_s) != scene[0]:
                 scene = (int(t // scene_s), np.concatenate([picture(int(t // scene_s), size)] * 2, axis=1))
             shift = index % 64
-            frame = av.VideoFrame.from_ndarray(scene[1][:, shift:shift + size[0]] + noise[:, shift:shift + size[0]],
-                                               format="rgb24")
+            frame = av.VideoFrame.from_ndarray(
+                scene[1][:, shift : shift + size[0]] + noise[:, shift : shift + size[0]], format="rgb24"
+            )
             frame.pts, frame.time_base = index, Fraction(1, fps)
             for packet in stream.encode(frame):
                 container.mux(packet)
@@ -89,12 +94,32 @@ def extraction(folder: Path, args) -> dict:
         started = time.perf_counter()
         facts, keyframes = read_video(str(path), 256)
         wall = time.perf_counter() - started
-        figures[name] = {"video_s": round(facts.duration_s, 2), "wall_s": round(wall, 3),
-                         "video_s_per_wall_s": round(facts.duration_s / wall, 2), "keyframes": len(keyframes)}
+        figures[name] = {
+            "video_s": round(facts.duration_s, 2),
+            "wall_s": round(wall, 3),
+            "video_s_per_wall_s": round(facts.duration_s / wall, 2),
+            "keyframes": len(keyframes),
+        }
         if ffmpeg:
             started = time.perf_counter()
-            subprocess.run([ffmpeg, "-hide_banner", "-nostats", "-threads", str(args.cores), "-i", str(path), "-vf",
-                            "select='gt(scene,0.3)',showinfo", "-f", "null", "-"], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    ffmpeg,
+                    "-hide_banner",
+                    "-nostats",
+                    "-threads",
+                    str(args.cores),
+                    "-i",
+                    str(path),
+                    "-vf",
+                    "select='gt(scene,0.3)',showinfo",
+                    "-f",
+                    "null",
+                    "-",
+                ],
+                check=True,
+                capture_output=True,
+            )
             wall = time.perf_counter() - started
             figures[name]["ffmpeg_scene_detect_video_s_per_wall_s"] = round(facts.duration_s / wall, 2)
     figures["ffmpeg"] = ffmpeg or "not installed: no comparison with ffmpeg's own scene detection"
@@ -148,9 +173,13 @@ def accuracy(folder: Path, args) -> dict:
     finally:
         engine.close()
     finite = [error for error in errors if error != float("inf")]
-    return {"model": embedder.model_id if args.model else "tiny random SigLIP", "queries": len(truth),
-            "rank1_within_2s": hits, "rank1_within_2s_share": round(hits / len(truth), 3),
-            "median_timestamp_error_s": round(float(np.median(finite)), 3) if finite else None}
+    return {
+        "model": embedder.model_id if args.model else "tiny random SigLIP",
+        "queries": len(truth),
+        "rank1_within_2s": hits,
+        "rank1_within_2s_share": round(hits / len(truth), 3),
+        "median_timestamp_error_s": round(float(np.median(finite)), 3) if finite else None,
+    }
 
 
 def main(argv=None) -> int:
@@ -173,13 +202,17 @@ def main(argv=None) -> int:
     for name in CODECS:
         row = figures["extraction"][name]
         ffmpeg = row.get("ffmpeg_scene_detect_video_s_per_wall_s")
-        print(f"{name} {args.size}: {row['video_s_per_wall_s']:.1f} video s / wall s on {args.cores} cores "
-              f"({row['keyframes']} keyframes from {row['video_s']:.0f} s)"
-              + (f"; ffmpeg scene detect: {ffmpeg:.1f}" if ffmpeg else ""))
+        print(
+            f"{name} {args.size}: {row['video_s_per_wall_s']:.1f} video s / wall s on {args.cores} cores "
+            f"({row['keyframes']} keyframes from {row['video_s']:.0f} s)"
+            + (f"; ffmpeg scene detect: {ffmpeg:.1f}" if ffmpeg else "")
+        )
     print(f"ffmpeg: {figures['extraction']['ffmpeg']}")
     acc = figures["accuracy"]
-    print(f"rank 1 within ±2 s: {acc['rank1_within_2s']}/{acc['queries']} ({acc['rank1_within_2s_share']:.0%}), "
-          f"median timestamp error {acc['median_timestamp_error_s']} s ({acc['model']})")
+    print(
+        f"rank 1 within ±2 s: {acc['rank1_within_2s']}/{acc['queries']} ({acc['rank1_within_2s_share']:.0%}), "
+        f"median timestamp error {acc['median_timestamp_error_s']} s ({acc['model']})"
+    )
     return 0
 
 

@@ -9,6 +9,7 @@ Examples:
   python -m benchmarks.bench_without
   python -m benchmarks.bench_without --dim 256 --trials 50
 """
+
 from __future__ import annotations
 
 import argparse

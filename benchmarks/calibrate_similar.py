@@ -15,6 +15,7 @@ Examples:
   python -m benchmarks.calibrate_similar --photos ~/Pictures --model intfloat/mmE5-mllama-11b-instruct
   python -m benchmarks.calibrate_similar --photos ~/Pictures --model PATH --max-photos 300 --percentile 0.5 --json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,10 @@ def summary(scores: np.ndarray) -> dict:
     if scores.size == 0:
         return {"pairs": 0}
     quantiles = np.percentile(scores, [0, 1, 5, 50, 95, 100])
-    return {"pairs": int(scores.size), **{name: round(float(value), 5) for name, value in
-                                          zip(("min", "p1", "p5", "median", "p95", "max"), quantiles)}}
+    return {
+        "pairs": int(scores.size),
+        **{name: round(float(value), 5) for name, value in zip(("min", "p1", "p5", "median", "p95", "max"), quantiles)},
+    }
 
 
 def calibrate(embedder, photos: list[Path], percentile: float, batch_size: int = 8, progress: bool = True) -> dict:
@@ -89,18 +92,26 @@ def calibrate(embedder, photos: list[Path], percentile: float, batch_size: int =
         raise ValueError(f"need at least 2 readable photos, found {len(kept)}: point --photos at a photo folder")
     print(f"embedding {len(kept)} photos and {len(kept) * len(EDITS)} edited copies…", file=sys.stderr)
     base = embedder.encode_images(originals, batch_size=batch_size, show_progress_bar=progress)
-    near = {kind: np.einsum("ij,ij->i", base, embedder.encode_images(copies[kind], batch_size=batch_size,
-                                                                     show_progress_bar=progress))
-            for kind in EDITS}
+    near = {
+        kind: np.einsum(
+            "ij,ij->i", base, embedder.encode_images(copies[kind], batch_size=batch_size, show_progress_bar=progress)
+        )
+        for kind in EDITS
+    }
     gram = base @ base.T
     distinct = gram[np.triu_indices(len(kept), k=1)]
     all_near = np.concatenate(list(near.values()))
     # rounded down to 5 digits: the printed figure groups at least the share it reports
     threshold = round(float(np.floor(float(np.percentile(all_near, percentile)) * 1e5)) / 1e5, 5)
     return {
-        "model": embedder.model_id, "family": embedder.family, "photos": len(kept), "percentile": percentile,
-        "near_duplicate": summary(all_near), "by_edit": {kind: summary(scores) for kind, scores in near.items()},
-        "distinct": summary(distinct), "threshold": threshold,
+        "model": embedder.model_id,
+        "family": embedder.family,
+        "photos": len(kept),
+        "percentile": percentile,
+        "near_duplicate": summary(all_near),
+        "by_edit": {kind: summary(scores) for kind, scores in near.items()},
+        "distinct": summary(distinct),
+        "threshold": threshold,
         "near_duplicates_grouped": round(float((all_near >= threshold).mean()), 4),
         "distinct_pairs_wrongly_grouped": round(float((distinct >= threshold).mean()), 6),
         "overlap": bool(distinct.size and distinct.max() >= all_near.min()),
@@ -108,37 +119,51 @@ def calibrate(embedder, photos: list[Path], percentile: float, batch_size: int =
 
 
 def report(result: dict) -> str:
-    lines = [f"model {result['model']} ({result['family']}), {result['photos']} photos",
-             f"{'pairs':<24}{'count':>7}{'min':>9}{'p1':>9}{'p5':>9}{'median':>9}{'p95':>9}{'max':>9}"]
+    lines = [
+        f"model {result['model']} ({result['family']}), {result['photos']} photos",
+        f"{'pairs':<24}{'count':>7}{'min':>9}{'p1':>9}{'p5':>9}{'median':>9}{'p95':>9}{'max':>9}",
+    ]
 
     def row(name, stats):
         if not stats.get("pairs"):
             return f"{name:<24}{0:>7}"
-        return f"{name:<24}{stats['pairs']:>7}" + "".join(f"{stats[key]:>9.4f}" for key in
-                                                         ("min", "p1", "p5", "median", "p95", "max"))
+        return f"{name:<24}{stats['pairs']:>7}" + "".join(
+            f"{stats[key]:>9.4f}" for key in ("min", "p1", "p5", "median", "p95", "max")
+        )
 
     lines.append(row("near-duplicate (all)", result["near_duplicate"]))
     lines += [row(f"  {kind}", stats) for kind, stats in result["by_edit"].items()]
     lines.append(row("distinct photos", result["distinct"]))
-    lines.append(f"threshold (p{result['percentile']:g} of near-duplicate pairs): {result['threshold']:.5f}  "
-                 f"groups {result['near_duplicates_grouped']:.1%} of edited copies, joins "
-                 f"{result['distinct_pairs_wrongly_grouped']:.3%} of distinct pairs")
+    lines.append(
+        f"threshold (p{result['percentile']:g} of near-duplicate pairs): {result['threshold']:.5f}  "
+        f"groups {result['near_duplicates_grouped']:.1%} of edited copies, joins "
+        f"{result['distinct_pairs_wrongly_grouped']:.3%} of distinct pairs"
+    )
     if result["overlap"]:
-        lines.append("note: the distributions overlap: no threshold separates them completely (look at which edit "
-                     "scores lowest; a lower percentile trades missed copies for fewer false matches)")
+        lines.append(
+            "note: the distributions overlap: no threshold separates them completely (look at which edit "
+            "scores lowest; a lower percentile trades missed copies for fewer false matches)"
+        )
     return "\n".join(lines)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.calibrate_similar", description=__doc__.split("\n")[0],
-                                     epilog=__doc__.split("Examples:\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.calibrate_similar",
+        description=__doc__.split("\n")[0],
+        epilog=__doc__.split("Examples:\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--photos", type=Path, required=True, help="a folder of photos (searched recursively)")
     parser.add_argument("--model", required=True, help="model folder or hub id (the one the index is built with)")
     parser.add_argument("--device", default=None, help="cpu, cuda, … (default: the best available)")
     parser.add_argument("--max-photos", type=int, default=200, help="photos sampled from the folder (default 200)")
-    parser.add_argument("--percentile", type=float, default=1.0,
-                        help="percentile of near-duplicate similarities used as the threshold (default 1)")
+    parser.add_argument(
+        "--percentile",
+        type=float,
+        default=1.0,
+        help="percentile of near-duplicate similarities used as the threshold (default 1)",
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0, help="seed of the photo sample")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")

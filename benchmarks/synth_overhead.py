@@ -6,6 +6,7 @@ synth itself puts on a run. Prints one line per concurrency level.
 
     python -m benchmarks.synth_overhead --n 300
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,12 +45,34 @@ def main() -> None:
             for level in (int(part) for part in args.concurrency.split(",")):
                 out = work / f"run{level}"
                 started = time.perf_counter()
-                synth(["generate", "--index", str(work / "index"), "--out", str(out), "--n", str(args.n),
-                       "--base-url", server.url, "--model", "bench", "--languages", "en,de,fr,es,ja",
-                       "--concurrency", str(level), "--no-progress", "--max-attempts", str(3 * args.n)])
+                synth(
+                    [
+                        "generate",
+                        "--index",
+                        str(work / "index"),
+                        "--out",
+                        str(out),
+                        "--n",
+                        str(args.n),
+                        "--base-url",
+                        server.url,
+                        "--model",
+                        "bench",
+                        "--languages",
+                        "en,de,fr,es,ja",
+                        "--concurrency",
+                        str(level),
+                        "--no-progress",
+                        "--max-attempts",
+                        str(3 * args.n),
+                    ]
+                )
                 seconds = time.perf_counter() - started
-                print(f"concurrency {level:>3}: {args.n} samples in {seconds:6.2f} s = {args.n / seconds:7.1f} samples/s "
-                      f"(synth overhead {1000 * seconds / args.n:5.1f} ms/sample)", flush=True)
+                print(
+                    f"concurrency {level:>3}: {args.n} samples in {seconds:6.2f} s = {args.n / seconds:7.1f} samples/s "
+                    f"(synth overhead {1000 * seconds / args.n:5.1f} ms/sample)",
+                    flush=True,
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -1,6 +1,7 @@
 """Photos with planted text, for the OCR tests and benchmarks/bench_ocr.py: a sign (light plaque, dark
 letters) on a textured, photo-like background, in the script's font from Debian's font packages
 (fonts-dejavu-core: Latin, Cyrillic, Arabic; fonts-noto-cjk: CJK; fonts-noto-core: Devanagari)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,10 +12,18 @@ from PIL import Image, ImageDraw, ImageFont
 FONTS = {
     "latin": ["/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"],
     "cyrillic": ["/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"],
-    "cjk": ["/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc", "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"],
-    "arabic": ["/usr/share/fonts/truetype/noto/NotoSansArabic-Bold.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"],
-    "devanagari": ["/usr/share/fonts/truetype/noto/NotoSansDevanagari-Bold.ttf",
-                   "/usr/share/fonts/truetype/noto/NotoSansDevanagari-Regular.ttf"],
+    "cjk": [
+        "/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc",
+        "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    ],
+    "arabic": [
+        "/usr/share/fonts/truetype/noto/NotoSansArabic-Bold.ttf",
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+    ],
+    "devanagari": [
+        "/usr/share/fonts/truetype/noto/NotoSansDevanagari-Bold.ttf",
+        "/usr/share/fonts/truetype/noto/NotoSansDevanagari-Regular.ttf",
+    ],
 }
 
 
@@ -30,8 +39,9 @@ def texture(size: tuple[int, int], seed: int) -> Image.Image:
     return Image.fromarray(np.clip(np.asarray(low, dtype=np.float64) + grain, 0, 255).astype(np.uint8))
 
 
-def sign_photo(text: str, script: str, seed: int = 0, size: tuple[int, int] = (640, 420),
-               font_size: int = 64) -> Image.Image:
+def sign_photo(
+    text: str, script: str, seed: int = 0, size: tuple[int, int] = (640, 420), font_size: int = 64
+) -> Image.Image:
     """``text`` on a plaque in the middle of a textured photo."""
     image = texture(size, seed)
     font_path = font_for(script)

@@ -3,17 +3,31 @@
 Names are imported on first use (PEP 562), so ``python -m indexer`` starts without loading
 numpy, SQLAlchemy or FAISS before it can handle Ctrl-C (no traceback during start-up).
 """
+
 from __future__ import annotations
 
 import importlib
 
 _HOMES = {
-    "BuildSummary": "records", "FileError": "records", "build_index": "build",
-    "BadRootError": "errors", "IndexCorruptError": "errors", "IndexerError": "errors",
-    "IndexLockedError": "errors", "IndexMismatchError": "errors", "IndexNotFoundError": "errors",
-    "IndexReplacedError": "errors", "PublishedIndexError": "errors",
-    "VerifyReport": "maintenance", "remove_root": "maintenance", "verify": "maintenance", "DEFAULT_INDEX_DIR": "files",
-    "ImageRecord": "store", "IndexStore": "store", "index_model": "store", "open_index": "store",
+    "BuildSummary": "records",
+    "FileError": "records",
+    "build_index": "build",
+    "BadRootError": "errors",
+    "IndexCorruptError": "errors",
+    "IndexerError": "errors",
+    "IndexLockedError": "errors",
+    "IndexMismatchError": "errors",
+    "IndexNotFoundError": "errors",
+    "IndexReplacedError": "errors",
+    "PublishedIndexError": "errors",
+    "VerifyReport": "maintenance",
+    "remove_root": "maintenance",
+    "verify": "maintenance",
+    "DEFAULT_INDEX_DIR": "files",
+    "ImageRecord": "store",
+    "IndexStore": "store",
+    "index_model": "store",
+    "open_index": "store",
 }
 
 

@@ -13,6 +13,7 @@ Progress is committed to SQLite one model batch at a time, so kill -9 loses at m
 batch in flight; the FAISS file is written atomically at the end and, after a crash, is
 reconciled with the catalog on the next run.
 """
+
 from __future__ import annotations
 
 import logging
@@ -110,15 +111,28 @@ def build_index(
         build = None
         try:
             chosen = _engine(engine, workers, ray_options)
-            build = _Build(catalog, index_dir, embedder, batch_size, show_progress, index_type,
-                           include_hidden, prune, max_prune_share, budget, chosen)
+            build = _Build(
+                catalog,
+                index_dir,
+                embedder,
+                batch_size,
+                show_progress,
+                index_type,
+                include_hidden,
+                prune,
+                max_prune_share,
+                budget,
+                chosen,
+            )
             build.ocr_engine = ocr_engine
             local = getattr(chosen, "videos", chosen)  # the Ray engine's local engine, or the local engine itself
             build.text_workers = min(4, local.workers)  # the text pass reads as many files at once, up to 4
             return build.run(root_paths)
         except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM: say what the committed batches kept
             if build is not None:
-                setattr(interrupt, "kept", build.kept_note())  # a dynamic attribute, read by __main__'s getattr(interrupt, "kept")
+                setattr(
+                    interrupt, "kept", build.kept_note()
+                )  # a dynamic attribute, read by __main__'s getattr(interrupt, "kept")
             raise
         finally:
             catalog.close()
@@ -137,8 +151,20 @@ def _engine(name: str, workers: int | None, ray_options):
 class _Build:
     """One build run; holds the open catalog, the in-memory FAISS index and the counters."""
 
-    def __init__(self, catalog, index_dir, embedder, batch_size, show_progress, index_type, include_hidden,
-                 prune, max_prune_share, budget, engine):
+    def __init__(
+        self,
+        catalog,
+        index_dir,
+        embedder,
+        batch_size,
+        show_progress,
+        index_type,
+        include_hidden,
+        prune,
+        max_prune_share,
+        budget,
+        engine,
+    ):
         self.catalog, self.index_dir, self.embedder = catalog, index_dir, embedder
         self.identity = folder_identity(index_dir)
         from mme5.gpu_memory import fit_batch_size
@@ -157,8 +183,10 @@ class _Build:
         self.index_type = index_type or self.meta.get("index_type_request")
         self.index, report = load_index(catalog, index_dir, self.meta, self.index_type)
         if report.changed:
-            logger.info(f"indexer: resumed an interrupted build (vector index: +{report.added} -{report.removed}"
-                        f"{', rebuilt: ' + report.rebuilt if report.rebuilt else ''})")
+            logger.info(
+                f"indexer: resumed an interrupted build (vector index: +{report.added} -{report.removed}"
+                f"{', rebuilt: ' + report.rebuilt if report.rebuilt else ''})"
+            )
         rowstore.attach(catalog, index_dir, self.meta, writer=True, show_progress=show_progress)
         self.generation = int(self.meta.get("generation", 0))
         self.pending = Pending()
@@ -178,8 +206,10 @@ class _Build:
             count = self.catalog.count()
         except Exception:  # noqa: BLE001 - the note must not hide the interruption
             return "progress committed so far is kept in the catalog"
-        return (f"the catalog keeps every committed batch: {count} searchable images "
-                f"({count - self.start_count:+d} from this run); the vector index catches up on the next run")
+        return (
+            f"the catalog keeps every committed batch: {count} searchable images "
+            f"({count - self.start_count:+d} from this run); the vector index catches up on the next run"
+        )
 
     # -- setup --------------------------------------------------------------------------
     def _claim_meta(self, index_type: str | None) -> dict:
@@ -190,14 +220,21 @@ class _Build:
             if meta.get("published"):
                 from .publish import PublishError
 
-                raise PublishError(f"{self.index_dir}: this is a published copy of an index (made by `python -m "
-                                   "indexer push`, its folders are not on this machine); build the index it was "
-                                   "made from, then push again")
+                raise PublishError(
+                    f"{self.index_dir}: this is a published copy of an index (made by `python -m "
+                    "indexer push`, its folders are not on this machine); build the index it was "
+                    "made from, then push again"
+                )
             if "fingerprint" in meta:
                 meta.update(space.meta_updates(self.index_dir, meta, embedder))  # IndexMismatchError if not ours
             else:
-                meta = dict(schema_version=SCHEMA_VERSION, **space.record(embedder),
-                            created_at=utcnow().isoformat(timespec="seconds"), generation=0, index_generation=0)
+                meta = dict(
+                    schema_version=SCHEMA_VERSION,
+                    **space.record(embedder),
+                    created_at=utcnow().isoformat(timespec="seconds"),
+                    generation=0,
+                    index_generation=0,
+                )
             if index_type:
                 meta["index_type_request"] = index_type
             Catalog.set_meta(session, **meta)
@@ -226,9 +263,16 @@ class _Build:
     # -- the run ------------------------------------------------------------------------
     def run(self, root_paths: list[str]) -> BuildSummary:
         roots = self._register_roots(root_paths)
-        scanned = scan(self.catalog, roots, self.index_dir, include_hidden=self.include_hidden, prune=self.prune,
-                       recorded_devices=self.meta.get("root_devices") or {}, warn=self.warn,
-                       show_progress=self.show_progress)
+        scanned = scan(
+            self.catalog,
+            roots,
+            self.index_dir,
+            include_hidden=self.include_hidden,
+            prune=self.prune,
+            recorded_devices=self.meta.get("root_devices") or {},
+            warn=self.warn,
+            show_progress=self.show_progress,
+        )
         self.summary.unchanged += scanned.unchanged
         self.summary.skipped += scanned.skipped
         self.summary.kept += scanned.kept
@@ -246,8 +290,13 @@ class _Build:
         """Words and OCR text of the photos that lack them (indexer/fulltext.py); resumable like the rest."""
         from .fulltext import update_text
 
-        self.summary.text = update_text(self.catalog, self.ocr_engine, workers=self.text_workers, budget=self.budget,
-                                        show_progress=self.show_progress).to_dict()
+        self.summary.text = update_text(
+            self.catalog,
+            self.ocr_engine,
+            workers=self.text_workers,
+            budget=self.budget,
+            show_progress=self.show_progress,
+        ).to_dict()
 
     def _process(self, work: list[WorkItem]) -> None:
         """Per file: read and decode, embed (the engine) -> decide (``_decide``) -> commit a batch (``_commit``)."""
@@ -255,10 +304,17 @@ class _Build:
             return
         with self.catalog.session() as session:
             self.known = set(session.scalars(select(Vector.content_hash)))
-        progress = tqdm(total=len(work), desc=self.engine.label, unit=" img", disable=not self.show_progress,
-                        file=sys.stderr, dynamic_ncols=True)
-        stream = self.engine.results([item.entry for item in work], self.embedder, frozenset(self.known),
-                                     self.batch_size, self.budget)
+        progress = tqdm(
+            total=len(work),
+            desc=self.engine.label,
+            unit=" img",
+            disable=not self.show_progress,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+        stream = self.engine.results(
+            [item.entry for item in work], self.embedder, frozenset(self.known), self.batch_size, self.budget
+        )
         with closing(stream):  # stopping early (Ctrl-C, an error) stops the engine's reads too
             for record in stream:
                 self._decide(record, work[record.position].root_id, work[record.position].old)
@@ -291,11 +347,22 @@ class _Build:
             if digest is not None:
                 self.failed_hashes[digest] = failure
             result.error = failure  # an error row, not tried again until the file changes
-        values = dict(root_id=root_id, relpath=encode_relpath(result.entry.relpath), size=result.size,
-                      mtime_ns=result.mtime_ns, content_hash=result.content_hash, width=result.width,
-                      height=result.height, taken_at=result.taken_at, camera=result.camera, indexed_at=utcnow(),
-                      latitude=result.latitude, longitude=result.longitude,
-                      **place_of(result.latitude, result.longitude), **video_values(result))
+        values = dict(
+            root_id=root_id,
+            relpath=encode_relpath(result.entry.relpath),
+            size=result.size,
+            mtime_ns=result.mtime_ns,
+            content_hash=result.content_hash,
+            width=result.width,
+            height=result.height,
+            taken_at=result.taken_at,
+            camera=result.camera,
+            indexed_at=utcnow(),
+            latitude=result.latitude,
+            longitude=result.longitude,
+            **place_of(result.latitude, result.longitude),
+            **video_values(result),
+        )
         if result.error:
             self.summary.errors.append(FileError(path, result.error))
             if old is not None:
@@ -333,34 +400,47 @@ class _Build:
                 self.failed_hashes[keyframe.content_hash] = keyframe.failure
             elif keyframe.vector is not None and keyframe.content_hash not in self.known:
                 self.pending.vectors.setdefault(keyframe.content_hash, keyframe.vector)
-        return [row for row in keyframe_rows(values, [keyframe.timestamp_s for keyframe in keyframes])
-                if row["content_hash"] not in self.failed_hashes]
+        return [
+            row
+            for row in keyframe_rows(values, [keyframe.timestamp_s for keyframe in keyframes])
+            if row["content_hash"] not in self.failed_hashes
+        ]
 
     def _commit(self) -> None:
         """Write the pending decisions and vectors in one transaction, then update the FAISS index."""
         pending, self.pending = self.pending, Pending()
         if pending.empty:
             return
-        vectors = np.stack([np.asarray(v, dtype=np.float32) for v in pending.vectors.values()]) if pending.vectors \
-            else None
+        vectors = (
+            np.stack([np.asarray(v, dtype=np.float32) for v in pending.vectors.values()]) if pending.vectors else None
+        )
         self.known.update(pending.vectors)
         self.summary.embedded += len(pending.vectors)
         images = Image.__table__
         self.catalog.vector_store.sync_if_due()  # rows fsync'ed before the catalog records them
         with self.catalog.engine.begin() as connection:  # one transaction: all of it or none of it
             if vectors is not None and len(vectors):
-                connection.execute(insert(Vector.__table__).prefix_with("OR IGNORE"), [
-                    dict(content_hash=digest, vector=vector.astype(np.float16).tobytes())
-                    for digest, vector in zip(pending.vectors, vectors)
-                ])
+                connection.execute(
+                    insert(Vector.__table__).prefix_with("OR IGNORE"),
+                    [
+                        dict(content_hash=digest, vector=vector.astype(np.float16).tobytes())
+                        for digest, vector in zip(pending.vectors, vectors)
+                    ],
+                )
             if pending.delete_ids:
-                pending.delete_ids.extend(keyframe_ids(connection, pending.delete_ids))  # a video's keyframes go with it
+                pending.delete_ids.extend(
+                    keyframe_ids(connection, pending.delete_ids)
+                )  # a video's keyframes go with it
                 connection.execute(delete(images).where(images.c.id.in_(pending.delete_ids)))
             if pending.updates:
                 connection.execute(
-                    update(images).where(images.c.id == bindparam("row_id")).values(status=STATUS_OK, error=None,
-                                                                                    retry=False),
-                    [{("row_id" if key == "id" else key): value for key, value in row.items()} for row in pending.updates],
+                    update(images)
+                    .where(images.c.id == bindparam("row_id"))
+                    .values(status=STATUS_OK, error=None, retry=False),
+                    [
+                        {("row_id" if key == "id" else key): value for key, value in row.items()}
+                        for row in pending.updates
+                    ],
                 )
             new_ids: list[int] = []
             if pending.rows:
@@ -385,7 +465,8 @@ class _Build:
         """Drop files that are gone, collect unused vectors, then finish the vector index (sync.finish)."""
         gone = self._allowed_removals(
             [row for queue in self.missing_by_hash.values() for row in queue]
-            + [row for row in missing if not (row.status == STATUS_OK and row.content_hash)])
+            + [row for row in missing if not (row.status == STATUS_OK and row.content_hash)]
+        )
         self.summary.removed += len(gone)
         with self.catalog.session() as session:
             gone += keyframe_ids(session, gone)  # a removed video's keyframes go with it
@@ -397,9 +478,16 @@ class _Build:
             Catalog.set_meta(session, generation=self.generation, root_devices=devices)
             session.commit()
         self.index.remove(gone)
-        self.index = finish(self.catalog, self.index_dir, self.index, self.generation, index_type=self.index_type,
-                            recall=self.meta.get("recall"), before_save=self._check_still_ours,
-                            more_meta=self._build_record)
+        self.index = finish(
+            self.catalog,
+            self.index_dir,
+            self.index,
+            self.generation,
+            index_type=self.index_type,
+            recall=self.meta.get("recall"),
+            before_save=self._check_still_ours,
+            more_meta=self._build_record,
+        )
 
     def _build_record(self, index) -> dict:
         """What the build records beside the saved vector index: its summary and the vector store's state."""
@@ -407,8 +495,11 @@ class _Build:
         self.summary.images = index.ntotal
         self.summary.index_type = index.kind
         self.catalog.vector_store.sync()
-        return dict(self._store_record(), last_build=self.summary.to_dict(),
-                    last_build_at=utcnow().isoformat(timespec="seconds"))
+        return dict(
+            self._store_record(),
+            last_build=self.summary.to_dict(),
+            last_build_at=utcnow().isoformat(timespec="seconds"),
+        )
 
     def _store_record(self) -> dict:
         return {rowstore.META_KEY: self.catalog.vector_store.record()}
@@ -426,9 +517,11 @@ class _Build:
                 allowed += ids
                 continue
             self.summary.kept += len(ids)
-            self.warn(f"{root}: {len(ids)} of its {total} photos were not found, more than the "
-                      f"{self.max_prune_share:.0%} a build drops on its own (--max-prune-share); kept them in the index. "
-                      "Check that the drive or share is complete; if the photos are really gone, run build --prune")
+            self.warn(
+                f"{root}: {len(ids)} of its {total} photos were not found, more than the "
+                f"{self.max_prune_share:.0%} a build drops on its own (--max-prune-share); kept them in the index. "
+                "Check that the drive or share is complete; if the photos are really gone, run build --prune"
+            )
         return allowed
 
     def _check_still_ours(self) -> None:

@@ -4,6 +4,7 @@ The catalog is the source of truth. The FAISS file is derived from it and can al
 be rebuilt from the float16 vectors kept here, so a crash can only cost FAISS work,
 never data.
 """
+
 from __future__ import annotations
 
 import json
@@ -169,8 +170,7 @@ OPTIONAL_TABLES = frozenset({"words", "ocr_text"})
 # trigger that drops a photo's row in the same transaction as the photo. Trigram: CJK and other unspaced scripts
 # match by substring.
 FULLTEXT_DDL = (
-    "CREATE VIRTUAL TABLE IF NOT EXISTS text_fts USING fts5(filename, keywords, description, ocr, "
-    "tokenize='trigram')",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS text_fts USING fts5(filename, keywords, description, ocr, tokenize='trigram')",
     "CREATE TRIGGER IF NOT EXISTS images_text_gone AFTER DELETE ON images BEGIN "
     "DELETE FROM text_fts WHERE rowid = old.id; END",
 )
@@ -210,11 +210,16 @@ class Catalog:
         if not create and not self.path.is_file():
             raise IndexCorruptError(f"{self.path}: catalog file missing")
         # immutable: a file that never changes (a downloaded Hub snapshot): opened with nothing written beside it
-        self.mode = "immutable" if immutable and not (create or writable) else _open_mode(
-            self.path, writable=create or writable)
+        self.mode = (
+            "immutable"
+            if immutable and not (create or writable)
+            else _open_mode(self.path, writable=create or writable)
+        )
         uri = _uri(self.path, self.mode)
-        self.engine = create_engine(f"sqlite:///{self.path}", creator=lambda: sqlite3.connect(
-            uri, uri=True, check_same_thread=False, timeout=10))
+        self.engine = create_engine(
+            f"sqlite:///{self.path}",
+            creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=10),
+        )
         event.listen(self.engine, "connect", _sqlite_pragmas)
         event.listen(self.engine, "handle_error", self._explain)
         try:
@@ -264,11 +269,15 @@ class Catalog:
         pragma = "integrity_check" if full else "quick_check"
         try:
             with self.engine.connect() as connection:
-                rows = [" ".join(line for line in str(row[0]).splitlines() if not line.startswith("*** in database"))
-                        for row in connection.exec_driver_sql(f"PRAGMA {pragma}(20)")]
+                rows = [
+                    " ".join(line for line in str(row[0]).splitlines() if not line.startswith("*** in database"))
+                    for row in connection.exec_driver_sql(f"PRAGMA {pragma}(20)")
+                ]
         except IndexCorruptError as error:
             return str(error.__cause__ or error).splitlines()[0]
-        return None if rows == ["ok"] else "; ".join(rows[:5]) + (f" (and {len(rows) - 5} more)" if len(rows) > 5 else "")
+        return (
+            None if rows == ["ok"] else "; ".join(rows[:5]) + (f" (and {len(rows) - 5} more)" if len(rows) > 5 else "")
+        )
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -288,9 +297,11 @@ class Catalog:
             try:
                 meta[key] = json.loads(value)
             except (TypeError, ValueError):  # a damaged catalog, or a stranger's (a downloaded published index)
-                raise IndexCorruptError(f"{self.path}: the catalog's meta value {str(key)[:80]!r} is not JSON "
-                                        f"({str(value)[:80]!r}); it was not written by the indexer. Restore the index "
-                                        "from a backup or build it again") from None
+                raise IndexCorruptError(
+                    f"{self.path}: the catalog's meta value {str(key)[:80]!r} is not JSON "
+                    f"({str(value)[:80]!r}); it was not written by the indexer. Restore the index "
+                    "from a backup or build it again"
+                ) from None
         return meta
 
     @staticmethod
@@ -298,8 +309,9 @@ class Catalog:
         """Upsert metadata keys through a Session or a Connection (inside the caller's transaction)."""
         rows = [dict(key=key, value=json.dumps(value, default=str)) for key, value in values.items()]
         statement = sqlite_insert(Meta)
-        executor.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": statement.excluded.value}),
-                         rows)
+        executor.execute(
+            statement.on_conflict_do_update(index_elements=["key"], set_={"value": statement.excluded.value}), rows
+        )
 
     # -- queries -------------------------------------------------------------------
     def roots(self, session: Session | None = None) -> list[Root]:
@@ -314,8 +326,14 @@ class Catalog:
     def ok_id_summary(self, session: Session | None = None) -> tuple[int, int, int, int]:
         """(count, sum, min, max) of searchable ids: a cheap fingerprint of the id set."""
         with _maybe(session, self) as s:
-            row = s.execute(select(func.count(), func.coalesce(func.sum(Image.id), 0), func.coalesce(func.min(Image.id), 0),
-                                   func.coalesce(func.max(Image.id), 0)).where(Image.status == STATUS_OK)).one()
+            row = s.execute(
+                select(
+                    func.count(),
+                    func.coalesce(func.sum(Image.id), 0),
+                    func.coalesce(func.min(Image.id), 0),
+                    func.coalesce(func.max(Image.id), 0),
+                ).where(Image.status == STATUS_OK)
+            ).one()
         count, total, low, high = (int(value) for value in row)
         return count, total, low, high
 
@@ -346,7 +364,9 @@ class Catalog:
         store = self.vector_store
         return self.vectors_for_ids(ids) if store is None else store.vectors_for_ids(ids, self)
 
-    def iter_ok_vectors(self, chunk: int = 4096, session: Session | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_ok_vectors(
+        self, chunk: int = 4096, session: Session | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All searchable (id, float16 vector) pairs in id order, a chunk at a time."""
         with _maybe(session, self) as s:
             last = -1
@@ -363,8 +383,13 @@ class Catalog:
                 last = rows[-1][0]
                 yield np.asarray([r[0] for r in rows], dtype=np.int64), _blobs_to_array([r[1] for r in rows])
 
-    def ids_where(self, conditions: list, places: list[tuple[int, bytes | None]] | None = None,
-                  limit: int | None = None, session: Session | None = None) -> np.ndarray:
+    def ids_where(
+        self,
+        conditions: list,
+        places: list[tuple[int, bytes | None]] | None = None,
+        limit: int | None = None,
+        session: Session | None = None,
+    ) -> np.ndarray:
         """Sorted ok ids meeting every SQL condition (on ``Image`` columns), in any of ``places``.
 
         A place is (root id, relpath prefix, or None for the whole root); each is one range scan
@@ -373,8 +398,14 @@ class Catalog:
         (search_app/filters.py), so a new filter needs no new query here.
         """
         conditions = [Image.status == STATUS_OK, *conditions]
-        queries = [select(Image.id).where(*conditions)] if places is None else [
-            select(Image.id).where(Image.root_id == root_id, *conditions, *_under(prefix)) for root_id, prefix in places]
+        queries = (
+            [select(Image.id).where(*conditions)]
+            if places is None
+            else [
+                select(Image.id).where(Image.root_id == root_id, *conditions, *_under(prefix))
+                for root_id, prefix in places
+            ]
+        )
         found: list[int] = []
         with _maybe(session, self) as s:
             for query in queries:
@@ -389,8 +420,12 @@ class Catalog:
         """Ok ids of files (a video by its own row, not each keyframe), newest first: by capture date, else by when
         they were indexed (added); what the search page shows before the first search."""
         newest = func.coalesce(Image.taken_at, Image.indexed_at)
-        query = (select(Image.id).where(Image.status == STATUS_OK, Image.video_id.is_(None))
-                 .order_by(newest.desc(), Image.id.desc()).limit(int(limit)))
+        query = (
+            select(Image.id)
+            .where(Image.status == STATUS_OK, Image.video_id.is_(None))
+            .order_by(newest.desc(), Image.id.desc())
+            .limit(int(limit))
+        )
         with _maybe(session, self) as s:
             return [int(i) for i in s.scalars(query)]
 
@@ -406,11 +441,16 @@ class Catalog:
         rows = []
         with _maybe(session, self) as s:
             for kind, column in (("city", Image.city), ("region", Image.region)):
-                query = (select(column, Image.country, func.avg(Image.latitude), func.avg(Image.longitude),
-                                func.count())
-                         .where(Image.status == STATUS_OK, column.is_not(None), Image.latitude.is_not(None),
-                                Image.longitude.is_not(None))
-                         .group_by(column, Image.country))
+                query = (
+                    select(column, Image.country, func.avg(Image.latitude), func.avg(Image.longitude), func.count())
+                    .where(
+                        Image.status == STATUS_OK,
+                        column.is_not(None),
+                        Image.latitude.is_not(None),
+                        Image.longitude.is_not(None),
+                    )
+                    .group_by(column, Image.country)
+                )
                 rows += [(kind, *row) for row in s.execute(query)]
         return rows
 
@@ -460,8 +500,11 @@ def _under(prefix: bytes | None) -> list:
     """
     if prefix is None:
         return []
-    return [Image.relpath >= prefix, Image.relpath < prefix + b"0",
-            or_(Image.relpath == prefix, func.substr(Image.relpath, len(prefix) + 1, 1) == b"/")]
+    return [
+        Image.relpath >= prefix,
+        Image.relpath < prefix + b"0",
+        or_(Image.relpath == prefix, func.substr(Image.relpath, len(prefix) + 1, 1) == b"/"),
+    ]
 
 
 def _add_missing_columns(connection) -> None:
@@ -504,11 +547,13 @@ def _blobs_to_array(blobs: list[bytes]) -> np.ndarray:
 
 def _uri(path: Path, mode: str) -> str:
     quoted = urllib.parse.quote(os.fsencode(os.path.abspath(path)))
-    return {"rw": f"file:{quoted}", "ro": f"file:{quoted}?mode=ro", "immutable": f"file:{quoted}?mode=ro&immutable=1"}[mode]
+    return {"rw": f"file:{quoted}", "ro": f"file:{quoted}?mode=ro", "immutable": f"file:{quoted}?mode=ro&immutable=1"}[
+        mode
+    ]
 
 
 def _open_mode(path: Path, writable: bool) -> str:
-    """"rw" when the file opens normally; for a reader that cannot write there, "ro" or "immutable".
+    """ "rw" when the file opens normally; for a reader that cannot write there, "ro" or "immutable".
 
     ``immutable=1`` (no locks, no -shm) is the last resort: on read-only media nobody can be
     writing, and on a full disk no build can commit. A write-ahead log it cannot read is reported.
@@ -523,8 +568,12 @@ def _open_mode(path: Path, writable: bool) -> str:
                 connection.close()
         except sqlite3.Error as error:
             problem = storage_problem(error, path)
-            retry = getattr(error, "sqlite_errorcode", 0) & 0xFF in (SQLITE_READONLY, SQLITE_IOERR, SQLITE_CANTOPEN,
-                                                                     SQLITE_FULL)
+            retry = getattr(error, "sqlite_errorcode", 0) & 0xFF in (
+                SQLITE_READONLY,
+                SQLITE_IOERR,
+                SQLITE_CANTOPEN,
+                SQLITE_FULL,
+            )
             if mode != modes[-1] and retry:
                 continue
             if problem is not None:
@@ -532,12 +581,22 @@ def _open_mode(path: Path, writable: bool) -> str:
             return mode  # the engine's first connection reports it with the catalog's usual message
         if mode == "immutable" and _size(Path(f"{path}-wal")) > 0:  # immutable would ignore the log's commits
             folder = path.parent
-            why = disk_full_message(folder, "SQLite cannot create the shared-memory file it needs to read the "
-                                            "catalog's write-ahead log") if low_space(folder) else None
-            raise DiskFullError(why) if why else ReadOnlyIndexError(
-                f"{folder}: the index is on read-only storage and its catalog has an unfinished write-ahead log "
-                f"({path.name}-wal) that SQLite can only read with write access; open the index once on writable "
-                "storage (any command does) to fold the log in, then it can be served read-only.")
+            why = (
+                disk_full_message(
+                    folder, "SQLite cannot create the shared-memory file it needs to read the catalog's write-ahead log"
+                )
+                if low_space(folder)
+                else None
+            )
+            raise (
+                DiskFullError(why)
+                if why
+                else ReadOnlyIndexError(
+                    f"{folder}: the index is on read-only storage and its catalog has an unfinished write-ahead log "
+                    f"({path.name}-wal) that SQLite can only read with write access; open the index once on writable "
+                    "storage (any command does) to fold the log in, then it can be served read-only."
+                )
+            )
         return mode
     return modes[-1]
 

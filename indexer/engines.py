@@ -28,6 +28,7 @@ A content hash is embedded at most once per engine batch and never when ``known`
 hashes whose vectors the catalog stores) holds it, so unchanged bytes that moved or were only
 touched are never decoded again.
 """
+
 from __future__ import annotations
 
 import os
@@ -97,8 +98,11 @@ class _Batch:
         further, result.keyframes = result.keyframes[1:], []
         content = result.content_hash  # set for every file read without an error
         usable = content is not None and not (result.error or result.vanished or result.changed)
-        keyframes = [(seconds, keyframe_hash(content, seconds)) for seconds, _ in further] \
-            if content is not None and usable else []
+        keyframes = (
+            [(seconds, keyframe_hash(content, seconds)) for seconds, _ in further]
+            if content is not None and usable
+            else []
+        )
         self.items.append((index, result, keyframes))
         if content is not None and usable:
             self._want(content, image, index, known)
@@ -129,8 +133,12 @@ class _Batch:
             return outcomes[digest] if digest is not None and self.first.get(digest) == index else (None, None)
 
         for index, result, keyframes in self.items:
-            yield Embedded(index, result, *outcome(result.content_hash, index),
-                           tuple(KeyframeVector(seconds, digest, *outcome(digest, index)) for seconds, digest in keyframes))
+            yield Embedded(
+                index,
+                result,
+                *outcome(result.content_hash, index),
+                tuple(KeyframeVector(seconds, digest, *outcome(digest, index)) for seconds, digest in keyframes),
+            )
 
 
 class LocalEngine:
@@ -144,8 +152,9 @@ class LocalEngine:
         self.workers = workers or min(8, os.cpu_count() or 1)
         self.peak_decode_pixels = 0  # most pixels decoded at once, after a run
 
-    def results(self, entries: Sequence[FileEntry], embedder, known: frozenset, batch_size: int,
-                budget: DecodeBudget) -> Generator[Embedded, None, None]:
+    def results(
+        self, entries: Sequence[FileEntry], embedder, known: frozenset, batch_size: int, budget: DecodeBudget
+    ) -> Generator[Embedded, None, None]:
         seen = set(known)  # grows as batches go to the model
         draft = embedder.backbone.image_draft_size
         window = max(2 * batch_size, 2 * self.workers)
@@ -176,4 +185,3 @@ class LocalEngine:
         for last in (in_flight, batch):
             if last is not None:
                 yield from last.results(embedder)
-

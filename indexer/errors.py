@@ -1,4 +1,5 @@
 """Errors the indexer raises; each message says what is wrong and what to do."""
+
 from __future__ import annotations
 
 import errno
@@ -105,21 +106,27 @@ def low_space(folder) -> bool:
 
 
 def disk_full_message(folder, what: str) -> str:
-    return (f"{folder}: the disk is full ({what}). Everything committed before is kept and undamaged; "
-            "free some space and run the same command again: it resumes where it stopped.")
+    return (
+        f"{folder}: the disk is full ({what}). Everything committed before is kept and undamaged; "
+        "free some space and run the same command again: it resumes where it stopped."
+    )
 
 
 def read_only_message(folder) -> str:
-    return (f"{folder}: the index is on read-only storage (or not writable by this user). It can still be "
-            "searched (info, search, verify and the app open it read-only); to build or repair it, copy the "
-            "index folder to writable storage.")
+    return (
+        f"{folder}: the index is on read-only storage (or not writable by this user). It can still be "
+        "searched (info, search, verify and the app open it read-only); to build or repair it, copy the "
+        "index folder to writable storage."
+    )
 
 
 def damaged_message(catalog_path, detail: str) -> str:
     folder = Path(catalog_path).parent
-    return (f"{catalog_path}: the catalog is damaged (SQLite: {detail}). Run `python -m indexer verify --index "
-            f"{folder} --repair` to salvage every readable row into a fresh catalog (the damaged file is kept beside "
-            f"it), or restore {Path(catalog_path).name} from a backup.")
+    return (
+        f"{catalog_path}: the catalog is damaged (SQLite: {detail}). Run `python -m indexer verify --index "
+        f"{folder} --repair` to salvage every readable row into a fresh catalog (the damaged file is kept beside "
+        f"it), or restore {Path(catalog_path).name} from a backup."
+    )
 
 
 def storage_problem(error: BaseException, catalog_path) -> IndexerError | None:
@@ -130,8 +137,10 @@ def storage_problem(error: BaseException, catalog_path) -> IndexerError | None:
     primary, folder = code & 0xFF, Path(catalog_path).parent
     detail = str(error).splitlines()[0] if str(error) else type(error).__name__
     if primary == SQLITE_NOTADB:
-        return IndexCorruptError(f"{catalog_path}: not a readable SQLite catalog (SQLite: {detail}); restore it from a "
-                                 "backup, or move the index folder aside and build it again.")
+        return IndexCorruptError(
+            f"{catalog_path}: not a readable SQLite catalog (SQLite: {detail}); restore it from a "
+            "backup, or move the index folder aside and build it again."
+        )
     if primary == SQLITE_CORRUPT:
         return IndexCorruptError(damaged_message(catalog_path, detail))
     if primary == SQLITE_FULL or (primary == SQLITE_IOERR and low_space(folder)):

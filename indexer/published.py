@@ -1,6 +1,7 @@
 """What a published index is (the layout `python -m indexer push` writes) and the complete check of one before it
 is served: a dataset on the Hub is data from a stranger (store.py runs ``validate_published`` on every open of one).
 Kept apart from hub.py (transfers) and publish.py (writing), so opening an index needs neither."""
+
 from __future__ import annotations
 
 import os
@@ -18,9 +19,26 @@ PREVIEWS, ORIGINALS = "previews", "originals"
 ADAPTER = "adapter"  # the published adapter's folder, relative to the index folder (the only one allowed)
 # Meta keys a published copy keeps: what opening, checking and describing the index need. Anything else
 # (root devices, the last build's report with its file paths) stays on the publisher's machine.
-KEPT_META = ("schema_version", "model_id", "adapter", "fingerprint", "identity", "family", "dim", "prompt_version",
-             "quantization", "created_at", "generation", "index_generation", "index_type", "index_type_request",
-             "nlist", "recall", "index_checksum", "last_build_at")
+KEPT_META = (
+    "schema_version",
+    "model_id",
+    "adapter",
+    "fingerprint",
+    "identity",
+    "family",
+    "dim",
+    "prompt_version",
+    "quantization",
+    "created_at",
+    "generation",
+    "index_generation",
+    "index_type",
+    "index_type_request",
+    "nlist",
+    "recall",
+    "index_checksum",
+    "last_build_at",
+)
 
 # What push copies: the config and the weights, safetensors or (adapters saved the older way) a torch pickle, which
 # is only ever read by torch's weights-only unpickler (tensors and containers; anything else is refused).
@@ -28,8 +46,12 @@ ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", ("adapter_model.safeten
 ADAPTER_CONFIG_LIMIT = 1 << 20
 PEFT_TYPES = ("LORA",)  # what `python -m trainer` writes (DoRA is LoRA with use_dora)
 # peft settings that would make loading fetch or import something: only their defaults are accepted
-ADAPTER_CONFIG_FIXED: dict[str, tuple[object, ...]] = {"revision": (None,), "megatron_core": (None, "megatron.core"), "megatron_config": (None,),
-                        "loftq_config": ({},)}
+ADAPTER_CONFIG_FIXED: dict[str, tuple[object, ...]] = {
+    "revision": (None,),
+    "megatron_core": (None, "megatron.core"),
+    "megatron_config": (None,),
+    "loftq_config": ({},),
+}
 MAX_DIM = 1 << 16
 MAX_PREVIEW_SIZE = 4096
 FAISS_HEADER_ALLOWANCE = 1 << 20  # FAISS headers and IVF quantiser tables beyond the per-vector bytes
@@ -66,9 +88,11 @@ def validate_published(index_dir, catalog, meta: dict) -> None:
         _check_vector_file(index_dir, meta)
         _check_adapter(index_dir, meta)
     except PublishedIndexError as error:
-        raise PublishedIndexError(f"{where_published(index_dir)}: this published index {error}; it is not in the "
-                                  "shape `python -m indexer push` writes, so it is not served (ask its publisher to "
-                                  "publish it again with `python -m indexer push`)") from None
+        raise PublishedIndexError(
+            f"{where_published(index_dir)}: this published index {error}; it is not in the "
+            "shape `python -m indexer push` writes, so it is not served (ask its publisher to "
+            "publish it again with `python -m indexer push`)"
+        ) from None
 
 
 def refuse_unsynced(index_dir, report) -> None:
@@ -78,9 +102,11 @@ def refuse_unsynced(index_dir, report) -> None:
 
     if report.changed:
         what = report.rebuilt or f"{report.added} photo(s) missing from it, {report.removed} it has beyond the catalog"
-        raise PublishedIndexError(f"{where_published(index_dir)}: this published index has a {INDEX_FILE} that does "
-                                  f"not match its catalog ({what}); it is not served (ask its publisher to publish it "
-                                  "again with `python -m indexer push`)")
+        raise PublishedIndexError(
+            f"{where_published(index_dir)}: this published index has a {INDEX_FILE} that does "
+            f"not match its catalog ({what}); it is not served (ask its publisher to publish it "
+            "again with `python -m indexer push`)"
+        )
 
 
 def _check_meta(meta: dict) -> None:
@@ -131,10 +157,21 @@ def _check_meta(meta: dict) -> None:
     for key in ("identity", "recall"):
         if meta.get(key) is not None and not isinstance(meta[key], dict):
             raise Bad(f"has a meta {key!r} that is not a record ({str(meta[key])[:80]!r})")
-    for key in ("family", "prompt_version", "created_at", "last_build_at", "index_type", "index_type_request",
-                "schema_version", "generation", "index_generation"):
+    for key in (
+        "family",
+        "prompt_version",
+        "created_at",
+        "last_build_at",
+        "index_type",
+        "index_type_request",
+        "schema_version",
+        "generation",
+        "index_generation",
+    ):
         value = meta.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int)) or len(str(value)) > 200):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (str, int)) or len(str(value)) > 200
+        ):
             raise Bad(f"has a meta {key!r} that is not a short text or number ({str(value)[:80]!r})")
 
 
@@ -148,41 +185,55 @@ def _check_rows(catalog, meta: dict) -> None:
     from .errors import PublishedIndexError as Bad
 
     with catalog.engine.connect() as connection:
+
         def rows(sql: str, **values):
             return connection.execute(text(sql), values).all()
 
         for root_id, path in rows("SELECT id, path FROM roots"):
             if path != f"originals/{root_id}" or root_id < 1:
                 raise Bad(f"names the folder {str(path)[:200]!r}, not one of its own (originals/<id>)")
-        bad = rows("SELECT id, status FROM images WHERE status != :ok OR id < 1 OR typeof(id) != 'integer' LIMIT 1",
-                   ok=STATUS_OK)
+        bad = rows(
+            "SELECT id, status FROM images WHERE status != :ok OR id < 1 OR typeof(id) != 'integer' LIMIT 1",
+            ok=STATUS_OK,
+        )
         if bad:
             raise Bad(f"has a photo row (id {str(bad[0][0])[:40]}, status {str(bad[0][1])[:40]!r}) push never writes")
-        bad = rows("SELECT id FROM images WHERE typeof(size) != 'integer' OR typeof(mtime_ns) != 'integer' "
-                   "OR typeof(width) NOT IN ('integer', 'null') OR typeof(height) NOT IN ('integer', 'null') "
-                   "OR typeof(latitude) NOT IN ('real', 'integer', 'null') "
-                   "OR typeof(longitude) NOT IN ('real', 'integer', 'null') OR typeof(camera) NOT IN ('text', 'null') "
-                   "OR typeof(country) NOT IN ('text', 'null') OR typeof(region) NOT IN ('text', 'null') "
-                   "OR typeof(city) NOT IN ('text', 'null') "
-                   "OR (taken_at IS NOT NULL AND (typeof(taken_at) != 'text' OR datetime(taken_at) IS NULL)) LIMIT 1")
+        bad = rows(
+            "SELECT id FROM images WHERE typeof(size) != 'integer' OR typeof(mtime_ns) != 'integer' "
+            "OR typeof(width) NOT IN ('integer', 'null') OR typeof(height) NOT IN ('integer', 'null') "
+            "OR typeof(latitude) NOT IN ('real', 'integer', 'null') "
+            "OR typeof(longitude) NOT IN ('real', 'integer', 'null') OR typeof(camera) NOT IN ('text', 'null') "
+            "OR typeof(country) NOT IN ('text', 'null') OR typeof(region) NOT IN ('text', 'null') "
+            "OR typeof(city) NOT IN ('text', 'null') "
+            "OR (taken_at IS NOT NULL AND (typeof(taken_at) != 'text' OR datetime(taken_at) IS NULL)) LIMIT 1"
+        )
         if bad:
             raise Bad(f"has photo id {bad[0][0]} with a size, date, camera or place not of the type the indexer writes")
         photos = rows("SELECT count(*) FROM images")[0][0]
         if photos != meta["published"]["photos"]:
-            raise Bad(f"has {photos} photos in its catalog, but its published record says {meta['published']['photos']}")
+            raise Bad(
+                f"has {photos} photos in its catalog, but its published record says {meta['published']['photos']}"
+            )
         for table in ("images", "vectors"):
-            bad = rows(f"SELECT content_hash FROM {table}  -- reader.CONTENT_HASH, in SQL\n"
-                       f" WHERE content_hash IS NULL OR typeof(content_hash) != 'text' "
-                       "OR length(content_hash) != 32 OR content_hash GLOB '*[^0-9a-f]*' LIMIT 1")
+            bad = rows(
+                f"SELECT content_hash FROM {table}  -- reader.CONTENT_HASH, in SQL\n"
+                f" WHERE content_hash IS NULL OR typeof(content_hash) != 'text' "
+                "OR length(content_hash) != 32 OR content_hash GLOB '*[^0-9a-f]*' LIMIT 1"
+            )
             if bad:
                 raise Bad(f"has the content hash {str(bad[0][0])[:80]!r} in its {table} table, not 32 hex digits")
         dim = int(meta["dim"])
-        bad = rows("SELECT content_hash, length(vector) FROM vectors WHERE typeof(vector) != 'blob' "
-                   "OR length(vector) != :size LIMIT 1", size=2 * dim)
+        bad = rows(
+            "SELECT content_hash, length(vector) FROM vectors WHERE typeof(vector) != 'blob' "
+            "OR length(vector) != :size LIMIT 1",
+            size=2 * dim,
+        )
         if bad:
             raise Bad(f"stores a vector of {bad[0][1]} bytes for {bad[0][0]}, not {2 * dim} ({dim} float16 values)")
-        bad = rows("SELECT images.id FROM images LEFT JOIN vectors ON vectors.content_hash = images.content_hash "
-                   "WHERE vectors.content_hash IS NULL LIMIT 1")
+        bad = rows(
+            "SELECT images.id FROM images LEFT JOIN vectors ON vectors.content_hash = images.content_hash "
+            "WHERE vectors.content_hash IS NULL LIMIT 1"
+        )
         if bad:
             raise Bad(f"has photo id {bad[0][0]} with no stored vector")
         for image_id, raw in rows("SELECT id, relpath FROM images"):
@@ -204,6 +255,7 @@ def _check_text(catalog) -> None:
 
     longest = 4 * MAX_TEXT_CHARS  # normalised full-text columns: folding (NFKC, ß -> ss) can lengthen a text
     with catalog.engine.connect() as connection:
+
         def rows(sql: str, **values):
             return connection.execute(text(sql), values).all()
 
@@ -212,23 +264,38 @@ def _check_text(catalog) -> None:
             return
         fulltext = FULLTEXT_DDL[0].replace(" IF NOT EXISTS", "")
         if set(found) != {"words", "ocr_text", "text_fts"} or found["text_fts"] != fulltext:
-            raise Bad(f"has text tables ({', '.join(sorted(found))}) or a full-text index "
-                      f"({str(found.get('text_fts'))[:120]!r}) push never writes")
+            raise Bad(
+                f"has text tables ({', '.join(sorted(found))}) or a full-text index "
+                f"({str(found.get('text_fts'))[:120]!r}) push never writes"
+            )
         shadows = rows("SELECT name, type FROM sqlite_master WHERE name GLOB 'text_fts_*' AND type != 'table'")
         if shadows:  # FTS5 reads its own tables on every search: a view there would run instead
             raise Bad(f"has a {shadows[0][1]} {str(shadows[0][0])[:80]!r} where the full-text index keeps a table")
         checks = [
             ("words", "words about a photo that is not in it", "image_id NOT IN (SELECT id FROM images)"),
-            ("words", "words that are not texts or are longer than the indexer stores",
-             " OR ".join(f"typeof({c}) != 'text' OR length({c}) > :limit" for c in ("filename", "keywords",
-                                                                                    "description"))),
-            ("ocr_text", "OCR text of a content it does not publish, not a text, longer than the indexer stores, or "
-             "with an error message", "content_hash NOT IN (SELECT content_hash FROM images) OR typeof(text) != "
-             "'text' OR length(text) > :limit OR error IS NOT NULL"),
-            ("text_fts", "full-text rows of no published photo, or not texts of the length the indexer stores",
-             "rowid NOT IN (SELECT id FROM images) OR " + " OR ".join(
-                 f"typeof({c}) != 'text' OR length({c}) > :longest" for c in ("filename", "keywords", "description",
-                                                                               "ocr"))),
+            (
+                "words",
+                "words that are not texts or are longer than the indexer stores",
+                " OR ".join(
+                    f"typeof({c}) != 'text' OR length({c}) > :limit" for c in ("filename", "keywords", "description")
+                ),
+            ),
+            (
+                "ocr_text",
+                "OCR text of a content it does not publish, not a text, longer than the indexer stores, or "
+                "with an error message",
+                "content_hash NOT IN (SELECT content_hash FROM images) OR typeof(text) != "
+                "'text' OR length(text) > :limit OR error IS NOT NULL",
+            ),
+            (
+                "text_fts",
+                "full-text rows of no published photo, or not texts of the length the indexer stores",
+                "rowid NOT IN (SELECT id FROM images) OR "
+                + " OR ".join(
+                    f"typeof({c}) != 'text' OR length({c}) > :longest"
+                    for c in ("filename", "keywords", "description", "ocr")
+                ),
+            ),
         ]
         for table, what, where in checks:
             if rows(f"SELECT 1 FROM {table} WHERE {where} LIMIT 1", limit=MAX_TEXT_CHARS, longest=longest):
@@ -256,8 +323,10 @@ def _check_vector_file(index_dir: Path, meta: dict) -> None:
     dim, photos, lists = int(meta["dim"]), meta["published"]["photos"], meta.get("nlist") or 0
     limit = photos * (4 * dim + 16) + lists * (4 * dim + 64) + FAISS_HEADER_ALLOWANCE
     if not path.is_file() or size > limit:
-        raise Bad(f"has a {INDEX_FILE} of {size} bytes, more than {photos} vectors of {dim} dimensions take "
-                  f"({limit} bytes at most)")
+        raise Bad(
+            f"has a {INDEX_FILE} of {size} bytes, more than {photos} vectors of {dim} dimensions take "
+            f"({limit} bytes at most)"
+        )
 
 
 def _check_adapter(index_dir: Path, meta: dict) -> None:
@@ -275,8 +344,10 @@ def _check_adapter(index_dir: Path, meta: dict) -> None:
         raise Bad(f"was built with an adapter, but {ADAPTER}/adapter_config.json is missing from it")
     names = {path.name for path in folder.iterdir()}
     if names not in ({ADAPTER_CONFIG, weights} for weights in ADAPTER_WEIGHTS):
-        raise Bad(f"has {ADAPTER}/ holding {', '.join(sorted(names))}, not {ADAPTER_CONFIG} and one weights file "
-                  f"({' or '.join(ADAPTER_WEIGHTS)})")
+        raise Bad(
+            f"has {ADAPTER}/ holding {', '.join(sorted(names))}, not {ADAPTER_CONFIG} and one weights file "
+            f"({' or '.join(ADAPTER_WEIGHTS)})"
+        )
     config_path = folder / ADAPTER_CONFIG
     try:
         if config_path.stat().st_size > ADAPTER_CONFIG_LIMIT:
@@ -289,18 +360,27 @@ def _check_adapter(index_dir: Path, meta: dict) -> None:
     if config.get("peft_type") not in PEFT_TYPES:
         raise Bad(f"has an adapter of peft_type {str(config.get('peft_type'))[:40]!r}, not {' or '.join(PEFT_TYPES)}")
     if config.get("base_model_name_or_path") != meta["model_id"]:
-        raise Bad(f"has an adapter for the model {str(config.get('base_model_name_or_path'))[:200]!r}, not the "
-                  f"index's {meta['model_id']!r}")
+        raise Bad(
+            f"has an adapter for the model {str(config.get('base_model_name_or_path'))[:200]!r}, not the "
+            f"index's {meta['model_id']!r}"
+        )
     for key, allowed in ADAPTER_CONFIG_FIXED.items():  # settings that load code or files: only peft's defaults
         if key in config and config[key] not in allowed:
-            raise Bad(f"has an adapter config setting {key!r} ({str(config.get(key))[:80]!r}) that push never "
-                      "writes and the app does not follow")
+            raise Bad(
+                f"has an adapter config setting {key!r} ({str(config.get(key))[:80]!r}) that push never "
+                "writes and the app does not follow"
+            )
     mapping = config.get("auto_mapping")  # peft records the model class; AutoPeftModel (not used here) imports it
-    if mapping is not None and not (isinstance(mapping, dict) and set(mapping) <= {"base_model_class", "parent_library"}
-                                    and re.fullmatch(r"\w+", str(mapping.get("base_model_class")))
-                                    and re.fullmatch(r"transformers(\.\w+)*", str(mapping.get("parent_library")))):
-        raise Bad(f"has an adapter config setting 'auto_mapping' ({str(mapping)[:80]!r}) that names no transformers "
-                  "model class")
+    if mapping is not None and not (
+        isinstance(mapping, dict)
+        and set(mapping) <= {"base_model_class", "parent_library"}
+        and re.fullmatch(r"\w+", str(mapping.get("base_model_class")))
+        and re.fullmatch(r"transformers(\.\w+)*", str(mapping.get("parent_library")))
+    ):
+        raise Bad(
+            f"has an adapter config setting 'auto_mapping' ({str(mapping)[:80]!r}) that names no transformers "
+            "model class"
+        )
     safetensors, pickled = (folder / name for name in ADAPTER_WEIGHTS)
     if safetensors.is_file():
         try:
@@ -310,8 +390,10 @@ def _check_adapter(index_dir: Path, meta: dict) -> None:
                 if not list(weights.keys()):
                     raise ValueError("no tensors")
         except Exception as error:  # noqa: BLE001 - any failure to read the header: not what push copies
-            raise Bad(f"has {ADAPTER}/{safetensors.name} that is not a readable safetensors file "
-                      f"({first_line(error) or type(error).__name__})") from None
+            raise Bad(
+                f"has {ADAPTER}/{safetensors.name} that is not a readable safetensors file "
+                f"({first_line(error) or type(error).__name__})"
+            ) from None
     else:
         _check_pickled_weights(pickled)
 
@@ -328,10 +410,15 @@ def _check_pickled_weights(path: Path) -> None:
     try:
         weights = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
-        raise Bad(f"has {ADAPTER}/{path.name} that is a pickle holding more than tensors (loading it would run its "
-                  f"code), or is damaged: refused ({first_line(error)[:160]})") from None
-    if not isinstance(weights, dict) or not weights or not all(
-            isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in weights.items()):
+        raise Bad(
+            f"has {ADAPTER}/{path.name} that is a pickle holding more than tensors (loading it would run its "
+            f"code), or is damaged: refused ({first_line(error)[:160]})"
+        ) from None
+    if (
+        not isinstance(weights, dict)
+        or not weights
+        or not all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in weights.items())
+    ):
         raise Bad(f"has {ADAPTER}/{path.name} that is not a dictionary of named tensors")
 
 

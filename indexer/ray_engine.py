@@ -19,6 +19,7 @@ worker died is retried (Ray's task ``max_retries``). Nothing here re-implements 
 Photos must be readable at the same path on every node (a shared NFS/SMB mount); a worker
 that cannot see a folder the driver listed stops the build with a clear error.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,8 +43,10 @@ logger = logging.getLogger(__name__)
 # The columns a decoded file comes back in: "idx" (its place in the work list, which gives back its FileEntry), then
 # every other ReadResult field but the image (sent as raw "pixels") and a video's keyframes (videos are read and
 # embedded on the driver: see RayEngine.results), derived so that a new field cannot be dropped.
-RESULT_FIELDS = ("idx", *(field.name for field in fields(ReadResult)
-                           if field.name not in ("entry", "image", "keyframes")))
+RESULT_FIELDS = (
+    "idx",
+    *(field.name for field in fields(ReadResult) if field.name not in ("entry", "image", "keyframes")),
+)
 
 
 class WorkerCannotReadError(IndexerError):
@@ -73,10 +76,19 @@ def start_ray(options: RayOptions):
     import mme5
 
     packages = [str(Path(mme5.__file__).parent), str(Path(__file__).parent)]
-    local: dict[str, Any] = dict(num_cpus=options.num_cpus, object_store_memory=options.object_store_bytes) if not options.address else {}
-    ray.init(address=options.address, include_dashboard=False, log_to_driver=False, **local,
-             runtime_env={"py_modules": packages, "env_vars": {"OMP_WAIT_POLICY": "PASSIVE",
-                                                               "TOKENIZERS_PARALLELISM": "false"}})
+    local: dict[str, Any] = (
+        dict(num_cpus=options.num_cpus, object_store_memory=options.object_store_bytes) if not options.address else {}
+    )
+    ray.init(
+        address=options.address,
+        include_dashboard=False,
+        log_to_driver=False,
+        **local,
+        runtime_env={
+            "py_modules": packages,
+            "env_vars": {"OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false"},
+        },
+    )
     return ray
 
 
@@ -97,8 +109,12 @@ def model_spec(embedder) -> dict:
     """What an actor needs to load the same model: absolute local paths, hub ids as they are."""
     from mme5.model_ref import ModelRef
 
-    return {"model": ModelRef.canonical_of(embedder.model_id), "adapter": ModelRef.canonical_of(embedder.adapter),
-            "dtype": str(embedder.backbone.dtype).removeprefix("torch."), "runtime": embedder.runtime}
+    return {
+        "model": ModelRef.canonical_of(embedder.model_id),
+        "adapter": ModelRef.canonical_of(embedder.adapter),
+        "dtype": str(embedder.backbone.dtype).removeprefix("torch."),
+        "runtime": embedder.runtime,
+    }
 
 
 def actor_memory(embedder, on_gpu: bool, node_memory: float = 0) -> int:
@@ -130,6 +146,7 @@ def model_threads(options: RayOptions, actors: int, cluster: dict, nodes: int) -
 
 
 # -- the two stages ------------------------------------------------------------------------
+
 
 class BudgetKeeper:
     """Ray actor holding the build's decode budget (``--decode-budget-mp``) for every decode task on
@@ -195,8 +212,13 @@ def decode_batch(batch: dict, draft_size: int, known_hashes, probes: dict, budge
     _check_roots(set(batch["root"].tolist()), probes)
     out: dict[str, list] = {name: [] for name in (*RESULT_FIELDS, "pixels", "pixels_shape")}
     for i in range(len(batch["idx"])):
-        entry = FileEntry(str(batch["root"][i]), str(batch["relpath"][i]), int(batch["size"][i]),
-                          int(batch["mtime_ns"][i]), batch["problem"][i] or None)
+        entry = FileEntry(
+            str(batch["root"][i]),
+            str(batch["relpath"][i]),
+            int(batch["size"][i]),
+            int(batch["mtime_ns"][i]),
+            batch["problem"][i] or None,
+        )
         result = read_file(entry, draft_size, known_hashes, budget)
         out["idx"].append(int(batch["idx"][i]))
         for name in RESULT_FIELDS[1:]:
@@ -219,8 +241,14 @@ class EmbedWorker:
             import torch
 
             torch.set_num_threads(threads)  # before loading: an ONNX session takes torch's thread count
-        self.embedder = load_embedder(spec["model"], device=device, dtype=spec["dtype"], adapter=spec["adapter"],
-                                      verbose=False, runtime=spec["runtime"])
+        self.embedder = load_embedder(
+            spec["model"],
+            device=device,
+            dtype=spec["dtype"],
+            adapter=spec["adapter"],
+            verbose=False,
+            runtime=spec["runtime"],
+        )
         self.batch_size = batch_size
 
     def __call__(self, batch: dict) -> dict:
@@ -234,8 +262,9 @@ class EmbedWorker:
         for i in wanted:
             height, width = map(int, shapes[i].split("x"))
             pictures.append(Image.fromarray(np.frombuffer(pixels[i], np.uint8).reshape(height, width, 3)))
-        outcomes = embed_isolating(self.embedder, pictures,
-                                   lambda: self.embedder.encode_images(pictures, batch_size=self.batch_size))
+        outcomes = embed_isolating(
+            self.embedder, pictures, lambda: self.embedder.encode_images(pictures, batch_size=self.batch_size)
+        )
         for i, (vector, failure) in zip(wanted, outcomes):
             vectors[i] = b"" if vector is None else vector.astype(np.float32).tobytes()
             failures[i] = failure or ""
@@ -277,8 +306,16 @@ def _check_roots(roots: set, probes: dict) -> None:
 
 # -- the driver side -----------------------------------------------------------------------
 
-def _ray_results(owner: "RayEngine", entries: list[FileEntry], embedder, known_hashes: frozenset, options: RayOptions,
-                 batch_size: int, decode_budget: int = DEFAULT_DECODE_BUDGET):
+
+def _ray_results(
+    owner: "RayEngine",
+    entries: list[FileEntry],
+    embedder,
+    known_hashes: frozenset,
+    options: RayOptions,
+    batch_size: int,
+    decode_budget: int = DEFAULT_DECODE_BUDGET,
+):
     """Yield an ``Embedded`` record per entry as the cluster finishes them; afterwards ``owner.peak_decode_pixels`` is the most pixels the decode tasks held at once."""
     ray = start_ray(options)
     import ray.data  # noqa: F811 - the same module start_ray returned; this loads its data submodule
@@ -291,28 +328,52 @@ def _ray_results(owner: "RayEngine", entries: list[FileEntry], embedder, known_h
     device = "cuda" if gpus else "cpu"
     nodes = [node for node in ray.nodes() if node["Alive"]]
     threads = None if gpus else model_threads(options, actors, cluster, len(nodes))
-    logger.info(f"indexer: Ray engine, {actors} embedding worker(s) on {device}"
-                f"{f' ({gpus:g} GPU each)' if gpus else f' ({threads} thread(s) each)'}, decoding on CPU tasks")
+    logger.info(
+        f"indexer: Ray engine, {actors} embedding worker(s) on {device}"
+        f"{f' ({gpus:g} GPU each)' if gpus else f' ({threads} thread(s) each)'}, decoding on CPU tasks"
+    )
     probes: dict = {}
     for entry in entries:
         if entry.problem is None and entry.root not in probes:
             probes[entry.root] = (entry.relpath, entry.size)
-    items = [{"idx": i, "root": entry.root, "relpath": entry.relpath, "size": entry.size,
-              "mtime_ns": entry.mtime_ns, "problem": entry.problem or ""} for i, entry in enumerate(entries)]
+    items = [
+        {
+            "idx": i,
+            "root": entry.root,
+            "relpath": entry.relpath,
+            "size": entry.size,
+            "mtime_ns": entry.mtime_ns,
+            "problem": entry.problem or "",
+        }
+        for i, entry in enumerate(entries)
+    ]
     actor_args = dict(num_gpus=gpus) if gpus else dict(num_cpus=options.cpus_per_worker)
     actor_args["memory"] = actor_memory(embedder, bool(gpus), max(node["Resources"].get("memory", 0) for node in nodes))
     keeper = ray.remote(BudgetKeeper).options(num_cpus=0, max_concurrency=256).remote(decode_budget)
     dataset = (
         ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // batch_size, 1000)))
-        .map_batches(decode_batch, batch_size=batch_size, batch_format="numpy", num_cpus=options.cpus_per_decoder,
-                     fn_kwargs=dict(draft_size=embedder.backbone.image_draft_size, known_hashes=known_hashes,
-                                    probes=probes, budget=SharedBudget(keeper)),
-                     )
-        .map_batches(EmbedWorker, batch_size=batch_size, batch_format="numpy",
-                     compute=ray.data.ActorPoolStrategy(size=actors),
-                     fn_constructor_kwargs=dict(spec=model_spec(embedder), device=device, batch_size=batch_size,
-                                                threads=threads),
-                     **actor_args)
+        .map_batches(
+            decode_batch,
+            batch_size=batch_size,
+            batch_format="numpy",
+            num_cpus=options.cpus_per_decoder,
+            fn_kwargs=dict(
+                draft_size=embedder.backbone.image_draft_size,
+                known_hashes=known_hashes,
+                probes=probes,
+                budget=SharedBudget(keeper),
+            ),
+        )
+        .map_batches(
+            EmbedWorker,
+            batch_size=batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            fn_constructor_kwargs=dict(
+                spec=model_spec(embedder), device=device, batch_size=batch_size, threads=threads
+            ),
+            **actor_args,
+        )
     )
     try:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
@@ -323,8 +384,12 @@ def _ray_results(owner: "RayEngine", entries: list[FileEntry], embedder, known_h
                     value = batch[name][i]
                     setattr(result, name, _plain(name, value))
                 vector = batch["vector"][i]
-                yield Embedded(index, result, np.frombuffer(vector, np.float32) if len(vector) else None,
-                               batch["embed_error"][i] or None)
+                yield Embedded(
+                    index,
+                    result,
+                    np.frombuffer(vector, np.float32) if len(vector) else None,
+                    batch["embed_error"][i] or None,
+                )
         owner.peak_decode_pixels = int(ray.get(keeper.peak.remote()))
     except Exception as error:  # noqa: BLE001 - Ray wraps worker errors; surface ours as they are
         cause = _find_cause(error, WorkerCannotReadError)
@@ -363,7 +428,7 @@ def _find_cause(error: BaseException, kind: type) -> BaseException | None:
             return current
         if kind.__name__ in str(current).split(":")[0] or f"{kind.__name__}:" in str(current):
             text = str(current)
-            return kind(text[text.find("a Ray worker"):] if "a Ray worker" in text else text)
+            return kind(text[text.find("a Ray worker") :] if "a Ray worker" in text else text)
         stack += [current.__cause__, current.__context__, getattr(current, "cause", None)]
     return None
 
@@ -379,22 +444,27 @@ class RayEngine:
         self.videos = videos or LocalEngine()  # reads and embeds the videos on the driver
         self.peak_decode_pixels = 0  # most pixels the decode tasks held at once, after a run
 
-    def results(self, entries: list[FileEntry], embedder, known: frozenset, batch_size: int,
-                budget: DecodeBudget) -> Generator[Embedded, None, None]:
+    def results(
+        self, entries: list[FileEntry], embedder, known: frozenset, batch_size: int, budget: DecodeBudget
+    ) -> Generator[Embedded, None, None]:
         """Photos on the cluster; videos through ``self.videos`` (a ``LocalEngine``) here on the driver, since a
         video is many keyframes and Ray's columns carry one image per file. Indexes are the list's own."""
         videos = [index for index, entry in enumerate(entries) if is_video_name(entry.path)]
         photos = [index for index, entry in enumerate(entries) if not is_video_name(entry.path)]
         peak = 0
         if videos:
-            with contextlib.closing(self.videos.results([entries[index] for index in videos], embedder, known,
-                                                        batch_size, budget)) as stream:
+            with contextlib.closing(
+                self.videos.results([entries[index] for index in videos], embedder, known, batch_size, budget)
+            ) as stream:
                 for record in stream:
                     yield record._replace(position=videos[record.position])
             peak = self.videos.peak_decode_pixels
         if photos:
-            with contextlib.closing(_ray_results(self, [entries[index] for index in photos], embedder, known,
-                                                 self.options, batch_size, budget.limit)) as stream:
+            with contextlib.closing(
+                _ray_results(
+                    self, [entries[index] for index in photos], embedder, known, self.options, batch_size, budget.limit
+                )
+            ) as stream:
                 for record in stream:
                     yield record._replace(position=photos[record.position])
         self.peak_decode_pixels = max(self.peak_decode_pixels, peak)

@@ -1,4 +1,5 @@
 """Reading one image (or video: indexer/video.py) file in a worker thread: content hash, metadata (EXIF), decoded pixels."""
+
 from __future__ import annotations
 
 import contextlib

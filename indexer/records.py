@@ -2,6 +2,7 @@
 indexer/ray_engine.py) and the commands that report on it (watch, info): what a build did
 (``BuildSummary``, ``FileError``), the catalog changes decided since the last commit (``Pending``)
 and the error text of an image the model rejects. Nothing here imports the build."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -71,11 +72,11 @@ class BuildSummary:
         return (
             f"added {self.added}, updated {self.updated}, moved {self.moved}, removed {self.removed}, "
             f"unchanged {self.unchanged}, errors {len(self.errors)}"
-            + (f", skipped {len(self.skipped)}" if self.skipped else "") + f" in {self.seconds:.1f} s "
+            + (f", skipped {len(self.skipped)}" if self.skipped else "")
+            + f" in {self.seconds:.1f} s "
             f"({self.rate:.1f} images/s); {self.images} images searchable ({self.index_type} index)"
             + (kept if self.kept else "")
         )
-
 
 
 @dataclass

@@ -3,6 +3,7 @@
 ``trainer adapt --apply`` uses it: the old index serves until the swap, a crash before the
 swap leaves it untouched, and a search engine that has it open notices the new generation.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -69,9 +70,14 @@ def reindex_with_adapter(index_dir: Path, model: str, adapter: Path, device=None
             if not target.exists():
                 _copy_folder(adapter, target)
         embedder = load_embedder(model, device=device, adapter=str(kept))  # the path it keeps after the swap
-        summary = build_index([Path(r) for r in roots], sibling, embedder, show_progress=show_progress,
-                              index_type=index_type)
+        summary = build_index(
+            [Path(r) for r in roots], sibling, embedder, show_progress=show_progress, index_type=index_type
+        )
         exchange(index_dir, sibling)
     shutil.rmtree(sibling, ignore_errors=True)  # now the old generation
-    return {"images": summary.images, "adapter": str(kept), "seconds": round(summary.seconds, 2),
-            "unreadable": len(summary.errors)}
+    return {
+        "images": summary.images,
+        "adapter": str(kept),
+        "seconds": round(summary.seconds, 2),
+        "unreadable": len(summary.errors),
+    }

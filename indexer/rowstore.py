@@ -20,6 +20,7 @@ until then, and on read-only media where it cannot be written, readers fetch fro
 The file is only ever extended or replaced by rename, never truncated, so a reader's mapping
 stays valid while a build appends.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -93,8 +94,14 @@ class RowStore:
         store_id = uuid.uuid4().hex
         total = catalog.count()
         rows = 0
-        progress = tqdm(total=total, desc=f"writing {STORE_FILE}", unit=" vec", file=sys.stderr, dynamic_ncols=True,
-                        disable=not show_progress or total < MIGRATE_PROGRESS_MIN)
+        progress = tqdm(
+            total=total,
+            desc=f"writing {STORE_FILE}",
+            unit=" vec",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            disable=not show_progress or total < MIGRATE_PROGRESS_MIN,
+        )
         try:
             with atomic_open(path, "wb") as file:
                 file.write(_header(dim, store_id, meta.get("fingerprint", "")))
@@ -212,8 +219,12 @@ class RowStore:
             last = self.rows - 1
             while True:
                 batch = session.execute(
-                    select(Image.id, Vector.vector).join(Vector, Vector.content_hash == Image.content_hash)
-                    .where(Image.status == STATUS_OK, Image.id > last).order_by(Image.id).limit(8192)).all()
+                    select(Image.id, Vector.vector)
+                    .join(Vector, Vector.content_hash == Image.content_hash)
+                    .where(Image.status == STATUS_OK, Image.id > last)
+                    .order_by(Image.id)
+                    .limit(8192)
+                ).all()
                 if not batch:
                     break
                 ids = np.asarray([row[0] for row in batch], dtype=np.int64)
@@ -225,8 +236,9 @@ class RowStore:
 
 
 def _header(dim: int, store_id: str, fingerprint: str) -> bytes:
-    return _HEADER.pack(MAGIC, VERSION, dim, bytes.fromhex(store_id), model_digest(fingerprint)).ljust(HEADER_BYTES,
-                                                                                                        b"\0")
+    return _HEADER.pack(MAGIC, VERSION, dim, bytes.fromhex(store_id), model_digest(fingerprint)).ljust(
+        HEADER_BYTES, b"\0"
+    )
 
 
 def header_problem(path: Path, dim: int, store_id: str, fingerprint: str) -> str | None:

@@ -6,6 +6,7 @@ Indexes are rebuilt from the copied rows, so damage confined to an index loses n
 catalog does not declare (the app's albums) are copied the same way, with their own schema and indexes.
 The damaged file is kept beside the new one; nothing is deleted.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,11 +41,14 @@ class SalvageReport:
 
     def lines(self) -> list[str]:
         copied = ", ".join(f"{count} {table}" for table, count in self.copied.items() if table in TABLES)
-        text = f"salvaged the damaged catalog into a fresh one ({copied} rows copied; the damaged file is kept as " \
-               f"{self.kept_as.name})"
+        text = (
+            f"salvaged the damaged catalog into a fresh one ({copied} rows copied; the damaged file is kept as "
+            f"{self.kept_as.name})"
+        )
         lines = [text]
-        kept = ", ".join(f"{count} {table}" for table, count in self.copied.items()
-                         if table not in TABLES + TEXT_TABLES)
+        kept = ", ".join(
+            f"{count} {table}" for table, count in self.copied.items() if table not in TABLES + TEXT_TABLES
+        )
         if kept:
             lines.append(f"kept the tables the app adds to the catalog ({kept} rows copied)")
         for table, count in self.lost.items():
@@ -67,9 +71,11 @@ def salvage(path: Path, max_known_id: int = 0) -> SalvageReport:
     finally:
         probe.close()
     if not readable:
-        raise IndexCorruptError(f"{path}: nothing in the catalog is readable, not even its list of tables, so there "
-                                "is nothing to salvage; restore it from a backup, or move the index folder aside and "
-                                "build it again")
+        raise IndexCorruptError(
+            f"{path}: nothing in the catalog is readable, not even its list of tables, so there "
+            "is nothing to salvage; restore it from a backup, or move the index folder aside and "
+            "build it again"
+        )
     fresh_path = path.with_name(f".{path.name}.salvage.tmp")  # a stale one is removed like other temp files
     for leftover in (fresh_path, Path(f"{fresh_path}-wal"), Path(f"{fresh_path}-shm")):
         leftover.unlink(missing_ok=True)
@@ -102,23 +108,36 @@ def salvage(path: Path, max_known_id: int = 0) -> SalvageReport:
             expected = _try(source, f"SELECT count(*) FROM {_quoted(table)}")
             if unreadable:
                 report.lost[table] = int(expected) - copied if expected is not None and expected > copied else None
-        for table in [table for table in report.copied if table not in TABLES + TEXT_TABLES]:  # e.g. pins of a lost album
+        for table in [
+            table for table in report.copied if table not in TABLES + TEXT_TABLES
+        ]:  # e.g. pins of a lost album
             orphans = target.execute(f"PRAGMA foreign_key_check({_quoted(table)})").fetchall()
             target.executemany(f"DELETE FROM {_quoted(table)} WHERE rowid = ?", [(row[1],) for row in orphans])
             report.copied[table] -= len(orphans)
             sequence = _try(source, "SELECT seq FROM sqlite_sequence WHERE name = ?", (table,))
             if sequence:  # ids of deleted albums are not handed out again, as before the damage
                 target.execute("DELETE FROM sqlite_sequence WHERE name = ?", (table,))
-                target.execute("INSERT INTO sqlite_sequence(name, seq) VALUES (?, max(?, coalesce((SELECT max(rowid) "
-                               f"FROM {_quoted(table)}), 0)))", (table, sequence))
+                target.execute(
+                    "INSERT INTO sqlite_sequence(name, seq) VALUES (?, max(?, coalesce((SELECT max(rowid) "
+                    f"FROM {_quoted(table)}), 0)))",
+                    (table, sequence),
+                )
         target.execute("DELETE FROM images WHERE root_id NOT IN (SELECT id FROM roots)")
-        sequence = max(max_known_id, _try(source, "SELECT seq FROM sqlite_sequence WHERE name = 'images'") or 0,
-                       _try(target, "SELECT max(id) FROM images") or 0)
+        sequence = max(
+            max_known_id,
+            _try(source, "SELECT seq FROM sqlite_sequence WHERE name = 'images'") or 0,
+            _try(target, "SELECT max(id) FROM images") or 0,
+        )
         target.execute("DELETE FROM sqlite_sequence WHERE name = 'images'")
         target.execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('images', ?)", (sequence,))
-        unused = _try(target, "SELECT count(*) FROM vectors WHERE content_hash NOT IN "
-                              "(SELECT content_hash FROM images WHERE status = 'ok' AND content_hash IS NOT NULL)")
-        target.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('salvage_kept_vectors', ?)", (str(unused or 0),))
+        unused = _try(
+            target,
+            "SELECT count(*) FROM vectors WHERE content_hash NOT IN "
+            "(SELECT content_hash FROM images WHERE status = 'ok' AND content_hash IS NOT NULL)",
+        )
+        target.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES ('salvage_kept_vectors', ?)", (str(unused or 0),)
+        )
         generation = _try(target, "SELECT value FROM meta WHERE key = 'generation'")
         if generation is not None:  # open readers see a changed index and reopen it
             target.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(int(generation) + 1),))
@@ -148,8 +167,10 @@ def _other_tables(source: sqlite3.Connection, target: sqlite3.Connection) -> lis
     """The tables of the damaged file the catalog does not declare, made in ``target`` with their indexes (from the
     file's own schema); (name, columns) of each, columns None for one whose schema cannot be read."""
     try:
-        rows = source.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE TABLE%' "
-                              "AND name NOT LIKE 'sqlite_%'").fetchall()
+        rows = source.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE TABLE%' "
+            "AND name NOT LIKE 'sqlite_%'"
+        ).fetchall()
     except sqlite3.DatabaseError:
         return []
     tables: list[tuple[str, list[str] | None]] = []
@@ -158,8 +179,13 @@ def _other_tables(source: sqlite3.Connection, target: sqlite3.Connection) -> lis
             continue
         try:
             columns = [row[1] for row in source.execute(f"PRAGMA table_info({_quoted(name)})").fetchall()]
-            indexes = [sql for (sql,) in source.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND "
-                                                        "tbl_name = ? AND sql LIKE 'CREATE %INDEX%'", (name,))]
+            indexes = [
+                sql
+                for (sql,) in source.execute(
+                    "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql LIKE 'CREATE %INDEX%'",
+                    (name,),
+                )
+            ]
             target.execute(sql)
             for index in indexes:
                 target.execute(index)
@@ -174,16 +200,19 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _copy_table(source: sqlite3.Connection, target: sqlite3.Connection, table: str,
-                columns: list[str]) -> tuple[int, int]:
+def _copy_table(
+    source: sqlite3.Connection, target: sqlite3.Connection, table: str, columns: list[str]
+) -> tuple[int, int]:
     """Copy the readable rows of ``table``; a rowid range that cannot be read is split until it can.
 
     Returns (rows copied, single rowids that could not be read)."""
     names = ", ".join(_quoted(column) for column in columns)
     table_name, table = table, _quoted(table)
-    top = max(_try(source, f"SELECT max(rowid) FROM {table}") or 0,
-              _try(source, "SELECT seq FROM sqlite_sequence WHERE name = ?", (table_name,)) or 0,
-              (_try(source, "PRAGMA page_count") or 1) * 256)
+    top = max(
+        _try(source, f"SELECT max(rowid) FROM {table}") or 0,
+        _try(source, "SELECT seq FROM sqlite_sequence WHERE name = ?", (table_name,)) or 0,
+        (_try(source, "PRAGMA page_count") or 1) * 256,
+    )
     copied, failed, ranges = 0, 0, [(1, int(top))]
     while ranges:
         low, high = ranges.pop()
@@ -197,8 +226,9 @@ def _copy_table(source: sqlite3.Connection, target: sqlite3.Connection, table: s
                 failed += 1
             continue
         if rows:
-            target.executemany(f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})",
-                               rows)
+            target.executemany(
+                f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})", rows
+            )
             copied += len(rows)
     return copied, failed
 

@@ -5,6 +5,7 @@ the folders with the catalog by stat alone (size and mtime) and hands the build 
 (files to read), the catalog rows whose files were not found, and what it could not look at.
 It decides nothing about content and writes nothing: indexer/build.py does that.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,10 @@ def check_roots(roots: Iterable[Path | str], index_dir: Path) -> list[str]:
         try:
             key.encode("utf-8")
         except UnicodeEncodeError:
-            raise BadRootError(f"{printable(key)}: folder path is not valid UTF-8; index a parent folder "
-                               "(file and folder names below a root may use any bytes)") from None
+            raise BadRootError(
+                f"{printable(key)}: folder path is not valid UTF-8; index a parent folder "
+                "(file and folder names below a root may use any bytes)"
+            ) from None
         if is_within(key, index_key):
             raise BadRootError(f"{root}: is inside the index folder {index_dir}; point --dir at your photos")
         for other in checked:
@@ -100,8 +103,17 @@ class ScanResult:
     kept: int = 0  # rows kept because their root looks unmounted
 
 
-def scan(catalog, roots: dict[str, int], index_dir: Path, *, include_hidden: bool, prune: bool,
-         recorded_devices: dict, warn: Callable[[str], None], show_progress: bool) -> ScanResult:
+def scan(
+    catalog,
+    roots: dict[str, int],
+    index_dir: Path,
+    *,
+    include_hidden: bool,
+    prune: bool,
+    recorded_devices: dict,
+    warn: Callable[[str], None],
+    show_progress: bool,
+) -> ScanResult:
     """Compare the folders (root path -> root id) with the catalog using stat only."""
     out = ScanResult()
     unlisted: list[str] = []
@@ -111,11 +123,26 @@ def scan(catalog, roots: dict[str, int], index_dir: Path, *, include_hidden: boo
         for path, root_id in roots.items():
             found_files, root_unlisted = 0, False
             rows = {
-                row.relpath: Row(row.id, path, decode_relpath(row.relpath), row.size, row.mtime_ns,
-                                 row.status, row.content_hash, row.retry)
+                row.relpath: Row(
+                    row.id,
+                    path,
+                    decode_relpath(row.relpath),
+                    row.size,
+                    row.mtime_ns,
+                    row.status,
+                    row.content_hash,
+                    row.retry,
+                )
                 for row in session.execute(
-                    select(Image.id, Image.relpath, Image.size, Image.mtime_ns, Image.status, Image.content_hash,
-                           Image.retry).where(Image.root_id == root_id, Image.video_id.is_(None))
+                    select(
+                        Image.id,
+                        Image.relpath,
+                        Image.size,
+                        Image.mtime_ns,
+                        Image.status,
+                        Image.content_hash,
+                        Image.retry,
+                    ).where(Image.root_id == root_id, Image.video_id.is_(None))
                 )
             }
             out.root_rows[path] = len(rows)
@@ -134,13 +161,18 @@ def scan(catalog, roots: dict[str, int], index_dir: Path, *, include_hidden: boo
                 else:
                     out.work.append(WorkItem(found, root_id, row))
             matched = out.root_rows[path] - len(rows)
-            suspect = None if root_unlisted or prune else _looks_missing(
-                out.root_rows[path], found_files, matched, recorded_devices.get(path), device)
+            suspect = (
+                None
+                if root_unlisted or prune
+                else _looks_missing(out.root_rows[path], found_files, matched, recorded_devices.get(path), device)
+            )
             if suspect:
                 unlisted.append(path)  # its rows stay, like those of a folder that cannot be listed
                 out.kept += len(rows)
-                warn(f"{path}: {suspect}; kept its {len(rows)} photo(s) in the index. Check that the "
-                     "drive is mounted; if the photos are really gone, run build --prune")
+                warn(
+                    f"{path}: {suspect}; kept its {len(rows)} photo(s) in the index. Check that the "
+                    "drive is mounted; if the photos are really gone, run build --prune"
+                )
             elif device is not None and not root_unlisted:
                 out.root_devices[path] = device
             missing.extend(rows.values())
@@ -156,8 +188,10 @@ def _looks_missing(rows: int, found_files: int, matched: int, recorded: int | No
     if found_files == 0:
         return "lists no photos at all (an unmounted drive leaves an empty mount point)"
     if recorded is not None and device is not None and device != recorded and matched == 0:
-        return (f"is on another device than at the last build (device id {recorded}, now {device}) "
-                "and none of the photos indexed there is present")
+        return (
+            f"is on another device than at the last build (device id {recorded}, now {device}) "
+            "and none of the photos indexed there is present"
+        )
     return None
 
 

@@ -5,6 +5,7 @@ are joined (union-find), so a chain of close shots forms one group. In each grou
 photo is marked: most pixels, then sharpest (variance of the Laplacian on a 256 px grey copy),
 then largest file.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -28,9 +29,16 @@ class Member:
     sharpness: float | None = None
 
     def to_json(self) -> dict:
-        return {"image_id": self.image_id, "path": self.path, "relpath": self.relpath, "width": self.width,
-                "height": self.height, "size": self.size, "score": round(float(self.score), 4),
-                "sharpness": None if self.sharpness is None else round(float(self.sharpness), 1)}
+        return {
+            "image_id": self.image_id,
+            "path": self.path,
+            "relpath": self.relpath,
+            "width": self.width,
+            "height": self.height,
+            "size": self.size,
+            "score": round(float(self.score), 4),
+            "sharpness": None if self.sharpness is None else round(float(self.sharpness), 1),
+        }
 
 
 @dataclass
@@ -52,8 +60,9 @@ def default_threshold(store: IndexStore) -> float:
     return similar_threshold(store.meta.get("family"))
 
 
-def similar_groups(store: IndexStore, threshold: float, chunk: int = 1024, progress=None,
-                   max_pairs: int | None = None, too_many=None) -> list[Group]:
+def similar_groups(
+    store: IndexStore, threshold: float, chunk: int = 1024, progress=None, max_pairs: int | None = None, too_many=None
+) -> list[Group]:
     """Groups (≥ 2 photos, largest first) whose members are chained by similarity ≥ ``threshold``.
 
     ``max_pairs``: stop as soon as more similar pairs than that are found (a threshold far too low for the
@@ -101,11 +110,19 @@ def similar_groups(store: IndexStore, threshold: float, chunk: int = 1024, progr
         if len(records) < 2:
             continue
         vectors = store.vectors(np.asarray([record.id for record in records], dtype=np.int64))
-        entries = [Member(r.id, r.path, r.relpath, r.width, r.height, int(r.size or 0), 0.0, _sharpness(r.path))
-                   for r in records]
-        order = sorted(range(len(entries)), key=lambda n: (-(entries[n].width or 0) * (entries[n].height or 0),
-                                                            -(entries[n].sharpness or 0), -entries[n].size,
-                                                            entries[n].image_id))
+        entries = [
+            Member(r.id, r.path, r.relpath, r.width, r.height, int(r.size or 0), 0.0, _sharpness(r.path))
+            for r in records
+        ]
+        order = sorted(
+            range(len(entries)),
+            key=lambda n: (
+                -(entries[n].width or 0) * (entries[n].height or 0),
+                -(entries[n].sharpness or 0),
+                -entries[n].size,
+                entries[n].image_id,
+            ),
+        )
         best = vectors[order[0]]
         for n in order:
             entries[n].score = float(vectors[n] @ best)
@@ -132,5 +149,5 @@ def _sharpness(path: str) -> float | None:
         return None
     if min(pixels.shape) < 3:
         return 0.0
-    laplacian = (pixels[1:-1, :-2] + pixels[1:-1, 2:] + pixels[:-2, 1:-1] + pixels[2:, 1:-1] - 4 * pixels[1:-1, 1:-1])
+    laplacian = pixels[1:-1, :-2] + pixels[1:-1, 2:] + pixels[:-2, 1:-1] + pixels[2:, 1:-1] - 4 * pixels[1:-1, 1:-1]
     return float(laplacian.var())

@@ -5,6 +5,7 @@ path as typed (``"./models/x|dual|768|<prompts>"``); they keep opening: such a f
 when it names the given model by path, as before, or when the folder it names has the given model's
 content, and the meta is then rewritten in the new form.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,10 +30,16 @@ def meta_updates(index_dir, meta: dict, embedder) -> dict:
 
 def record(embedder) -> dict:
     """The meta keys a new index stores about its model."""
-    return {"model_id": ModelRef.canonical_of(embedder.model_id), "adapter": ModelRef.canonical_of(embedder.adapter),
-            "fingerprint": embedder.fingerprint, "identity": embedder.identity, "family": embedder.family,
-            "dim": embedder.dim, "prompt_version": embedder.prompt_version,
-            "quantization": getattr(embedder, "quantization", None)}
+    return {
+        "model_id": ModelRef.canonical_of(embedder.model_id),
+        "adapter": ModelRef.canonical_of(embedder.adapter),
+        "fingerprint": embedder.fingerprint,
+        "identity": embedder.identity,
+        "family": embedder.family,
+        "dim": embedder.dim,
+        "prompt_version": embedder.prompt_version,
+        "quantization": getattr(embedder, "quantization", None),
+    }
 
 
 def _location_update(meta: dict, embedder) -> dict:
@@ -72,7 +79,10 @@ def _legacy_same(meta: dict, embedder) -> bool:
     if identity.get("quantization") is not None:
         return False  # old indexes were all full precision
     if (meta.get("family"), _int(meta.get("dim")), meta.get("prompt_version")) != (
-            embedder.family, embedder.dim, embedder.prompt_version):
+        embedder.family,
+        embedder.dim,
+        embedder.prompt_version,
+    ):
         return False
     if not _same(meta.get("model_id"), embedder.model_id, identity["model"], model_digest):
         return False

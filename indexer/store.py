@@ -1,4 +1,5 @@
 """Reading an index: search vectors, fetch records and stored vectors, describe it (`info`)."""
+
 from __future__ import annotations
 
 import json
@@ -68,7 +69,9 @@ class IndexStore:
         self.sync_report = sync_report  # non-empty when the index file lagged the catalog (interrupted build)
         self._sorted_ids: np.ndarray | None = None  # the index never changes while open: listed once
         self.vector_store = "sqlite"  # where re-rank vectors come from: rowstore.attach's answer
-        self.immutable = False  # opened as a downloaded published index (validated, never written); live.py reopens alike
+        self.immutable = (
+            False  # opened as a downloaded published index (validated, never written); live.py reopens alike
+        )
 
     @classmethod
     def open(cls, index_dir: Path | str, immutable: bool = False) -> "IndexStore":
@@ -112,8 +115,10 @@ class IndexStore:
             catalog.close()
             raise
         if report.rebuilt:
-            logger.warning(f"indexer: {report.rebuilt}; searching a copy rebuilt in memory from the catalog's stored "
-                           f"vectors (python -m indexer verify --index {index_dir} --repair rewrites the file)")
+            logger.warning(
+                f"indexer: {report.rebuilt}; searching a copy rebuilt in memory from the catalog's stored "
+                f"vectors (python -m indexer verify --index {index_dir} --repair rewrites the file)"
+            )
         opened = cls(index_dir, catalog, meta, index, report)
         opened.vector_store = vector_store
         opened.immutable = immutable
@@ -295,7 +300,7 @@ class IndexStore:
             if inside_root.startswith(folder + "/"):
                 places.append((root.id, None))
             elif folder.startswith(inside_root):
-                places.append((root.id, os.fsencode(folder[len(inside_root):])))
+                places.append((root.id, os.fsencode(folder[len(inside_root) :])))
         return places
 
     def search(self, vectors: np.ndarray, k: int, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -346,8 +351,13 @@ class IndexStore:
 
     def errors(self, limit: int | None = None) -> list[ImageRecord]:
         with self.catalog.session() as session:
-            query = (select(Image, Root.path).join(Root, Root.id == Image.root_id)
-                     .where(Image.status == STATUS_ERROR).order_by(Image.id).limit(limit))
+            query = (
+                select(Image, Root.path)
+                .join(Root, Root.id == Image.root_id)
+                .where(Image.status == STATUS_ERROR)
+                .order_by(Image.id)
+                .limit(limit)
+            )
             return [to_record(image, self.root_path(root)) for image, root in session.execute(query)]
 
     # -- info ---------------------------------------------------------------------------
@@ -363,8 +373,10 @@ class IndexStore:
         with self.catalog.session() as session:
             error_count = self.catalog.count(STATUS_ERROR, session)
             stored = int(session.scalar(select(func.count()).select_from(Vector)) or 0)
-        files = {name: _size(self.index_dir / name) for name in
-                 (CATALOG_FILE, CATALOG_FILE + "-wal", CATALOG_FILE + "-shm", INDEX_FILE, rowstore.STORE_FILE)}
+        files = {
+            name: _size(self.index_dir / name)
+            for name in (CATALOG_FILE, CATALOG_FILE + "-wal", CATALOG_FILE + "-shm", INDEX_FILE, rowstore.STORE_FILE)
+        }
         catalog_bytes = sum(files[name] for name in (CATALOG_FILE, CATALOG_FILE + "-wal", CATALOG_FILE + "-shm"))
         store = self.catalog.vector_store
         return {
@@ -384,11 +396,18 @@ class IndexStore:
             "ivf_lists": self.index.nlist,
             "bytes_per_image": round(files[INDEX_FILE] / self.count) if self.count else 0,
             "recall": meta.get("recall"),
-            "size_bytes": {"catalog": catalog_bytes, "vector_index": files[INDEX_FILE],
-                           "vector_store": files[rowstore.STORE_FILE], "total": sum(files.values())},
-            "vector_store": {"file": rowstore.STORE_FILE, "state": self.vector_store,
-                             "rows": store.rows if store is not None else 0,
-                             "serves": "memory map" if store is not None else "sqlite"},
+            "size_bytes": {
+                "catalog": catalog_bytes,
+                "vector_index": files[INDEX_FILE],
+                "vector_store": files[rowstore.STORE_FILE],
+                "total": sum(files.values()),
+            },
+            "vector_store": {
+                "file": rowstore.STORE_FILE,
+                "state": self.vector_store,
+                "rows": store.rows if store is not None else 0,
+                "serves": "memory map" if store is not None else "sqlite",
+            },
             "roots": self.roots,
             "created_at": meta.get("created_at"),
             "last_build_at": meta.get("last_build_at"),
@@ -420,34 +439,89 @@ _RECORDS_SQL = (
 
 def _record_from_row(row, index_dir) -> ImageRecord:
     """An ImageRecord from a ``_RECORDS_SQL`` row (what ``to_record`` makes from ORM objects)."""
-    (image_id, raw_relpath, size, mtime_ns, content_hash, width, height, taken_at, camera, status, error, root,
-     latitude, longitude, country, region, city, media_type, duration_s, timestamp_s, video_id) = row
+    (
+        image_id,
+        raw_relpath,
+        size,
+        mtime_ns,
+        content_hash,
+        width,
+        height,
+        taken_at,
+        camera,
+        status,
+        error,
+        root,
+        latitude,
+        longitude,
+        country,
+        region,
+        city,
+        media_type,
+        duration_s,
+        timestamp_s,
+        video_id,
+    ) = row
     relpath = decode_relpath(raw_relpath)
     root = root if os.path.isabs(root) else os.path.join(index_dir, root)  # IndexStore.root_path
     if isinstance(taken_at, str):  # SQLAlchemy stores DateTime in SQLite as ISO text
         taken_at = datetime.fromisoformat(taken_at)
     return ImageRecord(
-        id=image_id, root=root, relpath=relpath, path=os.path.join(root, relpath), size=size, mtime=mtime_ns / 1e9,
-        content_hash=content_hash, width=width, height=height, taken_at=taken_at, camera=camera, status=status,
-        error=error, latitude=latitude, longitude=longitude, country=country, region=region, city=city,
-        media_type=media_type or "photo", duration_s=duration_s, timestamp_s=timestamp_s, video_id=video_id,
+        id=image_id,
+        root=root,
+        relpath=relpath,
+        path=os.path.join(root, relpath),
+        size=size,
+        mtime=mtime_ns / 1e9,
+        content_hash=content_hash,
+        width=width,
+        height=height,
+        taken_at=taken_at,
+        camera=camera,
+        status=status,
+        error=error,
+        latitude=latitude,
+        longitude=longitude,
+        country=country,
+        region=region,
+        city=city,
+        media_type=media_type or "photo",
+        duration_s=duration_s,
+        timestamp_s=timestamp_s,
+        video_id=video_id,
     )
 
 
 def to_record(image: Image, root: str) -> ImageRecord:
     relpath = decode_relpath(image.relpath)
     return ImageRecord(
-        id=image.id, root=root, relpath=relpath, path=os.path.join(root, relpath), size=image.size,
-        mtime=image.mtime_ns / 1e9, content_hash=image.content_hash, width=image.width, height=image.height,
-        taken_at=image.taken_at, camera=image.camera, status=image.status, error=image.error,
-        latitude=image.latitude, longitude=image.longitude, country=image.country, region=image.region,
-        city=image.city, media_type=image.media_type or "photo", duration_s=image.duration_s,
-        timestamp_s=image.timestamp_s, video_id=image.video_id,
+        id=image.id,
+        root=root,
+        relpath=relpath,
+        path=os.path.join(root, relpath),
+        size=image.size,
+        mtime=image.mtime_ns / 1e9,
+        content_hash=image.content_hash,
+        width=image.width,
+        height=image.height,
+        taken_at=image.taken_at,
+        camera=image.camera,
+        status=image.status,
+        error=image.error,
+        latitude=image.latitude,
+        longitude=image.longitude,
+        country=image.country,
+        region=image.region,
+        city=image.city,
+        media_type=image.media_type or "photo",
+        duration_s=image.duration_s,
+        timestamp_s=image.timestamp_s,
+        video_id=image.video_id,
     )
 
 
 def normalise_folder(folder) -> str | None:
-    """"./2023/beach/" and "2023\\beach" both become "2023/beach"; "." or "" means no folder.
+    """ "./2023/beach/" and "2023\\beach" both become "2023/beach"; "." or "" means no folder.
 
     ValueError for a folder that climbs out of the indexed folders with "..".
     """
@@ -464,8 +538,6 @@ def normalise_folder(folder) -> str | None:
     return text
 
 
-
-
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -480,8 +552,13 @@ def _recorded_adapter(index_dir: Path, meta: dict) -> str | None:
     return recorded
 
 
-def index_model(index_dir: Path | str, model: str | None = None, adapter: str | None = None,
-                runtime: str | None = None, meta: dict | None = None) -> tuple[str | None, str | None, str | None]:
+def index_model(
+    index_dir: Path | str,
+    model: str | None = None,
+    adapter: str | None = None,
+    runtime: str | None = None,
+    meta: dict | None = None,
+) -> tuple[str | None, str | None, str | None]:
     """(model, adapter, runtime) to open ``index_dir`` with: the model and adapter it was built with unless
     ``model`` is given (then ``adapter`` as given, else the index's); ``runtime`` defaults to one that gives the
     index's vectors (int8 for an int8-quantised index). Local folders come back absolute. Where there is no
@@ -505,8 +582,14 @@ def index_model(index_dir: Path | str, model: str | None = None, adapter: str | 
     return ModelRef.canonical_of(model), ModelRef.canonical_of(adapter), runtime
 
 
-def open_index(index_dir: Path | str, model: str | None = None, adapter: str | None = None, device=None,
-               runtime: str | None = None, immutable: bool = False):
+def open_index(
+    index_dir: Path | str,
+    model: str | None = None,
+    adapter: str | None = None,
+    device=None,
+    runtime: str | None = None,
+    immutable: bool = False,
+):
     """(embedder, store): the store plus the model+adapter it was built with (or the one given, checked).
 
     ``model``, ``adapter`` and ``runtime`` as in :func:`index_model`; ``immutable`` as in ``IndexStore.open``.

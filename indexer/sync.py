@@ -3,6 +3,7 @@
 Because an image id never changes content, comparing id sets is enough to bring an
 index file left behind by a crash up to date with the catalog.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,7 +38,9 @@ class SyncReport:
         return bool(self.rebuilt or self.added or self.removed)
 
 
-def load_index(catalog: Catalog, index_dir: Path, meta: dict, index_type: str | None = None) -> tuple[VectorIndex, SyncReport]:
+def load_index(
+    catalog: Catalog, index_dir: Path, meta: dict, index_type: str | None = None
+) -> tuple[VectorIndex, SyncReport]:
     """The index file brought in line with the catalog (in memory; the caller saves)."""
     report = SyncReport()
     if not (Path(index_dir) / INDEX_FILE).exists() and catalog.count() == 0:
@@ -178,8 +181,13 @@ def measure_recall(catalog: Catalog, index: VectorIndex, k: int = RECALL_K, quer
         best_ids = np.take_along_axis(all_ids, top, 1)
     _, approx = index.search(query_vectors, k)
     hits = sum(len(set(a) & set(e)) for a, e in zip(approx.tolist(), best_ids.tolist()))
-    return {"recall_at_k": round(hits / (k * len(query_vectors)), 4), "k": k, "queries": len(query_vectors),
-            "exact": False, "images": len(ids)}
+    return {
+        "recall_at_k": round(hits / (k * len(query_vectors)), 4),
+        "k": k,
+        "queries": len(query_vectors),
+        "exact": False,
+        "images": len(ids),
+    }
 
 
 def recall_is_stale(recall: dict | None, index: VectorIndex, count: int) -> bool:
@@ -190,9 +198,17 @@ def recall_is_stale(recall: dict | None, index: VectorIndex, count: int) -> bool
     return abs(count - measured) > max(0.1 * measured, 0 if index.kind == "flat" else 100)
 
 
-def finish(catalog: Catalog, index_dir: Path, index: VectorIndex, generation: int, *, index_type: str | None,
-           recall: dict | None = None, before_save: Callable[[], None] | None = None,
-           more_meta: Callable[[VectorIndex], dict] | None = None) -> VectorIndex:
+def finish(
+    catalog: Catalog,
+    index_dir: Path,
+    index: VectorIndex,
+    generation: int,
+    *,
+    index_type: str | None,
+    recall: dict | None = None,
+    before_save: Callable[[], None] | None = None,
+    more_meta: Callable[[VectorIndex], dict] | None = None,
+) -> VectorIndex:
     """Bring the vector index of a changed catalog to rest (build, ``verify --repair``, ``remove``).
 
     ``index`` already holds the catalog's searchable vectors as of ``generation`` (the generation the
@@ -213,7 +229,13 @@ def finish(catalog: Catalog, index_dir: Path, index: VectorIndex, generation: in
         before_save()
     save_index(catalog, index, Path(index_dir) / INDEX_FILE)
     with catalog.session() as session:
-        Catalog.set_meta(session, index_generation=generation, index_type=index.kind, nlist=index.nlist,
-                         recall=recall, **(more_meta(index) if more_meta is not None else {}))
+        Catalog.set_meta(
+            session,
+            index_generation=generation,
+            index_type=index.kind,
+            nlist=index.nlist,
+            recall=recall,
+            **(more_meta(index) if more_meta is not None else {}),
+        )
         session.commit()
     return index

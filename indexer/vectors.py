@@ -10,6 +10,7 @@ Searching a large flat index on a machine with a CUDA GPU runs on that GPU (torc
 matrix, matmul + top-k, candidates rescored exactly from FAISS's float32 copy) when it fits
 beside the model; ``MME5_GPU_SEARCH=0`` keeps it on the CPU.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -75,7 +76,9 @@ class VectorIndex:
     def __init__(self, index: faiss.IndexIDMap2):
         self.index = index
         self.checksum: str | None = None  # of the file it was loaded from
-        self._gpu_copy: faiss.Index | TorchFlatSearch | None = None  # search-only replica, made on first search when faiss sees a GPU
+        self._gpu_copy: faiss.Index | TorchFlatSearch | None = (
+            None  # search-only replica, made on first search when faiss sees a GPU
+        )
         # ids -> (ids found, float16/32 vectors): the stored full-precision vectors, for re-ranking
         self.exact_source: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
         self._set_probes()
@@ -91,7 +94,9 @@ class VectorIndex:
         if kind == "flat":
             return cls.flat(dim)
         nlist = min(lists_for(count), max(1, len(training)))
-        spec = {"ivf": f"IVF{nlist},Flat", "ivf-sq8": f"IVF{nlist},SQ8", "ivf-pq": f"IVF{nlist},PQ{pq_bytes(dim)}"}[kind]
+        spec = {"ivf": f"IVF{nlist},Flat", "ivf-sq8": f"IVF{nlist},SQ8", "ivf-pq": f"IVF{nlist},PQ{pq_bytes(dim)}"}[
+            kind
+        ]
         inner = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
         if kind == "ivf-pq":  # polysemous codes only serve Hamming pre-filtering (unused) and cost minutes
             # faiss's stubs omit this IndexIVFPQ field (the SWIG class has it)
@@ -119,12 +124,15 @@ class VectorIndex:
         except OSError as error:
             raise VectorFileError(f"{path}: vector index file unreadable ({error.strerror or error})") from error
         if expected and checksum not in expected:
-            raise VectorFileError(f"{path}: vector index file does not match the checksum recorded when it was written "
-                             "(damaged on disk)")
+            raise VectorFileError(
+                f"{path}: vector index file does not match the checksum recorded when it was written (damaged on disk)"
+            )
         try:
             index = faiss.deserialize_index(data)
         except (RuntimeError, MemoryError, ValueError) as error:
-            raise VectorFileError(f"{path}: vector index file unreadable ({str(error).splitlines()[0][:200]})") from error
+            raise VectorFileError(
+                f"{path}: vector index file unreadable ({str(error).splitlines()[0][:200]})"
+            ) from error
         if not isinstance(index, faiss.IndexIDMap2):
             raise VectorFileError(f"{path}: not an id-mapped index ({type(index).__name__})")
         loaded = cls(index)
@@ -248,7 +256,9 @@ class VectorIndex:
         return vectors
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
-        return np.stack([self.index.reconstruct(int(i)) for i in ids]) if len(ids) else np.empty((0, self.dim), np.float32)
+        return (
+            np.stack([self.index.reconstruct(int(i)) for i in ids]) if len(ids) else np.empty((0, self.dim), np.float32)
+        )
 
     # -- search ------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -318,8 +328,10 @@ class VectorIndex:
             device = _torch_gpu_for(self.kind, self.ntotal, self.dim)
             if device is not None:
                 self._gpu_copy = torch_search = TorchFlatSearch.from_index(self.index, device)
-                logger.info(f"indexer: searching {self.ntotal} vectors on {device} (float16, "
-                            f"{torch_search.nbytes / 2**30:.1f} GiB)")
+                logger.info(
+                    f"indexer: searching {self.ntotal} vectors on {device} (float16, "
+                    f"{torch_search.nbytes / 2**30:.1f} GiB)"
+                )
             elif self.ntotal >= GPU_SEARCH_MIN and not _zero_gpu() and faiss.get_num_gpus() > 0:
                 try:
                     self._gpu_copy = faiss.index_cpu_to_all_gpus(self.index)
@@ -369,6 +381,8 @@ def read_with_checksum(path: Path) -> tuple[np.ndarray, str]:
             digest.update(view[done : done + got])
             done += got
     return data, f"{CHECKSUM_ALGORITHM}:{digest.hexdigest()}"
+
+
 def gpu_search_fits(kind: str, count: int, dim: int, free_bytes: int) -> bool:
     """Whether a flat index of ``count`` vectors should be searched on a GPU with ``free_bytes`` free.
 

@@ -11,6 +11,7 @@ Videos longer than ``sequential_limit_s`` are not decoded end to end: frames are
 seeking to evenly spread positions. Frames are converted at a reduced size only (the model's
 input size), and decoding a file stops after ``max_seconds`` (keeping what was found).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -84,8 +85,9 @@ def keyframe_hash(content_hash: str, timestamp_s: float) -> str:
     return hashlib.sha256(f"{content_hash}@{round(timestamp_s * 1000)}".encode()).hexdigest()[:32]
 
 
-def read_video(path: str, draft_size: int, policy: KeyframePolicy = DEFAULT_POLICY,
-               budget=None) -> tuple[VideoFacts, list[Keyframe]]:
+def read_video(
+    path: str, draft_size: int, policy: KeyframePolicy = DEFAULT_POLICY, budget=None
+) -> tuple[VideoFacts, list[Keyframe]]:
     """The container's facts and the chosen keyframes (PIL images, longest side at most ``draft_size``).
 
     VideoError (with a reason) for anything that is not a readable video; never any other exception.
@@ -95,8 +97,9 @@ def read_video(path: str, draft_size: int, policy: KeyframePolicy = DEFAULT_POLI
     try:
         container = av.open(path, metadata_errors="ignore")
     except Exception as error:  # noqa: BLE001 - FFmpeg's many error types: all mean "cannot open"
-        raise VideoError(f"cannot open as a video: damaged, truncated or not a video at all ({_ffmpeg_reason(error)})"
-                         ) from None
+        raise VideoError(
+            f"cannot open as a video: damaged, truncated or not a video at all ({_ffmpeg_reason(error)})"
+        ) from None
     try:
         facts, stream = _probe(container, policy)
         pixels = facts.width * facts.height
@@ -124,8 +127,10 @@ class _nothing:
 def _probe(container, policy: KeyframePolicy):
     fmt = container.format.name or ""
     if "pipe" in fmt or fmt.startswith("image2"):
-        raise VideoError(f"not a video but a still image ({fmt.replace('_pipe', '')}) with a video file extension; "
-                         "rename it with the right extension")
+        raise VideoError(
+            f"not a video but a still image ({fmt.replace('_pipe', '')}) with a video file extension; "
+            "rename it with the right extension"
+        )
     if not container.streams.video:
         kinds = sorted({stream.type for stream in container.streams})
         raise VideoError("no video stream" + (f" (only {', '.join(kinds)}: an audio-only file?)" if kinds else ""))
@@ -133,26 +138,36 @@ def _probe(container, policy: KeyframePolicy):
     context = stream.codec_context
     name = context.name if context is not None else None
     if not name or name == "none" or context.codec is None:
-        raise VideoError("unsupported video codec (FFmpeg bundled with PyAV has no decoder for it); "
-                         "convert it to H.264, HEVC, VP9 or AV1")
+        raise VideoError(
+            "unsupported video codec (FFmpeg bundled with PyAV has no decoder for it); "
+            "convert it to H.264, HEVC, VP9 or AV1"
+        )
     width, height = int(context.width or 0), int(context.height or 0)
     if width <= 0 or height <= 0:
         raise VideoError("the video stream has no picture size (damaged header?)")
     if width * height > policy.max_pixels:
-        raise VideoError(f"resolution {width}x{height} is over the {policy.max_pixels / 1e6:.0f} megapixels a video "
-                         "may have here; scale it down to index it")
+        raise VideoError(
+            f"resolution {width}x{height} is over the {policy.max_pixels / 1e6:.0f} megapixels a video "
+            "may have here; scale it down to index it"
+        )
     duration = None
     if stream.duration is not None and stream.time_base is not None:
         duration = float(stream.duration * stream.time_base)
     elif container.duration is not None:
         duration = container.duration / 1_000_000
     metadata = {str(key).lower(): str(value) for key, value in {**container.metadata, **stream.metadata}.items()}
-    facts = VideoFacts(duration_s=duration if duration and duration > 0 else None, width=width, height=height,
-                       codec=name, taken_at=_creation_time(metadata.get("creation_time")),
-                       make=metadata.get("com.apple.quicktime.make") or metadata.get("make"),
-                       model=metadata.get("com.apple.quicktime.model") or metadata.get("model"))
-    facts.latitude, facts.longitude = _iso6709(metadata.get("com.apple.quicktime.location.iso6709")
-                                               or metadata.get("location"))
+    facts = VideoFacts(
+        duration_s=duration if duration and duration > 0 else None,
+        width=width,
+        height=height,
+        codec=name,
+        taken_at=_creation_time(metadata.get("creation_time")),
+        make=metadata.get("com.apple.quicktime.make") or metadata.get("make"),
+        model=metadata.get("com.apple.quicktime.model") or metadata.get("model"),
+    )
+    facts.latitude, facts.longitude = _iso6709(
+        metadata.get("com.apple.quicktime.location.iso6709") or metadata.get("location")
+    )
     rotate = metadata.get("rotate")
     if rotate and re.fullmatch(r"-?\d+", rotate.strip()):
         facts.rotation = -int(rotate) % 360  # the old tag is clockwise
@@ -199,14 +214,19 @@ def _sequential(container, stream, policy: KeyframePolicy, deadline: float, path
             next_at = seconds + step
             yield seconds, frame
             if time.monotonic() > deadline:
-                log.warning("%s: stopped decoding after %.0f s (at %.1f s of video); the keyframes found so far are "
-                            "indexed", path, policy.max_seconds, seconds)
+                log.warning(
+                    "%s: stopped decoding after %.0f s (at %.1f s of video); the keyframes found so far are indexed",
+                    path,
+                    policy.max_seconds,
+                    seconds,
+                )
                 return
     except Exception as error:  # noqa: BLE001 - a truncated file: keep what decoded
         if not decoded:
             raise
-        log.warning("%s: decoding stopped early (%s); the keyframes found so far are indexed", path,
-                    _ffmpeg_reason(error))
+        log.warning(
+            "%s: decoding stopped early (%s); the keyframes found so far are indexed", path, _ffmpeg_reason(error)
+        )
 
 
 def _seeking(container, stream, duration_s: float, policy: KeyframePolicy, deadline: float, path: str):
@@ -216,8 +236,9 @@ def _seeking(container, stream, duration_s: float, policy: KeyframePolicy, deadl
     last = -math.inf
     for index in range(count):
         if time.monotonic() > deadline:
-            log.warning("%s: stopped seeking after %.0f s; the keyframes found so far are indexed", path,
-                        policy.max_seconds)
+            log.warning(
+                "%s: stopped seeking after %.0f s; the keyframes found so far are indexed", path, policy.max_seconds
+            )
             return
         target = start + duration_s * index / count
         try:
@@ -235,8 +256,14 @@ def _seeking(container, stream, duration_s: float, policy: KeyframePolicy, deadl
 class _Chooser:
     """Scene-change keyframe selection over (seconds, frame) samples, bounded by ``max_keyframes``."""
 
-    def __init__(self, policy: KeyframePolicy, draft_size: int, facts: VideoFacts, max_gap_s: float | None = None,
-                 every: bool = False):
+    def __init__(
+        self,
+        policy: KeyframePolicy,
+        draft_size: int,
+        facts: VideoFacts,
+        max_gap_s: float | None = None,
+        every: bool = False,
+    ):
         self.policy, self.draft_size, self.facts, self.every = policy, draft_size, facts, every
         self.max_gap_s = max_gap_s or policy.max_gap_s
         self.min_gap_s = policy.min_gap_s

@@ -6,6 +6,7 @@ file rows as files (the scan skips keyframe rows) and calls these helpers inside
 transaction as the file row's change, so a video's keyframes are committed, moved and removed
 all together or not at all: a build killed in the middle of a video leaves none of its rows.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -24,8 +25,12 @@ CHUNK = 500  # ids per IN (...) list
 
 def video_values(result) -> dict:
     """The catalog columns a ReadResult gives besides the photo ones (None for photos)."""
-    return dict(media_type=result.media_type, duration_s=result.duration_s, rotation=result.rotation,
-                timestamp_s=result.timestamp_s)
+    return dict(
+        media_type=result.media_type,
+        duration_s=result.duration_s,
+        rotation=result.rotation,
+        timestamp_s=result.timestamp_s,
+    )
 
 
 def keyframe_rows(values: dict, timestamps) -> list[dict]:
@@ -37,8 +42,16 @@ def keyframe_rows(values: dict, timestamps) -> list[dict]:
         if relpath in seen:
             continue
         seen.add(relpath)
-        rows.append(dict(values, relpath=relpath, content_hash=keyframe_hash(values["content_hash"], seconds),
-                         timestamp_s=seconds, status=STATUS_OK, error=None))
+        rows.append(
+            dict(
+                values,
+                relpath=relpath,
+                content_hash=keyframe_hash(values["content_hash"], seconds),
+                timestamp_s=seconds,
+                status=STATUS_OK,
+                error=None,
+            )
+        )
     return rows
 
 
@@ -64,7 +77,7 @@ def keyframe_ids(executor, video_ids) -> list[int]:
     video_ids = [int(i) for i in video_ids]
     found: list[int] = []
     for start in range(0, len(video_ids), CHUNK):
-        found += executor.scalars(select(Image.id).where(Image.video_id.in_(video_ids[start:start + CHUNK]))).all()
+        found += executor.scalars(select(Image.id).where(Image.video_id.in_(video_ids[start : start + CHUNK]))).all()
     return found
 
 
@@ -75,9 +88,10 @@ def move_keyframes(connection, updates: list[dict]) -> None:
         return
     changes = []
     for start in range(0, len(videos), CHUNK):
-        chunk = list(videos)[start:start + CHUNK]
+        chunk = list(videos)[start : start + CHUNK]
         for row_id, video_id, root_id, relpath in connection.execute(
-                select(Image.id, Image.video_id, Image.root_id, Image.relpath).where(Image.video_id.in_(chunk))):
+            select(Image.id, Image.video_id, Image.root_id, Image.relpath).where(Image.video_id.in_(chunk))
+        ):
             video = videos[video_id]
             new = video["relpath"] + b"\0" + relpath.split(b"\0", 1)[-1]
             if (root_id, relpath) != (video["root_id"], new):
@@ -95,8 +109,9 @@ def stray_keyframes(session) -> list[int]:
     return list(session.scalars(select(Image.id).where(Image.video_id.is_not(None), ~owner.exists())))
 
 
-def fold_videos(hits: list[tuple[float, ImageRecord]]
-                ) -> list[tuple[float, ImageRecord, list[tuple[float | None, float]]]]:
+def fold_videos(
+    hits: list[tuple[float, ImageRecord]],
+) -> list[tuple[float, ImageRecord, list[tuple[float | None, float]]]]:
     """(score, record, moments) from ranked (score, ImageRecord) hits: a video's later hits fold into its best one as
     moments [(timestamp_s, score)], best first (the command line's search; the app folds in search_app/ranking.py)."""
     folded: list[tuple[float, ImageRecord, list[tuple[float | None, float]]]] = []

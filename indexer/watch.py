@@ -13,6 +13,7 @@ folder's photos stay in the index, untouched), and checks every ``quiet`` second
 ``ROOT_CHECK_S`` when no folder is left) for it to come back; when it does (or another drive is
 mounted at the same place), it is watched again and re-scanned.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,9 +50,11 @@ class WatchState:
     pending: set[str] = field(default_factory=set)
 
 
-def wait_until_stable(paths: Iterable[str], stable: float = STABLE_S, max_wait: float = MAX_WAIT_S,
-                      stop: threading.Event | None = None) -> None:
+def wait_until_stable(
+    paths: Iterable[str], stable: float = STABLE_S, max_wait: float = MAX_WAIT_S, stop: threading.Event | None = None
+) -> None:
     """Return once every existing file in ``paths`` kept its size and mtime for ``stable`` seconds."""
+
     def snapshot():
         found = {}
         for path in paths:
@@ -92,9 +95,18 @@ class Watcher:
     ``poll`` (seconds) rescans instead of relying on kernel events, for network mounts where none arrive.
     """
 
-    def __init__(self, index_dir: Path, roots: list[Path], embedder, poll: float | None = None,
-                 quiet: float = QUIET_S, stable: float = STABLE_S, show_progress: bool = False,
-                 log: Callable[[str], None] | None = None, **build_options):
+    def __init__(
+        self,
+        index_dir: Path,
+        roots: list[Path],
+        embedder,
+        poll: float | None = None,
+        quiet: float = QUIET_S,
+        stable: float = STABLE_S,
+        show_progress: bool = False,
+        log: Callable[[str], None] | None = None,
+        **build_options,
+    ):
         self.index_dir = Path(index_dir)
         self.roots = [Path(root) for root in roots]
         self.embedder = embedder
@@ -111,8 +123,13 @@ class Watcher:
         """One incremental build of ``roots`` (all by default); None when another writer holds the index
         or a folder vanished as it started (the caller retries)."""
         try:
-            summary = build_index(self.roots if roots is None else roots, self.index_dir, self.embedder,
-                                  show_progress=self.show_progress, **self.build_options)
+            summary = build_index(
+                self.roots if roots is None else roots,
+                self.index_dir,
+                self.embedder,
+                show_progress=self.show_progress,
+                **self.build_options,
+            )
         except IndexLockedError as error:
             self.state.last_error = str(error)
             self.log(f"{error}; retrying in {LOCKED_RETRY_S:.0f} s")
@@ -156,14 +173,24 @@ class Watcher:
         """Build after each quiet burst in ``present`` until ``stop()`` or a folder goes, comes or changes."""
         import watchfiles
 
-        self.log("watching " + ", ".join(map(str, present)) + (f" (polling every {self.poll:g} s)" if self.poll
-                                                               else ""))
+        self.log(
+            "watching " + ", ".join(map(str, present)) + (f" (polling every {self.poll:g} s)" if self.poll else "")
+        )
         # An empty yield means no event for ``quiet`` seconds: only then is the burst over and built.
-        options: dict[str, Any] = dict(debounce=int(self.quiet * 2000), step=50, stop_event=self.stop_event,
-                       rust_timeout=int(self.quiet * 1000), yield_on_timeout=True, raise_interrupt=False)
+        options: dict[str, Any] = dict(
+            debounce=int(self.quiet * 2000),
+            step=50,
+            stop_event=self.stop_event,
+            rust_timeout=int(self.quiet * 1000),
+            yield_on_timeout=True,
+            raise_interrupt=False,
+        )
         if self.poll:
-            options.update(force_polling=True, poll_delay_ms=int(self.poll * 1000),
-                           rust_timeout=int(max(self.quiet, self.poll) * 1000 + 500))
+            options.update(
+                force_polling=True,
+                poll_delay_ms=int(self.poll * 1000),
+                rust_timeout=int(max(self.quiet, self.poll) * 1000 + 500),
+            )
         try:
             for changes in watchfiles.watch(*present, **options):
                 if self.stop_event.is_set() or {root: _identity(root) for root in self.roots} != identities:
@@ -190,8 +217,10 @@ class Watcher:
                 continue
             if now[root] is None:
                 check = f"{self.quiet:g}" if any(now.values()) else f"{ROOT_CHECK_S:g}"
-                self.log(f"{root}: folder is gone (drive unplugged or folder moved?); its photos stay in the index. "
-                         f"Watching the other folders and checking every {check} s for it to come back")
+                self.log(
+                    f"{root}: folder is gone (drive unplugged or folder moved?); its photos stay in the index. "
+                    f"Watching the other folders and checking every {check} s for it to come back"
+                )
             elif before[root] is None:
                 self.log(f"{root}: folder is back; watching and re-scanning it")
             elif before[root] != (0, 0):

@@ -5,6 +5,7 @@ there), so everything is bounded and parsed defensively: a sidecar larger than
 ``MAX_SIDECAR_BYTES`` or not well-formed XML is ignored with a logged reason, and the photo
 keeps its other words.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,8 +27,33 @@ EXIF_DESCRIPTION, EXIF_USER_COMMENT, EXIF_IFD = 0x010E, 0x9286, 0x8769
 XP_COMMENT, XP_KEYWORDS, XP_SUBJECT, XP_TITLE = 0x9C9C, 0x9C9E, 0x9C9F, 0x9C9B
 IPTC_KEYWORDS, IPTC_CAPTION, IPTC_HEADLINE = (2, 25), (2, 120), (2, 105)
 # camera and phone file-name stems that say nothing about the photo: IMG_1234, DSC01234, PXL_20230101_...
-CAMERA_WORDS = {"img", "dsc", "dscn", "dscf", "dcim", "pxl", "mvimg", "vid", "dji", "gopr", "gp", "sam", "imag",
-                "photo", "image", "pict", "p", "pano", "burst", "cover", "edit", "edited", "copy", "jpg", "jpeg"}
+CAMERA_WORDS = {
+    "img",
+    "dsc",
+    "dscn",
+    "dscf",
+    "dcim",
+    "pxl",
+    "mvimg",
+    "vid",
+    "dji",
+    "gopr",
+    "gp",
+    "sam",
+    "imag",
+    "photo",
+    "image",
+    "pict",
+    "p",
+    "pano",
+    "burst",
+    "cover",
+    "edit",
+    "edited",
+    "copy",
+    "jpg",
+    "jpeg",
+}
 
 
 @dataclass
@@ -98,8 +124,7 @@ def photo_words(path: str, relpath: str) -> PhotoWords:
                 _from_xmp(data, sidecar, keywords, descriptions)
         except OSError as error:
             log.warning("%s: XMP sidecar not readable (%s), ignored", sidecar, error)
-    return PhotoWords(filename=filename_words(relpath), keywords=_joined(keywords),
-                      description=_joined(descriptions))
+    return PhotoWords(filename=filename_words(relpath), keywords=_joined(keywords), description=_joined(descriptions))
 
 
 def _clean(text: str) -> str:
@@ -124,8 +149,12 @@ def _from_exif(exif, keywords: list[str], descriptions: list[str]) -> None:
         descriptions.append(_user_comment(comment))
     elif isinstance(comment, str):
         descriptions.append(comment.strip("\x00 "))
-    for tag, into in ((XP_KEYWORDS, keywords), (XP_SUBJECT, keywords), (XP_COMMENT, descriptions),
-                      (XP_TITLE, descriptions)):
+    for tag, into in (
+        (XP_KEYWORDS, keywords),
+        (XP_SUBJECT, keywords),
+        (XP_COMMENT, descriptions),
+        (XP_TITLE, descriptions),
+    ):
         value = exif.get(tag)
         if isinstance(value, (bytes, tuple)):
             text = bytes(value).decode("utf-16-le", "replace").strip("\x00 ")
@@ -167,13 +196,13 @@ def _from_xmp(data: bytes, where: str, keywords: list[str], descriptions: list[s
         return
     start = data.find(b"<x:xmpmeta")
     start = data.find(b"<rdf:RDF") if start < 0 else start
-    end_tag = b"</x:xmpmeta>" if data[start:start + 10] == b"<x:xmpmeta" else b"</rdf:RDF>"
+    end_tag = b"</x:xmpmeta>" if data[start : start + 10] == b"<x:xmpmeta" else b"</rdf:RDF>"
     end = data.find(end_tag, start)
     if start < 0 or end < 0:
         log.warning("%s: no XMP packet found, ignored", where)
         return
     try:
-        root = ElementTree.fromstring(data[start:end + len(end_tag)])
+        root = ElementTree.fromstring(data[start : end + len(end_tag)])
     except ElementTree.ParseError as error:
         log.warning("%s: XMP is not well-formed XML (%s), ignored", where, error)
         return

@@ -3,6 +3,7 @@
 The errors and helpers import without torch; the model classes load it on first use, so a
 CLI's --help and its error handling start in a fraction of a second.
 """
+
 import os
 from importlib import import_module
 
@@ -13,8 +14,12 @@ from .model_ref import ModelRef, ModelRefError
 os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
 
 _LAZY = {
-    "CPU_MODEL_ID": ".loading", "MME5_MODEL_ID": ".loading", "default_model_id": ".loading",
-    "load_embedder": ".loading", "EmbedInput": ".backbone", "Embedder": ".embedder",
+    "CPU_MODEL_ID": ".loading",
+    "MME5_MODEL_ID": ".loading",
+    "default_model_id": ".loading",
+    "load_embedder": ".loading",
+    "EmbedInput": ".backbone",
+    "Embedder": ".embedder",
 }
 
 __all__ = [

@@ -10,6 +10,7 @@ Examples:
   python -m mme5 embed --model models/tiny-siglip --text "a dog" --runtime onnx      # ONNX Runtime (CPU)
   python -m mme5 settings                                    # every MME5_* environment variable, and its value
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,12 +22,18 @@ from .registry import RUNTIME_CHOICES, RUNTIME_HELP, QueryKind, tiny_builders
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m mme5", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n", 2)[2],
+        prog="python -m mme5",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n", 2)[2],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    embed = commands.add_parser("embed", help="print the embedding of a text, an image, or both (composed query)",
-                                epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    embed = commands.add_parser(
+        "embed",
+        help="print the embedding of a text, an image, or both (composed query)",
+        epilog=__doc__.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     embed.add_argument("--model", help="hub id or local folder (default: mmE5 on a big GPU, SigLIP otherwise)")
     embed.add_argument("--adapter", help="peft adapter folder to merge")
     embed.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda, else Apple mps, else cpu)")
@@ -38,10 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--json", action="store_true", help="print a JSON object instead of bare numbers")
     tiny = commands.add_parser("tiny", help="build a deterministic random-weight model (a few MB) offline")
     tiny.add_argument("--out", required=True, help="folder to write")
-    tiny.add_argument("--backbone", choices=[*tiny_builders(), "siglip-multilingual", "siglip2"], default="mllama",
-                      help="with --layout hub: siglip-multilingual, siglip2 or mllama")
-    tiny.add_argument("--layout", choices=["save_pretrained", "hub"], default="save_pretrained",
-                      help="hub: the published checkpoint's files, class names and config formats (mme5/replica.py)")
+    tiny.add_argument(
+        "--backbone",
+        choices=[*tiny_builders(), "siglip-multilingual", "siglip2"],
+        default="mllama",
+        help="with --layout hub: siglip-multilingual, siglip2 or mllama",
+    )
+    tiny.add_argument(
+        "--layout",
+        choices=["save_pretrained", "hub"],
+        default="save_pretrained",
+        help="hub: the published checkpoint's files, class names and config formats (mme5/replica.py)",
+    )
     tiny.add_argument("--seed", type=int, default=0)
     commands.add_parser("settings", help="list every MME5_* environment variable: value, default, meaning")
     return parser
@@ -62,8 +77,9 @@ def run_embed(args) -> int:
         kind, vector = "text_query", embedder.encode_texts([args.text], args.instruction)
     else:
         kind = {QueryKind.TEXT: "text_query", QueryKind.IMAGE: "image_query"}.get(query, query.value)
-        vector = embedder.encode_query(query, texts=[args.text] if query.needs_text else None,
-                                       images=[args.image] if query.needs_image else None)
+        vector = embedder.encode_query(
+            query, texts=[args.text] if query.needs_text else None, images=[args.image] if query.needs_image else None
+        )
     values = [round(float(value), 7) for value in vector[0]]
     if args.json:
         print(json.dumps({"model": embedder.model_id, "kind": kind, "dim": embedder.dim, "embedding": values}))

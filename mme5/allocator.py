@@ -17,6 +17,7 @@ Two settings fix it, whatever the worker count:
 
 A user's own ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_ARENA_MAX`` environment variable wins.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -51,9 +52,10 @@ def bound_heap_growth() -> dict[str, int]:
         except (OSError, AttributeError):  # a static or unusual build: keep the defaults
             return _applied
         mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-        for name, option, value, variable in (("mmap_threshold", M_MMAP_THRESHOLD, MMAP_THRESHOLD,
-                                               "MALLOC_MMAP_THRESHOLD_"),
-                                              ("arena_max", M_ARENA_MAX, ARENA_MAX, "MALLOC_ARENA_MAX")):
+        for name, option, value, variable in (
+            ("mmap_threshold", M_MMAP_THRESHOLD, MMAP_THRESHOLD, "MALLOC_MMAP_THRESHOLD_"),
+            ("arena_max", M_ARENA_MAX, ARENA_MAX, "MALLOC_ARENA_MAX"),
+        ):
             if variable in os.environ:
                 continue  # the user chose
             if mallopt(option, value) == 1:

@@ -3,6 +3,7 @@
 Readers see the old file or the new one, never half of one, and once the call returns the new
 content survives a power cut: temp file in the same folder, fsync, rename, fsync of the folder.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """What every backbone offers the Embedder: collate a batch, embed it, pool, normalise."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -60,8 +61,9 @@ class Backbone:
         self.dtype = dtype
 
     @classmethod
-    def wrap(cls, model: torch.nn.Module, processor, device: torch.device, dtype: torch.dtype, source: str = "",
-             **options):
+    def wrap(
+        cls, model: torch.nn.Module, processor, device: torch.device, dtype: torch.dtype, source: str = "", **options
+    ):
         """The backbone for a loaded model; ``source`` (its hub id or folder) and ``options`` may tune it."""
         return cls(model, processor, device, dtype, **options)
 

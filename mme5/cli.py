@@ -5,6 +5,7 @@ A user error (an instance of a package's error base class, or the environment re
 full, permission denied) is one ``prog: error: ...`` line; anything else is a bug and gets the
 full traceback plus a line saying so, so a real defect is never disguised as a user mistake.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,8 +37,10 @@ def held_interrupts() -> Iterator[None]:
     from C) is turned into a misleading ImportError, or lost and the command runs on; held, it is
     raised here, where the command's runner turns it into "interrupted" and exit 130. Only the main
     thread receives signals; elsewhere this does nothing."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
         yield
         return
     pending: list[int] = []
@@ -82,9 +85,14 @@ def is_environment_error(error: BaseException) -> bool:
     return isinstance(error, OSError) and error.errno in ENVIRONMENT_ERRNOS
 
 
-def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None, prog: str,
-        user_errors: tuple[type[BaseException], ...] = (), interrupted: str = "interrupted",
-        escape: Callable[[str], str] = str) -> int:
+def run(
+    main: Callable[[Sequence[str] | None], int],
+    argv: Sequence[str] | None,
+    prog: str,
+    user_errors: tuple[type[BaseException], ...] = (),
+    interrupted: str = "interrupted",
+    escape: Callable[[str], str] = str,
+) -> int:
     """Call ``main(argv)`` and turn what escapes it into a message and an exit code.
 
     ``escape`` makes a message safe for a terminal (e.g. the indexer's ``printable``, which
@@ -108,8 +116,11 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None,
             print(_error_line(prog, error, escape), file=sys.stderr)
             return ERROR
         traceback.print_exc()
-        print(f"{prog}: this is a bug (an unexpected {type(error).__name__}), not something you did wrong; please "
-              "report it with the traceback above.", file=sys.stderr)
+        print(
+            f"{prog}: this is a bug (an unexpected {type(error).__name__}), not something you did wrong; please "
+            "report it with the traceback above.",
+            file=sys.stderr,
+        )
         return ERROR
 
 

@@ -1,4 +1,5 @@
 """SigLIP-family dual encoders: a small multilingual model for people without a GPU."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """The one encode() path: validation, sorting to save padding, batching, progress, numpy out."""
+
 from __future__ import annotations
 
 import os
@@ -92,8 +93,10 @@ class Embedder:
         return fingerprint(self.identity)
 
     def __repr__(self) -> str:
-        return (f"Embedder(model_id={self.model_id!r}, family={self.family!r}, dim={self.dim}, device={self.device}, "
-                f"runtime={self.runtime!r})")
+        return (
+            f"Embedder(model_id={self.model_id!r}, family={self.family!r}, dim={self.dim}, device={self.device}, "
+            f"runtime={self.runtime!r})"
+        )
 
     # -- public encoders ---------------------------------------------------------------
     def encode_images(self, images: Sequence, batch_size: int = 8, show_progress_bar: bool = False) -> np.ndarray:
@@ -101,27 +104,38 @@ class Embedder:
         return self._encode_task("image_document", images, None, None, batch_size, show_progress_bar)
 
     def encode_texts(
-        self, texts: Sequence[str], instruction: str | None = None, batch_size: int = 32, show_progress_bar: bool = False
+        self,
+        texts: Sequence[str],
+        instruction: str | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
     ) -> np.ndarray:
         """Texts as queries (with an instruction) or as plain text documents (instruction=None)."""
         return self._encode_task("text", None, texts, instruction, batch_size, show_progress_bar)
 
     def encode_text_queries(self, texts: Sequence[str], batch_size: int = 32, show_progress_bar: bool = False):
         """Text → image search queries in the format mmE5 was trained on."""
-        return self.encode_query(registry.QueryKind.TEXT, texts=texts, batch_size=batch_size,
-                                 show_progress_bar=show_progress_bar)
+        return self.encode_query(
+            registry.QueryKind.TEXT, texts=texts, batch_size=batch_size, show_progress_bar=show_progress_bar
+        )
 
     def encode_image_queries(self, images: Sequence, batch_size: int = 8, show_progress_bar: bool = False):
-        """"More like this": an image as a query for similar images."""
-        return self.encode_query(registry.QueryKind.IMAGE, images=images, batch_size=batch_size,
-                                 show_progress_bar=show_progress_bar)
+        """ "More like this": an image as a query for similar images."""
+        return self.encode_query(
+            registry.QueryKind.IMAGE, images=images, batch_size=batch_size, show_progress_bar=show_progress_bar
+        )
 
     def encode_composed(
         self, images: Sequence, texts: Sequence[str], batch_size: int = 8, show_progress_bar: bool = False
     ) -> np.ndarray:
         """Image plus modifying text → image ("this photo, but at night")."""
-        return self.encode_query(registry.QueryKind.COMPOSED, texts=texts, images=images, batch_size=batch_size,
-                                 show_progress_bar=show_progress_bar)
+        return self.encode_query(
+            registry.QueryKind.COMPOSED,
+            texts=texts,
+            images=images,
+            batch_size=batch_size,
+            show_progress_bar=show_progress_bar,
+        )
 
     def encode_image_instructions(
         self, images: Sequence, instruction: str, batch_size: int = 8, show_progress_bar: bool = False
@@ -130,8 +144,12 @@ class Embedder:
         return self._encode_task("image_instruction", images, None, instruction, batch_size, show_progress_bar)
 
     def encode_query(
-        self, kind: registry.QueryKind | str, texts: Sequence[str] | None = None, images: Sequence | None = None,
-        batch_size: int | None = None, show_progress_bar: bool = False,
+        self,
+        kind: registry.QueryKind | str,
+        texts: Sequence[str] | None = None,
+        images: Sequence | None = None,
+        batch_size: int | None = None,
+        show_progress_bar: bool = False,
     ) -> np.ndarray:
         """Search queries of one ``QueryKind``: texts for TEXT, images for IMAGE, both (paired) for COMPOSED."""
         kind = registry.QueryKind.parse(kind)
@@ -142,7 +160,9 @@ class Embedder:
                 raise InputError(f"a {kind.value} query takes no {what}")
         texts, images = _as_list(texts, "texts"), _as_list(images, "images")
         if kind is registry.QueryKind.COMPOSED and len(images) != len(texts):
-            raise InputError(f"a composed query needs one text per image, got {len(images)} images and {len(texts)} texts")
+            raise InputError(
+                f"a composed query needs one text per image, got {len(images)} images and {len(texts)} texts"
+            )
         if batch_size is None:
             batch_size = 8 if kind.needs_image else 32
         return self._encode_task(kind.task, images, texts, kind.instruction, batch_size, show_progress_bar)
@@ -205,7 +225,9 @@ class Embedder:
             return output
         batches = self._plan_batches(items, batch_size)
         truncated = 0
-        progress = tqdm(total=len(items), unit="input", disable=not show_progress_bar, file=sys.stderr, dynamic_ncols=True)
+        progress = tqdm(
+            total=len(items), unit="input", disable=not show_progress_bar, file=sys.stderr, dynamic_ncols=True
+        )
         with torch.inference_mode():
             for batch, indices in zip(self._prepared_batches(items, batches), batches):
                 truncated += batch.truncated
@@ -254,8 +276,10 @@ class Embedder:
     def _prepare(self, items: Sequence[EmbedInput], indices: Iterable[int]):
         batch = self.backbone.collate(self._load(items, indices))
         if self.device.type == "cuda":  # pinned memory makes the host-to-device copy asynchronous
-            batch.tensors = {key: value.pin_memory() if isinstance(value, torch.Tensor) else value
-                             for key, value in batch.tensors.items()}
+            batch.tensors = {
+                key: value.pin_memory() if isinstance(value, torch.Tensor) else value
+                for key, value in batch.tensors.items()
+            }
         return batch
 
     def _plan_batches(self, items: Sequence[EmbedInput], batch_size: int) -> list[list[int]]:

@@ -1,4 +1,5 @@
 """The embedding core's errors: one base class, so a CLI can tell a user's problem from a bug by type alone."""
+
 from __future__ import annotations
 
 import os

@@ -17,6 +17,7 @@ selected on the vision config only, so the q/k/v/o projections, LoRA adapters on
 parameter names and gradient checkpointing are the stock ones. Samples whose tiles are
 padded differently are grouped by padding pattern (one host sync per vision forward).
 """
+
 from __future__ import annotations
 
 import threading
@@ -121,9 +122,13 @@ def _make_plan(attention_mask: torch.Tensor) -> _Plan:
                 group.valid = valid  # marks "fall back to the masked call"
         else:
             gather = len(pad) > GATHER_QUERIES_ABOVE * len(pattern)
-            group = _Group(samples, valid.to(device, non_blocking=True), pad.to(device, non_blocking=True),
-                           torch.argsort(torch.cat([valid, pad])).to(device, non_blocking=True) if gather else None,
-                           gather)
+            group = _Group(
+                samples,
+                valid.to(device, non_blocking=True),
+                pad.to(device, non_blocking=True),
+                torch.argsort(torch.cat([valid, pad])).to(device, non_blocking=True) if gather else None,
+                gather,
+            )
         groups.append(group)
     if len(groups) == 1:
         groups[0].samples = None
@@ -150,16 +155,21 @@ def _attend(query, key, value, dropout, scaling):
 
 def vision_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
     """Drop-in for transformers' ``sdpa_attention_forward`` on Mllama's vision encoder (same output layout)."""
-    square = (attention_mask is not None and attention_mask.dim() == 4 and attention_mask.shape[1] == 1
-              and attention_mask.shape[-1] == attention_mask.shape[-2] == key.shape[2] == query.shape[2]
-              and attention_mask.shape[0] == query.shape[0])
+    square = (
+        attention_mask is not None
+        and attention_mask.dim() == 4
+        and attention_mask.shape[1] == 1
+        and attention_mask.shape[-1] == attention_mask.shape[-2] == key.shape[2] == query.shape[2]
+        and attention_mask.shape[0] == query.shape[0]
+    )
     if attention_mask is None:
         return _attend(query, key, value, dropout, scaling).transpose(1, 2).contiguous(), None
     if not square:  # not the vision mask this was written for: the stock function
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
     plan = _plan_for(attention_mask)
     outputs = []
     for group in plan.groups:

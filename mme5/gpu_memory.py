@@ -4,6 +4,7 @@ The flagship's weights take ~20 GiB in bf16; on a 24 GB card (A10G, L4, RTX 4090
 2–4 GiB for activations, while the default batch of 8 four-tile photos peaks at ~7 GiB more.
 The indexer asks ``batch_size_for`` before its first batch and says on stderr when it lowers it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -62,7 +63,9 @@ def fit_batch_size(embedder, requested: int, verbose: bool = True) -> int:
     available = free_bytes(embedder.device)
     chosen = batch_size_for(available, per_image, requested)
     if chosen < requested and verbose:
-        logger.warning(f"mme5: batch size {requested} would need "
-                       f"~{(requested * per_image + RESERVE_BYTES) / GIB:.1f} GiB of GPU memory, "
-                       f"{available / GIB:.1f} GiB free: using batch size {chosen}")
+        logger.warning(
+            f"mme5: batch size {requested} would need "
+            f"~{(requested * per_image + RESERVE_BYTES) / GIB:.1f} GiB of GPU memory, "
+            f"{available / GIB:.1f} GiB free: using batch size {chosen}"
+        )
     return chosen

@@ -11,6 +11,7 @@ Cheap on every start, even for a 21 GB checkpoint:
   - any other file is hashed once, with a progress bar; the digest is cached in the user cache folder,
     keyed by the file's real path, size and mtime_ns, so later starts only ``stat`` it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,9 +52,12 @@ def locate_model(model: str, revision: str | None = None) -> Path | None:
 
 def weight_files(folder: Path) -> list[str]:
     """The weight files from_pretrained reads, in transformers' order of preference (sharded via the index)."""
-    for index_name, single in (("model.safetensors.index.json", "model.safetensors"),
-                               ("pytorch_model.bin.index.json", "pytorch_model.bin"),
-                               (None, "adapter_model.safetensors"), (None, "adapter_model.bin")):
+    for index_name, single in (
+        ("model.safetensors.index.json", "model.safetensors"),
+        ("pytorch_model.bin.index.json", "pytorch_model.bin"),
+        (None, "adapter_model.safetensors"),
+        (None, "adapter_model.bin"),
+    ):
         if index_name and (folder / index_name).is_file():
             weight_map = json.loads((folder / index_name).read_text())["weight_map"]
             return sorted(set(weight_map.values()))
@@ -97,8 +101,9 @@ def adapter_digest(adapter: str | os.PathLike | None) -> str | None:
 
 def fingerprint(identity: dict) -> str:
     """The identity as one comparable string (stored in an index's meta as ``fingerprint``)."""
-    parts = [f"v{IDENTITY_VERSION}"] + [f"{key}={'-' if identity[key] is None else identity[key]}"
-                                         for key in sorted(identity)]
+    parts = [f"v{IDENTITY_VERSION}"] + [
+        f"{key}={'-' if identity[key] is None else identity[key]}" for key in sorted(identity)
+    ]
     return "|".join(parts)
 
 
@@ -137,8 +142,10 @@ def file_sha256(path: Path) -> str:
         entry.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(entry, json.dumps({**key, "sha256": digest}).encode())
     except OSError as error:  # a read-only home only costs a re-hash next time
-        logger.warning(f"mme5: could not cache the digest of {real} in {entry.parent} ({error}); it will be computed "
-                       "again next start (set MME5_CACHE_DIR to a writable folder)")
+        logger.warning(
+            f"mme5: could not cache the digest of {real} in {entry.parent} ({error}); it will be computed "
+            "again next start (set MME5_CACHE_DIR to a writable folder)"
+        )
     return digest
 
 
@@ -158,9 +165,17 @@ def _hash(path: Path, size: int) -> str:
     from tqdm.auto import tqdm
 
     digest = hashlib.sha256()
-    with open(path, "rb") as file, tqdm(total=size, unit="B", unit_scale=True, file=sys.stderr,
-                                        desc=f"mme5: identifying {path.name} (once)",
-                                        disable=size < PROGRESS_MIN_BYTES) as progress:
+    with (
+        open(path, "rb") as file,
+        tqdm(
+            total=size,
+            unit="B",
+            unit_scale=True,
+            file=sys.stderr,
+            desc=f"mme5: identifying {path.name} (once)",
+            disable=size < PROGRESS_MIN_BYTES,
+        ) as progress,
+    ):
         while chunk := file.read(8 * 1024**2):
             digest.update(chunk)
             progress.update(len(chunk))

@@ -1,4 +1,5 @@
 """Turning user files into RGB images the way the reference preprocessing expects."""
+
 from __future__ import annotations
 
 import os

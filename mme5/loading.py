@@ -1,4 +1,5 @@
 """One factory that turns a model name or folder into a ready Embedder."""
+
 from __future__ import annotations
 
 import logging
@@ -141,8 +142,11 @@ def load_embedder(
         from .onnx_runtime import load_onnx_backbone
 
         backbone = load_onnx_backbone(
-            source, config, _missing_package_is_advice(source, lambda: AutoProcessor.from_pretrained(
-                source, revision=revision)), revision, adapter,
+            source,
+            config,
+            _missing_package_is_advice(source, lambda: AutoProcessor.from_pretrained(source, revision=revision)),
+            revision,
+            adapter,
             quantization="int8" if runtime == registry.ONNX_INT8 else None,
             lowercase=wants_lowercase(source, config),
             load_torch=lambda: _load_backbone(model_type, source, config, device, torch.float32, revision, adapter),
@@ -172,8 +176,10 @@ def choose_runtime(spec: registry.BackboneSpec, runtime: str | None, device: tor
     if runtime not in registry.RUNTIMES:
         raise ModelLoadError(f"unknown runtime {runtime!r}; choose one of auto, {', '.join(registry.RUNTIMES)}")
     if runtime not in spec.runtimes:
-        raise ModelLoadError(f"{model}: runtime {runtime!r} is not available for {spec.family} models; "
-                             f"choose one of {', '.join(spec.runtimes)}")
+        raise ModelLoadError(
+            f"{model}: runtime {runtime!r} is not available for {spec.family} models; "
+            f"choose one of {', '.join(spec.runtimes)}"
+        )
     if runtime != registry.TORCH:
         if device.type != "cpu":
             raise ModelLoadError(f"runtime {runtime!r} runs on the CPU; pass --device cpu or --runtime torch")
@@ -182,8 +188,9 @@ def choose_runtime(spec: registry.BackboneSpec, runtime: str | None, device: tor
     return runtime
 
 
-def load_transformers_model(model_type: str, source: str, dtype: torch.dtype, revision: str | None = None,
-                            device: torch.device | None = None):
+def load_transformers_model(
+    model_type: str, source: str, dtype: torch.dtype, revision: str | None = None, device: torch.device | None = None
+):
     """The full transformers model (the module peft adapters attach to) and its processor."""
     from transformers import AutoProcessor
 
@@ -202,14 +209,17 @@ def _missing_package_is_advice(source, load):
     try:
         return load()
     except ImportError as error:  # an install problem, not the model's
-        raise ModelLoadError(f"{source}: loading it needs a package that is not installed: {error}\n"
-                             "  Install the project's requirements: pip install -r requirements.txt") from error
+        raise ModelLoadError(
+            f"{source}: loading it needs a package that is not installed: {error}\n"
+            "  Install the project's requirements: pip install -r requirements.txt"
+        ) from error
 
 
 def _load_backbone(model_type, source, config, device, dtype, revision, adapter, fast_attention=None):
     try:
         model, processor = _missing_package_is_advice(
-            source, lambda: load_transformers_model(model_type, source, dtype, revision, device))
+            source, lambda: load_transformers_model(model_type, source, dtype, revision, device)
+        )
     except ModelLoadError:
         raise
     except OSError as error:
@@ -236,7 +246,8 @@ def merge_adapter(model, adapter):
         raise ModelLoadError(
             f"{adapter}: the adapter's weights are a pickle holding more than tensors, and loading it would run its "
             "code: refused. Use an adapter saved as adapter_model.safetensors (peft's default) "
-            f"({str(error).strip().splitlines()[0][:200] if str(error).strip() else 'unpickling refused'})") from None
+            f"({str(error).strip().splitlines()[0][:200] if str(error).strip() else 'unpickling refused'})"
+        ) from None
 
 
 def make_backbone(model_type, model, processor, device, dtype, source="", fast_attention=None):

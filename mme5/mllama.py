@@ -1,4 +1,5 @@
 """mmE5 on the Mllama (Llama-3.2-Vision) backbone, exactly as the reference pools it."""
+
 from __future__ import annotations
 
 import torch
@@ -82,8 +83,12 @@ class MllamaBackbone(Backbone):
             return contextlib.nullcontext()
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
-        names = {"cudnn": SDPBackend.CUDNN_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
-                 "flash": SDPBackend.FLASH_ATTENTION, "math": SDPBackend.MATH}
+        names = {
+            "cudnn": SDPBackend.CUDNN_ATTENTION,
+            "efficient": SDPBackend.EFFICIENT_ATTENTION,
+            "flash": SDPBackend.FLASH_ATTENTION,
+            "math": SDPBackend.MATH,
+        }
         return sdpa_kernel([names[name] for name in self.sdpa_backends], set_priority=True)
 
     def collate(self, items: list[EmbedInput]) -> Batch:

@@ -11,6 +11,7 @@ The canonical form is what an index records: the absolute real path of an existi
 again from any working folder), a missing path as typed (``~`` expanded), a Hub id without its prefix.
 No torch, no network: it imports in microseconds.
 """
+
 from __future__ import annotations
 
 import re
@@ -62,9 +63,9 @@ class ModelRef:
         if text.startswith(HUB_PREFIX):
             return cls.hub(text)
         if text.startswith(LOCAL_PREFIX):
-            if not text[len(LOCAL_PREFIX):]:
+            if not text[len(LOCAL_PREFIX) :]:
                 raise ModelRefError(f"{text!r}: give a folder after {LOCAL_PREFIX}")
-            return cls._local(text[len(LOCAL_PREFIX):], text)
+            return cls._local(text[len(LOCAL_PREFIX) :], text)
         if not text:
             raise ModelRefError("an empty model name: give a local folder or a Hub id such as ORG/NAME")
         if _exists(text) or _looks_like_path(text):
@@ -73,7 +74,8 @@ class ModelRef:
             return cls("hub", text, text)
         raise ModelRefError(
             f"{text!r} is not a local folder (none at {Path(text).expanduser().absolute()}) and not a Hugging Face "
-            f"Hub id of the form ORG/NAME; write {LOCAL_PREFIX}PATH or {HUB_PREFIX}ORG/NAME to say which")
+            f"Hub id of the form ORG/NAME; write {LOCAL_PREFIX}PATH or {HUB_PREFIX}ORG/NAME to say which"
+        )
 
     @classmethod
     def hub(cls, text) -> ModelRef:
@@ -113,5 +115,4 @@ def _exists(text: str) -> bool:
 
 
 def _looks_like_path(text: str) -> bool:
-    return (text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text
-            or bool(_WINDOWS_PATH.match(text)))
+    return text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text or bool(_WINDOWS_PATH.match(text))

@@ -7,6 +7,7 @@ export leaves nothing half-written behind. Int8 dynamic quantisation is an expli
 opt-in (``runtime="onnx-int8"``): it changes the vectors, so it is part of the
 embedder's identity (``Embedder.quantization``, ``Embedder.fingerprint``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -46,7 +47,9 @@ def cache_root() -> Path:
     return user_cache_dir() / "onnx"
 
 
-def content_digests(source: str, adapter: str | os.PathLike | None, revision: str | None) -> tuple[str, str | None] | None:
+def content_digests(
+    source: str, adapter: str | os.PathLike | None, revision: str | None
+) -> tuple[str, str | None] | None:
     """(model digest, adapter digest) by content, or None while the model's files are not local yet.
 
     Uses ``mme5.identity`` (the index's notion of model identity) where it exists, so the
@@ -122,8 +125,14 @@ def _export_tower(backbone: DualEncoderBackbone, tower: str, path: Path) -> None
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
         torch.onnx.export(
-            module, (example,), str(path), dynamo=False, input_names=[name], output_names=["features"],
-            dynamic_axes={name: {0: "batch"}, "features": {0: "batch"}}, opset_version=OPSET,
+            module,
+            (example,),
+            str(path),
+            dynamo=False,
+            input_names=[name],
+            output_names=["features"],
+            dynamic_axes={name: {0: "batch"}, "features": {0: "batch"}},
+            opset_version=OPSET,
         )
 
 
@@ -147,8 +156,9 @@ def export(backbone: DualEncoderBackbone, folder: Path, note: str = "") -> Path:
         logger.info(f"mme5: exporting {note or 'the model'} to ONNX once (later starts reuse {folder})")
         for tower in tqdm(TOWERS, desc="mme5: ONNX export", unit="tower", file=sys.stderr, dynamic_ncols=True):
             _export_tower(backbone, tower, temp / f"{tower}.onnx")
-        (temp / "export.json").write_text(json.dumps(
-            {"version": EXPORT_VERSION, "opset": OPSET, "torch": torch.__version__, "source": note}))
+        (temp / "export.json").write_text(
+            json.dumps({"version": EXPORT_VERSION, "opset": OPSET, "torch": torch.__version__, "source": note})
+        )
         try:
             os.replace(temp, folder)
         except OSError:  # another process finished the same export first: keep theirs
@@ -224,8 +234,16 @@ class OnnxDualEncoderBackbone(DualEncoderBackbone):
         return torch.from_numpy(self.sessions[tower].run(None, {name: array})[0])
 
 
-def load_onnx_backbone(source: str, config, processor, revision: str | None, adapter: str | os.PathLike | None,
-                       quantization: str | None, lowercase: bool, load_torch) -> OnnxDualEncoderBackbone:
+def load_onnx_backbone(
+    source: str,
+    config,
+    processor,
+    revision: str | None,
+    adapter: str | os.PathLike | None,
+    quantization: str | None,
+    lowercase: bool,
+    load_torch,
+) -> OnnxDualEncoderBackbone:
     """The ONNX backbone for a model (+adapter), exporting first if the cache has no copy.
 
     ``load_torch()`` returns the torch-runtime backbone; it is called only to export.

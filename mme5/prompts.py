@@ -5,6 +5,7 @@ newline, a space after ``<|begin_of_text|>``) silently costs retrieval quality, 
 nothing outside this module may spell a prompt.  Dual encoders (SigLIP/CLIP) were
 trained on bare captions and take no instruction.
 """
+
 from __future__ import annotations
 
 from .errors import InputError
@@ -18,7 +19,9 @@ MMEB_IMAGE_PLACEHOLDER = "<|image_1|>\n"  # Phi-3.5-V token used by MMEB / mmE5 
 IMAGE_DOCUMENT = f"{IMAGE_TOKEN}{BOS}Represent the given image.\n"
 TEXT_TO_IMAGE_INSTRUCTION = "Find me an everyday image that matches the given caption:"
 IMAGE_TO_IMAGE_QUERY = f"{IMAGE_TOKEN}{BOS}Find a day-to-day image that looks similar to the provided image.\n"
-COMPOSED_QUERY = f"{IMAGE_TOKEN}{BOS}Given an image, find a similar everyday image with the described changes: {{text}}\n"
+COMPOSED_QUERY = (
+    f"{IMAGE_TOKEN}{BOS}Given an image, find a similar everyday image with the described changes: {{text}}\n"
+)
 GENERIC_IMAGE = f"{IMAGE_TOKEN}{BOS}{{instruction}}\n"
 GENERIC_TEXT = "{instruction} {text}\n"
 
@@ -106,4 +109,3 @@ def dual_prompt(task: str, text: str | None = None, instruction: str | None = No
     if task in ("text", "composed"):
         return text
     raise InputError(f"unknown task {task!r}")
-

@@ -11,6 +11,7 @@ kept), and when compiling fails (a warning, then eager for good). All compiled c
 one dedicated thread: CUDA-graph trees belong to the thread that recorded them, and the
 web server answers from a pool of threads.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,8 +39,6 @@ def default_buckets() -> tuple[int, ...]:
     return Settings.from_env().query_buckets or BUCKETS
 
 
-
-
 def eager_reason(device: torch.device | str) -> str | None:
     """Why queries must stay eager here, or None if compiling is allowed."""
     from .settings import Settings
@@ -64,8 +63,10 @@ def pad_to(tensors: dict, length: int, pad_id: int) -> dict:
     extra = length - ids.shape[1]
     if extra <= 0:
         return {"input_ids": ids, "attention_mask": mask}
-    return {"input_ids": torch.nn.functional.pad(ids, (0, extra), value=pad_id),
-            "attention_mask": torch.nn.functional.pad(mask, (0, extra), value=0)}
+    return {
+        "input_ids": torch.nn.functional.pad(ids, (0, extra), value=pad_id),
+        "attention_mask": torch.nn.functional.pad(mask, (0, extra), value=0),
+    }
 
 
 class QueryCompiler:
@@ -96,14 +97,22 @@ class QueryCompiler:
 
     def _give_up(self, error: BaseException) -> None:
         self.compiled = None
-        self.reason = f"compiling failed ({type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''})"
+        self.reason = (
+            f"compiling failed ({type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''})"
+        )
         warnings.warn(f"mme5: text queries run eagerly: {self.reason}", RuntimeWarning, stacklevel=3)
         log.warning("text queries run eagerly: %s", self.reason)
 
     def handles(self, tensors: dict) -> bool:
         ids = tensors.get("input_ids")
-        return (self.compiled is not None and "pixel_values" not in tensors and ids is not None and ids.shape[0] == 1
-                and bucket_for(ids.shape[1], self.buckets) is not None and not torch.is_grad_enabled())
+        return (
+            self.compiled is not None
+            and "pixel_values" not in tensors
+            and ids is not None
+            and ids.shape[0] == 1
+            and bucket_for(ids.shape[1], self.buckets) is not None
+            and not torch.is_grad_enabled()
+        )
 
     def run(self, tensors: dict) -> torch.Tensor | None:
         """The pooled, normalised vector (1, dim), or None: not for this path (or it just failed)."""
@@ -145,14 +154,18 @@ class QueryCompiler:
             with torch.inference_mode():
                 for bucket in self.buckets:
                     length = max(1, bucket - 1)  # one pad at least: the path real queries take
-                    tensors = {"input_ids": torch.full((1, length), token, dtype=torch.long),
-                               "attention_mask": torch.ones((1, length), dtype=torch.long)}
+                    tensors = {
+                        "input_ids": torch.full((1, length), token, dtype=torch.long),
+                        "attention_mask": torch.ones((1, length), dtype=torch.long),
+                    }
                     for _ in range(3):  # cudagraph trees record on the second or third call of a shape
                         self.run(tensors)
         seconds = time.perf_counter() - started if self.compiled is not None else 0.0
         if self.compiled is not None:
-            message = (f"mme5: text queries compiled (CUDA graphs) for token lengths "
-                       f"{','.join(map(str, self.buckets))}; warm-up {seconds:.1f} s")
+            message = (
+                f"mme5: text queries compiled (CUDA graphs) for token lengths "
+                f"{','.join(map(str, self.buckets))}; warm-up {seconds:.1f} s"
+            )
         else:
             message = f"mme5: text queries run eagerly ({self.reason})"
         log.log(logging.INFO if verbose else logging.DEBUG, "%s", message)

@@ -3,6 +3,7 @@
 The model sees a few hundred pixels, so a camera's own preview (usually full-size or 1-2 MP, already
 colour-rendered) is both faster and truer to what the photographer saw than our demosaic.
 """
+
 from __future__ import annotations
 
 import io

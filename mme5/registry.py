@@ -4,6 +4,7 @@ Adding a backbone family means one ``BackboneSpec`` below (plus its backbone cla
 adding a query kind means one ``QueryKind`` member. Nothing else in mme5, indexer,
 search_app or trainer compares family names or works out a query's kind by hand.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -17,15 +18,17 @@ from .errors import InputError
 TORCH, ONNX, ONNX_INT8 = "torch", "onnx", "onnx-int8"
 RUNTIMES = (TORCH, ONNX, ONNX_INT8)
 RUNTIME_CHOICES = ("auto", *RUNTIMES)  # for --runtime flags
-RUNTIME_HELP = ("auto (default: ONNX Runtime for SigLIP on the CPU when installed, else torch), torch, onnx "
-                "(same vectors as torch), or onnx-int8 (opt-in: int8 weights, a different vector space)")
+RUNTIME_HELP = (
+    "auto (default: ONNX Runtime for SigLIP on the CPU when installed, else torch), torch, onnx "
+    "(same vectors as torch), or onnx-int8 (opt-in: int8 weights, a different vector space)"
+)
 
 
 class QueryKind(str, Enum):
     """What a search query is made of. The value is the name used on the command line and in JSON."""
 
-    TEXT = "text"          # a caption -> images
-    IMAGE = "image"        # "more like this"
+    TEXT = "text"  # a caption -> images
+    IMAGE = "image"  # "more like this"
     COMPOSED = "composed"  # an image plus a modifying text ("this photo, but at night")
 
     @property
@@ -109,19 +112,41 @@ BACKBONES: dict[str, BackboneSpec] = {
     spec.family: spec
     for spec in (
         BackboneSpec(
-            family="mllama", model_types=("mllama",), model_class="MllamaForConditionalGeneration",
-            backbone_class=".mllama:MllamaBackbone", prompt=prompts.mllama_prompt, dataset_text=prompts.from_mmeb,
+            family="mllama",
+            model_types=("mllama",),
+            model_class="MllamaForConditionalGeneration",
+            backbone_class=".mllama:MllamaBackbone",
+            prompt=prompts.mllama_prompt,
+            dataset_text=prompts.from_mmeb,
             lora_targets=("q_proj", "k_proj", "v_proj", "o_proj", "down_proj"),
-            wide_lora_targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "fc1", "fc2"),
-            load_options={"attn_implementation": "sdpa"}, sized_batches=True, paper_dim=4096,
+            wide_lora_targets=(
+                "q_proj",
+                "k_proj",
+                "v_proj",
+                "o_proj",
+                "gate_proj",
+                "up_proj",
+                "down_proj",
+                "fc1",
+                "fc2",
+            ),
+            load_options={"attn_implementation": "sdpa"},
+            sized_batches=True,
+            paper_dim=4096,
             tiny_builder="build_tiny_mllama",
         ),
         BackboneSpec(
-            family="dual", model_types=("siglip",), model_class="SiglipModel",
-            backbone_class=".dual_encoder:DualEncoderBackbone", prompt=prompts.dual_prompt,
-            dataset_text=_dual_dataset_text, lora_targets=("q_proj", "k_proj", "v_proj", "out_proj"),
+            family="dual",
+            model_types=("siglip",),
+            model_class="SiglipModel",
+            backbone_class=".dual_encoder:DualEncoderBackbone",
+            prompt=prompts.dual_prompt,
+            dataset_text=_dual_dataset_text,
+            lora_targets=("q_proj", "k_proj", "v_proj", "out_proj"),
             wide_lora_targets=("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"),
-            runtimes=(TORCH, ONNX, ONNX_INT8), fixed_text_length=True, tiny_builder="build_tiny_siglip",
+            runtimes=(TORCH, ONNX, ONNX_INT8),
+            fixed_text_length=True,
+            tiny_builder="build_tiny_siglip",
         ),
     )
 }

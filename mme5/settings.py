@@ -5,6 +5,7 @@ it); a malformed value is a SettingsError whose sentence names the variable and 
 (or empty) variable is ``None``: the caller's own default applies, as the table below says.
 ``python -m mme5 settings`` prints this table with the values in effect.
 """
+
 from __future__ import annotations
 
 import os
@@ -109,11 +110,18 @@ def tile_url(name: str, text: str) -> str:
     except ValueError:
         parts = None
     missing = [part for part in ("{z}", "{x}", "{y}") if part not in text]
-    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or missing or any(
-            character in text for character in "\"'<>` \t\n"):
-        raise SettingsError(f"{name}={text!r}: expected a tile URL template such as "
-                            "https://tile.openstreetmap.org/{z}/{x}/{y}.png (http or https, with {z}, {x} and {y}), "
-                            "or none for a map without tiles")
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or missing
+        or any(character in text for character in "\"'<>` \t\n")
+    ):
+        raise SettingsError(
+            f"{name}={text!r}: expected a tile URL template such as "
+            "https://tile.openstreetmap.org/{z}/{x}/{y}.png (http or https, with {z}, {x} and {y}), "
+            "or none for a map without tiles"
+        )
     return text
 
 
@@ -134,13 +142,28 @@ class Variable:
 
 
 VARIABLES: tuple[Variable, ...] = (
-    Variable("MME5_CACHE_DIR", _path, "$XDG_CACHE_HOME/mme5 (~/.cache/mme5)", "mme5",
-             "folder for model digests and ONNX exports"),
-    Variable("MME5_FAST_ATTENTION", _flag, "on for CUDA", "mme5",
-             "Mllama's exact mask-free vision attention (0 turns it off, 1 forces it)"),
+    Variable(
+        "MME5_CACHE_DIR",
+        _path,
+        "$XDG_CACHE_HOME/mme5 (~/.cache/mme5)",
+        "mme5",
+        "folder for model digests and ONNX exports",
+    ),
+    Variable(
+        "MME5_FAST_ATTENTION",
+        _flag,
+        "on for CUDA",
+        "mme5",
+        "Mllama's exact mask-free vision attention (0 turns it off, 1 forces it)",
+    ),
     Variable("MME5_COMPILE_QUERIES", _flag, "1", "mme5", "compile text queries with CUDA graphs (0: stay eager)"),
-    Variable("MME5_QUERY_BUCKETS", _lengths, "16,32,64,128,256", "mme5",
-             "token lengths compiled for text queries (fewer: shorter warm-up; longer queries run eagerly)"),
+    Variable(
+        "MME5_QUERY_BUCKETS",
+        _lengths,
+        "16,32,64,128,256",
+        "mme5",
+        "token lengths compiled for text queries (fewer: shorter warm-up; longer queries run eagerly)",
+    ),
     Variable("MME5_GPU_SEARCH", _flag, "1", "indexer", "search a flat index on the GPU with torch (0: CPU)"),
     Variable("MME5_INDEX", _text, "the indexer's default", "app", "index folder or hf://datasets/USER/NAME (--index)"),
     Variable("MME5_MODEL", _text, "the index's model", "app", "hub id or local folder; tiny = smoke mode (--model)"),
@@ -153,20 +176,42 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("MME5_SHARE", _flag, "0", "app", "also open a public *.gradio.live link (--share)"),
     Variable("MME5_AUTH_FILE", _text, "add-user's file when it exists", "app, add-user", "users file (--auth-file)"),
     Variable("MME5_AUTH", _text, "none", "app", "one login USER:PASSWORD (a Spaces secret)", secret=True),
-    Variable("MME5_ALLOW_ANONYMOUS", _flag, "0", "app",
-             "serve without login on a network address or --share (--allow-anonymous)"),
+    Variable(
+        "MME5_ALLOW_ANONYMOUS",
+        _flag,
+        "0",
+        "app",
+        "serve without login on a network address or --share (--allow-anonymous)",
+    ),
     Variable("MME5_WATCH", _flag, "0", "app", "keep the index current while serving (--watch)"),
     Variable("MME5_POLL", _seconds, "file events", "app", "with --watch: rescan every SECONDS (--poll)"),
     Variable("MME5_CONCURRENCY", _positive_int, "1", "app", "queries run at once on the model (--concurrency)"),
     Variable("MME5_PAGE_SIZE", _positive_int, "24", "app", "photos per page in the UI (--page-size)"),
-    Variable("MME5_ALLOWED_HOSTS", _names, "loopback names, IPs, --host", "app",
-             "further host names the app answers to, comma-separated (--allowed-host)"),
+    Variable(
+        "MME5_ALLOWED_HOSTS",
+        _names,
+        "loopback names, IPs, --host",
+        "app",
+        "further host names the app answers to, comma-separated (--allowed-host)",
+    ),
     Variable("MME5_API_QUEUE", _count, "256", "app", "REST requests that may wait beyond --concurrency (--api-queue)"),
-    Variable("MME5_CACHE_MAX_GB", _positive_number, "2", "app", "size budget of the app's cache folders (--cache-max-gb)"),
-    Variable("MME5_CACHE_MAX_DAYS", _positive_number, "30", "app",
-             "files of the app's cache unused this long go (--cache-max-days)"),
-    Variable("MME5_MAP_TILES", tile_url, "OpenStreetMap's tiles", "app",
-             "map tile URL template with {z}/{x}/{y}, or none (--map-tiles)"),
+    Variable(
+        "MME5_CACHE_MAX_GB", _positive_number, "2", "app", "size budget of the app's cache folders (--cache-max-gb)"
+    ),
+    Variable(
+        "MME5_CACHE_MAX_DAYS",
+        _positive_number,
+        "30",
+        "app",
+        "files of the app's cache unused this long go (--cache-max-days)",
+    ),
+    Variable(
+        "MME5_MAP_TILES",
+        tile_url,
+        "OpenStreetMap's tiles",
+        "app",
+        "map tile URL template with {z}/{x}/{y}, or none (--map-tiles)",
+    ),
 )
 BY_NAME = {variable.name: variable for variable in VARIABLES}
 
@@ -237,6 +282,6 @@ def table(environ: Mapping[str, str] | None = None) -> str:
         shown = ("(set, hidden)" if variable.secret else text) if text else "-"
         rows.append((variable.name, shown, variable.default, variable.used_by, variable.help))
     widths = [max(len(row[column]) for row in rows) for column in range(4)]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths)) + "  " + row[4]
-                     for row in rows)
-
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths)) + "  " + row[4] for row in rows
+    )

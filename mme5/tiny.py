@@ -3,6 +3,7 @@
 No hub is reachable in CI, yet the real loading code must run: these few-MB models
 are saved with ``save_pretrained`` and load through exactly the same path as mmE5.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -38,7 +39,9 @@ def build_tokenizer(vocab_size: int, specials: list[str], extra_special: Sequenc
     trained = Tokenizer(models.BPE())
     trained.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     trainer = trainers.BpeTrainer(
-        vocab_size=min(vocab_size, 600), special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=min(vocab_size, 600),
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     trained.train_from_iterator(_CORPUS, trainer)
@@ -74,25 +77,49 @@ def mllama_config(size: str = "tiny"):
 
     if size == "full":
         return MllamaConfig(
-            vision_config=dict(image_size=560, patch_size=14, max_num_tiles=4,
-                               intermediate_layers_indices=[3, 7, 15, 23, 30]),
-            text_config=dict(cross_attention_layers=[3, 8, 13, 18, 23, 28, 33, 38],
-                             rope_parameters=dict(rope_type="llama3", rope_theta=500000.0, factor=8.0,
-                                                  low_freq_factor=1.0, high_freq_factor=4.0,
-                                                  original_max_position_embeddings=8192)),
+            vision_config=dict(
+                image_size=560, patch_size=14, max_num_tiles=4, intermediate_layers_indices=[3, 7, 15, 23, 30]
+            ),
+            text_config=dict(
+                cross_attention_layers=[3, 8, 13, 18, 23, 28, 33, 38],
+                rope_parameters=dict(
+                    rope_type="llama3",
+                    rope_theta=500000.0,
+                    factor=8.0,
+                    low_freq_factor=1.0,
+                    high_freq_factor=4.0,
+                    original_max_position_embeddings=8192,
+                ),
+            ),
             image_token_index=128256,
         )
     vocab_size = 1024
     return MllamaConfig(
         vision_config=dict(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_global_layers=1, attention_heads=2,
-            image_size=28, patch_size=14, max_num_tiles=4, intermediate_layers_indices=[0],
-            vision_output_dim=64, supported_aspect_ratios=[[1, 1], [1, 2], [1, 3], [1, 4], [2, 1], [2, 2], [3, 1], [4, 1]],
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_global_layers=1,
+            attention_heads=2,
+            image_size=28,
+            patch_size=14,
+            max_num_tiles=4,
+            intermediate_layers_indices=[0],
+            vision_output_dim=64,
+            supported_aspect_ratios=[[1, 1], [1, 2], [1, 3], [1, 4], [2, 1], [2, 2], [3, 1], [4, 1]],
         ),
         text_config=dict(
-            vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-            cross_attention_layers=[1, 3], num_attention_heads=4, num_key_value_heads=2,
-            max_position_embeddings=512, bos_token_id=0, eos_token_id=1, pad_token_id=2,
+            vocab_size=vocab_size,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=4,
+            cross_attention_layers=[1, 3],
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=2,
         ),
         image_token_index=vocab_size,
     )
@@ -103,8 +130,11 @@ def mllama_tokenizer(config):
     vocab_size = config.text_config.vocab_size
     tokenizer_object = build_tokenizer(vocab_size, MLLAMA_SPECIALS, extra_special=["<|image|>"])
     assert tokenizer_object.token_to_id("<|image|>") == vocab_size == config.image_token_index
-    for name, key in (("<|begin_of_text|>", "bos_token_id"), ("<|end_of_text|>", "eos_token_id"),
-                      ("<|finetune_right_pad_id|>", "pad_token_id")):
+    for name, key in (
+        ("<|begin_of_text|>", "bos_token_id"),
+        ("<|end_of_text|>", "eos_token_id"),
+        ("<|finetune_right_pad_id|>", "pad_token_id"),
+    ):
         setattr(config.text_config, key, tokenizer_object.token_to_id(name))
     return tokenizer_object
 
@@ -113,7 +143,13 @@ def open_gates(model: torch.nn.Module, value: float = 1.0) -> None:
     """Mllama initialises every tanh gate to 0, which would make images invisible to the text."""
     with torch.no_grad():
         for name, parameter in model.named_parameters():
-            if name.rsplit(".", 1)[-1] in ("gate", "gate_attn", "gate_ffn", "cross_attn_attn_gate", "cross_attn_mlp_gate"):
+            if name.rsplit(".", 1)[-1] in (
+                "gate",
+                "gate_attn",
+                "gate_ffn",
+                "cross_attn_attn_gate",
+                "cross_attn_mlp_gate",
+            ):
                 parameter.fill_(value)
 
 
@@ -122,11 +158,17 @@ def mllama_processor(config, tokenizer_object):
     from transformers.models.mllama.image_processing_pil_mllama import MllamaImageProcessorPil
 
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer_object, bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>",
-        pad_token="<|finetune_right_pad_id|>", padding_side="right", model_max_length=131072,
+        tokenizer_object=tokenizer_object,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|end_of_text|>",
+        pad_token="<|finetune_right_pad_id|>",
+        padding_side="right",
+        model_max_length=131072,
     )
     side = config.vision_config.image_size
-    image_processor = MllamaImageProcessorPil(size={"height": side, "width": side}, max_image_tiles=config.vision_config.max_num_tiles)
+    image_processor = MllamaImageProcessorPil(
+        size={"height": side, "width": side}, max_image_tiles=config.vision_config.max_num_tiles
+    )
     return MllamaProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 
@@ -153,14 +195,32 @@ def siglip_config(size: str = "tiny"):
 
     if size == "full":
         tower = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
-        return SiglipConfig(text_config=dict(vocab_size=250000, max_position_embeddings=64, pad_token_id=0,
-                                             bos_token_id=1, eos_token_id=1, **tower),
-                            vision_config=dict(image_size=256, patch_size=16, **tower))
+        return SiglipConfig(
+            text_config=dict(
+                vocab_size=250000, max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=1, **tower
+            ),
+            vision_config=dict(image_size=256, patch_size=16, **tower),
+        )
     return SiglipConfig(
-        text_config=dict(vocab_size=1024, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=1),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=32, patch_size=8),
+        text_config=dict(
+            vocab_size=1024,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=64,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=1,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
     )
 
 
@@ -169,11 +229,17 @@ def siglip_processor(config):
     from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
 
     tokenizer_object = build_tokenizer(config.text_config.vocab_size - 1, SIGLIP_SPECIALS, extra_special=[])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer_object, pad_token="<pad>", eos_token="</s>",
-                                        unk_token="<unk>", model_max_length=config.text_config.max_position_embeddings)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer_object,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        model_max_length=config.text_config.max_position_embeddings,
+    )
     side = config.vision_config.image_size
-    return SiglipProcessor(image_processor=SiglipImageProcessorPil(size={"height": side, "width": side}),
-                           tokenizer=tokenizer)
+    return SiglipProcessor(
+        image_processor=SiglipImageProcessorPil(size={"height": side, "width": side}), tokenizer=tokenizer
+    )
 
 
 def build_tiny_siglip(out: str | Path, seed: int = 0) -> Path:
@@ -189,8 +255,9 @@ def build_tiny_siglip(out: str | Path, seed: int = 0) -> Path:
     return out
 
 
-def random_siglip_embedders(size: str = "full", runtimes=("torch", "onnx"), export_dir: str | Path | None = None,
-                            seed: int = 0) -> dict:
+def random_siglip_embedders(
+    size: str = "full", runtimes=("torch", "onnx"), export_dir: str | Path | None = None, seed: int = 0
+) -> dict:
     """{runtime: Embedder} over one random-weight SigLIP built in memory (benchmarks; speed ignores weights).
 
     ONNX runtimes export into ``export_dir`` (reused when it already holds this size's export).
@@ -218,8 +285,9 @@ def random_siglip_embedders(size: str = "full", runtimes=("torch", "onnx"), expo
         for runtime in runtimes:
             if runtime != "torch":
                 quantization = "int8" if runtime == "onnx-int8" else None
-                embedders[runtime] = Embedder(OnnxDualEncoderBackbone(config, processor, folder, quantization),
-                                              model_id=model_id)
+                embedders[runtime] = Embedder(
+                    OnnxDualEncoderBackbone(config, processor, folder, quantization), model_id=model_id
+                )
     if "torch" in runtimes:
         embedders["torch"] = Embedder(backbone, model_id=model_id)
     return {runtime: embedders[runtime] for runtime in runtimes}

@@ -3,6 +3,7 @@
 On ZeroGPU a GPU is attached only inside ``@spaces.GPU`` calls: the main process must not
 initialise CUDA (no compiling, no index on the GPU, no embedding at start-up).
 """
+
 from __future__ import annotations
 
 import os

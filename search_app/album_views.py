@@ -9,6 +9,7 @@ CLI:
   python -m search_app.albums export --index INDEX --name "Beach 2023" --to ~/Desktop/beach [--copy]
   python -m search_app.albums zip --index INDEX --name "Beach 2023" --to beach.zip
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,8 +76,11 @@ def export(results, target: Path, copy: bool = False) -> list[Path]:
             except FileExistsError:
                 raise
             except OSError as error:
-                log.warning("%s: cannot make symbolic links there (%s); copying the photos instead", target,
-                            error.strerror or error)
+                log.warning(
+                    "%s: cannot make symbolic links there (%s); copying the photos instead",
+                    target,
+                    error.strerror or error,
+                )
                 copy = True  # the next link would fail the same way
         if copy:
             shutil.copy2(result.path, destination)
@@ -125,8 +129,9 @@ def saved_options(options: dict) -> dict:
     return kept
 
 
-def saved_search(options, text: str = "", similar_to: int | None = None, dates_from_text: bool = False,
-                 place_from_text: bool = False) -> tuple[dict, dict]:
+def saved_search(
+    options, text: str = "", similar_to: int | None = None, dates_from_text: bool = False, place_from_text: bool = False
+) -> tuple[dict, dict]:
     """What an album keeps of a search on screen: its query, and the options set (``saved_options``, dates as ISO
     text, as the API and the CLI write them). A date range or place read from the text is left out: opening the
     album reads the text again, so "beach July 2023" keeps its dates and a place filter typed in a box stays."""
@@ -147,9 +152,12 @@ def _unique(folder: Path, name: str) -> Path:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m search_app.albums", description="Saved searches (albums).",
-                                     epilog=__doc__.split("CLI:\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m search_app.albums",
+        description="Saved searches (albums).",
+        epilog=__doc__.split("CLI:\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("command", choices=["list", "save", "show", "export", "zip"])
     parser.add_argument("--index", type=Path, default=Path("index"))
     parser.add_argument("--name", help="album name")
@@ -192,8 +200,13 @@ def main(argv=None) -> int:
                 raise ValueError("export needs --to FOLDER")
             written = export(results, args.to, copy=args.copy)
             linked = sum(path.is_symlink() for path in written)
-            done = ("linked" if linked == len(written) else "copied" if not linked
-                    else f"{linked} linked, {len(written) - linked} copied")
+            done = (
+                "linked"
+                if linked == len(written)
+                else "copied"
+                if not linked
+                else f"{linked} linked, {len(written) - linked} copied"
+            )
             print(f"{len(written)} photos {done} into {args.to}", file=sys.stderr)
         else:
             if args.to is None:

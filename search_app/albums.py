@@ -9,6 +9,7 @@ dataset (``albums_for``). Each change is one SQLite transaction (WAL, synchronou
 catalog itself): a crash or kill leaves the album as it was before or after the change, never
 half-written; a full disk or read-only storage is one sentence.
 """
+
 from __future__ import annotations
 
 import errno
@@ -22,8 +23,20 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import Column, DateTime, ForeignKey, Integer, MetaData, String, Table, create_engine, delete, event, \
-    select, text
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    delete,
+    event,
+    select,
+    text,
+)
 
 from indexer.catalog import _open_mode, _sqlite_pragmas, _uri
 from indexer.published import HUB_CACHE_DATASET
@@ -36,18 +49,24 @@ from .private import data_home, private_dir
 METADATA = MetaData()
 # Kept out of the catalog's declared schema: a catalog without these tables is still a valid
 # catalog for every indexer version; they are created on the first album saved.
-ALBUMS = Table("albums", METADATA,
-               Column("id", Integer, primary_key=True, autoincrement=True),
-               Column("name", String, unique=True, nullable=False),
-               Column("query", String, nullable=False),  # JSON: {"text": ...} or {"similar_to": id}
-               Column("options", String, nullable=False),  # JSON: search options
-               Column("created_at", DateTime, nullable=False),
-               Column("updated_at", DateTime, nullable=False),
-               sqlite_autoincrement=True)
-PINS = Table("album_pins", METADATA,
-             Column("album_id", Integer, ForeignKey("albums.id", ondelete="CASCADE"), primary_key=True),
-             Column("image_id", Integer, primary_key=True),
-             Column("pinned", Integer, nullable=False))  # 1: always in the album, 0: removed from it
+ALBUMS = Table(
+    "albums",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String, unique=True, nullable=False),
+    Column("query", String, nullable=False),  # JSON: {"text": ...} or {"similar_to": id}
+    Column("options", String, nullable=False),  # JSON: search options
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    sqlite_autoincrement=True,
+)
+PINS = Table(
+    "album_pins",
+    METADATA,
+    Column("album_id", Integer, ForeignKey("albums.id", ondelete="CASCADE"), primary_key=True),
+    Column("image_id", Integer, primary_key=True),
+    Column("pinned", Integer, nullable=False),
+)  # 1: always in the album, 0: removed from it
 ALBUM_K = 200  # photos an album shows at most (besides its pinned ones)
 # What an album action can meet that its user can act on, each a sentence: a bad name or query, a read-only index,
 # a full disk (OSError subclasses), an album folder that is not private (SearchAppError)
@@ -64,8 +83,14 @@ class Album:
     updated_at: datetime
 
     def to_json(self) -> dict:
-        return {"name": self.name, "query": self.query, "options": self.options, "pinned": list(self.pinned),
-                "removed": list(self.removed), "updated_at": self.updated_at.isoformat()}
+        return {
+            "name": self.name,
+            "query": self.query,
+            "options": self.options,
+            "pinned": list(self.pinned),
+            "removed": list(self.removed),
+            "updated_at": self.updated_at.isoformat(),
+        }
 
 
 class Albums:
@@ -84,8 +109,10 @@ class Albums:
             mode = _open_mode(self.path, writable=False)
         self.mode = mode
         uri = _uri(self.path, mode)
-        self.engine = create_engine(f"sqlite:///{self.path}", creator=lambda: sqlite3.connect(
-            uri, uri=True, check_same_thread=False, timeout=10))
+        self.engine = create_engine(
+            f"sqlite:///{self.path}",
+            creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=10),
+        )
         event.listen(self.engine, "connect", self._pragmas)
         event.listen(self.engine, "handle_error", self._explain)
         self._ready = False
@@ -121,8 +148,9 @@ class Albums:
         self._tables()
         with self.engine.begin() as connection:
             row = connection.execute(select(ALBUMS.c.id).where(ALBUMS.c.name == name)).first()
-            values = dict(query=json.dumps(query, ensure_ascii=False), options=json.dumps(options, default=str),
-                          updated_at=now)
+            values = dict(
+                query=json.dumps(query, ensure_ascii=False), options=json.dumps(options, default=str), updated_at=now
+            )
             if row is None:
                 connection.execute(ALBUMS.insert().values(name=name, created_at=now, **values))
             else:
@@ -166,18 +194,25 @@ class Albums:
         with self.engine.connect() as connection:
             album_id = self._id(connection, name)
             row = connection.execute(select(ALBUMS).where(ALBUMS.c.id == album_id)).one()
-            pins = connection.execute(select(PINS.c.image_id, PINS.c.pinned).where(PINS.c.album_id == album_id)
-                                      .order_by(PINS.c.image_id)).all()
-        return Album(row.name, json.loads(row.query), json.loads(row.options),
-                     tuple(i for i, pinned in pins if pinned), tuple(i for i, pinned in pins if not pinned),
-                     row.updated_at)
+            pins = connection.execute(
+                select(PINS.c.image_id, PINS.c.pinned).where(PINS.c.album_id == album_id).order_by(PINS.c.image_id)
+            ).all()
+        return Album(
+            row.name,
+            json.loads(row.query),
+            json.loads(row.options),
+            tuple(i for i, pinned in pins if pinned),
+            tuple(i for i, pinned in pins if not pinned),
+            row.updated_at,
+        )
 
     def _has_tables(self) -> bool:
         if self.store and not self.path.is_file():  # no album saved yet: nothing to create just to read
             return False
         with self.engine.connect() as connection:
-            return bool(connection.execute(text("SELECT 1 FROM sqlite_master WHERE type='table' AND name='albums'"))
-                        .first())
+            return bool(
+                connection.execute(text("SELECT 1 FROM sqlite_master WHERE type='table' AND name='albums'")).first()
+            )
 
     def _id(self, connection, name: str) -> int:
         found = connection.execute(select(ALBUMS.c.id).where(ALBUMS.c.name == _name(name))).scalar()
@@ -202,16 +237,22 @@ class Albums:
     def _refusal(self, full: bool) -> OSError:
         folder = self.path.parent
         if full:
-            return DiskFullError(f"{folder}: the disk is full, so the album was not changed (the albums saved before "
-                                 "are kept, undamaged). Free some space there and try again.")
+            return DiskFullError(
+                f"{folder}: the disk is full, so the album was not changed (the albums saved before "
+                "are kept, undamaged). Free some space there and try again."
+            )
         if self.store:
-            return ReadOnlyIndexError(f"{folder}: your album folder is on read-only storage (or not writable by this "
-                                      "user), so albums cannot be saved or changed; set XDG_DATA_HOME to a writable "
-                                      "folder of your own.")
-        return ReadOnlyIndexError(f"{folder}: the index is on read-only storage (or not writable by this user), so "
-                                  "albums cannot be saved or changed here; the albums saved before can still be "
-                                  "opened. To change them, copy the index folder to writable storage and serve "
-                                  "that copy.")
+            return ReadOnlyIndexError(
+                f"{folder}: your album folder is on read-only storage (or not writable by this "
+                "user), so albums cannot be saved or changed; set XDG_DATA_HOME to a writable "
+                "folder of your own."
+            )
+        return ReadOnlyIndexError(
+            f"{folder}: the index is on read-only storage (or not writable by this user), so "
+            "albums cannot be saved or changed here; the albums saved before can still be "
+            "opened. To change them, copy the index folder to writable storage and serve "
+            "that copy."
+        )
 
 
 def albums_for(store) -> Albums:
@@ -220,7 +261,11 @@ def albums_for(store) -> Albums:
     A local index: its catalog file, opened as the catalog is. A published index (downloaded from the Hub: its
     folder must stay exactly as downloaded, each file named by its content): the user's own album store for that
     dataset, ``<data folder>/albums/<dataset>.sqlite``, never a file in or beside the download."""
-    if not store.published and not store.immutable and not HUB_CACHE_DATASET.search(os.fspath(store.index_dir).replace(os.sep, "/")):
+    if (
+        not store.published
+        and not store.immutable
+        and not HUB_CACHE_DATASET.search(os.fspath(store.index_dir).replace(os.sep, "/"))
+    ):
         return Albums(store.catalog.path, mode=store.catalog.mode)
     return Albums(data_home() / "albums" / f"{published_key(store.index_dir)}.sqlite", mode="rw", store=True)
 

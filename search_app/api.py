@@ -16,6 +16,7 @@ Searches (/search_text, /search_image, /search_composed), albums (/list_albums, 
 The option parameters are derived from ``filters.FILTERS`` and ``OPTIONS`` below: a new
 filter appears in every endpoint without an edit here.
 """
+
 from __future__ import annotations
 
 import functools
@@ -48,19 +49,43 @@ class Option:
 OPTIONS = (
     Option("k", 20, lambda: gr.Number(label="k", value=20, precision=0), "results per page, 1–200"),
     Option("offset", 0, lambda: gr.Number(label="offset", value=0, precision=0), "where the page starts (next_offset)"),
-    Option("sort", "score", lambda: gr.Dropdown(label="sort", choices=list(SORTS), value="score"),
-           "score, date (newest first) or date_asc"),
-    Option("collapse_duplicates", True, lambda: gr.Checkbox(label="collapse_duplicates", value=True),
-           "fold byte-identical copies into one result (also_at)"),
-    Option("without", "", lambda: gr.Textbox(label="without", value=""),
-           "texts (comma-separated, any language) whose matches are pushed away"),
-    Option("strong_only", False, lambda: gr.Checkbox(label="strong_only", value=False),
-           "only hits standing out from the query's scores over the library (strong_matches in the answer)"),
-    Option("dates_in_text", True, lambda: gr.Checkbox(label="dates_in_text", value=True),
-           "read a date typed into the text (\"Strand im Juli 2023\") as the date filter (query_dates in the answer)"),
-    Option("places_in_text", True, lambda: gr.Checkbox(label="places_in_text", value=True),
-           "read the name of an indexed place typed into the text (\"praia em Lisboa\") as the place filter, "
-           "\"near Lisbon\" / \"within 5 km of Lisbon\" as the near filter (query_place in the answer)"),
+    Option(
+        "sort",
+        "score",
+        lambda: gr.Dropdown(label="sort", choices=list(SORTS), value="score"),
+        "score, date (newest first) or date_asc",
+    ),
+    Option(
+        "collapse_duplicates",
+        True,
+        lambda: gr.Checkbox(label="collapse_duplicates", value=True),
+        "fold byte-identical copies into one result (also_at)",
+    ),
+    Option(
+        "without",
+        "",
+        lambda: gr.Textbox(label="without", value=""),
+        "texts (comma-separated, any language) whose matches are pushed away",
+    ),
+    Option(
+        "strong_only",
+        False,
+        lambda: gr.Checkbox(label="strong_only", value=False),
+        "only hits standing out from the query's scores over the library (strong_matches in the answer)",
+    ),
+    Option(
+        "dates_in_text",
+        True,
+        lambda: gr.Checkbox(label="dates_in_text", value=True),
+        'read a date typed into the text ("Strand im Juli 2023") as the date filter (query_dates in the answer)',
+    ),
+    Option(
+        "places_in_text",
+        True,
+        lambda: gr.Checkbox(label="places_in_text", value=True),
+        'read the name of an indexed place typed into the text ("praia em Lisboa") as the place filter, '
+        '"near Lisbon" / "within 5 km of Lisbon" as the near filter (query_place in the answer)',
+    ),
 )
 # Parameter order: the first three filters sit where the first API version had them (positional callers).
 _LEGACY_FILTERS = ("folder", "date_from", "date_to")
@@ -69,9 +94,17 @@ _LEGACY_FILTERS = ("folder", "date_from", "date_to")
 def parameters() -> list[tuple[str, Any, Callable]]:
     """(name, default, component factory) of every option parameter, in endpoint order."""
     by_name = {option.name: (option.name, option.default, option.component) for option in OPTIONS}
-    filters = {item.name: (item.name, "", (lambda item=item: gr.Textbox(label=item.name, value=""))) for item in FILTERS}
-    ordered = [by_name["k"], by_name["offset"], *(filters.pop(name) for name in _LEGACY_FILTERS),
-               by_name["sort"], by_name["collapse_duplicates"], *filters.values()]
+    filters = {
+        item.name: (item.name, "", (lambda item=item: gr.Textbox(label=item.name, value=""))) for item in FILTERS
+    }
+    ordered = [
+        by_name["k"],
+        by_name["offset"],
+        *(filters.pop(name) for name in _LEGACY_FILTERS),
+        by_name["sort"],
+        by_name["collapse_duplicates"],
+        *filters.values(),
+    ]
     return ordered + [by_name[name] for name in ("without", "strong_only", "dates_in_text", "places_in_text")]
 
 
@@ -136,8 +169,7 @@ class Answers:
         try:
             record = self.engine.record(_whole(image_id, None))
             albums = self.engine.albums
-            album = albums.unpin(name, record.id) if action == "unpin" else albums.pin(name, record.id,
-                                                                                          action == "pin")
+            album = albums.unpin(name, record.id) if action == "unpin" else albums.pin(name, record.id, action == "pin")
         except (*ALBUM_ERRORS, TypeError) as error:
             raise APIError(str(error)) from None
         return album.to_json()
@@ -162,12 +194,14 @@ class Answers:
 
 def _gradio_errors(answer: Callable) -> Callable:
     """``answer`` with its APIError shown to the Gradio client as a message (name, doc and signature kept)."""
+
     @functools.wraps(answer)
     def endpoint(*args, **kwargs):
         try:
             return answer(*args, **kwargs)
         except APIError as error:
             raise gr.Error(str(error), print_exception=False) from None
+
     return endpoint
 
 
@@ -192,13 +226,19 @@ class SearchAPI(Answers):
             options = [factory() for _, _, factory in params]
             output = gr.JSON(label="results")
             trigger = gr.Button()
-        common = dict(outputs=output, concurrency_id="model", concurrency_limit=concurrency_limit, show_progress="hidden")
-        trigger.click(self._endpoint(["text"], self.search_text), [text, *options], api_name="search_text",
-                      **common)
-        trigger.click(self._endpoint(["image"], self.search_image), [image, *options],
-                      api_name="search_image", **common)
-        trigger.click(self._endpoint(["image", "text"], self.search_composed), [image, text, *options],
-                      api_name="search_composed", **common)
+        common = dict(
+            outputs=output, concurrency_id="model", concurrency_limit=concurrency_limit, show_progress="hidden"
+        )
+        trigger.click(self._endpoint(["text"], self.search_text), [text, *options], api_name="search_text", **common)
+        trigger.click(
+            self._endpoint(["image"], self.search_image), [image, *options], api_name="search_image", **common
+        )
+        trigger.click(
+            self._endpoint(["image", "text"], self.search_composed),
+            [image, text, *options],
+            api_name="search_composed",
+            **common,
+        )
         with gr.Column(visible=False):
             name = gr.Textbox(label="name")
             image_id = gr.Number(label="image_id", precision=0)
@@ -206,8 +246,9 @@ class SearchAPI(Answers):
             k = gr.Number(label="k", value=ALBUM_K, precision=0)
             threshold = gr.Number(label="threshold", value=None)
         trigger.click(self.list_albums, [], api_name="list_albums", **common)
-        trigger.click(self._endpoint(["name", "text"], self.save_album), [name, text, *options],
-                      api_name="save_album", **common)
+        trigger.click(
+            self._endpoint(["name", "text"], self.save_album), [name, text, *options], api_name="save_album", **common
+        )
         trigger.click(self.open_album, [name, k], api_name="open_album", **common)
         trigger.click(self.album_photo, [name, image_id, action], api_name="album_photo", **common)
         heavy = dict(common, concurrency_id=HEAVY_SLOT, concurrency_limit=HEAVY_CONCURRENCY)  # searches don't wait
@@ -219,15 +260,18 @@ class SearchAPI(Answers):
 
         def endpoint(*args):
             query = dict(zip(query_names, args[: len(query_names)]))
-            raw = {name: value for (name, _, _), value in zip(params, args[len(query_names):])}
+            raw = {name: value for (name, _, _), value in zip(params, args[len(query_names) :])}
             return search(**query, **raw)
 
         endpoint.__name__ = search.__name__
         endpoint.__doc__ = search.__doc__
         endpoint.__signature__ = inspect.Signature(
             [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in query_names]
-            + [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default)
-               for name, default, _ in params])
+            + [
+                inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default)
+                for name, default, _ in params
+            ]
+        )
         return endpoint
 
 

@@ -3,6 +3,7 @@
 The users file has one ``name:hash`` line per user (``#`` comments allowed); ``python -m search_app add-user NAME``
 writes it. Hashes are argon2id (argon2-cffi), so a stolen file does not reveal the passwords.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -51,8 +52,9 @@ def read_users(path: str | os.PathLike) -> dict[str, str]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise AuthError(f"{path}: users file not found; create it with: python -m search_app add-user NAME "
-                        f"--auth-file {path}") from None
+        raise AuthError(
+            f"{path}: users file not found; create it with: python -m search_app add-user NAME --auth-file {path}"
+        ) from None
     except (OSError, UnicodeDecodeError) as error:
         raise AuthError(f"{path}: cannot read the users file ({error})") from None
     users = {}
@@ -62,12 +64,15 @@ def read_users(path: str | os.PathLike) -> dict[str, str]:
             continue
         name, _, hashed = line.partition(":")
         if not NAME.match(name) or not hashed.startswith("$argon2"):
-            raise AuthError(f"{path}, line {number}: expected NAME:HASH with an argon2 hash (as written by "
-                            "python -m search_app add-user NAME)")
+            raise AuthError(
+                f"{path}, line {number}: expected NAME:HASH with an argon2 hash (as written by "
+                "python -m search_app add-user NAME)"
+            )
         users[name] = hashed
     if not users:
-        raise AuthError(f"{path}: no users in the file; add one with: python -m search_app add-user NAME "
-                        f"--auth-file {path}")
+        raise AuthError(
+            f"{path}: no users in the file; add one with: python -m search_app add-user NAME --auth-file {path}"
+        )
     return users
 
 
@@ -96,15 +101,21 @@ def add_user_cli(argv: list[str]) -> int:
     from mme5.settings import Settings
 
     parser = argparse.ArgumentParser(
-        prog="python -m search_app add-user", description="Add a user who may log in to the app, or change a "
+        prog="python -m search_app add-user",
+        description="Add a user who may log in to the app, or change a "
         "user's password. The password is asked twice and never echoed.",
         epilog="Examples:\n  python -m search_app add-user alice\n"
-               "  python -m search_app add-user bob --auth-file /etc/mme5/users\n"
-               "  python app.py --host 0.0.0.0 --auth-file /etc/mme5/users",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "  python -m search_app add-user bob --auth-file /etc/mme5/users\n"
+        "  python app.py --host 0.0.0.0 --auth-file /etc/mme5/users",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("name", help="user name (no spaces, ':' or '#')")
-    parser.add_argument("--auth-file", type=Path, default=Settings.from_env().auth_file or default_users_file(),
-                        help=f"users file to update [env MME5_AUTH_FILE; default {default_users_file()}]")
+    parser.add_argument(
+        "--auth-file",
+        type=Path,
+        default=Settings.from_env().auth_file or default_users_file(),
+        help=f"users file to update [env MME5_AUTH_FILE; default {default_users_file()}]",
+    )
     args = parser.parse_args(argv)
     if not NAME.match(args.name):
         parser.error(f"{args.name!r}: a user name is 1-64 characters without spaces, ':' or '#'")
@@ -130,8 +141,12 @@ class Authenticator:
     so, which is False for an object with an async ``__call__``; the un-awaited coroutine would count as a success.
     """
 
-    def __init__(self, hashes: dict[str, str] | None = None, plain: dict[str, str] | None = None,
-                 users_file: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        hashes: dict[str, str] | None = None,
+        plain: dict[str, str] | None = None,
+        users_file: str | os.PathLike | None = None,
+    ):
         self.users_file = Path(users_file) if users_file else None
         self.hashes = dict(hashes or {})
         self.fixed = {name: hash_password(password) for name, password in (plain or {}).items()}
@@ -172,8 +187,12 @@ class Authenticator:
                 hashes = {}
             ended = {name for name, hashed in self.hashes.items() if hashes.get(name) != hashed}
             self.hashes = hashes
-            log.info("re-read the users file %s: %d user(s)%s", self.users_file, len(hashes),
-                     f"; sessions ended for {', '.join(sorted(ended))}" if ended else "")
+            log.info(
+                "re-read the users file %s: %d user(s)%s",
+                self.users_file,
+                len(hashes),
+                f"; sessions ended for {', '.join(sorted(ended))}" if ended else "",
+            )
             return {name for name in ended if name not in self.fixed}
 
     def check(self, name: str, password: str) -> bool:
@@ -242,8 +261,9 @@ class LoginThrottle:
     at a time, so parallel guessing gains nothing; a success or an hour without failures resets it.
     """
 
-    def __init__(self, app, trust_forwarded: bool = False, base_delay: float = BASE_DELAY_S,
-                 free_failures: int = FREE_FAILURES):
+    def __init__(
+        self, app, trust_forwarded: bool = False, base_delay: float = BASE_DELAY_S, free_failures: int = FREE_FAILURES
+    ):
         self.app = app
         self.trust_forwarded = trust_forwarded
         self.base_delay = base_delay
@@ -289,5 +309,7 @@ class LoginThrottle:
 
     def _forget(self, now: float) -> None:
         if len(self.clients) > 1000:
-            for address in [a for a, r in self.clients.items() if now - r.last > FORGET_AFTER_S and not r.lock.locked()]:
+            for address in [
+                a for a, r in self.clients.items() if now - r.last > FORGET_AFTER_S and not r.lock.locked()
+            ]:
                 del self.clients[address]

@@ -11,6 +11,7 @@ under ``max_bytes``. It never removes:
   cache folder that is itself a link is skipped with a warning.
 ``start_cache_cleanup`` runs it at start and every ``CLEANUP_INTERVAL_S`` in a daemon thread (the app's serve).
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,8 +50,12 @@ def cache_folders() -> list[Path]:
     return [cache_home() / name for name in CACHE_SUBFOLDERS]
 
 
-def clean_cache(folders: list[Path] | None = None, max_bytes: int = int(DEFAULT_MAX_GB * 1e9),
-                max_age_s: float = DEFAULT_MAX_DAYS * 86400, now: float | None = None) -> CleanupReport:
+def clean_cache(
+    folders: list[Path] | None = None,
+    max_bytes: int = int(DEFAULT_MAX_GB * 1e9),
+    max_age_s: float = DEFAULT_MAX_DAYS * 86400,
+    now: float | None = None,
+) -> CleanupReport:
     """Bring ``folders`` (default ``cache_folders()``) within ``max_bytes`` and ``max_age_s``; see the module."""
     now = time.time() if now is None else now
     report = CleanupReport()
@@ -66,8 +71,10 @@ def clean_cache(folders: list[Path] | None = None, max_bytes: int = int(DEFAULT_
             report.problems.append(f"{folder}: cannot read ({error.strerror or error}); not cleaned")
             continue
         if not stat.S_ISDIR(info.st_mode):  # a link (maybe to the user's photos) or a file: never entered
-            report.problems.append(f"{folder}: not a folder (a link or a file); not cleaned. Remove it if the app "
-                                   "should use this cache folder again")
+            report.problems.append(
+                f"{folder}: not a folder (a link or a file); not cleaned. Remove it if the app "
+                "should use this cache folder again"
+            )
             continue
         total += _collect(os.fspath(folder), now, files, dirs, report)
     files.sort()
@@ -125,8 +132,12 @@ def _collect(top: str, now: float, files: list, dirs: list, report: CleanupRepor
     return total
 
 
-def start_cache_cleanup(max_gb: float = DEFAULT_MAX_GB, max_days: float = DEFAULT_MAX_DAYS,
-                        interval_s: float = CLEANUP_INTERVAL_S, stop: threading.Event | None = None) -> threading.Thread:
+def start_cache_cleanup(
+    max_gb: float = DEFAULT_MAX_GB,
+    max_days: float = DEFAULT_MAX_DAYS,
+    interval_s: float = CLEANUP_INTERVAL_S,
+    stop: threading.Event | None = None,
+) -> threading.Thread:
     """Clean the cache folders (as they are now) at once and every ``interval_s`` seconds until ``stop`` is set,
     in a daemon thread; returns the thread."""
     max_bytes, max_age_s = int(max_gb * 1e9), max_days * 86400
@@ -143,8 +154,14 @@ def start_cache_cleanup(max_gb: float = DEFAULT_MAX_GB, max_days: float = DEFAUL
                 for problem in report.problems:
                     log.warning("cache cleanup: %s", problem)
                 if report.removed:
-                    log.info("cache cleanup: removed %d file(s), %.1f MB; %.1f MB kept (budget %g GB, %g days)",
-                             report.removed, report.freed / 1e6, report.kept / 1e6, max_gb, max_days)
+                    log.info(
+                        "cache cleanup: removed %d file(s), %.1f MB; %.1f MB kept (budget %g GB, %g days)",
+                        report.removed,
+                        report.freed / 1e6,
+                        report.kept / 1e6,
+                        max_gb,
+                        max_days,
+                    )
             stop.wait(interval_s)
 
     thread = threading.Thread(target=loop, name="cache-cleanup", daemon=True)

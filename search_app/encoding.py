@@ -1,4 +1,5 @@
 """Turning a query (text, image, both, plus "without" texts) into one vector, one forward pass at a time."""
+
 from __future__ import annotations
 
 import threading

@@ -7,6 +7,7 @@ the catalog; the jobs on top live in their own modules and meet here:
 ``live`` (reopening the index after a build) and ``ranking`` (filters, copies, pages,
 strong matches).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,8 +44,14 @@ class SearchEngine:
     min_window = 64  # FAISS hits fetched at first; grows ×4 while filters or copies leave too few
     random_weights = False  # the model is the tiny random-weight one (--tiny): the page says results are meaningless
 
-    def __init__(self, store, embedder, extra_roots: Sequence[str | os.PathLike] = (),
-                 reload_interval: float = RELOAD_INTERVAL, gpu=None):
+    def __init__(
+        self,
+        store,
+        embedder,
+        extra_roots: Sequence[str | os.PathLike] = (),
+        reload_interval: float = RELOAD_INTERVAL,
+        gpu=None,
+    ):
         """``gpu``: a decorator for the model's forward pass alone (``spaces.GPU`` on ZeroGPU; see QueryEncoder)."""
         store.check_embedder(embedder)
         self._encoder = QueryEncoder(gpu)
@@ -78,15 +85,25 @@ class SearchEngine:
         return self._live.current().generation
 
     @classmethod
-    def open(cls, index_dir, model=None, adapter=None, device=None, extra_roots=(), runtime=None,
-             immutable: bool = False, gpu=None) -> "SearchEngine":
+    def open(
+        cls,
+        index_dir,
+        model=None,
+        adapter=None,
+        device=None,
+        extra_roots=(),
+        runtime=None,
+        immutable: bool = False,
+        gpu=None,
+    ) -> "SearchEngine":
         """Open an index with the model+adapter it was built with (or the given one, checked).
 
         ``immutable``: a downloaded Hub snapshot, read without writing anything beside it."""
         from indexer import open_index
 
-        embedder, store = open_index(Path(index_dir), model=model, adapter=adapter, device=device, runtime=runtime,
-                                     immutable=immutable)
+        embedder, store = open_index(
+            Path(index_dir), model=model, adapter=adapter, device=device, runtime=runtime, immutable=immutable
+        )
         return cls(store, embedder, extra_roots=extra_roots, gpu=gpu)
 
     def close(self) -> None:
@@ -121,7 +138,7 @@ class SearchEngine:
         return self.search(text=text, **options)
 
     def search_image(self, image, **options) -> SearchPage:
-        """"More like this" for an uploaded image (PIL image or file path)."""
+        """ "More like this" for an uploaded image (PIL image or file path)."""
         if image is None or (isinstance(image, str) and not image.strip()):
             raise ValueError("No image given: upload a photo to search with it.")
         return self.search(image=image, **options)
@@ -133,7 +150,7 @@ class SearchEngine:
         return self.search(image=image, text=_check_text(text, "modifying text"), **options)
 
     def search_similar(self, image_id: int, exclude_self: bool = False, **options) -> SearchPage:
-        """"More like this" for a photo already in the index, named by its id (never by path).
+        """ "More like this" for a photo already in the index, named by its id (never by path).
 
         ``exclude_self`` leaves the photo itself (and its identical copies) out of the results."""
         record = self.record(image_id)
@@ -152,9 +169,14 @@ class SearchEngine:
         encoded = time.perf_counter()
         page = self._rank(opened, vector, opts, text=embedded if image is None else None)
         return dataclasses.replace(
-            page, query_seconds=encoded - started, search_seconds=time.perf_counter() - encoded,
-            options=opts.__dict__, query_dates=dates.to_json() if dates else None,
-            query_place=place.to_json() if place else None, embedded_text=embedded if dates or place else None)
+            page,
+            query_seconds=encoded - started,
+            search_seconds=time.perf_counter() - encoded,
+            options=opts.__dict__,
+            query_dates=dates.to_json() if dates else None,
+            query_place=place.to_json() if place else None,
+            embedded_text=embedded if dates or place else None,
+        )
 
     def read_query_dates(self, text: str | None, opts: SearchOptions):
         """(options, dates found or None, text to embed): a date typed in the text becomes the date filter.
@@ -162,8 +184,13 @@ class SearchEngine:
         Only when no date filter is set already and ``opts.dates_in_text``; if the text held
         nothing but the date, the whole text is embedded (the filter still applies)."""
         check_length(text)
-        if not (opts.dates_in_text and isinstance(text, str) and text.strip()
-                and opts.date_from is None and opts.date_to is None):
+        if not (
+            opts.dates_in_text
+            and isinstance(text, str)
+            and text.strip()
+            and opts.date_from is None
+            and opts.date_to is None
+        ):
             return opts, None, text
         dates = find_dates(text)
         if dates is None:
@@ -177,14 +204,16 @@ class SearchEngine:
         query_near). Only when ``opts.places_in_text`` and that filter is not set already; an index without
         places costs one dictionary look-up."""
         check_length(text)
-        if not (opts.places_in_text and (opts.place is None or opts.near is None) and isinstance(text, str)
-                and text.strip()):
+        if not (
+            opts.places_in_text and (opts.place is None or opts.near is None) and isinstance(text, str) and text.strip()
+        ):
             return opts, None, text
         opened = self._live.current()
         names = opened.facts.get("place_names")
         if names is None:
-            names = opened.facts["place_names"] = PlaceNames.for_store(opened.store,
-                                                                       suggestions(opened, BY_NAME["place"]))
+            names = opened.facts["place_names"] = PlaceNames.for_store(
+                opened.store, suggestions(opened, BY_NAME["place"])
+            )
         place = find_near(text, names) if opts.near is None else None
         if place is None and opts.place is None:
             place = names.find(text)
@@ -260,8 +289,11 @@ class SearchEngine:
         store = opened.store
         results, seen = [], set()
         for record in store.records(store.catalog.newest_ids(k * 2 + 8)):
-            if record is None or (record.content_hash and record.content_hash in seen) or not opened.guard.allows(
-                    record.path):
+            if (
+                record is None
+                or (record.content_hash and record.content_hash in seen)
+                or not opened.guard.allows(record.path)
+            ):
                 continue
             seen.add(record.content_hash)
             results.append(result_of(record, 0.0))
@@ -270,16 +302,18 @@ class SearchEngine:
         return results
 
     # -- ranking ---------------------------------------------------------------------------------
-    def rank(self, vector: np.ndarray, opts: SearchOptions, generation: int | None = None,
-             text: str | None = None) -> SearchPage:
+    def rank(
+        self, vector: np.ndarray, opts: SearchOptions, generation: int | None = None, text: str | None = None
+    ) -> SearchPage:
         """One page of the ranking for an already-encoded query vector (1, dim); see ``ranking.rank``.
 
         ``generation`` (from the first page) makes a further page an IndexChangedError once a
         build changed the index; ``text`` (the typed words) puts photos whose words match them first."""
         return self._rank(self._live.current(), vector, opts, generation, text)
 
-    def _rank(self, opened, vector: np.ndarray, opts: SearchOptions, generation: int | None = None,
-              text: str | None = None) -> SearchPage:
+    def _rank(
+        self, opened, vector: np.ndarray, opts: SearchOptions, generation: int | None = None, text: str | None = None
+    ) -> SearchPage:
         opts, notes = resolve_filters(opened, opts)
         return rank(opened, vector, opts, self.min_window, generation=generation, notes=notes, text=text)
 
@@ -288,6 +322,15 @@ class SearchEngine:
         return strong_cutoff(self._live.current(), vector)
 
 
-__all__ = ["IndexChangedError", "MAX_K", "MAX_QUERY_CHARS", "PathNotAllowedError", "SearchEngine", "SearchOptions", "SearchPage",
-           "SearchResult", "SORTS", "_slow_reload_gap"]
-
+__all__ = [
+    "IndexChangedError",
+    "MAX_K",
+    "MAX_QUERY_CHARS",
+    "PathNotAllowedError",
+    "SearchEngine",
+    "SearchOptions",
+    "SearchPage",
+    "SearchResult",
+    "SORTS",
+    "_slow_reload_gap",
+]

@@ -1,4 +1,5 @@
 """The search app's one error base class: a problem the person running the app can fix."""
+
 from __future__ import annotations
 
 

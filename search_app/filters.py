@@ -5,6 +5,7 @@ the engine's test of each hit, the HTTP API's parameters and the UI's filter box
 derived from ``FILTERS``; adding a filter means adding one ``Filter`` here (see docs/contributing.md's
 developer notes for the diff that added the camera filter).
 """
+
 from __future__ import annotations
 
 import os
@@ -96,8 +97,14 @@ def _resolve_folder(folder: str, folders: list[str]) -> str:
 
 # File types as people name them -> file-name extensions (lower case).
 FILE_TYPES = {
-    "jpeg": (".jpg", ".jpeg", ".jpe"), "png": (".png",), "heic": (".heic", ".heif"), "webp": (".webp",),
-    "gif": (".gif",), "tiff": (".tif", ".tiff"), "bmp": (".bmp",), "avif": (".avif",),
+    "jpeg": (".jpg", ".jpeg", ".jpe"),
+    "png": (".png",),
+    "heic": (".heic", ".heif"),
+    "webp": (".webp",),
+    "gif": (".gif",),
+    "tiff": (".tif", ".tiff"),
+    "bmp": (".bmp",),
+    "avif": (".avif",),
 }
 
 
@@ -126,8 +133,9 @@ def _file_type_sql(kind: str, _store) -> list:
 
 
 def _file_types_present(store) -> list[str]:
-    return sorted({kind for folder_or_name in store.distinct("relpath")
-                   if (kind := file_type_of(os.fsdecode(folder_or_name)))})
+    return sorted(
+        {kind for folder_or_name in store.distinct("relpath") if (kind := file_type_of(os.fsdecode(folder_or_name)))}
+    )
 
 
 def _camera_sql(camera: str, _store) -> list:
@@ -152,8 +160,11 @@ def _place_keep(record, place: str) -> bool:
 
 def _parse_flag(value) -> bool | None:
     """A yes/no filter: on (True) or off (None)."""
-    if value is None or value is False or (isinstance(value, str) and value.strip().lower() in ("", "0", "no", "false",
-                                                                                              "off")):
+    if (
+        value is None
+        or value is False
+        or (isinstance(value, str) and value.strip().lower() in ("", "0", "no", "false", "off"))
+    ):
         return None
     if value is True or (isinstance(value, str) and value.strip().lower() in ("1", "yes", "true", "on")):
         return True
@@ -193,7 +204,9 @@ def _media_sql(kind: str, _store) -> list:
 
 FILTERS: tuple[Filter, ...] = (
     Filter(
-        name="folder", label="Folder", placeholder="e.g. 2023/beach  or  /home/me/Photos/2024",
+        name="folder",
+        label="Folder",
+        placeholder="e.g. 2023/beach  or  /home/me/Photos/2024",
         help="a folder (relative to an indexed root, or absolute) and everything below it; matched case-insensitively",
         parse=normalise_folder,
         where=lambda folder, store: [condition] if (condition := store.folder_condition(folder)) is not None else [],
@@ -202,21 +215,27 @@ FILTERS: tuple[Filter, ...] = (
         resolve=_resolve_folder,
     ),
     Filter(
-        name="date_from", label="Taken from", placeholder="YYYY-MM-DD",
+        name="date_from",
+        label="Taken from",
+        placeholder="YYYY-MM-DD",
         help="capture date on or after (YYYY-MM-DD or ISO date-time); undated photos are left out",
         parse=lambda value: parse_date(value, "date_from", end_of_day=False),
         where=lambda start, _store: [Image.taken_at >= start],
         keep=lambda record, start: record.taken_at is not None and naive(record.taken_at) >= start,
     ),
     Filter(
-        name="date_to", label="Taken until", placeholder="YYYY-MM-DD",
+        name="date_to",
+        label="Taken until",
+        placeholder="YYYY-MM-DD",
         help="capture date on or before (a bare date includes the whole day)",
         parse=lambda value: parse_date(value, "date_to", end_of_day=True),
         where=lambda end, _store: [Image.taken_at <= end],
         keep=lambda record, end: record.taken_at is not None and naive(record.taken_at) <= end,
     ),
     Filter(
-        name="camera", label="Camera", placeholder="e.g. Canon EOS R6",
+        name="camera",
+        label="Camera",
+        placeholder="e.g. Canon EOS R6",
         help="camera make and model as in EXIF (case-insensitive, whole name)",
         parse=_text,
         where=_camera_sql,
@@ -225,7 +244,9 @@ FILTERS: tuple[Filter, ...] = (
         resolve=_resolve_exact,
     ),
     Filter(
-        name="file_type", label="File type", placeholder="jpeg, png, heic, …",
+        name="file_type",
+        label="File type",
+        placeholder="jpeg, png, heic, …",
         help=f"file type by extension: {', '.join(FILE_TYPES)}",
         parse=_parse_file_type,
         where=_file_type_sql,
@@ -233,9 +254,11 @@ FILTERS: tuple[Filter, ...] = (
         suggest=_file_types_present,
     ),
     Filter(
-        name="place", label="Place", placeholder="city, region or country code (e.g. Berlin, Bavaria, DE)",
+        name="place",
+        label="Place",
+        placeholder="city, region or country code (e.g. Berlin, Bavaria, DE)",
         help="where the photo was taken (EXIF GPS, named offline from GeoNames at index time): city, region or "
-             "ISO country code, case-insensitive",
+        "ISO country code, case-insensitive",
         parse=_text,
         where=_place_sql,
         keep=_place_keep,
@@ -243,30 +266,38 @@ FILTERS: tuple[Filter, ...] = (
         resolve=_resolve_exact,
     ),
     Filter(
-        name="near", label="Near (lat, lon, km)", placeholder="e.g. 38.72,-9.14,5",
+        name="near",
+        label="Near (lat, lon, km)",
+        placeholder="e.g. 38.72,-9.14,5",
         help="within a distance of a point: latitude,longitude,km (great-circle distance, edge included); photos "
-             "without GPS are left out. \"within 5 km of Lisbon\" typed in the query sets it",
+        'without GPS are left out. "within 5 km of Lisbon" typed in the query sets it',
         parse=geo.parse_near,
         where=lambda near, _store: geo.bbox_sql(geo.bbox_around(near), Image.latitude, Image.longitude),
         keep=lambda record, near: geo.within(record.latitude, record.longitude, near),
     ),
     Filter(
-        name="bbox", label="Map area (W, S, E, N)", placeholder="e.g. -9.25,38.69,-9.09,38.80",
+        name="bbox",
+        label="Map area (W, S, E, N)",
+        placeholder="e.g. -9.25,38.69,-9.09,38.80",
         help="inside a map rectangle: west,south,east,north in degrees (edges included; west > east crosses the "
-             "antimeridian); photos without GPS are left out",
+        "antimeridian); photos without GPS are left out",
         parse=geo.parse_bbox,
         where=lambda box, _store: geo.bbox_sql(box, Image.latitude, Image.longitude),
         keep=lambda record, box: geo.in_bbox(record.latitude, record.longitude, box),
     ),
     Filter(
-        name="media", label="Media", placeholder="photo or video",
+        name="media",
+        label="Media",
+        placeholder="photo or video",
         help="photos only (photo) or videos only (video); a video is found by its keyframes",
         parse=_parse_media,
         where=_media_sql,
         keep=lambda record, kind: record.media_type == kind,
     ),
     Filter(
-        name="has_text", label="Has text", placeholder="yes",
+        name="has_text",
+        label="Has text",
+        placeholder="yes",
         help="yes: only photos with text in them (signs, screenshots, documents; read by OCR at index time)",
         parse=_parse_flag,
         where=_has_text_sql,

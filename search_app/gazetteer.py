@@ -15,6 +15,7 @@ Kept names (chosen when the table is made): everything but IATA-like codes ("BER
 romanisations of non-Latin names, which are all lower case ("bai lin", "berurin"); Latin names need
 ≥ ``MIN_LATIN_LETTERS`` letters (no "Edo").
 """
+
 from __future__ import annotations
 
 import logging
@@ -78,8 +79,16 @@ class Names:
     """The names table, with its rows by (folded name, country) and by (ASCII alternate name, country); a country's
     rows are indexed the first time one of its places is looked up (most libraries span a few countries)."""
 
-    def __init__(self, ids: np.ndarray, latitudes: np.ndarray, longitudes: np.ndarray, main: list[str],
-                 countries: list[str], names: list[str], aliases: list[str]):
+    def __init__(
+        self,
+        ids: np.ndarray,
+        latitudes: np.ndarray,
+        longitudes: np.ndarray,
+        main: list[str],
+        countries: list[str],
+        names: list[str],
+        aliases: list[str],
+    ):
         self.ids, self.latitudes, self.longitudes, self.main, self.names = ids, latitudes, longitudes, main, names
         self.aliases = aliases
         self.rows_of: dict[str, list[int]] = {}
@@ -103,8 +112,12 @@ class Names:
 
     def city(self, row: int) -> City:
         alternates = self.names[row].split(SEPARATOR) if self.names[row] else ()
-        return City(int(self.ids[row]), float(self.latitudes[row]), float(self.longitudes[row]),
-                    tuple(dict.fromkeys([self.main[row], *alternates])))
+        return City(
+            int(self.ids[row]),
+            float(self.latitudes[row]),
+            float(self.longitudes[row]),
+            tuple(dict.fromkeys([self.main[row], *alternates])),
+        )
 
 
 _names: Names | None = None
@@ -118,8 +131,9 @@ def load_names(path=NAMES_FILE) -> Names:
         ids = np.array(ids, dtype=np.int64)
         latitudes, longitudes = np.array(latitudes, dtype=np.float64), np.array(longitudes, dtype=np.float64)
     except ValueError as error:
-        raise GeoNamesTableError(f"the GeoNames names table {path} is damaged (a geonameid or position is not a "
-                                 f"number: {error}): {REMEDY}") from None
+        raise GeoNamesTableError(
+            f"the GeoNames names table {path} is damaged (a geonameid or position is not a number: {error}): {REMEDY}"
+        ) from None
     if not (np.all(np.abs(latitudes) <= 90) and np.all(np.abs(longitudes) <= 180)):  # NaN fails both too
         raise GeoNamesTableError(f"the GeoNames names table {path} is damaged (a position off the globe): {REMEDY}")
     return Names(ids, latitudes, longitudes, main, countries, names, aliases)
@@ -152,8 +166,10 @@ def _look_up(missing: dict[tuple, tuple[float, float]]) -> dict[tuple, City | No
         # names, looked at only when no city has it as its main name.
         renamed = [] if exact else renamed
         for candidates in (exact, renamed):
-            distances = {row: distance_km(latitude, longitude, float(table.latitudes[row]),
-                                          float(table.longitudes[row])) for row in candidates}
+            distances = {
+                row: distance_km(latitude, longitude, float(table.latitudes[row]), float(table.longitudes[row]))
+                for row in candidates
+            }
             best = min(distances, key=distances.__getitem__, default=None)
             if best is not None and distances[best] <= MATCH_KM[kind]:
                 answers[key] = table.city(best)

@@ -6,6 +6,7 @@ strip from 170°E over 180° to 170°W). Photos without GPS never match either. 
 box around the circle (plain comparisons on the latitude/longitude columns); each photo is then checked
 exactly (``within``), as every filter's record test is (search_app/filters.py).
 """
+
 from __future__ import annotations
 
 import math
@@ -83,7 +84,7 @@ def _check_longitude(value: float, what: str) -> None:
 
 
 def parse_near(value) -> Near | None:
-    """"38.72,-9.14,5" (or a list of three numbers) -> Near; None for no value; ValueError saying what is wrong."""
+    """ "38.72,-9.14,5" (or a list of three numbers) -> Near; None for no value; ValueError saying what is wrong."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, Near):
@@ -92,13 +93,14 @@ def parse_near(value) -> Near | None:
     _check_latitude(latitude, "near's latitude (the first number)")
     _check_longitude(longitude, "near's longitude (the second number)")
     if not 0 < km <= MAX_RADIUS_KM:
-        raise ValueError(f"near's radius (the third number, in km) must be more than 0 and at most "
-                         f"{MAX_RADIUS_KM:,.0f}, got {km:g}")
+        raise ValueError(
+            f"near's radius (the third number, in km) must be more than 0 and at most {MAX_RADIUS_KM:,.0f}, got {km:g}"
+        )
     return Near(latitude, longitude, km)
 
 
 def parse_bbox(value) -> BBox | None:
-    """"-9.25,38.69,-9.09,38.80" (west,south,east,north; or a list) -> BBox; None for no value; ValueError."""
+    """ "-9.25,38.69,-9.09,38.80" (west,south,east,north; or a list) -> BBox; None for no value; ValueError."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, BBox):
@@ -109,8 +111,9 @@ def parse_bbox(value) -> BBox | None:
     _check_longitude(east, "bbox's east (the third number)")
     _check_latitude(north, "bbox's north (the fourth number)")
     if south > north:
-        raise ValueError(f"bbox's south ({south:g}) is north of its north ({north:g}): the order is "
-                         "west,south,east,north")
+        raise ValueError(
+            f"bbox's south ({south:g}) is north of its north ({north:g}): the order is west,south,east,north"
+        )
     return BBox(west, south, east, north)
 
 

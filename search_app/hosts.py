@@ -9,6 +9,7 @@ written as such (a rebinding page always has a domain name), the ``--host`` valu
 browser sends one, must name an allowed host too (a page elsewhere may not drive the app through the user's
 browser).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -25,8 +26,10 @@ log = logging.getLogger(__name__)
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 SHARE_SUFFIX = ".gradio.live"
-ADVICE = ("if you reach the app under this name on purpose, start it with --allowed-host {name} "
-          "(or MME5_ALLOWED_HOSTS={name})")
+ADVICE = (
+    "if you reach the app under this name on purpose, start it with --allowed-host {name} "
+    "(or MME5_ALLOWED_HOSTS={name})"
+)
 
 
 def allowed_hosts(host: str, extra: Iterable[str] = (), share: bool = False, environ=os.environ) -> "HostAllowList":
@@ -78,16 +81,21 @@ class HostGuard:
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
-        headers = {name: value.decode("latin-1") for name, value in scope.get("headers", [])
-                   if name in (b"host", b"origin")}
+        headers = {
+            name: value.decode("latin-1") for name, value in scope.get("headers", []) if name in (b"host", b"origin")
+        }
         problem = None
         try:
             host = host_name(headers.get(b"host", ""))
         except ValueError:
             host = ""
         if not self.allow.allows(host):
-            problem = (400, f"This app does not answer requests for the host name {host or '(none)'!r}: "
-                            + ADVICE.format(name=host or "NAME") + ".")
+            problem = (
+                400,
+                f"This app does not answer requests for the host name {host or '(none)'!r}: "
+                + ADVICE.format(name=host or "NAME")
+                + ".",
+            )
         elif b"origin" in headers:
             origin = headers[b"origin"]
             try:
@@ -95,8 +103,12 @@ class HostGuard:
             except ValueError:
                 origin_host = ""
             if not self.allow.allows(origin_host):
-                problem = (403, f"This app does not answer requests sent by pages of {origin!r}: "
-                                + ADVICE.format(name=origin_host or "NAME") + ".")
+                problem = (
+                    403,
+                    f"This app does not answer requests sent by pages of {origin!r}: "
+                    + ADVICE.format(name=origin_host or "NAME")
+                    + ".",
+                )
         if problem is None:
             return await self.app(scope, receive, send)
         status, message = problem
@@ -105,7 +117,14 @@ class HostGuard:
             await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
             return
         body = message.encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                                (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

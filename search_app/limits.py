@@ -3,6 +3,7 @@
 A request over a bound is refused before any work, with one sentence that names the field, its size and the
 limit (``too_long``); the UI shows it in the status line and the HTTP API returns it as the error message.
 """
+
 from __future__ import annotations
 
 # -- texts -------------------------------------------------------------------------------------------------------
@@ -16,8 +17,7 @@ MAX_K = 200  # results per page (API ``k``)
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 80_000_000  # 80 MP: more than any phone; beyond it decoding alone costs seconds and GBs
 # File-name endings an upload may have (what the indexer reads; checked again by decoding the image).
-UPLOAD_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".webp", ".heic", ".heif", ".gif", ".tif", ".tiff", ".bmp",
-                   ".avif")
+UPLOAD_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".webp", ".heic", ".heif", ".gif", ".tif", ".tiff", ".bmp", ".avif")
 
 # -- similar-photo groups (indexer/similar.py) ---------------------------------------------------------------------
 MIN_SIMILAR_THRESHOLD = 0.8  # below it nothing is "near-identical" and the work grows with the square of the library
@@ -43,8 +43,12 @@ def too_long(what: str, length: int, limit: int, advice: str) -> LimitError:
     return LimitError(f"The {what} is too long ({length:,} characters; at most {limit:,}): {advice}")
 
 
-def check_length(text, what: str = "query text", limit: int = MAX_QUERY_CHARS,
-                 advice: str = "describe the photo in a sentence or two.") -> None:
+def check_length(
+    text,
+    what: str = "query text",
+    limit: int = MAX_QUERY_CHARS,
+    advice: str = "describe the photo in a sentence or two.",
+) -> None:
     """Refuse over-long text before anything reads it: stripping, date or place parsing of 30 MB take minutes."""
     if isinstance(text, str) and len(text) > limit:
         raise too_long(what, len(text), limit, advice)
@@ -66,13 +70,18 @@ def check_album_name(name) -> None:
 
 def check_similar_threshold(threshold: float) -> None:
     if not MIN_SIMILAR_THRESHOLD <= threshold <= 1:
-        raise LimitError(f"The similarity threshold must be from {MIN_SIMILAR_THRESHOLD:g} to 1, got {threshold:g}: "
-                         "lower values do not find near-identical photos and compare every photo with every other.")
+        raise LimitError(
+            f"The similarity threshold must be from {MIN_SIMILAR_THRESHOLD:g} to 1, got {threshold:g}: "
+            "lower values do not find near-identical photos and compare every photo with every other."
+        )
 
 
 def too_many_pairs(pairs: int, threshold: float) -> LimitError:
-    return LimitError(f"More than {MAX_SIMILAR_PAIRS:,} pairs of photos are similar at ≥ {threshold:g} "
-                      f"(found {pairs:,} so far): raise the threshold to find near-identical photos only.")
+    return LimitError(
+        f"More than {MAX_SIMILAR_PAIRS:,} pairs of photos are similar at ≥ {threshold:g} "
+        f"(found {pairs:,} so far): raise the threshold to find near-identical photos only."
+    )
+
 
 # -- map areas (search_app/geo.py: the ``near`` and ``bbox`` filters, "within 5 km of Lisbon") ----------------------
 MAX_RADIUS_KM = 20_000.0  # about half the Earth's circumference: a larger radius would be every photo with GPS

@@ -1,4 +1,5 @@
 """The index a running app searches, reopened when a build changes it (the model is kept)."""
+
 from __future__ import annotations
 
 import logging
@@ -52,8 +53,13 @@ class LiveIndex:
         self.failure: Exception | None = None  # set once the index moved to another model: no more answers
 
     def wrap(self, store, embedder) -> Opened:
-        return Opened(store, PathGuard([*store.roots, *self.extra_roots]), store.generation,
-                      file_identity(store.catalog.path), embedder)
+        return Opened(
+            store,
+            PathGuard([*store.roots, *self.extra_roots]),
+            store.generation,
+            file_identity(store.catalog.path),
+            embedder,
+        )
 
     def current(self) -> Opened:
         """The opened store, reopened first if a build changed the index (looked at once per interval)."""
@@ -85,8 +91,11 @@ class LiveIndex:
             fresh = IndexStore.open(old.store.index_dir, immutable=old.store.immutable)
             self.slow_reload_gap = slow_reload_gap(time.monotonic() - started)
         except Exception as error:  # noqa: BLE001 - a half-written index must not take the app down
-            log.warning("index %s changed but could not be reopened (%s); still serving the previous state",
-                        old.store.index_dir, error)
+            log.warning(
+                "index %s changed but could not be reopened (%s); still serving the previous state",
+                old.store.index_dir,
+                error,
+            )
             return
         embedder = old.embedder
         try:
@@ -98,12 +107,18 @@ class LiveIndex:
             self.failure = IndexMismatchError(
                 f"{old.store.index_dir}: the index was rebuilt with another model ({fresh.model_id}) while the app "
                 f"was running on {old.embedder.model_id}; vectors from different models cannot be mixed. "
-                "Restart the app to search the rebuilt index.")
+                "Restart the app to search the rebuilt index."
+            )
             log.error("%s", self.failure)
             return
         self.opened = self.wrap(fresh, embedder)
-        log.info("index %s changed (generation %d -> %d): reopened, %d photos",
-                 old.store.index_dir, old.generation, fresh.generation, fresh.count)
+        log.info(
+            "index %s changed (generation %d -> %d): reopened, %d photos",
+            old.store.index_dir,
+            old.generation,
+            fresh.generation,
+            fresh.count,
+        )
         # Safe while other threads still rank on it: the FAISS index is in memory and closing only
         # empties the catalog's connection pool (connections in use finish and are then dropped).
         old.store.close()
@@ -114,18 +129,27 @@ def adapted_embedder(fresh, current):
     from mme5.model_ref import ModelRef
     from mme5 import load_embedder
 
-    if ModelRef.canonical_of(fresh.model_id) != ModelRef.canonical_of(current.model_id) or fresh.adapter == current.adapter:
+    if (
+        ModelRef.canonical_of(fresh.model_id) != ModelRef.canonical_of(current.model_id)
+        or fresh.adapter == current.adapter
+    ):
         return None
     try:
-        embedder = load_embedder(ModelRef.canonical_of(fresh.model_id), device=current.device,
-                                 adapter=ModelRef.canonical_of(fresh.adapter), runtime=current.runtime)
+        embedder = load_embedder(
+            ModelRef.canonical_of(fresh.model_id),
+            device=current.device,
+            adapter=ModelRef.canonical_of(fresh.adapter),
+            runtime=current.runtime,
+        )
         fresh.check_embedder(embedder)
     except Exception as error:  # noqa: BLE001 - a bad adapter leaves the app serving the previous state
-        log.error("index %s now uses adapter %s, which could not be loaded (%s)", fresh.index_dir, fresh.adapter,
-                  error)
+        log.error("index %s now uses adapter %s, which could not be loaded (%s)", fresh.index_dir, fresh.adapter, error)
         return None
-    log.info("index %s re-embedded with adapter %s: loaded it, switching model and index together",
-             fresh.index_dir, fresh.adapter)
+    log.info(
+        "index %s re-embedded with adapter %s: loaded it, switching model and index together",
+        fresh.index_dir,
+        fresh.adapter,
+    )
     return embedder
 
 

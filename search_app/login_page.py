@@ -9,6 +9,7 @@ page (``GET /``) without a valid login cookie; every other request, and every lo
 The app's page has a "Log out" link to Gradio's ``/logout`` (ui_layout.LOGOUT_HTML), which ends the session and
 comes back here.
 """
+
 from __future__ import annotations
 
 import html
@@ -107,8 +108,9 @@ def logged_in(scope) -> bool:
     if tokens is None or cookie_id is None:
         return False
     cookies = _cookies(scope)
-    return any(cookies.get(name) in tokens for name in (f"access-token-{cookie_id}",
-                                                        f"access-token-unsecure-{cookie_id}"))
+    return any(
+        cookies.get(name) in tokens for name in (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}")
+    )
 
 
 class LoginPage:
@@ -123,10 +125,19 @@ class LoginPage:
             return await self.app(scope, receive, send)
         path, root = scope.get("path", ""), scope.get("root_path", "")
         if root and path.startswith(root):
-            path = path[len(root):]
+            path = path[len(root) :]
         if path not in ("", "/") or logged_in(scope):
             return await self.app(scope, receive, send)
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(self.body)).encode()),
-            (b"cache-control", b"no-store"), (b"x-frame-options", b"DENY")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/html; charset=utf-8"),
+                    (b"content-length", str(len(self.body)).encode()),
+                    (b"cache-control", b"no-store"),
+                    (b"x-frame-options", b"DENY"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else self.body})

@@ -10,6 +10,7 @@ The map's script is search_app/static/map.js; ``static_route`` serves that folde
 allow-list made at start: no path from a request is ever resolved on disk), behind the Host guard like every route,
 and behind the login when the app has one.
 """
+
 from __future__ import annotations
 
 import html
@@ -53,8 +54,11 @@ def static_route(folder: Path = STATIC):
         path = files.get(name)
         if path is None:
             return PlainTextResponse(f"No map file named {name[:80]!r}.", 404)
-        return Response(path.read_bytes(), media_type=TYPES[path.suffix],
-                        headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"})
+        return Response(
+            path.read_bytes(),
+            media_type=TYPES[path.suffix],
+            headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"},
+        )
 
     return Route(ROUTE + "/{name:path}", serve, methods=["GET", "HEAD"])
 
@@ -84,30 +88,41 @@ def panel_html(tiles: str | None) -> str:
 
         attribution, note = f"Map tiles: {html.escape(urlsplit(tiles).netloc)}", ""
     data = html.escape(json.dumps({"tiles": tiles, "attribution": attribution, "failed": TILES_FAILED}), quote=True)
-    return (f'<div id="map_box" data-map="{data}">'
-            '<button type="button" id="map_toggle" class="map-button" aria-expanded="false" '
-            'aria-controls="map_panel">🗺 Map</button>'
-            '<div id="map_panel" hidden>'
-            '<div class="map-tools" role="group" aria-label="Map area">'
-            '<button type="button" id="map_draw" class="map-button" aria-pressed="false">Draw area</button>'
-            '<button type="button" id="map_search_area" class="map-button">Search this area</button>'
-            '<span id="map_hint" class="map-hint">Drag on the map to draw the area.</span></div>'
-            f'<p id="map_note" class="map-note"{"" if note else " hidden"}>{html.escape(note)}</p>'
-            '<div id="map" role="region" aria-label="Map of the results with a GPS position"></div>'
-            '<p id="map_count" class="map-hint" aria-live="polite"></p>'
-            '</div></div>')
+    return (
+        f'<div id="map_box" data-map="{data}">'
+        '<button type="button" id="map_toggle" class="map-button" aria-expanded="false" '
+        'aria-controls="map_panel">🗺 Map</button>'
+        '<div id="map_panel" hidden>'
+        '<div class="map-tools" role="group" aria-label="Map area">'
+        '<button type="button" id="map_draw" class="map-button" aria-pressed="false">Draw area</button>'
+        '<button type="button" id="map_search_area" class="map-button">Search this area</button>'
+        '<span id="map_hint" class="map-hint">Drag on the map to draw the area.</span></div>'
+        f'<p id="map_note" class="map-note"{"" if note else " hidden"}>{html.escape(note)}</p>'
+        '<div id="map" role="region" aria-label="Map of the results with a GPS position"></div>'
+        '<p id="map_count" class="map-hint" aria-live="polite"></p>'
+        "</div></div>"
+    )
 
 
 def map_data(results, options, captions) -> str:
     """What the map shows (JSON for the page's script): a marker per result with a position, by gallery index, and
     the ``bbox`` and ``near`` filters in effect. ``captions``: the results' captions, in gallery order."""
-    markers = [{"i": index, "lat": result.latitude, "lon": result.longitude, "caption": caption}
-               for index, (result, caption) in enumerate(zip(results, captions))
-               if result.latitude is not None and result.longitude is not None]
+    markers = [
+        {"i": index, "lat": result.latitude, "lon": result.longitude, "caption": caption}
+        for index, (result, caption) in enumerate(zip(results, captions))
+        if result.latitude is not None and result.longitude is not None
+    ]
     bbox = getattr(options, "bbox", None) if options is not None else None
     near = getattr(options, "near", None) if options is not None else None
-    return json.dumps({"markers": markers, "count": len(results), "bbox": list(bbox) if bbox else None,
-                       "near": list(near) if near else None}, ensure_ascii=False)
+    return json.dumps(
+        {
+            "markers": markers,
+            "count": len(results),
+            "bbox": list(bbox) if bbox else None,
+            "near": list(near) if near else None,
+        },
+        ensure_ascii=False,
+    )
 
 
 CSS = """

@@ -1,4 +1,5 @@
 """SearchOptions: every option a query takes, validated once (filter fields come from filters.FILTERS)."""
+
 from __future__ import annotations
 
 from dataclasses import field, make_dataclass
@@ -12,8 +13,12 @@ SORTS = ("score", "date", "date_asc")
 
 
 def _whole(value, name: str, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < low or (
-            high is not None and int(value) > high):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or int(value) < low
+        or (high is not None and int(value) > high)
+    ):
         span = f"from {low} to {high}" if high is not None else f"≥ {low}"
         raise ValueError(f"{name} must be a whole number {span}, got {value!r}")
     return int(value)
@@ -49,24 +54,45 @@ def _ids(value) -> tuple[int, ...]:
         raise ValueError(f"exclude must be image ids (whole numbers), got {value!r}") from None
 
 
-def _parse(cls, k=20, offset=0, sort="score", collapse_duplicates=True, without=None, strong_only=False,
-           exclude=None, dates_in_text=True, places_in_text=True, **filters):
+def _parse(
+    cls,
+    k=20,
+    offset=0,
+    sort="score",
+    collapse_duplicates=True,
+    without=None,
+    strong_only=False,
+    exclude=None,
+    dates_in_text=True,
+    places_in_text=True,
+    **filters,
+):
     """Validated options; ValueError names the option and what to send instead."""
     unknown = set(filters) - set(BY_NAME)
     if unknown:
-        raise TypeError(f"unknown search option(s) {sorted(unknown)}; known: "
-                        f"k, offset, sort, collapse_duplicates, without, strong_only, exclude, dates_in_text, "
-                        f"places_in_text, {', '.join(BY_NAME)}")
+        raise TypeError(
+            f"unknown search option(s) {sorted(unknown)}; known: "
+            f"k, offset, sort, collapse_duplicates, without, strong_only, exclude, dates_in_text, "
+            f"places_in_text, {', '.join(BY_NAME)}"
+        )
     if sort not in SORTS:
         raise ValueError(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
     for name in BY_NAME:
         check_filter(name, filters.get(name))
     values = {name: item.parse(filters.get(name)) for name, item in BY_NAME.items()}
     check_together(values)
-    return cls(k=_whole(k, "k", 1, MAX_K), offset=_whole(offset, "offset", 0), sort=sort,
-               collapse_duplicates=bool(collapse_duplicates), without=_texts(without, "without"),
-               strong_only=bool(strong_only), exclude=_ids(exclude), dates_in_text=bool(dates_in_text),
-               places_in_text=bool(places_in_text), **values)
+    return cls(
+        k=_whole(k, "k", 1, MAX_K),
+        offset=_whole(offset, "offset", 0),
+        sort=sort,
+        collapse_duplicates=bool(collapse_duplicates),
+        without=_texts(without, "without"),
+        strong_only=bool(strong_only),
+        exclude=_ids(exclude),
+        dates_in_text=bool(dates_in_text),
+        places_in_text=bool(places_in_text),
+        **values,
+    )
 
 
 def _filters_on(self) -> bool:
@@ -76,15 +102,24 @@ def _filters_on(self) -> bool:
 
 SearchOptions = make_dataclass(
     "SearchOptions",
-    [("k", int, field(default=20)), ("offset", int, field(default=0)),
-     *[(item.name, object, field(default=None)) for item in FILTERS],
-     ("sort", str, field(default="score")), ("collapse_duplicates", bool, field(default=True)),
-     ("without", tuple, field(default=())), ("strong_only", bool, field(default=False)),
-     ("exclude", tuple, field(default=())), ("dates_in_text", bool, field(default=True)),
-     ("places_in_text", bool, field(default=True))],
+    [
+        ("k", int, field(default=20)),
+        ("offset", int, field(default=0)),
+        *[(item.name, object, field(default=None)) for item in FILTERS],
+        ("sort", str, field(default="score")),
+        ("collapse_duplicates", bool, field(default=True)),
+        ("without", tuple, field(default=())),
+        ("strong_only", bool, field(default=False)),
+        ("exclude", tuple, field(default=())),
+        ("dates_in_text", bool, field(default=True)),
+        ("places_in_text", bool, field(default=True)),
+    ],
     frozen=True,
-    namespace={"parse": classmethod(_parse), "filters_on": property(_filters_on),
-               "__doc__": "Validated options shared by every query type (filter fields: see filters.FILTERS)."},
+    namespace={
+        "parse": classmethod(_parse),
+        "filters_on": property(_filters_on),
+        "__doc__": "Validated options shared by every query type (filter fields: see filters.FILTERS).",
+    },
 )
 SearchOptions.__module__ = __name__
 

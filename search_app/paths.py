@@ -1,4 +1,5 @@
 """Which files the app may read and serve: only those inside the indexed roots (and the assets)."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Per-user private folders: previews of private photos must not be readable by other accounts on the machine."""
+
 from __future__ import annotations
 
 import hashlib
@@ -40,11 +41,15 @@ def private_dir(path: str | os.PathLike) -> Path:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = os.lstat(path)
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        raise SearchAppError(f"{path}: expected a private folder, found a link or a file; remove it or set "
-                             "XDG_CACHE_HOME to another folder")
+        raise SearchAppError(
+            f"{path}: expected a private folder, found a link or a file; remove it or set "
+            "XDG_CACHE_HOME to another folder"
+        )
     if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
-        raise SearchAppError(f"{path}: owned by another account (uid {info.st_uid}); previews of your photos must not "
-                             "be stored there. Remove it or set XDG_CACHE_HOME to a folder of your own")
+        raise SearchAppError(
+            f"{path}: owned by another account (uid {info.st_uid}); previews of your photos must not "
+            "be stored there. Remove it or set XDG_CACHE_HOME to a folder of your own"
+        )
     if stat.S_IMODE(info.st_mode) != 0o700:
         os.chmod(path, 0o700)
     return path

@@ -8,6 +8,7 @@ dogs" never fires), plus "last/this summer|year" in a few languages. Why not
 first time), misses "last summer" and "летом 2021", reads "2019年の" as year 7 and fires on
 "May at the park"; a query must stay within milliseconds.
 """
+
 from __future__ import annotations
 
 import calendar
@@ -16,23 +17,66 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from functools import lru_cache
 
-LANGUAGES = ("en", "de", "fr", "es", "it", "pt", "nl", "ru", "uk", "pl", "cs", "sv", "da", "nb", "fi", "tr", "ja",
-             "zh", "ko", "id")
-MONTH_KEYS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-              "november", "december")
+LANGUAGES = (
+    "en",
+    "de",
+    "fr",
+    "es",
+    "it",
+    "pt",
+    "nl",
+    "ru",
+    "uk",
+    "pl",
+    "cs",
+    "sv",
+    "da",
+    "nb",
+    "fi",
+    "tr",
+    "ja",
+    "zh",
+    "ko",
+    "id",
+)
+MONTH_KEYS = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
 SEASONS = {  # season -> first month; words in several languages (inflected forms included)
-    "spring": (3, "spring springtime frühling frühjahr printemps primavera lente весна весной весны весну wiosna "
-                  "wiosną jaro vår forår kevät ilkbahar"),
-    "summer": (6, "summer sommer sommers été verano estate verão zomer лето летом лета літо влітку lato latem léto "
-                  "kesä kesällä yaz"),
-    "autumn": (9, "autumn fall herbst automne otoño autunno outono herfst осень осенью осени осінь jesień jesienią "
-                  "podzim höst efterår syksy sonbahar"),
+    "spring": (
+        3,
+        "spring springtime frühling frühjahr printemps primavera lente весна весной весны весну wiosna "
+        "wiosną jaro vår forår kevät ilkbahar",
+    ),
+    "summer": (
+        6,
+        "summer sommer sommers été verano estate verão zomer лето летом лета літо влітку lato latem léto "
+        "kesä kesällä yaz",
+    ),
+    "autumn": (
+        9,
+        "autumn fall herbst automne otoño autunno outono herfst осень осенью осени осінь jesień jesienią "
+        "podzim höst efterår syksy sonbahar",
+    ),
     "winter": (12, "winter winters hiver invierno inverno зима зимой зимы зиму зима взимку zima zimą vinter talvi kış"),
 }
 CJK_SEASONS = {"春": 3, "夏": 6, "秋": 9, "冬": 12, "봄": 3, "여름": 6, "가을": 9, "겨울": 12}
 # Words before a date that belong to it ("im Juli 2023", "from 2019", "в июле 2021").
-PREPOSITIONS = ("in im in der from during since of von aus während en de del dans au à durante em no na nel nella "
-                "di a в во за z w ve v i på från fra uit tijdens yılında").split()
+PREPOSITIONS = (
+    "in im in der from during since of von aus während en de del dans au à durante em no na nel nella "
+    "di a в во за z w ve v i på från fra uit tijdens yılında"
+).split()
 LAST = r"(?:last|letzten|letztes|letzte|vergangenen|vergangenes|прошлым|прошлого|прошлой|прошлом|прошлое|минулого|zeszłego|ostatniego|vorige|afgelopen)"
 LAST_AFTER = r"(?:dernier|dernière|pasado|pasada|scorso|scorsa|passado|passada)"
 THIS = r"(?:this|diesen|dieses|diesem|этим|этого|этом|cet|cette|este|esta|questa|quest'|deze|dit)"
@@ -49,8 +93,11 @@ class QueryDates:
     rest: str
 
     def to_json(self) -> dict:
-        return {"date_from": self.start.date().isoformat(), "date_to": self.end.date().isoformat(),
-                "matched": self.matched}
+        return {
+            "date_from": self.start.date().isoformat(),
+            "date_to": self.end.date().isoformat(),
+            "matched": self.matched,
+        }
 
 
 @lru_cache(maxsize=1)
@@ -84,18 +131,38 @@ def _patterns():
     flags = re.IGNORECASE
     cjk_season = "(?P<cseason>" + "|".join(CJK_SEASONS) + ")"
     return season_words, [
-        ("cjk", re.compile(year + r"\s*年(?:\s*(?P<cmonth>\d{1,2})\s*月)?(?:\s*" + cjk_season + r"[天季]?)?(?:の|的)?")),
+        (
+            "cjk",
+            re.compile(year + r"\s*年(?:\s*(?P<cmonth>\d{1,2})\s*月)?(?:\s*" + cjk_season + r"[天季]?)?(?:の|的)?"),
+        ),
         ("cjk_last", re.compile(r"(?P<lastyear>去年|昨年|작년)(?:\s*(?:の)?\s*" + cjk_season + r"[天季]?)?(?:の|的)?")),
         ("month_year", re.compile(r"(?<!\w)" + prep + month + link + r"\s+" + year + r"(?!\d)", flags)),
         ("season_year", re.compile(r"(?<!\w)" + prep + season + link + r"\s+" + year + r"(?!\d)", flags)),
-        ("last_season", re.compile(r"(?<!\w)(?:(?:in\s+)?(?:the\s+)?)" + r"(?P<rel>" + LAST + "|" + THIS + r")\s+"
-                                   + season + r"(?!\w)", flags)),
-        ("season_last", re.compile(r"(?<!\w)(?:(?:l'|le\s+|el\s+|la\s+|l’)?)" + season + r"\s+(?P<rel>" + LAST_AFTER
-                                   + r")(?!\w)", flags)),
-        ("last_year", re.compile(r"(?<!\w)(?:(?:в|in|im)\s+)?(?P<rel>" + LAST + "|" + THIS + r")\s+" + YEAR_WORDS
-                                 + r"(?!\w)", flags)),
-        ("year_last", re.compile(r"(?<!\w)(?:(?:l'|l’|el\s+|l')?)" + YEAR_WORDS + r"\s+(?P<rel>" + LAST_AFTER
-                                 + r")(?!\w)", flags)),
+        (
+            "last_season",
+            re.compile(
+                r"(?<!\w)(?:(?:in\s+)?(?:the\s+)?)" + r"(?P<rel>" + LAST + "|" + THIS + r")\s+" + season + r"(?!\w)",
+                flags,
+            ),
+        ),
+        (
+            "season_last",
+            re.compile(
+                r"(?<!\w)(?:(?:l'|le\s+|el\s+|la\s+|l’)?)" + season + r"\s+(?P<rel>" + LAST_AFTER + r")(?!\w)", flags
+            ),
+        ),
+        (
+            "last_year",
+            re.compile(
+                r"(?<!\w)(?:(?:в|in|im)\s+)?(?P<rel>" + LAST + "|" + THIS + r")\s+" + YEAR_WORDS + r"(?!\w)", flags
+            ),
+        ),
+        (
+            "year_last",
+            re.compile(
+                r"(?<!\w)(?:(?:l'|l’|el\s+|l')?)" + YEAR_WORDS + r"\s+(?P<rel>" + LAST_AFTER + r")(?!\w)", flags
+            ),
+        ),
         ("year", re.compile(r"(?<![\w.:/-])" + prep + year + r"(?![\w.:/-])", flags)),
     ]
 
@@ -118,10 +185,11 @@ def find_dates(text: str, today: date | None = None) -> QueryDates | None:
             start, end = span
             if start.year > today.year:
                 continue
-            rest = " ".join((text[: match.start()] + " " + text[match.end():]).split())
+            rest = " ".join((text[: match.start()] + " " + text[match.end() :]).split())
             rest = re.sub(r"\s+([,.;:!?])", r"\1", rest).strip(" ,;:-")
-            return QueryDates(datetime.combine(start, time.min), datetime.combine(end, time.max),
-                              match.group(0).strip(), rest)
+            return QueryDates(
+                datetime.combine(start, time.min), datetime.combine(end, time.max), match.group(0).strip(), rest
+            )
     return None
 
 

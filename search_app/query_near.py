@@ -10,6 +10,7 @@ model embeds; the radius becomes the ``near`` filter, shown as a chip ("within 5
 Only places with a known position count (cities: GeoNames' position, else where their photos are);
 "near Bavaria" stays the place filter Bavaria.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,21 +24,21 @@ from .query_places import PlaceNames, QueryPlace, _unspaced, fold, folded_with_o
 BEFORE = {
     "en": "near|near to|nearby|close to|around|within {n} of|within {n} from|within {n} around|{n} around|{n} from",
     "de": "in der Nähe von|in der Nähe|nahe|nahe bei|nahe von|in der Umgebung von|rund um|im Umland von|"
-          "im Umkreis von {n} um|im Umkreis von {n} von|innerhalb von {n} um|innerhalb von {n} von|bis {n} von|"
-          "{n} um|{n} von",
+    "im Umkreis von {n} um|im Umkreis von {n} von|innerhalb von {n} um|innerhalb von {n} von|bis {n} von|"
+    "{n} um|{n} von",
     "fr": "près de|à proximité de|autour de|aux alentours de|à moins de {n} de|dans un rayon de {n} autour de|"
-          "dans un rayon de {n} de|à {n} de",
+    "dans un rayon de {n} de|à {n} de",
     "es": "cerca de|cerca del|alrededor de|en los alrededores de|junto a|a menos de {n} de|en un radio de {n} de|"
-          "en un radio de {n} alrededor de|a {n} de",
+    "en un radio de {n} alrededor de|a {n} de",
     "pt": "perto de|perto do|perto da|próximo de|próximo a|nos arredores de|a menos de {n} de|num raio de {n} de|"
-          "em um raio de {n} de|até {n} de|a {n} de",
+    "em um raio de {n} de|até {n} de|a {n} de",
     "it": "vicino a|vicino|nei pressi di|nei dintorni di|a meno di {n} da|entro {n} da|nel raggio di {n} da|a {n} da",
     "nl": "in de buurt van|nabij|rond|binnen {n} van|binnen {n} rond",
     "nordic": "nära|i närheten av|inom {n} från|nær|i nærheden af|i nærheten av",
     "pl": "w pobliżu|niedaleko|koło|obok|w promieniu {n} od|do {n} od|{n} od",
     "cs": "poblíž|nedaleko|u|v okolí|v okruhu {n} od|do {n} od",
     "ru": "рядом с|рядом со|недалеко от|неподалеку от|неподалёку от|около|возле|вблизи|под|в окрестностях|"
-          "в {n} от|в радиусе {n} от|в пределах {n} от|не дальше {n} от|{n} от",
+    "в {n} от|в радиусе {n} от|в пределах {n} от|не дальше {n} от|{n} от",
     "uk": "біля|поблизу|неподалік від|поруч з|за {n} від|в радіусі {n} від|у радіусі {n} від",
     "el": "κοντά σε|κοντά στο|κοντά στη|κοντά στην|κοντά στον|κοντά|γύρω από|σε ακτίνα {n} από",
     "ar": "قرب|بالقرب من|قريب من|قريبا من|حول|على بعد {n} من|ضمن {n} من|في حدود {n} من|في نطاق {n} من",
@@ -56,8 +57,8 @@ AFTER = {
 # Distance units -> kilometres per unit.
 UNITS = {
     1.0: "km|kms|kilometer|kilometers|kilometre|kilometres|kilometern|kilomètres|kilómetros|quilômetros|chilometri|"
-         "kilometrów|kilometrů|км|километр|километра|километров|кілометр|кілометри|кілометрів|كم|كيلومتر|كيلومترات|"
-         'ק"מ|ק״מ|קמ|キロ|キロメートル|公里|千米|킬로미터|किमी|किलोमीटर|χλμ|χιλιόμετρα|กม|กิโลเมตร',
+    "kilometrów|kilometrů|км|километр|километра|километров|кілометр|кілометри|кілометрів|كم|كيلومتر|كيلومترات|"
+    'ק"מ|ק״מ|קמ|キロ|キロメートル|公里|千米|킬로미터|किमी|किलोमीटर|χλμ|χιλιόμετρα|กม|กิโลเมตร',
     0.001: "m|meter|meters|metre|metres|metern|mètres|metros|metri|metrów|метров|метрів|м|メートル|米|미터|मीटर",
     1.609344: "mi|mile|miles|meile|meilen",
 }
@@ -76,7 +77,8 @@ def _patterns() -> tuple[re.Pattern, re.Pattern, re.Pattern, dict[str, float]]:
     def phrase(text: str, where: str) -> str:
         words = fold(text)
         body = (r"\s*" + distance + r"\s*").join(
-            r"\s+".join(map(re.escape, part.split(" "))) for part in words.split("{n}"))
+            r"\s+".join(map(re.escape, part.split(" "))) for part in words.split("{n}")
+        )
         if where == "before" and not _unspaced(words):
             return r"(?<!\w)" + body  # a whole word ("near", not "linear")
         if where == "after" and not _unspaced(words):
@@ -118,10 +120,17 @@ def find_near(text: str | None, names: PlaceNames) -> QueryPlace | None:
                 km = float(given.group("number").replace(",", ".")) * per_unit[given.group("unit")]
         if not 0 < km <= MAX_RADIUS_KM:
             continue
-        start = min(origin[before.start()], found.start) if before is not None and before.end() > before.start() \
+        start = (
+            min(origin[before.start()], found.start)
+            if before is not None and before.end() > before.start()
             else found.start
-        end = max(found.end, origin[after.end() - 1] + 1) if after is not None and after.end() > after.start() \
+        )
+        end = (
+            max(found.end, origin[after.end() - 1] + 1)
+            if after is not None and after.end() > after.start()
             else found.end
-        return QueryPlace(found.place, text[start:end].strip(), without(text, start, end),
-                          Near(centre[0], centre[1], round(km, 6)))
+        )
+        return QueryPlace(
+            found.place, text[start:end].strip(), without(text, start, end), Near(centre[0], centre[1], round(km, 6))
+        )
     return None

@@ -14,6 +14,7 @@ few regions and cities. A matched name is removed from the embedded text and bec
 filter, shown as a removable chip; "near Lisbon" / "within 5 km of Lisbon" become a radius instead
 (search_app/query_near.py).
 """
+
 from __future__ import annotations
 
 import re
@@ -60,8 +61,10 @@ Catalonia|Catalunya|Katalonien|Catalogne|Cataluña|Catalogna|Каталония|
 Tuscany|Toscana|Toskana|Toscane|Тоскана|トスカーナ|托斯卡纳
 """
 # Words before a place that belong to it ("in Lisbon", "em Lisboa", "в Москве"); removed with it.
-PREPOSITIONS = ("in im in der nach bei near at around à a au aux en em no na nel nella a di de da do dans près de "
-                "cerca de в во под около w we na pod koło v ve u i på ved nära bij في στο στη στην στον σε").split()
+PREPOSITIONS = (
+    "in im in der nach bei near at around à a au aux en em no na nel nella a di de da do dans près de "
+    "cerca de в во под около w we na pod koło v ve u i på ved nära bij في στο στη στην στον σε"
+).split()
 MIN_LETTERS = 3  # shorter names in spaced scripts (and ISO codes) are too often ordinary words
 MIN_UNSPACED = 2  # a name found inside unspaced text needs two characters (one Han character is a word)
 # Inflections a name may carry in the query (after the whole name; see ``PlaceNames._pattern``).
@@ -99,8 +102,10 @@ class QueryPlace:
     def to_json(self) -> dict:
         payload = {"place": self.place, "matched": self.matched}
         if self.near is not None:
-            payload.update(label=self.label, near={"latitude": self.near.latitude, "longitude": self.near.longitude,
-                                                   "km": self.near.km})
+            payload.update(
+                label=self.label,
+                near={"latitude": self.near.latitude, "longitude": self.near.longitude, "km": self.near.km},
+            )
         return payload
 
 
@@ -194,8 +199,12 @@ class PlaceNames:
     names of a city, see ``for_store``); ``centres``: (latitude, longitude) of those a radius can be
     drawn around ("near Lisbon")."""
 
-    def __init__(self, stored: Iterable[str], extra: Mapping[str, Iterable[str]] | None = None,
-                 centres: Mapping[str, tuple[float, float]] | None = None):
+    def __init__(
+        self,
+        stored: Iterable[str],
+        extra: Mapping[str, Iterable[str]] | None = None,
+        centres: Mapping[str, tuple[float, float]] | None = None,
+    ):
         self.by_name: dict[str, str] = {}  # folded name -> stored value (the place filter's value)
         self.centres = dict(centres or {})
         extra = extra or {}
@@ -265,20 +274,26 @@ class PlaceNames:
                 position += 1
                 continue
             start, end, name_start, name_end, name = found
-            yield NameMatch(self.by_name[name], origin[start], origin[end - 1] + 1, origin[name_start],
-                            origin[name_end - 1] + 1)
+            yield NameMatch(
+                self.by_name[name], origin[start], origin[end - 1] + 1, origin[name_start], origin[name_end - 1] + 1
+            )
             position = max(end, position + 1)
 
     def _match_at(self, folded: str, position: int) -> tuple[int, int, int, int, str] | None:
         """(start, end, name start, name end, name) of a name starting at ``position`` of the folded text."""
         if _unspaced(folded[position]):
-            for name in self._unspaced.get(folded[position:position + MIN_UNSPACED], ()):
+            for name in self._unspaced.get(folded[position : position + MIN_UNSPACED], ()):
                 if folded.startswith(name, position):
                     end = position + len(name)
                     before = _UNSPACED_BEFORE.search(folded, 0, position)
                     particle = _PARTICLE.match(folded, end)
-                    return (before.start() if before else position, particle.end() if particle else end, position,
-                            end, name)
+                    return (
+                        before.start() if before else position,
+                        particle.end() if particle else end,
+                        position,
+                        end,
+                        name,
+                    )
             return None
         if not _WORD.match(folded, position) or (position and _WORD.match(folded, position - 1)):
             return None  # names start words
@@ -286,8 +301,16 @@ class PlaceNames:
             if attached and not _ATTACHED.fullmatch(folded, position, position + attached):
                 continue
             start = position + attached
-            candidates = sorted({name for size in (3, 2, 1) for name in self._spaced.get(folded[start:start + size], ())
-                                 if folded.startswith(self._first_words[name], start)}, key=len, reverse=True)
+            candidates = sorted(
+                {
+                    name
+                    for size in (3, 2, 1)
+                    for name in self._spaced.get(folded[start : start + size], ())
+                    if folded.startswith(self._first_words[name], start)
+                },
+                key=len,
+                reverse=True,
+            )
             for name in candidates:
                 match = self._pattern(name).match(folded, start)
                 if match is None:
@@ -309,7 +332,7 @@ class PlaceNames:
         found = next(self.matches(text), None)
         if found is None:
             return None
-        return QueryPlace(found.place, text[found.start:found.end].strip(), without(text, found.start, found.end))
+        return QueryPlace(found.place, text[found.start : found.end].strip(), without(text, found.start, found.end))
 
 
 def without(text: str, start: int, end: int) -> str:
@@ -325,8 +348,11 @@ def _spaced(name: str) -> str:
 
 _WORD = re.compile(r"\w")
 _ATTACHED = re.compile(ATTACHED)
-_PREPOSITION = re.compile(r"(?<!\w)(?:" + "|".join(_spaced(fold(word)) for word in sorted(set(PREPOSITIONS), key=len,
-                                                                                          reverse=True)) + r")\s+$")
+_PREPOSITION = re.compile(
+    r"(?<!\w)(?:"
+    + "|".join(_spaced(fold(word)) for word in sorted(set(PREPOSITIONS), key=len, reverse=True))
+    + r")\s+$"
+)
 _POSTPOSITION = re.compile(r"\s+(?:" + "|".join(re.escape(fold(word)) for word in POSTPOSITIONS) + r")(?!\w)")
 _UNSPACED_BEFORE = re.compile(fold(UNSPACED_BEFORE) + "$")
 _PARTICLE = re.compile(PARTICLES)
@@ -340,4 +366,3 @@ def folded_with_origin(text: str) -> tuple[str, list[int]]:
         parts.append(folded)
         origin.extend([index] * len(folded))
     return "".join(parts), origin
-

@@ -1,4 +1,5 @@
 """Ranking an encoded query over one opened index: filters, identical copies, date sort, pages, strong matches."""
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,15 @@ class IndexChangedError(ValueError):
     """A further page was asked of a ranking made before the index changed: its offsets mean nothing now."""
 
 
-def rank(opened: Opened, vector: np.ndarray, opts, min_window: int, generation: int | None = None,
-         notes: tuple[str, ...] = (), text: str | None = None) -> SearchPage:
+def rank(
+    opened: Opened,
+    vector: np.ndarray,
+    opts,
+    min_window: int,
+    generation: int | None = None,
+    notes: tuple[str, ...] = (),
+    text: str | None = None,
+) -> SearchPage:
     """One page of the ranking for an already-encoded query vector (1, dim).
 
     Hits are fetched in a window that grows until it yields enough results. When few
@@ -44,15 +52,26 @@ def rank(opened: Opened, vector: np.ndarray, opts, min_window: int, generation: 
     without a text hit the ranking is the vector ranking alone.
     """
     if generation is not None and generation != opened.generation:
-        raise IndexChangedError("The photo index changed since this search (photos were added or removed): "
-                                "search again to see the current results.")
+        raise IndexChangedError(
+            "The photo index changed since this search (photos were added or removed): "
+            "search again to see the current results."
+        )
     if text and opts.sort == "score":
         from .text_match import text_first
 
-        fused = text_first(opened, vector, opts, text, lambda ids: _fetch_records(opened, ids),
-                           lambda record: record is not None and record.id not in set(opts.exclude)
-                           and _passes(record, opts, opened.guard.batch()),
-                           lambda page_opts: rank(opened, vector, page_opts, min_window, generation, notes))
+        fused = text_first(
+            opened,
+            vector,
+            opts,
+            text,
+            lambda ids: _fetch_records(opened, ids),
+            lambda record: (
+                record is not None
+                and record.id not in set(opts.exclude)
+                and _passes(record, opts, opened.guard.batch())
+            ),
+            lambda page_opts: rank(opened, vector, page_opts, min_window, generation, notes),
+        )
         if fused is not None:
             return fused
     if sort_by_score := opts.sort == "score":
@@ -82,8 +101,16 @@ def rank(opened: Opened, vector: np.ndarray, opts, min_window: int, generation: 
         kept = _date_sorted(kept[:DATE_SORT_POOL], newest_first=opts.sort == "date")
     results = kept[opts.offset : opts.offset + opts.k]
     has_more = len(kept) > opts.offset + opts.k
-    return SearchPage(results, opts.offset, opts.offset + len(results) if has_more else None,
-                      generation=opened.generation, strong=strong, hidden=hidden, cutoff=cutoff, notes=notes)
+    return SearchPage(
+        results,
+        opts.offset,
+        opts.offset + len(results) if has_more else None,
+        generation=opened.generation,
+        strong=strong,
+        hidden=hidden,
+        cutoff=cutoff,
+        notes=notes,
+    )
 
 
 def strong_cutoff(opened: Opened, vector: np.ndarray) -> float:
@@ -135,8 +162,17 @@ def _count_matching(store, opts) -> int:
     return len(store.ids_where(filters.sql_conditions(opts, store)))
 
 
-def _candidates(opened: Opened, vector, window: int, total: int, opts, passing: dict[int, object], guard,
-                among: np.ndarray | None, cutoff: float | None) -> tuple[list[SearchResult], bool]:
+def _candidates(
+    opened: Opened,
+    vector,
+    window: int,
+    total: int,
+    opts,
+    passing: dict[int, object],
+    guard,
+    among: np.ndarray | None,
+    cutoff: float | None,
+) -> tuple[list[SearchResult], bool]:
     """Filtered, collapsed results from the best ``window`` hits, in a prefix-stable order.
 
     ``among`` (ids, or None for the whole index) limits the hits; ``total`` is its size.
@@ -166,8 +202,9 @@ def _candidates(opened: Opened, vector, window: int, total: int, opts, passing: 
     new = [int(i) for i in ids if int(i) not in passing]
     excluded = set(opts.exclude)
     for image_id, record in zip(new, _fetch_records(opened, new)):
-        passing[image_id] = record if (record is not None and image_id not in excluded
-                                       and _passes(record, opts, guard)) else None
+        passing[image_id] = (
+            record if (record is not None and image_id not in excluded and _passes(record, opts, guard)) else None
+        )
     results: list[SearchResult] = []
     by_hash: dict[str, int] = {}
     by_shot: dict[tuple[str, str], tuple[int, bool]] = {}  # RAW+JPEG pairs of one shot: shown once
@@ -237,8 +274,10 @@ def _date_sorted(results: list[SearchResult], newest_first: bool) -> list[Search
     """By capture date (ties by score); photos without a date go last either way."""
     dated = [result for result in results if result.taken_at is not None]
     undated = [result for result in results if result.taken_at is None]
-    dated.sort(key=lambda result: (naive(result.taken_at), -result.score if newest_first else result.score),
-               reverse=newest_first)
+    dated.sort(
+        key=lambda result: (naive(result.taken_at), -result.score if newest_first else result.score),
+        reverse=newest_first,
+    )
     return dated + undated
 
 
@@ -255,8 +294,11 @@ def resolve_filters(opened: Opened, opts) -> tuple[object, tuple[str, ...]]:
             changes[item.name] = resolved
         if resolved not in known:
             offer = ", ".join(known[:8]) + (" …" if len(known) > 8 else "")
-            notes.append(f"No {item.label.lower()} called “{value}” is indexed" + (f" (there are: {offer})" if known
-                                                                                   else "") + ".")
+            notes.append(
+                f"No {item.label.lower()} called “{value}” is indexed"
+                + (f" (there are: {offer})" if known else "")
+                + "."
+            )
     return (replace(opts, **changes) if changes else opts), tuple(notes)
 
 

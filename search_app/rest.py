@@ -13,6 +13,7 @@ from ``python -m search_app add-token NAME`` (tokens.py); wrong tokens are slowe
 Bounds: request size, query length, results per page (the engine's), and requests at once: ``concurrency`` run, up to
 ``queue`` wait at most MAX_WAIT_S, more answer 503 with Retry-After at once.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -42,8 +43,17 @@ from .albums import ALBUM_K
 from .api import OPTIONS, PIN_ACTIONS, Answers, APIError, parameters
 from .auth import LoginThrottle, _Record
 from .filters import FILTERS
-from .limits import API_QUEUE, MAX_BODY_BYTES, MAX_K, MAX_QUERY_CHARS, MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, MAX_WAIT_S, \
-    RETRY_AFTER_S, SCREEN_SIZE
+from .limits import (
+    API_QUEUE,
+    MAX_BODY_BYTES,
+    MAX_K,
+    MAX_QUERY_CHARS,
+    MAX_UPLOAD_BYTES,
+    MAX_UPLOAD_PIXELS,
+    MAX_WAIT_S,
+    RETRY_AFTER_S,
+    SCREEN_SIZE,
+)
 from .paths import PathNotAllowedError
 from .private import cache_home, private_dir
 from .results import result_of
@@ -84,8 +94,10 @@ class Slots:
         try:
             await asyncio.wait_for(self._semaphore.acquire(), self.max_wait)
         except TimeoutError:
-            raise Busy(f"The server is busy: no search slot came free within {self.max_wait:g} s. "
-                       f"Try again in {RETRY_AFTER_S} s.") from None
+            raise Busy(
+                f"The server is busy: no search slot came free within {self.max_wait:g} s. "
+                f"Try again in {RETRY_AFTER_S} s."
+            ) from None
         try:
             yield
         finally:
@@ -100,8 +112,9 @@ class Gate:
     """ASGI middleware of the REST app, before any body is read: the token (slowed per client after wrong ones),
     then admission (503 + Retry-After when full), then the body size (413)."""
 
-    def __init__(self, app, tokens: TokenStore | None, slots: Slots, throttle: LoginThrottle,
-                 max_body: int = MAX_BODY_BYTES):
+    def __init__(
+        self, app, tokens: TokenStore | None, slots: Slots, throttle: LoginThrottle, max_body: int = MAX_BODY_BYTES
+    ):
         self.app, self.tokens, self.slots, self.throttle, self.max_body = app, tokens, slots, throttle, max_body
 
     async def __call__(self, scope, receive, send):
@@ -112,8 +125,12 @@ class Gate:
             if refusal is not None:
                 return await refusal(scope, receive, send)
         if not self.slots.admit():
-            busy = _answer(503, f"The server is busy ({self.slots.running} running, {self.slots.queue} waiting): "
-                                f"try again in {RETRY_AFTER_S} s.", {"Retry-After": str(RETRY_AFTER_S)})
+            busy = _answer(
+                503,
+                f"The server is busy ({self.slots.running} running, {self.slots.queue} waiting): "
+                f"try again in {RETRY_AFTER_S} s.",
+                {"Retry-After": str(RETRY_AFTER_S)},
+            )
             return await busy(scope, receive, send)
         left = False
 
@@ -137,8 +154,12 @@ class Gate:
         scheme, _, token = header.partition(" ")
         challenge = {"WWW-Authenticate": 'Bearer realm="photo search"'}
         if scheme.lower() != "bearer" or not token.strip():
-            return _answer(401, "This server needs an API token: send the header 'Authorization: Bearer TOKEN' "
-                                "(its owner makes one with: python -m search_app add-token NAME).", challenge)
+            return _answer(
+                401,
+                "This server needs an API token: send the header 'Authorization: Bearer TOKEN' "
+                "(its owner makes one with: python -m search_app add-token NAME).",
+                challenge,
+            )
         throttle = self.throttle
         now = time.monotonic()
         throttle._forget(now)
@@ -151,16 +172,23 @@ class Gate:
             if owner is None:
                 record.failures += 1
                 record.last = time.monotonic()
-                return _answer(401, "The API token was not accepted: it is wrong or was revoked. Make a new one "
-                                    "with: python -m search_app add-token NAME", challenge)
+                return _answer(
+                    401,
+                    "The API token was not accepted: it is wrong or was revoked. Make a new one "
+                    "with: python -m search_app add-token NAME",
+                    challenge,
+                )
             record.failures = 0
         scope.setdefault("state", {})["token_name"] = owner
         return None
 
     async def _limited(self, scope, receive, send):
         length = dict(scope.get("headers") or []).get(b"content-length")
-        too_big = _answer(413, f"The request is larger than {self.max_body // 2**20} MB: upload a photo of at most "
-                               f"{MAX_UPLOAD_BYTES // 2**20} MB.")
+        too_big = _answer(
+            413,
+            f"The request is larger than {self.max_body // 2**20} MB: upload a photo of at most "
+            f"{MAX_UPLOAD_BYTES // 2**20} MB.",
+        )
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             return await too_big(scope, receive, send)
         state = {"seen": 0, "over": False, "answered": False}
@@ -196,7 +224,7 @@ class _TooLarge(Exception):
 def _local_path(scope) -> str:
     path = scope.get("path", "")
     root = scope.get("root_path", "")
-    return path[len(root):] if root and path.startswith(root) else path
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 # -- the option parameters, from the Gradio API's one definition ------------------------------------------------
@@ -208,16 +236,24 @@ def _option_parameters(source) -> list[inspect.Parameter]:
     params = []
     for name, default, _ in parameters():
         kind = bool if isinstance(default, bool) else int if isinstance(default, int) else str
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind,
-                                        default=source(default, description=HELP.get(name, ""))))
+        params.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=kind,
+                default=source(default, description=HELP.get(name, "")),
+            )
+        )
     return params
 
 
 def _with_options(leading: list[inspect.Parameter], source) -> Callable:
     """Decorator: the route's signature is ``leading`` plus every option (FastAPI reads ``__signature__``)."""
+
     def decorate(handler):
         handler.__signature__ = inspect.Signature([*leading, *_option_parameters(source)])
         return handler
+
     return decorate
 
 
@@ -226,15 +262,24 @@ def _keyword(name: str, annotation, default) -> inspect.Parameter:
 
 
 TEXT_HELP = f"the query, in any language (at most {MAX_QUERY_CHARS} characters)"
-IMAGE_HELP = (f"a photo (JPEG, PNG, WebP, HEIC, ...; at most {MAX_UPLOAD_BYTES // 2**20} MB and "
-              f"{MAX_UPLOAD_PIXELS // 1_000_000} MP)")
+IMAGE_HELP = (
+    f"a photo (JPEG, PNG, WebP, HEIC, ...; at most {MAX_UPLOAD_BYTES // 2**20} MB and "
+    f"{MAX_UPLOAD_PIXELS // 1_000_000} MP)"
+)
 
 
 class RestAPI:
     """The REST app's routes over one engine; ``tokens`` None = no login (the server is on loopback)."""
 
-    def __init__(self, engine, tokens: TokenStore | None = None, concurrency: int = 1, queue: int = API_QUEUE,
-                 trust_forwarded: bool = False, max_wait: float = MAX_WAIT_S):
+    def __init__(
+        self,
+        engine,
+        tokens: TokenStore | None = None,
+        concurrency: int = 1,
+        queue: int = API_QUEUE,
+        trust_forwarded: bool = False,
+        max_wait: float = MAX_WAIT_S,
+    ):
         self.engine = engine
         self.answers = Answers(engine)
         self.tokens = tokens
@@ -254,18 +299,24 @@ class RestAPI:
 
     # -- the app ----------------------------------------------------------------------------------------------------
     def app(self) -> FastAPI:
-        app = FastAPI(title="mmE5 photo search", version="1", docs_url=None, redoc_url=None,
-                      openapi_url="/openapi.json",
-                      description="Search a photo library by text (any language), by image, or by image + text. "
-                                  "Errors answer {\"error\": sentence}. With a login, send 'Authorization: Bearer "
-                                  "TOKEN' (python -m search_app add-token NAME).")
+        app = FastAPI(
+            title="mmE5 photo search",
+            version="1",
+            docs_url=None,
+            redoc_url=None,
+            openapi_url="/openapi.json",
+            description="Search a photo library by text (any language), by image, or by image + text. "
+            'Errors answer {"error": sentence}. With a login, send \'Authorization: Bearer '
+            "TOKEN' (python -m search_app add-token NAME).",
+        )
         app.add_middleware(Gate, tokens=self.tokens, slots=self.slots, throttle=self.throttle)
         for error_type, status in ((APIError, 400), (PathNotAllowedError, 403), (Busy, 503), (HTTPException, None)):
             app.add_exception_handler(error_type, _error_answer(status))
         app.add_exception_handler(RequestValidationError, _validation_error)
         app.include_router(self.open_routes())
-        app.include_router(self.routes(), dependencies=[Security(HTTPBearer(auto_error=False,
-                                                                            description="an API token"))])
+        app.include_router(
+            self.routes(), dependencies=[Security(HTTPBearer(auto_error=False, description="an API token"))]
+        )
         return app
 
     def mount(self) -> Mount:
@@ -292,10 +343,18 @@ class RestAPI:
         @router.get("/info", summary="The index: photo count, model, indexed folders, and this API's limits")
         async def info():
             stats = await run_in_threadpool(self.engine.stats)
-            return {**stats, "api": "v1", "limits": {
-                "max_k": MAX_K, "max_query_chars": MAX_QUERY_CHARS, "max_upload_bytes": MAX_UPLOAD_BYTES,
-                "max_upload_pixels": MAX_UPLOAD_PIXELS, "concurrency": self.slots.running,
-                "queue": self.slots.queue}}
+            return {
+                **stats,
+                "api": "v1",
+                "limits": {
+                    "max_k": MAX_K,
+                    "max_query_chars": MAX_QUERY_CHARS,
+                    "max_upload_bytes": MAX_UPLOAD_BYTES,
+                    "max_upload_pixels": MAX_UPLOAD_PIXELS,
+                    "concurrency": self.slots.running,
+                    "queue": self.slots.queue,
+                },
+            }
 
         @router.get("/search/text", summary="Photos matching a text in any language")
         @_with_options([_keyword("text", str, Query(..., description=TEXT_HELP))], Query)
@@ -308,11 +367,17 @@ class RestAPI:
             return await self.work(_with_upload, answers.search_image, values.pop("image"), **values)
 
         @router.post("/search/composed", summary="Photos like the uploaded image, changed as the text says")
-        @_with_options([_keyword("image", UploadFile, File(..., description=IMAGE_HELP)),
-                        _keyword("text", str, Form(..., description=TEXT_HELP))], Form)
+        @_with_options(
+            [
+                _keyword("image", UploadFile, File(..., description=IMAGE_HELP)),
+                _keyword("text", str, Form(..., description=TEXT_HELP)),
+            ],
+            Form,
+        )
         async def search_composed(**values):
-            return await self.work(_with_upload, answers.search_composed, values.pop("image"), values.pop("text"),
-                                   **values)
+            return await self.work(
+                _with_upload, answers.search_composed, values.pop("image"), values.pop("text"), **values
+            )
 
         @router.get("/photos/{image_id}", summary="One photo's record (as in search results) and its file links")
         async def photo(image_id: int):
@@ -320,28 +385,39 @@ class RestAPI:
             payload = result_of(record, 0.0).to_json()
             del payload["score"]
             base = f"{PREFIX}/photos/{int(record.id)}"
-            payload["links"] = {"preview": f"{base}/preview", "screen": f"{base}/screen",
-                                "original": f"{base}/original"}
+            payload["links"] = {
+                "preview": f"{base}/preview",
+                "screen": f"{base}/screen",
+                "original": f"{base}/original",
+            }
             return payload
 
-        @router.get("/photos/{image_id}/preview", summary=f"A small JPEG ({PREVIEW_SIZE} px long side)",
-                    response_class=FileResponse)
+        @router.get(
+            "/photos/{image_id}/preview",
+            summary=f"A small JPEG ({PREVIEW_SIZE} px long side)",
+            response_class=FileResponse,
+        )
         async def preview(image_id: int):
             return await self._rendition(image_id, self.previews)
 
-        @router.get("/photos/{image_id}/screen", response_class=FileResponse,
-                    summary=f"A screen-sized JPEG ({SCREEN_SIZE} px long side, upright as the camera meant)")
+        @router.get(
+            "/photos/{image_id}/screen",
+            response_class=FileResponse,
+            summary=f"A screen-sized JPEG ({SCREEN_SIZE} px long side, upright as the camera meant)",
+        )
         async def screen(image_id: int):
             return await self._rendition(image_id, self.screens)
 
-        @router.get("/photos/{image_id}/original", summary="The original file, as indexed",
-                    response_class=FileResponse)
+        @router.get("/photos/{image_id}/original", summary="The original file, as indexed", response_class=FileResponse)
         async def original(image_id: int):
             record = self._record(image_id)
             path = self.engine.servable_path(record.path)
             if not path.is_file():
-                raise HTTPException(404, f"photo {int(record.id)}: the original is not here (moved or deleted since "
-                                         "indexing, or not published with this index); its preview is")
+                raise HTTPException(
+                    404,
+                    f"photo {int(record.id)}: the original is not here (moved or deleted since "
+                    "indexing, or not published with this index); its preview is",
+                )
             return FileResponse(path, filename=printable(path.name), content_disposition_type="inline")
 
         @router.get("/albums", summary="The index's albums (saved searches)")
@@ -353,20 +429,28 @@ class RestAPI:
             return await self.work(answers.open_album, name, k)
 
         @router.put("/albums/{name}", summary="Save a text query with its options as an album (pins are kept)")
-        @_with_options([_keyword("name", str, Path_(..., description="the album's name")),
-                        _keyword("text", str, Query(..., description=TEXT_HELP))], Query)
+        @_with_options(
+            [
+                _keyword("name", str, Path_(..., description="the album's name")),
+                _keyword("text", str, Query(..., description=TEXT_HELP)),
+            ],
+            Query,
+        )
         async def save_album(**values):
             return await run_in_threadpool(answers.save_album, values.pop("name"), values.pop("text"), **values)
 
-        @router.post("/albums/{name}/photos/{image_id}", summary="Pin a photo into an album, remove it for good, "
-                     "or undo either")
-        async def album_photo(name: str, image_id: int, action: str = Query(
-                "pin", description=f"one of {', '.join(PIN_ACTIONS)}")):
+        @router.post(
+            "/albums/{name}/photos/{image_id}", summary="Pin a photo into an album, remove it for good, or undo either"
+        )
+        async def album_photo(
+            name: str, image_id: int, action: str = Query("pin", description=f"one of {', '.join(PIN_ACTIONS)}")
+        ):
             return await run_in_threadpool(answers.album_photo, name, image_id, action)
 
         @router.get("/similar-groups", summary="Groups of near-identical photos (best first in each)")
-        async def similar_groups(threshold: float | None = Query(None, description="least similarity, 0–1 "
-                                                                  "(default: the model's)")):
+        async def similar_groups(
+            threshold: float | None = Query(None, description="least similarity, 0–1 (default: the model's)"),
+        ):
             return await self.work(answers.similar_groups, threshold)
 
         return router
@@ -393,10 +477,12 @@ class RestAPI:
 
 def _error_answer(status: int | None):
     """An exception handler answering ``{"error": sentence}`` (HTTPException: its own status and headers)."""
+
     async def handler(_request, error):
         if isinstance(error, HTTPException):
             return _answer(error.status_code, str(error.detail), getattr(error, "headers", None))
         return _answer(status, str(error), {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None)
+
     return handler
 
 
@@ -437,6 +523,11 @@ def rest_routes(engine, auth, args) -> list[Mount]:
     from .tokens import tokens_file_for
 
     tokens = TokenStore(tokens_file_for(args.auth_file)) if auth is not None else None
-    api = RestAPI(engine, tokens, concurrency=args.concurrency, queue=args.api_queue,
-                  trust_forwarded=bool(os.environ.get("SPACE_ID")))
+    api = RestAPI(
+        engine,
+        tokens,
+        concurrency=args.concurrency,
+        queue=args.api_queue,
+        trust_forwarded=bool(os.environ.get("SPACE_ID")),
+    )
     return [api.mount()]

@@ -1,4 +1,5 @@
 """What a search returns: SearchResult (one photo) and SearchPage (one page of a ranking), as plain JSON too."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -54,9 +55,17 @@ class SearchResult:
             "longitude": self.longitude,
             "also_at": [printable(path) for path in self.also_at],
             "media_type": self.media_type,
-            **({"timestamp_s": self.timestamp_s, "duration_s": self.duration_s,
-                "moments": [{"timestamp_s": seconds, "score": round(float(score), 6)} for seconds, score in self.moments]}
-               if self.media_type == "video" else {}),
+            **(
+                {
+                    "timestamp_s": self.timestamp_s,
+                    "duration_s": self.duration_s,
+                    "moments": [
+                        {"timestamp_s": seconds, "score": round(float(score), 6)} for seconds, score in self.moments
+                    ],
+                }
+                if self.media_type == "video"
+                else {}
+            ),
             **({"text_match": self.text_match.to_json()} if self.text_match is not None else {}),
         }
 
@@ -96,8 +105,11 @@ class SearchPage:
             "notes": list(self.notes),
         }
         if self.strong is not None:
-            payload["strong_matches"] = {"strong": self.strong, "hidden": self.hidden,
-                                         "cutoff": None if self.cutoff is None else round(float(self.cutoff), 6)}
+            payload["strong_matches"] = {
+                "strong": self.strong,
+                "hidden": self.hidden,
+                "cutoff": None if self.cutoff is None else round(float(self.cutoff), 6),
+            }
         if self.query_dates is not None:
             payload["query_dates"] = self.query_dates
         if self.query_place is not None:
@@ -109,11 +121,21 @@ class SearchPage:
 
 def result_of(record, score: float) -> SearchResult:
     return SearchResult(
-        path=record.path, score=score, size=int(record.size or 0), taken_at=record.taken_at,
-        image_id=int(record.id), content_hash=record.content_hash or "",
-        width=record.width, height=record.height, relpath=record.relpath or "", camera=record.camera,
-        latitude=_degrees(getattr(record, "latitude", None)), longitude=_degrees(getattr(record, "longitude", None)),
-        media_type=record.media_type, timestamp_s=record.timestamp_s, duration_s=record.duration_s,
+        path=record.path,
+        score=score,
+        size=int(record.size or 0),
+        taken_at=record.taken_at,
+        image_id=int(record.id),
+        content_hash=record.content_hash or "",
+        width=record.width,
+        height=record.height,
+        relpath=record.relpath or "",
+        camera=record.camera,
+        latitude=_degrees(getattr(record, "latitude", None)),
+        longitude=_degrees(getattr(record, "longitude", None)),
+        media_type=record.media_type,
+        timestamp_s=record.timestamp_s,
+        duration_s=record.duration_s,
         moments=((record.timestamp_s, score),) if record.media_type == "video" else (),
     )
 

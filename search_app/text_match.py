@@ -7,6 +7,7 @@ they meet the app's ranking: filters, excluded ids, identical copies and pages. 
 vector ranking without them, so an exact text hit is never pushed off page 1 by weak vector hits; a query without
 a text hit returns None and ranks exactly as the vector search alone.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -49,17 +50,21 @@ def text_first(opened, vector: np.ndarray, opts, text: str, fetch, passes, vecto
         results.append(result)
     head = results[opts.offset : opts.offset + opts.k]
     wanted = opts.k - len(head)
-    rest = vector_page(replace(opts, exclude=(*opts.exclude, *scores), offset=max(0, opts.offset - len(results)),
-                               k=max(wanted, 1)))
+    rest = vector_page(
+        replace(opts, exclude=(*opts.exclude, *scores), offset=max(0, opts.offset - len(results)), k=max(wanted, 1))
+    )
     tail = rest.results[:wanted]
     more = opts.offset + opts.k < len(results) or (rest.next_offset is not None if wanted else bool(rest.results))
     shown = head + tail
-    return replace(rest, results=shown, offset=opts.offset,
-                   next_offset=opts.offset + len(shown) if more else None)
+    return replace(rest, results=shown, offset=opts.offset, next_offset=opts.offset + len(shown) if more else None)
 
 
-SOURCE_LABELS = {"ocr": "text in the photo", "filename": "file name", "keywords": "keywords",
-                 "description": "description"}
+SOURCE_LABELS = {
+    "ocr": "text in the photo",
+    "filename": "file name",
+    "keywords": "keywords",
+    "description": "description",
+}
 
 
 def snippet_html(match) -> str:

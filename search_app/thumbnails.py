@@ -1,4 +1,5 @@
 """Small JPEG previews for the gallery, so a page of camera photos is kilobytes, not megabytes."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,7 @@ def default_cache_dir() -> Path:
 class ThumbnailCache:
     """One preview per (content hash, size); written atomically so a kill never leaves half a file."""
 
-    def __init__(self, cache_dir: str | os.PathLike | None = None, size: int = DEFAULT_SIZE,
-                 published=None):
+    def __init__(self, cache_dir: str | os.PathLike | None = None, size: int = DEFAULT_SIZE, published=None):
         self.dir = private_dir(cache_dir or default_cache_dir())
         self.size = size
         self.published = published  # content hash -> preview file of a published index (originals absent), or None

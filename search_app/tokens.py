@@ -12,6 +12,7 @@ protects guessable passwords only, and would be paid on every API request instea
 way for anyone sending wrong tokens to burn the server's CPU). The comparison is constant-time and visits every
 entry. Guessing over the network is slowed per client exactly like wrong passwords (auth.LoginThrottle's schedule).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -62,10 +63,17 @@ def read_tokens(path: str | os.PathLike) -> dict[str, tuple[str, str]]:
         name, _, stored = line.partition(":")
         scheme, _, rest = stored.partition("$")
         salt, _, digest = rest.partition("$")
-        if (not NAME.match(name) or scheme != SCHEME or len(salt) != 32 or len(digest) != 64
-                or (salt + digest).strip("0123456789abcdef")):
-            raise AuthError(f"{path}, line {number}: expected NAME:sha256$SALT$DIGEST (as written by "
-                            "python -m search_app add-token NAME)")
+        if (
+            not NAME.match(name)
+            or scheme != SCHEME
+            or len(salt) != 32
+            or len(digest) != 64
+            or (salt + digest).strip("0123456789abcdef")
+        ):
+            raise AuthError(
+                f"{path}, line {number}: expected NAME:sha256$SALT$DIGEST (as written by "
+                "python -m search_app add-token NAME)"
+            )
         tokens[name] = (salt, digest)
     return tokens
 
@@ -147,37 +155,53 @@ def _parser(command: str, description: str, example: str):
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog=f"python -m search_app {command}", description=description, epilog=example,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog=f"python -m search_app {command}",
+        description=description,
+        epilog=example,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("name", help="token name, e.g. a user or a device (no spaces, ':' or '#')")
-    parser.add_argument("--auth-file", type=Path, default=Settings.from_env().auth_file or default_users_file(),
-                        help="users file the app is started with; the tokens file lies beside it (FILE.tokens) "
-                             f"[env MME5_AUTH_FILE; default {default_users_file()}]")
+    parser.add_argument(
+        "--auth-file",
+        type=Path,
+        default=Settings.from_env().auth_file or default_users_file(),
+        help="users file the app is started with; the tokens file lies beside it (FILE.tokens) "
+        f"[env MME5_AUTH_FILE; default {default_users_file()}]",
+    )
     return parser
 
 
 def add_token_cli(argv: list[str]) -> int:
     """``python -m search_app add-token NAME [--auth-file FILE]``: the token on stdout (only once), notes on stderr."""
-    parser = _parser("add-token", "Make an API token for the REST routes (/api/v1) and print it once. A token "
-                     "of that name made before stops working.",
-                     "Examples:\n  python -m search_app add-token alice\n"
-                     "  TOKEN=$(python -m search_app add-token kitchen-frame --auth-file /etc/mme5/users)\n"
-                     "  curl -H \"Authorization: Bearer $TOKEN\" 'http://HOST:7860/api/v1/search/text?text=beach'")
+    parser = _parser(
+        "add-token",
+        "Make an API token for the REST routes (/api/v1) and print it once. A token "
+        "of that name made before stops working.",
+        "Examples:\n  python -m search_app add-token alice\n"
+        "  TOKEN=$(python -m search_app add-token kitchen-frame --auth-file /etc/mme5/users)\n"
+        "  curl -H \"Authorization: Bearer $TOKEN\" 'http://HOST:7860/api/v1/search/text?text=beach'",
+    )
     args = parser.parse_args(argv)
     if not NAME.match(args.name):
         parser.error(f"{args.name!r}: a token name is 1-64 characters without spaces, ':' or '#'")
     path = tokens_file_for(args.auth_file)
     token = add_token(path, args.name)
     print(token)
-    print(f"made the API token {args.name!r} in {path} (only its hash is stored: copy it now, it is not shown "
-          "again). Send it as: Authorization: Bearer TOKEN", file=sys.stderr)
+    print(
+        f"made the API token {args.name!r} in {path} (only its hash is stored: copy it now, it is not shown "
+        "again). Send it as: Authorization: Bearer TOKEN",
+        file=sys.stderr,
+    )
     return 0
 
 
 def revoke_token_cli(argv: list[str]) -> int:
     """``python -m search_app revoke-token NAME [--auth-file FILE]``."""
-    parser = _parser("revoke-token", "Revoke an API token: a running app refuses it from its next request.",
-                     "Example:\n  python -m search_app revoke-token kitchen-frame")
+    parser = _parser(
+        "revoke-token",
+        "Revoke an API token: a running app refuses it from its next request.",
+        "Example:\n  python -m search_app revoke-token kitchen-frame",
+    )
     args = parser.parse_args(argv)
     path = tokens_file_for(args.auth_file)
     revoke_token(path, args.name)

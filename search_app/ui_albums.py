@@ -4,6 +4,7 @@ Albums are saved searches (storage: search_app/albums.py; opening, zipping and w
 search_app/album_views.py). Similar-photo groups come from indexer/similar.py. Both show a fixed list of photos in
 the results area through ``show_list`` (SearchUI's), which has no pages and is not re-ranked by the filters.
 """
+
 from __future__ import annotations
 
 import html
@@ -70,8 +71,14 @@ class AlbumPanel:
     def layout() -> AlbumWidgets:
         with gr.Accordion("Albums (saved searches)", open=False, elem_id="albums"):
             with gr.Row():
-                album_name = gr.Textbox(label="Album name", placeholder="e.g. Beach 2023", elem_id="album_name",
-                                        max_lines=1, scale=2, max_length=MAX_ALBUM_NAME_CHARS)
+                album_name = gr.Textbox(
+                    label="Album name",
+                    placeholder="e.g. Beach 2023",
+                    elem_id="album_name",
+                    max_lines=1,
+                    scale=2,
+                    max_length=MAX_ALBUM_NAME_CHARS,
+                )
                 save_album = gr.Button("Save this search as an album", elem_id="save_album", scale=1)
             with gr.Row():
                 album_list = gr.Dropdown(label="Your albums", choices=[], value=None, elem_id="album_list", scale=2)
@@ -84,33 +91,67 @@ class AlbumPanel:
             album_zip = gr.DownloadButton("Download zip", visible=False, elem_id="album_zip")
         with gr.Accordion("Similar photos (bursts, edits, resized copies)", open=False, elem_id="similar_panel"):
             with gr.Row():
-                threshold = gr.Number(label="Least similarity (the model's default)", value=None,
-                                      minimum=0.0, maximum=1.0, step=0.001, elem_id="threshold", scale=2)
+                threshold = gr.Number(
+                    label="Least similarity (the model's default)",
+                    value=None,
+                    minimum=0.0,
+                    maximum=1.0,
+                    step=0.001,
+                    elem_id="threshold",
+                    scale=2,
+                )
                 find_groups = gr.Button("Find groups of near-identical photos", elem_id="find_groups", scale=1)
-        return AlbumWidgets(album_name=album_name, save_album=save_album, album_list=album_list,
-                            open_album=open_album, pin=pin, remove=remove, unpin=unpin, make_zip=make_zip,
-                            album_zip=album_zip, threshold=threshold, find_groups=find_groups)
+        return AlbumWidgets(
+            album_name=album_name,
+            save_album=save_album,
+            album_list=album_list,
+            open_album=open_album,
+            pin=pin,
+            remove=remove,
+            unpin=unpin,
+            make_zip=make_zip,
+            album_zip=album_zip,
+            threshold=threshold,
+            find_groups=find_groups,
+        )
 
-    def wire(self, demo: gr.Blocks, page, values: list, newest: Callable, busy: dict, queued: dict,
-             after_search: dict) -> None:
+    def wire(
+        self, demo: gr.Blocks, page, values: list, newest: Callable, busy: dict, queued: dict, after_search: dict
+    ) -> None:
         """The panel's events (``page``: ui_layout.Page; ``values``: the option components; ``newest``: the
         latest-only wrapper; ``busy``, ``queued``, ``after_search``: SearchUI's event settings)."""
         widgets, outputs = page.panel, page.outputs()
-        widgets.save_album.click(self.on_save_album, [widgets.album_name, page.session, *values],
-                                 [page.status, widgets.album_list], queue=False, api_visibility="private")
-        widgets.open_album.click(**busy).then(newest(self.on_open_album, True), [widgets.album_list], outputs,
-                                              **queued).then(**after_search)
-        for button, handler in ((widgets.pin, self.on_pin), (widgets.remove, self.on_remove),
-                                (widgets.unpin, self.on_unpin)):
+        widgets.save_album.click(
+            self.on_save_album,
+            [widgets.album_name, page.session, *values],
+            [page.status, widgets.album_list],
+            queue=False,
+            api_visibility="private",
+        )
+        widgets.open_album.click(**busy).then(
+            newest(self.on_open_album, True), [widgets.album_list], outputs, **queued
+        ).then(**after_search)
+        for button, handler in (
+            (widgets.pin, self.on_pin),
+            (widgets.remove, self.on_remove),
+            (widgets.unpin, self.on_unpin),
+        ):
             button.click(newest(handler, True), [widgets.album_list, page.selected], outputs, **queued)
         heavy = dict(queued, concurrency_id=HEAVY_SLOT, concurrency_limit=HEAVY_CONCURRENCY)  # searches don't wait
-        widgets.make_zip.click(self.on_make_zip, [widgets.album_list], [widgets.album_zip, page.status],
-                               api_visibility="private", concurrency_id=HEAVY_SLOT,
-                               concurrency_limit=HEAVY_CONCURRENCY)
-        widgets.find_groups.click(**busy).then(newest(self.on_groups, True), [widgets.threshold], outputs,
-                                               **heavy).then(**after_search)
-        demo.load(self.on_page_ready, None, [widgets.album_list, widgets.threshold], queue=False,
-                  api_visibility="private")
+        widgets.make_zip.click(
+            self.on_make_zip,
+            [widgets.album_list],
+            [widgets.album_zip, page.status],
+            api_visibility="private",
+            concurrency_id=HEAVY_SLOT,
+            concurrency_limit=HEAVY_CONCURRENCY,
+        )
+        widgets.find_groups.click(**busy).then(
+            newest(self.on_groups, True), [widgets.threshold], outputs, **heavy
+        ).then(**after_search)
+        demo.load(
+            self.on_page_ready, None, [widgets.album_list, widgets.threshold], queue=False, api_visibility="private"
+        )
 
     # -- handlers --------------------------------------------------------------------------------
     def on_page_ready(self):
@@ -129,14 +170,21 @@ class AlbumPanel:
         if session is None or not (session.text or session.similar_to is not None):
             return "Search first (a text, or “More like this”), then save the search as an album.", gr.update()
         try:
-            query, options = saved_search(self.search_options(session, values), text=session.text,
-                                          similar_to=session.similar_to, dates_from_text=bool(session.dates),
-                                          place_from_text=bool(session.place))
+            query, options = saved_search(
+                self.search_options(session, values),
+                text=session.text,
+                similar_to=session.similar_to,
+                dates_from_text=bool(session.dates),
+                place_from_text=bool(session.place),
+            )
             album = self.engine.albums.save(name, query, options)
         except ALBUM_ERRORS as error:
             return f"⚠️ {html.escape(str(error))}", gr.update()
-        return (f"Saved the album “{html.escape(album.name)}”: open it any time to run the search again "
-                "(new photos appear).", gr.update(choices=self.engine.albums.names(), value=album.name))
+        return (
+            f"Saved the album “{html.escape(album.name)}”: open it any time to run the search again "
+            "(new photos appear).",
+            gr.update(choices=self.engine.albums.names(), value=album.name),
+        )
 
     def on_open_album(self, name, progress=gr.Progress()):
         """An album's photos now: pinned ones first (📌), then its saved search run again; removed ones never."""
@@ -196,8 +244,12 @@ class AlbumPanel:
         except ALBUM_ERRORS as error:
             return gr.update(visible=False), f"⚠️ {_shown(str(error))}"
         size = human_size(target.stat().st_size)
-        return (gr.update(value=served, visible=True, label=f"Download “{name}” ({counted(len(results), 'photo')}, {size})"),
-                f"The zip of “{html.escape(name)}” is ready: {counted(len(results), 'photo')}, {size}.")
+        return (
+            gr.update(
+                value=served, visible=True, label=f"Download “{name}” ({counted(len(results), 'photo')}, {size})"
+            ),
+            f"The zip of “{html.escape(name)}” is ready: {counted(len(results), 'photo')}, {size}.",
+        )
 
     def on_groups(self, threshold, progress=gr.Progress()):
         """Groups of near-identical photos in the results area, the best of each marked ★ (indexer/similar.py)."""
@@ -207,8 +259,9 @@ class AlbumPanel:
         except (ValueError, TypeError) as error:
             return message(f"⚠️ {html.escape(str(error))}", keep=True)
         if not groups:
-            return message(f"No near-identical photos at similarity ≥ {used:g}. Lower the threshold to find "
-                           "looser matches.")
+            return message(
+                f"No near-identical photos at similarity ≥ {used:g}. Lower the threshold to find looser matches."
+            )
         results, marks = [], {}
         for number, group in enumerate(groups[:MAX_GROUPS_SHOWN], start=1):
             for member in group.members:
@@ -218,6 +271,8 @@ class AlbumPanel:
                     continue
                 marks[member.image_id] = f"group {number} · " + ("★ best · " if member is group.best else "")
         more = f" (showing the first {MAX_GROUPS_SHOWN})" if len(groups) > MAX_GROUPS_SHOWN else ""
-        what = (f"{counted(len(groups), 'group')} of near-identical photos at similarity ≥ {used:g}{more}; ★ marks the best "
-                "of each (most pixels, then sharpest)")
+        what = (
+            f"{counted(len(groups), 'group')} of near-identical photos at similarity ≥ {used:g}{more}; ★ marks the best "
+            "of each (most pixels, then sharpest)"
+        )
         return self.show_list(results, what, marks, progress)

@@ -4,6 +4,7 @@
 (search_app/ui.py) wires their events to the handlers. ``Page.outputs`` lists the components that handlers repaint,
 in the order ``ui_reply.OUTPUTS`` names them.
 """
+
 from __future__ import annotations
 
 import abc
@@ -19,22 +20,36 @@ from . import map_view, video_view
 from .ui_reply import OUTPUTS
 
 PLACEHOLDER = "a cat on a sofa · кошка на диване · 沙发上的猫 · قطة على الأريكة · un perro en la playa"
-SMOKE_NOTICE = ("This demo model has random weights: results are random (--tiny). Start the app with --model to "
-                "search for real.")
+SMOKE_NOTICE = (
+    "This demo model has random weights: results are random (--tiny). Start the app with --model to search for real."
+)
 SORT_LABELS = {"Best match": "score", "Newest first": "date", "Oldest first": "date_asc"}
 ACCENT = "#1d4ed8"  # blue-700: white on it is 6.7:1, it on white 6.7:1 (WCAG AA for text and focus rings)
 # One accent across Gradio's components (buttons, checkboxes, radios, sliders, links, focus), not Gradio's orange.
 THEME = gr.themes.Default(primary_hue=gr.themes.colors.blue).set(
-    color_accent=ACCENT, color_accent_soft="#dbeafe", button_primary_background_fill=ACCENT,
-    button_primary_background_fill_hover="#1e40af", button_primary_border_color=ACCENT,
-    button_primary_text_color="#ffffff", checkbox_background_color_selected=ACCENT,
-    checkbox_border_color_selected=ACCENT, checkbox_border_color_focus=ACCENT, slider_color=ACCENT,
-    link_text_color=ACCENT, link_text_color_hover="#1e40af", loader_color=ACCENT,
-    input_border_color_focus=ACCENT)
-INTRO = ("<h1>Photo search</h1><p>Describe a photo in any language, upload a photo to find similar ones, or do both "
-         "to change it (“this, but at night”). Dates like “beach July 2023” become a filter.</p>")
+    color_accent=ACCENT,
+    color_accent_soft="#dbeafe",
+    button_primary_background_fill=ACCENT,
+    button_primary_background_fill_hover="#1e40af",
+    button_primary_border_color=ACCENT,
+    button_primary_text_color="#ffffff",
+    checkbox_background_color_selected=ACCENT,
+    checkbox_border_color_selected=ACCENT,
+    checkbox_border_color_focus=ACCENT,
+    slider_color=ACCENT,
+    link_text_color=ACCENT,
+    link_text_color_hover="#1e40af",
+    loader_color=ACCENT,
+    input_border_color_focus=ACCENT,
+)
+INTRO = (
+    "<h1>Photo search</h1><p>Describe a photo in any language, upload a photo to find similar ones, or do both "
+    "to change it (“this, but at night”). Dates like “beach July 2023” become a filter.</p>"
+)
 
-CSS = map_view.CSS + """
+CSS = (
+    map_view.CSS
+    + """
 #footer { font-size: 0.85em; }
 #status p { margin: 0.2em 0; }
 #intro h1 { font-size: 1.6em; margin: 0 0 0.2em; }
@@ -82,6 +97,7 @@ CSS = map_view.CSS + """
   #results .thumbnail-item { min-height: 44px; }
 }
 """
+)
 
 # Runs once on page load: status line as a live region, suggestions for filter boxes, Escape returns focus.
 JS = r"""
@@ -219,17 +235,19 @@ SCROLL_TO_NEW_JS = """
 """
 
 
-
 # -- The first screen (before any search): the newest photos as the results and example queries in the browser's
 #    language. The chips are drawn by EXAMPLES_JS from EXAMPLES; clicking one types it into the query box and searches.
 EXAMPLES = {  # navigator.language's primary subtag -> (what the row is called, 4 example queries)
     "en": ("Try", ["a dog on the beach", "sunset over the sea", "birthday cake", "snow in the mountains"]),
-    "de": ("Probieren Sie", ["ein Hund am Strand", "Sonnenuntergang am Meer", "Geburtstagskuchen",
-                             "Schnee in den Bergen"]),
-    "fr": ("Essayez", ["un chien sur la plage", "coucher de soleil sur la mer", "gâteau d’anniversaire",
-                       "neige en montagne"]),
-    "es": ("Pruebe", ["un perro en la playa", "atardecer sobre el mar", "pastel de cumpleaños",
-                      "nieve en la montaña"]),
+    "de": (
+        "Probieren Sie",
+        ["ein Hund am Strand", "Sonnenuntergang am Meer", "Geburtstagskuchen", "Schnee in den Bergen"],
+    ),
+    "fr": (
+        "Essayez",
+        ["un chien sur la plage", "coucher de soleil sur la mer", "gâteau d’anniversaire", "neige en montagne"],
+    ),
+    "es": ("Pruebe", ["un perro en la playa", "atardecer sobre el mar", "pastel de cumpleaños", "nieve en la montaña"]),
     "ja": ("例えば", ["浜辺の犬", "海に沈む夕日", "誕生日ケーキ", "雪の山"]),
     "ar": ("جرّب", ["كلب على الشاطئ", "غروب الشمس فوق البحر", "كعكة عيد ميلاد", "ثلج على الجبال"]),
     "ru": ("Попробуйте", ["собака на пляже", "закат над морем", "торт на день рождения", "снег в горах"]),
@@ -300,7 +318,6 @@ EXAMPLES_JS = """
 CSS += EXAMPLES_CSS
 
 
-
 # -- Log out (login on): a link to Gradio's /logout, which ends the session (every login of this user) and comes back
 #    to the login page (search_app/login_page.py). Relative, so it works behind a proxy's path prefix too.
 LOGOUT_HTML = '<nav aria-label="Account"><a id="logout" href="logout">Log out</a></nav>'
@@ -315,7 +332,6 @@ CSS += LOGOUT_CSS
 def logout_link() -> gr.HTML:
     """The "Log out" control at the top of the page (call inside ``gr.Blocks``, only when login is on)."""
     return gr.HTML(LOGOUT_HTML, elem_id="logout_bar")
-
 
 
 # -- The viewer's moves: previous / next result (buttons, ←/→, a sideways swipe) and zoom to the original at 100 %
@@ -386,7 +402,6 @@ def viewer_controls() -> tuple:
     return previous, following, zoom, fit
 
 
-
 # -- Names for Gradio's own controls (axe: 0 serious, 0 critical on every state). Gradio names each thumbnail
 #    "Thumbnail N of M" while it shows the photo's caption, names the upload button differently from its visible
 #    text, and leaves the button around a shown image without a name; a screen reader then hears numbers, not photos.
@@ -439,9 +454,17 @@ def _lenient_preprocess(self, payload):
 # Gradio rebuilds a component from its class when an event updates it. Made with ABCMeta.__new__ so
 # Gradio's ComponentMeta does not write a .pyi file next to this module; ``is_template`` makes the page
 # use the ordinary image widget.
-UploadImage = abc.ABCMeta.__new__(type(gr.Image), "UploadImage", (gr.Image,), {
-    "preprocess": _lenient_preprocess, "is_template": True, "__module__": __name__,
-    "__doc__": "gr.Image for uploads that are checked by the app (search_app/uploads.py), not by PIL here."})
+UploadImage = abc.ABCMeta.__new__(
+    type(gr.Image),
+    "UploadImage",
+    (gr.Image,),
+    {
+        "preprocess": _lenient_preprocess,
+        "is_template": True,
+        "__module__": __name__,
+        "__doc__": "gr.Image for uploads that are checked by the app (search_app/uploads.py), not by PIL here.",
+    },
+)
 
 
 def upload_image(**kwargs) -> gr.Image:
@@ -498,28 +521,62 @@ class Page:
 
     def controls(self) -> dict:
         """Every option's component by option name (``ui.OPTION_NAMES``)."""
-        return {**self.boxes, "sort": self.sort, "collapse": self.collapse, "without": self.without,
-                "strong_only": self.strong, "dates_in_text": self.dates, "places_in_text": self.places,
-                "show_scores": self.scores}
+        return {
+            **self.boxes,
+            "sort": self.sort,
+            "collapse": self.collapse,
+            "without": self.without,
+            "strong_only": self.strong,
+            "dates_in_text": self.dates,
+            "places_in_text": self.places,
+            "show_scores": self.scores,
+        }
 
     def outputs(self) -> list:
         """The components handlers repaint, in ``OUTPUTS``' order."""
-        by_name = {"gallery": self.gallery, "status": self.status, "session": self.session, "more": self.more,
-                   "similar": self.similar, "details": self.details, "selected": self.selected,
-                   "date_chip": self.date_chip, "show_all": self.show_all, "source": self.source,
-                   "search": self.search, "original": self.original, "accordion": self.accordion, "url": self.url,
-                   "first_new": self.first_new, "query": self.query, "dates": self.dates, "upload": self.upload,
-                   "place_chip": self.place_chip, "places": self.places, "albums": self.panel.album_list,
-                   "album_zip": self.panel.album_zip, "viewer": self.viewer,
-                   "map": self.map_data, "area_chip": self.area_chip}
+        by_name = {
+            "gallery": self.gallery,
+            "status": self.status,
+            "session": self.session,
+            "more": self.more,
+            "similar": self.similar,
+            "details": self.details,
+            "selected": self.selected,
+            "date_chip": self.date_chip,
+            "show_all": self.show_all,
+            "source": self.source,
+            "search": self.search,
+            "original": self.original,
+            "accordion": self.accordion,
+            "url": self.url,
+            "first_new": self.first_new,
+            "query": self.query,
+            "dates": self.dates,
+            "upload": self.upload,
+            "place_chip": self.place_chip,
+            "places": self.places,
+            "albums": self.panel.album_list,
+            "album_zip": self.panel.album_zip,
+            "viewer": self.viewer,
+            "map": self.map_data,
+            "area_chip": self.area_chip,
+        }
         missing = [name for name in OUTPUTS if name not in by_name]
         if missing or len(by_name) != len(OUTPUTS):
-            raise RuntimeError(f"the page and ui_reply.OUTPUTS disagree: {missing or sorted(set(by_name) - set(OUTPUTS))}")
+            raise RuntimeError(
+                f"the page and ui_reply.OUTPUTS disagree: {missing or sorted(set(by_name) - set(OUTPUTS))}"
+            )
         return [by_name[name] for name in OUTPUTS]
 
 
-def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Callable[[], str],
-               footer: Callable[[], str], panel: Callable[[], object], map_tiles: str | None = None) -> Page:
+def build_page(
+    random_weights: bool,
+    datalists: Callable[[], str],
+    welcome: Callable[[], str],
+    footer: Callable[[], str],
+    panel: Callable[[], object],
+    map_tiles: str | None = None,
+) -> Page:
     """The components in their places (call inside ``gr.Blocks``); ``datalists``, ``welcome`` and ``footer`` are
     recomputed on each page load; ``panel`` lays out the albums and similar-groups panel; ``map_tiles``: the map's
     tile URL template (map_view)."""
@@ -528,11 +585,20 @@ def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Call
         gr.HTML(f"<p><strong>{SMOKE_NOTICE}</strong></p>", elem_id="smoke-mode")
     with gr.Row(equal_height=False, elem_id="search_bar"):
         with gr.Column(scale=3, elem_id="search_form"):
-            query = gr.Textbox(label="Describe the photo", placeholder=PLACEHOLDER, elem_id="query",
-                               max_lines=1, max_length=MAX_QUERY_CHARS)
-            without = gr.Textbox(label="Without… (texts to push away, comma-separated)",
-                                 placeholder="e.g. people, text", elem_id="without", max_lines=1,
-                                 max_length=MAX_QUERY_CHARS)
+            query = gr.Textbox(
+                label="Describe the photo",
+                placeholder=PLACEHOLDER,
+                elem_id="query",
+                max_lines=1,
+                max_length=MAX_QUERY_CHARS,
+            )
+            without = gr.Textbox(
+                label="Without… (texts to push away, comma-separated)",
+                placeholder="e.g. people, text",
+                elem_id="without",
+                max_lines=1,
+                max_length=MAX_QUERY_CHARS,
+            )
             with gr.Row(elem_id="search_buttons"):
                 search = gr.Button("Search", variant="primary", elem_id="search")
                 clear = gr.Button("Clear", elem_id="clear")
@@ -541,8 +607,12 @@ def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Call
                 place_chip = gr.Button(visible=False, elem_id="place_chip", size="sm")
                 area_chip = gr.Button(visible=False, elem_id="area_chip", size="sm")
             with gr.Accordion("Filters and sorting", open=False, elem_id="filters") as accordion:
-                boxes = {item.name: gr.Textbox(label=item.label, placeholder=item.placeholder,
-                                               elem_id=item.name, max_lines=1) for item in FILTERS}
+                boxes = {
+                    item.name: gr.Textbox(
+                        label=item.label, placeholder=item.placeholder, elem_id=item.name, max_lines=1
+                    )
+                    for item in FILTERS
+                }
                 with gr.Row():
                     sort = gr.Radio(list(SORT_LABELS), value="Best match", label="Sort", elem_id="sort")
                     collapse = gr.Checkbox(value=True, label="Hide identical copies", elem_id="collapse")
@@ -550,17 +620,33 @@ def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Call
                     scores = gr.Checkbox(value=False, label="Show match scores", elem_id="show_scores")
                 gr.HTML(datalists, elem_id="suggestions")
         with gr.Column(scale=1, elem_id="upload_col"):
-            upload = upload_image(label="…or search with a photo", type="filepath", image_mode=None,
-                                  sources=["upload", "clipboard"], height=190, elem_id="upload")
+            upload = upload_image(
+                label="…or search with a photo",
+                type="filepath",
+                image_mode=None,
+                sources=["upload", "clipboard"],
+                height=190,
+                elem_id="upload",
+            )
     status = gr.Markdown(welcome, elem_id="status")
     gr.HTML("", elem_id="examples")  # example queries in the browser's language (EXAMPLES_JS draws them)
     show_all = gr.Button("Show all", visible=False, elem_id="show_all", size="sm")
-    source = gr.Image(label="Photos like this one", visible=False, interactive=False, height=120,
-                      elem_id="source", buttons=[])
+    source = gr.Image(
+        label="Photos like this one", visible=False, interactive=False, height=120, elem_id="source", buttons=[]
+    )
     gr.HTML(map_view.panel_html(map_tiles), elem_id="map_block", padding=False)
     map_apply = gr.Button("Apply the map area", elem_id="map_apply")
-    gallery = gr.Gallery(label="Results", columns=6, height="auto", object_fit="cover", elem_id="results",
-                         allow_preview=False, preview=False, buttons=[], interactive=False)  # opens in #viewer
+    gallery = gr.Gallery(
+        label="Results",
+        columns=6,
+        height="auto",
+        object_fit="cover",
+        elem_id="results",
+        allow_preview=False,
+        preview=False,
+        buttons=[],
+        interactive=False,
+    )  # opens in #viewer
     more = gr.Button("Load more", visible=False, elem_id="load_more")
     # The viewer: the opened photo at screen size over the page, its facts, and what can be done with it.
     with gr.Column(visible=False, elem_id="viewer") as viewer:  # out of the page until a result is opened
@@ -570,21 +656,55 @@ def build_page(random_weights: bool, datalists: Callable[[], str], welcome: Call
             similar = gr.Button("More like this", visible=False, elem_id="more_like_this", size="sm")
             original = gr.DownloadButton("Download original", visible=False, elem_id="original", size="sm")
         screen = gr.Image(show_label=False, interactive=False, elem_id="viewer_image", buttons=[], container=False)
-        full = gr.Image(show_label=False, interactive=False, elem_id="viewer_full", buttons=[], container=False,
-                        visible=False)  # the original at 100 %, loaded on demand ("100 %")
+        full = gr.Image(
+            show_label=False, interactive=False, elem_id="viewer_full", buttons=[], container=False, visible=False
+        )  # the original at 100 %, loaded on demand ("100 %")
         player, frame, player_info, player_note = video_view.components()  # a video hit plays from its second
         details = gr.Markdown(elem_id="details")
     widgets = panel()
     gr.Markdown(footer, elem_id="footer")  # a callable: recounted on each page load, after a build
-    return Page(query=query, without=without, search=search, clear=clear, date_chip=date_chip,
-                place_chip=place_chip, area_chip=area_chip, accordion=accordion, boxes=boxes, sort=sort, collapse=collapse, strong=strong,
-                scores=scores,
-                upload=upload, status=status, show_all=show_all, source=source, gallery=gallery, similar=similar,
-                original=original, more=more, details=details, viewer=viewer, screen=screen, close=close,
-                player=player, frame=frame, player_info=player_info, player_note=player_note,
-                panel=widgets, session=gr.State(None),
-                selected=gr.State(None), dates=gr.State(True), places=gr.State(True),
-                map_apply=map_apply, map_data=gr.Textbox(visible=False, elem_id="map_data"),
-                previous=previous, following=following, zoom=zoom, fit=fit, full=full,
-                url=gr.Textbox(visible=False, elem_id="url_state"),
-                first_new=gr.Number(visible=False, value=-1, elem_id="first_new"))
+    return Page(
+        query=query,
+        without=without,
+        search=search,
+        clear=clear,
+        date_chip=date_chip,
+        place_chip=place_chip,
+        area_chip=area_chip,
+        accordion=accordion,
+        boxes=boxes,
+        sort=sort,
+        collapse=collapse,
+        strong=strong,
+        scores=scores,
+        upload=upload,
+        status=status,
+        show_all=show_all,
+        source=source,
+        gallery=gallery,
+        similar=similar,
+        original=original,
+        more=more,
+        details=details,
+        viewer=viewer,
+        screen=screen,
+        close=close,
+        player=player,
+        frame=frame,
+        player_info=player_info,
+        player_note=player_note,
+        panel=widgets,
+        session=gr.State(None),
+        selected=gr.State(None),
+        dates=gr.State(True),
+        places=gr.State(True),
+        map_apply=map_apply,
+        map_data=gr.Textbox(visible=False, elem_id="map_data"),
+        previous=previous,
+        following=following,
+        zoom=zoom,
+        fit=fit,
+        full=full,
+        url=gr.Textbox(visible=False, elem_id="url_state"),
+        first_new=gr.Number(visible=False, value=-1, elem_id="first_new"),
+    )

@@ -4,15 +4,40 @@ Handlers that repaint the page return one value per name in ``OUTPUTS`` (Gradio 
 event's outputs were listed; ``ui_layout.Page.outputs`` lists the components in this order). ``reply`` builds that
 tuple from the names that change; every other output gets ``gr.update()`` (left as it is).
 """
+
 from __future__ import annotations
 
 import html
 
 import gradio as gr
 
-OUTPUTS = ("gallery", "status", "session", "more", "similar", "details", "selected", "date_chip", "show_all",
-           "source", "search", "original", "accordion", "url", "first_new", "query", "dates", "upload",
-           "place_chip", "places", "albums", "album_zip", "viewer", "map", "area_chip")
+OUTPUTS = (
+    "gallery",
+    "status",
+    "session",
+    "more",
+    "similar",
+    "details",
+    "selected",
+    "date_chip",
+    "show_all",
+    "source",
+    "search",
+    "original",
+    "accordion",
+    "url",
+    "first_new",
+    "query",
+    "dates",
+    "upload",
+    "place_chip",
+    "places",
+    "albums",
+    "album_zip",
+    "viewer",
+    "map",
+    "area_chip",
+)
 _INDEX = {name: index for index, name in enumerate(OUTPUTS)}
 
 SEARCH_READY = {"interactive": True, "value": "Search"}  # the Search button after an answer (usable again)
@@ -44,7 +69,7 @@ def reply(**changes) -> tuple:
 def patch(answer: tuple, **changes) -> tuple:
     """``answer`` (a ``reply``) with some outputs replaced."""
     _checked(changes)
-    values = list(answer[:len(OUTPUTS)])
+    values = list(answer[: len(OUTPUTS)])
     for name, value in changes.items():
         values[_INDEX[name]] = value
     return tuple(values)
@@ -65,6 +90,16 @@ def message(text: str, keep: bool = False, accordion: str | None = None) -> tupl
     extra = {} if accordion is None else {"accordion": gr.update(label=accordion)}
     if keep:
         return reply(status=text, search=gr.update(**SEARCH_READY), **extra)
-    return reply(gallery=[], status=text, session=None, more=gr.update(visible=False),
-                 similar=gr.update(visible=False), details="", selected=None, search=gr.update(**SEARCH_READY),
-                 viewer=gr.update(visible=False), map="", **extra)
+    return reply(
+        gallery=[],
+        status=text,
+        session=None,
+        more=gr.update(visible=False),
+        similar=gr.update(visible=False),
+        details="",
+        selected=None,
+        search=gr.update(**SEARCH_READY),
+        viewer=gr.update(visible=False),
+        map="",
+        **extra,
+    )

@@ -1,4 +1,5 @@
 """What the page remembers per browser tab between events (held in a gr.State): the query on screen."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,4 +1,5 @@
 """Checks on images people upload, so a bad file gets a plain-language answer before any model work."""
+
 from __future__ import annotations
 
 import json
@@ -43,7 +44,9 @@ def check_upload(path: str | os.PathLike | None) -> str:
     except ValueError:
         raise
     except Image.DecompressionBombError:
-        raise ValueError(f"The upload {name} has too many pixels to decode safely: please upload a smaller copy.") from None
+        raise ValueError(
+            f"The upload {name} has too many pixels to decode safely: please upload a smaller copy."
+        ) from None
     except UnidentifiedImageError:
         raise ValueError(f"The upload {name} is not an image this app can read (JPEG, PNG, WebP, HEIC, ...).") from None
     except (OSError, SyntaxError):
@@ -63,8 +66,11 @@ class UploadGuard:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope.get("method") != "POST" or not scope["path"].rstrip("/").endswith(
-                "/upload"):
+        if (
+            scope["type"] != "http"
+            or scope.get("method") != "POST"
+            or not scope["path"].rstrip("/").endswith("/upload")
+        ):
             return await self.app(scope, receive, send)
         held: list[dict] = []
 
@@ -89,7 +95,14 @@ class UploadGuard:
             return
         message = str(not_a_photo_file(Path(refused[0]).name)).encode()
         log.warning("refused an upload: %s", message.decode())
-        await send({"type": "http.response.start", "status": 415,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                                (b"content-length", str(len(message)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 415,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(message)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": message})

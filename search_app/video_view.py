@@ -5,6 +5,7 @@ seeks it to the hit's second once the file's metadata has loaded. A video the br
 browsers: checked with ``canPlayType``, or the player's own error) is replaced by the keyframe's preview and a
 sentence that says why.
 """
+
 from __future__ import annotations
 
 import html
@@ -15,7 +16,8 @@ import gradio as gr
 HEVC_TYPE = 'video/mp4; codecs="hvc1.1.6.L93.B0"'  # what the browser is asked about an HEVC video
 
 # (info) -> seek the player to info.start, or show the frame preview when the browser cannot play info.codec.
-PLAY_FROM_JS = """
+PLAY_FROM_JS = (
+    """
 (info) => {
   if (!info) return;
   const {start, codec, when} = JSON.parse(info);
@@ -35,7 +37,9 @@ PLAY_FROM_JS = """
       if (Date.now() - began < 20000) setTimeout(seek, 100);
       return;
     }
-    if (codec === 'hevc' && !video.canPlayType('""" + HEVC_TYPE.replace('"', '\\"') + """')) {
+    if (codec === 'hevc' && !video.canPlayType('"""
+    + HEVC_TYPE.replace('"', '\\"')
+    + """')) {
       fallback('HEVC');
       return;
     }
@@ -51,13 +55,13 @@ PLAY_FROM_JS = """
   seek();
 }
 """
+)
 
 
 def components():
     """(player, frame, info, note): the player, the frame shown instead when it cannot play, the hidden facts
     PLAY_FROM_JS reads, and the line that says why."""
-    player = gr.Video(visible=False, elem_id="player", interactive=False, label="Video", autoplay=False,
-                      buttons=[])
+    player = gr.Video(visible=False, elem_id="player", interactive=False, label="Video", autoplay=False, buttons=[])
     frame = gr.Image(visible=False, elem_id="frame", interactive=False, label="Frame", buttons=[])
     info = gr.Textbox(visible=False, elem_id="player_info")
     note = gr.HTML("", elem_id="player_note")
@@ -81,8 +85,10 @@ def caption(result) -> str:
 def details(result) -> list[str]:
     """Lines for the selected video hit."""
     moments = ", ".join(f"{clock(seconds)} ({score:.3f})" for seconds, score in result.moments)
-    return [f"video · {clock(result.duration_s)} long · plays from {clock(result.timestamp_s)}",
-            f"matching moments: {html.escape(moments)}"]
+    return [
+        f"video · {clock(result.duration_s)} long · plays from {clock(result.timestamp_s)}",
+        f"matching moments: {html.escape(moments)}",
+    ]
 
 
 def codec_of(path) -> str:
@@ -98,7 +104,9 @@ def codec_of(path) -> str:
 
 def shown(path, frame_path, result) -> tuple:
     """Updates (player, frame, info) for a video hit whose original (a served copy) is ``path``."""
-    info = json.dumps({"start": float(result.timestamp_s or 0), "codec": codec_of(path), "when": clock(result.timestamp_s)})
+    info = json.dumps(
+        {"start": float(result.timestamp_s or 0), "codec": codec_of(path), "when": clock(result.timestamp_s)}
+    )
     return (gr.update(value=str(path), visible=True), gr.update(value=str(frame_path), visible=True), info)
 
 

@@ -5,6 +5,7 @@
 (the resumable loop). Names are imported on first use (PEP 562), so ``python -m synth languages``
 loads neither torch nor faiss.
 """
+
 from importlib import import_module
 
 _EXPORTS = {
@@ -37,4 +38,3 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-

@@ -1,4 +1,5 @@
 """What every generator backend returns, and how it signals trouble."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

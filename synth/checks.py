@@ -1,4 +1,5 @@
 """Quality gates on revised data: language, copying, and near-duplicate queries."""
+
 from __future__ import annotations
 
 import re
@@ -12,7 +13,7 @@ from .errors import SynthError
 from .languages import check_language
 from .schema import Data
 
-COPY_SIMILARITY = 0.8       # character-trigram Jaccard at which two texts count as the same
+COPY_SIMILARITY = 0.8  # character-trigram Jaccard at which two texts count as the same
 DUPLICATE_SIMILARITY = 0.9  # ... and at which a new query counts as a near-duplicate of an earlier one
 
 
@@ -52,7 +53,7 @@ def trigrams(text: str) -> frozenset[str]:
 
 def _trigrams_of_normalised(normalised: str) -> frozenset[str]:
     text = f" {normalised} "
-    return frozenset(text[i:i + 3] for i in range(len(text) - 2))
+    return frozenset(text[i : i + 3] for i in range(len(text) - 2))
 
 
 def similarity(a: str, b: str) -> float:
@@ -119,12 +120,12 @@ def minhash_many(normalised: list[str], chunk: int = 64) -> list[np.ndarray | No
     signatures: list[np.ndarray | None] = []
     for start in range(0, len(normalised), chunk):
         hashes, owners = [], []
-        for number, text in enumerate(normalised[start:start + chunk]):
+        for number, text in enumerate(normalised[start : start + chunk]):
             if text:
                 mixed = _mix(_codes(text))
                 hashes.append(mixed)
                 owners.append(number)
-        part: list[np.ndarray | None] = [None] * len(normalised[start:start + chunk])
+        part: list[np.ndarray | None] = [None] * len(normalised[start : start + chunk])
         if hashes:
             lengths = np.fromiter((len(h) for h in hashes), dtype=np.int64, count=len(hashes))
             flat = np.concatenate(hashes)
@@ -175,15 +176,14 @@ class Deduplicator:
         """``seen`` for many (image, text) pairs in order, hashing them in batches (resume)."""
         items = [(image, normalise(text)) for image, text in items]
         signatures = minhash_many([normalised for _, normalised in items])
-        return [self._check(image, normalised, signature)
-                for (image, normalised), signature in zip(items, signatures)]
+        return [self._check(image, normalised, signature) for (image, normalised), signature in zip(items, signatures)]
 
     def _check(self, image: str, normalised: str, signature: np.ndarray | None) -> bool:
         keys = []
         if signature is not None:
             raw = signature.tobytes()
             step = ROWS * 8
-            keys = [(image, band, raw[band * step:(band + 1) * step]) for band in range(BANDS)]
+            keys = [(image, band, raw[band * step : (band + 1) * step]) for band in range(BANDS)]
         with self._lock:
             if (image, normalised) in self._exact:
                 return True

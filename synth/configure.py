@@ -3,6 +3,7 @@
 Everything about sample ``i`` follows from ``(seed, i)`` alone, so a killed run that is
 started again recomputes exactly the same samples and can skip the finished ones.
 """
+
 from __future__ import annotations
 
 import random
@@ -11,13 +12,13 @@ from dataclasses import dataclass
 from .tasks import Combo
 
 # Rank windows among an image's nearest neighbours (self and exact duplicates excluded, 1 = nearest).
-POSITIVE_RANKS = (1, 3)     # the same scene or subject, seen differently
-NEGATIVE_RANKS = (8, 30)    # similar enough to confuse a retriever, yet a different image
+POSITIVE_RANKS = (1, 3)  # the same scene or subject, seen differently
+NEGATIVE_RANKS = (8, 30)  # similar enough to confuse a retriever, yet a different image
 
 
 @dataclass(frozen=True)
 class ImageRef:
-    path: str     # absolute, for reading the pixels
+    path: str  # absolute, for reading the pixels
     relpath: str  # relative to the run's image root, as written to the dataset
 
 
@@ -52,8 +53,15 @@ def _pick(rng: random.Random, weights: dict) -> object:
 class Configurator:
     """Draws sample configurations from weights and an image pool (see ``synth.pool``)."""
 
-    def __init__(self, combo_weights: dict[tuple[str, str], float], language_weights: dict[str, float], pool, seed: int,
-                 positive_ranks: tuple[int, int] = POSITIVE_RANKS, negative_ranks: tuple[int, int] = NEGATIVE_RANKS):
+    def __init__(
+        self,
+        combo_weights: dict[tuple[str, str], float],
+        language_weights: dict[str, float],
+        pool,
+        seed: int,
+        positive_ranks: tuple[int, int] = POSITIVE_RANKS,
+        negative_ranks: tuple[int, int] = NEGATIVE_RANKS,
+    ):
         self.combo_weights = combo_weights
         self.language_weights = language_weights
         self.pool = pool

@@ -1,4 +1,5 @@
 """Token prices (USD per million tokens) for cost estimates; override with --price-in/--price-out."""
+
 from __future__ import annotations
 
 # Public list prices, standard tier, as of 2025; batch APIs and self-hosted servers cost less or nothing.

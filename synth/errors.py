@@ -1,4 +1,5 @@
 """synth's one error base class: a problem the user can fix (a bad option, an unusable folder, a refusing API)."""
+
 from __future__ import annotations
 
 

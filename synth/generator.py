@@ -3,6 +3,7 @@
 ``python -m synth generate`` and ``trainer adapt`` both describe their generator with one
 ``GeneratorSettings`` and get the backend from ``backend_from_settings``.
 """
+
 from __future__ import annotations
 
 import os
@@ -56,14 +57,21 @@ def backend_from_settings(settings: GeneratorSettings):
     if settings.backend == "local":
         from .local_backend import LocalBackend
 
-        return LocalBackend(model, device=settings.device, max_new_tokens=settings.max_tokens,
-                            image_max_side=settings.image_size)
+        return LocalBackend(
+            model, device=settings.device, max_new_tokens=settings.max_tokens, image_max_side=settings.image_size
+        )
     if settings.backend != "openai":
         raise UsageError(f"unknown synth backend {settings.backend!r}; choose openai or local")
     from .openai_backend import OpenAIBackend
 
-    return OpenAIBackend(model, base_url=settings.base_url or os.environ.get("OPENAI_BASE_URL"),
-                         api_key=settings.api_key or os.environ.get("OPENAI_API_KEY"), timeout=settings.timeout,
-                         max_retries=settings.max_retries, json_mode=settings.json_mode,
-                         image_max_side=settings.image_size, max_tokens=settings.max_tokens,
-                         temperature=settings.temperature)
+    return OpenAIBackend(
+        model,
+        base_url=settings.base_url or os.environ.get("OPENAI_BASE_URL"),
+        api_key=settings.api_key or os.environ.get("OPENAI_API_KEY"),
+        timeout=settings.timeout,
+        max_retries=settings.max_retries,
+        json_mode=settings.json_mode,
+        image_max_side=settings.image_size,
+        max_tokens=settings.max_tokens,
+        temperature=settings.temperature,
+    )

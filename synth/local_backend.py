@@ -4,6 +4,7 @@ Processors saved without a chat template (e.g. bare Llama-3.2-Vision checkpoints
 tiny test model) get a minimal Llama-3.2-Vision-style template, so prompts keep the
 model's header and image-token layout.
 """
+
 from __future__ import annotations
 
 import threading
@@ -28,8 +29,7 @@ LLAMA_VISION_TEMPLATE = (
 class LocalBackend:
     """Greedy generation on one device; calls are serialised (one model, one stream)."""
 
-    def __init__(self, model: str, device: str | None = None, max_new_tokens: int = 2048,
-                 image_max_side: int = 1024):
+    def __init__(self, model: str, device: str | None = None, max_new_tokens: int = 2048, image_max_side: int = 1024):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.model = model
@@ -61,8 +61,9 @@ class LocalBackend:
     def complete(self, messages: list[dict]) -> Completion:
         prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         images = self._images(messages)
-        inputs = self.processor(images=[images] if images else None, text=[prompt], add_special_tokens=False,
-                                return_tensors="pt").to(self.device)
+        inputs = self.processor(
+            images=[images] if images else None, text=[prompt], add_special_tokens=False, return_tensors="pt"
+        ).to(self.device)
         with self._lock, torch.inference_mode():
             output = self.network.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
         prompt_length = inputs["input_ids"].shape[1]

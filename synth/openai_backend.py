@@ -3,6 +3,7 @@
 The ``openai`` client's own retries are switched off so that every retry is counted and
 Retry-After is honoured exactly; images travel as JPEG data URLs.
 """
+
 from __future__ import annotations
 
 import base64
@@ -44,7 +45,8 @@ def to_wire(messages: list[dict], max_side: int) -> list[dict]:
         if not isinstance(content, str):
             content = [
                 {"type": "image_url", "image_url": {"url": data_url(part["path"], max_side)}}
-                if part["type"] == "image" else part
+                if part["type"] == "image"
+                else part
                 for part in content
             ]
         wire.append({"role": message["role"], "content": content})
@@ -77,8 +79,10 @@ def response_format(mode: str) -> dict | None:
     if mode == "json_schema":
         from .schema import response_schema
 
-        return {"type": "json_schema", "json_schema": {"name": "synth_generation", "strict": True,
-                                                       "schema": response_schema()}}
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": "synth_generation", "strict": True, "schema": response_schema()},
+        }
     return {"type": "json_object"} if mode == "json_object" else None
 
 
@@ -99,10 +103,21 @@ class OpenAIBackend:
     run, and ``structured`` says where the run settled and why.
     """
 
-    def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None, timeout: float = 120.0,
-                 max_retries: int = 5, backoff: float = 1.0, max_wait: float = 120.0, json_mode: bool = True,
-                 image_max_side: int = 1024, max_tokens: int = 2048, temperature: float = 0.7,
-                 structured: str = "json_schema"):
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        max_retries: int = 5,
+        backoff: float = 1.0,
+        max_wait: float = 120.0,
+        json_mode: bool = True,
+        image_max_side: int = 1024,
+        max_tokens: int = 2048,
+        temperature: float = 0.7,
+        structured: str = "json_schema",
+    ):
         self.model = model
         self.base_url = base_url or DEFAULT_BASE_URL
         self.client = openai.OpenAI(base_url=self.base_url, api_key=api_key or "none", timeout=timeout, max_retries=0)
@@ -146,20 +161,22 @@ class OpenAIBackend:
                 if self.mode == mode:
                     self._confirmed = True
         else:  # accepted the parameter but did not follow it: parse and repair plain text instead
-            self._step_down(mode, f"the server accepted {mode} but did not answer with a JSON object (ignored it)",
-                            to="text")
+            self._step_down(
+                mode, f"the server accepted {mode} but did not answer with a JSON object (ignored it)", to="text"
+            )
 
     def _create(self, wire: list[dict], mode: str):
         format_ = response_format(mode)
         extra = {"response_format": format_} if format_ else {}
         try:
             return self.client.chat.completions.create(
-                model=self.model, messages=wire, max_tokens=self.max_tokens, temperature=self.temperature, **extra)
+                model=self.model, messages=wire, max_tokens=self.max_tokens, temperature=self.temperature, **extra
+            )
         except json.JSONDecodeError as error:
             raise MalformedResponse(f"response body is not JSON ({error.msg})") from None
 
     def _wait(self, attempt: int, asked: float | None) -> float:
-        backoff = self.backoff * (2 ** attempt) * (1 + random.random() * 0.25)
+        backoff = self.backoff * (2**attempt) * (1 + random.random() * 0.25)
         return min(self.max_wait, max(asked or 0.0, backoff if asked is None else 0.0))
 
     def complete(self, messages: list[dict]) -> Completion:
@@ -171,8 +188,13 @@ class OpenAIBackend:
                 completion = _completion(self._create(wire, mode), retries)
                 self._observe(mode, completion.text)
                 return completion
-            except (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError,
-                    openai.InternalServerError, MalformedResponse) as error:
+            except (
+                openai.APITimeoutError,
+                openai.APIConnectionError,
+                openai.RateLimitError,
+                openai.InternalServerError,
+                MalformedResponse,
+            ) as error:
                 kind = _describe(error)
                 if retries >= self.max_retries:
                     raise BackendError("api_error", f"{kind}, gave up after {retries} retries", retries) from error
@@ -183,11 +205,14 @@ class OpenAIBackend:
             except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as error:
                 raise FatalBackendError(
                     f"{self.base_url} refused model {self.model!r}: {_describe(error)}. Check --model, --base-url "
-                    "and the API key (--api-key or OPENAI_API_KEY).") from error
+                    "and the API key (--api-key or OPENAI_API_KEY)."
+                ) from error
             except openai.BadRequestError as error:
                 message = str(error).lower()
-                if mode != "text" and any(word in message for word in ("response_format", "json_schema", "json_object",
-                                                                       "structured output", "guided")):
+                if mode != "text" and any(
+                    word in message
+                    for word in ("response_format", "json_schema", "json_object", "structured output", "guided")
+                ):
                     self._step_down(mode, f"the server rejected {mode} ({_describe(error)})")
                     continue
                 raise BackendError("api_error", _describe(error), retries) from error
@@ -218,5 +243,9 @@ def _completion(response, retries: int) -> Completion:
     if not isinstance(text, str):
         raise MalformedResponse(f"message content is {type(text).__name__}, not text")
     usage = response.usage
-    return Completion(text=text, prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                      completion_tokens=getattr(usage, "completion_tokens", 0) or 0, retries=retries)
+    return Completion(
+        text=text,
+        prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+        completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+        retries=retries,
+    )

@@ -4,6 +4,7 @@ Each line is written with one ``write`` on an ``O_APPEND`` descriptor and fsynce
 kill leaves at most one partial last line; opening the folder cuts it off, and the
 sample it held is simply generated again.
 """
+
 from __future__ import annotations
 
 import json
@@ -90,8 +91,10 @@ class RunFolder:
 
     def manifest(self) -> dict:
         if not self.manifest_path.exists():
-            raise RunFolderError(f"{self.path}: not a synth output folder (no {MANIFEST}); "
-                                 "create one with `python -m synth generate --out DIR ...`")
+            raise RunFolderError(
+                f"{self.path}: not a synth output folder (no {MANIFEST}); "
+                "create one with `python -m synth generate --out DIR ...`"
+            )
         try:
             return json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:
@@ -103,19 +106,24 @@ class RunFolder:
             raise RunFolderError(f"{self.path}: exists and is not a folder")
         if self.exists():
             previous = self.manifest()
-            changed = sorted(key for key in set(previous) | set(settings)
-                             if key not in MAY_CHANGE and previous.get(key) != settings.get(key))
+            changed = sorted(
+                key
+                for key in set(previous) | set(settings)
+                if key not in MAY_CHANGE and previous.get(key) != settings.get(key)
+            )
             if changed:
                 detail = "; ".join(f"{key}: was {previous.get(key)!r}, now {settings.get(key)!r}" for key in changed)
                 raise RunFolderError(
                     f"{self.path} holds a run with other settings ({detail}). Re-run with the same settings to "
-                    "continue it, or choose a new --out.")
+                    "continue it, or choose a new --out."
+                )
             self._write_manifest(settings)
             for path in (self.samples_path, self.failures_path):
                 removed = _repair_tail(path)
                 if removed:
                     logger.warning(f"synth: removed a partial last line ({removed} bytes) from {path}")
             return True
+
         def ours(name: str) -> bool:  # the index, or a manifest cut short by a kill (write_atomic's temp file)
             return name == INDEX or (name.startswith(f".{self.manifest_path.name}.") and name.endswith(TEMP_SUFFIX))
 

@@ -1,5 +1,6 @@
 """The image pool: query images from an ``indexer`` index, positives and hard negatives
 among their nearest neighbours under the index's own retrieval model (paper Fig. 2)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -24,9 +25,11 @@ class ImagePool:
         self.among = None if among is None else np.unique(np.asarray(among, dtype=np.int64))
         self.ids = store.ids() if self.among is None else self.among  # ascending: the fingerprint below is stable
         if len(self.ids) < 3:
-            raise PoolError(f"the index holds {len(self.ids)} searchable image(s); synth needs at least 3 (query, "
-                            "positive, hard negative; more than 30 for the default hard-negative window); "
-                            "index more photos first")
+            raise PoolError(
+                f"the index holds {len(self.ids)} searchable image(s); synth needs at least 3 (query, "
+                "positive, hard negative; more than 30 for the default hard-negative window); "
+                "index more photos first"
+            )
         self.root = os.path.commonpath([os.path.abspath(root) for root in store.roots]) if store.roots else "/"
         self._records: dict[int, object] = {}
         self._cache: dict[int, _Neighbours] = {}
@@ -50,7 +53,9 @@ class ImagePool:
     def random_image(self, rng: random.Random) -> int:
         return int(self.ids[rng.randrange(len(self.ids))])
 
-    def neighbour(self, image_id: int, ranks: tuple[int, int], rng: random.Random, exclude: tuple[int, ...] = ()) -> int:
+    def neighbour(
+        self, image_id: int, ranks: tuple[int, int], rng: random.Random, exclude: tuple[int, ...] = ()
+    ) -> int:
         """A neighbour whose rank (1 = nearest, self and byte-identical copies skipped) lies in ``ranks``.
 
         On a pool too small for the window the farthest available neighbour is used; ``exclude``
@@ -59,7 +64,7 @@ class ImagePool:
         low, high = ranks
         candidates = self._neighbours(image_id, high)
         low, high = min(low, len(candidates)), min(high, len(candidates))
-        window = [other for other in candidates[low - 1:high] if other not in exclude]
+        window = [other for other in candidates[low - 1 : high] if other not in exclude]
         if not window:  # a pool too small for the window: the farthest image still allowed
             window = [other for other in candidates if other not in exclude][-1:]
         if not window:
@@ -74,8 +79,11 @@ class ImagePool:
         anchor_hash = self._record(image_id).content_hash
         k = min(len(self.ids), max(depth, self.depth) + 1 + 8)
         _, found = self.store.search(self.store.vectors([image_id]).astype(np.float32), k, among=self.among)
-        candidates = _Neighbours(other for other in (int(i) for i in found[0]) if other >= 0 and other != image_id
-                                 and self._record(other).content_hash != anchor_hash)
+        candidates = _Neighbours(
+            other
+            for other in (int(i) for i in found[0])
+            if other >= 0 and other != image_id and self._record(other).content_hash != anchor_hash
+        )
         candidates.complete = k >= len(self.ids)
         if len(self._cache) >= 100_000:
             self._cache.pop(next(iter(self._cache)))
@@ -85,4 +93,3 @@ class ImagePool:
 
 class _Neighbours(list):
     complete = False  # True when the search covered the whole pool
-

@@ -3,6 +3,7 @@
 Messages use a neutral form (``{"type": "image", "path": ...}`` parts) that each backend
 turns into its own wire format, so ``--dry-run`` shows exactly what every backend is asked.
 """
+
 from __future__ import annotations
 
 from .configure import SampleConfig
@@ -49,26 +50,38 @@ def _side(has_image: bool, has_text: bool, role: str) -> str:
 
 def _field_rules(config: SampleConfig) -> list[str]:
     combo = config.combo
-    rules = ['"instruction": in English, one sentence, general enough to reuse for similar samples, e.g. '
-             f'"{EXAMPLE_INSTRUCTIONS[config.task]}"']
+    rules = [
+        '"instruction": in English, one sentence, general enough to reuse for similar samples, e.g. '
+        f'"{EXAMPLE_INSTRUCTIONS[config.task]}"'
+    ]
     if combo.query_text:
-        hint = "a question about the query image" if config.task == "vqa" else (
-            "a text that, together with the query image, asks for the target (e.g. a modification or a question)"
-            if combo.query_image else "a text that describes what is in the positive image, as a person would search")
+        hint = (
+            "a question about the query image"
+            if config.task == "vqa"
+            else (
+                "a text that, together with the query image, asks for the target (e.g. a modification or a question)"
+                if combo.query_image
+                else "a text that describes what is in the positive image, as a person would search"
+            )
+        )
         rules.append(f'"query": {hint}.')
     else:
         rules.append('"query": "" (empty: the query is the query image alone).')
     if combo.target_text:
         if combo.target_image:
             rules.append('"positive": a text that accompanies the positive image and, with it, answers the query.')
-            rules.append('"hard_negative": a text that accompanies the hard-negative image: similar topic, '
-                         "but it must not answer the query.")
+            rules.append(
+                '"hard_negative": a text that accompanies the hard-negative image: similar topic, '
+                "but it must not answer the query."
+            )
         else:
             rules.append('"positive": the correct target text for the query. Do not copy or paraphrase the query.')
             rules.append('"hard_negative": a similar-looking target text that is wrong for the query.')
     else:
-        rules.append('"positive": "" and "hard_negative": "" (empty: the targets are the positive and hard-negative '
-                     "images themselves).")
+        rules.append(
+            '"positive": "" and "hard_negative": "" (empty: the targets are the positive and hard-negative '
+            "images themselves)."
+        )
     return rules
 
 
@@ -120,9 +133,13 @@ def repair_messages(messages: list[dict], answer: str, problem: str) -> list[dic
     """The one repair attempt: show the model its answer and what is wrong with it."""
     return messages + [
         {"role": "assistant", "content": answer},
-        {"role": "user", "content": (
-            f"Your answer could not be used: {problem}. Reply again with the complete corrected JSON object, "
-            "with every key of the required structure and nothing else.")},
+        {
+            "role": "user",
+            "content": (
+                f"Your answer could not be used: {problem}. Reply again with the complete corrected JSON object, "
+                "with every key of the required structure and nothing else."
+            ),
+        },
     ]
 
 

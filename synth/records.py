@@ -7,6 +7,7 @@ document is the bare text.  ``mme5.prompts.from_mmeb(row_text)`` therefore yield
 string the app embeds at search time.  ``neg_text``/``neg_image_path`` are strings holding
 Python lists, exactly as in the released dataset, so loaders written for it read ours unchanged.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,16 +69,30 @@ def build_record(config: SampleConfig, generation: Generation, generator: str, u
 ANSWER_EXCERPT = 2000  # characters of an unusable answer kept for inspection
 
 
-def build_failure(config: SampleConfig, reason: str, detail: str, generator: str, usage: dict,
-                  retryable: bool = False, answer: str | None = None) -> dict:
+def build_failure(
+    config: SampleConfig,
+    reason: str,
+    detail: str,
+    generator: str,
+    usage: dict,
+    retryable: bool = False,
+    answer: str | None = None,
+) -> dict:
     """A failed sample: why, what it cost and what the model said; ``retryable`` ones are tried again on resume."""
     return {
-        "sample_id": config.sample_id, "task": config.task, "modality": config.combo.name,
-        "language": config.language, "reason": reason, "detail": detail, "retryable": retryable,
-        "generator": generator, "prompt_version": PROMPT_VERSION, "seed": config.seed, "usage": usage,
+        "sample_id": config.sample_id,
+        "task": config.task,
+        "modality": config.combo.name,
+        "language": config.language,
+        "reason": reason,
+        "detail": detail,
+        "retryable": retryable,
+        "generator": generator,
+        "prompt_version": PROMPT_VERSION,
+        "seed": config.seed,
+        "usage": usage,
         "answer": answer[:ANSWER_EXCERPT] if answer else None,
     }
-
 
 
 def dedup_text(record: dict) -> tuple[str, str]:

@@ -1,4 +1,5 @@
 """The generation loop: bounded concurrency, append-only output, resume, progress and summary."""
+
 from __future__ import annotations
 
 import itertools
@@ -46,10 +47,17 @@ class Summary:
 
     def as_dict(self) -> dict:
         return {
-            "target": self.target, "accepted_before": self.accepted_before, "accepted": self.accepted,
-            "attempted": self.attempted, "failed": dict(self.failed), "retries": self.retries,
-            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-            "cost_usd": self.cost, "seconds": round(self.seconds, 2), "stopped": self.stopped,
+            "target": self.target,
+            "accepted_before": self.accepted_before,
+            "accepted": self.accepted,
+            "attempted": self.attempted,
+            "failed": dict(self.failed),
+            "retries": self.retries,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost_usd": self.cost,
+            "seconds": round(self.seconds, 2),
+            "stopped": self.stopped,
             "structured_output": self.structured,
         }
 
@@ -62,8 +70,10 @@ class Summary:
             + (f"cost: ${self.cost:.4f}" if self.cost is not None else "cost: unknown (pass --price-in/--price-out)"),
         ]
         if self.structured:
-            lines.append(f"  structured output: {self.structured['mode']}"
-                         + "".join(f"; {step}" for step in self.structured["steps"]))
+            lines.append(
+                f"  structured output: {self.structured['mode']}"
+                + "".join(f"; {step}" for step in self.structured["steps"])
+            )
         if self.failed:
             lines.append("  failures: " + ", ".join(f"{reason} {count}" for reason, count in self.failed.most_common()))
         if self.stopped:
@@ -87,8 +97,9 @@ def _outcome(future, config, model: str) -> Outcome:
     except Exception as error:  # noqa: BLE001 - recorded with its type; the sample is retried on the next run
         usage = {"prompt_tokens": 0, "completion_tokens": 0, "retries": 0, "calls": 0}
         detail = f"{type(error).__name__}: {str(error)[:300]}"
-        return Outcome(config, failure=build_failure(config, "error", detail, model, usage, retryable=True),
-                       usage=usage)
+        return Outcome(
+            config, failure=build_failure(config, "error", detail, model, usage, retryable=True), usage=usage
+        )
 
 
 def dry_run(folder: RunFolder, configurator, n: int, out=None) -> None:
@@ -98,14 +109,25 @@ def dry_run(folder: RunFolder, configurator, n: int, out=None) -> None:
     indices = _pending_indices(done, lambda index: sample_id(configurator.seed, index))
     for index in itertools.islice(indices, n):
         config = configurator(index)
-        print(f"=== sample {config.sample_id}: task={config.task} modality={config.combo.name} "
-              f"language={config.language}", file=out)
+        print(
+            f"=== sample {config.sample_id}: task={config.task} modality={config.combo.name} "
+            f"language={config.language}",
+            file=out,
+        )
         print(render(build_messages(config)), file=out)
         print(file=out)
 
 
-def generate(folder: RunFolder, configurator, backend, n: int, concurrency: int = 4, max_attempts: int | None = None,
-             prices: tuple[float, float] | None = None, show_progress: bool = True) -> Summary:
+def generate(
+    folder: RunFolder,
+    configurator,
+    backend,
+    n: int,
+    concurrency: int = 4,
+    max_attempts: int | None = None,
+    prices: tuple[float, float] | None = None,
+    show_progress: bool = True,
+) -> Summary:
     """Generate until ``n`` samples are accepted in ``folder`` (or ``max_attempts`` samples are done)."""
     started = time.perf_counter()
     dedup = Deduplicator()
@@ -124,8 +146,15 @@ def generate(folder: RunFolder, configurator, backend, n: int, concurrency: int 
     summary = Summary(target=n, accepted_before=len(accepted_ids), prices=prices)
     indices = _pending_indices(done, lambda index: sample_id(configurator.seed, index))
     attempts = len(done)
-    progress = tqdm(total=n, initial=min(n, len(accepted_ids)), desc="synth", unit="sample", file=sys.stderr,
-                    disable=not show_progress, dynamic_ncols=True)
+    progress = tqdm(
+        total=n,
+        initial=min(n, len(accepted_ids)),
+        desc="synth",
+        unit="sample",
+        file=sys.stderr,
+        disable=not show_progress,
+        dynamic_ncols=True,
+    )
     executor = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="synth")
     in_flight: dict = {}  # future -> its sample's configuration
     api_errors_in_a_row = 0
@@ -136,10 +165,16 @@ def generate(folder: RunFolder, configurator, backend, n: int, concurrency: int 
     try:
         while True:
             if api_errors_in_a_row >= MAX_API_ERRORS_IN_A_ROW and not summary.stopped:
-                summary.stopped = (f"the server failed {api_errors_in_a_row} samples in a row even after retries "
-                                   "(see failures.jsonl); fix it and run the same command again to retry them")
-            while (not summary.stopped and len(in_flight) < concurrency and accepted_total() + len(in_flight) < n
-                   and attempts + len(in_flight) < max_attempts):
+                summary.stopped = (
+                    f"the server failed {api_errors_in_a_row} samples in a row even after retries "
+                    "(see failures.jsonl); fix it and run the same command again to retry them"
+                )
+            while (
+                not summary.stopped
+                and len(in_flight) < concurrency
+                and accepted_total() + len(in_flight) < n
+                and attempts + len(in_flight) < max_attempts
+            ):
                 config = configurator(next(indices))
                 in_flight[executor.submit(generate_one, backend, config)] = config
             if not in_flight:  # when stopping, the requests already paid for are still written
@@ -154,8 +189,9 @@ def generate(folder: RunFolder, configurator, backend, n: int, concurrency: int 
                 summary.retries += usage.get("retries", 0)
                 record, failure = outcome.record, outcome.failure
                 if record is not None and dedup.seen(*dedup_text(record)):
-                    failure = build_failure(outcome.config, "near_duplicate", "query nearly repeats an earlier one",
-                                            backend.model, usage)
+                    failure = build_failure(
+                        outcome.config, "near_duplicate", "query nearly repeats an earlier one", backend.model, usage
+                    )
                     record = None
                 if record is not None:
                     folder.add_sample(record)
@@ -165,11 +201,16 @@ def generate(folder: RunFolder, configurator, backend, n: int, concurrency: int 
                     folder.add_failure(failure)
                     summary.failed[failure["reason"]] += 1
                 api_errors_in_a_row = api_errors_in_a_row + 1 if failure and failure["retryable"] else 0
-                progress.set_postfix(failed=sum(summary.failed.values()), tokens=summary.prompt_tokens +
-                                     summary.completion_tokens, refresh=False)
+                progress.set_postfix(
+                    failed=sum(summary.failed.values()),
+                    tokens=summary.prompt_tokens + summary.completion_tokens,
+                    refresh=False,
+                )
         if accepted_total() < n and not summary.stopped:
-            summary.stopped = (f"reached --max-attempts {max_attempts} with {accepted_total()} of {n} accepted; "
-                               "raise --max-attempts or look at the failure reasons (python -m synth stats OUT)")
+            summary.stopped = (
+                f"reached --max-attempts {max_attempts} with {accepted_total()} of {n} accepted; "
+                "raise --max-attempts or look at the failure reasons (python -m synth stats OUT)"
+            )
     except KeyboardInterrupt:
         executor.shutdown(wait=False, cancel_futures=True)
         summary.stopped = "interrupted; run the same command again to continue where it stopped"

@@ -1,4 +1,5 @@
 """Stages 2-4 for one sample: one MLLM call, validation, at most one repair, quality gates."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

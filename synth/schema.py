@@ -3,6 +3,7 @@
 All four parts come back in one answer (paper: stages 2-4 in a single MLLM pass); only
 ``revised`` becomes training data, the rest is kept for inspection.
 """
+
 from __future__ import annotations
 
 import json
@@ -94,7 +95,9 @@ def _json_object(text: str) -> dict:
         value = _embedded_object(stripped)
         if value is None:
             preview = stripped[:80].replace("\n", " ")
-            raise GenerationError("invalid_json", f"{error.msg} at char {error.pos} (answer starts {preview!r})") from None
+            raise GenerationError(
+                "invalid_json", f"{error.msg} at char {error.pos} (answer starts {preview!r})"
+            ) from None
     if not isinstance(value, dict):
         raise GenerationError("invalid_json", f"expected a JSON object, got {type(value).__name__}")
     return value

@@ -1,4 +1,5 @@
 """What a run folder holds: counts per task, combination and language, failures, cost."""
+
 from __future__ import annotations
 
 import json

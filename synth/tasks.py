@@ -1,4 +1,5 @@
 """mmE5's three tasks and seven query→target modality combinations (paper Table 1)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -80,6 +81,6 @@ def parse_tasks(spec: str) -> dict[tuple[str, str], float]:
         if combo and combo not in TASKS[task]:
             raise SpecError(f"{task} has no combination {combo!r}; valid: {', '.join(TASKS[task])}")
         weight = parse_weight(value, name, "task")
-        for one in ([combo] if combo else TASKS[task]):
+        for one in [combo] if combo else TASKS[task]:
             weights[(task, one)] = weights.get((task, one), 0.0) + weight / (1 if combo else len(TASKS[task]))
     return normalise(weights, spec, "task")

@@ -1,4 +1,5 @@
 """Parsing the ``name=weight,...`` lists of ``--languages`` and ``--tasks``."""
+
 from __future__ import annotations
 
 from .errors import SpecError

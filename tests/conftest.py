@@ -1,4 +1,5 @@
 """Shared fixtures: tiny random-weight models, built offline once per test session."""
+
 from __future__ import annotations
 
 import os
@@ -125,8 +126,9 @@ def new_home():
 def user_environment(home: Path, env: dict | None = None) -> dict:
     """This process's environment as a new user's: HOME = ``home``, no XDG_/MME5_/GRADIO_ setting nor TMPDIR (but
     those in ``env``), offline (tests never reach a hub)."""
-    inherited = {name: value for name, value in os.environ.items()
-                 if not name.startswith(USER_SETTINGS) and name != "TMPDIR"}
+    inherited = {
+        name: value for name, value in os.environ.items() if not name.startswith(USER_SETTINGS) and name != "TMPDIR"
+    }
     return {**inherited, "HOME": str(home), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
 
 

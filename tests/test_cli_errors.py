@@ -1,5 +1,6 @@
 """Every command line sorts failures the same way: a user's problem is one line and exit 1, a bug is a traceback
 saying "this is a bug" and exit 1, bad usage exits 2. Bugs are simulated by making one handler raise KeyError."""
+
 from __future__ import annotations
 
 import os
@@ -52,8 +53,9 @@ def test_indexer(monkeypatch, capsys, tmp_path):
     assert usage_code(cli.main, ["search", "--index", str(tmp_path)]) == 2
     assert usage_code(cli.main, ["frobnicate"]) == 2
     capsys.readouterr()
-    assert_user_error(cli.main(["info", "--index", str(tmp_path / "nothing")]), capsys.readouterr().err, "indexer",
-                      "nothing")
+    assert_user_error(
+        cli.main(["info", "--index", str(tmp_path / "nothing")]), capsys.readouterr().err, "indexer", "nothing"
+    )
     monkeypatch.setattr(cli, "run_info", defect)
     assert_bug(cli.main(["info", "--index", str(tmp_path)]), capsys.readouterr().err, "indexer")
 
@@ -64,8 +66,9 @@ def test_synth(monkeypatch, capsys, tmp_path):
     assert usage_code(cli.main, ["generate"]) == 2
     assert usage_code(cli.main, []) == 2
     capsys.readouterr()
-    assert_user_error(cli.main(["stats", str(tmp_path / "missing")]), capsys.readouterr().err, "synth",
-                      "not a synth output folder")
+    assert_user_error(
+        cli.main(["stats", str(tmp_path / "missing")]), capsys.readouterr().err, "synth", "not a synth output folder"
+    )
     monkeypatch.setattr(cli, "cmd_stats", defect)
     assert_bug(cli.main(["stats", str(tmp_path)]), capsys.readouterr().err, "synth")
 
@@ -82,8 +85,11 @@ def test_trainer(monkeypatch, capsys, tmp_path):
     code = cli.main(["merge", "--model", "m", "--adapter", "a", "--out", str(taken)])
     assert_user_error(code, capsys.readouterr().err, "trainer", "already exists and is not empty")
     monkeypatch.setattr(cli, "run_merge", defect)
-    assert_bug(cli.main(["merge", "--model", "m", "--adapter", "a", "--out", str(tmp_path / "new")]),
-               capsys.readouterr().err, "trainer")
+    assert_bug(
+        cli.main(["merge", "--model", "m", "--adapter", "a", "--out", str(tmp_path / "new")]),
+        capsys.readouterr().err,
+        "trainer",
+    )
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """The README stays short, and every relative link in it and in docs/ leads to a file and heading that exist."""
+
 from __future__ import annotations
 
 import re

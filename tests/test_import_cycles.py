@@ -21,6 +21,7 @@ How cycles are counted (use this same method to compare before and after a chang
 
 Before the structure issue (main at 434f90e) this counted 5 cycles, each of two files.
 """
+
 from __future__ import annotations
 
 import ast
@@ -54,7 +55,7 @@ def _absolute(module: str, node: ast.ImportFrom, modules: dict[str, Path]) -> st
     if not node.level:
         return node.module or ""
     package = module.split(".") if _is_package(module, modules) else module.split(".")[:-1]
-    base = package[:len(package) - (node.level - 1)]
+    base = package[: len(package) - (node.level - 1)]
     return ".".join(base + ([node.module] if node.module else []))
 
 
@@ -65,8 +66,12 @@ def _exports(package: str, modules: dict[str, Path]) -> dict[str, str]:
     for node in tree.body:
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict):  # a lazy-export table
             for key, value in zip(node.value.keys, node.value.values):
-                if isinstance(key, ast.Constant) and isinstance(value, ast.Constant) \
-                        and isinstance(key.value, str) and isinstance(value.value, str):
+                if (
+                    isinstance(key, ast.Constant)
+                    and isinstance(value, ast.Constant)
+                    and isinstance(key.value, str)
+                    and isinstance(value.value, str)
+                ):
                     target = f"{package}.{value.value.lstrip('.')}"
                     if target in modules:
                         homes[key.value] = target
@@ -79,16 +84,23 @@ def _exports(package: str, modules: dict[str, Path]) -> dict[str, str]:
 
 
 def _is_main_guard(node: ast.AST) -> bool:
-    return (isinstance(node, ast.If) and isinstance(node.test, ast.Compare) and isinstance(node.test.left, ast.Name)
-            and node.test.left.id == "__name__" and len(node.test.comparators) == 1
-            and isinstance(node.test.comparators[0], ast.Constant) and node.test.comparators[0].value == "__main__")
+    return (
+        isinstance(node, ast.If)
+        and isinstance(node.test, ast.Compare)
+        and isinstance(node.test.left, ast.Name)
+        and node.test.left.id == "__name__"
+        and len(node.test.comparators) == 1
+        and isinstance(node.test.comparators[0], ast.Constant)
+        and node.test.comparators[0].value == "__main__"
+    )
 
 
 def _is_type_checking_guard(node: ast.AST) -> bool:
     test = getattr(node, "test", None)
     return isinstance(node, ast.If) and (
         (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
-        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"))
+        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    )
 
 
 def _walk_importable(tree: ast.AST):
@@ -187,8 +199,10 @@ def test_graph_counts_function_level_and_lazy_package_imports():
 
 
 def test_imports_only_the_type_checker_reads_are_not_edges():
-    tree = ast.parse("from typing import TYPE_CHECKING\nimport typing\nif TYPE_CHECKING:\n    import a\n"
-                     "else:\n    import b\nif typing.TYPE_CHECKING:\n    import c\nif DEBUG:\n    import d\n")
+    tree = ast.parse(
+        "from typing import TYPE_CHECKING\nimport typing\nif TYPE_CHECKING:\n    import a\n"
+        "else:\n    import b\nif typing.TYPE_CHECKING:\n    import c\nif DEBUG:\n    import d\n"
+    )
     names = {alias.name for node in _walk_importable(tree) if isinstance(node, ast.Import) for alias in node.names}
     assert names == {"typing", "b", "d"}
 

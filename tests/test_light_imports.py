@@ -1,4 +1,5 @@
 """CLIs that only parse arguments start without torch or faiss (seconds saved on every --help)."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 HEAVY = ["torch", "faiss", "transformers", "numpy", "sqlalchemy"]
 
 # Runs a module as `python -m` does, then reports which heavy packages got imported.
-PROBE = """
+PROBE = (
+    """
 import json, runpy, sys
 module, *argv = sys.argv[1:]
 sys.argv = [module, *argv]
@@ -23,19 +25,28 @@ except SystemExit as exit:
     code = exit.code or 0
 loaded = sorted({name.split(".")[0] for name in sys.modules} & set(%r))
 print(json.dumps({"code": code, "loaded": loaded}), file=sys.stderr)
-""" % HEAVY
+"""
+    % HEAVY
+)
 
 
 def probe(*command: str) -> dict:
-    result = subprocess.run([sys.executable, "-c", PROBE, *command], cwd=REPO, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, *command], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     return {**json.loads(result.stderr.strip().splitlines()[-1]), "stdout": result.stdout}
 
 
 # indexer's parser reads two defaults from its build and reader modules (numpy, SQLAlchemy, FAISS): never torch.
-@pytest.mark.parametrize("command, allowed", [
-    (("indexer", "--help"), {"numpy", "sqlalchemy", "faiss"}), (("indexer", "build", "--help"), {"numpy", "sqlalchemy", "faiss"}),
-    (("synth", "languages"), set()), (("mme5", "--help"), set())])
+@pytest.mark.parametrize(
+    "command, allowed",
+    [
+        (("indexer", "--help"), {"numpy", "sqlalchemy", "faiss"}),
+        (("indexer", "build", "--help"), {"numpy", "sqlalchemy", "faiss"}),
+        (("synth", "languages"), set()),
+        (("mme5", "--help"), set()),
+    ],
+)
 def test_cli_without_a_model_imports_no_heavy_package(command, allowed):
     outcome = probe(*command)
     assert outcome["code"] == 0, outcome
@@ -52,12 +63,14 @@ def test_the_probe_sees_heavy_imports_when_they_happen():
 
 
 def test_lazy_names_still_resolve_and_unknown_names_fail_clearly():
-    code = ("import synth.sample, indexer, mme5, synth; "
-            "assert indexer.IndexStore.__name__ == 'IndexStore' and str(indexer.DEFAULT_INDEX_DIR) == 'index'; "
-            "assert mme5.load_embedder.__module__ == 'mme5.loading' and synth.generate.__module__ == 'synth.run'; "
-            "import types; assert type(synth) is types.ModuleType; "  # a plain package, no swapped module class
-            "import os; assert os.environ['PYTORCH_ENABLE_MPS_FALLBACK'] == '1'\n"
-            "try:\n    indexer.nope\nexcept AttributeError as e:\n    print(e)")
+    code = (
+        "import synth.sample, indexer, mme5, synth; "
+        "assert indexer.IndexStore.__name__ == 'IndexStore' and str(indexer.DEFAULT_INDEX_DIR) == 'index'; "
+        "assert mme5.load_embedder.__module__ == 'mme5.loading' and synth.generate.__module__ == 'synth.run'; "
+        "import types; assert type(synth) is types.ModuleType; "  # a plain package, no swapped module class
+        "import os; assert os.environ['PYTORCH_ENABLE_MPS_FALLBACK'] == '1'\n"
+        "try:\n    indexer.nope\nexcept AttributeError as e:\n    print(e)"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "has no attribute 'nope'" in result.stdout

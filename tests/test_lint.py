@@ -1,4 +1,5 @@
 """The repo passes its own lint rules, and nothing reaches the packages through sys.path or PYTHONPATH hacks."""
+
 from __future__ import annotations
 
 import re

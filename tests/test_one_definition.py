@@ -1,4 +1,5 @@
 """Each concept has one definition: no dead copies, re-export shims or placeholder modules left behind."""
+
 from __future__ import annotations
 
 import ast
@@ -14,17 +15,24 @@ def _modules():
 
 
 def test_no_placeholder_docstrings():
-    stale = [str(path.relative_to(REPO)) for path in _modules()
-             if (ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or "").startswith("Placeholder")]
+    stale = [
+        str(path.relative_to(REPO))
+        for path in _modules()
+        if (ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or "").startswith("Placeholder")
+    ]
     assert not stale, f"modules still described as placeholders: {stale}"
 
 
 def test_atomic_writes_have_one_import_path():
     """mme5/atomic.py is the one helper; the indexer's re-export shim for "old callers" is gone."""
     assert not (REPO / "indexer" / "atomic.py").exists()
-    users = [str(path.relative_to(REPO)) for path in [*_modules(), *sorted((REPO / "tests").rglob("*.py"))]
-             if path != Path(__file__) and "indexer.atomic" in path.read_text(encoding="utf-8")
-             or (path.parent.name == "indexer" and "from .atomic" in path.read_text(encoding="utf-8"))]
+    users = [
+        str(path.relative_to(REPO))
+        for path in [*_modules(), *sorted((REPO / "tests").rglob("*.py"))]
+        if path != Path(__file__)
+        and "indexer.atomic" in path.read_text(encoding="utf-8")
+        or (path.parent.name == "indexer" and "from .atomic" in path.read_text(encoding="utf-8"))
+    ]
     assert not users, users
 
 
@@ -43,9 +51,13 @@ def test_the_search_filters_are_the_one_filter_api():
 #: Modules that are command lines (they print their own output and errors), and single functions of library
 #: modules that are a command's handler or an interactive question.
 CLI_MODULES = {"mme5/cli.py", "synth/cli.py"}
-CLI_FUNCTIONS = {("search_app/album_views.py", "main"), ("search_app/auth.py", "add_user_cli"),
-                 ("search_app/tokens.py", "add_token_cli"), ("search_app/tokens.py", "revoke_token_cli"),
-                 ("trainer/adapt.py", "_ask")}
+CLI_FUNCTIONS = {
+    ("search_app/album_views.py", "main"),
+    ("search_app/auth.py", "add_user_cli"),
+    ("search_app/tokens.py", "add_token_cli"),
+    ("search_app/tokens.py", "revoke_token_cli"),
+    ("trainer/adapt.py", "_ask"),
+}
 
 
 def _stderr_prints(path: Path) -> list[tuple[int, str]]:
@@ -58,7 +70,8 @@ def _stderr_prints(path: Path) -> list[tuple[int, str]]:
             if isinstance(child, ast.Call):
                 call = ast.unparse(child.func)
                 to_stderr = call == "print" and any(
-                    keyword.arg == "file" and "stderr" in ast.unparse(keyword.value) for keyword in child.keywords)
+                    keyword.arg == "file" and "stderr" in ast.unparse(keyword.value) for keyword in child.keywords
+                )
                 if to_stderr or call.endswith("stderr.write"):
                     found.append((child.lineno, function))
             visit(child, name)
@@ -73,10 +86,15 @@ def test_library_modules_log_instead_of_printing_to_stderr():
         relative = path.relative_to(REPO).as_posix()
         if path.name == "__main__.py" or relative in CLI_MODULES:
             continue
-        offenders += [f"{relative}:{line} (in {function})" for line, function in _stderr_prints(path)
-                      if (relative, function) not in CLI_FUNCTIONS]
-    assert not offenders, ("library code logs with logging.getLogger(__name__); the command lines show it "
-                           "(mme5.cli.show_messages):\n" + "\n".join(offenders))
+        offenders += [
+            f"{relative}:{line} (in {function})"
+            for line, function in _stderr_prints(path)
+            if (relative, function) not in CLI_FUNCTIONS
+        ]
+    assert not offenders, (
+        "library code logs with logging.getLogger(__name__); the command lines show it "
+        "(mme5.cli.show_messages):\n" + "\n".join(offenders)
+    )
 
 
 def test_the_guard_finds_a_stderr_print(tmp_path):

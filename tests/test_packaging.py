@@ -1,4 +1,5 @@
 """pyproject.toml and requirements.txt describe the same packages, and the lean install stays lean (docs/install.md)."""
+
 from __future__ import annotations
 
 import importlib
@@ -31,8 +32,9 @@ def test_every_base_and_extra_package_is_in_requirements_txt_with_the_same_pin()
     full = requirements()
     names = {name for name, _ in full}
     meta = project()
-    wanted = list(meta["dependencies"]) + [r for extra, rs in meta["optional-dependencies"].items() if extra != "cpu"
-                                           for r in rs]
+    wanted = list(meta["dependencies"]) + [
+        r for extra, rs in meta["optional-dependencies"].items() if extra != "cpu" for r in rs
+    ]
     for requirement in wanted:
         name, version, marker = split(requirement)
         assert name in names, f"{name} (pyproject.toml) is missing from requirements.txt"

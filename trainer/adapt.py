@@ -5,6 +5,7 @@ split (by content hash) -> synth (held-out queries, training samples) -> before 
 recall over the whole library) -> train (LoRA) -> after -> guard (optional MMEB/XTD) ->
 apply (only if held-out recall@10 improved) -> report (markdown, JSON, PNG charts).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -46,12 +47,14 @@ def split_library(store, share: float) -> dict:
     ids = store.ids()
     heldout, train = [], []
     for start in range(0, len(ids), 1000):
-        for record in store.records(ids[start:start + 1000]):
+        for record in store.records(ids[start : start + 1000]):
             if record is not None:
                 (heldout if heldout_side(record.content_hash or record.path, share) else train).append(record.id)
     if len(heldout) < 3 or len(train) < 3:
-        raise AdaptError(f"{store.index_dir}: {len(ids)} photos give {len(heldout)} held-out and {len(train)} training "
-                         f"photos at --heldout {share}; each side needs at least 3 (index more photos or change it)")
+        raise AdaptError(
+            f"{store.index_dir}: {len(ids)} photos give {len(heldout)} held-out and {len(train)} training "
+            f"photos at --heldout {share}; each side needs at least 3 (index more photos or change it)"
+        )
     return {"heldout": heldout, "train": train, "share": share, "fingerprint": store.fingerprint}
 
 
@@ -69,13 +72,18 @@ def estimate_cost(n: int, combos: dict, prices) -> dict:
     from synth.costs import cost
     from synth.tasks import Combo
 
-    images = sum(weight * (Combo(name).query_image + 2 * Combo(name).target_image)
-                 for (_, name), weight in combos.items())
+    images = sum(
+        weight * (Combo(name).query_image + 2 * Combo(name).target_image) for (_, name), weight in combos.items()
+    )
     calls = math.ceil(n / ACCEPTANCE)
     tokens_in = int(calls * (PROMPT_TOKENS + IMAGE_TOKENS * images))
     tokens_out = calls * ANSWER_TOKENS
-    return {"calls": calls, "prompt_tokens": tokens_in, "completion_tokens": tokens_out,
-            "cost_usd": cost(tokens_in, tokens_out, prices)}
+    return {
+        "calls": calls,
+        "prompt_tokens": tokens_in,
+        "completion_tokens": tokens_out,
+        "cost_usd": cost(tokens_in, tokens_out, prices),
+    }
 
 
 # -- synthesis ----------------------------------------------------------------------------------
@@ -83,11 +91,21 @@ def generator_settings(args):
     """synth's generator as ``trainer adapt``'s options describe it (``--temperature-gen`` is its temperature)."""
     from synth.generator import GeneratorSettings
 
-    return GeneratorSettings(backend=args.backend, model=args.model, base_url=args.base_url, api_key=args.api_key,
-                             timeout=args.timeout, max_retries=args.max_retries, json_mode=not args.no_json_mode,
-                             image_size=args.image_size, max_tokens=args.max_tokens,
-                             temperature=args.gen_temperature, device=args.device, price_in=args.price_in,
-                             price_out=args.price_out)
+    return GeneratorSettings(
+        backend=args.backend,
+        model=args.model,
+        base_url=args.base_url,
+        api_key=args.api_key,
+        timeout=args.timeout,
+        max_retries=args.max_retries,
+        json_mode=not args.no_json_mode,
+        image_size=args.image_size,
+        max_tokens=args.max_tokens,
+        temperature=args.gen_temperature,
+        device=args.device,
+        price_in=args.price_in,
+        price_out=args.price_out,
+    )
 
 
 def synthesise(args, store, ids, out: Path, n: int, seed: int, show_progress: bool) -> dict:
@@ -104,8 +122,18 @@ def synthesise(args, store, ids, out: Path, n: int, seed: int, show_progress: bo
     folder = RunFolder(out)
     if folder.exists() and sum(1 for _ in folder.samples()) >= n:  # finished: nothing to call (index may have moved on)
         stats = run_stats(folder)
-        return {key: stats[key] for key in ("accepted", "failed", "prompt_tokens", "completion_tokens", "cost_usd",
-                                            "by_language", "structured_output")}
+        return {
+            key: stats[key]
+            for key in (
+                "accepted",
+                "failed",
+                "prompt_tokens",
+                "completion_tokens",
+                "cost_usd",
+                "by_language",
+                "structured_output",
+            )
+        }
     weights = languages.parse_weights(args.languages, languages.NAMES, "language")
     combos = tasks.parse_tasks(args.tasks)
     generator = generator_settings(args)
@@ -115,23 +143,52 @@ def synthesise(args, store, ids, out: Path, n: int, seed: int, show_progress: bo
     positive = (POSITIVE_RANKS[0], min(POSITIVE_RANKS[1], negative[0] - 1))
     configurator = Configurator(combos, weights, pool, seed, positive, negative)
     prices = generator.prices()
-    settings = {"backend": args.backend, "model": model, "base_url": args.base_url, "seed": seed, "languages": weights,
-                "prompt_version": PROMPT_VERSION,
-                "tasks": {f"{task}:{combo}": weight for (task, combo), weight in combos.items()},
-                "positive_ranks": list(positive), "negative_ranks": list(negative),
-                "index_dir": str(store.index_dir), "pool": pool.fingerprint, "image_root": pool.root,
-                "prices": list(prices) if prices else None}
+    settings = {
+        "backend": args.backend,
+        "model": model,
+        "base_url": args.base_url,
+        "seed": seed,
+        "languages": weights,
+        "prompt_version": PROMPT_VERSION,
+        "tasks": {f"{task}:{combo}": weight for (task, combo), weight in combos.items()},
+        "positive_ranks": list(positive),
+        "negative_ranks": list(negative),
+        "index_dir": str(store.index_dir),
+        "pool": pool.fingerprint,
+        "image_root": pool.root,
+        "prices": list(prices) if prices else None,
+    }
     folder.start(settings)
-    summary = generate(folder, configurator, backend_from_settings(generator), n, args.concurrency, None, prices,
-                       show_progress=show_progress)
+    summary = generate(
+        folder,
+        configurator,
+        backend_from_settings(generator),
+        n,
+        args.concurrency,
+        None,
+        prices,
+        show_progress=show_progress,
+    )
     if summary.attempted:
         log(f"{out.name}: " + summary.format().removeprefix("synth: "))
     if summary.accepted_before + summary.accepted < n:
-        raise AdaptError(f"{out}: only {summary.accepted_before + summary.accepted} of {n} samples accepted "
-                         f"({summary.stopped}); rerun the same command to continue")
+        raise AdaptError(
+            f"{out}: only {summary.accepted_before + summary.accepted} of {n} samples accepted "
+            f"({summary.stopped}); rerun the same command to continue"
+        )
     stats = run_stats(folder)  # the whole run folder, earlier (resumed) runs included
-    return {key: stats[key] for key in ("accepted", "failed", "prompt_tokens", "completion_tokens", "cost_usd",
-                                        "by_language", "structured_output")}
+    return {
+        key: stats[key]
+        for key in (
+            "accepted",
+            "failed",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost_usd",
+            "by_language",
+            "structured_output",
+        )
+    }
 
 
 # -- measurement --------------------------------------------------------------------------------
@@ -157,9 +214,24 @@ def training_rows(folder: Path) -> list[dict]:
             row["qry"] = prompts.MMEB_IMAGE_PLACEHOLDER + qry.removeprefix(strip) if kind.needs_image else qry
         for column in ("qry_image_path", "pos_image_path"):
             row[column] = os.path.join(root, row[column]) if row.get(column) else ""
-        row["neg_image_path"] = repr([os.path.join(root, p) if p else "" for p in parse_list(row["neg_image_path"], "n")])
-        out.append({key: row[key] for key in ("qry", "qry_image_path", "pos_text", "pos_image_path", "neg_text",
-                                               "neg_image_path", "language", "modality")})
+        row["neg_image_path"] = repr(
+            [os.path.join(root, p) if p else "" for p in parse_list(row["neg_image_path"], "n")]
+        )
+        out.append(
+            {
+                key: row[key]
+                for key in (
+                    "qry",
+                    "qry_image_path",
+                    "pos_text",
+                    "pos_image_path",
+                    "neg_text",
+                    "neg_image_path",
+                    "language",
+                    "modality",
+                )
+            }
+        )
     return out
 
 
@@ -173,11 +245,25 @@ def _read(path: Path):
 
 # -- the command ---------------------------------------------------------------------------------
 def _plan_settings(args, split: dict) -> dict:
-    return {"index": str(Path(args.index).absolute()), "fingerprint": split["fingerprint"], "heldout": args.heldout,
-            "languages": args.languages, "tasks": args.tasks, "n": args.n, "n_eval": args.n_eval, "seed": args.seed,
-            "backend": args.backend, "model": args.model, "mix": args.mix, "steps": args.steps, "lr": args.lr,
-            "batch_size": args.batch_size, "temperature": args.temperature, "lora_r": args.lora_r,
-            "lora_targets": args.lora_targets}
+    return {
+        "index": str(Path(args.index).absolute()),
+        "fingerprint": split["fingerprint"],
+        "heldout": args.heldout,
+        "languages": args.languages,
+        "tasks": args.tasks,
+        "n": args.n,
+        "n_eval": args.n_eval,
+        "seed": args.seed,
+        "backend": args.backend,
+        "model": args.model,
+        "mix": args.mix,
+        "steps": args.steps,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "temperature": args.temperature,
+        "lora_r": args.lora_r,
+        "lora_targets": args.lora_targets,
+    }
 
 
 def _check_plan(run: Path, settings: dict) -> None:
@@ -186,8 +272,10 @@ def _check_plan(run: Path, settings: dict) -> None:
         changed = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
         if changed:
             detail = "; ".join(f"{k}: was {old!r}, now {new!r}" for k, (old, new) in changed.items())
-            raise AdaptError(f"{run} holds an adapt run with other settings ({detail}); rerun with the same "
-                             "settings to continue it, or choose a new --out")
+            raise AdaptError(
+                f"{run} holds an adapt run with other settings ({detail}); rerun with the same "
+                "settings to continue it, or choose a new --out"
+            )
     _write(run / "plan.json", json.dumps(settings, indent=2, ensure_ascii=False))
 
 
@@ -213,16 +301,33 @@ def _train(args, model: str, run: Path, show_progress: bool) -> dict:
         _write(data_file, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
         resume = latest_checkpoint(output) is not None or (output / LOG_FILE).exists()
         config = TrainConfig(
-            model=model, data=expand_recipe(None, [str(data_file), *args.mix]), output=str(output),
-            image_dir=args.mix_image_dir, max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-            warmup_ratio=args.warmup_ratio, temperature=args.temperature, negative_ratio=args.negative_ratio,
+            model=model,
+            data=expand_recipe(None, [str(data_file), *args.mix]),
+            output=str(output),
+            image_dir=args.mix_image_dir,
+            max_steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            warmup_ratio=args.warmup_ratio,
+            temperature=args.temperature,
+            negative_ratio=args.negative_ratio,
             lora=LoraSettings(r=args.lora_r, targets=args.lora_targets or []),
-            gradient_checkpointing=not args.no_gradient_checkpointing, device=args.device, seed=args.seed,
-            save_every=args.save_every, resume=resume, show_progress=show_progress)
+            gradient_checkpointing=not args.no_gradient_checkpointing,
+            device=args.device,
+            seed=args.seed,
+            save_every=args.save_every,
+            resume=resume,
+            show_progress=show_progress,
+        )
         train(config)
     losses = [json.loads(line)["loss"] for line in (output / LOG_FILE).read_text().splitlines() if line.strip()]
-    return {"steps": len(losses), "losses": losses, "first_loss": losses[0], "last_loss": losses[-1],
-            "adapter": str(output)}
+    return {
+        "steps": len(losses),
+        "losses": losses,
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
+        "adapter": str(output),
+    }
 
 
 GUARD_SCORES = {"mmeb": "MMEB overall P@1", "xtd": "XTD mean R@10"}
@@ -241,13 +346,17 @@ def check_guard(args) -> list[str]:
             continue
         images = _guard_images(args, what)
         if not images.is_dir():
-            raise AdaptError(f"{images}: image folder of --guard-{what} not found (--guard-{what}-image-dir or "
-                             "--guard-image-dir: the folder its image paths are relative to)")
+            raise AdaptError(
+                f"{images}: image folder of --guard-{what} not found (--guard-{what}-image-dir or "
+                "--guard-image-dir: the folder its image paths are relative to)"
+            )
         subsets = find_subsets(folder)
         if not set(subsets) & set(known):
-            raise AdaptError(f"{folder}: none of its subsets ({', '.join(sorted(subsets))}) is named as in "
-                             f"{'MMEB-eval (ImageNet-1K, MSCOCO_t2i, ...)' if what == 'mmeb' else 'XTD-10 (it, es, ...)'}"
-                             f"; --guard-{what} needs those names to compute {GUARD_SCORES[what]}")
+            raise AdaptError(
+                f"{folder}: none of its subsets ({', '.join(sorted(subsets))}) is named as in "
+                f"{'MMEB-eval (ImageNet-1K, MSCOCO_t2i, ...)' if what == 'mmeb' else 'XTD-10 (it, es, ...)'}"
+                f"; --guard-{what} needs those names to compute {GUARD_SCORES[what]}"
+            )
         rows = sum(len(read_rows(source, images)) for source in subsets.values())
         described.append(f"{GUARD_SCORES[what]} on {len(subsets)} subset(s), {rows} queries")
     return described
@@ -259,8 +368,10 @@ def _guard_images(args, what: str) -> Path:
 
 def guard_verdict(scores: dict, max_drop: float) -> dict:
     """Before, after and change per guard score; ``dropped`` names those that fell by more than ``max_drop``."""
-    found = {name: {"before": v["before"], "after": v["after"], "change": round(v["after"] - v["before"], 4)}
-             for name, v in scores.items()}
+    found = {
+        name: {"before": v["before"], "after": v["after"], "change": round(v["after"] - v["before"], 4)}
+        for name, v in scores.items()
+    }
     dropped = [name for name, v in found.items() if v["change"] < -max_drop]
     return {"scores": found, "max_drop": max_drop, "dropped": dropped}
 
@@ -269,8 +380,11 @@ def _guard(args, model: str, serving: str | None, adapter: Path, run: Path) -> d
     """The guard sets scored by the model the index serves now and by the new adapter."""
     if not (args.guard_mmeb or args.guard_xtd):
         return None
-    sets = {what: str(Path(folder).absolute()) for what, folder in (("mmeb", args.guard_mmeb), ("xtd", args.guard_xtd))
-            if folder}
+    sets = {
+        what: str(Path(folder).absolute())
+        for what, folder in (("mmeb", args.guard_mmeb), ("xtd", args.guard_xtd))
+        if folder
+    }
     saved = _read(run / "guard.json") or {}
     scores = saved.get("scores") if saved.get("sets") == sets else None  # other guard sets: measure them
     if scores is None:
@@ -283,12 +397,20 @@ def _guard(args, model: str, serving: str | None, adapter: Path, run: Path) -> d
             log(f"general-domain guard, {when}")
             embedder = load_embedder(model, device=args.device, adapter=adapter_path)
             if args.guard_mmeb:
-                report = evaluate(embedder, mmeb=args.guard_mmeb, image_dir=_guard_images(args, "mmeb"),
-                                  show_progress=not args.no_progress)
+                report = evaluate(
+                    embedder,
+                    mmeb=args.guard_mmeb,
+                    image_dir=_guard_images(args, "mmeb"),
+                    show_progress=not args.no_progress,
+                )
                 scores.setdefault(GUARD_SCORES["mmeb"], {})[when] = round(report["mmeb"]["summary"]["Overall"], 4)
             if args.guard_xtd:
-                report = evaluate(embedder, xtd=args.guard_xtd, image_dir=_guard_images(args, "xtd"),
-                                  show_progress=not args.no_progress)
+                report = evaluate(
+                    embedder,
+                    xtd=args.guard_xtd,
+                    image_dir=_guard_images(args, "xtd"),
+                    show_progress=not args.no_progress,
+                )
                 scores.setdefault(GUARD_SCORES["xtd"], {})[when] = round(report["xtd"]["mean"], 4)
             del embedder
         _write(run / "guard.json", json.dumps({"sets": sets, "scores": scores}, indent=2))
@@ -304,11 +426,15 @@ def decide(before: dict, after: dict, guard: dict | None) -> tuple[bool, str]:
     if after["overall"]["recall@10"] <= before["overall"]["recall@10"]:
         return False, reason + ": no gain, the index is unchanged"
     if guard and guard["dropped"]:
-        fallen = ", ".join(f"{name} {guard['scores'][name]['before']:.1f} → {guard['scores'][name]['after']:.1f}"
-                           for name in guard["dropped"])
-        return False, (reason + f", but the general-domain guard dropped ({fallen}: more than "
-                       f"--guard-max-drop {guard['max_drop']:g} points): not applied; to apply it anyway rerun "
-                       "with a larger --guard-max-drop and --apply")
+        fallen = ", ".join(
+            f"{name} {guard['scores'][name]['before']:.1f} → {guard['scores'][name]['after']:.1f}"
+            for name in guard["dropped"]
+        )
+        return False, (
+            reason + f", but the general-domain guard dropped ({fallen}: more than "
+            f"--guard-max-drop {guard['max_drop']:g} points): not applied; to apply it anyway rerun "
+            "with a larger --guard-max-drop and --apply"
+        )
     return True, reason
 
 
@@ -339,26 +465,42 @@ def run_adapt(args) -> int:
         guard_sets = check_guard(args)
         generator = generator_settings(args)
         estimate = estimate_cost(args.n + args.n_eval, combos, generator.prices())
-        cost = "unknown (no price for this model: pass --price-in/--price-out)" if estimate["cost_usd"] is None \
+        cost = (
+            "unknown (no price for this model: pass --price-in/--price-out)"
+            if estimate["cost_usd"] is None
             else f"≈ ${estimate['cost_usd']:.2f}"
-        plan = [f"index {store.index_dir}: {store.count} photos, model {store.model_id}"
-                + (f" + adapter {store.adapter}" if store.adapter else ""),
-                f"split by content hash: {len(split['heldout'])} held-out photos (queries only, never trained on), "
-                f"{len(split['train'])} training photos",
-                f"synth ({args.backend}, {generator.model_name()}): {args.n_eval} held-out queries + {args.n} training samples, "
-                f"languages {args.languages}, tasks {args.tasks}",
-                f"  about {estimate['calls']} calls, {estimate['prompt_tokens']:,} input + "
-                f"{estimate['completion_tokens']:,} output tokens, cost {cost}",
-                f"measure recall@1/5/10 and MRR on the held-out queries with all {store.count} photos as candidates",
-                f"train a LoRA adapter ({args.steps} steps, batch {args.batch_size}, lr {args.lr})"
-                + (f" mixed with {', '.join(args.mix)}" if args.mix else ""),
-                "measure again",
-                *([f"general-domain guard before/after: {'; '.join(guard_sets)} (not applied if one falls by more "
-                   f"than {args.guard_max_drop:g} points)"] if guard_sets else []),
-                "apply (re-index with the adapter) only if held-out recall@10 improved"
-                + (" (--apply)" if args.apply else " (--no-apply: never)" if args.no_apply
-                   else " and you say yes (asked on a terminal; otherwise rerun with --apply)"),
-                f"report: {run / 'report.md'}, report.json, PNG charts"]
+        )
+        plan = [
+            f"index {store.index_dir}: {store.count} photos, model {store.model_id}"
+            + (f" + adapter {store.adapter}" if store.adapter else ""),
+            f"split by content hash: {len(split['heldout'])} held-out photos (queries only, never trained on), "
+            f"{len(split['train'])} training photos",
+            f"synth ({args.backend}, {generator.model_name()}): {args.n_eval} held-out queries + {args.n} training samples, "
+            f"languages {args.languages}, tasks {args.tasks}",
+            f"  about {estimate['calls']} calls, {estimate['prompt_tokens']:,} input + "
+            f"{estimate['completion_tokens']:,} output tokens, cost {cost}",
+            f"measure recall@1/5/10 and MRR on the held-out queries with all {store.count} photos as candidates",
+            f"train a LoRA adapter ({args.steps} steps, batch {args.batch_size}, lr {args.lr})"
+            + (f" mixed with {', '.join(args.mix)}" if args.mix else ""),
+            "measure again",
+            *(
+                [
+                    f"general-domain guard before/after: {'; '.join(guard_sets)} (not applied if one falls by more "
+                    f"than {args.guard_max_drop:g} points)"
+                ]
+                if guard_sets
+                else []
+            ),
+            "apply (re-index with the adapter) only if held-out recall@10 improved"
+            + (
+                " (--apply)"
+                if args.apply
+                else " (--no-apply: never)"
+                if args.no_apply
+                else " and you say yes (asked on a terminal; otherwise rerun with --apply)"
+            ),
+            f"report: {run / 'report.md'}, report.json, PNG charts",
+        ]
         if args.dry_run:
             print("\n".join(["adapt plan (nothing is called or written):"] + [f"  {line}" for line in plan]))
             return 0
@@ -369,8 +511,10 @@ def run_adapt(args) -> int:
         _write(run / "split.json", json.dumps(split))
 
         synth_report = {}
-        for name, ids, n, seed in ((HELDOUT_DIR, split["heldout"], args.n_eval, args.seed + 1),
-                                   (TRAIN_SYNTH_DIR, split["train"], args.n, args.seed)):
+        for name, ids, n, seed in (
+            (HELDOUT_DIR, split["heldout"], args.n_eval, args.seed + 1),
+            (TRAIN_SYNTH_DIR, split["train"], args.n, args.seed),
+        ):
             synth_report[name] = synthesise(args, store, ids, run / name, n, seed, show)
         rows, root = load_queries(run / HELDOUT_DIR)
         library = Library(store)
@@ -414,17 +558,32 @@ def run_adapt(args) -> int:
                 log(f"re-index: {unreadable} file(s) could not be read (as in the old index)")
             applied = {"applied": True, "improved": True, "reason": reason + "; re-indexed with the adapter", **done}
         else:
-            applied = {"applied": False, "improved": True, "reason": reason + "; not applied "
-                       "(to apply it: rerun the same command with --apply, or on a terminal answer y)"}
+            applied = {
+                "applied": False,
+                "improved": True,
+                "reason": reason + "; not applied "
+                "(to apply it: rerun the same command with --apply, or on a terminal answer y)",
+            }
         _write(run / "applied.json", json.dumps(applied, indent=2))
     log(applied["reason"])
 
-    report = {"index": str(Path(args.index).absolute()), "model": store.model_id, "split": {
-        "heldout": len(split["heldout"]), "train": len(split["train"]), "share": split["share"]},
-        "languages": args.languages, "tasks": args.tasks,
-        "synth": {"heldout": synth_report[HELDOUT_DIR], "train": synth_report[TRAIN_SYNTH_DIR],
-                  "cost_usd": _sum_costs(synth_report.values())},
-        "before": before, "after": after, "training": training, "guard": guard, "applied": applied}
+    report = {
+        "index": str(Path(args.index).absolute()),
+        "model": store.model_id,
+        "split": {"heldout": len(split["heldout"]), "train": len(split["train"]), "share": split["share"]},
+        "languages": args.languages,
+        "tasks": args.tasks,
+        "synth": {
+            "heldout": synth_report[HELDOUT_DIR],
+            "train": synth_report[TRAIN_SYNTH_DIR],
+            "cost_usd": _sum_costs(synth_report.values()),
+        },
+        "before": before,
+        "after": after,
+        "training": training,
+        "guard": guard,
+        "applied": applied,
+    }
     report["charts"] = charts(run, before, after, training["losses"])
     write_report(run, report)
     print(run / "report.md")

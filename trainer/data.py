@@ -6,6 +6,7 @@ Rows carry ``qry, qry_image_path, pos_text, pos_image_path, neg_text, neg_image_
 backbone-specific rewrite happens once, in :mod:`mme5.prompts`, at training time.
 Bad rows are skipped and counted in ``dataset.skipped`` instead of stopping a run.
 """
+
 from __future__ import annotations
 
 import ast
@@ -35,9 +36,30 @@ class DataError(TrainerError, ValueError):
 # (--num_sample_per_subset) of each of these 24 intfloat/mmE5-MMEB-hardneg subsets ...
 MME5_HARDNEG = "intfloat/mmE5-MMEB-hardneg"
 MME5_HARDNEG_SUBSETS = (
-    "TAT-DQA", "ArxivQA", "InfoSeek_it2t", "InfoSeek_it2it", "ImageNet_1K", "N24News", "HatefulMemes", "SUN397",
-    "VOC2007", "InfographicsVQA", "ChartQA", "A-OKVQA", "DocVQA", "OK-VQA", "Visual7W", "VisDial", "CIRR", "NIGHTS",
-    "WebQA", "VisualNews_i2t", "VisualNews_t2i", "MSCOCO_i2t", "MSCOCO_t2i", "MSCOCO",
+    "TAT-DQA",
+    "ArxivQA",
+    "InfoSeek_it2t",
+    "InfoSeek_it2it",
+    "ImageNet_1K",
+    "N24News",
+    "HatefulMemes",
+    "SUN397",
+    "VOC2007",
+    "InfographicsVQA",
+    "ChartQA",
+    "A-OKVQA",
+    "DocVQA",
+    "OK-VQA",
+    "Visual7W",
+    "VisDial",
+    "CIRR",
+    "NIGHTS",
+    "WebQA",
+    "VisualNews_i2t",
+    "VisualNews_t2i",
+    "MSCOCO_i2t",
+    "MSCOCO_t2i",
+    "MSCOCO",
 )
 MME5_ROWS_PER_SUBSET = 50_000
 # ... plus every row of the three intfloat/mmE5-synthetic configs (the reference's train[:-1] drops
@@ -200,7 +222,9 @@ def _load_parquet(files: list[Path]):
     try:
         return datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train")
     except Exception as error:  # noqa: BLE001
-        raise DataError(f"{files[0].parent}: could not read parquet files ({str(error).splitlines()[0][:200]})") from error
+        raise DataError(
+            f"{files[0].parent}: could not read parquet files ({str(error).splitlines()[0][:200]})"
+        ) from error
 
 
 def _load_hub(name: str):
@@ -225,7 +249,9 @@ def _dataset_rows(loaded, source: str) -> Iterable[dict]:
         loaded = loaded["train"]
     missing = [column for column in ("qry", "pos_text") if column not in loaded.column_names]
     if missing:
-        raise DataError(f"{source}: missing column(s) {', '.join(missing)}; expected the mmE5 schema {', '.join(COLUMNS)}")
+        raise DataError(
+            f"{source}: missing column(s) {', '.join(missing)}; expected the mmE5 schema {', '.join(COLUMNS)}"
+        )
     return iter(loaded)
 
 
@@ -300,8 +326,12 @@ def _example(row: dict, image_root: Path | None, negative_ratio: int) -> tuple[E
     if negatives and len(negatives) < negative_ratio:
         negatives += [negatives[-1]] * (negative_ratio - len(negatives))
     return Example(
-        qry=qry, qry_image_path=qry_image, pos_text=pos, pos_image_path=pos_image,
-        neg_texts=[text for text, _ in negatives], neg_image_paths=[image for _, image in negatives],
+        qry=qry,
+        qry_image_path=qry_image,
+        pos_text=pos,
+        pos_image_path=pos_image,
+        neg_texts=[text for text, _ in negatives],
+        neg_image_paths=[image for _, image in negatives],
     ), ""
 
 

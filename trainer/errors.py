@@ -1,4 +1,5 @@
 """The trainer's one error base class: a problem the user can fix (bad data, a run folder in the way)."""
+
 from __future__ import annotations
 
 

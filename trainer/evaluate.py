@@ -5,6 +5,7 @@ candidate 0 is the answer (TIGER-Lab/MMEB-eval and Haon-Chen/XTD-10 layouts).  E
 (text, image) input of a subset is embedded once; a query is scored against its own
 candidates by dot product of the L2-normalised vectors.
 """
+
 from __future__ import annotations
 
 import json
@@ -116,8 +117,9 @@ def _dataset(path: Path):
             try:
                 rows += pyarrow.parquet.read_table(file).to_pylist()
             except Exception as error:  # noqa: BLE001 - pyarrow raises several types for a bad file
-                raise EvalDataError(f"{file}: not a readable parquet file ({str(error).splitlines()[0][:200]})") \
-                    from error
+                raise EvalDataError(
+                    f"{file}: not a readable parquet file ({str(error).splitlines()[0][:200]})"
+                ) from error
         return rows
     import datasets
 
@@ -154,8 +156,13 @@ def score_subset(embedder, rows: list[Row], batch_size: int = 16, show_progress:
         hits1 += int(np.argmax(scores) == 0)
         hits10 += int(np.sum(scores > scores[0]) < 10)
     n = len(rows)
-    return {"precision_at_1": 100.0 * hits1 / n, "recall_at_10": 100.0 * hits10 / n, "queries": n,
-            "candidates": int(np.mean([len(t) for t in candidates])), "inputs_embedded": len(items)}
+    return {
+        "precision_at_1": 100.0 * hits1 / n,
+        "recall_at_10": 100.0 * hits10 / n,
+        "queries": n,
+        "candidates": int(np.mean([len(t) for t in candidates])),
+        "inputs_embedded": len(items),
+    }
 
 
 def _score_all(embedder, what, folder, image_dir, batch_size, show_progress) -> dict:
@@ -180,15 +187,21 @@ def evaluate_mmeb(embedder, folder, image_dir, batch_size=16, show_progress=Fals
     summary["IND"] = _mean(p1.get(name) for name in MMEB_IND)
     summary["OOD"] = _mean(p1.get(name) for name in MMEB_OOD)
     summary["Overall"] = _mean(p1.get(name) for name in MMEB_DATASETS)
-    return {"datasets": scores, "summary": summary,
-            "missing": [name for name in MMEB_DATASETS if name not in scores],
-            "unknown": [name for name in scores if name not in MMEB_DATASETS]}
+    return {
+        "datasets": scores,
+        "summary": summary,
+        "missing": [name for name in MMEB_DATASETS if name not in scores],
+        "unknown": [name for name in scores if name not in MMEB_DATASETS],
+    }
 
 
 def evaluate_xtd(embedder, folder, image_dir, batch_size=16, show_progress=False) -> dict:
     scores = _score_all(embedder, "XTD", folder, image_dir, batch_size, show_progress)
-    return {"languages": scores, "mean": _mean(scores[lang]["recall_at_10"] for lang in XTD_LANGUAGES if lang in scores),
-            "missing": [lang for lang in XTD_LANGUAGES if lang not in scores]}
+    return {
+        "languages": scores,
+        "mean": _mean(scores[lang]["recall_at_10"] for lang in XTD_LANGUAGES if lang in scores),
+        "missing": [lang for lang in XTD_LANGUAGES if lang not in scores],
+    }
 
 
 # -- report -------------------------------------------------------------------------------
@@ -204,27 +217,45 @@ def markdown(report: dict) -> str:
     if "mmeb" in report:
         mmeb = report["mmeb"]
         columns = ["Classification", "VQA", "Retrieval", "Grounding", "IND", "OOD", "Overall"]
-        lines += ["## MMEB (Precision@1, %)", "", "| model | " + " | ".join(columns) + " |",
-                  "|---" * (len(columns) + 1) + "|",
-                  "| ours | " + " | ".join(_cell(mmeb["summary"][c]) for c in columns) + " |"]
+        lines += [
+            "## MMEB (Precision@1, %)",
+            "",
+            "| model | " + " | ".join(columns) + " |",
+            "|---" * (len(columns) + 1) + "|",
+            "| ours | " + " | ".join(_cell(mmeb["summary"][c]) for c in columns) + " |",
+        ]
         if show_paper:
-            lines += [f"| {name} | " + " | ".join(_cell(row[c]) for c in columns) + " |" for name, row in MME5_MMEB.items()]
+            lines += [
+                f"| {name} | " + " | ".join(_cell(row[c]) for c in columns) + " |" for name, row in MME5_MMEB.items()
+            ]
         lines += ["", "| dataset | P@1 | queries | candidates |", "|---|---|---|---|"]
-        lines += [f"| {name} | {r['precision_at_1']:.1f} | {r['queries']} | {r['candidates']} |"
-                  for name, r in mmeb["datasets"].items()]
+        lines += [
+            f"| {name} | {r['precision_at_1']:.1f} | {r['queries']} | {r['candidates']} |"
+            for name, r in mmeb["datasets"].items()
+        ]
         if mmeb["missing"]:
-            lines += ["", f"Not evaluated ({len(mmeb['missing'])} of 36): {', '.join(mmeb['missing'])}. "
-                          "Averages cover the datasets present, so they are comparable to the paper only with all 36."]
+            lines += [
+                "",
+                f"Not evaluated ({len(mmeb['missing'])} of 36): {', '.join(mmeb['missing'])}. "
+                "Averages cover the datasets present, so they are comparable to the paper only with all 36.",
+            ]
         lines.append("")
     if "xtd" in report:
         xtd = report["xtd"]
         columns = XTD_LANGUAGES + ["mean"]
         ours = {lang: xtd["languages"].get(lang, {}).get("recall_at_10") for lang in XTD_LANGUAGES}
         ours["mean"] = xtd["mean"]
-        lines += ["## XTD text→image (Recall@10, %)", "", "| model | " + " | ".join(columns) + " |",
-                  "|---" * (len(columns) + 1) + "|", "| ours | " + " | ".join(_cell(ours[c]) for c in columns) + " |"]
+        lines += [
+            "## XTD text→image (Recall@10, %)",
+            "",
+            "| model | " + " | ".join(columns) + " |",
+            "|---" * (len(columns) + 1) + "|",
+            "| ours | " + " | ".join(_cell(ours[c]) for c in columns) + " |",
+        ]
         if show_paper:
-            lines += [f"| {name} | " + " | ".join(_cell(row[c]) for c in columns) + " |" for name, row in MME5_XTD.items()]
+            lines += [
+                f"| {name} | " + " | ".join(_cell(row[c]) for c in columns) + " |" for name, row in MME5_XTD.items()
+            ]
         lines.append("")
     return "\n".join(lines)
 
@@ -274,7 +305,9 @@ def _evaluate_index_cli(args) -> int:
     if not (args.index and args.queries):
         raise EvalDataError("held-out evaluation needs both --index I and --queries RUN/heldout")
     result = evaluate_index(args.index, args.queries, device=args.device, show_progress=not args.no_progress)
-    text = f"# Held-out search quality of {args.index} ({result['library']} photos as candidates)\n\n" + table(result, "queries")
+    text = f"# Held-out search quality of {args.index} ({result['library']} photos as candidates)\n\n" + table(
+        result, "queries"
+    )
     print(text)
     if args.out:
         out = Path(args.out)

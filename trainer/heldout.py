@@ -3,6 +3,7 @@
 ``trainer adapt`` measures before and after training with it; ``trainer eval --index I --queries RUN/heldout``
 measures the index as it is now. The queries are a synth run folder whose targets are photos of the index.
 """
+
 from __future__ import annotations
 
 import io
@@ -36,7 +37,7 @@ class Library:
 
     def __init__(self, store):
         self.ids = store.ids()
-        records = [r for start in range(0, len(self.ids), 1000) for r in store.records(self.ids[start:start + 1000])]
+        records = [r for start in range(0, len(self.ids), 1000) for r in store.records(self.ids[start : start + 1000])]
         self.paths = [r.path for r in records]
         self.hashes = [r.content_hash or r.path for r in records]
         self.by_path = {os.path.abspath(r.path): i for i, r in enumerate(records)}
@@ -70,17 +71,20 @@ def encode_queries(embedder, rows: list[dict], root: str, show_progress: bool) -
     return vectors
 
 
-def ranks(query_vectors: np.ndarray, library_vectors: np.ndarray, rows: list[dict], root: str, library: Library) -> list[int]:
+def ranks(
+    query_vectors: np.ndarray, library_vectors: np.ndarray, rows: list[dict], root: str, library: Library
+) -> list[int]:
     """1-based rank of the best positive photo among the whole library (the query photo itself left out)."""
     found = []
     for start in range(0, len(rows), 256):
-        scores = query_vectors[start:start + 256] @ library_vectors.T
-        for offset, row in enumerate(rows[start:start + 256]):
+        scores = query_vectors[start : start + 256] @ library_vectors.T
+        for offset, row in enumerate(rows[start : start + 256]):
             line = scores[offset]
             positives = library.positions(row["pos_image_path"], root)
             if not positives:
-                raise AdaptError(f"{row['pos_image_path']}: held-out target photo is no longer in the index; "
-                                 "start a new run folder")
+                raise AdaptError(
+                    f"{row['pos_image_path']}: held-out target photo is no longer in the index; start a new run folder"
+                )
             if row.get("qry_image_path"):
                 line = line.copy()
                 line[library.positions(row["qry_image_path"], root)] = -np.inf
@@ -99,25 +103,35 @@ def metrics(rank_list) -> dict:
     return result
 
 
-def measure(embedder, library_vectors: np.ndarray, library: Library, rows: list[dict], root: str,
-            show_progress: bool) -> dict:
+def measure(
+    embedder, library_vectors: np.ndarray, library: Library, rows: list[dict], root: str, show_progress: bool
+) -> dict:
     """Recall@1/5/10 and MRR overall, per language and per search mode (text, composed, image)."""
     found = ranks(encode_queries(embedder, rows, root, show_progress), library_vectors, rows, root, library)
     by_language, by_task = defaultdict(list), defaultdict(list)
     for rank, row in zip(found, rows):
         by_language[row["language"]].append(rank)
         by_task[_kind(row).value].append(rank)
-    return {"overall": metrics(found), "by_language": {k: metrics(v) for k, v in sorted(by_language.items())},
-            "by_task": {k: metrics(v) for k, v in sorted(by_task.items())}, "library": len(library.ids)}
+    return {
+        "overall": metrics(found),
+        "by_language": {k: metrics(v) for k, v in sorted(by_language.items())},
+        "by_task": {k: metrics(v) for k, v in sorted(by_task.items())},
+        "library": len(library.ids),
+    }
 
 
 def table(result: dict, title: str) -> str:
     lines = [f"| {title} | queries | R@1 | R@5 | R@10 | MRR |", "|---|---|---|---|---|---|"]
-    groups = [("all", result["overall"])] + [(f"language {k}", v) for k, v in result["by_language"].items()] \
+    groups = (
+        [("all", result["overall"])]
+        + [(f"language {k}", v) for k, v in result["by_language"].items()]
         + [(f"search {k}", v) for k, v in result["by_task"].items()]
+    )
     for name, values in groups:
-        lines.append(f"| {name} | {values['queries']} | {values['recall@1']:.1f} | {values['recall@5']:.1f} | "
-                     f"{values['recall@10']:.1f} | {values['mrr']:.3f} |")
+        lines.append(
+            f"| {name} | {values['queries']} | {values['recall@1']:.1f} | {values['recall@5']:.1f} | "
+            f"{values['recall@10']:.1f} | {values['mrr']:.3f} |"
+        )
     return "\n".join(lines)
 
 

@@ -3,6 +3,7 @@
 The rewrite itself lives in :mod:`mme5.prompts` (picked per family by :mod:`mme5.registry`);
 this module only groups inputs the way the backbone batches them.
 """
+
 from __future__ import annotations
 
 from typing import Sequence

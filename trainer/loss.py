@@ -1,6 +1,7 @@
 """InfoNCE over the global batch: each query against every positive on every rank plus its
 own hard negatives (mmE5's loss), with an all-gather whose backward sends each rank the
 gradient that every other rank's queries put on its positives."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

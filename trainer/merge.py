@@ -1,4 +1,5 @@
 """Fold a trained adapter into its base model and write a plain model folder (no peft needed to serve it)."""
+
 from __future__ import annotations
 
 import logging
@@ -22,7 +23,9 @@ def merge(model: str, adapter: str, out: str, dtype: str | None = None) -> Path:
     if out_path.exists() and any(out_path.iterdir()):
         raise TrainerError(f"{out_path}: already exists and is not empty; choose a new --out")
     chosen = getattr(torch, dtype) if dtype else None
-    embedder = load_embedder(model, device="cpu", dtype=chosen or _native_dtype(model), adapter=adapter, runtime="torch")
+    embedder = load_embedder(
+        model, device="cpu", dtype=chosen or _native_dtype(model), adapter=adapter, runtime="torch"
+    )
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     embedder.backbone.model.save_pretrained(tmp)

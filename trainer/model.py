@@ -3,6 +3,7 @@
 LoRA attaches to ``embedder.backbone.model`` in place, so the forward path stays mme5's
 and the saved adapter has the module names ``mme5.load_embedder(adapter=...)`` expects.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -66,7 +67,10 @@ def make_trainable(embedder, lora: LoraSettings | None, gradient_checkpointing: 
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, use_dora=lora.dora,
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        use_dora=lora.dora,
         init_lora_weights=lora.init if lora.init != "default" else True,
         target_modules=resolve_targets(lora.targets, embedder.family),
     )

@@ -5,6 +5,7 @@ embed chunk by chunk without a graph, take the loss gradient w.r.t. the embeddin
 re-run each chunk with a graph and push that cached gradient in.  Memory then depends on
 the chunk size, not the batch, so the in-batch pool can be thousands on one GPU.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -75,7 +76,9 @@ class _RngState:
             torch.cuda.set_rng_state_all(self.cuda)
 
 
-def grad_cache_step(embedder, inputs: StepInputs, temperature: float, chunk_size: int, scale: float = 1.0) -> LossOutput:
+def grad_cache_step(
+    embedder, inputs: StepInputs, temperature: float, chunk_size: int, scale: float = 1.0
+) -> LossOutput:
     """Same loss and gradients as :func:`plain_step`, with peak memory of one chunk."""
     if chunk_size < 1:
         raise ValueError(f"chunk size must be at least 1, got {chunk_size}")

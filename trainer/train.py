@@ -1,4 +1,5 @@
 """The training loop: data order, optimiser, schedule, gradient all-reduce, checkpoints, resume."""
+
 from __future__ import annotations
 
 import functools
@@ -173,8 +174,18 @@ def latest_checkpoint(output: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def _save_checkpoint(output: Path, step: int, params: dict, optimizer, scheduler, run_facts: dict,
-                     rank: int, world: int, keep: int, unreadable: set[str]) -> None:
+def _save_checkpoint(
+    output: Path,
+    step: int,
+    params: dict,
+    optimizer,
+    scheduler,
+    run_facts: dict,
+    rank: int,
+    world: int,
+    keep: int,
+    unreadable: set[str],
+) -> None:
     """Write to a temporary folder, then rename: a kill at any moment leaves the last good one."""
     folder = output / CHECKPOINTS
     tmp = folder / f".tmp-step-{step:08d}"
@@ -186,8 +197,16 @@ def _save_checkpoint(output: Path, step: int, params: dict, optimizer, scheduler
     _barrier()
     if rank == 0:
         torch.save({name: p.detach().cpu() for name, p in params.items()}, tmp / "weights.pt")
-        torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "facts": run_facts, "world": world}, tmp / "state.pt")
+        torch.save(
+            {
+                "step": step,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "facts": run_facts,
+                "world": world,
+            },
+            tmp / "state.pt",
+        )
         final = folder / f"step-{step:08d}"
         shutil.rmtree(final, ignore_errors=True)
         replace_folder(tmp, final)
@@ -196,19 +215,22 @@ def _save_checkpoint(output: Path, step: int, params: dict, optimizer, scheduler
     _barrier()
 
 
-def _load_checkpoint(path: Path, params: dict, optimizer, scheduler, run_facts: dict, rank: int,
-                     world: int) -> tuple[int, set[str]]:
+def _load_checkpoint(
+    path: Path, params: dict, optimizer, scheduler, run_facts: dict, rank: int, world: int
+) -> tuple[int, set[str]]:
     try:
         return _restore(path, params, optimizer, scheduler, run_facts, rank, world)
     except TrainError:
         raise
     except Exception as error:  # noqa: BLE001 - torch.load raises pickle, zip, EOF and OS errors
-        raise TrainError(f"{path}: checkpoint cannot be read ({error}); delete this folder to resume from the "
-                         "previous checkpoint") from error
+        raise TrainError(
+            f"{path}: checkpoint cannot be read ({error}); delete this folder to resume from the previous checkpoint"
+        ) from error
 
 
-def _restore(path: Path, params: dict, optimizer, scheduler, run_facts: dict, rank: int,
-             world: int) -> tuple[int, set[str]]:
+def _restore(
+    path: Path, params: dict, optimizer, scheduler, run_facts: dict, rank: int, world: int
+) -> tuple[int, set[str]]:
     state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
     if state["world"] != world:
         raise TrainError(f"{path}: saved with {state['world']} process(es), now {world}; resume with the same number")
@@ -258,7 +280,9 @@ def train(config: TrainConfig, embedder=None) -> TrainResult:
             _truncate_log(output / LOG_FILE, 0)
     if not config.resume and (resume_from is not None or finished):
         held = "checkpoints/" if resume_from is not None else finished[0]
-        raise TrainError(f"{output}: already holds a run ({held}); pass --resume to continue it or pick another --output")
+        raise TrainError(
+            f"{output}: already holds a run ({held}); pass --resume to continue it or pick another --output"
+        )
     for name, value in (("batch size", config.batch_size), ("grad accumulation", config.grad_accum)):
         if value < 1:
             raise TrainError(f"{name} must be at least 1, got {value}")
@@ -267,8 +291,10 @@ def train(config: TrainConfig, embedder=None) -> TrainResult:
     global_batch = config.batch_size * world
     micro_per_epoch = len(data) // global_batch
     if micro_per_epoch == 0:
-        raise TrainError(f"only {len(data)} usable examples, fewer than one global batch ({global_batch}); "
-                         "lower --batch-size or add data")
+        raise TrainError(
+            f"only {len(data)} usable examples, fewer than one global batch ({global_batch}); "
+            "lower --batch-size or add data"
+        )
     total = config.max_steps or max(1, int(config.epochs * micro_per_epoch) // config.grad_accum)
 
     if embedder is None:
@@ -284,8 +310,14 @@ def train(config: TrainConfig, embedder=None) -> TrainResult:
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     warmup = math.ceil(config.warmup_ratio * total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total, warmup))
-    run_facts = {"examples": len(data), "batch_size": config.batch_size, "grad_accum": config.grad_accum,
-                 "seed": config.seed, "max_steps": total, "trainable": len(params)}
+    run_facts = {
+        "examples": len(data),
+        "batch_size": config.batch_size,
+        "grad_accum": config.grad_accum,
+        "seed": config.seed,
+        "max_steps": total,
+        "trainable": len(params),
+    }
     log_path = output / LOG_FILE
     step = 0
     unreadable: set[str] = set()  # image files that exist but cannot be decoded; their rows are replaced
@@ -296,21 +328,32 @@ def train(config: TrainConfig, embedder=None) -> TrainResult:
             logger.info(f"trainer: resuming {resume_from} at step {step}/{total}")
     if rank == 0:
         output.mkdir(parents=True, exist_ok=True)
-        write_atomic(output / "training_args.json",
-                     json.dumps(_describe(config, embedder, world, len(data), data.skipped), indent=2))
+        write_atomic(
+            output / "training_args.json",
+            json.dumps(_describe(config, embedder, world, len(data), data.skipped), indent=2),
+        )
         count = sum(p.numel() for p in parameters)
-        logger.info(f"trainer: {len(data)} examples, {world} process(es) x batch {config.batch_size} x accum "
-                    f"{config.grad_accum}, {total} steps, {count:,} trainable parameters")
+        logger.info(
+            f"trainer: {len(data)} examples, {world} process(es) x batch {config.batch_size} x accum "
+            f"{config.grad_accum}, {total} steps, {count:,} trainable parameters"
+        )
 
     losses = []
-    progress = tqdm(total=total, initial=step, unit="step", disable=not (config.show_progress and rank == 0),
-                    file=sys.stderr, dynamic_ncols=True)
+    progress = tqdm(
+        total=total,
+        initial=step,
+        unit="step",
+        disable=not (config.show_progress and rank == 0),
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     while step < total:
         started = time.perf_counter()
         step_loss = step_acc = 0.0
         for micro in range(config.grad_accum):
-            indices = micro_batch_indices(len(data), config.seed, step * config.grad_accum + micro,
-                                          config.batch_size, world, rank)
+            indices = micro_batch_indices(
+                len(data), config.seed, step * config.grad_accum + micro, config.batch_size, world, rank
+            )
             out = _micro_step(embedder, data, indices, unreadable, config, 1.0 / config.grad_accum)
             step_loss += out.loss.item() / config.grad_accum
             step_acc += out.accuracy / config.grad_accum
@@ -324,21 +367,29 @@ def train(config: TrainConfig, embedder=None) -> TrainResult:
         step_loss, step_acc = _mean_over_ranks(step_loss), _mean_over_ranks(step_acc)
         losses.append(step_loss)
         if rank == 0:
-            record = {"step": step, "loss": round(step_loss, 6), "lr": lr, "acc": round(step_acc, 4),
-                      "grad_norm": round(grad_norm, 4),
-                      "samples_per_s": round(global_batch * config.grad_accum / (time.perf_counter() - started), 2)}
+            record = {
+                "step": step,
+                "loss": round(step_loss, 6),
+                "lr": lr,
+                "acc": round(step_acc, 4),
+                "grad_norm": round(grad_norm, 4),
+                "samples_per_s": round(global_batch * config.grad_accum / (time.perf_counter() - started), 2),
+            }
             with open(log_path, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
             progress.set_postfix(loss=f"{step_loss:.4f}", acc=f"{step_acc:.2f}", lr=f"{lr:.2e}")
             progress.update(1)
         if config.save_every and step % config.save_every == 0 and step < total:
-            _save_checkpoint(output, step, params, optimizer, scheduler, run_facts, rank, world,
-                             config.save_total_limit, unreadable)
+            _save_checkpoint(
+                output, step, params, optimizer, scheduler, run_facts, rank, world, config.save_total_limit, unreadable
+            )
     progress.close()
     if rank == 0:
         _write_final(trained, embedder, output, config.lora is None)
-        write_atomic(output / "training_args.json",  # now with rows skipped during the run too
-                     json.dumps(_describe(config, embedder, world, len(data), data.skipped), indent=2))
+        write_atomic(
+            output / "training_args.json",  # now with rows skipped during the run too
+            json.dumps(_describe(config, embedder, world, len(data), data.skipped), indent=2),
+        )
         logger.info(f"trainer: wrote {'model' if config.lora is None else 'adapter'} to {output}")
     _barrier()
     return TrainResult(step, losses, output, dict(data.skipped))
@@ -392,6 +443,12 @@ def _write_final(trained, embedder, output: Path, full: bool) -> None:
 
 def _describe(config: TrainConfig, embedder, world: int, examples: int, skipped) -> dict:
     described = asdict(config)
-    described.update(world_size=world, examples=examples, skipped=dict(skipped), model_id=embedder.model_id,
-                     family=embedder.family, dim=embedder.dim)
+    described.update(
+        world_size=world,
+        examples=examples,
+        skipped=dict(skipped),
+        model_id=embedder.model_id,
+        family=embedder.family,
+        dim=embedder.dim,
+    )
     return described

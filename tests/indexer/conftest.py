@@ -1,4 +1,5 @@
 """Fixtures for indexer tests: realistic photo files (good and bad) and a CLI runner."""
+
 from __future__ import annotations
 
 import os
@@ -25,7 +26,11 @@ class Photos:
         self.seed = 0
 
     def path(self, name) -> Path:
-        path = self.folder / name if isinstance(name, str) else Path(os.fsdecode(os.path.join(os.fsencode(self.folder), name)))
+        path = (
+            self.folder / name
+            if isinstance(name, str)
+            else Path(os.fsdecode(os.path.join(os.fsencode(self.folder), name)))
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -60,10 +65,17 @@ class Photos:
 
     def bomb_png(self, name, side=40000) -> Path:
         """A tiny file whose header claims side x side pixels (Pillow's bomb guard must trip)."""
+
         def chunk(kind, body):
             return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
         header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-        data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+        data = (
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b"")
+        )
         return self.raw(name, data)
 
     def exif(self, orientation=None, taken="2021:07:14 18:30:05", make="Canon", model="Canon EOS 5D", position=None):
@@ -96,8 +108,15 @@ def run_cli(*args, timeout=300, env=None, **kwargs) -> subprocess.CompletedProce
     """``python -m indexer ARGS`` in a real subprocess, as a user would run it."""
     environment = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     environment.update(env or {})
-    return subprocess.run([sys.executable, "-m", "indexer", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=environment, cwd=kwargs.pop("cwd", REPO), **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "indexer", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environment,
+        cwd=kwargs.pop("cwd", REPO),
+        **kwargs,
+    )
 
 
 @pytest.fixture
@@ -125,8 +144,13 @@ with lock.WriteLock(index_dir, "build"):
 def process_holding_write_lock(index_dir, os_name: str = os.name):
     """Another process holding the index's write lock through indexer.lock, as a running build does; it lets go
     when the block ends (or when the test kills it). ``os_name`` "nt": the Windows branch (see fake_msvcrt.py)."""
-    process = subprocess.Popen([sys.executable, "-c", _HOLDER, str(index_dir), os_name, str(FAKE_MSVCRT)],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    process = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(index_dir), os_name, str(FAKE_MSVCRT)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     try:
         assert process.stdout.readline().strip() == "locked"
         yield process

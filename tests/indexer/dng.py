@@ -2,6 +2,7 @@
 
 Written by hand (a few TIFF tags) so the tests need no DNG library and the preview case is really exercised.
 """
+
 from __future__ import annotations
 
 import io
@@ -30,12 +31,24 @@ def dng_bytes(width: int = 64, height: int = 48, preview: Image.Image | None = N
     mosaic = np.random.default_rng(seed).integers(500, 3500, (height, width), dtype=np.uint16).tobytes()
     blobs = {"mosaic": mosaic}
     raw_ifd = [
-        (254, LONG, 1, _longs(0)), (256, LONG, 1, _longs(width)), (257, LONG, 1, _longs(height)),
-        (258, SHORT, 1, _shorts(16)), (259, SHORT, 1, _shorts(1)), (262, SHORT, 1, _shorts(32803)),
-        (271, ASCII, 5, b"Test\0"), (272, ASCII, 4, b"Cam\0"), (273, LONG, 1, "mosaic"), (277, SHORT, 1, _shorts(1)),
-        (278, LONG, 1, _longs(height)), (279, LONG, 1, _longs(len(mosaic))), (33421, SHORT, 2, _shorts(2, 2)),
-        (33422, BYTE, 4, bytes([0, 1, 1, 2])), (50706, BYTE, 4, bytes([1, 4, 0, 0])),
-        (50708, ASCII, 9, b"Test Cam\0"), (50714, LONG, 1, _longs(0)), (50717, LONG, 1, _longs(4095)),
+        (254, LONG, 1, _longs(0)),
+        (256, LONG, 1, _longs(width)),
+        (257, LONG, 1, _longs(height)),
+        (258, SHORT, 1, _shorts(16)),
+        (259, SHORT, 1, _shorts(1)),
+        (262, SHORT, 1, _shorts(32803)),
+        (271, ASCII, 5, b"Test\0"),
+        (272, ASCII, 4, b"Cam\0"),
+        (273, LONG, 1, "mosaic"),
+        (277, SHORT, 1, _shorts(1)),
+        (278, LONG, 1, _longs(height)),
+        (279, LONG, 1, _longs(len(mosaic))),
+        (33421, SHORT, 2, _shorts(2, 2)),
+        (33422, BYTE, 4, bytes([0, 1, 1, 2])),
+        (50706, BYTE, 4, bytes([1, 4, 0, 0])),
+        (50708, ASCII, 9, b"Test Cam\0"),
+        (50714, LONG, 1, _longs(0)),
+        (50717, LONG, 1, _longs(4095)),
         (50721, SRATIONAL, 9, _rationals("i", (1, 1), (0, 1), (0, 1), (0, 1), (1, 1), (0, 1), (0, 1), (0, 1), (1, 1))),
         (50728, RATIONAL, 3, _rationals("I", (1, 1), (1, 1), (1, 1))),
     ]
@@ -44,12 +57,20 @@ def dng_bytes(width: int = 64, height: int = 48, preview: Image.Image | None = N
         buffer = io.BytesIO()
         preview.convert("RGB").save(buffer, "JPEG", quality=90)
         blobs["jpeg"] = buffer.getvalue()
-        ifds.append([
-            (254, LONG, 1, _longs(1)), (256, LONG, 1, _longs(preview.width)), (257, LONG, 1, _longs(preview.height)),
-            (258, SHORT, 3, _shorts(8, 8, 8)), (259, SHORT, 1, _shorts(7)), (262, SHORT, 1, _shorts(6)),
-            (273, LONG, 1, "jpeg"), (277, SHORT, 1, _shorts(3)), (278, LONG, 1, _longs(preview.height)),
-            (279, LONG, 1, _longs(len(blobs["jpeg"]))),
-        ])
+        ifds.append(
+            [
+                (254, LONG, 1, _longs(1)),
+                (256, LONG, 1, _longs(preview.width)),
+                (257, LONG, 1, _longs(preview.height)),
+                (258, SHORT, 3, _shorts(8, 8, 8)),
+                (259, SHORT, 1, _shorts(7)),
+                (262, SHORT, 1, _shorts(6)),
+                (273, LONG, 1, "jpeg"),
+                (277, SHORT, 1, _shorts(3)),
+                (278, LONG, 1, _longs(preview.height)),
+                (279, LONG, 1, _longs(len(blobs["jpeg"]))),
+            ]
+        )
     ifd_offsets, offset = [], 8
     for entries in ifds:
         ifd_offsets.append(offset)

@@ -13,6 +13,7 @@ Deviations: a read-only handle takes a read lock (Linux refuses write locks on r
 descriptors), so two read-only probes do not meet each other as they would on Windows; and the
 lock is advisory, not mandatory (reads of the locked byte are not refused).
 """
+
 from __future__ import annotations
 
 import errno

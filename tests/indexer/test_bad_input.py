@@ -1,4 +1,5 @@
 """Every kind of broken or unusual file: reported with path and reason, never stopping the build."""
+
 from __future__ import annotations
 
 import contextlib
@@ -39,7 +40,9 @@ def zoo(photos):
         "bomb": photos.bomb_png("bomb.png"),
         "panorama": photos.jpeg("panorama.jpg", 6000, 300),
         "cmyk": photos.jpeg("cmyk.jpg", mode="CMYK"),
-        "sixteen_bit": photos.png("16bit.png", Image.fromarray((np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 17))),
+        "sixteen_bit": photos.png(
+            "16bit.png", Image.fromarray((np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 17))
+        ),
         "palette_alpha": photos.png("palette.png", Image.fromarray(photos.pixels()).convert("P"), transparency=0),
         "one_pixel": photos.png("dot.png", Image.new("RGB", (1, 1), (255, 0, 0))),
         "rotated": photos.jpeg("rotated.jpg", 80, 40, exif=photos.exif(orientation=6)),
@@ -76,8 +79,18 @@ def test_bad_files_are_reported_and_good_ones_indexed(zoo, photos, tmp_path, tin
     assert "decompression bomb" in reasons["bomb"]
     assert reasons["broken_link"].startswith("broken symbolic link")
     assert reasons["loop_link"] == "symbolic link loop"
-    for label in ("good", "panorama", "cmyk", "sixteen_bit", "palette_alpha", "one_pixel", "rotated", "non_utf8",
-                  "gif", "heic"):
+    for label in (
+        "good",
+        "panorama",
+        "cmyk",
+        "sixteen_bit",
+        "palette_alpha",
+        "one_pixel",
+        "rotated",
+        "non_utf8",
+        "gif",
+        "heic",
+    ):
         assert reasons[label] is None, (label, reasons[label])
     loop_folder = str(photos.folder / "sub" / "back-to-top")
     assert "symbolic link loop" in errors[loop_folder]
@@ -87,8 +100,21 @@ def test_bad_files_are_reported_and_good_ones_indexed(zoo, photos, tmp_path, tin
 
     with IndexStore.open(index_dir) as store:
         records = {record.path: record for record in store.records(store.catalog.ok_ids())}
-        good_paths = {str(zoo[label]) for label in ("good", "panorama", "cmyk", "sixteen_bit", "palette_alpha",
-                                                    "one_pixel", "rotated", "non_utf8", "gif", "heic")}
+        good_paths = {
+            str(zoo[label])
+            for label in (
+                "good",
+                "panorama",
+                "cmyk",
+                "sixteen_bit",
+                "palette_alpha",
+                "one_pixel",
+                "rotated",
+                "non_utf8",
+                "gif",
+                "heic",
+            )
+        }
         good_paths |= {str(photos.folder / "full-for-truncation.jpg"), str(photos.folder / "full-for-truncation.png")}
         assert set(records) == good_paths  # hidden files/folders and non-images are skipped
         rotated = records[str(zoo["rotated"])]
@@ -270,7 +296,9 @@ def test_an_image_the_model_rejects_becomes_an_error_row(photos, tmp_path, tiny_
     monkeypatch.setattr(tiny_mllama, "encode_images", picky)
     summary = build(photos.folder, tmp_path / "index", tiny_mllama)
     assert error_map(summary) == {
-        str(photos.folder / "2.jpg"): "the model could not embed this image (RuntimeError: shape mismatch in vision tower)"
+        str(
+            photos.folder / "2.jpg"
+        ): "the model could not embed this image (RuntimeError: shape mismatch in vision tower)"
     }
     assert summary.added == 3 and summary.images == 3
     with IndexStore.open(tmp_path / "index") as store:

@@ -1,4 +1,5 @@
 """The benchmark script runs end to end at toy scale and prints every figure (speed itself is not asserted)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -27,8 +28,25 @@ def test_help_documents_the_gpu_flag(bench, capsys):
 
 @pytest.mark.slow  # runs the benchmark
 def test_toy_run_prints_all_figures(bench, tmp_path, tiny_mllama_dir, capsys):
-    code = bench.main(["--images", "24", "--size", "320x240", "--corpus", str(tmp_path / "corpus"), "--model",
-                       str(tiny_mllama_dir), "--device", "cpu", "--model-images", "16", "--rerun-files", "100", "--json"])
+    code = bench.main(
+        [
+            "--images",
+            "24",
+            "--size",
+            "320x240",
+            "--corpus",
+            str(tmp_path / "corpus"),
+            "--model",
+            str(tiny_mllama_dir),
+            "--device",
+            "cpu",
+            "--model-images",
+            "16",
+            "--rerun-files",
+            "100",
+            "--json",
+        ]
+    )
     assert code == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures["images"] == 24 and figures["errors"] == 0 and figures["rerun_files"] == 100

@@ -1,4 +1,5 @@
 """The video benchmark runs end to end at toy scale and prints every figure (speed itself is not asserted)."""
+
 from __future__ import annotations
 
 import json

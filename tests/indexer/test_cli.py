@@ -1,4 +1,5 @@
 """The command line: a real subprocess for the user path, in-process main() for the details."""
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,10 @@ def index_dir(photos, tmp_path, tiny_mllama_dir, capsys):
         photos.jpeg(f"{i}.jpg", exif=photos.exif())
     photos.raw("broken.png", b"\x89PNG broken")
     index = tmp_path / "index"
-    assert main(["build", "--dir", str(photos.folder), "--index", str(index), "--model", str(tiny_mllama_dir),
-                 "--quiet"]) == 0
+    assert (
+        main(["build", "--dir", str(photos.folder), "--index", str(index), "--model", str(tiny_mllama_dir), "--quiet"])
+        == 0
+    )
     capsys.readouterr()
     return index
 
@@ -62,8 +65,23 @@ def test_search_text_image_and_composed_json(index_dir, photos, capsys):
     hit = payload["results"][0]
     assert set(hit) >= {"path", "score", "id", "size", "taken_at", "camera", "content_hash"}
     assert hit["taken_at"] == "2021-07-14T18:30:05" and hit["camera"] == "Canon EOS 5D"
-    assert main(["search", "--index", str(index_dir), "--image", str(photos.folder / "1.jpg"),
-                 "--text", "but at night", "-k", "5", "--json"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--index",
+                str(index_dir),
+                "--image",
+                str(photos.folder / "1.jpg"),
+                "--text",
+                "but at night",
+                "-k",
+                "5",
+                "--json",
+            ]
+        )
+        == 0
+    )
     composed = json.loads(capsys.readouterr().out)
     assert len(composed["results"]) == 3  # only 3 searchable images; no padding entries
     assert main(["search", "--index", str(index_dir)]) == 2
@@ -76,7 +94,12 @@ def test_info_text_and_json(index_dir, photos, capsys):
     assert info["images"] == 3 and info["errors"] == 1 and info["error_list"][0]["path"].endswith("broken.png")
     assert main(["info", "--index", str(index_dir)]) == 0
     text = capsys.readouterr().out
-    assert "3 searchable, 1 with errors" in text and "flat (exact; " in text and " bytes per image)" in text and "broken.png" in text
+    assert (
+        "3 searchable, 1 with errors" in text
+        and "flat (exact; " in text
+        and " bytes per image)" in text
+        and "broken.png" in text
+    )
 
 
 def test_verify_and_remove_commands(index_dir, photos, capsys):
@@ -102,8 +125,9 @@ def test_rebuild_uses_the_index_model_and_refuses_another(index_dir, photos, tin
 
 
 def test_clear_errors_before_any_work(tmp_path, tiny_mllama_dir, capsys):
-    code = main(["build", "--dir", str(tmp_path / "missing"), "--index", str(tmp_path / "idx"),
-                 "--model", str(tiny_mllama_dir)])
+    code = main(
+        ["build", "--dir", str(tmp_path / "missing"), "--index", str(tmp_path / "idx"), "--model", str(tiny_mllama_dir)]
+    )
     assert code == 1 and "folder does not exist" in capsys.readouterr().err and not (tmp_path / "idx").exists()
     assert main(["info", "--index", str(tmp_path / "nothing")]) == 1
     assert "no index here" in capsys.readouterr().err

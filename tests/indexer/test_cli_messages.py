@@ -1,4 +1,5 @@
 """What `python -m indexer` prints when it refuses: real line breaks, the plain sentence first, nothing left behind."""
+
 from __future__ import annotations
 
 import subprocess
@@ -11,8 +12,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def indexer(env, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "indexer", *map(str, args)], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "indexer", *map(str, args)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.slow  # runs the CLI in subprocesses (model loads each time)
@@ -34,19 +41,26 @@ def test_a_missing_model_prints_real_line_breaks_and_leaves_no_index_folder(phot
 
 
 @pytest.mark.slow  # runs the CLI in subprocesses (model loads each time)
-def test_the_wrong_model_refusal_leads_with_the_sentence_and_lists_identities_after(photos, tmp_path, tiny_siglip_dir,
-                                                                                     tiny_mllama_dir, user_env):
+def test_the_wrong_model_refusal_leads_with_the_sentence_and_lists_identities_after(
+    photos, tmp_path, tiny_siglip_dir, tiny_mllama_dir, user_env
+):
     photos.jpeg("a.jpg")
     index = tmp_path / "index"
-    assert indexer(user_env, "build", "--dir", photos.folder, "--index", index, "--model", tiny_siglip_dir,
-                   "--quiet").returncode == 0
+    assert (
+        indexer(
+            user_env, "build", "--dir", photos.folder, "--index", index, "--model", tiny_siglip_dir, "--quiet"
+        ).returncode
+        == 0
+    )
     result = indexer(user_env, "search", "--index", index, "--model", tiny_mllama_dir, "--text", "x")
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     lines = result.stderr.splitlines()
-    first, *details = lines[next(i for i, line in enumerate(lines) if line.startswith("indexer: error: ")):]
-    assert first == (f"indexer: error: {index}: this index was built with a different model than the one given; "
-                     "vectors from different models cannot be mixed. Use the index's own model (omit --model and "
-                     "--runtime), or build a new index with --index NEW_DIR.")
+    first, *details = lines[next(i for i, line in enumerate(lines) if line.startswith("indexer: error: ")) :]
+    assert first == (
+        f"indexer: error: {index}: this index was built with a different model than the one given; "
+        "vectors from different models cannot be mixed. Use the index's own model (omit --model and "
+        "--runtime), or build a new index with --index NEW_DIR."
+    )
     assert details[0] == f"  index built with: {tiny_siglip_dir}"
     assert details[1] == f"  model given:      {tiny_mllama_dir}"
     assert details[2].startswith("  they differ in: ") and "model" in details[2]

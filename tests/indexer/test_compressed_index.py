@@ -1,4 +1,5 @@
 """The compressed index for 10M+ photos: IVF-PQ at <= 1 KB per image, re-ranked exactly from stored vectors."""
+
 from __future__ import annotations
 
 import hashlib
@@ -34,11 +35,25 @@ def add_vectors(index_dir, photos, vectors: np.ndarray) -> None:
         rows.append((f"synthetic/{i}.jpg", path.stat().st_mtime_ns, hashlib.sha256(f"v{i}".encode()).hexdigest()[:32]))
     with catalog.session() as session:
         root_id = session.query(Root.id).scalar()
-        session.execute(insert(Vector), [{"content_hash": h, "vector": v.astype(np.float16).tobytes()}
-                                         for (_, _, h), v in zip(rows, vectors)])
-        session.execute(insert(Image), [{
-            "root_id": root_id, "relpath": encode_relpath(relpath), "size": 1, "mtime_ns": mtime_ns,
-            "content_hash": h, "status": STATUS_OK, "indexed_at": utcnow()} for relpath, mtime_ns, h in rows])
+        session.execute(
+            insert(Vector),
+            [{"content_hash": h, "vector": v.astype(np.float16).tobytes()} for (_, _, h), v in zip(rows, vectors)],
+        )
+        session.execute(
+            insert(Image),
+            [
+                {
+                    "root_id": root_id,
+                    "relpath": encode_relpath(relpath),
+                    "size": 1,
+                    "mtime_ns": mtime_ns,
+                    "content_hash": h,
+                    "status": STATUS_OK,
+                    "indexed_at": utcnow(),
+                }
+                for relpath, mtime_ns, h in rows
+            ],
+        )
         session.commit()
     catalog.close()
     (index_dir / INDEX_FILE).unlink()

@@ -1,5 +1,6 @@
 """kill -9 of a real `python -m indexer build` at several points, then resume: nothing lost,
 duplicated or orphaned, `verify` clean, and the result equals an uninterrupted build."""
+
 from __future__ import annotations
 
 import os
@@ -32,9 +33,28 @@ def catalog_rows(index_dir) -> int:
 def start_build(photos_dir, index_dir, model_dir) -> subprocess.Popen:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     return subprocess.Popen(
-        [sys.executable, "-m", "indexer", "build", "--dir", str(photos_dir), "--index", str(index_dir),
-         "--model", str(model_dir), "--batch-size", "1", "--workers", "1", "--quiet"],
-        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "indexer",
+            "build",
+            "--dir",
+            str(photos_dir),
+            "--index",
+            str(index_dir),
+            "--model",
+            str(model_dir),
+            "--batch-size",
+            "1",
+            "--workers",
+            "1",
+            "--quiet",
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

@@ -1,4 +1,5 @@
 """The engines' contract (indexer/engines.py): one Embedded record per file, the decisions left to the build."""
+
 from __future__ import annotations
 
 import shutil
@@ -12,8 +13,9 @@ from indexer.reader import DecodeBudget, hash_file
 REJECTED = "the model could not embed this image (RuntimeError: shape mismatch in vision tower)"
 
 
-def test_local_engine_streams_each_file_once_with_its_vector_or_why_the_model_refused_it(photos, tiny_mllama,
-                                                                                          monkeypatch):
+def test_local_engine_streams_each_file_once_with_its_vector_or_why_the_model_refused_it(
+    photos, tiny_mllama, monkeypatch
+):
     photos.jpeg("a.jpg", 64, 48, seed=1)
     shutil.copy(photos.folder / "a.jpg", photos.folder / "b-copy-of-a.jpg")  # same content: embedded once
     photos.jpeg("c.jpg", 80, 48, seed=2)  # content the catalog already stores: not decoded, not embedded
@@ -72,8 +74,9 @@ def _looks_like(image, picture) -> bool:
     return float(np.abs(mine - np.asarray(picture.resize(size), dtype=np.float32)).mean()) < 20
 
 
-def test_a_video_is_one_record_with_a_vector_per_keyframe_each_content_embedded_once(tmp_path, tiny_mllama,
-                                                                                      monkeypatch):
+def test_a_video_is_one_record_with_a_vector_per_keyframe_each_content_embedded_once(
+    tmp_path, tiny_mllama, monkeypatch
+):
     from indexer.video import keyframe_hash
 
     from .videos import make_video, scene_picture
@@ -101,12 +104,14 @@ def test_a_video_is_one_record_with_a_vector_per_keyframe_each_content_embedded_
     assert video.vector is not None and video.failure is None  # the first keyframe: the file's own vector
     assert [round(keyframe.timestamp_s) for keyframe in video.keyframes] == [4, 8, 12]
     assert [keyframe.content_hash for keyframe in video.keyframes] == [
-        keyframe_hash(digest, keyframe.timestamp_s) for keyframe in video.keyframes]
+        keyframe_hash(digest, keyframe.timestamp_s) for keyframe in video.keyframes
+    ]
     at4, at8, at12 = video.keyframes
     assert at4.vector is not None and at4.vector.shape == video.vector.shape and at4.failure is None
     assert at8.vector is None and at8.failure == REJECTED  # isolated: the video's other keyframes are embedded
     assert (at12.vector, at12.failure) == (None, None) and at12.content_hash in known  # not embedded again
     assert copy.vector is None and [(k.content_hash, k.vector, k.failure) for k in copy.keyframes] == [
-        (k.content_hash, None, None) for k in video.keyframes]  # the build reuses the first copy's outcomes
+        (k.content_hash, None, None) for k in video.keyframes
+    ]  # the build reuses the first copy's outcomes
     assert len(embedded) == 2  # the first keyframe and the 4 s one, once each
     assert all(record.result.image is None and record.result.keyframes == [] for record in stream)  # no pixels kept

@@ -1,4 +1,5 @@
 """GPU search path (torch matmul + top-k), run here on the CPU device: same hits and scores as FAISS flat."""
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """An index knows its model by content: the path it was given by does not matter, the weights and adapter do."""
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,9 @@ def search(cli, index, *model, **kwargs):
 
 
 @pytest.mark.slow  # CLI subprocesses: 110-215 s measured at load average ~10 on 2 cores
-def test_relative_path_moved_folder_and_hub_id_all_open_the_same_index(cli, photos, replica_dirs, tmp_path,
-                                                                        fill_hub_cache):
+def test_relative_path_moved_folder_and_hub_id_all_open_the_same_index(
+    cli, photos, replica_dirs, tmp_path, fill_hub_cache
+):
     from indexer import IndexMismatchError, IndexStore
     from mme5 import load_embedder
 
@@ -71,8 +73,9 @@ def lora(model_dir: Path, out: Path, seed: int) -> Path:
     from peft import LoraConfig, get_peft_model
     from transformers import SiglipModel
 
-    model = get_peft_model(SiglipModel.from_pretrained(model_dir),
-                           LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
+    model = get_peft_model(
+        SiglipModel.from_pretrained(model_dir), LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"])
+    )
     torch.manual_seed(seed)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
@@ -90,8 +93,9 @@ def test_a_different_adapter_is_refused_the_same_adapter_elsewhere_is_not(cli, p
     photos.jpeg("b.jpg")
     index = tmp_path / "idx"
     env = {"MME5_CACHE_DIR": str(tmp_path / "cache")}
-    built = cli("build", "--dir", photos.folder, "--index", index, "--model", model, "--adapter", first, "--quiet",
-                env=env)
+    built = cli(
+        "build", "--dir", photos.folder, "--index", index, "--model", model, "--adapter", first, "--quiet", env=env
+    )
     assert built.returncode == 0, built.stderr
     different = search(cli, index, "--model", model, "--adapter", second, env=env)
     assert different.returncode == 1

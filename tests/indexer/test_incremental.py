@@ -1,4 +1,5 @@
 """Incremental builds: add, modify, delete, rename, duplicates, unchanged files never read."""
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,9 @@ from indexer import IndexStore, build_index, verify
 
 
 def build(roots, index_dir, embedder, **kwargs):
-    return build_index(roots if isinstance(roots, list) else [roots], index_dir, embedder,
-                       batch_size=4, show_progress=False, **kwargs)
+    return build_index(
+        roots if isinstance(roots, list) else [roots], index_dir, embedder, batch_size=4, show_progress=False, **kwargs
+    )
 
 
 def paths_of(index_dir):
@@ -49,7 +51,9 @@ def test_rerun_skips_unchanged_files_without_reading_them(photos, tmp_path, tiny
     build(photos.folder, index_dir, tiny_mllama)
     reads = []
     original = indexer.engines.read_file
-    monkeypatch.setattr(indexer.engines, "read_file", lambda entry, *a: reads.append(entry.relpath) or original(entry, *a))
+    monkeypatch.setattr(
+        indexer.engines, "read_file", lambda entry, *a: reads.append(entry.relpath) or original(entry, *a)
+    )
     summary = build(photos.folder, index_dir, tiny_mllama)
     assert reads == [] and summary.unchanged == 6 and summary.embedded == 0
     assert (summary.added, summary.updated, summary.removed, summary.moved) == (0, 0, 0, 0)
@@ -62,10 +66,10 @@ def test_add_modify_delete_rename_keep_catalog_and_index_exact(photos, tmp_path,
     build(photos.folder, index_dir, tiny_mllama)
     before = paths_of(index_dir)
 
-    photos.jpeg("new.jpg")                                     # added
-    photos.jpeg("b.jpg", seed=999)                             # modified content
+    photos.jpeg("new.jpg")  # added
+    photos.jpeg("b.jpg", seed=999)  # modified content
     os.utime(photos.folder / "b.jpg", ns=(1, 10**18))
-    (photos.folder / "c.jpg").unlink()                         # deleted
+    (photos.folder / "c.jpg").unlink()  # deleted
     os.makedirs(photos.folder / "moved", exist_ok=True)
     os.rename(photos.folder / "d.jpg", photos.folder / "moved" / "d-renamed.jpg")  # renamed
     summary = build(photos.folder, index_dir, tiny_mllama)

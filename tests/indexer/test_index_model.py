@@ -1,4 +1,5 @@
 """Every command opens an index with the model (and runtime) it was built with: indexer.index_model, one place."""
+
 from __future__ import annotations
 
 import signal
@@ -30,14 +31,29 @@ def test_watch_opens_an_int8_index_with_its_own_runtime(photos, tmp_path, tiny_s
     for i in range(3):
         photos.jpeg(f"{i}.jpg", seed=i)
     index = tmp_path / "int8"
-    built = run_cli("build", "--dir", photos.folder, "--index", index, "--model", tiny_siglip_dir,
-                    "--runtime", "onnx-int8", "--quiet")
+    built = run_cli(
+        "build",
+        "--dir",
+        photos.folder,
+        "--index",
+        index,
+        "--model",
+        tiny_siglip_dir,
+        "--runtime",
+        "onnx-int8",
+        "--quiet",
+    )
     assert built.returncode == 0, built.stderr
     assert index_model(index)[2] == "onnx-int8"  # what every command now opens it with
     log = tmp_path / "watch.log"
     with open(log, "wb") as output:
-        watch = subprocess.Popen([sys.executable, "-m", "indexer", "watch", "--index", str(index), "--poll", "1",
-                                  "--quiet"], cwd=REPO, env=user_env, stdout=output, stderr=subprocess.STDOUT)
+        watch = subprocess.Popen(
+            [sys.executable, "-m", "indexer", "watch", "--index", str(index), "--poll", "1", "--quiet"],
+            cwd=REPO,
+            env=user_env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     try:
         photos.jpeg("new.jpg", seed=9)
         deadline = time.monotonic() + 240

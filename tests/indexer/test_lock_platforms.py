@@ -1,6 +1,7 @@
 """The one-writer lock through both OS branches of indexer/lock.py: POSIX ``flock`` as is, and the
 Windows ``msvcrt.locking`` byte-range lock on Linux through a stand-in msvcrt (fake_msvcrt.py,
 open-file-description locks: per handle, released on death, as on Windows). Real subprocesses."""
+
 from __future__ import annotations
 
 import fcntl

@@ -1,4 +1,5 @@
 """Index types (auto IVF with reported recall, overrides), verify/repair and remove."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -135,8 +136,9 @@ def test_a_stale_ivf_file_is_reconciled_without_retraining(corpus, tmp_path, tin
     import shutil
 
     index_dir = tmp_path / "index"
-    build_index([corpus.folder / "0", corpus.folder / "1"], index_dir, tiny_mllama, show_progress=False,
-                index_type="ivf")
+    build_index(
+        [corpus.folder / "0", corpus.folder / "1"], index_dir, tiny_mllama, show_progress=False, index_type="ivf"
+    )
     shutil.copy(index_dir / "vectors.faiss", tmp_path / "old.faiss")
     build_index([corpus.folder / "2"], index_dir, tiny_mllama, show_progress=False)
     remove_root(index_dir, corpus.folder / "0")

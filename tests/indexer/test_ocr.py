@@ -1,5 +1,6 @@
 """Text in photos and words about photos, at index time: real Tesseract OCR on planted words (Latin, Cyrillic,
 CJK), file-name/EXIF/XMP words, the content-hash cache, incremental sidecars, bad input, and kill -9."""
+
 from __future__ import annotations
 
 import json
@@ -79,14 +80,17 @@ def test_words_from_names_exif_xmp_and_sidecars(tmp_path):
     assert "Fountain at night" in words.description and "Coins in the water" in words.description
 
 
-@pytest.mark.parametrize("sidecar", [
-    b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;">]>'
-    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-    b'<rdf:li>&b;</rdf:li></rdf:RDF></x:xmpmeta>',  # entity expansion
-    b"<x:xmpmeta><rdf:RDF><unclosed></x:xmpmeta>",  # not XML
-    b"<x:xmpmeta>" + b" " * (1 << 20) + b"</x:xmpmeta>",  # larger than the sidecar limit
-    b"\xff\xfe\x00garbage",
-])
+@pytest.mark.parametrize(
+    "sidecar",
+    [
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;">]>'
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b"<rdf:li>&b;</rdf:li></rdf:RDF></x:xmpmeta>",  # entity expansion
+        b"<x:xmpmeta><rdf:RDF><unclosed></x:xmpmeta>",  # not XML
+        b"<x:xmpmeta>" + b" " * (1 << 20) + b"</x:xmpmeta>",  # larger than the sidecar limit
+        b"\xff\xfe\x00garbage",
+    ],
+)
 def test_hostile_sidecars_are_ignored_and_the_photo_keeps_its_other_words(tmp_path, sidecar):
     photo = tmp_path / "venice_gondola.jpg"
     texture((64, 48), seed=2).save(photo)
@@ -119,8 +123,9 @@ def test_build_reads_text_and_words_caches_ocr_by_content_and_follows_sidecars(m
         path_of = {record.id: os.path.relpath(record.path, folder) for record in store.records(store.catalog.ok_ids())}
         hits = text_hits(store.catalog, "café central")
         assert [(path_of[h.image_id], h.source) for h in hits] == [("city/0007.jpg", "ocr")]
-        assert "CENTRAL" in hits[0].snippet and all(hits[0].snippet[a:b].casefold() in ("cafe", "café", "central")
-                                                     for a, b in hits[0].marks)
+        assert "CENTRAL" in hits[0].snippet and all(
+            hits[0].snippet[a:b].casefold() in ("cafe", "café", "central") for a, b in hits[0].marks
+        )
         assert [(path_of[h.image_id], h.source) for h in text_hits(store.catalog, "кафе")] == [("city/0008.jpg", "ocr")]
         found = {path_of[h.image_id]: h.source for h in text_hits(store.catalog, "trevi")}
         assert found == {"rome_trevi.jpg": "filename", "trip/IMG_2041.jpg": "keywords"}
@@ -139,7 +144,9 @@ def test_build_reads_text_and_words_caches_ocr_by_content_and_follows_sidecars(m
     with IndexStore.open(index) as store:
         path_of = {record.id: os.path.relpath(record.path, folder) for record in store.records(store.catalog.ok_ids())}
         assert sorted(path_of[h.image_id] for h in text_hits(store.catalog, "cafe central")) == [
-            "city/0007.jpg", "elsewhere/copy.jpg"]
+            "city/0007.jpg",
+            "elsewhere/copy.jpg",
+        ]
         assert [path_of[h.image_id] for h in text_hits(store.catalog, "кафе")] == ["city/moved.jpg"]
         assert [path_of[h.image_id] for h in text_hits(store.catalog, "trevi")] == ["rome_trevi.jpg"]
         assert [path_of[h.image_id] for h in text_hits(store.catalog, "colosseum")] == ["trip/IMG_2041.jpg"]
@@ -154,19 +161,25 @@ def fake_tesseract(folder, body: str) -> str:
     """A `tesseract` that lists languages like the real one and runs ``body`` when asked to recognise."""
     folder.mkdir(parents=True, exist_ok=True)
     script = folder / "tesseract"
-    script.write_text("#!/bin/sh\n"
-                      'case "$1" in --version) echo "tesseract 5.3.0"; exit 0;; '
-                      '--list-langs) printf "List of available languages (2):\\neng\\nrus\\n"; exit 0;; esac\n' + body)
+    script.write_text(
+        "#!/bin/sh\n"
+        'case "$1" in --version) echo "tesseract 5.3.0"; exit 0;; '
+        '--list-langs) printf "List of available languages (2):\\neng\\nrus\\n"; exit 0;; esac\n' + body
+    )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return str(folder)
 
 
-@pytest.mark.parametrize("body, reason", [
-    ("sleep 30\n", "OCR timed out after 0.5 s"),
-    ("echo 'Segmentation fault' >&2; exit 139\n", "OCR failed (Latin pass"),
-])
-def test_a_photo_whose_ocr_fails_is_indexed_without_text_and_reported(make_photos, tmp_path, tiny_siglip,
-                                                                      monkeypatch, body, reason):
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        ("sleep 30\n", "OCR timed out after 0.5 s"),
+        ("echo 'Segmentation fault' >&2; exit 139\n", "OCR failed (Latin pass"),
+    ],
+)
+def test_a_photo_whose_ocr_fails_is_indexed_without_text_and_reported(
+    make_photos, tmp_path, tiny_siglip, monkeypatch, body, reason
+):
     folder = library(make_photos)
     monkeypatch.setenv("PATH", fake_tesseract(tmp_path / "bin", body) + os.pathsep + os.environ["PATH"])
     monkeypatch.setattr("indexer.ocr.PASS_TIMEOUT", 0.5)
@@ -221,8 +234,12 @@ def test_kill_9_during_the_ocr_pass_then_rerun_completes_text_and_vectors(make_p
 def test_the_ocr_benchmark_runs_at_toy_scale(tiny_mllama_dir, capsys):
     from benchmarks import bench_ocr
 
-    assert bench_ocr.main(["--scripts", "latin", "--per-script", "2", "--distractors", "2", "--model",
-                           str(tiny_mllama_dir), "--json"]) == 0
+    assert (
+        bench_ocr.main(
+            ["--scripts", "latin", "--per-script", "2", "--distractors", "2", "--model", str(tiny_mllama_dir), "--json"]
+        )
+        == 0
+    )
     figures = json.loads(capsys.readouterr().out)
     assert figures["photos"] == 4 and figures["scripts"]["latin"]["recall@1_fused"] == 1.0
     assert figures["text_pass_img_s"] > 0 and figures["detect_img_s"] > 0 and figures["ocr_errors"] == 0
@@ -232,13 +249,29 @@ def test_the_ocr_benchmark_runs_at_toy_scale(tiny_mllama_dir, capsys):
 def test_the_ocr_benchmark_measures_the_cost_per_1000_photos_at_a_text_share(tiny_mllama_dir, capsys):
     from benchmarks import bench_ocr
 
-    assert bench_ocr.main(["--scripts", "latin", "--cost-photos", "4", "--text-share", "0,0.5", "--model",
-                           str(tiny_mllama_dir), "--json"]) == 0
+    assert (
+        bench_ocr.main(
+            [
+                "--scripts",
+                "latin",
+                "--cost-photos",
+                "4",
+                "--text-share",
+                "0,0.5",
+                "--model",
+                str(tiny_mllama_dir),
+                "--json",
+            ]
+        )
+        == 0
+    )
     figures = json.loads(capsys.readouterr().out)
     assert figures["photos"] == 4 and set(figures["shares"]) == {"0", "0.5"}
     assert [figures["shares"][share]["ocr_with_text"] for share in ("0", "0.5")] == [0, 2]  # two signs read
-    assert all(row["text_pass_s_per_1000"] > 0 and row["build_s_per_1000_ocr_on"] > 0 and row["ocr_errors"] == 0
-               for row in figures["shares"].values())
+    assert all(
+        row["text_pass_s_per_1000"] > 0 and row["build_s_per_1000_ocr_on"] > 0 and row["ocr_errors"] == 0
+        for row in figures["shares"].values()
+    )
     with pytest.raises(SystemExit):
         bench_ocr.main(["--cost-photos", "4", "--text-share", "1.5"])
 
@@ -261,18 +294,23 @@ def test_non_utf8_file_names_keep_their_readable_words(photos, tmp_path, tiny_si
     assert verify(tmp_path / "index").clean
 
 
-def test_verify_reports_a_full_text_index_out_of_step_and_repair_lets_the_next_build_refill_it(photos, tmp_path,
-                                                                                                tiny_siglip):
+def test_verify_reports_a_full_text_index_out_of_step_and_repair_lets_the_next_build_refill_it(
+    photos, tmp_path, tiny_siglip
+):
     photos.jpeg("rome_trevi.jpg")
     photos.jpeg("paris_louvre.jpg")
     index = tmp_path / "index"
     build_index([photos.folder], index, tiny_siglip, show_progress=False, ocr="off")
     with sqlite3.connect(index / "catalog.sqlite") as connection:
         connection.execute("DELETE FROM text_fts WHERE rowid = (SELECT min(id) FROM images)")
-        connection.execute("INSERT INTO text_fts(rowid, filename, keywords, description, ocr) VALUES (999, 'x', '', '', '')")
+        connection.execute(
+            "INSERT INTO text_fts(rowid, filename, keywords, description, ocr) VALUES (999, 'x', '', '', '')"
+        )
     report = verify(index)
-    assert not report.clean and {"1 full-text row(s) belong to no searchable photo",
-                                 "1 photo(s) have words but no full-text row"} <= set(report.problems)
+    assert not report.clean and {
+        "1 full-text row(s) belong to no searchable photo",
+        "1 photo(s) have words but no full-text row",
+    } <= set(report.problems)
     repaired = verify(index, repair=True)
     assert any(line.startswith("emptied the full-text index") for line in repaired.repaired), repaired.repaired
     assert not repaired.unrepaired and verify(index).clean

@@ -10,6 +10,7 @@ huggingface_hub 2.4 picks Xet storage on the client side whenever hf_xet is inst
 no server negotiation), so the pushes run with HF_HUB_DISABLE_XET=1 to take the LFS path; the server answers
 any Xet token request 404 and the tests check none came.
 """
+
 from __future__ import annotations
 
 import base64
@@ -101,9 +102,19 @@ class ScriptedHub(BaseHTTPRequestHandler):
         if tree:  # recursive listing, one page
             with self.lock:
                 files = sorted(self.tree.get(tree.group(1), {}).items())
-            return self._reply(200, [{"type": "file", "path": path, "size": len(data), "oid": _git_oid(data),
-                                      **({"lfs": {"oid": sha256(data), "size": len(data), "pointerSize": 134}}
-                                         if lfs else {})} for path, (data, lfs) in files])
+            return self._reply(
+                200,
+                [
+                    {
+                        "type": "file",
+                        "path": path,
+                        "size": len(data),
+                        "oid": _git_oid(data),
+                        **({"lfs": {"oid": sha256(data), "size": len(data), "pointerSize": 134}} if lfs else {}),
+                    }
+                    for path, (data, lfs) in files
+                ],
+            )
         info = re.match(r"/api/datasets/([^/]+/[^/]+)/revision/main(\?|$)", self.path)
         if info:  # asked after a commit with nothing to change: the head commit
             heads = [number for number, commit in enumerate(self.commits, 1) if commit["repo"] == info.group(1)]
@@ -133,8 +144,9 @@ class ScriptedHub(BaseHTTPRequestHandler):
         if self.path == "/api/repos/create":
             request = json.loads(body)
             if request.get("organization") == "stranger" or request["name"].startswith("stranger/"):
-                return self._reply(403, {"error": "You don't have the rights to create a dataset under the "
-                                                  "namespace \"stranger\""})
+                return self._reply(
+                    403, {"error": 'You don\'t have the rights to create a dataset under the namespace "stranger"'}
+                )
             repo = f"{request.get('organization') or 'someone'}/{request['name']}"
             self.repos[repo] = request
             with self.lock:
@@ -164,8 +176,10 @@ class ScriptedHub(BaseHTTPRequestHandler):
             for item in request["objects"]:
                 answer = {"oid": item["oid"], "size": item["size"], "authenticated": True}
                 if item["oid"] not in self.storage:  # an object the Hub has already is not sent again
-                    answer["actions"] = {"upload": {"href": f"{base}/lfs-upload/{item['oid']}"},
-                                         "verify": {"href": f"{base}/lfs-verify"}}
+                    answer["actions"] = {
+                        "upload": {"href": f"{base}/lfs-upload/{item['oid']}"},
+                        "verify": {"href": f"{base}/lfs-verify"},
+                    }
                 objects.append(answer)
             return self._reply(200, {"transfer": "basic", "objects": objects})
         commit = re.match(r"/api/datasets/([^/]+/[^/]+)/commit/main", self.path)
@@ -179,8 +193,9 @@ class ScriptedHub(BaseHTTPRequestHandler):
         with self.lock:
             ScriptedHub.commit_requests += 1
             if self.commit_requests in self.fail_commits:
-                return self._reply(500, {"error": "Internal Error - We're working hard to fix this as soon as "
-                                                  "possible!"})
+                return self._reply(
+                    500, {"error": "Internal Error - We're working hard to fix this as soon as possible!"}
+                )
             tree = dict(self.tree.get(repo, {}))
             record = {"repo": repo, "summary": None, "lfs": {}, "regular": {}, "deleted": []}
             for item in items:
@@ -224,8 +239,9 @@ def scripted_hub():
 
 def folder_files(folder: Path) -> dict[str, bytes]:
     """A prepared upload folder's files by repo path (originals read through their links)."""
-    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*"))
-            if path.is_file()}
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -245,12 +261,23 @@ def tiny_index(tiny_mllama, tmp_path_factory):
 
 
 def push(index, *args, endpoint: str, token: str | None = TOKEN):
-    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_OFFLINE": "0", "HF_HOME": str(index.parent / "hf-home"),
-           "HF_HUB_DISABLE_XET": "1"}  # the LFS path (see the module's docstring)
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": endpoint,
+        "HF_HUB_OFFLINE": "0",
+        "HF_HOME": str(index.parent / "hf-home"),
+        "HF_HUB_DISABLE_XET": "1",
+    }  # the LFS path (see the module's docstring)
     env.pop("HF_TOKEN", None)
     token_args = ["--token", token] if token else []
-    return subprocess.run([sys.executable, "-m", "indexer", "push", "--index", str(index), "--quiet", *token_args,
-                           *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "indexer", "push", "--index", str(index), "--quiet", *token_args, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def prepared_files(index, folder: Path, **options) -> dict[str, bytes]:
@@ -272,7 +299,10 @@ def test_push_uploads_the_prepared_dataset_through_the_hub_api(tiny_index, scrip
     assert "published: http://127.0.0.1/datasets/someone/photos/commit/" in result.stdout
     assert "python app.py --index hf://datasets/someone/photos" in result.stdout
     created = ScriptedHub.repos["someone/photos"]
-    assert created["type"] == "dataset" and "private" in (created.get("visibility"), created.get("private") and "private")
+    assert created["type"] == "dataset" and "private" in (
+        created.get("visibility"),
+        created.get("private") and "private",
+    )
     uploaded = ScriptedHub.files()
     assert uploaded == prepared_files(index, tmp_path / "expected")  # every file, byte for byte, nothing else
     assert {"catalog.sqlite", "vectors.faiss", "README.md"} <= set(uploaded)
@@ -288,7 +318,10 @@ def test_push_uploads_the_prepared_dataset_through_the_hub_api(tiny_index, scrip
     assert committed == {name: sha256(uploaded[name]) for name in binary}
     assert [set(commit["regular"]) for commit in ScriptedHub.commits] == [set(), {"README.md"}]
     last = ScriptedHub.commits[-1]  # previews first, then the catalog's commit
-    assert set(last["lfs"]) == {"catalog.sqlite", "vectors.faiss"} and last["summary"] == "Publish a photo index of 3 photos"
+    assert (
+        set(last["lfs"]) == {"catalog.sqlite", "vectors.faiss"}
+        and last["summary"] == "Publish a photo index of 3 photos"
+    )
     assert all(path.startswith("previews/") for path in ScriptedHub.commits[0]["lfs"])
     assert ("POST", "/lfs-verify") in ScriptedHub.calls and no_xet_requests()
 
@@ -307,8 +340,21 @@ def hub_here(scripted_hub, monkeypatch, tmp_path):
 def publish(index, *args) -> int:
     from indexer.__main__ import main
 
-    return main(["push", "--index", str(index), "--repo", "someone/photos", "--quiet", "--token", TOKEN,
-                 "--model-id", HUB_MODEL, *args])
+    return main(
+        [
+            "push",
+            "--index",
+            str(index),
+            "--repo",
+            "someone/photos",
+            "--quiet",
+            "--token",
+            TOKEN,
+            "--model-id",
+            HUB_MODEL,
+            *args,
+        ]
+    )
 
 
 def add_photos(photos: Path, numbers) -> None:
@@ -317,7 +363,8 @@ def add_photos(photos: Path, numbers) -> None:
     (photos / "trip").mkdir(parents=True, exist_ok=True)
     for number in numbers:
         Image.new("RGB", (64, 40 + number), (20 * number, 255 - 30 * number, 90)).save(
-            photos / "trip" / f"p{number}.jpg", quality=90)
+            photos / "trip" / f"p{number}.jpg", quality=90
+        )
 
 
 def first_push_in_chunks_of_two(embedder, monkeypatch, tmp_path):
@@ -332,8 +379,9 @@ def first_push_in_chunks_of_two(embedder, monkeypatch, tmp_path):
     return photos, index
 
 
-def test_push_commits_previews_in_chunks_the_catalog_last_and_deletes_what_is_gone(tiny_mllama, hub_here,
-                                                                                   monkeypatch, tmp_path):
+def test_push_commits_previews_in_chunks_the_catalog_last_and_deletes_what_is_gone(
+    tiny_mllama, hub_here, monkeypatch, tmp_path
+):
     from indexer import build_index
 
     photos, index = first_push_in_chunks_of_two(tiny_mllama, monkeypatch, tmp_path)
@@ -353,7 +401,9 @@ def test_push_commits_previews_in_chunks_the_catalog_last_and_deletes_what_is_go
     assert len(gone) == 1 and gone.pop().startswith("previews/")
     assert len(commits) == 4  # nothing new to upload: only the catalog's commit, with the deletion
     assert commits[3]["deleted"] == sorted(set(first) - set(second)) and set(commits[3]["lfs"]) == {
-        "catalog.sqlite", "vectors.faiss"}
+        "catalog.sqlite",
+        "vectors.faiss",
+    }
 
     puts = len(ScriptedHub.puts)  # the same push again: nothing to upload, no commit
     assert publish(index) == 0
@@ -361,8 +411,9 @@ def test_push_commits_previews_in_chunks_the_catalog_last_and_deletes_what_is_go
     assert no_xet_requests()
 
 
-def test_a_failed_push_leaves_the_old_index_served_and_the_same_command_resumes(tiny_mllama, hub_here, monkeypatch,
-                                                                                 capsys, tmp_path):
+def test_a_failed_push_leaves_the_old_index_served_and_the_same_command_resumes(
+    tiny_mllama, hub_here, monkeypatch, capsys, tmp_path
+):
     from indexer import build_index
 
     photos, index = first_push_in_chunks_of_two(tiny_mllama, monkeypatch, tmp_path)
@@ -388,14 +439,14 @@ def test_a_failed_push_leaves_the_old_index_served_and_the_same_command_resumes(
     assert publish(index) == 0
     final = prepared_files(index, tmp_path / "final")
     assert ScriptedHub.files() == final
-    rerun = ScriptedHub.commits[commits + 1:]
+    rerun = ScriptedHub.commits[commits + 1 :]
     missing = set(final) - set(during) - {"catalog.sqlite", "vectors.faiss", "README.md"}
     assert len(rerun) == 2 and set(rerun[0]["lfs"]) == missing and len(missing) == 1  # only what was missing
     assert set(rerun[1]["lfs"]) == {"catalog.sqlite", "vectors.faiss"}  # and the catalog last
     # every object went over the wire once (the failed chunk's preview had reached LFS storage, the Hub kept it)
     received = [sha256(body) for body in ScriptedHub.puts]
     assert len(received) == len(set(received))
-    rerun_puts = {sha256(body) for body in ScriptedHub.puts[puts + len(failed_puts):]}
+    rerun_puts = {sha256(body) for body in ScriptedHub.puts[puts + len(failed_puts) :]}
     assert rerun_puts == {sha256(final["catalog.sqlite"]), sha256(final["vectors.faiss"])}
     lfs_files = {sha256(data) for state in (first, final) for name, data in state.items() if name != "README.md"}
     assert set(received) == lfs_files  # every byte received is a prepared file's
@@ -414,14 +465,27 @@ def test_push_errors_are_one_line_with_what_to_do(tiny_index, hub_here, monkeypa
         (dict(repo="stranger/photos"), "stranger/photos: no write access: the repo belongs to someone else"),
         (dict(endpoint="http://127.0.0.1:9"), "cannot reach the Hugging Face Hub"),
         (dict(model=None), "--model-id ORG/NAME"),
-        (dict(repo="no-slash"), "--repo 'no-slash': not a repo name"),  # built from a local model folder: a Space could not load it
+        (
+            dict(repo="no-slash"),
+            "--repo 'no-slash': not a repo name",
+        ),  # built from a local model folder: a Space could not load it
     ]
     for case, expected in cases:
         monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", case.get("endpoint", scripted_hub))
         token = case.get("token", TOKEN)
         model = case.get("model", HUB_MODEL)
-        code = main(["push", "--index", str(index), "--repo", case.get("repo", "someone/photos"), "--quiet",
-                     *(["--token", token] if token else []), *(["--model-id", model] if model else [])])
+        code = main(
+            [
+                "push",
+                "--index",
+                str(index),
+                "--repo",
+                case.get("repo", "someone/photos"),
+                "--quiet",
+                *(["--token", token] if token else []),
+                *(["--model-id", model] if model else []),
+            ]
+        )
         stderr = capsys.readouterr().err
         assert code == 1, (case, stderr)
         assert stderr.startswith("indexer: error: ") and expected in stderr, (case, stderr)
@@ -429,11 +493,29 @@ def test_push_errors_are_one_line_with_what_to_do(tiny_index, hub_here, monkeypa
     assert not ScriptedHub.commits  # nothing was committed by any of them
 
     monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", scripted_hub)
-    assert main(["push", "--index", str(index), "--repo", "someone/photos", "--originals", "--quiet", "--token",
-                 TOKEN, "--model-id", HUB_MODEL]) == 0
+    assert (
+        main(
+            [
+                "push",
+                "--index",
+                str(index),
+                "--repo",
+                "someone/photos",
+                "--originals",
+                "--quiet",
+                "--token",
+                TOKEN,
+                "--model-id",
+                HUB_MODEL,
+            ]
+        )
+        == 0
+    )
     photos, _ = tiny_index
     for number in range(3):  # the originals, read through the staging folder's links
-        assert ScriptedHub.files()[f"originals/1/trip/p{number}.jpg"] == (photos / "trip" / f"p{number}.jpg").read_bytes()
+        assert (
+            ScriptedHub.files()[f"originals/1/trip/p{number}.jpg"] == (photos / "trip" / f"p{number}.jpg").read_bytes()
+        )
 
 
 def test_upload_plan_skips_what_the_repo_has_and_lists_what_it_no_longer_needs(tmp_path):
@@ -442,36 +524,58 @@ def test_upload_plan_skips_what_the_repo_has_and_lists_what_it_no_longer_needs(t
 
     from indexer.hub import upload_plan
 
-    files = {"previews/ab/ab1.jpg": b"\xff\xd8preview one", "previews/cd/cd2.jpg": b"\xff\xd8preview two",
-             "originals/1/a.jpg": b"\xff\xd8original a", "originals/1/b.jpg": b"\xff\xd8original b",
-             "originals/1/c.txt": b"notes", "catalog.sqlite": b"SQLite format 3\0"}
+    files = {
+        "previews/ab/ab1.jpg": b"\xff\xd8preview one",
+        "previews/cd/cd2.jpg": b"\xff\xd8preview two",
+        "originals/1/a.jpg": b"\xff\xd8original a",
+        "originals/1/b.jpg": b"\xff\xd8original b",
+        "originals/1/c.txt": b"notes",
+        "catalog.sqlite": b"SQLite format 3\0",
+    }
     for path, data in files.items():
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_bytes(data)
 
     def remote(path, data, lfs=True):
-        return RepoFile(path=path, size=len(data), oid=_git_oid(data),
-                        lfs={"oid": sha256(data), "size": len(data), "pointerSize": 134} if lfs else None)
+        return RepoFile(
+            path=path,
+            size=len(data),
+            oid=_git_oid(data),
+            lfs={"oid": sha256(data), "size": len(data), "pointerSize": 134} if lfs else None,
+        )
 
-    entries = [remote("previews/ab/ab1.jpg", files["previews/ab/ab1.jpg"]),  # there: skipped
-               remote("previews/cd/cd2.jpg", b"\xff\xd8other size"),  # another preview size: sent again
-               remote("originals/1/a.jpg", files["originals/1/a.jpg"]),  # the same bytes: skipped
-               remote("originals/1/b.jpg", b"\xff\xd8original B"),  # edited in place, same size: sent again
-               remote("originals/1/c.txt", files["originals/1/c.txt"], lfs=False),  # in Git, same blob: skipped
-               remote("previews/ef/ef3.jpg", b"\xff\xd8a photo since deleted"),
-               remote("originals/2/gone.jpg", b"\xff\xd8gone"),
-               remote("catalog.sqlite", b"SQLite format 3\0old"), remote(".gitattributes", b"*.jpg lfs", lfs=False)]
+    entries = [
+        remote("previews/ab/ab1.jpg", files["previews/ab/ab1.jpg"]),  # there: skipped
+        remote("previews/cd/cd2.jpg", b"\xff\xd8other size"),  # another preview size: sent again
+        remote("originals/1/a.jpg", files["originals/1/a.jpg"]),  # the same bytes: skipped
+        remote("originals/1/b.jpg", b"\xff\xd8original B"),  # edited in place, same size: sent again
+        remote("originals/1/c.txt", files["originals/1/c.txt"], lfs=False),  # in Git, same blob: skipped
+        remote("previews/ef/ef3.jpg", b"\xff\xd8a photo since deleted"),
+        remote("originals/2/gone.jpg", b"\xff\xd8gone"),
+        remote("catalog.sqlite", b"SQLite format 3\0old"),
+        remote(".gitattributes", b"*.jpg lfs", lfs=False),
+    ]
     missing, stale = upload_plan(tmp_path, {entry.path: entry for entry in entries})
     assert missing == ["originals/1/b.jpg", "previews/cd/cd2.jpg"]
     assert stale == ["originals/2/gone.jpg", "previews/ef/ef3.jpg"]  # the catalog's own files are replaced, not here
 
 
 def test_push_help_has_examples():
-    result = subprocess.run([sys.executable, "-m", "indexer", "push", "--help"], cwd=REPO, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "indexer", "push", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0
-    for text in ("--repo", "--private", "--originals", "--token", "--model-id", "--prepare-only", "Examples:",
-                 "hf auth login", "hf://datasets/"):
+    for text in (
+        "--repo",
+        "--private",
+        "--originals",
+        "--token",
+        "--model-id",
+        "--prepare-only",
+        "Examples:",
+        "hf auth login",
+        "hf://datasets/",
+    ):
         assert text in result.stdout, text
 
 
@@ -493,8 +597,10 @@ def test_an_adapter_goes_in_the_catalogs_commit_and_a_changed_one_replaces_it(ti
     second = tmp_path / "lora2"  # another adapter, saved the older way (adapter_model.bin)
     second.mkdir()
     shutil.copyfile(first / "adapter_config.json", second / "adapter_config.json")
-    torch.save({name: value * 2 for name, value in load_file(first / "adapter_model.safetensors").items()},
-               second / "adapter_model.bin")
+    torch.save(
+        {name: value * 2 for name, value in load_file(first / "adapter_model.safetensors").items()},
+        second / "adapter_model.bin",
+    )
     photos, index = tmp_path / "photos", tmp_path / "index"
     add_photos(photos, range(3))
 
@@ -513,14 +619,19 @@ def test_an_adapter_goes_in_the_catalogs_commit_and_a_changed_one_replaces_it(ti
     assert files["adapter/adapter_model.safetensors"] == (first / "adapter_model.safetensors").read_bytes()
     assert set(last["lfs"]) == {"catalog.sqlite", "vectors.faiss", "adapter/adapter_model.safetensors"}
     assert set(last["regular"]) == {"README.md", "adapter/adapter_config.json"}
-    assert not any(path.startswith("adapter/") for commit in ScriptedHub.commits[:-1]
-                   for path in [*commit["lfs"], *commit["regular"]])  # previews first, the adapter with the catalog
+    assert not any(
+        path.startswith("adapter/")
+        for commit in ScriptedHub.commits[:-1]
+        for path in [*commit["lfs"], *commit["regular"]]
+    )  # previews first, the adapter with the catalog
 
     commits = len(ScriptedHub.commits)
     files, last = publish_with(second)
     assert len(ScriptedHub.commits) == commits + 1  # the same photos: only the catalog's commit
-    assert {name for name in files if name.startswith("adapter/")} == {"adapter/adapter_config.json",
-                                                                       "adapter/adapter_model.bin"}
+    assert {name for name in files if name.startswith("adapter/")} == {
+        "adapter/adapter_config.json",
+        "adapter/adapter_model.bin",
+    }
     assert "adapter/adapter_model.bin" in last["lfs"] and last["deleted"] == ["adapter/adapter_model.safetensors"]
 
     files, last = publish_with(None)

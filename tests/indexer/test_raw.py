@@ -1,4 +1,5 @@
 """Camera RAW: DNGs with and without an embedded preview, a truncated one, RAW+JPEG pairs and .xmp sidecars."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -3,6 +3,7 @@
 Same images, errors and vectors as the local engine; a killed driver resumes with nothing
 lost or duplicated; a killed embedding actor is restarted by Ray and the build completes.
 """
+
 from __future__ import annotations
 
 import os
@@ -84,11 +85,13 @@ IGNORED = {  # columns that legitimately differ between two builds of the same f
 }
 ID_KEYED = {"words": "image_id", "text_fts": "rowid"}  # rows about one photo, keyed by its id: compared by its path
 FTS_SHADOW = {  # FTS5's own storage of text_fts, whose rows (compared by path above) it indexes by image id
-    "text_fts_data": "the trigram b-tree, keyed by image id", "text_fts_idx": "the b-tree's segment index",
+    "text_fts_data": "the trigram b-tree, keyed by image id",
+    "text_fts_idx": "the b-tree's segment index",
     "text_fts_docsize": "each row's token counts, keyed by image id",
 }
 IGNORED_META = {  # meta values that legitimately differ
-    "created_at": "a timestamp", "last_build_at": "a timestamp",
+    "created_at": "a timestamp",
+    "last_build_at": "a timestamp",
     "last_build": "the build's summary, with its timings (seconds, rate, started_at); its counts are compared below",
     ("vector_store", "id"): "the random id each vector store file gets",
 }
@@ -102,8 +105,10 @@ def catalog_tables(index: Path) -> dict:
     db = sqlite3.connect(f"file:{index / 'catalog.sqlite'}?mode=ro", uri=True)
     try:
         roots = dict(db.execute("select id, path from roots"))
-        photo = {id_: (roots[root_id], relpath) for id_, root_id, relpath in db.execute(
-            "select id, root_id, relpath from images")}
+        photo = {
+            id_: (roots[root_id], relpath)
+            for id_, root_id, relpath in db.execute("select id, root_id, relpath from images")
+        }
         tables = {}
         for (table,) in db.execute("select name from sqlite_master where type = 'table' order by name"):
             if table in FTS_SHADOW:
@@ -128,7 +133,8 @@ def catalog_tables(index: Path) -> dict:
                         row["value"] = {k: v for k, v in row["value"].items() if (row["key"], k) not in IGNORED_META}
                 rows.append(row)
             key = {"images": lambda r: (r["root"], r["relpath"]), "vectors": lambda r: r["content_hash"]}.get(
-                table, lambda r: repr(sorted((k, repr(v)) for k, v in r.items())))
+                table, lambda r: repr(sorted((k, repr(v)) for k, v in r.items()))
+            )
             tables[table] = sorted(rows, key=key)
         return tables
     finally:
@@ -155,8 +161,12 @@ def test_ray_and_local_builds_give_equal_catalogs(ray_cluster, photos, tiny_sigl
     photos.png("plain/p.png")
     photos.raw("copy/berlin.jpg", (photos.folder / "berlin.jpg").read_bytes())
     photos.raw("bad/text.jpg", b"hello, not a photo")
-    summaries = [build_index([photos.folder], tmp_path / engine, tiny_siglip, batch_size=4, show_progress=False,
-                             engine=engine).to_dict() for engine in ("local", "ray")]
+    summaries = [
+        build_index(
+            [photos.folder], tmp_path / engine, tiny_siglip, batch_size=4, show_progress=False, engine=engine
+        ).to_dict()
+        for engine in ("local", "ray")
+    ]
     timings = ("seconds", "rate", "started_at", "peak_decode_pixels")  # peak: how much the decoders overlapped
     for summary in summaries:  # the text pass's own timing
         summary.get("text", {}).pop("seconds", None)
@@ -172,8 +182,11 @@ def test_ray_and_local_builds_give_equal_catalogs(ray_cluster, photos, tiny_sigl
     assert words[b"rome_trevi.jpg"]["filename"] == "rome trevi"
     assert words[b"trip/IMG_2041.jpg"]["keywords"].startswith("Colosseum")
     assert "Night walk" in words[b"trip/IMG_2041.jpg"]["description"]
-    assert {row["photo"][1] for row in local["text_fts"]} >= {b"street/0042.jpg", b"rome_trevi.jpg",
-                                                              b"trip/IMG_2041.jpg"}
+    assert {row["photo"][1] for row in local["text_fts"]} >= {
+        b"street/0042.jpg",
+        b"rome_trevi.jpg",
+        b"trip/IMG_2041.jpg",
+    }
     for table in local:
         if table == "vectors":
             assert [r["content_hash"] for r in remote[table]] == [r["content_hash"] for r in local[table]]
@@ -183,8 +196,10 @@ def test_ray_and_local_builds_give_equal_catalogs(ray_cluster, photos, tiny_sigl
             assert remote[table] == local[table], table
     engine = SearchEngine(IndexStore.open(tmp_path / "ray"), tiny_siglip)
     try:
-        for query, relpath, source in [("bakery", "street/0042.jpg", "ocr"), ("colosseum", "trip/IMG_2041.jpg",
-                                                                              "keywords")]:
+        for query, relpath, source in [
+            ("bakery", "street/0042.jpg", "ocr"),
+            ("colosseum", "trip/IMG_2041.jpg", "keywords"),
+        ]:
             first = engine.search_text(query, k=5).results[0]
             assert (first.relpath, first.text_match.source) == (relpath, source), query
     finally:
@@ -197,16 +212,20 @@ def test_a_video_under_ray_gets_the_same_keyframe_rows_as_a_local_build(ray_clus
 
     photos.jpeg("beach.jpg", seed=1)  # a photo beside it goes through the cluster
     make_video(photos.folder / "clips" / "a.mp4", ((0, 4.0), (1, 4.0), (2, 4.0), (3, 4.0)))
-    summaries = [build_index([photos.folder], tmp_path / engine, tiny_siglip, batch_size=4, show_progress=False,
-                             engine=engine) for engine in ("local", "ray")]
+    summaries = [
+        build_index([photos.folder], tmp_path / engine, tiny_siglip, batch_size=4, show_progress=False, engine=engine)
+        for engine in ("local", "ray")
+    ]
     assert [(s.added, s.embedded, s.errors) for s in summaries] == [(2, 5, [])] * 2  # photo + 4 keyframes
 
     def rows(index: Path) -> list:  # each row with its video's path (video_id is an id, given in commit order)
         db = sqlite3.connect(f"file:{index / 'catalog.sqlite'}?mode=ro", uri=True)
         try:
-            return db.execute("select i.relpath, i.media_type, i.timestamp_s, i.duration_s, i.content_hash, i.status, "
-                              "i.width, i.height, v.relpath from images i left join images v on v.id = i.video_id "
-                              "order by i.relpath").fetchall()
+            return db.execute(
+                "select i.relpath, i.media_type, i.timestamp_s, i.duration_s, i.content_hash, i.status, "
+                "i.width, i.height, v.relpath from images i left join images v on v.id = i.video_id "
+                "order by i.relpath"
+            ).fetchall()
         finally:
             db.close()
 
@@ -232,14 +251,35 @@ def _count(index: Path) -> int:
 
 def _cli(*args, **kwargs):
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    return subprocess.Popen([sys.executable, "-m", "indexer", *map(str, args)], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "indexer", *map(str, args)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def test_killed_driver_loses_nothing_and_resumes(ray_cluster, library, tiny_siglip_dir, tmp_path):
     index = tmp_path / "index"
-    args = ["build", "--dir", library, "--index", index, "--model", tiny_siglip_dir, "--engine", "ray",
-            "--ray-address", ray_cluster, "--batch-size", "2", "--quiet"]
+    args = [
+        "build",
+        "--dir",
+        library,
+        "--index",
+        index,
+        "--model",
+        tiny_siglip_dir,
+        "--engine",
+        "ray",
+        "--ray-address",
+        ray_cluster,
+        "--batch-size",
+        "2",
+        "--quiet",
+    ]
     driver = _cli(*args)
     deadline = time.monotonic() + 300
     while _count(index) < 10 and driver.poll() is None and time.monotonic() < deadline:
@@ -295,14 +335,20 @@ def test_worker_that_cannot_see_the_photos_stops_the_build_with_advice(ray_clust
     folder.mkdir()
     script = (
         f"mount -t tmpfs -o size=8m none {folder} && "
-        f"{sys.executable} -c \"from PIL import Image; "
+        f'{sys.executable} -c "from PIL import Image; '
         f"[Image.new('RGB', (40, 30), (i * 40, 0, 0)).save(f'{folder}/a{{i}}.jpg') for i in range(6)]\" && "
         f"{sys.executable} -m indexer build --dir {folder} --index {tmp_path / 'index'} --model {tiny_siglip_dir} "
         f"--engine ray --ray-address {ray_cluster} --quiet"
     )
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 1, done.stderr
     assert "cannot read the photo folder" in done.stderr and "same path on every node" in done.stderr
     assert "Traceback" not in done.stderr
@@ -318,8 +364,16 @@ def test_ray_decode_tasks_share_the_build_decode_budget(ray_cluster, photos, tin
     sides = [(40 + 8 * i, 30 + 6 * i) for i in range(10)]
     for i, (width, height) in enumerate(sides):
         photos.png(f"p{i}.png", Image.fromarray(photos.pixels(width, height, seed=i)))
-    summary = build_index([photos.folder], tmp_path / "index", tiny_siglip, batch_size=2, show_progress=False,
-                          engine="ray", ray_options=Options(cpus_per_decoder=0.5), decode_budget=1)
+    summary = build_index(
+        [photos.folder],
+        tmp_path / "index",
+        tiny_siglip,
+        batch_size=2,
+        show_progress=False,
+        engine="ray",
+        ray_options=Options(cpus_per_decoder=0.5),
+        decode_budget=1,
+    )
     assert summary.images == 10 and not summary.errors
     assert 0 < summary.peak_decode_pixels <= max(width * height for width, height in sides)
 

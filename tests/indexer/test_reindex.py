@@ -1,4 +1,5 @@
 """indexer/reindex.py: a whole index re-embedded with an adapter, swapped in as a new generation."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -48,8 +49,9 @@ def _lora(model_dir: Path, out: Path) -> Path:
     from peft import LoraConfig, get_peft_model
     from transformers import SiglipModel
 
-    model = get_peft_model(SiglipModel.from_pretrained(model_dir),
-                           LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
+    model = get_peft_model(
+        SiglipModel.from_pretrained(model_dir), LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"])
+    )
     torch.manual_seed(0)
     with torch.no_grad():
         for name, parameter in model.named_parameters():

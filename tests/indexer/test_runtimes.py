@@ -1,4 +1,5 @@
 """Runtimes and the index's vector space: torch and ONNX fp32 share an index; an int8 index is its own."""
+
 import json
 
 import numpy as np

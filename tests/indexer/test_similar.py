@@ -1,4 +1,5 @@
 """`python -m indexer similar`: near-identical photos grouped by FAISS range search, the best one first."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,14 @@ def bursts(tmp_path_factory, tiny_mllama):
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "indexer", *args], capture_output=True, text=True, timeout=300,
-                          cwd=REPO, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, "-m", "indexer", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_groups_near_identical_photos_and_marks_the_largest(bursts):
@@ -53,7 +60,9 @@ def test_groups_near_identical_photos_and_marks_the_largest(bursts):
         scores = store.vectors(store.ids()) @ store.vectors(store.ids()).T
     names = [[Path(m.path).name for m in g.members] for g in groups]
     assert len(groups) == 1 and set(names[0]) == {"burst-1.jpg", "burst-1-small.jpg", "burst-1-edit.jpg"}, (
-        names, np.round(scores, 3))
+        names,
+        np.round(scores, 3),
+    )
     assert names[0][0] in ("burst-1.jpg", "burst-1-edit.jpg")  # full size beats the half-size copy
     assert groups[0].best.score == pytest.approx(1.0, abs=2e-3) and all(m.sharpness for m in groups[0].members)
 
@@ -74,8 +83,9 @@ def test_the_cli_prints_groups_and_json(bursts):
     text = run("similar", "--index", str(bursts), "--threshold", TINY_THRESHOLD, "--quiet")
     assert text.returncode == 0, text.stderr
     assert "group 1: 3 photos" in text.stdout and "* " in text.stdout
-    payload = json.loads(run("similar", "--index", str(bursts), "--threshold", TINY_THRESHOLD, "--json",
-                             "--quiet").stdout)
+    payload = json.loads(
+        run("similar", "--index", str(bursts), "--threshold", TINY_THRESHOLD, "--json", "--quiet").stdout
+    )
     assert payload["threshold"] == float(TINY_THRESHOLD) and len(payload["groups"]) == 1
     assert payload["groups"][0]["best"] == payload["groups"][0]["members"][0]["path"]
     strict = json.loads(run("similar", "--index", str(bursts), "--threshold", "1.0", "--json", "--quiet").stdout)
@@ -88,16 +98,34 @@ def test_calibration_script_separates_edited_copies_from_distinct_photos(bursts,
     from benchmarks import calibrate_similar
 
     photos = bursts.parent / "photos"
-    assert calibrate_similar.main(["--photos", str(photos), "--model", str(tiny_mllama_dir), "--device", "cpu",
-                                   "--json", "--quiet"]) == 0
+    assert (
+        calibrate_similar.main(
+            ["--photos", str(photos), "--model", str(tiny_mllama_dir), "--device", "cpu", "--json", "--quiet"]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["photos"] == 8 and result["distinct"]["pairs"] == 28 and result["near_duplicate"]["pairs"] == 32
     assert set(result["by_edit"]) == {"resize", "jpeg", "crop", "brightness"}
     assert result["near_duplicate"]["min"] - 1e-5 <= result["threshold"] <= result["near_duplicate"]["median"]
     assert result["near_duplicates_grouped"] >= 0.96  # the 1st percentile: at most one of 32 copies left out
     assert 0 <= result["distinct_pairs_wrongly_grouped"] <= 1
-    assert calibrate_similar.main(["--photos", str(photos), "--model", str(tiny_mllama_dir), "--device", "cpu",
-                                   "--quiet", "--max-photos", "4"]) == 0
+    assert (
+        calibrate_similar.main(
+            [
+                "--photos",
+                str(photos),
+                "--model",
+                str(tiny_mllama_dir),
+                "--device",
+                "cpu",
+                "--quiet",
+                "--max-photos",
+                "4",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "near-duplicate (all)" in text and "distinct photos" in text and "threshold (p1 of near-duplicate" in text
     assert calibrate_similar.main(["--photos", str(photos / "nope"), "--model", str(tiny_mllama_dir)]) == 1
@@ -130,8 +158,11 @@ def test_a_photo_the_catalog_lost_after_the_store_opened_is_left_out_of_its_grou
     shutil.copytree(bursts, index)
     with IndexStore.open(index) as store:
         with sqlite3.connect(index / "catalog.sqlite") as db:
-            gone = [row_id for row_id, relpath in db.execute("SELECT id, relpath FROM images")
-                    if bytes(relpath).endswith(b"burst-1-edit.jpg")]
+            gone = [
+                row_id
+                for row_id, relpath in db.execute("SELECT id, relpath FROM images")
+                if bytes(relpath).endswith(b"burst-1-edit.jpg")
+            ]
             assert len(gone) == 1
             db.execute("DELETE FROM images WHERE id = ?", (gone[0],))
         groups = similar_groups(store, float(TINY_THRESHOLD))

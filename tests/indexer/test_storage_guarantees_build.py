@@ -3,6 +3,7 @@ index folder re-created under a running build, huge PNGs, a build in progress se
 `verify`, SIGTERM and Ctrl-C, and file names full of control characters. Real tmpfs mounts,
 real subprocesses and real signals; each test is named after the guarantee it checks.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,9 @@ def mount_tmpfs():
 
     def mount(folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "none", str(folder)],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=16m", "none", str(folder)], capture_output=True, text=True
+        )
         if result.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {result.stderr.strip()}")
         mounted.append(folder)
@@ -63,6 +65,7 @@ def mount_tmpfs():
 
 
 # -- 1. a missing drive never empties the index ------------------------------------------------
+
 
 def test_missing_drive_keeps_its_photos(mount_tmpfs, make_photos, tmp_path, tiny_mllama, capsys):
     drive = mount_tmpfs(tmp_path / "mnt" / "camera")
@@ -93,8 +96,9 @@ def test_missing_drive_keeps_its_photos(mount_tmpfs, make_photos, tmp_path, tiny
     assert summary.removed == 3 and indexed_paths(index_dir) == {str(local.folder / "home.jpg")}
 
 
-def test_another_drive_at_the_same_mount_point_keeps_the_first_drives_photos(mount_tmpfs, make_photos, tmp_path,
-                                                                              tiny_mllama):
+def test_another_drive_at_the_same_mount_point_keeps_the_first_drives_photos(
+    mount_tmpfs, make_photos, tmp_path, tiny_mllama
+):
     drive = mount_tmpfs(tmp_path / "mnt")
     first = make_photos("mnt")
     for i in range(3):
@@ -157,6 +161,7 @@ def test_a_catalog_without_device_records_keeps_opening_and_gains_them(photos, t
 
 # -- 3. a build never overwrites an index that replaced its folder -----------------------------
 
+
 def test_a_recreated_index_folder_is_never_overwritten(make_photos, tmp_path, tiny_mllama, monkeypatch):
     mine, theirs = make_photos("mine"), make_photos("theirs")
     for i in range(3):
@@ -185,10 +190,13 @@ def test_a_recreated_index_folder_is_never_overwritten(make_photos, tmp_path, ti
 
 # -- 5. decoding is memory-bounded, so a build always finishes ----------------------------------
 
+
 def gray_png(path: Path, side: int, value: int) -> Path:
     """A side x side grey PNG, written without holding its pixels (100 MP compresses to ~100 KB)."""
+
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
     data = zlib.compress((b"\0" + bytes([value]) * side) * side, 1)
     header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -247,8 +255,14 @@ def measure_build(folder, index_dir, model_dir, budget: int, workers: int, photo
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     for variable in ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_"):  # the allocator as users have it
         env.pop(variable, None)
-    result = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(folder), str(index_dir), str(model_dir),
-                             str(budget), str(workers)], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT, str(folder), str(index_dir), str(model_dir), str(budget), str(workers)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     one, build_peak, added = map(int, result.stdout.split())
     assert added == photos
@@ -304,10 +318,18 @@ def test_eight_workers_decoding_huge_pngs_one_at_a_time_hold_one_image(tmp_path,
 
 # -- 10. a running build is reported as running ------------------------------------------------
 
+
 def start_cli_build(*args) -> subprocess.Popen:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    return subprocess.Popen([sys.executable, "-m", "indexer", "build", *map(str, args)], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_as_in_a_terminal)
+    return subprocess.Popen(
+        [sys.executable, "-m", "indexer", "build", *map(str, args)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
+    )
 
 
 def ctrl_c_as_in_a_terminal() -> None:
@@ -350,8 +372,19 @@ def test_info_and_verify_say_a_build_is_running(photos, tmp_path, tiny_mllama_di
     for i in range(30):
         photos.jpeg(f"{i:02d}.jpg", 160, 120)
     index_dir = tmp_path / "index"
-    process = start_cli_build("--dir", photos.folder, "--index", index_dir, "--model", tiny_mllama_dir,
-                              "--batch-size", "1", "--workers", "1", "--quiet")
+    process = start_cli_build(
+        "--dir",
+        photos.folder,
+        "--index",
+        index_dir,
+        "--model",
+        tiny_mllama_dir,
+        "--batch-size",
+        "1",
+        "--workers",
+        "1",
+        "--quiet",
+    )
     try:
         # the lock is taken before the model loads: held while no catalog exists yet
         wait_for(lambda: lock_holder(index_dir) is not None, process, what="the write lock")
@@ -382,13 +415,25 @@ def test_info_and_verify_say_a_build_is_running(photos, tmp_path, tiny_mllama_di
 
 # -- 11. signals and hostile file names --------------------------------------------------------
 
+
 @pytest.mark.slow  # a build in a subprocess ended by SIGTERM
 def test_sigterm_ends_a_build_cleanly_keeping_committed_work(photos, tmp_path, tiny_mllama_dir, capsys):
     for i in range(30):
         photos.jpeg(f"{i:02d}.jpg", 160, 120)
     index_dir = tmp_path / "index"
-    process = start_cli_build("--dir", photos.folder, "--index", index_dir, "--model", tiny_mllama_dir,
-                              "--batch-size", "1", "--workers", "1", "--quiet")
+    process = start_cli_build(
+        "--dir",
+        photos.folder,
+        "--index",
+        index_dir,
+        "--model",
+        tiny_mllama_dir,
+        "--batch-size",
+        "1",
+        "--workers",
+        "1",
+        "--quiet",
+    )
     wait_for(lambda: committed_rows(index_dir) >= 3, process, what="3 committed rows")
     os.kill(process.pid, signal.SIGSTOP)
     committed = committed_rows(index_dir)
@@ -435,8 +480,9 @@ def test_control_characters_in_file_names_never_reach_the_terminal(photos, tmp_p
     photos.jpeg(evil)
     photos.raw(b"broken\r\x1b]0;title\x07.jpg", b"not an image")
     index_dir = tmp_path / "index"
-    built = cli_main(capsys, "build", "--dir", photos.folder, "--index", index_dir, "--model", tiny_mllama_dir,
-                     "--quiet")
+    built = cli_main(
+        capsys, "build", "--dir", photos.folder, "--index", index_dir, "--model", tiny_mllama_dir, "--quiet"
+    )
     assert built.returncode == 0, built.stderr
     found = cli_main(capsys, "search", "--index", index_dir, "--text", "red", "-k", "5")
     info = cli_main(capsys, "info", "--index", index_dir)

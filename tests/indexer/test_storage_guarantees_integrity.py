@@ -3,6 +3,7 @@
 Bytes garbled on disk with fixed seeds, a real tmpfs that fills up, a real read-only bind
 mount. Mounting needs root; without it those tests are skipped and say why.
 """
+
 from __future__ import annotations
 
 import os
@@ -268,8 +269,10 @@ def test_repair_says_which_albums_were_lost_on_damaged_pages(built):
     garble_page(built, "albums")
     report = verify(built, repair=True)
     assert not report.unrepaired
-    assert any("row(s) of albums were on damaged pages and are lost" in line and "save those albums again" in line
-               for line in report.repaired), report.repaired
+    assert any(
+        "row(s) of albums were on damaged pages and are lost" in line and "save those albums again" in line
+        for line in report.repaired
+    ), report.repaired
     assert albums_now(built) == {}  # their pins went with them
     with sqlite3.connect(built / "catalog.sqlite") as catalog:
         assert catalog.execute("SELECT count(*) FROM album_pins").fetchone()[0] == 0
@@ -318,7 +321,8 @@ def test_a_read_only_index_is_searched_verified_and_served(built, tmp_path, tiny
 
 
 def test_a_full_disk_stops_a_build_with_one_sentence_and_the_build_resumes_once_space_is_freed(
-        photos, tmp_path, tiny_mllama_dir, tiny_mllama, mounts, capsys):
+    photos, tmp_path, tiny_mllama_dir, tiny_mllama, mounts, capsys
+):
     for i in range(30):
         photos.jpeg(f"{i:02d}.jpg", seed=300 + i)
     disk = tmp_path / "disk"
@@ -329,8 +333,23 @@ def test_a_full_disk_stops_a_build_with_one_sentence_and_the_build_resumes_once_
     stat = os.statvfs(disk)
     filler.write_bytes(b"\0" * (stat.f_bavail * stat.f_frsize - 200 * 1024))  # 200 KB left
     index_dir = disk / "index"
-    code, out, err = run(["build", "--dir", photos.folder, "--index", index_dir, "--model", tiny_mllama_dir,
-                          "--batch-size", "1", "--workers", "1", "--quiet"], capsys)
+    code, out, err = run(
+        [
+            "build",
+            "--dir",
+            photos.folder,
+            "--index",
+            index_dir,
+            "--model",
+            tiny_mllama_dir,
+            "--batch-size",
+            "1",
+            "--workers",
+            "1",
+            "--quiet",
+        ],
+        capsys,
+    )
     assert code == 1 and len(error_lines(err)) == 1
     assert "the disk is full" in err and "run the same command again" in err
     code, out, _ = run(["info", "--index", index_dir], capsys)  # readers still open it on the full disk

@@ -1,4 +1,5 @@
 """IndexStore and open_index: the read API other packages build on, and its errors."""
+
 from __future__ import annotations
 
 import shutil
@@ -68,7 +69,9 @@ def test_info_payload(built, photos, tiny_mllama):
     assert info["roots"] == [str(photos.folder.resolve())] and info["in_sync"] is True
     assert info["size_bytes"]["total"] >= info["size_bytes"]["catalog"] > 0 and info["size_bytes"]["vector_index"] > 0
     assert info["last_build"]["added"] == 5 and info["last_build"]["error_count"] == 1
-    assert info["error_list"] == [{"path": str(photos.folder / "bad.jpg"), "error": "not an image file Pillow can read"}]
+    assert info["error_list"] == [
+        {"path": str(photos.folder / "bad.jpg"), "error": "not an image file Pillow can read"}
+    ]
 
 
 def test_open_index_loads_the_same_model_and_refuses_another(built, tiny_mllama, tiny_siglip, tiny_siglip_dir):
@@ -146,8 +149,13 @@ def test_a_catalog_from_another_version_is_refused_not_misread(built):
 @pytest.fixture
 def two_roots(photos, make_photos, tmp_path, tiny_mllama):
     """Folders whose names share prefixes, capture dates at day edges, an undated file and a second root."""
-    taken = {"2023/a.jpg": "2023:07:14 10:00:00", "2023/deep/b.jpg": "2023:07:15 23:59:59",
-             "20231/c.jpg": "2023:07:15 00:00:00", "2023-x/d.jpg": "2023:07:16 08:00:00", "2023.jpg": None}
+    taken = {
+        "2023/a.jpg": "2023:07:14 10:00:00",
+        "2023/deep/b.jpg": "2023:07:15 23:59:59",
+        "20231/c.jpg": "2023:07:15 00:00:00",
+        "2023-x/d.jpg": "2023:07:16 08:00:00",
+        "2023.jpg": None,
+    }
     for name, when in taken.items():
         photos.jpeg(name, exif=photos.exif(taken=when) if when else None)
     photos.jpeg(b"caf\xe9/e.jpg")  # a folder name that is not UTF-8
@@ -161,7 +169,7 @@ def two_roots(photos, make_photos, tmp_path, tiny_mllama):
 def names(store, ids) -> list[str]:
     """Paths below the test's temp folder ("photos/2023/a.jpg", "other/2023/f.jpg"), sorted."""
     base = store.roots[0].rsplit("/", 1)[0]
-    return sorted(record.path[len(base) + 1:] for record in store.records(ids))
+    return sorted(record.path[len(base) + 1 :] for record in store.records(ids))
 
 
 def test_ids_lists_every_searchable_image(two_roots, tiny_mllama):
@@ -177,6 +185,7 @@ def test_ids_lists_every_searchable_image(two_roots, tiny_mllama):
 
 def test_ids_where_a_folder_matches_whole_names_relative_or_absolute(two_roots, photos, tmp_path):
     with IndexStore.open(two_roots) as store:
+
         def under(folder):
             found = store.ids_where([], folder=folder)
             assert found.dtype == np.int64 and (np.diff(found) > 0).all()
@@ -204,15 +213,21 @@ def test_ids_where_dates_leave_out_undated_and_combine_with_a_folder(two_roots):
     from indexer.catalog import Image
 
     with IndexStore.open(two_roots) as store:
+
         def taken(start=None, end=None, **where):
             conditions = [] if start is None else [Image.taken_at >= start]
             conditions += [] if end is None else [Image.taken_at <= end]
             return names(store, store.ids_where(conditions, **where))
 
-        assert taken(datetime(2023, 7, 15), datetime(2023, 7, 15, 23, 59, 59)) == ["photos/2023/deep/b.jpg",
-                                                                                    "photos/20231/c.jpg"]
-        assert taken(datetime(2023, 7, 15, 0, 0, 1)) == ["other/2023/f.jpg", "photos/2023-x/d.jpg",
-                                                         "photos/2023/deep/b.jpg"]
+        assert taken(datetime(2023, 7, 15), datetime(2023, 7, 15, 23, 59, 59)) == [
+            "photos/2023/deep/b.jpg",
+            "photos/20231/c.jpg",
+        ]
+        assert taken(datetime(2023, 7, 15, 0, 0, 1)) == [
+            "other/2023/f.jpg",
+            "photos/2023-x/d.jpg",
+            "photos/2023/deep/b.jpg",
+        ]
         assert len(taken(datetime(1900, 1, 1))) == 5  # 2023.jpg and caf\xe9/e.jpg have no date
         assert taken(end=datetime(2023, 12, 31), folder="2023") == ["photos/2023/a.jpg", "photos/2023/deep/b.jpg"]
         assert len(store.ids_where([], folder="2023")) == 3 and len(store.ids_where([], folder="2023", limit=2)) == 2
@@ -238,8 +253,12 @@ def test_filters_are_answered_by_index_range_scans(two_roots):
         store.ids_where([Image.taken_at >= datetime(2023, 7, 15), Image.taken_at <= datetime(2023, 7, 16)])
         event.remove(store.catalog.engine, "before_cursor_execute", record)
         with store.catalog.engine.connect() as connection:
-            plans = [row[-1] for statement, parameters in statements if "FROM images" in statement
-                     for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+            plans = [
+                row[-1]
+                for statement, parameters in statements
+                if "FROM images" in statement
+                for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+            ]
     assert len(plans) == 4, plans  # a relative folder is looked up in each of the two roots
     assert all(plan.startswith("SEARCH images USING") for plan in plans), plans
     assert all("relpath>? AND relpath<?" in plan for plan in plans[:3]), plans  # seeks, not "status=?" alone
@@ -295,8 +314,10 @@ def test_records_match_the_catalog_rows_field_by_field(built, photos, tiny_mllam
     build_index([photos.folder], built, tiny_mllama, show_progress=False)
     with IndexStore.open(built) as store:
         with store.catalog.session() as session:
-            expected = {image.id: to_record(image, root)
-                        for image, root in session.execute(select(Image, Root.path).join(Root, Root.id == Image.root_id))}
+            expected = {
+                image.id: to_record(image, root)
+                for image, root in session.execute(select(Image, Root.path).join(Root, Root.id == Image.root_id))
+            }
         ids = sorted(expected, reverse=True)
         got = store.records([-1, *ids, 10**9, ids[0]])
         assert got == [None, *(expected[i] for i in ids), None, expected[ids[0]]]

@@ -1,6 +1,7 @@
 """The memory-mapped vector store (indexer/rowstore.py): same vectors as the catalog's BLOBs, derived
 from them, rebuilt when it does not match, created on open for older indexes, and consistent after a
 kill -9 at any moment of a build."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -181,8 +182,9 @@ def recorded_store_rows(index_dir) -> int:
 @pytest.mark.slow  # kills a build process and reruns it
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_kill_9_at_a_random_moment_leaves_store_and_catalog_consistent(make_photos, tmp_path, tiny_mllama_dir,
-                                                                        tiny_mllama, seed):
+def test_kill_9_at_a_random_moment_leaves_store_and_catalog_consistent(
+    make_photos, tmp_path, tiny_mllama_dir, tiny_mllama, seed
+):
     photos = make_photos(f"photos{seed}")
     for i in range(40):
         photos.jpeg(f"{i // 8}/{i:02d}.jpg", 160, 120, seed=seed * 100 + i)
@@ -212,8 +214,9 @@ def test_kill_9_at_a_random_moment_leaves_store_and_catalog_consistent(make_phot
             ids = catalog.ok_ids()
             vouched = ids[catalog.vector_store.covered(ids)]
             found, blobs = catalog.vectors_for_ids(vouched)
-            assert not len(found) or np.array_equal(catalog.vector_store.rows_for(found).view(np.uint16),
-                                                    blobs.view(np.uint16))
+            assert not len(found) or np.array_equal(
+                catalog.vector_store.rows_for(found).view(np.uint16), blobs.view(np.uint16)
+            )
             assert np.array_equal(catalog.exact_vectors(ids)[1], catalog.vectors_for_ids(ids)[1])
         catalog.close()
         if has_model:

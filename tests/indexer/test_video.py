@@ -1,4 +1,5 @@
 """Videos in the index: keyframes by scene change with timestamps, metadata, incremental builds, bad input."""
+
 from __future__ import annotations
 
 import os
@@ -20,23 +21,40 @@ SCENES = ((0, 4.0), (1, 4.0), (2, 4.0), (3, 4.0))  # (picture seed, seconds): sc
 
 
 def build(roots, index_dir, embedder, **kwargs):
-    return build_index(roots if isinstance(roots, list) else [roots], index_dir, embedder,
-                       batch_size=4, show_progress=False, **kwargs)
+    return build_index(
+        roots if isinstance(roots, list) else [roots], index_dir, embedder, batch_size=4, show_progress=False, **kwargs
+    )
 
 
 def rows_of(index_dir):
     with IndexStore.open(index_dir) as store, store.catalog.session() as session:
         from sqlalchemy import select
 
-        return [dict(id=row.id, relpath=row.relpath, video_id=row.video_id, timestamp_s=row.timestamp_s,
-                     media_type=row.media_type, status=row.status, content_hash=row.content_hash,
-                     duration_s=row.duration_s, width=row.width, height=row.height, taken_at=row.taken_at,
-                     camera=row.camera, latitude=row.latitude, rotation=row.rotation, error=row.error)
-                for row in session.scalars(select(ImageRow).order_by(ImageRow.id))]
+        return [
+            dict(
+                id=row.id,
+                relpath=row.relpath,
+                video_id=row.video_id,
+                timestamp_s=row.timestamp_s,
+                media_type=row.media_type,
+                status=row.status,
+                content_hash=row.content_hash,
+                duration_s=row.duration_s,
+                width=row.width,
+                height=row.height,
+                taken_at=row.taken_at,
+                camera=row.camera,
+                latitude=row.latitude,
+                rotation=row.rotation,
+                error=row.error,
+            )
+            for row in session.scalars(select(ImageRow).order_by(ImageRow.id))
+        ]
 
 
-@pytest.mark.parametrize("codec, name", [("libx264", "a.mp4"), ("libx265", "b.mkv"), ("libvpx-vp9", "c.webm"),
-                                         ("libsvtav1", "d.mp4")])
+@pytest.mark.parametrize(
+    "codec, name", [("libx264", "a.mp4"), ("libx265", "b.mkv"), ("libvpx-vp9", "c.webm"), ("libsvtav1", "d.mp4")]
+)
 def test_keyframes_are_the_scene_changes_within_a_fraction_of_a_second(tmp_path, codec, name):
     path = make_video(tmp_path / name, SCENES, codec=codec)
     facts, keyframes = read_video(str(path), 64)
@@ -98,9 +116,17 @@ def test_a_variable_frame_rate_screen_recording_keeps_true_timestamps(tmp_path):
 
 
 def test_container_metadata_date_place_camera_and_rotation(tmp_path):
-    make_video(tmp_path / "phone.mov", ((0, 1.0),), rotation=90, metadata={
-        "creation_time": "2021-07-14T18:30:05.000000Z", "location": "+48.8584+002.2945/",
-        "make": "Apple", "model": "iPhone 12"})
+    make_video(
+        tmp_path / "phone.mov",
+        ((0, 1.0),),
+        rotation=90,
+        metadata={
+            "creation_time": "2021-07-14T18:30:05.000000Z",
+            "location": "+48.8584+002.2945/",
+            "make": "Apple",
+            "model": "iPhone 12",
+        },
+    )
     result = read_file(next(scan_root(str(tmp_path))), 64, set())
     assert result.error is None and result.media_type == "video"
     assert result.taken_at.isoformat() == "2021-07-14T18:30:05" and result.camera == "Apple iPhone 12"
@@ -126,9 +152,16 @@ def zoo(folder):
 
     Image.new("RGB", (32, 32), "red").save(folder / "photo.mp4", "JPEG")  # a photo named like a video
     (folder / "noise.avi").write_bytes(os.urandom(5000))
-    return {"truncated.mp4": "damaged, truncated", "empty.mp4": "empty file", "voice.m4v": "no video stream",
-            "weird.mkv": "unsupported video codec", "huge.mkv": "resolution 8192x4608",
-            "clip.jpg": "it is a video (MP4/QuickTime): give it a video file extension", "photo.mp4": "still image", "noise.avi": "cannot open as a video"}
+    return {
+        "truncated.mp4": "damaged, truncated",
+        "empty.mp4": "empty file",
+        "voice.m4v": "no video stream",
+        "weird.mkv": "unsupported video codec",
+        "huge.mkv": "resolution 8192x4608",
+        "clip.jpg": "it is a video (MP4/QuickTime): give it a video file extension",
+        "photo.mp4": "still image",
+        "noise.avi": "cannot open as a video",
+    }
 
 
 def test_bad_videos_are_reported_with_a_reason_and_never_stop_the_build(tmp_path, tiny_siglip):
@@ -158,8 +191,9 @@ def test_videos_and_photos_in_one_index_with_timestamps_and_metadata(tmp_path, t
     assert video["media_type"] == "video" and video["video_id"] is None and video["timestamp_s"] == 0
     assert abs(video["duration_s"] - 16) < 0.5 and (video["width"], video["height"]) == (160, 120)
     frames = [row for row in rows if row["video_id"] == video["id"]]
-    assert [row["relpath"] for row in frames] == [b"trip/a.mp4\0" + str(round(row["timestamp_s"] * 1000)).encode()
-                                                  for row in frames]
+    assert [row["relpath"] for row in frames] == [
+        b"trip/a.mp4\0" + str(round(row["timestamp_s"] * 1000)).encode() for row in frames
+    ]
     assert [round(row["timestamp_s"]) for row in frames] == [4, 8, 12]
     assert all(row["taken_at"].isoformat() == "2022-01-02T03:04:05" and row["media_type"] == "video" for row in frames)
     assert next(row for row in rows if row["relpath"] == b"beach.jpg")["media_type"] == "photo"
@@ -202,8 +236,9 @@ def test_incremental_unchanged_videos_are_not_read_edited_ones_are_and_moves_kee
     assert verify(index_dir).clean
 
 
-def test_a_keyframe_the_model_rejects_is_left_out_and_the_video_keeps_its_other_keyframes(tmp_path, tiny_siglip,
-                                                                                          monkeypatch):
+def test_a_keyframe_the_model_rejects_is_left_out_and_the_video_keeps_its_other_keyframes(
+    tmp_path, tiny_siglip, monkeypatch
+):
     folder = tmp_path / "clips"
     make_video(folder / "a.mp4", SCENES)
     shutil.copy(folder / "a.mp4", folder / "b.mp4")  # a copy in the same build: same keyframes, same outcome
@@ -256,8 +291,11 @@ def test_kill_9_in_the_middle_of_videos_then_rerun_leaves_no_duplicate_or_missin
     for i in range(6):
         make_video(folder / f"{i}.mp4", many[i:] + many[:i])
     index_dir = tmp_path / "index"
-    killed = kill_when(start_build(folder, index_dir, tiny_siglip_dir), lambda: catalog_rows(index_dir) >= 1,
-                       lambda: catalog_rows(index_dir))
+    killed = kill_when(
+        start_build(folder, index_dir, tiny_siglip_dir),
+        lambda: catalog_rows(index_dir) >= 1,
+        lambda: catalog_rows(index_dir),
+    )
     rows = rows_of(index_dir) if (index_dir / "catalog.sqlite").exists() else []
     videos = {row["id"] for row in rows if row["video_id"] is None}
     assert killed and len(videos) < 6  # stopped with videos still to do
@@ -286,8 +324,12 @@ def test_watch_indexes_a_video_that_arrives_and_drops_it_when_deleted(photos, tm
         eventually(lambda: watching.state.builds >= 1, "the catch-up build")
         staged = make_video(tmp_path / "staging" / "clip.mp4", SCENES)
         shutil.move(staged, photos.folder / "clip.mp4")
-        frames = eventually(lambda: sorted(round(row["timestamp_s"]) for row in rows_of(index_dir)
-                                           if row["media_type"] == "video") or None, "the new video's keyframes")
+        frames = eventually(
+            lambda: (
+                sorted(round(row["timestamp_s"]) for row in rows_of(index_dir) if row["media_type"] == "video") or None
+            ),
+            "the new video's keyframes",
+        )
         assert frames == [0, 4, 8, 12]
         (photos.folder / "clip.mp4").unlink()
         eventually(lambda: all(row["media_type"] == "photo" for row in rows_of(index_dir)), "the deleted video gone")
@@ -306,8 +348,9 @@ def test_a_published_index_carries_a_preview_of_each_keyframe(tmp_path, tiny_sig
     make_video(folder / "a.mp4", SCENES)
     index_dir = tmp_path / "index"
     build(folder, index_dir, tiny_siglip)
-    prepared = prepare_push(index_dir, tmp_path / "upload", model_id="google/siglip-base-patch16-256-multilingual",
-                            show_progress=False)
+    prepared = prepare_push(
+        index_dir, tmp_path / "upload", model_id="google/siglip-base-patch16-256-multilingual", show_progress=False
+    )
     assert prepared.skipped == [] and prepared.previews == 4
     for row, (seed, _) in zip(rows_of(index_dir), SCENES):
         with Image.open(next((tmp_path / "upload").rglob(f"{row['content_hash']}.jpg"))) as preview:

@@ -1,4 +1,5 @@
 """A real watcher (watchfiles, inotify or polling) keeps the index current; kill -9 mid-burst, restart, verify clean."""
+
 from __future__ import annotations
 
 import os
@@ -62,8 +63,12 @@ def test_new_changed_moved_deleted_and_a_500_file_burst_reach_the_index(watcher,
     eventually(lambda: indexed(index_dir).get(str(folder / "start/1.jpg")) not in (None, before), "a changed photo")
     (folder / "moved").mkdir()
     os.replace(folder / "start/2.jpg", folder / "moved/2.jpg")
-    eventually(lambda: str(folder / "moved/2.jpg") in indexed(index_dir)
-               and str(folder / "start/2.jpg") not in indexed(index_dir), "a moved photo")
+    eventually(
+        lambda: (
+            str(folder / "moved/2.jpg") in indexed(index_dir) and str(folder / "start/2.jpg") not in indexed(index_dir)
+        ),
+        "a moved photo",
+    )
     (folder / "start/3.jpg").unlink()
     eventually(lambda: str(folder / "start/3.jpg") not in indexed(index_dir), "a deleted photo")
 
@@ -102,9 +107,24 @@ def start_watch(index_dir: Path, log: Path, *arguments) -> subprocess.Popen:
     full pipe blocks the watcher's next write and it stops making progress)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
     with open(log, "ab") as file:
-        return subprocess.Popen([sys.executable, "-m", "indexer", "watch", "--index", str(index_dir), *arguments,
-                                 "--batch-size", "2", "--quiet"],
-                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=file)
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "indexer",
+                "watch",
+                "--index",
+                str(index_dir),
+                *arguments,
+                "--batch-size",
+                "2",
+                "--quiet",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=file,
+        )
 
 
 def tail(log: Path) -> str:
@@ -124,8 +144,11 @@ def test_kill_9_during_a_burst_then_restart_catches_up_and_verifies_clean(make_p
         assert process.poll() is None, tail(log)
         for i in range(120):
             photos.jpeg(f"burst/{i:03d}.jpg", 64, 48, seed=10 + i)
-        eventually(lambda: catalog_rows(index_dir) >= 10 or process.poll() is not None,
-                   "the burst's build to start committing", log=log)
+        eventually(
+            lambda: catalog_rows(index_dir) >= 10 or process.poll() is not None,
+            "the burst's build to start committing",
+            log=log,
+        )
         assert process.poll() is None, tail(log)
     finally:
         os.kill(process.pid, signal.SIGKILL)
@@ -136,8 +159,12 @@ def test_kill_9_during_a_burst_then_restart_catches_up_and_verifies_clean(make_p
     (photos.folder / "first.jpg").unlink()
     restarted = start_watch(index_dir, log, *model)
     try:
-        eventually(lambda: len(indexed(index_dir)) == 125 and str(photos.folder / "first.jpg") not in indexed(index_dir),
-                   "the restarted watcher to catch up", timeout=600, log=log)
+        eventually(
+            lambda: len(indexed(index_dir)) == 125 and str(photos.folder / "first.jpg") not in indexed(index_dir),
+            "the restarted watcher to catch up",
+            timeout=600,
+            log=log,
+        )
     finally:
         restarted.send_signal(signal.SIGINT)
         try:
@@ -149,6 +176,7 @@ def test_kill_9_during_a_burst_then_restart_catches_up_and_verifies_clean(make_p
 
 
 # -- a watched folder that goes and comes back (a drive unplugged, a folder moved away) -------------------------
+
 
 @pytest.mark.slow  # polls a folder through its going and coming back
 def test_the_apps_watcher_follows_a_folder_that_goes_and_comes_back(make_photos, tmp_path, tiny_mllama):
@@ -163,8 +191,9 @@ def test_the_apps_watcher_follows_a_folder_that_goes_and_comes_back(make_photos,
     index_dir = tmp_path / "index"
     build_index([camera.folder, home.folder], index_dir, tiny_mllama, show_progress=False)
     lines: list[str] = []
-    watching = Watcher(index_dir, watch_roots(index_dir, []), tiny_mllama, poll=0.3, quiet=0.5, stable=0.3,
-                       log=lines.append)
+    watching = Watcher(
+        index_dir, watch_roots(index_dir, []), tiny_mllama, poll=0.3, quiet=0.5, stable=0.3, log=lines.append
+    )
     thread = watching.start()
     try:
         eventually(lambda: watching.state.builds >= 1, "the catch-up build")
@@ -196,8 +225,9 @@ def test_indexer_watch_keeps_running_when_a_folder_is_removed_and_restored(make_
     home.jpeg("home.jpg", 64, 48, seed=2)
     index_dir = tmp_path / "index"
     log = tmp_path / "watch.log"
-    process = start_watch(index_dir, log, "--dir", str(camera.folder), "--dir", str(home.folder),
-                          "--model", str(tiny_mllama_dir))
+    process = start_watch(
+        index_dir, log, "--dir", str(camera.folder), "--dir", str(home.folder), "--model", str(tiny_mllama_dir)
+    )
     try:
         eventually(lambda: catalog_rows(index_dir) >= 2 or process.poll() is not None, "the catch-up build")
         assert process.poll() is None, tail(log)
@@ -205,15 +235,19 @@ def test_indexer_watch_keeps_running_when_a_folder_is_removed_and_restored(make_
         shutil.copy(camera.folder / "old.jpg", saved)
         shutil.rmtree(camera.folder)
         new_home = home.jpeg("while-away.jpg", 64, 48, seed=3)
-        eventually(lambda: str(new_home) in indexed(index_dir) or process.poll() is not None,
-                   "a photo in the folder still there")
+        eventually(
+            lambda: str(new_home) in indexed(index_dir) or process.poll() is not None,
+            "a photo in the folder still there",
+        )
         assert process.poll() is None, tail(log)
         assert str(camera.folder / "old.jpg") in indexed(index_dir), "the gone folder's photos stay"
         camera.folder.mkdir()
         shutil.copy(saved, camera.folder / "old.jpg")
         new_camera = camera.jpeg("taken-meanwhile.jpg", 64, 48, seed=4)
-        eventually(lambda: str(new_camera) in indexed(index_dir) or process.poll() is not None,
-                   "a photo of the folder that came back")
+        eventually(
+            lambda: str(new_camera) in indexed(index_dir) or process.poll() is not None,
+            "a photo of the folder that came back",
+        )
         assert process.poll() is None, tail(log)
         assert len(indexed(index_dir)) == 4
     finally:
@@ -238,6 +272,7 @@ def test_a_missing_folder_the_index_never_had_is_a_typo(photos, tmp_path, tiny_m
 
 # -- text: a sign photo's OCR and a sidecar's keywords follow the folder ------------------------------------------
 
+
 def text_found(index_dir: Path, query: str) -> dict[str, str]:
     """{path: source} of the photos whose words or OCR text match ``query``, as a reader opening the index sees them."""
     from indexer.fulltext import text_hits
@@ -247,8 +282,7 @@ def text_found(index_dir: Path, query: str) -> dict[str, str]:
         return {paths[hit.image_id]: hit.source for hit in text_hits(store.catalog, query)}
 
 
-def test_a_sign_photo_added_while_watching_is_found_by_its_text_and_an_edited_sidecar_updates_keywords(watcher,
-                                                                                                        photos):
+def test_a_sign_photo_added_while_watching_is_found_by_its_text_and_an_edited_sidecar_updates_keywords(watcher, photos):
     from benchmarks.text_photos import sign_photo, texture
 
     from .test_ocr import xmp

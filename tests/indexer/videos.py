@@ -3,6 +3,7 @@
 Each scene is one still picture (``scene_picture``) held for a few seconds, so a test can search with the
 scene's picture and expect that scene's timestamp (a tiny random model maps the same picture to the same vector).
 """
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -22,9 +23,17 @@ def scene_picture(seed: int, size=SIZE) -> Image.Image:
     return Image.fromarray(small).resize(size, Image.Resampling.BILINEAR)
 
 
-def make_video(path: Path, scenes=((0, 4.0), (1, 4.0), (2, 4.0)), codec: str = "libx264", fps: int = 10,
-               size=SIZE, metadata: dict | None = None, frame_times=None, rotation: int | None = None,
-               audio: bool = False) -> Path:
+def make_video(
+    path: Path,
+    scenes=((0, 4.0), (1, 4.0), (2, 4.0)),
+    codec: str = "libx264",
+    fps: int = 10,
+    size=SIZE,
+    metadata: dict | None = None,
+    frame_times=None,
+    rotation: int | None = None,
+    audio: bool = False,
+) -> Path:
     """Write ``scenes`` ((seed, seconds), ...) as one video; returns the path.
 
     ``frame_times`` (seconds of each frame) makes a variable-frame-rate video instead (each frame shows the scene
@@ -45,8 +54,11 @@ def make_video(path: Path, scenes=((0, 4.0), (1, 4.0), (2, 4.0)), codec: str = "
         stream.pix_fmt = "yuv420p"
         stream.time_base = Fraction(1, 1000)
         if codec in ("libx264", "libx265"):
-            stream.options = {"preset": "ultrafast"} if codec == "libx264" else {"preset": "ultrafast",
-                                                                               "x265-params": "log-level=none"}
+            stream.options = (
+                {"preset": "ultrafast"}
+                if codec == "libx264"
+                else {"preset": "ultrafast", "x265-params": "log-level=none"}
+            )
         if frame_times is not None:
             stream.codec_context.max_b_frames = 0  # irregular frame times: no reordering, millisecond clock
             stream.codec_context.time_base = Fraction(1, 1000)

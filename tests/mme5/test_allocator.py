@@ -1,5 +1,6 @@
 """mme5/allocator.py: the C allocator set up so decoded images' memory goes back to the system (the memory
 itself is measured in tests/indexer/test_storage_guarantees_build.py); a user's own malloc variables win."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,9 @@ pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallo
 
 def applied(**variables) -> list[dict]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}
-    result = subprocess.run([sys.executable, "-c", SCRIPT], env=dict(env, **variables), cwd=REPO,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=dict(env, **variables), cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 

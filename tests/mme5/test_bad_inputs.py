@@ -1,4 +1,5 @@
 """Bad inputs fail with a ValueError that names the input and says what is wrong."""
+
 import pytest
 from PIL import Image
 

@@ -1,4 +1,5 @@
 """bench_embed's SigLIP runtime comparison runs end to end (at tiny size) and prints every figure side by side."""
+
 import importlib.util
 import re
 from pathlib import Path
@@ -10,8 +11,24 @@ def test_siglip_runtimes_are_printed_side_by_side_with_int8_agreement(tmp_path, 
     spec = importlib.util.spec_from_file_location("bench_embed", REPO / "benchmarks" / "bench_embed.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    assert bench.main(["--full-size-siglip", "--siglip-size", "tiny", "--images", "12", "--texts", "12",
-                       "--batch-sizes", "4", "--export-dir", str(tmp_path)]) == 0
+    assert (
+        bench.main(
+            [
+                "--full-size-siglip",
+                "--siglip-size",
+                "tiny",
+                "--images",
+                "12",
+                "--texts",
+                "12",
+                "--batch-sizes",
+                "4",
+                "--export-dir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     for runtime in ("torch", "onnx", "onnx-int8"):
         assert re.search(rf"^{runtime} +4 +[0-9.]+ +[0-9.]+$", out, re.M), runtime

@@ -1,4 +1,5 @@
 """The fast-path benchmarks run end to end on the tiny model and print every figure (speed is not asserted)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -17,9 +18,29 @@ def load(name: str):
 
 @pytest.mark.slow  # runs the benchmark at several tile counts
 def test_bench_embed_compares_stock_and_fast_per_tile_count(tiny_mllama_dir, capsys):
-    code = load("bench_embed").main(["--model", str(tiny_mllama_dir), "--device", "cpu", "--images", "4", "--texts", "4",
-                                     "--batch-sizes", "2", "--compare-tiles", "1", "2", "4", "--peak-batches", "1",
-                                     "--queries", "3", "--baseline"])
+    code = load("bench_embed").main(
+        [
+            "--model",
+            str(tiny_mllama_dir),
+            "--device",
+            "cpu",
+            "--images",
+            "4",
+            "--texts",
+            "4",
+            "--batch-sizes",
+            "2",
+            "--compare-tiles",
+            "1",
+            "2",
+            "4",
+            "--peak-batches",
+            "1",
+            "--queries",
+            "3",
+            "--baseline",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if re.match(r"^ +[124] +\d+x\d+ \|", line)]
@@ -32,8 +53,9 @@ def test_bench_embed_compares_stock_and_fast_per_tile_count(tiny_mllama_dir, cap
 
 @pytest.mark.slow  # runs a benchmark script end to end
 def test_bench_search_split_prints_encode_search_fetch(tiny_mllama_dir, capsys):
-    code = load("bench_search").main(["--model", str(tiny_mllama_dir), "--split", "--sizes", "500", "--queries", "3",
-                                      "--json"])
+    code = load("bench_search").main(
+        ["--model", str(tiny_mllama_dir), "--split", "--sizes", "500", "--queries", "3", "--json"]
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     figures = report["split"]["500"]
@@ -44,11 +66,26 @@ def test_bench_search_split_prints_encode_search_fetch(tiny_mllama_dir, capsys):
 
 @pytest.mark.slow  # trains (a tiny model, LoRA) through the CLI
 def test_bench_train_times_both_attentions(tiny_mllama_dir, capsys):
-    code = load("bench_train").main(["--model", str(tiny_mllama_dir), "--device", "cpu", "--steps", "0",
-                                     "--batch-size", "2", "--negatives", "1", "--image-size", "40", "--profile"])
+    code = load("bench_train").main(
+        [
+            "--model",
+            str(tiny_mllama_dir),
+            "--device",
+            "cpu",
+            "--steps",
+            "0",
+            "--batch-size",
+            "2",
+            "--negatives",
+            "1",
+            "--image-size",
+            "40",
+            "--profile",
+        ]
+    )
     assert code == 0
     captured = capsys.readouterr()
-    result = json.loads(captured.out[captured.out.index("{"):])
+    result = json.loads(captured.out[captured.out.index("{") :])
     assert set(result["step_s_by_attention"]) == {"fast", "stock"} and result["stock_over_fast"] > 0
     assert "Self CPU time total" in captured.err  # the profile of one step
 

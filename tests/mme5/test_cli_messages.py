@@ -1,4 +1,5 @@
 """The command lines show the library's log messages as the plain lines the library used to print."""
+
 from __future__ import annotations
 
 import logging

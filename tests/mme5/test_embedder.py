@@ -1,9 +1,16 @@
 """The encode_* contract on both backbones: shape, dtype, norm, order, batched == single."""
+
 import numpy as np
 import pytest
 from PIL import Image
 
-TEXTS = ["a dog", "un círculo rojo sobre un fondo blanco, de noche, con mucha lluvia y luces", "кот", "赤い丸", "x " * 40]
+TEXTS = [
+    "a dog",
+    "un círculo rojo sobre un fondo blanco, de noche, con mucha lluvia y luces",
+    "кот",
+    "赤い丸",
+    "x " * 40,
+]
 
 
 def shapes():
@@ -71,7 +78,9 @@ def test_query_kinds_give_different_vectors(tiny_mllama):
     composed = tiny_mllama.encode_composed([image], ["but at night"])
     assert not np.allclose(document, query) and not np.allclose(query, composed)
     plain = tiny_mllama.encode_texts(["a dog"])
-    instructed = tiny_mllama.encode_texts(["a dog"], instruction="Find me an everyday image that matches the given caption:")
+    instructed = tiny_mllama.encode_texts(
+        ["a dog"], instruction="Find me an everyday image that matches the given caption:"
+    )
     np.testing.assert_allclose(instructed, tiny_mllama.encode_text_queries(["a dog"]), atol=1e-6)
     assert not np.allclose(plain, instructed)
 
@@ -127,8 +136,9 @@ def test_submitted_calls_return_the_same_vectors_in_their_own_futures(tiny_mllam
     images = shapes()
     first = tiny_mllama.submit("encode_images", images[:3], batch_size=2)
     second = tiny_mllama.submit("encode_images", images[3:], batch_size=2)
-    np.testing.assert_allclose(np.concatenate([first.result(), second.result()]),
-                               tiny_mllama.encode_images(images, batch_size=2), atol=1e-6)
+    np.testing.assert_allclose(
+        np.concatenate([first.result(), second.result()]), tiny_mllama.encode_images(images, batch_size=2), atol=1e-6
+    )
     broken = tiny_mllama.submit("encode_images", [tmp_path / "missing.jpg"])
     with pytest.raises(ValueError, match="missing.jpg"):
         broken.result()

@@ -1,4 +1,5 @@
 """The mask-free vision attention computes the stock function: same vectors, same gradients (fp32, CPU)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -147,8 +148,11 @@ def test_training_gradients_equal_under_lora_and_checkpointing(tiny_mllama_dir, 
         vectors = embedder.forward(items)
         loss = (vectors @ torch.linspace(-1, 1, vectors.shape[1])).square().sum()
         loss.backward()
-        grads = {name: parameter.grad.clone() for name, parameter in trainable_parameters(embedder.backbone.model).items()
-                 if "vision_model" in name}
+        grads = {
+            name: parameter.grad.clone()
+            for name, parameter in trainable_parameters(embedder.backbone.model).items()
+            if "vision_model" in name
+        }
         results[on] = (vectors.detach(), grads)
         assert bool(plans) == on
     assert (results[True][0] - results[False][0]).abs().max() <= TOL

@@ -1,4 +1,5 @@
 """Batch size from free GPU memory: the pure rule, the mmE5 estimate, the per-process cap, the stderr note."""
+
 from __future__ import annotations
 
 import types
@@ -61,8 +62,9 @@ def test_free_bytes_respects_a_per_process_cap(monkeypatch):
 
 
 def test_fit_lowers_on_a_small_gpu_and_says_so(monkeypatch, caplog):
-    fake = types.SimpleNamespace(device=torch.device("cuda"),
-                                 backbone=types.SimpleNamespace(image_activation_bytes=lambda: GIB))
+    fake = types.SimpleNamespace(
+        device=torch.device("cuda"), backbone=types.SimpleNamespace(image_activation_bytes=lambda: GIB)
+    )
     monkeypatch.setattr(gpu_memory, "free_bytes", lambda device: int(2.6 * GIB))
     assert gpu_memory.fit_batch_size(fake, 8) == 2
     err = caplog.text

@@ -1,4 +1,5 @@
 """Model identity by content: same weights anywhere → one digest; cheap on every start (no re-hash)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -63,8 +64,9 @@ def test_hub_blobs_and_local_download_notes_give_the_digest_without_reading(tmp_
     assert identity.file_sha256(local / "model.safetensors") == hashlib.sha256(b"weights").hexdigest()
 
 
-def test_same_model_same_digest_wherever_it_lives_and_any_change_shows(replica_dirs, tmp_path, cache_dir, monkeypatch,
-                                                                        fill_hub_cache):
+def test_same_model_same_digest_wherever_it_lives_and_any_change_shows(
+    replica_dirs, tmp_path, cache_dir, monkeypatch, fill_hub_cache
+):
     source = replica_dirs["siglip-multilingual"]
     digest = identity.model_digest(str(source))
     assert digest.startswith("sha256:")

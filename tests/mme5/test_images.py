@@ -1,4 +1,5 @@
 """Image preprocessing as the reference does it: EXIF transpose, RGB, 1-pixel-high stretched to 2."""
+
 from PIL import Image
 
 from mme5.images import image_size, load_image

@@ -1,4 +1,5 @@
 """The factory: local folders, plain from_pretrained, adapters, and fast offline failures."""
+
 import subprocess
 import sys
 import time
@@ -48,8 +49,9 @@ def test_missing_folder_and_foreign_model_type(tmp_path):
 def lora_adapter(model, out, use_dora=False):
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights="gaussian",
-                        use_dora=use_dora)
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights="gaussian", use_dora=use_dora
+    )
     peft_model = get_peft_model(model, config)
     torch.manual_seed(1)
     with torch.no_grad():
@@ -84,11 +86,16 @@ def test_adapter_changes_vectors_and_equals_merging_by_hand(tiny_mllama_dir, tmp
             modules[module_name].weight += scale * lora_b @ lora_a
         merged += 1
     assert merged > 0
-    by_hand = base.__class__(make_backbone("mllama", model.eval(), AutoProcessor.from_pretrained(tiny_mllama_dir),
-                                          torch.device("cpu"), torch.float32), "by-hand")
+    by_hand = base.__class__(
+        make_backbone(
+            "mllama", model.eval(), AutoProcessor.from_pretrained(tiny_mllama_dir), torch.device("cpu"), torch.float32
+        ),
+        "by-hand",
+    )
     np.testing.assert_allclose(by_hand.encode_images(images), adapted.encode_images(images), atol=1e-5)
-    np.testing.assert_allclose(by_hand.encode_text_queries(["un perro"]), adapted.encode_text_queries(["un perro"]),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        by_hand.encode_text_queries(["un perro"]), adapted.encode_text_queries(["un perro"]), atol=1e-5
+    )
     assert adapted.fingerprint != base.fingerprint
 
 

@@ -3,6 +3,7 @@
 Before ModelRef the loader (``count("/") > 1``), the identity code (``!= 1``), the index's space check, publish
 and the trainer's data reader each guessed with their own rule; these cases are where they disagreed.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

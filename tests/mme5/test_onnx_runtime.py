@@ -1,4 +1,5 @@
 """SigLIP on ONNX Runtime: the CPU default, same vectors as torch, exported once, int8 only on request."""
+
 import logging
 import shutil
 
@@ -18,8 +19,12 @@ def all_queries(embedder):
     return {
         "documents": embedder.encode_images(IMAGES),
         "text documents": embedder.encode_texts(TEXTS),
-        **{kind.value: embedder.encode_query(kind, texts=TEXTS if kind.needs_text else None,
-                                             images=IMAGES if kind.needs_image else None) for kind in QueryKind},
+        **{
+            kind.value: embedder.encode_query(
+                kind, texts=TEXTS if kind.needs_text else None, images=IMAGES if kind.needs_image else None
+            )
+            for kind in QueryKind
+        },
     }
 
 
@@ -45,8 +50,9 @@ def test_export_happens_once_and_a_moved_copy_of_the_model_reuses_it(tiny_siglip
     np.testing.assert_array_equal(again.encode_text_queries(TEXTS), first.encode_text_queries(TEXTS))
 
 
-def test_an_interrupted_export_leaves_no_cache_entry_and_the_next_start_exports(tiny_siglip_dir, tmp_path, monkeypatch,
-                                                                                capfd, caplog):
+def test_an_interrupted_export_leaves_no_cache_entry_and_the_next_start_exports(
+    tiny_siglip_dir, tmp_path, monkeypatch, capfd, caplog
+):
     caplog.set_level(logging.INFO, logger="mme5")
     monkeypatch.setenv("MME5_CACHE_DIR", str(tmp_path / "cache"))
     real = onnx_runtime._export_tower
@@ -93,8 +99,9 @@ def test_an_adapter_gets_its_own_export_with_the_adapted_vectors(tiny_siglip_dir
     from peft import LoraConfig, get_peft_model
     from transformers import SiglipModel
 
-    model = get_peft_model(SiglipModel.from_pretrained(tiny_siglip_dir),
-                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    model = get_peft_model(
+        SiglipModel.from_pretrained(tiny_siglip_dir), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
+    )
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if "lora_B" in name:

@@ -1,16 +1,30 @@
 """Each prompt reaches the model as exactly the token ids of the string mmE5 was trained on."""
+
 import pytest
 
 from mme5 import prompts, registry
 
 EXPECTED = {
     "image_document": ("<|image|><|begin_of_text|>Represent the given image.\n", True, None, None),
-    "text": ("<|begin_of_text|>Find me an everyday image that matches the given caption: un perro\n", False, "un perro",
-             prompts.TEXT_TO_IMAGE_INSTRUCTION),
-    "image_query": ("<|image|><|begin_of_text|>Find a day-to-day image that looks similar to the provided image.\n",
-                    True, None, None),
-    "composed": ("<|image|><|begin_of_text|>Given an image, find a similar everyday image with the described changes: "
-                 "but at night\n", True, "but at night", None),
+    "text": (
+        "<|begin_of_text|>Find me an everyday image that matches the given caption: un perro\n",
+        False,
+        "un perro",
+        prompts.TEXT_TO_IMAGE_INSTRUCTION,
+    ),
+    "image_query": (
+        "<|image|><|begin_of_text|>Find a day-to-day image that looks similar to the provided image.\n",
+        True,
+        None,
+        None,
+    ),
+    "composed": (
+        "<|image|><|begin_of_text|>Given an image, find a similar everyday image with the described changes: "
+        "but at night\n",
+        True,
+        "but at night",
+        None,
+    ),
     "image_instruction": ("<|image|><|begin_of_text|>What is in the image?\n", True, None, "What is in the image?"),
 }
 
@@ -34,7 +48,10 @@ def test_mllama_token_ids_match_trained_strings(tiny_mllama, task):
 
 def test_plain_text_document_is_the_bare_text():
     assert registry.build_prompt("mllama", "text", text="A cat and a dog") == "A cat and a dog"
-    assert prompts.text_query("a dog", "Retrieve an image of this caption.") == "Retrieve an image of this caption. a dog\n"
+    assert (
+        prompts.text_query("a dog", "Retrieve an image of this caption.")
+        == "Retrieve an image of this caption. a dog\n"
+    )
 
 
 def test_mmeb_placeholder_rewrite_follows_reference_collator():
@@ -53,8 +70,9 @@ def test_dual_encoders_get_bare_captions():
         registry.build_prompt("nope", "text", text="x")
 
 
-@pytest.mark.parametrize(("task", "missing"), [("text", "text"), ("composed", "text"),
-                                               ("image_instruction", "instruction")])
+@pytest.mark.parametrize(
+    ("task", "missing"), [("text", "text"), ("composed", "text"), ("image_instruction", "instruction")]
+)
 def test_mllama_prompt_without_its_text_is_an_error_not_the_word_none(task, missing):
     # Before: text and composed formatted None into the prompt ("...changes: None"), image_instruction hit None.strip().
     with pytest.raises(prompts.InputError, match=f"needs a {missing}"):

@@ -5,6 +5,7 @@ config formats, so a package the real download needs (sentencepiece + protobuf f
 SigLIP's SiglipTokenizer) is needed here too: hiding it must break the load, and requirements.txt
 must name it.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,8 +62,14 @@ print(embedder.encode_text_queries(["un perro en la playa"]).shape)
 
 def load_with_hidden(model: Path, *hidden: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", HIDDEN_LOAD, str(model), *hidden], capture_output=True, text=True,
-                          timeout=300, env=env, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-c", HIDDEN_LOAD, str(model), *hidden],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=REPO,
+    )
 
 
 def requirement_names() -> set[str]:
@@ -99,8 +106,13 @@ def test_multilingual_siglip_is_the_sentencepiece_layout_with_published_text_set
 
     folder = replica_dirs["siglip-multilingual"]
     assert sorted(path.name for path in folder.iterdir()) == [
-        "config.json", "model.safetensors", "preprocessor_config.json", "special_tokens_map.json", "spiece.model",
-        "tokenizer_config.json"]
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "special_tokens_map.json",
+        "spiece.model",
+        "tokenizer_config.json",
+    ]
     pieces = sentencepiece.SentencePieceProcessor(model_file=str(folder / "spiece.model"))
     assert [pieces.id_to_piece(i) for i in (1, 2)] == ["</s>", "<unk>"] and pieces.get_piece_size() > 50
     tokenizer = load_embedder(str(folder), device="cpu").backbone.processor.tokenizer

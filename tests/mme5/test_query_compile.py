@@ -1,4 +1,5 @@
 """The compiled text-query path: bucket padding keeps the vectors, and every fallback ends in eager."""
+
 from __future__ import annotations
 
 import logging
@@ -74,12 +75,13 @@ def test_bucket_padding_gives_the_same_vectors(embedder):
         lengths.append((input_ids.shape[1], int(attention_mask.sum())))
         return original(input_ids, attention_mask)
 
-    compiler = embedder.backbone.compile_queries(compiler=lambda fn, **options: recording, force=True,
-                                                 buckets=(8, 16, 64, 256))
+    compiler = embedder.backbone.compile_queries(
+        compiler=lambda fn, **options: recording, force=True, buckets=(8, 16, 64, 256)
+    )
     assert compiler.active
     padded = np.concatenate([embedder.encode_text_queries([text]) for text in TEXTS])
     assert np.abs(padded - expected).max() <= 1e-5
-    query_lengths = lengths[-len(TEXTS):]
+    query_lengths = lengths[-len(TEXTS) :]
     assert len(lengths) == len(TEXTS)
     assert all(bucket in (8, 16, 64, 256) and bucket >= real for bucket, real in query_lengths)
     assert any(bucket > real for bucket, real in query_lengths)  # padding really happened
@@ -103,6 +105,7 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(embedder):
 
 def test_compiler_that_fails_at_setup_falls_back(embedder, caplog):
     caplog.set_level(logging.INFO, logger="mme5")
+
     def refusing(fn, **options):
         raise RuntimeError("Windows not yet supported for torch.compile")
 
@@ -118,7 +121,9 @@ def test_forward_traces_as_one_graph(embedder):
     expected = eager_vectors(embedder)
     compiler = embedder.backbone.compile_queries(
         compiler=lambda fn, mode, dynamic: torch.compile(fn, backend="eager", dynamic=dynamic, fullgraph=True),
-        force=True, buckets=(64,))
+        force=True,
+        buckets=(64,),
+    )
     vectors = np.concatenate([embedder.encode_text_queries([text]) for text in TEXTS[:2]])
     assert compiler.active, compiler.reason
     assert np.abs(vectors - expected[:2]).max() <= 1e-5

@@ -1,4 +1,5 @@
 """The backbone registry and the query-kind enum: one place that knows families and query kinds."""
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -47,10 +48,13 @@ def embedder(request):
 def test_encode_query_equals_the_named_wrappers(embedder):
     images = [Image.new("RGB", (40, 30), "red"), Image.new("RGB", (30, 40), "blue")]
     texts = ["a red square", "at night"]
-    np.testing.assert_array_equal(embedder.encode_query(QueryKind.TEXT, texts=texts), embedder.encode_text_queries(texts))
+    np.testing.assert_array_equal(
+        embedder.encode_query(QueryKind.TEXT, texts=texts), embedder.encode_text_queries(texts)
+    )
     np.testing.assert_array_equal(embedder.encode_query("image", images=images), embedder.encode_image_queries(images))
-    np.testing.assert_array_equal(embedder.encode_query(QueryKind.COMPOSED, texts=texts, images=images),
-                                  embedder.encode_composed(images, texts))
+    np.testing.assert_array_equal(
+        embedder.encode_query(QueryKind.COMPOSED, texts=texts, images=images), embedder.encode_composed(images, texts)
+    )
 
 
 def test_encode_query_refuses_inputs_that_do_not_fit_the_kind(tiny_siglip):

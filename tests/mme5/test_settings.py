@@ -1,5 +1,6 @@
 """Every MME5_* variable is read, checked and documented in mme5/settings.py (these tests are about the
 variables themselves, so they set them; each test says which)."""
+
 from __future__ import annotations
 
 import ast
@@ -40,9 +41,15 @@ def test_only_settings_reads_mme5_variables_from_the_environment():
         if path == REPO / "mme5" / "settings.py":
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        constants = {target.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
-                     and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
-                     for target in node.targets if isinstance(target, ast.Name)}
+        constants = {
+            target.id: node.value.value
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+            for target in node.targets
+            if isinstance(target, ast.Name)
+        }
         for node in ast.walk(tree):
             key = None
             if isinstance(node, ast.Call) and ast.unparse(node.func).endswith(("environ.get", "getenv")) and node.args:
@@ -57,12 +64,19 @@ def test_only_settings_reads_mme5_variables_from_the_environment():
     assert not readers, "read MME5_* variables through mme5.settings.Settings:\n" + "\n".join(readers)
 
 
-@pytest.mark.parametrize(("name", "value", "expected"), [
-    ("MME5_PORT", "80x", "expected a port number"), ("MME5_SHARE", "maybe", "expected 1 or 0"),
-    ("MME5_POLL", "-1", "expected a number of seconds"), ("MME5_CONCURRENCY", "0", "expected a whole number of at least 1"),
-    ("MME5_PAGE_SIZE", "lots", "expected a whole number"), ("MME5_QUERY_BUCKETS", "short", "give token lengths"),
-    ("MME5_FAST_ATTENTION", "sometimes", "expected 1 or 0"), ("MME5_GPU_SEARCH", "auto", "expected 1 or 0"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("MME5_PORT", "80x", "expected a port number"),
+        ("MME5_SHARE", "maybe", "expected 1 or 0"),
+        ("MME5_POLL", "-1", "expected a number of seconds"),
+        ("MME5_CONCURRENCY", "0", "expected a whole number of at least 1"),
+        ("MME5_PAGE_SIZE", "lots", "expected a whole number"),
+        ("MME5_QUERY_BUCKETS", "short", "give token lengths"),
+        ("MME5_FAST_ATTENTION", "sometimes", "expected 1 or 0"),
+        ("MME5_GPU_SEARCH", "auto", "expected 1 or 0"),
+    ],
+)
 def test_a_bad_value_is_a_sentence_naming_the_variable(name, value, expected):
     with pytest.raises(SettingsError, match=f"^{name}={value!r}: {expected}") as caught:
         Settings.from_env({name: value})

@@ -1,4 +1,5 @@
 """A small photo library with capture dates, folders, an identical copy and a symlink trap, indexed once."""
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,16 @@ LIBRARY = {
 COPY_OF_RED = "copies/red-copy.jpg"  # byte-identical to 2023/beach/red.jpg
 
 
-COLOURS = {"red": (220, 30, 30), "orange": (240, 140, 20), "blue": (30, 60, 220), "green": (30, 180, 60),
-           "yellow": (240, 220, 30), "purple": (140, 40, 180), "cyan": (30, 210, 220), "gray": (128, 128, 128)}
+COLOURS = {
+    "red": (220, 30, 30),
+    "orange": (240, 140, 20),
+    "blue": (30, 60, 220),
+    "green": (30, 180, 60),
+    "yellow": (240, 220, 30),
+    "purple": (140, 40, 180),
+    "cyan": (30, 210, 220),
+    "gray": (128, 128, 128),
+}
 
 
 def make_photo(path: Path, seed: int, taken: str | None) -> None:
@@ -99,8 +108,15 @@ def engine(index_dir, tiny_mllama):
 # The user's own settings: an app subprocess inherits none of them (not even the MME5_CACHE_DIR tests/conftest.py
 # sets), so it keeps its caches where a default install does; a test passes one in ``env`` only when it is about it.
 @contextmanager
-def running_app(work: Path, args: list[str], env: dict | None = None, cwd: Path = REPO, timeout: float = 400,
-                log_name: str = "app.log", home: Path | None = None):
+def running_app(
+    work: Path,
+    args: list[str],
+    env: dict | None = None,
+    cwd: Path = REPO,
+    timeout: float = 400,
+    log_name: str = "app.log",
+    home: Path | None = None,
+):
     """`python app.py ARGS` (run from ``cwd``) on a free 127.0.0.1 port until the block ends: yields the URL.
 
     The app runs as the user's machine runs it: ``home`` (default: a fresh one, removed afterwards) as HOME, none of
@@ -113,8 +129,13 @@ def running_app(work: Path, args: list[str], env: dict | None = None, cwd: Path 
         home = home or stack.enter_context(new_home())
         environment = user_environment(home, env)
         with open(log, "wb") as output:
-            process = subprocess.Popen([sys.executable, str(REPO / "app.py"), *args, "--port", str(port)], cwd=cwd,
-                                       env=environment, stdout=output, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                [sys.executable, str(REPO / "app.py"), *args, "--port", str(port)],
+                cwd=cwd,
+                env=environment,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         url = f"http://127.0.0.1:{port}/"
         try:
             wait_for_server(process, url, log, timeout=timeout)
@@ -135,8 +156,18 @@ def served_app(tmp_path_factory, library, tiny_mllama_dir):
     instead of each starting and indexing its own. They may save albums in it, never change its photos."""
     work = tmp_path_factory.mktemp("app")
     index = work / "index"
-    args = ["--index", str(index), "--model", str(tiny_mllama_dir), "--photos", str(library), "--concurrency", "1",
-            "--page-size", "5"]
+    args = [
+        "--index",
+        str(index),
+        "--model",
+        str(tiny_mllama_dir),
+        "--photos",
+        str(library),
+        "--concurrency",
+        "1",
+        "--page-size",
+        "5",
+    ]
     with running_app(work, args) as url:
         yield url, index
 

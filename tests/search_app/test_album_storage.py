@@ -1,5 +1,6 @@
 """Albums where they cannot be written: read-only storage and a full disk (real mounts, as root), each answered
 with one sentence on the page and through the API, the albums saved before still there."""
+
 from __future__ import annotations
 
 import hashlib
@@ -28,6 +29,7 @@ def status(reply) -> str:
 @pytest.fixture
 def copy(index_dir, tmp_path):
     """A copy of the library's index holding the album "Trip" (one photo pinned), its log folded into the file."""
+
     def make(folder):
         shutil.copytree(index_dir, folder)
         albums = Albums(folder / "catalog.sqlite")
@@ -39,6 +41,7 @@ def copy(index_dir, tmp_path):
         albums.close()
         assert not os.path.exists(folder / "catalog.sqlite-wal")
         return folder
+
     return make
 
 
@@ -70,8 +73,10 @@ def test_albums_on_a_read_only_index_are_shown_and_a_change_is_one_sentence(copy
         shown = ui.on_search("a beach", None, *values(), progress=NoProgress())
         message, _ = ui.albums.on_save_album("Beach", output(shown, "session"), *values())
         assert message.startswith("⚠️") and "read-only storage" in message and "copy the index folder" in message
-        for reply in (ui.albums.on_pin("Trip", ui.engine.store.ids()[1], progress=NoProgress()),
-                      ui.albums.on_remove("Trip", ui.engine.store.ids()[1], progress=NoProgress())):
+        for reply in (
+            ui.albums.on_pin("Trip", ui.engine.store.ids()[1], progress=NoProgress()),
+            ui.albums.on_remove("Trip", ui.engine.store.ids()[1], progress=NoProgress()),
+        ):
             assert "read-only storage" in status(reply) and "Traceback" not in status(reply)
         api = SearchAPI(ui.engine)  # the HTTP API: the same albums, the same sentence
         assert [album["name"] for album in api.list_albums()["albums"]] == ["Trip"]

@@ -1,4 +1,5 @@
 """Albums (saved searches) in the index's own database: re-run on opening, pins, export, and crash safety."""
+
 from __future__ import annotations
 
 import json
@@ -75,8 +76,13 @@ def test_export_as_links_copies_and_zip(setup, tmp_path):
     archive = export_zip(results, tmp_path / "home.zip")
     with zipfile.ZipFile(archive) as opened:
         assert sorted(opened.namelist()) == ["c.jpg", "d.jpg"]
-    cli = subprocess.run([sys.executable, "-m", "search_app.albums", "list", "--index", str(tmp_path / "index")],
-                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    cli = subprocess.run(
+        [sys.executable, "-m", "search_app.albums", "list", "--index", str(tmp_path / "index")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert cli.returncode == 0 and cli.stdout.split() == ["Home"]
 
 
@@ -120,8 +126,9 @@ def test_killing_a_save_never_leaves_a_broken_album(setup):
     catalog = root.parent / "index" / "catalog.sqlite"
     last = 0
     for round_ in range(4):
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(catalog)], cwd=REPO, stdout=subprocess.PIPE,
-                                  text=True)
+        writer = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(catalog)], cwd=REPO, stdout=subprocess.PIPE, text=True
+        )
         deadline = time.monotonic() + 60
         for line in writer.stdout:  # let it get going, then kill it mid-work
             if int(line) >= 20 + 15 * round_ or time.monotonic() > deadline:

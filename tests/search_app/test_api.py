@@ -1,4 +1,5 @@
 """The real app in a subprocess (indexing the library on first start), queried over HTTP with gradio_client."""
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -52,7 +53,8 @@ def test_search_text_returns_json_results_and_pages(client):
     second = client.predict(text="una foto de la playa", k=4, offset=4, api_name="/search_text")
     everything = client.predict(text="una foto de la playa", k=50, api_name="/search_text")
     assert [r["image_id"] for r in first["results"] + second["results"]] == [
-        r["image_id"] for r in everything["results"][:8]]
+        r["image_id"] for r in everything["results"][:8]
+    ]
 
 
 def test_search_text_filters_and_sorts(client):
@@ -73,13 +75,16 @@ def test_search_image_and_composed(client, library):
     assert len(composed["results"]) == 3 and all(r.startswith("misc/") for r in relpaths(composed))
 
 
-@pytest.mark.parametrize("call, message", [
-    ({"text": "", "api_name": "/search_text"}, "query text is empty"),
-    ({"text": "x", "k": 0, "api_name": "/search_text"}, "k must be"),
-    ({"text": "x", "sort": "random", "api_name": "/search_text"}, "random is not in the list of choices"),
-    ({"text": "x", "date_from": "tomorrow", "api_name": "/search_text"}, "is not a date"),
-    ({"image": None, "api_name": "/search_image"}, "No image given"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        ({"text": "", "api_name": "/search_text"}, "query text is empty"),
+        ({"text": "x", "k": 0, "api_name": "/search_text"}, "k must be"),
+        ({"text": "x", "sort": "random", "api_name": "/search_text"}, "random is not in the list of choices"),
+        ({"text": "x", "date_from": "tomorrow", "api_name": "/search_text"}, "is not a date"),
+        ({"image": None, "api_name": "/search_image"}, "No image given"),
+    ],
+)
 def test_bad_inputs_get_a_clear_error(client, call, message):
     with pytest.raises(Exception, match=message):
         client.predict(**call)
@@ -112,8 +117,16 @@ def test_twenty_concurrent_clients_all_succeed(served_app):
     assert len(answers) == 20 and all(len(answer["results"]) == 5 for answer in answers)
 
 
-@pytest.mark.parametrize("path", ["/etc/passwd", "{library}/2024/green.jpg", "{library}/../outside/secret.txt",
-                                  "{repo}/app.py", "{library}/%2e%2e/%2e%2e/etc/passwd"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/etc/passwd",
+        "{library}/2024/green.jpg",
+        "{library}/../outside/secret.txt",
+        "{repo}/app.py",
+        "{library}/%2e%2e/%2e%2e/etc/passwd",
+    ],
+)
 def test_files_are_served_only_from_the_gradio_cache(served_app, library, path):
     url, _ = served_app
     from .conftest import REPO
@@ -129,8 +142,9 @@ def test_uploads_over_the_size_limit_are_rejected_before_any_work(client, tmp_pa
     big.write_bytes(b"\xff\xd8" + b"\0" * (21 * 1024 * 1024))
     with pytest.raises(Exception, match="exceeds the maximum file size of 20971520 bytes"):
         client.predict(image=handle_file(str(big)), api_name="/search_image")
-    server = httpx.post(f"{client.src.rstrip('/')}/gradio_api/upload", files={"files": ("big.jpg", big.read_bytes())},
-                        timeout=60)
+    server = httpx.post(
+        f"{client.src.rstrip('/')}/gradio_api/upload", files={"files": ("big.jpg", big.read_bytes())}, timeout=60
+    )
     assert server.status_code == 413  # the server enforces it too, not only the polite client
 
 
@@ -178,8 +192,9 @@ def test_albums_over_http_save_open_pin_and_remove(client):
     assert sorted(relpaths(opened)) == ["2023/beach/orange.jpg", "2023/beach/red.jpg", "2023/city/blue.jpg"]
     ids = {r["relpath"]: r["image_id"] for r in client.predict(text="x", k=20, api_name="/search_text")["results"]}
     client.predict(name="Beach 2023", image_id=ids["misc/gray.jpg"], action="pin", api_name="/album_photo")
-    album = client.predict(name="Beach 2023", image_id=ids["2023/city/blue.jpg"], action="remove",
-                           api_name="/album_photo")
+    album = client.predict(
+        name="Beach 2023", image_id=ids["2023/city/blue.jpg"], action="remove", api_name="/album_photo"
+    )
     assert album["pinned"] == [ids["misc/gray.jpg"]] and album["removed"] == [ids["2023/city/blue.jpg"]]
     opened = client.predict(name="Beach 2023", api_name="/open_album")
     assert relpaths(opened)[0] == "misc/gray.jpg"
@@ -188,24 +203,33 @@ def test_albums_over_http_save_open_pin_and_remove(client):
     assert "2023/city/blue.jpg" in relpaths(client.predict(name="Beach 2023", api_name="/open_album"))
 
 
-@pytest.mark.parametrize("call, message", [
-    (dict(name="No such album", api_name="/open_album"), "no album called “No such album”"),
-    (dict(name="x", text="la plage", date_from="not a date", api_name="/save_album"), "is not a date"),
-    (dict(name=" ", text="la plage", api_name="/save_album"), "needs a name"),
-    (dict(name="Beach 2023", image_id=99999, action="pin", api_name="/album_photo"), "no indexed photo has id"),
-    (dict(threshold=1.5, api_name="/similar_groups"), "threshold must be from 0.8 to 1, got 1.5"),
-    # search_app/limits.py: over-long names, texts and filter values are refused, not stored and echoed back
-    (dict(name="n" * 300, text="la plage", api_name="/save_album"), r"album name is too long \(300 characters; "
-                                                                     r"at most 200\)"),
-    (dict(name="Long", text="t" * 100_000, api_name="/save_album"), r"query text is too long \(100,000 characters"),
-    (dict(name="Long", text="la plage", camera="c" * 100_000, api_name="/save_album"), "camera filter is too long"),
-    (dict(name="Long", text="la plage", folder="f/" * 50_000, api_name="/save_album"), "folder filter is too long"),
-    (dict(name="n" * 100_000, api_name="/open_album"), "album name is too long"),
-    (dict(text="x", place="p" * 100_000, api_name="/search_text"), r"place filter is too long \(100,000 characters; "
-                                                                   r"at most 500\)"),
-    (dict(text="x", date_from="2" * 100_000, api_name="/search_text"), "date_from filter is too long"),
-    (dict(text="x", without="w" * 100_000, api_name="/search_text"), "without text is too long"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (dict(name="No such album", api_name="/open_album"), "no album called “No such album”"),
+        (dict(name="x", text="la plage", date_from="not a date", api_name="/save_album"), "is not a date"),
+        (dict(name=" ", text="la plage", api_name="/save_album"), "needs a name"),
+        (dict(name="Beach 2023", image_id=99999, action="pin", api_name="/album_photo"), "no indexed photo has id"),
+        (dict(threshold=1.5, api_name="/similar_groups"), "threshold must be from 0.8 to 1, got 1.5"),
+        # search_app/limits.py: over-long names, texts and filter values are refused, not stored and echoed back
+        (
+            dict(name="n" * 300, text="la plage", api_name="/save_album"),
+            r"album name is too long \(300 characters; "
+            r"at most 200\)",
+        ),
+        (dict(name="Long", text="t" * 100_000, api_name="/save_album"), r"query text is too long \(100,000 characters"),
+        (dict(name="Long", text="la plage", camera="c" * 100_000, api_name="/save_album"), "camera filter is too long"),
+        (dict(name="Long", text="la plage", folder="f/" * 50_000, api_name="/save_album"), "folder filter is too long"),
+        (dict(name="n" * 100_000, api_name="/open_album"), "album name is too long"),
+        (
+            dict(text="x", place="p" * 100_000, api_name="/search_text"),
+            r"place filter is too long \(100,000 characters; "
+            r"at most 500\)",
+        ),
+        (dict(text="x", date_from="2" * 100_000, api_name="/search_text"), "date_from filter is too long"),
+        (dict(text="x", without="w" * 100_000, api_name="/search_text"), "without text is too long"),
+    ],
+)
 def test_bad_album_and_group_requests_get_a_clear_error(client, call, message):
     with pytest.raises(Exception, match=message):
         client.predict(**call)

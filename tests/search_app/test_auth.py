@@ -1,5 +1,6 @@
 """Login: the real app with a users file refuses anonymous page, API and file requests, serves logged-in ones
 (gradio_client and a real Chromium), slows down guessing from one address only, and keeps previews private."""
+
 from __future__ import annotations
 
 import os
@@ -28,10 +29,22 @@ def secured(tmp_path_factory, library, tiny_mllama_dir):
     work = tmp_path_factory.mktemp("secured")
     users = work / "users"
     add_user(users, USER, PASSWORD)
-    args = ["--index", str(work / "index"), "--model", str(tiny_mllama_dir), "--photos", str(library),
-            "--page-size", "4", "--auth-file", str(users)]
-    with new_home() as home, running_app(work, args, env={"MME5_AUTH": f"{SECRET_USER}:{SECRET_PASSWORD}"},
-                                           home=home) as url:  # MME5_AUTH: the test is about it
+    args = [
+        "--index",
+        str(work / "index"),
+        "--model",
+        str(tiny_mllama_dir),
+        "--photos",
+        str(library),
+        "--page-size",
+        "4",
+        "--auth-file",
+        str(users),
+    ]
+    with (
+        new_home() as home,
+        running_app(work, args, env={"MME5_AUTH": f"{SECRET_USER}:{SECRET_PASSWORD}"}, home=home) as url,
+    ):  # MME5_AUTH: the test is about it
         yield url, home
 
 
@@ -187,11 +200,18 @@ def test_the_login_form_helps_password_managers_keeps_the_name_and_log_out_ends_
             browser.close()
 
 
-@pytest.mark.parametrize("path, cookie, served", [
-    ("/", b"", "login"), ("/", b"access-token-c1=stolen", "login"), ("/", b'bad"cookie;;=\xff', "login"),
-    ("/", b"access-token-unsecure-c1=known", "app"), ("/config", b"", "app"), ("/gradio_api/info", b"", "app"),
-    ("/app/", b"", "login"),  # behind a proxy's path prefix (root_path /app)
-])
+@pytest.mark.parametrize(
+    "path, cookie, served",
+    [
+        ("/", b"", "login"),
+        ("/", b"access-token-c1=stolen", "login"),
+        ("/", b'bad"cookie;;=\xff', "login"),
+        ("/", b"access-token-unsecure-c1=known", "app"),
+        ("/config", b"", "app"),
+        ("/gradio_api/info", b"", "app"),
+        ("/app/", b"", "login"),  # behind a proxy's path prefix (root_path /app)
+    ],
+)
 def test_the_login_page_answers_only_a_visit_without_a_valid_login(path, cookie, served):
     """Everything but a plain visit, and every visit with a login cookie Gradio knows, goes on to Gradio (which
     refuses what needs a login); a forged or malformed cookie is no login."""
@@ -211,8 +231,14 @@ def test_the_login_page_answers_only_a_visit_without_a_valid_login(path, cookie,
         sent.append(message)
 
     gradio = SimpleNamespace(tokens={"known": USER}, cookie_id="c1")
-    scope = {"type": "http", "method": "GET", "path": path, "root_path": "/app" if path.startswith("/app") else "",
-             "headers": [(b"cookie", cookie)] if cookie else [], "app": gradio}
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "root_path": "/app" if path.startswith("/app") else "",
+        "headers": [(b"cookie", cookie)] if cookie else [],
+        "app": gradio,
+    }
     asyncio.run(LoginPage(app)(scope, None, send))
     if served == "app":
         assert reached == [path] and not sent

@@ -1,4 +1,5 @@
 """The page in Debian's Chromium via Playwright: type a non-English query, search, see photos; upload; screenshot."""
+
 from __future__ import annotations
 
 import re
@@ -9,8 +10,15 @@ pytestmark = [pytest.mark.server, pytest.mark.browser]  # drives Chromium agains
 
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """The page as a new user meets it, in Chromium at 1280×900 and on a 390×844 phone: layout, uploads, Clear,
 filters that apply at once (also to Load more), More like this, dates typed in the query, strong matches,
 the URL, focus, the original file, and an axe-core scan of the app's own markup."""
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,15 @@ AXE = Path(os.environ.get("AXE_CORE_JS") or REPO / ".cache/npm/node_modules/axe-
 # Every state of the page the axe scan covers, at both sizes: Gradio's markup included (the page names Gradio's
 # unnamed controls: search_app/ui_layout.NAMES_JS), nothing excluded.
 AXE_SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
-AXE_STATES = ("first screen", "after a search", "photo open", "photo at 100 %", "filters open",
-              "albums and groups open", "cleared")
+AXE_STATES = (
+    "first screen",
+    "after a search",
+    "photo open",
+    "photo at 100 %",
+    "filters open",
+    "albums and groups open",
+    "cleared",
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +50,10 @@ def page(request, browser, served_app):
     page.set_default_timeout(60_000)
     page.goto(url)
     page.wait_for_selector("#query input, #query textarea")
-    page.wait_for_function("(() => { const s = document.querySelector('#status'); "
-                           "return s && s.getAttribute('aria-live') === 'polite'; })()")
+    page.wait_for_function(
+        "(() => { const s = document.querySelector('#status'); "
+        "return s && s.getAttribute('aria-live') === 'polite'; })()"
+    )
     page.viewport_name = request.param
     yield page
     context.close()
@@ -58,8 +68,9 @@ def status(page) -> str:
 
 
 def wait_status(page, text: str):
-    page.wait_for_function("(t) => { const s = document.querySelector('#status'); return s && s.innerText.includes(t); }",
-                           arg=text)
+    page.wait_for_function(
+        "(t) => { const s = document.querySelector('#status'); return s && s.innerText.includes(t); }", arg=text
+    )
 
 
 def captions(page) -> list[str]:
@@ -77,7 +88,8 @@ def search(page, text: str, expect: str = "Showing"):
         "([text, mine]) => { const s = document.querySelector('#status').innerText;"
         " const b = document.querySelector('#search');"
         " return (!mine || s.includes(text)) && !b.disabled && b.innerText.trim() === 'Search'; }",
-        arg=[text, expect == "Showing"])
+        arg=[text, expect == "Showing"],
+    )
     settled(page)
 
 
@@ -85,7 +97,9 @@ def settled(page):
     """Wait until no event of the page is pending (Gradio's progress overlays gone): the search's follow-up steps
     (focus, dates in the browser's language) can still be running when its status has arrived, and a click or a scan
     meanwhile meets a page that is being redrawn."""
-    page.wait_for_function("() => !document.querySelector('.progress-level, .eta-bar, .wrap.pending, .wrap.generating')")
+    page.wait_for_function(
+        "() => !document.querySelector('.progress-level, .eta-bar, .wrap.pending, .wrap.generating')"
+    )
 
 
 def open_filters(page):
@@ -98,14 +112,18 @@ def test_no_result_is_hidden_sideways_and_load_more_scrolls_to_the_new_photos(pa
     search(page, "a photo of a street")
     width = page.viewport_size["width"]
     assert page.evaluate("document.documentElement.scrollWidth") <= width
-    rights = page.eval_on_selector_all("#results .thumbnail-item", "els => els.map(e => e.getBoundingClientRect().right)")
+    rights = page.eval_on_selector_all(
+        "#results .thumbnail-item", "els => els.map(e => e.getBoundingClientRect().right)"
+    )
     assert len(rights) == 5 and max(rights) <= width  # --page-size 5, every one on screen horizontally
     page.click("#load_more")
     wait_status(page, "Showing 10 photos")
     page.wait_for_function("""() => { const item = document.querySelectorAll('#results .thumbnail-item')[5];
         const r = item && item.getBoundingClientRect(); return r && r.top >= 0 && r.bottom <= innerHeight; }""")
-    assert page.evaluate("document.querySelector('#results .grid-wrap').scrollHeight <= "
-                         "document.querySelector('#results .grid-wrap').clientHeight + 2")  # no inner scroll box
+    assert page.evaluate(
+        "document.querySelector('#results .grid-wrap').scrollHeight <= "
+        "document.querySelector('#results .grid-wrap').clientHeight + 2"
+    )  # no inner scroll box
     page.screenshot(path=str(artifacts / f"search_app-{page.viewport_name}-load-more.png"), full_page=True)
 
 
@@ -191,7 +209,8 @@ def test_strong_matches_only_says_how_many_are_hidden_and_shows_all(page):
     wait_status(page, "weaker")
     # some strong matches: how many are hidden; none: the advice names the switch as the cause, not the filters
     assert re.search(r"\d+ strong match(es)? · \d+ weaker hidden", status(page)) or re.search(
-        r"No strong matches for .*“Strong matches only” hides \d+ weaker match(es)?\. Press Show all", status(page))
+        r"No strong matches for .*“Strong matches only” hides \d+ weaker match(es)?\. Press Show all", status(page)
+    )
     page.click("#show_all")
     page.wait_for_function("!document.querySelector('#status').innerText.includes('weaker')")
     assert not page.locator("#strong_only input").is_checked()
@@ -204,8 +223,9 @@ def test_the_url_keeps_query_and_filters_across_reload(page):
     page.wait_for_function("location.search.includes('folder=2023')")
     assert "q=" in page.url
     page.reload()
-    page.wait_for_function("(() => { const s = document.querySelector('#status'); "
-                           "return s && s.innerText.includes('кошка'); })()")
+    page.wait_for_function(
+        "(() => { const s = document.querySelector('#status'); return s && s.innerText.includes('кошка'); })()"
+    )
     open_filters(page)  # a fresh page starts with the filter panel closed (its title says which are on)
     assert box(page, "query").input_value() == "кошка" and box(page, "folder").input_value() == "2023"
     assert set(captions(page)) <= {"red.jpg", "orange.jpg", "blue.jpg"}  # the photos in 2023/
@@ -229,8 +249,9 @@ def test_the_search_button_waits_and_old_results_stay(page):
     before = captions(page)
     box(page, "query").fill("sunrise")
     page.click("#search")
-    page.wait_for_function("document.querySelector('#search').disabled || "
-                           "document.querySelector('#status').innerText.includes('sunrise')")
+    page.wait_for_function(
+        "document.querySelector('#search').disabled || document.querySelector('#status').innerText.includes('sunrise')"
+    )
     assert page.locator("#results img").count() >= len(before)  # old results kept until the new ones arrive
     wait_status(page, "sunrise")
     assert page.locator("#search").is_enabled()
@@ -245,12 +266,16 @@ def reach(page, state: str):
     search(page, "a photo")
     if state in ("photo open", "photo at 100 %"):
         page.locator("#results .thumbnail-item").first.click()
-        page.wait_for_function("(() => { const i = document.querySelector('#viewer_image img');"
-                               " return i && i.complete && i.naturalWidth > 0; })()")
+        page.wait_for_function(
+            "(() => { const i = document.querySelector('#viewer_image img');"
+            " return i && i.complete && i.naturalWidth > 0; })()"
+        )
         if state == "photo at 100 %":
             page.click("#viewer_zoom")
-            page.wait_for_function("(() => { const i = document.querySelector('#viewer_full img');"
-                                   " return i && i.complete && i.naturalWidth > 0; })()")
+            page.wait_for_function(
+                "(() => { const i = document.querySelector('#viewer_full img');"
+                " return i && i.complete && i.naturalWidth > 0; })()"
+            )
     elif state == "filters open":
         open_filters(page)
     elif state == "albums and groups open":
@@ -272,8 +297,9 @@ def reach(page, state: str):
 @pytest.mark.parametrize("state", AXE_STATES)
 @pytest.mark.parametrize("size", list(AXE_SIZES))
 def test_axe_finds_no_serious_or_critical_problem_in_any_state(browser, served_app, artifacts, size, state):
-    assert AXE.is_file(), (f"{AXE} missing: run `npm install --prefix .cache/npm axe-core@4.14.1` "
-                           "(the CI script does) or set AXE_CORE_JS")
+    assert AXE.is_file(), (
+        f"{AXE} missing: run `npm install --prefix .cache/npm axe-core@4.14.1` (the CI script does) or set AXE_CORE_JS"
+    )
     width, height = AXE_SIZES[size]
     context = browser.new_context(viewport={"width": width, "height": height}, locale="en-US")
     try:
@@ -289,10 +315,14 @@ def test_axe_finds_no_serious_or_critical_problem_in_any_state(browser, served_a
         report = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
         serious = [violation for violation in report["violations"] if violation["impact"] in ("serious", "critical")]
         (artifacts / f"search_app-{size}-axe-{state.replace(' ', '-').replace('%', 'pct')}.txt").write_text(
-            "\n".join(f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:5]}"
-                      for v in serious))
-        assert not serious, [(v["id"], v["help"], [(n["html"][:120], [a["message"] for a in n["any"]])
-                                                   for n in v["nodes"]][:3]) for v in serious]
+            "\n".join(
+                f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:5]}" for v in serious
+            )
+        )
+        assert not serious, [
+            (v["id"], v["help"], [(n["html"][:120], [a["message"] for a in n["any"]]) for n in v["nodes"]][:3])
+            for v in serious
+        ]
         if state in ("first screen", "after a search"):  # a thumbnail is named by its caption, not "Thumbnail 1"
             first = page.locator("#results .thumbnail-item").first
             caption = first.locator(".caption-label").inner_text().strip()

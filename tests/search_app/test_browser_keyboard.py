@@ -1,4 +1,5 @@
 """The page in Chromium by keyboard only (Tab, Enter, Escape), and its albums and similar-photo groups."""
+
 from __future__ import annotations
 
 import re
@@ -27,8 +28,10 @@ def page(served_app):
         page.set_default_timeout(60_000)
         page.goto(url)
         page.wait_for_selector(QUERY)
-        page.wait_for_function("(() => { const s = document.querySelector('#status'); "
-                               "return s && s.getAttribute('aria-live') === 'polite'; })()")
+        page.wait_for_function(
+            "(() => { const s = document.querySelector('#status'); "
+            "return s && s.getAttribute('aria-live') === 'polite'; })()"
+        )
         yield page
         browser.close()
 
@@ -55,12 +58,16 @@ def test_search_open_a_result_and_more_like_this_by_keyboard_only(page, artifact
     page.wait_for_function("document.activeElement && document.activeElement.id === 'status'")  # results announced
     tab_to(page, THUMBNAIL)
     page.keyboard.press("Enter")  # opens the photo's details (and Gradio's large preview)
-    page.wait_for_function("(document.querySelector('#details') || {innerText: ''}).innerText.includes('score')")  # the viewer
+    page.wait_for_function(
+        "(document.querySelector('#details') || {innerText: ''}).innerText.includes('score')"
+    )  # the viewer
     page.wait_for_selector("#more_like_this", state="visible")
     page.screenshot(path=str(artifacts / "search_app-keyboard-details.png"), full_page=True)
     page.keyboard.press("Escape")  # closes the viewer; the focus comes back to the results, not to the page top
-    page.wait_for_function("(() => { const a = document.activeElement; "
-                           "return a && a !== document.body && !!a.closest('#results, #query'); })()")
+    page.wait_for_function(
+        "(() => { const a = document.activeElement; "
+        "return a && a !== document.body && !!a.closest('#results, #query'); })()"
+    )
     page.keyboard.press("Enter")  # the same result again: the focus moves into the viewer
     page.wait_for_function("document.activeElement && document.activeElement.id === 'viewer_close'")
     tab_to(page, "#more_like_this")
@@ -87,13 +94,18 @@ def test_an_album_is_saved_opened_pinned_and_downloaded_as_a_zip(page, library, 
     wait_status(page, "Saved the album “Red things”")
     last = captions(page)[-1]
     page.locator("#results .thumbnail-item").nth(len(captions(page)) - 1).click()
-    page.wait_for_function("(t) => (document.querySelector('#details') || {innerText: ''}).innerText.includes(t)", arg=last)
+    page.wait_for_function(
+        "(t) => (document.querySelector('#details') || {innerText: ''}).innerText.includes(t)", arg=last
+    )
     page.keyboard.press("Escape")
     page.click("#pin")
     wait_status(page, "Pinned")
     assert "album “Red things” (1 pinned, 0 removed)" in status(page)
-    page.wait_for_function("(t) => [...document.querySelectorAll('#results .caption-label')]"
-                           ".some(e => e.textContent.startsWith('📌 ') && e.textContent.endsWith(t))", arg=last)
+    page.wait_for_function(
+        "(t) => [...document.querySelectorAll('#results .caption-label')]"
+        ".some(e => e.textContent.startsWith('📌 ') && e.textContent.endsWith(t))",
+        arg=last,
+    )
     page.click("#make_zip")
     page.wait_for_selector("#album_zip", state="visible")
     with page.expect_download() as download:
@@ -116,8 +128,9 @@ def test_similar_groups_list_near_identical_photos_with_the_best_marked(page, ar
     page.screenshot(path=str(artifacts / "search_app-similar-groups.png"), full_page=True)
 
 
-def test_a_place_typed_in_the_query_becomes_a_removable_chip(page, served_app, tiny_mllama, tmp_path_factory,
-                                                             artifacts):
+def test_a_place_typed_in_the_query_becomes_a_removable_chip(
+    page, served_app, tiny_mllama, tmp_path_factory, artifacts
+):
     """Last in this module: it adds a photo taken in Lisbon to the served index (the app picks the build up)."""
     from indexer import build_index
 

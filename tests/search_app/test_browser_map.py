@@ -1,6 +1,7 @@
 """The map of the results in Chromium at 1280×800 and on a 390×844 phone: a marker per result with a GPS position,
 the plain fallback when tiles cannot load (the tests have no network), a drawn area as a removable filter kept in the
 URL, a typed radius drawn as its circle, the map's file route refusing other paths, and an axe scan of the map."""
+
 from __future__ import annotations
 
 import http.client
@@ -25,8 +26,16 @@ def map_app(tmp_path_factory, tiny_mllama_dir):
     work = tmp_path_factory.mktemp("map-app")
     library = tmp_path_factory.mktemp("map-library")
     build_library(library)
-    args = ["--index", str(work / "index"), "--model", str(tiny_mllama_dir), "--photos", str(library),
-            "--concurrency", "1"]
+    args = [
+        "--index",
+        str(work / "index"),
+        "--model",
+        str(tiny_mllama_dir),
+        "--photos",
+        str(library),
+        "--concurrency",
+        "1",
+    ]
     with running_app(work, args) as url:
         yield url
 
@@ -79,8 +88,7 @@ def drag_around(page, name: str):
 
 
 def wait_results(page, names: list[str]):
-    page.wait_for_function("(n) => document.querySelectorAll('#results .thumbnail-item').length === n",
-                           arg=len(names))
+    page.wait_for_function("(n) => document.querySelectorAll('#results .thumbnail-item').length === n", arg=len(names))
     settled(page)
     assert sorted(captions(page)) == sorted(names)
 
@@ -140,8 +148,9 @@ def test_a_drawn_area_filters_is_a_removable_chip_and_stays_in_the_url(page):
 def test_search_this_area_uses_the_visible_map(page):
     search(page, "a photo")
     open_map(page, len(WITH_GPS))
-    page.evaluate("() => window.photoSearchMap(JSON.stringify({markers: [], count: 0, bbox: null,"
-                  " near: [38.72509, -9.1498, 5]}))")  # the map fitted to a 5 km circle around Lisbon
+    page.evaluate(
+        "() => window.photoSearchMap(JSON.stringify({markers: [], count: 0, bbox: null, near: [38.72509, -9.1498, 5]}))"
+    )  # the map fitted to a 5 km circle around Lisbon
     page.click("#map_search_area")
     page.wait_for_selector("#area_chip", state="visible")
     settled(page)
@@ -169,12 +178,20 @@ def test_axe_finds_no_serious_problem_in_the_map_view(page, artifacts):
     serious = [violation for violation in report["violations"] if violation["impact"] in ("serious", "critical")]
     ours = [v for v in serious if v["id"] not in GRADIO_OWN]
     (artifacts / f"search_app-{page.viewport_name}-map-axe.txt").write_text(
-        "\n".join(f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:5]}" for v in serious))
+        "\n".join(f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:5]}" for v in serious)
+    )
     assert not ours, [(v["id"], v["help"], [n["target"] for n in v["nodes"]][:3]) for v in ours]
 
 
-@pytest.mark.parametrize("path", ["/map-static/../map_view.py", "/map-static/%2e%2e/map_view.py",
-                                  "/map-static/leaflet/%2e%2e%2f%2e%2e%2fui.py", "/map-static/..%2f..%2fpyproject.toml"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/map-static/../map_view.py",
+        "/map-static/%2e%2e/map_view.py",
+        "/map-static/leaflet/%2e%2e%2f%2e%2e%2fui.py",
+        "/map-static/..%2f..%2fpyproject.toml",
+    ],
+)
 def test_the_map_files_route_refuses_paths_outside_its_folder(map_app, path):
     parts = urlsplit(map_app)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)

@@ -1,6 +1,7 @@
 """The page as a photo app, in Chromium at 1280×800 and on a 390×844 phone: results fill a phone's first screen,
 every script reads in its own direction, captions are dates (month headings under date sort), a real viewer, one
 accent colour, plurals, and advice that names its cause."""
+
 from __future__ import annotations
 
 import re
@@ -31,8 +32,18 @@ def photo_app(tmp_path_factory, tiny_mllama_dir):
     exif = Image.Exif()
     exif.get_ifd(0x8769)[36867] = "2022:05:01 09:30:00"  # DateTimeOriginal
     Image.new("RGB", (1600, 1200), (200, 100, 50)).save(photos / WIDE, "JPEG", exif=exif.tobytes())
-    args = ["--index", str(work / "index"), "--model", str(tiny_mllama_dir), "--photos", str(photos),
-            "--concurrency", "1", "--page-size", "5"]
+    args = [
+        "--index",
+        str(work / "index"),
+        "--model",
+        str(tiny_mllama_dir),
+        "--photos",
+        str(photos),
+        "--concurrency",
+        "1",
+        "--page-size",
+        "5",
+    ]
     with running_app(work, args) as url:
         yield url, photos
     shutil.rmtree(photos, ignore_errors=True)
@@ -51,8 +62,7 @@ def browser():
 @pytest.fixture(params=list(VIEWPORTS))
 def page(request, browser, photo_app):
     width, height = VIEWPORTS[request.param]
-    context = browser.new_context(viewport={"width": width, "height": height}, locale="en-US",
-                                  accept_downloads=True)
+    context = browser.new_context(viewport={"width": width, "height": height}, locale="en-US", accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(60_000)
     page.viewport_name = request.param
@@ -68,8 +78,9 @@ def visit(page, query: str = "", expect: str = "Showing", **params):
     page.goto(page.app_url + ("?" + urlencode({"q": query, **params}) if query else ""))
     page.wait_for_selector("#query input, #query textarea")
     if query:
-        page.wait_for_function("(t) => (document.querySelector('#status') || {innerText: ''}).innerText.includes(t)",
-                               arg=expect)
+        page.wait_for_function(
+            "(t) => (document.querySelector('#status') || {innerText: ''}).innerText.includes(t)", arg=expect
+        )
 
 
 def search(page, text: str):
@@ -87,8 +98,10 @@ def test_after_a_search_results_fill_the_first_screen(page, artifacts):
     visit(page)
     search(page, "a photo of the sea")
     height = page.viewport_size["height"]
-    boxes = page.eval_on_selector_all("#results .thumbnail-item", "els => els.map(e => { const r = "
-                                      "e.getBoundingClientRect(); return [r.top, r.bottom, r.width, r.height]; })")
+    boxes = page.eval_on_selector_all(
+        "#results .thumbnail-item",
+        "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.top, r.bottom, r.width, r.height]; })",
+    )
     inside = [box for box in boxes if box[0] >= 0 and box[1] <= height]
     assert inside, f"no result fully inside the first {height}-px screen: {boxes}"
     assert all(width >= 44 and tall >= 44 for _, _, width, tall in boxes)  # touch-sized
@@ -107,7 +120,10 @@ def test_after_a_search_results_fill_the_first_screen(page, artifacts):
 
 def text_positions(page, selector: str) -> list[tuple[str, float]]:
     """(character, left edge on screen) for each character under ``selector``, in the text's logical order."""
-    return [tuple(item) for item in page.evaluate("""(selector) => {
+    return [
+        tuple(item)
+        for item in page.evaluate(
+            """(selector) => {
         const root = document.querySelector(selector), out = [];
         const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
         while (walker.nextNode()) {
@@ -117,15 +133,21 @@ def text_positions(page, selector: str) -> list[tuple[str, float]]:
             out.push([node.data[i], range.getBoundingClientRect().left]);
           }
         }
-        return out; }""", selector)]
+        return out; }""",
+            selector,
+        )
+    ]
 
 
 def test_an_arabic_query_reads_in_order_in_the_status_line(page):
     query = "2023 قطة على الأريكة"  # right to left: the year first (rightmost), then "cat on the sofa"
     visit(page)
     # the page's script marks the box once Gradio has drawn it (Gradio draws it "ltr" first): wait for that
-    page.wait_for_function("() => { const box = document.querySelector('#query input, #query textarea');"
-                           " return box && box.getAttribute('dir') === 'auto'; }", timeout=10_000)
+    page.wait_for_function(
+        "() => { const box = document.querySelector('#query input, #query textarea');"
+        " return box && box.getAttribute('dir') === 'auto'; }",
+        timeout=10_000,
+    )
     search(page, query)
     chars = text_positions(page, "#status p")
     text = "".join(char for char, _ in chars)
@@ -157,8 +179,9 @@ def test_captions_are_dates_with_month_headings_under_date_sort(page, artifacts)
     if not page.locator("#show_scores").is_visible():
         page.click("#filters button, #filters .label-wrap")
     page.click("#show_scores input")  # the relevance display, on demand
-    page.wait_for_function("[...document.querySelectorAll('#results .caption-label')]"
-                           ".every(e => /· -?\\d\\.\\d{3}$/.test(e.textContent))")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#results .caption-label')].every(e => /· -?\\d\\.\\d{3}$/.test(e.textContent))"
+    )
     visit(page, "a photo")  # best match first: no headings
     page.wait_for_selector("#results img")
     assert page.locator("#results .month-heading").count() == 0
@@ -167,12 +190,17 @@ def test_captions_are_dates_with_month_headings_under_date_sort(page, artifacts)
 def test_the_viewer_shows_a_screen_rendition_and_escape_returns_to_the_result(page, photo_app, artifacts):
     visit(page, "a photo", folder="big")
     page.locator("#results .thumbnail-item").first.click()
-    page.wait_for_function("(() => { const i = document.querySelector('#viewer_image img');"
-                           " return i && i.complete && i.naturalWidth > 0; })()")
+    page.wait_for_function(
+        "(() => { const i = document.querySelector('#viewer_image img');"
+        " return i && i.complete && i.naturalWidth > 0; })()"
+    )
     page.wait_for_function("document.activeElement && document.activeElement.id === 'viewer_close'")
-    image = page.eval_on_selector("#viewer_image img", """i => { const r = i.getBoundingClientRect();
+    image = page.eval_on_selector(
+        "#viewer_image img",
+        """i => { const r = i.getBoundingClientRect();
         return {natural: i.naturalWidth, left: r.left, top: r.top, right: r.right, bottom: r.bottom,
-                width: innerWidth, height: innerHeight}; }""")
+                width: innerWidth, height: innerHeight}; }""",
+    )
     assert image["natural"] >= 1024, image  # not the 384-px preview
     assert image["left"] >= 0 and image["top"] >= 0, image
     assert image["right"] <= image["width"] and image["bottom"] <= image["height"], image  # all of it in view
@@ -186,8 +214,10 @@ def test_the_viewer_shows_a_screen_rendition_and_escape_returns_to_the_result(pa
     assert Path(download.value.path()).read_bytes() == (photo_app[1] / WIDE).read_bytes()
     page.keyboard.press("Escape")
     page.wait_for_selector("#viewer", state="detached")  # out of the page until a result is opened
-    page.wait_for_function("(() => { const a = document.activeElement; return a && a.matches('#results "
-                           ".thumbnail-item') && a === document.querySelectorAll('#results .thumbnail-item')[0]; })()")
+    page.wait_for_function(
+        "(() => { const a = document.activeElement; return a && a.matches('#results "
+        ".thumbnail-item') && a === document.querySelectorAll('#results .thumbnail-item')[0]; })()"
+    )
 
 
 def test_the_viewer_localises_dates(browser, photo_app):
@@ -198,8 +228,7 @@ def test_the_viewer_localises_dates(browser, photo_app):
         page.app_url = photo_app[0]
         visit(page, "a photo", folder="big")
         page.locator("#results .thumbnail-item").first.click()
-        page.wait_for_function("(document.querySelector('#details') || {innerText: ''}).innerText"
-                               ".includes('Mai 2022')")
+        page.wait_for_function("(document.querySelector('#details') || {innerText: ''}).innerText.includes('Mai 2022')")
         assert "1. Mai 2022" in page.inner_text("#details")
     finally:
         context.close()
@@ -216,7 +245,9 @@ def test_one_accent_colour_plurals_and_advice_that_names_its_cause(page):
     checked = page.eval_on_selector("#collapse input", "e => getComputedStyle(e).backgroundColor")
     assert checked == ACCENT, checked
     assert page.eval_on_selector("body", "e => getComputedStyle(e).getPropertyValue('--color-accent')").strip() in (
-        "#1d4ed8", ACCENT)
+        "#1d4ed8",
+        ACCENT,
+    )
 
 
 def test_the_first_screen_shows_the_newest_photos_and_example_queries(page, artifacts):
@@ -226,7 +257,9 @@ def test_the_first_screen_shows_the_newest_photos_and_example_queries(page, arti
     chips = page.eval_on_selector_all("#examples button.example", "els => els.map(e => e.textContent)")
     assert chips[0] == "a dog on the beach" and len(chips) == 4  # the browser's language (en-US here)
     height = page.viewport_size["height"]
-    tops = page.eval_on_selector_all("#results .thumbnail-item", "els => els.map(e => e.getBoundingClientRect().bottom)")
+    tops = page.eval_on_selector_all(
+        "#results .thumbnail-item", "els => els.map(e => e.getBoundingClientRect().bottom)"
+    )
     assert any(bottom <= height for bottom in tops), tops  # photos on the first screen, before any search
     assert page.locator("#examples button.example").first.is_visible()
     assert "The newest are below" in page.inner_text("#status")
@@ -247,8 +280,10 @@ def test_an_arabic_browser_gets_arabic_example_queries(browser, photo_app):
         page.app_url = photo_app[0]
         visit(page)
         page.wait_for_selector("#examples button.example")
-        chips = page.eval_on_selector_all("#examples button.example", "els => els.map(e => [e.textContent, "
-                                          "e.getAttribute('dir'), e.closest('[lang]').getAttribute('lang')])")
+        chips = page.eval_on_selector_all(
+            "#examples button.example",
+            "els => els.map(e => [e.textContent, e.getAttribute('dir'), e.closest('[lang]').getAttribute('lang')])",
+        )
         assert chips[0] == ["كلب على الشاطئ", "auto", "ar"], chips
         assert all(re.search("[\u0600-\u06ff]", text) and direction == "auto" for text, direction, _ in chips)
         page.locator("#examples button.example").first.click()
@@ -259,19 +294,23 @@ def test_an_arabic_browser_gets_arabic_example_queries(browser, photo_app):
 
 def opened_name(page) -> str:
     """The file name at the top of the viewer's details, once they are drawn (not a progress line)."""
-    page.wait_for_function("/\\.(jpg|png)$/.test((document.querySelector('#details') || {innerText: ''})"
-                           ".innerText.split('\\n')[0].trim())")
+    page.wait_for_function(
+        "/\\.(jpg|png)$/.test((document.querySelector('#details') || {innerText: ''}).innerText.split('\\n')[0].trim())"
+    )
     return page.inner_text("#details").split("\n")[0].strip()
 
 
 def wait_opened(page, name: str):
-    page.wait_for_function("(n) => (document.querySelector('#details') || {innerText: ''}).innerText"
-                           ".split('\\n')[0].trim() === n", arg=name)
+    page.wait_for_function(
+        "(n) => (document.querySelector('#details') || {innerText: ''}).innerText.split('\\n')[0].trim() === n",
+        arg=name,
+    )
 
 
 def swipe(page, dx: int):
     """A one-finger sideways swipe over the open photo (touch events, as a phone's browser sends them)."""
-    page.evaluate("""(dx) => {
+    page.evaluate(
+        """(dx) => {
         const target = document.querySelector('#viewer_image img');
         const r = target.getBoundingClientRect(), x = r.left + r.width / 2, y = r.top + r.height / 2;
         const touch = (cx) => new Touch({identifier: 1, target, clientX: cx, clientY: y});
@@ -281,7 +320,9 @@ def swipe(page, dx: int):
                                                           changedTouches: [touch(x + dx)], bubbles: true}));
         target.dispatchEvent(new TouchEvent('touchend', {touches: [], changedTouches: [touch(x + dx)],
                                                          bubbles: true}));
-    }""", dx)
+    }""",
+        dx,
+    )
 
 
 def test_the_viewer_moves_between_results_with_arrow_keys_and_swipes(page):
@@ -313,21 +354,28 @@ def test_the_viewer_moves_between_results_with_arrow_keys_and_swipes(page):
 def test_the_viewer_zooms_to_the_original_at_full_resolution_and_pans(page, photo_app):
     visit(page, "a photo", folder="big")
     page.locator("#results .thumbnail-item").first.click()
-    page.wait_for_function("(() => { const i = document.querySelector('#viewer_image img');"
-                           " return i && i.complete && i.naturalWidth > 0; })()")
+    page.wait_for_function(
+        "(() => { const i = document.querySelector('#viewer_image img');"
+        " return i && i.complete && i.naturalWidth > 0; })()"
+    )
     if page.viewport_name == "desktop":
         page.dblclick("#viewer_image img")  # a double click zooms in
     else:
         page.click("#viewer_zoom")  # the "100 %" button
-    page.wait_for_function("(() => { const i = document.querySelector('#viewer_full img');"
-                           " return i && i.complete && i.naturalWidth > 0; })()")
-    image = page.eval_on_selector("#viewer_full img", "i => [i.naturalWidth, i.naturalHeight, "
-                                  "i.getBoundingClientRect().width, i.src]")
+    page.wait_for_function(
+        "(() => { const i = document.querySelector('#viewer_full img');"
+        " return i && i.complete && i.naturalWidth > 0; })()"
+    )
+    image = page.eval_on_selector(
+        "#viewer_full img", "i => [i.naturalWidth, i.naturalHeight, i.getBoundingClientRect().width, i.src]"
+    )
     assert image[:3] == [1600, 1200, 1600], image  # the original's pixels, one to one
     assert page.request.get(image[3]).body() == (photo_app[1] / WIDE).read_bytes()  # the original file itself
     assert page.locator("#viewer_image").is_hidden()
-    box = page.eval_on_selector("#viewer_full", "e => [e.scrollWidth, e.clientWidth, e.scrollHeight, e.clientHeight,"
-                                " e.getBoundingClientRect().right]")
+    box = page.eval_on_selector(
+        "#viewer_full",
+        "e => [e.scrollWidth, e.clientWidth, e.scrollHeight, e.clientHeight, e.getBoundingClientRect().right]",
+    )
     assert box[0] > box[1] and box[2] > box[3] and box[4] <= page.viewport_size["width"], box
     page.eval_on_selector("#viewer_full", "e => e.scrollBy(300, 200)")  # panned by scrolling
     assert page.eval_on_selector("#viewer_full", "e => [e.scrollLeft, e.scrollTop]") == [300, 200]

@@ -1,6 +1,7 @@
 """The app's cache folders (previews, copies of originals, album zips, Gradio's copies and uploads) stay within a
 size and age budget; nothing outside them is ever touched, symbolic links included. A fresh HOME outside the
 system temp dir and the repo, with no XDG_CACHE_HOME: the cache is where a user's would be (~/.cache)."""
+
 from __future__ import annotations
 
 import os
@@ -84,8 +85,10 @@ def test_a_cache_folder_that_is_a_link_is_never_entered(home):
     (cache_home() / "albums").symlink_to(photos, target_is_directory=True)
     report = clean_cache(max_bytes=1, max_age_s=DAY, now=time.time() + 400 * DAY)
     assert photo.exists() and report.removed == 0
-    assert report.problems == [f"{cache_home() / 'albums'}: not a folder (a link or a file); not cleaned. Remove it "
-                               "if the app should use this cache folder again"]
+    assert report.problems == [
+        f"{cache_home() / 'albums'}: not a folder (a link or a file); not cleaned. Remove it "
+        "if the app should use this cache folder again"
+    ]
 
 
 def test_the_background_cleanup_runs_at_start_and_again_until_stopped(home, monkeypatch):

@@ -1,4 +1,5 @@
 """`python app.py` as a person runs it: --help, offline without a model, the tiny smoke mode, bad index."""
+
 from __future__ import annotations
 
 import os
@@ -25,15 +26,31 @@ def run_app(*args, env=None, timeout=120, home=None):
     gives them)."""
     with ExitStack() as stack:
         home = home or stack.enter_context(new_home())
-        return subprocess.run([sys.executable, "app.py", *args], cwd=REPO, env=user_environment(home, env),
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "app.py", *args],
+            cwd=REPO,
+            env=user_environment(home, env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
 
 def test_help_lists_flags_env_vars_and_examples():
     result = run_app("--help")
     assert result.returncode == 0
-    for text in ["--index", "--model", "--adapter", "--host", "--port", "--share", "--tiny", "MME5_MODEL",
-                 "Examples:", "python app.py --tiny"]:
+    for text in [
+        "--index",
+        "--model",
+        "--adapter",
+        "--host",
+        "--port",
+        "--share",
+        "--tiny",
+        "MME5_MODEL",
+        "Examples:",
+        "python app.py --tiny",
+    ]:
         assert text in result.stdout, text
 
 
@@ -54,8 +71,14 @@ def test_a_mistyped_index_is_an_error_that_names_it(tmp_path, tiny_mllama_dir, u
     """Only an omitted --index serves the bundled samples; a named one that is missing is refused, nothing made."""
     work = Path(user_env["HOME"]) / "work"
     work.mkdir()
-    result = subprocess.run([sys.executable, str(REPO / "app.py"), "--index", "idx-typo", "--model",
-                             str(tiny_mllama_dir)], cwd=work, env=user_env, capture_output=True, text=True, timeout=180)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "app.py"), "--index", "idx-typo", "--model", str(tiny_mllama_dir)],
+        cwd=work,
+        env=user_env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.startswith(f"app: error: {work / 'idx-typo'}: no index there"), result.stderr
     assert "--photos DIR" in result.stderr and "indexing" not in result.stderr
@@ -80,12 +103,14 @@ def test_smoke_mode_builds_the_tiny_model_and_serves_the_sample_photos(tmp_path,
     home = stack.enter_context(new_home())
     env = user_environment(home, {"MME5_MODEL": "tiny", "MME5_PORT": str(port)})  # the test is about them
     with open(log, "wb") as output:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=output,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "app.py"], cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
     try:
         wait_for_server(process, f"http://127.0.0.1:{port}/", log)
-        answer = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(text="a rocket launch", k=20,
-                                                                           api_name="/search_text")
+        answer = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
+            text="a rocket launch", k=20, api_name="/search_text"
+        )
         assert answer["total_indexed"] == 10
         assert {result["relpath"] for result in answer["results"]} >= {"space/rocket.jpg", "everyday/chelsea.jpg"}
         assert (home / ".cache" / "mme5-search" / "tiny-mllama" / "config.json").is_file()
@@ -140,8 +165,11 @@ def add_user_on_a_terminal(users, *answers):
     pid, fd = pty.fork()
     if pid == 0:  # the child: the pty is its controlling terminal, as in a shell
         os.chdir(REPO)
-        os.execve(sys.executable, [sys.executable, "-m", "search_app", "add-user", "alice", "--auth-file", str(users)],
-                  {**os.environ, "HF_HUB_OFFLINE": "1"})
+        os.execve(
+            sys.executable,
+            [sys.executable, "-m", "search_app", "add-user", "alice", "--auth-file", str(users)],
+            {**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
     shown, pending = b"", list(answers)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

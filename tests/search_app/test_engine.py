@@ -1,4 +1,5 @@
 """SearchEngine on the tiny model: every query type, pagination, filters, sorting, duplicates, path safety."""
+
 from __future__ import annotations
 
 import os
@@ -88,17 +89,24 @@ def test_offset_past_the_end_is_an_empty_last_page(engine):
 
 
 def test_folder_filter_matches_whole_folder_names(engine, library):
-    assert sorted(relpaths(engine.search_text("x", k=50, folder="2024"))) == ["2024/green.jpg", "2024/purple.png",
-                                                                            "2024/yellow.jpg"]
+    assert sorted(relpaths(engine.search_text("x", k=50, folder="2024"))) == [
+        "2024/green.jpg",
+        "2024/purple.png",
+        "2024/yellow.jpg",
+    ]
     assert relpaths(engine.search_text("x", k=50, folder="20241/")) == ["20241/cyan.jpg"]
-    assert sorted(relpaths(engine.search_text("x", k=50, folder="2023/beach"))) == ["2023/beach/orange.jpg",
-                                                                                  "2023/beach/red.jpg"]
+    assert sorted(relpaths(engine.search_text("x", k=50, folder="2023/beach"))) == [
+        "2023/beach/orange.jpg",
+        "2023/beach/red.jpg",
+    ]
     absolute = engine.search_text("x", k=50, folder=str(library / "2023"))
     assert sorted(relpaths(absolute)) == ["2023/beach/orange.jpg", "2023/beach/red.jpg", "2023/city/blue.jpg"]
     assert engine.search_text("x", k=50, folder="no/such/folder").results == []
     for spelling in ["./2023/beach/", "2023//beach", "2023\\beach", " 2023/beach "]:
-        assert sorted(relpaths(engine.search_text("x", k=50, folder=spelling))) == ["2023/beach/orange.jpg",
-                                                                                  "2023/beach/red.jpg"], spelling
+        assert sorted(relpaths(engine.search_text("x", k=50, folder=spelling))) == [
+            "2023/beach/orange.jpg",
+            "2023/beach/red.jpg",
+        ], spelling
     assert len(engine.search_text("x", k=50, folder=".").results) == UNIQUE
     with pytest.raises(ValueError, match="points outside the indexed folders"):
         engine.search_text("x", folder="../elsewhere")
@@ -106,8 +114,12 @@ def test_folder_filter_matches_whole_folder_names(engine, library):
 
 def test_date_range_is_inclusive_and_skips_undated(engine):
     page = engine.search_text("x", k=50, date_from="2023-07-15", date_to="2024-03-01")
-    assert sorted(relpaths(page)) == ["2023/beach/orange.jpg", "2023/city/blue.jpg", "2024/green.jpg",
-                                      "2024/yellow.jpg"]
+    assert sorted(relpaths(page)) == [
+        "2023/beach/orange.jpg",
+        "2023/city/blue.jpg",
+        "2024/green.jpg",
+        "2024/yellow.jpg",
+    ]
     same = engine.search_text("x", k=50, date_from=date(2023, 7, 15), date_to=datetime(2024, 3, 1, 23, 59, 59))
     assert ids(same) == ids(page)
     evening = engine.search_text("x", k=50, date_from="2024-03-01T12:00", date_to="2024-03-01")
@@ -119,10 +131,11 @@ def test_sort_by_date_newest_and_oldest_first_with_undated_last(engine):
     newest = engine.search_text("x", k=50, sort="date", collapse_duplicates=False)
     dated = [r.taken_at for r in newest.results if r.taken_at]
     assert dated == sorted(dated, reverse=True) and len(dated) == 7  # 6 dated photos + the copy of red.jpg
-    assert all(r.taken_at is None for r in newest.results[len(dated):])
+    assert all(r.taken_at is None for r in newest.results[len(dated) :])
     oldest = engine.search_text("x", k=50, sort="date_asc")
-    assert [r.taken_at for r in oldest.results if r.taken_at] == sorted(r.taken_at for r in oldest.results
-                                                                        if r.taken_at)
+    assert [r.taken_at for r in oldest.results if r.taken_at] == sorted(
+        r.taken_at for r in oldest.results if r.taken_at
+    )
     assert oldest.results[0].relpath in ("2023/beach/red.jpg", COPY_OF_RED)
 
 
@@ -133,16 +146,24 @@ def test_identical_copies_collapse_into_one_result(engine):
     red = [r for r in collapsed.results if r.relpath in ("2023/beach/red.jpg", COPY_OF_RED)]
     assert len(red) == 1 and len(red[0].also_at) == 1
     assert {red[0].relpath, Path(red[0].also_at[0]).relative_to(Path(red[0].path).parents[2]).as_posix()} == {
-        "2023/beach/red.jpg", COPY_OF_RED}
+        "2023/beach/red.jpg",
+        COPY_OF_RED,
+    }
     hashes = [r.content_hash for r in collapsed.results]
     assert len(hashes) == len(set(hashes))
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"k": 0}, "k must be"), ({"k": 10_000}, "k must be"), ({"offset": -1}, "offset must be"),
-    ({"sort": "random"}, "sort must be one of"), ({"date_from": "last week"}, "is not a date"),
-    ({"date_from": "2024-05-02", "date_to": "2024-05-01"}, "is after date_to"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"k": 0}, "k must be"),
+        ({"k": 10_000}, "k must be"),
+        ({"offset": -1}, "offset must be"),
+        ({"sort": "random"}, "sort must be one of"),
+        ({"date_from": "last week"}, "is not a date"),
+        ({"date_from": "2024-05-02", "date_to": "2024-05-01"}, "is after date_to"),
+    ],
+)
 def test_bad_options_are_refused_with_a_clear_message(engine, options, message):
     with pytest.raises(ValueError, match=message):
         engine.search_text("x", **options)
@@ -190,9 +211,15 @@ def test_open_loads_the_model_the_index_was_built_with(index_dir):
 def test_guard_refuses_paths_outside_the_roots(library, outside_dir):
     guard = PathGuard([library])
     assert guard.check(library / "2024/green.jpg") == (library / "2024/green.jpg").resolve()
-    for bad in [outside_dir / "secret.jpg", library / ".." / ".." / outside_dir.name / "secret.jpg",
-                str(library) + "/2024/../../" + outside_dir.name + "/secret.txt", "/etc/passwd", "", "a\x00b",
-                str(library) + "-sibling/x.jpg"]:
+    for bad in [
+        outside_dir / "secret.jpg",
+        library / ".." / ".." / outside_dir.name / "secret.jpg",
+        str(library) + "/2024/../../" + outside_dir.name + "/secret.txt",
+        "/etc/passwd",
+        "",
+        "a\x00b",
+        str(library) + "-sibling/x.jpg",
+    ]:
         with pytest.raises(PathNotAllowedError):
             guard.check(bad)
 
@@ -236,12 +263,24 @@ def test_a_photo_swapped_for_a_symlink_after_indexing_is_never_returned(tiny_mll
 @pytest.mark.parametrize("window", [1, 2, 3])
 def test_growing_candidate_windows_give_the_same_pages(engine, window, monkeypatch):
     """With a window smaller than the index, filters, copies and score ties must not shift pages."""
-    full = {key: ids(engine.search_text("sunset", k=50, **options)) for key, options in
-            {"plain": {}, "copies": {"collapse_duplicates": False}, "folder": {"folder": "misc"},
-             "dated": {"date_from": "2023-01-01"}, "date": {"sort": "date"}}.items()}
+    full = {
+        key: ids(engine.search_text("sunset", k=50, **options))
+        for key, options in {
+            "plain": {},
+            "copies": {"collapse_duplicates": False},
+            "folder": {"folder": "misc"},
+            "dated": {"date_from": "2023-01-01"},
+            "date": {"sort": "date"},
+        }.items()
+    }
     monkeypatch.setattr(engine, "min_window", window)
-    for key, options in {"plain": {}, "copies": {"collapse_duplicates": False}, "folder": {"folder": "misc"},
-                         "dated": {"date_from": "2023-01-01"}, "date": {"sort": "date"}}.items():
+    for key, options in {
+        "plain": {},
+        "copies": {"collapse_duplicates": False},
+        "folder": {"folder": "misc"},
+        "dated": {"date_from": "2023-01-01"},
+        "date": {"sort": "date"},
+    }.items():
         collected, offset = [], 0
         while offset is not None:
             page = engine.search_text("sunset", k=1, offset=offset, **options)
@@ -276,11 +315,14 @@ def by_hand(engine, text, keep, collapse_duplicates=True):
 FILTERS = {
     "rare folder": ({"folder": "2023/city"}, lambda r: r.relpath.startswith("2023/city/")),
     "folder": ({"folder": "2024"}, lambda r: r.relpath.startswith("2024/")),
-    "narrow dates": ({"date_from": "2024-03-01", "date_to": "2024-03-01"},
-                     lambda r: r.taken_at is not None and r.taken_at.date() == date(2024, 3, 1)),
-    "folder and dates": ({"folder": "2023", "date_to": "2023-07-31"},
-                         lambda r: r.relpath.startswith("2023/") and r.taken_at is not None
-                         and r.taken_at < datetime(2023, 8, 1)),
+    "narrow dates": (
+        {"date_from": "2024-03-01", "date_to": "2024-03-01"},
+        lambda r: r.taken_at is not None and r.taken_at.date() == date(2024, 3, 1),
+    ),
+    "folder and dates": (
+        {"folder": "2023", "date_to": "2023-07-31"},
+        lambda r: r.relpath.startswith("2023/") and r.taken_at is not None and r.taken_at < datetime(2023, 8, 1),
+    ),
     "copies folder": ({"folder": "copies"}, lambda r: r.relpath.startswith("copies/")),
 }
 
@@ -310,9 +352,10 @@ def test_filtered_results_equal_the_unfiltered_ranking_filtered_by_hand(engine, 
 
 def test_rare_folder_and_narrow_dates_return_exactly_their_photos_best_first(engine, tiny_mllama):
     query = tiny_mllama.encode_text_queries(["a blue car at night"])[0]
-    for options, wanted in [({"folder": "2023/beach"}, {"2023/beach/red.jpg", "2023/beach/orange.jpg"}),
-                            ({"date_from": "2024-03-01T12:00", "date_to": "2024-12-31"},
-                             {"2024/yellow.jpg", "20241/cyan.jpg"})]:
+    for options, wanted in [
+        ({"folder": "2023/beach"}, {"2023/beach/red.jpg", "2023/beach/orange.jpg"}),
+        ({"date_from": "2024-03-01T12:00", "date_to": "2024-12-31"}, {"2024/yellow.jpg", "20241/cyan.jpg"}),
+    ]:
         page = engine.search_text("a blue car at night", k=10, **options)
         assert set(relpaths(page)) == wanted and page.next_offset is None
         stored = engine.store.vectors(np.asarray(ids(page), dtype=np.int64)) @ query

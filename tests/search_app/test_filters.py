@@ -1,4 +1,5 @@
 """Filters defined once (search_app/filters.py): the catalog query and the record test agree, for every filter."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,11 @@ from search_app.engine import SearchEngine, SearchOptions
 from search_app.filters import FILTERS
 
 # relpath -> (camera make, model); POSITIONS: relpath -> EXIF GPS (latitude, longitude)
-POSITIONS = {"Trips/Beach/a.jpg": (52.52, 13.405), "Trips/City/c.jpg": (35.6895, 139.6917), "home/d.jpg": (-33.8679, 151.2073)}
+POSITIONS = {
+    "Trips/Beach/a.jpg": (52.52, 13.405),
+    "Trips/City/c.jpg": (35.6895, 139.6917),
+    "home/d.jpg": (-33.8679, 151.2073),
+}
 PHOTOS = {
     "Trips/Beach/a.jpg": ("Canon", "Canon EOS R6"),
     "Trips/Beach/b.jpg": ("Canon", "Canon EOS R6"),
@@ -58,9 +63,14 @@ def relpaths(page):
 
 
 def test_camera_filter_is_whole_name_and_case_insensitive(cameras_engine):
-    assert relpaths(cameras_engine.search_text("x", k=50, camera="Canon EOS R6")) == ["Trips/Beach/a.jpg",
-                                                                                     "Trips/Beach/b.jpg"]
-    assert relpaths(cameras_engine.search_text("x", k=50, camera="apple iphone 13")) == ["Trips/City/c.jpg", "home/d.jpg"]
+    assert relpaths(cameras_engine.search_text("x", k=50, camera="Canon EOS R6")) == [
+        "Trips/Beach/a.jpg",
+        "Trips/Beach/b.jpg",
+    ]
+    assert relpaths(cameras_engine.search_text("x", k=50, camera="apple iphone 13")) == [
+        "Trips/City/c.jpg",
+        "home/d.jpg",
+    ]
     none = cameras_engine.search_text("x", k=50, camera="Canon")
     assert none.results == [] and "No camera called “Canon”" in none.notes[0] and "Canon EOS R6" in none.notes[0]
     assert cameras_engine.suggestions("camera") == ["Apple iPhone 13", "Canon EOS R6"]
@@ -75,19 +85,28 @@ def test_file_type_filter(cameras_engine):
 
 
 def test_folder_matches_case_insensitively_and_names_unknown_folders(cameras_engine):
-    assert relpaths(cameras_engine.search_text("x", k=50, folder="trips/beach")) == ["Trips/Beach/a.jpg",
-                                                                                    "Trips/Beach/b.jpg"]
+    assert relpaths(cameras_engine.search_text("x", k=50, folder="trips/beach")) == [
+        "Trips/Beach/a.jpg",
+        "Trips/Beach/b.jpg",
+    ]
     missing = cameras_engine.search_text("x", k=50, folder="holidays")
     assert missing.results == [] and missing.notes[0].startswith("No folder called “holidays” is indexed")
     assert "Trips/Beach" in missing.notes[0]
     assert cameras_engine.suggestions("folder") == ["Trips", "Trips/Beach", "Trips/City", "home"]
 
 
-VALUES = {"folder": ["Trips", "home"], "date_from": ["2000-01-01"], "date_to": ["2100-01-01"],
-          "camera": ["Apple iPhone 13", "Canon EOS R6"], "file_type": ["jpeg", "png"], "place": ["Berlin", "jp"],
-          "near": ["52.5,13.4,5", "35.7,139.7,20000"], "bbox": ["13,52,14,53", "150,-40,-170,40"],
-          "media": ["photo", "video"],
-          "has_text": ["yes"]}
+VALUES = {
+    "folder": ["Trips", "home"],
+    "date_from": ["2000-01-01"],
+    "date_to": ["2100-01-01"],
+    "camera": ["Apple iPhone 13", "Canon EOS R6"],
+    "file_type": ["jpeg", "png"],
+    "place": ["Berlin", "jp"],
+    "near": ["52.5,13.4,5", "35.7,139.7,20000"],
+    "bbox": ["13,52,14,53", "150,-40,-170,40"],
+    "media": ["photo", "video"],
+    "has_text": ["yes"],
+}
 
 
 @pytest.mark.parametrize("few_matches", [10_000, 0], ids=["catalog-sql", "record-test"])
@@ -106,8 +125,9 @@ def test_every_filter_answers_the_same_by_sql_and_by_record(cameras_engine, item
         opts = SearchOptions.parse(**{item.name: value})
         records = cameras_engine.store.records(cameras_engine.store.ids())
         if item.keep is None:  # catalog-only (has_text): its SQL condition is the definition
-            records = cameras_engine.store.records(cameras_engine.store.ids_where(
-                item.where(getattr(opts, item.name), cameras_engine.store)))
+            records = cameras_engine.store.records(
+                cameras_engine.store.ids_where(item.where(getattr(opts, item.name), cameras_engine.store))
+            )
             assert by_record == sorted(r.relpath for r in records)
             continue
         assert by_record == sorted(r.relpath for r in records if item.keep(r, getattr(opts, item.name)))

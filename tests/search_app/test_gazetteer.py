@@ -1,5 +1,6 @@
 """The names table search_app/gazetteer.py reads (indexer/data/geonames-names.tsv.gz) and the script that makes
 both GeoNames tables (scripts/make_geonames_table.py)."""
+
 from __future__ import annotations
 
 import csv
@@ -34,16 +35,38 @@ def _sources(folder):
         writer.writerow(["47.36667", "8.55", "Zurich", "Zurich", "Zurich", "CH"])
         writer.writerow(["25.56473", "55.55517", "Umm al Qaywayn", "Umm al Qaywayn", "", "AE"])
     cities = {
-        "2950159": {"geonameid": 2950159, "name": "Berlin", "latitude": 52.52437, "longitude": 13.41053,
-                    "countrycode": "DE",
-                    "alternatenames": ["BER", "bai lin", "berlin", "Berlino", "BERLINO", "Берлин", "ベルリン", "Edo",
-                                       "Berlín"]},
-        "2657896": {"geonameid": 2657896, "name": "Zürich", "latitude": 47.36667, "longitude": 8.55,
-                    "countrycode": "CH", "alternatenames": ["Zurich", "Цюрих"]},
-        "290594": {"geonameid": 290594, "name": "Umm Al Quwain City", "latitude": 25.56473, "longitude": 55.55517,
-                   "countrycode": "AE", "alternatenames": ["Umm al Qaywayn", "أم القيوين"]},
-        "2867714": {"geonameid": 2867714, "name": "Munich", "latitude": 48.13743, "longitude": 11.57549,
-                    "countrycode": "DE", "alternatenames": ["München"]},  # no catalog place can be matched to it
+        "2950159": {
+            "geonameid": 2950159,
+            "name": "Berlin",
+            "latitude": 52.52437,
+            "longitude": 13.41053,
+            "countrycode": "DE",
+            "alternatenames": ["BER", "bai lin", "berlin", "Berlino", "BERLINO", "Берлин", "ベルリン", "Edo", "Berlín"],
+        },
+        "2657896": {
+            "geonameid": 2657896,
+            "name": "Zürich",
+            "latitude": 47.36667,
+            "longitude": 8.55,
+            "countrycode": "CH",
+            "alternatenames": ["Zurich", "Цюрих"],
+        },
+        "290594": {
+            "geonameid": 290594,
+            "name": "Umm Al Quwain City",
+            "latitude": 25.56473,
+            "longitude": 55.55517,
+            "countrycode": "AE",
+            "alternatenames": ["Umm al Qaywayn", "أم القيوين"],
+        },
+        "2867714": {
+            "geonameid": 2867714,
+            "name": "Munich",
+            "latitude": 48.13743,
+            "longitude": 11.57549,
+            "countrycode": "DE",
+            "alternatenames": ["München"],
+        },  # no catalog place can be matched to it
     }
     names_json = folder / "cities1000.json"
     names_json.write_text(json.dumps(cities), encoding="utf-8")
@@ -60,8 +83,13 @@ def test_the_script_makes_tables_the_indexer_and_the_gazetteer_read(tmp_path, mo
     table = gazetteer.load_names(out / geonames.NAMES_FILE.name)
     assert sorted(table.ids.tolist()) == [290594, 2657896, 2950159]  # Munich can never match: left out
     monkeypatch.setattr(gazetteer, "NAMES_FILE", out / geonames.NAMES_FILE.name)
-    found = gazetteer.cities([("region", "Berlin", "DE", 52.52, 13.40, 1), ("city", "Zurich", "CH", 47.37, 8.54, 1),
-                              ("city", "Umm al Qaywayn", "AE", 25.56, 55.55, 1)])
+    found = gazetteer.cities(
+        [
+            ("region", "Berlin", "DE", 52.52, 13.40, 1),
+            ("city", "Zurich", "CH", 47.37, 8.54, 1),
+            ("city", "Umm al Qaywayn", "AE", 25.56, 55.55, 1),
+        ]
+    )
     # Codes, machine romanisations and short Latin names are not kept; one spelling per folded form.
     assert found[("region", "Berlin", "DE")].names == ("Berlin", "Berlino", "Берлин", "ベルリン")
     assert found[("city", "Zurich", "CH")].names == ("Zürich", "Цюрих")
@@ -84,14 +112,17 @@ def test_the_script_refuses_a_name_that_would_break_the_table(tmp_path):
 HEADER = geonames.header("names", geonames.NAMES_COLUMNS)
 
 
-@pytest.mark.parametrize("content, what", [
-    (None, "is missing"),
-    (b"\x1f\x8b\x08\x00garbage", "is damaged (truncated or corrupt"),
-    ("#geonames-places v1\tlatitude\n", "has the wrong header"),
-    (f"{HEADER}\n1\tA\tAA\t1.0\t2.0\t\n", "is damaged (line 2 has 6 fields, not 7)"),
-    (f"{HEADER}\none\tA\tAA\t1.0\t2.0\t\t\n", "is damaged (a geonameid or position is not a number"),
-    (f"{HEADER}\n1\tA\tAA\t1.0\t200.0\t\t\n", "is damaged (a position off the globe)"),
-])
+@pytest.mark.parametrize(
+    "content, what",
+    [
+        (None, "is missing"),
+        (b"\x1f\x8b\x08\x00garbage", "is damaged (truncated or corrupt"),
+        ("#geonames-places v1\tlatitude\n", "has the wrong header"),
+        (f"{HEADER}\n1\tA\tAA\t1.0\t2.0\t\n", "is damaged (line 2 has 6 fields, not 7)"),
+        (f"{HEADER}\none\tA\tAA\t1.0\t2.0\t\t\n", "is damaged (a geonameid or position is not a number"),
+        (f"{HEADER}\n1\tA\tAA\t1.0\t200.0\t\t\n", "is damaged (a position off the globe)"),
+    ],
+)
 def test_a_missing_or_damaged_names_table_is_an_error_naming_the_file_and_what_to_do(tmp_path, content, what):
     table = tmp_path / "geonames-names.tsv.gz"
     if isinstance(content, bytes):

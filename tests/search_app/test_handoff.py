@@ -1,4 +1,5 @@
 """search_app.private.hand_to_gradio: a checked file goes to Gradio as a link inside Gradio's own folder."""
+
 from __future__ import annotations
 
 import os

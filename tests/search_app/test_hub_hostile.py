@@ -2,6 +2,7 @@
 vector file and adapter mutated, are refused with a sentence naming the dataset and the field before anything of
 them is served or any file is named after them; a valid one is served without a byte of the Hugging Face cache
 changing (no -wal/-shm, albums never opened in it); file names made from content hashes accept only their shape."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,9 @@ def upload(index_dir, tmp_path_factory):
     """What `push` uploads for the test library (previews only), prepared once."""
     from indexer.publish import prepare_push
 
-    return prepare_push(index_dir, tmp_path_factory.mktemp("push") / "dataset", model_id=HUB_MODEL,
-                        show_progress=False).folder
+    return prepare_push(
+        index_dir, tmp_path_factory.mktemp("push") / "dataset", model_id=HUB_MODEL, show_progress=False
+    ).folder
 
 
 @pytest.fixture
@@ -68,8 +70,10 @@ def no_meta(key):
 
 
 def published(**changes):
-    return meta("published", {"format": 1, "previews": "previews", "preview_size": 384, "originals": False,
-                              "photos": PHOTOS, **changes})
+    return meta(
+        "published",
+        {"format": 1, "previews": "previews", "preview_size": 384, "originals": False, "photos": PHOTOS, **changes},
+    )
 
 
 def serve(cache: Path, folder: Path, repo=HOSTILE, commit="c" * 40):
@@ -102,49 +106,93 @@ def wrong_dim_vectors(folder: Path) -> None:
 HASH = "(SELECT content_hash FROM images ORDER BY id LIMIT 1)"
 FIRST = "(SELECT min(id) FROM images)"
 CASES = {  # name: (catalog statements, edit of the folder, the sentence's field)
-    "no published record, root /": ([no_meta("published"), ("UPDATE roots SET path = '/'", ())], None,
-                                    "lacks the meta key(s) 'published'"),
+    "no published record, root /": (
+        [no_meta("published"), ("UPDATE roots SET path = '/'", ())],
+        None,
+        "lacks the meta key(s) 'published'",
+    ),
     "root /": ([("UPDATE roots SET path = '/'", ())], None, "names the folder '/'"),
-    "root ..": ([("UPDATE roots SET path = 'originals/1/../../../..'", ())], None,
-                "names the folder 'originals/1/../../../..'"),
+    "root ..": (
+        [("UPDATE roots SET path = 'originals/1/../../../..'", ())],
+        None,
+        "names the folder 'originals/1/../../../..'",
+    ),
     "root of another id": ([("UPDATE roots SET path = 'originals/7'", ())], None, "names the folder 'originals/7'"),
-    "content hash ../": ([(f"UPDATE vectors SET content_hash = '../../../../x/pwned' WHERE content_hash = {HASH}", ()),
-                          ("UPDATE images SET content_hash = '../../../../x/pwned' WHERE content_hash = "
-                           "(SELECT content_hash FROM images WHERE content_hash != '../../../../x/pwned' "
-                           "ORDER BY id LIMIT 1)", ())], None,
-                         "the content hash '../../../../x/pwned' in its"),
-    "content hash uppercase": ([(f"UPDATE images SET content_hash = upper({HASH}) WHERE id = {FIRST}", ())], None,
-                               "in its images table, not 32 hex digits"),
+    "content hash ../": (
+        [
+            (f"UPDATE vectors SET content_hash = '../../../../x/pwned' WHERE content_hash = {HASH}", ()),
+            (
+                "UPDATE images SET content_hash = '../../../../x/pwned' WHERE content_hash = "
+                "(SELECT content_hash FROM images WHERE content_hash != '../../../../x/pwned' "
+                "ORDER BY id LIMIT 1)",
+                (),
+            ),
+        ],
+        None,
+        "the content hash '../../../../x/pwned' in its",
+    ),
+    "content hash uppercase": (
+        [(f"UPDATE images SET content_hash = upper({HASH}) WHERE id = {FIRST}", ())],
+        None,
+        "in its images table, not 32 hex digits",
+    ),
     "negative id": ([(f"UPDATE images SET id = -1 WHERE id = {FIRST}", ())], None, "has a photo row (id -1"),
     "error row": ([(f"UPDATE images SET status = 'error' WHERE id = {FIRST}", ())], None, "status 'error'"),
-    "relpath ..": ([(f"UPDATE images SET relpath = CAST('../../../etc/passwd' AS BLOB) WHERE id = {FIRST}", ())],
-                   None, "at '../../../etc/passwd', not a path inside its own folders"),
-    "relpath absolute": ([(f"UPDATE images SET relpath = CAST('/etc/passwd' AS BLOB) WHERE id = {FIRST}", ())],
-                         None, "at '/etc/passwd', not a path inside its own folders"),
-    "relpath not bytes": ([(f"UPDATE images SET relpath = 'a.jpg' WHERE id = {FIRST}", ())], None,
-                          "at 'a.jpg', not a path inside its own folders"),
-    "capture date": ([(f"UPDATE images SET taken_at = 'yesterday' WHERE id = {FIRST}", ())], None,
-                     "with a size, date, camera or place not of the type"),
-    "camera a blob": ([(f"UPDATE images SET camera = X'00ff' WHERE id = {FIRST}", ())], None,
-                      "with a size, date, camera or place not of the type"),
+    "relpath ..": (
+        [(f"UPDATE images SET relpath = CAST('../../../etc/passwd' AS BLOB) WHERE id = {FIRST}", ())],
+        None,
+        "at '../../../etc/passwd', not a path inside its own folders",
+    ),
+    "relpath absolute": (
+        [(f"UPDATE images SET relpath = CAST('/etc/passwd' AS BLOB) WHERE id = {FIRST}", ())],
+        None,
+        "at '/etc/passwd', not a path inside its own folders",
+    ),
+    "relpath not bytes": (
+        [(f"UPDATE images SET relpath = 'a.jpg' WHERE id = {FIRST}", ())],
+        None,
+        "at 'a.jpg', not a path inside its own folders",
+    ),
+    "capture date": (
+        [(f"UPDATE images SET taken_at = 'yesterday' WHERE id = {FIRST}", ())],
+        None,
+        "with a size, date, camera or place not of the type",
+    ),
+    "camera a blob": (
+        [(f"UPDATE images SET camera = X'00ff' WHERE id = {FIRST}", ())],
+        None,
+        "with a size, date, camera or place not of the type",
+    ),
     "photo count": ([published(photos=PHOTOS + 5)], None, f"but its published record says {PHOTOS + 5}"),
     "previews folder": ([published(previews="../../..")], None, "has published['previews'] = '../../..'"),
     "model a local folder": ([meta("model_id", "/etc")], None, "names the model '/etc', not a Hub model id"),
     "model climbing": ([meta("model_id", "../x")], None, "names the model '../x'"),
-    "unknown meta key": ([meta("vector_store", {"id": "x", "rows": 3})], None,
-                         "meta keys push never writes ('vector_store')"),
+    "unknown meta key": (
+        [meta("vector_store", {"id": "x", "rows": 3})],
+        None,
+        "meta keys push never writes ('vector_store')",
+    ),
     "dim": ([meta("dim", 8)], None, "stores a vector of"),
     "dim not a number": ([meta("dim", "64; DROP")], None, "has meta 'dim' = '64; DROP'"),
     "quantization": ([meta("quantization", "rot13")], None, "has meta 'quantization' = 'rot13'"),
     "family not a text": ([meta("family", ["mllama"])], None, "has a meta 'family' that is not a short text"),
     "adapter elsewhere": ([meta("adapter", "/tmp/elsewhere")], None, "names the adapter folder '/tmp/elsewhere'"),
-    "short stored vector": ([(f"UPDATE vectors SET vector = substr(vector, 1, 10) WHERE content_hash = {HASH}", ())],
-                            None, "stores a vector of 10 bytes"),
-    "vector file truncated": ([], lambda folder: (folder / "vectors.faiss").write_bytes(
-        (folder / "vectors.faiss").read_bytes()[:-100]), "has a vectors.faiss that does not match its catalog"),
+    "short stored vector": (
+        [(f"UPDATE vectors SET vector = substr(vector, 1, 10) WHERE content_hash = {HASH}", ())],
+        None,
+        "stores a vector of 10 bytes",
+    ),
+    "vector file truncated": (
+        [],
+        lambda folder: (folder / "vectors.faiss").write_bytes((folder / "vectors.faiss").read_bytes()[:-100]),
+        "has a vectors.faiss that does not match its catalog",
+    ),
     "vector file of another dim": ([], wrong_dim_vectors, "has a vectors.faiss that does not match its catalog"),
-    "vector file oversized": ([], lambda folder: (folder / "vectors.faiss").open("ab").write(b"\0" * (3 << 20)),
-                              "has a vectors.faiss of"),
+    "vector file oversized": (
+        [],
+        lambda folder: (folder / "vectors.faiss").open("ab").write(b"\0" * (3 << 20)),
+        "has a vectors.faiss of",
+    ),
     "vector file missing": ([], lambda folder: (folder / "vectors.faiss").unlink(), "has no vectors.faiss"),
 }
 
@@ -160,18 +208,26 @@ def test_each_field_of_a_hostile_catalog_is_refused_before_anything_is_served(ca
         serve(cache, folder).close()
     message = str(refused.value)
     assert field in message, message
-    assert message.startswith(f"hf://datasets/{HOSTILE} (revision cccccccccccc, ") and "python -m indexer push" in message
+    assert (
+        message.startswith(f"hf://datasets/{HOSTILE} (revision cccccccccccc, ") and "python -m indexer push" in message
+    )
     after = cache_state(cache)
     assert {key: value for key, value in after.items() if key in before} == before  # only the download was added
     assert not any(key.endswith(("-wal", "-shm", ".lock")) for key in after)
     assert not (tmp_path / "xdg").exists() or not any((tmp_path / "xdg").rglob("*.jpg"))  # no preview made
 
 
-@pytest.mark.parametrize("statement, field", [
-    ("INSERT OR REPLACE INTO meta (key, value) VALUES ('dim', 'sixty-four')", "meta value 'dim' is not JSON"),
-    ("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '\"9\"')",
-     "catalog schema version '\"9\"' is not a version number"),
-], ids=["not JSON", "schema version a text"])
+@pytest.mark.parametrize(
+    "statement, field",
+    [
+        ("INSERT OR REPLACE INTO meta (key, value) VALUES ('dim', 'sixty-four')", "meta value 'dim' is not JSON"),
+        (
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '\"9\"')",
+            "catalog schema version '\"9\"' is not a version number",
+        ),
+    ],
+    ids=["not JSON", "schema version a text"],
+)
 def test_a_catalog_the_indexer_never_wrote_is_a_sentence_not_a_crash(statement, field, upload, cache, tmp_path):
     from indexer import IndexCorruptError
 
@@ -207,8 +263,11 @@ def test_a_valid_published_index_leaves_every_blob_byte_identical(upload, cache,
 
         ui.on_select(Session(what="a red photo", results=page.results), Selected())
         after = cache_state(cache)
-        assert after == before, {key: (before.get(key), after.get(key)) for key in set(before) | set(after)
-                                 if before.get(key) != after.get(key)}
+        assert after == before, {
+            key: (before.get(key), after.get(key))
+            for key in set(before) | set(after)
+            if before.get(key) != after.get(key)
+        }
         engine.albums.save("mine", {"text": "a red photo"}, {})  # into the user's own album store, not the download
         assert list(fresh_home.rglob("datasets--*.sqlite")) and engine.albums.names() == ["mine"]
     finally:
@@ -295,28 +354,47 @@ def edit_config(**changes):
     def edit(folder: Path) -> None:
         path = folder / "adapter" / "adapter_config.json"
         path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
     return edit
 
 
 ADAPTER_CASES = {
     "pickled weights": (pickled_weights, "adapter/adapter_model.bin that is a pickle holding more than tensors"),
-    "bare pickle": (lambda folder: pickled_weights(folder, raw=True),
-                    "adapter/adapter_model.bin that is a pickle holding more than tensors"),
-    "pickle of no tensors": (lambda folder: (folder / "adapter" / "adapter_model.safetensors").rename(
-        folder / "adapter" / "adapter_model.bin"), "adapter/adapter_model.bin that is a pickle"),
-    "pickle beside": (lambda folder: (folder / "adapter" / "adapter_model.bin").write_bytes(b"\x80\x04N."),
-                      "holding adapter_config.json, adapter_model.bin, adapter_model.safetensors, not"),
-    "another file": (lambda folder: (folder / "adapter" / "loader.py").write_text("import os"),
-                     "holding adapter_config.json, adapter_model.safetensors, loader.py, not"),
-    "other base model": (edit_config(base_model_name_or_path="/home/someone/model"),
-                         "has an adapter for the model '/home/someone/model'"),
+    "bare pickle": (
+        lambda folder: pickled_weights(folder, raw=True),
+        "adapter/adapter_model.bin that is a pickle holding more than tensors",
+    ),
+    "pickle of no tensors": (
+        lambda folder: (folder / "adapter" / "adapter_model.safetensors").rename(
+            folder / "adapter" / "adapter_model.bin"
+        ),
+        "adapter/adapter_model.bin that is a pickle",
+    ),
+    "pickle beside": (
+        lambda folder: (folder / "adapter" / "adapter_model.bin").write_bytes(b"\x80\x04N."),
+        "holding adapter_config.json, adapter_model.bin, adapter_model.safetensors, not",
+    ),
+    "another file": (
+        lambda folder: (folder / "adapter" / "loader.py").write_text("import os"),
+        "holding adapter_config.json, adapter_model.safetensors, loader.py, not",
+    ),
+    "other base model": (
+        edit_config(base_model_name_or_path="/home/someone/model"),
+        "has an adapter for the model '/home/someone/model'",
+    ),
     "other peft type": (edit_config(peft_type="PROMPT_TUNING"), "peft_type 'PROMPT_TUNING'"),
-    "auto mapping": (edit_config(auto_mapping={"base_model_class": "system", "parent_library": "os"}),
-                     "setting 'auto_mapping'"),
-    "config not an object": (lambda folder: (folder / "adapter" / "adapter_config.json").write_text("[1]"),
-                             "adapter_config.json that cannot be read (not a JSON object)"),
-    "weights not safetensors": (lambda folder: (folder / "adapter" / "adapter_model.safetensors").write_bytes(
-        b"\xff" * 64), "adapter_model.safetensors that is not a readable safetensors file"),
+    "auto mapping": (
+        edit_config(auto_mapping={"base_model_class": "system", "parent_library": "os"}),
+        "setting 'auto_mapping'",
+    ),
+    "config not an object": (
+        lambda folder: (folder / "adapter" / "adapter_config.json").write_text("[1]"),
+        "adapter_config.json that cannot be read (not a JSON object)",
+    ),
+    "weights not safetensors": (
+        lambda folder: (folder / "adapter" / "adapter_model.safetensors").write_bytes(b"\xff" * 64),
+        "adapter_model.safetensors that is not a readable safetensors file",
+    ),
 }
 
 
@@ -337,8 +415,13 @@ def test_a_pickled_published_adapter_is_one_sentence_not_a_bug(adapted_upload, c
     from ..conftest import _fill_hub_cache
     from search_app.__main__ import main
 
-    _fill_hub_cache(cache, HOSTILE, mutated(adapted_upload, tmp_path / "hostile", edit=pickled_weights),
-                    commit="c" * 40, repo_type="dataset")
+    _fill_hub_cache(
+        cache,
+        HOSTILE,
+        mutated(adapted_upload, tmp_path / "hostile", edit=pickled_weights),
+        commit="c" * 40,
+        repo_type="dataset",
+    )
     code, stderr = main(["--index", f"hf://datasets/{HOSTILE}", "--device", "cpu"]), capsys.readouterr().err
     assert code == 1 and "Traceback" not in stderr and "bug" not in stderr, stderr
     assert "adapter_model.bin" in stderr and f"hf://datasets/{HOSTILE}" in stderr
@@ -375,9 +458,15 @@ def test_the_app_refuses_to_serve_a_catalog_naming_the_servers_files(upload, cac
     secret.parent.mkdir()
     secret.write_text("HF_TOKEN=hf_secret\n")
     relpath = str(secret).lstrip("/")
-    folder = mutated(upload, tmp_path / "hostile", [
-        no_meta("published"), ("UPDATE roots SET path = '/'", ()),
-        (f"UPDATE images SET relpath = CAST(? AS BLOB) WHERE id = {FIRST}", (relpath,))])
+    folder = mutated(
+        upload,
+        tmp_path / "hostile",
+        [
+            no_meta("published"),
+            ("UPDATE roots SET path = '/'", ()),
+            (f"UPDATE images SET relpath = CAST(? AS BLOB) WHERE id = {FIRST}", (relpath,)),
+        ],
+    )
     _fill_hub_cache(cache, HOSTILE, folder, commit="c" * 40, repo_type="dataset")
     home = Path(tempfile.mkdtemp(prefix="mme5-test-home-", dir=Path.home()))  # the user's world: not in /tmp
     log = tmp_path / "app.log"
@@ -385,9 +474,22 @@ def test_the_app_refuses_to_serve_a_catalog_naming_the_servers_files(upload, cac
     environment.update(HOME=str(home), GRADIO_ANALYTICS_ENABLED="False")  # HF_HUB_CACHE/OFFLINE from `cache`
     try:
         with open(log, "wb") as output:
-            process = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--index", f"hf://datasets/{HOSTILE}",
-                                        "--device", "cpu", "--port", str(free_port())], cwd=home, env=environment,
-                                       stdout=output, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(REPO / "app.py"),
+                    "--index",
+                    f"hf://datasets/{HOSTILE}",
+                    "--device",
+                    "cpu",
+                    "--port",
+                    str(free_port()),
+                ],
+                cwd=home,
+                env=environment,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         check_refused(process, log, home)
     finally:
         shutil.rmtree(home, ignore_errors=True)

@@ -1,5 +1,6 @@
 """An index published with `indexer push`, served from a pre-filled Hugging Face cache with the real huggingface_hub
 code and HF_HUB_OFFLINE=1: what push uploads, previews without originals, nothing written into the cache, ZeroGPU."""
+
 from __future__ import annotations
 
 import hashlib
@@ -24,8 +25,7 @@ PHOTOS = len(LIBRARY) + 1  # the library plus an identical copy of red.jpg
 def prepared(index_dir, tmp_path_factory):
     from indexer.publish import prepare_push
 
-    return prepare_push(index_dir, tmp_path_factory.mktemp("push") / "dataset", model_id=HUB_MODEL,
-                        show_progress=False)
+    return prepare_push(index_dir, tmp_path_factory.mktemp("push") / "dataset", model_id=HUB_MODEL, show_progress=False)
 
 
 @pytest.fixture
@@ -55,8 +55,9 @@ def cache_state(cache: Path) -> dict:
     return state
 
 
-def test_the_upload_is_a_servable_index_that_names_no_folder_of_the_publisher(prepared, index_dir, library,
-                                                                               tiny_mllama_dir):
+def test_the_upload_is_a_servable_index_that_names_no_folder_of_the_publisher(
+    prepared, index_dir, library, tiny_mllama_dir
+):
     folder = prepared.folder
     files = {str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()}
     previews = {name for name in files if name.startswith("previews/")}
@@ -84,8 +85,13 @@ def test_the_upload_is_a_servable_index_that_names_no_folder_of_the_publisher(pr
         hashes = {value for (value,) in catalog.execute("SELECT content_hash FROM images WHERE status = 'ok'")}
         assert catalog.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
     assert roots == ["originals/1"] and meta["model_id"] == HUB_MODEL
-    assert meta["published"] == {"format": 1, "previews": "previews", "preview_size": 384, "originals": False,
-                                 "photos": PHOTOS}
+    assert meta["published"] == {
+        "format": 1,
+        "previews": "previews",
+        "preview_size": 384,
+        "originals": False,
+        "photos": PHOTOS,
+    }
     assert "root_devices" not in meta and "last_build" not in meta  # they name the publisher's folders
     assert {f"previews/{value[:2]}/{value}.jpg" for value in hashes} == previews  # the mapping the app reads
 
@@ -104,8 +110,7 @@ def test_originals_are_uploaded_only_when_asked(index_dir, library, tmp_path):
 
 
 @pytest.mark.parametrize("hard_links", [True, False], ids=["hard links", "copies"])
-def test_originals_are_prepared_where_symbolic_links_are_refused(hard_links, index_dir, library, tmp_path,
-                                                                 monkeypatch):
+def test_originals_are_prepared_where_symbolic_links_are_refused(hard_links, index_dir, library, tmp_path, monkeypatch):
     """Windows without Developer Mode refuses symbolic links: hard links (same drive), else copies."""
     from indexer.publish import prepare_push
 
@@ -245,16 +250,19 @@ def test_on_zero_gpu_only_the_forward_pass_holds_the_gpu(hub, monkeypatch):
                 return function(*args, **kwargs)
             finally:
                 on_gpu.pop()
+
         return call
 
     monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
     monkeypatch.setenv("SPACE_ID", "someone/photo-search")
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     encode, search = Embedder._encode_task, VectorIndex.search
-    monkeypatch.setattr(Embedder, "_encode_task", lambda self, *a, **k: log.append(("model", bool(on_gpu)))
-                        or encode(self, *a, **k))
-    monkeypatch.setattr(VectorIndex, "search", lambda self, *a, **k: log.append(("faiss", bool(on_gpu)))
-                        or search(self, *a, **k))
+    monkeypatch.setattr(
+        Embedder, "_encode_task", lambda self, *a, **k: log.append(("model", bool(on_gpu))) or encode(self, *a, **k)
+    )
+    monkeypatch.setattr(
+        VectorIndex, "search", lambda self, *a, **k: log.append(("faiss", bool(on_gpu))) or search(self, *a, **k)
+    )
     engine = start_engine(build_parser().parse_args(["--index", URI, "--device", "cpu"]))
     try:
         photo = engine.search_text("a red photo", k=1).results[0]
@@ -274,15 +282,23 @@ def test_writers_refuse_an_hf_index_and_readers_use_the_cache(hub, capsys):
     from search_app.__main__ import main as app_main
 
     before = cache_state(hub)
-    for main, argv in ((indexer_main, ["build", "--index", URI]), (indexer_main, ["watch", "--index", URI]),
-                       (indexer_main, ["remove", "--index", URI, "--dir", "x"]), (app_main, ["--index", URI, "--watch"])):
+    for main, argv in (
+        (indexer_main, ["build", "--index", URI]),
+        (indexer_main, ["watch", "--index", URI]),
+        (indexer_main, ["remove", "--index", URI, "--dir", "x"]),
+        (app_main, ["--index", URI, "--watch"]),
+    ):
         code, stderr = main(argv), capsys.readouterr().err
         assert code == 2 and "an index on the Hub is read-only" in stderr, stderr
         assert "python -m indexer push" in stderr and URI in stderr and "Traceback" not in stderr
     assert indexer_main(["info", "--index", URI, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["images"] == PHOTOS and info["read_only"] is True and info["roots"] == [
-        str(hub / f"datasets--{DATASET.replace('/', '--')}" / "snapshots" / ("a" * 40) / "originals" / "1")]
+    assert (
+        info["images"] == PHOTOS
+        and info["read_only"] is True
+        and info["roots"]
+        == [str(hub / f"datasets--{DATASET.replace('/', '--')}" / "snapshots" / ("a" * 40) / "originals" / "1")]
+    )
     code, stderr = app_main(["--index", "hf://datasets/someone/not-downloaded"]), capsys.readouterr().err
     assert code == 1 and stderr.startswith("app: error: hf://datasets/someone/not-downloaded")
     assert "not in the Hugging Face cache" in stderr and "Traceback" not in stderr
@@ -327,16 +343,20 @@ def test_an_adapted_index_is_published_with_its_adapter(adapted, library, tiny_m
 
     index, adapter, _, prepared = adapted
     folder = prepared.folder
-    assert sorted(path.name for path in (folder / "adapter").iterdir()) == ["adapter_config.json",
-                                                                            "adapter_model.safetensors"]
+    assert sorted(path.name for path in (folder / "adapter").iterdir()) == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
     assert (folder / "adapter" / "adapter_model.safetensors").read_bytes() == (
-        adapter / "adapter_model.safetensors").read_bytes()
+        adapter / "adapter_model.safetensors"
+    ).read_bytes()
     original = json.loads((adapter / "adapter_config.json").read_text())
     published = json.loads((folder / "adapter" / "adapter_config.json").read_text())
     assert original["base_model_name_or_path"] == str(tiny_mllama_dir)  # the publisher's folder ...
     assert published == {**original, "base_model_name_or_path": HUB_MODEL}  # ... becomes the Hub id, nothing else
     assert set(load_file(folder / "adapter" / "adapter_model.safetensors")) == set(
-        load_file(adapter / "adapter_model.safetensors"))
+        load_file(adapter / "adapter_model.safetensors")
+    )
     with IndexStore.open(index) as local, IndexStore.open(folder, immutable=True) as copy:
         assert local.adapter == str(adapter) and copy.meta["adapter"] == "adapter"  # recorded relative ...
         assert copy.adapter == str(folder / "adapter")  # ... and found inside the published index
@@ -350,8 +370,9 @@ def test_an_adapted_index_is_published_with_its_adapter(adapted, library, tiny_m
                 assert publisher.encode() not in path.read_bytes(), f"{path} names {publisher}"
 
 
-def test_an_adapted_index_is_served_from_the_hub_cache_with_its_adapter(adapted, tiny_mllama, tiny_mllama_dir,
-                                                                        fill_hub_cache, tmp_path, monkeypatch):
+def test_an_adapted_index_is_served_from_the_hub_cache_with_its_adapter(
+    adapted, tiny_mllama, tiny_mllama_dir, fill_hub_cache, tmp_path, monkeypatch
+):
     from mme5.registry import QueryKind
     from search_app.engine import SearchEngine
 
@@ -381,8 +402,9 @@ def test_an_adapted_index_is_served_from_the_hub_cache_with_its_adapter(adapted,
     assert cache_state(cache) == before  # nothing written beside the snapshot, the adapter read where it lies
 
 
-def test_a_published_adapter_that_is_not_the_indexed_one_is_refused(adapted, tiny_mllama_dir, fill_hub_cache,
-                                                                    tmp_path, monkeypatch):
+def test_a_published_adapter_that_is_not_the_indexed_one_is_refused(
+    adapted, tiny_mllama_dir, fill_hub_cache, tmp_path, monkeypatch
+):
     import shutil
 
     import torch
@@ -451,8 +473,9 @@ def test_push_never_publishes_a_file_the_app_refuses_to_serve(library, outside_d
     (photos / "escape.jpg").symlink_to(outside_dir / "secret.jpg")  # out of the folder
     build_index([photos], tmp_path / "index", tiny_mllama, show_progress=False)
     assert not PathGuard([photos]).allows(photos / "escape.jpg")  # what the app refuses to serve
-    prepared = prepare_push(tmp_path / "index", tmp_path / "dataset", originals=True, model_id=HUB_MODEL,
-                            show_progress=False)
+    prepared = prepare_push(
+        tmp_path / "index", tmp_path / "dataset", originals=True, model_id=HUB_MODEL, show_progress=False
+    )
     secret = (outside_dir / "secret.jpg").read_bytes()
     published = [path for path in (tmp_path / "dataset").rglob("*") if path.is_file()]
     assert not [path for path in published if path.read_bytes() == secret]
@@ -461,8 +484,9 @@ def test_push_never_publishes_a_file_the_app_refuses_to_serve(library, outside_d
     assert [line for line in prepared.skipped if "escape.jpg" in line and "never serves" in line]
 
 
-def test_albums_of_a_published_index_live_in_the_users_store_never_in_the_hub_cache(hub, fresh_home, prepared,
-                                                                                    fill_hub_cache):
+def test_albums_of_a_published_index_live_in_the_users_store_never_in_the_hub_cache(
+    hub, fresh_home, prepared, fill_hub_cache
+):
     from indexer.hub import download_index
     from search_app.__main__ import SAMPLE_PHOTOS, open_or_build
     from search_app.ui import SearchUI

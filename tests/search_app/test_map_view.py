@@ -1,4 +1,5 @@
 """The map's server side: the tile setting, the static route (only its own files, behind the login), the map data."""
+
 from __future__ import annotations
 
 import json
@@ -12,12 +13,22 @@ from search_app.geo import BBox, Near
 
 
 def test_the_tile_setting_takes_a_template_or_none_and_names_what_is_wrong():
-    assert tile_url("MME5_MAP_TILES", "https://tiles.example/{z}/{x}/{y}.png") == "https://tiles.example/{z}/{x}/{y}.png"
+    assert (
+        tile_url("MME5_MAP_TILES", "https://tiles.example/{z}/{x}/{y}.png") == "https://tiles.example/{z}/{x}/{y}.png"
+    )
     assert tile_url("MME5_MAP_TILES", "None") == "none"
     # the variable is what this test is about
-    assert Settings.from_env({"MME5_MAP_TILES": "http://10.0.0.2/t/{z}/{x}/{y}"}).map_tiles == "http://10.0.0.2/t/{z}/{x}/{y}"
-    for bad in ("ftp://tiles.example/{z}/{x}/{y}", "https://tiles.example/{z}/{x}.png", "tiles/{z}/{x}/{y}",
-                'https://x.example/{z}/{x}/{y}"><script>', "javascript:alert(1)//{z}{x}{y}"):
+    assert (
+        Settings.from_env({"MME5_MAP_TILES": "http://10.0.0.2/t/{z}/{x}/{y}"}).map_tiles
+        == "http://10.0.0.2/t/{z}/{x}/{y}"
+    )
+    for bad in (
+        "ftp://tiles.example/{z}/{x}/{y}",
+        "https://tiles.example/{z}/{x}.png",
+        "tiles/{z}/{x}/{y}",
+        'https://x.example/{z}/{x}/{y}"><script>',
+        "javascript:alert(1)//{z}{x}{y}",
+    ):
         with pytest.raises(SettingsError, match="MME5_MAP_TILES=.*expected a tile URL template"):
             tile_url("MME5_MAP_TILES", bad)
 
@@ -26,16 +37,21 @@ def test_the_page_names_the_tiles_and_escapes_them():
     assert "tile.openstreetmap.org" in map_view.panel_html(None) and "OpenStreetMap" in map_view.panel_html(None)
     offline = map_view.panel_html("none")
     assert '"tiles": "none"' in offline.replace("&quot;", '"') and map_view.NO_TILES in offline
-    assert "<p id=\"map_note\" class=\"map-note\" hidden>" in map_view.panel_html(None)
+    assert '<p id="map_note" class="map-note" hidden>' in map_view.panel_html(None)
 
 
 def test_the_map_data_has_a_marker_per_result_with_a_position_by_gallery_index():
-    results = [SimpleNamespace(latitude=38.7, longitude=-9.1), SimpleNamespace(latitude=None, longitude=None),
-               SimpleNamespace(latitude=35.7, longitude=139.7)]
+    results = [
+        SimpleNamespace(latitude=38.7, longitude=-9.1),
+        SimpleNamespace(latitude=None, longitude=None),
+        SimpleNamespace(latitude=35.7, longitude=139.7),
+    ]
     options = SimpleNamespace(bbox=BBox(-10, 38, -9, 39), near=Near(38.7, -9.1, 5))
     data = json.loads(map_view.map_data(results, options, ["a.jpg", "b.jpg", "<c>.jpg"]))
-    assert data["markers"] == [{"i": 0, "lat": 38.7, "lon": -9.1, "caption": "a.jpg"},
-                               {"i": 2, "lat": 35.7, "lon": 139.7, "caption": "<c>.jpg"}]
+    assert data["markers"] == [
+        {"i": 0, "lat": 38.7, "lon": -9.1, "caption": "a.jpg"},
+        {"i": 2, "lat": 35.7, "lon": 139.7, "caption": "<c>.jpg"},
+    ]
     assert data["count"] == 3 and data["bbox"] == [-10, 38, -9, 39] and data["near"] == [38.7, -9.1, 5]
     assert json.loads(map_view.map_data([], None, []))["bbox"] is None
 
@@ -56,11 +72,23 @@ def _client(auth=None, tokens=None):
     return TestClient(app)
 
 
-@pytest.mark.parametrize("path", [
-    "/map-static/../map_view.py", "/map-static/%2e%2e/map_view.py", "/map-static/leaflet/%2e%2e/%2e%2e/ui.py",
-    "/map-static/..%2fmap_view.py", "/map-static/%2e%2e%2f%2e%2e%2fpyproject.toml", "/map-static//etc/passwd",
-    "/map-static/leaflet/../../../pyproject.toml", "/map-static/%252e%252e/map_view.py", "/map-static/leaflet",
-    "/map-static/leaflet/LICENSE", "/map-static/..\\map_view.py", "/map-static/leaflet/leaflet.js%00.py"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/map-static/../map_view.py",
+        "/map-static/%2e%2e/map_view.py",
+        "/map-static/leaflet/%2e%2e/%2e%2e/ui.py",
+        "/map-static/..%2fmap_view.py",
+        "/map-static/%2e%2e%2f%2e%2e%2fpyproject.toml",
+        "/map-static//etc/passwd",
+        "/map-static/leaflet/../../../pyproject.toml",
+        "/map-static/%252e%252e/map_view.py",
+        "/map-static/leaflet",
+        "/map-static/leaflet/LICENSE",
+        "/map-static/..\\map_view.py",
+        "/map-static/leaflet/leaflet.js%00.py",
+    ],
+)
 def test_the_static_route_refuses_any_other_path(path):
     status, body = _raw(map_view.static_route(), path)
     assert status == 404, (path, status)
@@ -80,9 +108,20 @@ def _raw(route, path: str) -> tuple[int, bytes]:
     messages = []
 
     async def run():
-        scope = {"type": "http", "method": "GET", "path": unquote(path), "raw_path": path.encode(),
-                 "query_string": b"", "headers": [(b"host", b"testserver")], "root_path": "", "scheme": "http",
-                 "server": ("testserver", 80), "client": ("127.0.0.1", 1), "http_version": "1.1", "app": app}
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": unquote(path),
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "headers": [(b"host", b"testserver")],
+            "root_path": "",
+            "scheme": "http",
+            "server": ("testserver", 80),
+            "client": ("127.0.0.1", 1),
+            "http_version": "1.1",
+            "app": app,
+        }
 
         async def receive():
             return {"type": "http.request", "body": b""}

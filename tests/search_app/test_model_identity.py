@@ -1,4 +1,5 @@
 """`python app.py` as the README shows it, started again: the same model by another name opens the same index."""
+
 from __future__ import annotations
 
 import shutil
@@ -16,13 +17,16 @@ HUB_ID = "google/siglip-base-patch16-256-multilingual"
 def serve_once(work: Path, model: str, env: dict) -> str:
     """Start the app as the README shows it (from ``work``), wait until it answers, stop it; returns its log."""
     log_name = f"app-{len(list(work.glob('app-*.log')))}.log"
-    with running_app(work, ["--model", model, "--index", "idx", "--photos", "photos"], env=env, cwd=work,
-                     log_name=log_name):
+    with running_app(
+        work, ["--model", model, "--index", "idx", "--photos", "photos"], env=env, cwd=work, log_name=log_name
+    ):
         pass
     return (work / log_name).read_text()
 
 
-def test_readme_example_starts_twice_and_the_hub_id_opens_the_same_index(replica_dirs, library, tmp_path, fill_hub_cache):
+def test_readme_example_starts_twice_and_the_hub_id_opens_the_same_index(
+    replica_dirs, library, tmp_path, fill_hub_cache
+):
     work = tmp_path / "work"
     shutil.copytree(replica_dirs["siglip-multilingual"], work / "models" / "x")
     shutil.copytree(library / "2023", work / "photos")

@@ -1,4 +1,5 @@
 """A running engine picks up builds into its index: new photos found, deleted ones gone, the model kept."""
+
 from __future__ import annotations
 
 import os
@@ -121,8 +122,14 @@ def test_the_index_is_looked_at_only_once_per_interval(engine, library, tiny_mll
 def test_a_build_in_another_process_is_picked_up(engine, library):
     add_photos(library, ADDED, seed=10)
     environment = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    build = subprocess.run([sys.executable, "-m", "indexer", "build", "--index", str(library.parent / "index")],
-                           capture_output=True, text=True, timeout=300, env=environment, cwd=REPO)
+    build = subprocess.run(
+        [sys.executable, "-m", "indexer", "build", "--index", str(library.parent / "index")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+        cwd=REPO,
+    )
     assert build.returncode == 0, build.stderr
     assert everything(engine) == sorted(FIRST + ADDED) and engine.stats()["images"] == 5
 

@@ -1,5 +1,6 @@
 """The REST API on the real server (`python app.py` with a login): tokens made and revoked with the CLI, the
 OpenAPI schema linked from the page, the same JSON as gradio_client, 400 sentences, 503 when full, files by id."""
+
 from __future__ import annotations
 
 import subprocess
@@ -20,9 +21,15 @@ pytestmark = pytest.mark.server
 
 def token_cli(work, *args: str) -> subprocess.CompletedProcess:
     """`python -m search_app add-token/revoke-token ...` as the app's owner runs it (a fresh HOME)."""
-    return subprocess.run([sys.executable, "-m", "search_app", *args, "--auth-file", str(work / "users")], cwd=REPO,
-                          env={"PATH": "/usr/bin:/bin", "HOME": str(work / "home"), "HF_HUB_OFFLINE": "1"},
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "search_app", *args, "--auth-file", str(work / "users")],
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(work / "home"), "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +41,20 @@ def secured(tmp_path_factory, library, tiny_mllama_dir):
     made = token_cli(work, "add-token", "frame")
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip()
-    args = ["--index", str(work / "index"), "--model", str(tiny_mllama_dir), "--photos", str(library),
-            "--auth-file", str(work / "users"), "--concurrency", "1", "--api-queue", "0"]
+    args = [
+        "--index",
+        str(work / "index"),
+        "--model",
+        str(tiny_mllama_dir),
+        "--photos",
+        str(library),
+        "--auth-file",
+        str(work / "users"),
+        "--concurrency",
+        "1",
+        "--api-queue",
+        "0",
+    ]
     with running_app(work, args, env={"HOME": str(work / "home")}) as url:
         yield f"{url}api/v1", url, work, token
 
@@ -61,8 +80,16 @@ def test_schema_is_served_and_linked_from_the_page_footer(secured):
     schema = httpx.get(f"{url}/openapi.json", timeout=60)
     assert schema.status_code == 200
     paths = schema.json()["paths"]
-    assert {"/search/text", "/search/image", "/search/composed", "/photos/{image_id}/screen", "/albums",
-            "/similar-groups", "/health", "/info"} <= set(paths)
+    assert {
+        "/search/text",
+        "/search/image",
+        "/search/composed",
+        "/photos/{image_id}/screen",
+        "/albums",
+        "/similar-groups",
+        "/health",
+        "/info",
+    } <= set(paths)
     assert "HTTPBearer" in schema.json()["components"]["securitySchemes"]
     with httpx.Client(base_url=page, timeout=60) as browser:
         assert browser.post("login", data={"username": USER, "password": PASSWORD}).status_code == 200
@@ -88,10 +115,14 @@ def test_the_same_json_as_gradio_client(api, gradio, tmp_path):
     same = gradio.predict(text="Strand im Juli 2023", **options, api_name="/search_text")
     assert without_timing(rest) == without_timing(same) and rest["query_dates"]
     make_photo(tmp_path / "query.jpg", 5, None)
-    rest = api.post("/search/composed", files={"image": ("query.jpg", (tmp_path / "query.jpg").read_bytes())},
-                    data={"text": "at night", "k": "4"}).json()
-    same = gradio.predict(image=handle_file(str(tmp_path / "query.jpg")), text="at night", k=4,
-                          api_name="/search_composed")
+    rest = api.post(
+        "/search/composed",
+        files={"image": ("query.jpg", (tmp_path / "query.jpg").read_bytes())},
+        data={"text": "at night", "k": "4"},
+    ).json()
+    same = gradio.predict(
+        image=handle_file(str(tmp_path / "query.jpg")), text="at night", k=4, api_name="/search_composed"
+    )
     assert without_timing(rest) == without_timing(same)
     assert api.get("/albums").json() == gradio.predict(api_name="/list_albums")
 
@@ -127,8 +158,10 @@ def test_photo_files_by_id_through_the_path_guard(api, library):
     first = api.get("/search/text", params={"text": "x", "k": 1, "folder": "2024"}).json()["results"][0]
     record = api.get(f"/photos/{first['image_id']}").json()
     assert record["relpath"] == first["relpath"]
-    assert api.get(record["links"]["original"].removeprefix("/api/v1")).content == (
-        library / first["relpath"]).read_bytes()
+    assert (
+        api.get(record["links"]["original"].removeprefix("/api/v1")).content
+        == (library / first["relpath"]).read_bytes()
+    )
     for size in ("preview", "screen"):
         image = api.get(f"/photos/{first['image_id']}/{size}")
         assert image.status_code == 200 and image.content[:2] == b"\xff\xd8", image.text

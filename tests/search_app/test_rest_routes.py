@@ -1,5 +1,6 @@
 """The REST app (search_app/rest.py) in-process over the real engine and index: answers, bounds, the path guard,
 tokens and their throttle; the real server is tested in test_rest.py."""
+
 from __future__ import annotations
 
 import asyncio
@@ -49,8 +50,11 @@ def test_text_search_is_the_gradio_apis_answer(rest, engine):
     answer = rest.get("/search/text", params={"text": "写真", "k": 50, "folder": "2023", "sort": "date_asc"})
     assert answer.status_code == 200
     payload = answer.json()
-    assert [r["relpath"] for r in payload["results"]] == ["2023/beach/red.jpg", "2023/beach/orange.jpg",
-                                                           "2023/city/blue.jpg"]
+    assert [r["relpath"] for r in payload["results"]] == [
+        "2023/beach/red.jpg",
+        "2023/beach/orange.jpg",
+        "2023/city/blue.jpg",
+    ]
     same = Answers(engine).search_text("写真", k=50, folder="2023", sort="date_asc")
     assert without_timing(payload) == without_timing(same)
     assert payload["total_indexed"] == engine.stats()["images"]
@@ -67,15 +71,18 @@ def test_every_option_of_the_gradio_api_is_a_documented_parameter(rest):
     assert "multipart/form-data" in form
 
 
-@pytest.mark.parametrize("params, sentence", [
-    ({"text": "x" * (MAX_QUERY_CHARS + 1)}, None),  # the engine's own sentence, as the UI shows it
-    ({"text": "beach", "k": 0}, "k must be a whole number from 1 to 200, got 0"),
-    ({"text": "beach", "k": 201}, "k must be a whole number from 1 to 200, got 201"),
-    ({"text": "beach", "date_from": "last summer"}, "date_from 'last summer' is not a date"),
-    ({"text": "beach", "sort": "random"}, "sort must be one of score, date, date_asc, got 'random'"),
-    ({"text": "beach", "k": "many"}, "k: "),
-    ({}, "text: Field required"),
-])
+@pytest.mark.parametrize(
+    "params, sentence",
+    [
+        ({"text": "x" * (MAX_QUERY_CHARS + 1)}, None),  # the engine's own sentence, as the UI shows it
+        ({"text": "beach", "k": 0}, "k must be a whole number from 1 to 200, got 0"),
+        ({"text": "beach", "k": 201}, "k must be a whole number from 1 to 200, got 201"),
+        ({"text": "beach", "date_from": "last summer"}, "date_from 'last summer' is not a date"),
+        ({"text": "beach", "sort": "random"}, "sort must be one of score, date, date_asc, got 'random'"),
+        ({"text": "beach", "k": "many"}, "k: "),
+        ({}, "text: Field required"),
+    ],
+)
 def test_bad_input_is_400_with_one_sentence(rest, params, sentence):
     answer = rest.get("/search/text", params=params)
     assert answer.status_code == 400
@@ -99,8 +106,11 @@ def test_image_and_composed_search_take_a_multipart_upload(rest, engine, tmp_pat
     photo = jpeg_bytes(tmp_path)
     by_image = rest.post("/search/image", files={"image": ("cat.jpg", photo, "image/jpeg")}, data={"k": "3"})
     assert by_image.status_code == 200 and len(by_image.json()["results"]) == 3
-    composed = rest.post("/search/composed", files={"image": ("cat.jpg", photo, "image/jpeg")},
-                         data={"text": "but at night", "k": "2", "folder": "2024"})
+    composed = rest.post(
+        "/search/composed",
+        files={"image": ("cat.jpg", photo, "image/jpeg")},
+        data={"text": "but at night", "k": "2", "folder": "2024"},
+    )
     assert composed.status_code == 200
     assert [r["relpath"].startswith("2024/") for r in composed.json()["results"]] == [True, True]
     assert list((home / ".cache" / "mme5-search" / "uploads").iterdir()) == []  # each upload removed after use
@@ -124,16 +134,18 @@ def test_upload_names_are_reduced_to_a_plain_file_name():
 
 
 def test_a_body_over_the_limit_is_refused_before_it_is_read(rest):
-    answer = rest.post("/search/image", headers={"content-length": str(MAX_BODY_BYTES + 1),
-                                                 "content-type": "multipart/form-data; boundary=x"}, content=b"")
+    answer = rest.post(
+        "/search/image",
+        headers={"content-length": str(MAX_BODY_BYTES + 1), "content-type": "multipart/form-data; boundary=x"},
+        content=b"",
+    )
     assert answer.status_code == 413 and "MB" in answer.json()["error"]
 
     def chunks():  # no Content-Length: counted while it streams
         for _ in range(MAX_BODY_BYTES // 2**20 + 2):
             yield b"\0" * 2**20
 
-    streamed = rest.post("/search/image", headers={"content-type": "multipart/form-data; boundary=x"},
-                         content=chunks())
+    streamed = rest.post("/search/image", headers={"content-type": "multipart/form-data; boundary=x"}, content=chunks())
     assert streamed.status_code == 413
 
 
@@ -224,8 +236,12 @@ def test_albums_and_similar_groups(rest, engine, albums):
     assert missing.status_code == 400 and "Nowhere" in missing.json()["error"]
     saved = rest.put("/albums/Dated", params={"text": "photos", "date_from": "2024-01-01", "k": 7})
     assert saved.status_code == 200 and saved.json()["options"]["date_from"] == "2024-01-01"
-    assert saved.json() == Answers(engine).list_albums()["albums"][[a["name"] for a in
-                                                                    Answers(engine).list_albums()["albums"]].index("Dated")]
+    assert (
+        saved.json()
+        == Answers(engine).list_albums()["albums"][
+            [a["name"] for a in Answers(engine).list_albums()["albums"]].index("Dated")
+        ]
+    )
     bad = rest.put("/albums/Dated", params={"text": "photos", "date_from": "soon"})
     assert bad.status_code == 400 and "date_from 'soon' is not a date" in bad.json()["error"]
     photo = engine.store.ids()[0]
@@ -233,7 +249,8 @@ def test_albums_and_similar_groups(rest, engine, albums):
     assert pinned.status_code == 200 and pinned.json()["pinned"] == [photo]
     assert rest.get("/albums/Dated").json()["results"][0]["image_id"] == photo
     assert rest.post(f"/albums/Dated/photos/{photo}", params={"action": "burn"}).json()["error"] == (
-        "action must be one of pin, remove, unpin, got 'burn'")
+        "action must be one of pin, remove, unpin, got 'burn'"
+    )
     assert rest.post(f"/albums/Dated/photos/{photo}", params={"action": "unpin"}).json()["pinned"] == []
     groups = rest.get("/similar-groups").json()
     assert groups == Answers(engine).similar_groups()
@@ -258,6 +275,7 @@ def test_slots_refuse_at_once_when_full_and_after_the_longest_wait():
             assert 0.15 < time.monotonic() - started < 2
         async with slots.slot():  # freed: the next one runs
             pass
+
     asyncio.run(scenario())
 
 
@@ -316,8 +334,7 @@ def test_with_tokens_every_route_but_health_and_schema_needs_one(engine, tmp_pat
     api.throttle.base_delay = 0.3
     with TestClient(mounted(api), base_url="http://127.0.0.1/api/v1") as client:
         assert client.get("/health").status_code == 200 and client.get("/openapi.json").status_code == 200
-        for route in ("/info", "/search/text?text=x", "/photos/1", "/photos/1/original", "/albums",
-                      "/similar-groups"):
+        for route in ("/info", "/search/text?text=x", "/photos/1", "/photos/1/original", "/albums", "/similar-groups"):
             refused = client.get(route)
             assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
             assert "add-token" in refused.json()["error"]

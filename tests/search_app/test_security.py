@@ -1,6 +1,7 @@
 """Hostile requests to a running app: a DNS-rebinding page's foreign Host, a users file edited while the app runs,
 timing that would reveal user names, a slow similar-groups call that must not hold up searches, and inputs over
 the bounds of search_app/limits.py."""
+
 from __future__ import annotations
 
 import statistics
@@ -34,8 +35,16 @@ def open_app(tmp_path_factory, tiny_mllama_dir):
     """(url, library) of the default app: loopback, no login, plus one configured name (--allowed-host)."""
     work = tmp_path_factory.mktemp("open-app")
     library = make_slow_library(tmp_path_factory.mktemp("slow-library"))
-    args = ["--index", str(work / "index"), "--model", str(tiny_mllama_dir), "--photos", str(library),
-            "--allowed-host", "photos.lan"]
+    args = [
+        "--index",
+        str(work / "index"),
+        "--model",
+        str(tiny_mllama_dir),
+        "--photos",
+        str(library),
+        "--allowed-host",
+        "photos.lan",
+    ]
     with running_app(work, args) as url:
         yield url, library, work
 
@@ -94,11 +103,14 @@ def test_a_search_is_answered_while_a_slow_similar_groups_call_runs(open_app):
     payload = groups.result(timeout=300)
     took = time.monotonic() - started
     assert payload["groups"], "the library has near-identical photos"
-    assert took > 4 * alone, (f"the similar-groups call took {took:.1f} s, a search alone {alone:.1f} s: too close "
-                              "to tell them apart; make the library bigger")
+    assert took > 4 * alone, (
+        f"the similar-groups call took {took:.1f} s, a search alone {alone:.1f} s: too close "
+        "to tell them apart; make the library bigger"
+    )
     assert len(answer["results"]) == 3
-    assert still_running, (f"the search (answered after {latency:.1f} s) waited for the similar-groups call "
-                           f"({took:.1f} s) to finish")
+    assert still_running, (
+        f"the search (answered after {latency:.1f} s) waited for the similar-groups call ({took:.1f} s) to finish"
+    )
     assert latency < took / 2
 
 
@@ -134,8 +146,16 @@ def secured(tmp_path_factory, library, tiny_mllama_dir):
     users = work / "users"
     add_user(users, USER, PASSWORD)
     add_user(users, "carol", "carol's first password")
-    args = ["--index", str(work / "index"), "--model", str(tiny_mllama_dir), "--photos", str(library),
-            "--auth-file", str(users)]
+    args = [
+        "--index",
+        str(work / "index"),
+        "--model",
+        str(tiny_mllama_dir),
+        "--photos",
+        str(library),
+        "--auth-file",
+        str(users),
+    ]
     with running_app(work, args) as url:
         yield url, users
 
@@ -227,7 +247,9 @@ def test_the_host_allow_list():
     from search_app.hosts import allowed_hosts
 
     local = allowed_hosts("127.0.0.1", environ={})
-    assert all(local.allows(host) for host in ("localhost", "127.0.0.1", "::1", "10.0.0.7", "LOCALHOST.", "a.localhost"))
+    assert all(
+        local.allows(host) for host in ("localhost", "127.0.0.1", "::1", "10.0.0.7", "LOCALHOST.", "a.localhost")
+    )
     assert not any(local.allows(host) for host in (EVIL, "", "localhost.evil.example", "photos.lan"))
     configured = allowed_hosts("127.0.0.1", ["photos.lan"], environ={"MME5_ALLOWED_HOSTS": "a.example, b.example"})
     assert all(configured.allows(host) for host in ("photos.lan", "a.example", "b.example"))

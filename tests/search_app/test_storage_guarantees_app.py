@@ -2,6 +2,7 @@
 
 Checked through the engine, the UI handlers and the real app (a subprocess queried with gradio_client).
 """
+
 from __future__ import annotations
 
 import json
@@ -76,8 +77,11 @@ def test_a_30_mb_query_is_refused_fast_without_touching_the_model(odd_engine, mo
         monkeypatch.setattr(odd_engine.embedder, name, no_model)
     photo = str(odd_engine.record(int(odd_engine.store.ids()[0])).path)
     started = time.perf_counter()
-    for call in (lambda: odd_engine.search_text(HUGE_QUERY), lambda: odd_engine.search_composed(photo, HUGE_QUERY),
-                 lambda: odd_engine.encode_query(text=HUGE_QUERY, image=photo)):
+    for call in (
+        lambda: odd_engine.search_text(HUGE_QUERY),
+        lambda: odd_engine.search_composed(photo, HUGE_QUERY),
+        lambda: odd_engine.encode_query(text=HUGE_QUERY, image=photo),
+    ):
         with pytest.raises(ValueError, match=f"too long .*at most {MAX_QUERY_CHARS:,}"):
             call()
     print(f"3 refusals of a {len(HUGE_QUERY) / 2**20:.0f} MB query took {time.perf_counter() - started:.3f} s")
@@ -113,8 +117,9 @@ def test_the_app_serves_a_non_utf8_name_and_refuses_a_30_mb_query(odd_app):
     assert "surrogates not allowed" not in log.read_text(errors="replace")
 
 
-def test_an_album_zip_holds_a_non_utf8_name_and_a_failed_zip_leaves_nothing(odd_engine, odd_library, tmp_path,
-                                                                              monkeypatch):
+def test_an_album_zip_holds_a_non_utf8_name_and_a_failed_zip_leaves_nothing(
+    odd_engine, odd_library, tmp_path, monkeypatch
+):
     import dataclasses
     import zipfile
 
@@ -131,8 +136,10 @@ def test_an_album_zip_holds_a_non_utf8_name_and_a_failed_zip_leaves_nothing(odd_
         assert [path.name for path in folder.iterdir()] == ["Odd.zip"]  # no partial file beside it
         with zipfile.ZipFile(button["value"]) as archive:
             assert sorted(archive.namelist()) == ["a.jpg", "b.jpg", "c.jpg", "caf_.jpg"]  # a name every system reads
-            assert archive.read("caf_.jpg") == (odd_library / "odd.jpg").parent.joinpath(
-                os.fsdecode(ODD_NAME)).read_bytes()
+            assert (
+                archive.read("caf_.jpg")
+                == (odd_library / "odd.jpg").parent.joinpath(os.fsdecode(ODD_NAME)).read_bytes()
+            )
 
         results = open_album(odd_engine, Albums(odd_engine.store.catalog.path).get("Odd"))
         gone = tmp_path / "gone.jpg"  # a photo deleted while the zip is written

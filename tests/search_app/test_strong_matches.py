@@ -1,4 +1,5 @@
 """Strong matches only: a per-query cut-off measured on a library sample keeps a planted cluster, drops the rest."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace

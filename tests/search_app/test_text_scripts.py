@@ -5,6 +5,7 @@ through the search engine, at rank 1.
 Measured with Debian's tessdata models (tesseract-ocr-ara/-hin 4.00, Tesseract 5.3): single Arabic words on a sign
 are read poorly (benchmarks/bench_ocr.py: 2 of 8 at 64 px, 2 of 16 even at 110 px), two-word shop signs well (6 of
 8 at 40 px); the Arabic sign here is a two-word one, as shop signs are. Devanagari words are read 8 of 8."""
+
 from __future__ import annotations
 
 import pytest
@@ -28,7 +29,8 @@ def engine(tmp_path_factory, tiny_mllama):
 
     found = find_engine()
     assert found is not None and {"Arabic", "Devanagari"} <= set(found.scripts), (
-        "Tesseract with Arabic and Hindi data is needed (apt install tesseract-ocr-ara tesseract-ocr-hin)")
+        "Tesseract with Arabic and Hindi data is needed (apt install tesseract-ocr-ara tesseract-ocr-hin)"
+    )
     folder = tmp_path_factory.mktemp("script-photos")
     for seed, (relpath, (text, script)) in enumerate(SIGNS.items()):
         (folder / relpath).parent.mkdir(parents=True, exist_ok=True)
@@ -52,12 +54,15 @@ def test_words_with_combining_marks_are_one_query_word():
     assert parse_query("café-central img_2041").terms == ("cafe", "central", "img_2041")  # as before
 
 
-@pytest.mark.parametrize("query, relpath", [
-    ("مطعم السلام", "souk/0001.jpg"),
-    ("مطعم", "souk/0001.jpg"),
-    ("बैंक", "delhi/0002.jpg"),
-    ("डाकघर", "delhi/0003.jpg"),
-])
+@pytest.mark.parametrize(
+    "query, relpath",
+    [
+        ("مطعم السلام", "souk/0001.jpg"),
+        ("مطعم", "souk/0001.jpg"),
+        ("बैंक", "delhi/0002.jpg"),
+        ("डाकघर", "delhi/0003.jpg"),
+    ],
+)
 def test_a_sign_is_found_first_by_its_words_in_its_own_script(engine, query, relpath):
     page = engine.search_text(query, k=5)
     first = page.results[0]

@@ -1,5 +1,6 @@
 """One search box, two signals: photos whose words (OCR text, names, XMP keywords) match the query come first,
 fused with the vector ranking; a query without a text hit ranks exactly as the vector search alone."""
+
 from __future__ import annotations
 
 import json
@@ -15,18 +16,22 @@ from search_app.engine import SearchEngine, SearchOptions
 
 from .conftest import REPO
 
-SIDECAR = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-           '<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:subject><rdf:Bag><rdf:li>Trevi</rdf:li>'
-           '</rdf:Bag></dc:subject></rdf:Description></rdf:RDF></x:xmpmeta>')
+SIDECAR = (
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    '<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:subject><rdf:Bag><rdf:li>Trevi</rdf:li>'
+    "</rdf:Bag></dc:subject></rdf:Description></rdf:RDF></x:xmpmeta>"
+)
 
 
 @pytest.fixture(scope="module")
 def text_library(tmp_path_factory, tiny_mllama):
     folder = tmp_path_factory.mktemp("text-photos")
-    for relpath, image in [("city/0007.jpg", sign_photo("CAFÉ CENTRAL", "latin", seed=11)),
-                           ("rome_trevi.jpg", texture((320, 240), seed=13)),
-                           ("trip/IMG_2041.jpg", texture((320, 240), seed=14)),
-                           *[(f"misc/DSC{i:05d}.jpg", texture((320, 240), seed=30 + i)) for i in range(24)]]:
+    for relpath, image in [
+        ("city/0007.jpg", sign_photo("CAFÉ CENTRAL", "latin", seed=11)),
+        ("rome_trevi.jpg", texture((320, 240), seed=13)),
+        ("trip/IMG_2041.jpg", texture((320, 240), seed=14)),
+        *[(f"misc/DSC{i:05d}.jpg", texture((320, 240), seed=30 + i)) for i in range(24)],
+    ]:
         (folder / relpath).parent.mkdir(parents=True, exist_ok=True)
         image.save(folder / relpath, quality=90)
     (folder / "trip" / "IMG_2041.xmp").write_text(SIDECAR, encoding="utf-8")
@@ -100,16 +105,50 @@ def test_filters_apply_to_text_hits(engine):
 @pytest.mark.slow  # runs the CLI in subprocesses (model loads each time)
 def test_cli_search_finds_the_sign_first_from_its_text(text_library, tiny_mllama_dir):
     _folder, index = text_library
-    result = subprocess.run([sys.executable, "-m", "indexer", "search", "--index", str(index), "--text", "café central",
-                             "--json", "-k", "5"], capture_output=True, text=True, timeout=300, cwd=REPO,
-                            env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "indexer",
+            "search",
+            "--index",
+            str(index),
+            "--text",
+            "café central",
+            "--json",
+            "-k",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )
     assert result.returncode == 0, result.stderr
     results = json.loads(result.stdout)["results"]
     assert results[0]["path"].endswith(("city/0007.jpg", "misc/copy-of-sign.jpg"))
     assert results[0]["text_match"]["source"] == "ocr" and results[2]["text_match"] is None
-    plain = subprocess.run([sys.executable, "-m", "indexer", "search", "--index", str(index), "--text",
-                            "zebra crossing", "--json", "-k", "5"], capture_output=True, text=True, timeout=300,
-                           cwd=REPO, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    plain = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "indexer",
+            "search",
+            "--index",
+            str(index),
+            "--text",
+            "zebra crossing",
+            "--json",
+            "-k",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )
     assert all(hit["text_match"] is None for hit in json.loads(plain.stdout)["results"])
 
 
@@ -120,7 +159,9 @@ def test_has_text_filter_keeps_only_photos_with_text_in_them(engine, few_matches
     monkeypatch.setattr(ranking, "FEW_MATCHES", few_matches)  # however many match, the catalog answers
     page = engine.search_text("zebra crossing", k=50, has_text="yes", collapse_duplicates=False)
     assert sorted(relpaths(page)) == ["city/0007.jpg", "misc/copy-of-sign.jpg"]
-    assert len(engine.search_text("zebra crossing", k=50, has_text="").results) == 27  # off: every photo (the copy folded)
+    assert (
+        len(engine.search_text("zebra crossing", k=50, has_text="").results) == 27
+    )  # off: every photo (the copy folded)
     with pytest.raises(ValueError, match="has_text 'maybe' is not yes or no"):
         engine.search_text("zebra crossing", has_text="maybe")
 
@@ -129,12 +170,16 @@ def test_the_ui_snippet_marks_the_matched_words_and_escapes_everything_else():
     from indexer.fulltext import TextHit, _hit, parse_query
     from search_app.text_match import snippet_html
 
-    hit = _hit(7, {"ocr": "<img src=x onerror=alert(1)> CAFÉ & Central\nbar", "keywords": "", "description": "",
-                   "filename": ""}, parse_query("cafe central"))
+    hit = _hit(
+        7,
+        {"ocr": "<img src=x onerror=alert(1)> CAFÉ & Central\nbar", "keywords": "", "description": "", "filename": ""},
+        parse_query("cafe central"),
+    )
     assert isinstance(hit, TextHit) and hit.source == "ocr"
     shown = snippet_html(hit)
-    assert shown == ("text in the photo: “&lt;img src=x onerror=alert(1)&gt; <mark>CAFÉ</mark> &amp; "
-                     "<mark>Central</mark> bar”")
+    assert shown == (
+        "text in the photo: “&lt;img src=x onerror=alert(1)&gt; <mark>CAFÉ</mark> &amp; <mark>Central</mark> bar”"
+    )
 
 
 def test_the_ui_shows_text_hits_first_with_their_marked_snippet_and_pages_on(engine, tmp_path):
@@ -157,8 +202,22 @@ def test_the_ui_shows_text_hits_first_with_their_marked_snippet_and_pages_on(eng
     assert "keywords: “<mark>Trevi</mark>”" in details
 
 
-@pytest.mark.parametrize("query", ['"', '""', '"café', 'NEAR(a b) OR * -', "x' OR 1=1 --", "%_%", "ab", "東京",
-                                   "central*", '"central" "cafe', "\x00cafe"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        '"',
+        '""',
+        '"café',
+        "NEAR(a b) OR * -",
+        "x' OR 1=1 --",
+        "%_%",
+        "ab",
+        "東京",
+        "central*",
+        '"central" "cafe',
+        "\x00cafe",
+    ],
+)
 def test_queries_with_full_text_syntax_are_plain_words(engine, query):
     page = engine.search_text(query, k=5)  # never an FTS5 syntax error, never SQL
     assert len(page.results) == 5

@@ -1,4 +1,5 @@
 """The page's album, similar-group and place-chip handlers (no browser; the browser tests drive the page)."""
+
 from __future__ import annotations
 
 import os
@@ -75,7 +76,10 @@ def test_save_open_pin_remove_and_zip_an_album(ui, tmp_path, monkeypatch):
     assert os.path.samefile(button["value"], tmp_path / "mme5-search" / "albums" / "Trip.zip")  # handed to Gradio
     assert button["value"].startswith(f"{gradio_folder()}/")  # inside its own folder (search_app.private)
     assert names(ui.albums.on_unpin("Trip", records["trip/a.jpg"], progress=NoProgress())) == [
-        "home/c.jpg", "trip/a.jpg", "trip/b.jpg"]
+        "home/c.jpg",
+        "trip/a.jpg",
+        "trip/b.jpg",
+    ]
 
 
 def test_album_dead_ends_say_what_to_do(ui):
@@ -86,7 +90,9 @@ def test_album_dead_ends_say_what_to_do(ui):
 
 
 def test_similar_groups_mark_the_best_photo(ui):
-    reply = ui.albums.on_groups(None, progress=NoProgress())  # the model's default (0.95): the tiny model joins everything
+    reply = ui.albums.on_groups(
+        None, progress=NoProgress()
+    )  # the model's default (0.95): the tiny model joins everything
     assert "1 group of near-identical photos at similarity ≥ 0.95" in out(reply, "status")
     assert sum("★ best" in caption for caption in captions(reply)) == 1 and len(captions(reply)) == 4
     assert "No near-identical photos" in out(ui.albums.on_groups(1.0, progress=NoProgress()), "status")

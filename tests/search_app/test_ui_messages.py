@@ -1,4 +1,5 @@
 """The UI's handlers answer every dead end with a sentence (checked without a browser; the browser test covers the page)."""
+
 from __future__ import annotations
 
 import re
@@ -34,7 +35,9 @@ def status_of(outputs):
 
 
 def test_empty_query_asks_for_input(ui):
-    assert "Type a description or upload a photo" in status_of(ui.on_search("  ", None, *FILTERS, progress=NoProgress()))
+    assert "Type a description or upload a photo" in status_of(
+        ui.on_search("  ", None, *FILTERS, progress=NoProgress())
+    )
 
 
 def test_no_match_suggests_loosening_filters(ui):
@@ -181,10 +184,20 @@ def test_a_video_caption_names_its_moment_and_a_text_hit_ends_with_its_snippet()
     from search_app.results import SearchResult
     from search_app.ui import caption_of
 
-    video = SearchResult(path="/p/trip/beach.mp4", relpath="trip/beach.mp4", score=0.61, size=1,
-                         taken_at=datetime(2024, 3, 2, 9, 0), image_id=5, content_hash="", media_type="video",
-                         timestamp_s=9.2, duration_s=30.0, moments=((9.2, 0.61), (21.0, 0.5), (3.0, 0.4)),
-                         text_match=SimpleNamespace(snippet="beach bar", marks=((0, 5),), source="ocr"))
+    video = SearchResult(
+        path="/p/trip/beach.mp4",
+        relpath="trip/beach.mp4",
+        score=0.61,
+        size=1,
+        taken_at=datetime(2024, 3, 2, 9, 0),
+        image_id=5,
+        content_hash="",
+        media_type="video",
+        timestamp_s=9.2,
+        duration_s=30.0,
+        moments=((9.2, 0.61), (21.0, 0.5), (3.0, 0.4)),
+        text_match=SimpleNamespace(snippet="beach bar", marks=((0, 5),), source="ocr"),
+    )
     assert caption_of(video) == "2 Mar 2024 · beach.mp4 · ▶ 0:09 · +2 more moments · “beach bar”"
     assert caption_of(video, score=True) == "2 Mar 2024 · beach.mp4 · ▶ 0:09 · +2 more moments · 0.610 · “beach bar”"
 
@@ -195,11 +208,22 @@ def test_captions_are_dates_and_names_and_the_score_is_on_demand(ui):
     from search_app.results import SearchResult
     from search_app.ui import OPTION_NAMES, caption_of
 
-    dated = SearchResult(path="/p/2023/beach/red.jpg", relpath="2023/beach/red.jpg", score=0.8123, size=1,
-                         taken_at=datetime(2023, 7, 14, 10, 0), image_id=1, content_hash="")
-    assert caption_of(dated) == "14 Jul 2023 · red.jpg" and caption_of(dated, score=True) == "14 Jul 2023 · red.jpg · 0.812"
-    undated = SearchResult(path="/p/misc/gray.jpg", relpath="misc/gray.jpg", score=0.5, size=1, taken_at=None,
-                           image_id=2, content_hash="")
+    dated = SearchResult(
+        path="/p/2023/beach/red.jpg",
+        relpath="2023/beach/red.jpg",
+        score=0.8123,
+        size=1,
+        taken_at=datetime(2023, 7, 14, 10, 0),
+        image_id=1,
+        content_hash="",
+    )
+    assert (
+        caption_of(dated) == "14 Jul 2023 · red.jpg"
+        and caption_of(dated, score=True) == "14 Jul 2023 · red.jpg · 0.812"
+    )
+    undated = SearchResult(
+        path="/p/misc/gray.jpg", relpath="misc/gray.jpg", score=0.5, size=1, taken_at=None, image_id=2, content_hash=""
+    )
     assert caption_of(undated) == "gray.jpg"
     shown = ui.on_search("ein Hund", None, *FILTERS, progress=NoProgress())
     session = shown[2]

@@ -1,4 +1,5 @@
 """Videos through the served app: the HTTP API's fields, and the browser's player starting at the matching second."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,8 +20,18 @@ def video_app(tmp_path_factory, tiny_siglip_dir):
     make_video(media / "h264" / "holiday.mp4", HOLIDAY)
     make_video(media / "hevc" / "party.mkv", PARTY, codec="libx265")
     make_photo(media / "photos" / "a.jpg", 3, None)
-    args = ["--index", str(work / "index"), "--model", str(tiny_siglip_dir), "--photos", str(media),
-            "--concurrency", "1", "--page-size", "5"]
+    args = [
+        "--index",
+        str(work / "index"),
+        "--model",
+        str(tiny_siglip_dir),
+        "--photos",
+        str(media),
+        "--concurrency",
+        "1",
+        "--page-size",
+        "5",
+    ]
     with running_app(work, args) as url:
         yield url, work
 
@@ -85,8 +96,10 @@ def test_the_player_starts_at_the_matching_second(page, video_app, client):
     assert second >= 2, "no query whose best moment is past the first keyframe"
     open_first_hit(page, url, "h264", query)
     assert "▶" in page.inner_text("#results")
-    page.wait_for_function("document.querySelector('#player video') && "
-                           "document.querySelector('#player video').dataset.startedAt !== undefined")
+    page.wait_for_function(
+        "document.querySelector('#player video') && "
+        "document.querySelector('#player video').dataset.startedAt !== undefined"
+    )
     started = page.evaluate("document.querySelector('#player video').currentTime")
     assert started == pytest.approx(second, abs=0.3)
     assert "plays from" in page.inner_text("#details")
@@ -99,7 +112,9 @@ def test_hevc_the_browser_cannot_play_falls_back_to_the_frame_and_says_so(page, 
     if page.evaluate("document.createElement('video').canPlayType('video/mp4; codecs=\"hvc1.1.6.L93.B0\"')"):
         pytest.fail("this Chromium plays HEVC: the fallback cannot be observed here")
     open_first_hit(page, video_app[0], "hevc")
-    page.wait_for_selector("#viewer #player_note", state="attached")  # the player and its note live in the viewer, shown on a click
+    page.wait_for_selector(
+        "#viewer #player_note", state="attached"
+    )  # the player and its note live in the viewer, shown on a click
     page.wait_for_function("document.querySelector('#player_note').innerText.includes('cannot play')")
     note = page.inner_text("#player_note")
     assert "HEVC" in note and "showing the frame at" in note

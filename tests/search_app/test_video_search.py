@@ -1,6 +1,7 @@
 """Videos found by text, image and image + text, with the second that matched: engine, command line, filters.
 
 The tiny SigLIP tells the scene pictures apart (the tiny Mllama maps them all to nearly one vector)."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """`python app.py --watch`: a photo added to an indexed folder while the app serves becomes searchable."""
+
 from __future__ import annotations
 
 import shutil

@@ -1,4 +1,5 @@
 """Fixtures for synth: real photos on disk, a real index over them, a scripted OpenAI server."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -4,6 +4,7 @@ Each request is answered by the script: a list of :class:`Reply` consumed in ord
 last one repeats), or a function ``(request_json, number) -> Reply``. Every request is
 recorded with its arrival time, so tests can check retries and waits.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,14 +16,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 @dataclass
 class Reply:
-    content: str | None = None          # assistant message text (status 200)
+    content: str | None = None  # assistant message text (status 200)
     status: int = 200
     headers: dict = field(default_factory=dict)
-    delay: float = 0.0                  # seconds to wait before answering (a hang past the client timeout)
+    delay: float = 0.0  # seconds to wait before answering (a hang past the client timeout)
     error: str = "scripted error"
     prompt_tokens: int = 1000
     completion_tokens: int = 300
-    raw: bytes | None = None            # a body sent verbatim with status 200 (a proxy's error page)
+    raw: bytes | None = None  # a body sent verbatim with status 200 (a proxy's error page)
 
 
 def ok(value) -> Reply:
@@ -77,16 +78,33 @@ class FakeOpenAI:
                 if reply.raw is not None:
                     return self._send_raw(reply.raw)
                 if reply.status != 200:
-                    return self._send(reply.status, {"error": {"message": reply.error, "type": "error",
-                                                               "code": reply.status}}, reply.headers)
-                self._send(200, {
-                    "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
-                    "model": request.get("model", "fake"),
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": reply.content}}],
-                    "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
-                              "total_tokens": reply.prompt_tokens + reply.completion_tokens},
-                }, reply.headers)
+                    return self._send(
+                        reply.status,
+                        {"error": {"message": reply.error, "type": "error", "code": reply.status}},
+                        reply.headers,
+                    )
+                self._send(
+                    200,
+                    {
+                        "id": "chatcmpl-fake",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": request.get("model", "fake"),
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": reply.content},
+                            }
+                        ],
+                        "usage": {
+                            "prompt_tokens": reply.prompt_tokens,
+                            "completion_tokens": reply.completion_tokens,
+                            "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+                        },
+                    },
+                    reply.headers,
+                )
 
             def _send_raw(self, data: bytes):
                 self.send_response(200)

@@ -1,4 +1,5 @@
 """Test helpers for synth: photos drawn on disk, hand-made configurations, a chi-square check."""
+
 from __future__ import annotations
 
 import random
@@ -28,8 +29,7 @@ def assert_matches(counts: Counter, weights: dict) -> None:
 
 def draw_photo(path: Path, seed: int) -> None:
     rng = random.Random(seed)
-    image = Image.new("RGB", (rng.randint(48, 96), rng.randint(48, 96)),
-                      tuple(rng.randint(0, 255) for _ in range(3)))
+    image = Image.new("RGB", (rng.randint(48, 96), rng.randint(48, 96)), tuple(rng.randint(0, 255) for _ in range(3)))
     draw = ImageDraw.Draw(image)
     for _ in range(4):
         x, y = rng.randint(0, 40), rng.randint(0, 40)

@@ -1,4 +1,5 @@
 """Quality gates in isolation: language identification, copying, near-duplicates, JSON parsing."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,13 +13,16 @@ from .synth_answers import answer
 from .synth_testing import make_config
 
 
-@pytest.mark.parametrize("text, language, ok", [
-    ("Ein rotes Fahrrad steht neben dem Fluss am späten Nachmittag.", "de", True),
-    ("A red bicycle stands next to the river in the late afternoon.", "de", False),
-    ("川のそばにある赤い自転車の写真を探しています。", "ja", True),
-    ("Crveni bicikl stoji pored rijeke kasno poslijepodne.", "sr", True),  # hr/sr/bs are one judgement
-    ("red bike", "de", True),  # too short to judge: not rejected on a guess
-])
+@pytest.mark.parametrize(
+    "text, language, ok",
+    [
+        ("Ein rotes Fahrrad steht neben dem Fluss am späten Nachmittag.", "de", True),
+        ("A red bicycle stands next to the river in the late afternoon.", "de", False),
+        ("川のそばにある赤い自転車の写真を探しています。", "ja", True),
+        ("Crveni bicikl stoji pored rijeke kasno poslijepodne.", "sr", True),  # hr/sr/bs are one judgement
+        ("red bike", "de", True),  # too short to judge: not rejected on a guess
+    ],
+)
 def test_language_check(text, language, ok):
     assert (check_language(text, language) is None) == ok
 
@@ -36,8 +40,12 @@ def test_near_duplicates_are_caught_per_query_image():
 def test_negative_equal_to_positive_is_rejected(photos):
     config = make_config(photos, combo="IT->T", language="en")
     text = "A red bicycle is leaning against a brick wall next to the river."
-    data = Data(instruction="Find the caption for the image.", query="What is next to the river?",
-                positive=text, hard_negative=text.replace("red", "red,"))
+    data = Data(
+        instruction="Find the caption for the image.",
+        query="What is next to the river?",
+        positive=text,
+        hard_negative=text.replace("red", "red,"),
+    )
     with pytest.raises(Rejected) as rejected:
         check_data(data, config)
     assert rejected.value.reason == "negative_equals_positive"
@@ -62,8 +70,26 @@ def test_minhash_filter_agrees_with_exhaustive_comparison_and_batches_like_singl
     import random
 
     rng = random.Random(7)
-    words = ["rotes", "Fahrrad", "Fluss", "Katze", "Baum", "Strand", "Kinder", "Ball", "Sommer", "Abend", "Haus",
-             "Brücke", "Hund", "Wolke", "Берег", "кошка", "дерево", "мост"]
+    words = [
+        "rotes",
+        "Fahrrad",
+        "Fluss",
+        "Katze",
+        "Baum",
+        "Strand",
+        "Kinder",
+        "Ball",
+        "Sommer",
+        "Abend",
+        "Haus",
+        "Brücke",
+        "Hund",
+        "Wolke",
+        "Берег",
+        "кошка",
+        "дерево",
+        "мост",
+    ]
     items = []
     for number in range(400):
         if items and rng.random() < 0.3:  # a light rewrite of an earlier query: near-duplicate or not

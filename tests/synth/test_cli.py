@@ -1,4 +1,5 @@
 """``python -m synth`` end to end against a real scripted OpenAI-compatible server."""
+
 from __future__ import annotations
 
 import json
@@ -30,9 +31,29 @@ def spec(weights: dict) -> str:
 
 
 def generate_args(index_dir, out, server, n, *extra) -> list[str]:
-    return ["generate", "--index", str(index_dir), "--out", str(out), "--n", str(n), "--base-url", server.url,
-            "--model", "fake-4o", "--api-key", "k", "--languages", spec(LANGUAGES), "--tasks", spec(TASK_WEIGHTS),
-            "--timeout", "5", "--no-progress", *extra]
+    return [
+        "generate",
+        "--index",
+        str(index_dir),
+        "--out",
+        str(out),
+        "--n",
+        str(n),
+        "--base-url",
+        server.url,
+        "--model",
+        "fake-4o",
+        "--api-key",
+        "k",
+        "--languages",
+        spec(LANGUAGES),
+        "--tasks",
+        spec(TASK_WEIGHTS),
+        "--timeout",
+        "5",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def valid(request, number):
@@ -47,8 +68,14 @@ def lines(path: Path) -> list[dict]:
 def big_run(index_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "big"
     with FakeOpenAI(valid) as server:
-        assert main(generate_args(index_dir, out, server, 200, "--concurrency", "8", "--price-in", "2.5",
-                                  "--price-out", "10")) == 0
+        assert (
+            main(
+                generate_args(
+                    index_dir, out, server, 200, "--concurrency", "8", "--price-in", "2.5", "--price-out", "10"
+                )
+            )
+            == 0
+        )
         requests = [request for _, request in server.requests]
     return out, requests
 
@@ -121,8 +148,14 @@ def test_summary_and_stats_account_for_tokens_and_cost(big_run, capsys):
 def test_failures_are_counted_with_reasons(index_dir, tmp_path, capsys):
     def reply(request, number):
         if number % 4 == 1:  # English text where German was asked for
-            return ok(answer_for(request, number, query="A black cat sleeps under a big oak tree at noon today",
-                                 positive="The picture shows a black cat sleeping in the shade of an old tree."))
+            return ok(
+                answer_for(
+                    request,
+                    number,
+                    query="A black cat sleeps under a big oak tree at noon today",
+                    positive="The picture shows a black cat sleeping in the shade of an old tree.",
+                )
+            )
         if number % 4 == 2:
             return Reply(content="Sure! Here is your data: description ...")
         return valid(request, number)
@@ -153,8 +186,9 @@ def test_kill_and_resume_gives_every_sample_once(index_dir, tmp_path):
     with FakeOpenAI(slow) as server:
         args = generate_args(index_dir, out, server, 40, "--concurrency", "4")
         env = dict(os.environ)
-        process = subprocess.Popen([sys.executable, "-m", "synth", *args], cwd=REPO, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "synth", *args], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         samples = out / "samples.jsonl"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and (not samples.exists() or len(samples.read_bytes().splitlines()) < 8):
@@ -188,7 +222,9 @@ def test_resuming_with_other_settings_is_refused(index_dir, tmp_path, capsys):
 
 def test_overlapping_rank_windows_are_refused(index_dir, tmp_path, capsys):
     with FakeOpenAI(valid) as server:
-        args = generate_args(index_dir, tmp_path / "r", server, 2, "--positive-ranks", "1-10", "--negative-ranks", "5-30")
+        args = generate_args(
+            index_dir, tmp_path / "r", server, 2, "--positive-ranks", "1-10", "--negative-ranks", "5-30"
+        )
         assert main(args) == 2
     assert "--positive-ranks 1-10 must end before --negative-ranks 5-30" in capsys.readouterr().err
 

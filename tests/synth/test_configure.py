@@ -1,4 +1,5 @@
 """Stage 1 over a real index: determinism, neighbour windows, and the configured distribution."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -11,6 +12,7 @@ from synth.languages import default_weights, parse_weights
 from synth.pool import ImagePool, PoolError
 from synth.tasks import DEFAULT_TASK_WEIGHTS, TASKS, combo_weights
 from .synth_testing import assert_matches
+
 
 @pytest.fixture(scope="module")
 def pool(index_dir):
@@ -32,8 +34,9 @@ def test_same_seed_same_samples_other_seed_other_samples(pool):
 
 
 def test_images_follow_the_combination_and_neighbour_windows(pool):
-    configurator = Configurator(combo_weights(DEFAULT_TASK_WEIGHTS), {"en": 1.0}, pool, seed=1,
-                                positive_ranks=(1, 2), negative_ranks=(10, 12))
+    configurator = Configurator(
+        combo_weights(DEFAULT_TASK_WEIGHTS), {"en": 1.0}, pool, seed=1, positive_ranks=(1, 2), negative_ranks=(10, 12)
+    )
     store = pool.store
     seen = Counter()
     for index in range(300):
@@ -73,8 +76,15 @@ def test_default_languages_are_93_with_english_largest():
     assert max(weights, key=weights.get) == "en"
 
 
-@pytest.mark.parametrize("spec, message", [("en=1,xx=2", "unknown language 'xx'"), ("en=abc", "not a number"),
-                                           ("en=0", "sum to zero"), ("en=-1", "negative")])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("en=1,xx=2", "unknown language 'xx'"),
+        ("en=abc", "not a number"),
+        ("en=0", "sum to zero"),
+        ("en=-1", "negative"),
+    ],
+)
 def test_bad_weight_specs_are_explained(spec, message):
     from synth.languages import NAMES
 
@@ -121,8 +131,15 @@ def test_photo_search_combinations_map_to_the_apps_query_kinds():
     from synth.tasks import Combo
 
     kinds = {combo: Combo(combo).query_kind for combos in TASKS.values() for combo in combos}
-    assert kinds == {"I->T": None, "IT->T": None, "T->IT": None, "IT->IT": None,
-                     "T->I": QueryKind.TEXT, "I->I": QueryKind.IMAGE, "IT->I": QueryKind.COMPOSED}
+    assert kinds == {
+        "I->T": None,
+        "IT->T": None,
+        "T->IT": None,
+        "IT->IT": None,
+        "T->I": QueryKind.TEXT,
+        "I->I": QueryKind.IMAGE,
+        "IT->I": QueryKind.COMPOSED,
+    }
     for combo, kind in kinds.items():  # the sides agree with what the kind needs
         if kind is not None:
             assert (Combo(combo).query_text, Combo(combo).query_image) == (kind.needs_text, kind.needs_image)

@@ -1,4 +1,5 @@
 """Export: a datasets folder that loads with ``datasets`` and feeds the trainer's data loader."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,27 @@ from synth.records import INSPECTION_COLUMNS, METADATA_COLUMNS, SCHEMA_COLUMNS
 def run(index_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("export") / "run"
     with FakeOpenAI(lambda request, number: ok(answer_for(request, number))) as server:
-        assert main(["generate", "--index", str(index_dir), "--out", str(out), "--n", "24", "--base-url", server.url,
-                     "--model", "fake-4o", "--languages", "en,de,fr,es,ja", "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "generate",
+                    "--index",
+                    str(index_dir),
+                    "--out",
+                    str(out),
+                    "--n",
+                    "24",
+                    "--base-url",
+                    server.url,
+                    "--model",
+                    "fake-4o",
+                    "--languages",
+                    "en,de,fr,es,ja",
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
     return out
 
 

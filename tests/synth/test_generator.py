@@ -1,4 +1,5 @@
 """synth's public way to describe a generator and build its backend (used by `synth generate` and `trainer adapt`)."""
+
 from __future__ import annotations
 
 import pytest
@@ -28,11 +29,19 @@ def test_the_openai_backend_gets_every_option(monkeypatch):
     from synth.openai_backend import OpenAIBackend
 
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # this test is about the variable's fallback
-    backend = backend_from_settings(GeneratorSettings(model="m", json_mode=False, image_size=512, max_tokens=99,
-                                                      temperature=0.1, max_retries=2))
+    backend = backend_from_settings(
+        GeneratorSettings(model="m", json_mode=False, image_size=512, max_tokens=99, temperature=0.1, max_retries=2)
+    )
     assert isinstance(backend, OpenAIBackend)
-    assert (backend.model, backend.base_url, backend.json_mode, backend.image_max_side, backend.max_tokens,
-            backend.temperature, backend.max_retries) == ("m", "http://127.0.0.1:9/v1", False, 512, 99, 0.1, 2)
+    assert (
+        backend.model,
+        backend.base_url,
+        backend.json_mode,
+        backend.image_max_side,
+        backend.max_tokens,
+        backend.temperature,
+        backend.max_retries,
+    ) == ("m", "http://127.0.0.1:9/v1", False, 512, 99, 0.1, 2)
     explicit = backend_from_settings(GeneratorSettings(model="m", base_url="http://127.0.0.1:8/v1"))
     assert explicit.base_url == "http://127.0.0.1:8/v1" and explicit.json_mode
 
@@ -46,7 +55,23 @@ def test_adapt_describes_its_generator_with_its_own_temperature_option():
     from trainer.__main__ import build_parser
     from trainer.adapt import generator_settings
 
-    args = build_parser().parse_args(["adapt", "--index", "i", "--out", "o", "--model", "m", "--temperature", "0.02",
-                                      "--temperature-gen", "0.3", "--no-json-mode", "--price-in", "2"])
+    args = build_parser().parse_args(
+        [
+            "adapt",
+            "--index",
+            "i",
+            "--out",
+            "o",
+            "--model",
+            "m",
+            "--temperature",
+            "0.02",
+            "--temperature-gen",
+            "0.3",
+            "--no-json-mode",
+            "--price-in",
+            "2",
+        ]
+    )
     settings = generator_settings(args)
     assert settings.temperature == 0.3 and not settings.json_mode and settings.prices() == (2.0, 0.0)

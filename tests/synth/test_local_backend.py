@@ -1,4 +1,5 @@
 """The local transformers backend on the tiny random Mllama: gibberish is counted, never a crash."""
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,32 @@ def test_tiny_mllama_output_is_a_counted_failure(tiny_mllama_dir, photos):
 
 def test_local_run_ends_cleanly_with_failures_reported(tiny_mllama_dir, index_dir, tmp_path, capsys):
     out = tmp_path / "local"
-    code = main(["generate", "--index", str(index_dir), "--out", str(out), "--n", "2", "--backend", "local",
-                 "--model", str(tiny_mllama_dir), "--device", "cpu", "--max-tokens", "8", "--image-size", "64",
-                 "--max-attempts", "2", "--languages", "en", "--no-progress"])
+    code = main(
+        [
+            "generate",
+            "--index",
+            str(index_dir),
+            "--out",
+            str(out),
+            "--n",
+            "2",
+            "--backend",
+            "local",
+            "--model",
+            str(tiny_mllama_dir),
+            "--device",
+            "cpu",
+            "--max-tokens",
+            "8",
+            "--image-size",
+            "64",
+            "--max-attempts",
+            "2",
+            "--languages",
+            "en",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     assert "reached --max-attempts 2 with 0 of 2 accepted" in capsys.readouterr().err
     assert not (out / "samples.jsonl").exists()

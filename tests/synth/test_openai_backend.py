@@ -1,4 +1,5 @@
 """The OpenAI-compatible backend against a real HTTP server: retries, waits, repair, failures."""
+
 from __future__ import annotations
 
 import base64
@@ -17,8 +18,7 @@ from synth.openai_backend import OpenAIBackend
 
 
 def backend(server, **options) -> OpenAIBackend:
-    settings = dict(model="fake-4o", base_url=server.url, api_key="test-key", timeout=5.0, max_retries=3,
-                    backoff=0.05)
+    settings = dict(model="fake-4o", base_url=server.url, api_key="test-key", timeout=5.0, max_retries=3, backoff=0.05)
     settings.update(options)
     return OpenAIBackend(**settings)
 
@@ -31,7 +31,7 @@ def test_valid_answer_becomes_a_record_and_request_is_well_formed(photos):
     config = make_config(photos, combo="IT->IT", language="de")
     with FakeOpenAI(valid) as server:
         outcome = generate_one(backend(server), config)
-        (_, request), = server.requests
+        ((_, request),) = server.requests
     assert outcome.failure is None, outcome.failure
     record = outcome.record
     assert record["qry"].startswith("<|image_1|>\nFind an everyday photo")
@@ -81,8 +81,11 @@ def test_500_and_a_hang_past_the_timeout_are_retried(photos):
 
 def test_a_proxy_page_or_truncated_body_is_retried_not_a_crash(photos):
     config = make_config(photos)
-    replies = [Reply(raw=b"<html><body>502 Bad Gateway</body></html>"), Reply(raw=b'{"id": "chatcmpl-1", "cho'),
-               Reply(raw=b'{"object": "error"}')]
+    replies = [
+        Reply(raw=b"<html><body>502 Bad Gateway</body></html>"),
+        Reply(raw=b'{"id": "chatcmpl-1", "cho'),
+        Reply(raw=b'{"object": "error"}'),
+    ]
 
     def reply(request, number):
         return replies[number] if number < len(replies) else valid(request, number)
@@ -145,13 +148,20 @@ def test_empty_required_field_is_a_schema_failure(photos):
     assert outcome.failure["reason"] == "schema" and "revised.query empty" in outcome.failure["detail"]
 
 
-@pytest.mark.parametrize("override, reason", [
-    ({"query": "A red bicycle stands next to the river at sunset, seen from the other side."}, "wrong_language"),
-    ({"instruction": "Finde ein alltägliches Foto, das zur gegebenen Beschreibung passt."}, "wrong_language"),
-    ({"query": "Dieses Bild zeigt deutlich ein rotes Fahrrad neben dem Fluss am Mittag, umgeben von Menschen",
-      "positive": "Dieses Bild zeigt deutlich ein rotes Fahrrad neben dem Fluss am Mittag, umgeben von Menschen."},
-     "copied_positive"),
-])
+@pytest.mark.parametrize(
+    "override, reason",
+    [
+        ({"query": "A red bicycle stands next to the river at sunset, seen from the other side."}, "wrong_language"),
+        ({"instruction": "Finde ein alltägliches Foto, das zur gegebenen Beschreibung passt."}, "wrong_language"),
+        (
+            {
+                "query": "Dieses Bild zeigt deutlich ein rotes Fahrrad neben dem Fluss am Mittag, umgeben von Menschen",
+                "positive": "Dieses Bild zeigt deutlich ein rotes Fahrrad neben dem Fluss am Mittag, umgeben von Menschen.",
+            },
+            "copied_positive",
+        ),
+    ],
+)
 def test_quality_gates_reject(photos, override, reason):
     config = make_config(photos, combo="IT->T", language="de")
     with FakeOpenAI(lambda request, number: ok(answer_for(request, number, **override))) as server:

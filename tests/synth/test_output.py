@@ -1,4 +1,5 @@
 """The run folder: torn last lines, corrupt lines, leftovers of a kill, settings checks."""
+
 from __future__ import annotations
 
 import json

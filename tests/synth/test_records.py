@@ -1,4 +1,5 @@
 """Synthetic rows are spelled exactly as MMEB-train rows and as mme5.prompts builds the app's inputs."""
+
 from __future__ import annotations
 
 from ast import literal_eval
@@ -16,16 +17,23 @@ SIMILAR = "Find a day-to-day image that looks similar to the provided image."
 
 def record(photos, combo: str, instruction: str, query: str = "", positive: str = "", negative: str = "") -> dict:
     revised = Data(instruction=instruction, query=query, positive=positive, hard_negative=negative)
-    generation = Generation(description=Description(general="g", objects="o", context="c", brainstorm="b"),
-                            data=revised, evaluation=Evaluation(relevance="r", plausibility="p", clarity="c",
-                                                                diversity="d", improvements="i"), revised=revised)
+    generation = Generation(
+        description=Description(general="g", objects="o", context="c", brainstorm="b"),
+        data=revised,
+        evaluation=Evaluation(relevance="r", plausibility="p", clarity="c", diversity="d", improvements="i"),
+        revised=revised,
+    )
     return build_record(make_config(photos, combo=combo), generation, "fake", {})
 
 
 def served(row: dict, side: str) -> str:
     """What training feeds the model for one side of a row (the trainer's rewrite)."""
     text = row["qry"] if side == "qry" else (row["pos_text"] if side == "pos" else literal_eval(row["neg_text"])[0])
-    image = row["qry_image_path"] if side == "qry" else (row["pos_image_path"] if side == "pos" else literal_eval(row["neg_image_path"])[0])
+    image = (
+        row["qry_image_path"]
+        if side == "qry"
+        else (row["pos_image_path"] if side == "pos" else literal_eval(row["neg_image_path"])[0])
+    )
     return prompts.from_mmeb(text, bool(image))
 
 

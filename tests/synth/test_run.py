@@ -1,4 +1,5 @@
 """The generation loop itself: an unexpected error in one sample fails that sample, not the run."""
+
 from __future__ import annotations
 
 import pytest

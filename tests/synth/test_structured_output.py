@@ -3,6 +3,7 @@
 Three servers: one that supports json_schema, one that rejects it with HTTP 400, one that
 accepts the parameter but ignores it (answers with chatter around the JSON).
 """
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,23 @@ from .synth_fake_openai import FakeOpenAI, Reply, ok
 from synth.cli import main
 from synth.schema import Generation, response_schema
 
-GENERATE = ["--n", "6", "--model", "fake-4o", "--api-key", "k", "--languages", "en", "--tasks", "retrieval:T->I",
-            "--timeout", "5", "--no-progress", "--concurrency", "3"]
+GENERATE = [
+    "--n",
+    "6",
+    "--model",
+    "fake-4o",
+    "--api-key",
+    "k",
+    "--languages",
+    "en",
+    "--tasks",
+    "retrieval:T->I",
+    "--timeout",
+    "5",
+    "--no-progress",
+    "--concurrency",
+    "3",
+]
 
 
 def generate(index_dir, out, server) -> dict:
@@ -38,8 +54,10 @@ def formats(server) -> list:
 def test_schema_is_strict_and_closed():
     schema = response_schema()
     objects = [schema, *schema["$defs"].values()]
-    assert {tuple(o["required"]) for o in objects} >= {("description", "data", "evaluation", "revised"),
-                                                        ("instruction", "query", "positive", "hard_negative")}
+    assert {tuple(o["required"]) for o in objects} >= {
+        ("description", "data", "evaluation", "revised"),
+        ("instruction", "query", "positive", "hard_negative"),
+    }
     assert all(o["additionalProperties"] is False and set(o["required"]) == set(o["properties"]) for o in objects)
     assert set(schema["properties"]) == set(Generation.model_fields)
 
@@ -73,7 +91,7 @@ def test_server_rejecting_json_schema_with_400_falls_back_to_json_object_once(in
     assert 1 <= rejected <= 3  # at most the requests already in flight (--concurrency 3) before the first 400
     assert sent.count("json_object") == 6 and len(sent) == 6 + rejected and sent[0] == "json_schema"
     assert summary["structured_output"]["mode"] == "json_object" and summary["structured_output"]["confirmed"]
-    step, = summary["structured_output"]["steps"]
+    (step,) = summary["structured_output"]["steps"]
     assert step.startswith("json_schema -> json_object: the server rejected json_schema (HTTP 400")
     assert "json_schema is not supported" in step
     assert summary["failed"] == {} and summary["retries"] == 0  # a format fallback is not a retry or a failure

@@ -1,4 +1,5 @@
 """Fixtures of the trainer tests: a toy multilingual shapes task generated on the fly."""
+
 from __future__ import annotations
 
 import json
@@ -14,10 +15,14 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 60, 220)}
 SHAPES = ("circle", "square", "triangle")
 CAPTIONS = {  # language -> (colour, shape) -> caption
     "en": lambda c, s: f"a {c} {s}",
-    "es": lambda c, s: f"un {dict(circle='círculo', square='cuadrado', triangle='triángulo')[s]} "
-                       f"{dict(red='rojo', green='verde', blue='azul')[c]}",
-    "ru": lambda c, s: f"{dict(red='красный', green='зелёный', blue='синий')[c]} "
-                       f"{dict(circle='круг', square='квадрат', triangle='треугольник')[s]}",
+    "es": lambda c, s: (
+        f"un {dict(circle='círculo', square='cuadrado', triangle='triángulo')[s]} "
+        f"{dict(red='rojo', green='verde', blue='azul')[c]}"
+    ),
+    "ru": lambda c, s: (
+        f"{dict(red='красный', green='зелёный', blue='синий')[c]} "
+        f"{dict(circle='круг', square='квадрат', triangle='треугольник')[s]}"
+    ),
 }
 DOCUMENT = "<|image_1|>\nRepresent the given image.\n"  # MMEB form of mme5.prompts.IMAGE_DOCUMENT
 
@@ -39,7 +44,9 @@ def draw(colour: str, shape: str, rng: random.Random, side: int = 28) -> Image.I
     return image
 
 
-def make_toy(root: Path, family: str = "mllama", per_class_train: int = 4, per_class_test: int = 2, seed: int = 0) -> dict:
+def make_toy(
+    root: Path, family: str = "mllama", per_class_train: int = 4, per_class_test: int = 2, seed: int = 0
+) -> dict:
     """Images + mmE5-schema JSONL (text -> image, 3 languages, hard negatives of a near class).
 
     Queries and documents are spelled as the search engine will embed them for ``family``:
@@ -68,19 +75,31 @@ def make_toy(root: Path, family: str = "mllama", per_class_train: int = 4, per_c
         for name in names:
             for language, caption in CAPTIONS.items():
                 negatives = rng.sample(near, 3)
-                rows.append({
-                    "qry": registry.build_prompt(family, "text", caption(colour, shape), prompts.TEXT_TO_IMAGE_INSTRUCTION),
-                    "qry_image_path": "", "pos_text": document, "pos_image_path": name,
-                    "neg_text": str([document] * 3),
-                    "neg_image_path": str([rng.choice(split_files["train"][n]) for n in negatives]),
-                })
+                rows.append(
+                    {
+                        "qry": registry.build_prompt(
+                            family, "text", caption(colour, shape), prompts.TEXT_TO_IMAGE_INSTRUCTION
+                        ),
+                        "qry_image_path": "",
+                        "pos_text": document,
+                        "pos_image_path": name,
+                        "neg_text": str([document] * 3),
+                        "neg_image_path": str([rng.choice(split_files["train"][n]) for n in negatives]),
+                    }
+                )
     rng.shuffle(rows)
     train_file = root / "train.jsonl"
     train_file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     test = [(f"{c}-{s}", name) for (c, s), names in split_files["test"].items() for name in names]
     queries = [(f"{c}-{s}", language, caption(c, s)) for (c, s) in classes for language, caption in CAPTIONS.items()]
-    return {"root": root, "images": images, "train": train_file, "test_images": test, "queries": queries,
-            "labels": labels}
+    return {
+        "root": root,
+        "images": images,
+        "train": train_file,
+        "test_images": test,
+        "queries": queries,
+        "labels": labels,
+    }
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 Saves the (rank-averaged) loss and LoRA gradients so the test can compare them with one
 process holding the whole global batch.
 """
+
 from __future__ import annotations
 
 import sys
@@ -48,8 +49,10 @@ def main(model_dir, train_file, image_dir, batch_size, out_prefix, chunk):
     out = run_step(embedder, params, data, int(batch_size), world, rank, int(chunk))
     loss = torch.tensor([out.loss.item()], dtype=torch.float64)
     dist.all_reduce(loss)
-    torch.save({"loss": loss.item() / world, "grads": {n: p.grad.clone() for n, p in params.items()}},
-               f"{out_prefix}-{rank}.pt")
+    torch.save(
+        {"loss": loss.item() / world, "grads": {n: p.grad.clone() for n, p in params.items()}},
+        f"{out_prefix}-{rank}.pt",
+    )
     dist.destroy_process_group()
 
 

@@ -5,6 +5,7 @@ green, blue) and kind (fill ratio of its bounding box: square ~1, circle ~0.79, 
 ~0.5), and names them in the language the prompt asks for (en, es, ru). With ``lie=True``
 it names a wrong class instead (training on that cannot help).
 """
+
 from __future__ import annotations
 
 import base64
@@ -21,20 +22,50 @@ from ..synth.synth_fake_openai import FakeOpenAI, ok
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 60, 220)}
 SHAPES = ("circle", "square", "triangle")
 NAMES = {
-    "en": ({"red": "red", "green": "green", "blue": "blue"}, {"circle": "circle", "square": "square",
-                                                            "triangle": "triangle"}),
-    "es": ({"red": "rojo", "green": "verde", "blue": "azul"}, {"circle": "círculo", "square": "cuadrado",
-                                                              "triangle": "triángulo"}),
-    "ru": ({"red": "красный", "green": "зелёный", "blue": "синий"}, {"circle": "круг", "square": "квадрат",
-                                                                     "triangle": "треугольник"}),
+    "en": (
+        {"red": "red", "green": "green", "blue": "blue"},
+        {"circle": "circle", "square": "square", "triangle": "triangle"},
+    ),
+    "es": (
+        {"red": "rojo", "green": "verde", "blue": "azul"},
+        {"circle": "círculo", "square": "cuadrado", "triangle": "triángulo"},
+    ),
+    "ru": (
+        {"red": "красный", "green": "зелёный", "blue": "синий"},
+        {"circle": "круг", "square": "квадрат", "triangle": "треугольник"},
+    ),
 }
 TEMPLATES = {
-    "en": ["a {c} {s}", "a photo of a {c} {s}", "{c} {s} on white", "picture with a {c} {s}", "one {c} {s}",
-           "the {c} {s} image", "a single {c} {s}", "simple {c} {s}"],
-    "es": ["un {s} {c}", "foto de un {s} {c}", "{s} {c} sobre blanco", "imagen con un {s} {c}", "un solo {s} {c}",
-           "la imagen del {s} {c}", "dibujo de un {s} {c}", "un {s} {c} simple"],
-    "ru": ["{c} {s}", "фото: {c} {s}", "{c} {s} на белом", "картинка, где {c} {s}", "один {c} {s}",
-           "изображение: {c} {s}", "рисунок: {c} {s}", "простой {c} {s}"],
+    "en": [
+        "a {c} {s}",
+        "a photo of a {c} {s}",
+        "{c} {s} on white",
+        "picture with a {c} {s}",
+        "one {c} {s}",
+        "the {c} {s} image",
+        "a single {c} {s}",
+        "simple {c} {s}",
+    ],
+    "es": [
+        "un {s} {c}",
+        "foto de un {s} {c}",
+        "{s} {c} sobre blanco",
+        "imagen con un {s} {c}",
+        "un solo {s} {c}",
+        "la imagen del {s} {c}",
+        "dibujo de un {s} {c}",
+        "un {s} {c} simple",
+    ],
+    "ru": [
+        "{c} {s}",
+        "фото: {c} {s}",
+        "{c} {s} на белом",
+        "картинка, где {c} {s}",
+        "один {c} {s}",
+        "изображение: {c} {s}",
+        "рисунок: {c} {s}",
+        "простой {c} {s}",
+    ],
 }
 
 
@@ -63,13 +94,32 @@ def answer(request: dict, number: int, lie: bool = False) -> str:
         colour, shape = rng.choice([c for c in COLOURS if c != colour]), rng.choice([s for s in SHAPES if s != shape])
     colours, shapes = NAMES[language]
     query = random.Random(number).choice(TEMPLATES[language]).format(c=colours[colour], s=shapes[shape])
-    data = {"instruction": "Find an everyday image that matches the given caption.", "query": query,
-            "positive": "", "hard_negative": ""}
-    return json.dumps({
-        "description": {"general": f"A {colour} {shape} on white.", "objects": f"one {shape}", "context": "a drawing",
-                        "brainstorm": "name colour and shape"},
-        "data": data, "evaluation": {"relevance": "ok", "plausibility": "ok", "clarity": "ok", "diversity": "ok",
-                                     "improvements": "none"}, "revised": data}, ensure_ascii=False)
+    data = {
+        "instruction": "Find an everyday image that matches the given caption.",
+        "query": query,
+        "positive": "",
+        "hard_negative": "",
+    }
+    return json.dumps(
+        {
+            "description": {
+                "general": f"A {colour} {shape} on white.",
+                "objects": f"one {shape}",
+                "context": "a drawing",
+                "brainstorm": "name colour and shape",
+            },
+            "data": data,
+            "evaluation": {
+                "relevance": "ok",
+                "plausibility": "ok",
+                "clarity": "ok",
+                "diversity": "ok",
+                "improvements": "none",
+            },
+            "revised": data,
+        },
+        ensure_ascii=False,
+    )
 
 
 def shapes_server(lie: bool = False) -> FakeOpenAI:

@@ -6,6 +6,7 @@ names its colour and shape in the requested language (en, es, ru). ``adapt --app
 raise held-out recall@10 well above its start, re-embed the index with the adapter, and a
 search engine opened before the run must serve the gain without a restart.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,10 +28,28 @@ from ..synth.synth_fake_openai import FakeOpenAI, Reply, ok
 from indexer.catalog import CATALOG_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # trains; about 3 minutes on an idle 2-core box: 190 generator calls, 120 steps
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(1800),
+]  # trains; about 3 minutes on an idle 2-core box: 190 generator calls, 120 steps
 PER_CLASS = 6
-TRAIN = ["--steps", "120", "--batch-size", "16", "--lr", "1e-3", "--temperature", "0.05", "--warmup-ratio", "0.1",
-         "--negative-ratio", "1", "--no-gradient-checkpointing", "--save-every", "0"]
+TRAIN = [
+    "--steps",
+    "120",
+    "--batch-size",
+    "16",
+    "--lr",
+    "1e-3",
+    "--temperature",
+    "0.05",
+    "--warmup-ratio",
+    "0.1",
+    "--negative-ratio",
+    "1",
+    "--no-gradient-checkpointing",
+    "--save-every",
+    "0",
+]
 
 
 # the library's photos in order; they are named like a camera's (IMG_0007.png), which says nothing, so that the
@@ -51,15 +70,47 @@ def make_library(root: Path, tiny_mllama) -> Path:
 
 
 def adapt_command(index: Path, run: Path, server, *extra) -> list[str]:
-    return [sys.executable, "-m", "trainer", "adapt", "--index", str(index), "--out", str(run), "--base-url",
-            server.url, "--model", "fake-4o", "--api-key", "k", "--languages", "en,es,ru", "--tasks",
-            "retrieval:T->I", "--concurrency", "4", "--timeout", "30", "--device", "cpu", "--no-progress", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "trainer",
+        "adapt",
+        "--index",
+        str(index),
+        "--out",
+        str(run),
+        "--base-url",
+        server.url,
+        "--model",
+        "fake-4o",
+        "--api-key",
+        "k",
+        "--languages",
+        "en,es,ru",
+        "--tasks",
+        "retrieval:T->I",
+        "--concurrency",
+        "4",
+        "--timeout",
+        "30",
+        "--device",
+        "cpu",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def adapt(index: Path, run: Path, server, env, *extra) -> subprocess.CompletedProcess:
     """No terminal attached (stdin /dev/null, output captured): it must never ask."""
-    return subprocess.run(adapt_command(index, run, server, *extra), stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=1500, cwd=ROOT, env=env)
+    return subprocess.run(
+        adapt_command(index, run, server, *extra),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        cwd=ROOT,
+        env=env,
+    )
 
 
 def adapt_on_terminal(command: list[str], env, answer: str, timeout: float = 600) -> tuple[int, str, bool]:
@@ -68,8 +119,9 @@ def adapt_on_terminal(command: list[str], env, answer: str, timeout: float = 600
     Returns (exit status, everything it wrote, whether it asked).
     """
     master, slave = os.openpty()
-    process = subprocess.Popen(command, stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, env=env,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, env=env, start_new_session=True
+    )
     os.close(slave)
     output, asked = bytearray(), False
     deadline = time.monotonic() + timeout
@@ -131,9 +183,20 @@ def adapted(tiny_mllama, cli_env, tmp_path_factory):
         accepted = adapt_on_terminal(command, cli_env, "y")
         later_calls = len(server.requests) - calls
     assert unattended.returncode == 0, unattended.stderr[-4000:]
-    yield {"root": root, "index": index, "run": run, "engine": engine, "app_before": app_before,
-           "unattended": unattended, "declined": declined, "declined_index": declined_index,
-           "declined_report": declined_report, "accepted": accepted, "catalog": catalog, "later_calls": later_calls}
+    yield {
+        "root": root,
+        "index": index,
+        "run": run,
+        "engine": engine,
+        "app_before": app_before,
+        "unattended": unattended,
+        "declined": declined,
+        "declined_index": declined_index,
+        "declined_report": declined_report,
+        "accepted": accepted,
+        "catalog": catalog,
+        "later_calls": later_calls,
+    }
     engine.close()
 
 
@@ -184,7 +247,9 @@ def test_adapt_raises_heldout_recall_and_applies_the_adapter(adapted):
     assert not (adapted["index"].parent / ".index.adapting").exists()
     # held-out photos never reach training: not as query, positive or negative
     rows = [json.loads(line) for line in (run / "train.jsonl").read_text().splitlines()]
-    used = {p for row in rows for p in [row["qry_image_path"], row["pos_image_path"], *eval(row["neg_image_path"])] if p}  # noqa: S307
+    used = {
+        p for row in rows for p in [row["qry_image_path"], row["pos_image_path"], *eval(row["neg_image_path"])] if p
+    }  # noqa: S307
     assert held_out and used and not used & held_out
     queries = [json.loads(line) for line in (run / "heldout" / "samples.jsonl").read_text().splitlines()]
     root = json.loads((run / "heldout" / "run.json").read_text())["image_root"]
@@ -200,10 +265,28 @@ def test_the_running_app_serves_the_gain_without_restart(adapted):
 
 
 def test_eval_alone_measures_the_index_as_it_is_now(adapted, cli_env):
-    result = subprocess.run([sys.executable, "-m", "trainer", "eval", "--index", str(adapted["index"]), "--queries",
-                             str(adapted["run"] / "heldout"), "--device", "cpu", "--no-progress", "--out",
-                             str(adapted["root"] / "eval.json")], capture_output=True, text=True, timeout=600,
-                            cwd=ROOT, env=cli_env)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            "eval",
+            "--index",
+            str(adapted["index"]),
+            "--queries",
+            str(adapted["run"] / "heldout"),
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--out",
+            str(adapted["root"] / "eval.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env=cli_env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     measured = json.loads((adapted["root"] / "eval.json").read_text())
     report = json.loads((adapted["run"] / "report.json").read_text())
@@ -213,8 +296,9 @@ def test_eval_alone_measures_the_index_as_it_is_now(adapted, cli_env):
 
 def test_rerun_resumes_and_nothing_is_redone(adapted, cli_env):
     with shapes_server() as server:
-        result = adapt(adapted["index"], adapted["run"], server, cli_env, "--n", "144", "--n-eval", "45", *TRAIN,
-                       "--apply")
+        result = adapt(
+            adapted["index"], adapted["run"], server, cli_env, "--n", "144", "--n-eval", "45", *TRAIN, "--apply"
+        )
         calls = len(server.requests)
     assert result.returncode == 0, result.stderr[-3000:]
     assert calls == 0 and "re-indexing" not in result.stderr
@@ -226,19 +310,57 @@ def test_when_training_does_not_help_nothing_is_applied(tiny_mllama, cli_env, tm
 
     index = make_library(tmp_path, tiny_mllama)
     guard = make_guard_sets(tmp_path / "guard")
-    guard_flags = ["--guard-mmeb", str(guard["mmeb"]), "--guard-mmeb-image-dir", str(guard["mmeb_images"]),
-                   "--guard-xtd", str(guard["xtd"]), "--guard-xtd-image-dir", str(guard["xtd_images"])]
+    guard_flags = [
+        "--guard-mmeb",
+        str(guard["mmeb"]),
+        "--guard-mmeb-image-dir",
+        str(guard["mmeb_images"]),
+        "--guard-xtd",
+        str(guard["xtd"]),
+        "--guard-xtd-image-dir",
+        str(guard["xtd_images"]),
+    ]
     catalog = (index / CATALOG_FILE).stat()
     with shapes_server() as server:
-        dry = adapt(index, tmp_path / "run", server, cli_env, "--n", "18", "--n-eval", "9", "--price-in", "2.5",
-                    "--price-out", "10", *guard_flags, "--dry-run")
+        dry = adapt(
+            index,
+            tmp_path / "run",
+            server,
+            cli_env,
+            "--n",
+            "18",
+            "--n-eval",
+            "9",
+            "--price-in",
+            "2.5",
+            "--price-out",
+            "10",
+            *guard_flags,
+            "--dry-run",
+        )
         assert dry.returncode == 0, dry.stderr[-3000:]
         assert "adapt plan" in dry.stdout and not server.requests  # the plan and its cost, before any call
         assert "about 30 calls" in dry.stdout and "cost ≈ $0." in dry.stdout
         assert "MMEB overall P@1 on 2 subset(s), 18 queries; XTD mean R@10 on 2 subset(s), 18 queries" in dry.stdout
         assert not (tmp_path / "run").exists()
-        result = adapt(index, tmp_path / "run", server, cli_env, "--n", "18", "--n-eval", "9", "--steps", "2",
-                       "--batch-size", "4", "--lr", "0", *guard_flags, "--apply")
+        result = adapt(
+            index,
+            tmp_path / "run",
+            server,
+            cli_env,
+            "--n",
+            "18",
+            "--n-eval",
+            "9",
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--lr",
+            "0",
+            *guard_flags,
+            "--apply",
+        )
         assert server.requests
     assert result.returncode == 0, result.stderr[-3000:]
     # the plan with its cost estimate is logged before the first generator answer is
@@ -293,8 +415,21 @@ def _lines(path: Path) -> int:
 def test_a_kill_during_synthesis_or_training_resumes_after_the_last_finished_step(tiny_mllama, cli_env, tmp_path):
     index = make_library(tmp_path, tiny_mllama)
     run = tmp_path / "run"
-    flags = ["--n", "18", "--n-eval", "9", "--steps", "10", "--batch-size", "4", "--lr", "0", "--save-every", "5",
-             "--no-gradient-checkpointing"]
+    flags = [
+        "--n",
+        "18",
+        "--n-eval",
+        "9",
+        "--steps",
+        "10",
+        "--batch-size",
+        "4",
+        "--lr",
+        "0",
+        "--save-every",
+        "5",
+        "--no-gradient-checkpointing",
+    ]
     started = time.monotonic()
     train_samples = run / "synth-train" / "samples.jsonl"
 
@@ -306,8 +441,15 @@ def test_a_kill_during_synthesis_or_training_resumes_after_the_last_finished_ste
 
     # 1. killed while synthesising the training samples
     with FakeOpenAI(answering_then_hanging) as server:
-        process = subprocess.Popen(adapt_command(index, run, server, *flags), cwd=ROOT, env=cli_env,
-                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            adapt_command(index, run, server, *flags),
+            cwd=ROOT,
+            env=cli_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         _kill_when(process, lambda: _lines(train_samples) >= 2, "training samples")
     heldout = (run / "heldout" / "samples.jsonl").read_bytes()
     kept = _lines(train_samples)
@@ -317,8 +459,15 @@ def test_a_kill_during_synthesis_or_training_resumes_after_the_last_finished_ste
     # 2. rerun: only the missing training samples are asked for; killed again in the middle of training
     checkpoint = run / "adapter" / "checkpoints" / "step-00000005"
     with shapes_server() as server:
-        process = subprocess.Popen(adapt_command(index, run, server, *flags), cwd=ROOT, env=cli_env,
-                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            adapt_command(index, run, server, *flags),
+            cwd=ROOT,
+            env=cli_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         _kill_when(process, checkpoint.exists, "training checkpoint 5")
         second_calls = len(server.requests)
     assert (run / "heldout" / "samples.jsonl").read_bytes() == heldout  # finished step: untouched
@@ -368,17 +517,28 @@ def make_guard_sets(root: Path) -> dict:
     imagenet = []  # classification: image -> its class name among all nine
     for number, (colour, shape) in enumerate(classes):
         others = [f"{c} {s}" for c, s in classes if (c, s) != (colour, shape)]
-        imagenet.append({"qry_text": "<|image_1|>\nRepresent the given image for classification\n",
-                         "qry_img_path": picture(mmeb_images, "ImageNet-1K", colour, shape, number),
-                         "tgt_text": [f"{colour} {shape}", *others], "tgt_img_path": [""] * 9})
+        imagenet.append(
+            {
+                "qry_text": "<|image_1|>\nRepresent the given image for classification\n",
+                "qry_img_path": picture(mmeb_images, "ImageNet-1K", colour, shape, number),
+                "tgt_text": [f"{colour} {shape}", *others],
+                "tgt_img_path": [""] * 9,
+            }
+        )
     write(root / "MMEB-eval" / "ImageNet-1K" / "test-00000-of-00001.parquet", imagenet)
     coco = []  # text -> image among 12 drawings
     for number, (colour, shape) in enumerate(classes):
         wrong = [rng.choice([k for k in classes if k != (colour, shape)]) for _ in range(11)]
         paths = [picture(mmeb_images, "MSCOCO_t2i", colour, shape, 100 + number)]
         paths += [picture(mmeb_images, "MSCOCO_t2i", c, s, 200 + 11 * number + i) for i, (c, s) in enumerate(wrong)]
-        coco.append({"qry_text": f"Find me an everyday image that matches the given caption: a {colour} {shape}.\n",
-                     "qry_img_path": "", "tgt_text": [document] * 12, "tgt_img_path": paths})
+        coco.append(
+            {
+                "qry_text": f"Find me an everyday image that matches the given caption: a {colour} {shape}.\n",
+                "qry_img_path": "",
+                "tgt_text": [document] * 12,
+                "tgt_img_path": paths,
+            }
+        )
     write(root / "MMEB-eval" / "MSCOCO_t2i" / "test-00000-of-00001.parquet", coco)
     (root / "MMEB-eval" / "README.md").write_text("dataset card\n")  # a hub download has one; not a subset
     for language in ("es", "ru"):
@@ -387,7 +547,13 @@ def make_guard_sets(root: Path) -> dict:
             wrong = [rng.choice([k for k in classes if k != (colour, shape)]) for _ in range(11)]
             paths = [picture(xtd_images, language, colour, shape, number)]
             paths += [picture(xtd_images, language, c, s, 100 + 11 * number + i) for i, (c, s) in enumerate(wrong)]
-            rows.append({"qry_text": CAPTIONS[language](colour, shape), "qry_img_path": "",
-                         "tgt_text": [document] * 12, "tgt_img_path": paths})
+            rows.append(
+                {
+                    "qry_text": CAPTIONS[language](colour, shape),
+                    "qry_img_path": "",
+                    "tgt_text": [document] * 12,
+                    "tgt_img_path": paths,
+                }
+            )
         write(root / "XTD-10" / language / "test-00000-of-00001.parquet", rows)
     return {"mmeb": root / "MMEB-eval", "xtd": root / "XTD-10", "mmeb_images": mmeb_images, "xtd_images": xtd_images}

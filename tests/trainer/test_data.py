@@ -1,4 +1,5 @@
 """load_examples: every source layout, safe negative parsing, bad rows skipped and counted."""
+
 from __future__ import annotations
 
 import json
@@ -51,7 +52,9 @@ def test_jsonl_rows_resolve_images_keep_placeholders_and_pad_negatives(tmp_path,
 
 
 def test_negatives_truncated_and_list_columns_accepted(tmp_path, image_dir):
-    source = write_jsonl(tmp_path / "d.jsonl", [row(neg_text=["a", "b", "c", "d"], neg_image_path=["n1.png", "n2.png", "", ""])])
+    source = write_jsonl(
+        tmp_path / "d.jsonl", [row(neg_text=["a", "b", "c", "d"], neg_image_path=["n1.png", "n2.png", "", ""])]
+    )
     example = load_examples([str(source)], str(image_dir), negative_ratio=2)[0]
     assert example.neg_texts == ["a", "b"]
     assert example.neg_image_paths == [str(image_dir / "n1.png"), str(image_dir / "n2.png")]
@@ -88,8 +91,12 @@ def test_bad_rows_are_skipped_and_counted(tmp_path, image_dir):
     data = load_examples([str(source)], str(image_dir))
     assert len(data) == 1
     assert data.skipped == {
-        "missing query image": 1, "missing positive image": 1, "empty query": 1, "empty positive": 1,
-        "missing negative image": 1, "unparsable JSON line (d.jsonl:7: Expecting property name enclosed in double quotes)": 1,
+        "missing query image": 1,
+        "missing positive image": 1,
+        "empty query": 1,
+        "empty positive": 1,
+        "missing negative image": 1,
+        "unparsable JSON line (d.jsonl:7: Expecting property name enclosed in double quotes)": 1,
     }
 
 
@@ -130,12 +137,17 @@ def test_parquet_files_and_hub_download_folders(tmp_path, image_dir):
 
     download = tmp_path / "mmE5-synthetic"
     (download / "Retrieval").mkdir(parents=True)
-    datasets.Dataset.from_list([row(), row(pos_text="crimson")]).to_parquet(str(download / "Retrieval" / "train.parquet"))
+    datasets.Dataset.from_list([row(), row(pos_text="crimson")]).to_parquet(
+        str(download / "Retrieval" / "train.parquet")
+    )
     datasets.Dataset.from_list([row(pos_text="ruby")]).to_parquet(str(tmp_path / "extra.parquet"))
     data = load_examples([str(download), str(tmp_path / "extra.parquet")], str(image_dir))
     assert [e.pos_text for e in data] == ["red", "crimson", "ruby"]
 
 
 def test_unreachable_hub_dataset_says_what_to_do(image_dir):
-    with pytest.raises(DataError, match=r"someone/no-such-data:Retrieval: could not load hub dataset .*Offline\? .*--local-dir DIR`\) and pass DIR"):
+    with pytest.raises(
+        DataError,
+        match=r"someone/no-such-data:Retrieval: could not load hub dataset .*Offline\? .*--local-dir DIR`\) and pass DIR",
+    ):
         load_examples(["someone/no-such-data:Retrieval"], str(image_dir))

@@ -1,5 +1,6 @@
 """Two gloo processes give the loss and gradients of one process holding the global batch;
 GradCache gives the gradients of plain backprop."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -39,18 +40,41 @@ def single(tiny_mllama_dir, toy):
     embedder, params = worker.prepare(str(tiny_mllama_dir))
     data = load_examples([str(toy["train"])], str(toy["images"]))
     out = worker.run_step(embedder, params, data, 4, 1, 0, 0)
-    return {"loss": out.loss.item(), "grads": {n: p.grad.clone() for n, p in params.items()},
-            "worker": worker, "embedder": embedder, "params": params, "data": data}
+    return {
+        "loss": out.loss.item(),
+        "grads": {n: p.grad.clone() for n, p in params.items()},
+        "worker": worker,
+        "embedder": embedder,
+        "params": params,
+        "data": data,
+    }
 
 
 @pytest.mark.parametrize("chunk", [0, 1], ids=["plain", "grad-cache"])
 def test_two_gloo_processes_match_one_process(tiny_mllama_dir, toy, single, cli_env, tmp_path, chunk):
     prefix = tmp_path / "rank"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(_free_port()), "--module", "tests.trainer.dist_worker", str(tiny_mllama_dir), str(toy["train"]),
-               str(toy["images"]), "2", str(prefix), str(chunk)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=400, env=cli_env,
-                            cwd=WORKER.parents[2])  # `--module` from the repo root finds the packages
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "--module",
+        "tests.trainer.dist_worker",
+        str(tiny_mllama_dir),
+        str(toy["train"]),
+        str(toy["images"]),
+        "2",
+        str(prefix),
+        str(chunk),
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=400, env=cli_env, cwd=WORKER.parents[2]
+    )  # `--module` from the repo root finds the packages
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [torch.load(f"{prefix}-{rank}.pt") for rank in (0, 1)]
     for saved in ranks:
@@ -69,4 +93,3 @@ def test_grad_cache_gradients_equal_plain(single):
     assert out.loss.item() == pytest.approx(single["loss"], rel=1e-5)
     for name, grad in single["grads"].items():
         torch.testing.assert_close(params[name].grad, grad, rtol=1e-4, atol=1e-6, msg=name)
-

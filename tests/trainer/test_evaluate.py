@@ -4,6 +4,7 @@ A candidate identical to the query gets the same vector (each unique input is em
 once), so it scores the maximum; that lets each row be made a hit or a miss on purpose,
 whatever the (random) tiny model's weights are.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,12 @@ DOC = "<|image_1|>\nRepresent the given image.\n"
 
 def image_row(images, query, answer, distractors):
     """Image-document rows: the query image vs candidate images."""
-    return {"qry_text": DOC, "qry_img_path": images[query], "tgt_text": [DOC] * (1 + len(distractors)),
-            "tgt_img_path": [images[answer]] + [images[d] for d in distractors]}
+    return {
+        "qry_text": DOC,
+        "qry_img_path": images[query],
+        "tgt_text": [DOC] * (1 + len(distractors)),
+        "tgt_img_path": [images[answer]] + [images[d] for d in distractors],
+    }
 
 
 def text_row(query, answer, distractors):
@@ -47,25 +52,38 @@ def fixtures(tmp_path_factory):
     mmeb, xtd = root / "mmeb", root / "xtd"
     mmeb.mkdir(), xtd.mkdir()
     # ImageNet-1K (Classification, IND): 3 of 4 right -> 75
-    write_jsonl(mmeb / "ImageNet-1K.jsonl", [
-        image_row(images, "a", "a", ["b", "c"]),
-        image_row(images, "b", "b", ["a", "c"]),
-        text_row("<|image_1|>\nzebra", "<|image_1|>\nzebra", ["horse", "donkey"]),
-        image_row(images, "c", "d", ["c", "e"]),  # a distractor equals the query: miss
-    ])
+    write_jsonl(
+        mmeb / "ImageNet-1K.jsonl",
+        [
+            image_row(images, "a", "a", ["b", "c"]),
+            image_row(images, "b", "b", ["a", "c"]),
+            text_row("<|image_1|>\nzebra", "<|image_1|>\nzebra", ["horse", "donkey"]),
+            image_row(images, "c", "d", ["c", "e"]),  # a distractor equals the query: miss
+        ],
+    )
     # MSCOCO_t2i (Retrieval, IND): 1 of 2 -> 50
     write_jsonl(mmeb / "MSCOCO_t2i.jsonl", [text_row("dog", "dog", ["cat"]), text_row("cat", "lion", ["cat", "dog"])])
     # ImageNet-A (Classification, OOD) as a datasets folder: 2 of 2 -> 100
-    datasets.Dataset.from_list([
-        {"qry_text": "red", "qry_img_path": "", "tgt_text": ["red", "blue"], "tgt_img_path": ["", ""]},
-        {"qry_text": DOC, "qry_img_path": images["e"], "tgt_text": [DOC, DOC], "tgt_img_path": [images["e"], images["f"]]},
-    ]).save_to_disk(str(mmeb / "ImageNet-A"))
+    datasets.Dataset.from_list(
+        [
+            {"qry_text": "red", "qry_img_path": "", "tgt_text": ["red", "blue"], "tgt_img_path": ["", ""]},
+            {
+                "qry_text": DOC,
+                "qry_img_path": images["e"],
+                "tgt_text": [DOC, DOC],
+                "tgt_img_path": [images["e"], images["f"]],
+            },
+        ]
+    ).save_to_disk(str(mmeb / "ImageNet-A"))
     words = [f"word{i}" for i in range(12)]
-    write_jsonl(xtd / "es.jsonl", [
-        text_row("perro", "perro", words[:11]),  # rank 0: hit at 1 and 10
-        text_row("gato", "tigre", ["gato"] * 10 + words[:1]),  # 10 candidates above the answer: miss
-        text_row("pez", "atún", ["pez"] * 9),  # 9 above: R@10 hit, P@1 miss
-    ])
+    write_jsonl(
+        xtd / "es.jsonl",
+        [
+            text_row("perro", "perro", words[:11]),  # rank 0: hit at 1 and 10
+            text_row("gato", "tigre", ["gato"] * 10 + words[:1]),  # 10 candidates above the answer: miss
+            text_row("pez", "atún", ["pez"] * 9),  # 9 above: R@10 hit, P@1 miss
+        ],
+    )
     write_jsonl(xtd / "it.jsonl", [text_row("cane", "cane", words)])
     return root
 
@@ -108,7 +126,9 @@ def test_paper_figures_shown_beside_a_full_size_model(tiny_mllama, fixtures):
 def test_missing_images_fail_before_any_embedding(tiny_mllama, fixtures, tmp_path):
     bad = tmp_path / "mmeb"
     bad.mkdir()
-    write_jsonl(bad / "CIRR.jsonl", [{"qry_text": DOC, "qry_img_path": "gone.png", "tgt_text": ["x"], "tgt_img_path": [""]}])
+    write_jsonl(
+        bad / "CIRR.jsonl", [{"qry_text": DOC, "qry_img_path": "gone.png", "tgt_text": ["x"], "tgt_img_path": [""]}]
+    )
     with pytest.raises(EvalDataError, match=r"CIRR.jsonl: 1 image\(s\) not found, e.g. .*gone.png; is --image-dir"):
         evaluate(tiny_mllama, mmeb=bad, image_dir=fixtures / "img")
     write_jsonl(bad / "CIRR.jsonl", [{"qry_text": "q", "tgt_text": ["a", "b"], "tgt_img_path": ["a.png"]}])
@@ -120,9 +140,26 @@ def test_missing_images_fail_before_any_embedding(tiny_mllama, fixtures, tmp_pat
 def test_eval_cli_writes_json_and_markdown(tiny_mllama_dir, fixtures, tmp_path):
     out = tmp_path / "report.json"
     result = subprocess.run(
-        [sys.executable, "-m", "trainer", "eval", "--model", str(tiny_mllama_dir), "--mmeb", str(fixtures / "mmeb"),
-         "--xtd", str(fixtures / "xtd"), "--image-dir", str(fixtures / "img"), "--out", str(out), "--no-progress"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            "eval",
+            "--model",
+            str(tiny_mllama_dir),
+            "--mmeb",
+            str(fixtures / "mmeb"),
+            "--xtd",
+            str(fixtures / "xtd"),
+            "--image-dir",
+            str(fixtures / "img"),
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
@@ -130,6 +167,19 @@ def test_eval_cli_writes_json_and_markdown(tiny_mllama_dir, fixtures, tmp_path):
     assert report["xtd"]["languages"]["es"]["recall_at_10"] == pytest.approx(200 / 3)
     assert "## MMEB (Precision@1, %)" in result.stdout  # the table goes to stdout, progress to stderr
     assert out.with_suffix(".md").read_text().strip() == result.stdout.strip()
-    missing = subprocess.run([sys.executable, "-m", "trainer", "eval", "--model", str(tiny_mllama_dir),
-                              "--image-dir", str(fixtures / "img")], capture_output=True, text=True, timeout=300)
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            "eval",
+            "--model",
+            str(tiny_mllama_dir),
+            "--image-dir",
+            str(fixtures / "img"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert missing.returncode == 2 and "give --mmeb DIR and/or --xtd DIR" in missing.stderr

@@ -6,6 +6,7 @@ except a learning rate and temperature suited to random weights, and the wide ta
 (`--lora-targets wide`: the vision MLPs too), which this measured figure was taken with; a
 random tiny vision tower needs that capacity to learn colours and shapes in 120 steps.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -40,11 +41,43 @@ def search_recall_at_1(engine, toy) -> float:
 def trained(tiny_mllama_dir, toy, cli_env, tmp_path_factory):
     output = tmp_path_factory.mktemp("learn") / "adapter"
     result = subprocess.run(
-        [sys.executable, "-m", "trainer", "train", "--model", str(tiny_mllama_dir), "--data", str(toy["train"]),
-         "--image-dir", str(toy["images"]), "--output", str(output), "--max-steps", "120", "--batch-size", "16",
-         "--lr", "1e-3", "--temperature", "0.05", "--warmup-ratio", "0.1", "--negative-ratio", "1",
-         "--no-gradient-checkpointing", "--save-every", "0", "--no-progress", "--lora-targets", "wide"],
-        capture_output=True, text=True, timeout=600, cwd=ROOT, env=cli_env,
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            "train",
+            "--model",
+            str(tiny_mllama_dir),
+            "--data",
+            str(toy["train"]),
+            "--image-dir",
+            str(toy["images"]),
+            "--output",
+            str(output),
+            "--max-steps",
+            "120",
+            "--batch-size",
+            "16",
+            "--lr",
+            "1e-3",
+            "--temperature",
+            "0.05",
+            "--warmup-ratio",
+            "0.1",
+            "--negative-ratio",
+            "1",
+            "--no-gradient-checkpointing",
+            "--save-every",
+            "0",
+            "--no-progress",
+            "--lora-targets",
+            "wide",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env=cli_env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return output
@@ -60,7 +93,9 @@ def test_recall_rises_from_chance_and_loads_with_mme5(tiny_mllama, tiny_mllama_d
     assert after >= 0.85
 
 
-def test_gain_reproduced_through_indexer_and_search_engine(tiny_mllama, tiny_mllama_dir, toy, trained, cli_env, tmp_path):
+def test_gain_reproduced_through_indexer_and_search_engine(
+    tiny_mllama, tiny_mllama_dir, toy, trained, cli_env, tmp_path
+):
     from indexer import build_index
     from search_app.engine import SearchEngine
 
@@ -69,9 +104,28 @@ def test_gain_reproduced_through_indexer_and_search_engine(tiny_mllama, tiny_mll
     build_index([photos], base_index, tiny_mllama, show_progress=False)
     tuned_index = tmp_path / "tuned-index"
     result = subprocess.run(
-        [sys.executable, "-m", "indexer", "build", "--dir", str(photos), "--index", str(tuned_index),
-         "--model", str(tiny_mllama_dir), "--adapter", str(trained), "--device", "cpu", "--quiet"],
-        capture_output=True, text=True, timeout=600, cwd=ROOT, env=cli_env,
+        [
+            sys.executable,
+            "-m",
+            "indexer",
+            "build",
+            "--dir",
+            str(photos),
+            "--index",
+            str(tuned_index),
+            "--model",
+            str(tiny_mllama_dir),
+            "--adapter",
+            str(trained),
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env=cli_env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     base = SearchEngine.open(base_index, device="cpu")

@@ -1,4 +1,5 @@
 """LoRA targets: the default is what the reference's target list matches, the wide set is an option."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,8 +10,11 @@ from trainer.model import REFERENCE_TARGETS, TARGET_PRESETS, LoraSettings, make_
 
 def lora_counts(model: torch.nn.Module, targets: set[str], r: int = 8) -> int:
     """Trainable LoRA+DoRA parameters: r*(in+out) per adapted Linear, plus DoRA's magnitude (out)."""
-    return sum(r * (m.in_features + m.out_features) + m.out_features for name, m in model.named_modules()
-               if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in targets)
+    return sum(
+        r * (m.in_features + m.out_features) + m.out_features
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in targets
+    )
 
 
 def adapted(tiny_mllama_dir, targets) -> tuple[set[str], int]:
@@ -19,8 +23,9 @@ def adapted(tiny_mllama_dir, targets) -> tuple[set[str], int]:
 
     embedder = load_embedder(str(tiny_mllama_dir), device="cpu")
     peft_model = make_trainable(embedder, LoraSettings(targets=targets), gradient_checkpointing=False)
-    names = {name.split(".lora_A")[0].rsplit(".", 1)[-1] for name, _ in peft_model.named_parameters()
-             if ".lora_A." in name}
+    names = {
+        name.split(".lora_A")[0].rsplit(".", 1)[-1] for name, _ in peft_model.named_parameters() if ".lora_A." in name
+    }
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     return names, trainable
 

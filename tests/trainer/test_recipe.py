@@ -1,4 +1,5 @@
 """Per-source row caps (SOURCE@ROWS) and the --recipe mme5 preset (the paper's data mix)."""
+
 from __future__ import annotations
 
 import json
@@ -12,15 +13,45 @@ from trainer.data import DataError, RECIPES, expand_recipe, load_examples, split
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER_FACTS_SUBSETS = {  # /work/shared/reference/mme5-paper-facts.md: 20 MMEB-train sets + 4 extra
-    "ImageNet_1K", "N24News", "HatefulMemes", "SUN397", "VOC2007", "InfographicsVQA", "ChartQA", "A-OKVQA", "DocVQA",
-    "OK-VQA", "Visual7W", "VisDial", "CIRR", "NIGHTS", "WebQA", "VisualNews_i2t", "VisualNews_t2i", "MSCOCO_i2t",
-    "MSCOCO_t2i", "MSCOCO", "TAT-DQA", "ArxivQA", "InfoSeek_it2t", "InfoSeek_it2it",
+    "ImageNet_1K",
+    "N24News",
+    "HatefulMemes",
+    "SUN397",
+    "VOC2007",
+    "InfographicsVQA",
+    "ChartQA",
+    "A-OKVQA",
+    "DocVQA",
+    "OK-VQA",
+    "Visual7W",
+    "VisDial",
+    "CIRR",
+    "NIGHTS",
+    "WebQA",
+    "VisualNews_i2t",
+    "VisualNews_t2i",
+    "MSCOCO_i2t",
+    "MSCOCO_t2i",
+    "MSCOCO",
+    "TAT-DQA",
+    "ArxivQA",
+    "InfoSeek_it2t",
+    "InfoSeek_it2it",
 }
 
 
 def write_rows(path: Path, count: int, bad: tuple[int, ...] = ()) -> Path:
-    rows = [{"qry": f"query {i}", "qry_image_path": "", "pos_text": f"doc {i}" if i not in bad else "",
-             "pos_image_path": "", "neg_text": "", "neg_image_path": ""} for i in range(count)]
+    rows = [
+        {
+            "qry": f"query {i}",
+            "qry_image_path": "",
+            "pos_text": f"doc {i}" if i not in bad else "",
+            "pos_image_path": "",
+            "neg_text": "",
+            "neg_image_path": "",
+        }
+        for i in range(count)
+    ]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
 
@@ -57,12 +88,35 @@ def test_cap_keeps_the_first_rows_of_each_source(tmp_path):
 @pytest.mark.slow  # trainer CLI subprocesses
 def test_recipe_needs_the_hub_and_says_so_offline(tmp_path, cli_env):
     result = subprocess.run(
-        [sys.executable, "-m", "trainer", "train", "--model", "unused", "--recipe", "mme5", "--output",
-         str(tmp_path / "run"), "--device", "cpu"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT, env=cli_env)
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            "train",
+            "--model",
+            "unused",
+            "--recipe",
+            "mme5",
+            "--output",
+            str(tmp_path / "run"),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=cli_env,
+    )
     assert result.returncode == 1, result.stderr[-2000:]
     assert "intfloat/mmE5-MMEB-hardneg:TAT-DQA: could not load hub dataset" in result.stderr
     assert "hf download" in result.stderr and "Traceback" not in result.stderr
-    nothing = subprocess.run([sys.executable, "-m", "trainer", "train", "--model", "m", "--output", str(tmp_path / "r")],
-                             capture_output=True, text=True, timeout=120, cwd=ROOT, env=cli_env)
+    nothing = subprocess.run(
+        [sys.executable, "-m", "trainer", "train", "--model", "m", "--output", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=cli_env,
+    )
     assert nothing.returncode == 1 and "no training data" in nothing.stderr

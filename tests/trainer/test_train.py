@@ -1,4 +1,5 @@
 """The training CLI: resume after kill -9, refusing to clobber a run, clear errors, merge."""
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,30 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def train_command(model, toy, output, *extra, steps=8, save_every=2):
-    return [sys.executable, "-m", "trainer", "train", "--model", str(model), "--data", str(toy["train"]),
-            "--image-dir", str(toy["images"]), "--output", str(output), "--batch-size", "4", "--lr", "1e-3",
-            "--max-steps", str(steps), "--save-every", str(save_every), "--no-progress", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "trainer",
+        "train",
+        "--model",
+        str(model),
+        "--data",
+        str(toy["train"]),
+        "--image-dir",
+        str(toy["images"]),
+        "--output",
+        str(output),
+        "--batch-size",
+        "4",
+        "--lr",
+        "1e-3",
+        "--max-steps",
+        str(steps),
+        "--save-every",
+        str(save_every),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def run(command, env, timeout=400):
@@ -47,8 +69,14 @@ def straight_run(tiny_mllama_dir, toy, cli_env, tmp_path_factory):
 @pytest.mark.slow  # trains through the CLI (with the module's straight_run)
 def test_resume_after_kill_continues_the_same_loss_curve(cli_env, tiny_mllama_dir, toy, straight_run, tmp_path):
     output = tmp_path / "killed"
-    process = subprocess.Popen(train_command(tiny_mllama_dir, toy, output), cwd=ROOT, env=cli_env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        train_command(tiny_mllama_dir, toy, output),
+        cwd=ROOT,
+        env=cli_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     checkpoint = output / "checkpoints" / "step-00000004"
     deadline = time.monotonic() + 300
     while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -86,7 +114,9 @@ def test_run_outputs_log_and_settings(straight_run):
 
 
 @pytest.mark.slow  # trains through the CLI (with the module's straight_run)
-def test_existing_run_is_not_overwritten_and_resume_needs_a_checkpoint(cli_env, tiny_mllama_dir, toy, straight_run, tmp_path):
+def test_existing_run_is_not_overwritten_and_resume_needs_a_checkpoint(
+    cli_env, tiny_mllama_dir, toy, straight_run, tmp_path
+):
     before = (straight_run / "adapter_model.safetensors").read_bytes()
     again = run(train_command(tiny_mllama_dir, toy, straight_run), cli_env)
     assert again.returncode == 1 and "already holds a run" in again.stderr and "--resume" in again.stderr
@@ -97,8 +127,10 @@ def test_existing_run_is_not_overwritten_and_resume_needs_a_checkpoint(cli_env, 
 
 @pytest.mark.slow  # trains through the CLI
 def test_bad_data_gives_a_clear_error(cli_env, tiny_mllama_dir, toy, tmp_path):
-    missing = run(train_command(tiny_mllama_dir, {"train": tmp_path / "nope.jsonl", "images": toy["images"]},
-                                tmp_path / "out"), cli_env)
+    missing = run(
+        train_command(tiny_mllama_dir, {"train": tmp_path / "nope.jsonl", "images": toy["images"]}, tmp_path / "out"),
+        cli_env,
+    )
     assert missing.returncode == 1 and "nope.jsonl: data file or folder not found" in missing.stderr
     assert "Traceback" not in missing.stderr
 
@@ -114,8 +146,21 @@ def test_merge_writes_a_model_equal_to_base_plus_adapter(cli_env, tiny_mllama_di
     from mme5 import load_embedder
 
     out = tmp_path / "merged"
-    result = run([sys.executable, "-m", "trainer", "merge", "--model", str(tiny_mllama_dir), "--adapter",
-                  str(straight_run), "--out", str(out)], cli_env)
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            "merge",
+            "--model",
+            str(tiny_mllama_dir),
+            "--adapter",
+            str(straight_run),
+            "--out",
+            str(out),
+        ],
+        cli_env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     image = str(next(iter(sorted((toy["images"] / "test").iterdir()))))
     merged = load_embedder(str(out), device="cpu")
@@ -124,8 +169,21 @@ def test_merge_writes_a_model_equal_to_base_plus_adapter(cli_env, tiny_mllama_di
     for encode in (lambda e: e.encode_images([image]), lambda e: e.encode_text_queries(["un círculo rojo"])):
         np.testing.assert_allclose(encode(merged), encode(adapted), atol=1e-5)
         assert not np.allclose(encode(base), encode(adapted), atol=1e-3)  # the adapter changed something
-    again = run([sys.executable, "-m", "trainer", "merge", "--model", str(tiny_mllama_dir), "--adapter",
-                 str(straight_run), "--out", str(out)], cli_env)
+    again = run(
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            "merge",
+            "--model",
+            str(tiny_mllama_dir),
+            "--adapter",
+            str(straight_run),
+            "--out",
+            str(out),
+        ],
+        cli_env,
+    )
     assert again.returncode == 1 and "already exists" in again.stderr
 
 
@@ -138,8 +196,17 @@ def test_row_with_an_undecodable_image_is_replaced_and_counted(cli_env, tiny_mll
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     output = tmp_path / "out"
-    result = run(train_command(tiny_mllama_dir, {"train": data, "images": toy["images"]}, output,
-                               "--no-gradient-checkpointing", steps=2, save_every=0), cli_env)
+    result = run(
+        train_command(
+            tiny_mllama_dir,
+            {"train": data, "images": toy["images"]},
+            output,
+            "--no-gradient-checkpointing",
+            steps=2,
+            save_every=0,
+        ),
+        cli_env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "broken.png" in result.stderr and "unreadable image" in result.stderr
     assert json.loads((output / "training_args.json").read_text())["skipped"] == {"unreadable image": 1}
@@ -152,9 +219,22 @@ def test_full_fine_tuning_writes_a_loadable_model(tiny_mllama_dir, toy, tmp_path
     from trainer.train import TrainConfig, train
 
     output = tmp_path / "full"
-    result = train(TrainConfig(model=str(tiny_mllama_dir), data=[str(toy["train"])], output=str(output),
-                               image_dir=str(toy["images"]), max_steps=2, batch_size=4, lr=1e-3, lora=None,
-                               gradient_checkpointing=False, save_every=0, show_progress=False, device="cpu"))
+    result = train(
+        TrainConfig(
+            model=str(tiny_mllama_dir),
+            data=[str(toy["train"])],
+            output=str(output),
+            image_dir=str(toy["images"]),
+            max_steps=2,
+            batch_size=4,
+            lr=1e-3,
+            lora=None,
+            gradient_checkpointing=False,
+            save_every=0,
+            show_progress=False,
+            device="cpu",
+        )
+    )
     assert result.steps == 2 and len(result.losses) == 2
     assert (output / "config.json").is_file() and not (output / "adapter_config.json").exists()
     tuned, base = load_embedder(str(output), device="cpu"), load_embedder(str(tiny_mllama_dir), device="cpu")
@@ -181,9 +261,21 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_over(tiny_mll
     output = tmp_path / "early"
     output.mkdir()
     (output / "log.jsonl").write_text('{"step": 1, "loss": 9.0}\n{"step": 2, "loss": 9.0}\n')
-    result = train(TrainConfig(model=str(tiny_mllama_dir), data=[str(toy["train"])], output=str(output),
-                               image_dir=str(toy["images"]), max_steps=1, batch_size=2, resume=True, save_every=0,
-                               gradient_checkpointing=False, show_progress=False, device="cpu"))
+    result = train(
+        TrainConfig(
+            model=str(tiny_mllama_dir),
+            data=[str(toy["train"])],
+            output=str(output),
+            image_dir=str(toy["images"]),
+            max_steps=1,
+            batch_size=2,
+            resume=True,
+            save_every=0,
+            gradient_checkpointing=False,
+            show_progress=False,
+            device="cpu",
+        )
+    )
     assert result.steps == 1
     assert [json.loads(line)["step"] for line in (output / "log.jsonl").read_text().splitlines()] == [1]
     assert json.loads((output / "log.jsonl").read_text())["loss"] != 9.0
@@ -197,9 +289,20 @@ def test_unreadable_checkpoint_is_reported_not_silently_skipped(tiny_mllama_dir,
     checkpoint.mkdir(parents=True)
     (checkpoint / "state.pt").write_bytes(b"truncated")
     with pytest.raises(TrainError, match=r"step-00000002: checkpoint cannot be read .*delete this folder"):
-        train(TrainConfig(model=str(tiny_mllama_dir), data=[str(toy["train"])], output=str(output),
-                          image_dir=str(toy["images"]), batch_size=2, max_steps=4, resume=True, device="cpu",
-                          gradient_checkpointing=False, show_progress=False))
+        train(
+            TrainConfig(
+                model=str(tiny_mllama_dir),
+                data=[str(toy["train"])],
+                output=str(output),
+                image_dir=str(toy["images"]),
+                batch_size=2,
+                max_steps=4,
+                resume=True,
+                device="cpu",
+                gradient_checkpointing=False,
+                show_progress=False,
+            )
+        )
 
 
 def test_vision_layers_are_checkpointed_and_gradients_unchanged(tiny_mllama_dir):
@@ -210,8 +313,10 @@ def test_vision_layers_are_checkpointed_and_gradients_unchanged(tiny_mllama_dir)
     from mme5 import EmbedInput, load_embedder, prompts
     from trainer.model import LoraSettings, make_trainable, trainable_parameters
 
-    items = [EmbedInput(text=prompts.image_document(), image=Image.new("RGB", (40, 30), colour))
-             for colour in ("red", "blue")]
+    items = [
+        EmbedInput(text=prompts.image_document(), image=Image.new("RGB", (40, 30), colour))
+        for colour in ("red", "blue")
+    ]
     gradients = []
     for checkpointing in (False, True):
         embedder = load_embedder(str(tiny_mllama_dir), device="cpu")
@@ -221,8 +326,13 @@ def test_vision_layers_are_checkpointed_and_gradients_unchanged(tiny_mllama_dir)
         assert all(getattr(layer, "_mme5_checkpointed", False) == checkpointing for layer in vision_layers)
         vectors = embedder.forward(items)
         (vectors[0] @ vectors[1]).backward()
-        gradients.append({name: p.grad.clone() for name, p in trainable_parameters(embedder.backbone.model).items()
-                          if p.grad is not None and "vision_model" in name})
+        gradients.append(
+            {
+                name: p.grad.clone()
+                for name, p in trainable_parameters(embedder.backbone.model).items()
+                if p.grad is not None and "vision_model" in name
+            }
+        )
     assert gradients[0] and gradients[0].keys() == gradients[1].keys()
     for name in gradients[0]:
         torch.testing.assert_close(gradients[0][name], gradients[1][name], rtol=1e-5, atol=1e-6)

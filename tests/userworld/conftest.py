@@ -10,6 +10,7 @@ Why: the other app tests keep the cache under the system temp directory (``XDG_C
 Gradio happens to serve from, so every one of them passed while every browser search failed on a default install
 (previews in ``~/.cache`` were refused by Gradio). These tests see what a user sees.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,15 @@ from ..conftest import free_port, wait_for_server
 REPO = Path(__file__).resolve().parents[2]
 BASE = Path("/var/tmp")  # survives reboots on most systems, and is not what tempfile.gettempdir() answers
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SIZES = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
 CLONE_NAME = "mme5-photo-search"
 
@@ -77,8 +85,12 @@ class UserWorld:
 
     def _copy_checkout(self) -> None:
         """What `git clone` of this checkout would give (uncommitted work included), without its build outputs."""
-        listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                                check=True, capture_output=True).stdout.split(b"\0")
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        ).stdout.split(b"\0")
         for name in filter(None, listed):
             source = REPO / os.fsdecode(name)
             if not source.is_file() or source.name == ".venv":  # deleted but not yet committed; the venv link
@@ -90,18 +102,40 @@ class UserWorld:
         # test's own environment (installing takes minutes and needs the network).
         (self.clone / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
 
-    def run(self, args: list[str], cwd: Path | None = None, timeout: float = 600, input: str | None = None,
-            check: bool = True, program: str = "python") -> subprocess.CompletedProcess:
+    def run(
+        self,
+        args: list[str],
+        cwd: Path | None = None,
+        timeout: float = 600,
+        input: str | None = None,
+        check: bool = True,
+        program: str = "python",
+    ) -> subprocess.CompletedProcess:
         """``program ARGS`` from ``cwd`` (default: the photo folder), as typed in the user's terminal."""
-        done = subprocess.run([program, *args], cwd=cwd or self.photos, env=self.env, capture_output=True, text=True,
-                              timeout=timeout, input=input, start_new_session=True)  # no terminal: getpass reads stdin
+        done = subprocess.run(
+            [program, *args],
+            cwd=cwd or self.photos,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            start_new_session=True,
+        )  # no terminal: getpass reads stdin
         if check and done.returncode != 0:
-            raise AssertionError(f"{program} {' '.join(args)} exited {done.returncode}:\n{done.stdout[-3000:]}\n"
-                                 f"{done.stderr[-3000:]}")
+            raise AssertionError(
+                f"{program} {' '.join(args)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            )
         return done
 
-    def app(self, args: list[str], cwd: Path | None = None, program: str = "python", timeout: float = 400,
-            log_name: str = "app.log"):
+    def app(
+        self,
+        args: list[str],
+        cwd: Path | None = None,
+        program: str = "python",
+        timeout: float = 400,
+        log_name: str = "app.log",
+    ):
         """``program ARGS --port N`` (an app start) from ``cwd`` until the block ends: yields the URL."""
         return _serve(self, args, cwd, program, timeout, log_name)
 
@@ -111,8 +145,14 @@ def _serve(world: UserWorld, args: list[str], cwd: Path | None, program: str, ti
     port = free_port()
     log = world.logs / log_name
     with open(log, "wb") as output:
-        process = subprocess.Popen([program, *args, "--port", str(port)], cwd=cwd or world.photos, env=world.env,
-                                   stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [program, *args, "--port", str(port)],
+            cwd=cwd or world.photos,
+            env=world.env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_for_server(process, url, log, timeout)
@@ -187,8 +227,21 @@ class Library:
         self.model = world.clone / "models" / "tiny"
         world.run(["-m", "mme5", "tiny", "--out", "models/tiny"], cwd=world.clone)
         self.index = world.home / "photo-index"
-        self.build = world.run(["-m", "indexer", "build", "--dir", str(world.photos), "--index", str(self.index),
-                                "--model", "models/tiny", "--json"], cwd=world.clone)
+        self.build = world.run(
+            [
+                "-m",
+                "indexer",
+                "build",
+                "--dir",
+                str(world.photos),
+                "--index",
+                str(self.index),
+                "--model",
+                "models/tiny",
+                "--json",
+            ],
+            cwd=world.clone,
+        )
 
 
 @pytest.fixture(scope="module")

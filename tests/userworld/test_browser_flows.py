@@ -1,6 +1,7 @@
 """The page in the user's world, in Chromium at desktop and phone size: log in, search by text and by an upload,
 open a result and download its original, "more like this", an album zip, similar groups. The index and the login
 are made with the CLIs as the README writes them; the app is started by path from the photo folder."""
+
 from __future__ import annotations
 
 import zipfile
@@ -53,7 +54,9 @@ def open_result(page, number: int) -> None:
     for attempt in range(3):
         page.locator("#results .thumbnail-item").nth(number).click()
         try:
-            page.wait_for_function("(document.querySelector('#details') || {innerText: ''}).innerText.includes('score')", timeout=20_000)
+            page.wait_for_function(
+                "(document.querySelector('#details') || {innerText: ''}).innerText.includes('score')", timeout=20_000
+            )
             return
         except PlaywrightTimeout:
             if attempt == 2:

@@ -1,5 +1,6 @@
 """The command lines in the user's world, as the README writes them (from the clone, the user's photos and index in
 HOME): build, info, search, verify, similar, watch and push's prepare step."""
+
 from __future__ import annotations
 
 import json
@@ -19,20 +20,40 @@ def test_build_indexes_the_photo_folder_where_it_was_asked(library, user_world):
 
 
 def test_info_describes_the_index(library, user_world):
-    info = json.loads(user_world.run(["-m", "indexer", "info", "--index", str(library.index), "--json"],
-                                     cwd=user_world.clone).stdout)
+    info = json.loads(
+        user_world.run(["-m", "indexer", "info", "--index", str(library.index), "--json"], cwd=user_world.clone).stdout
+    )
     assert info["images"] == len(library.photos) and info["errors"] == 0
     text = user_world.run(["-m", "indexer", "info", "--index", str(library.index)], cwd=user_world.clone).stdout
     assert f"images:       {info['images']} searchable" in text
 
 
 def test_search_by_text_and_by_image(library, user_world):
-    hits = json.loads(user_world.run(["-m", "indexer", "search", "--index", str(library.index), "--text",
-                                      "un perro en la playa", "-k", "3", "--json"], cwd=user_world.clone).stdout)
+    hits = json.loads(
+        user_world.run(
+            [
+                "-m",
+                "indexer",
+                "search",
+                "--index",
+                str(library.index),
+                "--text",
+                "un perro en la playa",
+                "-k",
+                "3",
+                "--json",
+            ],
+            cwd=user_world.clone,
+        ).stdout
+    )
     assert len(hits["results"]) == 3
     query = user_world.photos / library.photos[0]
-    hits = json.loads(user_world.run(["-m", "indexer", "search", "--index", str(library.index), "--image",
-                                      str(query), "--json"], cwd=user_world.clone).stdout)
+    hits = json.loads(
+        user_world.run(
+            ["-m", "indexer", "search", "--index", str(library.index), "--image", str(query), "--json"],
+            cwd=user_world.clone,
+        ).stdout
+    )
     assert hits["results"] and all(hit["path"].startswith(f"{user_world.photos}/") for hit in hits["results"])
 
 
@@ -42,16 +63,33 @@ def test_verify_finds_the_index_sound(library, user_world):
 
 
 def test_similar_groups_the_identical_copy(library, user_world):
-    groups = json.loads(user_world.run(["-m", "indexer", "similar", "--index", str(library.index), "--json"],
-                                       cwd=user_world.clone).stdout)
+    groups = json.loads(
+        user_world.run(
+            ["-m", "indexer", "similar", "--index", str(library.index), "--json"], cwd=user_world.clone
+        ).stdout
+    )
     members = [{member["path"] for member in group["members"]} for group in groups["groups"]]
     assert any(str(library.copy) in group for group in members), members
 
 
 def test_push_prepares_the_upload_without_a_network(library, user_world):
     upload = user_world.home / "upload"
-    done = user_world.run(["-m", "indexer", "push", "--index", str(library.index), "--repo", "alice/photos",
-                           "--model-id", "alice/tiny-mllama", "--prepare-only", str(upload)], cwd=user_world.clone)
+    done = user_world.run(
+        [
+            "-m",
+            "indexer",
+            "push",
+            "--index",
+            str(library.index),
+            "--repo",
+            "alice/photos",
+            "--model-id",
+            "alice/tiny-mllama",
+            "--prepare-only",
+            str(upload),
+        ],
+        cwd=user_world.clone,
+    )
     assert "nothing uploaded" in done.stdout
     assert (upload / "catalog.sqlite").is_file() and (upload / "vectors.faiss").is_file()
     assert len(list((upload / "previews").rglob("*.jpg"))) == len(library.photos) - 1  # the copy shares its preview
@@ -63,9 +101,14 @@ def test_watch_indexes_a_photo_added_while_it_runs(library, user_world):
     before = json.loads(user_world.run(info, cwd=user_world.clone).stdout)["images"]
     log = user_world.logs / "watch.log"
     with open(log, "wb") as output:
-        watcher = subprocess.Popen(["python", "-m", "indexer", "watch", "--index", str(library.index)],
-                                   cwd=user_world.clone, env=user_world.env, stdout=output, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        watcher = subprocess.Popen(
+            ["python", "-m", "indexer", "watch", "--index", str(library.index)],
+            cwd=user_world.clone,
+            env=user_world.env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         new = user_world.photos / "new" / "added.jpg"
         new.parent.mkdir()

@@ -1,5 +1,6 @@
 """The README's Quick start, run verbatim from a fresh clone in the user's world (offline: ``--tiny``), searched
 in Chromium at desktop and phone size; and what the app serves from the user's cache (nothing but what it shows)."""
+
 from __future__ import annotations
 
 import re
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.server
 def quick_start_command() -> list[str]:
     """The command of the README's Quick start that starts the app (after the venv and the install)."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("## Quick start"):]
+    section = text[text.index("## Quick start") :]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     command = shlex.split(block.strip().split("&&")[-1])
     assert command[:2] == [".venv/bin/python", "app.py"], command
@@ -63,9 +64,15 @@ def test_nothing_else_in_the_cache_is_served(quick_start, user_world):
     indexed = sorted((user_world.clone / "assets" / "photos").rglob("*.jpg"))[0]
     shutil.copyfile(indexed, secret)  # a photo of the user's that this index does not hold
     leftover = ThumbnailCache(user_world.cache / "previews").get(secret, "5" * 32)  # as another index's app left it
-    refused = [user_world.cache / "tiny-mllama" / "config.json", user_world.cache / "index-tiny" / "catalog.sqlite",
-               leftover, secret, indexed, user_world.cache / "gradio" / ".." / "previews" / leftover.name,
-               user_world.home / ".bashrc"]
+    refused = [
+        user_world.cache / "tiny-mllama" / "config.json",
+        user_world.cache / "index-tiny" / "catalog.sqlite",
+        leftover,
+        secret,
+        indexed,
+        user_world.cache / "gradio" / ".." / "previews" / leftover.name,
+        user_world.home / ".bashrc",
+    ]
     (user_world.home / ".bashrc").write_text("export SECRET=1\n")
     for path in refused:
         answer = httpx.get(f"{quick_start}gradio_api/file={path}", timeout=30)
