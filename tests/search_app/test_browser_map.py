@@ -11,7 +11,7 @@ import pytest
 
 from .conftest import running_app
 from .test_browser import CHROMIUM, FLAGS
-from .test_browser_features import AXE, GRADIO_OWN, captions, search, settled
+from .test_browser_features import AXE, captions, search, settled
 from .test_query_near import PHOTOS, build_library
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]  # drives Chromium against the app in a subprocess
@@ -176,11 +176,10 @@ def test_axe_finds_no_serious_problem_in_the_map_view(page, artifacts):
     page.add_script_tag(path=str(AXE))
     report = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
     serious = [violation for violation in report["violations"] if violation["impact"] in ("serious", "critical")]
-    ours = [v for v in serious if v["id"] not in GRADIO_OWN]
     (artifacts / f"search_app-{page.viewport_name}-map-axe.txt").write_text(
         "\n".join(f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:5]}" for v in serious)
     )
-    assert not ours, [(v["id"], v["help"], [n["target"] for n in v["nodes"]][:3]) for v in ours]
+    assert not serious, [(v["id"], v["help"], [n["target"] for n in v["nodes"]][:3]) for v in serious]
 
 
 @pytest.mark.parametrize(
