@@ -34,7 +34,7 @@ def page(request, served, browser):
     page.size = request.param
     page.get_by_label("username").fill(USER)
     page.get_by_label("password").fill(PASSWORD)
-    page.get_by_role("button", name="Login").click()
+    page.get_by_role("button", name="Log in").click()  # the app's own login page (search_app/login_page.py)
     page.wait_for_selector("#query input, #query textarea")
     yield page
     page.context.close()
