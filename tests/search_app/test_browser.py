@@ -117,6 +117,11 @@ def test_upload_searches_by_image_and_with_text_composes(page, library, artifact
     page.click("#clear")
     page.wait_for_function("document.querySelectorAll('#results img').length === 0")
     page.wait_for_function("document.querySelector('#status').innerText.includes('photos indexed')")
+    # Clear's last step (the first screen's newest photos) can still be on its way, and it empties the upload box:
+    # wait until no event is pending before choosing the photo
+    page.wait_for_function(
+        "() => !document.querySelector('.progress-level, .eta-bar, .wrap.pending, .wrap.generating')"
+    )
     page.set_input_files("#upload input[type=file]", str(library / "2024/green.jpg"))
     page.wait_for_selector("#upload img")
     page.click("#search")

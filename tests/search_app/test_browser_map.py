@@ -173,13 +173,20 @@ def test_axe_finds_no_serious_problem_in_the_map_view(page, artifacts):
     assert AXE.is_file(), f"{AXE} missing: run `npm install --prefix .cache/npm axe-core@4.14.1`"
     search(page, "within 5 km of Lisbon")
     open_map(page, 2)
+    # scan from the top, as the page-state scan does: scrolled on a phone, the sticky search bar lies over whatever
+    # passes under it, and axe measures that text against the bar's blue button
+    page.evaluate("window.scrollTo(0, 0)")
+    # and once the pressed toggle's colour transition has ended (mid-way its text and background are neither state's)
+    page.wait_for_function("() => document.getAnimations().every((a) => a.playState !== 'running')")
     page.add_script_tag(path=str(AXE))
     report = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
     serious = [violation for violation in report["violations"] if violation["impact"] in ("serious", "critical")]
     (artifacts / f"search_app-{page.viewport_name}-map-axe.txt").write_text(
         "\n".join(f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:5]}" for v in serious)
     )
-    assert not serious, [(v["id"], v["help"], [n["target"] for n in v["nodes"]][:3]) for v in serious]
+    assert not serious, [
+        (v["id"], v["help"], [(n["target"], n.get("failureSummary")) for n in v["nodes"]][:3]) for v in serious
+    ]
 
 
 @pytest.mark.parametrize(
