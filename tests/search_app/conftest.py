@@ -178,3 +178,16 @@ def artifacts() -> Path:
     folder = Path(os.environ.get("ARTIFACTS_DIR") or REPO / "artifacts")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright, one per test module (tests/search_app/test_browser.py's flags)."""
+    from playwright.sync_api import sync_playwright
+
+    from .test_browser import CHROMIUM, FLAGS
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()

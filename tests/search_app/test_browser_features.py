@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from .conftest import REPO
-from .test_browser import CHROMIUM, FLAGS
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]  # drives Chromium against the app in a subprocess
 
@@ -29,16 +28,6 @@ AXE_STATES = (
     "albums and groups open",
     "cleared",
 )
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(params=list(VIEWPORTS))

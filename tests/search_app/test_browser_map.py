@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 import pytest
 
 from .conftest import running_app
-from .test_browser import CHROMIUM, FLAGS
 from .test_browser_features import AXE, captions, search, settled
 from .test_query_near import PHOTOS, build_library
 
@@ -38,16 +37,6 @@ def map_app(tmp_path_factory, tiny_mllama_dir):
     ]
     with running_app(work, args) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(params=list(VIEWPORTS))
@@ -106,7 +95,8 @@ def test_a_marker_per_result_with_gps_the_offline_note_and_a_click_opens_the_pho
     assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]
     page.click('#map .leaflet-marker-icon[alt="tokyo.jpg"]')
     page.wait_for_selector("#viewer_close", state="visible")
-    assert "tokyo.jpg" in page.inner_text("#details")
+    # the details arrive in the same reply as the viewer but are drawn after it: wait for them
+    page.wait_for_function("() => (document.querySelector('#details') || {}).innerText?.includes('tokyo.jpg')")
     page.keyboard.press("Escape")
     page.wait_for_selector("#viewer", state="hidden")
     page.focus('#map .leaflet-marker-icon[alt="fiji.jpg"]')  # from the keyboard: Tab reaches each marker

@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 
 from .conftest import LIBRARY, make_photo, running_app
-from .test_browser import CHROMIUM, FLAGS
 
 VIEWPORTS = {"desktop": (1280, 800), "phone": (390, 844)}
 WIDE = "big/wide.jpg"  # 1600×1200, taken 1 May 2022 09:30
@@ -47,16 +46,6 @@ def photo_app(tmp_path_factory, tiny_mllama_dir):
     with running_app(work, args) as url:
         yield url, photos
     shutil.rmtree(photos, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(params=list(VIEWPORTS))
