@@ -191,3 +191,12 @@ def browser():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield browser
         browser.close()
+
+
+def settled(page):
+    """Wait until no event of the page is pending (Gradio's progress overlays gone): a search's follow-up steps
+    (focus, dates in the browser's language) or Clear's (the newest photos) can still be on their way when the status
+    has arrived, and a click, an upload or a scan meanwhile meets a page that is being redrawn."""
+    page.wait_for_function(
+        "() => !document.querySelector('.progress-level, .eta-bar, .wrap.pending, .wrap.generating')"
+    )

@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from .conftest import settled
+
 pytestmark = [pytest.mark.server, pytest.mark.browser]  # drives Chromium against the app in a subprocess
 
 
@@ -119,9 +121,7 @@ def test_upload_searches_by_image_and_with_text_composes(page, library, artifact
     page.wait_for_function("document.querySelector('#status').innerText.includes('photos indexed')")
     # Clear's last step (the first screen's newest photos) can still be on its way, and it empties the upload box:
     # wait until no event is pending before choosing the photo
-    page.wait_for_function(
-        "() => !document.querySelector('.progress-level, .eta-bar, .wrap.pending, .wrap.generating')"
-    )
+    settled(page)
     page.set_input_files("#upload input[type=file]", str(library / "2024/green.jpg"))
     page.wait_for_selector("#upload img")
     page.click("#search")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
+from .conftest import REPO, settled
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]  # drives Chromium against the app in a subprocess
 
@@ -80,15 +80,6 @@ def search(page, text: str, expect: str = "Showing"):
         arg=[text, expect == "Showing"],
     )
     settled(page)
-
-
-def settled(page):
-    """Wait until no event of the page is pending (Gradio's progress overlays gone): the search's follow-up steps
-    (focus, dates in the browser's language) can still be running when its status has arrived, and a click or a scan
-    meanwhile meets a page that is being redrawn."""
-    page.wait_for_function(
-        "() => !document.querySelector('.progress-level, .eta-bar, .wrap.pending, .wrap.generating')"
-    )
 
 
 def open_filters(page):

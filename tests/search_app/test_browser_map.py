@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from .conftest import running_app
-from .test_browser_features import AXE, captions, search, settled
+from .conftest import settled
+from .test_browser_features import AXE, captions, search
 from .test_query_near import PHOTOS, build_library
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]  # drives Chromium against the app in a subprocess
