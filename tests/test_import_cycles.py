@@ -111,7 +111,7 @@ def _walk_importable(tree: ast.AST):
         node = pending.pop()
         yield node
         if _is_type_checking_guard(node):
-            pending.extend(node.orelse)  # type: ignore[attr-defined]
+            pending.extend(node.orelse)
         else:
             pending.extend(ast.iter_child_nodes(node))
 
