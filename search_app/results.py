@@ -28,11 +28,19 @@ class SearchResult:
     camera: str | None = None
     latitude: float | None = None  # EXIF GPS position in degrees (north/east positive), when the photo has one
     longitude: float | None = None
+    city: str | None = None  # reverse-geocoded at index time (indexer/places.py), when the photo has a position
+    region: str | None = None
+    country: str | None = None  # ISO 3166 code
     media_type: str = "photo"
     timestamp_s: float | None = None
     duration_s: float | None = None
     moments: tuple[tuple[float, float], ...] = ()
     text_match: object | None = None  # indexer.fulltext.TextHit when the photo was found through its words
+
+    @property
+    def place(self) -> str:
+        """Where it was taken in words ("Lisbon, Lisbon, PT"), or "" when unknown: the details and the API say this."""
+        return ", ".join(part for part in (self.city, self.region, self.country) if part)
 
     def to_json(self) -> dict:
         """Plain types only, for the HTTP API.
@@ -53,6 +61,7 @@ class SearchResult:
             "camera": self.camera,
             "latitude": self.latitude,
             "longitude": self.longitude,
+            "place": self.place or None,
             "also_at": [printable(path) for path in self.also_at],
             "media_type": self.media_type,
             **(
@@ -133,6 +142,9 @@ def result_of(record, score: float) -> SearchResult:
         camera=record.camera,
         latitude=_degrees(getattr(record, "latitude", None)),
         longitude=_degrees(getattr(record, "longitude", None)),
+        city=getattr(record, "city", None),
+        region=getattr(record, "region", None),
+        country=getattr(record, "country", None),
         media_type=record.media_type,
         timestamp_s=record.timestamp_s,
         duration_s=record.duration_s,

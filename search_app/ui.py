@@ -51,7 +51,7 @@ from .ui_layout import (
     build_page,
     logout_link,
 )
-from .ui_reply import SEARCH_READY, counted, message, patch, query_shown, reply, unchanged
+from .ui_reply import SEARCH_READY, counted, message, output, patch, query_shown, reply, unchanged
 from .ui_session import Session
 from .uploads import check_upload
 
@@ -306,7 +306,7 @@ class SearchUI:
                 None,
                 [page.query, page.without, *page.boxes.values(), page.sort, page.collapse, page.strong],
                 api_visibility="private",
-            ).then(self._newest(self.on_search_if_query, True), searched, outputs, **queued)
+            ).then(self._newest(self.on_search_if_query, True), searched, outputs, **queued).then(**to_map)
             demo.load(None, js=EXAMPLES_JS)  # the first screen's example queries, in the browser's language
             SearchAPI(self.engine).register(self.concurrency_limit)
         return demo
@@ -644,13 +644,8 @@ class SearchUI:
             )
         else:
             facts.append("Date unknown")
-        try:
-            record = self.engine.record(result.image_id)
-            place = ", ".join(part for part in (record.city, record.region, record.country) if part)
-        except (ValueError, AttributeError):
-            place = ""
-        if place:
-            facts.append(f"in <bdi>{html.escape(place)}</bdi>")
+        if result.place:
+            facts.append(f"in <bdi>{html.escape(result.place)}</bdi>")
         if result.camera:
             facts.append(f"with <bdi>{html.escape(result.camera)}</bdi>")
         facts.append(f"{result.width or '?'} × {result.height or '?'} px, {human_size(result.size)}")
@@ -670,7 +665,8 @@ class SearchUI:
         return gr.update(), "Photo ready: press **Search** to find similar ones (add text to change it)."
 
     def on_clear(self):
-        """Everything back to a fresh page: query, upload, filters, results, status, paging."""
+        """Everything back to a fresh page: query, upload, filters, paging, and the first screen's newest photos (on
+        the map too), in one step, so no later step can paint them over a search typed meanwhile."""
         resets = ["", *[""] * len(FILTERS), "Best match", True, False]
         answer = reply(
             gallery=[],
@@ -698,6 +694,9 @@ class SearchUI:
             map="",
             area_chip=gr.update(visible=False),
         )
+        first = self.first_screen(gr.Progress())  # previews made at the page's load: cached, quick
+        if output(first, "gallery") != gr.update():  # else an empty library or an unreadable index: stay empty
+            answer = patch(answer, **{name: output(first, name) for name in ("gallery", "status", "session", "map")})
         return (*resets, *answer)
 
     def on_load(self, request: gr.Request):
@@ -1003,10 +1002,12 @@ def _gallery(entries: list, session: Session, classes: tuple = ()) -> gr.Gallery
 
 
 def caption_of(result, score: bool = False) -> str:
-    """A result's caption: when it was taken, then the file's name (its folder is in the details), a video hit's
-    moment (▶ 0:09 · +2 more moments), the match score only when asked for (it is a ranking aid, not something a
-    person reads photos by), and a text hit's snippet last (“…”)."""
+    """A result's caption: when and where it was taken (the city; region and country are in the details), then the
+    file's name (its folder is in the details), a video hit's moment (▶ 0:09 · +2 more moments), the match score only
+    when asked for (it is a ranking aid, not something a person reads photos by), and a text hit's snippet last."""
     parts = [f"{result.taken_at.day} {result.taken_at:%b %Y}"] if result.taken_at else []
+    if result.city or result.region:
+        parts.append(printable(result.city or result.region))
     parts.append(printable(os.path.basename(result.relpath or result.path)))
     if result.media_type == "video":
         parts.append(video_view.caption(result))

@@ -116,12 +116,10 @@ def test_filters_narrow_the_results(page):
 def test_upload_searches_by_image_and_with_text_composes(page, library, artifacts):
     # Start from a clean page: the filter boxes emptied by the test before only re-rank when they lose focus,
     # and that queued re-rank of the old query could land after this search.
-    page.click("#clear")
-    page.wait_for_function("document.querySelectorAll('#results img').length === 0")
-    page.wait_for_function("document.querySelector('#status').innerText.includes('photos indexed')")
-    # Clear's last step (the first screen's newest photos) can still be on its way, and it empties the upload box:
-    # wait until no event is pending before choosing the photo
-    settled(page)
+    page.click("#clear")  # the form empties and the first screen's newest photos come back
+    page.wait_for_selector("#results.newest .thumbnail-item img")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('The newest are below')")
+    settled(page)  # Clear empties the upload box too: choose the photo once its reply has landed
     page.set_input_files("#upload input[type=file]", str(library / "2024/green.jpg"))
     page.wait_for_selector("#upload img")
     page.click("#search")

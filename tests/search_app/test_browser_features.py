@@ -266,9 +266,9 @@ def reach(page, state: str):
         page.click("#find_groups")
         wait_status(page, "near-identical photos")
     elif state == "cleared":
-        page.click("#clear")
-        page.wait_for_function("document.querySelectorAll('#results img').length === 0")
-        wait_status(page, "photos indexed")
+        page.click("#clear")  # back to the first screen: the form empty, the newest photos
+        page.wait_for_selector("#results.newest .thumbnail-item img")
+        wait_status(page, "The newest are below")
     settled(page)
     # and Gradio's progress overlay has faded out (a scan mid-fade measures text behind a half-opaque layer)
     page.wait_for_function("document.getAnimations().every(a => a.playState !== 'running')")

@@ -61,14 +61,21 @@ def open_map(page, markers: int):
 
 
 def marker_names(page) -> list[str]:
-    return sorted(page.eval_on_selector_all("#map .leaflet-marker-icon", "els => els.map(e => e.alt)"))
+    """The file names the markers are called by (a marker is named by its photo's caption: "Lisbon · lisbon.jpg")."""
+    labels = page.eval_on_selector_all("#map .leaflet-marker-icon", "els => els.map(e => e.alt)")
+    return sorted(label.rsplit(" · ", 1)[-1] for label in labels)
+
+
+def marker(name: str) -> str:
+    """The marker of the photo called ``name`` (its caption ends with the file name)."""
+    return f'#map .leaflet-marker-icon[alt="{name}"], #map .leaflet-marker-icon[alt$=" · {name}"]'
 
 
 def drag_around(page, name: str):
     """Draw an area 60 px wide around a marker's point (its icon's bottom middle)."""
     page.click("#map_draw")
     page.evaluate("() => document.querySelector('#map').scrollIntoView({block: 'center'})")
-    icon = page.locator(f'#map .leaflet-marker-icon[alt="{name}"]').bounding_box()
+    icon = page.locator(marker(name)).bounding_box()
     x, y = icon["x"] + icon["width"] / 2, icon["y"] + icon["height"]
     page.mouse.move(x - 30, y - 30)
     page.mouse.down()
@@ -94,15 +101,34 @@ def test_a_marker_per_result_with_gps_the_offline_note_and_a_click_opens_the_pho
     assert "7 of 8 results" in page.inner_text("#map_count")
     page.screenshot(path=str(artifacts / f"search_app-{page.viewport_name}-map.png"))
     assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]
-    page.click('#map .leaflet-marker-icon[alt="tokyo.jpg"]')
+    page.click(marker("tokyo.jpg"))
     page.wait_for_selector("#viewer_close", state="visible")
     # the details arrive in the same reply as the viewer but are drawn after it: wait for them
     page.wait_for_function("() => (document.querySelector('#details') || {}).innerText?.includes('tokyo.jpg')")
     page.keyboard.press("Escape")
     page.wait_for_selector("#viewer", state="hidden")
-    page.focus('#map .leaflet-marker-icon[alt="fiji.jpg"]')  # from the keyboard: Tab reaches each marker
+    page.focus(marker("fiji.jpg"))  # from the keyboard: Tab reaches each marker
     page.keyboard.press("Enter")
     page.wait_for_function("() => (document.querySelector('#details') || {}).innerText?.includes('fiji.jpg')")
+
+
+def test_the_first_screen_and_clear_put_the_newest_photos_on_the_map(page):
+    """Before any search the newest photos are the results, so the map shows them too; after a search, Clear brings
+    them back to the gallery and the map. Captions name the place a photo was taken."""
+    page.wait_for_selector("#results.newest .thumbnail-item img")
+    open_map(page, len(WITH_GPS))
+    assert marker_names(page) == WITH_GPS
+    labels = page_captions(page)
+    assert "Lisbon · lisbon.jpg" in labels and "Tokyo · tokyo.jpg" in labels and "nogps.jpg" in labels  # the city
+    search(page, "a photo")
+    page.click("#clear")
+    page.wait_for_selector("#results.newest .thumbnail-item img")
+    open_map(page, len(WITH_GPS))
+    assert marker_names(page) == WITH_GPS
+
+
+def page_captions(page) -> list[str]:
+    return page.eval_on_selector_all("#results .caption-label", "els => els.map(e => e.textContent)")
 
 
 def test_without_tiles_the_map_is_plain_and_its_markers_work(page):
@@ -116,7 +142,7 @@ def test_without_tiles_the_map_is_plain_and_its_markers_work(page):
     open_map(page, len(WITH_GPS))
     assert "no-tiles" in page.get_attribute("#map", "class") and not asked
     assert page.locator("#map .leaflet-tile").count() == 0
-    page.click('#map .leaflet-marker-icon[alt="fiji.jpg"]')
+    page.click(marker("fiji.jpg"))
     page.wait_for_selector("#viewer_close", state="visible")
 
 

@@ -113,6 +113,21 @@ def test_place_chip_removed_or_filter_set_leaves_the_text_alone(places_engine):
     assert plain.query_place is None and len(plain.results) == 3 and "query_place" not in plain.to_json()
 
 
+def test_results_say_where_they_were_taken_in_captions_details_and_the_api(places_engine):
+    """The reverse-geocoded place travels with each result: the caption names the city (a photo app's "14 Jul 2023 ·
+    Lisbon"), the API gives the whole place, and a photo without a position says nothing about one."""
+    from search_app.ui import caption_of
+
+    by_name = {result.relpath: result for result in places_engine.search_text("a nice beach", k=10).results}
+    lisbon, berlin, nowhere = by_name["lisbon.jpg"], by_name["berlin.jpg"], by_name["nowhere.jpg"]
+    assert lisbon.country == "PT" and lisbon.city and lisbon.city in lisbon.place
+    assert caption_of(lisbon) == f"{lisbon.city} · lisbon.jpg" and caption_of(nowhere) == "nowhere.jpg"
+    assert berlin.country == "DE" and caption_of(berlin).startswith(f"{berlin.city or berlin.region} · ")
+    payload = {item["relpath"]: item for item in places_engine.search_text("a nice beach", k=10).to_json()["results"]}
+    assert payload["lisbon.jpg"]["place"] == lisbon.place and payload["lisbon.jpg"]["place"].endswith(", PT")
+    assert payload["nowhere.jpg"]["place"] is None
+
+
 # -- every script: GeoNames' alternate names of the index's cities and regions (search_app/gazetteer.py) ------------
 class CatalogPlaces:
     """What ``IndexStore.place_centres`` answers for photos taken in Berlin (stored: city Mitte, region Berlin),

@@ -120,6 +120,18 @@ def test_a_rerank_that_finishes_after_clear_paints_nothing(ui):
     assert fresh[0] != gr.update() and "Showing" in status_of(fresh)  # with nothing newer, a re-rank paints
 
 
+def test_clear_brings_the_first_screen_back_in_one_step(ui):
+    """Clear empties the form and shows the newest photos again (not an empty box) in the same reply, so no later
+    step can paint them over a search typed meanwhile; the upload is emptied with the rest of the form."""
+    from search_app.ui_reply import OUTPUTS, output
+
+    answer = ui.on_clear()[-len(OUTPUTS) :]
+    gallery = output(answer, "gallery")
+    assert "newest" in gallery.elem_classes and len(gallery.value) == 4 and output(answer, "session").results
+    assert "The newest are below" in output(answer, "status") and output(answer, "upload") is None
+    assert output(answer, "query") == "" and output(answer, "selected") is None
+
+
 def test_only_the_random_weight_model_is_announced_as_meaningless(engine, monkeypatch):
     from search_app.ui import SMOKE_NOTICE
 
