@@ -434,6 +434,18 @@ def fused_with_text(store, query_vector, text: str, hits: list, k: int) -> tuple
     return fused, {hit.image_id: hit for hit in ordered}
 
 
+def photo_text(catalog, content_hash: str | None) -> str:
+    """The text OCR read in the photo with this content, as read ("" when it found none, has not run, or the catalog
+    has no text tables): the viewer shows it, selectable, and the HTTP API returns it."""
+    from sqlalchemy import inspect
+
+    if not content_hash or "ocr_text" not in inspect(catalog.engine).get_table_names():
+        return ""
+    with catalog.session() as session:
+        text = session.scalar(select(OcrText.text).where(OcrText.content_hash == content_hash))
+    return text or ""
+
+
 def has_text_condition(catalog):
     """SQL condition on ``Image``: OCR found text in the photo (false for a catalog without the text tables)."""
     from sqlalchemy import false, inspect

@@ -544,6 +544,7 @@ class SearchUI:
         if result.media_type == "video":
             return self._select_video(result)
         lines = [f"**<bdi>{_shown(os.path.basename(result.path))}</bdi>**", self._facts(result)]
+        lines.extend(self._text_in_photo(result))
         if result.also_at:
             lines.append("Identical copies: " + ", ".join(f"<bdi>{_shown(path)}</bdi>" for path in result.also_at))
         if result.text_match is not None:
@@ -634,6 +635,21 @@ class SearchUI:
             screen,
             *video_view.shown(served, frame, result),
         )
+
+    def _text_in_photo(self, result) -> list[str]:
+        """The text OCR read in the photo, as a quote in its own direction (Arabic, Hebrew) that can be selected and
+        copied: a sign's words, a receipt's total. Nothing when OCR found none."""
+        try:
+            text = self.engine.photo_text(self.engine.record(result.image_id))
+        except (ValueError, OSError) as error:
+            log.warning("cannot read the text of %s: %s", result.path, error)
+            return []
+        if not text.strip():
+            return []
+        lines = "<br>".join(html.escape(line) for line in text.strip().splitlines() if line.strip())
+        return [
+            f'<p class="photo-text-label">Text in the photo</p>\n<blockquote id="photo_text" dir="auto">{lines}</blockquote>'
+        ]
 
     def _facts(self, result) -> str:
         """When, where, with what, how big, in which folder, and the match score: one line of plain words."""

@@ -76,6 +76,10 @@ CSS = (
 #viewer_image img { display: block; margin: 0 auto; max-width: 100% !important; width: auto !important;
   height: auto !important; max-height: calc(100vh - 150px) !important; object-fit: contain; }
 #viewer #details, #viewer #details *, #viewer #player_note { color: #f4f4f5 !important; }
+/* The text read in the photo (OCR): a quote in its own direction, selectable, so a sign's words can be copied. */
+#details blockquote#photo_text { margin: 4px 0; padding: 4px 10px; border-left: 3px solid #60a5fa;
+  user-select: text; white-space: normal; overflow-wrap: anywhere; }
+#details .photo-text-label { margin-bottom: 0; font-weight: 600; }
 #player video, #frame img { max-height: calc(100vh - 150px) !important; object-fit: contain; }  /* a video hit */
 #viewer_actions { flex-wrap: wrap; gap: 6px; }
 #viewer_actions button, #viewer_actions a { flex: 0 1 auto !important; min-width: 0 !important; }

@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from benchmarks.text_photos import sign_photo
+
 from .conftest import LIBRARY, make_photo, running_app
 
 VIEWPORTS = {"desktop": (1280, 800), "phone": (390, 844)}
 WIDE = "big/wide.jpg"  # 1600×1200, taken 1 May 2022 09:30
+SIGN, SIGN_TEXT = "signs/cafe.jpg", "CAFÉ CENTRAL"  # a photo with words in it
 ACCENT = "rgb(29, 78, 216)"  # #1d4ed8, ui_layout.ACCENT
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
@@ -31,6 +34,8 @@ def photo_app(tmp_path_factory, tiny_mllama_dir):
     exif = Image.Exif()
     exif.get_ifd(0x8769)[36867] = "2022:05:01 09:30:00"  # DateTimeOriginal
     Image.new("RGB", (1600, 1200), (200, 100, 50)).save(photos / WIDE, "JPEG", exif=exif.tobytes())
+    (photos / "signs").mkdir()
+    sign_photo(SIGN_TEXT, "latin", seed=11).save(photos / SIGN, quality=90)  # OCR reads it at index time
     args = [
         "--index",
         str(work / "index"),
@@ -207,6 +212,22 @@ def test_the_viewer_shows_a_screen_rendition_and_escape_returns_to_the_result(pa
         "(() => { const a = document.activeElement; return a && a.matches('#results "
         ".thumbnail-item') && a === document.querySelectorAll('#results .thumbnail-item')[0]; })()"
     )
+
+
+def test_the_viewer_shows_the_text_read_in_the_photo_to_select_and_copy(page):
+    visit(page, "café central", folder="signs")
+    page.locator("#results .thumbnail-item").first.click()
+    page.wait_for_selector("#details #photo_text")
+    quote = page.locator("#details #photo_text")
+    assert quote.get_attribute("dir") == "auto" and "CENTRAL" in quote.inner_text().upper()
+    assert "Text in the photo" in page.inner_text("#details")
+    chosen = page.evaluate(
+        """() => { const quote = document.querySelector('#details #photo_text');
+        const range = document.createRange(); range.selectNodeContents(quote);
+        const selection = getSelection(); selection.removeAllRanges(); selection.addRange(range);
+        return {text: selection.toString(), style: getComputedStyle(quote).userSelect}; }"""
+    )
+    assert "CENTRAL" in chosen["text"].upper() and chosen["style"] != "none", chosen  # a person can copy it
 
 
 def test_the_viewer_localises_dates(browser, photo_app):

@@ -221,3 +221,33 @@ def test_the_ui_shows_text_hits_first_with_their_marked_snippet_and_pages_on(eng
 def test_queries_with_full_text_syntax_are_plain_words(engine, query):
     page = engine.search_text(query, k=5)  # never an FTS5 syntax error, never SQL
     assert len(page.results) == 5
+
+
+def test_the_viewer_and_the_api_give_the_text_read_in_the_photo(engine, tmp_path):
+    """Opening the sign shows what OCR read in it, as a quote in its own direction that can be copied; a photo
+    without text shows no such block; the HTTP API's photo record carries the same text."""
+    from starlette.testclient import TestClient
+
+    from search_app.rest import RestAPI
+    from search_app.thumbnails import ThumbnailCache
+    from search_app.ui import SearchUI
+    from search_app.ui_reply import OUTPUTS
+
+    from .test_ui_messages import NoProgress
+
+    ui = SearchUI(engine, ThumbnailCache(tmp_path / "thumbs"), page_size=3)
+    session = dict(zip(OUTPUTS, ui.on_search("café central", None, progress=NoProgress())))["session"]
+    relpaths_shown = [result.relpath for result in session.results]
+    sign = relpaths_shown.index("city/0007.jpg")
+    details = ui.on_select(session, type("Select", (), {"index": sign})())[0]
+    quote = details.split('<blockquote id="photo_text" dir="auto">', 1)[1].split("</blockquote>", 1)[0]
+    assert "CAFÉ CENTRAL" in quote.replace("<br>", " ").upper() or "CAFE CENTRAL" in quote.upper(), details
+    plain = next(i for i, relpath in enumerate(relpaths_shown) if relpath != "city/0007.jpg")
+    assert "photo_text" not in ui.on_select(session, type("Select", (), {"index": plain})())[0]
+    record = engine.record(session.results[sign].image_id)
+    assert engine.photo_text(record) and engine.photo_text(record) in quote.replace("<br>", "\n") + "\n"
+    from .test_rest_routes import mounted
+
+    with TestClient(mounted(RestAPI(engine)), base_url="http://127.0.0.1/api/v1") as client:
+        answer = client.get(f"/photos/{record.id}").json()
+    assert answer["text"] == engine.photo_text(record)
