@@ -200,3 +200,26 @@ def settled(page):
     page.wait_for_function(
         "() => !document.querySelector('.progress-level, .eta-bar, .wrap.pending, .wrap.generating')"
     )
+
+
+AXE = Path(os.environ.get("AXE_CORE_JS") or REPO / ".cache/npm/node_modules/axe-core/axe.min.js")
+AXE_SECONDS = 120  # a scan of one page state takes 1-5 s here
+
+
+def axe_serious(page) -> list[dict]:
+    """axe-core's serious and critical violations on the page as it is now.
+
+    Bounded: a scan with no answer in AXE_SECONDS fails the test, because nothing else would end it (page.evaluate
+    has no timeout of its own, and pytest-timeout's alarm cannot break into Playwright's event loop)."""
+    assert AXE.is_file(), (
+        f"{AXE} missing: run `npm install --prefix .cache/npm axe-core@4.14.1` (the CI script does) or set AXE_CORE_JS"
+    )
+    page.add_script_tag(path=str(AXE))
+    report = page.evaluate(
+        """(ms) => Promise.race([
+            axe.run(document, {resultTypes: ['violations']}),
+            new Promise((_, fail) => setTimeout(() => fail(new Error(`axe gave no answer in ${ms} ms`)), ms)),
+        ])""",
+        AXE_SECONDS * 1000,
+    )
+    return [violation for violation in report["violations"] if violation["impact"] in ("serious", "critical")]

@@ -15,7 +15,7 @@ from search_app.auth import add_user
 
 from .conftest import new_home, running_app
 from .test_browser import CHROMIUM, FLAGS
-from .test_browser_features import AXE
+from .conftest import axe_serious
 
 pytestmark = pytest.mark.server  # starts the app in a subprocess
 
@@ -170,9 +170,7 @@ def test_the_login_form_helps_password_managers_keeps_the_name_and_log_out_ends_
             page.set_default_timeout(60_000)
             page.goto(url)
             name, password = page.get_by_label("username"), page.get_by_label("password")
-            page.add_script_tag(path=str(AXE))  # the login page is a page of the app too: 0 serious, 0 critical
-            report = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-            assert not [v["id"] for v in report["violations"] if v["impact"] in ("serious", "critical")]
+            assert not [v["id"] for v in axe_serious(page)]  # the login page is a page of the app too
             assert name.get_attribute("autocomplete") == "username"
             assert password.get_attribute("autocomplete") == "current-password"
             assert password.get_attribute("type") == "password"

@@ -4,18 +4,16 @@ the URL, focus, the original file, and an axe-core scan of the app's own markup.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, settled
+from .conftest import axe_serious, settled
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]  # drives Chromium against the app in a subprocess
 
 VIEWPORTS = {"desktop": (1280, 900), "phone": (390, 844)}
-AXE = Path(os.environ.get("AXE_CORE_JS") or REPO / ".cache/npm/node_modules/axe-core/axe.min.js")
 # Every state of the page the axe scan covers, at both sizes: Gradio's markup included (the page names Gradio's
 # unnamed controls: search_app/ui_layout.NAMES_JS), nothing excluded.
 AXE_SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
@@ -277,9 +275,6 @@ def reach(page, state: str):
 @pytest.mark.parametrize("state", AXE_STATES)
 @pytest.mark.parametrize("size", list(AXE_SIZES))
 def test_axe_finds_no_serious_or_critical_problem_in_any_state(browser, served_app, artifacts, size, state):
-    assert AXE.is_file(), (
-        f"{AXE} missing: run `npm install --prefix .cache/npm axe-core@4.14.1` (the CI script does) or set AXE_CORE_JS"
-    )
     width, height = AXE_SIZES[size]
     context = browser.new_context(viewport={"width": width, "height": height}, locale="en-US")
     try:
@@ -291,9 +286,7 @@ def test_axe_finds_no_serious_or_critical_problem_in_any_state(browser, served_a
         # from the top: scrolled, the phone's sticky search bar lies over the text below it, and axe measures that
         # text against the bar's blue button
         page.evaluate("scrollTo(0, 0)")
-        page.add_script_tag(path=str(AXE))
-        report = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-        serious = [violation for violation in report["violations"] if violation["impact"] in ("serious", "critical")]
+        serious = axe_serious(page)
         (artifacts / f"search_app-{size}-axe-{state.replace(' ', '-').replace('%', 'pct')}.txt").write_text(
             "\n".join(
                 f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:5]}" for v in serious

@@ -11,7 +11,8 @@ import pytest
 
 from .conftest import running_app
 from .conftest import settled
-from .test_browser_features import AXE, captions, search
+from .conftest import axe_serious
+from .test_browser_features import captions, search
 from .test_query_near import PHOTOS, build_library
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]  # drives Chromium against the app in a subprocess
@@ -187,7 +188,6 @@ def test_within_5_km_of_lisbon_filters_and_the_map_draws_its_circle(page):
 
 
 def test_axe_finds_no_serious_problem_in_the_map_view(page, artifacts):
-    assert AXE.is_file(), f"{AXE} missing: run `npm install --prefix .cache/npm axe-core@4.14.1`"
     search(page, "within 5 km of Lisbon")
     open_map(page, 2)
     # scan from the top, as the page-state scan does: scrolled on a phone, the sticky search bar lies over whatever
@@ -195,9 +195,7 @@ def test_axe_finds_no_serious_problem_in_the_map_view(page, artifacts):
     page.evaluate("window.scrollTo(0, 0)")
     # and once the pressed toggle's colour transition has ended (mid-way its text and background are neither state's)
     page.wait_for_function("() => document.getAnimations().every((a) => a.playState !== 'running')")
-    page.add_script_tag(path=str(AXE))
-    report = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-    serious = [violation for violation in report["violations"] if violation["impact"] in ("serious", "critical")]
+    serious = axe_serious(page)
     (artifacts / f"search_app-{page.viewport_name}-map-axe.txt").write_text(
         "\n".join(f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:5]}" for v in serious)
     )
