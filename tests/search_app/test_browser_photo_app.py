@@ -14,10 +14,12 @@ from PIL import Image
 from benchmarks.text_photos import sign_photo
 
 from .conftest import LIBRARY, make_photo, running_app
+from .test_filters import make
 
 VIEWPORTS = {"desktop": (1280, 800), "phone": (390, 844)}
 WIDE = "big/wide.jpg"  # 1600×1200, taken 1 May 2022 09:30
 SIGN, SIGN_TEXT = "signs/cafe.jpg", "CAFÉ CENTRAL"  # a photo with words in it
+BERLIN = "trips/berlin.jpg"  # the one photo taken in Berlin
 ACCENT = "rgb(29, 78, 216)"  # #1d4ed8, ui_layout.ACCENT
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
@@ -36,6 +38,7 @@ def photo_app(tmp_path_factory, tiny_mllama_dir):
     Image.new("RGB", (1600, 1200), (200, 100, 50)).save(photos / WIDE, "JPEG", exif=exif.tobytes())
     (photos / "signs").mkdir()
     sign_photo(SIGN_TEXT, "latin", seed=11).save(photos / SIGN, quality=90)  # OCR reads it at index time
+    make(photos / BERLIN, 5, None, (52.52, 13.405))  # GPS in Berlin: the index names its place
     args = [
         "--index",
         str(work / "index"),
@@ -228,6 +231,19 @@ def test_the_viewer_shows_the_text_read_in_the_photo_to_select_and_copy(page):
         return {text: selection.toString(), style: getComputedStyle(quote).userSelect}; }"""
     )
     assert "CENTRAL" in chosen["text"].upper() and chosen["style"] != "none", chosen  # a person can copy it
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["фото в Берлине", "ベルリンで撮った写真", "صور ببرلين"],  # Russian with its case ending, Japanese, Arabic
+)
+def test_berlin_typed_in_three_scripts_becomes_the_berlin_place_chip(page, query):
+    visit(page, query)
+    page.wait_for_selector("#place_chip", state="visible")
+    chip = page.inner_text("#place_chip")
+    assert "Berlin" in chip, chip
+    captions = page.eval_on_selector_all("#results .caption-label", "els => els.map(e => e.textContent)")
+    assert len(captions) == 1 and captions[0].endswith("berlin.jpg"), captions  # only the photo taken there
 
 
 def test_the_viewer_localises_dates(browser, photo_app):
