@@ -168,7 +168,7 @@ def served_app(tmp_path_factory, library, tiny_mllama_dir):
         "--page-size",
         "5",
     ]
-    with running_app(work, args) as url:
+    with running_app(work, args, cwd=library) as url:  # run from the photo folder, as a person does
         yield url, index
 
 

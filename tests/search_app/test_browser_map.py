@@ -37,7 +37,7 @@ def map_app(tmp_path_factory, tiny_mllama_dir):
         "--concurrency",
         "1",
     ]
-    with running_app(work, args) as url:
+    with running_app(work, args, cwd=library) as url:  # run from the photo folder, as a person does
         yield url
 
 

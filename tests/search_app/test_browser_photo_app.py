@@ -51,7 +51,7 @@ def photo_app(tmp_path_factory, tiny_mllama_dir):
         "--page-size",
         "5",
     ]
-    with running_app(work, args) as url:
+    with running_app(work, args, cwd=photos) as url:  # run from the photo folder, as a person does
         yield url, photos
     shutil.rmtree(photos, ignore_errors=True)
 
