@@ -22,6 +22,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import time
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
@@ -184,6 +185,7 @@ def _update_ocr(catalog, engine: OcrEngine, summary: TextSummary, workers: int, 
         return
     progress = _progress(len(todo), "text in photos", show_progress)
     items = list(todo.items())
+    stop = threading.Event()
     with (
         ThreadPoolExecutor(max(1, workers), thread_name_prefix="indexer-ocr") as pool,
         tempfile.TemporaryDirectory(prefix="mme5-ocr-") as folder,
@@ -194,7 +196,10 @@ def _update_ocr(catalog, engine: OcrEngine, summary: TextSummary, workers: int, 
                 batch = items[start : start + step]
                 pages = [prepare(path, os.path.join(folder, f"{i}.png"), budget) for i, (_d, path) in enumerate(batch)]
                 outcomes = list(
-                    pool.map(lambda page: page if isinstance(page, OcrOutcome) else read_page(engine, page), pages)
+                    pool.map(
+                        lambda page: page if isinstance(page, OcrOutcome) else read_page(engine, page, stop=stop),
+                        pages,
+                    )
                 )
                 _commit_ocr(catalog, engine, batch, outcomes)
                 for (_digest, path), outcome in zip(batch, outcomes):
@@ -205,6 +210,9 @@ def _update_ocr(catalog, engine: OcrEngine, summary: TextSummary, workers: int, 
                         summary.errors.append({"path": path, "reason": outcome.error})
                         log.warning("%s: %s", path, outcome.error)
                 progress.update(len(batch))
+        except BaseException:  # Ctrl-C, SIGTERM, a failed commit: running passes end now (their text is not kept)
+            stop.set()
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     progress.close()

@@ -51,6 +51,7 @@ SCRIPT_LANGUAGES = (
     ("Arabic", ("ara", "fas", "urd")),
     ("Devanagari", ("hin", "mar", "nep")),
 )
+STOP_POLL_S = 0.25  # how often a running Tesseract pass looks whether the build is stopping
 MAX_SIDE = 2400  # longer side handed to Tesseract: a 100-megapixel screenshot becomes ~6 MP
 DETECT_TILE = 4  # pixels per side of a detection tile
 MAX_REGIONS = 32  # text regions recognised per photo
@@ -299,13 +300,20 @@ def _decoded_pixels(path: str) -> int:
         return 0
 
 
-def read_page(engine: OcrEngine, page: str, timeout: float | None = None) -> OcrOutcome:
+class Interrupted(Exception):
+    """The build is stopping (Ctrl-C, SIGTERM): a running Tesseract pass was ended."""
+
+
+def read_page(engine: OcrEngine, page: str, timeout: float | None = None, stop=None) -> OcrOutcome:
     """One recognition pass per script over a page from ``prepare``, within PASS_TIMEOUT each and PHOTO_TIMEOUT
-    in all."""
+    in all. ``stop`` (a threading.Event): once set, the running pass is killed and Interrupted raised, so a build
+    that is told to stop does not wait up to PHOTO_TIMEOUT per worker for passes nobody will keep."""
     timeout = PASS_TIMEOUT if timeout is None else timeout
     deadline = time.monotonic() + PHOTO_TIMEOUT
     lines: list[str] = []
     for script, language in engine.passes:
+        if stop is not None and stop.is_set():
+            raise Interrupted(f"stopped before the {script} pass")
         left = deadline - time.monotonic()
         if left <= 0:
             return OcrOutcome(
@@ -314,7 +322,7 @@ def read_page(engine: OcrEngine, page: str, timeout: float | None = None) -> Ocr
                 f"(stopped before the {script} pass); indexed without its text",
             )
         try:
-            lines += _one_pass(engine.binary, page, language, min(timeout, left))
+            lines += _one_pass(engine.binary, page, language, min(timeout, left), stop)
         except subprocess.TimeoutExpired:
             return OcrOutcome(
                 detected=True,
@@ -345,18 +353,31 @@ def _upright(path: str) -> Image.Image:
     return image
 
 
-def _one_pass(binary: str, page: str, language: str, timeout: float) -> list[str]:
-    """The confident words of one Tesseract pass, joined back into their lines."""
-    run = subprocess.run(
+def _one_pass(binary: str, page: str, language: str, timeout: float, stop=None) -> list[str]:
+    """The confident words of one Tesseract pass, joined back into their lines (see ``read_page`` for ``stop``)."""
+    with subprocess.Popen(
         [binary, page, "stdout", "-l", language, "--psm", "11", "tsv"],
-        capture_output=True,
-        timeout=timeout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         env=dict(os.environ, OMP_THREAD_LIMIT="1"),
-    )
-    if run.returncode != 0:
-        raise ValueError(run.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or f"exit {run.returncode}")
+    ) as process:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                stdout, stderr = process.communicate(timeout=max(0.01, min(STOP_POLL_S, deadline - time.monotonic())))
+                break
+            except subprocess.TimeoutExpired:
+                stopping = stop is not None and stop.is_set()
+                if stopping or time.monotonic() >= deadline:
+                    process.kill()
+                    process.communicate()
+                    if stopping:
+                        raise Interrupted(f"the {language} pass was stopped") from None
+                    raise subprocess.TimeoutExpired(process.args, timeout) from None
+    if process.returncode != 0:
+        raise ValueError(stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or f"exit {process.returncode}")
     lines: dict[tuple, list[str]] = {}
-    for row in run.stdout.decode("utf-8", "replace").splitlines()[1:]:
+    for row in stdout.decode("utf-8", "replace").splitlines()[1:]:
         parts = row.split("\t")
         if len(parts) != 12 or parts[0] != "5":
             continue

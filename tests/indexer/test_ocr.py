@@ -326,3 +326,29 @@ def test_ocr_reads_the_photo_upright(tmp_path, engine):
     sign_photo("MUSEUM", "latin", seed=6).transpose(Image.Transpose.ROTATE_90).save(path, exif=exif, quality=92)
     assert _upright(str(path)).size == (640, 420)
     assert "museum" in normalize(recognize(engine, str(path)).text)
+
+
+def test_a_stopping_build_ends_a_running_tesseract_pass_at_once(tmp_path):
+    """Ctrl-C or SIGTERM during the OCR pass: a running pass is killed and the page given up within a poll, not
+    waited for (up to 30 s a pass, 90 s a photo, per worker: a watcher told to stop hung that long)."""
+    import threading
+    import time
+
+    from indexer.ocr import Interrupted, OcrEngine, read_page
+
+    slow = tmp_path / "tesseract"  # a Tesseract that would take a minute
+    slow.write_text("#!/bin/sh\nexec sleep 60\n")
+    slow.chmod(0o755)
+    engine = OcrEngine(binary=str(slow), version="5", passes=(("latin", "eng"), ("cyrillic", "rus")))
+    page = tmp_path / "page.png"
+    Image.new("RGB", (10, 10)).save(page)
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(Interrupted, match="eng pass was stopped"):
+        read_page(engine, str(page), stop=stop)
+    assert time.monotonic() - started < 5
+    with pytest.raises(Interrupted, match="before the latin pass"):  # a page that had not started: not started
+        read_page(engine, str(page), stop=stop)
+    timed_out = read_page(engine, str(page), timeout=0.5)  # without a stop, the pass timeout still applies
+    assert timed_out.error and "timed out after 0.5 s (latin pass)" in timed_out.error

@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import stat
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 from gradio_client import Client
 
 from search_app.auth import add_user
+from search_app.tokens import add_token, tokens_file_for
 
 from .conftest import new_home, running_app
 from .test_browser import CHROMIUM, FLAGS
@@ -45,7 +47,15 @@ def secured(tmp_path_factory, library, tiny_mllama_dir):
         new_home() as home,
         running_app(work, args, env={"MME5_AUTH": f"{SECRET_USER}:{SECRET_PASSWORD}"}, home=home) as url,
     ):  # MME5_AUTH: the test is about it
-        yield url, home
+        app = Secured((url, home))
+        app.users = users
+        yield app
+
+
+class Secured(tuple):
+    """(url, the app's HOME), as the tests unpack it; ``users``: its users file (API tokens live beside it)."""
+
+    users: Path
 
 
 def client_from(address: str) -> httpx.Client:
@@ -122,7 +132,11 @@ def test_browser_logs_in_searches_and_previews_stay_behind_the_login(secured):
 
 def test_preview_folders_are_private(secured):
     url, home = secured
-    Client(url, auth=(USER, PASSWORD), verbose=False)  # the server is up: folders exist
+    token = add_token(tokens_file_for(secured.users), "previews")  # the app follows the tokens file while it runs
+    with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {token}"}) as http:
+        found = http.get(f"{url}api/v1/search/text", params={"text": "a photo", "k": 1}).json()["results"][0]
+        preview = http.get(f"{url}api/v1/photos/{found['image_id']}/preview")  # made now, in the app's cache
+    assert preview.status_code == 200 and preview.content[:2] == b"\xff\xd8"
     cache = home / ".cache" / "mme5-search"
     for folder in (cache / "previews", cache / "gradio"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder

@@ -124,7 +124,9 @@ def test_watch_indexes_a_photo_added_while_it_runs(library, user_world):
             code = watcher.wait(timeout=60)
         except subprocess.TimeoutExpired:
             watcher.kill()
-            raise
+            raise AssertionError(
+                "the watcher did not stop within 60 s of Ctrl-C:\n" + log.read_text()[-3000:]
+            ) from None
     assert code in (0, 130), log.read_text()[-3000:]
 
 
