@@ -108,6 +108,9 @@ def test_watch_indexes_a_photo_added_while_it_runs(library, user_world):
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # Ctrl-C works as in a terminal even when the tests run in the background (`cmd &` starts them with
+            # SIGINT ignored, and an ignored signal stays ignored in every program started from them)
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
     try:
         new = user_world.photos / "new" / "added.jpg"
