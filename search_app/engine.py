@@ -237,11 +237,11 @@ class SearchEngine:
             raise ValueError(f"no indexed photo has id {image_id}")
         return records[0]
 
-    def photo_text(self, record) -> str:
-        """The text OCR read in a photo (its catalog ``record``), "" when none."""
+    def photo_text(self, content_hash: str | None) -> str:
+        """The text OCR read in the photo with this content, "" when none."""
         from indexer.fulltext import photo_text
 
-        return photo_text(self._live.current().store.catalog, record.content_hash)
+        return photo_text(self._live.current().store.catalog, content_hash)
 
     def image_file(self, record) -> Path:
         """The file to look at for a photo: its original when present, else the preview a published index carries

@@ -384,7 +384,7 @@ class RestAPI:
             record = self._record(image_id)
             payload = result_of(record, 0.0).to_json()
             del payload["score"]
-            payload["text"] = self.engine.photo_text(record)  # what OCR read in it ("" when nothing)
+            payload["text"] = self.engine.photo_text(record.content_hash)  # what OCR read in it ("" when nothing)
             base = f"{PREFIX}/photos/{int(record.id)}"
             payload["links"] = {
                 "preview": f"{base}/preview",

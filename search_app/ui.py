@@ -640,7 +640,7 @@ class SearchUI:
         """The text OCR read in the photo, as a quote in its own direction (Arabic, Hebrew) that can be selected and
         copied: a sign's words, a receipt's total. Nothing when OCR found none."""
         try:
-            text = self.engine.photo_text(self.engine.record(result.image_id))
+            text = self.engine.photo_text(result.content_hash)
         except (ValueError, OSError) as error:
             log.warning("cannot read the text of %s: %s", result.path, error)
             return []

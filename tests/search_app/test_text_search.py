@@ -245,9 +245,12 @@ def test_the_viewer_and_the_api_give_the_text_read_in_the_photo(engine, tmp_path
     plain = next(i for i, relpath in enumerate(relpaths_shown) if relpath != "city/0007.jpg")
     assert "photo_text" not in ui.on_select(session, type("Select", (), {"index": plain})())[0]
     record = engine.record(session.results[sign].image_id)
-    assert engine.photo_text(record) and engine.photo_text(record) in quote.replace("<br>", "\n") + "\n"
+    assert (
+        engine.photo_text(record.content_hash)
+        and engine.photo_text(record.content_hash) in quote.replace("<br>", "\n") + "\n"
+    )
     from .test_rest_routes import mounted
 
     with TestClient(mounted(RestAPI(engine)), base_url="http://127.0.0.1/api/v1") as client:
         answer = client.get(f"/photos/{record.id}").json()
-    assert answer["text"] == engine.photo_text(record)
+    assert answer["text"] == engine.photo_text(record.content_hash)
