@@ -254,3 +254,16 @@ def test_the_viewer_and_the_api_give_the_text_read_in_the_photo(engine, tmp_path
     with TestClient(mounted(RestAPI(engine)), base_url="http://127.0.0.1/api/v1") as client:
         answer = client.get(f"/photos/{record.id}").json()
     assert answer["text"] == engine.photo_text(record.content_hash)
+
+
+def test_text_from_a_hostile_index_is_shown_as_text_not_markup(engine, tmp_path, monkeypatch):
+    """A published index decides what its OCR text says: the viewer quotes it escaped, line by line, never as HTML."""
+    from search_app.thumbnails import ThumbnailCache
+    from search_app.ui import SearchUI
+
+    ui = SearchUI(engine, ThumbnailCache(tmp_path / "thumbs"), page_size=3)
+    monkeypatch.setattr(engine, "photo_text", lambda content_hash: '<img src=x onerror="alert(1)">\n</blockquote>x')
+    result = engine.search_text("café central", k=1).results[0]
+    quote = ui._text_in_photo(result)[0]
+    assert "<img" not in quote and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;<br>&lt;/blockquote&gt;x" in quote
+    assert quote.count("</blockquote>") == 1
