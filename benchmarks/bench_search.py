@@ -237,7 +237,7 @@ def make_index(
     import numpy as np
     from sqlalchemy import insert
 
-    from indexer import build_index
+    from indexer import build_index, verify
     from indexer.catalog import CATALOG_FILE, STATUS_OK, Catalog, Image, Root, Vector, encode_relpath, utcnow
     from indexer.vectors import INDEX_FILE
 
@@ -285,7 +285,10 @@ def make_index(
             session.commit()
     finally:
         catalog.close()
-    (index_dir / INDEX_FILE).unlink()  # the indexer rebuilds it from the catalog, choosing the type for this size
+    # the vector file no longer matches the catalog: rebuilt as `indexer verify --repair` does, choosing the index
+    # type for this size, so readers open a whole index (no "vector index file missing" warning, no rebuild per app)
+    (index_dir / INDEX_FILE).unlink()
+    verify(index_dir, repair=True)
 
 
 @contextmanager
@@ -502,7 +505,6 @@ def main(argv=None) -> int:
                 f"{time.perf_counter() - started:.1f}s",
                 file=sys.stderr,
             )
-            store.index.save(index_dir / "vectors.faiss")  # so the app subprocess need not rebuild it
             rare = time_rare_folder(store, embedder, args.queries)  # first, while nothing is cached
             engine = SearchEngine(store, embedder)
             from indexer.sync import measure_recall
