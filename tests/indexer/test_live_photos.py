@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 
 from PIL import Image
@@ -10,6 +11,7 @@ from PIL import Image
 from indexer import IndexStore, verify
 from search_app.results import result_of
 
+from .conftest import run_cli
 from .test_video import SCENES, build, rows_of
 from .videos import make_video, scene_picture
 
@@ -48,6 +50,14 @@ def test_a_live_photo_is_one_photo_whose_record_names_its_clip(tmp_path, tiny_si
     assert api["motion_clip"].endswith("img_0001.mov")
     assert "live" not in result_of(records["IMG_0002.MOV"], 0.5).to_json()
     assert verify(index_dir).clean
+    query = tmp_path / "query.png"
+    scene_picture(0).save(query)
+    run = run_cli("search", "--index", index_dir, "--image", query, "-k", "2", "--json")
+    assert run.returncode == 0, run.stderr
+    found = {os.path.basename(r["path"]): r for r in json.loads(run.stdout)["results"]}
+    assert (found["IMG_0001.JPG"]["media_type"], found["IMG_0001.JPG"]["live"]) == ("photo", True)
+    assert found["IMG_0001.JPG"]["motion_clip"] == str(folder.resolve() / "img_0001.mov")
+    assert found["IMG_0002.MOV"]["media_type"] == "video" and "live" not in found["IMG_0002.MOV"]
 
 
 def test_deleting_or_adding_the_clip_later_updates_the_item(tmp_path, tiny_siglip):
