@@ -172,3 +172,26 @@ def test_a_motion_photo_is_one_photo_flagged_as_moving_and_a_bad_offset_is_a_rea
     with Image.open(folder / "PXL_old.jpg") as image:  # the trailing MP4 does not disturb the picture
         assert image.size == scene_picture(0).size
     assert verify(index_dir).clean
+
+
+def test_the_viewer_names_a_live_photos_clip_and_a_motion_photo(tmp_path):
+    from search_app.results import SearchResult
+    from search_app.ui import SearchUI
+
+    def facts(**motion) -> str:
+        result = SearchResult(
+            path=str(tmp_path / "IMG_1.JPG"),
+            score=0.5,
+            size=10,
+            taken_at=None,
+            image_id=1,
+            content_hash="0" * 32,
+            relpath="IMG_1.JPG",
+            **motion,
+        )
+        return SearchUI._facts(None, result)  # type: ignore[arg-type]  # it reads only the result
+
+    assert "Live Photo (clip <bdi>IMG_1&lt;b&gt;.MOV</bdi>)" in facts(
+        motion="live", motion_clip=str(tmp_path / "IMG_1<b>.MOV")
+    )
+    assert "Motion photo" in facts(motion="motion_photo") and "Live" not in facts()
