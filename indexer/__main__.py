@@ -474,6 +474,15 @@ def run_search(args) -> int:
                     if r.media_type == "video"
                     else {}
                 ),
+                **(
+                    {
+                        "motion": r.motion,
+                        "live": True,
+                        "motion_clip": decodable(r.motion_clip) if r.motion_clip else None,
+                    }
+                    if r.motion
+                    else {}
+                ),
                 "text_match": matches[r.id].to_json() if r.id in matches else None,
             }
             for s, r, moments in folded

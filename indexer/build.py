@@ -63,6 +63,16 @@ DEFAULT_MAX_PRUNE_SHARE = 0.5  # a build drops at most this share of a folder's 
 ENGINES = ("local", "ray")
 
 
+def motion_values(result) -> dict:
+    """The catalog columns of a photo that moves (``Image.motion``): a Live Photo's clip as the scan found it."""
+    clip = result.entry.clip
+    return dict(
+        motion=result.motion,
+        motion_clip=encode_relpath(clip.relpath) if clip is not None else None,
+        motion_clip_stat=result.entry.clip_signature,
+    )
+
+
 def build_index(
     roots: list[Path],
     index_dir: Path,
@@ -277,6 +287,7 @@ class _Build:
         self.summary.skipped += scanned.skipped
         self.summary.kept += scanned.kept
         self.root_rows, self.root_devices = scanned.root_rows, scanned.root_devices
+        self.folded = [row.id for row in scanned.folded]  # clips now part of a Live Photo: their rows go
         self.missing_by_hash: dict[str, deque] = defaultdict(deque)
         for row in scanned.missing:
             if row.status == STATUS_OK and row.content_hash:
@@ -362,7 +373,10 @@ class _Build:
             longitude=result.longitude,
             **place_of(result.latitude, result.longitude),
             **video_values(result),
+            **motion_values(result),
         )
+        if result.motion_problem:
+            self.warn(f"{result.entry.path}: {result.motion_problem}")
         if result.error:
             self.summary.errors.append(FileError(path, result.error))
             if old is not None:
@@ -467,6 +481,7 @@ class _Build:
             [row for queue in self.missing_by_hash.values() for row in queue]
             + [row for row in missing if not (row.status == STATUS_OK and row.content_hash)]
         )
+        gone += self.folded  # a clip now part of its Live Photo is no result of its own any more
         self.summary.removed += len(gone)
         with self.catalog.session() as session:
             gone += keyframe_ids(session, gone)  # a removed video's keyframes go with it

@@ -127,6 +127,12 @@ class Image(Base):
     rotation: Mapped[int | None]
     timestamp_s: Mapped[float | None]
     video_id: Mapped[int | None]
+    # A photo that moves (added later, like the videos): motion "live" (an Apple Live Photo: motion_clip is the
+    # relpath of its .MOV beside it, motion_clip_stat that clip's "size:mtime_ns", which the scan compares) or
+    # "motion_photo" (a Google/Samsung JPEG with its MP4 appended). NULL: a still photo. The clip has no row.
+    motion: Mapped[str | None] = mapped_column(String)
+    motion_clip: Mapped[bytes | None] = mapped_column(LargeBinary)
+    motion_clip_stat: Mapped[str | None] = mapped_column(String)
 
 
 class Vector(Base):

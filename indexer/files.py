@@ -9,7 +9,7 @@ import errno
 import os
 import re
 import stat as stat_module
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -25,6 +25,9 @@ IMAGE_EXTENSIONS = (
 )  # camera RAW: mme5/raw.py (.xmp sidecars are not images: ignored)
 # Videos: indexed as keyframes with timestamps (indexer/video.py decodes them with PyAV's bundled FFmpeg).
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"})
+# Apple Live Photos: a still (HEIC or JPEG) and a QuickTime clip with the same name in one folder are one item.
+LIVE_STILL_EXTENSIONS = frozenset({".heic", ".heif", ".jpg", ".jpeg"})
+LIVE_CLIP_EXTENSION = ".mov"
 
 
 @dataclass(frozen=True)
@@ -36,10 +39,47 @@ class FileEntry:
     size: int
     mtime_ns: int
     problem: str | None = None
+    clip: FileEntry | None = None  # a Live Photo's still: its clip (``pair_live_photos``), part of this item
 
     @property
     def path(self) -> str:
         return os.path.join(self.root, self.relpath)
+
+    @property
+    def clip_signature(self) -> str | None:
+        """What the catalog records of the paired clip (``Image.motion_clip_stat``): its size and mtime."""
+        return None if self.clip is None else f"{self.clip.size}:{self.clip.mtime_ns}"
+
+
+def pair_live_photos(entries: list[FileEntry]) -> tuple[list[FileEntry], list[FileEntry]]:
+    """(items, clips): ``entries`` with each Live Photo still carrying its clip, and the clips so folded.
+
+    A Live Photo is paired by name, as Apple writes it: ``IMG_0001.HEIC`` (or ``.JPG``) and ``IMG_0001.MOV`` in one
+    folder, the names compared without case. (Apple also links the two by a content identifier, but the still's
+    copy is in Apple's maker note, which Pillow does not parse.) A clip with no still, or one that cannot be
+    stat'ed, stays a video of its own; a still that cannot be stat'ed takes no clip."""
+    stills: dict[tuple[str, str], list[int]] = {}
+    clips: dict[tuple[str, str], FileEntry] = {}
+    for position, entry in enumerate(entries):
+        if entry.problem:
+            continue
+        folder, name = os.path.split(entry.relpath)
+        stem, extension = os.path.splitext(name)
+        key = (os.path.join(entry.root, folder), stem.casefold())
+        if extension.lower() in LIVE_STILL_EXTENSIONS:
+            stills.setdefault(key, []).append(position)
+        elif extension.lower() == LIVE_CLIP_EXTENSION:
+            clips[key] = entry
+    items = list(entries)
+    folded: list[FileEntry] = []
+    for key, clip in clips.items():
+        if key not in stills:
+            continue
+        folded.append(clip)
+        for position in stills[key]:
+            items[position] = replace(items[position], clip=clip)
+    dropped = {id(clip) for clip in folded}
+    return [entry for entry in items if id(entry) not in dropped], folded
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Generator
@@ -219,6 +219,8 @@ def decode_batch(batch: dict, draft_size: int, known_hashes, probes: dict, budge
             int(batch["mtime_ns"][i]),
             batch["problem"][i] or None,
         )
+        if clip := str(batch["clip"][i]):
+            entry = replace(entry, clip=FileEntry(entry.root, clip, 0, 0))
         result = read_file(entry, draft_size, known_hashes, budget)
         out["idx"].append(int(batch["idx"][i]))
         for name in RESULT_FIELDS[1:]:
@@ -344,6 +346,7 @@ def _ray_results(
             "size": entry.size,
             "mtime_ns": entry.mtime_ns,
             "problem": entry.problem or "",
+            "clip": entry.clip.relpath if entry.clip is not None else "",  # a Live Photo's clip, checked on read
         }
         for i, entry in enumerate(entries)
     ]

@@ -45,6 +45,8 @@ class ReadResult:
     timestamp_s: float | None = None  # videos: the second ``image`` shows
     keyframes: list = field(default_factory=list, repr=False)  # videos: [(timestamp_s, image)], the first is
     # image; an engine empties it (and image) once the pixels go to the model: indexer/engines.py
+    motion: str | None = None  # photos that move: "live" (its clip checked) or "motion_photo" (an MP4 appended)
+    motion_problem: str | None = None  # why a Live Photo's clip or a motion photo's video was not taken (a warning)
     error: str | None = None
     retry: bool = False  # the error is about access, not content: try again next run even if unchanged
     vanished: bool = False  # gone before we could read it
@@ -149,6 +151,8 @@ def read_file(entry: FileEntry, draft_size: int, known_hashes, budget: DecodeBud
     except Exception as error:  # noqa: BLE001 - a decoder bug on one file must not stop the build
         result.error = f"cannot decode image ({type(error).__name__}: {error})"
         result.image = None
+    if entry.clip is not None:
+        _live_clip(result, entry.clip)
     try:
         after = os.stat(path)
     except FileNotFoundError:
@@ -197,6 +201,22 @@ def _read_video(result: ReadResult, path: str, draft_size: int, budget: DecodeBu
     result.timestamp_s, result.image = result.keyframes[0]
 
 
+def _live_clip(result: ReadResult, clip: FileEntry) -> None:
+    """A Live Photo still's clip: checked to be a video (its header only), or the reason it is not."""
+    from .video import VideoError, probe_video
+
+    name = os.path.basename(clip.relpath)
+    if result.error:
+        result.error += f"; its Live Photo clip {name} is not indexed either"
+        return
+    try:
+        probe_video(clip.path)
+    except VideoError as error:
+        result.motion_problem = f"Live Photo clip {name}: {error.reason}; the photo is indexed without it"
+        return
+    result.motion = "live"
+
+
 def _read_metadata(path: str, result: ReadResult, draft_size: int = 0) -> int:
     """Displayed size (after EXIF rotation), capture time and camera, from the header only.
 
@@ -206,6 +226,7 @@ def _read_metadata(path: str, result: ReadResult, draft_size: int = 0) -> int:
         with Image.open(path) as image:
             width, height = image.size
             exif = image.getexif()
+            xmp = image.info.get("xmp") if image.format == "JPEG" else None
             decoded = width * height
             if draft_size and image.format == "JPEG":
                 image.draft("RGB", (draft_size, draft_size))
@@ -225,7 +246,51 @@ def _read_metadata(path: str, result: ReadResult, draft_size: int = 0) -> int:
         result.latitude, result.longitude = gps_position(exif.get_ifd(EXIF_GPS_IFD))
     except Exception:  # noqa: BLE001 - malformed GPS IFD: no position, the photo still indexes
         result.latitude = result.longitude = None
+    if xmp:
+        result.motion, result.motion_problem = motion_photo(path, xmp, result.size)
     return decoded
+
+
+_MICRO_VIDEO_OFFSET = re.compile(rb"MicroVideoOffset(?:=\"|>)\s*(\d{1,12})")
+_CONTAINER_ITEM = re.compile(rb"<Container:Item\b[^>]*>|<rdf:li\b[^>]*Item:Semantic[^>]*>", re.DOTALL)
+_ITEM_LENGTH = re.compile(rb"Item:Length=\"\s*(\d{1,12})\s*\"")
+MAX_XMP = 1 << 16  # bytes of a photo's XMP searched for a motion photo's video
+
+
+def motion_photo(path: str, xmp, size: int) -> tuple[str | None, str | None]:
+    """("motion_photo", None) when the JPEG's XMP says an MP4 is appended (Google's ``GCamera:MicroVideoOffset``,
+    or the newer ``Container:Directory`` item with ``Item:Semantic="MotionPhoto"`` and its ``Item:Length``) and the
+    file holds one there; (None, why not) when it says so but the offset is impossible; (None, None) otherwise."""
+    text = (xmp if isinstance(xmp, bytes) else str(xmp).encode("utf-8", "replace"))[:MAX_XMP]
+    if b"MicroVideo" not in text and b"MotionPhoto" not in text:
+        return None, None
+    offset = None
+    if match := _MICRO_VIDEO_OFFSET.search(text):
+        offset = int(match.group(1))
+    else:
+        for item in _CONTAINER_ITEM.finditer(text):
+            if b'Semantic="MotionPhoto"' in item.group() and (length := _ITEM_LENGTH.search(item.group())):
+                offset = int(length.group(1))
+    if offset is None:
+        return None, None  # flagged, but no video position given (an older variant): a still photo
+    name = os.path.basename(path)
+    if not 8 <= offset < size:
+        return None, (
+            f"motion photo {name}: its XMP puts the video {offset:,} bytes before the end of a {size:,}-byte file; "
+            "indexed as a still photo"
+        )
+    try:
+        with open(path, "rb") as file:
+            file.seek(size - offset)
+            head = file.read(12)
+    except OSError as error:
+        return None, f"motion photo {name}: cannot read its video ({_os_reason(error)}); indexed as a still photo"
+    if head[4:8] != b"ftyp":
+        return None, (
+            f"motion photo {name}: no MP4 video where its XMP says ({offset:,} bytes before the end); "
+            "indexed as a still photo"
+        )
+    return "motion_photo", None
 
 
 def gps_position(gps) -> tuple[float | None, float | None]:

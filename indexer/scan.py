@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .catalog import CATALOG_FILE, Image, decode_relpath, encode_relpath
 from .errors import BadRootError
-from .files import FileEntry, FolderProblem, is_within, printable, root_key, scan_root
+from .files import FileEntry, FolderProblem, is_within, pair_live_photos, printable, root_key, scan_root
 from .records import FileError
 
 
@@ -78,6 +78,8 @@ class Row:
     status: str
     content_hash: str | None
     retry: bool = False
+    motion_clip: bytes | None = None  # a Live Photo's clip as last indexed (relpath, "size:mtime_ns")
+    motion_clip_stat: str | None = None
 
     @property
     def path(self) -> str:
@@ -101,6 +103,7 @@ class ScanResult:
     unchanged: int = 0
     skipped: list[FileError] = field(default_factory=list)  # folders it could not list (nothing recorded)
     kept: int = 0  # rows kept because their root looks unmounted
+    folded: list[Row] = field(default_factory=list)  # rows of clips now part of a Live Photo (indexed as videos before)
 
 
 def scan(
@@ -132,6 +135,8 @@ def scan(
                     row.status,
                     row.content_hash,
                     row.retry,
+                    row.motion_clip,
+                    row.motion_clip_stat,
                 )
                 for row in session.execute(
                     select(
@@ -142,11 +147,14 @@ def scan(
                         Image.status,
                         Image.content_hash,
                         Image.retry,
+                        Image.motion_clip,
+                        Image.motion_clip_stat,
                     ).where(Image.root_id == root_id, Image.video_id.is_(None))
                 )
             }
             out.root_rows[path] = len(rows)
             device = _device(path)
+            entries: list[FileEntry] = []
             for found in scan_root(path, include_hidden, exclude=(str(index_dir),)):
                 if isinstance(found, FolderProblem):
                     unlisted.append(found.path)
@@ -155,8 +163,15 @@ def scan(
                     continue
                 found_files += 1
                 progress.update(1)
+                entries.append(found)
+            entries, clips = pair_live_photos(entries)
+            for clip in clips:  # part of its still's item: a row of its own (a video, before) goes
+                row = rows.pop(encode_relpath(clip.relpath), None)
+                if row is not None:
+                    out.folded.append(row)
+            for found in entries:
                 row = rows.pop(encode_relpath(found.relpath), None)
-                if row is not None and not row.retry and (row.size, row.mtime_ns) == (found.size, found.mtime_ns):
+                if row is not None and not row.retry and _same(row, found):
                     out.unchanged += 1
                 else:
                     out.work.append(WorkItem(found, root_id, row))
@@ -179,6 +194,14 @@ def scan(
     progress.close()
     out.missing = [row for row in missing if not any(is_within(row.path, folder) for folder in unlisted)]
     return out
+
+
+def _same(row: Row, found: FileEntry) -> bool:
+    """Whether a file and its Live Photo clip (if any) are as the catalog recorded them (stat alone)."""
+    if (row.size, row.mtime_ns) != (found.size, found.mtime_ns):
+        return False
+    clip = (encode_relpath(found.clip.relpath), found.clip_signature) if found.clip is not None else (None, None)
+    return (row.motion_clip, row.motion_clip_stat) == clip
 
 
 def _looks_missing(rows: int, found_files: int, matched: int, recorded: int | None, device: int | None) -> str | None:

@@ -54,6 +54,8 @@ class ImageRecord:
     duration_s: float | None = None  # videos: length in seconds
     timestamp_s: float | None = None  # videos: the second this keyframe shows
     video_id: int | None = None  # videos: the video's own row when this is a further keyframe
+    motion: str | None = None  # photos that move: "live" (an Apple Live Photo) or "motion_photo" (MP4 appended)
+    motion_clip: str | None = None  # a Live Photo's clip (the .MOV beside it), absolute path
 
     @property
     def video_key(self) -> int | None:
@@ -432,7 +434,7 @@ _RECORDS_SQL = (
     "SELECT images.id, images.relpath, images.size, images.mtime_ns, images.content_hash, images.width, "
     "images.height, images.taken_at, images.camera, images.status, images.error, roots.path, "
     "images.latitude, images.longitude, images.country, images.region, images.city, "
-    "images.media_type, images.duration_s, images.timestamp_s, images.video_id "
+    "images.media_type, images.duration_s, images.timestamp_s, images.video_id, images.motion, images.motion_clip "
     "FROM images JOIN roots ON roots.id = images.root_id WHERE images.id IN (SELECT value FROM json_each(?))"
 )
 
@@ -461,6 +463,8 @@ def _record_from_row(row, index_dir) -> ImageRecord:
         duration_s,
         timestamp_s,
         video_id,
+        motion,
+        motion_clip,
     ) = row
     relpath = decode_relpath(raw_relpath)
     root = root if os.path.isabs(root) else os.path.join(index_dir, root)  # IndexStore.root_path
@@ -489,6 +493,8 @@ def _record_from_row(row, index_dir) -> ImageRecord:
         duration_s=duration_s,
         timestamp_s=timestamp_s,
         video_id=video_id,
+        motion=motion,
+        motion_clip=_clip_path(root, motion_clip),
     )
 
 
@@ -517,7 +523,19 @@ def to_record(image: Image, root: str) -> ImageRecord:
         duration_s=image.duration_s,
         timestamp_s=image.timestamp_s,
         video_id=image.video_id,
+        motion=image.motion,
+        motion_clip=_clip_path(root, image.motion_clip),
     )
+
+
+def _clip_path(root: str, motion_clip: bytes | None) -> str | None:
+    """A Live Photo clip's absolute path from its stored relpath (None: no clip, or a value no build writes)."""
+    if not isinstance(motion_clip, bytes) or not motion_clip or b"\0" in motion_clip:
+        return None
+    relpath = decode_relpath(motion_clip)
+    if os.path.isabs(relpath) or ".." in relpath.replace("\\", "/").split("/"):
+        return None  # a stranger's catalog (a published index) cannot point outside its folder
+    return os.path.join(root, relpath)
 
 
 def normalise_folder(folder) -> str | None:

@@ -116,6 +116,26 @@ def read_video(
     return facts, keyframes
 
 
+def probe_video(path: str) -> VideoFacts:
+    """The container's facts without decoding a frame (a Live Photo's clip is checked so); VideoError if unreadable."""
+    import av
+
+    try:
+        container = av.open(path, metadata_errors="ignore")
+    except Exception as error:  # noqa: BLE001 - FFmpeg's many error types: all mean "cannot open"
+        raise VideoError(
+            f"cannot open as a video: damaged, truncated or not a video at all ({_ffmpeg_reason(error)})"
+        ) from None
+    try:
+        return _probe(container, DEFAULT_POLICY)[0]
+    except VideoError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a damaged header
+        raise VideoError(f"cannot read the video's header ({_ffmpeg_reason(error)})") from None
+    finally:
+        container.close()
+
+
 class _nothing:
     def __enter__(self):
         return self

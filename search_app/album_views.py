@@ -32,8 +32,11 @@ log = logging.getLogger(__name__)
 
 
 def open_album(engine, album: Album, k: int = ALBUM_K) -> list:
-    """The album's photos now: pinned first, then the saved search run again (removed ones left out)."""
-    options = {**album.options, "k": k, "offset": 0, "exclude": [*album.removed, *album.pinned]}
+    """The album's photos now: pinned first, then the saved search run again (removed ones left out). A pinned video
+    moment is the video at that second; the search then leaves that video out, as it does a removed moment's."""
+    chosen = [*album.removed, *album.pinned]  # a video moment pinned or removed: the search leaves the whole video out
+    exclude = sorted({*chosen, *engine.whole_videos(chosen)})
+    options = {**album.options, "k": k, "offset": 0, "exclude": exclude}
     if album.query.get("similar_to") is not None:
         page = engine.search_similar(int(album.query["similar_to"]), **options)
     else:

@@ -237,6 +237,19 @@ class SearchEngine:
             raise ValueError(f"no indexed photo has id {image_id}")
         return records[0]
 
+    def whole_videos(self, image_ids) -> list[int]:
+        """Every row id of the videos among ``image_ids`` (a video's own row and all its keyframes), ascending:
+        what leaves a video out of a search entirely (an album's pinned or removed moment)."""
+        from indexer.video_rows import keyframe_ids
+
+        store = self._live.current().store
+        records = store.records(np.asarray([int(i) for i in image_ids], dtype=np.int64))
+        videos = {record.video_key for record in records if record is not None and record.video_key is not None}
+        if not videos:
+            return []
+        with store.catalog.session() as session:
+            return sorted(videos | set(keyframe_ids(session, videos)))
+
     def photo_text(self, content_hash: str | None) -> str:
         """The text OCR read in the photo with this content, "" when none."""
         from indexer.fulltext import photo_text

@@ -35,6 +35,8 @@ class SearchResult:
     timestamp_s: float | None = None
     duration_s: float | None = None
     moments: tuple[tuple[float, float], ...] = ()
+    motion: str | None = None  # a photo that moves: "live" (Apple Live Photo, clip ``motion_clip``) or "motion_photo"
+    motion_clip: str | None = None
     text_match: object | None = None  # indexer.fulltext.TextHit when the photo was found through its words
 
     @property
@@ -73,6 +75,15 @@ class SearchResult:
                     ],
                 }
                 if self.media_type == "video"
+                else {}
+            ),
+            **(
+                {
+                    "motion": self.motion,
+                    "live": True,
+                    "motion_clip": printable(self.motion_clip) if self.motion_clip else None,
+                }
+                if self.motion
                 else {}
             ),
             **({"text_match": self.text_match.to_json()} if self.text_match is not None else {}),
@@ -149,6 +160,8 @@ def result_of(record, score: float) -> SearchResult:
         timestamp_s=record.timestamp_s,
         duration_s=record.duration_s,
         moments=((record.timestamp_s, score),) if record.media_type == "video" else (),
+        motion=getattr(record, "motion", None),
+        motion_clip=getattr(record, "motion_clip", None),
     )
 
 

@@ -664,6 +664,10 @@ class SearchUI:
             facts.append(f"in <bdi>{html.escape(result.place)}</bdi>")
         if result.camera:
             facts.append(f"with <bdi>{html.escape(result.camera)}</bdi>")
+        if result.motion == "live" and result.motion_clip:  # its clip has no result of its own: named here
+            facts.append(f"Live Photo (clip <bdi>{_shown(os.path.basename(result.motion_clip))}</bdi>)")
+        elif result.motion:
+            facts.append("Motion photo (its video is inside the JPEG)")
         facts.append(f"{result.width or '?'} × {result.height or '?'} px, {human_size(result.size)}")
         folder = os.path.dirname(result.relpath) if result.relpath else os.path.dirname(result.path)
         facts.append(f"folder <bdi>{_shown(folder)}</bdi>" if folder else "top folder")

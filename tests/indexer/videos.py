@@ -33,11 +33,13 @@ def make_video(
     frame_times=None,
     rotation: int | None = None,
     audio: bool = False,
+    pictures: dict | None = None,
 ) -> Path:
     """Write ``scenes`` ((seed, seconds), ...) as one video; returns the path.
 
     ``frame_times`` (seconds of each frame) makes a variable-frame-rate video instead (each frame shows the scene
-    its time falls in); ``rotation`` sets the display rotation; ``metadata`` the container's tags."""
+    its time falls in); ``rotation`` sets the display rotation; ``metadata`` the container's tags; ``pictures``
+    (seed -> PIL image) shows those pictures instead of ``scene_picture(seed)``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     starts, total = [], 0.0
@@ -45,7 +47,11 @@ def make_video(
         starts.append((total, seed))
         total += seconds
     times = list(frame_times) if frame_times is not None else [i / fps for i in range(round(total * fps))]
-    pictures = {seed: av.VideoFrame.from_image(scene_picture(seed, size)) for seed, _ in scenes}
+    chosen = pictures or {}
+    pictures = {
+        seed: av.VideoFrame.from_image(chosen[seed].resize(size) if seed in chosen else scene_picture(seed, size))
+        for seed, _ in scenes
+    }
     with av.open(str(path), "w") as container:
         if metadata:
             container.metadata.update(metadata)

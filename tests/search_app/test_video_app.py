@@ -119,3 +119,27 @@ def test_hevc_the_browser_cannot_play_falls_back_to_the_frame_and_says_so(page, 
     note = page.inner_text("#player_note")
     assert "HEVC" in note and "showing the frame at" in note
     assert page.locator("#frame img").is_visible() and not page.locator("#player").is_visible()
+
+
+@pytest.mark.server
+def test_rest_album_keeps_a_pinned_video_moment_with_its_second(video_app):
+    import httpx
+
+    from gradio_client import Client, handle_file
+
+    query = video_app[1] / "scene-9s.png"
+    scene_picture(12).save(query)
+    hit = Client(video_app[0], verbose=False).predict(image=handle_file(str(query)), k=1, api_name="/search_image")
+    moment = hit["results"][0]
+    assert moment["media_type"] == "video" and moment["timestamp_s"] > 5
+    with httpx.Client(base_url=f"{video_app[0]}api/v1", timeout=120) as api:
+        assert api.put("/albums/Moments", params={"text": "anything", "k": 10}).status_code == 200
+        pinned = api.post(f"/albums/Moments/photos/{moment['image_id']}", params={"action": "pin"})
+        assert pinned.status_code == 200 and pinned.json()["pinned"] == [moment["image_id"]]
+        opened = api.get("/albums/Moments").json()["results"]
+    assert (opened[0]["relpath"], opened[0]["media_type"], opened[0]["timestamp_s"]) == (
+        "h264/holiday.mp4",
+        "video",
+        moment["timestamp_s"],
+    )
+    assert [result["relpath"] for result in opened].count("h264/holiday.mp4") == 1

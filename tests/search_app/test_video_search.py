@@ -144,3 +144,26 @@ def test_a_video_hit_preview_is_the_frame_at_its_second(video_engine, video_libr
             shown = np.asarray(preview.convert("RGB"), dtype=np.float32)
         expected = np.asarray(scene_picture(seed, (shown.shape[1], shown.shape[0])), dtype=np.float32)
         assert np.abs(shown - expected).mean() < 15
+
+
+def test_an_album_keeps_a_pinned_video_moment_with_its_second_and_shows_the_video_once(video_engine):
+    from search_app.album_views import open_album
+    from search_app.api import Answers
+
+    hit = video_engine.search_image(scene_picture(12), k=1).results[0]  # holiday.mp4 at about 9 s
+    assert hit.media_type == "video" and hit.timestamp_s > 5
+    albums = video_engine.albums
+    albums.save("Moments", {"text": "anything"}, {"k": 20})
+    album = albums.pin("Moments", hit.image_id)
+    results = open_album(video_engine, album)
+    first = results[0]
+    assert (first.relpath, first.media_type, first.timestamp_s) == (hit.relpath, "video", hit.timestamp_s)
+    assert [r.relpath for r in results].count(hit.relpath) == 1  # its other keyframes do not bring it back
+    payload = Answers(video_engine).open_album("Moments")  # what /albums/{name} (REST and Gradio) returns
+    assert payload["results"][0]["timestamp_s"] == hit.timestamp_s and payload["results"][0]["media_type"] == "video"
+    assert payload["album"]["pinned"] == [hit.image_id]
+    assert all("media_type" in result for result in payload["results"])
+    other = video_engine.search_image(scene_picture(21), k=1).results[0]  # a moment of party.mkv
+    albums.pin("Moments", other.image_id, pinned=False)  # removing a moment leaves the video out
+    assert other.relpath not in [r.relpath for r in open_album(video_engine, albums.get("Moments"))]
+    albums.delete("Moments")
