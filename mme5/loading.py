@@ -120,7 +120,8 @@ def load_embedder(
     (Mllama): exact mask-free vision attention, default on for CUDA (``MME5_FAST_ATTENTION=0`` turns it off).
     ``runtime`` is ``torch``, ``onnx`` (dual encoders on the CPU, same vectors, about 2x
     faster) or ``onnx-int8`` (opt-in, int8 weights: another vector space); ``None`` or
-    ``auto`` picks ONNX on the CPU where the family and an installed onnxruntime allow.
+    ``auto`` picks torch in bf16 on a CPU with bf16 matrix units (AMX; same vector space), else ONNX on the
+    CPU where the family and an installed onnxruntime allow (``choose_runtime_and_dtype``).
     """
     if runtime in (registry.ONNX, registry.ONNX_INT8) and device is None:
         device = "cpu"  # ONNX Runtime runs here on the CPU
@@ -134,10 +135,10 @@ def load_embedder(
     model_type = getattr(config, "model_type", None)
     spec = _spec(model_type, str(model))
     runtime, dtype = choose_runtime_and_dtype(spec, runtime, asked_dtype, device, str(model))
-    if verbose and device.type == "cpu":
-        from .cpu_features import detect
-
-        logger.info(f"mme5: {model} runs on {runtime} in {str(dtype).removeprefix('torch.')} ({detect().summary()})")
+    if verbose and device.type == "cpu" and asked_dtype is None and dtype != torch.float32:  # only what is new
+        logger.info(
+            f"mme5: {model} runs on {runtime} in {str(dtype).removeprefix('torch.')} ({detect_cpu().summary()})"
+        )
     if runtime == registry.TORCH:
         backbone = _load_backbone(model_type, source, config, device, dtype, revision, adapter, fast_attention)
     else:
@@ -178,8 +179,9 @@ def choose_runtime_and_dtype(
     model: str = "",
     cpu: CpuFeatures | None = None,
 ) -> tuple[str, torch.dtype]:
-    """The runtime and precision to run ``spec``'s family with: what was asked for wins; "auto" / None picks
-    the fastest one whose vectors agree with fp32 (one vector space, see ``BackboneSpec.cpu_bf16``).
+    """The runtime and precision to run ``spec``'s family with: what was asked for wins (a runtime asked for
+    without a dtype runs fp32 on the CPU, as before); "auto" / None picks the fastest one whose vectors agree
+    with fp32 (one vector space, see ``BackboneSpec.cpu_bf16``).
 
     On the CPU that is torch in bf16 where the CPU has bf16 matrix units (AMX) and the family's bf16 vectors
     agree with fp32, else ONNX Runtime in fp32 where the family and an installed onnxruntime allow, else torch
@@ -194,11 +196,7 @@ def choose_runtime_and_dtype(
         if dtype is None and spec.cpu_bf16 and (cpu or detect_cpu()).bf16_matrix_units:
             return registry.TORCH, torch.bfloat16
         return choose_runtime(spec, runtime, device, model), torch.float32
-    runtime = choose_runtime(spec, runtime, device, model)
-    if dtype is None:
-        fast = runtime == registry.TORCH and spec.cpu_bf16 and (cpu or detect_cpu()).bf16_matrix_units
-        dtype = torch.bfloat16 if fast else torch.float32
-    return runtime, dtype
+    return choose_runtime(spec, runtime, device, model), dtype or torch.float32  # asked-for runtime: fp32 as before
 
 
 def choose_runtime(spec: registry.BackboneSpec, runtime: str | None, device: torch.device, model: str = "") -> str:

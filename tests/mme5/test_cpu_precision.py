@@ -56,7 +56,8 @@ def test_bf16_matrix_units_run_the_family_in_bf16_when_its_vectors_agree(family)
     spec = registry.by_family(family)
     assert spec.cpu_bf16  # measured below: every family's bf16 vectors agree with fp32
     assert choose_runtime_and_dtype(spec, None, None, CPU, cpu=SAPPHIRE_RAPIDS) == ("torch", torch.bfloat16)
-    assert choose_runtime_and_dtype(spec, "torch", None, CPU, cpu=SAPPHIRE_RAPIDS) == ("torch", torch.bfloat16)
+    assert choose_runtime_and_dtype(spec, "auto", None, CPU, cpu=SAPPHIRE_RAPIDS) == ("torch", torch.bfloat16)
+    assert choose_runtime_and_dtype(spec, "torch", None, CPU, cpu=SAPPHIRE_RAPIDS) == ("torch", torch.float32)
 
 
 def test_a_family_whose_bf16_vectors_disagree_never_gets_bf16():
