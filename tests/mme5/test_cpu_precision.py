@@ -134,3 +134,30 @@ def test_bf16_vectors_agree_with_fp32(model, request):
     family = "mllama" if "mllama" in model else "dual"
     if registry.by_family(family).cpu_bf16:
         assert image_min >= AGREEMENT and text_min >= AGREEMENT, (model, image_min, text_min)
+
+
+def test_macos_sysctl_answers_become_the_same_flags(monkeypatch):
+    """macOS has no /proc/cpuinfo: `sysctl hw.optional.*` answers name the features (1 = present)."""
+    import subprocess
+
+    from mme5 import cpu_features
+
+    answer = "hw.optional.neon: 1\nhw.optional.arm.FEAT_BF16: 1\nhw.optional.arm.FEAT_I8MM: 0\nhw.optional.bogus: 1\n"
+    monkeypatch.setattr(
+        cpu_features.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, stdout=answer)
+    )
+    assert cpu_features._sysctl_flags() == {"neon", "bf16"}
+    features = CpuFeatures(flags=cpu_features._sysctl_flags(), machine="arm64")
+    assert features.bf16_vectors and not features.bf16_matrix_units  # Apple's matrix units are not chosen (untested)
+
+
+def test_detect_reads_this_machine_once():
+    from pathlib import Path
+
+    from mme5.cpu_features import detect
+
+    found = detect()
+    assert found is detect()  # read once per process
+    assert found.torch_capability == str(torch.backends.cpu.get_cpu_capability())
+    if Path("/proc/cpuinfo").is_file():
+        assert found.flags == parse_cpuinfo(Path("/proc/cpuinfo").read_text(errors="replace"))
