@@ -26,10 +26,12 @@ On a GPU the batch size is lowered to what fits the free memory (mme5.gpu_memory
 indexer does; --memory-cap-gb caps this process's GPU memory (set_per_process_memory_fraction)
 to check that the defaults fit a smaller card, and the peak GPU memory is printed.
 
---full-size-siglip builds mSigLIP-B/16-256's architecture (random weights) and measures the CPU
-default (ONNX Runtime) as above, plus today's torch path (model alone and indexer end to end) on
-the same files, printing onnx_indexer_vs_onnx_model (target >= 0.8) and onnx_indexer_vs_torch_indexer
-(target >= 1.8); the four are measured round by round, interleaved, so a shared machine's load hits all alike.
+--full-size-siglip builds mSigLIP-B/16-256's architecture (random weights) and measures each CPU path:
+ONNX Runtime fp32, torch fp32 and torch bf16 (model alone, indexer end to end, one text query) on
+the same files, beside the CPU's instruction sets, the path the loader picks on this CPU and the fp32
+and bf16 matrix-product rates; it prints onnx_indexer_vs_onnx_model (target >= 0.8) and
+onnx_indexer_vs_torch_indexer (target >= 1.8); the paths are measured round by round, interleaved, so
+a shared machine's load hits all alike.
 """
 
 from __future__ import annotations
@@ -168,9 +170,10 @@ def load_model(args, temp: Path):
         from mme5.tiny import random_siglip_embedders
 
         embedders = random_siglip_embedders(
-            args.siglip_size, ("onnx", "torch"), export_dir=args.export_dir or temp / "onnx"
+            args.siglip_size, ("onnx", "torch", "torch-bf16"), export_dir=args.export_dir or temp / "onnx"
         )
         args.torch_embedder = embedders["torch"]
+        args.bf16_embedder = embedders["torch-bf16"]
         return embedders["onnx"]
     if args.model:
         return load_embedder(args.model, device=args.device, runtime=args.runtime)
@@ -220,23 +223,36 @@ def rerun_many(corpus: Path, paths, count: int, temp: Path, embedder) -> float:
 
 
 def compare_runtimes(args, paths, temp: Path, onnx, torch_embedder, workers: int, load_seconds: float) -> int:
-    """ONNX indexer end to end vs ONNX model-only vs the torch path, interleaved round by round.
+    """Each CPU path (ONNX fp32, torch fp32, torch bf16): indexer end to end and model-only, interleaved round
+    by round, plus one text query end to end; beside them the CPU's instruction sets, the path the loader
+    picks on this CPU (mme5.loading.choose_runtime_and_dtype) and the fp32 and bf16 matrix-product rates.
 
-    The corpus is split into ``--rounds`` parts; each round measures all four on its part, in an
+    The corpus is split into ``--rounds`` parts; each round measures every path on its part, in an
     order that alternates between rounds, so load from other processes on a shared machine
     falls on every figure alike instead of on whichever ran last.
     """
-    from indexer import build_index
-    from mme5.images import load_image
+    import numpy as np
+    import torch
 
+    from indexer import build_index
+    from mme5 import registry
+    from mme5.cpu_features import detect
+    from mme5.images import load_image
+    from mme5.loading import choose_runtime_and_dtype
+
+    cpu = detect()
+    print(f"bench: CPU instruction sets: {cpu.summary()}", file=sys.stderr, flush=True)
+    steps = [("onnx", onnx), ("torch", torch_embedder), ("torch_bf16", args.bf16_embedder)]
     rounds = max(1, min(args.rounds, len(paths)))
-    totals = {key: [0, 0.0] for key in ("onnx_model", "onnx_indexer", "torch_model", "torch_indexer")}
+    totals = {f"{name}_{what}": [0, 0.0] for name, _ in steps for what in ("model", "indexer")}
+    queries: dict[str, list[float]] = {name: [] for name, _ in steps}
     draft = onnx.backbone.image_draft_size
     decode = decode_rate(paths, draft, workers)
-    for embedder in (onnx, torch_embedder):  # warm-up outside the clock
+    for _, embedder in steps:  # warm-up outside the clock
         embedder.encode_images(
             [load_image(path, draft_size=draft) for path in paths[: args.batch_size]], batch_size=args.batch_size
         )
+        embedder.encode_texts([QUERIES[0]])
     for number in range(rounds):
         part = paths[number::rounds]
         folder = temp / "rounds" / f"{number:02d}"
@@ -244,7 +260,6 @@ def compare_runtimes(args, paths, temp: Path, onnx, torch_embedder, workers: int
             folder.mkdir(parents=True, exist_ok=True)
             os.link(path, folder / f"{i:05d}.jpg")
         images = [load_image(path, draft_size=draft) for path in part]
-        steps = [("onnx", onnx), ("torch", torch_embedder)]
         for name, embedder in steps if number % 2 == 0 else steps[::-1]:
             started = time.perf_counter()
             embedder.encode_images(images, batch_size=args.batch_size)
@@ -260,6 +275,10 @@ def compare_runtimes(args, paths, temp: Path, onnx, torch_embedder, workers: int
             )
             totals[f"{name}_indexer"][0] += summary.processed
             totals[f"{name}_indexer"][1] += summary.seconds
+            for query in QUERIES:  # one text query, end to end (tokenise, encode, normalise), model loaded
+                started = time.perf_counter()
+                embedder.encode_texts([query])
+                queries[name].append(time.perf_counter() - started)
         rates = {key: count / seconds for key, (count, seconds) in totals.items()}
         print(
             f"bench: round {number + 1}/{rounds}: "
@@ -268,14 +287,15 @@ def compare_runtimes(args, paths, temp: Path, onnx, torch_embedder, workers: int
             file=sys.stderr,
             flush=True,
         )
-    import torch
-
     ceiling = fp32_ceiling(torch_embedder, images[0])
+    runtime, dtype = choose_runtime_and_dtype(registry.by_family("dual"), None, None, torch.device("cpu"), cpu=cpu)
+    chosen = f"{runtime}_{'bf16' if dtype == torch.bfloat16 else 'fp32'}"
     figures = {
         "images": len(paths),
         "size": args.size,
         "model": onnx.model_id,
-        "runtime": onnx.runtime,
+        "cpu_instruction_sets": cpu.summary(),
+        "chosen_path": chosen.replace("torch_fp32", "torch").replace("onnx_fp32", "onnx"),
         "batch_size": args.batch_size,
         "workers": workers,
         "threads": torch.get_num_threads(),
@@ -285,35 +305,49 @@ def compare_runtimes(args, paths, temp: Path, onnx, torch_embedder, workers: int
         "model_load_s": round(load_seconds, 1),
         "decode_img_s": round(decode, 1),
         **{f"{key}_img_s": round(rate, 2) for key, rate in rates.items()},
+        **{f"{name}_text_query_p50_ms": round(1000 * float(np.median(times)), 1) for name, times in queries.items()},
         "onnx_indexer_vs_onnx_model": round(rates["onnx_indexer"] / rates["onnx_model"], 3),
         "onnx_indexer_vs_torch_indexer": round(rates["onnx_indexer"] / rates["torch_indexer"], 3),
         "onnx_model_vs_torch_model": round(rates["onnx_model"] / rates["torch_model"], 3),
+        "torch_bf16_model_vs_onnx_model": round(rates["torch_bf16_model"] / rates["onnx_model"], 3),
+        "torch_bf16_indexer_vs_onnx_indexer": round(rates["torch_bf16_indexer"] / rates["onnx_indexer"], 3),
         "model_gflop_per_image": round(ceiling["gflop"], 2),
         "cpu_fp32_matmul_gflop_s": round(ceiling["peak"], 1),
-        **{f"{name}_model_gflop_s": round(rates[f"{name}_model"] * ceiling["gflop"], 1) for name in ("onnx", "torch")},
+        "cpu_bf16_matmul_gflop_s": round(ceiling["peak_bf16"], 1),
+        **{
+            f"{name}_model_gflop_s": round(rates[f"{name}_model"] * ceiling["gflop"], 1)
+            for name in ("onnx", "torch", "torch_bf16")
+        },
         "fp32_ceiling_vs_torch_model": round(ceiling["peak"] / (rates["torch_model"] * ceiling["gflop"]), 2),
     }
     print_figures(figures, args.json)
     return 0
 
 
+QUERIES = ("a dog on the beach at sunset", "zwei Katzen schlafen auf dem Sofa", "un vélo rouge contre un mur")
+
+
 def fp32_ceiling(torch_embedder, image) -> dict:
     """What fp32 can gain on this CPU at most: the model's GFLOP per image (counted by torch) and the
-    GFLOP/s of a large fp32 matrix product (the model's main operation) on the same threads. A runtime
-    already near that rate cannot go much faster without fewer bits (int8)."""
+    GFLOP/s of a large fp32 matrix product (the model's main operation) on the same threads, and of the
+    same product in bf16 (``peak_bf16``). A runtime already near the fp32 rate cannot go much faster without
+    fewer bits (bf16 where the CPU multiplies it faster, int8)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
         torch_embedder.encode_images([image], batch_size=1)
-    left, right = torch.randn(2048, 768), torch.randn(768, 3072)  # a ViT-B MLP product over 8 images' tokens
-    for _ in range(3):
-        left @ right
-    repeats, started = 20, time.perf_counter()
-    for _ in range(repeats):
-        left @ right
-    seconds = time.perf_counter() - started
-    return {"gflop": counter.get_total_flops() / 1e9, "peak": 2 * 2048 * 768 * 3072 * repeats / seconds / 1e9}
+    rates = {}
+    for key, dtype in (("peak", torch.float32), ("peak_bf16", torch.bfloat16)):
+        # a ViT-B MLP product over 8 images' tokens
+        left, right = torch.randn(2048, 768).to(dtype), torch.randn(768, 3072).to(dtype)
+        for _ in range(3):
+            left @ right
+        repeats, started = 20, time.perf_counter()
+        for _ in range(repeats):
+            left @ right
+        rates[key] = 2 * 2048 * 768 * 3072 * repeats / (time.perf_counter() - started) / 1e9
+    return {"gflop": counter.get_total_flops() / 1e9, **rates}
 
 
 def print_figures(figures: dict, as_json: bool) -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 
 from . import registry
+from .cpu_features import CpuFeatures
+from .cpu_features import detect as detect_cpu
 from .embedder import Embedder
 from .errors import ModelLoadError
 from .model_ref import ModelRef, ModelRefError
@@ -42,6 +44,7 @@ def default_model_id(device: torch.device | str | None = None) -> str:
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
+    """The precision where nothing else is known: bf16 on CUDA, fp32 elsewhere (see ``choose_runtime_and_dtype``)."""
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
@@ -117,7 +120,8 @@ def load_embedder(
     (Mllama): exact mask-free vision attention, default on for CUDA (``MME5_FAST_ATTENTION=0`` turns it off).
     ``runtime`` is ``torch``, ``onnx`` (dual encoders on the CPU, same vectors, about 2x
     faster) or ``onnx-int8`` (opt-in, int8 weights: another vector space); ``None`` or
-    ``auto`` picks ONNX on the CPU where the family and an installed onnxruntime allow.
+    ``auto`` picks torch in bf16 on a CPU with bf16 matrix units (AMX; same vector space), else ONNX on the
+    CPU where the family and an installed onnxruntime allow (``choose_runtime_and_dtype``).
     """
     if runtime in (registry.ONNX, registry.ONNX_INT8) and device is None:
         device = "cpu"  # ONNX Runtime runs here on the CPU
@@ -126,13 +130,15 @@ def load_embedder(
         model = default_model_id(device)
         if verbose:
             logger.info(f"mme5: no --model given; using {model} on {device}")
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype)
-    dtype = dtype or default_dtype(device)
+    asked_dtype: torch.dtype | None = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     source, config = _resolve(str(model), revision)
     model_type = getattr(config, "model_type", None)
     spec = _spec(model_type, str(model))
-    runtime = choose_runtime(spec, runtime, device, str(model))
+    runtime, dtype = choose_runtime_and_dtype(spec, runtime, asked_dtype, device, str(model))
+    if verbose and device.type == "cpu" and asked_dtype is None and dtype != torch.float32:  # only what is new
+        logger.info(
+            f"mme5: {model} runs on {runtime} in {str(dtype).removeprefix('torch.')} ({detect_cpu().summary()})"
+        )
     if runtime == registry.TORCH:
         backbone = _load_backbone(model_type, source, config, device, dtype, revision, adapter, fast_attention)
     else:
@@ -163,6 +169,34 @@ def _spec(model_type: str | None, model: str) -> registry.BackboneSpec:
             f"(e.g. {MME5_MODEL_ID} or {CPU_MODEL_ID})"
         )
     return spec
+
+
+def choose_runtime_and_dtype(
+    spec: registry.BackboneSpec,
+    runtime: str | None,
+    dtype: torch.dtype | None,
+    device: torch.device,
+    model: str = "",
+    cpu: CpuFeatures | None = None,
+) -> tuple[str, torch.dtype]:
+    """The runtime and precision to run ``spec``'s family with: what was asked for wins (a runtime asked for
+    without a dtype runs fp32 on the CPU, as before); "auto" / None picks the fastest one whose vectors agree
+    with fp32 (one vector space, see ``BackboneSpec.cpu_bf16``).
+
+    On the CPU that is torch in bf16 where the CPU has bf16 matrix units (AMX) and the family's bf16 vectors
+    agree with fp32, else ONNX Runtime in fp32 where the family and an installed onnxruntime allow, else torch
+    in fp32. AVX512_BF16 without AMX (e.g. AMD Zen 4) keeps ONNX fp32: measured faster there
+    (docs/performance.md). ``cpu`` defaults to this machine's (``mme5.cpu_features.detect``).
+    """
+    if device.type != "cpu":
+        return choose_runtime(spec, runtime, device, model), dtype or default_dtype(device)
+    if runtime in (None, "auto"):
+        if dtype not in (None, torch.float32):
+            return registry.TORCH, dtype  # ONNX runs fp32 only: an asked-for precision needs torch
+        if dtype is None and spec.cpu_bf16 and (cpu or detect_cpu()).bf16_matrix_units:
+            return registry.TORCH, torch.bfloat16
+        return choose_runtime(spec, runtime, device, model), torch.float32
+    return choose_runtime(spec, runtime, device, model), dtype or torch.float32  # asked-for runtime: fp32 as before
 
 
 def choose_runtime(spec: registry.BackboneSpec, runtime: str | None, device: torch.device, model: str = "") -> str:

@@ -260,7 +260,8 @@ def random_siglip_embedders(
 ) -> dict:
     """{runtime: Embedder} over one random-weight SigLIP built in memory (benchmarks; speed ignores weights).
 
-    ONNX runtimes export into ``export_dir`` (reused when it already holds this size's export).
+    ONNX runtimes export into ``export_dir`` (reused when it already holds this size's export); ``torch-bf16``
+    is the torch runtime with the same weights in bf16 (what ``mme5.loading`` picks on CPUs with AMX).
     """
     from transformers import SiglipModel
 
@@ -274,7 +275,7 @@ def random_siglip_embedders(
     backbone = make_backbone("siglip", model, processor, torch.device("cpu"), torch.float32)
     model_id = f"siglip-{size}-size-random"
     embedders = {}
-    if any(runtime != "torch" for runtime in runtimes):
+    if any(runtime not in ("torch", "torch-bf16") for runtime in runtimes):
         from .onnx_runtime import OnnxDualEncoderBackbone, export
 
         if export_dir is None:
@@ -283,13 +284,20 @@ def random_siglip_embedders(
         if not (folder / "export.json").is_file():
             export(backbone, folder, note=model_id)
         for runtime in runtimes:
-            if runtime != "torch":
+            if runtime.startswith("onnx"):
                 quantization = "int8" if runtime == "onnx-int8" else None
                 embedders[runtime] = Embedder(
                     OnnxDualEncoderBackbone(config, processor, folder, quantization), model_id=model_id
                 )
     if "torch" in runtimes:
         embedders["torch"] = Embedder(backbone, model_id=model_id)
+    if "torch-bf16" in runtimes:
+        import copy
+
+        half = copy.deepcopy(model).to(torch.bfloat16)
+        embedders["torch-bf16"] = Embedder(
+            make_backbone("siglip", half, processor, torch.device("cpu"), torch.bfloat16), model_id=model_id
+        )
     return {runtime: embedders[runtime] for runtime in runtimes}
 
 

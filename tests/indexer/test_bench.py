@@ -54,3 +54,39 @@ def test_toy_run_prints_all_figures(bench, tmp_path, tiny_mllama_dir, capsys):
         assert figures[key] > 0, key
     assert figures["cpu_floor_img_s"] < min(figures["decode_img_s"], figures["model_img_s"])
     assert len(list((tmp_path / "corpus").rglob("*.jpg"))) == 24  # the corpus is kept for reuse
+
+
+@pytest.mark.slow  # exports and runs three paths (about a minute on 2 busy cores)
+def test_full_size_siglip_prints_each_cpu_path_beside_the_instruction_sets(bench, tmp_path, capsys):
+    """--siglip-size tiny runs the --full-size-siglip code in seconds: every path, the choice, both matmul rates."""
+    code = bench.main(
+        [
+            "--full-size-siglip",
+            "--siglip-size",
+            "tiny",
+            "--images",
+            "6",
+            "--size",
+            "320x240",
+            "--rounds",
+            "2",
+            "--batch-size",
+            "2",
+            "--export-dir",
+            str(tmp_path / "onnx"),
+            "--json",
+        ]
+    )
+    assert code == 0
+    captured = capsys.readouterr()
+    figures = json.loads(captured.out)
+    from mme5.cpu_features import detect
+
+    assert figures["cpu_instruction_sets"] == detect().summary()
+    assert f"bench: CPU instruction sets: {detect().summary()}" in captured.err
+    assert figures["chosen_path"] in ("onnx", "torch", "torch_bf16")
+    for path in ("onnx", "torch", "torch_bf16"):
+        for key in (f"{path}_model_img_s", f"{path}_indexer_img_s", f"{path}_text_query_p50_ms"):
+            assert figures[key] > 0, key
+    assert figures["cpu_fp32_matmul_gflop_s"] > 0 and figures["cpu_bf16_matmul_gflop_s"] > 0
+    assert figures["torch_bf16_model_vs_onnx_model"] > 0
