@@ -14,6 +14,7 @@ from .cpu_features import detect as detect_cpu
 from .embedder import Embedder
 from .errors import ModelLoadError
 from .model_ref import ModelRef, ModelRefError
+from .settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -178,14 +179,16 @@ def choose_runtime_and_dtype(
     device: torch.device,
     model: str = "",
     cpu: CpuFeatures | None = None,
+    cpu_bf16: bool | None = None,
 ) -> tuple[str, torch.dtype]:
     """The runtime and precision to run ``spec``'s family with: what was asked for wins (a runtime asked for
     without a dtype runs fp32 on the CPU, as before); "auto" / None picks the fastest one whose vectors agree
     with fp32 (one vector space, see ``BackboneSpec.cpu_bf16``).
 
-    On the CPU that is torch in bf16 where the CPU has bf16 matrix units (AMX) and the family's bf16 vectors
-    agree with fp32, else ONNX Runtime in fp32 where the family and an installed onnxruntime allow, else torch
-    in fp32. AVX512_BF16 without AMX (e.g. AMD Zen 4) keeps ONNX fp32: measured faster there
+    On the CPU that is ONNX Runtime in fp32 where the family and an installed onnxruntime allow, else torch in
+    fp32. torch in bf16 where the CPU has bf16 matrix units (AMX) and the family's bf16 vectors agree with fp32
+    is opt-in (``cpu_bf16``, default ``MME5_CPU_BF16``, off) until it is measured faster on such a CPU: none was
+    at hand, and AVX512_BF16 without AMX (AMD Zen 4) was not faster than ONNX fp32 for one text query
     (docs/performance.md). ``cpu`` defaults to this machine's (``mme5.cpu_features.detect``).
     """
     if device.type != "cpu":
@@ -193,7 +196,9 @@ def choose_runtime_and_dtype(
     if runtime in (None, "auto"):
         if dtype not in (None, torch.float32):
             return registry.TORCH, dtype  # ONNX runs fp32 only: an asked-for precision needs torch
-        if dtype is None and spec.cpu_bf16 and (cpu or detect_cpu()).bf16_matrix_units:
+        if cpu_bf16 is None:
+            cpu_bf16 = bool(Settings.from_env().cpu_bf16)
+        if dtype is None and cpu_bf16 and spec.cpu_bf16 and (cpu or detect_cpu()).bf16_matrix_units:
             return registry.TORCH, torch.bfloat16
         return choose_runtime(spec, runtime, device, model), torch.float32
     return choose_runtime(spec, runtime, device, model), dtype or torch.float32  # asked-for runtime: fp32 as before

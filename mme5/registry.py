@@ -19,8 +19,8 @@ TORCH, ONNX, ONNX_INT8 = "torch", "onnx", "onnx-int8"
 RUNTIMES = (TORCH, ONNX, ONNX_INT8)
 RUNTIME_CHOICES = ("auto", *RUNTIMES)  # for --runtime flags
 RUNTIME_HELP = (
-    "auto (default: on the CPU torch in bf16 where it has AMX, else ONNX Runtime for SigLIP when installed; "
-    "else torch), torch, onnx "
+    "auto (default: on the CPU ONNX Runtime for SigLIP when installed, or torch in bf16 where it has AMX and "
+    "MME5_CPU_BF16=1; else torch), torch, onnx "
     "(same vectors as torch), or onnx-int8 (opt-in: int8 weights, a different vector space)"
 )
 

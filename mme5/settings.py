@@ -156,6 +156,13 @@ VARIABLES: tuple[Variable, ...] = (
         "mme5",
         "Mllama's exact mask-free vision attention (0 turns it off, 1 forces it)",
     ),
+    Variable(
+        "MME5_CPU_BF16",
+        _flag,
+        "0",
+        "mme5",
+        "1: on a CPU with bf16 matrix units (AMX) the auto runtime runs torch in bf16 (same vector space)",
+    ),
     Variable("MME5_COMPILE_QUERIES", _flag, "1", "mme5", "compile text queries with CUDA graphs (0: stay eager)"),
     Variable(
         "MME5_QUERY_BUCKETS",
@@ -222,6 +229,7 @@ class Settings:
 
     cache_dir: Path | None = None
     fast_attention: bool | None = None
+    cpu_bf16: bool | None = None
     compile_queries: bool | None = None
     query_buckets: tuple[int, ...] | None = None
     gpu_search: bool | None = None

@@ -22,11 +22,12 @@ def search(index, *extra):
 
 def test_an_onnx_built_index_searches_the_same_with_torch(photos, tmp_path, tiny_siglip_dir, capsys):
     index = tmp_path / "index"
-    assert build(photos, index, tiny_siglip_dir) == 0  # the CPU default: ONNX Runtime
+    # ONNX named: the CPU default, as long as no one opts in to torch bf16 on a CPU with AMX (MME5_CPU_BF16)
+    assert build(photos, index, tiny_siglip_dir, "--runtime", "onnx") == 0
     with IndexStore.open(index) as store:
         assert store.meta["quantization"] is None
     capsys.readouterr()
-    assert search(index) == 0
+    assert search(index, "--runtime", "onnx") == 0
     default = json.loads(capsys.readouterr().out)["results"]
     assert search(index, "--runtime", "torch") == 0
     with_torch = json.loads(capsys.readouterr().out)["results"]
@@ -63,6 +64,7 @@ def test_bf16_and_fp32_machines_share_one_index_both_ways(photos, tmp_path, tiny
     without a rebuild: the identity records the family of precision (full vs int8), not the machine's choice.
     The CPU is injected through mme5.loading.detect_cpu (this machine has no AMX)."""
     monkeypatch.setattr("mme5.loading.detect_cpu", lambda: AVX2)
+    monkeypatch.setenv("MME5_CPU_BF16", "1")  # the test is about the opt-in bf16 path (off by default)
     before = tmp_path / "fp32"  # built as every index before CPU features were read: ONNX fp32
     assert build(photos, before, tiny_siglip_dir) == 0
     with IndexStore.open(before) as store:

@@ -52,19 +52,32 @@ def test_a_cpu_without_bf16_matrix_units_keeps_the_previous_default(family, cpu)
 
 
 @pytest.mark.parametrize("family", sorted(registry.BACKBONES))
-def test_bf16_matrix_units_run_the_family_in_bf16_when_its_vectors_agree(family):
+def test_bf16_matrix_units_run_the_family_in_bf16_when_asked_and_its_vectors_agree(family):
     spec = registry.by_family(family)
     assert spec.cpu_bf16  # measured below: every family's bf16 vectors agree with fp32
-    assert choose_runtime_and_dtype(spec, None, None, CPU, cpu=SAPPHIRE_RAPIDS) == ("torch", torch.bfloat16)
-    assert choose_runtime_and_dtype(spec, "auto", None, CPU, cpu=SAPPHIRE_RAPIDS) == ("torch", torch.bfloat16)
-    assert choose_runtime_and_dtype(spec, "torch", None, CPU, cpu=SAPPHIRE_RAPIDS) == ("torch", torch.float32)
+    default = (choose_runtime(spec, None, CPU), torch.float32)
+    assert choose_runtime_and_dtype(spec, None, None, CPU, cpu=SAPPHIRE_RAPIDS, cpu_bf16=False) == default
+    assert choose_runtime_and_dtype(spec, None, None, CPU, cpu=SAPPHIRE_RAPIDS, cpu_bf16=True) == (
+        "torch",
+        torch.bfloat16,
+    )
+    assert choose_runtime_and_dtype(spec, "auto", None, CPU, cpu=SAPPHIRE_RAPIDS, cpu_bf16=True) == (
+        "torch",
+        torch.bfloat16,
+    )
+    assert choose_runtime_and_dtype(spec, "torch", None, CPU, cpu=SAPPHIRE_RAPIDS, cpu_bf16=True) == (
+        "torch",
+        torch.float32,
+    )
+    # opted in on a CPU without bf16 matrix units: nothing changes
+    assert choose_runtime_and_dtype(spec, None, None, CPU, cpu=ZEN4, cpu_bf16=True) == default
 
 
 def test_a_family_whose_bf16_vectors_disagree_never_gets_bf16():
     from dataclasses import replace
 
     spec = replace(registry.by_family("dual"), cpu_bf16=False)
-    assert choose_runtime_and_dtype(spec, None, None, CPU, cpu=SAPPHIRE_RAPIDS) == (
+    assert choose_runtime_and_dtype(spec, None, None, CPU, cpu=SAPPHIRE_RAPIDS, cpu_bf16=True) == (
         choose_runtime(spec, None, CPU),
         torch.float32,
     )
@@ -87,6 +100,8 @@ def test_what_the_user_asked_for_wins_over_the_cpu():
 def test_load_embedder_follows_the_rule_for_the_cpu_it_finds(tiny_siglip_dir, monkeypatch):
     """The CPU is injected (mme5.loading reads it through detect_cpu): this machine has no AMX."""
     monkeypatch.setattr("mme5.loading.detect_cpu", lambda: SAPPHIRE_RAPIDS)
+    assert load_embedder(str(tiny_siglip_dir), device="cpu").backbone.dtype == torch.float32  # not opted in
+    monkeypatch.setenv("MME5_CPU_BF16", "1")  # the test is about this opt-in
     fast = load_embedder(str(tiny_siglip_dir), device="cpu")
     assert (fast.runtime, fast.backbone.dtype) == ("torch", torch.bfloat16)
     assert next(fast.backbone.model.parameters()).dtype == torch.bfloat16
