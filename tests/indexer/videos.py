@@ -33,11 +33,13 @@ def make_video(
     frame_times=None,
     rotation: int | None = None,
     audio: bool = False,
+    pictures: dict | None = None,
 ) -> Path:
     """Write ``scenes`` ((seed, seconds), ...) as one video; returns the path.
 
     ``frame_times`` (seconds of each frame) makes a variable-frame-rate video instead (each frame shows the scene
-    its time falls in); ``rotation`` sets the display rotation; ``metadata`` the container's tags."""
+    its time falls in); ``rotation`` sets the display rotation; ``metadata`` the container's tags; ``pictures``
+    (seed -> PIL image of ``size``) shows those pictures instead of ``scene_picture(seed)``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     starts, total = [], 0.0
@@ -45,7 +47,8 @@ def make_video(
         starts.append((total, seed))
         total += seconds
     times = list(frame_times) if frame_times is not None else [i / fps for i in range(round(total * fps))]
-    pictures = {seed: av.VideoFrame.from_image(scene_picture(seed, size)) for seed, _ in scenes}
+    chosen = pictures or {}
+    frames = {seed: av.VideoFrame.from_image(chosen.get(seed) or scene_picture(seed, size)) for seed, _ in scenes}
     with av.open(str(path), "w") as container:
         if metadata:
             container.metadata.update(metadata)
@@ -66,7 +69,7 @@ def make_video(
             stream.set_display_rotation(rotation)
         for t in times:
             seed = [s for start, s in starts if start <= t + 1e-9][-1]
-            frame = pictures[seed].reformat(format="yuv420p")
+            frame = frames[seed].reformat(format="yuv420p")
             frame.pts = round(t * 1000)
             frame.time_base = Fraction(1, 1000)
             for packet in stream.encode(frame):
