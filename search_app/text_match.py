@@ -37,11 +37,20 @@ def text_first(opened, vector: np.ndarray, opts, text: str, fetch, passes, vecto
     scores = dict(zip([hit.image_id for hit in hits], (stored @ query).tolist()))
     groups: dict[object, list] = {}  # identical copies fold into one result, at the best copy's place
     videos: set[int] = set()
+    frame_of: dict[str, object] = {}  # a keyframe's content (video content + second) -> its group
+    group_of: dict[int, object] = {}  # video -> its group (a copy of a video folds into the first copy)
     for hit in fuse(hits, scores):
         record = records[hit.image_id]
         if record.video_key is not None:  # a video's frames with the text: one result, its best moment first
-            key: object = ("video", record.video_key)
             videos.add(record.video_key)
+            key = group_of.get(record.video_key)
+            if key is None:
+                key = ("video", record.video_key)
+                if opts.collapse_duplicates and record.content_hash:
+                    key = frame_of.get(record.content_hash, key)
+                group_of[record.video_key] = key
+            if opts.collapse_duplicates and record.content_hash:
+                frame_of.setdefault(record.content_hash, key)
         else:
             key = record.content_hash if opts.collapse_duplicates and record.content_hash else ("id", record.id)
         groups.setdefault(key, []).append((hit, record))
@@ -52,6 +61,8 @@ def text_first(opened, vector: np.ndarray, opts, text: str, fetch, passes, vecto
             result = replace(result_of(record, float(scores[hit.image_id])), text_match=hit)
             for other, frame in members[1:]:
                 result = with_moment(result, frame.timestamp_s, float(scores[other.image_id]))
+                if frame.video_key != record.video_key:
+                    result = with_copy(result, frame.path)
             results.append(result)
             continue
         hit, record = min(members, key=lambda member: member[1].id)  # shown as the vector ranking shows copies

@@ -145,6 +145,16 @@ def test_frame_text_is_cached_by_content_and_second_and_repair_refills_it(tmp_pa
             "city.mp4",
             "copy.mp4",
         ]
+    from search_app.engine import SearchEngine
+
+    engine = SearchEngine(IndexStore.open(index), tiny_siglip)
+    try:  # the copies are one result, as the vector ranking shows them; each at the sign's second
+        results = engine.search_text("Grand Hotel", k=5).results
+        video = [result for result in results if result.media_type == "video"]
+        assert len(video) == 1 and len(video[0].also_at) == 1, [(r.relpath, r.also_at) for r in results]
+        assert near(video[0].timestamp_s, "GRAND HOTEL") and video[0].text_match.source == "ocr"
+    finally:
+        engine.close()
     assert verify(index).clean
 
     with sqlite3.connect(index / "catalog.sqlite") as connection:  # a keyframe's text row lost, another's garbled
