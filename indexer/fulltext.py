@@ -180,22 +180,31 @@ def _commit_words(catalog, batch, found) -> None:
             )
 
 
-def _ocr_todo(catalog) -> dict[str, tuple[str, float | None]]:
+def _ocr_todo(catalog) -> dict[str, tuple[str, float | None, int]]:
     """Contents without an OCR result: content hash -> (file path, None for a photo or the second of a video
-    keyframe). A video's file row is its first keyframe; its further keyframe rows name the same file."""
+    keyframe, the video's frame pixels). A video's file row is its first keyframe; its further keyframe rows name
+    the same file."""
     with catalog.session() as session:
         done = set(session.scalars(select(OcrText.content_hash)))
-        todo: dict[str, tuple[str, float | None]] = {}
+        todo: dict[str, tuple[str, float | None, int]] = {}
         query = (
-            select(Root.path, Image.relpath, Image.content_hash, Image.media_type, Image.timestamp_s)
+            select(
+                Root.path,
+                Image.relpath,
+                Image.content_hash,
+                Image.media_type,
+                Image.timestamp_s,
+                Image.width,
+                Image.height,
+            )
             .join(Root, Root.id == Image.root_id)
             .where(Image.status == STATUS_OK)
             .order_by(Image.id)
         )
-        for root, relpath, digest, media_type, timestamp_s in session.execute(query):
+        for root, relpath, digest, media_type, timestamp_s, width, height in session.execute(query):
             if digest and digest not in done and digest not in todo:
-                video = media_type == "video"
-                todo[digest] = (os.path.join(root, decode_relpath(relpath)), (timestamp_s or 0.0) if video else None)
+                seconds = (timestamp_s or 0.0) if media_type == "video" else None
+                todo[digest] = (os.path.join(root, decode_relpath(relpath)), seconds, (width or 0) * (height or 0))
     return todo
 
 
@@ -217,8 +226,8 @@ def _update_ocr(catalog, engine: OcrEngine, summary: TextSummary, workers: int, 
                 pages = [
                     prepare(path, os.path.join(folder, f"{i}.png"), budget)
                     if seconds is None
-                    else prepare_frame(path, seconds, os.path.join(folder, f"{i}.png"), budget)
-                    for i, (_d, (path, seconds)) in enumerate(batch)
+                    else prepare_frame(path, seconds, os.path.join(folder, f"{i}.png"), budget, pixels)
+                    for i, (_d, (path, seconds, pixels)) in enumerate(batch)
                 ]
                 outcomes = list(
                     pool.map(
@@ -227,7 +236,7 @@ def _update_ocr(catalog, engine: OcrEngine, summary: TextSummary, workers: int, 
                     )
                 )
                 _commit_ocr(catalog, engine, batch, outcomes)
-                for (_digest, (path, seconds)), outcome in zip(batch, outcomes):
+                for (_digest, (path, seconds, _pixels)), outcome in zip(batch, outcomes):
                     summary.ocr_read += 1
                     summary.ocr_frames += seconds is not None
                     summary.ocr_detected += outcome.detected

@@ -285,14 +285,15 @@ def prepare(path: str, page: str, budget=None) -> OcrOutcome | str:
         return _write_page(image, page)
 
 
-def prepare_frame(path: str, seconds: float, page: str, budget=None) -> OcrOutcome | str:
+def prepare_frame(path: str, seconds: float, page: str, budget=None, pixels: int | None = None) -> OcrOutcome | str:
     """``prepare`` for the frame a video shows at ``seconds`` (a keyframe row: indexer/video_rows.py), decoded
-    upright at most MAX_SIDE pixels on its longer side, within ``budget`` like a photo."""
+    upright at most MAX_SIDE pixels on its longer side, within ``budget`` like a photo (``pixels``: the video's
+    frame size as the catalog has it; a full frame is decoded before it is shrunk)."""
     from contextlib import nullcontext
 
     from .video import VideoError, frame_at
 
-    with budget.hold(MAX_SIDE * MAX_SIDE) if budget is not None else nullcontext():
+    with budget.hold(max(pixels or 0, MAX_SIDE * MAX_SIDE)) if budget is not None else nullcontext():
         try:
             image = frame_at(path, seconds, MAX_SIDE).convert("RGB")
         except VideoError as error:

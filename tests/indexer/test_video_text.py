@@ -119,6 +119,23 @@ def test_the_engine_finds_the_video_at_the_second_of_its_sign(index, tiny_siglip
         engine.close()
 
 
+def test_a_frame_is_decoded_within_the_budget_and_a_bad_one_is_its_own_ocr_error(tmp_path):
+    from indexer.ocr import prepare_frame
+    from indexer.reader import DecodeBudget
+
+    video = sign_video(tmp_path / "city.mp4")
+    budget = DecodeBudget(10**9)
+    eight_k = 7680 * 4320  # the catalog's frame size is held while the full frame is decoded
+    page = prepare_frame(str(video), 6.0, str(tmp_path / "page.png"), budget, pixels=eight_k)
+    assert page == str(tmp_path / "page.png") and (tmp_path / "page.png").is_file() and budget.peak == eight_k
+    assert budget.in_use == 0
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"not a video " * 100)  # a video replaced by junk since indexed
+    outcome = prepare_frame(str(bad), 3.0, str(tmp_path / "bad.png"), budget, pixels=eight_k)
+    assert not isinstance(outcome, str) and outcome.error.startswith("OCR could not read the frame at 3.0 s ("), outcome
+    assert not (tmp_path / "bad.png").exists() and budget.in_use == 0
+
+
 @pytest.mark.slow  # runs the CLI in a subprocess (the model loads)
 def test_indexer_search_json_finds_the_frame(index, library):
     run = run_cli("search", "--index", index, "--text", "Café Central", "-k", "3", "--json")
