@@ -1,8 +1,10 @@
 """Videos: keyframe extraction speed (video seconds per wall second) and the scene timestamp found at rank 1.
 
 1. Extraction: a generated 1080p video (moving scenes, H.264 and HEVC) read by indexer/video.py on at most
-   --cores CPU cores; compared with ffmpeg's own scene detection on the same file when an ``ffmpeg`` binary is
-   installed (otherwise the script says so).
+   --cores CPU cores, side by side with ffmpeg's own scene detection on the same file and cores
+   (``ffmpeg -i F -vf "select='gt(scene,0.3)',showinfo" -f null -``, with its default threads and with --cores
+   threads): video seconds per wall second and scene cuts found, with the CPU's instruction sets and the load
+   average. Without an ``ffmpeg`` binary the comparison is left out and the script says so.
 2. Accuracy: generated videos with several scenes each are indexed; each scene's picture is the query, and a query
    counts when the rank-1 result is its video with ``timestamp_s`` within ±2 s of the scene's start. With the tiny
    random model this measures the pipeline (keyframe choice, timestamps, folding), not the model's understanding.
@@ -82,15 +84,56 @@ def moving_video(path: Path, codec: str, seconds: float, size: tuple[int, int], 
             container.mux(packet)
 
 
+SCENE_FILTER = "select='gt(scene,0.3)',showinfo"  # ffmpeg's own scene detection, as its documentation shows it
+INSTRUCTION_SETS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile")
+ARM_SETS = ("asimd", "sve", "sve2", "i8mm", "bf16")
+
+
+def instruction_sets() -> str:
+    """The CPU's model and the SIMD instruction sets decoders use (from /proc/cpuinfo; the platform elsewhere)."""
+    import platform
+
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return platform.processor() or platform.machine()
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    found = [name for name in (*INSTRUCTION_SETS, *ARM_SETS) if name in flags]
+    model = fields.get("model name") or fields.get("CPU part") or platform.machine()
+    return f"{model}; " + (" ".join(found) if found else "no SIMD flags listed")
+
+
+def ffmpeg_scene_detect(ffmpeg: str, path: Path, threads: int | None, duration_s: float) -> dict:
+    """One run of ``ffmpeg -i F -vf "select='gt(scene,0.3)',showinfo" -f null -`` (``threads``: ``-threads N`` for
+    the decoder and ``-filter_threads N``; None: ffmpeg's default): its speed and the scene cuts it printed."""
+    import re
+
+    extra = [] if threads is None else ["-threads", str(threads), "-filter_threads", str(threads)]
+    command = [ffmpeg, "-hide_banner", "-nostats", *extra, "-i", str(path), "-vf", SCENE_FILTER, "-f", "null", "-"]
+    started = time.perf_counter()
+    run = subprocess.run(command, capture_output=True, text=True, errors="replace")
+    wall = time.perf_counter() - started
+    if run.returncode != 0:
+        tail = (run.stderr.strip().splitlines() or ["no message"])[-1]
+        raise RuntimeError(f"ffmpeg failed on {path.name} (exit {run.returncode}): {tail}")
+    cuts = len(re.findall(r"Parsed_showinfo\S*\s.*\bn:\s*\d+", run.stderr))
+    return {"video_s_per_wall_s": round(duration_s / wall, 2), "wall_s": round(wall, 3), "scene_cuts": cuts}
+
+
 def extraction(folder: Path, args) -> dict:
     from indexer.video import read_video
 
     size = tuple(int(part) for part in args.size.lower().split("x"))
-    figures = {}
+    figures: dict = {}
     ffmpeg = shutil.which("ffmpeg")
+    scene_s = 5.0
     for name, (codec, suffix) in CODECS.items():
         path = folder / f"{name}{suffix}"
-        moving_video(path, codec, args.seconds, size, args.fps)
+        moving_video(path, codec, args.seconds, size, args.fps, scene_s)
         started = time.perf_counter()
         facts, keyframes = read_video(str(path), 256)
         wall = time.perf_counter() - started
@@ -99,31 +142,25 @@ def extraction(folder: Path, args) -> dict:
             "wall_s": round(wall, 3),
             "video_s_per_wall_s": round(facts.duration_s / wall, 2),
             "keyframes": len(keyframes),
+            "scene_cuts": len(keyframes) - 1,  # the first keyframe is the first frame, not a cut
+            "true_scene_cuts": max(0, int(np.ceil(args.seconds / scene_s)) - 1),
         }
         if ffmpeg:
-            started = time.perf_counter()
-            subprocess.run(
-                [
-                    ffmpeg,
-                    "-hide_banner",
-                    "-nostats",
-                    "-threads",
-                    str(args.cores),
-                    "-i",
-                    str(path),
-                    "-vf",
-                    "select='gt(scene,0.3)',showinfo",
-                    "-f",
-                    "null",
-                    "-",
-                ],
-                check=True,
-                capture_output=True,
-            )
-            wall = time.perf_counter() - started
-            figures[name]["ffmpeg_scene_detect_video_s_per_wall_s"] = round(facts.duration_s / wall, 2)
-    figures["ffmpeg"] = ffmpeg or "not installed: no comparison with ffmpeg's own scene detection"
+            figures[name]["ffmpeg_default_threads"] = ffmpeg_scene_detect(ffmpeg, path, None, facts.duration_s)
+            figures[name]["ffmpeg_same_threads"] = ffmpeg_scene_detect(ffmpeg, path, args.cores, facts.duration_s)
+    figures["ffmpeg"] = (
+        ffmpeg_version(ffmpeg)
+        if ffmpeg
+        else "not installed: no comparison with ffmpeg's own scene detection "
+        "(install it, e.g. apt install ffmpeg, and run again)"
+    )
     return figures
+
+
+def ffmpeg_version(ffmpeg: str) -> str:
+    run = subprocess.run([ffmpeg, "-version"], capture_output=True, text=True, errors="replace")
+    first = (run.stdout.splitlines() or ["ffmpeg (version unknown)"])[0]
+    return f"{ffmpeg}: {' '.join(first.split()[:3])}"
 
 
 def accuracy(folder: Path, args) -> dict:
@@ -196,18 +233,26 @@ def main(argv=None) -> int:
             os.sched_setaffinity(0, before)
     with tempfile.TemporaryDirectory() as folder:
         figures["accuracy"] = accuracy(Path(folder), args)
+    figures["cpu"] = instruction_sets()
+    figures["load_average"] = [round(load, 2) for load in os.getloadavg()] if hasattr(os, "getloadavg") else None
     if args.json:
         print(json.dumps(figures))
         return 0
+    print(f"CPU: {figures['cpu']}; load average {figures['load_average']}")
+    print(f"ffmpeg: {figures['extraction']['ffmpeg']}")
+    print(f"{'':25} {'video s / wall s':>16} {'cuts found':>12}")  # ours: keyframes after the first
     for name in CODECS:
         row = figures["extraction"][name]
-        ffmpeg = row.get("ffmpeg_scene_detect_video_s_per_wall_s")
+        print(f"{name} {args.size}, {row['video_s']:.0f} s, {row['true_scene_cuts']} real cuts:")
         print(
-            f"{name} {args.size}: {row['video_s_per_wall_s']:.1f} video s / wall s on {args.cores} cores "
-            f"({row['keyframes']} keyframes from {row['video_s']:.0f} s)"
-            + (f"; ffmpeg scene detect: {ffmpeg:.1f}" if ffmpeg else "")
+            f"  {'ours (' + str(args.cores) + ' cores)':23} {row['video_s_per_wall_s']:>16.1f} {row['scene_cuts']:>12}"
         )
-    print(f"ffmpeg: {figures['extraction']['ffmpeg']}")
+        for key, label in (
+            ("ffmpeg_default_threads", "ffmpeg, default threads"),
+            ("ffmpeg_same_threads", "ffmpeg, same threads"),
+        ):
+            if key in row:
+                print(f"  {label:23} {row[key]['video_s_per_wall_s']:>16.1f} {row[key]['scene_cuts']:>12}")
     acc = figures["accuracy"]
     print(
         f"rank 1 within ±2 s: {acc['rank1_within_2s']}/{acc['queries']} ({acc['rank1_within_2s_share']:.0%}), "

@@ -8,6 +8,11 @@ batch commits its ``words``/``ocr_text`` rows and the matching ``text_fts`` rows
 what is missing is found again from the catalog on every run, so a build killed in this pass finishes
 it on the next run.
 
+Videos: OCR reads each keyframe's frame (``ocr.prepare_frame``). The file's row (its first keyframe) has words
+and a full-text row like a photo; a further keyframe row (``video_id`` set) has no words and gets a full-text row
+holding only its OCR text, when OCR found text in it. Its content hash is the video's content and the keyframe's
+millisecond (``video.keyframe_hash``), so the OCR result is cached per content and timestamp like a photo's.
+
 Search side: ``text_hits`` finds photos whose text holds every word of the query (or its quoted
 phrases), ``fuse`` orders them by reciprocal-rank fusion of their text rank and their vector rank and
 puts them ahead of the vector-only hits, so an exact text hit is never pushed off page 1; a query with no
@@ -28,10 +33,10 @@ import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from .catalog import STATUS_OK, Image, OcrText, Root, Words, decode_relpath, utcnow
-from .ocr import OcrEngine, OcrOutcome, _unspaced, prepare, read_page
+from .ocr import OcrEngine, OcrOutcome, _unspaced, prepare, prepare_frame, read_page
 from .words import photo_words, sidecar_signature
 
 log = logging.getLogger(__name__)
@@ -79,6 +84,7 @@ class TextSummary:
     ocr: str = "off"  # the engine and scripts, or why there is none
     words_read: int = 0
     ocr_read: int = 0  # contents OCR looked at
+    ocr_frames: int = 0  # ... of them video keyframes
     ocr_detected: int = 0  # ... that the detection pass sent to recognition
     ocr_with_text: int = 0
     errors: list[dict] = field(default_factory=list)  # {"path", "reason"}: photos indexed without their text
@@ -100,6 +106,8 @@ def update_text(
     started = time.perf_counter()
     summary = TextSummary(ocr=engine.describe() if engine else "off")
     _update_words(catalog, summary, workers, show_progress)
+    with catalog.engine.begin() as connection:  # new keyframe rows of already-read frames (a copy, a repair)
+        _keyframe_text_rows(connection)
     if engine is not None:
         _update_ocr(catalog, engine, summary, workers, budget, show_progress)
     summary.seconds = time.perf_counter() - started
@@ -172,18 +180,39 @@ def _commit_words(catalog, batch, found) -> None:
             )
 
 
-def _update_ocr(catalog, engine: OcrEngine, summary: TextSummary, workers: int, budget, show_progress) -> None:
+def _ocr_todo(catalog) -> dict[str, tuple[str, float | None, int]]:
+    """Contents without an OCR result: content hash -> (file path, None for a photo or the second of a video
+    keyframe, the video's frame pixels). A video's file row is its first keyframe; its further keyframe rows name
+    the same file."""
     with catalog.session() as session:
         done = set(session.scalars(select(OcrText.content_hash)))
-        todo: dict[str, str] = {}
-        for _image_id, path, _relpath, _mtime, digest in _photos(
-            session, [func.coalesce(Image.media_type, "photo") == "photo"]
-        ):
-            if digest and digest not in done and digest not in todo:  # video frames: not read for text (yet)
-                todo[digest] = path
+        todo: dict[str, tuple[str, float | None, int]] = {}
+        query = (
+            select(
+                Root.path,
+                Image.relpath,
+                Image.content_hash,
+                Image.media_type,
+                Image.timestamp_s,
+                Image.width,
+                Image.height,
+            )
+            .join(Root, Root.id == Image.root_id)
+            .where(Image.status == STATUS_OK)
+            .order_by(Image.id)
+        )
+        for root, relpath, digest, media_type, timestamp_s, width, height in session.execute(query):
+            if digest and digest not in done and digest not in todo:
+                seconds = (timestamp_s or 0.0) if media_type == "video" else None
+                todo[digest] = (os.path.join(root, decode_relpath(relpath)), seconds, (width or 0) * (height or 0))
+    return todo
+
+
+def _update_ocr(catalog, engine: OcrEngine, summary: TextSummary, workers: int, budget, show_progress) -> None:
+    todo = _ocr_todo(catalog)
     if not todo:
         return
-    progress = _progress(len(todo), "text in photos", show_progress)
+    progress = _progress(len(todo), "text in photos and video frames", show_progress)
     items = list(todo.items())
     stop = threading.Event()
     with (
@@ -194,7 +223,12 @@ def _update_ocr(catalog, engine: OcrEngine, summary: TextSummary, workers: int, 
             step = OCR_BATCH_PER_WORKER * max(1, workers)
             for start in range(0, len(items), step):
                 batch = items[start : start + step]
-                pages = [prepare(path, os.path.join(folder, f"{i}.png"), budget) for i, (_d, path) in enumerate(batch)]
+                pages = [
+                    prepare(path, os.path.join(folder, f"{i}.png"), budget)
+                    if seconds is None
+                    else prepare_frame(path, seconds, os.path.join(folder, f"{i}.png"), budget, pixels)
+                    for i, (_d, (path, seconds, pixels)) in enumerate(batch)
+                ]
                 outcomes = list(
                     pool.map(
                         lambda page: page if isinstance(page, OcrOutcome) else read_page(engine, page, stop=stop),
@@ -202,13 +236,15 @@ def _update_ocr(catalog, engine: OcrEngine, summary: TextSummary, workers: int, 
                     )
                 )
                 _commit_ocr(catalog, engine, batch, outcomes)
-                for (_digest, path), outcome in zip(batch, outcomes):
+                for (_digest, (path, seconds, _pixels)), outcome in zip(batch, outcomes):
                     summary.ocr_read += 1
+                    summary.ocr_frames += seconds is not None
                     summary.ocr_detected += outcome.detected
                     summary.ocr_with_text += bool(outcome.text)
                     if outcome.error:
+                        where = path if seconds is None else f"{path} at {seconds:.1f} s"
                         summary.errors.append({"path": path, "reason": outcome.error})
-                        log.warning("%s: %s", path, outcome.error)
+                        log.warning("%s: %s", where, outcome.error)
                 progress.update(len(batch))
         except BaseException:  # Ctrl-C, SIGTERM, a failed commit: running passes end now (their text is not kept)
             stop.set()
@@ -221,7 +257,7 @@ def _update_ocr(catalog, engine: OcrEngine, summary: TextSummary, workers: int, 
 def _commit_ocr(catalog, engine: OcrEngine, batch, outcomes) -> None:
     images = Image.__table__
     with catalog.engine.begin() as connection:
-        for (digest, _path), outcome in zip(batch, outcomes):
+        for (digest, _where), outcome in zip(batch, outcomes):
             connection.execute(
                 OcrText.__table__.insert()
                 .prefix_with("OR REPLACE")
@@ -240,6 +276,31 @@ def _commit_ocr(catalog, engine: OcrEngine, batch, outcomes) -> None:
                     f"UPDATE text_fts SET ocr = ? WHERE rowid IN ({','.join('?' * len(chunk))})",
                     (normalize(outcome.text), *chunk),
                 )
+        _keyframe_text_rows(connection, [digest for digest, _where in batch])
+
+
+# keyframe rows (not a video's file row) whose content has OCR text but that have no full-text row
+_KEYFRAMES_WITHOUT_TEXT_ROW = (
+    "FROM images i JOIN ocr_text o ON o.content_hash = i.content_hash WHERE i.video_id IS NOT NULL "
+    "AND i.status = 'ok' AND o.text != '' AND i.id NOT IN (SELECT rowid FROM text_fts)"
+)
+
+
+def _keyframe_text_rows(connection, digests=None) -> None:
+    """Give the keyframe rows whose frame has OCR text (of ``digests``, or all) their full-text row: that text alone
+    (the video's words are on its file row's). A keyframe row without text has none, so most frames cost nothing."""
+    where, params = "", ()
+    if digests is not None:
+        digests = list(digests)
+        if not digests:
+            return
+        where, params = f" AND i.content_hash IN ({','.join('?' * len(digests))})", tuple(digests)
+    rows = connection.exec_driver_sql(f"SELECT i.id, o.text {_KEYFRAMES_WITHOUT_TEXT_ROW}{where}", params).all()
+    for image_id, text in rows:
+        connection.exec_driver_sql(
+            "INSERT INTO text_fts(rowid, filename, keywords, description, ocr) VALUES (?, '', '', '', ?)",
+            (image_id, normalize(text)),
+        )
 
 
 def _progress(total: int, label: str, show: bool):
@@ -264,6 +325,17 @@ def consistency_problems(connection) -> list[str]:
     ).scalar()
     if unindexed:
         problems.append(f"{unindexed} photo(s) have words but no full-text row")
+    if "ocr_text" in names:
+        missing = connection.exec_driver_sql(f"SELECT count(*) {_KEYFRAMES_WITHOUT_TEXT_ROW}").scalar()
+        if missing:
+            problems.append(f"{missing} video frame(s) have OCR text but no full-text row")
+        textless = connection.exec_driver_sql(
+            "SELECT count(*) FROM text_fts t JOIN images i ON i.id = t.rowid WHERE i.video_id IS NOT NULL AND ("
+            "t.filename != '' OR t.keywords != '' OR t.description != '' OR i.content_hash NOT IN "
+            "(SELECT content_hash FROM ocr_text WHERE text != ''))"
+        ).scalar()
+        if textless:
+            problems.append(f"{textless} full-text row(s) of video frames are not their frame's OCR text alone")
     stale = connection.exec_driver_sql(
         "SELECT t.rowid, t.ocr, o.text FROM text_fts t JOIN images i ON i.id = t.rowid "
         "JOIN ocr_text o ON o.content_hash = i.content_hash WHERE o.text != '' OR t.ocr != ''"
@@ -342,8 +414,9 @@ def text_hits(catalog, query: TextQuery | str, limit: int = MAX_TEXT_HITS) -> li
                 params.append(part)
         order = "ORDER BY bm25(text_fts), t.rowid" if long_parts else "ORDER BY t.rowid"
         rows = connection.exec_driver_sql(
-            "SELECT t.rowid, w.filename, w.keywords, w.description, coalesce(o.text, '') FROM text_fts t "
-            "JOIN images i ON i.id = t.rowid AND i.status = 'ok' JOIN words w ON w.image_id = t.rowid "
+            "SELECT t.rowid, coalesce(w.filename, ''), coalesce(w.keywords, ''), coalesce(w.description, ''), "
+            "coalesce(o.text, '') FROM text_fts t JOIN images i ON i.id = t.rowid AND i.status = 'ok' "
+            "LEFT JOIN words w ON w.image_id = t.rowid "  # a video's further keyframe rows: OCR text only
             f"LEFT JOIN ocr_text o ON o.content_hash = i.content_hash WHERE {' AND '.join(where)} {order} LIMIT ?",
             (*params, MATCH_CANDIDATES),
         ).all()
@@ -470,6 +543,7 @@ def repair_text(connection) -> list[str]:
         return []
     connection.exec_driver_sql("DELETE FROM text_fts")
     connection.exec_driver_sql("DELETE FROM words")
+    _keyframe_text_rows(connection)  # video frames' rows need no reading: made again from the kept OCR text now
     return [
         "emptied the full-text index (it disagreed with the photos); the next build refills it from the photos' "
         "names and metadata and the kept OCR results"

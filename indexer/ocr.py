@@ -282,11 +282,32 @@ def prepare(path: str, page: str, budget=None) -> OcrOutcome | str:
             return OcrOutcome(error=f"OCR could not read the photo ({error.reason})")
         except Exception as error:  # noqa: BLE001 - a decoder bug on one file must not stop the build
             return OcrOutcome(error=f"OCR could not read the photo ({type(error).__name__}: {error})")
-        boxes = text_regions(image.convert("L"))
-        if not boxes:
-            return OcrOutcome()
-        text_page(image, boxes).save(page)  # colour: Tesseract binarises it better than a grey copy
-        return page
+        return _write_page(image, page)
+
+
+def prepare_frame(path: str, seconds: float, page: str, budget=None, pixels: int | None = None) -> OcrOutcome | str:
+    """``prepare`` for the frame a video shows at ``seconds`` (a keyframe row: indexer/video_rows.py), decoded
+    upright at most MAX_SIDE pixels on its longer side, within ``budget`` like a photo (``pixels``: the video's
+    frame size as the catalog has it; a full frame is decoded before it is shrunk)."""
+    from contextlib import nullcontext
+
+    from .video import VideoError, frame_at
+
+    with budget.hold(max(pixels or 0, MAX_SIDE * MAX_SIDE)) if budget is not None else nullcontext():
+        try:
+            image = frame_at(path, seconds, MAX_SIDE).convert("RGB")
+        except VideoError as error:
+            return OcrOutcome(error=f"OCR could not read the frame at {seconds:.1f} s ({error.reason})")
+        return _write_page(image, page)
+
+
+def _write_page(image: Image.Image, page: str) -> OcrOutcome | str:
+    """The text-like regions of ``image`` stacked on a page written to ``page``; no regions: an empty outcome."""
+    boxes = text_regions(image.convert("L"))
+    if not boxes:
+        return OcrOutcome()
+    text_page(image, boxes).save(page)  # colour: Tesseract binarises it better than a grey copy
+    return page
 
 
 def _decoded_pixels(path: str) -> int:

@@ -16,7 +16,7 @@ import numpy as np
 
 from indexer.fulltext import fuse, text_hits
 
-from .results import SearchPage, result_of, with_copy
+from .results import SearchPage, result_of, with_copy, with_moment
 
 
 def text_first(opened, vector: np.ndarray, opts, text: str, fetch, passes, vector_page) -> SearchPage | None:
@@ -36,12 +36,35 @@ def text_first(opened, vector: np.ndarray, opts, text: str, fetch, passes, vecto
     stored = opened.store.vectors(np.asarray([hit.image_id for hit in hits], dtype=np.int64))
     scores = dict(zip([hit.image_id for hit in hits], (stored @ query).tolist()))
     groups: dict[object, list] = {}  # identical copies fold into one result, at the best copy's place
+    videos: set[int] = set()
+    frame_of: dict[str, object] = {}  # a keyframe's content (video content + second) -> its group
+    group_of: dict[int, object] = {}  # video -> its group (a copy of a video folds into the first copy)
     for hit in fuse(hits, scores):
         record = records[hit.image_id]
-        key = record.content_hash if opts.collapse_duplicates and record.content_hash else ("id", record.id)
+        if record.video_key is not None:  # a video's frames with the text: one result, its best moment first
+            videos.add(record.video_key)
+            key = group_of.get(record.video_key)
+            if key is None:
+                key = ("video", record.video_key)
+                if opts.collapse_duplicates and record.content_hash:
+                    key = frame_of.get(record.content_hash, key)
+                group_of[record.video_key] = key
+            if opts.collapse_duplicates and record.content_hash:
+                frame_of.setdefault(record.content_hash, key)
+        else:
+            key = record.content_hash if opts.collapse_duplicates and record.content_hash else ("id", record.id)
         groups.setdefault(key, []).append((hit, record))
     results = []
-    for members in groups.values():
+    for key, members in groups.items():
+        if isinstance(key, tuple) and key[0] == "video":
+            hit, record = members[0]
+            result = replace(result_of(record, float(scores[hit.image_id])), text_match=hit)
+            for other, frame in members[1:]:
+                result = with_moment(result, frame.timestamp_s, float(scores[other.image_id]))
+                if frame.video_key != record.video_key:
+                    result = with_copy(result, frame.path)
+            results.append(result)
+            continue
         hit, record = min(members, key=lambda member: member[1].id)  # shown as the vector ranking shows copies
         result = replace(result_of(record, float(scores[hit.image_id])), text_match=hit)
         for _other, copy in members:
@@ -50,8 +73,14 @@ def text_first(opened, vector: np.ndarray, opts, text: str, fetch, passes, vecto
         results.append(result)
     head = results[opts.offset : opts.offset + opts.k]
     wanted = opts.k - len(head)
+    shown_videos = _video_rows(opened.store.catalog, videos)  # not shown a second time by the vector ranking
     rest = vector_page(
-        replace(opts, exclude=(*opts.exclude, *scores), offset=max(0, opts.offset - len(results)), k=max(wanted, 1))
+        replace(
+            opts,
+            exclude=(*opts.exclude, *scores, *shown_videos),
+            offset=max(0, opts.offset - len(results)),
+            k=max(wanted, 1),
+        )
     )
     tail = rest.results[:wanted]
     more = opts.offset + opts.k < len(results) or (rest.next_offset is not None if wanted else bool(rest.results))
@@ -80,3 +109,13 @@ def snippet_html(match) -> str:
         last = end
     parts.append(html.escape(match.snippet[last:]))
     return f"{SOURCE_LABELS.get(match.source, 'text')}: “{''.join(parts)}”"
+
+
+def _video_rows(catalog, video_ids: set[int]) -> list[int]:
+    """The ids of every row of these videos (file rows and their keyframe rows)."""
+    if not video_ids:
+        return []
+    from indexer.video_rows import keyframe_ids
+
+    with catalog.session() as session:
+        return [*video_ids, *keyframe_ids(session, sorted(video_ids))]

@@ -241,6 +241,24 @@ def test_a_video_under_ray_gets_the_same_keyframe_rows_as_a_local_build(ray_clus
     assert verify(tmp_path / "ray").clean
 
 
+def test_text_in_a_video_frame_is_read_and_found_after_a_ray_build(ray_cluster, tmp_path, tiny_siglip):
+    """The OCR pass runs on the driver after the cluster's keyframes are committed: every frame is read."""
+    from indexer.fulltext import text_hits
+
+    from .test_video_text import SCENES, near, sign_video
+
+    sign_video(tmp_path / "media" / "city.mp4")
+    index = tmp_path / "ray"
+    summary = build_index([tmp_path / "media"], index, tiny_siglip, show_progress=False, engine="ray")
+    assert summary.text["ocr_frames"] == len(SCENES) and summary.text["ocr_with_text"] == 4, summary.text
+    with IndexStore.open(index) as store:
+        hits = text_hits(store.catalog, "grand hotel")
+        records = store.records([hit.image_id for hit in hits])
+        found = [(r.media_type, near(r.timestamp_s, "GRAND HOTEL"), h.source) for h, r in zip(hits, records)]
+        assert found == [("video", True, "ocr")]
+    assert verify(index).clean
+
+
 def _count(index: Path) -> int:
     try:
         with sqlite3.connect(f"file:{index / 'catalog.sqlite'}?mode=ro", uri=True, timeout=1) as db:

@@ -39,7 +39,7 @@ def make_video(
 
     ``frame_times`` (seconds of each frame) makes a variable-frame-rate video instead (each frame shows the scene
     its time falls in); ``rotation`` sets the display rotation; ``metadata`` the container's tags; ``pictures``
-    (seed -> PIL image) shows those pictures instead of ``scene_picture(seed)``."""
+    (seed -> PIL image, resized to ``size``) shows those pictures instead of ``scene_picture(seed)``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     starts, total = [], 0.0
@@ -48,7 +48,7 @@ def make_video(
         total += seconds
     times = list(frame_times) if frame_times is not None else [i / fps for i in range(round(total * fps))]
     chosen = pictures or {}
-    pictures = {
+    frames = {
         seed: av.VideoFrame.from_image(chosen[seed].resize(size) if seed in chosen else scene_picture(seed, size))
         for seed, _ in scenes
     }
@@ -72,7 +72,7 @@ def make_video(
             stream.set_display_rotation(rotation)
         for t in times:
             seed = [s for start, s in starts if start <= t + 1e-9][-1]
-            frame = pictures[seed].reformat(format="yuv420p")
+            frame = frames[seed].reformat(format="yuv420p")
             frame.pts = round(t * 1000)
             frame.time_base = Fraction(1, 1000)
             for packet in stream.encode(frame):
