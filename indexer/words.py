@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from .files import VIDEO_EXTENSIONS
+
 log = logging.getLogger(__name__)
 
 MAX_SIDECAR_BYTES = 1 << 20
@@ -100,19 +102,25 @@ def filename_words(relpath: str) -> str:
     return " ".join(words)
 
 
+def _from_embedded(path: str, keywords: list[str], descriptions: list[str]) -> None:
+    """The EXIF, IPTC and XMP written inside the image file."""
+    with Image.open(path) as image:
+        _from_exif(image.getexif(), keywords, descriptions)
+        _from_iptc(image, keywords, descriptions)
+        xmp = image.info.get("xmp") or image.info.get("XML:com.adobe.xmp")
+        if xmp:
+            _from_xmp(xmp if isinstance(xmp, bytes) else str(xmp).encode("utf-8"), path, keywords, descriptions)
+
+
 def photo_words(path: str, relpath: str) -> PhotoWords:
     """Everything the photo's names and metadata say about it (never raises for a bad file)."""
     keywords: list[str] = []
     descriptions: list[str] = []
-    try:
-        with Image.open(path) as image:
-            _from_exif(image.getexif(), keywords, descriptions)
-            _from_iptc(image, keywords, descriptions)
-            xmp = image.info.get("xmp") or image.info.get("XML:com.adobe.xmp")
-            if xmp:
-                _from_xmp(xmp if isinstance(xmp, bytes) else str(xmp).encode("utf-8"), path, keywords, descriptions)
-    except Exception as error:  # noqa: BLE001 - unreadable metadata: the photo keeps its file-name words
-        log.info("%s: metadata not readable for words (%s)", path, error)
+    if os.path.splitext(path)[1].lower() not in VIDEO_EXTENSIONS:  # a video has no image metadata for Pillow
+        try:
+            _from_embedded(path, keywords, descriptions)
+        except Exception as error:  # noqa: BLE001 - unreadable metadata: the photo keeps its file-name words
+            log.info("%s: metadata not readable for words (%s)", path, error)
     sidecar = sidecar_of(path)
     if sidecar is not None:
         try:

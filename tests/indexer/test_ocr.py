@@ -80,6 +80,18 @@ def test_words_from_names_exif_xmp_and_sidecars(tmp_path):
     assert "Fountain at night" in words.description and "Coins in the water" in words.description
 
 
+def test_a_videos_words_come_from_its_names_and_sidecar_without_a_complaint(tmp_path, caplog):
+    """Pillow cannot open a video: before, every video's text pass logged "metadata not readable"."""
+    from .videos import make_video
+
+    video = make_video(tmp_path / "Lisbon 2024" / "tram_ride.mp4", scenes=((0, 1.0),))
+    video.with_suffix(".xmp").write_text(xmp("Alfama"), encoding="utf-8")
+    with caplog.at_level("INFO", logger="indexer.words"):
+        words = photo_words(str(video), "Lisbon 2024/tram_ride.mp4")
+    assert words.filename == "Lisbon 2024 tram ride" and words.keywords.split("\n")[0] == "Alfama"
+    assert not caplog.records, [record.getMessage() for record in caplog.records]
+
+
 @pytest.mark.parametrize(
     "sidecar",
     [
