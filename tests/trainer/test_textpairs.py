@@ -73,6 +73,7 @@ def text_index(tmp_path_factory, tiny_mllama):
     return folder, index
 
 
+@pytest.mark.slow  # builds an index with real OCR (about 30 s)
 def test_training_photos_give_their_sign_text_and_keywords_as_queries(text_index):
     from indexer import IndexStore
     from trainer.textpairs import text_pairs, training_row
@@ -95,6 +96,7 @@ def test_training_photos_give_their_sign_text_and_keywords_as_queries(text_index
     assert row["pos_text"] == "<|image_1|>\nRepresent the given image.\n"
 
 
+@pytest.mark.slow  # builds an index with real OCR (about 30 s)
 def test_held_out_photos_synthetic_duplicates_and_the_cap_give_no_pairs(text_index):
     from indexer import IndexStore
     from trainer.adapt import heldout_side, split_library
@@ -154,3 +156,47 @@ def test_the_report_counts_text_pairs_and_says_when_they_are_off(tmp_path):
     report["text_pairs"] = {"pairs": 0, "by_source": {}, "photos": 0, "off": True}
     write_report(tmp_path, report)
     assert "Text pairs: off (--no-text-pairs)." in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_adapt_trains_on_the_text_pairs_of_training_photos_only_and_reports_them(text_index, cli_env, tmp_path):
+    """End to end (2 steps at lr 0: what is trained on, not how well): the pairs reach train.jsonl and the report;
+    --no-text-pairs leaves them out."""
+    from indexer import IndexStore
+
+    from .shapes_server import shapes_server
+    from .test_adapt import adapt
+
+    _folder, index = text_index
+    flags = ["--n", "12", "--n-eval", "6", "--heldout", "0.5", "--steps", "2", "--batch-size", "4", "--lr", "0"]
+    flags += ["--no-apply", "--save-every", "0", "--no-gradient-checkpointing"]
+    with shapes_server() as server:
+        on = adapt(index, tmp_path / "on", server, cli_env, *flags)
+        off = adapt(index, tmp_path / "off", server, cli_env, *flags, "--no-text-pairs")
+    assert on.returncode == 0, on.stderr[-3000:]
+    assert off.returncode == 0, off.stderr[-3000:]
+    report = json.loads((tmp_path / "on" / "report.json").read_text())
+    found = report["text_pairs"]
+    assert found["pairs"] >= 3 and found["by_source"]["ocr"] >= 3 and found["photos"] <= found["pairs"]
+    assert (
+        f"Text pairs (OCR, keywords, descriptions → photo): {found['pairs']}"
+        in (tmp_path / "on" / "report.md").read_text()
+    )
+    assert f"text pairs: {found['pairs']} (query → photo)" in on.stderr
+    rows = [json.loads(line) for line in (tmp_path / "on" / "train.jsonl").read_text().splitlines()]
+    text_rows = [row for row in rows if row["neg_image_path"] == "[]"]
+    assert len(text_rows) == found["pairs"] and len(rows) == found["pairs"] + report["synth"]["train"]["accepted"]
+    split = json.loads((tmp_path / "on" / "split.json").read_text())
+    with IndexStore.open(index) as store:
+        records = {r.id: r for r in store.records(store.ids())}
+    held = {records[i].content_hash for i in split["heldout"]}
+    by_path = {r.path: r for r in records.values()}
+    assert not [row for row in text_rows if by_path[row["pos_image_path"]].content_hash in held]
+    assert {SIGN.lower() for SIGN in SIGNS} & {row["qry"].rsplit(": ", 1)[1].strip() for row in text_rows}
+    off_report = json.loads((tmp_path / "off" / "report.json").read_text())
+    assert off_report["text_pairs"] == {"pairs": 0, "by_source": {}, "photos": 0, "off": True}
+    assert "Text pairs: off (--no-text-pairs)." in (tmp_path / "off" / "report.md").read_text()
+    off_rows = (tmp_path / "off" / "train.jsonl").read_text().splitlines()
+    assert len(off_rows) == off_report["synth"]["train"]["accepted"] and '"neg_image_path": "[]"' not in "".join(
+        off_rows
+    )
