@@ -11,7 +11,7 @@ adds to training. Same seed, steps, batch, learning rate. Prints held-out recall
 With the tiny random model (the default) the vision side cannot read letters; what training can learn is which
 photo (background, layout) goes with which words, and held-out photos are other photos of the same words.
 
-  python -m benchmarks.bench_adapt_text                       # 16 words x 4 photos, 80 steps, seeds 0
+  python -m benchmarks.bench_adapt_text                       # 16 words x 4 photos, 40 steps of 8, seed 0
   python -m benchmarks.bench_adapt_text --seeds 0,1,2 --json  # repeat with other seeds
 """
 
@@ -52,15 +52,19 @@ WORDS = [
     "POST OFFICE",
     "BOOKSHOP",
 ]
-TEMPLATES = [
-    "the {w} sign",
-    "{w} sign",
-    "a photo of the sign saying {W}",
-    "shop front reading {W}",
-    "the {w}",
-    "street sign for the {w}",
-    "{W} written on a plaque",
-    "where is the {w}",
+TEMPLATES = [  # 24 ways a person (or a vision model) might ask for a sign's photo
+    f"{lead}{body}"
+    for lead in ("", "photo: ", "looking for ")
+    for body in (
+        "the {w} sign",
+        "a sign saying {W}",
+        "shop front reading {W}",
+        "the {w} on the corner",
+        "street sign for the {w}",
+        "{W} written on a plaque",
+        "where was the {w}",
+        "that {w} we passed",
+    )
 ]
 
 
@@ -115,21 +119,25 @@ class Generator:
 
 def make_library(root: Path, words: list[str], per_word: int, model: str) -> tuple[Path, dict[str, str]]:
     from benchmarks.text_photos import sign_photo
-    from indexer import build_index
+    from indexer import IndexStore, build_index
+    from indexer.fulltext import photo_texts
     from mme5 import load_embedder
 
     photos, labels = root / "photos", {}
-    photos.mkdir(parents=True)
+    photos.mkdir(parents=True, exist_ok=True)
     for w, word in enumerate(words):
         for copy in range(per_word):
             path = photos / f"IMG_{w * per_word + copy:04d}.jpg"  # names say nothing: the sign does
             seed = 1000 + 37 * w + copy
             rng = random.Random(seed)
-            sign_photo(word, "latin", seed=seed, font_size=rng.randint(48, 72)).save(path, quality=90)
             labels[str(path)] = word
+            if not path.exists():
+                sign_photo(word, "latin", seed=seed, font_size=rng.randint(48, 72)).save(path, quality=90)
     embedder = load_embedder(model, device="cpu", verbose=False)
-    summary = build_index([photos], root / "index", embedder, show_progress=False)
-    print(f"library: {len(labels)} sign photos, OCR found text in {summary.text['ocr_with_text']}", file=sys.stderr)
+    build_index([photos], root / "index", embedder, show_progress=False)
+    with IndexStore.open(root / "index") as store:
+        read = sum(bool(text["ocr"]) for text in photo_texts(store.catalog, store.ids()).values())
+    print(f"library: {len(labels)} sign photos, OCR read text in {read}", file=sys.stderr)
     return root / "index", labels
 
 
@@ -195,29 +203,39 @@ def main(argv=None) -> None:
     parser.add_argument("--words", type=int, default=16, help=f"sign words (at most {len(WORDS)}; default 16)")
     parser.add_argument("--per-word", type=int, default=4, help="photos per word (default 4)")
     parser.add_argument("--model", help="model folder or hub id (default: a tiny random Mllama built here)")
-    parser.add_argument("--n", type=int, default=96, help="synthetic training samples (default 96)")
-    parser.add_argument("--n-eval", type=int, default=32, help="held-out queries (default 32)")
+    parser.add_argument("--n", type=int, default=64, help="synthetic training samples (default 64)")
+    parser.add_argument("--n-eval", type=int, default=24, help="held-out queries (default 24)")
     parser.add_argument("--heldout", type=float, default=0.3, help="share of photos held out (default 0.3)")
-    parser.add_argument("--steps", type=int, default=80)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seeds", default="0", help="adapt seeds, comma-separated (default 0)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--work",
+        metavar="DIR",
+        help="keep the library, model and run folders in DIR (default: a temporary folder, removed); a library "
+        "and tiny model already there are reused, so other training settings can be tried without indexing again",
+    )
     args = parser.parse_args(argv)
 
     from tests.synth.synth_fake_openai import FakeOpenAI
 
-    work = Path(tempfile.mkdtemp(prefix="bench-adapt-text-"))
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench-adapt-text-"))
     try:
         model = args.model
         if model is None:
             from mme5.tiny import build_tiny
 
-            model = str(build_tiny(work / "tiny-mllama", backbone="mllama"))
+            if not (work / "tiny-mllama" / "config.json").exists():
+                build_tiny(work / "tiny-mllama", backbone="mllama")
+            model = str(work / "tiny-mllama")
         index, labels = make_library(work, WORDS[: args.words], args.per_word, model)
         results = []
         with FakeOpenAI(Generator(labels)) as server:
             for seed in (int(s) for s in args.seeds.split(",")):
+                for name in (f"synthetic-{seed}", f"with-text-{seed}"):
+                    shutil.rmtree(work / name, ignore_errors=True)  # runs of other settings: start afresh
                 synthetic = adapt(index, work / f"synthetic-{seed}", server, args, seed, "--no-text-pairs")
                 both = work / f"with-text-{seed}"
                 both.mkdir()
@@ -262,7 +280,8 @@ def main(argv=None) -> None:
                 f"{r['after_mrr']:.3f} | {r['seconds']:.0f} |"
             )
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
