@@ -19,6 +19,9 @@ PER_PHOTO = 2  # queries per photo: OCR lines first, then keywords, then the des
 MAX_WORDS = 8  # a longer line or description is cut to its first words (a query, not a paragraph)
 MIN_LETTERS = 3  # fewer letters in a whole query: too short to mean anything ("ok", "a b")
 SOURCES = ("ocr", "keywords", "description")
+# Cyrillic letters drawn like Latin ones (and з like 3): a Latin sign read by the Cyrillic pass comes out in them
+# ("BAKERY" -> "ВАКЕКУ", "THEATER" -> "ТНЕАТЕВ")
+LATIN_LOOKALIKES = set("АВЕЁКМНОРСТХУЗавеёкмнорстхуз")
 
 
 @dataclass(frozen=True)
@@ -65,10 +68,26 @@ def query_of(text: str) -> str | None:
     return " ".join(words).lower()
 
 
+def _latin(char: str) -> bool:
+    return char.isalpha() and (ord(char) < 0x250 or 0x1E00 <= ord(char) < 0x1F00)
+
+
+def misread_latin(line: str, lines: list[str]) -> bool:
+    """``line`` is the Cyrillic pass's reading of a Latin sign: every letter one of ``LATIN_LOOKALIKES``, and the
+    photo has a Latin line. (A real Cyrillic word nearly always has a letter Latin lacks: КАФЕ, АПТЕКА.)"""
+    letters = [char for char in line if char.isalpha()]
+    return (
+        bool(letters)
+        and all(char in LATIN_LOOKALIKES for char in letters)
+        and any(any(_latin(char) for char in other) for other in lines)
+    )
+
+
 def queries_of(ocr: str, keywords: str, description: str) -> list[tuple[str, str]]:
     """(query, source) for one photo, at most ``PER_PHOTO``, OCR lines first; no query twice."""
     found: dict[str, str] = {}
-    candidates = [(line, "ocr") for line in ocr.splitlines()]
+    lines = ocr.splitlines()
+    candidates = [(line, "ocr") for line in lines if not misread_latin(line, lines)]
     candidates += [(keyword, "keywords") for keyword in keywords.splitlines()]
     candidates += [(line, "description") for line in description.splitlines()]
     for text, source in candidates:

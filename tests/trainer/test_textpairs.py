@@ -49,6 +49,16 @@ def test_queries_of_one_photo_are_capped_and_ocr_comes_first():
     assert queries_of(JUNK, "Lisbon", "") == [("lisbon", "keywords")]
 
 
+def test_a_latin_sign_read_by_the_cyrillic_pass_gives_no_query():
+    """As measured on benchmarks/bench_adapt_text.py's signs: Tesseract's rus pass reads BAKERY as ВАКЕКУ."""
+    from trainer.textpairs import queries_of
+
+    assert queries_of("BAKERY\nВАКЕКУ", "", "") == [("bakery", "ocr")]
+    assert queries_of("THEATER\nТНЕАТЕВ\nМУЗЕЙ", "", "") == [("theater", "ocr"), ("музей", "ocr")]
+    assert queries_of("CAFE\nКАФЕ", "", "") == [("cafe", "ocr"), ("кафе", "ocr")]  # Ф: a real Cyrillic word
+    assert queries_of("ТАКСИ", "", "") == [("такси", "ocr")] and queries_of("ВАКЕКУ", "", "") == [("вакеку", "ocr")]
+
+
 @pytest.fixture(scope="module")
 def text_index(tmp_path_factory, tiny_mllama):
     from indexer import IndexStore, build_index
