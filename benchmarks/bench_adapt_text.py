@@ -4,7 +4,7 @@ A library of sign photos (benchmarks/text_photos.py: --words shop words, --per-w
 own background and seed) is indexed with OCR on. A scripted OpenAI-compatible generator (real HTTP, synth's wire
 format) recognises each photo it is sent (nearest thumbnail of the photos it was given) and writes an English query
 about its sign ("the bakery sign", "shop front reading BAKERY", ...), as a vision model reading the sign would.
-``trainer adapt --no-apply`` runs once with ``--no-text-pairs``; the second run reuses its split, its held-out
+``trainer adapt --no-apply`` runs once without ``--text-pairs``; the second run reuses its split, its held-out
 queries, its synthetic training samples and its "before" (copied), so the only difference is the text pairs OCR
 adds to training. Same seed, steps, batch, learning rate. Prints held-out recall@1/@10 and MRR side by side.
 
@@ -236,14 +236,14 @@ def main(argv=None) -> None:
             for seed in (int(s) for s in args.seeds.split(",")):
                 for name in (f"synthetic-{seed}", f"with-text-{seed}"):
                     shutil.rmtree(work / name, ignore_errors=True)  # runs of other settings: start afresh
-                synthetic = adapt(index, work / f"synthetic-{seed}", server, args, seed, "--no-text-pairs")
+                synthetic = adapt(index, work / f"synthetic-{seed}", server, args, seed)
                 both = work / f"with-text-{seed}"
                 both.mkdir()
                 for name in ("split.json", "before.json"):
                     shutil.copy(work / f"synthetic-{seed}" / name, both / name)
                 for name in ("heldout", "synth-train"):  # the very same queries and samples: nothing is called again
                     shutil.copytree(work / f"synthetic-{seed}" / name, both / name)
-                with_text = adapt(index, both, server, args, seed)
+                with_text = adapt(index, both, server, args, seed, "--text-pairs")
                 results.append({"seed": seed, "synthetic": synthetic, "with_text": with_text})
         rows = []
         for found in results:

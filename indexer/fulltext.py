@@ -488,7 +488,7 @@ def photo_texts(catalog, image_ids: list[int]) -> dict[int, dict[str, str]]:
     found: dict[int, dict[str, str]] = {}
     with catalog.session() as session:
         for start in range(0, len(image_ids), 1000):
-            chunk = image_ids[start : start + 1000]
+            chunk = [int(image_id) for image_id in image_ids[start : start + 1000]]  # numpy ids bind as blobs
             query = (
                 select(Image.id, OcrText.text, Words.keywords, Words.description)
                 .outerjoin(OcrText, OcrText.content_hash == Image.content_hash)

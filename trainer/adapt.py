@@ -284,14 +284,16 @@ def _plan_settings(args, split: dict) -> dict:
         "temperature": args.temperature,
         "lora_r": args.lora_r,
         "lora_targets": args.lora_targets,
-        "text_pairs": not args.no_text_pairs,
+        # only when on: a run folder made before --text-pairs existed continues as it was
+        **({"text_pairs": True} if args.text_pairs else {}),
     }
 
 
 def _check_plan(run: Path, settings: dict) -> None:
     previous = _read(run / "plan.json")
     if previous is not None:
-        changed = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
+        keys = [*settings, *(["text_pairs"] if "text_pairs" in previous and "text_pairs" not in settings else [])]
+        changed = {k: (previous.get(k), settings.get(k)) for k in keys if previous.get(k) != settings.get(k)}
         if changed:
             detail = "; ".join(f"{k}: was {old!r}, now {new!r}" for k, (old, new) in changed.items())
             raise AdaptError(
@@ -507,10 +509,10 @@ def run_adapt(args) -> int:
             f"train a LoRA adapter ({args.steps} steps, batch {args.batch_size}, lr {args.lr})"
             + (f" mixed with {', '.join(args.mix)}" if args.mix else "")
             + (
-                ""
-                if args.no_text_pairs
-                else f", plus up to {args.n} query → photo pairs from the text OCR read in the training photos "
-                "and their keywords/descriptions (--no-text-pairs: none)"
+                f", plus up to {args.n} query → photo pairs from the text OCR read in the training photos "
+                "and their keywords/descriptions (--text-pairs)"
+                if args.text_pairs
+                else ""
             ),
             "measure again",
             *(
@@ -624,10 +626,10 @@ def run_adapt(args) -> int:
 
 def _text_pairs(args, store, train_ids: list[int], run: Path) -> dict:
     """The OCR/keyword training pairs of the training photos (trainer/textpairs.py), at most ``--n`` of them, kept
-    in the run folder; ``{"pairs": 0, "off": True}`` with ``--no-text-pairs``."""
+    in the run folder; ``{"pairs": 0, "off": True}`` without ``--text-pairs``."""
     from . import textpairs
 
-    if args.no_text_pairs:
+    if not args.text_pairs:
         return {"pairs": 0, "by_source": {}, "photos": 0, "off": True}
     saved = _read(run / "text-pairs.json")
     if saved is None:

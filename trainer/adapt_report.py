@@ -61,7 +61,7 @@ def charts(run: Path, before: dict, after: dict, losses: list[float]) -> dict[st
 
 def _text_pairs_sentence(found: dict | None) -> str:
     if not found or found.get("off"):
-        return " Text pairs: off (--no-text-pairs)." if found else ""
+        return " Text pairs: off (--text-pairs turns them on)." if found else ""
     by_source = ", ".join(f"{n} from {source}" for source, n in found["by_source"].items() if n)
     return f" Text pairs (OCR, keywords, descriptions → photo): {found['pairs']}" + (
         f" ({by_source})." if by_source else "."

@@ -1,4 +1,4 @@
-"""Free training pairs for ``trainer adapt``: the text OCR read in a photo, and its keywords and description, as
+"""Free training pairs for ``trainer adapt --text-pairs``: the text OCR read in a photo, and its keywords and description, as
 text-search queries for that photo.
 
 A photo whose sign OCR read as "CAFÉ CENTRAL" gives the query "café central"; one tagged "Lisbon" gives "lisbon".

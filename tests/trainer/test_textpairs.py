@@ -86,12 +86,18 @@ def text_index(tmp_path_factory, tiny_mllama):
 @pytest.mark.slow  # builds an index with real OCR (about 30 s)
 def test_training_photos_give_their_sign_text_and_keywords_as_queries(text_index):
     from indexer import IndexStore
+    from indexer.fulltext import photo_texts
     from trainer.textpairs import text_pairs, training_row
 
     folder, index = text_index
     with IndexStore.open(index) as store:
         ids = store.ids()
         pairs = text_pairs(store, ids, set(), 100, seed=0)
+        texts = photo_texts(store.catalog, ids)  # the index's own ids (numpy integers) as well as Python ints
+        assert texts == photo_texts(store.catalog, [int(i) for i in ids]) and len(texts) >= 9
+        assert texts[next(r.id for r in store.records(ids) if r.path.endswith("DSC_0001.jpg"))][
+            "keywords"
+        ].splitlines() == ["Trevi", "x1"]
     found = {(p.query, p.path.rsplit("/", 1)[1], p.source) for p in pairs}
     # Tesseract reads the sign with or without its accent; the copy and the original are one photo
     sign = [p for p in pairs if p.query in ("café central", "cafe central")]
@@ -165,13 +171,13 @@ def test_the_report_counts_text_pairs_and_says_when_they_are_off(tmp_path):
     assert json.loads((tmp_path / "report.json").read_text())["text_pairs"]["pairs"] == 5
     report["text_pairs"] = {"pairs": 0, "by_source": {}, "photos": 0, "off": True}
     write_report(tmp_path, report)
-    assert "Text pairs: off (--no-text-pairs)." in (tmp_path / "report.md").read_text()
+    assert "Text pairs: off (--text-pairs turns them on)." in (tmp_path / "report.md").read_text()
 
 
 @pytest.mark.slow
 def test_adapt_trains_on_the_text_pairs_of_training_photos_only_and_reports_them(text_index, cli_env, tmp_path):
-    """End to end (2 steps at lr 0: what is trained on, not how well): the pairs reach train.jsonl and the report;
-    --no-text-pairs leaves them out."""
+    """End to end (2 steps at lr 0: what is trained on, not how well): with --text-pairs the pairs reach train.jsonl
+    and the report; without it (the default) there are none."""
     from indexer import IndexStore
 
     from .shapes_server import shapes_server
@@ -181,8 +187,8 @@ def test_adapt_trains_on_the_text_pairs_of_training_photos_only_and_reports_them
     flags = ["--n", "12", "--n-eval", "6", "--heldout", "0.5", "--steps", "2", "--batch-size", "4", "--lr", "0"]
     flags += ["--no-apply", "--save-every", "0", "--no-gradient-checkpointing"]
     with shapes_server() as server:
-        on = adapt(index, tmp_path / "on", server, cli_env, *flags)
-        off = adapt(index, tmp_path / "off", server, cli_env, *flags, "--no-text-pairs")
+        on = adapt(index, tmp_path / "on", server, cli_env, *flags, "--text-pairs")
+        off = adapt(index, tmp_path / "off", server, cli_env, *flags)  # the default
     assert on.returncode == 0, on.stderr[-3000:]
     assert off.returncode == 0, off.stderr[-3000:]
     report = json.loads((tmp_path / "on" / "report.json").read_text())
@@ -205,8 +211,22 @@ def test_adapt_trains_on_the_text_pairs_of_training_photos_only_and_reports_them
     assert {SIGN.lower() for SIGN in SIGNS} & {row["qry"].rsplit(": ", 1)[1].strip() for row in text_rows}
     off_report = json.loads((tmp_path / "off" / "report.json").read_text())
     assert off_report["text_pairs"] == {"pairs": 0, "by_source": {}, "photos": 0, "off": True}
-    assert "Text pairs: off (--no-text-pairs)." in (tmp_path / "off" / "report.md").read_text()
+    assert "Text pairs: off (--text-pairs turns them on)." in (tmp_path / "off" / "report.md").read_text()
     off_rows = (tmp_path / "off" / "train.jsonl").read_text().splitlines()
     assert len(off_rows) == off_report["synth"]["train"]["accepted"] and '"neg_image_path": "[]"' not in "".join(
         off_rows
     )
+
+
+def test_a_run_folder_from_before_text_pairs_continues_and_switching_them_is_refused(tmp_path):
+    from trainer.adapt import _check_plan
+    from trainer.errors import AdaptError
+
+    old = {"index": "i", "n": 10}  # plan.json as adapt wrote it before --text-pairs existed
+    (tmp_path / "plan.json").write_text(json.dumps(old))
+    _check_plan(tmp_path, dict(old))  # the default (off) continues it
+    with pytest.raises(AdaptError, match="text_pairs: was None, now True"):
+        _check_plan(tmp_path, {**old, "text_pairs": True})
+    (tmp_path / "plan.json").write_text(json.dumps({**old, "text_pairs": True}))
+    with pytest.raises(AdaptError, match="text_pairs: was True, now None"):
+        _check_plan(tmp_path, dict(old))
