@@ -24,6 +24,12 @@ Examples:
   python -m benchmarks.bench_ocr --per-script 2 --distractors 4 --scripts latin,cyrillic --json
   python -m benchmarks.bench_ocr --model ./models/siglip --per-script 8       # with a real model
   python -m benchmarks.bench_ocr --cost-photos 1000 --text-share 0.1,1.0      # OCR cost per 1,000 photos
+  python -m benchmarks.bench_ocr --page                                       # Tesseract's own speed, one page
+
+--page measures Tesseract as its project publishes its speed (a whole page of text, one language): an A4 page at
+300 dpi (2480 x 3508 px, 60 lines of English) read with ``tesseract page.png stdout -l eng``, one thread
+(OMP_THREAD_LIMIT=1) and Tesseract's own threading, median of 3; and beside it what one sign photo costs here
+(prepare: detection and crop, then read_page: one --psm 11 pass per installed script, one thread each).
 """
 
 from __future__ import annotations
@@ -70,6 +76,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--text-share", default="0.1,1.0", help="shares of --cost-photos photos that carry text (default 0.1,1.0)"
     )
+    parser.add_argument("--page", action="store_true", help="Tesseract's speed on a full page vs one sign photo")
     args = parser.parse_args(argv)
     try:
         args.shares = [float(share) for share in args.text_share.split(",")]
@@ -201,8 +208,79 @@ def measure(args, work: Path, model: str) -> dict:
     return figures
 
 
+def measure_page(work: Path) -> dict:
+    """Seconds for one full page (one language) and for one sign photo as the build reads it (see the doc)."""
+    import resource
+    import statistics
+    import subprocess
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    from benchmarks.text_photos import font_for, sign_photo
+    from indexer.ocr import engine_for, prepare, read_page
+
+    engine = engine_for("on")
+    page = Image.new("L", (2480, 3508), 255)
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.truetype(str(font_for("latin")).replace("-Bold", ""), 42)  # about 10 pt at 300 dpi
+    words = "the quick brown fox jumps over a lazy dog while search finds photos by their text".split()
+    for line in range(60):
+        text = " ".join(words[(line * 7 + i) % len(words)] for i in range(13))
+        draw.text((200, 200 + line * 52), text, font=font, fill=0)
+    page.save(work / "page.png")
+
+    def children_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    def timed(run) -> tuple[float, float]:
+        """Median wall seconds and median CPU seconds (Tesseract's processes: what load on the machine does not
+        inflate) of 3 runs."""
+        walls, cpus = [], []
+        for _ in range(3):
+            started, cpu = time.perf_counter(), children_cpu()
+            run()
+            walls.append(time.perf_counter() - started)
+            cpus.append(children_cpu() - cpu)
+        return round(statistics.median(walls), 2), round(statistics.median(cpus), 2)
+
+    command = [engine.binary, str(work / "page.png"), "stdout", "-l", "eng"]
+    single = dict(os.environ, OMP_THREAD_LIMIT="1")
+    threaded = {k: v for k, v in os.environ.items() if k != "OMP_THREAD_LIMIT"}
+    page_single = timed(lambda: subprocess.run(command, env=single, capture_output=True, check=True))
+    page_threaded = timed(lambda: subprocess.run(command, env=threaded, capture_output=True, check=True))
+    sign_photo("CAFÉ CENTRAL", "latin", seed=1).save(work / "sign.jpg", quality=90)
+
+    def sign() -> None:
+        prepared = prepare(str(work / "sign.jpg"), str(work / "sign-page.png"))
+        if isinstance(prepared, str):
+            read_page(engine, prepared)
+
+    photo = timed(sign)
+    return {
+        "ocr": engine.describe(),
+        "page_wall_s_one_thread": page_single[0],
+        "page_cpu_s_one_thread": page_single[1],
+        "page_wall_s_threaded": page_threaded[0],
+        "page_cpu_s_threaded": page_threaded[1],
+        "sign_photo_wall_s": photo[0],
+        "sign_photo_tesseract_cpu_s": photo[1],
+        "passes_per_photo": len(engine.passes),
+        "cpus": os.cpu_count(),
+        "load_average": [round(x, 1) for x in os.getloadavg()],
+    }
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.page:
+        work = Path(tempfile.mkdtemp(prefix="bench-ocr-page-"))
+        try:
+            figures = measure_page(work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print(json.dumps(figures) if args.json else "\n".join(f"{k}: {v}" for k, v in figures.items()))
+        return 0
     from benchmarks.bench_search import stdout_to_stderr
     from mme5.tiny import build_tiny
 

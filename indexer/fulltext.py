@@ -548,3 +548,29 @@ def repair_text(connection) -> list[str]:
         "emptied the full-text index (it disagreed with the photos); the next build refills it from the photos' "
         "names and metadata and the kept OCR results"
     ]
+
+
+def photo_texts(catalog, image_ids: list[int]) -> dict[int, dict[str, str]]:
+    """What each photo's text says, for ``trainer adapt``'s text pairs: ``{image id: {"ocr", "keywords",
+    "description"}}`` (keywords and description lines as indexer/words.py joined them; photos without any left out;
+    {} for a catalog without the text tables)."""
+    from sqlalchemy import inspect
+
+    tables = set(inspect(catalog.engine).get_table_names())
+    if not {"words", "ocr_text"} <= tables:
+        return {}
+    found: dict[int, dict[str, str]] = {}
+    with catalog.session() as session:
+        for start in range(0, len(image_ids), 1000):
+            chunk = [int(image_id) for image_id in image_ids[start : start + 1000]]  # numpy ids bind as blobs
+            query = (
+                select(Image.id, OcrText.text, Words.keywords, Words.description)
+                .outerjoin(OcrText, OcrText.content_hash == Image.content_hash)
+                .outerjoin(Words, Words.image_id == Image.id)
+                .where(Image.id.in_(chunk))
+            )
+            for image_id, ocr, keywords, description in session.execute(query):
+                text = {"ocr": ocr or "", "keywords": keywords or "", "description": description or ""}
+                if any(text.values()):
+                    found[image_id] = text
+    return found

@@ -212,6 +212,13 @@ def add_adapt_parser(commands) -> None:
     adapt.add_argument("--temperature", type=float, default=0.02, help="InfoNCE temperature (0.02)")
     adapt.add_argument("--negative-ratio", type=int, default=1, help="hard negatives per query (1)")
     adapt.add_argument("--lora-r", type=int, default=8)
+    adapt.add_argument(
+        "--text-pairs",
+        action="store_true",
+        help="also train on query → photo pairs from the text OCR read in the training photos and from their "
+        "keywords and descriptions, at most --n of them (off by default: not measured to help yet, see "
+        "docs/training.md)",
+    )
     adapt.add_argument("--lora-targets", help="mme5 (default), wide, or module names")
     adapt.add_argument("--no-gradient-checkpointing", action="store_true")
     adapt.add_argument("--save-every", type=int, default=100, help="training checkpoint every N steps (100)")

@@ -30,6 +30,7 @@ DEFAULT_TASKS = "retrieval:T->I=0.6,retrieval:IT->I=0.2,retrieval:I->I=0.2"
 PROMPT_TOKENS, IMAGE_TOKENS, ANSWER_TOKENS = 650, 765, 700
 ACCEPTANCE = 0.9
 HELDOUT_DIR, TRAIN_SYNTH_DIR, ADAPTER_DIR = "heldout", "synth-train", "adapter"
+TEXT_PAIRS_FILE = "text-pairs.jsonl"  # the OCR/keyword pairs (trainer/textpairs.py), written once per run
 
 
 def log(message: str) -> None:
@@ -193,9 +194,33 @@ def synthesise(args, store, ids, out: Path, n: int, seed: int, show_progress: bo
 
 # -- measurement --------------------------------------------------------------------------------
 # -- training rows ------------------------------------------------------------------------------
+def app_query(text: str, modality: str) -> str:
+    """A photo search (``modality`` such as ``T->I``) spelled as the app's prompt for its kind, in MMEB's spelling
+    (image marker first)."""
+    from mme5 import prompts
+    from synth.tasks import Combo
+
+    kind = Combo(modality).query_kind
+    qry = prompts.mllama_prompt(kind.task, text=text, instruction=kind.instruction)
+    strip = prompts.IMAGE_TOKEN + prompts.BOS
+    return prompts.MMEB_IMAGE_PLACEHOLDER + qry.removeprefix(strip) if kind.needs_image else qry
+
+
+def synthetic_pairs(folder: Path) -> set[tuple[str, str]]:
+    """(lower-cased query, absolute photo path) of the synthetic text searches of a synth run folder."""
+    from synth.output import RunFolder
+
+    run = RunFolder(folder)
+    root = run.manifest()["image_root"]
+    return {
+        (" ".join(str(row.get("query_text") or "").split()).lower(), os.path.join(root, row["pos_image_path"]))
+        for row in run.samples()
+        if row.get("modality") == "T->I" and row.get("pos_image_path")
+    }
+
+
 def training_rows(folder: Path) -> list[dict]:
     """synth samples as trainer rows; photo-search queries spelled exactly as the app encodes them."""
-    from mme5 import prompts
     from synth.output import RunFolder
     from synth.tasks import Combo
 
@@ -203,15 +228,11 @@ def training_rows(folder: Path) -> list[dict]:
 
     run = RunFolder(folder)
     root = run.manifest()["image_root"]
-    strip = prompts.IMAGE_TOKEN + prompts.BOS
     out = []
     for row in run.samples():
         row = dict(row)
-        query = row.get("query_text") or ""
-        kind = Combo(str(row["modality"])).query_kind
-        if kind is not None:  # a photo search: the app's prompt for its kind, in MMEB's spelling (image marker first)
-            qry = prompts.mllama_prompt(kind.task, text=query, instruction=kind.instruction)
-            row["qry"] = prompts.MMEB_IMAGE_PLACEHOLDER + qry.removeprefix(strip) if kind.needs_image else qry
+        if Combo(str(row["modality"])).query_kind is not None:
+            row["qry"] = app_query(row.get("query_text") or "", str(row["modality"]))
         for column in ("qry_image_path", "pos_image_path"):
             row[column] = os.path.join(root, row[column]) if row.get(column) else ""
         row["neg_image_path"] = repr(
@@ -263,13 +284,16 @@ def _plan_settings(args, split: dict) -> dict:
         "temperature": args.temperature,
         "lora_r": args.lora_r,
         "lora_targets": args.lora_targets,
+        # only when on: a run folder made before --text-pairs existed continues as it was
+        **({"text_pairs": True} if args.text_pairs else {}),
     }
 
 
 def _check_plan(run: Path, settings: dict) -> None:
     previous = _read(run / "plan.json")
     if previous is not None:
-        changed = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
+        keys = [*settings, *(["text_pairs"] if "text_pairs" in previous and "text_pairs" not in settings else [])]
+        changed = {k: (previous.get(k), settings.get(k)) for k in keys if previous.get(k) != settings.get(k)}
         if changed:
             detail = "; ".join(f"{k}: was {old!r}, now {new!r}" for k, (old, new) in changed.items())
             raise AdaptError(
@@ -297,6 +321,8 @@ def _train(args, model: str, run: Path, show_progress: bool) -> dict:
     output = run / ADAPTER_DIR
     if not (output / "adapter_config.json").exists():
         rows = training_rows(run / TRAIN_SYNTH_DIR)
+        if (run / TEXT_PAIRS_FILE).exists():
+            rows += [json.loads(line) for line in (run / TEXT_PAIRS_FILE).read_text(encoding="utf-8").splitlines()]
         data_file = run / "train.jsonl"
         _write(data_file, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
         resume = latest_checkpoint(output) is not None or (output / LOG_FILE).exists()
@@ -481,7 +507,13 @@ def run_adapt(args) -> int:
             f"{estimate['completion_tokens']:,} output tokens, cost {cost}",
             f"measure recall@1/5/10 and MRR on the held-out queries with all {store.count} photos as candidates",
             f"train a LoRA adapter ({args.steps} steps, batch {args.batch_size}, lr {args.lr})"
-            + (f" mixed with {', '.join(args.mix)}" if args.mix else ""),
+            + (f" mixed with {', '.join(args.mix)}" if args.mix else "")
+            + (
+                f", plus up to {args.n} query → photo pairs from the text OCR read in the training photos "
+                "and their keywords/descriptions (--text-pairs)"
+                if args.text_pairs
+                else ""
+            ),
             "measure again",
             *(
                 [
@@ -516,6 +548,7 @@ def run_adapt(args) -> int:
             (TRAIN_SYNTH_DIR, split["train"], args.n, args.seed),
         ):
             synth_report[name] = synthesise(args, store, ids, run / name, n, seed, show)
+        text_report = _text_pairs(args, store, split["train"], run)
         rows, root = load_queries(run / HELDOUT_DIR)
         library = Library(store)
 
@@ -578,6 +611,7 @@ def run_adapt(args) -> int:
             "train": synth_report[TRAIN_SYNTH_DIR],
             "cost_usd": _sum_costs(synth_report.values()),
         },
+        "text_pairs": text_report,
         "before": before,
         "after": after,
         "training": training,
@@ -588,6 +622,29 @@ def run_adapt(args) -> int:
     write_report(run, report)
     print(run / "report.md")
     return 0
+
+
+def _text_pairs(args, store, train_ids: list[int], run: Path) -> dict:
+    """The OCR/keyword training pairs of the training photos (trainer/textpairs.py), at most ``--n`` of them, kept
+    in the run folder; ``{"pairs": 0, "off": True}`` without ``--text-pairs``."""
+    from . import textpairs
+
+    if not args.text_pairs:
+        return {"pairs": 0, "by_source": {}, "photos": 0, "off": True}
+    saved = _read(run / "text-pairs.json")
+    if saved is None:
+        taken = synthetic_pairs(run / TRAIN_SYNTH_DIR)
+        pairs = textpairs.text_pairs(store, train_ids, taken, args.n, args.seed)
+        rows = [textpairs.training_row(pair) for pair in pairs]
+        _write(run / TEXT_PAIRS_FILE, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        saved = textpairs.counts(pairs)
+        _write(run / "text-pairs.json", json.dumps(saved, indent=2))
+    by_source = ", ".join(f"{n} from {source}" for source, n in saved["by_source"].items() if n)
+    log(
+        f"text pairs: {saved['pairs']} (query → photo) from the text in and about {saved['photos']} training photos"
+        + (f" ({by_source})" if by_source else "")
+    )
+    return saved
 
 
 def _sum_costs(summaries) -> float | None:

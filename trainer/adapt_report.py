@@ -59,6 +59,15 @@ def charts(run: Path, before: dict, after: dict, losses: list[float]) -> dict[st
     return made
 
 
+def _text_pairs_sentence(found: dict | None) -> str:
+    if not found or found.get("off"):
+        return " Text pairs: off (--text-pairs turns them on)." if found else ""
+    by_source = ", ".join(f"{n} from {source}" for source, n in found["by_source"].items() if n)
+    return f" Text pairs (OCR, keywords, descriptions → photo): {found['pairs']}" + (
+        f" ({by_source})." if by_source else "."
+    )
+
+
 def write_report(run: Path, report: dict) -> None:
     before, after = report["before"], report["after"]
     delta = after["overall"]["recall@10"] - before["overall"]["recall@10"]
@@ -73,7 +82,8 @@ def write_report(run: Path, report: dict) -> None:
         f"photos. Synthetic data: {report['synth']['heldout']['accepted']} held-out queries, "
         f"{report['synth']['train']['accepted']} training samples"
         + (f", ${report['synth']['cost_usd']:.4f}" if report["synth"].get("cost_usd") is not None else "")
-        + ".",
+        + "."
+        + _text_pairs_sentence(report.get("text_pairs")),
         f"Training: {report['training']['steps']} steps, loss {report['training']['first_loss']:.3f} → "
         f"{report['training']['last_loss']:.3f}.",
         "",
