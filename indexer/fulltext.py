@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from .catalog import STATUS_OK, Image, OcrText, Root, Words, decode_relpath, utcnow
-from .ocr import OcrEngine, OcrOutcome, _unspaced, prepare, prepare_frame, read_page
+from .ocr import OcrEngine, OcrOutcome, prepare, prepare_frame, read_page, unspaced
 from .words import photo_words, sidecar_signature
 
 log = logging.getLogger(__name__)
@@ -369,7 +369,7 @@ def parse_query(text: str | None) -> TextQuery:
     rest = re.sub(r'"[^"]*"?', " ", text)
     terms = []
     for word in "".join(char if _in_word(char) or char == "_" else " " for char in normalize(rest)).split():
-        if len(word) >= 2 or any(_unspaced(char) for char in word):
+        if len(word) >= 2 or any(unspaced(char) for char in word):
             terms.append(word)
     return TextQuery(phrases, tuple(dict.fromkeys(terms)))
 
@@ -463,7 +463,7 @@ def _find(normalized: str, part: str) -> tuple[int, int] | None:
     """Where ``part`` occurs at a word start (anywhere, for a part in an unspaced script)."""
     start = normalized.find(part)
     while start >= 0:
-        if _unspaced(part[0]) or start == 0 or not _in_word(normalized[start - 1]):
+        if unspaced(part[0]) or start == 0 or not _in_word(normalized[start - 1]):
             return start, start + len(part)
         start = normalized.find(part, start + 1)
     return None

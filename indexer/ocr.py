@@ -415,10 +415,10 @@ def _one_pass(binary: str, page: str, language: str, timeout: float, stop=None) 
 def _wordlike(word: str) -> bool:
     """Two letters or digits at least, or one ideograph/kana: a lone symbol is noise."""
     letters = [char for char in word if char.isalnum()]
-    return len(letters) >= 2 or any(_unspaced(char) for char in letters)
+    return len(letters) >= 2 or any(unspaced(char) for char in letters)
 
 
-def _unspaced(char: str) -> bool:
+def unspaced(char: str) -> bool:
     """Scripts written without spaces (Han, kana, Hangul syllables are spaced but short)."""
     name = unicodedata.name(char, "")
     return name.startswith(("CJK", "HIRAGANA", "KATAKANA", "HANGUL"))
@@ -428,5 +428,5 @@ def _join(words: list[str]) -> str:
     """Tesseract splits unspaced scripts into pieces (東京 駅): put them back together."""
     text = words[0]
     for word in words[1:]:
-        text += word if _unspaced(text[-1]) and _unspaced(word[0]) else " " + word
+        text += word if unspaced(text[-1]) and unspaced(word[0]) else " " + word
     return text

@@ -194,18 +194,6 @@ def synthesise(args, store, ids, out: Path, n: int, seed: int, show_progress: bo
 
 # -- measurement --------------------------------------------------------------------------------
 # -- training rows ------------------------------------------------------------------------------
-def app_query(text: str, modality: str) -> str:
-    """A photo search (``modality`` such as ``T->I``) spelled as the app's prompt for its kind, in MMEB's spelling
-    (image marker first)."""
-    from mme5 import prompts
-    from synth.tasks import Combo
-
-    kind = Combo(modality).query_kind
-    qry = prompts.mllama_prompt(kind.task, text=text, instruction=kind.instruction)
-    strip = prompts.IMAGE_TOKEN + prompts.BOS
-    return prompts.MMEB_IMAGE_PLACEHOLDER + qry.removeprefix(strip) if kind.needs_image else qry
-
-
 def synthetic_pairs(folder: Path) -> set[tuple[str, str]]:
     """(lower-cased query, absolute photo path) of the synthetic text searches of a synth run folder."""
     from synth.output import RunFolder
@@ -224,7 +212,7 @@ def training_rows(folder: Path) -> list[dict]:
     from synth.output import RunFolder
     from synth.tasks import Combo
 
-    from .data import parse_list
+    from .data import app_query, parse_list
 
     run = RunFolder(folder)
     root = run.manifest()["image_root"]

@@ -356,3 +356,15 @@ def _negatives(texts, images, image_root, pos_text) -> list[tuple[str, str | Non
             text = non_empty[0]
         pairs.append((text, path))
     return pairs
+
+
+def app_query(text: str, modality: str) -> str:
+    """A photo search (``modality`` such as ``T->I``) spelled as the app's prompt for its kind, in MMEB's spelling
+    (image marker first)."""
+    from mme5 import prompts
+    from synth.tasks import Combo
+
+    kind = Combo(modality).query_kind
+    qry = prompts.mllama_prompt(kind.task, text=text, instruction=kind.instruction)
+    strip = prompts.IMAGE_TOKEN + prompts.BOS
+    return prompts.MMEB_IMAGE_PLACEHOLDER + qry.removeprefix(strip) if kind.needs_image else qry

@@ -15,6 +15,8 @@ import random
 import re
 from dataclasses import dataclass
 
+from indexer.ocr import unspaced  # one definition of "a script written without spaces"
+
 PER_PHOTO = 2  # queries per photo: OCR lines first, then keywords, then the description
 MAX_WORDS = 8  # a longer line or description is cut to its first words (a query, not a paragraph)
 MIN_LETTERS = 3  # fewer letters in a whole query: too short to mean anything ("ok", "a b")
@@ -32,12 +34,6 @@ class TextPair:
     source: str  # one of SOURCES
 
 
-def _unspaced(char: str) -> bool:
-    from indexer.ocr import _unspaced as unspaced  # one definition of "a script written without spaces"
-
-    return unspaced(char)
-
-
 def _real_word(word: str) -> bool:
     """Letters only (inner apostrophes, hyphens and dots allowed: l'été, e-mail, St.), two or more of them unless an
     ideograph, and not one letter repeated (``lll``, ``ii``: strokes OCR took for letters)."""
@@ -45,7 +41,7 @@ def _real_word(word: str) -> bool:
     if not core or not all(char.isalpha() or char in "'’-." for char in core):
         return False
     letters = [char for char in core if char.isalpha()]
-    if any(_unspaced(char) for char in letters):
+    if any(unspaced(char) for char in letters):
         return True
     return len(letters) >= 2 and len({char.casefold() for char in letters}) > 1
 
@@ -62,7 +58,7 @@ def query_of(text: str) -> str | None:
         return None
     words = words[:MAX_WORDS]
     if sum(char.isalpha() for word in words for char in word) < MIN_LETTERS and not any(
-        _unspaced(char) for word in words for char in word
+        unspaced(char) for word in words for char in word
     ):
         return None
     return " ".join(words).lower()
@@ -132,7 +128,7 @@ def training_row(pair: TextPair) -> dict:
     from mme5.prompts import MMEB_IMAGE_PLACEHOLDER
     from synth.records import IMAGE_ONLY_DOCUMENT
 
-    from .adapt import app_query
+    from .data import app_query
 
     return {
         "qry": app_query(pair.query, "T->I"),
