@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import re
 import shutil
 import subprocess
@@ -381,6 +382,7 @@ def _one_pass(binary: str, page: str, language: str, timeout: float, stop=None) 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=dict(os.environ, OMP_THREAD_LIMIT="1"),
+        start_new_session=os.name == "posix",  # its own process group: a kill ends whatever it started too
     ) as process:
         deadline = time.monotonic() + timeout
         while True:
@@ -390,7 +392,7 @@ def _one_pass(binary: str, page: str, language: str, timeout: float, stop=None) 
             except subprocess.TimeoutExpired:
                 stopping = stop is not None and stop.is_set()
                 if stopping or time.monotonic() >= deadline:
-                    process.kill()
+                    _kill_group(process)
                     process.communicate()
                     if stopping:
                         raise Interrupted(f"the {language} pass was stopped") from None
@@ -410,6 +412,18 @@ def _one_pass(binary: str, page: str, language: str, timeout: float, stop=None) 
         if confidence >= MIN_CONFIDENCE and _wordlike(word):
             lines.setdefault(tuple(parts[1:5]), []).append(word)
     return [_join(words) for words in lines.values()]
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """End a pass and any process it started (a wrapper script's child would keep its output pipe open, so
+    reading it would wait for that child however long it runs)."""
+    if os.name == "posix":
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+            return
+        except (ProcessLookupError, PermissionError):
+            pass
+    process.kill()
 
 
 def _wordlike(word: str) -> bool:

@@ -197,6 +197,8 @@ def test_a_photo_whose_ocr_fails_is_indexed_without_text_and_reported(
     monkeypatch.setattr("indexer.ocr.PASS_TIMEOUT", 0.5)
     summary = build_index([folder], tmp_path / "index", tiny_siglip, show_progress=False, ocr="on")
     assert summary.images == 10 and not summary.errors  # every photo searchable
+    # a timed-out pass ends at its timeout, with what it started (the script's `sleep`): not 30 s later
+    assert summary.text["seconds"] < 20, summary.text
     failed = {os.path.relpath(error["path"], folder): error["reason"] for error in summary.text["errors"]}
     assert set(failed) == {"city/0007.jpg", "city/0008.jpg"} and all(r.startswith(reason) for r in failed.values())
     with IndexStore.open(tmp_path / "index") as store:
