@@ -81,17 +81,7 @@ def similar_groups(
     ids = store.ids()
     video_of = _videos(store)  # keyframe row id -> its video's id (the file row), for video rows only
     parent = {int(i): int(i) for i in ids if int(i) not in video_of}  # photos; videos join by their own id below
-
-    def find(item: int) -> int:
-        while parent[item] != item:
-            parent[item] = parent[parent[item]]
-            item = parent[item]
-        return item
-
-    def join(a: int, b: int) -> None:
-        a, b = find(a), find(b)
-        if a != b:
-            parent[max(a, b)] = min(a, b)
+    find, join = _union_find(parent)
 
     index = store.index.index
     pairs = 0
@@ -202,17 +192,7 @@ def _video_groups(
     if len(videos) < 2:
         return []
     parent = {video: video for video in videos}
-
-    def find(item: int) -> int:
-        while parent[item] != item:
-            parent[item] = parent[parent[item]]
-            item = parent[item]
-        return item
-
-    def join(a: int, b: int) -> None:
-        a, b = find(a), find(b)
-        if a != b:
-            parent[max(a, b)] = min(a, b)
+    find, join = _union_find(parent)
 
     for (video, other), found in matches.items():
         if video in parent and other in parent and len(found) >= KEYFRAME_SHARE * len(keyframes[video]):
@@ -249,3 +229,20 @@ def _sharpness(path: str) -> float | None:
         return 0.0
     laplacian = pixels[1:-1, :-2] + pixels[1:-1, 2:] + pixels[:-2, 1:-1] + pixels[2:, 1:-1] - 4 * pixels[1:-1, 1:-1]
     return float(laplacian.var())
+
+
+def _union_find(parent: dict[int, int]):
+    """(find, join) over ``parent`` (each item its own root at first): a joined group's root is its smallest id."""
+
+    def find(item: int) -> int:
+        while parent[item] != item:
+            parent[item] = parent[parent[item]]
+            item = parent[item]
+        return item
+
+    def join(a: int, b: int) -> None:
+        a, b = find(a), find(b)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+
+    return find, join

@@ -92,14 +92,7 @@ def read_video(
 
     VideoError (with a reason) for anything that is not a readable video; never any other exception.
     """
-    import av
-
-    try:
-        container = av.open(path, metadata_errors="ignore")
-    except Exception as error:  # noqa: BLE001 - FFmpeg's many error types: all mean "cannot open"
-        raise VideoError(
-            f"cannot open as a video: damaged, truncated or not a video at all ({_ffmpeg_reason(error)})"
-        ) from None
+    container = _open(path)
     try:
         facts, stream = _probe(container, policy)
         pixels = facts.width * facts.height
@@ -116,16 +109,21 @@ def read_video(
     return facts, keyframes
 
 
-def probe_video(path: str) -> VideoFacts:
-    """The container's facts without decoding a frame (a Live Photo's clip is checked so); VideoError if unreadable."""
+def _open(path: str):
+    """The file as a PyAV container, or VideoError saying it cannot be opened as a video."""
     import av
 
     try:
-        container = av.open(path, metadata_errors="ignore")
+        return av.open(path, metadata_errors="ignore")
     except Exception as error:  # noqa: BLE001 - FFmpeg's many error types: all mean "cannot open"
         raise VideoError(
             f"cannot open as a video: damaged, truncated or not a video at all ({_ffmpeg_reason(error)})"
         ) from None
+
+
+def probe_video(path: str) -> VideoFacts:
+    """The container's facts without decoding a frame (a Live Photo's clip is checked so); VideoError if unreadable."""
+    container = _open(path)
     try:
         return _probe(container, DEFAULT_POLICY)[0]
     except VideoError:
