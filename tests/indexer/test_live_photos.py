@@ -6,6 +6,7 @@ import io
 import json
 import os
 
+import pytest
 from PIL import Image
 
 from indexer import IndexStore, verify
@@ -30,6 +31,7 @@ def records_by_name(index_dir) -> dict:
         return {os.path.basename(r.path): r for r in store.records(store.ids()) if r is not None}
 
 
+@pytest.mark.slow  # runs `indexer search` in a subprocess
 def test_a_live_photo_is_one_photo_whose_record_names_its_clip(tmp_path, tiny_siglip):
     folder = tmp_path / "phone"
     still(folder / "IMG_0001.JPG")

@@ -260,6 +260,7 @@ def test_the_ocr_benchmark_runs_at_toy_scale(tiny_mllama_dir, capsys):
     assert figures["false_matches_per_query"] == 0 and figures["no_text_photos_with_text"] == 0
 
 
+@pytest.mark.slow  # a benchmark's toy run
 def test_the_ocr_benchmark_measures_the_cost_per_1000_photos_at_a_text_share(tiny_mllama_dir, capsys):
     from benchmarks import bench_ocr
 

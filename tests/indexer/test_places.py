@@ -51,6 +51,7 @@ def test_no_or_impossible_position_gives_no_place(latitude, longitude):
     assert places.place_of(latitude, longitude) == {"country": None, "region": None, "city": None}
 
 
+@pytest.mark.slow  # compares every city for thousands of points (~7 s)
 def test_the_grid_answers_exactly_what_comparing_every_city_answers():
     """Random positions all over the globe (most of it sea: the far fallback) and near cities (the grid)."""
     cities = places._load()
