@@ -118,7 +118,8 @@ def test_hevc_the_browser_cannot_play_falls_back_to_the_frame_and_says_so(page, 
     page.wait_for_function("document.querySelector('#player_note').innerText.includes('cannot play')")
     note = page.inner_text("#player_note")
     assert "HEVC" in note and "showing the frame at" in note
-    assert page.locator("#frame img").is_visible() and not page.locator("#player").is_visible()
+    page.wait_for_selector("#frame img", state="visible", timeout=30_000)  # the frame's image loads after the note
+    assert not page.locator("#player").is_visible()
 
 
 @pytest.mark.server
