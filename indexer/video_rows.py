@@ -81,6 +81,13 @@ def keyframe_ids(executor, video_ids) -> list[int]:
     return found
 
 
+def whole_video_rows(executor, video_ids) -> list[int]:
+    """Every row of these videos, ascending: their file rows and all their keyframe rows (what leaves a video out of
+    a search entirely)."""
+    videos = {int(i) for i in video_ids}
+    return sorted(videos | set(keyframe_ids(executor, sorted(videos)))) if videos else []
+
+
 def move_keyframes(connection, updates: list[dict]) -> None:
     """Give the keyframe rows of updated video rows their video's (possibly new) folder and file name."""
     videos = {row["id"]: row for row in updates if row.get("media_type") == "video"}

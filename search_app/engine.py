@@ -240,7 +240,7 @@ class SearchEngine:
     def whole_videos(self, image_ids) -> list[int]:
         """Every row id of the videos among ``image_ids`` (a video's own row and all its keyframes), ascending:
         what leaves a video out of a search entirely (an album's pinned or removed moment)."""
-        from indexer.video_rows import keyframe_ids
+        from indexer.video_rows import whole_video_rows
 
         store = self._live.current().store
         records = store.records(np.asarray([int(i) for i in image_ids], dtype=np.int64))
@@ -248,7 +248,7 @@ class SearchEngine:
         if not videos:
             return []
         with store.catalog.session() as session:
-            return sorted(videos | set(keyframe_ids(session, videos)))
+            return whole_video_rows(session, videos)
 
     def photo_text(self, content_hash: str | None) -> str:
         """The text OCR read in the photo with this content, "" when none."""

@@ -73,7 +73,7 @@ def text_first(opened, vector: np.ndarray, opts, text: str, fetch, passes, vecto
         results.append(result)
     head = results[opts.offset : opts.offset + opts.k]
     wanted = opts.k - len(head)
-    shown_videos = _video_rows(opened.store.catalog, videos)  # not shown a second time by the vector ranking
+    shown_videos = _whole_videos(opened.store.catalog, videos)  # not shown a second time by the vector ranking
     rest = vector_page(
         replace(
             opts,
@@ -111,11 +111,10 @@ def snippet_html(match) -> str:
     return f"{SOURCE_LABELS.get(match.source, 'text')}: “{''.join(parts)}”"
 
 
-def _video_rows(catalog, video_ids: set[int]) -> list[int]:
-    """The ids of every row of these videos (file rows and their keyframe rows)."""
+def _whole_videos(catalog, video_ids: set[int]) -> list[int]:
     if not video_ids:
         return []
-    from indexer.video_rows import keyframe_ids
+    from indexer.video_rows import whole_video_rows
 
     with catalog.session() as session:
-        return [*video_ids, *keyframe_ids(session, sorted(video_ids))]
+        return whole_video_rows(session, video_ids)
