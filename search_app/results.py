@@ -160,8 +160,8 @@ def result_of(record, score: float) -> SearchResult:
         timestamp_s=record.timestamp_s,
         duration_s=record.duration_s,
         moments=((record.timestamp_s, score),) if record.media_type == "video" else (),
-        motion=getattr(record, "motion", None),
-        motion_clip=getattr(record, "motion_clip", None),
+        motion=record.motion,
+        motion_clip=record.motion_clip,
     )
 
 

@@ -197,3 +197,21 @@ def test_the_viewer_names_a_live_photos_clip_and_a_motion_photo(tmp_path):
         motion="live", motion_clip=str(tmp_path / "IMG_1<b>.MOV")
     )
     assert "Motion photo" in facts(motion="motion_photo") and "Live" not in facts()
+
+
+def test_a_published_catalogs_clip_path_cannot_point_outside_its_folder():
+    """motion_clip comes from the catalog, which may be a stranger's (a published index): only a plain relative
+    path inside the root becomes a clip path."""
+    from indexer.store import _clip_path
+
+    assert _clip_path("/photos", b"trip/IMG_1.MOV") == os.path.join("/photos", "trip/IMG_1.MOV")
+    for hostile in (
+        b"/etc/passwd",
+        b"../../etc/passwd",
+        b"trip/../../x.mov",
+        b"a\\..\\..\\x.mov",
+        b"a\0b",
+        b"",
+        "text",
+    ):
+        assert _clip_path("/photos", hostile) is None, hostile
