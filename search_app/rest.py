@@ -296,10 +296,18 @@ class RestAPI:
         """``fn`` in a worker thread once a slot is free (the model and image decoding never block the server).
 
         An answer that is JSON already (``api.Answers`` builds plain dicts) goes out as it is: FastAPI's
-        ``jsonable_encoder`` would walk every value of every result again (~2.7 ms a page of 20 on 2 cores)."""
+        ``jsonable_encoder`` would walk every value of every result again (~2.7 ms a page of 20 on 2 cores).
+        Its ``Server-Timing`` header says how long it waited for a slot and how long the work took, so a
+        client (or benchmarks/bench_rest.py) can tell the server's search time from the time on the wire."""
+        waited = time.perf_counter()
         async with self.slots.slot():
+            started = time.perf_counter()
             answer = await run_in_threadpool(fn, *args, **kwargs)
-        return JSONResponse(answer) if isinstance(answer, dict) else answer
+            done = time.perf_counter()
+        if not isinstance(answer, dict):
+            return answer
+        timing = f"queue;dur={(started - waited) * 1000:.2f}, work;dur={(done - started) * 1000:.2f}"
+        return JSONResponse(answer, headers={"Server-Timing": timing})
 
     # -- the app ----------------------------------------------------------------------------------------------------
     def app(self) -> FastAPI:

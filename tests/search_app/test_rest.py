@@ -3,8 +3,10 @@ OpenAPI schema linked from the page, the same JSON as gradio_client, 400 sentenc
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -107,6 +109,17 @@ def test_no_token_or_a_wrong_one_is_refused_a_good_one_searches(secured, api):
     assert wrong.status_code == 401
     answer = api.get("/search/text", params={"text": "beach", "k": 3})
     assert answer.status_code == 200 and len(answer.json()["results"]) == 3
+
+
+def test_a_search_says_how_long_the_server_worked_on_it(api):
+    """Server-Timing: the wait for a slot and the search itself, within what the client waited (bench_rest reads it)."""
+    started = time.perf_counter()
+    answer = api.get("/search/text", params={"text": "beach", "k": 3})
+    waited_ms = (time.perf_counter() - started) * 1000
+    assert answer.status_code == 200
+    timing = dict(re.findall(r"(\w+);dur=([\d.]+)", answer.headers["Server-Timing"]))
+    assert set(timing) == {"queue", "work"}
+    assert 0 < float(timing["work"]) and float(timing["queue"]) + float(timing["work"]) < waited_ms
 
 
 def test_the_same_json_as_gradio_client(api, gradio, tmp_path):
