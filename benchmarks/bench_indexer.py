@@ -46,8 +46,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from mme5.threads import share_cores
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `python -m indexer` sets it: decode threads share the cores
+share_cores()  # as `python -m indexer` does: decode threads share the cores
 
 
 def parse_args(argv=None):

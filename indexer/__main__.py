@@ -32,13 +32,13 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-# Decoding threads share the cores with torch; spinning OpenMP workers would steal them
-# (measured on 2 cores: 0.2 -> 0.85 pipeline efficiency). Must be set before torch loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from mme5.threads import share_cores
 
 # Only light modules at import time: everything heavy loads inside main(), where Ctrl-C is handled.
 from .errors import Terminated
 from .files import DEFAULT_INDEX_DIR, decodable, printable
+
+share_cores()  # decoding threads share the cores with torch: before torch loads (mme5/threads.py)
 
 if TYPE_CHECKING:  # annotations only: fulltext loads SQLAlchemy
     from .fulltext import TextHit

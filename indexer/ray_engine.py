@@ -33,6 +33,9 @@ from pathlib import Path
 from typing import Any, Generator
 
 import numpy as np
+
+from mme5.threads import SHARED_CORES_ENV
+
 from .engines import Embedded, LocalEngine, embed_isolating
 from .errors import IndexerError
 from .files import FileEntry, is_video_name, printable
@@ -86,7 +89,7 @@ def start_ray(options: RayOptions):
         **local,
         runtime_env={
             "py_modules": packages,
-            "env_vars": {"OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false"},
+            "env_vars": {**SHARED_CORES_ENV, "TOKENIZERS_PARALLELISM": "false"},
         },
     )
     return ray

@@ -26,10 +26,13 @@ from pathlib import Path
 
 from mme5.errors import ModelLoadError
 from mme5.registry import RUNTIME_CHOICES, RUNTIME_HELP
+from mme5.threads import share_cores
 
 from .cache_cleanup import DEFAULT_MAX_DAYS, DEFAULT_MAX_GB, start_cache_cleanup
 from .hosts import LOOPBACK_NAMES
 from .private import cache_home
+
+share_cores()  # the event loop answers HTTP on the cores the model and FAISS use: before torch loads (mme5/threads.py)
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_PHOTOS = REPO / "assets" / "photos"
