@@ -6,8 +6,13 @@ The index is made as bench_search makes one (a real build of the sample photos, 
   engine          SearchEngine.search_text in this process (model + index + catalog, no HTTP)
   rest            GET /api/v1/search/text with one keep-alive httpx connection
   gradio_client   Client.predict(api_name="/search_text") (Gradio's queue protocol)
-then --clients clients at once each send --per-client REST queries one after another (asyncio + httpx), and the
-run reports errors (anything but 200: 503s counted apart), p50/p95/max latency and queries per second.
+Engine and REST queries alternate in blocks of --block (the first of each block not counted), so both see the
+machine in the same state: a shared machine's speed drifts by a third within minutes. The engine here runs with
+the OpenMP setting the app uses (mme5/threads.py); set OMP_WAIT_POLICY yourself to compare another. Each REST answer's
+Server-Timing header gives the server's own search time ("rest, server's work"); REST minus that is the time on
+the wire (HTTP, the web framework, the client). Then --clients clients at once each send --per-client REST
+queries one after another (asyncio + httpx), and the run reports errors (anything but 200: 503s counted apart),
+p50/p95/max latency and queries per second.
 
 Examples:
   python -m benchmarks.bench_rest                                    # tiny model, 100,000 photos, 200 x 20
@@ -29,6 +34,9 @@ import time
 from pathlib import Path
 
 from benchmarks.bench_search import QUERY_TEXTS, REPO, make_index, percentiles, stdout_to_stderr
+from mme5.threads import share_cores
+
+share_cores()  # the engine here waits for OpenMP workers as the app does (python app.py sets it too)
 
 
 def parse_args(argv=None):
@@ -38,7 +46,8 @@ def parse_args(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--size", type=int, default=100_000, help="photos in the index (default 100000)")
-    parser.add_argument("--queries", type=int, default=100, help="timed queries per way (default 100)")
+    parser.add_argument("--queries", type=int, default=200, help="timed queries per way (default 200)")
+    parser.add_argument("--block", type=int, default=10, help="engine and REST queries alternate in blocks of this")
     parser.add_argument("--clients", type=int, default=200, help="REST clients at once (default 200)")
     parser.add_argument("--per-client", type=int, default=20, help="queries each of them sends (default 20)")
     parser.add_argument("--model", help="model folder or hub id (default: a tiny random Mllama built here)")
@@ -47,7 +56,10 @@ def parse_args(argv=None):
     parser.add_argument("--concurrency", type=int, default=1, help="the app's --concurrency (default 1)")
     parser.add_argument("--api-queue", type=int, default=256, help="the app's --api-queue (default 256)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.block < 2:
+        parser.error("--block must be at least 2: the first query of each block is not counted")
+    return args
 
 
 def timed(call, queries: int) -> dict:
@@ -60,14 +72,57 @@ def timed(call, queries: int) -> dict:
     return percentiles(seconds)
 
 
-def time_engine(index_dir: Path, model: str, device: str, queries: int) -> dict:
+def time_engine_and_rest(index_dir: Path, model: str, device: str, url: str, queries: int, block: int) -> dict:
+    """The engine in this process and the REST API, block by block: {"engine", "rest", "rest_work", "wire"}."""
+    import httpx
+
     from search_app.engine import SearchEngine
 
     engine = SearchEngine.open(index_dir, model=model, device=device)
+    seconds: dict[str, list[float]] = {"engine": [], "rest": [], "rest_work": [], "wire": []}
     try:
-        return timed(lambda n: engine.search_text(QUERY_TEXTS[n % len(QUERY_TEXTS)], k=20), queries)
+        with httpx.Client(base_url=f"{url}/api/v1", timeout=60) as client:
+
+            def engine_query(n: int) -> None:
+                engine.search_text(QUERY_TEXTS[n % len(QUERY_TEXTS)], k=20)
+
+            def rest_query(n: int) -> float:
+                answer = client.get("/search/text", params={"text": QUERY_TEXTS[n % len(QUERY_TEXTS)], "k": 20})
+                answer.raise_for_status()
+                return server_work(answer.headers.get("Server-Timing", ""))
+
+            engine_query(0)  # warm-up
+            rest_query(0)
+            n = 0
+            while len(seconds["rest"]) < queries:
+                # The first query of each block is not counted: it pays for the switch (the other side's threads
+                # winding down).
+                for i in range(n, n + block):
+                    started = time.perf_counter()
+                    engine_query(i)
+                    if i > n:
+                        seconds["engine"].append(time.perf_counter() - started)
+                for i in range(n, n + block):
+                    started = time.perf_counter()
+                    work = rest_query(i)
+                    elapsed = time.perf_counter() - started
+                    if i > n:
+                        seconds["rest"].append(elapsed)
+                        seconds["rest_work"].append(work)
+                        seconds["wire"].append(elapsed - work)
+                n += block
     finally:
         engine.close()
+    return {way: percentiles(values) for way, values in seconds.items()}
+
+
+def server_work(header: str) -> float:
+    """Seconds of the "work" metric in a Server-Timing header (search_app.rest.RestAPI.work writes it)."""
+    for metric in header.split(","):
+        name, _, duration = metric.strip().partition(";dur=")
+        if name == "work" and duration:
+            return float(duration) / 1000
+    raise ValueError(f"no work duration in Server-Timing {header!r}: is the app older than this benchmark?")
 
 
 def start_app(work: Path, index_dir: Path, model: str, args) -> tuple[subprocess.Popen, str, Path]:
@@ -118,18 +173,6 @@ def wait_up(url: str, process, log: Path, timeout: float = 600) -> None:
             pass
         time.sleep(1)
     raise RuntimeError(f"the app did not start within {timeout:.0f}s; see {log}")
-
-
-def time_rest(url: str, queries: int) -> dict:
-    import httpx
-
-    with httpx.Client(base_url=f"{url}/api/v1", timeout=60) as client:
-
-        def call(n):
-            answer = client.get("/search/text", params={"text": QUERY_TEXTS[n % len(QUERY_TEXTS)], "k": 20})
-            answer.raise_for_status()
-
-        return timed(call, queries)
 
 
 def time_gradio_client(url: str, queries: int) -> dict:
@@ -197,7 +240,10 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         make_index(index_dir, REPO / "assets" / "photos", embedder, args.size)
         store = IndexStore.open(index_dir)
+        from mme5.cpu_features import detect
+
         report = {
+            "cpu": detect().summary(),
             "model": embedder.model_id,
             "device": args.device,
             "size": int(store.count),
@@ -208,10 +254,10 @@ def main(argv=None) -> int:
         store.close()
         del embedder
         print(f"bench: index of {report['size']} photos ready in {time.perf_counter() - started:.0f}s", file=sys.stderr)
-        report["engine"] = time_engine(index_dir, model, args.device, args.queries)
         process, url, log = start_app(work, index_dir, model, args)
         wait_up(url, process, log)
-        report["rest"] = time_rest(url, args.queries)
+        report["load_average"] = [round(load, 2) for load in os.getloadavg()]  # before the timed queries
+        report.update(time_engine_and_rest(index_dir, model, args.device, url, args.queries, args.block))
         report["gradio_client"] = time_gradio_client(url, args.queries)
         report["crowd"] = asyncio.run(_crowd(url, args.clients, args.per_client))
     finally:
@@ -234,11 +280,17 @@ def print_report(report: dict, as_json: bool) -> None:
         f"{report['size']:,} photos ({report['index_type']}), model {report['model']} on {report['device']}, "
         f"app on CPUs: {report['cpus']}, --concurrency {report['concurrency']}"
     )
+    print(f"CPU: {report['cpu']}; load average {report['load_average']}")
     print(f"{'text query, k=20':<18}{'p50 ms':>9}{'p95 ms':>9}{'p50 over engine':>17}")
     engine = report["engine"]["p50_ms"]
-    for way in ("engine", "rest", "gradio_client"):
+    for way, label in (("engine", "engine"), ("rest", "rest"), ("gradio_client", "gradio_client")):
         figures = report[way]
-        print(f"{way:<18}{figures['p50_ms']:>9.2f}{figures['p95_ms']:>9.2f}{figures['p50_ms'] - engine:>+17.2f}")
+        print(f"{label:<18}{figures['p50_ms']:>9.2f}{figures['p95_ms']:>9.2f}{figures['p50_ms'] - engine:>+17.2f}")
+    work, wire = report["rest_work"], report["wire"]
+    print(
+        f"  of which REST's server work p50 {work['p50_ms']:.2f} ms (p95 {work['p95_ms']:.2f}), "
+        f"on the wire p50 {wire['p50_ms']:.2f} ms (p95 {wire['p95_ms']:.2f}): HTTP, web framework, client"
+    )
     crowd = report["crowd"]
     print(
         f"{crowd['clients']} REST clients x {crowd['per_client']} queries: {crowd['errors']} errors "
