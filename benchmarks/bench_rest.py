@@ -8,11 +8,11 @@ The index is made as bench_search makes one (a real build of the sample photos, 
   gradio_client   Client.predict(api_name="/search_text") (Gradio's queue protocol)
 Engine and REST queries alternate in blocks of --block (the first of each block not counted), so both see the
 machine in the same state: a shared machine's speed drifts by a third within minutes. The engine here runs with
-the OpenMP setting the app uses (mme5/threads.py); set OMP_WAIT_POLICY yourself to compare another. Each REST answer's
-Server-Timing header gives the server's own search time ("rest, server's work"); REST minus that is the time on
-the wire (HTTP, the web framework, the client). Then --clients clients at once each send --per-client REST
-queries one after another (asyncio + httpx), and the run reports errors (anything but 200: 503s counted apart),
-p50/p95/max latency and queries per second.
+the OpenMP setting the app uses (mme5/threads.py); set OMP_WAIT_POLICY yourself to compare another. Each REST
+answer's Server-Timing header gives the server's own search time ("rest, server's work"); REST minus that is the
+time on the wire (HTTP, the web framework, the client). Then --clients clients at once (asyncio, an httpx client
+and connection each) each send --per-client REST queries one after another, and the run reports errors
+(anything but 200: 503s counted apart), p50/p95/max latency and queries per second.
 
 Examples:
   python -m benchmarks.bench_rest                                    # tiny model, 100,000 photos, 200 x 20
@@ -185,28 +185,38 @@ def time_gradio_client(url: str, queries: int) -> dict:
 
 
 async def _crowd(url: str, clients: int, per_client: int) -> dict:
+    """``clients`` programs at once, each with its own HTTP client and connection, made before the clock starts.
+
+    One shared httpx pool of 200 connections measured httpx, not the server: every few seconds the client process
+    spent ~6 s at 100 % CPU in the pool's bookkeeping while the server idled (maxima of 7-10 s, one ReadError)."""
+    import ssl
+
     import httpx
 
     latencies, statuses, failures = [], {}, []
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=f"{url}/api/v1", timeout=120, limits=limits) as http:
+    tls = ssl.create_default_context()  # one for all: each client would otherwise load the CA store (~20 ms each)
+    https = [httpx.AsyncClient(base_url=f"{url}/api/v1", timeout=120, verify=tls) for _ in range(clients)]
 
-        async def one_client(number: int) -> None:
-            for n in range(per_client):
-                started = time.perf_counter()
-                try:
-                    answer = await http.get(
-                        "/search/text", params={"text": QUERY_TEXTS[(number + n) % len(QUERY_TEXTS)], "k": 20}
-                    )
-                except httpx.HTTPError as error:
-                    failures.append(f"{type(error).__name__}: {error}")
-                    continue
-                latencies.append(time.perf_counter() - started)
-                statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+    async def one_client(number: int) -> None:
+        http = https[number]
+        for n in range(per_client):
+            started = time.perf_counter()
+            try:
+                answer = await http.get(
+                    "/search/text", params={"text": QUERY_TEXTS[(number + n) % len(QUERY_TEXTS)], "k": 20}
+                )
+            except httpx.HTTPError as error:
+                failures.append(f"{type(error).__name__}: {error}")
+                continue
+            latencies.append(time.perf_counter() - started)
+            statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
 
+    try:
         started = time.perf_counter()
         await asyncio.gather(*(one_client(number) for number in range(clients)))
         wall = time.perf_counter() - started
+    finally:
+        await asyncio.gather(*(http.aclose() for http in https))
     errors = len(failures) + sum(count for status, count in statuses.items() if status != 200)
     figures = percentiles(latencies) if latencies else {}
     return {
