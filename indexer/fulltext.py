@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from .catalog import STATUS_OK, Image, OcrText, Root, Words, decode_relpath, utcnow
-from .ocr import OcrEngine, OcrOutcome, prepare, prepare_frame, read_page, unspaced
+from .ocr import OcrEngine, OcrOutcome, prepare, prepare_frame, read_page
+from .scripts import unspaced
 from .words import photo_words, sidecar_signature
 
 log = logging.getLogger(__name__)

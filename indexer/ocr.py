@@ -28,7 +28,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +37,7 @@ from mme5.errors import ImageError
 from mme5.images import load_image, to_rgb
 
 from .errors import IndexerError
+from .scripts import unspaced
 
 log = logging.getLogger(__name__)
 
@@ -430,12 +430,6 @@ def _wordlike(word: str) -> bool:
     """Two letters or digits at least, or one ideograph/kana: a lone symbol is noise."""
     letters = [char for char in word if char.isalnum()]
     return len(letters) >= 2 or any(unspaced(char) for char in letters)
-
-
-def unspaced(char: str) -> bool:
-    """Scripts written without spaces (Han, kana, Hangul syllables are spaced but short)."""
-    name = unicodedata.name(char, "")
-    return name.startswith(("CJK", "HIRAGANA", "KATAKANA", "HANGUL"))
 
 
 def _join(words: list[str]) -> str:

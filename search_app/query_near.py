@@ -16,9 +16,11 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from indexer.scripts import has_unspaced
+
 from .geo import Near
 from .limits import MAX_RADIUS_KM, NEAR_DEFAULT_KM
-from .query_places import PlaceNames, QueryPlace, _unspaced, fold, folded_with_origin, without
+from .query_places import PlaceNames, QueryPlace, fold, folded_with_origin, without
 
 # Words before the place ({n}: a distance). Written naturally; matched folded (case and accents ignored).
 BEFORE = {
@@ -79,9 +81,9 @@ def _patterns() -> tuple[re.Pattern, re.Pattern, re.Pattern, dict[str, float]]:
         body = (r"\s*" + distance + r"\s*").join(
             r"\s+".join(map(re.escape, part.split(" "))) for part in words.split("{n}")
         )
-        if where == "before" and not _unspaced(words):
+        if where == "before" and not has_unspaced(words):
             return r"(?<!\w)" + body  # a whole word ("near", not "linear")
-        if where == "after" and not _unspaced(words):
+        if where == "after" and not has_unspaced(words):
             return body + r"(?!\w)"
         return body
 

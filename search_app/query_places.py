@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, Iterator, Mapping
 
+from indexer.scripts import has_unspaced
+
 from .geo import Near
 from .query_dates import LANGUAGES
 
@@ -139,11 +141,6 @@ def _kept_whole(char: str) -> bool:
     return 0x3040 <= code <= 0x30FF or 0xAC00 <= code <= 0xD7A3
 
 
-def _unspaced(text: str) -> bool:
-    """Written without spaces between words (Han, kana, Hangul, Thai): names are found inside words."""
-    return any(ord(char) >= 0x2E80 or "\u0e00" <= char <= "\u0e7f" for char in text)
-
-
 def _cyrillic(text: str) -> bool:
     return any("\u0400" <= char <= "\u04ff" for char in text)
 
@@ -216,7 +213,7 @@ class PlaceNames:
                 names = (value, *_alias_groups().get(fold(value), ()), *extra.get(value, ()))
             for name in names:
                 folded = fold(" ".join(str(name).split()))
-                if not folded or len(folded) < (MIN_UNSPACED if _unspaced(folded) else MIN_LETTERS):
+                if not folded or len(folded) < (MIN_UNSPACED if has_unspaced(folded) else MIN_LETTERS):
                     continue
                 self.by_name.setdefault(folded, value)
                 if folded.startswith("ال") and len(folded) > 3:  # Arabic "the": لل + name without ال ("to the …")
@@ -254,7 +251,7 @@ class PlaceNames:
         self._unspaced: dict[str, list[str]] = {}  # first MIN_UNSPACED characters -> names, longest first
         self._first_words: dict[str, str] = {}
         for name in sorted(self.by_name, key=len, reverse=True):
-            if _unspaced(name):
+            if has_unspaced(name):
                 self._unspaced.setdefault(name[:MIN_UNSPACED], []).append(name)
             else:
                 first = re.split(r"[\s-]+", name)[0]
@@ -281,7 +278,7 @@ class PlaceNames:
 
     def _match_at(self, folded: str, position: int) -> tuple[int, int, int, int, str] | None:
         """(start, end, name start, name end, name) of a name starting at ``position`` of the folded text."""
-        if _unspaced(folded[position]):
+        if has_unspaced(folded[position]):
             for name in self._unspaced.get(folded[position : position + MIN_UNSPACED], ()):
                 if folded.startswith(name, position):
                     end = position + len(name)

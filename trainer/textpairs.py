@@ -15,7 +15,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from indexer.ocr import unspaced  # one definition of "a script written without spaces"
+from indexer.scripts import unspaced
 
 PER_PHOTO = 2  # queries per photo: OCR lines first, then keywords, then the description
 MAX_WORDS = 8  # a longer line or description is cut to its first words (a query, not a paragraph)
