@@ -10,6 +10,7 @@ readers, keeps old results while a query runs, and lays the gallery out for phon
 
 from __future__ import annotations
 
+import hashlib
 import html
 import logging
 import os
@@ -594,8 +595,24 @@ class SearchUI:
             download,
             viewer,
             screen,
-            *video_view.HIDDEN,
+            *self._live_clip(result),
         )
+
+    def _live_clip(self, result) -> tuple:
+        """(player, frame, info) for a Live Photo: its clip, behind the same path guard as the photo, copied where
+        Gradio serves it; hidden for any other photo, or when the clip cannot be opened (logged)."""
+        if result.motion != "live" or not result.motion_clip:
+            return video_view.HIDDEN
+        try:
+            clip = self.engine.servable_path(result.motion_clip)
+            stat = clip.stat()  # a clip replaced beside an unchanged still gets a new copy
+            signature = f"live:{result.content_hash}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+            key = hashlib.blake2b(signature, digest_size=16).hexdigest()  # named like a content hash (32 hex digits)
+            served = hand_to_gradio(self._original_copy(clip, key))
+        except (OSError, ValueError) as error:  # PathNotAllowedError is an OSError: never served
+            log.warning("cannot play the Live Photo clip of %s: %s", result.path, error)
+            return video_view.HIDDEN
+        return video_view.live_clip(served)
 
     def _select_video(self, result):
         """on_select for a video hit: its facts and moments, and the player starting at the hit's second (where the

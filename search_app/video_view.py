@@ -3,7 +3,7 @@
 The browser's own player (Gradio's Video component, a plain ``<video>``) plays the original; ``PLAY_FROM_JS``
 seeks it to the hit's second once the file's metadata has loaded. A video the browser cannot play (HEVC in most
 browsers: checked with ``canPlayType``, or the player's own error) is replaced by the keyframe's preview and a
-sentence that says why.
+sentence that says why. A Live Photo's clip plays in the same player, under its photo (``live_clip``).
 """
 
 from __future__ import annotations
@@ -19,12 +19,20 @@ HEVC_TYPE = 'video/mp4; codecs="hvc1.1.6.L93.B0"'  # what the browser is asked a
 PLAY_FROM_JS = (
     """
 (info) => {
-  if (!info) return;
-  const {start, codec, when} = JSON.parse(info);
+  if (!info) {  // a photo: no player, and no note left from the item opened before
+    const note = document.querySelector('#player_note');
+    if (note) note.innerText = '';
+    return;
+  }
+  const {start, codec, when, live} = JSON.parse(info);
   const note = document.querySelector('#player_note');
   const fallback = (why) => {
     const player = document.querySelector('#player');
     if (player) player.style.display = 'none';
+    if (live) {  // the photo itself is on screen already
+      if (note) note.innerText = `This browser cannot play this Live Photo's clip (${why}); the photo is shown.`;
+      return;
+    }
     const frame = document.querySelector('#frame');
     if (frame) frame.style.display = '';
     if (note) note.innerText = `This browser cannot play this video (${why}): showing the frame at ${when}. `
@@ -107,7 +115,22 @@ def shown(path, frame_path, result) -> tuple:
     info = json.dumps(
         {"start": float(result.timestamp_s or 0), "codec": codec_of(path), "when": clock(result.timestamp_s)}
     )
-    return (gr.update(value=str(path), visible=True), gr.update(value=str(frame_path), visible=True), info)
+    return (
+        gr.update(value=str(path), visible=True, label="Video"),
+        gr.update(value=str(frame_path), visible=True),
+        info,
+    )
 
 
-HIDDEN = (gr.update(value=None, visible=False), gr.update(value=None, visible=False), "")
+def live_clip(path) -> tuple:
+    """Updates (player, frame, info) for a Live Photo whose clip (a served copy) is ``path``: it plays from its
+    start, under the photo, when asked (no frame stands in: the photo is there)."""
+    info = json.dumps({"start": 0.0, "codec": codec_of(path), "when": clock(0), "live": True})
+    return (
+        gr.update(value=str(path), visible=True, label="Live Photo"),
+        gr.update(value=None, visible=False),
+        info,
+    )
+
+
+HIDDEN = (gr.update(value=None, visible=False, label="Video"), gr.update(value=None, visible=False), "")
