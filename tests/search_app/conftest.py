@@ -193,6 +193,15 @@ def browser():
         browser.close()
 
 
+@pytest.fixture(scope="module")
+def desktop_page(browser):
+    """A 1280 x 1000 page of the module's browser, waiting up to 60 s for each step."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(60_000)
+    yield page
+    page.close()
+
+
 def settled(page):
     """Wait until no event of the page is pending (Gradio's progress overlays gone): a search's follow-up steps
     (focus, dates in the browser's language) or Clear's (the newest photos) can still be on their way when the status

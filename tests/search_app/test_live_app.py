@@ -13,7 +13,6 @@ from tests.indexer.test_live_photos import still
 from tests.indexer.videos import make_video
 
 from .conftest import make_photo, running_app
-from .test_browser import CHROMIUM, FLAGS
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
 
@@ -33,15 +32,8 @@ def live_app(tmp_path_factory, tiny_siglip_dir):
 
 
 @pytest.fixture(scope="module")
-def page(live_app):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.set_default_timeout(60_000)
-        yield page
-        browser.close()
+def page(desktop_page):
+    return desktop_page
 
 
 def open_result(page, name: str) -> None:

@@ -7,7 +7,6 @@ import pytest
 from tests.indexer.videos import make_video, scene_picture
 
 from .conftest import make_photo, running_app
-from .test_browser import CHROMIUM, FLAGS
 
 HOLIDAY = ((10, 4.0), (11, 5.0), (12, 3.0), (13, 4.0))  # scenes start at 0, 4, 9, 12 s
 PARTY = ((20, 3.0), (21, 4.0), (22, 5.0))  # 0, 3, 7 s
@@ -65,15 +64,8 @@ def test_http_api_finds_the_scene_with_its_second_and_folds_moments(client, vide
 
 
 @pytest.fixture(scope="module")
-def page(video_app):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.set_default_timeout(60_000)
-        yield page
-        browser.close()
+def page(desktop_page):
+    return desktop_page
 
 
 def open_first_hit(page, url: str, folder: str, query: str = "a video") -> None:
