@@ -19,9 +19,9 @@ HEVC_TYPE = 'video/mp4; codecs="hvc1.1.6.L93.B0"'  # what the browser is asked a
 PLAY_FROM_JS = (
     """
 (info) => {
-  if (!info) {  // a photo: no player, and no note left from the item opened before
+  if (!info) {  // a photo: no player, and no note left from the item opened before (touched only if there is one)
     const note = document.querySelector('#player_note');
-    if (note) note.innerText = '';
+    if (note && note.innerText.trim()) note.innerText = '';
     return;
   }
   const {start, codec, when, live} = JSON.parse(info);
@@ -133,4 +133,4 @@ def live_clip(path) -> tuple:
     )
 
 
-HIDDEN = (gr.update(value=None, visible=False, label="Video"), gr.update(value=None, visible=False), "")
+HIDDEN = (gr.update(value=None, visible=False), gr.update(value=None, visible=False), "")
