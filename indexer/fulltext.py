@@ -37,7 +37,7 @@ from sqlalchemy import select
 
 from .catalog import STATUS_OK, Image, OcrText, Root, Words, decode_relpath, utcnow
 from .ocr import OcrEngine, OcrOutcome, prepare, prepare_frame, read_page
-from .scripts import unspaced
+from .scripts import has_unspaced, unspaced
 from .words import photo_words, sidecar_signature
 
 log = logging.getLogger(__name__)
@@ -370,7 +370,7 @@ def parse_query(text: str | None) -> TextQuery:
     rest = re.sub(r'"[^"]*"?', " ", text)
     terms = []
     for word in "".join(char if _in_word(char) or char == "_" else " " for char in normalize(rest)).split():
-        if len(word) >= 2 or any(unspaced(char) for char in word):
+        if len(word) >= 2 or has_unspaced(word):
             terms.append(word)
     return TextQuery(phrases, tuple(dict.fromkeys(terms)))
 

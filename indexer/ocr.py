@@ -37,7 +37,7 @@ from mme5.errors import ImageError
 from mme5.images import load_image, to_rgb
 
 from .errors import IndexerError
-from .scripts import unspaced
+from .scripts import has_unspaced, unspaced
 
 log = logging.getLogger(__name__)
 
@@ -428,8 +428,8 @@ def _kill_group(process: subprocess.Popen) -> None:
 
 def _wordlike(word: str) -> bool:
     """Two letters or digits at least, or one ideograph/kana: a lone symbol is noise."""
-    letters = [char for char in word if char.isalnum()]
-    return len(letters) >= 2 or any(unspaced(char) for char in letters)
+    letters = "".join(char for char in word if char.isalnum())
+    return len(letters) >= 2 or has_unspaced(letters)
 
 
 def _join(words: list[str]) -> str:

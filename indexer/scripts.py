@@ -7,6 +7,8 @@ place name is looked for inside them too."""
 
 from __future__ import annotations
 
+import re
+
 _RANGES = (
     (0x0E00, 0x0EFF),  # Thai, Lao
     (0x1000, 0x109F),  # Myanmar
@@ -20,12 +22,15 @@ _RANGES = (
 )
 
 
+# One character class of the ranges: a search runs in C (the place index tests ~145,000 GeoNames names at start-up).
+_LETTER = re.compile("[" + "".join(f"{chr(low)}-{chr(high)}" for low, high in _RANGES) + "]")
+
+
 def unspaced(char: str) -> bool:
     """Is ``char`` a letter of a script written without spaces?"""
-    code = ord(char)
-    return any(low <= code <= high for low, high in _RANGES)
+    return _LETTER.fullmatch(char) is not None
 
 
 def has_unspaced(text: str) -> bool:
     """Does ``text`` have a letter of a script written without spaces?"""
-    return any(unspaced(char) for char in text)
+    return _LETTER.search(text) is not None

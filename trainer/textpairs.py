@@ -15,7 +15,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from indexer.scripts import unspaced
+from indexer.scripts import has_unspaced
 
 PER_PHOTO = 2  # queries per photo: OCR lines first, then keywords, then the description
 MAX_WORDS = 8  # a longer line or description is cut to its first words (a query, not a paragraph)
@@ -40,8 +40,8 @@ def _real_word(word: str) -> bool:
     core = word.strip(".'’-")
     if not core or not all(char.isalpha() or char in "'’-." for char in core):
         return False
-    letters = [char for char in core if char.isalpha()]
-    if any(unspaced(char) for char in letters):
+    letters = "".join(char for char in core if char.isalpha())
+    if has_unspaced(letters):
         return True
     return len(letters) >= 2 and len({char.casefold() for char in letters}) > 1
 
@@ -57,9 +57,7 @@ def query_of(text: str) -> str | None:
     if not words or not all(_real_word(word) for word in words):
         return None
     words = words[:MAX_WORDS]
-    if sum(char.isalpha() for word in words for char in word) < MIN_LETTERS and not any(
-        unspaced(char) for word in words for char in word
-    ):
+    if sum(char.isalpha() for word in words for char in word) < MIN_LETTERS and not has_unspaced("".join(words)):
         return None
     return " ".join(words).lower()
 

@@ -58,7 +58,8 @@ def test_every_user_sees_the_same_definition():
     from search_app import query_near, query_places
     from trainer import textpairs
 
-    assert ocr.unspaced is fulltext.unspaced is textpairs.unspaced is unspaced
+    assert ocr.unspaced is fulltext.unspaced is unspaced
+    assert ocr.has_unspaced is fulltext.has_unspaced is textpairs.has_unspaced is has_unspaced
     assert query_places.has_unspaced is query_near.has_unspaced is has_unspaced
 
 
