@@ -177,3 +177,43 @@ def wait_for_server(process, url: str, log: Path, timeout: float = 400) -> None:
             pass
         time.sleep(0.5)
     raise RuntimeError(f"app did not answer on {url} within {timeout}s:\n{log.read_text()[-4000:]}")
+
+
+# The logs of the app servers running now (tests/search_app/conftest.running_app registers them): a failed test
+# shows their last lines, so a browser test that fails in CI says what the server did meanwhile.
+SERVER_LOGS: list[Path] = []
+
+
+PAGE_STATE_JS = """() => {
+  const text = (selector) => (document.querySelector(selector) || {}).innerText || '';
+  const results = document.querySelector('#results');
+  const toasts = [...document.querySelectorAll('.toast-body')].map((toast) => toast.innerText.trim());
+  return [
+    `url: ${location.href}`,
+    `status: ${text('#status').trim()}`,
+    `results: class "${results ? results.className : '(none)'}", ${document.querySelectorAll('#results .thumbnail-item').length} items`,
+    `viewer shown: ${!!document.querySelector('#viewer') && document.querySelector('#viewer').getClientRects().length > 0}`,
+    `focus: ${document.activeElement ? document.activeElement.outerHTML.slice(0, 160) : '(none)'}`,
+    `toasts: ${JSON.stringify(toasts)}`,
+  ].join('\\n');
+}"""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    page = item.funcargs.get("page") if hasattr(item, "funcargs") else None
+    if page is not None and hasattr(page, "evaluate"):  # a browser test: what the page showed when it failed
+        try:
+            report.sections.append(("page when the test failed", page.evaluate(PAGE_STATE_JS)))
+        except Exception as error:  # the page may be gone; the failure itself is what matters
+            report.sections.append(("page when the test failed", f"not readable: {error}"))
+    for log in SERVER_LOGS:
+        try:
+            tail = log.read_text(errors="replace").splitlines()[-60:]
+        except OSError:
+            continue
+        report.sections.append((f"server log {log} (last {len(tail)} lines)", "\n".join(tail)))

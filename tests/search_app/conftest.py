@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ..conftest import HOMES, free_port, new_home, user_environment, wait_for_server  # noqa: F401 - defined once, there
+from ..conftest import (  # noqa: F401 - defined once, there
+    HOMES,
+    SERVER_LOGS,
+    free_port,
+    new_home,
+    user_environment,
+    wait_for_server,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -137,10 +144,12 @@ def running_app(
                 stderr=subprocess.STDOUT,
             )
         url = f"http://127.0.0.1:{port}/"
+        SERVER_LOGS.append(log)
         try:
             wait_for_server(process, url, log, timeout=timeout)
             yield url
         finally:
+            SERVER_LOGS.remove(log)
             process.terminate()
             try:
                 process.wait(timeout=20)
