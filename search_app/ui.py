@@ -15,8 +15,6 @@ import html
 import logging
 import os
 import shutil
-import threading
-from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlencode
@@ -52,6 +50,7 @@ from .ui_layout import (
     build_page,
     logout_link,
 )
+from .ui_latest import LatestOnly
 from .ui_reply import SEARCH_READY, counted, message, output, patch, query_shown, reply, unchanged
 from .ui_session import Session
 from .uploads import check_upload
@@ -94,33 +93,6 @@ BROWSER_IMAGES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif", ".bmp")
 REST_SCHEMA = "api/v1/openapi.json"  # search_app/rest.py's schema, relative: works behind a proxy's prefix too
 
 
-class LatestOnly:
-    """Per browser tab, only the newest query's results reach the page.
-
-    Clear runs at once while re-ranks and searches wait in the queue, so a re-rank fired by a filter box losing
-    focus (the click on Clear or Search does that) can finish after a newer action and would paint old results
-    over it. Each action that starts something new bumps the tab's counter; a handler whose counter moved while it
-    ran returns no changes at all.
-    """
-
-    def __init__(self, tabs: int = 10_000):
-        self._counters: OrderedDict[str | None, int] = OrderedDict()
-        self._tabs = tabs
-        self._lock = threading.Lock()
-
-    def start(self, tab: str | None) -> int:
-        with self._lock:
-            counter = self._counters.pop(tab, 0) + 1
-            self._counters[tab] = counter
-            while len(self._counters) > self._tabs:  # forget the oldest tabs; they get one stale paint at worst
-                self._counters.popitem(last=False)
-            return counter
-
-    def current(self, tab: str | None) -> int:
-        with self._lock:
-            return self._counters.get(tab, 0)
-
-
 def _tab(request: gr.Request | None) -> str | None:
     return getattr(request, "session_hash", None)
 
@@ -154,13 +126,22 @@ class SearchUI:
         return self.engine.store.preview_file(content_hash)
 
     def _newest(self, handler, starts_new: bool):
-        """``handler`` with the tab's request in front: its reply is dropped if a newer action started meanwhile."""
+        """``handler`` with the tab's request in front, as an action (``starts_new``) or a step on the results on
+        screen, whose first input is the session: a reply made from a page that is gone is dropped (ui_latest)."""
 
         def ordered(request: gr.Request, *args):
             tab = _tab(request)
-            mine = self.latest.start(tab) if starts_new else self.latest.current(tab)
-            reply = handler(*args)
-            return reply if self.latest.current(tab) == mine else tuple(gr.update() for _ in reply)
+            if starts_new:
+                action = self.latest.start(tab)
+                answer = None
+                try:
+                    answer = handler(*args)
+                finally:
+                    answer = self.latest.finish(tab, action, answer)
+                return answer
+            begun = self.latest.current(tab)
+            read = args[0] if args and isinstance(args[0], Session) else None
+            return self.latest.follow(tab, begun, read, handler(*args))
 
         ordered.__name__ = ordered.__qualname__ = handler.__name__
         ordered.__doc__ = handler.__doc__
@@ -299,9 +280,11 @@ class SearchUI:
                 self._newest(self.on_options_changed, False), [page.session, *values], outputs, **queued
             ).then(**to_map)
             resettable = [page.without, *page.boxes.values(), page.sort, page.collapse, page.strong]
-            page.clear.click(
-                self._newest(self.on_clear, True), None, resettable + outputs, queue=False, api_visibility="private"
-            ).then(**after_search)
+            # Clear waits its turn in the queue like the re-rank its click queued (the filter box it blurs): a reply
+            # sent outside the queue could reach the page before that re-rank's, which would then paint over it
+            page.clear.click(self._newest(self.on_clear, True), None, resettable + outputs, **queued).then(
+                **after_search
+            )
             demo.load(
                 self.on_load,
                 None,

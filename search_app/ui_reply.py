@@ -80,6 +80,15 @@ def output(answer: tuple, name: str):
     return answer[_INDEX[name]]
 
 
+def written(answer: tuple, name: str) -> tuple[bool, object]:
+    """Whether ``answer`` sets the output ``name``, and to what. Counted from its end: a handler may put outputs of
+    its own in front of the page's (Clear puts the form's boxes there)."""
+    value = answer[len(answer) - len(OUTPUTS) + _INDEX[name]]
+    if isinstance(value, dict) and value.get("__type__") == "update":
+        return "value" in value, value.get("value")
+    return True, value
+
+
 def unchanged() -> tuple:
     """A reply that changes nothing (a stale answer, a page load without a query)."""
     return reply()

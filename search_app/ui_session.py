@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 from .options import SearchOptions
@@ -31,6 +32,9 @@ class Session:
     generation: int | None = None  # the index state ranked (further pages refuse a rebuilt index)
     scores: bool = False  # captions show the match score ("Show match scores")
     marks: dict = field(default_factory=dict)  # image_id -> caption prefix of a fixed list (📌, group 2 · ★ best)
+    # this session among all made (a changed copy, dataclasses.replace, gets its own): ui_latest tells by it
+    # which session a tab shows
+    serial: int = field(default_factory=itertools.count(1).__next__, init=False, compare=False, repr=False)
 
     @property
     def rankable(self) -> bool:

@@ -10,6 +10,7 @@ import pytest
 from search_app.engine import SearchEngine
 from search_app.thumbnails import ThumbnailCache
 from search_app.ui import SearchUI
+from search_app.ui_reply import OUTPUTS
 
 
 class NoProgress:
@@ -116,8 +117,56 @@ def test_a_rerank_that_finishes_after_clear_paints_nothing(ui):
 
     stale = ui._newest(rerank_while_user_clears, False)(tab, session, "2023", "", "", "Newest first", True)
     assert all(item == gr.update() for item in stale)
-    fresh = ui._newest(ui.on_options_changed, False)(tab, session, "2023", "", "", "Newest first", True)
+    # the tab shows the newest photos now: a re-rank of the query Clear removed paints nothing
+    assert all(item == gr.update() for item in ui._newest(ui.on_options_changed, False)(tab, session, *CHANGED))
+    session = ui._newest(ui.on_search, True)(tab, "ein Hund", None, *FILTERS)[2]
+    fresh = ui._newest(ui.on_options_changed, False)(tab, session, *CHANGED)
     assert fresh[0] != gr.update() and "Showing" in status_of(fresh)  # with nothing newer, a re-rank paints
+    # an action that keeps the results (an empty query gets a sentence) leaves them open to re-ranking
+    kept = ui._newest(ui.on_search, True)(tab, "  ", None, *FILTERS)
+    assert "Type a description" in status_of(kept)
+    again = ui._newest(ui.on_options_changed, False)(tab, fresh[2], "", "", "", "Best match", True)
+    assert again[0] != gr.update() and "Showing" in status_of(again)
+
+
+CHANGED = ("2023", "", "", "Newest first", True)  # the filter boxes' values after the user changed them
+
+
+@pytest.mark.parametrize("clear_ends", ["before the re-rank ends", "after the re-rank ends"])
+def test_a_rerank_that_read_the_page_before_clear_stored_its_reply_paints_nothing(ui, clear_ends):
+    """The race CI met: Clear starts first (it skips the queue), the re-rank its click queued begins before Clear's
+    reply is stored, so it reads the old query; whichever ends last, the page keeps Clear's newest photos."""
+    import threading
+    from types import SimpleNamespace
+
+    tab = SimpleNamespace(session_hash="race " + clear_ends)
+    session = ui._newest(ui.on_search, True)(tab, "ein Hund", None, *FILTERS)[2]
+    clear_started, rerank_begun, rerank_done = threading.Event(), threading.Event(), threading.Event()
+    cleared = []
+
+    def clear():
+        clear_started.set()
+        assert rerank_begun.wait(30)
+        if clear_ends == "after the re-rank ends":
+            assert rerank_done.wait(30)
+        return ui.on_clear()
+
+    worker = threading.Thread(target=lambda: cleared.append(ui._newest(clear, True)(tab)))
+    worker.start()
+    assert clear_started.wait(30)
+
+    def rerank(*args):
+        rerank_begun.set()
+        if clear_ends == "before the re-rank ends":
+            worker.join(30)  # Clear's reply is out before the re-rank's
+        return ui.on_options_changed(*args, progress=NoProgress())
+
+    stale = ui._newest(rerank, False)(tab, session, *CHANGED)
+    rerank_done.set()
+    worker.join(30)
+    assert all(item == gr.update() for item in stale)
+    answer = cleared[0]
+    assert "newest" in answer[-len(OUTPUTS) + OUTPUTS.index("gallery")].elem_classes  # Clear's reply is painted
 
 
 def test_clear_brings_the_first_screen_back_in_one_step(ui):
