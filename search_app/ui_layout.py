@@ -151,16 +151,25 @@ JS = r"""
   const shown = (selector) => { const node = document.querySelector(selector); return node && node.getClientRects().length > 0; };
   const whenever = (test, then, tries = 60) => (test() ? then() : tries && setTimeout(
     () => whenever(test, then, tries - 1), 50));
+  // The focus moves once the viewer has opened or closed, but only if the person has not moved it meanwhile
+  // (Tab to a map marker, a click in the query box): it is still where the action left it, or nowhere.
+  const untouched = (from) => [from, document.body, null].includes(document.activeElement);
   document.addEventListener('click', (event) => {
+    const from = document.activeElement;
     const item = event.target.closest && event.target.closest('#results .thumbnail-item');
     if (item) {
       window.photoSearchOpened = [...document.querySelectorAll('#results .thumbnail-item')].indexOf(item);
-      whenever(() => shown('#viewer_close'), () => document.querySelector('#viewer_close').focus());
+      whenever(() => shown('#viewer_close'), () => {
+        if (untouched(from) || document.activeElement === item) document.querySelector('#viewer_close').focus();
+      });
     }
     if (event.target.closest && event.target.closest('#viewer_close')) {
       whenever(() => !shown('#viewer'), () => {
         const back = document.querySelectorAll('#results .thumbnail-item')[window.photoSearchOpened];
-        if (back) { back.focus(); back.scrollIntoView({block: 'nearest'}); }
+        const closer = document.querySelector('#viewer_close');
+        if (back && (untouched(from) || document.activeElement === closer)) {
+          back.focus(); back.scrollIntoView({block: 'nearest'});
+        }
       });
     }
   }, true);

@@ -107,8 +107,12 @@ def test_a_marker_per_result_with_gps_the_offline_note_and_a_click_opens_the_pho
     # the details arrive in the same reply as the viewer but are drawn after it: wait for them
     page.wait_for_function("() => (document.querySelector('#details') || {}).innerText?.includes('tokyo.jpg')")
     page.keyboard.press("Escape")
+    page.focus(marker("fiji.jpg"))  # from the keyboard (Tab reaches each marker), before the viewer has closed
     page.wait_for_selector("#viewer", state="hidden")
-    page.focus(marker("fiji.jpg"))  # from the keyboard: Tab reaches each marker
+    # Closing puts the focus back on the photo that was open, but not once the person has moved it: it stays on the
+    # marker. Absence needs a wait: 300 ms in the page is six turns of the page's focus step (every 50 ms).
+    focused = page.evaluate("() => new Promise((done) => setTimeout(() => done(document.activeElement.alt), 300))")
+    assert (focused or "").endswith("fiji.jpg"), focused
     page.keyboard.press("Enter")
     page.wait_for_function("() => (document.querySelector('#details') || {}).innerText?.includes('fiji.jpg')")
 
