@@ -19,23 +19,24 @@ HEVC_TYPE = 'video/mp4; codecs="hvc1.1.6.L93.B0"'  # what the browser is asked a
 PLAY_FROM_JS = (
     """
 (info) => {
-  if (!info) {  // a photo: no player, and no note left from the item opened before (touched only if there is one)
-    const note = document.querySelector('#player_note');
-    if (note && note.innerText.trim()) note.innerText = '';
+  // the note is a paragraph inside the Gradio HTML component: writing the component's own root would replace the
+  // nodes Gradio keeps there, and later opens in the page would stop updating
+  const note = document.querySelector('#player_note .player-why');
+  if (!info) {  // a photo: no player, and no note left from the item opened before
+    if (note) note.textContent = '';
     return;
   }
   const {start, codec, when, live} = JSON.parse(info);
-  const note = document.querySelector('#player_note');
   const fallback = (why) => {
     const player = document.querySelector('#player');
     if (player) player.style.display = 'none';
     if (live) {  // the photo itself is on screen already
-      if (note) note.innerText = `This browser cannot play this Live Photo's clip (${why}); the photo is shown.`;
+      if (note) note.textContent = `This browser cannot play this Live Photo's clip (${why}); the photo is shown.`;
       return;
     }
     const frame = document.querySelector('#frame');
     if (frame) frame.style.display = '';
-    if (note) note.innerText = `This browser cannot play this video (${why}): showing the frame at ${when}. `
+    if (note) note.textContent = `This browser cannot play this video (${why}): showing the frame at ${when}. `
       + 'Download the original to play it.';
   };
   const began = Date.now();
@@ -55,7 +56,7 @@ PLAY_FROM_JS = (
     const go = () => { video.currentTime = start; video.dataset.startedAt = String(start); };
     if (video.readyState >= 1) go(); else video.addEventListener('loadedmetadata', go, {once: true});
   };
-  if (note) note.innerText = '';
+  if (note) note.textContent = '';
   const frame = document.querySelector('#frame');
   if (frame) frame.style.display = 'none';
   const player = document.querySelector('#player');
@@ -72,7 +73,7 @@ def components():
     player = gr.Video(visible=False, elem_id="player", interactive=False, label="Video", autoplay=False, buttons=[])
     frame = gr.Image(visible=False, elem_id="frame", interactive=False, label="Frame", buttons=[])
     info = gr.Textbox(visible=False, elem_id="player_info")
-    note = gr.HTML("", elem_id="player_note")
+    note = gr.HTML('<p class="player-why"></p>', elem_id="player_note")  # PLAY_FROM_JS writes the paragraph
     return player, frame, info, note
 
 
