@@ -265,9 +265,9 @@ class SearchUI:
                 queue=False,
                 api_visibility="private",
             )  # the page's script puts the focus back (ui_layout.JS)
-            page.upload.upload(
-                self.on_upload, [page.upload], [page.upload, page.status], queue=False, api_visibility="private"
-            )
+            # every reply that writes the status line or the results takes its turn in one queue, whose messages reach
+            # the page in the order they were made: one sent outside it could be painted over by an older one
+            page.upload.upload(self.on_upload, [page.upload], [page.upload, page.status], **queued)
             for name, control in controls.items():
                 if name in ("without", "dates_in_text", "places_in_text"):
                     continue

@@ -125,8 +125,7 @@ class AlbumPanel:
             self.on_save_album,
             [widgets.album_name, page.session, *values],
             [page.status, widgets.album_list],
-            queue=False,
-            api_visibility="private",
+            **queued,  # it writes the status line: in turn with the searches (SearchUI.build)
         )
         widgets.open_album.click(**busy).then(
             newest(self.on_open_album, True), [widgets.album_list], outputs, **queued
