@@ -261,6 +261,27 @@ def motion_photo(path: str, xmp, size: int) -> tuple[str | None, str | None]:
     """("motion_photo", None) when the JPEG's XMP says an MP4 is appended (Google's ``GCamera:MicroVideoOffset``,
     or the newer ``Container:Directory`` item with ``Item:Semantic="MotionPhoto"`` and its ``Item:Length``) and the
     file holds one there; (None, why not) when it says so but the offset is impossible; (None, None) otherwise."""
+    offset, problem = _motion_video_offset(path, xmp, size)
+    return ("motion_photo" if offset is not None else None), problem
+
+
+def motion_photo_video(path: str) -> tuple[int, int]:
+    """(start, length) in bytes of the MP4 inside the motion photo at ``path``, read from the file as it is now
+    (the viewer plays it); ValueError says why there is none."""
+    size = os.stat(path).st_size
+    try:
+        with Image.open(path) as image:
+            xmp = image.info.get("xmp") if image.format == "JPEG" else None
+    except (OSError, SyntaxError, ValueError) as error:  # PIL's ways of saying "not an image it can read"
+        raise ValueError(f"{os.path.basename(path)}: not a readable JPEG ({error})") from error
+    offset, problem = _motion_video_offset(path, xmp or b"", size)
+    if offset is None:
+        raise ValueError(problem or f"{os.path.basename(path)}: its XMP names no motion photo video")
+    return size - offset, offset
+
+
+def _motion_video_offset(path: str, xmp, size: int) -> tuple[int | None, str | None]:
+    """(how many bytes before the end the MP4 starts, None); (None, why not); (None, None): not a motion photo."""
     text = (xmp if isinstance(xmp, bytes) else str(xmp).encode("utf-8", "replace"))[:MAX_XMP]
     if b"MicroVideo" not in text and b"MotionPhoto" not in text:
         return None, None
@@ -290,7 +311,7 @@ def motion_photo(path: str, xmp, size: int) -> tuple[str | None, str | None]:
             f"motion photo {name}: no MP4 video where its XMP says ({offset:,} bytes before the end); "
             "indexed as a still photo"
         )
-    return "motion_photo", None
+    return offset, None
 
 
 def gps_position(gps) -> tuple[float | None, float | None]:

@@ -22,7 +22,8 @@ from urllib.parse import urlencode
 import gradio as gr
 
 from indexer.files import printable
-from indexer.reader import checked_content_hash
+from indexer.reader import checked_content_hash, motion_photo_video
+from mme5.atomic import atomic_open
 
 from .api import SearchAPI
 from .engine import SearchEngine, SearchOptions
@@ -578,24 +579,30 @@ class SearchUI:
             download,
             viewer,
             screen,
-            *self._live_clip(result),
+            *self._moving_clip(result),
         )
 
-    def _live_clip(self, result) -> tuple:
-        """(player, frame, info) for a Live Photo: its clip, behind the same path guard as the photo, copied where
-        Gradio serves it; hidden for any other photo, or when the clip cannot be opened (logged)."""
-        if result.motion != "live" or not result.motion_clip:
+    def _moving_clip(self, result) -> tuple:
+        """(player, frame, info) for a photo that moves: a Live Photo's clip (a file beside it) or a motion photo's
+        video (an MP4 inside the JPEG), behind the same path guard as the photo, copied where Gradio serves it;
+        hidden for any other photo, or when the video cannot be read (logged)."""
+        if result.motion == "live" and result.motion_clip:
+            source, kind = result.motion_clip, "Live Photo"
+        elif result.motion == "motion_photo":
+            source, kind = result.path, "Motion photo"
+        else:
             return video_view.HIDDEN
         try:
-            clip = self.engine.servable_path(result.motion_clip)
-            stat = clip.stat()  # a clip replaced beside an unchanged still gets a new copy
-            signature = f"live:{result.content_hash}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+            path = self.engine.servable_path(source)
+            stat = path.stat()  # a file replaced under an unchanged content hash gets a new copy
+            span = motion_photo_video(str(path)) if kind == "Motion photo" else None
+            signature = f"{result.motion}:{result.content_hash}:{stat.st_size}:{stat.st_mtime_ns}".encode()
             key = hashlib.blake2b(signature, digest_size=16).hexdigest()  # named like a content hash (32 hex digits)
-            served = hand_to_gradio(self._original_copy(clip, key))
+            served = hand_to_gradio(self._original_copy(path, key, span=span))
         except (OSError, ValueError) as error:  # PathNotAllowedError is an OSError: never served
-            log.warning("cannot play the Live Photo clip of %s: %s", result.path, error)
+            log.warning("cannot play the video of %s (%s): %s", result.path, kind, error)
             return video_view.HIDDEN
-        return video_view.live_clip(served)
+        return video_view.live_clip(served, kind)
 
     def _select_video(self, result):
         """on_select for a video hit: its facts and moments, and the player starting at the hit's second (where the
@@ -910,21 +917,29 @@ class SearchUI:
             items.append((result, (thumbnail, mark + caption_of(result, scores))))
         return items, missing
 
-    def _original_copy(self, path: Path, content_hash: str) -> Path:
+    def _original_copy(self, path: Path, content_hash: str, span: tuple[int, int] | None = None) -> Path:
         """A copy of a guarded original in a private cache folder, which Gradio serves (the photo folders it never does).
 
-        Private (0700, per user) like the previews: never a fixed shared path in the temp directory."""
+        Private (0700, per user) like the previews: never a fixed shared path in the temp directory. ``span``
+        ((start, length) in bytes) copies only that part, as an .mp4: a motion photo's video."""
         if self.originals is None:
             self.originals = private_dir(cache_home() / "originals")
         folder = self.originals / (checked_content_hash(content_hash) if content_hash else "nohash")
-        target = folder / path.name  # path: resolved by the guard, so its name is one plain file name
+        name = path.name if span is None else path.stem + ".mp4"  # path: resolved by the guard: a plain file name
+        target = folder / name
         if target.parent != folder or folder.parent != self.originals:  # defence in depth: never outside the cache
             raise ValueError(f"{content_hash!r}, {path.name!r}: not a name for a copy of an original")
         if not target.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(target.name + ".partial")
-            shutil.copyfile(path, partial)
-            partial.replace(target)
+            with open(path, "rb") as source, atomic_open(target) as copy:
+                if span is None:
+                    shutil.copyfileobj(source, copy)
+                else:
+                    source.seek(span[0])
+                    video = source.read(span[1])
+                    if len(video) != span[1]:  # the file shrank since its XMP was read
+                        raise ValueError(f"{path.name}: its video ends before the {span[1]:,} bytes its XMP says")
+                    copy.write(video)
         return target
 
     @staticmethod

@@ -3,7 +3,8 @@
 The browser's own player (Gradio's Video component, a plain ``<video>``) plays the original; ``PLAY_FROM_JS``
 seeks it to the hit's second once the file's metadata has loaded. A video the browser cannot play (HEVC in most
 browsers: checked with ``canPlayType``, or the player's own error) is replaced by the keyframe's preview and a
-sentence that says why. A Live Photo's clip plays in the same player, under its photo (``live_clip``).
+sentence that says why. A Live Photo's clip or a motion photo's video plays in the same player, under its photo
+(``live_clip``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ PLAY_FROM_JS = (
     const player = document.querySelector('#player');
     if (player) player.style.display = 'none';
     if (live) {  // the photo itself is on screen already
-      if (note) note.textContent = `This browser cannot play this Live Photo's clip (${why}); the photo is shown.`;
+      if (note) note.textContent = `This browser cannot play ${live} (${why}); the photo is shown.`;
       return;
     }
     const frame = document.querySelector('#frame');
@@ -123,12 +124,16 @@ def shown(path, frame_path, result) -> tuple:
     )
 
 
-def live_clip(path) -> tuple:
-    """Updates (player, frame, info) for a Live Photo whose clip (a served copy) is ``path``: it plays from its
-    start, under the photo, when asked (no frame stands in: the photo is there)."""
-    info = json.dumps({"start": 0.0, "codec": codec_of(path), "when": clock(0), "live": True})
+MOVING = {"Live Photo": "this Live Photo's clip", "Motion photo": "this motion photo's video"}  # kind -> the note's
+
+
+def live_clip(path, kind: str = "Live Photo") -> tuple:
+    """Updates (player, frame, info) for a photo that moves (``kind``: a key of ``MOVING``) whose video (a served
+    copy) is ``path``: it plays from its start, under the photo, when asked (no frame stands in: the photo is
+    there)."""
+    info = json.dumps({"start": 0.0, "codec": codec_of(path), "when": clock(0), "live": MOVING[kind]})
     return (
-        gr.update(value=str(path), visible=True, label="Live Photo"),
+        gr.update(value=str(path), visible=True, label=kind),
         gr.update(value=None, visible=False),
         info,
     )

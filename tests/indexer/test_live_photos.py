@@ -176,6 +176,27 @@ def test_a_motion_photo_is_one_photo_flagged_as_moving_and_a_bad_offset_is_a_rea
     assert verify(index_dir).clean
 
 
+@pytest.mark.parametrize("container", [False, True], ids=["MicroVideoOffset", "Container:Directory"])
+def test_the_video_inside_a_motion_photo_is_found_again_for_the_viewer(tmp_path, container):
+    """The viewer reads the MP4's place from the file as it is now: exactly the appended bytes, or a reason."""
+    from indexer.reader import motion_photo_video
+
+    mp4 = make_video(tmp_path / "clip.mp4", SCENES[:1]).read_bytes()
+    path = tmp_path / "PXL.jpg"
+    motion_photo(path, mp4, container=container)
+    start, length = motion_photo_video(str(path))
+    assert path.read_bytes()[start : start + length] == mp4
+    motion_photo(path, mp4, offset=len(mp4) - 100)  # the file changed since indexing: its XMP now lies
+    with pytest.raises(ValueError, match="no MP4 video where its XMP says"):
+        motion_photo_video(str(path))
+    still(path)
+    with pytest.raises(ValueError, match="PXL.jpg: its XMP names no motion photo video"):
+        motion_photo_video(str(path))
+    path.write_bytes(b"not a picture")
+    with pytest.raises(ValueError, match="PXL.jpg: not a readable JPEG"):
+        motion_photo_video(str(path))
+
+
 def test_the_viewer_names_a_live_photos_clip_and_a_motion_photo(tmp_path):
     from search_app.results import SearchResult
     from search_app.ui import SearchUI
