@@ -7,9 +7,12 @@ never data.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import sqlite3
+import tempfile
 import urllib.parse
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +40,9 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from mme5.atomic import fsync_dir, fsync_file
+from mme5.settings import user_cache_dir
+
 from .errors import (
     SQLITE_CANTOPEN,
     SQLITE_FULL,
@@ -54,6 +60,8 @@ from .errors import (
 
 if TYPE_CHECKING:  # rowstore imports this module
     from .rowstore import RowStore
+
+log = logging.getLogger(__name__)
 
 CATALOG_FILE = "catalog.sqlite"
 SCHEMA_VERSION = 1
@@ -221,13 +229,7 @@ class Catalog:
             if immutable and not (create or writable)
             else _open_mode(self.path, writable=create or writable)
         )
-        uri = _uri(self.path, self.mode)
-        self.engine = create_engine(
-            f"sqlite:///{self.path}",
-            creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=10),
-        )
-        event.listen(self.engine, "connect", _sqlite_pragmas)
-        event.listen(self.engine, "handle_error", self._explain)
+        self.engine = self._connect(_uri(self.path, self.mode))
         try:
             with self.engine.connect() as connection:
                 if self.mode == "rw":
@@ -243,6 +245,8 @@ class Catalog:
                 names = set(self.engine.dialect.get_table_names(connection))
                 if "images" in names and self.mode == "rw":
                     _add_missing_columns(connection)
+            if "images" in names and self.mode != "rw":
+                self._read_upgraded_copy()
         except IndexerError:
             self.engine.dispose()
             raise
@@ -262,6 +266,32 @@ class Catalog:
             if damage:
                 self.engine.dispose()
                 raise IndexCorruptError(damaged_message(self.path, damage))
+
+    def _connect(self, uri: str):
+        """A SQLAlchemy engine on the SQLite file at ``uri``, whose low-level errors become IndexerErrors."""
+        engine = create_engine(
+            f"sqlite:///{self.path}",
+            creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=10),
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "handle_error", self._explain)
+        return engine
+
+    def _read_upgraded_copy(self) -> None:
+        """A catalog an older version wrote that cannot be upgraded where it lies (a published snapshot, read-only
+        media) is read through a private copy with the nullable columns added since; the file itself is never
+        written. One that lacks more than that is left to the schema check, which names what is missing."""
+        from sqlalchemy import inspect
+
+        with self.engine.connect() as connection:
+            have = {column["name"] for column in inspect(connection).get_columns("images")}
+        missing = [column for column in Image.__table__.columns if column.name not in have]
+        if not missing or not all(column.nullable for column in missing):
+            return
+        copy = _upgraded_copy(self.path, self.mode)
+        self.engine.dispose()
+        self.engine = self._connect(_uri(copy, "immutable"))
+        log.info("%s: written by an older version and not writable here: reading an upgraded copy, %s", self.path, copy)
 
     def _explain(self, context) -> None:
         """SQLAlchemy hook: replace a raw damaged/full/read-only SQLite error by one clear IndexerError."""
@@ -516,8 +546,8 @@ def _under(prefix: bytes | None) -> list:
 def _add_missing_columns(connection) -> None:
     """Give a catalog from an older version the nullable columns added since (places), in one transaction.
 
-    Additive only: rows keep their data, older indexers ignore the new columns, and a read-only
-    catalog is left as it is (its places stay unknown; the schema check then names what is missing).
+    Additive only: rows keep their data and older indexers ignore the new columns. A catalog that cannot be
+    written is left as it is and read through an upgraded copy (``_upgraded_copy``).
     """
     from sqlalchemy import inspect
 
@@ -532,6 +562,49 @@ def _add_missing_columns(connection) -> None:
         connection.commit()
     except DatabaseError:
         connection.rollback()
+
+
+UPGRADED_CATALOGS = "upgraded-catalogs"  # the folder in the user's cache of read-only catalogs' upgraded copies
+
+
+def _upgraded_copy(path: Path, mode: str) -> Path:
+    """A copy of the catalog at ``path`` (opened in ``mode``, never written) with the nullable columns this
+    version adds, in the user's cache; made once per version of the file (its size and mtime), and the copy of an
+    earlier version of the same file removed."""
+    stat = path.stat()
+    folder = user_cache_dir() / UPGRADED_CATALOGS
+    folder.mkdir(parents=True, exist_ok=True)
+    name = hashlib.blake2b(os.fsencode(os.path.realpath(path)), digest_size=8).hexdigest()
+    copy = folder / f"{name}-{stat.st_size}-{stat.st_mtime_ns}.sqlite"
+    if copy.is_file():
+        return copy
+    handle, partial = tempfile.mkstemp(prefix=f".{copy.name}.", suffix=".tmp", dir=folder)
+    os.close(handle)
+    try:
+        source = sqlite3.connect(_uri(path, mode), uri=True, timeout=10)
+        target = sqlite3.connect(partial)
+        try:
+            source.backup(target)
+            target.execute("PRAGMA journal_mode=DELETE")  # one file: the copy is then read with immutable=1
+        finally:
+            source.close()
+            target.close()
+        engine = create_engine(f"sqlite:///{partial}")
+        try:
+            with engine.connect() as connection:
+                _add_missing_columns(connection)
+        finally:
+            engine.dispose()
+        fsync_file(partial)
+        os.replace(partial, copy)
+        fsync_dir(folder)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    for earlier in folder.glob(f"{name}-*.sqlite"):
+        if earlier != copy:
+            earlier.unlink(missing_ok=True)
+    return copy
 
 
 def _ensure_indexes(connection) -> None:

@@ -145,6 +145,48 @@ def test_a_catalog_from_another_version_is_refused_not_misread(built):
         IndexStore.open(built)
 
 
+def test_a_read_only_catalog_from_an_older_version_is_read_through_one_upgraded_copy(built, tmp_path, monkeypatch):
+    """Where a catalog cannot be upgraded in place (opened immutable: a published snapshot, read-only media), the
+    nullable columns added since come from a copy in the user's cache, made once per version of the file."""
+    import os
+    import sqlite3
+
+    from sqlalchemy import select
+
+    from indexer.catalog import UPGRADED_CATALOGS, Catalog, Image
+
+    monkeypatch.setenv("MME5_CACHE_DIR", str(tmp_path / "cache"))  # this test is about the copies in the user's cache
+    copies = tmp_path / "cache" / UPGRADED_CATALOGS
+    path = built / "catalog.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA journal_mode=DELETE")  # one file, as a published catalog is
+        for column in ("motion", "motion_clip", "motion_clip_stat"):  # as the version before them wrote it
+            connection.execute(f"ALTER TABLE images DROP COLUMN {column}")
+    original, beside = path.read_bytes(), sorted(os.listdir(built))
+
+    catalog = Catalog(path, immutable=True)
+    with catalog.session() as session:
+        rows = session.scalars(select(Image)).all()
+    catalog.close()
+    assert len(rows) == 6 and {row.motion for row in rows} == {None}
+    [first] = copies.glob("*.sqlite")
+    made = first.stat().st_mtime_ns
+    Catalog(path, immutable=True).close()  # opened again: the same copy
+    assert list(copies.glob("*.sqlite")) == [first] and first.stat().st_mtime_ns == made
+    os.utime(path, ns=(made, made + 10**9))  # a new version of the file: a new copy replaces the old
+    Catalog(path, immutable=True).close()
+    [second] = copies.glob("*.sqlite")
+    assert second != first
+    assert path.read_bytes() == original and sorted(os.listdir(built)) == beside  # nothing written there
+
+    with sqlite3.connect(path) as connection:  # a column that cannot be null is no upgrade: refused as before
+        connection.execute("ALTER TABLE images DROP COLUMN retry")
+    with pytest.raises(
+        IndexCorruptError, match=r"lacks columns \['motion', 'motion_clip', 'motion_clip_stat', 'retry'\]"
+    ):
+        Catalog(path, immutable=True)
+
+
 # -- id listings and filters ------------------------------------------------------------------------------
 @pytest.fixture
 def two_roots(photos, make_photos, tmp_path, tiny_mllama):

@@ -276,6 +276,39 @@ def test_on_zero_gpu_only_the_forward_pass_holds_the_gpu(hub, monkeypatch):
     assert ("faiss", True) not in log, log  # ranking never holds the GPU
 
 
+def test_an_index_published_by_an_older_version_is_served_through_an_upgraded_copy(
+    prepared, tiny_mllama_dir, fill_hub_cache, tmp_path, monkeypatch, capsys
+):
+    """A catalog published before the latest nullable columns (here the motion ones) cannot be upgraded in the
+    Hub's cache, and must not be: it is read through an upgraded copy in the user's cache, the snapshot untouched."""
+    import shutil
+
+    from indexer.__main__ import main as indexer_main
+    from indexer.catalog import UPGRADED_CATALOGS
+
+    older = tmp_path / "older"
+    shutil.copytree(prepared.folder, older)
+    with sqlite3.connect(older / "catalog.sqlite") as connection:
+        for column in ("motion", "motion_clip", "motion_clip_stat"):
+            connection.execute(f"ALTER TABLE images DROP COLUMN {column}")
+    cache = tmp_path / "hub"
+    fill_hub_cache(cache, DATASET, older, commit="b" * 40, repo_type="dataset")
+    fill_hub_cache(cache, HUB_MODEL, tiny_mllama_dir)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))  # this test is about the Hub's cache
+    monkeypatch.setenv("MME5_CACHE_DIR", str(tmp_path / "user-cache"))  # and about what goes into the user's
+    before = cache_state(cache)
+    assert indexer_main(["search", "--index", URI, "--text", "a red photo", "-k", "3", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert len(answer["results"]) == 3 and all("motion" not in result for result in answer["results"])
+    assert cache_state(cache) == before  # nothing written into the snapshot
+    from mme5.settings import user_cache_dir
+
+    copies = list((user_cache_dir() / UPGRADED_CATALOGS).glob("*.sqlite"))
+    assert len(copies) == 1
+    with sqlite3.connect(copies[0]) as connection:
+        assert "motion_clip_stat" in {row[1] for row in connection.execute("PRAGMA table_info(images)")}
+
+
 def test_writers_refuse_an_hf_index_and_readers_use_the_cache(hub, capsys):
     """The CLIs' own runners, in this process (the app and indexer exit codes and one-line messages)."""
     from indexer.__main__ import main as indexer_main
