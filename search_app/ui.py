@@ -134,15 +134,21 @@ class SearchUI:
             tab = _tab(request)
             if starts_new:
                 action = self.latest.start(tab)
-                answer = None
+                made = None
                 try:
-                    answer = handler(*args)
+                    made = handler(*args)
                 finally:
-                    answer = self.latest.finish(tab, action, answer)
-                return answer
-            begun = self.latest.current(tab)
-            read = args[0] if args and isinstance(args[0], Session) else None
-            return self.latest.follow(tab, begun, read, handler(*args))
+                    sent = self.latest.finish(tab, action, made)
+            else:
+                begun = self.latest.current(tab)
+                read = args[0] if args and isinstance(args[0], Session) else None
+                made = handler(*args)
+                sent = self.latest.follow(tab, begun, read, made)
+            if sent is not made:
+                log.info(
+                    "a reply was not shown: the page changed while it was made (%s, tab %s)", handler.__name__, tab
+                )
+            return sent
 
         ordered.__name__ = ordered.__qualname__ = handler.__name__
         ordered.__doc__ = handler.__doc__
@@ -167,6 +173,9 @@ class SearchUI:
             queued = dict(
                 concurrency_id="model",
                 concurrency_limit=self.concurrency_limit,
+                # Gradio's default ("once") drops a repeat of an event while the one before is still pending: a second
+                # query sent then was never searched, and the busy step left the Search button at "Searching…"
+                trigger_mode="always_last",
                 show_progress="minimal",
                 show_progress_on=[page.status],
                 api_visibility="private",

@@ -15,7 +15,6 @@ Sessions are told apart by ``Session.serial`` (a copy of the tab's gr.State keep
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -24,8 +23,6 @@ import gradio as gr
 
 from .ui_reply import written
 from .ui_session import Session
-
-log = logging.getLogger(__name__)
 
 _UNKNOWN = -1  # a tab this server has not seen write a session (it restarted, or forgot the tab)
 
@@ -82,7 +79,6 @@ class LatestOnly:
             if answer is None:
                 return None
             if record.counter != action:
-                log.debug("tab %s: action %d's reply dropped (action %d started since)", tab, action, record.counter)
                 return _unchanged(answer)
             return self._sent(record, answer)
 
@@ -98,6 +94,5 @@ class LatestOnly:
             record = self._tab(tab)
             moved = record.shown not in (_UNKNOWN, _serial(read))
             if record.counter != begun or record.running or moved:
-                log.debug("tab %s: a step's reply dropped (the page it was made from is gone)", tab)
                 return _unchanged(answer)
             return self._sent(record, answer)

@@ -193,6 +193,8 @@ PAGE_STATE_JS = """() => {
     `status: ${text('#status').trim()}`,
     `results: class "${results ? results.className : '(none)'}", ${document.querySelectorAll('#results .thumbnail-item').length} items`,
     `viewer shown: ${!!document.querySelector('#viewer') && document.querySelector('#viewer').getClientRects().length > 0}`,
+    `search button: "${text('#search').trim()}"${(document.querySelector('#search') || {}).disabled ? ', disabled' : ''}`,
+    `query box: "${(document.querySelector('#query textarea, #query input') || {}).value ?? '(none)'}"`,
     `focus: ${document.activeElement ? document.activeElement.outerHTML.slice(0, 160) : '(none)'}`,
     `toasts: ${JSON.stringify(toasts)}`,
   ].join('\\n');

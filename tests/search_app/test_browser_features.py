@@ -235,6 +235,35 @@ def test_the_search_button_waits_and_old_results_stay(page):
     assert page.locator("#search").is_enabled()
 
 
+def test_a_search_sent_while_the_one_before_is_pending_runs_after_it(page):
+    """A second query sent while the first is still pending is not dropped: Gradio skips a repeat of an event still
+    pending unless it is told to run the latest after it, which left the second query unsearched (and a click on
+    Search between the first's results and its end message left the button stuck at "Searching…": CI met that)."""
+    import time
+
+    search(page, "sunset")
+    held, open_door = [], []
+
+    def hold(route):
+        route.continue_() if open_door else held.append(route)
+
+    page.route("**/queue/data*", hold)  # the queue's messages to the page wait until let through
+    box(page, "query").fill("a green photo")
+    box(page, "query").press("Enter")  # Enter in the box: the Search button is disabled while a search runs
+    deadline = time.monotonic() + 30
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(50)  # a deadline poll: the route handler runs while Playwright waits
+    assert held, "the search opened no message stream"
+    box(page, "query").fill("sunrise")
+    box(page, "query").press("Enter")  # while the first is still pending
+    open_door.append(True)
+    for route in held:
+        route.continue_()
+    wait_status(page, "sunrise")
+    page.wait_for_function("!document.querySelector('#search').disabled")
+    assert "?q=sunrise" in page.url
+
+
 def reach(page, state: str):
     """Bring the page (freshly loaded) to ``state`` (one of AXE_STATES)."""
     if state == "first screen":
