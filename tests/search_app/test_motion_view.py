@@ -43,7 +43,11 @@ def test_the_player_gets_the_mp4_inside_a_motion_photo_and_nothing_once_it_is_go
         engine.close()
 
 
-def test_a_live_photo_clip_replaced_by_a_link_out_of_the_photo_folders_is_never_served(tmp_path, tiny_siglip, caplog):
+def test_a_live_photo_clip_replaced_by_a_link_out_of_the_photo_folders_is_never_served(
+    tmp_path, tiny_siglip, caplog, monkeypatch
+):
+    # this test is about what lands in the user's cache: a cache of its own, which no other run has written into
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
     folder, outside = tmp_path / "phone", tmp_path / "elsewhere"
     still(folder / "IMG_0001.JPG")
     make_video(folder / "IMG_0001.MOV", SCENES[:1])
