@@ -288,7 +288,14 @@ class Catalog:
         missing = [column for column in Image.__table__.columns if column.name not in have]
         if not missing or not all(column.nullable for column in missing):
             return
-        copy = _upgraded_copy(self.path, self.mode)
+        try:
+            copy = _upgraded_copy(self.path, self.mode)
+        except OSError as error:
+            raise IndexCorruptError(
+                f"{self.path}: written by an older version and not writable here, so it is read through an upgraded "
+                f"copy in {user_cache_dir() / UPGRADED_CATALOGS}, which could not be made ({error}); set "
+                "MME5_CACHE_DIR to a writable folder"
+            ) from error
         self.engine.dispose()
         self.engine = self._connect(_uri(copy, "immutable"))
         log.info("%s: written by an older version and not writable here: reading an upgraded copy, %s", self.path, copy)
@@ -574,6 +581,7 @@ def _upgraded_copy(path: Path, mode: str) -> Path:
     stat = path.stat()
     folder = user_cache_dir() / UPGRADED_CATALOGS
     folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)  # private: a catalog of the user's own names the user's folders
     name = hashlib.blake2b(os.fsencode(os.path.realpath(path)), digest_size=8).hexdigest()
     copy = folder / f"{name}-{stat.st_size}-{stat.st_mtime_ns}.sqlite"
     if copy.is_file():

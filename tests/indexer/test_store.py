@@ -170,6 +170,7 @@ def test_a_read_only_catalog_from_an_older_version_is_read_through_one_upgraded_
     catalog.close()
     assert len(rows) == 6 and {row.motion for row in rows} == {None}
     [first] = copies.glob("*.sqlite")
+    assert copies.stat().st_mode & 0o777 == 0o700  # private: the catalog names the user's folders
     made = first.stat().st_mtime_ns
     Catalog(path, immutable=True).close()  # opened again: the same copy
     assert list(copies.glob("*.sqlite")) == [first] and first.stat().st_mtime_ns == made
@@ -179,6 +180,11 @@ def test_a_read_only_catalog_from_an_older_version_is_read_through_one_upgraded_
     assert second != first
     assert path.read_bytes() == original and sorted(os.listdir(built)) == beside  # nothing written there
 
+    monkeypatch.setenv("MME5_CACHE_DIR", str(built / "catalog.sqlite"))  # a cache that cannot hold the copy
+    os.utime(path, ns=(made, made + 2 * 10**9))
+    with pytest.raises(IndexCorruptError, match=r"upgraded copy .* could not be made .*set MME5_CACHE_DIR"):
+        Catalog(path, immutable=True)
+    monkeypatch.setenv("MME5_CACHE_DIR", str(tmp_path / "cache"))
     with sqlite3.connect(path) as connection:  # a column that cannot be null is no upgrade: refused as before
         connection.execute("ALTER TABLE images DROP COLUMN retry")
     with pytest.raises(
